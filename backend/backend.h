@@ -1,0 +1,40 @@
+// One interface over every way of running a graph: the interpreter, the LLVM
+// JIT (and later GPU). Only the driver (compiler/main.c, repl.c) picks one.
+//
+// A graph's INPUT nodes, in ascending id order, are fed `inputs[k]`; its
+// PARAM/STATE nodes are read from `vars` by name; its outputs (graph->outputs
+// order) are returned in `outputs[k]` as tensors the executable owns, valid
+// until the next run or free. Symbolic dims (N) are bound from the input
+// tensors' shapes; a backend compiles once per distinct binding and caches.
+// After computing everything, updates are applied to the tensors in `vars`.
+#ifndef NN_BACKEND_H
+#define NN_BACKEND_H
+
+#include "graph.h"
+#include "nnrt.h"
+
+typedef struct NnExec NnExec;
+
+typedef struct NnExecOptions {
+    int threads;  // worker threads; 0 = all cores
+    bool verbose; // report compile times and kernel counts on stderr
+} NnExecOptions;
+
+typedef struct NnBackend {
+    const char *name; // "interp", "jit"
+    // Prepares g (which must stay alive as long as the executable). NULL with
+    // nnrt_errmsg() set on failure.
+    NnExec *(*prepare)(const NnGraph *g, const NnExecOptions *opt);
+    NnStatus (*run)(NnExec *x, NnVars *vars, NnTensor *const *inputs, NnTensor **outputs);
+    void (*free)(NnExec *x);
+} NnBackend;
+
+extern const NnBackend nn_backend_interp;
+#ifdef NN_WITH_LLVM
+extern const NnBackend nn_backend_jit;
+#endif
+
+// Backend by name, or NULL ("jit" is NULL in builds without LLVM).
+const NnBackend *nn_backend_find(const char *name);
+
+#endif

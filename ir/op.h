@@ -1,0 +1,30 @@
+// The NnOp enum and per-op facts, all derived from ops.def.
+#ifndef NN_OP_H
+#define NN_OP_H
+
+#include <stdbool.h>
+
+enum {
+    NN_OPF_ELEMWISE = 1 << 0, // out[i] depends on in[k][i] only (after broadcasting)
+    NN_OPF_COMMUTE = 1 << 1,  // binary and commutative
+    NN_OPF_FUSIBLE = 1 << 2,  // may go inside a FUSED body
+    NN_OPF_DIFF = 1 << 3,     // has a gradient rule
+    NN_OPF_SOURCE = 1 << 4,   // no inputs; value comes from outside or attrs
+    NN_OPF_REDUCE = 1 << 5,   // reduction over attr.axes
+    NN_OPF_RANDOM = 1 << 6,   // depends on (seed, step)
+};
+
+typedef enum NnOp {
+#define NN_OP(tag, name, arity, flags) NN_OP_##tag,
+#include "ops.def"
+#undef NN_OP
+    NN_OP_COUNT
+} NnOp;
+
+const char *nn_op_name(NnOp op);  // "matmul"
+int nn_op_arity(NnOp op);         // -1 for variadic
+unsigned nn_op_flags(NnOp op);
+bool nn_op_has(NnOp op, unsigned flag);
+NnOp nn_op_lookup(const char *name); // NN_OP_COUNT if unknown
+
+#endif

@@ -1,0 +1,76 @@
+// libnnrt: the runtime that ships inside users' AOT binaries. Tensors, dtypes,
+// status codes and the error message slot. Everything here is prefixed nnrt_
+// (types Nn*) and depends on libc, pthreads and zlib only. The symbols that
+// generated code calls are declared here or in kernels.h and form an ABI.
+#ifndef NNRT_H
+#define NNRT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NN_MAX_RANK 6
+
+typedef enum NnDType { NN_DT_F32, NN_DT_F64, NN_DT_I32, NN_DT_COUNT } NnDType;
+
+// Every nnrt_ function that can fail for reasons outside the program (I/O,
+// memory, bad data) returns one of these and leaves a message in nnrt_errmsg().
+typedef enum NnStatus {
+    NN_OK = 0,
+    NN_ERR_IO,     // file missing, unreadable, or a write/rename failed
+    NN_ERR_FORMAT, // a data or checkpoint file is malformed; message has offset
+    NN_ERR_NOMEM,
+    NN_ERR_SHAPE,  // tensors handed to the runtime disagree in shape or dtype
+    NN_ERR_RUNTIME // anything else (a failed kernel precondition, a thread error)
+} NnStatus;
+
+typedef struct NnTensor {
+    NnDType dtype;
+    int rank;                    // 0..NN_MAX_RANK; 0 is a scalar with numel 1
+    int64_t shape[NN_MAX_RANK];  // all >= 0
+    int64_t numel;               // product of shape
+    void *data;                  // 64-byte aligned, row-major, contiguous
+    bool owned;                  // false for views: data belongs to someone else
+} NnTensor;
+
+// Thread-local message of the last failure; never NULL.
+const char *nnrt_errmsg(void);
+// Sets the message (printf-style) and returns st, so callers can `return nnrt_fail(...)`.
+NnStatus nnrt_fail(NnStatus st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+size_t nnrt_dtype_size(NnDType dt);
+const char *nnrt_dtype_name(NnDType dt); // "f32", "f64", "i32"
+
+// 64-byte aligned allocation, zero-filled; NULL (with nnrt_errmsg set) on failure.
+void *nnrt_alloc(size_t nbytes);
+void nnrt_free(void *p);
+
+// A new zero-filled owned tensor, or NULL when out of memory.
+NnTensor *nnrt_tensor_new(NnDType dt, int rank, const int64_t *shape);
+// A tensor header over caller-owned data (owned = false).
+NnTensor *nnrt_tensor_view(NnDType dt, int rank, const int64_t *shape, void *data);
+NnTensor *nnrt_tensor_clone(const NnTensor *t);
+void nnrt_tensor_free(NnTensor *t);
+size_t nnrt_tensor_nbytes(const NnTensor *t);
+bool nnrt_tensor_same_shape(const NnTensor *a, const NnTensor *b);
+// Element i as a double, whatever the dtype.
+double nnrt_tensor_get(const NnTensor *t, int64_t i);
+void nnrt_tensor_set(NnTensor *t, int64_t i, double v);
+
+// A table of named tensors: parameters, optimizer state, anything saved in a
+// checkpoint. Names are copied. Insertion order is kept (checkpoints and dumps
+// list tensors in that order). The table owns its tensors.
+typedef struct NnVars {
+    char **names;
+    NnTensor **tensors;
+    int count, cap;
+} NnVars;
+
+void nnrt_vars_init(NnVars *v);
+void nnrt_vars_fini(NnVars *v);
+// Takes ownership of t; replaces (and frees) an existing tensor of that name.
+NnStatus nnrt_vars_put(NnVars *v, const char *name, NnTensor *t);
+NnTensor *nnrt_vars_get(const NnVars *v, const char *name); // NULL when absent
+int nnrt_vars_find(const NnVars *v, const char *name);      // index or -1
+
+#endif

@@ -1,0 +1,203 @@
+// Tensors, the status/message slot and the named-tensor table. Allocation is
+// 64-byte aligned so kernels and generated code may use aligned vector loads.
+#include "nnrt.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local char errbuf[1024] = "no error";
+
+const char *nnrt_errmsg(void) { return errbuf; }
+
+NnStatus nnrt_fail(NnStatus st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+size_t nnrt_dtype_size(NnDType dt)
+{
+    switch (dt) {
+    case NN_DT_F32: return 4;
+    case NN_DT_F64: return 8;
+    case NN_DT_I32: return 4;
+    default: return 0;
+    }
+}
+
+const char *nnrt_dtype_name(NnDType dt)
+{
+    switch (dt) {
+    case NN_DT_F32: return "f32";
+    case NN_DT_F64: return "f64";
+    case NN_DT_I32: return "i32";
+    default: return "?";
+    }
+}
+
+void *nnrt_alloc(size_t nbytes)
+{
+    size_t rounded = (nbytes + 63) & ~(size_t)63;
+    if (rounded == 0)
+        rounded = 64;
+    void *p = aligned_alloc(64, rounded);
+    if (!p) {
+        nnrt_fail(NN_ERR_NOMEM, "out of memory allocating %zu bytes", nbytes);
+        return NULL;
+    }
+    memset(p, 0, rounded);
+    return p;
+}
+
+void nnrt_free(void *p) { free(p); }
+
+static NnTensor *header(NnDType dt, int rank, const int64_t *shape)
+{
+    if (rank < 0 || rank > NN_MAX_RANK) {
+        nnrt_fail(NN_ERR_SHAPE, "tensor rank %d exceeds the maximum %d", rank, NN_MAX_RANK);
+        return NULL;
+    }
+    NnTensor *t = calloc(1, sizeof *t);
+    if (!t) {
+        nnrt_fail(NN_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    t->dtype = dt;
+    t->rank = rank;
+    t->numel = 1;
+    for (int i = 0; i < rank; i++) {
+        t->shape[i] = shape[i];
+        t->numel *= shape[i];
+    }
+    return t;
+}
+
+NnTensor *nnrt_tensor_new(NnDType dt, int rank, const int64_t *shape)
+{
+    NnTensor *t = header(dt, rank, shape);
+    if (!t)
+        return NULL;
+    t->data = nnrt_alloc((size_t)t->numel * nnrt_dtype_size(dt));
+    if (!t->data) {
+        free(t);
+        return NULL;
+    }
+    t->owned = true;
+    return t;
+}
+
+NnTensor *nnrt_tensor_view(NnDType dt, int rank, const int64_t *shape, void *data)
+{
+    NnTensor *t = header(dt, rank, shape);
+    if (t)
+        t->data = data;
+    return t;
+}
+
+NnTensor *nnrt_tensor_clone(const NnTensor *src)
+{
+    NnTensor *t = nnrt_tensor_new(src->dtype, src->rank, src->shape);
+    if (t)
+        memcpy(t->data, src->data, nnrt_tensor_nbytes(src));
+    return t;
+}
+
+void nnrt_tensor_free(NnTensor *t)
+{
+    if (!t)
+        return;
+    if (t->owned)
+        nnrt_free(t->data);
+    free(t);
+}
+
+size_t nnrt_tensor_nbytes(const NnTensor *t) { return (size_t)t->numel * nnrt_dtype_size(t->dtype); }
+
+bool nnrt_tensor_same_shape(const NnTensor *a, const NnTensor *b)
+{
+    if (a->rank != b->rank)
+        return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->shape[i] != b->shape[i])
+            return false;
+    return true;
+}
+
+double nnrt_tensor_get(const NnTensor *t, int64_t i)
+{
+    switch (t->dtype) {
+    case NN_DT_F32: return ((const float *)t->data)[i];
+    case NN_DT_F64: return ((const double *)t->data)[i];
+    case NN_DT_I32: return ((const int32_t *)t->data)[i];
+    default: return 0;
+    }
+}
+
+void nnrt_tensor_set(NnTensor *t, int64_t i, double v)
+{
+    switch (t->dtype) {
+    case NN_DT_F32: ((float *)t->data)[i] = (float)v; break;
+    case NN_DT_F64: ((double *)t->data)[i] = v; break;
+    case NN_DT_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
+    default: break;
+    }
+}
+
+void nnrt_vars_init(NnVars *v) { memset(v, 0, sizeof *v); }
+
+void nnrt_vars_fini(NnVars *v)
+{
+    for (int i = 0; i < v->count; i++) {
+        free(v->names[i]);
+        nnrt_tensor_free(v->tensors[i]);
+    }
+    free(v->names);
+    free(v->tensors);
+    memset(v, 0, sizeof *v);
+}
+
+int nnrt_vars_find(const NnVars *v, const char *name)
+{
+    for (int i = 0; i < v->count; i++)
+        if (strcmp(v->names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+NnTensor *nnrt_vars_get(const NnVars *v, const char *name)
+{
+    int i = nnrt_vars_find(v, name);
+    return i < 0 ? NULL : v->tensors[i];
+}
+
+NnStatus nnrt_vars_put(NnVars *v, const char *name, NnTensor *t)
+{
+    int i = nnrt_vars_find(v, name);
+    if (i >= 0) {
+        nnrt_tensor_free(v->tensors[i]);
+        v->tensors[i] = t;
+        return NN_OK;
+    }
+    if (v->count == v->cap) {
+        int cap = v->cap ? v->cap * 2 : 16;
+        char **names = realloc(v->names, (size_t)cap * sizeof *names);
+        if (!names)
+            return nnrt_fail(NN_ERR_NOMEM, "out of memory");
+        v->names = names;
+        NnTensor **ts = realloc(v->tensors, (size_t)cap * sizeof *ts);
+        if (!ts)
+            return nnrt_fail(NN_ERR_NOMEM, "out of memory");
+        v->tensors = ts;
+        v->cap = cap;
+    }
+    v->names[v->count] = strdup(name);
+    if (!v->names[v->count])
+        return nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    v->tensors[v->count++] = t;
+    return NN_OK;
+}
