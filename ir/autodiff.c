@@ -1,0 +1,106 @@
+// nn_ad_grad: reverse mode over the graph. Marks the nodes that lie on a path
+// from some wrt node to the loss, then walks ids from the loss down, calling
+// each marked node's VJP (from the ops.def table) with its summed output
+// gradient and adding the input gradients it returns (ADD nodes). Only ids up
+// to the loss are walked; everything built here is appended after them.
+#include "autodiff.h"
+
+#include <string.h>
+
+#include "op_common.h"
+
+typedef void (*VjpFn)(NnGraph *, NnId, NnId, NnId *);
+static const VjpFn vjp_rules[NN_OP_COUNT] = {
+#define NN_OP(tag, name, arity, flags) [NN_OP_##tag] = vjp_##name,
+#include "ops.def"
+#undef NN_OP
+};
+
+// A gradient can flow through node i: a float value whose op has a VJP.
+static bool passes_grad(const NnNode *n)
+{
+    return nn_rule_is_float(n->dtype) && nn_op_has(n->op, NN_OPF_DIFF);
+}
+
+// on[i]: i is a wrt node, or a differentiable node with an input that is
+// reachable from a wrt node; and the loss depends on i.
+static bool *mark_path(NnGraph *g, NnId loss, const NnId *wrt, int n)
+{
+    bool *from = nn_arena_alloc(g->arena, (size_t)(loss + 1));
+    bool *to = nn_arena_alloc(g->arena, (size_t)(loss + 1));
+    for (int k = 0; k < n; k++)
+        if (wrt[k] <= loss && nn_rule_is_float(g->nodes[wrt[k]].dtype))
+            from[wrt[k]] = true;
+    for (NnId i = 0; i <= loss; i++) {
+        const NnNode *nd = &g->nodes[i];
+        if (!passes_grad(nd))
+            continue;
+        for (int k = 0; k < nd->nin; k++)
+            from[i] |= from[nd->in[k]];
+    }
+    to[loss] = true;
+    for (NnId i = loss; i >= 0; i--) {
+        const NnNode *nd = &g->nodes[i];
+        if (!to[i] || !from[i])
+            continue;
+        for (int k = 0; k < nd->nin; k++)
+            to[nd->in[k]] = true;
+    }
+    for (NnId i = 0; i <= loss; i++)
+        from[i] = from[i] && to[i];
+    return from;
+}
+
+// Runs node i's VJP and adds each input's gradient into acc.
+static void backprop_node(NnGraph *g, NnId i, const bool *on, NnId *acc)
+{
+    NnId gin[NN_MAX_RANK + 8];
+    int nin = g->nodes[i].nin;
+    NN_ASSERT(nin <= (int)(sizeof gin / sizeof gin[0]));
+    for (int k = 0; k < nin; k++)
+        gin[k] = -1;
+    g->err[0] = 0;
+    vjp_rules[g->nodes[i].op](g, i, acc[i], gin);
+    if (g->err[0]) // a VJP built ill-typed IR: the rule is wrong, not the user
+        nn_internal_error(__FILE__, __LINE__, g->err);
+    for (int k = 0; k < nin; k++) {
+        NnId x = g->nodes[i].in[k];
+        if (gin[k] < 0 || !on[x])
+            continue;
+        NN_ASSERT(nn_shape_eq(&g->nodes[gin[k]].shape, &g->nodes[x].shape));
+        acc[x] = acc[x] < 0 ? gin[k] : nn_ir_binary(g, NN_OP_ADD, acc[x], gin[k], g->nodes[i].loc);
+    }
+}
+
+bool nn_ad_grad(NnGraph *g, NnId loss, const NnId *wrt, int n, NnId *grads)
+{
+    NN_ASSERT(loss >= 0 && loss < g->count);
+    const NnNode *l = &g->nodes[loss];
+    if (l->shape.rank != 0 || !nn_rule_is_float(l->dtype)) {
+        char t[128];
+        nn_set_err(g, "the loss must be a float scalar, got %s",
+                   nn_type_str(g, l->dtype, &l->shape, t, sizeof t));
+        return false;
+    }
+    for (int k = 0; k < n; k++)
+        NN_ASSERT(wrt[k] >= 0 && wrt[k] < g->count);
+    bool *on = mark_path(g, loss, wrt, n);
+    NnId *acc = nn_arena_alloc(g->arena, (size_t)(loss + 1) * sizeof *acc);
+    for (NnId i = 0; i <= loss; i++)
+        acc[i] = -1;
+    if (on[loss])
+        acc[loss] = nn_ir_const(g, 1, l->dtype, l->loc);
+    for (NnId i = loss; i >= 0; i--) {
+        if (on[i] && acc[i] >= 0 && passes_grad(&g->nodes[i]))
+            backprop_node(g, i, on, acc);
+    }
+    for (int k = 0; k < n; k++) {
+        NnId w = wrt[k];
+        grads[k] = w <= loss ? acc[w] : -1;
+        if (grads[k] < 0) {
+            const NnNode *x = &g->nodes[w];
+            grads[k] = nn_rule_fill(g, 0, x->dtype, &x->shape, x->loc);
+        }
+    }
+    return true;
+}
