@@ -1,0 +1,131 @@
+// Seeded randomness, shuffling and batching. The generator is xoshiro256**
+// seeded through splitmix64 from (seed, stream), so a permutation depends only
+// on (seed, epoch) and a resumed run sees the same batches as an uninterrupted
+// one. Batching copies rows of a permutation into preallocated tensors.
+#include "data.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+void nnrt_data_rng_seed(NnrtDataRng *r, uint64_t seed, uint64_t stream)
+{
+    uint64_t x = seed ^ (stream * 0xD1B54A32D192ED03ull + 0x8CB92BA72F3D8DD7ull);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
+}
+
+uint64_t nnrt_data_rng_u64(NnrtDataRng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return out;
+}
+
+double nnrt_data_rng_uniform(NnrtDataRng *r) { return (double)(nnrt_data_rng_u64(r) >> 11) * 0x1p-53; }
+
+double nnrt_data_rng_normal(NnrtDataRng *r)
+{
+    // Box-Muller; 1 - u keeps the log argument in (0, 1].
+    double u1 = 1.0 - nnrt_data_rng_uniform(r), u2 = nnrt_data_rng_uniform(r);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+int64_t nnrt_data_rng_below(NnrtDataRng *r, int64_t n)
+{
+    // Rejection sampling removes the modulo bias.
+    uint64_t un = (uint64_t)n, lim = UINT64_MAX - UINT64_MAX % un;
+    uint64_t v;
+    do
+        v = nnrt_data_rng_u64(r);
+    while (v >= lim);
+    return (int64_t)(v % un);
+}
+
+void nnrt_identity_perm(int64_t *perm, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        perm[i] = i;
+}
+
+void nnrt_shuffle(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch)
+{
+    NnrtDataRng r;
+    nnrt_data_rng_seed(&r, seed, (uint64_t)epoch);
+    nnrt_identity_perm(perm, n);
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = nnrt_data_rng_below(&r, i + 1);
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+int64_t nnrt_batch_count(int64_t count, int64_t batch) { return (count + batch - 1) / batch; }
+
+static NnTensor *batch_like(const NnTensor *t, int64_t batch)
+{
+    int64_t shape[NN_MAX_RANK];
+    memcpy(shape, t->shape, sizeof shape);
+    shape[0] = batch;
+    return nnrt_tensor_new(t->dtype, t->rank, shape);
+}
+
+NnStatus nnrt_batch_alloc(const NnrtDataset *ds, int64_t batch, NnTensor **xb, NnTensor **yb)
+{
+    *xb = batch_like(ds->x, batch);
+    if (yb)
+        *yb = ds->y ? batch_like(ds->y, batch) : NULL;
+    if (!*xb || (yb && ds->y && !*yb)) {
+        nnrt_tensor_free(*xb);
+        *xb = NULL;
+        if (yb) {
+            nnrt_tensor_free(*yb);
+            *yb = NULL;
+        }
+        return nnrt_fail(NN_ERR_NOMEM, "out of memory allocating a batch of %lld",
+                         (long long)batch);
+    }
+    return NN_OK;
+}
+
+static void gather(const NnTensor *src, const int64_t *rows, int64_t n, NnTensor *dst)
+{
+    size_t row = src->shape[0] ? nnrt_tensor_nbytes(src) / (size_t)src->shape[0] : 0;
+    for (int64_t i = 0; i < n; i++)
+        memcpy((char *)dst->data + (size_t)i * row, (const char *)src->data + (size_t)rows[i] * row,
+               row);
+    dst->shape[0] = n;
+    dst->numel = n;
+    for (int d = 1; d < dst->rank; d++)
+        dst->numel *= dst->shape[d];
+}
+
+int64_t nnrt_batch_gather(const NnrtDataset *ds, const int64_t *perm, int64_t batch, int64_t i,
+                          NnTensor *xb, NnTensor *yb)
+{
+    int64_t start = i * batch;
+    if (start >= ds->count)
+        return 0;
+    int64_t n = ds->count - start < batch ? ds->count - start : batch;
+    gather(ds->x, perm + start, n, xb);
+    if (yb && ds->y)
+        gather(ds->y, perm + start, n, yb);
+    return n;
+}
