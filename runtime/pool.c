@@ -1,0 +1,186 @@
+// The thread pool behind every parallel kernel (see pool.h). A dispatch bumps a
+// generation counter; workers that are spinning see it at once, sleeping ones are
+// woken through the condition variable. Completion is a countdown of the workers
+// still running; the caller spins on it briefly, then sleeps. Invariant: at most
+// one task is in flight per pool (`busy`), and fn/arg never change while it runs.
+#include "pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct NnrtWorker {
+    pthread_t th;
+    NnrtPool *pool;
+    int ith;
+};
+
+// How long a thread spins before it sleeps: long enough to catch the next
+// kernel of a graph (microseconds apart), short enough not to burn a shared CPU.
+enum { SPIN_ITERS = 1 << 14 };
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static void *worker_main(void *vp)
+{
+    NnrtWorker *w = vp;
+    NnrtPool *p = w->pool;
+    unsigned seen = 0;
+    for (;;) {
+        int spins = 0;
+        while (atomic_load(&p->gen) == seen && spins < SPIN_ITERS) {
+            cpu_relax();
+            spins++;
+        }
+        if (atomic_load(&p->gen) == seen) {
+            pthread_mutex_lock(&p->mu);
+            while (atomic_load(&p->gen) == seen) {
+                p->sleepers++;
+                pthread_cond_wait(&p->wake, &p->mu);
+                p->sleepers--;
+            }
+            pthread_mutex_unlock(&p->mu);
+        }
+        seen = atomic_load(&p->gen);
+        if (atomic_load(&p->quit))
+            break;
+        p->fn(p->arg, w->ith, p->nthreads);
+        if (atomic_fetch_sub(&p->pending, 1) == 1) {
+            pthread_mutex_lock(&p->mu);
+            if (p->caller_waits)
+                pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+    return NULL;
+}
+
+static int online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+}
+
+NnStatus nnrt_pool_init(NnrtPool *p, int nthreads)
+{
+    memset(p, 0, sizeof *p);
+    p->nthreads = nthreads > 0 ? nthreads : online_cpus();
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
+    if (p->nthreads == 1)
+        return NN_OK;
+    p->workers = calloc((size_t)p->nthreads - 1, sizeof *p->workers);
+    if (!p->workers) {
+        p->nthreads = 1;
+        return nnrt_fail(NN_ERR_NOMEM, "out of memory starting %d threads", nthreads);
+    }
+    for (int i = 0; i < p->nthreads - 1; i++) {
+        p->workers[i].pool = p;
+        p->workers[i].ith = i + 1;
+        if (pthread_create(&p->workers[i].th, NULL, worker_main, &p->workers[i]) != 0) {
+            int started = i;
+            p->nthreads = started + 1; // stop exactly the workers that started
+            nnrt_pool_fini(p);
+            return nnrt_fail(NN_ERR_RUNTIME, "cannot start thread %d of the pool", i + 1);
+        }
+    }
+    return NN_OK;
+}
+
+void nnrt_pool_fini(NnrtPool *p)
+{
+    if (p->workers) {
+        pthread_mutex_lock(&p->mu);
+        atomic_store(&p->quit, true);
+        atomic_fetch_add(&p->gen, 1);
+        pthread_cond_broadcast(&p->wake);
+        pthread_mutex_unlock(&p->mu);
+        for (int i = 0; i < p->nthreads - 1; i++)
+            pthread_join(p->workers[i].th, NULL);
+        free(p->workers);
+    }
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
+    pthread_mutex_destroy(&p->mu);
+    memset(p, 0, sizeof *p);
+    p->nthreads = 1;
+}
+
+void nnrt_pool_run(NnrtPool *p, NnrtTask fn, void *arg)
+{
+    if (!p || p->nthreads <= 1 || atomic_exchange(&p->busy, true)) {
+        fn(arg, 0, 1); // serial pool, or a run nested inside a task
+        return;
+    }
+    p->fn = fn;
+    p->arg = arg;
+    atomic_store(&p->pending, p->nthreads - 1);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->gen, 1);
+    if (p->sleepers)
+        pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+
+    fn(arg, 0, p->nthreads);
+
+    for (int spins = 0; atomic_load(&p->pending) > 0 && spins < SPIN_ITERS; spins++)
+        cpu_relax();
+    if (atomic_load(&p->pending) > 0) {
+        pthread_mutex_lock(&p->mu);
+        p->caller_waits = true;
+        while (atomic_load(&p->pending) > 0)
+            pthread_cond_wait(&p->done, &p->mu);
+        p->caller_waits = false;
+        pthread_mutex_unlock(&p->mu);
+    }
+    atomic_store(&p->busy, false);
+}
+
+static NnrtPool default_pool;
+static int default_threads = -1; // -1: not started
+static pthread_mutex_t default_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void start_default(int n)
+{
+    if (nnrt_pool_init(&default_pool, n) != NN_OK)
+        nnrt_pool_init(&default_pool, 1); // cannot fail: no threads to start
+    default_threads = n;
+}
+
+NnrtPool *nnrt_pool_default(void)
+{
+    pthread_mutex_lock(&default_mu);
+    if (default_threads < 0) {
+        const char *env = getenv("NN_THREADS");
+        int n = env ? atoi(env) : 0;
+        start_default(n > 0 ? n : 0);
+    }
+    pthread_mutex_unlock(&default_mu);
+    return &default_pool;
+}
+
+NnStatus nnrt_pool_set_threads(int n)
+{
+    NnStatus st = NN_OK;
+    pthread_mutex_lock(&default_mu);
+    if (n < 0)
+        n = 0;
+    if (default_threads != n) {
+        if (default_threads >= 0)
+            nnrt_pool_fini(&default_pool);
+        st = nnrt_pool_init(&default_pool, n);
+        if (st != NN_OK)
+            nnrt_pool_init(&default_pool, 1);
+        default_threads = n;
+    }
+    pthread_mutex_unlock(&default_mu);
+    return st;
+}

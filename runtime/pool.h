@@ -1,0 +1,49 @@
+// A small persistent thread pool. nnrt_pool_run(p, fn, arg) calls fn(arg, ith, nth)
+// once for every ith in [0, nth) (the calling thread runs ith 0) and returns when
+// all calls have returned. Workers spin briefly after a task, then sleep on a
+// condition variable, so back-to-back dispatches cost microseconds.
+// Kernels split their own work by (ith, nth); the pool only dispatches and waits.
+// A run issued from inside a running task executes inline as (ith 0, nth 1).
+#ifndef NNRT_POOL_H
+#define NNRT_POOL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "nnrt.h"
+
+typedef void (*NnrtTask)(void *arg, int ith, int nth);
+
+typedef struct NnrtWorker NnrtWorker;
+
+typedef struct NnrtPool {
+    int nthreads;         // >= 1, counting the caller
+    NnrtWorker *workers;  // nthreads - 1 of them; NULL when nthreads == 1
+    pthread_mutex_t mu;
+    pthread_cond_t wake;  // workers sleep here between tasks
+    pthread_cond_t done;  // the caller sleeps here while a task runs
+    NnrtTask fn;          // the current task; written before gen is bumped
+    void *arg;
+    atomic_uint gen;      // bumped once per dispatch; workers run when it changes
+    atomic_int pending;   // workers still running the current task
+    int sleepers;         // workers waiting on `wake` (under mu)
+    bool caller_waits;    // the caller waits on `done` (under mu)
+    atomic_bool busy;     // a task is running: nested runs go inline
+    atomic_bool quit;     // set with a gen bump: workers exit
+} NnrtPool;
+
+// nthreads 0 = the number of online CPUs. NN_ERR_RUNTIME if threads cannot start.
+NnStatus nnrt_pool_init(NnrtPool *p, int nthreads);
+void nnrt_pool_fini(NnrtPool *p);
+void nnrt_pool_run(NnrtPool *p, NnrtTask fn, void *arg);
+static inline int nnrt_pool_size(const NnrtPool *p) { return p ? p->nthreads : 1; }
+
+// The process-wide pool, started on first use with nnrt_pool_set_threads' count
+// (default 0 = all CPUs, or the NN_THREADS environment variable). Never NULL.
+NnrtPool *nnrt_pool_default(void);
+// Restarts the default pool with n threads (0 = all CPUs). Must not be called
+// while a task runs on it.
+NnStatus nnrt_pool_set_threads(int n);
+
+#endif
