@@ -1,0 +1,278 @@
+// Fusion: groups of elementwise, broadcast, reduction and matmul nodes become
+// one NN_OP_FUSED node each, whose attr.body (a child graph in the same arena)
+// is one of three forms (nn_fuse_form):
+//   E: a DAG of FUSIBLE elementwise ops and BROADCASTs, one output;
+//   R: an E DAG under one reduction, which is the output;
+//   M: one MATMUL of body INPUTs, then an E DAG over its result (bias,
+//      activation, gradient mask), output of the matmul's shape.
+// Body INPUTs, in id order, stand for the FUSED node's inputs; CONSTs are copied
+// into bodies (never shared across a body boundary), a MATMUL's operands stay INPUTs.
+// requires: a verified graph, ideally after dce. provides: every node of a group
+// but its root had all its consumers in the group (so nothing is computed twice,
+// and since values only leave a group through its root, the graph stays
+// acyclic); groups of a single op are left as they are; outputs and update
+// values are never absorbed (they may be roots).
+#include "pass.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Fuse {
+    const NnGraph *g;
+    int *cstart, *cons; // consumers of node i: cons[cstart[i] .. cstart[i+1])
+    bool *ext;          // an output, update value or updated var: needed outside
+    NnId *group;        // root of the node's group, or -1
+} Fuse;
+
+static bool is_elemwise(NnOp op)
+{
+    return op == NN_OP_BROADCAST ||
+           (nn_op_has(op, NN_OPF_ELEMWISE) && nn_op_has(op, NN_OPF_FUSIBLE));
+}
+
+static bool is_reduce(NnOp op)
+{
+    return op == NN_OP_REDUCE_SUM || op == NN_OP_REDUCE_MEAN || op == NN_OP_REDUCE_MAX ||
+           op == NN_OP_LOGSUMEXP;
+}
+
+static void analyze(Fuse *f, const NnGraph *g)
+{
+    int n = g->count;
+    f->g = g;
+    f->cstart = calloc((size_t)n + 2, sizeof(int));
+    f->ext = calloc((size_t)n + 1, sizeof(bool));
+    f->group = malloc(((size_t)n + 1) * sizeof(NnId));
+    NN_ASSERT(f->cstart && f->ext && f->group);
+    int edges = 0;
+    for (int i = 0; i < n; i++) {
+        f->group[i] = -1;
+        for (int k = 0; k < g->nodes[i].nin; k++, edges++)
+            f->cstart[g->nodes[i].in[k] + 1]++;
+    }
+    for (int i = 0; i < n; i++)
+        f->cstart[i + 1] += f->cstart[i];
+    f->cons = malloc(((size_t)edges + 1) * sizeof(int));
+    int *fill = calloc((size_t)n + 1, sizeof(int));
+    NN_ASSERT(f->cons && fill);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < g->nodes[i].nin; k++) {
+            NnId x = g->nodes[i].in[k];
+            f->cons[f->cstart[x] + fill[x]++] = i;
+        }
+    free(fill);
+    for (int i = 0; i < g->noutputs; i++)
+        f->ext[g->outputs[i].id] = true;
+    for (int i = 0; i < g->nupdates; i++)
+        f->ext[g->updates[i].var] = f->ext[g->updates[i].value] = true;
+}
+
+static void release(Fuse *f)
+{
+    free(f->cstart);
+    free(f->cons);
+    free(f->ext);
+    free(f->group);
+}
+
+// Whether producer p can join root r's group: every consumer is in the group
+// and none is the group's MATMUL (whose operands must stay body INPUTs).
+static bool absorbable(const Fuse *f, NnId p, NnId r)
+{
+    if (f->ext[p] || f->cstart[p] == f->cstart[p + 1])
+        return false;
+    for (int e = f->cstart[p]; e < f->cstart[p + 1]; e++) {
+        int c = f->cons[e];
+        if (f->group[c] != r || f->g->nodes[c].op == NN_OP_MATMUL)
+            return false;
+    }
+    return true;
+}
+
+// Grows the group rooted at r over its producers, highest id first, so each
+// candidate's consumers are all decided before it. Returns its op count.
+static int grow(Fuse *f, NnId r)
+{
+    const NnGraph *g = f->g;
+    bool reduce = is_reduce(g->nodes[r].op), has_mm = false;
+    int size = 1;
+    f->group[r] = r;
+    NnId lo = r;
+    for (int k = 0; k < g->nodes[r].nin; k++)
+        lo = g->nodes[r].in[k] < lo ? g->nodes[r].in[k] : lo;
+    for (NnId p = r - 1; p >= lo && p >= 0; p--) {
+        const NnNode *n = &g->nodes[p];
+        if (f->group[p] != -1 || !absorbable(f, p, r))
+            continue;
+        if (n->op == NN_OP_MATMUL) {
+            if (reduce || has_mm || !nn_shape_eq(&n->shape, &g->nodes[r].shape))
+                continue;
+            has_mm = true;
+        } else if (!is_elemwise(n->op) || n->op == NN_OP_CONST) {
+            continue;
+        }
+        f->group[p] = r;
+        size++;
+        if (n->op == NN_OP_MATMUL)
+            continue; // its operands become body INPUTs
+        for (int k = 0; k < n->nin; k++)
+            lo = n->in[k] < lo ? n->in[k] : lo;
+    }
+    return size;
+}
+
+static void form_groups(Fuse *f)
+{
+    for (NnId r = f->g->count - 1; r >= 0; r--) {
+        NnOp op = f->g->nodes[r].op;
+        if (f->group[r] != -1 || op == NN_OP_CONST || !(is_elemwise(op) || is_reduce(op)))
+            continue;
+        if (grow(f, r) < 2)
+            f->group[r] = -1; // a lone op gains nothing from a body
+    }
+}
+
+// The operand x of member m comes in through a body INPUT (rather than being a
+// member, or a CONST copied into the body).
+static bool through_input(const Fuse *f, NnId r, NnId m, NnId x)
+{
+    if (f->group[x] == r)
+        return false;
+    return f->g->nodes[x].op != NN_OP_CONST || f->g->nodes[m].op == NN_OP_MATMUL;
+}
+
+// Builds root r's body in rw->g's arena and adds the FUSED node; bmap is
+// scratch (old id -> body id, all -1 on entry and on return).
+static NnId emit_group(const Fuse *f, NnRewrite *rw, NnId r, NnId *bmap)
+{
+    const NnGraph *g = f->g;
+    NnGraph *body = nn_graph_new_child(rw->g);
+    NnId *ext = NULL;
+    int next = 0, cap = 0;
+    // Pass 1: the external operands, in first-use order, as body INPUTs.
+    for (NnId m = 0; m <= r; m++) {
+        if (f->group[m] != r)
+            continue;
+        for (int k = 0; k < g->nodes[m].nin; k++) {
+            NnId x = g->nodes[m].in[k];
+            if (!through_input(f, r, m, x) || bmap[x] >= 0)
+                continue;
+            if (next == cap) {
+                cap = cap ? 2 * cap : 8;
+                ext = realloc(ext, (size_t)cap * sizeof *ext);
+                NN_ASSERT(ext);
+            }
+            ext[next++] = x;
+            bmap[x] = nn_ir_source(body, NN_OP_INPUT, NULL, g->nodes[x].dtype, &g->nodes[x].shape,
+                                   g->nodes[x].loc);
+            NN_ASSERT(bmap[x] >= 0);
+        }
+    }
+    // Pass 2: members in order, with CONST operands copied in as needed.
+    NnId *consts = calloc((size_t)r + 1, sizeof(NnId));
+    NN_ASSERT(consts);
+    for (NnId m = 0; m <= r; m++) {
+        if (f->group[m] != r)
+            continue;
+        const NnNode *n = &g->nodes[m];
+        NnId in[3];
+        NN_ASSERT(n->nin <= 3);
+        for (int k = 0; k < n->nin; k++) {
+            NnId x = n->in[k];
+            if (through_input(f, r, m, x) || f->group[x] == r) {
+                in[k] = bmap[x];
+            } else {
+                if (!consts[x])
+                    consts[x] = 1 + nn_ir_add(body, NN_OP_CONST, NULL, 0, &g->nodes[x].attr,
+                                              g->nodes[x].loc);
+                in[k] = consts[x] - 1;
+            }
+            NN_ASSERT(in[k] >= 0);
+        }
+        NnAttr a = n->attr;
+        bmap[m] = nn_ir_add(body, n->op, in, n->nin, &a, n->loc);
+        NN_ASSERT(bmap[m] >= 0);
+    }
+    nn_graph_add_output(body, "out", bmap[r]);
+    free(consts);
+    for (NnId i = 0; i <= r; i++)
+        bmap[i] = -1;
+    NN_ASSERT(nn_fuse_form(body) != NN_FUSE_NONE);
+    NnId *ins = nn_arena_alloc(rw->g->arena, ((size_t)next + 1) * sizeof(NnId));
+    for (int k = 0; k < next; k++) {
+        ins[k] = rw->map[ext[k]];
+        NN_ASSERT(ins[k] >= 0);
+    }
+    free(ext);
+    NnAttr fa = {0};
+    fa.body = body;
+    return nn_rewrite_add(rw, NN_OP_FUSED, ins, next, &fa, g->nodes[r].loc);
+}
+
+NnGraph *nn_pass_fuse(NnGraph *g)
+{
+    Fuse f;
+    analyze(&f, g);
+    form_groups(&f);
+    NnRewrite rw;
+    nn_rewrite_begin(&rw, g);
+    NnId *bmap = malloc(((size_t)g->count + 1) * sizeof(NnId));
+    NN_ASSERT(bmap);
+    for (int i = 0; i < g->count; i++)
+        bmap[i] = -1;
+    for (NnId i = 0; i < g->count; i++) {
+        if (f.group[i] < 0) {
+            nn_rewrite_copy(&rw, i);
+        } else if (f.group[i] == i) {
+            rw.map[i] = emit_group(&f, &rw, i, bmap);
+            rw.changed = true;
+        }
+    }
+    free(bmap);
+    release(&f);
+    NnGraph *h = nn_rewrite_end(&rw);
+    if (h == g)
+        return g;
+    // CONSTs copied into bodies may have no outside user left.
+    NnGraph *clean = nn_pass_dce(h);
+    if (clean != h)
+        nn_graph_free(h);
+    return clean;
+}
+
+// ---- forms ----
+
+static bool inputs_only(const NnGraph *b, const NnNode *n)
+{
+    for (int k = 0; k < n->nin; k++)
+        if (b->nodes[n->in[k]].op != NN_OP_INPUT)
+            return false;
+    return true;
+}
+
+NnFuseForm nn_fuse_form(const NnGraph *b)
+{
+    if (!b || b->noutputs != 1)
+        return NN_FUSE_NONE;
+    NnId out = b->outputs[0].id;
+    int mm = -1, reduce = 0;
+    for (NnId i = 0; i < b->count; i++) {
+        const NnNode *n = &b->nodes[i];
+        if (n->op == NN_OP_INPUT || n->op == NN_OP_CONST || is_elemwise(n->op))
+            continue;
+        if (n->op == NN_OP_MATMUL && mm < 0 && inputs_only(b, n))
+            mm = i;
+        else if (is_reduce(n->op) && i == out)
+            reduce++;
+        else
+            return NN_FUSE_NONE;
+    }
+    if (mm >= 0 && reduce)
+        return NN_FUSE_NONE;
+    if (reduce)
+        return NN_FUSE_REDUCE;
+    if (mm >= 0)
+        return nn_shape_eq(&b->nodes[mm].shape, &b->nodes[out].shape) ? NN_FUSE_MATMUL
+                                                                       : NN_FUSE_NONE;
+    return NN_FUSE_ELEMWISE;
+}

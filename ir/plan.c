@@ -1,0 +1,180 @@
+// Liveness-based memory planning. Takes a graph and concrete symbol values;
+// produces one workspace offset per value. A value is live from the node that
+// computes it through its last reader; a buffer is free again from the step
+// after that, and the next value takes the smallest free block that fits
+// (best fit), growing the workspace only when none does. Sources are
+// external, results are pinned to the end, and free blocks are kept sorted
+// by offset and merged with their neighbours, so the workspace does not fragment.
+#include "plan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Block {
+    int64_t off, size;
+} Block;
+
+typedef struct Free {
+    Block *b;
+    int n, cap;
+} Free;
+
+static int64_t pad(int64_t n)
+{
+    int64_t p = (n + NN_PLAN_ALIGN - 1) / NN_PLAN_ALIGN * NN_PLAN_ALIGN;
+    return p ? p : NN_PLAN_ALIGN;
+}
+
+// Offset of the best-fitting free block for `size`, carved out; -1 if none fits.
+static int64_t take(Free *f, int64_t size)
+{
+    int best = -1;
+    for (int i = 0; i < f->n; i++)
+        if (f->b[i].size >= size && (best < 0 || f->b[i].size < f->b[best].size))
+            best = i;
+    if (best < 0)
+        return -1;
+    int64_t off = f->b[best].off;
+    f->b[best].off += size;
+    f->b[best].size -= size;
+    if (f->b[best].size == 0) {
+        memmove(&f->b[best], &f->b[best + 1], (size_t)(f->n - best - 1) * sizeof(Block));
+        f->n--;
+    }
+    return off;
+}
+
+// Returns [off, off + size) to the free list, merging with neighbours.
+static void give(Free *f, int64_t off, int64_t size)
+{
+    int i = 0;
+    while (i < f->n && f->b[i].off < off)
+        i++;
+    if (i > 0 && f->b[i - 1].off + f->b[i - 1].size == off) {
+        f->b[i - 1].size += size;
+        if (i < f->n && f->b[i - 1].off + f->b[i - 1].size == f->b[i].off) {
+            f->b[i - 1].size += f->b[i].size;
+            memmove(&f->b[i], &f->b[i + 1], (size_t)(f->n - i - 1) * sizeof(Block));
+            f->n--;
+        }
+        return;
+    }
+    if (i < f->n && off + size == f->b[i].off) {
+        f->b[i].off = off;
+        f->b[i].size += size;
+        return;
+    }
+    if (f->n == f->cap) {
+        f->cap = f->cap ? 2 * f->cap : 16;
+        f->b = realloc(f->b, (size_t)f->cap * sizeof(Block));
+        NN_ASSERT(f->b);
+    }
+    memmove(&f->b[i + 1], &f->b[i], (size_t)(f->n - i) * sizeof(Block));
+    f->b[i] = (Block){off, size};
+    f->n++;
+}
+
+static void live_ranges(const NnGraph *g, const int64_t *symv, NnPlan *p, const NnPlanOptions *o)
+{
+    for (NnId i = 0; i < g->count; i++) {
+        const NnNode *n = &g->nodes[i];
+        NnPlanSlot *s = &p->slots[i];
+        int64_t dims[NN_MAX_RANK], numel = 1;
+        nn_shape_bind(&n->shape, symv, dims);
+        for (int k = 0; k < n->shape.rank; k++)
+            numel *= dims[k];
+        s->nbytes = numel * (int64_t)nnrt_dtype_size(n->dtype);
+        s->offset = -1;
+        s->first = s->last = i;
+        if (n->op == NN_OP_INPUT || n->op == NN_OP_PARAM || n->op == NN_OP_STATE)
+            s->flags |= NN_PLAN_EXTERNAL;
+        if (n->op == NN_OP_CONST && !o->const_buffers)
+            s->flags |= NN_PLAN_CONST;
+        for (int k = 0; k < n->nin; k++)
+            if (p->slots[n->in[k]].last < i)
+                p->slots[n->in[k]].last = i;
+    }
+    for (int k = 0; k < g->noutputs; k++)
+        p->slots[g->outputs[k].id].flags |= NN_PLAN_PINNED;
+    for (int k = 0; k < g->nupdates; k++) {
+        p->slots[g->updates[k].var].flags |= NN_PLAN_PINNED;
+        p->slots[g->updates[k].value].flags |= NN_PLAN_PINNED;
+    }
+    for (NnId i = 0; i < g->count; i++)
+        if (p->slots[i].flags & NN_PLAN_PINNED)
+            p->slots[i].last = g->count - 1;
+}
+
+NnPlan *nn_plan_build_ex(const NnGraph *g, const int64_t *symv, NnArena *arena,
+                         const NnPlanOptions *opt)
+{
+    static const NnPlanOptions defaults = {0};
+    const NnPlanOptions *o = opt ? opt : &defaults;
+    NN_ASSERT(g->nsyms == 0 || symv);
+    NnPlan *p = nn_arena_alloc(arena, sizeof *p);
+    p->count = g->count;
+    p->slots = nn_arena_alloc(arena, ((size_t)g->count + 1) * sizeof(NnPlanSlot));
+    live_ranges(g, symv, p, o);
+    // dying[t]: values whose last reader is step t, freed before step t + 1.
+    int *head = malloc(((size_t)g->count + 1) * sizeof(int));
+    int *next = malloc(((size_t)g->count + 1) * sizeof(int));
+    NN_ASSERT(head && next);
+    for (int i = 0; i < g->count; i++)
+        head[i] = -1;
+    Free f = {0};
+    for (NnId i = 0; i < g->count; i++) {
+        if (i > 0)
+            for (int d = head[i - 1]; d >= 0; d = next[d])
+                give(&f, p->slots[d].offset, pad(p->slots[d].nbytes));
+        NnPlanSlot *s = &p->slots[i];
+        if (s->flags & (NN_PLAN_EXTERNAL | NN_PLAN_CONST))
+            continue;
+        int64_t size = pad(s->nbytes);
+        s->offset = take(&f, size);
+        if (s->offset < 0) {
+            // Grow: extend a free block that ends the workspace, else append.
+            if (f.n && f.b[f.n - 1].off + f.b[f.n - 1].size == p->workspace) {
+                s->offset = f.b[--f.n].off;
+            } else {
+                s->offset = p->workspace;
+            }
+            p->workspace = s->offset + size;
+        }
+        p->total += size;
+        next[i] = head[s->last];
+        head[s->last] = i;
+    }
+    free(f.b);
+    free(head);
+    free(next);
+    return p;
+}
+
+NnPlan *nn_plan_build(const NnGraph *g, const int64_t *symv, NnArena *arena)
+{
+    return nn_plan_build_ex(g, symv, arena, NULL);
+}
+
+bool nn_plan_check(const NnPlan *p, char *err, size_t errlen)
+{
+    for (int i = 0; i < p->count; i++) {
+        const NnPlanSlot *a = &p->slots[i];
+        if (a->offset < 0)
+            continue;
+        if (a->offset % NN_PLAN_ALIGN || a->offset + a->nbytes > p->workspace) {
+            snprintf(err, errlen, "%%%d: offset %lld misplaced", i, (long long)a->offset);
+            return false;
+        }
+        for (int j = i + 1; j < p->count; j++) {
+            const NnPlanSlot *b = &p->slots[j];
+            if (b->offset < 0 || b->first > a->last || a->first > b->last)
+                continue;
+            if (a->offset < b->offset + pad(b->nbytes) && b->offset < a->offset + pad(a->nbytes)) {
+                snprintf(err, errlen, "%%%d and %%%d overlap while both live", i, j);
+                return false;
+            }
+        }
+    }
+    return true;
+}

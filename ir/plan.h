@@ -1,0 +1,56 @@
+// Memory planning: for one binding of a graph's symbolic dims, every value gets
+// a byte offset in one workspace, so a whole run (a training step) needs one
+// allocation. Intermediates share memory once dead; sources and results never do.
+#ifndef NN_PLAN_H
+#define NN_PLAN_H
+
+#include <stdint.h>
+
+#include "graph.h"
+
+#define NN_PLAN_ALIGN 64
+
+enum {
+    // INPUT/PARAM/STATE: the value lives outside the workspace (fed by the
+    // caller or read from NnVars); offset is -1.
+    NN_PLAN_EXTERNAL = 1 << 0,
+    // An output, an update value or an updated var: when it is in the workspace
+    // (not EXTERNAL) it has a slot of its own that lives to the end of the run,
+    // so outputs can be returned as views and updates applied after everything.
+    NN_PLAN_PINNED = 1 << 1,
+    // A CONST: one scalar a backend can materialize itself. Without
+    // NnPlanOptions.const_buffers it gets no workspace (offset -1).
+    NN_PLAN_CONST = 1 << 2,
+};
+
+typedef struct NnPlanSlot {
+    int64_t offset; // bytes into the workspace, a multiple of NN_PLAN_ALIGN; -1 = none
+    int64_t nbytes; // size of the value (numel * dtype size); 0 for a zero-size tensor
+    int first;      // live from the step that computes it (its id) ...
+    int last;       // ... through the last step that reads it (count - 1 if PINNED)
+    unsigned flags; // NN_PLAN_*
+} NnPlanSlot;
+
+typedef struct NnPlan {
+    int count;            // = graph's node count
+    NnPlanSlot *slots;    // one per node
+    int64_t workspace;    // bytes, a multiple of NN_PLAN_ALIGN
+    int64_t total;        // sum of the padded sizes placed (workspace without reuse)
+} NnPlan;
+
+typedef struct NnPlanOptions {
+    bool const_buffers; // give CONSTs workspace too (a backend that fills them)
+} NnPlanOptions;
+
+// Plans g for symbol values symv[k] (k < g->nsyms; may be NULL if none). The
+// plan lives in `arena`. FUSED bodies need no buffers: their values stay in
+// registers inside one loop nest. Greedy best fit over topological order.
+NnPlan *nn_plan_build(const NnGraph *g, const int64_t *symv, NnArena *arena);
+NnPlan *nn_plan_build_ex(const NnGraph *g, const int64_t *symv, NnArena *arena,
+                         const NnPlanOptions *opt);
+
+// Checks that no two values live at the same time share a byte (tests and debug
+// builds). Returns false and names the pair in err when they do.
+bool nn_plan_check(const NnPlan *p, char *err, size_t errlen);
+
+#endif
