@@ -1,0 +1,422 @@
+// The gradient check. Loops over ops.def: every NN_OPF_DIFF op must have at
+// least one recipe below (a new op without one fails the test). A recipe builds
+// op(...) in f64 on small random inputs (PARAMs, or INPUTs when a dim is
+// symbolic), the loss is reduce_sum(op(...) * W) for fixed random W, and
+// nn_ad_grad's gradients, run by the interpreter, are compared with central
+// finite differences of the same loss. Failures name the op and the recipe.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "autodiff.h"
+#include "backend.h"
+#include "unit/ir_helpers.h"
+
+static const NnLoc L = {0};
+
+// How a variable's values are drawn, to keep inputs inside each op's domain
+// (log, sqrt and pow need positives; abs needs no value near its kink).
+typedef enum Range { R_ANY, R_POS, R_AWAY0, R_BOOL, R_LABEL } Range;
+
+typedef struct Var {
+    NnId id;
+    bool diff;   // a gradient is checked for it
+    NnTensor *t; // INPUTs: owned here; PARAMs: owned by vars
+    char name[16];
+} Var;
+
+typedef struct Ctx {
+    NnGraph *g;
+    NnVars vars;
+    Var v[8];
+    int nv;
+    uint64_t rng;
+    int64_t symv[NN_MAX_SYMS];
+    int64_t depth; // R_LABEL values lie in [0, depth)
+} Ctx;
+
+static double uniform(Ctx *c)
+{
+    c->rng = c->rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(c->rng >> 11) / 9007199254740992.0;
+}
+
+static void fill(Ctx *c, NnTensor *t, Range r)
+{
+    for (int64_t i = 0; i < t->numel; i++) {
+        double u = uniform(c), v = 2 * u - 1;
+        switch (r) {
+        case R_POS: v = 0.5 + 1.5 * u; break;
+        case R_AWAY0: v = (v < 0 ? -1 : 1) * (0.3 + 0.7 * fabs(v)); break;
+        case R_BOOL: v = u < 0.5; break;
+        case R_LABEL: v = (double)(int64_t)(u * (double)c->depth); break;
+        default: break;
+        }
+        nnrt_tensor_set(t, i, v);
+    }
+}
+
+// A variable of shape s: a PARAM, or an INPUT when s has a symbolic dim.
+static NnId var_shape(Ctx *c, const NnShape *s, NnDType dt, Range r, bool diff)
+{
+    NN_ASSERT(c->nv < 8);
+    Var *v = &c->v[c->nv];
+    snprintf(v->name, sizeof v->name, "v%d", c->nv);
+    bool sym = false;
+    for (int i = 0; i < s->rank; i++)
+        sym |= s->dim[i] < 0;
+    v->id = nn_ir_source(c->g, sym ? NN_OP_INPUT : NN_OP_PARAM, v->name, dt, s, L);
+    int64_t dims[NN_MAX_RANK];
+    nn_shape_bind(s, c->symv, dims);
+    NnTensor *t = nnrt_tensor_new(dt, s->rank, dims);
+    fill(c, t, r);
+    v->diff = diff;
+    v->t = t;
+    if (!sym) {
+        nnrt_vars_put(&c->vars, v->name, t);
+        v->t = NULL;
+    }
+    c->nv++;
+    return v->id;
+}
+
+// "3,4" or "N=3,4" (symbol N, bound to 3 when run).
+static NnId var(Ctx *c, const char *spec, Range r, bool diff)
+{
+    NnShape s = {0};
+    for (const char *p = spec; *p;) {
+        char tok[16];
+        size_t n = strcspn(p, ",");
+        snprintf(tok, sizeof tok, "%.*s", (int)n, p);
+        char *eq = strchr(tok, '=');
+        if (eq) {
+            *eq = 0;
+            int64_t d = nn_sym_dim(c->g, tok);
+            c->symv[-d - 1] = atoll(eq + 1);
+            s.dim[s.rank++] = d;
+        } else {
+            s.dim[s.rank++] = atoll(tok);
+        }
+        p += n + (p[n] == ',');
+    }
+    return var_shape(c, &s, r == R_LABEL ? NN_DT_I32 : NN_DT_F64, r, diff);
+}
+
+static NnShape shape_of(Ctx *c, const char *spec)
+{
+    return shp(c->g, spec);
+}
+
+// ---- recipes ----
+
+typedef struct Recipe {
+    NnOp op;
+    const char *what;
+    NnId (*build)(Ctx *c, NnOp op, int variant);
+    int variant;
+    double eps, tol; // 0: the defaults (1e-6, 1e-6)
+} Recipe;
+
+static NnId unary_any(Ctx *c, NnOp op, int v) { return nn_ir_unary(c->g, op, var(c, "3,4", R_ANY, true), L); }
+static NnId unary_pos(Ctx *c, NnOp op, int v) { return nn_ir_unary(c->g, op, var(c, "3,4", R_POS, true), L); }
+static NnId unary_away0(Ctx *c, NnOp op, int v)
+{
+    return nn_ir_unary(c->g, op, var(c, "3,4", R_AWAY0, true), L);
+}
+
+static NnId cast(Ctx *c, NnOp op, int v)
+{
+    NnId x = var(c, "3,4", R_ANY, true);
+    if (v == 0)
+        return nn_ir_cast(c->g, x, NN_DT_F64, L);
+    return nn_ir_cast(c->g, nn_ir_cast(c->g, x, NN_DT_F32, L), NN_DT_F64, L);
+}
+
+// Binary variants: same shape, trailing broadcast, both broadcast, symbolic
+// batch, scalar with matrix; 5 is a CONST right operand.
+static NnId binary(Ctx *c, NnOp op, int v)
+{
+    static const char *specs[5][2] = {
+        {"3,4", "3,4"}, {"3,4", "4"}, {"3,1", "1,4"}, {"N=3,4", "4"}, {"", "2,3"}};
+    Range ra = op == NN_OP_POW ? R_POS : R_ANY;
+    Range rb = op == NN_OP_DIV ? R_POS : R_ANY;
+    if (v == 5) {
+        NnId a = var(c, "3,4", op == NN_OP_POW ? R_POS : R_AWAY0, true);
+        return nn_ir_binary(c->g, op, a, nn_ir_const(c->g, op == NN_OP_POW ? 2 : 0, NN_DT_F64, L), L);
+    }
+    NnId a = var(c, specs[v][0], ra, true);
+    NnId b = var(c, specs[v][1], rb, true);
+    return nn_ir_binary(c->g, op, a, b, L);
+}
+
+static NnId select3(Ctx *c, NnOp op, int v)
+{
+    NnId cond = var(c, "3,1", R_BOOL, false);
+    NnId a = var(c, "3,4", R_ANY, true);
+    NnId b = var(c, "4", R_ANY, true);
+    return nn_ir_select(c->g, cond, a, b, L);
+}
+
+static NnId dropout(Ctx *c, NnOp op, int v)
+{
+    NnId x = var(c, "4,6", R_ANY, true);
+    NnId step = nn_ir_const(c->g, 3, NN_DT_I32, L);
+    NnAttr a = {.value = 0.5, .seed = 42};
+    NnId in[2] = {x, step};
+    return nn_ir_add(c->g, NN_OP_DROPOUT, in, 2, &a, L);
+}
+
+static NnId reshape(Ctx *c, NnOp op, int v)
+{
+    NnId x = var(c, v ? "N=3,4" : "3,4", R_ANY, true);
+    NnShape s = shape_of(c, v ? "N,2,2" : "2,6");
+    return nn_ir_reshape(c->g, x, &s, L);
+}
+
+static NnId transpose(Ctx *c, NnOp op, int v)
+{
+    NnId x = var(c, v ? "3,4" : "2,3,4", R_ANY, true);
+    int perm3[NN_MAX_RANK] = {2, 0, 1}, perm2[NN_MAX_RANK] = {1, 0};
+    return nn_ir_transpose(c->g, x, v ? perm2 : perm3, L);
+}
+
+static NnId broadcast(Ctx *c, NnOp op, int v)
+{
+    NnId x = var(c, v ? "2,1" : "3", R_ANY, true);
+    NnShape s = shape_of(c, v ? "2,3" : "2,3");
+    return nn_ir_broadcast(c->g, x, &s, L);
+}
+
+static NnId sumto(Ctx *c, NnOp op, int v)
+{
+    NnId x = var(c, v ? "2,3" : "2,3,4", R_ANY, true);
+    NnShape s = shape_of(c, v ? "3" : "3,1");
+    return nn_ir_sumto(c->g, x, &s, L);
+}
+
+// Reduction variants: middle axis; outer axes kept; all; symbolic batch axis.
+static NnId reduce(Ctx *c, NnOp op, int v)
+{
+    static const uint32_t axes[4] = {2, 5, 7, 1};
+    NnId x = var(c, v == 3 ? "N=3,4" : "3,4,2", R_ANY, true);
+    return nn_ir_reduce(c->g, op, x, axes[v], v == 1, L);
+}
+
+// Variants: ta = v & 1, tb = v & 2; 4 has a symbolic batch.
+static NnId matmul(Ctx *c, NnOp op, int v)
+{
+    bool ta = v & 1, tb = v & 2;
+    NnId a = var(c, v == 4 ? "N=3,4" : ta ? "4,3" : "3,4", R_ANY, true);
+    NnId b = var(c, tb ? "5,4" : "4,5", R_ANY, true);
+    return nn_ir_matmul(c->g, a, b, ta, tb, L);
+}
+
+static NnId take(Ctx *c, NnOp op, int v)
+{
+    c->depth = 5;
+    NnId x = var(c, v ? "N=4,5" : "4,5", R_ANY, true);
+    NnId idx = var(c, v ? "N=4" : "4", R_LABEL, false);
+    NnAttr a = {.axis = 1};
+    NnId in[2] = {x, idx};
+    return nn_ir_add(c->g, NN_OP_TAKE, in, 2, &a, L);
+}
+
+#define BIN(OP)                                                                                    \
+    {OP, "same shape", binary, 0, 0, 0}, {OP, "trailing broadcast", binary, 1, 0, 0},               \
+        {OP, "both broadcast", binary, 2, 0, 0}, {OP, "symbolic batch", binary, 3, 0, 0},          \
+        {OP, "scalar and matrix", binary, 4, 0, 0}, {OP, "const operand", binary, 5, 0, 0}
+#define RED(OP)                                                                                    \
+    {OP, "one axis", reduce, 0, 0, 0}, {OP, "two axes kept", reduce, 1, 0, 0},                     \
+        {OP, "all axes", reduce, 2, 0, 0}, {OP, "symbolic axis", reduce, 3, 0, 0}
+
+static const Recipe recipes[] = {
+    {NN_OP_NEG, "3x4", unary_any, 0, 0, 0},
+    {NN_OP_EXP, "3x4", unary_any, 0, 0, 0},
+    {NN_OP_LOG, "positive", unary_pos, 0, 0, 0},
+    {NN_OP_SQRT, "positive", unary_pos, 0, 0, 0},
+    {NN_OP_TANH, "3x4", unary_any, 0, 0, 0},
+    {NN_OP_SIGMOID, "3x4", unary_any, 0, 0, 0},
+    {NN_OP_ABS, "away from 0", unary_away0, 0, 0, 0},
+    {NN_OP_SIN, "3x4", unary_any, 0, 0, 0},
+    {NN_OP_COS, "3x4", unary_any, 0, 0, 0},
+    {NN_OP_CAST, "f64 to f64", cast, 0, 0, 0},
+    // Through f32 the loss is rounded to ~1e-7, so the step and tolerance grow.
+    {NN_OP_CAST, "f64 to f32 to f64", cast, 1, 1e-2, 1e-4},
+    BIN(NN_OP_ADD), BIN(NN_OP_SUB), BIN(NN_OP_MUL), BIN(NN_OP_DIV),
+    BIN(NN_OP_POW), BIN(NN_OP_MAX), BIN(NN_OP_MIN),
+    {NN_OP_SELECT, "broadcast condition", select3, 0, 0, 0},
+    {NN_OP_DROPOUT, "rate 0.5", dropout, 0, 0, 0},
+    {NN_OP_RESHAPE, "3x4 to 2x6", reshape, 0, 0, 0},
+    {NN_OP_RESHAPE, "symbolic", reshape, 1, 0, 0},
+    {NN_OP_TRANSPOSE, "rank 3", transpose, 0, 0, 0},
+    {NN_OP_TRANSPOSE, "rank 2", transpose, 1, 0, 0},
+    {NN_OP_BROADCAST, "prepend axis", broadcast, 0, 0, 0},
+    {NN_OP_BROADCAST, "stretch axis", broadcast, 1, 0, 0},
+    {NN_OP_SUMTO, "to keep-dims", sumto, 0, 0, 0},
+    {NN_OP_SUMTO, "drop axis", sumto, 1, 0, 0},
+    RED(NN_OP_REDUCE_SUM), RED(NN_OP_REDUCE_MEAN), RED(NN_OP_REDUCE_MAX), RED(NN_OP_LOGSUMEXP),
+    {NN_OP_MATMUL, "plain", matmul, 0, 0, 0},
+    {NN_OP_MATMUL, "ta", matmul, 1, 0, 0},
+    {NN_OP_MATMUL, "tb", matmul, 2, 0, 0},
+    {NN_OP_MATMUL, "ta tb", matmul, 3, 0, 0},
+    {NN_OP_MATMUL, "symbolic batch", matmul, 4, 0, 0},
+    {NN_OP_TAKE, "labels", take, 0, 0, 0},
+    {NN_OP_TAKE, "symbolic batch", take, 1, 0, 0},
+};
+#define NRECIPES ((int)(sizeof recipes / sizeof recipes[0]))
+
+// ---- running ----
+
+typedef struct Run {
+    const NnBackend *be;
+    NnExec *x;
+    NnTensor *inputs[8];
+    int ninputs;
+    NnTensor *outputs[8];
+} Run;
+
+static double run_loss(Ctx *c, Run *r)
+{
+    NnStatus st = r->be->run(r->x, &c->vars, r->inputs, r->outputs);
+    cr_assert_eq(st, NN_OK, "run failed: %s", nnrt_errmsg());
+    return nnrt_tensor_get(r->outputs[0], 0);
+}
+
+// The element of variable v that finite differences perturb.
+static NnTensor *storage(Ctx *c, const Var *v)
+{
+    return v->t ? v->t : nnrt_vars_get(&c->vars, v->name);
+}
+
+// Returns the number of mismatching elements (each reported once per variable).
+static int compare_grads(Ctx *c, Run *r, const Recipe *rc, NnTensor **analytic, const int *vi, int n)
+{
+    double eps = rc->eps ? rc->eps : 1e-6, tol = rc->tol ? rc->tol : 1e-6;
+    int bad = 0;
+    for (int k = 0; k < n; k++) {
+        NnTensor *t = storage(c, &c->v[vi[k]]);
+        bool reported = false;
+        for (int64_t j = 0; j < t->numel; j++) {
+            double x0 = nnrt_tensor_get(t, j);
+            nnrt_tensor_set(t, j, x0 + eps);
+            double lp = run_loss(c, r);
+            nnrt_tensor_set(t, j, x0 - eps);
+            double lm = run_loss(c, r);
+            nnrt_tensor_set(t, j, x0);
+            double fd = (lp - lm) / (2 * eps), an = nnrt_tensor_get(analytic[k], j);
+            double scale = fmax(1.0, fmax(fabs(fd), fabs(an)));
+            if (fabs(fd - an) > tol * scale) {
+                bad++;
+                if (!reported)
+                    cr_log_error("%s (%s): d loss / d input %d [%lld]: analytic %.10g, numeric %.10g",
+                                 nn_op_name(rc->op), rc->what, k, (long long)j, an, fd);
+                reported = true;
+            }
+        }
+    }
+    return bad;
+}
+
+// Builds, differentiates and checks one recipe; returns false on any mismatch.
+static bool check_recipe(const Recipe *rc)
+{
+    Ctx c = {.g = nn_graph_new(), .rng = 0x9e3779b97f4a7c15ull + (uint64_t)rc->op * 7919u + (uint64_t)rc->variant};
+    nnrt_vars_init(&c.vars);
+    NnId y = rc->build(&c, rc->op, rc->variant);
+    cr_assert(y >= 0, "%s (%s): build failed: %s", nn_op_name(rc->op), rc->what, c.g->err);
+    NnShape ys = c.g->nodes[y].shape;
+    NnId w = var_shape(&c, &ys, NN_DT_F64, R_ANY, false);
+    uint32_t all = (1u << ys.rank) - 1;
+    NnId loss = nn_ir_reduce(c.g, NN_OP_REDUCE_SUM, nn_ir_binary(c.g, NN_OP_MUL, y, w, L), all, false, L);
+    NnId wrt[8], grads[8];
+    int vi[8], n = 0;
+    for (int k = 0; k < c.nv; k++)
+        if (c.v[k].diff) {
+            vi[n] = k;
+            wrt[n++] = c.v[k].id;
+        }
+    cr_assert(nn_ad_grad(c.g, loss, wrt, n, grads), "%s: %s", nn_op_name(rc->op), c.g->err);
+    nn_graph_add_output(c.g, "loss", loss);
+    for (int k = 0; k < n; k++)
+        nn_graph_add_output(c.g, "grad", grads[k]);
+    cr_assert(nn_ir_verify(c.g), "%s (%s): %s", nn_op_name(rc->op), rc->what, c.g->err);
+
+    Run r = {.be = &nn_backend_interp};
+    for (int k = 0; k < c.nv; k++)
+        if (c.v[k].t)
+            r.inputs[r.ninputs++] = c.v[k].t;
+    NnExecOptions opt = {.threads = 1};
+    r.x = r.be->prepare(c.g, &opt);
+    cr_assert(r.x, "%s (%s): prepare failed: %s", nn_op_name(rc->op), rc->what, nnrt_errmsg());
+    run_loss(&c, &r);
+    NnTensor *analytic[8];
+    for (int k = 0; k < n; k++)
+        analytic[k] = nnrt_tensor_clone(r.outputs[1 + k]);
+    int bad = compare_grads(&c, &r, rc, analytic, vi, n);
+    for (int k = 0; k < n; k++)
+        nnrt_tensor_free(analytic[k]);
+    r.be->free(r.x);
+    for (int k = 0; k < c.nv; k++)
+        nnrt_tensor_free(c.v[k].t);
+    nnrt_vars_fini(&c.vars);
+    nn_graph_free(c.g);
+    return bad == 0;
+}
+
+Test(gradcheck, every_diff_op_has_a_recipe)
+{
+    for (NnOp op = 0; op < NN_OP_COUNT; op++) {
+        if (!nn_op_has(op, NN_OPF_DIFF))
+            continue;
+        bool found = false;
+        for (int k = 0; k < NRECIPES; k++)
+            found |= recipes[k].op == op;
+        cr_expect(found, "op %s is differentiable but has no gradcheck recipe", nn_op_name(op));
+    }
+}
+
+Test(gradcheck, analytic_matches_finite_differences, .timeout = 120)
+{
+    for (NnOp op = 0; op < NN_OP_COUNT; op++) {
+        if (!nn_op_has(op, NN_OPF_DIFF))
+            continue;
+        for (int k = 0; k < NRECIPES; k++)
+            if (recipes[k].op == op)
+                cr_expect(check_recipe(&recipes[k]), "gradient of %s (%s) is wrong",
+                          nn_op_name(op), recipes[k].what);
+    }
+}
+
+// DROPOUT's VJP redraws the forward mask: an element is dropped in the
+// forward value exactly where its gradient is zero, and about half are.
+Test(gradcheck, dropout_mask_matches)
+{
+    Ctx c = {.g = nn_graph_new(), .rng = 12345};
+    nnrt_vars_init(&c.vars);
+    NnId x = var(&c, "64", R_AWAY0, true);
+    NnId in[2] = {x, nn_ir_const(c.g, 7, NN_DT_I32, L)};
+    NnAttr a = {.value = 0.5, .seed = 99};
+    NnId y = nn_ir_add(c.g, NN_OP_DROPOUT, in, 2, &a, L);
+    NnId loss = nn_ir_reduce(c.g, NN_OP_REDUCE_SUM, y, 1, false, L);
+    NnId grad;
+    cr_assert(nn_ad_grad(c.g, loss, &x, 1, &grad));
+    nn_graph_add_output(c.g, "y", y);
+    nn_graph_add_output(c.g, "grad", grad);
+    NnExecOptions opt = {.threads = 1};
+    NnExec *ex = nn_backend_interp.prepare(c.g, &opt);
+    cr_assert(ex, "%s", nnrt_errmsg());
+    NnTensor *outs[2];
+    cr_assert_eq(nn_backend_interp.run(ex, &c.vars, NULL, outs), NN_OK, "%s", nnrt_errmsg());
+    int dropped = 0;
+    for (int64_t i = 0; i < 64; i++) {
+        double yv = nnrt_tensor_get(outs[0], i), gv = nnrt_tensor_get(outs[1], i);
+        cr_expect_eq(yv == 0, gv == 0, "element %lld: y %g, grad %g", (long long)i, yv, gv);
+        if (gv != 0)
+            cr_expect(fabs(gv - 2.0) < 1e-12, "kept element %lld scaled by %g, not 2", (long long)i, gv);
+        dropped += yv == 0;
+    }
+    cr_expect(dropped > 16 && dropped < 48, "%d of 64 dropped at rate 0.5", dropped);
+    nn_backend_interp.free(ex);
+    nnrt_vars_fini(&c.vars);
+    nn_graph_free(c.g);
+}
