@@ -1,0 +1,414 @@
+// The training loop behind nnrt_train: takes step/predict/snapshot/restore
+// callbacks and datasets, runs epochs of shuffled (and optionally augmented)
+// batches, evaluates, logs JSON lines, stops early keeping the best weights,
+// and saves an atomic checkpoint after every epoch. Everything random derives
+// from (seed, epoch, batch), and the loop's own state (epoch, steps, early
+// stopping, best weights as "best/<name>") lives in the checkpoint, so resuming
+// repeats exactly what an uninterrupted run would have done.
+#include "train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BEST_PREFIX "best/"
+#define AUG_SEED 0x5bd1e9955bd1e995ull
+
+typedef struct Run {
+    const NnrtTrainCallbacks *cb;
+    const NnrtDataset *train;
+    const NnrtTrainOptions *opt;
+    int epochs;
+    int64_t batch;
+    FILE *log;
+    const char *es_metric; // metric name after the "split." prefix; NULL: off
+    bool es_on_val, es_higher;
+    int patience;
+    NnVars best;           // weights at best_epoch
+    bool have_best;
+    double best_value;
+    int best_epoch, bad_epochs;
+    bool stopped;
+    int64_t steps;
+    NnrtJsonl jsonl;
+    bool have_jsonl;
+} Run;
+
+static int64_t opt_batch(const NnrtTrainOptions *o) { return o->batch > 0 ? o->batch : 32; }
+
+static int opt_classes(const NnrtTrainOptions *o, const NnrtDataset *ds)
+{
+    return o->num_classes > 0 ? o->num_classes : ds->num_classes;
+}
+
+static int64_t y_width(const NnrtDataset *ds)
+{
+    return ds->y && ds->y->shape[0] ? ds->y->numel / ds->y->shape[0] : 1;
+}
+
+static unsigned opt_metrics(const NnrtTrainOptions *o)
+{
+    if (o->metrics)
+        return o->metrics;
+    return o->task == NNRT_TASK_CLASSIFY ? NNRT_METRIC_ACCURACY : NNRT_METRIC_MSE;
+}
+
+NnStatus nnrt_evaluate(const NnrtTrainCallbacks *cb, const NnrtDataset *ds,
+                       const NnrtTrainOptions *opt, const char *split, int epoch, NnrtEval *e,
+                       NnrtConfusion *conf)
+{
+    memset(e, 0, sizeof *e);
+    e->split = split;
+    e->epoch = epoch;
+    e->fields = opt_metrics(opt);
+    bool cls = opt->task == NNRT_TASK_CLASSIFY;
+    int classes = opt_classes(opt, ds);
+    int64_t outf = opt->out_features > 0 ? opt->out_features : cls ? classes : y_width(ds);
+    if (!ds->y || !cb->predict || (cls && classes < 1) || outf < 1)
+        return nnrt_fail(NN_ERR_RUNTIME, "cannot evaluate the %s split: it needs labels, a "
+                         "predict callback and a known number of classes/outputs", split);
+    int64_t batch = opt_batch(opt);
+    NnTensor *xb = NULL, *yb = NULL;
+    NnTensor *out = nnrt_tensor_new(NN_DT_F32, 2, (int64_t[]){batch, outf});
+    int64_t *perm = malloc((size_t)(ds->count ? ds->count : 1) * sizeof *perm);
+    NnrtConfusion local = {0};
+    NnStatus st = out && perm ? nnrt_batch_alloc(ds, batch, &xb, &yb)
+                              : nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    if (st == NN_OK && cls && !conf && (st = nnrt_confusion_init(&local, classes)) == NN_OK)
+        conf = &local;
+    if (st == NN_OK) {
+        nnrt_identity_perm(perm, ds->count);
+        double loss_sum = 0, sq = 0;
+        int64_t sq_n = 0;
+        for (int64_t b = 0; st == NN_OK && b < nnrt_batch_count(ds->count, batch); b++) {
+            int64_t n = nnrt_batch_gather(ds, perm, batch, b, xb, yb);
+            double loss = NAN;
+            st = cb->predict(cb->ctx, xb, yb, n, out, &loss);
+            loss_sum += loss * (double)n;
+            if (st == NN_OK && cls)
+                st = nnrt_confusion_add_outputs(conf, out, yb, n);
+            else if (st == NN_OK)
+                sq += nnrt_sq_err_sum(out, yb, n, &sq_n);
+        }
+        e->samples = ds->count;
+        e->loss = ds->count ? loss_sum / (double)ds->count : NAN;
+        e->mse = sq_n ? sq / (double)sq_n : NAN;
+        if (st == NN_OK && cls)
+            nnrt_eval_from_confusion(e, conf);
+        if (!cls)
+            e->fields &= NNRT_METRIC_MSE;
+    }
+    nnrt_confusion_fini(&local);
+    nnrt_tensor_free(xb);
+    nnrt_tensor_free(yb);
+    nnrt_tensor_free(out);
+    free(perm);
+    return st;
+}
+
+// ---- early stopping --------------------------------------------------------
+
+static NnStatus parse_early(Run *r)
+{
+    const char *m = r->opt->early_stop;
+    if (!m)
+        return NN_OK;
+    r->es_on_val = true;
+    if (strncmp(m, "val.", 4) == 0) {
+        m += 4;
+    } else if (strncmp(m, "train.", 6) == 0) {
+        m += 6;
+        r->es_on_val = false;
+    }
+    double dummy;
+    NnrtEval probe = {0};
+    if (!nnrt_eval_get(&probe, m, &dummy) || (!r->es_on_val && strcmp(m, "loss") != 0))
+        return nnrt_fail(NN_ERR_RUNTIME, "early stopping: unknown metric '%s' (use val.loss, "
+                         "val.accuracy, val.precision, val.recall, val.f1, val.mse or "
+                         "train.loss)", r->opt->early_stop);
+    if (r->es_on_val && !r->opt->val)
+        return nnrt_fail(NN_ERR_RUNTIME, "early stopping on %s needs a validation dataset",
+                         r->opt->early_stop);
+    if (!r->cb->snapshot || !r->cb->restore)
+        return nnrt_fail(NN_ERR_RUNTIME, "early stopping needs snapshot and restore callbacks");
+    r->es_metric = m;
+    r->es_higher = nnrt_metric_higher_is_better(m);
+    r->patience = r->opt->patience > 0 ? r->opt->patience : 1;
+    r->best_value = r->es_higher ? -INFINITY : INFINITY;
+    return NN_OK;
+}
+
+// Updates the best value and snapshot after epoch (1-based) with value v.
+static NnStatus early_update(Run *r, int epoch, double v)
+{
+    bool better = r->es_higher ? v > r->best_value : v < r->best_value;
+    if (!better || isnan(v)) {
+        r->stopped = ++r->bad_epochs >= r->patience;
+        return NN_OK;
+    }
+    r->best_value = v;
+    r->best_epoch = epoch;
+    r->bad_epochs = 0;
+    nnrt_vars_fini(&r->best);
+    nnrt_vars_init(&r->best);
+    r->have_best = true;
+    return r->cb->snapshot(r->cb->ctx, &r->best);
+}
+
+// ---- checkpoints -------------------------------------------------------------
+
+static NnStatus collect_vars(const Run *r, NnVars *v)
+{
+    nnrt_vars_init(v);
+    NnStatus (*get)(void *, NnVars *) = r->cb->checkpoint_vars ? r->cb->checkpoint_vars
+                                                                : r->cb->snapshot;
+    if (!get)
+        return nnrt_fail(NN_ERR_RUNTIME, "checkpoints need a checkpoint_vars or snapshot callback");
+    return get(r->cb->ctx, v);
+}
+
+static NnStatus save_checkpoint(Run *r, int epochs_done, bool finished)
+{
+    NnVars v;
+    NnrtMeta meta;
+    nnrt_meta_init(&meta);
+    NnStatus st = collect_vars(r, &v);
+    char buf[64];
+    for (int i = 0; st == NN_OK && r->have_best && !finished && i < r->best.count; i++) {
+        char name[1024];
+        snprintf(name, sizeof name, BEST_PREFIX "%s", r->best.names[i]);
+        NnTensor *t = nnrt_tensor_clone(r->best.tensors[i]);
+        st = t ? nnrt_vars_put(&v, name, t) : nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    }
+    snprintf(buf, sizeof buf, "%.17g", r->best_value);
+    if (st == NN_OK)
+        st = nnrt_meta_set(&meta, "format", NNRT_CHECKPOINT_FORMAT);
+    if (st == NN_OK)
+        st = nnrt_meta_set_int(&meta, "epoch", epochs_done);
+    if (st == NN_OK)
+        st = nnrt_meta_set_int(&meta, "step", r->steps);
+    if (st == NN_OK)
+        st = nnrt_meta_set_int(&meta, "seed", (long long)r->opt->seed);
+    if (st == NN_OK && r->es_metric) {
+        st = nnrt_meta_set(&meta, "early_stop", r->opt->early_stop);
+        if (st == NN_OK)
+            st = nnrt_meta_set(&meta, "best_value", buf);
+        if (st == NN_OK)
+            st = nnrt_meta_set_int(&meta, "best_epoch", r->best_epoch);
+        if (st == NN_OK)
+            st = nnrt_meta_set_int(&meta, "bad_epochs", r->bad_epochs);
+    }
+    if (st == NN_OK)
+        st = nnrt_meta_set(&meta, "stopped_early", r->stopped ? "1" : "0");
+    if (st == NN_OK)
+        st = nnrt_safetensors_save(r->opt->checkpoint, &v, &meta);
+    nnrt_vars_fini(&v);
+    nnrt_meta_fini(&meta);
+    return st;
+}
+
+// Restores weights and loop state from an existing checkpoint; returns the
+// number of epochs it had completed in *start.
+static NnStatus resume(Run *r, int *start)
+{
+    const char *path = r->opt->checkpoint;
+    *start = 0;
+    if (!path || !r->opt->resume || access(path, F_OK) != 0)
+        return NN_OK;
+    if (!r->cb->restore)
+        return nnrt_fail(NN_ERR_RUNTIME, "resuming needs a restore callback");
+    NnVars loaded, expected;
+    NnrtMeta meta;
+    NnStatus st = nnrt_safetensors_load(path, &loaded, &meta);
+    if (st != NN_OK)
+        return st;
+    st = collect_vars(r, &expected);
+    if (st == NN_OK)
+        st = nnrt_checkpoint_check(path, &loaded, &expected);
+    if (st == NN_OK)
+        st = r->cb->restore(r->cb->ctx, &loaded);
+    long long v = 0;
+    if (st == NN_OK && !nnrt_meta_get_int(&meta, "epoch", &v))
+        st = nnrt_fail(NN_ERR_FORMAT, "%s: checkpoint metadata lacks an integer 'epoch'", path);
+    *start = (int)v;
+    if (nnrt_meta_get_int(&meta, "step", &v))
+        r->steps = v;
+    if (r->es_metric && nnrt_meta_get(&meta, "best_value")) {
+        r->best_value = strtod(nnrt_meta_get(&meta, "best_value"), NULL);
+        if (nnrt_meta_get_int(&meta, "best_epoch", &v))
+            r->best_epoch = (int)v;
+        if (nnrt_meta_get_int(&meta, "bad_epochs", &v))
+            r->bad_epochs = (int)v;
+    }
+    r->stopped = nnrt_meta_get_int(&meta, "stopped_early", &v) && v == 1;
+    size_t pl = strlen(BEST_PREFIX);
+    for (int i = 0; st == NN_OK && i < loaded.count; i++) {
+        if (strncmp(loaded.names[i], BEST_PREFIX, pl) != 0 || !r->es_metric)
+            continue;
+        NnTensor *t = nnrt_tensor_clone(loaded.tensors[i]);
+        st = t ? nnrt_vars_put(&r->best, loaded.names[i] + pl, t)
+               : nnrt_fail(NN_ERR_NOMEM, "out of memory");
+        r->have_best = true;
+    }
+    nnrt_vars_fini(&loaded);
+    nnrt_vars_fini(&expected);
+    nnrt_meta_fini(&meta);
+    return st;
+}
+
+// ---- the loop ----------------------------------------------------------------
+
+static NnStatus log_eval(Run *r, const NnrtEval *e)
+{
+    return r->have_jsonl ? nnrt_jsonl_write(&r->jsonl, e) : NN_OK;
+}
+
+// One pass over the shuffled training set; *mean_loss is the sample-weighted loss.
+static NnStatus run_epoch(Run *r, int epoch, int64_t *perm, NnTensor *xb, NnTensor *yb,
+                          NnrtProgress *prog)
+{
+    const NnrtDataset *ds = r->train;
+    const NnrtAugment *aug = &r->opt->augment;
+    int64_t features = ds->count ? ds->x->numel / ds->count : 0;
+    int64_t h = ds->img_h, w = ds->img_w;
+    if (r->opt->no_shuffle)
+        nnrt_identity_perm(perm, ds->count);
+    else
+        nnrt_shuffle(perm, ds->count, r->opt->seed, epoch);
+    nnrt_progress_begin(prog, epoch + 1, r->epochs, ds->count);
+    for (int64_t b = 0; b < nnrt_batch_count(ds->count, r->batch); b++) {
+        int64_t n = nnrt_batch_gather(ds, perm, r->batch, b, xb, yb);
+        if (nnrt_augment_active(aug)) {
+            NnrtDataRng rng;
+            nnrt_data_rng_seed(&rng, r->opt->seed ^ AUG_SEED, (uint64_t)epoch << 32 | (uint64_t)b);
+            NnStatus st = nnrt_augment_batch(aug, xb->data, n, features, h, w, &rng);
+            if (st != NN_OK)
+                return st;
+        }
+        double loss = NAN;
+        NnStatus st = r->cb->step(r->cb->ctx, xb, yb, n, &loss);
+        if (st != NN_OK)
+            return st;
+        r->steps++;
+        nnrt_progress_step(prog, n, loss);
+    }
+    return NN_OK;
+}
+
+// Validation, logging and early stopping after epoch (0-based).
+static NnStatus after_epoch(Run *r, int epoch, NnrtProgress *prog, NnrtTrainResult *res)
+{
+    NnrtEval tr = {.epoch = epoch + 1, .split = "train", .samples = prog->done,
+                   .loss = nnrt_progress_mean_loss(prog)};
+    res->train_loss = tr.loss;
+    NnStatus st = log_eval(r, &tr);
+    char extra[160] = "";
+    if (st == NN_OK && r->opt->val) {
+        st = nnrt_evaluate(r->cb, r->opt->val, r->opt, "val", epoch + 1, &res->val, NULL);
+        res->has_val = st == NN_OK;
+        if (st == NN_OK)
+            st = log_eval(r, &res->val);
+        int k = snprintf(extra, sizeof extra, "val.loss %.4f", res->val.loss);
+        if (res->val.fields & NNRT_METRIC_ACCURACY)
+            snprintf(extra + k, sizeof extra - (size_t)k, "  val.acc %.4f", res->val.accuracy);
+        else if (res->val.fields & NNRT_METRIC_MSE)
+            snprintf(extra + k, sizeof extra - (size_t)k, "  val.mse %.4g", res->val.mse);
+    }
+    nnrt_progress_end(prog, r->opt->val ? extra : NULL);
+    if (st == NN_OK && r->opt->val && !r->opt->quiet)
+        nnrt_eval_print(r->log, &res->val);
+    if (st == NN_OK && r->es_metric) {
+        double v = tr.loss;
+        if (r->es_on_val)
+            nnrt_eval_get(&res->val, r->es_metric, &v);
+        st = early_update(r, epoch + 1, v);
+    }
+    return st;
+}
+
+static NnStatus final_test(Run *r, NnrtTrainResult *res)
+{
+    const NnrtTrainOptions *o = r->opt;
+    NnrtConfusion conf = {0};
+    bool cls = o->task == NNRT_TASK_CLASSIFY;
+    NnStatus st = cls ? nnrt_confusion_init(&conf, opt_classes(o, o->test)) : NN_OK;
+    if (st == NN_OK)
+        st = nnrt_evaluate(r->cb, o->test, o, "test", 0, &res->test, cls ? &conf : NULL);
+    res->has_test = st == NN_OK;
+    if (st == NN_OK)
+        st = log_eval(r, &res->test);
+    if (st == NN_OK && !o->quiet) {
+        nnrt_eval_print(r->log, &res->test);
+        if (cls)
+            nnrt_confusion_print(r->log, &conf, o->class_names);
+    }
+    nnrt_confusion_fini(&conf);
+    return st;
+}
+
+static NnStatus train_epochs(Run *r, int start, NnrtTrainResult *res)
+{
+    NnTensor *xb = NULL, *yb = NULL;
+    int64_t *perm = malloc((size_t)(r->train->count ? r->train->count : 1) * sizeof *perm);
+    NnStatus st = perm ? nnrt_batch_alloc(r->train, r->batch, &xb, &yb)
+                       : nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    NnrtProgress prog;
+    nnrt_progress_init(&prog, r->opt->progress, r->opt->progress_out);
+    for (int epoch = start; st == NN_OK && !r->stopped && epoch < r->epochs; epoch++) {
+        st = run_epoch(r, epoch, perm, xb, yb, &prog);
+        if (st == NN_OK)
+            st = after_epoch(r, epoch, &prog, res);
+        if (st == NN_OK)
+            res->epochs_done = epoch + 1;
+        if (st == NN_OK && r->opt->checkpoint)
+            st = save_checkpoint(r, epoch + 1, false);
+    }
+    nnrt_tensor_free(xb);
+    nnrt_tensor_free(yb);
+    free(perm);
+    return st;
+}
+
+NnStatus nnrt_train(const NnrtTrainCallbacks *cb, const NnrtDataset *train,
+                    const NnrtTrainOptions *opt, NnrtTrainResult *res)
+{
+    memset(res, 0, sizeof *res);
+    Run r = {.cb = cb, .train = train, .opt = opt, .batch = opt_batch(opt)};
+    r.epochs = opt->epochs > 0 ? opt->epochs : 1;
+    r.log = opt->log ? opt->log : stdout;
+    nnrt_vars_init(&r.best);
+    if (!cb->step)
+        return nnrt_fail(NN_ERR_RUNTIME, "training needs a step callback");
+    if (train->count == 0)
+        return nnrt_fail(NN_ERR_RUNTIME, "the training set is empty");
+    NnStatus st = parse_early(&r);
+    int start = 0;
+    if (st == NN_OK)
+        st = resume(&r, &start);
+    res->start_epoch = res->epochs_done = start;
+    if (st == NN_OK && opt->metrics_path) {
+        st = nnrt_jsonl_open(&r.jsonl, opt->metrics_path, start > 0);
+        r.have_jsonl = st == NN_OK;
+    }
+    if (st == NN_OK)
+        st = train_epochs(&r, start, res);
+    res->stopped_early = r.stopped;
+    res->steps = r.steps;
+    res->best_epoch = r.best_epoch;
+    res->best_value = r.best_value;
+    // The best weights replace the last ones, in the model and in the file.
+    if (st == NN_OK && r.have_best) {
+        st = cb->restore(cb->ctx, &r.best);
+        if (st == NN_OK && opt->checkpoint)
+            st = save_checkpoint(&r, res->epochs_done, true);
+    }
+    if (st == NN_OK && opt->test)
+        st = final_test(&r, res);
+    if (r.have_jsonl) {
+        NnStatus cst = nnrt_jsonl_close(&r.jsonl);
+        st = st == NN_OK ? cst : st;
+    }
+    nnrt_vars_fini(&r.best);
+    return st;
+}
