@@ -117,8 +117,16 @@ typedef struct Recipe {
     double eps, tol; // 0: the defaults (1e-6, 1e-6)
 } Recipe;
 
-static NnId unary_any(Ctx *c, NnOp op, int v) { return nn_ir_unary(c->g, op, var(c, "3,4", R_ANY, true), L); }
-static NnId unary_pos(Ctx *c, NnOp op, int v) { return nn_ir_unary(c->g, op, var(c, "3,4", R_POS, true), L); }
+static NnId unary_any(Ctx *c, NnOp op, int v)
+{
+    return nn_ir_unary(c->g, op, var(c, "3,4", R_ANY, true), L);
+}
+
+static NnId unary_pos(Ctx *c, NnOp op, int v)
+{
+    return nn_ir_unary(c->g, op, var(c, "3,4", R_POS, true), L);
+}
+
 static NnId unary_away0(Ctx *c, NnOp op, int v)
 {
     return nn_ir_unary(c->g, op, var(c, "3,4", R_AWAY0, true), L);
@@ -142,7 +150,8 @@ static NnId binary(Ctx *c, NnOp op, int v)
     Range rb = op == NN_OP_DIV ? R_POS : R_ANY;
     if (v == 5) {
         NnId a = var(c, "3,4", op == NN_OP_POW ? R_POS : R_AWAY0, true);
-        return nn_ir_binary(c->g, op, a, nn_ir_const(c->g, op == NN_OP_POW ? 2 : 0, NN_DT_F64, L), L);
+        NnId k = nn_ir_const(c->g, op == NN_OP_POW ? 2 : 0, NN_DT_F64, L);
+        return nn_ir_binary(c->g, op, a, k, L);
     }
     NnId a = var(c, specs[v][0], ra, true);
     NnId b = var(c, specs[v][1], rb, true);
@@ -222,7 +231,7 @@ static NnId take(Ctx *c, NnOp op, int v)
 }
 
 #define BIN(OP)                                                                                    \
-    {OP, "same shape", binary, 0, 0, 0}, {OP, "trailing broadcast", binary, 1, 0, 0},               \
+    {OP, "same shape", binary, 0, 0, 0}, {OP, "trailing broadcast", binary, 1, 0, 0},             \
         {OP, "both broadcast", binary, 2, 0, 0}, {OP, "symbolic batch", binary, 3, 0, 0},          \
         {OP, "scalar and matrix", binary, 4, 0, 0}, {OP, "const operand", binary, 5, 0, 0}
 #define RED(OP)                                                                                    \
@@ -289,7 +298,8 @@ static NnTensor *storage(Ctx *c, const Var *v)
 }
 
 // Returns the number of mismatching elements (each reported once per variable).
-static int compare_grads(Ctx *c, Run *r, const Recipe *rc, NnTensor **analytic, const int *vi, int n)
+static int compare_grads(Ctx *c, Run *r, const Recipe *rc, NnTensor **analytic, const int *vi,
+                         int n)
 {
     double eps = rc->eps ? rc->eps : 1e-6, tol = rc->tol ? rc->tol : 1e-6;
     int bad = 0;
@@ -308,7 +318,8 @@ static int compare_grads(Ctx *c, Run *r, const Recipe *rc, NnTensor **analytic, 
             if (fabs(fd - an) > tol * scale) {
                 bad++;
                 if (!reported)
-                    cr_log_error("%s (%s): d loss / d input %d [%lld]: analytic %.10g, numeric %.10g",
+                    cr_log_error("%s (%s): d loss / d input %d [%lld]: analytic %.10g, "
+                                 "numeric %.10g",
                                  nn_op_name(rc->op), rc->what, k, (long long)j, an, fd);
                 reported = true;
             }
@@ -320,14 +331,16 @@ static int compare_grads(Ctx *c, Run *r, const Recipe *rc, NnTensor **analytic, 
 // Builds, differentiates and checks one recipe; returns false on any mismatch.
 static bool check_recipe(const Recipe *rc)
 {
-    Ctx c = {.g = nn_graph_new(), .rng = 0x9e3779b97f4a7c15ull + (uint64_t)rc->op * 7919u + (uint64_t)rc->variant};
+    uint64_t seed = 0x9e3779b97f4a7c15ull + (uint64_t)rc->op * 7919u + (uint64_t)rc->variant;
+    Ctx c = {.g = nn_graph_new(), .rng = seed};
     nnrt_vars_init(&c.vars);
     NnId y = rc->build(&c, rc->op, rc->variant);
     cr_assert(y >= 0, "%s (%s): build failed: %s", nn_op_name(rc->op), rc->what, c.g->err);
     NnShape ys = c.g->nodes[y].shape;
     NnId w = var_shape(&c, &ys, NN_DT_F64, R_ANY, false);
     uint32_t all = (1u << ys.rank) - 1;
-    NnId loss = nn_ir_reduce(c.g, NN_OP_REDUCE_SUM, nn_ir_binary(c.g, NN_OP_MUL, y, w, L), all, false, L);
+    NnId yw = nn_ir_binary(c.g, NN_OP_MUL, y, w, L);
+    NnId loss = nn_ir_reduce(c.g, NN_OP_REDUCE_SUM, yw, all, false, L);
     NnId wrt[8], grads[8];
     int vi[8], n = 0;
     for (int k = 0; k < c.nv; k++)
@@ -412,10 +425,39 @@ Test(gradcheck, dropout_mask_matches)
         double yv = nnrt_tensor_get(outs[0], i), gv = nnrt_tensor_get(outs[1], i);
         cr_expect_eq(yv == 0, gv == 0, "element %lld: y %g, grad %g", (long long)i, yv, gv);
         if (gv != 0)
-            cr_expect(fabs(gv - 2.0) < 1e-12, "kept element %lld scaled by %g, not 2", (long long)i, gv);
+            cr_expect(fabs(gv - 2.0) < 1e-12, "kept element %lld scaled by %g, not 2",
+                      (long long)i, gv);
         dropped += yv == 0;
     }
     cr_expect(dropped > 16 && dropped < 48, "%d of 64 dropped at rate 0.5", dropped);
+    nn_backend_interp.free(ex);
+    nnrt_vars_fini(&c.vars);
+    nn_graph_free(c.g);
+}
+
+// relu(x) = max(x, 0): the gradient is 1 where x > 0 and 0 at and below 0.
+Test(gradcheck, relu_gradient_at_zero)
+{
+    Ctx c = {.g = nn_graph_new(), .rng = 1};
+    nnrt_vars_init(&c.vars);
+    NnId x = var(&c, "3", R_ANY, true);
+    NnTensor *xt = nnrt_vars_get(&c.vars, "v0");
+    double xs[3] = {-1, 0, 2};
+    for (int i = 0; i < 3; i++)
+        nnrt_tensor_set(xt, i, xs[i]);
+    NnId y = nn_ir_binary(c.g, NN_OP_MAX, x, nn_ir_const(c.g, 0, NN_DT_F64, L), L);
+    NnId loss = nn_ir_reduce(c.g, NN_OP_REDUCE_SUM, y, 1, false, L);
+    NnId grad;
+    cr_assert(nn_ad_grad(c.g, loss, &x, 1, &grad));
+    nn_graph_add_output(c.g, "grad", grad);
+    NnExecOptions opt = {.threads = 1};
+    NnExec *ex = nn_backend_interp.prepare(c.g, &opt);
+    cr_assert(ex, "%s", nnrt_errmsg());
+    NnTensor *out;
+    cr_assert_eq(nn_backend_interp.run(ex, &c.vars, NULL, &out), NN_OK, "%s", nnrt_errmsg());
+    double want[3] = {0, 0, 1};
+    for (int i = 0; i < 3; i++)
+        cr_expect_eq(nnrt_tensor_get(out, i), want[i], "relu'(%g)", xs[i]);
     nn_backend_interp.free(ex);
     nnrt_vars_fini(&c.vars);
     nn_graph_free(c.g);

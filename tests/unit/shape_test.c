@@ -124,7 +124,8 @@ Test(shape, binary_dtype_mismatch)
     NnId a = par(g, "a", NN_DT_F32, "4");
     NnId b = par(g, "b", NN_DT_F64, "4");
     NnId i = par(g, "i", NN_DT_I32, "4");
-    EXPECT_ERR(nn_ir_binary(g, NN_OP_ADD, a, b, L), "cannot add f32[4] and f64[4]: dtypes differ");
+    EXPECT_ERR(nn_ir_binary(g, NN_OP_ADD, a, b, L),
+               "cannot add f32[4] and f64[4]: dtypes differ");
     EXPECT_ERR(nn_ir_binary(g, NN_OP_POW, i, i, L),
                "cannot raise i32[4] to the power i32[4]: needs float tensors");
     EXPECT_TYPE(nn_ir_binary(g, NN_OP_ADD, i, i, L), "i32[4]");
@@ -148,7 +149,8 @@ Test(shape, select_broadcasts_three)
     NnId bad = par(g, "bad", NN_DT_F32, "3");
     EXPECT_ERR(nn_ir_select(g, c, a, bad, L), "cannot select between f32[4] and f32[3]");
     NnId d = par(g, "d", NN_DT_F64, "4");
-    EXPECT_ERR(nn_ir_select(g, c, a, d, L), "cannot select between f32[4] and f64[4]: dtypes differ");
+    EXPECT_ERR(nn_ir_select(g, c, a, d, L),
+               "cannot select between f32[4] and f64[4]: dtypes differ");
     NnId cc = par(g, "cc", NN_DT_I32, "5,2");
     EXPECT_ERR(nn_ir_select(g, cc, a, z, L),
                "select: condition i32[5, 2] does not broadcast with f32[4] and f32");
@@ -269,11 +271,13 @@ Test(shape, take_onehot_argmax)
     EXPECT_TYPE(nn_ir_add(g, NN_OP_ONEHOT, &y, 1, &h, L), "f32[N, 10]");
     h.dtype = NN_DT_F64;
     EXPECT_TYPE(nn_ir_add(g, NN_OP_ONEHOT, &y, 1, &h, L), "f64[N, 10]");
-    EXPECT_ERR(nn_ir_add(g, NN_OP_ONEHOT, &x, 1, &h, L), "onehot: expects i32 labels, got f32[N, 10]");
+    EXPECT_ERR(nn_ir_add(g, NN_OP_ONEHOT, &x, 1, &h, L),
+               "onehot: expects i32 labels, got f32[N, 10]");
     NnAttr m = {.axis = 1};
     EXPECT_TYPE(nn_ir_add(g, NN_OP_ARGMAX, &x, 1, &m, L), "i32[N]");
     m.axis = 2;
-    EXPECT_ERR(nn_ir_add(g, NN_OP_ARGMAX, &x, 1, &m, L), "argmax: axis 2 out of range for f32[N, 10]");
+    EXPECT_ERR(nn_ir_add(g, NN_OP_ARGMAX, &x, 1, &m, L),
+               "argmax: axis 2 out of range for f32[N, 10]");
 }
 
 Test(shape, fused_takes_body_output)
