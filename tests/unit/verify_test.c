@@ -145,3 +145,50 @@ Test(print, dump_is_stable)
 }
 
 TestSuite(print, .init = setup, .fini = teardown);
+
+static char *dump(const NnGraph *gr)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    nn_ir_print(f, gr);
+    fclose(f);
+    return buf;
+}
+
+// Attributes print compactly; a FUSED body prints indented inside braces; a
+// node with a source location ends in "# line:col".
+Test(print, attrs_fused_and_locations)
+{
+    NnGraph *q = nn_graph_new();
+    NnSource s = {.name = "m.nn", .text = "", .len = 0};
+    NnLoc at = {.src = &s, .line = 12, .col = 7, .len = 1};
+    NnId a = src(q, NN_OP_INPUT, "x", NN_DT_F32, "N,4");
+    NnId w = par(q, "w", NN_DT_F32, "3,4");
+    NnId m = nn_ir_matmul(q, a, w, false, true, at);
+    nn_ir_reduce(q, NN_OP_LOGSUMEXP, m, 2, true, L);
+    nn_ir_transpose(q, m, (int[NN_MAX_RANK]){1, 0}, L);
+    NnGraph *body = nn_graph_new();
+    NnShape s3 = {.rank = 1, .dim = {3}};
+    NnId bi = nn_ir_source(body, NN_OP_INPUT, NULL, NN_DT_F32, &s3, L);
+    nn_graph_add_output(body, "out", nn_ir_unary(body, NN_OP_EXP, bi, L));
+    NnId b3 = par(q, "b", NN_DT_F32, "3");
+    NnAttr fa = {.body = body};
+    cr_assert(nn_ir_add(q, NN_OP_FUSED, &b3, 1, &fa, L) >= 0, "%s", q->err);
+    char *got = dump(q);
+    const char *want = "%0 = input x : f32[N, 4]\n"
+                       "%1 = param w : f32[3, 4]\n"
+                       "%2 = matmul(%0, %1) tb : f32[N, 3]  # 12:7\n"
+                       "%3 = logsumexp(%2) axes=[1] keep : f32[N, 1]\n"
+                       "%4 = transpose(%2) perm=[1, 0] : f32[3, N]\n"
+                       "%5 = param b : f32[3]\n"
+                       "%6 = fused(%5) : f32[3] {\n"
+                       "    %0 = input : f32[3]\n"
+                       "    %1 = exp(%0) : f32[3]\n"
+                       "    return %1\n"
+                       "}\n";
+    cr_assert_str_eq(got, want);
+    free(got);
+    nn_graph_free(body);
+    nn_graph_free(q);
+}
