@@ -153,6 +153,8 @@ void nnrt_unary(const NnrtUnary *a, int ith, int nth)
     const NnrtBcast *b = a->b;
     int64_t lo, hi, last = b->rank - 1;
     nnrt_split(b->numel, 16, ith, nth, &lo, &hi);
+    if (lo >= hi)
+        return; // also keeps kiter_start away from size-0 dims
     KIter it;
     kiter_start(b, lo, &it);
     for (int64_t pos = lo; pos < hi;) {
@@ -294,6 +296,8 @@ void nnrt_binary(const NnrtBinary *a, int ith, int nth)
     int64_t lo, hi, last = b->rank - 1;
     int64_t sx = b->stride[0][last], sy = b->stride[1][last];
     nnrt_split(b->numel, 16, ith, nth, &lo, &hi);
+    if (lo >= hi)
+        return; // also keeps kiter_start away from size-0 dims
     KIter it;
     kiter_start(b, lo, &it);
     for (int64_t pos = lo; pos < hi;) {
@@ -353,6 +357,8 @@ void nnrt_select(const NnrtSelect *a, int ith, int nth)
     int64_t sc = b->stride[0][last], sx = b->stride[1][last], sy = b->stride[2][last];
     bool wide = nnrt_dtype_size(a->dt) == 8;
     nnrt_split(b->numel, 16, ith, nth, &lo, &hi);
+    if (lo >= hi)
+        return; // also keeps kiter_start away from size-0 dims
     KIter it;
     kiter_start(b, lo, &it);
     for (int64_t pos = lo; pos < hi;) {

@@ -11,6 +11,8 @@ static void gather(const NnrtBcast *b, size_t esize, const void *x, void *y, int
 {
     int64_t lo, hi, sx = b->stride[0][b->rank - 1];
     nnrt_split(b->numel, 16, ith, nth, &lo, &hi);
+    if (lo >= hi)
+        return; // also keeps kiter_start away from size-0 dims
     KIter it;
     kiter_start(b, lo, &it);
     for (int64_t pos = lo; pos < hi;) {
