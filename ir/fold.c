@@ -99,14 +99,16 @@ static bool eval_counted(const NnGraph *g, const NnNode *n, const double *v, dou
     }
 }
 
-// The folded value of n, or false when n must stay.
-static bool eval(const NnGraph *g, const NnNode *n, double *r)
+// The folded value of old node n, or false when n must stay. Operands are
+// looked up in the graph being built, where earlier folds already are CONSTs.
+static bool eval(const NnRewrite *rw, const NnNode *n, double *r)
 {
+    const NnGraph *g = rw->old;
     double v[3];
     if (n->nin == 0 || n->nin > 3 || nn_op_has(n->op, NN_OPF_RANDOM) || n->op == NN_OP_DROPOUT)
         return false;
     for (int k = 0; k < n->nin; k++) {
-        const NnNode *x = &g->nodes[n->in[k]];
+        const NnNode *x = &rw->g->nodes[rw->map[n->in[k]]];
         if (x->op != NN_OP_CONST || isnan(x->attr.value))
             return false;
         v[k] = x->attr.value;
@@ -142,7 +144,7 @@ NnGraph *nn_pass_fold(NnGraph *g)
     for (int i = 0; i < g->count; i++) {
         const NnNode *n = &g->nodes[i];
         double r;
-        if (n->op == NN_OP_CONST || !eval(g, n, &r)) {
+        if (n->op == NN_OP_CONST || !eval(&rw, n, &r)) {
             nn_rewrite_copy(&rw, i);
             continue;
         }
