@@ -1,0 +1,300 @@
+// Builtins: the names the lowering implements in C, each turning into one or a
+// few primitive IR ops (exp, sum, matmul helpers, dropout, random tensors...).
+// Everything else (relu, softmax, dense, losses, optimizers) is .nn code in
+// stdlib/. Arguments bind like .nn calls: positional, then by name.
+#include "elab.h"
+
+#include <string.h>
+
+typedef enum Kind { B_UNARY, B_BINARY, B_WHERE, B_REDUCE, B_ARGMAX, B_TAKE, B_ONEHOT,
+                    B_RESHAPE, B_FLATTEN, B_TRANSPOSE, B_CAST, B_DROPOUT, B_RANDOM,
+                    B_ZEROS_LIKE } Kind;
+
+typedef struct Builtin {
+    const char *name;
+    Kind kind;
+    NnOp op;
+    const char *formals[4]; // NULL-terminated
+    int nreq;               // required leading formals
+} Builtin;
+
+static const Builtin builtins[] = {
+    {"exp", B_UNARY, NN_OP_EXP, {"x"}, 1},
+    {"log", B_UNARY, NN_OP_LOG, {"x"}, 1},
+    {"sqrt", B_UNARY, NN_OP_SQRT, {"x"}, 1},
+    {"tanh", B_UNARY, NN_OP_TANH, {"x"}, 1},
+    {"sigmoid", B_UNARY, NN_OP_SIGMOID, {"x"}, 1},
+    {"abs", B_UNARY, NN_OP_ABS, {"x"}, 1},
+    {"sin", B_UNARY, NN_OP_SIN, {"x"}, 1},
+    {"cos", B_UNARY, NN_OP_COS, {"x"}, 1},
+    {"max", B_BINARY, NN_OP_MAX, {"a", "b"}, 2},
+    {"min", B_BINARY, NN_OP_MIN, {"a", "b"}, 2},
+    {"where", B_WHERE, NN_OP_SELECT, {"cond", "a", "b"}, 3},
+    {"sum", B_REDUCE, NN_OP_REDUCE_SUM, {"x", "axis", "keep"}, 1},
+    {"mean", B_REDUCE, NN_OP_REDUCE_MEAN, {"x", "axis", "keep"}, 1},
+    {"amax", B_REDUCE, NN_OP_REDUCE_MAX, {"x", "axis", "keep"}, 1},
+    {"logsumexp", B_REDUCE, NN_OP_LOGSUMEXP, {"x", "axis", "keep"}, 1},
+    {"argmax", B_ARGMAX, NN_OP_ARGMAX, {"x", "axis"}, 1},
+    {"take", B_TAKE, NN_OP_TAKE, {"x", "index", "axis"}, 2},
+    {"onehot", B_ONEHOT, NN_OP_ONEHOT, {"index", "depth"}, 2},
+    {"reshape", B_RESHAPE, NN_OP_RESHAPE, {"x", "shape"}, 2},
+    {"flatten", B_FLATTEN, NN_OP_RESHAPE, {"x"}, 1},
+    {"transpose", B_TRANSPOSE, NN_OP_TRANSPOSE, {"x", "perm"}, 1},
+    {"f32", B_CAST, NN_OP_CAST, {"x"}, 1},
+    {"f64", B_CAST, NN_OP_CAST, {"x"}, 1},
+    {"i32", B_CAST, NN_OP_CAST, {"x"}, 1},
+    {"float", B_CAST, NN_OP_CAST, {"x"}, 1},
+    {"dropout", B_DROPOUT, NN_OP_DROPOUT, {"x", "rate"}, 2},
+    {"uniform", B_RANDOM, NN_OP_RAND_UNIFORM, {"shape", "lo", "hi"}, 1},
+    {"normal", B_RANDOM, NN_OP_RAND_NORMAL, {"shape", "mean", "std"}, 1},
+    {"zeros_like", B_ZEROS_LIKE, NN_OP_BROADCAST, {"x"}, 1},
+};
+#define NBUILTINS (int)(sizeof builtins / sizeof builtins[0])
+
+static const char *inits[][2] = {
+    {"zeros", "0"}, {"ones", "0"}, {"normal", "2"}, {"uniform", "2"}, {"glorot_uniform", "0"},
+    {"glorot_normal", "0"}, {"he_uniform", "0"}, {"he_normal", "0"}, {"orthogonal", "1"},
+};
+
+bool init_known(const char *name, int *maxargs)
+{
+    for (size_t i = 0; i < sizeof inits / sizeof inits[0]; i++)
+        if (strcmp(inits[i][0], name) == 0) {
+            *maxargs = inits[i][1][0] - '0';
+            return true;
+        }
+    return false;
+}
+
+bool nn_sema_is_builtin(const char *name)
+{
+    for (int i = 0; i < NBUILTINS; i++)
+        if (strcmp(builtins[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+const char *nn_builtin_name(int i) { return i < NBUILTINS ? builtins[i].name : NULL; }
+
+static bool bind(Lower *L, const Builtin *b, Arg *args, int nargs, NnLoc loc, Val *v, bool *set)
+{
+    int nf = 0, pos = 0;
+    while (nf < 4 && b->formals[nf])
+        nf++;
+    for (int i = 0; i < nargs; i++) {
+        int k = -1;
+        if (!args[i].name)
+            k = pos++;
+        else
+            for (int j = 0; j < nf; j++)
+                if (strcmp(b->formals[j], args[i].name) == 0)
+                    k = j;
+        if (k < 0 || k >= nf) {
+            if (args[i].name)
+                nn_error(&L->c->diags, args[i].loc.src ? args[i].loc : loc,
+                         "'%s' has no parameter '%s'", b->name, args[i].name);
+            else
+                nn_error(&L->c->diags, loc, "'%s' takes at most %d argument%s", b->name, nf,
+                         nf == 1 ? "" : "s");
+            return false;
+        }
+        v[k] = args[i].v;
+        set[k] = true;
+    }
+    for (int k = 0; k < b->nreq; k++)
+        if (!set[k]) {
+            nn_error(&L->c->diags, loc, "'%s' is missing argument '%s'", b->name, b->formals[k]);
+            return false;
+        }
+    return true;
+}
+
+static bool need_tensor(Lower *L, const Builtin *b, Val v, NnLoc loc)
+{
+    if (v.kind == V_TENSOR)
+        return true;
+    char d[64];
+    nn_error(&L->c->diags, loc, "'%s' needs a tensor, got %s", b->name, val_desc(L, v, d, 64));
+    return false;
+}
+
+// Axis argument: int or list of ints, negative counts from the end.
+static bool axes_of(Lower *L, Val v, bool set, int rank, uint32_t *axes, NnLoc loc)
+{
+    if (!set) {
+        *axes = rank ? (1u << rank) - 1 : 0;
+        return true;
+    }
+    int n = v.kind == V_LIST ? v.list->count : 1;
+    *axes = 0;
+    for (int i = 0; i < n; i++) {
+        Val a = v.kind == V_LIST ? v.list->items[i] : v;
+        if (a.kind != V_NUM || !a.is_int || a.dim < -rank || a.dim >= rank) {
+            nn_error(&L->c->diags, loc, "axis must be an integer in [-%d, %d)", rank, rank);
+            return false;
+        }
+        *axes |= 1u << (a.dim < 0 ? a.dim + rank : a.dim);
+    }
+    return true;
+}
+
+static bool shape_of(Lower *L, Val v, NnShape *s, NnLoc loc)
+{
+    if (v.kind != V_LIST || v.list->count > NN_MAX_RANK) {
+        nn_error(&L->c->diags, loc, "expected a shape such as [N, 784]");
+        return false;
+    }
+    s->rank = v.list->count;
+    for (int i = 0; i < s->rank; i++) {
+        Val d = v.list->items[i];
+        if (d.kind != V_NUM || !d.is_int || (!d.sym && d.dim < 0)) {
+            nn_error(&L->c->diags, loc, "shape dimensions must be integers");
+            return false;
+        }
+        s->dim[i] = d.dim;
+    }
+    return true;
+}
+
+static double num_or(Val v, bool set, double dflt) { return set && v.kind == V_NUM ? v.num : dflt; }
+
+static Val random_tensor(Lower *L, const Builtin *b, Val *v, bool *set, NnLoc loc)
+{
+    NnAttr a = {0};
+    if (!shape_of(L, v[0], &a.shape, loc))
+        return v_none();
+    a.dtype = NN_DT_F32;
+    a.seed = L->seed * 1000003u + (uint64_t)++L->nrandom;
+    NnId step = L->step >= 0 ? L->step : nn_ir_const(L->g, 0, NN_DT_F32, loc);
+    NnId r = checked(L, nn_ir_add(L->g, b->op, &step, 1, &a, loc), loc);
+    bool unif = b->op == NN_OP_RAND_UNIFORM;
+    double p = num_or(v[1], set[1], 0), q = num_or(v[2], set[2], 1);
+    double scale = unif ? q - p : q, shift = p;
+    if (r >= 0 && scale != 1)
+        r = nn_ir_binary(L->g, NN_OP_MUL, r, nn_ir_const(L->g, scale, NN_DT_F32, loc), loc);
+    if (r >= 0 && shift != 0)
+        r = nn_ir_binary(L->g, NN_OP_ADD, r, nn_ir_const(L->g, shift, NN_DT_F32, loc), loc);
+    return v_tensor(r);
+}
+
+Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc)
+{
+    const Builtin *b = NULL;
+    for (int i = 0; i < NBUILTINS && !b; i++)
+        if (strcmp(builtins[i].name, name) == 0)
+            b = &builtins[i];
+    NN_ASSERT(b);
+    Val v[4] = {0};
+    bool set[4] = {0};
+    if (!bind(L, b, args, nargs, loc, v, set))
+        return v_none();
+    NnGraph *g = L->g;
+    NnAttr a = {0};
+    if (b->kind == B_RANDOM)
+        return random_tensor(L, b, v, set, loc);
+    if (b->kind == B_BINARY || b->kind == B_WHERE) {
+        int n = b->kind == B_WHERE ? 3 : 2;
+        NnDType dt = NN_DT_F32;
+        for (int i = n - 1; i >= 0; i--)
+            if (v[i].kind == V_TENSOR)
+                dt = vnode(L, v[i])->dtype;
+        NnId in[3];
+        for (int i = 0; i < n; i++)
+            if ((in[i] = as_tensor(L, v[i], dt, loc)) < 0)
+                return v_none();
+        return v_tensor(checked(L, nn_ir_add(g, b->op, in, n, NULL, loc), loc));
+    }
+    if (b->kind == B_UNARY && v[0].kind == V_NUM)
+        v[0] = v_tensor(nn_ir_const(g, v[0].num, NN_DT_F32, loc));
+    if (!need_tensor(L, b, v[0], loc))
+        return v_none();
+    NnNode *x = vnode(L, v[0]);
+    int rank = x->shape.rank;
+    switch (b->kind) {
+    case B_UNARY: return v_tensor(checked(L, nn_ir_unary(g, b->op, v[0].id, loc), loc));
+    case B_REDUCE: {
+        if (!axes_of(L, v[1], set[1], rank, &a.axes, loc))
+            return v_none();
+        a.keep = set[2] && v[2].num != 0;
+        return v_tensor(checked(L, nn_ir_add(g, b->op, &v[0].id, 1, &a, loc), loc));
+    }
+    case B_ARGMAX:
+    case B_TAKE: {
+        uint32_t ax;
+        Val axv = b->kind == B_TAKE ? v[2] : v[1];
+        bool axset = b->kind == B_TAKE ? set[2] : set[1];
+        if (!axset)
+            axv = v_int(b->kind == B_TAKE ? 1 : -1), axset = true;
+        if (!axes_of(L, axv, axset, rank, &ax, loc))
+            return v_none();
+        a.axis = __builtin_ctz(ax);
+        if (b->kind == B_ARGMAX)
+            return v_tensor(checked(L, nn_ir_add(g, b->op, &v[0].id, 1, &a, loc), loc));
+        if (!need_tensor(L, b, v[1], loc))
+            return v_none();
+        NnId in[2] = {v[0].id, v[1].id};
+        return v_tensor(checked(L, nn_ir_add(g, b->op, in, 2, &a, loc), loc));
+    }
+    case B_ONEHOT:
+        if (v[1].kind != V_NUM || !v[1].is_int || v[1].dim <= 0) {
+            nn_error(&L->c->diags, loc, "onehot depth must be a positive integer");
+            return v_none();
+        }
+        a.depth = v[1].dim;
+        return v_tensor(checked(L, nn_ir_add(g, b->op, &v[0].id, 1, &a, loc), loc));
+    case B_RESHAPE:
+        if (!shape_of(L, v[1], &a.shape, loc))
+            return v_none();
+        return v_tensor(checked(L, nn_ir_reshape(g, v[0].id, &a.shape, loc), loc));
+    case B_FLATTEN: {
+        a.shape.rank = rank < 2 ? rank : 2;
+        a.shape.dim[0] = rank ? x->shape.dim[0] : 1;
+        if (rank >= 2) {
+            a.shape.dim[1] = 1;
+            for (int i = 1; i < rank; i++) {
+                if (x->shape.dim[i] < 0) {
+                    nn_error(&L->c->diags, loc, "flatten: only the first dimension may be symbolic");
+                    return v_none();
+                }
+                a.shape.dim[1] *= x->shape.dim[i];
+            }
+        }
+        return v_tensor(checked(L, nn_ir_reshape(g, v[0].id, &a.shape, loc), loc));
+    }
+    case B_TRANSPOSE: {
+        int perm[NN_MAX_RANK] = {0};
+        for (int i = 0; i < rank; i++)
+            perm[i] = rank - 1 - i;
+        if (set[1]) {
+            if (v[1].kind != V_LIST || v[1].list->count != rank) {
+                nn_error(&L->c->diags, loc, "transpose: perm must list all %d axes", rank);
+                return v_none();
+            }
+            for (int i = 0; i < rank; i++)
+                perm[i] = (int)v[1].list->items[i].dim;
+        }
+        return v_tensor(checked(L, nn_ir_transpose(g, v[0].id, perm, loc), loc));
+    }
+    case B_CAST: {
+        NnDType dt = name[0] == 'i' ? NN_DT_I32 : strcmp(name, "f64") == 0 ? NN_DT_F64 : NN_DT_F32;
+        return v_tensor(checked(L, nn_ir_cast(g, v[0].id, dt, loc), loc));
+    }
+    case B_DROPOUT: {
+        if (v[1].kind != V_NUM || v[1].num < 0 || v[1].num >= 1) {
+            nn_error(&L->c->diags, loc, "dropout rate must be a number in [0, 1)");
+            return v_none();
+        }
+        if (!L->training || L->step < 0 || v[1].num == 0)
+            return v[0];
+        a.value = v[1].num;
+        a.seed = L->seed * 1000003u + (uint64_t)++L->nrandom;
+        NnId in[2] = {v[0].id, L->step};
+        return v_tensor(checked(L, nn_ir_add(g, NN_OP_DROPOUT, in, 2, &a, loc), loc));
+    }
+    case B_ZEROS_LIKE: {
+        NnId z = nn_ir_const(g, 0, x->dtype, loc);
+        return v_tensor(checked(L, nn_ir_broadcast(g, z, &x->shape, loc), loc));
+    }
+    default: NN_UNREACHABLE();
+    }
+}

@@ -1,0 +1,59 @@
+// Internal to the nnc driver (main.c, driver_*.c, repl.c): the one place that
+// picks a backend and runs graphs. Commands share these options.
+#ifndef NN_DRIVER_H
+#define NN_DRIVER_H
+
+#include "ast.h"
+#include "backend.h"
+#include "data.h"
+#include "lower.h"
+#include "pass.h"
+#include "sema.h"
+
+typedef struct NnOptions {
+    const char *file;
+    const char *backend;     // "jit" | "interp" (NULL: jit when built with LLVM)
+    const char *stage;       // nnc ir --stage
+    const char *metrics;     // --metrics FILE
+    const char *weights;     // eval --weights / train --resume
+    const char *output;      // -o
+    bool resume, quiet, verbose, has_seed;
+    uint64_t seed;
+    int threads;
+    NnSetting sets[32];
+    int nsets;
+    NnPassOptions passes;
+} NnOptions;
+
+#define NN_MAX_SPLITS 8
+
+// The splits a data block produced ("train", "val", "test", ...).
+typedef struct NnSplits {
+    const char *names[NN_MAX_SPLITS];
+    NnrtDataset ds[NN_MAX_SPLITS];
+    int count;
+    const char *label;       // the label field's name ("label" or "y")
+} NnSplits;
+
+const NnBackend *nn_driver_backend(const NnOptions *o);
+// Runs a graph once on a backend (outputs cloned into owned tensors).
+bool nn_driver_eval_graph(NnCtx *c, const NnBackend *be, NnGraph *g, NnTensor *const *inputs,
+                          NnTensor **outs, NnLoc loc);
+bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const NnBackend *be,
+                         uint64_t seed, NnSplits *out);
+void nn_splits_fini(NnSplits *s);
+NnrtDataset *nn_splits_get(NnSplits *s, const char *name);
+
+// Loads the first train block's data and lowers it (spec graphs are the
+// caller's to free, also on failure; splits likewise).
+bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, NnTrainSpec *spec,
+                     NnSplits *splits);
+
+// Reads a train block's `augment = [...]` list.
+bool nn_driver_augment_opts(NnCtx *c, const NnAst *list, NnrtAugment *a);
+
+int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only);
+int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, const NnSource *src, NnOptions *o);
+int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o);
+
+#endif

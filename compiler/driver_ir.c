@@ -1,0 +1,150 @@
+// `nnc check`, `nnc ir --stage S` and `nnc augment`. check lowers everything
+// a run would (so shape errors surface) and prints nothing on success; ir
+// prints one stage of the pipeline; augment writes what the model would see.
+#include "driver.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "data.h"
+
+#ifdef NN_WITH_LLVM
+bool nn_llvm_dump(const NnGraph *g, const int64_t *symv, bool asm_, FILE *out);
+#endif
+
+// Models of a file without a train block: each lowered on its own.
+static int models_only(NnCtx *c, const NnProgram *p, const NnAst *ast, NnOptions *o)
+{
+    NnGraph *last = NULL;
+    for (int i = 0; i < ast->kids.count; i++) {
+        const NnAst *d = ast->kids.items[i];
+        if (d->kind != NN_AST_MODEL)
+            continue;
+        nn_graph_free(last);
+        last = nn_lower_model(c, p, d, false);
+    }
+    int rc = c->diags.nerrors ? 1 : 0;
+    if (!rc && o->stage && strcmp(o->stage, "ir") == 0 && last)
+        nn_ir_print(stdout, last);
+    else if (!rc && o->stage) {
+        if (!last)
+            nn_error(&c->diags, (NnLoc){0}, "%s has no model to show", o->file);
+        else
+            nn_error(&c->diags, (NnLoc){0}, "--stage %s needs a train block (only 'ast' and 'ir' "
+                     "work on a file with models alone)", o->stage);
+        rc = 1;
+    }
+    nn_graph_free(last);
+    return rc;
+}
+
+int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, const NnSource *src, NnOptions *o)
+{
+    static const char *const stages[] = {"ast", "ir", "grad", "opt", "fused", "llvm", "asm"};
+    bool known = !o->stage;
+    for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++)
+        known = known || !strcmp(o->stage, stages[i]);
+    if (!known) {
+        fprintf(stderr, "nnc: error: unknown stage '%s' (tokens, ast, ir, grad, opt, fused, llvm, "
+                "asm)\n", o->stage);
+        return 2;
+    }
+    if (o->stage && !strcmp(o->stage, "ast")) {
+        nn_ast_print(stdout, ast);
+        return 0;
+    }
+    if (p->ntrains == 0)
+        return models_only(c, p, ast, o);
+    NnTrainSpec spec;
+    NnSplits splits;
+    memset(&spec, 0, sizeof spec);
+    memset(&splits, 0, sizeof splits);
+    int rc = 1;
+    if (!nn_driver_setup(c, p, o, &spec, &splits))
+        goto done;
+    rc = 0;
+    if (!o->stage)
+        goto done;
+    if (!strcmp(o->stage, "ir")) {
+        nn_ir_print(stdout, spec.forward);
+    } else if (!strcmp(o->stage, "grad")) {
+        nn_ir_print(stdout, spec.step);
+    } else {
+        NnPassOptions po = o->passes;
+        po.stop = strcmp(o->stage, "opt") == 0 ? "opt" : "fused";
+        spec.step = nn_passes_run(spec.step, &po);
+        if (!strcmp(o->stage, "opt") || !strcmp(o->stage, "fused")) {
+            nn_ir_print(stdout, spec.step);
+        } else {
+#ifdef NN_WITH_LLVM
+            int64_t symv[NN_MAX_SYMS] = {0};
+            for (int k = 0; k < NN_MAX_SYMS; k++)
+                symv[k] = spec.batch;
+            if (!nn_llvm_dump(spec.step, symv, !strcmp(o->stage, "asm"), stdout)) {
+                nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
+                rc = 1;
+            }
+#else
+            nn_error(&c->diags, (NnLoc){0}, "this nnc was built without LLVM; --stage %s is "
+                     "unavailable", o->stage);
+            rc = 1;
+#endif
+        }
+    }
+done:
+    nn_splits_fini(&splits);
+    nn_graph_free(spec.forward);
+    nn_graph_free(spec.step);
+    nn_graph_free(spec.eval);
+    (void)src;
+    return rc;
+}
+
+int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o)
+{
+    NnTrainSpec spec;
+    NnSplits splits;
+    memset(&spec, 0, sizeof spec);
+    memset(&splits, 0, sizeof splits);
+    int rc = 1;
+    if (!nn_driver_setup(c, p, o, &spec, &splits))
+        goto done;
+    NnrtDataset *tr = nn_splits_get(&splits, "train");
+    int64_t h = tr->img_h, w = tr->img_w;
+    if (h <= 0 || w <= 0 || tr->x->dtype != NN_DT_F32) {
+        nn_error(&c->diags, spec.ast->loc, "the training data are not images (no height/width)");
+        goto done;
+    }
+    NnrtAugment a = {0};
+    if (!nn_driver_augment_opts(c, spec.augment, &a))
+        goto done;
+    int64_t n = tr->count < 32 ? tr->count : 32, feat = tr->x->numel / tr->count;
+    float *buf = malloc((size_t)(n * feat) * sizeof *buf);
+    if (!buf) {
+        nn_error(&c->diags, (NnLoc){0}, "out of memory");
+        goto done;
+    }
+    memcpy(buf, tr->x->data, (size_t)(n * feat) * sizeof *buf);
+    NnrtDataRng rng;
+    nnrt_data_rng_seed(&rng, spec.seed, 0);
+    NnStatus st = nnrt_augment_batch(&a, buf, n, feat, h, w, &rng);
+    size_t len = strlen(o->output);
+    bool pgm = len > 4 && !strcmp(o->output + len - 4, ".pgm");
+    if (st == NN_OK)
+        st = pgm ? nnrt_image_write_pgm(o->output, buf, n * (feat / (h * w)), h, w, 8, 0, 0)
+                 : nnrt_image_write_png(o->output, buf, n * (feat / (h * w)), h, w, 8, 0, 0);
+    free(buf);
+    if (st != NN_OK) {
+        nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
+        goto done;
+    }
+    if (!o->quiet)
+        printf("wrote %lld augmented samples to %s\n", (long long)n, o->output);
+    rc = 0;
+done:
+    nn_splits_fini(&splits);
+    nn_graph_free(spec.forward);
+    nn_graph_free(spec.step);
+    nn_graph_free(spec.eval);
+    return rc;
+}

@@ -1,0 +1,126 @@
+// Internal to the lowering (lower.c, builtin.c, train.c, datalower.c): the
+// elaborator's values and environments. Elaboration evaluates the AST with
+// compile-time numbers folded and tensors turned into IR nodes; every fn,
+// layer and loss call is inlined, so the graph holds primitive ops only.
+#ifndef NN_ELAB_H
+#define NN_ELAB_H
+
+#include "lower.h"
+
+typedef enum VKind {
+    V_NONE,   // no value (a failed expression: its error is already reported)
+    V_TENSOR, // id
+    V_NUM,    // num; is_int with exact dim (negative = symbolic dim)
+    V_BOOL,   // num 0/1
+    V_STR,    // str
+    V_DECL,   // decl: fn/layer/loss/model/optimizer/extern
+    V_BUILTIN,// str = builtin name
+    V_BOUND,  // a layer with bound arguments and its own scope (enc = dense(units: 64))
+    V_LIST,   // list
+} VKind;
+
+typedef struct Val Val;
+typedef struct Bound Bound;
+
+typedef struct VList {
+    Val *items;
+    int count;
+} VList;
+
+struct Val {
+    VKind kind;
+    NnId id;
+    double num;
+    bool is_int;
+    bool sym;    // V_NUM is a symbolic dim (dim < 0 names a graph symbol)
+    int64_t dim; // V_NUM with is_int: the exact value
+    const char *str;
+    const NnAst *decl;
+    Bound *bound;
+    VList *list;
+};
+
+typedef struct Bind {
+    const char *name;
+    Val v;
+    struct Bind *next;
+} Bind;
+
+typedef struct Env {
+    Bind *head;
+    struct Env *parent; // NULL: falls back to globals
+} Env;
+
+typedef struct Arg {
+    const char *name; // NULL for positional
+    Val v;
+    NnLoc loc;
+} Arg;
+
+struct Bound {
+    const NnAst *decl;
+    Arg *args;
+    int nargs;
+    const char *scope; // parameter path prefix
+};
+
+typedef struct Counter {
+    const char *key;
+    int n;
+    struct Counter *next;
+} Counter;
+
+// A resolver for names not found in any scope (the train block binds data
+// fields to INPUT nodes on first use).
+typedef bool (*Resolver)(void *ctx, const char *name, NnLoc loc, Val *out);
+
+typedef struct Lower {
+    NnCtx *c;
+    const NnProgram *prog;
+    NnGraph *g;
+    bool training;    // dropout active
+    NnId step;        // step counter value for this run (scalar f32), -1 if none
+    uint64_t seed;    // base for dropout/random seeds
+    int nrandom;      // random ops made so far (each gets its own seed)
+    const char *scope;// current parameter path ("mlp.dense1")
+    Counter *counters;
+    int depth;        // inlining depth (guards runaway recursion)
+    NnParamInit *vars;
+    NnId *var_ids; // node of vars[i] in g
+    int nvars, varcap;
+    const char *bind_name; // target of `name = layer(...)`, consumed by the call
+    Resolver resolve;
+    void *resolve_ctx;
+} Lower;
+
+void lower_init(Lower *L, NnCtx *c, const NnProgram *p, NnGraph *g);
+Val eval(Lower *L, Env *env, const NnAst *e);
+Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner);
+Val call_value(Lower *L, Val callee, Arg *args, int nargs, NnLoc loc, const char *bind_name);
+Val call_decl(Lower *L, const NnAst *decl, Arg *args, int nargs, NnLoc loc, const char *scope);
+bool eval_args(Lower *L, Env *env, const NnAstList *kids, const Val *first, Arg **out, int *n);
+
+void env_bind(Lower *L, Env *env, const char *name, Val v);
+bool env_lookup(Env *env, const char *name, Val *out);
+
+Val v_tensor(NnId id);
+Val v_num(double x);
+Val v_int(int64_t x);
+Val v_none(void);
+// Converts a number to a scalar CONST in dtype dt (tensor stays).
+NnId as_tensor(Lower *L, Val v, NnDType dt, NnLoc loc);
+NnNode *vnode(Lower *L, Val v);
+const char *val_desc(Lower *L, Val v, char *buf, size_t n); // "f32[N, 10]", "number 3", ...
+
+// Builtins (builtin.c).
+Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc);
+// Initializer names valid after `param x: T =`, with their argument counts.
+bool init_known(const char *name, int *maxargs);
+
+// Node creation with error reporting at loc (returns -1 after reporting).
+NnId checked(Lower *L, NnId id, NnLoc loc);
+// Registers a PARAM/STATE initializer; returns the existing node if the name exists.
+NnId make_var(Lower *L, NnOp op, const char *name, NnDType dt, const NnShape *s, const char *init,
+              const double *args, int nargs, NnLoc loc);
+
+#endif

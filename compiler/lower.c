@@ -1,0 +1,458 @@
+// The elaborator: evaluates AST expressions into IR nodes (tensors) or
+// compile-time values (numbers, dims, lists, declarations), inlining every
+// fn/layer/loss/model call. Shape rules run as nodes are built, so a shape
+// error is reported at the expression that caused it, with both types.
+// Invariant: a function returning V_NONE has already reported an error.
+#include "elab.h"
+
+#include <math.h>
+#include <string.h>
+
+void lower_init(Lower *L, NnCtx *c, const NnProgram *p, NnGraph *g)
+{
+    memset(L, 0, sizeof *L);
+    L->c = c;
+    L->prog = p;
+    L->g = g;
+    L->step = -1;
+}
+
+Val v_none(void) { return (Val){.kind = V_NONE, .id = -1}; }
+Val v_tensor(NnId id) { return id < 0 ? v_none() : (Val){.kind = V_TENSOR, .id = id}; }
+Val v_num(double x) { return (Val){.kind = V_NUM, .id = -1, .num = x}; }
+
+Val v_int(int64_t x)
+{
+    Val v = v_num((double)x);
+    v.is_int = true;
+    v.dim = x;
+    return v;
+}
+
+
+NnNode *vnode(Lower *L, Val v) { return nn_node(L->g, v.id); }
+
+void env_bind(Lower *L, Env *env, const char *name, Val v)
+{
+    Bind *b = nn_arena_alloc(L->c->arena, sizeof *b);
+    b->name = name;
+    b->v = v;
+    b->next = env->head;
+    env->head = b;
+}
+
+bool env_lookup(Env *env, const char *name, Val *out)
+{
+    for (; env; env = env->parent)
+        for (Bind *b = env->head; b; b = b->next)
+            if (strcmp(b->name, name) == 0) {
+                *out = b->v;
+                return true;
+            }
+    return false;
+}
+
+NnId checked(Lower *L, NnId id, NnLoc loc)
+{
+    if (id < 0 && strcmp(L->g->err, "operand failed") != 0)
+        nn_error(&L->c->diags, loc, "%s", L->g->err);
+    return id;
+}
+
+const char *val_desc(Lower *L, Val v, char *buf, size_t n)
+{
+    switch (v.kind) {
+    case V_TENSOR: {
+        NnNode *nd = vnode(L, v);
+        return nn_type_str(L->g, nd->dtype, &nd->shape, buf, n);
+    }
+    case V_NUM:
+        if (v.sym)
+            snprintf(buf, n, "dimension %s", L->g->syms[-v.dim - 1]);
+        else
+            snprintf(buf, n, "number %g", v.num);
+        return buf;
+    case V_BOOL: return "a bool";
+    case V_STR: return "a string";
+    case V_DECL: snprintf(buf, n, "'%s'", v.decl->name); return buf;
+    case V_BUILTIN: snprintf(buf, n, "builtin '%s'", v.str); return buf;
+    case V_BOUND: snprintf(buf, n, "bound layer '%s'", v.bound->decl->name); return buf;
+    case V_LIST: return "a list";
+    default: return "nothing";
+    }
+}
+
+NnId as_tensor(Lower *L, Val v, NnDType dt, NnLoc loc)
+{
+    if (v.kind == V_TENSOR)
+        return v.id;
+    if (v.kind == V_NUM && !v.sym)
+        return nn_ir_const(L->g, v.num, dt, loc);
+    if (v.kind == V_BOOL)
+        return nn_ir_const(L->g, v.num, dt, loc);
+    if (v.kind != V_NONE) {
+        char b[64];
+        nn_error(&L->c->diags, loc, "expected a tensor or a number, got %s", val_desc(L, v, b, 64));
+    }
+    return -1;
+}
+
+NnId make_var(Lower *L, NnOp op, const char *name, NnDType dt, const NnShape *s, const char *init,
+              const double *args, int nargs, NnLoc loc)
+{
+    for (int i = 0; i < L->nvars; i++)
+        if (strcmp(L->vars[i].name, name) == 0) {
+            if (!nn_shape_eq(&L->vars[i].shape, s)) {
+                nn_error(&L->c->diags, loc, "'%s' is declared again with a different shape", name);
+                return -1;
+            }
+            return L->var_ids[i];
+        }
+    if (L->nvars == L->varcap) {
+        int cap = L->varcap ? L->varcap * 2 : 32;
+        NnParamInit *v = nn_arena_alloc(L->c->arena, (size_t)cap * sizeof *v);
+        NnId *ids = nn_arena_alloc(L->c->arena, (size_t)cap * sizeof *ids);
+        if (L->nvars) {
+            memcpy(v, L->vars, (size_t)L->nvars * sizeof *v);
+            memcpy(ids, L->var_ids, (size_t)L->nvars * sizeof *ids);
+        }
+        L->vars = v;
+        L->var_ids = ids;
+        L->varcap = cap;
+    }
+    NnId id = checked(L, nn_ir_source(L->g, op, name, dt, s, loc), loc);
+    if (id < 0)
+        return -1;
+    NnParamInit *pi = &L->vars[L->nvars];
+    pi->name = nn_arena_strdup(L->c->arena, name);
+    pi->init = init;
+    for (int i = 0; i < nargs && i < 4; i++)
+        pi->args[i] = args[i];
+    pi->nargs = nargs < 4 ? nargs : 4;
+    pi->dtype = dt;
+    pi->shape = *s;
+    pi->trainable = op == NN_OP_PARAM;
+    pi->loc = loc;
+    L->var_ids[L->nvars++] = id;
+    return id;
+}
+
+static bool lookup(Lower *L, Env *env, const char *name, NnLoc loc, Val *out)
+{
+    if (env_lookup(env, name, out))
+        return true;
+    const NnDecl *d = nn_sema_find(L->prog, name);
+    if (d) {
+        *out = (Val){.kind = V_DECL, .id = -1, .decl = d->ast};
+        return true;
+    }
+    if (nn_sema_is_builtin(name)) {
+        *out = (Val){.kind = V_BUILTIN, .id = -1, .str = name};
+        return true;
+    }
+    if (L->resolve && L->resolve(L->resolve_ctx, name, loc, out))
+        return true;
+    const char *near = nn_sema_suggest(L->prog, name, NULL, 0);
+    if (near)
+        nn_error(&L->c->diags, loc, "unknown name '%s'; did you mean '%s'?", name, near);
+    else
+        nn_error(&L->c->diags, loc, "unknown name '%s'", name);
+    *out = v_none();
+    return false;
+}
+
+static NnOp binop(NnAstOp op)
+{
+    switch (op) {
+    case NN_AOP_ADD: return NN_OP_ADD;
+    case NN_AOP_SUB: return NN_OP_SUB;
+    case NN_AOP_MUL: return NN_OP_MUL;
+    case NN_AOP_DIV: return NN_OP_DIV;
+    case NN_AOP_POW: return NN_OP_POW;
+    case NN_AOP_MATMUL: return NN_OP_MATMUL;
+    case NN_AOP_EQ: return NN_OP_EQ;
+    case NN_AOP_NE: return NN_OP_NE;
+    case NN_AOP_LT: return NN_OP_LT;
+    case NN_AOP_LE: return NN_OP_LE;
+    case NN_AOP_GT: return NN_OP_GT;
+    case NN_AOP_GE: return NN_OP_GE;
+    default: return NN_OP_COUNT;
+    }
+}
+
+// Folds an operator on two compile-time numbers. Symbolic dims only compare.
+static Val fold_nums(Lower *L, const NnAst *e, Val a, Val b)
+{
+    if ((a.sym || b.sym) && e->op != NN_AOP_EQ && e->op != NN_AOP_NE) {
+        nn_error(&L->c->diags, e->loc, "arithmetic on the batch dimension is not supported");
+        return v_none();
+    }
+    bool ints = a.is_int && b.is_int;
+    double x = a.num, y = b.num, r;
+    switch (e->op) {
+    case NN_AOP_ADD: r = x + y; break;
+    case NN_AOP_SUB: r = x - y; break;
+    case NN_AOP_MUL: r = x * y; break;
+    case NN_AOP_DIV: r = x / y; ints = false; break;
+    case NN_AOP_POW: r = pow(x, y); ints = ints && y >= 0; break;
+    case NN_AOP_EQ: return (Val){.kind = V_BOOL, .num = a.sym || b.sym ? a.dim == b.dim : x == y};
+    case NN_AOP_NE: return (Val){.kind = V_BOOL, .num = a.sym || b.sym ? a.dim != b.dim : x != y};
+    case NN_AOP_LT: return (Val){.kind = V_BOOL, .num = x < y};
+    case NN_AOP_LE: return (Val){.kind = V_BOOL, .num = x <= y};
+    case NN_AOP_GT: return (Val){.kind = V_BOOL, .num = x > y};
+    case NN_AOP_GE: return (Val){.kind = V_BOOL, .num = x >= y};
+    case NN_AOP_MATMUL:
+        nn_error(&L->c->diags, e->loc, "'@' needs two tensors, got two numbers");
+        return v_none();
+    default:
+        nn_error(&L->c->diags, e->loc, "'%s' needs bools", nn_ast_op_str(e->op));
+        return v_none();
+    }
+    if (ints && fabs(r) < 9e15)
+        return v_int((int64_t)r);
+    return v_num(r);
+}
+
+static Val binary(Lower *L, Env *env, const NnAst *e)
+{
+    Val a = eval(L, env, e->a), b = eval(L, env, e->b);
+    if (a.kind == V_NONE || b.kind == V_NONE)
+        return v_none();
+    if ((e->op == NN_AOP_AND || e->op == NN_AOP_OR) && a.kind == V_BOOL && b.kind == V_BOOL)
+        return (Val){.kind = V_BOOL, .num = e->op == NN_AOP_AND ? (a.num && b.num) : (a.num || b.num)};
+    if (a.kind == V_NUM && b.kind == V_NUM)
+        return fold_nums(L, e, a, b);
+    NnOp op = binop(e->op);
+    if (op == NN_OP_COUNT) {
+        nn_error(&L->c->diags, e->loc, "'%s' is not defined on tensors", nn_ast_op_str(e->op));
+        return v_none();
+    }
+    NnDType dt = a.kind == V_TENSOR ? vnode(L, a)->dtype
+               : b.kind == V_TENSOR ? vnode(L, b)->dtype : NN_DT_F32;
+    NnId x = as_tensor(L, a, dt, e->a->loc), y = as_tensor(L, b, dt, e->b->loc);
+    if (x < 0 || y < 0)
+        return v_none();
+    if (op == NN_OP_MATMUL)
+        return v_tensor(checked(L, nn_ir_matmul(L->g, x, y, false, false, e->loc), e->loc));
+    return v_tensor(checked(L, nn_ir_binary(L->g, op, x, y, e->loc), e->loc));
+}
+
+static Val unary(Lower *L, Env *env, const NnAst *e)
+{
+    Val a = eval(L, env, e->a);
+    if (a.kind == V_NONE)
+        return a;
+    if (e->op == NN_AOP_NOT) {
+        if (a.kind == V_BOOL)
+            return (Val){.kind = V_BOOL, .num = !a.num};
+        nn_error(&L->c->diags, e->loc, "'!' needs a bool");
+        return v_none();
+    }
+    if (a.kind == V_NUM && !a.sym)
+        return a.is_int ? v_int(-a.dim) : v_num(-a.num);
+    if (a.kind != V_TENSOR) {
+        char b[64];
+        nn_error(&L->c->diags, e->loc, "cannot negate %s", val_desc(L, a, b, 64));
+        return v_none();
+    }
+    return v_tensor(checked(L, nn_ir_unary(L->g, NN_OP_NEG, a.id, e->loc), e->loc));
+}
+
+bool eval_args(Lower *L, Env *env, const NnAstList *kids, const Val *first, Arg **out, int *n)
+{
+    int cap = kids->count + 1, k = 0;
+    Arg *args = nn_arena_alloc(L->c->arena, (size_t)cap * sizeof *args);
+    bool ok = true;
+    if (first)
+        args[k++] = (Arg){NULL, *first, {0}};
+    for (int i = 0; i < kids->count; i++) {
+        const NnAst *a = kids->items[i];
+        if (a->kind == NN_AST_ARG)
+            args[k] = (Arg){a->name, eval(L, env, a->a), a->loc};
+        else
+            args[k] = (Arg){NULL, eval(L, env, a), a->loc};
+        ok = ok && args[k].v.kind != V_NONE;
+        k++;
+    }
+    *out = args;
+    *n = k;
+    return ok;
+}
+
+static Val list(Lower *L, Env *env, const NnAst *e)
+{
+    VList *l = nn_arena_alloc(L->c->arena, sizeof *l);
+    l->items = nn_arena_alloc(L->c->arena, (size_t)(e->kids.count + 1) * sizeof(Val));
+    for (int i = 0; i < e->kids.count; i++) {
+        l->items[i] = eval(L, env, e->kids.items[i]);
+        if (l->items[i].kind == V_NONE)
+            return v_none();
+    }
+    l->count = e->kids.count;
+    return (Val){.kind = V_LIST, .id = -1, .list = l};
+}
+
+static Val call(Lower *L, Env *env, const NnAst *callee_ast, const NnAstList *kids, const Val *first,
+                NnLoc loc)
+{
+    const char *bind_name = L->bind_name;
+    L->bind_name = NULL;
+    Val callee = eval(L, env, callee_ast);
+    if (callee.kind == V_NONE)
+        return callee;
+    Arg *args;
+    int n;
+    if (!eval_args(L, env, kids, first, &args, &n))
+        return v_none();
+    return call_value(L, callee, args, n, loc, bind_name);
+}
+
+Val eval(Lower *L, Env *env, const NnAst *e)
+{
+    switch (e->kind) {
+    case NN_AST_NUM: {
+        if (e->is_int && fabs(e->num) < 9e15)
+            return v_int((int64_t)e->num);
+        return v_num(e->num);
+    }
+    case NN_AST_BOOL: return (Val){.kind = V_BOOL, .id = -1, .num = e->num};
+    case NN_AST_STR: return (Val){.kind = V_STR, .id = -1, .str = e->str};
+    case NN_AST_NAME: {
+        Val v;
+        lookup(L, env, e->name, e->loc, &v);
+        return v;
+    }
+    case NN_AST_UNARY: return unary(L, env, e);
+    case NN_AST_BINARY: return binary(L, env, e);
+    case NN_AST_LIST: return list(L, env, e);
+    case NN_AST_CALL: return call(L, env, e->a, &e->kids, NULL, e->loc);
+    case NN_AST_PIPE: {
+        L->bind_name = NULL;
+        Val first = eval(L, env, e->a);
+        if (first.kind == V_NONE)
+            return first;
+        if (e->b->kind == NN_AST_CALL)
+            return call(L, env, e->b->a, &e->b->kids, &first, e->b->loc);
+        NnAstList none = {0};
+        return call(L, env, e->b, &none, &first, e->b->loc);
+    }
+    case NN_AST_INDEX:
+        nn_error(&L->c->diags, e->loc, "indexing tensors is not supported yet");
+        return v_none();
+    case NN_AST_FIELD:
+        nn_error(&L->c->diags, e->loc, "'.%s': fields are only valid in train settings", e->name);
+        return v_none();
+    case NN_AST_ERROR: return v_none();
+    default:
+        nn_error(&L->c->diags, e->loc, "%s is not an expression", nn_ast_kind_name(e->kind));
+        return v_none();
+    }
+}
+
+// `param w: f32[I, units] = glorot_uniform()` inside a layer or model.
+static bool param_stmt(Lower *L, Env *env, const NnAst *s)
+{
+    const NnAst *t = s->type;
+    NnShape shape = {0};
+    NnDType dt = NN_DT_F32;
+    if (t && strcmp(t->name, "f64") == 0)
+        dt = NN_DT_F64;
+    else if (t && strcmp(t->name, "f32") != 0) {
+        nn_error(&L->c->diags, t->loc, "parameters must be f32 or f64, not %s", t->name);
+        return false;
+    }
+    shape.rank = t ? t->kids.count : 0;
+    if (shape.rank > NN_MAX_RANK) {
+        nn_error(&L->c->diags, t->loc, "rank %d exceeds the maximum %d", shape.rank, NN_MAX_RANK);
+        return false;
+    }
+    for (int i = 0; i < shape.rank; i++) {
+        Val d = eval(L, env, t->kids.items[i]);
+        if (d.kind == V_NONE)
+            return false;
+        if (d.kind != V_NUM || !d.is_int || d.sym || d.dim <= 0) {
+            char b[64];
+            nn_error(&L->c->diags, t->kids.items[i]->loc,
+                     "parameter dimensions must be fixed positive integers, got %s",
+                     val_desc(L, d, b, 64));
+            return false;
+        }
+        shape.dim[i] = d.dim;
+    }
+    const char *init = "zeros";
+    double args[4] = {0};
+    int nargs = 0;
+    const NnAst *ie = s->a;
+    if (ie) {
+        const NnAst *callee = ie->kind == NN_AST_CALL ? ie->a : ie;
+        int maxargs = 0;
+        if (callee->kind != NN_AST_NAME || !init_known(callee->name, &maxargs)) {
+            nn_error(&L->c->diags, ie->loc,
+                     "unknown initializer; use zeros(), ones(), normal(std), uniform(lo, hi), "
+                     "glorot_uniform(), glorot_normal(), he_uniform(), he_normal() or orthogonal()");
+            return false;
+        }
+        init = callee->name;
+        if (ie->kind == NN_AST_CALL) {
+            if (ie->kids.count > maxargs) {
+                nn_error(&L->c->diags, ie->loc, "%s() takes at most %d arguments", init, maxargs);
+                return false;
+            }
+            for (int i = 0; i < ie->kids.count; i++) {
+                const NnAst *ae = ie->kids.items[i];
+                Val v = eval(L, env, ae->kind == NN_AST_ARG ? ae->a : ae);
+                if (v.kind != V_NUM || v.sym) {
+                    nn_error(&L->c->diags, ae->loc, "initializer arguments must be numbers");
+                    return false;
+                }
+                args[nargs++] = v.num;
+            }
+        }
+    }
+    const char *name = L->scope ? nn_arena_printf(L->c->arena, "%s.%s", L->scope, s->name) : s->name;
+    NnId id = make_var(L, NN_OP_PARAM, name, dt, &shape, init, args, nargs, s->loc);
+    if (id < 0)
+        return false;
+    env_bind(L, env, s->name, v_tensor(id));
+    return true;
+}
+
+Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner)
+{
+    for (int i = 0; i < stmts->count; i++) {
+        const NnAst *s = stmts->items[i];
+        switch (s->kind) {
+        case NN_AST_RETURN: return eval(L, env, s->a);
+        case NN_AST_ASSIGN: {
+            if (s->kids.count != 1 || s->kids.items[0]->kind != NN_AST_NAME) {
+                nn_error(&L->c->diags, s->loc,
+                         "only assignments to a single name are supported yet");
+                return v_none();
+            }
+            const char *name = s->kids.items[0]->name;
+            L->bind_name = s->a->kind == NN_AST_CALL ? name : NULL;
+            Val v = eval(L, env, s->a);
+            L->bind_name = NULL;
+            if (v.kind == V_NONE)
+                return v;
+            env_bind(L, env, name, v);
+            break;
+        }
+        case NN_AST_PARAM:
+            if (!param_stmt(L, env, s))
+                return v_none();
+            break;
+        case NN_AST_EXPR:
+            if (eval(L, env, s->a).kind == V_NONE)
+                return v_none();
+            break;
+        case NN_AST_ERROR: return v_none();
+        default:
+            nn_error(&L->c->diags, s->loc, "%s statements are not supported here",
+                     nn_ast_kind_name(s->kind));
+            return v_none();
+        }
+    }
+    nn_error(&L->c->diags, owner->loc, "'%s' ends without a return statement", owner->name);
+    return v_none();
+}

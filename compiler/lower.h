@@ -1,0 +1,76 @@
+// Lowering: instantiates models, layers, losses and optimizers from the AST
+// into IR graphs, checking shapes at each expression (errors point at the .nn
+// source). A train block becomes ONE step graph (forward, loss, the gradient
+// derived by ir/autodiff.c, and the optimizer update) plus an eval graph.
+#ifndef NN_LOWER_H
+#define NN_LOWER_H
+
+#include "graph.h"
+#include "sema.h"
+
+// How a parameter gets its first value (runtime/init.h does the drawing).
+typedef struct NnParamInit {
+    const char *name;  // "mlp.dense1.w"
+    const char *init;  // "glorot_uniform", "zeros", ...
+    double args[4];
+    int nargs;
+    NnDType dtype;
+    NnShape shape;     // concrete (params have no symbolic dims)
+    bool trainable;    // false for optimizer state and counters
+    NnLoc loc;
+} NnParamInit;
+
+typedef struct NnSetting {
+    const char *key, *value; // from --set key=value
+    bool used;
+} NnSetting;
+
+typedef struct NnTrainSpec {
+    const char *model, *data; // names
+    NnGraph *forward; // stage "ir": model + loss, no gradient
+    NnGraph *step;    // stage "grad": forward, loss, backward, updates; output "loss"
+    NnGraph *eval;    // no dropout, no updates; outputs "loss", "output"
+    NnParamInit *vars;   // every PARAM and STATE of the step graph
+    int nvars;
+    int64_t batch, epochs;
+    uint64_t seed;
+    int64_t limit;            // use only the first `limit` training samples (0 = all)
+    const char *save;         // checkpoint path or NULL
+    const char *stop_metric;  // "val.accuracy" or NULL
+    int patience;
+    bool classify;            // output is class scores and the label is i32
+    const char **metrics;     // names from `metrics = [...]`
+    int nmetrics;
+    const NnAst *augment;     // LIST of augmentation calls, or NULL
+    const NnAst *ast;
+} NnTrainSpec;
+
+// A data field as the model sees it: dtype and the shape of ONE sample (the
+// batch dim N is added in front).
+typedef struct NnField {
+    const char *name; // "x", "label"
+    NnDType dtype;
+    NnShape sample;
+} NnField;
+
+// Lowers the train block `train` against data fields (x first, then the
+// label; both graphs get one INPUT per field, in this order, named after it;
+// the label also answers to the name `y`). `sets` overrides settings and optimizer
+// hyperparameters (epochs, batch, lr, seed, ...); unknown keys are errors.
+bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnField *fields,
+                    int nfields, NnSetting *sets, int nsets, NnTrainSpec *out);
+// Lowers a model alone (for `nnc ir` on a file without a train block).
+NnGraph *nn_lower_model(NnCtx *c, const NnProgram *p, const NnAst *model, bool training);
+
+
+
+// Data blocks. An expression over data fields (each an INPUT of the field's
+// FULL shape, e.g. f32[60000, 28, 28]) becomes a graph with output "value";
+// random builtins draw from `seed`.
+NnGraph *nn_lower_expr(NnCtx *c, const NnProgram *p, const NnAst *e, const NnField *fields,
+                       int nfields, uint64_t seed);
+// A list literal ([[0, 1], [1, 0]], optionally wrapped in i32(...) or f32(...))
+// as a new tensor. Returns NULL and sets *is_literal = false when e is not a
+// literal; reports ragged or non-numeric lists (*is_literal stays true).
+NnTensor *nn_lower_literal(NnCtx *c, const NnAst *e, bool *is_literal);
+#endif

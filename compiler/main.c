@@ -1,0 +1,234 @@
+// The nnc command line: parses arguments, runs the front end (parse, sema),
+// and dispatches to check / ir / train / eval / augment / repl. The only place
+// that picks a backend and the only place that chooses an exit status:
+// 0 success, 1 a diagnostic (bad script, shape error, bad data), 2 bad usage.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "driver.h"
+
+static const char usage[] =
+    "usage: nnc <command> [options] FILE.nn\n"
+    "\n"
+    "commands:\n"
+    "  check FILE              parse and check names and shapes; diagnostics only\n"
+    "  ir FILE --stage S       print a stage: tokens ast ir grad opt fused llvm asm\n"
+    "  train FILE              run the file's train block\n"
+    "  eval FILE --weights W   evaluate saved weights on the test split\n"
+    "  augment FILE -o OUT     write a grid of augmented training images (.png or .pgm)\n"
+    "\n"
+    "options:\n"
+    "  --backend jit|interp    how graphs run (default: jit when built with LLVM)\n"
+    "  --set KEY=VALUE         override a train setting or optimizer argument\n"
+    "                          (epochs, batch, seed, limit, save, patience, lr, ...)\n"
+    "  --seed N                seed for initialization, shuffling and dropout\n"
+    "  --metrics FILE          append evaluations to FILE as JSON lines\n"
+    "  --resume W              continue training from checkpoint W\n"
+    "  --weights W             checkpoint to evaluate (eval)\n"
+    "  --threads N             worker threads (default: all cores)\n"
+    "  --no-pass=NAME          skip an optimization pass (%s)\n"
+    "  --dump=NAME             print the graph after pass NAME to stderr\n"
+    "  -o FILE                 output file\n"
+    "  -q, --quiet             no progress or summaries\n"
+    "  -v, --verbose           report compile times and kernel counts\n"
+    "  -h, --help              this help\n"
+    "  --version               print the version\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "nnc: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'nnc --help'.\n");
+    return 2;
+}
+
+const NnBackend *nn_driver_backend(const NnOptions *o)
+{
+    const char *name = o->backend;
+#ifdef NN_WITH_LLVM
+    if (!name)
+        name = "jit";
+#else
+    if (!name)
+        name = "interp";
+#endif
+    const NnBackend *be = nn_backend_find(name);
+    if (!be)
+        fprintf(stderr, "nnc: error: unknown or unavailable backend '%s' (have: interp%s)\n", name,
+                nn_backend_find("jit") ? ", jit" : "");
+    return be;
+}
+
+bool nn_driver_eval_graph(NnCtx *c, const NnBackend *be, NnGraph *g, NnTensor *const *inputs,
+                          NnTensor **outs, NnLoc loc)
+{
+    NnExecOptions eo = {0};
+    NnExec *x = be->prepare(g, &eo);
+    NnTensor *res[8] = {0};
+    if (!x || be->run(x, NULL, inputs, res) != NN_OK) {
+        nn_error(&c->diags, loc, "%s", nnrt_errmsg());
+        if (x)
+            be->free(x);
+        return false;
+    }
+    bool ok = true;
+    for (int i = 0; i < g->noutputs && i < 8; i++)
+        ok = (outs[i] = nnrt_tensor_clone(res[i])) != NULL && ok;
+    be->free(x);
+    if (!ok)
+        nn_error(&c->diags, loc, "out of memory");
+    return ok;
+}
+
+static bool parse_set(NnOptions *o, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv || o->nsets == 32)
+        return false;
+    o->sets[o->nsets].key = strndup(kv, (size_t)(eq - kv));
+    o->sets[o->nsets].value = eq + 1;
+    o->nsets++;
+    return true;
+}
+
+// Returns 0 to go on, or an exit status.
+static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+#define VALUE()                                                                                    \
+    do {                                                                                           \
+        if (!next)                                                                                 \
+            return usage_error("option '%s' needs a value", a);                                   \
+        i++;                                                                                       \
+    } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf(usage, nn_pass_names());
+            return -1;
+        } else if (!strcmp(a, "--version")) {
+            printf("nnc %s\n", NN_VERSION);
+            return -1;
+        } else if (!strcmp(a, "--backend")) {
+            VALUE();
+            o->backend = next;
+        } else if (!strcmp(a, "--stage")) {
+            VALUE();
+            o->stage = next;
+        } else if (!strcmp(a, "--set")) {
+            VALUE();
+            if (!parse_set(o, next))
+                return usage_error("--set expects KEY=VALUE, got '%s'", next);
+        } else if (!strcmp(a, "--seed")) {
+            VALUE();
+            char *end;
+            o->seed = strtoull(next, &end, 10);
+            if (*end || !*next)
+                return usage_error("--seed expects a non-negative integer, got '%s'", next);
+            o->has_seed = true;
+        } else if (!strcmp(a, "--metrics")) {
+            VALUE();
+            o->metrics = next;
+        } else if (!strcmp(a, "--weights") || !strcmp(a, "--resume")) {
+            VALUE();
+            o->weights = next;
+            o->resume = !strcmp(a, "--resume");
+        } else if (!strcmp(a, "-o")) {
+            VALUE();
+            o->output = next;
+        } else if (!strcmp(a, "--threads")) {
+            VALUE();
+            o->threads = atoi(next);
+            if (o->threads < 1 || o->threads > 256)
+                return usage_error("--threads expects a number from 1 to 256, got '%s'", next);
+        } else if (!strncmp(a, "--no-pass=", 10)) {
+            if (!nn_pass_exists(a + 10))
+                return usage_error("unknown pass '%s'", a + 10);
+            if (o->passes.ndisabled < NN_PASS_MAX_DISABLED)
+                o->passes.disabled[o->passes.ndisabled++] = a + 10;
+        } else if (!strncmp(a, "--dump=", 7)) {
+            if (!nn_pass_exists(a + 7))
+                return usage_error("unknown pass '%s'", a + 7);
+            o->passes.dump = a + 7;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            o->quiet = true;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            o->verbose = true;
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("unknown option '%s'", a);
+        } else if (!*cmd) {
+            *cmd = a;
+        } else if (!o->file) {
+            o->file = a;
+        } else {
+            return usage_error("unexpected argument '%s'", a);
+        }
+#undef VALUE
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = NULL;
+    NnOptions o = {0};
+    int rc = parse_args(argc, argv, &cmd, &o);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (!cmd) {
+        fprintf(stderr, usage, nn_pass_names());
+        return 2;
+    }
+    static const char *const cmds[] = {"check", "ir", "train", "eval", "augment"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        known = known || !strcmp(cmd, cmds[i]);
+    if (!known)
+        return usage_error("unknown command '%s' (commands: check, ir, train, eval, augment)",
+                           cmd);
+    if (!o.file)
+        return usage_error("'%s' needs a .nn file", cmd);
+    if (!strcmp(cmd, "ir") && !o.stage)
+        return usage_error("'ir' needs --stage (%s)", "tokens, ast, ir, grad, opt, fused, llvm, asm");
+    if (!strcmp(cmd, "eval") && (!o.weights || o.resume))
+        return usage_error("'%s' needs --weights FILE", cmd);
+    if (!strcmp(cmd, "augment") && !o.output)
+        return usage_error("'%s' needs -o FILE.png", cmd);
+
+    NnCtx c;
+    nn_ctx_init(&c, stderr);
+    c.diags.color = isatty(fileno(stderr)) && !getenv("NO_COLOR");
+    rc = 1;
+    NnSource *src = nn_source_load(c.arena, &c.diags, o.file);
+    if (!src)
+        goto out;
+    if (!strcmp(cmd, "ir") && !strcmp(o.stage, "tokens")) {
+        nn_lex_dump(&c, src, stdout);
+        rc = c.diags.nerrors ? 1 : 0;
+        goto out;
+    }
+    NnAst *ast = nn_parse(&c, src);
+    if (c.diags.nerrors)
+        goto out;
+    NnProgram *prog = nn_sema(&c, ast);
+    if (c.diags.nerrors || !prog)
+        goto out;
+    if (!strcmp(cmd, "check") || !strcmp(cmd, "ir"))
+        rc = nn_cmd_ir(&c, prog, ast, src, &o);
+    else if (!strcmp(cmd, "train"))
+        rc = nn_cmd_train(&c, prog, &o, false);
+    else if (!strcmp(cmd, "eval"))
+        rc = nn_cmd_train(&c, prog, &o, true);
+    else if (!strcmp(cmd, "augment"))
+        rc = nn_cmd_augment(&c, prog, &o);
+    if (c.diags.nerrors)
+        rc = 1;
+out:
+    for (int i = 0; i < o.nsets; i++)
+        free((char *)o.sets[i].key);
+    nn_ctx_fini(&c);
+    fflush(stdout);
+    return rc;
+}

@@ -1,0 +1,382 @@
+// Semantic analysis before any shape is known: loads imports (the stdlib for
+// `import std`), builds the declaration table, and checks every name in every
+// body, suggesting the closest known name for a typo. Also enforces where
+// statements may appear (param in layers and models, state in optimizers).
+// Declarations in the user's file override imported ones of the same name.
+#include "sema.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Scope {
+    const char **names;
+    int count, cap;
+} Scope;
+
+typedef struct Sema {
+    NnCtx *c;
+    NnProgram *p;
+    int declcap, traincap;
+    const char **loaded;
+    int nloaded;
+    bool in_main;
+} Sema;
+
+static void scope_add(NnCtx *c, Scope *s, const char *name)
+{
+    if (s->count == s->cap) {
+        int cap = s->cap ? s->cap * 2 : 16;
+        const char **n = nn_arena_alloc(c->arena, (size_t)cap * sizeof *n);
+        if (s->count)
+            memcpy(n, s->names, (size_t)s->count * sizeof *n);
+        s->names = n;
+        s->cap = cap;
+    }
+    s->names[s->count++] = name;
+}
+
+static bool scope_has(const Scope *s, const char *name)
+{
+    for (int i = 0; i < s->count; i++)
+        if (strcmp(s->names[i], name) == 0)
+            return true;
+    return false;
+}
+
+const NnDecl *nn_sema_find(const NnProgram *p, const char *name)
+{
+    if (!p)
+        return NULL;
+    for (int i = p->ndecls - 1; i >= 0; i--)
+        if (strcmp(p->decls[i].name, name) == 0)
+            return &p->decls[i];
+    return NULL;
+}
+
+static int edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return 99;
+    int d[65][65];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+            d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+    return d[la][lb];
+}
+
+const char *nn_builtin_name(int i);
+
+const char *nn_sema_suggest(const NnProgram *p, const char *name, const char *const *extra,
+                            int nextra)
+{
+    const char *best = NULL;
+    int bestd = (int)strlen(name) / 3 + 1;
+    if (bestd > 3)
+        bestd = 3;
+    bestd++;
+#define TRY(cand)                                                                                  \
+    do {                                                                                           \
+        int dd = edit_distance(name, (cand));                                                      \
+        if (dd < bestd && strcmp(name, (cand)) != 0) {                                             \
+            bestd = dd;                                                                            \
+            best = (cand);                                                                         \
+        }                                                                                          \
+    } while (0)
+    for (int i = 0; i < nextra; i++)
+        TRY(extra[i]);
+    for (int i = 0; p && i < p->ndecls; i++)
+        TRY(p->decls[i].name);
+    for (int i = 0; nn_builtin_name(i); i++)
+        TRY(nn_builtin_name(i));
+#undef TRY
+    return best;
+}
+
+static void add_decl(Sema *S, const NnAst *item)
+{
+    NnProgram *p = S->p;
+    for (int i = 0; i < p->ndecls; i++) {
+        const NnAst *old = p->decls[i].ast;
+        if (strcmp(p->decls[i].name, item->name) != 0)
+            continue;
+        if (old->loc.src == item->loc.src) {
+            nn_error(&S->c->diags, item->loc, "'%s' is already defined", item->name);
+            nn_note(&S->c->diags, old->loc, "previous definition of '%s' is here", item->name);
+            return;
+        }
+    }
+    if (p->ndecls == S->declcap) {
+        S->declcap = S->declcap ? S->declcap * 2 : 64;
+        NnDecl *d = nn_arena_alloc(S->c->arena, (size_t)S->declcap * sizeof *d);
+        if (p->ndecls)
+            memcpy(d, p->decls, (size_t)p->ndecls * sizeof *d);
+        p->decls = d;
+    }
+    p->decls[p->ndecls].name = item->name;
+    p->decls[p->ndecls++].ast = item;
+}
+
+static void collect(Sema *S, NnAst *prog);
+
+static bool already_loaded(Sema *S, const char *path)
+{
+    for (int i = 0; i < S->nloaded; i++)
+        if (strcmp(S->loaded[i], path) == 0)
+            return true;
+    if (S->nloaded % 64 == 0) {
+        const char **l = nn_arena_alloc(S->c->arena, (size_t)(S->nloaded + 64) * sizeof *l);
+        if (S->nloaded)
+            memcpy(l, S->loaded, (size_t)S->nloaded * sizeof *l);
+        S->loaded = l;
+    }
+    S->loaded[S->nloaded++] = nn_arena_strdup(S->c->arena, path);
+    return false;
+}
+
+static void load_file(Sema *S, const char *path, NnLoc at)
+{
+    char *real = realpath(path, NULL);
+    const char *key = real ? real : path;
+    bool seen = already_loaded(S, key);
+    free(real);
+    if (seen)
+        return;
+    int before = S->c->diags.nerrors;
+    NnSource *src = nn_source_load(S->c->arena, &S->c->diags, path);
+    if (!src) {
+        if (S->c->diags.nerrors > before && at.src)
+            nn_note(&S->c->diags, at, "imported here");
+        return;
+    }
+    bool saved = S->in_main;
+    S->in_main = false;
+    collect(S, nn_parse(S->c, src));
+    S->in_main = saved;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void import_std(Sema *S, NnLoc at)
+{
+    DIR *d = opendir(S->c->stdlib_dir);
+    if (!d) {
+        nn_error(&S->c->diags, at, "cannot open the standard library at '%s'", S->c->stdlib_dir);
+        return;
+    }
+    char *names[256];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 256) {
+        size_t len = strlen(e->d_name);
+        if (len > 3 && strcmp(e->d_name + len - 3, ".nn") == 0)
+            names[n++] = nn_arena_printf(S->c->arena, "%s/%s", S->c->stdlib_dir, e->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof names[0], cmp_str);
+    for (int i = 0; i < n; i++)
+        load_file(S, names[i], at);
+}
+
+static void import_item(Sema *S, const NnAst *item)
+{
+    if (item->name && strcmp(item->name, "std") == 0) {
+        import_std(S, item->loc);
+        return;
+    }
+    if (!item->str) {
+        nn_error(&S->c->diags, item->loc, "unknown module '%s'; write 'import std' or "
+                 "'import \"file.nn\"'", item->name ? item->name : "?");
+        return;
+    }
+    const char *path = item->str;
+    const char *from = item->loc.src ? item->loc.src->name : "";
+    const char *slash = strrchr(from, '/');
+    if (path[0] != '/' && slash) {
+        const char *rel = nn_arena_printf(S->c->arena, "%.*s/%s", (int)(slash - from), from, path);
+        FILE *f = fopen(rel, "rb");
+        if (f) {
+            fclose(f);
+            path = rel;
+        }
+    }
+    load_file(S, path, item->loc);
+}
+
+static void collect(Sema *S, NnAst *prog)
+{
+    for (int i = 0; i < prog->kids.count; i++) {
+        NnAst *item = prog->kids.items[i];
+        switch (item->kind) {
+        case NN_AST_IMPORT: import_item(S, item); break;
+        case NN_AST_FN: case NN_AST_LAYER: case NN_AST_MODEL: case NN_AST_LOSS:
+        case NN_AST_OPTIMIZER: case NN_AST_DATA: case NN_AST_EXTERN:
+            add_decl(S, item);
+            break;
+        case NN_AST_TRAIN:
+            if (!S->in_main)
+                break;
+            if (S->p->ntrains == S->traincap) {
+                S->traincap = S->traincap ? S->traincap * 2 : 8;
+                const NnAst **t = nn_arena_alloc(S->c->arena, (size_t)S->traincap * sizeof *t);
+                if (S->p->ntrains)
+                    memcpy(t, S->p->trains, (size_t)S->p->ntrains * sizeof *t);
+                S->p->trains = t;
+            }
+            S->p->trains[S->p->ntrains++] = item;
+            break;
+        case NN_AST_ERROR: break;
+        default:
+            nn_error(&S->c->diags, item->loc,
+                     "statements must be inside a model, layer, fn, loss or optimizer");
+            break;
+        }
+    }
+}
+
+// ---- name checks -----------------------------------------------------------
+
+static void check_expr(Sema *S, Scope *sc, const NnAst *e);
+
+static void unknown(Sema *S, Scope *sc, const NnAst *e)
+{
+    const char *near = nn_sema_suggest(S->p, e->name, sc->names, sc->count);
+    const NnDecl *std = NULL;
+    if (!near)
+        nn_error(&S->c->diags, e->loc, "unknown name '%s'", e->name);
+    else
+        nn_error(&S->c->diags, e->loc, "unknown name '%s'; did you mean '%s'?", e->name, near);
+    (void)std;
+}
+
+static bool known(Sema *S, Scope *sc, const char *name)
+{
+    return scope_has(sc, name) || nn_sema_find(S->p, name) || nn_sema_is_builtin(name);
+}
+
+static void check_list(Sema *S, Scope *sc, const NnAstList *l)
+{
+    for (int i = 0; i < l->count; i++)
+        check_expr(S, sc, l->items[i]);
+}
+
+static void check_expr(Sema *S, Scope *sc, const NnAst *e)
+{
+    if (!e)
+        return;
+    switch (e->kind) {
+    case NN_AST_NAME:
+        if (!known(S, sc, e->name))
+            unknown(S, sc, e);
+        break;
+    case NN_AST_ARG: check_expr(S, sc, e->a); break;
+    case NN_AST_FIELD: check_expr(S, sc, e->a); break;
+    case NN_AST_UNARY: case NN_AST_BINARY: case NN_AST_PIPE: case NN_AST_SLICE:
+        check_expr(S, sc, e->a);
+        check_expr(S, sc, e->b);
+        break;
+    case NN_AST_CALL: case NN_AST_INDEX:
+        check_expr(S, sc, e->a);
+        check_list(S, sc, &e->kids);
+        break;
+    case NN_AST_LIST: check_list(S, sc, &e->kids); break;
+    default: break;
+    }
+}
+
+static void add_type_dims(Sema *S, Scope *sc, const NnAst *t)
+{
+    if (!t)
+        return;
+    for (int i = 0; i < t->kids.count; i++) {
+        const NnAst *d = t->kids.items[i];
+        if (d->kind == NN_AST_NAME && !scope_has(sc, d->name))
+            scope_add(S->c, sc, d->name);
+    }
+}
+
+static void check_body(Sema *S, Scope *sc, const NnAst *decl)
+{
+    for (int i = 0; i < decl->kids.count; i++) {
+        const NnAst *s = decl->kids.items[i];
+        switch (s->kind) {
+        case NN_AST_ASSIGN:
+            check_expr(S, sc, s->a);
+            for (int k = 0; k < s->kids.count; k++)
+                if (s->kids.items[k]->kind == NN_AST_NAME)
+                    scope_add(S->c, sc, s->kids.items[k]->name);
+            break;
+        case NN_AST_PARAM:
+            if (decl->kind != NN_AST_LAYER && decl->kind != NN_AST_MODEL)
+                nn_error(&S->c->diags, s->loc, "'param' is only allowed in a layer or model");
+            if (s->type)
+                check_list(S, sc, &s->type->kids);
+            scope_add(S->c, sc, s->name);
+            break;
+        case NN_AST_STATE:
+            if (decl->kind != NN_AST_OPTIMIZER)
+                nn_error(&S->c->diags, s->loc, "'state' is only allowed in an optimizer");
+            check_expr(S, sc, s->a);
+            scope_add(S->c, sc, s->name);
+            break;
+        case NN_AST_RETURN:
+            if (decl->kind == NN_AST_OPTIMIZER)
+                nn_error(&S->c->diags, s->loc, "an optimizer updates 'p'; it does not return");
+            check_expr(S, sc, s->a);
+            break;
+        case NN_AST_EXPR: check_expr(S, sc, s->a); break;
+        case NN_AST_FOR:
+            check_expr(S, sc, s->a);
+            check_expr(S, sc, s->b);
+            scope_add(S->c, sc, s->name);
+            break;
+        default: break;
+        }
+    }
+}
+
+static void check_decl(Sema *S, const NnAst *d)
+{
+    if (d->kind == NN_AST_DATA || d->kind == NN_AST_EXTERN)
+        return;
+    Scope sc = {0};
+    if (d->kind == NN_AST_OPTIMIZER) {
+        scope_add(S->c, &sc, "p");
+        scope_add(S->c, &sc, "grad");
+        scope_add(S->c, &sc, "step");
+    }
+    for (int i = 0; i < d->params.count; i++) {
+        const NnAst *f = d->params.items[i];
+        add_type_dims(S, &sc, f->type);
+        check_expr(S, &sc, f->a);
+        scope_add(S->c, &sc, f->name);
+    }
+    if (d->a)
+        check_expr(S, &sc, d->a);
+    else
+        check_body(S, &sc, d);
+}
+
+NnProgram *nn_sema(NnCtx *c, NnAst *main)
+{
+    Sema S = {.c = c, .in_main = true};
+    S.p = nn_arena_alloc(c->arena, sizeof *S.p);
+    S.p->main = main;
+    if (main->loc.src)
+        already_loaded(&S, main->loc.src->name);
+    collect(&S, main);
+    for (int i = 0; i < S.p->ndecls; i++)
+        check_decl(&S, S.p->decls[i].ast);
+    return S.p;
+}

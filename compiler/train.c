@@ -1,0 +1,493 @@
+// A train block becomes one step graph: the model's forward pass and the
+// loss, the gradient of the loss w.r.t. every parameter (ir/autodiff.c), and
+// the optimizer's update rule instantiated once per parameter, all in one
+// graph. Also an eval graph (no dropout, no updates) and a forward graph
+// (stage "ir"). Settings (batch, epochs, ...) are read here, with --set
+// overrides applied.
+#include "elab.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "autodiff.h"
+
+typedef struct TrainEnv {
+    Lower *L;
+    const NnField *fields;
+    int nfields;
+    NnId *inputs;        // INPUT node per field
+    const NnAst *model;
+    Val output;          // model output, computed on first use of `output`
+    bool have_output;
+} TrainEnv;
+
+static Val model_output(TrainEnv *T, NnLoc loc)
+{
+    const NnAst *m = T->model;
+    Arg *args = nn_arena_alloc(T->L->c->arena, (size_t)(m->params.count + 1) * sizeof *args);
+    for (int i = 0; i < m->params.count; i++) {
+        const char *name = m->params.items[i]->name;
+        int k = -1;
+        for (int j = 0; j < T->nfields; j++)
+            if (strcmp(T->fields[j].name, name) == 0)
+                k = j;
+        if (k < 0 && i == 0)
+            k = 0; // the model's first input is the data's x, whatever its name
+        if (k < 0) {
+            nn_error(&T->L->c->diags, m->params.items[i]->loc,
+                     "model '%s' takes '%s', but the data has no field '%s'", m->name, name, name);
+            return v_none();
+        }
+        args[i] = (Arg){name, v_tensor(T->inputs[k]), loc};
+    }
+    return call_decl(T->L, m, args, m->params.count, m->loc, m->name);
+}
+
+static bool resolve(void *ctx, const char *name, NnLoc loc, Val *out)
+{
+    TrainEnv *T = ctx;
+    if (strcmp(name, "output") == 0) {
+        if (!T->have_output) {
+            T->output = model_output(T, loc);
+            T->have_output = true;
+        }
+        *out = T->output;
+        return true;
+    }
+    for (int i = 0; i < T->nfields; i++)
+        if (strcmp(T->fields[i].name, name) == 0 || (i == 1 && strcmp(name, "y") == 0)) {
+            *out = v_tensor(T->inputs[i]);
+            return true;
+        }
+    return false;
+}
+
+typedef struct Settings {
+    const NnAst *loss, *optimizer;
+    int64_t batch, epochs, limit, patience;
+    uint64_t seed;
+    const char *save, *stop;
+    const char **metrics;
+    int nmetrics;
+    const NnAst *augment;
+} Settings;
+
+static const char *const setting_names[] = {"loss", "optimizer", "batch", "epochs", "seed",
+                                            "limit", "metrics", "stop", "save", "augment"};
+#define NSETTINGS (int)(sizeof setting_names / sizeof setting_names[0])
+
+static bool int_setting(NnCtx *c, const NnAst *v, int64_t *out, int64_t min)
+{
+    if (v->kind != NN_AST_NUM || !v->is_int || v->num < (double)min) {
+        nn_error(&c->diags, v->loc, "expected an integer >= %lld", (long long)min);
+        return false;
+    }
+    *out = (int64_t)v->num;
+    return true;
+}
+
+static bool read_setting(NnCtx *c, Settings *s, const NnAst *a)
+{
+    const NnAst *v = a->a;
+    const char *k = a->name;
+    if (strcmp(k, "loss") == 0)
+        s->loss = v;
+    else if (strcmp(k, "optimizer") == 0)
+        s->optimizer = v;
+    else if (strcmp(k, "batch") == 0)
+        return int_setting(c, v, &s->batch, 1);
+    else if (strcmp(k, "epochs") == 0)
+        return int_setting(c, v, &s->epochs, 0);
+    else if (strcmp(k, "limit") == 0)
+        return int_setting(c, v, &s->limit, 0);
+    else if (strcmp(k, "seed") == 0) {
+        int64_t seed;
+        if (!int_setting(c, v, &seed, 0))
+            return false;
+        s->seed = (uint64_t)seed;
+    } else if (strcmp(k, "save") == 0) {
+        if (v->kind != NN_AST_STR) {
+            nn_error(&c->diags, v->loc, "save expects a file name in quotes");
+            return false;
+        }
+        s->save = v->str;
+    } else if (strcmp(k, "metrics") == 0) {
+        if (v->kind != NN_AST_LIST) {
+            nn_error(&c->diags, v->loc, "metrics expects a list such as [accuracy, f1]");
+            return false;
+        }
+        s->metrics = nn_arena_alloc(c->arena, (size_t)(v->kids.count + 1) * sizeof(char *));
+        for (int i = 0; i < v->kids.count; i++) {
+            const NnAst *m = v->kids.items[i];
+            static const char *known[] = {"loss", "accuracy", "precision", "recall", "f1",
+                                          "confusion", "mse"};
+            bool ok = m->kind == NN_AST_NAME;
+            for (size_t j = 0; ok && j < sizeof known / sizeof known[0]; j++)
+                if (strcmp(m->name, known[j]) == 0)
+                    goto found;
+            nn_error(&c->diags, m->loc, "unknown metric; known metrics are loss, accuracy, "
+                     "precision, recall, f1, confusion and mse");
+            return false;
+        found:
+            s->metrics[s->nmetrics++] = m->name;
+        }
+    } else if (strcmp(k, "stop") == 0) {
+        // stop = early(val.accuracy, patience = 3)
+        if (v->kind != NN_AST_CALL || v->a->kind != NN_AST_NAME || strcmp(v->a->name, "early") ||
+            v->kids.count < 1 || v->kids.items[0]->kind != NN_AST_FIELD ||
+            v->kids.items[0]->a->kind != NN_AST_NAME) {
+            nn_error(&c->diags, v->loc, "stop expects early(val.METRIC, patience = K)");
+            return false;
+        }
+        const NnAst *f = v->kids.items[0];
+        s->stop = nn_arena_printf(c->arena, "%s.%s", f->a->name, f->name);
+        s->patience = 3;
+        for (int i = 1; i < v->kids.count; i++) {
+            const NnAst *o = v->kids.items[i];
+            if (o->kind != NN_AST_ARG || strcmp(o->name, "patience") != 0) {
+                nn_error(&c->diags, o->loc, "early() takes patience = K");
+                return false;
+            }
+            if (!int_setting(c, o->a, &s->patience, 1))
+                return false;
+        }
+    } else if (strcmp(k, "augment") == 0) {
+        if (v->kind != NN_AST_LIST) {
+            nn_error(&c->diags, v->loc, "augment expects a list such as [random_shift(2)]");
+            return false;
+        }
+        s->augment = v;
+    } else {
+        const char *near = nn_sema_suggest(NULL, k, setting_names, NSETTINGS);
+        nn_error(&c->diags, a->loc, "unknown train setting '%s'%s%s%s", k,
+                 near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+        return false;
+    }
+    return true;
+}
+
+// --set key=value for plain settings; other keys are optimizer arguments.
+static bool apply_sets(NnCtx *c, Settings *s, NnSetting *sets, int nsets)
+{
+    for (int i = 0; i < nsets; i++) {
+        char *end;
+        const char *k = sets[i].key;
+        double v = strtod(sets[i].value, &end);
+        bool num = *sets[i].value && !*end;
+        int64_t *target = strcmp(k, "batch") == 0    ? &s->batch
+                        : strcmp(k, "epochs") == 0   ? &s->epochs
+                        : strcmp(k, "limit") == 0    ? &s->limit
+                        : strcmp(k, "patience") == 0 ? &s->patience : NULL;
+        if (strcmp(k, "save") == 0) {
+            s->save = sets[i].value;
+        } else if (strcmp(k, "seed") == 0 && num && v >= 0) {
+            s->seed = (uint64_t)v;
+        } else if (target) {
+            if (!num || v < 0 || v != (double)(int64_t)v) {
+                nn_error(&c->diags, (NnLoc){0}, "--set %s=%s: expected a non-negative integer", k,
+                         sets[i].value);
+                return false;
+            }
+            *target = (int64_t)v;
+        } else {
+            continue; // left for the optimizer
+        }
+        sets[i].used = true;
+    }
+    return true;
+}
+
+// Instantiates the optimizer's update rule for parameter p with gradient gr.
+static bool optimize_param(Lower *L, const NnAst *opt, Arg *args, int nargs, NnId p, NnId gr,
+                           const char *pname, NnLoc loc)
+{
+    // Bind hyperparameters like a call, then run the body statements.
+    Env *env = nn_arena_alloc(L->c->arena, sizeof *env);
+    Val r = v_none();
+    (void)r;
+    for (int k = 0; k < opt->params.count; k++) {
+        const NnAst *f = opt->params.items[k];
+        Val v = v_none();
+        bool set = false;
+        for (int i = 0; i < nargs; i++)
+            if (args[i].name && strcmp(args[i].name, f->name) == 0)
+                v = args[i].v, set = true;
+        if (!set && k < nargs && !args[k].name)
+            v = args[k].v, set = true;
+        if (!set && f->a)
+            v = eval(L, env, f->a), set = true;
+        if (!set) {
+            nn_error(&L->c->diags, loc, "optimizer '%s' is missing argument '%s'", opt->name,
+                     f->name);
+            return false;
+        }
+        if (v.kind == V_NONE)
+            return false;
+        env_bind(L, env, f->name, v);
+    }
+    NnNode *pn = nn_node(L->g, p);
+    env_bind(L, env, "p", v_tensor(p));
+    env_bind(L, env, "grad", v_tensor(gr));
+    env_bind(L, env, "step", v_tensor(L->step));
+    NnId states[32];
+    const char *snames[32];
+    int nstates = 0;
+    for (int i = 0; i < opt->kids.count; i++) {
+        const NnAst *s = opt->kids.items[i];
+        if (s->kind == NN_AST_STATE) {
+            bool zl = s->a->kind == NN_AST_CALL && s->a->a->kind == NN_AST_NAME &&
+                      (strcmp(s->a->a->name, "zeros_like") == 0 ||
+                       strcmp(s->a->a->name, "ones_like") == 0);
+            if (!zl || nstates == 32) {
+                nn_error(&L->c->diags, s->a->loc, "a state starts as zeros_like(p) or ones_like(p)");
+                return false;
+            }
+            const char *init = s->a->a->name[0] == 'z' ? "zeros" : "ones";
+            const char *name = nn_arena_printf(L->c->arena, "%s/%s", pname, s->name);
+            NnId id = make_var(L, NN_OP_STATE, name, pn->dtype, &pn->shape, init, NULL, 0, s->loc);
+            if (id < 0)
+                return false;
+            states[nstates] = id;
+            snames[nstates++] = s->name;
+            env_bind(L, env, s->name, v_tensor(id));
+        } else if (s->kind == NN_AST_ASSIGN && s->kids.count == 1 &&
+                   s->kids.items[0]->kind == NN_AST_NAME) {
+            Val v = eval(L, env, s->a);
+            if (v.kind == V_NONE)
+                return false;
+            env_bind(L, env, s->kids.items[0]->name, v);
+        } else if (s->kind == NN_AST_EXPR) {
+            if (eval(L, env, s->a).kind == V_NONE)
+                return false;
+        } else if (s->kind != NN_AST_ERROR) {
+            nn_error(&L->c->diags, s->loc, "optimizers may only hold 'state' and assignments");
+            return false;
+        }
+    }
+    // The final values of p and each state are the updates.
+    for (int i = -1; i < nstates; i++) {
+        const char *name = i < 0 ? "p" : snames[i];
+        NnId var = i < 0 ? p : states[i];
+        Val v;
+        env_lookup(env, name, &v);
+        NnId val = as_tensor(L, v, pn->dtype, loc);
+        if (val < 0)
+            return false;
+        NnNode *vn = nn_node(L->g, val), *varn = nn_node(L->g, var);
+        if (vn->dtype != varn->dtype || !nn_shape_eq(&vn->shape, &varn->shape)) {
+            char a[64], b[64];
+            nn_error(&L->c->diags, loc, "optimizer '%s' sets '%s' of %s to a value of type %s",
+                     opt->name, name, nn_type_str(L->g, varn->dtype, &varn->shape, a, 64),
+                     nn_type_str(L->g, vn->dtype, &vn->shape, b, 64));
+            return false;
+        }
+        if (val != var)
+            nn_graph_add_update(L->g, var, val);
+    }
+    return true;
+}
+
+// Builds one graph; mode 0 = forward only, 1 = full step, 2 = eval.
+static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Settings *s,
+                      const NnField *fields, int nfields, NnSetting *sets, int nsets, int mode,
+                      Lower *L)
+{
+    NnGraph *g = nn_graph_new();
+    lower_init(L, c, p, g);
+    L->training = mode != 2;
+    L->seed = s->seed;
+    int64_t N = nn_sym_dim(g, "N");
+    TrainEnv T = {.L = L, .fields = fields, .nfields = nfields, .model = model};
+    T.inputs = nn_arena_alloc(c->arena, (size_t)nfields * sizeof(NnId));
+    for (int i = 0; i < nfields; i++) {
+        NnShape sh = {.rank = fields[i].sample.rank + 1};
+        sh.dim[0] = N;
+        for (int k = 0; k < fields[i].sample.rank; k++)
+            sh.dim[k + 1] = fields[i].sample.dim[k];
+        T.inputs[i] = nn_ir_source(g, NN_OP_INPUT, fields[i].name, fields[i].dtype, &sh, model->loc);
+    }
+    L->resolve = resolve;
+    L->resolve_ctx = &T;
+    NnId s0 = -1;
+    if (mode != 2) {
+        NnShape scalar = {0};
+        s0 = make_var(L, NN_OP_STATE, "step", NN_DT_F32, &scalar, "zeros", NULL, 0, model->loc);
+        L->step = nn_ir_binary(g, NN_OP_ADD, s0, nn_ir_const(g, 1, NN_DT_F32, model->loc),
+                               model->loc);
+    }
+    Env env = {0};
+    Val loss = eval(L, &env, s->loss);
+    if (loss.kind == V_NONE)
+        goto fail;
+    if (loss.kind != V_TENSOR || vnode(L, loss)->shape.rank != 0) {
+        char b[64];
+        nn_error(&c->diags, s->loss->loc, "the loss must be a scalar, got %s",
+                 val_desc(L, loss, b, 64));
+        goto fail;
+    }
+    nn_graph_add_output(g, "loss", loss.id);
+    if (mode == 2) {
+        Val out;
+        if (!resolve(&T, "output", model->loc, &out) || out.kind != V_TENSOR)
+            goto fail;
+        nn_graph_add_output(g, "output", out.id);
+        return g;
+    }
+    if (mode == 0)
+        return g;
+    int nparams = 0;
+    NnId *wrt = nn_arena_alloc(c->arena, (size_t)(L->nvars + 1) * sizeof(NnId));
+    NnId *grads = nn_arena_alloc(c->arena, (size_t)(L->nvars + 1) * sizeof(NnId));
+    const char **names = nn_arena_alloc(c->arena, (size_t)(L->nvars + 1) * sizeof(char *));
+    for (int i = 0; i < L->nvars; i++)
+        if (L->vars[i].trainable) {
+            names[nparams] = L->vars[i].name;
+            wrt[nparams++] = L->var_ids[i];
+        }
+    if (nparams == 0) {
+        nn_error(&c->diags, model->loc, "model '%s' has no parameters to train", model->name);
+        goto fail;
+    }
+    if (!nn_ad_grad(g, loss.id, wrt, nparams, grads)) {
+        nn_error(&c->diags, s->loss->loc, "cannot differentiate the loss: %s", g->err);
+        goto fail;
+    }
+    const NnAst *oc = s->optimizer;
+    Val ov = oc->kind == NN_AST_CALL ? eval(L, &env, oc->a) : eval(L, &env, oc);
+    if (ov.kind != V_DECL || ov.decl->kind != NN_AST_OPTIMIZER) {
+        if (ov.kind != V_NONE)
+            nn_error(&c->diags, oc->loc, "'optimizer' must name an optimizer such as adam(...)");
+        goto fail;
+    }
+    Arg *args = NULL;
+    int nargs = 0;
+    if (oc->kind == NN_AST_CALL && !eval_args(L, &env, &oc->kids, NULL, &args, &nargs))
+        goto fail;
+    Arg *all = nn_arena_alloc(c->arena, (size_t)(nargs + nsets + 1) * sizeof *all);
+    memcpy(all, args, (size_t)nargs * sizeof *all);
+    for (int i = 0; i < nsets; i++) {
+        if (sets[i].used)
+            continue;
+        bool known = false;
+        for (int k = 0; k < ov.decl->params.count; k++)
+            known = known || strcmp(ov.decl->params.items[k]->name, sets[i].key) == 0;
+        char *end;
+        double v = strtod(sets[i].value, &end);
+        if (!known || *end) {
+            nn_error(&c->diags, (NnLoc){0}, "--set %s=%s: not a train setting nor a numeric "
+                     "argument of optimizer '%s'", sets[i].key, sets[i].value, ov.decl->name);
+            goto fail;
+        }
+        all[nargs++] = (Arg){sets[i].key, v_num(v), oc->loc};
+        if (mode == 1)
+            sets[i].used = true;
+    }
+    for (int i = 0; i < nparams; i++)
+        if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], names[i], oc->loc))
+            goto fail;
+    nn_graph_add_update(g, s0, L->step);
+    return g;
+fail:
+    nn_graph_free(g);
+    return NULL;
+}
+
+bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnField *fields,
+                    int nfields, NnSetting *sets, int nsets, NnTrainSpec *out)
+{
+    memset(out, 0, sizeof *out);
+    out->ast = train;
+    const NnDecl *md = nn_sema_find(p, train->name);
+    if (!md || md->ast->kind != NN_AST_MODEL) {
+        const char *near = nn_sema_suggest(p, train->name, NULL, 0);
+        nn_error(&c->diags, train->loc, "'%s' is not a model%s%s%s", train->name,
+                 near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+        return false;
+    }
+    Settings s = {.batch = 32, .epochs = 1, .seed = 1};
+    bool ok = true;
+    for (int i = 0; i < train->kids.count; i++) {
+        const NnAst *a = train->kids.items[i];
+        if (a->kind == NN_AST_ARG)
+            ok = read_setting(c, &s, a) && ok;
+        else if (a->kind != NN_AST_ERROR) {
+            nn_error(&c->diags, a->loc, "this train block form is not supported yet");
+            ok = false;
+        }
+    }
+    if (!s.loss) {
+        nn_error(&c->diags, train->loc, "train block needs 'loss = ...'");
+        ok = false;
+    }
+    if (!s.optimizer) {
+        nn_error(&c->diags, train->loc, "train block needs 'optimizer = ...', e.g. adam()");
+        ok = false;
+    }
+    if (!ok || !apply_sets(c, &s, sets, nsets))
+        return false;
+    out->model = train->name;
+    out->data = train->name2;
+    Lower L;
+    out->forward = build(c, p, md->ast, &s, fields, nfields, sets, nsets, 0, &L);
+    if (!out->forward)
+        return false;
+    out->step = build(c, p, md->ast, &s, fields, nfields, sets, nsets, 1, &L);
+    if (!out->step)
+        return false;
+    out->vars = L.vars;
+    out->nvars = L.nvars;
+    Lower E;
+    out->eval = build(c, p, md->ast, &s, fields, nfields, sets, nsets, 2, &E);
+    if (!out->eval)
+        return false;
+    out->batch = s.batch;
+    out->epochs = s.epochs;
+    out->seed = s.seed;
+    out->limit = s.limit;
+    out->save = s.save;
+    out->stop_metric = s.stop;
+    out->patience = (int)s.patience;
+    out->metrics = s.metrics;
+    out->nmetrics = s.nmetrics;
+    out->augment = s.augment;
+    NnId o = nn_graph_output(out->eval, "output");
+    out->classify = nfields > 1 && fields[1].dtype == NN_DT_I32 &&
+                    nn_node(out->eval, o)->shape.rank == 2;
+    return true;
+}
+
+NnGraph *nn_lower_model(NnCtx *c, const NnProgram *p, const NnAst *model, bool training)
+{
+    NnGraph *g = nn_graph_new();
+    Lower L;
+    lower_init(&L, c, p, g);
+    L.training = training;
+    Arg *args = nn_arena_alloc(c->arena, (size_t)(model->params.count + 1) * sizeof *args);
+    for (int i = 0; i < model->params.count; i++) {
+        const NnAst *f = model->params.items[i];
+        const NnAst *t = f->type;
+        if (!t || !t->has_dims) {
+            nn_error(&c->diags, f->loc, "model input '%s' needs a tensor type such as f32[N, 784]",
+                     f->name);
+            nn_graph_free(g);
+            return NULL;
+        }
+        NnShape sh = {.rank = t->kids.count};
+        for (int k = 0; k < sh.rank && k < NN_MAX_RANK; k++) {
+            const NnAst *d = t->kids.items[k];
+            sh.dim[k] = d->kind == NN_AST_NUM ? (int64_t)d->num
+                      : d->kind == NN_AST_NAME ? nn_sym_dim(g, d->name) : 1;
+        }
+        NnDType dt = strcmp(t->name, "i32") == 0 ? NN_DT_I32
+                   : strcmp(t->name, "f64") == 0 ? NN_DT_F64 : NN_DT_F32;
+        args[i] = (Arg){f->name, v_tensor(nn_ir_source(g, NN_OP_INPUT, f->name, dt, &sh, f->loc)),
+                        f->loc};
+    }
+    Val out = call_decl(&L, model, args, model->params.count, model->loc, model->name);
+    if (out.kind != V_TENSOR) {
+        nn_graph_free(g);
+        return NULL;
+    }
+    nn_graph_add_output(g, "output", out.id);
+    return g;
+}
