@@ -1,9 +1,11 @@
 // Algebraic simplification: local rewrites that remove work without changing
-// any value bit for bit (except the sign of a zero in x + 0): x*1, 1*x, x+0,
+// any value (up to the sign of a zero in x + 0 and summation order): x*1, 1*x, x+0,
 // 0+x, x-0, 0-x -> -x, x*-1 -> -x, x/1, x^1, x^2 -> x*x, -(-x), transpose chains
 // (composed, or dropped when the identity), reshape chains and no-op reshapes,
 // broadcast/sumto chains and no-op broadcasts/sumtos/casts/reductions, and
-// sumto(broadcast(x)) back to x's shape -> x * count. An identity only applies
+// sumto(broadcast(x)) back to x's shape -> x * count, SUMTO -> REDUCE_SUM where
+// one reduction says the same, and relu masks x > k -> max(x, k) > k when
+// max(x, k) exists (so x dies early and max fuses). An identity only applies
 // when the node's type equals the operand's (x + zeros[N, 4] for x[4] stays).
 // x*0 is NOT folded to 0: 0 * inf and 0 * NaN are NaN, and a NaN loss must stay
 // visible rather than turn into a silent zero gradient.
@@ -113,8 +115,52 @@ static NnId layout(const Ctx *c)
         NnAttr k = {0};
         k.value = (double)(big / small);
         k.dtype = c->n->dtype;
-        NnId in[2] = {x->in[0], nn_rewrite_add(c->rw, NN_OP_CONST, NULL, 0, &k, c->n->loc)};
+        NnId in[2] = {x->in[0], -1}; // read x before adding nodes moves the array
+        in[1] = nn_rewrite_add(c->rw, NN_OP_CONST, NULL, 0, &k, c->n->loc);
         return nn_rewrite_add(c->rw, NN_OP_MUL, in, 2, NULL, c->n->loc);
+    }
+    return -1;
+}
+
+// SUMTO that one REDUCE_SUM can express: it drops leading dims only (keep =
+// false), or keeps the rank and sums dims down to 1 (keep = true). Reductions
+// fuse (form R) and SUMTO does not, so the reduction is the canonical form.
+static NnId sumto_as_reduce(const Ctx *c)
+{
+    const NnShape *x = &node(c, c->a)->shape, *t = &c->n->shape;
+    int lead = x->rank - t->rank;
+    uint32_t axes = 0;
+    for (int i = 0; i < lead; i++)
+        axes |= 1u << i;
+    bool keep = false;
+    for (int i = 0; i < t->rank; i++) {
+        if (t->dim[i] == x->dim[lead + i])
+            continue;
+        if (lead > 0)
+            return -1; // both kinds at once: leave it to SUMTO
+        axes |= 1u << i;
+        keep = true;
+    }
+    NnAttr a = {0};
+    a.axes = axes;
+    a.keep = keep;
+    return add1(c, NN_OP_REDUCE_SUM, c->a, &a);
+}
+
+// The backward pass of max(x, k) masks with x > k, which would keep x alive
+// next to max(x, k) and stop the activation fusing into x's kernel. But
+// x > k exactly when max(x, k) > k (and x < k when min(x, k) < k; NaN compares
+// false both ways), so the mask can read the activation instead.
+static NnId mask_from_extreme(const Ctx *c)
+{
+    NnOp want = c->n->op == NN_OP_GT ? NN_OP_MAX : NN_OP_MIN;
+    const NnGraph *g = c->rw->g;
+    for (NnId i = g->count - 1; i >= 0; i--) {
+        const NnNode *m = &g->nodes[i];
+        if (m->op == want && m->in[0] == c->a && m->in[1] == c->b && fits(c, i)) {
+            NnId in[2] = {i, c->b};
+            return nn_rewrite_add(c->rw, c->n->op, in, 2, NULL, c->n->loc);
+        }
     }
     return -1;
 }
@@ -131,8 +177,13 @@ static NnId rewrite(const Ctx *c)
     case NN_OP_NEG: return arith(c);
     case NN_OP_TRANSPOSE: return transpose(c);
     case NN_OP_RESHAPE:
-    case NN_OP_BROADCAST:
-    case NN_OP_SUMTO: return layout(c);
+    case NN_OP_BROADCAST: return layout(c);
+    case NN_OP_SUMTO: {
+        NnId r = layout(c);
+        return r >= 0 ? r : sumto_as_reduce(c);
+    }
+    case NN_OP_GT:
+    case NN_OP_LT: return mask_from_extreme(c);
     case NN_OP_CAST: return node(c, c->a)->dtype == c->n->attr.dtype ? c->a : -1;
     // Reducing only size-1 axes (keeping them) changes nothing.
     case NN_OP_REDUCE_SUM:

@@ -254,7 +254,38 @@ Test(passes, simplify_rewrites)
     cr_assert_float_eq(const_value(g, g->nodes[bs].in[1]), 5.0, 1e-12);
     NnId bb = out(g, "bb");
     cr_assert_eq(g->nodes[bb].op, NN_OP_BROADCAST);
-    cr_assert_eq(g->nodes[g->nodes[bb].in[0]].op, NN_OP_SUMTO);
+    cr_assert_eq(g->nodes[g->nodes[bb].in[0]].op, NN_OP_REDUCE_SUM);
+    nn_graph_free(g);
+}
+
+Test(passes, simplify_canonical_reductions_and_masks)
+{
+    NnGraph *g = nn_graph_new();
+    NnId x = src(g, NN_OP_INPUT, "x", NN_DT_F32, "N,3,4");
+    NnShape s4 = shp(g, "4"), s134 = shp(g, "1,3,1"), s31 = shp(g, "3,1");
+    nn_graph_add_output(g, "lead", nn_ir_sumto(g, x, &s4, L));
+    nn_graph_add_output(g, "keep", nn_ir_sumto(g, x, &s134, L));
+    nn_graph_add_output(g, "mixed", nn_ir_sumto(g, x, &s31, L));
+    NnId zero = c(g, 0);
+    NnId relu = nn_ir_binary(g, NN_OP_MAX, x, zero, L);
+    nn_graph_add_output(g, "relu", relu);
+    nn_graph_add_output(g, "mask", nn_ir_binary(g, NN_OP_GT, x, zero, L));
+    NnId lo = nn_ir_binary(g, NN_OP_MIN, x, zero, L);
+    nn_graph_add_output(g, "lo", lo);
+    nn_graph_add_output(g, "lomask", nn_ir_binary(g, NN_OP_LT, x, zero, L));
+    nn_graph_add_output(g, "ge", nn_ir_binary(g, NN_OP_GE, x, zero, L));
+    NnGraph *before = nn_graph_clone(g);
+    g = apply(nn_pass_dce, apply(nn_pass_simplify, g));
+    const NnNode *lead = &g->nodes[out(g, "lead")], *keep = &g->nodes[out(g, "keep")];
+    cr_assert(lead->op == NN_OP_REDUCE_SUM && lead->attr.axes == 3 && !lead->attr.keep);
+    cr_assert(keep->op == NN_OP_REDUCE_SUM && keep->attr.axes == 5 && keep->attr.keep);
+    cr_assert_eq(g->nodes[out(g, "mixed")].op, NN_OP_SUMTO);
+    cr_assert_eq(g->nodes[out(g, "mask")].in[0], out(g, "relu"));
+    cr_assert_eq(g->nodes[out(g, "lomask")].in[0], out(g, "lo"));
+    cr_assert_eq(g->nodes[out(g, "ge")].in[0], x, "x >= 0 differs from max(x, 0) >= 0");
+    int64_t n = 3;
+    assert_same_results(before, g, &n);
+    nn_graph_free(before);
     nn_graph_free(g);
 }
 
