@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #define BEST_PREFIX "best/"
+#define LAST_PREFIX "last/"
 #define AUG_SEED 0x5bd1e9955bd1e995ull
 
 typedef struct Run {
@@ -168,19 +169,33 @@ static NnStatus collect_vars(const Run *r, NnVars *v)
     return get(r->cb->ctx, v);
 }
 
-static NnStatus save_checkpoint(Run *r, int epochs_done, bool finished)
+// Adds copies of src's tensors to dst under prefix + name.
+static NnStatus put_prefixed(NnVars *dst, const char *prefix, const NnVars *src)
+{
+    NnStatus st = NN_OK;
+    for (int i = 0; st == NN_OK && i < src->count; i++) {
+        char name[1024];
+        snprintf(name, sizeof name, "%s%s", prefix, src->names[i]);
+        NnTensor *t = nnrt_tensor_clone(src->tensors[i]);
+        st = t ? nnrt_vars_put(dst, name, t) : nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    }
+    return st;
+}
+
+// The current state under its own names, the best weights as "best/<name>",
+// and, in the final file whose main tensors are the restored best weights,
+// the state training ended with as "last/<name>" so a resume continues it.
+static NnStatus save_checkpoint(Run *r, int epochs_done, const NnVars *last)
 {
     NnVars v;
     NnrtMeta meta;
     nnrt_meta_init(&meta);
     NnStatus st = collect_vars(r, &v);
     char buf[64];
-    for (int i = 0; st == NN_OK && r->have_best && !finished && i < r->best.count; i++) {
-        char name[1024];
-        snprintf(name, sizeof name, BEST_PREFIX "%s", r->best.names[i]);
-        NnTensor *t = nnrt_tensor_clone(r->best.tensors[i]);
-        st = t ? nnrt_vars_put(&v, name, t) : nnrt_fail(NN_ERR_NOMEM, "out of memory");
-    }
+    if (st == NN_OK && r->have_best)
+        st = put_prefixed(&v, BEST_PREFIX, &r->best);
+    if (st == NN_OK && last)
+        st = put_prefixed(&v, LAST_PREFIX, last);
     snprintf(buf, sizeof buf, "%.17g", r->best_value);
     if (st == NN_OK)
         st = nnrt_meta_set(&meta, "format", NNRT_CHECKPOINT_FORMAT);
@@ -218,16 +233,26 @@ static NnStatus resume(Run *r, int *start)
         return NN_OK;
     if (!r->cb->restore)
         return nnrt_fail(NN_ERR_RUNTIME, "resuming needs a restore callback");
-    NnVars loaded, expected;
+    NnVars loaded, expected, last;
     NnrtMeta meta;
+    nnrt_vars_init(&last);
     NnStatus st = nnrt_safetensors_load(path, &loaded, &meta);
     if (st != NN_OK)
         return st;
     st = collect_vars(r, &expected);
+    size_t ll = strlen(LAST_PREFIX);
+    for (int i = 0; st == NN_OK && i < loaded.count; i++) {
+        if (strncmp(loaded.names[i], LAST_PREFIX, ll) != 0)
+            continue;
+        NnTensor *t = nnrt_tensor_clone(loaded.tensors[i]);
+        st = t ? nnrt_vars_put(&last, loaded.names[i] + ll, t)
+               : nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    }
+    const NnVars *state = last.count ? &last : &loaded;
     if (st == NN_OK)
-        st = nnrt_checkpoint_check(path, &loaded, &expected);
+        st = nnrt_checkpoint_check(path, state, &expected);
     if (st == NN_OK)
-        st = r->cb->restore(r->cb->ctx, &loaded);
+        st = r->cb->restore(r->cb->ctx, state);
     long long v = 0;
     if (st == NN_OK && !nnrt_meta_get_int(&meta, "epoch", &v))
         st = nnrt_fail(NN_ERR_FORMAT, "%s: checkpoint metadata lacks an integer 'epoch'", path);
@@ -253,6 +278,7 @@ static NnStatus resume(Run *r, int *start)
     }
     nnrt_vars_fini(&loaded);
     nnrt_vars_fini(&expected);
+    nnrt_vars_fini(&last);
     nnrt_meta_fini(&meta);
     return st;
 }
@@ -362,7 +388,7 @@ static NnStatus train_epochs(Run *r, int start, NnrtTrainResult *res)
         if (st == NN_OK)
             res->epochs_done = epoch + 1;
         if (st == NN_OK && r->opt->checkpoint)
-            st = save_checkpoint(r, epoch + 1, false);
+            st = save_checkpoint(r, epoch + 1, NULL);
     }
     nnrt_tensor_free(xb);
     nnrt_tensor_free(yb);
@@ -399,9 +425,15 @@ NnStatus nnrt_train(const NnrtTrainCallbacks *cb, const NnrtDataset *train,
     res->best_value = r.best_value;
     // The best weights replace the last ones, in the model and in the file.
     if (st == NN_OK && r.have_best) {
-        st = cb->restore(cb->ctx, &r.best);
+        NnVars last;
+        nnrt_vars_init(&last);
+        if (opt->checkpoint)
+            st = collect_vars(&r, &last);
+        if (st == NN_OK)
+            st = cb->restore(cb->ctx, &r.best);
         if (st == NN_OK && opt->checkpoint)
-            st = save_checkpoint(&r, res->epochs_done, true);
+            st = save_checkpoint(&r, res->epochs_done, &last);
+        nnrt_vars_fini(&last);
     }
     if (st == NN_OK && opt->test)
         st = final_test(&r, res);

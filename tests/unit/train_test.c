@@ -1,0 +1,432 @@
+// The training loop with a fake compiled step: softmax regression with
+// momentum, written in plain C here. Checks that the loss goes down and the
+// model learns, that early stopping restores exactly the weights of the best
+// epoch (compared with a separate run stopped there), that resuming from a
+// checkpoint ends bit-identical to an uninterrupted run, and the logs.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train.h"
+
+enum { F = 2, C = 3 };
+
+typedef struct Model {
+    float w[F * C], b[C], vw[F * C], vb[C];
+    double lr, mu;
+    int sabotage_after; // epochs of honest steps before the steps go uphill; 0: never
+    int64_t steps, steps_per_epoch;
+} Model;
+
+static void init_model(Model *m)
+{
+    memset(m, 0, sizeof *m);
+    for (int i = 0; i < F * C; i++)
+        m->w[i] = 0.01f * (float)(i % 5) - 0.02f;
+    m->lr = 0.1;
+    m->mu = 0.5;
+}
+
+// Logits into out rows; returns the mean cross-entropy over n rows.
+static double forward(const Model *m, const float *x, const int32_t *y, int64_t n, float *out)
+{
+    double loss = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float *z = out + i * C;
+        float mx = -INFINITY;
+        for (int c = 0; c < C; c++) {
+            z[c] = m->b[c];
+            for (int f = 0; f < F; f++)
+                z[c] += x[i * F + f] * m->w[f * C + c];
+            mx = z[c] > mx ? z[c] : mx;
+        }
+        double se = 0;
+        for (int c = 0; c < C; c++)
+            se += exp(z[c] - mx);
+        if (y)
+            loss += log(se) + mx - z[y[i]];
+    }
+    return n ? loss / (double)n : 0;
+}
+
+static NnStatus step(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n, double *loss)
+{
+    Model *m = ctx;
+    cr_assert_eq(x->shape[0], n);
+    float z[512 * C], gw[F * C] = {0}, gb[C] = {0};
+    cr_assert_leq(n, 512);
+    const float *xs = x->data;
+    const int32_t *ys = y->data;
+    *loss = forward(m, xs, ys, n, z);
+    for (int64_t i = 0; i < n; i++) {
+        float mx = -INFINITY, se = 0;
+        for (int c = 0; c < C; c++)
+            mx = z[i * C + c] > mx ? z[i * C + c] : mx;
+        for (int c = 0; c < C; c++)
+            se += expf(z[i * C + c] - mx);
+        for (int c = 0; c < C; c++) {
+            float g = (expf(z[i * C + c] - mx) / se - (c == ys[i])) / (float)n;
+            gb[c] += g;
+            for (int f = 0; f < F; f++)
+                gw[f * C + c] += g * xs[i * F + f];
+        }
+    }
+    bool uphill = m->sabotage_after && m->steps >= m->sabotage_after * m->steps_per_epoch;
+    float lr = (float)(uphill ? -m->lr : m->lr);
+    for (int i = 0; i < F * C; i++) {
+        m->vw[i] = (float)m->mu * m->vw[i] + gw[i];
+        m->w[i] -= lr * m->vw[i];
+    }
+    for (int c = 0; c < C; c++) {
+        m->vb[c] = (float)m->mu * m->vb[c] + gb[c];
+        m->b[c] -= lr * m->vb[c];
+    }
+    m->steps++;
+    return NN_OK;
+}
+
+static NnStatus predict(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n, NnTensor *out,
+                        double *loss)
+{
+    double l = forward(ctx, x->data, y ? y->data : NULL, n, out->data);
+    if (loss)
+        *loss = y ? l : NAN;
+    return NN_OK;
+}
+
+static void put(NnVars *v, const char *name, const float *p, int64_t n)
+{
+    NnTensor *t = nnrt_tensor_new(NN_DT_F32, 1, &n);
+    memcpy(t->data, p, (size_t)n * sizeof *p);
+    nnrt_vars_put(v, name, t);
+}
+
+static NnStatus snapshot(void *ctx, NnVars *out)
+{
+    Model *m = ctx;
+    put(out, "w", m->w, F * C);
+    put(out, "b", m->b, C);
+    return NN_OK;
+}
+
+static NnStatus ckpt_vars(void *ctx, NnVars *out)
+{
+    Model *m = ctx;
+    snapshot(ctx, out);
+    put(out, "opt.vw", m->vw, F * C);
+    put(out, "opt.vb", m->vb, C);
+    float s = (float)m->steps;
+    put(out, "opt.steps", &s, 1);
+    return NN_OK;
+}
+
+static void take(const NnVars *in, const char *name, float *p)
+{
+    NnTensor *t = nnrt_vars_get(in, name);
+    if (t)
+        memcpy(p, t->data, nnrt_tensor_nbytes(t));
+}
+
+static NnStatus restore(void *ctx, const NnVars *in)
+{
+    Model *m = ctx;
+    take(in, "w", m->w);
+    take(in, "b", m->b);
+    take(in, "opt.vw", m->vw);
+    take(in, "opt.vb", m->vb);
+    float s = -1;
+    take(in, "opt.steps", &s);
+    if (s >= 0)
+        m->steps = (int64_t)s;
+    return NN_OK;
+}
+
+static NnrtTrainCallbacks callbacks(Model *m)
+{
+    return (NnrtTrainCallbacks){.ctx = m, .step = step, .predict = predict, .snapshot = snapshot,
+                                .restore = restore, .checkpoint_vars = ckpt_vars};
+}
+
+// Three gaussian blobs; labels follow the blob.
+static NnrtDataset blobs(int64_t n, uint64_t seed)
+{
+    static const float centre[C][F] = {{-2, 0}, {2, 0}, {0, 2.5f}};
+    NnTensor *x = nnrt_tensor_new(NN_DT_F32, 2, (int64_t[]){n, F});
+    NnTensor *y = nnrt_tensor_new(NN_DT_I32, 1, &n);
+    NnrtDataRng r;
+    nnrt_data_rng_seed(&r, seed, 99);
+    for (int64_t i = 0; i < n; i++) {
+        int c = (int)(i % C);
+        ((int32_t *)y->data)[i] = c;
+        for (int f = 0; f < F; f++)
+            ((float *)x->data)[i * F + f] = centre[c][f] + 0.7f * (float)nnrt_data_rng_normal(&r);
+    }
+    NnrtDataset ds;
+    nnrt_dataset_init(&ds);
+    cr_assert_eq(nnrt_dataset_set(&ds, x, y, NULL, NULL), NN_OK);
+    return ds;
+}
+
+static char dir[64];
+
+static void setup(void)
+{
+    strcpy(dir, "/tmp/nnrt_train_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(train, .init = setup, .fini = teardown);
+
+static const char *tmp(const char *name)
+{
+    static char buf[4][256];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+static NnrtTrainOptions quiet_opts(void)
+{
+    return (NnrtTrainOptions){.epochs = 6, .batch = 16, .seed = 3,
+                              .progress = NNRT_PROGRESS_QUIET, .quiet = true};
+}
+
+Test(train, loss_decreases_and_model_learns)
+{
+    NnrtDataset tr = blobs(240, 1), val = blobs(60, 2);
+    Model m;
+    init_model(&m);
+    NnrtTrainCallbacks cb = callbacks(&m);
+    NnrtTrainOptions o = quiet_opts();
+    o.val = &val;
+    o.test = &val;
+    o.metrics = NNRT_METRIC_CLASSIFY;
+    char log[256];
+    snprintf(log, sizeof log, "%s", tmp("m.jsonl"));
+    o.metrics_path = log;
+    NnrtTrainResult res;
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(res.epochs_done, 6);
+    cr_assert_eq(res.steps, 6 * 15);
+    cr_assert_gt(res.val.accuracy, 0.9);
+    cr_assert(res.has_test);
+    cr_assert_gt(res.test.f1, 0.9);
+    // Per-epoch training losses from the JSON lines: decreasing overall, and
+    // the first epoch (random start) clearly above the last.
+    FILE *f = fopen(log, "r");
+    char line[512];
+    double losses[6];
+    int nl = 0, nval = 0, ntest = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *p = strstr(line, "\"loss\": ");
+        cr_assert_not_null(p);
+        if (strstr(line, "\"split\": \"train\""))
+            losses[nl++] = strtod(p + 8, NULL);
+        nval += strstr(line, "\"split\": \"val\"") != NULL;
+        ntest += strstr(line, "\"split\": \"test\"") != NULL;
+    }
+    fclose(f);
+    cr_assert_eq(nl, 6);
+    cr_assert_eq(nval, 6);
+    cr_assert_eq(ntest, 1);
+    cr_assert_lt(losses[5], 0.5 * losses[0], "%g -> %g", losses[0], losses[5]);
+    for (int i = 1; i < 6; i++)
+        cr_assert_leq(losses[i], losses[i - 1] * 1.05, "epoch %d: %g after %g", i + 1, losses[i],
+                      losses[i - 1]);
+    // The eval loss is the independent forward pass over the val set.
+    float z[60 * C];
+    double vl = forward(&m, val.x->data, val.y->data, 60, z);
+    cr_assert_float_eq(res.test.loss, vl, 1e-9);
+    nnrt_dataset_fini(&tr);
+    nnrt_dataset_fini(&val);
+}
+
+Test(train, early_stopping_restores_the_best_weights)
+{
+    NnrtDataset tr = blobs(240, 1), val = blobs(60, 2);
+    Model m;
+    init_model(&m);
+    m.sabotage_after = 3; // epochs 4.. climb the loss
+    m.steps_per_epoch = 15;
+    NnrtTrainCallbacks cb = callbacks(&m);
+    NnrtTrainOptions o = quiet_opts();
+    o.epochs = 20;
+    o.val = &val;
+    o.early_stop = "val.loss";
+    o.patience = 2;
+    NnrtTrainResult res;
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_OK, "%s", nnrt_errmsg());
+    cr_assert(res.stopped_early);
+    cr_assert_eq(res.best_epoch, 3);
+    cr_assert_eq(res.epochs_done, 5, "stopped after 2 epochs without improvement");
+    // Reference: an honest run of exactly 3 epochs with the same seed.
+    Model ref;
+    init_model(&ref);
+    NnrtTrainCallbacks cr = callbacks(&ref);
+    NnrtTrainOptions o3 = quiet_opts();
+    o3.epochs = 3;
+    NnrtTrainResult r3;
+    cr_assert_eq(nnrt_train(&cr, &tr, &o3, &r3), NN_OK);
+    cr_assert_eq(memcmp(m.w, ref.w, sizeof m.w), 0, "weights of epoch 3 restored");
+    cr_assert_eq(memcmp(m.b, ref.b, sizeof m.b), 0);
+    float z[60 * C];
+    cr_assert_float_eq(forward(&m, val.x->data, val.y->data, 60, z), res.best_value, 1e-9);
+    nnrt_dataset_fini(&tr);
+    nnrt_dataset_fini(&val);
+}
+
+Test(train, early_stopping_on_accuracy_needs_val)
+{
+    NnrtDataset tr = blobs(30, 1);
+    Model m;
+    init_model(&m);
+    NnrtTrainCallbacks cb = callbacks(&m);
+    NnrtTrainOptions o = quiet_opts();
+    o.early_stop = "val.accuracy";
+    NnrtTrainResult res;
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_ERR_RUNTIME);
+    cr_assert(strstr(nnrt_errmsg(), "needs a validation dataset"));
+    o.early_stop = "val.auc";
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_ERR_RUNTIME);
+    cr_assert(strstr(nnrt_errmsg(), "unknown metric 'val.auc'"));
+    nnrt_dataset_fini(&tr);
+}
+
+static void run(Model *m, const NnrtDataset *tr, const NnrtDataset *val, int epochs,
+                const char *ckpt, bool resume, NnrtTrainResult *res)
+{
+    NnrtTrainCallbacks cb = callbacks(m);
+    NnrtTrainOptions o = quiet_opts();
+    o.epochs = epochs;
+    o.val = val;
+    o.checkpoint = ckpt;
+    o.resume = resume;
+    o.early_stop = "val.accuracy";
+    o.patience = 100;
+    o.augment.noise_std = 0.3; // augmentation randomness must resume too
+    cr_assert_eq(nnrt_train(&cb, tr, &o, res), NN_OK, "%s", nnrt_errmsg());
+}
+
+Test(train, resume_continues_identically)
+{
+    NnrtDataset tr = blobs(200, 1), val = blobs(60, 2);
+    char a[256], b[256];
+    snprintf(a, sizeof a, "%s", tmp("a.safetensors"));
+    snprintf(b, sizeof b, "%s", tmp("b.safetensors"));
+    Model full, part, resumed;
+    NnrtTrainResult rf, rp, rr;
+    init_model(&full);
+    run(&full, &tr, &val, 5, a, false, &rf);
+    init_model(&part);
+    run(&part, &tr, &val, 2, b, false, &rp);
+    cr_assert_eq(rp.epochs_done, 2);
+    // A fresh process would start from new weights and read the checkpoint.
+    init_model(&resumed);
+    run(&resumed, &tr, &val, 5, b, true, &rr);
+    cr_assert_eq(rr.start_epoch, 2);
+    cr_assert_eq(rr.epochs_done, 5);
+    cr_assert_eq(rr.steps, rf.steps);
+    cr_assert_eq(resumed.steps, full.steps);
+    cr_assert_eq(memcmp(resumed.w, full.w, sizeof full.w), 0, "bit-identical weights");
+    cr_assert_eq(memcmp(resumed.b, full.b, sizeof full.b), 0);
+    cr_assert_eq(memcmp(resumed.vw, full.vw, sizeof full.vw), 0, "optimizer state too");
+    cr_assert_eq(rr.best_epoch, rf.best_epoch);
+    cr_assert_float_eq(rr.val.accuracy, rf.val.accuracy, 0);
+    // The checkpoints hold the same tensors and metadata.
+    NnVars va, vb;
+    NnrtMeta ma, mb;
+    cr_assert_eq(nnrt_safetensors_load(a, &va, &ma), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nnrt_safetensors_load(b, &vb, &mb), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(va.count, vb.count);
+    cr_assert_str_eq(nnrt_meta_get(&ma, "epoch"), "5");
+    cr_assert_str_eq(nnrt_meta_get(&mb, "step"), nnrt_meta_get(&ma, "step"));
+    nnrt_vars_fini(&va);
+    nnrt_vars_fini(&vb);
+    nnrt_meta_fini(&ma);
+    nnrt_meta_fini(&mb);
+    nnrt_dataset_fini(&tr);
+    nnrt_dataset_fini(&val);
+}
+
+Test(train, resume_rejects_a_checkpoint_of_another_model)
+{
+    NnrtDataset tr = blobs(30, 1);
+    NnVars v;
+    nnrt_vars_init(&v);
+    nnrt_vars_put(&v, "w", nnrt_tensor_new(NN_DT_F32, 1, (int64_t[]){5}));
+    char p[256];
+    snprintf(p, sizeof p, "%s", tmp("other.safetensors"));
+    cr_assert_eq(nnrt_safetensors_save(p, &v, NULL), NN_OK);
+    Model m;
+    init_model(&m);
+    NnrtTrainCallbacks cb = callbacks(&m);
+    NnrtTrainOptions o = quiet_opts();
+    o.checkpoint = p;
+    o.resume = true;
+    NnrtTrainResult res;
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_ERR_SHAPE);
+    cr_assert(strstr(nnrt_errmsg(), "tensor 'w' has shape [5], the model expects [6]"), "%s",
+              nnrt_errmsg());
+    nnrt_vars_fini(&v);
+    nnrt_dataset_fini(&tr);
+}
+
+Test(train, plain_progress_lines_and_test_report)
+{
+    NnrtDataset tr = blobs(90, 1), te = blobs(30, 2);
+    Model m;
+    init_model(&m);
+    NnrtTrainCallbacks cb = callbacks(&m);
+    char *pbuf = NULL, *lbuf = NULL;
+    size_t plen = 0, llen = 0;
+    FILE *pf = open_memstream(&pbuf, &plen), *lf = open_memstream(&lbuf, &llen);
+    NnrtTrainOptions o = {.epochs = 3, .batch = 32, .progress = NNRT_PROGRESS_AUTO,
+                          .progress_out = pf, .log = lf, .test = &te, .val = &te};
+    NnrtTrainResult res;
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_OK, "%s", nnrt_errmsg());
+    fclose(pf);
+    fclose(lf);
+    // Not a terminal: one plain line per epoch, no carriage returns.
+    int lines = 0;
+    for (char *p = pbuf; *p; p++)
+        lines += *p == '\n';
+    cr_assert_eq(lines, 3, "%s", pbuf);
+    cr_assert_null(strchr(pbuf, '\r'));
+    cr_assert(strstr(pbuf, "epoch 3/3"));
+    cr_assert(strstr(pbuf, "val.acc"));
+    cr_assert(strstr(lbuf, "test  loss"), "%s", lbuf);
+    cr_assert(strstr(lbuf, "confusion matrix"));
+    free(pbuf);
+    free(lbuf);
+    nnrt_dataset_fini(&tr);
+    nnrt_dataset_fini(&te);
+}
+
+Test(train, progress_bar_format)
+{
+    NnrtProgress p;
+    nnrt_progress_init(&p, NNRT_PROGRESS_BAR, stderr);
+    nnrt_progress_begin(&p, 3, 10, 54000);
+    p.done = 41472;
+    p.loss_sum = 0.412 * 41472;
+    p.loss_n = 41472;
+    char line[512];
+    nnrt_progress_format(&p, p.t0 + 41472 / 61200.0, line, sizeof line);
+    cr_assert(strstr(line, "epoch 3/10 \u2501\u2501\u2501"), "%s", line);
+    cr_assert(strstr(line, " 41472/54000  loss 0.412  61.2k samples/s  ETA 0:00"), "%s", line);
+    // 15 of 20 cells filled (41472/54000 = 0.77).
+    int thick = 0;
+    for (char *s = line; (s = strstr(s, "\u2501")); s += 3)
+        thick++;
+    cr_assert_eq(thick, 15);
+}
