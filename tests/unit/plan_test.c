@@ -1,0 +1,167 @@
+// The memory planner: values alive at the same time never share bytes (every
+// pair checked by interval overlap), memory is reused along chains, sources
+// stay outside the workspace, results are pinned, offsets are aligned, and
+// symbolic dims are bound. Random DAGs exercise the free list.
+#include <criterion/criterion.h>
+
+#include "ir_helpers.h"
+#include "pass.h"
+#include "plan.h"
+
+static const NnLoc L = {0};
+
+// Independent overlap check: two placed values overlap in time and in bytes.
+static void assert_no_overlap(const NnPlan *p)
+{
+    for (int i = 0; i < p->count; i++) {
+        const NnPlanSlot *a = &p->slots[i];
+        if (a->offset < 0)
+            continue;
+        cr_assert_eq(a->offset % 64, 0);
+        cr_assert_leq(a->offset + a->nbytes, p->workspace);
+        for (int j = i + 1; j < p->count; j++) {
+            const NnPlanSlot *b = &p->slots[j];
+            if (b->offset < 0)
+                continue;
+            bool time = a->first <= b->last && b->first <= a->last;
+            int64_t ea = a->offset + (a->nbytes ? a->nbytes : 1);
+            int64_t eb = b->offset + (b->nbytes ? b->nbytes : 1);
+            bool space = a->offset < eb && b->offset < ea;
+            cr_assert(!(time && space), "%%%d [%d,%d]@%lld+%lld and %%%d [%d,%d]@%lld+%lld", i,
+                      a->first, a->last, (long long)a->offset, (long long)a->nbytes, j, b->first,
+                      b->last, (long long)b->offset, (long long)b->nbytes);
+        }
+    }
+    char err[128];
+    cr_assert(nn_plan_check(p, err, sizeof err), "%s", err);
+}
+
+Test(plan, chain_reuses_memory)
+{
+    NnGraph *g = nn_graph_new();
+    NnId x = src(g, NN_OP_INPUT, "x", NN_DT_F32, "N,100");
+    NnId t = x;
+    for (int i = 0; i < 10; i++)
+        t = nn_ir_unary(g, i % 2 ? NN_OP_EXP : NN_OP_TANH, t, L);
+    nn_graph_add_output(g, "y", t);
+    NnArena *a = nn_arena_new();
+    int64_t n = 7;
+    NnPlan *p = nn_plan_build(g, &n, a);
+    assert_no_overlap(p);
+    cr_assert_eq(p->slots[x].offset, -1);
+    cr_assert(p->slots[x].flags & NN_PLAN_EXTERNAL);
+    cr_assert_eq(p->slots[1].nbytes, 7 * 100 * 4);
+    cr_assert(p->slots[t].flags & NN_PLAN_PINNED);
+    cr_assert_eq(p->slots[t].last, g->count - 1);
+    // Ten values of 2800 bytes (2816 padded) in a chain need two buffers, not ten.
+    cr_assert_eq(p->total, 10 * 2816);
+    cr_assert_eq(p->workspace, 2 * 2816, "workspace %lld", (long long)p->workspace);
+    nn_arena_free(a);
+    nn_graph_free(g);
+}
+
+Test(plan, sources_consts_and_updates)
+{
+    NnGraph *g = nn_graph_new();
+    NnId x = src(g, NN_OP_INPUT, "x", NN_DT_F32, "4");
+    NnId w = par(g, "w", NN_DT_F32, "4");
+    NnId s = src(g, NN_OP_STATE, "s", NN_DT_F64, "");
+    NnId k = nn_ir_const(g, 2, NN_DT_F32, L);
+    NnId y = nn_ir_binary(g, NN_OP_MUL, x, k, L);
+    NnId wn = nn_ir_binary(g, NN_OP_SUB, w, y, L);
+    NnId one = nn_ir_const(g, 1, NN_DT_F64, L);
+    NnId sn = nn_ir_binary(g, NN_OP_ADD, s, one, L);
+    NnId dead = nn_ir_unary(g, NN_OP_EXP, wn, L);
+    nn_graph_add_update(g, w, wn);
+    nn_graph_add_update(g, s, sn);
+    nn_graph_add_output(g, "y", y);
+    NnArena *a = nn_arena_new();
+    NnPlan *p = nn_plan_build(g, NULL, a);
+    assert_no_overlap(p);
+    NnId ext[] = {x, w, s};
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(p->slots[ext[i]].offset, -1);
+        cr_assert(p->slots[ext[i]].flags & NN_PLAN_EXTERNAL);
+    }
+    cr_assert(p->slots[k].flags & NN_PLAN_CONST);
+    cr_assert_eq(p->slots[k].offset, -1);
+    cr_assert_eq(p->slots[sn].nbytes, 8);
+    for (NnId id = y; id <= sn; id++)
+        if (id != one)
+            cr_assert(p->slots[id].flags & NN_PLAN_PINNED, "%%%d", id);
+    cr_assert_geq(p->slots[dead].offset, 0, "a dead value still has somewhere to go");
+    cr_assert_eq(p->slots[dead].last, dead);
+    NnPlanOptions o = {.const_buffers = true};
+    NnPlan *q = nn_plan_build_ex(g, NULL, a, &o);
+    assert_no_overlap(q);
+    cr_assert_geq(q->slots[k].offset, 0);
+    cr_assert_geq(q->workspace, p->workspace);
+    nn_arena_free(a);
+    nn_graph_free(g);
+}
+
+// A random DAG of elementwise ops over a few shapes with random fan-in.
+static NnGraph *random_dag(unsigned seed, int nodes)
+{
+    NnGraph *g = nn_graph_new();
+    srand(seed);
+    const char *shapes[] = {"N,8", "8", "N,1", "1"};
+    NnId ids[512];
+    int n = 0;
+    for (int i = 0; i < 4; i++)
+        ids[n++] = src(g, NN_OP_INPUT, shapes[i], NN_DT_F32, shapes[i]);
+    NnOp bin[] = {NN_OP_ADD, NN_OP_MUL, NN_OP_SUB, NN_OP_MAX};
+    while (n < nodes) {
+        NnId a = ids[rand() % n], b = ids[n - 1 - rand() % (n < 6 ? n : 6)];
+        NnId id = rand() % 3 ? nn_ir_binary(g, bin[rand() % 4], a, b, L)
+                             : nn_ir_unary(g, NN_OP_EXP, a, L);
+        cr_assert_geq(id, 0, "%s", g->err);
+        ids[n++] = id;
+        if (rand() % 17 == 0)
+            nn_graph_add_output(g, "o", id);
+    }
+    nn_graph_add_output(g, "last", ids[n - 1]);
+    return g;
+}
+
+Test(plan, random_dags_never_overlap)
+{
+    NnArena *a = nn_arena_new();
+    for (unsigned seed = 1; seed <= 60; seed++) {
+        NnGraph *g = random_dag(seed, 30 + (int)seed * 3);
+        int64_t n = 1 + seed % 9;
+        NnPlan *p = nn_plan_build(g, &n, a);
+        assert_no_overlap(p);
+        cr_assert_leq(p->workspace, p->total);
+        // The fused graph plans too (fewer, bigger values).
+        NnGraph *f = nn_pass_fuse(g);
+        assert_no_overlap(nn_plan_build(f, &n, a));
+        if (f != g)
+            nn_graph_free(f);
+        nn_graph_free(g);
+    }
+    nn_arena_free(a);
+}
+
+Test(plan, freed_blocks_merge_and_fit_larger_values)
+{
+    // Two small values die side by side; a value of twice their size reuses
+    // their merged space instead of growing the workspace.
+    NnGraph *g = nn_graph_new();
+    NnId x = src(g, NN_OP_INPUT, "x", NN_DT_F32, "16");
+    NnId a1 = nn_ir_unary(g, NN_OP_EXP, x, L);
+    NnId a2 = nn_ir_unary(g, NN_OP_TANH, x, L);
+    NnId s = nn_ir_binary(g, NN_OP_ADD, a1, a2, L); // [16]: needs a third buffer
+    NnShape big = shp(g, "2,16");
+    NnId b = nn_ir_broadcast(g, s, &big, L); // 128 bytes: a1 and a2's space
+    nn_graph_add_output(g, "y", nn_ir_unary(g, NN_OP_NEG, b, L));
+    NnArena *ar = nn_arena_new();
+    NnPlan *p = nn_plan_build(g, NULL, ar);
+    assert_no_overlap(p);
+    cr_assert_eq(p->slots[b].offset, 0, "b takes a1+a2's merged block");
+    // The output (128 bytes) then grows the freed tail block where s was.
+    cr_assert_eq(p->slots[b + 1].offset, 128);
+    cr_assert_eq(p->workspace, 256, "workspace %lld", (long long)p->workspace);
+    nn_arena_free(ar);
+    nn_graph_free(g);
+}
