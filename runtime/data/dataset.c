@@ -69,9 +69,10 @@ NnStatus nnrt_dataset_load_idx(NnrtDataset *ds, const char *images, const char *
     if (st != NN_OK)
         return st;
     if (x->dtype != NN_DT_F32 || x->rank < 2) {
+        int rank = x->rank;
         nnrt_tensor_free(x);
         return nnrt_fail(NN_ERR_FORMAT, "%s: expected an image file (rank >= 2), got rank %d",
-                         images, x->rank);
+                         images, rank);
     }
     if (labels) {
         st = nnrt_idx_load(labels, &y);
@@ -80,11 +81,12 @@ NnStatus nnrt_dataset_load_idx(NnrtDataset *ds, const char *images, const char *
             return st;
         }
         if (y->rank != 1 || y->dtype != NN_DT_I32) {
+            int rank = y->rank;
             nnrt_tensor_free(x);
             nnrt_tensor_free(y);
             return nnrt_fail(NN_ERR_FORMAT,
                              "%s: expected a label file (rank 1, integer type), got rank %d",
-                             labels, y->rank);
+                             labels, rank);
         }
     }
     return nnrt_dataset_set(ds, x, y, images, labels);
