@@ -1,11 +1,21 @@
 // nn_ir_print: the textual dump golden tests compare, one node per line:
-//   %3 = matmul(%1, %2) tb : f32[N, 10]  # 12:7
+//   %3 = matmul(%1, %2) tb : f32[N, 10]  # mnist.nn:12:7
 // Sources show their name, attrs follow the operands compactly, the type follows
-// ':' and the source line:col follows '#'. FUSED nodes print their body indented
+// ':' and the source file:line:col follows '#'. FUSED nodes print their body indented
 // inside braces. Outputs and updates close the dump. Output depends only on the graph.
 #include <stdio.h>
+#include <string.h>
 
 #include "graph.h"
+
+// The file's last path component, so dumps do not depend on where a model lives.
+static const char *base_name(const char *path)
+{
+    if (!path)
+        return "?";
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
 
 static void print_axes(FILE *out, const char *label, uint32_t axes)
 {
@@ -68,7 +78,7 @@ static void print_nodes(FILE *out, const NnGraph *g, int indent)
         print_attrs(out, n);
         fprintf(out, " : %s", nn_type_str(g, n->dtype, &n->shape, type, sizeof type));
         if (n->loc.src)
-            fprintf(out, "  # %d:%d", n->loc.line, n->loc.col);
+            fprintf(out, "  # %s:%d:%d", base_name(n->loc.src->name), n->loc.line, n->loc.col);
         if (n->op == NN_OP_FUSED && n->attr.body) {
             fprintf(out, " {\n");
             print_nodes(out, n->attr.body, indent + 4);

@@ -157,11 +157,11 @@ static char *dump(const NnGraph *gr)
 }
 
 // Attributes print compactly; a FUSED body prints indented inside braces; a
-// node with a source location ends in "# line:col".
+// node with a source location ends in "# file:line:col".
 Test(print, attrs_fused_and_locations)
 {
     NnGraph *q = nn_graph_new();
-    NnSource s = {.name = "m.nn", .text = "", .len = 0};
+    NnSource s = {.name = "models/m.nn", .text = "", .len = 0};
     NnLoc at = {.src = &s, .line = 12, .col = 7, .len = 1};
     NnId a = src(q, NN_OP_INPUT, "x", NN_DT_F32, "N,4");
     NnId w = par(q, "w", NN_DT_F32, "3,4");
@@ -178,7 +178,7 @@ Test(print, attrs_fused_and_locations)
     char *got = dump(q);
     const char *want = "%0 = input x : f32[N, 4]\n"
                        "%1 = param w : f32[3, 4]\n"
-                       "%2 = matmul(%0, %1) tb : f32[N, 3]  # 12:7\n"
+                       "%2 = matmul(%0, %1) tb : f32[N, 3]  # m.nn:12:7\n"
                        "%3 = logsumexp(%2) axes=[1] keep : f32[N, 1]\n"
                        "%4 = transpose(%2) perm=[1, 0] : f32[3, N]\n"
                        "%5 = param b : f32[3]\n"
