@@ -22,6 +22,7 @@ typedef struct Fuse {
     int *cstart, *cons; // consumers of node i: cons[cstart[i] .. cstart[i+1])
     bool *ext;          // an output, update value or updated var: needed outside
     NnId *group;        // root of the node's group, or -1
+    NnId *lo;           // for a root: its lowest member id
 } Fuse;
 
 static bool is_elemwise(NnOp op)
@@ -43,7 +44,8 @@ static void analyze(Fuse *f, const NnGraph *g)
     f->cstart = calloc((size_t)n + 2, sizeof(int));
     f->ext = calloc((size_t)n + 1, sizeof(bool));
     f->group = malloc(((size_t)n + 1) * sizeof(NnId));
-    NN_ASSERT(f->cstart && f->ext && f->group);
+    f->lo = malloc(((size_t)n + 1) * sizeof(NnId));
+    NN_ASSERT(f->cstart && f->ext && f->group && f->lo);
     int edges = 0;
     for (int i = 0; i < n; i++) {
         f->group[i] = -1;
@@ -73,6 +75,7 @@ static void release(Fuse *f)
     free(f->cons);
     free(f->ext);
     free(f->group);
+    free(f->lo);
 }
 
 // Whether producer p can join root r's group: every consumer is in the group
@@ -97,6 +100,7 @@ static int grow(Fuse *f, NnId r)
     bool reduce = is_reduce(g->nodes[r].op), has_mm = false;
     int size = 1;
     f->group[r] = r;
+    f->lo[r] = r;
     NnId lo = r;
     for (int k = 0; k < g->nodes[r].nin; k++)
         lo = g->nodes[r].in[k] < lo ? g->nodes[r].in[k] : lo;
@@ -112,6 +116,7 @@ static int grow(Fuse *f, NnId r)
             continue;
         }
         f->group[p] = r;
+        f->lo[r] = p;
         size++;
         if (n->op == NN_OP_MATMUL)
             continue; // its operands become body INPUTs
@@ -141,16 +146,17 @@ static bool through_input(const Fuse *f, NnId r, NnId m, NnId x)
     return f->g->nodes[x].op != NN_OP_CONST || f->g->nodes[m].op == NN_OP_MATMUL;
 }
 
-// Builds root r's body in rw->g's arena and adds the FUSED node; bmap is
-// scratch (old id -> body id, all -1 on entry and on return).
-static NnId emit_group(const Fuse *f, NnRewrite *rw, NnId r, NnId *bmap)
+// Builds root r's body in rw->g's arena and adds the FUSED node. bmap and
+// consts are scratch (old id -> body id of the value / of its CONST copy),
+// all -1 on entry and on return.
+static NnId emit_group(const Fuse *f, NnRewrite *rw, NnId r, NnId *bmap, NnId *consts)
 {
     const NnGraph *g = f->g;
     NnGraph *body = nn_graph_new_child(rw->g);
     NnId *ext = NULL;
     int next = 0, cap = 0;
     // Pass 1: the external operands, in first-use order, as body INPUTs.
-    for (NnId m = 0; m <= r; m++) {
+    for (NnId m = f->lo[r]; m <= r; m++) {
         if (f->group[m] != r)
             continue;
         for (int k = 0; k < g->nodes[m].nin; k++) {
@@ -169,9 +175,7 @@ static NnId emit_group(const Fuse *f, NnRewrite *rw, NnId r, NnId *bmap)
         }
     }
     // Pass 2: members in order, with CONST operands copied in as needed.
-    NnId *consts = calloc((size_t)r + 1, sizeof(NnId));
-    NN_ASSERT(consts);
-    for (NnId m = 0; m <= r; m++) {
+    for (NnId m = f->lo[r]; m <= r; m++) {
         if (f->group[m] != r)
             continue;
         const NnNode *n = &g->nodes[m];
@@ -182,10 +186,10 @@ static NnId emit_group(const Fuse *f, NnRewrite *rw, NnId r, NnId *bmap)
             if (through_input(f, r, m, x) || f->group[x] == r) {
                 in[k] = bmap[x];
             } else {
-                if (!consts[x])
-                    consts[x] = 1 + nn_ir_add(body, NN_OP_CONST, NULL, 0, &g->nodes[x].attr,
-                                              g->nodes[x].loc);
-                in[k] = consts[x] - 1;
+                if (consts[x] < 0)
+                    consts[x] = nn_ir_add(body, NN_OP_CONST, NULL, 0, &g->nodes[x].attr,
+                                          g->nodes[x].loc);
+                in[k] = consts[x];
             }
             NN_ASSERT(in[k] >= 0);
         }
@@ -194,9 +198,13 @@ static NnId emit_group(const Fuse *f, NnRewrite *rw, NnId r, NnId *bmap)
         NN_ASSERT(bmap[m] >= 0);
     }
     nn_graph_add_output(body, "out", bmap[r]);
-    free(consts);
-    for (NnId i = 0; i <= r; i++)
-        bmap[i] = -1;
+    for (NnId m = f->lo[r]; m <= r; m++) {
+        if (f->group[m] != r)
+            continue;
+        bmap[m] = -1;
+        for (int k = 0; k < g->nodes[m].nin; k++)
+            bmap[g->nodes[m].in[k]] = consts[g->nodes[m].in[k]] = -1;
+    }
     NN_ASSERT(nn_fuse_form(body) != NN_FUSE_NONE);
     NnId *ins = nn_arena_alloc(rw->g->arena, ((size_t)next + 1) * sizeof(NnId));
     for (int k = 0; k < next; k++) {
@@ -217,18 +225,20 @@ NnGraph *nn_pass_fuse(NnGraph *g)
     NnRewrite rw;
     nn_rewrite_begin(&rw, g);
     NnId *bmap = malloc(((size_t)g->count + 1) * sizeof(NnId));
-    NN_ASSERT(bmap);
+    NnId *consts = malloc(((size_t)g->count + 1) * sizeof(NnId));
+    NN_ASSERT(bmap && consts);
     for (int i = 0; i < g->count; i++)
-        bmap[i] = -1;
+        bmap[i] = consts[i] = -1;
     for (NnId i = 0; i < g->count; i++) {
         if (f.group[i] < 0) {
             nn_rewrite_copy(&rw, i);
         } else if (f.group[i] == i) {
-            rw.map[i] = emit_group(&f, &rw, i, bmap);
+            rw.map[i] = emit_group(&f, &rw, i, bmap, consts);
             rw.changed = true;
         }
     }
     free(bmap);
+    free(consts);
     release(&f);
     NnGraph *h = nn_rewrite_end(&rw);
     if (h == g)

@@ -2,7 +2,8 @@
 // any value (up to the sign of a zero in x + 0 and summation order): x*1, 1*x, x+0,
 // 0+x, x-0, 0-x -> -x, x*-1 -> -x, x/1, x^1, x^2 -> x*x, -(-x), transpose chains
 // (composed, or dropped when the identity), reshape chains and no-op reshapes,
-// broadcast/sumto chains and no-op broadcasts/sumtos/casts/reductions, and
+// broadcast/sumto chains, broadcast(reshape adding leading 1s), no-op
+// broadcasts/sumtos/casts/reductions, and
 // sumto(broadcast(x)) back to x's shape -> x * count, SUMTO -> REDUCE_SUM where
 // one reduction says the same, and relu masks x > k -> max(x, k) > k when
 // max(x, k) exists (so x dies early and max fuses). An identity only applies
@@ -83,6 +84,19 @@ static NnId transpose(const Ctx *c)
     return src == c->a ? -1 : add1(c, NN_OP_TRANSPOSE, src, &attr);
 }
 
+// Whether reshape node r only puts size-1 dims in front of its input's shape.
+static bool only_adds_leading_ones(const Ctx *c, const NnNode *r)
+{
+    const NnShape *in = &node(c, r->in[0])->shape, *out = &r->shape;
+    int lead = out->rank - in->rank;
+    if (lead < 0)
+        return false;
+    for (int i = 0; i < out->rank; i++)
+        if (out->dim[i] != (i < lead ? 1 : in->dim[i - lead]))
+            return false;
+    return true;
+}
+
 // RESHAPE, BROADCAST and SUMTO: a no-op when the type is unchanged, and a chain
 // of two of the same kind is one (reshape: same count; broadcast and sumto:
 // numpy broadcasting is transitive).
@@ -98,6 +112,8 @@ static NnId layout(const Ctx *c)
             return src;
         return add1(c, op, src, &c->n->attr);
     }
+    if (op == NN_OP_BROADCAST && x->op == NN_OP_RESHAPE && only_adds_leading_ones(c, x))
+        return add1(c, op, x->in[0], &c->n->attr); // broadcasting adds those dims anyway
     if (op == NN_OP_SUMTO && x->op == NN_OP_BROADCAST && fits(c, x->in[0])) {
         // Each element of x was repeated count times, and summing adds them back.
         int64_t big = 1, small = 1;

@@ -235,6 +235,11 @@ Test(passes, simplify_rewrites)
     NnId small = nn_ir_sumto(g, x, &s34, L); // [3, 4]
     nn_graph_add_output(g, "bs", nn_ir_sumto(g, nn_ir_broadcast(g, small, &s534, L), &s34, L));
     nn_graph_add_output(g, "bb", nn_ir_broadcast(g, nn_ir_broadcast(g, small, &s1x, L), &s534, L));
+    NnShape s11 = shp(g, "1,1,3,4"), s434 = shp(g, "2,5,3,4"), s341 = shp(g, "3,4,1");
+    nn_graph_add_output(g, "rb", nn_ir_broadcast(g, nn_ir_reshape(g, small, &s11, L), &s434, L));
+    NnShape s3x4x2 = shp(g, "3,4,2");
+    nn_graph_add_output(g, "rb2",
+                        nn_ir_broadcast(g, nn_ir_reshape(g, small, &s341, L), &s3x4x2, L));
     g = apply(nn_pass_dce, apply(nn_pass_simplify, g));
     NnId sq = out(g, "sq");
     cr_assert_eq(g->nodes[sq].op, NN_OP_MUL);
@@ -255,6 +260,8 @@ Test(passes, simplify_rewrites)
     NnId bb = out(g, "bb");
     cr_assert_eq(g->nodes[bb].op, NN_OP_BROADCAST);
     cr_assert_eq(g->nodes[g->nodes[bb].in[0]].op, NN_OP_REDUCE_SUM);
+    cr_assert_eq(g->nodes[out(g, "rb")].in[0], g->nodes[bb].in[0], "leading 1s are implied");
+    cr_assert_eq(g->nodes[g->nodes[out(g, "rb2")].in[0]].op, NN_OP_RESHAPE, "trailing 1s are not");
     nn_graph_free(g);
 }
 
