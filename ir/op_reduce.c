@@ -81,13 +81,17 @@ void vjp_reduce_mean(NnGraph *g, NnId id, NnId gout, NnId *gin)
     gin[0] = nn_rule_expand(g, scaled, &r.sx, r.axes, r.loc);
 }
 
-// The gradient goes to every position equal to the max (ties share it fully).
+// The gradient goes to the positions equal to the max; tied positions split
+// it evenly, so the input gradient still sums to the output gradient.
 void vjp_reduce_max(NnGraph *g, NnId id, NnId gout, NnId *gin)
 {
     Red r = red(g, id);
+    bool keep = g->nodes[id].attr.keep;
     NnId big = nn_rule_expand(g, id, &r.sx, r.axes, r.loc);
     NnId mask = nn_ir_binary(g, NN_OP_EQ, r.x, big, r.loc);
-    NnId gx = nn_rule_expand(g, gout, &r.sx, r.axes, r.loc);
+    NnId ties = nn_ir_reduce(g, NN_OP_REDUCE_SUM, mask, r.axes, keep, r.loc);
+    NnId share = nn_ir_binary(g, NN_OP_DIV, gout, ties, r.loc);
+    NnId gx = nn_rule_expand(g, share, &r.sx, r.axes, r.loc);
     gin[0] = nn_ir_binary(g, NN_OP_MUL, gx, mask, r.loc);
 }
 

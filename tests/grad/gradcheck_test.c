@@ -462,3 +462,32 @@ Test(gradcheck, relu_gradient_at_zero)
     nnrt_vars_fini(&c.vars);
     nn_graph_free(c.g);
 }
+
+// Finite differences cannot see ties; REDUCE_MAX splits its gradient evenly
+// between tied maxima, so the input gradient still sums to 1 per output.
+Test(gradcheck, reduce_max_ties_split)
+{
+    Ctx c = {.g = nn_graph_new(), .rng = 1};
+    nnrt_vars_init(&c.vars);
+    NnId x = var(&c, "2,3", R_ANY, true);
+    NnTensor *xt = nnrt_vars_get(&c.vars, "v0");
+    double xs[6] = {1, 2, 2, 5, 5, 5}, want[6] = {0, 0.5, 0.5, 1.0 / 3, 1.0 / 3, 1.0 / 3};
+    for (int i = 0; i < 6; i++)
+        nnrt_tensor_set(xt, i, xs[i]);
+    NnId m = nn_ir_reduce(c.g, NN_OP_REDUCE_MAX, x, 2, false, L);
+    NnId loss = nn_ir_reduce(c.g, NN_OP_REDUCE_SUM, m, 1, false, L);
+    NnId grad;
+    cr_assert(nn_ad_grad(c.g, loss, &x, 1, &grad));
+    nn_graph_add_output(c.g, "grad", grad);
+    NnExecOptions opt = {.threads = 1};
+    NnExec *ex = nn_backend_interp.prepare(c.g, &opt);
+    cr_assert(ex, "%s", nnrt_errmsg());
+    NnTensor *out;
+    cr_assert_eq(nn_backend_interp.run(ex, &c.vars, NULL, &out), NN_OK, "%s", nnrt_errmsg());
+    for (int i = 0; i < 6; i++)
+        cr_expect(fabs(nnrt_tensor_get(out, i) - want[i]) < 1e-12, "element %d: %g, want %g", i,
+                  nnrt_tensor_get(out, i), want[i]);
+    nn_backend_interp.free(ex);
+    nnrt_vars_fini(&c.vars);
+    nn_graph_free(c.g);
+}
