@@ -244,7 +244,7 @@ static bool detect_header(const Csv *c, const NnrtCsvOptions *o)
 static NnStatus build(const Csv *c, const NnrtCsvOptions *o, NnrtDataset *ds)
 {
     bool header = detect_header(c, o);
-    int lab, nc = c->rows[0].nf;
+    int lab = -1, nc = c->rows[0].nf;
     NnStatus st = label_column(c, o, header, &lab);
     if (st != NN_OK)
         return st;

@@ -13,11 +13,6 @@
 // Upper bound on elements, so a corrupt header cannot overflow size arithmetic.
 #define IDX_MAX_NUMEL ((int64_t)1 << 36)
 
-typedef struct Buf {
-    unsigned char *p;
-    size_t len, cap;
-} Buf;
-
 static size_t idx_elem_size(int type)
 {
     switch (type) {
@@ -34,61 +29,18 @@ static uint32_t be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-// Reads the whole (decompressed) stream into b.
-static NnStatus read_all(const char *path, Buf *b)
+// Converts n big-endian elements at src into t starting at element `at`.
+static void convert(const unsigned char *src, int type, int64_t n, NnTensor *t, int64_t at)
 {
-    FILE *probe = fopen(path, "rb");
-    if (!probe)
-        return nnrt_fail(NN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    fclose(probe);
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return nnrt_fail(NN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    b->cap = 1 << 16;
-    b->p = malloc(b->cap);
-    if (!b->p) {
-        gzclose(f);
-        return nnrt_fail(NN_ERR_NOMEM, "%s: out of memory", path);
+    if (type == 0x08 && t->dtype == NN_DT_F32) {
+        float *d = (float *)t->data + at;
+        for (int64_t i = 0; i < n; i++)
+            d[i] = src[i];
+        return;
     }
-    for (;;) {
-        if (b->len == b->cap) {
-            unsigned char *np = realloc(b->p, b->cap * 2);
-            if (!np) {
-                gzclose(f);
-                return nnrt_fail(NN_ERR_NOMEM, "%s: out of memory reading %zu bytes", path,
-                                 b->cap * 2);
-            }
-            b->p = np;
-            b->cap *= 2;
-        }
-        size_t want = b->cap - b->len;
-        if (want > (1u << 30))
-            want = 1u << 30;
-        int got = gzread(f, b->p + b->len, (unsigned)want);
-        if (got > 0) {
-            b->len += (size_t)got;
-            continue;
-        }
-        int zerr = Z_OK;
-        const char *zmsg = gzerror(f, &zerr);
-        if (got < 0 || (zerr != Z_OK && zerr != Z_STREAM_END)) {
-            NnStatus st = nnrt_fail(NN_ERR_FORMAT,
-                                    "%s: corrupt or truncated gzip data after byte %zu of the "
-                                    "uncompressed stream (zlib: %s)",
-                                    path, b->len, zmsg ? zmsg : "unknown error");
-            gzclose(f);
-            return st;
-        }
-        break;
-    }
-    gzclose(f);
-    return NN_OK;
-}
-
-static void convert(const unsigned char *src, int type, NnTensor *t)
-{
-    for (int64_t i = 0; i < t->numel; i++) {
-        const unsigned char *p = src + (size_t)i * idx_elem_size(type);
+    size_t es = idx_elem_size(type);
+    for (int64_t i = 0; i < n; i++) {
+        const unsigned char *p = src + (size_t)i * es;
         double v = 0;
         switch (type) {
         case 0x08: v = p[0]; break;
@@ -109,63 +61,146 @@ static void convert(const unsigned char *src, int type, NnTensor *t)
         }
         default: break;
         }
-        nnrt_tensor_set(t, i, v);
+        nnrt_tensor_set(t, at + i, v);
     }
 }
 
-static NnStatus parse(const char *path, const Buf *b, NnTensor **out)
+typedef struct Reader {
+    const char *path;
+    gzFile f;
+    size_t pos; // bytes of the uncompressed stream consumed so far
+} Reader;
+
+// Reads up to n bytes; *got < n only at the end of the stream. A zlib error
+// (corrupt or cut-off gzip data) is a failure naming the position.
+static NnStatus rd(Reader *r, void *buf, size_t n, size_t *got)
 {
-    if (b->len < 4)
+    *got = 0;
+    while (*got < n) {
+        size_t want = n - *got < (1u << 30) ? n - *got : (1u << 30);
+        int k = gzread(r->f, (char *)buf + *got, (unsigned)want);
+        if (k > 0) {
+            *got += (size_t)k;
+            r->pos += (size_t)k;
+            continue;
+        }
+        int zerr = Z_OK;
+        const char *zmsg = gzerror(r->f, &zerr);
+        if (k < 0 || (zerr != Z_OK && zerr != Z_STREAM_END))
+            return nnrt_fail(NN_ERR_FORMAT,
+                             "%s: corrupt or truncated gzip data after byte %zu of the "
+                             "uncompressed stream (zlib: %s)",
+                             r->path, r->pos, zmsg ? zmsg : "unknown error");
+        break;
+    }
+    return NN_OK;
+}
+
+// Header: magic, element type, rank and dimensions.
+static NnStatus read_header(Reader *r, int *type, int *rank, int64_t *shape, int64_t *numel)
+{
+    unsigned char h[4 + 4 * NN_MAX_RANK];
+    size_t got;
+    NnStatus st = rd(r, h, 4, &got);
+    if (st != NN_OK)
+        return st;
+    if (got < 4)
         return nnrt_fail(NN_ERR_FORMAT, "%s: truncated at byte %zu (expected a 4-byte IDX magic)",
-                         path, b->len);
-    if (b->p[0] != 0 || b->p[1] != 0)
-        return nnrt_fail(NN_ERR_FORMAT, "%s: bad IDX magic 0x%08x at byte 0", path, be32(b->p));
-    int type = b->p[2], rank = b->p[3];
-    size_t esize = idx_elem_size(type);
-    if (esize == 0)
-        return nnrt_fail(NN_ERR_FORMAT, "%s: unsupported IDX element type 0x%02x at byte 2", path,
-                         type);
-    if (rank < 1 || rank > NN_MAX_RANK)
+                         r->path, got);
+    if (h[0] != 0 || h[1] != 0)
+        return nnrt_fail(NN_ERR_FORMAT, "%s: bad IDX magic 0x%08x at byte 0", r->path, be32(h));
+    *type = h[2];
+    *rank = h[3];
+    if (idx_elem_size(*type) == 0)
+        return nnrt_fail(NN_ERR_FORMAT, "%s: unsupported IDX element type 0x%02x at byte 2",
+                         r->path, *type);
+    if (*rank < 1 || *rank > NN_MAX_RANK)
         return nnrt_fail(NN_ERR_FORMAT, "%s: unsupported IDX rank %d at byte 3 (1..%d allowed)",
-                         path, rank, NN_MAX_RANK);
-    size_t hdr = 4 + 4 * (size_t)rank;
-    if (b->len < hdr)
+                         r->path, *rank, NN_MAX_RANK);
+    size_t hdr = 4 + 4 * (size_t)*rank;
+    if ((st = rd(r, h + 4, hdr - 4, &got)) != NN_OK)
+        return st;
+    if (got < hdr - 4)
         return nnrt_fail(NN_ERR_FORMAT,
-                         "%s: truncated at byte %zu (expected a %zu-byte IDX header)", path,
-                         b->len, hdr);
-    int64_t shape[NN_MAX_RANK], numel = 1;
-    for (int i = 0; i < rank; i++) {
-        shape[i] = be32(b->p + 4 + 4 * i);
-        numel *= shape[i];
-        if (numel > IDX_MAX_NUMEL)
-            return nnrt_fail(NN_ERR_FORMAT, "%s: IDX dimensions too large at byte %d", path,
+                         "%s: truncated at byte %zu (expected a %zu-byte IDX header)", r->path,
+                         4 + got, hdr);
+    *numel = 1;
+    for (int i = 0; i < *rank; i++) {
+        shape[i] = be32(h + 4 + 4 * i);
+        *numel *= shape[i];
+        if (*numel > IDX_MAX_NUMEL)
+            return nnrt_fail(NN_ERR_FORMAT, "%s: IDX dimensions too large at byte %d", r->path,
                              4 + 4 * i);
     }
-    size_t need = (size_t)numel * esize;
-    if (b->len - hdr < need)
-        return nnrt_fail(NN_ERR_FORMAT, "%s: truncated at byte %zu (expected %zu bytes of data)",
-                         path, b->len, need);
-    if (b->len - hdr > need)
-        return nnrt_fail(NN_ERR_FORMAT,
-                         "%s: %zu unexpected trailing bytes at byte %zu (after %zu bytes of data)",
-                         path, b->len - hdr - need, hdr + need, need);
-    bool is_int = type != 0x0D && type != 0x0E;
-    NnTensor *t = nnrt_tensor_new(rank == 1 && is_int ? NN_DT_I32 : NN_DT_F32, rank, shape);
-    if (!t)
-        return nnrt_fail(NN_ERR_NOMEM, "%s: out of memory for %lld elements", path,
-                         (long long)numel);
-    convert(b->p + hdr, type, t);
-    *out = t;
     return NN_OK;
+}
+
+// Streams the elements into t in chunks (a multiple of every element size),
+// then checks that nothing follows them.
+static NnStatus read_data(Reader *r, int type, NnTensor *t)
+{
+    enum { CHUNK = 1 << 20 };
+    unsigned char *buf = malloc(CHUNK);
+    if (!buf)
+        return nnrt_fail(NN_ERR_NOMEM, "%s: out of memory", r->path);
+    size_t es = idx_elem_size(type), need = (size_t)t->numel * es, hdr = r->pos, done = 0;
+    NnStatus st = NN_OK;
+    while (st == NN_OK && done < need) {
+        size_t want = need - done < CHUNK ? need - done : CHUNK, got;
+        st = rd(r, buf, want, &got);
+        if (st == NN_OK && got < want)
+            st = nnrt_fail(NN_ERR_FORMAT,
+                           "%s: truncated at byte %zu (expected %zu bytes of data)", r->path,
+                           r->pos, need);
+        if (st == NN_OK)
+            convert(buf, type, (int64_t)(got / es), t, (int64_t)(done / es));
+        done += got;
+    }
+    size_t extra = 0;
+    while (st == NN_OK) {
+        size_t got;
+        st = rd(r, buf, CHUNK, &got);
+        extra += got;
+        if (got < CHUNK)
+            break;
+    }
+    if (st == NN_OK && extra)
+        st = nnrt_fail(NN_ERR_FORMAT,
+                       "%s: %zu unexpected trailing bytes at byte %zu (after %zu bytes of data)",
+                       r->path, extra, hdr + need, need);
+    free(buf);
+    return st;
 }
 
 NnStatus nnrt_idx_load(const char *path, NnTensor **out)
 {
     *out = NULL;
-    Buf b = {0};
-    NnStatus st = read_all(path, &b);
+    // gzopen would happily "open" a missing file for reading lazily; probe first.
+    FILE *probe = fopen(path, "rb");
+    if (!probe)
+        return nnrt_fail(NN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    fclose(probe);
+    Reader r = {.path = path, .f = gzopen(path, "rb")};
+    if (!r.f)
+        return nnrt_fail(NN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int type = 0, rank = 0;
+    int64_t shape[NN_MAX_RANK], numel = 0;
+    NnStatus st = read_header(&r, &type, &rank, shape, &numel);
+    NnTensor *t = NULL;
+    if (st == NN_OK) {
+        bool is_int = type != 0x0D && type != 0x0E;
+        t = nnrt_tensor_new(rank == 1 && is_int ? NN_DT_I32 : NN_DT_F32, rank, shape);
+        if (!t)
+            st = nnrt_fail(NN_ERR_NOMEM, "%s: out of memory for %lld elements", path,
+                           (long long)numel);
+    }
     if (st == NN_OK)
-        st = parse(path, &b, out);
-    free(b.p);
-    return st;
+        st = read_data(&r, type, t);
+    gzclose(r.f);
+    if (st != NN_OK) {
+        nnrt_tensor_free(t);
+        return st;
+    }
+    *out = t;
+    return NN_OK;
 }
