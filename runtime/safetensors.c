@@ -638,7 +638,7 @@ static NnStatus check_offsets(const char *path, Entries *es, uint64_t data_start
                              (unsigned long long)e->begin, (unsigned long long)e->end,
                              (unsigned long long)(e->end - e->begin), (unsigned long long)want);
     }
-    Entry **order = malloc((size_t)(es->n ? es->n : 1) * sizeof *order);
+    Entry **order = malloc(((size_t)es->n + 1) * sizeof *order);
     if (!order)
         return nnrt_fail(NN_ERR_NOMEM, "out of memory");
     for (int i = 0; i < es->n; i++)
@@ -708,8 +708,8 @@ NnStatus nnrt_safetensors_load(const char *path, NnVars *out, NnrtMeta *meta)
     nnrt_vars_init(out);
     if (meta)
         nnrt_meta_init(meta);
-    unsigned char *buf;
-    size_t len;
+    unsigned char *buf = NULL;
+    size_t len = 0;
     NnStatus st = read_file(path, &buf, &len);
     if (st != NN_OK)
         return st;

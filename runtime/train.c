@@ -397,9 +397,15 @@ static NnStatus train_epochs(Run *r, int start, NnrtTrainResult *res)
 }
 
 NnStatus nnrt_train(const NnrtTrainCallbacks *cb, const NnrtDataset *train,
-                    const NnrtTrainOptions *opt, NnrtTrainResult *res)
+                    const NnrtTrainOptions *options, NnrtTrainResult *res)
 {
     memset(res, 0, sizeof *res);
+    // Validation and test sets may lack the rarest classes; the training
+    // set's count applies to all of them.
+    NnrtTrainOptions o = *options;
+    if (o.num_classes <= 0)
+        o.num_classes = train->num_classes;
+    const NnrtTrainOptions *opt = &o;
     Run r = {.cb = cb, .train = train, .opt = opt, .batch = opt_batch(opt)};
     r.epochs = opt->epochs > 0 ? opt->epochs : 1;
     r.log = opt->log ? opt->log : stdout;
