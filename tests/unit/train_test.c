@@ -430,3 +430,122 @@ Test(train, progress_bar_format)
         thick++;
     cr_assert_eq(thick, 15);
 }
+
+// y = 2x + 1 with one weight and a bias, plain SGD on the mean squared error.
+typedef struct Lin {
+    float w, b;
+} Lin;
+
+static NnStatus lin_step(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n, double *loss)
+{
+    Lin *m = ctx;
+    const float *xs = x->data, *ys = y->data;
+    double gw = 0, gb = 0, l = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = m->w * xs[i] + m->b - ys[i];
+        l += e * e;
+        gw += 2 * e * xs[i] / (double)n;
+        gb += 2 * e / (double)n;
+    }
+    m->w -= (float)(0.1 * gw);
+    m->b -= (float)(0.1 * gb);
+    *loss = l / (double)n;
+    return NN_OK;
+}
+
+static NnStatus lin_predict(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n,
+                            NnTensor *out, double *loss)
+{
+    Lin *m = ctx;
+    double l = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float p = m->w * ((float *)x->data)[i] + m->b;
+        ((float *)out->data)[i] = p;
+        if (y)
+            l += (p - ((float *)y->data)[i]) * (p - ((float *)y->data)[i]);
+    }
+    *loss = l / (double)n;
+    return NN_OK;
+}
+
+static NnStatus lin_snapshot(void *ctx, NnVars *out)
+{
+    put(out, "w", &((Lin *)ctx)->w, 1);
+    put(out, "b", &((Lin *)ctx)->b, 1);
+    return NN_OK;
+}
+
+static NnStatus lin_restore(void *ctx, const NnVars *in)
+{
+    take(in, "w", &((Lin *)ctx)->w);
+    take(in, "b", &((Lin *)ctx)->b);
+    return NN_OK;
+}
+
+Test(train, regression_reports_mse)
+{
+    int64_t n = 64;
+    NnTensor *x = nnrt_tensor_new(NN_DT_F32, 2, (int64_t[]){n, 1});
+    NnTensor *y = nnrt_tensor_new(NN_DT_F32, 2, (int64_t[]){n, 1});
+    for (int64_t i = 0; i < n; i++) {
+        ((float *)x->data)[i] = (float)i / (float)n * 2 - 1;
+        ((float *)y->data)[i] = 2 * ((float *)x->data)[i] + 1;
+    }
+    NnrtDataset ds;
+    nnrt_dataset_init(&ds);
+    cr_assert_eq(nnrt_dataset_set(&ds, x, y, NULL, NULL), NN_OK);
+    Lin m = {0, 0};
+    NnrtTrainCallbacks cb = {.ctx = &m, .step = lin_step, .predict = lin_predict,
+                             .snapshot = lin_snapshot, .restore = lin_restore};
+    NnrtTrainOptions o = quiet_opts();
+    o.epochs = 40;
+    o.batch = 8;
+    o.task = NNRT_TASK_REGRESS;
+    o.val = &ds;
+    o.test = &ds;
+    o.early_stop = "val.mse";
+    o.patience = 3;
+    NnrtTrainResult res;
+    cr_assert_eq(nnrt_train(&cb, &ds, &o, &res), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_lt(res.test.mse, 1e-3);
+    cr_assert_float_eq(res.test.mse, res.test.loss, 1e-9, "mse equals the callback's loss here");
+    cr_assert_float_eq(m.w, 2.0f, 0.05);
+    cr_assert_float_eq(m.b, 1.0f, 0.05);
+    char line[256];
+    nnrt_eval_json(&res.test, line, sizeof line);
+    cr_assert(strstr(line, "\"mse\": ") && !strstr(line, "accuracy"), "%s", line);
+    nnrt_dataset_fini(&ds);
+}
+
+Test(train, progress_bar_redraws_in_place)
+{
+    NnrtDataset tr = blobs(90, 1);
+    Model m;
+    init_model(&m);
+    NnrtTrainCallbacks cb = callbacks(&m);
+    char *pbuf = NULL;
+    size_t plen = 0;
+    FILE *pf = open_memstream(&pbuf, &plen);
+    NnrtTrainOptions o = {.epochs = 2, .batch = 30, .progress = NNRT_PROGRESS_BAR,
+                          .progress_out = pf, .quiet = true};
+    NnrtTrainResult res;
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_OK, "%s", nnrt_errmsg());
+    fclose(pf);
+    cr_assert(strchr(pbuf, '\r'));
+    cr_assert(strstr(pbuf, "90/90"), "%s", pbuf);
+    cr_assert(strstr(pbuf, "epoch 2/2"));
+    int lines = 0;
+    for (char *p = pbuf; *p; p++)
+        lines += *p == '\n';
+    cr_assert_eq(lines, 2, "one finished line per epoch");
+    free(pbuf);
+    // Quiet prints nothing at all.
+    pf = open_memstream(&pbuf, &plen);
+    o.progress = NNRT_PROGRESS_QUIET;
+    o.progress_out = pf;
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_OK);
+    fclose(pf);
+    cr_assert_eq(plen, 0);
+    free(pbuf);
+    nnrt_dataset_fini(&tr);
+}
