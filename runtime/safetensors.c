@@ -192,7 +192,10 @@ static NnStatus build_header(const NnVars *vars, const NnrtMeta *meta, Str *h)
                   : NN_OK;
 }
 
-static bool write_all(FILE *f, const void *p, size_t n) { return n == 0 || fwrite(p, 1, n, f) == n; }
+static bool write_all(FILE *f, const void *p, size_t n)
+{
+    return n == 0 || fwrite(p, 1, n, f) == n;
+}
 
 NnStatus nnrt_safetensors_save(const char *path, const NnVars *vars, const NnrtMeta *meta)
 {

@@ -38,7 +38,10 @@ uint64_t nnrt_data_rng_u64(NnrtDataRng *r)
     return out;
 }
 
-double nnrt_data_rng_uniform(NnrtDataRng *r) { return (double)(nnrt_data_rng_u64(r) >> 11) * 0x1p-53; }
+double nnrt_data_rng_uniform(NnrtDataRng *r)
+{
+    return (double)(nnrt_data_rng_u64(r) >> 11) * 0x1p-53;
+}
 
 double nnrt_data_rng_normal(NnrtDataRng *r)
 {

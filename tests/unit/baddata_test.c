@@ -53,7 +53,10 @@ static void write_gz(const char *path, const void *p, size_t n)
     gzclose(f);
 }
 
-static void write_text(const char *path, const char *text) { write_bytes(path, text, strlen(text)); }
+static void write_text(const char *path, const char *text)
+{
+    write_bytes(path, text, strlen(text));
+}
 
 #define assert_msg_has(s) \
     cr_assert(strstr(nnrt_errmsg(), (s)) != NULL, "message '%s' lacks '%s'", nnrt_errmsg(), (s))
