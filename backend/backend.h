@@ -34,6 +34,16 @@ extern const NnBackend nn_backend_interp;
 extern const NnBackend nn_backend_jit;
 #endif
 
+#ifdef NN_WITH_LLVM
+// --stage llvm / asm: g lowered for symbol values symv (may be NULL when g has
+// no symbols), optimized, printed as textual IR or host assembly. false with
+// nnrt_errmsg() set on failure.
+bool nn_llvm_dump(const NnGraph *g, const int64_t *symv, bool asm_, FILE *out);
+// Kernels in the most recently compiled binding of a JIT executable (0 before
+// the first run): tests use it to see fusion happen.
+int nn_llvm_kernel_count(const NnExec *x);
+#endif
+
 // Backend by name, or NULL ("jit" is NULL in builds without LLVM).
 const NnBackend *nn_backend_find(const char *name);
 

@@ -1,0 +1,280 @@
+// The LLVM session: host target detection, the O3 pass pipeline, one ORC LLJIT
+// per executable, and the --stage llvm / asm dumps. Generated code calls the
+// nnrt_ runtime through absolute symbols defined here (a statically linked
+// libnnrt is not in the dynamic symbol table) and libc/libm through a search
+// generator over the process. Everything created here is disposed here.
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn_llvm.h"
+#include "pool.h"
+
+struct NnLlvmJit {
+    LLVMOrcLLJITRef lljit;
+    LLVMOrcThreadSafeContextRef tsc;
+    LLVMTargetMachineRef tm; // for the pass pipeline (the JIT owns its own)
+};
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static char *host_cpu, *host_features;
+static bool init_ok;
+
+static void init_llvm(void)
+{
+    init_ok = !LLVMInitializeNativeTarget() && !LLVMInitializeNativeAsmPrinter();
+    host_cpu = LLVMGetHostCPUName();
+    host_features = LLVMGetHostCPUFeatures();
+}
+
+const char *nn_llvm_host_cpu(void)
+{
+    pthread_once(&init_once, init_llvm);
+    return host_cpu;
+}
+
+const char *nn_llvm_host_features(void)
+{
+    pthread_once(&init_once, init_llvm);
+    return host_features;
+}
+
+// Converts an LLVM error into an NnStatus message (consuming the error).
+static NnStatus fail_err(LLVMErrorRef err, const char *what)
+{
+    char *msg = LLVMGetErrorMessage(err);
+    nnrt_fail(NN_ERR_RUNTIME, "jit: %s: %s", what, msg);
+    LLVMDisposeErrorMessage(msg);
+    return NN_ERR_RUNTIME;
+}
+
+LLVMTargetMachineRef nn_llvm_host_tm(void)
+{
+    pthread_once(&init_once, init_llvm);
+    if (!init_ok) {
+        nnrt_fail(NN_ERR_RUNTIME, "jit: the native target is not available");
+        return NULL;
+    }
+    char *triple = LLVMGetDefaultTargetTriple(), *err = NULL;
+    LLVMTargetRef t;
+    LLVMTargetMachineRef tm = NULL;
+    if (LLVMGetTargetFromTriple(triple, &t, &err)) {
+        nnrt_fail(NN_ERR_RUNTIME, "jit: %s", err);
+        LLVMDisposeMessage(err);
+    } else {
+        tm = LLVMCreateTargetMachine(t, triple, host_cpu, host_features,
+                                     LLVMCodeGenLevelAggressive, LLVMRelocDefault,
+                                     LLVMCodeModelJITDefault);
+        if (!tm)
+            nnrt_fail(NN_ERR_RUNTIME, "jit: cannot create a target machine for %s", triple);
+    }
+    LLVMDisposeMessage(triple);
+    return tm;
+}
+
+NnStatus nn_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm)
+{
+    char *triple = LLVMGetTargetMachineTriple(tm);
+    LLVMSetTarget(m, triple);
+    LLVMDisposeMessage(triple);
+    LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(m, dl);
+    LLVMDisposeTargetData(dl);
+
+    char *msg = NULL;
+    if (LLVMVerifyModule(m, LLVMReturnStatusAction, &msg)) {
+        // Our bug, but reported as a status so a long-running program survives it.
+        nnrt_fail(NN_ERR_RUNTIME, "jit: generated module is invalid: %.400s", msg);
+        LLVMDisposeMessage(msg);
+        return NN_ERR_RUNTIME;
+    }
+    LLVMDisposeMessage(msg);
+    LLVMPassBuilderOptionsRef o = LLVMCreatePassBuilderOptions();
+    LLVMPassBuilderOptionsSetLoopVectorization(o, 1);
+    LLVMPassBuilderOptionsSetSLPVectorization(o, 1);
+    LLVMPassBuilderOptionsSetLoopUnrolling(o, 1);
+    LLVMPassBuilderOptionsSetLoopInterleaving(o, 1);
+    LLVMErrorRef err = LLVMRunPasses(m, "default<O3>", tm, o);
+    LLVMDisposePassBuilderOptions(o);
+    return err ? fail_err(err, "optimizing") : NN_OK;
+}
+
+// The runtime functions generated code may call, by address.
+static void define_runtime(NnLlvmJit *j)
+{
+    struct {
+        const char *name;
+        uintptr_t addr;
+    } syms[] = {
+        {"nnrt_pool_run", (uintptr_t)nnrt_pool_run},
+    };
+    enum { NSYM = sizeof syms / sizeof syms[0] };
+    LLVMOrcCSymbolMapPair pairs[NSYM];
+    for (int i = 0; i < NSYM; i++) {
+        pairs[i].Name = LLVMOrcLLJITMangleAndIntern(j->lljit, syms[i].name);
+        pairs[i].Sym.Address = (LLVMOrcExecutorAddress)syms[i].addr;
+        pairs[i].Sym.Flags.GenericFlags =
+            LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable;
+        pairs[i].Sym.Flags.TargetFlags = 0;
+    }
+    LLVMOrcMaterializationUnitRef mu = LLVMOrcAbsoluteSymbols(pairs, NSYM);
+    LLVMErrorRef err = LLVMOrcJITDylibDefine(LLVMOrcLLJITGetMainJITDylib(j->lljit), mu);
+    if (err)
+        LLVMConsumeError(err); // only fails on duplicate definitions
+}
+
+NnLlvmJit *nn_llvm_jit_new(void)
+{
+    LLVMTargetMachineRef jtm = nn_llvm_host_tm();
+    if (!jtm)
+        return NULL;
+    NnLlvmJit *j = calloc(1, sizeof *j);
+    if (!j || !(j->tm = nn_llvm_host_tm())) {
+        LLVMDisposeTargetMachine(jtm);
+        free(j);
+        if (!j)
+            nnrt_fail(NN_ERR_NOMEM, "jit: out of memory");
+        return NULL;
+    }
+    LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
+    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
+        builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
+    LLVMErrorRef err = LLVMOrcCreateLLJIT(&j->lljit, builder);
+    if (err) {
+        fail_err(err, "creating the JIT");
+        LLVMDisposeTargetMachine(j->tm);
+        free(j);
+        return NULL;
+    }
+    LLVMOrcDefinitionGeneratorRef gen;
+    err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
+        &gen, LLVMOrcLLJITGetGlobalPrefix(j->lljit), NULL, NULL);
+    if (err) {
+        fail_err(err, "process symbols");
+        nn_llvm_jit_free(j);
+        return NULL;
+    }
+    LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j->lljit), gen);
+    define_runtime(j);
+    j->tsc = LLVMOrcCreateNewThreadSafeContext();
+    return j;
+}
+
+void nn_llvm_jit_free(NnLlvmJit *j)
+{
+    if (!j)
+        return;
+    if (j->lljit) {
+        LLVMErrorRef err = LLVMOrcDisposeLLJIT(j->lljit);
+        if (err)
+            LLVMConsumeError(err);
+    }
+    if (j->tsc)
+        LLVMOrcDisposeThreadSafeContext(j->tsc);
+    if (j->tm)
+        LLVMDisposeTargetMachine(j->tm);
+    free(j);
+}
+
+LLVMContextRef nn_llvm_jit_context(NnLlvmJit *j) { return LLVMOrcThreadSafeContextGetContext(j->tsc); }
+LLVMTargetMachineRef nn_llvm_jit_tm(NnLlvmJit *j) { return j->tm; }
+
+NnStatus nn_llvm_jit_add(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
+{
+    *tracker = NULL;
+    NnStatus st = nn_llvm_optimize(m, j->tm);
+    if (st != NN_OK) {
+        LLVMDisposeModule(m);
+        return st;
+    }
+    LLVMOrcResourceTrackerRef rt =
+        LLVMOrcJITDylibCreateResourceTracker(LLVMOrcLLJITGetMainJITDylib(j->lljit));
+    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(m, j->tsc);
+    LLVMErrorRef err = LLVMOrcLLJITAddLLVMIRModuleWithRT(j->lljit, rt, tsm);
+    if (err) {
+        LLVMOrcDisposeThreadSafeModule(tsm);
+        LLVMOrcReleaseResourceTracker(rt);
+        return fail_err(err, "adding a module");
+    }
+    *tracker = rt;
+    return NN_OK;
+}
+
+void nn_llvm_jit_remove(NnLlvmJit *j, void *tracker)
+{
+    if (!tracker)
+        return;
+    LLVMOrcResourceTrackerRef rt = tracker;
+    LLVMErrorRef err = LLVMOrcResourceTrackerRemove(rt);
+    if (err)
+        LLVMConsumeError(err);
+    LLVMOrcReleaseResourceTracker(rt);
+}
+
+void *nn_llvm_jit_lookup(NnLlvmJit *j, const char *name)
+{
+    LLVMOrcExecutorAddress addr = 0;
+    LLVMErrorRef err = LLVMOrcLLJITLookup(j->lljit, &addr, name);
+    if (err) {
+        fail_err(err, name);
+        return NULL;
+    }
+    return (void *)(uintptr_t)addr;
+}
+
+// Lowers g for one binding into a fresh module in ctx; NULL with nnrt_errmsg set.
+static LLVMModuleRef lower_module(LLVMContextRef ctx, const NnGraph *g, const int64_t *symv,
+                                  const char *prefix, int *nkernels)
+{
+    NnCg cg;
+    nn_cg_init(&cg, ctx, g, symv, prefix);
+    bool ok = nn_cg_lower_graph(&cg);
+    LLVMModuleRef m = cg.mod;
+    if (nkernels)
+        *nkernels = cg.nkernels;
+    nn_cg_fini(&cg);
+    if (!ok) {
+        LLVMDisposeModule(m);
+        return NULL;
+    }
+    return m;
+}
+
+bool nn_llvm_dump(const NnGraph *g, const int64_t *symv, bool asm_, FILE *out)
+{
+    LLVMTargetMachineRef tm = nn_llvm_host_tm();
+    if (!tm)
+        return false;
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef m = lower_module(ctx, g, symv, "", NULL);
+    bool ok = m && nn_llvm_optimize(m, tm) == NN_OK;
+    if (ok && !asm_) {
+        char *s = LLVMPrintModuleToString(m);
+        fputs(s, out);
+        LLVMDisposeMessage(s);
+    } else if (ok) {
+        char *err = NULL;
+        LLVMMemoryBufferRef mb = NULL;
+        if (LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMAssemblyFile, &err, &mb)) {
+            nnrt_fail(NN_ERR_RUNTIME, "jit: emitting assembly: %s", err);
+            LLVMDisposeMessage(err);
+            ok = false;
+        } else {
+            fwrite(LLVMGetBufferStart(mb), 1, LLVMGetBufferSize(mb), out);
+            LLVMDisposeMemoryBuffer(mb);
+        }
+    }
+    if (m)
+        LLVMDisposeModule(m);
+    LLVMContextDispose(ctx);
+    LLVMDisposeTargetMachine(tm);
+    return ok;
+}

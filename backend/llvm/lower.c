@@ -1,0 +1,341 @@
+// Graph -> LLVM module for one binding of the symbolic dims. Every node that
+// computes something becomes one kernel `void k(ptr bufs, i32 ith, i32 nth)`
+// (an NnrtTask) computing its own slice; "<prefix>step(ptr pool, ptr bufs)"
+// runs them in graph order, small ones inline and the rest through
+// nnrt_pool_run. Node i's value lives at bufs[i]; scratch slots follow.
+// The op table below comes from ops.def: each op has an llvm_<name>.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn_llvm.h"
+#include "pass.h"
+
+typedef bool (*LowerFn)(NnCg *, NnId);
+static const LowerFn lowerers[NN_OP_COUNT] = {
+#define NN_OP(tag, name, arity, flags) [NN_OP_##tag] = llvm_##name,
+#include "ops.def"
+#undef NN_OP
+};
+
+// Kernels below this much work run on the calling thread: a pool dispatch
+// costs a few microseconds.
+#define NN_PAR_WORK 32768.0
+
+void nn_cg_init(NnCg *cg, LLVMContextRef ctx, const NnGraph *g, const int64_t *symv,
+                const char *prefix)
+{
+    memset(cg, 0, sizeof *cg);
+    cg->ctx = ctx;
+    cg->g = g;
+    cg->symv = symv;
+    cg->prefix = prefix;
+    cg->mod = LLVMModuleCreateWithNameInContext("nnc", ctx);
+    cg->b = LLVMCreateBuilderInContext(ctx);
+    cg->t_void = LLVMVoidTypeInContext(ctx);
+    cg->t_i1 = LLVMInt1TypeInContext(ctx);
+    cg->t_i8 = LLVMInt8TypeInContext(ctx);
+    cg->t_i32 = LLVMInt32TypeInContext(ctx);
+    cg->t_i64 = LLVMInt64TypeInContext(ctx);
+    cg->t_f32 = LLVMFloatTypeInContext(ctx);
+    cg->t_f64 = LLVMDoubleTypeInContext(ctx);
+    cg->t_ptr = LLVMPointerTypeInContext(ctx, 0);
+    cg->nslots = g->count;
+    cg->slotcap = g->count + 16;
+    cg->slot_bytes = calloc((size_t)cg->slotcap, sizeof(int64_t));
+    NN_ASSERT(cg->slot_bytes);
+    for (NnId i = 0; i < g->count; i++)
+        cg->slot_bytes[i] = nn_cg_numel(cg, g, i) * (int64_t)nnrt_dtype_size(g->nodes[i].dtype);
+    cg->err_slot = nn_cg_add_scratch(cg, 0);
+}
+
+void nn_cg_fini(NnCg *cg)
+{
+    LLVMDisposeBuilder(cg->b);
+    free(cg->slot_bytes);
+    free(cg->kernels);
+    free(cg->err_node);
+    cg->err_node = NULL;
+    cg->slot_bytes = NULL;
+    cg->kernels = NULL;
+}
+
+void nn_cg_shape(const NnCg *cg, const NnGraph *g, NnId id, int *rank, int64_t *dims)
+{
+    const NnShape *s = &g->nodes[id].shape;
+    *rank = s->rank;
+    nn_shape_bind(s, cg->symv, dims);
+}
+
+int64_t nn_cg_numel(const NnCg *cg, const NnGraph *g, NnId id)
+{
+    int r;
+    int64_t d[NN_MAX_RANK], n = 1;
+    nn_cg_shape(cg, g, id, &r, d);
+    for (int i = 0; i < r; i++)
+        n *= d[i];
+    return n;
+}
+
+int nn_cg_add_scratch(NnCg *cg, int64_t nbytes)
+{
+    if (cg->nslots == cg->slotcap) {
+        cg->slotcap *= 2;
+        cg->slot_bytes = realloc(cg->slot_bytes, (size_t)cg->slotcap * sizeof(int64_t));
+        NN_ASSERT(cg->slot_bytes);
+    }
+    cg->slot_bytes[cg->nslots] = nbytes;
+    return cg->nslots++;
+}
+
+int nn_cg_add_error(NnCg *cg, NnId id)
+{
+    cg->err_node = realloc(cg->err_node, (size_t)(cg->nerr + 1) * sizeof(NnId));
+    NN_ASSERT(cg->err_node);
+    cg->err_node[cg->nerr] = id;
+    cg->slot_bytes[cg->err_slot] = 8 * (int64_t)(cg->nerr + 1);
+    return cg->nerr++;
+}
+
+static void add_fn_attr(NnCg *cg, LLVMValueRef fn, const char *k, const char *v)
+{
+    LLVMAttributeRef a =
+        LLVMCreateStringAttribute(cg->ctx, k, (unsigned)strlen(k), v, (unsigned)strlen(v));
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
+}
+
+static void add_enum_attr(NnCg *cg, LLVMValueRef fn, const char *k)
+{
+    unsigned kind = LLVMGetEnumAttributeKindForName(k, strlen(k));
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+}
+
+// Host tuning: explicit <16 x float> code must stay in zmm registers.
+static void target_attrs(NnCg *cg, LLVMValueRef fn)
+{
+    add_fn_attr(cg, fn, "target-cpu", nn_llvm_host_cpu());
+    add_fn_attr(cg, fn, "target-features", nn_llvm_host_features());
+    if (strstr(nn_llvm_host_features(), "+avx512f")) {
+        add_fn_attr(cg, fn, "prefer-vector-width", "512");
+        add_fn_attr(cg, fn, "min-legal-vector-width", "512");
+    }
+    add_enum_attr(cg, fn, "nounwind");
+}
+
+void nn_cg_kernel_begin(NnCg *cg, const char *what, double work)
+{
+    if (cg->nkernels == cg->kcap) {
+        cg->kcap = cg->kcap ? 2 * cg->kcap : 32;
+        cg->kernels = realloc(cg->kernels, (size_t)cg->kcap * sizeof *cg->kernels);
+        NN_ASSERT(cg->kernels);
+    }
+    NnCgKernel *k = &cg->kernels[cg->nkernels];
+    snprintf(k->name, sizeof k->name, "%sk%d_%s", cg->prefix, cg->nkernels, what);
+    k->work = work;
+    cg->nkernels++;
+    LLVMTypeRef params[3] = {cg->t_ptr, cg->t_i32, cg->t_i32};
+    LLVMTypeRef ft = LLVMFunctionType(cg->t_void, params, 3, 0);
+    cg->fn = LLVMAddFunction(cg->mod, k->name, ft);
+    LLVMSetLinkage(cg->fn, LLVMInternalLinkage);
+    target_attrs(cg, cg->fn);
+    cg->bufs = LLVMGetParam(cg->fn, 0);
+    cg->ith = LLVMGetParam(cg->fn, 1);
+    cg->nth = LLVMGetParam(cg->fn, 2);
+    cg->entry = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "entry");
+    cg->body0 = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "start");
+    LLVMPositionBuilderAtEnd(cg->b, cg->body0);
+}
+
+void nn_cg_kernel_end(NnCg *cg)
+{
+    LLVMBuildRetVoid(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, cg->entry);
+    LLVMBuildBr(cg->b, cg->body0);
+    cg->fn = NULL;
+}
+
+// Entry-block instructions go before nothing: the entry has no terminator
+// until nn_cg_kernel_end, so a second builder appends there.
+static LLVMBuilderRef entry_builder(NnCg *cg)
+{
+    LLVMBuilderRef eb = LLVMCreateBuilderInContext(cg->ctx);
+    LLVMPositionBuilderAtEnd(eb, cg->entry);
+    return eb;
+}
+
+LLVMValueRef nn_cg_buf(NnCg *cg, int slot)
+{
+    NN_ASSERT(slot >= 0 && slot < cg->nslots);
+    LLVMBuilderRef eb = entry_builder(cg);
+    LLVMValueRef idx = nn_cg_i64(cg, slot);
+    LLVMValueRef p = LLVMBuildInBoundsGEP2(eb, cg->t_ptr, cg->bufs, &idx, 1, "");
+    LLVMValueRef v = LLVMBuildLoad2(eb, cg->t_ptr, p, "buf");
+    LLVMDisposeBuilder(eb);
+    return v;
+}
+
+LLVMValueRef nn_cg_alloca(NnCg *cg, LLVMTypeRef t)
+{
+    LLVMBuilderRef eb = entry_builder(cg);
+    LLVMValueRef v = LLVMBuildAlloca(eb, t, "acc");
+    LLVMDisposeBuilder(eb);
+    return v;
+}
+
+// ---- sources ----
+
+bool llvm_input(NnCg *cg, NnId id) { return true; }
+bool llvm_param(NnCg *cg, NnId id) { return true; }
+bool llvm_state(NnCg *cg, NnId id) { return true; }
+
+// Whether some consumer reads the CONST from memory (elementwise consumers
+// and FUSED bodies inline the value instead).
+static bool const_needed(const NnGraph *g, NnId id)
+{
+    for (int i = 0; i < g->noutputs; i++)
+        if (g->outputs[i].id == id)
+            return true;
+    for (int i = 0; i < g->nupdates; i++)
+        if (g->updates[i].value == id)
+            return true;
+    for (NnId i = id + 1; i < g->count; i++) {
+        const NnNode *n = &g->nodes[i];
+        bool inl = n->op == NN_OP_FUSED || n->op == NN_OP_BROADCAST ||
+                   nn_op_has(n->op, NN_OPF_ELEMWISE);
+        for (int k = 0; k < n->nin && !inl; k++)
+            if (n->in[k] == id)
+                return true;
+    }
+    return false;
+}
+
+bool llvm_const(NnCg *cg, NnId id)
+{
+    if (!const_needed(cg->g, id))
+        return true;
+    NnExpr e;
+    if (!nn_expr_node(cg, &e, id))
+        return false;
+    nn_cg_kernel_begin(cg, "const", (double)nn_cg_numel(cg, cg->g, id));
+    nn_expr_emit_map(cg, &e, id, cg->g->nodes[id].dtype);
+    nn_cg_kernel_end(cg);
+    return true;
+}
+
+// ---- FUSED: one loop nest per body form ----
+
+static NnId body_matmul(const NnGraph *b)
+{
+    for (NnId i = 0; i < b->count; i++)
+        if (b->nodes[i].op == NN_OP_MATMUL)
+            return i;
+    return -1;
+}
+
+// Outer slot of the main-graph value standing for body INPUT `bid`.
+static int body_input_slot(const NnCg *cg, NnId fused, NnId bid)
+{
+    const NnGraph *b = cg->g->nodes[fused].attr.body;
+    int k = 0;
+    for (NnId i = 0; i < bid; i++)
+        k += b->nodes[i].op == NN_OP_INPUT;
+    return cg->g->nodes[fused].in[k];
+}
+
+static bool fused_matmul(NnCg *cg, NnId id)
+{
+    const NnGraph *b = cg->g->nodes[id].attr.body;
+    NnId mm = body_matmul(b);
+    const NnNode *m = &b->nodes[mm];
+    int ra, rb;
+    int64_t da[NN_MAX_RANK], db[NN_MAX_RANK];
+    int as = body_input_slot(cg, id, m->in[0]), bs = body_input_slot(cg, id, m->in[1]);
+    nn_cg_shape(cg, cg->g, as, &ra, da);
+    nn_cg_shape(cg, cg->g, bs, &rb, db);
+    int64_t M = m->attr.ta ? da[1] : da[0], K = m->attr.ta ? da[0] : da[1];
+    int64_t N = m->attr.tb ? db[0] : db[1];
+    NnExpr *e = malloc(sizeof *e);
+    NN_ASSERT(e);
+    bool ok = nn_expr_body(cg, e, id, b->outputs[0].id);
+    if (ok) {
+        e->hole = mm;
+        int64_t dims[2] = {M, N};
+        nn_expr_iter(cg, e, 2, dims);
+        nn_cg_emit_matmul(cg, m->dtype, as, bs, m->attr.ta, m->attr.tb, M, N, K, e, id);
+    }
+    free(e);
+    return ok;
+}
+
+bool llvm_fused(NnCg *cg, NnId id)
+{
+    const NnGraph *b = cg->g->nodes[id].attr.body;
+    NnFuseForm form = nn_fuse_form(b);
+    if (form == NN_FUSE_MATMUL)
+        return fused_matmul(cg, id);
+    NnExpr *e = malloc(sizeof *e);
+    NN_ASSERT(e);
+    NnId root = b->outputs[0].id;
+    bool ok = false;
+    if (form == NN_FUSE_ELEMWISE) {
+        ok = nn_expr_body(cg, e, id, root);
+        if (ok) {
+            nn_cg_kernel_begin(cg, "fused", (double)nn_cg_numel(cg, cg->g, id));
+            nn_expr_emit_map(cg, e, id, cg->g->nodes[id].dtype);
+            nn_cg_kernel_end(cg);
+        }
+    } else if (form == NN_FUSE_REDUCE) {
+        const NnNode *r = &b->nodes[root];
+        ok = nn_expr_body(cg, e, id, r->in[0]);
+        if (ok) {
+            nn_cg_kernel_begin(cg, "fused_red", (double)nn_cg_numel(cg, b, r->in[0]));
+            nn_cg_emit_reduce(cg, e, r->op, r->attr.axes, id, r->dtype);
+            nn_cg_kernel_end(cg);
+        }
+    } else {
+        nnrt_fail(NN_ERR_RUNTIME, "jit: FUSED node %d has a body of unknown form", id);
+    }
+    free(e);
+    return ok;
+}
+
+// ---- the driver ----
+
+static void emit_step(NnCg *cg)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%sstep", cg->prefix);
+    LLVMTypeRef params[2] = {cg->t_ptr, cg->t_ptr};
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, params, 2, 0));
+    target_attrs(cg, fn);
+    LLVMValueRef pool = LLVMGetParam(fn, 0), bufs = LLVMGetParam(fn, 1);
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMTypeRef kparams[3] = {cg->t_ptr, cg->t_i32, cg->t_i32};
+    LLVMTypeRef kt = LLVMFunctionType(cg->t_void, kparams, 3, 0);
+    for (int i = 0; i < cg->nkernels; i++) {
+        LLVMValueRef k = LLVMGetNamedFunction(cg->mod, cg->kernels[i].name);
+        if (cg->kernels[i].work >= NN_PAR_WORK) {
+            LLVMValueRef args[3] = {pool, k, bufs};
+            nn_cg_call(cg, "nnrt_pool_run", cg->t_void, args, 3);
+        } else {
+            LLVMValueRef args[3] = {bufs, nn_cg_i32(cg, 0), nn_cg_i32(cg, 1)};
+            LLVMBuildCall2(cg->b, kt, k, args, 3, "");
+        }
+    }
+    LLVMBuildRetVoid(cg->b);
+}
+
+bool nn_cg_lower_graph(NnCg *cg)
+{
+    const NnGraph *g = cg->g;
+    for (NnId i = 0; i < g->count; i++) {
+        cg->node = i;
+        if (!lowerers[g->nodes[i].op](cg, i)) {
+            cg->failed = true;
+            return false;
+        }
+    }
+    emit_step(cg);
+    return true;
+}

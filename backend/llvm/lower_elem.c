@@ -1,0 +1,435 @@
+// Elementwise expressions: a small DAG (one node of the main graph, or a FUSED
+// body) evaluated at one point of an iteration space, w lanes at a time. Leaves
+// are buffers read with broadcast strides (0 along broadcast dims), so
+// BROADCAST nodes and numpy broadcasting cost nothing; CONSTs become immediates.
+// nn_expr_emit_map writes such an expression over its whole space: dims that
+// are contiguous for every operand merge, rows split over threads, and the
+// innermost dim runs as <16 x T> vectors plus a scalar tail.
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn_llvm.h"
+
+#define NN_VW 16
+
+static NnLeaf *add_leaf(NnExpr *e, NnId id)
+{
+    for (int i = 0; i < e->nleaf; i++)
+        if (e->leaf[i].id == id && !e->leaf[i].index)
+            return &e->leaf[i];
+    NN_ASSERT(e->nleaf < NN_EXPR_MAXLEAF);
+    NnLeaf *l = &e->leaf[e->nleaf++];
+    memset(l, 0, sizeof *l);
+    l->id = id;
+    l->slot = -1;
+    return l;
+}
+
+// A DROPOUT needs each element's flat index in its own shape.
+static void add_index_leaf(NnCg *cg, NnExpr *e, NnId id)
+{
+    NN_ASSERT(e->nleaf < NN_EXPR_MAXLEAF);
+    NnLeaf *l = &e->leaf[e->nleaf++];
+    memset(l, 0, sizeof *l);
+    l->id = id;
+    l->index = true;
+    l->slot = -1;
+    l->dt = NN_DT_I32;
+    nn_cg_shape(cg, e->g, id, &l->rank, l->dims);
+}
+
+static void expr_start(NnCg *cg, NnExpr *e, const NnGraph *g, NnId root)
+{
+    memset(e, 0, sizeof *e);
+    e->g = g;
+    e->root = root;
+    e->hole = -1;
+}
+
+bool nn_expr_node(NnCg *cg, NnExpr *e, NnId id)
+{
+    const NnGraph *g = cg->g;
+    const NnNode *n = &g->nodes[id];
+    expr_start(cg, e, g, id);
+    if (n->op != NN_OP_CONST) {
+        for (int k = 0; k < n->nin; k++) {
+            const NnNode *x = &g->nodes[n->in[k]];
+            if (x->op == NN_OP_CONST)
+                continue; // inlined
+            NnLeaf *l = add_leaf(e, n->in[k]);
+            l->slot = n->in[k];
+            l->dt = x->dtype;
+            nn_cg_shape(cg, g, n->in[k], &l->rank, l->dims);
+        }
+    }
+    if (n->op == NN_OP_DROPOUT)
+        add_index_leaf(cg, e, id);
+    int r;
+    int64_t d[NN_MAX_RANK];
+    nn_cg_shape(cg, g, id, &r, d);
+    nn_expr_iter(cg, e, r, d);
+    return true;
+}
+
+// An expression that just reads node `id` of the main graph (for reductions
+// and layout kernels).
+void nn_expr_read(NnCg *cg, NnExpr *e, NnId id)
+{
+    expr_start(cg, e, cg->g, id);
+    NnLeaf *l = add_leaf(e, id);
+    l->slot = id;
+    l->dt = cg->g->nodes[id].dtype;
+    nn_cg_shape(cg, cg->g, id, &l->rank, l->dims);
+    if (cg->g->nodes[id].op == NN_OP_CONST) {
+        l->is_const = true;
+        l->value = cg->g->nodes[id].attr.value;
+    }
+    nn_expr_iter(cg, e, l->rank, l->dims);
+}
+
+bool nn_expr_body(NnCg *cg, NnExpr *e, NnId fused, NnId root)
+{
+    const NnNode *fn = &cg->g->nodes[fused];
+    const NnGraph *b = fn->attr.body;
+    expr_start(cg, e, b, root);
+    int k = 0;
+    for (NnId i = 0; i < b->count && i <= root; i++) {
+        const NnNode *n = &b->nodes[i];
+        if (n->op == NN_OP_INPUT) {
+            NnId outer = fn->in[k++];
+            const NnNode *on = &cg->g->nodes[outer];
+            NnLeaf *l = add_leaf(e, i);
+            l->slot = outer;
+            l->dt = n->dtype;
+            nn_cg_shape(cg, b, i, &l->rank, l->dims);
+            if (on->op == NN_OP_CONST) {
+                l->is_const = true;
+                l->value = on->attr.value;
+            }
+        } else if (n->op == NN_OP_DROPOUT) {
+            add_index_leaf(cg, e, i);
+        }
+    }
+    int r;
+    int64_t d[NN_MAX_RANK];
+    nn_cg_shape(cg, b, root, &r, d);
+    nn_expr_iter(cg, e, r, d);
+    return true;
+}
+
+void nn_expr_iter(NnCg *cg, NnExpr *e, int rank, const int64_t *dims)
+{
+    e->rank = rank;
+    memcpy(e->dims, dims, (size_t)rank * sizeof(int64_t));
+    for (int i = 0; i < e->nleaf; i++) {
+        NnLeaf *l = &e->leaf[i];
+        int64_t s = 1;
+        for (int d = rank - 1; d >= 0; d--) {
+            int ld = d - (rank - l->rank);
+            if (ld < 0) {
+                l->stride[d] = 0;
+                continue;
+            }
+            l->stride[d] = l->dims[ld] == 1 ? 0 : s;
+            s *= l->dims[ld];
+        }
+    }
+}
+
+void nn_expr_bind(NnCg *cg, NnExpr *e)
+{
+    for (int i = 0; i < e->nleaf; i++) {
+        NnLeaf *l = &e->leaf[i];
+        if (!l->index && !l->is_const)
+            l->base = nn_cg_buf(cg, l->slot);
+    }
+}
+
+void nn_expr_at(NnCg *cg, NnExpr *e, LLVMValueRef *idx)
+{
+    for (int i = 0; i < e->nleaf; i++) {
+        NnLeaf *l = &e->leaf[i];
+        LLVMValueRef off = nn_cg_i64(cg, 0);
+        for (int d = 0; d < e->rank; d++) {
+            if (!idx[d] || l->stride[d] == 0)
+                continue;
+            LLVMValueRef t = l->stride[d] == 1
+                                 ? idx[d]
+                                 : LLVMBuildNSWMul(cg->b, idx[d], nn_cg_i64(cg, l->stride[d]), "");
+            off = LLVMBuildNSWAdd(cg->b, off, t, "");
+        }
+        l->off = off;
+    }
+}
+
+bool nn_expr_vectorizable(const NnExpr *e, int dim)
+{
+    for (int i = 0; i < e->nleaf; i++)
+        if (e->leaf[i].stride[dim] != 0 && e->leaf[i].stride[dim] != 1)
+            return false;
+    return true;
+}
+
+static const NnLeaf *find_leaf(const NnExpr *e, NnId id, bool index)
+{
+    for (int i = 0; i < e->nleaf; i++)
+        if (e->leaf[i].id == id && e->leaf[i].index == index)
+            return &e->leaf[i];
+    return NULL;
+}
+
+// <0, 1, .., w-1> * stride + off, as i64 lanes.
+static LLVMValueRef lane_index(NnCg *cg, LLVMValueRef off, int64_t stride, int w)
+{
+    LLVMValueRef v = nn_cg_splat(cg, off, w);
+    if (w == 1 || stride == 0)
+        return v;
+    LLVMValueRef lanes[64];
+    for (int i = 0; i < w; i++)
+        lanes[i] = nn_cg_i64(cg, i * stride);
+    return LLVMBuildAdd(cg->b, v, LLVMConstVector(lanes, (unsigned)w), "");
+}
+
+typedef struct EvalCtx {
+    int w, vdim;
+    LLVMValueRef mask, hole;
+} EvalCtx;
+
+static LLVMValueRef eval(NnCg *cg, NnExpr *e, NnId id, const EvalCtx *c)
+{
+    for (int i = 0; i < e->nmemo; i++)
+        if (e->memo_id[i] == id)
+            return e->memo_val[i];
+    const NnNode *n = &e->g->nodes[id];
+    const NnLeaf *l = id == e->hole ? NULL : find_leaf(e, id, false);
+    LLVMValueRef v;
+    if (id == e->hole) {
+        v = c->hole;
+    } else if (l && l->is_const) {
+        v = nn_cg_const(cg, l->dt, l->value, c->w);
+    } else if (l) {
+        bool vec = c->w > 1 && l->stride[c->vdim] == 1;
+        v = nn_cg_load(cg, l->dt, l->base, l->off, vec ? c->w : 1, vec ? c->mask : NULL);
+        if (!vec)
+            v = nn_cg_splat(cg, v, c->w);
+    } else if (n->op == NN_OP_CONST) {
+        v = nn_cg_const(cg, n->dtype, n->attr.value, c->w);
+    } else if (n->op == NN_OP_BROADCAST) {
+        v = eval(cg, e, n->in[0], c);
+    } else {
+        NN_ASSERT(nn_op_has(n->op, NN_OPF_ELEMWISE) && n->nin <= 3);
+        LLVMValueRef a[3];
+        for (int k = 0; k < n->nin; k++)
+            a[k] = eval(cg, e, n->in[k], c);
+        LLVMValueRef idx = NULL;
+        if (n->op == NN_OP_DROPOUT) {
+            const NnLeaf *il = find_leaf(e, id, true);
+            NN_ASSERT(il);
+            idx = lane_index(cg, il->off, il->stride[c->vdim], c->w);
+        }
+        NnDType in_dt = e->g->nodes[n->in[n->op == NN_OP_SELECT ? 1 : 0]].dtype;
+        if (n->op == NN_OP_SELECT) {
+            // c != 0, with a NaN condition counting as true (as in C).
+            NnDType cdt = e->g->nodes[n->in[0]].dtype;
+            LLVMValueRef z = nn_cg_const(cg, cdt, 0, c->w);
+            a[0] = cdt == NN_DT_I32 ? LLVMBuildICmp(cg->b, LLVMIntNE, a[0], z, "")
+                                    : LLVMBuildFCmp(cg->b, LLVMRealUNE, a[0], z, "");
+        }
+        v = nn_cg_elem_op(cg, n, in_dt, a, c->w, idx);
+    }
+    if (e->nmemo < NN_EXPR_MAXMEMO) {
+        e->memo_id[e->nmemo] = id;
+        e->memo_val[e->nmemo++] = v;
+    }
+    return v;
+}
+
+LLVMValueRef nn_expr_eval(NnCg *cg, NnExpr *e, int w, int vdim, LLVMValueRef mask,
+                          LLVMValueRef hole)
+{
+    EvalCtx c = {w, vdim, mask, hole};
+    e->nmemo = 0;
+    return eval(cg, e, e->root, &c);
+}
+
+// Merges dims that every stream (leaves and the dense output) walks
+// contiguously, and drops dims of extent 1. ostride gets the output's strides.
+static void coalesce(NnExpr *e, int64_t *ostride)
+{
+    int64_t os[NN_MAX_RANK], s = 1;
+    for (int d = e->rank - 1; d >= 0; d--) {
+        os[d] = s;
+        s *= e->dims[d];
+    }
+    int nd = 0;
+    int64_t dims[NN_MAX_RANK], ls[NN_EXPR_MAXLEAF][NN_MAX_RANK], o[NN_MAX_RANK];
+    for (int d = 0; d < e->rank; d++) {
+        if (e->dims[d] == 1)
+            continue;
+        bool merge = nd > 0 && o[nd - 1] == os[d] * e->dims[d];
+        for (int i = 0; merge && i < e->nleaf; i++)
+            merge = ls[i][nd - 1] == e->leaf[i].stride[d] * e->dims[d];
+        if (merge) {
+            dims[nd - 1] *= e->dims[d];
+            o[nd - 1] = os[d];
+            for (int i = 0; i < e->nleaf; i++)
+                ls[i][nd - 1] = e->leaf[i].stride[d];
+        } else {
+            dims[nd] = e->dims[d];
+            o[nd] = os[d];
+            for (int i = 0; i < e->nleaf; i++)
+                ls[i][nd] = e->leaf[i].stride[d];
+            nd++;
+        }
+    }
+    if (nd == 0) {
+        dims[0] = 1;
+        o[0] = 1;
+        for (int i = 0; i < e->nleaf; i++)
+            ls[i][0] = 0;
+        nd = 1;
+    }
+    e->rank = nd;
+    memcpy(e->dims, dims, (size_t)nd * sizeof(int64_t));
+    memcpy(ostride, o, (size_t)nd * sizeof(int64_t));
+    for (int i = 0; i < e->nleaf; i++)
+        memcpy(e->leaf[i].stride, ls[i], (size_t)nd * sizeof(int64_t));
+}
+
+static LLVMValueRef dot_offset(NnCg *cg, LLVMValueRef *idx, const int64_t *stride, int rank)
+{
+    LLVMValueRef off = nn_cg_i64(cg, 0);
+    for (int d = 0; d < rank; d++)
+        if (idx[d] && stride[d])
+            off = LLVMBuildNSWAdd(cg->b, off,
+                                  LLVMBuildNSWMul(cg->b, idx[d], nn_cg_i64(cg, stride[d]), ""),
+                                  "");
+    return off;
+}
+
+// idx[0..n) := the multi-index of flat `r` over dims[0..n).
+void nn_cg_decode(NnCg *cg, LLVMValueRef r, const int64_t *dims, int n, LLVMValueRef *idx)
+{
+    for (int d = n - 1; d >= 0; d--) {
+        if (d == 0) {
+            idx[d] = r;
+            break;
+        }
+        LLVMValueRef ext = nn_cg_i64(cg, dims[d]);
+        idx[d] = LLVMBuildURem(cg->b, r, ext, "");
+        r = LLVMBuildUDiv(cg->b, r, ext, "");
+    }
+}
+
+// Stores e at idx (innermost dim = j) into out, w lanes.
+static void map_point(NnCg *cg, NnExpr *e, LLVMValueRef *idx, const int64_t *os,
+                      LLVMValueRef out, NnDType dt, int w)
+{
+    nn_expr_at(cg, e, idx);
+    LLVMValueRef v = nn_expr_eval(cg, e, w, e->rank - 1, NULL, NULL);
+    nn_cg_store(cg, dt, v, out, dot_offset(cg, idx, os, e->rank), w, NULL);
+}
+
+// Inner loop over [lo, hi) of the last dim: vectors, then a scalar tail.
+static void map_inner(NnCg *cg, NnExpr *e, LLVMValueRef *idx, const int64_t *os,
+                      LLVMValueRef out, NnDType dt, LLVMValueRef lo, LLVMValueRef hi, int w)
+{
+    int last = e->rank - 1;
+    LLVMValueRef start = lo;
+    if (w > 1) {
+        NnLoop l;
+        nn_cg_loop_begin(cg, &l, lo, hi, w);
+        idx[last] = l.iv;
+        map_point(cg, e, idx, os, out, dt, w);
+        nn_cg_loop_end(cg, &l);
+        start = l.iv;
+    }
+    NnLoop t;
+    nn_cg_loop_begin(cg, &t, start, hi, 1);
+    idx[last] = t.iv;
+    map_point(cg, e, idx, os, out, dt, 1);
+    nn_cg_loop_end(cg, &t);
+}
+
+void nn_expr_emit_map(NnCg *cg, NnExpr *e, int out_slot, NnDType out_dt)
+{
+    int64_t os[NN_MAX_RANK];
+    coalesce(e, os);
+    nn_expr_bind(cg, e);
+    LLVMValueRef out = nn_cg_buf(cg, out_slot);
+    int last = e->rank - 1;
+    int w = nn_expr_vectorizable(e, last) ? NN_VW : 1;
+    LLVMValueRef idx[NN_MAX_RANK] = {0}, lo, hi;
+    if (e->rank == 1) {
+        nn_cg_split(cg, e->dims[0], 64, &lo, &hi);
+        map_inner(cg, e, idx, os, out, out_dt, lo, hi, w);
+        return;
+    }
+    int64_t rows = 1;
+    for (int d = 0; d < last; d++)
+        rows *= e->dims[d];
+    nn_cg_split(cg, rows, 1, &lo, &hi);
+    NnLoop r;
+    nn_cg_loop_begin(cg, &r, lo, hi, 1);
+    nn_cg_decode(cg, r.iv, e->dims, last, idx);
+    map_inner(cg, e, idx, os, out, out_dt, nn_cg_i64(cg, 0), nn_cg_i64(cg, e->dims[last]), w);
+    nn_cg_loop_end(cg, &r);
+}
+
+// ---- the elementwise ops of ops.def ----
+
+static bool map_node(NnCg *cg, NnId id)
+{
+    NnExpr *e = malloc(sizeof *e);
+    NN_ASSERT(e);
+    nn_expr_node(cg, e, id);
+    nn_cg_kernel_begin(cg, nn_op_name(cg->g->nodes[id].op), (double)nn_cg_numel(cg, cg->g, id));
+    nn_expr_emit_map(cg, e, id, cg->g->nodes[id].dtype);
+    nn_cg_kernel_end(cg);
+    free(e);
+    return true;
+}
+
+bool llvm_neg(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_exp(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_log(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_sqrt(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_tanh(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_sigmoid(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_abs(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_sin(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_cos(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_cast(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_add(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_sub(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_mul(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_div(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_pow(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_max(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_min(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_gt(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_ge(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_lt(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_le(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_eq(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_ne(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_select(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_dropout(NnCg *cg, NnId id) { return map_node(cg, id); }
+
+// BROADCAST alone is a copy with broadcast strides: the same expression path.
+bool llvm_broadcast(NnCg *cg, NnId id)
+{
+    NnExpr *e = malloc(sizeof *e);
+    NN_ASSERT(e);
+    const NnNode *n = &cg->g->nodes[id];
+    nn_expr_read(cg, e, n->in[0]);
+    int r;
+    int64_t d[NN_MAX_RANK];
+    nn_cg_shape(cg, cg->g, id, &r, d);
+    nn_expr_iter(cg, e, r, d);
+    nn_cg_kernel_begin(cg, "broadcast", (double)nn_cg_numel(cg, cg->g, id));
+    nn_expr_emit_map(cg, e, id, n->dtype);
+    nn_cg_kernel_end(cg);
+    free(e);
+    return true;
+}

@@ -1,0 +1,217 @@
+// The value of one elementwise op on w-lane operands, with exactly the
+// runtime kernels' semantics (runtime/kernels.h): NaN-propagating MAX/MIN, i32
+// division by zero giving 0, saturating float -> i32 casts, the sigmoid split
+// at 0, and the counter-based random numbers of the RNG ABI bit for bit.
+// Transcendentals call libm per lane (the same functions the runtime calls).
+#include "nn_llvm.h"
+
+static LLVMTypeRef elem_type(LLVMValueRef v)
+{
+    LLVMTypeRef t = LLVMTypeOf(v);
+    return LLVMGetTypeKind(t) == LLVMVectorTypeKind ? LLVMGetElementType(t) : t;
+}
+
+static LLVMValueRef lane(NnCg *cg, LLVMValueRef v, int i, int w)
+{
+    return w == 1 ? v : LLVMBuildExtractElement(cg->b, v, nn_cg_i32(cg, i), "");
+}
+
+// f(args) per lane through a libm function.
+static LLVMValueRef lanewise(NnCg *cg, const char *fname, LLVMValueRef *a, int nargs, int w)
+{
+    LLVMTypeRef st = elem_type(a[0]);
+    if (w == 1)
+        return nn_cg_call(cg, fname, st, a, nargs);
+    LLVMValueRef out = LLVMGetPoison(LLVMVectorType(st, (unsigned)w));
+    for (int i = 0; i < w; i++) {
+        LLVMValueRef s[3];
+        for (int k = 0; k < nargs; k++)
+            s[k] = lane(cg, a[k], i, w);
+        LLVMValueRef r = nn_cg_call(cg, fname, st, s, nargs);
+        out = LLVMBuildInsertElement(cg->b, out, r, nn_cg_i32(cg, i), "");
+    }
+    return out;
+}
+
+static LLVMValueRef libm1(NnCg *cg, NnDType dt, const char *f64name, LLVMValueRef x, int w)
+{
+    char name[16];
+    snprintf(name, sizeof name, "%s%s", f64name, dt == NN_DT_F32 ? "f" : "");
+    return lanewise(cg, name, &x, 1, w);
+}
+
+static LLVMValueRef intrin1(NnCg *cg, const char *name, LLVMValueRef x)
+{
+    LLVMTypeRef t = LLVMTypeOf(x);
+    return nn_cg_intrinsic(cg, name, &t, 1, &x, 1);
+}
+
+static LLVMValueRef sigmoid(NnCg *cg, NnDType dt, LLVMValueRef x, int w)
+{
+    // x >= 0 ? 1 / (1 + e^-x) : e^x / (1 + e^x), with one exp of -|x|.
+    LLVMValueRef one = nn_cg_const(cg, dt, 1, w), zero = nn_cg_const(cg, dt, 0, w);
+    LLVMValueRef e = libm1(cg, dt, "exp", LLVMBuildFNeg(cg->b, intrin1(cg, "llvm.fabs", x), ""), w);
+    LLVMValueRef d = LLVMBuildFAdd(cg->b, one, e, "");
+    LLVMValueRef pos = LLVMBuildFDiv(cg->b, one, d, ""), neg = LLVMBuildFDiv(cg->b, e, d, "");
+    return LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGE, x, zero, ""), pos, neg, "");
+}
+
+static LLVMValueRef cast(NnCg *cg, NnDType from, NnDType to, LLVMValueRef x, int w)
+{
+    LLVMTypeRef t = nn_cg_vtype(cg, to, w);
+    if (from == to)
+        return x;
+    if (to == NN_DT_I32) {
+        // Truncates, saturates and maps NaN to 0, like the runtime's cast.
+        LLVMTypeRef ovl[2] = {t, LLVMTypeOf(x)};
+        return nn_cg_intrinsic(cg, "llvm.fptosi.sat", ovl, 2, &x, 1);
+    }
+    if (from == NN_DT_I32)
+        return LLVMBuildSIToFP(cg->b, x, t, "");
+    return to == NN_DT_F64 ? LLVMBuildFPExt(cg->b, x, t, "") : LLVMBuildFPTrunc(cg->b, x, t, "");
+}
+
+static LLVMValueRef idiv(NnCg *cg, LLVMValueRef a, LLVMValueRef b, int w)
+{
+    // x / 0 = 0 and INT_MIN / -1 = INT_MIN, never a trap.
+    LLVMValueRef zero = nn_cg_const(cg, NN_DT_I32, 0, w), one = nn_cg_const(cg, NN_DT_I32, 1, w);
+    LLVMValueRef bz = LLVMBuildICmp(cg->b, LLVMIntEQ, b, zero, "");
+    LLVMValueRef ovf = LLVMBuildAnd(
+        cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, a, nn_cg_const(cg, NN_DT_I32, INT32_MIN, w), ""),
+        LLVMBuildICmp(cg->b, LLVMIntEQ, b, nn_cg_const(cg, NN_DT_I32, -1, w), ""), "");
+    LLVMValueRef sb = LLVMBuildSelect(cg->b, LLVMBuildOr(cg->b, bz, ovf, ""), one, b, "");
+    return LLVMBuildSelect(cg->b, bz, zero, LLVMBuildSDiv(cg->b, a, sb, ""), "");
+}
+
+static LLVMValueRef compare(NnCg *cg, NnOp op, NnDType dt, LLVMValueRef a, LLVMValueRef b, int w)
+{
+    static const LLVMRealPredicate fp[] = {LLVMRealOGT, LLVMRealOGE, LLVMRealOLT,
+                                           LLVMRealOLE, LLVMRealOEQ, LLVMRealUNE};
+    static const LLVMIntPredicate ip[] = {LLVMIntSGT, LLVMIntSGE, LLVMIntSLT,
+                                          LLVMIntSLE, LLVMIntEQ,  LLVMIntNE};
+    int k = (int)(op - NN_OP_GT);
+    LLVMValueRef c = dt == NN_DT_I32 ? LLVMBuildICmp(cg->b, ip[k], a, b, "")
+                                     : LLVMBuildFCmp(cg->b, fp[k], a, b, "");
+    LLVMTypeRef t = nn_cg_vtype(cg, dt, w);
+    return dt == NN_DT_I32 ? LLVMBuildZExt(cg->b, c, t, "") : LLVMBuildUIToFP(cg->b, c, t, "");
+}
+
+// ---- random numbers (runtime/kernels.h, "random numbers (ABI)") ----
+
+static LLVMValueRef k64(NnCg *cg, uint64_t v, int w)
+{
+    LLVMValueRef c = LLVMConstInt(cg->t_i64, v, 0);
+    if (w == 1)
+        return c;
+    LLVMValueRef l[64];
+    for (int i = 0; i < w; i++)
+        l[i] = c;
+    return LLVMConstVector(l, (unsigned)w);
+}
+
+static LLVMValueRef mix64(NnCg *cg, LLVMValueRef z, int w)
+{
+    z = LLVMBuildXor(cg->b, z, LLVMBuildLShr(cg->b, z, k64(cg, 30, w), ""), "");
+    z = LLVMBuildMul(cg->b, z, k64(cg, 0xBF58476D1CE4E5B9ull, w), "");
+    z = LLVMBuildXor(cg->b, z, LLVMBuildLShr(cg->b, z, k64(cg, 27, w), ""), "");
+    z = LLVMBuildMul(cg->b, z, k64(cg, 0x94D049BB133111EBull, w), "");
+    return LLVMBuildXor(cg->b, z, LLVMBuildLShr(cg->b, z, k64(cg, 31, w), ""), "");
+}
+
+LLVMValueRef nn_cg_rand_step(NnCg *cg, LLVMValueRef v)
+{
+    // nnrt_rand_step: llround of the value, 0 when out of range or NaN.
+    LLVMTypeRef t = LLVMTypeOf(v);
+    if (LLVMGetTypeKind(t) == LLVMIntegerTypeKind)
+        return LLVMBuildSExt(cg->b, v, cg->t_i64, "");
+    if (LLVMGetTypeKind(t) == LLVMFloatTypeKind)
+        v = LLVMBuildFPExt(cg->b, v, cg->t_f64, "");
+    LLVMValueRef ok = LLVMBuildAnd(
+        cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, v, LLVMConstReal(cg->t_f64, -9.2e18), ""),
+        LLVMBuildFCmp(cg->b, LLVMRealOLT, v, LLVMConstReal(cg->t_f64, 9.2e18), ""), "");
+    LLVMValueRef safe = LLVMBuildSelect(cg->b, ok, v, LLVMConstReal(cg->t_f64, 0), "");
+    LLVMValueRef r = nn_cg_call(cg, "llround", cg->t_i64, &safe, 1);
+    return LLVMBuildSelect(cg->b, ok, r, nn_cg_i64(cg, 0), "");
+}
+
+LLVMValueRef nn_cg_rand_key(NnCg *cg, uint64_t seed, LLVMValueRef step)
+{
+    LLVMValueRef t = LLVMBuildMul(cg->b, step, k64(cg, 0x9E3779B97F4A7C15ull, 1), "");
+    t = mix64(cg, LLVMBuildAdd(cg->b, t, k64(cg, 0x632BE59BD9B4E019ull, 1), ""), 1);
+    return mix64(cg, LLVMBuildXor(cg->b, t, k64(cg, seed, 1), ""), 1);
+}
+
+LLVMValueRef nn_cg_rand_bits(NnCg *cg, LLVMValueRef key, LLVMValueRef idx, int w)
+{
+    LLVMValueRef t = LLVMBuildMul(cg->b, idx, k64(cg, 0x9E3779B97F4A7C15ull, w), "");
+    return mix64(cg, LLVMBuildAdd(cg->b, nn_cg_splat(cg, key, w), t, ""), w);
+}
+
+// uniform_f64 of the bits: (bits >> 11) * 2^-53.
+LLVMValueRef nn_cg_bits_f64(NnCg *cg, LLVMValueRef bits, int w)
+{
+    LLVMValueRef h = LLVMBuildLShr(cg->b, bits, k64(cg, 11, w), "");
+    LLVMValueRef d = LLVMBuildUIToFP(cg->b, h, nn_cg_vtype(cg, NN_DT_F64, w), "");
+    return LLVMBuildFMul(cg->b, d, nn_cg_const(cg, NN_DT_F64, 0x1p-53, w), "");
+}
+
+static LLVMValueRef dropout(NnCg *cg, const NnNode *n, NnDType dt, LLVMValueRef *a, int w,
+                            LLVMValueRef idx)
+{
+    LLVMValueRef step = nn_cg_rand_step(cg, lane(cg, a[1], 0, w));
+    LLVMValueRef key = nn_cg_rand_key(cg, n->attr.seed, step);
+    LLVMValueRef u = nn_cg_bits_f64(cg, nn_cg_rand_bits(cg, key, idx, w), w);
+    LLVMValueRef keep =
+        LLVMBuildFCmp(cg->b, LLVMRealOGE, u, nn_cg_const(cg, NN_DT_F64, n->attr.value, w), "");
+    LLVMValueRef x = cast(cg, dt, NN_DT_F64, a[0], w);
+    x = LLVMBuildFMul(cg->b, x, nn_cg_const(cg, NN_DT_F64, 1.0 / (1.0 - n->attr.value), w), "");
+    x = cast(cg, NN_DT_F64, dt, x, w);
+    return LLVMBuildSelect(cg->b, keep, x, nn_cg_const(cg, dt, 0, w), "");
+}
+
+LLVMValueRef nn_cg_elem_op(NnCg *cg, const NnNode *n, NnDType dt, LLVMValueRef *a, int w,
+                           LLVMValueRef idx)
+{
+    bool f = dt != NN_DT_I32;
+    LLVMBuilderRef b = cg->b;
+    switch (n->op) {
+    case NN_OP_CONST: return nn_cg_const(cg, n->dtype, n->attr.value, w);
+    case NN_OP_NEG: return f ? LLVMBuildFNeg(b, a[0], "") : LLVMBuildNeg(b, a[0], "");
+    case NN_OP_EXP: return libm1(cg, dt, "exp", a[0], w);
+    case NN_OP_LOG: return libm1(cg, dt, "log", a[0], w);
+    case NN_OP_SQRT: return intrin1(cg, "llvm.sqrt", a[0]);
+    case NN_OP_TANH: return libm1(cg, dt, "tanh", a[0], w);
+    case NN_OP_SIGMOID: return sigmoid(cg, dt, a[0], w);
+    case NN_OP_SIN: return libm1(cg, dt, "sin", a[0], w);
+    case NN_OP_COS: return libm1(cg, dt, "cos", a[0], w);
+    case NN_OP_ABS:
+        if (f)
+            return intrin1(cg, "llvm.fabs", a[0]);
+        else {
+            LLVMTypeRef t = LLVMTypeOf(a[0]);
+            LLVMValueRef args[2] = {a[0], LLVMConstInt(cg->t_i1, 0, 0)};
+            return nn_cg_intrinsic(cg, "llvm.abs", &t, 1, args, 2);
+        }
+    case NN_OP_CAST: return cast(cg, dt, n->dtype, a[0], w);
+    case NN_OP_ADD: return f ? LLVMBuildFAdd(b, a[0], a[1], "") : LLVMBuildAdd(b, a[0], a[1], "");
+    case NN_OP_SUB: return f ? LLVMBuildFSub(b, a[0], a[1], "") : LLVMBuildSub(b, a[0], a[1], "");
+    case NN_OP_MUL: return f ? LLVMBuildFMul(b, a[0], a[1], "") : LLVMBuildMul(b, a[0], a[1], "");
+    case NN_OP_DIV: return f ? LLVMBuildFDiv(b, a[0], a[1], "") : idiv(cg, a[0], a[1], w);
+    case NN_OP_POW: {
+        char name[8];
+        snprintf(name, sizeof name, "pow%s", dt == NN_DT_F32 ? "f" : "");
+        return lanewise(cg, name, a, 2, w);
+    }
+    case NN_OP_MAX:
+    case NN_OP_MIN: return nn_cg_binop(cg, n->op, dt, a[0], a[1]);
+    case NN_OP_GT:
+    case NN_OP_GE:
+    case NN_OP_LT:
+    case NN_OP_LE:
+    case NN_OP_EQ:
+    case NN_OP_NE: return compare(cg, n->op, dt, a[0], a[1], w);
+    case NN_OP_SELECT: return LLVMBuildSelect(b, a[0], a[1], a[2], "");
+    case NN_OP_DROPOUT: return dropout(cg, n, dt, a, w, idx);
+    default: NN_UNREACHABLE();
+    }
+}

@@ -1,0 +1,286 @@
+// MATMUL and the M form of FUSED nodes: C = op(A) @ op(B), then an optional
+// elementwise epilogue applied to each register tile before it is stored.
+// Two kernels: "pack" copies op(B) into zero-padded column panels of NR = 2
+// vectors (a scratch slot), transposing when tb; "mm" runs MR x NR register
+// tiles (2*MR vector accumulators, one FMA per A element broadcast) over K in
+// blocks of KC, panels in the outer loop so a B panel stays in L1 while the
+// thread's A rows stream from L2. Threads split M tiles, or N panels if M is short.
+#include <stdlib.h>
+
+#include "nn_llvm.h"
+
+#define MM_MR 8    // rows per register tile
+#define MM_KC 256  // K block: a 256 x 32 f32 panel is 32 KiB
+#define MM_MC 128  // rows per L2 block of A
+
+typedef struct Mm {
+    NnDType dt;
+    bool ta, tb;
+    int64_t m, n, k;
+    int vw, nr;          // lanes per vector, columns per panel (2 vectors)
+    int64_t np;          // panels
+    int a_slot, b_slot, pack_slot, out_slot;
+    NnExpr *epi;         // NULL: plain product
+    NnDType out_dt;
+    LLVMValueRef a, bp, c; // pointers in the current kernel
+    LLVMValueRef acc[MM_MR][2];
+    LLVMValueRef mask[2]; // column masks of the current panel, NULL when N % NR == 0
+} Mm;
+
+static LLVMValueRef mul(NnCg *cg, LLVMValueRef a, int64_t b)
+{
+    return LLVMBuildNSWMul(cg->b, a, nn_cg_i64(cg, b), "");
+}
+
+static LLVMValueRef add(NnCg *cg, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildNSWAdd(cg->b, a, b, "");
+}
+
+// Lanes (j0 + lane < n) of one vector, or NULL when every panel is full.
+static LLVMValueRef col_mask(NnCg *cg, const Mm *m, LLVMValueRef j0)
+{
+    if (m->n % m->nr == 0)
+        return NULL;
+    LLVMValueRef lanes[64];
+    for (int i = 0; i < m->vw; i++)
+        lanes[i] = nn_cg_i64(cg, i);
+    LLVMValueRef j = LLVMBuildAdd(cg->b, nn_cg_splat(cg, j0, m->vw),
+                                  LLVMConstVector(lanes, (unsigned)m->vw), "");
+    return LLVMBuildICmp(cg->b, LLVMIntSLT, j, nn_cg_splat(cg, nn_cg_i64(cg, m->n), m->vw), "");
+}
+
+// ---- packing: Bp[(p*K + k)*NR + j] = op(B)[k, p*NR + j], 0 past N ----
+
+static void emit_pack(NnCg *cg, Mm *m)
+{
+    nn_cg_kernel_begin(cg, "mm_pack", (double)(m->k * m->n));
+    LLVMValueRef b = nn_cg_buf(cg, m->b_slot), bp = nn_cg_buf(cg, m->pack_slot);
+    LLVMValueRef lo, hi;
+    nn_cg_split(cg, m->np, 1, &lo, &hi);
+    NnLoop p;
+    nn_cg_loop_begin(cg, &p, lo, hi, 1);
+    LLVMValueRef j0 = mul(cg, p.iv, m->nr);
+    LLVMValueRef pbase = mul(cg, p.iv, m->k * m->nr);
+    if (!m->tb) {
+        LLVMValueRef mk[2];
+        for (int v = 0; v < 2; v++)
+            mk[v] = col_mask(cg, m, add(cg, j0, nn_cg_i64(cg, v * m->vw)));
+        NnLoop k;
+        nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->k), 1);
+        for (int v = 0; v < 2; v++) {
+            LLVMValueRef src = add(cg, add(cg, mul(cg, k.iv, m->n), j0), nn_cg_i64(cg, v * m->vw));
+            LLVMValueRef x = nn_cg_load(cg, m->dt, b, src, m->vw, mk[v]);
+            LLVMValueRef dst = add(cg, add(cg, pbase, mul(cg, k.iv, m->nr)), nn_cg_i64(cg, v * m->vw));
+            nn_cg_store(cg, m->dt, x, bp, dst, m->vw, NULL);
+        }
+        nn_cg_loop_end(cg, &k);
+    } else {
+        // op(B)[k, j] = B[j, k]: read rows of B, write panel columns.
+        NnLoop j;
+        nn_cg_loop_begin(cg, &j, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->nr), 1);
+        LLVMValueRef col = add(cg, j0, j.iv);
+        LLVMValueRef in = LLVMBuildICmp(cg->b, LLVMIntSLT, col, nn_cg_i64(cg, m->n), "");
+        LLVMValueRef safe = LLVMBuildSelect(cg->b, in, col, nn_cg_i64(cg, 0), "");
+        NnLoop k;
+        nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->k), 1);
+        LLVMValueRef x = nn_cg_load(cg, m->dt, b, add(cg, mul(cg, safe, m->k), k.iv), 1, NULL);
+        x = LLVMBuildSelect(cg->b, in, x, nn_cg_const(cg, m->dt, 0, 1), "");
+        LLVMValueRef dst = add(cg, add(cg, pbase, mul(cg, k.iv, m->nr)), j.iv);
+        nn_cg_store(cg, m->dt, x, bp, dst, 1, NULL);
+        nn_cg_loop_end(cg, &k);
+        nn_cg_loop_end(cg, &j);
+    }
+    nn_cg_loop_end(cg, &p);
+    nn_cg_kernel_end(cg);
+}
+
+// ---- the register tile ----
+
+static LLVMValueRef a_elem(NnCg *cg, const Mm *m, LLVMValueRef i, LLVMValueRef k)
+{
+    LLVMValueRef off = m->ta ? add(cg, mul(cg, k, m->m), i) : add(cg, mul(cg, i, m->k), k);
+    return nn_cg_load(cg, m->dt, m->a, off, 1, NULL);
+}
+
+static LLVMValueRef c_off(NnCg *cg, const Mm *m, LLVMValueRef i0, int r, LLVMValueRef j0, int v)
+{
+    LLVMValueRef i = add(cg, i0, nn_cg_i64(cg, r));
+    return add(cg, add(cg, mul(cg, i, m->n), j0), nn_cg_i64(cg, v * m->vw));
+}
+
+// Stores the tile: raw partial sums, or (last K block) through the epilogue.
+static void tile_store(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, int rows, bool final)
+{
+    LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < 2; v++) {
+            LLVMValueRef acc = LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "");
+            LLVMValueRef off = c_off(cg, m, i0, r, j0, v);
+            if (final && m->epi) {
+                LLVMValueRef idx[2] = {add(cg, i0, nn_cg_i64(cg, r)),
+                                       add(cg, j0, nn_cg_i64(cg, v * m->vw))};
+                nn_expr_at(cg, m->epi, idx);
+                acc = nn_expr_eval(cg, m->epi, m->vw, 1, m->mask[v], acc);
+            }
+            nn_cg_store(cg, final ? m->out_dt : m->dt, acc, m->c, off, m->vw, m->mask[v]);
+        }
+}
+
+static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef kc0,
+                 LLVMValueRef kcn, int rows)
+{
+    LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
+    LLVMValueRef j0 = mul(cg, p, m->nr);
+    // Accumulators start at 0 in the first K block, else from C's partial sums.
+    LLVMBasicBlockRef zb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "zero");
+    LLVMBasicBlockRef lb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "reload");
+    LLVMBasicBlockRef kb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "kloop");
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, kc0, nn_cg_i64(cg, 0), ""), zb, lb);
+    LLVMPositionBuilderAtEnd(cg->b, zb);
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < 2; v++)
+            LLVMBuildStore(cg->b, LLVMConstNull(vt), m->acc[r][v]);
+    LLVMBuildBr(cg->b, kb);
+    LLVMPositionBuilderAtEnd(cg->b, lb);
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < 2; v++)
+            LLVMBuildStore(cg->b,
+                           nn_cg_load(cg, m->dt, m->c, c_off(cg, m, i0, r, j0, v), m->vw, m->mask[v]),
+                           m->acc[r][v]);
+    LLVMBuildBr(cg->b, kb);
+    LLVMPositionBuilderAtEnd(cg->b, kb);
+
+    NnLoop k;
+    nn_cg_loop_begin(cg, &k, kc0, add(cg, kc0, kcn), 1);
+    LLVMValueRef boff = mul(cg, add(cg, mul(cg, p, m->k), k.iv), m->nr);
+    LLVMValueRef bv[2];
+    for (int v = 0; v < 2; v++) {
+        bv[v] = nn_cg_load(cg, m->dt, m->bp, add(cg, boff, nn_cg_i64(cg, v * m->vw)), m->vw, NULL);
+        LLVMSetAlignment(bv[v], 64);
+    }
+    for (int r = 0; r < rows; r++) {
+        LLVMValueRef s = nn_cg_splat(cg, a_elem(cg, m, add(cg, i0, nn_cg_i64(cg, r)), k.iv), m->vw);
+        for (int v = 0; v < 2; v++) {
+            LLVMValueRef args[3] = {s, bv[v], LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "")};
+            LLVMValueRef f = nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3);
+            LLVMBuildStore(cg->b, f, m->acc[r][v]);
+        }
+    }
+    nn_cg_loop_end(cg, &k);
+
+    LLVMBasicBlockRef fb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "final");
+    LLVMBasicBlockRef pb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "partial");
+    LLVMBasicBlockRef db = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "stored");
+    LLVMValueRef last = LLVMBuildICmp(cg->b, LLVMIntSGE, add(cg, kc0, kcn), nn_cg_i64(cg, m->k), "");
+    LLVMBuildCondBr(cg->b, last, fb, pb);
+    LLVMPositionBuilderAtEnd(cg->b, fb);
+    tile_store(cg, m, i0, j0, rows, true);
+    LLVMBuildBr(cg->b, db);
+    LLVMPositionBuilderAtEnd(cg->b, pb);
+    tile_store(cg, m, i0, j0, rows, false);
+    LLVMBuildBr(cg->b, db);
+    LLVMPositionBuilderAtEnd(cg->b, db);
+}
+
+// ---- the compute kernel ----
+
+static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
+{
+    nn_cg_kernel_begin(cg, m->epi ? "mm_fused" : "mm", (double)(m->m * m->n * m->k));
+    m->a = nn_cg_buf(cg, m->a_slot);
+    m->bp = nn_cg_buf(cg, m->pack_slot);
+    m->c = nn_cg_buf(cg, m->out_slot);
+    if (m->epi)
+        nn_expr_bind(cg, m->epi);
+    LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
+    for (int r = 0; r < MM_MR; r++)
+        for (int v = 0; v < 2; v++)
+            m->acc[r][v] = nn_cg_alloca(cg, vt);
+    int64_t mt = (m->m + MM_MR - 1) / MM_MR, full = m->m / MM_MR;
+    int rem = (int)(m->m % MM_MR);
+    bool split_m = mt >= 8 || mt >= m->np;
+    LLVMValueRef t0, t1, p0, p1;
+    if (split_m) {
+        nn_cg_split(cg, mt, 1, &t0, &t1);
+        p0 = nn_cg_i64(cg, 0);
+        p1 = nn_cg_i64(cg, m->np);
+    } else {
+        nn_cg_split(cg, m->np, 1, &p0, &p1);
+        t0 = nn_cg_i64(cg, 0);
+        t1 = nn_cg_i64(cg, mt);
+    }
+    int64_t kblocks = m->k > 0 ? (m->k + kc - 1) / kc : 1;
+    int64_t mc = MM_MC / MM_MR; // tiles per L2 block
+    NnLoop kb, mb, p, t;
+    nn_cg_loop_begin(cg, &kb, nn_cg_i64(cg, 0), nn_cg_i64(cg, kblocks), 1);
+    LLVMValueRef kc0 = mul(cg, kb.iv, kc);
+    LLVMValueRef krest = LLVMBuildSub(cg->b, nn_cg_i64(cg, m->k), kc0, "");
+    LLVMValueRef kcn = LLVMBuildSelect(
+        cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, krest, nn_cg_i64(cg, kc), ""), krest,
+        nn_cg_i64(cg, kc), "kcn");
+    // for each block of mc tiles, each panel, each tile of the block
+    LLVMValueRef nblk = LLVMBuildSDiv(cg->b, add(cg, LLVMBuildSub(cg->b, t1, t0, ""),
+                                                 nn_cg_i64(cg, mc - 1)), nn_cg_i64(cg, mc), "");
+    nn_cg_loop_begin(cg, &mb, nn_cg_i64(cg, 0), nblk, 1);
+    LLVMValueRef tb0 = add(cg, t0, mul(cg, mb.iv, mc));
+    LLVMValueRef tb1 = add(cg, tb0, nn_cg_i64(cg, mc));
+    tb1 = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, tb1, t1, ""), tb1, t1, "");
+    nn_cg_loop_begin(cg, &p, p0, p1, 1);
+    for (int v = 0; v < 2; v++)
+        m->mask[v] = col_mask(cg, m, add(cg, mul(cg, p.iv, m->nr), nn_cg_i64(cg, v * m->vw)));
+    // Full tiles of this block, then the short last tile if this block holds it.
+    LLVMValueRef tf = LLVMBuildSelect(
+        cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, tb1, nn_cg_i64(cg, full), ""), tb1,
+        nn_cg_i64(cg, full), "");
+    nn_cg_loop_begin(cg, &t, tb0, tf, 1);
+    tile(cg, m, mul(cg, t.iv, MM_MR), p.iv, kc0, kcn, MM_MR);
+    nn_cg_loop_end(cg, &t);
+    if (rem) {
+        LLVMValueRef has = LLVMBuildAnd(
+            cg->b, LLVMBuildICmp(cg->b, LLVMIntSLE, tb0, nn_cg_i64(cg, full), ""),
+            LLVMBuildICmp(cg->b, LLVMIntSGT, tb1, nn_cg_i64(cg, full), ""), "");
+        LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "remtile");
+        LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "remdone");
+        LLVMBuildCondBr(cg->b, has, yes, done);
+        LLVMPositionBuilderAtEnd(cg->b, yes);
+        tile(cg, m, nn_cg_i64(cg, full * MM_MR), p.iv, kc0, kcn, rem);
+        LLVMBuildBr(cg->b, done);
+        LLVMPositionBuilderAtEnd(cg->b, done);
+    }
+    nn_cg_loop_end(cg, &p);
+    nn_cg_loop_end(cg, &mb);
+    nn_cg_loop_end(cg, &kb);
+    nn_cg_kernel_end(cg);
+}
+
+void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bool tb,
+                       int64_t m, int64_t n, int64_t k, NnExpr *epi, int out_slot)
+{
+    Mm mm = {.dt = dt, .ta = ta, .tb = tb, .m = m, .n = n, .k = k,
+             .a_slot = a_slot, .b_slot = b_slot, .out_slot = out_slot, .epi = epi,
+             .out_dt = cg->g->nodes[out_slot].dtype};
+    mm.vw = dt == NN_DT_F64 ? 8 : 16;
+    mm.nr = 2 * mm.vw;
+    mm.np = (n + mm.nr - 1) / mm.nr;
+    int64_t esize = (int64_t)nnrt_dtype_size(dt);
+    mm.pack_slot = nn_cg_add_scratch(cg, mm.np * k * mm.nr * esize);
+    // Partial sums live in C between K blocks, so they need C's dtype.
+    int64_t kc = mm.out_dt == dt ? MM_KC : (k > 0 ? k : 1);
+    emit_pack(cg, &mm);
+    emit_compute(cg, &mm, kc);
+}
+
+bool llvm_matmul(NnCg *cg, NnId id)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    int r;
+    int64_t da[NN_MAX_RANK], db[NN_MAX_RANK];
+    nn_cg_shape(cg, cg->g, n->in[0], &r, da);
+    nn_cg_shape(cg, cg->g, n->in[1], &r, db);
+    int64_t m = n->attr.ta ? da[1] : da[0], k = n->attr.ta ? da[0] : da[1];
+    int64_t nn = n->attr.tb ? db[0] : db[1];
+    nn_cg_emit_matmul(cg, n->dtype, n->in[0], n->in[1], n->attr.ta, n->attr.tb, m, nn, k, NULL,
+                      id);
+    return true;
+}

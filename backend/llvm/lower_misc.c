@@ -1,0 +1,240 @@
+// Layout, indexing and random-number ops: RESHAPE (a flat copy), TRANSPOSE
+// (a copy with permuted strides through the expression path), TAKE, ONEHOT and
+// ARGMAX (scalar loops: they touch one row of labels), RAND_UNIFORM/NORMAL
+// (the runtime's counter-based formulas, bit for bit). TAKE and ONEHOT record
+// the first out-of-range label in the error slot; exec.c reports it after the run.
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn_llvm.h"
+
+bool llvm_reshape(NnCg *cg, NnId id)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    NnExpr *e = malloc(sizeof *e);
+    NN_ASSERT(e);
+    int64_t numel = nn_cg_numel(cg, cg->g, id);
+    nn_expr_read(cg, e, n->in[0]);
+    e->leaf[0].rank = 1;
+    e->leaf[0].dims[0] = numel;
+    nn_expr_iter(cg, e, 1, &numel);
+    nn_cg_kernel_begin(cg, "reshape", (double)numel);
+    nn_expr_emit_map(cg, e, id, n->dtype);
+    nn_cg_kernel_end(cg);
+    free(e);
+    return true;
+}
+
+bool llvm_transpose(NnCg *cg, NnId id)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    NnExpr *e = malloc(sizeof *e);
+    NN_ASSERT(e);
+    nn_expr_read(cg, e, n->in[0]);
+    int r;
+    int64_t d[NN_MAX_RANK], xs[NN_MAX_RANK], s = 1;
+    NnLeaf *l = &e->leaf[0];
+    for (int i = l->rank - 1; i >= 0; i--) {
+        xs[i] = s;
+        s *= l->dims[i];
+    }
+    nn_cg_shape(cg, cg->g, id, &r, d);
+    nn_expr_iter(cg, e, r, d);
+    for (int i = 0; i < r; i++)
+        l->stride[i] = d[i] == 1 ? 0 : xs[n->attr.perm[i]];
+    nn_cg_kernel_begin(cg, "transpose", (double)nn_cg_numel(cg, cg->g, id));
+    nn_expr_emit_map(cg, e, id, n->dtype);
+    nn_cg_kernel_end(cg);
+    free(e);
+    return true;
+}
+
+// Entry k of the error slot: the first bad row of node id, or -1.
+static LLVMValueRef err_entry(NnCg *cg, NnId id)
+{
+    int k = nn_cg_add_error(cg, id);
+    LLVMValueRef off = nn_cg_i64(cg, k);
+    return LLVMBuildInBoundsGEP2(cg->b, cg->t_i64, nn_cg_buf(cg, cg->err_slot), &off, 1, "");
+}
+
+// Remembers row i in *err when *err is still -1.
+static void note_bad(NnCg *cg, LLVMValueRef err, LLVMValueRef bad, LLVMValueRef i)
+{
+    LLVMValueRef cur = LLVMBuildLoad2(cg->b, cg->t_i64, err, "");
+    LLVMValueRef first = LLVMBuildAnd(
+        cg->b, bad, LLVMBuildICmp(cg->b, LLVMIntEQ, cur, nn_cg_i64(cg, -1), ""), "");
+    LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, first, i, cur, ""), err);
+}
+
+static LLVMValueRef in_range(NnCg *cg, LLVMValueRef j, int64_t n)
+{
+    LLVMValueRef j64 = LLVMBuildSExt(cg->b, j, cg->t_i64, "");
+    return LLVMBuildICmp(cg->b, LLVMIntULT, j64, nn_cg_i64(cg, n), "");
+}
+
+bool llvm_take(NnCg *cg, NnId id)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    int r;
+    int64_t d[NN_MAX_RANK];
+    nn_cg_shape(cg, cg->g, n->in[0], &r, d);
+    nn_cg_kernel_begin(cg, "take", 0);
+    LLVMValueRef x = nn_cg_buf(cg, n->in[0]), idx = nn_cg_buf(cg, n->in[1]);
+    LLVMValueRef y = nn_cg_buf(cg, id), err = err_entry(cg, id);
+    LLVMBuildStore(cg->b, nn_cg_i64(cg, -1), err);
+    NnLoop i;
+    nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_i64(cg, d[0]), 1);
+    LLVMValueRef j = nn_cg_load(cg, NN_DT_I32, idx, i.iv, 1, NULL);
+    LLVMValueRef ok = in_range(cg, j, d[1]);
+    LLVMValueRef js = LLVMBuildSelect(cg->b, ok, LLVMBuildSExt(cg->b, j, cg->t_i64, ""),
+                                      nn_cg_i64(cg, 0), "");
+    LLVMValueRef off = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, i.iv, nn_cg_i64(cg, d[1]), ""), js, "");
+    LLVMValueRef v = d[1] > 0 ? nn_cg_load(cg, n->dtype, x, off, 1, NULL) : nn_cg_const(cg, n->dtype, 0, 1);
+    v = LLVMBuildSelect(cg->b, ok, v, nn_cg_const(cg, n->dtype, 0, 1), "");
+    nn_cg_store(cg, n->dtype, v, y, i.iv, 1, NULL);
+    note_bad(cg, err, LLVMBuildNot(cg->b, ok, ""), i.iv);
+    nn_cg_loop_end(cg, &i);
+    nn_cg_kernel_end(cg);
+    return true;
+}
+
+bool llvm_onehot(NnCg *cg, NnId id)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    int64_t rows = nn_cg_numel(cg, cg->g, n->in[0]), depth = n->attr.depth;
+    nn_cg_kernel_begin(cg, "onehot", 0);
+    LLVMValueRef idx = nn_cg_buf(cg, n->in[0]), y = nn_cg_buf(cg, id), err = err_entry(cg, id);
+    LLVMBuildStore(cg->b, nn_cg_i64(cg, -1), err);
+    NnLoop i, j;
+    nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_i64(cg, rows), 1);
+    LLVMValueRef lab = nn_cg_load(cg, NN_DT_I32, idx, i.iv, 1, NULL);
+    LLVMValueRef lab64 = LLVMBuildSExt(cg->b, lab, cg->t_i64, "");
+    note_bad(cg, err, LLVMBuildNot(cg->b, in_range(cg, lab, depth), ""), i.iv);
+    LLVMValueRef row = LLVMBuildMul(cg->b, i.iv, nn_cg_i64(cg, depth), "");
+    nn_cg_loop_begin(cg, &j, nn_cg_i64(cg, 0), nn_cg_i64(cg, depth), 1);
+    LLVMValueRef hit = LLVMBuildICmp(cg->b, LLVMIntEQ, j.iv, lab64, "");
+    LLVMValueRef v = LLVMBuildSelect(cg->b, hit, nn_cg_const(cg, n->dtype, 1, 1),
+                                     nn_cg_const(cg, n->dtype, 0, 1), "");
+    nn_cg_store(cg, n->dtype, v, y, LLVMBuildAdd(cg->b, row, j.iv, ""), 1, NULL);
+    nn_cg_loop_end(cg, &j);
+    nn_cg_loop_end(cg, &i);
+    nn_cg_kernel_end(cg);
+    return true;
+}
+
+bool llvm_argmax(NnCg *cg, NnId id)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    NnDType dt = cg->g->nodes[n->in[0]].dtype;
+    int r;
+    int64_t d[NN_MAX_RANK], pre = 1, post = 1;
+    nn_cg_shape(cg, cg->g, n->in[0], &r, d);
+    int ax = n->attr.axis;
+    for (int i = 0; i < ax; i++)
+        pre *= d[i];
+    for (int i = ax + 1; i < r; i++)
+        post *= d[i];
+    int64_t len = d[ax];
+    nn_cg_kernel_begin(cg, "argmax", (double)(pre * post * len));
+    LLVMValueRef x = nn_cg_buf(cg, n->in[0]), y = nn_cg_buf(cg, id);
+    LLVMValueRef best = nn_cg_alloca(cg, nn_cg_type(cg, dt)), bi = nn_cg_alloca(cg, cg->t_i32);
+    LLVMValueRef lo, hi;
+    nn_cg_split(cg, pre * post, 16, &lo, &hi);
+    NnLoop o, j;
+    nn_cg_loop_begin(cg, &o, lo, hi, 1);
+    LLVMValueRef a = LLVMBuildUDiv(cg->b, o.iv, nn_cg_i64(cg, post), "");
+    LLVMValueRef c = LLVMBuildURem(cg->b, o.iv, nn_cg_i64(cg, post), "");
+    LLVMValueRef base = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, a, nn_cg_i64(cg, len * post), ""), c, "");
+    LLVMBuildStore(cg->b, nn_cg_i32(cg, 0), bi);
+    if (len > 0) {
+        LLVMBuildStore(cg->b, nn_cg_load(cg, dt, x, base, 1, NULL), best);
+        nn_cg_loop_begin(cg, &j, nn_cg_i64(cg, 1), nn_cg_i64(cg, len), 1);
+        LLVMValueRef v = nn_cg_load(cg, dt, x,
+            LLVMBuildAdd(cg->b, base, LLVMBuildMul(cg->b, j.iv, nn_cg_i64(cg, post), ""), ""), 1, NULL);
+        LLVMValueRef cur = LLVMBuildLoad2(cg->b, nn_cg_type(cg, dt), best, "");
+        LLVMValueRef gt = dt == NN_DT_I32 ? LLVMBuildICmp(cg->b, LLVMIntSGT, v, cur, "")
+                                          : LLVMBuildFCmp(cg->b, LLVMRealOGT, v, cur, "");
+        LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, gt, v, cur, ""), best);
+        LLVMValueRef ji = LLVMBuildTrunc(cg->b, j.iv, cg->t_i32, "");
+        LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, gt, ji,
+                                              LLVMBuildLoad2(cg->b, cg->t_i32, bi, ""), ""), bi);
+        nn_cg_loop_end(cg, &j);
+    }
+    nn_cg_store(cg, NN_DT_I32, LLVMBuildLoad2(cg->b, cg->t_i32, bi, ""), y, o.iv, 1, NULL);
+    nn_cg_loop_end(cg, &o);
+    nn_cg_kernel_end(cg);
+    return true;
+}
+
+// ---- random sources ----
+
+typedef struct Rand {
+    const NnNode *n;
+    LLVMValueRef key, y;
+} Rand;
+
+static LLVMValueRef lanes_of(NnCg *cg, LLVMValueRef i, int w, int64_t scale, int64_t plus)
+{
+    LLVMValueRef v = nn_cg_splat(cg, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, i, nn_cg_i64(cg, scale), ""),
+                                                  nn_cg_i64(cg, plus), ""), w);
+    if (w == 1)
+        return v;
+    LLVMValueRef l[64];
+    for (int k = 0; k < w; k++)
+        l[k] = nn_cg_i64(cg, k * scale);
+    return LLVMBuildAdd(cg->b, v, LLVMConstVector(l, (unsigned)w), "");
+}
+
+static void uniform_point(NnCg *cg, void *ctx, LLVMValueRef i, int w)
+{
+    Rand *r = ctx;
+    NnDType dt = r->n->dtype;
+    LLVMValueRef bits = nn_cg_rand_bits(cg, r->key, lanes_of(cg, i, w, 1, 0), w);
+    LLVMValueRef v;
+    if (dt == NN_DT_F32) {
+        LLVMValueRef sh = nn_cg_splat(cg, LLVMConstInt(cg->t_i64, 40, 0), w);
+        LLVMValueRef h = LLVMBuildLShr(cg->b, bits, sh, "");
+        v = LLVMBuildUIToFP(cg->b, h, nn_cg_vtype(cg, NN_DT_F32, w), "");
+        v = LLVMBuildFMul(cg->b, v, nn_cg_const(cg, NN_DT_F32, 0x1p-24, w), "");
+    } else {
+        v = nn_cg_bits_f64(cg, bits, w);
+    }
+    nn_cg_store(cg, dt, v, r->y, i, w, NULL);
+}
+
+static void normal_point(NnCg *cg, void *ctx, LLVMValueRef i, int w)
+{
+    Rand *r = ctx;
+    LLVMValueRef u1 = nn_cg_bits_f64(cg, nn_cg_rand_bits(cg, r->key, lanes_of(cg, i, 1, 2, 0), 1), 1);
+    LLVMValueRef u2 = nn_cg_bits_f64(cg, nn_cg_rand_bits(cg, r->key, lanes_of(cg, i, 1, 2, 1), 1), 1);
+    LLVMValueRef t = LLVMBuildFSub(cg->b, LLVMConstReal(cg->t_f64, 1.0), u1, "");
+    t = nn_cg_call(cg, "log", cg->t_f64, &t, 1);
+    t = LLVMBuildFMul(cg->b, LLVMConstReal(cg->t_f64, -2.0), t, "");
+    LLVMTypeRef ft = cg->t_f64;
+    t = nn_cg_intrinsic(cg, "llvm.sqrt", &ft, 1, &t, 1);
+    LLVMValueRef c = LLVMBuildFMul(cg->b, LLVMConstReal(cg->t_f64, 6.283185307179586), u2, "");
+    c = nn_cg_call(cg, "cos", cg->t_f64, &c, 1);
+    LLVMValueRef v = LLVMBuildFMul(cg->b, t, c, "");
+    if (r->n->dtype == NN_DT_F32)
+        v = LLVMBuildFPTrunc(cg->b, v, cg->t_f32, "");
+    nn_cg_store(cg, r->n->dtype, v, r->y, i, 1, NULL);
+}
+
+static bool rand_node(NnCg *cg, NnId id, bool normal)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    int64_t numel = nn_cg_numel(cg, cg->g, id);
+    nn_cg_kernel_begin(cg, normal ? "rand_normal" : "rand_uniform", (double)numel * 8);
+    NnDType sdt = cg->g->nodes[n->in[0]].dtype;
+    LLVMValueRef sv = nn_cg_load(cg, sdt, nn_cg_buf(cg, n->in[0]), nn_cg_i64(cg, 0), 1, NULL);
+    Rand r = {.n = n, .y = nn_cg_buf(cg, id)};
+    r.key = nn_cg_rand_key(cg, n->attr.seed, nn_cg_rand_step(cg, sv));
+    LLVMValueRef lo, hi;
+    nn_cg_split(cg, numel, 64, &lo, &hi);
+    nn_cg_vloop(cg, lo, hi, normal ? 1 : 8, normal ? normal_point : uniform_point, &r);
+    nn_cg_kernel_end(cg);
+    return true;
+}
+
+bool llvm_rand_uniform(NnCg *cg, NnId id) { return rand_node(cg, id, false); }
+bool llvm_rand_normal(NnCg *cg, NnId id) { return rand_node(cg, id, true); }

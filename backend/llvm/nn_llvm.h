@@ -1,0 +1,203 @@
+// Private to backend/llvm: the JIT session (jit.c), the code generator state
+// shared by the lower_*.c files, and the loop/expression helpers they use.
+// A graph is lowered for one binding of its symbolic dims, so every shape seen
+// here is concrete. Buffers are numbered slots: generated kernels receive
+// `void **bufs` and load bufs[slot]; exec.c decides what each slot points at.
+#ifndef NN_LLVM_PRIV_H
+#define NN_LLVM_PRIV_H
+
+#include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
+#include <stdio.h>
+
+#include "backend.h"
+#include "graph.h"
+#include "nnrt.h"
+
+// ---- jit.c: one LLJIT session per executable ----
+typedef struct NnLlvmJit NnLlvmJit;
+
+// Host CPU name and features (owned by jit.c, live for the process).
+const char *nn_llvm_host_cpu(void);
+const char *nn_llvm_host_features(void);
+// A target machine for the host at O3; NULL with nnrt_errmsg set.
+LLVMTargetMachineRef nn_llvm_host_tm(void);
+// Sets triple and data layout, runs "default<O3>" on m. NN_OK or NN_ERR_RUNTIME.
+NnStatus nn_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm);
+
+NnLlvmJit *nn_llvm_jit_new(void); // NULL with nnrt_errmsg set
+void nn_llvm_jit_free(NnLlvmJit *j);
+LLVMContextRef nn_llvm_jit_context(NnLlvmJit *j);
+LLVMTargetMachineRef nn_llvm_jit_tm(NnLlvmJit *j);
+// Optimizes m and hands it to the JIT (which takes ownership, even on failure);
+// *tracker identifies the module's code for nn_llvm_jit_remove.
+NnStatus nn_llvm_jit_add(NnLlvmJit *j, LLVMModuleRef m, void **tracker);
+void nn_llvm_jit_remove(NnLlvmJit *j, void *tracker);
+// Address of a function added earlier; NULL with nnrt_errmsg set.
+void *nn_llvm_jit_lookup(NnLlvmJit *j, const char *name);
+
+// ---- lower.c: graph -> module ----
+typedef struct NnCgKernel {
+    char name[48];
+    double work; // rough flop/element count: small kernels run on the caller only
+} NnCgKernel;
+
+typedef struct NnCg {
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;
+    LLVMTypeRef t_void, t_i1, t_i8, t_i32, t_i64, t_f32, t_f64, t_ptr;
+    const NnGraph *g;
+    const int64_t *symv;
+    const char *prefix; // prepended to every symbol of this binding: "b0_"
+    int *slot;          // node id -> bufs slot, -1 for none
+    int64_t *slot_bytes; // per slot; scratch slots are added by kernels
+    int nslots, slotcap;
+    int err_slot;       // int64 per TAKE/ONEHOT: first out-of-range row, or -1
+    NnId *err_node;     // node of each entry
+    int nerr;
+    NnCgKernel *kernels;
+    int nkernels, kcap;
+    // The kernel being emitted: void k(ptr bufs, i32 ith, i32 nth).
+    LLVMValueRef fn, bufs, ith, nth;
+    LLVMBasicBlockRef entry; // allocas and buffer loads go here
+    LLVMBasicBlockRef body0; // first block after the entry
+    NnId node;               // the node whose kernel is being emitted
+    bool failed;
+} NnCg;
+
+void nn_cg_init(NnCg *cg, LLVMContextRef ctx, const NnGraph *g, const int64_t *symv,
+                const char *prefix);
+void nn_cg_fini(NnCg *cg); // disposes the builder; the module is handed on or disposed by caller
+// Lowers every node of cg->g into kernels plus "<prefix>step(ptr pool, ptr bufs)".
+bool nn_cg_lower_graph(NnCg *cg);
+
+// Concrete shape of a node (bound symbols).
+void nn_cg_shape(const NnCg *cg, const NnGraph *g, NnId id, int *rank, int64_t *dims);
+int64_t nn_cg_numel(const NnCg *cg, const NnGraph *g, NnId id);
+int nn_cg_add_scratch(NnCg *cg, int64_t nbytes); // new slot, returns its index
+int nn_cg_add_error(NnCg *cg, NnId id);           // new error entry, returns its index
+
+// Kernel frame.
+void nn_cg_kernel_begin(NnCg *cg, const char *what, double work);
+void nn_cg_kernel_end(NnCg *cg);
+LLVMValueRef nn_cg_buf(NnCg *cg, int slot); // pointer loaded from bufs[slot] in the entry
+LLVMValueRef nn_cg_alloca(NnCg *cg, LLVMTypeRef t);
+
+// Types and constants.
+LLVMTypeRef nn_cg_type(const NnCg *cg, NnDType dt);
+LLVMTypeRef nn_cg_vtype(const NnCg *cg, NnDType dt, int w); // scalar when w == 1
+LLVMValueRef nn_cg_i64(const NnCg *cg, int64_t v);
+LLVMValueRef nn_cg_i32(const NnCg *cg, int32_t v);
+LLVMValueRef nn_cg_const(const NnCg *cg, NnDType dt, double v, int w); // splat
+LLVMValueRef nn_cg_splat(NnCg *cg, LLVMValueRef scalar, int w);
+LLVMValueRef nn_cg_gep(NnCg *cg, NnDType dt, LLVMValueRef base, LLVMValueRef off);
+LLVMValueRef nn_cg_load(NnCg *cg, NnDType dt, LLVMValueRef base, LLVMValueRef off, int w,
+                        LLVMValueRef mask);
+void nn_cg_store(NnCg *cg, NnDType dt, LLVMValueRef v, LLVMValueRef base, LLVMValueRef off,
+                 int w, LLVMValueRef mask);
+LLVMValueRef nn_cg_mask(NnCg *cg, int w, int nlive); // <w x i1>, first nlive lanes on
+LLVMValueRef nn_cg_call(NnCg *cg, const char *name, LLVMTypeRef ret, LLVMValueRef *args,
+                        int nargs);
+LLVMValueRef nn_cg_intrinsic(NnCg *cg, const char *name, LLVMTypeRef *ovl, int novl,
+                             LLVMValueRef *args, int nargs);
+// Horizontal reduction of a vector with `op` (NN_OP_ADD or NN_OP_MAX).
+LLVMValueRef nn_cg_hreduce(NnCg *cg, NnOp op, NnDType dt, LLVMValueRef v, int w);
+LLVMValueRef nn_cg_binop(NnCg *cg, NnOp op, NnDType dt, LLVMValueRef a, LLVMValueRef b);
+
+// Counted loops: for (iv = lo; iv + step <= hi; iv += step). After end, the
+// builder sits in the exit block and `iv` holds the first index not visited.
+typedef struct NnLoop {
+    LLVMValueRef iv;
+    LLVMBasicBlockRef head, exit;
+    int64_t step;
+} NnLoop;
+void nn_cg_loop_begin(NnCg *cg, NnLoop *l, LLVMValueRef lo, LLVMValueRef hi, int64_t step);
+void nn_cg_loop_end(NnCg *cg, NnLoop *l);
+// idx[0..n) := the multi-index of flat r over dims[0..n).
+void nn_cg_decode(NnCg *cg, LLVMValueRef r, const int64_t *dims, int n, LLVMValueRef *idx);
+// This thread's share [lo, hi) of [0, total) in multiples of `align`.
+void nn_cg_split(NnCg *cg, int64_t total, int64_t align, LLVMValueRef *lo, LLVMValueRef *hi);
+
+// One lowering function per op (ops.def), spread over the lower_*.c files.
+#define NN_OP(tag, name, arity, flags) bool llvm_##name(NnCg *cg, NnId id);
+#include "ops.def"
+#undef NN_OP
+
+// ---- lower_elem.c: elementwise expressions over a small DAG ----
+#define NN_EXPR_MAXLEAF 48
+#define NN_EXPR_MAXMEMO 128
+
+typedef struct NnLeaf {
+    NnId id;      // node in expr->g
+    bool index;   // value is the element's flat index in the node's own shape (RNG)
+    bool is_const;
+    double value; // is_const: every element
+    int slot;     // bufs slot (loads)
+    NnDType dt;
+    int rank;
+    int64_t dims[NN_MAX_RANK];
+    int64_t stride[NN_MAX_RANK]; // per iteration dim (0 where broadcast)
+    LLVMValueRef base;           // pointer, set when a kernel starts
+    LLVMValueRef off;            // i64 element offset at the current position
+    int64_t inner;               // stride along the vectorized dim
+} NnLeaf;
+
+typedef struct NnExpr {
+    const NnGraph *g; // graph holding root and leaves (the main graph or a FUSED body)
+    NnId root;
+    NnId hole; // node whose value the caller supplies (a matmul tile), or -1
+    int nleaf;
+    NnLeaf leaf[NN_EXPR_MAXLEAF];
+    int rank; // iteration space, concrete
+    int64_t dims[NN_MAX_RANK];
+    // Memo for one evaluation point.
+    int nmemo;
+    NnId memo_id[NN_EXPR_MAXMEMO];
+    LLVMValueRef memo_val[NN_EXPR_MAXMEMO];
+} NnExpr;
+
+// The expression for a single elementwise node of the main graph (inputs are leaves).
+bool nn_expr_node(NnCg *cg, NnExpr *e, NnId id);
+// The expression for a FUSED node's body rooted at `root` (a body node id);
+// body INPUT k reads the FUSED node's input k.
+bool nn_expr_body(NnCg *cg, NnExpr *e, NnId fused, NnId root);
+// Iteration space := dims; computes leaf strides by right-aligned broadcasting.
+void nn_expr_iter(NnCg *cg, NnExpr *e, int rank, const int64_t *dims);
+// The expression that just reads main-graph node id (a leaf as the root).
+void nn_expr_read(NnCg *cg, NnExpr *e, NnId id);
+void nn_expr_bind(NnCg *cg, NnExpr *e); // loads leaf base pointers (kernel entry)
+// Sets leaf offsets to sum_d idx[d] * stride[d] (+ extra for the innermost dim).
+void nn_expr_at(NnCg *cg, NnExpr *e, LLVMValueRef *idx);
+// Value of the root at the current offsets, w lanes along iteration dim `vdim`.
+LLVMValueRef nn_expr_eval(NnCg *cg, NnExpr *e, int w, int vdim, LLVMValueRef mask,
+                          LLVMValueRef hole);
+// Whether every leaf has stride 0 or 1 along dim (so w > 1 works there).
+bool nn_expr_vectorizable(const NnExpr *e, int dim);
+// out[...] = e over its iteration space (== out shape), threaded and vectorized.
+void nn_expr_emit_map(NnCg *cg, NnExpr *e, int out_slot, NnDType out_dt);
+// One elementwise op on values (w lanes).
+LLVMValueRef nn_cg_elem_op(NnCg *cg, const NnNode *n, NnDType in_dt, LLVMValueRef *a, int w,
+                           LLVMValueRef idx);
+
+// ---- lower_reduce.c ----
+// out = reduce(e) over `axes` of e's iteration space; op is REDUCE_* or LOGSUMEXP.
+void nn_cg_emit_reduce(NnCg *cg, NnExpr *e, NnOp op, uint32_t axes, int out_slot,
+                       NnDType dt);
+
+// ---- lower_matmul.c ----
+// C = op(A) @ op(B), with an optional epilogue expression (hole = the product).
+void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bool tb,
+                       int64_t m, int64_t n, int64_t k, NnExpr *epi, int out_slot);
+
+// ---- lower_math.c: counter-based random numbers (the runtime's formulas) ----
+LLVMValueRef nn_cg_rand_step(NnCg *cg, LLVMValueRef v); // step tensor value -> i64
+LLVMValueRef nn_cg_rand_key(NnCg *cg, uint64_t seed, LLVMValueRef step);
+LLVMValueRef nn_cg_rand_bits(NnCg *cg, LLVMValueRef key, LLVMValueRef idx, int w);
+LLVMValueRef nn_cg_bits_f64(NnCg *cg, LLVMValueRef bits, int w); // [0, 1)
+
+// A loop over [lo, hi) in w-lane steps, then a scalar tail; fn emits one point.
+typedef void (*NnPointFn)(NnCg *cg, void *ctx, LLVMValueRef j, int w);
+void nn_cg_vloop(NnCg *cg, LLVMValueRef lo, LLVMValueRef hi, int w, NnPointFn fn, void *ctx);
+
+#endif

@@ -1,0 +1,372 @@
+// Interpreter vs JIT, op by op: for every op in ops.def a few small graphs
+// (odd sizes, broadcasting, f32/f64/i32, transposed matmuls, reductions over
+// every kind of axis set) run on both backends and must agree within 1e-5
+// relative. The table below has one builder per op; a new op without one
+// fails the `every_op` test.
+#include "agree.h"
+
+#include "pass.h"
+
+typedef struct Case {
+    NnGraph *g;
+    NnTensor *in[AG_MAXIN];
+    int nin;
+    NnVars vars;
+} Case;
+
+static void start(Case *c)
+{
+    memset(c, 0, sizeof *c);
+    c->g = nn_graph_new();
+    nnrt_vars_init(&c->vars);
+}
+
+// Adds an INPUT fed with random values in [lo, hi).
+static NnId in(Case *c, NnDType dt, NnShape s, double lo, double hi)
+{
+    char name[8];
+    snprintf(name, sizeof name, "x%d", c->nin);
+    NnId id = ag_input(c->g, name, dt, s);
+    c->in[c->nin] = ag_tensor(dt, s, 100 + (uint64_t)c->nin, lo, hi);
+    c->nin++;
+    return id;
+}
+
+// An input whose values are small integers (so EQ/NE and SELECT see ties).
+static NnId in_int(Case *c, NnDType dt, NnShape s, double lo, double hi)
+{
+    NnId id = in(c, dt, s, lo, hi);
+    NnTensor *t = c->in[c->nin - 1];
+    for (int64_t i = 0; i < t->numel; i++)
+        nnrt_tensor_set(t, i, round(nnrt_tensor_get(t, i)));
+    return id;
+}
+
+static void finish(Case *c, NnId out, const char *what)
+{
+    cr_assert(out >= 0, "%s: building failed: %s", what, c->g->err);
+    nn_graph_add_output(c->g, "out", out);
+    char why[512] = "";
+    bool ok = ag_run(c->g, c->in, &c->vars, 1e-5, why, sizeof why);
+    cr_expect(ok, "%s: %s", what, why);
+    for (int k = 0; k < c->nin; k++)
+        nnrt_tensor_free(c->in[k]);
+    nnrt_vars_fini(&c->vars);
+    nn_graph_free(c->g);
+}
+
+static NnId step_input(Case *c)
+{
+    return in_int(c, NN_DT_F32, AG_SCALAR, 3, 4);
+}
+
+// ---- builders, one per op ----
+
+static void b_source(NnOp op)
+{
+    Case c;
+    start(&c);
+    NnShape s = AG_SHAPE(3, 5);
+    NnId x;
+    if (op == NN_OP_INPUT) {
+        x = in(&c, NN_DT_F32, s, -1, 1);
+    } else {
+        x = nn_ir_source(c.g, op, "w", NN_DT_F32, &s, ag_loc);
+        nnrt_vars_put(&c.vars, "w", ag_tensor(NN_DT_F32, s, 7, -1, 1));
+        NnId y = in(&c, NN_DT_F32, s, -1, 1);
+        nn_graph_add_update(c.g, x, nn_ir_binary(c.g, NN_OP_ADD, x, y, ag_loc));
+    }
+    finish(&c, x, nn_op_name(op));
+}
+
+static void b_const(NnOp op)
+{
+    Case c;
+    start(&c);
+    NnAttr a = {.value = 2.5, .dtype = NN_DT_F32, .shape = AG_SHAPE(3, 4)};
+    finish(&c, nn_ir_add(c.g, NN_OP_CONST, NULL, 0, &a, ag_loc), "const alone");
+    start(&c);
+    NnId x = in(&c, NN_DT_F32, AG_SHAPE(3, 4), -1, 1);
+    NnId k = nn_ir_const(c.g, 0.5, NN_DT_F32, ag_loc);
+    finish(&c, nn_ir_binary(c.g, NN_OP_MUL, x, k, ag_loc), "const inlined");
+}
+
+static void b_rand(NnOp op)
+{
+    for (int dt = NN_DT_F32; dt <= NN_DT_F64; dt++) {
+        Case c;
+        start(&c);
+        NnId st = step_input(&c);
+        NnAttr a = {.dtype = (NnDType)dt, .shape = AG_SHAPE(7, 13), .seed = 42};
+        finish(&c, nn_ir_add(c.g, op, &st, 1, &a, ag_loc), nn_op_name(op));
+    }
+}
+
+static void b_unary(NnOp op)
+{
+    bool pos = op == NN_OP_LOG || op == NN_OP_SQRT;
+    for (int dt = NN_DT_F32; dt <= NN_DT_I32; dt++) {
+        if (dt == NN_DT_I32 && op != NN_OP_NEG && op != NN_OP_ABS)
+            continue;
+        Case c;
+        start(&c);
+        NnId x = in(&c, (NnDType)dt, AG_SHAPE(7, 13), pos ? 0.1 : -4, 4);
+        char what[64];
+        snprintf(what, sizeof what, "%s %s", nn_op_name(op), nnrt_dtype_name((NnDType)dt));
+        finish(&c, nn_ir_unary(c.g, op, x, ag_loc), what);
+    }
+}
+
+static void b_cast(NnOp op)
+{
+    static const NnDType pairs[][2] = {{NN_DT_F32, NN_DT_I32}, {NN_DT_I32, NN_DT_F32},
+                                       {NN_DT_F32, NN_DT_F64}, {NN_DT_F64, NN_DT_F32}};
+    for (int k = 0; k < 4; k++) {
+        Case c;
+        start(&c);
+        NnId x = in(&c, pairs[k][0], AG_SHAPE(5, 17), -100, 100);
+        finish(&c, nn_ir_cast(c.g, x, pairs[k][1], ag_loc), "cast");
+    }
+}
+
+static void b_binary(NnOp op)
+{
+    NnShape bs[] = {AG_SHAPE(7, 13), AG_SHAPE(13), AG_SHAPE(7, 1), AG_SCALAR};
+    bool cmp = op >= NN_OP_GT && op <= NN_OP_NE;
+    for (int dt = NN_DT_F32; dt <= NN_DT_I32; dt++) {
+        if (dt == NN_DT_I32 && op == NN_OP_POW)
+            continue;
+        for (int k = 0; k < 4; k++) {
+            Case c;
+            start(&c);
+            NnId a, b;
+            if (op == NN_OP_POW) {
+                a = in(&c, (NnDType)dt, AG_SHAPE(7, 13), 0.1, 3);
+                b = in(&c, (NnDType)dt, bs[k], -2, 2);
+            } else if (cmp || dt == NN_DT_I32) {
+                a = in_int(&c, (NnDType)dt, AG_SHAPE(7, 13), -4, 4);
+                b = in_int(&c, (NnDType)dt, bs[k], -3, 3);
+            } else {
+                a = in(&c, (NnDType)dt, AG_SHAPE(7, 13), -4, 4);
+                b = in(&c, (NnDType)dt, bs[k], 0.5, 3);
+            }
+            char what[64];
+            snprintf(what, sizeof what, "%s %s case %d", nn_op_name(op),
+                     nnrt_dtype_name((NnDType)dt), k);
+            // Broadcasting from either side.
+            NnId y = k % 2 ? nn_ir_binary(c.g, op, b, a, ag_loc) : nn_ir_binary(c.g, op, a, b, ag_loc);
+            finish(&c, y, what);
+        }
+    }
+}
+
+static void b_select(NnOp op)
+{
+    Case c;
+    start(&c);
+    NnId cond = in_int(&c, NN_DT_F32, AG_SHAPE(7, 13), 0, 1);
+    NnId a = in(&c, NN_DT_F32, AG_SHAPE(7, 13), -1, 1);
+    NnId b = in(&c, NN_DT_F32, AG_SHAPE(13), -1, 1);
+    finish(&c, nn_ir_select(c.g, cond, a, b, ag_loc), "select");
+    start(&c);
+    cond = in_int(&c, NN_DT_I32, AG_SHAPE(7, 1), 0, 2);
+    a = in(&c, NN_DT_F64, AG_SHAPE(7, 13), -1, 1);
+    b = in(&c, NN_DT_F64, AG_SCALAR, -1, 1);
+    finish(&c, nn_ir_select(c.g, cond, a, b, ag_loc), "select i32 cond");
+}
+
+static void b_dropout(NnOp op)
+{
+    for (int dt = NN_DT_F32; dt <= NN_DT_F64; dt++) {
+        Case c;
+        start(&c);
+        NnId x = in(&c, (NnDType)dt, AG_SHAPE(9, 37), -1, 1);
+        NnId ins[2] = {x, step_input(&c)};
+        NnAttr a = {.value = 0.3, .seed = 7};
+        finish(&c, nn_ir_add(c.g, NN_OP_DROPOUT, ins, 2, &a, ag_loc), "dropout");
+    }
+}
+
+static void b_reshape(NnOp op)
+{
+    Case c;
+    start(&c);
+    NnId x = in(&c, NN_DT_F32, AG_SHAPE(7, 13), -1, 1);
+    NnShape s = AG_SHAPE(13, 7);
+    finish(&c, nn_ir_reshape(c.g, x, &s, ag_loc), "reshape");
+}
+
+static void b_transpose(NnOp op)
+{
+    static const int p3[] = {2, 0, 1}, p2[] = {1, 0};
+    Case c;
+    start(&c);
+    NnId x = in(&c, NN_DT_F32, AG_SHAPE(3, 4, 5), -1, 1);
+    finish(&c, nn_ir_transpose(c.g, x, p3, ag_loc), "transpose 3d");
+    start(&c);
+    x = in(&c, NN_DT_I32, AG_SHAPE(7, 33), -9, 9);
+    finish(&c, nn_ir_transpose(c.g, x, p2, ag_loc), "transpose 2d");
+}
+
+static void b_broadcast(NnOp op)
+{
+    NnShape from[] = {AG_SHAPE(13), AG_SHAPE(7, 1), AG_SCALAR, AG_SHAPE(3, 1, 5)};
+    NnShape to[] = {AG_SHAPE(7, 13), AG_SHAPE(7, 13), AG_SHAPE(3, 4), AG_SHAPE(2, 3, 4, 5)};
+    for (int k = 0; k < 4; k++) {
+        Case c;
+        start(&c);
+        NnId x = in(&c, NN_DT_F32, from[k], -1, 1);
+        finish(&c, nn_ir_broadcast(c.g, x, &to[k], ag_loc), "broadcast");
+    }
+}
+
+static void b_sumto(NnOp op)
+{
+    NnShape from[] = {AG_SHAPE(7, 13), AG_SHAPE(7, 13), AG_SHAPE(7, 13), AG_SHAPE(2, 3, 4, 5),
+                      AG_SHAPE(300, 37)};
+    NnShape to[] = {AG_SHAPE(13), AG_SHAPE(7, 1), AG_SCALAR, AG_SHAPE(3, 1, 5), AG_SHAPE(37)};
+    for (int k = 0; k < 5; k++) {
+        Case c;
+        start(&c);
+        NnId x = in(&c, NN_DT_F32, from[k], -1, 1);
+        char what[32];
+        snprintf(what, sizeof what, "sumto case %d", k);
+        finish(&c, nn_ir_sumto(c.g, x, &to[k], ag_loc), what);
+    }
+}
+
+static void b_reduce(NnOp op)
+{
+    struct {
+        NnShape s;
+        uint32_t axes;
+        bool keep;
+    } cs[] = {
+        {AG_SHAPE(7, 13), 2, false},   {AG_SHAPE(7, 13), 1, false},   {AG_SHAPE(7, 13), 3, true},
+        {AG_SHAPE(3, 4, 5), 2, true},  {AG_SHAPE(3, 4, 5), 5, false}, {AG_SHAPE(4, 1000), 2, false},
+        {AG_SHAPE(300, 37), 1, true},  {AG_SHAPE(2, 1300), 1, false}, {AG_SHAPE(6, 1), 2, false},
+    };
+    for (int k = 0; k < (int)(sizeof cs / sizeof cs[0]); k++)
+        for (int dt = NN_DT_F32; dt <= NN_DT_F64; dt++) {
+            Case c;
+            start(&c);
+            NnId x = in(&c, (NnDType)dt, cs[k].s, -3, 3);
+            char what[64];
+            snprintf(what, sizeof what, "%s case %d %s", nn_op_name(op), k,
+                     nnrt_dtype_name((NnDType)dt));
+            finish(&c, nn_ir_reduce(c.g, op, x, cs[k].axes, cs[k].keep, ag_loc), what);
+        }
+}
+
+static void b_matmul(NnOp op)
+{
+    int64_t sizes[][3] = {{7, 13, 5}, {130, 70, 50}, {1, 9, 33}, {17, 1, 64}};
+    for (int k = 0; k < 4; k++)
+        for (int t = 0; t < 4; t++)
+            for (int dt = NN_DT_F32; dt <= NN_DT_F64; dt++) {
+                bool ta = t & 1, tb = t & 2;
+                int64_t m = sizes[k][0], kk = sizes[k][1], n = sizes[k][2];
+                Case c;
+                start(&c);
+                NnId a = in(&c, (NnDType)dt, ta ? AG_SHAPE(kk, m) : AG_SHAPE(m, kk), -1, 1);
+                NnId b = in(&c, (NnDType)dt, tb ? AG_SHAPE(n, kk) : AG_SHAPE(kk, n), -1, 1);
+                char what[64];
+                snprintf(what, sizeof what, "matmul %lldx%lldx%lld ta %d tb %d %s", (long long)m,
+                         (long long)kk, (long long)n, ta, tb, nnrt_dtype_name((NnDType)dt));
+                finish(&c, nn_ir_matmul(c.g, a, b, ta, tb, ag_loc), what);
+            }
+}
+
+static void b_take(NnOp op)
+{
+    Case c;
+    start(&c);
+    NnId x = in(&c, NN_DT_F32, AG_SHAPE(6, 5), -1, 1);
+    NnId idx = in(&c, NN_DT_I32, AG_SHAPE(6), 0, 5);
+    NnId ins[2] = {x, idx};
+    NnAttr a = {.axis = 1};
+    finish(&c, nn_ir_add(c.g, NN_OP_TAKE, ins, 2, &a, ag_loc), "take");
+}
+
+static void b_onehot(NnOp op)
+{
+    Case c;
+    start(&c);
+    NnId idx = in(&c, NN_DT_I32, AG_SHAPE(9), 0, 4);
+    NnAttr a = {.depth = 4, .dtype = NN_DT_F32};
+    finish(&c, nn_ir_add(c.g, NN_OP_ONEHOT, &idx, 1, &a, ag_loc), "onehot");
+}
+
+static void b_argmax(NnOp op)
+{
+    for (int axis = 0; axis < 3; axis++) {
+        Case c;
+        start(&c);
+        NnId x = in_int(&c, NN_DT_F32, AG_SHAPE(3, 4, 5), -3, 3); // ties: first max wins
+        NnAttr a = {.axis = axis};
+        finish(&c, nn_ir_add(c.g, NN_OP_ARGMAX, &x, 1, &a, ag_loc), "argmax");
+    }
+}
+
+// FUSED nodes come from the pass pipeline; both backends run the fused graph.
+static void b_fused(NnOp op)
+{
+    Case c;
+    start(&c);
+    NnId x = in(&c, NN_DT_F32, AG_SHAPE(33, 20), -1, 1);
+    NnId w = in(&c, NN_DT_F32, AG_SHAPE(20, 19), -1, 1);
+    NnId bias = in(&c, NN_DT_F32, AG_SHAPE(19), -1, 1);
+    NnId h = nn_ir_matmul(c.g, x, w, false, false, ag_loc);
+    h = nn_ir_binary(c.g, NN_OP_ADD, h, bias, ag_loc);
+    h = nn_ir_binary(c.g, NN_OP_MAX, h, nn_ir_const(c.g, 0, NN_DT_F32, ag_loc), ag_loc); // M
+    NnId e = nn_ir_unary(c.g, NN_OP_EXP, nn_ir_unary(c.g, NN_OP_NEG, h, ag_loc), ag_loc);
+    NnId s = nn_ir_reduce(c.g, NN_OP_REDUCE_SUM, e, 2, true, ag_loc);           // R
+    NnId y = nn_ir_binary(c.g, NN_OP_DIV, nn_ir_unary(c.g, NN_OP_TANH, h, ag_loc), s, ag_loc);
+    nn_graph_add_output(c.g, "y", nn_ir_unary(c.g, NN_OP_SQRT, nn_ir_unary(c.g, NN_OP_ABS, y, ag_loc), ag_loc));
+    c.g = nn_passes_run(c.g, NULL);
+    cr_expect(nn_graph_count_op(c.g, NN_OP_FUSED) >= 2, "expected fused nodes");
+    char why[512] = "";
+    cr_expect(ag_run(c.g, c.in, &c.vars, 1e-5, why, sizeof why), "fused: %s", why);
+    for (int k = 0; k < c.nin; k++)
+        nnrt_tensor_free(c.in[k]);
+    nnrt_vars_fini(&c.vars);
+    nn_graph_free(c.g);
+}
+
+typedef void (*Builder)(NnOp);
+static const Builder builders[NN_OP_COUNT] = {
+    [NN_OP_INPUT] = b_source,       [NN_OP_PARAM] = b_source,      [NN_OP_STATE] = b_source,
+    [NN_OP_CONST] = b_const,        [NN_OP_RAND_UNIFORM] = b_rand, [NN_OP_RAND_NORMAL] = b_rand,
+    [NN_OP_NEG] = b_unary,          [NN_OP_EXP] = b_unary,         [NN_OP_LOG] = b_unary,
+    [NN_OP_SQRT] = b_unary,         [NN_OP_TANH] = b_unary,        [NN_OP_SIGMOID] = b_unary,
+    [NN_OP_ABS] = b_unary,          [NN_OP_SIN] = b_unary,         [NN_OP_COS] = b_unary,
+    [NN_OP_CAST] = b_cast,          [NN_OP_ADD] = b_binary,        [NN_OP_SUB] = b_binary,
+    [NN_OP_MUL] = b_binary,         [NN_OP_DIV] = b_binary,        [NN_OP_POW] = b_binary,
+    [NN_OP_MAX] = b_binary,         [NN_OP_MIN] = b_binary,        [NN_OP_GT] = b_binary,
+    [NN_OP_GE] = b_binary,          [NN_OP_LT] = b_binary,         [NN_OP_LE] = b_binary,
+    [NN_OP_EQ] = b_binary,          [NN_OP_NE] = b_binary,         [NN_OP_SELECT] = b_select,
+    [NN_OP_DROPOUT] = b_dropout,    [NN_OP_RESHAPE] = b_reshape,   [NN_OP_TRANSPOSE] = b_transpose,
+    [NN_OP_BROADCAST] = b_broadcast, [NN_OP_SUMTO] = b_sumto,      [NN_OP_REDUCE_SUM] = b_reduce,
+    [NN_OP_REDUCE_MEAN] = b_reduce, [NN_OP_REDUCE_MAX] = b_reduce, [NN_OP_LOGSUMEXP] = b_reduce,
+    [NN_OP_MATMUL] = b_matmul,      [NN_OP_TAKE] = b_take,         [NN_OP_ONEHOT] = b_onehot,
+    [NN_OP_ARGMAX] = b_argmax,      [NN_OP_FUSED] = b_fused,
+};
+
+static void run_ops(int lo, int hi)
+{
+#ifndef NN_WITH_LLVM
+    cr_skip_test("built without LLVM");
+#endif
+    for (int op = lo; op < hi && op < NN_OP_COUNT; op++) {
+        cr_expect(builders[op] != NULL, "no agreement case for op %s", nn_op_name((NnOp)op));
+        if (builders[op])
+            builders[op]((NnOp)op);
+    }
+}
+
+// Split in chunks so Criterion runs them in parallel.
+Test(llvm, ops_sources) { run_ops(0, NN_OP_NEG); }
+Test(llvm, ops_unary) { run_ops(NN_OP_NEG, NN_OP_ADD); }
+Test(llvm, ops_binary) { run_ops(NN_OP_ADD, NN_OP_RESHAPE); }
+Test(llvm, ops_layout_reduce) { run_ops(NN_OP_RESHAPE, NN_OP_MATMUL); }
+Test(llvm, ops_matmul_index_fused) { run_ops(NN_OP_MATMUL, NN_OP_COUNT); }
