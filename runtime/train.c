@@ -85,6 +85,8 @@ NnStatus nnrt_evaluate(const NnrtTrainCallbacks *cb, const NnrtDataset *ds,
         for (int64_t b = 0; st == NN_OK && b < nnrt_batch_count(ds->count, batch); b++) {
             int64_t n = nnrt_batch_gather(ds, perm, batch, b, xb, yb);
             double loss = NAN;
+            out->shape[0] = n; // like the batch tensors: the true row count
+            out->numel = n * outf;
             st = cb->predict(cb->ctx, xb, yb, n, out, &loss);
             loss_sum += loss * (double)n;
             if (st == NN_OK && cls)

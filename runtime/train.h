@@ -17,9 +17,9 @@ typedef struct NnrtTrainCallbacks {
     // One optimizer step on the first n rows of x and y (n is below the batch
     // size on the last batch; x->shape[0] == n). *loss: the batch's mean loss.
     NnStatus (*step)(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n, double *loss);
-    // Forward pass without updating anything: outputs for the first n rows go
-    // to out (f32 [batch, out_features], rows >= n ignored). When y is
-    // non-NULL, *loss gets the batch's mean loss (NaN if not computed).
+    // Forward pass without updating anything: outputs go to out, f32
+    // [n, out_features] (its storage holds a full batch). When y is non-NULL,
+    // *loss gets the batch's mean loss (leave it NaN if not computed).
     NnStatus (*predict)(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n, NnTensor *out,
                         double *loss);
     // Copies the current weights into out (an initialized, empty table).
