@@ -189,9 +189,10 @@ void nnrt_unary_par(NnrtPool *p, const NnrtUnary *a)
 
 // ---- binary ---------------------------------------------------------------
 
-static inline int32_t wrap_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
-static inline int32_t wrap_sub(int32_t a, int32_t b) { return (int32_t)((uint32_t)a - (uint32_t)b); }
-static inline int32_t wrap_mul(int32_t a, int32_t b) { return (int32_t)((uint32_t)a * (uint32_t)b); }
+// Integer arithmetic goes through uint32_t, where overflow wraps instead of being UB.
+static inline int32_t wrap_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + b); }
+static inline int32_t wrap_sub(int32_t a, int32_t b) { return (int32_t)((uint32_t)a - b); }
+static inline int32_t wrap_mul(int32_t a, int32_t b) { return (int32_t)((uint32_t)a * b); }
 
 static inline int32_t sat_i32(double v)
 {

@@ -11,8 +11,13 @@
 #include "kernels.h"
 
 // Our bug, not the user's: libnnrt cannot see ir/diag.h, so it has its own.
-#define KASSERT(c)                                                                                 \
-    ((c) ? (void)0 : (fprintf(stderr, "internal error: %s:%d: %s\n", __FILE__, __LINE__, #c), abort()))
+#define KASSERT(c) ((c) ? (void)0 : kassert_fail(__FILE__, __LINE__, #c))
+
+static inline void kassert_fail(const char *file, int line, const char *what)
+{
+    fprintf(stderr, "internal error: %s:%d: %s\n", file, line, what);
+    abort();
+}
 
 typedef struct KIter {
     int64_t idx[NN_MAX_RANK];
