@@ -1,0 +1,286 @@
+// The JIT on whole programs: an MLP forward pass and training steps (autodiff
+// + SGD updates) agree with the interpreter step after step; fusion really
+// reduces the kernel count; a 1024^3 matmul matches a naive double-precision
+// reference on sampled entries; symbolic batch sizes recompile and agree; bad
+// labels and bad inputs give the interpreter's exact messages.
+#include "agree.h"
+
+#include <stdlib.h>
+
+#include "autodiff.h"
+
+#ifndef NN_WITH_LLVM
+#define NEED_LLVM() cr_skip_test("built without LLVM")
+#else
+#define NEED_LLVM() (void)0
+#endif
+
+typedef struct Mlp {
+    NnGraph *g;
+    NnId x, labels, loss, logits;
+    NnId w[4];
+} Mlp;
+
+// x[N, in] -> dense(hid) -> relu -> dense(out); cross-entropy loss with
+// i32 labels; with train, SGD updates w -= 0.1 * grad.
+static Mlp mlp(int64_t in, int64_t hid, int64_t out, bool train)
+{
+    Mlp m = {.g = nn_graph_new()};
+    NnGraph *g = m.g;
+    int64_t n = nn_sym_dim(g, "N");
+    m.x = ag_input(g, "x", NN_DT_F32, AG_SHAPE(n, in));
+    m.labels = ag_input(g, "labels", NN_DT_I32, AG_SHAPE(n));
+    m.w[0] = ag_param(g, "w1", AG_SHAPE(in, hid));
+    m.w[1] = ag_param(g, "b1", AG_SHAPE(hid));
+    m.w[2] = ag_param(g, "w2", AG_SHAPE(hid, out));
+    m.w[3] = ag_param(g, "b2", AG_SHAPE(out));
+    NnId h = nn_ir_matmul(g, m.x, m.w[0], false, false, ag_loc);
+    h = nn_ir_binary(g, NN_OP_ADD, h, m.w[1], ag_loc);
+    h = nn_ir_binary(g, NN_OP_MAX, h, nn_ir_const(g, 0, NN_DT_F32, ag_loc), ag_loc);
+    m.logits = nn_ir_binary(g, NN_OP_ADD, nn_ir_matmul(g, h, m.w[2], false, false, ag_loc),
+                            m.w[3], ag_loc);
+    NnId lse = nn_ir_reduce(g, NN_OP_LOGSUMEXP, m.logits, 2, false, ag_loc);
+    NnId ins[2] = {m.logits, m.labels};
+    NnAttr ta = {.axis = 1};
+    NnId picked = nn_ir_add(g, NN_OP_TAKE, ins, 2, &ta, ag_loc);
+    NnId ce = nn_ir_binary(g, NN_OP_SUB, lse, picked, ag_loc);
+    m.loss = nn_ir_reduce(g, NN_OP_REDUCE_MEAN, ce, 1, false, ag_loc);
+    nn_graph_add_output(g, "loss", m.loss);
+    nn_graph_add_output(g, "logits", m.logits);
+    if (train) {
+        NnId grads[4];
+        cr_assert(nn_ad_grad(g, m.loss, m.w, 4, grads), "autodiff: %s", g->err);
+        NnId lr = nn_ir_const(g, 0.1, NN_DT_F32, ag_loc);
+        for (int k = 0; k < 4; k++) {
+            NnId step = nn_ir_binary(g, NN_OP_MUL, grads[k], lr, ag_loc);
+            nn_graph_add_update(g, m.w[k], nn_ir_binary(g, NN_OP_SUB, m.w[k], step, ag_loc));
+        }
+    }
+    return m;
+}
+
+static void mlp_vars(NnVars *v, int64_t in, int64_t hid, int64_t out)
+{
+    nnrt_vars_init(v);
+    nnrt_vars_put(v, "w1", ag_tensor(NN_DT_F32, AG_SHAPE(in, hid), 1, -0.1, 0.1));
+    nnrt_vars_put(v, "b1", ag_tensor(NN_DT_F32, AG_SHAPE(hid), 2, -0.1, 0.1));
+    nnrt_vars_put(v, "w2", ag_tensor(NN_DT_F32, AG_SHAPE(hid, out), 3, -0.3, 0.3));
+    nnrt_vars_put(v, "b2", ag_tensor(NN_DT_F32, AG_SHAPE(out), 4, -0.1, 0.1));
+}
+
+Test(llvm, mlp_forward_and_train_agree)
+{
+    NEED_LLVM();
+    for (int train = 0; train < 2; train++) {
+        Mlp m = mlp(50, 37, 10, train);
+        NnVars v;
+        mlp_vars(&v, 50, 37, 10);
+        for (int64_t n = 16; n <= 33; n += 17) {
+            NnTensor *ins[2] = {ag_tensor(NN_DT_F32, AG_SHAPE(n, 50), 5 + n, -1, 1),
+                                ag_tensor(NN_DT_I32, AG_SHAPE(n), 6 + n, 0, 10)};
+            char why[512] = "";
+            bool ok = ag_run(m.g, ins, &v, 1e-5, why, sizeof why);
+            cr_expect(ok, "mlp train=%d N=%lld: %s", train, (long long)n, why);
+            nnrt_tensor_free(ins[0]);
+            nnrt_tensor_free(ins[1]);
+        }
+        nnrt_vars_fini(&v);
+        nn_graph_free(m.g);
+    }
+}
+
+// Several consecutive SGD steps on each backend: the parameters stay together.
+Test(llvm, training_steps_track_interp)
+{
+    NEED_LLVM();
+#ifdef NN_WITH_LLVM
+    Mlp m = mlp(30, 20, 5, true);
+    NnVars vi, vj;
+    mlp_vars(&vi, 30, 20, 5);
+    mlp_vars(&vj, 30, 20, 5);
+    NnExecOptions opt = {.threads = 2};
+    NnExec *xi = nn_backend_interp.prepare(m.g, &opt), *xj = nn_backend_jit.prepare(m.g, &opt);
+    cr_assert(xi && xj, "%s", nnrt_errmsg());
+    double first = 0, last = 0;
+    for (int step = 0; step < 20; step++) {
+        NnTensor *ins[2] = {ag_tensor(NN_DT_F32, AG_SHAPE(24, 30), 9, -1, 1),
+                            ag_tensor(NN_DT_I32, AG_SHAPE(24), 10, 0, 5)};
+        NnTensor *oi[2], *oj[2];
+        cr_assert_eq(nn_backend_interp.run(xi, &vi, ins, oi), NN_OK, "%s", nnrt_errmsg());
+        cr_assert_eq(nn_backend_jit.run(xj, &vj, ins, oj), NN_OK, "%s", nnrt_errmsg());
+        double li = nnrt_tensor_get(oi[0], 0), lj = nnrt_tensor_get(oj[0], 0);
+        cr_expect(fabs(li - lj) <= 1e-4 * fabs(li), "step %d: loss jit %g interp %g", step, lj, li);
+        if (step == 0)
+            first = lj;
+        last = lj;
+        nnrt_tensor_free(ins[0]);
+        nnrt_tensor_free(ins[1]);
+    }
+    cr_expect(last < first * 0.9, "the JIT-trained loss should fall: %g -> %g", first, last);
+    char why[256];
+    for (int k = 0; k < vi.count; k++)
+        cr_expect(ag_close(vj.tensors[k], vi.tensors[k], 1e-4, why, sizeof why), "%s: %s",
+                  vi.names[k], why);
+    nn_backend_interp.free(xi);
+    nn_backend_jit.free(xj);
+    nnrt_vars_fini(&vi);
+    nnrt_vars_fini(&vj);
+    nn_graph_free(m.g);
+#endif
+}
+
+#ifdef NN_WITH_LLVM
+// Kernels the JIT compiles for g after one run.
+static int kernels_of(const NnGraph *g, NnTensor *const *ins)
+{
+    NnExecOptions opt = {.threads = 1};
+    NnExec *x = nn_backend_jit.prepare(g, &opt);
+    cr_assert(x, "%s", nnrt_errmsg());
+    NnTensor *out[4];
+    NnVars v;
+    nnrt_vars_init(&v);
+    cr_assert_eq(nn_backend_jit.run(x, &v, ins, out), NN_OK, "%s", nnrt_errmsg());
+    int k = nn_llvm_kernel_count(x);
+    nn_backend_jit.free(x);
+    nnrt_vars_fini(&v);
+    return k;
+}
+#endif
+
+Test(llvm, fusion_makes_one_kernel_per_group)
+{
+    NEED_LLVM();
+#ifdef NN_WITH_LLVM
+    NnGraph *g = nn_graph_new();
+    NnId x = ag_input(g, "x", NN_DT_F32, AG_SHAPE(64, 100));
+    NnId b = ag_input(g, "b", NN_DT_F32, AG_SHAPE(100));
+    NnId y = nn_ir_unary(g, NN_OP_EXP, x, ag_loc);
+    y = nn_ir_binary(g, NN_OP_MUL, y, b, ag_loc);
+    y = nn_ir_binary(g, NN_OP_ADD, y, x, ag_loc);
+    y = nn_ir_unary(g, NN_OP_TANH, y, ag_loc);
+    nn_graph_add_output(g, "y", y);
+    NnTensor *ins[2] = {ag_tensor(NN_DT_F32, AG_SHAPE(64, 100), 1, -1, 1),
+                        ag_tensor(NN_DT_F32, AG_SHAPE(100), 2, -1, 1)};
+    cr_expect_eq(kernels_of(g, ins), 1, "four elementwise ops should fuse into one kernel");
+    setenv("NN_JIT_NOFUSE", "1", 1);
+    int unfused = kernels_of(g, ins);
+    unsetenv("NN_JIT_NOFUSE");
+    cr_expect_eq(unfused, 4, "one kernel per op without fusion");
+    nnrt_tensor_free(ins[0]);
+    nnrt_tensor_free(ins[1]);
+    nn_graph_free(g);
+
+    // dense + bias + relu: the epilogue rides on the matmul tile (pack + mm).
+    Mlp m = mlp(40, 24, 8, false);
+    NnTensor *mi[2] = {ag_tensor(NN_DT_F32, AG_SHAPE(8, 40), 3, -1, 1),
+                       ag_tensor(NN_DT_I32, AG_SHAPE(8), 4, 0, 8)};
+    NnExecOptions opt = {.threads = 1};
+    NnExec *xj = nn_backend_jit.prepare(m.g, &opt);
+    NnVars v;
+    mlp_vars(&v, 40, 24, 8);
+    NnTensor *out[2];
+    cr_assert_eq(nn_backend_jit.run(xj, &v, mi, out), NN_OK, "%s", nnrt_errmsg());
+    // 2 x (pack + fused mm) + logsumexp/take/sub/mean groups: far fewer than the 13 ops.
+    cr_expect_leq(nn_llvm_kernel_count(xj), 8, "got %d kernels", nn_llvm_kernel_count(xj));
+    nn_backend_jit.free(xj);
+    nnrt_vars_fini(&v);
+    nnrt_tensor_free(mi[0]);
+    nnrt_tensor_free(mi[1]);
+    nn_graph_free(m.g);
+#endif
+}
+
+Test(llvm, matmul_1024_matches_naive_reference)
+{
+    NEED_LLVM();
+#ifdef NN_WITH_LLVM
+    const int64_t n = 1024;
+    for (int t = 0; t < 4; t++) {
+        bool ta = t & 1, tb = t & 2;
+        NnGraph *g = nn_graph_new();
+        NnId a = ag_input(g, "a", NN_DT_F32, AG_SHAPE(n, n));
+        NnId b = ag_input(g, "b", NN_DT_F32, AG_SHAPE(n, n));
+        nn_graph_add_output(g, "c", nn_ir_matmul(g, a, b, ta, tb, ag_loc));
+        NnTensor *ins[2] = {ag_tensor(NN_DT_F32, AG_SHAPE(n, n), 11, -1, 1),
+                            ag_tensor(NN_DT_F32, AG_SHAPE(n, n), 12, -1, 1)};
+        NnExecOptions opt = {.threads = 2};
+        NnExec *x = nn_backend_jit.prepare(g, &opt);
+        NnVars v;
+        nnrt_vars_init(&v);
+        NnTensor *out[1];
+        cr_assert_eq(nn_backend_jit.run(x, &v, ins, out), NN_OK, "%s", nnrt_errmsg());
+        const float *A = ins[0]->data, *B = ins[1]->data, *C = out[0]->data;
+        uint64_t z = 99;
+        for (int s = 0; s < 300; s++) {
+            z = z * 6364136223846793005ull + 1442695040888963407ull;
+            int64_t i = (int64_t)(z >> 33) % n, j = (int64_t)(z >> 13) % n;
+            double ref = 0, mag = 0;
+            for (int64_t k = 0; k < n; k++) {
+                double p = (double)(ta ? A[k * n + i] : A[i * n + k]) *
+                           (double)(tb ? B[j * n + k] : B[k * n + j]);
+                ref += p;
+                mag += fabs(p);
+            }
+            cr_assert(fabs(C[i * n + j] - ref) <= 1e-5 * mag, "ta %d tb %d C[%lld,%lld] = %g, want %g",
+                      ta, tb, (long long)i, (long long)j, C[i * n + j], ref);
+        }
+        nn_backend_jit.free(x);
+        nnrt_vars_fini(&v);
+        nnrt_tensor_free(ins[0]);
+        nnrt_tensor_free(ins[1]);
+        nn_graph_free(g);
+    }
+#endif
+}
+
+#ifdef NN_WITH_LLVM
+// Runs g on a backend and returns its error message (malloc'd), NULL on success.
+static char *error_of(const NnBackend *be, const NnGraph *g, NnTensor *const *ins)
+{
+    NnExec *x = be->prepare(g, NULL);
+    cr_assert(x, "%s", nnrt_errmsg());
+    NnVars v;
+    nnrt_vars_init(&v);
+    NnTensor *out[2];
+    NnStatus st = be->run(x, &v, ins, out);
+    char *msg = st == NN_OK ? NULL : strdup(nnrt_errmsg());
+    be->free(x);
+    nnrt_vars_fini(&v);
+    return msg;
+}
+#endif
+
+Test(llvm, errors_match_interp)
+{
+    NEED_LLVM();
+#ifdef NN_WITH_LLVM
+    NnGraph *g = nn_graph_new();
+    int64_t n = nn_sym_dim(g, "N");
+    NnId x = ag_input(g, "x", NN_DT_F32, AG_SHAPE(n, 5));
+    NnId l = ag_input(g, "l", NN_DT_I32, AG_SHAPE(n));
+    NnId ins[2] = {x, l};
+    NnAttr ta = {.axis = 1};
+    nn_graph_add_output(g, "t", nn_ir_add(g, NN_OP_TAKE, ins, 2, &ta, ag_loc));
+    NnAttr oa = {.depth = 5, .dtype = NN_DT_F32};
+    nn_graph_add_output(g, "o", nn_ir_add(g, NN_OP_ONEHOT, &l, 1, &oa, ag_loc));
+    NnTensor *t[2] = {ag_tensor(NN_DT_F32, AG_SHAPE(4, 5), 1, -1, 1),
+                      ag_tensor(NN_DT_I32, AG_SHAPE(4), 2, 0, 5)};
+    nnrt_tensor_set(t[1], 2, 7);
+    char *mi = error_of(&nn_backend_interp, g, t), *mj = error_of(&nn_backend_jit, g, t);
+    cr_assert(mi && mj, "both should fail on label 7");
+    cr_expect_str_eq(mj, mi);
+    free(mi);
+    free(mj);
+    NnTensor *bad[2] = {ag_tensor(NN_DT_F32, AG_SHAPE(4, 6), 1, -1, 1), t[1]};
+    mi = error_of(&nn_backend_interp, g, bad);
+    mj = error_of(&nn_backend_jit, g, bad);
+    cr_assert(mi && mj, "both should reject x[4, 6]");
+    cr_expect_str_eq(mj, mi);
+    free(mi);
+    free(mj);
+    nnrt_tensor_free(bad[0]);
+    nnrt_tensor_free(t[0]);
+    nnrt_tensor_free(t[1]);
+    nn_graph_free(g);
+#endif
+}
