@@ -412,3 +412,25 @@ Test(passes, golden_dumps)
     golden("simplify", text);
     free(text);
 }
+
+// Simplification can make an output an INPUT and folding can make one a CONST;
+// backends must still return them (and the planner must not lose them).
+Test(passes, outputs_that_become_sources)
+{
+    NnGraph *g = nn_graph_new();
+    NnId x = src(g, NN_OP_INPUT, "x", NN_DT_F32, "N,2");
+    NnId one = c(g, 1), two = c(g, 2);
+    nn_graph_add_output(g, "x", nn_ir_binary(g, NN_OP_MUL, x, one, L));
+    nn_graph_add_output(g, "three", nn_ir_binary(g, NN_OP_ADD, one, two, L));
+    NnId w = par(g, "w", NN_DT_F32, "2");
+    nn_graph_add_update(g, w, nn_ir_binary(g, NN_OP_DIV, w, one, L));
+    NnGraph *before = nn_graph_clone(g);
+    g = nn_passes_run(g, NULL);
+    cr_assert_eq(out(g, "x"), 0);
+    cr_assert_float_eq(const_value(g, out(g, "three")), 3.0, 0);
+    cr_assert_eq(g->updates[0].value, g->updates[0].var);
+    int64_t n = 3;
+    assert_same_results(before, g, &n);
+    nn_graph_free(before);
+    nn_graph_free(g);
+}
