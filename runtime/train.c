@@ -407,6 +407,8 @@ NnStatus nnrt_train(const NnrtTrainCallbacks *cb, const NnrtDataset *train,
     NnrtTrainOptions o = *options;
     if (o.num_classes <= 0)
         o.num_classes = train->num_classes;
+    if (!o.class_names && train->num_classes == o.num_classes)
+        o.class_names = train->class_names;
     const NnrtTrainOptions *opt = &o;
     Run r = {.cb = cb, .train = train, .opt = opt, .batch = opt_batch(opt)};
     r.epochs = opt->epochs > 0 ? opt->epochs : 1;

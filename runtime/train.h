@@ -56,7 +56,7 @@ typedef struct NnrtTrainOptions {
     bool quiet;               // print no summaries (progress has its own mode)
     const char *checkpoint;   // saved atomically after every epoch; NULL: none
     bool resume;              // continue from checkpoint when it exists
-    char *const *class_names; // for the confusion report; NULL: indices
+    char *const *class_names; // for the confusion report; NULL: the train set's, or indices
 } NnrtTrainOptions;
 
 typedef struct NnrtTrainResult {
