@@ -127,7 +127,7 @@ typedef enum NnrtRedOp { NNRT_RSUM, NNRT_RMEAN, NNRT_RMAX, NNRT_RLSE } NnrtRedOp
 // An empty slice gives 0 (sum), NaN (mean), -inf (max, lse).
 typedef struct NnrtReduce {
     NnrtRedOp op;
-    NnDType dt;               // f32 or f64
+    NnDType dt;               // f32, f64; i32 too (results saturate)
     int rank;
     int64_t shape[NN_MAX_RANK];
     uint32_t axes;

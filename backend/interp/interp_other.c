@@ -43,9 +43,6 @@ NnStatus interp_broadcast(Ictx *c, const NnNode *n, NnTensor *out)
 
 static NnStatus reduce(Ictx *c, const NnTensor *x, uint32_t axes, NnTensor *out, NnrtRedOp op)
 {
-    if (x->dtype != NN_DT_F32 && x->dtype != NN_DT_F64)
-        return nnrt_fail(NN_ERR_RUNTIME, "reductions need f32 or f64, got %s",
-                         nnrt_dtype_name(x->dtype));
     NnrtReduce a = {.op = op, .dt = x->dtype, .rank = x->rank, .axes = axes, .x = x->data,
                     .y = out->data};
     memcpy(a.shape, x->shape, sizeof a.shape);
@@ -119,9 +116,6 @@ NnStatus interp_onehot(Ictx *c, const NnNode *n, NnTensor *out)
 NnStatus interp_argmax(Ictx *c, const NnNode *n, NnTensor *out)
 {
     const NnTensor *x = interp_in(c, n, 0);
-    if (x->dtype != NN_DT_F32 && x->dtype != NN_DT_F64)
-        return nnrt_fail(NN_ERR_RUNTIME, "argmax needs f32 or f64, got %s",
-                         nnrt_dtype_name(x->dtype));
     NnrtArgmax a = {.dt = x->dtype, .rank = x->rank, .axis = n->attr.axis, .x = x->data,
                     .y = out->data};
     memcpy(a.shape, x->shape, sizeof a.shape);

@@ -13,15 +13,23 @@ enum { ICHUNK = 256 }; // inner outputs accumulated at once on the stack
 
 static inline double load(const void *x, NnDType dt, int64_t i)
 {
-    return dt == NN_DT_F32 ? ((const float *)x)[i] : ((const double *)x)[i];
+    return dt == NN_DT_F32   ? ((const float *)x)[i]
+           : dt == NN_DT_F64 ? ((const double *)x)[i]
+                             : ((const int32_t *)x)[i];
 }
 
+// i32 results (sums of counts, say) saturate instead of overflowing.
 static inline void store(void *y, NnDType dt, int64_t i, double v)
 {
     if (dt == NN_DT_F32)
         ((float *)y)[i] = (float)v;
-    else
+    else if (dt == NN_DT_F64)
         ((double *)y)[i] = v;
+    else
+        ((int32_t *)y)[i] = !(v == v)         ? 0
+                            : v >= INT32_MAX ? INT32_MAX
+                            : v <= INT32_MIN ? INT32_MIN
+                                             : (int32_t)v;
 }
 
 static inline double max_nan(double acc, double v) { return v > acc || v != v ? v : acc; }
@@ -50,9 +58,8 @@ static void reduce_rows(const NnrtReduce *a, int64_t r, int64_t o0, int64_t o1)
                 for (int64_t i = 0; i < r; i++)
                     mx = max_nan(mx, x[i]);
             } else {
-                const double *x = (const double *)a->x + o * r;
                 for (int64_t i = 0; i < r; i++)
-                    mx = max_nan(mx, x[i]);
+                    mx = max_nan(mx, load(a->x, a->dt, o * r + i));
             }
             acc = mx;
         }
@@ -65,9 +72,10 @@ static void reduce_rows(const NnrtReduce *a, int64_t r, int64_t o0, int64_t o1)
                 for (int64_t i = 0; i < r; i++)
                     acc += e ? exp(x[i] - sh) : x[i];
             } else {
-                const double *x = (const double *)a->x + o * r;
-                for (int64_t i = 0; i < r; i++)
-                    acc += e ? exp(x[i] - sh) : x[i];
+                for (int64_t i = 0; i < r; i++) {
+                    double v = load(a->x, a->dt, o * r + i);
+                    acc += e ? exp(v - sh) : v;
+                }
             }
         }
         store(a->y, a->dt, o, finish(a->op, acc, mx, r));

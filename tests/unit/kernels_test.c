@@ -614,3 +614,17 @@ Test(kernels, dropout_keep_fraction)
     nnrt_free(x);
     nnrt_free(y);
 }
+
+Test(kernels, reduce_and_argmax_i32)
+{
+    int32_t x[6] = {3, -1, 7, INT32_MAX, 1, -5}, y[3];
+    NnrtReduce s = {NNRT_RSUM, NN_DT_I32, 2, {2, 3}, 1, x, y}; // over rows: column sums
+    nnrt_reduce(&s, 0, 1);
+    cr_assert(y[0] == INT32_MAX && y[1] == 0 && y[2] == 2, "%d %d %d", y[0], y[1], y[2]);
+    NnrtReduce m = {NNRT_RMAX, NN_DT_I32, 2, {2, 3}, 2, x, y};
+    nnrt_reduce(&m, 0, 1);
+    cr_assert(y[0] == 7 && y[1] == INT32_MAX);
+    NnrtArgmax a = {NN_DT_I32, 2, {2, 3}, 1, x, y};
+    nnrt_argmax(&a, 0, 1);
+    cr_assert(y[0] == 2 && y[1] == 0);
+}
