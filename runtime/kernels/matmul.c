@@ -113,12 +113,20 @@ void nnrt_matmul_pack(const NnrtMatmul *a, int ith, int nth)
     for (int64_t j = lo; j < hi; j++) {
         float *dst = (float *)a->pack + j * nr * k;
         int64_t cols = n - j * nr < nr ? n - j * nr : nr;
+        if (a->tb) {
+            // B is [n, k]: read each of its rows once, write a panel column.
+            for (int64_t q = 0; q < cols; q++) {
+                const float *src = b + (j * nr + q) * k;
+                for (int64_t p = 0; p < k; p++)
+                    dst[p * nr + q] = src[p];
+            }
+            for (int64_t p = 0; p < k; p++)
+                for (int64_t q = cols; q < nr; q++)
+                    dst[p * nr + q] = 0.0f;
+            continue;
+        }
         for (int64_t p = 0; p < k; p++, dst += nr) {
-            if (a->tb)
-                for (int64_t q = 0; q < cols; q++)
-                    dst[q] = b[(j * nr + q) * k + p];
-            else
-                memcpy(dst, b + p * n + j * nr, (size_t)cols * sizeof(float));
+            memcpy(dst, b + p * n + j * nr, (size_t)cols * sizeof(float));
             for (int64_t q = cols; q < nr; q++)
                 dst[q] = 0.0f;
         }
