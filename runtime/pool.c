@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct NnrtWorker {
@@ -16,8 +17,10 @@ struct NnrtWorker {
 };
 
 // How long a thread spins before it sleeps: long enough to catch the next
-// kernel of a graph (microseconds apart), short enough not to burn a shared CPU.
-enum { SPIN_ITERS = 1 << 14 };
+// parallel kernel of a graph (serial kernels run in between), short enough not
+// to burn a shared CPU for long. Waking a sleeping thread can cost hundreds of
+// microseconds on a virtual machine, so this errs on the long side.
+#define SPIN_NS 1000000L
 
 static inline void cpu_relax(void)
 {
@@ -28,18 +31,54 @@ static inline void cpu_relax(void)
 #endif
 }
 
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+// Spins while *v == old, for at most SPIN_NS; true if it changed.
+static bool spin_while_uint(atomic_uint *v, unsigned old)
+{
+    int64_t end = 0;
+    for (unsigned i = 0; atomic_load(v) == old; i++) {
+        cpu_relax();
+        if ((i & 255) == 255) {
+            int64_t t = now_ns();
+            if (!end)
+                end = t + SPIN_NS;
+            else if (t > end)
+                return false;
+        }
+    }
+    return true;
+}
+
+// Spins while *v > 0, for at most SPIN_NS; true if it reached 0.
+static bool spin_while_pos(atomic_int *v)
+{
+    int64_t end = 0;
+    for (unsigned i = 0; atomic_load(v) > 0; i++) {
+        cpu_relax();
+        if ((i & 255) == 255) {
+            int64_t t = now_ns();
+            if (!end)
+                end = t + SPIN_NS;
+            else if (t > end)
+                return false;
+        }
+    }
+    return true;
+}
+
 static void *worker_main(void *vp)
 {
     NnrtWorker *w = vp;
     NnrtPool *p = w->pool;
     unsigned seen = 0;
     for (;;) {
-        int spins = 0;
-        while (atomic_load(&p->gen) == seen && spins < SPIN_ITERS) {
-            cpu_relax();
-            spins++;
-        }
-        if (atomic_load(&p->gen) == seen) {
+        if (!spin_while_uint(&p->gen, seen)) {
             pthread_mutex_lock(&p->mu);
             while (atomic_load(&p->gen) == seen) {
                 p->sleepers++;
@@ -131,9 +170,7 @@ void nnrt_pool_run(NnrtPool *p, NnrtTask fn, void *arg)
 
     fn(arg, 0, p->nthreads);
 
-    for (int spins = 0; atomic_load(&p->pending) > 0 && spins < SPIN_ITERS; spins++)
-        cpu_relax();
-    if (atomic_load(&p->pending) > 0) {
+    if (!spin_while_pos(&p->pending)) {
         pthread_mutex_lock(&p->mu);
         p->caller_waits = true;
         while (atomic_load(&p->pending) > 0)
