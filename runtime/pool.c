@@ -5,6 +5,7 @@
 // one task is in flight per pool (`busy`), and fn/arg never change while it runs.
 #include "pool.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -45,6 +46,7 @@ static bool spin_while_uint(atomic_uint *v, unsigned old)
     for (unsigned i = 0; atomic_load(v) == old; i++) {
         cpu_relax();
         if ((i & 255) == 255) {
+            sched_yield(); // let other runnable threads in when cores are shared
             int64_t t = now_ns();
             if (!end)
                 end = t + SPIN_NS;
@@ -62,6 +64,7 @@ static bool spin_while_pos(atomic_int *v)
     for (unsigned i = 0; atomic_load(v) > 0; i++) {
         cpu_relax();
         if ((i & 255) == 255) {
+            sched_yield(); // let other runnable threads in when cores are shared
             int64_t t = now_ns();
             if (!end)
                 end = t + SPIN_NS;
