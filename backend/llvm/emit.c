@@ -2,6 +2,7 @@
 // typed loads and stores (optionally masked), calls to intrinsics and libm,
 // counted loops and the per-thread split of an index range. They build at the
 // builder's current position and keep no state besides the NnCg they are given.
+#include <llvm-c/DebugInfo.h>
 #include <string.h>
 
 #include "nn_llvm.h"
@@ -186,6 +187,7 @@ void nn_cg_loop_begin(NnCg *cg, NnLoop *l, LLVMValueRef lo, LLVMValueRef hi, int
     LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "body");
     l->exit = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "done");
     l->step = step;
+    l->unroll = false;
     LLVMBuildBr(cg->b, l->head);
     LLVMPositionBuilderAtEnd(cg->b, l->head);
     l->iv = LLVMBuildPhi(cg->b, cg->t_i64, "i");
@@ -196,11 +198,32 @@ void nn_cg_loop_begin(NnCg *cg, NnLoop *l, LLVMValueRef lo, LLVMValueRef hi, int
     LLVMPositionBuilderAtEnd(cg->b, body);
 }
 
+static LLVMMetadataRef md_str(NnCg *cg, const char *s)
+{
+    return LLVMMDStringInContext2(cg->ctx, s, strlen(s));
+}
+
+// A self-referential loop id: !{!self, !{"llvm.loop.vectorize.enable", false}, ...}.
+static LLVMMetadataRef loop_id(NnCg *cg, bool unroll)
+{
+    LLVMMetadataRef off = LLVMValueAsMetadata(LLVMConstInt(cg->t_i1, 0, 0));
+    LLVMMetadataRef vec[2] = {md_str(cg, "llvm.loop.vectorize.enable"), off};
+    LLVMMetadataRef nou = md_str(cg, "llvm.loop.unroll.disable");
+    LLVMMetadataRef tmp = LLVMTemporaryMDNode(cg->ctx, NULL, 0);
+    LLVMMetadataRef ops[3] = {tmp, LLVMMDNodeInContext2(cg->ctx, vec, 2),
+                              LLVMMDNodeInContext2(cg->ctx, &nou, 1)};
+    LLVMMetadataRef id = LLVMMDNodeInContext2(cg->ctx, ops, unroll ? 2 : 3);
+    LLVMMetadataReplaceAllUsesWith(tmp, id);
+    return id;
+}
+
 void nn_cg_loop_end(NnCg *cg, NnLoop *l)
 {
     LLVMValueRef next = LLVMBuildNSWAdd(cg->b, l->iv, nn_cg_i64(cg, l->step), "");
     LLVMBasicBlockRef from = LLVMGetInsertBlock(cg->b);
-    LLVMBuildBr(cg->b, l->head);
+    LLVMValueRef br = LLVMBuildBr(cg->b, l->head);
+    unsigned kind = LLVMGetMDKindIDInContext(cg->ctx, "llvm.loop", 9);
+    LLVMSetMetadata(br, kind, LLVMMetadataAsValue(cg->ctx, loop_id(cg, l->unroll)));
     LLVMAddIncoming(l->iv, &next, &from, 1);
     LLVMPositionBuilderAtEnd(cg->b, l->exit);
 }

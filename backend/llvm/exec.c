@@ -160,6 +160,7 @@ static double now_ms(void)
 static NnStatus compile(NnExec *x, JBind *b)
 {
     char prefix[24], name[48];
+    double t0 = now_ms();
     snprintf(prefix, sizeof prefix, "b%d_", x->serial++);
     NnCg cg;
     nn_cg_init(&cg, nn_llvm_jit_context(x->jit), x->g, b->symv, prefix);
@@ -179,7 +180,9 @@ static NnStatus compile(NnExec *x, JBind *b)
             scratch = cg.slot_bytes[s];
     if (cg.nerr)
         memcpy(b->err_node, cg.err_node, (size_t)cg.nerr * sizeof(NnId));
+    double t1 = now_ms();
     NnStatus st = nn_llvm_jit_add(x->jit, cg.mod, &b->tracker);
+    double t2 = now_ms();
     int err_slot = cg.err_slot;
     nn_cg_fini(&cg);
     if (st != NN_OK)
@@ -194,6 +197,9 @@ static NnStatus compile(NnExec *x, JBind *b)
         b->bufs[s] = s == err_slot ? (void *)b->err : b->scratch;
     snprintf(name, sizeof name, "%sstep", prefix);
     void *fp = nn_llvm_jit_lookup(x->jit, name);
+    if (getenv("NN_JIT_TIMES"))
+        fprintf(stderr, "jit: lower %.0f ms, optimize %.0f ms, codegen %.0f ms\n", t1 - t0,
+                t2 - t1, now_ms() - t2);
     memcpy(&b->step, &fp, sizeof fp); // object to function pointer, as dlsym does
     return b->step ? NN_OK : NN_ERR_RUNTIME;
 }

@@ -102,7 +102,9 @@ NnStatus nn_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm)
     LLVMPassBuilderOptionsSetSLPVectorization(o, 1);
     LLVMPassBuilderOptionsSetLoopUnrolling(o, 1);
     LLVMPassBuilderOptionsSetLoopInterleaving(o, 1);
-    LLVMErrorRef err = LLVMRunPasses(m, "default<O3>", tm, o);
+    // NN_JIT_PIPELINE overrides the pipeline (e.g. "default<O1>") for experiments.
+    const char *pipe = getenv("NN_JIT_PIPELINE");
+    LLVMErrorRef err = LLVMRunPasses(m, pipe && *pipe ? pipe : "default<O3>", tm, o);
     LLVMDisposePassBuilderOptions(o);
     return err ? fail_err(err, "optimizing") : NN_OK;
 }

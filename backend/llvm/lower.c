@@ -139,6 +139,7 @@ void nn_cg_kernel_begin(NnCg *cg, const char *what, double work)
     cg->fn = LLVMAddFunction(cg->mod, k->name, ft);
     LLVMSetLinkage(cg->fn, LLVMInternalLinkage);
     target_attrs(cg, cg->fn);
+    add_enum_attr(cg, cg->fn, "noinline"); // optimized once, not again inside step
     cg->bufs = LLVMGetParam(cg->fn, 0);
     cg->ith = LLVMGetParam(cg->fn, 1);
     cg->nth = LLVMGetParam(cg->fn, 2);

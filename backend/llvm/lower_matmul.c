@@ -10,7 +10,7 @@
 #include "nn_llvm.h"
 
 #define MM_MR 8    // rows per register tile
-#define MM_KC 256  // K block: a 256 x 32 f32 panel is 32 KiB
+#define MM_KC 1024 // K block
 #define MM_MC 128  // rows per L2 block of A
 
 typedef struct Mm {
@@ -19,6 +19,7 @@ typedef struct Mm {
     int64_t m, n, k;
     int vw, nr;          // lanes per vector, columns per panel (2 vectors)
     int64_t np;          // panels
+    int64_t kblocks;     // K blocks of KC (1 when K fits one block)
     int a_slot, b_slot, pack_slot, out_slot;
     NnExpr *epi;         // NULL: plain product
     NnDType out_dt;
@@ -133,23 +134,31 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
     LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
     LLVMValueRef j0 = mul(cg, p, m->nr);
     // Accumulators start at 0 in the first K block, else from C's partial sums.
-    LLVMBasicBlockRef zb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "zero");
-    LLVMBasicBlockRef lb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "reload");
-    LLVMBasicBlockRef kb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "kloop");
-    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, kc0, nn_cg_i64(cg, 0), ""), zb, lb);
-    LLVMPositionBuilderAtEnd(cg->b, zb);
-    for (int r = 0; r < rows; r++)
-        for (int v = 0; v < 2; v++)
-            LLVMBuildStore(cg->b, LLVMConstNull(vt), m->acc[r][v]);
-    LLVMBuildBr(cg->b, kb);
-    LLVMPositionBuilderAtEnd(cg->b, lb);
-    for (int r = 0; r < rows; r++)
-        for (int v = 0; v < 2; v++)
-            LLVMBuildStore(cg->b,
-                           nn_cg_load(cg, m->dt, m->c, c_off(cg, m, i0, r, j0, v), m->vw, m->mask[v]),
-                           m->acc[r][v]);
-    LLVMBuildBr(cg->b, kb);
-    LLVMPositionBuilderAtEnd(cg->b, kb);
+    if (m->kblocks == 1) {
+        for (int r = 0; r < rows; r++)
+            for (int v = 0; v < 2; v++)
+                LLVMBuildStore(cg->b, LLVMConstNull(vt), m->acc[r][v]);
+    } else {
+        LLVMBasicBlockRef zb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "zero");
+        LLVMBasicBlockRef lb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "reload");
+        LLVMBasicBlockRef kb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "kloop");
+        LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntEQ, kc0, nn_cg_i64(cg, 0), "");
+        LLVMBuildCondBr(cg->b, first, zb, lb);
+        LLVMPositionBuilderAtEnd(cg->b, zb);
+        for (int r = 0; r < rows; r++)
+            for (int v = 0; v < 2; v++)
+                LLVMBuildStore(cg->b, LLVMConstNull(vt), m->acc[r][v]);
+        LLVMBuildBr(cg->b, kb);
+        LLVMPositionBuilderAtEnd(cg->b, lb);
+        for (int r = 0; r < rows; r++)
+            for (int v = 0; v < 2; v++) {
+                LLVMValueRef off = c_off(cg, m, i0, r, j0, v);
+                LLVMBuildStore(cg->b, nn_cg_load(cg, m->dt, m->c, off, m->vw, m->mask[v]),
+                               m->acc[r][v]);
+            }
+        LLVMBuildBr(cg->b, kb);
+        LLVMPositionBuilderAtEnd(cg->b, kb);
+    }
 
     NnLoop k;
     nn_cg_loop_begin(cg, &k, kc0, add(cg, kc0, kcn), 1);
@@ -167,8 +176,13 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
             LLVMBuildStore(cg->b, f, m->acc[r][v]);
         }
     }
+    k.unroll = true;
     nn_cg_loop_end(cg, &k);
 
+    if (m->kblocks == 1) {
+        tile_store(cg, m, i0, j0, rows, true);
+        return;
+    }
     LLVMBasicBlockRef fb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "final");
     LLVMBasicBlockRef pb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "partial");
     LLVMBasicBlockRef db = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "stored");
@@ -210,7 +224,7 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
         t0 = nn_cg_i64(cg, 0);
         t1 = nn_cg_i64(cg, mt);
     }
-    int64_t kblocks = m->k > 0 ? (m->k + kc - 1) / kc : 1;
+    int64_t kblocks = m->kblocks = m->k > 0 ? (m->k + kc - 1) / kc : 1;
     int64_t mc = MM_MC / MM_MR; // tiles per L2 block
     NnLoop kb, mb, p, t;
     nn_cg_loop_begin(cg, &kb, nn_cg_i64(cg, 0), nn_cg_i64(cg, kblocks), 1);

@@ -107,10 +107,13 @@ LLVMValueRef nn_cg_binop(NnCg *cg, NnOp op, NnDType dt, LLVMValueRef a, LLVMValu
 
 // Counted loops: for (iv = lo; iv + step <= hi; iv += step). After end, the
 // builder sits in the exit block and `iv` holds the first index not visited.
+// Loops carry "do not vectorize" metadata (their bodies are vector code or
+// short tails already) and "do not unroll" unless `unroll` is set before end.
 typedef struct NnLoop {
     LLVMValueRef iv;
     LLVMBasicBlockRef head, exit;
     int64_t step;
+    bool unroll;
 } NnLoop;
 void nn_cg_loop_begin(NnCg *cg, NnLoop *l, LLVMValueRef lo, LLVMValueRef hi, int64_t step);
 void nn_cg_loop_end(NnCg *cg, NnLoop *l);
