@@ -3,6 +3,8 @@
 // division by zero giving 0, saturating float -> i32 casts, the sigmoid split
 // at 0, and the counter-based random numbers of the RNG ABI bit for bit.
 // Transcendentals call libm per lane (the same functions the runtime calls).
+#include <string.h>
+
 #include "nn_llvm.h"
 
 static LLVMTypeRef elem_type(LLVMValueRef v)
@@ -33,8 +35,85 @@ static LLVMValueRef lanewise(NnCg *cg, const char *fname, LLVMValueRef *a, int n
     return out;
 }
 
+static LLVMValueRef intrin1(NnCg *cg, const char *name, LLVMValueRef x);
+
+static LLVMValueRef fma3(NnCg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
+{
+    LLVMTypeRef t = LLVMTypeOf(a);
+    LLVMValueRef args[3] = {a, b, c};
+    return nn_cg_intrinsic(cg, "llvm.fma", &t, 1, args, 3);
+}
+
+// Horner's rule: c[0] * x^(n-1) + ... + c[n-1].
+static LLVMValueRef poly(NnCg *cg, LLVMValueRef x, const double *c, int n, int w)
+{
+    LLVMValueRef y = nn_cg_const(cg, NN_DT_F32, c[0], w);
+    for (int i = 1; i < n; i++)
+        y = fma3(cg, y, x, nn_cg_const(cg, NN_DT_F32, c[i], w));
+    return y;
+}
+
+// 2^n for i32 lanes n in [-126, 127], as float bits.
+static LLVMValueRef pow2i(NnCg *cg, LLVMValueRef n, int w)
+{
+    LLVMValueRef e = LLVMBuildAdd(cg->b, n, nn_cg_const(cg, NN_DT_I32, 127, w), "");
+    e = LLVMBuildShl(cg->b, e, nn_cg_const(cg, NN_DT_I32, 23, w), "");
+    return LLVMBuildBitCast(cg->b, e, nn_cg_vtype(cg, NN_DT_F32, w), "");
+}
+
+// expf in vector form (Cephes): x = n ln2 + r, |r| <= ln2/2, e^r by a degree-7
+// polynomial, times 2^n split in two factors so results down to denormals round
+// right. About 1 ulp; NaN stays NaN, +-inf give inf and 0.
+static LLVMValueRef vexp_f32(NnCg *cg, LLVMValueRef x, int w)
+{
+    static const double p[] = {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3,
+                               4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1};
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef hi = nn_cg_const(cg, NN_DT_F32, 89, w), lo = nn_cg_const(cg, NN_DT_F32, -104, w);
+    x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, x, hi, ""), hi, x, "");
+    x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, x, lo, ""), lo, x, "");
+    LLVMValueRef n = intrin1(cg, "llvm.rint",
+                             LLVMBuildFMul(b, x, nn_cg_const(cg, NN_DT_F32, 1.44269504088896341, w), ""));
+    LLVMValueRef r = fma3(cg, n, nn_cg_const(cg, NN_DT_F32, -0.693359375, w), x);
+    r = fma3(cg, n, nn_cg_const(cg, NN_DT_F32, 2.12194440e-4, w), r);
+    LLVMValueRef z = LLVMBuildFMul(b, r, r, "");
+    LLVMValueRef y = fma3(cg, poly(cg, r, p, 6, w), z, r);
+    y = LLVMBuildFAdd(b, y, nn_cg_const(cg, NN_DT_F32, 1, w), "");
+    LLVMTypeRef ovl[2] = {nn_cg_vtype(cg, NN_DT_I32, w), LLVMTypeOf(n)};
+    LLVMValueRef ni = nn_cg_intrinsic(cg, "llvm.fptosi.sat", ovl, 2, &n, 1);
+    LLVMValueRef n1 = LLVMBuildAShr(b, ni, nn_cg_const(cg, NN_DT_I32, 1, w), "");
+    LLVMValueRef n2 = LLVMBuildSub(b, ni, n1, "");
+    y = LLVMBuildFMul(b, y, pow2i(cg, n1, w), "");
+    return LLVMBuildFMul(b, y, pow2i(cg, n2, w), "");
+}
+
+// tanhf (Cephes): an odd polynomial below |x| = 0.625, else 1 - 2 / (e^2|x| + 1)
+// with x's sign. About 2 ulp.
+static LLVMValueRef vtanh_f32(NnCg *cg, LLVMValueRef x, int w)
+{
+    static const double p[] = {-5.70498872745E-3, 2.06390887954E-2, -5.37397155531E-2,
+                               1.33314422036E-1, -3.33332819422E-1};
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef ax = intrin1(cg, "llvm.fabs", x);
+    LLVMValueRef z = LLVMBuildFMul(b, x, x, "");
+    LLVMValueRef small = fma3(cg, LLVMBuildFMul(b, poly(cg, z, p, 5, w), z, ""), x, x);
+    LLVMValueRef one = nn_cg_const(cg, NN_DT_F32, 1, w);
+    LLVMValueRef e = vexp_f32(cg, LLVMBuildFAdd(b, ax, ax, ""), w);
+    LLVMValueRef big = LLVMBuildFSub(b, one, LLVMBuildFDiv(b, nn_cg_const(cg, NN_DT_F32, 2, w),
+                                                            LLVMBuildFAdd(b, e, one, ""), ""), "");
+    LLVMTypeRef t = LLVMTypeOf(x);
+    LLVMValueRef cs[2] = {big, x};
+    big = nn_cg_intrinsic(cg, "llvm.copysign", &t, 1, cs, 2);
+    LLVMValueRef lt = LLVMBuildFCmp(b, LLVMRealOLT, ax, nn_cg_const(cg, NN_DT_F32, 0.625, w), "");
+    return LLVMBuildSelect(b, lt, small, big, "");
+}
+
 static LLVMValueRef libm1(NnCg *cg, NnDType dt, const char *f64name, LLVMValueRef x, int w)
 {
+    if (dt == NN_DT_F32 && strcmp(f64name, "exp") == 0)
+        return vexp_f32(cg, x, w);
+    if (dt == NN_DT_F32 && strcmp(f64name, "tanh") == 0)
+        return vtanh_f32(cg, x, w);
     char name[16];
     snprintf(name, sizeof name, "%s%s", f64name, dt == NN_DT_F32 ? "f" : "");
     return lanewise(cg, name, &x, 1, w);
