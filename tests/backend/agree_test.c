@@ -202,7 +202,7 @@ static void b_reshape(NnOp op)
 
 static void b_transpose(NnOp op)
 {
-    static const int p3[] = {2, 0, 1}, p2[] = {1, 0};
+    static const int p3[NN_MAX_RANK] = {2, 0, 1}, p2[NN_MAX_RANK] = {1, 0};
     Case c;
     start(&c);
     NnId x = in(&c, NN_DT_F32, AG_SHAPE(3, 4, 5), -1, 1);
