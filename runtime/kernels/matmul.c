@@ -4,6 +4,7 @@
 // KC (B micro-panel stays in L1) and MC (rows of A stay in L2). The micro-kernel
 // exists for AVX-512, AVX2+FMA and plain SSE2, picked at run time; all share one
 // pack layout. f64 is a straightforward cache-friendly loop nest.
+#include <pthread.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -83,15 +84,14 @@ static Variant pick_variant(void)
     return (Variant){ukernel_generic, 4, 8, 512};
 }
 
+static Variant chosen;
+static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
+static void choose(void) { chosen = pick_variant(); }
+
 static Variant variant(void)
 {
-    static Variant v; // written once; a racing first call writes the same value
-    static _Atomic int ready;
-    if (!ready) {
-        v = pick_variant();
-        ready = 1;
-    }
-    return v;
+    pthread_once(&chosen_once, choose);
+    return chosen;
 }
 
 size_t nnrt_matmul_pack_size(NnDType dt, int64_t n, int64_t k)
