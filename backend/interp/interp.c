@@ -186,6 +186,11 @@ static NnStatus frame_init(Frame *f, const NnGraph *g, const int64_t *symv, NnAr
             NnStatus st = body_frame(f, n, f->sub[i], a, packmax);
             if (st != NN_OK)
                 return st;
+            // The body computes its result straight into this node's buffer.
+            const NnGraph *body = n->attr.body;
+            NnId out = body->outputs[0].id;
+            if (!is_external(body->nodes[out].op) && t->data)
+                f->sub[i]->vals[out].data = t->data;
         } else if (!is_external(n->op) && !t->data) {
             return nnrt_fail(NN_ERR_RUNTIME, "internal: node %d has no buffer", i);
         }
