@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-void nn_ctx_init(NnCtx *c, FILE *diag_out)
+// Hidden: libnanomsg (pulled in by Criterion) has its own global nn_ctx_init,
+// and an exported one here would replace it inside that library and hang it.
+__attribute__((visibility("hidden"))) void nn_ctx_init(NnCtx *c, FILE *diag_out)
 {
     memset(c, 0, sizeof *c);
     c->arena = nn_arena_new();
