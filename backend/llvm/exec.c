@@ -17,7 +17,17 @@
 
 enum { MAX_BINDINGS = 8 };
 
+// NN_JIT_PROFILE=1: kernels run one by one from C, timed; totals print at free.
+typedef struct KProf {
+    char name[48];
+    NnrtTask fn;
+    bool par;
+    double ms;
+} KProf;
+
 typedef struct JBind {
+    KProf *prof;     // per kernel when profiling, else NULL
+    int64_t runs;
     int64_t symv[NN_MAX_SYMS];
     void (*step)(void *pool, void **bufs);
     void *tracker;   // the binding's code in the JIT
@@ -131,6 +141,10 @@ static void bind_free(NnExec *x, JBind *b)
 {
     if (!b)
         return;
+    for (int k = 0; b->prof && k < b->nkernels; k++)
+        fprintf(stderr, "jit profile: %-28s %s %9.3f ms/run\n", b->prof[k].name,
+                b->prof[k].par ? "par" : "ser", b->prof[k].ms / (double)(b->runs ? b->runs : 1));
+    free(b->prof);
     nn_llvm_jit_remove(x->jit, b->tracker);
     nnrt_free(b->ws);
     nnrt_free(b->scratch);
@@ -169,6 +183,13 @@ static NnStatus compile(NnExec *x, JBind *b)
         nn_cg_fini(&cg);
         return NN_ERR_RUNTIME;
     }
+    if (getenv("NN_JIT_PROFILE")) {
+        b->prof = calloc((size_t)cg.nkernels + 1, sizeof(KProf));
+        for (int k = 0; b->prof && k < cg.nkernels; k++) {
+            snprintf(b->prof[k].name, sizeof b->prof[k].name, "%s", cg.kernels[k].name);
+            b->prof[k].par = cg.kernels[k].work >= NN_PAR_WORK;
+        }
+    }
     b->nslots = cg.nslots;
     b->nkernels = cg.nkernels;
     b->nerr = cg.nerr;
@@ -201,6 +222,10 @@ static NnStatus compile(NnExec *x, JBind *b)
         fprintf(stderr, "jit: lower %.0f ms, optimize %.0f ms, codegen %.0f ms\n", t1 - t0,
                 t2 - t1, now_ms() - t2);
     memcpy(&b->step, &fp, sizeof fp); // object to function pointer, as dlsym does
+    for (int k = 0; b->prof && k < b->nkernels; k++) {
+        fp = nn_llvm_jit_lookup(x->jit, b->prof[k].name);
+        memcpy(&b->prof[k].fn, &fp, sizeof fp);
+    }
     return b->step ? NN_OK : NN_ERR_RUNTIME;
 }
 
@@ -386,7 +411,19 @@ static NnStatus jit_run(NnExec *x, NnVars *vars, NnTensor *const *inputs, NnTens
                                           node_bytes(b, g->updates[k].value))
             return nnrt_fail(NN_ERR_SHAPE, "update of '%s' has the wrong type", var->attr.name);
     }
-    b->step(x->pool, b->bufs);
+    if (b->prof) {
+        b->runs++;
+        for (int k = 0; k < b->nkernels; k++) {
+            double t0 = now_ms();
+            if (b->prof[k].par)
+                nnrt_pool_run(x->pool, b->prof[k].fn, b->bufs);
+            else
+                b->prof[k].fn(b->bufs, 0, 1);
+            b->prof[k].ms += now_ms() - t0;
+        }
+    } else {
+        b->step(x->pool, b->bufs);
+    }
     if ((st = check_labels(x, b)) != NN_OK)
         return st;
     for (int k = 0; k < g->noutputs; k++) {

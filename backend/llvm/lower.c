@@ -18,10 +18,6 @@ static const LowerFn lowerers[NN_OP_COUNT] = {
 #undef NN_OP
 };
 
-// Kernels below this much work run on the calling thread: a pool dispatch
-// costs a few microseconds.
-#define NN_PAR_WORK 32768.0
-
 void nn_cg_init(NnCg *cg, LLVMContextRef ctx, const NnGraph *g, const int64_t *symv,
                 const char *prefix)
 {
@@ -137,7 +133,6 @@ void nn_cg_kernel_begin(NnCg *cg, const char *what, double work)
     LLVMTypeRef params[3] = {cg->t_ptr, cg->t_i32, cg->t_i32};
     LLVMTypeRef ft = LLVMFunctionType(cg->t_void, params, 3, 0);
     cg->fn = LLVMAddFunction(cg->mod, k->name, ft);
-    LLVMSetLinkage(cg->fn, LLVMInternalLinkage);
     target_attrs(cg, cg->fn);
     add_enum_attr(cg, cg->fn, "noinline"); // optimized once, not again inside step
     cg->bufs = LLVMGetParam(cg->fn, 0);

@@ -3,6 +3,7 @@
 // division by zero giving 0, saturating float -> i32 casts, the sigmoid split
 // at 0, and the counter-based random numbers of the RNG ABI bit for bit.
 // Transcendentals call libm per lane (the same functions the runtime calls).
+#include <math.h>
 #include <string.h>
 
 #include "nn_llvm.h"
@@ -108,8 +109,57 @@ static LLVMValueRef vtanh_f32(NnCg *cg, LLVMValueRef x, int w)
     return LLVMBuildSelect(b, lt, small, big, "");
 }
 
+// logf (Cephes): x = m 2^e with m in [sqrt(1/2), sqrt(2)), log(m) by a polynomial
+// in m - 1, plus e ln2 in two parts. Denormals are scaled up first. About 1 ulp;
+// log(0) = -inf, log(x < 0) = NaN, log(inf) = inf.
+static LLVMValueRef vlog_f32(NnCg *cg, LLVMValueRef x, int w)
+{
+    static const double p[] = {7.0376836292E-2, -1.1514610310E-1, 1.1676998740E-1,
+                               -1.2420140846E-1, 1.4249322787E-1, -1.6668057665E-1,
+                               2.0000714765E-1, -2.4999993993E-1, 3.3333331174E-1};
+    LLVMBuilderRef b = cg->b;
+    LLVMTypeRef it = nn_cg_vtype(cg, NN_DT_I32, w), ft = nn_cg_vtype(cg, NN_DT_F32, w);
+    LLVMValueRef fmin = nn_cg_const(cg, NN_DT_F32, 0x1p-126, w);
+    LLVMValueRef tiny = LLVMBuildFCmp(b, LLVMRealOLT, x, fmin, "");
+    LLVMValueRef xs = LLVMBuildSelect(
+        b, tiny, LLVMBuildFMul(b, x, nn_cg_const(cg, NN_DT_F32, 0x1p23, w), ""), x, "");
+    LLVMValueRef bits = LLVMBuildBitCast(b, xs, it, "");
+    LLVMValueRef e = LLVMBuildSub(
+        b, LLVMBuildAnd(b, LLVMBuildLShr(b, bits, nn_cg_const(cg, NN_DT_I32, 23, w), ""),
+                        nn_cg_const(cg, NN_DT_I32, 255, w), ""),
+        nn_cg_const(cg, NN_DT_I32, 126, w), "");
+    e = LLVMBuildSelect(b, tiny, LLVMBuildSub(b, e, nn_cg_const(cg, NN_DT_I32, 23, w), ""), e, "");
+    // Keep sign and mantissa (0x807fffff as an i32), exponent of 0.5.
+    LLVMValueRef keep = nn_cg_const(cg, NN_DT_I32, -2139095041.0, w);
+    LLVMValueRef mb = LLVMBuildOr(b, LLVMBuildAnd(b, bits, keep, ""),
+                                  nn_cg_const(cg, NN_DT_I32, 0x3f000000, w), "");
+    LLVMValueRef m = LLVMBuildBitCast(b, mb, ft, "");
+    LLVMValueRef one = nn_cg_const(cg, NN_DT_F32, 1, w);
+    LLVMValueRef half = nn_cg_const(cg, NN_DT_F32, 0.707106781186547524, w);
+    LLVMValueRef lo = LLVMBuildFCmp(b, LLVMRealOLT, m, half, "");
+    e = LLVMBuildSelect(b, lo, LLVMBuildSub(b, e, nn_cg_const(cg, NN_DT_I32, 1, w), ""), e, "");
+    m = LLVMBuildSelect(b, lo, LLVMBuildFAdd(b, m, m, ""), m, "");
+    m = LLVMBuildFSub(b, m, one, "");
+    LLVMValueRef z = LLVMBuildFMul(b, m, m, "");
+    LLVMValueRef y = LLVMBuildFMul(b, LLVMBuildFMul(b, poly(cg, m, p, 9, w), m, ""), z, "");
+    LLVMValueRef ef = LLVMBuildSIToFP(b, e, ft, "");
+    y = fma3(cg, ef, nn_cg_const(cg, NN_DT_F32, -2.12194440e-4, w), y);
+    y = fma3(cg, z, nn_cg_const(cg, NN_DT_F32, -0.5, w), y);
+    LLVMValueRef r = LLVMBuildFAdd(b, m, y, "");
+    r = fma3(cg, ef, nn_cg_const(cg, NN_DT_F32, 0.693359375, w), r);
+    // Special values, in the order libm gives them.
+    LLVMValueRef inf = nn_cg_const(cg, NN_DT_F32, INFINITY, w);
+    r = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOEQ, x, inf, ""), inf, r, "");
+    r = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOEQ, x, nn_cg_const(cg, NN_DT_F32, 0, w), ""),
+                        nn_cg_const(cg, NN_DT_F32, -INFINITY, w), r, "");
+    return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGE, x, nn_cg_const(cg, NN_DT_F32, 0, w), ""),
+                           r, nn_cg_const(cg, NN_DT_F32, NAN, w), "");
+}
+
 static LLVMValueRef libm1(NnCg *cg, NnDType dt, const char *f64name, LLVMValueRef x, int w)
 {
+    if (dt == NN_DT_F32 && strcmp(f64name, "log") == 0)
+        return vlog_f32(cg, x, w);
     if (dt == NN_DT_F32 && strcmp(f64name, "exp") == 0)
         return vexp_f32(cg, x, w);
     if (dt == NN_DT_F32 && strcmp(f64name, "tanh") == 0)

@@ -94,6 +94,13 @@ static LLVMValueRef vexp_f64(NnCg *cg, LLVMValueRef x, int w)
 static LLVMValueRef term(NnCg *cg, Red *r, int w, LLVMValueRef mx)
 {
     LLVMValueRef v = nn_expr_eval(cg, r->e, w, r->rank - 1, NULL, NULL);
+    if (r->op == NN_OP_LOGSUMEXP && !r->max_pass && r->dt == NN_DT_F32) {
+        // exp(x - max) <= 1 in f32 (vector exp), summed in double.
+        LLVMValueRef m32 = LLVMBuildFPTrunc(cg->b, mx, nn_cg_vtype(cg, NN_DT_F32, w), "");
+        NnNode e = {.op = NN_OP_EXP};
+        LLVMValueRef d = LLVMBuildFSub(cg->b, v, m32, "");
+        return convert(cg, nn_cg_elem_op(cg, &e, NN_DT_F32, &d, w, NULL), r->dt, r->at, w);
+    }
     v = convert(cg, v, r->dt, r->at, w);
     if (r->op == NN_OP_LOGSUMEXP && !r->max_pass)
         v = vexp_f64(cg, LLVMBuildFSub(cg->b, v, mx, ""), w);

@@ -42,6 +42,10 @@ typedef struct NnCgKernel {
     double work; // rough flop/element count: small kernels run on the caller only
 } NnCgKernel;
 
+// Kernels below this much work run on the calling thread: a pool dispatch
+// costs a few microseconds.
+#define NN_PAR_WORK 32768.0
+
 typedef struct NnCg {
     LLVMContextRef ctx;
     LLVMModuleRef mod;

@@ -300,8 +300,15 @@ Test(llvm, transcendentals_accurate)
                        88.72f, -87.4f, INFINITY, -INFINITY, NAN};
     for (int i = 0; i < 13; i++)
         xv[i] = special[i];
-    NnOp ops[3] = {NN_OP_EXP, NN_OP_TANH, NN_OP_SIGMOID};
-    for (int k = 0; k < 3; k++) {
+    NnOp ops[4] = {NN_OP_EXP, NN_OP_TANH, NN_OP_SIGMOID, NN_OP_LOG};
+    for (int k = 0; k < 4; k++) {
+        if (k == 3) { // log: x^2 |x| spans [0, 1e6]; negatives, denormals and specials too
+            for (int64_t i = 13; i < n; i++)
+                xv[i] = xv[i] * xv[i] * fabsf(xv[i]) * (i % 7 == 0 ? -1.0f : 1.0f);
+            xv[13] = 1e-40f;
+            xv[14] = 1.0f;
+            xv[15] = 0.99999994f;
+        }
         NnGraph *g = nn_graph_new();
         NnId in = ag_input(g, "x", NN_DT_F32, AG_SHAPE(n));
         nn_graph_add_output(g, "y", nn_ir_unary(g, ops[k], in, ag_loc));
@@ -312,8 +319,8 @@ Test(llvm, transcendentals_accurate)
         cr_assert_eq(nn_backend_jit.run(e, &v, &x, out), NN_OK, "%s", nnrt_errmsg());
         const float *y = out[0]->data;
         for (int64_t i = 0; i < n; i++) {
-            double t = xv[i], ref = k == 0 ? exp(t) : k == 1 ? tanh(t) : 1 / (1 + exp(-t));
-            if (isnan(t)) {
+            double t = xv[i], ref = k == 0 ? exp(t) : k == 1 ? tanh(t) : k == 2 ? 1 / (1 + exp(-t)) : log(t);
+            if (isnan(ref)) {
                 cr_expect(isnan(y[i]), "%s(NaN) = %g", nn_op_name(ops[k]), y[i]);
                 continue;
             }
