@@ -766,7 +766,7 @@ static const char *category(const bool *has, bool at_eof, bool closers)
 {
     if (at_eof && closers)
         return NULL; // only the missing closer matters at the end of the file
-    if (has[YYSYMBOL_FN])
+    if (has[YYSYMBOL_FN] && has[YYSYMBOL_IMPORT])
         return "declaration or statement";
     if (has[YYSYMBOL_RETURN])
         return "statement";
