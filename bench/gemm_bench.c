@@ -1,0 +1,229 @@
+// Generated matmul against OpenBLAS, and the machine's FMA peak. A matmul is
+// a one-node graph (C = op(A) @ op(B)) run through nn_backend_jit, so it is
+// exactly the code the compiler emits for a MATMUL; OpenBLAS runs the same
+// shapes with cblas_sgemm. Both use the same thread count (1, then 2). The
+// peak is many independent vector FMAs per thread, on 1 and 2 threads.
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "backend.h"
+#include "bench.h"
+
+// ---- FMA peak ----
+
+enum { PEAK_ITERS = 1 << 22 };
+
+// 12 independent accumulators hide the FMA latency on any current x86 core.
+__attribute__((target("avx512f,fma"))) static float peak_avx512(long iters)
+{
+    __m512 a[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++)
+        a[i] = _mm512_set1_ps((float)i);
+    for (long n = 0; n < iters; n++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++)
+            a[i] = _mm512_fmadd_ps(a[i], m, c);
+    }
+    __m512 s = a[0];
+    for (int i = 1; i < 12; i++)
+        s = _mm512_add_ps(s, a[i]);
+    return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx2,fma"))) static float peak_avx2(long iters)
+{
+    __m256 a[12], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++)
+        a[i] = _mm256_set1_ps((float)i);
+    for (long n = 0; n < iters; n++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++)
+            a[i] = _mm256_fmadd_ps(a[i], m, c);
+    }
+    __m256 s = a[0];
+    for (int i = 1; i < 12; i++)
+        s = _mm256_add_ps(s, a[i]);
+    float v[8];
+    _mm256_storeu_ps(v, s);
+    return v[0] + v[7];
+}
+
+typedef struct PeakArg {
+    bool wide;
+    long iters;
+    volatile float sink;
+} PeakArg;
+
+static void *peak_thread(void *p)
+{
+    PeakArg *a = p;
+    a->sink = a->wide ? peak_avx512(a->iters) : peak_avx2(a->iters);
+    return NULL;
+}
+
+// GFLOP/s of `threads` threads each doing iters x 12 vector FMAs.
+static double peak_gflops(bool wide, int threads)
+{
+    pthread_t th[2];
+    PeakArg arg[2];
+    long iters = PEAK_ITERS / 8;
+    double flops = 2.0 * 12 * (wide ? 16 : 8);
+    for (int r = 0; r < 2; r++) { // first round warms the clocks up
+        double t0 = bench_now();
+        for (int i = 0; i < threads; i++) {
+            arg[i] = (PeakArg){wide, iters, 0};
+            pthread_create(&th[i], NULL, peak_thread, &arg[i]);
+        }
+        for (int i = 0; i < threads; i++)
+            pthread_join(th[i], NULL);
+        double dt = bench_now() - t0;
+        if (r == 0)
+            iters = (long)((double)iters * 0.25 / dt) + 1; // about 0.25 s
+        else
+            return flops * (double)iters * threads / dt * 1e-9;
+    }
+    return 0;
+}
+
+void bench_peak(void)
+{
+    __builtin_cpu_init();
+    bool avx512 = __builtin_cpu_supports("avx512f");
+    for (int t = 1; t <= 2; t++) {
+        double g = __builtin_cpu_supports("avx2") ? peak_gflops(false, t) : 0;
+        if (avx512) {
+            double w = peak_gflops(true, t);
+            g = w > g ? w : g;
+        }
+        char key[32];
+        snprintf(key, sizeof key, "peak_t%d_gflops", t);
+        bench_emit(key, g);
+    }
+}
+
+// ---- matmul ----
+
+typedef struct Gemm {
+    const char *name; // key stem
+    int64_t m, n, k;
+    bool ta, tb;
+} Gemm;
+
+// Square sizes, then the MLP step's matmuls at batch 128 (forward, then the
+// weight and input gradients of the backward pass).
+static const Gemm gemms[] = {
+    {"sq256", 256, 256, 256, false, false},
+    {"sq512", 512, 512, 512, false, false},
+    {"sq1024", 1024, 1024, 1024, false, false},
+    {"fwd1", 128, 256, 784, false, false},  // x[128,784] @ w1[784,256]
+    {"fwd2", 128, 128, 256, false, false},  // h1 @ w2
+    {"fwd3", 128, 10, 128, false, false},   // h2 @ w3
+    {"dw1", 784, 256, 128, true, false},    // x^T @ dh1
+    {"dw2", 256, 128, 128, true, false},    // h1^T @ dh2
+    {"dh1", 128, 256, 128, false, true},    // dh2 @ w2^T
+    {"dh2", 128, 128, 10, false, true},     // dlogits @ w3^T
+};
+
+typedef struct GemmJob {
+    const Gemm *s;
+    NnExec *x;
+    NnTensor *in[2], *out[1];
+    float *c;
+} GemmJob;
+
+static bool run_jit(void *p)
+{
+    GemmJob *j = p;
+    return nn_backend_jit.run(j->x, NULL, j->in, j->out) == NN_OK;
+}
+
+static bool run_blas(void *p)
+{
+    GemmJob *j = p;
+    const Gemm *s = j->s;
+    const float *a = j->in[0]->data, *b = j->in[1]->data;
+    cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans,
+                (int)s->m, (int)s->n, (int)s->k, 1.0f, a, s->ta ? (int)s->m : (int)s->k, b,
+                s->tb ? (int)s->k : (int)s->n, 0.0f, j->c, (int)s->n);
+    return true;
+}
+
+static NnTensor *rand_matrix(int64_t r, int64_t c, unsigned seed)
+{
+    int64_t shape[2] = {r, c};
+    NnTensor *t = nnrt_tensor_new(NN_DT_F32, 2, shape);
+    float *d = t ? t->data : NULL;
+    for (int64_t i = 0; d && i < t->numel; i++) {
+        seed = seed * 1103515245u + 12345u;
+        d[i] = (float)((seed >> 8) & 0xffff) / 65536.0f - 0.5f;
+    }
+    return t;
+}
+
+// Largest relative difference between the JIT's and OpenBLAS's results.
+static double max_rel_diff(const float *x, const float *y, int64_t n)
+{
+    double worst = 0, scale = 1e-6;
+    for (int64_t i = 0; i < n; i++)
+        scale = fabsf(y[i]) > scale ? fabsf(y[i]) : scale;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabsf(x[i] - y[i]) / scale;
+        worst = d > worst ? d : worst;
+    }
+    return worst;
+}
+
+static void gemm_one(const Gemm *s, int threads, double min_s)
+{
+    GemmJob j = {.s = s};
+    NnGraph *g = nn_graph_new();
+    NnLoc loc = {0};
+    NnShape sa = {2, {s->ta ? s->k : s->m, s->ta ? s->m : s->k}};
+    NnShape sb = {2, {s->tb ? s->n : s->k, s->tb ? s->k : s->n}};
+    NnId a = nn_ir_source(g, NN_OP_INPUT, "a", NN_DT_F32, &sa, loc);
+    NnId b = nn_ir_source(g, NN_OP_INPUT, "b", NN_DT_F32, &sb, loc);
+    nn_graph_add_output(g, "c", nn_ir_matmul(g, a, b, s->ta, s->tb, loc));
+    j.in[0] = rand_matrix(sa.dim[0], sa.dim[1], 1);
+    j.in[1] = rand_matrix(sb.dim[0], sb.dim[1], 2);
+    j.c = nnrt_alloc((size_t)(s->m * s->n) * sizeof(float));
+    NnExecOptions eo = {.threads = threads};
+    j.x = nn_backend_jit.prepare(g, &eo);
+    openblas_set_num_threads(threads);
+    double flop = 2.0 * (double)s->m * (double)s->n * (double)s->k;
+    char key[64];
+    if (j.x && j.in[0] && j.in[1] && j.c) {
+        double tj = bench_time(run_jit, &j, min_s, 7);
+        double tb = bench_time(run_blas, &j, min_s, 7);
+        snprintf(key, sizeof key, "gemm_%s_t%d_nnc_gflops", s->name, threads);
+        if (tj > 0)
+            bench_emit(key, flop / tj * 1e-9);
+        snprintf(key, sizeof key, "gemm_%s_t%d_blas_gflops", s->name, threads);
+        bench_emit(key, flop / tb * 1e-9);
+        if (tj > 0 && threads == 2) {
+            snprintf(key, sizeof key, "gemm_%s_maxreldiff", s->name);
+            bench_emit(key, max_rel_diff(j.out[0]->data, j.c, s->m * s->n));
+        }
+    } else {
+        fprintf(stderr, "bench: matmul %s: %s\n", s->name, nnrt_errmsg());
+    }
+    if (j.x)
+        nn_backend_jit.free(j.x);
+    nn_graph_free(g);
+    nnrt_tensor_free(j.in[0]);
+    nnrt_tensor_free(j.in[1]);
+    nnrt_free(j.c);
+}
+
+void bench_gemm(bool quick)
+{
+    // OpenBLAS picks its kernels by core type (OPENBLAS_CORETYPE overrides it).
+    printf("  \"blas_core\": \"%s\",\n", openblas_get_corename());
+    for (int t = 1; t <= 2; t++)
+        for (size_t i = 0; i < sizeof gemms / sizeof gemms[0]; i++)
+            gemm_one(&gemms[i], t, quick ? 0.03 : 0.1);
+}

@@ -1,0 +1,368 @@
+// The benchmark driver: takes bench/mlp.nn and bench/xor.nn through the real
+// pipeline (parse, sema, nn_lower_train, nn_passes_run, backend prepare/run)
+// and times, on the interpreter and the JIT, the MLP training step at batch
+// 128, the XOR step at batch 4, batch-1 inference, and the JIT compile time;
+// then gemm_bench.c times generated matmul against OpenBLAS and the FMA peak.
+// Prints one flat JSON object on stdout; bench/report.py turns it into the
+// table. Data is synthetic (uniform inputs, random labels): speed only.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ast.h"
+#include "backend.h"
+#include "bench.h"
+#include "init.h"
+#include "lower.h"
+#include "pass.h"
+#include "sema.h"
+
+static const char *src_dir = ".";
+static bool quick;
+
+// ---- timing helpers ----
+
+double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double bench_time(bool (*fn)(void *), void *ctx, double min_s, int reps)
+{
+    if (quick) {
+        min_s /= 4;
+        reps = reps > 3 ? 3 : reps;
+    }
+    if (!fn(ctx))
+        return -1;
+    // Calibrate: double the count until one repetition takes min_s.
+    long n = 1;
+    for (;;) {
+        double t0 = bench_now();
+        for (long i = 0; i < n; i++)
+            if (!fn(ctx))
+                return -1;
+        double dt = bench_now() - t0;
+        if (dt >= min_s || n > (1L << 24))
+            break;
+        n = dt > 0 ? (long)(n * 1.2 * min_s / dt) + 1 : n * 2;
+        if (n < 2)
+            n = 2;
+    }
+    double v[32];
+    reps = reps > 32 ? 32 : reps;
+    for (int r = 0; r < reps; r++) {
+        double t0 = bench_now();
+        for (long i = 0; i < n; i++)
+            if (!fn(ctx))
+                return -1;
+        v[r] = (bench_now() - t0) / (double)n;
+    }
+    return bench_median(v, reps);
+}
+
+void bench_emit(const char *key, double value) { printf("  \"%s\": %.6g,\n", key, value); }
+
+// ---- models ----
+
+typedef struct Model {
+    NnCtx c;
+    NnProgram *p;
+    NnTrainSpec spec;
+    NnGraph *infer; // the model alone, inference mode (output "output")
+    NnVars vars;
+} Model;
+
+static bool init_vars(Model *m)
+{
+    nnrt_vars_init(&m->vars);
+    for (int i = 0; i < m->spec.nvars; i++) {
+        const NnParamInit *v = &m->spec.vars[i];
+        NnTensor *t = nnrt_tensor_new(v->dtype, v->shape.rank, v->shape.dim);
+        if (!t || nnrt_init_fill(t, v->init, v->args, v->nargs, m->spec.seed, v->name) != NN_OK ||
+            nnrt_vars_put(&m->vars, v->name, t) != NN_OK) {
+            fprintf(stderr, "bench: cannot initialize %s: %s\n", v->name, nnrt_errmsg());
+            return false;
+        }
+    }
+    return true;
+}
+
+// Whether every PARAM/STATE of g is in vars (so g can run on the step's variables).
+static bool vars_cover(const NnGraph *g, const NnVars *vars)
+{
+    for (NnId i = 0; i < g->count; i++) {
+        const NnNode *n = &g->nodes[i];
+        if ((n->op == NN_OP_PARAM || n->op == NN_OP_STATE) && !nnrt_vars_get(vars, n->attr.name))
+            return false;
+    }
+    return true;
+}
+
+// Parse, sema and lower `name` (in bench/) against fields. Sets *secs to the
+// front end's time (source text to step, eval and inference graphs).
+static bool model_load(Model *m, const char *name, const NnField *f, int nf, double *secs)
+{
+    memset(m, 0, sizeof *m);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/bench/%s", src_dir, name);
+    double t0 = bench_now();
+    nn_ctx_init(&m->c, stderr);
+    static char stdlib[4096];
+    snprintf(stdlib, sizeof stdlib, "%s/stdlib", src_dir);
+    m->c.stdlib_dir = stdlib;
+    NnSource *src = nn_source_load(m->c.arena, &m->c.diags, path);
+    NnAst *ast = src ? nn_parse(&m->c, src) : NULL;
+    if (!ast || m->c.diags.nerrors || !(m->p = nn_sema(&m->c, ast)) || m->c.diags.nerrors ||
+        m->p->ntrains < 1 ||
+        !nn_lower_train(&m->c, m->p, m->p->trains[0], f, nf, NULL, 0, &m->spec)) {
+        fprintf(stderr, "bench: cannot compile %s\n", path);
+        return false;
+    }
+    const NnDecl *d = nn_sema_find(m->p, m->spec.model);
+    m->infer = d ? nn_lower_model(&m->c, m->p, d->ast, false) : NULL;
+    *secs = bench_now() - t0;
+    if (!init_vars(m))
+        return false;
+    if (m->infer && !vars_cover(m->infer, &m->vars)) {
+        fprintf(stderr, "bench: model graph names its parameters differently; using eval\n");
+        nn_graph_free(m->infer);
+        m->infer = NULL;
+    }
+    return true;
+}
+
+static void model_free(Model *m)
+{
+    nnrt_vars_fini(&m->vars);
+    nn_graph_free(m->spec.forward);
+    nn_graph_free(m->spec.step);
+    nn_graph_free(m->spec.eval);
+    nn_graph_free(m->infer);
+    nn_ctx_fini(&m->c);
+}
+
+// ---- one graph on one backend ----
+
+typedef struct Job {
+    const NnBackend *be;
+    NnGraph *g; // optimized copy, ours
+    NnExec *x;
+    NnVars *vars;
+    NnTensor *in[2];
+    NnTensor *out[4];
+} Job;
+
+// Optimizes a copy of g as the nnc driver does (interp: stage opt; JIT: fused).
+static bool job_prepare(Job *j, const NnBackend *be, const NnGraph *g, NnVars *vars, int threads)
+{
+    j->be = be;
+    j->vars = vars;
+    NnPassOptions po = {.stop = strcmp(be->name, "interp") == 0 ? "opt" : "fused"};
+    j->g = nn_passes_run(nn_graph_clone(g), &po);
+    NnExecOptions eo = {.threads = threads};
+    if (!(j->x = be->prepare(j->g, &eo))) {
+        fprintf(stderr, "bench: %s cannot prepare: %s\n", be->name, nnrt_errmsg());
+        return false;
+    }
+    return true;
+}
+
+static void job_free(Job *j)
+{
+    if (j->x)
+        j->be->free(j->x);
+    nn_graph_free(j->g);
+    j->x = NULL;
+    j->g = NULL;
+}
+
+static bool job_run(void *ctx)
+{
+    Job *j = ctx;
+    if (j->be->run(j->x, j->vars, j->in, j->out) != NN_OK) {
+        fprintf(stderr, "bench: %s run failed: %s\n", j->be->name, nnrt_errmsg());
+        return false;
+    }
+    return true;
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static double urand(void)
+{
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
+
+// A tensor of n rows of the field's sample shape, uniform in [0, 1), or
+// integers in [0, classes) for i32.
+static NnTensor *field_tensor(const NnField *f, int64_t n, int classes)
+{
+    int64_t shape[NN_MAX_RANK] = {n};
+    memcpy(shape + 1, f->sample.dim, sizeof(int64_t) * (size_t)f->sample.rank);
+    NnTensor *t = nnrt_tensor_new(f->dtype, f->sample.rank + 1, shape);
+    for (int64_t i = 0; t && i < t->numel; i++)
+        nnrt_tensor_set(t, i, f->dtype == NN_DT_I32 ? (double)(int)(urand() * classes) : urand());
+    return t;
+}
+
+// ---- the measurements ----
+
+static const NnBackend *backend(const char *name)
+{
+    const NnBackend *be = nn_backend_find(name);
+    if (!be)
+        fprintf(stderr, "bench: no '%s' backend in this build\n", name);
+    return be;
+}
+
+// Seconds per step of graph g at batch n; negative on failure.
+static double time_graph(const char *be_name, const NnGraph *g, Model *m, const NnField *f,
+                         int nf, int64_t n, int classes, int threads, double min_s)
+{
+    const NnBackend *be = backend(be_name);
+    Job j = {0};
+    double s = -1;
+    for (int k = 0; k < nf; k++)
+        j.in[k] = field_tensor(&f[k], n, classes);
+    if (be && j.in[0] && (nf < 2 || j.in[1]) && job_prepare(&j, be, g, &m->vars, threads))
+        s = bench_time(job_run, &j, min_s, 7);
+    job_free(&j);
+    for (int k = 0; k < nf; k++)
+        nnrt_tensor_free(j.in[k]);
+    return s;
+}
+
+static void emit_time(const char *key, double secs, double scale)
+{
+    if (secs > 0)
+        bench_emit(key, secs * scale);
+}
+
+// JIT compile time of the step: optimize, prepare, first run, less one steady step.
+static double compile_secs(Model *m, const NnField *f, int64_t n, int classes, double step_s)
+{
+    const NnBackend *be = backend("jit");
+    if (!be || step_s <= 0)
+        return -1;
+    double v[5];
+    int reps = quick ? 1 : 5;
+    for (int r = 0; r < reps; r++) {
+        Job j = {0};
+        j.in[0] = field_tensor(&f[0], n, classes);
+        j.in[1] = field_tensor(&f[1], n, classes);
+        double t0 = bench_now();
+        bool ok = job_prepare(&j, be, m->spec.step, &m->vars, 2) && job_run(&j);
+        v[r] = bench_now() - t0 - step_s;
+#ifdef NN_WITH_LLVM
+        if (ok && r == 0)
+            bench_emit("mlp_jit_kernels", nn_llvm_kernel_count(j.x));
+#endif
+        job_free(&j);
+        nnrt_tensor_free(j.in[0]);
+        nnrt_tensor_free(j.in[1]);
+        if (!ok)
+            return -1;
+    }
+    return bench_median(v, reps);
+}
+
+static void bench_mlp(void)
+{
+    NnField f[2] = {{"x", NN_DT_F32, {.rank = 1, .dim = {784}}}, {"label", NN_DT_I32, {.rank = 0}}};
+    Model m;
+    double front[3];
+    for (int r = 0; r < 3; r++) {
+        if (r)
+            model_free(&m);
+        if (!model_load(&m, "mlp.nn", f, 2, &front[r]))
+            return;
+    }
+    const int64_t batch = 128;
+    double s = time_graph("interp", m.spec.step, &m, f, 2, batch, 10, 2, 0.3);
+    emit_time("mlp_train_interp_t2_sps", 1 / s, batch);
+    double best = -1;
+    for (int t = 1; t <= 2; t++) {
+        s = time_graph("jit", m.spec.step, &m, f, 2, batch, 10, t, 0.2);
+        char key[64];
+        snprintf(key, sizeof key, "mlp_train_jit_t%d_sps", t);
+        emit_time(key, 1 / s, batch);
+        if (s > 0 && (best < 0 || s < best))
+            best = s;
+    }
+    // Inference: the model alone when it runs on the step's variables, else eval.
+    bool alone = m.infer != NULL;
+    const NnGraph *ig = alone ? m.infer : m.spec.eval;
+    bench_emit("infer_model_only", alone);
+    for (int t = 1; t <= 2; t++) {
+        char key[64];
+        snprintf(key, sizeof key, "infer1_interp_t%d_us", t);
+        emit_time(key, time_graph("interp", ig, &m, f, alone ? 1 : 2, 1, 10, t, 0.1), 1e6);
+        snprintf(key, sizeof key, "infer1_jit_t%d_us", t);
+        emit_time(key, time_graph("jit", ig, &m, f, alone ? 1 : 2, 1, 10, t, 0.1), 1e6);
+    }
+    double c = compile_secs(&m, f, batch, 10, best);
+    bench_emit("mlp_front_ms", bench_median(front, 3) * 1e3);
+    emit_time("mlp_compile_ms", c, 1e3);
+    model_free(&m);
+}
+
+static void bench_xor(void)
+{
+    NnField f[2] = {{"x", NN_DT_F32, {.rank = 1, .dim = {2}}},
+                    {"y", NN_DT_F32, {.rank = 1, .dim = {1}}}};
+    Model m;
+    double front;
+    if (!model_load(&m, "xor.nn", f, 2, &front))
+        return;
+    for (int t = 1; t <= 2; t++) {
+        char key[64];
+        snprintf(key, sizeof key, "xor_interp_t%d_us", t);
+        emit_time(key, time_graph("interp", m.spec.step, &m, f, 2, 4, 2, t, 0.1), 1e6);
+        snprintf(key, sizeof key, "xor_jit_t%d_us", t);
+        emit_time(key, time_graph("jit", m.spec.step, &m, f, 2, 4, 2, t, 0.1), 1e6);
+    }
+    model_free(&m);
+}
+
+int main(int argc, char **argv)
+{
+    bool models = true, gemm = true;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick"))
+            quick = true;
+        else if (!strcmp(argv[i], "--models"))
+            gemm = false;
+        else if (!strcmp(argv[i], "--gemm"))
+            models = false;
+        else
+            src_dir = argv[i];
+    }
+    printf("{\n");
+    if (models) {
+        bench_mlp();
+        bench_xor();
+    }
+    if (gemm) {
+        bench_peak();
+        bench_gemm(quick);
+    }
+    printf("  \"quick\": %d\n}\n", quick);
+    return 0;
+}

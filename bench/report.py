@@ -1,0 +1,179 @@
+# Turns the JSON of bench/nnc_bench.c and bench/torch_bench.py (one or more
+# rounds of each) into the markdown table of bench/results.md: nnc's
+# interpreter and JIT against PyTorch and OpenBLAS as ratios, each target
+# with PASS or MISS and by how much. Across rounds each figure keeps its best
+# value (highest rate, lowest time), the same rule for every column.
+#   usage: report.py FILE.json... > results.md
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+LOWER_IS_BETTER = ("_us", "_ms")
+
+
+def merge(files):
+    out = {}
+    for path in files:
+        with open(path) as f:
+            d = json.load(f)
+        for k, v in d.items():
+            if k not in out or not isinstance(v, (int, float)):
+                out[k] = v
+            elif k.endswith(LOWER_IS_BETTER):
+                out[k] = min(out[k], v)
+            elif k.endswith(("_sps", "_gflops")):
+                out[k] = max(out[k], v)
+    return out
+
+
+def best(d, stem, unit, lower):
+    """Best of the 1- and 2-thread figures: (value, threads) or (None, None)."""
+    got = [(d[f"{stem}_t{t}_{unit}"], t) for t in (1, 2) if f"{stem}_t{t}_{unit}" in d]
+    if not got:
+        return None, None
+    return (min if lower else max)(got)
+
+
+def fmt(v, digits=3):
+    if v is None:
+        return "n/a"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}g}"
+
+
+def verdict(achieved, required, lower=False, unit="x"):
+    """PASS, or MISS and by how much: achieved vs required (a ratio or a time)."""
+    if achieved is None:
+        return "n/a (not measured)"
+    ok = achieved <= required if lower else achieved >= required
+    if ok:
+        return "PASS"
+    if lower:
+        return f"MISS by {achieved - required:.0f} {unit} ({achieved / required:.2f}x the limit)"
+    return f"MISS by {100 * (1 - achieved / required):.0f}% ({fmt(achieved)}{unit} of {fmt(required)}{unit})"
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def model_rows(d):
+    rows, targets = [], []
+    ji, _ = d.get("mlp_train_interp_t2_sps"), 2
+    jj, jt = best(d, "mlp_train_jit", "sps", False)
+    tj, tt = best(d, "torch_mlp_train", "sps", False)
+    rows.append(("MLP training step, batch 128 (samples/s, higher is better)", fmt(ji) + " (2T)",
+                 f"{fmt(jj)} ({jt}T)", f"{fmt(tj)} ({tt}T)", fmt(ratio(jj, ji)) + "x",
+                 fmt(ratio(jj, tj)) + "x"))
+    targets.append(("JIT >= 10x interpreter, MLP training step", fmt(ratio(jj, ji)) + "x",
+                    verdict(ratio(jj, ji), 10)))
+    targets.append(("JIT >= 1.5x PyTorch samples/s, MLP training step",
+                     fmt(ratio(jj, tj)) + "x", verdict(ratio(jj, tj), 1.5)))
+    xi, xit = best(d, "xor_interp", "us", True)
+    xj, xjt = best(d, "xor_jit", "us", True)
+    xt, xtt = best(d, "torch_xor", "us", True)
+    rows.append(("XOR step, batch 4 (µs/step, lower is better)", f"{fmt(xi)} ({xit}T)",
+                 f"{fmt(xj)} ({xjt}T)", f"{fmt(xt)} ({xtt}T)", fmt(ratio(xi, xj)) + "x",
+                 fmt(ratio(xt, xj)) + "x"))
+    targets.append(("JIT per-step overhead >= 20x lower than PyTorch, XOR",
+                    fmt(ratio(xt, xj)) + "x", verdict(ratio(xt, xj), 20)))
+    ii, iit = best(d, "infer1_interp", "us", True)
+    ij, ijt = best(d, "infer1_jit", "us", True)
+    it, itt = best(d, "torch_infer1", "us", True)
+    rows.append(("MLP inference, batch 1 (µs, lower is better)", f"{fmt(ii)} ({iit}T)",
+                 f"{fmt(ij)} ({ijt}T)", f"{fmt(it)} ({itt}T)", fmt(ratio(ii, ij)) + "x",
+                 fmt(ratio(it, ij)) + "x"))
+    targets.append(("JIT batch-1 latency lower than PyTorch's", fmt(ratio(it, ij)) + "x",
+                    verdict(ratio(it, ij), 1.0)))
+    c = d.get("mlp_compile_ms")
+    front = d.get("mlp_front_ms")
+    total = c + front if c is not None and front is not None else None
+    kernels = d.get("mlp_jit_kernels")
+    rows.append(("JIT compile of the MLP training step (ms)", "", f"{fmt(total)} "
+                 f"(front end {fmt(front)} + passes and LLVM {fmt(c)}; "
+                 f"{fmt(kernels)} kernels)", "", "", ""))
+    targets.append(("MLP training step compiled (source to machine code) in < 300 ms",
+                    f"{fmt(total)} ms", verdict(total, 300, lower=True, unit="ms")))
+    return rows, targets
+
+
+GEMMS = [("sq256", "256 x 256 x 256"), ("sq512", "512 x 512 x 512"),
+         ("sq1024", "1024 x 1024 x 1024"),
+         ("fwd1", "MLP fwd x @ w1: 128 x 256 x 784"), ("fwd2", "MLP fwd h1 @ w2: 128 x 128 x 256"),
+         ("fwd3", "MLP fwd h2 @ w3: 128 x 10 x 128"),
+         ("dw1", "MLP bwd x^T @ g1: 784 x 256 x 128"), ("dw2", "MLP bwd h1^T @ g2: 256 x 128 x 128"),
+         ("dh1", "MLP bwd g2 @ w2^T: 128 x 256 x 128"), ("dh2", "MLP bwd g3 @ w3^T: 128 x 128 x 10")]
+
+
+def gemm_rows(d):
+    rows, targets = [], []
+    p1, p2 = d.get("peak_t1_gflops"), d.get("peak_t2_gflops")
+    for key, name in GEMMS:
+        cells = [name]
+        for t, peak in ((1, p1), (2, p2)):
+            n = d.get(f"gemm_{key}_t{t}_nnc_gflops")
+            b = d.get(f"gemm_{key}_t{t}_blas_gflops")
+            pct = f"{100 * n / peak:.0f}%" if n and peak else "n/a"
+            cells += [fmt(n), fmt(b), f"{fmt(ratio(n, b))}x", pct]
+        rows.append(cells)
+        if key == "sq1024":
+            for t in (1, 2):
+                r = ratio(d.get(f"gemm_{key}_t{t}_nnc_gflops"), d.get(f"gemm_{key}_t{t}_blas_gflops"))
+                targets.append((f"generated matmul >= 70% of OpenBLAS at 1024, {t} thread{'s' * (t > 1)}",
+                                f"{100 * r:.0f}%" if r else "n/a", verdict(r, 0.7)))
+    return rows, targets
+
+
+def table(head, rows):
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def machine():
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=False).stdout.strip()
+    except OSError:
+        rev = "?"
+    return cpu, os.cpu_count(), rev
+
+
+def main():
+    d = merge(sys.argv[1:])
+    cpu, ncpu, rev = machine()
+    mrows, mt = model_rows(d)
+    grows, gt = gemm_rows(d)
+    print(f"Run {time.strftime('%Y-%m-%d %H:%M')} on {cpu}, {ncpu} cores; nnc {rev} (Release), "
+          f"PyTorch {d.get('torch_version', '?')}, OpenBLAS kernels for "
+          f"`{d.get('blas_core', '?')}`. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for PyTorch "
+          f"and OpenBLAS. Each figure is the median of 7 timed repetitions after a warm-up, best "
+          f"of {d.get('_rounds', 1)} rounds; nT = threads (best of 1 and 2 shown for the JIT and "
+          f"PyTorch). Ratios are \"times better than\" (>1 means nnc's JIT wins).\n")
+    print("### Model workloads\n")
+    print(table(["workload", "interpreter", "JIT", "PyTorch (best threads)", "JIT vs interp",
+                 "JIT vs PyTorch"], mrows))
+    p1, p2 = d.get("peak_t1_gflops"), d.get("peak_t2_gflops")
+    print(f"\n### Generated matmul vs OpenBLAS (GFLOP/s; M x N x K)\n\nMeasured FMA peak: "
+          f"{fmt(p1)} GFLOP/s on 1 core, {fmt(p2)} on 2. Same thread count for both sides.\n")
+    print(table(["shape", "nnc 1T", "OpenBLAS 1T", "nnc/BLAS 1T", "nnc % peak 1T", "nnc 2T",
+                 "OpenBLAS 2T", "nnc/BLAS 2T", "nnc % peak 2T"], grows))
+    print("\n### Targets\n")
+    print(table(["target", "achieved", "status"], mt + gt))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+#!/bin/sh
+# The benchmark, in one command: bench/run.sh [--quick] [--rounds N]
+# Installs what only the benchmark needs (Debian's python3-torch and
+# libopenblas-dev, with apt-get, if missing), builds nnc in Release in
+# build-bench plus the driver bench/nnc_bench.c, runs nnc (interpreter, JIT,
+# generated matmul) and PyTorch / OpenBLAS side by side, N rounds (default 2)
+# alternating, and prints the table, also written to bench/results.md.
+# OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for every process here:
+# they make OpenBLAS (also the one under PyTorch) use older, slower kernels.
+set -eu
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BUILD=${NN_BENCH_BUILD:-$ROOT/build-bench}
+QUICK=
+ROUNDS=2
+while [ $# -gt 0 ]; do
+    case $1 in
+    --quick) QUICK=--quick; ROUNDS=1 ;;
+    --rounds) ROUNDS=$2; shift ;;
+    *) echo "usage: bench/run.sh [--quick] [--rounds N]" >&2; exit 2 ;;
+    esac
+    shift
+done
+PY=/usr/bin/python3
+MULTIARCH=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+BLASDIR=/usr/lib/$MULTIARCH/openblas-pthread
+BLASINC=/usr/include/$MULTIARCH/openblas-pthread
+
+need=
+$PY -c 'import torch' 2>/dev/null || need="$need python3-torch"
+[ -e "$BLASINC/cblas.h" ] && [ -e "$BLASDIR/libopenblas.so" ] || need="$need libopenblas-dev"
+if [ -n "$need" ]; then
+    echo "bench: installing$need" >&2
+    SUDO=
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need >&2
+fi
+
+echo "bench: building nnc (Release) in $BUILD" >&2
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" -j2 --target nncomp nnbackend >/dev/null
+LLVMLIB=$(llvm-config-19 --libdir)
+cc -std=gnu17 -O2 -Wall -Wextra -Wpedantic -Wno-unused-parameter -DNN_WITH_LLVM=1 \
+    -I"$ROOT/compiler" -I"$ROOT/ir" -I"$ROOT/runtime" -I"$ROOT/backend" -I"$BLASINC" \
+    "$ROOT/bench/nnc_bench.c" "$ROOT/bench/gemm_bench.c" -o "$BUILD/nnc_bench" \
+    "$BUILD/libnncomp.a" "$BUILD/libnnbackend.a" "$BUILD/libnnir.a" "$BUILD/libnnrt.a" \
+    -L"$LLVMLIB" -Wl,-rpath,"$LLVMLIB" -lLLVM-19 \
+    -L"$BLASDIR" -Wl,-rpath,"$BLASDIR" -lopenblas -lz -lm -lpthread
+
+OUT=$BUILD/bench-out
+rm -rf "$OUT"
+mkdir -p "$OUT"
+r=1
+while [ $r -le "$ROUNDS" ]; do
+    echo "bench: round $r of $ROUNDS: nnc" >&2
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$BUILD/nnc_bench" $QUICK "$ROOT" \
+        >"$OUT/nnc$r.json"
+    echo "bench: round $r of $ROUNDS: PyTorch" >&2
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $PY "$ROOT/bench/torch_bench.py" $QUICK \
+        >"$OUT/torch$r.json"
+    r=$((r + 1))
+done
+echo "{\"_rounds\": $ROUNDS}" >"$OUT/rounds.json"
+$PY "$ROOT/bench/report.py" "$OUT"/*.json >"$OUT/results.md"
+cp "$OUT/results.md" "$ROOT/bench/results.md"
+cat "$ROOT/bench/results.md"

@@ -1,0 +1,89 @@
+# PyTorch's side of the benchmark, run by bench/run.sh with Debian's
+# /usr/bin/python3 and python3-torch, OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
+# unset. The same three workloads as bench/nnc_bench.c: the Fashion-MNIST
+# MLP training step at batch 128 (784-256-128-10, ReLU, dropout 0.2, Adam
+# 1e-3, cross-entropy), the XOR step (2-8-1 tanh/sigmoid, MSE, Adam, batch 4)
+# and batch-1 inference (eval mode, no_grad). Each runs with 1 and 2 torch
+# threads. Prints one flat JSON object.
+import json
+import sys
+import time
+
+import torch
+from torch import nn
+
+QUICK = "--quick" in sys.argv
+
+
+def bench(fn, min_s, reps=7):
+    """Seconds per call: warm up, calibrate a count, median of reps repetitions."""
+    if QUICK:
+        min_s, reps = min_s / 4, min(reps, 3)
+    for _ in range(3):
+        fn()
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        dt = time.perf_counter() - t0
+        if dt >= min_s:
+            break
+        n = max(2, int(n * 1.2 * min_s / dt) + 1) if dt > 0 else n * 2
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        times.append((time.perf_counter() - t0) / n)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def mlp():
+    return nn.Sequential(
+        nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.2),
+        nn.Linear(256, 128), nn.ReLU(),
+        nn.Linear(128, 10))
+
+
+def train_step(model, opt, loss_fn, x, y):
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def main():
+    torch.manual_seed(1)
+    out = {"torch_version": torch.__version__}
+    for t in (1, 2):
+        torch.set_num_threads(t)
+        m = mlp().train()
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+        x = torch.rand(128, 784)
+        y = torch.randint(0, 10, (128,))
+        s = bench(train_step(m, opt, nn.CrossEntropyLoss(), x, y), 0.3)
+        out[f"torch_mlp_train_t{t}_sps"] = 128 / s
+
+        xor = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1), nn.Sigmoid())
+        xopt = torch.optim.Adam(xor.parameters(), lr=0.05)
+        xx = torch.tensor([[0., 0.], [0., 1.], [1., 0.], [1., 1.]])
+        xy = torch.tensor([[0.], [1.], [1.], [0.]])
+        s = bench(train_step(xor, xopt, nn.MSELoss(), xx, xy), 0.1)
+        out[f"torch_xor_t{t}_us"] = s * 1e6
+
+        m.eval()
+        x1 = torch.rand(1, 784)
+
+        def infer():
+            with torch.no_grad():
+                m(x1)
+        out[f"torch_infer1_t{t}_us"] = bench(infer, 0.1) * 1e6
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
