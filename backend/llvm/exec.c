@@ -202,7 +202,7 @@ static NnStatus compile(NnExec *x, JBind *b)
     if (cg.nerr)
         memcpy(b->err_node, cg.err_node, (size_t)cg.nerr * sizeof(NnId));
     double t1 = now_ms();
-    NnStatus st = nn_llvm_jit_add(x->jit, cg.mod, &b->tracker);
+    NnStatus st = nn_llvm_jit_add_parallel(x->jit, cg.mod, &b->tracker);
     double t2 = now_ms();
     int err_slot = cg.err_slot;
     nn_cg_fini(&cg);

@@ -4,6 +4,8 @@
 // libnnrt is not in the dynamic symbol table) and libc/libm through a search
 // generator over the process. Everything created here is disposed here.
 #include <llvm-c/Analysis.h>
+#include <llvm-c/BitReader.h>
+#include <llvm-c/BitWriter.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/LLJIT.h>
@@ -12,8 +14,10 @@
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nn_llvm.h"
 #include "pool.h"
@@ -205,6 +209,150 @@ NnStatus nn_llvm_jit_add(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
         LLVMOrcDisposeThreadSafeModule(tsm);
         LLVMOrcReleaseResourceTracker(rt);
         return fail_err(err, "adding a module");
+    }
+    *tracker = rt;
+    return NN_OK;
+}
+
+// ---- parallel compilation: the module's functions split over threads ----
+
+enum { MAX_PARTS = 4 };
+
+typedef struct Part {
+    const char *bc; // the whole module as bitcode (shared, read-only)
+    size_t bclen;
+    const int *part_of; // per defined function, in module order: its part
+    int me;
+    LLVMMemoryBufferRef obj; // result
+    char err[256];
+} Part;
+
+// Parses the module into a private context, drops the bodies of other parts'
+// functions (leaving declarations the JIT links across), optimizes, emits code.
+static void *compile_part(void *arg)
+{
+    Part *p = arg;
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMMemoryBufferRef mb =
+        LLVMCreateMemoryBufferWithMemoryRangeCopy(p->bc, p->bclen, "nnc.bc");
+    LLVMModuleRef m = NULL;
+    LLVMTargetMachineRef tm = NULL;
+    if (LLVMParseBitcodeInContext2(ctx, mb, &m)) {
+        snprintf(p->err, sizeof p->err, "jit: cannot re-read the module");
+        goto done;
+    }
+    int k = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f)) {
+        if (LLVMIsDeclaration(f))
+            continue;
+        if (p->part_of[k++] != p->me) {
+            LLVMBasicBlockRef bb;
+            while ((bb = LLVMGetFirstBasicBlock(f)))
+                LLVMDeleteBasicBlock(bb);
+            LLVMSetLinkage(f, LLVMExternalLinkage);
+        }
+    }
+    char *err = NULL;
+    if (!(tm = nn_llvm_host_tm()) || nn_llvm_optimize(m, tm) != NN_OK) {
+        snprintf(p->err, sizeof p->err, "%s", nnrt_errmsg());
+    } else if (LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMObjectFile, &err, &p->obj)) {
+        snprintf(p->err, sizeof p->err, "jit: emitting code: %s", err);
+        LLVMDisposeMessage(err);
+        p->obj = NULL;
+    }
+done:
+    if (tm)
+        LLVMDisposeTargetMachine(tm);
+    if (m)
+        LLVMDisposeModule(m);
+    LLVMDisposeMemoryBuffer(mb);
+    LLVMContextDispose(ctx);
+    return NULL;
+}
+
+static int64_t fn_size(LLVMValueRef f)
+{
+    int64_t n = 0;
+    for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
+        for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i))
+            n++;
+    return n;
+}
+
+// Greedy balance by instruction count: each function to the lightest part.
+static int partition(LLVMModuleRef m, int nparts, int *part_of, int cap)
+{
+    int64_t load[MAX_PARTS] = {0};
+    int k = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f)) {
+        if (LLVMIsDeclaration(f))
+            continue;
+        if (k == cap)
+            return -1;
+        int best = 0;
+        for (int q = 1; q < nparts; q++)
+            if (load[q] < load[best])
+                best = q;
+        part_of[k++] = best;
+        load[best] += fn_size(f);
+    }
+    return k;
+}
+
+NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int nparts = ncpu < 2 ? 1 : ncpu > MAX_PARTS ? MAX_PARTS : (int)ncpu;
+    int nfn = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f))
+        nfn += !LLVMIsDeclaration(f);
+    if (nparts == 1 || nfn < 2)
+        return nn_llvm_jit_add(j, m, tracker);
+    *tracker = NULL;
+    int *part_of = calloc((size_t)nfn, sizeof(int));
+    if (!part_of || partition(m, nparts, part_of, nfn) != nfn) {
+        free(part_of);
+        LLVMDisposeModule(m);
+        return nnrt_fail(NN_ERR_NOMEM, "jit: out of memory");
+    }
+    LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(m);
+    LLVMDisposeModule(m);
+    Part parts[MAX_PARTS];
+    pthread_t th[MAX_PARTS];
+    bool started[MAX_PARTS] = {false};
+    for (int q = 0; q < nparts; q++) {
+        parts[q] = (Part){.bc = LLVMGetBufferStart(bc), .bclen = LLVMGetBufferSize(bc),
+                          .part_of = part_of, .me = q};
+        if (q > 0)
+            started[q] = pthread_create(&th[q], NULL, compile_part, &parts[q]) == 0;
+    }
+    for (int q = 0; q < nparts; q++)
+        if (q == 0 || !started[q])
+            compile_part(&parts[q]); // this thread's share, or a thread that would not start
+    for (int q = 1; q < nparts; q++)
+        if (started[q])
+            pthread_join(th[q], NULL);
+    LLVMDisposeMemoryBuffer(bc);
+    free(part_of);
+    NnStatus st = NN_OK;
+    LLVMOrcResourceTrackerRef rt =
+        LLVMOrcJITDylibCreateResourceTracker(LLVMOrcLLJITGetMainJITDylib(j->lljit));
+    for (int q = 0; q < nparts; q++) {
+        if (st == NN_OK && !parts[q].obj)
+            st = nnrt_fail(NN_ERR_RUNTIME, "%s", parts[q].err);
+        if (!parts[q].obj)
+            continue;
+        if (st != NN_OK) {
+            LLVMDisposeMemoryBuffer(parts[q].obj);
+            continue;
+        }
+        LLVMErrorRef err = LLVMOrcLLJITAddObjectFileWithRT(j->lljit, rt, parts[q].obj);
+        if (err)
+            st = fail_err(err, "adding an object");
+    }
+    if (st != NN_OK) {
+        nn_llvm_jit_remove(j, rt);
+        return st;
     }
     *tracker = rt;
     return NN_OK;

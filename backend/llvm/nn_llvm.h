@@ -33,6 +33,9 @@ LLVMTargetMachineRef nn_llvm_jit_tm(NnLlvmJit *j);
 // *tracker identifies the module's code for nn_llvm_jit_remove.
 NnStatus nn_llvm_jit_add(NnLlvmJit *j, LLVMModuleRef m, void **tracker);
 void nn_llvm_jit_remove(NnLlvmJit *j, void *tracker);
+// Same, with optimization and code generation split over one thread per CPU
+// (up to 4): each thread compiles some of the functions in its own context.
+NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker);
 // Address of a function added earlier; NULL with nnrt_errmsg set.
 void *nn_llvm_jit_lookup(NnLlvmJit *j, const char *name);
 
