@@ -477,6 +477,32 @@ static void check_parses(const char *dir, const char *name)
     nn_ctx_fini(&c);
 }
 
+// Every ```nn block of the language reference parses cleanly.
+Test(parse, reference_examples_parse)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/docs/language.md", root());
+    char *doc = slurp(path);
+    cr_assert_not_null(doc, "cannot read %s", path);
+    int blocks = 0;
+    for (char *p = doc; (p = strstr(p, "```nn\n"));) {
+        p += 6;
+        char *end = strstr(p, "```");
+        cr_assert_not_null(end);
+        *end = 0;
+        NnCtx c;
+        nn_ctx_init(&c, NULL);
+        nn_parse(&c, nn_source_from_string(c.arena, "language.md", p));
+        cr_expect_eq(c.diags.nerrors, 0, "block %d:\n%s\n%s", blocks + 1, p,
+                     nn_diags_text(&c.diags));
+        nn_ctx_fini(&c);
+        blocks++;
+        p = end + 3;
+    }
+    free(doc);
+    cr_assert_geq(blocks, 6);
+}
+
 Test(parse, stdlib_and_examples_parse)
 {
     cr_assert_gt(each_nn("stdlib", check_parses), 0);
