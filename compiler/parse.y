@@ -32,6 +32,11 @@ void nn_lex_close(NnLexer *lx);
 int nn_lex_next(NnLexer *lx, YYSTYPE *val, NnLoc *loc);
 // Source text of the token nn_lex_next returned last (for messages).
 const char *nn_lex_last_text(NnLexer *lx, int *len);
+// Where the innermost unclosed ( or [ is, and which; false when none is.
+bool nn_lex_open_bracket(NnLexer *lx, NnLoc *loc, char *bracket);
+// The identifier before the last token when it started a statement (as in
+// `modle m(x)`), else NULL.
+const char *nn_lex_stray_word(NnLexer *lx, int *len);
 }
 
 %code {
@@ -818,6 +823,12 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, NnParser *ps)
                  what);
         return 0;
     }
+    int wlen = 0;
+    const char *word = is_name_tok(look) ? nn_lex_stray_word(ps->lx, &wlen) : NULL;
+    if (word) {
+        nn_error(d, loc, "unexpected %s after '%.*s', which is not a keyword", what, wlen, word);
+        return 0;
+    }
     bool at_eof = look == YYSYMBOL_YYEOF;
     const char *cat = category(has, at_eof, closers);
     const char *names[6];
@@ -852,6 +863,11 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, NnParser *ps)
         strncat(buf, names[i], 40);
     }
     nn_error(d, loc, "unexpected %s, expected %s", what, buf);
+    // A closer expected on a later line: show where the bracket opened.
+    NnLoc open;
+    char bracket;
+    if (closers && nn_lex_open_bracket(ps->lx, &open, &bracket) && (at_eof || open.line != loc.line))
+        nn_note(d, open, "to match this '%c'", bracket);
     return 0;
 }
 

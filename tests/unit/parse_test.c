@@ -315,6 +315,26 @@ Test(parse, diag_invalid_character)
                      "      |       ^\n");
 }
 
+Test(parse, diag_unclosed_bracket_note)
+{
+    cr_assert_str_eq(diags_of("h = dense(x, 10\nreturn h\n"),
+                     "t.nn:2:1: error: unexpected 'return', expected ')' or ','\n"
+                     "    2 | return h\n"
+                     "      | ^~~~~~\n"
+                     "t.nn:1:10: note: to match this '('\n"
+                     "    1 | h = dense(x, 10\n"
+                     "      |          ^\n");
+    cr_assert_eq(ctx.diags.nerrors, 1);
+}
+
+Test(parse, diag_misspelled_keyword)
+{
+    const char *t = diags_of("modle m(x) {\n  return x\n}\n");
+    cr_assert(strstr(t, "t.nn:1:7: error: unexpected identifier 'm' after 'modle', which is "
+                        "not a keyword"), "%s", t);
+    cr_assert_eq(ctx.diags.nerrors, 1, "%s", t);
+}
+
 Test(parse, diag_expected_tokens)
 {
     cr_assert_str_eq(diags_of("fn f(x y) = x\n"),
