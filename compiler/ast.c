@@ -1,8 +1,8 @@
 // AST support: the compiler context, node builders, names of kinds and
 // operators, and the stable S-expression printer behind `--stage ast` and the
 // tests/golden/parse goldens. One node per line, children indented by two,
-// closing parens on the last line of a node; missing optional children print
-// as `_` so every position means the same thing in every dump.
+// closing parens on the last line of a node. Slice bounds and loop bounds
+// always print (an absent one as `_`); other absent fields are left out.
 #include "ast.h"
 
 #include <math.h>

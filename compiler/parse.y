@@ -253,9 +253,9 @@ dim:
   | '(' dim ')'         { $$ = $2; }
   ;
 
-/* Blocks of statements: `stmts` holds the terminated ones, `body` allows a
-   last one right before '}'. Error recovery skips to the end of the line, or
-   over a whole {...} when the error was in a header such as `for`. */
+// Blocks of statements: `stmts` holds the terminated ones, `body` allows a
+// last one right before '}'. Error recovery skips to the end of the line, or
+// over a whole {...} when the error was in a header such as `for`.
 body:
     stmts
   | stmts stmt          { $$ = $1; nn_ast_push(ps->c, &$$, $2); }
@@ -299,7 +299,7 @@ simple_stmt:
   | expr                { $$ = mk1(ps, NN_AST_EXPR, @1, $1); }
   ;
 
-/* data NAME { ... }: assignments and split statements only. */
+// data NAME { ... }: assignments and split statements only.
 dbody:
     dstmts
   | dstmts dstmt        { $$ = $1; nn_ast_push(ps->c, &$$, $2); }
@@ -351,7 +351,7 @@ split_opts:
   | '(' args ')'        { $$ = $2; }
   ;
 
-/* train M on D { ... }: settings, step blocks and noise declarations. */
+// train M on D { ... }: settings, step blocks and noise declarations.
 tbody:
     tsets
   | tsets tset          { $$ = $1; nn_ast_push(ps->c, &$$, $2); }
@@ -386,8 +386,8 @@ with_list:
                         }
   ;
 
-/* Tokens skipped, braces balanced, while recovering from an error in a
-   header such as `model m(x y) {`. */
+// Tokens skipped, braces balanced, while recovering from an error in a
+// header such as `model m(x y) {`.
 junk:
     %empty
   | junk anytok
@@ -487,8 +487,8 @@ index:
   | expr ':' expr       { $$ = mk(ps, NN_AST_SLICE, @$); $$->a = $1; $$->b = $3; $$ = fin(ps, $$); }
   ;
 
-/* Words that are keywords in one place and ordinary names elsewhere:
-   `train = idx(...)` in a data block, `beta1 ^ step`, `split(x, 4)`. */
+// Words that are keywords in one place and ordinary names elsewhere:
+// `train = idx(...)` in a data block, `beta1 ^ step`, `split(x, 4)`.
 ident:
     IDENT
   | DATA                { $$ = "data"; }
