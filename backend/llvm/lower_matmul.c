@@ -268,6 +268,43 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     nn_cg_kernel_end(cg);
 }
 
+// Tiny products (small layers, their gradients) as plain loops: one short
+// kernel instead of a packing pass and a register-tiled nest, which cost far
+// more to compile than they could save at run time.
+#define MM_SMALL 32768
+
+static void emit_small(NnCg *cg, Mm *m)
+{
+    nn_cg_kernel_begin(cg, "mm_small", (double)(m->m * m->n * m->k));
+    m->a = nn_cg_buf(cg, m->a_slot);
+    m->c = nn_cg_buf(cg, m->out_slot);
+    LLVMValueRef b = nn_cg_buf(cg, m->b_slot);
+    if (m->epi)
+        nn_expr_bind(cg, m->epi);
+    LLVMValueRef acc = nn_cg_alloca(cg, nn_cg_type(cg, m->dt));
+    NnLoop i, j, k;
+    nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->m), 1);
+    nn_cg_loop_begin(cg, &j, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->n), 1);
+    LLVMBuildStore(cg->b, nn_cg_const(cg, m->dt, 0, 1), acc);
+    nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->k), 1);
+    LLVMValueRef boff = m->tb ? add(cg, mul(cg, j.iv, m->k), k.iv) : add(cg, mul(cg, k.iv, m->n), j.iv);
+    LLVMValueRef args[3] = {a_elem(cg, m, i.iv, k.iv), nn_cg_load(cg, m->dt, b, boff, 1, NULL),
+                            LLVMBuildLoad2(cg->b, nn_cg_type(cg, m->dt), acc, "")};
+    LLVMTypeRef t = nn_cg_type(cg, m->dt);
+    LLVMBuildStore(cg->b, nn_cg_intrinsic(cg, "llvm.fma", &t, 1, args, 3), acc);
+    nn_cg_loop_end(cg, &k);
+    LLVMValueRef v = LLVMBuildLoad2(cg->b, t, acc, "");
+    if (m->epi) {
+        LLVMValueRef idx[2] = {i.iv, j.iv};
+        nn_expr_at(cg, m->epi, idx);
+        v = nn_expr_eval(cg, m->epi, 1, 1, NULL, v);
+    }
+    nn_cg_store(cg, m->out_dt, v, m->c, add(cg, mul(cg, i.iv, m->n), j.iv), 1, NULL);
+    nn_cg_loop_end(cg, &j);
+    nn_cg_loop_end(cg, &i);
+    nn_cg_kernel_end(cg);
+}
+
 void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bool tb,
                        int64_t m, int64_t n, int64_t k, NnExpr *epi, int out_slot)
 {
@@ -277,6 +314,10 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
     mm.vw = dt == NN_DT_F64 ? 8 : 16;
     mm.nr = 2 * mm.vw;
     mm.np = (n + mm.nr - 1) / mm.nr;
+    if (m * n * k <= MM_SMALL) {
+        emit_small(cg, &mm);
+        return;
+    }
     int64_t esize = (int64_t)nnrt_dtype_size(dt);
     mm.pack_slot = nn_cg_add_scratch(cg, mm.np * k * mm.nr * esize);
     // Partial sums live in C between K blocks, so they need C's dtype.
