@@ -180,6 +180,26 @@ bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, NnTrainSpec *sp
     return nn_lower_train(c, p, t, f, 2, o->sets, o->nsets, spec);
 }
 
+static bool final_train_eval(NnCtx *c, const NnrtTrainCallbacks *cb, const NnrtDataset *train,
+                             const NnrtTrainOptions *to)
+{
+    NnrtEval e;
+    NnrtConfusion conf = {0};
+    bool cls = to->task == NNRT_TASK_CLASSIFY;
+    NnrtJsonl log = {0};
+    bool ok = (!cls || nnrt_confusion_init(&conf, to->num_classes) == NN_OK) &&
+              nnrt_evaluate(cb, train, to, "train", 0, &e, cls ? &conf : NULL) == NN_OK &&
+              (!to->metrics_path || (nnrt_jsonl_open(&log, to->metrics_path, true) == NN_OK &&
+                                     nnrt_jsonl_write(&log, &e) == NN_OK &&
+                                     nnrt_jsonl_close(&log) == NN_OK));
+    if (!ok)
+        nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
+    else if (!to->quiet)
+        nnrt_eval_print(stdout, &e);
+    nnrt_confusion_fini(&conf);
+    return ok;
+}
+
 int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
 {
     const NnBackend *be = nn_driver_backend(o);
@@ -270,6 +290,9 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
         nn_error(&c->diags, (NnLoc){0}, "training failed: %s", nnrt_errmsg());
         goto done;
     }
+    // Without a test split, report the final model on the training data.
+    if (!to.test && !final_train_eval(c, &cb, train, &to))
+        goto done;
     if (spec.save && !o->quiet)
         printf("saved %s\n", spec.save);
     rc = 0;
