@@ -55,9 +55,11 @@ while [ $r -le "$ROUNDS" ]; do
     echo "bench: round $r of $ROUNDS: nnc" >&2
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$BUILD/nnc_bench" $QUICK "$ROOT" \
         >"$OUT/nnc$r.json"
-    echo "bench: round $r of $ROUNDS: PyTorch" >&2
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $PY "$ROOT/bench/torch_bench.py" $QUICK \
-        >"$OUT/torch$r.json"
+    for t in 1 2; do
+        echo "bench: round $r of $ROUNDS: PyTorch, $t thread(s)" >&2
+        env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t \
+            $PY "$ROOT/bench/torch_bench.py" $QUICK --threads $t >"$OUT/torch$r-t$t.json"
+    done
     r=$((r + 1))
 done
 echo "{\"_rounds\": $ROUNDS}" >"$OUT/rounds.json"
