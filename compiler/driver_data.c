@@ -224,6 +224,41 @@ static bool split_stmt(NnCtx *c, NnSplits *s, const NnAst *st, uint64_t seed)
     return true;
 }
 
+// x = normalize(x[, per_feature = true]): mean and std from the train split,
+// applied to every split, so no statistics leak from validation or test data.
+static bool normalize(NnCtx *c, NnSplits *s, const NnAst *st)
+{
+    const NnAst *v = st->a;
+    bool per_feature = false;
+    bool ok = !strcmp(st->kids.items[0]->name, "x") && v->kids.count >= 1 &&
+              v->kids.items[0]->kind == NN_AST_NAME && !strcmp(v->kids.items[0]->name, "x");
+    for (int i = 1; ok && i < v->kids.count; i++) {
+        const NnAst *a = v->kids.items[i];
+        ok = a->kind == NN_AST_ARG && !strcmp(a->name, "per_feature") && a->a->kind == NN_AST_BOOL;
+        per_feature = ok && a->a->num != 0;
+    }
+    if (!ok) {
+        nn_error(&c->diags, v->loc, "write 'x = normalize(x)' or 'x = normalize(x, per_feature = "
+                 "true)'");
+        return false;
+    }
+    NnrtDataset *train = nn_splits_get(s, "train");
+    if (!train || !train->x) {
+        nn_error(&c->diags, v->loc, "normalize needs a 'train' split to compute statistics on");
+        return false;
+    }
+    NnrtNorm norm = {0};
+    NnStatus rc = nnrt_norm_fit(&norm, train, per_feature);
+    for (int k = 0; rc == NN_OK && k < s->count; k++)
+        rc = nnrt_norm_apply(&norm, &s->ds[k]);
+    nnrt_norm_fini(&norm);
+    if (rc != NN_OK) {
+        nn_error(&c->diags, v->loc, "%s", nnrt_errmsg());
+        return false;
+    }
+    return true;
+}
+
 bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const NnBackend *be,
                          uint64_t seed, NnSplits *s)
 {
@@ -258,6 +293,12 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
         }
         if (is_label(target))
             s->label = target;
+        if (v->kind == NN_AST_CALL && v->a->kind == NN_AST_NAME &&
+            !strcmp(v->a->name, "normalize")) {
+            if (!normalize(c, s, st))
+                return false;
+            continue;
+        }
         bool is_lit;
         NnTensor *t = nn_lower_literal(c, v, &is_lit);
         if (is_lit) {
