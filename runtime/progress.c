@@ -92,11 +92,17 @@ void nnrt_progress_end(NnrtProgress *p, const char *extra)
     if (p->mode == NNRT_PROGRESS_QUIET)
         return;
     double now = nnrt_now();
+    // Many short epochs (XOR: 300 in a blink) would flood the screen: keep the
+    // first and last epoch lines and at most one a second in between.
+    bool keep = p->epoch <= 1 || p->epoch >= p->epochs || now - p->last_line >= 1.0;
+    if (keep)
+        p->last_line = now;
     if (p->mode == NNRT_PROGRESS_BAR) {
         char line[512];
         nnrt_progress_format(p, now, line, sizeof line);
-        fprintf(p->out, "\r%s%s%s\033[K\n", line, extra ? "  " : "", extra ? extra : "");
-    } else {
+        fprintf(p->out, "\r%s%s%s\033[K%s", line, extra ? "  " : "", extra ? extra : "",
+                keep ? "\n" : "");
+    } else if (keep) {
         double el = now - p->t0;
         char r[32];
         fmt_rate(el > 0 ? (double)p->done / el : 0, r, sizeof r);

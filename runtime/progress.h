@@ -24,6 +24,7 @@ typedef struct NnrtProgress {
     double loss_sum;       // sum of per-batch loss * batch size
     int64_t loss_n;
     double t0, last_draw;  // seconds (monotonic clock)
+    double last_line;      // when the last finished-epoch line was kept (0: never)
     int width;             // bar cells
 } NnrtProgress;
 
