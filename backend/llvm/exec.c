@@ -5,6 +5,7 @@
 // is dropped past MAX_BINDINGS), points bufs[] at the planned workspace and the
 // caller's tensors, calls the generated step, reports bad labels, returns
 // outputs as views it owns and applies updates last, from pre-update values.
+// NN_JIT_NOFUSE=1 compiles the graph unfused; NN_JIT_PROFILE=1 times each kernel.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -3,6 +3,7 @@
 // nnrt_ runtime through absolute symbols defined here (a statically linked
 // libnnrt is not in the dynamic symbol table) and libc/libm through a search
 // generator over the process. Everything created here is disposed here.
+// Knobs for experiments: NN_JIT_PIPELINE (pass pipeline), NN_JIT_TIMES (timings).
 #include <llvm-c/Analysis.h>
 #include <llvm-c/BitReader.h>
 #include <llvm-c/BitWriter.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nn_llvm.h"
@@ -253,13 +255,22 @@ static void *compile_part(void *arg)
         }
     }
     char *err = NULL;
-    if (!(tm = nn_llvm_host_tm()) || nn_llvm_optimize(m, tm) != NN_OK) {
+    struct timespec t0, t1, t2;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    bool ok = (tm = nn_llvm_host_tm()) && nn_llvm_optimize(m, tm) == NN_OK;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (!ok) {
         snprintf(p->err, sizeof p->err, "%s", nnrt_errmsg());
     } else if (LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMObjectFile, &err, &p->obj)) {
         snprintf(p->err, sizeof p->err, "jit: emitting code: %s", err);
         LLVMDisposeMessage(err);
         p->obj = NULL;
     }
+    clock_gettime(CLOCK_MONOTONIC, &t2);
+    if (getenv("NN_JIT_TIMES"))
+        fprintf(stderr, "jit: part %d: optimize %.0f ms, codegen %.0f ms\n", p->me,
+                (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+                (double)(t2.tv_sec - t1.tv_sec) * 1e3 + (double)(t2.tv_nsec - t1.tv_nsec) / 1e6);
 done:
     if (tm)
         LLVMDisposeTargetMachine(tm);

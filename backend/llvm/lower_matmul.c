@@ -25,6 +25,7 @@ typedef struct Mm {
     NnDType out_dt;
     LLVMValueRef a, bp, c; // pointers in the current kernel
     LLVMValueRef acc[MM_MR][2];
+    LLVMValueRef tbuf;    // stack copy of a tile for the epilogue loop
     LLVMValueRef mask[2]; // column masks of the current panel, NULL when N % NR == 0
 } Mm;
 
@@ -114,6 +115,32 @@ static LLVMValueRef c_off(NnCg *cg, const Mm *m, LLVMValueRef i0, int r, LLVMVal
 static void tile_store(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, int rows, bool final)
 {
     LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
+    if (final && m->epi) {
+        // Through the stack and one loop: one copy of the epilogue, not 2*MR.
+        for (int q = 0; q < 2 * rows; q++) {
+            LLVMValueRef qi = nn_cg_i64(cg, q);
+            LLVMValueRef slot = LLVMBuildInBoundsGEP2(cg->b, vt, m->tbuf, &qi, 1, "");
+            LLVMBuildStore(cg->b, LLVMBuildLoad2(cg->b, vt, m->acc[q / 2][q % 2], ""), slot);
+        }
+        NnLoop l;
+        nn_cg_loop_begin(cg, &l, nn_cg_i64(cg, 0), nn_cg_i64(cg, 2 * rows), 1);
+        LLVMValueRef r = LLVMBuildLShr(cg->b, l.iv, nn_cg_i64(cg, 1), "");
+        LLVMValueRef v = LLVMBuildAnd(cg->b, l.iv, nn_cg_i64(cg, 1), "");
+        LLVMValueRef slot = LLVMBuildInBoundsGEP2(cg->b, vt, m->tbuf, &l.iv, 1, "");
+        LLVMValueRef acc = LLVMBuildLoad2(cg->b, vt, slot, "");
+        LLVMValueRef idx[2] = {add(cg, i0, r), add(cg, j0, mul(cg, v, m->vw))};
+        LLVMValueRef mask = NULL;
+        if (m->mask[0]) {
+            LLVMValueRef second = LLVMBuildICmp(cg->b, LLVMIntNE, v, nn_cg_i64(cg, 0), "");
+            mask = LLVMBuildSelect(cg->b, second, m->mask[1], m->mask[0], "");
+        }
+        nn_expr_at(cg, m->epi, idx);
+        acc = nn_expr_eval(cg, m->epi, m->vw, 1, mask, acc);
+        LLVMValueRef off = add(cg, mul(cg, idx[0], m->n), idx[1]);
+        nn_cg_store(cg, m->out_dt, acc, m->c, off, m->vw, mask);
+        nn_cg_loop_end(cg, &l);
+        return;
+    }
     for (int r = 0; r < rows; r++)
         for (int v = 0; v < 2; v++) {
             LLVMValueRef acc = LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "");
@@ -211,6 +238,8 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     for (int r = 0; r < MM_MR; r++)
         for (int v = 0; v < 2; v++)
             m->acc[r][v] = nn_cg_alloca(cg, vt);
+    m->tbuf = nn_cg_alloca(cg, LLVMArrayType2(vt, 2 * MM_MR));
+    LLVMSetAlignment(m->tbuf, 64);
     int64_t mt = (m->m + MM_MR - 1) / MM_MR, full = m->m / MM_MR;
     int rem = (int)(m->m % MM_MR);
     bool split_m = mt >= 8 || mt >= m->np;
