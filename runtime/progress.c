@@ -93,8 +93,10 @@ void nnrt_progress_end(NnrtProgress *p, const char *extra)
         return;
     double now = nnrt_now();
     // Many short epochs (XOR: 300 in a blink) would flood the screen: keep the
-    // first and last epoch lines and at most one a second in between.
-    bool keep = p->epoch <= 1 || p->epoch >= p->epochs || now - p->last_line >= 1.0;
+    // first and last epoch lines and at most one a second in between (runs of
+    // up to 20 epochs print every line).
+    bool keep = p->epochs <= 20 || p->epoch <= 1 || p->epoch >= p->epochs ||
+                now - p->last_line >= 1.0;
     if (keep)
         p->last_line = now;
     if (p->mode == NNRT_PROGRESS_BAR) {
