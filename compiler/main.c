@@ -174,6 +174,8 @@ int main(int argc, char **argv)
 {
     const char *cmd = NULL;
     NnOptions o = {0};
+    // Summaries (stdout) and progress (stderr) interleave in the order printed.
+    setvbuf(stdout, NULL, _IOLBF, 0);
     int rc = parse_args(argc, argv, &cmd, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
