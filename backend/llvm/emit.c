@@ -23,8 +23,14 @@ LLVMTypeRef nn_cg_vtype(const NnCg *cg, NnDType dt, int w)
     return w == 1 ? t : LLVMVectorType(t, (unsigned)w);
 }
 
-LLVMValueRef nn_cg_i64(const NnCg *cg, int64_t v) { return LLVMConstInt(cg->t_i64, (unsigned long long)v, 1); }
-LLVMValueRef nn_cg_i32(const NnCg *cg, int32_t v) { return LLVMConstInt(cg->t_i32, (unsigned long long)(int64_t)v, 1); }
+LLVMValueRef nn_cg_i64(const NnCg *cg, int64_t v)
+{
+    return LLVMConstInt(cg->t_i64, (unsigned long long)v, 1);
+}
+LLVMValueRef nn_cg_i32(const NnCg *cg, int32_t v)
+{
+    return LLVMConstInt(cg->t_i32, (unsigned long long)(int64_t)v, 1);
+}
 
 LLVMValueRef nn_cg_const(const NnCg *cg, NnDType dt, double v, int w)
 {
@@ -82,8 +88,8 @@ LLVMValueRef nn_cg_load(NnCg *cg, NnDType dt, LLVMValueRef base, LLVMValueRef of
     return v;
 }
 
-void nn_cg_store(NnCg *cg, NnDType dt, LLVMValueRef v, LLVMValueRef base, LLVMValueRef off,
-                 int w, LLVMValueRef mask)
+void nn_cg_store(NnCg *cg, NnDType dt, LLVMValueRef v, LLVMValueRef base, LLVMValueRef off, int w,
+                 LLVMValueRef mask)
 {
     LLVMValueRef p = nn_cg_gep(cg, dt, base, off);
     unsigned align = (unsigned)nnrt_dtype_size(dt);
@@ -97,8 +103,7 @@ void nn_cg_store(NnCg *cg, NnDType dt, LLVMValueRef v, LLVMValueRef base, LLVMVa
     LLVMSetAlignment(s, align);
 }
 
-LLVMValueRef nn_cg_call(NnCg *cg, const char *name, LLVMTypeRef ret, LLVMValueRef *args,
-                        int nargs)
+LLVMValueRef nn_cg_call(NnCg *cg, const char *name, LLVMTypeRef ret, LLVMValueRef *args, int nargs)
 {
     LLVMTypeRef at[16];
     NN_ASSERT(nargs <= 16);
@@ -108,9 +113,9 @@ LLVMValueRef nn_cg_call(NnCg *cg, const char *name, LLVMTypeRef ret, LLVMValueRe
     LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
     if (!f) {
         f = LLVMAddFunction(cg->mod, name, ft);
-        LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
-                                LLVMCreateEnumAttribute(cg->ctx,
-                                    LLVMGetEnumAttributeKindForName("nounwind", 8), 0));
+        LLVMAddAttributeAtIndex(
+            f, LLVMAttributeFunctionIndex,
+            LLVMCreateEnumAttribute(cg->ctx, LLVMGetEnumAttributeKindForName("nounwind", 8), 0));
     }
     return LLVMBuildCall2(cg->b, ft, f, args, (unsigned)nargs, "");
 }
@@ -139,10 +144,8 @@ LLVMValueRef nn_cg_binop(NnCg *cg, NnOp op, NnDType dt, LLVMValueRef a, LLVMValu
 {
     bool f = is_float(dt);
     switch (op) {
-    case NN_OP_ADD:
-        return f ? fast(LLVMBuildFAdd(cg->b, a, b, "")) : LLVMBuildAdd(cg->b, a, b, "");
-    case NN_OP_MUL:
-        return f ? fast(LLVMBuildFMul(cg->b, a, b, "")) : LLVMBuildMul(cg->b, a, b, "");
+    case NN_OP_ADD: return f ? fast(LLVMBuildFAdd(cg->b, a, b, "")) : LLVMBuildAdd(cg->b, a, b, "");
+    case NN_OP_MUL: return f ? fast(LLVMBuildFMul(cg->b, a, b, "")) : LLVMBuildMul(cg->b, a, b, "");
     case NN_OP_MAX:
     case NN_OP_MIN: {
         if (f) {

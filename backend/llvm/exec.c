@@ -27,23 +27,23 @@ typedef struct KProf {
 } KProf;
 
 typedef struct JBind {
-    KProf *prof;     // per kernel when profiling, else NULL
+    KProf *prof; // per kernel when profiling, else NULL
     int64_t runs;
     int64_t symv[NN_MAX_SYMS];
     void (*step)(void *pool, void **bufs);
-    void *tracker;   // the binding's code in the JIT
-    NnArena *arena;  // plan
+    void *tracker;  // the binding's code in the JIT
+    NnArena *arena; // plan
     NnPlan *plan;
-    void **bufs;     // nslots pointers: node values, then scratch slots
+    void **bufs; // nslots pointers: node values, then scratch slots
     int nslots;
-    char *ws;        // workspace (plan)
-    void *scratch;   // shared by all matmul packing slots
-    int64_t *err;    // per TAKE/ONEHOT node: first bad row or -1
+    char *ws;      // workspace (plan)
+    void *scratch; // shared by all matmul packing slots
+    int64_t *err;  // per TAKE/ONEHOT node: first bad row or -1
     NnId *err_node;
     int nerr, nkernels;
-    NnTensor *outs;  // output headers handed to the caller
-    void **outcopy;  // per output: own copy when the value is a source
-    void **snap;     // per update: snapshot when the value is a source
+    NnTensor *outs; // output headers handed to the caller
+    void **outcopy; // per output: own copy when the value is a source
+    void **snap;    // per update: snapshot when the value is a source
     uint64_t used;
 } JBind;
 
@@ -69,8 +69,8 @@ static char *tensor_str(const NnTensor *t, char *buf, size_t n)
 {
     size_t len = (size_t)snprintf(buf, n, "%s", nnrt_dtype_name(t->dtype));
     for (int i = 0; i < t->rank && len < n; i++)
-        len += (size_t)snprintf(buf + len, n - len, "%s%lld", i ? ", " : "[",
-                                (long long)t->shape[i]);
+        len +=
+            (size_t)snprintf(buf + len, n - len, "%s%lld", i ? ", " : "[", (long long)t->shape[i]);
     if (t->rank && len < n)
         snprintf(buf + len, n - len, "]");
     return buf;
@@ -101,13 +101,11 @@ static NnStatus mismatch(const NnGraph *g, const NnNode *n, const NnTensor *t, c
     nn_type_str(g, n->dtype, &n->shape, want, sizeof want);
     tensor_str(t, got, sizeof got);
     if (n->attr.name)
-        return nnrt_fail(NN_ERR_SHAPE, "%s '%s' expects %s, got %s", what, n->attr.name, want,
-                         got);
+        return nnrt_fail(NN_ERR_SHAPE, "%s '%s' expects %s, got %s", what, n->attr.name, want, got);
     return nnrt_fail(NN_ERR_SHAPE, "%s #%d expects %s, got %s", what, k, want, got);
 }
 
-static NnStatus bind_syms(const NnGraph *g, NnTensor *const *ins, const NnVars *vars,
-                          int64_t *symv)
+static NnStatus bind_syms(const NnGraph *g, NnTensor *const *ins, const NnVars *vars, int64_t *symv)
 {
     int k = 0;
     for (NnId i = 0; i < g->count; i++) {
@@ -220,8 +218,8 @@ static NnStatus compile(NnExec *x, JBind *b)
     snprintf(name, sizeof name, "%sstep", prefix);
     void *fp = nn_llvm_jit_lookup(x->jit, name);
     if (getenv("NN_JIT_TIMES"))
-        fprintf(stderr, "jit: lower %.0f ms, optimize %.0f ms, codegen %.0f ms\n", t1 - t0,
-                t2 - t1, now_ms() - t2);
+        fprintf(stderr, "jit: lower %.0f ms, optimize %.0f ms, codegen %.0f ms\n", t1 - t0, t2 - t1,
+                now_ms() - t2);
     memcpy(&b->step, &fp, sizeof fp); // object to function pointer, as dlsym does
     for (int k = 0; b->prof && k < b->nkernels; k++) {
         fp = nn_llvm_jit_lookup(x->jit, b->prof[k].name);
@@ -359,8 +357,8 @@ static NnStatus check_labels(NnExec *x, JBind *b)
             int32_t v = ((const int32_t *)b->bufs[n->in[1]])[bad];
             int64_t d[NN_MAX_RANK];
             nn_shape_bind(&x->g->nodes[n->in[0]].shape, b->symv, d);
-            return nnrt_fail(NN_ERR_RUNTIME, "take: index %d at row %lld is outside [0, %lld)",
-                             v, (long long)bad, (long long)d[1]);
+            return nnrt_fail(NN_ERR_RUNTIME, "take: index %d at row %lld is outside [0, %lld)", v,
+                             (long long)bad, (long long)d[1]);
         }
         int32_t v = ((const int32_t *)b->bufs[n->in[0]])[bad];
         return nnrt_fail(NN_ERR_RUNTIME, "onehot: label %d at %lld is outside [0, %lld)", v,
@@ -382,7 +380,8 @@ static void apply_updates(NnExec *x, JBind *b)
     const NnGraph *g = x->g;
     for (int k = 0; k < g->nupdates; k++)
         if (b->snap[k])
-            copy_bytes(b->snap[k], b->bufs[g->updates[k].value], node_bytes(b, g->updates[k].value));
+            copy_bytes(b->snap[k], b->bufs[g->updates[k].value],
+                       node_bytes(b, g->updates[k].value));
     for (int k = 0; k < g->nupdates; k++) {
         NnId var = g->updates[k].var, v = g->updates[k].value;
         copy_bytes(b->bufs[var], b->snap[k] ? b->snap[k] : b->bufs[v], node_bytes(b, var));
@@ -408,8 +407,8 @@ static NnStatus jit_run(NnExec *x, NnVars *vars, NnTensor *const *inputs, NnTens
         return st;
     for (int k = 0; k < g->nupdates; k++) {
         const NnNode *var = &g->nodes[g->updates[k].var], *v = &g->nodes[g->updates[k].value];
-        if (var->dtype != v->dtype || node_bytes(b, g->updates[k].var) !=
-                                          node_bytes(b, g->updates[k].value))
+        if (var->dtype != v->dtype ||
+            node_bytes(b, g->updates[k].var) != node_bytes(b, g->updates[k].value))
             return nnrt_fail(NN_ERR_SHAPE, "update of '%s' has the wrong type", var->attr.name);
     }
     if (b->prof) {

@@ -76,9 +76,8 @@ LLVMTargetMachineRef nn_llvm_host_tm(void)
         nnrt_fail(NN_ERR_RUNTIME, "jit: %s", err);
         LLVMDisposeMessage(err);
     } else {
-        tm = LLVMCreateTargetMachine(t, triple, host_cpu, host_features,
-                                     LLVMCodeGenLevelAggressive, LLVMRelocDefault,
-                                     LLVMCodeModelJITDefault);
+        tm = LLVMCreateTargetMachine(t, triple, host_cpu, host_features, LLVMCodeGenLevelAggressive,
+                                     LLVMRelocDefault, LLVMCodeModelJITDefault);
         if (!tm)
             nnrt_fail(NN_ERR_RUNTIME, "jit: cannot create a target machine for %s", triple);
     }
@@ -192,7 +191,10 @@ void nn_llvm_jit_free(NnLlvmJit *j)
     free(j);
 }
 
-LLVMContextRef nn_llvm_jit_context(NnLlvmJit *j) { return LLVMOrcThreadSafeContextGetContext(j->tsc); }
+LLVMContextRef nn_llvm_jit_context(NnLlvmJit *j)
+{
+    return LLVMOrcThreadSafeContextGetContext(j->tsc);
+}
 LLVMTargetMachineRef nn_llvm_jit_tm(NnLlvmJit *j) { return j->tm; }
 
 NnStatus nn_llvm_jit_add(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
@@ -235,8 +237,7 @@ static void *compile_part(void *arg)
 {
     Part *p = arg;
     LLVMContextRef ctx = LLVMContextCreate();
-    LLVMMemoryBufferRef mb =
-        LLVMCreateMemoryBufferWithMemoryRangeCopy(p->bc, p->bclen, "nnc.bc");
+    LLVMMemoryBufferRef mb = LLVMCreateMemoryBufferWithMemoryRangeCopy(p->bc, p->bclen, "nnc.bc");
     LLVMModuleRef m = NULL;
     LLVMTargetMachineRef tm = NULL;
     if (LLVMParseBitcodeInContext2(ctx, mb, &m)) {
@@ -332,8 +333,10 @@ NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
     pthread_t th[MAX_PARTS];
     bool started[MAX_PARTS] = {false};
     for (int q = 0; q < nparts; q++) {
-        parts[q] = (Part){.bc = LLVMGetBufferStart(bc), .bclen = LLVMGetBufferSize(bc),
-                          .part_of = part_of, .me = q};
+        parts[q] = (Part){.bc = LLVMGetBufferStart(bc),
+                          .bclen = LLVMGetBufferSize(bc),
+                          .part_of = part_of,
+                          .me = q};
         if (q > 0)
             started[q] = pthread_create(&th[q], NULL, compile_part, &parts[q]) == 0;
     }

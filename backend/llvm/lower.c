@@ -197,8 +197,8 @@ static bool const_needed(const NnGraph *g, NnId id)
             return true;
     for (NnId i = id + 1; i < g->count; i++) {
         const NnNode *n = &g->nodes[i];
-        bool inl = n->op == NN_OP_FUSED || n->op == NN_OP_BROADCAST ||
-                   nn_op_has(n->op, NN_OPF_ELEMWISE);
+        bool inl =
+            n->op == NN_OP_FUSED || n->op == NN_OP_BROADCAST || nn_op_has(n->op, NN_OPF_ELEMWISE);
         for (int k = 0; k < n->nin && !inl; k++)
             if (n->in[k] == id)
                 return true;

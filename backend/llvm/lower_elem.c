@@ -302,8 +302,7 @@ static LLVMValueRef dot_offset(NnCg *cg, LLVMValueRef *idx, const int64_t *strid
     for (int d = 0; d < rank; d++)
         if (idx[d] && stride[d])
             off = LLVMBuildNSWAdd(cg->b, off,
-                                  LLVMBuildNSWMul(cg->b, idx[d], nn_cg_i64(cg, stride[d]), ""),
-                                  "");
+                                  LLVMBuildNSWMul(cg->b, idx[d], nn_cg_i64(cg, stride[d]), ""), "");
     return off;
 }
 
@@ -322,8 +321,8 @@ void nn_cg_decode(NnCg *cg, LLVMValueRef r, const int64_t *dims, int n, LLVMValu
 }
 
 // Stores e at idx (innermost dim = j) into out, w lanes.
-static void map_point(NnCg *cg, NnExpr *e, LLVMValueRef *idx, const int64_t *os,
-                      LLVMValueRef out, NnDType dt, int w)
+static void map_point(NnCg *cg, NnExpr *e, LLVMValueRef *idx, const int64_t *os, LLVMValueRef out,
+                      NnDType dt, int w)
 {
     nn_expr_at(cg, e, idx);
     LLVMValueRef v = nn_expr_eval(cg, e, w, e->rank - 1, NULL, NULL);
@@ -331,8 +330,8 @@ static void map_point(NnCg *cg, NnExpr *e, LLVMValueRef *idx, const int64_t *os,
 }
 
 // Inner loop over [lo, hi) of the last dim: vectors, then a scalar tail.
-static void map_inner(NnCg *cg, NnExpr *e, LLVMValueRef *idx, const int64_t *os,
-                      LLVMValueRef out, NnDType dt, LLVMValueRef lo, LLVMValueRef hi, int w)
+static void map_inner(NnCg *cg, NnExpr *e, LLVMValueRef *idx, const int64_t *os, LLVMValueRef out,
+                      NnDType dt, LLVMValueRef lo, LLVMValueRef hi, int w)
 {
     int last = e->rank - 1;
     LLVMValueRef start = lo;

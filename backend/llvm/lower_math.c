@@ -73,8 +73,9 @@ static LLVMValueRef vexp_f32(NnCg *cg, LLVMValueRef x, int w)
     LLVMValueRef hi = nn_cg_const(cg, NN_DT_F32, 89, w), lo = nn_cg_const(cg, NN_DT_F32, -104, w);
     x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, x, hi, ""), hi, x, "");
     x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, x, lo, ""), lo, x, "");
-    LLVMValueRef n = intrin1(cg, "llvm.rint",
-                             LLVMBuildFMul(b, x, nn_cg_const(cg, NN_DT_F32, 1.44269504088896341, w), ""));
+    LLVMValueRef n =
+        intrin1(cg, "llvm.rint",
+                LLVMBuildFMul(b, x, nn_cg_const(cg, NN_DT_F32, 1.44269504088896341, w), ""));
     LLVMValueRef r = fma3(cg, n, nn_cg_const(cg, NN_DT_F32, -0.693359375, w), x);
     r = fma3(cg, n, nn_cg_const(cg, NN_DT_F32, 2.12194440e-4, w), r);
     LLVMValueRef z = LLVMBuildFMul(b, r, r, "");
@@ -100,8 +101,9 @@ static LLVMValueRef vtanh_f32(NnCg *cg, LLVMValueRef x, int w)
     LLVMValueRef small = fma3(cg, LLVMBuildFMul(b, poly(cg, z, p, 5, w), z, ""), x, x);
     LLVMValueRef one = nn_cg_const(cg, NN_DT_F32, 1, w);
     LLVMValueRef e = vexp_f32(cg, LLVMBuildFAdd(b, ax, ax, ""), w);
-    LLVMValueRef big = LLVMBuildFSub(b, one, LLVMBuildFDiv(b, nn_cg_const(cg, NN_DT_F32, 2, w),
-                                                            LLVMBuildFAdd(b, e, one, ""), ""), "");
+    LLVMValueRef big = LLVMBuildFSub(
+        b, one,
+        LLVMBuildFDiv(b, nn_cg_const(cg, NN_DT_F32, 2, w), LLVMBuildFAdd(b, e, one, ""), ""), "");
     LLVMTypeRef t = LLVMTypeOf(x);
     LLVMValueRef cs[2] = {big, x};
     big = nn_cg_intrinsic(cg, "llvm.copysign", &t, 1, cs, 2);
@@ -114,9 +116,9 @@ static LLVMValueRef vtanh_f32(NnCg *cg, LLVMValueRef x, int w)
 // log(0) = -inf, log(x < 0) = NaN, log(inf) = inf.
 static LLVMValueRef vlog_f32(NnCg *cg, LLVMValueRef x, int w)
 {
-    static const double p[] = {7.0376836292E-2, -1.1514610310E-1, 1.1676998740E-1,
-                               -1.2420140846E-1, 1.4249322787E-1, -1.6668057665E-1,
-                               2.0000714765E-1, -2.4999993993E-1, 3.3333331174E-1};
+    static const double p[] = {7.0376836292E-2,  -1.1514610310E-1, 1.1676998740E-1,
+                               -1.2420140846E-1, 1.4249322787E-1,  -1.6668057665E-1,
+                               2.0000714765E-1,  -2.4999993993E-1, 3.3333331174E-1};
     LLVMBuilderRef b = cg->b;
     LLVMTypeRef it = nn_cg_vtype(cg, NN_DT_I32, w), ft = nn_cg_vtype(cg, NN_DT_F32, w);
     LLVMValueRef fmin = nn_cg_const(cg, NN_DT_F32, 0x1p-126, w);
@@ -124,10 +126,11 @@ static LLVMValueRef vlog_f32(NnCg *cg, LLVMValueRef x, int w)
     LLVMValueRef xs = LLVMBuildSelect(
         b, tiny, LLVMBuildFMul(b, x, nn_cg_const(cg, NN_DT_F32, 0x1p23, w), ""), x, "");
     LLVMValueRef bits = LLVMBuildBitCast(b, xs, it, "");
-    LLVMValueRef e = LLVMBuildSub(
-        b, LLVMBuildAnd(b, LLVMBuildLShr(b, bits, nn_cg_const(cg, NN_DT_I32, 23, w), ""),
-                        nn_cg_const(cg, NN_DT_I32, 255, w), ""),
-        nn_cg_const(cg, NN_DT_I32, 126, w), "");
+    LLVMValueRef e =
+        LLVMBuildSub(b,
+                     LLVMBuildAnd(b, LLVMBuildLShr(b, bits, nn_cg_const(cg, NN_DT_I32, 23, w), ""),
+                                  nn_cg_const(cg, NN_DT_I32, 255, w), ""),
+                     nn_cg_const(cg, NN_DT_I32, 126, w), "");
     e = LLVMBuildSelect(b, tiny, LLVMBuildSub(b, e, nn_cg_const(cg, NN_DT_I32, 23, w), ""), e, "");
     // Keep sign and mantissa (0x807fffff as an i32), exponent of 0.5.
     LLVMValueRef keep = nn_cg_const(cg, NN_DT_I32, -2139095041.0, w);
@@ -152,7 +155,8 @@ static LLVMValueRef vlog_f32(NnCg *cg, LLVMValueRef x, int w)
     r = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOEQ, x, inf, ""), inf, r, "");
     r = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOEQ, x, nn_cg_const(cg, NN_DT_F32, 0, w), ""),
                         nn_cg_const(cg, NN_DT_F32, -INFINITY, w), r, "");
-    return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGE, x, nn_cg_const(cg, NN_DT_F32, 0, w), ""),
+    return LLVMBuildSelect(b,
+                           LLVMBuildFCmp(b, LLVMRealOGE, x, nn_cg_const(cg, NN_DT_F32, 0, w), ""),
                            r, nn_cg_const(cg, NN_DT_F32, NAN, w), "");
 }
 

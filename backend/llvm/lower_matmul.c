@@ -17,11 +17,11 @@ typedef struct Mm {
     NnDType dt;
     bool ta, tb;
     int64_t m, n, k;
-    int vw, nr;          // lanes per vector, columns per panel (2 vectors)
-    int64_t np;          // panels
-    int64_t kblocks;     // K blocks of KC (1 when K fits one block)
+    int vw, nr;      // lanes per vector, columns per panel (2 vectors)
+    int64_t np;      // panels
+    int64_t kblocks; // K blocks of KC (1 when K fits one block)
     int a_slot, b_slot, pack_slot, out_slot;
-    NnExpr *epi;         // NULL: plain product
+    NnExpr *epi; // NULL: plain product
     NnDType out_dt;
     LLVMValueRef a, bp, c; // pointers in the current kernel
     LLVMValueRef acc[MM_MR][2];
@@ -73,7 +73,8 @@ static void emit_pack(NnCg *cg, Mm *m)
         for (int v = 0; v < 2; v++) {
             LLVMValueRef src = add(cg, add(cg, mul(cg, k.iv, m->n), j0), nn_cg_i64(cg, v * m->vw));
             LLVMValueRef x = nn_cg_load(cg, m->dt, b, src, m->vw, mk[v]);
-            LLVMValueRef dst = add(cg, add(cg, pbase, mul(cg, k.iv, m->nr)), nn_cg_i64(cg, v * m->vw));
+            LLVMValueRef dst =
+                add(cg, add(cg, pbase, mul(cg, k.iv, m->nr)), nn_cg_i64(cg, v * m->vw));
             nn_cg_store(cg, m->dt, x, bp, dst, m->vw, NULL);
         }
         nn_cg_loop_end(cg, &k);
@@ -213,7 +214,8 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
     LLVMBasicBlockRef fb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "final");
     LLVMBasicBlockRef pb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "partial");
     LLVMBasicBlockRef db = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "stored");
-    LLVMValueRef last = LLVMBuildICmp(cg->b, LLVMIntSGE, add(cg, kc0, kcn), nn_cg_i64(cg, m->k), "");
+    LLVMValueRef last =
+        LLVMBuildICmp(cg->b, LLVMIntSGE, add(cg, kc0, kcn), nn_cg_i64(cg, m->k), "");
     LLVMBuildCondBr(cg->b, last, fb, pb);
     LLVMPositionBuilderAtEnd(cg->b, fb);
     tile_store(cg, m, i0, j0, rows, true);
@@ -259,12 +261,13 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     nn_cg_loop_begin(cg, &kb, nn_cg_i64(cg, 0), nn_cg_i64(cg, kblocks), 1);
     LLVMValueRef kc0 = mul(cg, kb.iv, kc);
     LLVMValueRef krest = LLVMBuildSub(cg->b, nn_cg_i64(cg, m->k), kc0, "");
-    LLVMValueRef kcn = LLVMBuildSelect(
-        cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, krest, nn_cg_i64(cg, kc), ""), krest,
-        nn_cg_i64(cg, kc), "kcn");
+    LLVMValueRef kcn =
+        LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, krest, nn_cg_i64(cg, kc), ""),
+                        krest, nn_cg_i64(cg, kc), "kcn");
     // for each block of mc tiles, each panel, each tile of the block
-    LLVMValueRef nblk = LLVMBuildSDiv(cg->b, add(cg, LLVMBuildSub(cg->b, t1, t0, ""),
-                                                 nn_cg_i64(cg, mc - 1)), nn_cg_i64(cg, mc), "");
+    LLVMValueRef nblk =
+        LLVMBuildSDiv(cg->b, add(cg, LLVMBuildSub(cg->b, t1, t0, ""), nn_cg_i64(cg, mc - 1)),
+                      nn_cg_i64(cg, mc), "");
     nn_cg_loop_begin(cg, &mb, nn_cg_i64(cg, 0), nblk, 1);
     LLVMValueRef tb0 = add(cg, t0, mul(cg, mb.iv, mc));
     LLVMValueRef tb1 = add(cg, tb0, nn_cg_i64(cg, mc));
@@ -273,16 +276,16 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     for (int v = 0; v < 2; v++)
         m->mask[v] = col_mask(cg, m, add(cg, mul(cg, p.iv, m->nr), nn_cg_i64(cg, v * m->vw)));
     // Full tiles of this block, then the short last tile if this block holds it.
-    LLVMValueRef tf = LLVMBuildSelect(
-        cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, tb1, nn_cg_i64(cg, full), ""), tb1,
-        nn_cg_i64(cg, full), "");
+    LLVMValueRef tf =
+        LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, tb1, nn_cg_i64(cg, full), ""), tb1,
+                        nn_cg_i64(cg, full), "");
     nn_cg_loop_begin(cg, &t, tb0, tf, 1);
     tile(cg, m, mul(cg, t.iv, MM_MR), p.iv, kc0, kcn, MM_MR);
     nn_cg_loop_end(cg, &t);
     if (rem) {
-        LLVMValueRef has = LLVMBuildAnd(
-            cg->b, LLVMBuildICmp(cg->b, LLVMIntSLE, tb0, nn_cg_i64(cg, full), ""),
-            LLVMBuildICmp(cg->b, LLVMIntSGT, tb1, nn_cg_i64(cg, full), ""), "");
+        LLVMValueRef has =
+            LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLE, tb0, nn_cg_i64(cg, full), ""),
+                         LLVMBuildICmp(cg->b, LLVMIntSGT, tb1, nn_cg_i64(cg, full), ""), "");
         LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "remtile");
         LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "remdone");
         LLVMBuildCondBr(cg->b, has, yes, done);
@@ -316,7 +319,8 @@ static void emit_small(NnCg *cg, Mm *m)
     nn_cg_loop_begin(cg, &j, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->n), 1);
     LLVMBuildStore(cg->b, nn_cg_const(cg, m->dt, 0, 1), acc);
     nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->k), 1);
-    LLVMValueRef boff = m->tb ? add(cg, mul(cg, j.iv, m->k), k.iv) : add(cg, mul(cg, k.iv, m->n), j.iv);
+    LLVMValueRef boff =
+        m->tb ? add(cg, mul(cg, j.iv, m->k), k.iv) : add(cg, mul(cg, k.iv, m->n), j.iv);
     LLVMValueRef args[3] = {a_elem(cg, m, i.iv, k.iv), nn_cg_load(cg, m->dt, b, boff, 1, NULL),
                             LLVMBuildLoad2(cg->b, nn_cg_type(cg, m->dt), acc, "")};
     LLVMTypeRef t = nn_cg_type(cg, m->dt);
@@ -334,11 +338,19 @@ static void emit_small(NnCg *cg, Mm *m)
     nn_cg_kernel_end(cg);
 }
 
-void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bool tb,
-                       int64_t m, int64_t n, int64_t k, NnExpr *epi, int out_slot)
+void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bool tb, int64_t m,
+                       int64_t n, int64_t k, NnExpr *epi, int out_slot)
 {
-    Mm mm = {.dt = dt, .ta = ta, .tb = tb, .m = m, .n = n, .k = k,
-             .a_slot = a_slot, .b_slot = b_slot, .out_slot = out_slot, .epi = epi,
+    Mm mm = {.dt = dt,
+             .ta = ta,
+             .tb = tb,
+             .m = m,
+             .n = n,
+             .k = k,
+             .a_slot = a_slot,
+             .b_slot = b_slot,
+             .out_slot = out_slot,
+             .epi = epi,
              .out_dt = cg->g->nodes[out_slot].dtype};
     mm.vw = dt == NN_DT_F64 ? 8 : 16;
     mm.nr = 2 * mm.vw;
@@ -364,7 +376,6 @@ bool llvm_matmul(NnCg *cg, NnId id)
     nn_cg_shape(cg, cg->g, n->in[1], &r, db);
     int64_t m = n->attr.ta ? da[1] : da[0], k = n->attr.ta ? da[0] : da[1];
     int64_t nn = n->attr.tb ? db[0] : db[1];
-    nn_cg_emit_matmul(cg, n->dtype, n->in[0], n->in[1], n->attr.ta, n->attr.tb, m, nn, k, NULL,
-                      id);
+    nn_cg_emit_matmul(cg, n->dtype, n->in[0], n->in[1], n->attr.ta, n->attr.tb, m, nn, k, NULL, id);
     return true;
 }

@@ -61,8 +61,8 @@ static LLVMValueRef err_entry(NnCg *cg, NnId id)
 static void note_bad(NnCg *cg, LLVMValueRef err, LLVMValueRef bad, LLVMValueRef i)
 {
     LLVMValueRef cur = LLVMBuildLoad2(cg->b, cg->t_i64, err, "");
-    LLVMValueRef first = LLVMBuildAnd(
-        cg->b, bad, LLVMBuildICmp(cg->b, LLVMIntEQ, cur, nn_cg_i64(cg, -1), ""), "");
+    LLVMValueRef first =
+        LLVMBuildAnd(cg->b, bad, LLVMBuildICmp(cg->b, LLVMIntEQ, cur, nn_cg_i64(cg, -1), ""), "");
     LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, first, i, cur, ""), err);
 }
 
@@ -86,10 +86,12 @@ bool llvm_take(NnCg *cg, NnId id)
     nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_i64(cg, d[0]), 1);
     LLVMValueRef j = nn_cg_load(cg, NN_DT_I32, idx, i.iv, 1, NULL);
     LLVMValueRef ok = in_range(cg, j, d[1]);
-    LLVMValueRef js = LLVMBuildSelect(cg->b, ok, LLVMBuildSExt(cg->b, j, cg->t_i64, ""),
-                                      nn_cg_i64(cg, 0), "");
-    LLVMValueRef off = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, i.iv, nn_cg_i64(cg, d[1]), ""), js, "");
-    LLVMValueRef v = d[1] > 0 ? nn_cg_load(cg, n->dtype, x, off, 1, NULL) : nn_cg_const(cg, n->dtype, 0, 1);
+    LLVMValueRef js =
+        LLVMBuildSelect(cg->b, ok, LLVMBuildSExt(cg->b, j, cg->t_i64, ""), nn_cg_i64(cg, 0), "");
+    LLVMValueRef off =
+        LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, i.iv, nn_cg_i64(cg, d[1]), ""), js, "");
+    LLVMValueRef v =
+        d[1] > 0 ? nn_cg_load(cg, n->dtype, x, off, 1, NULL) : nn_cg_const(cg, n->dtype, 0, 1);
     v = LLVMBuildSelect(cg->b, ok, v, nn_cg_const(cg, n->dtype, 0, 1), "");
     nn_cg_store(cg, n->dtype, v, y, i.iv, 1, NULL);
     note_bad(cg, err, LLVMBuildNot(cg->b, ok, ""), i.iv);
@@ -144,20 +146,24 @@ bool llvm_argmax(NnCg *cg, NnId id)
     nn_cg_loop_begin(cg, &o, lo, hi, 1);
     LLVMValueRef a = LLVMBuildUDiv(cg->b, o.iv, nn_cg_i64(cg, post), "");
     LLVMValueRef c = LLVMBuildURem(cg->b, o.iv, nn_cg_i64(cg, post), "");
-    LLVMValueRef base = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, a, nn_cg_i64(cg, len * post), ""), c, "");
+    LLVMValueRef base =
+        LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, a, nn_cg_i64(cg, len * post), ""), c, "");
     LLVMBuildStore(cg->b, nn_cg_i32(cg, 0), bi);
     if (len > 0) {
         LLVMBuildStore(cg->b, nn_cg_load(cg, dt, x, base, 1, NULL), best);
         nn_cg_loop_begin(cg, &j, nn_cg_i64(cg, 1), nn_cg_i64(cg, len), 1);
-        LLVMValueRef v = nn_cg_load(cg, dt, x,
-            LLVMBuildAdd(cg->b, base, LLVMBuildMul(cg->b, j.iv, nn_cg_i64(cg, post), ""), ""), 1, NULL);
+        LLVMValueRef v = nn_cg_load(
+            cg, dt, x,
+            LLVMBuildAdd(cg->b, base, LLVMBuildMul(cg->b, j.iv, nn_cg_i64(cg, post), ""), ""), 1,
+            NULL);
         LLVMValueRef cur = LLVMBuildLoad2(cg->b, nn_cg_type(cg, dt), best, "");
         LLVMValueRef gt = dt == NN_DT_I32 ? LLVMBuildICmp(cg->b, LLVMIntSGT, v, cur, "")
                                           : LLVMBuildFCmp(cg->b, LLVMRealOGT, v, cur, "");
         LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, gt, v, cur, ""), best);
         LLVMValueRef ji = LLVMBuildTrunc(cg->b, j.iv, cg->t_i32, "");
-        LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, gt, ji,
-                                              LLVMBuildLoad2(cg->b, cg->t_i32, bi, ""), ""), bi);
+        LLVMBuildStore(cg->b,
+                       LLVMBuildSelect(cg->b, gt, ji, LLVMBuildLoad2(cg->b, cg->t_i32, bi, ""), ""),
+                       bi);
         nn_cg_loop_end(cg, &j);
     }
     nn_cg_store(cg, NN_DT_I32, LLVMBuildLoad2(cg->b, cg->t_i32, bi, ""), y, o.iv, 1, NULL);
@@ -175,8 +181,11 @@ typedef struct Rand {
 
 static LLVMValueRef lanes_of(NnCg *cg, LLVMValueRef i, int w, int64_t scale, int64_t plus)
 {
-    LLVMValueRef v = nn_cg_splat(cg, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, i, nn_cg_i64(cg, scale), ""),
-                                                  nn_cg_i64(cg, plus), ""), w);
+    LLVMValueRef v =
+        nn_cg_splat(cg,
+                    LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, i, nn_cg_i64(cg, scale), ""),
+                                 nn_cg_i64(cg, plus), ""),
+                    w);
     if (w == 1)
         return v;
     LLVMValueRef l[64];
@@ -205,8 +214,10 @@ static void uniform_point(NnCg *cg, void *ctx, LLVMValueRef i, int w)
 static void normal_point(NnCg *cg, void *ctx, LLVMValueRef i, int w)
 {
     Rand *r = ctx;
-    LLVMValueRef u1 = nn_cg_bits_f64(cg, nn_cg_rand_bits(cg, r->key, lanes_of(cg, i, 1, 2, 0), 1), 1);
-    LLVMValueRef u2 = nn_cg_bits_f64(cg, nn_cg_rand_bits(cg, r->key, lanes_of(cg, i, 1, 2, 1), 1), 1);
+    LLVMValueRef u1 =
+        nn_cg_bits_f64(cg, nn_cg_rand_bits(cg, r->key, lanes_of(cg, i, 1, 2, 0), 1), 1);
+    LLVMValueRef u2 =
+        nn_cg_bits_f64(cg, nn_cg_rand_bits(cg, r->key, lanes_of(cg, i, 1, 2, 1), 1), 1);
     LLVMValueRef t = LLVMBuildFSub(cg->b, LLVMConstReal(cg->t_f64, 1.0), u1, "");
     t = nn_cg_call(cg, "log", cg->t_f64, &t, 1);
     t = LLVMBuildFMul(cg->b, LLVMConstReal(cg->t_f64, -2.0), t, "");

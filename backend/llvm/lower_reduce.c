@@ -16,20 +16,20 @@
 
 typedef struct Red {
     NnExpr *e;
-    NnOp op;             // REDUCE_SUM/MEAN/MAX or LOGSUMEXP
-    NnDType dt, at;      // value and accumulator dtypes
+    NnOp op;        // REDUCE_SUM/MEAN/MAX or LOGSUMEXP
+    NnDType dt, at; // value and accumulator dtypes
     int rank;
     bool red[NN_MAX_RANK];
     int64_t ostride[NN_MAX_RANK];
-    int64_t count;       // elements per output
+    int64_t count; // elements per output
     // Pass state.
-    bool max_pass;       // this pass takes the max (else the sum)
-    LLVMValueRef mx;     // LOGSUMEXP sum pass: the max (scalar, inner form)
-    LLVMValueRef mxarr;  // ... or a row of maxima (outer form)
-    LLVMValueRef acc;    // inner: vector alloca; outer: array alloca
-    LLVMValueRef sacc;   // inner: scalar alloca
+    bool max_pass;      // this pass takes the max (else the sum)
+    LLVMValueRef mx;    // LOGSUMEXP sum pass: the max (scalar, inner form)
+    LLVMValueRef mxarr; // ... or a row of maxima (outer form)
+    LLVMValueRef acc;   // inner: vector alloca; outer: array alloca
+    LLVMValueRef sacc;  // inner: scalar alloca
     LLVMValueRef idx[NN_MAX_RANK];
-    LLVMValueRef j0;     // outer: first index of the chunk along the last dim
+    LLVMValueRef j0; // outer: first index of the chunk along the last dim
 } Red;
 
 // Drops extent-1 dims and merges neighbours of one class whose strides allow.
@@ -42,8 +42,7 @@ static void coalesce(Red *r)
     for (int d = 0; d < e->rank; d++) {
         if (e->dims[d] == 1)
             continue;
-        bool merge = nd > 0 && red[nd - 1] == r->red[d] &&
-                     os[nd - 1] == r->ostride[d] * e->dims[d];
+        bool merge = nd > 0 && red[nd - 1] == r->red[d] && os[nd - 1] == r->ostride[d] * e->dims[d];
         for (int i = 0; merge && i < e->nleaf; i++)
             merge = ls[i][nd - 1] == e->leaf[i].stride[d] * e->dims[d];
         int k = merge ? nd - 1 : nd++;
@@ -233,7 +232,8 @@ static void outer_point(NnCg *cg, void *ctx, LLVMValueRef j, int w)
     nn_expr_at(cg, r->e, r->idx);
     LLVMValueRef mx = NULL;
     if (r->op == NN_OP_LOGSUMEXP && !r->max_pass)
-        mx = LLVMBuildLoad2(cg->b, nn_cg_vtype(cg, NN_DT_F64, w), row_ptr(cg, r->mxarr, NN_DT_F64, j), "");
+        mx = LLVMBuildLoad2(cg->b, nn_cg_vtype(cg, NN_DT_F64, w),
+                            row_ptr(cg, r->mxarr, NN_DT_F64, j), "");
     LLVMValueRef v = term(cg, r, w, mx);
     LLVMValueRef p = row_ptr(cg, r->acc, r->at, j);
     LLVMTypeRef t = nn_cg_vtype(cg, r->at, w);
@@ -292,9 +292,9 @@ static void emit_outer(NnCg *cg, Red *r, LLVMValueRef out)
         r->idx[kd[k]] = kidx[k];
     r->j0 = LLVMBuildMul(cg->b, c, nn_cg_i64(cg, ch), "");
     LLVMValueRef rest = LLVMBuildSub(cg->b, nn_cg_i64(cg, L), r->j0, "");
-    LLVMValueRef jn = LLVMBuildSelect(
-        cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, rest, nn_cg_i64(cg, ch), ""), rest,
-        nn_cg_i64(cg, ch), "jn");
+    LLVMValueRef jn =
+        LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, rest, nn_cg_i64(cg, ch), ""), rest,
+                        nn_cg_i64(cg, ch), "jn");
     if (r->op == NN_OP_LOGSUMEXP) {
         // Maxima first (into mxarr, as double), then the exp sums.
         LLVMValueRef acc = r->acc;
@@ -315,9 +315,11 @@ static void emit_outer(NnCg *cg, Red *r, LLVMValueRef out)
     ooff = LLVMBuildAdd(cg->b, ooff, r->j0, "");
     NnLoop f;
     nn_cg_loop_begin(cg, &f, nn_cg_i64(cg, 0), jn, 1);
-    LLVMValueRef v = LLVMBuildLoad2(cg->b, nn_cg_type(cg, r->at), row_ptr(cg, r->acc, r->at, f.iv), "");
+    LLVMValueRef v =
+        LLVMBuildLoad2(cg->b, nn_cg_type(cg, r->at), row_ptr(cg, r->acc, r->at, f.iv), "");
     if (r->op == NN_OP_LOGSUMEXP) {
-        LLVMValueRef mx = LLVMBuildLoad2(cg->b, cg->t_f64, row_ptr(cg, r->mxarr, NN_DT_F64, f.iv), "");
+        LLVMValueRef mx =
+            LLVMBuildLoad2(cg->b, cg->t_f64, row_ptr(cg, r->mxarr, NN_DT_F64, f.iv), "");
         v = lse_finish(cg, mx, v);
     } else if (r->op == NN_OP_REDUCE_MEAN) {
         v = LLVMBuildFDiv(cg->b, v, LLVMConstReal(cg->t_f64, (double)r->count), "");

@@ -56,12 +56,12 @@ typedef struct NnCg {
     LLVMTypeRef t_void, t_i1, t_i8, t_i32, t_i64, t_f32, t_f64, t_ptr;
     const NnGraph *g;
     const int64_t *symv;
-    const char *prefix; // prepended to every symbol of this binding: "b0_"
-    int *slot;          // node id -> bufs slot, -1 for none
+    const char *prefix;  // prepended to every symbol of this binding: "b0_"
+    int *slot;           // node id -> bufs slot, -1 for none
     int64_t *slot_bytes; // per slot; scratch slots are added by kernels
     int nslots, slotcap;
-    int err_slot;       // int64 per TAKE/ONEHOT: first out-of-range row, or -1
-    NnId *err_node;     // node of each entry
+    int err_slot;   // int64 per TAKE/ONEHOT: first out-of-range row, or -1
+    NnId *err_node; // node of each entry
     int nerr;
     NnCgKernel *kernels;
     int nkernels, kcap;
@@ -83,7 +83,7 @@ bool nn_cg_lower_graph(NnCg *cg);
 void nn_cg_shape(const NnCg *cg, const NnGraph *g, NnId id, int *rank, int64_t *dims);
 int64_t nn_cg_numel(const NnCg *cg, const NnGraph *g, NnId id);
 int nn_cg_add_scratch(NnCg *cg, int64_t nbytes); // new slot, returns its index
-int nn_cg_add_error(NnCg *cg, NnId id);           // new error entry, returns its index
+int nn_cg_add_error(NnCg *cg, NnId id);          // new error entry, returns its index
 
 // Kernel frame.
 void nn_cg_kernel_begin(NnCg *cg, const char *what, double work);
@@ -101,11 +101,10 @@ LLVMValueRef nn_cg_splat(NnCg *cg, LLVMValueRef scalar, int w);
 LLVMValueRef nn_cg_gep(NnCg *cg, NnDType dt, LLVMValueRef base, LLVMValueRef off);
 LLVMValueRef nn_cg_load(NnCg *cg, NnDType dt, LLVMValueRef base, LLVMValueRef off, int w,
                         LLVMValueRef mask);
-void nn_cg_store(NnCg *cg, NnDType dt, LLVMValueRef v, LLVMValueRef base, LLVMValueRef off,
-                 int w, LLVMValueRef mask);
+void nn_cg_store(NnCg *cg, NnDType dt, LLVMValueRef v, LLVMValueRef base, LLVMValueRef off, int w,
+                 LLVMValueRef mask);
 LLVMValueRef nn_cg_mask(NnCg *cg, int w, int nlive); // <w x i1>, first nlive lanes on
-LLVMValueRef nn_cg_call(NnCg *cg, const char *name, LLVMTypeRef ret, LLVMValueRef *args,
-                        int nargs);
+LLVMValueRef nn_cg_call(NnCg *cg, const char *name, LLVMTypeRef ret, LLVMValueRef *args, int nargs);
 LLVMValueRef nn_cg_intrinsic(NnCg *cg, const char *name, LLVMTypeRef *ovl, int novl,
                              LLVMValueRef *args, int nargs);
 // Horizontal reduction of a vector with `op` (NN_OP_ADD or NN_OP_MAX).
@@ -139,8 +138,8 @@ void nn_cg_split(NnCg *cg, int64_t total, int64_t align, LLVMValueRef *lo, LLVMV
 #define NN_EXPR_MAXMEMO 128
 
 typedef struct NnLeaf {
-    NnId id;      // node in expr->g
-    bool index;   // value is the element's flat index in the node's own shape (RNG)
+    NnId id;    // node in expr->g
+    bool index; // value is the element's flat index in the node's own shape (RNG)
     bool is_const;
     double value; // is_const: every element
     int slot;     // bufs slot (loads)
@@ -192,13 +191,12 @@ LLVMValueRef nn_cg_elem_op(NnCg *cg, const NnNode *n, NnDType in_dt, LLVMValueRe
 
 // ---- lower_reduce.c ----
 // out = reduce(e) over `axes` of e's iteration space; op is REDUCE_* or LOGSUMEXP.
-void nn_cg_emit_reduce(NnCg *cg, NnExpr *e, NnOp op, uint32_t axes, int out_slot,
-                       NnDType dt);
+void nn_cg_emit_reduce(NnCg *cg, NnExpr *e, NnOp op, uint32_t axes, int out_slot, NnDType dt);
 
 // ---- lower_matmul.c ----
 // C = op(A) @ op(B), with an optional epilogue expression (hole = the product).
-void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bool tb,
-                       int64_t m, int64_t n, int64_t k, NnExpr *epi, int out_slot);
+void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bool tb, int64_t m,
+                       int64_t n, int64_t k, NnExpr *epi, int out_slot);
 
 // ---- lower_math.c: counter-based random numbers (the runtime's formulas) ----
 LLVMValueRef nn_cg_rand_step(NnCg *cg, LLVMValueRef v); // step tensor value -> i64

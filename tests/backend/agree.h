@@ -26,7 +26,8 @@ static inline NnShape ag_shape(int rank, const int64_t *d)
     return s;
 }
 #define AG_SCALAR ((NnShape){.rank = 0})
-#define AG_SHAPE(...) ag_shape(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t), (int64_t[]){__VA_ARGS__})
+#define AG_SHAPE(...)                                                                              \
+    ag_shape(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t), (int64_t[]){__VA_ARGS__})
 
 static inline NnId ag_input(NnGraph *g, const char *name, NnDType dt, NnShape s)
 {

@@ -59,10 +59,7 @@ static void finish(Case *c, NnId out, const char *what)
     nn_graph_free(c->g);
 }
 
-static NnId step_input(Case *c)
-{
-    return in_int(c, NN_DT_F32, AG_SCALAR, 3, 4);
-}
+static NnId step_input(Case *c) { return in_int(c, NN_DT_F32, AG_SCALAR, 3, 4); }
 
 // ---- builders, one per op ----
 
@@ -123,8 +120,10 @@ static void b_unary(NnOp op)
 
 static void b_cast(NnOp op)
 {
-    static const NnDType pairs[][2] = {{NN_DT_F32, NN_DT_I32}, {NN_DT_I32, NN_DT_F32},
-                                       {NN_DT_F32, NN_DT_F64}, {NN_DT_F64, NN_DT_F32}};
+    static const NnDType pairs[][2] = {{NN_DT_F32, NN_DT_I32},
+                                       {NN_DT_I32, NN_DT_F32},
+                                       {NN_DT_F32, NN_DT_F64},
+                                       {NN_DT_F64, NN_DT_F32}};
     for (int k = 0; k < 4; k++) {
         Case c;
         start(&c);
@@ -158,7 +157,8 @@ static void b_binary(NnOp op)
             snprintf(what, sizeof what, "%s %s case %d", nn_op_name(op),
                      nnrt_dtype_name((NnDType)dt), k);
             // Broadcasting from either side.
-            NnId y = k % 2 ? nn_ir_binary(c.g, op, b, a, ag_loc) : nn_ir_binary(c.g, op, a, b, ag_loc);
+            NnId y =
+                k % 2 ? nn_ir_binary(c.g, op, b, a, ag_loc) : nn_ir_binary(c.g, op, a, b, ag_loc);
             finish(&c, y, what);
         }
     }
@@ -246,9 +246,9 @@ static void b_reduce(NnOp op)
         uint32_t axes;
         bool keep;
     } cs[] = {
-        {AG_SHAPE(7, 13), 2, false},   {AG_SHAPE(7, 13), 1, false},   {AG_SHAPE(7, 13), 3, true},
-        {AG_SHAPE(3, 4, 5), 2, true},  {AG_SHAPE(3, 4, 5), 5, false}, {AG_SHAPE(4, 1000), 2, false},
-        {AG_SHAPE(300, 37), 1, true},  {AG_SHAPE(2, 1300), 1, false}, {AG_SHAPE(6, 1), 2, false},
+        {AG_SHAPE(7, 13), 2, false},  {AG_SHAPE(7, 13), 1, false},   {AG_SHAPE(7, 13), 3, true},
+        {AG_SHAPE(3, 4, 5), 2, true}, {AG_SHAPE(3, 4, 5), 5, false}, {AG_SHAPE(4, 1000), 2, false},
+        {AG_SHAPE(300, 37), 1, true}, {AG_SHAPE(2, 1300), 1, false}, {AG_SHAPE(6, 1), 2, false},
     };
     for (int k = 0; k < (int)(sizeof cs / sizeof cs[0]); k++)
         for (int dt = NN_DT_F32; dt <= NN_DT_F64; dt++) {
@@ -328,9 +328,10 @@ static void b_fused(NnOp op)
     h = nn_ir_binary(c.g, NN_OP_ADD, h, bias, ag_loc);
     h = nn_ir_binary(c.g, NN_OP_MAX, h, nn_ir_const(c.g, 0, NN_DT_F32, ag_loc), ag_loc); // M
     NnId e = nn_ir_unary(c.g, NN_OP_EXP, nn_ir_unary(c.g, NN_OP_NEG, h, ag_loc), ag_loc);
-    NnId s = nn_ir_reduce(c.g, NN_OP_REDUCE_SUM, e, 2, true, ag_loc);           // R
+    NnId s = nn_ir_reduce(c.g, NN_OP_REDUCE_SUM, e, 2, true, ag_loc); // R
     NnId y = nn_ir_binary(c.g, NN_OP_DIV, nn_ir_unary(c.g, NN_OP_TANH, h, ag_loc), s, ag_loc);
-    nn_graph_add_output(c.g, "y", nn_ir_unary(c.g, NN_OP_SQRT, nn_ir_unary(c.g, NN_OP_ABS, y, ag_loc), ag_loc));
+    nn_graph_add_output(
+        c.g, "y", nn_ir_unary(c.g, NN_OP_SQRT, nn_ir_unary(c.g, NN_OP_ABS, y, ag_loc), ag_loc));
     c.g = nn_passes_run(c.g, NULL);
     cr_expect(nn_graph_count_op(c.g, NN_OP_FUSED) >= 2, "expected fused nodes");
     char why[512] = "";
@@ -344,21 +345,21 @@ static void b_fused(NnOp op)
 
 typedef void (*Builder)(NnOp);
 static const Builder builders[NN_OP_COUNT] = {
-    [NN_OP_INPUT] = b_source,       [NN_OP_PARAM] = b_source,      [NN_OP_STATE] = b_source,
-    [NN_OP_CONST] = b_const,        [NN_OP_RAND_UNIFORM] = b_rand, [NN_OP_RAND_NORMAL] = b_rand,
-    [NN_OP_NEG] = b_unary,          [NN_OP_EXP] = b_unary,         [NN_OP_LOG] = b_unary,
-    [NN_OP_SQRT] = b_unary,         [NN_OP_TANH] = b_unary,        [NN_OP_SIGMOID] = b_unary,
-    [NN_OP_ABS] = b_unary,          [NN_OP_SIN] = b_unary,         [NN_OP_COS] = b_unary,
-    [NN_OP_CAST] = b_cast,          [NN_OP_ADD] = b_binary,        [NN_OP_SUB] = b_binary,
-    [NN_OP_MUL] = b_binary,         [NN_OP_DIV] = b_binary,        [NN_OP_POW] = b_binary,
-    [NN_OP_MAX] = b_binary,         [NN_OP_MIN] = b_binary,        [NN_OP_GT] = b_binary,
-    [NN_OP_GE] = b_binary,          [NN_OP_LT] = b_binary,         [NN_OP_LE] = b_binary,
-    [NN_OP_EQ] = b_binary,          [NN_OP_NE] = b_binary,         [NN_OP_SELECT] = b_select,
-    [NN_OP_DROPOUT] = b_dropout,    [NN_OP_RESHAPE] = b_reshape,   [NN_OP_TRANSPOSE] = b_transpose,
-    [NN_OP_BROADCAST] = b_broadcast, [NN_OP_SUMTO] = b_sumto,      [NN_OP_REDUCE_SUM] = b_reduce,
-    [NN_OP_REDUCE_MEAN] = b_reduce, [NN_OP_REDUCE_MAX] = b_reduce, [NN_OP_LOGSUMEXP] = b_reduce,
-    [NN_OP_MATMUL] = b_matmul,      [NN_OP_TAKE] = b_take,         [NN_OP_ONEHOT] = b_onehot,
-    [NN_OP_ARGMAX] = b_argmax,      [NN_OP_FUSED] = b_fused,
+    [NN_OP_INPUT] = b_source,        [NN_OP_PARAM] = b_source,      [NN_OP_STATE] = b_source,
+    [NN_OP_CONST] = b_const,         [NN_OP_RAND_UNIFORM] = b_rand, [NN_OP_RAND_NORMAL] = b_rand,
+    [NN_OP_NEG] = b_unary,           [NN_OP_EXP] = b_unary,         [NN_OP_LOG] = b_unary,
+    [NN_OP_SQRT] = b_unary,          [NN_OP_TANH] = b_unary,        [NN_OP_SIGMOID] = b_unary,
+    [NN_OP_ABS] = b_unary,           [NN_OP_SIN] = b_unary,         [NN_OP_COS] = b_unary,
+    [NN_OP_CAST] = b_cast,           [NN_OP_ADD] = b_binary,        [NN_OP_SUB] = b_binary,
+    [NN_OP_MUL] = b_binary,          [NN_OP_DIV] = b_binary,        [NN_OP_POW] = b_binary,
+    [NN_OP_MAX] = b_binary,          [NN_OP_MIN] = b_binary,        [NN_OP_GT] = b_binary,
+    [NN_OP_GE] = b_binary,           [NN_OP_LT] = b_binary,         [NN_OP_LE] = b_binary,
+    [NN_OP_EQ] = b_binary,           [NN_OP_NE] = b_binary,         [NN_OP_SELECT] = b_select,
+    [NN_OP_DROPOUT] = b_dropout,     [NN_OP_RESHAPE] = b_reshape,   [NN_OP_TRANSPOSE] = b_transpose,
+    [NN_OP_BROADCAST] = b_broadcast, [NN_OP_SUMTO] = b_sumto,       [NN_OP_REDUCE_SUM] = b_reduce,
+    [NN_OP_REDUCE_MEAN] = b_reduce,  [NN_OP_REDUCE_MAX] = b_reduce, [NN_OP_LOGSUMEXP] = b_reduce,
+    [NN_OP_MATMUL] = b_matmul,       [NN_OP_TAKE] = b_take,         [NN_OP_ONEHOT] = b_onehot,
+    [NN_OP_ARGMAX] = b_argmax,       [NN_OP_FUSED] = b_fused,
 };
 
 static void run_ops(int lo, int hi)

@@ -37,8 +37,8 @@ static Mlp mlp(int64_t in, int64_t hid, int64_t out, bool train)
     NnId h = nn_ir_matmul(g, m.x, m.w[0], false, false, ag_loc);
     h = nn_ir_binary(g, NN_OP_ADD, h, m.w[1], ag_loc);
     h = nn_ir_binary(g, NN_OP_MAX, h, nn_ir_const(g, 0, NN_DT_F32, ag_loc), ag_loc);
-    m.logits = nn_ir_binary(g, NN_OP_ADD, nn_ir_matmul(g, h, m.w[2], false, false, ag_loc),
-                            m.w[3], ag_loc);
+    m.logits = nn_ir_binary(g, NN_OP_ADD, nn_ir_matmul(g, h, m.w[2], false, false, ag_loc), m.w[3],
+                            ag_loc);
     NnId lse = nn_ir_reduce(g, NN_OP_LOGSUMEXP, m.logits, 2, false, ag_loc);
     NnId ins[2] = {m.logits, m.labels};
     NnAttr ta = {.axis = 1};
@@ -221,8 +221,9 @@ Test(llvm, matmul_1024_matches_naive_reference)
                 ref += p;
                 mag += fabs(p);
             }
-            cr_assert(fabs(C[i * n + j] - ref) <= 1e-5 * mag, "ta %d tb %d C[%lld,%lld] = %g, want %g",
-                      ta, tb, (long long)i, (long long)j, C[i * n + j], ref);
+            cr_assert(fabs(C[i * n + j] - ref) <= 1e-5 * mag,
+                      "ta %d tb %d C[%lld,%lld] = %g, want %g", ta, tb, (long long)i, (long long)j,
+                      C[i * n + j], ref);
         }
         nn_backend_jit.free(x);
         nnrt_vars_fini(&v);
@@ -296,8 +297,8 @@ Test(llvm, transcendentals_accurate)
     float *xv = x->data;
     for (int64_t i = 0; i < n; i++)
         xv[i] = (float)(-104.0 + 194.0 * (double)i / (double)(n - 1));
-    float special[] = {0.0f, -0.0f, 1e-7f, -1e-7f, 1e-30f, 0.6249f, 0.6251f, -0.6251f,
-                       88.72f, -87.4f, INFINITY, -INFINITY, NAN};
+    float special[] = {0.0f,     -0.0f,  1e-7f,  -1e-7f,   1e-30f,    0.6249f, 0.6251f,
+                       -0.6251f, 88.72f, -87.4f, INFINITY, -INFINITY, NAN};
     for (int i = 0; i < 13; i++)
         xv[i] = special[i];
     NnOp ops[4] = {NN_OP_EXP, NN_OP_TANH, NN_OP_SIGMOID, NN_OP_LOG};
@@ -319,7 +320,10 @@ Test(llvm, transcendentals_accurate)
         cr_assert_eq(nn_backend_jit.run(e, &v, &x, out), NN_OK, "%s", nnrt_errmsg());
         const float *y = out[0]->data;
         for (int64_t i = 0; i < n; i++) {
-            double t = xv[i], ref = k == 0 ? exp(t) : k == 1 ? tanh(t) : k == 2 ? 1 / (1 + exp(-t)) : log(t);
+            double t = xv[i], ref = k == 0   ? exp(t)
+                                    : k == 1 ? tanh(t)
+                                    : k == 2 ? 1 / (1 + exp(-t))
+                                             : log(t);
             if (isnan(ref)) {
                 cr_expect(isnan(y[i]), "%s(NaN) = %g", nn_op_name(ops[k]), y[i]);
                 continue;
@@ -328,7 +332,8 @@ Test(llvm, transcendentals_accurate)
             if (isinf((float)ref))
                 cr_expect(y[i] == (float)ref, "%s(%g) = %g", nn_op_name(ops[k]), t, y[i]);
             else
-                cr_expect(err <= ok, "%s(%.9g) = %.9g, want %.9g", nn_op_name(ops[k]), t, y[i], ref);
+                cr_expect(err <= ok, "%s(%.9g) = %.9g, want %.9g", nn_op_name(ops[k]), t, y[i],
+                          ref);
         }
         nn_backend_jit.free(e);
         nnrt_vars_fini(&v);
