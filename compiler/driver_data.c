@@ -4,6 +4,7 @@
 // Errors name the .nn location and, for files, the file and byte offset.
 #include "driver.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 void nn_splits_fini(NnSplits *s)
@@ -224,6 +225,37 @@ static bool split_stmt(NnCtx *c, NnSplits *s, const NnAst *st, uint64_t seed)
     return true;
 }
 
+// classes = ["T-shirt", "Trouser", ...]: names for class indices in reports.
+static bool class_names(NnCtx *c, NnSplits *s, const NnAst *st)
+{
+    const NnAst *v = st->a;
+    bool ok = v->kind == NN_AST_LIST && v->kids.count > 0;
+    for (int i = 0; ok && i < v->kids.count; i++)
+        ok = v->kids.items[i]->kind == NN_AST_STR;
+    if (!ok || s->count == 0) {
+        nn_error(&c->diags, v->loc, ok ? "'classes' must come after the splits are loaded"
+                                       : "'classes' expects a list of strings");
+        return false;
+    }
+    for (int k = 0; k < s->count; k++) {
+        NnrtDataset *d = &s->ds[k];
+        if (d->num_classes > v->kids.count) {
+            nn_error(&c->diags, v->loc, "%d class names given, but split '%s' has %d classes",
+                     v->kids.count, s->names[k], d->num_classes);
+            return false;
+        }
+        if (d->class_names)
+            for (int i = 0; i < d->num_classes; i++)
+                free(d->class_names[i]);
+        free(d->class_names);
+        d->num_classes = v->kids.count;
+        d->class_names = calloc((size_t)v->kids.count, sizeof(char *));
+        for (int i = 0; d->class_names && i < v->kids.count; i++)
+            d->class_names[i] = strdup(v->kids.items[i]->str);
+    }
+    return true;
+}
+
 // x = normalize(x[, per_feature = true]): mean and std from the train split,
 // applied to every split, so no statistics leak from validation or test data.
 static bool normalize(NnCtx *c, NnSplits *s, const NnAst *st)
@@ -282,6 +314,11 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
             (!strcmp(v->a->name, "idx") || !strcmp(v->a->name, "csv"))) {
             NnrtDataset *d = split_add(c, s, target, st->loc);
             if (!d || !load_source(c, v, d))
+                return false;
+            continue;
+        }
+        if (!strcmp(target, "classes")) {
+            if (!class_names(c, s, st))
                 return false;
             continue;
         }
