@@ -161,8 +161,9 @@ def main():
           f"PyTorch {d.get('torch_version', '?')}, OpenBLAS kernels for "
           f"`{d.get('blas_core', '?')}`. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for PyTorch "
           f"and OpenBLAS. Each figure is the median of 7 timed repetitions after a warm-up, best "
-          f"of {d.get('_rounds', 1)} rounds; nT = threads (best of 1 and 2 shown for the JIT and "
-          f"PyTorch). Ratios are \"times better than\" (>1 means nnc's JIT wins).\n")
+          f"of {d.get('_rounds', 1)} alternating rounds; nT = threads, each side shown at its "
+          f"best of 1 and 2 (the interpreter's training step: 2). PyTorch: best of per-tensor "
+          f"and foreach Adam. Ratios are \"times better than\" (>1: nnc's JIT wins).\n")
     print("### Model workloads\n")
     print(table(["workload", "interpreter", "JIT", "PyTorch (best threads)", "JIT vs interp",
                  "JIT vs PyTorch"], mrows))

@@ -3,8 +3,9 @@
 # Installs what only the benchmark needs (Debian's python3-torch and
 # libopenblas-dev, with apt-get, if missing), builds nnc in Release in
 # build-bench plus the driver bench/nnc_bench.c, runs nnc (interpreter, JIT,
-# generated matmul) and PyTorch / OpenBLAS side by side, N rounds (default 2)
-# alternating, and prints the table, also written to bench/results.md.
+# generated matmul) and PyTorch / OpenBLAS side by side in N alternating
+# rounds (default 2; matmul in the first only), and prints the table, also
+# written to bench/results.md.
 # OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for every process here:
 # they make OpenBLAS (also the one under PyTorch) use older, slower kernels.
 set -eu
@@ -52,8 +53,11 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 r=1
 while [ $r -le "$ROUNDS" ]; do
-    echo "bench: round $r of $ROUNDS: nnc" >&2
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$BUILD/nnc_bench" $QUICK "$ROOT" \
+    # Matmul and OpenBLAS run back to back in one process: once is enough.
+    WHAT=
+    [ $r -eq 1 ] || WHAT=--models
+    echo "bench: round $r of $ROUNDS: nnc $WHAT" >&2
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$BUILD/nnc_bench" $QUICK $WHAT "$ROOT" \
         >"$OUT/nnc$r.json"
     for t in 1 2; do
         echo "bench: round $r of $ROUNDS: PyTorch, $t thread(s)" >&2
