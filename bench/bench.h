@@ -21,6 +21,7 @@ void bench_emit(const char *key, double value);
 
 // gemm_bench.c
 void bench_gemm(bool quick);
-void bench_peak(void);
+// Measures the FMA peak on 1 and 2 threads; prints the best seen when emit.
+void bench_peak(bool emit);
 
 #endif

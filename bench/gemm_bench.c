@@ -92,7 +92,11 @@ static double peak_gflops(bool wide, int threads)
     return best;
 }
 
-void bench_peak(void)
+// Best GFLOP/s seen so far per thread count: bench_peak runs before and after
+// the matmuls and reports the higher, so one busy moment does not set it.
+static double peak_seen[3];
+
+void bench_peak(bool emit)
 {
     __builtin_cpu_init();
     bool avx512 = __builtin_cpu_supports("avx512f");
@@ -102,9 +106,11 @@ void bench_peak(void)
             double w = peak_gflops(true, t);
             g = w > g ? w : g;
         }
+        peak_seen[t] = g > peak_seen[t] ? g : peak_seen[t];
         char key[32];
         snprintf(key, sizeof key, "peak_t%d_gflops", t);
-        bench_emit(key, g);
+        if (emit)
+            bench_emit(key, peak_seen[t]);
     }
 }
 
@@ -129,6 +135,7 @@ static const Gemm gemms[] = {
     {"dw2", 256, 128, 128, true, false},    // h1^T @ dh2
     {"dh1", 128, 256, 128, false, true},    // dh2 @ w2^T
     {"dh2", 128, 128, 10, false, true},     // dlogits @ w3^T
+    {"inf1", 1, 256, 784, false, false},    // batch-1 inference: x[1,784] @ w1
 };
 
 typedef struct GemmJob {

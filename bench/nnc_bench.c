@@ -360,8 +360,9 @@ int main(int argc, char **argv)
         bench_xor();
     }
     if (gemm) {
-        bench_peak();
+        bench_peak(false);
         bench_gemm(quick);
+        bench_peak(true);
     }
     printf("  \"quick\": %d\n}\n", quick);
     return 0;

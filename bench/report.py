@@ -106,7 +106,8 @@ GEMMS = [("sq256", "256 x 256 x 256"), ("sq512", "512 x 512 x 512"),
          ("fwd1", "MLP fwd x @ w1: 128 x 256 x 784"), ("fwd2", "MLP fwd h1 @ w2: 128 x 128 x 256"),
          ("fwd3", "MLP fwd h2 @ w3: 128 x 10 x 128"),
          ("dw1", "MLP bwd x^T @ g1: 784 x 256 x 128"), ("dw2", "MLP bwd h1^T @ g2: 256 x 128 x 128"),
-         ("dh1", "MLP bwd g2 @ w2^T: 128 x 256 x 128"), ("dh2", "MLP bwd g3 @ w3^T: 128 x 128 x 10")]
+         ("dh1", "MLP bwd g2 @ w2^T: 128 x 256 x 128"), ("dh2", "MLP bwd g3 @ w3^T: 128 x 128 x 10"),
+         ("inf1", "batch-1 inference x @ w1: 1 x 256 x 784")]
 
 
 def gemm_rows(d):
@@ -149,15 +150,21 @@ def machine():
                              text=True, check=False).stdout.strip()
     except OSError:
         rev = "?"
-    return cpu, os.cpu_count(), rev
+    try:
+        with open("/proc/loadavg") as f:
+            load = f.read().split()[1]  # 5-minute average: what the run shared the cores with
+    except OSError:
+        load = "?"
+    return cpu, os.cpu_count(), rev, load
 
 
 def main():
     d = merge(sys.argv[1:])
-    cpu, ncpu, rev = machine()
+    cpu, ncpu, rev, load = machine()
     mrows, mt = model_rows(d)
     grows, gt = gemm_rows(d)
-    print(f"Run {time.strftime('%Y-%m-%d %H:%M')} on {cpu}, {ncpu} cores; nnc {rev} (Release), "
+    print(f"Run {time.strftime('%Y-%m-%d %H:%M')} on {cpu}, {ncpu} cores (5-minute load average "
+          f"at the end {load}, of which the benchmark itself is about 1.5); nnc {rev} (Release), "
           f"PyTorch {d.get('torch_version', '?')}, OpenBLAS kernels for "
           f"`{d.get('blas_core', '?')}`. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for PyTorch "
           f"and OpenBLAS. Each figure is the median of 7 timed repetitions after a warm-up, best "
@@ -169,7 +176,9 @@ def main():
                  "JIT vs PyTorch"], mrows))
     p1, p2 = d.get("peak_t1_gflops"), d.get("peak_t2_gflops")
     print(f"\n### Generated matmul vs OpenBLAS (GFLOP/s; M x N x K)\n\nMeasured FMA peak: "
-          f"{fmt(p1)} GFLOP/s on 1 core, {fmt(p2)} on 2. Same thread count for both sides.\n")
+          f"{fmt(p1)} GFLOP/s on 1 core, {fmt(p2)} on 2 (best of 15 short trials before and "
+          f"after the matmuls; a share above 100% means the core was busier during every peak "
+          f"trial than during that matmul). Same thread count for both sides.\n")
     print(table(["shape", "nnc 1T", "OpenBLAS 1T", "nnc/BLAS 1T", "nnc % peak 1T", "nnc 2T",
                  "OpenBLAS 2T", "nnc/BLAS 2T", "nnc % peak 2T"], grows))
     print("\n### Targets\n")
