@@ -425,8 +425,9 @@ Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner)
         case NN_AST_RETURN: return eval(L, env, s->a);
         case NN_AST_ASSIGN: {
             if (s->kids.count != 1 || s->kids.items[0]->kind != NN_AST_NAME) {
-                nn_error(&L->c->diags, s->loc,
-                         "only assignments to a single name are supported yet");
+                nn_error(&L->c->diags, s->loc, s->kids.count != 1
+                         ? "assigning several names at once is not supported yet"
+                         : "assigning into part of a tensor is not supported yet");
                 return v_none();
             }
             const char *name = s->kids.items[0]->name;
@@ -447,6 +448,9 @@ Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner)
                 return v_none();
             break;
         case NN_AST_ERROR: return v_none();
+        case NN_AST_FOR:
+            nn_error(&L->c->diags, s->loc, "for loops are not supported yet");
+            return v_none();
         default:
             nn_error(&L->c->diags, s->loc, "%s statements are not supported here",
                      nn_ast_kind_name(s->kind));

@@ -411,7 +411,8 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
         if (a->kind == NN_AST_ARG)
             ok = read_setting(c, &s, a) && ok;
         else if (a->kind != NN_AST_ERROR) {
-            nn_error(&c->diags, a->loc, "this train block form is not supported yet");
+            nn_error(&c->diags, a->loc, "'%s' in a train block is not supported yet",
+                     a->kind == NN_AST_STEP ? "step" : a->kind == NN_AST_NOISE ? "noise" : "this");
             ok = false;
         }
     }
