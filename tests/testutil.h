@@ -21,9 +21,11 @@ static inline const char *tu_nnc(void)
 // exit status (or 128 + signal); *out gets the malloc'd output (caller frees).
 static inline int tu_run(const char *cmd, char **out)
 {
-    char *full = NULL;
-    if (asprintf(&full, "%s 2>&1", cmd) < 0)
+    size_t flen = strlen(cmd) + 8;
+    char *full = malloc(flen);
+    if (!full)
         return -1;
+    snprintf(full, flen, "%s 2>&1", cmd);
     FILE *p = popen(full, "r");
     free(full);
     if (!p)
@@ -64,10 +66,12 @@ static inline int tu_nnc_run(char **out, const char *fmt, ...)
 // Writes text to a fresh file under /tmp and returns its malloc'd path.
 static inline char *tu_write_temp(const char *suffix, const char *text)
 {
-    char *path = NULL;
     static int counter;
-    if (asprintf(&path, "/tmp/nnc_test_%d_%d%s", (int)getpid(), counter++, suffix) < 0)
+    size_t plen = strlen(suffix) + 64;
+    char *path = malloc(plen);
+    if (!path)
         return NULL;
+    snprintf(path, plen, "/tmp/nnc_test_%d_%d%s", (int)getpid(), counter++, suffix);
     FILE *f = fopen(path, "wb");
     if (!f) {
         free(path);
