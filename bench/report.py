@@ -89,13 +89,13 @@ def model_rows(d):
                  fmt(ratio(it, ij)) + "x"))
     targets.append(("JIT batch-1 latency lower than PyTorch's", fmt(ratio(it, ij)) + "x",
                     verdict(ratio(it, ij), 1.0)))
-    c = d.get("mlp_compile_ms")
+    c, wall = d.get("mlp_compile_ms"), d.get("mlp_compile_wall_ms")
     front = d.get("mlp_front_ms")
     total = c + front if c is not None and front is not None else None
-    kernels = d.get("mlp_jit_kernels")
-    rows.append(("JIT compile of the MLP training step (ms)", "", f"{fmt(total)} "
-                 f"(front end {fmt(front)} + passes and LLVM {fmt(c)}; "
-                 f"{fmt(kernels)} kernels)", "", "", ""))
+    rows.append(("JIT compile of the MLP training step (ms of CPU time, source to machine code)",
+                 "", f"{fmt(total)} (front end {fmt(front)} + passes and LLVM {fmt(c)}; wall "
+                 f"{fmt(wall)} on this machine; {fmt(d.get('mlp_jit_kernels'))} kernels)",
+                 "", "", ""))
     targets.append(("MLP training step compiled (source to machine code) in < 300 ms",
                     f"{fmt(total)} ms", verdict(total, 300, lower=True, unit="ms")))
     return rows, targets
