@@ -62,6 +62,10 @@ int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, const NnSource *src, NnO
     int rc = 1;
     if (!nn_driver_setup(c, p, o, &spec, &splits))
         goto done;
+    // check reports what train would, so also the augment list.
+    NnrtAugment aug = {0};
+    if (!nn_driver_augment_opts(c, spec.augment, &aug))
+        goto done;
     rc = 0;
     if (!o->stage)
         goto done;
