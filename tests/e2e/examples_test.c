@@ -429,26 +429,14 @@ Test(examples, augment_writes_png)
     cr_assert_arr_eq(h + 12, "IHDR", 4);
     unsigned w = (unsigned)h[16] << 24 | h[17] << 16 | h[18] << 8 | h[19];
     unsigned ht = (unsigned)h[20] << 24 | h[21] << 16 | h[22] << 8 | h[23];
-    // A grid of 32 28x28 images: at least 28 pixels each way, at most 32 images' worth.
+    // A grid of 32 28x28 images: room for all of them.
     cr_assert(w >= 28 && ht >= 28 && (long)w * ht >= 32L * 28 * 28, "PNG is %ux%u", w, ht);
     cr_assert_gt(size, 1000);
     free(out);
-    // The same with an augmentation nnc does not know: a diagnostic, no file.
-    char *bad = strstr(text, "random_rotation(10)");
-    memcpy(bad, "random_rotaton(10) ", 19);
-    char *nn2 = tu_write_temp(".nn", text);
-    char *png2 = tmp_path(".png");
-    out = run_rc(1, "augment %s -o %s", nn2, png2);
-    cr_assert(strstr(out, "unknown augmentation"), "%s", out);
-    cr_assert(access(png2, F_OK) != 0, "a PNG was written despite the error");
-    free(out);
     unlink(nn);
-    unlink(nn2);
     unlink(png);
     free(nn);
-    free(nn2);
     free(png);
-    free(png2);
     free(text);
     free(src);
 }
