@@ -164,12 +164,22 @@ bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, NnTrainSpec *sp
                  near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
         return false;
     }
-    if (o->has_seed) {
+    if (o->has_seed && o->nsets < 32) {
         static char buf[32];
         snprintf(buf, sizeof buf, "%llu", (unsigned long long)o->seed);
-        o->sets[o->nsets++] = (NnSetting){"seed", buf, false};
+        o->sets[o->nsets++] = (NnSetting){strdup("seed"), buf, false};
     }
-    uint64_t seed = o->has_seed ? o->seed : 1;
+    // Data generation and splits follow the run's seed: --seed, --set seed=,
+    // else the train block's `seed = N`, else 1.
+    uint64_t seed = 1;
+    for (int i = 0; i < t->kids.count; i++) {
+        const NnAst *a = t->kids.items[i];
+        if (a->kind == NN_AST_ARG && !strcmp(a->name, "seed") && a->a->kind == NN_AST_NUM)
+            seed = (uint64_t)a->a->num;
+    }
+    for (int i = 0; i < o->nsets; i++)
+        if (!strcmp(o->sets[i].key, "seed"))
+            seed = strtoull(o->sets[i].value, NULL, 10);
     if (!nn_driver_load_data(c, p, dd->ast, nn_backend_find("interp"), seed, splits))
         return false;
     NnrtDataset *tr = nn_splits_get(splits, "train");
@@ -278,10 +288,18 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
             nnrt_confusion_fini(&conf);
             goto done;
         }
-        nnrt_eval_print(stdout, &e);
-        if (cls)
-            nnrt_confusion_print(stdout, &conf, to.class_names);
+        if (!o->quiet) {
+            nnrt_eval_print(stdout, &e);
+            if (cls)
+                nnrt_confusion_print(stdout, &conf, to.class_names);
+        }
         nnrt_confusion_fini(&conf);
+        NnrtJsonl log = {0};
+        if (o->metrics && (nnrt_jsonl_open(&log, o->metrics, true) != NN_OK ||
+                           nnrt_jsonl_write(&log, &e) != NN_OK || nnrt_jsonl_close(&log) != NN_OK)) {
+            nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
+            goto done;
+        }
         rc = 0;
         goto done;
     }
