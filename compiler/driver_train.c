@@ -321,8 +321,6 @@ done:
         be->free(R.eval);
     nnrt_vars_fini(&R.vars);
     nn_splits_fini(&splits);
-    nn_graph_free(spec.forward);
-    nn_graph_free(spec.step);
-    nn_graph_free(spec.eval);
+    nn_train_spec_fini(&spec);
     return rc;
 }

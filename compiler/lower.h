@@ -59,6 +59,8 @@ typedef struct NnField {
 // hyperparameters (epochs, batch, lr, seed, ...); unknown keys are errors.
 bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnField *fields,
                     int nfields, NnSetting *sets, int nsets, NnTrainSpec *out);
+// Frees the spec's graphs (safe on a zeroed or partly filled spec).
+void nn_train_spec_fini(NnTrainSpec *s);
 // Lowers a model alone (for `nnc ir` on a file without a train block).
 NnGraph *nn_lower_model(NnCtx *c, const NnProgram *p, const NnAst *model, bool training);
 

@@ -457,6 +457,14 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
     return true;
 }
 
+void nn_train_spec_fini(NnTrainSpec *s)
+{
+    nn_graph_free(s->forward);
+    nn_graph_free(s->step);
+    nn_graph_free(s->eval);
+    s->forward = s->step = s->eval = NULL;
+}
+
 NnGraph *nn_lower_model(NnCtx *c, const NnProgram *p, const NnAst *model, bool training)
 {
     NnGraph *g = nn_graph_new();

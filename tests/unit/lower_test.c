@@ -44,9 +44,7 @@ static void compile(Compiled *k, const char *body, int xw, NnDType ydt, int yw)
 
 static void release(Compiled *k)
 {
-    nn_graph_free(k->spec.forward);
-    nn_graph_free(k->spec.step);
-    nn_graph_free(k->spec.eval);
+    nn_train_spec_fini(&k->spec);
     nn_ctx_fini(&k->c);
 }
 
