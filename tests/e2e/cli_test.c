@@ -117,6 +117,52 @@ Test(cli, missing_file)
     free(out);
 }
 
+// Exit 1 (a diagnostic, not usage) and the message.
+static void diag_error(const char *args, const char *msg)
+{
+    char *out = expect_rc(1, args);
+    expect_in(out, msg, args);
+    expect_in(out, "error:", args);
+    free(out);
+}
+
+Test(cli, bad_set_values)
+{
+    diag_error("train examples/xor.nn --set frob=1", "--set frob=1");
+    diag_error("train examples/xor.nn --set epochs=abc", "--set epochs=abc");
+    diag_error("train examples/xor.nn --set epochs=-3", "--set epochs=-3");
+    diag_error("train examples/xor.nn --set lr=abc", "--set lr=abc");
+}
+
+// `batch = 0` in a script is an error; the same value from --set must be too.
+Test(cli, set_zero_batch_rejected)
+{
+    diag_error("train examples/xor.nn -q --set batch=0", "batch");
+}
+
+// --set epochs=0 may be refused, or train nothing; it must not train an epoch.
+Test(cli, set_zero_epochs_trains_nothing)
+{
+    char m[64];
+    snprintf(m, sizeof m, "/tmp/nnc_cli_%d.jsonl", (int)getpid());
+    unlink(m);
+    char args[256];
+    snprintf(args, sizeof args, "train examples/xor.nn -q --set epochs=0 --metrics %s", m);
+    char *out = NULL;
+    int rc = tu_nnc_run(&out, "%s", args);
+    char *text = tu_read_file(m);
+    cr_assert(rc == 1 || (rc == 0 && (!text || !strstr(text, "\"epoch\": 1,"))),
+              "epochs=0: exit %d, metrics:\n%s\noutput:\n%s", rc, text ? text : "", out);
+    unlink(m);
+    free(text);
+    free(out);
+}
+
+Test(cli, train_without_train_block)
+{
+    diag_error("train tests/golden/parse/01_layers.nn", "has no train block");
+}
+
 Test(cli, unknown_stage)
 {
     char *out = expect_rc(2, "ir examples/xor.nn --stage frob");
@@ -202,6 +248,31 @@ Test(cli, stage_opt_and_fused_shrink_or_fuse)
     free(grad);
     free(opt);
     free(fused);
+}
+
+// LLVM IR and assembly when built with LLVM; otherwise a clear refusal.
+Test(cli, stage_llvm_and_asm)
+{
+    char *out = NULL;
+    int rc = tu_nnc_run(&out, "ir examples/xor.nn --stage llvm");
+    if (rc == 1 && strstr(out, "without LLVM")) {
+        free(out);
+        cr_skip_test("built without LLVM");
+    }
+    cr_assert_eq(rc, 0, "%s", out);
+    expect_in(out, "define ", "--stage llvm");
+    free(out);
+    out = expect_rc(0, "ir examples/xor.nn --stage asm");
+    expect_in(out, ".text", "--stage asm");
+    free(out);
+}
+
+// Piped output (not a terminal) carries no colour escapes.
+Test(cli, no_color_when_piped)
+{
+    char *out = expect_rc(1, "check tests/golden/diag/unknown_name.nn");
+    cr_assert(!strchr(out, '\x1b'), "escape codes in piped output:\n%s", out);
+    free(out);
 }
 
 Test(cli, no_pass_keeps_nodes)

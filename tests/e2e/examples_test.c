@@ -205,6 +205,30 @@ Test(examples, set_seed_reproducible)
     free(c);
 }
 
+// The interpreter is the reference: the default backend (the JIT when built
+// with LLVM) must train to the same numbers within float rounding.
+Test(examples, backends_agree)
+{
+    char *a = train_metrics("examples/sine.nn", "--set epochs=2 --backend interp");
+    char *b = train_metrics("examples/sine.nn", "--set epochs=2");
+    double la = tu_jsonl_last(a, "test", "mse"), lb = tu_jsonl_last(b, "test", "mse");
+    cr_assert(isfinite(la) && isfinite(lb));
+    cr_assert(fabs(la - lb) <= 1e-3 * la, "interp test mse %g, default backend %g", la, lb);
+    free(a);
+    free(b);
+}
+
+// The thread count does not change the results (kernels divide their output
+// among threads; each value is computed by one thread in a fixed order).
+Test(examples, threads_do_not_change_results)
+{
+    char *a = train_metrics("examples/sine.nn", "--set epochs=2 --threads 1");
+    char *b = train_metrics("examples/sine.nn", "--set epochs=2 --threads 3");
+    cr_assert_str_eq(a, b);
+    free(a);
+    free(b);
+}
+
 // The final test line of a training run (JSONL), and the same weights through
 // eval: equal numbers.
 Test(examples, checkpoint_round_trip)
