@@ -16,11 +16,15 @@ double bench_median(double *v, int n);
 // at least min_s, then returns the median over `reps` timed repetitions.
 // A failing call (fn returns false) makes the result negative.
 double bench_time(bool (*fn)(void *), void *ctx, double min_s, int reps);
+// The pieces of bench_time: a warm-up call and a count of calls that takes
+// min_s (negative on failure); seconds per call over n calls.
+long bench_calibrate(bool (*fn)(void *), void *ctx, double min_s);
+double bench_rep(bool (*fn)(void *), void *ctx, long n);
 // Prints `"key": value,` (the driver closes the object).
 void bench_emit(const char *key, double value);
 
 // gemm_bench.c
-void bench_gemm(bool quick);
+void bench_gemm(void);
 // Measures the FMA peak on 1 and 2 threads; prints the best seen when emit.
 void bench_peak(bool emit);
 

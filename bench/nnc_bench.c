@@ -42,37 +42,45 @@ double bench_median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-double bench_time(bool (*fn)(void *), void *ctx, double min_s, int reps)
+long bench_calibrate(bool (*fn)(void *), void *ctx, double min_s)
 {
-    if (quick) {
+    if (quick)
         min_s /= 4;
-        reps = reps > 3 ? 3 : reps;
-    }
     if (!fn(ctx))
         return -1;
-    // Calibrate: double the count until one repetition takes min_s.
+    // Grow the count until one repetition takes min_s.
     long n = 1;
     for (;;) {
-        double t0 = bench_now();
-        for (long i = 0; i < n; i++)
-            if (!fn(ctx))
-                return -1;
-        double dt = bench_now() - t0;
+        double dt = bench_rep(fn, ctx, n) * (double)n;
+        if (dt < 0)
+            return -1;
         if (dt >= min_s || n > (1L << 24))
-            break;
+            return n;
         n = dt > 0 ? (long)(n * 1.2 * min_s / dt) + 1 : n * 2;
         if (n < 2)
             n = 2;
     }
+}
+
+double bench_rep(bool (*fn)(void *), void *ctx, long n)
+{
+    double t0 = bench_now();
+    for (long i = 0; i < n; i++)
+        if (!fn(ctx))
+            return -1;
+    return (bench_now() - t0) / (double)n;
+}
+
+double bench_time(bool (*fn)(void *), void *ctx, double min_s, int reps)
+{
+    long n = bench_calibrate(fn, ctx, min_s);
+    if (n < 0)
+        return -1;
     double v[32];
-    reps = reps > 32 ? 32 : reps;
-    for (int r = 0; r < reps; r++) {
-        double t0 = bench_now();
-        for (long i = 0; i < n; i++)
-            if (!fn(ctx))
-                return -1;
-        v[r] = (bench_now() - t0) / (double)n;
-    }
+    reps = quick && reps > 3 ? 3 : reps > 32 ? 32 : reps;
+    for (int r = 0; r < reps; r++)
+        if ((v[r] = bench_rep(fn, ctx, n)) < 0)
+            return -1;
     return bench_median(v, reps);
 }
 
@@ -375,7 +383,7 @@ int main(int argc, char **argv)
     }
     if (gemm) {
         bench_peak(false);
-        bench_gemm(quick);
+        bench_gemm();
         bench_peak(true);
     }
     printf("  \"quick\": %d\n}\n", quick);

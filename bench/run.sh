@@ -49,6 +49,11 @@ cc -std=gnu17 -O2 -Wall -Wextra -Wpedantic -Wno-unused-parameter -DNN_WITH_LLVM=
     -L"$LLVMLIB" -Wl,-rpath,"$LLVMLIB" -lLLVM-19 \
     -L"$BLASDIR" -Wl,-rpath,"$BLASDIR" -lopenblas -lz -lm -lpthread
 
+LOAD=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
+if awk "BEGIN { exit !($LOAD > 0.7) }"; then
+    echo "bench: warning: load average $LOAD: other work shares the cores; figures will be noisy" >&2
+fi
+
 OUT=$BUILD/bench-out
 rm -rf "$OUT"
 mkdir -p "$OUT"
