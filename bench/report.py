@@ -173,7 +173,8 @@ def main():
           f"at the end {load}, of which the benchmark itself is about 1.5); nnc {rev} (Release), "
           f"PyTorch {d.get('torch_version', '?')}, OpenBLAS kernels for "
           f"`{d.get('blas_core', '?')}`. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for PyTorch "
-          f"and OpenBLAS. Each figure is the median of 7 timed repetitions after a warm-up, best "
+          f"and OpenBLAS. Each figure is the median of 7 timed repetitions (matmul: 9, alternating "
+          f"with OpenBLAS) after a warm-up, best "
           f"of {d.get('_rounds', 1)} alternating rounds; nT = threads, each side shown at its "
           f"best of 1 and 2. PyTorch: best of per-tensor "
           f"and foreach Adam. Ratios are \"times better than\" (>1: nnc's JIT wins).\n")
