@@ -169,15 +169,17 @@ def main():
     cpu, ncpu, rev, load = machine()
     mrows, mt = model_rows(d)
     grows, gt = gemm_rows(d)
-    print(f"Run {time.strftime('%Y-%m-%d %H:%M')} on {cpu}, {ncpu} cores (5-minute load average "
-          f"at the end {load}, of which the benchmark itself is about 1.5); nnc {rev} (Release), "
-          f"PyTorch {d.get('torch_version', '?')}, OpenBLAS kernels for "
-          f"`{d.get('blas_core', '?')}`. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for PyTorch "
-          f"and OpenBLAS. Each figure is the median of 7 timed repetitions (matmul: 9, alternating "
-          f"with OpenBLAS) after a warm-up, best "
-          f"of {d.get('_rounds', 1)} alternating rounds; nT = threads, each side shown at its "
-          f"best of 1 and 2. PyTorch: best of per-tensor "
-          f"and foreach Adam. Ratios are \"times better than\" (>1: nnc's JIT wins).\n")
+    print(f"Run {time.strftime('%Y-%m-%d %H:%M')} on {cpu}, {ncpu} cores, by `bench/run.sh`: "
+          f"nnc {rev} (Release), PyTorch {d.get('torch_version', '?')}, OpenBLAS with its "
+          f"`{d.get('blas_core', '?')}` kernels.\n")
+    print(f"- 5-minute load average at the end: {load} (the benchmark itself is about 1.5); "
+          f"above that, other work shared the cores and the figures are noisy.")
+    print(f"- Each figure: median of 7 timed repetitions after a warm-up (matmul: 9, alternating "
+          f"with OpenBLAS), best of {d.get('_rounds', 1)} alternating rounds of nnc and PyTorch.")
+    print("- nT = threads: each side at its best of 1 and 2. PyTorch also at its best of "
+          "per-tensor and foreach Adam, with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (for "
+          "OpenBLAS too).")
+    print("- Ratios are \"times better than\": above 1, nnc's JIT wins.\n")
     print("### Model workloads\n")
     print(table(["workload", "interpreter", "JIT", "PyTorch (best threads)", "JIT vs interp",
                  "JIT vs PyTorch"], mrows))
