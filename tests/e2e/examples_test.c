@@ -218,6 +218,24 @@ Test(examples, backends_agree)
     free(b);
 }
 
+// Optimization passes preserve meaning: training with them all switched off
+// reaches the same numbers (within rounding; folding may reorder arithmetic).
+Test(examples, passes_do_not_change_results)
+{
+    char *a = train_metrics("examples/sine.nn", "--set epochs=2");
+    char *b = train_metrics("examples/sine.nn", "--set epochs=2 --no-pass=fold --no-pass=simplify "
+                                                "--no-pass=cse --no-pass=dce --no-pass=fuse");
+    const char *keys[][2] = {{"train", "loss"}, {"test", "mse"}};
+    for (int i = 0; i < 2; i++) {
+        double x = tu_jsonl_last(a, keys[i][0], keys[i][1]);
+        double y = tu_jsonl_last(b, keys[i][0], keys[i][1]);
+        cr_assert(isfinite(x) && fabs(x - y) <= 1e-4 * fabs(x), "%s %s: %g with passes, %g without",
+                  keys[i][0], keys[i][1], x, y);
+    }
+    free(a);
+    free(b);
+}
+
 // The thread count does not change the results (kernels divide their output
 // among threads; each value is computed by one thread in a fixed order).
 Test(examples, threads_do_not_change_results)
