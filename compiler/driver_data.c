@@ -213,6 +213,16 @@ static bool split_stmt(NnCtx *c, NnSplits *s, const NnAst *st, uint64_t seed)
         nn_error(&c->diags, st->loc, "%s", nnrt_errmsg());
         return false;
     }
+    // An empty part would train or evaluate on nothing (NaN metrics).
+    for (int i = 0; i < n; i++) {
+        if (parts[i].count > 0)
+            continue;
+        nn_error(&c->diags, st->kids.items[i]->loc, "split '%s' gets no samples (%g of %lld)",
+                 st->kids.items[i]->name, fr[i], (long long)src->count);
+        for (int k = 0; k < n; k++)
+            nnrt_dataset_fini(&parts[k]);
+        return false;
+    }
     for (int i = 0; i < n; i++) {
         NnrtDataset *d = split_add(c, s, st->kids.items[i]->name, st->kids.items[i]->loc);
         if (!d) {
@@ -361,6 +371,11 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
         if (!d->x || !d->y) {
             nn_error(&c->diags, data->loc, "split '%s' of data '%s' lacks %s", s->names[k],
                      data->name, d->x ? "a label field" : "an x field");
+            return false;
+        }
+        if (d->count == 0) {
+            nn_error(&c->diags, data->loc, "split '%s' of data '%s' has no samples", s->names[k],
+                     data->name);
             return false;
         }
         if (d->x->shape[0] != d->y->shape[0]) {

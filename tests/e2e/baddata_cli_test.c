@@ -264,6 +264,21 @@ Test(baddata_cli, image_label_count_mismatch)
     rm(img), rm(lbl), rm(nn);
 }
 
+Test(baddata_cli, empty_idx_files)
+{
+    // Zero images and zero labels: well-formed files, but nothing to train on.
+    char *img = idx_images(0, true, 0x00000803), *lbl = idx_labels(0, true);
+    char *nn = idx_script(img, lbl);
+    char *out = NULL;
+    int rc = tu_nnc_run(&out, "check %s", nn);
+    cr_assert_eq(rc, 1, "exit %d:\n%s", rc, out);
+    char loc[600];
+    snprintf(loc, sizeof loc, "%s:2:1: error: ", nn);
+    cr_assert(strstr(out, loc) && strstr(out, "no samples"), "%s", out);
+    free(out);
+    rm(img), rm(lbl), rm(nn);
+}
+
 Test(baddata_cli, trailing_bytes)
 {
     char *img = idx_images(NIMG, false, 0x00000803), *lbl = idx_labels(NIMG, false);
