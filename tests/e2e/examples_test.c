@@ -286,7 +286,8 @@ Test(examples, eval_writes_metrics)
     free(run_rc(0, "eval examples/sine.nn -q --weights %s --metrics %s", w, em));
     char *text = tu_read_file(em);
     cr_assert(text, "eval wrote no metrics file");
-    char *a = last_line_with(m, "\"split\": \"test\""), *b = last_line_with(text, "\"split\": \"test\"");
+    char *a = last_line_with(m, "\"split\": \"test\"");
+    char *b = last_line_with(text, "\"split\": \"test\"");
     cr_assert(a && b, "missing test lines:\n%s\n---\n%s", m, text);
     cr_assert_str_eq(b, a);
     unlink(w);
