@@ -149,6 +149,29 @@ bool nn_driver_augment_opts(NnCtx *c, const NnAst *list, NnrtAugment *a)
 }
 
 // Lowers the first train block against its data. Fills spec and splits.
+// A classifier must score every class its labels name.
+static bool check_classes(NnCtx *c, const NnTrainSpec *spec, NnSplits *splits)
+{
+    if (!spec->classify)
+        return true;
+    const NnNode *o = nn_node(spec->eval, nn_graph_output(spec->eval, "output"));
+    int64_t scored = o->shape.dim[o->shape.rank - 1];
+    NnLoc at = spec->ast->loc;
+    for (int i = 0; i < spec->ast->kids.count; i++) {
+        const NnAst *a = spec->ast->kids.items[i];
+        if (a->kind == NN_AST_ARG && !strcmp(a->name, "loss"))
+            at = a->a->loc;
+    }
+    for (int k = 0; k < splits->count; k++)
+        if (splits->ds[k].num_classes > scored) {
+            nn_error(&c->diags, at, "model '%s' scores %lld classes, but the labels of split '%s' "
+                     "name %d classes", spec->model, (long long)scored, splits->names[k],
+                     splits->ds[k].num_classes);
+            return false;
+        }
+    return true;
+}
+
 bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, NnTrainSpec *spec,
                      NnSplits *splits)
 {
@@ -187,18 +210,20 @@ bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, NnTrainSpec *sp
                     {splits->label, tr->y->dtype, {.rank = tr->y->rank - 1}}};
     memcpy(f[0].sample.dim, tr->x->shape + 1, sizeof(int64_t) * (size_t)f[0].sample.rank);
     memcpy(f[1].sample.dim, tr->y->shape + 1, sizeof(int64_t) * (size_t)f[1].sample.rank);
-    return nn_lower_train(c, p, t, f, 2, o->sets, o->nsets, spec);
+    if (!nn_lower_train(c, p, t, f, 2, o->sets, o->nsets, spec))
+        return false;
+    return check_classes(c, spec, splits);
 }
 
-static bool final_train_eval(NnCtx *c, const NnrtTrainCallbacks *cb, const NnrtDataset *train,
-                             const NnrtTrainOptions *to)
+static bool final_eval(NnCtx *c, const NnrtTrainCallbacks *cb, const NnrtDataset *ds,
+                       const char *split, const NnrtTrainOptions *to)
 {
     NnrtEval e;
     NnrtConfusion conf = {0};
     bool cls = to->task == NNRT_TASK_CLASSIFY;
     NnrtJsonl log = {0};
     bool ok = (!cls || nnrt_confusion_init(&conf, to->num_classes) == NN_OK) &&
-              nnrt_evaluate(cb, train, to, "train", 0, &e, cls ? &conf : NULL) == NN_OK &&
+              nnrt_evaluate(cb, ds, to, split, 0, &e, cls ? &conf : NULL) == NN_OK &&
               (!to->metrics_path || (nnrt_jsonl_open(&log, to->metrics_path, true) == NN_OK &&
                                      nnrt_jsonl_write(&log, &e) == NN_OK &&
                                      nnrt_jsonl_close(&log) == NN_OK));
@@ -304,12 +329,19 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
         goto done;
     }
     NnrtTrainResult res;
+    if (spec.epochs == 0) {
+        // --set epochs=0: no training, only the report on the initial model.
+        if (!final_eval(c, &cb, to.test ? to.test : train, to.test ? "test" : "train", &to))
+            goto done;
+        rc = 0;
+        goto done;
+    }
     if (nnrt_train(&cb, train, &to, &res) != NN_OK) {
         nn_error(&c->diags, (NnLoc){0}, "training failed: %s", nnrt_errmsg());
         goto done;
     }
     // Without a test split, report the final model on the training data.
-    if (!to.test && !final_train_eval(c, &cb, train, &to))
+    if (!to.test && !final_eval(c, &cb, train, "train", &to))
         goto done;
     if (spec.save && !o->quiet)
         printf("saved %s\n", spec.save);

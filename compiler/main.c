@@ -125,7 +125,7 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o)
             VALUE();
             char *end;
             o->seed = strtoull(next, &end, 10);
-            if (*end || !*next)
+            if (*end || !*next || next[0] == '-' || next[0] == '+')
                 return usage_error("--seed expects a non-negative integer, got '%s'", next);
             o->has_seed = true;
         } else if (!strcmp(a, "--metrics")) {

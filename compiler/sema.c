@@ -6,6 +6,7 @@
 #include "sema.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,13 +151,17 @@ static void load_file(Sema *S, const char *path, NnLoc at)
     free(real);
     if (seen)
         return;
-    int before = S->c->diags.nerrors;
-    NnSource *src = nn_source_load(S->c->arena, &S->c->diags, path);
-    if (!src) {
-        if (S->c->diags.nerrors > before && at.src)
-            nn_note(&S->c->diags, at, "imported here");
+    // A missing import is reported at the import, not as a bare file error.
+    FILE *f = fopen(path, "rb");
+    if (!f && at.src) {
+        nn_error(&S->c->diags, at, "cannot import '%s': %s", path, strerror(errno));
         return;
     }
+    if (f)
+        fclose(f);
+    NnSource *src = nn_source_load(S->c->arena, &S->c->diags, path);
+    if (!src)
+        return;
     bool saved = S->in_main;
     S->in_main = false;
     collect(S, nn_parse(S->c, src));

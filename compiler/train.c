@@ -140,6 +140,23 @@ static bool read_setting(NnCtx *c, Settings *s, const NnAst *a)
             return false;
         }
         const NnAst *f = v->kids.items[0];
+        static const char *const splits[] = {"val", "train"};
+        static const char *const metrics[] = {"loss", "accuracy", "acc", "precision", "recall",
+                                              "f1", "mse"};
+        bool split_ok = false, metric_ok = false;
+        for (int i = 0; i < 2; i++)
+            split_ok = split_ok || !strcmp(f->a->name, splits[i]);
+        for (int i = 0; i < 7; i++)
+            metric_ok = metric_ok || !strcmp(f->name, metrics[i]);
+        if (!split_ok || !metric_ok) {
+            const char *near = split_ok ? nn_sema_suggest(NULL, f->name, metrics, 7)
+                                        : nn_sema_suggest(NULL, f->a->name, splits, 2);
+            nn_error(&c->diags, f->loc, "early stopping watches val.METRIC or train.loss; "
+                     "'%s' is not a %s%s%s%s", split_ok ? f->name : f->a->name,
+                     split_ok ? "metric (loss, accuracy, precision, recall, f1, mse)" : "split",
+                     near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+            return false;
+        }
         s->stop = nn_arena_printf(c->arena, "%s.%s", f->a->name, f->name);
         s->patience = 3;
         for (int i = 1; i < v->kids.count; i++) {
@@ -183,9 +200,10 @@ static bool apply_sets(NnCtx *c, Settings *s, NnSetting *sets, int nsets)
         } else if (strcmp(k, "seed") == 0 && num && v >= 0) {
             s->seed = (uint64_t)v;
         } else if (target) {
-            if (!num || v < 0 || v != (double)(int64_t)v) {
-                nn_error(&c->diags, (NnLoc){0}, "--set %s=%s: expected a non-negative integer", k,
-                         sets[i].value);
+            int64_t min = target == &s->batch || target == &s->patience ? 1 : 0;
+            if (!num || v < (double)min || v != (double)(int64_t)v) {
+                nn_error(&c->diags, (NnLoc){0}, "--set %s=%s: expected an integer >= %lld", k,
+                         sets[i].value, (long long)min);
                 return false;
             }
             *target = (int64_t)v;
@@ -198,6 +216,39 @@ static bool apply_sets(NnCtx *c, Settings *s, NnSetting *sets, int nsets)
 }
 
 // Instantiates the optimizer's update rule for parameter p with gradient gr.
+// Named arguments must name a hyperparameter; positional ones must fit.
+static bool check_optimizer_args(Lower *L, const NnAst *opt, const Arg *args, int nargs)
+{
+    int npos = 0;
+    for (int i = 0; i < nargs; i++) {
+        NnLoc at = args[i].loc;
+        if (!args[i].name) {
+            if (++npos > opt->params.count) {
+                nn_error(&L->c->diags, at, "optimizer '%s' takes %d arguments, got more",
+                         opt->name, opt->params.count);
+                return false;
+            }
+            continue;
+        }
+        const char *names[32];
+        int n = 0;
+        bool found = false;
+        for (int k = 0; k < opt->params.count; k++) {
+            found = found || !strcmp(opt->params.items[k]->name, args[i].name);
+            if (n < 32)
+                names[n++] = opt->params.items[k]->name;
+        }
+        if (!found) {
+            const char *near = nn_sema_suggest(NULL, args[i].name, names, n);
+            nn_error(&L->c->diags, at, "optimizer '%s' has no parameter '%s'%s%s%s", opt->name,
+                     args[i].name, near ? "; did you mean '" : "", near ? near : "",
+                     near ? "'?" : "");
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool optimize_param(Lower *L, const NnAst *opt, Arg *args, int nargs, NnId p, NnId gr,
                            const char *pname, NnLoc loc)
 {
@@ -361,7 +412,8 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
     }
     Arg *args = NULL;
     int nargs = 0;
-    if (oc->kind == NN_AST_CALL && !eval_args(L, &env, &oc->kids, NULL, &args, &nargs))
+    if (oc->kind == NN_AST_CALL && (!eval_args(L, &env, &oc->kids, NULL, &args, &nargs) ||
+                                    !check_optimizer_args(L, ov.decl, args, nargs)))
         goto fail;
     Arg *all = nn_arena_alloc(c->arena, (size_t)(nargs + nsets + 1) * sizeof *all);
     memcpy(all, args, (size_t)nargs * sizeof *all);
