@@ -1,22 +1,22 @@
 // The JIT backend (nn_backend_jit). prepare() fuses a copy of the graph with
 // the pass pipeline (unless it is fused already) and starts an LLJIT session;
-// run() binds symbolic dims from the inputs exactly like the interpreter (same
-// messages), compiles one module per binding (cached; the least recently used
-// is dropped past MAX_BINDINGS), points bufs[] at the planned workspace and the
-// caller's tensors, calls the generated step, reports bad labels, returns
-// outputs as views it owns and applies updates last, from pre-update values.
+// run() binds symbolic dims from the inputs with the interpreter's own code
+// (backend/common.c: same checks, same messages), compiles one module per
+// binding (cached; the least recently used is dropped past 8 bindings),
+// points bufs[] at the planned workspace and the caller's tensors, calls the
+// generated step, reports bad labels, returns outputs as views it owns and
+// applies updates last, from pre-update values (backend/common.c again).
 // NN_JIT_NOFUSE=1 compiles the graph unfused; NN_JIT_PROFILE=1 times each kernel.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common.h"
 #include "nn_llvm.h"
 #include "pass.h"
 #include "plan.h"
 #include "pool.h"
-
-enum { MAX_BINDINGS = 8 };
 
 // NN_JIT_PROFILE=1: kernels run one by one from C, timed; totals print at free.
 typedef struct KProf {
@@ -41,98 +41,15 @@ typedef struct JBind {
     int64_t *err;  // per TAKE/ONEHOT node: first bad row or -1
     NnId *err_node;
     int nerr, nkernels;
-    NnTensor *outs; // output headers handed to the caller
-    void **outcopy; // per output: own copy when the value is a source
-    void **snap;    // per update: snapshot when the value is a source
-    uint64_t used;
+    NnBackendSide side; // output headers, their copies, update snapshots
 } JBind;
 
 struct NnExec {
-    const NnGraph *user; // as given to prepare
-    NnGraph *g;          // what is compiled: user, or a fused copy we own
-    NnExecOptions opt;
-    NnrtPool own, *pool;
+    NnBackendExec base; // base.g is what is compiled: the graph given, or `fused`
+    NnGraph *fused;     // a fused copy of the graph given, which we own, or NULL
     NnLlvmJit *jit;
-    JBind *bind[MAX_BINDINGS];
-    int nbind, serial, last_kernels;
-    uint64_t runs;
+    int serial, last_kernels;
 };
-
-static bool is_external(NnOp op)
-{
-    return op == NN_OP_INPUT || op == NN_OP_PARAM || op == NN_OP_STATE;
-}
-
-// ---- symbol binding, as in backend/interp/interp.c ----
-
-static char *tensor_str(const NnTensor *t, char *buf, size_t n)
-{
-    size_t len = (size_t)snprintf(buf, n, "%s", nnrt_dtype_name(t->dtype));
-    for (int i = 0; i < t->rank && len < n; i++)
-        len +=
-            (size_t)snprintf(buf + len, n - len, "%s%lld", i ? ", " : "[", (long long)t->shape[i]);
-    if (t->rank && len < n)
-        snprintf(buf + len, n - len, "]");
-    return buf;
-}
-
-static bool match_type(const NnNode *n, const NnTensor *t, int64_t *symv)
-{
-    if (t->dtype != n->dtype || t->rank != n->shape.rank)
-        return false;
-    for (int d = 0; d < t->rank; d++) {
-        int64_t want = n->shape.dim[d];
-        if (want >= 0 && want != t->shape[d])
-            return false;
-        if (want < 0) {
-            int64_t *v = &symv[-want - 1];
-            if (*v >= 0 && *v != t->shape[d])
-                return false;
-            *v = t->shape[d];
-        }
-    }
-    return true;
-}
-
-static NnStatus mismatch(const NnGraph *g, const NnNode *n, const NnTensor *t, const char *what,
-                         int k)
-{
-    char want[128], got[128];
-    nn_type_str(g, n->dtype, &n->shape, want, sizeof want);
-    tensor_str(t, got, sizeof got);
-    if (n->attr.name)
-        return nnrt_fail(NN_ERR_SHAPE, "%s '%s' expects %s, got %s", what, n->attr.name, want, got);
-    return nnrt_fail(NN_ERR_SHAPE, "%s #%d expects %s, got %s", what, k, want, got);
-}
-
-static NnStatus bind_syms(const NnGraph *g, NnTensor *const *ins, const NnVars *vars, int64_t *symv)
-{
-    int k = 0;
-    for (NnId i = 0; i < g->count; i++) {
-        const NnNode *n = &g->nodes[i];
-        if (n->op != NN_OP_INPUT)
-            continue;
-        if (!ins[k])
-            return nnrt_fail(NN_ERR_SHAPE, "input #%d is missing", k);
-        if (!match_type(n, ins[k], symv))
-            return mismatch(g, n, ins[k], "input", k);
-        k++;
-    }
-    for (NnId i = 0; vars && i < g->count; i++) {
-        const NnNode *n = &g->nodes[i];
-        const NnTensor *t = n->op == NN_OP_PARAM || n->op == NN_OP_STATE
-                                ? nnrt_vars_get(vars, n->attr.name ? n->attr.name : "")
-                                : NULL;
-        int64_t save[NN_MAX_SYMS];
-        memcpy(save, symv, sizeof save);
-        if (t && !match_type(n, t, symv))
-            memcpy(symv, save, sizeof save); // reported with the var check later
-    }
-    for (int s = 0; s < g->nsyms; s++)
-        if (symv[s] < 0)
-            return nnrt_fail(NN_ERR_SHAPE, "dimension '%s' is not fixed by any input", g->syms[s]);
-    return NN_OK;
-}
 
 // ---- bindings ----
 
@@ -148,15 +65,9 @@ static void bind_free(NnExec *x, JBind *b)
     nnrt_free(b->ws);
     nnrt_free(b->scratch);
     nnrt_free(b->err);
-    for (int k = 0; b->outcopy && k < x->g->noutputs; k++)
-        nnrt_free(b->outcopy[k]);
-    for (int k = 0; b->snap && k < x->g->nupdates; k++)
-        nnrt_free(b->snap[k]);
+    nn_backend_side_fini(&b->side, x->base.g);
     free(b->bufs);
     free(b->err_node);
-    free(b->outs);
-    free(b->outcopy);
-    free(b->snap);
     if (b->arena)
         nn_arena_free(b->arena);
     free(b);
@@ -176,7 +87,7 @@ static NnStatus compile(NnExec *x, JBind *b)
     double t0 = now_ms();
     snprintf(prefix, sizeof prefix, "b%d_", x->serial++);
     NnCg cg;
-    nn_cg_init(&cg, nn_llvm_jit_context(x->jit), x->g, b->symv, prefix);
+    nn_cg_init(&cg, nn_llvm_jit_context(x->jit), x->base.g, b->symv, prefix);
     if (!nn_cg_lower_graph(&cg)) {
         LLVMDisposeModule(cg.mod);
         nn_cg_fini(&cg);
@@ -195,7 +106,7 @@ static NnStatus compile(NnExec *x, JBind *b)
     b->bufs = calloc((size_t)cg.nslots + 1, sizeof(void *));
     b->err_node = calloc((size_t)cg.nerr + 1, sizeof(NnId));
     int64_t scratch = 0;
-    for (int s = x->g->count; s < cg.nslots; s++)
+    for (int s = x->base.g->count; s < cg.nslots; s++)
         if (s != cg.err_slot && cg.slot_bytes[s] > scratch)
             scratch = cg.slot_bytes[s];
     if (cg.nerr)
@@ -213,7 +124,7 @@ static NnStatus compile(NnExec *x, JBind *b)
         return NN_ERR_NOMEM;
     if (!(b->err = nnrt_alloc(8 * ((size_t)b->nerr + 1))))
         return NN_ERR_NOMEM;
-    for (int s = x->g->count; s < b->nslots; s++)
+    for (int s = x->base.g->count; s < b->nslots; s++)
         b->bufs[s] = s == err_slot ? (void *)b->err : b->scratch;
     snprintf(name, sizeof name, "%sstep", prefix);
     void *fp = nn_llvm_jit_lookup(x->jit, name);
@@ -228,10 +139,19 @@ static NnStatus compile(NnExec *x, JBind *b)
     return b->step ? NN_OK : NN_ERR_RUNTIME;
 }
 
+static void **bind_ptr(void *ctx, NnId id) { return &((JBind *)ctx)->bufs[id]; }
+
+// b as the shared code in backend/common.c sees it.
+static NnBackendView view(NnExec *x, void *bind)
+{
+    JBind *b = bind;
+    return (NnBackendView){.g = x->base.g, .symv = b->symv, .ptr = bind_ptr, .ctx = b};
+}
+
 // Workspace, node slots, output headers and snapshot buffers.
 static NnStatus layout(NnExec *x, JBind *b)
 {
-    const NnGraph *g = x->g;
+    const NnGraph *g = x->base.g;
     NnPlanOptions po = {.const_buffers = true};
     b->arena = nn_arena_new();
     b->plan = nn_plan_build_ex(g, b->symv, b->arena, &po);
@@ -239,36 +159,10 @@ static NnStatus layout(NnExec *x, JBind *b)
         return NN_ERR_NOMEM;
     for (NnId i = 0; i < g->count; i++) {
         int64_t off = b->plan->slots[i].offset;
-        b->bufs[i] = off >= 0 && !is_external(g->nodes[i].op) ? b->ws + off : NULL;
+        b->bufs[i] = off >= 0 && !nn_backend_is_source(g->nodes[i].op) ? b->ws + off : NULL;
     }
-    b->outs = calloc((size_t)g->noutputs + 1, sizeof(NnTensor));
-    b->outcopy = calloc((size_t)g->noutputs + 1, sizeof(void *));
-    b->snap = calloc((size_t)g->nupdates + 1, sizeof(void *));
-    if (!b->outs || !b->outcopy || !b->snap)
-        return nnrt_fail(NN_ERR_NOMEM, "out of memory");
-    for (int k = 0; k < g->noutputs; k++) {
-        const NnNode *n = &g->nodes[g->outputs[k].id];
-        NnTensor *t = &b->outs[k];
-        t->dtype = n->dtype;
-        t->rank = n->shape.rank;
-        nn_shape_bind(&n->shape, b->symv, t->shape);
-        t->numel = 1;
-        for (int d = 0; d < t->rank; d++)
-            t->numel *= t->shape[d];
-        t->data = b->bufs[g->outputs[k].id];
-        if (is_external(n->op)) {
-            if (!(b->outcopy[k] = nnrt_alloc(nnrt_tensor_nbytes(t) + 1)))
-                return NN_ERR_NOMEM;
-            t->data = b->outcopy[k];
-        }
-    }
-    for (int k = 0; k < g->nupdates; k++) {
-        NnId v = g->updates[k].value;
-        if (is_external(g->nodes[v].op) &&
-            !(b->snap[k] = nnrt_alloc((size_t)b->plan->slots[v].nbytes + 1)))
-            return NN_ERR_NOMEM;
-    }
-    return NN_OK;
+    NnBackendView v = view(x, b);
+    return nn_backend_side_init(&b->side, &v);
 }
 
 static JBind *bind_new(NnExec *x, const int64_t *symv)
@@ -287,63 +181,27 @@ static JBind *bind_new(NnExec *x, const int64_t *symv)
         bind_free(x, b);
         return NULL;
     }
-    if (x->opt.verbose)
+    if (x->base.opt.verbose)
         fprintf(stderr, "jit: compiled step in %.0f ms (%d kernels), workspace %lld bytes\n",
                 now_ms() - t0, b->nkernels, (long long)b->plan->workspace);
     return b;
 }
 
-static JBind *get_binding(NnExec *x, const int64_t *symv)
+static NnStatus make_binding(NnExec *x, const int64_t *symv, void **bind)
 {
-    int ns = x->g->nsyms;
-    for (int k = 0; k < x->nbind; k++)
-        if (memcmp(x->bind[k]->symv, symv, (size_t)ns * sizeof *symv) == 0)
-            return x->bind[k];
     JBind *b = bind_new(x, symv);
     if (!b)
-        return NULL;
-    if (x->nbind == MAX_BINDINGS) {
-        int old = 0;
-        for (int k = 1; k < x->nbind; k++)
-            if (x->bind[k]->used < x->bind[old]->used)
-                old = k;
-        bind_free(x, x->bind[old]);
-        x->bind[old] = x->bind[--x->nbind];
-    }
-    x->bind[x->nbind++] = b;
+        return NN_ERR_RUNTIME;
     x->last_kernels = b->nkernels;
-    return b;
-}
-
-// ---- run ----
-
-static NnStatus attach_sources(NnExec *x, JBind *b, NnVars *vars, NnTensor *const *inputs)
-{
-    const NnGraph *g = x->g;
-    int k = 0;
-    for (NnId i = 0; i < g->count; i++) {
-        const NnNode *n = &g->nodes[i];
-        if (n->op == NN_OP_INPUT) {
-            b->bufs[i] = inputs[k++]->data;
-            continue;
-        }
-        if (n->op != NN_OP_PARAM && n->op != NN_OP_STATE)
-            continue;
-        const char *what = n->op == NN_OP_PARAM ? "parameter" : "state";
-        NnTensor *t = vars ? nnrt_vars_get(vars, n->attr.name) : NULL;
-        if (!t)
-            return nnrt_fail(NN_ERR_SHAPE, "%s '%s' is missing", what, n->attr.name);
-        int64_t want[NN_MAX_RANK];
-        nn_shape_bind(&n->shape, b->symv, want);
-        bool same = t->dtype == n->dtype && t->rank == n->shape.rank;
-        for (int d = 0; same && d < t->rank; d++)
-            same = t->shape[d] == want[d];
-        if (!same)
-            return mismatch(g, n, t, what, 0);
-        b->bufs[i] = t->data;
-    }
+    *bind = b;
     return NN_OK;
 }
+
+static void drop_binding(NnExec *x, void *b) { bind_free(x, b); }
+
+static const NnBackendOps jit_ops = {make_binding, drop_binding, view};
+
+// ---- run ----
 
 // The first out-of-range label seen by a TAKE/ONEHOT kernel, as the interpreter words it.
 static NnStatus check_labels(NnExec *x, JBind *b)
@@ -352,11 +210,11 @@ static NnStatus check_labels(NnExec *x, JBind *b)
         int64_t bad = b->err[k];
         if (bad < 0)
             continue;
-        const NnNode *n = &x->g->nodes[b->err_node[k]];
+        const NnNode *n = &x->base.g->nodes[b->err_node[k]];
         if (n->op == NN_OP_TAKE) {
             int32_t v = ((const int32_t *)b->bufs[n->in[1]])[bad];
             int64_t d[NN_MAX_RANK];
-            nn_shape_bind(&x->g->nodes[n->in[0]].shape, b->symv, d);
+            nn_shape_bind(&x->base.g->nodes[n->in[0]].shape, b->symv, d);
             return nnrt_fail(NN_ERR_RUNTIME, "take: index %d at row %lld is outside [0, %lld)", v,
                              (long long)bad, (long long)d[1]);
         }
@@ -367,71 +225,30 @@ static NnStatus check_labels(NnExec *x, JBind *b)
     return NN_OK;
 }
 
-static size_t node_bytes(const JBind *b, NnId id) { return (size_t)b->plan->slots[id].nbytes; }
-
-static void copy_bytes(void *dst, const void *src, size_t n)
-{
-    if (n && dst != src)
-        memcpy(dst, src, n);
-}
-
-static void apply_updates(NnExec *x, JBind *b)
-{
-    const NnGraph *g = x->g;
-    for (int k = 0; k < g->nupdates; k++)
-        if (b->snap[k])
-            copy_bytes(b->snap[k], b->bufs[g->updates[k].value],
-                       node_bytes(b, g->updates[k].value));
-    for (int k = 0; k < g->nupdates; k++) {
-        NnId var = g->updates[k].var, v = g->updates[k].value;
-        copy_bytes(b->bufs[var], b->snap[k] ? b->snap[k] : b->bufs[v], node_bytes(b, var));
-    }
-}
-
 static NnStatus jit_run(NnExec *x, NnVars *vars, NnTensor *const *inputs, NnTensor **outputs)
 {
-    const NnGraph *g = x->g;
-    for (int k = 0; k < g->noutputs; k++)
-        outputs[k] = NULL;
-    int64_t symv[NN_MAX_SYMS];
-    for (int s = 0; s < NN_MAX_SYMS; s++)
-        symv[s] = -1;
-    NnStatus st = bind_syms(g, inputs, vars, symv);
+    void *bind;
+    NnBackendView v;
+    NnStatus st = nn_backend_begin(x, vars, inputs, outputs, &bind, &v);
     if (st != NN_OK)
         return st;
-    JBind *b = get_binding(x, symv);
-    if (!b)
-        return NN_ERR_RUNTIME;
-    b->used = ++x->runs;
-    if ((st = attach_sources(x, b, vars, inputs)) != NN_OK)
-        return st;
-    for (int k = 0; k < g->nupdates; k++) {
-        const NnNode *var = &g->nodes[g->updates[k].var], *v = &g->nodes[g->updates[k].value];
-        if (var->dtype != v->dtype ||
-            node_bytes(b, g->updates[k].var) != node_bytes(b, g->updates[k].value))
-            return nnrt_fail(NN_ERR_SHAPE, "update of '%s' has the wrong type", var->attr.name);
-    }
+    JBind *b = bind;
     if (b->prof) {
         b->runs++;
         for (int k = 0; k < b->nkernels; k++) {
             double t0 = now_ms();
             if (b->prof[k].par)
-                nnrt_pool_run(x->pool, b->prof[k].fn, b->bufs);
+                nnrt_pool_run(x->base.pool, b->prof[k].fn, b->bufs);
             else
                 b->prof[k].fn(b->bufs, 0, 1);
             b->prof[k].ms += now_ms() - t0;
         }
     } else {
-        b->step(x->pool, b->bufs);
+        b->step(x->base.pool, b->bufs);
     }
     if ((st = check_labels(x, b)) != NN_OK)
         return st;
-    for (int k = 0; k < g->noutputs; k++) {
-        if (b->outcopy[k])
-            copy_bytes(b->outcopy[k], b->bufs[g->outputs[k].id], node_bytes(b, g->outputs[k].id));
-        outputs[k] = &b->outs[k];
-    }
-    apply_updates(x, b);
+    nn_backend_finish(&v, &b->side, outputs);
     return NN_OK;
 }
 
@@ -449,46 +266,21 @@ static void jit_free(NnExec *x)
 {
     if (!x)
         return;
-    for (int k = 0; k < x->nbind; k++)
-        bind_free(x, x->bind[k]);
+    nn_backend_exec_clear(x); // while the bindings' code is still in the JIT
     nn_llvm_jit_free(x->jit);
-    if (x->g && x->g != x->user)
-        nn_graph_free(x->g);
-    if (x->pool == &x->own)
-        nnrt_pool_fini(&x->own);
-    free(x);
+    nn_graph_free(x->fused);
+    nn_backend_exec_free(x);
 }
 
 static NnExec *jit_prepare(const NnGraph *g, const NnExecOptions *opt)
 {
-    NnExec *x = calloc(1, sizeof *x);
-    if (!x) {
-        nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    NnExec *x = nn_backend_exec_new(sizeof(NnExec), g, opt, &jit_ops);
+    if (!x)
         return NULL;
-    }
-    x->user = x->g = (NnGraph *)g;
-    if (opt)
-        x->opt = *opt;
-    for (NnId i = 0; i < g->count; i++) {
-        const NnNode *n = &g->nodes[i];
-        if ((n->op == NN_OP_PARAM || n->op == NN_OP_STATE) && !n->attr.name) {
-            nnrt_fail(NN_ERR_RUNTIME, "%s node %d has no name", nn_op_name(n->op), i);
-            free(x);
-            return NULL;
-        }
-    }
-    x->pool = nnrt_pool_default();
-    if (x->opt.threads > 0 && x->opt.threads != nnrt_pool_size(x->pool)) {
-        if (nnrt_pool_init(&x->own, x->opt.threads) != NN_OK) {
-            free(x);
-            return NULL;
-        }
-        x->pool = &x->own;
-    }
     // Fusion is what makes the JIT fast; NN_JIT_NOFUSE=1 compiles the graph as given.
     const char *nofuse = getenv("NN_JIT_NOFUSE");
     if (!has_fused(g) && !(nofuse && *nofuse == '1'))
-        x->g = nn_passes_run(nn_graph_clone(g), NULL);
+        x->base.g = x->fused = nn_passes_run(nn_graph_clone(g), NULL);
     if (!(x->jit = nn_llvm_jit_new())) {
         jit_free(x);
         return NULL;
