@@ -19,6 +19,15 @@ static void to_root(void) { cr_assert_eq(chdir(NN_SOURCE_DIR), 0); }
 
 TestSuite(examples, .init = to_root, .timeout = 300);
 
+#define FASHION "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+
+// Fashion-MNIST comes from Debian's dataset-fashion-mnist package.
+static void need_fashion(void)
+{
+    if (access(FASHION, R_OK) != 0)
+        cr_skip_test("Fashion-MNIST is not installed (%s)", FASHION);
+}
+
 // A fresh path under /tmp (nothing created).
 static char *tmp_path(const char *suffix)
 {
@@ -150,6 +159,7 @@ Test(examples, every_example_trains_briefly)
 
 Test(examples, fashion_short_run_and_eval)
 {
+    need_fashion();
     char *w = tmp_path(".safetensors");
     char *m = tmp_path(".jsonl");
     char *out = run_rc(0, "train examples/fashion_mlp.nn --set epochs=1 --set limit=6000 "
@@ -472,6 +482,7 @@ static char *fashion_copy(bool augment)
 
 Test(examples, augment_writes_png)
 {
+    need_fashion();
     char *nn = fashion_copy(true);
     char *png = tmp_path(".png");
     char *out = run_rc(0, "augment %s -o %s", nn, png);
