@@ -296,12 +296,14 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
         goto done;
     if (eval_only) {
         NnVars loaded;
-        if (nnrt_safetensors_load(o->weights, &loaded, NULL) != NN_OK ||
-            nnrt_checkpoint_assign(o->weights, &R.vars, &loaded) != NN_OK) {
+        // load initializes `loaded` and empties it on failure, so one fini fits all paths.
+        bool ok = nnrt_safetensors_load(o->weights, &loaded, NULL) == NN_OK &&
+                  nnrt_checkpoint_assign(o->weights, &R.vars, &loaded) == NN_OK;
+        if (!ok)
             nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
-            goto done;
-        }
         nnrt_vars_fini(&loaded);
+        if (!ok)
+            goto done;
         const NnrtDataset *ds = to.test ? to.test : to.val ? to.val : train;
         const char *name = to.test ? "test" : to.val ? "val" : "train";
         NnrtEval e;

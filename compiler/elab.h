@@ -91,6 +91,8 @@ typedef struct Lower {
     const char *bind_name; // target of `name = layer(...)`, consumed by the call
     Resolver resolve;
     void *resolve_ctx;
+    const char *const *resolve_names; // what resolve knows, for "did you mean"
+    int nresolve_names;
 } Lower;
 
 void lower_init(Lower *L, NnCtx *c, const NnProgram *p, NnGraph *g);

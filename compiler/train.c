@@ -359,6 +359,12 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
     }
     L->resolve = resolve;
     L->resolve_ctx = &T;
+    const char **known = nn_arena_alloc(c->arena, (size_t)(nfields + 2) * sizeof(char *));
+    known[0] = "output";
+    for (int i = 0; i < nfields; i++)
+        known[i + 1] = fields[i].name;
+    L->resolve_names = known;
+    L->nresolve_names = nfields + 1;
     NnId s0 = -1;
     if (mode != 2) {
         NnShape scalar = {0};
