@@ -55,10 +55,8 @@ int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, const NnSource *src, NnO
     }
     if (p->ntrains == 0)
         return models_only(c, p, ast, o);
-    NnTrainSpec spec;
-    NnSplits splits;
-    memset(&spec, 0, sizeof spec);
-    memset(&splits, 0, sizeof splits);
+    NnTrainSpec spec = {0};
+    NnSplits splits = {0};
     int rc = 1;
     if (!nn_driver_setup(c, p, o, &spec, &splits))
         goto done;
@@ -97,19 +95,15 @@ int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, const NnSource *src, NnO
     }
 done:
     nn_splits_fini(&splits);
-    nn_graph_free(spec.forward);
-    nn_graph_free(spec.step);
-    nn_graph_free(spec.eval);
+    nn_train_spec_fini(&spec);
     (void)src;
     return rc;
 }
 
 int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o)
 {
-    NnTrainSpec spec;
-    NnSplits splits;
-    memset(&spec, 0, sizeof spec);
-    memset(&splits, 0, sizeof splits);
+    NnTrainSpec spec = {0};
+    NnSplits splits = {0};
     int rc = 1;
     if (!nn_driver_setup(c, p, o, &spec, &splits))
         goto done;
@@ -147,8 +141,6 @@ int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o)
     rc = 0;
 done:
     nn_splits_fini(&splits);
-    nn_graph_free(spec.forward);
-    nn_graph_free(spec.step);
-    nn_graph_free(spec.eval);
+    nn_train_spec_fini(&spec);
     return rc;
 }

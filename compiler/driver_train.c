@@ -240,10 +240,8 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     const NnBackend *be = nn_driver_backend(o);
     if (!be)
         return 1;
-    NnTrainSpec spec;
-    NnSplits splits;
-    memset(&spec, 0, sizeof spec);
-    memset(&splits, 0, sizeof splits);
+    NnTrainSpec spec = {0};
+    NnSplits splits = {0};
     int rc = 1;
     Runner R = {.be = be, .spec = &spec};
     nnrt_vars_init(&R.vars);
