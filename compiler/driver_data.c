@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void nn_splits_fini(NnSplits *s)
 {
@@ -49,7 +50,16 @@ static const char *str_arg(NnCtx *c, const NnAst *call, int i, const char *what)
                  what);
         return NULL;
     }
-    return a->str;
+    // A relative path that does not exist from the current directory is
+    // taken relative to the script, as imports are.
+    const char *path = a->str, *from = a->loc.src ? a->loc.src->name : "";
+    const char *slash = strrchr(from, '/');
+    if (path[0] != '/' && slash && access(path, F_OK) != 0) {
+        const char *rel = nn_arena_printf(c->arena, "%.*s/%s", (int)(slash - from), from, path);
+        if (access(rel, F_OK) == 0)
+            return rel;
+    }
+    return path;
 }
 
 static bool load_source(NnCtx *c, const NnAst *call, NnrtDataset *d)
