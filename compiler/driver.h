@@ -53,7 +53,7 @@ bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, NnTrainSpec *sp
 bool nn_driver_augment_opts(NnCtx *c, const NnAst *list, NnrtAugment *a);
 
 int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only);
-int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, const NnSource *src, NnOptions *o);
+int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, NnOptions *o);
 int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o);
 
 #endif

@@ -38,7 +38,7 @@ static int models_only(NnCtx *c, const NnProgram *p, const NnAst *ast, NnOptions
     return rc;
 }
 
-int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, const NnSource *src, NnOptions *o)
+int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, NnOptions *o)
 {
     static const char *const stages[] = {"ast", "ir", "grad", "opt", "fused", "llvm", "asm"};
     bool known = !o->stage;
@@ -96,7 +96,6 @@ int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, const NnSource *src, NnO
 done:
     nn_splits_fini(&splits);
     nn_train_spec_fini(&spec);
-    (void)src;
     return rc;
 }
 

@@ -218,7 +218,7 @@ int main(int argc, char **argv)
     if (c.diags.nerrors || !prog)
         goto out;
     if (!strcmp(cmd, "check") || !strcmp(cmd, "ir"))
-        rc = nn_cmd_ir(&c, prog, ast, src, &o);
+        rc = nn_cmd_ir(&c, prog, ast, &o);
     else if (!strcmp(cmd, "train"))
         rc = nn_cmd_train(&c, prog, &o, false);
     else if (!strcmp(cmd, "eval"))

@@ -257,12 +257,10 @@ static void check_expr(Sema *S, Scope *sc, const NnAst *e);
 static void unknown(Sema *S, Scope *sc, const NnAst *e)
 {
     const char *near = nn_sema_suggest(S->p, e->name, sc->names, sc->count);
-    const NnDecl *std = NULL;
     if (!near)
         nn_error(&S->c->diags, e->loc, "unknown name '%s'", e->name);
     else
         nn_error(&S->c->diags, e->loc, "unknown name '%s'; did you mean '%s'?", e->name, near);
-    (void)std;
 }
 
 static bool known(Sema *S, Scope *sc, const char *name)

@@ -254,8 +254,6 @@ static bool optimize_param(Lower *L, const NnAst *opt, Arg *args, int nargs, NnI
 {
     // Bind hyperparameters like a call, then run the body statements.
     Env *env = nn_arena_alloc(L->c->arena, sizeof *env);
-    Val r = v_none();
-    (void)r;
     for (int k = 0; k < opt->params.count; k++) {
         const NnAst *f = opt->params.items[k];
         Val v = v_none();
