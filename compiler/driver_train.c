@@ -5,9 +5,11 @@
 // step updates in place; checkpoints are that table.
 #include "driver.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "init.h"
 #include "progress.h"
@@ -215,6 +217,19 @@ bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, NnTrainSpec *sp
     return check_classes(c, spec, splits);
 }
 
+// Finds an unusable checkpoint path before any training time is spent.
+static bool check_writable(NnCtx *c, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
+    bool ok = dir && access(dir, W_OK | X_OK) == 0;
+    if (!ok)
+        nn_error(&c->diags, (NnLoc){0}, "cannot save checkpoints to '%s': directory '%s' %s", path,
+                 dir ? dir : "?", errno == ENOENT ? "does not exist" : "is not writable");
+    free(dir);
+    return ok;
+}
+
 static bool final_eval(NnCtx *c, const NnrtTrainCallbacks *cb, const NnrtDataset *ds,
                        const char *split, const NnrtTrainOptions *to)
 {
@@ -328,6 +343,8 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
         rc = 0;
         goto done;
     }
+    if (to.checkpoint && !check_writable(c, to.checkpoint))
+        goto done;
     NnrtTrainResult res;
     if (spec.epochs == 0) {
         // --set epochs=0: no training, only the report on the initial model.

@@ -319,6 +319,14 @@ static NnStatus run_epoch(Run *r, int epoch, int64_t *perm, NnTensor *xb, NnTens
         if (st != NN_OK)
             return st;
         r->steps++;
+        // Going on after the loss overflows only spreads NaN through the weights.
+        if (!isfinite(loss)) {
+            nnrt_progress_end(prog, NULL);
+            return nnrt_fail(NN_ERR_RUNTIME, "the loss became %s at epoch %d, batch %lld "
+                             "(step %lld): training diverged; try a lower learning rate",
+                             isnan(loss) ? "NaN" : "infinite", epoch + 1, (long long)b + 1,
+                             (long long)r->steps);
+        }
         nnrt_progress_step(prog, n, loss);
     }
     return NN_OK;

@@ -135,7 +135,8 @@ static bool parse_num(const char *s, double *v)
     char *end;
     errno = 0;
     *v = strtod(s, &end);
-    return *end == 0 && errno != ERANGE;
+    // nan and inf parse as numbers but are no data a model can learn from.
+    return *end == 0 && errno != ERANGE && isfinite(*v);
 }
 
 static bool is_num(const char *s)

@@ -404,3 +404,15 @@ Test(baddata_cli, save_onto_directory_leaves_nothing)
     free(inner);
     free(dir);
 }
+
+// An unusable save path is found before any epoch is spent training.
+Test(baddata_cli, unwritable_save_dir_refused_before_training)
+{
+    char *out = NULL;
+    int rc = tu_nnc_run(&out, "train examples/xor.nn --set save=/nonexistent_dir_nnc/w.st");
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert(strstr(out, "cannot save checkpoints to '/nonexistent_dir_nnc/w.st': directory "
+                          "'/nonexistent_dir_nnc' does not exist"), "%s", out);
+    cr_assert_null(strstr(out, "epoch 1/"), "trained before failing:\n%s", out);
+    free(out);
+}

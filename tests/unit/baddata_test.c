@@ -244,3 +244,16 @@ Test(baddata, garbage_never_crashes)
         nnrt_dataset_fini(&ds);
     }
 }
+
+Test(baddata, csv_non_finite_values)
+{
+    write_text(tmp("nan.csv"), "a,b,label\n1,2,0\n3,nan,1\n");
+    NnrtDataset ds;
+    nnrt_dataset_init(&ds);
+    cr_assert_eq(nnrt_dataset_load_csv(&ds, tmp("nan.csv"), NULL), NN_ERR_FORMAT);
+    assert_msg_has("nan.csv:3:2: 'nan' is not a number");
+    write_text(tmp("inf.csv"), "a,b,label\n1,-inf,0\n");
+    cr_assert_eq(nnrt_dataset_load_csv(&ds, tmp("inf.csv"), NULL), NN_ERR_FORMAT);
+    assert_msg_has("inf.csv:2:2: '-inf' is not a number");
+    cr_assert_null(ds.x);
+}

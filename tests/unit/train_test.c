@@ -549,3 +549,30 @@ Test(train, progress_bar_redraws_in_place)
     free(pbuf);
     nnrt_dataset_fini(&tr);
 }
+
+static int nan_calls;
+
+// A step whose loss is fine four times, then NaN: training must stop there.
+static NnStatus nan_step(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n, double *loss)
+{
+    *loss = ++nan_calls <= 4 ? 1.0 : NAN;
+    return NN_OK;
+}
+
+Test(train, diverged_loss_stops_with_a_message)
+{
+    NnrtDataset tr = blobs(240, 1);
+    Model m;
+    init_model(&m);
+    NnrtTrainCallbacks cb = callbacks(&m);
+    cb.step = nan_step;
+    nan_calls = 0;
+    NnrtTrainOptions o = quiet_opts();
+    NnrtTrainResult res;
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_ERR_RUNTIME);
+    cr_assert(strstr(nnrt_errmsg(), "the loss became NaN at epoch 1, batch 5 (step 5)"), "%s",
+              nnrt_errmsg());
+    cr_assert(strstr(nnrt_errmsg(), "training diverged"), "%s", nnrt_errmsg());
+    cr_assert_eq(nan_calls, 5, "no step after the NaN");
+    nnrt_dataset_fini(&tr);
+}
