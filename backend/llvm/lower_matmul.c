@@ -338,6 +338,109 @@ static void emit_small(NnCg *cg, Mm *m)
     nn_cg_kernel_end(cg);
 }
 
+// ---- short products (M <= MM_ROWS): B read in place, no packing ----
+
+// Packing costs K*N per call whatever M is; with a few rows it is most of the
+// work (batch-1 inference). Rows of op(A) times B's rows straight from memory:
+// per panel of NR columns, the M x 2 accumulator vectors of a tile, one
+// broadcast of A[i,k] per row and two (masked at the edge) loads of B row k.
+// Threads split the panels.
+#define MM_ROWS 4
+
+static void emit_rows(NnCg *cg, Mm *m)
+{
+    nn_cg_kernel_begin(cg, m->epi ? "mm_rows_fused" : "mm_rows", (double)(m->m * m->n * m->k));
+    m->a = nn_cg_buf(cg, m->a_slot);
+    m->bp = nn_cg_buf(cg, m->b_slot);
+    m->c = nn_cg_buf(cg, m->out_slot);
+    if (m->epi)
+        nn_expr_bind(cg, m->epi);
+    LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
+    int rows = (int)m->m;
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < 2; v++)
+            m->acc[r][v] = nn_cg_alloca(cg, vt);
+    m->tbuf = nn_cg_alloca(cg, LLVMArrayType2(vt, 2 * MM_MR));
+    LLVMSetAlignment(m->tbuf, 64);
+    m->kblocks = 1;
+    LLVMValueRef p0, p1;
+    nn_cg_split(cg, m->np, 1, &p0, &p1);
+    NnLoop p, k;
+    nn_cg_loop_begin(cg, &p, p0, p1, 1);
+    LLVMValueRef j0 = mul(cg, p.iv, m->nr);
+    for (int v = 0; v < 2; v++)
+        m->mask[v] = col_mask(cg, m, add(cg, j0, nn_cg_i64(cg, v * m->vw)));
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < 2; v++)
+            LLVMBuildStore(cg->b, LLVMConstNull(vt), m->acc[r][v]);
+    nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->k), 1);
+    LLVMValueRef bv[2];
+    for (int v = 0; v < 2; v++) {
+        LLVMValueRef off = add(cg, add(cg, mul(cg, k.iv, m->n), j0), nn_cg_i64(cg, v * m->vw));
+        bv[v] = nn_cg_load(cg, m->dt, m->bp, off, m->vw, m->mask[v]);
+    }
+    for (int r = 0; r < rows; r++) {
+        LLVMValueRef s = nn_cg_splat(cg, a_elem(cg, m, nn_cg_i64(cg, r), k.iv), m->vw);
+        for (int v = 0; v < 2; v++) {
+            LLVMValueRef args[3] = {s, bv[v], LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "")};
+            LLVMBuildStore(cg->b, nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3), m->acc[r][v]);
+        }
+    }
+    k.unroll = true;
+    nn_cg_loop_end(cg, &k);
+    tile_store(cg, m, nn_cg_i64(cg, 0), j0, rows, true);
+    nn_cg_loop_end(cg, &p);
+    nn_cg_kernel_end(cg);
+}
+
+// The same with B transposed (B is N x K) and A not: C[i,j] is the dot product
+// of two contiguous rows, vectorized over K with a masked last step, reduced
+// across lanes, then the epilogue on the scalar. Threads split the columns.
+static void emit_dots(NnCg *cg, Mm *m)
+{
+    nn_cg_kernel_begin(cg, m->epi ? "mm_dots_fused" : "mm_dots", (double)(m->m * m->n * m->k));
+    m->a = nn_cg_buf(cg, m->a_slot);
+    LLVMValueRef b = nn_cg_buf(cg, m->b_slot);
+    m->c = nn_cg_buf(cg, m->out_slot);
+    if (m->epi)
+        nn_expr_bind(cg, m->epi);
+    LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
+    LLVMValueRef acc = nn_cg_alloca(cg, vt);
+    int64_t kfull = m->k - m->k % m->vw;
+    LLVMValueRef j0, j1;
+    nn_cg_split(cg, m->n, 1, &j0, &j1);
+    NnLoop j, i, k;
+    nn_cg_loop_begin(cg, &j, j0, j1, 1);
+    nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->m), 1);
+    LLVMBuildStore(cg->b, LLVMConstNull(vt), acc);
+    LLVMValueRef arow = mul(cg, i.iv, m->k), brow = mul(cg, j.iv, m->k);
+    nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), nn_cg_i64(cg, kfull), m->vw);
+    LLVMValueRef args[3] = {nn_cg_load(cg, m->dt, m->a, add(cg, arow, k.iv), m->vw, NULL),
+                            nn_cg_load(cg, m->dt, b, add(cg, brow, k.iv), m->vw, NULL),
+                            LLVMBuildLoad2(cg->b, vt, acc, "")};
+    LLVMBuildStore(cg->b, nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3), acc);
+    k.unroll = true;
+    nn_cg_loop_end(cg, &k);
+    if (kfull < m->k) {
+        LLVMValueRef mk = nn_cg_mask(cg, m->vw, (int)(m->k - kfull));
+        LLVMValueRef kt = nn_cg_i64(cg, kfull);
+        LLVMValueRef targs[3] = {nn_cg_load(cg, m->dt, m->a, add(cg, arow, kt), m->vw, mk),
+                                 nn_cg_load(cg, m->dt, b, add(cg, brow, kt), m->vw, mk),
+                                 LLVMBuildLoad2(cg->b, vt, acc, "")};
+        LLVMBuildStore(cg->b, nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, targs, 3), acc);
+    }
+    LLVMValueRef s = nn_cg_hreduce(cg, NN_OP_ADD, m->dt, LLVMBuildLoad2(cg->b, vt, acc, ""), m->vw);
+    if (m->epi) {
+        LLVMValueRef idx[2] = {i.iv, j.iv};
+        nn_expr_at(cg, m->epi, idx);
+        s = nn_expr_eval(cg, m->epi, 1, 1, NULL, s);
+    }
+    nn_cg_store(cg, m->out_dt, s, m->c, add(cg, mul(cg, i.iv, m->n), j.iv), 1, NULL);
+    nn_cg_loop_end(cg, &i);
+    nn_cg_loop_end(cg, &j);
+    nn_cg_kernel_end(cg);
+}
+
 void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bool tb, int64_t m,
                        int64_t n, int64_t k, NnExpr *epi, int out_slot)
 {
@@ -357,6 +460,14 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
     mm.np = (n + mm.nr - 1) / mm.nr;
     if (m * n * k <= MM_SMALL) {
         emit_small(cg, &mm);
+        return;
+    }
+    if (m <= MM_ROWS && !tb) {
+        emit_rows(cg, &mm);
+        return;
+    }
+    if (m <= MM_ROWS && !ta) {
+        emit_dots(cg, &mm);
         return;
     }
     int64_t esize = (int64_t)nnrt_dtype_size(dt);

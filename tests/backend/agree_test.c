@@ -264,9 +264,12 @@ static void b_reduce(NnOp op)
 
 static void b_matmul(NnOp op)
 {
-    // The last has K above the JIT's K block, so partial sums round-trip through C.
-    int64_t sizes[][3] = {{7, 13, 5}, {130, 70, 50}, {1, 9, 33}, {17, 1, 64}, {9, 1100, 37}};
-    for (int k = 0; k < 5; k++)
+    // {9, 1100, 37} has K above the JIT's K block, so partial sums round-trip
+    // through C; the last two are short products the JIT does without packing
+    // (odd N and K: masked column panels and a masked last K step).
+    int64_t sizes[][3] = {{7, 13, 5},   {130, 70, 50},  {1, 9, 33}, {17, 1, 64},
+                          {9, 1100, 37}, {1, 300, 130}, {3, 200, 70}};
+    for (int k = 0; k < 7; k++)
         for (int t = 0; t < 4; t++)
             for (int dt = NN_DT_F32; dt <= NN_DT_F64; dt++) {
                 bool ta = t & 1, tb = t & 2;
@@ -343,6 +346,31 @@ static void b_fused(NnOp op)
     nn_graph_free(c.g);
 }
 
+// Short products (M = 1 and 3, every transpose) with a bias + ReLU epilogue
+// fused into the matmul kernel: the JIT's unpacked path with its epilogue.
+static void fused_short(int64_t m, bool ta, bool tb)
+{
+    const int64_t k = 600, n = 70; // M = 1 too is above the tiny-product path
+    Case c;
+    start(&c);
+    NnId x = in(&c, NN_DT_F32, ta ? AG_SHAPE(k, m) : AG_SHAPE(m, k), -1, 1);
+    NnId w = in(&c, NN_DT_F32, tb ? AG_SHAPE(n, k) : AG_SHAPE(k, n), -1, 1);
+    NnId bias = in(&c, NN_DT_F32, AG_SHAPE(n), -1, 1);
+    NnId h = nn_ir_matmul(c.g, x, w, ta, tb, ag_loc);
+    h = nn_ir_binary(c.g, NN_OP_ADD, h, bias, ag_loc);
+    h = nn_ir_binary(c.g, NN_OP_MAX, h, nn_ir_const(c.g, 0, NN_DT_F32, ag_loc), ag_loc);
+    nn_graph_add_output(c.g, "y", h);
+    c.g = nn_passes_run(c.g, NULL);
+    cr_expect(nn_graph_count_op(c.g, NN_OP_FUSED) >= 1, "expected a fused matmul");
+    char why[512] = "";
+    cr_expect(ag_run(c.g, c.in, &c.vars, 1e-5 * sqrt(600.0 / 64), why, sizeof why),
+              "short fused matmul m %lld ta %d tb %d: %s", (long long)m, ta, tb, why);
+    for (int i = 0; i < c.nin; i++)
+        nnrt_tensor_free(c.in[i]);
+    nnrt_vars_fini(&c.vars);
+    nn_graph_free(c.g);
+}
+
 typedef void (*Builder)(NnOp);
 static const Builder builders[NN_OP_COUNT] = {
     [NN_OP_INPUT] = b_source,        [NN_OP_PARAM] = b_source,      [NN_OP_STATE] = b_source,
@@ -380,3 +408,13 @@ Test(llvm, ops_unary) { run_ops(NN_OP_NEG, NN_OP_ADD); }
 Test(llvm, ops_binary) { run_ops(NN_OP_ADD, NN_OP_RESHAPE); }
 Test(llvm, ops_layout_reduce) { run_ops(NN_OP_RESHAPE, NN_OP_MATMUL); }
 Test(llvm, ops_matmul_index_fused) { run_ops(NN_OP_MATMUL, NN_OP_COUNT); }
+
+Test(llvm, matmul_short_fused)
+{
+#ifndef NN_WITH_LLVM
+    cr_skip_test("built without LLVM");
+#endif
+    for (int m = 1; m <= 3; m += 2)
+        for (int t = 0; t < 4; t++)
+            fused_short(m, t & 1, t & 2);
+}
