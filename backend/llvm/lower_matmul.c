@@ -12,6 +12,13 @@
 #define MM_MR 8    // rows per register tile
 #define MM_KC 1024 // K block
 #define MM_MC 128  // rows per L2 block of A
+// Kernels below this many FMAs (or the equivalent in reads of B) run on the
+// calling thread alone: on 2 cores a pool dispatch costs a few microseconds,
+// more than splitting saves below it. Measured: 128x10x128 and 128x128x10
+// (164K FMAs, ~3 us) ran 1.4-2.7x slower on 2 threads than on 1, while
+// 1x256x784 (200K FMAs, but each one a read of B from L2/L3, ~13 us) ran 2x faster.
+#define MM_PAR_FMAS (1 << 19)
+#define MM_READ_FMAS 4 // FMAs one element of B read from memory costs (unpacked paths)
 
 typedef struct Mm {
     NnDType dt;
@@ -28,6 +35,15 @@ typedef struct Mm {
     LLVMValueRef tbuf;    // stack copy of a tile for the epilogue loop
     LLVMValueRef mask[2]; // column masks of the current panel, NULL when N % NR == 0
 } Mm;
+
+// The kernel's work in the units of NN_PAR_WORK (elements), so that exec and
+// step dispatch it to the pool exactly when it costs MM_PAR_FMAS or more;
+// `reads`: elements of B read from memory rather than from a packed panel.
+static double mm_work(const Mm *m, int64_t reads)
+{
+    double fmas = (double)(m->m * m->n * m->k) + (double)reads * MM_READ_FMAS;
+    return fmas * (NN_PAR_WORK / (double)MM_PAR_FMAS);
+}
 
 static LLVMValueRef mul(NnCg *cg, LLVMValueRef a, int64_t b)
 {
@@ -230,7 +246,7 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
 
 static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
 {
-    nn_cg_kernel_begin(cg, m->epi ? "mm_fused" : "mm", (double)(m->m * m->n * m->k));
+    nn_cg_kernel_begin(cg, m->epi ? "mm_fused" : "mm", mm_work(m, 0));
     m->a = nn_cg_buf(cg, m->a_slot);
     m->bp = nn_cg_buf(cg, m->pack_slot);
     m->c = nn_cg_buf(cg, m->out_slot);
@@ -307,7 +323,7 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
 
 static void emit_small(NnCg *cg, Mm *m)
 {
-    nn_cg_kernel_begin(cg, "mm_small", (double)(m->m * m->n * m->k));
+    nn_cg_kernel_begin(cg, "mm_small", mm_work(m, 0));
     m->a = nn_cg_buf(cg, m->a_slot);
     m->c = nn_cg_buf(cg, m->out_slot);
     LLVMValueRef b = nn_cg_buf(cg, m->b_slot);
@@ -349,7 +365,7 @@ static void emit_small(NnCg *cg, Mm *m)
 
 static void emit_rows(NnCg *cg, Mm *m)
 {
-    nn_cg_kernel_begin(cg, m->epi ? "mm_rows_fused" : "mm_rows", (double)(m->m * m->n * m->k));
+    nn_cg_kernel_begin(cg, m->epi ? "mm_rows_fused" : "mm_rows", mm_work(m, m->k * m->n));
     m->a = nn_cg_buf(cg, m->a_slot);
     m->bp = nn_cg_buf(cg, m->b_slot);
     m->c = nn_cg_buf(cg, m->out_slot);
@@ -398,7 +414,7 @@ static void emit_rows(NnCg *cg, Mm *m)
 // across lanes, then the epilogue on the scalar. Threads split the columns.
 static void emit_dots(NnCg *cg, Mm *m)
 {
-    nn_cg_kernel_begin(cg, m->epi ? "mm_dots_fused" : "mm_dots", (double)(m->m * m->n * m->k));
+    nn_cg_kernel_begin(cg, m->epi ? "mm_dots_fused" : "mm_dots", mm_work(m, m->k * m->n));
     m->a = nn_cg_buf(cg, m->a_slot);
     LLVMValueRef b = nn_cg_buf(cg, m->b_slot);
     m->c = nn_cg_buf(cg, m->out_slot);
