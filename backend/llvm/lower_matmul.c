@@ -474,16 +474,17 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
     mm.vw = dt == NN_DT_F64 ? 8 : 16;
     mm.nr = 2 * mm.vw;
     mm.np = (n + mm.nr - 1) / mm.nr;
-    if (m * n * k <= MM_SMALL) {
-        emit_small(cg, &mm);
-        return;
-    }
+    // Short products first: the tiny path's scalar loops read B with stride N.
     if (m <= MM_ROWS && !tb) {
         emit_rows(cg, &mm);
         return;
     }
     if (m <= MM_ROWS && !ta) {
         emit_dots(cg, &mm);
+        return;
+    }
+    if (m * n * k <= MM_SMALL) {
+        emit_small(cg, &mm);
         return;
     }
     int64_t esize = (int64_t)nnrt_dtype_size(dt);
