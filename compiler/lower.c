@@ -422,7 +422,12 @@ Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner)
     for (int i = 0; i < stmts->count; i++) {
         const NnAst *s = stmts->items[i];
         switch (s->kind) {
-        case NN_AST_RETURN: return eval(L, env, s->a);
+        case NN_AST_RETURN:
+            if (!s->a) {
+                nn_error(&L->c->diags, s->loc, "'%s' must return a value", owner->name);
+                return v_none();
+            }
+            return eval(L, env, s->a);
         case NN_AST_ASSIGN: {
             if (s->kids.count != 1 || s->kids.items[0]->kind != NN_AST_NAME) {
                 nn_error(&L->c->diags, s->loc, s->kids.count != 1
