@@ -146,9 +146,8 @@ static bool bind_formals(Lower *L, Env *env, const NnAst *decl, Arg *args, int n
             for (int j = 0; j < nf && nn < 32; j++)
                 names[nn++] = decl->params.items[j]->name;
             const char *near = nn_sema_suggest(NULL, args[i].name, names, nn);
-            nn_error(&L->c->diags, al, "%s '%s' has no parameter '%s'%s%s%s", kind_word(decl),
-                     decl->name, args[i].name, near ? "; did you mean '" : "", near ? near : "",
-                     near ? "'?" : "");
+            nn_error(&L->c->diags, al, "%s '%s' has no parameter '%s'%s", kind_word(decl),
+                     decl->name, args[i].name, nn_sema_hint(L->c, near));
             return false;
         }
         if (set[k]) {

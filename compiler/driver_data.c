@@ -116,11 +116,38 @@ static void count_classes(NnrtDataset *d)
 
 static bool is_label(const char *name) { return !strcmp(name, "label") || !strcmp(name, "y"); }
 
+// Stores t as the target field of split d (NULL: the `train` split, made if
+// missing), checking its sample count against the split's. Takes t.
+static bool set_field(NnCtx *c, NnSplits *s, NnrtDataset *d, const NnAst *st, NnTensor *t)
+{
+    const char *target = st->kids.items[0]->name;
+    if (!d && !(d = nn_splits_get(s, "train")) && !(d = split_add(c, s, "train", st->loc))) {
+        nnrt_tensor_free(t);
+        return false;
+    }
+    if (t->rank == 0 || (d->count && t->shape[0] != d->count)) {
+        nn_error(&c->diags, st->a->loc, "field '%s' has %lld samples, the data has %lld", target,
+                 t->rank ? (long long)t->shape[0] : 0LL, (long long)d->count);
+        nnrt_tensor_free(t);
+        return false;
+    }
+    if (!is_label(target) && t->dtype != NN_DT_F32) {
+        nn_error(&c->diags, st->a->loc, "x must be f32 (use f32(...))");
+        nnrt_tensor_free(t);
+        return false;
+    }
+    NnTensor **slot = is_label(target) ? &d->y : &d->x;
+    nnrt_tensor_free(*slot);
+    *slot = t;
+    d->count = t->shape[0];
+    count_classes(d);
+    return true;
+}
+
 // Evaluates field = expr on one split (or to create the first split).
 static bool transform(NnCtx *c, const NnProgram *p, const NnBackend *be, NnSplits *s,
                       NnrtDataset *d, const NnAst *st, uint64_t seed)
 {
-    const char *target = st->kids.items[0]->name;
     NnField f[2];
     NnTensor *in[2];
     int nf = 0;
@@ -142,52 +169,9 @@ static bool transform(NnCtx *c, const NnProgram *p, const NnBackend *be, NnSplit
     nn_graph_free(g);
     if (!ok)
         return false;
-    if (!d) {
-        if (!(d = split_add(c, s, "train", st->loc))) {
-            nnrt_tensor_free(out);
-            return false;
-        }
-    }
-    if (out->rank == 0 || (d->count && out->shape[0] != d->count)) {
-        nn_error(&c->diags, st->a->loc, "field '%s' has %lld samples, the data has %lld", target,
-                 out->rank ? (long long)out->shape[0] : 0LL, (long long)d->count);
-        nnrt_tensor_free(out);
-        return false;
-    }
-    NnTensor **slot = is_label(target) ? &d->y : &d->x;
-    if (!is_label(target) && out->dtype != NN_DT_F32) {
-        nn_error(&c->diags, st->a->loc, "x must be f32 (use f32(...))");
-        nnrt_tensor_free(out);
-        return false;
-    }
-    nnrt_tensor_free(*slot);
-    *slot = out;
-    d->count = out->shape[0];
-    count_classes(d);
-    return true;
+    return set_field(c, s, d, st, out);
 }
 
-static bool literal(NnCtx *c, NnSplits *s, const NnAst *st, NnTensor *t)
-{
-    const char *target = st->kids.items[0]->name;
-    NnrtDataset *d = nn_splits_get(s, "train");
-    if (!d && !(d = split_add(c, s, "train", st->loc))) {
-        nnrt_tensor_free(t);
-        return false;
-    }
-    if (t->rank == 0 || (d->count && t->shape[0] != d->count)) {
-        nn_error(&c->diags, st->a->loc, "field '%s' has %lld samples, the data has %lld", target,
-                 t->rank ? (long long)t->shape[0] : 0LL, (long long)d->count);
-        nnrt_tensor_free(t);
-        return false;
-    }
-    NnTensor **slot = is_label(target) ? &d->y : &d->x;
-    nnrt_tensor_free(*slot);
-    *slot = t;
-    d->count = t->shape[0];
-    count_classes(d);
-    return true;
-}
 
 static bool split_stmt(NnCtx *c, NnSplits *s, const NnAst *st, uint64_t seed)
 {
@@ -359,7 +343,7 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
         bool is_lit;
         NnTensor *t = nn_lower_literal(c, v, &is_lit);
         if (is_lit) {
-            if (!t || !literal(c, s, st, t))
+            if (!t || !set_field(c, s, NULL, st, t))
                 return false;
             continue;
         }

@@ -185,8 +185,8 @@ bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, NnTrainSpec *sp
     const NnDecl *dd = nn_sema_find(p, t->name2);
     if (!dd || dd->ast->kind != NN_AST_DATA) {
         const char *near = nn_sema_suggest(p, t->name2, NULL, 0);
-        nn_error(&c->diags, t->loc, "'%s' is not a data block%s%s%s", t->name2,
-                 near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+        nn_error(&c->diags, t->loc, "'%s' is not a data block%s", t->name2,
+                 nn_sema_hint(c, near));
         return false;
     }
     if (o->has_seed && o->nsets < 32) {

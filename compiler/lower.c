@@ -153,10 +153,7 @@ static bool lookup(Lower *L, Env *env, const char *name, NnLoc loc, Val *out)
     if (L->resolve && L->resolve(L->resolve_ctx, name, loc, out))
         return true;
     const char *near = nn_sema_suggest(L->prog, name, L->resolve_names, L->nresolve_names);
-    if (near)
-        nn_error(&L->c->diags, loc, "unknown name '%s'; did you mean '%s'?", name, near);
-    else
-        nn_error(&L->c->diags, loc, "unknown name '%s'", name);
+    nn_error(&L->c->diags, loc, "unknown name '%s'%s", name, nn_sema_hint(L->c, near));
     *out = v_none();
     return false;
 }

@@ -102,6 +102,11 @@ const char *nn_sema_suggest(const NnProgram *p, const char *name, const char *co
     return best;
 }
 
+const char *nn_sema_hint(NnCtx *c, const char *near)
+{
+    return near ? nn_arena_printf(c->arena, "; did you mean '%s'?", near) : "";
+}
+
 static void add_decl(Sema *S, const NnAst *item)
 {
     NnProgram *p = S->p;
@@ -257,10 +262,7 @@ static void check_expr(Sema *S, Scope *sc, const NnAst *e);
 static void unknown(Sema *S, Scope *sc, const NnAst *e)
 {
     const char *near = nn_sema_suggest(S->p, e->name, sc->names, sc->count);
-    if (!near)
-        nn_error(&S->c->diags, e->loc, "unknown name '%s'", e->name);
-    else
-        nn_error(&S->c->diags, e->loc, "unknown name '%s'; did you mean '%s'?", e->name, near);
+    nn_error(&S->c->diags, e->loc, "unknown name '%s'%s", e->name, nn_sema_hint(S->c, near));
 }
 
 static bool known(Sema *S, Scope *sc, const char *name)

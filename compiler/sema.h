@@ -29,6 +29,9 @@ const NnDecl *nn_sema_find(const NnProgram *p, const char *name);
 // The closest name (edit distance) among decls, builtins and `extra`, or NULL.
 const char *nn_sema_suggest(const NnProgram *p, const char *name, const char *const *extra,
                             int nextra);
+// "; did you mean 'near'?" (in c's arena), or "" when near is NULL: the tail
+// every unknown-name message shares.
+const char *nn_sema_hint(NnCtx *c, const char *near);
 // Names the lowering implements in C (exp, sum, dropout, ...).
 bool nn_sema_is_builtin(const char *name);
 

@@ -152,9 +152,9 @@ static bool read_setting(NnCtx *c, Settings *s, const NnAst *a)
             const char *near = split_ok ? nn_sema_suggest(NULL, f->name, metrics, 7)
                                         : nn_sema_suggest(NULL, f->a->name, splits, 2);
             nn_error(&c->diags, f->loc, "early stopping watches val.METRIC or train.loss; "
-                     "'%s' is not a %s%s%s%s", split_ok ? f->name : f->a->name,
+                     "'%s' is not a %s%s", split_ok ? f->name : f->a->name,
                      split_ok ? "metric (loss, accuracy, precision, recall, f1, mse)" : "split",
-                     near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+                     nn_sema_hint(c, near));
             return false;
         }
         s->stop = nn_arena_printf(c->arena, "%s.%s", f->a->name, f->name);
@@ -176,8 +176,8 @@ static bool read_setting(NnCtx *c, Settings *s, const NnAst *a)
         s->augment = v;
     } else {
         const char *near = nn_sema_suggest(NULL, k, setting_names, NSETTINGS);
-        nn_error(&c->diags, a->loc, "unknown train setting '%s'%s%s%s", k,
-                 near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+        nn_error(&c->diags, a->loc, "unknown train setting '%s'%s", k,
+                 nn_sema_hint(c, near));
         return false;
     }
     return true;
@@ -240,9 +240,8 @@ static bool check_optimizer_args(Lower *L, const NnAst *opt, const Arg *args, in
         }
         if (!found) {
             const char *near = nn_sema_suggest(NULL, args[i].name, names, n);
-            nn_error(&L->c->diags, at, "optimizer '%s' has no parameter '%s'%s%s%s", opt->name,
-                     args[i].name, near ? "; did you mean '" : "", near ? near : "",
-                     near ? "'?" : "");
+            nn_error(&L->c->diags, at, "optimizer '%s' has no parameter '%s'%s", opt->name,
+                     args[i].name, nn_sema_hint(L->c, near));
             return false;
         }
     }
@@ -456,8 +455,8 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
     const NnDecl *md = nn_sema_find(p, train->name);
     if (!md || md->ast->kind != NN_AST_MODEL) {
         const char *near = nn_sema_suggest(p, train->name, NULL, 0);
-        nn_error(&c->diags, train->loc, "'%s' is not a model%s%s%s", train->name,
-                 near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+        nn_error(&c->diags, train->loc, "'%s' is not a model%s", train->name,
+                 nn_sema_hint(c, near));
         return false;
     }
     Settings s = {.batch = 32, .epochs = 1, .seed = 1};
