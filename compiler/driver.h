@@ -33,6 +33,11 @@ typedef struct NnSplits {
     NnrtDataset ds[NN_MAX_SPLITS];
     int count;
     const char *label;       // the label field's name ("label" or "y")
+    // Where each split's labels came from, for diagnostics about their values:
+    // the file (NULL for labels written or computed in the script) and the
+    // statement that made them.
+    const char *label_file[NN_MAX_SPLITS];
+    NnLoc label_loc[NN_MAX_SPLITS];
 } NnSplits;
 
 const NnBackend *nn_driver_backend(const NnOptions *o);

@@ -62,8 +62,10 @@ static const char *str_arg(NnCtx *c, const NnAst *call, int i, const char *what)
     return path;
 }
 
-static bool load_source(NnCtx *c, const NnAst *call, NnrtDataset *d)
+static bool load_source(NnCtx *c, const NnAst *call, NnSplits *s, NnrtDataset *d)
 {
+    int k = (int)(d - s->ds);
+    s->label_loc[k] = call->loc;
     const char *fn = call->a->name;
     NnStatus st;
     if (strcmp(fn, "idx") == 0) {
@@ -71,6 +73,7 @@ static bool load_source(NnCtx *c, const NnAst *call, NnrtDataset *d)
         const char *lbl = img ? str_arg(c, call, 1, "the labels file") : NULL;
         if (!lbl)
             return false;
+        s->label_file[k] = lbl;
         st = nnrt_dataset_load_idx(d, img, lbl);
     } else {
         const char *path = str_arg(c, call, 0, "the file name");
@@ -94,6 +97,7 @@ static bool load_source(NnCtx *c, const NnAst *call, NnrtDataset *d)
                 return false;
             }
         }
+        s->label_file[k] = path;
         st = nnrt_dataset_load_csv(d, path, &o);
     }
     if (st != NN_OK) {
@@ -135,6 +139,10 @@ static bool set_field(NnCtx *c, NnSplits *s, NnrtDataset *d, const NnAst *st, Nn
         nn_error(&c->diags, st->a->loc, "x must be f32 (use f32(...))");
         nnrt_tensor_free(t);
         return false;
+    }
+    if (is_label(target)) {
+        s->label_file[d - s->ds] = NULL;
+        s->label_loc[d - s->ds] = st->loc;
     }
     NnTensor **slot = is_label(target) ? &d->y : &d->x;
     nnrt_tensor_free(*slot);
@@ -217,6 +225,8 @@ static bool split_stmt(NnCtx *c, NnSplits *s, const NnAst *st, uint64_t seed)
             nnrt_dataset_fini(&parts[k]);
         return false;
     }
+    const char *file = s->label_file[src - s->ds];
+    NnLoc at = s->label_loc[src - s->ds];
     for (int i = 0; i < n; i++) {
         NnrtDataset *d = split_add(c, s, st->kids.items[i]->name, st->kids.items[i]->loc);
         if (!d) {
@@ -225,6 +235,8 @@ static bool split_stmt(NnCtx *c, NnSplits *s, const NnAst *st, uint64_t seed)
             return false;
         }
         *d = parts[i];
+        s->label_file[d - s->ds] = file;
+        s->label_loc[d - s->ds] = at;
     }
     return true;
 }
@@ -317,7 +329,7 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
         if (v->kind == NN_AST_CALL && v->a->kind == NN_AST_NAME &&
             (!strcmp(v->a->name, "idx") || !strcmp(v->a->name, "csv"))) {
             NnrtDataset *d = split_add(c, s, target, st->loc);
-            if (!d || !load_source(c, v, d))
+            if (!d || !load_source(c, v, s, d))
                 return false;
             continue;
         }

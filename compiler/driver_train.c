@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "init.h"
@@ -150,30 +151,36 @@ bool nn_driver_augment_opts(NnCtx *c, const NnAst *list, NnrtAugment *a)
     return true;
 }
 
-// Lowers the first train block against its data. Fills spec and splits.
-// A classifier must score every class its labels name.
-static bool check_classes(NnCtx *c, const NnTrainSpec *spec, NnSplits *splits)
+// A classifier has as many classes as its output scores (not as its labels
+// happen to name); every label must be one of them.
+static bool check_labels(NnCtx *c, const NnTrainSpec *spec, NnSplits *splits)
 {
     if (!spec->classify)
         return true;
     const NnNode *o = nn_node(spec->eval, nn_graph_output(spec->eval, "output"));
-    int64_t scored = o->shape.dim[o->shape.rank - 1];
-    NnLoc at = spec->ast->loc;
-    for (int i = 0; i < spec->ast->kids.count; i++) {
-        const NnAst *a = spec->ast->kids.items[i];
-        if (a->kind == NN_AST_ARG && !strcmp(a->name, "loss"))
-            at = a->a->loc;
-    }
-    for (int k = 0; k < splits->count; k++)
-        if (splits->ds[k].num_classes > scored) {
-            nn_error(&c->diags, at, "model '%s' scores %lld classes, but the labels of split '%s' "
-                     "name %d classes", spec->model, (long long)scored, splits->names[k],
-                     splits->ds[k].num_classes);
+    int64_t classes = o->shape.dim[o->shape.rank - 1];
+    for (int k = 0; k < splits->count; k++) {
+        const NnTensor *y = splits->ds[k].y;
+        for (int64_t i = 0; y && y->dtype == NN_DT_I32 && i < y->numel; i++) {
+            int32_t v = ((const int32_t *)y->data)[i];
+            if (v >= 0 && v < classes)
+                continue;
+            const char *file = splits->label_file[k];
+            char *const *names = splits->ds[k].class_names;
+            nn_error(&c->diags, file || splits->label_loc[k].src ? splits->label_loc[k]
+                                                                 : spec->ast->loc,
+                     "label %d%s%s%s of sample %lld in %s%s%s is outside 0..%lld: model '%s' "
+                     "scores %lld classes", v, names ? " ('" : "", names ? names[v] : "",
+                     names ? "')" : "", (long long)i, file ? "'" : "split '",
+                     file ? file : splits->names[k], "'", (long long)classes - 1, spec->model,
+                     (long long)classes);
             return false;
         }
+    }
     return true;
 }
 
+// Lowers the first train block against its data. Fills spec and splits.
 bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, NnTrainSpec *spec,
                      NnSplits *splits)
 {
@@ -189,6 +196,8 @@ bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, NnTrainSpec *sp
                  nn_sema_hint(c, near));
         return false;
     }
+    if (!nn_train_check_sets(c, o->sets, o->nsets))
+        return false;
     if (o->has_seed && o->nsets < 32) {
         static char buf[32];
         snprintf(buf, sizeof buf, "%llu", (unsigned long long)o->seed);
@@ -199,8 +208,9 @@ bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, NnTrainSpec *sp
     uint64_t seed = 1;
     for (int i = 0; i < t->kids.count; i++) {
         const NnAst *a = t->kids.items[i];
-        if (a->kind == NN_AST_ARG && !strcmp(a->name, "seed") && a->a->kind == NN_AST_NUM)
-            seed = (uint64_t)a->a->num;
+        if (a->kind == NN_AST_ARG && !strcmp(a->name, "seed") && a->a->kind == NN_AST_NUM &&
+            a->a->num >= 0 && a->a->num <= 9007199254740992.0)
+            seed = (uint64_t)a->a->num; // other values get their diagnostic with the settings
     }
     for (int i = 0; i < o->nsets; i++)
         if (!strcmp(o->sets[i].key, "seed"))
@@ -214,12 +224,18 @@ bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, NnTrainSpec *sp
     memcpy(f[1].sample.dim, tr->y->shape + 1, sizeof(int64_t) * (size_t)f[1].sample.rank);
     if (!nn_lower_train(c, p, t, f, 2, o->sets, o->nsets, spec))
         return false;
-    return check_classes(c, spec, splits);
+    return check_labels(c, spec, splits);
 }
 
 // Finds an unusable checkpoint path before any training time is spent.
 static bool check_writable(NnCtx *c, const char *path)
 {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        nn_error(&c->diags, (NnLoc){0}, "cannot save checkpoints to '%s': it is a directory",
+                 path);
+        return false;
+    }
     const char *slash = strrchr(path, '/');
     char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
     bool ok = dir && access(dir, W_OK | X_OK) == 0;
@@ -292,9 +308,9 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     to.val = nn_splits_get(&splits, "val");
     to.test = nn_splits_get(&splits, "test");
     to.task = spec.classify ? NNRT_TASK_CLASSIFY : NNRT_TASK_REGRESS;
-    to.num_classes = train->num_classes;
     NnNode *on = nn_node(spec.eval, nn_graph_output(spec.eval, "output"));
     to.out_features = on->shape.rank >= 2 ? on->shape.dim[on->shape.rank - 1] : 1;
+    to.num_classes = spec.classify ? (int)to.out_features : 0;
     for (int i = 0; i < spec.nmetrics; i++)
         to.metrics |= nnrt_metric_bit(spec.metrics[i]);
     to.early_stop = spec.stop_metric;
@@ -304,7 +320,8 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     to.quiet = o->quiet;
     to.checkpoint = o->resume ? o->weights : spec.save;
     to.resume = o->resume;
-    to.class_names = train->class_names;
+    // Names only where they cover every class the model scores.
+    to.class_names = train->num_classes >= to.num_classes ? train->class_names : NULL;
     if (!nn_driver_augment_opts(c, spec.augment, &to.augment))
         goto done;
     if (eval_only) {

@@ -59,6 +59,10 @@ typedef struct NnField {
 // hyperparameters (epochs, batch, lr, seed, ...); unknown keys are errors.
 bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnField *fields,
                     int nfields, NnSetting *sets, int nsets, NnTrainSpec *out);
+// Checks the values of --set options that name plain settings (batch,
+// epochs, seed, ...) without lowering anything, so a bad value is reported
+// before any data are loaded.
+bool nn_train_check_sets(NnCtx *c, NnSetting *sets, int nsets);
 // Frees the spec's graphs (safe on a zeroed or partly filled spec).
 void nn_train_spec_fini(NnTrainSpec *s);
 // Lowers a model alone (for `nnc ir` on a file without a train block).

@@ -2,6 +2,7 @@
 // and dispatches to check / ir / train / eval / augment / repl. The only place
 // that picks a backend and the only place that chooses an exit status:
 // 0 success, 1 a diagnostic (bad script, shape error, bad data), 2 bad usage.
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,14 @@ static int usage_error(const char *fmt, const char *arg)
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\nTry 'nnc --help'.\n");
     return 2;
+}
+
+// augment writes PNG or PGM, chosen by the extension; any other name would
+// get bytes that do not match it.
+static bool augment_extension_ok(const char *path)
+{
+    size_t len = strlen(path);
+    return len > 4 && (!strcmp(path + len - 4, ".png") || !strcmp(path + len - 4, ".pgm"));
 }
 
 const NnBackend *nn_driver_backend(const NnOptions *o)
@@ -93,26 +102,87 @@ static bool parse_set(NnOptions *o, const char *kv)
     return true;
 }
 
-// Returns 0 to go on, or an exit status.
-static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o)
+// Which commands each option means something to; any other use is a usage
+// error, so a mistyped command line is never silently half-ignored.
+typedef struct OptionUse {
+    const char *name;
+    const char *cmds; // space-separated command names
+} OptionUse;
+
+static const OptionUse option_uses[] = {
+    {"--backend", " ir train eval "},
+    {"--stage", " ir "},
+    {"--metrics", " train eval "},
+    {"--resume", " train "},
+    {"--weights", " eval "},
+    {"--threads", " train eval "},
+    {"--no-pass", " ir train eval "},
+    {"--dump", " ir train eval "},
+    {"-o", " augment "},
+};
+#define NUSES (int)(sizeof option_uses / sizeof option_uses[0])
+
+static int check_option_uses(const char *cmd, const int *given, int ngiven)
+{
+    char key[32];
+    snprintf(key, sizeof key, " %s ", cmd);
+    for (int i = 0; i < ngiven; i++) {
+        const OptionUse *u = &option_uses[given[i]];
+        if (!strstr(u->cmds, key)) {
+            fprintf(stderr, "nnc: option '%s' means nothing to '%s' (it is for:%.*s)\n"
+                    "Try 'nnc --help'.\n", u->name, cmd, (int)strlen(u->cmds) - 1, u->cmds);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+// Returns 0 to go on, or an exit status. Every long option that takes a value
+// takes it as the next argument or after '=' (--seed=5); `given` collects the
+// options seen, for check_option_uses.
+static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
+                      int *given, int *ngiven)
 {
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+        const char *arg = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        char a[32];
+        const char *eq = arg[0] == '-' && arg[1] == '-' ? strchr(arg, '=') : NULL;
+        snprintf(a, sizeof a, "%.*s", eq ? (int)(eq - arg) : (int)strlen(arg), arg);
+        if (eq)
+            next = eq + 1;
+        // VALUE takes the option's value; FLAG refuses one given with '='.
 #define VALUE()                                                                                    \
     do {                                                                                           \
         if (!next)                                                                                 \
             return usage_error("option '%s' needs a value", a);                                   \
-        i++;                                                                                       \
+        if (!eq)                                                                                   \
+            i++;                                                                                   \
     } while (0)
+#define FLAG()                                                                                     \
+    do {                                                                                           \
+        if (eq)                                                                                    \
+            return usage_error("option '%s' takes no value", a);                                  \
+    } while (0)
+        for (int k = 0; k < NUSES; k++)
+            if (!strcmp(a, option_uses[k].name) && *ngiven < 64)
+                given[(*ngiven)++] = k;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            FLAG();
             printf(usage, nn_pass_names());
             return -1;
         } else if (!strcmp(a, "--version")) {
+            FLAG();
             printf("nnc %s\n", NN_VERSION);
             return -1;
         } else if (!strcmp(a, "--backend")) {
             VALUE();
+            if (!nn_backend_find(next))
+                return usage_error("unknown or unavailable backend '%s' (have: interp"
+#ifdef NN_WITH_LLVM
+                                   ", jit"
+#endif
+                                   ")", next);
             o->backend = next;
         } else if (!strcmp(a, "--stage")) {
             VALUE();
@@ -120,52 +190,68 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o)
         } else if (!strcmp(a, "--set")) {
             VALUE();
             if (!parse_set(o, next))
-                return usage_error("--set expects KEY=VALUE, got '%s'", next);
+                return usage_error(o->nsets == 32 ? "too many --set options (at most 32), at '%s'"
+                                                  : "--set expects KEY=VALUE, got '%s'", next);
         } else if (!strcmp(a, "--seed")) {
             VALUE();
             char *end;
+            errno = 0;
             o->seed = strtoull(next, &end, 10);
-            if (*end || !*next || next[0] == '-' || next[0] == '+')
-                return usage_error("--seed expects a non-negative integer, got '%s'", next);
+            if (*end || !*next || next[0] == '-' || next[0] == '+' || errno == ERANGE)
+                return usage_error("--seed expects a non-negative integer below 2^64, got '%s'",
+                                   next);
             o->has_seed = true;
         } else if (!strcmp(a, "--metrics")) {
             VALUE();
+            if (!*next)
+                return usage_error("--metrics expects a file name%s", "");
             o->metrics = next;
         } else if (!strcmp(a, "--weights") || !strcmp(a, "--resume")) {
             VALUE();
+            if (!*next)
+                return usage_error("option '%s' expects a file name", a);
             o->weights = next;
             o->resume = !strcmp(a, "--resume");
-        } else if (!strcmp(a, "-o")) {
+        } else if (!strcmp(arg, "-o")) {
             VALUE();
+            if (!*next)
+                return usage_error("-o expects a file name%s", "");
             o->output = next;
         } else if (!strcmp(a, "--threads")) {
             VALUE();
-            o->threads = atoi(next);
-            if (o->threads < 1 || o->threads > 256)
+            char *end;
+            long v = strtol(next, &end, 10);
+            if (*end || !*next || v < 1 || v > 256)
                 return usage_error("--threads expects a number from 1 to 256, got '%s'", next);
-        } else if (!strncmp(a, "--no-pass=", 10)) {
-            if (!nn_pass_exists(a + 10))
-                return usage_error("unknown pass '%s'", a + 10);
+            o->threads = (int)v;
+        } else if (!strcmp(a, "--no-pass")) {
+            VALUE();
+            if (!nn_pass_exists(next))
+                return usage_error("unknown pass '%s'", next);
             if (o->passes.ndisabled < NN_PASS_MAX_DISABLED)
-                o->passes.disabled[o->passes.ndisabled++] = a + 10;
-        } else if (!strncmp(a, "--dump=", 7)) {
-            if (!nn_pass_exists(a + 7))
-                return usage_error("unknown pass '%s'", a + 7);
-            o->passes.dump = a + 7;
-        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+                o->passes.disabled[o->passes.ndisabled++] = next;
+        } else if (!strcmp(a, "--dump")) {
+            VALUE();
+            if (!nn_pass_exists(next))
+                return usage_error("unknown pass '%s'", next);
+            o->passes.dump = next;
+        } else if (!strcmp(arg, "-q") || !strcmp(a, "--quiet")) {
+            FLAG();
             o->quiet = true;
-        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+        } else if (!strcmp(arg, "-v") || !strcmp(a, "--verbose")) {
+            FLAG();
             o->verbose = true;
-        } else if (a[0] == '-' && a[1]) {
+        } else if (arg[0] == '-' && arg[1]) {
             return usage_error("unknown option '%s'", a);
         } else if (!*cmd) {
-            *cmd = a;
+            *cmd = arg;
         } else if (!o->file) {
-            o->file = a;
+            o->file = arg;
         } else {
-            return usage_error("unexpected argument '%s'", a);
+            return usage_error("unexpected argument '%s'", arg);
         }
 #undef VALUE
+#undef FLAG
     }
     return 0;
 }
@@ -176,31 +262,49 @@ int main(int argc, char **argv)
     NnOptions o = {0};
     // Summaries (stdout) and progress (stderr) interleave in the order printed.
     setvbuf(stdout, NULL, _IOLBF, 0);
-    int rc = parse_args(argc, argv, &cmd, &o);
-    if (rc)
-        return rc < 0 ? 0 : rc;
+    int given[64];
+    int ngiven = 0;
+    NnCtx c;
+    nn_ctx_init(&c, stderr);
+    int rc = parse_args(argc, argv, &cmd, &o, given, &ngiven);
+    if (rc) {
+        rc = rc < 0 ? 0 : rc;
+        goto out;
+    }
+    rc = 2;
     if (!cmd) {
         fprintf(stderr, usage, nn_pass_names());
-        return 2;
+        goto out;
     }
     static const char *const cmds[] = {"check", "ir", "train", "eval", "augment"};
     bool known = false;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         known = known || !strcmp(cmd, cmds[i]);
-    if (!known)
-        return usage_error("unknown command '%s' (commands: check, ir, train, eval, augment)",
-                           cmd);
-    if (!o.file)
-        return usage_error("'%s' needs a .nn file", cmd);
-    if (!strcmp(cmd, "ir") && !o.stage)
-        return usage_error("'ir' needs --stage (%s)", "tokens, ast, ir, grad, opt, fused, llvm, asm");
-    if (!strcmp(cmd, "eval") && (!o.weights || o.resume))
-        return usage_error("'%s' needs --weights FILE", cmd);
-    if (!strcmp(cmd, "augment") && !o.output)
-        return usage_error("'%s' needs -o FILE.png", cmd);
+    if (!known) {
+        usage_error("unknown command '%s' (commands: check, ir, train, eval, augment)", cmd);
+        goto out;
+    }
+    if ((rc = check_option_uses(cmd, given, ngiven)))
+        goto out;
+    rc = 2;
+    if (!o.file) {
+        usage_error("'%s' needs a .nn file", cmd);
+        goto out;
+    }
+    if (!strcmp(cmd, "ir") && !o.stage) {
+        usage_error("'ir' needs --stage (%s)", "tokens, ast, ir, grad, opt, fused, llvm, asm");
+        goto out;
+    }
+    if (!strcmp(cmd, "eval") && !o.weights) {
+        usage_error("'%s' needs --weights FILE", cmd);
+        goto out;
+    }
+    if (!strcmp(cmd, "augment") && !augment_extension_ok(o.output ? o.output : "")) {
+        usage_error(o.output ? "augment writes .png or .pgm images; cannot write '%s'"
+                             : "'%s' needs -o FILE.png", o.output ? o.output : cmd);
+        goto out;
+    }
 
-    NnCtx c;
-    nn_ctx_init(&c, stderr);
     c.diags.color = isatty(fileno(stderr)) && !getenv("NO_COLOR");
     rc = 1;
     NnSource *src = nn_source_load(c.arena, &c.diags, o.file);

@@ -6,6 +6,8 @@
 // overrides applied.
 #include "elab.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,7 +70,9 @@ typedef struct Settings {
     uint64_t seed;
     const char *save, *stop;
     const char **metrics;
+    const NnAst **metric_asts; // where each metric is named, for diagnostics
     int nmetrics;
+    const NnAst *stop_ast;
     const NnAst *augment;
 } Settings;
 
@@ -76,10 +80,17 @@ static const char *const setting_names[] = {"loss", "optimizer", "batch", "epoch
                                             "limit", "metrics", "stop", "save", "augment"};
 #define NSETTINGS (int)(sizeof setting_names / sizeof setting_names[0])
 
-static bool int_setting(NnCtx *c, const NnAst *v, int64_t *out, int64_t min)
+// Largest values of the integer settings. Batch, epochs and patience end up in
+// int-sized runtime fields; limit and seed, written as numbers in a script,
+// are exact only up to 2^53.
+#define MAX_INT32 2147483647LL
+#define MAX_EXACT 9007199254740992LL
+
+static bool int_setting(NnCtx *c, const NnAst *v, int64_t *out, int64_t min, int64_t max)
 {
-    if (v->kind != NN_AST_NUM || !v->is_int || v->num < (double)min) {
-        nn_error(&c->diags, v->loc, "expected an integer >= %lld", (long long)min);
+    if (v->kind != NN_AST_NUM || !v->is_int || v->num < (double)min || v->num > (double)max) {
+        nn_error(&c->diags, v->loc, "expected an integer from %lld to %lld", (long long)min,
+                 (long long)max);
         return false;
     }
     *out = (int64_t)v->num;
@@ -95,18 +106,18 @@ static bool read_setting(NnCtx *c, Settings *s, const NnAst *a)
     else if (strcmp(k, "optimizer") == 0)
         s->optimizer = v;
     else if (strcmp(k, "batch") == 0)
-        return int_setting(c, v, &s->batch, 1);
+        return int_setting(c, v, &s->batch, 1, MAX_INT32);
     else if (strcmp(k, "epochs") == 0)
-        return int_setting(c, v, &s->epochs, 0);
+        return int_setting(c, v, &s->epochs, 0, MAX_INT32);
     else if (strcmp(k, "limit") == 0)
-        return int_setting(c, v, &s->limit, 0);
+        return int_setting(c, v, &s->limit, 0, MAX_EXACT);
     else if (strcmp(k, "seed") == 0) {
         int64_t seed;
-        if (!int_setting(c, v, &seed, 0))
+        if (!int_setting(c, v, &seed, 0, MAX_EXACT))
             return false;
         s->seed = (uint64_t)seed;
     } else if (strcmp(k, "save") == 0) {
-        if (v->kind != NN_AST_STR) {
+        if (v->kind != NN_AST_STR || !*v->str) {
             nn_error(&c->diags, v->loc, "save expects a file name in quotes");
             return false;
         }
@@ -117,6 +128,7 @@ static bool read_setting(NnCtx *c, Settings *s, const NnAst *a)
             return false;
         }
         s->metrics = nn_arena_alloc(c->arena, (size_t)(v->kids.count + 1) * sizeof(char *));
+        s->metric_asts = nn_arena_alloc(c->arena, (size_t)(v->kids.count + 1) * sizeof(NnAst *));
         for (int i = 0; i < v->kids.count; i++) {
             const NnAst *m = v->kids.items[i];
             static const char *known[] = {"loss", "accuracy", "precision", "recall", "f1",
@@ -129,6 +141,7 @@ static bool read_setting(NnCtx *c, Settings *s, const NnAst *a)
                      "precision, recall, f1, confusion and mse");
             return false;
         found:
+            s->metric_asts[s->nmetrics] = m;
             s->metrics[s->nmetrics++] = m->name;
         }
     } else if (strcmp(k, "stop") == 0) {
@@ -158,6 +171,7 @@ static bool read_setting(NnCtx *c, Settings *s, const NnAst *a)
             return false;
         }
         s->stop = nn_arena_printf(c->arena, "%s.%s", f->a->name, f->name);
+        s->stop_ast = f;
         s->patience = 3;
         for (int i = 1; i < v->kids.count; i++) {
             const NnAst *o = v->kids.items[i];
@@ -165,7 +179,7 @@ static bool read_setting(NnCtx *c, Settings *s, const NnAst *a)
                 nn_error(&c->diags, o->loc, "early() takes patience = K");
                 return false;
             }
-            if (!int_setting(c, o->a, &s->patience, 1))
+            if (!int_setting(c, o->a, &s->patience, 1, MAX_INT32))
                 return false;
         }
     } else if (strcmp(k, "augment") == 0) {
@@ -183,36 +197,100 @@ static bool read_setting(NnCtx *c, Settings *s, const NnAst *a)
     return true;
 }
 
+// One --set value for a plain setting, checked like the same setting in a
+// script. Returns 0 when key is no plain setting (an optimizer argument),
+// 1 when it was applied to s, -1 after a diagnostic.
+static int set_value(NnCtx *c, Settings *s, const char *k, const char *val)
+{
+    if (strcmp(k, "save") == 0) {
+        if (!*val) {
+            nn_error(&c->diags, (NnLoc){0}, "--set save=: expected a file name");
+            return -1;
+        }
+        s->save = val;
+        return 1;
+    }
+    if (strcmp(k, "seed") == 0) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(val, &end, 10);
+        if (*val < '0' || *val > '9' || *end || errno == ERANGE) {
+            nn_error(&c->diags, (NnLoc){0}, "--set seed=%s: expected an integer from 0 to %llu",
+                     val, (unsigned long long)UINT64_MAX);
+            return -1;
+        }
+        s->seed = v;
+        return 1;
+    }
+    int64_t *target = strcmp(k, "batch") == 0    ? &s->batch
+                    : strcmp(k, "epochs") == 0   ? &s->epochs
+                    : strcmp(k, "limit") == 0    ? &s->limit
+                    : strcmp(k, "patience") == 0 ? &s->patience : NULL;
+    if (!target)
+        return 0;
+    int64_t min = target == &s->batch || target == &s->patience ? 1 : 0;
+    int64_t max = target == &s->limit ? MAX_EXACT : MAX_INT32;
+    char *end;
+    double v = strtod(val, &end);
+    // Compared as doubles before the cast, so no value overflows int64_t.
+    if (!*val || *end || !(v >= (double)min && v <= (double)max) ||
+        v != (double)(int64_t)v) {
+        nn_error(&c->diags, (NnLoc){0}, "--set %s=%s: expected an integer from %lld to %lld", k,
+                 val, (long long)min, (long long)max);
+        return -1;
+    }
+    *target = (int64_t)v;
+    return 1;
+}
+
 // --set key=value for plain settings; other keys are optimizer arguments.
 static bool apply_sets(NnCtx *c, Settings *s, NnSetting *sets, int nsets)
 {
+    bool ok = true;
     for (int i = 0; i < nsets; i++) {
-        char *end;
-        const char *k = sets[i].key;
-        double v = strtod(sets[i].value, &end);
-        bool num = *sets[i].value && !*end;
-        int64_t *target = strcmp(k, "batch") == 0    ? &s->batch
-                        : strcmp(k, "epochs") == 0   ? &s->epochs
-                        : strcmp(k, "limit") == 0    ? &s->limit
-                        : strcmp(k, "patience") == 0 ? &s->patience : NULL;
-        if (strcmp(k, "save") == 0) {
-            s->save = sets[i].value;
-        } else if (strcmp(k, "seed") == 0 && num && v >= 0) {
-            s->seed = (uint64_t)v;
-        } else if (target) {
-            int64_t min = target == &s->batch || target == &s->patience ? 1 : 0;
-            if (!num || v < (double)min || v != (double)(int64_t)v) {
-                nn_error(&c->diags, (NnLoc){0}, "--set %s=%s: expected an integer >= %lld", k,
-                         sets[i].value, (long long)min);
-                return false;
-            }
-            *target = (int64_t)v;
-        } else {
-            continue; // left for the optimizer
-        }
-        sets[i].used = true;
+        int r = set_value(c, s, sets[i].key, sets[i].value);
+        ok = r >= 0 && ok;
+        if (r > 0)
+            sets[i].used = true;
     }
-    return true;
+    return ok;
+}
+
+bool nn_train_check_sets(NnCtx *c, NnSetting *sets, int nsets)
+{
+    Settings s = {0};
+    bool ok = true;
+    for (int i = 0; i < nsets; i++)
+        ok = set_value(c, &s, sets[i].key, sets[i].value) >= 0 && ok;
+    return ok;
+}
+
+// Metrics and early stopping that only a classifier (or only a regression)
+// can compute are diagnosed instead of reported as NaN or ignored.
+static bool check_task(NnCtx *c, const Settings *s, bool classify, const char *model)
+{
+    static const char *const cls_only[] = {"accuracy", "acc", "precision", "recall", "f1",
+                                           "confusion"};
+    bool ok = true;
+    for (int i = 0; i <= s->nmetrics; i++) {
+        const NnAst *at = i < s->nmetrics ? s->metric_asts[i] : s->stop_ast;
+        const char *m = i < s->nmetrics ? s->metrics[i] : at ? at->name : NULL;
+        if (!m)
+            continue;
+        bool needs_cls = false;
+        for (size_t k = 0; k < sizeof cls_only / sizeof cls_only[0]; k++)
+            needs_cls = needs_cls || !strcmp(m, cls_only[k]);
+        if (needs_cls && !classify) {
+            nn_error(&c->diags, at->loc, "'%s' needs a classifier (i32 labels, output [N, classes])"
+                     "; model '%s' is trained as a regression (use loss or mse)", m, model);
+            ok = false;
+        } else if (!strcmp(m, "mse") && classify) {
+            nn_error(&c->diags, at->loc, "'mse' is for regression; model '%s' is a classifier "
+                     "(use loss, accuracy, precision, recall, f1 or confusion)", model);
+            ok = false;
+        }
+    }
+    return ok;
 }
 
 // Instantiates the optimizer's update rule for parameter p with gradient gr.
@@ -509,7 +587,7 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
     NnId o = nn_graph_output(out->eval, "output");
     out->classify = nfields > 1 && fields[1].dtype == NN_DT_I32 &&
                     nn_node(out->eval, o)->shape.rank == 2;
-    return true;
+    return check_task(c, &s, out->classify, out->model);
 }
 
 void nn_train_spec_fini(NnTrainSpec *s)

@@ -38,6 +38,14 @@ typedef struct Run {
 
 static int64_t opt_batch(const NnrtTrainOptions *o) { return o->batch > 0 ? o->batch : 32; }
 
+// Batch buffers hold the smaller of the batch and the split: a batch larger
+// than the data gives the same one batch, and its size may come from the user.
+static int64_t split_batch(const NnrtTrainOptions *o, const NnrtDataset *ds)
+{
+    int64_t b = opt_batch(o);
+    return ds->count > 0 && ds->count < b ? ds->count : b;
+}
+
 static int opt_classes(const NnrtTrainOptions *o, const NnrtDataset *ds)
 {
     return o->num_classes > 0 ? o->num_classes : ds->num_classes;
@@ -69,7 +77,7 @@ NnStatus nnrt_evaluate(const NnrtTrainCallbacks *cb, const NnrtDataset *ds,
     if (!ds->y || !cb->predict || (cls && classes < 1) || outf < 1)
         return nnrt_fail(NN_ERR_RUNTIME, "cannot evaluate the %s split: it needs labels, a "
                          "predict callback and a known number of classes/outputs", split);
-    int64_t batch = opt_batch(opt);
+    int64_t batch = split_batch(opt, ds);
     NnTensor *xb = NULL, *yb = NULL;
     NnTensor *out = nnrt_tensor_new(NN_DT_F32, 2, (int64_t[]){batch, outf});
     int64_t *perm = malloc((size_t)(ds->count ? ds->count : 1) * sizeof *perm);
@@ -418,7 +426,7 @@ NnStatus nnrt_train(const NnrtTrainCallbacks *cb, const NnrtDataset *train,
     if (!o.class_names && train->num_classes == o.num_classes)
         o.class_names = train->class_names;
     const NnrtTrainOptions *opt = &o;
-    Run r = {.cb = cb, .train = train, .opt = opt, .batch = opt_batch(opt)};
+    Run r = {.cb = cb, .train = train, .opt = opt, .batch = split_batch(opt, train)};
     r.epochs = opt->epochs > 0 ? opt->epochs : 1;
     r.log = opt->log ? opt->log : stdout;
     nnrt_vars_init(&r.best);
