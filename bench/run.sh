@@ -1,11 +1,12 @@
 #!/bin/sh
-# The benchmark, in one command: bench/run.sh [--quick] [--rounds N]
+# The benchmark, in one command: bench/run.sh [--quick] [--rounds N] [--write]
 # Installs what only the benchmark needs (Debian's python3-torch and
 # libopenblas-dev, with apt-get, if missing), builds nnc in Release in
 # build-bench plus the driver bench/nnc_bench.c, runs nnc (interpreter, JIT,
 # generated matmul) and PyTorch / OpenBLAS side by side in N alternating
-# rounds (default 2; matmul in the first only), and prints the table, also
-# written to bench/results.md.
+# rounds (default 2; matmul in the first only), and prints the table. The
+# tracked bench/results.md is rewritten only with --write; otherwise the table
+# stays in the build folder (bench-out/results.md).
 # OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for every process here:
 # they make OpenBLAS (also the one under PyTorch) use older, slower kernels.
 set -eu
@@ -14,14 +15,21 @@ ROOT=$(pwd)
 BUILD=${NN_BENCH_BUILD:-$ROOT/build-bench}
 QUICK=
 ROUNDS=2
+WRITE=
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) QUICK=--quick; ROUNDS=1 ;;
-    --rounds) ROUNDS=$2; shift ;;
-    *) echo "usage: bench/run.sh [--quick] [--rounds N]" >&2; exit 2 ;;
+    --rounds)
+        [ $# -ge 2 ] || { echo "bench/run.sh: --rounds needs a number" >&2; exit 2; }
+        ROUNDS=$2; shift ;;
+    --write) WRITE=1 ;;
+    *) echo "usage: bench/run.sh [--quick] [--rounds N] [--write]" >&2; exit 2 ;;
     esac
     shift
 done
+case $ROUNDS in
+'' | *[!0-9]* | 0) echo "bench/run.sh: --rounds expects a positive integer, got '$ROUNDS'" >&2; exit 2 ;;
+esac
 PY=/usr/bin/python3
 MULTIARCH=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BLASDIR=/usr/lib/$MULTIARCH/openblas-pthread
@@ -74,5 +82,8 @@ while [ $r -le "$ROUNDS" ]; do
 done
 echo "{\"_rounds\": $ROUNDS}" >"$OUT/rounds.json"
 $PY "$ROOT/bench/report.py" "$OUT"/*.json >"$OUT/results.md"
-cp "$OUT/results.md" "$ROOT/bench/results.md"
-cat "$ROOT/bench/results.md"
+if [ -n "$WRITE" ]; then
+    cp "$OUT/results.md" "$ROOT/bench/results.md"
+    echo "bench: wrote bench/results.md" >&2
+fi
+cat "$OUT/results.md"

@@ -347,7 +347,7 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
         }
         if (!o->quiet) {
             nnrt_eval_print(stdout, &e);
-            if (cls)
+            if (cls && nnrt_metrics_want_confusion(to.metrics))
                 nnrt_confusion_print(stdout, &conf, to.class_names);
         }
         nnrt_confusion_fini(&conf);

@@ -147,7 +147,7 @@ static const struct {
 } metric_names[] = {
     {"accuracy", NNRT_METRIC_ACCURACY}, {"acc", NNRT_METRIC_ACCURACY},
     {"precision", NNRT_METRIC_PRECISION}, {"recall", NNRT_METRIC_RECALL},
-    {"f1", NNRT_METRIC_F1}, {"mse", NNRT_METRIC_MSE},
+    {"f1", NNRT_METRIC_F1}, {"mse", NNRT_METRIC_MSE}, {"confusion", NNRT_METRIC_CONFUSION},
 };
 
 unsigned nnrt_metric_bit(const char *name)
@@ -156,6 +156,11 @@ unsigned nnrt_metric_bit(const char *name)
         if (strcmp(name, metric_names[i].name) == 0)
             return metric_names[i].bit;
     return 0;
+}
+
+bool nnrt_metrics_want_confusion(unsigned metrics)
+{
+    return metrics == 0 || (metrics & NNRT_METRIC_CONFUSION);
 }
 
 bool nnrt_eval_get(const NnrtEval *e, const char *metric, double *v)
@@ -177,7 +182,7 @@ bool nnrt_eval_get(const NnrtEval *e, const char *metric, double *v)
 bool nnrt_metric_higher_is_better(const char *metric)
 {
     unsigned b = nnrt_metric_bit(metric);
-    return b != 0 && b != NNRT_METRIC_MSE;
+    return b != 0 && b != NNRT_METRIC_MSE && b != NNRT_METRIC_CONFUSION;
 }
 
 // Appends ", \"key\": value" (null when not finite) at buf+*len.

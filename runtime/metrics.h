@@ -49,11 +49,16 @@ enum {
     NNRT_METRIC_RECALL = 4,
     NNRT_METRIC_F1 = 8,
     NNRT_METRIC_MSE = 16,
+    NNRT_METRIC_CONFUSION = 32, // print the confusion matrix (no value of its own)
     NNRT_METRIC_CLASSIFY = 15, // accuracy, precision, recall, f1
 };
 
-// Parses "accuracy"/"acc", "precision", "recall", "f1", "mse"; 0 if unknown.
+// Parses "accuracy"/"acc", "precision", "recall", "f1", "mse", "confusion";
+// 0 if unknown.
 unsigned nnrt_metric_bit(const char *name);
+// Whether a classifier's report includes the confusion matrix: when the
+// metrics (NNRT_METRIC_* bits) name it, or when none were chosen.
+bool nnrt_metrics_want_confusion(unsigned metrics);
 
 // The result of one evaluation pass; the unit of one JSON line.
 typedef struct NnrtEval {

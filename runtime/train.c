@@ -384,7 +384,7 @@ static NnStatus final_test(Run *r, NnrtTrainResult *res)
         st = log_eval(r, &res->test);
     if (st == NN_OK && !o->quiet) {
         nnrt_eval_print(r->log, &res->test);
-        if (cls)
+        if (cls && nnrt_metrics_want_confusion(o->metrics))
             nnrt_confusion_print(r->log, &conf, o->class_names);
     }
     nnrt_confusion_fini(&conf);
