@@ -38,6 +38,12 @@ typedef struct NnSplits {
     // statement that made them.
     const char *label_file[NN_MAX_SPLITS];
     NnLoc label_loc[NN_MAX_SPLITS];
+    // Shapes only (check, ir): generators and transforms are lowered, never
+    // run. Such a field is virtual: its full shape (count first) is in vx/vy
+    // (name != NULL) and ds[k].x/.y are NULL. Files are still read, so check
+    // reports bad files as train would.
+    bool shapes_only;
+    NnField vx[NN_MAX_SPLITS], vy[NN_MAX_SPLITS];
 } NnSplits;
 
 const NnBackend *nn_driver_backend(const NnOptions *o);
@@ -45,14 +51,17 @@ const NnBackend *nn_driver_backend(const NnOptions *o);
 bool nn_driver_eval_graph(NnCtx *c, const NnBackend *be, NnGraph *g, NnTensor *const *inputs,
                           NnTensor **outs, NnLoc loc);
 bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const NnBackend *be,
-                         uint64_t seed, NnSplits *out);
+                         uint64_t seed, bool shapes_only, NnSplits *out);
+// The full shape (count first) and dtype of split k's x (which = 0) or label
+// (1), real or virtual; false when the split lacks that field.
+bool nn_splits_field(const NnSplits *s, int k, int which, NnField *f);
 void nn_splits_fini(NnSplits *s);
 NnrtDataset *nn_splits_get(NnSplits *s, const char *name);
 
 // Loads the first train block's data and lowers it (spec graphs are the
-// caller's to free, also on failure; splits likewise).
-bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, NnTrainSpec *spec,
-                     NnSplits *splits);
+// caller's to free, also on failure; splits likewise). shapes_only: see NnSplits.
+bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, bool shapes_only,
+                     NnTrainSpec *spec, NnSplits *splits);
 
 // Reads a train block's `augment = [...]` list.
 bool nn_driver_augment_opts(NnCtx *c, const NnAst *list, NnrtAugment *a);

@@ -2,8 +2,13 @@
 // generators make fields, `x = f(x)` transforms every split (through a small
 // graph run on the chosen backend), and `split` divides a split by fractions.
 // Errors name the .nn location and, for files, the file and byte offset.
+// With shapes_only (check, ir) generators and transforms are lowered for
+// their shapes and never run, so checking costs no time or memory however
+// large the data a script declares.
 #include "driver.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,6 +18,34 @@ void nn_splits_fini(NnSplits *s)
     for (int i = 0; i < s->count; i++)
         nnrt_dataset_fini(&s->ds[i]);
     s->count = 0;
+}
+
+bool nn_splits_field(const NnSplits *s, int k, int which, NnField *f)
+{
+    const NnField *v = which ? &s->vy[k] : &s->vx[k];
+    const NnTensor *t = which ? s->ds[k].y : s->ds[k].x;
+    if (v->name) {
+        *f = *v;
+    } else if (t) {
+        *f = (NnField){NULL, t->dtype, {.rank = t->rank}};
+        memcpy(f->sample.dim, t->shape, sizeof(int64_t) * (size_t)t->rank);
+    } else {
+        return false;
+    }
+    f->name = which ? s->label : "x";
+    return true;
+}
+
+// Turns a real field of split k into a virtual one of the same shape.
+static void virtualize(NnSplits *s, int k, int which)
+{
+    NnField f;
+    NnTensor **t = which ? &s->ds[k].y : &s->ds[k].x;
+    if (!*t || !nn_splits_field(s, k, which, &f))
+        return;
+    *(which ? &s->vy[k] : &s->vx[k]) = f;
+    nnrt_tensor_free(*t);
+    *t = NULL;
 }
 
 NnrtDataset *nn_splits_get(NnSplits *s, const char *name)
@@ -29,6 +62,7 @@ static NnrtDataset *split_add(NnCtx *c, NnSplits *s, const char *name, NnLoc loc
     if (d) {
         nnrt_dataset_fini(d);
         nnrt_dataset_init(d);
+        s->vx[d - s->ds].name = s->vy[d - s->ds].name = NULL;
         return d;
     }
     if (s->count == NN_MAX_SPLITS) {
@@ -36,6 +70,7 @@ static NnrtDataset *split_add(NnCtx *c, NnSplits *s, const char *name, NnLoc loc
         return NULL;
     }
     s->names[s->count] = name;
+    s->vx[s->count].name = s->vy[s->count].name = NULL;
     nnrt_dataset_init(&s->ds[s->count]);
     return &s->ds[s->count++];
 }
@@ -120,66 +155,179 @@ static void count_classes(NnrtDataset *d)
 
 static bool is_label(const char *name) { return !strcmp(name, "label") || !strcmp(name, "y"); }
 
-// Stores t as the target field of split d (NULL: the `train` split, made if
-// missing), checking its sample count against the split's. Takes t.
-static bool set_field(NnCtx *c, NnSplits *s, NnrtDataset *d, const NnAst *st, NnTensor *t)
+// Stores a field of full shape f as the target of split d (NULL: the
+// `train` split, made if missing), checking its sample count against the
+// split's. t holds its values, or is NULL for a virtual field; a field of a
+// split that is virtual stays virtual. Takes t.
+static bool set_field(NnCtx *c, NnSplits *s, NnrtDataset *d, const NnAst *st, const NnField *f,
+                      NnTensor *t)
 {
     const char *target = st->kids.items[0]->name;
     if (!d && !(d = nn_splits_get(s, "train")) && !(d = split_add(c, s, "train", st->loc))) {
         nnrt_tensor_free(t);
         return false;
     }
-    if (t->rank == 0 || (d->count && t->shape[0] != d->count)) {
+    int k = (int)(d - s->ds);
+    int64_t n = f->sample.rank ? f->sample.dim[0] : 0;
+    if (f->sample.rank == 0 || (d->count && n != d->count)) {
         nn_error(&c->diags, st->a->loc, "field '%s' has %lld samples, the data has %lld", target,
-                 t->rank ? (long long)t->shape[0] : 0LL, (long long)d->count);
+                 (long long)n, (long long)d->count);
         nnrt_tensor_free(t);
         return false;
     }
-    if (!is_label(target) && t->dtype != NN_DT_F32) {
+    if (!is_label(target) && f->dtype != NN_DT_F32) {
         nn_error(&c->diags, st->a->loc, "x must be f32 (use f32(...))");
         nnrt_tensor_free(t);
         return false;
     }
-    if (is_label(target)) {
-        s->label_file[d - s->ds] = NULL;
-        s->label_loc[d - s->ds] = st->loc;
+    int which = is_label(target);
+    if (which) {
+        s->label_file[k] = NULL;
+        s->label_loc[k] = st->loc;
     }
-    NnTensor **slot = is_label(target) ? &d->y : &d->x;
+    NnTensor **slot = which ? &d->y : &d->x;
+    NnField *virt = which ? &s->vy[k] : &s->vx[k];
     nnrt_tensor_free(*slot);
-    *slot = t;
-    d->count = t->shape[0];
+    *slot = NULL;
+    if (t && !s->vx[k].name && !s->vy[k].name) {
+        *slot = t;
+        virt->name = NULL;
+    } else {
+        nnrt_tensor_free(t);
+        *virt = *f;
+        virt->name = target;
+    }
+    d->count = n;
     count_classes(d);
     return true;
 }
 
-// Evaluates field = expr on one split (or to create the first split).
+static bool set_tensor(NnCtx *c, NnSplits *s, NnrtDataset *d, const NnAst *st, NnTensor *t)
+{
+    NnField f = {NULL, t->dtype, {.rank = t->rank}};
+    memcpy(f.sample.dim, t->shape, sizeof(int64_t) * (size_t)t->rank);
+    return set_field(c, s, d, st, &f, t);
+}
+
+// Refuses a data graph that holds a value larger than memory (or whose byte
+// count overflows) before it runs, naming the expression, shape and size.
+static bool graph_fits(NnCtx *c, const NnGraph *g)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    uint64_t mem = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_MAX;
+    for (int i = 0; i < g->count; i++) {
+        const NnNode *n = nn_node(g, i);
+        uint64_t bytes = nnrt_dtype_size(n->dtype);
+        bool over = false;
+        for (int k = 0; k < n->shape.rank; k++)
+            over = over || n->shape.dim[k] < 0 ||
+                   __builtin_mul_overflow(bytes, (uint64_t)n->shape.dim[k], &bytes);
+        if (n->shape.rank && n->shape.dim[0] < 0)
+            continue; // a symbolic count: not a data-block value
+        if (over || bytes > mem) {
+            char ty[128], sz[32] = "over 2^64";
+            if (!over)
+                snprintf(sz, sizeof sz, "%llu", (unsigned long long)bytes);
+            nn_error(&c->diags, n->loc, "this data would be %s: %s bytes, more than this "
+                     "machine's memory (%llu bytes)", nn_type_str(g, n->dtype, &n->shape, ty,
+                     sizeof ty), sz, (unsigned long long)mem);
+            return false;
+        }
+    }
+    return true;
+}
+
+// Evaluates field = expr on one split (or to create the first split). With
+// shapes_only the graph is lowered for its result's shape and not run.
 static bool transform(NnCtx *c, const NnProgram *p, const NnBackend *be, NnSplits *s,
                       NnrtDataset *d, const NnAst *st, uint64_t seed)
 {
     NnField f[2];
     NnTensor *in[2];
     int nf = 0;
-    if (d && d->x) {
-        f[nf] = (NnField){"x", d->x->dtype, {.rank = d->x->rank}};
-        memcpy(f[nf].sample.dim, d->x->shape, sizeof d->x->shape);
-        in[nf++] = d->x;
-    }
-    if (d && d->y) {
-        f[nf] = (NnField){s->label, d->y->dtype, {.rank = d->y->rank}};
-        memcpy(f[nf].sample.dim, d->y->shape, sizeof d->y->shape);
-        in[nf++] = d->y;
-    }
+    for (int which = 0; d && which < 2; which++)
+        if (nn_splits_field(s, (int)(d - s->ds), which, &f[nf]))
+            in[nf++] = which ? d->y : d->x;
     NnGraph *g = nn_lower_expr(c, p, st->a, f, nf, seed);
     if (!g)
         return false;
-    NnTensor *out = NULL;
-    bool ok = nn_driver_eval_graph(c, be, g, in, &out, st->a->loc);
+    if (!graph_fits(c, g)) {
+        nn_graph_free(g);
+        return false;
+    }
+    if (s->shapes_only) {
+        const NnNode *n = nn_node(g, g->outputs[0].id);
+        NnField out = {NULL, n->dtype, n->shape};
+        nn_graph_free(g);
+        // The whole split turns virtual, so its fields stay the same kind.
+        for (int which = 0; d && which < 2; which++)
+            virtualize(s, (int)(d - s->ds), which);
+        return set_field(c, s, d, st, &out, NULL);
+    }
+    NnTensor *t = NULL;
+    bool ok = nn_driver_eval_graph(c, be, g, in, &t, st->a->loc);
     nn_graph_free(g);
     if (!ok)
         return false;
-    return set_field(c, s, d, st, out);
+    return set_tensor(c, s, d, st, t);
 }
 
+// Part i of a split of `count` samples by fractions fr: the samples between
+// rounded cumulative boundaries, as nnrt_dataset_split cuts them.
+static int64_t part_count(const double *fr, int n, int i, int64_t count)
+{
+    double total = 0, cum = 0;
+    for (int k = 0; k < n; k++)
+        total += fr[k];
+    int64_t start = 0, end = 0;
+    for (int k = 0; k <= i; k++) {
+        cum += fr[k];
+        end = k == n - 1 ? count : (int64_t)llround(cum / total * (double)count);
+        if (end < start)
+            end = start;
+        if (k < i)
+            start = end;
+    }
+    return end - start;
+}
+
+// Divides a virtual split: the parts get the same fields with their counts.
+static bool split_virtual(NnCtx *c, NnSplits *s, const NnAst *st, int ks, const double *fr, int n)
+{
+    NnField f[2];
+    bool has[2];
+    int64_t count = s->ds[ks].count;
+    for (int which = 0; which < 2; which++)
+        has[which] = nn_splits_field(s, ks, which, &f[which]);
+    const char *file = s->label_file[ks];
+    NnLoc at = s->label_loc[ks];
+    for (int i = 0; i < n; i++) {
+        int64_t m = part_count(fr, n, i, count);
+        if (m == 0) {
+            nn_error(&c->diags, st->kids.items[i]->loc, "split '%s' gets no samples (%g of %lld)",
+                     st->kids.items[i]->name, fr[i], (long long)count);
+            return false;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        int64_t m = part_count(fr, n, i, count);
+        NnrtDataset *d = split_add(c, s, st->kids.items[i]->name, st->kids.items[i]->loc);
+        if (!d)
+            return false;
+        int k = (int)(d - s->ds);
+        for (int which = 0; which < 2; which++) {
+            NnField *v = which ? &s->vy[k] : &s->vx[k];
+            if (!has[which])
+                continue;
+            *v = f[which];
+            v->sample.dim[0] = m;
+        }
+        d->count = m;
+        s->label_file[k] = file;
+        s->label_loc[k] = at;
+    }
+    return true;
+}
 
 static bool split_stmt(NnCtx *c, NnSplits *s, const NnAst *st, uint64_t seed)
 {
@@ -210,6 +358,9 @@ static bool split_stmt(NnCtx *c, NnSplits *s, const NnAst *st, uint64_t seed)
         }
         seed = (uint64_t)a->a->num;
     }
+    int ks = (int)(src - s->ds);
+    if (s->vx[ks].name || s->vy[ks].name)
+        return split_virtual(c, s, st, ks, fr, n);
     NnrtDataset parts[NN_MAX_SPLITS];
     if (nnrt_dataset_split(src, fr, n, seed, parts) != NN_OK) {
         nn_error(&c->diags, st->loc, "%s", nnrt_errmsg());
@@ -291,10 +442,13 @@ static bool normalize(NnCtx *c, NnSplits *s, const NnAst *st)
         return false;
     }
     NnrtDataset *train = nn_splits_get(s, "train");
-    if (!train || !train->x) {
+    NnField fx;
+    if (!train || !nn_splits_field(s, (int)(train - s->ds), 0, &fx)) {
         nn_error(&c->diags, v->loc, "normalize needs a 'train' split to compute statistics on");
         return false;
     }
+    if (s->shapes_only)
+        return true; // the shapes stay as they are
     NnrtNorm norm = {0};
     NnStatus rc = nnrt_norm_fit(&norm, train, per_feature);
     for (int k = 0; rc == NN_OK && k < s->count; k++)
@@ -308,10 +462,11 @@ static bool normalize(NnCtx *c, NnSplits *s, const NnAst *st)
 }
 
 bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const NnBackend *be,
-                         uint64_t seed, NnSplits *s)
+                         uint64_t seed, bool shapes_only, NnSplits *s)
 {
     memset(s, 0, sizeof *s);
     s->label = "label";
+    s->shapes_only = shapes_only;
     for (int i = 0; i < data->kids.count; i++) {
         const NnAst *st = data->kids.items[i];
         if (st->kind == NN_AST_SPLIT) {
@@ -355,7 +510,7 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
         bool is_lit;
         NnTensor *t = nn_lower_literal(c, v, &is_lit);
         if (is_lit) {
-            if (!t || !set_field(c, s, NULL, st, t))
+            if (!t || !set_tensor(c, s, NULL, st, t))
                 return false;
             continue;
         }
@@ -374,9 +529,11 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
     }
     for (int k = 0; k < s->count; k++) {
         NnrtDataset *d = &s->ds[k];
-        if (!d->x || !d->y) {
+        NnField fx, fy;
+        bool hx = nn_splits_field(s, k, 0, &fx), hy = nn_splits_field(s, k, 1, &fy);
+        if (!hx || !hy) {
             nn_error(&c->diags, data->loc, "split '%s' of data '%s' lacks %s", s->names[k],
-                     data->name, d->x ? "a label field" : "an x field");
+                     data->name, hx ? "a label field" : "an x field");
             return false;
         }
         if (d->count == 0) {
@@ -384,9 +541,10 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
                      data->name);
             return false;
         }
-        if (d->x->shape[0] != d->y->shape[0]) {
+        if (fx.sample.dim[0] != fy.sample.dim[0]) {
             nn_error(&c->diags, data->loc, "split '%s': x has %lld samples but %s has %lld",
-                     s->names[k], (long long)d->x->shape[0], s->label, (long long)d->y->shape[0]);
+                     s->names[k], (long long)fx.sample.dim[0], s->label,
+                     (long long)fy.sample.dim[0]);
             return false;
         }
     }

@@ -58,7 +58,8 @@ int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, NnOptions *o)
     NnTrainSpec spec = {0};
     NnSplits splits = {0};
     int rc = 1;
-    if (!nn_driver_setup(c, p, o, &spec, &splits))
+    // check and ir need shapes, not data: nothing is generated or transformed.
+    if (!nn_driver_setup(c, p, o, true, &spec, &splits))
         goto done;
     // check reports what train would, so also the augment list.
     NnrtAugment aug = {0};
@@ -104,7 +105,7 @@ int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o)
     NnTrainSpec spec = {0};
     NnSplits splits = {0};
     int rc = 1;
-    if (!nn_driver_setup(c, p, o, &spec, &splits))
+    if (!nn_driver_setup(c, p, o, false, &spec, &splits))
         goto done;
     NnrtDataset *tr = nn_splits_get(&splits, "train");
     int64_t h = tr->img_h, w = tr->img_w;

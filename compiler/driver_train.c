@@ -181,8 +181,8 @@ static bool check_labels(NnCtx *c, const NnTrainSpec *spec, NnSplits *splits)
 }
 
 // Lowers the first train block against its data. Fills spec and splits.
-bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, NnTrainSpec *spec,
-                     NnSplits *splits)
+bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, bool shapes_only,
+                     NnTrainSpec *spec, NnSplits *splits)
 {
     if (p->ntrains == 0) {
         nn_error(&c->diags, (NnLoc){0}, "%s has no train block", o->file);
@@ -215,13 +215,17 @@ bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, NnTrainSpec *sp
     for (int i = 0; i < o->nsets; i++)
         if (!strcmp(o->sets[i].key, "seed"))
             seed = strtoull(o->sets[i].value, NULL, 10);
-    if (!nn_driver_load_data(c, p, dd->ast, nn_backend_find("interp"), seed, splits))
+    if (!nn_driver_load_data(c, p, dd->ast, nn_backend_find("interp"), seed, shapes_only, splits))
         return false;
-    NnrtDataset *tr = nn_splits_get(splits, "train");
-    NnField f[2] = {{"x", tr->x->dtype, {.rank = tr->x->rank - 1}},
-                    {splits->label, tr->y->dtype, {.rank = tr->y->rank - 1}}};
-    memcpy(f[0].sample.dim, tr->x->shape + 1, sizeof(int64_t) * (size_t)f[0].sample.rank);
-    memcpy(f[1].sample.dim, tr->y->shape + 1, sizeof(int64_t) * (size_t)f[1].sample.rank);
+    // The model sees one sample of each field: the full shapes less the count.
+    int k = (int)(nn_splits_get(splits, "train") - splits->ds);
+    NnField f[2];
+    for (int i = 0; i < 2; i++) {
+        NnField full;
+        nn_splits_field(splits, k, i, &full);
+        f[i] = (NnField){full.name, full.dtype, {.rank = full.sample.rank - 1}};
+        memcpy(f[i].sample.dim, full.sample.dim + 1, sizeof(int64_t) * (size_t)f[i].sample.rank);
+    }
     if (!nn_lower_train(c, p, t, f, 2, o->sets, o->nsets, spec))
         return false;
     return check_labels(c, spec, splits);
@@ -276,7 +280,7 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     int rc = 1;
     Runner R = {.be = be, .spec = &spec};
     nnrt_vars_init(&R.vars);
-    if (!nn_driver_setup(c, p, o, &spec, &splits) || !init_vars(c, &spec, &R.vars))
+    if (!nn_driver_setup(c, p, o, false, &spec, &splits) || !init_vars(c, &spec, &R.vars))
         goto done;
     NnLoc loc = spec.ast->loc;
     double t0 = nnrt_now();
