@@ -352,8 +352,9 @@ static bool split_stmt(NnCtx *c, NnSplits *s, const NnAst *st, uint64_t seed)
     }
     for (int i = 0; i < st->params.count; i++) {
         const NnAst *a = st->params.items[i];
-        if (a->kind != NN_AST_ARG || strcmp(a->name, "seed") || a->a->kind != NN_AST_NUM) {
-            nn_error(&c->diags, a->loc, "split options: (seed = N)");
+        if (a->kind != NN_AST_ARG || strcmp(a->name, "seed") || a->a->kind != NN_AST_NUM ||
+            !a->a->is_int || a->a->num > 9007199254740992.0) {
+            nn_error(&c->diags, a->loc, "split options: (seed = N), N an integer from 0 to 2^53");
             return false;
         }
         seed = (uint64_t)a->a->num;

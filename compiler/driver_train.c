@@ -134,17 +134,19 @@ bool nn_driver_augment_opts(NnCtx *c, const NnAst *list, NnrtAugment *a)
         double v = 0;
         if (e->kind == NN_AST_CALL && e->kids.count == 1 && e->kids.items[0]->kind == NN_AST_NUM)
             v = e->kids.items[0]->num;
-        if (strcmp(fn, "random_rotation") == 0 && v > 0)
+        // Ranges keep every value meaningful and the pixel shift within an int.
+        if (strcmp(fn, "random_rotation") == 0 && v > 0 && v <= 180)
             a->rotate_deg = v;
-        else if (strcmp(fn, "random_shift") == 0 && v >= 1)
+        else if (strcmp(fn, "random_shift") == 0 && v >= 1 && v <= 65536 && v == (int)v)
             a->shift_px = (int)v;
         else if (strcmp(fn, "random_flip") == 0 || strcmp(fn, "hflip") == 0)
             a->hflip = true;
-        else if (strcmp(fn, "gaussian_noise") == 0 && v > 0)
+        else if (strcmp(fn, "gaussian_noise") == 0 && v > 0 && v <= 1e6)
             a->noise_std = v;
         else {
-            nn_error(&c->diags, e->loc, "unknown augmentation; use random_rotation(DEG), "
-                     "random_shift(PIXELS), random_flip or gaussian_noise(STD)");
+            nn_error(&c->diags, e->loc, "unknown augmentation or value out of range; use "
+                     "random_rotation(DEG, 0 < DEG <= 180), random_shift(PIXELS, 1 to 65536), "
+                     "random_flip or gaussian_noise(STD, 0 < STD <= 1e6)");
             return false;
         }
     }

@@ -264,3 +264,102 @@ Test(settings_cli, classification_metrics_on_regression)
     expect_fail(1, "check tests/golden/diag/regression_metrics.nn",
                 "'f1' needs a classifier");
 }
+
+static char *waves(const char *count, const char *width)
+{
+    char *text;
+    cr_assert(asprintf(&text,
+                       "import std\n"
+                       "data waves {\n"
+                       "    x = uniform([%s, 1], -3, 3)\n"
+                       "    y = sin(x) + normal([%s, 1], 0, 0.1)\n"
+                       "    split train -> train 0.8, val 0.2\n"
+                       "}\n"
+                       "model net(x: f32[N, %s]) -> f32[N, 1] {\n"
+                       "    return x |> dense(1)\n"
+                       "}\n"
+                       "train net on waves {\n"
+                       "    loss = mse(output, y)\n"
+                       "    optimizer = adam()\n"
+                       "}\n",
+                       count, count, width) > 0);
+    char *p = script(text);
+    free(text);
+    return p;
+}
+
+// check derives the data's shapes from the declarations: a billion generated
+// samples (4 GB each field) cost nothing, and the shape error the
+// declarations determine is reported at once. `timeout` bounds the old
+// behaviour (half a minute and 11 GB).
+Test(settings_cli, check_never_materializes_data)
+{
+    char *nn = waves("1000000000", "2");
+    char args[300];
+    snprintf(args, sizeof args, "timeout 20 %s check %s", tu_nnc(), nn);
+    char *out = NULL;
+    int rc = tu_run(args, &out);
+    cr_assert_eq(rc, 1, "exit %d:\n%s", rc, out);
+    expect_in(out, "must be f32[N, 2], got f32[N, 1]", args);
+    free(out);
+    unlink(nn);
+    free(nn);
+    // Without the mistake, check and ir succeed, just as fast.
+    nn = waves("1000000000", "1");
+    snprintf(args, sizeof args, "timeout 20 %s check %s", tu_nnc(), nn);
+    rc = tu_run(args, &out);
+    cr_assert_eq(rc, 0, "exit %d:\n%s", rc, out);
+    free(out);
+    snprintf(args, sizeof args, "timeout 20 %s ir %s --stage grad", tu_nnc(), nn);
+    rc = tu_run(args, &out);
+    cr_assert_eq(rc, 0, "exit %d:\n%s", rc, out);
+    expect_in(out, "input x : f32[N, 1]", args);
+    free(out);
+    unlink(nn);
+    free(nn);
+}
+
+// Generated data that cannot fit is a diagnostic at its expression, before
+// anything is allocated, in train as in check.
+Test(settings_cli, generated_data_too_large)
+{
+    char *nn = waves("1000000000000", "1");
+    for (int train = 0; train < 2; train++) {
+        char args[300];
+        snprintf(args, sizeof args, "%s %s -q", train ? "train" : "check", nn);
+        char *out = expect_rc(1, args);
+        expect_in(out, ":3:9: error: this data would be f32[1000000000000, 1]: 4000000000000 "
+                       "bytes", args);
+        free(out);
+    }
+    unlink(nn);
+    free(nn);
+}
+
+Test(settings_cli, augment_values_in_range)
+{
+    char *text;
+    cr_assert(asprintf(&text,
+                       "import std\n"
+                       "data d {\n"
+                       "    x = [[0, 0], [0, 1], [1, 0], [1, 1]]\n"
+                       "    y = [[0], [1], [1], [0]]\n"
+                       "}\n"
+                       "model net(x: f32[N, 2]) -> f32[N, 1] {\n"
+                       "    return x |> dense(1)\n"
+                       "}\n"
+                       "train net on d {\n"
+                       "    loss = mse(output, y)\n"
+                       "    optimizer = adam()\n"
+                       "    augment = [random_shift(1e300)]\n"
+                       "}\n") > 0);
+    char *nn = script(text);
+    free(text);
+    char args[300];
+    snprintf(args, sizeof args, "check %s", nn);
+    char *out = expect_rc(1, args);
+    expect_in(out, ":12:16: error: unknown augmentation or value out of range", args);
+    free(out);
+    unlink(nn);
+    free(nn);
+}
