@@ -80,9 +80,11 @@ int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, NnOptions *o)
             nn_ir_print(stdout, spec.step);
         } else {
 #ifdef NN_WITH_LLVM
+            // N as a training batch has it: the batch, or all of a smaller split.
+            int64_t n = nn_splits_get(&splits, "train")->count;
             int64_t symv[NN_MAX_SYMS] = {0};
             for (int k = 0; k < NN_MAX_SYMS; k++)
-                symv[k] = spec.batch;
+                symv[k] = n > 0 && n < spec.batch ? n : spec.batch;
             if (!nn_llvm_dump(spec.step, symv, !strcmp(o->stage, "asm"), stdout)) {
                 nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
                 rc = 1;
