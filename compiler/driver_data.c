@@ -218,13 +218,12 @@ static bool graph_fits(NnCtx *c, const NnGraph *g)
     for (int i = 0; i < g->count; i++) {
         const NnNode *n = nn_node(g, i);
         uint64_t bytes = nnrt_dtype_size(n->dtype);
-        bool over = false;
-        for (int k = 0; k < n->shape.rank; k++)
-            over = over || n->shape.dim[k] < 0 ||
-                   __builtin_mul_overflow(bytes, (uint64_t)n->shape.dim[k], &bytes);
-        if (n->shape.rank && n->shape.dim[0] < 0)
-            continue; // a symbolic count: not a data-block value
-        if (over || bytes > mem) {
+        bool over = false, sym = false;
+        for (int k = 0; k < n->shape.rank; k++) {
+            sym = sym || nn_dim_is_sym(n->shape.dim[k]);
+            over = over || __builtin_mul_overflow(bytes, (uint64_t)n->shape.dim[k], &bytes);
+        }
+        if (!sym && (over || bytes > mem)) {
             char ty[128], sz[32] = "over 2^64";
             if (!over)
                 snprintf(sz, sizeof sz, "%llu", (unsigned long long)bytes);

@@ -168,7 +168,8 @@ static bool check_labels(NnCtx *c, const NnTrainSpec *spec, NnSplits *splits)
             if (v >= 0 && v < classes)
                 continue;
             const char *file = splits->label_file[k];
-            char *const *names = splits->ds[k].class_names;
+            char *const *names = v >= 0 && v < splits->ds[k].num_classes
+                                     ? splits->ds[k].class_names : NULL;
             nn_error(&c->diags, file || splits->label_loc[k].src ? splits->label_loc[k]
                                                                  : spec->ast->loc,
                      "label %d%s%s%s of sample %lld in %s%s%s is outside 0..%lld: model '%s' "

@@ -146,7 +146,7 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        char a[32];
+        char a[64];
         const char *eq = arg[0] == '-' && arg[1] == '-' ? strchr(arg, '=') : NULL;
         snprintf(a, sizeof a, "%.*s", eq ? (int)(eq - arg) : (int)strlen(arg), arg);
         if (eq)
