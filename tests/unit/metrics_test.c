@@ -163,6 +163,19 @@ Test(metrics, lookup_and_direction)
     cr_assert(!nnrt_metric_higher_is_better("mse"));
 }
 
+// `confusion` selects the matrix; it has no value to report or stop on.
+Test(metrics, confusion_is_a_report_choice)
+{
+    cr_assert_eq(nnrt_metric_bit("confusion"), NNRT_METRIC_CONFUSION);
+    cr_assert(nnrt_metrics_want_confusion(0));
+    cr_assert(nnrt_metrics_want_confusion(NNRT_METRIC_ACCURACY | NNRT_METRIC_CONFUSION));
+    cr_assert(!nnrt_metrics_want_confusion(NNRT_METRIC_ACCURACY | NNRT_METRIC_F1));
+    NnrtEval e = {0};
+    double v;
+    cr_assert(!nnrt_eval_get(&e, "confusion", &v));
+    cr_assert(!nnrt_metric_higher_is_better("confusion"));
+}
+
 Test(metrics, printout_has_matrix_and_names)
 {
     int32_t lab[] = {0, 1, 1}, pred[] = {0, 1, 0};
