@@ -83,12 +83,12 @@ static void release(int slot)
 
 static const char *kind_of(mode_t m)
 {
-    return S_ISDIR(m)    ? "a directory"
+    return S_ISDIR(m)  ? "a directory"
          : S_ISCHR(m)  ? "a character device"
          : S_ISBLK(m)  ? "a block device"
          : S_ISFIFO(m) ? "a FIFO (named pipe)"
          : S_ISSOCK(m) ? "a socket"
-                       : "not a plain file";
+                       : "something else";
 }
 
 NnStatus nnrt_savefile_check(const char *path)
