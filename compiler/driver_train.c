@@ -14,6 +14,7 @@
 
 #include "init.h"
 #include "progress.h"
+#include "savefile.h"
 #include "train.h"
 
 typedef struct Runner {
@@ -234,22 +235,35 @@ bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, bool shapes_onl
     return check_labels(c, spec, splits);
 }
 
-// Finds an unusable checkpoint path before any training time is spent.
+// Finds an unusable checkpoint path before any training time is spent: a
+// missing or unwritable directory, or something that is not a regular file
+// (a device, a directory) that saving would replace.
 static bool check_writable(NnCtx *c, const char *path)
 {
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        nn_error(&c->diags, (NnLoc){0}, "cannot save checkpoints to '%s': it is a directory",
-                 path);
-        return false;
-    }
     const char *slash = strrchr(path, '/');
     char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
     bool ok = dir && access(dir, W_OK | X_OK) == 0;
     if (!ok)
         nn_error(&c->diags, (NnLoc){0}, "cannot save checkpoints to '%s': directory '%s' %s", path,
                  dir ? dir : "?", errno == ENOENT ? "does not exist" : "is not writable");
+    else if (nnrt_savefile_check(path) != NN_OK) {
+        nn_error(&c->diags, (NnLoc){0}, "cannot save checkpoints: %s", nnrt_errmsg());
+        ok = false;
+    }
     free(dir);
+    return ok;
+}
+
+// Sets every variable of vars (weights and optimizer state) from the checkpoint at path.
+static bool load_vars(NnCtx *c, const char *path, NnVars *vars)
+{
+    NnVars loaded;
+    // load initializes `loaded` and empties it on failure, so one fini fits all paths.
+    bool ok = nnrt_safetensors_load(path, &loaded, NULL) == NN_OK &&
+              nnrt_checkpoint_assign(path, vars, &loaded) == NN_OK;
+    if (!ok)
+        nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
+    nnrt_vars_fini(&loaded);
     return ok;
 }
 
@@ -284,6 +298,14 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     Runner R = {.be = be, .spec = &spec};
     nnrt_vars_init(&R.vars);
     if (!nn_driver_setup(c, p, o, false, &spec, &splits) || !init_vars(c, &spec, &R.vars))
+        goto done;
+    // --resume W only reads W; checkpoints go to the save path.
+    if (!eval_only && o->resume && access(o->weights, F_OK) != 0) {
+        nn_error(&c->diags, (NnLoc){0}, "cannot resume from '%s': %s", o->weights,
+                 strerror(errno));
+        goto done;
+    }
+    if (!eval_only && spec.save && !check_writable(c, spec.save))
         goto done;
     NnLoc loc = spec.ast->loc;
     double t0 = nnrt_now();
@@ -325,21 +347,14 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     to.metrics_path = o->metrics;
     to.progress = o->quiet ? NNRT_PROGRESS_QUIET : NNRT_PROGRESS_AUTO;
     to.quiet = o->quiet;
-    to.checkpoint = o->resume ? o->weights : spec.save;
-    to.resume = o->resume;
+    to.checkpoint = spec.save;
+    to.resume_from = o->resume ? o->weights : NULL;
     // Names only where they cover every class the model scores.
     to.class_names = train->num_classes >= to.num_classes ? train->class_names : NULL;
     if (!nn_driver_augment_opts(c, spec.augment, &to.augment))
         goto done;
     if (eval_only) {
-        NnVars loaded;
-        // load initializes `loaded` and empties it on failure, so one fini fits all paths.
-        bool ok = nnrt_safetensors_load(o->weights, &loaded, NULL) == NN_OK &&
-                  nnrt_checkpoint_assign(o->weights, &R.vars, &loaded) == NN_OK;
-        if (!ok)
-            nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
-        nnrt_vars_fini(&loaded);
-        if (!ok)
+        if (!load_vars(c, o->weights, &R.vars))
             goto done;
         const NnrtDataset *ds = to.test ? to.test : to.val ? to.val : train;
         const char *name = to.test ? "test" : to.val ? "val" : "train";
@@ -367,11 +382,11 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
         rc = 0;
         goto done;
     }
-    if (to.checkpoint && !check_writable(c, to.checkpoint))
-        goto done;
     NnrtTrainResult res;
     if (spec.epochs == 0) {
-        // --set epochs=0: no training, only the report on the initial model.
+        // --set epochs=0: no training, only the report on the initial (or resumed) model.
+        if (o->resume && !load_vars(c, o->weights, &R.vars))
+            goto done;
         if (!final_eval(c, &cb, to.test ? to.test : train, to.test ? "test" : "train", &to))
             goto done;
         rc = 0;
@@ -384,7 +399,7 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     // Without a test split, report the final model on the training data.
     if (!to.test && !final_eval(c, &cb, train, "train", &to))
         goto done;
-    if (spec.save && !o->quiet)
+    if (res.saved && !o->quiet)
         printf("saved %s\n", spec.save);
     rc = 0;
 done:

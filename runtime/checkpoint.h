@@ -5,8 +5,9 @@
 // Dtypes F32, F64 and I32 map to NnDType. Saving is atomic: the file is
 // written to "<path>.tmp.<pid>", flushed and fsync'ed, then renamed over the
 // target, so a failed save leaves the previous checkpoint untouched and no
-// temporary file behind. Loading validates everything and names the file and
-// byte offset of the first problem.
+// temporary file behind (runtime/savefile.h: a target that is not a regular
+// file is refused, and SIGINT/SIGTERM during a save remove the temporary).
+// Loading validates everything and names the file and offset of the first problem.
 #ifndef NNRT_CHECKPOINT_H
 #define NNRT_CHECKPOINT_H
 

@@ -145,6 +145,7 @@ void nnrt_image_rotate(const float *src, float *dst, int64_t h, int64_t w, doubl
 // Writes the first n images (h*w floats each, consecutive) as a grid with
 // `cols` columns and a 1-pixel black border, in 8-bit gray. Values map
 // linearly from [lo, hi] to 0..255; lo == hi means the images' own min..max.
+// The file is replaced atomically (runtime/savefile.h): a failed write keeps it.
 NnStatus nnrt_image_write_pgm(const char *path, const float *x, int64_t n, int64_t h, int64_t w,
                               int cols, float lo, float hi);
 NnStatus nnrt_image_write_png(const char *path, const float *x, int64_t n, int64_t h, int64_t w,

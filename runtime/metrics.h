@@ -99,6 +99,7 @@ typedef struct NnrtJsonl {
     char path[512];
 } NnrtJsonl;
 
+// append false truncates path; the training loop and the CLI always append.
 NnStatus nnrt_jsonl_open(NnrtJsonl *j, const char *path, bool append);
 NnStatus nnrt_jsonl_write(NnrtJsonl *j, const NnrtEval *e);
 NnStatus nnrt_jsonl_close(NnrtJsonl *j);

@@ -1,7 +1,9 @@
 // The per-epoch progress bar and its plain-text fallback. Takes sample counts
 // and batch losses as they come; writes to one stream. Redraws are throttled
 // to 10 per second so a fast loop spends nothing on the terminal; the final
-// state of every epoch is always drawn.
+// state of every epoch is always drawn. A bar left without its newline (open)
+// is always either overwritten by the next bar or ended by
+// nnrt_progress_finish, so nothing else is ever printed onto it.
 #include "progress.h"
 
 #include <string.h>
@@ -85,6 +87,7 @@ void nnrt_progress_step(NnrtProgress *p, int64_t n, double loss)
     // \033[K clears what a longer previous line left behind.
     fprintf(p->out, "\r%s\033[K", line);
     fflush(p->out);
+    p->open = true;
 }
 
 void nnrt_progress_end(NnrtProgress *p, const char *extra)
@@ -92,11 +95,12 @@ void nnrt_progress_end(NnrtProgress *p, const char *extra)
     if (p->mode == NNRT_PROGRESS_QUIET)
         return;
     double now = nnrt_now();
-    // Many short epochs (XOR: 300 in a blink) would flood the screen: keep the
-    // first and last epoch lines and at most one a second in between (runs of
-    // up to 20 epochs print every line).
-    bool keep = p->epochs <= 20 || p->epoch <= 1 || p->epoch >= p->epochs ||
-                now - p->last_line >= 1.0;
+    // Many short epochs (XOR: 300 in a blink) would flood the screen: the bar
+    // keeps the first and last epoch lines and at most one a second in
+    // between (runs of up to 20 epochs keep every line); the others stay open
+    // for the next bar to overwrite. A log (not a terminal) gets every line.
+    bool keep = p->mode == NNRT_PROGRESS_LINES || p->epochs <= 20 || p->epoch <= 1 ||
+                p->epoch >= p->epochs || now - p->last_line >= 1.0;
     if (keep)
         p->last_line = now;
     if (p->mode == NNRT_PROGRESS_BAR) {
@@ -104,7 +108,8 @@ void nnrt_progress_end(NnrtProgress *p, const char *extra)
         nnrt_progress_format(p, now, line, sizeof line);
         fprintf(p->out, "\r%s%s%s\033[K%s", line, extra ? "  " : "", extra ? extra : "",
                 keep ? "\n" : "");
-    } else if (keep) {
+        p->open = !keep;
+    } else {
         double el = now - p->t0;
         char r[32];
         fmt_rate(el > 0 ? (double)p->done / el : 0, r, sizeof r);
@@ -112,5 +117,13 @@ void nnrt_progress_end(NnrtProgress *p, const char *extra)
                 p->epoch, p->epochs, (long long)p->done, nnrt_progress_mean_loss(p), r, el,
                 extra ? "  " : "", extra ? extra : "");
     }
+    fflush(p->out);
+}
+
+void nnrt_progress_finish(NnrtProgress *p)
+{
+    if (p->open)
+        fputc('\n', p->out);
+    p->open = false;
     fflush(p->out);
 }

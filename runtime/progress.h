@@ -1,6 +1,7 @@
 // Training progress display. On a terminal: a live bar per epoch, redrawn in
 // place with \r at most ~10 times a second:
 //   epoch 3/10 ━━━━━━━━━━━━━━━━──── 41472/54000  loss 0.412  61.2k samples/s  ETA 0:03
+// Fast epochs keep at most one bar a second; the others are overwritten.
 // Not on a terminal: one plain line per epoch when it ends. Quiet: nothing.
 #ifndef NNRT_PROGRESS_H
 #define NNRT_PROGRESS_H
@@ -25,6 +26,7 @@ typedef struct NnrtProgress {
     int64_t loss_n;
     double t0, last_draw;  // seconds (monotonic clock)
     double last_line;      // when the last finished-epoch line was kept (0: never)
+    bool open;             // a bar is on screen without its newline
     int width;             // bar cells
 } NnrtProgress;
 
@@ -36,7 +38,10 @@ void nnrt_progress_begin(NnrtProgress *p, int epoch, int epochs, int64_t total);
 // Records that `n` more samples were processed with mean batch loss `loss`.
 void nnrt_progress_step(NnrtProgress *p, int64_t n, double loss);
 // Finishes the epoch's line; extra (may be NULL) is appended, e.g. "val.acc 0.842".
+// A bar may stay open (see `open`) for the next epoch's bar to overwrite.
 void nnrt_progress_end(NnrtProgress *p, const char *extra);
+// Ends an open bar with its newline; call before anything else is printed.
+void nnrt_progress_finish(NnrtProgress *p);
 double nnrt_progress_mean_loss(const NnrtProgress *p);
 // Formats the bar line for the current state into buf (no \r or newline).
 void nnrt_progress_format(const NnrtProgress *p, double now, char *buf, size_t cap);

@@ -4,6 +4,7 @@
 // and data offsets (in range, sized shape * dtype, non-overlapping) before
 // allocating any tensor. Every error names the file and a byte offset.
 #include "checkpoint.h"
+#include "savefile.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -205,41 +206,19 @@ NnStatus nnrt_safetensors_save(const char *path, const NnVars *vars, const NnrtM
         free(h.p);
         return st;
     }
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+    NnrtSaveFile out;
+    if ((st = nnrt_savefile_open(&out, path)) != NN_OK) {
         free(h.p);
-        return nnrt_fail(NN_ERR_IO, "%s: path too long", path);
-    }
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        int e = errno;
-        free(h.p);
-        return nnrt_fail(NN_ERR_IO, "%s: cannot create '%s': %s", path, tmp, strerror(e));
+        return st;
     }
     unsigned char len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-    bool ok = write_all(f, len8, 8) && write_all(f, h.p, h.len);
+    bool ok = write_all(out.f, len8, 8) && write_all(out.f, h.p, h.len);
     for (int i = 0; ok && i < vars->count; i++)
-        ok = write_all(f, vars->tensors[i]->data, nnrt_tensor_nbytes(vars->tensors[i]));
+        ok = write_all(out.f, vars->tensors[i]->data, nnrt_tensor_nbytes(vars->tensors[i]));
     free(h.p);
-    // The data must be on disk before the rename makes it the checkpoint.
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int e = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = false;
-        e = errno;
-    }
-    if (ok && rename(tmp, path) != 0) {
-        ok = false;
-        e = errno;
-    }
-    if (!ok) {
-        remove(tmp);
-        return nnrt_fail(NN_ERR_IO, "%s: saving the checkpoint failed: %s (previous file kept)",
-                         path, strerror(e));
-    }
-    return NN_OK;
+    return nnrt_savefile_commit(&out, ok, "checkpoint");
 }
 
 // ---- loading: a JSON reader over the header -------------------------------

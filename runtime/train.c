@@ -7,6 +7,7 @@
 // repeats exactly what an uninterrupted run would have done.
 #include "train.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ typedef struct Run {
     int64_t steps;
     NnrtJsonl jsonl;
     bool have_jsonl;
+    bool saved;            // save_checkpoint succeeded at least once
 } Run;
 
 static int64_t opt_batch(const NnrtTrainOptions *o) { return o->batch > 0 ? o->batch : 32; }
@@ -228,6 +230,8 @@ static NnStatus save_checkpoint(Run *r, int epochs_done, const NnVars *last)
         st = nnrt_meta_set(&meta, "stopped_early", r->stopped ? "1" : "0");
     if (st == NN_OK)
         st = nnrt_safetensors_save(r->opt->checkpoint, &v, &meta);
+    if (st == NN_OK)
+        r->saved = true;
     nnrt_vars_fini(&v);
     nnrt_meta_fini(&meta);
     return st;
@@ -237,10 +241,15 @@ static NnStatus save_checkpoint(Run *r, int epochs_done, const NnVars *last)
 // number of epochs it had completed in *start.
 static NnStatus resume(Run *r, int *start)
 {
-    const char *path = r->opt->checkpoint;
+    const char *path = r->opt->resume_from;
     *start = 0;
-    if (!path || !r->opt->resume || access(path, F_OK) != 0)
+    if (!path && r->opt->resume && r->opt->checkpoint && access(r->opt->checkpoint, F_OK) == 0)
+        path = r->opt->checkpoint;
+    if (!path)
         return NN_OK;
+    // A missing file is not a fresh start: the user asked to continue something.
+    if (access(path, F_OK) != 0)
+        return nnrt_fail(NN_ERR_IO, "cannot resume from '%s': %s", path, strerror(errno));
     if (!r->cb->restore)
         return nnrt_fail(NN_ERR_RUNTIME, "resuming needs a restore callback");
     NnVars loaded, expected, last;
@@ -290,6 +299,13 @@ static NnStatus resume(Run *r, int *start)
     nnrt_vars_fini(&expected);
     nnrt_vars_fini(&last);
     nnrt_meta_fini(&meta);
+    if (st == NN_OK && !r->opt->quiet) {
+        fprintf(r->log, "resumed from %s: %d of %d epochs done", path, *start, r->epochs);
+        if (r->stopped)
+            fprintf(r->log, ", stopped early; nothing left to train\n");
+        else
+            fprintf(r->log, "%s\n", *start >= r->epochs ? "; nothing left to train" : "");
+    }
     return st;
 }
 
@@ -360,7 +376,10 @@ static NnStatus after_epoch(Run *r, int epoch, NnrtProgress *prog, NnrtTrainResu
             snprintf(extra + k, sizeof extra - (size_t)k, "  val.mse %.4g", res->val.mse);
     }
     nnrt_progress_end(prog, r->opt->val ? extra : NULL);
-    if (st == NN_OK && r->opt->val && !r->opt->quiet)
+    // An epoch whose bar stays open for the next one to overwrite shows its
+    // validation numbers in the bar; a summary line would be glued onto it.
+    bool glued = prog->open && isatty(fileno(r->log));
+    if (st == NN_OK && r->opt->val && !r->opt->quiet && !glued)
         nnrt_eval_print(r->log, &res->val);
     if (st == NN_OK && r->es_metric) {
         double v = tr.loss;
@@ -391,6 +410,21 @@ static NnStatus final_test(Run *r, NnrtTrainResult *res)
     return st;
 }
 
+// Says why the weights training ends with are not those of its last epoch.
+static void early_report(const Run *r, const NnrtTrainResult *res)
+{
+    const char *m = r->opt->early_stop;
+    if (r->stopped)
+        fprintf(r->log, "early stop after epoch %d of %d: %s did not improve for %d epoch%s "
+                "(patience %d); restored the weights of epoch %d (%s %.4f)\n",
+                res->epochs_done, r->epochs, m, r->bad_epochs, r->bad_epochs == 1 ? "" : "s",
+                r->patience, r->best_epoch, m, r->best_value);
+    else if (r->best_epoch < res->epochs_done)
+        fprintf(r->log, "early stopping: restored the weights of epoch %d, the best %s (%.4f); "
+                "epochs %d to %d did not improve on it\n", r->best_epoch, m, r->best_value,
+                r->best_epoch + 1, res->epochs_done);
+}
+
 static NnStatus train_epochs(Run *r, int start, NnrtTrainResult *res)
 {
     NnTensor *xb = NULL, *yb = NULL;
@@ -408,6 +442,7 @@ static NnStatus train_epochs(Run *r, int start, NnrtTrainResult *res)
         if (st == NN_OK && r->opt->checkpoint)
             st = save_checkpoint(r, epoch + 1, NULL);
     }
+    nnrt_progress_finish(&prog);
     nnrt_tensor_free(xb);
     nnrt_tensor_free(yb);
     free(perm);
@@ -440,7 +475,8 @@ NnStatus nnrt_train(const NnrtTrainCallbacks *cb, const NnrtDataset *train,
         st = resume(&r, &start);
     res->start_epoch = res->epochs_done = start;
     if (st == NN_OK && opt->metrics_path) {
-        st = nnrt_jsonl_open(&r.jsonl, opt->metrics_path, start > 0);
+        // Appended to, never truncated: earlier runs' lines are the user's.
+        st = nnrt_jsonl_open(&r.jsonl, opt->metrics_path, true);
         r.have_jsonl = st == NN_OK;
     }
     if (st == NN_OK)
@@ -460,7 +496,10 @@ NnStatus nnrt_train(const NnrtTrainCallbacks *cb, const NnrtDataset *train,
         if (st == NN_OK && opt->checkpoint)
             st = save_checkpoint(&r, res->epochs_done, &last);
         nnrt_vars_fini(&last);
+        if (st == NN_OK && !opt->quiet)
+            early_report(&r, res);
     }
+    res->saved = r.saved;
     if (st == NN_OK && opt->test)
         st = final_test(&r, res);
     if (r.have_jsonl) {

@@ -55,7 +55,8 @@ typedef struct NnrtTrainOptions {
     FILE *log;                // summaries and the test report; NULL: stdout
     bool quiet;               // print no summaries (progress has its own mode)
     const char *checkpoint;   // saved atomically after every epoch; NULL: none
-    bool resume;              // continue from checkpoint when it exists
+    const char *resume_from;  // checkpoint to continue from, only read; must exist
+    bool resume;              // without resume_from: continue from checkpoint when it exists
     char *const *class_names; // for the confusion report; NULL: the train set's, or indices
 } NnrtTrainOptions;
 
@@ -65,6 +66,7 @@ typedef struct NnrtTrainResult {
     int64_t steps;         // optimizer steps in total, resumed ones included
     double train_loss;     // mean loss of the last epoch run
     bool stopped_early;
+    bool saved;            // the checkpoint was written at least once by this call
     int best_epoch;        // 1-based epoch of the best early-stopping value; 0: none
     double best_value;
     bool has_val, has_test;

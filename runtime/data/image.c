@@ -2,9 +2,10 @@
 // (P5) or as an 8-bit grayscale PNG (zlib deflate for IDAT, zlib crc32 for the
 // chunk checksums), so users can look at what the model sees. Values map
 // linearly from [lo, hi] to 0..255 (clamped); lo == hi uses the data's range.
+// The file is replaced atomically, so a failed write keeps the previous one.
 #include "data.h"
+#include "savefile.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -48,18 +49,6 @@ static NnStatus make_grid(const float *x, int64_t n, int64_t h, int64_t w, int c
     return NN_OK;
 }
 
-static NnStatus finish(FILE *f, const char *path, bool ok)
-{
-    ok = ok && !ferror(f);
-    if (fclose(f) != 0)
-        ok = false;
-    if (!ok) {
-        remove(path);
-        return nnrt_fail(NN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    }
-    return NN_OK;
-}
-
 NnStatus nnrt_image_write_pgm(const char *path, const float *x, int64_t n, int64_t h, int64_t w,
                               int cols, float lo, float hi)
 {
@@ -67,15 +56,16 @@ NnStatus nnrt_image_write_pgm(const char *path, const float *x, int64_t n, int64
     NnStatus st = make_grid(x, n, h, w, cols, lo, hi, &g);
     if (st != NN_OK)
         return st;
-    FILE *f = fopen(path, "wb");
-    if (!f) {
+    NnrtSaveFile out;
+    if ((st = nnrt_savefile_open(&out, path)) != NN_OK) {
         free(g.p);
-        return nnrt_fail(NN_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        return st;
     }
+    FILE *f = out.f;
     bool ok = fprintf(f, "P5\n%lld %lld\n255\n", (long long)g.gw, (long long)g.gh) > 0;
     ok = ok && fwrite(g.p, 1, (size_t)(g.gw * g.gh), f) == (size_t)(g.gw * g.gh);
     free(g.p);
-    return finish(f, path, ok);
+    return nnrt_savefile_commit(&out, ok, "image");
 }
 
 static void put32(unsigned char *p, uint32_t v)
@@ -130,11 +120,12 @@ NnStatus nnrt_image_write_png(const char *path, const float *x, int64_t n, int64
         free(z);
         return nnrt_fail(NN_ERR_RUNTIME, "%s: zlib compress failed (%d)", path, zr);
     }
-    FILE *f = fopen(path, "wb");
-    if (!f) {
+    NnrtSaveFile out;
+    if ((st = nnrt_savefile_open(&out, path)) != NN_OK) {
         free(z);
-        return nnrt_fail(NN_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        return st;
     }
+    FILE *f = out.f;
     static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
     unsigned char ihdr[13] = {0};
     put32(ihdr, (uint32_t)g.gw);
@@ -143,5 +134,5 @@ NnStatus nnrt_image_write_png(const char *path, const float *x, int64_t n, int64
     bool ok = fwrite(sig, 1, 8, f) == 8 && chunk(f, "IHDR", ihdr, 13) &&
               chunk(f, "IDAT", z, (uint32_t)zlen) && chunk(f, "IEND", NULL, 0);
     free(z);
-    return finish(f, path, ok);
+    return nnrt_savefile_commit(&out, ok, "image");
 }

@@ -341,7 +341,8 @@ Test(examples, resume_equals_uninterrupted)
     cr_assert(ep && !strcmp(ep, "1"), "checkpoint epoch '%s', expected 1", ep ? ep : "(none)");
     free(ep);
 
-    snprintf(extra, sizeof extra, "--set epochs=2 --resume %s", w);
+    // --resume only reads W; saving back to it is the save setting's job.
+    snprintf(extra, sizeof extra, "--set epochs=2 --resume %s --set save=%s", w, w);
     char *resumed = train_metrics("examples/sine.nn", extra);
     // The resumed run starts at epoch 2, and ends where the full run ended.
     cr_assert(!strstr(resumed, "\"epoch\": 1,"), "resume repeated epoch 1:\n%s", resumed);

@@ -95,7 +95,7 @@ Test(settings_cli, save_path_checked_before_training)
     char args[200];
     expect_fail(1, "train examples/xor.nn -q --set save=", "--set save=: expected a file name");
     snprintf(args, sizeof args, "train examples/xor.nn -q --set save=/tmp --metrics %s", m);
-    expect_fail(1, args, "'/tmp': it is a directory");
+    expect_fail(1, args, "'/tmp' is a directory, not a regular file");
     cr_assert(access(m, F_OK) != 0, "an epoch ran before the save path was refused");
 }
 

@@ -156,11 +156,11 @@ Test(checkpoint, failed_save_keeps_old_file_and_no_temp)
     // 1. Into a directory that does not exist.
     cr_assert_eq(nnrt_safetensors_save(tmp("nodir/x.safetensors"), &v, NULL), NN_ERR_IO);
     assert_msg_has("nodir/x.safetensors");
-    // 2. Rename fails: the target is a non-empty directory.
+    // 2. The target is a non-empty directory: refused, nothing written.
     mkdir(tmp("isdir"), 0700);
     put_bytes(tmp("isdir/f"), (const unsigned char *)"x", 1);
     cr_assert_eq(nnrt_safetensors_save(tmp("isdir"), &v, NULL), NN_ERR_IO);
-    assert_msg_has("previous file kept");
+    assert_msg_has("is a directory, not a regular file");
     // 3. The disk "fills up" mid-write (file size limit): old file untouched.
     NnVars big;
     nnrt_vars_init(&big);

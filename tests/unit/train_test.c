@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "train.h"
 
@@ -574,5 +575,112 @@ Test(train, diverged_loss_stops_with_a_message)
               nnrt_errmsg());
     cr_assert(strstr(nnrt_errmsg(), "training diverged"), "%s", nnrt_errmsg());
     cr_assert_eq(nan_calls, 5, "no step after the NaN");
+    nnrt_dataset_fini(&tr);
+}
+
+static size_t file_bytes(const char *path, unsigned char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot open %s", path);
+    size_t n = fread(buf, 1, cap, f);
+    fclose(f);
+    return n;
+}
+
+// resume_from is only read, must exist, and result.saved tells whether the
+// checkpoint was written.
+Test(train, resume_from_only_reads_and_must_exist)
+{
+    NnrtDataset tr = blobs(60, 1);
+    char a[256], b[256];
+    snprintf(a, sizeof a, "%s", tmp("a.safetensors"));
+    snprintf(b, sizeof b, "%s", tmp("b.safetensors"));
+    Model m;
+    init_model(&m);
+    NnrtTrainCallbacks cb = callbacks(&m);
+    NnrtTrainOptions o = quiet_opts();
+    o.epochs = 2;
+    o.checkpoint = a;
+    NnrtTrainResult res;
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_OK, "%s", nnrt_errmsg());
+    cr_assert(res.saved);
+    static unsigned char before[1 << 16], after[1 << 16];
+    size_t nb = file_bytes(a, before, sizeof before);
+    o.epochs = 4;
+    o.checkpoint = b;
+    o.resume_from = a;
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(res.start_epoch, 2);
+    cr_assert(res.saved);
+    cr_assert(file_bytes(a, after, sizeof after) == nb && !memcmp(before, after, nb),
+              "resume_from was written");
+    NnVars v;
+    NnrtMeta meta;
+    cr_assert_eq(nnrt_safetensors_load(b, &v, &meta), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_str_eq(nnrt_meta_get(&meta, "epoch"), "4");
+    nnrt_vars_fini(&v);
+    nnrt_meta_fini(&meta);
+    // Nothing left to train: nothing saved.
+    unlink(b);
+    o.epochs = 2;
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_OK, "%s", nnrt_errmsg());
+    cr_assert(!res.saved);
+    cr_assert_eq(access(b, F_OK), -1);
+    // A missing file is an error, not a fresh start.
+    o.resume_from = tmp("missing.safetensors");
+    o.epochs = 4;
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_ERR_IO);
+    cr_assert(strstr(nnrt_errmsg(), "cannot resume from"), "%s", nnrt_errmsg());
+    cr_assert_eq(access(b, F_OK), -1);
+    nnrt_dataset_fini(&tr);
+}
+
+// Many fast epochs on a bar: each redraw ends at its clear-to-end-of-line, and
+// the output ends with a newline even when training stops early at an epoch
+// whose bar was left open.
+Test(train, fast_bar_epochs_end_whole)
+{
+    NnrtDataset tr = blobs(60, 1), val = blobs(30, 2);
+    Model m;
+    init_model(&m);
+    NnrtTrainCallbacks cb = callbacks(&m);
+    char *pbuf = NULL;
+    size_t plen = 0;
+    FILE *pf = open_memstream(&pbuf, &plen);
+    NnrtTrainOptions o = {.epochs = 400, .batch = 30, .progress = NNRT_PROGRESS_BAR,
+                          .progress_out = pf, .quiet = true, .val = &val,
+                          .early_stop = "val.loss", .patience = 2};
+    NnrtTrainResult res;
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_OK, "%s", nnrt_errmsg());
+    fclose(pf);
+    cr_assert(res.stopped_early && res.epochs_done < 400, "needs a run that stops early");
+    cr_assert(plen > 0 && pbuf[plen - 1] == '\n', "the last bar is left open");
+    for (char *k = pbuf; (k = strstr(k, "\033[K")); k += 3)
+        cr_assert(k[3] == '\r' || k[3] == '\n' || !k[3], "text after a bar: %.40s", k + 3);
+    free(pbuf);
+    nnrt_dataset_fini(&tr);
+    nnrt_dataset_fini(&val);
+}
+
+// Not a terminal: every epoch prints its line, however fast.
+Test(train, plain_lines_for_every_fast_epoch)
+{
+    NnrtDataset tr = blobs(30, 1);
+    Model m;
+    init_model(&m);
+    NnrtTrainCallbacks cb = callbacks(&m);
+    char *pbuf = NULL;
+    size_t plen = 0;
+    FILE *pf = open_memstream(&pbuf, &plen);
+    NnrtTrainOptions o = {.epochs = 100, .batch = 30, .progress = NNRT_PROGRESS_LINES,
+                          .progress_out = pf, .quiet = true};
+    NnrtTrainResult res;
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_OK, "%s", nnrt_errmsg());
+    fclose(pf);
+    int lines = 0;
+    for (char *p = pbuf; *p; p++)
+        lines += *p == '\n';
+    cr_assert_eq(lines, 100, "%s", pbuf);
+    free(pbuf);
     nnrt_dataset_fini(&tr);
 }
