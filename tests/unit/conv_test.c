@@ -542,3 +542,25 @@ Test(conv, verifier_rejects_undeclared_attribute)
     cr_assert(strstr(g->err, "attribute 'conv' is set but neg does not use it"), "%s", g->err);
     nn_graph_free(g);
 }
+
+// Identity pads, slices and concatenations disappear; real ones stay.
+Test(conv, simplify_drops_identity_layout)
+{
+    NnGraph *g = nn_graph_new();
+    NnId x = src(g, NN_OP_INPUT, "x", NN_DT_F32, "N,3,4");
+    int64_t zero[3] = {0}, one[3] = {0, 1, 0};
+    NnId a = nn_ir_pad(g, x, zero, zero, 5, L);
+    NnId b = nn_ir_slice(g, a, 2, 0, 4, 1, L);
+    NnId d = nn_ir_concat(g, &b, 1, 1, L);
+    NnId e = nn_ir_slice(g, nn_ir_pad(g, d, one, zero, 0, L), 1, 1, 4, 1, L);
+    cr_assert(e >= 0, "%s", g->err);
+    nn_graph_add_output(g, "y", e);
+    NnGraph *h = nn_pass_simplify(g);
+    cr_assert(nn_ir_verify(h), "%s", h->err);
+    cr_assert_eq(nn_graph_count_op(h, NN_OP_PAD), 1);
+    cr_assert_eq(nn_graph_count_op(h, NN_OP_SLICE), 1);
+    cr_assert_eq(nn_graph_count_op(h, NN_OP_CONCAT), 0);
+    if (h != g)
+        nn_graph_free(h);
+    nn_graph_free(g);
+}
