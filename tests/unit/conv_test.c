@@ -116,6 +116,7 @@ static const Geo geos[] = {
     {2, 3, 5, 5, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3},
     {1, 2, 9, 4, 2, 1, 1, 3, 2, 1, 1, 0, 0, 0, 0, 1},
     {1, 1, 3, 3, 1, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 1},
+    {2, 0, 4, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1}, // no input channels: zeros
 };
 
 // The forward kernel and both gradients against the reference: the data and
