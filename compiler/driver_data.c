@@ -1,4 +1,4 @@
-// Runs a data block: loaders (idx, csv) make named splits, list literals and
+// Runs a data block: loaders (idx, csv, text) make named splits, list literals and
 // generators make fields, `x = f(x)` transforms every split (through a small
 // graph run on the chosen backend), and `split` divides a split by fractions.
 // Errors name the .nn location and, for files, the file and byte offset.
@@ -97,12 +97,52 @@ static const char *str_arg(NnCtx *c, const NnAst *call, int i, const char *what)
     return path;
 }
 
+// text("f.txt", seq = 64, stride = 1, from = 0, to = 1): seq is required;
+// from and to pick a contiguous part of the file (fractions of its bytes).
+static bool text_options(NnCtx *c, const NnAst *call, NnrtTextOptions *o)
+{
+    bool has_seq = false;
+    for (int i = 1; i < call->kids.count; i++) {
+        const NnAst *a = call->kids.items[i];
+        const NnAst *v = a->kind == NN_AST_ARG ? a->a : NULL;
+        const char *k = a->kind == NN_AST_ARG ? a->name : "";
+        bool num = v && v->kind == NN_AST_NUM;
+        bool whole = num && v->is_int && v->num >= 1 && v->num <= 2147483647.0;
+        if (!strcmp(k, "seq") && whole && v->num <= 65536) {
+            o->seq = (int64_t)v->num;
+            has_seq = true;
+        } else if (!strcmp(k, "stride") && whole) {
+            o->stride = (int64_t)v->num;
+        } else if (!strcmp(k, "from") && num && v->num >= 0 && v->num < 1) {
+            o->from = v->num;
+        } else if (!strcmp(k, "to") && num && v->num > 0 && v->num <= 1) {
+            o->to = v->num;
+            o->to_set = true;
+        } else {
+            nn_error(&c->diags, a->loc, "text() takes seq = 1..65536, stride = a positive "
+                     "integer, from = [0, 1), to = (0, 1]");
+            return false;
+        }
+    }
+    if (!has_seq) {
+        nn_error(&c->diags, call->loc, "text() needs seq = N, the window length in characters");
+        return false;
+    }
+    if (o->to_set && o->from >= o->to) {
+        nn_error(&c->diags, call->loc, "text(): from (%g) must be less than to (%g)", o->from,
+                 o->to);
+        return false;
+    }
+    return true;
+}
+
 static bool load_source(NnCtx *c, const NnAst *call, NnSplits *s, NnrtDataset *d)
 {
     int k = (int)(d - s->ds);
     s->label_loc[k] = call->loc;
     const char *fn = call->a->name;
     NnStatus st;
+    NnrtTextOptions to = {0};
     if (strcmp(fn, "idx") == 0) {
         const char *img = str_arg(c, call, 0, "the images file");
         const char *lbl = img ? str_arg(c, call, 1, "the labels file") : NULL;
@@ -110,6 +150,12 @@ static bool load_source(NnCtx *c, const NnAst *call, NnSplits *s, NnrtDataset *d
             return false;
         s->label_file[k] = lbl;
         st = nnrt_dataset_load_idx(d, img, lbl);
+    } else if (strcmp(fn, "text") == 0) {
+        const char *path = str_arg(c, call, 0, "the file name");
+        if (!path || !text_options(c, call, &to))
+            return false;
+        s->label_file[k] = path;
+        st = nnrt_dataset_load_text(d, path, &to);
     } else {
         const char *path = str_arg(c, call, 0, "the file name");
         if (!path)
@@ -175,8 +221,8 @@ static bool set_field(NnCtx *c, NnSplits *s, NnrtDataset *d, const NnAst *st, co
         nnrt_tensor_free(t);
         return false;
     }
-    if (!is_label(target) && f->dtype != NN_DT_F32) {
-        nn_error(&c->diags, st->a->loc, "x must be f32 (use f32(...))");
+    if (!is_label(target) && f->dtype != NN_DT_F32 && f->dtype != NN_DT_I32) {
+        nn_error(&c->diags, st->a->loc, "x must be f32 or i32 (use f32(...) or i32(...))");
         nnrt_tensor_free(t);
         return false;
     }
@@ -482,7 +528,8 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
         const char *target = st->kids.items[0]->name;
         const NnAst *v = st->a;
         if (v->kind == NN_AST_CALL && v->a->kind == NN_AST_NAME &&
-            (!strcmp(v->a->name, "idx") || !strcmp(v->a->name, "csv"))) {
+            (!strcmp(v->a->name, "idx") || !strcmp(v->a->name, "csv") ||
+             !strcmp(v->a->name, "text"))) {
             NnrtDataset *d = split_add(c, s, target, st->loc);
             if (!d || !load_source(c, v, s, d))
                 return false;
@@ -495,8 +542,8 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
         }
         if (strcmp(target, "x") != 0 && !is_label(target)) {
             nn_error(&c->diags, st->kids.items[0]->loc,
-                     "data fields are 'x' and 'label' (or 'y'); a split is 'name = idx(...)' "
-                     "or 'name = csv(...)'");
+                     "data fields are 'x' and 'label' (or 'y'); a split is 'name = idx(...)', "
+                     "'name = csv(...)' or 'name = text(...)'");
             return false;
         }
         if (is_label(target))

@@ -287,6 +287,19 @@ static bool final_eval(NnCtx *c, const NnrtTrainCallbacks *cb, const NnrtDataset
     return ok;
 }
 
+// A language model on text(): its cross-entropy in bits per character next
+// to the unigram baseline (byte frequencies of the training text).
+static void report_bits(const NnrtDataset *train, const NnrtTrainOptions *to,
+                        const NnrtTrainResult *res)
+{
+    const NnrtEval *e = res->has_test ? &res->test : res->has_val ? &res->val : NULL;
+    const NnrtDataset *ds = res->has_test ? to->test : to->val;
+    if (!e || !ds || isnan(e->loss))
+        return;
+    printf("%s: %.3f bits per character, unigram baseline %.3f (%d characters)\n", e->split,
+           e->loss / log(2.0), nnrt_text_unigram_bits(train, ds), train->num_classes);
+}
+
 int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
 {
     const NnBackend *be = nn_driver_backend(o);
@@ -353,6 +366,11 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     to.class_names = train->num_classes >= to.num_classes ? train->class_names : NULL;
     if (!nn_driver_augment_opts(c, spec.augment, &to.augment))
         goto done;
+    if (nnrt_augment_active(&to.augment) && train->x && train->x->dtype != NN_DT_F32) {
+        nn_error(&c->diags, spec.augment->loc, "augment transforms f32 images; this x holds "
+                 "integer ids");
+        goto done;
+    }
     if (eval_only) {
         if (!load_vars(c, o->weights, &R.vars))
             goto done;
@@ -399,6 +417,8 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     // Without a test split, report the final model on the training data.
     if (!to.test && !final_eval(c, &cb, train, "train", &to))
         goto done;
+    if (train->vocab && !o->quiet)
+        report_bits(train, &to, &res);
     if (res.saved && !o->quiet)
         printf("saved %s\n", spec.save);
     rc = 0;

@@ -56,6 +56,7 @@ typedef struct NnrtDataset {
     int num_classes;     // classes seen in y (max label + 1, or names); 0: regression
     char **class_names;  // num_classes names for string CSV labels, else NULL
     int64_t img_h, img_w; // image geometry when known (IDX rank-3 input), else 0
+    char *vocab;          // text sources: vocab[i] is the byte of id i (num_classes), else NULL
 } NnrtDataset;
 
 void nnrt_dataset_init(NnrtDataset *ds);
@@ -71,6 +72,23 @@ NnStatus nnrt_dataset_load_idx(NnrtDataset *ds, const char *images, const char *
 // every value is an integer, class names (sorted, kept in class_names) when any
 // value is not a number, else f32 [rows, 1] regression targets.
 NnStatus nnrt_dataset_load_csv(NnrtDataset *ds, const char *path, const NnrtCsvOptions *opt);
+
+// How a text file is cut into windows; zero-initialized fields take defaults.
+typedef struct NnrtTextOptions {
+    int64_t seq;     // window length in bytes, 1 to 65536
+    int64_t stride;  // bytes between window starts; 0 means 1
+    double from, to; // the part of the file used, as fractions of its bytes
+    bool to_set;     // false: to = 1
+} NnrtTextOptions;
+
+// A text file as next-character pairs (text.c): x i32 [count, seq] windows
+// of byte ids starting every `stride` bytes, label i32 [count] the id of the
+// byte after each window. The ids index ds->vocab, the distinct bytes of the
+// whole file sorted (whatever part is used), and num_classes is their count.
+NnStatus nnrt_dataset_load_text(NnrtDataset *ds, const char *path, const NnrtTextOptions *o);
+// Bits per character of eval's labels under the byte frequencies of fit's
+// labels (add-one smoothed): the unigram baseline a language model must beat.
+double nnrt_text_unigram_bits(const NnrtDataset *fit, const NnrtDataset *eval);
 
 // Splits src into n disjoint parts that together cover it, by fractions
 // (normalized by their sum), after a permutation seeded by seed. Part i gets

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(gcc make cmake pkg-config flex bison llvm-19-dev libffi-dev libcriterion-dev
-      zlib1g-dev libedit-dev dataset-fashion-mnist)
+      zlib1g-dev libedit-dev dataset-fashion-mnist wamerican)
 
 missing=()
 for p in "${pkgs[@]}"; do

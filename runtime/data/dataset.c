@@ -1,7 +1,7 @@
 // The (x, y) dataset pair: building it from loaded tensors (with the sample
 // count check), seeded splits into disjoint covering parts, subsets, and the
 // per-sample transforms (scale, flatten, one-hot, normalization fitted on one
-// dataset and applied to others). x is always f32 with samples along dim 0.
+// dataset and applied to others). x is f32 or i32 (text windows) with samples along dim 0.
 #include "data.h"
 
 #include <math.h>
@@ -19,6 +19,7 @@ void nnrt_dataset_fini(NnrtDataset *ds)
             free(ds->class_names[i]);
         free(ds->class_names);
     }
+    free(ds->vocab);
     memset(ds, 0, sizeof *ds);
 }
 
@@ -127,6 +128,13 @@ NnStatus nnrt_dataset_subset(const NnrtDataset *src, const int64_t *idx, int64_t
         for (int i = 0; out->class_names && i < src->num_classes; i++)
             out->class_names[i] = strdup(src->class_names[i]);
     }
+    if (src->vocab) {
+        if (!(out->vocab = malloc((size_t)src->num_classes))) {
+            nnrt_dataset_fini(out);
+            return nnrt_fail(NN_ERR_NOMEM, "out of memory copying a vocabulary");
+        }
+        memcpy(out->vocab, src->vocab, (size_t)src->num_classes);
+    }
     return NN_OK;
 }
 
@@ -215,6 +223,8 @@ NnStatus nnrt_norm_fit(NnrtNorm *n, const NnrtDataset *train, bool per_feature)
     int64_t nf = per_feature ? feat : 1;
     if (train->count == 0 || feat == 0)
         return nnrt_fail(NN_ERR_RUNTIME, "cannot compute normalization on an empty dataset");
+    if (train->x->dtype != NN_DT_F32)
+        return nnrt_fail(NN_ERR_RUNTIME, "normalize needs f32 x (this x holds integer ids)");
     double *sum = calloc((size_t)nf * 2, sizeof *sum);
     n->mean = malloc((size_t)nf * sizeof(float));
     n->std = malloc((size_t)nf * sizeof(float));
@@ -251,6 +261,8 @@ NnStatus nnrt_norm_apply(const NnrtNorm *n, NnrtDataset *ds)
         return nnrt_fail(NN_ERR_SHAPE,
                          "normalization was computed for %lld features, the dataset has %lld",
                          (long long)n->features, (long long)feat);
+    if (ds->x->dtype != NN_DT_F32)
+        return nnrt_fail(NN_ERR_RUNTIME, "normalize needs f32 x (this x holds integer ids)");
     float *x = ds->x->data;
     for (int64_t i = 0; i < ds->x->numel; i++) {
         int64_t j = n->features == 1 ? 0 : i % feat;
