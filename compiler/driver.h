@@ -17,6 +17,9 @@ typedef struct NnOptions {
     const char *metrics;     // --metrics FILE
     const char *weights;     // eval --weights / train --resume
     const char *output;      // -o
+    int64_t count;           // sample --count (0: the default)
+    double temperature;      // sample --temperature, >= 0 (0: always the likeliest)
+    bool has_temperature;
     bool resume, quiet, verbose, has_seed;
     uint64_t seed;
     int threads;
@@ -69,5 +72,9 @@ bool nn_driver_augment_opts(NnCtx *c, const NnAst *list, NnrtAugment *a);
 int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only);
 int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, NnOptions *o);
 int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o);
+// `nnc sample` for language models (driver_sample_text.c): true when the
+// first train block's data come from text(...).
+bool nn_sample_wants_text(const NnProgram *p);
+int nn_cmd_sample_text(NnCtx *c, const NnProgram *p, NnOptions *o);
 
 #endif

@@ -19,6 +19,8 @@ static const char usage[] =
     "  train FILE              run the file's train block\n"
     "  eval FILE --weights W   evaluate saved weights on the test split\n"
     "  augment FILE -o OUT     write a grid of augmented training images (.png or .pgm)\n"
+    "  sample FILE --weights W [--count N] [--temperature T]\n"
+    "                          print text a trained language model makes (text() data)\n"
     "\n"
     "options (a long option's value may also follow '=': --seed=5):\n"
     "  --backend jit|interp    how graphs run (default: jit when built with LLVM)\n"
@@ -32,6 +34,8 @@ static const char usage[] =
     "  --no-pass=NAME          skip an optimization pass (%s)\n"
     "  --dump=NAME             print the graph after pass NAME to stderr\n"
     "  -o FILE                 output image (augment)\n"
+    "  --count N               lines to sample (default 20)\n"
+    "  --temperature T         sampling temperature, 0 to 100 (default 1; 0: greedy)\n"
     "  -q, --quiet             no progress or summaries\n"
     "  -v, --verbose           report compile times and kernel counts\n"
     "  -h, --help              this help\n"
@@ -110,15 +114,17 @@ typedef struct OptionUse {
 } OptionUse;
 
 static const OptionUse option_uses[] = {
-    {"--backend", " ir train eval "},
+    {"--backend", " ir train eval sample "},
     {"--stage", " ir "},
     {"--metrics", " train eval "},
     {"--resume", " train "},
-    {"--weights", " eval "},
-    {"--threads", " train eval "},
-    {"--no-pass", " ir train eval "},
-    {"--dump", " ir train eval "},
+    {"--weights", " eval sample "},
+    {"--threads", " train eval sample "},
+    {"--no-pass", " ir train eval sample "},
+    {"--dump", " ir train eval sample "},
     {"-o", " augment "},
+    {"--count", " sample "},
+    {"--temperature", " sample "},
 };
 #define NUSES (int)(sizeof option_uses / sizeof option_uses[0])
 
@@ -217,6 +223,22 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
             if (!*next)
                 return usage_error("-o expects a file name%s", "");
             o->output = next;
+        } else if (!strcmp(a, "--count")) {
+            VALUE();
+            char *end;
+            long long v = strtoll(next, &end, 10);
+            if (*end || !*next || v < 1 || v > 1000000)
+                return usage_error("--count expects a number from 1 to 1000000, got '%s'", next);
+            o->count = v;
+        } else if (!strcmp(a, "--temperature")) {
+            VALUE();
+            char *end;
+            double v = strtod(next, &end);
+            if (*end || !*next || !(v >= 0 && v <= 100))
+                return usage_error("--temperature expects a number from 0 to 100, got '%s'",
+                                   next);
+            o->temperature = v;
+            o->has_temperature = true;
         } else if (!strcmp(a, "--threads")) {
             VALUE();
             char *end;
@@ -276,12 +298,13 @@ int main(int argc, char **argv)
         fprintf(stderr, usage, nn_pass_names());
         goto out;
     }
-    static const char *const cmds[] = {"check", "ir", "train", "eval", "augment"};
+    static const char *const cmds[] = {"check", "ir", "train", "eval", "augment", "sample"};
     bool known = false;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         known = known || !strcmp(cmd, cmds[i]);
     if (!known) {
-        usage_error("unknown command '%s' (commands: check, ir, train, eval, augment)", cmd);
+        usage_error("unknown command '%s' (commands: check, ir, train, eval, augment, sample)",
+                    cmd);
         goto out;
     }
     if ((rc = check_option_uses(cmd, given, ngiven)))
@@ -295,7 +318,7 @@ int main(int argc, char **argv)
         usage_error("'ir' needs --stage (%s)", "tokens, ast, ir, grad, opt, fused, llvm, asm");
         goto out;
     }
-    if (!strcmp(cmd, "eval") && !o.weights) {
+    if ((!strcmp(cmd, "eval") || !strcmp(cmd, "sample")) && !o.weights) {
         usage_error("'%s' needs --weights FILE", cmd);
         goto out;
     }
@@ -329,6 +352,13 @@ int main(int argc, char **argv)
         rc = nn_cmd_train(&c, prog, &o, true);
     else if (!strcmp(cmd, "augment"))
         rc = nn_cmd_augment(&c, prog, &o);
+    else if (!strcmp(cmd, "sample") && nn_sample_wants_text(prog))
+        rc = nn_cmd_sample_text(&c, prog, &o);
+    else if (!strcmp(cmd, "sample")) {
+        nn_error(&c.diags, (NnLoc){0}, "nnc sample needs a language model: a train block "
+                 "whose data come from text(...)");
+        rc = 1;
+    }
     if (c.diags.nerrors)
         rc = 1;
 out:
