@@ -8,7 +8,7 @@
 
 typedef enum Kind { B_UNARY, B_BINARY, B_WHERE, B_REDUCE, B_ARGMAX, B_TAKE, B_ONEHOT,
                     B_RESHAPE, B_FLATTEN, B_TRANSPOSE, B_CAST, B_DROPOUT, B_RANDOM,
-                    B_ZEROS_LIKE } Kind;
+                    B_ZEROS_LIKE, B_CLIP } Kind;
 
 typedef struct Builtin {
     const char *name;
@@ -48,6 +48,7 @@ static const Builtin builtins[] = {
     {"uniform", B_RANDOM, NN_OP_RAND_UNIFORM, {"shape", "lo", "hi"}, 1},
     {"normal", B_RANDOM, NN_OP_RAND_NORMAL, {"shape", "mean", "std"}, 1},
     {"zeros_like", B_ZEROS_LIKE, NN_OP_BROADCAST, {"x"}, 1},
+    {"clip_by_norm", B_CLIP, NN_OP_MIN, {"x", "norm", "max"}, 3},
 };
 #define NBUILTINS (int)(sizeof builtins / sizeof builtins[0])
 
@@ -203,6 +204,24 @@ Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc)
             if ((in[i] = as_tensor(L, v[i], dt, loc)) < 0)
                 return v_none();
         return v_tensor(checked(L, nn_ir_add(g, b->op, in, n, NULL, loc), loc));
+    }
+    if (b->kind == B_CLIP) {
+        // max = 0 turns clipping off at compile time, so the norm (and the
+        // work of computing it) drops out of the graph.
+        if (v[2].kind != V_NUM || v[2].num < 0) {
+            nn_error(&L->c->diags, loc, "clip_by_norm: max must be a number >= 0 (0: no clipping)");
+            return v_none();
+        }
+        if (v[2].num == 0 || !need_tensor(L, b, v[0], loc))
+            return v[2].num == 0 ? v[0] : v_none();
+        NnDType dt = vnode(L, v[0])->dtype;
+        NnId norm = as_tensor(L, v[1], dt, loc), one = nn_ir_const(g, 1, dt, loc);
+        if (norm < 0)
+            return v_none();
+        NnId r = nn_ir_binary(g, NN_OP_DIV, nn_ir_const(g, v[2].num, dt, loc), norm, loc);
+        NnId k = checked(L, nn_ir_binary(g, NN_OP_MIN, one, r, loc), loc);
+        return k < 0 ? v_none() : v_tensor(checked(L, nn_ir_binary(g, NN_OP_MUL, v[0].id, k,
+                                                                    loc), loc));
     }
     if (b->kind == B_UNARY && v[0].kind == V_NUM)
         v[0] = v_tensor(nn_ir_const(g, v[0].num, NN_DT_F32, loc));

@@ -359,6 +359,7 @@ static void check_decl(Sema *S, const NnAst *d)
     if (d->kind == NN_AST_OPTIMIZER) {
         scope_add(S->c, &sc, "p");
         scope_add(S->c, &sc, "grad");
+        scope_add(S->c, &sc, "grad_norm");
         scope_add(S->c, &sc, "step");
     }
     for (int i = 0; i < d->params.count; i++) {

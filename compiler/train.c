@@ -327,7 +327,7 @@ static bool check_optimizer_args(Lower *L, const NnAst *opt, const Arg *args, in
 }
 
 static bool optimize_param(Lower *L, const NnAst *opt, Arg *args, int nargs, NnId p, NnId gr,
-                           const char *pname, NnLoc loc)
+                           NnId norm, const char *pname, NnLoc loc)
 {
     // Bind hyperparameters like a call, then run the body statements.
     Env *env = nn_arena_alloc(L->c->arena, sizeof *env);
@@ -354,6 +354,7 @@ static bool optimize_param(Lower *L, const NnAst *opt, Arg *args, int nargs, NnI
     NnNode *pn = nn_node(L->g, p);
     env_bind(L, env, "p", v_tensor(p));
     env_bind(L, env, "grad", v_tensor(gr));
+    env_bind(L, env, "grad_norm", v_tensor(norm));
     env_bind(L, env, "step", v_tensor(L->step));
     NnId states[32];
     const char *snames[32];
@@ -515,8 +516,21 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
         if (mode == 1)
             sets[i].used = true;
     }
+    // grad_norm: the L2 norm of all gradients together (f32), for clipping by
+    // global norm; an optimizer that does not use it leaves it dead.
+    NnId norm = nn_ir_const(g, 0, NN_DT_F32, oc->loc);
+    for (int i = 0; i < nparams; i++) {
+        NnId sq = nn_ir_binary(g, NN_OP_MUL, grads[i], grads[i], oc->loc);
+        int rank = nn_node(g, sq)->shape.rank;
+        NnId ss = rank ? nn_ir_reduce(g, NN_OP_REDUCE_SUM, sq, (1u << rank) - 1, false, oc->loc)
+                       : sq;
+        if (nn_node(g, ss)->dtype != NN_DT_F32)
+            ss = nn_ir_cast(g, ss, NN_DT_F32, oc->loc);
+        norm = nn_ir_binary(g, NN_OP_ADD, norm, ss, oc->loc);
+    }
+    norm = nn_ir_unary(g, NN_OP_SQRT, norm, oc->loc);
     for (int i = 0; i < nparams; i++)
-        if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], names[i], oc->loc))
+        if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], norm, names[i], oc->loc))
             goto fail;
     nn_graph_add_update(g, s0, L->step);
     return g;
