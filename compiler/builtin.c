@@ -48,7 +48,7 @@ static const Builtin builtins[] = {
     {"uniform", B_RANDOM, NN_OP_RAND_UNIFORM, {"shape", "lo", "hi"}, 1},
     {"normal", B_RANDOM, NN_OP_RAND_NORMAL, {"shape", "mean", "std"}, 1},
     {"zeros_like", B_ZEROS_LIKE, NN_OP_BROADCAST, {"x"}, 1},
-    {"clip_by_norm", B_CLIP, NN_OP_MIN, {"x", "norm", "max"}, 3},
+    {"clip_by_norm", B_CLIP, NN_OP_MIN, {"x", "max"}, 2},
 };
 #define NBUILTINS (int)(sizeof builtins / sizeof builtins[0])
 
@@ -206,19 +206,24 @@ Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc)
         return v_tensor(checked(L, nn_ir_add(g, b->op, in, n, NULL, loc), loc));
     }
     if (b->kind == B_CLIP) {
-        // max = 0 turns clipping off at compile time, so the norm (and the
-        // work of computing it) drops out of the graph.
-        if (v[2].kind != V_NUM || v[2].num < 0) {
+        // x * min(1, max / grad_norm). max = 0 turns clipping off at compile
+        // time, and grad_norm (and the work of computing it) is never built.
+        if (v[1].kind != V_NUM || v[1].num < 0) {
             nn_error(&L->c->diags, loc, "clip_by_norm: max must be a number >= 0 (0: no clipping)");
             return v_none();
         }
-        if (v[2].num == 0 || !need_tensor(L, b, v[0], loc))
-            return v[2].num == 0 ? v[0] : v_none();
+        if (v[1].num == 0 || !need_tensor(L, b, v[0], loc))
+            return v[1].num == 0 ? v[0] : v_none();
+        Val nv;
+        if (!L->resolve || !L->resolve(L->resolve_ctx, "grad_norm", loc, &nv)) {
+            nn_error(&L->c->diags, loc, "clip_by_norm works in optimizer bodies only");
+            return v_none();
+        }
         NnDType dt = vnode(L, v[0])->dtype;
-        NnId norm = as_tensor(L, v[1], dt, loc), one = nn_ir_const(g, 1, dt, loc);
+        NnId norm = as_tensor(L, nv, dt, loc), one = nn_ir_const(g, 1, dt, loc);
         if (norm < 0)
             return v_none();
-        NnId r = nn_ir_binary(g, NN_OP_DIV, nn_ir_const(g, v[2].num, dt, loc), norm, loc);
+        NnId r = nn_ir_binary(g, NN_OP_DIV, nn_ir_const(g, v[1].num, dt, loc), norm, loc);
         NnId k = checked(L, nn_ir_binary(g, NN_OP_MIN, one, r, loc), loc);
         return k < 0 ? v_none() : v_tensor(checked(L, nn_ir_binary(g, NN_OP_MUL, v[0].id, k,
                                                                     loc), loc));

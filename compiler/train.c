@@ -21,7 +21,26 @@ typedef struct TrainEnv {
     const NnAst *model;
     Val output;          // model output, computed on first use of `output`
     bool have_output;
+    const NnId *grads;   // every parameter's gradient, once the optimizer runs
+    int ngrads;
+    NnId grad_norm;      // their global L2 norm, built on first use of `grad_norm`; -1 before
 } TrainEnv;
+
+// The L2 norm of all gradients together (f32), for clipping by global norm.
+static NnId global_norm(Lower *L, const NnId *grads, int n, NnLoc loc)
+{
+    NnGraph *g = L->g;
+    NnId norm = nn_ir_const(g, 0, NN_DT_F32, loc);
+    for (int i = 0; i < n; i++) {
+        NnId sq = nn_ir_binary(g, NN_OP_MUL, grads[i], grads[i], loc);
+        int rank = nn_node(g, sq)->shape.rank;
+        NnId ss = rank ? nn_ir_reduce(g, NN_OP_REDUCE_SUM, sq, (1u << rank) - 1, false, loc) : sq;
+        if (nn_node(g, ss)->dtype != NN_DT_F32)
+            ss = nn_ir_cast(g, ss, NN_DT_F32, loc);
+        norm = nn_ir_binary(g, NN_OP_ADD, norm, ss, loc);
+    }
+    return nn_ir_unary(g, NN_OP_SQRT, norm, loc);
+}
 
 static Val model_output(TrainEnv *T, NnLoc loc)
 {
@@ -54,6 +73,12 @@ static bool resolve(void *ctx, const char *name, NnLoc loc, Val *out)
             T->have_output = true;
         }
         *out = T->output;
+        return true;
+    }
+    if (strcmp(name, "grad_norm") == 0 && T->ngrads > 0) {
+        if (T->grad_norm < 0)
+            T->grad_norm = global_norm(T->L, T->grads, T->ngrads, loc);
+        *out = v_tensor(T->grad_norm);
         return true;
     }
     for (int i = 0; i < T->nfields; i++)
@@ -327,7 +352,7 @@ static bool check_optimizer_args(Lower *L, const NnAst *opt, const Arg *args, in
 }
 
 static bool optimize_param(Lower *L, const NnAst *opt, Arg *args, int nargs, NnId p, NnId gr,
-                           NnId norm, const char *pname, NnLoc loc)
+                           const char *pname, NnLoc loc)
 {
     // Bind hyperparameters like a call, then run the body statements.
     Env *env = nn_arena_alloc(L->c->arena, sizeof *env);
@@ -354,7 +379,6 @@ static bool optimize_param(Lower *L, const NnAst *opt, Arg *args, int nargs, NnI
     NnNode *pn = nn_node(L->g, p);
     env_bind(L, env, "p", v_tensor(p));
     env_bind(L, env, "grad", v_tensor(gr));
-    env_bind(L, env, "grad_norm", v_tensor(norm));
     env_bind(L, env, "step", v_tensor(L->step));
     NnId states[32];
     const char *snames[32];
@@ -424,7 +448,7 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
     L->training = mode != 2;
     L->seed = s->seed;
     int64_t N = nn_sym_dim(g, "N");
-    TrainEnv T = {.L = L, .fields = fields, .nfields = nfields, .model = model};
+    TrainEnv T = {.L = L, .fields = fields, .nfields = nfields, .model = model, .grad_norm = -1};
     T.inputs = nn_arena_alloc(c->arena, (size_t)nfields * sizeof(NnId));
     for (int i = 0; i < nfields; i++) {
         NnShape sh = {.rank = fields[i].sample.rank + 1};
@@ -516,21 +540,11 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
         if (mode == 1)
             sets[i].used = true;
     }
-    // grad_norm: the L2 norm of all gradients together (f32), for clipping by
-    // global norm; an optimizer that does not use it leaves it dead.
-    NnId norm = nn_ir_const(g, 0, NN_DT_F32, oc->loc);
-    for (int i = 0; i < nparams; i++) {
-        NnId sq = nn_ir_binary(g, NN_OP_MUL, grads[i], grads[i], oc->loc);
-        int rank = nn_node(g, sq)->shape.rank;
-        NnId ss = rank ? nn_ir_reduce(g, NN_OP_REDUCE_SUM, sq, (1u << rank) - 1, false, oc->loc)
-                       : sq;
-        if (nn_node(g, ss)->dtype != NN_DT_F32)
-            ss = nn_ir_cast(g, ss, NN_DT_F32, oc->loc);
-        norm = nn_ir_binary(g, NN_OP_ADD, norm, ss, oc->loc);
-    }
-    norm = nn_ir_unary(g, NN_OP_SQRT, norm, oc->loc);
+    // grad_norm (through resolve) is built only if the optimizer uses it.
+    T.grads = grads;
+    T.ngrads = nparams;
     for (int i = 0; i < nparams; i++)
-        if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], norm, names[i], oc->loc))
+        if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], names[i], oc->loc))
             goto fail;
     nn_graph_add_update(g, s0, L->step);
     return g;
