@@ -1,7 +1,7 @@
 // Data loading and preparation: IDX (plain and gzipped), CSV (header
 // detection, label by name/index, string classes), splits, transforms,
 // normalization fitted on the training split only, seeded shuffling and
-// batching including the partial last batch. Files are written to a temp dir.
+// batching including the partial last batch, text windows and their vocabulary. Files are written to a temp dir.
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -386,4 +386,65 @@ Test(data, one_hot_labels)
         for (int k = 0; k < 3; k++)
             cr_assert_float_eq(y[i * 3 + k], k == i % 3 ? 1.0f : 0.0f, 0);
     nnrt_dataset_fini(&ds);
+}
+
+// "abca\nb": vocabulary {'\n', 'a', 'b', 'c'} (sorted bytes) -> ids 0..3.
+Test(data, text_windows_labels_and_vocabulary)
+{
+    const char *p = tmp("t.txt");
+    write_text(p, "abca\nb");
+    NnrtDataset d;
+    NnrtTextOptions o = {.seq = 2};
+    cr_assert_eq(nnrt_dataset_load_text(&d, p, &o), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(d.num_classes, 4);
+    cr_assert_eq(memcmp(d.vocab, "\nabc", 4), 0);
+    cr_assert_eq(d.x->dtype, NN_DT_I32);
+    cr_assert_eq(d.count, 4); // windows ab, bc, ca, "a\n" followed by c, a, \n, b
+    const int32_t wx[] = {1, 2, 2, 3, 3, 1, 1, 0}, wy[] = {3, 1, 0, 2};
+    cr_assert_eq(memcmp(d.x->data, wx, sizeof wx), 0);
+    cr_assert_eq(memcmp(d.y->data, wy, sizeof wy), 0);
+    // Labels c, a, \n, b, once each: add-one frequencies (1 + 1) / (4 + 4)
+    // = 1/4 for every byte, so 2 bits each.
+    cr_assert_float_eq(nnrt_text_unigram_bits(&d, &d), 2.0, 1e-12);
+    // Splits keep the vocabulary.
+    NnrtDataset parts[2];
+    cr_assert_eq(nnrt_dataset_split(&d, (double[]){0.5, 0.5}, 2, 1, parts), NN_OK);
+    cr_assert_eq(memcmp(parts[1].vocab, "\nabc", 4), 0);
+    nnrt_dataset_fini(&parts[0]);
+    nnrt_dataset_fini(&parts[1]);
+    nnrt_dataset_fini(&d);
+    // stride 2 and the second half: bytes 3.. = "a\nb", one window "a\n" -> b,
+    // with the ids of the whole file.
+    o = (NnrtTextOptions){.seq = 2, .stride = 2, .from = 0.5};
+    cr_assert_eq(nnrt_dataset_load_text(&d, p, &o), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(d.count, 1);
+    cr_assert_eq(((int32_t *)d.x->data)[0], 1);
+    cr_assert_eq(((int32_t *)d.x->data)[1], 0);
+    cr_assert_eq(((int32_t *)d.y->data)[0], 2);
+    cr_assert_eq(d.num_classes, 4);
+    nnrt_dataset_fini(&d);
+}
+
+Test(data, text_errors_name_the_file)
+{
+    const char *p = tmp("short.txt");
+    write_text(p, "ab");
+    NnrtDataset d;
+    NnrtTextOptions o = {.seq = 2};
+    cr_assert_eq(nnrt_dataset_load_text(&d, p, &o), NN_ERR_FORMAT);
+    cr_assert(strstr(nnrt_errmsg(), "short.txt: 2 bytes of text"), "%s", nnrt_errmsg());
+    cr_assert_null(d.x);
+    o.seq = 0;
+    cr_assert_eq(nnrt_dataset_load_text(&d, p, &o), NN_ERR_FORMAT);
+    o = (NnrtTextOptions){.seq = 1, .from = 0.6, .to = 0.5, .to_set = true};
+    cr_assert_eq(nnrt_dataset_load_text(&d, p, &o), NN_ERR_FORMAT);
+    o = (NnrtTextOptions){.seq = 1};
+    cr_assert_eq(nnrt_dataset_load_text(&d, tmp("absent.txt"), &o), NN_ERR_IO);
+    cr_assert(strstr(nnrt_errmsg(), "absent.txt"), "%s", nnrt_errmsg());
+    // Integer ids cannot be normalized.
+    write_text(p, "abcabc");
+    cr_assert_eq(nnrt_dataset_load_text(&d, p, &o), NN_OK);
+    NnrtNorm n;
+    cr_assert_neq(nnrt_norm_fit(&n, &d, false), NN_OK);
+    nnrt_dataset_fini(&d);
 }
