@@ -5,6 +5,7 @@
 #include "driver.h"
 
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -84,6 +85,12 @@ static bool load_source(NnCtx *c, const NnAst *call, NnrtDataset *d)
             else if (a->kind == NN_AST_ARG && strcmp(a->name, "label") == 0 &&
                      (a->a->kind == NN_AST_NUM || a->a->kind == NN_AST_UNARY)) {
                 double v = a->a->kind == NN_AST_NUM ? a->a->num : -a->a->a->num;
+                // (int) of 2147483648 or 1.5 would silently pick another column.
+                if (v != floor(v) || v < -1e6 || v > 1e6) {
+                    nn_error(&c->diags, a->a->loc, "csv(): label = %g is not a column index "
+                             "(a whole number, negative counts from the end)", v);
+                    return false;
+                }
                 o.label_index = (int)v;
                 o.label_index_set = true;
             } else if (a->kind == NN_AST_ARG && strcmp(a->name, "header") == 0 &&

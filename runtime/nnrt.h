@@ -45,7 +45,9 @@ const char *nnrt_dtype_name(NnDType dt); // "f32", "f64", "i32"
 void *nnrt_alloc(size_t nbytes);
 void nnrt_free(void *p);
 
-// A new zero-filled owned tensor, or NULL when out of memory.
+// A new zero-filled owned tensor, or NULL with a message that names the shape:
+// NN_ERR_SHAPE when a dimension is negative or the size overflows, NN_ERR_NOMEM
+// when it does not fit in memory. Callers prefix where the shape came from.
 NnTensor *nnrt_tensor_new(NnDType dt, int rank, const int64_t *shape);
 // A tensor header over caller-owned data (owned = false).
 NnTensor *nnrt_tensor_view(NnDType dt, int rank, const int64_t *shape, void *data);
@@ -70,6 +72,9 @@ void nnrt_vars_init(NnVars *v);
 void nnrt_vars_fini(NnVars *v);
 // Takes ownership of t; replaces (and frees) an existing tensor of that name.
 NnStatus nnrt_vars_put(NnVars *v, const char *name, NnTensor *t);
+// nnrt_vars_put for a name the caller knows is not in v yet: no lookup, so
+// filling a table of n tensors costs O(n), not the O(n^2) of n puts.
+NnStatus nnrt_vars_append(NnVars *v, const char *name, NnTensor *t);
 NnTensor *nnrt_vars_get(const NnVars *v, const char *name); // NULL when absent
 int nnrt_vars_find(const NnVars *v, const char *name);      // index or -1
 

@@ -1,7 +1,9 @@
 // Tensors, the status/message slot and the named-tensor table. Allocation is
 // 64-byte aligned so kernels and generated code may use aligned vector loads.
 #include "nnrt.h"
+#include "fileio.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +44,10 @@ const char *nnrt_dtype_name(NnDType dt)
 
 void *nnrt_alloc(size_t nbytes)
 {
+    if (nbytes > SIZE_MAX - 63) {
+        nnrt_fail(NN_ERR_NOMEM, "out of memory allocating %zu bytes", nbytes);
+        return NULL;
+    }
     size_t rounded = (nbytes + 63) & ~(size_t)63;
     if (rounded == 0)
         rounded = 64;
@@ -62,6 +68,9 @@ static NnTensor *header(NnDType dt, int rank, const int64_t *shape)
         nnrt_fail(NN_ERR_SHAPE, "tensor rank %d exceeds the maximum %d", rank, NN_MAX_RANK);
         return NULL;
     }
+    int64_t numel;
+    if (!nnrt_shape_size(rank, shape, nnrt_dtype_size(dt), &numel, NULL))
+        return NULL;
     NnTensor *t = calloc(1, sizeof *t);
     if (!t) {
         nnrt_fail(NN_ERR_NOMEM, "out of memory");
@@ -69,11 +78,9 @@ static NnTensor *header(NnDType dt, int rank, const int64_t *shape)
     }
     t->dtype = dt;
     t->rank = rank;
-    t->numel = 1;
-    for (int i = 0; i < rank; i++) {
+    t->numel = numel;
+    for (int i = 0; i < rank; i++)
         t->shape[i] = shape[i];
-        t->numel *= shape[i];
-    }
     return t;
 }
 
@@ -82,8 +89,10 @@ NnTensor *nnrt_tensor_new(NnDType dt, int rank, const int64_t *shape)
     NnTensor *t = header(dt, rank, shape);
     if (!t)
         return NULL;
-    t->data = nnrt_alloc((size_t)t->numel * nnrt_dtype_size(dt));
+    t->data = nnrt_alloc(nnrt_tensor_nbytes(t));
     if (!t->data) {
+        nnrt_fail(NN_ERR_NOMEM, "out of memory for a tensor of %lld elements (%zu bytes)",
+                  (long long)t->numel, nnrt_tensor_nbytes(t));
         free(t);
         return NULL;
     }
@@ -183,8 +192,15 @@ NnStatus nnrt_vars_put(NnVars *v, const char *name, NnTensor *t)
         v->tensors[i] = t;
         return NN_OK;
     }
+    return nnrt_vars_append(v, name, t);
+}
+
+NnStatus nnrt_vars_append(NnVars *v, const char *name, NnTensor *t)
+{
+    if (v->count == INT_MAX)
+        return nnrt_fail(NN_ERR_NOMEM, "too many named tensors");
     if (v->count == v->cap) {
-        int cap = v->cap ? v->cap * 2 : 16;
+        int cap = v->cap > INT_MAX / 2 ? INT_MAX : v->cap ? v->cap * 2 : 16;
         char **names = realloc(v->names, (size_t)cap * sizeof *names);
         if (!names)
             return nnrt_fail(NN_ERR_NOMEM, "out of memory");
