@@ -144,6 +144,11 @@ static bool set_field(NnCtx *c, NnSplits *s, NnrtDataset *d, const NnAst *st, Nn
         return false;
     }
     NnTensor **slot = is_label(target) ? &d->y : &d->x;
+    if (is_label(target)) {
+        // Computed labels need not line up with the file's any more; keep the file name.
+        free(d->y_at);
+        d->y_at = NULL;
+    }
     nnrt_tensor_free(*slot);
     *slot = t;
     d->count = t->shape[0];

@@ -303,7 +303,12 @@ static bool jstring(Json *j, char **out)
     *out = NULL;
     if (!expect(j, '"'))
         return false;
-    char *o = malloc(j->n - j->pos + 1);
+    // Sized by this string's raw length, not the rest of the header: that
+    // made a header of many tensors quadratic. Unescaping only shrinks it.
+    size_t raw = j->pos;
+    while (raw < j->n && j->s[raw] != '"')
+        raw += j->s[raw] == '\\' ? 2 : 1;
+    char *o = malloc((raw < j->n ? raw : j->n) - j->pos + 1);
     if (!o)
         return jerr(j, "out of memory");
     size_t k = 0;
