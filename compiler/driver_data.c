@@ -87,7 +87,7 @@ static bool load_source(NnCtx *c, const NnAst *call, NnrtDataset *d)
                 double v = a->a->kind == NN_AST_NUM ? a->a->num : -a->a->a->num;
                 // (int) of 2147483648 or 1.5 would silently pick another column.
                 if (v != floor(v) || v < -1e6 || v > 1e6) {
-                    nn_error(&c->diags, a->a->loc, "csv(): label = %g is not a column index "
+                    nn_error(&c->diags, a->a->loc, "csv(): label = %.17g is not a column index "
                              "(a whole number, negative counts from the end)", v);
                     return false;
                 }
