@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/sysinfo.h>
+#endif
 
 static _Thread_local char errbuf[1024] = "no error";
 
@@ -42,10 +45,30 @@ const char *nnrt_dtype_name(NnDType dt)
     }
 }
 
+// RAM + swap, or SIZE_MAX when unknown. Overcommit lets a larger request
+// succeed, and zero-filling it then gets the process killed instead of
+// reporting an error.
+static size_t memory_size(void)
+{
+#ifdef __linux__
+    struct sysinfo si;
+    if (sysinfo(&si) == 0) {
+        unsigned long long total = ((unsigned long long)si.totalram + si.totalswap) * si.mem_unit;
+        return total < SIZE_MAX ? (size_t)total : SIZE_MAX;
+    }
+#endif
+    return SIZE_MAX;
+}
+
 void *nnrt_alloc(size_t nbytes)
 {
     if (nbytes > SIZE_MAX - 63) {
         nnrt_fail(NN_ERR_NOMEM, "out of memory allocating %zu bytes", nbytes);
+        return NULL;
+    }
+    if (nbytes > ((size_t)1 << 30) && nbytes > memory_size()) {
+        nnrt_fail(NN_ERR_NOMEM, "out of memory allocating %zu bytes (the machine has %zu bytes "
+                  "of memory)", nbytes, memory_size());
         return NULL;
     }
     size_t rounded = (nbytes + 63) & ~(size_t)63;

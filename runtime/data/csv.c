@@ -55,6 +55,8 @@ static NnStatus split_line(const char *path, Row *r, char delim)
     char *p = r->line;
     for (;;) {
         if (r->nf == cap) {
+            if (cap > INT_MAX / 2)
+                return nnrt_fail(NN_ERR_FORMAT, "%s:%d: too many columns", path, r->lineno);
             char **nf = realloc(r->f, (size_t)(cap *= 2) * sizeof *nf);
             if (!nf)
                 return nnrt_fail(NN_ERR_NOMEM, "out of memory");
