@@ -61,19 +61,21 @@ void nnrt_tensor_set(NnTensor *t, int64_t i, double v);
 
 // A table of named tensors: parameters, optimizer state, anything saved in a
 // checkpoint. Names are copied. Insertion order is kept (checkpoints and dumps
-// list tensors in that order). The table owns its tensors.
+// list tensors in that order). The table owns its tensors. Lookups are hashed
+// once the table is large, so n puts or gets cost O(n), not O(n^2).
 typedef struct NnVars {
     char **names;
     NnTensor **tensors;
     int count, cap;
+    int *slots;  // hash index: nslots entries (a power of 2), each position + 1, 0 empty
+    int nslots;  // 0 until the table holds enough names to be worth hashing
 } NnVars;
 
 void nnrt_vars_init(NnVars *v);
 void nnrt_vars_fini(NnVars *v);
 // Takes ownership of t; replaces (and frees) an existing tensor of that name.
 NnStatus nnrt_vars_put(NnVars *v, const char *name, NnTensor *t);
-// nnrt_vars_put for a name the caller knows is not in v yet: no lookup, so
-// filling a table of n tensors costs O(n), not the O(n^2) of n puts.
+// nnrt_vars_put for a name the caller knows is not in v yet (no lookup).
 NnStatus nnrt_vars_append(NnVars *v, const char *name, NnTensor *t);
 NnTensor *nnrt_vars_get(const NnVars *v, const char *name); // NULL when absent
 int nnrt_vars_find(const NnVars *v, const char *name);      // index or -1

@@ -190,11 +190,59 @@ void nnrt_vars_fini(NnVars *v)
     }
     free(v->names);
     free(v->tensors);
+    free(v->slots);
     memset(v, 0, sizeof *v);
+}
+
+// Names are found through an open-addressing index once a table is large,
+// so filling or querying a checkpoint of n tensors is linear, not quadratic.
+enum { VARS_HASH_MIN = 32 };
+
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static void index_insert(NnVars *v, int i)
+{
+    uint32_t mask = (uint32_t)v->nslots - 1, k = name_hash(v->names[i]) & mask;
+    while (v->slots[k])
+        k = (k + 1) & mask;
+    v->slots[k] = i + 1;
+}
+
+// Keeps the load factor at most 1/2; false only when out of memory (the
+// table then works without an index).
+static bool index_grow(NnVars *v)
+{
+    if (v->count < VARS_HASH_MIN || (v->nslots && v->count * 2 <= v->nslots))
+        return true;
+    int n = v->nslots ? v->nslots : 64;
+    while (n < v->count * 2 && n < (1 << 30))
+        n *= 2;
+    int *slots = calloc((size_t)n, sizeof *slots);
+    if (!slots)
+        return false;
+    free(v->slots);
+    v->slots = slots;
+    v->nslots = n;
+    for (int i = 0; i < v->count; i++)
+        index_insert(v, i);
+    return true;
 }
 
 int nnrt_vars_find(const NnVars *v, const char *name)
 {
+    if (v->nslots) {
+        uint32_t mask = (uint32_t)v->nslots - 1, k = name_hash(name) & mask;
+        for (; v->slots[k]; k = (k + 1) & mask)
+            if (strcmp(v->names[v->slots[k] - 1], name) == 0)
+                return v->slots[k] - 1;
+        return -1;
+    }
     for (int i = 0; i < v->count; i++)
         if (strcmp(v->names[i], name) == 0)
             return i;
@@ -238,5 +286,15 @@ NnStatus nnrt_vars_append(NnVars *v, const char *name, NnTensor *t)
     if (!v->names[v->count])
         return nnrt_fail(NN_ERR_NOMEM, "out of memory");
     v->tensors[v->count++] = t;
+    if (v->nslots && v->count * 2 <= v->nslots) {
+        index_insert(v, v->count - 1);
+        return NN_OK;
+    }
+    if (!index_grow(v)) {
+        // Without memory for a bigger index, fall back to the linear scan.
+        free(v->slots);
+        v->slots = NULL;
+        v->nslots = 0;
+    }
     return NN_OK;
 }

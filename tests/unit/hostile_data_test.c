@@ -253,6 +253,37 @@ Test(hostile, safetensors_with_100000_tensors_loads_fast)
     nnrt_vars_fini(&v);
 }
 
+// The named-tensor table the loaders fill: 100,000 puts, replacements and
+// lookups stay linear overall.
+Test(hostile, vars_table_with_100000_names_is_fast)
+{
+    enum { N = 100000 };
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    NnVars v;
+    nnrt_vars_init(&v);
+    char name[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "last/w%d", i);
+        cr_assert_eq(nnrt_vars_put(&v, name, nnrt_tensor_new(NN_DT_F32, 0, NULL)), NN_OK);
+    }
+    for (int i = 0; i < N; i += 7) {
+        snprintf(name, sizeof name, "last/w%d", i);
+        cr_assert_eq(nnrt_vars_put(&v, name, nnrt_tensor_new(NN_DT_I32, 0, NULL)), NN_OK);
+    }
+    cr_assert_eq(v.count, N);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "last/w%d", i);
+        cr_assert_eq(nnrt_vars_find(&v, name), i);
+        cr_assert_eq(nnrt_vars_get(&v, name)->dtype, i % 7 ? NN_DT_F32 : NN_DT_I32);
+    }
+    cr_assert_eq(nnrt_vars_find(&v, "last/w100000"), -1);
+    nnrt_vars_fini(&v);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    cr_assert(s < 5.0, "%d puts and gets took %.2f s", N, s);
+}
+
 // ---- item 12: checkpoints read strictly --------------------------------------
 
 // Saves {a: [1, 2], b: [3]} with metadata epoch=2, then returns the bytes.
