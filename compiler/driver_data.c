@@ -4,8 +4,8 @@
 // Errors name the .nn location and, for files, the file and byte offset.
 #include "driver.h"
 
-#include <stdlib.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 

@@ -36,6 +36,7 @@ typedef struct NnTensor {
 // Thread-local message of the last failure; never NULL.
 const char *nnrt_errmsg(void);
 // Sets the message (printf-style) and returns st, so callers can `return nnrt_fail(...)`.
+// The arguments may include nnrt_errmsg() itself, to prefix where a failure came from.
 NnStatus nnrt_fail(NnStatus st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 size_t nnrt_dtype_size(NnDType dt);

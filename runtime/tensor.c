@@ -18,10 +18,14 @@ const char *nnrt_errmsg(void) { return errbuf; }
 
 NnStatus nnrt_fail(NnStatus st, const char *fmt, ...)
 {
+    // Formatted apart first: callers prefix the previous message with
+    // nnrt_fail(st, "%s: %s", where, nnrt_errmsg()), which aliases errbuf.
+    char msg[sizeof errbuf];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(errbuf, msg, sizeof errbuf);
     return st;
 }
 

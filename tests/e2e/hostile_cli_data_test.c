@@ -294,6 +294,27 @@ Test(hostile_cli, idx_header_that_lies)
     free(out), free(img), free(nn);
 }
 
+// Item 1: sizes from files are checked before they are used.
+Test(hostile_cli, idx_dimensions_and_checkpoint_shapes_that_overflow)
+{
+    unsigned char b[4 + 4 * 6] = {0, 0, 8, 6};
+    memset(b + 4, 0xFF, 4 * 6);
+    char *img = write_file("dims.idx", b, sizeof b), args[1024];
+    char *nn = idx_script("dims.nn", img, img);
+    snprintf(args, sizeof args, "check %s", nn);
+    expect_run(1, args, "dims.nn:3:", "dims.idx: IDX dimensions too large at byte", NULL);
+    char *csv = good_csv();
+    char *m = csv_script("m.nn", csv, "", NULL);
+    const char *h = "{\"m.dense.w\":{\"dtype\":\"F32\",\"shape\":[1099511627776,1099511627776,"
+                    "1099511627776],\"data_offsets\":[0,0]}}";
+    unsigned char c[256] = {(unsigned char)strlen(h)};
+    memcpy(c + 8, h, strlen(h));
+    char *w = write_file("big.safetensors", c, 8 + strlen(h));
+    snprintf(args, sizeof args, "eval %s -q --weights %s", m, w);
+    expect_run(1, args, "big.safetensors: tensor 'm.dense.w'", "too many elements", NULL);
+    free(img), free(nn), free(csv), free(m), free(w);
+}
+
 static char *idx_pair_script(const char *name, const unsigned char *lab, size_t n)
 {
     unsigned char img[16 + 4 * 4] = {0, 0, 8, 3, 0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 2};

@@ -89,6 +89,11 @@ Test(hostile, tensor_sizes_that_overflow_are_errors)
     int64_t huge[1] = {(int64_t)1 << 60};
     cr_assert_null(nnrt_tensor_new(NN_DT_F32, 1, huge));
     assert_msg_has("out of memory");
+    // Callers prefix the message with where the shape came from.
+    cr_assert_null(nnrt_tensor_new(NN_DT_F32, 2, big));
+    nnrt_fail(NN_ERR_SHAPE, "--set batch=4611686018427387904: %s", nnrt_errmsg());
+    cr_assert_str_eq(nnrt_errmsg(), "--set batch=4611686018427387904: shape "
+                     "[4611686018427387904, 784] has too many elements (more than 2^63)");
     size_t out;
     cr_assert_not(nnrt_size_mul(SIZE_MAX / 2, 3, &out));
     cr_assert(nnrt_size_mul(1 << 20, 1 << 20, &out) && out == (size_t)1 << 40);
