@@ -4,11 +4,13 @@
 // statements may appear (param in layers and models, state in optimizers).
 // Declarations in the user's file override imported ones of the same name.
 #include "sema.h"
+#include "fileio.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct Scope {
     const char **names;
@@ -157,13 +159,18 @@ static void load_file(Sema *S, const char *path, NnLoc at)
     if (seen)
         return;
     // A missing import is reported at the import, not as a bare file error.
-    FILE *f = fopen(path, "rb");
-    if (!f && at.src) {
-        nn_error(&S->c->diags, at, "cannot import '%s': %s", path, strerror(errno));
-        return;
+    // The probe never blocks on a FIFO and refuses what is not a regular file.
+    int fd;
+    int64_t size;
+    if (nnrt_file_open(path, NULL, &fd, &size) != NN_OK) {
+        if (at.src) {
+            nn_error(&S->c->diags, at, "cannot import '%s': %s", path,
+                     errno ? strerror(errno) : nnrt_errmsg());
+            return;
+        }
+    } else {
+        close(fd);
     }
-    if (f)
-        fclose(f);
     NnSource *src = nn_source_load(S->c->arena, &S->c->diags, path);
     if (!src)
         return;
@@ -215,11 +222,8 @@ static void import_item(Sema *S, const NnAst *item)
     const char *slash = strrchr(from, '/');
     if (path[0] != '/' && slash) {
         const char *rel = nn_arena_printf(S->c->arena, "%.*s/%s", (int)(slash - from), from, path);
-        FILE *f = fopen(rel, "rb");
-        if (f) {
-            fclose(f);
+        if (access(rel, F_OK) == 0)
             path = rel;
-        }
     }
     load_file(S, path, item->loc);
 }

@@ -54,7 +54,9 @@ void nn_diag_render(FILE *out, const NnDiag *dg, bool color);
 const char *nn_diags_text(NnDiags *d);
 
 // Reads a whole file into the arena. On failure returns NULL and adds an error
-// (with a NULL-source location) naming the file and the reason.
+// (with a NULL-source location) naming the file and the reason; anything but a
+// regular file of at most NN_SOURCE_MAX bytes is refused.
+#define NN_SOURCE_MAX ((size_t)256 << 20)
 NnSource *nn_source_load(NnArena *a, NnDiags *d, const char *path);
 NnSource *nn_source_from_string(NnArena *a, const char *name, const char *text);
 
