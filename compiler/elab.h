@@ -46,15 +46,20 @@ typedef struct Bind {
     struct Bind *next;
 } Bind;
 
+// One scope of bindings, newest first. Past a few bindings, `slots` hashes
+// names to their newest Bind, so long bodies elaborate in linear time.
 typedef struct Env {
     Bind *head;
     struct Env *parent; // NULL: falls back to globals
+    Bind **slots;       // NULL until nbinds > 8; then power of two >= 2 * nbinds
+    int nslots, nbinds;
 } Env;
 
 typedef struct Arg {
     const char *name; // NULL for positional
     Val v;
     NnLoc loc;
+    NnLoc from;       // where a model input comes from (a data field), else no src
 } Arg;
 
 struct Bound {

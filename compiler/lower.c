@@ -32,6 +32,30 @@ Val v_int(int64_t x)
 
 NnNode *vnode(Lower *L, Val v) { return nn_node(L->g, v.id); }
 
+static Bind **env_slot(const Env *env, const char *name)
+{
+    unsigned mask = (unsigned)env->nslots - 1;
+    for (unsigned i = nn_sema_hash(name) & mask;; i = (i + 1) & mask)
+        if (!env->slots[i] || strcmp(env->slots[i]->name, name) == 0)
+            return &env->slots[i];
+}
+
+// Rebuilds the hash from the list, oldest binding first so the newest wins.
+static void env_rehash(Lower *L, Env *env, int nslots)
+{
+    env->slots = nn_arena_alloc(L->c->arena, (size_t)nslots * sizeof *env->slots);
+    memset(env->slots, 0, (size_t)nslots * sizeof *env->slots);
+    env->nslots = nslots;
+    Bind **all = nn_arena_alloc(L->c->arena, (size_t)env->nbinds * sizeof *all);
+    int n = 0;
+    for (Bind *b = env->head; b && n < env->nbinds; b = b->next)
+        all[n++] = b;
+    while (n > 0) {
+        Bind *b = all[--n];
+        *env_slot(env, b->name) = b;
+    }
+}
+
 void env_bind(Lower *L, Env *env, const char *name, Val v)
 {
     Bind *b = nn_arena_alloc(L->c->arena, sizeof *b);
@@ -39,16 +63,27 @@ void env_bind(Lower *L, Env *env, const char *name, Val v)
     b->v = v;
     b->next = env->head;
     env->head = b;
+    env->nbinds++;
+    if (env->slots && 2 * env->nbinds <= env->nslots)
+        *env_slot(env, name) = b;
+    else if (env->nbinds > 8)
+        env_rehash(L, env, env->nslots ? env->nslots * 2 : 32);
 }
 
 bool env_lookup(Env *env, const char *name, Val *out)
 {
-    for (; env; env = env->parent)
-        for (Bind *b = env->head; b; b = b->next)
-            if (strcmp(b->name, name) == 0) {
-                *out = b->v;
-                return true;
-            }
+    for (; env; env = env->parent) {
+        Bind *b = env->head;
+        if (env->slots)
+            b = *env_slot(env, name);
+        else
+            while (b && strcmp(b->name, name) != 0)
+                b = b->next;
+        if (b) {
+            *out = b->v;
+            return true;
+        }
+    }
     return false;
 }
 
@@ -152,7 +187,8 @@ static bool lookup(Lower *L, Env *env, const char *name, NnLoc loc, Val *out)
     }
     if (L->resolve && L->resolve(L->resolve_ctx, name, loc, out))
         return true;
-    const char *near = nn_sema_suggest(L->prog, name, L->resolve_names, L->nresolve_names);
+    const char *near = nn_diags_full(&L->c->diags)
+                     ? NULL : nn_sema_suggest(L->prog, name, L->resolve_names, L->nresolve_names);
     nn_error(&L->c->diags, loc, "unknown name '%s'%s", name, nn_sema_hint(L->c, near));
     *out = v_none();
     return false;
@@ -261,13 +297,13 @@ bool eval_args(Lower *L, Env *env, const NnAstList *kids, const Val *first, Arg 
     Arg *args = nn_arena_alloc(L->c->arena, (size_t)cap * sizeof *args);
     bool ok = true;
     if (first)
-        args[k++] = (Arg){NULL, *first, {0}};
+        args[k++] = (Arg){.v = *first};
     for (int i = 0; i < kids->count; i++) {
         const NnAst *a = kids->items[i];
         if (a->kind == NN_AST_ARG)
-            args[k] = (Arg){a->name, eval(L, env, a->a), a->loc};
+            args[k] = (Arg){.name = a->name, .v = eval(L, env, a->a), .loc = a->loc};
         else
-            args[k] = (Arg){NULL, eval(L, env, a), a->loc};
+            args[k] = (Arg){.v = eval(L, env, a), .loc = a->loc};
         ok = ok && args[k].v.kind != V_NONE;
         k++;
     }
