@@ -1,0 +1,75 @@
+// Checking scales linearly with the size of the script: 200,000 one-line fn
+// definitions, or one model body with 100,000 statements, are checked in well
+// under a second on an idle machine (the bound here leaves room for sanitizers
+// and a loaded CI box; the quadratic tables this guards against took minutes).
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+TestSuite(scale, .timeout = 300);
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+// Writes `head`, then `n` lines printf(fmt, i, i), then `tail`; returns the path.
+static char *write_script(const char *head, int n, const char *fmt, const char *tail)
+{
+    char *path = tu_write_temp(".nn", head);
+    cr_assert(path);
+    FILE *f = fopen(path, "a");
+    cr_assert(f);
+    for (int i = 0; i < n; i++)
+        fprintf(f, fmt, i, i);
+    fputs(tail, f);
+    fclose(f);
+    return path;
+}
+
+static double check_seconds(const char *path, int want_rc)
+{
+    char *out = NULL;
+    double t0 = now();
+    int rc = tu_nnc_run(&out, "check %s", path);
+    double dt = now() - t0;
+    cr_assert_eq(rc, want_rc, "exit %d:\n%.2000s", rc, out);
+    free(out);
+    return dt;
+}
+
+Test(scale, many_fn_definitions)
+{
+    char *p = write_script("", 200000, "fn f%d(x) = x + %d\n", "");
+    double dt = check_seconds(p, 0);
+    cr_assert_lt(dt, 10.0, "200000 fn definitions took %.1f s", dt);
+    unlink(p);
+    free(p);
+}
+
+// Every name is an error: past the error limit, no "did you mean" search runs.
+Test(scale, many_unknown_names)
+{
+    char *p = write_script("", 200000, "fn f%d(x) = y%d\n", "");
+    double dt = check_seconds(p, 1);
+    cr_assert_lt(dt, 10.0, "200000 unknown names took %.1f s", dt);
+    unlink(p);
+    free(p);
+}
+
+Test(scale, long_model_body)
+{
+    char *p = write_script("model m(x: f32[N, 4]) -> f32[N, 4] {\n", 100000,
+                           "    h%d = x * %d\n", "    return x\n}\n");
+    double dt = check_seconds(p, 0);
+    cr_assert_lt(dt, 10.0, "a 100000-statement body took %.1f s", dt);
+    unlink(p);
+    free(p);
+}
