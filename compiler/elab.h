@@ -31,6 +31,8 @@ struct Val {
     VKind kind;
     NnId id;
     double num;
+    float fnum;  // V_NUM: num as f32 arithmetic computes it (each literal and each
+                 // operation rounded to f32); what an f32 CONST made from it holds
     bool is_int;
     bool sym;    // V_NUM is a symbolic dim (dim < 0 names a graph symbol)
     int64_t dim; // V_NUM with is_int: the exact value
@@ -114,6 +116,8 @@ Val v_tensor(NnId id);
 Val v_num(double x);
 Val v_int(int64_t x);
 Val v_none(void);
+// A number from a double and its f32 evaluation (see Val.fnum).
+Val v_real(double x, float f);
 // Converts a number to a scalar CONST in dtype dt (tensor stays).
 NnId as_tensor(Lower *L, Val v, NnDType dt, NnLoc loc);
 NnNode *vnode(Lower *L, Val v);

@@ -19,7 +19,8 @@ void lower_init(Lower *L, NnCtx *c, const NnProgram *p, NnGraph *g)
 
 Val v_none(void) { return (Val){.kind = V_NONE, .id = -1}; }
 Val v_tensor(NnId id) { return id < 0 ? v_none() : (Val){.kind = V_TENSOR, .id = id}; }
-Val v_num(double x) { return (Val){.kind = V_NUM, .id = -1, .num = x}; }
+Val v_num(double x) { return v_real(x, (float)x); }
+Val v_real(double x, float f) { return (Val){.kind = V_NUM, .id = -1, .num = x, .fnum = f}; }
 
 Val v_int(int64_t x)
 {
@@ -121,8 +122,11 @@ NnId as_tensor(Lower *L, Val v, NnDType dt, NnLoc loc)
 {
     if (v.kind == V_TENSOR)
         return v.id;
+    // An f32 CONST holds (float)num at run time; it needs fnum only where f32
+    // arithmetic came out differently (keeps printed constants short: 1e-07).
     if (v.kind == V_NUM && !v.sym)
-        return nn_ir_const(L->g, v.num, dt, loc);
+        return nn_ir_const(L->g, dt == NN_DT_F32 && (float)v.num != v.fnum ? v.fnum : v.num, dt,
+                           loc);
     if (v.kind == V_BOOL)
         return nn_ir_const(L->g, v.num, dt, loc);
     if (v.kind != V_NONE) {
@@ -213,7 +217,23 @@ static NnOp binop(NnAstOp op)
     }
 }
 
+// The f32 result of an arithmetic operator, as the run time would compute it
+// on f32 operands: + - * / are exact in double then rounded once; pow is powf.
+static float fold_f32(NnAstOp op, float x, float y)
+{
+    switch (op) {
+    case NN_AOP_ADD: return (float)((double)x + y);
+    case NN_AOP_SUB: return (float)((double)x - y);
+    case NN_AOP_MUL: return (float)((double)x * y);
+    case NN_AOP_DIV: return (float)((double)x / y);
+    default: return powf(x, y);
+    }
+}
+
 // Folds an operator on two compile-time numbers. Symbolic dims only compare.
+// Each result also carries its f32 evaluation, so that `1 - beta2` in an f32
+// graph equals 1 - beta2 computed in f32 at run time (Adam's bias correction
+// mixes both forms).
 static Val fold_nums(Lower *L, const NnAst *e, Val a, Val b)
 {
     if ((a.sym || b.sym) && e->op != NN_AOP_EQ && e->op != NN_AOP_NE) {
@@ -243,7 +263,7 @@ static Val fold_nums(Lower *L, const NnAst *e, Val a, Val b)
     }
     if (ints && fabs(r) < 9e15)
         return v_int((int64_t)r);
-    return v_num(r);
+    return v_real(r, fold_f32(e->op, a.fnum, b.fnum));
 }
 
 static Val binary(Lower *L, Env *env, const NnAst *e)
@@ -282,7 +302,7 @@ static Val unary(Lower *L, Env *env, const NnAst *e)
         return v_none();
     }
     if (a.kind == V_NUM && !a.sym)
-        return a.is_int ? v_int(-a.dim) : v_num(-a.num);
+        return a.is_int ? v_int(-a.dim) : v_real(-a.num, -a.fnum);
     if (a.kind != V_TENSOR) {
         char b[64];
         nn_error(&L->c->diags, e->loc, "cannot negate %s", val_desc(L, a, b, 64));
