@@ -432,6 +432,14 @@ static bool param_stmt(Lower *L, Env *env, const NnAst *s)
         }
         shape.dim[i] = d.dim;
     }
+    // Sizes are int64 byte counts downstream; an element count that overflows
+    // them would wrap, not fail.
+    int64_t count = 1;
+    for (int i = 0; i < shape.rank; i++)
+        if (__builtin_mul_overflow(count, shape.dim[i], &count) || count > (INT64_MAX >> 4)) {
+            nn_error(&L->c->diags, t->loc, "parameter '%s' has too many elements", s->name);
+            return false;
+        }
     const char *init = "zeros";
     double args[4] = {0};
     int nargs = 0;

@@ -568,6 +568,12 @@ NnGraph *nn_lower_model(NnCtx *c, const NnProgram *p, const NnAst *model, bool t
         }
         for (int k = 0; k < sh.rank; k++) {
             const NnAst *d = t->kids.items[k];
+            if (d->kind == NN_AST_NUM && !(d->is_int && d->num >= 1 && d->num <= INT32_MAX)) {
+                nn_error(&c->diags, d->loc, "a dimension must be a positive integer, got %g",
+                         d->num);
+                nn_graph_free(g);
+                return NULL;
+            }
             sh.dim[k] = d->kind == NN_AST_NUM ? (int64_t)d->num
                       : d->kind == NN_AST_NAME ? nn_sym_dim(g, d->name) : 1;
             if (sh.dim[k] == 0 && d->kind == NN_AST_NAME) {
