@@ -188,10 +188,7 @@ static bool bind_formals(Lower *L, Env *env, const NnAst *decl, Arg *args, int n
     return true;
 }
 
-// After a failed call: unless the latest diagnostic already points into the
-// user's file, adds "in call to 'mse' from here" at the call site, so an error
-// inside a library function leads back, frame by frame, to the user's line.
-static void note_call(Lower *L, const NnAst *decl, NnLoc loc)
+void call_note(Lower *L, const NnAst *decl, NnLoc loc)
 {
     NnDiags *d = &L->c->diags;
     const NnSource *user = L->prog && L->prog->main ? L->prog->main->loc.src : NULL;
@@ -219,7 +216,7 @@ Val call_decl(Lower *L, const NnAst *decl, Arg *args, int nargs, NnLoc loc, cons
     L->depth--;
     L->scope = saved;
     if (L->c->diags.nerrors > errors)
-        note_call(L, decl, loc);
+        call_note(L, decl, loc);
     if (r.kind != V_NONE && decl->type) {
         char what[160];
         snprintf(what, sizeof what, "the result of '%s'", decl->name);

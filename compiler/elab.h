@@ -107,6 +107,10 @@ Val eval(Lower *L, Env *env, const NnAst *e);
 Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner);
 Val call_value(Lower *L, Val callee, Arg *args, int nargs, NnLoc loc, const char *bind_name);
 Val call_decl(Lower *L, const NnAst *decl, Arg *args, int nargs, NnLoc loc, const char *scope);
+// After a failed call: unless the latest diagnostic already points into the
+// user's file, adds "in call to 'mse' from here" at the call site, so an error
+// inside a library function leads back, frame by frame, to the user's line.
+void call_note(Lower *L, const NnAst *decl, NnLoc loc);
 bool eval_args(Lower *L, Env *env, const NnAstList *kids, const Val *first, Arg **out, int *n);
 
 void env_bind(Lower *L, Env *env, const char *name, Val v);

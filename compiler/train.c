@@ -460,8 +460,10 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
             sets[i].used = true;
     }
     for (int i = 0; i < nparams; i++)
-        if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], names[i], oc->loc))
+        if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], names[i], oc->loc)) {
+            call_note(L, ov.decl, oc->loc);
             goto fail;
+        }
     nn_graph_add_update(g, s0, L->step);
     return g;
 fail:

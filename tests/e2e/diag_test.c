@@ -347,3 +347,31 @@ Test(diag, call_chain_through_an_import)
     free(lib);
     free(out);
 }
+
+// The optimizer's body runs per parameter, not through a call; an error in it
+// still leads back to the train block's `optimizer = ...` line.
+Test(diag, optimizer_error_notes_the_setting)
+{
+    char *p = tu_write_temp(".nn", "import std\n"
+                                   "data d {\n"
+                                   "    x = [[0, 0], [0, 1]]\n"
+                                   "    y = [[0], [1]]\n"
+                                   "}\n"
+                                   "model net(x: f32[N, 2]) -> f32[N, 1] {\n"
+                                   "    return x |> dense(1)\n"
+                                   "}\n"
+                                   "train net on d {\n"
+                                   "    loss = mse(output, y)\n"
+                                   "    optimizer = adam(beta1 = [1, 2])\n"
+                                   "}\n");
+    char *out = NULL;
+    cr_assert_eq(tu_nnc_run(&out, "check %s", p), 1, "%s", out);
+    const char *err = strstr(out, "stdlib/optimizers.nn:");
+    char want[600];
+    snprintf(want, sizeof want, "%s:11:17: note: in call to 'adam' from here\n", p);
+    const char *note = strstr(out, want);
+    cr_assert(err && strstr(err, ": error: ") && note && note > err, "%s", out);
+    unlink(p);
+    free(p);
+    free(out);
+}

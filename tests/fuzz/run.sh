@@ -32,10 +32,12 @@ for t in "${targets[@]}"; do
     elif [ "$t" = csv ]; then
         seeds+=(examples/data)
     fi
+    dict=()
+    [ -f tests/fuzz/$t.dict ] && dict=(-dict=tests/fuzz/$t.dict)
     echo "== fuzz_$t for ${secs}s"
     # -timeout: one input running longer is a hang; -rss_limit_mb: runaway memory.
     if ! nice build-fuzz/fuzz_$t -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-        -max_len=65536 -print_final_stats=1 -artifact_prefix=build-fuzz/found/$t- \
+        -max_len=65536 -print_final_stats=1 -artifact_prefix=build-fuzz/found/$t- "${dict[@]}" \
         "$work" "${seeds[@]}"; then
         echo "fuzz_$t found a problem; see build-fuzz/found/$t-*"
         status=1
