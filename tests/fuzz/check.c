@@ -1,8 +1,9 @@
 // Fuzz target: a .nn script through what `nnc check` runs (parse, names, every
 // model lowered, every train block lowered), plus the optimization passes
 // `nnc train` would run on the step graph. Data blocks are not loaded (their
-// files are the other targets' business); train blocks get data fields made
-// up from the model's declared input and result types.
+// files are the other targets' business): literals and field expressions are
+// lowered, and train blocks get data fields made up from the model's declared
+// input and result types.
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,22 @@ static void lower_train(NnCtx *c, const NnProgram *p, const NnAst *t)
     }
 }
 
+// A data block statement: a literal becomes a tensor; an expression over the
+// fields (x = flatten(x) / 255) is lowered against made-up full-size fields.
+static void lower_data_stmt(NnCtx *c, const NnProgram *p, const NnAst *s)
+{
+    if (s->kind != NN_AST_ASSIGN || !s->a)
+        return;
+    bool literal = false;
+    NnTensor *t = nn_lower_literal(c, s->a, &literal);
+    nnrt_tensor_free(t);
+    if (literal)
+        return;
+    NnField fields[2] = {{"x", NN_DT_F32, {.rank = 3, .dim = {4, 2, 3}}},
+                         {"y", NN_DT_I32, {.rank = 1, .dim = {4}}}};
+    nn_graph_free(nn_lower_expr(c, p, s->a, fields, 2, 1));
+}
+
 int nn_fuzz_check(const uint8_t *data, size_t size)
 {
     NnCtx c;
@@ -59,12 +76,8 @@ int nn_fuzz_check(const uint8_t *data, size_t size)
             const NnAst *d = ast->kids.items[i];
             if (d->kind == NN_AST_MODEL)
                 nn_graph_free(nn_lower_model(&c, p, d, false));
-            for (int k = 0; d->kind == NN_AST_DATA && k < d->kids.count; k++) {
-                bool literal = false;
-                const NnAst *s = d->kids.items[k];
-                if (s->kind == NN_AST_ASSIGN && s->a)
-                    nnrt_tensor_free(nn_lower_literal(&c, s->a, &literal));
-            }
+            for (int k = 0; d->kind == NN_AST_DATA && k < d->kids.count; k++)
+                lower_data_stmt(&c, p, d->kids.items[k]);
         }
         for (int i = 0; i < p->ntrains; i++)
             lower_train(&c, p, p->trains[i]);
