@@ -55,6 +55,11 @@ void nn_diag_add(NnDiags *d, NnDiagKind kind, NnLoc loc, const char *fmt, ...)
     }
 }
 
+bool nn_diags_full(const NnDiags *d)
+{
+    return d->nerrors >= (d->max_errors ? d->max_errors : 50);
+}
+
 // Finds the start of line `line` (1-based) in src; NULL if past the end.
 static const char *line_start(const NnSource *src, int line)
 {

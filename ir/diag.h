@@ -49,6 +49,9 @@ void nn_diag_add(NnDiags *d, NnDiagKind kind, NnLoc loc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 #define nn_error(d, loc, ...) nn_diag_add((d), NN_DIAG_ERROR, (loc), __VA_ARGS__)
 #define nn_note(d, loc, ...) nn_diag_add((d), NN_DIAG_NOTE, (loc), __VA_ARGS__)
+// True once further errors would only be counted, so callers can skip costly
+// hints ("did you mean") for messages nobody will see.
+bool nn_diags_full(const NnDiags *d);
 void nn_diag_render(FILE *out, const NnDiag *dg, bool color);
 // All diagnostics rendered to one arena string (tests compare it).
 const char *nn_diags_text(NnDiags *d);
