@@ -27,5 +27,7 @@ void bench_emit(const char *key, double value);
 void bench_gemm(void);
 // Measures the FMA peak on 1 and 2 threads; prints the best seen when emit.
 void bench_peak(bool emit);
+// conv_bench.c: generated convolution kernels (forward, both gradients).
+void bench_conv(void);
 
 #endif
