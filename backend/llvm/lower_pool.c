@@ -3,8 +3,9 @@
 // kernels split output rows over threads; the gradients split whole planes,
 // since a window's scatter stays inside its plane (no two threads write the
 // same element). Max pooling keeps the first maximum of a window in row-major
-// order and never picks padding; average pooling divides by KH*KW, padding
-// counted as zeros. The layout ops copy rows of the innermost contiguous run.
+// order (a NaN wins) and never picks padding; average pooling divides by
+// KH*KW, padding counted as zeros; both as the interpreter does. The layout
+// ops copy rows of the innermost contiguous run.
 #include <math.h>
 #include <stdlib.h>
 
@@ -46,10 +47,18 @@ static void if_end(NnCg *cg, LLVMBasicBlockRef done)
 
 // ---- pooling ----
 
+// Vectors run along an output row: lane l is output column ow0 + l, and each
+// window position is one masked gather (lanes outside the image or past the
+// row read nothing). Within one window position the lanes' addresses differ,
+// so average pooling's gradient scatters whole vectors; max pooling's does
+// too when neighbouring windows cannot overlap, else lane by lane.
 typedef struct Pool {
     NnDType dt;
+    int vw;
     int64_t planes, H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
-    LLVMValueRef x, y;
+    LLVMValueRef x;              // the plane's input (forward, max gradient)
+    LLVMValueRef live, ow;       // i1 and i32 lane vectors of the current chunk
+    LLVMValueRef best, at, sum;  // vector allocas
 } Pool;
 
 static void pool_geom(NnCg *cg, Pool *p, const NnNode *n, NnId xid, NnId yid)
@@ -60,6 +69,7 @@ static void pool_geom(NnCg *cg, Pool *p, const NnNode *n, NnId xid, NnId yid)
     nn_cg_shape(cg, cg->g, yid, &r, yd);
     const NnConv2d *a = &n->attr.conv;
     p->dt = n->dtype;
+    p->vw = p->dt == NN_DT_F64 ? 8 : 16;
     p->planes = xd[0] * xd[1];
     p->H = xd[2], p->W = xd[3], p->OH = yd[2], p->OW = yd[3];
     p->KH = a->kernel[0], p->KW = a->kernel[1], p->sh = a->stride[0], p->sw = a->stride[1];
@@ -67,65 +77,113 @@ static void pool_geom(NnCg *cg, Pool *p, const NnNode *n, NnId xid, NnId yid)
     p->pt = a->pad[0], p->pl = a->pad[1];
 }
 
-// Calls fn for every in-image element of the window of output (oh, ow) of
-// plane base `xb` (element offset), in row-major window order.
-typedef void (*WinFn)(NnCg *cg, void *ctx, LLVMValueRef xoff);
+// The kernel's accumulators (call after nn_cg_kernel_begin).
+static void pool_state(NnCg *cg, Pool *p)
+{
+    LLVMTypeRef vt = nn_cg_vtype(cg, p->dt, p->vw);
+    p->best = nn_cg_alloca(cg, vt);
+    p->sum = nn_cg_alloca(cg, vt);
+    p->at = nn_cg_alloca(cg, LLVMVectorType(cg->t_i32, (unsigned)p->vw));
+}
 
-static void window(NnCg *cg, const Pool *p, LLVMValueRef xb, LLVMValueRef oh, LLVMValueRef ow,
-                   WinFn fn, void *ctx)
+static LLVMValueRef iv32(NnCg *cg, const Pool *p, int64_t c)
+{
+    return nn_cg_splat(cg, nn_cg_i32(cg, (int32_t)c), p->vw);
+}
+
+// Lanes ow0 + l of the output row and which of them exist.
+static void chunk_lanes(NnCg *cg, Pool *p, LLVMValueRef ow0)
+{
+    LLVMValueRef l[64];
+    for (int i = 0; i < p->vw; i++)
+        l[i] = nn_cg_i32(cg, i);
+    LLVMValueRef o = nn_cg_splat(cg, LLVMBuildTrunc(cg->b, ow0, cg->t_i32, ""), p->vw);
+    p->ow = LLVMBuildAdd(cg->b, o, LLVMConstVector(l, (unsigned)p->vw), "");
+    p->live = LLVMBuildICmp(cg->b, LLVMIntSLT, p->ow, iv32(cg, p, p->OW), "");
+}
+
+static LLVMValueRef vgather(NnCg *cg, const Pool *p, LLVMValueRef base, LLVMValueRef off,
+                            LLVMValueRef m)
+{
+    LLVMTypeRef vt = nn_cg_vtype(cg, p->dt, p->vw);
+    LLVMValueRef safe = LLVMBuildSelect(cg->b, m, off, iv32(cg, p, 0), "");
+    LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, nn_cg_type(cg, p->dt), base, &safe, 1, "");
+    LLVMTypeRef ovl[2] = {vt, LLVMTypeOf(ptrs)};
+    LLVMValueRef args[4] = {ptrs, nn_cg_i32(cg, (int32_t)nnrt_dtype_size(p->dt)), m,
+                            LLVMConstNull(vt)};
+    return nn_cg_intrinsic(cg, "llvm.masked.gather", ovl, 2, args, 4);
+}
+
+static void vscatter(NnCg *cg, const Pool *p, LLVMValueRef v, LLVMValueRef base, LLVMValueRef off,
+                     LLVMValueRef m)
+{
+    LLVMValueRef safe = LLVMBuildSelect(cg->b, m, off, iv32(cg, p, 0), "");
+    LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, nn_cg_type(cg, p->dt), base, &safe, 1, "");
+    LLVMTypeRef ovl[2] = {LLVMTypeOf(v), LLVMTypeOf(ptrs)};
+    LLVMValueRef args[4] = {v, ptrs, nn_cg_i32(cg, (int32_t)nnrt_dtype_size(p->dt)), m};
+    nn_cg_intrinsic(cg, "llvm.masked.scatter", ovl, 2, args, 4);
+}
+
+// Called per window position with the lanes' plane offsets and mask.
+typedef void (*WinFn)(NnCg *cg, Pool *p, void *ctx, LLVMValueRef off, LLVMValueRef m);
+
+static void window(NnCg *cg, Pool *p, LLVMValueRef oh, WinFn fn, void *ctx)
 {
     NnLoop kh, kw;
     nn_cg_loop_begin(cg, &kh, nn_cg_i64(cg, 0), nn_cg_i64(cg, p->KH), 1);
     LLVMValueRef h = add(cg, addc(cg, mul(cg, oh, p->sh), -p->pt), mul(cg, kh.iv, p->dh));
     LLVMBasicBlockRef hd = if_begin(cg, in_range(cg, h, p->H));
+    LLVMValueRef row = nn_cg_splat(cg, LLVMBuildTrunc(cg->b, mul(cg, h, p->W), cg->t_i32, ""), p->vw);
+    LLVMValueRef w0 = LLVMBuildSub(cg->b, LLVMBuildMul(cg->b, p->ow, iv32(cg, p, p->sw), ""),
+                                   iv32(cg, p, p->pl), "");
     nn_cg_loop_begin(cg, &kw, nn_cg_i64(cg, 0), nn_cg_i64(cg, p->KW), 1);
-    LLVMValueRef w = add(cg, addc(cg, mul(cg, ow, p->sw), -p->pl), mul(cg, kw.iv, p->dw));
-    LLVMBasicBlockRef wd = if_begin(cg, in_range(cg, w, p->W));
-    fn(cg, ctx, add(cg, xb, add(cg, mul(cg, h, p->W), w)));
-    if_end(cg, wd);
+    LLVMValueRef dwv = nn_cg_splat(
+        cg, LLVMBuildTrunc(cg->b, mul(cg, kw.iv, p->dw), cg->t_i32, ""), p->vw);
+    LLVMValueRef w = LLVMBuildAdd(cg->b, w0, dwv, "");
+    LLVMValueRef m = LLVMBuildAnd(
+        cg->b, p->live, LLVMBuildICmp(cg->b, LLVMIntULT, w, iv32(cg, p, p->W), ""), "");
+    fn(cg, p, ctx, LLVMBuildAdd(cg->b, row, w, ""), m);
     kw.unroll = true;
     nn_cg_loop_end(cg, &kw);
     if_end(cg, hd);
     nn_cg_loop_end(cg, &kh);
 }
 
-typedef struct Win {
-    const Pool *p;
-    LLVMValueRef best, at, sum; // allocas
-} Win;
-
-static void max_point(NnCg *cg, void *ctx, LLVMValueRef off)
+// The interpreter's rule: the first maximum in window order wins, a NaN wins
+// over everything after it, and an all-padding window has none (at = -1).
+static void max_point(NnCg *cg, Pool *p, void *ctx, LLVMValueRef off, LLVMValueRef m)
 {
-    Win *c = ctx;
-    LLVMTypeRef t = nn_cg_type(cg, c->p->dt);
-    LLVMValueRef v = nn_cg_load(cg, c->p->dt, c->p->x, off, 1, NULL);
-    LLVMValueRef at = LLVMBuildLoad2(cg->b, cg->t_i64, c->at, "");
-    LLVMValueRef best = LLVMBuildLoad2(cg->b, t, c->best, "");
-    LLVMValueRef gt = c->p->dt == NN_DT_I32 ? LLVMBuildICmp(cg->b, LLVMIntSGT, v, best, "")
-                                            : LLVMBuildFCmp(cg->b, LLVMRealOGT, v, best, "");
-    LLVMValueRef take =
-        LLVMBuildOr(cg->b, gt, LLVMBuildICmp(cg->b, LLVMIntSLT, at, nn_cg_i64(cg, 0), ""), "");
-    LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, take, v, best, ""), c->best);
-    LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, take, off, at, ""), c->at);
+    LLVMTypeRef vt = nn_cg_vtype(cg, p->dt, p->vw);
+    LLVMTypeRef it = LLVMVectorType(cg->t_i32, (unsigned)p->vw);
+    LLVMValueRef v = vgather(cg, p, p->x, off, m);
+    LLVMValueRef best = LLVMBuildLoad2(cg->b, vt, p->best, "");
+    LLVMValueRef at = LLVMBuildLoad2(cg->b, it, p->at, "");
+    LLVMValueRef none = LLVMBuildICmp(cg->b, LLVMIntSLT, at, iv32(cg, p, 0), "");
+    LLVMValueRef beats = LLVMBuildAnd(cg->b, LLVMBuildFCmp(cg->b, LLVMRealUGT, v, best, ""),
+                                      LLVMBuildFCmp(cg->b, LLVMRealORD, best, best, ""), "");
+    LLVMValueRef take = LLVMBuildAnd(cg->b, m, LLVMBuildOr(cg->b, none, beats, ""), "");
+    LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, take, v, best, ""), p->best);
+    LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, take, off, at, ""), p->at);
 }
 
-static void sum_point(NnCg *cg, void *ctx, LLVMValueRef off)
+static void sum_point(NnCg *cg, Pool *p, void *ctx, LLVMValueRef off, LLVMValueRef m)
 {
-    Win *c = ctx;
-    LLVMTypeRef t = nn_cg_type(cg, c->p->dt);
-    LLVMValueRef v = nn_cg_load(cg, c->p->dt, c->p->x, off, 1, NULL);
-    LLVMValueRef s = LLVMBuildLoad2(cg->b, t, c->sum, "");
-    LLVMBuildStore(cg->b, c->p->dt == NN_DT_I32 ? LLVMBuildAdd(cg->b, s, v, "")
-                                                : LLVMBuildFAdd(cg->b, s, v, ""),
-                   c->sum);
+    LLVMTypeRef vt = nn_cg_vtype(cg, p->dt, p->vw);
+    LLVMValueRef v = vgather(cg, p, p->x, off, m);
+    LLVMValueRef s = LLVMBuildLoad2(cg->b, vt, p->sum, "");
+    LLVMBuildStore(cg->b, LLVMBuildFAdd(cg->b, s, v, ""), p->sum);
 }
 
-// Max: the first maximum's offset into c->at (-1 when the window is all padding).
-static void max_window(NnCg *cg, Win *c, LLVMValueRef xb, LLVMValueRef oh, LLVMValueRef ow)
+static void max_window(NnCg *cg, Pool *p, LLVMValueRef oh)
 {
-    LLVMBuildStore(cg->b, nn_cg_i64(cg, -1), c->at);
-    LLVMBuildStore(cg->b, nn_cg_const(cg, c->p->dt, -INFINITY, 1), c->best);
-    window(cg, c->p, xb, oh, ow, max_point, c);
+    LLVMBuildStore(cg->b, nn_cg_const(cg, p->dt, 0, p->vw), p->best);
+    LLVMBuildStore(cg->b, iv32(cg, p, -1), p->at);
+    window(cg, p, oh, max_point, NULL);
+}
+
+static LLVMValueRef chunks(const Pool *p, NnCg *cg)
+{
+    return nn_cg_i64(cg, (p->OW + p->vw - 1) / p->vw);
 }
 
 static bool pool_fwd(NnCg *cg, NnId id, bool max)
@@ -133,35 +191,36 @@ static bool pool_fwd(NnCg *cg, NnId id, bool max)
     const NnNode *n = &cg->g->nodes[id];
     Pool p;
     pool_geom(cg, &p, n, n->in[0], id);
-    int64_t rows = p.planes * p.OH;
     nn_cg_kernel_begin(cg, max ? "max_pool" : "avg_pool",
-                       (double)(rows * p.OW * p.KH * p.KW));
-    p.x = nn_cg_buf(cg, n->in[0]);
-    p.y = nn_cg_buf(cg, id);
-    LLVMTypeRef t = nn_cg_type(cg, p.dt);
-    Win c = {.p = &p, .best = nn_cg_alloca(cg, t), .at = nn_cg_alloca(cg, cg->t_i64),
-             .sum = nn_cg_alloca(cg, t)};
-    LLVMValueRef lo, hi;
-    nn_cg_split(cg, rows, 1, &lo, &hi);
-    NnLoop r, ow;
+                       (double)(p.planes * p.OH * p.OW * p.KH * p.KW));
+    pool_state(cg, &p);
+    LLVMTypeRef vt = nn_cg_vtype(cg, p.dt, p.vw);
+    LLVMValueRef x = nn_cg_buf(cg, n->in[0]), y = nn_cg_buf(cg, id), lo, hi;
+    nn_cg_split(cg, p.planes * p.OH, 1, &lo, &hi);
+    NnLoop r, c;
     nn_cg_loop_begin(cg, &r, lo, hi, 1);
     LLVMValueRef plane = LLVMBuildUDiv(cg->b, r.iv, nn_cg_i64(cg, p.OH), "");
     LLVMValueRef oh = LLVMBuildURem(cg->b, r.iv, nn_cg_i64(cg, p.OH), "");
-    LLVMValueRef xb = mul(cg, plane, p.H * p.W);
-    nn_cg_loop_begin(cg, &ow, nn_cg_i64(cg, 0), nn_cg_i64(cg, p.OW), 1);
+    p.x = nn_cg_gep(cg, p.dt, x, mul(cg, plane, p.H * p.W));
+    nn_cg_loop_begin(cg, &c, nn_cg_i64(cg, 0), chunks(&p, cg), 1);
+    LLVMValueRef ow0 = mul(cg, c.iv, p.vw);
+    chunk_lanes(cg, &p, ow0);
     LLVMValueRef v;
     if (max) {
-        max_window(cg, &c, xb, oh, ow.iv);
-        v = LLVMBuildLoad2(cg->b, t, c.best, "");
+        max_window(cg, &p, oh);
+        LLVMTypeRef it = LLVMVectorType(cg->t_i32, (unsigned)p.vw);
+        LLVMValueRef some = LLVMBuildICmp(cg->b, LLVMIntSGE, LLVMBuildLoad2(cg->b, it, p.at, ""),
+                                          iv32(cg, &p, 0), "");
+        v = LLVMBuildSelect(cg->b, some, LLVMBuildLoad2(cg->b, vt, p.best, ""),
+                            nn_cg_const(cg, p.dt, 0, p.vw), "");
     } else {
-        LLVMBuildStore(cg->b, nn_cg_const(cg, p.dt, 0, 1), c.sum);
-        window(cg, &p, xb, oh, ow.iv, sum_point, &c);
-        v = LLVMBuildLoad2(cg->b, t, c.sum, "");
-        v = p.dt == NN_DT_I32 ? LLVMBuildSDiv(cg->b, v, nn_cg_const(cg, p.dt, p.KH * p.KW, 1), "")
-                              : LLVMBuildFDiv(cg->b, v, nn_cg_const(cg, p.dt, p.KH * p.KW, 1), "");
+        LLVMBuildStore(cg->b, nn_cg_const(cg, p.dt, 0, p.vw), p.sum);
+        window(cg, &p, oh, sum_point, NULL);
+        v = LLVMBuildFDiv(cg->b, LLVMBuildLoad2(cg->b, vt, p.sum, ""),
+                          nn_cg_const(cg, p.dt, (double)(p.KH * p.KW), p.vw), "");
     }
-    nn_cg_store(cg, p.dt, v, p.y, add(cg, mul(cg, r.iv, p.OW), ow.iv), 1, NULL);
-    nn_cg_loop_end(cg, &ow);
+    nn_cg_store(cg, p.dt, v, y, add(cg, mul(cg, r.iv, p.OW), ow0), p.vw, p.live);
+    nn_cg_loop_end(cg, &c);
     nn_cg_loop_end(cg, &r);
     nn_cg_kernel_end(cg);
     return true;
@@ -170,7 +229,7 @@ static bool pool_fwd(NnCg *cg, NnId id, bool max)
 bool llvm_max_pool2d(NnCg *cg, NnId id) { return pool_fwd(cg, id, true); }
 bool llvm_avg_pool2d(NnCg *cg, NnId id) { return pool_fwd(cg, id, false); }
 
-// Zeroes plane `plane` of y (H*W elements), vectorized.
+// Zeroes dx[base .. base + len), vectorized.
 static void zero_plane(NnCg *cg, NnDType dt, LLVMValueRef y, LLVMValueRef base, int64_t len)
 {
     int64_t full = len - len % PL_VW;
@@ -186,21 +245,31 @@ static void zero_plane(NnCg *cg, NnDType dt, LLVMValueRef y, LLVMValueRef base, 
 }
 
 typedef struct Scatter {
-    const Pool *p;
-    LLVMValueRef dx, g; // output base pointer, value to add
+    LLVMValueRef dx, g; // the plane's gradient, the lanes' values to add
 } Scatter;
 
-static void add_to(NnCg *cg, NnDType dt, LLVMValueRef base, LLVMValueRef off, LLVMValueRef g)
-{
-    LLVMValueRef cur = nn_cg_load(cg, dt, base, off, 1, NULL);
-    LLVMValueRef s = dt == NN_DT_I32 ? LLVMBuildAdd(cg->b, cur, g, "") : LLVMBuildFAdd(cg->b, cur, g, "");
-    nn_cg_store(cg, dt, s, base, off, 1, NULL);
-}
-
-static void scatter_point(NnCg *cg, void *ctx, LLVMValueRef off)
+// dx[off] += g on the lanes of m; the lanes' offsets must differ.
+static void scatter_add(NnCg *cg, Pool *p, void *ctx, LLVMValueRef off, LLVMValueRef m)
 {
     Scatter *s = ctx;
-    add_to(cg, s->p->dt, s->dx, off, s->g);
+    LLVMValueRef cur = vgather(cg, p, s->dx, off, m);
+    vscatter(cg, p, LLVMBuildFAdd(cg->b, cur, s->g, ""), s->dx, off, m);
+}
+
+// The same one lane at a time, for offsets that may repeat.
+static void scatter_lanes(NnCg *cg, Pool *p, LLVMValueRef dx, LLVMValueRef off, LLVMValueRef m,
+                          LLVMValueRef g)
+{
+    NnLoop l;
+    nn_cg_loop_begin(cg, &l, nn_cg_i64(cg, 0), nn_cg_i64(cg, p->vw), 1);
+    LLVMValueRef li = LLVMBuildTrunc(cg->b, l.iv, cg->t_i32, "");
+    LLVMBasicBlockRef d = if_begin(cg, LLVMBuildExtractElement(cg->b, m, li, ""));
+    LLVMValueRef o = LLVMBuildSExt(cg->b, LLVMBuildExtractElement(cg->b, off, li, ""), cg->t_i64, "");
+    LLVMValueRef cur = nn_cg_load(cg, p->dt, dx, o, 1, NULL);
+    nn_cg_store(cg, p->dt, LLVMBuildFAdd(cg->b, cur, LLVMBuildExtractElement(cg->b, g, li, ""), ""),
+                dx, o, 1, NULL);
+    if_end(cg, d);
+    nn_cg_loop_end(cg, &l);
 }
 
 // Gradients: per plane, dx = 0, then every output's dy goes back to its window.
@@ -212,34 +281,39 @@ static bool pool_bwd(NnCg *cg, NnId id, bool max)
     pool_geom(cg, &p, n, id, dy);
     nn_cg_kernel_begin(cg, max ? "max_pool_bwd" : "avg_pool_bwd",
                        (double)(p.planes * p.OH * p.OW * p.KH * p.KW));
-    p.x = max ? nn_cg_buf(cg, n->in[0]) : NULL;
-    LLVMValueRef dyp = nn_cg_buf(cg, dy), dx = nn_cg_buf(cg, id);
-    LLVMTypeRef t = nn_cg_type(cg, p.dt);
-    Win c = {.p = &p, .best = nn_cg_alloca(cg, t), .at = nn_cg_alloca(cg, cg->t_i64)};
-    LLVMValueRef lo, hi;
+    pool_state(cg, &p);
+    LLVMValueRef x = max ? nn_cg_buf(cg, n->in[0]) : NULL;
+    LLVMValueRef dyp = nn_cg_buf(cg, dy), dx = nn_cg_buf(cg, id), lo, hi;
+    LLVMTypeRef it = LLVMVectorType(cg->t_i32, (unsigned)p.vw);
+    // Neighbouring lanes' windows are disjoint: their maxima differ.
+    bool disjoint = p.sw >= (p.KW - 1) * p.dw + 1;
     nn_cg_split(cg, p.planes, 1, &lo, &hi);
-    NnLoop pl, oh, ow;
+    NnLoop pl, oh, c;
     nn_cg_loop_begin(cg, &pl, lo, hi, 1);
     LLVMValueRef xb = mul(cg, pl.iv, p.H * p.W);
     zero_plane(cg, p.dt, dx, xb, p.H * p.W);
+    Scatter s = {.dx = nn_cg_gep(cg, p.dt, dx, xb)};
+    if (max)
+        p.x = nn_cg_gep(cg, p.dt, x, xb);
     nn_cg_loop_begin(cg, &oh, nn_cg_i64(cg, 0), nn_cg_i64(cg, p.OH), 1);
-    nn_cg_loop_begin(cg, &ow, nn_cg_i64(cg, 0), nn_cg_i64(cg, p.OW), 1);
-    LLVMValueRef yoff = add(cg, mul(cg, add(cg, mul(cg, pl.iv, p.OH), oh.iv), p.OW), ow.iv);
-    LLVMValueRef g = nn_cg_load(cg, p.dt, dyp, yoff, 1, NULL);
+    nn_cg_loop_begin(cg, &c, nn_cg_i64(cg, 0), chunks(&p, cg), 1);
+    LLVMValueRef ow0 = mul(cg, c.iv, p.vw);
+    chunk_lanes(cg, &p, ow0);
+    LLVMValueRef yoff = add(cg, mul(cg, add(cg, mul(cg, pl.iv, p.OH), oh.iv), p.OW), ow0);
+    s.g = nn_cg_load(cg, p.dt, dyp, yoff, p.vw, p.live);
     if (max) {
-        max_window(cg, &c, xb, oh.iv, ow.iv);
-        LLVMValueRef at = LLVMBuildLoad2(cg->b, cg->t_i64, c.at, "");
-        LLVMBasicBlockRef d =
-            if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSGE, at, nn_cg_i64(cg, 0), ""));
-        add_to(cg, p.dt, dx, at, g);
-        if_end(cg, d);
+        max_window(cg, &p, oh.iv);
+        LLVMValueRef at = LLVMBuildLoad2(cg->b, it, p.at, "");
+        LLVMValueRef m = LLVMBuildICmp(cg->b, LLVMIntSGE, at, iv32(cg, &p, 0), "");
+        if (disjoint)
+            scatter_add(cg, &p, &s, at, m);
+        else
+            scatter_lanes(cg, &p, s.dx, at, m, s.g);
     } else {
-        g = p.dt == NN_DT_I32 ? LLVMBuildSDiv(cg->b, g, nn_cg_const(cg, p.dt, p.KH * p.KW, 1), "")
-                              : LLVMBuildFDiv(cg->b, g, nn_cg_const(cg, p.dt, p.KH * p.KW, 1), "");
-        Scatter s = {.p = &p, .dx = dx, .g = g};
-        window(cg, &p, xb, oh.iv, ow.iv, scatter_point, &s);
+        s.g = LLVMBuildFDiv(cg->b, s.g, nn_cg_const(cg, p.dt, (double)(p.KH * p.KW), p.vw), "");
+        window(cg, &p, oh.iv, scatter_add, &s);
     }
-    nn_cg_loop_end(cg, &ow);
+    nn_cg_loop_end(cg, &c);
     nn_cg_loop_end(cg, &oh);
     nn_cg_loop_end(cg, &pl);
     nn_cg_kernel_end(cg);
