@@ -16,7 +16,7 @@
 #include "nn_llvm.h"
 #include "pass.h"
 
-#define CV_MR 8    // rows per register tile
+#define CV_ACC 16  // accumulator vectors of a register tile (rows x vectors)
 #define CV_KC 512  // rows of B gathered at once (64 KB of stack)
 #define CV_ITEMS 8 // filter gradient: split images into chunks until this many items
 // Work units as in lower_matmul.c: 2^19 FMAs are worth a pool dispatch.
@@ -27,7 +27,8 @@ typedef enum CvKind { CV_FWD, CV_DATA, CV_FILTER } CvKind;
 typedef struct Cv {
     CvKind kind;
     NnDType dt, out_dt;
-    int vw, nr;
+    int vw, nr; // lanes per vector; columns per panel: nv vectors
+    int nv, mr; // vectors per panel row (2, or 1 for few columns); rows per tile
     // Forward geometry: x [N, C, H, W], w [F, Cg, KH, KW], y [N, F, OH, OW].
     int64_t N, C, H, W, F, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl, G, Cg, Fg;
     int64_t M, K, cols, np; // the GEMM of one (image, group); panels of NR columns
@@ -38,7 +39,7 @@ typedef struct Cv {
     bool epi_flat; // epi's iteration space is [N, F', pixels] (else per element, rank 4)
     // Kernel state.
     LLVMValueRef a, b, c, pk, tbuf;
-    LLVMValueRef acc[CV_MR][2];
+    LLVMValueRef acc[CV_ACC][2];
     LLVMValueRef mask[2]; // live columns of the current panel, NULL when all are
     LLVMValueRef abase, cbase; // element offsets of the (image, group) in A and C
     LLVMValueRef n, g;         // current image, group (for the epilogue)
@@ -81,7 +82,7 @@ static LLVMValueRef in_range(NnCg *cg, const Cv *v, LLVMValueRef x, int64_t hi)
 // The panel's column numbers j0 + lane for vector q, and their index maps.
 static void lanes(NnCg *cg, Cv *v, LLVMValueRef j0)
 {
-    for (int q = 0; q < 2; q++) {
+    for (int q = 0; q < v->nv; q++) {
         LLVMValueRef l[64];
         for (int i = 0; i < v->vw; i++)
             l[i] = nn_cg_i32(cg, q * v->vw + i);
@@ -193,7 +194,7 @@ static void pack(NnCg *cg, Cv *v, LLVMValueRef src, LLVMValueRef k0, LLVMValueRe
     NnLoop k;
     nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), kn, 1);
     LLVMValueRef kk = add(cg, k0, k.iv);
-    for (int q = 0; q < 2; q++) {
+    for (int q = 0; q < v->nv; q++) {
         LLVMValueRef x = b_row(cg, v, src, kk, q);
         nn_cg_store(cg, v->dt, x, v->pk, addc(cg, mul(cg, k.iv, v->nr), q * v->vw), v->vw, NULL);
     }
@@ -242,7 +243,7 @@ static void tile_store(NnCg *cg, Cv *v, LLVMValueRef i0, LLVMValueRef j0, int ro
     LLVMTypeRef vt = nn_cg_vtype(cg, v->dt, v->vw);
     if (!(final && v->epi)) {
         for (int r = 0; r < rows; r++)
-            for (int q = 0; q < 2; q++) {
+            for (int q = 0; q < v->nv; q++) {
                 LLVMValueRef x = LLVMBuildLoad2(cg->b, vt, v->acc[r][q], "");
                 LLVMValueRef off =
                     c_off(cg, v, addc(cg, i0, r), addc(cg, j0, (int64_t)q * v->vw));
@@ -251,19 +252,19 @@ static void tile_store(NnCg *cg, Cv *v, LLVMValueRef i0, LLVMValueRef j0, int ro
         return;
     }
     // Through the stack and one loop: one copy of the epilogue, not 2*MR.
-    for (int q = 0; q < 2 * rows; q++) {
+    for (int q = 0; q < v->nv * rows; q++) {
         LLVMValueRef qi = nn_cg_i64(cg, q);
         LLVMValueRef slot = LLVMBuildInBoundsGEP2(cg->b, vt, v->tbuf, &qi, 1, "");
-        LLVMBuildStore(cg->b, LLVMBuildLoad2(cg->b, vt, v->acc[q / 2][q % 2], ""), slot);
+        LLVMBuildStore(cg->b, LLVMBuildLoad2(cg->b, vt, v->acc[q / v->nv][q % v->nv], ""), slot);
     }
     NnLoop l;
-    nn_cg_loop_begin(cg, &l, nn_cg_i64(cg, 0), nn_cg_i64(cg, 2 * rows), 1);
-    LLVMValueRef r = LLVMBuildLShr(cg->b, l.iv, nn_cg_i64(cg, 1), "");
-    LLVMValueRef q = LLVMBuildAnd(cg->b, l.iv, nn_cg_i64(cg, 1), "");
+    nn_cg_loop_begin(cg, &l, nn_cg_i64(cg, 0), nn_cg_i64(cg, v->nv * rows), 1);
+    LLVMValueRef r = LLVMBuildUDiv(cg->b, l.iv, nn_cg_i64(cg, v->nv), "");
+    LLVMValueRef q = LLVMBuildURem(cg->b, l.iv, nn_cg_i64(cg, v->nv), "");
     LLVMValueRef i = add(cg, i0, r), j = add(cg, j0, mul(cg, q, v->vw));
     LLVMValueRef slot = LLVMBuildInBoundsGEP2(cg->b, vt, v->tbuf, &l.iv, 1, "");
-    LLVMValueRef mask = NULL;
-    if (v->mask[0]) {
+    LLVMValueRef mask = v->nv == 1 ? v->mask[0] : NULL;
+    if (v->nv == 2 && v->mask[0]) {
         LLVMValueRef second = LLVMBuildICmp(cg->b, LLVMIntNE, q, nn_cg_i64(cg, 0), "");
         mask = LLVMBuildSelect(cg->b, second, v->mask[1], v->mask[0], "");
     }
@@ -298,12 +299,12 @@ static void tile(NnCg *cg, Cv *v, LLVMValueRef i0, LLVMValueRef j0, LLVMValueRef
     LLVMBuildCondBr(cg->b, first ? first : LLVMConstInt(cg->t_i1, 1, 0), zb, lb);
     LLVMPositionBuilderAtEnd(cg->b, zb);
     for (int r = 0; r < rows; r++)
-        for (int q = 0; q < 2; q++)
+        for (int q = 0; q < v->nv; q++)
             LLVMBuildStore(cg->b, LLVMConstNull(vt), v->acc[r][q]);
     LLVMBuildBr(cg->b, kb);
     LLVMPositionBuilderAtEnd(cg->b, lb);
     for (int r = 0; r < rows; r++)
-        for (int q = 0; q < 2; q++) {
+        for (int q = 0; q < v->nv; q++) {
             LLVMValueRef off = c_off(cg, v, addc(cg, i0, r), addc(cg, j0, (int64_t)q * v->vw));
             LLVMBuildStore(cg->b, nn_cg_load(cg, v->dt, v->c, off, v->vw, v->mask[q]),
                            v->acc[r][q]);
@@ -314,7 +315,7 @@ static void tile(NnCg *cg, Cv *v, LLVMValueRef i0, LLVMValueRef j0, LLVMValueRef
     NnLoop k;
     nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), kn, 1);
     LLVMValueRef bv[2];
-    for (int q = 0; q < 2; q++) {
+    for (int q = 0; q < v->nv; q++) {
         bv[q] = nn_cg_load(cg, v->dt, v->pk, addc(cg, mul(cg, k.iv, v->nr), (int64_t)q * v->vw),
                            v->vw, NULL);
         LLVMSetAlignment(bv[q], 64);
@@ -323,7 +324,7 @@ static void tile(NnCg *cg, Cv *v, LLVMValueRef i0, LLVMValueRef j0, LLVMValueRef
     for (int r = 0; r < rows; r++) {
         LLVMValueRef aoff = add(cg, ak, mul(cg, addc(cg, i0, r), v->K));
         LLVMValueRef s = nn_cg_splat(cg, nn_cg_load(cg, v->dt, v->a, aoff, 1, NULL), v->vw);
-        for (int q = 0; q < 2; q++) {
+        for (int q = 0; q < v->nv; q++) {
             LLVMValueRef args[3] = {s, bv[q], LLVMBuildLoad2(cg->b, vt, v->acc[r][q], "")};
             LLVMBuildStore(cg->b, nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3), v->acc[r][q]);
         }
@@ -352,25 +353,25 @@ static void tile(NnCg *cg, Cv *v, LLVMValueRef i0, LLVMValueRef j0, LLVMValueRef
 static void row_tiles(NnCg *cg, Cv *v, LLVMValueRef j0, LLVMValueRef k0, LLVMValueRef kn,
                       LLVMValueRef first, LLVMValueRef last)
 {
-    int64_t full = v->M / CV_MR;
-    int rem = (int)(v->M % CV_MR);
+    int64_t full = v->M / v->mr;
+    int rem = (int)(v->M % v->mr);
     if (full > 0) {
         NnLoop t;
         nn_cg_loop_begin(cg, &t, nn_cg_i64(cg, 0), nn_cg_i64(cg, full), 1);
-        tile(cg, v, mul(cg, t.iv, CV_MR), j0, k0, kn, CV_MR, first, last);
+        tile(cg, v, mul(cg, t.iv, v->mr), j0, k0, kn, v->mr, first, last);
         nn_cg_loop_end(cg, &t);
     }
     if (rem)
-        tile(cg, v, nn_cg_i64(cg, full * CV_MR), j0, k0, kn, rem, first, last);
+        tile(cg, v, nn_cg_i64(cg, full * v->mr), j0, k0, kn, rem, first, last);
 }
 
 static void kernel_state(NnCg *cg, Cv *v)
 {
     LLVMTypeRef vt = nn_cg_vtype(cg, v->dt, v->vw);
-    for (int r = 0; r < CV_MR; r++)
-        for (int q = 0; q < 2; q++)
+    for (int r = 0; r < v->mr; r++)
+        for (int q = 0; q < v->nv; q++)
             v->acc[r][q] = nn_cg_alloca(cg, vt);
-    v->tbuf = nn_cg_alloca(cg, LLVMArrayType2(vt, 2 * CV_MR));
+    v->tbuf = nn_cg_alloca(cg, LLVMArrayType2(vt, CV_ACC));
     LLVMSetAlignment(v->tbuf, 64);
     v->pk = nn_cg_alloca(cg, LLVMArrayType2(nn_cg_type(cg, v->dt), (uint64_t)(v->kc * v->nr)));
     LLVMSetAlignment(v->pk, 64);
@@ -384,7 +385,7 @@ static void kernel_state(NnCg *cg, Cv *v)
 static void panel_masks(NnCg *cg, Cv *v, LLVMValueRef j0)
 {
     lanes(cg, v, j0);
-    for (int q = 0; q < 2; q++)
+    for (int q = 0; q < v->nv; q++)
         v->mask[q] = v->cols % v->nr ? v->live[q] : NULL;
 }
 
@@ -580,7 +581,6 @@ static void emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
     Cv v = {.dt = cn->dtype, .out_dt = cg->g->nodes[out_slot].dtype, .epi = epi,
             .out_slot = out_slot};
     v.vw = v.dt == NN_DT_F64 ? 8 : 16;
-    v.nr = 2 * v.vw;
     v.sh = a->stride[0], v.sw = a->stride[1], v.dh = a->dilation[0], v.dw = a->dilation[1];
     v.pt = a->pad[0], v.pl = a->pad[1], v.G = a->groups;
     const int64_t *x, *w, *y;
@@ -606,6 +606,11 @@ static void emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
         v.M = v.Fg, v.K = v.OH * v.OW, v.cols = v.Cg * kk;
         v.a_slot = in1, v.b_slot = in0;
     }
+    // Few columns (a filter grad with one input channel): one vector per
+    // panel row and taller tiles, rather than a half-dead second vector.
+    v.nv = v.cols <= v.vw ? 1 : 2;
+    v.nr = v.nv * v.vw;
+    v.mr = CV_ACC / v.nv;
     v.np = (v.cols + v.nr - 1) / v.nr;
     v.nkb = v.K > 0 ? (v.K + CV_KC - 1) / CV_KC : 1;
     v.kc = v.K > 0 ? (v.K + v.nkb - 1) / v.nkb : 1;
