@@ -117,86 +117,104 @@ static void lanes(NnCg *cg, Cv *v, LLVMValueRef j0)
 }
 
 // Masked gather of base[off] (i32 lane offsets), zero where masked off.
+// Masked-off lanes read nothing, so their offsets need no clamping.
 static LLVMValueRef gather(NnCg *cg, const Cv *v, LLVMValueRef base, LLVMValueRef off,
                            LLVMValueRef m)
 {
     LLVMTypeRef et = nn_cg_type(cg, v->dt), vt = nn_cg_vtype(cg, v->dt, v->vw);
-    LLVMValueRef safe = LLVMBuildSelect(cg->b, m, off, v32(cg, v, 0), "");
-    LLVMValueRef p = LLVMBuildInBoundsGEP2(cg->b, et, base, &safe, 1, "");
+    LLVMValueRef p = LLVMBuildInBoundsGEP2(cg->b, et, base, &off, 1, "");
     LLVMTypeRef ovl[2] = {vt, LLVMTypeOf(p)};
     LLVMValueRef args[4] = {p, nn_cg_i32(cg, (int32_t)nnrt_dtype_size(v->dt)), m,
                             LLVMConstNull(vt)};
     return nn_cg_intrinsic(cg, "llvm.masked.gather", ovl, 2, args, 4);
 }
 
-// Vector q of row k of B for the current panel; `src` points at the image
-// and group's first plane of the gathered operand.
-static LLVMValueRef b_row(NnCg *cg, Cv *v, LLVMValueRef src, LLVMValueRef k, int q)
+static LLVMValueRef and3(NnCg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
 {
-    LLVMValueRef m = v->live[q], h, w, base;
-    if (v->kind == CV_FWD || v->kind == CV_DATA) {
-        int64_t kk = v->KH * v->KW;
-        LLVMValueRef ch = LLVMBuildUDiv(cg->b, k, nn_cg_i64(cg, kk), "");
-        LLVMValueRef r = LLVMBuildURem(cg->b, k, nn_cg_i64(cg, kk), "");
-        LLVMValueRef kh = LLVMBuildUDiv(cg->b, r, nn_cg_i64(cg, v->KW), "");
-        LLVMValueRef kw = LLVMBuildURem(cg->b, r, nn_cg_i64(cg, v->KW), "");
-        LLVMValueRef dh = vs32(cg, v, mul(cg, kh, v->dh)), dw = vs32(cg, v, mul(cg, kw, v->dw));
-        if (v->kind == CV_FWD) {
-            h = LLVMBuildAdd(cg->b, v->lv[q][0], dh, "");
-            w = LLVMBuildAdd(cg->b, v->lv[q][1], dw, "");
-            base = mul(cg, ch, v->H * v->W);
-            m = LLVMBuildAnd(cg->b, m, in_range(cg, v, h, v->H), "");
-            m = LLVMBuildAnd(cg->b, m, in_range(cg, v, w, v->W), "");
-            h = LLVMBuildMul(cg->b, h, v32(cg, v, v->W), "");
-        } else {
-            // Output row oh feeds input row h when oh*sh = h + pt - kh*dh.
-            LLVMValueRef th = LLVMBuildSub(cg->b, v->lv[q][0], dh, "");
-            LLVMValueRef tw = LLVMBuildSub(cg->b, v->lv[q][1], dw, "");
-            m = LLVMBuildAnd(cg->b, m, LLVMBuildICmp(cg->b, LLVMIntSGE, th, v32(cg, v, 0), ""), "");
-            m = LLVMBuildAnd(cg->b, m, LLVMBuildICmp(cg->b, LLVMIntSGE, tw, v32(cg, v, 0), ""), "");
-            if (v->sh > 1) {
-                LLVMValueRef rem = LLVMBuildSRem(cg->b, th, v32(cg, v, v->sh), "");
-                m = LLVMBuildAnd(cg->b, m, LLVMBuildICmp(cg->b, LLVMIntEQ, rem, v32(cg, v, 0), ""),
-                                 "");
-                th = LLVMBuildSDiv(cg->b, th, v32(cg, v, v->sh), "");
-            }
-            if (v->sw > 1) {
-                LLVMValueRef rem = LLVMBuildSRem(cg->b, tw, v32(cg, v, v->sw), "");
-                m = LLVMBuildAnd(cg->b, m, LLVMBuildICmp(cg->b, LLVMIntEQ, rem, v32(cg, v, 0), ""),
-                                 "");
-                tw = LLVMBuildSDiv(cg->b, tw, v32(cg, v, v->sw), "");
-            }
-            m = LLVMBuildAnd(cg->b, m, in_range(cg, v, th, v->OH), "");
-            m = LLVMBuildAnd(cg->b, m, in_range(cg, v, tw, v->OW), "");
-            h = LLVMBuildMul(cg->b, th, v32(cg, v, v->OW), "");
-            w = tw;
-            base = mul(cg, ch, v->OH * v->OW);
-        }
-        LLVMValueRef off = LLVMBuildAdd(cg->b, h, w, "");
-        return gather(cg, v, nn_cg_gep(cg, v->dt, src, base), off, m);
-    }
-    // Filter grad: k is an output pixel (oh, ow).
-    LLVMValueRef oh = LLVMBuildUDiv(cg->b, k, nn_cg_i64(cg, v->OW), "");
-    LLVMValueRef ow = LLVMBuildURem(cg->b, k, nn_cg_i64(cg, v->OW), "");
-    h = LLVMBuildAdd(cg->b, v->lv[q][1], vs32(cg, v, mul(cg, oh, v->sh)), "");
-    w = LLVMBuildAdd(cg->b, v->lv[q][2], vs32(cg, v, mul(cg, ow, v->sw)), "");
-    m = LLVMBuildAnd(cg->b, m, in_range(cg, v, h, v->H), "");
-    m = LLVMBuildAnd(cg->b, m, in_range(cg, v, w, v->W), "");
-    LLVMValueRef off = LLVMBuildAdd(
-        cg->b, v->lv[q][0], LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, h, v32(cg, v, v->W), ""), w, ""),
-        "");
-    return gather(cg, v, src, off, m);
+    return LLVMBuildAnd(cg->b, a, LLVMBuildAnd(cg->b, b, c, ""), "");
 }
 
-// pk[(k - k0) * NR + j] = B[k, j0 + j] for k in [k0, k0 + kn).
+// Forward and data grad: the in-plane offsets and mask of vector q for window
+// position (kh, kw); every channel's row of B shares them.
+static void plane_index(NnCg *cg, Cv *v, LLVMValueRef kh, LLVMValueRef kw, int q,
+                        LLVMValueRef *off, LLVMValueRef *m)
+{
+    LLVMValueRef dh = vs32(cg, v, mul(cg, kh, v->dh)), dw = vs32(cg, v, mul(cg, kw, v->dw));
+    if (v->kind == CV_FWD) {
+        LLVMValueRef h = LLVMBuildAdd(cg->b, v->lv[q][0], dh, "");
+        LLVMValueRef w = LLVMBuildAdd(cg->b, v->lv[q][1], dw, "");
+        *m = and3(cg, v->live[q], in_range(cg, v, h, v->H), in_range(cg, v, w, v->W));
+        *off = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, h, v32(cg, v, v->W), ""), w, "");
+        return;
+    }
+    // Output row oh feeds input row h when oh*sh = h + pt - kh*dh.
+    LLVMValueRef th = LLVMBuildSub(cg->b, v->lv[q][0], dh, "");
+    LLVMValueRef tw = LLVMBuildSub(cg->b, v->lv[q][1], dw, "");
+    LLVMValueRef ok = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, th, v32(cg, v, 0), ""),
+                                   LLVMBuildICmp(cg->b, LLVMIntSGE, tw, v32(cg, v, 0), ""), "");
+    ok = LLVMBuildAnd(cg->b, ok, v->live[q], "");
+    if (v->sh > 1) {
+        LLVMValueRef rem = LLVMBuildSRem(cg->b, th, v32(cg, v, v->sh), "");
+        ok = LLVMBuildAnd(cg->b, ok, LLVMBuildICmp(cg->b, LLVMIntEQ, rem, v32(cg, v, 0), ""), "");
+        th = LLVMBuildSDiv(cg->b, th, v32(cg, v, v->sh), "");
+    }
+    if (v->sw > 1) {
+        LLVMValueRef rem = LLVMBuildSRem(cg->b, tw, v32(cg, v, v->sw), "");
+        ok = LLVMBuildAnd(cg->b, ok, LLVMBuildICmp(cg->b, LLVMIntEQ, rem, v32(cg, v, 0), ""), "");
+        tw = LLVMBuildSDiv(cg->b, tw, v32(cg, v, v->sw), "");
+    }
+    *m = and3(cg, ok, in_range(cg, v, th, v->OH), in_range(cg, v, tw, v->OW));
+    *off = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, th, v32(cg, v, v->OW), ""), tw, "");
+}
+
+// pk[(k - k0) * NR + j] = B[k, j0 + j] for k in [k0, k0 + kn). Forward and
+// data grad: k = (channel, kh, kw) and blocks hold whole channels, so the
+// index maps are made once per window position and reused down the channels.
 static void pack(NnCg *cg, Cv *v, LLVMValueRef src, LLVMValueRef k0, LLVMValueRef kn)
 {
+    if (v->kind != CV_FILTER) {
+        int64_t kk = v->KH * v->KW;
+        int64_t plane = v->kind == CV_FWD ? v->H * v->W : v->OH * v->OW;
+        LLVMValueRef ch0 = LLVMBuildUDiv(cg->b, k0, nn_cg_i64(cg, kk), "");
+        LLVMValueRef nch = LLVMBuildUDiv(cg->b, kn, nn_cg_i64(cg, kk), "");
+        LLVMValueRef base = nn_cg_gep(cg, v->dt, src, mul(cg, ch0, plane));
+        NnLoop p, c;
+        nn_cg_loop_begin(cg, &p, nn_cg_i64(cg, 0), nn_cg_i64(cg, kk), 1);
+        LLVMValueRef kh = LLVMBuildUDiv(cg->b, p.iv, nn_cg_i64(cg, v->KW), "");
+        LLVMValueRef kw = LLVMBuildURem(cg->b, p.iv, nn_cg_i64(cg, v->KW), "");
+        LLVMValueRef off[2], m[2];
+        for (int q = 0; q < v->nv; q++)
+            plane_index(cg, v, kh, kw, q, &off[q], &m[q]);
+        nn_cg_loop_begin(cg, &c, nn_cg_i64(cg, 0), nch, 1);
+        // The channel goes into the 32-bit lane offsets, not the base: offsets
+        // computed in the loop keep the gather's indices 32-bit (vgatherdps).
+        LLVMValueRef cofs = vs32(cg, v, mul(cg, c.iv, plane));
+        LLVMValueRef row = mul(cg, add(cg, mul(cg, c.iv, kk), p.iv), v->nr);
+        for (int q = 0; q < v->nv; q++) {
+            LLVMValueRef o = LLVMBuildNSWAdd(cg->b, off[q], cofs, "");
+            nn_cg_store(cg, v->dt, gather(cg, v, base, o, m[q]), v->pk,
+                        addc(cg, row, (int64_t)q * v->vw), v->vw, NULL);
+        }
+        nn_cg_loop_end(cg, &c);
+        nn_cg_loop_end(cg, &p);
+        return;
+    }
+    // Filter grad: k is an output pixel (oh, ow); lanes are (c, kh, kw).
     NnLoop k;
     nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), kn, 1);
     LLVMValueRef kk = add(cg, k0, k.iv);
+    LLVMValueRef oh = LLVMBuildUDiv(cg->b, kk, nn_cg_i64(cg, v->OW), "");
+    LLVMValueRef ow = LLVMBuildURem(cg->b, kk, nn_cg_i64(cg, v->OW), "");
+    LLVMValueRef hs = vs32(cg, v, mul(cg, oh, v->sh)), ws = vs32(cg, v, mul(cg, ow, v->sw));
     for (int q = 0; q < v->nv; q++) {
-        LLVMValueRef x = b_row(cg, v, src, kk, q);
-        nn_cg_store(cg, v->dt, x, v->pk, addc(cg, mul(cg, k.iv, v->nr), q * v->vw), v->vw, NULL);
+        LLVMValueRef h = LLVMBuildAdd(cg->b, v->lv[q][1], hs, "");
+        LLVMValueRef w = LLVMBuildAdd(cg->b, v->lv[q][2], ws, "");
+        LLVMValueRef m = and3(cg, v->live[q], in_range(cg, v, h, v->H), in_range(cg, v, w, v->W));
+        LLVMValueRef off = LLVMBuildAdd(
+            cg->b, v->lv[q][0],
+            LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, h, v32(cg, v, v->W), ""), w, ""), "");
+        nn_cg_store(cg, v->dt, gather(cg, v, src, off, m), v->pk,
+                    addc(cg, mul(cg, k.iv, v->nr), (int64_t)q * v->vw), v->vw, NULL);
     }
     nn_cg_loop_end(cg, &k);
 }
@@ -612,8 +630,14 @@ static void emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
     v.nr = v.nv * v.vw;
     v.mr = CV_ACC / v.nv;
     v.np = (v.cols + v.nr - 1) / v.nr;
-    v.nkb = v.K > 0 ? (v.K + CV_KC - 1) / CV_KC : 1;
-    v.kc = v.K > 0 ? (v.K + v.nkb - 1) / v.nkb : 1;
+    if (v.kind == CV_FILTER) {
+        v.nkb = v.K > 0 ? (v.K + CV_KC - 1) / CV_KC : 1;
+        v.kc = v.K > 0 ? (v.K + v.nkb - 1) / v.nkb : 1;
+    } else { // blocks of whole channels (the gather reuses a window position's maps)
+        int64_t nch = v.K / kk, per = CV_KC / kk > 0 ? CV_KC / kk : 1;
+        v.nkb = nch > 0 ? (nch + per - 1) / per : 1;
+        v.kc = (nch > 0 ? (nch + v.nkb - 1) / v.nkb : 1) * kk;
+    }
     if (epi)
         epi_space(cg, &v, od);
     if (v.kind == CV_DATA)
