@@ -552,9 +552,9 @@ static void b_concat(NnOp op)
     }
 }
 
-// conv + bias + relu through the pass pipeline: the epilogue rides on the
-// convolution's tiles (flat: per-channel bias) or goes element by element (a
-// leaf that varies along W only).
+// conv + bias (+ batch norm in evaluation) + relu through the pass pipeline:
+// the epilogue rides on the convolution's tiles (flat: per-channel values) or
+// goes element by element (a leaf that varies along W only).
 static void conv_fused(bool flat)
 {
     Case c;
@@ -566,10 +566,21 @@ static void conv_fused(bool flat)
     NnId b = in(&c, NN_DT_F32, flat ? AG_SHAPE(10, 1, 1) : AG_SHAPE(11), -1, 1);
     NnId h = nn_ir_conv2d(c.g, x, w, &cv, ag_loc);
     h = nn_ir_binary(c.g, NN_OP_ADD, h, b, ag_loc);
+    if (flat) {
+        // Batch norm in evaluation: per-channel statistics and affine, elementwise.
+        NnId mean = in(&c, NN_DT_F32, AG_SHAPE(10, 1, 1), -1, 1);
+        NnId var = in(&c, NN_DT_F32, AG_SHAPE(10, 1, 1), 0.5, 2);
+        NnId gamma = in(&c, NN_DT_F32, AG_SHAPE(10, 1, 1), 0.5, 1.5);
+        NnId eps = nn_ir_const(c.g, 1e-5, NN_DT_F32, ag_loc);
+        NnId sd = nn_ir_unary(c.g, NN_OP_SQRT, nn_ir_binary(c.g, NN_OP_ADD, var, eps, ag_loc), ag_loc);
+        h = nn_ir_binary(c.g, NN_OP_SUB, h, mean, ag_loc);
+        h = nn_ir_binary(c.g, NN_OP_MUL, h, nn_ir_binary(c.g, NN_OP_DIV, gamma, sd, ag_loc), ag_loc);
+    }
     h = nn_ir_binary(c.g, NN_OP_MAX, h, nn_ir_const(c.g, 0, NN_DT_F32, ag_loc), ag_loc);
     nn_graph_add_output(c.g, "y", h);
     c.g = nn_passes_run(c.g, NULL);
-    cr_expect(nn_graph_count_op(c.g, NN_OP_FUSED) == 1 && nn_graph_count_op(c.g, NN_OP_CONV2D) == 0,
+    cr_expect(nn_graph_count_op(c.g, NN_OP_FUSED) == 1 &&
+                  nn_graph_count_op(c.g, NN_OP_CONV2D) == 0,
               "expected the convolution fused with its epilogue");
     char why[512] = "";
     cr_expect(ag_run(c.g, c.in, &c.vars, 1e-5, why, sizeof why), "fused conv (flat %d): %s", flat,
