@@ -249,8 +249,8 @@ static bool fused_conv(NnCg *cg, NnId id, NnId cv)
     bool ok = nn_expr_body(cg, e, id, b->outputs[0].id);
     if (ok) {
         e->hole = cv;
-        nn_cg_emit_conv(cg, c, body_input_slot(cg, id, c->in[0]), body_input_slot(cg, id, c->in[1]),
-                        e, id);
+        ok = nn_cg_emit_conv(cg, c, body_input_slot(cg, id, c->in[0]),
+                             body_input_slot(cg, id, c->in[1]), e, id);
     }
     free(e);
     return ok;

@@ -10,6 +10,7 @@
 // buffer of at most CV_KC rows, then MR x NR register tiles (2*MR accumulators,
 // one FMA per broadcast A element) run over it; threads split the items.
 // Padding, stride, dilation and groups only change the gather's index maps.
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -588,7 +589,7 @@ static void epi_space(NnCg *cg, Cv *v, const int64_t *od)
 
 // Emits node `conv` of graph cg->g's body or main graph: inputs in slots
 // in0/in1, result (through epi, if any) in out_slot.
-static void emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi, int out_slot)
+static bool emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi, int out_slot)
 {
     const NnConv2d *a = &cn->attr.conv;
     int r;
@@ -613,6 +614,12 @@ static void emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
     v.F = w[0], v.Cg = w[1], v.KH = w[2], v.KW = w[3];
     v.OH = y[2], v.OW = y[3], v.Fg = v.F / v.G;
     int64_t kk = v.KH * v.KW;
+    // Gathers index one image's group of planes with 32-bit lane offsets.
+    if ((v.kind == CV_DATA ? v.Fg * v.OH * v.OW : v.Cg * v.H * v.W) > INT32_MAX) {
+        nnrt_fail(NN_ERR_RUNTIME, "jit: %s: an image's planes exceed 2^31 elements",
+                  nn_op_name(cn->op));
+        return false;
+    }
     if (v.kind == CV_FWD) {
         v.M = v.Fg, v.K = v.Cg * kk, v.cols = v.OH * v.OW;
         v.a_slot = in1, v.b_slot = in0, v.c_slot = out_slot;
@@ -644,7 +651,7 @@ static void emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
         emit_regroup(cg, &v, in1);
     if (v.kind != CV_FILTER) {
         emit_direct(cg, &v);
-        return;
+        return true;
     }
     int64_t items = v.G * v.np;
     v.S = items >= CV_ITEMS ? 1 : (CV_ITEMS + items - 1) / items;
@@ -661,13 +668,13 @@ static void emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
         v.epi = keep;
         emit_filter_sum(cg, &v);
     }
+    return true;
 }
 
 bool llvm_conv2d(NnCg *cg, NnId id)
 {
     const NnNode *n = &cg->g->nodes[id];
-    emit_conv(cg, n, n->in[0], n->in[1], NULL, id);
-    return true;
+    return emit_conv(cg, n, n->in[0], n->in[1], NULL, id);
 }
 bool llvm_conv2d_bwd_data(NnCg *cg, NnId id) { return llvm_conv2d(cg, id); }
 bool llvm_conv2d_bwd_filter(NnCg *cg, NnId id) { return llvm_conv2d(cg, id); }
@@ -677,7 +684,7 @@ bool nn_cg_is_conv(NnOp op)
     return op == NN_OP_CONV2D || op == NN_OP_CONV2D_BWD_DATA || op == NN_OP_CONV2D_BWD_FILTER;
 }
 
-void nn_cg_emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi, int out_slot)
+bool nn_cg_emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi, int out_slot)
 {
-    emit_conv(cg, cn, in0, in1, epi, out_slot);
+    return emit_conv(cg, cn, in0, in1, epi, out_slot);
 }

@@ -202,7 +202,8 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
 bool nn_cg_is_conv(NnOp op); // CONV2D or one of its gradients
 // Node cn (of the main graph or a FUSED body) reading slots in0, in1, with an
 // optional epilogue expression (hole = the convolution), result in out_slot.
-void nn_cg_emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi, int out_slot);
+// false with nnrt_errmsg set when the shapes are beyond its 32-bit gathers.
+bool nn_cg_emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi, int out_slot);
 
 // ---- lower_math.c: counter-based random numbers (the runtime's formulas) ----
 LLVMValueRef nn_cg_rand_step(NnCg *cg, LLVMValueRef v); // step tensor value -> i64

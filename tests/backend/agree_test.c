@@ -591,6 +591,43 @@ static void conv_fused(bool flat)
     nn_graph_free(c.g);
 }
 
+// The gradients' epilogues: a relu mask and a residual on the data grad, an
+// SGD step on the filter grad, for c input channels (3: partial sums per image
+// chunk, then the epilogue in the summing kernel; 32: no chunks, the epilogue
+// on the register tiles).
+static void conv_fused_grads(int64_t ch)
+{
+    Case c;
+    start(&c);
+    NnConv2d cv = {.kernel = {3, 3}, .stride = {1, 1}, .dilation = {1, 1}, .pad = {1, 1, 1, 1},
+                   .groups = 1};
+    NnShape xs = AG_SHAPE(2, ch, 6, 7), ws = AG_SHAPE(5, ch, 3, 3);
+    NnId x = in(&c, NN_DT_F32, xs, -1, 1), w = in(&c, NN_DT_F32, ws, -1, 1);
+    NnId dy = in(&c, NN_DT_F32, AG_SHAPE(2, 5, 6, 7), -1, 1);
+    NnId res = in(&c, NN_DT_F32, xs, -1, 1);
+    NnId zero = nn_ir_const(c.g, 0, NN_DT_F32, ag_loc);
+    NnId dx = nn_ir_conv2d_bwd_data(c.g, dy, w, &xs, &cv, ag_loc);
+    dx = nn_ir_select(c.g, nn_ir_binary(c.g, NN_OP_GT, x, zero, ag_loc), dx, zero, ag_loc);
+    nn_graph_add_output(c.g, "dx", nn_ir_binary(c.g, NN_OP_ADD, dx, res, ag_loc));
+    NnId dw = nn_ir_conv2d_bwd_filter(c.g, x, dy, &ws, &cv, ag_loc);
+    NnId lr = nn_ir_const(c.g, 0.1, NN_DT_F32, ag_loc);
+    nn_graph_add_output(c.g, "w1",
+                        nn_ir_binary(c.g, NN_OP_SUB, w, nn_ir_binary(c.g, NN_OP_MUL, dw, lr, ag_loc),
+                                     ag_loc));
+    c.g = nn_passes_run(c.g, NULL);
+    cr_expect(nn_graph_count_op(c.g, NN_OP_FUSED) == 2 &&
+                  nn_graph_count_op(c.g, NN_OP_CONV2D_BWD_DATA) == 0 &&
+                  nn_graph_count_op(c.g, NN_OP_CONV2D_BWD_FILTER) == 0,
+              "expected both gradients fused with their epilogues");
+    char why[512] = "";
+    cr_expect(ag_run(c.g, c.in, &c.vars, 1e-5 * sqrt(84.0 / 64), why, sizeof why),
+              "fused conv grads (c %lld): %s", (long long)ch, why);
+    for (int i = 0; i < c.nin; i++)
+        nnrt_tensor_free(c.in[i]);
+    nnrt_vars_fini(&c.vars);
+    nn_graph_free(c.g);
+}
+
 typedef void (*Builder)(NnOp);
 static const Builder builders[NN_OP_COUNT] = {
     [NN_OP_INPUT] = b_source,        [NN_OP_PARAM] = b_source,      [NN_OP_STATE] = b_source,
@@ -644,6 +681,8 @@ Test(llvm, conv_fused_epilogue)
 #endif
     conv_fused(true);
     conv_fused(false);
+    conv_fused_grads(3);
+    conv_fused_grads(32);
 }
 
 Test(llvm, matmul_short_fused)
