@@ -82,6 +82,17 @@ NnGraph *nn_passes_run(NnGraph *g, const NnPassOptions *opt)
     static const NnPassOptions defaults = {0};
     if (!opt)
         opt = &defaults;
+    bool verify = opt->verify;
+#ifdef NN_DEBUG
+    verify = true;
+#endif
+    // The first rewrite copies only the attributes each op declares, so a
+    // stray one must be caught here, before it silently disappears.
+    if (verify && !nn_ir_verify(g)) {
+        fprintf(stderr, "internal error: graph before the passes: %s\n", g->err);
+        nn_ir_print(stderr, g);
+        NN_ASSERT(!"graph verifies before the passes");
+    }
     bool fused = !opt->stop || strcmp(opt->stop, "opt") != 0;
     bool changed = true;
     for (int round = 0; changed && round < MAX_ROUNDS; round++) {

@@ -87,6 +87,27 @@ static void run_split(const NnrtConv2d *a, int nth)
         nnrt_conv2d(a, t, nth);
 }
 
+// mode 0, 1: the direct kernel as 1 or 4 threads would run it; 2, 3: the
+// im2col path (where the op has one) serially and on a 3-thread pool.
+static void run_mode(NnrtConv2d *a, int mode)
+{
+    static NnrtPool pool;
+    static bool started;
+    if (mode < 2) {
+        run_split(a, mode ? 4 : 1);
+        return;
+    }
+    if (!started) {
+        cr_assert_eq(nnrt_pool_init(&pool, 3), NN_OK);
+        started = true;
+    }
+    size_t n = nnrt_conv2d_scratch_size(a);
+    a->scratch = n ? nnrt_alloc(n) : NULL;
+    nnrt_conv2d_par(mode == 3 ? &pool : NULL, a);
+    nnrt_free(a->scratch);
+    a->scratch = NULL;
+}
+
 static const Geo geos[] = {
     {2, 3, 6, 7, 4, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1},
     {1, 2, 7, 7, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1},
@@ -101,7 +122,7 @@ static const Geo geos[] = {
 // filter gradients are checked through <dy, conv(x, w)> = <x, bwd_data(dy)>
 // = <w, bwd_filter(x, dy)> with the reference conv, element by element (unit
 // dy at each output picks one row of the Jacobian).
-static void check_geo(const Geo *g, NnDType dt, int nth)
+static void check_geo(const Geo *g, NnDType dt, int mode)
 {
     NnrtConv2d a = args(g, NNRT_CONV, dt);
     int64_t nx = g->n * g->c * g->h * g->w, nw = g->f * (g->c / g->groups) * g->kh * g->kw;
@@ -120,12 +141,12 @@ static void check_geo(const Geo *g, NnDType dt, int nth)
     a.x = xb;
     a.wt = wb;
     a.y = yb;
-    run_split(&a, nth);
+    run_mode(&a, mode);
     double tol = dt == NN_DT_F64 ? 1e-12 : 1e-4;
     for (int64_t i = 0; i < ny; i++)
         cr_assert(fabs(get(dt, yb, i) - y[i]) <= tol * (1 + fabs(y[i])),
-                  "conv geo kh=%d sh=%d groups=%d: y[%lld] = %g, reference %g", g->kh, g->sh,
-                  g->groups, (long long)i, get(dt, yb, i), y[i]);
+                  "conv geo kh=%d sh=%d groups=%d mode %d: y[%lld] = %g, reference %g", g->kh,
+                  g->sh, g->groups, mode, (long long)i, get(dt, yb, i), y[i]);
 
     // <dy, conv(x, w)> is bilinear: d/dx and d/dw by finite sums of the
     // reference over unit vectors would be slow, so compare inner products
@@ -134,12 +155,12 @@ static void check_geo(const Geo *g, NnDType dt, int nth)
     b.dy = db;
     b.wt = wb;
     b.y = gx;
-    run_split(&b, nth);
+    run_mode(&b, mode);
     NnrtConv2d f = args(g, NNRT_CONV_BWD_FILTER, dt);
     f.x = xb;
     f.dy = db;
     f.y = gw;
-    run_split(&f, nth);
+    run_mode(&f, mode);
     double lhs = 0, rx = 0, rw = 0;
     for (int64_t i = 0; i < ny; i++)
         lhs += get(dt, db, i) * y[i];
@@ -148,17 +169,18 @@ static void check_geo(const Geo *g, NnDType dt, int nth)
     for (int64_t i = 0; i < nw; i++)
         rw += get(dt, gw, i) * w[i];
     double s = 1 + fabs(lhs);
-    cr_assert(fabs(lhs - rx) <= tol * 10 * s, "data gradient: %g vs %g", lhs, rx);
-    cr_assert(fabs(lhs - rw) <= tol * 10 * s, "filter gradient: %g vs %g", lhs, rw);
+    cr_assert(fabs(lhs - rx) <= tol * 10 * s, "mode %d: data gradient: %g vs %g", mode, lhs, rx);
+    cr_assert(fabs(lhs - rw) <= tol * 10 * s, "mode %d: filter gradient: %g vs %g", mode, lhs,
+              rw);
     free(x), free(w), free(y), free(xb), free(wb), free(yb), free(db), free(gx), free(gw);
 }
 
 Test(conv, forward_and_adjoints_match_reference)
 {
     for (size_t k = 0; k < sizeof geos / sizeof geos[0]; k++)
-        for (int nth = 1; nth <= 4; nth += 3) {
-            check_geo(&geos[k], NN_DT_F64, nth);
-            check_geo(&geos[k], NN_DT_F32, nth);
+        for (int mode = 0; mode < 4; mode++) {
+            check_geo(&geos[k], NN_DT_F64, mode);
+            check_geo(&geos[k], NN_DT_F32, mode);
         }
 }
 
@@ -190,10 +212,12 @@ Test(conv, data_gradient_elementwise)
     a.dy = dy;
     a.wt = w;
     a.y = dx;
-    run_split(&a, 3);
-    for (int64_t i = 0; i < nx; i++)
-        cr_assert(fabs(dx[i] - ref[i]) < 1e-12, "dx[%lld] = %g, reference %g", (long long)i,
-                  dx[i], ref[i]);
+    for (int mode = 1; mode < 4; mode += 2) {
+        run_mode(&a, mode);
+        for (int64_t i = 0; i < nx; i++)
+            cr_assert(fabs(dx[i] - ref[i]) < 1e-12, "mode %d: dx[%lld] = %g, reference %g", mode,
+                      (long long)i, dx[i], ref[i]);
+    }
     free(w), free(dy), free(dx), free(ref);
 }
 
@@ -516,5 +540,27 @@ Test(conv, verifier_rejects_undeclared_attribute)
     g->nodes[y].attr.conv.groups = 2;
     cr_assert(!nn_ir_verify(g));
     cr_assert(strstr(g->err, "attribute 'conv' is set but neg does not use it"), "%s", g->err);
+    nn_graph_free(g);
+}
+
+// Identity pads, slices and concatenations disappear; real ones stay.
+Test(conv, simplify_drops_identity_layout)
+{
+    NnGraph *g = nn_graph_new();
+    NnId x = src(g, NN_OP_INPUT, "x", NN_DT_F32, "N,3,4");
+    int64_t zero[3] = {0}, one[3] = {0, 1, 0};
+    NnId a = nn_ir_pad(g, x, zero, zero, 5, L);
+    NnId b = nn_ir_slice(g, a, 2, 0, 4, 1, L);
+    NnId d = nn_ir_concat(g, &b, 1, 1, L);
+    NnId e = nn_ir_slice(g, nn_ir_pad(g, d, one, zero, 0, L), 1, 1, 4, 1, L);
+    cr_assert(e >= 0, "%s", g->err);
+    nn_graph_add_output(g, "y", e);
+    NnGraph *h = nn_pass_simplify(g);
+    cr_assert(nn_ir_verify(h), "%s", h->err);
+    cr_assert_eq(nn_graph_count_op(h, NN_OP_PAD), 1);
+    cr_assert_eq(nn_graph_count_op(h, NN_OP_SLICE), 1);
+    cr_assert_eq(nn_graph_count_op(h, NN_OP_CONCAT), 0);
+    if (h != g)
+        nn_graph_free(h);
     nn_graph_free(g);
 }
