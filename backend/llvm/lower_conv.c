@@ -18,7 +18,7 @@
 #include "pass.h"
 
 #define CV_ACC 16  // accumulator vectors of a register tile (rows x vectors)
-#define CV_KC 512  // rows of B gathered at once (64 KB of stack)
+#define CV_KC 128  // rows of B gathered at once (64 KB of stack)
 #define CV_ITEMS 8 // filter gradient: split images into chunks until this many items
 // Work units as in lower_matmul.c: 2^19 FMAs are worth a pool dispatch.
 #define CV_WORK(fmas) ((double)(fmas) * (NN_PAR_WORK / (double)(1 << 19)))
@@ -130,6 +130,19 @@ static LLVMValueRef gather(NnCg *cg, const Cv *v, LLVMValueRef base, LLVMValueRe
     return nn_cg_intrinsic(cg, "llvm.masked.gather", ovl, 2, args, 4);
 }
 
+// base[off .. off + vw) on the lanes of m. Masked-off lanes are not read, and
+// may lie outside the tensor: the address is formed without inbounds.
+static LLVMValueRef masked_run(NnCg *cg, const Cv *v, LLVMValueRef base, LLVMValueRef off,
+                               LLVMValueRef m)
+{
+    LLVMTypeRef vt = nn_cg_vtype(cg, v->dt, v->vw);
+    LLVMValueRef p = LLVMBuildGEP2(cg->b, nn_cg_type(cg, v->dt), base, &off, 1, "");
+    LLVMTypeRef ovl[2] = {vt, cg->t_ptr};
+    LLVMValueRef args[4] = {p, nn_cg_i32(cg, (int32_t)nnrt_dtype_size(v->dt)), m,
+                            LLVMConstNull(vt)};
+    return nn_cg_intrinsic(cg, "llvm.masked.load", ovl, 2, args, 4);
+}
+
 static LLVMValueRef and3(NnCg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
 {
     return LLVMBuildAnd(cg->b, a, LLVMBuildAnd(cg->b, b, c, ""), "");
@@ -170,12 +183,17 @@ static void plane_index(NnCg *cg, Cv *v, LLVMValueRef kh, LLVMValueRef kw, int q
 
 // pk[(k - k0) * NR + j] = B[k, j0 + j] for k in [k0, k0 + kn). Forward and
 // data grad: k = (channel, kh, kw) and blocks hold whole channels, so the
-// index maps are made once per window position and reused down the channels.
+// index maps are made once per window position and reused down the channels;
+// a row is a masked load where it is contiguous, else a gather.
 static void pack(NnCg *cg, Cv *v, LLVMValueRef src, LLVMValueRef k0, LLVMValueRef kn)
 {
     if (v->kind != CV_FILTER) {
         int64_t kk = v->KH * v->KW;
         int64_t plane = v->kind == CV_FWD ? v->H * v->W : v->OH * v->OW;
+        // Stride 1 with output rows as wide as input rows ("same" padding):
+        // a window position shifts the whole pixel index by a constant, so a
+        // row of B is a contiguous run of the plane, a masked load.
+        bool contig = v->sh == 1 && v->sw == 1 && v->OW == v->W;
         LLVMValueRef ch0 = LLVMBuildUDiv(cg->b, k0, nn_cg_i64(cg, kk), "");
         LLVMValueRef nch = LLVMBuildUDiv(cg->b, kn, nn_cg_i64(cg, kk), "");
         LLVMValueRef base = nn_cg_gep(cg, v->dt, src, mul(cg, ch0, plane));
@@ -183,18 +201,27 @@ static void pack(NnCg *cg, Cv *v, LLVMValueRef src, LLVMValueRef k0, LLVMValueRe
         nn_cg_loop_begin(cg, &p, nn_cg_i64(cg, 0), nn_cg_i64(cg, kk), 1);
         LLVMValueRef kh = LLVMBuildUDiv(cg->b, p.iv, nn_cg_i64(cg, v->KW), "");
         LLVMValueRef kw = LLVMBuildURem(cg->b, p.iv, nn_cg_i64(cg, v->KW), "");
-        LLVMValueRef off[2], m[2];
-        for (int q = 0; q < v->nv; q++)
+        LLVMValueRef off[2], m[2], off0[2];
+        for (int q = 0; q < v->nv; q++) {
             plane_index(cg, v, kh, kw, q, &off[q], &m[q]);
+            off0[q] = LLVMBuildSExt(
+                cg->b, LLVMBuildExtractElement(cg->b, off[q], nn_cg_i32(cg, 0), ""), cg->t_i64, "");
+        }
         nn_cg_loop_begin(cg, &c, nn_cg_i64(cg, 0), nch, 1);
         // The channel goes into the 32-bit lane offsets, not the base: offsets
         // computed in the loop keep the gather's indices 32-bit (vgatherdps).
         LLVMValueRef cofs = vs32(cg, v, mul(cg, c.iv, plane));
         LLVMValueRef row = mul(cg, add(cg, mul(cg, c.iv, kk), p.iv), v->nr);
         for (int q = 0; q < v->nv; q++) {
-            LLVMValueRef o = LLVMBuildNSWAdd(cg->b, off[q], cofs, "");
-            nn_cg_store(cg, v->dt, gather(cg, v, base, o, m[q]), v->pk,
-                        addc(cg, row, (int64_t)q * v->vw), v->vw, NULL);
+            LLVMValueRef x;
+            if (contig) {
+                LLVMValueRef o = add(cg, off0[q], mul(cg, c.iv, plane));
+                x = masked_run(cg, v, base, o, m[q]);
+            } else {
+                LLVMValueRef o = LLVMBuildNSWAdd(cg->b, off[q], cofs, "");
+                x = gather(cg, v, base, o, m[q]);
+            }
+            nn_cg_store(cg, v->dt, x, v->pk, addc(cg, row, (int64_t)q * v->vw), v->vw, NULL);
         }
         nn_cg_loop_end(cg, &c);
         nn_cg_loop_end(cg, &p);
