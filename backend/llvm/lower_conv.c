@@ -18,7 +18,7 @@
 #include "pass.h"
 
 #define CV_ACC 16  // accumulator vectors of a register tile (rows x vectors)
-#define CV_KC 128  // rows of B gathered at once (64 KB of stack)
+#define CV_KC 256  // rows of B gathered at once: 32 KB, in L1 beside the A rows
 #define CV_ITEMS 8 // filter gradient: split images into chunks until this many items
 // Work units as in lower_matmul.c: 2^19 FMAs are worth a pool dispatch.
 #define CV_WORK(fmas) ((double)(fmas) * (NN_PAR_WORK / (double)(1 << 19)))
