@@ -11,7 +11,12 @@
 
 #include "pass.h"
 
-typedef enum Kind { STR, F64, SHAPE, DTYPE, PERM, AXES, FLAG, INT, I64, U64, RANKED, CONV, BODY } Kind;
+typedef enum Kind {
+    STR, F64, SHAPE, DTYPE, PERM, AXES, FLAG, INT, I64, U64,
+    RANKED, // int64_t per axis of the node's shape
+    CONV,   // NnConv2d
+    BODY,
+} Kind;
 
 static const struct {
     Kind kind;

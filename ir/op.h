@@ -12,6 +12,8 @@ enum {
     NN_OPF_SOURCE = 1 << 4,   // no inputs; value comes from outside or attrs
     NN_OPF_REDUCE = 1 << 5,   // reduction over attr.axes
     NN_OPF_RANDOM = 1 << 6,   // depends on (seed, step)
+    NN_OPF_CONTRACT = 1 << 7, // a contraction (matmul, convolutions): fusion may hang an
+                              // elementwise epilogue on its result
 };
 
 // Attribute indices and bits, from attrs.def (ops.def's attrs column).

@@ -1,8 +1,9 @@
 // nn_ir_print: the textual dump golden tests compare, one node per line:
 //   %3 = matmul(%1, %2) tb : f32[N, 10]  # mnist.nn:12:7
-// Sources show their name, attrs (ir/attr.c, from the op table) follow the operands, the type follows
-// ':' and the source file:line:col follows '#'. FUSED nodes print their body indented
-// inside braces. Outputs and updates close the dump. Output depends only on the graph.
+// Sources show their name, attrs (ir/attr.c, from the op table) follow the
+// operands, the type follows ':' and the source file:line:col follows '#'.
+// FUSED nodes print their body indented inside braces. Outputs and updates
+// close the dump. Output depends only on the graph.
 #include <stdio.h>
 #include <string.h>
 

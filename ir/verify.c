@@ -1,7 +1,8 @@
 // nn_ir_verify: checks the invariants every pass must keep. Nodes are in
 // topological order with valid input ids and the arity ops.def gives; re-running
 // each node's shape rule reproduces its dtype and shape; FUSED bodies verify
-// too; no node sets an attribute its op does not declare; outputs name nodes; updates write a PARAM/STATE with a value of its type.
+// too; no node sets an attribute its op does not declare; outputs name nodes;
+// updates write a PARAM/STATE with a value of its type.
 // The first violation goes into g->err; a failure after a pass is our bug.
 #include <string.h>
 

@@ -295,7 +295,9 @@ static bool uses_gemm(const NnrtConv2d *a)
 {
     if (a->op != NNRT_CONV && a->op != NNRT_CONV_BWD_DATA && a->op != NNRT_CONV_BWD_FILTER)
         return false;
-    return a->c / a->groups > 1 || a->f / a->groups > 1; // depthwise stays direct
+    int64_t cg = a->c / a->groups, fg = a->f / a->groups;
+    // Depthwise stays direct, and so do empty products.
+    return (cg > 1 || fg > 1) && cg > 0 && fg > 0 && a->oh * a->ow > 0;
 }
 
 static size_t round64(size_t n) { return (n + 63) / 64 * 64; }

@@ -346,7 +346,8 @@ static NnId avg_pool2d_bwd(Ctx *c, NnOp op, int v)
 // Variants: three axes padded unevenly; a symbolic batch left unpadded.
 static NnId pad(Ctx *c, NnOp op, int v)
 {
-    int64_t lo[3][NN_MAX_RANK] = {{1, 0, 2}, {0, 1, 1}}, hi[3][NN_MAX_RANK] = {{0, 2, 1}, {0, 0, 2}};
+    int64_t lo[2][NN_MAX_RANK] = {{1, 0, 2}, {0, 1, 1}};
+    int64_t hi[2][NN_MAX_RANK] = {{0, 2, 1}, {0, 0, 2}};
     NnId x = var(c, v ? "N=2,3,2" : "2,3,2", R_ANY, true);
     return nn_ir_pad(c->g, x, lo[v], hi[v], v ? 0.5 : 0, L);
 }

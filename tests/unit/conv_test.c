@@ -116,6 +116,7 @@ static const Geo geos[] = {
     {2, 3, 5, 5, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3},
     {1, 2, 9, 4, 2, 1, 1, 3, 2, 1, 1, 0, 0, 0, 0, 1},
     {1, 1, 3, 3, 1, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 1},
+    {2, 0, 4, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1}, // no input channels: zeros
 };
 
 // The forward kernel and both gradients against the reference: the data and
@@ -442,15 +443,20 @@ Test(conv, cse_keeps_different_attributes_apart)
         const char *x;
         NnConv2d a, b;
     } cases[] = {
-        {"N,4,2,2", {.stride = {2, 1}, .pad = {1, 1, 1, 1}}, {.stride = {3, 1}, .pad = {1, 1, 1, 1}}},
-        {"N,4,2,2", {.stride = {1, 2}, .pad = {1, 1, 1, 1}}, {.stride = {1, 3}, .pad = {1, 1, 1, 1}}},
-        {"N,4,9,9", {.stride = {1, 1}, .pad = {1, 1, 1, 1}}, {.stride = {1, 1}, .pad = {0, 1, 2, 1}}},
-        {"N,4,9,9", {.stride = {1, 1}, .pad = {1, 1, 1, 1}}, {.stride = {1, 1}, .pad = {1, 2, 1, 0}}},
+        {"N,4,2,2", {.stride = {2, 1}, .pad = {1, 1, 1, 1}},
+         {.stride = {3, 1}, .pad = {1, 1, 1, 1}}},
+        {"N,4,2,2", {.stride = {1, 2}, .pad = {1, 1, 1, 1}},
+         {.stride = {1, 3}, .pad = {1, 1, 1, 1}}},
+        {"N,4,9,9", {.stride = {1, 1}, .pad = {1, 1, 1, 1}},
+         {.stride = {1, 1}, .pad = {0, 1, 2, 1}}},
+        {"N,4,9,9", {.stride = {1, 1}, .pad = {1, 1, 1, 1}},
+         {.stride = {1, 1}, .pad = {1, 2, 1, 0}}},
         {"N,4,10,10", {.stride = {3, 1}, .pad = {2, 1, 2, 1}, .dilation = {1, 1}},
          {.stride = {3, 1}, .pad = {2, 1, 2, 1}, .dilation = {2, 1}}},
         {"N,4,10,10", {.stride = {1, 3}, .pad = {1, 2, 1, 2}, .dilation = {1, 1}},
          {.stride = {1, 3}, .pad = {1, 2, 1, 2}, .dilation = {1, 2}}},
-        {"N,4,9,9", {.stride = {1, 1}, .pad = {1, 1, 1, 1}}, {.stride = {1, 1}, .pad = {1, 1, 1, 1}}},
+        {"N,4,9,9", {.stride = {1, 1}, .pad = {1, 1, 1, 1}},
+         {.stride = {1, 1}, .pad = {1, 1, 1, 1}}},
     };
     int ncases = (int)(sizeof cases / sizeof cases[0]);
     for (int k = 0; k < ncases; k++) {
