@@ -37,11 +37,7 @@ static bool is_elemwise(NnOp op)
 static bool is_reduce(NnOp op) { return nn_op_has(op, NN_OPF_REDUCE); }
 
 // Ops whose result an epilogue can ride on (the backend keeps it in registers).
-static bool is_contraction(NnOp op)
-{
-    return op == NN_OP_MATMUL || op == NN_OP_CONV2D || op == NN_OP_CONV2D_BWD_DATA ||
-           op == NN_OP_CONV2D_BWD_FILTER;
-}
+static bool is_contraction(NnOp op) { return nn_op_has(op, NN_OPF_CONTRACT); }
 
 static void analyze(Fuse *f, const NnGraph *g)
 {

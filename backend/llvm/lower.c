@@ -225,7 +225,7 @@ bool llvm_const(NnCg *cg, NnId id)
 static NnId body_matmul(const NnGraph *b)
 {
     for (NnId i = 0; i < b->count; i++)
-        if (b->nodes[i].op == NN_OP_MATMUL || nn_cg_is_conv(b->nodes[i].op))
+        if (nn_op_has(b->nodes[i].op, NN_OPF_CONTRACT))
             return i;
     return -1;
 }
