@@ -10,6 +10,9 @@
 
 // Monotonic seconds.
 double bench_now(void);
+// CPU seconds of the calling thread: what a single-threaded kernel cost, however
+// many other processes share the core.
+double bench_cpu_now(void);
 // Median of n values (sorts v in place).
 double bench_median(double *v, int n);
 // Seconds per call of fn(ctx): calls once to warm up, picks a count that takes
