@@ -546,8 +546,8 @@ static void emit_filter_sum(NnCg *cg, Cv *v)
         LLVMValueRef mask = tail ? nn_cg_mask(cg, w, (int)(v->cols - jfull)) : NULL;
         nn_cg_loop_begin(cg, &j, nn_cg_i64(cg, j_lo), nn_cg_i64(cg, j_hi), tail ? j_hi - j_lo : w);
         LLVMValueRef off = add(cg, mul(cg, f.iv, v->cols), j.iv);
-        LLVMBuildStore(cg->b, nn_cg_load(cg, v->dt, part, off, w, mask), acc);
-        nn_cg_loop_begin(cg, &s, nn_cg_i64(cg, 1), nn_cg_i64(cg, v->S), 1);
+        LLVMBuildStore(cg->b, nn_cg_const(cg, v->dt, 0, w), acc);
+        nn_cg_loop_begin(cg, &s, nn_cg_i64(cg, 0), nn_cg_i64(cg, v->S), 1);
         LLVMValueRef x = nn_cg_load(cg, v->dt, part, add(cg, mul(cg, s.iv, total), off), w, mask);
         LLVMValueRef sum = LLVMBuildLoad2(cg->b, vt, acc, "");
         LLVMBuildStore(cg->b, nn_cg_binop(cg, NN_OP_ADD, v->dt, sum, x), acc);
@@ -683,14 +683,15 @@ static bool emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
     int64_t items = v.G * v.np;
     v.S = items >= CV_ITEMS ? 1 : (CV_ITEMS + items - 1) / items;
     if (v.S > v.N)
-        v.S = v.N > 0 ? v.N : 1;
+        v.S = v.N; // no images (N bound to 0): no slices, the sum is 0
     bool direct = v.S == 1 && (!epi || v.out_dt == v.dt);
     v.c_slot = direct ? out_slot
                       : nn_cg_add_scratch(cg, v.S * v.F * v.cols * (int64_t)nnrt_dtype_size(v.dt));
     NnExpr *keep = v.epi;
     if (!direct)
         v.epi = NULL;
-    emit_filter(cg, &v);
+    if (v.S > 0)
+        emit_filter(cg, &v);
     if (!direct) {
         v.epi = keep;
         emit_filter_sum(cg, &v);

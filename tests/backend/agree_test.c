@@ -383,7 +383,7 @@ typedef struct ConvCase {
 // Same padding; stride + asymmetric padding + groups; depthwise + dilation in
 // f64; K over one gather block (630 and 576) with a short row tile and masked
 // panels; a 5x5 window over whole panels; one input channel and few pixels
-// (one-vector panels, 16-row tiles).
+// (one-vector panels, 16-row tiles); no images (the filter grad is 0).
 static const ConvCase conv_cases[] = {
     {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
     {2, 4, 9, 8, 6, 3, 2, 2, 2, 1, 1, {1, 0, 2, 1}, 2, NN_DT_F32},
@@ -391,6 +391,7 @@ static const ConvCase conv_cases[] = {
     {3, 70, 6, 5, 64, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
     {2, 8, 16, 20, 20, 5, 5, 1, 1, 1, 1, {2, 2, 2, 2}, 1, NN_DT_F32},
     {2, 1, 5, 3, 20, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
+    {0, 3, 5, 5, 4, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
 };
 
 static NnConv2d conv_geom(const ConvCase *k)
