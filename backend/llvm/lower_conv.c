@@ -5,10 +5,13 @@
 //   data grad:   rows c,  K (f,kh,kw), cols input pixels;  A = w regrouped, B from dy
 //   filter grad: rows f,  K output pixels (summed over images), cols (c,kh,kw);
 //                A = dy, B gathered from x
-// A work item is one panel of NR = 2 vectors of columns: its K x NR slice of B
-// is gathered (masked, zero outside the image or off the stride) into a stack
-// buffer of at most CV_KC rows, then MR x NR register tiles (2*MR accumulators,
-// one FMA per broadcast A element) run over it; threads split the items.
+// A work item is one panel of NR = 2 vectors of columns (1 when there are few):
+// its K x NR slice of B is gathered (masked, zero outside the image or off the
+// stride; a masked load where a row is contiguous) into a stack buffer of at
+// most CV_KC rows, then MR x NR register tiles (16 accumulators, one FMA per
+// broadcast A element) run over it; threads split the items. The filter grad
+// sums over images: with few panels, chunks of images sum into partial slices
+// that a last kernel adds up. The epilogue is applied at the final store.
 // Padding, stride, dilation and groups only change the gather's index maps.
 #include <stdint.h>
 #include <stdlib.h>
