@@ -324,7 +324,7 @@ Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc)
         return v_tensor(checked(L, nn_ir_add(g, b->op, in, n, NULL, loc), loc));
     }
     if (b->kind == B_UNARY && v[0].kind == V_NUM)
-        v[0] = v_tensor(nn_ir_const(g, v[0].num, NN_DT_F32, loc));
+        v[0] = v_tensor(as_tensor(L, v[0], NN_DT_F32, loc));
     if (!need_tensor(L, b, v[0], loc))
         return v_none();
     NnNode *x = vnode(L, v[0]);

@@ -163,6 +163,14 @@ static bool check_labels(NnCtx *c, const NnTrainSpec *spec, NnSplits *splits)
     const NnNode *o = nn_node(spec->eval, nn_graph_output(spec->eval, "output"));
     int64_t classes = o->shape.dim[o->shape.rank - 1];
     for (int k = 0; k < splits->count; k++) {
+        // Labels read from a file know their byte offset or line there.
+        if (splits->ds[k].y_at) {
+            if (nnrt_dataset_check_labels(&splits->ds[k], (int)classes) == NN_OK)
+                continue;
+            nn_error(&c->diags, splits->label_loc[k].src ? splits->label_loc[k] : spec->ast->loc,
+                     "%s (the outputs of model '%s')", nnrt_errmsg(), spec->model);
+            return false;
+        }
         const NnTensor *y = splits->ds[k].y;
         for (int64_t i = 0; y && y->dtype == NN_DT_I32 && i < y->numel; i++) {
             int32_t v = ((const int32_t *)y->data)[i];

@@ -31,6 +31,8 @@ struct Val {
     VKind kind;
     NnId id;
     double num;
+    float fnum;  // V_NUM: num as f32 arithmetic computes it (each literal and each
+                 // operation rounded to f32); what an f32 CONST made from it holds
     bool is_int;
     bool sym;    // V_NUM is a symbolic dim (dim < 0 names a graph symbol)
     int64_t dim; // V_NUM with is_int: the exact value
@@ -46,15 +48,20 @@ typedef struct Bind {
     struct Bind *next;
 } Bind;
 
+// One scope of bindings, newest first. Past a few bindings, `slots` hashes
+// names to their newest Bind, so long bodies elaborate in linear time.
 typedef struct Env {
     Bind *head;
     struct Env *parent; // NULL: falls back to globals
+    Bind **slots;       // NULL until nbinds > 8; then power of two >= 2 * nbinds
+    int nslots, nbinds;
 } Env;
 
 typedef struct Arg {
     const char *name; // NULL for positional
     Val v;
     NnLoc loc;
+    NnLoc from;       // where a model input comes from (a data field), else no src
 } Arg;
 
 struct Bound {
@@ -103,6 +110,10 @@ Val eval(Lower *L, Env *env, const NnAst *e);
 Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner);
 Val call_value(Lower *L, Val callee, Arg *args, int nargs, NnLoc loc, const char *bind_name);
 Val call_decl(Lower *L, const NnAst *decl, Arg *args, int nargs, NnLoc loc, const char *scope);
+// After a failed call: unless the latest diagnostic already points into the
+// user's file, adds "in call to 'mse' from here" at the call site, so an error
+// inside a library function leads back, frame by frame, to the user's line.
+void call_note(Lower *L, const NnAst *decl, NnLoc loc);
 bool eval_args(Lower *L, Env *env, const NnAstList *kids, const Val *first, Arg **out, int *n);
 
 void env_bind(Lower *L, Env *env, const char *name, Val v);
@@ -124,6 +135,8 @@ Val v_tensor(NnId id);
 Val v_num(double x);
 Val v_int(int64_t x);
 Val v_none(void);
+// A number from a double and its f32 evaluation (see Val.fnum).
+Val v_real(double x, float f);
 // Converts a number to a scalar CONST in dtype dt (tensor stays).
 NnId as_tensor(Lower *L, Val v, NnDType dt, NnLoc loc);
 NnNode *vnode(Lower *L, Val v);

@@ -19,7 +19,8 @@ void lower_init(Lower *L, NnCtx *c, const NnProgram *p, NnGraph *g)
 
 Val v_none(void) { return (Val){.kind = V_NONE, .id = -1}; }
 Val v_tensor(NnId id) { return id < 0 ? v_none() : (Val){.kind = V_TENSOR, .id = id}; }
-Val v_num(double x) { return (Val){.kind = V_NUM, .id = -1, .num = x}; }
+Val v_num(double x) { return v_real(x, (float)x); }
+Val v_real(double x, float f) { return (Val){.kind = V_NUM, .id = -1, .num = x, .fnum = f}; }
 
 Val v_int(int64_t x)
 {
@@ -32,6 +33,30 @@ Val v_int(int64_t x)
 
 NnNode *vnode(Lower *L, Val v) { return nn_node(L->g, v.id); }
 
+static Bind **env_slot(const Env *env, const char *name)
+{
+    unsigned mask = (unsigned)env->nslots - 1;
+    for (unsigned i = nn_sema_hash(name) & mask;; i = (i + 1) & mask)
+        if (!env->slots[i] || strcmp(env->slots[i]->name, name) == 0)
+            return &env->slots[i];
+}
+
+// Rebuilds the hash from the list, oldest binding first so the newest wins.
+static void env_rehash(Lower *L, Env *env, int nslots)
+{
+    env->slots = nn_arena_alloc(L->c->arena, (size_t)nslots * sizeof *env->slots);
+    memset(env->slots, 0, (size_t)nslots * sizeof *env->slots);
+    env->nslots = nslots;
+    Bind **all = nn_arena_alloc(L->c->arena, (size_t)env->nbinds * sizeof *all);
+    int n = 0;
+    for (Bind *b = env->head; b && n < env->nbinds; b = b->next)
+        all[n++] = b;
+    while (n > 0) {
+        Bind *b = all[--n];
+        *env_slot(env, b->name) = b;
+    }
+}
+
 void env_bind(Lower *L, Env *env, const char *name, Val v)
 {
     Bind *b = nn_arena_alloc(L->c->arena, sizeof *b);
@@ -39,6 +64,11 @@ void env_bind(Lower *L, Env *env, const char *name, Val v)
     b->v = v;
     b->next = env->head;
     env->head = b;
+    env->nbinds++;
+    if (env->slots && 2 * env->nbinds <= env->nslots)
+        *env_slot(env, name) = b;
+    else if (env->nbinds > 8)
+        env_rehash(L, env, env->nslots ? env->nslots * 2 : 32);
 }
 
 void env_set(Lower *L, Env *env, const char *name, Val v)
@@ -53,12 +83,18 @@ void env_set(Lower *L, Env *env, const char *name, Val v)
 
 bool env_lookup(Env *env, const char *name, Val *out)
 {
-    for (; env; env = env->parent)
-        for (Bind *b = env->head; b; b = b->next)
-            if (strcmp(b->name, name) == 0) {
-                *out = b->v;
-                return true;
-            }
+    for (; env; env = env->parent) {
+        Bind *b = env->head;
+        if (env->slots)
+            b = *env_slot(env, name);
+        else
+            while (b && strcmp(b->name, name) != 0)
+                b = b->next;
+        if (b) {
+            *out = b->v;
+            return true;
+        }
+    }
     return false;
 }
 
@@ -96,8 +132,11 @@ NnId as_tensor(Lower *L, Val v, NnDType dt, NnLoc loc)
 {
     if (v.kind == V_TENSOR)
         return v.id;
+    // An f32 CONST holds (float)num at run time; it needs fnum only where f32
+    // arithmetic came out differently (keeps printed constants short: 1e-07).
     if (v.kind == V_NUM && !v.sym)
-        return nn_ir_const(L->g, v.num, dt, loc);
+        return nn_ir_const(L->g, dt == NN_DT_F32 && (float)v.num != v.fnum ? v.fnum : v.num, dt,
+                           loc);
     if (v.kind == V_BOOL)
         return nn_ir_const(L->g, v.num, dt, loc);
     if (v.kind != V_NONE) {
@@ -162,7 +201,8 @@ static bool lookup(Lower *L, Env *env, const char *name, NnLoc loc, Val *out)
     }
     if (L->resolve && L->resolve(L->resolve_ctx, name, loc, out))
         return true;
-    const char *near = nn_sema_suggest(L->prog, name, L->resolve_names, L->nresolve_names);
+    const char *near = nn_diags_full(&L->c->diags)
+                     ? NULL : nn_sema_suggest(L->prog, name, L->resolve_names, L->nresolve_names);
     nn_error(&L->c->diags, loc, "unknown name '%s'%s", name, nn_sema_hint(L->c, near));
     *out = v_none();
     return false;
@@ -187,7 +227,23 @@ static NnOp binop(NnAstOp op)
     }
 }
 
+// The f32 result of an arithmetic operator, as the run time would compute it
+// on f32 operands: + - * / are exact in double then rounded once; pow is powf.
+static float fold_f32(NnAstOp op, float x, float y)
+{
+    switch (op) {
+    case NN_AOP_ADD: return (float)((double)x + y);
+    case NN_AOP_SUB: return (float)((double)x - y);
+    case NN_AOP_MUL: return (float)((double)x * y);
+    case NN_AOP_DIV: return (float)((double)x / y);
+    default: return powf(x, y);
+    }
+}
+
 // Folds an operator on two compile-time numbers. Symbolic dims only compare.
+// Each result also carries its f32 evaluation, so that `1 - beta2` in an f32
+// graph equals 1 - beta2 computed in f32 at run time (Adam's bias correction
+// mixes both forms).
 static Val fold_nums(Lower *L, const NnAst *e, Val a, Val b)
 {
     if ((a.sym || b.sym) && e->op != NN_AOP_EQ && e->op != NN_AOP_NE) {
@@ -217,7 +273,7 @@ static Val fold_nums(Lower *L, const NnAst *e, Val a, Val b)
     }
     if (ints && fabs(r) < 9e15)
         return v_int((int64_t)r);
-    return v_num(r);
+    return v_real(r, fold_f32(e->op, a.fnum, b.fnum));
 }
 
 static Val binary(Lower *L, Env *env, const NnAst *e)
@@ -256,7 +312,7 @@ static Val unary(Lower *L, Env *env, const NnAst *e)
         return v_none();
     }
     if (a.kind == V_NUM && !a.sym)
-        return a.is_int ? v_int(-a.dim) : v_num(-a.num);
+        return a.is_int ? v_int(-a.dim) : v_real(-a.num, -a.fnum);
     if (a.kind != V_TENSOR) {
         char b[64];
         nn_error(&L->c->diags, e->loc, "cannot negate %s", val_desc(L, a, b, 64));
@@ -271,13 +327,13 @@ bool eval_args(Lower *L, Env *env, const NnAstList *kids, const Val *first, Arg 
     Arg *args = nn_arena_alloc(L->c->arena, (size_t)cap * sizeof *args);
     bool ok = true;
     if (first)
-        args[k++] = (Arg){NULL, *first, {0}};
+        args[k++] = (Arg){.v = *first};
     for (int i = 0; i < kids->count; i++) {
         const NnAst *a = kids->items[i];
         if (a->kind == NN_AST_ARG)
-            args[k] = (Arg){a->name, eval(L, env, a->a), a->loc};
+            args[k] = (Arg){.name = a->name, .v = eval(L, env, a->a), .loc = a->loc};
         else
-            args[k] = (Arg){NULL, eval(L, env, a), a->loc};
+            args[k] = (Arg){.v = eval(L, env, a), .loc = a->loc};
         ok = ok && args[k].v.kind != V_NONE;
         k++;
     }
@@ -384,6 +440,14 @@ static bool param_stmt(Lower *L, Env *env, const NnAst *s)
         }
         shape.dim[i] = d.dim;
     }
+    // Sizes are int64 byte counts downstream; an element count that overflows
+    // them would wrap, not fail.
+    int64_t count = 1;
+    for (int i = 0; i < shape.rank; i++)
+        if (__builtin_mul_overflow(count, shape.dim[i], &count) || count > (INT64_MAX >> 4)) {
+            nn_error(&L->c->diags, t->loc, "parameter '%s' has too many elements", s->name);
+            return false;
+        }
     const char *init = "zeros";
     double args[4] = {0};
     int nargs = 0;

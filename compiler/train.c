@@ -19,11 +19,28 @@ typedef struct TrainEnv {
     int nfields;
     NnId *inputs;        // INPUT node per field
     const NnAst *model;
+    const NnAst *data;   // the data block, or NULL
     Val output;          // model output, computed on first use of `output`
     bool have_output;
 } TrainEnv;
 
-static Val model_output(TrainEnv *T, NnLoc loc)
+// Where a data field gets its value: the last `name = ...` of the data block,
+// else the block's first statement (a loader such as `train = idx(...)`).
+static NnLoc field_loc(const NnAst *data, const char *name)
+{
+    if (!data)
+        return (NnLoc){0};
+    const NnAst *at = data->kids.count ? data->kids.items[0] : data;
+    for (int i = 0; i < data->kids.count; i++) {
+        const NnAst *s = data->kids.items[i];
+        if (s->kind == NN_AST_ASSIGN && s->kids.count == 1 && s->kids.items[0]->name &&
+            strcmp(s->kids.items[0]->name, name) == 0)
+            at = s;
+    }
+    return at->loc;
+}
+
+static Val model_output(TrainEnv *T)
 {
     const NnAst *m = T->model;
     Arg *args = nn_arena_alloc(T->L->c->arena, (size_t)(m->params.count + 1) * sizeof *args);
@@ -40,7 +57,11 @@ static Val model_output(TrainEnv *T, NnLoc loc)
                      "model '%s' takes '%s', but the data has no field '%s'", m->name, name, name);
             return v_none();
         }
-        args[i] = (Arg){name, v_tensor(T->inputs[k]), loc};
+        // A wrong input type is the model header's or the data's mistake, not
+        // the line that first used `output`.
+        const NnAst *f = m->params.items[i];
+        args[i] = (Arg){name, v_tensor(T->inputs[k]), f->type ? f->type->loc : f->loc,
+                        field_loc(T->data, T->fields[k].name)};
     }
     return call_decl(T->L, m, args, m->params.count, m->loc, m->name);
 }
@@ -50,7 +71,7 @@ static bool resolve(void *ctx, const char *name, NnLoc loc, Val *out)
     TrainEnv *T = ctx;
     if (strcmp(name, "output") == 0) {
         if (!T->have_output) {
-            T->output = model_output(T, loc);
+            T->output = model_output(T);
             T->have_output = true;
         }
         *out = T->output;
@@ -74,6 +95,7 @@ typedef struct Settings {
     int nmetrics;
     const NnAst *stop_ast;
     const NnAst *augment;
+    const NnAst *data; // the data block named by the train block, or NULL
 } Settings;
 
 static const char *const setting_names[] = {"loss", "optimizer", "batch", "epochs", "seed",
@@ -423,7 +445,7 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
     L->training = mode != 2;
     L->seed = s->seed;
     int64_t N = nn_sym_dim(g, "N");
-    TrainEnv T = {.L = L, .fields = fields, .nfields = nfields, .model = model};
+    TrainEnv T = {.L = L, .fields = fields, .nfields = nfields, .model = model, .data = s->data};
     T.inputs = nn_arena_alloc(c->arena, (size_t)nfields * sizeof(NnId));
     for (int i = 0; i < nfields; i++) {
         NnShape sh = {.rank = fields[i].sample.rank + 1};
@@ -511,13 +533,15 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
                      "argument of optimizer '%s'", sets[i].key, sets[i].value, ov.decl->name);
             goto fail;
         }
-        all[nargs++] = (Arg){sets[i].key, v_num(v), oc->loc};
+        all[nargs++] = (Arg){.name = sets[i].key, .v = v_num(v), .loc = oc->loc};
         if (mode == 1)
             sets[i].used = true;
     }
     for (int i = 0; i < nparams; i++)
-        if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], names[i], oc->loc))
+        if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], names[i], oc->loc)) {
+            call_note(L, ov.decl, oc->loc);
             goto fail;
+        }
     nn_graph_add_update(g, s0, L->step);
     return g;
 fail:
@@ -538,6 +562,8 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
         return false;
     }
     Settings s = {.batch = 32, .epochs = 1, .seed = 1};
+    const NnDecl *dd = train->name2 ? nn_sema_find(p, train->name2) : NULL;
+    s.data = dd && dd->ast->kind == NN_AST_DATA ? dd->ast : NULL;
     bool ok = true;
     for (int i = 0; i < train->kids.count; i++) {
         const NnAst *a = train->kids.items[i];
@@ -615,15 +641,31 @@ NnGraph *nn_lower_model(NnCtx *c, const NnProgram *p, const NnAst *model, bool t
             return NULL;
         }
         NnShape sh = {.rank = t->kids.count};
-        for (int k = 0; k < sh.rank && k < NN_MAX_RANK; k++) {
+        if (sh.rank > NN_MAX_RANK) {
+            nn_error(&c->diags, t->loc, "rank %d exceeds the maximum %d", sh.rank, NN_MAX_RANK);
+            nn_graph_free(g);
+            return NULL;
+        }
+        for (int k = 0; k < sh.rank; k++) {
             const NnAst *d = t->kids.items[k];
+            if (d->kind == NN_AST_NUM && !(d->is_int && d->num >= 1 && d->num <= INT32_MAX)) {
+                nn_error(&c->diags, d->loc, "a dimension must be a positive integer, got %g",
+                         d->num);
+                nn_graph_free(g);
+                return NULL;
+            }
             sh.dim[k] = d->kind == NN_AST_NUM ? (int64_t)d->num
                       : d->kind == NN_AST_NAME ? nn_sym_dim(g, d->name) : 1;
+            if (sh.dim[k] == 0 && d->kind == NN_AST_NAME) {
+                nn_error(&c->diags, d->loc, "%s", g->err);
+                nn_graph_free(g);
+                return NULL;
+            }
         }
         NnDType dt = strcmp(t->name, "i32") == 0 ? NN_DT_I32
                    : strcmp(t->name, "f64") == 0 ? NN_DT_F64 : NN_DT_F32;
-        args[i] = (Arg){f->name, v_tensor(nn_ir_source(g, NN_OP_INPUT, f->name, dt, &sh, f->loc)),
-                        f->loc};
+        NnId in = checked(&L, nn_ir_source(g, NN_OP_INPUT, f->name, dt, &sh, f->loc), t->loc);
+        args[i] = (Arg){.name = f->name, .v = v_tensor(in), .loc = f->loc};
     }
     Val out = call_decl(&L, model, args, model->params.count, model->loc, model->name);
     if (out.kind != V_TENSOR) {

@@ -97,7 +97,9 @@ struct NnGraph {
 NnGraph *nn_graph_new(void);
 void nn_graph_free(NnGraph *g);
 
-// Symbolic dims. nn_sym_dim returns the (negative) dim for a name, adding it.
+// Symbolic dims. nn_sym_dim returns the (negative) dim for a name, adding it;
+// when the graph already has NN_MAX_SYMS names it returns 0 and sets g->err
+// (a user's model can name that many dims, so callers report it).
 int64_t nn_sym_dim(NnGraph *g, const char *name);
 static inline bool nn_dim_is_sym(int64_t d) { return d < 0; }
 
