@@ -425,7 +425,7 @@ bool exec_for(Lower *L, Env *env, const NnAst *s, const NnAst *owner)
     find_carried(L, env, &s->kids, &carried);
     // The body runs in its own scope so the loop variable stays inside;
     // everything else it assigns is copied out when the loop ends.
-    Env inner = {NULL, env};
+    Env inner = {.parent = env};
     LoopCtx lp = {s->name, lo, hi, lo, NULL, L->loop};
     L->loop = &lp;
     bool ok = true;

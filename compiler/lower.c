@@ -73,12 +73,13 @@ void env_bind(Lower *L, Env *env, const char *name, Val v)
 
 void env_set(Lower *L, Env *env, const char *name, Val v)
 {
-    for (Bind *b = env->head; b; b = b->next)
-        if (strcmp(b->name, name) == 0) {
-            b->v = v;
-            return;
-        }
-    env_bind(L, env, name, v);
+    Bind *b = env->slots ? *env_slot(env, name) : env->head;
+    while (!env->slots && b && strcmp(b->name, name) != 0)
+        b = b->next;
+    if (b)
+        b->v = v;
+    else
+        env_bind(L, env, name, v);
 }
 
 bool env_lookup(Env *env, const char *name, Val *out)
