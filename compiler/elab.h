@@ -103,6 +103,7 @@ typedef struct Lower {
     const char *const *resolve_names; // what resolve knows, for "did you mean"
     int nresolve_names;
     LoopCtx *loop; // NULL outside for loops
+    int64_t unrolled; // loop steps elaborated so far, all loops together
 } Lower;
 
 void lower_init(Lower *L, NnCtx *c, const NnProgram *p, NnGraph *g);

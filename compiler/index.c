@@ -12,7 +12,8 @@
 #include "op_common.h"
 #include "rules.h"
 
-// Loops longer than this are refused: each step is a copy of the body.
+// Loops are refused past this many steps in all (nested loops multiply):
+// each step is a copy of the body.
 #define MAX_UNROLL 10000
 
 // One axis of an index: [start, stop) of the axis, or `pick` (an integer
@@ -416,9 +417,9 @@ bool exec_for(Lower *L, Env *env, const NnAst *s, const NnAst *owner)
                  (long long)hi);
         return false;
     }
-    if (hi - lo > MAX_UNROLL) {
-        nn_error(&L->c->diags, s->loc, "the loop has %lld steps; at most %d are supported",
-                 (long long)(hi - lo), MAX_UNROLL);
+    if (hi - lo > MAX_UNROLL - L->unrolled) {
+        nn_error(&L->c->diags, s->loc, "the loop has %lld steps; loops are unrolled, and at most "
+                 "%d steps in all are supported", (long long)(hi - lo), MAX_UNROLL);
         return false;
     }
     Carried *carried = NULL;
@@ -431,6 +432,12 @@ bool exec_for(Lower *L, Env *env, const NnAst *s, const NnAst *owner)
     bool ok = true;
     for (int64_t t = lo; ok && t < hi; t++) {
         lp.t = t;
+        if (++L->unrolled > MAX_UNROLL) {
+            nn_error(&L->c->diags, s->loc, "loops are unrolled, and these nested loops take more "
+                     "than %d steps in all", MAX_UNROLL);
+            ok = false;
+            break;
+        }
         env_set(L, &inner, s->name, v_int(t));
         for (int i = 0; ok && i < s->kids.count; i++)
             ok = exec_stmt(L, &inner, s->kids.items[i], owner);
