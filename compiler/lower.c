@@ -71,6 +71,17 @@ void env_bind(Lower *L, Env *env, const char *name, Val v)
         env_rehash(L, env, env->nslots ? env->nslots * 2 : 32);
 }
 
+void env_set(Lower *L, Env *env, const char *name, Val v)
+{
+    Bind *b = env->slots ? *env_slot(env, name) : env->head;
+    while (!env->slots && b && strcmp(b->name, name) != 0)
+        b = b->next;
+    if (b)
+        b->v = v;
+    else
+        env_bind(L, env, name, v);
+}
+
 bool env_lookup(Env *env, const char *name, Val *out)
 {
     for (; env; env = env->parent) {
@@ -389,9 +400,7 @@ Val eval(Lower *L, Env *env, const NnAst *e)
         NnAstList none = {0};
         return call(L, env, e->b, &none, &first, e->b->loc);
     }
-    case NN_AST_INDEX:
-        nn_error(&L->c->diags, e->loc, "indexing tensors is not supported yet");
-        return v_none();
+    case NN_AST_INDEX: return eval_index(L, env, e);
     case NN_AST_FIELD:
         nn_error(&L->c->diags, e->loc, "'.%s': fields are only valid in train settings", e->name);
         return v_none();
@@ -478,50 +487,37 @@ static bool param_stmt(Lower *L, Env *env, const NnAst *s)
     return true;
 }
 
+bool exec_stmt(Lower *L, Env *env, const NnAst *s, const NnAst *owner)
+{
+    switch (s->kind) {
+    case NN_AST_ASSIGN: return assign_stmt(L, env, s);
+    case NN_AST_PARAM: return param_stmt(L, env, s);
+    case NN_AST_EXPR: return eval(L, env, s->a).kind != V_NONE;
+    case NN_AST_FOR: return exec_for(L, env, s, owner);
+    case NN_AST_ERROR: return false;
+    case NN_AST_RETURN:
+        nn_error(&L->c->diags, s->loc, "'return' inside a loop is not supported");
+        return false;
+    default:
+        nn_error(&L->c->diags, s->loc, "%s statements are not supported here",
+                 nn_ast_kind_name(s->kind));
+        return false;
+    }
+}
+
 Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner)
 {
     for (int i = 0; i < stmts->count; i++) {
         const NnAst *s = stmts->items[i];
-        switch (s->kind) {
-        case NN_AST_RETURN:
+        if (s->kind == NN_AST_RETURN) {
             if (!s->a) {
                 nn_error(&L->c->diags, s->loc, "'%s' must return a value", owner->name);
                 return v_none();
             }
             return eval(L, env, s->a);
-        case NN_AST_ASSIGN: {
-            if (s->kids.count != 1 || s->kids.items[0]->kind != NN_AST_NAME) {
-                nn_error(&L->c->diags, s->loc, s->kids.count != 1
-                         ? "assigning several names at once is not supported yet"
-                         : "assigning into part of a tensor is not supported yet");
-                return v_none();
-            }
-            const char *name = s->kids.items[0]->name;
-            L->bind_name = s->a->kind == NN_AST_CALL ? name : NULL;
-            Val v = eval(L, env, s->a);
-            L->bind_name = NULL;
-            if (v.kind == V_NONE)
-                return v;
-            env_bind(L, env, name, v);
-            break;
         }
-        case NN_AST_PARAM:
-            if (!param_stmt(L, env, s))
-                return v_none();
-            break;
-        case NN_AST_EXPR:
-            if (eval(L, env, s->a).kind == V_NONE)
-                return v_none();
-            break;
-        case NN_AST_ERROR: return v_none();
-        case NN_AST_FOR:
-            nn_error(&L->c->diags, s->loc, "for loops are not supported yet");
+        if (!exec_stmt(L, env, s, owner))
             return v_none();
-        default:
-            nn_error(&L->c->diags, s->loc, "%s statements are not supported here",
-                     nn_ast_kind_name(s->kind));
-            return v_none();
-        }
     }
     nn_error(&L->c->diags, owner->loc, "'%s' ends without a return statement", owner->name);
     return v_none();
