@@ -332,3 +332,88 @@ Test(sequence_cli, embedding_shapes)
               out);
     free(out);
 }
+
+// A recurrent model over 64 random sequences of 5 steps; BODY is the model's body.
+static double rnn_loss(const char *name, const char *body)
+{
+    char *src, *out, file[64], log[64];
+    snprintf(file, sizeof file, "%s.nn", name);
+    snprintf(log, sizeof log, "%s.jsonl", name);
+    cr_assert(asprintf(&src, "import std\n"
+                       "data d {\n    x = uniform([64, 5, 3], -1, 1)\n"
+                       "    y = sum(x, axis = 2)[:, 0:1]\n}\n"
+                       "model m(x: f32[N, 5, 3]) -> f32[N, 1] {\n%s\n}\n"
+                       "train m on d {\n    loss = mse(output, y)\n"
+                       "    optimizer = adam(lr = 0.01)\n    epochs = 2\n    batch = 16\n}\n",
+                       body) > 0);
+    write_file(file, src);
+    free(src);
+    cr_assert_eq(tu_nnc_run(&out, "train %s -q --backend interp --metrics %s", file, log), 0,
+                 "%s", out);
+    free(out);
+    char *text = tu_read_file(log);
+    cr_assert(text);
+    double v = tu_jsonl_last(text, "train", "loss");
+    free(text);
+    return v;
+}
+
+// The last state of a whole run equals a run over the first steps continued
+// from its state through h0 (one bound layer, so the weights are the same),
+// and the *_last layers equal the last step of the sequence versions.
+Test(sequence_cli, recurrent_last_state_and_initial_state)
+{
+    static const char *const layers[] = {"rnn", "gru"};
+    for (int i = 0; i < 2; i++) {
+        char *whole, *parts, *seq;
+        const char *l = layers[i];
+        cr_assert(asprintf(&whole, "    r = %s_last(units: 8)\n    return r(x) |> dense(1)", l) > 0);
+        cr_assert(asprintf(&parts, "    r = %s_last(units: 8)\n    h = r(x[:, 0:3])\n"
+                           "    return r(x[:, 3:5], h0 = h) |> dense(1)", l) > 0);
+        // Bound as `r`, both forms name their weights m.r.*: the same start.
+        cr_assert(asprintf(&seq, "    r = %s(units: 8)\n    h = r(x)\n"
+                           "    return h[:, -1] |> dense(1)", l) > 0);
+        double a = rnn_loss("whole", whole), b = rnn_loss("parts", parts);
+        double c = rnn_loss("seq", seq);
+        cr_assert(isfinite(a) && a > 0, "%s: loss %g", l, a);
+        cr_assert_float_eq(a, b, 1e-5 * a, "%s: whole %g, continued %g", l, a, b);
+        cr_assert_float_eq(a, c, 1e-5 * a, "%s: last state %g, last of sequence %g", l, a, c);
+        free(whole), free(parts), free(seq);
+    }
+    // Default initial states are zeros: giving them explicitly changes nothing,
+    // and a nonzero one changes the result.
+    double z = rnn_loss("lz", "    return lstm_last(x, 8) |> dense(1)");
+    double e = rnn_loss("le", "    return lstm_last(x, 8, h0 = zeros([N, 8]), c0 = 0) |> dense(1)");
+    double o = rnn_loss("lo", "    return lstm_last(x, 8, c0 = ones([N, 8])) |> dense(1)");
+    cr_assert_float_eq(z, e, 1e-6 * z, "lstm: %g vs %g", z, e);
+    cr_assert(fabs(z - o) > 1e-4, "lstm: c0 = 1 gave the same loss %g", o);
+}
+
+// rnn, lstm and gru return [N, T, units]; the _last forms [N, units].
+Test(sequence_cli, recurrent_shapes)
+{
+    static const struct {
+        const char *expr, *type;
+        bool ok;
+    } cases[] = {
+        {"gru(x, 8)", "f32[N, 5, 8]", true},   {"lstm(x, 6)", "f32[N, 5, 6]", true},
+        {"rnn(x, 4)", "f32[N, 5, 4]", true},   {"gru_last(x, 8)", "f32[N, 8]", true},
+        {"lstm_last(x, 6)", "f32[N, 6]", true}, {"rnn_last(x, 4)", "f32[N, 4]", true},
+        {"gru(x, 8)", "f32[N, 8]", false},      {"lstm_last(x, 6)", "f32[N, 5, 6]", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *src, *out;
+        cr_assert(asprintf(&src, "import std\ndata d {\n    x = uniform([4, 5, 3], -1, 1)\n"
+                           "    y = [[1], [0], [1], [0]]\n}\n"
+                           "model m(x: f32[N, 5, 3]) -> %s {\n    return %s\n}\n"
+                           "train m on d {\n    loss = mean(output)\n    optimizer = sgd()\n}\n",
+                           cases[i].type, cases[i].expr) > 0);
+        write_file("shape.nn", src);
+        free(src);
+        int rc = tu_nnc_run(&out, "check shape.nn");
+        cr_assert_eq(rc, cases[i].ok ? 0 : 1, "%s -> %s:\n%s", cases[i].expr, cases[i].type, out);
+        if (!cases[i].ok)
+            cr_assert(strstr(out, "the result of 'm' must be"), "%s", out);
+        free(out);
+    }
+}
