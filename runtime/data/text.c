@@ -7,53 +7,16 @@
 // training part. Any byte is allowed; a part no longer than a window is an
 // error naming the file.
 #include "data.h"
+#include "fileio.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-// Bound on the file size, so the window count and the tensors stay far from
-// size_t overflow (2^31 windows of 65536 ids would not).
+// Bound on the file size (a longer file is refused by nnrt_file_read_all), so
+// the window count and the tensors stay far from size_t overflow.
 #define TEXT_MAX_BYTES ((int64_t)1 << 31)
 #define TEXT_MAX_SEQ 65536
-
-static NnStatus read_all(const char *path, unsigned char **buf, int64_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return nnrt_fail(NN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    unsigned char *b = malloc(cap);
-    while (b) {
-        size_t got = fread(b + n, 1, cap - n, f);
-        n += got;
-        if (n < cap)
-            break;
-        if ((int64_t)cap >= TEXT_MAX_BYTES) {
-            free(b);
-            fclose(f);
-            return nnrt_fail(NN_ERR_FORMAT, "%s: text file larger than %lld bytes", path,
-                             (long long)TEXT_MAX_BYTES);
-        }
-        unsigned char *nb = realloc(b, cap * 2);
-        if (!nb)
-            free(b);
-        b = nb;
-        cap *= 2;
-    }
-    bool err = ferror(f);
-    fclose(f);
-    if (!b)
-        return nnrt_fail(NN_ERR_NOMEM, "%s: out of memory reading the file", path);
-    if (err) {
-        free(b);
-        return nnrt_fail(NN_ERR_IO, "%s: read error at byte %zu", path, n);
-    }
-    *buf = b;
-    *len = (int64_t)n;
-    return NN_OK;
-}
 
 NnStatus nnrt_dataset_load_text(NnrtDataset *ds, const char *path, const NnrtTextOptions *o)
 {
@@ -66,11 +29,13 @@ NnStatus nnrt_dataset_load_text(NnrtDataset *ds, const char *path, const NnrtTex
     if (!(from >= 0 && from < to && to <= 1))
         return nnrt_fail(NN_ERR_FORMAT, "%s: need 0 <= from < to <= 1, got from = %g, to = %g",
                          path, from, to);
-    unsigned char *all = NULL;
-    int64_t len = 0;
-    NnStatus st = read_all(path, &all, &len);
+    char *buf = NULL;
+    size_t n = 0;
+    NnStatus st = nnrt_file_read_all(path, "text file", (size_t)TEXT_MAX_BYTES, &buf, &n);
     if (st != NN_OK)
         return st;
+    unsigned char *all = (unsigned char *)buf;
+    int64_t len = (int64_t)n;
     // The vocabulary comes from the whole file, so every part shares its ids.
     int id[256], v = 0;
     bool seen[256] = {0};

@@ -133,7 +133,8 @@ Test(examples, flowers_csv_classifies)
     free(out);
 }
 
-// One short training per example (fashion_mlp runs in fashion_short_run).
+// One short training per example (fashion_mlp runs in fashion_short_run; the
+// recurrent examples on large data in their own tests below).
 Test(examples, every_example_trains_briefly)
 {
     DIR *d = opendir("examples");
@@ -142,7 +143,8 @@ Test(examples, every_example_trains_briefly)
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t len = strlen(e->d_name);
-        if (len < 4 || strcmp(e->d_name + len - 3, ".nn") || !strcmp(e->d_name, "fashion_mlp.nn"))
+        if (len < 4 || strcmp(e->d_name + len - 3, ".nn") || !strcmp(e->d_name, "fashion_mlp.nn") ||
+            !strcmp(e->d_name, "fashion_gru.nn") || !strcmp(e->d_name, "names_lstm.nn"))
             continue;
         char *path = NULL;
         cr_assert(asprintf(&path, "examples/%s", e->d_name) > 0);
@@ -524,4 +526,44 @@ Test(examples, augment_writes_png)
     free(png);
     free(plain);
     free(png2);
+}
+
+// The recurrent examples on real data: one short epoch each. Their validation
+// and test splits are evaluated whole, so these take tens of seconds.
+Test(examples, fashion_gru_trains_briefly, .timeout = 900)
+{
+    need_fashion();
+    char *w = tmp_path(".safetensors"), *extra = NULL;
+    cr_assert(asprintf(&extra, "--set epochs=1 --set limit=256 --set save=%s", w) > 0);
+    char *m = train_metrics("examples/fashion_gru.nn", extra);
+    unlink(w);
+    free(w), free(extra);
+    double acc = tu_jsonl_last(m, "test", "accuracy");
+    cr_assert(acc > 0.15 && acc <= 1, "fashion_gru: test accuracy %g after 256 samples:\n%s", acc,
+              m);
+    free(m);
+}
+
+Test(examples, names_lstm_trains_and_samples, .timeout = 900)
+{
+    if (access("/usr/share/dict/words", R_OK) != 0)
+        cr_skip_test("the word list is not installed (Debian package wamerican)");
+    char *w = tmp_path(".safetensors");
+    char *extra = NULL;
+    cr_assert(asprintf(&extra, "--set epochs=1 --set limit=2048 --set save=%s", w) > 0);
+    char *m = train_metrics("examples/names_lstm.nn", extra);
+    cr_assert(isfinite(tu_jsonl_last(m, "val", "loss")), "%s", m);
+    free(m);
+    char *a = run_rc(0, "sample examples/names_lstm.nn --weights %s --count 5 --temperature 0.8 "
+                     "--seed 1", w);
+    char *b = run_rc(0, "sample examples/names_lstm.nn --weights %s --count 5 --temperature 0.8 "
+                     "--seed 1", w);
+    cr_assert_str_eq(a, b);
+    int lines = 0;
+    for (const char *p = a; *p; p++)
+        lines += *p == '\n';
+    cr_assert_eq(lines, 5, "%s", a);
+    free(a), free(b), free(extra);
+    unlink(w);
+    free(w);
 }

@@ -163,6 +163,7 @@ Test(sequence_cli, bad_text_sources_are_diagnosed)
         {"text(\"short.txt\", seq = 4)", "short.txt: 3 bytes of text"},
         {"text(\"words.txt\", seq = 4, to = 0.01)", "window of seq = 4"},
         {"text(42, seq = 4)", "expected the file name"},
+        {"text(\"/dev/null\", seq = 4)", "not a regular file"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *src;
