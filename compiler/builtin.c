@@ -8,7 +8,7 @@
 
 typedef enum Kind { B_UNARY, B_BINARY, B_WHERE, B_REDUCE, B_ARGMAX, B_TAKE, B_ONEHOT,
                     B_RESHAPE, B_FLATTEN, B_TRANSPOSE, B_CAST, B_DROPOUT, B_RANDOM,
-                    B_ZEROS_LIKE } Kind;
+                    B_ZEROS_LIKE, B_TRAINING, B_CHECK, B_DIVIDES } Kind;
 
 typedef struct Builtin {
     const char *name;
@@ -48,6 +48,9 @@ static const Builtin builtins[] = {
     {"uniform", B_RANDOM, NN_OP_RAND_UNIFORM, {"shape", "lo", "hi"}, 1},
     {"normal", B_RANDOM, NN_OP_RAND_NORMAL, {"shape", "mean", "std"}, 1},
     {"zeros_like", B_ZEROS_LIKE, NN_OP_BROADCAST, {"x"}, 1},
+    {"training", B_TRAINING, NN_OP_COUNT, {NULL}, 0},
+    {"check", B_CHECK, NN_OP_COUNT, {"cond", "message", "a", "b"}, 2},
+    {"divides", B_DIVIDES, NN_OP_COUNT, {"a", "b"}, 2},
 };
 #define NBUILTINS (int)(sizeof builtins / sizeof builtins[0])
 
@@ -177,6 +180,24 @@ static Val random_tensor(Lower *L, const Builtin *b, Val *v, bool *set, NnLoc lo
     return v_tensor(r);
 }
 
+// check(cond, "message", a, b): a library layer's own precondition. A false
+// cond is reported at the user's call of the layer, naming it, with a and b
+// described after the message ("conv2d: groups must divide ...: number 4").
+static Val check(Lower *L, Val *v, bool *set, NnLoc loc)
+{
+    if (v[0].kind != V_BOOL || v[1].kind != V_STR) {
+        nn_error(&L->c->diags, loc, "check takes a compile-time condition and a message");
+        return v_none();
+    }
+    if (v[0].num)
+        return v[0];
+    char a[64], b[64];
+    nn_error(&L->c->diags, user_loc(L, loc), "%s: %s%s%s%s%s", L->user_call ? L->user_call : "check",
+             v[1].str, set[2] ? ": " : "", set[2] ? val_desc(L, v[2], a, 64) : "",
+             set[3] ? ", " : "", set[3] ? val_desc(L, v[3], b, 64) : "");
+    return v_none();
+}
+
 Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc)
 {
     const Builtin *b = NULL;
@@ -192,6 +213,22 @@ Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc)
     NnAttr a = {0};
     if (b->kind == B_RANDOM)
         return random_tensor(L, b, v, set, loc);
+    if (b->kind == B_TRAINING)
+        return (Val){.kind = V_BOOL, .id = -1, .num = L->training};
+    if (b->kind == B_CHECK)
+        return check(L, v, set, loc);
+    if (b->kind == B_DIVIDES) {
+        for (int i = 0; i < 2; i++)
+            if (v[i].kind != V_NUM || !v[i].is_int || v[i].sym) {
+                char d[64];
+                nn_error(&L->c->diags, loc, "'divides' needs two integers, got %s",
+                         val_desc(L, v[i], d, 64));
+                return v_none();
+            }
+        return (Val){.kind = V_BOOL, .id = -1, .num = v[0].dim != 0 && v[1].dim % v[0].dim == 0};
+    }
+    if (b->kind == B_WHERE && v[0].kind == V_BOOL)
+        return v[0].num ? v[1] : v[2]; // a compile-time choice: where(training(), a, b)
     if (b->kind == B_BINARY || b->kind == B_WHERE) {
         int n = b->kind == B_WHERE ? 3 : 2;
         NnDType dt = NN_DT_F32;

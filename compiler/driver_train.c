@@ -56,11 +56,11 @@ static NnStatus copy_vars(const NnVars *src, NnVars *dst, bool params_only, cons
 {
     for (int i = 0; i < src->count; i++) {
         if (params_only) {
-            bool trainable = false;
+            bool model = false; // weights and layer state, not optimizer state
             for (int k = 0; k < s->nvars; k++)
                 if (strcmp(s->vars[k].name, src->names[i]) == 0)
-                    trainable = s->vars[k].trainable;
-            if (!trainable)
+                    model = s->vars[k].trainable || s->vars[k].model_state;
+            if (!model)
                 continue;
         }
         NnTensor *t = nnrt_tensor_clone(src->tensors[i]);

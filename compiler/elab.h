@@ -78,7 +78,7 @@ typedef struct Lower {
     NnCtx *c;
     const NnProgram *prog;
     NnGraph *g;
-    bool training;    // dropout active
+    bool training;    // the training graph: dropout active, training() is true
     NnId step;        // step counter value for this run (scalar f32), -1 if none
     uint64_t seed;    // base for dropout/random seeds
     int nrandom;      // random ops made so far (each gets its own seed)
@@ -93,6 +93,14 @@ typedef struct Lower {
     void *resolve_ctx;
     const char *const *resolve_names; // what resolve knows, for "did you mean"
     int nresolve_names;
+    // Layer state updates (`state` in layers): the final value of each state
+    // when its layer returns; only the step graph applies them.
+    NnId *upd_var, *upd_val;
+    int nupd, updcap;
+    // The user's call of a library layer (stdlib or imported) being inlined:
+    // errors that library code raises are reported there, naming the layer.
+    NnLoc user_loc;
+    const char *user_call; // layer name, NULL outside library code
 } Lower;
 
 void lower_init(Lower *L, NnCtx *c, const NnProgram *p, NnGraph *g);
@@ -121,6 +129,9 @@ bool init_known(const char *name, int *maxargs);
 
 // Node creation with error reporting at loc (returns -1 after reporting).
 NnId checked(Lower *L, NnId id, NnLoc loc);
+// Where an error raised at loc is reported: loc itself, or the user's call
+// when loc is inside library code (see Lower.user_loc).
+NnLoc user_loc(Lower *L, NnLoc loc);
 // Registers a PARAM/STATE initializer; returns the existing node if the name exists.
 NnId make_var(Lower *L, NnOp op, const char *name, NnDType dt, const NnShape *s, const char *init,
               const double *args, int nargs, NnLoc loc);

@@ -17,6 +17,8 @@ typedef struct NnParamInit {
     NnDType dtype;
     NnShape shape;     // concrete (params have no symbolic dims)
     bool trainable;    // false for optimizer state and counters
+    bool model_state;  // layer state (batch-norm statistics): not trained, but
+                       // part of the model like its weights (early-stopping snapshots)
     NnLoc loc;
 } NnParamInit;
 

@@ -441,6 +441,8 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
         if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], names[i], oc->loc))
             goto fail;
     nn_graph_add_update(g, s0, L->step);
+    for (int i = 0; i < L->nupd; i++)
+        nn_graph_add_update(g, L->upd_var[i], L->upd_val[i]);
     return g;
 fail:
     nn_graph_free(g);
