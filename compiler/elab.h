@@ -124,6 +124,9 @@ const char *val_desc(Lower *L, Val v, char *buf, size_t n); // "f32[N, 10]", "nu
 
 // Builtins (builtin.c).
 Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc);
+// conv, conv_transpose, pool_max, pool_avg, pad, concat (builtin_conv.c);
+// v and set hold the bound arguments in formal order.
+Val conv_builtin(Lower *L, const char *name, Val *v, bool *set, NnLoc loc);
 // Initializer names valid after `param x: T =`, with their argument counts.
 bool init_known(const char *name, int *maxargs);
 
