@@ -10,7 +10,7 @@
 
 typedef bool (*ShapeFn)(NnGraph *, NnNode *);
 static const ShapeFn shape_rules[NN_OP_COUNT] = {
-#define NN_OP(tag, name, arity, flags) [NN_OP_##tag] = shape_##name,
+#define NN_OP(tag, name, arity, flags, attrs) [NN_OP_##tag] = shape_##name,
 #include "ops.def"
 #undef NN_OP
 };

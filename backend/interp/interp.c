@@ -27,7 +27,7 @@ struct NnExec {
 
 typedef NnStatus (*InterpFn)(Ictx *, const NnNode *, NnTensor *);
 static const InterpFn table[NN_OP_COUNT] = {
-#define NN_OP(tag, name, arity, flags) [NN_OP_##tag] = interp_##name,
+#define NN_OP(tag, name, arity, flags, attrs) [NN_OP_##tag] = interp_##name,
 #include "ops.def"
 #undef NN_OP
 };

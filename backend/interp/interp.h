@@ -36,7 +36,7 @@ static inline const NnTensor *interp_in(const Ictx *c, const NnNode *n, int k)
 // Runs every node of c->f in order (sources must already point at their data).
 NnStatus nn_interp_run_frame(Ictx *c);
 
-#define NN_OP(tag, name, arity, flags)                                                             \
+#define NN_OP(tag, name, arity, flags, attrs)                                                      \
     NnStatus interp_##name(Ictx *c, const NnNode *n, NnTensor *out);
 #include "ops.def"
 #undef NN_OP

@@ -13,7 +13,7 @@
 
 typedef bool (*LowerFn)(NnCg *, NnId);
 static const LowerFn lowerers[NN_OP_COUNT] = {
-#define NN_OP(tag, name, arity, flags) [NN_OP_##tag] = llvm_##name,
+#define NN_OP(tag, name, arity, flags, attrs) [NN_OP_##tag] = llvm_##name,
 #include "ops.def"
 #undef NN_OP
 };

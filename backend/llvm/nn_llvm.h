@@ -129,7 +129,7 @@ void nn_cg_decode(NnCg *cg, LLVMValueRef r, const int64_t *dims, int n, LLVMValu
 void nn_cg_split(NnCg *cg, int64_t total, int64_t align, LLVMValueRef *lo, LLVMValueRef *hi);
 
 // One lowering function per op (ops.def), spread over the lower_*.c files.
-#define NN_OP(tag, name, arity, flags) bool llvm_##name(NnCg *cg, NnId id);
+#define NN_OP(tag, name, arity, flags, attrs) bool llvm_##name(NnCg *cg, NnId id);
 #include "ops.def"
 #undef NN_OP
 
