@@ -250,6 +250,7 @@ dim:
   | dim '+' dim         { $$ = binary(ps, NN_AOP_ADD, @2, $1, $3); }
   | dim '-' dim         { $$ = binary(ps, NN_AOP_SUB, @2, $1, $3); }
   | dim '*' dim         { $$ = binary(ps, NN_AOP_MUL, @2, $1, $3); }
+  | dim '/' dim         { $$ = binary(ps, NN_AOP_DIV, @2, $1, $3); }
   | '(' dim ')'         { $$ = $2; }
   ;
 

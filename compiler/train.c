@@ -64,7 +64,7 @@ static bool resolve(void *ctx, const char *name, NnLoc loc, Val *out)
 
 typedef struct Settings {
     const NnAst *loss, *optimizer;
-    int64_t batch, epochs, limit, patience;
+    int64_t batch, epochs, limit, eval_limit, patience;
     uint64_t seed;
     const char *save, *stop;
     const char **metrics;
@@ -73,7 +73,8 @@ typedef struct Settings {
 } Settings;
 
 static const char *const setting_names[] = {"loss", "optimizer", "batch", "epochs", "seed",
-                                            "limit", "metrics", "stop", "save", "augment"};
+                                            "limit", "metrics", "stop", "save", "augment",
+                                            "eval_limit"};
 #define NSETTINGS (int)(sizeof setting_names / sizeof setting_names[0])
 
 static bool int_setting(NnCtx *c, const NnAst *v, int64_t *out, int64_t min)
@@ -100,6 +101,8 @@ static bool read_setting(NnCtx *c, Settings *s, const NnAst *a)
         return int_setting(c, v, &s->epochs, 0);
     else if (strcmp(k, "limit") == 0)
         return int_setting(c, v, &s->limit, 0);
+    else if (strcmp(k, "eval_limit") == 0)
+        return int_setting(c, v, &s->eval_limit, 0);
     else if (strcmp(k, "seed") == 0) {
         int64_t seed;
         if (!int_setting(c, v, &seed, 0))
@@ -194,6 +197,7 @@ static bool apply_sets(NnCtx *c, Settings *s, NnSetting *sets, int nsets)
         int64_t *target = strcmp(k, "batch") == 0    ? &s->batch
                         : strcmp(k, "epochs") == 0   ? &s->epochs
                         : strcmp(k, "limit") == 0    ? &s->limit
+                        : strcmp(k, "eval_limit") == 0 ? &s->eval_limit
                         : strcmp(k, "patience") == 0 ? &s->patience : NULL;
         if (strcmp(k, "save") == 0) {
             s->save = sets[i].value;
@@ -502,6 +506,7 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
     out->epochs = s.epochs;
     out->seed = s.seed;
     out->limit = s.limit;
+    out->eval_limit = s.eval_limit;
     out->save = s.save;
     out->stop_metric = s.stop;
     out->patience = (int)s.patience;
