@@ -113,12 +113,13 @@ static bool fits(Lower *L, Val x, const NnConv2d *c, const char *builtin, NnLoc 
         int64_t reach = (int64_t)c->dilation[a] * (c->kernel[a] - 1) + 1;
         if (reach > padded) {
             char d[96];
-            fail(L, loc, builtin, "needs a window no larger than the padded input: %dx%d%s "
-                 "window, %lldx%lld padded input (%s, padding %d/%d/%d/%d)", c->kernel[0], c->kernel[1],
+            fail(L, loc, builtin, "expects an input at least as large as its %lldx%lld%s "
+                 "window, got %s padded to %lldx%lld",
+                 (long long)c->dilation[0] * (c->kernel[0] - 1) + 1,
+                 (long long)c->dilation[1] * (c->kernel[1] - 1) + 1,
                  c->dilation[0] > 1 || c->dilation[1] > 1 ? " (dilated)" : "",
-                 (long long)(s->dim[2] + c->pad[0] + c->pad[2]),
-                 (long long)(s->dim[3] + c->pad[1] + c->pad[3]), val_desc(L, x, d, sizeof d),
-                 c->pad[0], c->pad[1], c->pad[2], c->pad[3]);
+                 val_desc(L, x, d, sizeof d), (long long)(s->dim[2] + c->pad[0] + c->pad[2]),
+                 (long long)(s->dim[3] + c->pad[1] + c->pad[3]));
             return false;
         }
     }
@@ -146,14 +147,11 @@ static Val conv(Lower *L, bool transpose, Val *v, bool *set, NnLoc loc)
     if (C % c.groups != 0 || F % c.groups != 0)
         return fail(L, loc, b, "needs groups = %d to divide the input channels (%s) and "
                     "the filters (%lld)", c.groups, val_desc(L, v[0], dx, sizeof dx), (long long)F);
-    int64_t want = transpose ? ws->dim[0] : C / c.groups;
-    int64_t have = transpose ? C : ws->dim[1];
-    if (want != have)
-        return fail(L, loc, b, "got %s with %lld channels, but the filters %s expect %lld%s",
-                    val_desc(L, v[0], dx, sizeof dx), (long long)C,
-                    val_desc(L, v[1], dw, sizeof dw),
-                    (long long)(transpose ? ws->dim[0] : ws->dim[1] * c.groups),
-                    c.groups > 1 ? " (with groups)" : "");
+    int64_t want = transpose ? ws->dim[0] : ws->dim[1] * c.groups;
+    if (want != C)
+        return fail(L, loc, b, "expects f32[N, %lld, H, W] for filters %s%s, got %s",
+                    (long long)want, val_desc(L, v[1], dw, sizeof dw),
+                    c.groups > 1 ? " and groups" : "", val_desc(L, v[0], dx, sizeof dx));
     if (transpose) {
         // "same" for a transposed convolution: the output is stride times the input.
         if (set[3] && v[3].kind == V_STR && strcmp(v[3].str, "same") == 0) {
