@@ -25,17 +25,15 @@ typedef struct Fuse {
     NnId *lo;           // for a root: its lowest member id
 } Fuse;
 
+// By flags only (ops.def): an op joins a kernel as an element-by-element
+// step when it is FUSIBLE (elementwise ops and BROADCAST), or as the root when
+// it is a REDUCE.
 static bool is_elemwise(NnOp op)
 {
-    return op == NN_OP_BROADCAST ||
-           (nn_op_has(op, NN_OPF_ELEMWISE) && nn_op_has(op, NN_OPF_FUSIBLE));
+    return nn_op_has(op, NN_OPF_FUSIBLE) && !nn_op_has(op, NN_OPF_SOURCE);
 }
 
-static bool is_reduce(NnOp op)
-{
-    return op == NN_OP_REDUCE_SUM || op == NN_OP_REDUCE_MEAN || op == NN_OP_REDUCE_MAX ||
-           op == NN_OP_LOGSUMEXP;
-}
+static bool is_reduce(NnOp op) { return nn_op_has(op, NN_OPF_REDUCE); }
 
 static void analyze(Fuse *f, const NnGraph *g)
 {

@@ -331,8 +331,16 @@ typedef struct NnrtConv2d {
     const void *wt;             // the filters: CONV, BWD_DATA
     const void *dy;             // [n, f, oh, ow]: the *_BWD ops
     void *y;
+    void *scratch; // nnrt_conv2d_scratch_size bytes, 64-byte aligned, or NULL
 } NnrtConv2d;
+// The direct kernel: one dispatch, no scratch.
 void nnrt_conv2d(const NnrtConv2d *a, int ith, int nth);
+// Scratch that lets nnrt_conv2d_par run the three convolution ops as im2col
+// and the packed matmul (per image and group); 0 where it keeps to the direct
+// kernel (pooling, depthwise).
+size_t nnrt_conv2d_scratch_size(const NnrtConv2d *a);
+// Runs op a over the pool: im2col + matmul when a->scratch is set and the op
+// uses it, else the direct kernel. Same results either way up to rounding.
 void nnrt_conv2d_par(NnrtPool *p, const NnrtConv2d *a);
 
 // ---- pad, slice, concat (kernels/layout.c), any dtype ---------------------

@@ -94,6 +94,8 @@ static NnStatus frame_init(Frame *f, const NnGraph *g, const int64_t *symv, NnAr
                                               f->vals[n->in[1]].shape[n->attr.tb ? 1 : 0]);
             *packmax = ps > *packmax ? ps : *packmax;
         }
+        size_t cs = interp_conv_scratch(f, n, t);
+        *packmax = cs > *packmax ? cs : *packmax;
         if (n->op == NN_OP_FUSED) {
             f->sub[i] = nn_arena_alloc(a, sizeof(Frame));
             NnStatus st = body_frame(f, n, f->sub[i], a, packmax);

@@ -1,7 +1,8 @@
 // interp_<name> for convolution, pooling and the layout ops along an axis
 // (pad, slice, concat): each fills a runtime argument struct from the node's
 // attributes and its operands' bound shapes, and runs the kernel on the pool.
-// Shapes were checked by the shape rules; nothing here allocates.
+// Shapes were checked by the shape rules; nothing here allocates: the
+// convolutions' im2col scratch is the exec's shared scratch (Ictx.pack).
 #include <string.h>
 
 #include "interp.h"
@@ -24,9 +25,27 @@ static NnrtConv2d conv_args(NnrtConvOp op, const NnNode *n, const NnTensor *ximg
 static NnStatus run(Ictx *c, NnrtConv2d *a, NnTensor *out)
 {
     a->y = out->data;
+    a->scratch = c->pack;
     if (out->numel)
         nnrt_conv2d_par(c->pool, a);
     return NN_OK;
+}
+
+// Sized like the matching interp_<name> below fills its arguments.
+size_t interp_conv_scratch(const Frame *f, const NnNode *n, const NnTensor *out)
+{
+    NnrtConv2d a;
+    switch (n->op) {
+    case NN_OP_CONV2D: a = conv_args(NNRT_CONV, n, &f->vals[n->in[0]], out->shape); break;
+    case NN_OP_CONV2D_BWD_DATA:
+        a = conv_args(NNRT_CONV_BWD_DATA, n, out, f->vals[n->in[0]].shape);
+        break;
+    case NN_OP_CONV2D_BWD_FILTER:
+        a = conv_args(NNRT_CONV_BWD_FILTER, n, &f->vals[n->in[0]], f->vals[n->in[1]].shape);
+        break;
+    default: return 0;
+    }
+    return nnrt_conv2d_scratch_size(&a);
 }
 
 NnStatus interp_conv2d(Ictx *c, const NnNode *n, NnTensor *out)

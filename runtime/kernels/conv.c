@@ -273,8 +273,195 @@ void nnrt_conv2d(const NnrtConv2d *a, int ith, int nth)
 
 static void conv_task(void *a, int ith, int nth) { nnrt_conv2d(a, ith, nth); }
 
+// ---- im2col + matmul ----
+//
+// For image n and group g, col is the [cg*kh*kw, oh*ow] matrix whose row
+// (cc, i, j) holds, for each output position, the input element that filter
+// tap (i, j) of channel cc meets there (zero in the padding). Then
+//   CONV:        y[n, g]  = w[g] @ col                   [fg, oh*ow]
+//   BWD_DATA:    col      = w[g]^T @ dy[n, g], scattered back onto x's shape
+//   BWD_FILTER:  dw[g]   += dy[n, g] @ col^T             [fg, cg*kh*kw]
+// Scratch: the matmul's packed panel, then col, then (filter gradient) the
+// per-image product before it is added.
+
+typedef struct Gemm {
+    const NnrtConv2d *a;
+    int64_t n, g;
+    char *col, *tmp;
+    const void *acc; // BWD_FILTER: tmp is added into y[g]
+} Gemm;
+
+static bool uses_gemm(const NnrtConv2d *a)
+{
+    if (a->op != NNRT_CONV && a->op != NNRT_CONV_BWD_DATA && a->op != NNRT_CONV_BWD_FILTER)
+        return false;
+    return a->c / a->groups > 1 || a->f / a->groups > 1; // depthwise stays direct
+}
+
+static size_t round64(size_t n) { return (n + 63) / 64 * 64; }
+
+// The matmul of op a for one image and group (b, c filled in by the caller).
+static NnrtMatmul gemm_shape(const NnrtConv2d *a)
+{
+    int64_t cg = a->c / a->groups, fg = a->f / a->groups, kk = cg * a->kh * a->kw;
+    int64_t s = a->oh * a->ow;
+    NnrtMatmul m = {.dt = a->dt};
+    if (a->op == NNRT_CONV)
+        m.m = fg, m.k = kk, m.n = s;
+    else if (a->op == NNRT_CONV_BWD_DATA)
+        m.m = kk, m.k = fg, m.n = s, m.ta = true;
+    else
+        m.m = fg, m.k = s, m.n = kk, m.tb = true;
+    return m;
+}
+
+size_t nnrt_conv2d_scratch_size(const NnrtConv2d *a)
+{
+    if (!uses_gemm(a))
+        return 0;
+    size_t es = nnrt_dtype_size(a->dt);
+    int64_t cg = a->c / a->groups, fg = a->f / a->groups, kk = cg * a->kh * a->kw;
+    NnrtMatmul m = gemm_shape(a);
+    size_t pack = round64(nnrt_matmul_pack_size(a->dt, m.n, m.k));
+    size_t col = round64((size_t)(kk * a->oh * a->ow) * es);
+    size_t tmp = a->op == NNRT_CONV_BWD_FILTER ? (size_t)(fg * kk) * es : 0;
+    return pack + col + tmp;
+}
+
+// Rows [lo, hi) of col for image n, group g.
+static void im2col(void *arg, int ith, int nth)
+{
+    const Gemm *t = arg;
+    const NnrtConv2d *a = t->a;
+    size_t es = nnrt_dtype_size(a->dt);
+    int64_t cg = a->c / a->groups, kk = a->kh * a->kw, s = a->oh * a->ow, lo, hi;
+    nnrt_split(cg * kk, 1, ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t cc = r / kk, i = r % kk / a->kw, j = r % a->kw;
+        const char *x = (const char *)a->x + ((t->n * a->c + t->g * cg + cc) * a->h * a->w) * es;
+        char *row = t->col + r * s * (int64_t)es;
+        int64_t oh0, oh1, ow0, ow1, off = j * a->dw - a->pl;
+        valid(a->oh, a->h, a->sh, a->pt, i * a->dh, &oh0, &oh1);
+        valid(a->ow, a->w, a->sw, a->pl, j * a->dw, &ow0, &ow1);
+        memset(row, 0, (size_t)s * es);
+        for (int64_t o = oh0; o < oh1 && ow0 < ow1; o++) {
+            int64_t ih = o * a->sh - a->pt + i * a->dh;
+            const char *src = x + (ih * a->w + ow0 * a->sw + off) * (int64_t)es;
+            char *dst = row + (o * a->ow + ow0) * (int64_t)es;
+            if (a->sw == 1)
+                memcpy(dst, src, (size_t)(ow1 - ow0) * es);
+            else if (es == 8)
+                for (int64_t p = 0; p < ow1 - ow0; p++)
+                    ((double *)dst)[p] = ((const double *)src)[p * a->sw];
+            else
+                for (int64_t p = 0; p < ow1 - ow0; p++)
+                    ((float *)dst)[p] = ((const float *)src)[p * a->sw];
+        }
+    }
+}
+
+// The adjoint of im2col: channel planes of dx[n, g] from col, by channel.
+static void col2im(void *arg, int ith, int nth)
+{
+    const Gemm *t = arg;
+    const NnrtConv2d *a = t->a;
+    size_t es = nnrt_dtype_size(a->dt);
+    int64_t cg = a->c / a->groups, kk = a->kh * a->kw, s = a->oh * a->ow, lo, hi;
+    nnrt_split(cg, 1, ith, nth, &lo, &hi);
+    for (int64_t cc = lo; cc < hi; cc++) {
+        char *x = (char *)a->y + ((t->n * a->c + t->g * cg + cc) * a->h * a->w) * es;
+        memset(x, 0, (size_t)(a->h * a->w) * es);
+        for (int64_t q = 0; q < kk; q++) {
+            int64_t i = q / a->kw, j = q % a->kw;
+            const char *row = t->col + (cc * kk + q) * s * (int64_t)es;
+            int64_t oh0, oh1, ow0, ow1, off = j * a->dw - a->pl;
+            valid(a->oh, a->h, a->sh, a->pt, i * a->dh, &oh0, &oh1);
+            valid(a->ow, a->w, a->sw, a->pl, j * a->dw, &ow0, &ow1);
+            for (int64_t o = oh0; o < oh1 && ow0 < ow1; o++) {
+                int64_t ih = o * a->sh - a->pt + i * a->dh;
+                int64_t xi = ih * a->w + ow0 * a->sw + off, ri = o * a->ow + ow0;
+                if (es == 8)
+                    scatter_f64((double *)x + xi, a->sw, (const double *)row + ri, 1, ow1 - ow0);
+                else
+                    scatter_f32((float *)x + xi, a->sw, (const float *)row + ri, 1, ow1 - ow0);
+            }
+        }
+    }
+}
+
+// y[g] += tmp for the filter gradient, split by elements.
+static void add_tmp(void *arg, int ith, int nth)
+{
+    const Gemm *t = arg;
+    const NnrtConv2d *a = t->a;
+    int64_t fg = a->f / a->groups, kk = a->c / a->groups * a->kh * a->kw, lo, hi;
+    nnrt_split(fg * kk, 16, ith, nth, &lo, &hi);
+    if (a->dt == NN_DT_F64) {
+        double *y = (double *)a->y + t->g * fg * kk;
+        for (int64_t i = lo; i < hi; i++)
+            y[i] += ((const double *)t->tmp)[i];
+    } else {
+        float *y = (float *)a->y + t->g * fg * kk;
+        for (int64_t i = lo; i < hi; i++)
+            y[i] += ((const float *)t->tmp)[i];
+    }
+}
+
+static void run_task(NnrtPool *p, NnrtTask fn, void *arg, int64_t work)
+{
+    if (want_par(p, work))
+        nnrt_pool_run(p, fn, arg);
+    else
+        fn(arg, 0, 1);
+}
+
+static void conv_gemm(NnrtPool *p, const NnrtConv2d *a)
+{
+    size_t es = nnrt_dtype_size(a->dt);
+    int64_t cg = a->c / a->groups, fg = a->f / a->groups, kk = cg * a->kh * a->kw;
+    int64_t s = a->oh * a->ow;
+    NnrtMatmul m = gemm_shape(a);
+    size_t pack = round64(nnrt_matmul_pack_size(a->dt, m.n, m.k));
+    Gemm t = {.a = a, .col = (char *)a->scratch + pack};
+    t.tmp = t.col + round64((size_t)(kk * s) * es);
+    m.pack = pack ? a->scratch : NULL;
+    for (t.g = 0; t.g < a->groups; t.g++) {
+        const char *wg = (const char *)a->wt + t.g * fg * kk * (int64_t)es;
+        char *dwg = (char *)a->y + t.g * fg * kk * (int64_t)es;
+        for (t.n = 0; t.n < a->n; t.n++) {
+            const char *dy = (const char *)a->dy + ((t.n * a->f + t.g * fg) * s) * (int64_t)es;
+            switch (a->op) {
+            case NNRT_CONV:
+                run_task(p, im2col, &t, kk * s);
+                m.a = wg, m.b = t.col;
+                m.c = (char *)a->y + ((t.n * a->f + t.g * fg) * s) * (int64_t)es;
+                nnrt_matmul_par(p, &m);
+                break;
+            case NNRT_CONV_BWD_DATA:
+                m.a = wg, m.b = dy, m.c = t.col;
+                nnrt_matmul_par(p, &m);
+                run_task(p, col2im, &t, kk * s);
+                break;
+            default:
+                run_task(p, im2col, &t, kk * s);
+                m.a = dy, m.b = t.col, m.c = t.n ? t.tmp : dwg;
+                nnrt_matmul_par(p, &m);
+                if (t.n)
+                    run_task(p, add_tmp, &t, fg * kk);
+                break;
+            }
+        }
+        if (a->op == NNRT_CONV_BWD_FILTER && a->n == 0)
+            memset(dwg, 0, (size_t)(fg * kk) * es);
+    }
+}
+
 void nnrt_conv2d_par(NnrtPool *p, const NnrtConv2d *a)
 {
+    if (a->scratch && uses_gemm(a)) {
+        conv_gemm(p, a);
+        return;
+    }
     // Work is about one multiply-add per output element and kernel tap.
     int64_t taps = (int64_t)a->kh * a->kw, work = a->n * a->f * a->oh * a->ow * taps;
     if (a->op == NNRT_CONV || a->op == NNRT_CONV_BWD_DATA || a->op == NNRT_CONV_BWD_FILTER)
