@@ -104,8 +104,8 @@ NnId make_var(Lower *L, NnOp op, const char *name, NnDType dt, const NnShape *s,
         if (strcmp(L->vars[i].name, name) == 0) {
             if (!nn_shape_eq(&L->vars[i].shape, s)) {
                 char a[64], b[64];
-                nn_error(&L->c->diags, loc, "'%s' is declared again with a different shape: "
-                         "%s here, %s before", name, nn_type_str(L->g, dt, s, a, 64),
+                nn_error(&L->c->diags, user_loc(L, loc), "'%s' is declared again with a "
+                         "different shape: %s here, %s before", name, nn_type_str(L->g, dt, s, a, 64),
                          nn_type_str(L->g, L->vars[i].dtype, &L->vars[i].shape, b, 64));
                 return -1;
             }
@@ -419,7 +419,7 @@ static NnId var_stmt(Lower *L, Env *env, const NnAst *s, NnOp op)
         }
     }
     const char *name = L->scope ? nn_arena_printf(L->c->arena, "%s.%s", L->scope, s->name) : s->name;
-    NnId id = make_var(L, op, name, dt, &shape, init, args, nargs, user_loc(L, s->loc));
+    NnId id = make_var(L, op, name, dt, &shape, init, args, nargs, s->loc);
     if (id < 0)
         return -1;
     for (int i = 0; i < L->nvars; i++)
