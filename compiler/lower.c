@@ -429,6 +429,26 @@ static NnId var_stmt(Lower *L, Env *env, const NnAst *s, NnOp op)
     return id;
 }
 
+// The value v given to state `decl` (node var) as a tensor of the state's
+// type, or -1 after reporting at `at`.
+static NnId state_value(Lower *L, const NnAst *decl, NnId var, Val v, NnLoc at,
+                        const NnAst *owner)
+{
+    NnNode *vr = nn_node(L->g, var);
+    NnId val = as_tensor(L, v, vr->dtype, at);
+    if (val < 0)
+        return -1;
+    NnNode *vn = nn_node(L->g, val);
+    if (vn->dtype != vr->dtype || !nn_shape_eq(&vn->shape, &vr->shape)) {
+        char a[64], b[64];
+        nn_error(&L->c->diags, user_loc(L, at), "'%s' sets state '%s' of %s to a value of type %s",
+                 owner->name, decl->name, nn_type_str(L->g, vr->dtype, &vr->shape, a, 64),
+                 nn_type_str(L->g, vn->dtype, &vn->shape, b, 64));
+        return -1;
+    }
+    return val;
+}
+
 // At a layer's return: the final value of each of its states becomes that
 // state's update (the last call wins when a bound layer runs twice).
 static bool state_updates(Lower *L, Env *env, const NnAst *const *decls, const NnId *vars, int n,
@@ -437,19 +457,9 @@ static bool state_updates(Lower *L, Env *env, const NnAst *const *decls, const N
     for (int i = 0; i < n; i++) {
         Val v;
         env_lookup(env, decls[i]->name, &v);
-        NnNode *var = nn_node(L->g, vars[i]);
-        NnId val = as_tensor(L, v, var->dtype, decls[i]->loc);
+        NnId val = state_value(L, decls[i], vars[i], v, decls[i]->loc, owner);
         if (val < 0)
             return false;
-        NnNode *vn = nn_node(L->g, val);
-        if (vn->dtype != var->dtype || !nn_shape_eq(&vn->shape, &var->shape)) {
-            char a[64], b[64];
-            nn_error(&L->c->diags, user_loc(L, decls[i]->loc),
-                     "'%s' sets state '%s' of %s to a value of type %s", owner->name,
-                     decls[i]->name, nn_type_str(L->g, var->dtype, &var->shape, a, 64),
-                     nn_type_str(L->g, vn->dtype, &vn->shape, b, 64));
-            return false;
-        }
         if (val == vars[i])
             continue;
         int k = 0;
@@ -513,6 +523,10 @@ Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner)
             L->bind_name = NULL;
             if (v.kind == V_NONE)
                 return v;
+            for (int k = 0; k < nstates; k++)
+                if (strcmp(sdecls[k]->name, name) == 0 &&
+                    state_value(L, sdecls[k], svars[k], v, s->a->loc, owner) < 0)
+                    return v_none();
             env_bind(L, env, name, v);
             break;
         }
