@@ -105,7 +105,8 @@ NnId make_var(Lower *L, NnOp op, const char *name, NnDType dt, const NnShape *s,
             if (!nn_shape_eq(&L->vars[i].shape, s)) {
                 char a[64], b[64];
                 nn_error(&L->c->diags, user_loc(L, loc), "'%s' is declared again with a "
-                         "different shape: %s here, %s before", name, nn_type_str(L->g, dt, s, a, 64),
+                         "different shape: %s here, %s before", name,
+                         nn_type_str(L->g, dt, s, a, 64),
                          nn_type_str(L->g, L->vars[i].dtype, &L->vars[i].shape, b, 64));
                 return -1;
             }

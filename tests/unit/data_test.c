@@ -170,7 +170,8 @@ Test(data, fashion_mnist_real_files)
     nnrt_dataset_init(&ds);
     cr_assert_eq(nnrt_dataset_load_idx(&ds, img, lab), NN_OK, "%s", nnrt_errmsg());
     cr_assert_eq(ds.count, 10000);
-    cr_assert(ds.x->rank == 4 && ds.x->shape[1] == 1 && ds.x->shape[2] == 28 && ds.x->shape[3] == 28);
+    cr_assert(ds.x->rank == 4 && ds.x->shape[1] == 1 && ds.x->shape[2] == 28 &&
+              ds.x->shape[3] == 28);
     cr_assert_eq(ds.num_classes, 10);
     // The first test label of Fashion-MNIST is 9 (ankle boot).
     cr_assert_eq(((int32_t *)ds.y->data)[0], 9);
