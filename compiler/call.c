@@ -208,7 +208,13 @@ Val call_decl(Lower *L, const NnAst *decl, Arg *args, int nargs, NnLoc loc, cons
     Env *env = nn_arena_alloc(L->c->arena, sizeof *env);
     if (!bind_formals(L, env, decl, args, nargs, loc))
         return v_none();
-    const char *saved = L->scope;
+    const char *saved = L->scope, *saved_call = L->user_call;
+    NnLoc saved_loc = L->user_loc;
+    const NnSource *user = L->prog->main->loc.src;
+    if (!L->user_call && decl->loc.src != user && loc.src == user) {
+        L->user_call = decl->name;
+        L->user_loc = loc;
+    }
     L->scope = scope;
     L->depth++;
     int errors = L->c->diags.nerrors;
@@ -217,6 +223,8 @@ Val call_decl(Lower *L, const NnAst *decl, Arg *args, int nargs, NnLoc loc, cons
     L->scope = saved;
     if (L->c->diags.nerrors > errors)
         call_note(L, decl, loc);
+    L->user_call = saved_call;
+    L->user_loc = saved_loc;
     if (r.kind != V_NONE && decl->type) {
         char what[160];
         snprintf(what, sizeof what, "the result of '%s'", decl->name);

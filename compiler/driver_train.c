@@ -58,11 +58,11 @@ static NnStatus copy_vars(const NnVars *src, NnVars *dst, bool params_only, cons
 {
     for (int i = 0; i < src->count; i++) {
         if (params_only) {
-            bool trainable = false;
+            bool model = false; // weights and layer state, not optimizer state
             for (int k = 0; k < s->nvars; k++)
                 if (strcmp(s->vars[k].name, src->names[i]) == 0)
-                    trainable = s->vars[k].trainable;
-            if (!trainable)
+                    model = s->vars[k].trainable || s->vars[k].model_state;
+            if (!model)
                 continue;
         }
         NnTensor *t = nnrt_tensor_clone(src->tensors[i]);
@@ -308,6 +308,27 @@ static void report_bits(const NnrtDataset *train, const NnrtTrainOptions *to,
            e->loss / log(2.0), nnrt_text_unigram_bits(train, ds), train->num_classes);
 }
 
+// Keeps the first n samples of ds (the `limit` and `eval_limit` settings);
+// n = 0 or a missing split keeps everything.
+static bool keep_head(NnCtx *c, NnrtDataset *ds, int64_t n, NnLoc loc)
+{
+    if (!ds || n <= 0 || n >= ds->count)
+        return true;
+    int64_t *idx = malloc((size_t)n * sizeof *idx);
+    NnrtDataset sub;
+    for (int64_t i = 0; idx && i < n; i++)
+        idx[i] = i;
+    if (!idx || nnrt_dataset_subset(ds, idx, n, &sub) != NN_OK) {
+        free(idx);
+        nn_error(&c->diags, loc, "%s", nnrt_errmsg());
+        return false;
+    }
+    free(idx);
+    nnrt_dataset_fini(ds);
+    *ds = sub;
+    return true;
+}
+
 int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
 {
     const NnBackend *be = nn_driver_backend(o);
@@ -336,20 +357,10 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
         fprintf(stderr, "nnc: prepared step and eval graphs on %s in %.0f ms\n", be->name,
                 (nnrt_now() - t0) * 1000);
     NnrtDataset *train = nn_splits_get(&splits, "train");
-    if (spec.limit > 0 && spec.limit < train->count) {
-        int64_t *idx = malloc((size_t)spec.limit * sizeof *idx);
-        NnrtDataset sub;
-        for (int64_t i = 0; idx && i < spec.limit; i++)
-            idx[i] = i;
-        if (!idx || nnrt_dataset_subset(train, idx, spec.limit, &sub) != NN_OK) {
-            free(idx);
-            nn_error(&c->diags, loc, "%s", nnrt_errmsg());
-            goto done;
-        }
-        free(idx);
-        nnrt_dataset_fini(train);
-        *train = sub;
-    }
+    NnrtDataset *val = nn_splits_get(&splits, "val"), *test = nn_splits_get(&splits, "test");
+    if (!keep_head(c, train, spec.limit, loc) || !keep_head(c, val, spec.eval_limit, loc) ||
+        !keep_head(c, test, spec.eval_limit, loc))
+        goto done;
     NnrtTrainCallbacks cb = {&R, cb_step, cb_predict, cb_snapshot, cb_restore, cb_checkpoint_vars};
     NnrtTrainOptions to = {0};
     to.epochs = (int)spec.epochs;

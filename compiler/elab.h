@@ -87,7 +87,7 @@ typedef struct Lower {
     NnCtx *c;
     const NnProgram *prog;
     NnGraph *g;
-    bool training;    // dropout active
+    bool training;    // the training graph: dropout active, training() is true
     NnId step;        // step counter value for this run (scalar f32), -1 if none
     uint64_t seed;    // base for dropout/random seeds
     int nrandom;      // random ops made so far (each gets its own seed)
@@ -104,6 +104,14 @@ typedef struct Lower {
     int nresolve_names;
     LoopCtx *loop; // NULL outside for loops
     int64_t unrolled; // loop steps elaborated so far, all loops together
+    // Layer state updates (`state` in layers): the final value of each state
+    // when its layer returns; only the step graph applies them.
+    NnId *upd_var, *upd_val;
+    int nupd, updcap;
+    // The user's call of a library layer (stdlib or imported) being inlined:
+    // errors that library code raises are reported there, naming the layer.
+    NnLoc user_loc;
+    const char *user_call; // layer name, NULL outside library code
 } Lower;
 
 void lower_init(Lower *L, NnCtx *c, const NnProgram *p, NnGraph *g);
@@ -145,11 +153,17 @@ const char *val_desc(Lower *L, Val v, char *buf, size_t n); // "f32[N, 10]", "nu
 
 // Builtins (builtin.c).
 Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc);
+// conv, conv_transpose, pool_max, pool_avg, pad, concat (builtin_conv.c);
+// v and set hold the bound arguments in formal order.
+Val conv_builtin(Lower *L, const char *name, Val *v, bool *set, NnLoc loc);
 // Initializer names valid after `param x: T =`, with their argument counts.
 bool init_known(const char *name, int *maxargs);
 
 // Node creation with error reporting at loc (returns -1 after reporting).
 NnId checked(Lower *L, NnId id, NnLoc loc);
+// Where an error raised at loc is reported: loc itself, or the user's call
+// when loc is inside library code (see Lower.user_loc).
+NnLoc user_loc(Lower *L, NnLoc loc);
 // Registers a PARAM/STATE initializer; returns the existing node if the name exists.
 NnId make_var(Lower *L, NnOp op, const char *name, NnDType dt, const NnShape *s, const char *init,
               const double *args, int nargs, NnLoc loc);

@@ -153,7 +153,11 @@ NnId make_var(Lower *L, NnOp op, const char *name, NnDType dt, const NnShape *s,
     for (int i = 0; i < L->nvars; i++)
         if (strcmp(L->vars[i].name, name) == 0) {
             if (!nn_shape_eq(&L->vars[i].shape, s)) {
-                nn_error(&L->c->diags, loc, "'%s' is declared again with a different shape", name);
+                char a[64], b[64];
+                nn_error(&L->c->diags, user_loc(L, loc), "'%s' is declared again with a "
+                         "different shape: %s here, %s before", name,
+                         nn_type_str(L->g, dt, s, a, 64),
+                         nn_type_str(L->g, L->vars[i].dtype, &L->vars[i].shape, b, 64));
                 return -1;
             }
             return L->var_ids[i];
@@ -257,7 +261,7 @@ static Val fold_nums(Lower *L, const NnAst *e, Val a, Val b)
     case NN_AOP_ADD: r = x + y; break;
     case NN_AOP_SUB: r = x - y; break;
     case NN_AOP_MUL: r = x * y; break;
-    case NN_AOP_DIV: r = x / y; ints = false; break;
+    case NN_AOP_DIV: r = x / y; ints = ints && y != 0 && a.dim % b.dim == 0; break;
     case NN_AOP_POW: r = pow(x, y); ints = ints && y >= 0; break;
     case NN_AOP_EQ: return (Val){.kind = V_BOOL, .num = a.sym || b.sym ? a.dim == b.dim : x == y};
     case NN_AOP_NE: return (Val){.kind = V_BOOL, .num = a.sym || b.sym ? a.dim != b.dim : x != y};
@@ -411,8 +415,15 @@ Val eval(Lower *L, Env *env, const NnAst *e)
     }
 }
 
-// `param w: f32[I, units] = glorot_uniform()` inside a layer or model.
-static bool param_stmt(Lower *L, Env *env, const NnAst *s)
+NnLoc user_loc(Lower *L, NnLoc loc)
+{
+    return L->user_call && loc.src != L->prog->main->loc.src ? L->user_loc : loc;
+}
+
+// `param w: f32[I, units] = glorot_uniform()` inside a layer or model, and
+// `state running_mean: f32[C] = zeros()` (op STATE: not trained, kept with
+// the weights). Returns the variable's node, or -1 after reporting.
+static NnId var_stmt(Lower *L, Env *env, const NnAst *s, NnOp op)
 {
     const NnAst *t = s->type;
     NnShape shape = {0};
@@ -420,24 +431,26 @@ static bool param_stmt(Lower *L, Env *env, const NnAst *s)
     if (t && strcmp(t->name, "f64") == 0)
         dt = NN_DT_F64;
     else if (t && strcmp(t->name, "f32") != 0) {
-        nn_error(&L->c->diags, t->loc, "parameters must be f32 or f64, not %s", t->name);
-        return false;
+        nn_error(&L->c->diags, t->loc, "%s must be f32 or f64, not %s",
+                 op == NN_OP_PARAM ? "parameters" : "layer states", t->name);
+        return -1;
     }
     shape.rank = t ? t->kids.count : 0;
     if (shape.rank > NN_MAX_RANK) {
         nn_error(&L->c->diags, t->loc, "rank %d exceeds the maximum %d", shape.rank, NN_MAX_RANK);
-        return false;
+        return -1;
     }
     for (int i = 0; i < shape.rank; i++) {
         Val d = eval(L, env, t->kids.items[i]);
         if (d.kind == V_NONE)
-            return false;
+            return -1;
         if (d.kind != V_NUM || !d.is_int || d.sym || d.dim <= 0) {
             char b[64];
-            nn_error(&L->c->diags, t->kids.items[i]->loc,
-                     "parameter dimensions must be fixed positive integers, got %s",
+            nn_error(&L->c->diags, user_loc(L, t->kids.items[i]->loc),
+                     "%s dimensions must be fixed positive integers, got %s",
+                     op == NN_OP_PARAM ? "parameter" : "state",
                      val_desc(L, d, b, 64));
-            return false;
+            return -1;
         }
         shape.dim[i] = d.dim;
     }
@@ -447,7 +460,7 @@ static bool param_stmt(Lower *L, Env *env, const NnAst *s)
     for (int i = 0; i < shape.rank; i++)
         if (__builtin_mul_overflow(count, shape.dim[i], &count) || count > (INT64_MAX >> 4)) {
             nn_error(&L->c->diags, t->loc, "parameter '%s' has too many elements", s->name);
-            return false;
+            return -1;
         }
     const char *init = "zeros";
     double args[4] = {0};
@@ -460,30 +473,87 @@ static bool param_stmt(Lower *L, Env *env, const NnAst *s)
             nn_error(&L->c->diags, ie->loc,
                      "unknown initializer; use zeros(), ones(), normal(std), uniform(lo, hi), "
                      "glorot_uniform(), glorot_normal(), he_uniform(), he_normal() or orthogonal()");
-            return false;
+            return -1;
         }
         init = callee->name;
         if (ie->kind == NN_AST_CALL) {
             if (ie->kids.count > maxargs) {
                 nn_error(&L->c->diags, ie->loc, "%s() takes at most %d arguments", init, maxargs);
-                return false;
+                return -1;
             }
             for (int i = 0; i < ie->kids.count; i++) {
                 const NnAst *ae = ie->kids.items[i];
                 Val v = eval(L, env, ae->kind == NN_AST_ARG ? ae->a : ae);
                 if (v.kind != V_NUM || v.sym) {
                     nn_error(&L->c->diags, ae->loc, "initializer arguments must be numbers");
-                    return false;
+                    return -1;
                 }
                 args[nargs++] = v.num;
             }
         }
     }
     const char *name = L->scope ? nn_arena_printf(L->c->arena, "%s.%s", L->scope, s->name) : s->name;
-    NnId id = make_var(L, NN_OP_PARAM, name, dt, &shape, init, args, nargs, s->loc);
+    NnId id = make_var(L, op, name, dt, &shape, init, args, nargs, s->loc);
     if (id < 0)
-        return false;
+        return -1;
+    for (int i = 0; i < L->nvars; i++)
+        if (L->var_ids[i] == id)
+            L->vars[i].model_state = op == NN_OP_STATE;
     env_bind(L, env, s->name, v_tensor(id));
+    return id;
+}
+
+// The value v given to state `decl` (node var) as a tensor of the state's
+// type, or -1 after reporting at `at`.
+static NnId state_value(Lower *L, const NnAst *decl, NnId var, Val v, NnLoc at,
+                        const NnAst *owner)
+{
+    NnNode *vr = nn_node(L->g, var);
+    NnId val = as_tensor(L, v, vr->dtype, at);
+    if (val < 0)
+        return -1;
+    NnNode *vn = nn_node(L->g, val);
+    if (vn->dtype != vr->dtype || !nn_shape_eq(&vn->shape, &vr->shape)) {
+        char a[64], b[64];
+        nn_error(&L->c->diags, user_loc(L, at), "'%s' sets state '%s' of %s to a value of type %s",
+                 owner->name, decl->name, nn_type_str(L->g, vr->dtype, &vr->shape, a, 64),
+                 nn_type_str(L->g, vn->dtype, &vn->shape, b, 64));
+        return -1;
+    }
+    return val;
+}
+
+// At a layer's return: the final value of each of its states becomes that
+// state's update (the last call wins when a bound layer runs twice).
+static bool state_updates(Lower *L, Env *env, const NnAst *const *decls, const NnId *vars, int n,
+                          const NnAst *owner)
+{
+    for (int i = 0; i < n; i++) {
+        Val v;
+        env_lookup(env, decls[i]->name, &v);
+        NnId val = state_value(L, decls[i], vars[i], v, decls[i]->loc, owner);
+        if (val < 0)
+            return false;
+        if (val == vars[i])
+            continue;
+        int k = 0;
+        while (k < L->nupd && L->upd_var[k] != vars[i])
+            k++;
+        if (k == L->updcap) {
+            int cap = L->updcap ? 2 * L->updcap : 8;
+            NnId *a = nn_arena_alloc(L->c->arena, (size_t)cap * sizeof *a);
+            NnId *b = nn_arena_alloc(L->c->arena, (size_t)cap * sizeof *b);
+            if (L->nupd) {
+                memcpy(a, L->upd_var, (size_t)L->nupd * sizeof *a);
+                memcpy(b, L->upd_val, (size_t)L->nupd * sizeof *b);
+            }
+            L->upd_var = a, L->upd_val = b, L->updcap = cap;
+        }
+        L->upd_var[k] = vars[i];
+        L->upd_val[k] = val;
+        if (k == L->nupd)
+            L->nupd++;
+    }
     return true;
 }
 
@@ -491,7 +561,7 @@ bool exec_stmt(Lower *L, Env *env, const NnAst *s, const NnAst *owner)
 {
     switch (s->kind) {
     case NN_AST_ASSIGN: return assign_stmt(L, env, s);
-    case NN_AST_PARAM: return param_stmt(L, env, s);
+    case NN_AST_PARAM: return var_stmt(L, env, s, NN_OP_PARAM) >= 0;
     case NN_AST_EXPR: return eval(L, env, s->a).kind != V_NONE;
     case NN_AST_FOR: return exec_for(L, env, s, owner);
     case NN_AST_ERROR: return false;
@@ -507,6 +577,9 @@ bool exec_stmt(Lower *L, Env *env, const NnAst *s, const NnAst *owner)
 
 Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner)
 {
+    const NnAst *sdecls[32];
+    NnId svars[32];
+    int nstates = 0;
     for (int i = 0; i < stmts->count; i++) {
         const NnAst *s = stmts->items[i];
         if (s->kind == NN_AST_RETURN) {
@@ -514,10 +587,33 @@ Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner)
                 nn_error(&L->c->diags, s->loc, "'%s' must return a value", owner->name);
                 return v_none();
             }
-            return eval(L, env, s->a);
+            Val r = eval(L, env, s->a);
+            if (r.kind == V_NONE || !state_updates(L, env, sdecls, svars, nstates, owner))
+                return v_none();
+            return r;
+        }
+        if (s->kind == NN_AST_STATE) {
+            if (nstates == 32) {
+                nn_error(&L->c->diags, s->loc, "a layer may declare at most 32 states");
+                return v_none();
+            }
+            if ((svars[nstates] = var_stmt(L, env, s, NN_OP_STATE)) < 0)
+                return v_none();
+            sdecls[nstates++] = s;
+            continue;
         }
         if (!exec_stmt(L, env, s, owner))
             return v_none();
+        // A state set here is checked at the assignment, not only at the return.
+        for (int t = 0; s->kind == NN_AST_ASSIGN && t < s->kids.count; t++) {
+            const NnAst *tg = s->kids.items[t];
+            for (int k = 0; tg->kind == NN_AST_NAME && k < nstates; k++) {
+                Val v;
+                if (strcmp(sdecls[k]->name, tg->name) == 0 && env_lookup(env, tg->name, &v) &&
+                    state_value(L, sdecls[k], svars[k], v, s->a->loc, owner) < 0)
+                    return v_none();
+            }
+        }
     }
     nn_error(&L->c->diags, owner->loc, "'%s' ends without a return statement", owner->name);
     return v_none();

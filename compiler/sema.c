@@ -1,7 +1,8 @@
 // Semantic analysis before any shape is known: loads imports (the stdlib for
 // `import std`), builds the declaration table, and checks every name in every
 // body, suggesting the closest known name for a typo. Also enforces where
-// statements may appear (param in layers and models, state in optimizers).
+// statements may appear (param in layers and models, state in optimizers and,
+// typed, in layers).
 // Declarations in the user's file override imported ones of the same name.
 #include "sema.h"
 #include "fileio.h"
@@ -392,9 +393,22 @@ static void check_body(Sema *S, Scope *sc, const NnAst *decl, const NnAstList *b
             scope_add(S->c, sc, s->name);
             break;
         case NN_AST_STATE:
-            if (decl->kind != NN_AST_OPTIMIZER)
-                nn_error(&S->c->diags, s->loc, "'state' is only allowed in an optimizer");
-            check_expr(S, sc, s->a);
+            // Optimizer state is shaped like p; layer state (batch-norm
+            // statistics) declares its type like a param.
+            if (decl->kind == NN_AST_OPTIMIZER && s->type)
+                nn_error(&S->c->diags, s->type->loc, "optimizer state has the type of 'p'; "
+                         "write 'state %s = zeros_like(p)'", s->name);
+            else if (decl->kind == NN_AST_LAYER || decl->kind == NN_AST_MODEL) {
+                if (!s->type)
+                    nn_error(&S->c->diags, s->loc, "layer state needs a type and an initializer, "
+                             "e.g. 'state %s: f32[C] = zeros()'", s->name);
+                else
+                    check_list(S, sc, &s->type->kids);
+            } else if (decl->kind != NN_AST_OPTIMIZER)
+                nn_error(&S->c->diags, s->loc,
+                         "'state' is only allowed in a layer, model or optimizer");
+            if (!s->type)
+                check_expr(S, sc, s->a);
             scope_add(S->c, sc, s->name);
             break;
         case NN_AST_RETURN:

@@ -112,7 +112,7 @@ static bool resolve(void *ctx, const char *name, NnLoc loc, Val *out)
 
 typedef struct Settings {
     const NnAst *loss, *optimizer;
-    int64_t batch, epochs, limit, patience;
+    int64_t batch, epochs, limit, eval_limit, patience;
     uint64_t seed;
     const char *save, *stop;
     const char **metrics;
@@ -124,7 +124,8 @@ typedef struct Settings {
 } Settings;
 
 static const char *const setting_names[] = {"loss", "optimizer", "batch", "epochs", "seed",
-                                            "limit", "metrics", "stop", "save", "augment"};
+                                            "limit", "metrics", "stop", "save", "augment",
+                                            "eval_limit"};
 #define NSETTINGS (int)(sizeof setting_names / sizeof setting_names[0])
 
 // Largest values of the integer settings. Batch, epochs and patience end up in
@@ -158,6 +159,8 @@ static bool read_setting(NnCtx *c, Settings *s, const NnAst *a)
         return int_setting(c, v, &s->epochs, 0, MAX_INT32);
     else if (strcmp(k, "limit") == 0)
         return int_setting(c, v, &s->limit, 0, MAX_EXACT);
+    else if (strcmp(k, "eval_limit") == 0)
+        return int_setting(c, v, &s->eval_limit, 0, MAX_EXACT);
     else if (strcmp(k, "seed") == 0) {
         int64_t seed;
         if (!int_setting(c, v, &seed, 0, MAX_EXACT))
@@ -272,11 +275,12 @@ static int set_value(NnCtx *c, Settings *s, const char *k, const char *val)
     int64_t *target = strcmp(k, "batch") == 0    ? &s->batch
                     : strcmp(k, "epochs") == 0   ? &s->epochs
                     : strcmp(k, "limit") == 0    ? &s->limit
+                    : strcmp(k, "eval_limit") == 0 ? &s->eval_limit
                     : strcmp(k, "patience") == 0 ? &s->patience : NULL;
     if (!target)
         return 0;
     int64_t min = target == &s->batch || target == &s->patience ? 1 : 0;
-    int64_t max = target == &s->limit ? MAX_EXACT : MAX_INT32;
+    int64_t max = target == &s->limit || target == &s->eval_limit ? MAX_EXACT : MAX_INT32;
     char *end;
     double v = strtod(val, &end);
     // Compared as doubles before the cast, so no value overflows int64_t.
@@ -572,6 +576,8 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
             goto fail;
         }
     nn_graph_add_update(g, s0, L->step);
+    for (int i = 0; i < L->nupd; i++)
+        nn_graph_add_update(g, L->upd_var[i], L->upd_val[i]);
     return g;
 fail:
     nn_graph_free(g);
@@ -633,6 +639,7 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
     out->epochs = s.epochs;
     out->seed = s.seed;
     out->limit = s.limit;
+    out->eval_limit = s.eval_limit;
     out->save = s.save;
     out->stop_metric = s.stop;
     out->patience = (int)s.patience;

@@ -64,7 +64,7 @@ typedef struct NnrtDataset {
     int64_t count;       // == x->shape[0] == y->shape[0]
     int num_classes;     // classes seen in y (max label + 1, or names); 0: regression
     char **class_names;  // num_classes names for string CSV labels, else NULL
-    int64_t img_h, img_w; // image geometry when known (IDX rank-3 input), else 0
+    int64_t img_h, img_w; // image geometry when known (IDX images, [N, 1, H, W]), else 0
     char *vocab;          // text sources: vocab[i] is the byte of id i (num_classes), else NULL
     // Where each label came from, for messages: y_file (owned, or NULL) and,
     // per sample, its byte offset in an IDX file or its 1-based CSV line
@@ -81,7 +81,8 @@ void nnrt_dataset_fini(NnrtDataset *ds);
 // sample counts disagree, naming both sources (x_name, y_name may be NULL).
 NnStatus nnrt_dataset_set(NnrtDataset *ds, NnTensor *x, NnTensor *y, const char *x_name,
                           const char *y_name);
-// Images + labels from two IDX files; checks that their counts agree.
+// Images + labels from two IDX files; checks that their counts agree. Gray
+// images [N, H, W] get a channel axis: [N, 1, H, W] (NCHW).
 NnStatus nnrt_dataset_load_idx(NnrtDataset *ds, const char *images, const char *labels);
 // A CSV file: features -> f32 [rows, cols-1], label column -> i32 classes when
 // every value is an integer, class names (sorted, kept in class_names) when any

@@ -58,9 +58,9 @@ NnStatus nnrt_dataset_set(NnrtDataset *ds, NnTensor *x, NnTensor *y, const char 
     ds->y = y;
     ds->count = x->shape[0];
     ds->num_classes = count_classes(y);
-    if (x->rank == 3) {
-        ds->img_h = x->shape[1];
-        ds->img_w = x->shape[2];
+    if (x->rank == 3 || x->rank == 4) { // [N, H, W] or [N, C, H, W]
+        ds->img_h = x->shape[x->rank - 2];
+        ds->img_w = x->shape[x->rank - 1];
     }
     return NN_OK;
 }
@@ -93,6 +93,14 @@ NnStatus nnrt_dataset_load_idx(NnrtDataset *ds, const char *images, const char *
         nnrt_tensor_free(x);
         return nnrt_fail(NN_ERR_FORMAT, "%s: expected an image file (rank >= 2), got rank %d",
                          images, rank);
+    }
+    if (x->rank == 3) {
+        // Gray images keep their channel axis: [N, 1, H, W] (NCHW, as models
+        // and checkpoints see images).
+        x->shape[3] = x->shape[2];
+        x->shape[2] = x->shape[1];
+        x->shape[1] = 1;
+        x->rank = 4;
     }
     if (labels) {
         st = nnrt_idx_load_info(labels, &y, &li);
