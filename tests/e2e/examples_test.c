@@ -536,13 +536,14 @@ Test(examples, augment_writes_png)
     free(png2);
 }
 
-// The recurrent examples on real data: one short epoch each. Their validation
-// and test splits are evaluated whole, so these take tens of seconds.
+// The recurrent examples on real data: one short epoch each, evaluated on the
+// first samples of val and test (compiling the unrolled steps dominates).
 Test(examples, fashion_gru_trains_briefly, .timeout = 900)
 {
     need_fashion();
     char *w = tmp_path(".safetensors"), *extra = NULL;
-    cr_assert(asprintf(&extra, "--set epochs=1 --set limit=256 --set save=%s", w) > 0);
+    cr_assert(asprintf(&extra, "--set epochs=1 --set limit=256 --set eval_limit=1000 "
+                       "--set save=%s", w) > 0);
     char *m = train_metrics("examples/fashion_gru.nn", extra);
     unlink(w);
     free(w), free(extra);
@@ -558,7 +559,8 @@ Test(examples, names_lstm_trains_and_samples, .timeout = 900)
         cr_skip_test("the word list is not installed (Debian package wamerican)");
     char *w = tmp_path(".safetensors");
     char *extra = NULL;
-    cr_assert(asprintf(&extra, "--set epochs=1 --set limit=2048 --set save=%s", w) > 0);
+    cr_assert(asprintf(&extra, "--set epochs=1 --set limit=2048 --set eval_limit=2000 "
+                       "--set save=%s", w) > 0);
     char *m = train_metrics("examples/names_lstm.nn", extra);
     cr_assert(isfinite(tu_jsonl_last(m, "val", "loss")), "%s", m);
     free(m);
