@@ -4,7 +4,8 @@
 // against its dimension before anything runs and becomes SLICE / RESHAPE /
 // CONCAT nodes. `x[i, a:b] = v` rebuilds x from slices around v; inside a loop,
 // `out[:, t] = h` into a name not bound before the loop collects one value per
-// step and binds `out` to their stack when the loop ends.
+// step and binds `out` to their stack when the loop ends. Errors inside
+// library layers point at the user's call (user_loc).
 #include "elab.h"
 
 #include <string.h>
@@ -31,8 +32,8 @@ static bool index_int(Lower *L, Env *env, const NnAst *e, int64_t *out)
         return false;
     if (v.kind != V_NUM || !v.is_int || v.sym) {
         char b[64];
-        nn_error(&L->c->diags, e->loc, "an index must be a compile-time integer, got %s",
-                 val_desc(L, v, b, 64));
+        nn_error(&L->c->diags, user_loc(L, e->loc),
+                 "an index must be a compile-time integer, got %s", val_desc(L, v, b, 64));
         return false;
     }
     *out = v.dim;
@@ -45,7 +46,7 @@ static bool resolve(Lower *L, Env *env, NnNode *x, const NnAstList *kids, NnLoc 
     const NnShape *s = &x->shape;
     char t[NN_TYPE_BUF];
     if (kids->count > s->rank) {
-        nn_error(&L->c->diags, loc, "too many indices: %d for %s", kids->count,
+        nn_error(&L->c->diags, user_loc(L, loc), "too many indices: %d for %s", kids->count,
                  nn_type_str(L->g, x->dtype, s, t, sizeof t));
         return false;
     }
@@ -59,8 +60,9 @@ static bool resolve(Lower *L, Env *env, NnNode *x, const NnAstList *kids, NnLoc 
             continue;
         int64_t d = s->dim[k];
         if (d < 0) {
-            nn_error(&L->c->diags, e->loc, "dimension %s of %s can only be taken whole (':')",
-                     L->g->syms[-d - 1], nn_type_str(L->g, x->dtype, s, t, sizeof t));
+            nn_error(&L->c->diags, user_loc(L, e->loc),
+                     "dimension %s of %s can only be taken whole (':')", L->g->syms[-d - 1],
+                     nn_type_str(L->g, x->dtype, s, t, sizeof t));
             return false;
         }
         r[k].full = false;
@@ -69,7 +71,7 @@ static bool resolve(Lower *L, Env *env, NnNode *x, const NnAstList *kids, NnLoc 
             if (!index_int(L, env, e, &i))
                 return false;
             if (i < -d || i >= d) {
-                nn_error(&L->c->diags, e->loc,
+                nn_error(&L->c->diags, user_loc(L, e->loc),
                          "index %lld is out of range for axis %d of %s (size %lld)",
                          (long long)i, k, nn_type_str(L->g, x->dtype, s, t, sizeof t),
                          (long long)d);
@@ -87,7 +89,7 @@ static bool resolve(Lower *L, Env *env, NnNode *x, const NnAstList *kids, NnLoc 
             if (!index_int(L, env, be[j], &b[j]))
                 return false;
             if (b[j] < -d || b[j] > d) {
-                nn_error(&L->c->diags, be[j]->loc,
+                nn_error(&L->c->diags, user_loc(L, be[j]->loc),
                          "slice bound %lld is out of range for axis %d of %s (size %lld)",
                          (long long)b[j], k, nn_type_str(L->g, x->dtype, s, t, sizeof t),
                          (long long)d);
@@ -96,8 +98,9 @@ static bool resolve(Lower *L, Env *env, NnNode *x, const NnAstList *kids, NnLoc 
             b[j] = b[j] < 0 ? b[j] + d : b[j];
         }
         if (b[0] >= b[1]) {
-            nn_error(&L->c->diags, e->loc, "empty slice %lld:%lld of axis %d (size %lld)",
-                     (long long)b[0], (long long)b[1], k, (long long)d);
+            nn_error(&L->c->diags, user_loc(L, e->loc),
+                     "empty slice %lld:%lld of axis %d (size %lld)", (long long)b[0],
+                     (long long)b[1], k, (long long)d);
             return false;
         }
         r[k].start = b[0];
@@ -129,7 +132,7 @@ Val eval_index(Lower *L, Env *env, const NnAst *e)
         if (!index_int(L, env, e->kids.items[0], &i))
             return v_none();
         if (i < -n || i >= n) {
-            nn_error(&L->c->diags, e->kids.items[0]->loc,
+            nn_error(&L->c->diags, user_loc(L, e->kids.items[0]->loc),
                      "index %lld is out of range for a list of %lld", (long long)i, (long long)n);
             return v_none();
         }
@@ -137,7 +140,7 @@ Val eval_index(Lower *L, Env *env, const NnAst *e)
     }
     if (x.kind != V_TENSOR) {
         char b[64];
-        nn_error(&L->c->diags, e->loc, "cannot index %s", val_desc(L, x, b, 64));
+        nn_error(&L->c->diags, user_loc(L, e->loc), "cannot index %s", val_desc(L, x, b, 64));
         return v_none();
     }
     NnNode *xn = vnode(L, x);
@@ -184,8 +187,8 @@ NnId stack_ids(Lower *L, const NnId *ids, int n, int axis, NnLoc loc)
     for (int i = 0; i < n; i++) {
         NnShape s = nn_node(L->g, ids[i])->shape;
         if (s.rank >= NN_MAX_RANK) {
-            nn_error(&L->c->diags, loc, "stacking rank-%d tensors exceeds the maximum rank %d",
-                     s.rank, NN_MAX_RANK);
+            nn_error(&L->c->diags, user_loc(L, loc),
+                     "stacking rank-%d tensors exceeds the maximum rank %d", s.rank, NN_MAX_RANK);
             return -1;
         }
         for (int k = s.rank; k > axis; k--)
@@ -231,7 +234,7 @@ static bool collect_step(Lower *L, const NnAst *target, Val v, NnLoc loc)
             ok = false;
     }
     if (!ok || axis < 0) {
-        nn_error(&L->c->diags, target->loc,
+        nn_error(&L->c->diags, user_loc(L, target->loc),
                  "'%s' is not defined; to build it step by step, index it by the loop variable "
                  "inside the loop, like %s[:, t] = h", name, name);
         return false;
@@ -243,8 +246,8 @@ static bool collect_step(Lower *L, const NnAst *target, Val v, NnLoc loc)
     NnNode *nd = nn_node(L->g, id);
     if (axis > nd->shape.rank) {
         char t[NN_TYPE_BUF];
-        nn_error(&L->c->diags, target->loc, "%d indices for a step value of type %s", nidx,
-                 nn_type_str(L->g, nd->dtype, &nd->shape, t, sizeof t));
+        nn_error(&L->c->diags, user_loc(L, target->loc), "%d indices for a step value of type %s",
+                 nidx, nn_type_str(L->g, nd->dtype, &nd->shape, t, sizeof t));
         return false;
     }
     Collect *c = lp->collect;
@@ -262,14 +265,16 @@ static bool collect_step(Lower *L, const NnAst *target, Val v, NnLoc loc)
     NnNode *first = c->n ? nn_node(L->g, c->ids[0]) : nd;
     if (c->axis != axis || first->dtype != nd->dtype || !nn_shape_eq(&first->shape, &nd->shape)) {
         char a[NN_TYPE_BUF], b[NN_TYPE_BUF];
-        nn_error(&L->c->diags, loc, "'%s' gets %s at this step but %s at the first", name,
-                 nn_type_str(L->g, nd->dtype, &nd->shape, a, sizeof a),
+        nn_error(&L->c->diags, user_loc(L, loc), "'%s' gets %s at this step but %s at the first",
+                 name, nn_type_str(L->g, nd->dtype, &nd->shape, a, sizeof a),
                  nn_type_str(L->g, first->dtype, &first->shape, b, sizeof b));
         return false;
     }
     if (c->n != lp->t - lp->lo) {
-        nn_error(&L->c->diags, loc, c->n > lp->t - lp->lo ? "'%s' is assigned twice in one step"
-                 : "'%s' is assigned in only some steps of the loop", name);
+        nn_error(&L->c->diags, user_loc(L, loc),
+                 c->n > lp->t - lp->lo ? "'%s' is assigned twice in one step"
+                                       : "'%s' is assigned in only some steps of the loop",
+                 name);
         return false;
     }
     c->ids[c->n++] = id;
@@ -279,7 +284,8 @@ static bool collect_step(Lower *L, const NnAst *target, Val v, NnLoc loc)
 bool assign_index(Lower *L, Env *env, const NnAst *target, Val v, NnLoc loc)
 {
     if (target->a->kind != NN_AST_NAME) {
-        nn_error(&L->c->diags, target->a->loc, "only a name can be indexed on the left of '='");
+        nn_error(&L->c->diags, user_loc(L, target->a->loc),
+                 "only a name can be indexed on the left of '='");
         return false;
     }
     const char *name = target->a->name;
@@ -288,7 +294,8 @@ bool assign_index(Lower *L, Env *env, const NnAst *target, Val v, NnLoc loc)
         return collect_step(L, target, v, loc);
     if (x.kind != V_TENSOR) {
         char b[64];
-        nn_error(&L->c->diags, target->loc, "cannot assign into part of %s", val_desc(L, x, b, 64));
+        nn_error(&L->c->diags, user_loc(L, target->loc), "cannot assign into part of %s",
+                 val_desc(L, x, b, 64));
         return false;
     }
     NnNode *xn = vnode(L, x);
@@ -307,7 +314,8 @@ bool assign_index(Lower *L, Env *env, const NnAst *target, Val v, NnLoc loc)
         if (vn->dtype != dt || !nn_broadcast_shapes(&vn->shape, &kept, &bs) ||
             !nn_shape_eq(&bs, &kept)) {
             char a[NN_TYPE_BUF], b[NN_TYPE_BUF];
-            nn_error(&L->c->diags, loc, "cannot assign %s to a part of '%s' of type %s",
+            nn_error(&L->c->diags, user_loc(L, loc),
+                     "cannot assign %s to a part of '%s' of type %s",
                      nn_type_str(L->g, vn->dtype, &vn->shape, a, sizeof a), name,
                      nn_type_str(L->g, dt, &kept, b, sizeof b));
             return false;
@@ -338,7 +346,8 @@ bool assign_stmt(Lower *L, Env *env, const NnAst *s)
             char b[64];
             if (v.kind == V_LIST)
                 snprintf(b, sizeof b, "%d values", v.list->count);
-            nn_error(&L->c->diags, s->a->loc, "%d names on the left of '=' but %s on the right", n,
+            nn_error(&L->c->diags, user_loc(L, s->a->loc),
+                     "%d names on the left of '=' but %s on the right", n,
                      v.kind == V_LIST ? b : val_desc(L, v, b, 64));
             return false;
         }
@@ -399,8 +408,8 @@ static bool loop_bound(Lower *L, Env *env, const NnAst *e, int64_t *out)
         return false;
     if (v.kind != V_NUM || !v.is_int || v.sym) {
         char b[64];
-        nn_error(&L->c->diags, e->loc, "a loop bound must be a compile-time size, got %s",
-                 val_desc(L, v, b, 64));
+        nn_error(&L->c->diags, user_loc(L, e->loc),
+                 "a loop bound must be a compile-time size, got %s", val_desc(L, v, b, 64));
         return false;
     }
     *out = v.dim;
@@ -413,13 +422,15 @@ bool exec_for(Lower *L, Env *env, const NnAst *s, const NnAst *owner)
     if (!loop_bound(L, env, s->a, &lo) || !loop_bound(L, env, s->b, &hi))
         return false;
     if (hi <= lo) {
-        nn_error(&L->c->diags, s->loc, "the loop %lld..%lld runs no steps", (long long)lo,
-                 (long long)hi);
+        nn_error(&L->c->diags, user_loc(L, s->loc), "the loop %lld..%lld runs no steps",
+                 (long long)lo, (long long)hi);
         return false;
     }
     if (hi - lo > MAX_UNROLL - L->unrolled) {
-        nn_error(&L->c->diags, s->loc, "the loop has %lld steps; loops are unrolled, and at most "
-                 "%d steps in all are supported", (long long)(hi - lo), MAX_UNROLL);
+        nn_error(&L->c->diags, user_loc(L, s->loc),
+                 "the loop has %lld steps; loops are unrolled, and at most "
+                 "%d steps in all are supported",
+                 (long long)(hi - lo), MAX_UNROLL);
         return false;
     }
     Carried *carried = NULL;
@@ -433,8 +444,10 @@ bool exec_for(Lower *L, Env *env, const NnAst *s, const NnAst *owner)
     for (int64_t t = lo; ok && t < hi; t++) {
         lp.t = t;
         if (++L->unrolled > MAX_UNROLL) {
-            nn_error(&L->c->diags, s->loc, "loops are unrolled, and these nested loops take more "
-                     "than %d steps in all", MAX_UNROLL);
+            nn_error(&L->c->diags, user_loc(L, s->loc),
+                     "loops are unrolled, and these nested loops take more "
+                     "than %d steps in all",
+                     MAX_UNROLL);
             ok = false;
             break;
         }
@@ -448,8 +461,9 @@ bool exec_for(Lower *L, Env *env, const NnAst *s, const NnAst *owner)
             if (b && a->dtype == b->dtype && nn_shape_eq(&a->shape, &b->shape))
                 continue;
             char x[NN_TYPE_BUF], y[64];
-            nn_error(&L->c->diags, c->loc, "'%s' is %s before the loop and %s after one iteration",
-                     c->name, nn_type_str(L->g, a->dtype, &a->shape, x, sizeof x),
+            nn_error(&L->c->diags, user_loc(L, c->loc),
+                     "'%s' is %s before the loop and %s after one iteration", c->name,
+                     nn_type_str(L->g, a->dtype, &a->shape, x, sizeof x),
                      val_desc(L, now, y, sizeof y));
             ok = false;
         }
@@ -462,8 +476,8 @@ bool exec_for(Lower *L, Env *env, const NnAst *s, const NnAst *owner)
             env_set(L, env, b->name, b->v);
     for (Collect *c = lp.collect; c; c = c->next) {
         if (c->n != hi - lo) {
-            nn_error(&L->c->diags, c->loc, "'%s' is assigned in only some steps of the loop",
-                     c->name);
+            nn_error(&L->c->diags, user_loc(L, c->loc),
+                     "'%s' is assigned in only some steps of the loop", c->name);
             return false;
         }
         NnId id = stack_ids(L, c->ids, c->n, c->axis, c->loc);
