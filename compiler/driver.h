@@ -69,5 +69,7 @@ bool nn_driver_augment_opts(NnCtx *c, const NnAst *list, NnrtAugment *a);
 int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only);
 int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, NnOptions *o);
 int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o);
+// `nnc sample`: pictures of what a trained generator makes (driver_sample.c).
+int nn_cmd_sample(NnCtx *c, const NnProgram *p, NnOptions *o);
 
 #endif
