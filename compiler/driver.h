@@ -17,6 +17,8 @@ typedef struct NnOptions {
     const char *metrics;     // --metrics FILE
     const char *weights;     // eval --weights / train --resume
     const char *output;      // -o
+    const char *judge;       // sample --judge: a classifier's .nn file
+    const char *judge_weights; // sample --judge-weights: its checkpoint
     bool resume, quiet, verbose, has_seed;
     uint64_t seed;
     int threads;

@@ -17,6 +17,7 @@
 
 #define SAMPLE_POINTS 2000 // points of a 2-D scatter plot (and of the modes report)
 #define SAMPLE_IMAGES 64   // an 8 x 8 image grid
+#define JUDGED_IMAGES 1000 // images the --judge classifier labels (the grid shows the first)
 #define PLOT_SIZE 512      // pixels
 
 // Fills t ([n, ...]) from noise declaration nz: normal(mean, std) or uniform(lo, hi).
@@ -69,6 +70,96 @@ static void report_modes(const NnrtDataset *real, const float *gen, int64_t n)
 }
 
 static bool run_generator(NnCtx *c, const NnBackend *be, NnGraph **g, NnVars *vars,
+                          NnTensor **in, NnTensor **out, NnOptions *o, NnLoc loc);
+
+// Has the classifier of o->judge (the model of its first train block, with
+// the weights o->judge_weights) label the n generated samples: the mean
+// top-class probability (softmax of its scores) and how many fall in each class.
+static bool judge(NnCtx *c, NnOptions *o, const NnBackend *be, const NnTensor *gen, int64_t n,
+                  char *const *class_names, int nnames)
+{
+    NnSource *src = nn_source_load(c->arena, &c->diags, o->judge);
+    NnAst *ast = src ? nn_parse(c, src) : NULL;
+    NnProgram *jp = ast && !c->diags.nerrors ? nn_sema(c, ast) : NULL;
+    if (!jp || c->diags.nerrors)
+        return false;
+    const NnDecl *md = jp->ntrains ? nn_sema_find(jp, jp->trains[0]->name) : NULL;
+    if (!md || md->ast->kind != NN_AST_MODEL) {
+        nn_error(&c->diags, (NnLoc){0}, "--judge %s: no train block naming a classifier model",
+                 o->judge);
+        return false;
+    }
+    NnGraph *g = nn_lower_model(c, jp, md->ast, false);
+    if (!g)
+        return false;
+    const NnNode *xin = NULL;
+    for (int k = 0; k < g->count && !xin; k++)
+        if (g->nodes[k].op == NN_OP_INPUT)
+            xin = &g->nodes[k];
+    int64_t feat = gen->numel / n, want = 1, shape[NN_MAX_RANK] = {n};
+    for (int k = 1; xin && k < xin->shape.rank; k++)
+        want *= shape[k] = xin->shape.dim[k];
+    NnVars vars;
+    nnrt_vars_init(&vars);
+    NnTensor *in = NULL, *out = NULL;
+    bool ok = false;
+    if (!xin || xin->dtype != NN_DT_F32 || want != feat || md->ast->params.count != 1) {
+        nn_error(&c->diags, md->ast->loc, "classifier '%s' should take one f32 input of %lld "
+                 "values per sample, as the generator makes", md->ast->name, (long long)feat);
+        goto done;
+    }
+    if (!(in = nnrt_tensor_new(NN_DT_F32, xin->shape.rank, shape))) {
+        nn_error(&c->diags, (NnLoc){0}, "out of memory");
+        goto done;
+    }
+    memcpy(in->data, gen->data, (size_t)gen->numel * sizeof(float));
+    if (nnrt_safetensors_load(o->judge_weights, &vars, NULL) != NN_OK) {
+        nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
+        goto done;
+    }
+    if (!run_generator(c, be, &g, &vars, &in, &out, o, md->ast->loc))
+        goto done;
+    int64_t classes = out->numel / n;
+    int64_t *hist = calloc((size_t)classes, sizeof *hist);
+    if (!hist) {
+        nn_error(&c->diags, (NnLoc){0}, "out of memory");
+        goto done;
+    }
+    double top_sum = 0;
+    const float *s = out->data;
+    for (int64_t i = 0; i < n; i++) {
+        const float *r = s + i * classes;
+        int64_t best = 0;
+        for (int64_t k = 1; k < classes; k++)
+            best = r[k] > r[best] ? k : best;
+        double z = 0;
+        for (int64_t k = 0; k < classes; k++)
+            z += exp((double)r[k] - r[best]);
+        top_sum += 1 / z;
+        hist[best]++;
+    }
+    int used = 0;
+    for (int64_t k = 0; k < classes; k++)
+        used += hist[k] > 0;
+    printf("judge %s: mean top-class probability %.3f; %d of %lld classes used\n", o->judge,
+           top_sum / (double)n, used, (long long)classes);
+    for (int64_t k = 0; k < classes; k++) {
+        if (k < nnames && class_names)
+            printf("  %-12s %lld\n", class_names[k], (long long)hist[k]);
+        else
+            printf("  class %-6lld %lld\n", (long long)k, (long long)hist[k]);
+    }
+    free(hist);
+    ok = true;
+done:
+    nnrt_tensor_free(in);
+    nnrt_tensor_free(out);
+    nn_graph_free(g);
+    nnrt_vars_fini(&vars);
+    return ok;
+}
+
+static bool run_generator(NnCtx *c, const NnBackend *be, NnGraph **g, NnVars *vars,
                           NnTensor **in, NnTensor **out, NnOptions *o, NnLoc loc)
 {
     NnPassOptions po = o->passes;
@@ -112,7 +203,7 @@ int nn_cmd_sample(NnCtx *c, const NnProgram *p, NnOptions *o)
     const NnrtDataset *real = nn_splits_get(&splits, "train");
     int64_t dfeat = real->count ? real->x->numel / real->count : 0;
     bool points = dfeat == 2;
-    int64_t n = points ? SAMPLE_POINTS : SAMPLE_IMAGES;
+    int64_t n = points ? SAMPLE_POINTS : o->judge ? JUDGED_IMAGES : SAMPLE_IMAGES;
     if (model->params.count > 8) {
         nn_error(&c->diags, model->loc, "a generator takes at most 8 inputs");
         goto done;
@@ -156,6 +247,11 @@ int nn_cmd_sample(NnCtx *c, const NnProgram *p, NnOptions *o)
         goto done;
     int64_t feat = out->numel / n;
     NnStatus st;
+    if (o->judge && (points || real->img_h <= 0)) {
+        nn_error(&c->diags, loc, "--judge classifies generated images; '%s' makes %s",
+                 spec.model, points ? "2-D points" : "samples that are not images");
+        goto done;
+    }
     if (points && feat == 2) {
         st = nnrt_plot_scatter(o->output, real->x->data,
                                real->count < SAMPLE_POINTS ? real->count : SAMPLE_POINTS,
@@ -175,11 +271,14 @@ int nn_cmd_sample(NnCtx *c, const NnProgram *p, NnOptions *o)
             lo = fminf(lo, x[i]);
             hi = fmaxf(hi, x[i]);
         }
-        int64_t planes = n * (feat / (real->img_h * real->img_w));
+        int64_t planes = SAMPLE_IMAGES * (feat / (real->img_h * real->img_w));
         st = nnrt_image_write_png(o->output, out->data, planes, real->img_h, real->img_w, 8, lo,
                                   hi);
         if (st == NN_OK && !o->quiet)
-            printf("wrote a grid of %lld generated images to %s\n", (long long)n, o->output);
+            printf("wrote a grid of %d generated images to %s\n", SAMPLE_IMAGES, o->output);
+        if (st == NN_OK && o->judge &&
+            !judge(c, o, be, out, n, real->class_names, real->num_classes))
+            goto done;
     } else {
         nn_error(&c->diags, loc, "cannot picture what '%s' generates: %lld values per sample, "
                  "and the data are neither 2-D points nor images of %lld values", spec.model,

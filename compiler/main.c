@@ -22,6 +22,8 @@ static const char usage[] =
     "  sample FILE --weights W -o OUT.png\n"
     "                          picture a trained generator's samples (image grid, or\n"
     "                          points over the data with the modes covered)\n"
+    "                          --judge C.nn --judge-weights CW: classify the images\n"
+    "                          with the trained classifier of C.nn\n"
     "\n"
     "options (a long option's value may also follow '=': --seed=5):\n"
     "  --backend jit|interp    how graphs run (default: jit when built with LLVM)\n"
@@ -128,6 +130,8 @@ static const OptionUse option_uses[] = {
     {"--no-pass", " ir train eval sample "},
     {"--dump", " ir train eval sample "},
     {"-o", " augment sample "},
+    {"--judge", " sample "},
+    {"--judge-weights", " sample "},
 };
 #define NUSES (int)(sizeof option_uses / sizeof option_uses[0])
 
@@ -221,6 +225,11 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
                 return usage_error("option '%s' expects a file name", a);
             o->weights = next;
             o->resume = !strcmp(a, "--resume");
+        } else if (!strcmp(a, "--judge") || !strcmp(a, "--judge-weights")) {
+            VALUE();
+            if (!*next)
+                return usage_error("option '%s' expects a file name", a);
+            *(!strcmp(a, "--judge") ? &o->judge : &o->judge_weights) = next;
         } else if (!strcmp(arg, "-o")) {
             VALUE();
             if (!*next)
@@ -307,6 +316,10 @@ int main(int argc, char **argv)
     }
     if ((!strcmp(cmd, "eval") || !strcmp(cmd, "sample")) && !o.weights) {
         usage_error("'%s' needs --weights FILE", cmd);
+        goto out;
+    }
+    if (!strcmp(cmd, "sample") && !o.judge != !o.judge_weights) {
+        usage_error("--judge and --judge-weights go together%s", "");
         goto out;
     }
     if (!strcmp(cmd, "sample") && !png_extension_ok(o.output ? o.output : "")) {

@@ -284,3 +284,55 @@ Test(gan, progress_and_metrics_show_each_step)
     unlink(m);
     unlink(s);
 }
+
+// The ring example, CI-sized: fewer epochs than the example's 100, the same
+// targets (8 of 8 modes, at least 80% high-quality samples), checked from
+// `nnc sample`'s report; the scatter plot must be a PNG.
+#define RING_EPOCHS 60
+
+Test(gan, ring_covers_all_modes, .timeout = 900)
+{
+    char *w = tmp_path(".safetensors"), *png = tmp_path(".png"), extra[64];
+    snprintf(extra, sizeof extra, "-q --set epochs=%d", RING_EPOCHS);
+    char *out;
+    int rc = tu_nnc_run(&out, "train examples/gan_ring.nn --set save=%s %s", w, extra);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    rc = tu_nnc_run(&out, "sample examples/gan_ring.nn --weights %s -o %s", w, png);
+    cr_assert_eq(rc, 0, "%s", out);
+    int covered = -1, modes = -1;
+    double hq = -1;
+    const char *p = strstr(out, "modes covered: ");
+    cr_assert(p && sscanf(p, "modes covered: %d of %d", &covered, &modes) == 2, "%s", out);
+    p = strstr(out, "high-quality samples: ");
+    cr_assert(p && sscanf(p, "high-quality samples: %lf%%", &hq) == 1, "%s", out);
+    cr_assert_eq(modes, 8, "the ring has 8 modes:\n%s", out);
+    cr_assert_eq(covered, 8, "%s", out);
+    cr_assert_geq(hq, 80.0, "%s", out);
+    char *img = tu_read_file(png);
+    cr_assert(img && !memcmp(img, "\x89PNG", 4), "%s is no PNG", png);
+    free(img);
+    free(out);
+    unlink(w);
+    unlink(png);
+}
+
+Test(gan, sample_refuses_what_it_cannot_picture)
+{
+    char *out;
+    // A plain classifier block has no noise to draw from.
+    int rc = tu_nnc_run(&out, "sample examples/xor.nn --weights /nonexistent -o /tmp/x.png");
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert(strstr(out, "declares no noise input"), "%s", out);
+    free(out);
+    rc = tu_nnc_run(&out, "sample examples/gan_ring.nn --weights W -o out.jpg");
+    cr_assert_eq(rc, 2, "%s", out);
+    free(out);
+    rc = tu_nnc_run(&out, "sample examples/gan_ring.nn -o out.png");
+    cr_assert_eq(rc, 2, "%s", out);
+    free(out);
+    rc = tu_nnc_run(&out, "eval examples/gan_ring.nn --weights W");
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert(strstr(out, "has steps and no evaluation"), "%s", out);
+    free(out);
+}
