@@ -24,6 +24,7 @@ typedef struct Runner {
     const NnTrainSpec *spec;
     NnExec **steps;              // a block of steps: one executable each (steps[0] is step)
     int *real, *fake;            // output index of each step's "real"/"fake"; -1: none
+    int *stat;                   // index of each step's first value in stats; -1: none
     int nstats;
     const char *stat_names[NNRT_MAX_STATS];
     double stats[NNRT_MAX_STATS];
@@ -39,7 +40,6 @@ static NnStatus cb_steps(void *ctx, const NnTensor *x, const NnTensor *y, int64_
     Runner *R = ctx;
     NnTensor *in[2] = {(NnTensor *)x, (NnTensor *)y}, *out[3];
     double total = 0;
-    int k = 0;
     for (int i = 0; i < R->spec->nsteps; i++) {
         int rep = R->spec->steps[i].repeat;
         double sum = 0, real = 0, fake = 0;
@@ -52,11 +52,11 @@ static NnStatus cb_steps(void *ctx, const NnTensor *x, const NnTensor *y, int64_
             fake += R->fake[i] > 0 ? nnrt_tensor_get(out[R->fake[i]], 0) : 0;
         }
         total += sum / rep;
-        if (k < R->nstats)
-            R->stats[k++] = sum / rep;
-        if (R->real[i] > 0 && k + 1 < R->nstats) {
-            R->stats[k++] = real / rep;
-            R->stats[k++] = fake / rep;
+        if (R->stat[i] >= 0)
+            R->stats[R->stat[i]] = sum / rep;
+        if (R->stat[i] >= 0 && R->real[i] > 0) {
+            R->stats[R->stat[i] + 1] = real / rep;
+            R->stats[R->stat[i] + 2] = fake / rep;
         }
     }
     (void)n;
@@ -172,7 +172,8 @@ static bool prepare_steps(NnCtx *c, const NnBackend *be, NnTrainSpec *spec, NnOp
     R->steps = calloc((size_t)n, sizeof *R->steps);
     R->real = calloc((size_t)n, sizeof *R->real);
     R->fake = calloc((size_t)n, sizeof *R->fake);
-    if (!R->steps || !R->real || !R->fake) {
+    R->stat = calloc((size_t)n, sizeof *R->stat);
+    if (!R->steps || !R->real || !R->fake || !R->stat) {
         nn_error(&c->diags, spec->ast->loc, "out of memory");
         return false;
     }
@@ -192,11 +193,15 @@ static bool prepare_steps(NnCtx *c, const NnBackend *be, NnTrainSpec *spec, NnOp
         if (R->fake[i] < 0)
             R->real[i] = -1;
     }
+    // A step's values are all shown or none, so the table never splits them.
     static const char *const kinds[] = {"loss", "real", "fake"};
-    for (int i = 0; i < n; i++)
-        for (int k = 0; k < (R->real[i] > 0 ? 3 : 1) && R->nstats < NNRT_MAX_STATS; k++)
+    for (int i = 0; i < n; i++) {
+        int want = R->real[i] > 0 ? 3 : 1;
+        R->stat[i] = R->nstats + want <= NNRT_MAX_STATS ? R->nstats : -1;
+        for (int k = 0; R->stat[i] >= 0 && k < want; k++)
             R->stat_names[R->nstats++] = nn_arena_printf(c->arena, "%s.%s",
                                                          spec->steps[i].name, kinds[k]);
+    }
     return true;
 }
 
@@ -513,6 +518,7 @@ done:
     free(R.steps);
     free(R.real);
     free(R.fake);
+    free(R.stat);
     nnrt_vars_fini(&R.vars);
     nn_splits_fini(&splits);
     nn_train_spec_fini(&spec);

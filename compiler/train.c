@@ -911,6 +911,16 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
             ok = read_step(c, p, a, nsteps, &steps[nsteps]) && ok;
             nsteps++;
         } else if (a->kind == NN_AST_NOISE) {
+            bool taken = !strcmp(a->name, "output");
+            for (int k = 0; k < nfields; k++)
+                taken = taken || !strcmp(a->name, fields[k].name);
+            for (int k = 0; k < s.nnoise; k++)
+                taken = taken || !strcmp(a->name, s.noise[k]->name);
+            if (taken) {
+                nn_error(&c->diags, a->loc, "noise '%s' takes a name the train block already "
+                         "has (a data field, 'output' or another noise)", a->name);
+                ok = false;
+            }
             ok = check_noise(c, a) && ok;
             s.noise[s.nnoise++] = a;
         }
