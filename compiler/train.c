@@ -852,7 +852,7 @@ static bool lower_steps(NnCtx *c, const NnProgram *p, const NnAst *model, Settin
         out->nsteps = i + 1;
         if (!g) {
             ok = false;
-            continue;
+            break; // one step's mistake (a bad --set) would repeat for the next
         }
         if (out->nvars + L.nvars > cap) {
             cap = 2 * (out->nvars + L.nvars);
