@@ -285,15 +285,17 @@ Test(gan, progress_and_metrics_show_each_step)
     unlink(s);
 }
 
-// The ring example, CI-sized: fewer epochs than the example's 100, the same
-// targets (8 of 8 modes, at least 80% high-quality samples), checked from
-// `nnc sample`'s report; the scatter plot must be a PNG.
-#define RING_EPOCHS 60
+// The ring example, CI-sized: batches of 128 instead of 256 for 50 epochs
+// instead of 100 (as many steps, half the samples and compute), the same
+// targets (8 of 8 modes, at least 80% high-quality samples; this run reaches
+// 90.8%), checked from `nnc sample`'s report; the scatter plot must be a PNG.
+// Fewer steps fall short: 42 epochs reach 80.4%, 35 reach 72%.
+#define RING_EPOCHS 50
 
 Test(gan, ring_covers_all_modes, .timeout = 900)
 {
     char *w = tmp_path(".safetensors"), *png = tmp_path(".png"), extra[64];
-    snprintf(extra, sizeof extra, "-q --set epochs=%d", RING_EPOCHS);
+    snprintf(extra, sizeof extra, "-q --set batch=128 --set epochs=%d", RING_EPOCHS);
     char *out;
     int rc = tu_nnc_run(&out, "train examples/gan_ring.nn --set save=%s %s", w, extra);
     cr_assert_eq(rc, 0, "%s", out);
