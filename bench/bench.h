@@ -10,6 +10,9 @@
 
 // Monotonic seconds.
 double bench_now(void);
+// CPU seconds of the calling thread: what a single-threaded kernel cost, however
+// many other processes share the core.
+double bench_cpu_now(void);
 // Median of n values (sorts v in place).
 double bench_median(double *v, int n);
 // Seconds per call of fn(ctx): calls once to warm up, picks a count that takes
@@ -27,5 +30,7 @@ void bench_emit(const char *key, double value);
 void bench_gemm(void);
 // Measures the FMA peak on 1 and 2 threads; prints the best seen when emit.
 void bench_peak(bool emit);
+// conv_bench.c: generated convolution kernels (forward, both gradients).
+void bench_conv(void);
 
 #endif

@@ -30,6 +30,13 @@ double bench_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+double bench_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -365,14 +372,16 @@ static void bench_xor(void)
 
 int main(int argc, char **argv)
 {
-    bool models = true, gemm = true;
+    bool models = true, gemm = true, conv = true;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = true;
         else if (!strcmp(argv[i], "--models"))
-            gemm = false;
+            gemm = conv = false;
         else if (!strcmp(argv[i], "--gemm"))
-            models = false;
+            models = conv = false;
+        else if (!strcmp(argv[i], "--conv"))
+            models = gemm = false;
         else
             src_dir = argv[i];
     }
@@ -384,8 +393,11 @@ int main(int argc, char **argv)
     if (gemm) {
         bench_peak(false);
         bench_gemm();
-        bench_peak(true);
     }
+    if (conv)
+        bench_conv();
+    if (gemm || conv)
+        bench_peak(true);
     printf("  \"quick\": %d\n}\n", quick);
     return 0;
 }

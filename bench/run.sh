@@ -51,7 +51,7 @@ cmake --build "$BUILD" -j2 --target nncomp nnbackend >/dev/null
 LLVMLIB=$(llvm-config-19 --libdir)
 cc -std=gnu17 -O2 -Wall -Wextra -Wpedantic -Wno-unused-parameter -DNN_WITH_LLVM=1 \
     -I"$ROOT/compiler" -I"$ROOT/ir" -I"$ROOT/runtime" -I"$ROOT/backend" -I"$BLASINC" \
-    "$ROOT/bench/nnc_bench.c" "$ROOT/bench/gemm_bench.c" -o "$BUILD/nnc_bench" \
+    "$ROOT/bench/nnc_bench.c" "$ROOT/bench/gemm_bench.c" "$ROOT/bench/conv_bench.c" -o "$BUILD/nnc_bench" \
     -Wl,--start-group "$BUILD/libnncomp.a" "$BUILD/libnnbackend.a" "$BUILD/libnnir.a" \
     "$BUILD/libnnrt.a" -Wl,--end-group \
     -L"$LLVMLIB" -Wl,-rpath,"$LLVMLIB" -lLLVM-19 \

@@ -8,13 +8,13 @@
 
 typedef enum Kind { B_UNARY, B_BINARY, B_WHERE, B_REDUCE, B_ARGMAX, B_TAKE, B_ONEHOT,
                     B_RESHAPE, B_FLATTEN, B_TRANSPOSE, B_CAST, B_DROPOUT, B_RANDOM,
-                    B_ZEROS_LIKE } Kind;
+                    B_ZEROS_LIKE, B_TRAINING, B_CHECK, B_DIVIDES, B_IMAGE } Kind;
 
 typedef struct Builtin {
     const char *name;
     Kind kind;
     NnOp op;
-    const char *formals[4]; // NULL-terminated
+    const char *formals[8]; // NULL-terminated
     int nreq;               // required leading formals
 } Builtin;
 
@@ -48,6 +48,16 @@ static const Builtin builtins[] = {
     {"uniform", B_RANDOM, NN_OP_RAND_UNIFORM, {"shape", "lo", "hi"}, 1},
     {"normal", B_RANDOM, NN_OP_RAND_NORMAL, {"shape", "mean", "std"}, 1},
     {"zeros_like", B_ZEROS_LIKE, NN_OP_BROADCAST, {"x"}, 1},
+    {"training", B_TRAINING, NN_OP_COUNT, {NULL}, 0},
+    {"conv", B_IMAGE, NN_OP_CONV2D, {"x", "w", "stride", "padding", "dilation", "groups"}, 2},
+    {"conv_transpose", B_IMAGE, NN_OP_CONV2D_BWD_DATA,
+     {"x", "w", "stride", "padding", "dilation", "groups", "outpad"}, 2},
+    {"pool_max", B_IMAGE, NN_OP_MAX_POOL2D, {"x", "window", "stride", "padding"}, 2},
+    {"pool_avg", B_IMAGE, NN_OP_AVG_POOL2D, {"x", "window", "stride", "padding"}, 2},
+    {"pad", B_IMAGE, NN_OP_PAD, {"x", "lo", "hi", "value"}, 3},
+    {"concat", B_IMAGE, NN_OP_CONCAT, {"xs", "axis"}, 1},
+    {"check", B_CHECK, NN_OP_COUNT, {"cond", "message", "a", "b"}, 2},
+    {"divides", B_DIVIDES, NN_OP_COUNT, {"a", "b"}, 2},
 };
 #define NBUILTINS (int)(sizeof builtins / sizeof builtins[0])
 
@@ -79,7 +89,7 @@ const char *nn_builtin_name(int i) { return i < NBUILTINS ? builtins[i].name : N
 static bool bind(Lower *L, const Builtin *b, Arg *args, int nargs, NnLoc loc, Val *v, bool *set)
 {
     int nf = 0, pos = 0;
-    while (nf < 4 && b->formals[nf])
+    while (nf < 8 && b->formals[nf])
         nf++;
     for (int i = 0; i < nargs; i++) {
         int k = -1;
@@ -177,6 +187,37 @@ static Val random_tensor(Lower *L, const Builtin *b, Val *v, bool *set, NnLoc lo
     return v_tensor(r);
 }
 
+// check(cond, "message {} {}", a, b): a library layer's own precondition. A
+// false cond is reported at the user's call of the layer, naming it, with each
+// {} replaced by a and b ("conv2d needs groups = 4 to divide ...").
+static Val check(Lower *L, Val *v, bool *set, NnLoc loc)
+{
+    if (v[0].kind != V_BOOL || v[1].kind != V_STR) {
+        nn_error(&L->c->diags, loc, "check takes a compile-time condition and a message");
+        return v_none();
+    }
+    if (v[0].num)
+        return v[0];
+    char msg[512], d[96];
+    size_t len = 0;
+    int next = 2;
+    for (const char *p = v[1].str; *p && len + 1 < sizeof msg; p++) {
+        if (p[0] == '{' && p[1] == '}' && next < 4 && set[next]) {
+            Val a = v[next++];
+            const char *s = a.kind == V_NUM && !a.sym ? (snprintf(d, sizeof d, "%g", a.num), d)
+                                                     : val_desc(L, a, d, sizeof d);
+            len += (size_t)snprintf(msg + len, sizeof msg - len, "%s", s);
+            p++;
+        } else
+            msg[len++] = *p;
+        if (len >= sizeof msg)
+            len = sizeof msg - 1;
+    }
+    msg[len] = 0;
+    nn_error(&L->c->diags, user_loc(L, loc), "%s %s", L->user_call ? L->user_call : "check", msg);
+    return v_none();
+}
+
 Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc)
 {
     const Builtin *b = NULL;
@@ -184,14 +225,32 @@ Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc)
         if (strcmp(builtins[i].name, name) == 0)
             b = &builtins[i];
     NN_ASSERT(b);
-    Val v[4] = {0};
-    bool set[4] = {0};
+    Val v[8] = {0};
+    bool set[8] = {0};
     if (!bind(L, b, args, nargs, loc, v, set))
         return v_none();
+    if (b->kind == B_IMAGE)
+        return conv_builtin(L, name, v, set, loc);
     NnGraph *g = L->g;
     NnAttr a = {0};
     if (b->kind == B_RANDOM)
         return random_tensor(L, b, v, set, loc);
+    if (b->kind == B_TRAINING)
+        return (Val){.kind = V_BOOL, .id = -1, .num = L->training};
+    if (b->kind == B_CHECK)
+        return check(L, v, set, loc);
+    if (b->kind == B_DIVIDES) {
+        for (int i = 0; i < 2; i++)
+            if (v[i].kind != V_NUM || !v[i].is_int || v[i].sym) {
+                char d[64];
+                nn_error(&L->c->diags, loc, "'divides' needs two integers, got %s",
+                         val_desc(L, v[i], d, 64));
+                return v_none();
+            }
+        return (Val){.kind = V_BOOL, .id = -1, .num = v[0].dim != 0 && v[1].dim % v[0].dim == 0};
+    }
+    if (b->kind == B_WHERE && v[0].kind == V_BOOL)
+        return v[0].num ? v[1] : v[2]; // a compile-time choice: where(training(), a, b)
     if (b->kind == B_BINARY || b->kind == B_WHERE) {
         int n = b->kind == B_WHERE ? 3 : 2;
         NnDType dt = NN_DT_F32;
@@ -205,7 +264,7 @@ Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc)
         return v_tensor(checked(L, nn_ir_add(g, b->op, in, n, NULL, loc), loc));
     }
     if (b->kind == B_UNARY && v[0].kind == V_NUM)
-        v[0] = v_tensor(nn_ir_const(g, v[0].num, NN_DT_F32, loc));
+        v[0] = v_tensor(as_tensor(L, v[0], NN_DT_F32, loc));
     if (!need_tensor(L, b, v[0], loc))
         return v_none();
     NnNode *x = vnode(L, v[0]);

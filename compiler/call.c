@@ -129,6 +129,7 @@ static bool bind_formals(Lower *L, Env *env, const NnAst *decl, Arg *args, int n
     Val *vals = nn_arena_alloc(L->c->arena, (size_t)(nf + 1) * sizeof *vals);
     bool *set = nn_arena_alloc(L->c->arena, (size_t)(nf + 1));
     NnLoc *locs = nn_arena_alloc(L->c->arena, (size_t)(nf + 1) * sizeof *locs);
+    NnLoc *froms = nn_arena_alloc(L->c->arena, (size_t)(nf + 1) * sizeof *froms);
     int pos = 0;
     for (int i = 0; i < nargs; i++) {
         NnLoc al = args[i].loc.src ? args[i].loc : loc;
@@ -158,6 +159,7 @@ static bool bind_formals(Lower *L, Env *env, const NnAst *decl, Arg *args, int n
         set[k] = true;
         vals[k] = args[i].v;
         locs[k] = al;
+        froms[k] = args[i].from;
     }
     for (int k = 0; k < nf; k++) {
         const NnAst *f = decl->params.items[k];
@@ -175,12 +177,26 @@ static bool bind_formals(Lower *L, Env *env, const NnAst *decl, Arg *args, int n
         if (f->type) {
             char what[160];
             snprintf(what, sizeof what, "argument '%s' of '%s'", f->name, decl->name);
-            if (!check_type(L, env, f->type, vals[k], what, locs[k]))
+            if (!check_type(L, env, f->type, vals[k], what, locs[k])) {
+                if (froms[k].src)
+                    nn_note(&L->c->diags, froms[k], "the data's '%s' is defined here", f->name);
                 return false;
+            }
         }
         env_bind(L, env, f->name, vals[k]);
     }
     return true;
+}
+
+void call_note(Lower *L, const NnAst *decl, NnLoc loc)
+{
+    NnDiags *d = &L->c->diags;
+    const NnSource *user = L->prog && L->prog->main ? L->prog->main->loc.src : NULL;
+    if (!loc.src || !d->count || nn_diags_full(d))
+        return;
+    const NnSource *last = d->items[d->count - 1].loc.src;
+    if (last && last != user)
+        nn_note(d, loc, "in call to '%s' from here", decl->name);
 }
 
 Val call_decl(Lower *L, const NnAst *decl, Arg *args, int nargs, NnLoc loc, const char *scope)
@@ -192,12 +208,23 @@ Val call_decl(Lower *L, const NnAst *decl, Arg *args, int nargs, NnLoc loc, cons
     Env *env = nn_arena_alloc(L->c->arena, sizeof *env);
     if (!bind_formals(L, env, decl, args, nargs, loc))
         return v_none();
-    const char *saved = L->scope;
+    const char *saved = L->scope, *saved_call = L->user_call;
+    NnLoc saved_loc = L->user_loc;
+    const NnSource *user = L->prog->main->loc.src;
+    if (!L->user_call && decl->loc.src != user && loc.src == user) {
+        L->user_call = decl->name;
+        L->user_loc = loc;
+    }
     L->scope = scope;
     L->depth++;
+    int errors = L->c->diags.nerrors;
     Val r = decl->a ? eval(L, env, decl->a) : eval_block(L, env, &decl->kids, decl);
     L->depth--;
     L->scope = saved;
+    if (L->c->diags.nerrors > errors)
+        call_note(L, decl, loc);
+    L->user_call = saved_call;
+    L->user_loc = saved_loc;
     if (r.kind != V_NONE && decl->type) {
         char what[160];
         snprintf(what, sizeof what, "the result of '%s'", decl->name);

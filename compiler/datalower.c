@@ -37,7 +37,7 @@ NnGraph *nn_lower_expr(NnCtx *c, const NnProgram *p, const NnAst *e, const NnFie
     L.resolve_ctx = &F;
     Env env = {0};
     Val v = eval(&L, &env, e);
-    NnId id = v.kind == V_NUM ? nn_ir_const(g, v.num, NN_DT_F32, e->loc) : v.id;
+    NnId id = v.kind == V_NUM ? as_tensor(&L, v, NN_DT_F32, e->loc) : v.id;
     if (v.kind == V_NONE || id < 0 || (v.kind != V_TENSOR && v.kind != V_NUM)) {
         if (v.kind != V_NONE)
             nn_error(&c->diags, e->loc, "a data field must be a tensor");

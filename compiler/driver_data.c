@@ -122,6 +122,12 @@ static bool load_source(NnCtx *c, const NnAst *call, NnSplits *s, NnrtDataset *d
             else if (a->kind == NN_AST_ARG && strcmp(a->name, "label") == 0 &&
                      (a->a->kind == NN_AST_NUM || a->a->kind == NN_AST_UNARY)) {
                 double v = a->a->kind == NN_AST_NUM ? a->a->num : -a->a->a->num;
+                // (int) of 2147483648 or 1.5 would silently pick another column.
+                if (v != floor(v) || v < -1e6 || v > 1e6) {
+                    nn_error(&c->diags, a->a->loc, "csv(): label = %.17g is not a column index "
+                             "(a whole number, negative counts from the end)", v);
+                    return false;
+                }
                 o.label_index = (int)v;
                 o.label_index_set = true;
             } else if (a->kind == NN_AST_ARG && strcmp(a->name, "header") == 0 &&
@@ -184,6 +190,9 @@ static bool set_field(NnCtx *c, NnSplits *s, NnrtDataset *d, const NnAst *st, co
     if (which) {
         s->label_file[k] = NULL;
         s->label_loc[k] = st->loc;
+        // Computed labels need not line up with the file's any more.
+        free(d->y_at);
+        d->y_at = NULL;
     }
     NnTensor **slot = which ? &d->y : &d->x;
     NnField *virt = which ? &s->vy[k] : &s->vx[k];

@@ -98,11 +98,11 @@ static NnStatus copy_vars(const NnVars *src, NnVars *dst, bool params_only, cons
 {
     for (int i = 0; i < src->count; i++) {
         if (params_only) {
-            bool trainable = false;
+            bool model = false; // weights and layer state, not optimizer state
             for (int k = 0; k < s->nvars; k++)
                 if (strcmp(s->vars[k].name, src->names[i]) == 0)
-                    trainable = s->vars[k].trainable;
-            if (!trainable)
+                    model = s->vars[k].trainable || s->vars[k].model_state;
+            if (!model)
                 continue;
         }
         NnTensor *t = nnrt_tensor_clone(src->tensors[i]);
@@ -244,6 +244,14 @@ static bool check_labels(NnCtx *c, const NnTrainSpec *spec, NnSplits *splits)
     const NnNode *o = nn_node(spec->eval, nn_graph_output(spec->eval, "output"));
     int64_t classes = o->shape.dim[o->shape.rank - 1];
     for (int k = 0; k < splits->count; k++) {
+        // Labels read from a file know their byte offset or line there.
+        if (splits->ds[k].y_at) {
+            if (nnrt_dataset_check_labels(&splits->ds[k], (int)classes) == NN_OK)
+                continue;
+            nn_error(&c->diags, splits->label_loc[k].src ? splits->label_loc[k] : spec->ast->loc,
+                     "%s (the outputs of model '%s')", nnrt_errmsg(), spec->model);
+            return false;
+        }
         const NnTensor *y = splits->ds[k].y;
         for (int64_t i = 0; y && y->dtype == NN_DT_I32 && i < y->numel; i++) {
             int32_t v = ((const int32_t *)y->data)[i];
@@ -372,6 +380,27 @@ static bool final_eval(NnCtx *c, const NnrtTrainCallbacks *cb, const NnrtDataset
     return ok;
 }
 
+// Keeps the first n samples of ds (the `limit` and `eval_limit` settings);
+// n = 0 or a missing split keeps everything.
+static bool keep_head(NnCtx *c, NnrtDataset *ds, int64_t n, NnLoc loc)
+{
+    if (!ds || n <= 0 || n >= ds->count)
+        return true;
+    int64_t *idx = malloc((size_t)n * sizeof *idx);
+    NnrtDataset sub;
+    for (int64_t i = 0; idx && i < n; i++)
+        idx[i] = i;
+    if (!idx || nnrt_dataset_subset(ds, idx, n, &sub) != NN_OK) {
+        free(idx);
+        nn_error(&c->diags, loc, "%s", nnrt_errmsg());
+        return false;
+    }
+    free(idx);
+    nnrt_dataset_fini(ds);
+    *ds = sub;
+    return true;
+}
+
 int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
 {
     const NnBackend *be = nn_driver_backend(o);
@@ -409,20 +438,10 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
         fprintf(stderr, "nnc: prepared step and eval graphs on %s in %.0f ms\n", be->name,
                 (nnrt_now() - t0) * 1000);
     NnrtDataset *train = nn_splits_get(&splits, "train");
-    if (spec.limit > 0 && spec.limit < train->count) {
-        int64_t *idx = malloc((size_t)spec.limit * sizeof *idx);
-        NnrtDataset sub;
-        for (int64_t i = 0; idx && i < spec.limit; i++)
-            idx[i] = i;
-        if (!idx || nnrt_dataset_subset(train, idx, spec.limit, &sub) != NN_OK) {
-            free(idx);
-            nn_error(&c->diags, loc, "%s", nnrt_errmsg());
-            goto done;
-        }
-        free(idx);
-        nnrt_dataset_fini(train);
-        *train = sub;
-    }
+    NnrtDataset *val = nn_splits_get(&splits, "val"), *test = nn_splits_get(&splits, "test");
+    if (!keep_head(c, train, spec.limit, loc) || !keep_head(c, val, spec.eval_limit, loc) ||
+        !keep_head(c, test, spec.eval_limit, loc))
+        goto done;
     NnrtTrainCallbacks cb = {.ctx = &R, .step = cb_step, .predict = cb_predict,
                              .snapshot = cb_snapshot, .restore = cb_restore,
                              .checkpoint_vars = cb_checkpoint_vars};
@@ -431,8 +450,8 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     to.batch = spec.batch;
     to.seed = spec.seed;
     // A block of steps has nothing to evaluate: its losses are the report.
-    to.val = spec.nsteps ? NULL : nn_splits_get(&splits, "val");
-    to.test = spec.nsteps ? NULL : nn_splits_get(&splits, "test");
+    to.val = spec.nsteps ? NULL : val;
+    to.test = spec.nsteps ? NULL : test;
     to.task = spec.classify ? NNRT_TASK_CLASSIFY : NNRT_TASK_REGRESS;
     if (spec.nsteps) {
         cb.step = cb_steps;

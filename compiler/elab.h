@@ -31,6 +31,8 @@ struct Val {
     VKind kind;
     NnId id;
     double num;
+    float fnum;  // V_NUM: num as f32 arithmetic computes it (each literal and each
+                 // operation rounded to f32); what an f32 CONST made from it holds
     bool is_int;
     bool sym;    // V_NUM is a symbolic dim (dim < 0 names a graph symbol)
     int64_t dim; // V_NUM with is_int: the exact value
@@ -46,15 +48,20 @@ typedef struct Bind {
     struct Bind *next;
 } Bind;
 
+// One scope of bindings, newest first. Past a few bindings, `slots` hashes
+// names to their newest Bind, so long bodies elaborate in linear time.
 typedef struct Env {
     Bind *head;
     struct Env *parent; // NULL: falls back to globals
+    Bind **slots;       // NULL until nbinds > 8; then power of two >= 2 * nbinds
+    int nslots, nbinds;
 } Env;
 
 typedef struct Arg {
     const char *name; // NULL for positional
     Val v;
     NnLoc loc;
+    NnLoc from;       // where a model input comes from (a data field), else no src
 } Arg;
 
 struct Bound {
@@ -78,7 +85,7 @@ typedef struct Lower {
     NnCtx *c;
     const NnProgram *prog;
     NnGraph *g;
-    bool training;    // dropout active
+    bool training;    // the training graph: dropout active, training() is true
     NnId step;        // step counter value for this run (scalar f32), -1 if none
     uint64_t seed;    // base for dropout/random seeds
     int nrandom;      // random ops made so far (each gets its own seed)
@@ -93,6 +100,14 @@ typedef struct Lower {
     void *resolve_ctx;
     const char *const *resolve_names; // what resolve knows, for "did you mean"
     int nresolve_names;
+    // Layer state updates (`state` in layers): the final value of each state
+    // when its layer returns; only the step graph applies them.
+    NnId *upd_var, *upd_val;
+    int nupd, updcap;
+    // The user's call of a library layer (stdlib or imported) being inlined:
+    // errors that library code raises are reported there, naming the layer.
+    NnLoc user_loc;
+    const char *user_call; // layer name, NULL outside library code
 } Lower;
 
 void lower_init(Lower *L, NnCtx *c, const NnProgram *p, NnGraph *g);
@@ -100,6 +115,10 @@ Val eval(Lower *L, Env *env, const NnAst *e);
 Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner);
 Val call_value(Lower *L, Val callee, Arg *args, int nargs, NnLoc loc, const char *bind_name);
 Val call_decl(Lower *L, const NnAst *decl, Arg *args, int nargs, NnLoc loc, const char *scope);
+// After a failed call: unless the latest diagnostic already points into the
+// user's file, adds "in call to 'mse' from here" at the call site, so an error
+// inside a library function leads back, frame by frame, to the user's line.
+void call_note(Lower *L, const NnAst *decl, NnLoc loc);
 bool eval_args(Lower *L, Env *env, const NnAstList *kids, const Val *first, Arg **out, int *n);
 
 void env_bind(Lower *L, Env *env, const char *name, Val v);
@@ -109,6 +128,8 @@ Val v_tensor(NnId id);
 Val v_num(double x);
 Val v_int(int64_t x);
 Val v_none(void);
+// A number from a double and its f32 evaluation (see Val.fnum).
+Val v_real(double x, float f);
 // Converts a number to a scalar CONST in dtype dt (tensor stays).
 NnId as_tensor(Lower *L, Val v, NnDType dt, NnLoc loc);
 NnNode *vnode(Lower *L, Val v);
@@ -116,11 +137,17 @@ const char *val_desc(Lower *L, Val v, char *buf, size_t n); // "f32[N, 10]", "nu
 
 // Builtins (builtin.c).
 Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc);
+// conv, conv_transpose, pool_max, pool_avg, pad, concat (builtin_conv.c);
+// v and set hold the bound arguments in formal order.
+Val conv_builtin(Lower *L, const char *name, Val *v, bool *set, NnLoc loc);
 // Initializer names valid after `param x: T =`, with their argument counts.
 bool init_known(const char *name, int *maxargs);
 
 // Node creation with error reporting at loc (returns -1 after reporting).
 NnId checked(Lower *L, NnId id, NnLoc loc);
+// Where an error raised at loc is reported: loc itself, or the user's call
+// when loc is inside library code (see Lower.user_loc).
+NnLoc user_loc(Lower *L, NnLoc loc);
 // Registers a PARAM/STATE initializer; returns the existing node if the name exists.
 NnId make_var(Lower *L, NnOp op, const char *name, NnDType dt, const NnShape *s, const char *init,
               const double *args, int nargs, NnLoc loc);

@@ -19,7 +19,8 @@ void lower_init(Lower *L, NnCtx *c, const NnProgram *p, NnGraph *g)
 
 Val v_none(void) { return (Val){.kind = V_NONE, .id = -1}; }
 Val v_tensor(NnId id) { return id < 0 ? v_none() : (Val){.kind = V_TENSOR, .id = id}; }
-Val v_num(double x) { return (Val){.kind = V_NUM, .id = -1, .num = x}; }
+Val v_num(double x) { return v_real(x, (float)x); }
+Val v_real(double x, float f) { return (Val){.kind = V_NUM, .id = -1, .num = x, .fnum = f}; }
 
 Val v_int(int64_t x)
 {
@@ -32,6 +33,30 @@ Val v_int(int64_t x)
 
 NnNode *vnode(Lower *L, Val v) { return nn_node(L->g, v.id); }
 
+static Bind **env_slot(const Env *env, const char *name)
+{
+    unsigned mask = (unsigned)env->nslots - 1;
+    for (unsigned i = nn_sema_hash(name) & mask;; i = (i + 1) & mask)
+        if (!env->slots[i] || strcmp(env->slots[i]->name, name) == 0)
+            return &env->slots[i];
+}
+
+// Rebuilds the hash from the list, oldest binding first so the newest wins.
+static void env_rehash(Lower *L, Env *env, int nslots)
+{
+    env->slots = nn_arena_alloc(L->c->arena, (size_t)nslots * sizeof *env->slots);
+    memset(env->slots, 0, (size_t)nslots * sizeof *env->slots);
+    env->nslots = nslots;
+    Bind **all = nn_arena_alloc(L->c->arena, (size_t)env->nbinds * sizeof *all);
+    int n = 0;
+    for (Bind *b = env->head; b && n < env->nbinds; b = b->next)
+        all[n++] = b;
+    while (n > 0) {
+        Bind *b = all[--n];
+        *env_slot(env, b->name) = b;
+    }
+}
+
 void env_bind(Lower *L, Env *env, const char *name, Val v)
 {
     Bind *b = nn_arena_alloc(L->c->arena, sizeof *b);
@@ -39,16 +64,27 @@ void env_bind(Lower *L, Env *env, const char *name, Val v)
     b->v = v;
     b->next = env->head;
     env->head = b;
+    env->nbinds++;
+    if (env->slots && 2 * env->nbinds <= env->nslots)
+        *env_slot(env, name) = b;
+    else if (env->nbinds > 8)
+        env_rehash(L, env, env->nslots ? env->nslots * 2 : 32);
 }
 
 bool env_lookup(Env *env, const char *name, Val *out)
 {
-    for (; env; env = env->parent)
-        for (Bind *b = env->head; b; b = b->next)
-            if (strcmp(b->name, name) == 0) {
-                *out = b->v;
-                return true;
-            }
+    for (; env; env = env->parent) {
+        Bind *b = env->head;
+        if (env->slots)
+            b = *env_slot(env, name);
+        else
+            while (b && strcmp(b->name, name) != 0)
+                b = b->next;
+        if (b) {
+            *out = b->v;
+            return true;
+        }
+    }
     return false;
 }
 
@@ -86,8 +122,11 @@ NnId as_tensor(Lower *L, Val v, NnDType dt, NnLoc loc)
 {
     if (v.kind == V_TENSOR)
         return v.id;
+    // An f32 CONST holds (float)num at run time; it needs fnum only where f32
+    // arithmetic came out differently (keeps printed constants short: 1e-07).
     if (v.kind == V_NUM && !v.sym)
-        return nn_ir_const(L->g, v.num, dt, loc);
+        return nn_ir_const(L->g, dt == NN_DT_F32 && (float)v.num != v.fnum ? v.fnum : v.num, dt,
+                           loc);
     if (v.kind == V_BOOL)
         return nn_ir_const(L->g, v.num, dt, loc);
     if (v.kind != V_NONE) {
@@ -103,7 +142,11 @@ NnId make_var(Lower *L, NnOp op, const char *name, NnDType dt, const NnShape *s,
     for (int i = 0; i < L->nvars; i++)
         if (strcmp(L->vars[i].name, name) == 0) {
             if (!nn_shape_eq(&L->vars[i].shape, s)) {
-                nn_error(&L->c->diags, loc, "'%s' is declared again with a different shape", name);
+                char a[64], b[64];
+                nn_error(&L->c->diags, user_loc(L, loc), "'%s' is declared again with a "
+                         "different shape: %s here, %s before", name,
+                         nn_type_str(L->g, dt, s, a, 64),
+                         nn_type_str(L->g, L->vars[i].dtype, &L->vars[i].shape, b, 64));
                 return -1;
             }
             return L->var_ids[i];
@@ -152,7 +195,8 @@ static bool lookup(Lower *L, Env *env, const char *name, NnLoc loc, Val *out)
     }
     if (L->resolve && L->resolve(L->resolve_ctx, name, loc, out))
         return true;
-    const char *near = nn_sema_suggest(L->prog, name, L->resolve_names, L->nresolve_names);
+    const char *near = nn_diags_full(&L->c->diags)
+                     ? NULL : nn_sema_suggest(L->prog, name, L->resolve_names, L->nresolve_names);
     nn_error(&L->c->diags, loc, "unknown name '%s'%s", name, nn_sema_hint(L->c, near));
     *out = v_none();
     return false;
@@ -177,7 +221,23 @@ static NnOp binop(NnAstOp op)
     }
 }
 
+// The f32 result of an arithmetic operator, as the run time would compute it
+// on f32 operands: + - * / are exact in double then rounded once; pow is powf.
+static float fold_f32(NnAstOp op, float x, float y)
+{
+    switch (op) {
+    case NN_AOP_ADD: return (float)((double)x + y);
+    case NN_AOP_SUB: return (float)((double)x - y);
+    case NN_AOP_MUL: return (float)((double)x * y);
+    case NN_AOP_DIV: return (float)((double)x / y);
+    default: return powf(x, y);
+    }
+}
+
 // Folds an operator on two compile-time numbers. Symbolic dims only compare.
+// Each result also carries its f32 evaluation, so that `1 - beta2` in an f32
+// graph equals 1 - beta2 computed in f32 at run time (Adam's bias correction
+// mixes both forms).
 static Val fold_nums(Lower *L, const NnAst *e, Val a, Val b)
 {
     if ((a.sym || b.sym) && e->op != NN_AOP_EQ && e->op != NN_AOP_NE) {
@@ -190,7 +250,7 @@ static Val fold_nums(Lower *L, const NnAst *e, Val a, Val b)
     case NN_AOP_ADD: r = x + y; break;
     case NN_AOP_SUB: r = x - y; break;
     case NN_AOP_MUL: r = x * y; break;
-    case NN_AOP_DIV: r = x / y; ints = false; break;
+    case NN_AOP_DIV: r = x / y; ints = ints && y != 0 && a.dim % b.dim == 0; break;
     case NN_AOP_POW: r = pow(x, y); ints = ints && y >= 0; break;
     case NN_AOP_EQ: return (Val){.kind = V_BOOL, .num = a.sym || b.sym ? a.dim == b.dim : x == y};
     case NN_AOP_NE: return (Val){.kind = V_BOOL, .num = a.sym || b.sym ? a.dim != b.dim : x != y};
@@ -207,7 +267,7 @@ static Val fold_nums(Lower *L, const NnAst *e, Val a, Val b)
     }
     if (ints && fabs(r) < 9e15)
         return v_int((int64_t)r);
-    return v_num(r);
+    return v_real(r, fold_f32(e->op, a.fnum, b.fnum));
 }
 
 static Val binary(Lower *L, Env *env, const NnAst *e)
@@ -246,7 +306,7 @@ static Val unary(Lower *L, Env *env, const NnAst *e)
         return v_none();
     }
     if (a.kind == V_NUM && !a.sym)
-        return a.is_int ? v_int(-a.dim) : v_num(-a.num);
+        return a.is_int ? v_int(-a.dim) : v_real(-a.num, -a.fnum);
     if (a.kind != V_TENSOR) {
         char b[64];
         nn_error(&L->c->diags, e->loc, "cannot negate %s", val_desc(L, a, b, 64));
@@ -261,13 +321,13 @@ bool eval_args(Lower *L, Env *env, const NnAstList *kids, const Val *first, Arg 
     Arg *args = nn_arena_alloc(L->c->arena, (size_t)cap * sizeof *args);
     bool ok = true;
     if (first)
-        args[k++] = (Arg){NULL, *first, {0}};
+        args[k++] = (Arg){.v = *first};
     for (int i = 0; i < kids->count; i++) {
         const NnAst *a = kids->items[i];
         if (a->kind == NN_AST_ARG)
-            args[k] = (Arg){a->name, eval(L, env, a->a), a->loc};
+            args[k] = (Arg){.name = a->name, .v = eval(L, env, a->a), .loc = a->loc};
         else
-            args[k] = (Arg){NULL, eval(L, env, a), a->loc};
+            args[k] = (Arg){.v = eval(L, env, a), .loc = a->loc};
         ok = ok && args[k].v.kind != V_NONE;
         k++;
     }
@@ -346,8 +406,15 @@ Val eval(Lower *L, Env *env, const NnAst *e)
     }
 }
 
-// `param w: f32[I, units] = glorot_uniform()` inside a layer or model.
-static bool param_stmt(Lower *L, Env *env, const NnAst *s)
+NnLoc user_loc(Lower *L, NnLoc loc)
+{
+    return L->user_call && loc.src != L->prog->main->loc.src ? L->user_loc : loc;
+}
+
+// `param w: f32[I, units] = glorot_uniform()` inside a layer or model, and
+// `state running_mean: f32[C] = zeros()` (op STATE: not trained, kept with
+// the weights). Returns the variable's node, or -1 after reporting.
+static NnId var_stmt(Lower *L, Env *env, const NnAst *s, NnOp op)
 {
     const NnAst *t = s->type;
     NnShape shape = {0};
@@ -355,27 +422,37 @@ static bool param_stmt(Lower *L, Env *env, const NnAst *s)
     if (t && strcmp(t->name, "f64") == 0)
         dt = NN_DT_F64;
     else if (t && strcmp(t->name, "f32") != 0) {
-        nn_error(&L->c->diags, t->loc, "parameters must be f32 or f64, not %s", t->name);
-        return false;
+        nn_error(&L->c->diags, t->loc, "%s must be f32 or f64, not %s",
+                 op == NN_OP_PARAM ? "parameters" : "layer states", t->name);
+        return -1;
     }
     shape.rank = t ? t->kids.count : 0;
     if (shape.rank > NN_MAX_RANK) {
         nn_error(&L->c->diags, t->loc, "rank %d exceeds the maximum %d", shape.rank, NN_MAX_RANK);
-        return false;
+        return -1;
     }
     for (int i = 0; i < shape.rank; i++) {
         Val d = eval(L, env, t->kids.items[i]);
         if (d.kind == V_NONE)
-            return false;
+            return -1;
         if (d.kind != V_NUM || !d.is_int || d.sym || d.dim <= 0) {
             char b[64];
-            nn_error(&L->c->diags, t->kids.items[i]->loc,
-                     "parameter dimensions must be fixed positive integers, got %s",
+            nn_error(&L->c->diags, user_loc(L, t->kids.items[i]->loc),
+                     "%s dimensions must be fixed positive integers, got %s",
+                     op == NN_OP_PARAM ? "parameter" : "state",
                      val_desc(L, d, b, 64));
-            return false;
+            return -1;
         }
         shape.dim[i] = d.dim;
     }
+    // Sizes are int64 byte counts downstream; an element count that overflows
+    // them would wrap, not fail.
+    int64_t count = 1;
+    for (int i = 0; i < shape.rank; i++)
+        if (__builtin_mul_overflow(count, shape.dim[i], &count) || count > (INT64_MAX >> 4)) {
+            nn_error(&L->c->diags, t->loc, "parameter '%s' has too many elements", s->name);
+            return -1;
+        }
     const char *init = "zeros";
     double args[4] = {0};
     int nargs = 0;
@@ -387,44 +464,117 @@ static bool param_stmt(Lower *L, Env *env, const NnAst *s)
             nn_error(&L->c->diags, ie->loc,
                      "unknown initializer; use zeros(), ones(), normal(std), uniform(lo, hi), "
                      "glorot_uniform(), glorot_normal(), he_uniform(), he_normal() or orthogonal()");
-            return false;
+            return -1;
         }
         init = callee->name;
         if (ie->kind == NN_AST_CALL) {
             if (ie->kids.count > maxargs) {
                 nn_error(&L->c->diags, ie->loc, "%s() takes at most %d arguments", init, maxargs);
-                return false;
+                return -1;
             }
             for (int i = 0; i < ie->kids.count; i++) {
                 const NnAst *ae = ie->kids.items[i];
                 Val v = eval(L, env, ae->kind == NN_AST_ARG ? ae->a : ae);
                 if (v.kind != V_NUM || v.sym) {
                     nn_error(&L->c->diags, ae->loc, "initializer arguments must be numbers");
-                    return false;
+                    return -1;
                 }
                 args[nargs++] = v.num;
             }
         }
     }
     const char *name = L->scope ? nn_arena_printf(L->c->arena, "%s.%s", L->scope, s->name) : s->name;
-    NnId id = make_var(L, NN_OP_PARAM, name, dt, &shape, init, args, nargs, s->loc);
+    NnId id = make_var(L, op, name, dt, &shape, init, args, nargs, s->loc);
     if (id < 0)
-        return false;
+        return -1;
+    for (int i = 0; i < L->nvars; i++)
+        if (L->var_ids[i] == id)
+            L->vars[i].model_state = op == NN_OP_STATE;
     env_bind(L, env, s->name, v_tensor(id));
+    return id;
+}
+
+// The value v given to state `decl` (node var) as a tensor of the state's
+// type, or -1 after reporting at `at`.
+static NnId state_value(Lower *L, const NnAst *decl, NnId var, Val v, NnLoc at,
+                        const NnAst *owner)
+{
+    NnNode *vr = nn_node(L->g, var);
+    NnId val = as_tensor(L, v, vr->dtype, at);
+    if (val < 0)
+        return -1;
+    NnNode *vn = nn_node(L->g, val);
+    if (vn->dtype != vr->dtype || !nn_shape_eq(&vn->shape, &vr->shape)) {
+        char a[64], b[64];
+        nn_error(&L->c->diags, user_loc(L, at), "'%s' sets state '%s' of %s to a value of type %s",
+                 owner->name, decl->name, nn_type_str(L->g, vr->dtype, &vr->shape, a, 64),
+                 nn_type_str(L->g, vn->dtype, &vn->shape, b, 64));
+        return -1;
+    }
+    return val;
+}
+
+// At a layer's return: the final value of each of its states becomes that
+// state's update (the last call wins when a bound layer runs twice).
+static bool state_updates(Lower *L, Env *env, const NnAst *const *decls, const NnId *vars, int n,
+                          const NnAst *owner)
+{
+    for (int i = 0; i < n; i++) {
+        Val v;
+        env_lookup(env, decls[i]->name, &v);
+        NnId val = state_value(L, decls[i], vars[i], v, decls[i]->loc, owner);
+        if (val < 0)
+            return false;
+        if (val == vars[i])
+            continue;
+        int k = 0;
+        while (k < L->nupd && L->upd_var[k] != vars[i])
+            k++;
+        if (k == L->updcap) {
+            int cap = L->updcap ? 2 * L->updcap : 8;
+            NnId *a = nn_arena_alloc(L->c->arena, (size_t)cap * sizeof *a);
+            NnId *b = nn_arena_alloc(L->c->arena, (size_t)cap * sizeof *b);
+            if (L->nupd) {
+                memcpy(a, L->upd_var, (size_t)L->nupd * sizeof *a);
+                memcpy(b, L->upd_val, (size_t)L->nupd * sizeof *b);
+            }
+            L->upd_var = a, L->upd_val = b, L->updcap = cap;
+        }
+        L->upd_var[k] = vars[i];
+        L->upd_val[k] = val;
+        if (k == L->nupd)
+            L->nupd++;
+    }
     return true;
 }
 
 Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner)
 {
+    const NnAst *sdecls[32];
+    NnId svars[32];
+    int nstates = 0;
     for (int i = 0; i < stmts->count; i++) {
         const NnAst *s = stmts->items[i];
         switch (s->kind) {
-        case NN_AST_RETURN:
+        case NN_AST_RETURN: {
             if (!s->a) {
                 nn_error(&L->c->diags, s->loc, "'%s' must return a value", owner->name);
                 return v_none();
             }
-            return eval(L, env, s->a);
+            Val r = eval(L, env, s->a);
+            if (r.kind == V_NONE || !state_updates(L, env, sdecls, svars, nstates, owner))
+                return v_none();
+            return r;
+        }
+        case NN_AST_STATE:
+            if (nstates == 32) {
+                nn_error(&L->c->diags, s->loc, "a layer may declare at most 32 states");
+                return v_none();
+            }
+            if ((svars[nstates] = var_stmt(L, env, s, NN_OP_STATE)) < 0)
+                return v_none();
+            sdecls[nstates++] = s;
+            break;
         case NN_AST_ASSIGN: {
             if (s->kids.count != 1 || s->kids.items[0]->kind != NN_AST_NAME) {
                 nn_error(&L->c->diags, s->loc, s->kids.count != 1
@@ -438,11 +588,15 @@ Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner)
             L->bind_name = NULL;
             if (v.kind == V_NONE)
                 return v;
+            for (int k = 0; k < nstates; k++)
+                if (strcmp(sdecls[k]->name, name) == 0 &&
+                    state_value(L, sdecls[k], svars[k], v, s->a->loc, owner) < 0)
+                    return v_none();
             env_bind(L, env, name, v);
             break;
         }
         case NN_AST_PARAM:
-            if (!param_stmt(L, env, s))
+            if (var_stmt(L, env, s, NN_OP_PARAM) < 0)
                 return v_none();
             break;
         case NN_AST_EXPR:

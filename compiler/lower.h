@@ -17,6 +17,8 @@ typedef struct NnParamInit {
     NnDType dtype;
     NnShape shape;     // concrete (params have no symbolic dims)
     bool trainable;    // false for optimizer state and counters
+    bool model_state;  // layer state (batch-norm statistics): not trained, but
+                       // part of the model like its weights (early-stopping snapshots)
     NnLoc loc;
 } NnParamInit;
 
@@ -45,6 +47,7 @@ typedef struct NnTrainSpec {
     int64_t batch, epochs;
     uint64_t seed;
     int64_t limit;            // use only the first `limit` training samples (0 = all)
+    int64_t eval_limit;       // evaluate on the first `eval_limit` val/test samples (0 = all)
     const char *save;         // checkpoint path or NULL
     const char *stop_metric;  // "val.accuracy" or NULL
     int patience;

@@ -250,6 +250,7 @@ dim:
   | dim '+' dim         { $$ = binary(ps, NN_AOP_ADD, @2, $1, $3); }
   | dim '-' dim         { $$ = binary(ps, NN_AOP_SUB, @2, $1, $3); }
   | dim '*' dim         { $$ = binary(ps, NN_AOP_MUL, @2, $1, $3); }
+  | dim '/' dim         { $$ = binary(ps, NN_AOP_DIV, @2, $1, $3); }
   | '(' dim ')'         { $$ = $2; }
   ;
 
@@ -276,6 +277,8 @@ stmt:
                         { $$ = named(ps, NN_AST_PARAM, @1, $2); $$->type = $4; $$->a = $6; }
   | STATE ident '=' expr
                         { $$ = named(ps, NN_AST_STATE, @1, $2); $$->a = $4; }
+  | STATE ident ':' type '=' expr
+                        { $$ = named(ps, NN_AST_STATE, @1, $2); $$->type = $4; $$->a = $6; }
   | RETURN              { $$ = mk(ps, NN_AST_RETURN, @1); }
   | RETURN expr         { $$ = mk1(ps, NN_AST_RETURN, @1, $2); }
   | FOR ident IN expr DOTDOT expr nl_opt '{' body '}'

@@ -1,18 +1,25 @@
 // Semantic analysis before any shape is known: loads imports (the stdlib for
 // `import std`), builds the declaration table, and checks every name in every
 // body, suggesting the closest known name for a typo. Also enforces where
-// statements may appear (param in layers and models, state in optimizers).
+// statements may appear (param in layers and models, state in optimizers and,
+// typed, in layers).
 // Declarations in the user's file override imported ones of the same name.
 #include "sema.h"
+#include "fileio.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+// Names visible in one declaration's body; `slots` hashes them (NULL = empty)
+// so a body with many statements is checked in linear time.
 typedef struct Scope {
     const char **names;
     int count, cap;
+    const char **slots;
+    int nslots; // power of two, at least twice count
 } Scope;
 
 typedef struct Sema {
@@ -24,8 +31,31 @@ typedef struct Sema {
     bool in_main;
 } Sema;
 
+static const char **scope_slot(const Scope *s, const char *name)
+{
+    unsigned mask = (unsigned)s->nslots - 1;
+    for (unsigned i = nn_sema_hash(name) & mask;; i = (i + 1) & mask)
+        if (!s->slots[i] || strcmp(s->slots[i], name) == 0)
+            return &s->slots[i];
+}
+
+static bool scope_has(const Scope *s, const char *name)
+{
+    return s->nslots && *scope_slot(s, name);
+}
+
 static void scope_add(NnCtx *c, Scope *s, const char *name)
 {
+    if (scope_has(s, name))
+        return;
+    if (2 * (s->count + 1) > s->nslots) {
+        s->nslots = s->nslots ? s->nslots * 2 : 32;
+        s->slots = nn_arena_alloc(c->arena, (size_t)s->nslots * sizeof *s->slots);
+        memset(s->slots, 0, (size_t)s->nslots * sizeof *s->slots);
+        for (int i = 0; i < s->count; i++)
+            *scope_slot(s, s->names[i]) = s->names[i];
+    }
+    *scope_slot(s, name) = name;
     if (s->count == s->cap) {
         int cap = s->cap ? s->cap * 2 : 16;
         const char **n = nn_arena_alloc(c->arena, (size_t)cap * sizeof *n);
@@ -37,22 +67,43 @@ static void scope_add(NnCtx *c, Scope *s, const char *name)
     s->names[s->count++] = name;
 }
 
-static bool scope_has(const Scope *s, const char *name)
+// Lookups go through a hash of names so that checking a file with many
+// declarations stays linear (each add and find is O(1) on average).
+unsigned nn_sema_hash(const char *s)
 {
-    for (int i = 0; i < s->count; i++)
-        if (strcmp(s->names[i], name) == 0)
-            return true;
-    return false;
+    unsigned h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+// The slot holding `name`, or the empty slot where it would go.
+static int *find_slot(const NnProgram *p, const char *name)
+{
+    unsigned mask = (unsigned)p->nslots - 1;
+    for (unsigned i = nn_sema_hash(name) & mask;; i = (i + 1) & mask) {
+        int *s = &p->slots[i];
+        if (*s < 0 || strcmp(p->decls[*s].name, name) == 0)
+            return s;
+    }
 }
 
 const NnDecl *nn_sema_find(const NnProgram *p, const char *name)
 {
-    if (!p)
+    if (!p || !p->nslots)
         return NULL;
-    for (int i = p->ndecls - 1; i >= 0; i--)
-        if (strcmp(p->decls[i].name, name) == 0)
-            return &p->decls[i];
-    return NULL;
+    int k = *find_slot(p, name);
+    return k < 0 ? NULL : &p->decls[k];
+}
+
+static void rehash(NnCtx *c, NnProgram *p, int nslots)
+{
+    p->slots = nn_arena_alloc(c->arena, (size_t)nslots * sizeof *p->slots);
+    p->nslots = nslots;
+    for (int i = 0; i < nslots; i++)
+        p->slots[i] = -1;
+    for (int i = 0; i < p->ndecls; i++)
+        *find_slot(p, p->decls[i].name) = i;
 }
 
 static int edit_distance(const char *a, const char *b)
@@ -110,10 +161,9 @@ const char *nn_sema_hint(NnCtx *c, const char *near)
 static void add_decl(Sema *S, const NnAst *item)
 {
     NnProgram *p = S->p;
-    for (int i = 0; i < p->ndecls; i++) {
+    const NnDecl *same = nn_sema_find(p, item->name);
+    for (int i = same ? (int)(same - p->decls) : -1; i >= 0; i = p->decls[i].prev) {
         const NnAst *old = p->decls[i].ast;
-        if (strcmp(p->decls[i].name, item->name) != 0)
-            continue;
         if (old->loc.src == item->loc.src) {
             nn_error(&S->c->diags, item->loc, "'%s' is already defined", item->name);
             nn_note(&S->c->diags, old->loc, "previous definition of '%s' is here", item->name);
@@ -127,8 +177,11 @@ static void add_decl(Sema *S, const NnAst *item)
             memcpy(d, p->decls, (size_t)p->ndecls * sizeof *d);
         p->decls = d;
     }
-    p->decls[p->ndecls].name = item->name;
-    p->decls[p->ndecls++].ast = item;
+    if (2 * (p->ndecls + 1) > p->nslots)
+        rehash(S->c, p, p->nslots ? p->nslots * 2 : 128);
+    int *slot = find_slot(p, item->name);
+    p->decls[p->ndecls] = (NnDecl){.name = item->name, .ast = item, .prev = *slot};
+    *slot = p->ndecls++;
 }
 
 static void collect(Sema *S, NnAst *prog);
@@ -157,13 +210,18 @@ static void load_file(Sema *S, const char *path, NnLoc at)
     if (seen)
         return;
     // A missing import is reported at the import, not as a bare file error.
-    FILE *f = fopen(path, "rb");
-    if (!f && at.src) {
-        nn_error(&S->c->diags, at, "cannot import '%s': %s", path, strerror(errno));
-        return;
+    // The probe never blocks on a FIFO and refuses what is not a regular file.
+    int fd;
+    int64_t size;
+    if (nnrt_file_open(path, NULL, &fd, &size) != NN_OK) {
+        if (at.src) {
+            nn_error(&S->c->diags, at, "cannot import '%s': %s", path,
+                     errno ? strerror(errno) : nnrt_errmsg());
+            return;
+        }
+    } else {
+        close(fd);
     }
-    if (f)
-        fclose(f);
     NnSource *src = nn_source_load(S->c->arena, &S->c->diags, path);
     if (!src)
         return;
@@ -215,11 +273,8 @@ static void import_item(Sema *S, const NnAst *item)
     const char *slash = strrchr(from, '/');
     if (path[0] != '/' && slash) {
         const char *rel = nn_arena_printf(S->c->arena, "%.*s/%s", (int)(slash - from), from, path);
-        FILE *f = fopen(rel, "rb");
-        if (f) {
-            fclose(f);
+        if (access(rel, F_OK) == 0)
             path = rel;
-        }
     }
     load_file(S, path, item->loc);
 }
@@ -261,7 +316,8 @@ static void check_expr(Sema *S, Scope *sc, const NnAst *e);
 
 static void unknown(Sema *S, Scope *sc, const NnAst *e)
 {
-    const char *near = nn_sema_suggest(S->p, e->name, sc->names, sc->count);
+    const char *near = nn_diags_full(&S->c->diags)
+                     ? NULL : nn_sema_suggest(S->p, e->name, sc->names, sc->count);
     nn_error(&S->c->diags, e->loc, "unknown name '%s'%s", e->name, nn_sema_hint(S->c, near));
 }
 
@@ -306,7 +362,7 @@ static void add_type_dims(Sema *S, Scope *sc, const NnAst *t)
         return;
     for (int i = 0; i < t->kids.count; i++) {
         const NnAst *d = t->kids.items[i];
-        if (d->kind == NN_AST_NAME && !scope_has(sc, d->name))
+        if (d->kind == NN_AST_NAME)
             scope_add(S->c, sc, d->name);
     }
 }
@@ -330,9 +386,22 @@ static void check_body(Sema *S, Scope *sc, const NnAst *decl)
             scope_add(S->c, sc, s->name);
             break;
         case NN_AST_STATE:
-            if (decl->kind != NN_AST_OPTIMIZER)
-                nn_error(&S->c->diags, s->loc, "'state' is only allowed in an optimizer");
-            check_expr(S, sc, s->a);
+            // Optimizer state is shaped like p; layer state (batch-norm
+            // statistics) declares its type like a param.
+            if (decl->kind == NN_AST_OPTIMIZER && s->type)
+                nn_error(&S->c->diags, s->type->loc, "optimizer state has the type of 'p'; "
+                         "write 'state %s = zeros_like(p)'", s->name);
+            else if (decl->kind == NN_AST_LAYER || decl->kind == NN_AST_MODEL) {
+                if (!s->type)
+                    nn_error(&S->c->diags, s->loc, "layer state needs a type and an initializer, "
+                             "e.g. 'state %s: f32[C] = zeros()'", s->name);
+                else
+                    check_list(S, sc, &s->type->kids);
+            } else if (decl->kind != NN_AST_OPTIMIZER)
+                nn_error(&S->c->diags, s->loc,
+                         "'state' is only allowed in a layer, model or optimizer");
+            if (!s->type)
+                check_expr(S, sc, s->a);
             scope_add(S->c, sc, s->name);
             break;
         case NN_AST_RETURN:

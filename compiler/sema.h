@@ -11,12 +11,15 @@
 typedef struct NnDecl {
     const char *name;
     const NnAst *ast; // FN, LAYER, MODEL, LOSS, OPTIMIZER, DATA, TRAIN, EXTERN
+    int prev;         // index of the previous decl of the same name, or -1
 } NnDecl;
 
 typedef struct NnProgram {
     NnAst *main;    // the user's file
     NnDecl *decls;  // every named top-level item, imports included
     int ndecls;
+    int *slots;     // hash of names: -1 or the index of the latest decl of that name
+    int nslots;     // power of two, at least twice ndecls
     const NnAst **trains; // TRAIN items of the main file, in order
     int ntrains;
 } NnProgram;
@@ -32,6 +35,8 @@ const char *nn_sema_suggest(const NnProgram *p, const char *name, const char *co
 // "; did you mean 'near'?" (in c's arena), or "" when near is NULL: the tail
 // every unknown-name message shares.
 const char *nn_sema_hint(NnCtx *c, const char *near);
+// The hash of a name behind the declaration and scope tables.
+unsigned nn_sema_hash(const char *s);
 // Names the lowering implements in C (exp, sum, dropout, ...).
 bool nn_sema_is_builtin(const char *name);
 

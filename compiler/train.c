@@ -23,6 +23,7 @@ typedef struct TrainEnv {
     int nfields;
     NnId *inputs;        // INPUT node per field
     const NnAst *model;
+    const NnAst *data;   // the data block, or NULL
     Val output;          // model output, computed on first use of `output`
     bool have_output;
     NnAst *const *noise; // NOISE declarations of the block
@@ -77,7 +78,23 @@ static Val noise_value(TrainEnv *T, int i, NnLoc loc)
     return r >= 0 ? v_tensor(r) : v_none();
 }
 
-static Val model_output(TrainEnv *T, NnLoc loc)
+// Where a data field gets its value: the last `name = ...` of the data block,
+// else the block's first statement (a loader such as `train = idx(...)`).
+static NnLoc field_loc(const NnAst *data, const char *name)
+{
+    if (!data)
+        return (NnLoc){0};
+    const NnAst *at = data->kids.count ? data->kids.items[0] : data;
+    for (int i = 0; i < data->kids.count; i++) {
+        const NnAst *s = data->kids.items[i];
+        if (s->kind == NN_AST_ASSIGN && s->kids.count == 1 && s->kids.items[0]->name &&
+            strcmp(s->kids.items[0]->name, name) == 0)
+            at = s;
+    }
+    return at->loc;
+}
+
+static Val model_output(TrainEnv *T)
 {
     const NnAst *m = T->model;
     Arg *args = nn_arena_alloc(T->L->c->arena, (size_t)(m->params.count + 1) * sizeof *args);
@@ -94,7 +111,11 @@ static Val model_output(TrainEnv *T, NnLoc loc)
                      "model '%s' takes '%s', but the data has no field '%s'", m->name, name, name);
             return v_none();
         }
-        args[i] = (Arg){name, v_tensor(T->inputs[k]), loc};
+        // A wrong input type is the model header's or the data's mistake, not
+        // the line that first used `output`.
+        const NnAst *f = m->params.items[i];
+        args[i] = (Arg){name, v_tensor(T->inputs[k]), f->type ? f->type->loc : f->loc,
+                        field_loc(T->data, T->fields[k].name)};
     }
     return call_decl(T->L, m, args, m->params.count, m->loc, m->name);
 }
@@ -104,7 +125,7 @@ static bool resolve(void *ctx, const char *name, NnLoc loc, Val *out)
     TrainEnv *T = ctx;
     if (strcmp(name, "output") == 0) {
         if (!T->have_output) {
-            T->output = model_output(T, loc);
+            T->output = model_output(T);
             T->have_output = true;
         }
         *out = T->output;
@@ -125,7 +146,7 @@ static bool resolve(void *ctx, const char *name, NnLoc loc, Val *out)
 
 typedef struct Settings {
     const NnAst *loss, *optimizer;
-    int64_t batch, epochs, limit, patience;
+    int64_t batch, epochs, limit, eval_limit, patience;
     uint64_t seed;
     const char *save, *stop;
     const char **metrics;
@@ -136,6 +157,7 @@ typedef struct Settings {
     NnAst **noise; // NOISE declarations
     int nnoise;
     const bool *plain; // block of steps: which --set options were plain settings
+    const NnAst *data; // the data block named by the train block, or NULL
 } Settings;
 
 // One step of a train block: the loss it differentiates and the parameters
@@ -152,7 +174,8 @@ typedef struct StepCfg {
 } StepCfg;
 
 static const char *const setting_names[] = {"loss", "optimizer", "batch", "epochs", "seed",
-                                            "limit", "metrics", "stop", "save", "augment"};
+                                            "limit", "metrics", "stop", "save", "augment",
+                                            "eval_limit"};
 #define NSETTINGS (int)(sizeof setting_names / sizeof setting_names[0])
 
 // Largest values of the integer settings. Batch, epochs and patience end up in
@@ -186,6 +209,8 @@ static bool read_setting(NnCtx *c, Settings *s, const NnAst *a)
         return int_setting(c, v, &s->epochs, 0, MAX_INT32);
     else if (strcmp(k, "limit") == 0)
         return int_setting(c, v, &s->limit, 0, MAX_EXACT);
+    else if (strcmp(k, "eval_limit") == 0)
+        return int_setting(c, v, &s->eval_limit, 0, MAX_EXACT);
     else if (strcmp(k, "seed") == 0) {
         int64_t seed;
         if (!int_setting(c, v, &seed, 0, MAX_EXACT))
@@ -300,11 +325,12 @@ static int set_value(NnCtx *c, Settings *s, const char *k, const char *val)
     int64_t *target = strcmp(k, "batch") == 0    ? &s->batch
                     : strcmp(k, "epochs") == 0   ? &s->epochs
                     : strcmp(k, "limit") == 0    ? &s->limit
+                    : strcmp(k, "eval_limit") == 0 ? &s->eval_limit
                     : strcmp(k, "patience") == 0 ? &s->patience : NULL;
     if (!target)
         return 0;
     int64_t min = target == &s->batch || target == &s->patience ? 1 : 0;
-    int64_t max = target == &s->limit ? MAX_EXACT : MAX_INT32;
+    int64_t max = target == &s->limit || target == &s->eval_limit ? MAX_EXACT : MAX_INT32;
     char *end;
     double v = strtod(val, &end);
     // Compared as doubles before the cast, so no value overflows int64_t.
@@ -551,7 +577,7 @@ static void add_mean_output(Lower *L, Env *env, const NnAst *call, const char *n
     Val v = eval(L, env, call);
     if (v.kind != V_TENSOR)
         return;
-    Arg a = {NULL, v, call->loc};
+    Arg a = {.v = v, .loc = call->loc};
     Val m = call_builtin(L, "mean", &a, 1, call->loc);
     if (m.kind == V_TENSOR)
         nn_graph_add_output(L->g, name, m.id);
@@ -567,7 +593,7 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
     L->training = mode != 2;
     L->seed = s->seed;
     int64_t N = nn_sym_dim(g, "N");
-    TrainEnv T = {.L = L, .fields = fields, .nfields = nfields, .model = model,
+    TrainEnv T = {.L = L, .fields = fields, .nfields = nfields, .model = model, .data = s->data,
                   .noise = s->noise, .nnoise = s->nnoise, .step_index = cfg->index};
     T.inputs = nn_arena_alloc(c->arena, (size_t)nfields * sizeof(NnId));
     T.noise_ids = nn_arena_alloc(c->arena, (size_t)(s->nnoise + 1) * sizeof(NnId));
@@ -678,17 +704,21 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
                      "argument of optimizer '%s'", sets[i].key, sets[i].value, ov.decl->name);
             goto fail;
         }
-        all[nargs++] = (Arg){sets[i].key, v_num(v), oc->loc};
+        all[nargs++] = (Arg){.name = sets[i].key, .v = v_num(v), .loc = oc->loc};
         if (mode == 1)
             sets[i].used = true;
     }
     for (int i = 0; i < nparams; i++) {
         const char *pname = cfg->name ? nn_arena_printf(c->arena, "%s/%s", cfg->name, names[i])
                                       : names[i];
-        if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], pname, oc->loc))
+        if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], pname, oc->loc)) {
+            call_note(L, ov.decl, oc->loc);
             goto fail;
+        }
     }
     nn_graph_add_update(g, s0, L->step);
+    for (int i = 0; i < L->nupd; i++)
+        nn_graph_add_update(g, L->upd_var[i], L->upd_val[i]);
     if (cfg->name && cfg->nmodels == 1) {
         const NnAst *real = NULL, *fake = NULL;
         find_scored(p, cfg->loss, cfg->models[0], &real, &fake);
@@ -891,6 +921,8 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
         return false;
     }
     Settings s = {.batch = 32, .epochs = 1, .seed = 1};
+    const NnDecl *dd = train->name2 ? nn_sema_find(p, train->name2) : NULL;
+    s.data = dd && dd->ast->kind == NN_AST_DATA ? dd->ast : NULL;
     bool ok = true;
     int nsteps = 0;
     for (int i = 0; i < train->kids.count; i++)
@@ -951,6 +983,7 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
     out->epochs = s.epochs;
     out->seed = s.seed;
     out->limit = s.limit;
+    out->eval_limit = s.eval_limit;
     out->save = s.save;
     out->stop_metric = s.stop;
     out->patience = (int)s.patience;
@@ -1017,15 +1050,31 @@ NnGraph *nn_lower_model(NnCtx *c, const NnProgram *p, const NnAst *model, bool t
             return NULL;
         }
         NnShape sh = {.rank = t->kids.count};
-        for (int k = 0; k < sh.rank && k < NN_MAX_RANK; k++) {
+        if (sh.rank > NN_MAX_RANK) {
+            nn_error(&c->diags, t->loc, "rank %d exceeds the maximum %d", sh.rank, NN_MAX_RANK);
+            nn_graph_free(g);
+            return NULL;
+        }
+        for (int k = 0; k < sh.rank; k++) {
             const NnAst *d = t->kids.items[k];
+            if (d->kind == NN_AST_NUM && !(d->is_int && d->num >= 1 && d->num <= INT32_MAX)) {
+                nn_error(&c->diags, d->loc, "a dimension must be a positive integer, got %g",
+                         d->num);
+                nn_graph_free(g);
+                return NULL;
+            }
             sh.dim[k] = d->kind == NN_AST_NUM ? (int64_t)d->num
                       : d->kind == NN_AST_NAME ? nn_sym_dim(g, d->name) : 1;
+            if (sh.dim[k] == 0 && d->kind == NN_AST_NAME) {
+                nn_error(&c->diags, d->loc, "%s", g->err);
+                nn_graph_free(g);
+                return NULL;
+            }
         }
         NnDType dt = strcmp(t->name, "i32") == 0 ? NN_DT_I32
                    : strcmp(t->name, "f64") == 0 ? NN_DT_F64 : NN_DT_F32;
-        args[i] = (Arg){f->name, v_tensor(nn_ir_source(g, NN_OP_INPUT, f->name, dt, &sh, f->loc)),
-                        f->loc};
+        NnId in = checked(&L, nn_ir_source(g, NN_OP_INPUT, f->name, dt, &sh, f->loc), t->loc);
+        args[i] = (Arg){.name = f->name, .v = v_tensor(in), .loc = f->loc};
     }
     Val out = call_decl(&L, model, args, model->params.count, model->loc, model->name);
     if (out.kind != V_TENSOR) {

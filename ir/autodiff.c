@@ -11,7 +11,7 @@
 
 typedef void (*VjpFn)(NnGraph *, NnId, NnId, NnId *);
 static const VjpFn vjp_rules[NN_OP_COUNT] = {
-#define NN_OP(tag, name, arity, flags) [NN_OP_##tag] = vjp_##name,
+#define NN_OP(tag, name, arity, flags, attrs) [NN_OP_##tag] = vjp_##name,
 #include "ops.def"
 #undef NN_OP
 };
@@ -54,9 +54,10 @@ static bool *mark_path(NnGraph *g, NnId loss, const NnId *wrt, int n)
 // Runs node i's VJP and adds each input's gradient into acc.
 static void backprop_node(NnGraph *g, NnId i, const bool *on, NnId *acc)
 {
-    NnId gin[NN_MAX_RANK + 8];
+    NnId small[16];
     int nin = g->nodes[i].nin;
-    NN_ASSERT(nin <= (int)(sizeof gin / sizeof gin[0]));
+    // Variadic ops (CONCAT) may have any number of operands.
+    NnId *gin = nin <= 16 ? small : nn_arena_alloc(g->arena, (size_t)nin * sizeof(NnId));
     for (int k = 0; k < nin; k++)
         gin[k] = -1;
     g->err[0] = 0;

@@ -4,7 +4,9 @@
 // the same op. COMMUTE ops compare operands as a set (add(a,b) == add(b,a)).
 // INPUT nodes are positional and never merged; FUSED nodes compare by body
 // identity (never equal). RAND_*/DROPOUT merge only with the same seed and the
-// same step input, where they draw exactly the same numbers anyway.
+// same step input, where they draw exactly the same numbers anyway. Attributes
+// compare by the op table (ir/attr.c): every attribute the op declares counts.
+#include "attr.h"
 #include "pass.h"
 
 #include <stdlib.h>
@@ -14,13 +16,6 @@ static uint64_t mix(uint64_t h, uint64_t v)
 {
     h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
     return h;
-}
-
-static uint64_t bits(double v)
-{
-    uint64_t u;
-    memcpy(&u, &v, sizeof u);
-    return u;
 }
 
 // Operands in comparison order: sorted for binary commutative ops.
@@ -50,27 +45,13 @@ static uint64_t hash_node(const NnNode *n)
         for (int k = 0; k < n->nin; k++)
             h = mix(h, (uint64_t)n->in[k]);
     }
-    h = mix(h, bits(n->attr.value));
-    h = mix(h, n->attr.seed);
-    h = mix(h, n->attr.axes);
-    return h;
-}
-
-static bool same_str(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
-
-static bool same_attr(const NnAttr *a, const NnAttr *b)
-{
-    return same_str(a->name, b->name) && bits(a->value) == bits(b->value) &&
-           nn_shape_eq(&a->shape, &b->shape) && !memcmp(a->perm, b->perm, sizeof a->perm) &&
-           a->axes == b->axes && a->keep == b->keep && a->axis == b->axis && a->ta == b->ta &&
-           a->tb == b->tb && a->dtype == b->dtype && a->depth == b->depth && a->seed == b->seed &&
-           a->body == b->body;
+    return mix(h, nn_attr_hash(n->op, &n->attr));
 }
 
 static bool same_node(const NnNode *a, const NnNode *b)
 {
     if (a->op != b->op || a->dtype != b->dtype || a->nin != b->nin ||
-        !nn_shape_eq(&a->shape, &b->shape) || !same_attr(&a->attr, &b->attr))
+        !nn_shape_eq(&a->shape, &b->shape) || !nn_attr_eq(a->op, &a->attr, &b->attr))
         return false;
     if (commutes(a)) {
         NnId x[2], y[2];

@@ -1,5 +1,6 @@
 // Diagnostics: collection, rendering with source line and caret, source loading.
 #include "diag.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -52,6 +53,11 @@ void nn_diag_add(NnDiags *d, NnDiagKind kind, NnLoc loc, const char *fmt, ...)
         if (kind == NN_DIAG_ERROR && d->nerrors == limit)
             fprintf(d->out, "nnc: too many errors, stopping here\n");
     }
+}
+
+bool nn_diags_full(const NnDiags *d)
+{
+    return d->nerrors >= (d->max_errors ? d->max_errors : 50);
 }
 
 // Finds the start of line `line` (1-based) in src; NULL if past the end.
@@ -136,32 +142,16 @@ NnSource *nn_source_from_string(NnArena *a, const char *name, const char *text)
 NnSource *nn_source_load(NnArena *a, NnDiags *d, const char *path)
 {
     NnLoc none = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        nn_error(d, none, "cannot open '%s': %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t n;
-    while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (cap - len - 1 == 0) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    bool err = ferror(f);
-    fclose(f);
-    if (!buf || err) {
-        free(buf);
-        nn_error(d, none, "cannot read '%s'", path);
+    char *buf;
+    size_t len;
+    // A FIFO would block and /dev/zero would never end: the helper refuses
+    // what is not a regular file and caps the size.
+    NnStatus st = nnrt_file_read_all(path, "script", NN_SOURCE_MAX, &buf, &len);
+    if (st != NN_OK) {
+        if (st == NN_ERR_IO && errno)
+            nn_error(d, none, "cannot open '%s': %s", path, strerror(errno));
+        else
+            nn_error(d, none, "%s", nnrt_errmsg());
         return NULL;
     }
     NnSource *s = nn_arena_alloc(a, sizeof *s);

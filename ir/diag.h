@@ -49,12 +49,17 @@ void nn_diag_add(NnDiags *d, NnDiagKind kind, NnLoc loc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 #define nn_error(d, loc, ...) nn_diag_add((d), NN_DIAG_ERROR, (loc), __VA_ARGS__)
 #define nn_note(d, loc, ...) nn_diag_add((d), NN_DIAG_NOTE, (loc), __VA_ARGS__)
+// True once further errors would only be counted, so callers can skip costly
+// hints ("did you mean") for messages nobody will see.
+bool nn_diags_full(const NnDiags *d);
 void nn_diag_render(FILE *out, const NnDiag *dg, bool color);
 // All diagnostics rendered to one arena string (tests compare it).
 const char *nn_diags_text(NnDiags *d);
 
 // Reads a whole file into the arena. On failure returns NULL and adds an error
-// (with a NULL-source location) naming the file and the reason.
+// (with a NULL-source location) naming the file and the reason; anything but a
+// regular file of at most NN_SOURCE_MAX bytes is refused.
+#define NN_SOURCE_MAX ((size_t)256 << 20)
 NnSource *nn_source_load(NnArena *a, NnDiags *d, const char *path);
 NnSource *nn_source_from_string(NnArena *a, const char *name, const char *text);
 

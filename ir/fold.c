@@ -3,9 +3,12 @@
 // foldable op maps scalars to a scalar: elementwise math, layout (reshape,
 // transpose, broadcast: value unchanged), and reductions/matmul where the
 // element count is a known number (sum = v * count). requires: a verified
-// graph. provides: no foldable op has only CONST inputs. Values are computed in
-// double and rounded to the node's dtype; NaN operands and integer division are
-// left to the runtime, whose exact semantics we do not duplicate here.
+// graph. provides: no foldable op has only CONST inputs. An f32 node is folded
+// the way the run time computes it: operands rounded to f32, f32 libm
+// functions, and every intermediate result rounded to f32, so a folded
+// constant equals what the interpreter would produce. f64 nodes use double
+// throughout. NaN operands and integer division are left to the runtime, whose
+// exact semantics we do not duplicate here.
 #include "pass.h"
 
 #include <math.h>
@@ -27,18 +30,34 @@ static int64_t reduced_count(const NnShape *in, uint32_t axes, bool all)
 
 static int64_t numel(const NnShape *s) { return reduced_count(s, 0, true); }
 
-static bool eval_unary(NnOp op, double x, double *r)
+// x in the precision of the value being folded: f32 rounds, others keep double.
+static double rnd(bool f32, double x) { return f32 ? (double)(float)x : x; }
+
+// The runtime's sigmoid (runtime/kernels/elemwise.c), in either precision.
+static double sigmoid(bool f32, double x)
 {
+    if (f32) {
+        float v = (float)x;
+        float e = expf(v >= 0 ? -v : v);
+        return v >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+    }
+    double e = exp(x >= 0 ? -x : x);
+    return x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
+
+static bool eval_unary(NnOp op, bool f32, double x, double *r)
+{
+    float v = (float)x;
     switch (op) {
     case NN_OP_NEG: *r = -x; return true;
-    case NN_OP_EXP: *r = exp(x); return true;
-    case NN_OP_LOG: *r = log(x); return true;
-    case NN_OP_SQRT: *r = sqrt(x); return true;
-    case NN_OP_TANH: *r = tanh(x); return true;
-    case NN_OP_SIGMOID: *r = 1.0 / (1.0 + exp(-x)); return true;
+    case NN_OP_EXP: *r = f32 ? expf(v) : exp(x); return true;
+    case NN_OP_LOG: *r = f32 ? logf(v) : log(x); return true;
+    case NN_OP_SQRT: *r = f32 ? sqrtf(v) : sqrt(x); return true;
+    case NN_OP_TANH: *r = f32 ? tanhf(v) : tanh(x); return true;
+    case NN_OP_SIGMOID: *r = sigmoid(f32, x); return true;
     case NN_OP_ABS: *r = fabs(x); return true;
-    case NN_OP_SIN: *r = sin(x); return true;
-    case NN_OP_COS: *r = cos(x); return true;
+    case NN_OP_SIN: *r = f32 ? sinf(v) : sin(x); return true;
+    case NN_OP_COS: *r = f32 ? cosf(v) : cos(x); return true;
     case NN_OP_CAST: *r = x; return true; // rounded to the target dtype below
     case NN_OP_RESHAPE:
     case NN_OP_TRANSPOSE:
@@ -49,14 +68,16 @@ static bool eval_unary(NnOp op, double x, double *r)
     }
 }
 
-static bool eval_binary(NnOp op, double a, double b, double *r)
+// + - * / in double, then rounded, equal the f32 operation exactly (double has
+// more than twice f32's precision), so only pow needs the f32 function.
+static bool eval_binary(NnOp op, bool f32, double a, double b, double *r)
 {
     switch (op) {
     case NN_OP_ADD: *r = a + b; return true;
     case NN_OP_SUB: *r = a - b; return true;
     case NN_OP_MUL: *r = a * b; return true;
     case NN_OP_DIV: *r = a / b; return true;
-    case NN_OP_POW: *r = pow(a, b); return true;
+    case NN_OP_POW: *r = f32 ? powf((float)a, (float)b) : pow(a, b); return true;
     case NN_OP_MAX: *r = a > b ? a : b; return true;
     case NN_OP_MIN: *r = a < b ? a : b; return true;
     case NN_OP_GT: *r = a > b; return true;
@@ -69,8 +90,10 @@ static bool eval_binary(NnOp op, double a, double b, double *r)
     }
 }
 
-// Ops whose value depends on how many elements they combine.
-static bool eval_counted(const NnGraph *g, const NnNode *n, const double *v, double *r)
+// Ops whose value depends on how many elements they combine. The run time adds
+// c equal terms one by one, which v * c matches only up to rounding; f32 at
+// least rounds each step here as there.
+static bool eval_counted(const NnGraph *g, const NnNode *n, bool f32, const double *v, double *r)
 {
     const NnShape *in = &g->nodes[n->in[0]].shape;
     int64_t c;
@@ -81,7 +104,7 @@ static bool eval_counted(const NnGraph *g, const NnNode *n, const double *v, dou
         return c > 0;
     case NN_OP_LOGSUMEXP:
         c = reduced_count(in, n->attr.axes, false);
-        *r = v[0] + log((double)c);
+        *r = v[0] + rnd(f32, log((double)c));
         return c > 0;
     case NN_OP_SUMTO: {
         int64_t a = numel(in), b = numel(&n->shape);
@@ -92,7 +115,7 @@ static bool eval_counted(const NnGraph *g, const NnNode *n, const double *v, dou
         // Inner dimension K: A is [M, K], or [K, M] when read transposed.
         const NnShape *sa = &g->nodes[n->in[0]].shape;
         c = sa->dim[n->attr.ta ? sa->rank - 2 : sa->rank - 1];
-        *r = v[0] * v[1] * (double)c;
+        *r = rnd(f32, v[0] * v[1]) * (double)c;
         return c > 0;
     }
     default: return false;
@@ -111,18 +134,21 @@ static bool eval(const NnRewrite *rw, const NnNode *n, double *r)
         const NnNode *x = &rw->g->nodes[rw->map[n->in[k]]];
         if (x->op != NN_OP_CONST || isnan(x->attr.value))
             return false;
-        v[k] = x->attr.value;
+        // The value the run time holds: a CONST made from a double is stored in its dtype.
+        v[k] = rnd(x->dtype == NN_DT_F32, x->attr.value);
     }
     bool isint = n->dtype == NN_DT_I32;
+    // Comparisons yield the node's dtype but compute in the operands'.
+    bool f32 = n->nin && rw->g->nodes[rw->map[n->in[n->nin - 1]]].dtype == NN_DT_F32;
     bool ok = true;
     if (n->op == NN_OP_SELECT)
         *r = v[0] != 0 ? v[1] : v[2];
-    else if (eval_counted(g, n, v, r))
+    else if (eval_counted(g, n, f32, v, r))
         ok = true;
     else if (n->nin == 1)
-        ok = eval_unary(n->op, v[0], r);
+        ok = eval_unary(n->op, f32, v[0], r);
     else
-        ok = eval_binary(n->op, v[0], v[1], r) && !(isint && n->op == NN_OP_DIV);
+        ok = eval_binary(n->op, f32, v[0], v[1], r) && !(isint && n->op == NN_OP_DIV);
     if (!ok)
         return false;
     if (isint) {

@@ -3,8 +3,9 @@
 // is one of three forms (nn_fuse_form):
 //   E: a DAG of FUSIBLE elementwise ops and BROADCASTs, one output;
 //   R: an E DAG under one reduction, which is the output;
-//   M: one MATMUL of body INPUTs, then an E DAG over its result (bias,
-//      activation, gradient mask), output of the matmul's shape.
+//   M: one contraction (MATMUL, or a convolution or one of its gradients) of
+//      body INPUTs, then an E DAG over its result (bias, activation,
+//      gradient mask), output of the contraction's shape.
 // Body INPUTs, in id order, stand for the FUSED node's inputs; CONSTs are copied
 // into bodies (never shared across a body boundary), a MATMUL's operands stay INPUTs.
 // requires: a verified graph, ideally after dce. provides: every node of a group
@@ -25,17 +26,18 @@ typedef struct Fuse {
     NnId *lo;           // for a root: its lowest member id
 } Fuse;
 
+// By flags only (ops.def): an op joins a kernel as an element-by-element
+// step when it is FUSIBLE (elementwise ops and BROADCAST), or as the root when
+// it is a REDUCE.
 static bool is_elemwise(NnOp op)
 {
-    return op == NN_OP_BROADCAST ||
-           (nn_op_has(op, NN_OPF_ELEMWISE) && nn_op_has(op, NN_OPF_FUSIBLE));
+    return nn_op_has(op, NN_OPF_FUSIBLE) && !nn_op_has(op, NN_OPF_SOURCE);
 }
 
-static bool is_reduce(NnOp op)
-{
-    return op == NN_OP_REDUCE_SUM || op == NN_OP_REDUCE_MEAN || op == NN_OP_REDUCE_MAX ||
-           op == NN_OP_LOGSUMEXP;
-}
+static bool is_reduce(NnOp op) { return nn_op_has(op, NN_OPF_REDUCE); }
+
+// Ops whose result an epilogue can ride on (the backend keeps it in registers).
+static bool is_contraction(NnOp op) { return nn_op_has(op, NN_OPF_CONTRACT); }
 
 static void analyze(Fuse *f, const NnGraph *g)
 {
@@ -86,7 +88,7 @@ static bool absorbable(const Fuse *f, NnId p, NnId r)
         return false;
     for (int e = f->cstart[p]; e < f->cstart[p + 1]; e++) {
         int c = f->cons[e];
-        if (f->group[c] != r || f->g->nodes[c].op == NN_OP_MATMUL)
+        if (f->group[c] != r || is_contraction(f->g->nodes[c].op))
             return false;
     }
     return true;
@@ -108,7 +110,7 @@ static int grow(Fuse *f, NnId r)
         const NnNode *n = &g->nodes[p];
         if (f->group[p] != -1 || !absorbable(f, p, r))
             continue;
-        if (n->op == NN_OP_MATMUL) {
+        if (is_contraction(n->op)) {
             if (reduce || has_mm || !nn_shape_eq(&n->shape, &g->nodes[r].shape))
                 continue;
             has_mm = true;
@@ -118,7 +120,7 @@ static int grow(Fuse *f, NnId r)
         f->group[p] = r;
         f->lo[r] = p;
         size++;
-        if (n->op == NN_OP_MATMUL)
+        if (is_contraction(n->op))
             continue; // its operands become body INPUTs
         for (int k = 0; k < n->nin; k++)
             lo = n->in[k] < lo ? n->in[k] : lo;
@@ -143,7 +145,7 @@ static bool through_input(const Fuse *f, NnId r, NnId m, NnId x)
 {
     if (f->group[x] == r)
         return false;
-    return f->g->nodes[x].op != NN_OP_CONST || f->g->nodes[m].op == NN_OP_MATMUL;
+    return f->g->nodes[x].op != NN_OP_CONST || is_contraction(f->g->nodes[m].op);
 }
 
 // Builds root r's body in rw->g's arena and adds the FUSED node. bmap and
@@ -270,7 +272,7 @@ NnFuseForm nn_fuse_form(const NnGraph *b)
         const NnNode *n = &b->nodes[i];
         if (n->op == NN_OP_INPUT || n->op == NN_OP_CONST || is_elemwise(n->op))
             continue;
-        if (n->op == NN_OP_MATMUL && mm < 0 && inputs_only(b, n))
+        if (is_contraction(n->op) && mm < 0 && inputs_only(b, n))
             mm = i;
         else if (is_reduce(n->op) && i == out)
             reduce++;

@@ -10,7 +10,7 @@
 
 typedef bool (*ShapeFn)(NnGraph *, NnNode *);
 static const ShapeFn shape_rules[NN_OP_COUNT] = {
-#define NN_OP(tag, name, arity, flags) [NN_OP_##tag] = shape_##name,
+#define NN_OP(tag, name, arity, flags, attrs) [NN_OP_##tag] = shape_##name,
 #include "ops.def"
 #undef NN_OP
 };
@@ -42,7 +42,11 @@ int64_t nn_sym_dim(NnGraph *g, const char *name)
     for (int k = 0; k < g->nsyms; k++)
         if (strcmp(g->syms[k], name) == 0)
             return -(int64_t)k - 1;
-    NN_ASSERT(g->nsyms < NN_MAX_SYMS);
+    if (g->nsyms >= NN_MAX_SYMS) {
+        nn_set_err(g, "too many named dimensions: '%s' would be the %dth, the most is %d", name,
+                   g->nsyms + 1, NN_MAX_SYMS);
+        return 0;
+    }
     g->syms[g->nsyms] = nn_arena_strdup(g->arena, name);
     return -(int64_t)(g->nsyms++) - 1;
 }

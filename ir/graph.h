@@ -25,18 +25,38 @@ typedef struct NnShape {
 
 typedef struct NnGraph NnGraph;
 
+// Geometry of a 2-D convolution or pooling window (NCHW). Filters are
+// [F, C/groups, KH, KW]; transposed-convolution filters [C_in, F/groups, KH, KW].
+// OH = (H + pad[0] + pad[2] - dilation[0]*(KH-1) - 1) / stride[0] + 1, floored;
+// likewise OW with pad[1], pad[3].
+typedef struct NnConv2d {
+    int kernel[2];   // KH, KW (pooling window; for conv taken from the filter shape)
+    int stride[2];   // >= 1
+    int dilation[2]; // >= 1 (pooling: 1)
+    int pad[4];      // top, left, bottom, right; >= 0 (asymmetric allowed, for "same")
+    int groups;      // >= 1; divides C and F (pooling: 1)
+    int outpad[2];   // transposed convolution only: extra rows/cols at the end, < stride
+} NnConv2d;
+
+// The fields an op uses are its ops.def attrs column (rows of ir/attrs.def);
+// every other field stays zero (the verifier checks), so printing, CSE,
+// copying and verification can follow the table.
 typedef struct NnAttr {
     const char *name;      // INPUT/PARAM/STATE: "mlp.dense1.w" (arena string)
-    double value;          // CONST value; DROPOUT rate
-    NnShape shape;         // CONST/RAND_*/RESHAPE/BROADCAST/SUMTO target
+    double value;          // CONST value; DROPOUT rate; PAD fill value
+    NnShape shape;         // CONST/RAND_*/RESHAPE/BROADCAST/SUMTO target; *_BWD result
     int perm[NN_MAX_RANK]; // TRANSPOSE: out dim i = in dim perm[i]
     uint32_t axes;         // reductions: bit k set = reduce axis k
     bool keep;             // reductions: keep reduced axes as size 1
-    int axis;              // TAKE, ARGMAX
+    int axis;              // TAKE, ARGMAX, SLICE, SLICE_BWD, CONCAT
     bool ta, tb;           // MATMUL: use A^T / B^T
     NnDType dtype;         // CAST target
     int64_t depth;         // ONEHOT classes
     uint64_t seed;         // RAND_*, DROPOUT
+    int64_t start, stop, step; // SLICE(_BWD): 0 <= start < stop <= dim, step >= 1
+    int64_t lo[NN_MAX_RANK];   // PAD: elements added before axis k, >= 0
+    int64_t hi[NN_MAX_RANK];   // PAD: elements added after axis k, >= 0
+    NnConv2d conv;         // CONV2D*, *_POOL2D*
     NnGraph *body;         // FUSED
 } NnAttr;
 
@@ -77,7 +97,9 @@ struct NnGraph {
 NnGraph *nn_graph_new(void);
 void nn_graph_free(NnGraph *g);
 
-// Symbolic dims. nn_sym_dim returns the (negative) dim for a name, adding it.
+// Symbolic dims. nn_sym_dim returns the (negative) dim for a name, adding it;
+// when the graph already has NN_MAX_SYMS names it returns 0 and sets g->err
+// (a user's model can name that many dims, so callers report it).
 int64_t nn_sym_dim(NnGraph *g, const char *name);
 static inline bool nn_dim_is_sym(int64_t d) { return d < 0; }
 
@@ -100,6 +122,36 @@ NnId nn_ir_transpose(NnGraph *g, NnId a, const int *perm, NnLoc loc);
 NnId nn_ir_broadcast(NnGraph *g, NnId a, const NnShape *s, NnLoc loc);
 NnId nn_ir_sumto(NnGraph *g, NnId a, const NnShape *s, NnLoc loc);
 NnId nn_ir_cast(NnGraph *g, NnId a, NnDType dt, NnLoc loc);
+
+// Convolution and pooling (ir/op_conv.c). The builders fill what the operands
+// fix (conv kernel from the filter shape; the data gradient's and transposed
+// convolution's output shape), then nn_ir_add checks the rest: wrong rank,
+// channels that do not match the filters, a kernel larger than the padded
+// input, groups that do not divide the channels. C, H, W must be numbers.
+NnId nn_ir_conv2d(NnGraph *g, NnId x, NnId w, const NnConv2d *c, NnLoc loc);
+// Filters [C_in, F/groups, KH, KW]; H_out = (H-1)*stride - pad_top - pad_bottom
+// + dilation*(KH-1) + outpad + 1, likewise W. A CONV2D_BWD_DATA node.
+NnId nn_ir_conv_transpose2d(NnGraph *g, NnId x, NnId w, const NnConv2d *c, NnLoc loc);
+// op is NN_OP_MAX_POOL2D or NN_OP_AVG_POOL2D; the window is c->kernel. Average
+// pooling divides by KH*KW, counting padding as zeros (PyTorch's default).
+NnId nn_ir_pool2d(NnGraph *g, NnOp op, NnId x, const NnConv2d *c, NnLoc loc);
+// Gradients, also usable directly: the data gradient of CONV2D with filters w
+// for an input of shape *xs, and the filter gradient for filters of shape *ws.
+NnId nn_ir_conv2d_bwd_data(NnGraph *g, NnId dy, NnId w, const NnShape *xs, const NnConv2d *c,
+                           NnLoc loc);
+NnId nn_ir_conv2d_bwd_filter(NnGraph *g, NnId x, NnId dy, const NnShape *ws, const NnConv2d *c,
+                             NnLoc loc);
+
+// Layout along any axis (ir/op_layout.c). pad: lo[k], hi[k] >= 0 elements of
+// `value` before / after axis k (rank entries each; a symbolic axis takes 0).
+// slice: one axis, 0 <= start < stop <= dim, step >= 1, the axis a number.
+// concat: n >= 1 operands of one dtype, equal except along `axis`, which must
+// be a number in each.
+NnId nn_ir_pad(NnGraph *g, NnId x, const int64_t *lo, const int64_t *hi, double value,
+               NnLoc loc);
+NnId nn_ir_slice(NnGraph *g, NnId x, int axis, int64_t start, int64_t stop, int64_t step,
+                 NnLoc loc);
+NnId nn_ir_concat(NnGraph *g, const NnId *xs, int n, int axis, NnLoc loc);
 
 void nn_graph_add_output(NnGraph *g, const char *name, NnId id);
 NnId nn_graph_output(const NnGraph *g, const char *name); // -1 if absent

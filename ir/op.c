@@ -1,4 +1,4 @@
-// Op names, arities and flags, read from ops.def.
+// Op names, arities, flags and attribute sets, read from ops.def.
 #include "op.h"
 
 #include <string.h>
@@ -7,8 +7,9 @@ static const struct {
     const char *name;
     int arity;
     unsigned flags;
+    unsigned attrs;
 } table[NN_OP_COUNT] = {
-#define NN_OP(tag, name, arity, flags) [NN_OP_##tag] = {#name, arity, flags},
+#define NN_OP(tag, name, arity, flags, attrs) [NN_OP_##tag] = {#name, arity, flags, attrs},
 #include "ops.def"
 #undef NN_OP
 };
@@ -16,6 +17,7 @@ static const struct {
 const char *nn_op_name(NnOp op) { return op < NN_OP_COUNT ? table[op].name : "?"; }
 int nn_op_arity(NnOp op) { return table[op].arity; }
 unsigned nn_op_flags(NnOp op) { return table[op].flags; }
+unsigned nn_op_attrs(NnOp op) { return table[op].attrs; }
 bool nn_op_has(NnOp op, unsigned flag) { return (table[op].flags & flag) != 0; }
 
 NnOp nn_op_lookup(const char *name)

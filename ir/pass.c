@@ -5,6 +5,8 @@
 // when it changed nothing, else a new graph; nn_passes_run frees what it drops.
 #include "pass.h"
 
+#include "attr.h"
+
 #include <string.h>
 
 const NnPass nn_passes[] = {
@@ -80,6 +82,17 @@ NnGraph *nn_passes_run(NnGraph *g, const NnPassOptions *opt)
     static const NnPassOptions defaults = {0};
     if (!opt)
         opt = &defaults;
+    bool verify = opt->verify;
+#ifdef NN_DEBUG
+    verify = true;
+#endif
+    // The first rewrite copies only the attributes each op declares, so a
+    // stray one must be caught here, before it silently disappears.
+    if (verify && !nn_ir_verify(g)) {
+        fprintf(stderr, "internal error: graph before the passes: %s\n", g->err);
+        nn_ir_print(stderr, g);
+        NN_ASSERT(!"graph verifies before the passes");
+    }
     bool fused = !opt->stop || strcmp(opt->stop, "opt") != 0;
     bool changed = true;
     for (int round = 0; changed && round < MAX_ROUNDS; round++) {
@@ -110,19 +123,6 @@ NnGraph *nn_graph_new_child(NnGraph *parent)
     return b;
 }
 
-// A node's attributes with pointers (name, body) moved into dst's arena.
-static NnAttr attr_into(NnGraph *dst, const NnAttr *a)
-{
-    NnAttr c = *a;
-    c.name = dup(dst->arena, a->name);
-    if (a->body) {
-        NnGraph *b = nn_graph_new_child(dst);
-        nn_graph_copy_into(b, a->body);
-        c.body = b;
-    }
-    return c;
-}
-
 void nn_graph_copy_into(NnGraph *dst, const NnGraph *src)
 {
     NN_ASSERT(dst->count == 0 && dst->noutputs == 0 && dst->nupdates == 0);
@@ -137,7 +137,7 @@ void nn_graph_copy_into(NnGraph *dst, const NnGraph *src)
         const NnNode *s = &src->nodes[i];
         NnNode *d = &dst->nodes[i];
         *d = *s;
-        d->attr = attr_into(dst, &s->attr);
+        d->attr = nn_attr_copy(dst, s->op, &s->attr);
         if (s->nin) {
             d->in = nn_arena_alloc(dst->arena, (size_t)s->nin * sizeof(NnId));
             memcpy(d->in, s->in, (size_t)s->nin * sizeof(NnId));
@@ -189,7 +189,7 @@ NnId nn_rewrite_copy(NnRewrite *rw, NnId i)
         ins[k] = rw->map[n->in[k]];
         NN_ASSERT(ins[k] >= 0);
     }
-    NnAttr a = attr_into(rw->g, &n->attr);
+    NnAttr a = nn_attr_copy(rw->g, n->op, &n->attr);
     NnId id = nn_rewrite_add(rw, n->op, ins, n->nin, &a, n->loc);
     rw->map[i] = id;
     return id;

@@ -14,7 +14,7 @@
 
 #include "graph.h"
 
-#define NN_OP(tag, name, arity, flags)                                                             \
+#define NN_OP(tag, name, arity, flags, attrs)                                                      \
     bool shape_##name(NnGraph *g, NnNode *n);                                                      \
     void vjp_##name(NnGraph *g, NnId id, NnId gout, NnId *gin);
 #include "ops.def"

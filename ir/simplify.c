@@ -206,6 +206,12 @@ static NnId rewrite(const Ctx *c)
     case NN_OP_REDUCE_MEAN:
     case NN_OP_REDUCE_MAX:
     case NN_OP_LOGSUMEXP: return fits(c, c->a) ? c->a : -1;
+    // A pad, slice or concatenation whose result has its first operand's type
+    // adds nothing (no padding; the whole axis; the other operands are empty).
+    case NN_OP_PAD:
+    case NN_OP_SLICE:
+    case NN_OP_SLICE_BWD:
+    case NN_OP_CONCAT: return fits(c, c->a) ? c->a : -1;
     default: return -1;
     }
 }

@@ -1,15 +1,17 @@
 // nn_ir_verify: checks the invariants every pass must keep. Nodes are in
 // topological order with valid input ids and the arity ops.def gives; re-running
 // each node's shape rule reproduces its dtype and shape; FUSED bodies verify
-// too; outputs name nodes; updates write a PARAM/STATE with a value of its type.
+// too; no node sets an attribute its op does not declare; outputs name nodes;
+// updates write a PARAM/STATE with a value of its type.
 // The first violation goes into g->err; a failure after a pass is our bug.
 #include <string.h>
 
+#include "attr.h"
 #include "rules.h"
 
 typedef bool (*ShapeFn)(NnGraph *, NnNode *);
 static const ShapeFn shape_rules[NN_OP_COUNT] = {
-#define NN_OP(tag, name, arity, flags) [NN_OP_##tag] = shape_##name,
+#define NN_OP(tag, name, arity, flags, attrs) [NN_OP_##tag] = shape_##name,
 #include "ops.def"
 #undef NN_OP
 };
@@ -33,6 +35,11 @@ static bool check_inputs(NnGraph *g, NnId i)
                        nn_op_name(n->op), k, n->in[k]);
             return false;
         }
+    }
+    char msg[200];
+    if (!nn_attr_check(n, msg, sizeof msg)) {
+        nn_set_err(g, "node %%%d (%s): %s", i, nn_op_name(n->op), msg);
+        return false;
     }
     return true;
 }

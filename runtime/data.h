@@ -34,6 +34,15 @@ int64_t nnrt_data_rng_below(NnrtDataRng *r, int64_t n);  // uniform in [0, n), n
 // the file's shape and raw values (images stay 0..255). *out is owned by the
 // caller; it is NULL on failure.
 NnStatus nnrt_idx_load(const char *path, NnTensor **out);
+// Where the elements of a loaded IDX file were: element i of the file starts
+// at byte header_bytes + i * elem_size (of the uncompressed stream).
+typedef struct NnrtIdxInfo {
+    int type;         // IDX element type code (0x08 ubyte ... 0x0E double)
+    int header_bytes; // 4 + 4 * rank
+    int elem_size;    // bytes per element in the file
+} NnrtIdxInfo;
+// nnrt_idx_load that also fills *info (may be NULL).
+NnStatus nnrt_idx_load_info(const char *path, NnTensor **out, NnrtIdxInfo *info);
 
 // How a CSV file is read. Zero-initialized means: auto-detect a header, ','
 // separated, label = last column.
@@ -55,7 +64,13 @@ typedef struct NnrtDataset {
     int64_t count;       // == x->shape[0] == y->shape[0]
     int num_classes;     // classes seen in y (max label + 1, or names); 0: regression
     char **class_names;  // num_classes names for string CSV labels, else NULL
-    int64_t img_h, img_w; // image geometry when known (IDX rank-3 input), else 0
+    int64_t img_h, img_w; // image geometry when known (IDX images, [N, 1, H, W]), else 0
+    // Where each label came from, for messages: y_file (owned, or NULL) and,
+    // per sample, its byte offset in an IDX file or its 1-based CSV line
+    // (y_at_line). Loaders set them; subsets and splits carry them along.
+    char *y_file;
+    int64_t *y_at;   // count entries, or NULL when unknown
+    bool y_at_line;
 } NnrtDataset;
 
 void nnrt_dataset_init(NnrtDataset *ds);
@@ -65,12 +80,23 @@ void nnrt_dataset_fini(NnrtDataset *ds);
 // sample counts disagree, naming both sources (x_name, y_name may be NULL).
 NnStatus nnrt_dataset_set(NnrtDataset *ds, NnTensor *x, NnTensor *y, const char *x_name,
                           const char *y_name);
-// Images + labels from two IDX files; checks that their counts agree.
+// Images + labels from two IDX files; checks that their counts agree. Gray
+// images [N, H, W] get a channel axis: [N, 1, H, W] (NCHW).
 NnStatus nnrt_dataset_load_idx(NnrtDataset *ds, const char *images, const char *labels);
 // A CSV file: features -> f32 [rows, cols-1], label column -> i32 classes when
 // every value is an integer, class names (sorted, kept in class_names) when any
 // value is not a number, else f32 [rows, 1] regression targets.
 NnStatus nnrt_dataset_load_csv(NnrtDataset *ds, const char *path, const NnrtCsvOptions *opt);
+
+// Checks that every i32 class label of ds is in [0, classes); the first one
+// outside is an NN_ERR_FORMAT naming the label file and the byte offset or line
+// of that label when known ("labels.idx: byte 17: label 200 is outside 0..9").
+// classes comes from the caller (e.g. the model's output width). Float or
+// absent labels pass.
+NnStatus nnrt_dataset_check_labels(const NnrtDataset *ds, int classes);
+// Sets where ds's labels came from (replacing any earlier origin); takes at
+// (count entries, may be NULL) and copies file.
+NnStatus nnrt_dataset_set_label_origin(NnrtDataset *ds, const char *file, int64_t *at, bool line);
 
 // Splits src into n disjoint parts that together cover it, by fractions
 // (normalized by their sum), after a permutation seeded by seed. Part i gets

@@ -69,11 +69,16 @@ NnStatus nnrt_init_fill(NnTensor *t, const char *kind, const double *args, int n
         return nnrt_fail(NN_ERR_RUNTIME, "cannot initialize %s tensor '%s'",
                          nnrt_dtype_name(t->dtype), name ? name : "?");
     Rng r = {hash_name(seed, name)};
+    // Rank <= 2 is the dense layout [in, out]; rank >= 3 the convolution
+    // layout [out, in/groups, kh, kw, ...], whose fan-in is in/groups * kh * kw.
     double fan_in = t->rank >= 1 ? (double)t->shape[0] : 1;
     double fan_out = t->rank >= 2 ? (double)t->shape[1] : fan_in;
-    for (int i = 2; i < t->rank; i++) {
-        fan_in *= (double)t->shape[i];
-        fan_out *= (double)t->shape[i];
+    if (t->rank >= 3) {
+        double field = 1;
+        for (int i = 2; i < t->rank; i++)
+            field *= (double)t->shape[i];
+        fan_in = (double)t->shape[1] * field;
+        fan_out = (double)t->shape[0] * field;
     }
     double a = nargs > 0 ? args[0] : 0, b = nargs > 1 ? args[1] : 0;
     if (strcmp(kind, "orthogonal") == 0) {

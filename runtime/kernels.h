@@ -291,6 +291,90 @@ typedef struct NnrtDropout {
 void nnrt_dropout(const NnrtDropout *a, int ith, int nth);
 void nnrt_dropout_par(NnrtPool *p, const NnrtDropout *a);
 
+// ---- convolution and pooling (kernels/conv.c) -------------------------------
+
+// NCHW, f32 or f64. The image is [n, c, h, w], filters [f, c/groups, kh, kw],
+// the forward result [n, f, oh, ow] (pooling: f = c). Padding bottom/right is
+// implied by oh, ow: a window position outside the image reads zero (max
+// pooling skips it). Each op writes every element of y:
+//   CONV:        y = conv(x, wt)                    [n, f, oh, ow]
+//   BWD_DATA:    y = d conv / d x applied to dy     [n, c, h, w] (also the
+//                transposed convolution, with dy as its input)
+//   BWD_FILTER:  y = d conv / d wt applied to dy    [f, c/groups, kh, kw]
+//   MAXPOOL:     y = max over each window           [n, c, oh, ow]
+//   MAXPOOL_BWD: y = dy routed to the first maximum of each window of x (row-
+//                major), summed where windows overlap [n, c, h, w]
+//   AVGPOOL:     y = window sum / (kh*kw)           [n, c, oh, ow]
+//   AVGPOOL_BWD: y = its adjoint applied to dy      [n, c, h, w]
+// A max window with no element inside the image gives 0 (shape rules keep
+// padding within half the window, so only tiny images with large dilation can
+// have one).
+typedef enum NnrtConvOp {
+    NNRT_CONV,
+    NNRT_CONV_BWD_DATA,
+    NNRT_CONV_BWD_FILTER,
+    NNRT_MAXPOOL,
+    NNRT_MAXPOOL_BWD,
+    NNRT_AVGPOOL,
+    NNRT_AVGPOOL_BWD,
+} NnrtConvOp;
+
+typedef struct NnrtConv2d {
+    NnrtConvOp op;
+    NnDType dt;                 // f32 or f64
+    int64_t n, c, h, w;         // the image (the forward op's input)
+    int64_t f, oh, ow;          // the forward op's result [n, f, oh, ow]
+    int kh, kw, sh, sw, dh, dw; // kernel, stride >= 1, dilation >= 1
+    int pt, pl;                 // padding top and left
+    int groups;                 // divides c and f; 1 for pooling
+    const void *x;              // the image: CONV, BWD_FILTER and the pools
+    const void *wt;             // the filters: CONV, BWD_DATA
+    const void *dy;             // [n, f, oh, ow]: the *_BWD ops
+    void *y;
+    void *scratch; // nnrt_conv2d_scratch_size bytes, 64-byte aligned, or NULL
+} NnrtConv2d;
+// The direct kernel: one dispatch, no scratch.
+void nnrt_conv2d(const NnrtConv2d *a, int ith, int nth);
+// Scratch that lets nnrt_conv2d_par run the three convolution ops as im2col
+// and the packed matmul (per image and group); 0 where it keeps to the direct
+// kernel (pooling, depthwise).
+size_t nnrt_conv2d_scratch_size(const NnrtConv2d *a);
+// Runs op a over the pool: im2col + matmul when a->scratch is set and the op
+// uses it, else the direct kernel. Same results either way up to rounding.
+void nnrt_conv2d_par(NnrtPool *p, const NnrtConv2d *a);
+
+// ---- pad, slice, concat (kernels/layout.c), any dtype ---------------------
+
+// y = x with lo[d] / hi[d] elements of `value` added before / after dim d.
+typedef struct NnrtPad {
+    NnDType dt;
+    int rank;
+    int64_t shape[NN_MAX_RANK]; // of x
+    int64_t lo[NN_MAX_RANK], hi[NN_MAX_RANK];
+    double value;
+    const void *x;
+    void *y;
+} NnrtPad;
+void nnrt_pad(const NnrtPad *a, int ith, int nth);
+void nnrt_pad_par(NnrtPool *p, const NnrtPad *a);
+
+// A tensor seen as [outer, dim, inner]; its rows start, start+step, ... (len
+// of them) along dim correspond to the rows of a [outer, len, inner] tensor.
+//   GET:   y [outer, len, inner] = those rows of x [outer, dim, inner]
+//   PUT:   y [outer, dim, inner] = x placed at those rows, zero elsewhere
+//   PLACE: like PUT, but rows elsewhere are left as they are (concat)
+typedef enum NnrtSliceOp { NNRT_SLICE_GET, NNRT_SLICE_PUT, NNRT_SLICE_PLACE } NnrtSliceOp;
+typedef struct NnrtSlice {
+    NnrtSliceOp op;
+    size_t esize;
+    int64_t outer, dim, inner;
+    int64_t start, step, len;
+    const void *x;
+    void *y;
+} NnrtSlice;
+void nnrt_slice(const NnrtSlice *a, int ith, int nth);
+void nnrt_slice_par(NnrtPool *p, const NnrtSlice *a);
+
 // [lo, hi) of n items for thread ith of nth, in chunks that are multiples of
 // `align` (except the last), so threads never share a cache line of output.
 static inline void nnrt_split(int64_t n, int64_t align, int ith, int nth, int64_t *lo, int64_t *hi)

@@ -36,6 +36,7 @@ typedef struct NnTensor {
 // Thread-local message of the last failure; never NULL.
 const char *nnrt_errmsg(void);
 // Sets the message (printf-style) and returns st, so callers can `return nnrt_fail(...)`.
+// The arguments may include nnrt_errmsg() itself, to prefix where a failure came from.
 NnStatus nnrt_fail(NnStatus st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 size_t nnrt_dtype_size(NnDType dt);
@@ -45,7 +46,9 @@ const char *nnrt_dtype_name(NnDType dt); // "f32", "f64", "i32"
 void *nnrt_alloc(size_t nbytes);
 void nnrt_free(void *p);
 
-// A new zero-filled owned tensor, or NULL when out of memory.
+// A new zero-filled owned tensor, or NULL with a message that names the shape:
+// NN_ERR_SHAPE when a dimension is negative or the size overflows, NN_ERR_NOMEM
+// when it does not fit in memory. Callers prefix where the shape came from.
 NnTensor *nnrt_tensor_new(NnDType dt, int rank, const int64_t *shape);
 // A tensor header over caller-owned data (owned = false).
 NnTensor *nnrt_tensor_view(NnDType dt, int rank, const int64_t *shape, void *data);
@@ -59,17 +62,22 @@ void nnrt_tensor_set(NnTensor *t, int64_t i, double v);
 
 // A table of named tensors: parameters, optimizer state, anything saved in a
 // checkpoint. Names are copied. Insertion order is kept (checkpoints and dumps
-// list tensors in that order). The table owns its tensors.
+// list tensors in that order). The table owns its tensors. Lookups are hashed
+// once the table is large, so n puts or gets cost O(n), not O(n^2).
 typedef struct NnVars {
     char **names;
     NnTensor **tensors;
     int count, cap;
+    int *slots;  // hash index: nslots entries (a power of 2), each position + 1, 0 empty
+    int nslots;  // 0 until the table holds enough names to be worth hashing
 } NnVars;
 
 void nnrt_vars_init(NnVars *v);
 void nnrt_vars_fini(NnVars *v);
 // Takes ownership of t; replaces (and frees) an existing tensor of that name.
 NnStatus nnrt_vars_put(NnVars *v, const char *name, NnTensor *t);
+// nnrt_vars_put for a name the caller knows is not in v yet (no lookup).
+NnStatus nnrt_vars_append(NnVars *v, const char *name, NnTensor *t);
 NnTensor *nnrt_vars_get(const NnVars *v, const char *name); // NULL when absent
 int nnrt_vars_find(const NnVars *v, const char *name);      // index or -1
 

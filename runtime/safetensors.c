@@ -1,12 +1,18 @@
 // safetensors checkpoints: atomic save of an NnVars table with string
 // metadata, and a validating load. The loader reads the whole file, parses the
 // JSON header with a small recursive-descent parser, and checks dtypes, shapes
-// and data offsets (in range, sized shape * dtype, non-overlapping) before
-// allocating any tensor. Every error names the file and a byte offset.
+// and data offsets (sized shape * dtype, tiling the data section exactly:
+// sorted, no gap, no overlap, no trailing bytes) before allocating any tensor,
+// then refuses NaN/Inf weights and out-of-range metadata of the keys this
+// runtime writes. Every error names the file and a byte offset, tensor or key.
+// Loading is O(n log n) in the number of tensors.
 #include "checkpoint.h"
+#include "fileio.h"
 #include "savefile.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +25,8 @@
 
 // A header larger than this is certainly corrupt (the reference limit is 100 MB).
 #define MAX_HEADER ((uint64_t)100 << 20)
+// Checkpoints are read whole; a bigger file is refused rather than tried.
+#define MAX_FILE ((size_t)1 << 40)
 
 // ---- metadata --------------------------------------------------------------
 
@@ -274,7 +282,12 @@ static bool jstring(Json *j, char **out)
     *out = NULL;
     if (!expect(j, '"'))
         return false;
-    char *o = malloc(j->n - j->pos + 1);
+    // Sized by this string's raw length, not the rest of the header: that
+    // made a header of many tensors quadratic. Unescaping only shrinks it.
+    size_t raw = j->pos;
+    while (raw < j->n && j->s[raw] != '"')
+        raw += j->s[raw] == '\\' ? 2 : 1;
+    char *o = malloc((raw < j->n ? raw : j->n) - j->pos + 1);
     if (!o)
         return jerr(j, "out of memory");
     size_t k = 0;
@@ -397,6 +410,8 @@ static bool jskip(Json *j, int depth)
 // One tensor entry of the header, before validation.
 typedef struct Entry {
     char *name;
+    size_t key_at; // file offset of the name, for the duplicate message
+    int index;     // position in the header
     NnDType dtype;
     int rank;
     int64_t shape[NN_MAX_RANK];
@@ -555,12 +570,10 @@ static bool parse_header(Json *j, Entries *es, NnrtMeta *meta)
             if (!parse_metadata(j, meta))
                 return false;
         } else {
-            for (int i = 0; i < es->n; i++)
-                if (strcmp(es->e[i].name, key) == 0) {
-                    j->pos = at - j->base;
-                    free(key);
-                    return jerr(j, "tensor '%s' appears twice", es->e[i].name);
-                }
+            if (es->n == INT_MAX) {
+                free(key);
+                return jerr(j, "too many tensors");
+            }
             if (es->n == es->cap) {
                 int cap = es->cap ? es->cap * 2 : 16;
                 Entry *ne = realloc(es->e, (size_t)cap * sizeof *ne);
@@ -571,9 +584,11 @@ static bool parse_header(Json *j, Entries *es, NnrtMeta *meta)
                 es->e = ne;
                 es->cap = cap;
             }
-            Entry *e = &es->e[es->n++];
+            Entry *e = &es->e[es->n];
             memset(e, 0, sizeof *e);
             e->name = key;
+            e->key_at = at;
+            e->index = es->n++;
             if (!parse_entry(j, e))
                 return false;
         }
@@ -589,12 +604,42 @@ static bool parse_header(Json *j, Entries *es, NnrtMeta *meta)
     return true;
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+    const Entry *x = *(Entry *const *)a, *y = *(Entry *const *)b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+// Sorting by name finds duplicates in O(n log n); a scan per tensor made a
+// header of 100,000 tensors take minutes. The second occurrence is reported.
+static NnStatus check_unique(const char *path, const Entries *es)
+{
+    Entry **order = malloc(((size_t)es->n + 1) * sizeof *order);
+    if (!order)
+        return nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < es->n; i++)
+        order[i] = &es->e[i];
+    qsort(order, (size_t)es->n, sizeof *order, cmp_name);
+    NnStatus st = NN_OK;
+    for (int i = 1; i < es->n && st == NN_OK; i++)
+        if (strcmp(order[i]->name, order[i - 1]->name) == 0)
+            st = nnrt_fail(NN_ERR_FORMAT, "%s: malformed JSON header at byte %zu: tensor '%s' "
+                           "appears twice", path, order[i]->key_at, order[i]->name);
+    free(order);
+    return st;
+}
+
 // ---- loading: validation and tensors ---------------------------------------
 
 static int cmp_begin(const void *a, const void *b)
 {
     const Entry *x = *(Entry *const *)a, *y = *(Entry *const *)b;
-    return x->begin < y->begin ? -1 : x->begin > y->begin;
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end)
+        return x->end < y->end ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
 }
 
 static NnStatus check_offsets(const char *path, Entries *es, uint64_t data_start,
@@ -602,10 +647,10 @@ static NnStatus check_offsets(const char *path, Entries *es, uint64_t data_start
 {
     for (int i = 0; i < es->n; i++) {
         Entry *e = &es->e[i];
-        uint64_t numel = 1;
-        for (int d = 0; d < e->rank; d++)
-            numel *= (uint64_t)e->shape[d];
-        uint64_t want = numel * nnrt_dtype_size(e->dtype);
+        size_t want;
+        if (!nnrt_shape_size(e->rank, e->shape, nnrt_dtype_size(e->dtype), NULL, &want))
+            return nnrt_fail(NN_ERR_FORMAT, "%s: tensor '%s' at byte %zu: %s", path, e->name,
+                             e->at, nnrt_errmsg());
         if (e->end < e->begin || e->end > data_len)
             return nnrt_fail(NN_ERR_FORMAT,
                              "%s: tensor '%s' at byte %zu: data_offsets [%llu, %llu] are outside "
@@ -626,9 +671,21 @@ static NnStatus check_offsets(const char *path, Entries *es, uint64_t data_start
     for (int i = 0; i < es->n; i++)
         order[i] = &es->e[i];
     qsort(order, (size_t)es->n, sizeof *order, cmp_begin);
+    // The tensors must tile the data section: a gap or trailing bytes mean the
+    // header and the data disagree (a header length one byte short, say,
+    // shifts every weight), so reading on would load wrong numbers.
     NnStatus st = NN_OK;
-    for (int i = 1; i < es->n && st == NN_OK; i++)
-        if (order[i]->begin < order[i - 1]->end)
+    uint64_t end = 0;
+    for (int i = 0; i < es->n && st == NN_OK; i++) {
+        if (order[i]->begin > end)
+            st = nnrt_fail(NN_ERR_FORMAT,
+                           "%s: tensor '%s' at byte %zu: its data starts at %llu but the "
+                           "previous tensor ends at %llu (a gap of %llu unused bytes at byte %llu)",
+                           path, order[i]->name, order[i]->at, (unsigned long long)order[i]->begin,
+                           (unsigned long long)end,
+                           (unsigned long long)(order[i]->begin - end),
+                           (unsigned long long)(data_start + end));
+        else if (i > 0 && order[i]->begin < order[i - 1]->end)
             st = nnrt_fail(NN_ERR_FORMAT,
                            "%s: tensors '%s' and '%s' overlap in the data section (bytes %llu.."
                            "%llu and %llu..%llu, data starts at byte %llu)", path,
@@ -637,46 +694,70 @@ static NnStatus check_offsets(const char *path, Entries *es, uint64_t data_start
                            (unsigned long long)order[i - 1]->end,
                            (unsigned long long)order[i]->begin,
                            (unsigned long long)order[i]->end, (unsigned long long)data_start);
+        else
+            end = order[i]->end;
+    }
+    if (st == NN_OK && end != data_len)
+        st = nnrt_fail(NN_ERR_FORMAT,
+                       "%s: %llu unexpected bytes at byte %llu after the last tensor's data (the "
+                       "header length or data_offsets are wrong)", path,
+                       (unsigned long long)(data_len - end),
+                       (unsigned long long)(data_start + end));
     free(order);
     return st;
 }
 
-static NnStatus read_file(const char *path, unsigned char **buf, size_t *len)
+// The loop-state keys this runtime writes must hold values it can resume
+// from; "epoch": "-5" would otherwise resume at epoch -4.
+static NnStatus check_meta(const char *path, const NnrtMeta *meta)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return nnrt_fail(NN_ERR_IO, "%s: cannot open checkpoint: %s", path, strerror(errno));
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return nnrt_fail(NN_ERR_IO, "%s: cannot read checkpoint (not a regular file?)", path);
+    static const struct { const char *key; long long lo, hi; } ints[] = {
+        {"epoch", 0, INT_MAX}, {"step", 0, LLONG_MAX}, {"best_epoch", 0, INT_MAX},
+        {"bad_epochs", 0, INT_MAX}, {"stopped_early", 0, 1},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        const char *s = nnrt_meta_get(meta, ints[i].key);
+        long long v;
+        if (s && (!nnrt_meta_get_int(meta, ints[i].key, &v) || v < ints[i].lo || v > ints[i].hi))
+            return nnrt_fail(NN_ERR_FORMAT, "%s: metadata '%s' is \"%s\", expected an integer "
+                             "in %lld..%lld", path, ints[i].key, s, ints[i].lo, ints[i].hi);
     }
-    *buf = malloc((size_t)size + 1);
-    if (!*buf) {
-        fclose(f);
-        return nnrt_fail(NN_ERR_NOMEM, "%s: out of memory for %ld bytes", path, size);
-    }
-    *len = fread(*buf, 1, (size_t)size, f);
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(*buf);
-        return nnrt_fail(NN_ERR_IO, "%s: read error", path);
+    const char *bv = nnrt_meta_get(meta, "best_value");
+    if (bv) {
+        char *end;
+        errno = 0;
+        double v = strtod(bv, &end);
+        // Infinite is the value before any epoch improved on it; NaN never is.
+        if (!*bv || *end || isnan(v))
+            return nnrt_fail(NN_ERR_FORMAT, "%s: metadata 'best_value' is \"%s\", expected a "
+                             "number", path, bv);
     }
     return NN_OK;
 }
 
-static NnStatus make_tensors(const Entries *es, const unsigned char *data, NnVars *out)
+static NnStatus make_tensors(const char *path, const Entries *es, const unsigned char *data,
+                             uint64_t data_start, NnVars *out)
 {
     for (int i = 0; i < es->n; i++) {
         const Entry *e = &es->e[i];
         NnTensor *t = nnrt_tensor_new(e->dtype, e->rank, e->shape);
         if (!t)
-            return nnrt_fail(NN_ERR_NOMEM, "out of memory loading tensor '%s'", e->name);
+            return nnrt_fail(NN_ERR_NOMEM, "%s: tensor '%s': %s", path, e->name, nnrt_errmsg());
         memcpy(t->data, data + e->begin, (size_t)(e->end - e->begin));
-        NnStatus st = nnrt_vars_put(out, e->name, t);
+        // A NaN or Inf weight would only show up later as a "loss nan".
+        for (int64_t k = 0; t->dtype != NN_DT_I32 && k < t->numel; k++) {
+            double v = nnrt_tensor_get(t, k);
+            if (!isfinite(v)) {
+                nnrt_tensor_free(t);
+                return nnrt_fail(NN_ERR_FORMAT, "%s: tensor '%s' (at byte %zu) holds %s at "
+                                 "element %lld (byte %llu)", path, e->name, e->at,
+                                 isnan(v) ? "NaN" : "an infinity", (long long)k,
+                                 (unsigned long long)(data_start + e->begin +
+                                                      (uint64_t)k * nnrt_dtype_size(e->dtype)));
+            }
+        }
+        // Names are unique (check_unique), so append without a lookup.
+        NnStatus st = nnrt_vars_append(out, e->name, t);
         if (st != NN_OK) {
             nnrt_tensor_free(t);
             return st;
@@ -692,7 +773,7 @@ NnStatus nnrt_safetensors_load(const char *path, NnVars *out, NnrtMeta *meta)
         nnrt_meta_init(meta);
     unsigned char *buf = NULL;
     size_t len = 0;
-    NnStatus st = read_file(path, &buf, &len);
+    NnStatus st = nnrt_file_read_all(path, "checkpoint", MAX_FILE, (char **)&buf, &len);
     if (st != NN_OK)
         return st;
     uint64_t hlen = 0;
@@ -711,9 +792,13 @@ NnStatus nnrt_safetensors_load(const char *path, NnVars *out, NnrtMeta *meta)
             st = NN_ERR_FORMAT;
     }
     if (st == NN_OK)
-        st = check_offsets(path, &es, 8 + hlen, len - 8 - hlen);
+        st = check_unique(path, &es);
     if (st == NN_OK)
-        st = make_tensors(&es, buf + 8 + hlen, out);
+        st = check_offsets(path, &es, 8 + hlen, len - 8 - hlen);
+    if (st == NN_OK && meta)
+        st = check_meta(path, meta);
+    if (st == NN_OK)
+        st = make_tensors(path, &es, buf + 8 + hlen, 8 + hlen, out);
     entries_free(&es);
     free(buf);
     if (st != NN_OK) {

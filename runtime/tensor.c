@@ -1,11 +1,16 @@
 // Tensors, the status/message slot and the named-tensor table. Allocation is
 // 64-byte aligned so kernels and generated code may use aligned vector loads.
 #include "nnrt.h"
+#include "fileio.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/sysinfo.h>
+#endif
 
 static _Thread_local char errbuf[1024] = "no error";
 
@@ -13,10 +18,14 @@ const char *nnrt_errmsg(void) { return errbuf; }
 
 NnStatus nnrt_fail(NnStatus st, const char *fmt, ...)
 {
+    // Formatted apart first: callers prefix the previous message with
+    // nnrt_fail(st, "%s: %s", where, nnrt_errmsg()), which aliases errbuf.
+    char msg[sizeof errbuf];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(errbuf, msg, sizeof errbuf);
     return st;
 }
 
@@ -40,8 +49,32 @@ const char *nnrt_dtype_name(NnDType dt)
     }
 }
 
+// RAM + swap, or SIZE_MAX when unknown. Overcommit lets a larger request
+// succeed, and zero-filling it then gets the process killed instead of
+// reporting an error.
+static size_t memory_size(void)
+{
+#ifdef __linux__
+    struct sysinfo si;
+    if (sysinfo(&si) == 0) {
+        unsigned long long total = ((unsigned long long)si.totalram + si.totalswap) * si.mem_unit;
+        return total < SIZE_MAX ? (size_t)total : SIZE_MAX;
+    }
+#endif
+    return SIZE_MAX;
+}
+
 void *nnrt_alloc(size_t nbytes)
 {
+    if (nbytes > SIZE_MAX - 63) {
+        nnrt_fail(NN_ERR_NOMEM, "out of memory allocating %zu bytes", nbytes);
+        return NULL;
+    }
+    if (nbytes > ((size_t)1 << 30) && nbytes > memory_size()) {
+        nnrt_fail(NN_ERR_NOMEM, "out of memory allocating %zu bytes (the machine has %zu bytes "
+                  "of memory)", nbytes, memory_size());
+        return NULL;
+    }
     size_t rounded = (nbytes + 63) & ~(size_t)63;
     if (rounded == 0)
         rounded = 64;
@@ -62,6 +95,9 @@ static NnTensor *header(NnDType dt, int rank, const int64_t *shape)
         nnrt_fail(NN_ERR_SHAPE, "tensor rank %d exceeds the maximum %d", rank, NN_MAX_RANK);
         return NULL;
     }
+    int64_t numel;
+    if (!nnrt_shape_size(rank, shape, nnrt_dtype_size(dt), &numel, NULL))
+        return NULL;
     NnTensor *t = calloc(1, sizeof *t);
     if (!t) {
         nnrt_fail(NN_ERR_NOMEM, "out of memory");
@@ -69,11 +105,9 @@ static NnTensor *header(NnDType dt, int rank, const int64_t *shape)
     }
     t->dtype = dt;
     t->rank = rank;
-    t->numel = 1;
-    for (int i = 0; i < rank; i++) {
+    t->numel = numel;
+    for (int i = 0; i < rank; i++)
         t->shape[i] = shape[i];
-        t->numel *= shape[i];
-    }
     return t;
 }
 
@@ -82,8 +116,10 @@ NnTensor *nnrt_tensor_new(NnDType dt, int rank, const int64_t *shape)
     NnTensor *t = header(dt, rank, shape);
     if (!t)
         return NULL;
-    t->data = nnrt_alloc((size_t)t->numel * nnrt_dtype_size(dt));
+    t->data = nnrt_alloc(nnrt_tensor_nbytes(t));
     if (!t->data) {
+        nnrt_fail(NN_ERR_NOMEM, "out of memory for a tensor of %lld elements (%zu bytes)",
+                  (long long)t->numel, nnrt_tensor_nbytes(t));
         free(t);
         return NULL;
     }
@@ -158,11 +194,59 @@ void nnrt_vars_fini(NnVars *v)
     }
     free(v->names);
     free(v->tensors);
+    free(v->slots);
     memset(v, 0, sizeof *v);
+}
+
+// Names are found through an open-addressing index once a table is large,
+// so filling or querying a checkpoint of n tensors is linear, not quadratic.
+enum { VARS_HASH_MIN = 32 };
+
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static void index_insert(NnVars *v, int i)
+{
+    uint32_t mask = (uint32_t)v->nslots - 1, k = name_hash(v->names[i]) & mask;
+    while (v->slots[k])
+        k = (k + 1) & mask;
+    v->slots[k] = i + 1;
+}
+
+// Keeps the load factor at most 1/2; false only when out of memory (the
+// table then works without an index).
+static bool index_grow(NnVars *v)
+{
+    if (v->count < VARS_HASH_MIN || (v->nslots && v->count * 2 <= v->nslots))
+        return true;
+    int n = v->nslots ? v->nslots : 64;
+    while (n < v->count * 2 && n < (1 << 30))
+        n *= 2;
+    int *slots = calloc((size_t)n, sizeof *slots);
+    if (!slots)
+        return false;
+    free(v->slots);
+    v->slots = slots;
+    v->nslots = n;
+    for (int i = 0; i < v->count; i++)
+        index_insert(v, i);
+    return true;
 }
 
 int nnrt_vars_find(const NnVars *v, const char *name)
 {
+    if (v->nslots) {
+        uint32_t mask = (uint32_t)v->nslots - 1, k = name_hash(name) & mask;
+        for (; v->slots[k]; k = (k + 1) & mask)
+            if (strcmp(v->names[v->slots[k] - 1], name) == 0)
+                return v->slots[k] - 1;
+        return -1;
+    }
     for (int i = 0; i < v->count; i++)
         if (strcmp(v->names[i], name) == 0)
             return i;
@@ -183,8 +267,15 @@ NnStatus nnrt_vars_put(NnVars *v, const char *name, NnTensor *t)
         v->tensors[i] = t;
         return NN_OK;
     }
+    return nnrt_vars_append(v, name, t);
+}
+
+NnStatus nnrt_vars_append(NnVars *v, const char *name, NnTensor *t)
+{
+    if (v->count == INT_MAX)
+        return nnrt_fail(NN_ERR_NOMEM, "too many named tensors");
     if (v->count == v->cap) {
-        int cap = v->cap ? v->cap * 2 : 16;
+        int cap = v->cap > INT_MAX / 2 ? INT_MAX : v->cap ? v->cap * 2 : 16;
         char **names = realloc(v->names, (size_t)cap * sizeof *names);
         if (!names)
             return nnrt_fail(NN_ERR_NOMEM, "out of memory");
@@ -199,5 +290,15 @@ NnStatus nnrt_vars_put(NnVars *v, const char *name, NnTensor *t)
     if (!v->names[v->count])
         return nnrt_fail(NN_ERR_NOMEM, "out of memory");
     v->tensors[v->count++] = t;
+    if (v->nslots && v->count * 2 <= v->nslots) {
+        index_insert(v, v->count - 1);
+        return NN_OK;
+    }
+    if (!index_grow(v)) {
+        // Without memory for a bigger index, fall back to the linear scan.
+        free(v->slots);
+        v->slots = NULL;
+        v->nslots = 0;
+    }
     return NN_OK;
 }

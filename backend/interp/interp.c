@@ -27,7 +27,7 @@ struct NnExec {
 
 typedef NnStatus (*InterpFn)(Ictx *, const NnNode *, NnTensor *);
 static const InterpFn table[NN_OP_COUNT] = {
-#define NN_OP(tag, name, arity, flags) [NN_OP_##tag] = interp_##name,
+#define NN_OP(tag, name, arity, flags, attrs) [NN_OP_##tag] = interp_##name,
 #include "ops.def"
 #undef NN_OP
 };
@@ -94,6 +94,8 @@ static NnStatus frame_init(Frame *f, const NnGraph *g, const int64_t *symv, NnAr
                                               f->vals[n->in[1]].shape[n->attr.tb ? 1 : 0]);
             *packmax = ps > *packmax ? ps : *packmax;
         }
+        size_t cs = interp_conv_scratch(f, n, t);
+        *packmax = cs > *packmax ? cs : *packmax;
         if (n->op == NN_OP_FUSED) {
             f->sub[i] = nn_arena_alloc(a, sizeof(Frame));
             NnStatus st = body_frame(f, n, f->sub[i], a, packmax);

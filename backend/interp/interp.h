@@ -25,7 +25,7 @@ struct Frame {
 typedef struct Ictx {
     NnrtPool *pool;
     Frame *f;   // the frame being run
-    void *pack; // matmul packing scratch, big enough for every MATMUL of the exec
+    void *pack; // matmul packing / im2col scratch, big enough for every node of the exec
 } Ictx;
 
 static inline const NnTensor *interp_in(const Ictx *c, const NnNode *n, int k)
@@ -33,10 +33,14 @@ static inline const NnTensor *interp_in(const Ictx *c, const NnNode *n, int k)
     return &c->f->vals[n->in[k]];
 }
 
+// Scratch bytes node n needs in Ictx.pack beyond its own buffer (im2col for
+// the convolution ops), its operands and result bound in f->vals.
+size_t interp_conv_scratch(const Frame *f, const NnNode *n, const NnTensor *out);
+
 // Runs every node of c->f in order (sources must already point at their data).
 NnStatus nn_interp_run_frame(Ictx *c);
 
-#define NN_OP(tag, name, arity, flags)                                                             \
+#define NN_OP(tag, name, arity, flags, attrs)                                                      \
     NnStatus interp_##name(Ictx *c, const NnNode *n, NnTensor *out);
 #include "ops.def"
 #undef NN_OP

@@ -13,7 +13,7 @@
 
 typedef bool (*LowerFn)(NnCg *, NnId);
 static const LowerFn lowerers[NN_OP_COUNT] = {
-#define NN_OP(tag, name, arity, flags) [NN_OP_##tag] = llvm_##name,
+#define NN_OP(tag, name, arity, flags, attrs) [NN_OP_##tag] = llvm_##name,
 #include "ops.def"
 #undef NN_OP
 };
@@ -221,10 +221,11 @@ bool llvm_const(NnCg *cg, NnId id)
 
 // ---- FUSED: one loop nest per body form ----
 
+// The body's contraction: its MATMUL or convolution.
 static NnId body_matmul(const NnGraph *b)
 {
     for (NnId i = 0; i < b->count; i++)
-        if (b->nodes[i].op == NN_OP_MATMUL)
+        if (nn_op_has(b->nodes[i].op, NN_OPF_CONTRACT))
             return i;
     return -1;
 }
@@ -239,11 +240,29 @@ static int body_input_slot(const NnCg *cg, NnId fused, NnId bid)
     return cg->g->nodes[fused].in[k];
 }
 
+static bool fused_conv(NnCg *cg, NnId id, NnId cv)
+{
+    const NnGraph *b = cg->g->nodes[id].attr.body;
+    const NnNode *c = &b->nodes[cv];
+    NnExpr *e = malloc(sizeof *e);
+    NN_ASSERT(e);
+    bool ok = nn_expr_body(cg, e, id, b->outputs[0].id);
+    if (ok) {
+        e->hole = cv;
+        ok = nn_cg_emit_conv(cg, c, body_input_slot(cg, id, c->in[0]),
+                             body_input_slot(cg, id, c->in[1]), e, id);
+    }
+    free(e);
+    return ok;
+}
+
 static bool fused_matmul(NnCg *cg, NnId id)
 {
     const NnGraph *b = cg->g->nodes[id].attr.body;
     NnId mm = body_matmul(b);
     const NnNode *m = &b->nodes[mm];
+    if (nn_cg_is_conv(m->op))
+        return fused_conv(cg, id, mm);
     int ra, rb;
     int64_t da[NN_MAX_RANK], db[NN_MAX_RANK];
     int as = body_input_slot(cg, id, m->in[0]), bs = body_input_slot(cg, id, m->in[1]);

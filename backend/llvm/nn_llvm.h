@@ -129,7 +129,7 @@ void nn_cg_decode(NnCg *cg, LLVMValueRef r, const int64_t *dims, int n, LLVMValu
 void nn_cg_split(NnCg *cg, int64_t total, int64_t align, LLVMValueRef *lo, LLVMValueRef *hi);
 
 // One lowering function per op (ops.def), spread over the lower_*.c files.
-#define NN_OP(tag, name, arity, flags) bool llvm_##name(NnCg *cg, NnId id);
+#define NN_OP(tag, name, arity, flags, attrs) bool llvm_##name(NnCg *cg, NnId id);
 #include "ops.def"
 #undef NN_OP
 
@@ -197,6 +197,13 @@ void nn_cg_emit_reduce(NnCg *cg, NnExpr *e, NnOp op, uint32_t axes, int out_slot
 // C = op(A) @ op(B), with an optional epilogue expression (hole = the product).
 void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bool tb, int64_t m,
                        int64_t n, int64_t k, NnExpr *epi, int out_slot);
+
+// ---- lower_conv.c ----
+bool nn_cg_is_conv(NnOp op); // CONV2D or one of its gradients
+// Node cn (of the main graph or a FUSED body) reading slots in0, in1, with an
+// optional epilogue expression (hole = the convolution), result in out_slot.
+// false with nnrt_errmsg set when the shapes are beyond its 32-bit gathers.
+bool nn_cg_emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi, int out_slot);
 
 // ---- lower_math.c: counter-based random numbers (the runtime's formulas) ----
 LLVMValueRef nn_cg_rand_step(NnCg *cg, LLVMValueRef v); // step tensor value -> i64

@@ -4,8 +4,10 @@
 // above a numeric one). Blank lines are skipped; fields may be "quoted".
 // Every error names file:line (and :column, 1-based) of the offending field.
 #include "data.h"
+#include "fileio.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +45,8 @@ static char *trim(char *s)
 }
 
 // Splits line in place; a quoted field may contain the delimiter and "" for ".
-static NnStatus split_line(Row *r, char delim)
+// A quote left open is an error: accepting it would swallow the rest of the row.
+static NnStatus split_line(const char *path, Row *r, char delim)
 {
     int cap = 8;
     r->f = malloc((size_t)cap * sizeof *r->f);
@@ -52,6 +55,8 @@ static NnStatus split_line(Row *r, char delim)
     char *p = r->line;
     for (;;) {
         if (r->nf == cap) {
+            if (cap > INT_MAX / 2)
+                return nnrt_fail(NN_ERR_FORMAT, "%s:%d: too many columns", path, r->lineno);
             char **nf = realloc(r->f, (size_t)(cap *= 2) * sizeof *nf);
             if (!nf)
                 return nnrt_fail(NN_ERR_NOMEM, "out of memory");
@@ -61,6 +66,7 @@ static NnStatus split_line(Row *r, char delim)
             p++;
         char *start = p;
         if (*p == '"') {
+            int col = (int)(p - r->line) + 1;
             char *w = ++p;
             start = w;
             while (*p && !(*p == '"' && p[1] != '"')) {
@@ -68,8 +74,10 @@ static NnStatus split_line(Row *r, char delim)
                     p++;
                 *w++ = *p++;
             }
-            if (*p == '"')
-                p++;
+            if (*p != '"')
+                return nnrt_fail(NN_ERR_FORMAT, "%s:%d:%d: unterminated quoted field (no "
+                                 "closing '\"' on this line)", path, r->lineno, col);
+            p++;
             while (*p && *p != delim)
                 p++;
             *w = 0;
@@ -89,14 +97,19 @@ static NnStatus split_line(Row *r, char delim)
 
 static NnStatus read_rows(Csv *c, char delim)
 {
-    FILE *f = fopen(c->path, "r");
-    if (!f)
-        return nnrt_fail(NN_ERR_IO, "%s: cannot open: %s", c->path, strerror(errno));
+    FILE *f;
+    NnStatus ost = nnrt_file_fopen(c->path, NULL, &f);
+    if (ost != NN_OK)
+        return ost;
     char *line = NULL;
     size_t lcap = 0;
     int lineno = 0;
     NnStatus st = NN_OK;
     while (st == NN_OK && getline(&line, &lcap, f) >= 0) {
+        if (lineno == INT_MAX || c->nrows == INT_MAX / 2) {
+            st = nnrt_fail(NN_ERR_FORMAT, "%s:%d: too many lines", c->path, lineno);
+            break;
+        }
         lineno++;
         char *t = trim(line);
         if (*t == 0)
@@ -115,7 +128,7 @@ static NnStatus read_rows(Csv *c, char delim)
         memset(r, 0, sizeof *r);
         r->lineno = lineno;
         r->line = strdup(t);
-        st = r->line ? split_line(r, delim) : nnrt_fail(NN_ERR_NOMEM, "out of memory");
+        st = r->line ? split_line(c->path, r, delim) : nnrt_fail(NN_ERR_NOMEM, "out of memory");
     }
     if (st == NN_OK && ferror(f))
         st = nnrt_fail(NN_ERR_IO, "%s: read error after line %d: %s", c->path, lineno,
@@ -289,6 +302,13 @@ static NnStatus build(const Csv *c, const NnrtCsvOptions *o, NnrtDataset *ds)
         ds->class_names = tmp.class_names;
         ds->num_classes = tmp.num_classes;
         tmp.class_names = NULL;
+    }
+    int64_t *at = st == NN_OK ? malloc((size_t)n * sizeof *at) : NULL;
+    for (int64_t i = 0; at && i < n; i++)
+        at[i] = c->rows[first + i].lineno;
+    if (st == NN_OK && (!at || nnrt_dataset_set_label_origin(ds, c->path, at, true) != NN_OK)) {
+        nnrt_dataset_fini(ds);
+        st = nnrt_fail(NN_ERR_NOMEM, "out of memory");
     }
     nnrt_dataset_fini(&tmp);
     return st;

@@ -19,6 +19,8 @@ void nnrt_dataset_fini(NnrtDataset *ds)
             free(ds->class_names[i]);
         free(ds->class_names);
     }
+    free(ds->y_file);
+    free(ds->y_at);
     memset(ds, 0, sizeof *ds);
 }
 
@@ -55,16 +57,33 @@ NnStatus nnrt_dataset_set(NnrtDataset *ds, NnTensor *x, NnTensor *y, const char 
     ds->y = y;
     ds->count = x->shape[0];
     ds->num_classes = count_classes(y);
-    if (x->rank == 3) {
-        ds->img_h = x->shape[1];
-        ds->img_w = x->shape[2];
+    if (x->rank == 3 || x->rank == 4) { // [N, H, W] or [N, C, H, W]
+        ds->img_h = x->shape[x->rank - 2];
+        ds->img_w = x->shape[x->rank - 1];
     }
     return NN_OK;
+}
+
+// Records where the labels came from; at[i] locates sample i (taken, may be NULL).
+static NnStatus set_origin(NnrtDataset *ds, const char *file, int64_t *at, bool line)
+{
+    ds->y_file = strdup(file);
+    ds->y_at = at;
+    ds->y_at_line = line;
+    return ds->y_file ? NN_OK : nnrt_fail(NN_ERR_NOMEM, "out of memory");
+}
+
+NnStatus nnrt_dataset_set_label_origin(NnrtDataset *ds, const char *file, int64_t *at, bool line)
+{
+    free(ds->y_file);
+    free(ds->y_at);
+    return set_origin(ds, file, at, line);
 }
 
 NnStatus nnrt_dataset_load_idx(NnrtDataset *ds, const char *images, const char *labels)
 {
     NnTensor *x = NULL, *y = NULL;
+    NnrtIdxInfo li = {0};
     NnStatus st = nnrt_idx_load(images, &x);
     if (st != NN_OK)
         return st;
@@ -74,8 +93,16 @@ NnStatus nnrt_dataset_load_idx(NnrtDataset *ds, const char *images, const char *
         return nnrt_fail(NN_ERR_FORMAT, "%s: expected an image file (rank >= 2), got rank %d",
                          images, rank);
     }
+    if (x->rank == 3) {
+        // Gray images keep their channel axis: [N, 1, H, W] (NCHW, as models
+        // and checkpoints see images).
+        x->shape[3] = x->shape[2];
+        x->shape[2] = x->shape[1];
+        x->shape[1] = 1;
+        x->rank = 4;
+    }
     if (labels) {
-        st = nnrt_idx_load(labels, &y);
+        st = nnrt_idx_load_info(labels, &y, &li);
         if (st != NN_OK) {
             nnrt_tensor_free(x);
             return st;
@@ -84,12 +111,59 @@ NnStatus nnrt_dataset_load_idx(NnrtDataset *ds, const char *images, const char *
             int rank = y->rank;
             nnrt_tensor_free(x);
             nnrt_tensor_free(y);
+            if (rank == 1)
+                return nnrt_fail(NN_ERR_FORMAT, "%s: a label file must hold integers (IDX "
+                                 "type ubyte, byte, short or int), this one holds %s (type "
+                                 "0x%02X at byte 2)", labels, li.type == 0x0D ? "float" : "double",
+                                 li.type);
             return nnrt_fail(NN_ERR_FORMAT,
                              "%s: expected a label file (rank 1, integer type), got rank %d",
                              labels, rank);
         }
+        const int32_t *lab = y->data;
+        for (int64_t i = 0; i < y->numel; i++)
+            if (lab[i] < 0) {
+                long long at = li.header_bytes + i * li.elem_size, v = lab[i];
+                nnrt_tensor_free(x);
+                nnrt_tensor_free(y);
+                return nnrt_fail(NN_ERR_FORMAT, "%s: byte %lld: label %lld is negative (class "
+                                 "labels count from 0)", labels, at, v);
+            }
     }
-    return nnrt_dataset_set(ds, x, y, images, labels);
+    st = nnrt_dataset_set(ds, x, y, images, labels);
+    if (st != NN_OK || !y)
+        return st;
+    int64_t *at = malloc((size_t)(ds->count ? ds->count : 1) * sizeof *at);
+    for (int64_t i = 0; at && i < ds->count; i++)
+        at[i] = li.header_bytes + i * li.elem_size;
+    if (!at || set_origin(ds, labels, at, false) != NN_OK) {
+        nnrt_dataset_fini(ds);
+        return nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    }
+    return NN_OK;
+}
+
+NnStatus nnrt_dataset_check_labels(const NnrtDataset *ds, int classes)
+{
+    const NnTensor *y = ds->y;
+    if (!y || y->dtype != NN_DT_I32 || y->rank != 1)
+        return NN_OK;
+    const int32_t *lab = y->data;
+    for (int64_t i = 0; i < y->numel; i++) {
+        if (lab[i] >= 0 && lab[i] < classes)
+            continue;
+        const char *file = ds->y_file ? ds->y_file : "labels";
+        if (ds->y_at && ds->y_at_line)
+            return nnrt_fail(NN_ERR_FORMAT, "%s:%lld: label %d is outside 0..%d (%d classes)",
+                             file, (long long)ds->y_at[i], lab[i], classes - 1, classes);
+        if (ds->y_at)
+            return nnrt_fail(NN_ERR_FORMAT, "%s: byte %lld: label %d is outside 0..%d (%d "
+                             "classes)", file, (long long)ds->y_at[i], lab[i], classes - 1,
+                             classes);
+        return nnrt_fail(NN_ERR_FORMAT, "%s: label %d of sample %lld is outside 0..%d (%d "
+                         "classes)", file, lab[i], (long long)i, classes - 1, classes);
+    }
+    return NN_OK;
 }
 
 // Copies rows idx[] of src into a new tensor with n rows.
@@ -122,6 +196,16 @@ NnStatus nnrt_dataset_subset(const NnrtDataset *src, const int64_t *idx, int64_t
     out->num_classes = src->num_classes;
     out->img_h = src->img_h;
     out->img_w = src->img_w;
+    if (src->y_file && out->y) {
+        int64_t *at = NULL;
+        if (src->y_at && (at = malloc((size_t)(n ? n : 1) * sizeof *at)))
+            for (int64_t i = 0; i < n; i++)
+                at[i] = src->y_at[idx[i]];
+        if ((src->y_at && !at) || set_origin(out, src->y_file, at, src->y_at_line) != NN_OK) {
+            nnrt_dataset_fini(out);
+            return nnrt_fail(NN_ERR_NOMEM, "out of memory copying %lld samples", (long long)n);
+        }
+    }
     if (src->class_names) {
         out->class_names = calloc((size_t)src->num_classes, sizeof(char *));
         for (int i = 0; out->class_names && i < src->num_classes; i++)

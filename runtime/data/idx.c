@@ -3,11 +3,15 @@
 // (zlib detects the gzip magic), produces an owned NnTensor: rank-1 integer
 // data (labels) as i32, everything else as f32 with raw values. Every failure
 // names the file, and the byte offset in the uncompressed stream where it applies.
+// The header's claim is never trusted for memory: storage grows as data
+// arrives, so a 35-byte file claiming gigabytes fails at its first missing
+// byte, and a gzip stream is never inflated past what the header claims.
 #include "data.h"
+#include "fileio.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 // Upper bound on elements, so a corrupt header cannot overflow size arithmetic.
@@ -127,16 +131,37 @@ static NnStatus read_header(Reader *r, int *type, int *rank, int64_t *shape, int
     *numel = 1;
     for (int i = 0; i < *rank; i++) {
         shape[i] = be32(h + 4 + 4 * i);
-        *numel *= shape[i];
-        if (*numel > IDX_MAX_NUMEL)
+        if (__builtin_mul_overflow(*numel, shape[i], numel) || *numel > IDX_MAX_NUMEL)
             return nnrt_fail(NN_ERR_FORMAT, "%s: IDX dimensions too large at byte %d", r->path,
                              4 + 4 * i);
     }
     return NN_OK;
 }
 
+// Makes room in t for at least `upto` elements: capacity doubles, capped at
+// t->numel, so memory follows the data that actually arrived.
+static NnStatus grow(Reader *r, NnTensor *t, int64_t *cap, int64_t upto)
+{
+    if (upto <= *cap)
+        return NN_OK;
+    int64_t ncap = *cap ? *cap : 1;
+    while (ncap < upto)
+        ncap = ncap > t->numel / 2 ? t->numel : ncap * 2;
+    size_t es = nnrt_dtype_size(t->dtype);
+    void *d = nnrt_alloc((size_t)ncap * es);
+    if (!d)
+        return nnrt_fail(NN_ERR_NOMEM, "%s: out of memory after %zu bytes (%s)", r->path, r->pos,
+                         nnrt_errmsg());
+    if (t->data)
+        memcpy(d, t->data, (size_t)*cap * es);
+    nnrt_free(t->data);
+    t->data = d;
+    *cap = ncap;
+    return NN_OK;
+}
+
 // Streams the elements into t in chunks (a multiple of every element size),
-// then checks that nothing follows them.
+// then checks that nothing follows them. t->data starts NULL.
 static NnStatus read_data(Reader *r, int type, NnTensor *t)
 {
     enum { CHUNK = 1 << 20 };
@@ -144,7 +169,8 @@ static NnStatus read_data(Reader *r, int type, NnTensor *t)
     if (!buf)
         return nnrt_fail(NN_ERR_NOMEM, "%s: out of memory", r->path);
     size_t es = idx_elem_size(type), need = (size_t)t->numel * es, hdr = r->pos, done = 0;
-    NnStatus st = NN_OK;
+    int64_t cap = 0;
+    NnStatus st = grow(r, t, &cap, t->numel < CHUNK ? (t->numel ? t->numel : 1) : CHUNK);
     while (st == NN_OK && done < need) {
         size_t want = need - done < CHUNK ? need - done : CHUNK, got;
         st = rd(r, buf, want, &got);
@@ -153,46 +179,57 @@ static NnStatus read_data(Reader *r, int type, NnTensor *t)
                            "%s: truncated at byte %zu (expected %zu bytes of data)", r->path,
                            r->pos, need);
         if (st == NN_OK)
+            st = grow(r, t, &cap, (int64_t)((done + got) / es));
+        if (st == NN_OK)
             convert(buf, type, (int64_t)(got / es), t, (int64_t)(done / es));
         done += got;
     }
+    // One chunk past the data is enough to know there is more; inflating a
+    // gzip stream to its end could take without bound.
     size_t extra = 0;
-    while (st == NN_OK) {
-        size_t got;
-        st = rd(r, buf, CHUNK, &got);
-        extra += got;
-        if (got < CHUNK)
-            break;
-    }
+    if (st == NN_OK)
+        st = rd(r, buf, CHUNK, &extra);
     if (st == NN_OK && extra)
         st = nnrt_fail(NN_ERR_FORMAT,
-                       "%s: %zu unexpected trailing bytes at byte %zu (after %zu bytes of data)",
-                       r->path, extra, hdr + need, need);
+                       "%s: %s%zu unexpected trailing bytes at byte %zu (after %zu bytes of data)",
+                       r->path, extra == CHUNK ? "at least " : "", extra, hdr + need, need);
     free(buf);
     return st;
 }
 
-NnStatus nnrt_idx_load(const char *path, NnTensor **out)
+NnStatus nnrt_idx_load(const char *path, NnTensor **out) { return nnrt_idx_load_info(path, out, NULL); }
+
+NnStatus nnrt_idx_load_info(const char *path, NnTensor **out, NnrtIdxInfo *info)
 {
     *out = NULL;
-    // gzopen would happily "open" a missing file for reading lazily; probe first.
-    FILE *probe = fopen(path, "rb");
-    if (!probe)
-        return nnrt_fail(NN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    fclose(probe);
-    Reader r = {.path = path, .f = gzopen(path, "rb")};
-    if (!r.f)
-        return nnrt_fail(NN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
+    int64_t size;
+    NnStatus st = nnrt_file_open(path, NULL, &fd, &size);
+    if (st != NN_OK)
+        return st;
+    Reader r = {.path = path, .f = gzdopen(fd, "rb")};
+    if (!r.f) {
+        close(fd);
+        return nnrt_fail(NN_ERR_NOMEM, "%s: cannot open: out of memory", path);
+    }
     int type = 0, rank = 0;
     int64_t shape[NN_MAX_RANK], numel = 0;
-    NnStatus st = read_header(&r, &type, &rank, shape, &numel);
+    st = read_header(&r, &type, &rank, shape, &numel);
     NnTensor *t = NULL;
     if (st == NN_OK) {
         bool is_int = type != 0x0D && type != 0x0E;
-        t = nnrt_tensor_new(rank == 1 && is_int ? NN_DT_I32 : NN_DT_F32, rank, shape);
+        // A header only; read_data allocates as the elements arrive.
+        t = nnrt_tensor_view(rank == 1 && is_int ? NN_DT_I32 : NN_DT_F32, rank, shape, NULL);
         if (!t)
-            st = nnrt_fail(NN_ERR_NOMEM, "%s: out of memory for %lld elements", path,
-                           (long long)numel);
+            st = nnrt_fail(NN_ERR_FORMAT, "%s: IDX dimensions at byte 4: %s", path,
+                           nnrt_errmsg());
+        else
+            t->owned = true;
+    }
+    if (st == NN_OK && info) {
+        info->type = type;
+        info->header_bytes = 4 + 4 * rank;
+        info->elem_size = (int)idx_elem_size(type);
     }
     if (st == NN_OK)
         st = read_data(&r, type, t);

@@ -128,3 +128,106 @@ bool nnrt_sumto_axes(int xrank, const int64_t *xshape, int rank, const int64_t *
     }
     return true;
 }
+
+// Fills n elements of dt with v.
+static void fill(NnDType dt, void *y, int64_t n, double v)
+{
+    if (dt == NN_DT_F64)
+        for (int64_t i = 0; i < n; i++)
+            ((double *)y)[i] = v;
+    else if (dt == NN_DT_F32)
+        for (int64_t i = 0; i < n; i++)
+            ((float *)y)[i] = (float)v;
+    else
+        for (int64_t i = 0; i < n; i++)
+            ((int32_t *)y)[i] = (int32_t)v;
+}
+
+// Rows of y (all dims but the last) are split over threads; a row inside x's
+// region copies x's row between its fills, any other row is all fill.
+void nnrt_pad(const NnrtPad *a, int ith, int nth)
+{
+    size_t es = nnrt_dtype_size(a->dt);
+    int r = a->rank;
+    if (r == 0) {
+        if (ith == 0)
+            memcpy(a->y, a->x, es);
+        return;
+    }
+    int64_t yshape[NN_MAX_RANK], rows = 1;
+    for (int d = 0; d < r; d++) {
+        yshape[d] = a->shape[d] + a->lo[d] + a->hi[d];
+        if (d < r - 1)
+            rows *= yshape[d];
+    }
+    int64_t xw = a->shape[r - 1], yw = yshape[r - 1], lo, hi;
+    nnrt_split(rows, 1, ith, nth, &lo, &hi);
+    for (int64_t row = lo; row < hi; row++) {
+        char *y = (char *)a->y + row * yw * (int64_t)es;
+        int64_t rest = row, xrow = 0, scale = 1;
+        bool inside = true;
+        for (int d = r - 2; d >= 0; d--) {
+            int64_t i = rest % yshape[d] - a->lo[d];
+            rest /= yshape[d];
+            inside = inside && i >= 0 && i < a->shape[d];
+            xrow += i * scale;
+            scale *= a->shape[d];
+        }
+        if (!inside || xw == 0) {
+            fill(a->dt, y, yw, a->value);
+            continue;
+        }
+        fill(a->dt, y, a->lo[r - 1], a->value);
+        memcpy(y + a->lo[r - 1] * (int64_t)es, (const char *)a->x + xrow * xw * (int64_t)es,
+               (size_t)xw * es);
+        fill(a->dt, y + (a->lo[r - 1] + xw) * (int64_t)es, a->hi[r - 1], a->value);
+    }
+}
+
+static void pad_task(void *a, int ith, int nth) { nnrt_pad(a, ith, nth); }
+
+void nnrt_pad_par(NnrtPool *p, const NnrtPad *a)
+{
+    int64_t n = 1;
+    for (int d = 0; d < a->rank; d++)
+        n *= a->shape[d] + a->lo[d] + a->hi[d];
+    if (want_par(p, n) && a->rank > 1)
+        nnrt_pool_run(p, pad_task, (void *)a);
+    else
+        nnrt_pad(a, 0, 1);
+}
+
+// Threads split the [outer, dim] rows of the long side (y for GET, the full
+// tensor otherwise); each row is one memcpy of `inner` elements (or zeros).
+void nnrt_slice(const NnrtSlice *a, int ith, int nth)
+{
+    int64_t run = a->inner * (int64_t)a->esize, lo, hi;
+    if (a->op == NNRT_SLICE_GET) {
+        nnrt_split(a->outer * a->len, 1, ith, nth, &lo, &hi);
+        for (int64_t t = lo; t < hi; t++) {
+            int64_t o = t / a->len, j = t % a->len;
+            memcpy((char *)a->y + t * run,
+                   (const char *)a->x + (o * a->dim + a->start + j * a->step) * run, (size_t)run);
+        }
+        return;
+    }
+    nnrt_split(a->outer * a->dim, 1, ith, nth, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t o = t / a->dim, i = t % a->dim - a->start;
+        char *y = (char *)a->y + t * run;
+        if (i >= 0 && i % a->step == 0 && i / a->step < a->len)
+            memcpy(y, (const char *)a->x + (o * a->len + i / a->step) * run, (size_t)run);
+        else if (a->op == NNRT_SLICE_PUT)
+            memset(y, 0, (size_t)run);
+    }
+}
+
+static void slice_task(void *a, int ith, int nth) { nnrt_slice(a, ith, nth); }
+
+void nnrt_slice_par(NnrtPool *p, const NnrtSlice *a)
+{
+    if (want_par(p, a->outer * a->dim * a->inner))
+        nnrt_pool_run(p, slice_task, (void *)a);
+    else
+        nnrt_slice(a, 0, 1);
+}

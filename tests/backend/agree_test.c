@@ -371,6 +371,264 @@ static void fused_short(int64_t m, bool ta, bool tb)
     nn_graph_free(c.g);
 }
 
+
+// ---- convolution, pooling, layout along an axis ----
+
+typedef struct ConvCase {
+    int64_t n, c, h, w, f, kh, kw;
+    int sh, sw, dh, dw, pad[4], groups;
+    NnDType dt;
+} ConvCase;
+
+// Same padding; stride + asymmetric padding + groups; depthwise + dilation in
+// f64; K over one gather block (630 and 576) with a short row tile and masked
+// panels; a 5x5 window over whole panels; one input channel and few pixels
+// (one-vector panels, 16-row tiles); no images (the filter grad is 0).
+static const ConvCase conv_cases[] = {
+    {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
+    {2, 4, 9, 8, 6, 3, 2, 2, 2, 1, 1, {1, 0, 2, 1}, 2, NN_DT_F32},
+    {1, 3, 10, 9, 3, 3, 3, 1, 2, 2, 1, {2, 1, 2, 1}, 3, NN_DT_F64},
+    {3, 70, 6, 5, 64, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
+    {2, 8, 16, 20, 20, 5, 5, 1, 1, 1, 1, {2, 2, 2, 2}, 1, NN_DT_F32},
+    {2, 1, 5, 3, 20, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
+    {0, 3, 5, 5, 4, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
+};
+
+static NnConv2d conv_geom(const ConvCase *k)
+{
+    NnConv2d c = {.kernel = {(int)k->kh, (int)k->kw}, .stride = {k->sh, k->sw},
+                  .dilation = {k->dh, k->dw}, .groups = k->groups};
+    memcpy(c.pad, k->pad, sizeof c.pad);
+    return c;
+}
+
+static int64_t conv_out(int64_t h, int p0, int p1, int d, int64_t k, int s)
+{
+    return (h + p0 + p1 - d * (k - 1) - 1) / s + 1;
+}
+
+static void b_conv(NnOp op)
+{
+    for (size_t i = 0; i < sizeof conv_cases / sizeof conv_cases[0]; i++) {
+        const ConvCase *k = &conv_cases[i];
+        NnConv2d cv = conv_geom(k);
+        int64_t oh = conv_out(k->h, k->pad[0], k->pad[2], k->dh, k->kh, k->sh);
+        int64_t ow = conv_out(k->w, k->pad[1], k->pad[3], k->dw, k->kw, k->sw);
+        NnShape xs = AG_SHAPE(k->n, k->c, k->h, k->w);
+        NnShape ws = AG_SHAPE(k->f, k->c / k->groups, k->kh, k->kw);
+        NnShape ys = AG_SHAPE(k->n, k->f, oh, ow);
+        Case c;
+        start(&c);
+        NnId out;
+        int64_t terms;
+        if (op == NN_OP_CONV2D) {
+            NnId x = in(&c, k->dt, xs, -1, 1), w = in(&c, k->dt, ws, -1, 1);
+            out = nn_ir_conv2d(c.g, x, w, &cv, ag_loc);
+            terms = k->c / k->groups * k->kh * k->kw;
+        } else if (op == NN_OP_CONV2D_BWD_DATA) {
+            NnId dy = in(&c, k->dt, ys, -1, 1), w = in(&c, k->dt, ws, -1, 1);
+            out = nn_ir_conv2d_bwd_data(c.g, dy, w, &xs, &cv, ag_loc);
+            terms = k->f / k->groups * k->kh * k->kw;
+        } else {
+            NnId x = in(&c, k->dt, xs, -1, 1), dy = in(&c, k->dt, ys, -1, 1);
+            out = nn_ir_conv2d_bwd_filter(c.g, x, dy, &ws, &cv, ag_loc);
+            terms = k->n * oh * ow;
+        }
+        char what[96];
+        snprintf(what, sizeof what, "%s case %zu %s", nn_op_name(op), i,
+                 nnrt_dtype_name(k->dt));
+        tol = 1e-5 * fmax(1, sqrt((double)terms / 64));
+        finish(&c, out, what);
+        tol = 1e-5;
+    }
+    if (op != NN_OP_CONV2D_BWD_DATA)
+        return;
+    // Transposed convolution: the same op forward, with an output padding.
+    Case c;
+    start(&c);
+    NnConv2d cv = {.kernel = {3, 3}, .stride = {2, 2}, .dilation = {1, 1}, .pad = {1, 1, 1, 1},
+                   .groups = 1, .outpad = {1, 1}};
+    NnId x = in(&c, NN_DT_F32, AG_SHAPE(2, 5, 4, 6), -1, 1);
+    NnId w = in(&c, NN_DT_F32, AG_SHAPE(5, 3, 3, 3), -1, 1);
+    finish(&c, nn_ir_conv_transpose2d(c.g, x, w, &cv, ag_loc), "conv_transpose2d");
+}
+
+typedef struct PoolCase {
+    int64_t n, c, h, w;
+    int kh, kw, sh, sw, pad[4];
+    NnDType dt;
+} PoolCase;
+
+// Tiling windows, overlapping windows with padding, an uneven f64 one.
+static const PoolCase pool_cases[] = {
+    {2, 3, 8, 8, 2, 2, 2, 2, {0, 0, 0, 0}, NN_DT_F32},
+    {2, 3, 9, 7, 3, 3, 2, 2, {1, 1, 1, 1}, NN_DT_F32},
+    {1, 2, 5, 6, 3, 2, 1, 2, {1, 0, 1, 0}, NN_DT_F64},
+};
+
+static void b_pool(NnOp op)
+{
+    for (size_t i = 0; i < sizeof pool_cases / sizeof pool_cases[0]; i++) {
+        const PoolCase *k = &pool_cases[i];
+        NnConv2d cv = {.kernel = {k->kh, k->kw}, .stride = {k->sh, k->sw},
+                       .dilation = {1, 1}, .groups = 1};
+        memcpy(cv.pad, k->pad, sizeof cv.pad);
+        NnShape xs = AG_SHAPE(k->n, k->c, k->h, k->w);
+        NnShape ys = AG_SHAPE(k->n, k->c, conv_out(k->h, k->pad[0], k->pad[2], 1, k->kh, k->sh),
+                              conv_out(k->w, k->pad[1], k->pad[3], 1, k->kw, k->sw));
+        Case c;
+        start(&c);
+        NnId out;
+        if (op == NN_OP_MAX_POOL2D || op == NN_OP_AVG_POOL2D) {
+            out = nn_ir_pool2d(c.g, op, in(&c, k->dt, xs, -1, 1), &cv, ag_loc);
+        } else if (op == NN_OP_MAX_POOL2D_BWD) {
+            NnId ins[2] = {in(&c, k->dt, xs, -1, 1), in(&c, k->dt, ys, -1, 1)};
+            NnAttr a = {.conv = cv};
+            out = nn_ir_add(c.g, op, ins, 2, &a, ag_loc);
+        } else {
+            NnId dy = in(&c, k->dt, ys, -1, 1);
+            NnAttr a = {.conv = cv, .shape = xs};
+            out = nn_ir_add(c.g, op, &dy, 1, &a, ag_loc);
+        }
+        char what[96];
+        snprintf(what, sizeof what, "%s case %zu", nn_op_name(op), i);
+        finish(&c, out, what);
+    }
+}
+
+static void b_pad(NnOp op)
+{
+    for (int dt = NN_DT_F32; dt <= NN_DT_I32; dt++) {
+        Case c;
+        start(&c);
+        NnId x = in(&c, (NnDType)dt, AG_SHAPE(3, 4, 5), -9, 9);
+        int64_t lo[3] = {1, 0, 2}, hi[3] = {0, 2, 17};
+        char what[64];
+        snprintf(what, sizeof what, "pad %s", nnrt_dtype_name((NnDType)dt));
+        finish(&c, nn_ir_pad(c.g, x, lo, hi, 3, ag_loc), what);
+    }
+}
+
+// (axis, start, stop, step) over x [4, 7, 21].
+static const int64_t slices[][4] = {{1, 1, 7, 2}, {2, 3, 21, 1}, {0, 2, 3, 1}, {2, 0, 20, 3}};
+
+static void b_slice(NnOp op)
+{
+    for (size_t i = 0; i < sizeof slices / sizeof slices[0]; i++) {
+        const int64_t *s = slices[i];
+        Case c;
+        start(&c);
+        NnShape xs = AG_SHAPE(4, 7, 21);
+        NnId out;
+        if (op == NN_OP_SLICE) {
+            out = nn_ir_slice(c.g, in(&c, NN_DT_F32, xs, -1, 1), (int)s[0], s[1], s[2], s[3],
+                              ag_loc);
+        } else {
+            NnShape ds = xs;
+            ds.dim[s[0]] = (s[2] - s[1] + s[3] - 1) / s[3];
+            NnId dy = in(&c, NN_DT_F32, ds, -1, 1);
+            NnAttr a = {.shape = xs, .axis = (int)s[0], .start = s[1], .stop = s[2], .step = s[3]};
+            out = nn_ir_add(c.g, op, &dy, 1, &a, ag_loc);
+        }
+        char what[64];
+        snprintf(what, sizeof what, "%s case %zu", nn_op_name(op), i);
+        finish(&c, out, what);
+    }
+}
+
+static void b_concat(NnOp op)
+{
+    for (int axis = 0; axis < 3; axis++) {
+        Case c;
+        start(&c);
+        NnId xs[3];
+        for (int k = 0; k < 3; k++) {
+            int64_t d[3] = {2, 3, 19};
+            d[axis] += k;
+            xs[k] = in(&c, NN_DT_F32, ag_shape(3, d), -1, 1);
+        }
+        char what[64];
+        snprintf(what, sizeof what, "concat axis %d", axis);
+        finish(&c, nn_ir_concat(c.g, xs, 3, axis, ag_loc), what);
+    }
+}
+
+// conv + bias (+ batch norm in evaluation) + relu through the pass pipeline:
+// the epilogue rides on the convolution's tiles (flat: per-channel values) or
+// goes element by element (a leaf that varies along W only).
+static void conv_fused(bool flat)
+{
+    Case c;
+    start(&c);
+    NnConv2d cv = {.kernel = {3, 3}, .stride = {1, 1}, .dilation = {1, 1}, .pad = {1, 1, 1, 1},
+                   .groups = 1};
+    NnId x = in(&c, NN_DT_F32, AG_SHAPE(3, 5, 9, 11), -1, 1);
+    NnId w = in(&c, NN_DT_F32, AG_SHAPE(10, 5, 3, 3), -1, 1);
+    NnId b = in(&c, NN_DT_F32, flat ? AG_SHAPE(10, 1, 1) : AG_SHAPE(11), -1, 1);
+    NnId h = nn_ir_conv2d(c.g, x, w, &cv, ag_loc);
+    h = nn_ir_binary(c.g, NN_OP_ADD, h, b, ag_loc);
+    if (flat) {
+        // Batch norm in evaluation: per-channel statistics and affine, elementwise.
+        NnId mean = in(&c, NN_DT_F32, AG_SHAPE(10, 1, 1), -1, 1);
+        NnId var = in(&c, NN_DT_F32, AG_SHAPE(10, 1, 1), 0.5, 2);
+        NnId gamma = in(&c, NN_DT_F32, AG_SHAPE(10, 1, 1), 0.5, 1.5);
+        NnId eps = nn_ir_const(c.g, 1e-5, NN_DT_F32, ag_loc);
+        NnId sd = nn_ir_unary(c.g, NN_OP_SQRT, nn_ir_binary(c.g, NN_OP_ADD, var, eps, ag_loc), ag_loc);
+        h = nn_ir_binary(c.g, NN_OP_SUB, h, mean, ag_loc);
+        h = nn_ir_binary(c.g, NN_OP_MUL, h, nn_ir_binary(c.g, NN_OP_DIV, gamma, sd, ag_loc), ag_loc);
+    }
+    h = nn_ir_binary(c.g, NN_OP_MAX, h, nn_ir_const(c.g, 0, NN_DT_F32, ag_loc), ag_loc);
+    nn_graph_add_output(c.g, "y", h);
+    c.g = nn_passes_run(c.g, NULL);
+    cr_expect(nn_graph_count_op(c.g, NN_OP_FUSED) == 1 &&
+                  nn_graph_count_op(c.g, NN_OP_CONV2D) == 0,
+              "expected the convolution fused with its epilogue");
+    char why[512] = "";
+    cr_expect(ag_run(c.g, c.in, &c.vars, 1e-5, why, sizeof why), "fused conv (flat %d): %s", flat,
+              why);
+    for (int i = 0; i < c.nin; i++)
+        nnrt_tensor_free(c.in[i]);
+    nnrt_vars_fini(&c.vars);
+    nn_graph_free(c.g);
+}
+
+// The gradients' epilogues: a relu mask and a residual on the data grad, an
+// SGD step on the filter grad, for c input channels (3: partial sums per image
+// chunk, then the epilogue in the summing kernel; 32: no chunks, the epilogue
+// on the register tiles).
+static void conv_fused_grads(int64_t ch)
+{
+    Case c;
+    start(&c);
+    NnConv2d cv = {.kernel = {3, 3}, .stride = {1, 1}, .dilation = {1, 1}, .pad = {1, 1, 1, 1},
+                   .groups = 1};
+    NnShape xs = AG_SHAPE(2, ch, 6, 7), ws = AG_SHAPE(5, ch, 3, 3);
+    NnId x = in(&c, NN_DT_F32, xs, -1, 1), w = in(&c, NN_DT_F32, ws, -1, 1);
+    NnId dy = in(&c, NN_DT_F32, AG_SHAPE(2, 5, 6, 7), -1, 1);
+    NnId res = in(&c, NN_DT_F32, xs, -1, 1);
+    NnId zero = nn_ir_const(c.g, 0, NN_DT_F32, ag_loc);
+    NnId dx = nn_ir_conv2d_bwd_data(c.g, dy, w, &xs, &cv, ag_loc);
+    dx = nn_ir_select(c.g, nn_ir_binary(c.g, NN_OP_GT, x, zero, ag_loc), dx, zero, ag_loc);
+    nn_graph_add_output(c.g, "dx", nn_ir_binary(c.g, NN_OP_ADD, dx, res, ag_loc));
+    NnId dw = nn_ir_conv2d_bwd_filter(c.g, x, dy, &ws, &cv, ag_loc);
+    NnId lr = nn_ir_const(c.g, 0.1, NN_DT_F32, ag_loc);
+    nn_graph_add_output(c.g, "w1",
+                        nn_ir_binary(c.g, NN_OP_SUB, w, nn_ir_binary(c.g, NN_OP_MUL, dw, lr, ag_loc),
+                                     ag_loc));
+    c.g = nn_passes_run(c.g, NULL);
+    cr_expect(nn_graph_count_op(c.g, NN_OP_FUSED) == 2 &&
+                  nn_graph_count_op(c.g, NN_OP_CONV2D_BWD_DATA) == 0 &&
+                  nn_graph_count_op(c.g, NN_OP_CONV2D_BWD_FILTER) == 0,
+              "expected both gradients fused with their epilogues");
+    char why[512] = "";
+    cr_expect(ag_run(c.g, c.in, &c.vars, 1e-5 * sqrt(84.0 / 64), why, sizeof why),
+              "fused conv grads (c %lld): %s", (long long)ch, why);
+    for (int i = 0; i < c.nin; i++)
+        nnrt_tensor_free(c.in[i]);
+    nnrt_vars_fini(&c.vars);
+    nn_graph_free(c.g);
+}
+
 typedef void (*Builder)(NnOp);
 static const Builder builders[NN_OP_COUNT] = {
     [NN_OP_INPUT] = b_source,        [NN_OP_PARAM] = b_source,      [NN_OP_STATE] = b_source,
@@ -388,6 +646,12 @@ static const Builder builders[NN_OP_COUNT] = {
     [NN_OP_REDUCE_MEAN] = b_reduce,  [NN_OP_REDUCE_MAX] = b_reduce, [NN_OP_LOGSUMEXP] = b_reduce,
     [NN_OP_MATMUL] = b_matmul,       [NN_OP_TAKE] = b_take,         [NN_OP_ONEHOT] = b_onehot,
     [NN_OP_ARGMAX] = b_argmax,       [NN_OP_FUSED] = b_fused,
+    [NN_OP_CONV2D] = b_conv,         [NN_OP_CONV2D_BWD_DATA] = b_conv,
+    [NN_OP_CONV2D_BWD_FILTER] = b_conv,
+    [NN_OP_MAX_POOL2D] = b_pool,     [NN_OP_MAX_POOL2D_BWD] = b_pool,
+    [NN_OP_AVG_POOL2D] = b_pool,     [NN_OP_AVG_POOL2D_BWD] = b_pool,
+    [NN_OP_PAD] = b_pad,             [NN_OP_SLICE] = b_slice,       [NN_OP_SLICE_BWD] = b_slice,
+    [NN_OP_CONCAT] = b_concat,
 };
 
 static void run_ops(int lo, int hi)
@@ -407,7 +671,20 @@ Test(llvm, ops_sources) { run_ops(0, NN_OP_NEG); }
 Test(llvm, ops_unary) { run_ops(NN_OP_NEG, NN_OP_ADD); }
 Test(llvm, ops_binary) { run_ops(NN_OP_ADD, NN_OP_RESHAPE); }
 Test(llvm, ops_layout_reduce) { run_ops(NN_OP_RESHAPE, NN_OP_MATMUL); }
-Test(llvm, ops_matmul_index_fused) { run_ops(NN_OP_MATMUL, NN_OP_COUNT); }
+Test(llvm, ops_matmul_index) { run_ops(NN_OP_MATMUL, NN_OP_ARGMAX + 1); }
+Test(llvm, ops_conv_layout) { run_ops(NN_OP_ARGMAX + 1, NN_OP_FUSED); }
+Test(llvm, ops_fused) { run_ops(NN_OP_FUSED, NN_OP_COUNT); }
+
+Test(llvm, conv_fused_epilogue)
+{
+#ifndef NN_WITH_LLVM
+    cr_skip_test("built without LLVM");
+#endif
+    conv_fused(true);
+    conv_fused(false);
+    conv_fused_grads(3);
+    conv_fused_grads(32);
+}
 
 Test(llvm, matmul_short_fused)
 {

@@ -190,6 +190,146 @@ Test(llvm, fusion_makes_one_kernel_per_group)
 #endif
 }
 
+// A small CNN: x[N,1,10,10] -> conv 3x3 pad 1 (4) + bias + relu -> max pool 2
+// -> conv 3x3 (6) + bias + relu -> avg pool 3 -> dense 5; cross-entropy, and
+// with train, SGD updates of all six parameters.
+typedef struct Cnn {
+    NnGraph *g;
+    NnId w[6];
+} Cnn;
+
+static const int64_t cnn_shapes[6][4] = {{4, 1, 3, 3}, {4, 1, 1}, {6, 4, 3, 3},
+                                         {6, 1, 1},    {6, 5},    {5}};
+static const int cnn_ranks[6] = {4, 3, 4, 3, 2, 1};
+
+static Cnn cnn(bool train)
+{
+    Cnn m = {.g = nn_graph_new()};
+    NnGraph *g = m.g;
+    int64_t n = nn_sym_dim(g, "N");
+    NnId x = ag_input(g, "x", NN_DT_F32, AG_SHAPE(n, 1, 10, 10));
+    NnId labels = ag_input(g, "labels", NN_DT_I32, AG_SHAPE(n));
+    const char *names[6] = {"c1.w", "c1.b", "c2.w", "c2.b", "d.w", "d.b"};
+    for (int k = 0; k < 6; k++)
+        m.w[k] = ag_param(g, names[k], ag_shape(cnn_ranks[k], cnn_shapes[k]));
+    NnConv2d same = {.stride = {1, 1}, .dilation = {1, 1}, .pad = {1, 1, 1, 1}, .groups = 1};
+    NnConv2d valid = {.stride = {1, 1}, .dilation = {1, 1}, .groups = 1};
+    NnConv2d pool2 = {.kernel = {2, 2}, .stride = {2, 2}, .dilation = {1, 1}, .groups = 1};
+    NnConv2d pool3 = {.kernel = {3, 3}, .stride = {3, 3}, .dilation = {1, 1}, .groups = 1};
+    NnId zero = nn_ir_const(g, 0, NN_DT_F32, ag_loc);
+    NnId h = nn_ir_binary(g, NN_OP_ADD, nn_ir_conv2d(g, x, m.w[0], &same, ag_loc), m.w[1], ag_loc);
+    h = nn_ir_pool2d(g, NN_OP_MAX_POOL2D, nn_ir_binary(g, NN_OP_MAX, h, zero, ag_loc), &pool2,
+                     ag_loc); // [N, 4, 5, 5]
+    h = nn_ir_binary(g, NN_OP_ADD, nn_ir_conv2d(g, h, m.w[2], &valid, ag_loc), m.w[3], ag_loc);
+    h = nn_ir_pool2d(g, NN_OP_AVG_POOL2D, nn_ir_binary(g, NN_OP_MAX, h, zero, ag_loc), &pool3,
+                     ag_loc); // [N, 6, 1, 1]
+    NnShape flat = AG_SHAPE(n, 6);
+    h = nn_ir_reshape(g, h, &flat, ag_loc);
+    NnId logits = nn_ir_binary(g, NN_OP_ADD, nn_ir_matmul(g, h, m.w[4], false, false, ag_loc),
+                               m.w[5], ag_loc);
+    NnId lse = nn_ir_reduce(g, NN_OP_LOGSUMEXP, logits, 2, false, ag_loc);
+    NnId ins[2] = {logits, labels};
+    NnAttr ta = {.axis = 1};
+    NnId ce = nn_ir_binary(g, NN_OP_SUB, lse, nn_ir_add(g, NN_OP_TAKE, ins, 2, &ta, ag_loc), ag_loc);
+    NnId loss = nn_ir_reduce(g, NN_OP_REDUCE_MEAN, ce, 1, false, ag_loc);
+    cr_assert(loss >= 0, "building the CNN: %s", g->err);
+    nn_graph_add_output(g, "loss", loss);
+    if (train) {
+        NnId grads[6];
+        cr_assert(nn_ad_grad(g, loss, m.w, 6, grads), "autodiff: %s", g->err);
+        NnId lr = nn_ir_const(g, 0.2, NN_DT_F32, ag_loc);
+        for (int k = 0; k < 6; k++) {
+            NnId step = nn_ir_binary(g, NN_OP_MUL, grads[k], lr, ag_loc);
+            nn_graph_add_update(g, m.w[k], nn_ir_binary(g, NN_OP_SUB, m.w[k], step, ag_loc));
+        }
+    }
+    return m;
+}
+
+static void cnn_vars(NnVars *v)
+{
+    const char *names[6] = {"c1.w", "c1.b", "c2.w", "c2.b", "d.w", "d.b"};
+    nnrt_vars_init(v);
+    for (int k = 0; k < 6; k++)
+        nnrt_vars_put(v, names[k],
+                      ag_tensor(NN_DT_F32, ag_shape(cnn_ranks[k], cnn_shapes[k]),
+                                20 + (uint64_t)k, -0.5, 0.5));
+}
+
+Test(llvm, cnn_training_steps_track_interp)
+{
+    NEED_LLVM();
+#ifdef NN_WITH_LLVM
+    Cnn m = cnn(true);
+    NnVars vi, vj;
+    cnn_vars(&vi);
+    cnn_vars(&vj);
+    NnExecOptions opt = {.threads = 2};
+    NnExec *xi = nn_backend_interp.prepare(m.g, &opt), *xj = nn_backend_jit.prepare(m.g, &opt);
+    cr_assert(xi && xj, "%s", nnrt_errmsg());
+    double first = 0, last = 0;
+    for (int step = 0; step < 15; step++) {
+        NnTensor *ins[2] = {ag_tensor(NN_DT_F32, AG_SHAPE(16, 1, 10, 10), 9, -1, 1),
+                            ag_tensor(NN_DT_I32, AG_SHAPE(16), 10, 0, 5)};
+        NnTensor *oi[1], *oj[1];
+        cr_assert_eq(nn_backend_interp.run(xi, &vi, ins, oi), NN_OK, "%s", nnrt_errmsg());
+        cr_assert_eq(nn_backend_jit.run(xj, &vj, ins, oj), NN_OK, "%s", nnrt_errmsg());
+        double li = nnrt_tensor_get(oi[0], 0), lj = nnrt_tensor_get(oj[0], 0);
+        cr_expect(fabs(li - lj) <= 1e-4 * fabs(li), "step %d: loss jit %g interp %g", step, lj, li);
+        if (step == 0)
+            first = lj;
+        last = lj;
+        nnrt_tensor_free(ins[0]);
+        nnrt_tensor_free(ins[1]);
+    }
+    cr_expect(last < first * 0.9, "the JIT-trained loss should fall: %g -> %g", first, last);
+    char why[256];
+    for (int k = 0; k < vi.count; k++)
+        cr_expect(ag_close(vj.tensors[k], vi.tensors[k], 1e-4, why, sizeof why), "%s: %s",
+                  vi.names[k], why);
+    nn_backend_interp.free(xi);
+    nn_backend_jit.free(xj);
+    nnrt_vars_fini(&vi);
+    nnrt_vars_fini(&vj);
+    nn_graph_free(m.g);
+#endif
+}
+
+// The CNN step's kernels: bias + relu ride on each forward convolution, the
+// relu masks and SGD updates on the gradient convolutions; losing any of
+// that fusion adds kernels and fails here.
+#define CNN_STEP_KERNELS 37 // 69 without fusion
+Test(llvm, cnn_step_kernel_count)
+{
+    NEED_LLVM();
+#ifdef NN_WITH_LLVM
+    Cnn m = cnn(true);
+    NnVars v;
+    cnn_vars(&v);
+    NnTensor *ins[2] = {ag_tensor(NN_DT_F32, AG_SHAPE(8, 1, 10, 10), 9, -1, 1),
+                        ag_tensor(NN_DT_I32, AG_SHAPE(8), 10, 0, 5)};
+    NnExecOptions opt = {.threads = 1};
+    NnExec *x = nn_backend_jit.prepare(m.g, &opt);
+    cr_assert(x, "%s", nnrt_errmsg());
+    NnTensor *out[1];
+    cr_assert_eq(nn_backend_jit.run(x, &v, ins, out), NN_OK, "%s", nnrt_errmsg());
+    int fused = nn_llvm_kernel_count(x);
+    nn_backend_jit.free(x);
+    setenv("NN_JIT_NOFUSE", "1", 1);
+    x = nn_backend_jit.prepare(m.g, &opt);
+    cr_assert_eq(nn_backend_jit.run(x, &v, ins, out), NN_OK, "%s", nnrt_errmsg());
+    int unfused = nn_llvm_kernel_count(x);
+    unsetenv("NN_JIT_NOFUSE");
+    nn_backend_jit.free(x);
+    cr_expect_leq(fused, CNN_STEP_KERNELS, "got %d kernels (unfused %d)", fused, unfused);
+    cr_expect_gt(unfused, fused + 20, "fusion should save kernels: %d vs %d", fused, unfused);
+    nnrt_tensor_free(ins[0]);
+    nnrt_tensor_free(ins[1]);
+    nnrt_vars_fini(&v);
+    nn_graph_free(m.g);
+#endif
+}
+
 Test(llvm, matmul_1024_matches_naive_reference)
 {
     NEED_LLVM();

@@ -3,7 +3,9 @@
 // line the error is reported at (`# expect error@+1: TEXT` for the next line,
 // `@-1` for the previous). Every expected error must appear as
 // `FILE:LINE:COL: error: ...TEXT...` followed by the source line and a caret,
-// with no other errors. The syntax corpus tests/bad/*.nn must fail cleanly
+// with no other errors. Notes work the same way (`# expect note: TEXT`): every
+// note located in the file must be marked, and must come after its error
+// (notes in other files, such as the stdlib, are not checked). The syntax corpus tests/bad/*.nn must fail cleanly
 // (exit 1, an error, no crash, no hang).
 #define _GNU_SOURCE // asprintf, strndup in testutil.h
 #include <criterion/criterion.h>
@@ -46,12 +48,13 @@ static int list_nn(const char *dir, char **names)
 }
 
 typedef struct Expect {
+    bool note; // `# expect note`, else an error
     int line;
     char text[256];
     bool seen;
 } Expect;
 
-// Reads the `# expect error[@+-N]: TEXT` markers of a file.
+// Reads the `# expect error|note[@+-N]: TEXT` markers of a file.
 static int read_expects(const char *path, Expect *ex)
 {
     char *src = tu_read_file(path);
@@ -61,9 +64,12 @@ static int read_expects(const char *path, Expect *ex)
         char *e = strchr(l, '\n');
         if (e)
             *e = 0;
-        char *m = strstr(l, "# expect error");
+        char *m = strstr(l, "# expect error"), *note = strstr(l, "# expect note");
+        if (note && (!m || note < m))
+            m = note;
         if (m && n < MAX_EXPECT) {
-            m += strlen("# expect error");
+            ex[n].note = m == note;
+            m += strlen(m == note ? "# expect note" : "# expect error");
             int off = 0;
             if (*m == '@')
                 off = (int)strtol(m + 1, &m, 10);
@@ -128,8 +134,10 @@ static bool is_quote(const char *l)
 static void check_file(const char *path, char **report)
 {
     Expect ex[MAX_EXPECT];
-    int nex = read_expects(path, ex);
-    if (nex == 0) {
+    int nex = read_expects(path, ex), nnotes = 0;
+    for (int k = 0; k < nex; k++)
+        nnotes += ex[k].note;
+    if (nex == nnotes) {
         fail(report, "%s: no '# expect error' markers", path);
         return;
     }
@@ -143,41 +151,48 @@ static void check_file(const char *path, char **report)
     char *lines[512];
     int nl = split_lines(copy, lines, 512);
     size_t plen = strlen(path);
-    int nerr = 0;
+    int nerr = 0, nnote = 0;
     for (int i = 0; i < nl; i++) {
         const char *l = lines[i];
-        if (is_quote(l) || !strstr(l, "error:"))
+        bool is_note = strstr(l, ": note: ") && !strncmp(l, path, plen) && l[plen] == ':';
+        if (is_quote(l) || (!strstr(l, "error:") && !is_note))
             continue;
-        nerr++;
+        if (is_note && nerr == 0)
+            fail(report, "%s: a note before any error: %s", path, l);
+        *(is_note ? &nnote : &nerr) += 1;
         int line = 0, col = 0, used = 0;
-        if (strncmp(l, path, plen) || sscanf(l + plen, ":%d:%d: error: %n", &line, &col, &used) < 2
-            || !used) {
+        const char *form = is_note ? ":%d:%d: note: %n" : ":%d:%d: error: %n";
+        if (strncmp(l, path, plen) || sscanf(l + plen, form, &line, &col, &used) < 2 || !used) {
             fail(report, "%s: error without a location in this file: %s", path, l);
             continue;
         }
         const char *msg = l + plen + used;
         bool matched = false;
         for (int k = 0; k < nex && !matched; k++)
-            if (!ex[k].seen && ex[k].line == line && strstr(msg, ex[k].text))
+            if (!ex[k].seen && ex[k].note == is_note && ex[k].line == line &&
+                strstr(msg, ex[k].text))
                 matched = ex[k].seen = true;
         if (!matched)
-            fail(report, "%s: unexpected error: %s", path, l);
+            fail(report, "%s: unexpected %s: %s", path, is_note ? "note" : "error", l);
         // Source line ("  12 | text") and caret line ("     |    ^~~").
         char want[32];
         snprintf(want, sizeof want, "%d | ", line);
         if (i + 2 >= nl || !strstr(lines[i + 1], want) || !strchr(lines[i + 2], '|') ||
             !strchr(lines[i + 2], '^'))
-            fail(report, "%s: error at line %d lacks its source line and caret", path, line);
+            fail(report, "%s: %s at line %d lacks its source line and caret", path,
+                 is_note ? "note" : "error", line);
         else if (strchr(lines[i + 2], '^') - strchr(lines[i + 2], '|') != col + 1)
             fail(report, "%s: caret not under column %d:\n%s\n%s", path, col, lines[i + 1],
                  lines[i + 2]);
     }
     for (int k = 0; k < nex; k++)
         if (!ex[k].seen)
-            fail(report, "%s:%d: expected error containing '%s' not reported", path, ex[k].line,
-                 ex[k].text);
-    if (nerr != nex)
-        fail(report, "%s: %d errors reported, %d expected", path, nerr, nex);
+            fail(report, "%s:%d: expected %s containing '%s' not reported", path, ex[k].line,
+                 ex[k].note ? "note" : "error", ex[k].text);
+    if (nerr != nex - nnotes)
+        fail(report, "%s: %d errors reported, %d expected", path, nerr, nex - nnotes);
+    if (nnote != nnotes)
+        fail(report, "%s: %d notes reported, %d expected", path, nnote, nnotes);
     if (*report && strstr(*report, path))
         fail(report, "--- output of nnc check %s:\n%s", path, out);
     free(copy);
@@ -208,10 +223,14 @@ Test(diag, markers_parse)
     char *p = tu_write_temp(".nn", "a  # expect error: one\n"
                                    "# expect error@+1: two  \n"
                                    "b\n"
-                                   "c  # expect error@-2: three\n");
+                                   "c  # expect error@-2: three\n"
+                                   "d  # expect note@-1: four\n");
     Expect ex[MAX_EXPECT];
     int n = read_expects(p, ex);
-    cr_assert_eq(n, 3);
+    cr_assert_eq(n, 4);
+    cr_assert(!ex[0].note && !ex[2].note && ex[3].note);
+    cr_assert_eq(ex[3].line, 4);
+    cr_assert_str_eq(ex[3].text, "four");
     cr_assert_eq(ex[0].line, 1);
     cr_assert_str_eq(ex[0].text, "one");
     cr_assert_eq(ex[1].line, 3);
@@ -247,4 +266,112 @@ Test(diag, syntax_corpus_fails_cleanly)
         free(names[i]);
     }
     cr_assert(!report, "%s", report);
+}
+
+// Counts the lines of `out` that start with `prefix`.
+static int count_prefix(const char *out, const char *prefix)
+{
+    int n = 0;
+    size_t len = strlen(prefix);
+    for (const char *l = out; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        n += !strncmp(l, prefix, len);
+    return n;
+}
+
+// An error inside a library function (integer labels handed to mse) is reported
+// in stdlib/losses.nn, then a note with source line and caret leads back to the
+// user's line that called it.
+Test(diag, library_error_notes_the_call)
+{
+    char *p = tu_write_temp(".nn", "import std\n"
+                                   "data d {\n"
+                                   "    x = [[0, 0], [0, 1], [1, 0], [1, 1]]\n"
+                                   "    y = i32([0, 1, 1, 0])\n"
+                                   "}\n"
+                                   "model net(x: f32[N, 2]) -> f32[N, 3] {\n"
+                                   "    return x |> dense(3)\n"
+                                   "}\n"
+                                   "train net on d {\n"
+                                   "    loss = mse(output, y)\n"
+                                   "    optimizer = adam()\n"
+                                   "}\n");
+    char *out = NULL;
+    int rc = tu_nnc_run(&out, "check %s", p);
+    cr_assert_eq(rc, 1, "%s", out);
+    const char *err = strstr(out, "stdlib/losses.nn:");
+    cr_assert(err && strstr(err, ": error: cannot subtract i32[N] from f32[N, 3]"), "%s", out);
+    char want[600];
+    snprintf(want, sizeof want,
+             "%s:10:12: note: in call to 'mse' from here\n"
+             "   10 |     loss = mse(output, y)\n"
+             "      |            ^~~~~~~~~~~~~~\n", p);
+    const char *note = strstr(out, want);
+    cr_assert(note && note > err, "no note at the call, after the error:\n%s", out);
+    cr_assert_eq(count_prefix(out, p), 1, "one note, in the user's file only:\n%s", out);
+    unlink(p);
+    free(p);
+    free(out);
+}
+
+// The chain has one note per frame: a stdlib function called from a library
+// the user imports, called from the user's file, gets a note in each.
+Test(diag, call_chain_through_an_import)
+{
+    char *lib = tu_write_temp(".nn", "import std\n"
+                                     "loss wrapped(a, b) = mse(a, b)\n");
+    const char *base = strrchr(lib, '/') + 1;
+    char text[1024];
+    snprintf(text, sizeof text, "import \"%s\"\n"
+                                "data d {\n"
+                                "    x = [[0, 0], [0, 1]]\n"
+                                "    y = i32([0, 1])\n"
+                                "}\n"
+                                "model net(x: f32[N, 2]) -> f32[N, 3] {\n"
+                                "    return x |> dense(3)\n"
+                                "}\n"
+                                "train net on d {\n"
+                                "    loss = wrapped(output, y)\n"
+                                "    optimizer = sgd()\n"
+                                "}\n", base);
+    char *p = tu_write_temp(".nn", text);
+    char *out = NULL;
+    cr_assert_eq(tu_nnc_run(&out, "check %s", p), 1, "%s", out);
+    char in_lib[600], in_user[600];
+    snprintf(in_lib, sizeof in_lib, "%s:2:22: note: in call to 'mse' from here", lib);
+    snprintf(in_user, sizeof in_user, "%s:10:12: note: in call to 'wrapped' from here", p);
+    const char *a = strstr(out, in_lib), *b = strstr(out, in_user);
+    cr_assert(a && b && a < b, "expected the notes in call order:\n%s", out);
+    unlink(p);
+    unlink(lib);
+    free(p);
+    free(lib);
+    free(out);
+}
+
+// The optimizer's body runs per parameter, not through a call; an error in it
+// still leads back to the train block's `optimizer = ...` line.
+Test(diag, optimizer_error_notes_the_setting)
+{
+    char *p = tu_write_temp(".nn", "import std\n"
+                                   "data d {\n"
+                                   "    x = [[0, 0], [0, 1]]\n"
+                                   "    y = [[0], [1]]\n"
+                                   "}\n"
+                                   "model net(x: f32[N, 2]) -> f32[N, 1] {\n"
+                                   "    return x |> dense(1)\n"
+                                   "}\n"
+                                   "train net on d {\n"
+                                   "    loss = mse(output, y)\n"
+                                   "    optimizer = adam(beta1 = [1, 2])\n"
+                                   "}\n");
+    char *out = NULL;
+    cr_assert_eq(tu_nnc_run(&out, "check %s", p), 1, "%s", out);
+    const char *err = strstr(out, "stdlib/optimizers.nn:");
+    char want[600];
+    snprintf(want, sizeof want, "%s:11:17: note: in call to 'adam' from here\n", p);
+    const char *note = strstr(out, want);
+    cr_assert(err && strstr(err, ": error: ") && note && note > err, "%s", out);
+    unlink(p);
+    free(p);
+    free(out);
 }

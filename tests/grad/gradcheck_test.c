@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "autodiff.h"
 #include "backend.h"
@@ -230,6 +231,176 @@ static NnId take(Ctx *c, NnOp op, int v)
     return nn_ir_add(c->g, NN_OP_TAKE, in, 2, &a, L);
 }
 
+// ---- convolution, pooling and axis layout ----
+
+// Convolution variants, as {x, w, stride h, w, pad t, l, b, r, dilation h, w,
+// groups}: plain; stride 2 with padding; dilation with asymmetric padding;
+// groups; depthwise with "same" padding; symbolic batch; a stride that leaves
+// a remainder (the data gradient's output padding).
+static const struct ConvCase {
+    const char *x, *w;
+    int stride[2], pad[4], dil[2], groups;
+} conv_cases[] = {
+    {"1,2,5,5", "3,2,3,3", {1, 1}, {0, 0, 0, 0}, {1, 1}, 1},
+    {"2,2,5,6", "2,2,3,3", {2, 2}, {1, 1, 1, 1}, {1, 1}, 1},
+    {"1,2,6,6", "2,2,2,3", {1, 2}, {0, 1, 1, 0}, {2, 2}, 1},
+    {"1,4,5,5", "4,2,3,3", {2, 1}, {1, 1, 1, 1}, {1, 1}, 2},
+    {"1,3,5,5", "3,1,3,3", {1, 1}, {1, 1, 1, 1}, {1, 1}, 3},
+    {"N=2,2,4,4", "3,2,3,3", {1, 1}, {1, 1, 1, 1}, {1, 1}, 1},
+    {"1,2,6,7", "2,2,3,3", {2, 3}, {0, 0, 0, 0}, {1, 1}, 1},
+};
+
+static NnConv2d conv_geom(const struct ConvCase *k)
+{
+    NnConv2d c = {.groups = k->groups};
+    memcpy(c.stride, k->stride, sizeof c.stride);
+    memcpy(c.pad, k->pad, sizeof c.pad);
+    memcpy(c.dilation, k->dil, sizeof c.dilation);
+    return c;
+}
+
+static NnId conv2d(Ctx *c, NnOp op, int v)
+{
+    const struct ConvCase *k = &conv_cases[v];
+    NnConv2d geom = conv_geom(k);
+    NnId x = var(c, k->x, R_ANY, true), w = var(c, k->w, R_ANY, true);
+    return nn_ir_conv2d(c->g, x, w, &geom, L);
+}
+
+// The data gradient as the forward op: dy and w vary, the image shape is the
+// case's x (variants as conv_cases); variant 7 is a transposed convolution
+// with output padding, 8 a grouped one.
+static NnId conv2d_bwd_data(Ctx *c, NnOp op, int v)
+{
+    if (v >= 7) {
+        NnConv2d geom = {.stride = {2, 2}, .pad = {1, 0, 1, 0}, .outpad = {1, 0},
+                         .groups = v == 8 ? 2 : 1};
+        NnId x = var(c, "1,4,3,3", R_ANY, true);
+        NnId w = var(c, v == 8 ? "4,1,3,2" : "4,2,3,2", R_ANY, true);
+        return nn_ir_conv_transpose2d(c->g, x, w, &geom, L);
+    }
+    const struct ConvCase *k = &conv_cases[v];
+    NnConv2d geom = conv_geom(k);
+    NnGraph *g = c->g;
+    // Shapes from a forward node that stays unused.
+    NnId x0 = var(c, k->x, R_ANY, false), w = var(c, k->w, R_ANY, true);
+    NnId y0 = nn_ir_conv2d(g, x0, w, &geom, L);
+    cr_assert(y0 >= 0, "%s", g->err);
+    NnShape ys = g->nodes[y0].shape, xs = g->nodes[x0].shape;
+    NnId dy = var_shape(c, &ys, NN_DT_F64, R_ANY, true);
+    return nn_ir_conv2d_bwd_data(g, dy, w, &xs, &geom, L);
+}
+
+static NnId conv2d_bwd_filter(Ctx *c, NnOp op, int v)
+{
+    const struct ConvCase *k = &conv_cases[v];
+    NnConv2d geom = conv_geom(k);
+    NnGraph *g = c->g;
+    NnId x = var(c, k->x, R_ANY, true), w0 = var(c, k->w, R_ANY, false);
+    NnId y0 = nn_ir_conv2d(g, x, w0, &geom, L);
+    cr_assert(y0 >= 0, "%s", g->err);
+    NnShape ys = g->nodes[y0].shape, ws = g->nodes[w0].shape;
+    NnId dy = var_shape(c, &ys, NN_DT_F64, R_ANY, true);
+    return nn_ir_conv2d_bwd_filter(g, x, dy, &ws, &geom, L);
+}
+
+// Pooling variants: 2x2 stride 2; 3x3 stride 2 padded (windows overlap);
+// 2x3 stride 1 dilated, symbolic batch.
+static const struct PoolCase {
+    const char *x;
+    int kernel[2], stride[2], pad[4], dil[2];
+} pool_cases[] = {
+    {"2,2,4,6", {2, 2}, {2, 2}, {0, 0, 0, 0}, {1, 1}},
+    {"1,2,5,5", {3, 3}, {2, 2}, {1, 1, 1, 1}, {1, 1}},
+    {"N=2,1,5,6", {2, 3}, {1, 1}, {0, 1, 1, 0}, {2, 1}},
+};
+
+static NnConv2d pool_geom(const struct PoolCase *k)
+{
+    NnConv2d c = {.groups = 1};
+    memcpy(c.kernel, k->kernel, sizeof c.kernel);
+    memcpy(c.stride, k->stride, sizeof c.stride);
+    memcpy(c.pad, k->pad, sizeof c.pad);
+    memcpy(c.dilation, k->dil, sizeof c.dilation);
+    return c;
+}
+
+static NnId pool2d(Ctx *c, NnOp op, int v)
+{
+    NnConv2d geom = pool_geom(&pool_cases[v]);
+    return nn_ir_pool2d(c->g, op, var(c, pool_cases[v].x, R_ANY, true), &geom, L);
+}
+
+static NnId avg_pool2d_bwd(Ctx *c, NnOp op, int v)
+{
+    NnConv2d geom = pool_geom(&pool_cases[v]);
+    NnId x0 = var(c, pool_cases[v].x, R_ANY, false);
+    NnId y0 = nn_ir_pool2d(c->g, NN_OP_AVG_POOL2D, x0, &geom, L);
+    cr_assert(y0 >= 0, "%s", c->g->err);
+    NnShape ys = c->g->nodes[y0].shape;
+    NnAttr a = {.conv = c->g->nodes[y0].attr.conv, .shape = c->g->nodes[x0].shape};
+    NnId dy = var_shape(c, &ys, NN_DT_F64, R_ANY, true);
+    return nn_ir_add(c->g, NN_OP_AVG_POOL2D_BWD, &dy, 1, &a, L);
+}
+
+// Variants: three axes padded unevenly; a symbolic batch left unpadded.
+static NnId pad(Ctx *c, NnOp op, int v)
+{
+    int64_t lo[2][NN_MAX_RANK] = {{1, 0, 2}, {0, 1, 1}};
+    int64_t hi[2][NN_MAX_RANK] = {{0, 2, 1}, {0, 0, 2}};
+    NnId x = var(c, v ? "N=2,3,2" : "2,3,2", R_ANY, true);
+    return nn_ir_pad(c->g, x, lo[v], hi[v], v ? 0.5 : 0, L);
+}
+
+// Variants as {spec, axis, start, stop, step}.
+static const struct SliceCase {
+    const char *x;
+    int axis;
+    int64_t start, stop, step;
+} slice_cases[] = {
+    {"3,7,2", 1, 1, 7, 2},
+    {"4,3", 0, 0, 3, 1},
+    {"N=2,5", 1, 2, 3, 1},
+};
+
+static NnId slice(Ctx *c, NnOp op, int v)
+{
+    const struct SliceCase *k = &slice_cases[v];
+    NnId x = var(c, k->x, R_ANY, true);
+    return nn_ir_slice(c->g, x, k->axis, k->start, k->stop, k->step, L);
+}
+
+static NnId slice_bwd(Ctx *c, NnOp op, int v)
+{
+    const struct SliceCase *k = &slice_cases[v];
+    NnId x0 = var(c, k->x, R_ANY, false);
+    NnId y0 = nn_ir_slice(c->g, x0, k->axis, k->start, k->stop, k->step, L);
+    cr_assert(y0 >= 0, "%s", c->g->err);
+    NnShape ys = c->g->nodes[y0].shape;
+    NnAttr a = {.shape = c->g->nodes[x0].shape, .axis = k->axis, .start = k->start,
+                .stop = k->stop, .step = k->step};
+    NnId dy = var_shape(c, &ys, NN_DT_F64, R_ANY, true);
+    return nn_ir_add(c->g, NN_OP_SLICE_BWD, &dy, 1, &a, L);
+}
+
+// Variants: three operands along the middle axis; two along axis 0; one
+// operand used twice with a symbolic batch.
+static NnId concat(Ctx *c, NnOp op, int v)
+{
+    if (v == 0) {
+        NnId xs[3] = {var(c, "2,1,3", R_ANY, true), var(c, "2,4,3", R_ANY, true),
+                      var(c, "2,2,3", R_ANY, true)};
+        return nn_ir_concat(c->g, xs, 3, 1, L);
+    }
+    if (v == 1) {
+        NnId xs[2] = {var(c, "3,2", R_ANY, true), var(c, "1,2", R_ANY, true)};
+        return nn_ir_concat(c->g, xs, 2, 0, L);
+    }
+    NnId x = var(c, "N=2,3", R_ANY, true);
+    NnId xs[2] = {x, x};
+    return nn_ir_concat(c->g, xs, 2, 1, L);
+}
+
 #define BIN(OP)                                                                                    \
     {OP, "same shape", binary, 0, 0, 0}, {OP, "trailing broadcast", binary, 1, 0, 0},             \
         {OP, "both broadcast", binary, 2, 0, 0}, {OP, "symbolic batch", binary, 3, 0, 0},          \
@@ -237,6 +408,15 @@ static NnId take(Ctx *c, NnOp op, int v)
 #define RED(OP)                                                                                    \
     {OP, "one axis", reduce, 0, 0, 0}, {OP, "two axes kept", reduce, 1, 0, 0},                     \
         {OP, "all axes", reduce, 2, 0, 0}, {OP, "symbolic axis", reduce, 3, 0, 0}
+
+#define CONV(OP, FN)                                                                               \
+    {OP, "plain", FN, 0, 0, 0}, {OP, "stride 2, padded", FN, 1, 0, 0},                             \
+        {OP, "dilated, asymmetric padding", FN, 2, 0, 0}, {OP, "groups 2", FN, 3, 0, 0},           \
+        {OP, "depthwise, same padding", FN, 4, 0, 0}, {OP, "symbolic batch", FN, 5, 0, 0},         \
+        {OP, "stride remainder", FN, 6, 0, 0}
+#define POOL(OP, FN)                                                                               \
+    {OP, "2x2 stride 2", FN, 0, 0, 0}, {OP, "3x3 stride 2 padded", FN, 1, 0, 0},                   \
+        {OP, "dilated, symbolic batch", FN, 2, 0, 0}
 
 static const Recipe recipes[] = {
     {NN_OP_NEG, "3x4", unary_any, 0, 0, 0},
@@ -271,6 +451,23 @@ static const Recipe recipes[] = {
     {NN_OP_MATMUL, "symbolic batch", matmul, 4, 0, 0},
     {NN_OP_TAKE, "labels", take, 0, 0, 0},
     {NN_OP_TAKE, "symbolic batch", take, 1, 0, 0},
+    CONV(NN_OP_CONV2D, conv2d), CONV(NN_OP_CONV2D_BWD_DATA, conv2d_bwd_data),
+    CONV(NN_OP_CONV2D_BWD_FILTER, conv2d_bwd_filter),
+    {NN_OP_CONV2D_BWD_DATA, "transposed, output padding", conv2d_bwd_data, 7, 0, 0},
+    {NN_OP_CONV2D_BWD_DATA, "transposed, groups", conv2d_bwd_data, 8, 0, 0},
+    POOL(NN_OP_MAX_POOL2D, pool2d), POOL(NN_OP_AVG_POOL2D, pool2d),
+    POOL(NN_OP_AVG_POOL2D_BWD, avg_pool2d_bwd),
+    {NN_OP_PAD, "three axes", pad, 0, 0, 0},
+    {NN_OP_PAD, "symbolic batch", pad, 1, 0, 0},
+    {NN_OP_SLICE, "step 2", slice, 0, 0, 0},
+    {NN_OP_SLICE, "axis 0", slice, 1, 0, 0},
+    {NN_OP_SLICE, "symbolic batch", slice, 2, 0, 0},
+    {NN_OP_SLICE_BWD, "step 2", slice_bwd, 0, 0, 0},
+    {NN_OP_SLICE_BWD, "axis 0", slice_bwd, 1, 0, 0},
+    {NN_OP_SLICE_BWD, "symbolic batch", slice_bwd, 2, 0, 0},
+    {NN_OP_CONCAT, "three operands", concat, 0, 0, 0},
+    {NN_OP_CONCAT, "axis 0", concat, 1, 0, 0},
+    {NN_OP_CONCAT, "same operand twice", concat, 2, 0, 0},
 };
 #define NRECIPES ((int)(sizeof recipes / sizeof recipes[0]))
 

@@ -151,6 +151,8 @@ Test(data, dataset_from_idx_pair)
     cr_assert_eq(ds.count, 4);
     cr_assert_eq(ds.num_classes, 3);
     cr_assert(ds.img_h == 3 && ds.img_w == 3);
+    cr_assert(ds.x->rank == 4 && ds.x->shape[0] == 4 && ds.x->shape[1] == 1 &&
+              ds.x->shape[2] == 3 && ds.x->shape[3] == 3, "images are NCHW [4, 1, 3, 3]");
     nnrt_dataset_flatten(&ds);
     nnrt_dataset_scale(&ds, 1.0 / 255);
     cr_assert(ds.x->rank == 2 && ds.x->shape[1] == 9);
@@ -168,7 +170,8 @@ Test(data, fashion_mnist_real_files)
     nnrt_dataset_init(&ds);
     cr_assert_eq(nnrt_dataset_load_idx(&ds, img, lab), NN_OK, "%s", nnrt_errmsg());
     cr_assert_eq(ds.count, 10000);
-    cr_assert(ds.x->shape[1] == 28 && ds.x->shape[2] == 28);
+    cr_assert(ds.x->rank == 4 && ds.x->shape[1] == 1 && ds.x->shape[2] == 28 &&
+              ds.x->shape[3] == 28);
     cr_assert_eq(ds.num_classes, 10);
     // The first test label of Fashion-MNIST is 9 (ankle boot).
     cr_assert_eq(((int32_t *)ds.y->data)[0], 9);
