@@ -20,6 +20,8 @@ typedef struct NnOptions {
     int64_t count;           // sample --count (0: the default)
     double temperature;      // sample --temperature, >= 0 (0: always the likeliest)
     bool has_temperature;
+    const char *judge;       // sample --judge: a classifier's .nn file
+    const char *judge_weights; // sample --judge-weights: its checkpoint
     bool resume, quiet, verbose, has_seed;
     uint64_t seed;
     int threads;
@@ -76,5 +78,7 @@ int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o);
 // first train block's data come from text(...).
 bool nn_sample_wants_text(const NnProgram *p);
 int nn_cmd_sample_text(NnCtx *c, const NnProgram *p, NnOptions *o);
+// `nnc sample`: pictures of what a trained generator makes (driver_sample.c).
+int nn_cmd_sample(NnCtx *c, const NnProgram *p, NnOptions *o);
 
 #endif

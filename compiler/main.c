@@ -20,7 +20,12 @@ static const char usage[] =
     "  eval FILE --weights W   evaluate saved weights on the test split\n"
     "  augment FILE -o OUT     write a grid of augmented training images (.png or .pgm)\n"
     "  sample FILE --weights W [--count N] [--temperature T]\n"
-    "                          print text a trained language model makes (text() data)\n"
+    "                          a language model (text() data): print generated lines\n"
+    "  sample FILE --weights W -o OUT.png (a generator)\n"
+    "                          picture a trained generator's samples (image grid, or\n"
+    "                          points over the data with the modes covered)\n"
+    "                          --judge C.nn --judge-weights CW: classify the images\n"
+    "                          with the trained classifier of C.nn\n"
     "\n"
     "options (a long option's value may also follow '=': --seed=5):\n"
     "  --backend jit|interp    how graphs run (default: jit when built with LLVM)\n"
@@ -33,8 +38,8 @@ static const char usage[] =
     "  --threads N             worker threads (default: all cores)\n"
     "  --no-pass=NAME          skip an optimization pass (%s)\n"
     "  --dump=NAME             print the graph after pass NAME to stderr\n"
-    "  -o FILE                 output image (augment)\n"
-    "  --count N               lines to sample (default 20)\n"
+    "  -o FILE                 output image (augment, sample)\n"
+    "  --count N               lines to sample (language models; default 20)\n"
     "  --temperature T         sampling temperature, 0 to 100 (default 1; 0: greedy)\n"
     "  -q, --quiet             no progress or summaries\n"
     "  -v, --verbose           report compile times and kernel counts\n"
@@ -55,6 +60,12 @@ static bool augment_extension_ok(const char *path)
 {
     size_t len = strlen(path);
     return len > 4 && (!strcmp(path + len - 4, ".png") || !strcmp(path + len - 4, ".pgm"));
+}
+
+static bool png_extension_ok(const char *path)
+{
+    size_t len = strlen(path);
+    return len > 4 && !strcmp(path + len - 4, ".png");
 }
 
 const NnBackend *nn_driver_backend(const NnOptions *o)
@@ -122,7 +133,9 @@ static const OptionUse option_uses[] = {
     {"--threads", " train eval sample "},
     {"--no-pass", " ir train eval sample "},
     {"--dump", " ir train eval sample "},
-    {"-o", " augment "},
+    {"-o", " augment sample "},
+    {"--judge", " sample "},
+    {"--judge-weights", " sample "},
     {"--count", " sample "},
     {"--temperature", " sample "},
 };
@@ -218,6 +231,11 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
                 return usage_error("option '%s' expects a file name", a);
             o->weights = next;
             o->resume = !strcmp(a, "--resume");
+        } else if (!strcmp(a, "--judge") || !strcmp(a, "--judge-weights")) {
+            VALUE();
+            if (!*next)
+                return usage_error("option '%s' expects a file name", a);
+            *(!strcmp(a, "--judge") ? &o->judge : &o->judge_weights) = next;
         } else if (!strcmp(arg, "-o")) {
             VALUE();
             if (!*next)
@@ -322,6 +340,16 @@ int main(int argc, char **argv)
         usage_error("'%s' needs --weights FILE", cmd);
         goto out;
     }
+    if (!strcmp(cmd, "sample") && !o.judge != !o.judge_weights) {
+        usage_error("--judge and --judge-weights go together%s", "");
+        goto out;
+    }
+    // Whether sample needs -o depends on the model (a generator's picture or
+    // a language model's lines), known after sema; a wrong name is refused now.
+    if (!strcmp(cmd, "sample") && o.output && !png_extension_ok(o.output)) {
+        usage_error("sample writes .png images; cannot write '%s'", o.output);
+        goto out;
+    }
     if (!strcmp(cmd, "augment") && !augment_extension_ok(o.output ? o.output : "")) {
         usage_error(o.output ? "augment writes .png or .pgm images; cannot write '%s'"
                              : "'%s' needs -o FILE.png", o.output ? o.output : cmd);
@@ -352,12 +380,21 @@ int main(int argc, char **argv)
         rc = nn_cmd_train(&c, prog, &o, true);
     else if (!strcmp(cmd, "augment"))
         rc = nn_cmd_augment(&c, prog, &o);
-    else if (!strcmp(cmd, "sample") && nn_sample_wants_text(prog))
+    else if (!strcmp(cmd, "sample") && nn_sample_wants_text(prog)) {
+        if (o.output || o.judge) {
+            usage_error("a language model prints its samples; %s is for generators",
+                        o.output ? "-o" : "--judge");
+            rc = 2;
+            goto out;
+        }
         rc = nn_cmd_sample_text(&c, prog, &o);
-    else if (!strcmp(cmd, "sample")) {
-        nn_error(&c.diags, (NnLoc){0}, "nnc sample needs a language model: a train block "
-                 "whose data come from text(...)");
-        rc = 1;
+    } else if (!strcmp(cmd, "sample")) {
+        if (!o.output) {
+            usage_error("'%s' needs -o FILE.png", cmd);
+            rc = 2;
+            goto out;
+        }
+        rc = nn_cmd_sample(&c, prog, &o);
     }
     if (c.diags.nerrors)
         rc = 1;
