@@ -59,9 +59,9 @@ typedef struct ConvShape {
 } ConvShape;
 
 static const ConvShape shapes[] = {
-    {"c2l2", 128, 32, 14, 14, 64, 3, 1}, // 2-conv model, layer 2 (the target)
-    {"c2l1", 128, 1, 28, 28, 32, 3, 1},  // 2-conv model, layer 1
-    {"lenet1", 128, 1, 28, 28, 6, 5, 2}, // LeNet-5, layer 1 (padded 28x28)
+    {"c2l2", 64, 32, 14, 14, 64, 5, 2}, // examples/fashion_cnn.nn, layer 2 (the target)
+    {"c2l1", 64, 1, 28, 28, 32, 5, 2},  // 2-conv model, layer 1
+    {"lenet1", 64, 1, 28, 28, 6, 5, 2}, // LeNet-5, layer 1 (padded 28x28)
 };
 
 typedef struct ConvJob {

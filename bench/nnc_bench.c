@@ -370,6 +370,34 @@ static void bench_xor(void)
     model_free(&m);
 }
 
+// The CNN training steps of bench/lenet5.nn and bench/cnn2.nn (the models of
+// examples/lenet5.nn and examples/fashion_cnn.nn) at their batch of 64:
+// interpreter and JIT, 1 and 2 threads. Keys cnn_<model>_<backend>_t<T>_sps.
+static void bench_cnn(void)
+{
+    static const char *const models[] = {"lenet5", "cnn2"};
+    NnField f[2] = {{"x", NN_DT_F32, {.rank = 3, .dim = {1, 28, 28}}},
+                    {"label", NN_DT_I32, {.rank = 0}}};
+    for (int k = 0; k < 2; k++) {
+        char file[32];
+        snprintf(file, sizeof file, "%s.nn", models[k]);
+        Model m;
+        double front;
+        if (!model_load(&m, file, f, 2, &front))
+            continue;
+        const int64_t batch = 64;
+        for (int t = 1; t <= 2; t++) {
+            char key[64];
+            snprintf(key, sizeof key, "cnn_%s_interp_t%d_sps", models[k], t);
+            emit_time(key, 1 / time_graph("interp", m.spec.step, &m, f, 2, batch, 10, t, 0.3),
+                      batch);
+            snprintf(key, sizeof key, "cnn_%s_jit_t%d_sps", models[k], t);
+            emit_time(key, 1 / time_graph("jit", m.spec.step, &m, f, 2, batch, 10, t, 0.3), batch);
+        }
+        model_free(&m);
+    }
+}
+
 int main(int argc, char **argv)
 {
     bool models = true, gemm = true, conv = true;
@@ -389,6 +417,7 @@ int main(int argc, char **argv)
     if (models) {
         bench_mlp();
         bench_xor();
+        bench_cnn();
     }
     if (gemm) {
         bench_peak(false);

@@ -103,6 +103,34 @@ def model_rows(d):
     return rows, targets
 
 
+CNNS = [("lenet5", "LeNet-5 (examples/lenet5.nn), batch 64", 2.0),
+        ("cnn2", "2-conv model (examples/fashion_cnn.nn), batch 64", 1.5)]
+
+
+def cnn_rows(d):
+    """The CNN training steps and whole epochs: nnc JIT and interpreter vs PyTorch."""
+    rows, targets = [], []
+    for key, name, target in CNNS:
+        for kind, label in (("step", "bare training step"), ("epoch", "whole epoch")):
+            if kind == "step":
+                ii, it_ = best(d, f"cnn_{key}_interp", "sps", False)
+                jj, jt = best(d, f"cnn_{key}_jit", "sps", False)
+            else:
+                ii, it_ = best(d, f"cnn_{key}_epoch_interp", "sps", False)
+                jj, jt = best(d, f"cnn_{key}_epoch_jit", "sps", False)
+            tj, tt = best(d, f"torch_{key}_{kind}", "sps", False)
+            n = d.get(f"torch_{key}_epoch_samples")
+            what = f"{name}, {label}" + (f" ({n} images, 90% trained)" if kind == "epoch" and n
+                                         else "")
+            rows.append((what + " (samples/s)", f"{fmt(ii)} ({it_}T)" if ii else "n/a",
+                         f"{fmt(jj)} ({jt}T)", f"{fmt(tj)} ({tt}T)", fmt(ratio(jj, ii)) + "x",
+                         fmt(ratio(jj, tj)) + "x"))
+            if kind == "epoch":
+                targets.append((f"{name}: JIT >= {target:g}x PyTorch's best samples/s, whole "
+                                f"epochs", fmt(ratio(jj, tj)) + "x", verdict(ratio(jj, tj), target)))
+    return rows, targets
+
+
 GEMMS = [("sq256", "256 x 256 x 256"), ("sq512", "512 x 512 x 512"),
          ("sq1024", "1024 x 1024 x 1024"),
          ("fwd1", "MLP fwd x @ w1: 128 x 256 x 784"),
@@ -135,9 +163,9 @@ def gemm_rows(d):
     return rows, targets
 
 
-CONVS = [("c2l2", "2-conv model layer 2: N 128, 32->64, 14x14, 3x3 same"),
-         ("c2l1", "2-conv model layer 1: N 128, 1->32, 28x28, 3x3 same"),
-         ("lenet1", "LeNet-5 layer 1: N 128, 1->6, 28x28, 5x5 pad 2")]
+CONVS = [("c2l2", "2-conv model layer 2: N 64, 32->64, 14x14, 5x5 same"),
+         ("c2l1", "2-conv model layer 1: N 64, 1->32, 28x28, 5x5 same"),
+         ("lenet1", "LeNet-5 layer 1: N 64, 1->6, 28x28, 5x5 pad 2")]
 CONV_OPS = [("fwd", "forward"), ("bwd_data", "data grad"), ("bwd_filter", "filter grad")]
 
 
@@ -203,6 +231,7 @@ def main():
     mrows, mt = model_rows(d)
     grows, gt = gemm_rows(d)
     crows, ct = conv_rows(d)
+    nrows, nt = cnn_rows(d)
     print(f"Run {time.strftime('%Y-%m-%d %H:%M')} on {cpu}, {ncpu} cores, by `bench/run.sh`: "
           f"nnc {rev} (Release), PyTorch {d.get('torch_version', '?')}, OpenBLAS with its "
           f"`{d.get('blas_core', '?')}` kernels.\n")
@@ -217,6 +246,14 @@ def main():
     print("### Model workloads\n")
     print(table(["workload", "interpreter", "JIT", "PyTorch (best threads)", "JIT vs interp",
                  "JIT vs PyTorch"], mrows))
+    if any(k.startswith(("cnn_", "torch_lenet5", "torch_cnn2")) for k in d):
+        print("\n### Convolutional networks\n")
+        print("Same network on both sides (bench/lenet5.nn, bench/cnn2.nn and "
+              "bench/torch_cnn_bench.py). Whole epochs: `nnc train` of the example on the first "
+              "Fashion-MNIST images, shuffling and batching included, evaluation excluded; "
+              "PyTorch the same way, at its best of contiguous and channels_last, oneDNN on.\n")
+        print(table(["workload", "interpreter", "JIT", "PyTorch (best threads)", "JIT vs interp",
+                     "JIT vs PyTorch"], nrows))
     p1, p2 = d.get("peak_t1_gflops"), d.get("peak_t2_gflops")
     print(f"\n### Generated matmul vs OpenBLAS (GFLOP/s; M x N x K)\n\nMeasured FMA peak: "
           f"{fmt(p1)} GFLOP/s on 1 core, {fmt(p2)} on 2 (best of 15 short trials before and "
@@ -232,7 +269,7 @@ def main():
         print(table(["layer", "nnc 1T", "% peak 1T", "nnc 2T", "% peak 2T", "nnc 1T CPU time",
                      "% peak, CPU time"], crows))
     print("\n### Targets\n")
-    print(table(["target", "achieved", "status"], mt + gt + (ct if crows else [])))
+    print(table(["target", "achieved", "status"], mt + nt + gt + (ct if crows else [])))
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ fi
 
 echo "bench: building nnc (Release) in $BUILD" >&2
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j2 --target nncomp nnbackend >/dev/null
+cmake --build "$BUILD" -j2 --target nncomp nnbackend nnc >/dev/null
 LLVMLIB=$(llvm-config-19 --libdir)
 cc -std=gnu17 -O2 -Wall -Wextra -Wpedantic -Wno-unused-parameter -DNN_WITH_LLVM=1 \
     -I"$ROOT/compiler" -I"$ROOT/ir" -I"$ROOT/runtime" -I"$ROOT/backend" -I"$BLASINC" \
@@ -61,6 +61,33 @@ LOAD=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
 if awk "BEGIN { exit !($LOAD > 0.7) }"; then
     echo "bench: warning: load average $LOAD: other work shares the cores; figures will be noisy" >&2
 fi
+
+# Whole CNN training epochs as users wait for them: `nnc train` of the
+# examples on the first L Fashion-MNIST images (the split keeps 90% for
+# training), shuffling and batch assembly included, evaluation excluded (the
+# epoch line's own time). The same image counts as bench/torch_cnn_bench.py.
+cnn_epochs() { # round -> JSON on stdout
+    if [ -n "$QUICK" ]; then set -- 12800 1280; else set -- 60000 6400; fi
+    sep=
+    printf '{'
+    for m in lenet5:examples/lenet5.nn:$1 cnn2:examples/fashion_cnn.nn:$2; do
+        name=${m%%:*}; rest=${m#*:}; file=${rest%%:*}; limit=${rest#*:}
+        for t in 1 2; do
+            for be in jit interp; do
+                [ "$be" = interp ] && [ "$name" = cnn2 ] && continue # minutes per epoch
+                echo "bench: nnc $name epoch, $be, $t thread(s)" >&2
+                line=$("$BUILD/nnc" train "$ROOT/$file" --backend $be --threads $t \
+                    --set epochs=1 --set limit="$limit" --set eval_limit=1 \
+                    --set save="$OUT/$name.safetensors" 2>/dev/null | grep '^epoch 1/1' || true)
+                sps=$(echo "$line" | awk '{ for (i = 1; i <= NF; i++) if ($i == "samples") n = $(i - 1);
+                                            s = $NF; for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+s$/) s = $i;
+                                            sub(/s$/, "", s); if (n && s > 0) printf "%.1f", n / s }')
+                [ -n "$sps" ] && printf '%s"cnn_%s_epoch_%s_t%s_sps": %s' "$sep" "$name" "$be" "$t" "$sps" && sep=', '
+            done
+        done
+    done
+    printf '}\n'
+}
 
 OUT=$BUILD/bench-out
 rm -rf "$OUT"
@@ -77,7 +104,10 @@ while [ $r -le "$ROUNDS" ]; do
         echo "bench: round $r of $ROUNDS: PyTorch, $t thread(s)" >&2
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t \
             $PY "$ROOT/bench/torch_bench.py" $QUICK --threads $t >"$OUT/torch$r-t$t.json"
+        env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t \
+            $PY "$ROOT/bench/torch_cnn_bench.py" $QUICK --threads $t >"$OUT/torchcnn$r-t$t.json"
     done
+    cnn_epochs "$r" >"$OUT/nnccnn$r.json"
     r=$((r + 1))
 done
 echo "{\"_rounds\": $ROUNDS}" >"$OUT/rounds.json"

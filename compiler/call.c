@@ -300,7 +300,15 @@ Val call_value(Lower *L, Val callee, Arg *args, int nargs, NnLoc loc, const char
     case NN_AST_FN:
     case NN_AST_LOSS: return call_decl(L, d, args, nargs, loc, L->scope);
     case NN_AST_LAYER: return call_layer(L, d, args, nargs, loc, bind_name);
-    case NN_AST_MODEL: return call_decl(L, d, args, nargs, loc, d->name);
+    case NN_AST_MODEL: {
+        // Every call of a model numbers its layers afresh (gen.dense1, ...), so
+        // calling it twice (a GAN's disc(x) and disc(gen(z))) shares its weights.
+        Counter *saved = L->counters;
+        L->counters = NULL;
+        Val r = call_decl(L, d, args, nargs, loc, d->name);
+        L->counters = saved;
+        return r;
+    }
     case NN_AST_OPTIMIZER:
         nn_error(&L->c->diags, loc,
                  "optimizer '%s' can only be used as 'optimizer = %s(...)' in a train block",

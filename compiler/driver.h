@@ -17,6 +17,8 @@ typedef struct NnOptions {
     const char *metrics;     // --metrics FILE
     const char *weights;     // eval --weights / train --resume
     const char *output;      // -o
+    const char *judge;       // sample --judge: a classifier's .nn file
+    const char *judge_weights; // sample --judge-weights: its checkpoint
     bool resume, quiet, verbose, has_seed;
     uint64_t seed;
     int threads;
@@ -69,5 +71,7 @@ bool nn_driver_augment_opts(NnCtx *c, const NnAst *list, NnrtAugment *a);
 int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only);
 int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, NnOptions *o);
 int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o);
+// `nnc sample`: pictures of what a trained generator makes (driver_sample.c).
+int nn_cmd_sample(NnCtx *c, const NnProgram *p, NnOptions *o);
 
 #endif

@@ -536,11 +536,18 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
         nn_error(&c->diags, data->loc, "data '%s' has no 'train' split", data->name);
         return false;
     }
+    // Data for a generator (a GAN's real samples) has x alone; otherwise
+    // every split needs both fields.
+    bool labels = false;
+    for (int k = 0; k < s->count; k++) {
+        NnField f;
+        labels = labels || nn_splits_field(s, k, 1, &f);
+    }
     for (int k = 0; k < s->count; k++) {
         NnrtDataset *d = &s->ds[k];
         NnField fx, fy;
         bool hx = nn_splits_field(s, k, 0, &fx), hy = nn_splits_field(s, k, 1, &fy);
-        if (!hx || !hy) {
+        if (!hx || (!hy && labels)) {
             nn_error(&c->diags, data->loc, "split '%s' of data '%s' lacks %s", s->names[k],
                      data->name, hx ? "a label field" : "an x field");
             return false;
@@ -550,7 +557,7 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
                      data->name);
             return false;
         }
-        if (fx.sample.dim[0] != fy.sample.dim[0]) {
+        if (hy && fx.sample.dim[0] != fy.sample.dim[0]) {
             nn_error(&c->diags, data->loc, "split '%s': x has %lld samples but %s has %lld",
                      s->names[k], (long long)fx.sample.dim[0], s->label,
                      (long long)fy.sample.dim[0]);

@@ -22,7 +22,47 @@ typedef struct Runner {
     NnExec *step, *eval;
     NnVars vars;
     const NnTrainSpec *spec;
+    NnExec **steps;              // a block of steps: one executable each (steps[0] is step)
+    int *real, *fake;            // output index of each step's "real"/"fake"; -1: none
+    int *stat;                   // index of each step's first value in stats; -1: none
+    int nstats;
+    const char *stat_names[NNRT_MAX_STATS];
+    double stats[NNRT_MAX_STATS];
 } Runner;
+
+// Runs every step of a block on the batch in declared order, each `repeat`
+// times. Stats: each step's mean loss over its repeats ("disc.loss"), and the
+// discriminator's mean output on real and generated data ("disc.real",
+// "disc.fake"); *loss is the sum of the steps' losses, so divergence anywhere
+// stops training.
+static NnStatus cb_steps(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n, double *loss)
+{
+    Runner *R = ctx;
+    NnTensor *in[2] = {(NnTensor *)x, (NnTensor *)y}, *out[3];
+    double total = 0;
+    for (int i = 0; i < R->spec->nsteps; i++) {
+        int rep = R->spec->steps[i].repeat;
+        double sum = 0, real = 0, fake = 0;
+        for (int r = 0; r < rep; r++) {
+            NnStatus st = R->be->run(R->steps[i], &R->vars, in, out);
+            if (st != NN_OK)
+                return st;
+            sum += nnrt_tensor_get(out[0], 0);
+            real += R->real[i] > 0 ? nnrt_tensor_get(out[R->real[i]], 0) : 0;
+            fake += R->fake[i] > 0 ? nnrt_tensor_get(out[R->fake[i]], 0) : 0;
+        }
+        total += sum / rep;
+        if (R->stat[i] >= 0)
+            R->stats[R->stat[i]] = sum / rep;
+        if (R->stat[i] >= 0 && R->real[i] > 0) {
+            R->stats[R->stat[i] + 1] = real / rep;
+            R->stats[R->stat[i] + 2] = fake / rep;
+        }
+    }
+    (void)n;
+    *loss = total;
+    return NN_OK;
+}
 
 static NnStatus cb_step(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n, double *loss)
 {
@@ -122,6 +162,47 @@ static NnExec *prepare(NnCtx *c, const NnBackend *be, NnGraph **g, NnOptions *o,
         nn_error(&c->diags, loc, "backend '%s' cannot prepare the graph: %s", be->name,
                  nnrt_errmsg());
     return x;
+}
+
+// Prepares every step of a block and names the values each batch reports.
+static bool prepare_steps(NnCtx *c, const NnBackend *be, NnTrainSpec *spec, NnOptions *o,
+                          Runner *R)
+{
+    int n = spec->nsteps;
+    R->steps = calloc((size_t)n, sizeof *R->steps);
+    R->real = calloc((size_t)n, sizeof *R->real);
+    R->fake = calloc((size_t)n, sizeof *R->fake);
+    R->stat = calloc((size_t)n, sizeof *R->stat);
+    if (!R->steps || !R->real || !R->fake || !R->stat) {
+        nn_error(&c->diags, spec->ast->loc, "out of memory");
+        return false;
+    }
+    for (int i = 0; i < n; i++) {
+        NnGraph **g = nn_train_step_graph(spec, i);
+        if (!(R->steps[i] = prepare(c, be, g, o, spec->steps[i].ast->loc)))
+            return false;
+        if (i == 0)
+            R->step = R->steps[0];
+        R->real[i] = R->fake[i] = -1;
+        for (int k = 0; k < (*g)->noutputs; k++) {
+            if (!strcmp((*g)->outputs[k].name, "real"))
+                R->real[i] = k;
+            if (!strcmp((*g)->outputs[k].name, "fake"))
+                R->fake[i] = k;
+        }
+        if (R->fake[i] < 0)
+            R->real[i] = -1;
+    }
+    // A step's values are all shown or none, so the table never splits them.
+    static const char *const kinds[] = {"loss", "real", "fake"};
+    for (int i = 0; i < n; i++) {
+        int want = R->real[i] > 0 ? 3 : 1;
+        R->stat[i] = R->nstats + want <= NNRT_MAX_STATS ? R->nstats : -1;
+        for (int k = 0; R->stat[i] >= 0 && k < want; k++)
+            R->stat_names[R->nstats++] = nn_arena_printf(c->arena, "%s.%s",
+                                                         spec->steps[i].name, kinds[k]);
+    }
+    return true;
 }
 
 bool nn_driver_augment_opts(NnCtx *c, const NnAst *list, NnrtAugment *a)
@@ -232,13 +313,17 @@ bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, bool shapes_onl
     // The model sees one sample of each field: the full shapes less the count.
     int k = (int)(nn_splits_get(splits, "train") - splits->ds);
     NnField f[2];
+    int nfields = 0;
     for (int i = 0; i < 2; i++) {
         NnField full;
-        nn_splits_field(splits, k, i, &full);
+        // Data for a generator may have no label: x is the only field then.
+        if (!nn_splits_field(splits, k, i, &full))
+            break;
+        nfields++;
         f[i] = (NnField){full.name, full.dtype, {.rank = full.sample.rank - 1}};
         memcpy(f[i].sample.dim, full.sample.dim + 1, sizeof(int64_t) * (size_t)f[i].sample.rank);
     }
-    if (!nn_lower_train(c, p, t, f, 2, o->sets, o->nsets, spec))
+    if (!nn_lower_train(c, p, t, f, nfields, o->sets, o->nsets, spec))
         return false;
     return check_labels(c, spec, splits);
 }
@@ -338,7 +423,16 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
         goto done;
     NnLoc loc = spec.ast->loc;
     double t0 = nnrt_now();
-    if (!(R.step = prepare(c, be, &spec.step, o, loc)) || !(R.eval = prepare(c, be, &spec.eval, o, loc)))
+    if (spec.nsteps > 0) {
+        if (eval_only) {
+            nn_error(&c->diags, loc, "train block of '%s' has steps and no evaluation; "
+                     "`nnc sample` shows what a generator makes", spec.model);
+            goto done;
+        }
+        if (!prepare_steps(c, be, &spec, o, &R))
+            goto done;
+    } else if (!(R.step = prepare(c, be, &spec.step, o, loc)) ||
+               !(R.eval = prepare(c, be, &spec.eval, o, loc)))
         goto done;
     if (o->verbose)
         fprintf(stderr, "nnc: prepared step and eval graphs on %s in %.0f ms\n", be->name,
@@ -348,16 +442,27 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     if (!keep_head(c, train, spec.limit, loc) || !keep_head(c, val, spec.eval_limit, loc) ||
         !keep_head(c, test, spec.eval_limit, loc))
         goto done;
-    NnrtTrainCallbacks cb = {&R, cb_step, cb_predict, cb_snapshot, cb_restore, cb_checkpoint_vars};
+    NnrtTrainCallbacks cb = {.ctx = &R, .step = cb_step, .predict = cb_predict,
+                             .snapshot = cb_snapshot, .restore = cb_restore,
+                             .checkpoint_vars = cb_checkpoint_vars};
     NnrtTrainOptions to = {0};
     to.epochs = (int)spec.epochs;
     to.batch = spec.batch;
     to.seed = spec.seed;
-    to.val = nn_splits_get(&splits, "val");
-    to.test = nn_splits_get(&splits, "test");
+    // A block of steps has nothing to evaluate: its losses are the report.
+    to.val = spec.nsteps ? NULL : val;
+    to.test = spec.nsteps ? NULL : test;
     to.task = spec.classify ? NNRT_TASK_CLASSIFY : NNRT_TASK_REGRESS;
-    NnNode *on = nn_node(spec.eval, nn_graph_output(spec.eval, "output"));
-    to.out_features = on->shape.rank >= 2 ? on->shape.dim[on->shape.rank - 1] : 1;
+    if (spec.nsteps) {
+        cb.step = cb_steps;
+        cb.predict = NULL;
+        cb.nstats = R.nstats;
+        cb.stat_names = R.stat_names;
+        cb.stats = R.stats;
+    } else {
+        NnNode *on = nn_node(spec.eval, nn_graph_output(spec.eval, "output"));
+        to.out_features = on->shape.rank >= 2 ? on->shape.dim[on->shape.rank - 1] : 1;
+    }
     to.num_classes = spec.classify ? (int)to.out_features : 0;
     for (int i = 0; i < spec.nmetrics; i++)
         to.metrics |= nnrt_metric_bit(spec.metrics[i]);
@@ -406,7 +511,7 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
         // --set epochs=0: no training, only the report on the initial (or resumed) model.
         if (o->resume && !load_vars(c, o->weights, &R.vars))
             goto done;
-        if (!final_eval(c, &cb, to.test ? to.test : train, to.test ? "test" : "train", &to))
+        if (!spec.nsteps && !final_eval(c, &cb, to.test ? to.test : train, to.test ? "test" : "train", &to))
             goto done;
         rc = 0;
         goto done;
@@ -416,7 +521,7 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
         goto done;
     }
     // Without a test split, report the final model on the training data.
-    if (!to.test && !final_eval(c, &cb, train, "train", &to))
+    if (!spec.nsteps && !to.test && !final_eval(c, &cb, train, "train", &to))
         goto done;
     if (res.saved && !o->quiet)
         printf("saved %s\n", spec.save);
@@ -426,6 +531,13 @@ done:
         be->free(R.step);
     if (R.eval)
         be->free(R.eval);
+    for (int i = 1; R.steps && i < spec.nsteps; i++)
+        if (R.steps[i])
+            be->free(R.steps[i]);
+    free(R.steps);
+    free(R.real);
+    free(R.fake);
+    free(R.stat);
     nnrt_vars_fini(&R.vars);
     nn_splits_fini(&splits);
     nn_train_spec_fini(&spec);

@@ -27,6 +27,16 @@ typedef struct NnSetting {
     bool used;
 } NnSetting;
 
+// One `step` of a block of steps (two-player training).
+typedef struct NnTrainStep {
+    const char *name;
+    NnGraph *graph;   // outputs "loss", then "real" and "fake" (the mean model output on
+                      // data and on another model's output) when the loss scores both;
+                      // NULL for step 0, whose graph is the spec's `step`
+    int repeat;       // runs per batch, >= 1
+    const NnAst *ast;
+} NnTrainStep;
+
 typedef struct NnTrainSpec {
     const char *model, *data; // names
     NnGraph *forward; // stage "ir": model + loss, no gradient
@@ -46,7 +56,17 @@ typedef struct NnTrainSpec {
     int nmetrics;
     const NnAst *augment;     // LIST of augmentation calls, or NULL
     const NnAst *ast;
+    NnTrainStep *steps;       // a block of steps, in declared order; 0 for a plain block
+    int nsteps;               // (then eval is NULL and classify false)
+    NnAst *const *noise;      // `noise` declarations
+    int nnoise;
 } NnTrainSpec;
+
+// The graph of step i (step 0's is spec->step).
+static inline NnGraph **nn_train_step_graph(NnTrainSpec *s, int i)
+{
+    return i == 0 ? &s->step : &s->steps[i].graph;
+}
 
 // A data field as the model sees it: dtype and the shape of ONE sample (the
 // batch dim N is added in front).

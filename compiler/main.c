@@ -19,6 +19,11 @@ static const char usage[] =
     "  train FILE              run the file's train block\n"
     "  eval FILE --weights W   evaluate saved weights on the test split\n"
     "  augment FILE -o OUT     write a grid of augmented training images (.png or .pgm)\n"
+    "  sample FILE --weights W -o OUT.png\n"
+    "                          picture a trained generator's samples (image grid, or\n"
+    "                          points over the data with the modes covered)\n"
+    "                          --judge C.nn --judge-weights CW: classify the images\n"
+    "                          with the trained classifier of C.nn\n"
     "\n"
     "options (a long option's value may also follow '=': --seed=5):\n"
     "  --backend jit|interp    how graphs run (default: jit when built with LLVM)\n"
@@ -31,7 +36,7 @@ static const char usage[] =
     "  --threads N             worker threads (default: all cores)\n"
     "  --no-pass=NAME          skip an optimization pass (%s)\n"
     "  --dump=NAME             print the graph after pass NAME to stderr\n"
-    "  -o FILE                 output image (augment)\n"
+    "  -o FILE                 output image (augment, sample)\n"
     "  -q, --quiet             no progress or summaries\n"
     "  -v, --verbose           report compile times and kernel counts\n"
     "  -h, --help              this help\n"
@@ -51,6 +56,12 @@ static bool augment_extension_ok(const char *path)
 {
     size_t len = strlen(path);
     return len > 4 && (!strcmp(path + len - 4, ".png") || !strcmp(path + len - 4, ".pgm"));
+}
+
+static bool png_extension_ok(const char *path)
+{
+    size_t len = strlen(path);
+    return len > 4 && !strcmp(path + len - 4, ".png");
 }
 
 const NnBackend *nn_driver_backend(const NnOptions *o)
@@ -110,15 +121,17 @@ typedef struct OptionUse {
 } OptionUse;
 
 static const OptionUse option_uses[] = {
-    {"--backend", " ir train eval "},
+    {"--backend", " ir train eval sample "},
     {"--stage", " ir "},
     {"--metrics", " train eval "},
     {"--resume", " train "},
-    {"--weights", " eval "},
-    {"--threads", " train eval "},
-    {"--no-pass", " ir train eval "},
-    {"--dump", " ir train eval "},
-    {"-o", " augment "},
+    {"--weights", " eval sample "},
+    {"--threads", " train eval sample "},
+    {"--no-pass", " ir train eval sample "},
+    {"--dump", " ir train eval sample "},
+    {"-o", " augment sample "},
+    {"--judge", " sample "},
+    {"--judge-weights", " sample "},
 };
 #define NUSES (int)(sizeof option_uses / sizeof option_uses[0])
 
@@ -212,6 +225,11 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
                 return usage_error("option '%s' expects a file name", a);
             o->weights = next;
             o->resume = !strcmp(a, "--resume");
+        } else if (!strcmp(a, "--judge") || !strcmp(a, "--judge-weights")) {
+            VALUE();
+            if (!*next)
+                return usage_error("option '%s' expects a file name", a);
+            *(!strcmp(a, "--judge") ? &o->judge : &o->judge_weights) = next;
         } else if (!strcmp(arg, "-o")) {
             VALUE();
             if (!*next)
@@ -276,12 +294,13 @@ int main(int argc, char **argv)
         fprintf(stderr, usage, nn_pass_names());
         goto out;
     }
-    static const char *const cmds[] = {"check", "ir", "train", "eval", "augment"};
+    static const char *const cmds[] = {"check", "ir", "train", "eval", "augment", "sample"};
     bool known = false;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         known = known || !strcmp(cmd, cmds[i]);
     if (!known) {
-        usage_error("unknown command '%s' (commands: check, ir, train, eval, augment)", cmd);
+        usage_error("unknown command '%s' (commands: check, ir, train, eval, augment, sample)",
+                    cmd);
         goto out;
     }
     if ((rc = check_option_uses(cmd, given, ngiven)))
@@ -295,8 +314,17 @@ int main(int argc, char **argv)
         usage_error("'ir' needs --stage (%s)", "tokens, ast, ir, grad, opt, fused, llvm, asm");
         goto out;
     }
-    if (!strcmp(cmd, "eval") && !o.weights) {
+    if ((!strcmp(cmd, "eval") || !strcmp(cmd, "sample")) && !o.weights) {
         usage_error("'%s' needs --weights FILE", cmd);
+        goto out;
+    }
+    if (!strcmp(cmd, "sample") && !o.judge != !o.judge_weights) {
+        usage_error("--judge and --judge-weights go together%s", "");
+        goto out;
+    }
+    if (!strcmp(cmd, "sample") && !png_extension_ok(o.output ? o.output : "")) {
+        usage_error(o.output ? "sample writes .png images; cannot write '%s'"
+                             : "'%s' needs -o FILE.png", o.output ? o.output : cmd);
         goto out;
     }
     if (!strcmp(cmd, "augment") && !augment_extension_ok(o.output ? o.output : "")) {
@@ -329,6 +357,8 @@ int main(int argc, char **argv)
         rc = nn_cmd_train(&c, prog, &o, true);
     else if (!strcmp(cmd, "augment"))
         rc = nn_cmd_augment(&c, prog, &o);
+    else if (!strcmp(cmd, "sample"))
+        rc = nn_cmd_sample(&c, prog, &o);
     if (c.diags.nerrors)
         rc = 1;
 out:

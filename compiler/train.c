@@ -3,7 +3,11 @@
 // the optimizer's update rule instantiated once per parameter, all in one
 // graph. Also an eval graph (no dropout, no updates) and a forward graph
 // (stage "ir"). Settings (batch, epochs, ...) are read here, with --set
-// overrides applied.
+// overrides applied. A block with `step` blocks (two-player training, GANs)
+// becomes one such graph per step instead: each differentiates its own loss
+// but updates only the parameters of the models it names, with its own
+// optimizer state and step counter; `noise` declarations are random inputs
+// drawn afresh on every run of a step.
 #include "elab.h"
 
 #include <errno.h>
@@ -22,7 +26,57 @@ typedef struct TrainEnv {
     const NnAst *data;   // the data block, or NULL
     Val output;          // model output, computed on first use of `output`
     bool have_output;
+    NnAst *const *noise; // NOISE declarations of the block
+    int nnoise;
+    NnId *noise_ids;     // RAND node per noise, made on first use; -1 before
+    int step_index;      // which step the graph is for (noise streams differ per step)
 } TrainEnv;
+
+// The number argument `name` (or position k) of a noise initializer call.
+static double noise_arg(const NnAst *call, const char *name, int k, double dflt)
+{
+    for (int i = 0; i < call->kids.count; i++) {
+        const NnAst *a = call->kids.items[i];
+        const NnAst *v = a->kind == NN_AST_ARG ? a->a : a;
+        if ((a->kind == NN_AST_ARG && !strcmp(a->name, name)) || (a->kind != NN_AST_ARG && i == k))
+            return v->kind == NN_AST_UNARY ? -v->a->num : v->num;
+    }
+    return dflt;
+}
+
+// A noise input: a [N, ...] RAND node whose counter is the step's own, so
+// every run of the step (each `repeat` included) draws afresh, and whose seed
+// mixes the run's seed, the noise's name and the step: reproducible by seed.
+static Val noise_value(TrainEnv *T, int i, NnLoc loc)
+{
+    if (T->noise_ids[i] >= 0)
+        return v_tensor(T->noise_ids[i]);
+    Lower *L = T->L;
+    const NnAst *nz = T->noise[i], *t = nz->type, *init = nz->a;
+    NnAttr a = {0};
+    a.dtype = NN_DT_F32;
+    a.shape.rank = t->kids.count;
+    a.shape.dim[0] = nn_sym_dim(L->g, "N");
+    for (int k = 1; k < a.shape.rank; k++)
+        a.shape.dim[k] = (int64_t)t->kids.items[k]->num;
+    uint64_t h = 1469598103934665603ull;
+    for (const char *q = nz->name; *q; q++)
+        h = (h ^ (unsigned char)*q) * 1099511628211ull;
+    a.seed = L->seed * 1000003u + h + (uint64_t)T->step_index * 0x9e3779b97f4a7c15ull;
+    bool normal = !strcmp(init->a->name, "normal");
+    NnId step = L->step >= 0 ? L->step : nn_ir_const(L->g, 0, NN_DT_F32, loc);
+    NnId r = checked(L, nn_ir_add(L->g, normal ? NN_OP_RAND_NORMAL : NN_OP_RAND_UNIFORM, &step,
+                                  1, &a, nz->loc), nz->loc);
+    double p = noise_arg(init, normal ? "mean" : "lo", 0, 0);
+    double q = noise_arg(init, normal ? "std" : "hi", 1, 1);
+    double scale = normal ? q : q - p;
+    if (r >= 0 && scale != 1)
+        r = nn_ir_binary(L->g, NN_OP_MUL, r, nn_ir_const(L->g, scale, NN_DT_F32, loc), loc);
+    if (r >= 0 && p != 0)
+        r = nn_ir_binary(L->g, NN_OP_ADD, r, nn_ir_const(L->g, p, NN_DT_F32, loc), loc);
+    T->noise_ids[i] = r;
+    return r >= 0 ? v_tensor(r) : v_none();
+}
 
 // Where a data field gets its value: the last `name = ...` of the data block,
 // else the block's first statement (a loader such as `train = idx(...)`).
@@ -82,6 +136,11 @@ static bool resolve(void *ctx, const char *name, NnLoc loc, Val *out)
             *out = v_tensor(T->inputs[i]);
             return true;
         }
+    for (int i = 0; i < T->nnoise; i++)
+        if (strcmp(T->noise[i]->name, name) == 0) {
+            *out = noise_value(T, i, loc);
+            return true;
+        }
     return false;
 }
 
@@ -95,8 +154,24 @@ typedef struct Settings {
     int nmetrics;
     const NnAst *stop_ast;
     const NnAst *augment;
+    NnAst **noise; // NOISE declarations
+    int nnoise;
+    const bool *plain; // block of steps: which --set options were plain settings
     const NnAst *data; // the data block named by the train block, or NULL
 } Settings;
+
+// One step of a train block: the loss it differentiates and the parameters
+// it updates. A plain block is one step with no name that updates them all.
+typedef struct StepCfg {
+    const NnAst *ast;       // the STEP node; NULL for a plain block
+    const char *name;       // NULL for a plain block
+    const NnAst *loss, *optimizer, *params;
+    int64_t repeat;
+    const char **models;    // the step updates the parameters of these models
+    const NnAst **model_at; // where each is named
+    int nmodels;
+    int index;              // declaration order
+} StepCfg;
 
 static const char *const setting_names[] = {"loss", "optimizer", "batch", "epochs", "seed",
                                             "limit", "metrics", "stop", "save", "augment",
@@ -439,18 +514,91 @@ static bool optimize_param(Lower *L, const NnAst *opt, Arg *args, int nargs, NnI
     return true;
 }
 
-// Builds one graph; mode 0 = forward only, 1 = full step, 2 = eval.
+// Whether node root depends on any of ids (inputs always have smaller ids).
+static bool depends_on(const NnGraph *g, NnId root, const NnId *ids, int n)
+{
+    bool *mark = calloc((size_t)root + 1, 1), any = false;
+    if (!mark)
+        return true; // no memory to tell: the gradient will say the rest
+    mark[root] = true;
+    for (NnId id = root; id >= 0; id--) {
+        const NnNode *nd = &g->nodes[id];
+        for (int k = 0; mark[id] && k < nd->nin; k++)
+            mark[nd->in[k]] = true;
+    }
+    for (int i = 0; i < n && !any; i++)
+        any = ids[i] <= root && mark[ids[i]];
+    free(mark);
+    return any;
+}
+
+// Whether parameter `name` ("gen.dense1.w") belongs to one of the step's models.
+static bool step_owns(const StepCfg *cfg, const char *name)
+{
+    if (!cfg->name)
+        return true;
+    size_t len = strcspn(name, ".");
+    for (int i = 0; i < cfg->nmodels; i++)
+        if (strlen(cfg->models[i]) == len && !strncmp(cfg->models[i], name, len))
+            return true;
+    return false;
+}
+
+// The first call `model(ARG)` in e whose ARG is the data field x (real) or a
+// call of another model (fake): how a discriminator's step scores real and
+// generated samples.
+static void find_scored(const NnProgram *p, const NnAst *e, const char *model,
+                        const NnAst **real, const NnAst **fake)
+{
+    if (!e)
+        return;
+    if (e->kind == NN_AST_CALL && e->a && e->a->kind == NN_AST_NAME &&
+        !strcmp(e->a->name, model) && e->kids.count == 1) {
+        const NnAst *arg = e->kids.items[0];
+        if (arg->kind == NN_AST_NAME && !strcmp(arg->name, "x") && !*real)
+            *real = e;
+        const NnDecl *d = arg->kind == NN_AST_CALL && arg->a->kind == NN_AST_NAME
+                              ? nn_sema_find(p, arg->a->name) : NULL;
+        if (d && d->ast->kind == NN_AST_MODEL && strcmp(arg->a->name, model) && !*fake)
+            *fake = e;
+    }
+    find_scored(p, e->a, model, real, fake);
+    find_scored(p, e->b, model, real, fake);
+    for (int i = 0; i < e->kids.count; i++)
+        find_scored(p, e->kids.items[i], model, real, fake);
+}
+
+// Adds graph output `name`: the mean of the model call `call`. Evaluated again,
+// the call shares the loss's weights and noise, and CSE merges the copies.
+static void add_mean_output(Lower *L, Env *env, const NnAst *call, const char *name)
+{
+    if (!call)
+        return;
+    Val v = eval(L, env, call);
+    if (v.kind != V_TENSOR)
+        return;
+    Arg a = {.v = v, .loc = call->loc};
+    Val m = call_builtin(L, "mean", &a, 1, call->loc);
+    if (m.kind == V_TENSOR)
+        nn_graph_add_output(L->g, name, m.id);
+}
+
+// Builds one graph of step cfg; mode 0 = forward only, 1 = full step, 2 = eval.
 static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Settings *s,
-                      const NnField *fields, int nfields, NnSetting *sets, int nsets, int mode,
-                      Lower *L)
+                      const StepCfg *cfg, const NnField *fields, int nfields, NnSetting *sets,
+                      int nsets, int mode, Lower *L)
 {
     NnGraph *g = nn_graph_new();
     lower_init(L, c, p, g);
     L->training = mode != 2;
     L->seed = s->seed;
     int64_t N = nn_sym_dim(g, "N");
-    TrainEnv T = {.L = L, .fields = fields, .nfields = nfields, .model = model, .data = s->data};
+    TrainEnv T = {.L = L, .fields = fields, .nfields = nfields, .model = model, .data = s->data,
+                  .noise = s->noise, .nnoise = s->nnoise, .step_index = cfg->index};
     T.inputs = nn_arena_alloc(c->arena, (size_t)nfields * sizeof(NnId));
+    T.noise_ids = nn_arena_alloc(c->arena, (size_t)(s->nnoise + 1) * sizeof(NnId));
+    for (int i = 0; i < s->nnoise; i++)
+        T.noise_ids[i] = -1;
     for (int i = 0; i < nfields; i++) {
         NnShape sh = {.rank = fields[i].sample.rank + 1};
         sh.dim[0] = N;
@@ -460,26 +608,30 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
     }
     L->resolve = resolve;
     L->resolve_ctx = &T;
-    const char **known = nn_arena_alloc(c->arena, (size_t)(nfields + 2) * sizeof(char *));
+    const char **known =
+        nn_arena_alloc(c->arena, (size_t)(nfields + s->nnoise + 2) * sizeof(char *));
     known[0] = "output";
     for (int i = 0; i < nfields; i++)
         known[i + 1] = fields[i].name;
+    for (int i = 0; i < s->nnoise; i++)
+        known[nfields + 1 + i] = s->noise[i]->name;
     L->resolve_names = known;
-    L->nresolve_names = nfields + 1;
+    L->nresolve_names = nfields + s->nnoise + 1;
     NnId s0 = -1;
     if (mode != 2) {
         NnShape scalar = {0};
-        s0 = make_var(L, NN_OP_STATE, "step", NN_DT_F32, &scalar, "zeros", NULL, 0, model->loc);
+        const char *sname = cfg->name ? nn_arena_printf(c->arena, "%s/step", cfg->name) : "step";
+        s0 = make_var(L, NN_OP_STATE, sname, NN_DT_F32, &scalar, "zeros", NULL, 0, model->loc);
         L->step = nn_ir_binary(g, NN_OP_ADD, s0, nn_ir_const(g, 1, NN_DT_F32, model->loc),
                                model->loc);
     }
     Env env = {0};
-    Val loss = eval(L, &env, s->loss);
+    Val loss = eval(L, &env, cfg->loss);
     if (loss.kind == V_NONE)
         goto fail;
     if (loss.kind != V_TENSOR || vnode(L, loss)->shape.rank != 0) {
         char b[64];
-        nn_error(&c->diags, s->loss->loc, "the loss must be a scalar, got %s",
+        nn_error(&c->diags, cfg->loss->loc, "the loss must be a scalar, got %s",
                  val_desc(L, loss, b, 64));
         goto fail;
     }
@@ -498,19 +650,30 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
     NnId *grads = nn_arena_alloc(c->arena, (size_t)(L->nvars + 1) * sizeof(NnId));
     const char **names = nn_arena_alloc(c->arena, (size_t)(L->nvars + 1) * sizeof(char *));
     for (int i = 0; i < L->nvars; i++)
-        if (L->vars[i].trainable) {
+        if (L->vars[i].trainable && step_owns(cfg, L->vars[i].name)) {
             names[nparams] = L->vars[i].name;
             wrt[nparams++] = L->var_ids[i];
         }
+    if (cfg->name && (nparams == 0 || !depends_on(g, loss.id, wrt, nparams))) {
+        char list[256] = "";
+        size_t k = 0;
+        for (int i = 0; i < cfg->nmodels && k < sizeof list; i++)
+            k += (size_t)snprintf(list + k, sizeof list - k, "%s'%s'",
+                                  i == 0 ? "" : i + 1 == cfg->nmodels ? " or " : ", ",
+                                  cfg->models[i]);
+        nn_error(&c->diags, cfg->loss->loc, "loss of step '%s' does not depend on any parameter "
+                 "of %s", cfg->name, list);
+        goto fail;
+    }
     if (nparams == 0) {
         nn_error(&c->diags, model->loc, "model '%s' has no parameters to train", model->name);
         goto fail;
     }
     if (!nn_ad_grad(g, loss.id, wrt, nparams, grads)) {
-        nn_error(&c->diags, s->loss->loc, "cannot differentiate the loss: %s", g->err);
+        nn_error(&c->diags, cfg->loss->loc, "cannot differentiate the loss: %s", g->err);
         goto fail;
     }
-    const NnAst *oc = s->optimizer;
+    const NnAst *oc = cfg->optimizer;
     Val ov = oc->kind == NN_AST_CALL ? eval(L, &env, oc->a) : eval(L, &env, oc);
     if (ov.kind != V_DECL || ov.decl->kind != NN_AST_OPTIMIZER) {
         if (ov.kind != V_NONE)
@@ -525,13 +688,17 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
     Arg *all = nn_arena_alloc(c->arena, (size_t)(nargs + nsets + 1) * sizeof *all);
     memcpy(all, args, (size_t)nargs * sizeof *all);
     for (int i = 0; i < nsets; i++) {
-        if (sets[i].used)
+        if (s->plain ? s->plain[i] : sets[i].used)
             continue;
         bool known = false;
         for (int k = 0; k < ov.decl->params.count; k++)
             known = known || strcmp(ov.decl->params.items[k]->name, sets[i].key) == 0;
         char *end;
         double v = strtod(sets[i].value, &end);
+        // In a block of steps, --set lr=0.01 applies to every step whose
+        // optimizer takes lr; nn_lower_train reports keys that none takes.
+        if (!known && !*end && cfg->name)
+            continue;
         if (!known || *end) {
             nn_error(&c->diags, (NnLoc){0}, "--set %s=%s: not a train setting nor a numeric "
                      "argument of optimizer '%s'", sets[i].key, sets[i].value, ov.decl->name);
@@ -541,18 +708,204 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
         if (mode == 1)
             sets[i].used = true;
     }
-    for (int i = 0; i < nparams; i++)
-        if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], names[i], oc->loc)) {
+    for (int i = 0; i < nparams; i++) {
+        const char *pname = cfg->name ? nn_arena_printf(c->arena, "%s/%s", cfg->name, names[i])
+                                      : names[i];
+        if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], pname, oc->loc)) {
             call_note(L, ov.decl, oc->loc);
             goto fail;
         }
+    }
     nn_graph_add_update(g, s0, L->step);
     for (int i = 0; i < L->nupd; i++)
         nn_graph_add_update(g, L->upd_var[i], L->upd_val[i]);
+    if (cfg->name && cfg->nmodels == 1) {
+        const NnAst *real = NULL, *fake = NULL;
+        find_scored(p, cfg->loss, cfg->models[0], &real, &fake);
+        if (real && fake) {
+            add_mean_output(L, &env, real, "real");
+            add_mean_output(L, &env, fake, "fake");
+        }
+    }
     return g;
 fail:
     nn_graph_free(g);
     return NULL;
+}
+
+// `noise z: f32[N, 16] = normal()`: the batch first, then fixed sizes, drawn
+// from normal(mean, std) or uniform(lo, hi) with number arguments.
+static bool check_noise(NnCtx *c, const NnAst *nz)
+{
+    const NnAst *t = nz->type;
+    bool ok = t && t->has_dims && !strcmp(t->name, "f32") && t->kids.count >= 1 &&
+              t->kids.count <= NN_MAX_RANK && t->kids.items[0]->kind == NN_AST_NAME &&
+              !strcmp(t->kids.items[0]->name, "N");
+    for (int k = 1; ok && k < t->kids.count; k++) {
+        const NnAst *d = t->kids.items[k];
+        ok = d->kind == NN_AST_NUM && d->is_int && d->num >= 1 && d->num <= MAX_INT32;
+    }
+    if (!ok) {
+        nn_error(&c->diags, t ? t->loc : nz->loc, "noise '%s' needs a batch shape: f32[N, ...] "
+                 "with the batch N first and fixed sizes after it, as in f32[N, 16]", nz->name);
+        return false;
+    }
+    const NnAst *init = nz->a;
+    bool normal = false;
+    ok = init->kind == NN_AST_CALL && init->a->kind == NN_AST_NAME &&
+         ((normal = !strcmp(init->a->name, "normal")) || !strcmp(init->a->name, "uniform")) &&
+         init->kids.count <= 2;
+    for (int i = 0; ok && i < init->kids.count; i++) {
+        const NnAst *a = init->kids.items[i];
+        const NnAst *v = a->kind == NN_AST_ARG ? a->a : a;
+        if (v->kind == NN_AST_UNARY && v->op == NN_AOP_NEG)
+            v = v->a;
+        ok = v->kind == NN_AST_NUM &&
+             (a->kind != NN_AST_ARG || !strcmp(a->name, normal ? "mean" : "lo") ||
+              !strcmp(a->name, normal ? "std" : "hi"));
+    }
+    if (!ok)
+        nn_error(&c->diags, init->loc, "noise '%s' is drawn by normal(mean = 0, std = 1) or "
+                 "uniform(lo = 0, hi = 1), with numbers as arguments", nz->name);
+    return ok;
+}
+
+static const char *const step_setting_names[] = {"loss", "optimizer", "params", "repeat"};
+
+// Reads `step NAME { loss = ...; optimizer = ...; params = [...]; repeat = k }`.
+static bool read_step(NnCtx *c, const NnProgram *p, const NnAst *st, int index, StepCfg *cfg)
+{
+    *cfg = (StepCfg){.ast = st, .name = st->name, .repeat = 1, .index = index};
+    bool ok = true;
+    for (int i = 0; i < st->kids.count; i++) {
+        const NnAst *a = st->kids.items[i];
+        if (a->kind != NN_AST_ARG)
+            continue; // syntax errors were reported by the parser
+        if (!strcmp(a->name, "loss"))
+            cfg->loss = a->a;
+        else if (!strcmp(a->name, "optimizer"))
+            cfg->optimizer = a->a;
+        else if (!strcmp(a->name, "repeat"))
+            ok = int_setting(c, a->a, &cfg->repeat, 1, 1000000) && ok;
+        else if (!strcmp(a->name, "params")) {
+            if (a->a->kind != NN_AST_LIST || a->a->kids.count == 0) {
+                nn_error(&c->diags, a->a->loc, "params expects a list of models such as [gen]");
+                ok = false;
+            } else
+                cfg->params = a->a;
+        } else {
+            const char *near = nn_sema_suggest(NULL, a->name, step_setting_names, 4);
+            nn_error(&c->diags, a->loc, "unknown step setting '%s' (a step takes loss, "
+                     "optimizer, params and repeat)%s", a->name, nn_sema_hint(c, near));
+            ok = false;
+        }
+    }
+    if (!cfg->loss) {
+        nn_error(&c->diags, st->loc, "step '%s' needs 'loss = ...'", st->name);
+        ok = false;
+    }
+    if (!cfg->optimizer) {
+        nn_error(&c->diags, st->loc, "step '%s' needs 'optimizer = ...', e.g. adam()", st->name);
+        ok = false;
+    }
+    int n = cfg->params ? cfg->params->kids.count : 1;
+    cfg->models = nn_arena_alloc(c->arena, (size_t)n * sizeof(char *));
+    cfg->model_at = nn_arena_alloc(c->arena, (size_t)n * sizeof(NnAst *));
+    for (int i = 0; i < n; i++) {
+        const NnAst *m = cfg->params ? cfg->params->kids.items[i] : st;
+        const NnDecl *d = m->kind == NN_AST_NAME || m == st ? nn_sema_find(p, m->name) : NULL;
+        if (!d || d->ast->kind != NN_AST_MODEL) {
+            const char *near = m->name ? nn_sema_suggest(p, m->name, NULL, 0) : NULL;
+            if (m == st)
+                nn_error(&c->diags, m->loc, "step '%s' names an unknown model (a step updates "
+                         "the model it names, or those in params = [...])%s", m->name,
+                         nn_sema_hint(c, near));
+            else
+                nn_error(&c->diags, m->loc, "params lists models; '%s' is not a model%s",
+                         m->name ? m->name : "this", nn_sema_hint(c, near));
+            ok = false;
+            continue;
+        }
+        cfg->model_at[cfg->nmodels] = m;
+        cfg->models[cfg->nmodels++] = m->name;
+    }
+    return ok;
+}
+
+// Two steps may update the same model only when the later one says so by
+// listing it in its params.
+static bool check_overlap(NnCtx *c, const StepCfg *steps, int nsteps)
+{
+    bool ok = true;
+    for (int i = 1; i < nsteps; i++)
+        for (int k = 0; k < steps[i].nmodels; k++)
+            for (int j = 0; j < i; j++) {
+                bool shared = false;
+                for (int m = 0; m < steps[j].nmodels; m++)
+                    shared = shared || !strcmp(steps[j].models[m], steps[i].models[k]);
+                if (!shared || steps[i].params)
+                    continue;
+                nn_error(&c->diags, steps[i].model_at[k]->loc, "steps '%s' and '%s' both update "
+                         "the parameters of '%s'; to mean it, list them in step '%s' as "
+                         "params = [%s]", steps[j].name, steps[i].name, steps[i].models[k],
+                         steps[i].name, steps[i].models[k]);
+                nn_note(&c->diags, steps[j].ast->loc, "step '%s' is here", steps[j].name);
+                ok = false;
+                break;
+            }
+    return ok;
+}
+
+// Lowers a block of steps: one step graph each, their variables merged by
+// name (a model used in several steps has one set of weights).
+static bool lower_steps(NnCtx *c, const NnProgram *p, const NnAst *model, Settings *s,
+                        StepCfg *steps, int nsteps, const NnField *fields, int nfields,
+                        NnSetting *sets, int nsets, NnTrainSpec *out)
+{
+    bool *plain = nn_arena_alloc(c->arena, (size_t)(nsets + 1) * sizeof(bool));
+    for (int i = 0; i < nsets; i++)
+        plain[i] = sets[i].used;
+    s->plain = plain;
+    Lower L;
+    out->forward = build(c, p, model, s, &steps[0], fields, nfields, sets, nsets, 0, &L);
+    if (!out->forward)
+        return false;
+    out->steps = nn_arena_alloc(c->arena, (size_t)nsteps * sizeof *out->steps);
+    int cap = 0;
+    bool ok = true;
+    for (int i = 0; i < nsteps; i++) {
+        NnGraph *g = build(c, p, model, s, &steps[i], fields, nfields, sets, nsets, 1, &L);
+        out->steps[i] = (NnTrainStep){steps[i].name, i == 0 ? NULL : g, (int)steps[i].repeat,
+                                      steps[i].ast};
+        if (i == 0)
+            out->step = g;
+        out->nsteps = i + 1;
+        if (!g) {
+            ok = false;
+            break; // one step's mistake (a bad --set) would repeat for the next
+        }
+        if (out->nvars + L.nvars > cap) {
+            cap = 2 * (out->nvars + L.nvars);
+            NnParamInit *v = nn_arena_alloc(c->arena, (size_t)cap * sizeof *v);
+            if (out->nvars)
+                memcpy(v, out->vars, (size_t)out->nvars * sizeof *v);
+            out->vars = v;
+        }
+        for (int k = 0; k < L.nvars; k++) {
+            bool seen = false;
+            for (int j = 0; j < out->nvars && !seen; j++)
+                seen = !strcmp(out->vars[j].name, L.vars[k].name);
+            if (!seen)
+                out->vars[out->nvars++] = L.vars[k];
+        }
+    }
+    for (int i = 0; ok && i < nsets; i++)
+        if (!plain[i] && !sets[i].used) {
+            nn_error(&c->diags, (NnLoc){0}, "--set %s=%s: not a train setting nor a numeric "
+                     "argument of any step's optimizer", sets[i].key, sets[i].value);
+            ok = false;
+        }
+    return ok;
 }
 
 bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnField *fields,
@@ -571,41 +924,61 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
     const NnDecl *dd = train->name2 ? nn_sema_find(p, train->name2) : NULL;
     s.data = dd && dd->ast->kind == NN_AST_DATA ? dd->ast : NULL;
     bool ok = true;
+    int nsteps = 0;
+    for (int i = 0; i < train->kids.count; i++)
+        nsteps += train->kids.items[i]->kind == NN_AST_STEP;
+    StepCfg *steps = nn_arena_alloc(c->arena, (size_t)(nsteps + 1) * sizeof *steps);
+    s.noise = nn_arena_alloc(c->arena, (size_t)(train->kids.count + 1) * sizeof(NnAst *));
+    nsteps = 0;
     for (int i = 0; i < train->kids.count; i++) {
-        const NnAst *a = train->kids.items[i];
+        NnAst *a = train->kids.items[i];
         if (a->kind == NN_AST_ARG)
             ok = read_setting(c, &s, a) && ok;
-        else if (a->kind != NN_AST_ERROR) {
-            nn_error(&c->diags, a->loc, "'%s' in a train block is not supported yet",
-                     a->kind == NN_AST_STEP ? "step" : a->kind == NN_AST_NOISE ? "noise" : "this");
-            ok = false;
+        else if (a->kind == NN_AST_STEP) {
+            for (int k = 0; k < nsteps; k++)
+                if (!strcmp(steps[k].name, a->name)) {
+                    nn_error(&c->diags, a->loc, "step '%s' is declared twice", a->name);
+                    ok = false;
+                }
+            ok = read_step(c, p, a, nsteps, &steps[nsteps]) && ok;
+            nsteps++;
+        } else if (a->kind == NN_AST_NOISE) {
+            bool taken = !strcmp(a->name, "output");
+            for (int k = 0; k < nfields; k++)
+                taken = taken || !strcmp(a->name, fields[k].name);
+            for (int k = 0; k < s.nnoise; k++)
+                taken = taken || !strcmp(a->name, s.noise[k]->name);
+            if (taken) {
+                nn_error(&c->diags, a->loc, "noise '%s' takes a name the train block already "
+                         "has (a data field, 'output' or another noise)", a->name);
+                ok = false;
+            }
+            ok = check_noise(c, a) && ok;
+            s.noise[s.nnoise++] = a;
         }
     }
-    if (!s.loss) {
-        nn_error(&c->diags, train->loc, "train block needs 'loss = ...'");
-        ok = false;
-    }
-    if (!s.optimizer) {
-        nn_error(&c->diags, train->loc, "train block needs 'optimizer = ...', e.g. adam()");
-        ok = false;
+    if (nsteps > 0) {
+        const NnAst *stray = s.loss ? s.loss : s.optimizer;
+        if (stray) {
+            nn_error(&c->diags, stray->loc, "with step blocks, '%s' goes inside each step",
+                     s.loss ? "loss" : "optimizer");
+            ok = false;
+        }
+        ok = ok && check_overlap(c, steps, nsteps);
+    } else {
+        if (!s.loss) {
+            nn_error(&c->diags, train->loc, "train block needs 'loss = ...'");
+            ok = false;
+        }
+        if (!s.optimizer) {
+            nn_error(&c->diags, train->loc, "train block needs 'optimizer = ...', e.g. adam()");
+            ok = false;
+        }
     }
     if (!ok || !apply_sets(c, &s, sets, nsets))
         return false;
     out->model = train->name;
     out->data = train->name2;
-    Lower L;
-    out->forward = build(c, p, md->ast, &s, fields, nfields, sets, nsets, 0, &L);
-    if (!out->forward)
-        return false;
-    out->step = build(c, p, md->ast, &s, fields, nfields, sets, nsets, 1, &L);
-    if (!out->step)
-        return false;
-    out->vars = L.vars;
-    out->nvars = L.nvars;
-    Lower E;
-    out->eval = build(c, p, md->ast, &s, fields, nfields, sets, nsets, 2, &E);
-    if (!out->eval)
-        return false;
     out->batch = s.batch;
     out->epochs = s.epochs;
     out->seed = s.seed;
@@ -617,6 +990,32 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
     out->metrics = s.metrics;
     out->nmetrics = s.nmetrics;
     out->augment = s.augment;
+    out->noise = s.noise;
+    out->nnoise = s.nnoise;
+    if (nsteps > 0) {
+        if (!lower_steps(c, p, md->ast, &s, steps, nsteps, fields, nfields, sets, nsets, out))
+            return false;
+        if (s.stop) {
+            nn_error(&c->diags, s.stop_ast->loc, "early stopping needs an evaluation; a block of "
+                     "steps has none");
+            return false;
+        }
+        return check_task(c, &s, false, out->model);
+    }
+    StepCfg one = {.loss = s.loss, .optimizer = s.optimizer};
+    Lower L;
+    out->forward = build(c, p, md->ast, &s, &one, fields, nfields, sets, nsets, 0, &L);
+    if (!out->forward)
+        return false;
+    out->step = build(c, p, md->ast, &s, &one, fields, nfields, sets, nsets, 1, &L);
+    if (!out->step)
+        return false;
+    out->vars = L.vars;
+    out->nvars = L.nvars;
+    Lower E;
+    out->eval = build(c, p, md->ast, &s, &one, fields, nfields, sets, nsets, 2, &E);
+    if (!out->eval)
+        return false;
     NnId o = nn_graph_output(out->eval, "output");
     out->classify = nfields > 1 && fields[1].dtype == NN_DT_I32 &&
                     nn_node(out->eval, o)->shape.rank == 2;
@@ -628,6 +1027,9 @@ void nn_train_spec_fini(NnTrainSpec *s)
     nn_graph_free(s->forward);
     nn_graph_free(s->step);
     nn_graph_free(s->eval);
+    for (int i = 1; i < s->nsteps; i++)
+        nn_graph_free(s->steps[i].graph);
+    s->nsteps = 0;
     s->forward = s->step = s->eval = NULL;
 }
 

@@ -176,5 +176,7 @@ NnStatus nnrt_image_write_pgm(const char *path, const float *x, int64_t n, int64
                               int cols, float lo, float hi);
 NnStatus nnrt_image_write_png(const char *path, const float *x, int64_t n, int64_t h, int64_t w,
                               int cols, float lo, float hi);
+// Writes h rows of w RGB pixels (3 bytes each) as a PNG, replaced atomically.
+NnStatus nnrt_image_write_rgb_png(const char *path, const unsigned char *rgb, int64_t w, int64_t h);
 
 #endif

@@ -211,6 +211,8 @@ int nnrt_eval_json(const NnrtEval *e, char *buf, size_t cap)
         json_num(buf, cap, &len, "f1", e->f1);
     if (e->fields & NNRT_METRIC_MSE)
         json_num(buf, cap, &len, "mse", e->mse);
+    for (int i = 0; i < e->nstats && i < NNRT_MAX_STATS; i++)
+        json_num(buf, cap, &len, e->stat_names[i], e->stats[i]);
     size_t at = (size_t)len < cap ? (size_t)len : cap;
     len += snprintf(buf + at, cap - at, "}");
     return len;

@@ -11,6 +11,7 @@
 #define NNRT_METRICS_H
 
 #include "nnrt.h"
+#include "progress.h"
 
 #include <stdio.h>
 
@@ -69,6 +70,9 @@ typedef struct NnrtEval {
     unsigned fields;    // NNRT_METRIC_* reported besides the loss
     double accuracy, precision, recall, f1; // macro averages
     double mse;
+    int nstats;         // named values besides the loss (a GAN's d.loss, d.real); train only
+    const char *const *stat_names;
+    double stats[NNRT_MAX_STATS];
 } NnrtEval;
 
 // Fills accuracy and the macro precision/recall/F1 of e from c.

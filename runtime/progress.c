@@ -35,6 +35,7 @@ void nnrt_progress_begin(NnrtProgress *p, int epoch, int epochs, int64_t total)
     p->done = 0;
     p->loss_sum = 0;
     p->loss_n = 0;
+    memset(p->stat_sum, 0, sizeof p->stat_sum);
     p->t0 = nnrt_now();
     p->last_draw = 0;
 }
@@ -42,6 +43,26 @@ void nnrt_progress_begin(NnrtProgress *p, int epoch, int epochs, int64_t total)
 double nnrt_progress_mean_loss(const NnrtProgress *p)
 {
     return p->loss_n ? p->loss_sum / (double)p->loss_n : 0.0;
+}
+
+void nnrt_progress_stats(NnrtProgress *p, int64_t n, const double *v)
+{
+    for (int i = 0; i < p->nstats && i < NNRT_MAX_STATS; i++)
+        p->stat_sum[i] += v[i] * (double)n;
+}
+
+// "loss 0.412", or each named value's mean ("d.loss 0.69  g.loss 0.71").
+static void fmt_losses(const NnrtProgress *p, int digits, char *buf, size_t cap)
+{
+    if (p->nstats == 0) {
+        snprintf(buf, cap, "loss %.*f", digits, nnrt_progress_mean_loss(p));
+        return;
+    }
+    size_t k = 0;
+    buf[0] = 0;
+    for (int i = 0; i < p->nstats && i < NNRT_MAX_STATS && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%s %.*f", i ? "  " : "", p->stat_names[i],
+                              digits, p->loss_n ? p->stat_sum[i] / (double)p->loss_n : 0.0);
 }
 
 static void fmt_rate(double r, char *buf, size_t cap)
@@ -65,10 +86,11 @@ void nnrt_progress_format(const NnrtProgress *p, double now, char *buf, size_t c
     char r[32];
     fmt_rate(rate, r, sizeof r);
     long eta = rate > 0 ? (long)((double)(p->total - p->done) / rate + 0.5) : 0;
+    char losses[256];
+    fmt_losses(p, 3, losses, sizeof losses);
     if (k < cap)
-        snprintf(buf + k, cap - k, " %lld/%lld  loss %.3f  %s samples/s  ETA %ld:%02ld",
-                 (long long)p->done, (long long)p->total, nnrt_progress_mean_loss(p), r,
-                 eta / 60, eta % 60);
+        snprintf(buf + k, cap - k, " %lld/%lld  %s  %s samples/s  ETA %ld:%02ld",
+                 (long long)p->done, (long long)p->total, losses, r, eta / 60, eta % 60);
 }
 
 void nnrt_progress_step(NnrtProgress *p, int64_t n, double loss)
@@ -113,9 +135,11 @@ void nnrt_progress_end(NnrtProgress *p, const char *extra)
         double el = now - p->t0;
         char r[32];
         fmt_rate(el > 0 ? (double)p->done / el : 0, r, sizeof r);
-        fprintf(p->out, "epoch %d/%d  %lld samples  loss %.4f  %s samples/s  %.1fs%s%s\n",
-                p->epoch, p->epochs, (long long)p->done, nnrt_progress_mean_loss(p), r, el,
-                extra ? "  " : "", extra ? extra : "");
+        char losses[256];
+        fmt_losses(p, 4, losses, sizeof losses);
+        fprintf(p->out, "epoch %d/%d  %lld samples  %s  %s samples/s  %.1fs%s%s\n", p->epoch,
+                p->epochs, (long long)p->done, losses, r, el, extra ? "  " : "",
+                extra ? extra : "");
     }
     fflush(p->out);
 }

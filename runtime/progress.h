@@ -10,6 +10,10 @@
 
 #include <stdio.h>
 
+// Named per-batch values a step reports besides its loss (a GAN's d.loss,
+// g.loss, d.real, d.fake): shown in progress lines and written to metrics.
+#define NNRT_MAX_STATS 8
+
 typedef enum NnrtProgressMode {
     NNRT_PROGRESS_AUTO,  // BAR when the stream is a terminal, else LINES
     NNRT_PROGRESS_BAR,
@@ -24,6 +28,9 @@ typedef struct NnrtProgress {
     int64_t total, done;   // samples this epoch
     double loss_sum;       // sum of per-batch loss * batch size
     int64_t loss_n;
+    int nstats;                       // 0: the line shows the loss; else these values
+    const char *const *stat_names;
+    double stat_sum[NNRT_MAX_STATS];  // sum of per-batch value * batch size
     double t0, last_draw;  // seconds (monotonic clock)
     double last_line;      // when the last finished-epoch line was kept (0: never)
     bool open;             // a bar is on screen without its newline
@@ -43,6 +50,9 @@ void nnrt_progress_end(NnrtProgress *p, const char *extra);
 // Ends an open bar with its newline; call before anything else is printed.
 void nnrt_progress_finish(NnrtProgress *p);
 double nnrt_progress_mean_loss(const NnrtProgress *p);
+// Adds a batch of n samples' named values (p->nstats of them); call before
+// nnrt_progress_step for the same batch. Means: sum / loss_n.
+void nnrt_progress_stats(NnrtProgress *p, int64_t n, const double *v);
 // Formats the bar line for the current state into buf (no \r or newline).
 void nnrt_progress_format(const NnrtProgress *p, double now, char *buf, size_t cap);
 

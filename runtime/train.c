@@ -343,6 +343,8 @@ static NnStatus run_epoch(Run *r, int epoch, int64_t *perm, NnTensor *xb, NnTens
         if (st != NN_OK)
             return st;
         r->steps++;
+        if (r->cb->nstats > 0 && isfinite(loss))
+            nnrt_progress_stats(prog, n, r->cb->stats);
         // Going on after the loss overflows only spreads NaN through the weights.
         if (!isfinite(loss)) {
             nnrt_progress_end(prog, NULL);
@@ -362,6 +364,10 @@ static NnStatus after_epoch(Run *r, int epoch, NnrtProgress *prog, NnrtTrainResu
     NnrtEval tr = {.epoch = epoch + 1, .split = "train", .samples = prog->done,
                    .loss = nnrt_progress_mean_loss(prog)};
     res->train_loss = tr.loss;
+    tr.nstats = prog->nstats;
+    tr.stat_names = prog->stat_names;
+    for (int i = 0; i < tr.nstats; i++)
+        tr.stats[i] = prog->loss_n ? prog->stat_sum[i] / (double)prog->loss_n : NAN;
     NnStatus st = log_eval(r, &tr);
     char extra[160] = "";
     if (st == NN_OK && r->opt->val) {
@@ -433,6 +439,8 @@ static NnStatus train_epochs(Run *r, int start, NnrtTrainResult *res)
                        : nnrt_fail(NN_ERR_NOMEM, "out of memory");
     NnrtProgress prog;
     nnrt_progress_init(&prog, r->opt->progress, r->opt->progress_out);
+    prog.nstats = r->cb->nstats < NNRT_MAX_STATS ? r->cb->nstats : NNRT_MAX_STATS;
+    prog.stat_names = r->cb->stat_names;
     for (int epoch = start; st == NN_OK && !r->stopped && epoch < r->epochs; epoch++) {
         st = run_epoch(r, epoch, perm, xb, yb, &prog);
         if (st == NN_OK)

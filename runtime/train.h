@@ -29,6 +29,12 @@ typedef struct NnrtTrainCallbacks {
     NnStatus (*restore)(void *ctx, const NnVars *in);
     // What a checkpoint holds (weights, optimizer state); NULL uses snapshot.
     NnStatus (*checkpoint_vars)(void *ctx, NnVars *out);
+    // Named values step leaves in stats[0..nstats-1] for each batch (a GAN's
+    // d.loss, g.loss, d.real, d.fake): progress shows their epoch means
+    // instead of the loss, and the train line of the metrics log adds them.
+    int nstats; // 0 to NNRT_MAX_STATS
+    const char *const *stat_names;
+    double *stats;
 } NnrtTrainCallbacks;
 
 typedef enum NnrtTask { NNRT_TASK_CLASSIFY, NNRT_TASK_REGRESS } NnrtTask;

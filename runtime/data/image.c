@@ -1,5 +1,5 @@
 // Image export: a grid of gray images (f32, h*w each) written as binary PGM
-// (P5) or as an 8-bit grayscale PNG (zlib deflate for IDAT, zlib crc32 for the
+// (P5) or as an 8-bit grayscale PNG (RGB too, for plots) (zlib deflate for IDAT, zlib crc32 for the
 // chunk checksums), so users can look at what the model sees. Values map
 // linearly from [lo, hi] to 0..255 (clamped); lo == hi uses the data's range.
 // The file is replaced atomically, so a failed write keeps the previous one.
@@ -91,29 +91,25 @@ static bool chunk(FILE *f, const char *type, const unsigned char *data, uint32_t
            fwrite(crc, 1, 4, f) == 4;
 }
 
-NnStatus nnrt_image_write_png(const char *path, const float *x, int64_t n, int64_t h, int64_t w,
-                              int cols, float lo, float hi)
+// Writes h rows of w pixels (1 byte each for gray, 3 for RGB) as a PNG.
+static NnStatus write_png(const char *path, const unsigned char *px, int64_t w, int64_t h,
+                          int channels)
 {
-    Grid g = {0};
-    NnStatus st = make_grid(x, n, h, w, cols, lo, hi, &g);
-    if (st != NN_OK)
-        return st;
     // Each scanline is prefixed with filter type 0 (none).
-    size_t rawlen = (size_t)(g.gh * (g.gw + 1));
+    size_t row = (size_t)(w * channels);
+    size_t rawlen = (size_t)h * (row + 1);
     unsigned char *raw = malloc(rawlen);
     uLongf zlen = compressBound(rawlen);
     unsigned char *z = malloc(zlen);
     if (!raw || !z) {
-        free(g.p);
         free(raw);
         free(z);
         return nnrt_fail(NN_ERR_NOMEM, "out of memory");
     }
-    for (int64_t y = 0; y < g.gh; y++) {
-        raw[y * (g.gw + 1)] = 0;
-        memcpy(raw + y * (g.gw + 1) + 1, g.p + y * g.gw, (size_t)g.gw);
+    for (int64_t y = 0; y < h; y++) {
+        raw[(size_t)y * (row + 1)] = 0;
+        memcpy(raw + (size_t)y * (row + 1) + 1, px + (size_t)y * row, row);
     }
-    free(g.p);
     int zr = compress2(z, &zlen, raw, rawlen, 6);
     free(raw);
     if (zr != Z_OK) {
@@ -121,6 +117,7 @@ NnStatus nnrt_image_write_png(const char *path, const float *x, int64_t n, int64
         return nnrt_fail(NN_ERR_RUNTIME, "%s: zlib compress failed (%d)", path, zr);
     }
     NnrtSaveFile out;
+    NnStatus st;
     if ((st = nnrt_savefile_open(&out, path)) != NN_OK) {
         free(z);
         return st;
@@ -128,11 +125,29 @@ NnStatus nnrt_image_write_png(const char *path, const float *x, int64_t n, int64
     FILE *f = out.f;
     static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
     unsigned char ihdr[13] = {0};
-    put32(ihdr, (uint32_t)g.gw);
-    put32(ihdr + 4, (uint32_t)g.gh);
-    ihdr[8] = 8; // bit depth; colour type 0 (gray), deflate, filter 0, no interlace
+    put32(ihdr, (uint32_t)w);
+    put32(ihdr + 4, (uint32_t)h);
+    ihdr[8] = 8;                         // bit depth
+    ihdr[9] = channels == 3 ? 2 : 0;     // colour type: RGB or gray; deflate, filter 0, no interlace
     bool ok = fwrite(sig, 1, 8, f) == 8 && chunk(f, "IHDR", ihdr, 13) &&
               chunk(f, "IDAT", z, (uint32_t)zlen) && chunk(f, "IEND", NULL, 0);
     free(z);
     return nnrt_savefile_commit(&out, ok, "image");
+}
+
+NnStatus nnrt_image_write_png(const char *path, const float *x, int64_t n, int64_t h, int64_t w,
+                              int cols, float lo, float hi)
+{
+    Grid g = {0};
+    NnStatus st = make_grid(x, n, h, w, cols, lo, hi, &g);
+    if (st != NN_OK)
+        return st;
+    st = write_png(path, g.p, g.gw, g.gh, 1);
+    free(g.p);
+    return st;
+}
+
+NnStatus nnrt_image_write_rgb_png(const char *path, const unsigned char *rgb, int64_t w, int64_t h)
+{
+    return write_png(path, rgb, w, h, 3);
 }

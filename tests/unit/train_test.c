@@ -684,3 +684,49 @@ Test(train, plain_lines_for_every_fast_epoch)
     free(pbuf);
     nnrt_dataset_fini(&tr);
 }
+
+// Named per-batch values (a GAN's d.loss, d.real): progress lines show their
+// sample-weighted epoch means instead of the loss, and the train line of the
+// metrics log adds them.
+typedef struct StatModel {
+    Model m;
+    double stats[2];
+} StatModel;
+
+static NnStatus stat_step(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n, double *loss)
+{
+    StatModel *s = ctx;
+    s->stats[0] = 1.5;
+    s->stats[1] = (double)n;
+    return step(&s->m, x, y, n, loss);
+}
+
+Test(train, step_stats_in_progress_and_metrics)
+{
+    NnrtDataset tr = blobs(30, 1);
+    StatModel s;
+    init_model(&s.m);
+    static const char *const names[] = {"d.one", "d.n"};
+    NnrtTrainCallbacks cb = {.ctx = &s, .step = stat_step, .nstats = 2, .stat_names = names,
+                             .stats = s.stats};
+    char *pbuf = NULL;
+    size_t plen = 0;
+    FILE *pf = open_memstream(&pbuf, &plen);
+    const char *log = tmp("stats.jsonl");
+    NnrtTrainOptions o = {.epochs = 2, .batch = 16, .progress = NNRT_PROGRESS_LINES,
+                          .progress_out = pf, .quiet = true, .metrics_path = log};
+    NnrtTrainResult res;
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_OK, "%s", nnrt_errmsg());
+    fclose(pf);
+    // Batches of 16 and 14 samples: the mean of n weighted by n is (256 + 196) / 30.
+    cr_assert(strstr(pbuf, "epoch 2/2  30 samples  d.one 1.5000  d.n 15.0667"), "%s", pbuf);
+    cr_assert(!strstr(pbuf, " loss "), "%s", pbuf);
+    FILE *f = fopen(log, "r");
+    cr_assert(f);
+    char line[512];
+    cr_assert(fgets(line, sizeof line, f));
+    cr_assert(strstr(line, "\"d.one\": 1.5, \"d.n\": 15.0667"), "%s", line);
+    fclose(f);
+    free(pbuf);
+    nnrt_dataset_fini(&tr);
+}
