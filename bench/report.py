@@ -120,7 +120,7 @@ def cnn_rows(d):
                 jj, jt = best(d, f"cnn_{key}_epoch_jit", "sps", False)
             tj, tt = best(d, f"torch_{key}_{kind}", "sps", False)
             n = d.get(f"torch_{key}_epoch_samples")
-            what = f"{name}, {label}" + (f" ({n} images, 90% trained)" if kind == "epoch" and n
+            what = f"{name}, {label}" + (f" (about {n} images)" if kind == "epoch" and n
                                          else "")
             rows.append((what + " (samples/s)", f"{fmt(ii)} ({it_}T)" if ii else "n/a",
                          f"{fmt(jj)} ({jt}T)", f"{fmt(tj)} ({tt}T)", fmt(ratio(jj, ii)) + "x",

@@ -9,7 +9,8 @@
 #   cnn2:   conv 5x5 1->32 same relu, maxpool 2, conv 5x5 32->64 same relu,
 #           maxpool 2, dense 3136-1024 relu, dropout 0.4, dense 10, Adam 1e-3,
 #           batch 64.
-# Two figures per model: whole epochs over the first --samples images as a
+# Two figures per model: whole epochs over the first images (as many as nnc's
+# side trains in bench/run.sh) as a
 # user waits for them (shuffle, batch gather, step; no evaluation), and the
 # bare step on one resident batch. channels_last is tried too and the faster
 # memory format kept. Prints one flat JSON object.
@@ -95,16 +96,16 @@ def main():
     torch.set_num_threads(THREADS)
     t = THREADS
     out = {"torch_version": torch.__version__, "onednn": torch.backends.mkldnn.is_available()}
-    for name, make, batch, limit in (("lenet5", lenet5, 64, 12800 if QUICK else 60000),
-                                     ("cnn2", cnn2, 64, 1280 if QUICK else 6400)):
+    for name, make, batch, limit in (("lenet5", lenet5, 64, 6400 if QUICK else 30000),
+                                     ("cnn2", cnn2, 64, 1280 if QUICK else 3200)):
         x, y = load_images(limit)
         best = None
         for fmt in (torch.contiguous_format, torch.channels_last):
             got = run(make, batch, x, y, fmt)
             if best is None or got[1] > best[1]:
                 best = got + (str(fmt).split(".")[-1],)
-        out[f"torch_{name}_step_sps_t{t}"] = best[0]
-        out[f"torch_{name}_epoch_sps_t{t}"] = best[1]
+        out[f"torch_{name}_step_t{t}_sps"] = best[0]
+        out[f"torch_{name}_epoch_t{t}_sps"] = best[1]
         out[f"torch_{name}_format_t{t}"] = best[2]
         out[f"torch_{name}_epoch_samples"] = len(x)
         print(f"bench: torch {name} t{t}: step {best[0]:.0f} samples/s, "

@@ -3,6 +3,7 @@
 // lowered to small graphs that the driver runs once per split.
 #include "elab.h"
 
+#include <math.h>
 #include <string.h>
 
 typedef struct FieldEnv {
@@ -49,8 +50,10 @@ NnGraph *nn_lower_expr(NnCtx *c, const NnProgram *p, const NnAst *e, const NnFie
 }
 
 // Walks a nested list, recording the shape on first visit and checking it after.
+// i32 data (class labels) must be whole numbers that fit: 1.5 would otherwise
+// be truncated to class 1 without a word.
 static bool walk(NnCtx *c, const NnAst *e, int depth, NnShape *shape, bool *shaped, double *vals,
-                 int64_t *n, int64_t cap)
+                 int64_t *n, int64_t cap, NnDType dt)
 {
     if (e->kind == NN_AST_LIST) {
         if (depth >= NN_MAX_RANK) {
@@ -70,7 +73,7 @@ static bool walk(NnCtx *c, const NnAst *e, int depth, NnShape *shape, bool *shap
             return false;
         }
         for (int i = 0; i < e->kids.count; i++)
-            if (!walk(c, e->kids.items[i], depth + 1, shape, shaped, vals, n, cap))
+            if (!walk(c, e->kids.items[i], depth + 1, shape, shaped, vals, n, cap, dt))
                 return false;
         if (e->kids.count == 0)
             *shaped = true;
@@ -85,6 +88,12 @@ static bool walk(NnCtx *c, const NnAst *e, int depth, NnShape *shape, bool *shap
         nn_error(&c->diags, e->loc, "data lists may hold numbers only");
         return false;
     }
+    double v = sign * e->num;
+    if (dt == NN_DT_I32 && (v != floor(v) || v < -2147483648.0 || v > 2147483647.0)) {
+        nn_error(&c->diags, e->loc, "i32 data must be whole numbers from -2147483648 to "
+                 "2147483647, got %.17g", v);
+        return false;
+    }
     if (!*shaped)
         shape->rank = depth;
     *shaped = true;
@@ -93,7 +102,7 @@ static bool walk(NnCtx *c, const NnAst *e, int depth, NnShape *shape, bool *shap
         return false;
     }
     if (*n < cap && vals)
-        vals[*n] = sign * e->num;
+        vals[*n] = v;
     (*n)++;
     return true;
 }
@@ -113,12 +122,12 @@ NnTensor *nn_lower_literal(NnCtx *c, const NnAst *e, bool *is_literal)
     NnShape shape = {0};
     bool shaped = false;
     int64_t n = 0;
-    if (!walk(c, e, 0, &shape, &shaped, NULL, &n, 0))
+    if (!walk(c, e, 0, &shape, &shaped, NULL, &n, 0, dt))
         return NULL;
     double *vals = nn_arena_alloc(c->arena, (size_t)(n + 1) * sizeof *vals);
     int64_t m = 0;
     shaped = false;
-    walk(c, e, 0, &shape, &shaped, vals, &m, n);
+    walk(c, e, 0, &shape, &shaped, vals, &m, n, dt);
     NnTensor *t = nnrt_tensor_new(dt, shape.rank, shape.dim);
     if (!t) {
         nn_error(&c->diags, e->loc, "%s", nnrt_errmsg());

@@ -421,6 +421,14 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     }
     if (!eval_only && spec.save && !check_writable(c, spec.save))
         goto done;
+    // An unusable --metrics file is found now, not after the first epoch.
+    if (o->metrics) {
+        NnrtJsonl probe;
+        if (nnrt_jsonl_open(&probe, o->metrics, true) != NN_OK || nnrt_jsonl_close(&probe) != NN_OK) {
+            nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
+            goto done;
+        }
+    }
     NnLoc loc = spec.ast->loc;
     double t0 = nnrt_now();
     if (spec.nsteps > 0) {

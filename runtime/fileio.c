@@ -34,6 +34,14 @@ NnStatus nnrt_file_open(const char *path, const char *what, int *fd, int64_t *si
     int f = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (f < 0) {
         int e = errno;
+        // A socket cannot be opened at all (ENXIO): say what it is rather
+        // than "No such device or address".
+        struct stat lb;
+        if (stat(path, &lb) == 0 && !S_ISREG(lb.st_mode)) {
+            nnrt_fail(NN_ERR_IO, "%s is %s, not a regular file", path, kind_of(lb.st_mode));
+            errno = 0;
+            return NN_ERR_IO;
+        }
         nnrt_fail(NN_ERR_IO, "%s: cannot open%s%s: %s", path, sep, w, strerror(e));
         errno = e;
         return NN_ERR_IO;

@@ -5,9 +5,11 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 NnStatus nnrt_confusion_init(NnrtConfusion *c, int classes)
 {
@@ -263,9 +265,26 @@ NnStatus nnrt_jsonl_open(NnrtJsonl *j, const char *path, bool append)
 {
     memset(j, 0, sizeof *j);
     snprintf(j->path, sizeof j->path, "%s", path);
-    j->f = fopen(path, append ? "a" : "w");
-    if (!j->f)
+    // O_NONBLOCK: a FIFO nobody reads would block the open forever (ENXIO
+    // instead). A FIFO with a reader (`--metrics >(jq .)`) or a character
+    // device is fine to append to; writes block again once it is open.
+    int fd = open(path, O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC | (append ? O_APPEND : O_TRUNC),
+                  0666);
+    if (fd < 0) {
+        if (errno == ENXIO)
+            return nnrt_fail(NN_ERR_IO, "%s: cannot open metrics file: it is a FIFO that nothing reads",
+                             path);
         return nnrt_fail(NN_ERR_IO, "%s: cannot open metrics file: %s", path, strerror(errno));
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    j->f = fdopen(fd, append ? "a" : "w");
+    if (!j->f) {
+        int e = errno;
+        close(fd);
+        return nnrt_fail(NN_ERR_IO, "%s: cannot open metrics file: %s", path, strerror(e));
+    }
     return NN_OK;
 }
 

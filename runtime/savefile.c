@@ -149,8 +149,10 @@ NnStatus nnrt_savefile_commit(NnrtSaveFile *s, bool ok, const char *what)
         unlink(s->tmp);
     release(s->slot);
     s->slot = -1;
+    // Every claim must be true: with no earlier file there is none to keep.
     if (!ok)
-        return nnrt_fail(NN_ERR_IO, "%s: saving the %s failed: %s (previous file kept)", s->path,
-                         what, strerror(e ? e : EIO));
+        return nnrt_fail(NN_ERR_IO, "%s: saving the %s failed: %s%s", s->path, what,
+                         strerror(e ? e : EIO),
+                         access(s->path, F_OK) == 0 ? " (previous file kept)" : " (nothing written)");
     return NN_OK;
 }

@@ -29,8 +29,8 @@ NnStatus nnrt_savefile_check(const char *path);
 NnStatus nnrt_savefile_open(NnrtSaveFile *s, const char *path);
 // Makes what was written to s->f the file at s->path. ok false (the caller's
 // write failed) or any flush, sync, close or rename error removes the
-// temporary and fails with "<path>: writing the <what> failed: <why>
-// (previous file kept)".
+// temporary and fails with "<path>: saving the <what> failed: <why>
+// (previous file kept)" (or "(nothing written)" where there was no file).
 NnStatus nnrt_savefile_commit(NnrtSaveFile *s, bool ok, const char *what);
 
 #endif

@@ -24,7 +24,12 @@ status=0
 for t in "${targets[@]}"; do
     work=build-fuzz/corpus/$t
     mkdir -p "$work"
-    seeds=(tests/fuzz/corpus_$t tests/fuzz/regress/$t)
+    # libFuzzer exits on a corpus folder that does not exist, and a target
+    # has no regress/ folder until it has found its first crash.
+    seeds=()
+    for d in tests/fuzz/corpus_$t tests/fuzz/regress/$t; do
+        [ -d "$d" ] && seeds+=("$d")
+    done
     if [ "$t" = check ]; then
         mkdir -p build-fuzz/seeds/check
         cp examples/*.nn tests/bad/*.nn tests/golden/*/*.nn build-fuzz/seeds/check/ 2>/dev/null || true
