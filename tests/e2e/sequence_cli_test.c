@@ -124,6 +124,10 @@ Test(sequence_cli, sample_refuses_bad_options_and_models)
     free(out);
     cr_assert_eq(tu_nnc_run(&out, "sample lm.nn --weights w --temperature -1"), 2, "%s", out);
     free(out);
+    // One sample command serves generators too: their -o means nothing here.
+    cr_assert_eq(tu_nnc_run(&out, "sample lm.nn --weights w -o x.png"), 2, "%s", out);
+    cr_assert(strstr(out, "-o is for generators"), "%s", out);
+    free(out);
     cr_assert_eq(tu_nnc_run(&out, "sample lm.nn"), 2, "%s", out);
     cr_assert(strstr(out, "needs --weights"), "%s", out);
     free(out);
