@@ -8,7 +8,8 @@
 
 typedef enum Kind { B_UNARY, B_BINARY, B_WHERE, B_REDUCE, B_ARGMAX, B_TAKE, B_ONEHOT,
                     B_RESHAPE, B_FLATTEN, B_TRANSPOSE, B_CAST, B_DROPOUT, B_RANDOM,
-                    B_ZEROS_LIKE, B_TRAINING, B_CHECK, B_DIVIDES, B_IMAGE } Kind;
+                    B_ZEROS_LIKE, B_TRAINING, B_CHECK, B_DIVIDES, B_IMAGE, B_FILL, B_SPLIT,
+                    B_STACK } Kind;
 
 typedef struct Builtin {
     const char *name;
@@ -48,6 +49,10 @@ static const Builtin builtins[] = {
     {"uniform", B_RANDOM, NN_OP_RAND_UNIFORM, {"shape", "lo", "hi"}, 1},
     {"normal", B_RANDOM, NN_OP_RAND_NORMAL, {"shape", "mean", "std"}, 1},
     {"zeros_like", B_ZEROS_LIKE, NN_OP_BROADCAST, {"x"}, 1},
+    {"zeros", B_FILL, NN_OP_BROADCAST, {"shape"}, 1},
+    {"ones", B_FILL, NN_OP_BROADCAST, {"shape"}, 1},
+    {"split", B_SPLIT, NN_OP_SLICE, {"x", "parts", "axis"}, 2},
+    {"stack", B_STACK, NN_OP_CONCAT, {"xs", "axis"}, 1},
     {"training", B_TRAINING, NN_OP_COUNT, {NULL}, 0},
     {"conv", B_IMAGE, NN_OP_CONV2D, {"x", "w", "stride", "padding", "dilation", "groups"}, 2},
     {"conv_transpose", B_IMAGE, NN_OP_CONV2D_BWD_DATA,
@@ -187,6 +192,110 @@ static Val random_tensor(Lower *L, const Builtin *b, Val *v, bool *set, NnLoc lo
     return v_tensor(r);
 }
 
+// The axis argument of split/stack: an integer in [-rank, rank), 0 if absent.
+static bool one_axis(Lower *L, Val v, bool set, int rank, int *axis, NnLoc loc)
+{
+    uint32_t ax;
+    if (!axes_of(L, set ? v : v_int(0), true, rank, &ax, loc))
+        return false;
+    if (ax & (ax - 1)) {
+        nn_error(&L->c->diags, loc, "axis must be one integer");
+        return false;
+    }
+    *axis = __builtin_ctz(ax);
+    return true;
+}
+
+// split(x, n | [sizes], axis = 0): a tuple of slices along one axis.
+static Val split_tensor(Lower *L, Val *v, bool *set, NnLoc loc)
+{
+    NnNode *x = vnode(L, v[0]);
+    int axis;
+    if (!one_axis(L, v[2], set[2], x->shape.rank, &axis, loc))
+        return v_none();
+    int64_t d = x->shape.dim[axis], sizes[64];
+    int n = 0;
+    char t[128];
+    if (d < 0) {
+        nn_error(&L->c->diags, loc, "split: axis %d of %s is not a fixed size", axis,
+                 nn_type_str(L->g, x->dtype, &x->shape, t, sizeof t));
+        return v_none();
+    }
+    if (v[1].kind == V_NUM && v[1].is_int && !v[1].sym && v[1].dim > 0 && v[1].dim <= 64) {
+        n = (int)v[1].dim;
+        if (d % n) {
+            nn_error(&L->c->diags, loc, "split: axis %d of %s (size %lld) does not divide into %d "
+                     "equal parts", axis, nn_type_str(L->g, x->dtype, &x->shape, t, sizeof t),
+                     (long long)d, n);
+            return v_none();
+        }
+        for (int i = 0; i < n; i++)
+            sizes[i] = d / n;
+    } else if (v[1].kind == V_LIST && v[1].list->count > 0 && v[1].list->count <= 64) {
+        int64_t sum = 0;
+        for (n = 0; n < v[1].list->count; n++) {
+            Val p = v[1].list->items[n];
+            if (p.kind != V_NUM || !p.is_int || p.sym || p.dim <= 0) {
+                nn_error(&L->c->diags, loc, "split: part sizes must be positive integers");
+                return v_none();
+            }
+            sum += sizes[n] = p.dim;
+        }
+        if (sum != d) {
+            nn_error(&L->c->diags, loc, "split: parts add up to %lld but axis %d of %s has %lld",
+                     (long long)sum, axis, nn_type_str(L->g, x->dtype, &x->shape, t, sizeof t),
+                     (long long)d);
+            return v_none();
+        }
+    } else {
+        nn_error(&L->c->diags, loc, "split: parts must be a count from 1 to 64 or a list of sizes");
+        return v_none();
+    }
+    VList *l = nn_arena_alloc(L->c->arena, sizeof *l);
+    l->items = nn_arena_alloc(L->c->arena, (size_t)n * sizeof *l->items);
+    l->count = n;
+    int64_t at = 0;
+    for (int i = 0; i < n; i++) {
+        NnId id = checked(L, nn_ir_slice(L->g, v[0].id, axis, at, at + sizes[i], 1, loc), loc);
+        if (id < 0)
+            return v_none();
+        l->items[i] = v_tensor(id);
+        at += sizes[i];
+    }
+    return (Val){.kind = V_LIST, .id = -1, .list = l};
+}
+
+// stack(xs, axis = 0): same-typed tensors joined along a new axis.
+static Val stack(Lower *L, const Builtin *b, Val *v, bool *set, NnLoc loc)
+{
+    if (v[0].kind != V_LIST || v[0].list->count == 0) {
+        nn_error(&L->c->diags, loc, "'%s' needs a non-empty list of tensors, like [a, b]", b->name);
+        return v_none();
+    }
+    int n = v[0].list->count;
+    NnId *ids = nn_arena_alloc(L->c->arena, (size_t)n * sizeof *ids);
+    for (int i = 0; i < n; i++) {
+        if (!need_tensor(L, b, v[0].list->items[i], loc))
+            return v_none();
+        ids[i] = v[0].list->items[i].id;
+    }
+    NnNode *x = nn_node(L->g, ids[0]);
+    int axis;
+    if (!one_axis(L, v[1], set[1], x->shape.rank + 1, &axis, loc))
+        return v_none();
+    for (int i = 1; i < n; i++) {
+        NnNode *y = nn_node(L->g, ids[i]);
+        if (y->dtype != x->dtype || !nn_shape_eq(&y->shape, &x->shape)) {
+            char s[128], t[128];
+            nn_error(&L->c->diags, loc, "stack: item %d is %s but item 0 is %s", i,
+                     nn_type_str(L->g, y->dtype, &y->shape, s, sizeof s),
+                     nn_type_str(L->g, x->dtype, &x->shape, t, sizeof t));
+            return v_none();
+        }
+    }
+    return v_tensor(stack_ids(L, ids, n, axis, loc));
+}
+
 // check(cond, "message {} {}", a, b): a library layer's own precondition. A
 // false cond is reported at the user's call of the layer, naming it, with each
 // {} replaced by a and b ("conv2d needs groups = 4 to divide ...").
@@ -235,6 +344,14 @@ Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc)
     NnAttr a = {0};
     if (b->kind == B_RANDOM)
         return random_tensor(L, b, v, set, loc);
+    if (b->kind == B_STACK)
+        return stack(L, b, v, set, loc);
+    if (b->kind == B_FILL) {
+        if (!shape_of(L, v[0], &a.shape, loc))
+            return v_none();
+        NnId k = nn_ir_const(g, name[0] == 'o' ? 1 : 0, NN_DT_F32, loc);
+        return v_tensor(checked(L, nn_ir_broadcast(g, k, &a.shape, loc), loc));
+    }
     if (b->kind == B_TRAINING)
         return (Val){.kind = V_BOOL, .id = -1, .num = L->training};
     if (b->kind == B_CHECK)
@@ -271,6 +388,7 @@ Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc)
     int rank = x->shape.rank;
     switch (b->kind) {
     case B_UNARY: return v_tensor(checked(L, nn_ir_unary(g, b->op, v[0].id, loc), loc));
+    case B_SPLIT: return split_tensor(L, v, set, loc);
     case B_REDUCE: {
         if (!axes_of(L, v[1], set[1], rank, &a.axes, loc))
             return v_none();

@@ -80,6 +80,8 @@ typedef struct Counter {
 
 // A resolver for names not found in any scope (the train block binds data
 // fields to INPUT nodes on first use).
+typedef struct LoopCtx LoopCtx; // the innermost loop being unrolled (index.c)
+
 typedef bool (*Resolver)(void *ctx, const char *name, NnLoc loc, Val *out);
 
 typedef struct Lower {
@@ -104,6 +106,8 @@ typedef struct Lower {
     NnLoc (*origin)(void *ctx, const char *name);
     const char *const *resolve_names; // what resolve knows, for "did you mean"
     int nresolve_names;
+    LoopCtx *loop; // NULL outside for loops
+    int64_t unrolled; // loop steps elaborated so far, all loops together
     // Layer state updates (`state` in layers): the final value of each state
     // when its layer returns; only the step graph applies them.
     NnId *upd_var, *upd_val;
@@ -126,6 +130,18 @@ void call_note(Lower *L, const NnAst *decl, NnLoc loc);
 bool eval_args(Lower *L, Env *env, const NnAstList *kids, const Val *first, Arg **out, int *n);
 
 void env_bind(Lower *L, Env *env, const char *name, Val v);
+// Assignment: rebinds `name` in env itself (not a parent) in place, or adds it.
+void env_set(Lower *L, Env *env, const char *name, Val v);
+// One statement of a block other than `return`; false after reporting an error.
+bool exec_stmt(Lower *L, Env *env, const NnAst *s, const NnAst *owner);
+
+// Indexing, tuples and loops (index.c).
+Val eval_index(Lower *L, Env *env, const NnAst *e);
+bool assign_index(Lower *L, Env *env, const NnAst *target, Val v, NnLoc loc);
+bool assign_stmt(Lower *L, Env *env, const NnAst *s);
+bool exec_for(Lower *L, Env *env, const NnAst *s, const NnAst *owner);
+// Tensors of one shape joined along a new axis `axis` (0 <= axis <= rank).
+NnId stack_ids(Lower *L, const NnId *ids, int n, int axis, NnLoc loc);
 bool env_lookup(Env *env, const char *name, Val *out);
 
 Val v_tensor(NnId id);

@@ -71,6 +71,17 @@ void env_bind(Lower *L, Env *env, const char *name, Val v)
         env_rehash(L, env, env->nslots ? env->nslots * 2 : 32);
 }
 
+void env_set(Lower *L, Env *env, const char *name, Val v)
+{
+    Bind *b = env->slots ? *env_slot(env, name) : env->head;
+    while (!env->slots && b && strcmp(b->name, name) != 0)
+        b = b->next;
+    if (b)
+        b->v = v;
+    else
+        env_bind(L, env, name, v);
+}
+
 bool env_lookup(Env *env, const char *name, Val *out)
 {
     for (; env; env = env->parent) {
@@ -400,9 +411,7 @@ Val eval(Lower *L, Env *env, const NnAst *e)
         NnAstList none = {0};
         return call(L, env, e->b, &none, &first, e->b->loc);
     }
-    case NN_AST_INDEX:
-        nn_error(&L->c->diags, e->loc, "indexing tensors is not supported yet");
-        return v_none();
+    case NN_AST_INDEX: return eval_index(L, env, e);
     case NN_AST_FIELD:
         nn_error(&L->c->diags, e->loc, "'.%s': fields are only valid in train settings", e->name);
         return v_none();
@@ -555,6 +564,24 @@ static bool state_updates(Lower *L, Env *env, const NnAst *const *decls, const N
     return true;
 }
 
+bool exec_stmt(Lower *L, Env *env, const NnAst *s, const NnAst *owner)
+{
+    switch (s->kind) {
+    case NN_AST_ASSIGN: return assign_stmt(L, env, s);
+    case NN_AST_PARAM: return var_stmt(L, env, s, NN_OP_PARAM) >= 0;
+    case NN_AST_EXPR: return eval(L, env, s->a).kind != V_NONE;
+    case NN_AST_FOR: return exec_for(L, env, s, owner);
+    case NN_AST_ERROR: return false;
+    case NN_AST_RETURN:
+        nn_error(&L->c->diags, s->loc, "'return' inside a loop is not supported");
+        return false;
+    default:
+        nn_error(&L->c->diags, s->loc, "%s statements are not supported here",
+                 nn_ast_kind_name(s->kind));
+        return false;
+    }
+}
+
 Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner)
 {
     const NnAst *sdecls[32];
@@ -562,8 +589,7 @@ Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner)
     int nstates = 0;
     for (int i = 0; i < stmts->count; i++) {
         const NnAst *s = stmts->items[i];
-        switch (s->kind) {
-        case NN_AST_RETURN: {
+        if (s->kind == NN_AST_RETURN) {
             if (!s->a) {
                 nn_error(&L->c->diags, s->loc, "'%s' must return a value", owner->name);
                 return v_none();
@@ -573,7 +599,7 @@ Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner)
                 return v_none();
             return r;
         }
-        case NN_AST_STATE:
+        if (s->kind == NN_AST_STATE) {
             if (nstates == 32) {
                 nn_error(&L->c->diags, s->loc, "a layer may declare at most 32 states");
                 return v_none();
@@ -581,43 +607,19 @@ Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner)
             if ((svars[nstates] = var_stmt(L, env, s, NN_OP_STATE)) < 0)
                 return v_none();
             sdecls[nstates++] = s;
-            break;
-        case NN_AST_ASSIGN: {
-            if (s->kids.count != 1 || s->kids.items[0]->kind != NN_AST_NAME) {
-                nn_error(&L->c->diags, s->loc, s->kids.count != 1
-                         ? "assigning several names at once is not supported yet"
-                         : "assigning into part of a tensor is not supported yet");
-                return v_none();
-            }
-            const char *name = s->kids.items[0]->name;
-            L->bind_name = s->a->kind == NN_AST_CALL ? name : NULL;
-            Val v = eval(L, env, s->a);
-            L->bind_name = NULL;
-            if (v.kind == V_NONE)
-                return v;
-            for (int k = 0; k < nstates; k++)
-                if (strcmp(sdecls[k]->name, name) == 0 &&
+            continue;
+        }
+        if (!exec_stmt(L, env, s, owner))
+            return v_none();
+        // A state set here is checked at the assignment, not only at the return.
+        for (int t = 0; s->kind == NN_AST_ASSIGN && t < s->kids.count; t++) {
+            const NnAst *tg = s->kids.items[t];
+            for (int k = 0; tg->kind == NN_AST_NAME && k < nstates; k++) {
+                Val v;
+                if (strcmp(sdecls[k]->name, tg->name) == 0 && env_lookup(env, tg->name, &v) &&
                     state_value(L, sdecls[k], svars[k], v, s->a->loc, owner) < 0)
                     return v_none();
-            env_bind(L, env, name, v);
-            break;
-        }
-        case NN_AST_PARAM:
-            if (var_stmt(L, env, s, NN_OP_PARAM) < 0)
-                return v_none();
-            break;
-        case NN_AST_EXPR:
-            if (eval(L, env, s->a).kind == V_NONE)
-                return v_none();
-            break;
-        case NN_AST_ERROR: return v_none();
-        case NN_AST_FOR:
-            nn_error(&L->c->diags, s->loc, "for loops are not supported yet");
-            return v_none();
-        default:
-            nn_error(&L->c->diags, s->loc, "%s statements are not supported here",
-                     nn_ast_kind_name(s->kind));
-            return v_none();
+            }
         }
     }
     nn_error(&L->c->diags, owner->loc, "'%s' ends without a return statement", owner->name);

@@ -367,16 +367,23 @@ static void add_type_dims(Sema *S, Scope *sc, const NnAst *t)
     }
 }
 
-static void check_body(Sema *S, Scope *sc, const NnAst *decl)
+static void check_body(Sema *S, Scope *sc, const NnAst *decl, const NnAstList *body)
 {
-    for (int i = 0; i < decl->kids.count; i++) {
-        const NnAst *s = decl->kids.items[i];
+    for (int i = 0; i < body->count; i++) {
+        const NnAst *s = body->items[i];
         switch (s->kind) {
         case NN_AST_ASSIGN:
             check_expr(S, sc, s->a);
-            for (int k = 0; k < s->kids.count; k++)
-                if (s->kids.items[k]->kind == NN_AST_NAME)
-                    scope_add(S->c, sc, s->kids.items[k]->name);
+            for (int k = 0; k < s->kids.count; k++) {
+                const NnAst *t = s->kids.items[k];
+                if (t->kind == NN_AST_INDEX) {
+                    // out[:, t] = h may define out (a loop's stacked output).
+                    check_list(S, sc, &t->kids);
+                    t = t->a;
+                }
+                if (t->kind == NN_AST_NAME)
+                    scope_add(S->c, sc, t->name);
+            }
             break;
         case NN_AST_PARAM:
             if (decl->kind != NN_AST_LAYER && decl->kind != NN_AST_MODEL)
@@ -414,6 +421,7 @@ static void check_body(Sema *S, Scope *sc, const NnAst *decl)
             check_expr(S, sc, s->a);
             check_expr(S, sc, s->b);
             scope_add(S->c, sc, s->name);
+            check_body(S, sc, decl, &s->kids);
             break;
         default: break;
         }
@@ -439,7 +447,7 @@ static void check_decl(Sema *S, const NnAst *d)
     if (d->a)
         check_expr(S, &sc, d->a);
     else
-        check_body(S, &sc, d);
+        check_body(S, &sc, d, &d->kids);
 }
 
 NnProgram *nn_sema(NnCtx *c, NnAst *main)

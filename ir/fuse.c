@@ -12,7 +12,8 @@
 // but its root had all its consumers in the group (so nothing is computed twice,
 // and since values only leave a group through its root, the graph stays
 // acyclic); groups of a single op are left as they are; outputs and update
-// values are never absorbed (they may be roots).
+// values are never absorbed (they may be roots); a group's members take at
+// most NN_FUSE_MAXUSES operands in all (ir/pass.h).
 #include "pass.h"
 
 #include <stdlib.h>
@@ -100,7 +101,7 @@ static int grow(Fuse *f, NnId r)
 {
     const NnGraph *g = f->g;
     bool reduce = is_reduce(g->nodes[r].op), has_mm = false;
-    int size = 1;
+    int size = 1, uses = g->nodes[r].nin;
     f->group[r] = r;
     f->lo[r] = r;
     NnId lo = r;
@@ -113,10 +114,13 @@ static int grow(Fuse *f, NnId r)
         if (is_contraction(n->op)) {
             if (reduce || has_mm || !nn_shape_eq(&n->shape, &g->nodes[r].shape))
                 continue;
-            has_mm = true;
         } else if (!is_elemwise(n->op) || n->op == NN_OP_CONST) {
             continue;
         }
+        if (uses + n->nin > NN_FUSE_MAXUSES)
+            continue;
+        uses += n->nin;
+        has_mm |= is_contraction(n->op);
         f->group[p] = r;
         f->lo[r] = p;
         size++;

@@ -247,3 +247,32 @@ Test(fuse, mlp_training_step)
     nn_graph_free(before);
     nn_graph_free(g);
 }
+
+// A sum of many separate values (a gradient summed over the steps of an
+// unrolled loop) splits into kernels of at most NN_FUSE_MAXUSES operand uses,
+// so no FUSED body has more INPUTs than a backend's leaf table holds.
+Test(fuse, long_sums_split_into_bounded_kernels)
+{
+    NnGraph *g = nn_graph_new();
+    NnId x = src(g, NN_OP_INPUT, "x", NN_DT_F32, "N,3");
+    NnId acc = -1;
+    for (int i = 0; i < 100; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "w%d", i);
+        NnId t = nn_ir_binary(g, NN_OP_MUL, x, par(g, name, NN_DT_F32, "3"), L);
+        acc = acc < 0 ? t : nn_ir_binary(g, NN_OP_ADD, acc, t, L);
+    }
+    nn_graph_add_output(g, "y", acc);
+    NnGraph *before = nn_graph_clone(g);
+    g = apply(nn_pass_fuse, g);
+    NnId f[64];
+    int n = fused_nodes(g, f, 64);
+    cr_assert_gt(n, 1, "one body would need 101 inputs");
+    for (int i = 0; i < n; i++)
+        cr_expect_leq(g->nodes[f[i]].nin, NN_FUSE_MAXUSES, "kernel %d has %d inputs", i,
+                      g->nodes[f[i]].nin);
+    int64_t nv = 2;
+    assert_same_results(before, g, &nv);
+    nn_graph_free(before);
+    nn_graph_free(g);
+}
