@@ -130,6 +130,7 @@ static bool bind_formals(Lower *L, Env *env, const NnAst *decl, Arg *args, int n
     bool *set = nn_arena_alloc(L->c->arena, (size_t)(nf + 1));
     NnLoc *locs = nn_arena_alloc(L->c->arena, (size_t)(nf + 1) * sizeof *locs);
     NnLoc *froms = nn_arena_alloc(L->c->arena, (size_t)(nf + 1) * sizeof *froms);
+    const char **fields = nn_arena_alloc(L->c->arena, (size_t)(nf + 1) * sizeof *fields);
     int pos = 0;
     for (int i = 0; i < nargs; i++) {
         NnLoc al = args[i].loc.src ? args[i].loc : loc;
@@ -160,6 +161,7 @@ static bool bind_formals(Lower *L, Env *env, const NnAst *decl, Arg *args, int n
         vals[k] = args[i].v;
         locs[k] = al;
         froms[k] = args[i].from;
+        fields[k] = args[i].field;
     }
     for (int k = 0; k < nf; k++) {
         const NnAst *f = decl->params.items[k];
@@ -179,7 +181,8 @@ static bool bind_formals(Lower *L, Env *env, const NnAst *decl, Arg *args, int n
             snprintf(what, sizeof what, "argument '%s' of '%s'", f->name, decl->name);
             if (!check_type(L, env, f->type, vals[k], what, locs[k])) {
                 if (froms[k].src)
-                    nn_note(&L->c->diags, froms[k], "the data's '%s' is defined here", f->name);
+                    nn_note(&L->c->diags, froms[k], "the data's '%s' is defined here",
+                            fields[k] ? fields[k] : f->name);
                 return false;
             }
         }

@@ -62,6 +62,7 @@ typedef struct Arg {
     Val v;
     NnLoc loc;
     NnLoc from;       // where a model input comes from (a data field), else no src
+    const char *field; // that data field's name (NULL: the formal's name)
 } Arg;
 
 struct Bound {
@@ -100,6 +101,9 @@ typedef struct Lower {
     const char *bind_name; // target of `name = layer(...)`, consumed by the call
     Resolver resolve;
     void *resolve_ctx;
+    // Where a name that resolve knows gets its value (a data field's statement),
+    // for a note when that value has the wrong type for a call; may be NULL.
+    NnLoc (*origin)(void *ctx, const char *name);
     const char *const *resolve_names; // what resolve knows, for "did you mean"
     int nresolve_names;
     LoopCtx *loop; // NULL outside for loops

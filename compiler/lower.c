@@ -339,6 +339,13 @@ bool eval_args(Lower *L, Env *env, const NnAstList *kids, const Val *first, Arg 
             args[k] = (Arg){.name = a->name, .v = eval(L, env, a->a), .loc = a->loc};
         else
             args[k] = (Arg){.v = eval(L, env, a), .loc = a->loc};
+        // A bare data field as an argument: a type error notes where it is made.
+        const NnAst *e = a->kind == NN_AST_ARG ? a->a : a;
+        Val shadow;
+        if (L->origin && e && e->kind == NN_AST_NAME && !env_lookup(env, e->name, &shadow)) {
+            args[k].from = L->origin(L->resolve_ctx, e->name);
+            args[k].field = e->name;
+        }
         ok = ok && args[k].v.kind != V_NONE;
         k++;
     }

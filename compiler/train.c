@@ -134,9 +134,19 @@ static Val model_output(TrainEnv *T)
         // the line that first used `output`.
         const NnAst *f = m->params.items[i];
         args[i] = (Arg){name, v_tensor(T->inputs[k]), f->type ? f->type->loc : f->loc,
-                        field_loc(T->data, T->fields[k].name)};
+                        field_loc(T->data, T->fields[k].name), T->fields[k].name};
     }
     return call_decl(T->L, m, args, m->params.count, m->loc, m->name);
+}
+
+// Where data field `name` is made, for notes (resolve's names only).
+static NnLoc origin(void *ctx, const char *name)
+{
+    TrainEnv *T = ctx;
+    for (int i = 0; i < T->nfields; i++)
+        if (strcmp(T->fields[i].name, name) == 0 || (i == 1 && strcmp(name, "y") == 0))
+            return field_loc(T->data, T->fields[i].name);
+    return (NnLoc){0};
 }
 
 static bool resolve(void *ctx, const char *name, NnLoc loc, Val *out)
@@ -633,6 +643,7 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
         T.inputs[i] = nn_ir_source(g, NN_OP_INPUT, fields[i].name, fields[i].dtype, &sh, model->loc);
     }
     L->resolve = resolve;
+    L->origin = origin;
     L->resolve_ctx = &T;
     const char **known =
         nn_arena_alloc(c->arena, (size_t)(nfields + s->nnoise + 2) * sizeof(char *));
