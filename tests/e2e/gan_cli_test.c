@@ -17,7 +17,7 @@
 
 static void to_root(void) { cr_assert_eq(chdir(NN_SOURCE_DIR), 0); }
 
-TestSuite(gan, .init = to_root, .timeout = 600);
+TestSuite(gan, .init = to_root, .timeout = 900);
 
 static char *tmp_path(const char *suffix)
 {

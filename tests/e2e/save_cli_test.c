@@ -37,7 +37,7 @@ static void teardown(void)
     free(cmd);
 }
 
-TestSuite(save_cli, .init = setup, .fini = teardown, .timeout = 240);
+TestSuite(save_cli, .init = setup, .fini = teardown, .timeout = 300);
 
 // dir/name in a static rotating buffer.
 static const char *in_dir(const char *name)
