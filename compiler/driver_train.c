@@ -28,7 +28,18 @@ typedef struct Runner {
     int nstats;
     const char *stat_names[NNRT_MAX_STATS];
     double stats[NNRT_MAX_STATS];
+    int lr_out;                  // index of step 0's output "lr"; -1: none
+    double lr;                   // the learning rate step 0 last ran with
 } Runner;
+
+// Index of graph output `name`, or -1.
+static int output_index(const NnGraph *g, const char *name)
+{
+    for (int k = 0; k < g->noutputs; k++)
+        if (!strcmp(g->outputs[k].name, name))
+            return k;
+    return -1;
+}
 
 // Runs every step of a block on the batch in declared order, each `repeat`
 // times. Stats: each step's mean loss over its repeats ("disc.loss"), and the
@@ -38,7 +49,7 @@ typedef struct Runner {
 static NnStatus cb_steps(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n, double *loss)
 {
     Runner *R = ctx;
-    NnTensor *in[2] = {(NnTensor *)x, (NnTensor *)y}, *out[3];
+    NnTensor *in[2] = {(NnTensor *)x, (NnTensor *)y}, *out[4];
     double total = 0;
     for (int i = 0; i < R->spec->nsteps; i++) {
         int rep = R->spec->steps[i].repeat;
@@ -48,6 +59,8 @@ static NnStatus cb_steps(void *ctx, const NnTensor *x, const NnTensor *y, int64_
             if (st != NN_OK)
                 return st;
             sum += nnrt_tensor_get(out[0], 0);
+            if (i == 0 && R->lr_out >= 0)
+                R->lr = nnrt_tensor_get(out[R->lr_out], 0);
             real += R->real[i] > 0 ? nnrt_tensor_get(out[R->real[i]], 0) : 0;
             fake += R->fake[i] > 0 ? nnrt_tensor_get(out[R->fake[i]], 0) : 0;
         }
@@ -67,10 +80,12 @@ static NnStatus cb_steps(void *ctx, const NnTensor *x, const NnTensor *y, int64_
 static NnStatus cb_step(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n, double *loss)
 {
     Runner *R = ctx;
-    NnTensor *in[2] = {(NnTensor *)x, (NnTensor *)y}, *out[1];
+    NnTensor *in[2] = {(NnTensor *)x, (NnTensor *)y}, *out[2];
     NnStatus st = R->be->run(R->step, &R->vars, in, out);
     if (st == NN_OK)
         *loss = nnrt_tensor_get(out[0], 0);
+    if (st == NN_OK && R->lr_out >= 0)
+        R->lr = nnrt_tensor_get(out[R->lr_out], 0);
     return st;
 }
 
@@ -94,17 +109,19 @@ static NnStatus cb_predict(void *ctx, const NnTensor *x, const NnTensor *y, int6
     return NN_OK;
 }
 
+// Run-time hyperparameters belong to the run, not the model: no snapshot or
+// checkpoint holds them, so resuming with another learning rate takes it.
 static NnStatus copy_vars(const NnVars *src, NnVars *dst, bool params_only, const NnTrainSpec *s)
 {
     for (int i = 0; i < src->count; i++) {
-        if (params_only) {
-            bool model = false; // weights and layer state, not optimizer state
-            for (int k = 0; k < s->nvars; k++)
-                if (strcmp(s->vars[k].name, src->names[i]) == 0)
-                    model = s->vars[k].trainable || s->vars[k].model_state;
-            if (!model)
-                continue;
-        }
+        bool model = false, hyper = false; // weights and layer state, not optimizer state
+        for (int k = 0; k < s->nvars; k++)
+            if (strcmp(s->vars[k].name, src->names[i]) == 0) {
+                model = s->vars[k].trainable || s->vars[k].model_state;
+                hyper = s->vars[k].hyper;
+            }
+        if ((params_only && !model) || hyper)
+            continue;
         NnTensor *t = nnrt_tensor_clone(src->tensors[i]);
         if (!t || nnrt_vars_put(dst, src->names[i], t) != NN_OK)
             return nnrt_fail(NN_ERR_NOMEM, "out of memory");
@@ -347,16 +364,21 @@ static bool check_writable(NnCtx *c, const char *path)
     return ok;
 }
 
-// Sets every variable of vars (weights and optimizer state) from the checkpoint at path.
-static bool load_vars(NnCtx *c, const char *path, NnVars *vars)
+// Sets every variable of vars (weights and optimizer state, not the run-time
+// hyperparameters) from the checkpoint at path.
+static bool load_vars(NnCtx *c, const char *path, Runner *R)
 {
-    NnVars loaded;
+    NnVars loaded, expected;
+    nnrt_vars_init(&expected);
     // load initializes `loaded` and empties it on failure, so one fini fits all paths.
     bool ok = nnrt_safetensors_load(path, &loaded, NULL) == NN_OK &&
-              nnrt_checkpoint_assign(path, vars, &loaded) == NN_OK;
+              copy_vars(&R->vars, &expected, false, R->spec) == NN_OK &&
+              nnrt_checkpoint_check(path, &loaded, &expected) == NN_OK &&
+              cb_restore(R, &loaded) == NN_OK;
     if (!ok)
         nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
     nnrt_vars_fini(&loaded);
+    nnrt_vars_fini(&expected);
     return ok;
 }
 
@@ -422,7 +444,7 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     NnTrainSpec spec = {0};
     NnSplits splits = {0};
     int rc = 1;
-    Runner R = {.be = be, .spec = &spec};
+    Runner R = {.be = be, .spec = &spec, .lr_out = -1};
     nnrt_vars_init(&R.vars);
     if (!nn_driver_setup(c, p, o, false, &spec, &splits) || !init_vars(c, &spec, &R.vars))
         goto done;
@@ -463,9 +485,13 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     if (!keep_head(c, train, spec.limit, loc) || !keep_head(c, val, spec.eval_limit, loc) ||
         !keep_head(c, test, spec.eval_limit, loc))
         goto done;
+    int64_t b = train->count < spec.batch ? train->count : spec.batch;
+    nn_train_set_total_steps(&spec, &R.vars, b > 0 ? nnrt_batch_count(train->count, b) : 0);
+    R.lr_out = output_index(spec.step, "lr");
     NnrtTrainCallbacks cb = {.ctx = &R, .step = cb_step, .predict = cb_predict,
                              .snapshot = cb_snapshot, .restore = cb_restore,
-                             .checkpoint_vars = cb_checkpoint_vars};
+                             .checkpoint_vars = cb_checkpoint_vars,
+                             .lr = R.lr_out >= 0 ? &R.lr : NULL};
     NnrtTrainOptions to = {0};
     to.epochs = (int)spec.epochs;
     to.batch = spec.batch;
@@ -504,7 +530,7 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
         goto done;
     }
     if (eval_only) {
-        if (!load_vars(c, o->weights, &R.vars))
+        if (!load_vars(c, o->weights, &R))
             goto done;
         const NnrtDataset *ds = to.test ? to.test : to.val ? to.val : train;
         const char *name = to.test ? "test" : to.val ? "val" : "train";
@@ -535,7 +561,7 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     NnrtTrainResult res;
     if (spec.epochs == 0) {
         // --set epochs=0: no training, only the report on the initial (or resumed) model.
-        if (o->resume && !load_vars(c, o->weights, &R.vars))
+        if (o->resume && !load_vars(c, o->weights, &R))
             goto done;
         if (!spec.nsteps && !final_eval(c, &cb, to.test ? to.test : train, to.test ? "test" : "train", &to))
             goto done;
