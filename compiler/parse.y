@@ -159,6 +159,21 @@ item:
   | IMPORT STRING       { $$ = mk(ps, NN_AST_IMPORT, @1); $$->str = $2; }
   | EXTERN STRING FN ident '(' formals ')' ret_opt
                         { $$ = func(ps, NN_AST_EXTERN, @1, $4, $6, $8); $$->str = $2; }
+  | IDENT ident '(' formals ')' '=' expr
+                        {
+                            // grad erff(x) = ...: the derivative of an extern
+                            // function; `grad` is a name everywhere else.
+                            if (strcmp($1, "grad") != 0) {
+                                nn_error(&ps->c->diags, @1, "unexpected name '%s' before '%s'; "
+                                         "a derivative is declared as grad %s(...) = ...",
+                                         $1, $2, $2);
+                                $$ = error_node(ps, @1);
+                            } else {
+                                $$ = func(ps, NN_AST_FN, @1, $2, $4, NULL);
+                                $$->name2 = "grad";
+                                $$->a = $7;
+                            }
+                        }
   | fkind ident '(' formals ')' ret_opt fbody
                         {
                             $$ = func(ps, $1, @1, $2, $4, $6);

@@ -753,7 +753,11 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
         goto fail;
     }
     if (!nn_ad_grad(g, loss.id, wrt, nparams, grads)) {
-        nn_error(&c->diags, cfg->loss->loc, "cannot differentiate the loss: %s", g->err);
+        if (g->err_loc.src) {
+            nn_error(&c->diags, g->err_loc, "%s", g->err);
+            nn_note(&c->diags, cfg->loss->loc, "training differentiates this loss");
+        } else
+            nn_error(&c->diags, cfg->loss->loc, "cannot differentiate the loss: %s", g->err);
         goto fail;
     }
     const NnAst *oc = cfg->optimizer;
