@@ -102,4 +102,21 @@ NnGraph *nn_lower_expr(NnCtx *c, const NnProgram *p, const NnAst *e, const NnFie
 // as a new tensor. Returns NULL and sets *is_literal = false when e is not a
 // literal; reports ragged or non-numeric lists (*is_literal stays true).
 NnTensor *nn_lower_literal(NnCtx *c, const NnAst *e, bool *is_literal);
+
+// An expression typed at the REPL (query.c). A name no scope knows, or a path
+// such as fashion.test.x, goes to the resolver, which gives its full shape;
+// each becomes an INPUT, fed in the order of `inputs`. A compile-time number
+// or bool yields no graph (is_num).
+typedef bool (*NnQueryResolve)(void *ctx, const char *name, NnField *out);
+typedef struct NnQuery {
+    NnGraph *graph;         // output "value"; NULL when is_num; the caller frees it
+    const char **inputs;    // names of the INPUTs in id order (in c's arena)
+    int ninputs;
+    NnParamInit *vars;      // the PARAM/STATE nodes of the models it calls
+    int nvars;
+    bool is_num, is_int, is_bool;
+    double num;
+} NnQuery;
+bool nn_lower_query(NnCtx *c, const NnProgram *p, NnAst *e, NnQueryResolve resolve, void *ctx,
+                    NnQuery *out);
 #endif

@@ -1,0 +1,132 @@
+// Expressions typed at the REPL (or passed to nn_session_eval): one expression
+// becomes a graph with output "value". Data fields written as paths
+// (fashion.test.x) and session variables are INPUTs of the shape the caller's
+// resolver reports; the models it calls bring their PARAM/STATE nodes, named
+// as in training (mlp.dense1.w), so the session's weights table feeds them.
+// Nothing here runs a graph; the session does.
+#include "elab.h"
+
+#include <string.h>
+
+typedef struct QueryEnv {
+    NnGraph *g;
+    NnQueryResolve resolve;
+    void *ctx;
+    const char **names; // INPUTs made so far, in id order
+    NnId *ids;
+    int count, cap;
+    NnCtx *c;
+} QueryEnv;
+
+// fashion.test.x -> one NAME "fashion.test.x" (in place), so the elaborator
+// asks the resolver for it like any other unknown name.
+static void flatten_paths(NnCtx *c, NnAst *e, int depth)
+{
+    if (!e || depth > 2000)
+        return;
+    if (e->kind == NN_AST_FIELD) {
+        const NnAst *root = e;
+        while (root->kind == NN_AST_FIELD)
+            root = root->a;
+        if (root->kind == NN_AST_NAME) {
+            const char *path = root->name;
+            const NnAst *parts[64];
+            int k = 0;
+            for (const NnAst *f = e; f->kind == NN_AST_FIELD && k < 64; f = f->a)
+                parts[k++] = f;
+            while (k > 0)
+                path = nn_arena_printf(c->arena, "%s.%s", path, parts[--k]->name);
+            e->kind = NN_AST_NAME;
+            e->name = path;
+            e->a = NULL;
+            return;
+        }
+    }
+    flatten_paths(c, e->a, depth + 1);
+    flatten_paths(c, e->b, depth + 1);
+    flatten_paths(c, e->type, depth + 1);
+    for (int i = 0; i < e->kids.count; i++)
+        flatten_paths(c, e->kids.items[i], depth + 1);
+    for (int i = 0; i < e->params.count; i++)
+        flatten_paths(c, e->params.items[i], depth + 1);
+}
+
+static bool resolve_input(void *ctx, const char *name, NnLoc loc, Val *out)
+{
+    QueryEnv *Q = ctx;
+    for (int i = 0; i < Q->count; i++)
+        if (!strcmp(Q->names[i], name)) {
+            *out = v_tensor(Q->ids[i]);
+            return true;
+        }
+    NnField f;
+    if (!Q->resolve(Q->ctx, name, &f))
+        return false;
+    if (Q->count == Q->cap) {
+        int cap = Q->cap ? Q->cap * 2 : 8;
+        const char **names = nn_arena_alloc(Q->c->arena, (size_t)cap * sizeof *names);
+        NnId *ids = nn_arena_alloc(Q->c->arena, (size_t)cap * sizeof *ids);
+        if (Q->count) {
+            memcpy(names, Q->names, (size_t)Q->count * sizeof *names);
+            memcpy(ids, Q->ids, (size_t)Q->count * sizeof *ids);
+        }
+        Q->names = names;
+        Q->ids = ids;
+        Q->cap = cap;
+    }
+    NnId id = nn_ir_source(Q->g, NN_OP_INPUT, nn_arena_strdup(Q->c->arena, name), f.dtype,
+                           &f.sample, loc);
+    if (id < 0) {
+        nn_error(&Q->c->diags, loc, "'%s' cannot be used here: %s", name, nnrt_errmsg());
+        *out = v_none();
+        return true;
+    }
+    Q->names[Q->count] = name;
+    Q->ids[Q->count++] = id;
+    *out = v_tensor(id);
+    return true;
+}
+
+bool nn_lower_query(NnCtx *c, const NnProgram *p, NnAst *e, NnQueryResolve resolve, void *ctx,
+                    NnQuery *out)
+{
+    memset(out, 0, sizeof *out);
+    int errors = c->diags.nerrors;
+    flatten_paths(c, e, 0);
+    NnGraph *g = nn_graph_new();
+    Lower L;
+    lower_init(&L, c, p, g);
+    L.seed = 1;
+    QueryEnv Q = {.g = g, .resolve = resolve, .ctx = ctx, .c = c};
+    L.resolve = resolve_input;
+    L.resolve_ctx = &Q;
+    Env env = {0};
+    Val v = eval(&L, &env, e);
+    if (v.kind == V_NUM || v.kind == V_BOOL) {
+        out->is_num = true;
+        out->is_bool = v.kind == V_BOOL;
+        out->is_int = v.kind == V_NUM && v.is_int;
+        out->num = v.num;
+        nn_graph_free(g);
+        return true;
+    }
+    if (v.kind != V_TENSOR) {
+        if (v.kind != V_NONE) {
+            char b[64];
+            nn_error(&c->diags, e->loc, "%s has no value to show", val_desc(&L, v, b, sizeof b));
+        }
+        nn_graph_free(g);
+        return false;
+    }
+    if (c->diags.nerrors > errors) {
+        nn_graph_free(g);
+        return false;
+    }
+    nn_graph_add_output(g, "value", v.id);
+    out->graph = g;
+    out->inputs = Q.names;
+    out->ninputs = Q.count;
+    out->vars = L.vars;
+    out->nvars = L.nvars;
+    return true;
+}
