@@ -69,6 +69,9 @@ static bool command(NnSession *s, const char *line, bool *quit)
     size_t k = strcspn(line, " \t\n");
     snprintf(word, sizeof word, "%.*s", (int)(k < 15 ? k : 15), line);
     const char *rest = argument(line + k, arg, sizeof arg);
+    // Commands that parse no text still count as lines of the session.
+    if (strcmp(word, ":type") && strcmp(word, ":time"))
+        nn_session_count_lines(s, 1);
     if (!strcmp(word, ":quit") || !strcmp(word, ":q")) {
         *quit = true;
         return true;
@@ -182,6 +185,8 @@ static int interactive(NnSession *s)
     rl_readline_name = "nnc";
     rl_basic_word_break_characters = " \t\n()[]{},=+-*/@|<>!&";
     rl_attempted_completion_function = complete;
+    // Names are mostly followed by '(' or '.', not a space.
+    rl_completion_append_character = '\0';
     printf("nnc %s: :help for help, :quit to leave\n", NN_VERSION);
     bool quit = false;
     while (!quit) {

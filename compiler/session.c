@@ -372,6 +372,22 @@ static bool eval_ast(NnSession *s, NnAst *e, NnTensor **out, bool run, char *typ
         s->prog = nn_sema(c, empty);
         s->defs = empty;
     }
+    // A list literal is a tensor of its own ([[1, 2], [3, 4]], i32([1, 2])).
+    bool literal;
+    int errors = c->diags.nerrors;
+    NnTensor *lit = nn_lower_literal(c, e, &literal);
+    if (literal) {
+        if (lit && type) {
+            NnShape sh = {.rank = lit->rank};
+            memcpy(sh.dim, lit->shape, sizeof(int64_t) * (size_t)lit->rank);
+            nn_type_str(NULL, lit->dtype, &sh, type, n);
+        }
+        if (lit && out && run)
+            *out = lit;
+        else
+            nnrt_tensor_free(lit);
+        return lit && c->diags.nerrors == errors;
+    }
     Resolve R = {.s = s};
     NnQuery q;
     if (!nn_lower_query(c, s->prog, e, resolve, &R, &q) || R.failed) {
@@ -538,6 +554,17 @@ int nn_session_run_block(NnSession *s, int i, bool eval_only)
     return nn_train_run(s->c, s->prog, s->prog->trains[i], o, eval_only, &s->vars, NULL);
 }
 
+static bool is_block_setting(const char *k)
+{
+    static const char *const plain[] = {"loss", "optimizer", "metrics", "stop", "augment"};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+        if (!strcmp(plain[i], k))
+            return true;
+    return false;
+}
+
+void nn_session_count_lines(NnSession *s, int n) { s->lines += n; }
+
 // Formats a `with` value as --set would take it.
 static const char *setting_text(NnSession *s, const NnAst *v)
 {
@@ -577,6 +604,11 @@ static bool train_stmt(NnSession *s, NnAst *t)
     for (int j = 0; j < t->kids.count; j++) {
         NnAst *a = t->kids.items[j];
         const char *v = setting_text(s, a->a);
+        if (!v && !is_block_setting(a->name)) {
+            nn_error(&c->diags, a->a->loc, "'%s' is no train setting; as an optimizer argument "
+                     "it takes a number", a->name);
+            return false;
+        }
         if (v) {
             if (nsets == 32) {
                 nn_error(&c->diags, a->loc, "too many settings (at most 32)");
@@ -782,6 +814,42 @@ bool nn_session_ir(NnSession *s, const char *name, const char *stage)
     return ok;
 }
 
+// fashion.train.x, fashion.test.label, ...: the splits a data block names
+// (assigned from a loader, or made by `split`; else the one `train` split)
+// and its fields, read from the block without running it.
+static int data_paths(NnSession *s, const NnAst *d, const char **names, int n, int max)
+{
+    const char *splits[NN_MAX_SPLITS * 2];
+    int ns = 0;
+    const char *label = "label";
+    for (int i = 0; i < d->kids.count; i++) {
+        const NnAst *st = d->kids.items[i];
+        if (st->kind == NN_AST_ASSIGN && st->kids.count == 1 &&
+            st->kids.items[0]->kind == NN_AST_NAME) {
+            const char *t = st->kids.items[0]->name;
+            if (!strcmp(t, "y"))
+                label = "y";
+            else if (strcmp(t, "x") && strcmp(t, "label") && strcmp(t, "classes") &&
+                     ns < NN_MAX_SPLITS * 2)
+                splits[ns++] = t;
+        } else if (st->kind == NN_AST_SPLIT) {
+            for (int k = 0; k < st->kids.count && ns < NN_MAX_SPLITS * 2; k++)
+                splits[ns++] = st->kids.items[k]->name;
+        }
+    }
+    if (ns == 0)
+        splits[ns++] = "train";
+    for (int i = 0; i < ns; i++) {
+        bool dup = false;
+        for (int k = 0; k < i; k++)
+            dup = dup || !strcmp(splits[k], splits[i]);
+        for (int f = 0; f < 2 && !dup && n < max; f++)
+            names[n++] = nn_arena_printf(s->c->arena, "%s.%s.%s", d->name, splits[i],
+                                         f ? label : "x");
+    }
+    return n;
+}
+
 int nn_session_names(NnSession *s, const char **names, int max)
 {
     int n = 0;
@@ -792,8 +860,8 @@ int nn_session_names(NnSession *s, const char **names, int max)
             dup = !strcmp(names[k], d->name);
         if (!dup)
             names[n++] = d->name;
-        if (d->ast->kind == NN_AST_DATA && n < max)
-            names[n++] = nn_arena_printf(s->c->arena, "%s.", d->name);
+        if (d->ast->kind == NN_AST_DATA)
+            n = data_paths(s, d->ast, names, n, max);
     }
     for (int i = 0; i < s->values.count && n < max; i++)
         names[n++] = s->values.names[i];

@@ -62,6 +62,9 @@ bool nn_session_ir(NnSession *s, const char *name, const char *stage);
 int nn_session_names(NnSession *s, const char **names, int max);
 // Prepared step/eval graph sets and expression graphs so far.
 int nn_session_compiles(const NnSession *s);
+// Counts lines the caller handled itself (REPL commands), so "<repl>:N" in
+// diagnostics stays the Nth line typed.
+void nn_session_count_lines(NnSession *s, int n);
 // True when text leaves a bracket, brace or string open (more lines needed).
 bool nn_session_incomplete(const char *text);
 // Prints a tensor as "f32[2, 3]" and its values, compactly, aligned, eliding
