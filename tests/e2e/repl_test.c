@@ -324,7 +324,7 @@ Test(repl, ctrl_c_during_training, .timeout = 300)
 Test(repl, scripted_mode, .timeout = 300)
 {
     char *out;
-    int rc = tu_nnc_run(&out, "repl --threads 1 examples/xor.nn < tests/golden/repl/scripted.in");
+    int rc = tu_nnc_run(&out, "repl -q --threads 1 examples/xor.nn < tests/golden/repl/scripted.in");
     cr_expect_eq(rc, 1, "exit %d:\n%s", rc, out);
     compare_golden("scripted", out);
     free(out);
