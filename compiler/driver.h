@@ -92,6 +92,9 @@ void nn_trainer_free(NnTrainer *t);
 // Settings that steer only the training loop (epochs, batch, save,
 // patience): a kept trainer takes new values without compiling again.
 bool nn_train_run_setting(const char *key);
+// Optimizer arguments given as settings (lr, beta1, ...): a kept trainer sets
+// them as run-time hyperparameters of its step, compiling nothing.
+bool nn_train_hyper_setting(const char *key);
 const NnTrainSpec *nn_trainer_spec(const NnTrainer *t);
 // Set by a SIGINT handler (the REPL): training stops before its next batch.
 extern volatile sig_atomic_t nn_interrupted;

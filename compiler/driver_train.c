@@ -33,7 +33,18 @@ typedef struct Runner {
     int nstats;
     const char *stat_names[NNRT_MAX_STATS];
     double stats[NNRT_MAX_STATS];
+    int lr_out;                  // index of step 0's output "lr"; -1: none
+    double lr;                   // the learning rate step 0 last ran with
 } Runner;
+
+// Index of graph output `name`, or -1.
+static int output_index(const NnGraph *g, const char *name)
+{
+    for (int k = 0; k < g->noutputs; k++)
+        if (!strcmp(g->outputs[k].name, name))
+            return k;
+    return -1;
+}
 
 // Runs every step of a block on the batch in declared order, each `repeat`
 // times. Stats: each step's mean loss over its repeats ("disc.loss"), and the
@@ -43,7 +54,7 @@ typedef struct Runner {
 static NnStatus cb_steps(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n, double *loss)
 {
     Runner *R = ctx;
-    NnTensor *in[2] = {(NnTensor *)x, (NnTensor *)y}, *out[3];
+    NnTensor *in[2] = {(NnTensor *)x, (NnTensor *)y}, *out[4];
     double total = 0;
     if (nn_interrupted)
         return nnrt_fail(NN_ERR_RUNTIME, "interrupted");
@@ -55,6 +66,8 @@ static NnStatus cb_steps(void *ctx, const NnTensor *x, const NnTensor *y, int64_
             if (st != NN_OK)
                 return st;
             sum += nnrt_tensor_get(out[0], 0);
+            if (i == 0 && R->lr_out >= 0)
+                R->lr = nnrt_tensor_get(out[R->lr_out], 0);
             real += R->real[i] > 0 ? nnrt_tensor_get(out[R->real[i]], 0) : 0;
             fake += R->fake[i] > 0 ? nnrt_tensor_get(out[R->fake[i]], 0) : 0;
         }
@@ -74,13 +87,15 @@ static NnStatus cb_steps(void *ctx, const NnTensor *x, const NnTensor *y, int64_
 static NnStatus cb_step(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n, double *loss)
 {
     Runner *R = ctx;
-    NnTensor *in[2] = {(NnTensor *)x, (NnTensor *)y}, *out[1];
+    NnTensor *in[2] = {(NnTensor *)x, (NnTensor *)y}, *out[2];
     // Ctrl-C in the REPL: stop before the next batch, weights as they are.
     if (nn_interrupted)
         return nnrt_fail(NN_ERR_RUNTIME, "interrupted");
     NnStatus st = R->be->run(R->step, R->vars, in, out);
     if (st == NN_OK)
         *loss = nnrt_tensor_get(out[0], 0);
+    if (st == NN_OK && R->lr_out >= 0)
+        R->lr = nnrt_tensor_get(out[R->lr_out], 0);
     return st;
 }
 
@@ -104,17 +119,19 @@ static NnStatus cb_predict(void *ctx, const NnTensor *x, const NnTensor *y, int6
     return NN_OK;
 }
 
+// Run-time hyperparameters belong to the run, not the model: no snapshot or
+// checkpoint holds them, so resuming with another learning rate takes it.
 static NnStatus copy_vars(const NnVars *src, NnVars *dst, bool params_only, const NnTrainSpec *s)
 {
     for (int i = 0; i < src->count; i++) {
-        if (params_only) {
-            bool model = false; // weights and layer state, not optimizer state
-            for (int k = 0; k < s->nvars; k++)
-                if (strcmp(s->vars[k].name, src->names[i]) == 0)
-                    model = s->vars[k].trainable || s->vars[k].model_state;
-            if (!model)
-                continue;
-        }
+        bool model = false, hyper = false; // weights and layer state, not optimizer state
+        for (int k = 0; k < s->nvars; k++)
+            if (strcmp(s->vars[k].name, src->names[i]) == 0) {
+                model = s->vars[k].trainable || s->vars[k].model_state;
+                hyper = s->vars[k].hyper;
+            }
+        if ((params_only && !model) || hyper)
+            continue;
         NnTensor *t = nnrt_tensor_clone(src->tensors[i]);
         if (!t || nnrt_vars_put(dst, src->names[i], t) != NN_OK)
             return nnrt_fail(NN_ERR_NOMEM, "out of memory");
@@ -152,7 +169,8 @@ bool nn_driver_init_vars(NnCtx *c, const NnParamInit *vs, int n, uint64_t seed, 
     for (int i = 0; i < n; i++) {
         const NnParamInit *v = &vs[i];
         const NnTensor *old = nnrt_vars_get(vars, v->name);
-        if (old && old->dtype == v->dtype && old->rank == v->shape.rank &&
+        // Run-time hyperparameters start every run at the spec's values.
+        if (old && !v->hyper && old->dtype == v->dtype && old->rank == v->shape.rank &&
             !memcmp(old->shape, v->shape.dim, sizeof(int64_t) * (size_t)old->rank))
             continue;
         NnTensor *t = nnrt_tensor_new(v->dtype, v->shape.rank, v->shape.dim);
@@ -367,16 +385,21 @@ static bool check_writable(NnCtx *c, const char *path)
     return ok;
 }
 
-// Sets every variable of vars (weights and optimizer state) from the checkpoint at path.
-static bool load_vars(NnCtx *c, const char *path, NnVars *vars)
+// Sets every variable of vars (weights and optimizer state, not the run-time
+// hyperparameters) from the checkpoint at path.
+static bool load_vars(NnCtx *c, const char *path, Runner *R)
 {
-    NnVars loaded;
+    NnVars loaded, expected;
+    nnrt_vars_init(&expected);
     // load initializes `loaded` and empties it on failure, so one fini fits all paths.
     bool ok = nnrt_safetensors_load(path, &loaded, NULL) == NN_OK &&
-              nnrt_checkpoint_assign(path, vars, &loaded) == NN_OK;
+              copy_vars(R->vars, &expected, false, R->spec) == NN_OK &&
+              nnrt_checkpoint_check(path, &loaded, &expected) == NN_OK &&
+              cb_restore(R, &loaded) == NN_OK;
     if (!ok)
         nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
     nnrt_vars_fini(&loaded);
+    nnrt_vars_fini(&expected);
     return ok;
 }
 
@@ -498,6 +521,16 @@ static bool trainer_prepare(NnCtx *c, NnTrainer *t, NnOptions *o, bool eval_only
     return true;
 }
 
+bool nn_train_hyper_setting(const char *key)
+{
+    static const char *const plain[] = {"epochs", "batch", "save", "patience", "seed", "limit",
+                                        "eval_limit", "total_steps"};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+        if (!strcmp(plain[i], key))
+            return false;
+    return true;
+}
+
 bool nn_train_run_setting(const char *key)
 {
     return !strcmp(key, "epochs") || !strcmp(key, "batch") || !strcmp(key, "save") ||
@@ -535,17 +568,20 @@ int nn_train_run(NnCtx *c, const NnProgram *p, const NnAst *block, NnOptions *o,
     if (!be)
         return 1;
     int rc = 1;
-    // A kept trainer lowers without the settings that only steer the loop, so
-    // changing them (epochs, batch, save, patience) compiles nothing.
+    // A kept trainer lowers without the settings that only steer the loop
+    // (epochs, batch, save, patience) and without optimizer arguments, which
+    // are run-time hyperparameters of the step: changing them compiles nothing.
     NnOptions kept;
-    NnSetting run[32];
-    int nrun = 0, nkept = 0;
+    NnSetting run[32], hyper[32];
+    int nrun = 0, nkept = 0, nhyper = 0;
     if (cache) {
         kept = *o;
         kept.nsets = 0;
         for (int i = 0; i < o->nsets; i++) {
             if (nn_train_run_setting(o->sets[i].key))
                 run[nrun++] = o->sets[i];
+            else if (nn_train_hyper_setting(o->sets[i].key))
+                hyper[nhyper++] = o->sets[i];
             else
                 kept.sets[kept.nsets++] = o->sets[i];
         }
@@ -569,6 +605,7 @@ int nn_train_run(NnCtx *c, const NnProgram *p, const NnAst *block, NnOptions *o,
         T->eval_only = eval_only;
         T->R.be = be;
         T->R.spec = &T->spec;
+        T->R.lr_out = -1;
     }
     if (cache)
         *cache = T;
@@ -587,6 +624,21 @@ int nn_train_run(NnCtx *c, const NnProgram *p, const NnAst *block, NnOptions *o,
         goto done;
     if (!nn_driver_init_vars(c, sp->vars, sp->nvars, sp->seed, vars))
         goto done;
+    for (int i = 0; i < nhyper; i++) {
+        char *end;
+        double v = strtod(hyper[i].value, &end);
+        if (!*hyper[i].value || *end || !isfinite(v)) {
+            nn_error(&c->diags, block->loc, "%s = %s: the optimizer argument takes a number",
+                     hyper[i].key, hyper[i].value);
+            goto done;
+        }
+        if (nn_train_set_hyper(sp, vars, hyper[i].key, v) == 0) {
+            nn_error(&c->diags, block->loc, "no optimizer of this train block takes a run-time "
+                     "'%s' (a number argument such as lr, momentum, beta1, weight_decay)",
+                     hyper[i].key);
+            goto done;
+        }
+    }
     // --resume W only reads W; checkpoints go to the save path.
     if (!eval_only && o->resume && access(o->weights, F_OK) != 0) {
         nn_error(&c->diags, (NnLoc){0}, "cannot resume from '%s': %s", o->weights,
@@ -613,9 +665,13 @@ int nn_train_run(NnCtx *c, const NnProgram *p, const NnAst *block, NnOptions *o,
     Runner *R = &T->R;
     NnrtDataset *train = nn_splits_get(splits, "train");
     NnrtDataset *val = nn_splits_get(splits, "val"), *test = nn_splits_get(splits, "test");
+    int64_t b = train->count < spec.batch ? train->count : spec.batch;
+    nn_train_set_total_steps(&spec, vars, b > 0 ? nnrt_batch_count(train->count, b) : 0);
+    R->lr_out = output_index(spec.step, "lr");
     NnrtTrainCallbacks cb = {.ctx = R, .step = cb_step, .predict = cb_predict,
                              .snapshot = cb_snapshot, .restore = cb_restore,
-                             .checkpoint_vars = cb_checkpoint_vars};
+                             .checkpoint_vars = cb_checkpoint_vars,
+                             .lr = R->lr_out >= 0 ? &R->lr : NULL};
     NnrtTrainOptions to = {0};
     to.epochs = (int)spec.epochs;
     to.batch = spec.batch;
@@ -655,7 +711,7 @@ int nn_train_run(NnCtx *c, const NnProgram *p, const NnAst *block, NnOptions *o,
     }
     if (eval_only) {
         // A session evaluates the weights it holds; nnc eval those of --weights.
-        if (o->weights && !load_vars(c, o->weights, vars))
+        if (o->weights && !load_vars(c, o->weights, R))
             goto done;
         const NnrtDataset *ds = to.test ? to.test : to.val ? to.val : train;
         const char *name = to.test ? "test" : to.val ? "val" : "train";
@@ -686,7 +742,7 @@ int nn_train_run(NnCtx *c, const NnProgram *p, const NnAst *block, NnOptions *o,
     NnrtTrainResult res;
     if (spec.epochs == 0) {
         // --set epochs=0: no training, only the report on the initial (or resumed) model.
-        if (o->resume && !load_vars(c, o->weights, vars))
+        if (o->resume && !load_vars(c, o->weights, R))
             goto done;
         if (!spec.nsteps && !final_eval(c, &cb, to.test ? to.test : train, to.test ? "test" : "train", &to))
             goto done;

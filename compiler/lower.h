@@ -19,6 +19,8 @@ typedef struct NnParamInit {
     bool trainable;    // false for optimizer state and counters
     bool model_state;  // layer state (batch-norm statistics): not trained, but
                        // part of the model like its weights (early-stopping snapshots)
+    bool hyper;        // a run-time hyperparameter ("hyper/lr"): a scalar the step reads
+                       // and never updates, set by the caller; not in checkpoints
     NnLoc loc;
 } NnParamInit;
 
@@ -86,6 +88,13 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
 // epochs, seed, ...) without lowering anything, so a bad value is reported
 // before any data are loaded.
 bool nn_train_check_sets(NnCtx *c, NnSetting *sets, int nsets);
+// Sets the run-time hyperparameter `key` ("lr", "beta1", "total_steps") of
+// every step that has one to value, in vars (the table the steps run on),
+// with no compiling. Returns how many were set: 0 when no step has `key`.
+int nn_train_set_hyper(const NnTrainSpec *s, NnVars *vars, const char *key, double value);
+// Sets each step's total_steps (what schedules anneal over) for a run of the
+// spec's epochs with `batches` batches an epoch.
+void nn_train_set_total_steps(const NnTrainSpec *s, NnVars *vars, int64_t batches);
 // Frees the spec's graphs (safe on a zeroed or partly filled spec).
 void nn_train_spec_fini(NnTrainSpec *s);
 // Lowers a model alone (for `nnc ir` on a file without a train block).

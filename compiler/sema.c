@@ -439,6 +439,13 @@ static void check_decl(Sema *S, const NnAst *d)
         scope_add(S->c, &sc, "grad_norm");
         scope_add(S->c, &sc, "step");
     }
+    // Learning-rate schedules are functions of these; the train block binds
+    // them while it evaluates an optimizer's arguments (elsewhere lowering
+    // reports them unknown).
+    if (d->kind == NN_AST_FN) {
+        scope_add(S->c, &sc, "step");
+        scope_add(S->c, &sc, "total_steps");
+    }
     for (int i = 0; i < d->params.count; i++) {
         const NnAst *f = d->params.items[i];
         add_type_dims(S, &sc, f->type);

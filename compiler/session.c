@@ -506,7 +506,7 @@ static int train_block(NnSession *s, const NnAst *block, const NnSetting *sets, 
     }
     int at = snprintf(key, klen, "%p", (const void *)block);
     for (int i = 0; i < o.nsets; i++)
-        if (!nn_train_run_setting(o.sets[i].key))
+        if (!nn_train_run_setting(o.sets[i].key) && !nn_train_hyper_setting(o.sets[i].key))
             at += snprintf(key + at, klen - (size_t)at, ";%s=%s", o.sets[i].key, o.sets[i].value);
     if (s->trainer_key && strcmp(s->trainer_key, key) != 0)
         drop_trainer(s);
@@ -704,11 +704,23 @@ bool nn_session_save(NnSession *s, const char *path)
         nn_error(&s->c->diags, (NnLoc){0}, "no weights to save yet: train, or call a model");
         return false;
     }
-    if (nnrt_safetensors_save(path, &s->vars, NULL) != NN_OK) {
-        nn_error(&s->c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
-        return false;
+    // Run-time hyperparameters ("hyper/lr", "disc/hyper/lr") belong to a run,
+    // not the model: checkpoints leave them out, as nnc train's do.
+    NnVars keep;
+    nnrt_vars_init(&keep);
+    bool ok = true;
+    for (int i = 0; i < s->vars.count && ok; i++) {
+        const char *name = s->vars.names[i];
+        if (!strncmp(name, "hyper/", 6) || strstr(name, "/hyper/"))
+            continue;
+        NnTensor *t = nnrt_tensor_clone(s->vars.tensors[i]);
+        ok = t && nnrt_vars_put(&keep, name, t) == NN_OK;
     }
-    return true;
+    ok = ok && nnrt_safetensors_save(path, &keep, NULL) == NN_OK;
+    if (!ok)
+        nn_error(&s->c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
+    nnrt_vars_fini(&keep);
+    return ok;
 }
 
 // Every tensor of the checkpoint replaces the session's tensor of that name,
