@@ -99,6 +99,20 @@ Test(session, train_continues_and_keeps_compiled_step, .timeout = 300)
     cr_expect_eq(nn_session_compiles(s), c0 + 1);
     double later = eval_at(s, "mse(net(xor.train.x), xor.train.y)", 0);
     cr_expect(later <= after * 1.5, "mse %g after more training (was %g)", later, after);
+    // Another learning rate is a run-time hyperparameter of the same step:
+    // lr = 0 leaves the weights exactly as they were, and nothing compiles.
+    double held = eval_at(s, "net(xor.train.x)", 1);
+    NnSetting frozen[] = {{"epochs", "5", false}, {"lr", "0", false}};
+    cr_assert(nn_session_train(s, "net", "xor", frozen, 2), "%s", diags());
+    cr_expect_eq(eval_at(s, "net(xor.train.x)", 1), held);
+    cr_expect_eq(nn_session_compiles(s), c0 + 1);
+    // And the block's own rate is back for the next run.
+    cr_assert(nn_session_train(s, "net", "xor", more, 1), "%s", diags());
+    cr_expect_neq(eval_at(s, "net(xor.train.x)", 1), held);
+    cr_expect_eq(nn_session_compiles(s), c0 + 1);
+    cr_expect_not(nn_session_train(s, "net", "xor",
+                                   (NnSetting[]){{"nosuch", "1", false}}, 1));
+    cr_expect(strstr(diags(), "run-time 'nosuch'"), "%s", diags());
     cr_expect(nn_session_evaluate(s, "net", "xor"), "%s", diags());
     cr_expect_not(nn_session_train(s, "net", "nodata", NULL, 0));
     end_session(s);
