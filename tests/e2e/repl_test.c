@@ -243,7 +243,10 @@ static char *temp_history(void)
 
 // Values, a list over two lines, a kept value, an error followed by a
 // correct line, :type, a redefinition and a new fn.
-Test(repl, basic_transcript, .timeout = 300)
+// One timeout for the suite (Criterion leaks a per-test timeout record).
+TestSuite(repl, .timeout = 600);
+
+Test(repl, basic_transcript)
 {
     const char *args[] = {"--threads", "1", "examples/xor.nn", NULL};
     char *hist = temp_history();
@@ -259,7 +262,7 @@ Test(repl, basic_transcript, .timeout = 300)
 }
 
 // Tab completion of a model name, a data path and a command.
-Test(repl, completion_transcript, .timeout = 300)
+Test(repl, completion_transcript)
 {
     const char *args[] = {"--threads", "1", "examples/xor.nn", NULL};
     char *hist = temp_history();
@@ -272,7 +275,7 @@ Test(repl, completion_transcript, .timeout = 300)
 
 // Training, then :save, :reset and :load bring the trained values back; a
 // second run with only epochs changed compiles nothing.
-Test(repl, train_save_load_transcript, .timeout = 300)
+Test(repl, train_save_load_transcript)
 {
     unlink("/tmp/nnc_repl_test_w.safetensors");
     const char *args[] = {"-q", "--threads", "1", "examples/xor.nn", NULL};
@@ -286,7 +289,7 @@ Test(repl, train_save_load_transcript, .timeout = 300)
 
 // Ctrl-C stops a long run at a batch boundary: the prompt comes back long
 // before the epochs would end, and the session goes on with the weights.
-Test(repl, ctrl_c_during_training, .timeout = 300)
+Test(repl, ctrl_c_during_training)
 {
     const char *args[] = {"-q", "--threads", "1", "examples/xor.nn", NULL};
     char *hist = temp_history();
@@ -321,7 +324,7 @@ Test(repl, ctrl_c_during_training, .timeout = 300)
 
 // Without a terminal, commands come from standard input: no prompts, values
 // on stdout, diagnostics on stderr, exit status 1 when a line failed.
-Test(repl, scripted_mode, .timeout = 300)
+Test(repl, scripted_mode)
 {
     char *out;
     int rc = tu_nnc_run(&out, "repl -q --threads 1 examples/xor.nn < tests/golden/repl/scripted.in");

@@ -50,6 +50,9 @@ static double eval_at(NnSession *s, const char *expr, int64_t i)
     return v;
 }
 
+// One timeout for the suite (Criterion leaks a per-test timeout record).
+TestSuite(session, .timeout = 300);
+
 Test(session, numbers_and_definitions)
 {
     NnSession *s = new_session();
@@ -81,7 +84,7 @@ Test(session, error_leaves_session_unchanged)
     end_session(s);
 }
 
-Test(session, train_continues_and_keeps_compiled_step, .timeout = 300)
+Test(session, train_continues_and_keeps_compiled_step)
 {
     NnSession *s = new_session();
     cr_assert(nn_session_load_file(s, "examples/xor.nn"), "%s", diags());
@@ -118,7 +121,7 @@ Test(session, train_continues_and_keeps_compiled_step, .timeout = 300)
     end_session(s);
 }
 
-Test(session, save_reset_load_round_trip, .timeout = 300)
+Test(session, save_reset_load_round_trip)
 {
     NnSession *s = new_session();
     const char *path = "/tmp/nnc_session_test.safetensors";
@@ -160,7 +163,7 @@ Test(session, kept_values_and_types)
 // Issue 12's responsiveness bound: a small expression at the prompt, data
 // already read, evaluates in under 20 ms (best of 5, so other work on a
 // shared machine does not decide it).
-Test(session, small_expression_is_quick, .timeout = 120)
+Test(session, small_expression_is_quick)
 {
     NnSession *s = new_session();
     cr_assert(nn_session_load_file(s, "examples/xor.nn"), "%s", diags());
