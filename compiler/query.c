@@ -1,11 +1,13 @@
 // Expressions typed at the REPL (or passed to nn_session_eval): one expression
 // becomes a graph with output "value". Data fields written as paths
-// (fashion.test.x) and session variables are INPUTs of the shape the caller's
-// resolver reports; the models it calls bring their PARAM/STATE nodes, named
-// as in training (mlp.dense1.w), so the session's weights table feeds them.
-// Nothing here runs a graph; the session does.
+// (fashion.test.x), session variables and list literals ([1, 2]) are INPUTs,
+// each with the tensor that feeds it; the models it calls bring their
+// PARAM/STATE nodes, named as in training (mlp.dense1.w), so the session's
+// weights table feeds them. Nothing here runs a graph; the session does.
 #include "elab.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct QueryEnv {
@@ -14,16 +16,42 @@ typedef struct QueryEnv {
     void *ctx;
     const char **names; // INPUTs made so far, in id order
     NnId *ids;
+    const NnTensor **feeds;
     int count, cap;
     NnCtx *c;
+    NnTensor **literals; // list literals met, owned until nn_query_fini
+    int nliterals;
 } QueryEnv;
+
+#define LITERAL_MAX 64
 
 // fashion.test.x -> one NAME "fashion.test.x" (in place), so the elaborator
 // asks the resolver for it like any other unknown name.
-static void flatten_paths(NnCtx *c, NnAst *e, int depth)
+// Also turns each list literal (optionally in i32(...) or f32(...)) into a
+// NAME "[literal K]" whose tensor Q keeps.
+static void flatten_paths(QueryEnv *Q, NnAst *e, int depth)
 {
+    NnCtx *c = Q->c;
     if (!e || depth > 2000)
         return;
+    bool wrapped = e->kind == NN_AST_CALL && e->a->kind == NN_AST_NAME && e->kids.count == 1 &&
+                   e->kids.items[0]->kind == NN_AST_LIST &&
+                   (!strcmp(e->a->name, "i32") || !strcmp(e->a->name, "f32"));
+    if ((e->kind == NN_AST_LIST || wrapped) && Q->nliterals < LITERAL_MAX) {
+        bool literal;
+        int errors = c->diags.nerrors;
+        NnTensor *t = nn_lower_literal(c, e, &literal);
+        if (t) {
+            Q->literals[Q->nliterals] = t;
+            e->kind = NN_AST_NAME;
+            e->name = nn_arena_printf(c->arena, "[literal %d]", Q->nliterals++);
+            e->kids = (NnAstList){0};
+            e->a = NULL;
+            return;
+        }
+        if (literal || c->diags.nerrors > errors)
+            return; // a ragged or non-numeric list: reported
+    }
     if (e->kind == NN_AST_FIELD) {
         const NnAst *root = e;
         while (root->kind == NN_AST_FIELD)
@@ -42,13 +70,13 @@ static void flatten_paths(NnCtx *c, NnAst *e, int depth)
             return;
         }
     }
-    flatten_paths(c, e->a, depth + 1);
-    flatten_paths(c, e->b, depth + 1);
-    flatten_paths(c, e->type, depth + 1);
+    flatten_paths(Q, e->a, depth + 1);
+    flatten_paths(Q, e->b, depth + 1);
+    flatten_paths(Q, e->type, depth + 1);
     for (int i = 0; i < e->kids.count; i++)
-        flatten_paths(c, e->kids.items[i], depth + 1);
+        flatten_paths(Q, e->kids.items[i], depth + 1);
     for (int i = 0; i < e->params.count; i++)
-        flatten_paths(c, e->params.items[i], depth + 1);
+        flatten_paths(Q, e->params.items[i], depth + 1);
 }
 
 static bool resolve_input(void *ctx, const char *name, NnLoc loc, Val *out)
@@ -59,29 +87,40 @@ static bool resolve_input(void *ctx, const char *name, NnLoc loc, Val *out)
             *out = v_tensor(Q->ids[i]);
             return true;
         }
-    NnField f;
-    if (!Q->resolve(Q->ctx, name, &f))
+    const NnTensor *t = NULL;
+    int k;
+    if (sscanf(name, "[literal %d]", &k) == 1 && k >= 0 && k < Q->nliterals)
+        t = Q->literals[k];
+    else
+        t = Q->resolve(Q->ctx, name);
+    if (!t)
         return false;
     if (Q->count == Q->cap) {
         int cap = Q->cap ? Q->cap * 2 : 8;
         const char **names = nn_arena_alloc(Q->c->arena, (size_t)cap * sizeof *names);
         NnId *ids = nn_arena_alloc(Q->c->arena, (size_t)cap * sizeof *ids);
+        const NnTensor **feeds = nn_arena_alloc(Q->c->arena, (size_t)cap * sizeof *feeds);
         if (Q->count) {
             memcpy(names, Q->names, (size_t)Q->count * sizeof *names);
             memcpy(ids, Q->ids, (size_t)Q->count * sizeof *ids);
+            memcpy(feeds, Q->feeds, (size_t)Q->count * sizeof *feeds);
         }
         Q->names = names;
         Q->ids = ids;
+        Q->feeds = feeds;
         Q->cap = cap;
     }
-    NnId id = nn_ir_source(Q->g, NN_OP_INPUT, nn_arena_strdup(Q->c->arena, name), f.dtype,
-                           &f.sample, loc);
+    NnShape shape = {.rank = t->rank};
+    memcpy(shape.dim, t->shape, sizeof(int64_t) * (size_t)t->rank);
+    NnId id = nn_ir_source(Q->g, NN_OP_INPUT, nn_arena_strdup(Q->c->arena, name), t->dtype,
+                           &shape, loc);
     if (id < 0) {
         nn_error(&Q->c->diags, loc, "'%s' cannot be used here: %s", name, nnrt_errmsg());
         *out = v_none();
         return true;
     }
     Q->names[Q->count] = name;
+    Q->feeds[Q->count] = t;
     Q->ids[Q->count++] = id;
     *out = v_tensor(id);
     return true;
@@ -92,12 +131,24 @@ bool nn_lower_query(NnCtx *c, const NnProgram *p, NnAst *e, NnQueryResolve resol
 {
     memset(out, 0, sizeof *out);
     int errors = c->diags.nerrors;
-    flatten_paths(c, e, 0);
     NnGraph *g = nn_graph_new();
+    QueryEnv Q = {.g = g, .resolve = resolve, .ctx = ctx, .c = c};
+    Q.literals = calloc(LITERAL_MAX, sizeof *Q.literals);
+    out->literals = Q.literals;
+    if (!Q.literals) {
+        nn_error(&c->diags, e->loc, "out of memory");
+        nn_graph_free(g);
+        return false;
+    }
+    flatten_paths(&Q, e, 0);
+    out->nliterals = Q.nliterals;
+    if (c->diags.nerrors > errors) {
+        nn_graph_free(g);
+        return false;
+    }
     Lower L;
     lower_init(&L, c, p, g);
     L.seed = 1;
-    QueryEnv Q = {.g = g, .resolve = resolve, .ctx = ctx, .c = c};
     L.resolve = resolve_input;
     L.resolve_ctx = &Q;
     Env env = {0};
@@ -125,8 +176,18 @@ bool nn_lower_query(NnCtx *c, const NnProgram *p, NnAst *e, NnQueryResolve resol
     nn_graph_add_output(g, "value", v.id);
     out->graph = g;
     out->inputs = Q.names;
+    out->feeds = Q.feeds;
     out->ninputs = Q.count;
     out->vars = L.vars;
     out->nvars = L.nvars;
     return true;
+}
+
+void nn_query_fini(NnQuery *q)
+{
+    for (int i = 0; i < q->nliterals; i++)
+        nnrt_tensor_free(q->literals[i]);
+    free(q->literals);
+    nn_graph_free(q->graph);
+    memset(q, 0, sizeof *q);
 }

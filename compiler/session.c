@@ -225,10 +225,18 @@ static bool add_items(NnSession *s, NnAst *const *items, int n, bool replace, Nn
     }
     for (int i = 0; s->defs && i < s->defs->kids.count; i++)
         nn_ast_push(c, &defs->kids, s->defs->kids.items[i]);
+    if (!s->defs) {
+        // A session starts with the standard library, as most files do.
+        NnAst *std = nn_ast_new(c, NN_AST_IMPORT, (NnLoc){0});
+        std->name = "std";
+        nn_ast_push(c, &defs->kids, std);
+    }
     for (int i = 0; i < n; i++) {
-        int k = replace ? find_item(defs, items[i]) : -1;
+        int k = find_item(defs, items[i]);
         if (k >= 0 && items[i]->kind == NN_AST_IMPORT)
-            continue;
+            continue; // imported already
+        if (!replace)
+            k = -1;
         if (k >= 0) {
             defs->kids.items[k] = items[i];
             replaced[i] = true;
@@ -291,13 +299,13 @@ static DataSet *data_set(NnSession *s, const NnAst *d)
 
 typedef struct Resolve {
     NnSession *s;
-    const NnTensor *tensors[64]; // what each INPUT made so far is fed, in order
-    int n;
-    bool failed;
+    bool failed; // a data block failed to load (reported)
 } Resolve;
 
-static const NnTensor *lookup_value(Resolve *R, const char *name)
+// A kept value, or a data field by its path (fashion.test.x).
+static const NnTensor *resolve(void *ctx, const char *name)
 {
+    Resolve *R = ctx;
     NnSession *s = R->s;
     const NnTensor *t = nnrt_vars_get(&s->values, name);
     if (t)
@@ -332,21 +340,9 @@ static const NnTensor *lookup_value(Resolve *R, const char *name)
     return NULL;
 }
 
-static bool resolve(void *ctx, const char *name, NnField *f)
-{
-    Resolve *R = ctx;
-    if (R->n == 64)
-        return false;
-    const NnTensor *t = lookup_value(R, name);
-    if (!t)
-        return false;
-    *f = (NnField){name, t->dtype, {.rank = t->rank}};
-    memcpy(f->sample.dim, t->shape, sizeof(int64_t) * (size_t)t->rank);
-    R->tensors[R->n++] = t;
-    return true;
-}
 
-static NnAst *parse_expr(NnSession *s, const char *text, NnAst **stmt)
+// Parses a line typed at the prompt (possibly several lines of a block).
+static NnAst *parse_line(NnSession *s, const char *text)
 {
     s->lines++;
     // Blank lines before the text make its locations read "<repl>:N".
@@ -357,9 +353,7 @@ static NnAst *parse_expr(NnSession *s, const char *text, NnAst **stmt)
     for (const char *p = text; *p; p++)
         s->lines += *p == '\n' && p[1];
     NnSource *src = nn_source_from_string(s->c->arena, "<repl>", buf);
-    NnAst *ast = nn_parse(s->c, src);
-    *stmt = ast;
-    return ast;
+    return nn_parse(s->c, src);
 }
 
 // Lowers an EXPR's expression and runs it on the interpreter (quick to
@@ -367,58 +361,40 @@ static NnAst *parse_expr(NnSession *s, const char *text, NnAst **stmt)
 static bool eval_ast(NnSession *s, NnAst *e, NnTensor **out, bool run, char *type, size_t n)
 {
     NnCtx *c = s->c;
-    if (!s->prog) {
-        NnAst *empty = nn_ast_new(c, NN_AST_PROGRAM, e->loc);
-        s->prog = nn_sema(c, empty);
-        s->defs = empty;
-    }
-    // A list literal is a tensor of its own ([[1, 2], [3, 4]], i32([1, 2])).
-    bool literal;
-    int errors = c->diags.nerrors;
-    NnTensor *lit = nn_lower_literal(c, e, &literal);
-    if (literal) {
-        if (lit && type) {
-            NnShape sh = {.rank = lit->rank};
-            memcpy(sh.dim, lit->shape, sizeof(int64_t) * (size_t)lit->rank);
-            nn_type_str(NULL, lit->dtype, &sh, type, n);
-        }
-        if (lit && out && run)
-            *out = lit;
-        else
-            nnrt_tensor_free(lit);
-        return lit && c->diags.nerrors == errors;
-    }
+    if (!s->prog && !add_items(s, NULL, 0, false, e->loc))
+        return false;
     Resolve R = {.s = s};
     NnQuery q;
     if (!nn_lower_query(c, s->prog, e, resolve, &R, &q) || R.failed) {
-        nn_graph_free(q.graph);
+        nn_query_fini(&q);
         return false;
     }
     if (q.is_num) {
-        NnTensor *t = nnrt_tensor_new(q.is_int || q.is_bool ? NN_DT_I32 : NN_DT_F32, 0, NULL);
+        NnDType dt = q.is_int || q.is_bool ? NN_DT_I32 : NN_DT_F32;
+        double num = q.num;
+        nn_query_fini(&q);
+        NnTensor *t = nnrt_tensor_new(dt, 0, NULL);
         if (!t) {
             nn_error(&c->diags, e->loc, "out of memory");
             return false;
         }
-        nnrt_tensor_set(t, 0, q.num);
+        nnrt_tensor_set(t, 0, num);
         if (type)
-            snprintf(type, n, "%s", q.is_int || q.is_bool ? "i32" : "f32");
+            snprintf(type, n, "%s", nnrt_dtype_name(dt));
         if (out && run)
             *out = t;
         else
             nnrt_tensor_free(t);
         return true;
     }
+    // The passes may hand back another graph; g is the one to free.
     NnGraph *g = q.graph;
+    q.graph = NULL;
     if (type) {
         const NnNode *v = nn_node(g, nn_graph_output(g, "value"));
         nn_type_str(g, v->dtype, &v->shape, type, n);
     }
-    if (!run) {
-        nn_graph_free(g);
-        return true;
-    }
-    bool ok = nn_driver_init_vars(c, q.vars, q.nvars, 1, &s->vars);
+    bool ok = run && nn_driver_init_vars(c, q.vars, q.nvars, 1, &s->vars);
     NnPassOptions po = s->o.passes;
     po.stop = "opt";
     po.dump = NULL;
@@ -428,7 +404,7 @@ static bool eval_ast(NnSession *s, NnAst *e, NnTensor **out, bool run, char *typ
     NnExecOptions eo = {.threads = s->o.threads};
     NnExec *x = ok ? be->prepare(g, &eo) : NULL;
     NnTensor *res[8] = {0};
-    if (ok && (!x || be->run(x, &s->vars, (NnTensor *const *)R.tensors, res) != NN_OK)) {
+    if (ok && (!x || be->run(x, &s->vars, (NnTensor *const *)q.feeds, res) != NN_OK)) {
         nn_error(&c->diags, e->loc, "%s", nnrt_errmsg());
         ok = false;
     }
@@ -439,14 +415,14 @@ static bool eval_ast(NnSession *s, NnAst *e, NnTensor **out, bool run, char *typ
     if (x)
         be->free(x);
     nn_graph_free(g);
-    return ok;
+    nn_query_fini(&q);
+    return ok || (!run && c->diags.nerrors == 0);
 }
 
 // One expression statement from text, or NULL after reporting why not.
 static NnAst *one_expr(NnSession *s, const char *text)
 {
-    NnAst *prog;
-    parse_expr(s, text, &prog);
+    NnAst *prog = parse_line(s, text);
     if (s->c->diags.nerrors)
         return NULL;
     if (prog->kids.count != 1 || prog->kids.items[0]->kind != NN_AST_EXPR) {
@@ -661,8 +637,7 @@ static bool assign_stmt(NnSession *s, NnAst *st)
 bool nn_session_run(NnSession *s, const char *text)
 {
     fresh_diags(s);
-    NnAst *prog;
-    parse_expr(s, text, &prog);
+    NnAst *prog = parse_line(s, text);
     if (s->c->diags.nerrors)
         return false;
     bool ok = true;
