@@ -244,6 +244,14 @@ static bool add_items(NnSession *s, NnAst *const *items, int n, bool replace, Nn
             nn_ast_push(c, &defs->kids, items[i]);
         }
     }
+    // A name the program knew already (a redefinition, or one that shadows
+    // the standard library) may change what compiled steps and read data
+    // were made from; new names cannot.
+    bool changes = false;
+    for (int i = 0; i < n && s->prog; i++)
+        changes = changes || replaced[i] ||
+                  (items[i]->name && items[i]->kind != NN_AST_TRAIN &&
+                   nn_sema_find(s->prog, items[i]->name));
     int errors = c->diags.nerrors;
     const NnProgram *p = nn_sema(c, defs);
     bool ok = p && c->diags.nerrors == errors;
@@ -253,9 +261,10 @@ static bool add_items(NnSession *s, NnAst *const *items, int n, bool replace, Nn
         for (int i = 0; i < n; i++)
             if (replaced[i] && items[i]->kind != NN_AST_TRAIN)
                 fprintf(s->out, "redefined %s %s\n", kind_word(items[i]), items[i]->name);
-        // Compiled steps and read data were made from the old definitions.
-        drop_trainer(s);
-        drop_data(s);
+        if (changes) {
+            drop_trainer(s);
+            drop_data(s);
+        }
     }
     free(replaced);
     return ok;

@@ -113,6 +113,15 @@ Test(session, train_continues_and_keeps_compiled_step)
     cr_assert(nn_session_train(s, "net", "xor", more, 1), "%s", diags());
     cr_expect_neq(eval_at(s, "net(xor.train.x)", 1), held);
     cr_expect_eq(nn_session_compiles(s), c0 + 1);
+    // A new definition keeps the compiled step; a redefinition drops it.
+    cr_assert(nn_session_run(s, "fn unrelated(a) = a + 1\n"), "%s", diags());
+    cr_assert(nn_session_train(s, "net", "xor", more, 1), "%s", diags());
+    cr_expect_eq(nn_session_compiles(s), c0 + 1);
+    cr_assert(nn_session_run(s, "model net(x: f32[N, 2]) -> f32[N, 1] {\n"
+                                "    return x |> dense(8) |> relu |> dense(1) |> sigmoid\n}\n"),
+              "%s", diags());
+    cr_assert(nn_session_train(s, "net", "xor", more, 1), "%s", diags());
+    cr_expect_eq(nn_session_compiles(s), c0 + 2);
     cr_expect_not(nn_session_train(s, "net", "xor",
                                    (NnSetting[]){{"nosuch", "1", false}}, 1));
     cr_expect(strstr(diags(), "run-time 'nosuch'"), "%s", diags());
