@@ -35,6 +35,10 @@ struct NnSession {
     NnVars vars;        // weights and optimizer state
     NnVars values;      // `name = expr` at the prompt
     NnTrainer *trainer; // the latest train block, prepared
+    const char *opt_ident;   // optimizers that made the optimizer state in vars; NULL:
+                             // unknown (none yet, or loaded from a checkpoint)
+    const char **opt_state;  // that state's names
+    int nopt_state;
     char *trainer_key;  // what it was prepared from (block, settings)
     DataSet data[MAX_DATA];
     int ndata;
@@ -470,9 +474,64 @@ static const NnAst *find_block(const NnSession *s, const char *model, const char
     return found;
 }
 
+// Which optimizers a block runs ("adam", "sgd", "disc:adam,gen:adam"): state
+// made by one (Adam's moments) is meaningless to another under the same
+// names (net.dense1.w/v).
+static const char *optimizer_ident(NnSession *s, const NnAst *block)
+{
+    const char *id = "";
+    for (int i = 0; i < block->kids.count; i++) {
+        const NnAst *k = block->kids.items[i];
+        const NnAst *list = k->kind == NN_AST_STEP ? k : NULL;
+        for (int j = 0; j < (list ? list->kids.count : 1); j++) {
+            const NnAst *a = list ? list->kids.items[j] : k;
+            if (a->kind != NN_AST_ARG || strcmp(a->name, "optimizer"))
+                continue;
+            const NnAst *v = a->a->kind == NN_AST_CALL ? a->a->a : a->a;
+            id = nn_arena_printf(s->c->arena, "%s%s%s:%s", id, *id ? "," : "",
+                                 list ? list->name : "", v->kind == NN_AST_NAME ? v->name : "?");
+        }
+    }
+    return id;
+}
+
+// Drops the optimizer state of the last run (its step counter included),
+// keeping weights and layer state.
+static void drop_optimizer_state(NnSession *s)
+{
+    NnVars keep;
+    nnrt_vars_init(&keep);
+    for (int i = 0; i < s->vars.count; i++) {
+        bool drop = false;
+        for (int k = 0; k < s->nopt_state && !drop; k++)
+            drop = !strcmp(s->opt_state[k], s->vars.names[i]);
+        if (!drop && nnrt_vars_append(&keep, s->vars.names[i], s->vars.tensors[i]) == NN_OK)
+            s->vars.tensors[i] = NULL; // moved
+    }
+    nnrt_vars_fini(&s->vars);
+    s->vars = keep;
+}
+
+// Remembers which variables the trainer's optimizers own.
+static void note_optimizer_state(NnSession *s, const char *ident)
+{
+    s->opt_ident = ident;
+    s->nopt_state = 0;
+    const NnTrainSpec *sp = s->trainer ? nn_trainer_spec(s->trainer) : NULL;
+    if (!sp)
+        return;
+    s->opt_state = nn_arena_alloc(s->c->arena, (size_t)(sp->nvars + 1) * sizeof *s->opt_state);
+    for (int i = 0; i < sp->nvars; i++)
+        if (!sp->vars[i].trainable && !sp->vars[i].model_state && !sp->vars[i].hyper)
+            s->opt_state[s->nopt_state++] = sp->vars[i].name;
+}
+
 static int train_block(NnSession *s, const NnAst *block, const NnSetting *sets, int nsets,
                        bool eval_only)
 {
+    const char *ident = optimizer_ident(s, block);
+    if (!eval_only && s->opt_ident && strcmp(s->opt_ident, ident))
+        drop_optimizer_state(s);
     NnOptions o = s->o;
     for (int i = 0; i < nsets && i < 31; i++)
         o.sets[i] = (NnSetting){strdup(sets[i].key), sets[i].value, false};
@@ -500,6 +559,8 @@ static int train_block(NnSession *s, const NnAst *block, const NnSetting *sets, 
     nn_interrupted = 0;
     int rc = nn_train_run(s->c, s->prog, block, &o, eval_only, &s->vars, &s->trainer);
     nn_interrupted = 0;
+    if (!eval_only && s->trainer)
+        note_optimizer_state(s, ident);
     for (int i = 0; i < o.nsets; i++)
         free((char *)o.sets[i].key);
     return rc;
@@ -579,9 +640,19 @@ static bool train_stmt(NnSession *s, NnAst *t)
         with_form = t->kids.items[j]->kind == NN_AST_ARG;
     if (!with_form) {
         NnAst *items[1] = {t};
+        NnAst *defs = s->defs;
+        const NnProgram *prog = s->prog;
         if (!add_items(s, items, 1, true, t->loc))
             return false;
-        return train_block(s, find_block(s, t->name, t->name2), NULL, 0, false) == 0;
+        if (train_block(s, find_block(s, t->name, t->name2), NULL, 0, false) == 0)
+            return true;
+        // A block that cannot even be prepared (unknown data, a bad setting)
+        // is taken back out.
+        if (!s->trainer) {
+            s->defs = defs;
+            s->prog = prog;
+        }
+        return false;
     }
     NnSetting sets[32];
     int nsets = 0;
@@ -595,8 +666,8 @@ static bool train_stmt(NnSession *s, NnAst *t)
             return false;
         }
         if (v) {
-            if (nsets == 32) {
-                nn_error(&c->diags, a->loc, "too many settings (at most 32)");
+            if (nsets == 31) {
+                nn_error(&c->diags, a->loc, "too many settings (at most 31)");
                 return false;
             }
             sets[nsets++] = (NnSetting){a->name, v, false};
@@ -740,6 +811,8 @@ bool nn_session_load_weights(NnSession *s, const char *path)
     if (!ok)
         nn_error(&s->c->diags, (NnLoc){0}, "out of memory");
     nnrt_vars_fini(&in);
+    // Whatever optimizer made the checkpoint's state, training continues it.
+    s->opt_ident = NULL;
     return ok;
 }
 
@@ -751,6 +824,8 @@ void nn_session_reset(NnSession *s)
     nnrt_vars_fini(&s->values);
     nnrt_vars_init(&s->vars);
     nnrt_vars_init(&s->values);
+    s->opt_ident = NULL;
+    s->nopt_state = 0;
 }
 
 // ---- introspection ---------------------------------------------------------

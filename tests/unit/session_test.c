@@ -130,6 +130,27 @@ Test(session, train_continues_and_keeps_compiled_step)
     end_session(s);
 }
 
+// State one optimizer made (SGD's velocity, net.dense1.w/v) is not fed to
+// another that names its state alike (Adam's second moment): switching
+// optimizers starts their state afresh, weights kept.
+Test(session, switching_optimizers_restarts_their_state)
+{
+    NnSession *s = new_session();
+    cr_assert(nn_session_load_file(s, "examples/xor.nn"), "%s", diags());
+    cr_assert(nn_session_run(s, "train net on xor with epochs = 30, "
+                                "optimizer = sgd(lr = 0.5, momentum = 0.9)\n"), "%s", diags());
+    double w = eval_at(s, "net(xor.train.x)", 1);
+    NnSetting sets[] = {{"epochs", "20", false}};
+    cr_expect(nn_session_train(s, "net", "xor", sets, 1), "%s", diags());
+    double after = eval_at(s, "net(xor.train.x)", 1);
+    cr_expect(isfinite(after) && after != w, "%g then %g", w, after);
+    // A train block that cannot be prepared is not kept.
+    cr_expect_not(nn_session_run(s, "train net on nodata { loss = mse(output, y); "
+                                    "optimizer = adam() }\n"));
+    cr_expect(nn_session_train(s, "net", "xor", sets, 1), "%s", diags());
+    end_session(s);
+}
+
 Test(session, save_reset_load_round_trip)
 {
     NnSession *s = new_session();
