@@ -332,7 +332,8 @@ Test(repl, ctrl_c_during_training)
 Test(repl, scripted_mode)
 {
     char *out;
-    int rc = tu_nnc_run(&out, "repl -q --threads 1 examples/xor.nn < tests/golden/repl/scripted.in");
+    int rc = tu_nnc_run(&out, "repl -q --threads 1 examples/xor.nn "
+                              "< tests/golden/repl/scripted.in");
     cr_expect_eq(rc, 1, "exit %d:\n%s", rc, out);
     compare_golden("scripted", out);
     free(out);
