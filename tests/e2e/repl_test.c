@@ -341,6 +341,11 @@ Test(repl, scripted_mode)
     cr_expect_eq(rc, 0);
     cr_expect_str_eq(out, "");
     free(out);
+    // Usage errors exit 2; a missing file or checkpoint is a diagnostic (1).
+    cr_expect_eq(tu_nnc_run(NULL, "repl a.nn b.nn < /dev/null"), 2);
+    cr_expect_eq(tu_nnc_run(NULL, "repl --metrics m.jsonl examples/xor.nn < /dev/null"), 2);
+    cr_expect_eq(tu_nnc_run(NULL, "repl /nonexistent.nn < /dev/null"), 1);
+    cr_expect_eq(tu_nnc_run(NULL, "repl --weights /nonexistent.st examples/xor.nn < /dev/null"), 1);
     // A file that does not check is a diagnostic before any prompt.
     rc = tu_nnc_run(&out, "repl tests/bad/missing_rparen.nn < /dev/null");
     cr_expect_eq(rc, 1);
