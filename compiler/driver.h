@@ -17,6 +17,8 @@ typedef struct NnOptions {
     const char *metrics;     // --metrics FILE
     const char *weights;     // eval --weights / train --resume
     const char *output;      // -o
+    const char *input;       // predict INPUT ("-": raw f32 on standard input)
+    bool scores;             // predict --scores: a classifier's scores, not its classes
     int64_t count;           // sample --count (0: the default)
     double temperature;      // sample --temperature, >= 0 (0: always the likeliest)
     bool has_temperature;
@@ -49,7 +51,26 @@ typedef struct NnSplits {
     // reports bad files as train would.
     bool shapes_only;
     NnField vx[NN_MAX_SPLITS], vy[NN_MAX_SPLITS];
+    // nnc predict: samples read from its INPUT (x alone), set by the caller
+    // before loading. They become split "predict" where the data block's
+    // first file loader makes its split (at the end when it has none), after
+    // a check against that loader's sample shape, so every later x statement
+    // transforms them as it transforms the data. predict_flat: values with no
+    // sample shape (raw f32), cut into samples of the expected size.
+    NnTensor *predict_x;      // owned until taken in
+    const char *predict_file; // its name in messages
+    bool predict_flat;
 } NnSplits;
+
+// Where this nnc finds its files (driver_paths.c): beside the executable
+// when installed, else in the source and build trees it was built from.
+typedef struct NnPaths {
+    bool installed;         // running from an installation prefix
+    const char *stdlib;     // directory of the stdlib .nn files (`import std`)
+    const char *libdir;     // directory holding libnnrt.a
+    const char *includedir; // directory holding the runtime's headers
+} NnPaths;
+void nn_driver_paths(NnCtx *c, NnPaths *out);
 
 const NnBackend *nn_driver_backend(const NnOptions *o);
 // Runs a graph once on a backend (outputs cloned into owned tensors).
@@ -80,5 +101,7 @@ bool nn_sample_wants_text(const NnProgram *p);
 int nn_cmd_sample_text(NnCtx *c, const NnProgram *p, NnOptions *o);
 // `nnc sample`: pictures of what a trained generator makes (driver_sample.c).
 int nn_cmd_sample(NnCtx *c, const NnProgram *p, NnOptions *o);
+// `nnc predict`: a trained model's outputs on new samples (driver_predict.c).
+int nn_cmd_predict(NnCtx *c, const NnProgram *p, NnOptions *o);
 
 #endif

@@ -18,6 +18,8 @@ void nn_splits_fini(NnSplits *s)
     for (int i = 0; i < s->count; i++)
         nnrt_dataset_fini(&s->ds[i]);
     s->count = 0;
+    nnrt_tensor_free(s->predict_x);
+    s->predict_x = NULL;
 }
 
 bool nn_splits_field(const NnSplits *s, int k, int which, NnField *f)
@@ -516,10 +518,74 @@ static bool normalize(NnCtx *c, NnSplits *s, const NnAst *st)
     return true;
 }
 
+static void shape_str(const int64_t *dim, int rank, char *buf, size_t size)
+{
+    int len = snprintf(buf, size, "[");
+    for (int i = 0; i < rank && len < (int)size; i++)
+        len += snprintf(buf + len, size - (size_t)len, "%s%lld", i ? ", " : "", (long long)dim[i]);
+    if (len < (int)size)
+        snprintf(buf + len, size - (size_t)len, "]");
+}
+
+// Takes s->predict_x in as split "predict" once its samples are checked
+// against `like`, a split as the data's loader made it: the same values per
+// sample, reshaped to its sample shape. `what` says where that shape came from.
+static bool take_predict(NnCtx *c, NnSplits *s, const NnrtDataset *like, const char *what,
+                         NnLoc loc)
+{
+    NnTensor *t = s->predict_x;
+    const NnTensor *ref = like->x;
+    if (!ref || ref->dtype != NN_DT_F32) {
+        nn_error(&c->diags, loc, "nnc predict reads f32 samples; this data's x %s",
+                 ref ? "holds integer ids" : "is not made yet here");
+        return false;
+    }
+    int64_t per = 1;
+    for (int i = 1; i < ref->rank; i++)
+        per *= ref->shape[i];
+    int64_t have = s->predict_flat ? per : 1;
+    for (int i = 1; !s->predict_flat && i < t->rank; i++)
+        have *= t->shape[i];
+    char want[96], got[96];
+    shape_str(ref->shape + 1, ref->rank - 1, want, sizeof want);
+    shape_str(t->shape + 1, t->rank - 1, got, sizeof got);
+    if (s->predict_flat && (t->numel == 0 || t->numel % per)) {
+        nn_error(&c->diags, loc, "'%s': %lld values are not a whole number of samples: "
+                 "expected samples of %s (%lld f32 values each), as %s", s->predict_file,
+                 (long long)t->numel, want, (long long)per, what);
+        return false;
+    }
+    if (have != per || t->numel == 0) {
+        nn_error(&c->diags, loc, "'%s' holds %lld samples of %s (%lld values each); "
+                 "expected samples of %s (%lld values each), as %s", s->predict_file,
+                 (long long)(t->rank ? t->shape[0] : 0), got, (long long)have,
+                 want, (long long)per, what);
+        return false;
+    }
+    t->rank = ref->rank;
+    t->shape[0] = t->numel / per;
+    memcpy(t->shape + 1, ref->shape + 1, sizeof(int64_t) * (size_t)(ref->rank - 1));
+    NnrtDataset *d = split_add(c, s, "predict", loc);
+    if (!d)
+        return false;
+    s->predict_x = NULL;
+    d->x = t;
+    d->count = t->shape[0];
+    return true;
+}
+
+static bool is_predict(const NnSplits *s, int k) { return !strcmp(s->names[k], "predict"); }
+
 bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const NnBackend *be,
                          uint64_t seed, bool shapes_only, NnSplits *s)
 {
+    NnTensor *predict_x = s->predict_x;
+    const char *predict_file = s->predict_file;
+    bool predict_flat = s->predict_flat;
     memset(s, 0, sizeof *s);
+    s->predict_x = predict_x;
+    s->predict_file = predict_file;
+    s->predict_flat = predict_flat;
     s->label = "label";
     s->shapes_only = shapes_only;
     for (int i = 0; i < data->kids.count; i++) {
@@ -541,6 +607,9 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
              !strcmp(v->a->name, "text"))) {
             NnrtDataset *d = split_add(c, s, target, st->loc);
             if (!d || !load_source(c, v, s, d))
+                return false;
+            if (s->predict_x && !take_predict(c, s, d, nn_arena_printf(c->arena, "%s() reads "
+                                              "this data", v->a->name), st->loc))
                 return false;
             continue;
         }
@@ -575,14 +644,21 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
                 return false;
             continue;
         }
+        // Samples to predict have no label to compute.
         for (int k = 0; k < s->count; k++)
-            if (!transform(c, p, be, s, &s->ds[k], st, seed + (uint64_t)k))
+            if (!(is_label(target) && is_predict(s, k)) &&
+                !transform(c, p, be, s, &s->ds[k], st, seed + (uint64_t)k))
                 return false;
     }
     if (!nn_splits_get(s, "train")) {
         nn_error(&c->diags, data->loc, "data '%s' has no 'train' split", data->name);
         return false;
     }
+    // Data written or generated in the script: samples to predict are
+    // model inputs as the train split holds them.
+    if (s->predict_x && !take_predict(c, s, nn_splits_get(s, "train"), "the model takes them",
+                                      data->loc))
+        return false;
     // Data for a generator (a GAN's real samples) has x alone; otherwise
     // every split needs both fields.
     bool labels = false;
@@ -594,7 +670,7 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
         NnrtDataset *d = &s->ds[k];
         NnField fx, fy;
         bool hx = nn_splits_field(s, k, 0, &fx), hy = nn_splits_field(s, k, 1, &fy);
-        if (!hx || (!hy && labels)) {
+        if (!hx || (!hy && labels && !is_predict(s, k))) {
             nn_error(&c->diags, data->loc, "split '%s' of data '%s' lacks %s", s->names[k],
                      data->name, hx ? "a label field" : "an x field");
             return false;

@@ -1,6 +1,6 @@
 // The nnc command line: parses arguments, runs the front end (parse, sema),
-// and dispatches to check / ir / train / eval / augment / repl. The only place
-// that picks a backend and the only place that chooses an exit status:
+// and dispatches to check / ir / train / eval / predict / augment / sample.
+// The only place that picks a backend and the only place that chooses an exit status:
 // 0 success, 1 a diagnostic (bad script, shape error, bad data), 2 bad usage.
 #include <errno.h>
 #include <stdio.h>
@@ -18,6 +18,9 @@ static const char usage[] =
     "  ir FILE --stage S       print a stage: tokens ast ir grad opt fused llvm asm\n"
     "  train FILE              run the file's train block\n"
     "  eval FILE --weights W   evaluate saved weights on the test split\n"
+    "  predict FILE --weights W INPUT [-o OUT.csv] [--scores]\n"
+    "                          the model's classes (or scores) for INPUT's samples: an\n"
+    "                          IDX or CSV file, or '-' for raw f32 on standard input\n"
     "  augment FILE -o OUT     write a grid of augmented training images (.png or .pgm)\n"
     "  sample FILE --weights W [--count N] [--temperature T]\n"
     "                          a language model (text() data): print generated lines\n"
@@ -39,7 +42,8 @@ static const char usage[] =
     "  --threads N             worker threads (default: all cores)\n"
     "  --no-pass=NAME          skip an optimization pass (%s)\n"
     "  --dump=NAME             print the graph after pass NAME to stderr\n"
-    "  -o FILE                 output image (augment, sample)\n"
+    "  -o FILE                 output image (augment, sample) or CSV (predict)\n"
+    "  --scores                predict: write the model's outputs, not class names\n"
     "  --count N               lines to sample (language models; default 20)\n"
     "  --temperature T         sampling temperature, 0 to 100 (default 1; 0: greedy)\n"
     "  -q, --quiet             no progress or summaries\n"
@@ -126,15 +130,16 @@ typedef struct OptionUse {
 } OptionUse;
 
 static const OptionUse option_uses[] = {
-    {"--backend", " ir train eval sample "},
+    {"--backend", " ir train eval sample predict "},
     {"--stage", " ir "},
     {"--metrics", " train eval "},
     {"--resume", " train "},
-    {"--weights", " eval sample "},
-    {"--threads", " train eval sample "},
-    {"--no-pass", " ir train eval sample "},
-    {"--dump", " ir train eval sample "},
-    {"-o", " augment sample "},
+    {"--weights", " eval sample predict "},
+    {"--threads", " train eval sample predict "},
+    {"--no-pass", " ir train eval sample predict "},
+    {"--dump", " ir train eval sample predict "},
+    {"-o", " augment sample predict "},
+    {"--scores", " predict "},
     {"--judge", " sample "},
     {"--judge-weights", " sample "},
     {"--count", " sample "},
@@ -276,6 +281,9 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
             if (!nn_pass_exists(next))
                 return usage_error("unknown pass '%s'", next);
             o->passes.dump = next;
+        } else if (!strcmp(a, "--scores")) {
+            FLAG();
+            o->scores = true;
         } else if (!strcmp(arg, "-q") || !strcmp(a, "--quiet")) {
             FLAG();
             o->quiet = true;
@@ -288,6 +296,8 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
             *cmd = arg;
         } else if (!o->file) {
             o->file = arg;
+        } else if (!strcmp(*cmd, "predict") && !o->input) {
+            o->input = arg;
         } else {
             return usage_error("unexpected argument '%s'", arg);
         }
@@ -307,6 +317,9 @@ int main(int argc, char **argv)
     int ngiven = 0;
     NnCtx c;
     nn_ctx_init(&c, stderr);
+    NnPaths paths;
+    nn_driver_paths(&c, &paths);
+    c.stdlib_dir = paths.stdlib;
     int rc = parse_args(argc, argv, &cmd, &o, given, &ngiven);
     if (rc) {
         rc = rc < 0 ? 0 : rc;
@@ -317,13 +330,14 @@ int main(int argc, char **argv)
         fprintf(stderr, usage, nn_pass_names());
         goto out;
     }
-    static const char *const cmds[] = {"check", "ir", "train", "eval", "augment", "sample"};
+    static const char *const cmds[] = {"check",  "ir",     "train",  "eval",
+                                       "augment", "sample", "predict"};
     bool known = false;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         known = known || !strcmp(cmd, cmds[i]);
     if (!known) {
-        usage_error("unknown command '%s' (commands: check, ir, train, eval, augment, sample)",
-                    cmd);
+        usage_error("unknown command '%s' (commands: check, ir, train, eval, augment, sample, "
+                    "predict)", cmd);
         goto out;
     }
     if ((rc = check_option_uses(cmd, given, ngiven)))
@@ -337,8 +351,14 @@ int main(int argc, char **argv)
         usage_error("'ir' needs --stage (%s)", "tokens, ast, ir, grad, opt, fused, llvm, asm");
         goto out;
     }
-    if ((!strcmp(cmd, "eval") || !strcmp(cmd, "sample")) && !o.weights) {
+    if ((!strcmp(cmd, "eval") || !strcmp(cmd, "sample") || !strcmp(cmd, "predict")) &&
+        !o.weights) {
         usage_error("'%s' needs --weights FILE", cmd);
+        goto out;
+    }
+    if (!strcmp(cmd, "predict") && !o.input) {
+        usage_error("'%s' needs INPUT: an IDX or CSV file, or '-' for raw f32 on standard input",
+                    cmd);
         goto out;
     }
     if (!strcmp(cmd, "sample") && !o.judge != !o.judge_weights) {
@@ -381,6 +401,8 @@ int main(int argc, char **argv)
         rc = nn_cmd_train(&c, prog, &o, true);
     else if (!strcmp(cmd, "augment"))
         rc = nn_cmd_augment(&c, prog, &o);
+    else if (!strcmp(cmd, "predict"))
+        rc = nn_cmd_predict(&c, prog, &o);
     else if (!strcmp(cmd, "sample") && nn_sample_wants_text(prog)) {
         if (o.output || o.judge) {
             usage_error("a language model prints its samples; %s is for generators",
