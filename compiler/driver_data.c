@@ -549,13 +549,18 @@ static bool take_predict(NnCtx *c, NnSplits *s, const NnrtDataset *like, const c
     char want[96], got[96];
     shape_str(ref->shape + 1, ref->rank - 1, want, sizeof want);
     shape_str(t->shape + 1, t->rank - 1, got, sizeof got);
-    if (s->predict_flat && (t->numel == 0 || t->numel % per)) {
+    if (t->numel == 0) {
+        nn_error(&c->diags, loc, "'%s' holds no samples; expected samples of %s (%lld values "
+                 "each), as %s", s->predict_file, want, (long long)per, what);
+        return false;
+    }
+    if (s->predict_flat && t->numel % per) {
         nn_error(&c->diags, loc, "'%s': %lld values are not a whole number of samples: "
                  "expected samples of %s (%lld f32 values each), as %s", s->predict_file,
                  (long long)t->numel, want, (long long)per, what);
         return false;
     }
-    if (have != per || t->numel == 0) {
+    if (have != per) {
         nn_error(&c->diags, loc, "'%s' holds %lld samples of %s (%lld values each); "
                  "expected samples of %s (%lld values each), as %s", s->predict_file,
                  (long long)(t->rank ? t->shape[0] : 0), got, (long long)have,
