@@ -19,6 +19,8 @@ typedef struct NnOptions {
     const char *output;      // -o
     const char *input;       // predict INPUT ("-": raw f32 on standard input)
     bool scores;             // predict --scores: a classifier's scores, not its classes
+    const char *target;      // build --target
+    bool lib;                // build --lib: a static library and its header
     int64_t count;           // sample --count (0: the default)
     double temperature;      // sample --temperature, >= 0 (0: always the likeliest)
     bool has_temperature;
@@ -103,5 +105,7 @@ int nn_cmd_sample_text(NnCtx *c, const NnProgram *p, NnOptions *o);
 int nn_cmd_sample(NnCtx *c, const NnProgram *p, NnOptions *o);
 // `nnc predict`: a trained model's outputs on new samples (driver_predict.c).
 int nn_cmd_predict(NnCtx *c, const NnProgram *p, NnOptions *o);
+// `nnc build --lib`: libNAME.a and NAME.h (driver_lib.c).
+int nn_cmd_build_lib(NnCtx *c, const NnProgram *p, NnOptions *o);
 
 #endif

@@ -21,6 +21,8 @@ static const char usage[] =
     "  predict FILE --weights W INPUT [-o OUT.csv] [--scores]\n"
     "                          the model's classes (or scores) for INPUT's samples: an\n"
     "                          IDX or CSV file, or '-' for raw f32 on standard input\n"
+    "  build FILE --lib -o libNAME\n"
+    "                          a static library libNAME.a and its C header NAME.h\n"
     "  augment FILE -o OUT     write a grid of augmented training images (.png or .pgm)\n"
     "  sample FILE --weights W [--count N] [--temperature T]\n"
     "                          a language model (text() data): print generated lines\n"
@@ -44,6 +46,8 @@ static const char usage[] =
     "  --dump=NAME             print the graph after pass NAME to stderr\n"
     "  -o FILE                 output image (augment, sample) or CSV (predict)\n"
     "  --scores                predict: write the model's outputs, not class names\n"
+    "  --lib                   build: a static library and header, not a program\n"
+    "  --target T              build for: native (default), x86-64, x86-64-v2, -v3, -v4\n"
     "  --count N               lines to sample (language models; default 20)\n"
     "  --temperature T         sampling temperature, 0 to 100 (default 1; 0: greedy)\n"
     "  -q, --quiet             no progress or summaries\n"
@@ -136,10 +140,12 @@ static const OptionUse option_uses[] = {
     {"--resume", " train "},
     {"--weights", " eval sample predict "},
     {"--threads", " train eval sample predict "},
-    {"--no-pass", " ir train eval sample predict "},
-    {"--dump", " ir train eval sample predict "},
-    {"-o", " augment sample predict "},
+    {"--no-pass", " ir train eval sample predict build "},
+    {"--dump", " ir train eval sample predict build "},
+    {"-o", " augment sample predict build "},
     {"--scores", " predict "},
+    {"--lib", " build "},
+    {"--target", " build "},
     {"--judge", " sample "},
     {"--judge-weights", " sample "},
     {"--count", " sample "},
@@ -281,6 +287,15 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
             if (!nn_pass_exists(next))
                 return usage_error("unknown pass '%s'", next);
             o->passes.dump = next;
+        } else if (!strcmp(a, "--lib")) {
+            FLAG();
+            o->lib = true;
+        } else if (!strcmp(a, "--target")) {
+            VALUE();
+            if (!*next)
+                return usage_error("--target expects native, x86-64, x86-64-v2, x86-64-v3, "
+                                   "x86-64-v4 or an LLVM triple%s", "");
+            o->target = next;
         } else if (!strcmp(a, "--scores")) {
             FLAG();
             o->scores = true;
@@ -331,13 +346,13 @@ int main(int argc, char **argv)
         goto out;
     }
     static const char *const cmds[] = {"check",  "ir",     "train",  "eval",
-                                       "augment", "sample", "predict"};
+                                       "augment", "sample", "predict", "build"};
     bool known = false;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         known = known || !strcmp(cmd, cmds[i]);
     if (!known) {
         usage_error("unknown command '%s' (commands: check, ir, train, eval, augment, sample, "
-                    "predict)", cmd);
+                    "predict, build)", cmd);
         goto out;
     }
     if ((rc = check_option_uses(cmd, given, ngiven)))
@@ -354,6 +369,14 @@ int main(int argc, char **argv)
     if ((!strcmp(cmd, "eval") || !strcmp(cmd, "sample") || !strcmp(cmd, "predict")) &&
         !o.weights) {
         usage_error("'%s' needs --weights FILE", cmd);
+        goto out;
+    }
+    if (!strcmp(cmd, "build") && !o.output) {
+        usage_error("'%s' needs -o: the program, or with --lib the library (-o libNAME)", cmd);
+        goto out;
+    }
+    if (!strcmp(cmd, "build") && !o.lib) {
+        usage_error("'%s' without --lib (a standalone program) is not in this build", cmd);
         goto out;
     }
     if (!strcmp(cmd, "predict") && !o.input) {
@@ -403,6 +426,8 @@ int main(int argc, char **argv)
         rc = nn_cmd_augment(&c, prog, &o);
     else if (!strcmp(cmd, "predict"))
         rc = nn_cmd_predict(&c, prog, &o);
+    else if (!strcmp(cmd, "build"))
+        rc = nn_cmd_build_lib(&c, prog, &o);
     else if (!strcmp(cmd, "sample") && nn_sample_wants_text(prog)) {
         if (o.output || o.judge) {
             usage_error("a language model prints its samples; %s is for generators",
