@@ -1,0 +1,227 @@
+// `nnc build --lib` end to end: examples/embed/classify.c, built against the
+// Fashion-MNIST MLP's libmlp.a, prints the classes `nnc predict` prints for
+// the same weights (300 images: two full batches and a partial one) and links
+// nothing of nnc dynamically; small C programs check the API's contract on
+// the XOR model (training steps learn it, save writes what `nnc predict`
+// reads) and on the MLP (every bad argument, file or label is a status with a
+// message, never an exit or abort; two contexts predict at once from two
+// threads).
+#define _GNU_SOURCE // asprintf, strndup in testutil.h
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define FASHION "/usr/share/datasets/fashion-mnist/"
+
+// Programs linking an instrumented libnnrt need the sanitizers' runtimes.
+#if defined(__SANITIZE_ADDRESS__)
+#define SAN_FLAGS "-fsanitize=address,undefined"
+#else
+#define SAN_FLAGS ""
+#endif
+
+static char dir[256];
+
+static void setup(void)
+{
+    cr_assert_eq(chdir(NN_SOURCE_DIR), 0);
+    snprintf(dir, sizeof dir, "/tmp/nnc_embed_%d_XXXXXX", (int)getpid());
+    cr_assert(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    char *cmd = NULL;
+    if (asprintf(&cmd, "rm -rf '%s'", dir) > 0 && system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    free(cmd);
+}
+
+TestSuite(embed, .init = setup, .fini = teardown, .timeout = 600);
+
+// Runs a shell command; asserts its exit status; returns its output.
+static char *sh_rc(int want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *sh_rc(int want, const char *fmt, ...)
+{
+    char *cmd = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    cr_assert(vasprintf(&cmd, fmt, ap) > 0);
+    va_end(ap);
+    char *out = NULL;
+    int rc = tu_run(cmd, &out);
+    cr_assert_eq(rc, want, "%s: exit %d, expected %d:\n%s", cmd, rc, want, out);
+    free(cmd);
+    return out;
+}
+
+static void write_file(const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void build_mlp(void)
+{
+    free(sh_rc(0, "%s train examples/fashion_mlp.nn -q --set epochs=1 --set limit=3000 "
+                  "--set save=%s/mlp.st", tu_nnc(), dir));
+    char *out = sh_rc(0, "%s build examples/fashion_mlp.nn --lib -o %s/libmlp", tu_nnc(), dir);
+    cr_assert(strstr(out, "libmlp.a and") && strstr(out, "mlp.h"), "%s", out);
+    free(out);
+}
+
+Test(embed, classify_example_matches_predict)
+{
+    if (access(FASHION "t10k-images-idx3-ubyte.gz", R_OK) != 0)
+        cr_skip_test("Fashion-MNIST not installed");
+    build_mlp();
+    free(sh_rc(0, "cc -O1 -Wall -Wextra -Werror %s -I%s examples/embed/classify.c %s/libmlp.a "
+                  "-lz -lm -lpthread -o %s/classify", SAN_FLAGS, dir, dir, dir));
+    char *ldd = sh_rc(0, "ldd %s/classify", dir);
+    cr_assert(!strstr(ldd, "LLVM") && !strstr(ldd, "nnrt") && !strstr(ldd, "nnc"), "%s", ldd);
+    free(ldd);
+    char *got = sh_rc(0, "%s/classify %s/mlp.st " FASHION "t10k-images-idx3-ubyte.gz 300", dir,
+                      dir);
+    // The same 300 images through nnc predict, as raw f32 on standard input.
+    char *want = sh_rc(0, "python3 -c \"import gzip,struct,sys; d=gzip.open('"
+                          FASHION "t10k-images-idx3-ubyte.gz').read()[16:16+300*784]; "
+                          "sys.stdout.buffer.write(struct.pack('%%df' %% len(d), *d))\" | "
+                          "%s predict examples/fashion_mlp.nn --weights %s/mlp.st - | tail -n +2",
+                       tu_nnc(), dir);
+    cr_assert_str_eq(got, want);
+    int lines = 0;
+    for (const char *p = got; (p = strchr(p, '\n')); p++)
+        lines++;
+    cr_assert_eq(lines, 300);
+    cr_assert(strstr(got, "Trouser\n"), "%s", got); // names, not indices
+    free(got);
+    free(want);
+    // Bad weights: the example's message comes from the library, with status 1.
+    char *bad = sh_rc(1, "%s/classify %s/none.st " FASHION "t10k-images-idx3-ubyte.gz 3", dir,
+                      dir);
+    cr_assert(strstr(bad, "classify: ") && strstr(bad, "none.st"), "%s", bad);
+    free(bad);
+}
+
+// The MLP's API on bad input, and two contexts on two threads.
+static const char mlp_errors_c[] =
+    "#include <pthread.h>\n#include <stdio.h>\n#include <string.h>\n#include \"mlp.h\"\n"
+    "static float x[300 * MLP_INPUT_SIZE], a[300 * 10], b[300 * 10], c[300 * 10];\n"
+    "static const char *w;\n"
+    "static void *run(void *out) {\n"
+    "    mlp_model *m;\n"
+    "    if (mlp_create(&m, 2) || mlp_load(m, w) || mlp_predict(m, x, 300, out)) return m;\n"
+    "    mlp_free(m);\n    return 0;\n}\n"
+    "#define EXPECT(call, st, text) do { int rc_ = (call); const char *e_ = mlp_errmsg(m); \\\n"
+    "    if (rc_ != (st) || !strstr(e_, text)) { printf(\"%s: %d '%s'\\n\", #call, rc_, e_); \\\n"
+    "        return 1; } } while (0)\n"
+    "int main(int argc, char **argv) {\n"
+    "    w = argv[1];\n"
+    "    mlp_model *m = 0;\n"
+    "    for (int i = 0; i < 300 * MLP_INPUT_SIZE; i++) x[i] = (float)(i % 251) / 251;\n"
+    "    EXPECT(mlp_create(&m, -1), MLP_ERR_SHAPE, \"threads\");\n"
+    "    if (m) return 2;\n"
+    "    EXPECT(mlp_create(&m, 1), MLP_OK, \"\");\n"
+    "    EXPECT(mlp_load(m, argv[2]), MLP_ERR_IO, argv[2]);\n"
+    "    EXPECT(mlp_load(m, argv[3]), MLP_ERR_SHAPE, \"tensor 'mlp.dense\");\n"
+    "    EXPECT(mlp_load(m, 0), MLP_ERR_SHAPE, \"NULL\");\n"
+    "    EXPECT(mlp_predict(m, x, 0, a), MLP_ERR_SHAPE, \"at least 1\");\n"
+    "    EXPECT(mlp_predict(m, 0, 1, a), MLP_ERR_SHAPE, \"NULL\");\n"
+    "    EXPECT(mlp_predict(0, x, 1, a), MLP_ERR_SHAPE, \"NULL\");\n"
+    "    int32_t lab[MLP_BATCH] = {0};\n"
+    "    float loss = 0;\n"
+    "    EXPECT(mlp_train_step(m, x, lab, 3, &loss), MLP_ERR_SHAPE, \"exactly 128\");\n"
+    "    lab[5] = 12;\n"
+    "    EXPECT(mlp_train_step(m, x, lab, MLP_BATCH, &loss), MLP_ERR_RUNTIME, \"12\");\n"
+    "    lab[5] = 9;\n"
+    "    EXPECT(mlp_train_step(m, x, lab, MLP_BATCH, &loss), MLP_OK, \"\");\n"
+    "    if (!(loss > 0 && loss < 100)) return 3;\n"
+    "    EXPECT(mlp_save(m, argv[4]), MLP_ERR_IO, argv[4]);\n"
+    "    if (strcmp(mlp_class_name(0), \"T-shirt/top\") || mlp_class_name(10) ||\n"
+    "        mlp_class_name(-1)) return 4;\n"
+    "    mlp_free(m);\n"
+    "    pthread_t t1, t2;\n"
+    "    if (run(a)) return 5;\n"
+    "    pthread_create(&t1, 0, run, b);\n"
+    "    pthread_create(&t2, 0, run, c);\n"
+    "    void *r1, *r2;\n"
+    "    pthread_join(t1, &r1);\n    pthread_join(t2, &r2);\n"
+    "    if (r1 || r2 || memcmp(a, b, sizeof a) || memcmp(a, c, sizeof a)) return 6;\n"
+    "    puts(\"ok\");\n    return 0;\n}\n";
+
+Test(embed, mlp_api_errors_and_threads)
+{
+    if (access(FASHION "t10k-images-idx3-ubyte.gz", R_OK) != 0)
+        cr_skip_test("Fashion-MNIST not installed");
+    build_mlp();
+    free(sh_rc(0, "%s train examples/xor.nn -q --set epochs=1 --set save=%s/xor.st", tu_nnc(),
+               dir));
+    write_file("errors.c", mlp_errors_c);
+    free(sh_rc(0, "cc -O1 -Wall %s -I%s %s/errors.c %s/libmlp.a -lz -lm -lpthread -o %s/errors",
+               SAN_FLAGS, dir, dir, dir, dir));
+    char *out = sh_rc(0, "%s/errors %s/mlp.st %s/absent.st %s/xor.st %s", dir, dir, dir, dir,
+                      dir);
+    cr_assert(strstr(out, "ok"), "%s", out);
+    free(out);
+}
+
+// XOR through the library: training steps learn it; save writes a checkpoint
+// `nnc predict` reads and agrees with.
+static const char xor_c[] =
+    "#include <stdio.h>\n#include \"xor.h\"\n"
+    "int main(int argc, char **argv) {\n"
+    "    float x[8] = {0, 0, 0, 1, 1, 0, 1, 1}, y[4] = {0, 1, 1, 0}, out[4], first = 0, loss;\n"
+    "    xor_model *m;\n"
+    "    if (xor_create(&m, 1)) return 1;\n"
+    "    for (int i = 0; i < 400; i++) {\n"
+    "        if (xor_train_step(m, x, y, XOR_BATCH, &loss)) return 2;\n"
+    "        if (i == 0) first = loss;\n    }\n"
+    "    if (xor_predict(m, x, 4, out) || xor_save(m, argv[1])) return 3;\n"
+    "    printf(\"%g %g\\n\", first, loss);\n"
+    "    for (int i = 0; i < 4; i++) printf(\"%.6f\\n\", out[i]);\n"
+    "    xor_free(m);\n    return 0;\n}\n";
+
+Test(embed, xor_trains_through_the_library)
+{
+    char *out = sh_rc(0, "%s build examples/xor.nn --lib -o %s/xor.a -q", tu_nnc(), dir);
+    free(out);
+    write_file("xor.c", xor_c);
+    free(sh_rc(0, "cc -O1 -Wall %s -I%s %s/xor.c %s/libxor.a -lz -lm -lpthread -o %s/xor",
+               SAN_FLAGS, dir, dir, dir, dir));
+    char *got = sh_rc(0, "%s/xor %s/w.st", dir, dir);
+    double first, last;
+    cr_assert_eq(sscanf(got, "%lf %lf", &first, &last), 2, "%s", got);
+    cr_assert(last < 0.02 && last < first / 5, "loss %g -> %g", first, last);
+    double v[4];
+    const char *p = strchr(got, '\n') + 1;
+    for (int i = 0; i < 4; i++) {
+        v[i] = strtod(p, (char **)&p);
+        p++;
+    }
+    cr_assert(v[0] < 0.2 && v[1] > 0.8 && v[2] > 0.8 && v[3] < 0.2, "%s", got);
+    write_file("in.csv", "0,0\n0,1\n1,0\n1,1\n");
+    char *pred = sh_rc(0, "%s predict examples/xor.nn --weights %s/w.st %s/in.csv", tu_nnc(),
+                       dir, dir);
+    double q[4];
+    p = strchr(pred, '\n') + 1;
+    for (int i = 0; i < 4; i++) {
+        q[i] = strtod(p, (char **)&p);
+        p++;
+        cr_assert(q[i] > v[i] - 1e-5 && q[i] < v[i] + 1e-5, "library %g, nnc predict %g", v[i],
+                  q[i]);
+    }
+    free(pred);
+    free(got);
+    // A library name that is no C identifier is refused.
+    char *bad = sh_rc(1, "%s build examples/xor.nn --lib -o %s/lib9x", tu_nnc(), dir);
+    cr_assert(strstr(bad, "must be a C identifier"), "%s", bad);
+    free(bad);
+}
