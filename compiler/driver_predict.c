@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "checkpoint.h"
 #include "savefile.h"
@@ -141,15 +142,23 @@ static bool read_input(NnCtx *c, const char *path, NnSplits *s)
         s->predict_flat = true;
         return read_stdin_f32(c, &s->predict_x);
     }
+    // The bytes read to tell the format apart are read again: a pipe
+    // (/dev/stdin) cannot seek, so they are put back with ungetc.
     FILE *f = fopen(path, "rb");
     if (!f) {
         nn_error(&c->diags, (NnLoc){0}, "cannot read '%s': %s", path, strerror(errno));
         return false;
     }
-    unsigned char m[4] = {0};
-    size_t n = fread(m, 1, 4, f);
-    bool idx = (n >= 2 && m[0] == 0x1f && m[1] == 0x8b) ||
-               (n == 4 && m[0] == 0 && m[1] == 0 && m[2] >= 0x08 && m[2] <= 0x0E);
+    int m0 = fgetc(f), m1 = m0 == EOF ? EOF : fgetc(f);
+    struct stat st;
+    bool regular = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode);
+    bool idx = (m0 == 0x1f && m1 == 0x8b) || (m0 == 0 && m1 == 0);
+    if (idx && !regular) {
+        nn_error(&c->diags, (NnLoc){0}, "'%s': IDX input must be a regular file (raw f32 can "
+                 "come on standard input as '-')", path);
+        fclose(f);
+        return false;
+    }
     if (idx) {
         fclose(f);
         NnTensor *t = NULL;
@@ -167,8 +176,10 @@ static bool read_input(NnCtx *c, const char *path, NnSplits *s)
             nn_error(&c->diags, (NnLoc){0}, "%s: %s", path, nnrt_errmsg());
         return s->predict_x != NULL;
     }
-    rewind(f);
-    bool ok = read_csv(c, path, f, &s->predict_x);
+    if (m1 != EOF)
+        ungetc(m1, f);
+    bool ok = m0 == EOF || ungetc(m0, f) != EOF;
+    ok = ok && read_csv(c, path, f, &s->predict_x);
     fclose(f);
     return ok;
 }
