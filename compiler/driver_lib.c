@@ -150,16 +150,15 @@ static void write_header(FILE *f, const Lib *L, const NnProgram *p, const NnTrai
             "    %s_ERR_NOMEM = 3,\n    %s_ERR_SHAPE = 4,   // arguments or a checkpoint disagree "
             "with the model\n    %s_ERR_RUNTIME = 5  // anything else: a label out of range, "
             "a diverged loss\n};\n\n", N, N, N, N, N, N);
-    fprintf(f, "#define %s_INPUT_SIZE %lld  // f32 values per sample\n", N,
-            (long long)numel_of(fx));
-    fprintf(f, "#define %s_OUTPUT_SIZE %lld // the model's outputs per sample\n", N,
-            (long long)out_size);
-    fprintf(f, "#define %s_LABEL_SIZE %lld  // %s per sample for %s_train_step\n", N,
-            (long long)numel_of(fy), ilabel ? "class indices" : "f32 targets", n);
-    fprintf(f, "#define %s_BATCH %lld       // samples per %s_train_step\n", N,
-            (long long)spec->batch, n);
-    fprintf(f, "#define %s_NUM_CLASSES %d   // classes a classifier scores; 0 otherwise\n\n",
-            N, classes);
+    fprintf(f, "// f32 values per sample of x, and of the model's output\n"
+            "#define %s_INPUT_SIZE %lld\n#define %s_OUTPUT_SIZE %lld\n", N,
+            (long long)numel_of(fx), N, (long long)out_size);
+    fprintf(f, "// %s per sample, and samples per batch, for %s_train_step\n"
+            "#define %s_LABEL_SIZE %lld\n#define %s_BATCH %lld\n",
+            ilabel ? "class indices (int32_t)" : "f32 targets", n, N, (long long)numel_of(fy),
+            N, (long long)spec->batch);
+    fprintf(f, "// classes a classifier scores; 0 for other models\n"
+            "#define %s_NUM_CLASSES %d\n\n", N, classes);
     fprintf(f, "typedef struct %s_model %s_model;\n\n", n, n);
     fprintf(f, "// A new context: freshly initialized weights (as `nnc train` starts, same\n"
             "// seed) and `threads` worker threads (0: all cores). On failure *m is NULL\n"
