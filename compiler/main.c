@@ -19,6 +19,8 @@ static const char usage[] =
     "  train FILE              run the file's train block\n"
     "  eval FILE --weights W   evaluate saved weights on the test split\n"
     "  augment FILE -o OUT     write a grid of augmented training images (.png or .pgm)\n"
+    "  build FILE -o PROG      a standalone program: PROG train | eval | predict\n"
+    "                          (--target T, --weights W to embed trained weights)\n"
     "  sample FILE --weights W [--count N] [--temperature T]\n"
     "                          a language model (text() data): print generated lines\n"
     "  sample FILE --weights W -o OUT.png (a generator)\n"
@@ -39,7 +41,9 @@ static const char usage[] =
     "  --threads N             worker threads (default: all cores)\n"
     "  --no-pass=NAME          skip an optimization pass (%s)\n"
     "  --dump=NAME             print the graph after pass NAME to stderr\n"
-    "  -o FILE                 output image (augment, sample)\n"
+    "  -o FILE                 output image (augment, sample), program (build)\n"
+    "  --target T              build for: native (default), x86-64, x86-64-v2, -v3, -v4,\n"
+    "                          or an LLVM triple such as aarch64-linux-gnu (objects only)\n"
     "  --count N               lines to sample (language models; default 20)\n"
     "  --temperature T         sampling temperature, 0 to 100 (default 1; 0: greedy)\n"
     "  -q, --quiet             no progress or summaries\n"
@@ -130,11 +134,12 @@ static const OptionUse option_uses[] = {
     {"--stage", " ir "},
     {"--metrics", " train eval "},
     {"--resume", " train "},
-    {"--weights", " eval sample "},
+    {"--weights", " eval sample build "},
     {"--threads", " train eval sample "},
-    {"--no-pass", " ir train eval sample "},
-    {"--dump", " ir train eval sample "},
-    {"-o", " augment sample "},
+    {"--no-pass", " ir train eval sample build "},
+    {"--dump", " ir train eval sample build "},
+    {"-o", " augment sample build "},
+    {"--target", " build "},
     {"--judge", " sample "},
     {"--judge-weights", " sample "},
     {"--count", " sample "},
@@ -207,6 +212,12 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
         } else if (!strcmp(a, "--stage")) {
             VALUE();
             o->stage = next;
+        } else if (!strcmp(a, "--target")) {
+            VALUE();
+            if (!*next)
+                return usage_error("--target expects native, x86-64-v2, x86-64-v3, x86-64-v4 or "
+                                   "an LLVM triple%s", "");
+            o->target = next;
         } else if (!strcmp(a, "--set")) {
             VALUE();
             if (!parse_set(o, next))
@@ -317,13 +328,14 @@ int main(int argc, char **argv)
         fprintf(stderr, usage, nn_pass_names());
         goto out;
     }
-    static const char *const cmds[] = {"check", "ir", "train", "eval", "augment", "sample"};
+    static const char *const cmds[] = {"check", "ir", "train", "eval", "augment", "sample",
+                                       "build"};
     bool known = false;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         known = known || !strcmp(cmd, cmds[i]);
     if (!known) {
-        usage_error("unknown command '%s' (commands: check, ir, train, eval, augment, sample)",
-                    cmd);
+        usage_error("unknown command '%s' (commands: check, ir, train, eval, augment, sample, "
+                    "build)", cmd);
         goto out;
     }
     if ((rc = check_option_uses(cmd, given, ngiven)))
@@ -331,6 +343,10 @@ int main(int argc, char **argv)
     rc = 2;
     if (!o.file) {
         usage_error("'%s' needs a .nn file", cmd);
+        goto out;
+    }
+    if (!strcmp(cmd, "build") && !o.output) {
+        usage_error("'%s' needs -o PROGRAM", cmd);
         goto out;
     }
     if (!strcmp(cmd, "ir") && !o.stage) {
@@ -381,6 +397,8 @@ int main(int argc, char **argv)
         rc = nn_cmd_train(&c, prog, &o, true);
     else if (!strcmp(cmd, "augment"))
         rc = nn_cmd_augment(&c, prog, &o);
+    else if (!strcmp(cmd, "build"))
+        rc = nn_cmd_build(&c, prog, &o);
     else if (!strcmp(cmd, "sample") && nn_sample_wants_text(prog)) {
         if (o.output || o.judge) {
             usage_error("a language model prints its samples; %s is for generators",
