@@ -91,10 +91,26 @@ NnrtDataset *nn_splits_get(NnSplits *s, const char *name);
 bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, bool shapes_only,
                      NnTrainSpec *spec, NnSplits *splits);
 
+// What `nnc build` learns while a data block runs, to replay it in a built
+// program: each file loaded into split `split` (kind "idx", "csv" or "text";
+// path2 is idx's labels file; the options of csv or text), and each field
+// transform's graph g for split k (-1: the statement made the train split),
+// just before it runs.
+typedef struct NnDataHook {
+    void *ctx;
+    void (*load)(void *ctx, const char *split, const char *kind, const char *path,
+                 const char *path2, const NnrtCsvOptions *csv, const NnrtTextOptions *text);
+    void (*transform)(void *ctx, const NnAst *st, int k, const NnGraph *g);
+} NnDataHook;
+// Sets the observer of nn_driver_load_data (NULL: none).
+void nn_driver_data_hook(const NnDataHook *h);
+
 // Reads a train block's `augment = [...]` list.
 bool nn_driver_augment_opts(NnCtx *c, const NnAst *list, NnrtAugment *a);
 
 int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only);
+// `nnc build`: a standalone program (driver_build.c).
+int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o);
 int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, NnOptions *o);
 int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o);
 // `nnc sample` for language models (driver_sample_text.c): true when the

@@ -13,6 +13,11 @@
 #include <string.h>
 #include <unistd.h>
 
+// The observer `nnc build` sets while it replays a data block (NULL otherwise).
+static const NnDataHook *data_hook;
+
+void nn_driver_data_hook(const NnDataHook *h) { data_hook = h; }
+
 void nn_splits_fini(NnSplits *s)
 {
     for (int i = 0; i < s->count; i++)
@@ -99,6 +104,12 @@ static const char *str_arg(NnCtx *c, const NnAst *call, int i, const char *what)
     return path;
 }
 
+// The path str_arg found for argument i (valid once str_arg succeeded).
+static const char *path_of(NnCtx *c, const NnAst *call, int i)
+{
+    return str_arg(c, call, i, "a path");
+}
+
 // text("f.txt", seq = 64, stride = 1, from = 0, to = 1): seq is required;
 // from and to pick a contiguous part of the file (fractions of its bytes).
 static bool text_options(NnCtx *c, const NnAst *call, NnrtTextOptions *o)
@@ -145,6 +156,7 @@ static bool load_source(NnCtx *c, const NnAst *call, NnSplits *s, NnrtDataset *d
     const char *fn = call->a->name;
     NnStatus st;
     NnrtTextOptions to = {0};
+    NnrtCsvOptions csvo = {0};
     if (strcmp(fn, "idx") == 0) {
         const char *img = str_arg(c, call, 0, "the images file");
         const char *lbl = img ? str_arg(c, call, 1, "the labels file") : NULL;
@@ -162,11 +174,11 @@ static bool load_source(NnCtx *c, const NnAst *call, NnSplits *s, NnrtDataset *d
         const char *path = str_arg(c, call, 0, "the file name");
         if (!path)
             return false;
-        NnrtCsvOptions o = {0};
+        NnrtCsvOptions *o = &csvo;
         for (int i = 1; i < call->kids.count; i++) {
             const NnAst *a = call->kids.items[i];
             if (a->kind == NN_AST_ARG && strcmp(a->name, "label") == 0 && a->a->kind == NN_AST_STR)
-                o.label_name = a->a->str;
+                o->label_name = a->a->str;
             else if (a->kind == NN_AST_ARG && strcmp(a->name, "label") == 0 &&
                      (a->a->kind == NN_AST_NUM || a->a->kind == NN_AST_UNARY)) {
                 double v = a->a->kind == NN_AST_NUM ? a->a->num : -a->a->a->num;
@@ -176,23 +188,26 @@ static bool load_source(NnCtx *c, const NnAst *call, NnSplits *s, NnrtDataset *d
                              "(a whole number, negative counts from the end)", v);
                     return false;
                 }
-                o.label_index = (int)v;
-                o.label_index_set = true;
+                o->label_index = (int)v;
+                o->label_index_set = true;
             } else if (a->kind == NN_AST_ARG && strcmp(a->name, "header") == 0 &&
                        a->a->kind == NN_AST_BOOL)
-                o.header = a->a->num ? 1 : -1;
+                o->header = a->a->num ? 1 : -1;
             else {
                 nn_error(&c->diags, a->loc, "csv() takes label = \"name\" or index, header = bool");
                 return false;
             }
         }
         s->label_file[k] = path;
-        st = nnrt_dataset_load_csv(d, path, &o);
+        st = nnrt_dataset_load_csv(d, path, o);
     }
     if (st != NN_OK) {
         nn_error(&c->diags, call->loc, "%s", nnrt_errmsg());
         return false;
     }
+    if (data_hook)
+        data_hook->load(data_hook->ctx, s->names[k], fn, path_of(c, call, 0),
+                        !strcmp(fn, "idx") ? path_of(c, call, 1) : NULL, &csvo, &to);
     return true;
 }
 
@@ -320,6 +335,8 @@ static bool transform(NnCtx *c, const NnProgram *p, const NnBackend *be, NnSplit
             virtualize(s, (int)(d - s->ds), which);
         return set_field(c, s, d, st, &out, NULL);
     }
+    if (data_hook)
+        data_hook->transform(data_hook->ctx, st, d ? (int)(d - s->ds) : -1, g);
     NnTensor *t = NULL;
     bool ok = nn_driver_eval_graph(c, be, g, in, &t, st->a->loc);
     nn_graph_free(g);

@@ -21,9 +21,11 @@ static const char usage[] =
     "  predict FILE --weights W INPUT [-o OUT.csv] [--scores]\n"
     "                          the model's classes (or scores) for INPUT's samples: an\n"
     "                          IDX or CSV file, or '-' for raw f32 on standard input\n"
+    "  augment FILE -o OUT     write a grid of augmented training images (.png or .pgm)\n"
+    "  build FILE -o PROG      a standalone program: PROG train | eval | predict\n"
+    "                          (--target T, --weights W to embed trained weights)\n"
     "  build FILE --lib -o libNAME\n"
     "                          a static library libNAME.a and its C header NAME.h\n"
-    "  augment FILE -o OUT     write a grid of augmented training images (.png or .pgm)\n"
     "  sample FILE --weights W [--count N] [--temperature T]\n"
     "                          a language model (text() data): print generated lines\n"
     "  sample FILE --weights W -o OUT.png (a generator)\n"
@@ -44,10 +46,12 @@ static const char usage[] =
     "  --threads N             worker threads (default: all cores)\n"
     "  --no-pass=NAME          skip an optimization pass (%s)\n"
     "  --dump=NAME             print the graph after pass NAME to stderr\n"
-    "  -o FILE                 output image (augment, sample) or CSV (predict)\n"
+    "  -o FILE                 output image (augment, sample), CSV (predict), program\n"
+    "                          (build)\n"
     "  --scores                predict: write the model's outputs, not class names\n"
-    "  --lib                   build: a static library and header, not a program\n"
-    "  --target T              build for: native (default), x86-64, x86-64-v2, -v3, -v4\n"
+    "  --lib                   build: a static library libNAME.a and header NAME.h\n"
+    "  --target T              build for: native (default), x86-64, x86-64-v2, -v3, -v4,\n"
+    "                          or an LLVM triple such as aarch64-linux-gnu (objects only)\n"
     "  --count N               lines to sample (language models; default 20)\n"
     "  --temperature T         sampling temperature, 0 to 100 (default 1; 0: greedy)\n"
     "  -q, --quiet             no progress or summaries\n"
@@ -138,7 +142,7 @@ static const OptionUse option_uses[] = {
     {"--stage", " ir "},
     {"--metrics", " train eval "},
     {"--resume", " train "},
-    {"--weights", " eval sample predict "},
+    {"--weights", " eval sample predict build "},
     {"--threads", " train eval sample predict "},
     {"--no-pass", " ir train eval sample predict build "},
     {"--dump", " ir train eval sample predict build "},
@@ -218,6 +222,12 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
         } else if (!strcmp(a, "--stage")) {
             VALUE();
             o->stage = next;
+        } else if (!strcmp(a, "--target")) {
+            VALUE();
+            if (!*next)
+                return usage_error("--target expects native, x86-64-v2, x86-64-v3, x86-64-v4 or "
+                                   "an LLVM triple%s", "");
+            o->target = next;
         } else if (!strcmp(a, "--set")) {
             VALUE();
             if (!parse_set(o, next))
@@ -290,12 +300,6 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
         } else if (!strcmp(a, "--lib")) {
             FLAG();
             o->lib = true;
-        } else if (!strcmp(a, "--target")) {
-            VALUE();
-            if (!*next)
-                return usage_error("--target expects native, x86-64, x86-64-v2, x86-64-v3, "
-                                   "x86-64-v4 or an LLVM triple%s", "");
-            o->target = next;
         } else if (!strcmp(a, "--scores")) {
             FLAG();
             o->scores = true;
@@ -362,6 +366,11 @@ int main(int argc, char **argv)
         usage_error("'%s' needs a .nn file", cmd);
         goto out;
     }
+    if (!strcmp(cmd, "build") && !o.output) {
+        usage_error(o.lib ? "'%s' needs -o libNAME (writes libNAME.a and NAME.h)"
+                          : "'%s' needs -o PROGRAM", cmd);
+        goto out;
+    }
     if (!strcmp(cmd, "ir") && !o.stage) {
         usage_error("'ir' needs --stage (%s)", "tokens, ast, ir, grad, opt, fused, llvm, asm");
         goto out;
@@ -369,14 +378,6 @@ int main(int argc, char **argv)
     if ((!strcmp(cmd, "eval") || !strcmp(cmd, "sample") || !strcmp(cmd, "predict")) &&
         !o.weights) {
         usage_error("'%s' needs --weights FILE", cmd);
-        goto out;
-    }
-    if (!strcmp(cmd, "build") && !o.output) {
-        usage_error("'%s' needs -o: the program, or with --lib the library (-o libNAME)", cmd);
-        goto out;
-    }
-    if (!strcmp(cmd, "build") && !o.lib) {
-        usage_error("'%s' without --lib (a standalone program) is not in this build", cmd);
         goto out;
     }
     if (!strcmp(cmd, "predict") && !o.input) {
@@ -426,8 +427,10 @@ int main(int argc, char **argv)
         rc = nn_cmd_augment(&c, prog, &o);
     else if (!strcmp(cmd, "predict"))
         rc = nn_cmd_predict(&c, prog, &o);
-    else if (!strcmp(cmd, "build"))
+    else if (!strcmp(cmd, "build") && o.lib)
         rc = nn_cmd_build_lib(&c, prog, &o);
+    else if (!strcmp(cmd, "build"))
+        rc = nn_cmd_build(&c, prog, &o);
     else if (!strcmp(cmd, "sample") && nn_sample_wants_text(prog)) {
         if (o.output || o.judge) {
             usage_error("a language model prints its samples; %s is for generators",
