@@ -18,7 +18,6 @@ typedef struct NnOptions {
     const char *weights;     // eval --weights / train --resume
     const char *output;      // -o
     const char *input;       // predict INPUT ("-": raw f32 on standard input)
-    bool scores;             // predict --scores: a classifier's scores, not its classes
     const char *target;      // build --target
     bool lib;                // build --lib: a static library and its header
     int64_t count;           // sample --count (0: the default)
@@ -55,10 +54,11 @@ typedef struct NnSplits {
     NnField vx[NN_MAX_SPLITS], vy[NN_MAX_SPLITS];
     // nnc predict: samples read from its INPUT (x alone), set by the caller
     // before loading. They become split "predict" where the data block's
-    // first file loader makes its split (at the end when it has none), after
-    // a check against that loader's sample shape, so every later x statement
-    // transforms them as it transforms the data. predict_flat: values with no
-    // sample shape (raw f32), cut into samples of the expected size.
+    // first file loader makes its split, after a check against that loader's
+    // sample shape, so every later x statement transforms them as it
+    // transforms the data. predict_flat: raw f32 values with no sample shape,
+    // taken at the end as model inputs (as are samples for data with no file
+    // loader), cut into samples of the model's input size.
     NnTensor *predict_x;      // owned until taken in
     const char *predict_file; // its name in messages
     bool predict_flat;

@@ -630,8 +630,9 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
             NnrtDataset *d = split_add(c, s, target, st->loc);
             if (!d || !load_source(c, v, s, d))
                 return false;
-            if (s->predict_x && !take_predict(c, s, d, nn_arena_printf(c->arena, "%s() reads "
-                                              "this data", v->a->name), st->loc))
+            if (s->predict_x && !s->predict_flat &&
+                !take_predict(c, s, d, nn_arena_printf(c->arena, "%s() reads this data",
+                                                       v->a->name), st->loc))
                 return false;
             continue;
         }
@@ -676,8 +677,8 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
         nn_error(&c->diags, data->loc, "data '%s' has no 'train' split", data->name);
         return false;
     }
-    // Data written or generated in the script: samples to predict are
-    // model inputs as the train split holds them.
+    // Raw f32, or data written or generated in the script: samples to
+    // predict are model inputs as the train split holds them.
     if (s->predict_x && !take_predict(c, s, nn_splits_get(s, "train"), "the model takes them",
                                       data->loc))
         return false;

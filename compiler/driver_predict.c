@@ -1,12 +1,13 @@
-// `nnc predict FILE --weights W INPUT [-o OUT] [--scores]`: the trained model
-// of FILE's train block applied to new samples under the JIT (or the
-// interpreter). INPUT is an IDX file of samples (gzipped or not), a CSV file
-// of feature rows (a header line is skipped), or `-`: raw little-endian f32
-// values on standard input. The samples go through the data block's x
-// statements exactly as the data do (driver_data.c takes them in as split
-// "predict"), then through the eval graph in batches. OUT (standard output
-// when absent or `-`) is CSV with a header line: a classifier's class names
-// (or indices), or with --scores, and for other models, the model's outputs.
+// `nnc predict FILE --weights W INPUT [-o OUT]`: the trained model of FILE's
+// train block applied to new samples under the JIT (or the interpreter), as
+// a program from `nnc build` does it. INPUT is an IDX file of samples
+// (gzipped or not) or a CSV file of feature rows (a header line is skipped),
+// both as the data block's loader reads them, which then go through the data
+// block's x statements exactly as the data do (driver_data.c takes them in
+// as split "predict"); or `-`: raw little-endian f32 model inputs on standard
+// input. Then the eval graph runs in batches. OUT (standard output when
+// absent or `-`) is CSV with a header line: a classifier's class and scores,
+// or the model's outputs.
 #include "driver.h"
 
 #include <errno.h>
@@ -223,13 +224,25 @@ static void put_field(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void write_csv(FILE *f, const float *out, int64_t n, int64_t width, bool classes,
+// The format of a built program's `predict` (runtime/app/main.c): a
+// classifier's rows are the class then every score, under a header of
+// "class" and the class names (or score0, ...); other models' rows are
+// their outputs under y0, y1, ...
+static void write_csv(FILE *f, const float *out, int64_t n, int64_t width, bool classify,
                       char *const *names)
 {
-    if (classes) {
-        fputs("class\n", f);
-        for (int64_t i = 0; i < n; i++) {
-            const float *r = out + i * width;
+    fputs(classify ? "class" : "", f);
+    for (int64_t k = 0; k < width; k++) {
+        fputs(classify || k ? "," : "", f);
+        if (names)
+            put_field(f, names[k]);
+        else
+            fprintf(f, "%s%lld", classify ? "score" : "y", (long long)k);
+    }
+    fputc('\n', f);
+    for (int64_t i = 0; i < n; i++) {
+        const float *r = out + i * width;
+        if (classify) {
             int64_t best = 0;
             for (int64_t k = 1; k < width; k++)
                 best = r[k] > r[best] ? k : best;
@@ -237,24 +250,11 @@ static void write_csv(FILE *f, const float *out, int64_t n, int64_t width, bool 
                 put_field(f, names[best]);
             else
                 fprintf(f, "%lld", (long long)best);
-            fputc('\n', f);
         }
-        return;
-    }
-    for (int64_t k = 0; k < width; k++) {
-        if (k)
-            fputc(',', f);
-        if (names)
-            put_field(f, names[k]);
-        else if (width == 1)
-            fputs("output", f);
-        else
-            fprintf(f, "output%lld", (long long)k);
-    }
-    fputc('\n', f);
-    for (int64_t i = 0; i < n; i++)
         for (int64_t k = 0; k < width; k++)
-            fprintf(f, "%.9g%c", out[i * width + k], k + 1 < width ? ',' : '\n');
+            fprintf(f, "%s%.7g", classify || k ? "," : "", (double)r[k]);
+        fputc('\n', f);
+    }
 }
 
 // Runs the eval graph over x in batches of `batch` rows, with zero labels of
@@ -296,10 +296,10 @@ static bool run_batches(NnCtx *c, const NnBackend *be, NnExec *x, NnVars *vars,
 }
 
 static bool write_output(NnCtx *c, const char *path, const float *out, int64_t n, int64_t width,
-                         bool classes, char *const *names)
+                         bool classify, char *const *names)
 {
     if (!path || !strcmp(path, "-")) {
-        write_csv(stdout, out, n, width, classes, names);
+        write_csv(stdout, out, n, width, classify, names);
         return fflush(stdout) == 0;
     }
     NnrtSaveFile sf;
@@ -307,7 +307,7 @@ static bool write_output(NnCtx *c, const char *path, const float *out, int64_t n
         nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
         return false;
     }
-    write_csv(sf.f, out, n, width, classes, names);
+    write_csv(sf.f, out, n, width, classify, names);
     if (nnrt_savefile_commit(&sf, !ferror(sf.f), "predictions") != NN_OK) {
         nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
         return false;
@@ -375,10 +375,9 @@ int nn_cmd_predict(NnCtx *c, const NnProgram *p, NnOptions *o)
     if (!run_batches(c, be, x, &vars, ds->x, &label, out_index,
                      spec.batch > 0 ? spec.batch : 128, out, width))
         goto done;
-    bool classes = spec.classify && !o->scores;
     char *const *names = spec.classify && train->num_classes >= width ? train->class_names
                                                                       : NULL;
-    if (!write_output(c, o->output, out, n, width, classes, names))
+    if (!write_output(c, o->output, out, n, width, spec.classify, names))
         goto done;
     rc = 0;
 done:

@@ -18,9 +18,10 @@ static const char usage[] =
     "  ir FILE --stage S       print a stage: tokens ast ir grad opt fused llvm asm\n"
     "  train FILE              run the file's train block\n"
     "  eval FILE --weights W   evaluate saved weights on the test split\n"
-    "  predict FILE --weights W INPUT [-o OUT.csv] [--scores]\n"
-    "                          the model's classes (or scores) for INPUT's samples: an\n"
-    "                          IDX or CSV file, or '-' for raw f32 on standard input\n"
+    "  predict FILE --weights W INPUT [-o OUT.csv]\n"
+    "                          the model's class and scores (or outputs) for INPUT's\n"
+    "                          samples: an IDX or CSV file as the data block reads them,\n"
+    "                          or '-' for raw f32 model inputs on standard input\n"
     "  augment FILE -o OUT     write a grid of augmented training images (.png or .pgm)\n"
     "  build FILE -o PROG      a standalone program: PROG train | eval | predict\n"
     "                          (--target T, --weights W to embed trained weights)\n"
@@ -48,7 +49,6 @@ static const char usage[] =
     "  --dump=NAME             print the graph after pass NAME to stderr\n"
     "  -o FILE                 output image (augment, sample), CSV (predict), program\n"
     "                          (build)\n"
-    "  --scores                predict: write the model's outputs, not class names\n"
     "  --lib                   build: a static library libNAME.a and header NAME.h\n"
     "  --target T              build for: native (default), x86-64, x86-64-v2, -v3, -v4,\n"
     "                          or an LLVM triple such as aarch64-linux-gnu (objects only)\n"
@@ -147,7 +147,6 @@ static const OptionUse option_uses[] = {
     {"--no-pass", " ir train eval sample predict build "},
     {"--dump", " ir train eval sample predict build "},
     {"-o", " augment sample predict build "},
-    {"--scores", " predict "},
     {"--lib", " build "},
     {"--target", " build "},
     {"--judge", " sample "},
@@ -300,9 +299,6 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
         } else if (!strcmp(a, "--lib")) {
             FLAG();
             o->lib = true;
-        } else if (!strcmp(a, "--scores")) {
-            FLAG();
-            o->scores = true;
         } else if (!strcmp(arg, "-q") || !strcmp(a, "--quiet")) {
             FLAG();
             o->quiet = true;

@@ -90,12 +90,14 @@ Test(embed, classify_example_matches_predict)
     free(ldd);
     char *got = sh_rc(0, "%s/classify %s/mlp.st " FASHION "t10k-images-idx3-ubyte.gz 300", dir,
                       dir);
-    // The same 300 images through nnc predict, as raw f32 on standard input.
+    // The same 300 images through nnc predict, as raw f32 model inputs
+    // (pixels / 255) on standard input; the class is the first column.
     char *want = sh_rc(0, "python3 -c \"import gzip,struct,sys; d=gzip.open('"
                           FASHION "t10k-images-idx3-ubyte.gz').read()[16:16+300*784]; "
-                          "sys.stdout.buffer.write(struct.pack('%%df' %% len(d), *d))\" | "
-                          "%s predict examples/fashion_mlp.nn --weights %s/mlp.st - | tail -n +2",
-                       tu_nnc(), dir);
+                          "sys.stdout.buffer.write(struct.pack('%%df' %% len(d), "
+                          "*[v / 255 for v in d]))\" | "
+                          "%s predict examples/fashion_mlp.nn --weights %s/mlp.st - | "
+                          "tail -n +2 | cut -d, -f1", tu_nnc(), dir);
     cr_assert_str_eq(got, want);
     int lines = 0;
     for (const char *p = got; (p = strchr(p, '\n')); p++)

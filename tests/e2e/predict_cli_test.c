@@ -1,11 +1,13 @@
-// `nnc predict FILE --weights W INPUT [-o OUT] [--scores]` end to end: the
-// classes it writes for the Fashion-MNIST test images score exactly the
-// accuracy `nnc eval` reports for the same weights; raw f32 on standard input
-// and CSV rows go through the data block's transforms as the data do; bad
-// input (a file of the wrong sample shape, a byte count that is no whole
-// number of samples, a CSV cell that is no number, a checkpoint of another
-// model, a missing INPUT or --weights) gets a diagnostic naming the file and
-// what was expected, and exit status 1 (2 for usage).
+// `nnc predict FILE --weights W INPUT [-o OUT]` end to end: the classes it
+// writes for the Fashion-MNIST test images score exactly the accuracy
+// `nnc eval` reports for the same weights, and its CSV is byte for byte what
+// the program `nnc build` makes writes for the same input; IDX and CSV
+// samples go through the data block's transforms, raw f32 on standard input
+// is model inputs; bad input (a file of the wrong sample shape, a byte count
+// that is no whole number of samples, a CSV cell that is no number, a
+// checkpoint of another model, a missing INPUT or --weights) gets a
+// diagnostic naming the file and what was expected, and exit status 1 (2 for
+// usage).
 #define _GNU_SOURCE // asprintf, strndup in testutil.h
 #include <criterion/criterion.h>
 #include <math.h>
@@ -81,7 +83,7 @@ Test(predict_cli, xor_csv_and_raw_stdin_agree)
                        in_dir("in.csv"));
     char *l[8];
     cr_assert_eq(lines(csv, l, 8), 5, "%s", csv);
-    cr_assert_str_eq(l[0], "output");
+    cr_assert_str_eq(l[0], "y0");
     // XOR learned: 0 1 1 0.
     double v[4];
     for (int i = 0; i < 4; i++)
@@ -103,6 +105,18 @@ Test(predict_cli, xor_csv_and_raw_stdin_agree)
     cr_assert_str_eq(m[4], l[3]);
     free(out);
     free(csv);
+    // The built program's predict writes the same file.
+    free(run_rc(0, "build examples/xor.nn -o %s", in_dir("xorprog")));
+    char *cmd = NULL, *prog = NULL;
+    cr_assert(asprintf(&cmd, "%s predict --weights %s %s -o -", in_dir("xorprog"),
+                       in_dir("xor.st"), in_dir("in.csv")) > 0);
+    cr_assert_eq(tu_run(cmd, &prog), 0, "%s", prog);
+    free(cmd);
+    char *again = run_rc(0, "predict examples/xor.nn --weights %s %s", in_dir("xor.st"),
+                         in_dir("in.csv"));
+    cr_assert_str_eq(again, prog);
+    free(again);
+    free(prog);
 }
 
 // The labels of the Fashion-MNIST test set (i32), via the runtime's loader.
@@ -136,19 +150,45 @@ Test(predict_cli, fashion_classes_match_eval)
                 FASHION "t10k-images-idx3-ubyte.gz", in_dir("p.csv")));
     char *csv = tu_read_file(in_dir("p.csv"));
     static char *l[10002];
+    // The built program's predict writes the same bytes.
+    free(run_rc(0, "build examples/fashion_mlp.nn -o %s", in_dir("mlpprog")));
+    char *cmd = NULL, *prog = NULL;
+    cr_assert(asprintf(&cmd, "%s predict --weights %s %s -o -", in_dir("mlpprog"), w,
+                       FASHION "t10k-images-idx3-ubyte.gz") > 0);
+    cr_assert_eq(tu_run(cmd, &prog), 0, "%s", prog);
+    free(cmd);
+    cr_assert(!strcmp(prog, csv), "nnc predict and the built program's predict differ");
+    free(prog);
+
     cr_assert_eq(lines(csv, l, 10002), 10001);
-    cr_assert_str_eq(l[0], "class");
+    cr_assert_str_eq(l[0], "class,T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,"
+                           "Sneaker,Bag,Ankle boot");
     NnTensor *y = test_labels();
     int right = 0;
-    for (int i = 0; i < 10000; i++)
-        right += !strcmp(l[i + 1], names[((int32_t *)y->data)[i]]);
+    for (int i = 0; i < 10000; i++) {
+        const char *name = names[((int32_t *)y->data)[i]];
+        right += !strncmp(l[i + 1], name, strlen(name)) && l[i + 1][strlen(name)] == ',';
+    }
     cr_assert(fabs(right / 10000.0 - acc) < 1e-9, "predict: %d of 10000 right, eval %g", right,
               acc);
+    // Each row's class is its largest score.
+    for (int i = 1; i <= 100; i++) {
+        char *p = strchr(l[i], ',');
+        int best = 0;
+        double bv = -INFINITY;
+        for (int k = 0; k < 10; k++) {
+            double v = strtod(p + 1, &p);
+            if (v > bv)
+                bv = v, best = k;
+        }
+        cr_assert(!strncmp(l[i], names[best], strlen(names[best])), "%s", l[i]);
+    }
 
-    // Three images as raw 0..255 f32 on standard input: the data block's
-    // flatten(x) / 255 applies to them as to the file.
+    // Three images as raw f32 model inputs (x / 255) on standard input.
     NnTensor *x = NULL;
     cr_assert_eq(nnrt_idx_load(FASHION "t10k-images-idx3-ubyte.gz", &x), NN_OK);
+    for (int i = 0; i < 3 * 784; i++)
+        ((float *)x->data)[i] /= 255;
     FILE *f = fopen(in_dir("three.f32"), "wb");
     cr_assert_eq(fwrite(x->data, sizeof(float), 3 * 784, f), 3 * 784);
     fclose(f);
@@ -159,27 +199,6 @@ Test(predict_cli, fashion_classes_match_eval)
     cr_assert_eq(lines(three, t, 8), 4, "%s", three);
     for (int i = 1; i <= 3; i++)
         cr_assert_str_eq(t[i], l[i]);
-
-    // --scores: one column per class, named; the largest is the class above.
-    char *sc = run_rc(0, "predict examples/fashion_mlp.nn --weights %s --scores - < %s", w,
-                      in_dir("three.f32"));
-    char *s[8];
-    cr_assert_eq(lines(sc, s, 8), 4, "%s", sc);
-    cr_assert_str_eq(s[0], "T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,"
-                           "Ankle boot");
-    for (int i = 1; i <= 3; i++) {
-        char *p = s[i];
-        int best = 0;
-        double bv = -INFINITY;
-        for (int k = 0; k < 10; k++) {
-            double v = strtod(p, &p);
-            if (v > bv)
-                bv = v, best = k;
-            p += *p == ',';
-        }
-        cr_assert_str_eq(names[best], l[i]);
-    }
-    free(sc);
     free(three);
     nnrt_tensor_free(y);
     free(csv);
@@ -268,8 +287,8 @@ Test(predict_cli, bad_input_diagnostics)
     out = run_rc(2, "predict examples/xor.nn --weights %s a.csv b.csv", w);
     cr_assert(strstr(out, "unexpected argument 'b.csv'"), "%s", out);
     free(out);
-    out = run_rc(2, "eval examples/xor.nn --weights %s --scores", w);
-    cr_assert(strstr(out, "option '--scores' means nothing to 'eval'"), "%s", out);
+    out = run_rc(2, "eval examples/xor.nn --weights %s -o x.csv", w);
+    cr_assert(strstr(out, "option '-o' means nothing to 'eval'"), "%s", out);
     free(out);
     // OUT that cannot be written is found before any work.
     out = run_rc(1, "predict examples/xor.nn --weights %s -o %s %s", w, dir, in_dir("one.csv"));
