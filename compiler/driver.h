@@ -58,7 +58,8 @@ typedef struct NnSplits {
     // sample shape, so every later x statement transforms them as it
     // transforms the data. predict_flat: raw f32 values with no sample shape,
     // taken at the end as model inputs (as are samples for data with no file
-    // loader), cut into samples of the model's input size.
+    // loader), cut into samples of the model's input size. With shapes_only
+    // the other splits stay virtual while these are transformed for real.
     NnTensor *predict_x;      // owned until taken in
     const char *predict_file; // its name in messages
     bool predict_flat;

@@ -308,8 +308,11 @@ static bool graph_fits(NnCtx *c, const NnGraph *g)
     return true;
 }
 
+static bool is_predict(const NnSplits *s, int k) { return !strcmp(s->names[k], "predict"); }
+
 // Evaluates field = expr on one split (or to create the first split). With
-// shapes_only the graph is lowered for its result's shape and not run.
+// shapes_only the graph is lowered for its result's shape and not run,
+// except on samples to predict.
 static bool transform(NnCtx *c, const NnProgram *p, const NnBackend *be, NnSplits *s,
                       NnrtDataset *d, const NnAst *st, uint64_t seed)
 {
@@ -326,7 +329,7 @@ static bool transform(NnCtx *c, const NnProgram *p, const NnBackend *be, NnSplit
         nn_graph_free(g);
         return false;
     }
-    if (s->shapes_only) {
+    if (s->shapes_only && !(d && is_predict(s, (int)(d - s->ds)))) {
         const NnNode *n = nn_node(g, g->outputs[0].id);
         NnField out = {NULL, n->dtype, n->shape};
         nn_graph_free(g);
@@ -551,20 +554,22 @@ static bool take_predict(NnCtx *c, NnSplits *s, const NnrtDataset *like, const c
                          NnLoc loc)
 {
     NnTensor *t = s->predict_x;
-    const NnTensor *ref = like->x;
-    if (!ref || ref->dtype != NN_DT_F32) {
+    NnField fx;
+    if (!like || !nn_splits_field(s, (int)(like - s->ds), 0, &fx) || fx.dtype != NN_DT_F32) {
         nn_error(&c->diags, loc, "nnc predict reads f32 samples; this data's x %s",
-                 ref ? "holds integer ids" : "is not made yet here");
+                 like && nn_splits_field(s, (int)(like - s->ds), 0, &fx) ? "holds integer ids"
+                                                                           : "is not made here");
         return false;
     }
+    const NnShape *ref = &fx.sample; // the full shape, the count first
     int64_t per = 1;
     for (int i = 1; i < ref->rank; i++)
-        per *= ref->shape[i];
+        per *= ref->dim[i];
     int64_t have = s->predict_flat ? per : 1;
     for (int i = 1; !s->predict_flat && i < t->rank; i++)
         have *= t->shape[i];
     char want[96], got[96];
-    shape_str(ref->shape + 1, ref->rank - 1, want, sizeof want);
+    shape_str(ref->dim + 1, ref->rank - 1, want, sizeof want);
     shape_str(t->shape + 1, t->rank - 1, got, sizeof got);
     if (t->numel == 0) {
         nn_error(&c->diags, loc, "'%s' holds no samples; expected samples of %s (%lld values "
@@ -586,7 +591,7 @@ static bool take_predict(NnCtx *c, NnSplits *s, const NnrtDataset *like, const c
     }
     t->rank = ref->rank;
     t->shape[0] = t->numel / per;
-    memcpy(t->shape + 1, ref->shape + 1, sizeof(int64_t) * (size_t)(ref->rank - 1));
+    memcpy(t->shape + 1, ref->dim + 1, sizeof(int64_t) * (size_t)(ref->rank - 1));
     NnrtDataset *d = split_add(c, s, "predict", loc);
     if (!d)
         return false;
@@ -595,8 +600,6 @@ static bool take_predict(NnCtx *c, NnSplits *s, const NnrtDataset *like, const c
     d->count = t->shape[0];
     return true;
 }
-
-static bool is_predict(const NnSplits *s, int k) { return !strcmp(s->names[k], "predict"); }
 
 bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const NnBackend *be,
                          uint64_t seed, bool shapes_only, NnSplits *s)

@@ -315,6 +315,19 @@ static bool write_output(NnCtx *c, const char *path, const float *out, int64_t n
     return true;
 }
 
+// Whether the first train block's data has `x = normalize(...)`.
+static bool uses_normalize(const NnProgram *p)
+{
+    const NnDecl *dd = p->ntrains ? nn_sema_find(p, p->trains[0]->name2) : NULL;
+    for (int i = 0; dd && dd->ast->kind == NN_AST_DATA && i < dd->ast->kids.count; i++) {
+        const NnAst *v = dd->ast->kids.items[i]->a;
+        if (v && v->kind == NN_AST_CALL && v->a->kind == NN_AST_NAME &&
+            !strcmp(v->a->name, "normalize"))
+            return true;
+    }
+    return false;
+}
+
 int nn_cmd_predict(NnCtx *c, const NnProgram *p, NnOptions *o)
 {
     const NnBackend *be = nn_driver_backend(o);
@@ -332,7 +345,10 @@ int nn_cmd_predict(NnCtx *c, const NnProgram *p, NnOptions *o)
     NnExec *x = NULL;
     float *out = NULL;
     int rc = 1;
-    if (!read_input(c, o->input, &splits) || !nn_driver_setup(c, p, o, false, &spec, &splits))
+    // Only the samples to predict are transformed, unless normalize(x)
+    // needs the training split's statistics.
+    if (!read_input(c, o->input, &splits) ||
+        !nn_driver_setup(c, p, o, !uses_normalize(p), &spec, &splits))
         goto done;
     if (spec.nsteps > 0) {
         nn_error(&c->diags, spec.ast->loc, "train block of '%s' has steps and no model output "
@@ -375,8 +391,11 @@ int nn_cmd_predict(NnCtx *c, const NnProgram *p, NnOptions *o)
     if (!run_batches(c, be, x, &vars, ds->x, &label, out_index,
                      spec.batch > 0 ? spec.batch : 128, out, width))
         goto done;
-    char *const *names = spec.classify && train->num_classes >= width ? train->class_names
-                                                                      : NULL;
+    // Any split that has the names (a virtual split made by `split` has none).
+    char *const *names = NULL;
+    for (int i = 0; spec.classify && i < splits.count; i++)
+        if (!names && splits.ds[i].class_names && splits.ds[i].num_classes >= width)
+            names = splits.ds[i].class_names;
     if (!write_output(c, o->output, out, n, width, spec.classify, names))
         goto done;
     rc = 0;

@@ -306,3 +306,24 @@ Test(predict_cli, generator_has_nothing_to_predict)
     cr_assert(strstr(out, "nnc sample"), "%s", out);
     free(out);
 }
+
+// normalize(x) needs the training split's statistics: CSV rows of raw
+// measurements are normalized as the data are, and classified by name.
+Test(predict_cli, flowers_csv_normalized_as_the_data)
+{
+    char w[512];
+    snprintf(w, sizeof w, "%s", in_dir("fl.st"));
+    free(run_rc(0, "train examples/flowers.nn -q --set save=%s", w));
+    FILE *f = fopen(in_dir("fl.csv"), "w");
+    fputs("sepal_length,sepal_width,petal_length,petal_width\n"
+          "7.7,3.0,5.5,1.8\n5.1,3.4,1.5,0.2\n7.0,2.5,5.2,1.9\n5.0,3.5,1.4,0.3\n", f);
+    fclose(f);
+    char *out = run_rc(0, "predict examples/flowers.nn --weights %s %s", w, in_dir("fl.csv"));
+    char *l[8];
+    cr_assert_eq(lines(out, l, 8), 5, "%s", out);
+    cr_assert(!strncmp(l[0], "class,", 6), "%s", l[0]);
+    cr_assert(!strncmp(l[1], "virginica,", 10) && !strncmp(l[2], "setosa,", 7) &&
+              !strncmp(l[3], "virginica,", 10) && !strncmp(l[4], "setosa,", 7), "%s\n%s\n%s\n%s",
+              l[1], l[2], l[3], l[4]);
+    free(out);
+}
