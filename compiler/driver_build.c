@@ -672,21 +672,22 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
     }
     if (!target.host) {
         // Another machine's code cannot link with this machine's runtime:
-        // the objects are the result.
-        for (int i = 0; i < B->njobs; i++) {
+        // the objects (OUT-0.o ...) and the tables (OUT.c) are the result.
+        for (int i = 0; i <= B->njobs; i++) {
             char out[PATH_MAX + 32];
-            snprintf(out, sizeof out, "%s%s%d.o", o->output, B->njobs > 1 ? "." : "", i);
-            if (B->njobs == 1)
-                snprintf(out, sizeof out, "%s", o->output);
-            if (rename(B->jobs[i].obj, out) != 0) {
+            if (i < B->njobs)
+                snprintf(out, sizeof out, "%s-%d.o", o->output, i);
+            else
+                snprintf(out, sizeof out, "%s.c", o->output);
+            if (rename(i < B->njobs ? B->jobs[i].obj : src, out) != 0) {
                 nn_error(&c->diags, (NnLoc){0}, "cannot write %s: %s", out, strerror(errno));
                 goto done;
             }
         }
         if (!o->quiet)
-            printf("wrote %d object file%s for %s (%s.0.o ...); link them with a libnnrt built "
-                   "for that machine\n", B->njobs, B->njobs > 1 ? "s" : "", target.triple,
-                   o->output);
+            printf("wrote %s-0.o .. %s-%d.o and %s.c for %s: compile and link them with "
+                   "runtime/app/main.c and a libnnrt built for that machine\n", o->output,
+                   o->output, B->njobs - 1, o->output, target.triple);
         rc = 0;
         goto done;
     }

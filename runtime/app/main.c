@@ -685,8 +685,35 @@ static NnTensor *read_stdin(const NnrtApp *a)
     return t;
 }
 
-// Rows of numbers, one sample each (a header line of names is skipped).
-static NnTensor *read_csv(const char *path, int rank, const int64_t *sample)
+// The column of a row of ncols values that holds the label, as the data
+// block's csv() reads it (header: the first line, or NULL); -1: none.
+static int label_column(const NnrtApp *a, const char *header, int ncols)
+{
+    const NnrtDataOp *csv = NULL;
+    for (int i = 0; i < a->ndata && !csv; i++)
+        if (a->data[i].kind == NNRT_DATA_CSV)
+            csv = &a->data[i];
+    if (!csv)
+        return -1;
+    if (csv->csv.label_name && header) {
+        int col = 0;
+        size_t len = strlen(csv->csv.label_name);
+        for (const char *p = header; p; p = strchr(p, ','), p = p ? p + 1 : NULL, col++) {
+            while (*p == ' ')
+                p++;
+            if (!strncmp(p, csv->csv.label_name, len) && strchr(",\r\n", p[len]))
+                return col;
+        }
+        return -1;
+    }
+    int k = csv->csv.label_index_set ? csv->csv.label_index : -1;
+    return k < 0 ? ncols + k : k;
+}
+
+// Rows of numbers, one sample each. A header line of names is skipped; a
+// row with one value more than a sample drops the label column as the data
+// block's csv() names it, so the data's own files can be given.
+static NnTensor *read_csv(const NnrtApp *a, const char *path, int rank, const int64_t *sample)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -695,7 +722,7 @@ static NnTensor *read_csv(const char *path, int rank, const int64_t *sample)
     }
     int64_t per = numel_of(rank, sample), n = 0, cap = 64;
     float *v = malloc((size_t)(cap * per) * sizeof(float));
-    char *line = NULL;
+    char *line = NULL, *header = NULL;
     size_t lcap = 0;
     long lineno = 0;
     NnStatus st = NN_OK;
@@ -707,8 +734,10 @@ static NnTensor *read_csv(const char *path, int rank, const int64_t *sample)
             p++;
         if (*p == '\n' || *p == '\r' || !*p)
             continue;
-        if (lineno == 1 && !(*p == '-' || *p == '+' || *p == '.' || (*p >= '0' && *p <= '9')))
-            continue; // a header
+        if (lineno == 1 && !(*p == '-' || *p == '+' || *p == '.' || (*p >= '0' && *p <= '9'))) {
+            header = strdup(p);
+            continue;
+        }
         if (n == cap) {
             float *nv = realloc(v, (size_t)(2 * cap * per) * sizeof(float));
             if (!nv)
@@ -716,8 +745,11 @@ static NnTensor *read_csv(const char *path, int rank, const int64_t *sample)
             v = nv;
             cap *= 2;
         }
-        int64_t k = 0;
-        for (;;) {
+        int64_t k = 0, ncols = 1, skip;
+        for (const char *q = p; (q = strchr(q, ',')); q++)
+            ncols++;
+        skip = ncols == per + 1 ? label_column(a, header, (int)ncols) : -1;
+        for (int64_t col = 0;; col++) {
             char *end;
             double x = strtod(p, &end);
             if (end == p) {
@@ -725,9 +757,9 @@ static NnTensor *read_csv(const char *path, int rank, const int64_t *sample)
                                lineno, (long)(p - line) + 1);
                 break;
             }
-            if (k < per)
+            if (col != skip && k < per)
                 v[n * per + k] = (float)x;
-            k++;
+            k += col != skip;
             p = end;
             while (*p == ' ' || *p == '\t')
                 p++;
@@ -742,6 +774,7 @@ static NnTensor *read_csv(const char *path, int rank, const int64_t *sample)
         n++;
     }
     free(line);
+    free(header);
     fclose(f);
     if (st == NN_OK && (!v || n == 0))
         st = nnrt_fail(v ? NN_ERR_FORMAT : NN_ERR_NOMEM, "%s: no samples", path);
@@ -774,7 +807,7 @@ static NnTensor *read_input(const NnrtApp *a, const char *path)
     NnTensor *t = NULL;
     char d1[96], d2[96];
     if (ends_with(path, ".csv")) {
-        t = read_csv(path, rank, sample);
+        t = read_csv(a, path, rank, sample);
     } else {
         if (nnrt_idx_load(path, &t) != NN_OK)
             return NULL;
