@@ -62,6 +62,9 @@ typedef struct NnSplits {
     // the other splits stay virtual while these are transformed for real.
     NnTensor *predict_x;      // owned until taken in
     const char *predict_file; // its name in messages
+    const char *predict_header; // a CSV input's header line, or NULL
+    int predict_text_col;       // the CSV column with cells that are not numbers; -1: none
+    const char *predict_text;   // the error for its first such cell
     bool predict_flat;
 } NnSplits;
 

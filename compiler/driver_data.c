@@ -547,11 +547,39 @@ static void shape_str(const int64_t *dim, int rank, char *buf, size_t size)
         snprintf(buf + len, size - (size_t)len, "]");
 }
 
+// The column of a row of ncols values that a csv() call reads as the label
+// (label = "name" found in the header, or an index, else the last); -1: none.
+static int csv_label_column(const NnAst *call, const char *header, int ncols)
+{
+    for (int i = 1; i < call->kids.count; i++) {
+        const NnAst *a = call->kids.items[i];
+        if (a->kind != NN_AST_ARG || strcmp(a->name, "label"))
+            continue;
+        if (a->a->kind == NN_AST_STR) {
+            size_t len = strlen(a->a->str);
+            int col = 0;
+            for (const char *p = header; p; p = strchr(p, ','), p = p ? p + 1 : NULL, col++) {
+                p += strspn(p, " \t\"");
+                if (!strncmp(p, a->a->str, len) && strchr(",\" \t\r\n", p[len]))
+                    return col;
+            }
+            return -1;
+        }
+        double v = a->a->kind == NN_AST_NUM ? a->a->num : -a->a->a->num;
+        int k = (int)v < 0 ? ncols + (int)v : (int)v;
+        return k >= 0 && k < ncols ? k : -1;
+    }
+    return ncols - 1;
+}
+
 // Takes s->predict_x in as split "predict" once its samples are checked
 // against `like`, a split as the data's loader made it: the same values per
-// sample, reshaped to its sample shape. `what` says where that shape came from.
+// sample, reshaped to its sample shape. `what` says where that shape came
+// from. A row of a CSV file with one value more than a sample, for data that
+// csv() loads (`call`), loses its label column: the data's own files can be
+// given.
 static bool take_predict(NnCtx *c, NnSplits *s, const NnrtDataset *like, const char *what,
-                         NnLoc loc)
+                         NnLoc loc, const NnAst *call)
 {
     NnTensor *t = s->predict_x;
     NnField fx;
@@ -565,6 +593,22 @@ static bool take_predict(NnCtx *c, NnSplits *s, const NnrtDataset *like, const c
     int64_t per = 1;
     for (int i = 1; i < ref->rank; i++)
         per *= ref->dim[i];
+    int col = call && !strcmp(call->a->name, "csv") && !s->predict_flat && t->rank == 2 &&
+                      t->shape[1] == per + 1
+                  ? csv_label_column(call, s->predict_header, (int)t->shape[1]) : -1;
+    if (s->predict_text && col != s->predict_text_col) {
+        nn_error(&c->diags, loc, "%s", s->predict_text);
+        return false;
+    }
+    if (col >= 0) {
+        float *v = t->data;
+        int64_t w = t->shape[1], k = 0;
+        for (int64_t i = 0; i < t->numel; i++)
+            if (i % w != col)
+                v[k++] = v[i];
+        t->shape[1] = per;
+        t->numel = k;
+    }
     int64_t have = s->predict_flat ? per : 1;
     for (int i = 1; !s->predict_flat && i < t->rank; i++)
         have *= t->shape[i];
@@ -605,11 +649,16 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
                          uint64_t seed, bool shapes_only, NnSplits *s)
 {
     NnTensor *predict_x = s->predict_x;
-    const char *predict_file = s->predict_file;
+    const char *predict_file = s->predict_file, *predict_header = s->predict_header;
+    const char *predict_text = s->predict_text;
+    int predict_text_col = s->predict_text_col;
     bool predict_flat = s->predict_flat;
     memset(s, 0, sizeof *s);
     s->predict_x = predict_x;
     s->predict_file = predict_file;
+    s->predict_header = predict_header;
+    s->predict_text = predict_text;
+    s->predict_text_col = predict_text_col;
     s->predict_flat = predict_flat;
     s->label = "label";
     s->shapes_only = shapes_only;
@@ -635,7 +684,7 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
                 return false;
             if (s->predict_x && !s->predict_flat &&
                 !take_predict(c, s, d, nn_arena_printf(c->arena, "%s() reads this data",
-                                                       v->a->name), st->loc))
+                                                       v->a->name), st->loc, v))
                 return false;
             continue;
         }
@@ -683,7 +732,7 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
     // Raw f32, or data written or generated in the script: samples to
     // predict are model inputs as the train split holds them.
     if (s->predict_x && !take_predict(c, s, nn_splits_get(s, "train"), "the model takes them",
-                                      data->loc))
+                                      data->loc, NULL))
         return false;
     // Data for a generator (a GAN's real samples) has x alone; otherwise
     // every split needs both fields.

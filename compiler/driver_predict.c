@@ -55,14 +55,19 @@ static bool read_stdin_f32(NnCtx *c, NnTensor **out)
 }
 
 // A CSV file of numbers, one sample a row; a first row holding anything that
-// is not a number is a header. Every row must have as many fields as the first.
-static bool read_csv(NnCtx *c, const char *path, FILE *f, NnTensor **out)
+// is not a number is a header (kept in s->predict_header). Every row must
+// have as many fields as the first. Cells that are not numbers are allowed in
+// one column only (a label column of names, which driver_data.c drops for
+// data that csv() reads); they read as NaN, and s->predict_text says where
+// the first was, for the error if that column is not dropped.
+static bool read_csv(NnCtx *c, const char *path, FILE *f, NnSplits *s)
 {
     size_t cap = 0;
     char *line = NULL;
-    double *vals = NULL;
+    float *vals = NULL;
     int64_t nvals = 0, vcap = 0, cols = -1, rows = 0, lineno = 0;
     bool ok = true;
+    s->predict_text_col = -1;
     while (ok && getline(&line, &cap, f) >= 0) {
         lineno++;
         line[strcspn(line, "\r\n")] = 0;
@@ -70,42 +75,48 @@ static bool read_csv(NnCtx *c, const char *path, FILE *f, NnTensor **out)
             continue;
         int64_t start = nvals, ncols = 0;
         bool header = false;
-        for (char *p = line;; p++) {
+        for (char *p = line; ok && !header; p++) {
+            int len = (int)strcspn(p, ",");
             char *end;
             double v = strtod(p, &end);
-            while (*end == ' ' || *end == '\t')
-                end++;
-            if (end == p || (*end && *end != ',')) {
-                header = rows == 0 && cols < 0;
-                if (!header) {
-                    int n = (int)strcspn(p, ",");
-                    nn_error(&c->diags, (NnLoc){0}, "%s:%lld: '%.*s' is not a number", path,
-                             (long long)lineno, n > 40 ? 40 : n, p);
+            end += strspn(end, " \t");
+            if (end == p || end != p + len) {
+                if ((header = rows == 0 && cols < 0))
+                    break;
+                const char *cell = nn_arena_printf(c->arena, "%s:%lld: '%.*s' is not a number",
+                                                   path, (long long)lineno,
+                                                   len > 40 ? 40 : len, p);
+                if (s->predict_text_col < 0) {
+                    s->predict_text_col = (int)ncols;
+                    s->predict_text = cell;
+                } else if (s->predict_text_col != ncols) {
+                    nn_error(&c->diags, (NnLoc){0}, "%s", cell);
                     ok = false;
                 }
-                break;
+                v = NAN;
             }
-            if (nvals == vcap) {
+            if (ok && nvals == vcap) {
                 vcap = vcap ? 2 * vcap : 4096;
-                double *more = realloc(vals, (size_t)vcap * sizeof *vals);
+                float *more = realloc(vals, (size_t)vcap * sizeof *vals);
                 if (!more) {
                     nn_error(&c->diags, (NnLoc){0}, "%s: out of memory", path);
                     ok = false;
-                    break;
                 }
-                vals = more;
+                vals = more ? more : vals;
             }
-            vals[nvals++] = v;
+            if (ok)
+                vals[nvals++] = (float)v;
             ncols++;
-            if (!*end)
+            p += len;
+            if (!*p)
                 break;
-            p = end;
         }
         if (!ok)
             break;
         if (header) {
             nvals = start;
             cols = 0; // a header was seen: no second one
+            s->predict_header = nn_arena_printf(c->arena, "%s", line);
             continue;
         }
         if (cols > 0 && ncols != cols) {
@@ -123,12 +134,12 @@ static bool read_csv(NnCtx *c, const char *path, FILE *f, NnTensor **out)
         ok = false;
     }
     int64_t shape[2] = {rows, cols};
-    if (ok && !(*out = nnrt_tensor_new(NN_DT_F32, 2, shape))) {
+    if (ok && !(s->predict_x = nnrt_tensor_new(NN_DT_F32, 2, shape))) {
         nn_error(&c->diags, (NnLoc){0}, "%s: %s", path, nnrt_errmsg());
         ok = false;
     }
-    for (int64_t i = 0; ok && i < nvals; i++)
-        ((float *)(*out)->data)[i] = (float)vals[i];
+    if (ok)
+        memcpy(s->predict_x->data, vals, (size_t)nvals * sizeof *vals);
     free(vals);
     return ok;
 }
@@ -180,7 +191,7 @@ static bool read_input(NnCtx *c, const char *path, NnSplits *s)
     if (m1 != EOF)
         ungetc(m1, f);
     bool ok = m0 == EOF || ungetc(m0, f) != EOF;
-    ok = ok && read_csv(c, path, f, &s->predict_x);
+    ok = ok && read_csv(c, path, f, s);
     fclose(f);
     return ok;
 }

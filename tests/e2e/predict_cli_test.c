@@ -326,4 +326,26 @@ Test(predict_cli, flowers_csv_normalized_as_the_data)
               !strncmp(l[3], "virginica,", 10) && !strncmp(l[4], "setosa,", 7), "%s\n%s\n%s\n%s",
               l[1], l[2], l[3], l[4]);
     free(out);
+    // The data's own file: its label column of names is dropped; most rows
+    // get their own species back.
+    out = run_rc(0, "predict examples/flowers.nn --weights %s examples/data/flowers.csv", w);
+    char *data = tu_read_file("examples/data/flowers.csv");
+    static char *p[400], *d[400];
+    cr_assert_eq(lines(out, p, 400), 301);
+    cr_assert_eq(lines(data, d, 400), 301);
+    int right = 0;
+    for (int i = 1; i <= 300; i++) {
+        const char *species = strrchr(d[i], ',') + 1;
+        right += !strncmp(p[i], species, strlen(species)) && p[i][strlen(species)] == ',';
+    }
+    cr_assert(right > 240, "%d of 300 right", right);
+    free(data);
+    free(out);
+    // A column of names that is not the label is still an error.
+    f = fopen(in_dir("names.csv"), "w");
+    fputs("1,2,3,4\n5,6,seven,8\n", f);
+    fclose(f);
+    out = run_rc(1, "predict examples/flowers.nn --weights %s %s", w, in_dir("names.csv"));
+    cr_assert(strstr(out, "names.csv:2: 'seven' is not a number"), "%s", out);
+    free(out);
 }
