@@ -5,9 +5,12 @@
 // the XOR model (training steps learn it, save writes what `nnc predict`
 // reads) and on the MLP (every bad argument, file or label is a status with a
 // message, never an exit or abort; two contexts predict at once from two
-// threads).
+// threads); and for every other model type among the examples (a CNN with
+// batch normalization, a GRU, a sequence regression) the library's fresh
+// weights, saved, give through `nnc predict` the outputs the library gives.
 #define _GNU_SOURCE // asprintf, strndup in testutil.h
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,4 +229,87 @@ Test(embed, xor_trains_through_the_library)
     char *bad = sh_rc(1, "%s build examples/xor.nn --lib -o %s/lib9x", tu_nnc(), dir);
     cr_assert(strstr(bad, "must be a C identifier"), "%s", bad);
     free(bad);
+}
+
+// Any model through its library: fresh weights saved, then the outputs for
+// the raw f32 samples in argv[2] (argv[3] of them) printed as %.7g.
+static const char any_c[] =
+    "#include <stdio.h>\n#include <stdlib.h>\n#include HDR\n"
+    "#define CAT2(a, b) a##b\n#define CAT(a, b) CAT2(a, b)\n#define F(x) CAT(NAME, x)\n"
+    "int main(int argc, char **argv) {\n"
+    "    int n = atoi(argv[3]);\n"
+    "    float *x = malloc(sizeof(float) * n * IN), *out = malloc(sizeof(float) * n * OUT);\n"
+    "    FILE *f = fopen(argv[2], \"rb\");\n"
+    "    if (!f || fread(x, sizeof(float) * IN, n, f) != (size_t)n) return 2;\n"
+    "    F(_model) *m;\n"
+    "    if (F(_create)(&m, 0) || F(_save)(m, argv[1]) || F(_predict)(m, x, n, out)) {\n"
+    "        fprintf(stderr, \"%s\\n\", F(_errmsg)(m));\n        return 1;\n    }\n"
+    "    for (int i = 0; i < n; i++)\n"
+    "        for (int k = 0; k < OUT; k++)\n"
+    "            printf(\"%.7g%c\", out[i * OUT + k], k + 1 < OUT ? ',' : '\\n');\n"
+    "    F(_free)(m);\n    return 0;\n}\n";
+
+// The scores of a predict CSV (header dropped, a classifier's class column too).
+static char *scores_of(char *csv, bool classify)
+{
+    char *body = strchr(csv, '\n') + 1;
+    if (!classify)
+        return body;
+    char *w = body;
+    for (char *line = body; *line;) {
+        char *comma = strchr(line, ','), *nl = strchr(line, '\n');
+        size_t len = (size_t)(nl - comma - 1);
+        memmove(w, comma + 1, len);
+        w += len;
+        *w++ = '\n';
+        line = nl + 1;
+    }
+    *w = 0;
+    return body;
+}
+
+static void model_matches_predict(const char *example, const char *name, int in, bool classify)
+{
+    const int n = 70; // a full batch and a partial one where the batch is 64
+    free(sh_rc(0, "%s build examples/%s.nn --lib -o %s/lib%s -q", tu_nnc(), example, dir, name));
+    write_file("any.c", any_c);
+    char up[32];
+    for (int i = 0; (up[i] = (char)toupper((unsigned char)name[i])); i++)
+        ;
+    free(sh_rc(0, "cc -O1 %s -I%s -DHDR='\"%s.h\"' -DNAME=%s -DIN=%s_INPUT_SIZE "
+                  "-DOUT=%s_OUTPUT_SIZE %s/any.c %s/lib%s.a -lz -lm -lpthread -o %s/any_%s",
+               SAN_FLAGS, dir, name, name, up, up, dir, dir, name, dir, name));
+    char path[512];
+    snprintf(path, sizeof path, "%s/in_%s.f32", dir, name);
+    FILE *f = fopen(path, "wb");
+    for (int i = 0; i < n * in; i++) {
+        float v = (float)((i * 7919) % 1000) / 1000.0f;
+        fwrite(&v, sizeof v, 1, f);
+    }
+    fclose(f);
+    char *lib = sh_rc(0, "%s/any_%s %s/w_%s.st %s %d", dir, name, dir, name, path, n);
+    char *pred = sh_rc(0, "%s predict examples/%s.nn --weights %s/w_%s.st - < %s", tu_nnc(),
+                       example, dir, name, path);
+    char *a = lib, *b = scores_of(pred, classify);
+    int count = 0;
+    while (*a && *b) {
+        double x = strtod(a, &a), y = strtod(b, &b);
+        cr_assert(x > y - 1e-4 * (1 + (y < 0 ? -y : y)) && x < y + 1e-4 * (1 + (y < 0 ? -y : y)),
+                  "%s: value %d: library %g, nnc predict %g", name, count, x, y);
+        a += *a == ',' || *a == '\n';
+        b += *b == ',' || *b == '\n';
+        count++;
+    }
+    cr_assert(!*a && !*b && count >= n, "%s: %d values", name, count);
+    free(lib);
+    free(pred);
+}
+
+Test(embed, every_model_type_matches_predict)
+{
+    if (access(FASHION "t10k-images-idx3-ubyte.gz", R_OK) != 0)
+        cr_skip_test("Fashion-MNIST not installed");
+    model_matches_predict("fashion_cnn_bn", "cnnbn", 784, true);
+    model_matches_predict("fashion_gru", "gru", 784, true);
+    model_matches_predict("forecast", "forecast", 24, false);
 }
