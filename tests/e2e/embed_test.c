@@ -202,6 +202,7 @@ Test(embed, xor_trains_through_the_library)
     free(sh_rc(0, "cc -O1 -Wall %s -I%s %s/xor.c %s/libxor.a -lz -lm -lpthread -o %s/xor",
                SAN_FLAGS, dir, dir, dir, dir));
     char *got = sh_rc(0, "%s/xor %s/w.st", dir, dir);
+    free(sh_rc(0, "mkdir %s/v2", dir));
     double first, last;
     cr_assert_eq(sscanf(got, "%lf %lf", &first, &last), 2, "%s", got);
     cr_assert(last < 0.02 && last < first / 5, "loss %g -> %g", first, last);
@@ -225,6 +226,22 @@ Test(embed, xor_trains_through_the_library)
     }
     free(pred);
     free(got);
+    // A portable target links and runs the same; another machine's is refused.
+    free(sh_rc(0, "%s build examples/xor.nn --lib --target x86-64-v2 -o %s/v2/libxor -q && "
+                  "cc -O1 %s -I%s/v2 %s/xor.c %s/v2/libxor.a -lz -lm -lpthread -o %s/xorv2",
+               tu_nnc(), dir, SAN_FLAGS, dir, dir, dir, dir));
+    char *v2 = sh_rc(0, "%s/xorv2 %s/w2.st", dir, dir);
+    double w[6];
+    cr_assert_eq(sscanf(v2, "%lf %lf %lf %lf %lf %lf", &w[0], &w[1], &w[2], &w[3], &w[4], &w[5]),
+                 6, "%s", v2);
+    for (int i = 0; i < 4; i++)
+        cr_assert(w[i + 2] > v[i] - 1e-3 && w[i + 2] < v[i] + 1e-3, "x86-64-v2 %g, native %g",
+                  w[i + 2], v[i]);
+    free(v2);
+    char *arm = sh_rc(1, "%s build examples/xor.nn --lib --target aarch64-linux-gnu -o %s/liba",
+                      tu_nnc(), dir);
+    cr_assert(strstr(arm, "--lib builds for this machine"), "%s", arm);
+    free(arm);
     // A library name that is no C identifier is refused.
     char *bad = sh_rc(1, "%s build examples/xor.nn --lib -o %s/lib9x", tu_nnc(), dir);
     cr_assert(strstr(bad, "must be a C identifier"), "%s", bad);
