@@ -1,6 +1,7 @@
 // `nnc build FILE -o PROG [--target T] [--weights W]`: a standalone program
-// for the first train block. The data block runs once here (as for `nnc
-// train`) while a hook records its loads and field transforms; the step and
+// for the first train block. The data block runs once here for its shapes
+// (files are read for their sample counts; transforms are not run) while a
+// hook records its loads and field transforms; the step and
 // evaluation graphs are compiled ahead of time (backend/aot.h) for every
 // batch size the program will run: the batch, the last partial batches of
 // the splits as the data has them, and 1 (predict). A generated C file holds
@@ -581,8 +582,11 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
     double t0 = nnrt_now();
     NnDataHook hook = {B, hook_load, hook_transform};
     nn_driver_data_hook(&hook);
-    bool ok = nn_driver_setup(c, p, o, false, &spec, &splits);
+    // Shapes only: files are read for their sample counts, transforms are
+    // recorded and not run (the program runs them).
+    bool ok = nn_driver_setup(c, p, o, true, &spec, &splits);
     nn_driver_data_hook(NULL);
+    double t_data = nnrt_now();
     if (!ok)
         goto done;
     if (B->overflow) {
@@ -715,8 +719,9 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
     if (!run_cc(c, argv))
         goto done;
     if (o->verbose)
-        fprintf(stderr, "nnc: built %s: %d steps compiled in %.0f ms, linked in %.0f ms\n",
-                o->output, B->njobs, (t1 - t0) * 1000, (nnrt_now() - t1) * 1000);
+        fprintf(stderr, "nnc: built %s: data block %.0f ms, %d steps compiled in %.0f ms, "
+                "linked in %.0f ms\n", o->output, (t_data - t0) * 1000, B->njobs,
+                (t1 - t_data) * 1000, (nnrt_now() - t1) * 1000);
     rc = 0;
 done:
     if (!getenv("NNC_KEEP_BUILD"))
