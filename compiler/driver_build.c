@@ -68,6 +68,7 @@ typedef struct Build {
     Load loads[NN_MAX_SPLITS * 4];
     int nloads;
     char dir[PATH_MAX];
+    char weights[PATH_MAX + 32]; // the weights embedded (--weights), model tensors only
     uint64_t seed; // the run's seed (data splits without their own)
     bool overflow;
 } Build;
@@ -380,6 +381,7 @@ static void rm_tree(const Build *B)
     char p[PATH_MAX + 16];
     snprintf(p, sizeof p, "%s/app.c", B->dir);
     unlink(p);
+    unlink(B->weights);
     rmdir(B->dir);
 }
 
@@ -399,8 +401,10 @@ static int64_t kept(const NnrtDataset *d, int64_t limit)
     return !d ? 0 : limit > 0 && limit < d->count ? limit : d->count;
 }
 
-// The program's variables, initialized as `nnc train` does, to check --weights against.
-static bool check_weights(NnCtx *c, const NnTrainSpec *s, const char *path)
+// Checks the checkpoint at path against the model's weights and layer state
+// (by name, dtype and shape) and writes just those to `out`, the file the
+// program embeds (a training checkpoint also holds optimizer state).
+static bool check_weights(NnCtx *c, const NnTrainSpec *s, const char *path, const char *out)
 {
     NnVars want, loaded;
     nnrt_vars_init(&want);
@@ -414,7 +418,8 @@ static bool check_weights(NnCtx *c, const NnTrainSpec *s, const char *path)
     }
     ok = ok && nnrt_safetensors_load(path, &loaded, NULL) == NN_OK;
     if (ok) {
-        ok = nnrt_checkpoint_check(path, &loaded, &want) == NN_OK;
+        ok = nnrt_checkpoint_assign(path, &want, &loaded) == NN_OK &&
+             nnrt_safetensors_save(out, &want, NULL) == NN_OK;
         nnrt_vars_fini(&loaded);
     }
     if (!ok)
@@ -461,8 +466,8 @@ static bool write_app(Build *B, FILE *f, const NnProgram *p, const NnTrainSpec *
         // The checkpoint's bytes go in as they are, by the assembler.
         fputs("__asm__(\".section .rodata\\n.balign 64\\n.globl nnrt_weights_start\\n"
               "nnrt_weights_start:\\n.incbin ", f);
-        char q[PATH_MAX + 8];
-        snprintf(q, sizeof q, "\\\"%s\\\"", abs_path(c, o->weights));
+        char q[PATH_MAX + 64];
+        snprintf(q, sizeof q, "\\\"%s\\\"", B->weights);
         fputs(q, f);
         fputs("\\n.globl nnrt_weights_end\\nnnrt_weights_end:\\n.previous\\n\");\n"
               "extern const unsigned char nnrt_weights_start[], nnrt_weights_end[];\n", f);
@@ -600,12 +605,13 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
                  "(GANs) yet; use nnc train");
         goto done;
     }
-    if (o->weights && !check_weights(c, &spec, o->weights))
-        goto done;
     if (!mkdtemp(B->dir)) {
         nn_error(&c->diags, (NnLoc){0}, "cannot make a temporary directory: %s", strerror(errno));
         goto done;
     }
+    snprintf(B->weights, sizeof B->weights, "%s/weights.safetensors", B->dir);
+    if (o->weights && !check_weights(c, &spec, o->weights, B->weights))
+        goto done;
     // Graphs as `nnc train` prepares them for the JIT.
     NnPassOptions po = o->passes;
     if (!po.stop)

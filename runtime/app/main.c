@@ -380,7 +380,8 @@ static NnStatus cb_restore(void *ctx, const NnVars *in)
     return NN_OK;
 }
 
-// Every variable (model_only: the weights and layer state) as `nnc train` initializes it.
+// Every variable as `nnc train` initializes it, or (model_only) the weights
+// and layer state, zero, to be loaded.
 static NnStatus init_vars(Runner *R, bool model_only)
 {
     nnrt_vars_init(&R->vars);
@@ -391,7 +392,10 @@ static NnStatus init_vars(Runner *R, bool model_only)
         NnTensor *t = nnrt_tensor_new((NnDType)v->dtype, v->rank, v->dims);
         if (!t)
             return NN_ERR_NOMEM;
-        NnStatus st = nnrt_init_fill(t, v->init, v->args, v->nargs, R->a->seed, v->name);
+        // Loaded weights replace the initial values (eval, predict).
+        NnStatus st = model_only ? NN_OK
+                                 : nnrt_init_fill(t, v->init, v->args, v->nargs, R->a->seed,
+                                                  v->name);
         if (st == NN_OK)
             st = nnrt_vars_put(&R->vars, v->name, t);
         else
