@@ -99,7 +99,7 @@ bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, bool shapes_onl
 // program: each file loaded into split `split` (kind "idx", "csv" or "text";
 // path2 is idx's labels file; the options of csv or text), and each field
 // transform's graph g for split k (-1: the statement made the train split),
-// just before it runs.
+// just before it runs (or, with shapes_only, instead of running).
 typedef struct NnDataHook {
     void *ctx;
     void (*load)(void *ctx, const char *split, const char *kind, const char *path,

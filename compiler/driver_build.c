@@ -1,6 +1,7 @@
 // `nnc build FILE -o PROG [--target T] [--weights W]`: a standalone program
-// for the first train block. The data block runs once here (as for `nnc
-// train`) while a hook records its loads and field transforms; the step and
+// for the first train block. The data block runs once here for its shapes
+// (files are read for their sample counts; transforms are not run) while a
+// hook records its loads and field transforms; the step and
 // evaluation graphs are compiled ahead of time (backend/aot.h) for every
 // batch size the program will run: the batch, the last partial batches of
 // the splits as the data has them, and 1 (predict). A generated C file holds
@@ -67,6 +68,7 @@ typedef struct Build {
     Load loads[NN_MAX_SPLITS * 4];
     int nloads;
     char dir[PATH_MAX];
+    char weights[PATH_MAX + 32]; // the weights embedded (--weights), model tensors only
     uint64_t seed; // the run's seed (data splits without their own)
     bool overflow;
 } Build;
@@ -379,6 +381,7 @@ static void rm_tree(const Build *B)
     char p[PATH_MAX + 16];
     snprintf(p, sizeof p, "%s/app.c", B->dir);
     unlink(p);
+    unlink(B->weights);
     rmdir(B->dir);
 }
 
@@ -398,8 +401,10 @@ static int64_t kept(const NnrtDataset *d, int64_t limit)
     return !d ? 0 : limit > 0 && limit < d->count ? limit : d->count;
 }
 
-// The program's variables, initialized as `nnc train` does, to check --weights against.
-static bool check_weights(NnCtx *c, const NnTrainSpec *s, const char *path)
+// Checks the checkpoint at path against the model's weights and layer state
+// (by name, dtype and shape) and writes just those to `out`, the file the
+// program embeds (a training checkpoint also holds optimizer state).
+static bool check_weights(NnCtx *c, const NnTrainSpec *s, const char *path, const char *out)
 {
     NnVars want, loaded;
     nnrt_vars_init(&want);
@@ -413,7 +418,8 @@ static bool check_weights(NnCtx *c, const NnTrainSpec *s, const char *path)
     }
     ok = ok && nnrt_safetensors_load(path, &loaded, NULL) == NN_OK;
     if (ok) {
-        ok = nnrt_checkpoint_check(path, &loaded, &want) == NN_OK;
+        ok = nnrt_checkpoint_assign(path, &want, &loaded) == NN_OK &&
+             nnrt_safetensors_save(out, &want, NULL) == NN_OK;
         nnrt_vars_fini(&loaded);
     }
     if (!ok)
@@ -460,8 +466,8 @@ static bool write_app(Build *B, FILE *f, const NnProgram *p, const NnTrainSpec *
         // The checkpoint's bytes go in as they are, by the assembler.
         fputs("__asm__(\".section .rodata\\n.balign 64\\n.globl nnrt_weights_start\\n"
               "nnrt_weights_start:\\n.incbin ", f);
-        char q[PATH_MAX + 8];
-        snprintf(q, sizeof q, "\\\"%s\\\"", abs_path(c, o->weights));
+        char q[PATH_MAX + 64];
+        snprintf(q, sizeof q, "\\\"%s\\\"", B->weights);
         fputs(q, f);
         fputs("\\n.globl nnrt_weights_end\\nnnrt_weights_end:\\n.previous\\n\");\n"
               "extern const unsigned char nnrt_weights_start[], nnrt_weights_end[];\n", f);
@@ -581,8 +587,11 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
     double t0 = nnrt_now();
     NnDataHook hook = {B, hook_load, hook_transform};
     nn_driver_data_hook(&hook);
-    bool ok = nn_driver_setup(c, p, o, false, &spec, &splits);
+    // Shapes only: files are read for their sample counts, transforms are
+    // recorded and not run (the program runs them).
+    bool ok = nn_driver_setup(c, p, o, true, &spec, &splits);
     nn_driver_data_hook(NULL);
+    double t_data = nnrt_now();
     if (!ok)
         goto done;
     if (B->overflow) {
@@ -596,12 +605,13 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
                  "(GANs) yet; use nnc train");
         goto done;
     }
-    if (o->weights && !check_weights(c, &spec, o->weights))
-        goto done;
     if (!mkdtemp(B->dir)) {
         nn_error(&c->diags, (NnLoc){0}, "cannot make a temporary directory: %s", strerror(errno));
         goto done;
     }
+    snprintf(B->weights, sizeof B->weights, "%s/weights.safetensors", B->dir);
+    if (o->weights && !check_weights(c, &spec, o->weights, B->weights))
+        goto done;
     // Graphs as `nnc train` prepares them for the JIT.
     NnPassOptions po = o->passes;
     if (!po.stop)
@@ -719,8 +729,9 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
     if (!run_cc(c, argv))
         goto done;
     if (o->verbose)
-        fprintf(stderr, "nnc: built %s: %d steps compiled in %.0f ms, linked in %.0f ms\n",
-                o->output, B->njobs, (t1 - t0) * 1000, (nnrt_now() - t1) * 1000);
+        fprintf(stderr, "nnc: built %s: data block %.0f ms, %d steps compiled in %.0f ms, "
+                "linked in %.0f ms\n", o->output, (t_data - t0) * 1000, B->njobs,
+                (t1 - t_data) * 1000, (nnrt_now() - t1) * 1000);
     rc = 0;
 done:
     if (!getenv("NNC_KEEP_BUILD"))

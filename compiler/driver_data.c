@@ -329,6 +329,8 @@ static bool transform(NnCtx *c, const NnProgram *p, const NnBackend *be, NnSplit
         nn_graph_free(g);
         return false;
     }
+    if (data_hook)
+        data_hook->transform(data_hook->ctx, st, d ? (int)(d - s->ds) : -1, g);
     if (s->shapes_only && !(d && is_predict(s, (int)(d - s->ds)))) {
         const NnNode *n = nn_node(g, g->outputs[0].id);
         NnField out = {NULL, n->dtype, n->shape};
@@ -338,8 +340,6 @@ static bool transform(NnCtx *c, const NnProgram *p, const NnBackend *be, NnSplit
             virtualize(s, (int)(d - s->ds), which);
         return set_field(c, s, d, st, &out, NULL);
     }
-    if (data_hook)
-        data_hook->transform(data_hook->ctx, st, d ? (int)(d - s->ds) : -1, g);
     NnTensor *t = NULL;
     bool ok = nn_driver_eval_graph(c, be, g, in, &t, st->a->loc);
     nn_graph_free(g);

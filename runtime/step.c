@@ -172,9 +172,11 @@ NnStatus nnrt_step_check(const NnrtStepRun *r)
 NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
 {
     const NnrtStep *d = r->d;
-    if (!pool)
-        pool = nnrt_pool_default();
     for (int k = 0; k < d->nkernels; k++) {
+        // The default pool starts on first need: a small step (batch-1
+        // prediction) never waits for threads to start.
+        if (d->kernels[k].par && !pool)
+            pool = nnrt_pool_default();
         if (d->kernels[k].par)
             nnrt_pool_run(pool, d->kernels[k].fn, r->bufs);
         else

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "app_priv.h"
 #include "checkpoint.h"
 #include "init.h"
 #include "metrics.h"
@@ -45,223 +46,6 @@ static int usage(const char *fmt, const char *a)
     fprintf(stderr, fmt, a);
     fprintf(stderr, "\nTry '%s --help'.\n", prog);
     return 2;
-}
-
-// ---- the data block, replayed ----
-
-typedef struct Splits {
-    const char *names[8];
-    NnrtDataset ds[8];
-    int count;
-} Splits;
-
-static NnrtDataset *split_get(Splits *s, const char *name)
-{
-    for (int i = 0; i < s->count; i++)
-        if (!strcmp(s->names[i], name))
-            return &s->ds[i];
-    return NULL;
-}
-
-static NnrtDataset *split_add(Splits *s, const char *name)
-{
-    NnrtDataset *d = split_get(s, name);
-    if (d) {
-        nnrt_dataset_fini(d);
-        nnrt_dataset_init(d);
-        return d;
-    }
-    if (s->count == 8) {
-        nnrt_fail(NN_ERR_RUNTIME, "too many splits");
-        return NULL;
-    }
-    s->names[s->count] = name;
-    nnrt_dataset_init(&s->ds[s->count]);
-    return &s->ds[s->count++];
-}
-
-static bool is_label(const char *name) { return !strcmp(name, "label") || !strcmp(name, "y"); }
-
-static void count_classes(NnrtDataset *d)
-{
-    if (!d->y || d->y->dtype != NN_DT_I32 || d->class_names)
-        return;
-    int32_t mx = -1;
-    for (int64_t i = 0; i < d->y->numel; i++)
-        mx = ((int32_t *)d->y->data)[i] > mx ? ((int32_t *)d->y->data)[i] : mx;
-    d->num_classes = mx + 1;
-}
-
-// field := t on split d (takes t), as the compiler's data driver sets it.
-static NnStatus set_field(Splits *s, NnrtDataset *d, const char *field, NnTensor *t)
-{
-    if (!d && !(d = split_get(s, "train")) && !(d = split_add(s, "train"))) {
-        nnrt_tensor_free(t);
-        return NN_ERR_RUNTIME;
-    }
-    int64_t n = t->rank ? t->shape[0] : 0;
-    if (t->rank == 0 || (d->count && n != d->count)) {
-        nnrt_tensor_free(t);
-        return nnrt_fail(NN_ERR_SHAPE, "field '%s' has %lld samples, the data has %lld", field,
-                         (long long)n, (long long)d->count);
-    }
-    NnTensor **slot = is_label(field) ? &d->y : &d->x;
-    if (is_label(field)) {
-        free(d->y_at);
-        d->y_at = NULL;
-    }
-    nnrt_tensor_free(*slot);
-    *slot = t;
-    d->count = n;
-    count_classes(d);
-    return NN_OK;
-}
-
-static NnStatus run_transform(Splits *s, const NnrtDataOp *op)
-{
-    int n = s->count ? s->count : 1;
-    if (op->nsteps != n)
-        return nnrt_fail(NN_ERR_SHAPE, "the data block had %d splits when this program was built, "
-                         "%d now", op->nsteps, n);
-    for (int k = 0; k < n; k++) {
-        NnrtDataset *d = s->count ? &s->ds[k] : NULL;
-        NnTensor *in[2] = {0}, *out[1];
-        int ni = 0;
-        if (d && d->x)
-            in[ni++] = d->x;
-        if (d && d->y)
-            in[ni++] = d->y;
-        NnrtStepRun r;
-        NnStatus st = nnrt_step_open(&r, op->steps[k]);
-        if (st == NN_OK && op->steps[k]->ninputs != ni)
-            st = nnrt_fail(NN_ERR_SHAPE, "split '%s' has %d fields, %d when this program was built",
-                           s->names[k], ni, op->steps[k]->ninputs);
-        if (st == NN_OK && (st = nnrt_step_run(&r, NULL, NULL, in, out)) != NN_OK)
-            st = nnrt_fail(st, "split '%s' is not the data this program was built for: %s",
-                           d ? s->names[k] : "train", nnrt_errmsg());
-        NnTensor *t = st == NN_OK ? nnrt_tensor_clone(out[0]) : NULL;
-        nnrt_step_close(&r);
-        if (st != NN_OK)
-            return st;
-        if (!t || (st = set_field(s, d, op->name, t)) != NN_OK)
-            return t ? st : NN_ERR_NOMEM;
-    }
-    return NN_OK;
-}
-
-static NnStatus run_split(Splits *s, const NnrtDataOp *op)
-{
-    NnrtDataset *src = split_get(s, op->name), parts[8];
-    if (!src)
-        return nnrt_fail(NN_ERR_RUNTIME, "no split named '%s' to divide", op->name);
-    NnStatus st = nnrt_dataset_split(src, op->fracs, op->nparts, op->seed, parts);
-    if (st != NN_OK)
-        return st;
-    for (int i = 0; i < op->nparts; i++) {
-        NnrtDataset *d = parts[i].count > 0 ? split_add(s, op->parts[i]) : NULL;
-        if (!d) {
-            for (int k = i; k < op->nparts; k++)
-                nnrt_dataset_fini(&parts[k]);
-            return nnrt_fail(NN_ERR_SHAPE, "split '%s' gets no samples", op->parts[i]);
-        }
-        *d = parts[i];
-    }
-    return NN_OK;
-}
-
-static NnStatus run_classes(Splits *s, const NnrtDataOp *op)
-{
-    for (int k = 0; k < s->count; k++) {
-        NnrtDataset *d = &s->ds[k];
-        if (d->num_classes > op->nnames)
-            return nnrt_fail(NN_ERR_SHAPE, "%d class names given, but split '%s' has %d classes",
-                             op->nnames, s->names[k], d->num_classes);
-        if (d->class_names)
-            for (int i = 0; i < d->num_classes; i++)
-                free(d->class_names[i]);
-        free(d->class_names);
-        d->num_classes = op->nnames;
-        if (!(d->class_names = calloc((size_t)op->nnames, sizeof(char *))))
-            return nnrt_fail(NN_ERR_NOMEM, "out of memory");
-        for (int i = 0; i < op->nnames; i++)
-            if (!(d->class_names[i] = strdup(op->names[i])))
-                return nnrt_fail(NN_ERR_NOMEM, "out of memory");
-    }
-    return NN_OK;
-}
-
-static NnStatus run_op(Splits *s, const NnrtDataOp *op)
-{
-    NnrtDataset *d;
-    switch (op->kind) {
-    case NNRT_DATA_IDX:
-        return (d = split_add(s, op->name)) ? nnrt_dataset_load_idx(d, op->path, op->path2)
-                                            : NN_ERR_RUNTIME;
-    case NNRT_DATA_CSV:
-        return (d = split_add(s, op->name)) ? nnrt_dataset_load_csv(d, op->path, &op->csv)
-                                            : NN_ERR_RUNTIME;
-    case NNRT_DATA_TEXT:
-        return (d = split_add(s, op->name)) ? nnrt_dataset_load_text(d, op->path, &op->text)
-                                            : NN_ERR_RUNTIME;
-    case NNRT_DATA_LITERAL: {
-        NnTensor *t = nnrt_tensor_new((NnDType)op->dtype, op->rank, op->dims);
-        if (!t)
-            return NN_ERR_NOMEM;
-        memcpy(t->data, op->data, nnrt_tensor_nbytes(t));
-        return set_field(s, NULL, op->name, t);
-    }
-    case NNRT_DATA_TRANSFORM: return run_transform(s, op);
-    case NNRT_DATA_SPLIT: return run_split(s, op);
-    case NNRT_DATA_CLASSES: return run_classes(s, op);
-    case NNRT_DATA_NORMALIZE: {
-        NnrtNorm norm = {0};
-        NnStatus st = nnrt_norm_fit(&norm, split_get(s, "train"), op->per_feature);
-        for (int k = 0; st == NN_OK && k < s->count; k++)
-            st = nnrt_norm_apply(&norm, &s->ds[k]);
-        nnrt_norm_fini(&norm);
-        return st;
-    }
-    default: return nnrt_fail(NN_ERR_RUNTIME, "unknown data operation %d", op->kind);
-    }
-}
-
-static void splits_fini(Splits *s)
-{
-    for (int i = 0; i < s->count; i++)
-        nnrt_dataset_fini(&s->ds[i]);
-    s->count = 0;
-}
-
-static NnStatus load_data(const NnrtApp *a, Splits *s)
-{
-    memset(s, 0, sizeof *s);
-    for (int i = 0; i < a->ndata; i++) {
-        NnStatus st = run_op(s, &a->data[i]);
-        if (st != NN_OK)
-            return st;
-    }
-    if (!split_get(s, "train"))
-        return nnrt_fail(NN_ERR_RUNTIME, "the data has no 'train' split");
-    return NN_OK;
-}
-
-static NnStatus keep_head(NnrtDataset *ds, int64_t n)
-{
-    if (!ds || n <= 0 || n >= ds->count)
-        return NN_OK;
-    int64_t *idx = malloc((size_t)n * sizeof *idx);
-    if (!idx)
-        return nnrt_fail(NN_ERR_NOMEM, "out of memory");
-    for (int64_t i = 0; i < n; i++)
-        idx[i] = i;
-    NnrtDataset sub;
-    NnStatus st = nnrt_dataset_subset(ds, idx, n, &sub);
-    free(idx);
-    if (st == NN_OK) {
-        nnrt_dataset_fini(ds);
-        *ds = sub;
-    }
-    return st;
 }
 
 // ---- the compiled steps ----
@@ -305,16 +89,6 @@ static NnStatus cb_step(void *ctx, const NnTensor *x, const NnTensor *y, int64_t
     return st;
 }
 
-// A view of rows [i, i + n) of t.
-static void rows_view(NnTensor *v, const NnTensor *t, int64_t i, int64_t n)
-{
-    *v = *t;
-    v->owned = false;
-    v->shape[0] = n;
-    int64_t w = t->shape[0] ? t->numel / t->shape[0] : 0;
-    v->numel = n * w;
-    v->data = (char *)t->data + (size_t)(i * w) * nnrt_dtype_size(t->dtype);
-}
 
 // Evaluates n rows with the step compiled for exactly n, else one row at a
 // time with the batch-1 step (the mean of the rows' losses).
@@ -331,11 +105,11 @@ static NnStatus cb_predict(void *ctx, const NnTensor *x, const NnTensor *y, int6
     double sum = 0;
     for (int64_t r = 0; st == NN_OK && r < n; r += rows) {
         NnTensor xv, yv, *in[2] = {&xv, &yv}, *res[4];
-        rows_view(&xv, x, r, rows);
+        app_rows_view(&xv, x, r, rows);
         if (y)
-            rows_view(&yv, y, r, rows);
+            app_rows_view(&yv, y, r, rows);
         else
-            rows_view(&yv, R->zero_y, 0, rows);
+            app_rows_view(&yv, R->zero_y, 0, rows);
         if ((st = nnrt_step_run(&R->eval[i], NULL, &R->vars, in, res)) != NN_OK)
             break;
         sum += nnrt_tensor_get(res[0], 0) * (double)rows;
@@ -380,7 +154,8 @@ static NnStatus cb_restore(void *ctx, const NnVars *in)
     return NN_OK;
 }
 
-// Every variable (model_only: the weights and layer state) as `nnc train` initializes it.
+// Every variable as `nnc train` initializes it, or (model_only) the weights
+// and layer state, zero, to be loaded.
 static NnStatus init_vars(Runner *R, bool model_only)
 {
     nnrt_vars_init(&R->vars);
@@ -391,7 +166,10 @@ static NnStatus init_vars(Runner *R, bool model_only)
         NnTensor *t = nnrt_tensor_new((NnDType)v->dtype, v->rank, v->dims);
         if (!t)
             return NN_ERR_NOMEM;
-        NnStatus st = nnrt_init_fill(t, v->init, v->args, v->nargs, R->a->seed, v->name);
+        // Loaded weights replace the initial values (eval, predict).
+        NnStatus st = model_only ? NN_OK
+                                 : nnrt_init_fill(t, v->init, v->args, v->nargs, R->a->seed,
+                                                  v->name);
         if (st == NN_OK)
             st = nnrt_vars_put(&R->vars, v->name, t);
         else
@@ -571,14 +349,14 @@ static int cmd_train(const NnrtApp *a, const Args *g, bool eval_only)
             goto done;
         }
     }
-    if (load_data(a, &s) != NN_OK) {
+    if (app_load_data(a, &s) != NN_OK) {
         fail_rt("data");
         goto done;
     }
-    NnrtDataset *train = split_get(&s, "train"), *val = split_get(&s, "val");
-    NnrtDataset *test = split_get(&s, "test");
-    if (keep_head(train, a->limit) != NN_OK || keep_head(val, a->eval_limit) != NN_OK ||
-        keep_head(test, a->eval_limit) != NN_OK) {
+    NnrtDataset *train = app_split_get(&s, "train"), *val = app_split_get(&s, "val");
+    NnrtDataset *test = app_split_get(&s, "test");
+    if (app_keep_head(train, a->limit) != NN_OK || app_keep_head(val, a->eval_limit) != NN_OK ||
+        app_keep_head(test, a->eval_limit) != NN_OK) {
         fail_rt(NULL);
         goto done;
     }
@@ -624,242 +402,11 @@ static int cmd_train(const NnrtApp *a, const Args *g, bool eval_only)
 done:
     runner_fini(&R);
 out:
-    splits_fini(&s);
+    app_splits_fini(&s);
     return rc;
 }
 
 // ---- predict ----
-
-static int64_t numel_of(int rank, const int64_t *dims)
-{
-    int64_t n = 1;
-    for (int i = 0; i < rank; i++)
-        n *= dims[i];
-    return n;
-}
-
-static const char *dims_str(int rank, const int64_t *dims, char *buf, size_t n)
-{
-    size_t len = (size_t)snprintf(buf, n, "[");
-    for (int i = 0; i < rank && len < n; i++)
-        len += (size_t)snprintf(buf + len, n - len, "%s%lld", i ? ", " : "", (long long)dims[i]);
-    if (len < n)
-        snprintf(buf + len, n - len, "]");
-    return buf;
-}
-
-// Raw f32 samples of the model's input from standard input.
-static NnTensor *read_stdin(const NnrtApp *a)
-{
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while (buf && (got = fread(buf + len, 1, cap - len, stdin)) > 0) {
-        len += got;
-        if (len == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb)
-                free(buf);
-            buf = nb;
-        }
-    }
-    int64_t per = numel_of(a->x_rank, a->x_dims) * 4;
-    char d[96];
-    if (!buf) {
-        nnrt_fail(NN_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
-    if (len == 0 || per == 0 || len % (size_t)per) {
-        nnrt_fail(NN_ERR_FORMAT, "standard input: %zu bytes is not a whole number of samples of "
-                  "f32%s (%lld bytes each)", len, dims_str(a->x_rank, a->x_dims, d, sizeof d),
-                  (long long)per);
-        free(buf);
-        return NULL;
-    }
-    int64_t dims[NN_MAX_RANK + 1] = {(int64_t)(len / (size_t)per)};
-    memcpy(dims + 1, a->x_dims, sizeof(int64_t) * (size_t)a->x_rank);
-    NnTensor *t = nnrt_tensor_new(NN_DT_F32, a->x_rank + 1, dims);
-    if (t)
-        memcpy(t->data, buf, len);
-    free(buf);
-    return t;
-}
-
-// The column of a row of ncols values that holds the label, as the data
-// block's csv() reads it (header: the first line, or NULL); -1: none.
-static int label_column(const NnrtApp *a, const char *header, int ncols)
-{
-    const NnrtDataOp *csv = NULL;
-    for (int i = 0; i < a->ndata && !csv; i++)
-        if (a->data[i].kind == NNRT_DATA_CSV)
-            csv = &a->data[i];
-    if (!csv)
-        return -1;
-    if (csv->csv.label_name && header) {
-        int col = 0;
-        size_t len = strlen(csv->csv.label_name);
-        for (const char *p = header; p; p = strchr(p, ','), p = p ? p + 1 : NULL, col++) {
-            while (*p == ' ')
-                p++;
-            if (!strncmp(p, csv->csv.label_name, len) && strchr(",\r\n", p[len]))
-                return col;
-        }
-        return -1;
-    }
-    int k = csv->csv.label_index_set ? csv->csv.label_index : -1;
-    return k < 0 ? ncols + k : k;
-}
-
-// Rows of numbers, one sample each. A header line of names is skipped; a
-// row with one value more than a sample drops the label column as the data
-// block's csv() names it, so the data's own files can be given.
-static NnTensor *read_csv(const NnrtApp *a, const char *path, int rank, const int64_t *sample)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        nnrt_fail(NN_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-        return NULL;
-    }
-    int64_t per = numel_of(rank, sample), n = 0, cap = 64;
-    float *v = malloc((size_t)(cap * per) * sizeof(float));
-    char *line = NULL, *header = NULL;
-    size_t lcap = 0;
-    long lineno = 0;
-    NnStatus st = NN_OK;
-    char d[96];
-    while (st == NN_OK && v && getline(&line, &lcap, f) > 0) {
-        lineno++;
-        char *p = line;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (*p == '\n' || *p == '\r' || !*p)
-            continue;
-        if (lineno == 1 && !(*p == '-' || *p == '+' || *p == '.' || (*p >= '0' && *p <= '9'))) {
-            header = strdup(p);
-            continue;
-        }
-        if (n == cap) {
-            float *nv = realloc(v, (size_t)(2 * cap * per) * sizeof(float));
-            if (!nv)
-                break;
-            v = nv;
-            cap *= 2;
-        }
-        int64_t k = 0, ncols = 1, skip;
-        for (const char *q = p; (q = strchr(q, ',')); q++)
-            ncols++;
-        skip = ncols == per + 1 ? label_column(a, header, (int)ncols) : -1;
-        for (int64_t col = 0;; col++) {
-            char *end;
-            double x = strtod(p, &end);
-            if (end == p) {
-                st = nnrt_fail(NN_ERR_FORMAT, "%s:%ld: expected a number at column %ld", path,
-                               lineno, (long)(p - line) + 1);
-                break;
-            }
-            if (col != skip && k < per)
-                v[n * per + k] = (float)x;
-            k += col != skip;
-            p = end;
-            while (*p == ' ' || *p == '\t')
-                p++;
-            if (*p != ',')
-                break;
-            p++;
-        }
-        if (st == NN_OK && k != per)
-            st = nnrt_fail(NN_ERR_SHAPE, "%s:%ld: %lld values, expected %lld (one sample of "
-                           "f32%s)", path, lineno, (long long)k, (long long)per,
-                           dims_str(rank, sample, d, sizeof d));
-        n++;
-    }
-    free(line);
-    free(header);
-    fclose(f);
-    if (st == NN_OK && (!v || n == 0))
-        st = nnrt_fail(v ? NN_ERR_FORMAT : NN_ERR_NOMEM, "%s: no samples", path);
-    NnTensor *t = NULL;
-    if (st == NN_OK) {
-        int64_t dims[NN_MAX_RANK + 1] = {n};
-        memcpy(dims + 1, sample, sizeof(int64_t) * (size_t)rank);
-        if ((t = nnrt_tensor_new(NN_DT_F32, rank + 1, dims)))
-            memcpy(t->data, v, (size_t)(n * per) * sizeof(float));
-    }
-    free(v);
-    return t;
-}
-
-static bool ends_with(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
-// The input samples as the model reads them: raw samples of the data's x go
-// through the data block's x transforms one sample at a time.
-static NnTensor *read_input(const NnrtApp *a, const char *path)
-{
-    if (!strcmp(path, "-"))
-        return read_stdin(a);
-    bool raw = a->nxform > 0;
-    int rank = raw ? a->x_raw_rank : a->x_rank;
-    const int64_t *sample = raw ? a->x_raw_dims : a->x_dims;
-    NnTensor *t = NULL;
-    char d1[96], d2[96];
-    if (ends_with(path, ".csv")) {
-        t = read_csv(a, path, rank, sample);
-    } else {
-        if (nnrt_idx_load(path, &t) != NN_OK)
-            return NULL;
-        // An IDX file of images reads as [count, h, w]; the data's x has the
-        // channel too ([count, 1, h, w]): the same samples.
-        int64_t per = t->rank ? numel_of(t->rank - 1, t->shape + 1) : 0;
-        if (t->dtype != NN_DT_F32 || t->rank < 2 || per != numel_of(rank, sample)) {
-            nnrt_fail(NN_ERR_SHAPE, "%s holds samples of shape %s; this model reads f32%s (%s)",
-                      path, dims_str(t->rank - 1, t->shape + 1, d1, sizeof d1),
-                      dims_str(rank, sample, d2, sizeof d2),
-                      raw ? "as the data block's x" : "its input");
-            nnrt_tensor_free(t);
-            return NULL;
-        }
-        t->rank = rank + 1;
-        memcpy(t->shape + 1, sample, sizeof(int64_t) * (size_t)rank);
-    }
-    if (!t || !raw)
-        return t;
-    int64_t n = t->shape[0];
-    int64_t dims[NN_MAX_RANK + 1] = {n};
-    memcpy(dims + 1, a->x_dims, sizeof(int64_t) * (size_t)a->x_rank);
-    NnTensor *x = nnrt_tensor_new((NnDType)a->x_dtype, a->x_rank + 1, dims);
-    NnrtStepRun *runs = calloc((size_t)a->nxform, sizeof *runs);
-    NnTensor *cur = NULL;
-    NnStatus st = x && runs ? NN_OK : NN_ERR_NOMEM;
-    for (int k = 0; st == NN_OK && k < a->nxform; k++)
-        st = nnrt_step_open(&runs[k], a->xform[k].step);
-    for (int64_t i = 0; st == NN_OK && i < n; i++) {
-        NnTensor row, *in[1] = {&row}, *out[1];
-        rows_view(&row, t, i, 1);
-        for (int k = 0; st == NN_OK && k < a->nxform; k++) {
-            st = nnrt_step_run(&runs[k], NULL, NULL, in, out);
-            cur = out[0];
-            in[0] = cur;
-        }
-        if (st == NN_OK) {
-            size_t nb = nnrt_tensor_nbytes(cur);
-            memcpy((char *)x->data + (size_t)i * nb, cur->data, nb);
-        }
-    }
-    for (int k = 0; runs && k < a->nxform; k++)
-        nnrt_step_close(&runs[k]);
-    free(runs);
-    nnrt_tensor_free(t);
-    if (st != NN_OK) {
-        nnrt_tensor_free(x);
-        return NULL;
-    }
-    return x;
-}
-
 static const NnrtDataOp *class_names(const NnrtApp *a)
 {
     const NnrtDataOp *c = NULL;
@@ -887,7 +434,7 @@ static int cmd_predict(const NnrtApp *a, const Args *g)
         fail_rt(NULL);
         goto done;
     }
-    if (!(x = read_input(a, g->input))) {
+    if (!(x = app_read_input(a, g->input))) {
         fail_rt(NULL);
         goto done;
     }
@@ -900,8 +447,8 @@ static int cmd_predict(const NnrtApp *a, const Args *g)
     for (int64_t i = 0; i < n; i += a->batch) {
         int64_t m = n - i < a->batch ? n - i : a->batch;
         NnTensor xv, ov;
-        rows_view(&xv, x, i, m);
-        rows_view(&ov, out, i, m);
+        app_rows_view(&xv, x, i, m);
+        app_rows_view(&ov, out, i, m);
         if (cb_predict(&R, &xv, NULL, m, &ov, &loss) != NN_OK) {
             fail_rt(NULL);
             goto done;
