@@ -341,6 +341,11 @@ int nn_cmd_build_lib(NnCtx *c, const NnProgram *p, NnOptions *o)
 {
     Lib L = {0};
     NnAotTarget target;
+    if (o->weights) {
+        nn_error(&c->diags, (NnLoc){0}, "--weights is for programs; a library loads its "
+                 "weights at run time (NAME_load)");
+        return 1;
+    }
     if (!lib_names(c, o->output, &L))
         return 1;
     if (!nn_aot_target_parse(o->target, &target)) {

@@ -242,6 +242,10 @@ Test(embed, xor_trains_through_the_library)
                       tu_nnc(), dir);
     cr_assert(strstr(arm, "--lib builds for this machine"), "%s", arm);
     free(arm);
+    char *emb = sh_rc(1, "%s build examples/xor.nn --lib --weights %s/w.st -o %s/libe", tu_nnc(),
+                      dir, dir);
+    cr_assert(strstr(emb, "a library loads its weights at run time"), "%s", emb);
+    free(emb);
     // A library name that is no C identifier is refused.
     char *bad = sh_rc(1, "%s build examples/xor.nn --lib -o %s/lib9x", tu_nnc(), dir);
     cr_assert(strstr(bad, "must be a C identifier"), "%s", bad);
