@@ -38,7 +38,7 @@ typedef struct JBind {
     int nslots;
     char *ws;      // workspace (plan)
     void *scratch; // shared by all matmul packing slots
-    int64_t *err;  // per TAKE/ONEHOT node: first bad row or -1
+    int64_t *err;  // per TAKE/ONEHOT/GATHER node: first bad row or -1
     NnId *err_node;
     int nerr, nkernels;
     NnBackendSide side; // output headers, their copies, update snapshots
@@ -203,7 +203,8 @@ static const NnBackendOps jit_ops = {make_binding, drop_binding, view};
 
 // ---- run ----
 
-// The first out-of-range label seen by a TAKE/ONEHOT kernel, as the interpreter words it.
+// The first out-of-range label seen by a TAKE/ONEHOT/GATHER kernel, as the
+// interpreter words it.
 static NnStatus check_labels(NnExec *x, JBind *b)
 {
     for (int k = 0; k < b->nerr; k++) {
@@ -217,6 +218,13 @@ static NnStatus check_labels(NnExec *x, JBind *b)
             nn_shape_bind(&x->base.g->nodes[n->in[0]].shape, b->symv, d);
             return nnrt_fail(NN_ERR_RUNTIME, "take: index %d at row %lld is outside [0, %lld)", v,
                              (long long)bad, (long long)d[1]);
+        }
+        if (n->op == NN_OP_GATHER) {
+            int32_t v = ((const int32_t *)b->bufs[n->in[1]])[bad];
+            int64_t d[NN_MAX_RANK];
+            nn_shape_bind(&x->base.g->nodes[n->in[0]].shape, b->symv, d);
+            return nnrt_fail(NN_ERR_RUNTIME, "gather: id %d at %lld is outside [0, %lld)", v,
+                             (long long)bad, (long long)d[0]);
         }
         int32_t v = ((const int32_t *)b->bufs[n->in[0]])[bad];
         return nnrt_fail(NN_ERR_RUNTIME, "onehot: label %d at %lld is outside [0, %lld)", v,
