@@ -1,5 +1,5 @@
 #!/bin/sh
-# The recurrent benchmarks: bench/rnn_bench.sh [BUILD]
+# The recurrent benchmarks: bench/rnn_bench.sh [BUILD [gru|lstm|all]]
 # 1. GRU training (examples/fashion_gru.nn's step, bench/gru.nn on synthetic
 #    images) in samples/s: nnc's JIT (the last epoch of `nnc train`, so the
 #    compile is not counted) against PyTorch's nn.GRU at its best of 1 and 2
@@ -13,6 +13,7 @@ set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BUILD=${1:-$ROOT/build}
+PARTS=${2:-all}
 NNC=$BUILD/nnc
 PY=/usr/bin/python3
 OUT=$(mktemp -d)
@@ -20,6 +21,7 @@ trap 'rm -rf "$OUT"' EXIT
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
+if [ "$PARTS" != lstm ]; then
 echo "bench: nnc GRU training" >&2
 "$NNC" train bench/gru.nn >"$OUT/nnc.txt" 2>&1
 NNC_SPS=$(grep '^epoch 3/3' "$OUT/nnc.txt" | sed 's/.*loss [0-9.]*  *\([0-9.]*k*\) samples\/s.*/\1/')
@@ -37,6 +39,8 @@ echo "| GRU training, batch 128 (samples/s) | nnc JIT | PyTorch best | ratio |"
 echo "|---|---|---|---|"
 awk "BEGIN { printf \"| fashion_gru step | %.0f | %.0f | %.2fx |\n\", $NNC_SPS, $BEST, $NNC_SPS / $BEST }"
 echo
+fi
+if [ "$PARTS" != gru ]; then
 echo "| LSTM step compile (JIT) | ms | ratio to T = 10 |"
 echo "|---|---|---|"
 BASE=
@@ -68,4 +72,5 @@ NN
     fi
 done
 echo
+fi
 echo "load average during the run (1, 5, 15 min): $(load)"

@@ -9,7 +9,7 @@
 typedef enum Kind { B_UNARY, B_BINARY, B_WHERE, B_REDUCE, B_ARGMAX, B_TAKE, B_ONEHOT,
                     B_RESHAPE, B_FLATTEN, B_TRANSPOSE, B_CAST, B_DROPOUT, B_RANDOM,
                     B_ZEROS_LIKE, B_TRAINING, B_CHECK, B_DIVIDES, B_IMAGE, B_FILL, B_SPLIT,
-                    B_STACK, B_CLIP } Kind;
+                    B_STACK, B_CLIP, B_GATHER } Kind;
 
 typedef struct Builtin {
     const char *name;
@@ -38,6 +38,7 @@ static const Builtin builtins[] = {
     {"argmax", B_ARGMAX, NN_OP_ARGMAX, {"x", "axis"}, 1},
     {"take", B_TAKE, NN_OP_TAKE, {"x", "index", "axis"}, 2},
     {"onehot", B_ONEHOT, NN_OP_ONEHOT, {"index", "depth"}, 2},
+    {"gather", B_GATHER, NN_OP_GATHER, {"table", "ids"}, 2},
     {"reshape", B_RESHAPE, NN_OP_RESHAPE, {"x", "shape"}, 2},
     {"flatten", B_FLATTEN, NN_OP_RESHAPE, {"x"}, 1},
     {"transpose", B_TRANSPOSE, NN_OP_TRANSPOSE, {"x", "perm"}, 1},
@@ -435,6 +436,12 @@ Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc)
             return v_none();
         NnId in[2] = {v[0].id, v[1].id};
         return v_tensor(checked(L, nn_ir_add(g, b->op, in, 2, &a, loc), loc));
+    }
+    case B_GATHER: {
+        if (!need_tensor(L, b, v[1], loc))
+            return v_none();
+        NnId in[2] = {v[0].id, v[1].id};
+        return v_tensor(checked(L, nn_ir_add(g, b->op, in, 2, NULL, loc), loc));
     }
     case B_ONEHOT:
         if (v[1].kind != V_NUM || !v[1].is_int || v[1].dim <= 0) {

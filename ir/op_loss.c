@@ -1,6 +1,8 @@
 // Shape rules and VJPs for the indexing ops used by losses and metrics:
 // TAKE (out[i] = x[i, idx[i]], differentiable in x), ONEHOT (i32 labels to
-// rows of 0/1 in attr.dtype, f32 by default) and ARGMAX (i32, axis removed).
+// rows of 0/1 in attr.dtype, f32 by default) and ARGMAX (i32, axis removed);
+// GATHER (rows of a table by id) and its adjoint SCATTER_ADD, which together
+// make an embedding whose gradient touches only the rows of the ids used.
 #include "op_common.h"
 
 bool shape_take(NnGraph *g, NnNode *n)
@@ -81,3 +83,83 @@ bool shape_argmax(NnGraph *g, NnNode *n)
 
 void vjp_onehot(NnGraph *g, NnId id, NnId gout, NnId *gin) { nn_rule_no_vjp(g, id); }
 void vjp_argmax(NnGraph *g, NnId id, NnId gout, NnId *gin) { nn_rule_no_vjp(g, id); }
+
+// The ids of GATHER / SCATTER_ADD: i32, one rank below the rows they index.
+static bool ids_ok(NnGraph *g, NnNode *n, const char *op, int rows_rank)
+{
+    const NnNode *ids = &g->nodes[n->in[1]];
+    char t[NN_TYPE_BUF];
+    if (ids->dtype != NN_DT_I32) {
+        nn_set_err(g, "%s: ids must be i32, got %s", op, nn_rule_in_type(g, n, 1, t));
+        return false;
+    }
+    if (ids->shape.rank + 1 != rows_rank || rows_rank > NN_MAX_RANK) {
+        nn_set_err(g, "%s: ids %s must have one dimension fewer than the rows (rank %d)", op,
+                   nn_rule_in_type(g, n, 1, t), rows_rank);
+        return false;
+    }
+    return true;
+}
+
+bool shape_gather(NnGraph *g, NnNode *n)
+{
+    const NnNode *w = &g->nodes[n->in[0]], *ids = &g->nodes[n->in[1]];
+    char tw[NN_TYPE_BUF];
+    if (w->shape.rank != 2) {
+        nn_set_err(g, "gather: expects a table w[V, D], got %s", nn_rule_in_type(g, n, 0, tw));
+        return false;
+    }
+    if (!ids_ok(g, n, "gather", ids->shape.rank + 1))
+        return false;
+    n->dtype = w->dtype;
+    n->shape = ids->shape;
+    n->shape.dim[n->shape.rank++] = w->shape.dim[1];
+    return true;
+}
+
+// The table's gradient: the output's rows added into the rows they came from.
+void vjp_gather(NnGraph *g, NnId id, NnId gout, NnId *gin)
+{
+    const NnNode *n = &g->nodes[id];
+    NnAttr a = {0};
+    a.shape = g->nodes[n->in[0]].shape;
+    NnId in[2] = {gout, n->in[1]};
+    NnLoc loc = n->loc;
+    gin[0] = nn_ir_add(g, NN_OP_SCATTER_ADD, in, 2, &a, loc);
+    gin[1] = -1;
+}
+
+bool shape_scatter_add(NnGraph *g, NnNode *n)
+{
+    const NnNode *x = &g->nodes[n->in[0]], *ids = &g->nodes[n->in[1]];
+    const NnShape *s = &n->attr.shape;
+    char tx[NN_TYPE_BUF], ti[NN_TYPE_BUF];
+    if (s->rank != 2 || !nn_rule_shape_ok(g, s) || x->shape.rank < 1) {
+        nn_set_err(g, "scatter_add: expects rows x[..., D] and a table shape [V, D], got %s",
+                   nn_rule_in_type(g, n, 0, tx));
+        return false;
+    }
+    if (!ids_ok(g, n, "scatter_add", x->shape.rank))
+        return false;
+    bool same = x->shape.dim[x->shape.rank - 1] == s->dim[1];
+    for (int i = 0; i < ids->shape.rank; i++)
+        same &= x->shape.dim[i] == ids->shape.dim[i];
+    if (!same) {
+        nn_set_err(g, "scatter_add: rows %s do not match ids %s and row length %lld",
+                   nn_rule_in_type(g, n, 0, tx), nn_rule_in_type(g, n, 1, ti),
+                   (long long)s->dim[1]);
+        return false;
+    }
+    n->dtype = x->dtype;
+    n->shape = *s;
+    return true;
+}
+
+void vjp_scatter_add(NnGraph *g, NnId id, NnId gout, NnId *gin)
+{
+    const NnNode *n = &g->nodes[id];
+    NnId in[2] = {gout, n->in[1]};
+    NnLoc loc = n->loc;
+    gin[0] = nn_ir_add(g, NN_OP_GATHER, in, 2, NULL, loc);
+    gin[1] = -1;
+}

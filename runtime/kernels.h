@@ -202,6 +202,28 @@ typedef struct NnrtOnehot {
 } NnrtOnehot;
 int64_t nnrt_onehot(const NnrtOnehot *a);
 
+// Rows of a table: y[i, :] = x[idx[i], :] for i < n, x is [v, d] of dt.
+// Returns the first i with idx[i] outside [0, v), or -1 (such rows give 0).
+typedef struct NnrtGather {
+    NnDType dt;
+    int64_t n, v, d;
+    const void *x;
+    const int32_t *idx;
+    void *y;
+} NnrtGather;
+int64_t nnrt_gather(const NnrtGather *a);
+
+// The adjoint of gather: y [v, d] = 0, then y[idx[i], :] += x[i, :] for i < n
+// in order (so the sums are reproducible). Out-of-range ids are skipped.
+typedef struct NnrtScatterAdd {
+    NnDType dt;
+    int64_t n, v, d;
+    const void *x;
+    const int32_t *idx;
+    void *y;
+} NnrtScatterAdd;
+void nnrt_scatter_add(const NnrtScatterAdd *a);
+
 // ---- random numbers (ABI) -------------------------------------------------
 //
 // Counter-based: element i of a draw with (seed, step) depends on nothing else.

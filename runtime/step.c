@@ -163,6 +163,9 @@ NnStatus nnrt_step_check(const NnrtStepRun *r)
         if (c->kind == 0)
             return nnrt_fail(NN_ERR_RUNTIME, "take: index %d at row %lld is outside [0, %lld)", v,
                              (long long)bad, (long long)c->bound);
+        if (c->kind == 2)
+            return nnrt_fail(NN_ERR_RUNTIME, "gather: id %d at %lld is outside [0, %lld)", v,
+                             (long long)bad, (long long)c->bound);
         return nnrt_fail(NN_ERR_RUNTIME, "onehot: label %d at %lld is outside [0, %lld)", v,
                          (long long)bad, (long long)c->bound);
     }

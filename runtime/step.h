@@ -57,9 +57,10 @@ typedef struct NnrtStepUpdate {
     int slot;
 } NnrtStepUpdate;
 
-// A TAKE (kind 0: rows of a table of `bound` rows, indices in slot) or
-// ONEHOT (kind 1: labels below `bound`, in slot) whose kernel records the
-// first out-of-range position in the errors slot.
+// A TAKE (kind 0: rows of a table of `bound` rows, indices in slot), ONEHOT
+// (kind 1: labels below `bound`, in slot) or GATHER (kind 2: ids of a table's
+// `bound` rows, in slot) whose kernel records the first out-of-range position
+// in the errors slot.
 typedef struct NnrtStepCheck {
     int kind;
     int slot; // the i32 indices or labels

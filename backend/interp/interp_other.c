@@ -113,6 +113,27 @@ NnStatus interp_onehot(Ictx *c, const NnNode *n, NnTensor *out)
     return NN_OK;
 }
 
+NnStatus interp_gather(Ictx *c, const NnNode *n, NnTensor *out)
+{
+    const NnTensor *w = interp_in(c, n, 0), *idx = interp_in(c, n, 1);
+    NnrtGather a = {.dt = w->dtype, .n = idx->numel, .v = w->shape[0], .d = w->shape[1],
+                    .x = w->data, .idx = idx->data, .y = out->data};
+    int64_t bad = nnrt_gather(&a);
+    if (bad >= 0)
+        return nnrt_fail(NN_ERR_RUNTIME, "gather: id %d at %lld is outside [0, %lld)",
+                         ((const int32_t *)idx->data)[bad], (long long)bad, (long long)a.v);
+    return NN_OK;
+}
+
+NnStatus interp_scatter_add(Ictx *c, const NnNode *n, NnTensor *out)
+{
+    const NnTensor *x = interp_in(c, n, 0), *idx = interp_in(c, n, 1);
+    NnrtScatterAdd a = {.dt = out->dtype, .n = idx->numel, .v = out->shape[0],
+                        .d = out->shape[1], .x = x->data, .idx = idx->data, .y = out->data};
+    nnrt_scatter_add(&a);
+    return NN_OK;
+}
+
 NnStatus interp_argmax(Ictx *c, const NnNode *n, NnTensor *out)
 {
     const NnTensor *x = interp_in(c, n, 0);

@@ -188,8 +188,31 @@ bool llvm_input(NnCg *cg, NnId id) { return true; }
 bool llvm_param(NnCg *cg, NnId id) { return true; }
 bool llvm_state(NnCg *cg, NnId id) { return true; }
 
+// Whether FUSED node n reads its input `id` from memory: a body's contraction
+// (matmul, convolution) takes its operands by pointer, while the rest of a
+// body inlines a CONST's value.
+static bool fused_reads(const NnNode *n, NnId id)
+{
+    const NnGraph *b = n->attr.body;
+    for (NnId c = 0; c < b->count; c++) {
+        if (!nn_op_has(b->nodes[c].op, NN_OPF_CONTRACT))
+            continue;
+        for (int j = 0; j < b->nodes[c].nin; j++) {
+            NnId bid = b->nodes[c].in[j];
+            if (b->nodes[bid].op != NN_OP_INPUT)
+                continue;
+            int k = 0;
+            for (NnId i = 0; i < bid; i++)
+                k += b->nodes[i].op == NN_OP_INPUT;
+            if (n->in[k] == id)
+                return true;
+        }
+    }
+    return false;
+}
+
 // Whether some consumer reads the CONST from memory (elementwise consumers
-// and FUSED bodies inline the value instead).
+// and the elementwise parts of FUSED bodies inline the value instead).
 static bool const_needed(const NnGraph *g, NnId id)
 {
     for (int i = 0; i < g->noutputs; i++)
@@ -200,6 +223,8 @@ static bool const_needed(const NnGraph *g, NnId id)
             return true;
     for (NnId i = id + 1; i < g->count; i++) {
         const NnNode *n = &g->nodes[i];
+        if (n->op == NN_OP_FUSED && fused_reads(n, id))
+            return true;
         bool inl =
             n->op == NN_OP_FUSED || n->op == NN_OP_BROADCAST || nn_op_has(n->op, NN_OPF_ELEMWISE);
         for (int k = 0; k < n->nin && !inl; k++)

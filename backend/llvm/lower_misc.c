@@ -1,8 +1,9 @@
 // Layout, indexing and random-number ops: RESHAPE (a flat copy), TRANSPOSE
-// (a copy with permuted strides through the expression path), TAKE, ONEHOT and
-// ARGMAX (scalar loops: they touch one row of labels), RAND_UNIFORM/NORMAL
-// (the runtime's counter-based formulas, bit for bit). TAKE and ONEHOT record
-// the first out-of-range label in the error slot; exec.c reports it after the run.
+// (a copy with permuted strides through the expression path), TAKE, ONEHOT,
+// ARGMAX, GATHER and SCATTER_ADD (scalar loops: they touch one row of labels
+// or the rows of the ids given), RAND_UNIFORM/NORMAL (the runtime's
+// counter-based formulas, bit for bit). TAKE, ONEHOT and GATHER record the
+// first out-of-range label in the error slot; exec.c reports it after the run.
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,6 +121,74 @@ bool llvm_onehot(NnCg *cg, NnId id)
     nn_cg_store(cg, n->dtype, v, y, LLVMBuildAdd(cg->b, row, j.iv, ""), 1, NULL);
     nn_cg_loop_end(cg, &j);
     nn_cg_loop_end(cg, &i);
+    nn_cg_kernel_end(cg);
+    return true;
+}
+
+// y[i, :] = w[ids[i], :]: one row copy per id; a bad id gives a zero row.
+bool llvm_gather(NnCg *cg, NnId id)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    int r;
+    int64_t d[NN_MAX_RANK];
+    nn_cg_shape(cg, cg->g, n->in[0], &r, d);
+    int64_t rows = nn_cg_numel(cg, cg->g, n->in[1]), dim = d[1];
+    nn_cg_kernel_begin(cg, "gather", 0);
+    LLVMValueRef w = nn_cg_buf(cg, n->in[0]), idx = nn_cg_buf(cg, n->in[1]);
+    LLVMValueRef y = nn_cg_buf(cg, id), err = err_entry(cg, id);
+    LLVMBuildStore(cg->b, nn_cg_i64(cg, -1), err);
+    NnLoop i, k;
+    nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_i64(cg, rows), 1);
+    LLVMValueRef j = nn_cg_load(cg, NN_DT_I32, idx, i.iv, 1, NULL);
+    LLVMValueRef ok = in_range(cg, j, d[0]);
+    note_bad(cg, err, LLVMBuildNot(cg->b, ok, ""), i.iv);
+    LLVMValueRef js =
+        LLVMBuildSelect(cg->b, ok, LLVMBuildSExt(cg->b, j, cg->t_i64, ""), nn_cg_i64(cg, 0), "");
+    LLVMValueRef src = LLVMBuildMul(cg->b, js, nn_cg_i64(cg, dim), "");
+    LLVMValueRef dst = LLVMBuildMul(cg->b, i.iv, nn_cg_i64(cg, dim), "");
+    nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), nn_cg_i64(cg, dim), 1);
+    LLVMValueRef zero = nn_cg_const(cg, n->dtype, 0, 1), v = zero;
+    if (d[0] > 0)
+        v = nn_cg_load(cg, n->dtype, w, LLVMBuildAdd(cg->b, src, k.iv, ""), 1, NULL);
+    v = LLVMBuildSelect(cg->b, ok, v, zero, "");
+    nn_cg_store(cg, n->dtype, v, y, LLVMBuildAdd(cg->b, dst, k.iv, ""), 1, NULL);
+    nn_cg_loop_end(cg, &k);
+    nn_cg_loop_end(cg, &i);
+    nn_cg_kernel_end(cg);
+    return true;
+}
+
+// y = 0, then y[ids[i], :] += x[i, :] in the order of i, as the runtime kernel
+// does; a bad id adds nothing. Only the rows of the ids given are read back.
+bool llvm_scatter_add(NnCg *cg, NnId id)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    int64_t rows = nn_cg_numel(cg, cg->g, n->in[1]), v = n->attr.shape.dim[0];
+    int64_t dim = n->attr.shape.dim[1];
+    nn_cg_kernel_begin(cg, "scatter_add", 0);
+    LLVMValueRef x = nn_cg_buf(cg, n->in[0]), idx = nn_cg_buf(cg, n->in[1]);
+    LLVMValueRef y = nn_cg_buf(cg, id);
+    NnLoop e, i, k;
+    nn_cg_loop_begin(cg, &e, nn_cg_i64(cg, 0), nn_cg_i64(cg, v * dim), 1);
+    nn_cg_store(cg, n->dtype, nn_cg_const(cg, n->dtype, 0, 1), y, e.iv, 1, NULL);
+    nn_cg_loop_end(cg, &e);
+    if (v * dim > 0) {
+        nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_i64(cg, rows), 1);
+        LLVMValueRef j = nn_cg_load(cg, NN_DT_I32, idx, i.iv, 1, NULL);
+        LLVMValueRef ok = in_range(cg, j, v);
+        LLVMValueRef js = LLVMBuildSelect(cg->b, ok, LLVMBuildSExt(cg->b, j, cg->t_i64, ""),
+                                          nn_cg_i64(cg, 0), "");
+        LLVMValueRef dst = LLVMBuildMul(cg->b, js, nn_cg_i64(cg, dim), "");
+        LLVMValueRef src = LLVMBuildMul(cg->b, i.iv, nn_cg_i64(cg, dim), "");
+        nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), nn_cg_i64(cg, dim), 1);
+        LLVMValueRef at = LLVMBuildAdd(cg->b, dst, k.iv, "");
+        LLVMValueRef cur = nn_cg_load(cg, n->dtype, y, at, 1, NULL);
+        LLVMValueRef add = nn_cg_load(cg, n->dtype, x, LLVMBuildAdd(cg->b, src, k.iv, ""), 1, NULL);
+        LLVMValueRef sum = nn_cg_binop(cg, NN_OP_ADD, n->dtype, cur, add);
+        nn_cg_store(cg, n->dtype, LLVMBuildSelect(cg->b, ok, sum, cur, ""), y, at, 1, NULL);
+        nn_cg_loop_end(cg, &k);
+        nn_cg_loop_end(cg, &i);
+    }
     nn_cg_kernel_end(cg);
     return true;
 }

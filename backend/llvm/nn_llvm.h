@@ -64,7 +64,7 @@ typedef struct NnCg {
     int *slot;           // node id -> bufs slot, -1 for none
     int64_t *slot_bytes; // per slot; scratch slots are added by kernels
     int nslots, slotcap;
-    int err_slot;   // int64 per TAKE/ONEHOT: first out-of-range row, or -1
+    int err_slot;   // int64 per TAKE/ONEHOT/GATHER: first out-of-range row, or -1
     NnId *err_node; // node of each entry
     int nerr;
     NnCgKernel *kernels;

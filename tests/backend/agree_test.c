@@ -327,6 +327,24 @@ static void b_onehot(NnOp op)
     finish(&c, nn_ir_add(c.g, NN_OP_ONEHOT, &idx, 1, &a, ag_loc), "onehot");
 }
 
+// Rows of a 7-row table by 12 ids (f32 and f64), and the adjoint adding 12
+// rows back into the table.
+static void b_gather(NnOp op)
+{
+    for (int dt = NN_DT_F32; dt <= NN_DT_F64; dt++) {
+        Case c;
+        start(&c);
+        NnId x = op == NN_OP_GATHER ? in(&c, (NnDType)dt, AG_SHAPE(7, 5), -1, 1)
+                                    : in(&c, (NnDType)dt, AG_SHAPE(3, 4, 5), -1, 1);
+        NnId ids = in_int(&c, NN_DT_I32, AG_SHAPE(3, 4), 0, 6);
+        NnAttr a = {.shape = AG_SHAPE(7, 5)};
+        NnId ins[2] = {x, ids};
+        char what[64];
+        snprintf(what, sizeof what, "%s %s", nn_op_name(op), nnrt_dtype_name((NnDType)dt));
+        finish(&c, nn_ir_add(c.g, op, ins, 2, op == NN_OP_GATHER ? NULL : &a, ag_loc), what);
+    }
+}
+
 static void b_argmax(NnOp op)
 {
     for (int axis = 0; axis < 3; axis++) {
@@ -666,6 +684,7 @@ static const Builder builders[NN_OP_COUNT] = {
     [NN_OP_REDUCE_MEAN] = b_reduce,  [NN_OP_REDUCE_MAX] = b_reduce, [NN_OP_LOGSUMEXP] = b_reduce,
     [NN_OP_MATMUL] = b_matmul,       [NN_OP_TAKE] = b_take,         [NN_OP_ONEHOT] = b_onehot,
     [NN_OP_ARGMAX] = b_argmax,       [NN_OP_FUSED] = b_fused,
+    [NN_OP_GATHER] = b_gather,       [NN_OP_SCATTER_ADD] = b_gather,
     [NN_OP_CONV2D] = b_conv,         [NN_OP_CONV2D_BWD_DATA] = b_conv,
     [NN_OP_CONV2D_BWD_FILTER] = b_conv,
     [NN_OP_MAX_POOL2D] = b_pool,     [NN_OP_MAX_POOL2D_BWD] = b_pool,

@@ -426,6 +426,32 @@ Test(llvm, errors_match_interp)
 #endif
 }
 
+// An embedding id outside the table is reported alike by both backends.
+Test(llvm, gather_errors_match_interp)
+{
+    NEED_LLVM();
+#ifdef NN_WITH_LLVM
+    NnGraph *g = nn_graph_new();
+    int64_t n = nn_sym_dim(g, "N");
+    NnId w = ag_input(g, "w", NN_DT_F32, AG_SHAPE(5, 3));
+    NnId ids = ag_input(g, "ids", NN_DT_I32, AG_SHAPE(n, 2));
+    NnId ins[2] = {w, ids};
+    nn_graph_add_output(g, "e", nn_ir_add(g, NN_OP_GATHER, ins, 2, NULL, ag_loc));
+    NnTensor *t[2] = {ag_tensor(NN_DT_F32, AG_SHAPE(5, 3), 1, -1, 1),
+                      ag_tensor(NN_DT_I32, AG_SHAPE(4, 2), 2, 0, 5)};
+    nnrt_tensor_set(t[1], 5, 5);
+    char *mi = error_of(&nn_backend_interp, g, t), *mj = error_of(&nn_backend_jit, g, t);
+    cr_assert(mi && mj, "both should fail on id 5");
+    cr_expect_str_eq(mj, mi);
+    cr_expect(strstr(mi, "gather: id 5 at 5 is outside [0, 5)"), "got: %s", mi);
+    free(mi);
+    free(mj);
+    nnrt_tensor_free(t[0]);
+    nnrt_tensor_free(t[1]);
+    nn_graph_free(g);
+#endif
+}
+
 // The JIT's vector exp/tanh/sigmoid against libm in double, over their whole
 // range: within 1e-6 relative (results below FLT_MIN: within 2e-45).
 Test(llvm, transcendentals_accurate)

@@ -394,6 +394,40 @@ Test(sequence_cli, recurrent_last_state_and_initial_state)
     cr_assert(fabs(z - o) > 1e-4, "lstm: c0 = 1 gave the same loss %g", o);
 }
 
+// Evaluating a recurrent classifier gives the same loss on the JIT as on the
+// interpreter. The zero initial state is a constant that only the first
+// step's fused matmul reads; the JIT once never wrote it, so evaluation (not
+// training, where the backward pass also read it) used whatever memory held.
+Test(sequence_cli, recurrent_evaluation_agrees_across_backends)
+{
+#ifndef NN_WITH_LLVM
+    cr_skip_test("built without LLVM");
+#endif
+    write_file("ev.nn", "import std\n"
+                        "data d {\n    x = uniform([64, 4, 5], 0, 1)\n"
+                        "    label = i32(uniform([64], 0, 3))\n}\n"
+                        "model m(x: f32[N, 4, 5]) -> f32[N, 3] {\n"
+                        "    return x |> gru_last(8) |> dense(3)\n}\n"
+                        "train m on d {\n    loss = cross_entropy(output, label)\n"
+                        "    optimizer = adam()\n    batch = 16\n    epochs = 0\n"
+                        "    metrics = [accuracy]\n}\n");
+    double loss[2];
+    static const char *const be[2] = {"interp", "jit"};
+    for (int i = 0; i < 2; i++) {
+        char *out, log[32];
+        snprintf(log, sizeof log, "%s.jsonl", be[i]);
+        cr_assert_eq(tu_nnc_run(&out, "train ev.nn -q --backend %s --metrics %s", be[i], log), 0,
+                     "%s", out);
+        free(out);
+        char *text = tu_read_file(log);
+        cr_assert(text);
+        loss[i] = tu_jsonl_last(text, "train", "loss");
+        free(text);
+    }
+    cr_assert(isfinite(loss[0]) && loss[0] > 0, "interp loss %g", loss[0]);
+    cr_assert_float_eq(loss[1], loss[0], 1e-5 * loss[0], "jit %g, interp %g", loss[1], loss[0]);
+}
+
 // rnn, lstm and gru return [N, T, units]; the _last forms [N, units].
 Test(sequence_cli, recurrent_shapes)
 {

@@ -232,6 +232,27 @@ static NnId take(Ctx *c, NnOp op, int v)
     return nn_ir_add(c->g, NN_OP_TAKE, in, 2, &a, L);
 }
 
+// Embedding rows: a table of 5 rows read by 8 ids (so rows repeat and some
+// are never read); variant 1 has a symbolic batch of ids.
+static NnId gather(Ctx *c, NnOp op, int v)
+{
+    c->depth = 5;
+    NnId w = var(c, "5,3", R_ANY, true);
+    NnId ids = var(c, v ? "N=4,2" : "2,4", R_LABEL, false);
+    NnId in[2] = {w, ids};
+    return nn_ir_add(c->g, NN_OP_GATHER, in, 2, NULL, L);
+}
+
+static NnId scatter_add(Ctx *c, NnOp op, int v)
+{
+    c->depth = 5;
+    NnId x = var(c, v ? "N=4,2,3" : "2,4,3", R_ANY, true);
+    NnId ids = var(c, v ? "N=4,2" : "2,4", R_LABEL, false);
+    NnAttr a = {.shape = shape_of(c, "5,3")};
+    NnId in[2] = {x, ids};
+    return nn_ir_add(c->g, NN_OP_SCATTER_ADD, in, 2, &a, L);
+}
+
 // ---- convolution, pooling and axis layout ----
 
 // Convolution variants, as {x, w, stride h, w, pad t, l, b, r, dilation h, w,
@@ -470,6 +491,10 @@ static const Recipe recipes[] = {
     {NN_OP_MATMUL, "symbolic batch", matmul, 4, 0, 0},
     {NN_OP_TAKE, "labels", take, 0, 0, 0},
     {NN_OP_TAKE, "symbolic batch", take, 1, 0, 0},
+    {NN_OP_GATHER, "repeated ids", gather, 0, 0, 0},
+    {NN_OP_GATHER, "symbolic batch", gather, 1, 0, 0},
+    {NN_OP_SCATTER_ADD, "repeated ids", scatter_add, 0, 0, 0},
+    {NN_OP_SCATTER_ADD, "symbolic batch", scatter_add, 1, 0, 0},
     CONV(NN_OP_CONV2D, conv2d), CONV(NN_OP_CONV2D_BWD_DATA, conv2d_bwd_data),
     CONV(NN_OP_CONV2D_BWD_FILTER, conv2d_bwd_filter),
     {NN_OP_CONV2D_BWD_DATA, "transposed, output padding", conv2d_bwd_data, 7, 0, 0},
