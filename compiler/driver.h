@@ -143,10 +143,10 @@ extern volatile sig_atomic_t nn_interrupted;
 extern int nn_compiles;
 
 int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only);
-// `nnc build`: a standalone program (driver_build.c).
-int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o);
 // `nnc repl [FILE]` (repl.c).
 int nn_cmd_repl(NnOptions *o);
+// `nnc build`: a standalone program (driver_build.c).
+int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o);
 int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, NnOptions *o);
 int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o);
 // `nnc sample` for language models (driver_sample_text.c): true when the

@@ -1,5 +1,5 @@
 // The nnc command line: parses arguments, runs the front end (parse, sema),
-// and dispatches to check / ir / train / eval / predict / augment / build /
+// and dispatches to check / ir / train / eval / predict / build / augment /
 // sample / repl. The only place that chooses an exit status:
 // 0 success, 1 a diagnostic (bad script, shape error, bad data), 2 bad usage.
 #include <errno.h>
@@ -23,12 +23,12 @@ static const char usage[] =
     "                          samples: an IDX or CSV file as the data block reads them,\n"
     "                          or '-' for raw f32 model inputs on standard input\n"
     "  augment FILE -o OUT     write a grid of augmented training images (.png or .pgm)\n"
+    "  repl [FILE]             interactive session (reads commands from standard input\n"
+    "                          when it is not a terminal)\n"
     "  build FILE -o PROG      a standalone program: PROG train | eval | predict\n"
     "                          (--target T, --weights W to embed trained weights)\n"
     "  build FILE --lib -o libNAME\n"
     "                          a static library libNAME.a and its C header NAME.h\n"
-    "  repl [FILE]             interactive session (reads commands from standard input\n"
-    "                          when it is not a terminal)\n"
     "  sample FILE --weights W [--count N] [--temperature T]\n"
     "                          a language model (text() data): print generated lines\n"
     "  sample FILE --weights W -o OUT.png (a generator)\n"
@@ -309,14 +309,15 @@ int main(int argc, char **argv)
         fprintf(stderr, usage, nn_pass_names());
         goto out;
     }
-    static const char *const cmds[] = {"check",  "ir",     "train",   "eval", "augment",
+    static const char *const cmds[] = {"check",  "ir",      "train", "eval", "augment",
                                        "sample", "predict", "build", "repl"};
     bool known = false;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         known = known || !strcmp(cmd, cmds[i]);
     if (!known) {
         usage_error("unknown command '%s' (commands: check, ir, train, eval, augment, sample, "
-                    "predict, build, repl)", cmd);
+                    "predict, build, repl)",
+                    cmd);
         goto out;
     }
     if ((rc = check_option_uses(cmd, given, ngiven)))

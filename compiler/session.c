@@ -66,11 +66,11 @@ NnSession *nn_session_new(const NnOptions *o, FILE *out, FILE *diag)
         return NULL;
     session_init(s, o, out);
     nn_ctx_init(&s->own, diag ? diag : stderr);
-    NnPaths paths; // an installed nnc's own stdlib (driver_paths.c)
-    nn_driver_paths(&s->own, &paths);
-    s->own.stdlib_dir = paths.stdlib;
     s->c = &s->own;
     s->owns_ctx = true;
+    NnPaths paths; // an installed nnc's REPL imports the installed stdlib
+    nn_driver_paths(s->c, &paths);
+    s->c->stdlib_dir = paths.stdlib;
     return s;
 }
 
