@@ -71,8 +71,10 @@ NnStatus nnrt_model_create(const NnrtModelDesc *d, int threads, NnrtModel **out)
     if (!out)
         return nnrt_fail(NN_ERR_SHAPE, "create: no place for the model (out is NULL)");
     *out = NULL;
-    if (!d)
-        return nnrt_fail(NN_ERR_SHAPE, "create: no model description");
+    if (!d || d->eval->noutputs > 16 || d->step->noutputs > 16 || d->eval->ninputs != 2 ||
+        d->step->ninputs != 2)
+        return nnrt_fail(NN_ERR_SHAPE, "create: no model description, or not one this runtime "
+                         "runs (two inputs, at most 16 outputs)");
     if (threads < 0 || threads > 1024)
         return nnrt_fail(NN_ERR_SHAPE, "create: threads must be 0 (all cores) to 1024, got %d",
                          threads);
@@ -193,10 +195,10 @@ NnStatus nnrt_model_load(NnrtModel *m, const char *path)
         return bad_arg(m, "load: path must not be NULL");
     NnVars loaded, want;
     nnrt_vars_init(&want);
-    if (nnrt_safetensors_load(path, &loaded, NULL) != NN_OK)
-        return fail(m, NN_ERR_IO);
+    NnStatus st = nnrt_safetensors_load(path, &loaded, NULL);
+    if (st != NN_OK)
+        return fail(m, st);
     // Weights and layer state must be there; optimizer state is taken when present.
-    NnStatus st = NN_OK;
     for (int i = 0; st == NN_OK && i < m->vars.count; i++) {
         const NnTensor *t = m->vars.tensors[i];
         if (!is_model_var(m->d, m->vars.names[i]) && !nnrt_vars_get(&loaded, m->vars.names[i]))

@@ -268,7 +268,7 @@ static const char any_c[] =
     "    for (int i = 0; i < n; i++)\n"
     "        for (int k = 0; k < OUT; k++)\n"
     "            printf(\"%.7g%c\", out[i * OUT + k], k + 1 < OUT ? ',' : '\\n');\n"
-    "    F(_free)(m);\n    return 0;\n}\n";
+    "    F(_free)(m);\n    free(x);\n    free(out);\n    fclose(f);\n    return 0;\n}\n";
 
 // The scores of a predict CSV (header dropped, a classifier's class column too).
 static char *scores_of(char *csv, bool classify)
