@@ -521,6 +521,14 @@ static int predict_xforms(Build *B, const NnProgram *p, const NnAst *data, const
     NnField f = {0};
     bool have = false;
     int n = 0;
+    // Normalization uses the training split's statistics, which predict does
+    // not have: such a model predicts from model inputs only.
+    for (int i = 0; i < data->kids.count; i++) {
+        const NnAst *v = data->kids.items[i]->a;
+        if (data->kids.items[i]->kind != NN_AST_SPLIT && v && v->kind == NN_AST_CALL &&
+            v->a->kind == NN_AST_NAME && !strcmp(v->a->name, "normalize"))
+            return 0;
+    }
     for (int i = 0; i < B->nxf; i++) {
         const NnAst *st = B->xf[i].st;
         if (B->xf[i].k != 0 && B->xf[i].k != -1)
@@ -562,7 +570,6 @@ static int predict_xforms(Build *B, const NnProgram *p, const NnAst *data, const
         const NnNode *o = nn_node(one, one->outputs[0].id);
         f = (NnField){"x", o->dtype, o->shape};
     }
-    (void)data;
     (void)s;
     return have ? n : 0;
 }
@@ -658,7 +665,8 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
         B->xf[i].job = add_job(B, B->xf[i].g, NULL, false, what);
     }
     NnShape raw = {0};
-    int nx = predict_xforms(B, p, NULL, &splits, xj, owned, &nowned, &raw);
+    int nx = predict_xforms(B, p, nn_sema_find(p, p->trains[0]->name2)->ast, &splits, xj, owned,
+                            &nowned, &raw);
     if (B->overflow) {
         nn_error(&c->diags, spec.ast->loc, "too many steps to compile (at most %d)", MAX_JOBS);
         goto done;

@@ -56,6 +56,7 @@ typedef struct Runner {
     NnrtStepRun *train, *eval; // opened on first use (run.d != NULL)
     NnTensor *xrow, *yrow;     // one-row views for evaluating row by row
     NnTensor *zero_y;          // labels of zeros for predict (no labels)
+    double lr;                 // the learning rate of the last training step
 } Runner;
 
 static int find_step(const NnrtAppStep *list, int n, int64_t rows)
@@ -86,7 +87,19 @@ static NnStatus cb_step(void *ctx, const NnTensor *x, const NnTensor *y, int64_t
         st = nnrt_step_run(&R->train[i], NULL, &R->vars, in, out);
     if (st == NN_OK)
         *loss = nnrt_tensor_get(out[0], 0);
+    // The learning rate the step ran with (a schedule's value), for progress and the log.
+    for (int k = 1; st == NN_OK && k < R->a->train[i].step->noutputs; k++)
+        if (!strcmp(R->a->train[i].step->outputs[k].name, "lr"))
+            R->lr = nnrt_tensor_get(out[k], 0);
     return st;
+}
+
+static bool has_lr(const NnrtApp *a)
+{
+    for (int k = 0; a->ntrain && k < a->train[0].step->noutputs; k++)
+        if (!strcmp(a->train[0].step->outputs[k].name, "lr"))
+            return true;
+    return false;
 }
 
 
@@ -362,7 +375,8 @@ static int cmd_train(const NnrtApp *a, const Args *g, bool eval_only)
     }
     NnrtTrainCallbacks cb = {.ctx = &R, .step = cb_step, .predict = cb_predict,
                              .snapshot = cb_snapshot, .restore = cb_restore,
-                             .checkpoint_vars = cb_checkpoint_vars};
+                             .checkpoint_vars = cb_checkpoint_vars,
+                             .lr = has_lr(a) ? &R.lr : NULL};
     NnrtTrainOptions to;
     fill_options(a, g, train, val, test, &to);
     if (eval_only) {
