@@ -126,8 +126,9 @@ static int conv_epilogue_ops(const NnGraph *g, int which)
 
 // The step of a 2-conv network: forward conv + bias + relu in one kernel per
 // layer, each max-pool gradient with the relu mask that follows it, the
-// filter gradients with their Adam updates. Measured: 67 kernels, 44 of them
-// fused; the bound fails when any of that fusion is lost.
+// filter gradients with their Adam updates. Measured: 69 kernels, 44 of them
+// fused (2 are scalar run-time hyperparameter ops); the bound fails when any
+// of that fusion is lost.
 Test(cnn_kernels, training_step)
 {
     Compiled k;
@@ -135,7 +136,7 @@ Test(cnn_kernels, training_step)
     NnGraph *s = optimized(k.spec.step, NULL);
     NnGraph *u = optimized(k.spec.step, "fuse");
     int kernels = nn_fuse_count_kernels(s);
-    cr_expect_leq(kernels, 67, "%d kernels in the CNN step (was 67)", kernels);
+    cr_expect_leq(kernels, 69, "%d kernels in the CNN step (was 69)", kernels);
     cr_expect_lt(kernels, nn_fuse_count_kernels(u) - 40, "unfused: %d", nn_fuse_count_kernels(u));
     cr_expect_eq(fused_on(s, NN_OP_CONV2D), 2, "conv + bias + relu, per layer");
     cr_expect_eq(fused_on(s, NN_OP_MAX_POOL2D_BWD), 2, "max-pool gradient + relu mask");
