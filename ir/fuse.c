@@ -3,9 +3,10 @@
 // is one of three forms (nn_fuse_form):
 //   E: a DAG of FUSIBLE elementwise ops and BROADCASTs, one output;
 //   R: an E DAG under one reduction, which is the output;
-//   M: one contraction (MATMUL, or a convolution or one of its gradients) of
-//      body INPUTs, then an E DAG over its result (bias, activation,
-//      gradient mask), output of the contraction's shape.
+//   M: one host op of body INPUTs: a contraction (MATMUL, or a convolution or
+//      one of its gradients) or a pooling op (EPILOGUE flag; then the output
+//      keeps the host's dtype), then an E DAG over its result (bias,
+//      activation, gradient mask), output of the host's shape.
 // Body INPUTs, in id order, stand for the FUSED node's inputs; CONSTs are copied
 // into bodies (never shared across a body boundary), a MATMUL's operands stay INPUTs.
 // requires: a verified graph, ideally after dce. provides: every node of a group
@@ -38,8 +39,19 @@ static bool is_elemwise(NnOp op)
 
 static bool is_reduce(NnOp op) { return nn_op_has(op, NN_OPF_REDUCE); }
 
-// Ops whose result an epilogue can ride on (the backend keeps it in registers).
-static bool is_contraction(NnOp op) { return nn_op_has(op, NN_OPF_CONTRACT); }
+// Ops whose result an epilogue can ride on: contractions (the backend keeps
+// their tiles in registers) and pooling (whose kernel finishes a plane in
+// cache, then applies the epilogue to it in place, so the dtype must stay).
+static bool is_host(NnOp op)
+{
+    return nn_op_has(op, NN_OPF_CONTRACT) || nn_op_has(op, NN_OPF_EPILOGUE);
+}
+
+static bool host_fits(const NnNode *host, const NnNode *out)
+{
+    return nn_shape_eq(&host->shape, &out->shape) &&
+           (nn_op_has(host->op, NN_OPF_CONTRACT) || host->dtype == out->dtype);
+}
 
 static void analyze(Fuse *f, const NnGraph *g)
 {
@@ -90,7 +102,7 @@ static bool absorbable(const Fuse *f, NnId p, NnId r)
         return false;
     for (int e = f->cstart[p]; e < f->cstart[p + 1]; e++) {
         int c = f->cons[e];
-        if (f->group[c] != r || is_contraction(f->g->nodes[c].op))
+        if (f->group[c] != r || is_host(f->g->nodes[c].op))
             return false;
     }
     return true;
@@ -112,8 +124,8 @@ static int grow(Fuse *f, NnId r)
         const NnNode *n = &g->nodes[p];
         if (f->group[p] != -1 || !absorbable(f, p, r))
             continue;
-        if (is_contraction(n->op)) {
-            if (reduce || has_mm || !nn_shape_eq(&n->shape, &g->nodes[r].shape))
+        if (is_host(n->op)) {
+            if (reduce || has_mm || !host_fits(n, &g->nodes[r]))
                 continue;
         } else if (!is_elemwise(n->op) || n->op == NN_OP_CONST) {
             continue;
@@ -121,11 +133,11 @@ static int grow(Fuse *f, NnId r)
         if (uses + n->nin > NN_FUSE_MAXUSES)
             continue;
         uses += n->nin;
-        has_mm |= is_contraction(n->op);
+        has_mm |= is_host(n->op);
         f->group[p] = r;
         f->lo[r] = p;
         size++;
-        if (is_contraction(n->op))
+        if (is_host(n->op))
             continue; // its operands become body INPUTs
         for (int k = 0; k < n->nin; k++)
             lo = n->in[k] < lo ? n->in[k] : lo;
@@ -150,7 +162,7 @@ static bool through_input(const Fuse *f, NnId r, NnId m, NnId x)
 {
     if (f->group[x] == r)
         return false;
-    return f->g->nodes[x].op != NN_OP_CONST || is_contraction(f->g->nodes[m].op);
+    return f->g->nodes[x].op != NN_OP_CONST || is_host(f->g->nodes[m].op);
 }
 
 // Builds root r's body in rw->g's arena and adds the FUSED node. bmap and
@@ -279,7 +291,7 @@ NnFuseForm nn_fuse_form(const NnGraph *b)
         const NnNode *n = &b->nodes[i];
         if (n->op == NN_OP_INPUT || n->op == NN_OP_CONST || is_elemwise(n->op))
             continue;
-        if (is_contraction(n->op) && mm < 0 && inputs_only(b, n))
+        if (is_host(n->op) && mm < 0 && inputs_only(b, n))
             mm = i;
         else if (is_reduce(n->op) && i == out)
             reduce++;
@@ -291,7 +303,6 @@ NnFuseForm nn_fuse_form(const NnGraph *b)
     if (reduce)
         return NN_FUSE_REDUCE;
     if (mm >= 0)
-        return nn_shape_eq(&b->nodes[mm].shape, &b->nodes[out].shape) ? NN_FUSE_MATMUL
-                                                                       : NN_FUSE_NONE;
+        return host_fits(&b->nodes[mm], &b->nodes[out]) ? NN_FUSE_MATMUL : NN_FUSE_NONE;
     return NN_FUSE_ELEMWISE;
 }

@@ -14,6 +14,10 @@ enum {
     NN_OPF_RANDOM = 1 << 6,   // depends on (seed, step)
     NN_OPF_CONTRACT = 1 << 7, // a contraction (matmul, convolutions): fusion may hang an
                               // elementwise epilogue on its result
+    NN_OPF_EPILOGUE = 1 << 8, // not a contraction, but its kernel can apply an elementwise
+                              // epilogue at its final store (pooling), same dtype
+    NN_OPF_CHANLIN = 1 << 9,  // linear in input 1, whose row f makes output channel f
+                              // (axis 1): scaling that row scales that channel (conv2d)
 };
 
 // Attribute indices and bits, from attrs.def (ops.def's attrs column).

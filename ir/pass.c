@@ -12,6 +12,7 @@
 const NnPass nn_passes[] = {
     {"fold", nn_pass_fold, 'C'},
     {"simplify", nn_pass_simplify, 'C'},
+    {"bnfold", nn_pass_bnfold, 'C'},
     {"cse", nn_pass_cse, 'C'},
     {"dce", nn_pass_dce, 'C'},
     {"fuse", nn_pass_fuse, 'F'},

@@ -29,6 +29,7 @@ NnGraph *nn_pass_fold(NnGraph *g);     // ir/fold.c
 NnGraph *nn_pass_cse(NnGraph *g);      // ir/cse.c
 NnGraph *nn_pass_dce(NnGraph *g);      // ir/dce.c
 NnGraph *nn_pass_simplify(NnGraph *g); // ir/simplify.c
+NnGraph *nn_pass_bnfold(NnGraph *g);   // ir/bnfold.c
 NnGraph *nn_pass_fuse(NnGraph *g);     // ir/fuse.c
 // The most operand uses (sum of member arities) one fused group may have, so a
 // FUSED body has at most this many INPUTs: backends size their per-kernel leaf
@@ -54,7 +55,7 @@ typedef struct NnPassOptions {
 NnGraph *nn_passes_run(NnGraph *g, const NnPassOptions *opt);
 
 bool nn_pass_exists(const char *name);
-// "fold, cse, dce, simplify, fuse" for --help and error messages (static storage).
+// "fold, simplify, bnfold, cse, dce, fuse" for --help and error messages (static storage).
 const char *nn_pass_names(void);
 // The pass table entry by name, or NULL.
 const NnPass *nn_pass_find(const char *name);
@@ -70,7 +71,8 @@ typedef enum NnFuseForm {
     NN_FUSE_NONE = 0,   // not a valid body
     NN_FUSE_ELEMWISE = 'E', // elementwise DAG, output of the node's shape
     NN_FUSE_REDUCE = 'R',   // elementwise DAG under one reduction (the output)
-    NN_FUSE_MATMUL = 'M',   // one MATMUL of body INPUTs, then an elementwise epilogue
+    NN_FUSE_MATMUL = 'M',   // one contraction or pooling op of body INPUTs, then an
+                            // elementwise epilogue
 } NnFuseForm;
 
 NnFuseForm nn_fuse_form(const NnGraph *body);

@@ -249,11 +249,11 @@ bool llvm_const(NnCg *cg, NnId id)
 
 // ---- FUSED: one loop nest per body form ----
 
-// The body's contraction: its MATMUL or convolution.
+// The body's host: its MATMUL, convolution or pooling op.
 static NnId body_matmul(const NnGraph *b)
 {
     for (NnId i = 0; i < b->count; i++)
-        if (nn_op_has(b->nodes[i].op, NN_OPF_CONTRACT))
+        if (nn_op_has(b->nodes[i].op, NN_OPF_CONTRACT) || nn_op_has(b->nodes[i].op, NN_OPF_EPILOGUE))
             return i;
     return -1;
 }
@@ -284,6 +284,24 @@ static bool fused_conv(NnCg *cg, NnId id, NnId cv)
     return ok;
 }
 
+static bool fused_pool(NnCg *cg, NnId id, NnId pl)
+{
+    const NnGraph *b = cg->g->nodes[id].attr.body;
+    const NnNode *n = &b->nodes[pl];
+    int slots[2];
+    for (int k = 0; k < n->nin; k++)
+        slots[k] = body_input_slot(cg, id, n->in[k]);
+    NnExpr *e = malloc(sizeof *e);
+    NN_ASSERT(e);
+    bool ok = nn_expr_body(cg, e, id, b->outputs[0].id);
+    if (ok) {
+        e->hole = pl;
+        ok = nn_cg_emit_pool(cg, n, slots, e, id);
+    }
+    free(e);
+    return ok;
+}
+
 static bool fused_matmul(NnCg *cg, NnId id)
 {
     const NnGraph *b = cg->g->nodes[id].attr.body;
@@ -291,6 +309,8 @@ static bool fused_matmul(NnCg *cg, NnId id)
     const NnNode *m = &b->nodes[mm];
     if (nn_cg_is_conv(m->op))
         return fused_conv(cg, id, mm);
+    if (nn_op_has(m->op, NN_OPF_EPILOGUE))
+        return fused_pool(cg, id, mm);
     int ra, rb;
     int64_t da[NN_MAX_RANK], db[NN_MAX_RANK];
     int as = body_input_slot(cg, id, m->in[0]), bs = body_input_slot(cg, id, m->in[1]);

@@ -186,16 +186,98 @@ static LLVMValueRef chunks(const Pool *p, NnCg *cg)
     return nn_cg_i64(cg, (p->OW + p->vw - 1) / p->vw);
 }
 
-static bool pool_fwd(NnCg *cg, NnId id, bool max)
+// ---- epilogues (FUSED bodies with a pooling host) ----
+
+// An epilogue applied in place to finished runs of the output: iteration
+// space [N, C, H*W] when every leaf walks a plane contiguously or not at all
+// (vectors along the plane), else [N, C, H, W] one element at a time.
+typedef struct PoolEpi {
+    NnExpr *e;
+    bool flat;
+    int64_t C, H, W;
+} PoolEpi;
+
+static void epi_space(NnCg *cg, PoolEpi *pe, int out_slot)
 {
-    const NnNode *n = &cg->g->nodes[id];
+    int r;
+    int64_t od[NN_MAX_RANK];
+    nn_cg_shape(cg, cg->g, out_slot, &r, od);
+    NN_ASSERT(r == 4);
+    NnExpr *e = pe->e;
+    pe->C = od[1], pe->H = od[2], pe->W = od[3];
+    nn_expr_iter(cg, e, 4, od);
+    pe->flat = true;
+    for (int i = 0; i < e->nleaf && pe->flat; i++) {
+        const NnLeaf *l = &e->leaf[i];
+        pe->flat = !l->index && l->stride[3] <= 1 && l->stride[2] == l->stride[3] * od[3];
+    }
+    if (!pe->flat)
+        return;
+    e->rank = 3;
+    e->dims[2] = od[2] * od[3];
+    for (int i = 0; i < e->nleaf; i++)
+        e->leaf[i].stride[2] = e->leaf[i].stride[3];
+}
+
+// out[plane, at .. at + len) = epilogue(itself); len is a compile-time count.
+static void run_epi(NnCg *cg, const Pool *p, PoolEpi *pe, LLVMValueRef out, LLVMValueRef plane,
+                    LLVMValueRef at, int64_t len)
+{
+    LLVMValueRef idx[4] = {LLVMBuildUDiv(cg->b, plane, nn_cg_i64(cg, pe->C), ""),
+                           LLVMBuildURem(cg->b, plane, nn_cg_i64(cg, pe->C), "")};
+    LLVMValueRef base = add(cg, mul(cg, plane, pe->H * pe->W), at);
+    NnLoop i;
+    if (!pe->flat) {
+        nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_i64(cg, len), 1);
+        LLVMValueRef j = add(cg, at, i.iv);
+        idx[2] = LLVMBuildUDiv(cg->b, j, nn_cg_i64(cg, pe->W), "");
+        idx[3] = LLVMBuildURem(cg->b, j, nn_cg_i64(cg, pe->W), "");
+        nn_expr_at(cg, pe->e, idx);
+        LLVMValueRef o = add(cg, base, i.iv);
+        LLVMValueRef y = nn_expr_eval(cg, pe->e, 1, 3, NULL, nn_cg_load(cg, p->dt, out, o, 1, NULL));
+        nn_cg_store(cg, p->dt, y, out, o, 1, NULL);
+        nn_cg_loop_end(cg, &i);
+        return;
+    }
+    int w = p->vw;
+    int64_t full = len - len % w;
+    for (int tail = 0; tail < 2; tail++) {
+        if (tail ? full == len : full == 0)
+            continue;
+        LLVMValueRef m = tail ? nn_cg_mask(cg, w, (int)(len - full)) : NULL, off;
+        if (!tail) {
+            nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_i64(cg, full), w);
+            off = i.iv;
+        } else {
+            off = nn_cg_i64(cg, full);
+        }
+        idx[2] = add(cg, at, off);
+        nn_expr_at(cg, pe->e, idx);
+        LLVMValueRef o = add(cg, base, off);
+        LLVMValueRef y = nn_expr_eval(cg, pe->e, w, 2, m, nn_cg_load(cg, p->dt, out, o, w, m));
+        nn_cg_store(cg, p->dt, y, out, o, w, m);
+        if (!tail)
+            nn_cg_loop_end(cg, &i);
+    }
+}
+
+// Pooling node n reading slot x_slot, into out_slot through epi (or plain).
+static bool pool_fwd(NnCg *cg, const NnNode *n, int x_slot, NnExpr *epi, int out_slot)
+{
+    bool max = n->op == NN_OP_MAX_POOL2D;
     Pool p;
-    pool_geom(cg, &p, n, n->in[0], id);
-    nn_cg_kernel_begin(cg, max ? "max_pool" : "avg_pool",
+    pool_geom(cg, &p, n, x_slot, out_slot);
+    PoolEpi pe = {.e = epi};
+    if (epi)
+        epi_space(cg, &pe, out_slot);
+    nn_cg_kernel_begin(cg, max ? (epi ? "max_pool_fused" : "max_pool")
+                               : (epi ? "avg_pool_fused" : "avg_pool"),
                        (double)(p.planes * p.OH * p.OW * p.KH * p.KW));
     pool_state(cg, &p);
+    if (epi)
+        nn_expr_bind(cg, epi);
     LLVMTypeRef vt = nn_cg_vtype(cg, p.dt, p.vw);
-    LLVMValueRef x = nn_cg_buf(cg, n->in[0]), y = nn_cg_buf(cg, id), lo, hi;
+    LLVMValueRef x = nn_cg_buf(cg, x_slot), y = nn_cg_buf(cg, out_slot), lo, hi;
     nn_cg_split(cg, p.planes * p.OH, 1, &lo, &hi);
     NnLoop r, c;
     nn_cg_loop_begin(cg, &r, lo, hi, 1);
@@ -221,13 +303,21 @@ static bool pool_fwd(NnCg *cg, NnId id, bool max)
     }
     nn_cg_store(cg, p.dt, v, y, add(cg, mul(cg, r.iv, p.OW), ow0), p.vw, p.live);
     nn_cg_loop_end(cg, &c);
+    if (epi) // the row is finished and in cache
+        run_epi(cg, &p, &pe, y, plane, mul(cg, oh, p.OW), p.OW);
     nn_cg_loop_end(cg, &r);
     nn_cg_kernel_end(cg);
     return true;
 }
 
-bool llvm_max_pool2d(NnCg *cg, NnId id) { return pool_fwd(cg, id, true); }
-bool llvm_avg_pool2d(NnCg *cg, NnId id) { return pool_fwd(cg, id, false); }
+bool llvm_max_pool2d(NnCg *cg, NnId id)
+{
+    return pool_fwd(cg, &cg->g->nodes[id], cg->g->nodes[id].in[0], NULL, id);
+}
+bool llvm_avg_pool2d(NnCg *cg, NnId id)
+{
+    return pool_fwd(cg, &cg->g->nodes[id], cg->g->nodes[id].in[0], NULL, id);
+}
 
 // Zeroes dx[base .. base + len), vectorized.
 static void zero_plane(NnCg *cg, NnDType dt, LLVMValueRef y, LLVMValueRef base, int64_t len)
@@ -272,18 +362,25 @@ static void scatter_lanes(NnCg *cg, Pool *p, LLVMValueRef dx, LLVMValueRef off, 
     nn_cg_loop_end(cg, &l);
 }
 
-// Gradients: per plane, dx = 0, then every output's dy goes back to its window.
-static bool pool_bwd(NnCg *cg, NnId id, bool max)
+// Gradients: per plane, dx = 0, then every output's dy goes back to its
+// window; an epilogue then runs over the finished plane. x_slot is -1 for
+// average pooling.
+static bool pool_bwd(NnCg *cg, const NnNode *n, int x_slot, int dy, NnExpr *epi, int out_slot)
 {
-    const NnNode *n = &cg->g->nodes[id];
+    bool max = n->op == NN_OP_MAX_POOL2D_BWD;
     Pool p;
-    NnId dy = max ? n->in[1] : n->in[0];
-    pool_geom(cg, &p, n, id, dy);
-    nn_cg_kernel_begin(cg, max ? "max_pool_bwd" : "avg_pool_bwd",
+    pool_geom(cg, &p, n, out_slot, dy);
+    PoolEpi pe = {.e = epi};
+    if (epi)
+        epi_space(cg, &pe, out_slot);
+    nn_cg_kernel_begin(cg, max ? (epi ? "max_pool_bwd_fused" : "max_pool_bwd")
+                               : (epi ? "avg_pool_bwd_fused" : "avg_pool_bwd"),
                        (double)(p.planes * p.OH * p.OW * p.KH * p.KW));
     pool_state(cg, &p);
-    LLVMValueRef x = max ? nn_cg_buf(cg, n->in[0]) : NULL;
-    LLVMValueRef dyp = nn_cg_buf(cg, dy), dx = nn_cg_buf(cg, id), lo, hi;
+    if (epi)
+        nn_expr_bind(cg, epi);
+    LLVMValueRef x = max ? nn_cg_buf(cg, x_slot) : NULL;
+    LLVMValueRef dyp = nn_cg_buf(cg, dy), dx = nn_cg_buf(cg, out_slot), lo, hi;
     LLVMTypeRef it = LLVMVectorType(cg->t_i32, (unsigned)p.vw);
     // Neighbouring lanes' windows are disjoint: their maxima differ.
     bool disjoint = p.sw >= (p.KW - 1) * p.dw + 1;
@@ -315,13 +412,39 @@ static bool pool_bwd(NnCg *cg, NnId id, bool max)
     }
     nn_cg_loop_end(cg, &c);
     nn_cg_loop_end(cg, &oh);
+    if (epi) // the plane is finished and in cache
+        run_epi(cg, &p, &pe, dx, pl.iv, nn_cg_i64(cg, 0), p.H * p.W);
     nn_cg_loop_end(cg, &pl);
     nn_cg_kernel_end(cg);
     return true;
 }
 
-bool llvm_max_pool2d_bwd(NnCg *cg, NnId id) { return pool_bwd(cg, id, true); }
-bool llvm_avg_pool2d_bwd(NnCg *cg, NnId id) { return pool_bwd(cg, id, false); }
+bool llvm_max_pool2d_bwd(NnCg *cg, NnId id)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    return pool_bwd(cg, n, n->in[0], n->in[1], NULL, id);
+}
+bool llvm_avg_pool2d_bwd(NnCg *cg, NnId id)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    return pool_bwd(cg, n, -1, n->in[0], NULL, id);
+}
+
+bool nn_cg_emit_pool(NnCg *cg, const NnNode *n, const int *in_slots, NnExpr *epi, int out_slot)
+{
+    switch (n->op) {
+    case NN_OP_MAX_POOL2D:
+    case NN_OP_AVG_POOL2D:
+        return pool_fwd(cg, n, in_slots[0], epi, out_slot);
+    case NN_OP_MAX_POOL2D_BWD:
+        return pool_bwd(cg, n, in_slots[0], in_slots[1], epi, out_slot);
+    case NN_OP_AVG_POOL2D_BWD:
+        return pool_bwd(cg, n, -1, in_slots[0], epi, out_slot);
+    default:
+        nnrt_fail(NN_ERR_RUNTIME, "jit: %s carries no epilogue", nn_op_name(n->op));
+        return false;
+    }
+}
 
 // ---- copies of contiguous runs ----
 

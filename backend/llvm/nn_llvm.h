@@ -220,6 +220,11 @@ bool nn_cg_is_conv(NnOp op); // CONV2D or one of its gradients
 // false with nnrt_errmsg set when the shapes are beyond its 32-bit gathers.
 bool nn_cg_emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi, int out_slot);
 
+// ---- lower_pool.c ----
+// Pooling node n (a FUSED body's host) with its inputs in in_slots, result
+// through epi (hole = n; same dtype) in out_slot.
+bool nn_cg_emit_pool(NnCg *cg, const NnNode *n, const int *in_slots, NnExpr *epi, int out_slot);
+
 // ---- lower_math.c: counter-based random numbers (the runtime's formulas) ----
 LLVMValueRef nn_cg_rand_step(NnCg *cg, LLVMValueRef v); // step tensor value -> i64
 LLVMValueRef nn_cg_rand_key(NnCg *cg, uint64_t seed, LLVMValueRef step);
