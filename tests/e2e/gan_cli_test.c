@@ -340,13 +340,15 @@ Test(gan, jit_steps_track_the_interpreter)
 }
 
 // The ring example, CI-sized: batches of 128 instead of 256 for 50 epochs
-// instead of 100 (as many steps, half the samples and compute), the same
-// targets (8 of 8 modes, at least 80% high-quality samples; this run reaches
-// 92.2%), checked from `nnc sample`'s report; the scatter plot must be a PNG.
-// Fewer steps fall short (42 epochs: about 80%, 35: 72%). The run uses the
-// interpreter, whose arithmetic does not depend on the host's vector width:
-// GAN training amplifies rounding, and the JIT's trajectory on this build
-// ends at 73% (its 100-epoch example run is in the README).
+// instead of 100 (as many steps, so the learning rate decays as in the full
+// run; half the samples and compute), the same targets (8 of 8 modes, at least
+// 80% high-quality samples), checked from `nnc sample`'s report; the scatter
+// plot must be a PNG. It trains on the default backend (the JIT where built),
+// whose result the README reports: 91.9% on this build, 92.1% on the
+// interpreter. GAN training amplifies rounding (see the test above), so a host
+// with another vector width follows another trajectory; the decaying
+// learning rate keeps every trajectory tried above the target (86-92% over
+// seeds 1-4 of the full run).
 #define RING_EPOCHS 50
 
 Test(gan, ring_covers_all_modes, .timeout = 900)
@@ -354,12 +356,10 @@ Test(gan, ring_covers_all_modes, .timeout = 900)
     char *w = tmp_path(".safetensors"), *png = tmp_path(".png"), extra[64];
     snprintf(extra, sizeof extra, "-q --set batch=128 --set epochs=%d", RING_EPOCHS);
     char *out;
-    int rc = tu_nnc_run(&out, "train examples/gan_ring.nn --backend interp --set save=%s %s", w,
-                        extra);
+    int rc = tu_nnc_run(&out, "train examples/gan_ring.nn --set save=%s %s", w, extra);
     cr_assert_eq(rc, 0, "%s", out);
     free(out);
-    rc = tu_nnc_run(&out, "sample examples/gan_ring.nn --backend interp --weights %s -o %s", w,
-                    png);
+    rc = tu_nnc_run(&out, "sample examples/gan_ring.nn --weights %s -o %s", w, png);
     cr_assert_eq(rc, 0, "%s", out);
     int covered = -1, modes = -1;
     double hq = -1;
