@@ -86,6 +86,16 @@ bool nn_ad_grad(NnGraph *g, NnId loss, const NnId *wrt, int n, NnId *grads)
     for (int k = 0; k < n; k++)
         NN_ASSERT(wrt[k] >= 0 && wrt[k] < g->count);
     bool *on = mark_path(g, loss, wrt, n);
+    // A C function is differentiable only through the derivative the program
+    // declares for it: the user's mistake, so a message, not a failed rule.
+    for (NnId i = 0; i <= loss; i++)
+        if (on[i] && g->nodes[i].op == NN_OP_EXTERN && !g->nodes[i].attr.body) {
+            g->err_loc = g->nodes[i].loc;
+            nn_set_err(g, "cannot differentiate through extern function '%s': it has no "
+                       "declared derivative (declare one with `grad %s(...) = ...`)",
+                       g->nodes[i].attr.sym, g->nodes[i].attr.sym);
+            return false;
+        }
     NnId *acc = nn_arena_alloc(g->arena, (size_t)(loss + 1) * sizeof *acc);
     for (NnId i = 0; i <= loss; i++)
         acc[i] = -1;

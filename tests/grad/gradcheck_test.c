@@ -11,6 +11,7 @@
 
 #include "autodiff.h"
 #include "backend.h"
+#include "pass.h"
 #include "unit/ir_helpers.h"
 
 static const NnLoc L = {0};
@@ -401,6 +402,24 @@ static NnId concat(Ctx *c, NnOp op, int v)
     return nn_ir_concat(c->g, xs, 2, 1, L);
 }
 
+// EXTERN: libm's atan (double), its declared derivative 1 / (1 + x^2) as the
+// body, called on a [3, 4] tensor and, broadcast, with a scalar.
+static NnId extern_atan(Ctx *c, NnOp op, int v)
+{
+    (void)op;
+    NnId x = var(c, v == 0 ? "3,4" : "N=2,3", R_ANY, true);
+    NnGraph *body = nn_graph_new_child(c->g);
+    NnShape s = c->g->nodes[x].shape;
+    NnId bx = nn_ir_source(body, NN_OP_INPUT, "x", NN_DT_F64, &s, L);
+    NnId one = nn_ir_const(body, 1, NN_DT_F64, L);
+    NnId sq = nn_ir_binary(body, NN_OP_MUL, bx, bx, L);
+    nn_graph_add_output(body, "d",
+                        nn_ir_binary(body, NN_OP_DIV, one, nn_ir_binary(body, NN_OP_ADD, one, sq,
+                                                                      L), L));
+    NnAttr a = {.dtype = NN_DT_F64, .sym = "atan", .lib = "libm.so.6", .body = body};
+    return nn_ir_add(c->g, NN_OP_EXTERN, &x, 1, &a, L);
+}
+
 #define BIN(OP)                                                                                    \
     {OP, "same shape", binary, 0, 0, 0}, {OP, "trailing broadcast", binary, 1, 0, 0},             \
         {OP, "both broadcast", binary, 2, 0, 0}, {OP, "symbolic batch", binary, 3, 0, 0},          \
@@ -468,6 +487,8 @@ static const Recipe recipes[] = {
     {NN_OP_CONCAT, "three operands", concat, 0, 0, 0},
     {NN_OP_CONCAT, "axis 0", concat, 1, 0, 0},
     {NN_OP_CONCAT, "same operand twice", concat, 2, 0, 0},
+    {NN_OP_EXTERN, "atan, declared derivative", extern_atan, 0, 0, 0},
+    {NN_OP_EXTERN, "atan, symbolic batch", extern_atan, 1, 0, 0},
 };
 #define NRECIPES ((int)(sizeof recipes / sizeof recipes[0]))
 
