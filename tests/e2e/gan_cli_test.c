@@ -295,14 +295,65 @@ Test(gan, progress_and_metrics_show_each_step)
     free(s);
 }
 
+// Why the ring GAN used to end differently on the two backends: not a JIT
+// numerics bug. Both steps of the tiny GAN (noise, sigmoid, bce, Adam, a
+// repeated step), trained on the default backend (the JIT where built) and on
+// the interpreter from the same seed, leave every parameter and Adam moment
+// within 1e-5 of the tensor's largest value (measured: below 1e-6; a wrong
+// kernel, noise stream or update shows as 1e-3 or more). The tiny GAN is
+// smooth (tanh, no ReLU): in a ReLU network a pre-activation that rounding
+// puts on the other side of 0 changes a gradient by a whole sample's share
+// (the ring example's backends part by 7e-3 within ten steps that way, and a
+// 1-ulp change of one weight on either backend does the same), which over
+// thousands of steps makes a GAN's final score a matter of the recipe across
+// seeds, not of the backend.
+Test(gan, jit_steps_track_the_interpreter)
+{
+    char *s = tu_write_temp(".nn", tiny_gan), *out;
+    char *wi = tmp_path(".safetensors"), *wj = tmp_path(".safetensors");
+    int rc = tu_nnc_run(&out, "train %s --backend interp -q --set save=%s", s, wi);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    rc = tu_nnc_run(&out, "train %s -q --set save=%s", s, wj);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    NnVars a = load(wi), b = load(wj);
+    cr_assert_eq(a.count, b.count);
+    int moments = 0;
+    for (int k = 0; k < a.count; k++) {
+        NnTensor *x = a.tensors[k], *y = nnrt_vars_get(&b, a.names[k]);
+        cr_assert(y && nnrt_tensor_same_shape(x, y), "'%s' differs in shape", a.names[k]);
+        double top = 0, diff = 0;
+        for (int64_t i = 0; i < x->numel; i++) {
+            double u = nnrt_tensor_get(x, i), v = nnrt_tensor_get(y, i);
+            top = fmax(top, fabs(u));
+            diff = fmax(diff, fabs(u - v));
+        }
+        cr_assert_leq(diff, 1e-5 * top, "'%s': interpreter and JIT differ by %g (largest %g)",
+                      a.names[k], diff, top);
+        moments += strstr(a.names[k], "/m") != NULL;
+    }
+    cr_assert_geq(moments, 6, "both steps' Adam moments are compared");
+    nnrt_vars_fini(&a);
+    nnrt_vars_fini(&b);
+    unlink(s);
+    unlink(wi);
+    unlink(wj);
+    free(s);
+    free(wi);
+    free(wj);
+}
+
 // The ring example, CI-sized: batches of 128 instead of 256 for 50 epochs
-// instead of 100 (as many steps, half the samples and compute), the same
-// targets (8 of 8 modes, at least 80% high-quality samples; this run reaches
-// 92.2%), checked from `nnc sample`'s report; the scatter plot must be a PNG.
-// Fewer steps fall short (42 epochs: about 80%, 35: 72%). The run uses the
-// interpreter, whose arithmetic does not depend on the host's vector width:
-// GAN training amplifies rounding, and the JIT's trajectory on this build
-// ends at 73% (its 100-epoch example run is in the README).
+// instead of 100 (as many steps, so the learning rate decays as in the full
+// run; half the samples and compute), the same targets (8 of 8 modes, at least
+// 80% high-quality samples), checked from `nnc sample`'s report; the scatter
+// plot must be a PNG. It trains on the default backend (the JIT where built),
+// whose result the README reports: 91.9% on this build, 92.1% on the
+// interpreter. GAN training amplifies rounding (see the test above), so a host
+// with another vector width follows another trajectory; the decaying
+// learning rate keeps every trajectory tried above the target (86-92% over
+// seeds 1-4 of the full run).
 #define RING_EPOCHS 50
 
 Test(gan, ring_covers_all_modes, .timeout = 900)
@@ -310,12 +361,10 @@ Test(gan, ring_covers_all_modes, .timeout = 900)
     char *w = tmp_path(".safetensors"), *png = tmp_path(".png"), extra[64];
     snprintf(extra, sizeof extra, "-q --set batch=128 --set epochs=%d", RING_EPOCHS);
     char *out;
-    int rc = tu_nnc_run(&out, "train examples/gan_ring.nn --backend interp --set save=%s %s", w,
-                        extra);
+    int rc = tu_nnc_run(&out, "train examples/gan_ring.nn --set save=%s %s", w, extra);
     cr_assert_eq(rc, 0, "%s", out);
     free(out);
-    rc = tu_nnc_run(&out, "sample examples/gan_ring.nn --backend interp --weights %s -o %s", w,
-                    png);
+    rc = tu_nnc_run(&out, "sample examples/gan_ring.nn --weights %s -o %s", w, png);
     cr_assert_eq(rc, 0, "%s", out);
     int covered = -1, modes = -1;
     double hq = -1;
