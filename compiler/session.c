@@ -219,9 +219,26 @@ static bool add_items(NnSession *s, NnAst *const *items, int n, bool replace, Nn
         changes = changes || replaced[i] ||
                   (items[i]->name && items[i]->kind != NN_AST_TRAIN &&
                    nn_sema_find(s->prog, items[i]->name));
+    // nn_sema attaches each `grad f` to its extern f (as f's `a`); checking
+    // the same externs again must start without the last check's.
+    NnAst **grads = calloc((size_t)defs->kids.count + 1, sizeof *grads);
+    if (!grads) {
+        free(replaced);
+        nn_error(&c->diags, at, "out of memory");
+        return false;
+    }
+    for (int i = 0; i < defs->kids.count; i++)
+        if (defs->kids.items[i]->kind == NN_AST_EXTERN) {
+            grads[i] = defs->kids.items[i]->a;
+            defs->kids.items[i]->a = NULL;
+        }
     int errors = c->diags.nerrors;
     const NnProgram *p = nn_sema(c, defs);
     bool ok = p && c->diags.nerrors == errors;
+    for (int i = 0; !ok && i < defs->kids.count; i++)
+        if (defs->kids.items[i]->kind == NN_AST_EXTERN)
+            defs->kids.items[i]->a = grads[i];
+    free(grads);
     if (ok) {
         s->defs = defs;
         s->prog = p;

@@ -70,6 +70,18 @@ Test(session, numbers_and_definitions)
     end_session(s);
 }
 
+// Checking the program again for each definition must not see an extern's
+// derivative, attached by the last check, as declared twice.
+Test(session, externs_survive_later_definitions)
+{
+    NnSession *s = new_session();
+    cr_assert(nn_session_run(s, "extern \"libm.so.6\" fn erff(x: f32) -> f32\n"), "%s", diags());
+    cr_assert(nn_session_run(s, "fn h(a) = erff(a) * 2\n"), "%s", diags());
+    cr_expect_float_eq(eval_at(s, "h(f32([0.5]))", 0), 2 * erff(0.5f), 1e-5);
+    cr_expect_float_eq(eval_at(s, "gelu(f32([1.0]))", 0), 0.5 * (1 + erff(1 / sqrtf(2))), 1e-5);
+    end_session(s);
+}
+
 Test(session, error_leaves_session_unchanged)
 {
     NnSession *s = new_session();
