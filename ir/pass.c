@@ -14,6 +14,7 @@ const NnPass nn_passes[] = {
     {"simplify", nn_pass_simplify, 'C'},
     {"cse", nn_pass_cse, 'C'},
     {"dce", nn_pass_dce, 'C'},
+    {"loops", nn_pass_loops, 'F'},
     {"fuse", nn_pass_fuse, 'F'},
     {NULL, NULL, 0},
 };

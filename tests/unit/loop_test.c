@@ -109,11 +109,12 @@ Test(loop, return_inside_a_loop)
 
 Test(loop, unrolling_budget_counts_nested_loops)
 {
+    // Arithmetic on the loop variable keeps the inner loop unrolled.
     Compiled k;
     compile(&k, "model m(x: f32[N, 4]) -> f32[N, 4] {\n"
                 "    for i in 0..200 {\n"
                 "        for j in 0..200 {\n"
-                "            x = x\n"
+                "            x = x * j\n"
                 "        }\n"
                 "    }\n"
                 "    return x\n"
