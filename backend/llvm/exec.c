@@ -23,6 +23,7 @@ typedef struct KProf {
     char name[48];
     NnrtTask fn;
     bool par;
+    bool direct; // fn is really void (*)(void *pool, void **bufs)
     double ms;
 } KProf;
 
@@ -38,6 +39,7 @@ typedef struct JBind {
     int nslots;
     char *ws;      // workspace (plan)
     void *scratch; // shared by all matmul packing slots
+    void **owned;  // per slot that has memory of its own (loop bodies), else NULL
     int64_t *err;  // per TAKE/ONEHOT node: first bad row or -1
     NnId *err_node;
     int nerr, nkernels;
@@ -64,6 +66,9 @@ static void bind_free(NnExec *x, JBind *b)
     nn_llvm_jit_remove(x->jit, b->tracker);
     nnrt_free(b->ws);
     nnrt_free(b->scratch);
+    for (int s = 0; b->owned && s < b->nslots; s++)
+        nnrt_free(b->owned[s]);
+    free(b->owned);
     nnrt_free(b->err);
     nn_backend_side_fini(&b->side, x->base.g);
     free(b->bufs);
@@ -98,6 +103,7 @@ static NnStatus compile(NnExec *x, JBind *b)
         for (int k = 0; b->prof && k < cg.nkernels; k++) {
             snprintf(b->prof[k].name, sizeof b->prof[k].name, "%s", cg.kernels[k].name);
             b->prof[k].par = cg.kernels[k].work >= NN_PAR_WORK;
+            b->prof[k].direct = cg.kernels[k].direct;
         }
     }
     b->nslots = cg.nslots;
@@ -105,10 +111,15 @@ static NnStatus compile(NnExec *x, JBind *b)
     b->nerr = cg.nerr;
     b->bufs = calloc((size_t)cg.nslots + 1, sizeof(void *));
     b->err_node = calloc((size_t)cg.nerr + 1, sizeof(NnId));
+    b->owned = calloc((size_t)cg.nslots + 1, sizeof(void *));
     int64_t scratch = 0;
-    for (int s = x->base.g->count; s < cg.nslots; s++)
-        if (s != cg.err_slot && cg.slot_bytes[s] > scratch)
+    bool owned_ok = b->owned != NULL;
+    for (int s = x->base.g->count; s < cg.nslots && owned_ok; s++) {
+        if (cg.slot_owned[s])
+            owned_ok = (b->owned[s] = nnrt_alloc((size_t)cg.slot_bytes[s] + 64)) != NULL;
+        else if (s != cg.err_slot && cg.slot_bytes[s] > scratch)
             scratch = cg.slot_bytes[s];
+    }
     if (cg.nerr)
         memcpy(b->err_node, cg.err_node, (size_t)cg.nerr * sizeof(NnId));
     double t1 = now_ms();
@@ -118,14 +129,14 @@ static NnStatus compile(NnExec *x, JBind *b)
     nn_cg_fini(&cg);
     if (st != NN_OK)
         return st;
-    if (!b->bufs || !b->err_node)
+    if (!b->bufs || !b->err_node || !owned_ok)
         return nnrt_fail(NN_ERR_NOMEM, "out of memory");
     if (scratch && !(b->scratch = nnrt_alloc((size_t)scratch)))
         return NN_ERR_NOMEM;
     if (!(b->err = nnrt_alloc(8 * ((size_t)b->nerr + 1))))
         return NN_ERR_NOMEM;
     for (int s = x->base.g->count; s < b->nslots; s++)
-        b->bufs[s] = s == err_slot ? (void *)b->err : b->scratch;
+        b->bufs[s] = b->owned[s] ? b->owned[s] : s == err_slot ? (void *)b->err : b->scratch;
     snprintf(name, sizeof name, "%sstep", prefix);
     void *fp = nn_llvm_jit_lookup(x->jit, name);
     if (getenv("NN_JIT_TIMES"))
@@ -237,7 +248,11 @@ static NnStatus jit_run(NnExec *x, NnVars *vars, NnTensor *const *inputs, NnTens
         b->runs++;
         for (int k = 0; k < b->nkernels; k++) {
             double t0 = now_ms();
-            if (b->prof[k].par)
+            if (b->prof[k].direct) {
+                void (*fn)(void *, void **);
+                memcpy(&fn, &b->prof[k].fn, sizeof fn);
+                fn(x->base.pool, b->bufs);
+            } else if (b->prof[k].par)
                 nnrt_pool_run(x->base.pool, b->prof[k].fn, b->bufs);
             else
                 b->prof[k].fn(b->bufs, 0, 1);
