@@ -280,8 +280,10 @@ void nn_loop_vjp(NnGraph *g, NnId id, const NnId *dres, const bool *need, NnId *
     bool *nw = nn_arena_alloc(g->arena, (size_t)V + 1);
     bool *nx = nn_arena_alloc(g->arena, (size_t)S + 1);
     bool *dy = nn_arena_alloc(g->arena, (size_t)Y + 1);
+    // A carry the body never reads gets a gradient only at the last step, and
+    // none at all when its final value has none: then it takes no part.
     for (int k = 0; k < C; k++)
-        fc[k] = nn_rule_is_float(g->nodes[in[k]].dtype);
+        fc[k] = nn_rule_is_float(g->nodes[in[k]].dtype) && (save[k] != -2 || dres[k] >= 0);
     for (int s = 0; s < S; s++)
         nx[s] = need[C + s] && nn_rule_is_float(g->nodes[in[C + s]].dtype);
     for (int v = 0; v < V; v++)
@@ -346,7 +348,7 @@ void nn_loop_vjp(NnGraph *g, NnId id, const NnId *dres, const bool *need, NnId *
     }
     // Carries the body never reads: an unread stand-in (their gradient is zero).
     for (int k = 0; k < C; k++) {
-        if (saved[k] >= 0)
+        if (saved[k] >= 0 || !fc[k])
             continue;
         const NnNode *bi = &B->nodes[nn_loop_body_input(B, k)];
         map[nn_loop_body_input(B, k)] = add_input(R, "c", k, bi->dtype, &bi->shape, loc);
