@@ -741,7 +741,8 @@ static bool loop_node(Lower *L, Env *env, const NnAst *s, const NnAst *owner, in
         if (!dep[i - mark] || b.bmap[i] >= 0)
             continue;
         NnId small[16];
-        NnId *ins = n->nin <= 16 ? small : nn_arena_alloc(L->c->arena, (size_t)n->nin * sizeof *ins);
+        NnId *ins =
+            n->nin <= 16 ? small : nn_arena_alloc(L->c->arena, (size_t)n->nin * sizeof *ins);
         for (int k = 0; k < n->nin; k++)
             ins[k] = body_ref(&b, n->in[k]);
         NnAttr a = n->attr;
@@ -788,6 +789,9 @@ static bool loop_node(Lower *L, Env *env, const NnAst *s, const NnAst *owner, in
         nn_internal_error(__FILE__, __LINE__, g->err);
     for (int k = 0; k < nc; k++)
         env_set(L, env, ex[k].name, v_tensor(nn_ir_loop_out(g, loop, k, s->loc)));
+    for (Bind *bd = inner.head; bd; bd = bd->next) // numbers, names of layers, ...
+        if (bd->v.kind != V_TENSOR && strcmp(bd->name, s->name) != 0)
+            env_set(L, env, bd->name, bd->v);
     for (int j = 0; j < ny; j++) {
         // Stacked on axis 0; the step goes where `out[:, t]` put it.
         NnId id = nn_ir_loop_out(g, loop, nc + j, s->loc);

@@ -82,7 +82,8 @@ static NnId prune(NnRewrite *rw, const NnNode *n, const bool *used, NnId *in, in
         if (!live[i])
             continue;
         NnId small[16];
-        NnId *ins = bn->nin <= 16 ? small : nn_arena_alloc(nb->arena, (size_t)bn->nin * sizeof(NnId));
+        NnId *ins = bn->nin <= 16 ? small
+                                  : nn_arena_alloc(nb->arena, (size_t)bn->nin * sizeof(NnId));
         for (int k = 0; k < bn->nin; k++)
             ins[k] = map[bn->in[k]];
         NnAttr a = nn_attr_copy(nb, bn->op, &bn->attr);

@@ -360,7 +360,8 @@ void nn_loop_vjp(NnGraph *g, NnId id, const NnId *dres, const bool *need, NnId *
         if (bn->op == NN_OP_INPUT)
             continue;
         NnId small[16];
-        NnId *ins = bn->nin <= 16 ? small : nn_arena_alloc(g->arena, (size_t)bn->nin * sizeof(NnId));
+        NnId *ins = bn->nin <= 16 ? small
+                                  : nn_arena_alloc(g->arena, (size_t)bn->nin * sizeof(NnId));
         for (int k = 0; k < bn->nin; k++)
             ins[k] = map[bn->in[k]];
         NnAttr a = nn_attr_copy(R, bn->op, &bn->attr);

@@ -8,6 +8,9 @@
 // [trips, ...]) and the invariants, calls the body's step, and copies the
 // per-step outputs to row t of their stacks and the new carries into place,
 // through the staging area of the node's buffer (ir/loop.h has its layout).
+// Out-of-range labels met by TAKE/ONEHOT inside a body go to the body's own
+// error slot, which nothing reads: the JIT does not report them there (the
+// interpreter does). Bodies index labels rarely: embeddings run before loops.
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -116,9 +119,12 @@ bool llvm_loop(NnCg *cg, NnId id)
     LLVMTypeRef st = LLVMFunctionType(cg->t_void, params, 2, 0);
     NnLoop lp;
     nn_cg_loop_begin(cg, &lp, nn_cg_i64(cg, 0), nn_cg_i64(cg, T), 1);
-    LLVMValueRef t = n->attr.reverse ? LLVMBuildSub(cg->b, nn_cg_i64(cg, T - 1), lp.iv, "t") : lp.iv;
+    LLVMValueRef t = lp.iv;
+    if (n->attr.reverse)
+        t = LLVMBuildSub(cg->b, nn_cg_i64(cg, T - 1), lp.iv, "t");
     for (int s = 0; s < S; s++) {
-        LLVMValueRef o = LLVMBuildMul(cg->b, t, nn_cg_i64(cg, node_bytes(cg, body, bin[C + s])), "");
+        int64_t nb = node_bytes(cg, body, bin[C + s]);
+        LLVMValueRef o = LLVMBuildMul(cg->b, t, nn_cg_i64(cg, nb), "");
         LLVMBuildStore(cg->b, byte_at(cg, nn_cg_buf(cg, n->in[C + s]), o),
                        table_at(cg, table, bin[C + s]));
     }
