@@ -264,3 +264,37 @@ Test(loop, unread_results_are_dropped_before_the_body_is_optimized)
         }
     release(&k);
 }
+
+Test(loop, numbers_set_in_the_body_stay_visible)
+{
+    Compiled k;
+    compile(&k, "model m(x: f32[N, 4, 3]) -> f32[N, 3] {\n"
+                "    h = x[:, 0]\n"
+                "    for t in 0..4 {\n"
+                "        scale = 2\n"
+                "        h = tanh(h + x[:, t])\n"
+                "    }\n"
+                "    return h * scale\n"
+                "}\n");
+    expect_type(&k, "f32[N, 3]");
+    cr_expect_eq(nn_graph_count_op(k.g, NN_OP_LOOP), 1);
+    release(&k);
+}
+
+Test(loop, the_dump_shows_the_body)
+{
+    char src[256];
+    Compiled k;
+    compile(&k, lstm_src(src, sizeof src, 4));
+    cr_assert(k.g, "%s", diags(&k));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    nn_ir_print(f, k.g);
+    fclose(f);
+    cr_expect(strstr(buf, "loop(") && strstr(buf, "trips=4") && strstr(buf, ", stack %") &&
+                  strstr(buf, "    %0 = input loop.carry : f32[N, 5]"),
+              "%s", buf);
+    free(buf);
+    release(&k);
+}
