@@ -317,9 +317,7 @@ Val call_value(Lower *L, Val callee, Arg *args, int nargs, NnLoc loc, const char
                  "optimizer '%s' can only be used as 'optimizer = %s(...)' in a train block",
                  d->name, d->name);
         return v_none();
-    case NN_AST_EXTERN:
-        nn_error(&L->c->diags, loc, "extern functions are not supported by this backend yet");
-        return v_none();
+    case NN_AST_EXTERN: return call_extern(L, d, args, nargs, loc);
     default:
         nn_error(&L->c->diags, loc, "'%s' is a %s block, not a function", d->name,
                  d->kind == NN_AST_DATA ? "data" : "train");

@@ -3,6 +3,8 @@
 #ifndef NN_DRIVER_H
 #define NN_DRIVER_H
 
+#include <signal.h>
+
 #include "ast.h"
 #include "backend.h"
 #include "data.h"
@@ -71,7 +73,37 @@ bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, bool shapes_onl
 // Reads a train block's `augment = [...]` list.
 bool nn_driver_augment_opts(NnCtx *c, const NnAst *list, NnrtAugment *a);
 
+bool nn_driver_setup_block(NnCtx *c, const NnProgram *p, const NnAst *train, NnOptions *o,
+                           bool shapes_only, NnTrainSpec *spec, NnSplits *splits);
+// Initializes the variables of vs that vars lacks or holds with another type.
+bool nn_driver_init_vars(NnCtx *c, const NnParamInit *vs, int n, uint64_t seed, NnVars *vars);
+
+// A train block lowered against its data and prepared on a backend, kept by a
+// session so that training again compiles nothing (driver_train.c).
+typedef struct NnTrainer NnTrainer;
+// Trains (or, eval_only, evaluates) `train` with the weights in vars, which
+// it updates in place. cache: NULL to prepare afresh and free after, else a
+// trainer kept from an earlier run of the same block (dropped and remade when
+// block, mode or backend differ; left NULL when preparing fails). Returns an
+// exit status (0 also after Ctrl-C stopped training: see nn_interrupted).
+int nn_train_run(NnCtx *c, const NnProgram *p, const NnAst *train, NnOptions *o, bool eval_only,
+                 NnVars *vars, NnTrainer **cache);
+void nn_trainer_free(NnTrainer *t);
+// Settings that steer only the training loop (epochs, batch, save,
+// patience): a kept trainer takes new values without compiling again.
+bool nn_train_run_setting(const char *key);
+// Optimizer arguments given as settings (lr, beta1, ...): a kept trainer sets
+// them as run-time hyperparameters of its step, compiling nothing.
+bool nn_train_hyper_setting(const char *key);
+const NnTrainSpec *nn_trainer_spec(const NnTrainer *t);
+// Set by a SIGINT handler (the REPL): training stops before its next batch.
+extern volatile sig_atomic_t nn_interrupted;
+// Step and eval graph sets prepared so far in this process (tests count them).
+extern int nn_compiles;
+
 int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only);
+// `nnc repl [FILE]` (repl.c).
+int nn_cmd_repl(NnOptions *o);
 int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, NnOptions *o);
 int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o);
 // `nnc sample` for language models (driver_sample_text.c): true when the

@@ -6,6 +6,7 @@
 #include "driver.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +16,16 @@
 #include "init.h"
 #include "progress.h"
 #include "savefile.h"
+#include "session.h"
 #include "train.h"
+
+volatile sig_atomic_t nn_interrupted;
+int nn_compiles;
 
 typedef struct Runner {
     const NnBackend *be;
     NnExec *step, *eval;
-    NnVars vars;
+    NnVars *vars;                // the caller's table (a session's weights)
     const NnTrainSpec *spec;
     NnExec **steps;              // a block of steps: one executable each (steps[0] is step)
     int *real, *fake;            // output index of each step's "real"/"fake"; -1: none
@@ -28,7 +33,18 @@ typedef struct Runner {
     int nstats;
     const char *stat_names[NNRT_MAX_STATS];
     double stats[NNRT_MAX_STATS];
+    int lr_out;                  // index of step 0's output "lr"; -1: none
+    double lr;                   // the learning rate step 0 last ran with
 } Runner;
+
+// Index of graph output `name`, or -1.
+static int output_index(const NnGraph *g, const char *name)
+{
+    for (int k = 0; k < g->noutputs; k++)
+        if (!strcmp(g->outputs[k].name, name))
+            return k;
+    return -1;
+}
 
 // Runs every step of a block on the batch in declared order, each `repeat`
 // times. Stats: each step's mean loss over its repeats ("disc.loss"), and the
@@ -38,16 +54,20 @@ typedef struct Runner {
 static NnStatus cb_steps(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n, double *loss)
 {
     Runner *R = ctx;
-    NnTensor *in[2] = {(NnTensor *)x, (NnTensor *)y}, *out[3];
+    NnTensor *in[2] = {(NnTensor *)x, (NnTensor *)y}, *out[4];
     double total = 0;
+    if (nn_interrupted)
+        return nnrt_fail(NN_ERR_RUNTIME, "interrupted");
     for (int i = 0; i < R->spec->nsteps; i++) {
         int rep = R->spec->steps[i].repeat;
         double sum = 0, real = 0, fake = 0;
         for (int r = 0; r < rep; r++) {
-            NnStatus st = R->be->run(R->steps[i], &R->vars, in, out);
+            NnStatus st = R->be->run(R->steps[i], R->vars, in, out);
             if (st != NN_OK)
                 return st;
             sum += nnrt_tensor_get(out[0], 0);
+            if (i == 0 && R->lr_out >= 0)
+                R->lr = nnrt_tensor_get(out[R->lr_out], 0);
             real += R->real[i] > 0 ? nnrt_tensor_get(out[R->real[i]], 0) : 0;
             fake += R->fake[i] > 0 ? nnrt_tensor_get(out[R->fake[i]], 0) : 0;
         }
@@ -67,10 +87,15 @@ static NnStatus cb_steps(void *ctx, const NnTensor *x, const NnTensor *y, int64_
 static NnStatus cb_step(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n, double *loss)
 {
     Runner *R = ctx;
-    NnTensor *in[2] = {(NnTensor *)x, (NnTensor *)y}, *out[1];
-    NnStatus st = R->be->run(R->step, &R->vars, in, out);
+    NnTensor *in[2] = {(NnTensor *)x, (NnTensor *)y}, *out[2];
+    // Ctrl-C in the REPL: stop before the next batch, weights as they are.
+    if (nn_interrupted)
+        return nnrt_fail(NN_ERR_RUNTIME, "interrupted");
+    NnStatus st = R->be->run(R->step, R->vars, in, out);
     if (st == NN_OK)
         *loss = nnrt_tensor_get(out[0], 0);
+    if (st == NN_OK && R->lr_out >= 0)
+        R->lr = nnrt_tensor_get(out[R->lr_out], 0);
     return st;
 }
 
@@ -79,7 +104,7 @@ static NnStatus cb_predict(void *ctx, const NnTensor *x, const NnTensor *y, int6
 {
     Runner *R = ctx;
     NnTensor *in[2] = {(NnTensor *)x, (NnTensor *)y}, *res[2];
-    NnStatus st = R->be->run(R->eval, &R->vars, in, res);
+    NnStatus st = R->be->run(R->eval, R->vars, in, res);
     if (st != NN_OK)
         return st;
     *loss = y ? nnrt_tensor_get(res[0], 0) : NAN;
@@ -94,17 +119,19 @@ static NnStatus cb_predict(void *ctx, const NnTensor *x, const NnTensor *y, int6
     return NN_OK;
 }
 
+// Run-time hyperparameters belong to the run, not the model: no snapshot or
+// checkpoint holds them, so resuming with another learning rate takes it.
 static NnStatus copy_vars(const NnVars *src, NnVars *dst, bool params_only, const NnTrainSpec *s)
 {
     for (int i = 0; i < src->count; i++) {
-        if (params_only) {
-            bool model = false; // weights and layer state, not optimizer state
-            for (int k = 0; k < s->nvars; k++)
-                if (strcmp(s->vars[k].name, src->names[i]) == 0)
-                    model = s->vars[k].trainable || s->vars[k].model_state;
-            if (!model)
-                continue;
-        }
+        bool model = false, hyper = false; // weights and layer state, not optimizer state
+        for (int k = 0; k < s->nvars; k++)
+            if (strcmp(s->vars[k].name, src->names[i]) == 0) {
+                model = s->vars[k].trainable || s->vars[k].model_state;
+                hyper = s->vars[k].hyper;
+            }
+        if ((params_only && !model) || hyper)
+            continue;
         NnTensor *t = nnrt_tensor_clone(src->tensors[i]);
         if (!t || nnrt_vars_put(dst, src->names[i], t) != NN_OK)
             return nnrt_fail(NN_ERR_NOMEM, "out of memory");
@@ -115,33 +142,39 @@ static NnStatus copy_vars(const NnVars *src, NnVars *dst, bool params_only, cons
 static NnStatus cb_snapshot(void *ctx, NnVars *out)
 {
     Runner *R = ctx;
-    return copy_vars(&R->vars, out, true, R->spec);
+    return copy_vars(R->vars, out, true, R->spec);
 }
 
 static NnStatus cb_checkpoint_vars(void *ctx, NnVars *out)
 {
     Runner *R = ctx;
-    return copy_vars(&R->vars, out, false, R->spec);
+    return copy_vars(R->vars, out, false, R->spec);
 }
 
 static NnStatus cb_restore(void *ctx, const NnVars *in)
 {
     Runner *R = ctx;
     for (int i = 0; i < in->count; i++) {
-        NnTensor *t = nnrt_vars_get(&R->vars, in->names[i]);
+        NnTensor *t = nnrt_vars_get(R->vars, in->names[i]);
         if (t && t->dtype == in->tensors[i]->dtype && nnrt_tensor_same_shape(t, in->tensors[i]))
             memcpy(t->data, in->tensors[i]->data, nnrt_tensor_nbytes(t));
     }
     return NN_OK;
 }
 
-static bool init_vars(NnCtx *c, const NnTrainSpec *s, NnVars *vars)
+// Initializes the variables vars lacks (all of them for a fresh table) and
+// those it holds with another type; a session's trained weights stay.
+bool nn_driver_init_vars(NnCtx *c, const NnParamInit *vs, int n, uint64_t seed, NnVars *vars)
 {
-    nnrt_vars_init(vars);
-    for (int i = 0; i < s->nvars; i++) {
-        const NnParamInit *v = &s->vars[i];
+    for (int i = 0; i < n; i++) {
+        const NnParamInit *v = &vs[i];
+        const NnTensor *old = nnrt_vars_get(vars, v->name);
+        // Run-time hyperparameters start every run at the spec's values.
+        if (old && !v->hyper && old->dtype == v->dtype && old->rank == v->shape.rank &&
+            !memcmp(old->shape, v->shape.dim, sizeof(int64_t) * (size_t)old->rank))
+            continue;
         NnTensor *t = nnrt_tensor_new(v->dtype, v->shape.rank, v->shape.dim);
-        if (!t || nnrt_init_fill(t, v->init, v->args, v->nargs, s->seed, v->name) != NN_OK ||
+        if (!t || nnrt_init_fill(t, v->init, v->args, v->nargs, seed, v->name) != NN_OK ||
             nnrt_vars_put(vars, v->name, t) != NN_OK) {
             nn_error(&c->diags, v->loc, "cannot initialize '%s': %s", v->name, nnrt_errmsg());
             return false;
@@ -281,7 +314,12 @@ bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, bool shapes_onl
         nn_error(&c->diags, (NnLoc){0}, "%s has no train block", o->file);
         return false;
     }
-    const NnAst *t = p->trains[0];
+    return nn_driver_setup_block(c, p, p->trains[0], o, shapes_only, spec, splits);
+}
+
+bool nn_driver_setup_block(NnCtx *c, const NnProgram *p, const NnAst *t, NnOptions *o,
+                           bool shapes_only, NnTrainSpec *spec, NnSplits *splits)
+{
     const NnDecl *dd = nn_sema_find(p, t->name2);
     if (!dd || dd->ast->kind != NN_AST_DATA) {
         const char *near = nn_sema_suggest(p, t->name2, NULL, 0);
@@ -347,16 +385,21 @@ static bool check_writable(NnCtx *c, const char *path)
     return ok;
 }
 
-// Sets every variable of vars (weights and optimizer state) from the checkpoint at path.
-static bool load_vars(NnCtx *c, const char *path, NnVars *vars)
+// Sets every variable of vars (weights and optimizer state, not the run-time
+// hyperparameters) from the checkpoint at path.
+static bool load_vars(NnCtx *c, const char *path, Runner *R)
 {
-    NnVars loaded;
+    NnVars loaded, expected;
+    nnrt_vars_init(&expected);
     // load initializes `loaded` and empties it on failure, so one fini fits all paths.
     bool ok = nnrt_safetensors_load(path, &loaded, NULL) == NN_OK &&
-              nnrt_checkpoint_assign(path, vars, &loaded) == NN_OK;
+              copy_vars(R->vars, &expected, false, R->spec) == NN_OK &&
+              nnrt_checkpoint_check(path, &loaded, &expected) == NN_OK &&
+              cb_restore(R, &loaded) == NN_OK;
     if (!ok)
         nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
     nnrt_vars_fini(&loaded);
+    nnrt_vars_fini(&expected);
     return ok;
 }
 
@@ -414,25 +457,195 @@ static bool keep_head(NnCtx *c, NnrtDataset *ds, int64_t n, NnLoc loc)
     return true;
 }
 
-int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
+struct NnTrainer {
+    const NnAst *block;
+    NnTrainSpec spec;
+    int64_t epochs, batch;       // the block's own run settings, before a run's --set
+    int patience;
+    const char *save;
+    NnSplits splits;
+    Runner R;
+    bool prepared, eval_only;
+};
+
+void nn_trainer_free(NnTrainer *t)
+{
+    if (!t)
+        return;
+    const NnBackend *be = t->R.be;
+    if (t->R.step)
+        be->free(t->R.step);
+    if (t->R.eval)
+        be->free(t->R.eval);
+    for (int i = 1; t->R.steps && i < t->spec.nsteps; i++)
+        if (t->R.steps[i])
+            be->free(t->R.steps[i]);
+    free(t->R.steps);
+    free(t->R.real);
+    free(t->R.fake);
+    free(t->R.stat);
+    nn_splits_fini(&t->splits);
+    nn_train_spec_fini(&t->spec);
+    free(t);
+}
+
+const NnTrainSpec *nn_trainer_spec(const NnTrainer *t) { return &t->spec; }
+
+static bool trainer_prepare(NnCtx *c, NnTrainer *t, NnOptions *o, bool eval_only)
+{
+    NnTrainSpec *spec = &t->spec;
+    Runner *R = &t->R;
+    NnLoc loc = spec->ast->loc;
+    double t0 = nnrt_now();
+    if (spec->nsteps > 0) {
+        if (eval_only) {
+            nn_error(&c->diags, loc, "train block of '%s' has steps and no evaluation; "
+                     "`nnc sample` shows what a generator makes", spec->model);
+            return false;
+        }
+        if (!prepare_steps(c, R->be, spec, o, R))
+            return false;
+    } else if (!(R->step = prepare(c, R->be, &spec->step, o, loc)) ||
+               !(R->eval = prepare(c, R->be, &spec->eval, o, loc)))
+        return false;
+    if (o->verbose)
+        fprintf(stderr, "nnc: prepared step and eval graphs on %s in %.0f ms\n", R->be->name,
+                (nnrt_now() - t0) * 1000);
+    NnrtDataset *train = nn_splits_get(&t->splits, "train");
+    NnrtDataset *val = nn_splits_get(&t->splits, "val"), *test = nn_splits_get(&t->splits, "test");
+    if (!keep_head(c, train, spec->limit, loc) || !keep_head(c, val, spec->eval_limit, loc) ||
+        !keep_head(c, test, spec->eval_limit, loc))
+        return false;
+    t->prepared = true;
+    nn_compiles++;
+    return true;
+}
+
+bool nn_train_hyper_setting(const char *key)
+{
+    static const char *const plain[] = {"epochs", "batch", "save", "patience", "seed", "limit",
+                                        "eval_limit", "total_steps"};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+        if (!strcmp(plain[i], key))
+            return false;
+    return true;
+}
+
+bool nn_train_run_setting(const char *key)
+{
+    return !strcmp(key, "epochs") || !strcmp(key, "batch") || !strcmp(key, "save") ||
+           !strcmp(key, "patience");
+}
+
+// A kept trainer's run settings: the block's, then this run's overrides.
+static bool apply_run_settings(NnCtx *c, NnTrainer *T, NnSetting *run, int n)
+{
+    if (!nn_train_check_sets(c, run, n))
+        return false;
+    NnTrainSpec *sp = &T->spec;
+    sp->epochs = T->epochs;
+    sp->batch = T->batch;
+    sp->patience = T->patience;
+    sp->save = T->save;
+    for (int i = 0; i < n; i++) {
+        const char *k = run[i].key, *v = run[i].value;
+        if (!strcmp(k, "save"))
+            sp->save = v;
+        else if (!strcmp(k, "epochs"))
+            sp->epochs = strtoll(v, NULL, 10);
+        else if (!strcmp(k, "batch"))
+            sp->batch = strtoll(v, NULL, 10);
+        else
+            sp->patience = (int)strtol(v, NULL, 10);
+    }
+    return true;
+}
+
+int nn_train_run(NnCtx *c, const NnProgram *p, const NnAst *block, NnOptions *o, bool eval_only,
+                 NnVars *vars, NnTrainer **cache)
 {
     const NnBackend *be = nn_driver_backend(o);
     if (!be)
         return 1;
-    NnTrainSpec spec = {0};
-    NnSplits splits = {0};
     int rc = 1;
-    Runner R = {.be = be, .spec = &spec};
-    nnrt_vars_init(&R.vars);
-    if (!nn_driver_setup(c, p, o, false, &spec, &splits) || !init_vars(c, &spec, &R.vars))
+    // A kept trainer lowers without the settings that only steer the loop
+    // (epochs, batch, save, patience) and without optimizer arguments, which
+    // are run-time hyperparameters of the step: changing them compiles nothing.
+    NnOptions kept;
+    NnSetting run[32], hyper[32];
+    int nrun = 0, nkept = 0, nhyper = 0;
+    if (cache) {
+        kept = *o;
+        kept.nsets = 0;
+        for (int i = 0; i < o->nsets; i++) {
+            if (nn_train_run_setting(o->sets[i].key))
+                run[nrun++] = o->sets[i];
+            else if (nn_train_hyper_setting(o->sets[i].key))
+                hyper[nhyper++] = o->sets[i];
+            else
+                kept.sets[kept.nsets++] = o->sets[i];
+        }
+        nkept = kept.nsets;
+        o = &kept;
+    }
+    NnTrainer *T = cache ? *cache : NULL;
+    // What a cached trainer was made from (block, settings, data) is the
+    // caller's to compare: it drops the cache when any of them changes.
+    if (T && (T->block != block || T->eval_only != eval_only || T->R.be != be)) {
+        nn_trainer_free(T);
+        T = NULL;
+    }
+    bool fresh = !T;
+    if (fresh) {
+        if (!(T = calloc(1, sizeof *T))) {
+            nn_error(&c->diags, block->loc, "out of memory");
+            return 1;
+        }
+        T->block = block;
+        T->eval_only = eval_only;
+        T->R.be = be;
+        T->R.spec = &T->spec;
+        T->R.lr_out = -1;
+    }
+    if (cache)
+        *cache = T;
+    NnTrainSpec *sp = &T->spec;
+    NnSplits *splits = &T->splits;
+    T->R.vars = vars;
+    if (fresh) {
+        if (!nn_driver_setup_block(c, p, block, o, false, sp, splits))
+            goto done;
+        T->epochs = sp->epochs;
+        T->batch = sp->batch;
+        T->patience = sp->patience;
+        T->save = sp->save;
+    }
+    if (cache && !apply_run_settings(c, T, run, nrun))
         goto done;
+    if (!nn_driver_init_vars(c, sp->vars, sp->nvars, sp->seed, vars))
+        goto done;
+    for (int i = 0; i < nhyper; i++) {
+        char *end;
+        double v = strtod(hyper[i].value, &end);
+        if (!*hyper[i].value || *end || !isfinite(v)) {
+            nn_error(&c->diags, block->loc, "%s = %s: the optimizer argument takes a number",
+                     hyper[i].key, hyper[i].value);
+            goto done;
+        }
+        if (nn_train_set_hyper(sp, vars, hyper[i].key, v) == 0) {
+            nn_error(&c->diags, block->loc, "no optimizer of this train block takes a run-time "
+                     "'%s' (a number argument such as lr, momentum, beta1, weight_decay)",
+                     hyper[i].key);
+            goto done;
+        }
+    }
     // --resume W only reads W; checkpoints go to the save path.
     if (!eval_only && o->resume && access(o->weights, F_OK) != 0) {
         nn_error(&c->diags, (NnLoc){0}, "cannot resume from '%s': %s", o->weights,
                  strerror(errno));
         goto done;
     }
-    if (!eval_only && spec.save && !check_writable(c, spec.save))
+    if (!eval_only && sp->save && !check_writable(c, sp->save))
         goto done;
     // An unusable --metrics file is found now, not after the first epoch.
     if (o->metrics) {
@@ -442,30 +655,23 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
             goto done;
         }
     }
-    NnLoc loc = spec.ast->loc;
-    double t0 = nnrt_now();
-    if (spec.nsteps > 0) {
-        if (eval_only) {
-            nn_error(&c->diags, loc, "train block of '%s' has steps and no evaluation; "
-                     "`nnc sample` shows what a generator makes", spec.model);
+    if (!T->prepared) {
+        if (!trainer_prepare(c, T, o, eval_only))
             goto done;
-        }
-        if (!prepare_steps(c, be, &spec, o, &R))
-            goto done;
-    } else if (!(R.step = prepare(c, be, &spec.step, o, loc)) ||
-               !(R.eval = prepare(c, be, &spec.eval, o, loc)))
-        goto done;
-    if (o->verbose)
-        fprintf(stderr, "nnc: prepared step and eval graphs on %s in %.0f ms\n", be->name,
-                (nnrt_now() - t0) * 1000);
-    NnrtDataset *train = nn_splits_get(&splits, "train");
-    NnrtDataset *val = nn_splits_get(&splits, "val"), *test = nn_splits_get(&splits, "test");
-    if (!keep_head(c, train, spec.limit, loc) || !keep_head(c, val, spec.eval_limit, loc) ||
-        !keep_head(c, test, spec.eval_limit, loc))
-        goto done;
-    NnrtTrainCallbacks cb = {.ctx = &R, .step = cb_step, .predict = cb_predict,
+    } else if (o->verbose) {
+        fprintf(stderr, "nnc: reusing the compiled step and eval graphs (no compile)\n");
+    }
+    NnTrainSpec spec = *sp;
+    Runner *R = &T->R;
+    NnrtDataset *train = nn_splits_get(splits, "train");
+    NnrtDataset *val = nn_splits_get(splits, "val"), *test = nn_splits_get(splits, "test");
+    int64_t b = train->count < spec.batch ? train->count : spec.batch;
+    nn_train_set_total_steps(&spec, vars, b > 0 ? nnrt_batch_count(train->count, b) : 0);
+    R->lr_out = output_index(spec.step, "lr");
+    NnrtTrainCallbacks cb = {.ctx = R, .step = cb_step, .predict = cb_predict,
                              .snapshot = cb_snapshot, .restore = cb_restore,
-                             .checkpoint_vars = cb_checkpoint_vars};
+                             .checkpoint_vars = cb_checkpoint_vars,
+                             .lr = R->lr_out >= 0 ? &R->lr : NULL};
     NnrtTrainOptions to = {0};
     to.epochs = (int)spec.epochs;
     to.batch = spec.batch;
@@ -477,9 +683,9 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     if (spec.nsteps) {
         cb.step = cb_steps;
         cb.predict = NULL;
-        cb.nstats = R.nstats;
-        cb.stat_names = R.stat_names;
-        cb.stats = R.stats;
+        cb.nstats = R->nstats;
+        cb.stat_names = R->stat_names;
+        cb.stats = R->stats;
     } else {
         NnNode *on = nn_node(spec.eval, nn_graph_output(spec.eval, "output"));
         to.out_features = on->shape.rank >= 2 ? on->shape.dim[on->shape.rank - 1] : 1;
@@ -504,7 +710,8 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
         goto done;
     }
     if (eval_only) {
-        if (!load_vars(c, o->weights, &R.vars))
+        // A session evaluates the weights it holds; nnc eval those of --weights.
+        if (o->weights && !load_vars(c, o->weights, R))
             goto done;
         const NnrtDataset *ds = to.test ? to.test : to.val ? to.val : train;
         const char *name = to.test ? "test" : to.val ? "val" : "train";
@@ -535,7 +742,7 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
     NnrtTrainResult res;
     if (spec.epochs == 0) {
         // --set epochs=0: no training, only the report on the initial (or resumed) model.
-        if (o->resume && !load_vars(c, o->weights, &R.vars))
+        if (o->resume && !load_vars(c, o->weights, R))
             goto done;
         if (!spec.nsteps && !final_eval(c, &cb, to.test ? to.test : train, to.test ? "test" : "train", &to))
             goto done;
@@ -543,6 +750,12 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
         goto done;
     }
     if (nnrt_train(&cb, train, &to, &res) != NN_OK) {
+        if (nn_interrupted) {
+            // The weights are those after the last whole batch.
+            fprintf(stderr, "\ninterrupted: weights kept as of the last batch\n");
+            rc = 0;
+            goto done;
+        }
         nn_error(&c->diags, (NnLoc){0}, "training failed: %s", nnrt_errmsg());
         goto done;
     }
@@ -555,19 +768,25 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
         printf("saved %s\n", spec.save);
     rc = 0;
 done:
-    if (R.step)
-        be->free(R.step);
-    if (R.eval)
-        be->free(R.eval);
-    for (int i = 1; R.steps && i < spec.nsteps; i++)
-        if (R.steps[i])
-            be->free(R.steps[i]);
-    free(R.steps);
-    free(R.real);
-    free(R.fake);
-    free(R.stat);
-    nnrt_vars_fini(&R.vars);
-    nn_splits_fini(&splits);
-    nn_train_spec_fini(&spec);
+    // nn_driver_setup_block may have added a seed setting to the copy.
+    for (int i = nkept; cache && i < kept.nsets; i++)
+        free((char *)kept.sets[i].key);
+    if (!cache || (rc && !T->prepared)) {
+        nn_trainer_free(T);
+        if (cache)
+            *cache = NULL;
+    }
+    return rc;
+}
+
+int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only)
+{
+    NnSession *s = nn_session_open(c, p, o);
+    if (!s) {
+        nn_error(&c->diags, (NnLoc){0}, "out of memory");
+        return 1;
+    }
+    int rc = nn_session_run_block(s, 0, eval_only);
+    nn_session_free(s);
     return rc;
 }

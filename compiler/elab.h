@@ -155,6 +155,9 @@ NnId as_tensor(Lower *L, Val v, NnDType dt, NnLoc loc);
 NnNode *vnode(Lower *L, Val v);
 const char *val_desc(Lower *L, Val v, char *buf, size_t n); // "f32[N, 10]", "number 3", ...
 
+// A call of an `extern` C function: one EXTERN node (extern.c).
+Val call_extern(Lower *L, const NnAst *d, Arg *args, int nargs, NnLoc loc);
+
 // Builtins (builtin.c).
 Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc);
 // conv, conv_transpose, pool_max, pool_avg, pad, concat (builtin_conv.c);

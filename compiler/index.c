@@ -691,6 +691,7 @@ static bool loop_node(Lower *L, Env *env, const NnAst *s, const NnAst *owner, in
         for (Seq *q = lp.seqs; q && !ph; q = q->next)
             ph = q->ph == i;
         if (nn_op_has(n->op, NN_OPF_RANDOM) || n->op == NN_OP_DROPOUT ||
+            n->op == NN_OP_EXTERN || // its derivative may be missing: unrolled, autodiff says so
             (nn_op_has(n->op, NN_OPF_SOURCE) && n->op != NN_OP_CONST && !ph))
             ok = false;
         dep[i - mark] = ph;

@@ -19,6 +19,8 @@ typedef struct NnParamInit {
     bool trainable;    // false for optimizer state and counters
     bool model_state;  // layer state (batch-norm statistics): not trained, but
                        // part of the model like its weights (early-stopping snapshots)
+    bool hyper;        // a run-time hyperparameter ("hyper/lr"): a scalar the step reads
+                       // and never updates, set by the caller; not in checkpoints
     NnLoc loc;
 } NnParamInit;
 
@@ -86,6 +88,13 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
 // epochs, seed, ...) without lowering anything, so a bad value is reported
 // before any data are loaded.
 bool nn_train_check_sets(NnCtx *c, NnSetting *sets, int nsets);
+// Sets the run-time hyperparameter `key` ("lr", "beta1", "total_steps") of
+// every step that has one to value, in vars (the table the steps run on),
+// with no compiling. Returns how many were set: 0 when no step has `key`.
+int nn_train_set_hyper(const NnTrainSpec *s, NnVars *vars, const char *key, double value);
+// Sets each step's total_steps (what schedules anneal over) for a run of the
+// spec's epochs with `batches` batches an epoch.
+void nn_train_set_total_steps(const NnTrainSpec *s, NnVars *vars, int64_t batches);
 // Frees the spec's graphs (safe on a zeroed or partly filled spec).
 void nn_train_spec_fini(NnTrainSpec *s);
 // Lowers a model alone (for `nnc ir` on a file without a train block).
@@ -102,4 +111,26 @@ NnGraph *nn_lower_expr(NnCtx *c, const NnProgram *p, const NnAst *e, const NnFie
 // as a new tensor. Returns NULL and sets *is_literal = false when e is not a
 // literal; reports ragged or non-numeric lists (*is_literal stays true).
 NnTensor *nn_lower_literal(NnCtx *c, const NnAst *e, bool *is_literal);
+
+// An expression typed at the REPL (query.c). A name no scope knows, or a path
+// such as fashion.test.x, goes to the resolver, which returns the tensor it
+// stands for (NULL: unknown); that and each list literal becomes an INPUT,
+// fed feeds[k] in id order. A compile-time number or bool yields no graph
+// (is_num). nn_query_fini frees the graph and the literals, also on failure.
+typedef const NnTensor *(*NnQueryResolve)(void *ctx, const char *name);
+typedef struct NnQuery {
+    NnGraph *graph;         // output "value"; NULL when is_num
+    const char **inputs;    // names of the INPUTs in id order (in c's arena)
+    const NnTensor **feeds; // what feeds each
+    int ninputs;
+    NnTensor **literals;    // owned
+    int nliterals;
+    NnParamInit *vars;      // the PARAM/STATE nodes of the models it calls
+    int nvars;
+    bool is_num, is_int, is_bool;
+    double num;
+} NnQuery;
+bool nn_lower_query(NnCtx *c, const NnProgram *p, NnAst *e, NnQueryResolve resolve, void *ctx,
+                    NnQuery *out);
+void nn_query_fini(NnQuery *q);
 #endif

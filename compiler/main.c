@@ -1,6 +1,6 @@
 // The nnc command line: parses arguments, runs the front end (parse, sema),
 // and dispatches to check / ir / train / eval / augment / repl. The only place
-// that picks a backend and the only place that chooses an exit status:
+// that chooses an exit status:
 // 0 success, 1 a diagnostic (bad script, shape error, bad data), 2 bad usage.
 #include <errno.h>
 #include <stdio.h>
@@ -19,6 +19,8 @@ static const char usage[] =
     "  train FILE              run the file's train block\n"
     "  eval FILE --weights W   evaluate saved weights on the test split\n"
     "  augment FILE -o OUT     write a grid of augmented training images (.png or .pgm)\n"
+    "  repl [FILE]             interactive session (reads commands from standard input\n"
+    "                          when it is not a terminal)\n"
     "  sample FILE --weights W [--count N] [--temperature T]\n"
     "                          a language model (text() data): print generated lines\n"
     "  sample FILE --weights W -o OUT.png (a generator)\n"
@@ -69,44 +71,6 @@ static bool png_extension_ok(const char *path)
     return len > 4 && !strcmp(path + len - 4, ".png");
 }
 
-const NnBackend *nn_driver_backend(const NnOptions *o)
-{
-    const char *name = o->backend;
-#ifdef NN_WITH_LLVM
-    if (!name)
-        name = "jit";
-#else
-    if (!name)
-        name = "interp";
-#endif
-    const NnBackend *be = nn_backend_find(name);
-    if (!be)
-        fprintf(stderr, "nnc: error: unknown or unavailable backend '%s' (have: interp%s)\n", name,
-                nn_backend_find("jit") ? ", jit" : "");
-    return be;
-}
-
-bool nn_driver_eval_graph(NnCtx *c, const NnBackend *be, NnGraph *g, NnTensor *const *inputs,
-                          NnTensor **outs, NnLoc loc)
-{
-    NnExecOptions eo = {0};
-    NnExec *x = be->prepare(g, &eo);
-    NnTensor *res[8] = {0};
-    if (!x || be->run(x, NULL, inputs, res) != NN_OK) {
-        nn_error(&c->diags, loc, "%s", nnrt_errmsg());
-        if (x)
-            be->free(x);
-        return false;
-    }
-    bool ok = true;
-    for (int i = 0; i < g->noutputs && i < 8; i++)
-        ok = (outs[i] = nnrt_tensor_clone(res[i])) != NULL && ok;
-    be->free(x);
-    if (!ok)
-        nn_error(&c->diags, loc, "out of memory");
-    return ok;
-}
-
 static bool parse_set(NnOptions *o, const char *kv)
 {
     const char *eq = strchr(kv, '=');
@@ -126,12 +90,12 @@ typedef struct OptionUse {
 } OptionUse;
 
 static const OptionUse option_uses[] = {
-    {"--backend", " ir train eval sample "},
+    {"--backend", " ir train eval sample repl "},
     {"--stage", " ir "},
     {"--metrics", " train eval "},
     {"--resume", " train "},
-    {"--weights", " eval sample "},
-    {"--threads", " train eval sample "},
+    {"--weights", " eval sample repl "},
+    {"--threads", " train eval sample repl "},
     {"--no-pass", " ir train eval sample "},
     {"--dump", " ir train eval sample "},
     {"-o", " augment sample "},
@@ -317,17 +281,23 @@ int main(int argc, char **argv)
         fprintf(stderr, usage, nn_pass_names());
         goto out;
     }
-    static const char *const cmds[] = {"check", "ir", "train", "eval", "augment", "sample"};
+    static const char *const cmds[] = {"check", "ir", "train", "eval", "augment", "sample",
+                                       "repl"};
     bool known = false;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         known = known || !strcmp(cmd, cmds[i]);
     if (!known) {
-        usage_error("unknown command '%s' (commands: check, ir, train, eval, augment, sample)",
+        usage_error("unknown command '%s' (commands: check, ir, train, eval, augment, sample, "
+                    "repl)",
                     cmd);
         goto out;
     }
     if ((rc = check_option_uses(cmd, given, ngiven)))
         goto out;
+    if (!strcmp(cmd, "repl")) {
+        rc = nn_cmd_repl(&o);
+        goto out;
+    }
     rc = 2;
     if (!o.file) {
         usage_error("'%s' needs a .nn file", cmd);

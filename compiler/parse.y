@@ -159,6 +159,25 @@ item:
   | IMPORT STRING       { $$ = mk(ps, NN_AST_IMPORT, @1); $$->str = $2; }
   | EXTERN STRING FN ident '(' formals ')' ret_opt
                         { $$ = func(ps, NN_AST_EXTERN, @1, $4, $6, $8); $$->str = $2; }
+  | IDENT ident '(' formals ')' ret_opt fbody
+                        {
+                            // grad erff(x) = ...: the derivative of an extern
+                            // function; `grad` is a name everywhere else. Any
+                            // other word here is a misspelled keyword.
+                            if (strcmp($1, "grad") != 0 || $6 || $7->kind == NN_AST_PROGRAM) {
+                                if (strcmp($1, "grad") != 0)
+                                    nn_error(&ps->c->diags, @2, "unexpected identifier '%s' "
+                                             "after '%s', which is not a keyword", $2, $1);
+                                else
+                                    nn_error(&ps->c->diags, @1, "a derivative is declared as "
+                                             "grad %s(...) = EXPR", $2);
+                                $$ = error_node(ps, @1);
+                            } else {
+                                $$ = func(ps, NN_AST_FN, @1, $2, $4, NULL);
+                                $$->name2 = "grad";
+                                $$->a = $7;
+                            }
+                        }
   | fkind ident '(' formals ')' ret_opt fbody
                         {
                             $$ = func(ps, $1, @1, $2, $4, $6);

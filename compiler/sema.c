@@ -5,6 +5,7 @@
 // typed, in layers).
 // Declarations in the user's file override imported ones of the same name.
 #include "sema.h"
+#include "graph.h"
 #include "fileio.h"
 
 #include <dirent.h>
@@ -29,6 +30,8 @@ typedef struct Sema {
     const char **loaded;
     int nloaded;
     bool in_main;
+    NnAst **grads; // `grad f(x) = ...` items, attached to their externs after collecting
+    int ngrads, gradcap;
 } Sema;
 
 static const char **scope_slot(const Scope *s, const char *name)
@@ -285,7 +288,21 @@ static void collect(Sema *S, NnAst *prog)
         NnAst *item = prog->kids.items[i];
         switch (item->kind) {
         case NN_AST_IMPORT: import_item(S, item); break;
-        case NN_AST_FN: case NN_AST_LAYER: case NN_AST_MODEL: case NN_AST_LOSS:
+        case NN_AST_FN:
+            if (item->name2 && !strcmp(item->name2, "grad")) {
+                if (S->ngrads == S->gradcap) {
+                    S->gradcap = S->gradcap ? S->gradcap * 2 : 8;
+                    NnAst **g = nn_arena_alloc(S->c->arena, (size_t)S->gradcap * sizeof *g);
+                    if (S->ngrads)
+                        memcpy(g, S->grads, (size_t)S->ngrads * sizeof *g);
+                    S->grads = g;
+                }
+                S->grads[S->ngrads++] = item;
+                break;
+            }
+            add_decl(S, item);
+            break;
+        case NN_AST_LAYER: case NN_AST_MODEL: case NN_AST_LOSS:
         case NN_AST_OPTIMIZER: case NN_AST_DATA: case NN_AST_EXTERN:
             add_decl(S, item);
             break;
@@ -428,8 +445,73 @@ static void check_body(Sema *S, Scope *sc, const NnAst *decl, const NnAstList *b
     }
 }
 
+// An extern's signature must be one libffi and generated code both call the
+// same way: 1 to 3 scalar f32/f64/i32 arguments and such a result. Its library
+// and symbol are found now, so a missing one is reported at the declaration.
+static void check_extern(Sema *S, const NnAst *d)
+{
+    const char *bad = NULL;
+    NnLoc at = d->loc;
+    if (d->params.count < 1 || d->params.count > 3)
+        bad = "it takes 1 to 3 arguments";
+    for (int i = 0; !bad && i <= d->params.count; i++) {
+        const NnAst *t = i < d->params.count ? d->params.items[i]->type : d->type;
+        if (!t) {
+            bad = i < d->params.count ? "every argument needs a type (f32, f64 or i32)"
+                                      : "it needs a result type (-> f32, f64 or i32)";
+            if (i < d->params.count)
+                at = d->params.items[i]->loc;
+        } else if (t->has_dims || (strcmp(t->name, "f32") && strcmp(t->name, "f64") &&
+                                   strcmp(t->name, "i32"))) {
+            bad = "arguments and result must be scalars: f32 (float), f64 (double) or i32 (int)";
+            at = t->loc;
+        }
+    }
+    if (bad) {
+        nn_error(&S->c->diags, at, "unsupported signature for extern function '%s': %s",
+                 d->name, bad);
+        return;
+    }
+    char why[512];
+    if (!nn_extern_open(d->str, d->name, why, sizeof why))
+        nn_error(&S->c->diags, d->loc, "extern function '%s': %s", d->name, why);
+}
+
+static void check_decl(Sema *S, const NnAst *d);
+
+// Attaches each `grad f(x) = ...` to extern f (as its `a`) and checks its body.
+static void attach_grads(Sema *S)
+{
+    for (int i = 0; i < S->ngrads; i++) {
+        NnAst *g = S->grads[i];
+        const NnDecl *d = nn_sema_find(S->p, g->name);
+        NnAst *ext = d && d->ast->kind == NN_AST_EXTERN ? (NnAst *)d->ast : NULL;
+        if (!ext) {
+            nn_error(&S->c->diags, g->loc, "'grad %s' declares the derivative of an extern "
+                     "function; '%s' is %s", g->name, g->name,
+                     d ? "not one (the compiler differentiates .nn code itself)" : "unknown");
+            continue;
+        }
+        if (ext->a) {
+            nn_error(&S->c->diags, g->loc, "the derivative of '%s' is declared twice", g->name);
+            nn_note(&S->c->diags, ext->a->loc, "first declared here");
+            continue;
+        }
+        if (g->params.count != ext->params.count) {
+            nn_error(&S->c->diags, g->loc, "'grad %s' takes %d argument%s, like '%s'; got %d",
+                     g->name, ext->params.count, ext->params.count == 1 ? "" : "s", g->name,
+                     g->params.count);
+            continue;
+        }
+        ext->a = g;
+        check_decl(S, g);
+    }
+}
+
 static void check_decl(Sema *S, const NnAst *d)
 {
+    if (d->kind == NN_AST_EXTERN)
+        check_extern(S, d);
     if (d->kind == NN_AST_DATA || d->kind == NN_AST_EXTERN)
         return;
     Scope sc = {0};
@@ -438,6 +520,13 @@ static void check_decl(Sema *S, const NnAst *d)
         scope_add(S->c, &sc, "grad");
         scope_add(S->c, &sc, "grad_norm");
         scope_add(S->c, &sc, "step");
+    }
+    // Learning-rate schedules are functions of these; the train block binds
+    // them while it evaluates an optimizer's arguments (elsewhere lowering
+    // reports them unknown).
+    if (d->kind == NN_AST_FN) {
+        scope_add(S->c, &sc, "step");
+        scope_add(S->c, &sc, "total_steps");
     }
     for (int i = 0; i < d->params.count; i++) {
         const NnAst *f = d->params.items[i];
@@ -459,6 +548,7 @@ NnProgram *nn_sema(NnCtx *c, NnAst *main)
     if (main->loc.src)
         already_loaded(&S, main->loc.src->name);
     collect(&S, main);
+    attach_grads(&S);
     for (int i = 0; i < S.p->ndecls; i++)
         check_decl(&S, S.p->decls[i].ast);
     return S.p;

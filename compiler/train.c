@@ -33,7 +33,23 @@ typedef struct TrainEnv {
     int nnoise;
     NnId *noise_ids;     // RAND node per noise, made on first use; -1 before
     int step_index;      // which step the graph is for (noise streams differ per step)
+    const char *hprefix; // run-time hyperparameters' name prefix: "" or "disc/"
+    bool optimizing;     // evaluating the optimizer: `step` and `total_steps` exist
 } TrainEnv;
+
+// A run-time hyperparameter: a scalar f32 STATE named "hyper/NAME" ("disc/hyper/NAME"
+// in a block of steps) that the step reads and never updates, starting at v. The
+// caller may set it before any run, so changing it compiles nothing.
+static NnId hyper_var(Lower *L, const char *prefix, const char *name, double v, NnLoc loc)
+{
+    NnShape scalar = {0};
+    const char *vname = nn_arena_printf(L->c->arena, "%shyper/%s", prefix, name);
+    NnId id = make_var(L, NN_OP_STATE, vname, NN_DT_F32, &scalar, "constant", &v, 1, loc);
+    for (int i = 0; id >= 0 && i < L->nvars; i++)
+        if (L->var_ids[i] == id)
+            L->vars[i].hyper = true;
+    return id;
+}
 
 // The L2 norm of all gradients together (f32), for clipping by global norm.
 static NnId global_norm(Lower *L, const NnId *grads, int n, NnLoc loc)
@@ -158,6 +174,17 @@ static bool resolve(void *ctx, const char *name, NnLoc loc, Val *out)
             T->have_output = true;
         }
         *out = T->output;
+        return true;
+    }
+    // Learning-rate schedules (stdlib/schedules.nn) are functions of the
+    // step (counting from 1) and of the run's length in steps.
+    if (strcmp(name, "step") == 0 && T->optimizing) {
+        *out = v_tensor(T->L->step);
+        return true;
+    }
+    if (strcmp(name, "total_steps") == 0 && T->optimizing) {
+        NnId id = hyper_var(T->L, T->hprefix, "total_steps", 1, loc);
+        *out = id >= 0 ? v_tensor(id) : v_none();
         return true;
     }
     if (strcmp(name, "grad_norm") == 0 && T->ngrads > 0) {
@@ -462,8 +489,17 @@ static bool check_optimizer_args(Lower *L, const NnAst *opt, const Arg *args, in
     return true;
 }
 
+// Whether optimizer formal f takes its number at run time: all do but those
+// declared `float`, `int` or `bool`, which the body needs at compile time
+// (clip_by_norm's threshold decides whether the gradient norm is built).
+static bool runtime_formal(const NnAst *f)
+{
+    const char *t = f->type ? f->type->name : NULL;
+    return !t || (strcmp(t, "float") && strcmp(t, "int") && strcmp(t, "bool"));
+}
+
 static bool optimize_param(Lower *L, const NnAst *opt, Arg *args, int nargs, NnId p, NnId gr,
-                           const char *pname, NnLoc loc)
+                           const char *pname, const char *hprefix, NnId *lr, NnLoc loc)
 {
     // Bind hyperparameters like a call, then run the body statements.
     Env *env = nn_arena_alloc(L->c->arena, sizeof *env);
@@ -485,6 +521,15 @@ static bool optimize_param(Lower *L, const NnAst *opt, Arg *args, int nargs, NnI
         }
         if (v.kind == V_NONE)
             return false;
+        if (v.kind == V_NUM && runtime_formal(f)) {
+            NnId h = hyper_var(L, hprefix, f->name, v.num, loc);
+            if (h < 0)
+                return false;
+            NnDType dt = nn_node(L->g, p)->dtype;
+            v = v_tensor(dt == NN_DT_F32 ? h : nn_ir_cast(L->g, h, dt, loc));
+        }
+        if (strcmp(f->name, "lr") == 0 && v.kind == V_TENSOR && vnode(L, v)->shape.rank == 0)
+            *lr = v.id;
         env_bind(L, env, f->name, v);
     }
     NnNode *pn = nn_node(L->g, p);
@@ -630,7 +675,8 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
     int64_t N = nn_sym_dim(g, "N");
     TrainEnv T = {.L = L, .fields = fields, .nfields = nfields, .model = model, .data = s->data,
                   .noise = s->noise, .nnoise = s->nnoise, .step_index = cfg->index,
-                  .grad_norm = -1};
+                  .grad_norm = -1,
+                  .hprefix = cfg->name ? nn_arena_printf(c->arena, "%s/", cfg->name) : ""};
     T.inputs = nn_arena_alloc(c->arena, (size_t)nfields * sizeof(NnId));
     T.noise_ids = nn_arena_alloc(c->arena, (size_t)(s->nnoise + 1) * sizeof(NnId));
     for (int i = 0; i < s->nnoise; i++)
@@ -707,10 +753,15 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
         goto fail;
     }
     if (!nn_ad_grad(g, loss.id, wrt, nparams, grads)) {
-        nn_error(&c->diags, cfg->loss->loc, "cannot differentiate the loss: %s", g->err);
+        if (g->err_loc.src) {
+            nn_error(&c->diags, g->err_loc, "%s", g->err);
+            nn_note(&c->diags, cfg->loss->loc, "training differentiates this loss");
+        } else
+            nn_error(&c->diags, cfg->loss->loc, "cannot differentiate the loss: %s", g->err);
         goto fail;
     }
     const NnAst *oc = cfg->optimizer;
+    T.optimizing = true;
     Val ov = oc->kind == NN_AST_CALL ? eval(L, &env, oc->a) : eval(L, &env, oc);
     if (ov.kind != V_DECL || ov.decl->kind != NN_AST_OPTIMIZER) {
         if (ov.kind != V_NONE)
@@ -748,14 +799,19 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
     // grad_norm (through resolve) is built only if the optimizer uses it.
     T.grads = grads;
     T.ngrads = nparams;
+    NnId lr = -1;
     for (int i = 0; i < nparams; i++) {
         const char *pname = cfg->name ? nn_arena_printf(c->arena, "%s/%s", cfg->name, names[i])
                                       : names[i];
-        if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], pname, oc->loc)) {
+        if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], pname, T.hprefix, &lr,
+                            oc->loc)) {
             call_note(L, ov.decl, oc->loc);
             goto fail;
         }
     }
+    // The learning rate each run used (a schedule's value at its step), to show.
+    if (lr >= 0)
+        nn_graph_add_output(g, "lr", lr);
     nn_graph_add_update(g, s0, L->step);
     for (int i = 0; i < L->nupd; i++)
         nn_graph_add_update(g, L->upd_var[i], L->upd_val[i]);
@@ -1060,6 +1116,48 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
     out->classify = nfields > 1 && fields[1].dtype == NN_DT_I32 &&
                     nn_node(out->eval, o)->shape.rank == 2;
     return check_task(c, &s, out->classify, out->model);
+}
+
+// The steps' repeat counts by the name prefix of their variables ("disc/").
+static int step_repeat(const NnTrainSpec *s, const char *var)
+{
+    for (int i = 0; i < s->nsteps; i++) {
+        size_t n = strlen(s->steps[i].name);
+        if (!strncmp(var, s->steps[i].name, n) && var[n] == '/')
+            return s->steps[i].repeat;
+    }
+    return 1;
+}
+
+// Whether var is hyperparameter key: "hyper/KEY" or "STEP/hyper/KEY".
+static bool hyper_named(const char *var, const char *key)
+{
+    const char *h = strstr(var, "hyper/");
+    return h && (h == var || h[-1] == '/') && !strcmp(h + 6, key);
+}
+
+int nn_train_set_hyper(const NnTrainSpec *s, NnVars *vars, const char *key, double value)
+{
+    int n = 0;
+    for (int i = 0; i < s->nvars; i++) {
+        NnTensor *t = s->vars[i].hyper && hyper_named(s->vars[i].name, key)
+                          ? nnrt_vars_get(vars, s->vars[i].name) : NULL;
+        if (t) {
+            nnrt_tensor_set(t, 0, value);
+            n++;
+        }
+    }
+    return n;
+}
+
+void nn_train_set_total_steps(const NnTrainSpec *s, NnVars *vars, int64_t batches)
+{
+    for (int i = 0; i < s->nvars; i++) {
+        NnTensor *t = s->vars[i].hyper && hyper_named(s->vars[i].name, "total_steps")
+                          ? nnrt_vars_get(vars, s->vars[i].name) : NULL;
+        if (t)
+            nnrt_tensor_set(t, 0, (double)(s->epochs * batches * step_repeat(s, s->vars[i].name)));
+    }
 }
 
 void nn_train_spec_fini(NnTrainSpec *s)

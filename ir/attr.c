@@ -67,7 +67,7 @@ bool nn_attr_eq(NnOp op, const NnAttr *a, const NnAttr *b)
             continue;
         switch (attrs[k].kind) {
         case STR: {
-            const char *x = a->name, *y = b->name;
+            const char *x = *(const char *const *)field(a, k), *y = *(const char *const *)field(b, k);
             if (x != y && (!x || !y || strcmp(x, y)))
                 return false;
             break;
@@ -143,6 +143,11 @@ static void print_one(FILE *out, const NnNode *n, int k)
         break;
     }
     case CONV: print_conv(out, &a->conv); break;
+    case STR: {
+        const char *s = *(const char *const *)p;
+        fprintf(out, *l ? " %s=%s" : "%s %s", l, s ? s : "");
+        break;
+    }
     default: NN_UNREACHABLE();
     }
 }
@@ -163,7 +168,11 @@ NnAttr nn_attr_copy(NnGraph *dst, NnOp op, const NnAttr *a)
         if (!(used & (1u << k)))
             continue;
         switch (attrs[k].kind) {
-        case STR: c.name = a->name ? nn_arena_strdup(dst->arena, a->name) : NULL; break;
+        case STR: {
+            const char *s = *(const char *const *)field(a, k);
+            *(const char **)((char *)&c + attrs[k].off) = s ? nn_arena_strdup(dst->arena, s) : NULL;
+            break;
+        }
         case BODY:
             if (a->body) {
                 c.body = nn_graph_new_child(dst);

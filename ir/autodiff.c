@@ -114,7 +114,7 @@ static void backprop_loop(NnGraph *g, NnId i, NnId top, const bool *on, NnId *ac
     accumulate(g, i, on, acc, gin);
 }
 
-void nn_ad_vjp(NnGraph *g, const NnId *outs, const NnId *seeds, int nout, const NnId *wrt, int n,
+bool nn_ad_vjp(NnGraph *g, const NnId *outs, const NnId *seeds, int nout, const NnId *wrt, int n,
                NnId *grads)
 {
     NnId top = -1;
@@ -125,6 +125,16 @@ void nn_ad_vjp(NnGraph *g, const NnId *outs, const NnId *seeds, int nout, const 
     for (int k = 0; k < n; k++)
         NN_ASSERT(wrt[k] >= 0 && wrt[k] < g->count);
     bool *on = top >= 0 ? mark_path(g, top, outs, seeds, nout, wrt, n) : NULL;
+    // A C function is differentiable only through the derivative the program
+    // declares for it: the user's mistake, so a message, not a failed rule.
+    for (NnId i = 0; i <= top; i++)
+        if (on[i] && g->nodes[i].op == NN_OP_EXTERN && !g->nodes[i].attr.body) {
+            g->err_loc = g->nodes[i].loc;
+            nn_set_err(g, "cannot differentiate through extern function '%s': it has no "
+                       "declared derivative (declare one with `grad %s(...) = ...`)",
+                       g->nodes[i].attr.sym, g->nodes[i].attr.sym);
+            return false;
+        }
     NnId *acc = nn_arena_alloc(g->arena, (size_t)(top + 2) * sizeof *acc);
     for (NnId i = 0; i <= top; i++)
         acc[i] = -1;
@@ -152,6 +162,7 @@ void nn_ad_vjp(NnGraph *g, const NnId *outs, const NnId *seeds, int nout, const 
             grads[k] = nn_rule_fill(g, 0, x->dtype, &x->shape, x->loc);
         }
     }
+    return true;
 }
 
 bool nn_ad_grad(NnGraph *g, NnId loss, const NnId *wrt, int n, NnId *grads)
@@ -165,6 +176,6 @@ bool nn_ad_grad(NnGraph *g, NnId loss, const NnId *wrt, int n, NnId *grads)
         return false;
     }
     NnId seed = UNIT_SEED;
-    nn_ad_vjp(g, &loss, &seed, 1, wrt, n, grads);
+    return nn_ad_vjp(g, &loss, &seed, 1, wrt, n, grads);
     return true;
 }

@@ -15,8 +15,9 @@
 bool nn_ad_grad(NnGraph *g, NnId loss, const NnId *wrt, int n, NnId *grads);
 
 // General reverse mode: seeds[k] (-1: none) is the gradient flowing into
-// outs[k]; grads[k] as above. Loop bodies use it for their step's VJP.
-void nn_ad_vjp(NnGraph *g, const NnId *outs, const NnId *seeds, int nout, const NnId *wrt, int n,
+// outs[k]; grads[k] as above. Loop bodies use it for their step's VJP. False
+// with g->err set (and g->err_loc) as nn_ad_grad says.
+bool nn_ad_vjp(NnGraph *g, const NnId *outs, const NnId *seeds, int nout, const NnId *wrt, int n,
                NnId *grads);
 
 #endif

@@ -14,6 +14,7 @@
 // acyclic); groups of a single op are left as they are; outputs and update
 // values are never absorbed (they may be roots); a group's members take at
 // most NN_FUSE_MAXUSES operands in all (ir/pass.h).
+#include "attr.h"
 #include "pass.h"
 
 #include <stdlib.h>
@@ -199,7 +200,9 @@ static NnId emit_group(const Fuse *f, NnRewrite *rw, NnId r, NnId *bmap, NnId *c
             }
             NN_ASSERT(in[k] >= 0);
         }
-        NnAttr a = n->attr;
+        // Strings and bodies (an EXTERN's symbol, library and derivative) must
+        // live in the new graph's arena: the old graph is freed after the pass.
+        NnAttr a = nn_attr_copy(rw->g, n->op, &n->attr);
         bmap[m] = nn_ir_add(body, n->op, in, n->nin, &a, n->loc);
         NN_ASSERT(bmap[m] >= 0);
     }

@@ -61,7 +61,8 @@ typedef struct NnAttr {
     int64_t trips;         // LOOP: steps
     bool reverse;          // LOOP: steps run from trips-1 down to 0
     int result;            // LOOP_OUT: index of the loop result
-    NnGraph *body;         // FUSED, LOOP
+    NnGraph *body;         // FUSED, LOOP; EXTERN: its declared derivative, or NULL
+    const char *sym, *lib; // EXTERN: the C function and its shared library (arena strings)
 } NnAttr;
 
 typedef struct NnNode {
@@ -96,6 +97,7 @@ struct NnGraph {
     const char *syms[NN_MAX_SYMS]; // symbolic dim names; dim -(k+1) is syms[k]
     int nsyms;
     char err[512]; // message of the last failed nn_ir_add (a shape error)
+    NnLoc err_loc; // where err points when a call the user wrote caused it; else no src
 };
 
 NnGraph *nn_graph_new(void);
@@ -159,6 +161,9 @@ NnId nn_ir_concat(NnGraph *g, const NnId *xs, int n, int axis, NnLoc loc);
 
 void nn_graph_add_output(NnGraph *g, const char *name, NnId id);
 NnId nn_graph_output(const NnGraph *g, const char *name); // -1 if absent
+// The function `sym` of shared library `lib` (an EXTERN node's; ir/op_extern.c),
+// or NULL with the reason in why.
+void *nn_extern_open(const char *lib, const char *sym, char *why, size_t cap);
 void nn_graph_add_update(NnGraph *g, NnId var, NnId value);
 
 static inline NnNode *nn_node(const NnGraph *g, NnId id) { return &g->nodes[id]; }

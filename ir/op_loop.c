@@ -394,7 +394,10 @@ void nn_loop_vjp(NnGraph *g, NnId id, const NnId *dres, const bool *need, NnId *
     for (int s = 0; s < S; s++)
         if (nx[s])
             wrt[nwrt++] = map[nn_loop_body_input(B, C + s)];
-    nn_ad_vjp(R, outs, seeds, nout, wrt, nwrt, gr);
+    // compiler/index.c unrolls bodies with extern calls, whose derivative
+    // may be missing, so this cannot fail on a loop it made.
+    if (!nn_ad_vjp(R, outs, seeds, nout, wrt, nwrt, gr))
+        nn_internal_error(__FILE__, __LINE__, R->err);
     int w = 0;
     for (int k = 0; k < C; k++)
         if (fc[k])

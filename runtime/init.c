@@ -101,6 +101,8 @@ NnStatus nnrt_init_fill(NnTensor *t, const char *kind, const double *args, int n
             v = 0;
         else if (strcmp(kind, "ones") == 0)
             v = 1;
+        else if (strcmp(kind, "constant") == 0) // a run-time hyperparameter's first value
+            v = a;
         else if (strcmp(kind, "normal") == 0)
             v = (nargs > 0 ? a : 0.01) * normal(&r);
         else if (strcmp(kind, "uniform") == 0)

@@ -6,7 +6,7 @@
 
 #include "nnrt.h"
 
-// kind: zeros, ones, normal(std = 0.01), uniform(lo = -0.05, hi = 0.05),
+// kind: zeros, ones, constant(v), normal(std = 0.01), uniform(lo = -0.05, hi = 0.05),
 // glorot_uniform, glorot_normal, he_uniform, he_normal, orthogonal(gain = 1).
 // Fan-in is shape[0] and fan-out shape[1] for rank >= 2 (x @ w layout);
 // for rank 1 both are shape[0]. f32 and f64 tensors.

@@ -215,6 +215,8 @@ int nnrt_eval_json(const NnrtEval *e, char *buf, size_t cap)
         json_num(buf, cap, &len, "mse", e->mse);
     for (int i = 0; i < e->nstats && i < NNRT_MAX_STATS; i++)
         json_num(buf, cap, &len, e->stat_names[i], e->stats[i]);
+    if (e->has_lr)
+        json_num(buf, cap, &len, "lr", e->lr);
     size_t at = (size_t)len < cap ? (size_t)len : cap;
     len += snprintf(buf + at, cap - at, "}");
     return len;

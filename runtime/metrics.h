@@ -73,6 +73,8 @@ typedef struct NnrtEval {
     int nstats;         // named values besides the loss (a GAN's d.loss, d.real); train only
     const char *const *stat_names;
     double stats[NNRT_MAX_STATS];
+    bool has_lr;        // train only: lr is the learning rate of the epoch's last step
+    double lr;
 } NnrtEval;
 
 // Fills accuracy and the macro precision/recall/F1 of e from c.

@@ -52,17 +52,18 @@ void nnrt_progress_stats(NnrtProgress *p, int64_t n, const double *v)
 }
 
 // "loss 0.412", or each named value's mean ("d.loss 0.69  g.loss 0.71").
+// Then the current learning rate when the step reports one ("lr 3.00e-04").
 static void fmt_losses(const NnrtProgress *p, int digits, char *buf, size_t cap)
 {
-    if (p->nstats == 0) {
-        snprintf(buf, cap, "loss %.*f", digits, nnrt_progress_mean_loss(p));
-        return;
-    }
     size_t k = 0;
     buf[0] = 0;
+    if (p->nstats == 0)
+        k = (size_t)snprintf(buf, cap, "loss %.*f", digits, nnrt_progress_mean_loss(p));
     for (int i = 0; i < p->nstats && i < NNRT_MAX_STATS && k < cap; i++)
         k += (size_t)snprintf(buf + k, cap - k, "%s%s %.*f", i ? "  " : "", p->stat_names[i],
                               digits, p->loss_n ? p->stat_sum[i] / (double)p->loss_n : 0.0);
+    if (p->has_lr && k < cap)
+        snprintf(buf + k, cap - k, "  lr %.3g", p->lr);
 }
 
 static void fmt_rate(double r, char *buf, size_t cap)

@@ -31,6 +31,8 @@ typedef struct NnrtProgress {
     int nstats;                       // 0: the line shows the loss; else these values
     const char *const *stat_names;
     double stat_sum[NNRT_MAX_STATS];  // sum of per-batch value * batch size
+    bool has_lr;           // the step reports its learning rate: lines show lr
+    double lr;             // the learning rate of the latest step
     double t0, last_draw;  // seconds (monotonic clock)
     double last_line;      // when the last finished-epoch line was kept (0: never)
     bool open;             // a bar is on screen without its newline

@@ -345,6 +345,10 @@ static NnStatus run_epoch(Run *r, int epoch, int64_t *perm, NnTensor *xb, NnTens
         r->steps++;
         if (r->cb->nstats > 0 && isfinite(loss))
             nnrt_progress_stats(prog, n, r->cb->stats);
+        if (r->cb->lr) {
+            prog->has_lr = true;
+            prog->lr = *r->cb->lr;
+        }
         // Going on after the loss overflows only spreads NaN through the weights.
         if (!isfinite(loss)) {
             nnrt_progress_end(prog, NULL);
@@ -366,6 +370,8 @@ static NnStatus after_epoch(Run *r, int epoch, NnrtProgress *prog, NnrtTrainResu
     res->train_loss = tr.loss;
     tr.nstats = prog->nstats;
     tr.stat_names = prog->stat_names;
+    tr.has_lr = prog->has_lr;
+    tr.lr = prog->lr;
     for (int i = 0; i < tr.nstats; i++)
         tr.stats[i] = prog->loss_n ? prog->stat_sum[i] / (double)prog->loss_n : NAN;
     NnStatus st = log_eval(r, &tr);

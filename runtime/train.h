@@ -35,6 +35,9 @@ typedef struct NnrtTrainCallbacks {
     int nstats; // 0 to NNRT_MAX_STATS
     const char *const *stat_names;
     double *stats;
+    // Where step leaves the learning rate it used (a schedule's value at that
+    // step), shown in progress and the metrics log; NULL: none.
+    const double *lr;
 } NnrtTrainCallbacks;
 
 typedef enum NnrtTask { NNRT_TASK_CLASSIFY, NNRT_TASK_REGRESS } NnrtTask;

@@ -414,6 +414,7 @@ bool llvm_eq(NnCg *cg, NnId id) { return map_node(cg, id); }
 bool llvm_ne(NnCg *cg, NnId id) { return map_node(cg, id); }
 bool llvm_select(NnCg *cg, NnId id) { return map_node(cg, id); }
 bool llvm_dropout(NnCg *cg, NnId id) { return map_node(cg, id); }
+bool llvm_extern(NnCg *cg, NnId id) { return map_node(cg, id); }
 
 // BROADCAST alone is a copy with broadcast strides: the same expression path.
 bool llvm_broadcast(NnCg *cg, NnId id)

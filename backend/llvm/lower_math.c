@@ -345,6 +345,7 @@ LLVMValueRef nn_cg_elem_op(NnCg *cg, const NnNode *n, NnDType dt, LLVMValueRef *
     case NN_OP_NE: return compare(cg, n->op, dt, a[0], a[1], w);
     case NN_OP_SELECT: return LLVMBuildSelect(b, a[0], a[1], a[2], "");
     case NN_OP_DROPOUT: return dropout(cg, n, dt, a, w, idx);
+    case NN_OP_EXTERN: return nn_cg_extern_call(cg, n, a, w);
     default: NN_UNREACHABLE();
     }
 }

@@ -114,6 +114,8 @@ void nn_cg_store(NnCg *cg, NnDType dt, LLVMValueRef v, LLVMValueRef base, LLVMVa
                  LLVMValueRef mask);
 LLVMValueRef nn_cg_mask(NnCg *cg, int w, int nlive); // <w x i1>, first nlive lanes on
 LLVMValueRef nn_cg_call(NnCg *cg, const char *name, LLVMTypeRef ret, LLVMValueRef *args, int nargs);
+// An EXTERN node's C function on w-lane operands a (lower_extern.c).
+LLVMValueRef nn_cg_extern_call(NnCg *cg, const NnNode *n, LLVMValueRef *a, int w);
 LLVMValueRef nn_cg_intrinsic(NnCg *cg, const char *name, LLVMTypeRef *ovl, int novl,
                              LLVMValueRef *args, int nargs);
 // Horizontal reduction of a vector with `op` (NN_OP_ADD or NN_OP_MAX).

@@ -193,6 +193,26 @@ static void b_dropout(NnOp op)
     }
 }
 
+// EXTERN: libm through libffi vs a direct call: f32 over a vector body and a
+// tail, f64 with two broadcast operands, and a mixed (float, int) signature.
+static void b_extern(NnOp op)
+{
+    Case c;
+    start(&c);
+    NnId x = in(&c, NN_DT_F32, AG_SHAPE(9, 37), -2, 2);
+    NnAttr a = {.dtype = NN_DT_F32, .sym = "erff", .lib = "libm.so.6"};
+    finish(&c, nn_ir_add(c.g, op, &x, 1, &a, ag_loc), "extern erff");
+    start(&c);
+    NnId yx[2] = {in(&c, NN_DT_F64, AG_SHAPE(7, 13), -1, 1), in(&c, NN_DT_F64, AG_SCALAR, 0.5, 1)};
+    NnAttr b = {.dtype = NN_DT_F64, .sym = "atan2", .lib = "libm.so.6"};
+    finish(&c, nn_ir_add(c.g, op, yx, 2, &b, ag_loc), "extern atan2, broadcast");
+    start(&c);
+    NnId xe[2] = {in(&c, NN_DT_F32, AG_SHAPE(5, 19), -1, 1),
+                  in_int(&c, NN_DT_I32, AG_SHAPE(19), -3, 4)};
+    NnAttr l = {.dtype = NN_DT_F32, .sym = "ldexpf", .lib = "libm.so.6"};
+    finish(&c, nn_ir_add(c.g, op, xe, 2, &l, ag_loc), "extern ldexpf(float, int)");
+}
+
 static void b_reshape(NnOp op)
 {
     Case c;
@@ -719,6 +739,7 @@ static const Builder builders[NN_OP_COUNT] = {
     [NN_OP_AVG_POOL2D] = b_pool,     [NN_OP_AVG_POOL2D_BWD] = b_pool,
     [NN_OP_PAD] = b_pad,             [NN_OP_SLICE] = b_slice,       [NN_OP_SLICE_BWD] = b_slice,
     [NN_OP_CONCAT] = b_concat,       [NN_OP_LOOP] = b_loop,         [NN_OP_LOOP_OUT] = b_loop,
+    [NN_OP_EXTERN] = b_extern,
 };
 
 static void run_ops(int lo, int hi)

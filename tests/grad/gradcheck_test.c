@@ -438,6 +438,24 @@ static NnId loop(Ctx *c, NnOp op, int v)
     return v ? nn_ir_binary(c->g, NN_OP_ADD, r, nn_ir_loop_out(c->g, lp, 1, L), L) : r;
 }
 
+// EXTERN: libm's atan (double), its declared derivative 1 / (1 + x^2) as the
+// body, called on a [3, 4] tensor and, broadcast, with a scalar.
+static NnId extern_atan(Ctx *c, NnOp op, int v)
+{
+    (void)op;
+    NnId x = var(c, v == 0 ? "3,4" : "N=2,3", R_ANY, true);
+    NnGraph *body = nn_graph_new_child(c->g);
+    NnShape s = c->g->nodes[x].shape;
+    NnId bx = nn_ir_source(body, NN_OP_INPUT, "x", NN_DT_F64, &s, L);
+    NnId one = nn_ir_const(body, 1, NN_DT_F64, L);
+    NnId sq = nn_ir_binary(body, NN_OP_MUL, bx, bx, L);
+    nn_graph_add_output(body, "d",
+                        nn_ir_binary(body, NN_OP_DIV, one, nn_ir_binary(body, NN_OP_ADD, one, sq,
+                                                                      L), L));
+    NnAttr a = {.dtype = NN_DT_F64, .sym = "atan", .lib = "libm.so.6", .body = body};
+    return nn_ir_add(c->g, NN_OP_EXTERN, &x, 1, &a, L);
+}
+
 #define BIN(OP)                                                                                    \
     {OP, "same shape", binary, 0, 0, 0}, {OP, "trailing broadcast", binary, 1, 0, 0},             \
         {OP, "both broadcast", binary, 2, 0, 0}, {OP, "symbolic batch", binary, 3, 0, 0},          \
@@ -508,6 +526,8 @@ static const Recipe recipes[] = {
     {NN_OP_LOOP, "forward, carry not saved", loop, 0, 0, 0},
     {NN_OP_LOOP, "reverse, symbolic batch, unread carry", loop, 1, 0, 0},
     {NN_OP_LOOP_OUT, "forward", loop, 0, 0, 0},
+    {NN_OP_EXTERN, "atan, declared derivative", extern_atan, 0, 0, 0},
+    {NN_OP_EXTERN, "atan, symbolic batch", extern_atan, 1, 0, 0},
 };
 #define NRECIPES ((int)(sizeof recipes / sizeof recipes[0]))
 

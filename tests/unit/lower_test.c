@@ -230,9 +230,9 @@ static void run_steps(const char *optimizer, int steps, double *w_after)
     for (int i = 0; i < k.spec.nvars; i++) {
         const NnParamInit *v = &k.spec.vars[i];
         NnTensor *t = nnrt_tensor_new(v->dtype, v->shape.rank, v->shape.dim);
-        if (strcmp(v->init, "ones") == 0)
+        if (strcmp(v->init, "ones") == 0 || strcmp(v->init, "constant") == 0)
             for (int64_t j = 0; j < t->numel; j++)
-                nnrt_tensor_set(t, j, 1);
+                nnrt_tensor_set(t, j, v->init[0] == 'o' ? 1 : v->args[0]);
         nnrt_vars_put(&vars, v->name, t);
     }
     const NnBackend *be = &nn_backend_interp;
@@ -243,7 +243,7 @@ static void run_steps(const char *optimizer, int steps, double *w_after)
     NnTensor *xi = nnrt_tensor_new(NN_DT_F32, 2, shape), *yi = nnrt_tensor_new(NN_DT_F32, 2, shape);
     nnrt_tensor_set(xi, 0, 2);
     nnrt_tensor_set(yi, 0, 1);
-    NnTensor *in[2] = {xi, yi}, *out[1];
+    NnTensor *in[2] = {xi, yi}, *out[2];
     for (int s = 0; s < steps; s++) {
         cr_assert_eq(be->run(x, &vars, in, out), NN_OK, "%s", nnrt_errmsg());
         w_after[s] = nnrt_tensor_get(nnrt_vars_get(&vars, "lin.w"), 0);
