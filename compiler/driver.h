@@ -19,6 +19,9 @@ typedef struct NnOptions {
     const char *metrics;     // --metrics FILE
     const char *weights;     // eval --weights / train --resume
     const char *output;      // -o
+    const char *input;       // predict INPUT ("-": raw f32 on standard input)
+    const char *target;      // build --target
+    bool lib;                // build --lib: a static library and its header
     int64_t count;           // sample --count (0: the default)
     double temperature;      // sample --temperature, >= 0 (0: always the likeliest)
     bool has_temperature;
@@ -51,7 +54,31 @@ typedef struct NnSplits {
     // reports bad files as train would.
     bool shapes_only;
     NnField vx[NN_MAX_SPLITS], vy[NN_MAX_SPLITS];
+    // nnc predict: samples read from its INPUT (x alone), set by the caller
+    // before loading. They become split "predict" where the data block's
+    // first file loader makes its split, after a check against that loader's
+    // sample shape, so every later x statement transforms them as it
+    // transforms the data. predict_flat: raw f32 values with no sample shape,
+    // taken at the end as model inputs (as are samples for data with no file
+    // loader), cut into samples of the model's input size. With shapes_only
+    // the other splits stay virtual while these are transformed for real.
+    NnTensor *predict_x;      // owned until taken in
+    const char *predict_file; // its name in messages
+    const char *predict_header; // a CSV input's header line, or NULL
+    int predict_text_col;       // the CSV column with cells that are not numbers; -1: none
+    const char *predict_text;   // the error for its first such cell
+    bool predict_flat;
 } NnSplits;
+
+// Where this nnc finds its files (driver_paths.c): beside the executable
+// when installed, else in the source and build trees it was built from.
+typedef struct NnPaths {
+    bool installed;         // running from an installation prefix
+    const char *stdlib;     // directory of the stdlib .nn files (`import std`)
+    const char *libdir;     // directory holding libnnrt.a
+    const char *includedir; // directory holding the runtime's headers
+} NnPaths;
+void nn_driver_paths(NnCtx *c, NnPaths *out);
 
 const NnBackend *nn_driver_backend(const NnOptions *o);
 // Runs a graph once on a backend (outputs cloned into owned tensors).
@@ -69,6 +96,20 @@ NnrtDataset *nn_splits_get(NnSplits *s, const char *name);
 // caller's to free, also on failure; splits likewise). shapes_only: see NnSplits.
 bool nn_driver_setup(NnCtx *c, const NnProgram *p, NnOptions *o, bool shapes_only,
                      NnTrainSpec *spec, NnSplits *splits);
+
+// What `nnc build` learns while a data block runs, to replay it in a built
+// program: each file loaded into split `split` (kind "idx", "csv" or "text";
+// path2 is idx's labels file; the options of csv or text), and each field
+// transform's graph g for split k (-1: the statement made the train split),
+// just before it runs (or, with shapes_only, instead of running).
+typedef struct NnDataHook {
+    void *ctx;
+    void (*load)(void *ctx, const char *split, const char *kind, const char *path,
+                 const char *path2, const NnrtCsvOptions *csv, const NnrtTextOptions *text);
+    void (*transform)(void *ctx, const NnAst *st, int k, const NnGraph *g);
+} NnDataHook;
+// Sets the observer of nn_driver_load_data (NULL: none).
+void nn_driver_data_hook(const NnDataHook *h);
 
 // Reads a train block's `augment = [...]` list.
 bool nn_driver_augment_opts(NnCtx *c, const NnAst *list, NnrtAugment *a);
@@ -104,6 +145,8 @@ extern int nn_compiles;
 int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only);
 // `nnc repl [FILE]` (repl.c).
 int nn_cmd_repl(NnOptions *o);
+// `nnc build`: a standalone program (driver_build.c).
+int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o);
 int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, NnOptions *o);
 int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o);
 // `nnc sample` for language models (driver_sample_text.c): true when the
@@ -112,5 +155,9 @@ bool nn_sample_wants_text(const NnProgram *p);
 int nn_cmd_sample_text(NnCtx *c, const NnProgram *p, NnOptions *o);
 // `nnc sample`: pictures of what a trained generator makes (driver_sample.c).
 int nn_cmd_sample(NnCtx *c, const NnProgram *p, NnOptions *o);
+// `nnc predict`: a trained model's outputs on new samples (driver_predict.c).
+int nn_cmd_predict(NnCtx *c, const NnProgram *p, NnOptions *o);
+// `nnc build --lib`: libNAME.a and NAME.h (driver_lib.c).
+int nn_cmd_build_lib(NnCtx *c, const NnProgram *p, NnOptions *o);
 
 #endif

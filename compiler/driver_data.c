@@ -13,11 +13,18 @@
 #include <string.h>
 #include <unistd.h>
 
+// The observer `nnc build` sets while it replays a data block (NULL otherwise).
+static const NnDataHook *data_hook;
+
+void nn_driver_data_hook(const NnDataHook *h) { data_hook = h; }
+
 void nn_splits_fini(NnSplits *s)
 {
     for (int i = 0; i < s->count; i++)
         nnrt_dataset_fini(&s->ds[i]);
     s->count = 0;
+    nnrt_tensor_free(s->predict_x);
+    s->predict_x = NULL;
 }
 
 bool nn_splits_field(const NnSplits *s, int k, int which, NnField *f)
@@ -97,6 +104,12 @@ static const char *str_arg(NnCtx *c, const NnAst *call, int i, const char *what)
     return path;
 }
 
+// The path str_arg found for argument i (valid once str_arg succeeded).
+static const char *path_of(NnCtx *c, const NnAst *call, int i)
+{
+    return str_arg(c, call, i, "a path");
+}
+
 // text("f.txt", seq = 64, stride = 1, from = 0, to = 1): seq is required;
 // from and to pick a contiguous part of the file (fractions of its bytes).
 static bool text_options(NnCtx *c, const NnAst *call, NnrtTextOptions *o)
@@ -143,6 +156,7 @@ static bool load_source(NnCtx *c, const NnAst *call, NnSplits *s, NnrtDataset *d
     const char *fn = call->a->name;
     NnStatus st;
     NnrtTextOptions to = {0};
+    NnrtCsvOptions csvo = {0};
     if (strcmp(fn, "idx") == 0) {
         const char *img = str_arg(c, call, 0, "the images file");
         const char *lbl = img ? str_arg(c, call, 1, "the labels file") : NULL;
@@ -160,11 +174,11 @@ static bool load_source(NnCtx *c, const NnAst *call, NnSplits *s, NnrtDataset *d
         const char *path = str_arg(c, call, 0, "the file name");
         if (!path)
             return false;
-        NnrtCsvOptions o = {0};
+        NnrtCsvOptions *o = &csvo;
         for (int i = 1; i < call->kids.count; i++) {
             const NnAst *a = call->kids.items[i];
             if (a->kind == NN_AST_ARG && strcmp(a->name, "label") == 0 && a->a->kind == NN_AST_STR)
-                o.label_name = a->a->str;
+                o->label_name = a->a->str;
             else if (a->kind == NN_AST_ARG && strcmp(a->name, "label") == 0 &&
                      (a->a->kind == NN_AST_NUM || a->a->kind == NN_AST_UNARY)) {
                 double v = a->a->kind == NN_AST_NUM ? a->a->num : -a->a->a->num;
@@ -174,23 +188,26 @@ static bool load_source(NnCtx *c, const NnAst *call, NnSplits *s, NnrtDataset *d
                              "(a whole number, negative counts from the end)", v);
                     return false;
                 }
-                o.label_index = (int)v;
-                o.label_index_set = true;
+                o->label_index = (int)v;
+                o->label_index_set = true;
             } else if (a->kind == NN_AST_ARG && strcmp(a->name, "header") == 0 &&
                        a->a->kind == NN_AST_BOOL)
-                o.header = a->a->num ? 1 : -1;
+                o->header = a->a->num ? 1 : -1;
             else {
                 nn_error(&c->diags, a->loc, "csv() takes label = \"name\" or index, header = bool");
                 return false;
             }
         }
         s->label_file[k] = path;
-        st = nnrt_dataset_load_csv(d, path, &o);
+        st = nnrt_dataset_load_csv(d, path, o);
     }
     if (st != NN_OK) {
         nn_error(&c->diags, call->loc, "%s", nnrt_errmsg());
         return false;
     }
+    if (data_hook)
+        data_hook->load(data_hook->ctx, s->names[k], fn, path_of(c, call, 0),
+                        !strcmp(fn, "idx") ? path_of(c, call, 1) : NULL, &csvo, &to);
     return true;
 }
 
@@ -291,8 +308,11 @@ static bool graph_fits(NnCtx *c, const NnGraph *g)
     return true;
 }
 
+static bool is_predict(const NnSplits *s, int k) { return !strcmp(s->names[k], "predict"); }
+
 // Evaluates field = expr on one split (or to create the first split). With
-// shapes_only the graph is lowered for its result's shape and not run.
+// shapes_only the graph is lowered for its result's shape and not run,
+// except on samples to predict.
 static bool transform(NnCtx *c, const NnProgram *p, const NnBackend *be, NnSplits *s,
                       NnrtDataset *d, const NnAst *st, uint64_t seed)
 {
@@ -309,7 +329,9 @@ static bool transform(NnCtx *c, const NnProgram *p, const NnBackend *be, NnSplit
         nn_graph_free(g);
         return false;
     }
-    if (s->shapes_only) {
+    if (data_hook)
+        data_hook->transform(data_hook->ctx, st, d ? (int)(d - s->ds) : -1, g);
+    if (s->shapes_only && !(d && is_predict(s, (int)(d - s->ds)))) {
         const NnNode *n = nn_node(g, g->outputs[0].id);
         NnField out = {NULL, n->dtype, n->shape};
         nn_graph_free(g);
@@ -516,10 +538,128 @@ static bool normalize(NnCtx *c, NnSplits *s, const NnAst *st)
     return true;
 }
 
+static void shape_str(const int64_t *dim, int rank, char *buf, size_t size)
+{
+    int len = snprintf(buf, size, "[");
+    for (int i = 0; i < rank && len < (int)size; i++)
+        len += snprintf(buf + len, size - (size_t)len, "%s%lld", i ? ", " : "", (long long)dim[i]);
+    if (len < (int)size)
+        snprintf(buf + len, size - (size_t)len, "]");
+}
+
+// The column of a row of ncols values that a csv() call reads as the label
+// (label = "name" found in the header, or an index, else the last); -1: none.
+static int csv_label_column(const NnAst *call, const char *header, int ncols)
+{
+    for (int i = 1; i < call->kids.count; i++) {
+        const NnAst *a = call->kids.items[i];
+        if (a->kind != NN_AST_ARG || strcmp(a->name, "label"))
+            continue;
+        if (a->a->kind == NN_AST_STR) {
+            size_t len = strlen(a->a->str);
+            int col = 0;
+            for (const char *p = header; p; p = strchr(p, ','), p = p ? p + 1 : NULL, col++) {
+                p += strspn(p, " \t\"");
+                if (!strncmp(p, a->a->str, len) && strchr(",\" \t\r\n", p[len]))
+                    return col;
+            }
+            return -1;
+        }
+        double v = a->a->kind == NN_AST_NUM ? a->a->num : -a->a->a->num;
+        int k = (int)v < 0 ? ncols + (int)v : (int)v;
+        return k >= 0 && k < ncols ? k : -1;
+    }
+    return ncols - 1;
+}
+
+// Takes s->predict_x in as split "predict" once its samples are checked
+// against `like`, a split as the data's loader made it: the same values per
+// sample, reshaped to its sample shape. `what` says where that shape came
+// from. A row of a CSV file with one value more than a sample, for data that
+// csv() loads (`call`), loses its label column: the data's own files can be
+// given.
+static bool take_predict(NnCtx *c, NnSplits *s, const NnrtDataset *like, const char *what,
+                         NnLoc loc, const NnAst *call)
+{
+    NnTensor *t = s->predict_x;
+    NnField fx;
+    if (!like || !nn_splits_field(s, (int)(like - s->ds), 0, &fx) || fx.dtype != NN_DT_F32) {
+        nn_error(&c->diags, loc, "nnc predict reads f32 samples; this data's x %s",
+                 like && nn_splits_field(s, (int)(like - s->ds), 0, &fx) ? "holds integer ids"
+                                                                           : "is not made here");
+        return false;
+    }
+    const NnShape *ref = &fx.sample; // the full shape, the count first
+    int64_t per = 1;
+    for (int i = 1; i < ref->rank; i++)
+        per *= ref->dim[i];
+    int col = call && !strcmp(call->a->name, "csv") && !s->predict_flat && t->rank == 2 &&
+                      t->shape[1] == per + 1
+                  ? csv_label_column(call, s->predict_header, (int)t->shape[1]) : -1;
+    if (s->predict_text && col != s->predict_text_col) {
+        nn_error(&c->diags, loc, "%s", s->predict_text);
+        return false;
+    }
+    if (col >= 0) {
+        float *v = t->data;
+        int64_t w = t->shape[1], k = 0;
+        for (int64_t i = 0; i < t->numel; i++)
+            if (i % w != col)
+                v[k++] = v[i];
+        t->shape[1] = per;
+        t->numel = k;
+    }
+    int64_t have = s->predict_flat ? per : 1;
+    for (int i = 1; !s->predict_flat && i < t->rank; i++)
+        have *= t->shape[i];
+    char want[96], got[96];
+    shape_str(ref->dim + 1, ref->rank - 1, want, sizeof want);
+    shape_str(t->shape + 1, t->rank - 1, got, sizeof got);
+    if (t->numel == 0) {
+        nn_error(&c->diags, loc, "'%s' holds no samples; expected samples of %s (%lld values "
+                 "each), as %s", s->predict_file, want, (long long)per, what);
+        return false;
+    }
+    if (s->predict_flat && t->numel % per) {
+        nn_error(&c->diags, loc, "'%s': %lld values are not a whole number of samples: "
+                 "expected samples of %s (%lld f32 values each), as %s", s->predict_file,
+                 (long long)t->numel, want, (long long)per, what);
+        return false;
+    }
+    if (have != per) {
+        nn_error(&c->diags, loc, "'%s' holds %lld samples of %s (%lld values each); "
+                 "expected samples of %s (%lld values each), as %s", s->predict_file,
+                 (long long)(t->rank ? t->shape[0] : 0), got, (long long)have,
+                 want, (long long)per, what);
+        return false;
+    }
+    t->rank = ref->rank;
+    t->shape[0] = t->numel / per;
+    memcpy(t->shape + 1, ref->dim + 1, sizeof(int64_t) * (size_t)(ref->rank - 1));
+    NnrtDataset *d = split_add(c, s, "predict", loc);
+    if (!d)
+        return false;
+    s->predict_x = NULL;
+    d->x = t;
+    d->count = t->shape[0];
+    return true;
+}
+
 bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const NnBackend *be,
                          uint64_t seed, bool shapes_only, NnSplits *s)
 {
+    NnTensor *predict_x = s->predict_x;
+    const char *predict_file = s->predict_file, *predict_header = s->predict_header;
+    const char *predict_text = s->predict_text;
+    int predict_text_col = s->predict_text_col;
+    bool predict_flat = s->predict_flat;
     memset(s, 0, sizeof *s);
+    s->predict_x = predict_x;
+    s->predict_file = predict_file;
+    s->predict_header = predict_header;
+    s->predict_text = predict_text;
+    s->predict_text_col = predict_text_col;
+    s->predict_flat = predict_flat;
     s->label = "label";
     s->shapes_only = shapes_only;
     for (int i = 0; i < data->kids.count; i++) {
@@ -541,6 +681,10 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
              !strcmp(v->a->name, "text"))) {
             NnrtDataset *d = split_add(c, s, target, st->loc);
             if (!d || !load_source(c, v, s, d))
+                return false;
+            if (s->predict_x && !s->predict_flat &&
+                !take_predict(c, s, d, nn_arena_printf(c->arena, "%s() reads this data",
+                                                       v->a->name), st->loc, v))
                 return false;
             continue;
         }
@@ -575,14 +719,21 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
                 return false;
             continue;
         }
+        // Samples to predict have no label to compute.
         for (int k = 0; k < s->count; k++)
-            if (!transform(c, p, be, s, &s->ds[k], st, seed + (uint64_t)k))
+            if (!(is_label(target) && is_predict(s, k)) &&
+                !transform(c, p, be, s, &s->ds[k], st, seed + (uint64_t)k))
                 return false;
     }
     if (!nn_splits_get(s, "train")) {
         nn_error(&c->diags, data->loc, "data '%s' has no 'train' split", data->name);
         return false;
     }
+    // Raw f32, or data written or generated in the script: samples to
+    // predict are model inputs as the train split holds them.
+    if (s->predict_x && !take_predict(c, s, nn_splits_get(s, "train"), "the model takes them",
+                                      data->loc, NULL))
+        return false;
     // Data for a generator (a GAN's real samples) has x alone; otherwise
     // every split needs both fields.
     bool labels = false;
@@ -594,7 +745,7 @@ bool nn_driver_load_data(NnCtx *c, const NnProgram *p, const NnAst *data, const 
         NnrtDataset *d = &s->ds[k];
         NnField fx, fy;
         bool hx = nn_splits_field(s, k, 0, &fx), hy = nn_splits_field(s, k, 1, &fy);
-        if (!hx || (!hy && labels)) {
+        if (!hx || (!hy && labels && !is_predict(s, k))) {
             nn_error(&c->diags, data->loc, "split '%s' of data '%s' lacks %s", s->names[k],
                      data->name, hx ? "a label field" : "an x field");
             return false;

@@ -1,6 +1,6 @@
 // The nnc command line: parses arguments, runs the front end (parse, sema),
-// and dispatches to check / ir / train / eval / augment / repl. The only place
-// that chooses an exit status:
+// and dispatches to check / ir / train / eval / predict / build / augment /
+// sample / repl. The only place that chooses an exit status:
 // 0 success, 1 a diagnostic (bad script, shape error, bad data), 2 bad usage.
 #include <errno.h>
 #include <stdio.h>
@@ -18,9 +18,17 @@ static const char usage[] =
     "  ir FILE --stage S       print a stage: tokens ast ir grad opt fused llvm asm\n"
     "  train FILE              run the file's train block\n"
     "  eval FILE --weights W   evaluate saved weights on the test split\n"
+    "  predict FILE --weights W INPUT [-o OUT.csv]\n"
+    "                          the model's class and scores (or outputs) for INPUT's\n"
+    "                          samples: an IDX or CSV file as the data block reads them,\n"
+    "                          or '-' for raw f32 model inputs on standard input\n"
     "  augment FILE -o OUT     write a grid of augmented training images (.png or .pgm)\n"
     "  repl [FILE]             interactive session (reads commands from standard input\n"
     "                          when it is not a terminal)\n"
+    "  build FILE -o PROG      a standalone program: PROG train | eval | predict\n"
+    "                          (--target T, --weights W to embed trained weights)\n"
+    "  build FILE --lib -o libNAME\n"
+    "                          a static library libNAME.a and its C header NAME.h\n"
     "  sample FILE --weights W [--count N] [--temperature T]\n"
     "                          a language model (text() data): print generated lines\n"
     "  sample FILE --weights W -o OUT.png (a generator)\n"
@@ -41,7 +49,11 @@ static const char usage[] =
     "  --threads N             worker threads (default: all cores)\n"
     "  --no-pass=NAME          skip an optimization pass (%s)\n"
     "  --dump=NAME             print the graph after pass NAME to stderr\n"
-    "  -o FILE                 output image (augment, sample)\n"
+    "  -o FILE                 output image (augment, sample), CSV (predict), program\n"
+    "                          (build)\n"
+    "  --lib                   build: a static library libNAME.a and header NAME.h\n"
+    "  --target T              build for: native (default), x86-64, x86-64-v2, -v3, -v4,\n"
+    "                          or an LLVM triple such as aarch64-linux-gnu (objects only)\n"
     "  --count N               lines to sample (language models; default 20)\n"
     "  --temperature T         sampling temperature, 0 to 100 (default 1; 0: greedy)\n"
     "  -q, --quiet             no progress or summaries\n"
@@ -90,15 +102,17 @@ typedef struct OptionUse {
 } OptionUse;
 
 static const OptionUse option_uses[] = {
-    {"--backend", " ir train eval sample repl "},
+    {"--backend", " ir train eval sample predict repl "},
     {"--stage", " ir "},
     {"--metrics", " train eval "},
     {"--resume", " train "},
-    {"--weights", " eval sample repl "},
-    {"--threads", " train eval sample repl "},
-    {"--no-pass", " ir train eval sample "},
-    {"--dump", " ir train eval sample "},
-    {"-o", " augment sample "},
+    {"--weights", " eval sample predict build repl "},
+    {"--threads", " train eval sample predict repl "},
+    {"--no-pass", " ir train eval sample predict build "},
+    {"--dump", " ir train eval sample predict build "},
+    {"-o", " augment sample predict build "},
+    {"--lib", " build "},
+    {"--target", " build "},
     {"--judge", " sample "},
     {"--judge-weights", " sample "},
     {"--count", " sample "},
@@ -171,6 +185,12 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
         } else if (!strcmp(a, "--stage")) {
             VALUE();
             o->stage = next;
+        } else if (!strcmp(a, "--target")) {
+            VALUE();
+            if (!*next)
+                return usage_error("--target expects native, x86-64-v2, x86-64-v3, x86-64-v4 or "
+                                   "an LLVM triple%s", "");
+            o->target = next;
         } else if (!strcmp(a, "--set")) {
             VALUE();
             if (!parse_set(o, next))
@@ -240,6 +260,9 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
             if (!nn_pass_exists(next))
                 return usage_error("unknown pass '%s'", next);
             o->passes.dump = next;
+        } else if (!strcmp(a, "--lib")) {
+            FLAG();
+            o->lib = true;
         } else if (!strcmp(arg, "-q") || !strcmp(a, "--quiet")) {
             FLAG();
             o->quiet = true;
@@ -252,6 +275,8 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
             *cmd = arg;
         } else if (!o->file) {
             o->file = arg;
+        } else if (!strcmp(*cmd, "predict") && !o->input) {
+            o->input = arg;
         } else {
             return usage_error("unexpected argument '%s'", arg);
         }
@@ -271,6 +296,9 @@ int main(int argc, char **argv)
     int ngiven = 0;
     NnCtx c;
     nn_ctx_init(&c, stderr);
+    NnPaths paths;
+    nn_driver_paths(&c, &paths);
+    c.stdlib_dir = paths.stdlib;
     int rc = parse_args(argc, argv, &cmd, &o, given, &ngiven);
     if (rc) {
         rc = rc < 0 ? 0 : rc;
@@ -281,14 +309,14 @@ int main(int argc, char **argv)
         fprintf(stderr, usage, nn_pass_names());
         goto out;
     }
-    static const char *const cmds[] = {"check", "ir", "train", "eval", "augment", "sample",
-                                       "repl"};
+    static const char *const cmds[] = {"check",  "ir",      "train", "eval", "augment",
+                                       "sample", "predict", "build", "repl"};
     bool known = false;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         known = known || !strcmp(cmd, cmds[i]);
     if (!known) {
         usage_error("unknown command '%s' (commands: check, ir, train, eval, augment, sample, "
-                    "repl)",
+                    "predict, build, repl)",
                     cmd);
         goto out;
     }
@@ -303,12 +331,23 @@ int main(int argc, char **argv)
         usage_error("'%s' needs a .nn file", cmd);
         goto out;
     }
+    if (!strcmp(cmd, "build") && !o.output) {
+        usage_error(o.lib ? "'%s' needs -o libNAME (writes libNAME.a and NAME.h)"
+                          : "'%s' needs -o PROGRAM", cmd);
+        goto out;
+    }
     if (!strcmp(cmd, "ir") && !o.stage) {
         usage_error("'ir' needs --stage (%s)", "tokens, ast, ir, grad, opt, fused, llvm, asm");
         goto out;
     }
-    if ((!strcmp(cmd, "eval") || !strcmp(cmd, "sample")) && !o.weights) {
+    if ((!strcmp(cmd, "eval") || !strcmp(cmd, "sample") || !strcmp(cmd, "predict")) &&
+        !o.weights) {
         usage_error("'%s' needs --weights FILE", cmd);
+        goto out;
+    }
+    if (!strcmp(cmd, "predict") && !o.input) {
+        usage_error("'%s' needs INPUT: an IDX or CSV file, or '-' for raw f32 on standard input",
+                    cmd);
         goto out;
     }
     if (!strcmp(cmd, "sample") && !o.judge != !o.judge_weights) {
@@ -351,6 +390,12 @@ int main(int argc, char **argv)
         rc = nn_cmd_train(&c, prog, &o, true);
     else if (!strcmp(cmd, "augment"))
         rc = nn_cmd_augment(&c, prog, &o);
+    else if (!strcmp(cmd, "predict"))
+        rc = nn_cmd_predict(&c, prog, &o);
+    else if (!strcmp(cmd, "build") && o.lib)
+        rc = nn_cmd_build_lib(&c, prog, &o);
+    else if (!strcmp(cmd, "build"))
+        rc = nn_cmd_build(&c, prog, &o);
     else if (!strcmp(cmd, "sample") && nn_sample_wants_text(prog)) {
         if (o.output || o.judge) {
             usage_error("a language model prints its samples; %s is for generators",

@@ -68,6 +68,9 @@ NnSession *nn_session_new(const NnOptions *o, FILE *out, FILE *diag)
     nn_ctx_init(&s->own, diag ? diag : stderr);
     s->c = &s->own;
     s->owns_ctx = true;
+    NnPaths paths; // an installed nnc's REPL imports the installed stdlib
+    nn_driver_paths(s->c, &paths);
+    s->c->stdlib_dir = paths.stdlib;
     return s;
 }
 

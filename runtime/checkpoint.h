@@ -35,6 +35,10 @@ NnStatus nnrt_safetensors_save(const char *path, const NnVars *vars, const NnrtM
 // Reads a checkpoint into out (initialized by this call; emptied on failure)
 // and, when meta is non-NULL, its metadata (also initialized here).
 NnStatus nnrt_safetensors_load(const char *path, NnVars *out, NnrtMeta *meta);
+// The same for a checkpoint held in memory (weights embedded in a built
+// program); name stands for the file in messages.
+NnStatus nnrt_safetensors_load_mem(const char *name, const void *buf, size_t len, NnVars *out,
+                                   NnrtMeta *meta);
 // Checks that every tensor of expected is in loaded with the same dtype and
 // shape; extra tensors in loaded (e.g. optimizer state) are allowed. The first
 // mismatch gives NN_ERR_SHAPE and a message such as

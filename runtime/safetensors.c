@@ -766,16 +766,11 @@ static NnStatus make_tensors(const char *path, const Entries *es, const unsigned
     return NN_OK;
 }
 
-NnStatus nnrt_safetensors_load(const char *path, NnVars *out, NnrtMeta *meta)
+// Parses a whole checkpoint held in buf (len bytes); path names it in messages.
+static NnStatus parse_buffer(const char *path, const unsigned char *buf, size_t len, NnVars *out,
+                             NnrtMeta *meta)
 {
-    nnrt_vars_init(out);
-    if (meta)
-        nnrt_meta_init(meta);
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    NnStatus st = nnrt_file_read_all(path, "checkpoint", MAX_FILE, (char **)&buf, &len);
-    if (st != NN_OK)
-        return st;
+    NnStatus st = NN_OK;
     uint64_t hlen = 0;
     for (int i = 0; i < 8 && len >= 8; i++)
         hlen |= (uint64_t)buf[i] << (8 * i);
@@ -800,13 +795,36 @@ NnStatus nnrt_safetensors_load(const char *path, NnVars *out, NnrtMeta *meta)
     if (st == NN_OK)
         st = make_tensors(path, &es, buf + 8 + hlen, 8 + hlen, out);
     entries_free(&es);
-    free(buf);
     if (st != NN_OK) {
         nnrt_vars_fini(out);
         if (meta)
             nnrt_meta_fini(meta);
     }
     return st;
+}
+
+NnStatus nnrt_safetensors_load(const char *path, NnVars *out, NnrtMeta *meta)
+{
+    nnrt_vars_init(out);
+    if (meta)
+        nnrt_meta_init(meta);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    NnStatus st = nnrt_file_read_all(path, "checkpoint", MAX_FILE, (char **)&buf, &len);
+    if (st != NN_OK)
+        return st;
+    st = parse_buffer(path, buf, len, out, meta);
+    free(buf);
+    return st;
+}
+
+NnStatus nnrt_safetensors_load_mem(const char *name, const void *buf, size_t len, NnVars *out,
+                                   NnrtMeta *meta)
+{
+    nnrt_vars_init(out);
+    if (meta)
+        nnrt_meta_init(meta);
+    return parse_buffer(name, buf, len, out, meta);
 }
 
 // ---- comparing against a model ---------------------------------------------

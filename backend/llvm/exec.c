@@ -2,10 +2,9 @@
 // the pass pipeline (unless it is fused already) and starts an LLJIT session;
 // run() binds symbolic dims from the inputs with the interpreter's own code
 // (backend/common.c: same checks, same messages), compiles one module per
-// binding (cached; the least recently used is dropped past 8 bindings),
-// points bufs[] at the planned workspace and the caller's tensors, calls the
-// generated step, reports bad labels, returns outputs as views it owns and
-// applies updates last, from pre-update values (backend/common.c again).
+// binding (cached; the least recently used is dropped past 8 bindings) and
+// describes it as a step descriptor, which the runtime runs (runtime/step.c:
+// slots, kernels, label checks, outputs, updates), as in built programs.
 // NN_JIT_NOFUSE=1 compiles the graph unfused; NN_JIT_PROFILE=1 times each kernel.
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,32 +17,20 @@
 #include "plan.h"
 #include "pool.h"
 
-// NN_JIT_PROFILE=1: kernels run one by one from C, timed; totals print at free.
+// NN_JIT_PROFILE=1: kernels run one by one, timed; totals print at free.
 typedef struct KProf {
-    char name[48];
-    NnrtTask fn;
-    bool par;
-    bool direct; // fn is really void (*)(void *pool, void **bufs)
     double ms;
 } KProf;
 
+// One binding: its code in the JIT and the step descriptor (runtime/step.h)
+// that runs it, the same kind of descriptor a built program runs.
 typedef struct JBind {
     KProf *prof; // per kernel when profiling, else NULL
     int64_t runs;
     int64_t symv[NN_MAX_SYMS];
-    void (*step)(void *pool, void **bufs);
     void *tracker;  // the binding's code in the JIT
-    NnArena *arena; // plan
-    NnPlan *plan;
-    void **bufs; // nslots pointers: node values, then scratch slots
-    int nslots;
-    char *ws;      // workspace (plan)
-    void *scratch; // shared by all matmul packing slots
-    void **owned;  // per slot that has memory of its own (loop bodies), else NULL
-    int64_t *err;  // per TAKE/ONEHOT node: first bad row or -1
-    NnId *err_node;
-    int nerr, nkernels;
-    NnBackendSide side; // output headers, their copies, update snapshots
+    NnrtStep *desc; // kernel addresses filled in from the JIT
+    NnrtStepRun run;
 } JBind;
 
 struct NnExec {
@@ -59,22 +46,14 @@ static void bind_free(NnExec *x, JBind *b)
 {
     if (!b)
         return;
-    for (int k = 0; b->prof && k < b->nkernels; k++)
-        fprintf(stderr, "jit profile: %-28s %s %9.3f ms/run\n", b->prof[k].name,
-                b->prof[k].par ? "par" : "ser", b->prof[k].ms / (double)(b->runs ? b->runs : 1));
+    for (int k = 0; b->prof && k < b->desc->nkernels; k++)
+        fprintf(stderr, "jit profile: %-28s %s %9.3f ms/run\n", b->desc->kernels[k].name,
+                b->desc->kernels[k].par ? "par" : "ser",
+                b->prof[k].ms / (double)(b->runs ? b->runs : 1));
     free(b->prof);
+    nnrt_step_close(&b->run);
     nn_llvm_jit_remove(x->jit, b->tracker);
-    nnrt_free(b->ws);
-    nnrt_free(b->scratch);
-    for (int s = 0; b->owned && s < b->nslots; s++)
-        nnrt_free(b->owned[s]);
-    free(b->owned);
-    nnrt_free(b->err);
-    nn_backend_side_fini(&b->side, x->base.g);
-    free(b->bufs);
-    free(b->err_node);
-    if (b->arena)
-        nn_arena_free(b->arena);
+    nn_llvm_step_free(b->desc);
     free(b);
 }
 
@@ -85,10 +64,10 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-// Lowers, optimizes and links the module; fills the slot layout of b.
+// Lowers, plans, optimizes and links the module; b->desc describes the result.
 static NnStatus compile(NnExec *x, JBind *b)
 {
-    char prefix[24], name[48];
+    char prefix[24];
     double t0 = now_ms();
     snprintf(prefix, sizeof prefix, "b%d_", x->serial++);
     NnCg cg;
@@ -98,82 +77,44 @@ static NnStatus compile(NnExec *x, JBind *b)
         nn_cg_fini(&cg);
         return NN_ERR_RUNTIME;
     }
-    if (getenv("NN_JIT_PROFILE")) {
-        b->prof = calloc((size_t)cg.nkernels + 1, sizeof(KProf));
-        for (int k = 0; b->prof && k < cg.nkernels; k++) {
-            snprintf(b->prof[k].name, sizeof b->prof[k].name, "%s", cg.kernels[k].name);
-            b->prof[k].par = cg.kernels[k].work >= NN_PAR_WORK;
-            b->prof[k].direct = cg.kernels[k].direct;
-        }
+    NnPlanOptions po = {.const_buffers = true};
+    NnArena *arena = nn_arena_new();
+    b->desc = nn_llvm_step_new(&cg, nn_plan_build_ex(x->base.g, b->symv, arena, &po), "step");
+    nn_arena_free(arena);
+    if (!b->desc) {
+        LLVMDisposeModule(cg.mod);
+        nn_cg_fini(&cg);
+        return NN_ERR_NOMEM;
     }
-    b->nslots = cg.nslots;
-    b->nkernels = cg.nkernels;
-    b->nerr = cg.nerr;
-    b->bufs = calloc((size_t)cg.nslots + 1, sizeof(void *));
-    b->err_node = calloc((size_t)cg.nerr + 1, sizeof(NnId));
-    b->owned = calloc((size_t)cg.nslots + 1, sizeof(void *));
-    int64_t scratch = 0;
-    bool owned_ok = b->owned != NULL;
-    for (int s = x->base.g->count; s < cg.nslots && owned_ok; s++) {
-        if (cg.slot_owned[s])
-            owned_ok = (b->owned[s] = nnrt_alloc((size_t)cg.slot_bytes[s] + 64)) != NULL;
-        else if (s != cg.err_slot && cg.slot_bytes[s] > scratch)
-            scratch = cg.slot_bytes[s];
-    }
-    if (cg.nerr)
-        memcpy(b->err_node, cg.err_node, (size_t)cg.nerr * sizeof(NnId));
     double t1 = now_ms();
     NnStatus st = nn_llvm_jit_add_parallel(x->jit, cg.mod, &b->tracker);
     double t2 = now_ms();
-    int err_slot = cg.err_slot;
     nn_cg_fini(&cg);
     if (st != NN_OK)
         return st;
-    if (!b->bufs || !b->err_node || !owned_ok)
+    if (getenv("NN_JIT_PROFILE") && !(b->prof = calloc((size_t)b->desc->nkernels + 1,
+                                                       sizeof(KProf))))
         return nnrt_fail(NN_ERR_NOMEM, "out of memory");
-    if (scratch && !(b->scratch = nnrt_alloc((size_t)scratch)))
-        return NN_ERR_NOMEM;
-    if (!(b->err = nnrt_alloc(8 * ((size_t)b->nerr + 1))))
-        return NN_ERR_NOMEM;
-    for (int s = x->base.g->count; s < b->nslots; s++)
-        b->bufs[s] = b->owned[s] ? b->owned[s] : s == err_slot ? (void *)b->err : b->scratch;
-    snprintf(name, sizeof name, "%sstep", prefix);
-    void *fp = nn_llvm_jit_lookup(x->jit, name);
+    for (int k = 0; k < b->desc->nkernels; k++) {
+        NnrtStepKernel *kn = (NnrtStepKernel *)&b->desc->kernels[k];
+        void *fp = nn_llvm_jit_lookup(x->jit, kn->name);
+        if (!fp)
+            return NN_ERR_RUNTIME;
+        memcpy(&kn->fn, &fp, sizeof fp); // object to function pointer, as dlsym does
+    }
     if (getenv("NN_JIT_TIMES"))
         fprintf(stderr, "jit: lower %.0f ms, optimize %.0f ms, codegen %.0f ms\n", t1 - t0, t2 - t1,
                 now_ms() - t2);
-    memcpy(&b->step, &fp, sizeof fp); // object to function pointer, as dlsym does
-    for (int k = 0; b->prof && k < b->nkernels; k++) {
-        fp = nn_llvm_jit_lookup(x->jit, b->prof[k].name);
-        memcpy(&b->prof[k].fn, &fp, sizeof fp);
-    }
-    return b->step ? NN_OK : NN_ERR_RUNTIME;
+    return nnrt_step_open(&b->run, b->desc);
 }
 
-static void **bind_ptr(void *ctx, NnId id) { return &((JBind *)ctx)->bufs[id]; }
+static void **bind_ptr(void *ctx, NnId id) { return &((JBind *)ctx)->run.bufs[id]; }
 
 // b as the shared code in backend/common.c sees it.
 static NnBackendView view(NnExec *x, void *bind)
 {
     JBind *b = bind;
     return (NnBackendView){.g = x->base.g, .symv = b->symv, .ptr = bind_ptr, .ctx = b};
-}
-
-// Workspace, node slots, output headers and snapshot buffers.
-static NnStatus layout(NnExec *x, JBind *b)
-{
-    const NnGraph *g = x->base.g;
-    NnPlanOptions po = {.const_buffers = true};
-    b->arena = nn_arena_new();
-    b->plan = nn_plan_build_ex(g, b->symv, b->arena, &po);
-    if (b->plan->workspace && !(b->ws = nnrt_alloc((size_t)b->plan->workspace)))
-        return NN_ERR_NOMEM;
-    for (NnId i = 0; i < g->count; i++) {
-        int64_t off = b->plan->slots[i].offset;
-        b->bufs[i] = off >= 0 && !nn_backend_is_source(g->nodes[i].op) ? b->ws + off : NULL;
-    }
-    NnBackendView v = view(x, b);
-    return nn_backend_side_init(&b->side, &v);
 }
 
 static JBind *bind_new(NnExec *x, const int64_t *symv)
@@ -185,16 +126,13 @@ static JBind *bind_new(NnExec *x, const int64_t *symv)
     }
     memcpy(b->symv, symv, sizeof b->symv);
     double t0 = now_ms();
-    NnStatus st = compile(x, b);
-    if (st == NN_OK)
-        st = layout(x, b);
-    if (st != NN_OK) {
+    if (compile(x, b) != NN_OK) {
         bind_free(x, b);
         return NULL;
     }
     if (x->base.opt.verbose)
         fprintf(stderr, "jit: compiled step in %.0f ms (%d kernels), workspace %lld bytes\n",
-                now_ms() - t0, b->nkernels, (long long)b->plan->workspace);
+                now_ms() - t0, b->desc->nkernels, (long long)b->desc->workspace);
     return b;
 }
 
@@ -203,7 +141,7 @@ static NnStatus make_binding(NnExec *x, const int64_t *symv, void **bind)
     JBind *b = bind_new(x, symv);
     if (!b)
         return NN_ERR_RUNTIME;
-    x->last_kernels = b->nkernels;
+    x->last_kernels = b->desc->nkernels;
     *bind = b;
     return NN_OK;
 }
@@ -214,28 +152,23 @@ static const NnBackendOps jit_ops = {make_binding, drop_binding, view};
 
 // ---- run ----
 
-// The first out-of-range label seen by a TAKE/ONEHOT kernel, as the interpreter words it.
-static NnStatus check_labels(NnExec *x, JBind *b)
+// Kernels one at a time from C, timed (NN_JIT_PROFILE=1).
+static void run_profiled(NnExec *x, JBind *b)
 {
-    for (int k = 0; k < b->nerr; k++) {
-        int64_t bad = b->err[k];
-        if (bad < 0)
-            continue;
-        const NnNode *n = &x->base.g->nodes[b->err_node[k]];
-        if (n->op == NN_OP_TAKE) {
-            int32_t v = ((const int32_t *)b->bufs[n->in[1]])[bad];
-            int64_t d[NN_MAX_RANK];
-            nn_shape_bind(&x->base.g->nodes[n->in[0]].shape, b->symv, d);
-            return nnrt_fail(NN_ERR_RUNTIME, "take: index %d at row %lld is outside [0, %lld)", v,
-                             (long long)bad, (long long)d[1]);
-        }
-        int32_t v = ((const int32_t *)b->bufs[n->in[0]])[bad];
-        return nnrt_fail(NN_ERR_RUNTIME, "onehot: label %d at %lld is outside [0, %lld)", v,
-                         (long long)bad, (long long)n->attr.depth);
+    b->runs++;
+    for (int k = 0; k < b->desc->nkernels; k++) {
+        const NnrtStepKernel *kn = &b->desc->kernels[k];
+        double t0 = now_ms();
+        if (kn->par)
+            nnrt_pool_run(x->base.pool, kn->fn, b->run.bufs);
+        else
+            kn->fn(b->run.bufs, 0, 1);
+        b->prof[k].ms += now_ms() - t0;
     }
-    return NN_OK;
 }
 
+// The shared code checks the caller's tensors (its messages name symbolic
+// dims) and picks the binding; the runtime runs the binding's descriptor.
 static NnStatus jit_run(NnExec *x, NnVars *vars, NnTensor *const *inputs, NnTensor **outputs)
 {
     void *bind;
@@ -244,26 +177,17 @@ static NnStatus jit_run(NnExec *x, NnVars *vars, NnTensor *const *inputs, NnTens
     if (st != NN_OK)
         return st;
     JBind *b = bind;
-    if (b->prof) {
-        b->runs++;
-        for (int k = 0; k < b->nkernels; k++) {
-            double t0 = now_ms();
-            if (b->prof[k].direct) {
-                void (*fn)(void *, void **);
-                memcpy(&fn, &b->prof[k].fn, sizeof fn);
-                fn(x->base.pool, b->bufs);
-            } else if (b->prof[k].par)
-                nnrt_pool_run(x->base.pool, b->prof[k].fn, b->bufs);
-            else
-                b->prof[k].fn(b->bufs, 0, 1);
-            b->prof[k].ms += now_ms() - t0;
-        }
-    } else {
-        b->step(x->base.pool, b->bufs);
-    }
-    if ((st = check_labels(x, b)) != NN_OK)
+    if ((st = nnrt_step_attach(&b->run, vars, inputs)) != NN_OK)
         return st;
-    nn_backend_finish(&v, &b->side, outputs);
+    if (b->prof) {
+        run_profiled(x, b);
+        st = nnrt_step_check(&b->run);
+    } else {
+        st = nnrt_step_exec(&b->run, x->base.pool);
+    }
+    if (st != NN_OK)
+        return st;
+    nnrt_step_finish(&b->run, outputs);
     return NN_OK;
 }
 

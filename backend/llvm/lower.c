@@ -26,6 +26,9 @@ void nn_cg_init(NnCg *cg, LLVMContextRef ctx, const NnGraph *g, const int64_t *s
     cg->g = g;
     cg->symv = symv;
     cg->prefix = prefix;
+    cg->cpu = nn_llvm_host_cpu();
+    cg->features = nn_llvm_host_features();
+    cg->vec512 = strstr(cg->features, "+avx512f") != NULL;
     cg->mod = LLVMModuleCreateWithNameInContext("nnc", ctx);
     cg->b = LLVMCreateBuilderInContext(ctx);
     cg->t_void = LLVMVoidTypeInContext(ctx);
@@ -122,9 +125,9 @@ static void add_enum_attr(NnCg *cg, LLVMValueRef fn, const char *k)
 // Host tuning: explicit <16 x float> code must stay in zmm registers.
 static void target_attrs(NnCg *cg, LLVMValueRef fn)
 {
-    add_fn_attr(cg, fn, "target-cpu", nn_llvm_host_cpu());
-    add_fn_attr(cg, fn, "target-features", nn_llvm_host_features());
-    if (strstr(nn_llvm_host_features(), "+avx512f")) {
+    add_fn_attr(cg, fn, "target-cpu", cg->cpu);
+    add_fn_attr(cg, fn, "target-features", cg->features);
+    if (cg->vec512) {
         add_fn_attr(cg, fn, "prefer-vector-width", "512");
         add_fn_attr(cg, fn, "min-legal-vector-width", "512");
     }

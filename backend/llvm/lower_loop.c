@@ -1,8 +1,8 @@
 // LOOP and LOOP_OUT in the JIT. A loop's body is lowered once, into the same
 // module, as a graph of its own ("<prefix>L<id>_step(pool, bufs)" and its
 // kernels), whatever the trip count; so the code and the compile time do not
-// grow with the sequence length. The loop node becomes a direct kernel
-// (NnCgKernel.direct) that points the body's buffer table at the body's
+// grow with the sequence length. The loop node becomes a serial kernel that
+// points the body's buffer table at the body's
 // planned workspace (a slot of its own), then for each step points the body's
 // INPUTs at the carries, slice t of each sequence (contiguous: sequences are
 // [trips, ...]) and the invariants, calls the body's step, and copies the
@@ -90,7 +90,7 @@ bool llvm_loop(NnCg *cg, NnId id)
         bin[k] = nn_loop_body_input(body, k);
     nn_loop_layout(n, cg->symv, off);
 
-    nn_cg_direct_begin(cg, "loop");
+    nn_cg_kernel_begin(cg, "loop", 0);
     LLVMValueRef table = nn_cg_buf(cg, s_table), ws = nn_cg_buf(cg, s_ws);
     LLVMValueRef lbuf = nn_cg_buf(cg, id);
     for (NnId i = 0; i < body->count; i++) {
@@ -128,7 +128,9 @@ bool llvm_loop(NnCg *cg, NnId id)
         LLVMBuildStore(cg->b, byte_at(cg, nn_cg_buf(cg, n->in[C + s]), o),
                        table_at(cg, table, bin[C + s]));
     }
-    LLVMValueRef args[2] = {cg->pool, table};
+    // No pool: a step descriptor's kernels get none, so the body's kernels
+    // run on this thread (nnrt_pool_run with NULL runs a task serially).
+    LLVMValueRef args[2] = {LLVMConstPointerNull(cg->t_ptr), table};
     LLVMBuildCall2(cg->b, st, step, args, 2, "");
     for (int j = C; j < nres; j++) {
         int64_t nb = node_bytes(cg, body, body->outputs[j].id);

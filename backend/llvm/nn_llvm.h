@@ -13,6 +13,8 @@
 #include "backend.h"
 #include "graph.h"
 #include "nnrt.h"
+#include "plan.h"
+#include "step.h"
 
 // ---- jit.c: one LLJIT session per executable ----
 typedef struct NnLlvmJit NnLlvmJit;
@@ -59,6 +61,8 @@ typedef struct NnCg {
     const NnGraph *g;
     const int64_t *symv;
     const char *prefix;  // prepended to every symbol of this binding: "b0_"
+    const char *cpu, *features; // the target's (the host's unless an AOT build sets them)
+    bool vec512;         // prefer 512-bit vectors (AVX-512 in features)
     int *slot;           // node id -> bufs slot, -1 for none
     int64_t *slot_bytes; // per slot; scratch slots are added by kernels
     bool *slot_owned;    // per slot: memory of its own (else scratch slots share one)
@@ -143,6 +147,15 @@ void nn_cg_split(NnCg *cg, int64_t total, int64_t align, LLVMValueRef *lo, LLVMV
 #define NN_OP(tag, name, arity, flags, attrs) bool llvm_##name(NnCg *cg, NnId id);
 #include "ops.def"
 #undef NN_OP
+
+// ---- stepdesc.c: the runtime's step descriptor (runtime/step.h) ----
+// The descriptor of cg's lowering (after nn_cg_lower_graph) with the memory
+// plan of the same binding; kernel addresses are left NULL. NULL with
+// nnrt_errmsg set when memory runs out. Freed with nn_llvm_step_free.
+NnrtStep *nn_llvm_step_new(const NnCg *cg, const NnPlan *plan, const char *name);
+void nn_llvm_step_free(NnrtStep *d);
+// d as C source: the kernels' declarations and `const NnrtStep <cname>`.
+void nn_llvm_step_write_c(const NnrtStep *d, const char *cname, FILE *out);
 
 // ---- lower_elem.c: elementwise expressions over a small DAG ----
 #define NN_EXPR_MAXLEAF 48

@@ -1,0 +1,198 @@
+// The step descriptor (runtime/step.h) of a graph lowered for one binding:
+// slots from the lowering (node values, scratch, the error slot) placed by the
+// memory plan, kernels by symbol name, the graph's inputs, variables, outputs,
+// updates and label checks. The JIT fills in kernel addresses after linking;
+// `nnc build` prints the same tables as C (nn_llvm_step_write_c) and lets the
+// linker fill them in.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "nn_llvm.h"
+
+static char *dup_str(const char *s) { return strdup(s ? s : ""); }
+
+static NnrtStepTensor tensor_of(const NnGraph *g, const int64_t *symv, NnId id, const char *name,
+                                int slot)
+{
+    const NnNode *n = &g->nodes[id];
+    NnrtStepTensor t = {.dtype = n->dtype, .rank = n->shape.rank, .slot = slot};
+    nn_shape_bind(&n->shape, symv, t.dims);
+    char buf[160];
+    nn_type_str(g, n->dtype, &n->shape, buf, sizeof buf);
+    t.name = dup_str(name);
+    t.type = dup_str(buf);
+    return t;
+}
+
+static int var_index(const NnGraph *g, const NnrtStepTensor *vars, int nvars, NnId id)
+{
+    for (int k = 0; k < nvars; k++)
+        if (strcmp(vars[k].name, g->nodes[id].attr.name) == 0)
+            return k;
+    return -1;
+}
+
+NnrtStep *nn_llvm_step_new(const NnCg *cg, const NnPlan *plan, const char *name)
+{
+    const NnGraph *g = cg->g;
+    NnrtStep *d = calloc(1, sizeof *d);
+    NnrtStepSlot *slots = calloc((size_t)cg->nslots + 1, sizeof *slots);
+    NnrtStepKernel *ks = calloc((size_t)cg->nkernels + 1, sizeof *ks);
+    NnrtStepTensor *ins = calloc((size_t)g->count + 1, sizeof *ins);
+    NnrtStepTensor *vars = calloc((size_t)g->count + 1, sizeof *vars);
+    NnrtStepTensor *outs = calloc((size_t)g->noutputs + 1, sizeof *outs);
+    NnrtStepUpdate *ups = calloc((size_t)g->nupdates + 1, sizeof *ups);
+    NnrtStepCheck *checks = calloc((size_t)cg->nerr + 1, sizeof *checks);
+    if (!d || !slots || !ks || !ins || !vars || !outs || !ups || !checks) {
+        free(d), free(slots), free(ks), free(ins), free(vars), free(outs), free(ups), free(checks);
+        nnrt_fail(NN_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    *d = (NnrtStep){.name = dup_str(name), .nslots = cg->nslots, .slots = slots,
+                    .workspace = plan->workspace, .nkernels = cg->nkernels, .kernels = ks,
+                    .inputs = ins, .vars = vars, .outputs = outs, .updates = ups,
+                    .checks = checks};
+    for (NnId i = 0; i < g->count; i++) {
+        const NnNode *n = &g->nodes[i];
+        if (n->op == NN_OP_INPUT) {
+            slots[i] = (NnrtStepSlot){NNRT_SLOT_INPUT, d->ninputs, 0};
+            ins[d->ninputs] = tensor_of(g, cg->symv, i, n->attr.name, i);
+            d->ninputs++;
+        } else if (n->op == NN_OP_PARAM || n->op == NN_OP_STATE) {
+            int k = var_index(g, vars, d->nvars, i);
+            if (k < 0) {
+                k = d->nvars++;
+                vars[k] = tensor_of(g, cg->symv, i, n->attr.name, i);
+            }
+            slots[i] = (NnrtStepSlot){NNRT_SLOT_VAR, k, 0};
+        } else if (plan->slots[i].offset >= 0) {
+            slots[i] = (NnrtStepSlot){NNRT_SLOT_WORKSPACE, 0, plan->slots[i].offset};
+        }
+    }
+    for (int s = g->count; s < cg->nslots; s++) {
+        if (cg->slot_owned[s]) { // a loop body's memory: after the plan's workspace
+            slots[s] = (NnrtStepSlot){NNRT_SLOT_WORKSPACE, 0, d->workspace};
+            d->workspace += (cg->slot_bytes[s] + 63) / 64 * 64;
+            continue;
+        }
+        slots[s].kind = s == cg->err_slot ? NNRT_SLOT_ERRORS : NNRT_SLOT_SCRATCH;
+        if (s != cg->err_slot && cg->slot_bytes[s] > d->scratch)
+            d->scratch = cg->slot_bytes[s];
+    }
+    for (int k = 0; k < cg->nkernels; k++)
+        ks[k] = (NnrtStepKernel){dup_str(cg->kernels[k].name), NULL,
+                                 cg->kernels[k].work >= NN_PAR_WORK};
+    d->noutputs = g->noutputs;
+    for (int k = 0; k < g->noutputs; k++)
+        outs[k] = tensor_of(g, cg->symv, g->outputs[k].id, g->outputs[k].name, g->outputs[k].id);
+    d->nupdates = g->nupdates;
+    for (int k = 0; k < g->nupdates; k++)
+        ups[k] = (NnrtStepUpdate){var_index(g, vars, d->nvars, g->updates[k].var),
+                                  g->updates[k].value};
+    d->nchecks = cg->nerr;
+    for (int k = 0; k < cg->nerr; k++) {
+        const NnNode *n = &g->nodes[cg->err_node[k]];
+        if (n->op == NN_OP_TAKE) {
+            int64_t dims[NN_MAX_RANK];
+            nn_shape_bind(&g->nodes[n->in[0]].shape, cg->symv, dims);
+            checks[k] = (NnrtStepCheck){0, n->in[1], dims[1]};
+        } else {
+            checks[k] = (NnrtStepCheck){1, n->in[0], n->attr.depth};
+        }
+    }
+    return d;
+}
+
+static void tensors_free(const NnrtStepTensor *t, int n)
+{
+    for (int k = 0; k < n; k++) {
+        free((char *)t[k].name);
+        free((char *)t[k].type);
+    }
+    free((void *)t);
+}
+
+void nn_llvm_step_free(NnrtStep *d)
+{
+    if (!d)
+        return;
+    for (int k = 0; k < d->nkernels; k++)
+        free((char *)d->kernels[k].name);
+    tensors_free(d->inputs, d->ninputs);
+    tensors_free(d->vars, d->nvars);
+    tensors_free(d->outputs, d->noutputs);
+    free((void *)d->kernels);
+    free((void *)d->slots);
+    free((void *)d->updates);
+    free((void *)d->checks);
+    free((char *)d->name);
+    free(d);
+}
+
+// A C string literal (names come from the user's script).
+static void c_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 32 || ch >= 127)
+            fprintf(f, "\\%03o", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+static void write_tensors(FILE *f, const char *cname, const char *what, const NnrtStepTensor *t,
+                          int n)
+{
+    fprintf(f, "static const NnrtStepTensor %s_%s[] = {\n", cname, what);
+    for (int k = 0; k < n; k++) {
+        fprintf(f, "    {");
+        c_str(f, t[k].name);
+        fprintf(f, ", %d, %d, {", t[k].dtype, t[k].rank);
+        for (int d = 0; d < t[k].rank; d++)
+            fprintf(f, "%s%lld", d ? ", " : "", (long long)t[k].dims[d]);
+        fprintf(f, "}, %d, ", t[k].slot);
+        c_str(f, t[k].type);
+        fprintf(f, "},\n");
+    }
+    fprintf(f, "    {0}\n};\n");
+}
+
+void nn_llvm_step_write_c(const NnrtStep *d, const char *cname, FILE *f)
+{
+    for (int k = 0; k < d->nkernels; k++)
+        fprintf(f, "void %s(void *, int, int);\n", d->kernels[k].name);
+    fprintf(f, "static const NnrtStepKernel %s_kernels[] = {\n", cname);
+    for (int k = 0; k < d->nkernels; k++)
+        fprintf(f, "    {\"%s\", %s, %d},\n", d->kernels[k].name, d->kernels[k].name,
+                d->kernels[k].par);
+    fprintf(f, "    {0}\n};\nstatic const NnrtStepSlot %s_slots[] = {\n", cname);
+    for (int s = 0; s < d->nslots; s++)
+        fprintf(f, "    {%d, %d, %lld},\n", d->slots[s].kind, d->slots[s].index,
+                (long long)d->slots[s].offset);
+    fprintf(f, "    {0}\n};\n");
+    write_tensors(f, cname, "inputs", d->inputs, d->ninputs);
+    write_tensors(f, cname, "vars", d->vars, d->nvars);
+    write_tensors(f, cname, "outputs", d->outputs, d->noutputs);
+    fprintf(f, "static const NnrtStepUpdate %s_updates[] = {\n", cname);
+    for (int k = 0; k < d->nupdates; k++)
+        fprintf(f, "    {%d, %d},\n", d->updates[k].var, d->updates[k].slot);
+    fprintf(f, "    {0}\n};\nstatic const NnrtStepCheck %s_checks[] = {\n", cname);
+    for (int k = 0; k < d->nchecks; k++)
+        fprintf(f, "    {%d, %d, %lld},\n", d->checks[k].kind, d->checks[k].slot,
+                (long long)d->checks[k].bound);
+    fprintf(f, "    {0}\n};\nconst NnrtStep %s = {\n    ", cname);
+    c_str(f, d->name);
+    fprintf(f, ", %d, %s_slots, %lld, %lld, %d, %s_kernels,\n", d->nslots, cname,
+            (long long)d->workspace, (long long)d->scratch, d->nkernels, cname);
+    fprintf(f, "    %d, %d, %d, %d, %d,\n", d->ninputs, d->nvars, d->noutputs, d->nupdates,
+            d->nchecks);
+    fprintf(f, "    %s_inputs, %s_vars, %s_outputs, %s_updates, %s_checks,\n};\n", cname, cname,
+            cname, cname, cname);
+}

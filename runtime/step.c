@@ -1,0 +1,222 @@
+// Runs a step descriptor (step.h): points each slot at the workspace, the
+// caller's tensors or the scratch block, runs the kernels in order (large ones
+// over the pool), turns a recorded bad label into a message, then hands back
+// the outputs and applies the updates from pre-update values. The JIT and
+// built programs both run their steps here.
+#include "step.h"
+
+#include "pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_source(int kind) { return kind == NNRT_SLOT_INPUT || kind == NNRT_SLOT_VAR; }
+
+static size_t type_bytes(const NnrtStepTensor *t)
+{
+    size_t n = nnrt_dtype_size((NnDType)t->dtype);
+    for (int d = 0; d < t->rank; d++)
+        n *= (size_t)t->dims[d];
+    return n;
+}
+
+NnStatus nnrt_step_open(NnrtStepRun *r, const NnrtStep *d)
+{
+    memset(r, 0, sizeof *r);
+    r->d = d;
+    r->bufs = calloc((size_t)d->nslots + 1, sizeof(void *));
+    r->outs = calloc((size_t)d->noutputs + 1, sizeof(NnTensor));
+    r->outcopy = calloc((size_t)d->noutputs + 1, sizeof(void *));
+    r->snap = calloc((size_t)d->nupdates + 1, sizeof(void *));
+    r->var = calloc((size_t)d->nvars + 1, sizeof(NnTensor *));
+    if (!r->bufs || !r->outs || !r->outcopy || !r->snap || !r->var)
+        return nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    if ((d->workspace && !(r->ws = nnrt_alloc((size_t)d->workspace))) ||
+        (d->scratch && !(r->scratch = nnrt_alloc((size_t)d->scratch))) ||
+        !(r->err = nnrt_alloc(8 * ((size_t)d->nchecks + 1))))
+        return NN_ERR_NOMEM;
+    for (int s = 0; s < d->nslots; s++) {
+        const NnrtStepSlot *sl = &d->slots[s];
+        r->bufs[s] = sl->kind == NNRT_SLOT_WORKSPACE ? (void *)(r->ws + sl->offset)
+                   : sl->kind == NNRT_SLOT_SCRATCH  ? r->scratch
+                   : sl->kind == NNRT_SLOT_ERRORS   ? (void *)r->err
+                                                    : NULL;
+    }
+    for (int k = 0; k < d->noutputs; k++) {
+        const NnrtStepTensor *o = &d->outputs[k];
+        NnTensor *t = &r->outs[k];
+        *t = (NnTensor){.dtype = (NnDType)o->dtype, .rank = o->rank, .numel = 1};
+        for (int i = 0; i < o->rank; i++)
+            t->numel *= (t->shape[i] = o->dims[i]);
+        if (is_source(d->slots[o->slot].kind) &&
+            !(r->outcopy[k] = nnrt_alloc(type_bytes(o) ? type_bytes(o) : 1)))
+            return NN_ERR_NOMEM;
+        t->data = r->outcopy[k] ? r->outcopy[k] : r->bufs[o->slot];
+    }
+    for (int k = 0; k < d->nupdates; k++) {
+        const NnrtStepUpdate *u = &d->updates[k];
+        size_t n = type_bytes(&d->vars[u->var]);
+        if (is_source(d->slots[u->slot].kind) && !(r->snap[k] = nnrt_alloc(n ? n : 1)))
+            return NN_ERR_NOMEM;
+    }
+    return NN_OK;
+}
+
+void nnrt_step_close(NnrtStepRun *r)
+{
+    if (!r->d)
+        return;
+    for (int k = 0; r->outcopy && k < r->d->noutputs; k++)
+        nnrt_free(r->outcopy[k]);
+    for (int k = 0; r->snap && k < r->d->nupdates; k++)
+        nnrt_free(r->snap[k]);
+    nnrt_free(r->ws);
+    nnrt_free(r->scratch);
+    nnrt_free(r->err);
+    free(r->bufs);
+    free(r->outs);
+    free(r->outcopy);
+    free(r->snap);
+    free(r->var);
+    memset(r, 0, sizeof *r);
+}
+
+const char *nnrt_tensor_type_str(const NnTensor *t, char *buf, size_t n)
+{
+    size_t len = (size_t)snprintf(buf, n, "%s", nnrt_dtype_name(t->dtype));
+    for (int i = 0; i < t->rank && len < n; i++)
+        len += (size_t)snprintf(buf + len, n - len, "%s%lld", i ? ", " : "[",
+                                (long long)t->shape[i]);
+    if (t->rank && len < n)
+        snprintf(buf + len, n - len, "]");
+    return buf;
+}
+
+static bool same_type(const NnrtStepTensor *want, const NnTensor *t)
+{
+    if (t->dtype != (NnDType)want->dtype || t->rank != want->rank)
+        return false;
+    for (int d = 0; d < t->rank; d++)
+        if (t->shape[d] != want->dims[d])
+            return false;
+    return true;
+}
+
+static NnStatus mismatch(const char *what, const NnrtStepTensor *want, const NnTensor *t)
+{
+    char got[128], need[128];
+    NnTensor w = {.dtype = (NnDType)want->dtype, .rank = want->rank};
+    memcpy(w.shape, want->dims, sizeof w.shape);
+    nnrt_tensor_type_str(t, got, sizeof got);
+    nnrt_tensor_type_str(&w, need, sizeof need);
+    if (want->type && strcmp(want->type, need) != 0)
+        return nnrt_fail(NN_ERR_SHAPE, "%s '%s' expects %s (here %s), got %s", what, want->name,
+                         want->type, need, got);
+    return nnrt_fail(NN_ERR_SHAPE, "%s '%s' expects %s, got %s", what, want->name, need, got);
+}
+
+// Points slots at the tensors; with check, first compares their types.
+static NnStatus attach(NnrtStepRun *r, NnVars *vars, NnTensor *const *inputs, bool check)
+{
+    const NnrtStep *d = r->d;
+    for (int k = 0; k < d->ninputs; k++) {
+        if (!inputs[k])
+            return nnrt_fail(NN_ERR_SHAPE, "input '%s' is missing", d->inputs[k].name);
+        if (check && !same_type(&d->inputs[k], inputs[k]))
+            return mismatch("input", &d->inputs[k], inputs[k]);
+    }
+    for (int k = 0; k < d->nvars; k++) {
+        const NnrtStepTensor *v = &d->vars[k];
+        NnTensor *t = vars ? nnrt_vars_get(vars, v->name) : NULL;
+        if (!t)
+            return nnrt_fail(NN_ERR_SHAPE, "variable '%s' is missing", v->name);
+        if (check && !same_type(v, t))
+            return mismatch("variable", v, t);
+        r->var[k] = t;
+    }
+    for (int s = 0; s < d->nslots; s++) {
+        const NnrtStepSlot *sl = &d->slots[s];
+        if (sl->kind == NNRT_SLOT_INPUT)
+            r->bufs[s] = inputs[sl->index]->data;
+        else if (sl->kind == NNRT_SLOT_VAR)
+            r->bufs[s] = r->var[sl->index]->data;
+    }
+    return NN_OK;
+}
+
+NnStatus nnrt_step_attach(NnrtStepRun *r, NnVars *vars, NnTensor *const *inputs)
+{
+    return attach(r, vars, inputs, false);
+}
+
+// The first out-of-range label or index a kernel recorded, worded as the
+// interpreter words it.
+NnStatus nnrt_step_check(const NnrtStepRun *r)
+{
+    for (int k = 0; k < r->d->nchecks; k++) {
+        int64_t bad = r->err[k];
+        if (bad < 0)
+            continue;
+        const NnrtStepCheck *c = &r->d->checks[k];
+        int32_t v = ((const int32_t *)r->bufs[c->slot])[bad];
+        if (c->kind == 0)
+            return nnrt_fail(NN_ERR_RUNTIME, "take: index %d at row %lld is outside [0, %lld)", v,
+                             (long long)bad, (long long)c->bound);
+        return nnrt_fail(NN_ERR_RUNTIME, "onehot: label %d at %lld is outside [0, %lld)", v,
+                         (long long)bad, (long long)c->bound);
+    }
+    return NN_OK;
+}
+
+NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
+{
+    const NnrtStep *d = r->d;
+    for (int k = 0; k < d->nkernels; k++) {
+        // The default pool starts on first need: a small step (batch-1
+        // prediction) never waits for threads to start.
+        if (d->kernels[k].par && !pool)
+            pool = nnrt_pool_default();
+        if (d->kernels[k].par)
+            nnrt_pool_run(pool, d->kernels[k].fn, r->bufs);
+        else
+            d->kernels[k].fn(r->bufs, 0, 1);
+    }
+    return nnrt_step_check(r);
+}
+
+void nnrt_step_finish(NnrtStepRun *r, NnTensor **outputs)
+{
+    const NnrtStep *d = r->d;
+    for (int k = 0; k < d->noutputs; k++) {
+        if (r->outcopy[k])
+            memcpy(r->outcopy[k], r->bufs[d->outputs[k].slot], nnrt_tensor_nbytes(&r->outs[k]));
+        outputs[k] = &r->outs[k];
+    }
+    // Updates read pre-update values: snapshot those that are sources, then copy.
+    for (int k = 0; k < d->nupdates; k++) {
+        const NnrtStepUpdate *u = &d->updates[k];
+        if (r->snap[k])
+            memcpy(r->snap[k], r->bufs[u->slot], type_bytes(&d->vars[u->var]));
+    }
+    for (int k = 0; k < d->nupdates; k++) {
+        const NnrtStepUpdate *u = &d->updates[k];
+        void *src = r->snap[k] ? r->snap[k] : r->bufs[u->slot];
+        void *dst = r->var[u->var]->data;
+        if (src != dst)
+            memcpy(dst, src, type_bytes(&d->vars[u->var]));
+    }
+}
+
+NnStatus nnrt_step_run(NnrtStepRun *r, NnrtPool *pool, NnVars *vars, NnTensor *const *inputs,
+                       NnTensor **outputs)
+{
+    for (int k = 0; k < r->d->noutputs; k++)
+        outputs[k] = NULL;
+    NnStatus st = attach(r, vars, inputs, true);
+    if (st == NN_OK)
+        st = nnrt_step_exec(r, pool);
+    if (st == NN_OK)
+        nnrt_step_finish(r, outputs);
+    return st;
+}

@@ -1,0 +1,125 @@
+// A compiled step as plain data: the buffer table, memory plan, kernel list,
+// inputs, variables, outputs, updates and label checks of one graph compiled
+// for one binding of its dims. The JIT (backend/llvm/exec.c) builds one per
+// binding around the code it just compiled; `nnc build` writes the same tables
+// as C next to the object file of the kernels. nnrt_step_run, one loop, runs
+// either, so a built program computes exactly what `nnc train` computes.
+// Nothing in a descriptor is an address of the compiling process: kernels are
+// referred to by symbol (the linker or the JIT resolves them), buffers by slot.
+#ifndef NNRT_STEP_H
+#define NNRT_STEP_H
+
+#include "nnrt.h"
+
+struct NnrtPool; // pool.h (not included: its NnrtTask clashes with train.h's)
+
+// What bufs[slot] points at while a step runs.
+typedef enum NnrtSlotKind {
+    NNRT_SLOT_NONE,      // nothing (a value no kernel reads from memory)
+    NNRT_SLOT_WORKSPACE, // workspace + offset
+    NNRT_SLOT_INPUT,     // the data of inputs[index]
+    NNRT_SLOT_VAR,       // the data of the variable vars[index] (looked up by name)
+    NNRT_SLOT_SCRATCH,   // the scratch block shared by all such slots (matmul packing)
+    NNRT_SLOT_ERRORS,    // int64 per label check: first bad row, or -1
+} NnrtSlotKind;
+
+typedef struct NnrtStepSlot {
+    int kind;       // NnrtSlotKind
+    int index;      // INPUT / VAR: which one
+    int64_t offset; // WORKSPACE: bytes from its start
+} NnrtStepSlot;
+
+// A kernel computes its own share (ith of nth) of one node: a pool task whose
+// argument is the bufs[] array. par: dispatched over the pool, else run on the
+// calling thread (too little work to pay for a dispatch).
+typedef struct NnrtStepKernel {
+    const char *name;
+    void (*fn)(void *bufs, int ith, int nth);
+    int par;
+} NnrtStepKernel;
+
+// The type of an input, variable or output, concrete (dims bound), and the
+// slot holding its data. `type` is how the model's source writes it
+// ("f32[N, 784]"), for messages.
+typedef struct NnrtStepTensor {
+    const char *name;
+    int dtype; // NnDType
+    int rank;
+    int64_t dims[NN_MAX_RANK];
+    int slot;
+    const char *type;
+} NnrtStepTensor;
+
+// After the kernels: vars[var] := the value in slot (every update reads
+// values from before any update).
+typedef struct NnrtStepUpdate {
+    int var;
+    int slot;
+} NnrtStepUpdate;
+
+// A TAKE (kind 0: rows of a table of `bound` rows, indices in slot) or
+// ONEHOT (kind 1: labels below `bound`, in slot) whose kernel records the
+// first out-of-range position in the errors slot.
+typedef struct NnrtStepCheck {
+    int kind;
+    int slot; // the i32 indices or labels
+    int64_t bound;
+} NnrtStepCheck;
+
+typedef struct NnrtStep {
+    const char *name;   // for messages: "train step, batch 128"
+    int nslots;
+    const NnrtStepSlot *slots;
+    int64_t workspace;  // bytes
+    int64_t scratch;    // bytes of the shared scratch block
+    int nkernels;
+    const NnrtStepKernel *kernels;
+    int ninputs, nvars, noutputs, nupdates, nchecks;
+    const NnrtStepTensor *inputs, *vars, *outputs;
+    const NnrtStepUpdate *updates;
+    const NnrtStepCheck *checks;
+} NnrtStep;
+
+// A descriptor made ready to run: its memory, output headers and update
+// snapshots. Made once, run many times; not for two threads at once.
+typedef struct NnrtStepRun {
+    const NnrtStep *d;
+    void **bufs;    // nslots pointers
+    char *ws;       // workspace
+    void *scratch;
+    int64_t *err;   // nchecks entries
+    NnTensor *outs; // noutputs headers handed to the caller
+    void **outcopy; // per output: own copy when its slot is an input or variable
+    void **snap;    // per update: snapshot when its slot is an input or variable
+    NnTensor **var; // per variable: the tensor found in the last run's table
+} NnrtStepRun;
+
+// Allocates r for d (which must outlive r). NN_ERR_NOMEM on failure; r is
+// then safe to close.
+NnStatus nnrt_step_open(NnrtStepRun *r, const NnrtStep *d);
+void nnrt_step_close(NnrtStepRun *r);
+
+// Runs the step: checks inputs[k] (ninputs of them) and the variables in vars
+// against the descriptor's types (a message names the tensor and both types),
+// runs every kernel in order on pool (NULL: the default pool), reports the
+// first out-of-range label or index, then sets outputs[k] to headers r owns
+// (valid until the next run or close) and applies the updates to vars.
+NnStatus nnrt_step_run(NnrtStepRun *r, struct NnrtPool *pool, NnVars *vars, NnTensor *const *inputs,
+                       NnTensor **outputs);
+
+// The same, in parts, for a caller that has checked and attached the tensors
+// itself (the JIT, whose messages name symbolic dims): nnrt_step_attach points
+// the slots at the caller's tensors without checking shapes, nnrt_step_exec
+// runs the kernels and the label checks, nnrt_step_finish hands back outputs
+// and applies updates.
+NnStatus nnrt_step_attach(NnrtStepRun *r, NnVars *vars, NnTensor *const *inputs);
+NnStatus nnrt_step_exec(NnrtStepRun *r, struct NnrtPool *pool);
+void nnrt_step_finish(NnrtStepRun *r, NnTensor **outputs);
+// The label checks alone (nnrt_step_exec ends with them), for a caller that
+// ran the kernels itself (the JIT's profiler).
+NnStatus nnrt_step_check(const NnrtStepRun *r);
+
+// "f32[128, 784]" for a tensor (buf of n bytes), for messages.
+const char *nnrt_tensor_type_str(const NnTensor *t, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,379 @@
+// `nnc build` end to end: a small classifier (CSV data, a transform, class
+// names, partial batches) and XOR built into programs whose train, eval and
+// predict output equals `nnc train` / `nnc eval`; predict on any number of
+// rows with no compiler in the program; embedded weights; no LLVM and nothing
+// of ours in `ldd`; a portable target; an aarch64 object's ELF header; and the
+// diagnostics for bad input to built programs. Each test works in a fresh
+// directory under /tmp.
+#define _GNU_SOURCE // asprintf
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static char dir[256];
+
+static const char script[] =
+    "import std\n"
+    "data d {\n"
+    "    train = csv(\"train.csv\", label = \"label\")\n"
+    "    test  = csv(\"test.csv\", label = \"label\")\n"
+    "    x     = x / 10\n"
+    "    classes = [\"red\", \"green\", \"blue\"]\n"
+    "}\n"
+    "model net(x: f32[N, 4]) -> f32[N, 3] {\n"
+    "    return x |> dense(8) |> relu |> dense(3)\n"
+    "}\n"
+    "train net on d {\n"
+    "    loss      = cross_entropy(output, label)\n"
+    "    optimizer = adam(lr = 0.02)\n"
+    "    batch     = 8\n"
+    "    epochs    = 4\n"
+    "    seed      = 2\n"
+    "    metrics   = [accuracy, confusion]\n"
+    "    save      = \"w.safetensors\"\n"
+    "}\n";
+
+// The same model with a wider hidden layer: its weights do not fit net's.
+static const char wide[] =
+    "import std\n"
+    "data d {\n"
+    "    train = csv(\"train.csv\", label = \"label\")\n"
+    "    x     = x / 10\n"
+    "}\n"
+    "model net(x: f32[N, 4]) -> f32[N, 3] {\n"
+    "    return x |> dense(16) |> relu |> dense(3)\n"
+    "}\n"
+    "train net on d {\n"
+    "    loss      = cross_entropy(output, label)\n"
+    "    optimizer = adam(lr = 0.02)\n"
+    "    batch     = 8\n"
+    "    epochs    = 1\n"
+    "    save      = \"wide.safetensors\"\n"
+    "}\n";
+
+static void write_file(const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+// n rows of 4 features and a label that depends on them (row i of a fixed sequence).
+static void write_csv(const char *name, int n, int start)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fprintf(f, "a,b,c,d,label\n");
+    for (int i = start; i < start + n; i++) {
+        int a = (i * 7) % 10, b = (i * 3) % 10, c = (i * 5 + 1) % 10, d = i % 10;
+        fprintf(f, "%d,%d,%d,%d,%d\n", a, b, c, d, (a + b) % 3);
+    }
+    fclose(f);
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/nnc_build_%d_XXXXXX", (int)getpid());
+    cr_assert(mkdtemp(dir));
+    write_file("net.nn", script);
+    write_file("wide.nn", wide);
+    write_csv("train.csv", 30, 0);
+    write_csv("test.csv", 11, 100);
+}
+
+static void teardown(void)
+{
+    char *cmd = NULL;
+    if (asprintf(&cmd, "rm -rf '%s'", dir) > 0 && system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    free(cmd);
+}
+
+TestSuite(build_cli, .init = setup, .fini = teardown, .timeout = 600);
+
+// Runs a shell command in dir; returns its output, asserting the exit status.
+static char *sh(int want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *sh(int want, const char *fmt, ...)
+{
+    char args[4096], cmd[4608];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s", dir, args);
+    char *out = NULL;
+    int rc = tu_run(cmd, &out);
+    cr_assert_eq(rc, want, "%s: exit %d, expected %d:\n%s", args, rc, want, out);
+    return out;
+}
+
+// stdout only (progress and diagnostics go to stderr).
+static char *sh_stdout(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *sh_stdout(const char *fmt, ...)
+{
+    char args[4096], cmd[4608];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s 2>/dev/null", dir, args);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    char *buf = NULL;
+    size_t cap = 0;
+    FILE *m = open_memstream(&buf, &cap);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0)
+        fwrite(chunk, 1, n, m);
+    fclose(m);
+    int st = pclose(p);
+    cr_assert_eq(st, 0, "%s failed:\n%s", args, buf);
+    return buf;
+}
+
+static char *slurp(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot open %s", path);
+    char *buf = NULL;
+    size_t cap = 0;
+    FILE *m = open_memstream(&buf, &cap);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, n, m);
+    fclose(f);
+    fclose(m);
+    return buf;
+}
+
+static void build(const char *args) { free(sh(0, "%s build %s", tu_nnc(), args)); }
+
+Test(build_cli, train_and_eval_equal_the_jit)
+{
+    build("net.nn -o net");
+    char *jit = sh_stdout("%s train net.nn --metrics j.jsonl", tu_nnc());
+    char *aot = sh_stdout("./net train --metrics a.jsonl");
+    cr_assert_str_eq(aot, jit);
+    cr_assert(strstr(aot, "test  loss") && strstr(aot, "saved w.safetensors"), "%s", aot);
+    char *jl = slurp("j.jsonl"), *al = slurp("a.jsonl");
+    cr_assert_str_eq(al, jl);
+    char *je = sh_stdout("%s eval net.nn --weights w.safetensors", tu_nnc());
+    char *ae = sh_stdout("./net eval --weights w.safetensors");
+    cr_assert_str_eq(ae, je);
+    cr_assert(strstr(ae, "red"), "class names in the report:\n%s", ae);
+    free(jit), free(aot), free(jl), free(al), free(je), free(ae);
+}
+
+Test(build_cli, xor_regression_equals_the_jit)
+{
+    char *out = sh(0, "cp '%s/examples/xor.nn' . && %s build xor.nn -o xor", NN_SOURCE_DIR,
+                   tu_nnc());
+    free(out);
+    char *jit = sh_stdout("%s train xor.nn --set epochs=40", tu_nnc());
+    char *aot = sh_stdout("./xor train --set epochs=40");
+    cr_assert_str_eq(aot, jit);
+    cr_assert(strstr(aot, "mse"), "%s", aot);
+    free(jit), free(aot);
+}
+
+Test(build_cli, standalone_links_no_llvm_and_nothing_of_ours)
+{
+    build("net.nn -o net");
+    char *out = sh(0, "ldd ./net");
+    cr_assert_null(strstr(out, "LLVM"), "%s", out);
+    cr_assert_null(strstr(out, "libnn"), "%s", out);
+    cr_assert(strstr(out, "libc"), "%s", out);
+    free(out);
+}
+
+// Class and scores of each row of a predict CSV (the header skipped).
+static int parse_rows(const char *csv, char cls[][16], double sc[][3], int cap)
+{
+    const char *p = strchr(csv, '\n');
+    int n = 0;
+    while (p && p[1] && n < cap) {
+        p++;
+        cr_assert_eq(sscanf(p, "%15[^,],%lf,%lf,%lf", cls[n], &sc[n][0], &sc[n][1], &sc[n][2]),
+                     4, "bad row: %.40s", p);
+        n++;
+        p = strchr(p, '\n');
+    }
+    return n;
+}
+
+Test(build_cli, predict_any_batch_size_and_embedded_weights)
+{
+    build("net.nn -o net");
+    free(sh(0, "./net train -q"));
+    free(sh(0, "./net predict --weights w.safetensors test.csv -o all.csv"));
+    char *all = slurp("all.csv");
+    cr_assert(!strncmp(all, "class,red,green,blue\n", 21), "%s", all);
+    char cls[16][16], one_cls[1][16];
+    double sc[16][3], one[1][3];
+    int n = parse_rows(all, cls, sc, 16);
+    cr_assert_eq(n, 11);
+    // Rows one at a time (batch 1) and all 11 (a batch of 8 and 3 more) agree.
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "row%d.csv", i);
+        write_csv(name, 1, 100 + i);
+        char *o = sh(0, "./net predict --weights w.safetensors %s -o -", name);
+        cr_assert_eq(parse_rows(o, one_cls, one, 1), 1);
+        cr_assert_str_eq(one_cls[0], cls[i], "row %d", i);
+        for (int k = 0; k < 3; k++)
+            cr_assert(fabs(one[0][k] - sc[i][k]) < 1e-4, "row %d score %d: %g vs %g", i, k,
+                      one[0][k], sc[i][k]);
+        free(o);
+    }
+    // Raw f32 model inputs (after the data block's x / 10) on standard input.
+    FILE *f = fopen("/dev/null", "r");
+    fclose(f);
+    char path[512];
+    snprintf(path, sizeof path, "%s/raw.f32", dir);
+    f = fopen(path, "wb");
+    cr_assert(f);
+    for (int i = 100; i < 111; i++) {
+        float v[4] = {(float)((i * 7) % 10) / 10, (float)((i * 3) % 10) / 10,
+                      (float)((i * 5 + 1) % 10) / 10, (float)(i % 10) / 10};
+        fwrite(v, sizeof v, 1, f);
+    }
+    fclose(f);
+    char *raw = sh(0, "./net predict --weights w.safetensors - -o - < raw.f32");
+    char rcls[16][16];
+    double rsc[16][3];
+    cr_assert_eq(parse_rows(raw, rcls, rsc, 16), 11);
+    for (int i = 0; i < 11; i++)
+        cr_assert_str_eq(rcls[i], cls[i], "raw row %d", i);
+    // Weights embedded at build time: predict needs no other file.
+    build("net.nn -o netw --weights w.safetensors");
+    free(sh(0, "mv w.safetensors elsewhere.safetensors"));
+    free(sh(0, "./netw predict test.csv -o emb.csv"));
+    char *emb = slurp("emb.csv");
+    cr_assert_str_eq(emb, all);
+    free(all), free(raw), free(emb);
+}
+
+Test(build_cli, portable_target_trains)
+{
+    build("net.nn -o netv2 --target x86-64-v2");
+    char *out = sh_stdout("./netv2 train");
+    cr_assert(strstr(out, "test  loss") && !strstr(out, "nan"), "%s", out);
+    free(out);
+}
+
+Test(build_cli, aarch64_object_header)
+{
+    char *out = sh(0, "%s build net.nn --target aarch64-linux-gnu -o arm", tu_nnc());
+    cr_assert(strstr(out, "aarch64"), "%s", out);
+    free(out);
+    char path[512];
+    snprintf(path, sizeof path, "%s/arm-0.o", dir);
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "no object %s", path);
+    unsigned char h[20];
+    cr_assert_eq(fread(h, 1, sizeof h, f), sizeof h);
+    fclose(f);
+    cr_assert(!memcmp(h, "\x7f" "ELF", 4));
+    cr_assert_eq(h[4], 2, "ELFCLASS64");
+    cr_assert_eq(h[5], 1, "little-endian");
+    cr_assert_eq(h[16] | h[17] << 8, 1, "ET_REL");
+    cr_assert_eq(h[18] | h[19] << 8, 183, "EM_AARCH64");
+    struct stat st;
+    snprintf(path, sizeof path, "%s/arm.c", dir);
+    cr_assert_eq(stat(path, &st), 0, "the tables come with the objects");
+}
+
+Test(build_cli, bad_weights_name_the_tensor)
+{
+    build("net.nn -o net");
+    free(sh(0, "%s train wide.nn -q", tu_nnc()));
+    char *out = sh(1, "./net predict --weights wide.safetensors test.csv -o p.csv");
+    cr_assert(strstr(out, "wide.safetensors") && strstr(out, "net.") && strstr(out, "[4, 16]"),
+              "%s", out);
+    free(out);
+    out = sh(1, "./net eval --weights wide.safetensors");
+    cr_assert(strstr(out, "wide.safetensors") && strstr(out, "[4, 16]"), "%s", out);
+    free(out);
+    out = sh(1, "./net predict --weights missing.safetensors test.csv -o p.csv");
+    cr_assert(strstr(out, "missing.safetensors"), "%s", out);
+    free(out);
+    out = sh(1, "%s build net.nn -o netw --weights wide.safetensors", tu_nnc());
+    cr_assert(strstr(out, "wide.safetensors") && strstr(out, "[4, 16]"), "%s", out);
+    free(out);
+}
+
+Test(build_cli, bad_input_names_the_file_and_the_expectation)
+{
+    build("net.nn -o net");
+    free(sh(0, "./net train -q"));
+    write_file("short.csv", "1,2,3,4\n5,6,7\n");
+    char *out = sh(1, "./net predict --weights w.safetensors short.csv -o p.csv");
+    cr_assert(strstr(out, "short.csv:2") && strstr(out, "expected 4"), "%s", out);
+    free(out);
+    write_file("junk.csv", "1,2,x,4\n");
+    out = sh(1, "./net predict --weights w.safetensors junk.csv -o p.csv");
+    cr_assert(strstr(out, "junk.csv:1") && strstr(out, "column 5"), "%s", out);
+    free(out);
+    out = sh(1, "printf 'abcdef' | ./net predict --weights w.safetensors - -o -");
+    cr_assert(strstr(out, "standard input") && strstr(out, "16 bytes each"), "%s", out);
+    free(out);
+    // An IDX file of the wrong sample shape: 2 samples of 3 values.
+    char path[512];
+    snprintf(path, sizeof path, "%s/bad.idx", dir);
+    FILE *f = fopen(path, "wb");
+    const unsigned char idx[] = {0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6};
+    fwrite(idx, 1, sizeof idx, f);
+    fclose(f);
+    out = sh(1, "./net predict --weights w.safetensors bad.idx -o p.csv");
+    cr_assert(strstr(out, "bad.idx") && strstr(out, "[3]") && strstr(out, "f32[4]"), "%s", out);
+    free(out);
+    // The data changed since the build: the compiled transform says what it expected.
+    write_csv("train.csv", 29, 0);
+    out = sh(1, "./net train -q");
+    cr_assert(strstr(out, "train") && strstr(out, "[30, 4]") && strstr(out, "[29, 4]"), "%s",
+              out);
+    free(out);
+}
+
+Test(build_cli, bad_usage)
+{
+    build("net.nn -o net");
+    char *out = sh(2, "./net train --set batch=4");
+    cr_assert(strstr(out, "compiled into the program"), "%s", out);
+    free(out);
+    out = sh(2, "./net eval");
+    cr_assert(strstr(out, "--weights"), "%s", out);
+    free(out);
+    out = sh(2, "./net predict --weights w.safetensors");
+    cr_assert(strstr(out, "INPUT"), "%s", out);
+    free(out);
+    out = sh(2, "./net fly");
+    cr_assert(strstr(out, "unknown command"), "%s", out);
+    free(out);
+    out = sh(2, "%s build net.nn", tu_nnc());
+    cr_assert(strstr(out, "-o"), "%s", out);
+    free(out);
+    out = sh(2, "%s build net.nn -o x --target frobnicator-linux-gnu", tu_nnc());
+    cr_assert(strstr(out, "--target"), "%s", out);
+    free(out);
+    out = sh(2, "%s train net.nn --target native", tu_nnc());
+    cr_assert(strstr(out, "--target"), "%s", out);
+    free(out);
+}

@@ -1,0 +1,336 @@
+// `nnc build --lib` end to end: examples/embed/classify.c, built against the
+// Fashion-MNIST MLP's libmlp.a, prints the classes `nnc predict` prints for
+// the same weights (300 images: two full batches and a partial one) and links
+// nothing of nnc dynamically; small C programs check the API's contract on
+// the XOR model (training steps learn it, save writes what `nnc predict`
+// reads) and on the MLP (every bad argument, file or label is a status with a
+// message, never an exit or abort; two contexts predict at once from two
+// threads); and for every other model type among the examples (a CNN with
+// batch normalization, a GRU, a sequence regression) the library's fresh
+// weights, saved, give through `nnc predict` the outputs the library gives.
+#define _GNU_SOURCE // asprintf, strndup in testutil.h
+#include <criterion/criterion.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define FASHION "/usr/share/datasets/fashion-mnist/"
+
+// Programs linking an instrumented libnnrt need the sanitizers' runtimes.
+#if defined(__SANITIZE_ADDRESS__)
+#define SAN_FLAGS "-fsanitize=address,undefined"
+#else
+#define SAN_FLAGS ""
+#endif
+
+static char dir[256];
+
+static void setup(void)
+{
+    cr_assert_eq(chdir(NN_SOURCE_DIR), 0);
+    snprintf(dir, sizeof dir, "/tmp/nnc_embed_%d_XXXXXX", (int)getpid());
+    cr_assert(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    char *cmd = NULL;
+    if (asprintf(&cmd, "rm -rf '%s'", dir) > 0 && system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    free(cmd);
+}
+
+TestSuite(embed, .init = setup, .fini = teardown, .timeout = 600);
+
+// Runs a shell command; asserts its exit status; returns its output.
+static char *sh_rc(int want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *sh_rc(int want, const char *fmt, ...)
+{
+    char *cmd = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    cr_assert(vasprintf(&cmd, fmt, ap) > 0);
+    va_end(ap);
+    char *out = NULL;
+    int rc = tu_run(cmd, &out);
+    cr_assert_eq(rc, want, "%s: exit %d, expected %d:\n%s", cmd, rc, want, out);
+    free(cmd);
+    return out;
+}
+
+static void write_file(const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void build_mlp(void)
+{
+    free(sh_rc(0, "%s train examples/fashion_mlp.nn -q --set epochs=1 --set limit=3000 "
+                  "--set save=%s/mlp.st", tu_nnc(), dir));
+    char *out = sh_rc(0, "%s build examples/fashion_mlp.nn --lib -o %s/libmlp", tu_nnc(), dir);
+    cr_assert(strstr(out, "libmlp.a and") && strstr(out, "mlp.h"), "%s", out);
+    free(out);
+}
+
+Test(embed, classify_example_matches_predict)
+{
+    if (access(FASHION "t10k-images-idx3-ubyte.gz", R_OK) != 0)
+        cr_skip_test("Fashion-MNIST not installed");
+    build_mlp();
+    free(sh_rc(0, "cc -O1 -Wall -Wextra -Werror %s -I%s examples/embed/classify.c %s/libmlp.a "
+                  "-lz -lm -lpthread -o %s/classify", SAN_FLAGS, dir, dir, dir));
+    char *ldd = sh_rc(0, "ldd %s/classify", dir);
+    cr_assert(!strstr(ldd, "LLVM") && !strstr(ldd, "nnrt") && !strstr(ldd, "nnc"), "%s", ldd);
+    free(ldd);
+    char *got = sh_rc(0, "%s/classify %s/mlp.st " FASHION "t10k-images-idx3-ubyte.gz 300", dir,
+                      dir);
+    // The same 300 images through nnc predict, as raw f32 model inputs
+    // (pixels / 255) on standard input; the class is the first column.
+    char *want = sh_rc(0, "python3 -c \"import gzip,struct,sys; d=gzip.open('"
+                          FASHION "t10k-images-idx3-ubyte.gz').read()[16:16+300*784]; "
+                          "sys.stdout.buffer.write(struct.pack('%%df' %% len(d), "
+                          "*[v / 255 for v in d]))\" | "
+                          "%s predict examples/fashion_mlp.nn --weights %s/mlp.st - | "
+                          "tail -n +2 | cut -d, -f1", tu_nnc(), dir);
+    cr_assert_str_eq(got, want);
+    int lines = 0;
+    for (const char *p = got; (p = strchr(p, '\n')); p++)
+        lines++;
+    cr_assert_eq(lines, 300);
+    cr_assert(strstr(got, "Trouser\n"), "%s", got); // names, not indices
+    free(got);
+    free(want);
+    // Bad weights: the example's message comes from the library, with status 1.
+    char *bad = sh_rc(1, "%s/classify %s/none.st " FASHION "t10k-images-idx3-ubyte.gz 3", dir,
+                      dir);
+    cr_assert(strstr(bad, "classify: ") && strstr(bad, "none.st"), "%s", bad);
+    free(bad);
+}
+
+// The MLP's API on bad input, and two contexts on two threads.
+static const char mlp_errors_c[] =
+    "#include <pthread.h>\n#include <stdio.h>\n#include <string.h>\n#include \"mlp.h\"\n"
+    "static float x[300 * MLP_INPUT_SIZE], a[300 * 10], b[300 * 10], c[300 * 10];\n"
+    "static const char *w;\n"
+    "static void *run(void *out) {\n"
+    "    mlp_model *m;\n"
+    "    if (mlp_create(&m, 2) || mlp_load(m, w) || mlp_predict(m, x, 300, out)) return m;\n"
+    "    mlp_free(m);\n    return 0;\n}\n"
+    "#define EXPECT(call, st, text) do { int rc_ = (call); const char *e_ = mlp_errmsg(m); \\\n"
+    "    if (rc_ != (st) || !strstr(e_, text)) { printf(\"%s: %d '%s'\\n\", #call, rc_, e_); \\\n"
+    "        return 1; } } while (0)\n"
+    "int main(int argc, char **argv) {\n"
+    "    w = argv[1];\n"
+    "    mlp_model *m = 0;\n"
+    "    for (int i = 0; i < 300 * MLP_INPUT_SIZE; i++) x[i] = (float)(i % 251) / 251;\n"
+    "    EXPECT(mlp_create(&m, -1), MLP_ERR_SHAPE, \"threads\");\n"
+    "    if (m) return 2;\n"
+    "    EXPECT(mlp_create(&m, 1), MLP_OK, \"\");\n"
+    "    EXPECT(mlp_load(m, argv[2]), MLP_ERR_IO, argv[2]);\n"
+    "    EXPECT(mlp_load(m, argv[3]), MLP_ERR_SHAPE, \"tensor 'mlp.dense\");\n"
+    "    EXPECT(mlp_load(m, 0), MLP_ERR_SHAPE, \"NULL\");\n"
+    "    EXPECT(mlp_predict(m, x, 0, a), MLP_ERR_SHAPE, \"at least 1\");\n"
+    "    EXPECT(mlp_predict(m, 0, 1, a), MLP_ERR_SHAPE, \"NULL\");\n"
+    "    EXPECT(mlp_predict(0, x, 1, a), MLP_ERR_SHAPE, \"NULL\");\n"
+    "    int32_t lab[MLP_BATCH] = {0};\n"
+    "    float loss = 0;\n"
+    "    EXPECT(mlp_train_step(m, x, lab, 3, &loss), MLP_ERR_SHAPE, \"exactly 128\");\n"
+    "    lab[5] = 12;\n"
+    "    EXPECT(mlp_train_step(m, x, lab, MLP_BATCH, &loss), MLP_ERR_RUNTIME, \"12\");\n"
+    "    lab[5] = 9;\n"
+    "    EXPECT(mlp_train_step(m, x, lab, MLP_BATCH, &loss), MLP_OK, \"\");\n"
+    "    if (!(loss > 0 && loss < 100)) return 3;\n"
+    "    EXPECT(mlp_save(m, argv[4]), MLP_ERR_IO, argv[4]);\n"
+    "    if (strcmp(mlp_class_name(0), \"T-shirt/top\") || mlp_class_name(10) ||\n"
+    "        mlp_class_name(-1)) return 4;\n"
+    "    mlp_free(m);\n"
+    "    pthread_t t1, t2;\n"
+    "    if (run(a)) return 5;\n"
+    "    pthread_create(&t1, 0, run, b);\n"
+    "    pthread_create(&t2, 0, run, c);\n"
+    "    void *r1, *r2;\n"
+    "    pthread_join(t1, &r1);\n    pthread_join(t2, &r2);\n"
+    "    if (r1 || r2 || memcmp(a, b, sizeof a) || memcmp(a, c, sizeof a)) return 6;\n"
+    "    puts(\"ok\");\n    return 0;\n}\n";
+
+Test(embed, mlp_api_errors_and_threads)
+{
+    if (access(FASHION "t10k-images-idx3-ubyte.gz", R_OK) != 0)
+        cr_skip_test("Fashion-MNIST not installed");
+    build_mlp();
+    free(sh_rc(0, "%s train examples/xor.nn -q --set epochs=1 --set save=%s/xor.st", tu_nnc(),
+               dir));
+    write_file("errors.c", mlp_errors_c);
+    free(sh_rc(0, "cc -O1 -Wall %s -I%s %s/errors.c %s/libmlp.a -lz -lm -lpthread -o %s/errors",
+               SAN_FLAGS, dir, dir, dir, dir));
+    char *out = sh_rc(0, "%s/errors %s/mlp.st %s/absent.st %s/xor.st %s", dir, dir, dir, dir,
+                      dir);
+    cr_assert(strstr(out, "ok"), "%s", out);
+    free(out);
+}
+
+// XOR through the library: training steps learn it; save writes a checkpoint
+// `nnc predict` reads and agrees with.
+static const char xor_c[] =
+    "#include <stdio.h>\n#include \"xor.h\"\n"
+    "int main(int argc, char **argv) {\n"
+    "    float x[8] = {0, 0, 0, 1, 1, 0, 1, 1}, y[4] = {0, 1, 1, 0}, out[4], first = 0, loss;\n"
+    "    xor_model *m;\n"
+    "    if (xor_create(&m, 1)) return 1;\n"
+    "    for (int i = 0; i < 400; i++) {\n"
+    "        if (xor_train_step(m, x, y, XOR_BATCH, &loss)) return 2;\n"
+    "        if (i == 0) first = loss;\n    }\n"
+    "    if (xor_predict(m, x, 4, out) || xor_save(m, argv[1])) return 3;\n"
+    "    printf(\"%g %g\\n\", first, loss);\n"
+    "    for (int i = 0; i < 4; i++) printf(\"%.6f\\n\", out[i]);\n"
+    "    xor_free(m);\n    return 0;\n}\n";
+
+Test(embed, xor_trains_through_the_library)
+{
+    char *out = sh_rc(0, "%s build examples/xor.nn --lib -o %s/xor.a -q", tu_nnc(), dir);
+    free(out);
+    write_file("xor.c", xor_c);
+    free(sh_rc(0, "cc -O1 -Wall %s -I%s %s/xor.c %s/libxor.a -lz -lm -lpthread -o %s/xor",
+               SAN_FLAGS, dir, dir, dir, dir));
+    char *got = sh_rc(0, "%s/xor %s/w.st", dir, dir);
+    free(sh_rc(0, "mkdir %s/v2", dir));
+    double first, last;
+    cr_assert_eq(sscanf(got, "%lf %lf", &first, &last), 2, "%s", got);
+    cr_assert(last < 0.02 && last < first / 5, "loss %g -> %g", first, last);
+    double v[4];
+    const char *p = strchr(got, '\n') + 1;
+    for (int i = 0; i < 4; i++) {
+        v[i] = strtod(p, (char **)&p);
+        p++;
+    }
+    cr_assert(v[0] < 0.2 && v[1] > 0.8 && v[2] > 0.8 && v[3] < 0.2, "%s", got);
+    write_file("in.csv", "0,0\n0,1\n1,0\n1,1\n");
+    char *pred = sh_rc(0, "%s predict examples/xor.nn --weights %s/w.st %s/in.csv", tu_nnc(),
+                       dir, dir);
+    double q[4];
+    p = strchr(pred, '\n') + 1;
+    for (int i = 0; i < 4; i++) {
+        q[i] = strtod(p, (char **)&p);
+        p++;
+        cr_assert(q[i] > v[i] - 1e-5 && q[i] < v[i] + 1e-5, "library %g, nnc predict %g", v[i],
+                  q[i]);
+    }
+    free(pred);
+    free(got);
+    // A portable target links and runs the same; another machine's is refused.
+    free(sh_rc(0, "%s build examples/xor.nn --lib --target x86-64-v2 -o %s/v2/libxor -q && "
+                  "cc -O1 %s -I%s/v2 %s/xor.c %s/v2/libxor.a -lz -lm -lpthread -o %s/xorv2",
+               tu_nnc(), dir, SAN_FLAGS, dir, dir, dir, dir));
+    char *v2 = sh_rc(0, "%s/xorv2 %s/w2.st", dir, dir);
+    double w[6];
+    cr_assert_eq(sscanf(v2, "%lf %lf %lf %lf %lf %lf", &w[0], &w[1], &w[2], &w[3], &w[4], &w[5]),
+                 6, "%s", v2);
+    for (int i = 0; i < 4; i++)
+        cr_assert(w[i + 2] > v[i] - 1e-3 && w[i + 2] < v[i] + 1e-3, "x86-64-v2 %g, native %g",
+                  w[i + 2], v[i]);
+    free(v2);
+    char *arm = sh_rc(1, "%s build examples/xor.nn --lib --target aarch64-linux-gnu -o %s/liba",
+                      tu_nnc(), dir);
+    cr_assert(strstr(arm, "--lib builds for this machine"), "%s", arm);
+    free(arm);
+    char *emb = sh_rc(1, "%s build examples/xor.nn --lib --weights %s/w.st -o %s/libe", tu_nnc(),
+                      dir, dir);
+    cr_assert(strstr(emb, "a library loads its weights at run time"), "%s", emb);
+    free(emb);
+    // A library name that is no C identifier is refused.
+    char *bad = sh_rc(1, "%s build examples/xor.nn --lib -o %s/lib9x", tu_nnc(), dir);
+    cr_assert(strstr(bad, "must be a C identifier"), "%s", bad);
+    free(bad);
+}
+
+// Any model through its library: fresh weights saved, then the outputs for
+// the raw f32 samples in argv[2] (argv[3] of them) printed as %.7g.
+static const char any_c[] =
+    "#include <stdio.h>\n#include <stdlib.h>\n#include HDR\n"
+    "#define CAT2(a, b) a##b\n#define CAT(a, b) CAT2(a, b)\n#define F(x) CAT(NAME, x)\n"
+    "int main(int argc, char **argv) {\n"
+    "    int n = atoi(argv[3]);\n"
+    "    float *x = malloc(sizeof(float) * n * IN), *out = malloc(sizeof(float) * n * OUT);\n"
+    "    FILE *f = fopen(argv[2], \"rb\");\n"
+    "    if (!f || fread(x, sizeof(float) * IN, n, f) != (size_t)n) return 2;\n"
+    "    F(_model) *m;\n"
+    "    if (F(_create)(&m, 0) || F(_save)(m, argv[1]) || F(_predict)(m, x, n, out)) {\n"
+    "        fprintf(stderr, \"%s\\n\", F(_errmsg)(m));\n        return 1;\n    }\n"
+    "    for (int i = 0; i < n; i++)\n"
+    "        for (int k = 0; k < OUT; k++)\n"
+    "            printf(\"%.7g%c\", out[i * OUT + k], k + 1 < OUT ? ',' : '\\n');\n"
+    "    F(_free)(m);\n    return 0;\n}\n";
+
+// The scores of a predict CSV (header dropped, a classifier's class column too).
+static char *scores_of(char *csv, bool classify)
+{
+    char *body = strchr(csv, '\n') + 1;
+    if (!classify)
+        return body;
+    char *w = body;
+    for (char *line = body; *line;) {
+        char *comma = strchr(line, ','), *nl = strchr(line, '\n');
+        size_t len = (size_t)(nl - comma - 1);
+        memmove(w, comma + 1, len);
+        w += len;
+        *w++ = '\n';
+        line = nl + 1;
+    }
+    *w = 0;
+    return body;
+}
+
+static void model_matches_predict(const char *example, const char *name, int in, bool classify)
+{
+    const int n = 70; // a full batch and a partial one where the batch is 64
+    free(sh_rc(0, "%s build examples/%s.nn --lib -o %s/lib%s -q", tu_nnc(), example, dir, name));
+    write_file("any.c", any_c);
+    char up[32];
+    for (int i = 0; (up[i] = (char)toupper((unsigned char)name[i])); i++)
+        ;
+    free(sh_rc(0, "cc -O1 %s -I%s -DHDR='\"%s.h\"' -DNAME=%s -DIN=%s_INPUT_SIZE "
+                  "-DOUT=%s_OUTPUT_SIZE %s/any.c %s/lib%s.a -lz -lm -lpthread -o %s/any_%s",
+               SAN_FLAGS, dir, name, name, up, up, dir, dir, name, dir, name));
+    char path[512];
+    snprintf(path, sizeof path, "%s/in_%s.f32", dir, name);
+    FILE *f = fopen(path, "wb");
+    for (int i = 0; i < n * in; i++) {
+        float v = (float)((i * 7919) % 1000) / 1000.0f;
+        fwrite(&v, sizeof v, 1, f);
+    }
+    fclose(f);
+    char *lib = sh_rc(0, "%s/any_%s %s/w_%s.st %s %d", dir, name, dir, name, path, n);
+    char *pred = sh_rc(0, "%s predict examples/%s.nn --weights %s/w_%s.st - < %s", tu_nnc(),
+                       example, dir, name, path);
+    char *a = lib, *b = scores_of(pred, classify);
+    int count = 0;
+    while (*a && *b) {
+        double x = strtod(a, &a), y = strtod(b, &b);
+        cr_assert(x > y - 1e-4 * (1 + (y < 0 ? -y : y)) && x < y + 1e-4 * (1 + (y < 0 ? -y : y)),
+                  "%s: value %d: library %g, nnc predict %g", name, count, x, y);
+        a += *a == ',' || *a == '\n';
+        b += *b == ',' || *b == '\n';
+        count++;
+    }
+    cr_assert(!*a && !*b && count >= n, "%s: %d values", name, count);
+    free(lib);
+    free(pred);
+}
+
+Test(embed, every_model_type_matches_predict)
+{
+    if (access(FASHION "t10k-images-idx3-ubyte.gz", R_OK) != 0)
+        cr_skip_test("Fashion-MNIST not installed");
+    model_matches_predict("fashion_cnn_bn", "cnnbn", 784, true);
+    model_matches_predict("fashion_gru", "gru", 784, true);
+    model_matches_predict("forecast", "forecast", 24, false);
+}
