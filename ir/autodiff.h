@@ -14,4 +14,10 @@
 // gradient. Returns false with g->err set when loss is not a float scalar.
 bool nn_ad_grad(NnGraph *g, NnId loss, const NnId *wrt, int n, NnId *grads);
 
+// General reverse mode: seeds[k] (-1: none) is the gradient flowing into
+// outs[k]; grads[k] as above. Loop bodies use it for their step's VJP. False
+// with g->err set (and g->err_loc) as nn_ad_grad says.
+bool nn_ad_vjp(NnGraph *g, const NnId *outs, const NnId *seeds, int nout, const NnId *wrt, int n,
+               NnId *grads);
+
 #endif

@@ -57,7 +57,11 @@ typedef struct NnAttr {
     int64_t lo[NN_MAX_RANK];   // PAD: elements added before axis k, >= 0
     int64_t hi[NN_MAX_RANK];   // PAD: elements added after axis k, >= 0
     NnConv2d conv;         // CONV2D*, *_POOL2D*
-    NnGraph *body;         // FUSED; EXTERN: its declared derivative, or NULL
+    int ncarry, nseq;      // LOOP: carries, then sequences, then invariants (inputs)
+    int64_t trips;         // LOOP: steps
+    bool reverse;          // LOOP: steps run from trips-1 down to 0
+    int result;            // LOOP_OUT: index of the loop result
+    NnGraph *body;         // FUSED, LOOP; EXTERN: its declared derivative, or NULL
     const char *sym, *lib; // EXTERN: the C function and its shared library (arena strings)
 } NnAttr;
 

@@ -15,6 +15,7 @@ const NnPass nn_passes[] = {
     {"bnfold", nn_pass_bnfold, 'C'},
     {"cse", nn_pass_cse, 'C'},
     {"dce", nn_pass_dce, 'C'},
+    {"loops", nn_pass_loops, 'F'},
     {"fuse", nn_pass_fuse, 'F'},
     {NULL, NULL, 0},
 };

@@ -7,6 +7,8 @@
 // by offset and merged with their neighbours, so the workspace does not fragment.
 #include "plan.h"
 
+#include "loop.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +87,8 @@ static void live_ranges(const NnGraph *g, const int64_t *symv, NnPlan *p, const 
         for (int k = 0; k < n->shape.rank; k++)
             numel *= dims[k];
         s->nbytes = numel * (int64_t)nnrt_dtype_size(n->dtype);
+        if (n->op == NN_OP_LOOP) // holds all its results (ir/loop.h)
+            s->nbytes = nn_loop_bytes(n, symv);
         s->offset = -1;
         s->first = s->last = i;
         if (n->op == NN_OP_INPUT || n->op == NN_OP_PARAM || n->op == NN_OP_STATE)

@@ -2,7 +2,8 @@
 //   %3 = matmul(%1, %2) tb : f32[N, 10]  # mnist.nn:12:7
 // Sources show their name, attrs (ir/attr.c, from the op table) follow the
 // operands, the type follows ':' and the source file:line:col follows '#'.
-// FUSED nodes print their body indented inside braces. Outputs and updates
+// FUSED and LOOP nodes print their body indented inside braces (a loop's
+// return line marks where its stacked per-step values start). Outputs and updates
 // close the dump. Output depends only on the graph.
 #include <stdio.h>
 #include <string.h>
@@ -36,11 +37,21 @@ static void print_nodes(FILE *out, const NnGraph *g, int indent)
         fprintf(out, " : %s", nn_type_str(g, n->dtype, &n->shape, type, sizeof type));
         if (n->loc.src)
             fprintf(out, "  # %s:%d:%d", base_name(n->loc.src->name), n->loc.line, n->loc.col);
-        if (n->op == NN_OP_FUSED && n->attr.body) {
+        if ((n->op == NN_OP_FUSED || n->op == NN_OP_LOOP) && n->attr.body) {
+            const NnGraph *b = n->attr.body;
             fprintf(out, " {\n");
-            print_nodes(out, n->attr.body, indent + 4);
-            for (int k = 0; k < n->attr.body->noutputs; k++)
-                fprintf(out, "%*sreturn %%%d\n", indent + 4, "", n->attr.body->outputs[k].id);
+            print_nodes(out, b, indent + 4);
+            if (n->op == NN_OP_FUSED) {
+                for (int k = 0; k < b->noutputs; k++)
+                    fprintf(out, "%*sreturn %%%d\n", indent + 4, "", b->outputs[k].id);
+            } else {
+                // Carries first, then the per-step values the loop stacks.
+                fprintf(out, "%*sreturn", indent + 4, "");
+                for (int k = 0; k < b->noutputs; k++)
+                    fprintf(out, "%s%s%%%d", k ? ", " : " ", k == n->attr.ncarry ? "stack " : "",
+                            b->outputs[k].id);
+                fputc('\n', out);
+            }
             fprintf(out, "%*s}", indent, "");
         }
         fputc('\n', out);

@@ -1,7 +1,7 @@
 // nn_ir_verify: checks the invariants every pass must keep. Nodes are in
 // topological order with valid input ids and the arity ops.def gives; re-running
-// each node's shape rule reproduces its dtype and shape; FUSED bodies verify
-// too; no node sets an attribute its op does not declare; outputs name nodes;
+// each node's shape rule reproduces its dtype and shape; FUSED and LOOP bodies
+// verify too; no node sets an attribute its op does not declare; outputs name nodes;
 // updates write a PARAM/STATE with a value of its type.
 // The first violation goes into g->err; a failure after a pass is our bug.
 #include <string.h>
@@ -48,8 +48,9 @@ static bool check_inputs(NnGraph *g, NnId i)
 static bool check_type(NnGraph *g, NnId i)
 {
     const NnNode *n = &g->nodes[i];
-    if (n->op == NN_OP_FUSED && n->attr.body && !nn_ir_verify(n->attr.body)) {
-        nn_set_err(g, "node %%%d (fused): body: %s", i, n->attr.body->err);
+    if ((n->op == NN_OP_FUSED || n->op == NN_OP_LOOP) && n->attr.body &&
+        !nn_ir_verify(n->attr.body)) {
+        nn_set_err(g, "node %%%d (%s): body: %s", i, nn_op_name(n->op), n->attr.body->err);
         return false;
     }
     NnNode copy = *n;

@@ -1,7 +1,7 @@
 // The interpreter backend: walks a graph in order and calls runtime kernels.
 // prepare() only records the graph; run() binds symbolic dims from the inputs'
 // shapes, finds (or builds) the Binding for those values (planned workspace,
-// tensor headers, FUSED body frames, matmul scratch), points sources at the
+// tensor headers, FUSED and LOOP body frames, matmul scratch), points sources at the
 // caller's data, runs every node through the interp_<name> table, returns
 // outputs as views it owns and applies updates last, from pre-update values.
 // The steps the JIT takes the same way (setup, the binding cache, symbol
@@ -67,6 +67,21 @@ static NnStatus body_frame(Frame *parent, const NnNode *n, Frame *sub, NnArena *
     return frame_init(sub, body, symv, a, packmax);
 }
 
+// A LOOP body has its graph's symbols (ir/loop.h), so it binds the same way.
+static NnStatus loop_frame(Frame *parent, const NnNode *n, Frame *sub, NnArena *a,
+                           size_t *packmax)
+{
+    const NnGraph *body = n->attr.body, *g = parent->g;
+    int64_t symv[NN_MAX_SYMS];
+    for (int s = 0; s < NN_MAX_SYMS; s++)
+        symv[s] = -1;
+    for (int s = 0; s < body->nsyms; s++)
+        for (int t = 0; t < g->nsyms; t++)
+            if (strcmp(body->syms[s], g->syms[t]) == 0)
+                symv[s] = parent->symv[t];
+    return frame_init(sub, body, symv, a, packmax);
+}
+
 static NnStatus frame_init(Frame *f, const NnGraph *g, const int64_t *symv, NnArena *a,
                            size_t *packmax)
 {
@@ -106,6 +121,13 @@ static NnStatus frame_init(Frame *f, const NnGraph *g, const int64_t *symv, NnAr
             NnId out = body->outputs[0].id;
             if (!nn_backend_is_source(body->nodes[out].op) && t->data)
                 f->sub[i]->vals[out].data = t->data;
+        } else if (n->op == NN_OP_LOOP) {
+            f->sub[i] = nn_arena_alloc(a, sizeof(Frame));
+            NnStatus st = loop_frame(f, n, f->sub[i], a, packmax);
+            if (st != NN_OK)
+                return st;
+            if (!t->data)
+                return nnrt_fail(NN_ERR_RUNTIME, "internal: loop %d has no buffer", i);
         } else if (!nn_backend_is_source(n->op) && !t->data) {
             return nnrt_fail(NN_ERR_RUNTIME, "internal: node %d has no buffer", i);
         }

@@ -1,6 +1,6 @@
 // Private to the interpreter: a Frame is one graph bound to concrete symbol
 // values, with a planned workspace (ir/plan.h) and a tensor header per node;
-// FUSED nodes own a Frame for their body. interp_<name> (one per op in ops.def)
+// FUSED and LOOP nodes own a Frame for their body. interp_<name> (one per op)
 // computes node n of the running frame into `out`, whose data is already set.
 // Invariant: headers and buffers are made when a binding is first seen and
 // reused by every later run with the same symbol values.
@@ -19,7 +19,7 @@ struct Frame {
     NnPlan *plan;              // in the exec's arena
     char *ws;                  // plan->workspace bytes (nnrt_alloc), or NULL
     NnTensor *vals;            // g->count headers: bound shapes; data in ws or external
-    Frame **sub;               // g->count entries: the body frame of a FUSED node, else NULL
+    Frame **sub;               // g->count entries: a FUSED or LOOP node's body frame, else NULL
 };
 
 typedef struct Ictx {

@@ -42,7 +42,8 @@ void nn_cg_init(NnCg *cg, LLVMContextRef ctx, const NnGraph *g, const int64_t *s
     cg->nslots = g->count;
     cg->slotcap = g->count + 16;
     cg->slot_bytes = calloc((size_t)cg->slotcap, sizeof(int64_t));
-    NN_ASSERT(cg->slot_bytes);
+    cg->slot_owned = calloc((size_t)cg->slotcap, sizeof(bool));
+    NN_ASSERT(cg->slot_bytes && cg->slot_owned);
     for (NnId i = 0; i < g->count; i++)
         cg->slot_bytes[i] = nn_cg_numel(cg, g, i) * (int64_t)nnrt_dtype_size(g->nodes[i].dtype);
     cg->err_slot = nn_cg_add_scratch(cg, 0);
@@ -52,6 +53,8 @@ void nn_cg_fini(NnCg *cg)
 {
     LLVMDisposeBuilder(cg->b);
     free(cg->slot_bytes);
+    free(cg->slot_owned);
+    cg->slot_owned = NULL;
     free(cg->kernels);
     free(cg->err_node);
     cg->err_node = NULL;
@@ -81,10 +84,19 @@ int nn_cg_add_scratch(NnCg *cg, int64_t nbytes)
     if (cg->nslots == cg->slotcap) {
         cg->slotcap *= 2;
         cg->slot_bytes = realloc(cg->slot_bytes, (size_t)cg->slotcap * sizeof(int64_t));
-        NN_ASSERT(cg->slot_bytes);
+        cg->slot_owned = realloc(cg->slot_owned, (size_t)cg->slotcap * sizeof(bool));
+        NN_ASSERT(cg->slot_bytes && cg->slot_owned);
     }
     cg->slot_bytes[cg->nslots] = nbytes;
+    cg->slot_owned[cg->nslots] = false;
     return cg->nslots++;
+}
+
+int nn_cg_add_owned(NnCg *cg, int64_t nbytes)
+{
+    int s = nn_cg_add_scratch(cg, nbytes);
+    cg->slot_owned[s] = true;
+    return s;
 }
 
 int nn_cg_add_error(NnCg *cg, NnId id)
@@ -122,7 +134,7 @@ static void target_attrs(NnCg *cg, LLVMValueRef fn)
     add_enum_attr(cg, fn, "nounwind");
 }
 
-void nn_cg_kernel_begin(NnCg *cg, const char *what, double work)
+static NnCgKernel *new_kernel(NnCg *cg, const char *what, double work)
 {
     if (cg->nkernels == cg->kcap) {
         cg->kcap = cg->kcap ? 2 * cg->kcap : 32;
@@ -132,7 +144,15 @@ void nn_cg_kernel_begin(NnCg *cg, const char *what, double work)
     NnCgKernel *k = &cg->kernels[cg->nkernels];
     snprintf(k->name, sizeof k->name, "%sk%d_%s", cg->prefix, cg->nkernels, what);
     k->work = work;
+    k->direct = false;
     cg->nkernels++;
+    return k;
+}
+
+void nn_cg_kernel_begin(NnCg *cg, const char *what, double work)
+{
+    NnCgKernel *k = new_kernel(cg, what, work);
+    cg->pool = NULL;
     LLVMTypeRef params[3] = {cg->t_ptr, cg->t_i32, cg->t_i32};
     LLVMTypeRef ft = LLVMFunctionType(cg->t_void, params, 3, 0);
     cg->fn = LLVMAddFunction(cg->mod, k->name, ft);
@@ -141,6 +161,23 @@ void nn_cg_kernel_begin(NnCg *cg, const char *what, double work)
     cg->bufs = LLVMGetParam(cg->fn, 0);
     cg->ith = LLVMGetParam(cg->fn, 1);
     cg->nth = LLVMGetParam(cg->fn, 2);
+    cg->entry = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "entry");
+    cg->body0 = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "start");
+    LLVMPositionBuilderAtEnd(cg->b, cg->body0);
+}
+
+void nn_cg_direct_begin(NnCg *cg, const char *what)
+{
+    NnCgKernel *k = new_kernel(cg, what, 0);
+    k->direct = true;
+    LLVMTypeRef params[2] = {cg->t_ptr, cg->t_ptr};
+    cg->fn = LLVMAddFunction(cg->mod, k->name, LLVMFunctionType(cg->t_void, params, 2, 0));
+    target_attrs(cg, cg->fn);
+    add_enum_attr(cg, cg->fn, "noinline");
+    cg->pool = LLVMGetParam(cg->fn, 0);
+    cg->bufs = LLVMGetParam(cg->fn, 1);
+    cg->ith = nn_cg_i32(cg, 0);
+    cg->nth = nn_cg_i32(cg, 1);
     cg->entry = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "entry");
     cg->body0 = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "start");
     LLVMPositionBuilderAtEnd(cg->b, cg->body0);
@@ -376,9 +413,13 @@ static void emit_step(NnCg *cg)
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
     LLVMTypeRef kparams[3] = {cg->t_ptr, cg->t_i32, cg->t_i32};
     LLVMTypeRef kt = LLVMFunctionType(cg->t_void, kparams, 3, 0);
+    LLVMTypeRef dt = LLVMFunctionType(cg->t_void, params, 2, 0);
     for (int i = 0; i < cg->nkernels; i++) {
         LLVMValueRef k = LLVMGetNamedFunction(cg->mod, cg->kernels[i].name);
-        if (cg->kernels[i].work >= NN_PAR_WORK) {
+        if (cg->kernels[i].direct) {
+            LLVMValueRef args[2] = {pool, bufs};
+            LLVMBuildCall2(cg->b, dt, k, args, 2, "");
+        } else if (cg->kernels[i].work >= NN_PAR_WORK) {
             LLVMValueRef args[3] = {pool, k, bufs};
             nn_cg_call(cg, "nnrt_pool_run", cg->t_void, args, 3);
         } else {

@@ -45,6 +45,8 @@ void *nn_llvm_jit_lookup(NnLlvmJit *j, const char *name);
 typedef struct NnCgKernel {
     char name[48];
     double work; // rough flop/element count: small kernels run on the caller only
+    bool direct; // void k(ptr pool, ptr bufs), run on the caller: it uses the pool
+                 // itself (a LOOP running its body's step)
 } NnCgKernel;
 
 // Kernels below this much work run on the calling thread: a pool dispatch
@@ -63,6 +65,7 @@ typedef struct NnCg {
     bool vec512;         // prefer 512-bit vectors (AVX-512 in features)
     int *slot;           // node id -> bufs slot, -1 for none
     int64_t *slot_bytes; // per slot; scratch slots are added by kernels
+    bool *slot_owned;    // per slot: memory of its own (else scratch slots share one)
     int nslots, slotcap;
     int err_slot;   // int64 per TAKE/ONEHOT/GATHER: first out-of-range row, or -1
     NnId *err_node; // node of each entry
@@ -71,6 +74,7 @@ typedef struct NnCg {
     int nkernels, kcap;
     // The kernel being emitted: void k(ptr bufs, i32 ith, i32 nth).
     LLVMValueRef fn, bufs, ith, nth;
+    LLVMValueRef pool; // a direct kernel's pool argument, else NULL
     LLVMBasicBlockRef entry; // allocas and buffer loads go here
     LLVMBasicBlockRef body0; // first block after the entry
     NnId node;               // the node whose kernel is being emitted
@@ -87,11 +91,16 @@ bool nn_cg_lower_graph(NnCg *cg);
 void nn_cg_shape(const NnCg *cg, const NnGraph *g, NnId id, int *rank, int64_t *dims);
 int64_t nn_cg_numel(const NnCg *cg, const NnGraph *g, NnId id);
 int nn_cg_add_scratch(NnCg *cg, int64_t nbytes); // new slot, returns its index
+// A slot with nbytes of its own, kept between runs (a loop body's workspace).
+int nn_cg_add_owned(NnCg *cg, int64_t nbytes);
 int nn_cg_add_error(NnCg *cg, NnId id);          // new error entry, returns its index
 
 // Kernel frame.
 void nn_cg_kernel_begin(NnCg *cg, const char *what, double work);
 void nn_cg_kernel_end(NnCg *cg);
+// A direct kernel (NnCgKernel.direct): void k(ptr pool, ptr bufs); end it with
+// nn_cg_kernel_end. cg->pool is its pool argument until then.
+void nn_cg_direct_begin(NnCg *cg, const char *what);
 LLVMValueRef nn_cg_buf(NnCg *cg, int slot); // pointer loaded from bufs[slot] in the entry
 LLVMValueRef nn_cg_alloca(NnCg *cg, LLVMTypeRef t);
 

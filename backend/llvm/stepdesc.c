@@ -72,6 +72,11 @@ NnrtStep *nn_llvm_step_new(const NnCg *cg, const NnPlan *plan, const char *name)
         }
     }
     for (int s = g->count; s < cg->nslots; s++) {
+        if (cg->slot_owned[s]) { // a loop body's memory: after the plan's workspace
+            slots[s] = (NnrtStepSlot){NNRT_SLOT_WORKSPACE, 0, d->workspace};
+            d->workspace += (cg->slot_bytes[s] + 63) / 64 * 64;
+            continue;
+        }
         slots[s].kind = s == cg->err_slot ? NNRT_SLOT_ERRORS : NNRT_SLOT_SCRATCH;
         if (s != cg->err_slot && cg->slot_bytes[s] > d->scratch)
             d->scratch = cg->slot_bytes[s];

@@ -5,6 +5,8 @@
 // fails the `every_op` test.
 #include "agree.h"
 
+#include "autodiff.h"
+#include "loop.h"
 #include "pass.h"
 
 typedef struct Case {
@@ -739,6 +741,70 @@ Test(llvm, pool_fused_epilogue)
 #endif
     for (int which = 0; which < 4; which++)
         pool_fused(which);
+
+// One recurrent step h' = tanh(h @ w + x), y = h' * x in body b; nested adds
+// an inner loop of 3 trips (h <- sin(h) * x) over h' inside it.
+static NnGraph *step_body(NnGraph *g, NnShape hs, NnShape ws, bool nested, bool saved)
+{
+    NnGraph *b = nn_graph_new_child(g);
+    NnId h = ag_input(b, "h", NN_DT_F32, hs), x = ag_input(b, "x", NN_DT_F32, hs);
+    NnId w = ag_input(b, "w", NN_DT_F32, ws);
+    NnId hn = nn_ir_binary(b, NN_OP_ADD, nn_ir_matmul(b, h, w, false, false, ag_loc), x, ag_loc);
+    hn = nn_ir_unary(b, NN_OP_TANH, hn, ag_loc);
+    if (nested) {
+        NnGraph *ib = nn_graph_new_child(b);
+        NnId ih = ag_input(ib, "h", NN_DT_F32, hs), ix = ag_input(ib, "x", NN_DT_F32, hs);
+        nn_graph_add_output(ib, "h", nn_ir_binary(ib, NN_OP_MUL, nn_ir_unary(ib, NN_OP_SIN, ih,
+                                                                            ag_loc), ix, ag_loc));
+        NnId in[2] = {hn, x};
+        NnId il = nn_ir_loop(b, in, 2, 1, 0, 3, false, ib, ag_loc);
+        hn = nn_ir_loop_out(b, il, 0, ag_loc);
+    }
+    nn_graph_add_output(b, "h", hn);
+    nn_graph_add_output(b, "y", nn_ir_binary(b, NN_OP_MUL, hn, x, ag_loc));
+    if (saved)
+        nn_graph_add_output(b, "saved", h);
+    return b;
+}
+
+// Loops forward and reverse, nested, and a loop's gradient (the reverse loop
+// autodiff builds), over a symbolic batch bound to 5; both backends run the
+// pipeline's result (loop bodies optimized and fused).
+static void b_loop(NnOp op)
+{
+    for (int v = 0; v < 3; v++) {
+        Case c;
+        start(&c);
+        int64_t n = nn_sym_dim(c.g, "N");
+        NnShape hs = {2, {n, 6}}, ws = AG_SHAPE(6, 6);
+        NnId h0 = ag_input(c.g, "h0", NN_DT_F32, hs), w = in(&c, NN_DT_F32, ws, -0.5, 0.5);
+        NnId xs = ag_input(c.g, "xs", NN_DT_F32, (NnShape){3, {7, n, 6}});
+        c.in[1] = c.in[0]; // inputs go by id: h0, w, xs
+        c.in[0] = ag_tensor(NN_DT_F32, AG_SHAPE(5, 6), 100, -1, 1);
+        c.in[2] = ag_tensor(NN_DT_F32, AG_SHAPE(7, 5, 6), 102, -1, 1);
+        c.nin = 3;
+        NnId ins[3] = {h0, xs, w};
+        NnId lp = nn_ir_loop(c.g, ins, 3, 1, 1, 7, v == 1, step_body(c.g, hs, ws, v == 2, v == 0),
+                             ag_loc);
+        cr_assert(lp >= 0, "loop variant %d: %s", v, c.g->err);
+        NnId y = nn_ir_binary(c.g, NN_OP_ADD, nn_ir_loop_out(c.g, lp, 1, ag_loc),
+                              nn_ir_loop_out(c.g, lp, 0, ag_loc), ag_loc);
+        if (v == 0) {
+            NnId loss = nn_ir_reduce(c.g, NN_OP_REDUCE_SUM, y, 7, false, ag_loc), g[2];
+            NnId wrt[2] = {w, h0};
+            cr_assert(nn_ad_grad(c.g, loss, wrt, 2, g));
+            nn_graph_add_output(c.g, "dw", g[0]);
+            nn_graph_add_output(c.g, "dh0", g[1]);
+        }
+        nn_graph_add_output(c.g, "y", y);
+        c.g = nn_passes_run(c.g, NULL);
+        char why[512] = "";
+        cr_expect(ag_run(c.g, c.in, &c.vars, tol, why, sizeof why), "loop variant %d: %s", v, why);
+        for (int k = 0; k < c.nin; k++)
+            nnrt_tensor_free(c.in[k]);
+        nnrt_vars_fini(&c.vars);
+        nn_graph_free(c.g);
+    }
 }
 
 typedef void (*Builder)(NnOp);
@@ -764,7 +830,8 @@ static const Builder builders[NN_OP_COUNT] = {
     [NN_OP_MAX_POOL2D] = b_pool,     [NN_OP_MAX_POOL2D_BWD] = b_pool,
     [NN_OP_AVG_POOL2D] = b_pool,     [NN_OP_AVG_POOL2D_BWD] = b_pool,
     [NN_OP_PAD] = b_pad,             [NN_OP_SLICE] = b_slice,       [NN_OP_SLICE_BWD] = b_slice,
-    [NN_OP_CONCAT] = b_concat,       [NN_OP_EXTERN] = b_extern,
+    [NN_OP_CONCAT] = b_concat,       [NN_OP_LOOP] = b_loop,         [NN_OP_LOOP_OUT] = b_loop,
+    [NN_OP_EXTERN] = b_extern,
 };
 
 static void run_ops(int lo, int hi)

@@ -11,6 +11,7 @@
 
 #include "autodiff.h"
 #include "backend.h"
+#include "loop.h"
 #include "pass.h"
 #include "unit/ir_helpers.h"
 
@@ -423,6 +424,41 @@ static NnId concat(Ctx *c, NnOp op, int v)
     return nn_ir_concat(c->g, xs, 2, 1, L);
 }
 
+// Variants: a forward loop whose body does not save its carry (the gradient
+// builds a copy of the loop that does); a reverse loop over a symbolic batch
+// whose body saves it and also sets a second carry it never reads. The result
+// reads the stacked per-step values and every final carry.
+static NnId loop(Ctx *c, NnOp op, int v)
+{
+    NnId c0 = var(c, v ? "N=2,3" : "2,3", R_ANY, true);
+    NnId xs = var(c, v ? "4,N=2,3" : "4,2,3", R_ANY, true);
+    NnId w = var(c, "3,3", R_ANY, true);
+    NnShape hs = c->g->nodes[c0].shape, ws = c->g->nodes[w].shape;
+    NnGraph *b = nn_graph_new_child(c->g);
+    NnId h = nn_ir_source(b, NN_OP_INPUT, "h", NN_DT_F64, &hs, L);
+    if (v)
+        nn_ir_source(b, NN_OP_INPUT, "z", NN_DT_F64, &hs, L);
+    NnId x = nn_ir_source(b, NN_OP_INPUT, "x", NN_DT_F64, &hs, L);
+    NnId wi = nn_ir_source(b, NN_OP_INPUT, "w", NN_DT_F64, &ws, L);
+    NnId pre = nn_ir_binary(b, NN_OP_ADD, nn_ir_matmul(b, h, wi, false, false, L), x, L);
+    NnId hn = nn_ir_unary(b, NN_OP_TANH, pre, L);
+    NnId y = nn_ir_binary(b, NN_OP_MUL, hn, x, L);
+    nn_graph_add_output(b, "h", hn);
+    if (v)
+        nn_graph_add_output(b, "z", nn_ir_unary(b, NN_OP_SIN, pre, L));
+    nn_graph_add_output(b, "y", y);
+    if (v)
+        nn_graph_add_output(b, "saved", h);
+    NnId in[4] = {c0, c0, xs, w};
+    NnId lp = v ? nn_ir_loop(c->g, in, 4, 2, 1, 4, true, b, L)
+                : nn_ir_loop(c->g, (NnId[]){c0, xs, w}, 3, 1, 1, 4, false, b, L);
+    if (lp < 0)
+        return -1;
+    NnId r = nn_ir_binary(c->g, NN_OP_ADD, nn_ir_loop_out(c->g, lp, v ? 2 : 1, L),
+                          nn_ir_loop_out(c->g, lp, 0, L), L);
+    return v ? nn_ir_binary(c->g, NN_OP_ADD, r, nn_ir_loop_out(c->g, lp, 1, L), L) : r;
+}
+
 // EXTERN: libm's atan (double), its declared derivative 1 / (1 + x^2) as the
 // body, called on a [3, 4] tensor and, broadcast, with a scalar.
 static NnId extern_atan(Ctx *c, NnOp op, int v)
@@ -512,6 +548,9 @@ static const Recipe recipes[] = {
     {NN_OP_CONCAT, "three operands", concat, 0, 0, 0},
     {NN_OP_CONCAT, "axis 0", concat, 1, 0, 0},
     {NN_OP_CONCAT, "same operand twice", concat, 2, 0, 0},
+    {NN_OP_LOOP, "forward, carry not saved", loop, 0, 0, 0},
+    {NN_OP_LOOP, "reverse, symbolic batch, unread carry", loop, 1, 0, 0},
+    {NN_OP_LOOP_OUT, "forward", loop, 0, 0, 0},
     {NN_OP_EXTERN, "atan, declared derivative", extern_atan, 0, 0, 0},
     {NN_OP_EXTERN, "atan, symbolic batch", extern_atan, 1, 0, 0},
 };

@@ -511,7 +511,7 @@ Test(conv, printer_shows_every_declared_attribute)
         NnAttr *a = &n.attr;
         a->value = 0.25, a->perm[0] = 1, a->axes = 2, a->keep = true, a->axis = 1;
         a->ta = a->tb = true, a->depth = 7, a->seed = 9, a->start = 1, a->stop = 3, a->step = 2;
-        a->lo[0] = 1, a->hi[1] = 2;
+        a->lo[0] = 1, a->hi[1] = 2, a->reverse = true;
         a->conv = (NnConv2d){{3, 2}, {2, 1}, {1, 2}, {1, 0, 1, 0}, 1, {1, 0}};
         g->nodes = &n;
         g->count = 1;

@@ -2,10 +2,13 @@
 // outputs and loop-assigned names, scoping of the loop variable, and the
 // diagnostics for misuse (exact text and location), through nn_lower_model.
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ast.h"
+#include "autodiff.h"
 #include "lower.h"
+#include "pass.h"
 #include "sema.h"
 
 typedef struct Compiled {
@@ -109,11 +112,12 @@ Test(loop, return_inside_a_loop)
 
 Test(loop, unrolling_budget_counts_nested_loops)
 {
+    // Arithmetic on the loop variable keeps the inner loop unrolled.
     Compiled k;
     compile(&k, "model m(x: f32[N, 4]) -> f32[N, 4] {\n"
                 "    for i in 0..200 {\n"
                 "        for j in 0..200 {\n"
-                "            x = x\n"
+                "            x = x * j\n"
                 "        }\n"
                 "    }\n"
                 "    return x\n"
@@ -171,5 +175,126 @@ Test(loop, the_batch_dimension_is_taken_whole)
                 "    return x[0]\n"
                 "}\n");
     expect_error(&k, "t.nn:2:14: error: dimension N of f32[N, 6] can only be taken whole (':')");
+    release(&k);
+}
+
+// Nodes of g and of every body inside it.
+static int count_all(const NnGraph *g)
+{
+    int n = g->count;
+    for (int i = 0; i < g->count; i++)
+        if (g->nodes[i].attr.body)
+            n += count_all(g->nodes[i].attr.body);
+    return n;
+}
+
+static const char *lstm_src(char *buf, size_t len, int steps)
+{
+    snprintf(buf, len,
+             "import std\n"
+             "model m(x: f32[N, %d, 3]) -> f32[N, 5] {\n"
+             "    return lstm_last(x, 5)\n"
+             "}\n",
+             steps);
+    return buf;
+}
+
+Test(loop, a_loop_is_one_node_whatever_its_length)
+{
+    char src[256];
+    Compiled a, b;
+    compile(&a, lstm_src(src, sizeof src, 10));
+    compile(&b, lstm_src(src, sizeof src, 1000));
+    cr_assert(a.g && b.g, "%s%s", diags(&a), diags(&b));
+    cr_expect_eq(nn_graph_count_op(a.g, NN_OP_LOOP), 1);
+    cr_expect_eq(count_all(a.g), count_all(b.g), "IR grows with the steps: %d vs %d",
+                 count_all(a.g), count_all(b.g));
+    // So does its gradient: one reverse loop.
+    NnId loss = nn_ir_reduce(b.g, NN_OP_REDUCE_SUM, nn_graph_output(b.g, "output"), 3, false,
+                             (NnLoc){0});
+    NnId wrt[4], grads[4];
+    int n = 0;
+    for (NnId i = 0; i < b.g->count && n < 4; i++)
+        if (b.g->nodes[i].op == NN_OP_PARAM)
+            wrt[n++] = i;
+    cr_assert(nn_ad_grad(b.g, loss, wrt, n, grads));
+    cr_expect_eq(nn_graph_count_op(b.g, NN_OP_LOOP), 2);
+    cr_expect(count_all(b.g) < 400, "gradient IR has %d nodes", count_all(b.g));
+    release(&a);
+    release(&b);
+}
+
+Test(loop, arithmetic_on_the_loop_variable_unrolls)
+{
+    Compiled k;
+    compile(&k, "model m(x: f32[N, 4]) -> f32[N, 4] {\n"
+                "    h = x\n"
+                "    for t in 0..3 {\n"
+                "        h = h * t + x[:, t + 1:t + 2]\n"
+                "    }\n"
+                "    return h\n"
+                "}\n");
+    expect_type(&k, "f32[N, 4]");
+    cr_expect_eq(nn_graph_count_op(k.g, NN_OP_LOOP), 0);
+    cr_expect_eq(nn_graph_count_op(k.g, NN_OP_INPUT), 1, "no placeholder left behind");
+    release(&k);
+}
+
+Test(loop, unread_results_are_dropped_before_the_body_is_optimized)
+{
+    char src[256];
+    Compiled k;
+    compile(&k, lstm_src(src, sizeof src, 6));
+    cr_assert(k.g, "%s", diags(&k));
+    // lstm_last's body also binds i, f, g, o: carried out of the loop as
+    // built, dropped by the loops pass since nothing reads them.
+    NnId lp = -1;
+    for (NnId i = 0; i < k.g->count; i++)
+        if (k.g->nodes[i].op == NN_OP_LOOP)
+            lp = i;
+    cr_assert(lp >= 0);
+    cr_expect_gt(k.g->nodes[lp].attr.ncarry, 2);
+    NnGraph *g = nn_passes_run(k.g, NULL);
+    k.g = g;
+    for (NnId i = 0; i < g->count; i++)
+        if (g->nodes[i].op == NN_OP_LOOP) {
+            cr_expect_eq(g->nodes[i].attr.ncarry, 2, "h and c only");
+            cr_expect_gt(nn_graph_count_op(g->nodes[i].attr.body, NN_OP_FUSED), 0,
+                         "the body is fused");
+        }
+    release(&k);
+}
+
+Test(loop, numbers_set_in_the_body_stay_visible)
+{
+    Compiled k;
+    compile(&k, "model m(x: f32[N, 4, 3]) -> f32[N, 3] {\n"
+                "    h = x[:, 0]\n"
+                "    for t in 0..4 {\n"
+                "        scale = 2\n"
+                "        h = tanh(h + x[:, t])\n"
+                "    }\n"
+                "    return h * scale\n"
+                "}\n");
+    expect_type(&k, "f32[N, 3]");
+    cr_expect_eq(nn_graph_count_op(k.g, NN_OP_LOOP), 1);
+    release(&k);
+}
+
+Test(loop, the_dump_shows_the_body)
+{
+    char src[256];
+    Compiled k;
+    compile(&k, lstm_src(src, sizeof src, 4));
+    cr_assert(k.g, "%s", diags(&k));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    nn_ir_print(f, k.g);
+    fclose(f);
+    cr_expect(strstr(buf, "loop(") && strstr(buf, "trips=4") && strstr(buf, ", stack %") &&
+                  strstr(buf, "    %0 = input loop.carry : f32[N, 5]"),
+              "%s", buf);
+    free(buf);
     release(&k);
 }

@@ -1,0 +1,173 @@
+// LOOP and LOOP_OUT in the JIT. A loop's body is lowered once, into the same
+// module, as a graph of its own ("<prefix>L<id>_step(pool, bufs)" and its
+// kernels), whatever the trip count; so the code and the compile time do not
+// grow with the sequence length. The loop node becomes a serial kernel that
+// points the body's buffer table at the body's
+// planned workspace (a slot of its own), then for each step points the body's
+// INPUTs at the carries, slice t of each sequence (contiguous: sequences are
+// [trips, ...]) and the invariants, calls the body's step, and copies the
+// per-step outputs to row t of their stacks and the new carries into place,
+// through the staging area of the node's buffer (ir/loop.h has its layout).
+// Out-of-range labels met by TAKE/ONEHOT inside a body go to the body's own
+// error slot, which nothing reads: the JIT does not report them there (the
+// interpreter does). Bodies index labels rarely: embeddings run before loops.
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common.h"
+#include "loop.h"
+#include "nn_llvm.h"
+#include "plan.h"
+
+static LLVMValueRef byte_at(NnCg *cg, LLVMValueRef base, LLVMValueRef off)
+{
+    return LLVMBuildGEP2(cg->b, cg->t_i8, base, &off, 1, "");
+}
+
+static void memcpy_bytes(NnCg *cg, LLVMValueRef dst, LLVMValueRef src, int64_t n)
+{
+    if (n <= 0)
+        return;
+    LLVMTypeRef ovl[3] = {cg->t_ptr, cg->t_ptr, cg->t_i64};
+    LLVMValueRef args[4] = {dst, src, nn_cg_i64(cg, n), LLVMConstInt(cg->t_i1, 0, 0)};
+    nn_cg_intrinsic(cg, "llvm.memmove", ovl, 3, args, 4);
+}
+
+// &table[slot] and table[slot] for a body buffer table.
+static LLVMValueRef table_at(NnCg *cg, LLVMValueRef table, int slot)
+{
+    LLVMValueRef idx = nn_cg_i64(cg, slot);
+    return LLVMBuildGEP2(cg->b, cg->t_ptr, table, &idx, 1, "");
+}
+
+static LLVMValueRef table_get(NnCg *cg, LLVMValueRef table, int slot)
+{
+    return LLVMBuildLoad2(cg->b, cg->t_ptr, table_at(cg, table, slot), "");
+}
+
+static int64_t node_bytes(const NnCg *cg, const NnGraph *g, NnId id)
+{
+    return nn_cg_numel(cg, g, id) * (int64_t)nnrt_dtype_size(g->nodes[id].dtype);
+}
+
+bool llvm_loop(NnCg *cg, NnId id)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    const NnGraph *body = n->attr.body;
+    int C = n->attr.ncarry, S = n->attr.nseq, nres = body->noutputs;
+    int64_t T = n->attr.trips;
+
+    // The body, lowered once into this module.
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%sL%d_", cg->prefix, id);
+    NnCg bc;
+    nn_cg_init(&bc, cg->ctx, body, cg->symv, prefix);
+    LLVMDisposeModule(bc.mod);
+    bc.mod = cg->mod;
+    bool ok = nn_cg_lower_graph(&bc);
+    NnArena *arena = nn_arena_new();
+    NnPlanOptions po = {.const_buffers = true};
+    NnPlan *plan = ok ? nn_plan_build_ex(body, cg->symv, arena, &po) : NULL;
+    int *slot_of = calloc((size_t)bc.nslots + 1, sizeof(int));
+    int64_t *off = malloc(((size_t)nres + (size_t)C + 1) * sizeof *off);
+    NnId *bin = malloc(((size_t)n->nin + 1) * sizeof *bin);
+    NN_ASSERT(slot_of && off && bin);
+    if (!ok)
+        goto done;
+    // Memory the body keeps: its buffer table, workspace, scratch, label
+    // errors, and the slots of loops nested in it.
+    int64_t scratch = 0;
+    for (int s = body->count; s < bc.nslots; s++)
+        if (bc.slot_owned[s])
+            slot_of[s] = nn_cg_add_owned(cg, bc.slot_bytes[s]);
+        else if (s != bc.err_slot && bc.slot_bytes[s] > scratch)
+            scratch = bc.slot_bytes[s];
+    int s_table = nn_cg_add_owned(cg, 8 * (int64_t)bc.nslots);
+    int s_ws = nn_cg_add_owned(cg, plan->workspace);
+    int s_scr = nn_cg_add_owned(cg, scratch);
+    int s_err = nn_cg_add_owned(cg, bc.slot_bytes[bc.err_slot]);
+    for (int k = 0; k < n->nin; k++)
+        bin[k] = nn_loop_body_input(body, k);
+    nn_loop_layout(n, cg->symv, off);
+
+    nn_cg_kernel_begin(cg, "loop", 0);
+    LLVMValueRef table = nn_cg_buf(cg, s_table), ws = nn_cg_buf(cg, s_ws);
+    LLVMValueRef lbuf = nn_cg_buf(cg, id);
+    for (NnId i = 0; i < body->count; i++) {
+        int64_t o = plan->slots[i].offset;
+        if (o >= 0 && !nn_backend_is_source(body->nodes[i].op))
+            LLVMBuildStore(cg->b, byte_at(cg, ws, nn_cg_i64(cg, o)), table_at(cg, table, i));
+    }
+    for (int s = body->count; s < bc.nslots; s++) {
+        int from = bc.slot_owned[s] ? slot_of[s] : s == bc.err_slot ? s_err : s_scr;
+        LLVMBuildStore(cg->b, nn_cg_buf(cg, from), table_at(cg, table, s));
+    }
+    for (int k = 0; k < n->nin; k++) {
+        LLVMValueRef x = nn_cg_buf(cg, n->in[k]);
+        if (k < C) {
+            LLVMValueRef c = byte_at(cg, lbuf, nn_cg_i64(cg, off[k]));
+            memcpy_bytes(cg, c, x, node_bytes(cg, cg->g, n->in[k]));
+            LLVMBuildStore(cg->b, c, table_at(cg, table, bin[k]));
+        } else if (k >= C + S) {
+            LLVMBuildStore(cg->b, x, table_at(cg, table, bin[k]));
+        }
+    }
+    char name[96];
+    snprintf(name, sizeof name, "%sstep", prefix);
+    LLVMValueRef step = LLVMGetNamedFunction(cg->mod, name);
+    LLVMTypeRef params[2] = {cg->t_ptr, cg->t_ptr};
+    LLVMTypeRef st = LLVMFunctionType(cg->t_void, params, 2, 0);
+    NnLoop lp;
+    nn_cg_loop_begin(cg, &lp, nn_cg_i64(cg, 0), nn_cg_i64(cg, T), 1);
+    LLVMValueRef t = lp.iv;
+    if (n->attr.reverse)
+        t = LLVMBuildSub(cg->b, nn_cg_i64(cg, T - 1), lp.iv, "t");
+    for (int s = 0; s < S; s++) {
+        int64_t nb = node_bytes(cg, body, bin[C + s]);
+        LLVMValueRef o = LLVMBuildMul(cg->b, t, nn_cg_i64(cg, nb), "");
+        LLVMBuildStore(cg->b, byte_at(cg, nn_cg_buf(cg, n->in[C + s]), o),
+                       table_at(cg, table, bin[C + s]));
+    }
+    // No pool: a step descriptor's kernels get none, so the body's kernels
+    // run on this thread (nnrt_pool_run with NULL runs a task serially).
+    LLVMValueRef args[2] = {LLVMConstPointerNull(cg->t_ptr), table};
+    LLVMBuildCall2(cg->b, st, step, args, 2, "");
+    for (int j = C; j < nres; j++) {
+        int64_t nb = node_bytes(cg, body, body->outputs[j].id);
+        LLVMValueRef o = LLVMBuildAdd(cg->b, nn_cg_i64(cg, off[j]),
+                                      LLVMBuildMul(cg->b, t, nn_cg_i64(cg, nb), ""), "");
+        memcpy_bytes(cg, byte_at(cg, lbuf, o), table_get(cg, table, body->outputs[j].id), nb);
+    }
+    for (int k = 0; k < C; k++)
+        memcpy_bytes(cg, byte_at(cg, lbuf, nn_cg_i64(cg, off[nres + k])),
+                     table_get(cg, table, body->outputs[k].id),
+                     node_bytes(cg, body, body->outputs[k].id));
+    for (int k = 0; k < C; k++)
+        memcpy_bytes(cg, byte_at(cg, lbuf, nn_cg_i64(cg, off[k])),
+                     byte_at(cg, lbuf, nn_cg_i64(cg, off[nres + k])),
+                     node_bytes(cg, body, body->outputs[k].id));
+    nn_cg_loop_end(cg, &lp);
+    nn_cg_kernel_end(cg);
+done:
+    nn_cg_fini(&bc);
+    nn_arena_free(arena);
+    free(slot_of);
+    free(off);
+    free(bin);
+    return ok;
+}
+
+bool llvm_loop_out(NnCg *cg, NnId id)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    const NnNode *l = &cg->g->nodes[n->in[0]];
+    int64_t *off = malloc(((size_t)nn_loop_nresults(l) + (size_t)l->attr.ncarry + 1) * sizeof *off);
+    NN_ASSERT(off);
+    nn_loop_layout(l, cg->symv, off);
+    nn_cg_kernel_begin(cg, "loop_out", 0);
+    LLVMValueRef src = byte_at(cg, nn_cg_buf(cg, n->in[0]), nn_cg_i64(cg, off[n->attr.result]));
+    memcpy_bytes(cg, nn_cg_buf(cg, id), src, node_bytes(cg, cg->g, id));
+    nn_cg_kernel_end(cg);
+    free(off);
+    return true;
+}
