@@ -741,6 +741,7 @@ Test(llvm, pool_fused_epilogue)
 #endif
     for (int which = 0; which < 4; which++)
         pool_fused(which);
+}
 
 // One recurrent step h' = tanh(h @ w + x), y = h' * x in body b; nested adds
 // an inner loop of 3 trips (h <- sin(h) * x) over h' inside it.
