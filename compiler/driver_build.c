@@ -9,6 +9,7 @@
 // the system C compiler (`cc`) compiles it and links it with the kernel
 // objects, runtime/app's main and libnnrt, all statically.
 #include "driver.h"
+#include "savefile.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -580,6 +581,12 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
     if (!nn_aot_target_parse(o->target, &target)) {
         fprintf(stderr, "nnc: error: %s\n", nnrt_errmsg());
         return 2;
+    }
+    // A directory, FIFO or device at -o is refused before anything is built
+    // (the linker would fail on it, or write into it).
+    if (nnrt_savefile_check(o->output) != NN_OK) {
+        fprintf(stderr, "nnc: error: %s\n", nnrt_errmsg());
+        return 1;
     }
     Build *B = calloc(1, sizeof *B);
     if (!B)

@@ -10,6 +10,8 @@
 // or the model's outputs.
 #include "driver.h"
 
+#include "fileio.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -154,11 +156,14 @@ static bool read_input(NnCtx *c, const char *path, NnSplits *s)
         s->predict_flat = true;
         return read_stdin_f32(c, &s->predict_x);
     }
-    // The bytes read to tell the format apart are read again: a pipe
-    // (/dev/stdin) cannot seek, so they are put back with ungetc.
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        nn_error(&c->diags, (NnLoc){0}, "cannot read '%s': %s", path, strerror(errno));
+    // A FIFO, directory or device is refused by what it is (standard input
+    // comes as '-'); the bytes read to tell the format apart are put back.
+    FILE *f = NULL;
+    if (nnrt_file_fopen(path, "input", &f) != NN_OK) {
+        if (errno) // could not open it (errno is 0 for a refused file type)
+            nn_error(&c->diags, (NnLoc){0}, "cannot read '%s': %s", path, strerror(errno));
+        else
+            nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
         return false;
     }
     int m0 = fgetc(f), m1 = m0 == EOF ? EOF : fgetc(f);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "app_priv.h"
+#include "fileio.h"
 
 // A view of rows [i, i + n) of t.
 void app_rows_view(NnTensor *v, const NnTensor *t, int64_t i, int64_t n)
@@ -107,11 +108,9 @@ static int label_column(const NnrtApp *a, const char *header, int ncols)
 // block's csv() names it, so the data's own files can be given.
 static NnTensor *read_csv(const NnrtApp *a, const char *path, int rank, const int64_t *sample)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        nnrt_fail(NN_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    FILE *f = NULL;
+    if (nnrt_file_fopen(path, "input", &f) != NN_OK)
         return NULL;
-    }
     int64_t per = numel_of(rank, sample), n = 0, cap = 64;
     float *v = malloc((size_t)(cap * per) * sizeof(float));
     char *line = NULL, *header = NULL;

@@ -468,6 +468,10 @@ static int cmd_predict(const NnrtApp *a, const Args *g)
             goto done;
         }
     }
+    if (strcmp(g->output, "-") && nnrt_savefile_check(g->output) != NN_OK) {
+        fail("%s%s", nnrt_errmsg(), "");
+        goto done;
+    }
     f = strcmp(g->output, "-") ? fopen(g->output, "w") : stdout;
     if (!f) {
         fail("cannot write '%s': %s", g->output, strerror(errno));

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "data.h"
@@ -347,5 +348,29 @@ Test(predict_cli, flowers_csv_normalized_as_the_data)
     fclose(f);
     out = run_rc(1, "predict examples/flowers.nn --weights %s %s", w, in_dir("names.csv"));
     cr_assert(strstr(out, "names.csv:2: 'seven' is not a number"), "%s", out);
+    free(out);
+}
+
+// A FIFO as INPUT is refused by what it is (it used to wait for a writer
+// forever); a directory, FIFO or device at `nnc build -o` is refused before
+// the build (the linker used to fail on it or write into it).
+Test(predict_cli, special_files_refused)
+{
+    char w[512];
+    snprintf(w, sizeof w, "%s", in_dir("xf.st"));
+    free(run_rc(0, "train examples/xor.nn -q --set save=%s", w));
+    char fifo[512];
+    snprintf(fifo, sizeof fifo, "%s", in_dir("in.fifo"));
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    char *out = run_rc(1, "predict examples/xor.nn --weights %s %s", w, fifo);
+    cr_assert(strstr(out, "FIFO"), "%s", out);
+    free(out);
+    out = run_rc(1, "build examples/xor.nn -o %s", fifo);
+    cr_assert(strstr(out, "refusing to replace"), "%s", out);
+    free(out);
+    struct stat st;
+    cr_assert(stat(fifo, &st) == 0 && S_ISFIFO(st.st_mode), "the FIFO is kept");
+    out = run_rc(1, "build examples/xor.nn -o %s", in_dir(""));
+    cr_assert(strstr(out, "a directory"), "%s", out);
     free(out);
 }
