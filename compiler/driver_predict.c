@@ -156,10 +156,10 @@ static bool read_input(NnCtx *c, const char *path, NnSplits *s)
         s->predict_flat = true;
         return read_stdin_f32(c, &s->predict_x);
     }
-    // A FIFO, directory or device is refused by what it is (standard input
-    // comes as '-'); the bytes read to tell the format apart are put back.
+    // A directory or device is refused by what it is; a pipe (/dev/stdin) is
+    // read once, so the bytes read to tell the format apart are put back.
     FILE *f = NULL;
-    if (nnrt_file_fopen(path, "input", &f) != NN_OK) {
+    if (nnrt_file_fopen_stream(path, "input", &f) != NN_OK) {
         if (errno) // could not open it (errno is 0 for a refused file type)
             nn_error(&c->diags, (NnLoc){0}, "cannot read '%s': %s", path, strerror(errno));
         else

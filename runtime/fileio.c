@@ -26,7 +26,7 @@ static const char *kind_of(mode_t m)
     return "not a plain file";
 }
 
-NnStatus nnrt_file_open(const char *path, const char *what, int *fd, int64_t *size)
+static NnStatus open_as(const char *path, const char *what, bool pipes, int *fd, int64_t *size)
 {
     *fd = -1;
     *size = 0;
@@ -54,7 +54,7 @@ NnStatus nnrt_file_open(const char *path, const char *what, int *fd, int64_t *si
         errno = e;
         return NN_ERR_IO;
     }
-    if (!S_ISREG(sb.st_mode)) {
+    if (!S_ISREG(sb.st_mode) && !(pipes && S_ISFIFO(sb.st_mode))) {
         close(f);
         nnrt_fail(NN_ERR_IO, "%s is %s, not a regular file", path, kind_of(sb.st_mode));
         errno = 0;
@@ -68,12 +68,17 @@ NnStatus nnrt_file_open(const char *path, const char *what, int *fd, int64_t *si
     return NN_OK;
 }
 
-NnStatus nnrt_file_fopen(const char *path, const char *what, FILE **out)
+NnStatus nnrt_file_open(const char *path, const char *what, int *fd, int64_t *size)
+{
+    return open_as(path, what, false, fd, size);
+}
+
+static NnStatus fopen_as(const char *path, const char *what, bool pipes, FILE **out)
 {
     *out = NULL;
     int fd;
     int64_t size;
-    NnStatus st = nnrt_file_open(path, what, &fd, &size);
+    NnStatus st = open_as(path, what, pipes, &fd, &size);
     if (st != NN_OK)
         return st;
     FILE *f = fdopen(fd, "rb");
@@ -84,6 +89,16 @@ NnStatus nnrt_file_fopen(const char *path, const char *what, FILE **out)
     }
     *out = f;
     return NN_OK;
+}
+
+NnStatus nnrt_file_fopen(const char *path, const char *what, FILE **out)
+{
+    return fopen_as(path, what, false, out);
+}
+
+NnStatus nnrt_file_fopen_stream(const char *path, const char *what, FILE **out)
+{
+    return fopen_as(path, what, true, out);
 }
 
 static NnStatus read_all(const char *path, const char *what, size_t max, char **buf, size_t *len,

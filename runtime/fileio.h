@@ -21,6 +21,10 @@
 NnStatus nnrt_file_open(const char *path, const char *what, int *fd, int64_t *size);
 // The same, as a stdio stream (mode "r" or "rb").
 NnStatus nnrt_file_fopen(const char *path, const char *what, FILE **out);
+// The same, also taking a FIFO (/dev/stdin on a pipe) for input read once,
+// front to back. Opened without blocking, so a FIFO with no writer reads as
+// empty instead of waiting forever.
+NnStatus nnrt_file_fopen_stream(const char *path, const char *what, FILE **out);
 // Reads the whole file into a malloc'd buffer with a NUL after the last byte.
 // A file longer than max bytes is an NN_ERR_FORMAT naming the cap. errno is
 // 0 after any failure but the open's.

@@ -109,7 +109,7 @@ static int label_column(const NnrtApp *a, const char *header, int ncols)
 static NnTensor *read_csv(const NnrtApp *a, const char *path, int rank, const int64_t *sample)
 {
     FILE *f = NULL;
-    if (nnrt_file_fopen(path, "input", &f) != NN_OK)
+    if (nnrt_file_fopen_stream(path, "input", &f) != NN_OK)
         return NULL;
     int64_t per = numel_of(rank, sample), n = 0, cap = 64;
     float *v = malloc((size_t)(cap * per) * sizeof(float));

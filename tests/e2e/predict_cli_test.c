@@ -351,8 +351,8 @@ Test(predict_cli, flowers_csv_normalized_as_the_data)
     free(out);
 }
 
-// A FIFO as INPUT is refused by what it is (it used to wait for a writer
-// forever); a directory, FIFO or device at `nnc build -o` is refused before
+// A FIFO as INPUT with no writer reads as empty (it used to wait for a
+// writer forever); a directory, FIFO or device at `nnc build -o` is refused before
 // the build (the linker used to fail on it or write into it).
 Test(predict_cli, special_files_refused)
 {
@@ -363,7 +363,7 @@ Test(predict_cli, special_files_refused)
     snprintf(fifo, sizeof fifo, "%s", in_dir("in.fifo"));
     cr_assert_eq(mkfifo(fifo, 0600), 0);
     char *out = run_rc(1, "predict examples/xor.nn --weights %s %s", w, fifo);
-    cr_assert(strstr(out, "FIFO"), "%s", out);
+    cr_assert(strstr(out, "no rows") || strstr(out, "no samples"), "%s", out);
     free(out);
     out = run_rc(1, "build examples/xor.nn -o %s", fifo);
     cr_assert(strstr(out, "refusing to replace"), "%s", out);
