@@ -599,7 +599,7 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
     NnGraph *owned[MAX_JOBS];
     int nowned = 0, rc = 1;
     double t0 = nnrt_now();
-    NnDataHook hook = {B, hook_load, hook_transform};
+    NnDataHook hook = {B, hook_load, hook_transform, true};
     nn_driver_data_hook(&hook);
     // Shapes only: files are read for their sample counts, transforms are
     // recorded and not run (the program runs them).

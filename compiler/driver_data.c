@@ -163,7 +163,13 @@ static bool load_source(NnCtx *c, const NnAst *call, NnSplits *s, NnrtDataset *d
         if (!lbl)
             return false;
         s->label_file[k] = lbl;
-        st = nnrt_dataset_load_idx(d, img, lbl);
+        bool headers = data_hook && data_hook->headers_only && s->shapes_only && !s->predict_x;
+        st = headers ? nnrt_dataset_load_idx_shape(d, img, lbl)
+                     : nnrt_dataset_load_idx(d, img, lbl);
+        if (st == NN_OK && headers) {
+            virtualize(s, k, 0);
+            virtualize(s, k, 1);
+        }
     } else if (strcmp(fn, "text") == 0) {
         const char *path = str_arg(c, call, 0, "the file name");
         if (!path || !text_options(c, call, &to))

@@ -352,6 +352,49 @@ Test(build_cli, bad_input_names_the_file_and_the_expectation)
     free(out);
 }
 
+// nnc build reads an IDX images file's header only (its sample count and
+// shape): the elements are the built program's to read, so a file cut short
+// after its header builds, and the program's train reports it with the
+// file and where the data ends.
+Test(build_cli, idx_images_read_by_the_program)
+{
+    write_file("img.nn", "import std\n"
+                         "data d {\n"
+                         "    train = idx(\"img.idx\", \"lbl.idx\")\n"
+                         "    x     = flatten(x) / 255\n"
+                         "}\n"
+                         "model net(x: f32[N, 4]) -> f32[N, 2] {\n"
+                         "    return x |> dense(2)\n"
+                         "}\n"
+                         "train net on d {\n"
+                         "    loss      = cross_entropy(output, label)\n"
+                         "    optimizer = sgd(lr = 0.1)\n"
+                         "    batch     = 2\n"
+                         "    epochs    = 1\n"
+                         "}\n");
+    // 4 images of 2x2 bytes, only 3 of them present; 4 labels.
+    const unsigned char img[] = {0, 0, 8, 3, 0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 2,
+                                 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    const unsigned char lbl[] = {0, 0, 8, 1, 0, 0, 0, 4, 0, 1, 0, 1};
+    const unsigned char *bytes[2] = {img, lbl};
+    size_t sizes[2] = {sizeof img, sizeof lbl};
+    const char *names[2] = {"img.idx", "lbl.idx"};
+    for (int i = 0; i < 2; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        FILE *f = fopen(path, "wb");
+        cr_assert(f && fwrite(bytes[i], 1, sizes[i], f) == sizes[i]);
+        fclose(f);
+    }
+    char *out = sh(1, "%s train img.nn -q", tu_nnc());
+    cr_assert(strstr(out, "img.idx") && strstr(out, "truncated"), "%s", out);
+    free(out);
+    build("img.nn -o img");
+    char *aot = sh(1, "./img train -q");
+    cr_assert(strstr(aot, "img.idx") && strstr(aot, "truncated"), "%s", aot);
+    free(aot);
+}
+
 Test(build_cli, bad_usage)
 {
     build("net.nn -o net");

@@ -194,6 +194,44 @@ static const char xor_c[] =
     "    for (int i = 0; i < 4; i++) printf(\"%.6f\\n\", out[i]);\n"
     "    xor_free(m);\n    return 0;\n}\n";
 
+// The outputs of --lib are checked before anything is built: a directory or
+// FIFO at libNAME.a or NAME.h is refused, and so is a NAME.h that this
+// command did not write (the user's own header, kept as it was); a library
+// built before is replaced.
+Test(embed, lib_outputs_checked)
+{
+    free(sh_rc(0, "mkdir %s/libd.a && mkfifo %s/f.h && printf 'int mine;\\n' > %s/user.h",
+               dir, dir, dir));
+    char *out = sh_rc(1, "%s build examples/xor.nn --lib -o %s/libd", tu_nnc(), dir);
+    cr_assert(strstr(out, "libd.a") && strstr(out, "a directory"), "%s", out);
+    free(out);
+    out = sh_rc(1, "%s build examples/xor.nn --lib -o %s/libf", tu_nnc(), dir);
+    cr_assert(strstr(out, "f.h") && strstr(out, "FIFO"), "%s", out);
+    free(out);
+    out = sh_rc(1, "%s build examples/xor.nn --lib -o %s/libuser", tu_nnc(), dir);
+    cr_assert(strstr(out, "user.h exists") && strstr(out, "not replacing"), "%s", out);
+    free(out);
+    char path[512];
+    snprintf(path, sizeof path, "%s/user.h", dir);
+    char *kept = tu_read_file(path);
+    cr_assert(kept && !strcmp(kept, "int mine;\n"), "user.h changed: %s", kept);
+    free(kept);
+    snprintf(path, sizeof path, "%s/libuser.a", dir);
+    cr_assert_neq(access(path, F_OK), 0, "nothing written when refused");
+    // A file at libNAME.a that is not an archive is not replaced either.
+    free(sh_rc(0, "printf 'notes\\n' > %s/libnotes.a", dir));
+    out = sh_rc(1, "%s build examples/xor.nn --lib -o %s/libnotes", tu_nnc(), dir);
+    cr_assert(strstr(out, "libnotes.a exists"), "%s", out);
+    free(out);
+    // Its own earlier output is replaced.
+    free(sh_rc(0, "%s build examples/xor.nn --lib -o %s/libxor -q", tu_nnc(), dir));
+    free(sh_rc(0, "%s build examples/xor.nn --lib -o %s/libxor -q", tu_nnc(), dir));
+    snprintf(path, sizeof path, "%s/xor.h", dir);
+    kept = tu_read_file(path);
+    cr_assert(kept && strstr(kept, "xor_predict"), "%s", kept);
+    free(kept);
+}
+
 Test(embed, xor_trains_through_the_library)
 {
     char *out = sh_rc(0, "%s build examples/xor.nn --lib -o %s/xor.a -q", tu_nnc(), dir);

@@ -373,4 +373,8 @@ Test(predict_cli, special_files_refused)
     out = run_rc(1, "build examples/xor.nn -o %s", in_dir(""));
     cr_assert(strstr(out, "a directory"), "%s", out);
     free(out);
+    // INPUT a directory: said so, not "no rows of numbers".
+    out = run_rc(1, "predict examples/xor.nn --weights %s %s", w, in_dir(""));
+    cr_assert(strstr(out, "is a directory") && !strstr(out, "no rows"), "%s", out);
+    free(out);
 }
