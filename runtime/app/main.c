@@ -57,6 +57,7 @@ typedef struct Runner {
     NnTensor *xrow, *yrow;     // one-row views for evaluating row by row
     NnTensor *zero_y;          // labels of zeros for predict (no labels)
     double lr;                 // the learning rate of the last training step
+    bool in_place;             // variables point into the embedded weights (read-only)
 } Runner;
 
 static int find_step(const NnrtAppStep *list, int n, int64_t rows)
@@ -168,7 +169,8 @@ static NnStatus cb_restore(void *ctx, const NnVars *in)
 }
 
 // Every variable as `nnc train` initializes it, or (model_only) the weights
-// and layer state, zero, to be loaded.
+// and layer state, zero, to be loaded (R->in_place: headers only, with no
+// storage, to point into the embedded weights).
 static NnStatus init_vars(Runner *R, bool model_only)
 {
     nnrt_vars_init(&R->vars);
@@ -176,7 +178,8 @@ static NnStatus init_vars(Runner *R, bool model_only)
         const NnrtAppVar *v = &R->a->vars[i];
         if (model_only && !v->model)
             continue;
-        NnTensor *t = nnrt_tensor_new((NnDType)v->dtype, v->rank, v->dims);
+        NnTensor *t = R->in_place ? nnrt_tensor_view((NnDType)v->dtype, v->rank, v->dims, NULL)
+                                  : nnrt_tensor_new((NnDType)v->dtype, v->rank, v->dims);
         if (!t)
             return NN_ERR_NOMEM;
         // Loaded weights replace the initial values (eval, predict).
@@ -200,6 +203,21 @@ static NnStatus load_weights(Runner *R, const char *path)
     const NnrtApp *a = R->a;
     NnStatus st;
     const char *name = path ? path : "the embedded weights";
+    if (!path && R->in_place) {
+        st = nnrt_safetensors_view_mem(name, a->weights, (size_t)(a->weights_end - a->weights),
+                                       &loaded);
+        if (st == NN_OK)
+            st = nnrt_checkpoint_check(name, &loaded, &R->vars);
+        // The headers take the loaded tensors' data, and their ownership.
+        for (int i = 0; st == NN_OK && i < R->vars.count; i++) {
+            NnTensor *t = R->vars.tensors[i], *src = nnrt_vars_get(&loaded, R->vars.names[i]);
+            t->data = src->data;
+            t->owned = src->owned;
+            src->owned = false;
+        }
+        nnrt_vars_fini(&loaded);
+        return st;
+    }
     if (path)
         st = nnrt_safetensors_load(path, &loaded, NULL);
     else
@@ -211,10 +229,16 @@ static NnStatus load_weights(Runner *R, const char *path)
     return st;
 }
 
-static NnStatus runner_init(Runner *R, const NnrtApp *a, bool model_only)
+// in_place (eval and predict on the embedded weights): the variables are the
+// embedded bytes where they lie, not a copy; nnc build checked them, and no
+// evaluation step writes a variable (checked here).
+static NnStatus runner_init(Runner *R, const NnrtApp *a, bool model_only, bool in_place)
 {
     memset(R, 0, sizeof *R);
     R->a = a;
+    R->in_place = in_place && model_only && a->weights;
+    for (int i = 0; i < a->neval; i++)
+        R->in_place = R->in_place && a->eval[i].step->nupdates == 0;
     R->train = calloc((size_t)a->ntrain + 1, sizeof *R->train);
     R->eval = calloc((size_t)a->neval + 1, sizeof *R->eval);
     if (!R->train || !R->eval)
@@ -342,7 +366,7 @@ static int cmd_train(const NnrtApp *a, const Args *g, bool eval_only)
         rc = usage("'eval' needs --weights FILE (this program has no embedded weights)%s", "");
         goto out;
     }
-    if (runner_init(&R, a, eval_only) != NN_OK) {
+    if (runner_init(&R, a, eval_only, !g->weights) != NN_OK) {
         fail_rt(NULL);
         goto done;
     }
@@ -444,7 +468,7 @@ static int cmd_predict(const NnrtApp *a, const Args *g)
     int rc = 1;
     NnTensor *x = NULL, *out = NULL;
     FILE *f = NULL;
-    if (runner_init(&R, a, true) != NN_OK || load_weights(&R, g->weights) != NN_OK) {
+    if (runner_init(&R, a, true, !g->weights) != NN_OK || load_weights(&R, g->weights) != NN_OK) {
         fail_rt(NULL);
         goto done;
     }

@@ -267,7 +267,15 @@ Test(build_cli, predict_any_batch_size_and_embedded_weights)
     free(sh(0, "./netw predict test.csv -o emb.csv"));
     char *emb = slurp("emb.csv");
     cr_assert_str_eq(emb, all);
-    free(all), free(raw), free(emb);
+    // eval and predict use the embedded bytes where they lie (read-only):
+    // the same report as from the file, and predict twice in a row agrees.
+    char *ee = sh_stdout("./netw eval"), *fe = sh_stdout("./net eval --weights "
+                                                         "elsewhere.safetensors");
+    cr_assert_str_eq(ee, fe);
+    free(sh(0, "./netw predict test.csv -o emb2.csv"));
+    char *emb2 = slurp("emb2.csv");
+    cr_assert_str_eq(emb2, all);
+    free(all), free(raw), free(emb), free(ee), free(fe), free(emb2);
 }
 
 Test(build_cli, portable_target_trains)
