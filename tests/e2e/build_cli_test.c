@@ -360,6 +360,56 @@ Test(build_cli, bad_input_names_the_file_and_the_expectation)
     free(out);
 }
 
+// A block of steps (the GAN on a ring of Gaussians, 2 epochs): the built
+// program trains it as nnc train does, the same progress values, metrics
+// lines and saved weights; it has no evaluation or outputs to predict, and
+// says so.
+Test(build_cli, gan_steps_equal_the_jit)
+{
+    free(sh(0, "cp '%s/examples/gan_ring.nn' . && %s build gan_ring.nn -o gan --set epochs=2",
+            NN_SOURCE_DIR, tu_nnc()));
+    char *jit = sh(0, "%s train gan_ring.nn --set epochs=2 --set save=w.st --metrics j.jsonl "
+                   "2>&1 | sed 's/  [0-9.]*k* samples\\/s.*//' && mv w.st j.st", tu_nnc());
+    char *aot = sh(0, "./gan train --set save=w.st --metrics a.jsonl 2>&1 | "
+                   "sed 's/  [0-9.]*k* samples\\/s.*//' && mv w.st a.st");
+    cr_assert(strstr(jit, "disc.real") && strstr(jit, "gen.loss"), "%s", jit);
+    char *j = strstr(jit, "epoch 2/2"), *a = strstr(aot, "epoch 2/2");
+    cr_assert(j && a, "%s\n%s", jit, aot);
+    cr_assert_str_eq(a, j);
+    char *jl = slurp("j.jsonl"), *al = slurp("a.jsonl");
+    cr_assert(strstr(jl, "disc.fake"), "%s", jl);
+    cr_assert_str_eq(al, jl);
+    free(sh(0, "cmp a.st j.st"));
+    char *out = sh(1, "./gan eval --weights a.st");
+    cr_assert(strstr(out, "block of steps") && strstr(out, "nnc sample"), "%s", out);
+    free(out);
+    out = sh(1, "./gan predict --weights a.st x.csv -o -");
+    cr_assert(strstr(out, "block of steps"), "%s", out);
+    free(out), free(jit), free(aot), free(jl), free(al);
+}
+
+// A learning-rate schedule over total_steps (cosine): the program sets
+// total_steps from its epochs and batches as nnc train does, so the rates
+// (in the metrics log) and the results are the same.
+Test(build_cli, schedule_total_steps_equal_the_jit)
+{
+    char *text = strdup(script), *at = strstr(text, "adam(lr = 0.02)");
+    cr_assert(at);
+    char sched[2048];
+    snprintf(sched, sizeof sched, "%.*sadam(lr = cosine(0.02))%s", (int)(at - text), text,
+             at + strlen("adam(lr = 0.02)"));
+    write_file("sched.nn", sched);
+    free(text);
+    build("sched.nn -o sched");
+    char *jit = sh_stdout("%s train sched.nn --metrics j.jsonl", tu_nnc());
+    char *aot = sh_stdout("./sched train --metrics a.jsonl");
+    cr_assert_str_eq(aot, jit);
+    char *jl = slurp("j.jsonl"), *al = slurp("a.jsonl");
+    cr_assert(strstr(jl, "\"lr\""), "%s", jl);
+    cr_assert_str_eq(al, jl);
+    free(jit), free(aot), free(jl), free(al);
+}
+
 // nnc build reads an IDX images file's header only (its sample count and
 // shape): the elements are the built program's to read, so a file cut short
 // after its header builds, and the program's train reports it with the
