@@ -18,7 +18,7 @@
 
 #include "testutil.h"
 
-static char dir[256];
+static const char *dir; // the scratch directory (tu_dir())
 
 static const char script[] =
     "import std\n"
@@ -59,16 +59,6 @@ static const char wide[] =
     "    save      = \"wide.safetensors\"\n"
     "}\n";
 
-static void write_file(const char *name, const char *text)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    cr_assert(f, "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
-}
-
 // n rows of 4 features and a label that depends on them (row i of a fixed sequence).
 static void write_csv(const char *name, int n, int start)
 {
@@ -86,21 +76,14 @@ static void write_csv(const char *name, int n, int start)
 
 static void setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/nnc_build_%d_XXXXXX", (int)getpid());
-    cr_assert(mkdtemp(dir));
-    write_file("net.nn", script);
-    write_file("wide.nn", wide);
+    dir = tu_scratch_make("build");
+    tu_write_in_dir("net.nn", script);
+    tu_write_in_dir("wide.nn", wide);
     write_csv("train.csv", 30, 0);
     write_csv("test.csv", 11, 100);
 }
 
-static void teardown(void)
-{
-    char *cmd = NULL;
-    if (asprintf(&cmd, "rm -rf '%s'", dir) > 0 && system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-    free(cmd);
-}
+static void teardown(void) { tu_scratch_remove(); }
 
 TestSuite(build_cli, .init = setup, .fini = teardown, .timeout = 600);
 
@@ -108,16 +91,12 @@ TestSuite(build_cli, .init = setup, .fini = teardown, .timeout = 600);
 static char *sh(int want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static char *sh(int want, const char *fmt, ...)
 {
-    char args[4096], cmd[4608];
+    char args[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && %s", dir, args);
-    char *out = NULL;
-    int rc = tu_run(cmd, &out);
-    cr_assert_eq(rc, want, "%s: exit %d, expected %d:\n%s", args, rc, want, out);
-    return out;
+    return tu_sh_rc(want, "cd '%s' && %s", dir, args);
 }
 
 // stdout only (progress and diagnostics go to stderr).
@@ -145,23 +124,7 @@ static char *sh_stdout(const char *fmt, ...)
     return buf;
 }
 
-static char *slurp(const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    char *buf = NULL;
-    size_t cap = 0;
-    FILE *m = open_memstream(&buf, &cap);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, n, m);
-    fclose(f);
-    fclose(m);
-    return buf;
-}
+static char *slurp(const char *name) { return tu_slurp(tu_in_dir(name), NULL); }
 
 static void build(const char *args) { free(sh(0, "%s build %s", tu_nnc(), args)); }
 
@@ -331,11 +294,11 @@ Test(build_cli, bad_input_names_the_file_and_the_expectation)
 {
     build("net.nn -o net");
     free(sh(0, "./net train -q"));
-    write_file("short.csv", "1,2,3,4\n5,6,7\n");
+    tu_write_in_dir("short.csv", "1,2,3,4\n5,6,7\n");
     char *out = sh(1, "./net predict --weights w.safetensors short.csv -o p.csv");
     cr_assert(strstr(out, "short.csv:2") && strstr(out, "expected 4"), "%s", out);
     free(out);
-    write_file("junk.csv", "1,2,x,4\n");
+    tu_write_in_dir("junk.csv", "1,2,x,4\n");
     out = sh(1, "./net predict --weights w.safetensors junk.csv -o p.csv");
     cr_assert(strstr(out, "junk.csv:1") && strstr(out, "column 5"), "%s", out);
     free(out);
@@ -398,7 +361,7 @@ Test(build_cli, schedule_total_steps_equal_the_jit)
     char sched[2048];
     snprintf(sched, sizeof sched, "%.*sadam(lr = cosine(0.02))%s", (int)(at - text), text,
              at + strlen("adam(lr = 0.02)"));
-    write_file("sched.nn", sched);
+    tu_write_in_dir("sched.nn", sched);
     free(text);
     build("sched.nn -o sched");
     char *jit = sh_stdout("%s train sched.nn --metrics j.jsonl", tu_nnc());
@@ -416,7 +379,7 @@ Test(build_cli, schedule_total_steps_equal_the_jit)
 // file and where the data ends.
 Test(build_cli, idx_images_read_by_the_program)
 {
-    write_file("img.nn", "import std\n"
+    tu_write_in_dir("img.nn", "import std\n"
                          "data d {\n"
                          "    train = idx(\"img.idx\", \"lbl.idx\")\n"
                          "    x     = flatten(x) / 255\n"
