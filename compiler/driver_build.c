@@ -1,13 +1,14 @@
 // `nnc build FILE -o PROG [--target T] [--weights W]`: a standalone program
 // for the first train block. The data block runs once here for its shapes
-// (files are read for their sample counts; transforms are not run) while a
-// hook records its loads and field transforms; the step and
-// evaluation graphs are compiled ahead of time (backend/aot.h) for every
+// (IDX image files are read for their headers only, other files for their
+// sample counts; transforms are not run) while a hook records its loads and
+// field transforms; the training step (every step of a block of steps) and
+// the evaluation graph are compiled ahead of time (backend/aot.h) for every
 // batch size the program will run: the batch, the last partial batches of
-// the splits as the data has them, and 1 (predict). A generated C file holds
-// the step descriptors and the replay of the data block (runtime/app/app.h);
-// the system C compiler (`cc`) compiles it and links it with the kernel
-// objects, runtime/app's main and libnnrt, all statically.
+// the splits it trains or evaluates, and 1 (predict). A generated C file
+// holds the step descriptors and the replay of the data block
+// (runtime/app/app.h); the system C compiler (`cc`) compiles it and links it
+// with the kernel objects, runtime/app's main and libnnrt, all statically.
 #include "driver.h"
 #include "savefile.h"
 
@@ -682,7 +683,9 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
     if (spec.eval) {
         add_size(esz, &ne, B_);
         add_size(esz, &ne, 1);
-        add_size(esz, &ne, kept(train, spec.limit) % B_);
+        // The program evaluates the training split only where there is no test split.
+        if (!test)
+            add_size(esz, &ne, kept(train, spec.limit) % B_);
         add_size(esz, &ne, kept(val, spec.eval_limit) % B_);
         add_size(esz, &ne, kept(test, spec.eval_limit) % B_);
     }
