@@ -211,7 +211,7 @@ static bool load_source(NnCtx *c, const NnAst *call, NnSplits *s, NnrtDataset *d
         nn_error(&c->diags, call->loc, "%s", nnrt_errmsg());
         return false;
     }
-    if (data_hook)
+    if (data_hook && data_hook->load)
         data_hook->load(data_hook->ctx, s->names[k], fn, path_of(c, call, 0),
                         !strcmp(fn, "idx") ? path_of(c, call, 1) : NULL, &csvo, &to);
     return true;
@@ -335,7 +335,7 @@ static bool transform(NnCtx *c, const NnProgram *p, const NnBackend *be, NnSplit
         nn_graph_free(g);
         return false;
     }
-    if (data_hook)
+    if (data_hook && data_hook->transform)
         data_hook->transform(data_hook->ctx, st, d ? (int)(d - s->ds) : -1, g);
     if (s->shapes_only && !(d && is_predict(s, (int)(d - s->ds)))) {
         const NnNode *n = nn_node(g, g->outputs[0].id);

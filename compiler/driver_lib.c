@@ -7,7 +7,8 @@
 // batch so one compile serves predictions of any size. The system C compiler
 // (`cc`) compiles that file and `ar` adds it, the kernel objects and every
 // object of libnnrt to one archive: the user links libNAME.a, -lz, -lm and
-// -lpthread and nothing of nnc. The data block is read for shapes only.
+// -lpthread and nothing of nnc. The data block is read for shapes only (IDX
+// images files for their headers).
 #include "driver.h"
 #include "savefile.h"
 
@@ -421,7 +422,12 @@ int nn_cmd_build_lib(NnCtx *c, const NnProgram *p, NnOptions *o)
     NnSplits splits = {0};
     int rc = 1;
     bool made_tmp = false;
-    if (!nn_driver_setup(c, p, o, true, &spec, &splits))
+    // The library never reads the data: IDX images files for their headers only.
+    NnDataHook hook = {.headers_only = true};
+    nn_driver_data_hook(&hook);
+    bool set = nn_driver_setup(c, p, o, true, &spec, &splits);
+    nn_driver_data_hook(NULL);
+    if (!set)
         goto done;
     if (spec.nsteps > 0) {
         nn_error(&c->diags, spec.ast->loc, "train block of '%s' has steps: a library holds one "
