@@ -2,7 +2,9 @@
 // and `PROG predict`, on libnnrt alone. It replays the data block from the
 // generated tables (app.h), initializes the variables as `nnc train` does and
 // hands the runtime's training loop callbacks that run the compiled step
-// descriptors, so its results equal those of `nnc train` / `nnc eval`.
+// descriptors (every step of a block of steps in turn, for a GAN), so its
+// results equal those of `nnc train` / `nnc eval`. eval and predict on
+// embedded weights use them in place, read-only.
 // Exit status: 0 success, 1 a diagnostic (bad data, weights, input), 2 bad usage.
 #include <errno.h>
 #include <math.h>
