@@ -313,6 +313,14 @@ static NnStatus load_weights(Runner *R, const char *path)
     else
         st = nnrt_safetensors_load_mem(name, a->weights, (size_t)(a->weights_end - a->weights),
                                        &loaded, NULL);
+    // No checkpoint holds run-time hyperparameters: they keep their values.
+    for (int i = 0; st == NN_OK && i < a->nvars; i++) {
+        NnTensor *t = a->vars[i].hyper ? nnrt_vars_get(&R->vars, a->vars[i].name) : NULL;
+        NnTensor *keep = t && !nnrt_vars_get(&loaded, a->vars[i].name) ? nnrt_tensor_clone(t)
+                                                                       : NULL;
+        if (keep && (st = nnrt_vars_put(&loaded, a->vars[i].name, keep)) != NN_OK)
+            nnrt_tensor_free(keep);
+    }
     if (st == NN_OK)
         st = nnrt_checkpoint_assign(name, &R->vars, &loaded);
     nnrt_vars_fini(&loaded);

@@ -154,6 +154,14 @@ Test(build_cli, xor_regression_equals_the_jit)
     cr_assert_str_eq(aot, jit);
     cr_assert(strstr(aot, "mse"), "%s", aot);
     free(jit), free(aot);
+    // Checkpoints hold no run-time hyperparameters (hyper/lr), in either
+    // program: each resumes from the other's, the same way.
+    free(sh(0, "%s train xor.nn -q --set save=n.st && ./xor train -q --set save=a.st", tu_nnc()));
+    jit = sh_stdout("%s train xor.nn --set epochs=0 --resume a.st", tu_nnc());
+    aot = sh_stdout("./xor train --set epochs=0 --resume n.st");
+    cr_assert_str_eq(aot, jit);
+    cr_assert(strstr(aot, "mse"), "%s", aot);
+    free(jit), free(aot);
 }
 
 Test(build_cli, standalone_links_no_llvm_and_nothing_of_ours)
