@@ -173,9 +173,9 @@ static NnId dropout(Ctx *c, NnOp op, int v)
 {
     NnId x = var(c, "4,6", R_ANY, true);
     NnId step = nn_ir_const(c->g, 3, NN_DT_I32, L);
-    NnAttr a = {.value = 0.5, .seed = 42};
-    NnId in[2] = {x, step};
-    return nn_ir_add(c->g, NN_OP_DROPOUT, in, 2, &a, L);
+    NnAttr a = {.seed = 42};
+    NnId in[3] = {x, step, nn_ir_const(c->g, 0.5, NN_DT_F32, L)};
+    return nn_ir_add(c->g, NN_OP_DROPOUT, in, 3, &a, L);
 }
 
 static NnId reshape(Ctx *c, NnOp op, int v)
@@ -689,9 +689,9 @@ Test(gradcheck, dropout_mask_matches)
     Ctx c = {.g = nn_graph_new(), .rng = 12345};
     nnrt_vars_init(&c.vars);
     NnId x = var(&c, "64", R_AWAY0, true);
-    NnId in[2] = {x, nn_ir_const(c.g, 7, NN_DT_I32, L)};
-    NnAttr a = {.value = 0.5, .seed = 99};
-    NnId y = nn_ir_add(c.g, NN_OP_DROPOUT, in, 2, &a, L);
+    NnId in[3] = {x, nn_ir_const(c.g, 7, NN_DT_I32, L), nn_ir_const(c.g, 0.5, NN_DT_F32, L)};
+    NnAttr a = {.seed = 99};
+    NnId y = nn_ir_add(c.g, NN_OP_DROPOUT, in, 3, &a, L);
     NnId loss = nn_ir_reduce(c.g, NN_OP_REDUCE_SUM, y, 1, false, L);
     NnId grad;
     cr_assert(nn_ad_grad(c.g, loss, &x, 1, &grad));
