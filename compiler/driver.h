@@ -43,10 +43,9 @@ typedef struct NnSplits {
     NnrtDataset ds[NN_MAX_SPLITS];
     int count;
     const char *label;       // the label field's name ("label" or "y")
-    // Where each split's labels came from, for diagnostics about their values:
-    // the file (NULL for labels written or computed in the script) and the
-    // statement that made them.
-    const char *label_file[NN_MAX_SPLITS];
+    // The statement that made each split's labels, for diagnostics about their
+    // values; the file they came from (none for labels written or computed in
+    // the script) is the dataset's own label origin, ds[k].y_file.
     NnLoc label_loc[NN_MAX_SPLITS];
     // Shapes only (check, ir): generators and transforms are lowered, never
     // run. Such a field is virtual: its full shape (count first) is in vx/vy
