@@ -147,6 +147,11 @@ int nn_cmd_repl(NnOptions *o);
 // `nnc build`: a standalone program (driver_build.c).
 int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o);
 int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, NnOptions *o);
+#ifdef NN_WITH_LLVM
+// A fused step graph as LLVM IR (asm_ false) or assembly, its symbolic dims
+// bound to symv (backend/llvm; for `nnc ir` and the REPL's :ir).
+bool nn_llvm_dump(const NnGraph *g, const int64_t *symv, bool asm_, FILE *out);
+#endif
 int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o);
 // `nnc sample` for language models (driver_sample_text.c): true when the
 // first train block's data come from text(...).
