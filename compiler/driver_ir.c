@@ -8,6 +8,10 @@
 
 #include "data.h"
 
+#ifdef NN_WITH_LLVM
+bool nn_llvm_dump(const NnGraph *g, const int64_t *symv, bool asm_, FILE *out);
+#endif
+
 // Models of a file without a train block: each lowered on its own.
 static int models_only(NnCtx *c, const NnProgram *p, const NnAst *ast, NnOptions *o)
 {
