@@ -653,16 +653,16 @@ static bool train_stmt(NnSession *s, NnAst *t)
     for (int j = 0; j < t->kids.count; j++) {
         NnAst *a = t->kids.items[j];
         const char *v = setting_text(s, a->a);
+        int site;
+        double rate = v ? strtod(v, NULL) : -1;
+        if (nn_train_dropout_key(a->name, &site) &&
+            !(v && a->a->kind != NN_AST_STR && rate >= 0 && rate < 1)) {
+            nn_error(&c->diags, a->a->loc, "a dropout rate is a number in [0, 1)");
+            return false;
+        }
         if (!v && !is_block_setting(a->name)) {
             nn_error(&c->diags, a->a->loc, "'%s' is no train setting; as an optimizer argument "
                      "it takes a number", a->name);
-            return false;
-        }
-        int site;
-        double rate = v ? strtod(v, NULL) : 0;
-        if (v && nn_train_dropout_key(a->name, &site) && !(a->a->kind != NN_AST_STR &&
-                                                           rate >= 0 && rate < 1)) {
-            nn_error(&c->diags, a->a->loc, "a dropout rate is a number in [0, 1)");
             return false;
         }
         if (v) {
