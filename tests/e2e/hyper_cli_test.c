@@ -151,6 +151,7 @@ Test(hyper_cli, dropout_rates_from_set)
     char *same = tu_write_temp(".nn", xor_dropout("0.3", "0.3"));
     char *second = tu_write_temp(".nn", xor_dropout("0.5", "0.1"));
     char *none = tu_write_temp(".nn", xor_dropout("0", "0"));
+    cr_assert(path && same && second && none);
     char *out = NULL, *want = NULL;
     int rc = tu_nnc_run(&want, "train %s", same);
     cr_assert_eq(rc, 0, "%s", want);

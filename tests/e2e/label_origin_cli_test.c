@@ -17,6 +17,7 @@ TestSuite(label_origin_cli, .timeout = 120);
 static char *run_bad(const char *text, int *rc)
 {
     char *path = tu_write_temp(".nn", text), *out = NULL;
+    cr_assert(path);
     *rc = tu_nnc_run(&out, "train -q %s", path);
     unlink(path);
     free(path);
@@ -26,6 +27,7 @@ static char *run_bad(const char *text, int *rc)
 Test(label_origin_cli, text_labels_name_the_file_through_a_split)
 {
     char *txt = tu_write_temp(".txt", "hello world, hello text\n");
+    cr_assert(txt);
     char text[1024];
     snprintf(text, sizeof text,
              "import std\n"

@@ -311,6 +311,7 @@ Test(repl, ir_stages)
 #endif
     char *out, *in = tu_write_temp(".in", ":ir net --stage llvm\n:ir net --stage asm\n"
                                           ":ir net --stage bogus\n");
+    cr_assert(in);
     int rc = tu_nnc_run(&out, "repl -q examples/xor.nn < %s", in);
     unlink(in);
     free(in);
