@@ -62,6 +62,11 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 
 
+def times(r):
+    """A ratio as "2.5x", or n/a."""
+    return fmt(r) + "x" if r is not None else "n/a"
+
+
 def model_rows(d):
     rows, targets = [], []
     ji, it_ = best(d, "mlp_train_interp", "sps", False)
@@ -133,7 +138,7 @@ def cnn_rows(d):
             what = f"{name}, {label}" + (f" (about {n} images)" if kind == "epoch" and n
                                          else "")
             rows.append((what + " (samples/s)", f"{fmt(ii)} ({it_}T)" if ii else "n/a",
-                         f"{fmt(jj)} ({jt}T)", f"{fmt(tj)} ({tt}T)", fmt(ratio(jj, ii)) + "x",
+                         f"{fmt(jj)} ({jt}T)", f"{fmt(tj)} ({tt}T)", times(ratio(jj, ii)),
                          fmt(ratio(jj, tj)) + "x"))
             if kind == "epoch":
                 targets.append((f"{name}: JIT >= {target:g}x PyTorch's best samples/s, whole "
