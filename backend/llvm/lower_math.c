@@ -308,23 +308,31 @@ static LLVMValueRef splat_load(LLVMValueRef v)
     return NULL;
 }
 
+// The rate is a run-time scalar (input 2): the threshold and the keep-scale
+// 1 / (1 - rate) are computed per kernel run, not baked in.
 static LLVMValueRef dropout(NnCg *cg, const NnNode *n, NnDType dt, LLVMValueRef *a, int w,
                             LLVMValueRef idx)
 {
-    LLVMValueRef s = lane(cg, a[1], 0, w), ld = splat_load(s);
-    // The step counter is a kernel input, which no kernel writes while it
-    // runs: marked invariant, its load and the key derived from it leave the
-    // loop instead of costing a scalar hash per vector (half of dropout's time).
-    if (ld)
-        LLVMSetMetadata(ld, LLVMGetMDKindIDInContext(cg->ctx, "invariant.load", 14),
-                        LLVMMetadataAsValue(cg->ctx, LLVMMDNodeInContext2(cg->ctx, NULL, 0)));
+    LLVMValueRef s = lane(cg, a[1], 0, w), rate = lane(cg, a[2], 0, w);
+    // The step counter and the rate are kernel inputs, which no kernel writes
+    // while it runs: marked invariant, their loads, the key and the scale
+    // derived from them leave the loop instead of costing a scalar hash and a
+    // division per vector (half of dropout's time).
+    LLVMValueRef ld[2] = {splat_load(s), splat_load(rate)};
+    for (int k = 0; k < 2; k++)
+        if (ld[k])
+            LLVMSetMetadata(ld[k], LLVMGetMDKindIDInContext(cg->ctx, "invariant.load", 14),
+                            LLVMMetadataAsValue(cg->ctx, LLVMMDNodeInContext2(cg->ctx, NULL, 0)));
     LLVMValueRef step = nn_cg_rand_step(cg, s);
     LLVMValueRef key = nn_cg_rand_key(cg, n->attr.seed, step);
     LLVMValueRef u = nn_cg_bits_f64(cg, nn_cg_rand_bits(cg, key, idx, w), w);
-    LLVMValueRef keep =
-        LLVMBuildFCmp(cg->b, LLVMRealOGE, u, nn_cg_const(cg, NN_DT_F64, n->attr.value, w), "");
+    if (LLVMTypeOf(rate) != cg->t_f64)
+        rate = LLVMBuildFPExt(cg->b, rate, cg->t_f64, "");
+    LLVMValueRef one = LLVMConstReal(cg->t_f64, 1.0);
+    LLVMValueRef scale = LLVMBuildFDiv(cg->b, one, LLVMBuildFSub(cg->b, one, rate, ""), "");
+    LLVMValueRef keep = LLVMBuildFCmp(cg->b, LLVMRealOGE, u, nn_cg_splat(cg, rate, w), "");
     LLVMValueRef x = cast(cg, dt, NN_DT_F64, a[0], w);
-    x = LLVMBuildFMul(cg->b, x, nn_cg_const(cg, NN_DT_F64, 1.0 / (1.0 - n->attr.value), w), "");
+    x = LLVMBuildFMul(cg->b, x, nn_cg_splat(cg, scale, w), "");
     x = cast(cg, NN_DT_F64, dt, x, w);
     return LLVMBuildSelect(cg->b, keep, x, nn_cg_const(cg, dt, 0, w), "");
 }
