@@ -2,9 +2,11 @@
 // for the first train block. The data block runs once here for its shapes
 // (files are read for their sample counts; transforms are not run) while a
 // hook records its loads and field transforms; the step and
-// evaluation graphs are compiled ahead of time (backend/aot.h) for every
-// batch size the program will run: the batch, the last partial batches of
-// the splits as the data has them, and 1 (predict). A generated C file holds
+// evaluation graphs are compiled ahead of time (backend/aot.h) once for any
+// batch size when every op on the batch takes it at run time (an NnrtAppStep
+// of 0 rows), else for every batch size the program will run: the batch, the
+// last partial batches of the splits as the data has them, and 1 (predict).
+// A generated C file holds
 // the step descriptors and the replay of the data block (runtime/app/app.h);
 // the system C compiler (`cc`) compiles it and links it with the kernel
 // objects, runtime/app's main and libnnrt, all statically.
@@ -39,6 +41,7 @@ enum { MAX_JOBS = 64 };
 typedef struct Job {
     const NnGraph *g;
     int64_t symv[NN_MAX_SYMS];
+    int batch_sym; // >= 0: compiled for any value of this symbol
     bool fuse;
     char name[64], obj[PATH_MAX + 32], what[96];
     const NnAotTarget *target;
@@ -115,6 +118,7 @@ static int add_job(Build *B, const NnGraph *g, const int64_t *symv, bool fuse, c
     j->g = g;
     for (int s = 0; s < NN_MAX_SYMS; s++)
         j->symv[s] = symv ? symv[s] : -1;
+    j->batch_sym = -1;
     j->fuse = fuse;
     snprintf(j->name, sizeof j->name, "nnrt_step%d", B->njobs);
     snprintf(j->obj, sizeof j->obj, "%s/step%d.o", B->dir, B->njobs);
@@ -127,7 +131,10 @@ static void *compile_job(void *arg)
     Job *j = arg;
     char prefix[80];
     snprintf(prefix, sizeof prefix, "%s_", j->name);
-    j->st = nn_aot_compile(j->g, j->symv, prefix, j->what, j->target, j->obj, &j->desc);
+    j->st = j->batch_sym >= 0 ? nn_aot_compile_any_batch(j->g, j->symv, j->batch_sym, prefix,
+                                                         j->what, j->target, j->obj, &j->desc)
+                              : nn_aot_compile(j->g, j->symv, prefix, j->what, j->target, j->obj,
+                                               &j->desc);
     if (j->st != NN_OK)
         snprintf(j->err, sizeof j->err, "%s", nnrt_errmsg());
     return NULL;
@@ -645,8 +652,11 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
         memcpy(f[nf].sample.dim, full.sample.dim + 1, sizeof(int64_t) * (size_t)f[nf].sample.rank);
         nf++;
     }
-    int64_t B_ = spec.batch, tsz[4], esz[8];
+    int64_t B_ = spec.batch, tsz[4] = {0}, esz[8] = {0};
     int nt = 0, ne = 0;
+    char why[160];
+    int tsym = nn_aot_batch_sym(spec.step, why, sizeof why);
+    int esym = nn_aot_batch_sym(spec.eval, why, sizeof why);
     add_size(tsz, &nt, B_);
     add_size(tsz, &nt, kept(train, spec.limit) % B_);
     add_size(esz, &ne, B_);
@@ -657,15 +667,29 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
     int tj[4], ej[8], xj[MAX_JOBS];
     int64_t symv[NN_MAX_SYMS];
     char what[96];
+    // One step for every batch size (listed as 0 rows) where the batch can
+    // be a run-time value, tuned for the training batch.
+    if (tsym >= 0)
+        nt = 1, tsz[0] = 0;
+    if (esym >= 0)
+        ne = 1, esz[0] = 0;
     for (int i = 0; i < nt; i++) {
-        bind_rows(spec.step, f, nf, tsz[i], symv);
-        snprintf(what, sizeof what, "training step for %lld rows", (long long)tsz[i]);
+        bind_rows(spec.step, f, nf, tsz[i] ? tsz[i] : B_, symv);
+        if (tsz[i])
+            snprintf(what, sizeof what, "training step for %lld rows", (long long)tsz[i]);
+        else
+            snprintf(what, sizeof what, "training step");
         tj[i] = add_job(B, spec.step, symv, true, what);
+        B->jobs[tj[i]].batch_sym = tsz[i] ? -1 : tsym;
     }
     for (int i = 0; i < ne; i++) {
-        bind_rows(spec.eval, f, nf, esz[i], symv);
-        snprintf(what, sizeof what, "evaluation for %lld rows", (long long)esz[i]);
+        bind_rows(spec.eval, f, nf, esz[i] ? esz[i] : B_, symv);
+        if (esz[i])
+            snprintf(what, sizeof what, "evaluation for %lld rows", (long long)esz[i]);
+        else
+            snprintf(what, sizeof what, "evaluation");
         ej[i] = add_job(B, spec.eval, symv, true, what);
+        B->jobs[ej[i]].batch_sym = esz[i] ? -1 : esym;
     }
     for (int i = 0; i < B->nxf; i++) {
         snprintf(what, sizeof what, "data transform (line %d)", B->xf[i].st->loc.line);

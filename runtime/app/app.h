@@ -57,7 +57,7 @@ typedef struct NnrtAppVar {
     bool model; // weights or layer state (saved in snapshots), not optimizer state
 } NnrtAppVar;
 
-// A step compiled for one batch size (rows of its inputs).
+// A step compiled for one batch size (rows of its inputs), or for any (rows 0).
 typedef struct NnrtAppStep {
     int64_t rows;
     const NnrtStep *step;

@@ -59,10 +59,12 @@ typedef struct Runner {
     double lr;                 // the learning rate of the last training step
 } Runner;
 
+// The step for `rows` rows: compiled for exactly that many, or for any
+// number (rows 0: its batch is a run-time value).
 static int find_step(const NnrtAppStep *list, int n, int64_t rows)
 {
     for (int i = 0; i < n; i++)
-        if (list[i].rows == rows)
+        if (list[i].rows == rows || list[i].rows == 0)
             return i;
     return -1;
 }
