@@ -25,6 +25,7 @@ typedef struct Mm {
     bool ta, tb;
     int64_t m, n, k; // m or k stands for the run-time batch when rt_m or rt_k
     bool rt_m, rt_k;
+    bool rt_rows; // rt_m, and a run-time M <= MM_ROWS takes the unpacked rows path
     LLVMValueRef mv, kv; // M and K in the current kernel (constants unless run-time)
     int vw, nr;      // lanes per vector, columns per panel (2 vectors)
     int64_t np;      // panels
@@ -82,6 +83,28 @@ static LLVMValueRef mulv(NnCg *cg, LLVMValueRef a, LLVMValueRef b)
     return LLVMBuildNSWMul(cg->b, a, b, "");
 }
 
+// Rows a product takes unpacked (emit_rows), defined below.
+#define MM_ROWS 4
+
+// Whether the run-time M is at most MM_ROWS.
+static LLVMValueRef few_rows(NnCg *cg, const Mm *m)
+{
+    return LLVMBuildICmp(cg->b, LLVMIntSLE, m->mv, nn_cg_i64(cg, MM_ROWS), "");
+}
+
+static void rows_body(NnCg *cg, Mm *m, LLVMValueRef b, int rows, LLVMValueRef nrows);
+
+// Returns from the kernel when the run-time M takes the rows path.
+static void short_exit(NnCg *cg, Mm *m)
+{
+    LLVMBasicBlockRef xb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "fewrows");
+    LLVMBasicBlockRef gb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "pack");
+    LLVMBuildCondBr(cg->b, few_rows(cg, m), xb, gb);
+    LLVMPositionBuilderAtEnd(cg->b, xb);
+    LLVMBuildRetVoid(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, gb);
+}
+
 // ---- packing: Bp[(p*K + k)*NR + j] = op(B)[k, p*NR + j], 0 past N ----
 
 static void emit_pack(NnCg *cg, Mm *m)
@@ -89,6 +112,8 @@ static void emit_pack(NnCg *cg, Mm *m)
     nn_cg_kernel_begin(cg, "mm_pack", (double)(m->k * m->n));
     LLVMValueRef b = nn_cg_buf(cg, m->b_slot), bp = nn_cg_buf(cg, m->pack_slot);
     mm_dims(cg, m);
+    if (m->rt_rows)
+        short_exit(cg, m);
     LLVMValueRef lo, hi;
     nn_cg_split(cg, m->np, 1, &lo, &hi);
     NnLoop p;
@@ -304,6 +329,17 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
             m->acc[r][v] = nn_cg_alloca(cg, vt);
     m->tbuf = nn_cg_alloca(cg, LLVMArrayType2(vt, 2 * MM_MR));
     LLVMSetAlignment(m->tbuf, 64);
+    if (m->rt_rows) {
+        // A run-time M of at most MM_ROWS: B in place, no packing (see emit_rows).
+        LLVMBasicBlockRef rb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "fewrows");
+        LLVMBasicBlockRef tb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "tiles");
+        LLVMBuildCondBr(cg->b, few_rows(cg, m), rb, tb);
+        LLVMPositionBuilderAtEnd(cg->b, rb);
+        m->kblocks = 1;
+        rows_body(cg, m, nn_cg_buf(cg, m->b_slot), MM_ROWS, m->mv);
+        LLVMBuildRetVoid(cg->b);
+        LLVMPositionBuilderAtEnd(cg->b, tb);
+    }
     int64_t mt = (m->m + MM_MR - 1) / MM_MR, full = m->m / MM_MR;
     int rem = (int)(m->m % MM_MR);
     bool split_m = mt >= 8 || mt >= m->np;
@@ -430,25 +466,13 @@ static void emit_small(NnCg *cg, Mm *m)
 // per panel of NR columns, the M x 2 accumulator vectors of a tile, one
 // broadcast of A[i,k] per row and two (masked at the edge) loads of B row k.
 // Threads split the panels.
-#define MM_ROWS 4
 
-static void emit_rows(NnCg *cg, Mm *m)
+// The rows loop nest: B (in place, pointer b) times `rows` rows of op(A), of
+// which the first nrows are real when nrows is not NULL (a run-time M). The
+// accumulators and tbuf must exist.
+static void rows_body(NnCg *cg, Mm *m, LLVMValueRef b, int rows, LLVMValueRef nrows)
 {
-    nn_cg_kernel_begin(cg, m->epi ? "mm_rows_fused" : "mm_rows", mm_work(m, m->k * m->n));
-    mm_dims(cg, m);
-    m->a = nn_cg_buf(cg, m->a_slot);
-    m->bp = nn_cg_buf(cg, m->b_slot);
-    m->c = nn_cg_buf(cg, m->out_slot);
-    if (m->epi)
-        nn_expr_bind(cg, m->epi);
     LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
-    int rows = (int)m->m;
-    for (int r = 0; r < rows; r++)
-        for (int v = 0; v < 2; v++)
-            m->acc[r][v] = nn_cg_alloca(cg, vt);
-    m->tbuf = nn_cg_alloca(cg, LLVMArrayType2(vt, 2 * MM_MR));
-    LLVMSetAlignment(m->tbuf, 64);
-    m->kblocks = 1;
     LLVMValueRef p0, p1;
     nn_cg_split(cg, m->np, 1, &p0, &p1);
     NnLoop p, k;
@@ -463,10 +487,11 @@ static void emit_rows(NnCg *cg, Mm *m)
     LLVMValueRef bv[2];
     for (int v = 0; v < 2; v++) {
         LLVMValueRef off = add(cg, add(cg, mul(cg, k.iv, m->n), j0), nn_cg_i64(cg, v * m->vw));
-        bv[v] = nn_cg_load(cg, m->dt, m->bp, off, m->vw, m->mask[v]);
+        bv[v] = nn_cg_load(cg, m->dt, b, off, m->vw, m->mask[v]);
     }
     for (int r = 0; r < rows; r++) {
-        LLVMValueRef s = nn_cg_splat(cg, a_elem(cg, m, nn_cg_i64(cg, r), k.iv), m->vw);
+        LLVMValueRef i = tile_row(cg, nn_cg_i64(cg, 0), r, nrows);
+        LLVMValueRef s = nn_cg_splat(cg, a_elem(cg, m, i, k.iv), m->vw);
         for (int v = 0; v < 2; v++) {
             LLVMValueRef args[3] = {s, bv[v], LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "")};
             LLVMBuildStore(cg->b, nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3), m->acc[r][v]);
@@ -474,8 +499,27 @@ static void emit_rows(NnCg *cg, Mm *m)
     }
     k.unroll = true;
     nn_cg_loop_end(cg, &k);
-    tile_store(cg, m, nn_cg_i64(cg, 0), j0, rows, true, NULL);
+    tile_store(cg, m, nn_cg_i64(cg, 0), j0, rows, true, nrows);
     nn_cg_loop_end(cg, &p);
+}
+
+static void emit_rows(NnCg *cg, Mm *m)
+{
+    nn_cg_kernel_begin(cg, m->epi ? "mm_rows_fused" : "mm_rows", mm_work(m, m->k * m->n));
+    mm_dims(cg, m);
+    m->a = nn_cg_buf(cg, m->a_slot);
+    m->c = nn_cg_buf(cg, m->out_slot);
+    if (m->epi)
+        nn_expr_bind(cg, m->epi);
+    LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
+    int rows = (int)m->m;
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < 2; v++)
+            m->acc[r][v] = nn_cg_alloca(cg, vt);
+    m->tbuf = nn_cg_alloca(cg, LLVMArrayType2(vt, 2 * MM_MR));
+    LLVMSetAlignment(m->tbuf, 64);
+    m->kblocks = 1;
+    rows_body(cg, m, nn_cg_buf(cg, m->b_slot), rows, NULL);
     nn_cg_kernel_end(cg);
 }
 
@@ -560,6 +604,8 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
         emit_small(cg, &mm);
         return;
     }
+    // Batch-1 prediction and other short run-time batches skip the packing.
+    mm.rt_rows = rt_m && !tb;
     int64_t esize = (int64_t)nnrt_dtype_size(dt);
     mm.pack_slot = rt_k ? nn_cg_add_scratch_rows(cg, mm.np * (k / cg->rt_ref) * mm.nr * esize)
                         : nn_cg_add_scratch(cg, mm.np * k * mm.nr * esize);
