@@ -491,6 +491,17 @@ static bool rt_op(NnOp op)
     case NN_OP_ARGMAX:
     case NN_OP_RAND_UNIFORM:
     case NN_OP_RAND_NORMAL:
+    case NN_OP_CONV2D:
+    case NN_OP_CONV2D_BWD_DATA:
+    case NN_OP_CONV2D_BWD_FILTER:
+    case NN_OP_MAX_POOL2D:
+    case NN_OP_MAX_POOL2D_BWD:
+    case NN_OP_AVG_POOL2D:
+    case NN_OP_AVG_POOL2D_BWD:
+    case NN_OP_SLICE:
+    case NN_OP_SLICE_BWD:
+    case NN_OP_CONCAT:
+    case NN_OP_PAD:
     case NN_OP_FUSED: return true;
     default: return nn_op_has(op, NN_OPF_ELEMWISE);
     }
@@ -514,17 +525,14 @@ static const char *rt_blocker(const NnGraph *g, const NnNode *n, int sym)
         return "its lowering needs the batch bound";
     if (n->op == NN_OP_MATMUL && n->attr.tb && lead_sym(&g->nodes[n->in[1]].shape, sym))
         return "the batch is the product's column count";
-    if (n->op == NN_OP_ARGMAX && n->attr.axis == 0)
-        return "it reduces over the batch";
+    if ((n->op == NN_OP_ARGMAX || n->op == NN_OP_SLICE || n->op == NN_OP_SLICE_BWD ||
+         n->op == NN_OP_CONCAT) &&
+        n->attr.axis == 0)
+        return "it works along the batch";
+    if (n->op == NN_OP_PAD && (n->shape.rank < 2 || n->attr.lo[0] != 0 || n->attr.hi[0] != 0))
+        return "it pads the batch";
     if (n->op == NN_OP_FUSED) {
         const NnGraph *b = n->attr.body;
-        if (nn_fuse_form(b) == NN_FUSE_MATMUL) {
-            for (NnId i = 0; i < b->count; i++)
-                if ((nn_op_has(b->nodes[i].op, NN_OPF_CONTRACT) ||
-                     nn_op_has(b->nodes[i].op, NN_OPF_EPILOGUE)) &&
-                    b->nodes[i].op != NN_OP_MATMUL)
-                    return nn_op_name(b->nodes[i].op);
-        }
         for (NnId i = 0; i < b->count; i++) {
             const char *why = rt_blocker(b, &b->nodes[i], sym);
             if (why)

@@ -4,8 +4,9 @@
 // the interpreter: outputs, and the variables after each SGD update. Matmuls
 // with the batch as M (a short last row tile, with and without an epilogue)
 // and as K (dW = x^T dy, longer than one K block), reductions over the batch
-// (mean, logsumexp, bias gradients) and dropout all take it at run time; a
-// graph with an op that still needs it bound (a convolution) compiles per size.
+// (mean, logsumexp, bias gradients), dropout, convolutions and pooling all
+// take it at run time; a graph with an op that still needs it bound (GATHER)
+// compiles per size.
 #include "agree.h"
 
 #include <stdlib.h>
@@ -275,29 +276,103 @@ Test(rtbatch, reductions_over_the_batch)
     }
 }
 
-// A graph with an op whose lowering still needs the batch bound (a
-// convolution) compiles once per batch size, and still agrees.
-static int conv_inputs(int64_t n, uint64_t seed, NnTensor **ins)
+// A small CNN training step: conv (padded) + bias + relu fused, max pool,
+// a channel concat with an average pool's slice, flatten, dense, mean
+// cross-entropy; SGD on the filters and the dense weights. Every convolution
+// form (forward, data and filter gradients, the last summed over chunks of
+// images) and pooling form takes the batch at run time.
+static NnGraph *cnn(void)
 {
-    ins[0] = ag_tensor(NN_DT_F32, AG_SHAPE(n, 2, 6, 6), seed, -1, 1);
+    NnGraph *g = nn_graph_new();
+    int64_t n = nn_sym_dim(g, "N");
+    NnId x = ag_input(g, "x", NN_DT_F32, AG_SHAPE(n, 2, 8, 8));
+    NnId labels = ag_input(g, "labels", NN_DT_I32, AG_SHAPE(n));
+    NnId w[4] = {ag_param(g, "k", AG_SHAPE(4, 2, 3, 3)), ag_param(g, "kb", AG_SHAPE(4, 1, 1)),
+                 ag_param(g, "w", AG_SHAPE(6 * 16, 5)), ag_param(g, "b", AG_SHAPE(5))};
+    NnConv2d cv = {.kernel = {3, 3}, .stride = {1, 1}, .dilation = {1, 1}, .pad = {1, 1, 1, 1},
+                   .groups = 1};
+    NnId h = nn_ir_binary(g, NN_OP_ADD, nn_ir_conv2d(g, x, w[0], &cv, ag_loc), w[1], ag_loc);
+    h = nn_ir_binary(g, NN_OP_MAX, h, nn_ir_const(g, 0, NN_DT_F32, ag_loc), ag_loc);
+    NnConv2d pool = {.kernel = {2, 2}, .stride = {2, 2}, .dilation = {1, 1}};
+    NnId mp = nn_ir_pool2d(g, NN_OP_MAX_POOL2D, h, &pool, ag_loc);  // [N, 4, 4, 4]
+    NnId ap = nn_ir_pool2d(g, NN_OP_AVG_POOL2D, h, &pool, ag_loc);  // [N, 4, 4, 4]
+    NnId two = nn_ir_slice(g, ap, 1, 1, 3, 1, ag_loc);              // [N, 2, 4, 4]
+    NnId cat[2] = {mp, two};
+    NnAttr ca = {.axis = 1};
+    NnId c = nn_ir_add(g, NN_OP_CONCAT, cat, 2, &ca, ag_loc);       // [N, 6, 4, 4]
+    NnShape flat = AG_SHAPE(n, 6 * 16);
+    NnId f = nn_ir_reshape(g, c, &flat, ag_loc);
+    NnId logits =
+        nn_ir_binary(g, NN_OP_ADD, nn_ir_matmul(g, f, w[2], false, false, ag_loc), w[3], ag_loc);
+    NnId lse = nn_ir_reduce(g, NN_OP_LOGSUMEXP, logits, 2, false, ag_loc);
+    NnId ins[2] = {logits, labels};
+    NnAttr ta = {.axis = 1};
+    NnId ce = nn_ir_binary(g, NN_OP_SUB, lse, nn_ir_add(g, NN_OP_TAKE, ins, 2, &ta, ag_loc), ag_loc);
+    NnId loss = nn_ir_reduce(g, NN_OP_REDUCE_MEAN, ce, 1, false, ag_loc);
+    nn_graph_add_output(g, "loss", loss);
+    nn_graph_add_output(g, "logits", logits);
+    NnId grads[4];
+    cr_assert(nn_ad_grad(g, loss, w, 4, grads), "autodiff: %s", g->err);
+    NnId lr = nn_ir_const(g, 0.1, NN_DT_F32, ag_loc);
+    for (int k = 0; k < 4; k++)
+        nn_graph_add_update(
+            g, w[k],
+            nn_ir_binary(g, NN_OP_SUB, w[k], nn_ir_binary(g, NN_OP_MUL, grads[k], lr, ag_loc),
+                         ag_loc));
+    return g;
+}
+
+static int cnn_inputs(int64_t n, uint64_t seed, NnTensor **ins)
+{
+    ins[0] = ag_tensor(NN_DT_F32, AG_SHAPE(n, 2, 8, 8), seed, -1, 1);
+    ins[1] = ag_tensor(NN_DT_I32, AG_SHAPE(n), seed + 1, 0, 5);
+    return 2;
+}
+
+Test(rtbatch, cnn_step_any_batch_one_compile)
+{
+    NEED_LLVM();
+    NnGraph *g = cnn();
+    NnVars v;
+    nnrt_vars_init(&v);
+    nnrt_vars_put(&v, "k", ag_tensor(NN_DT_F32, AG_SHAPE(4, 2, 3, 3), 1, -0.3, 0.3));
+    nnrt_vars_put(&v, "kb", ag_tensor(NN_DT_F32, AG_SHAPE(4, 1, 1), 2, -0.1, 0.1));
+    nnrt_vars_put(&v, "w", ag_tensor(NN_DT_F32, AG_SHAPE(96, 5), 3, -0.2, 0.2));
+    nnrt_vars_put(&v, "b", ag_tensor(NN_DT_F32, AG_SHAPE(5), 4, -0.1, 0.1));
+    // Fewer images than the filter gradient's chunks (1, 3), and more.
+    int64_t sizes[] = {32, 1, 3, 7, 31, 32, 70, 2};
+    bool rt = false;
+    int compiles = run_sizes(g, &v, sizes, (int)(sizeof sizes / sizeof sizes[0]), cnn_inputs,
+                             5e-5, &rt);
+    cr_expect(rt);
+    cr_expect_eq(compiles, 1, "compiled %d times", compiles);
+    nnrt_vars_fini(&v);
+    nn_graph_free(g);
+}
+
+// A graph with an op whose lowering still needs the batch bound (GATHER:
+// embedding rows by id) compiles once per batch size, and still agrees.
+static int gather_inputs(int64_t n, uint64_t seed, NnTensor **ins)
+{
+    ins[0] = ag_tensor(NN_DT_I32, AG_SHAPE(n, 3), seed, 0, 7);
     return 1;
 }
 
-Test(rtbatch, conv_still_compiles_per_size)
+Test(rtbatch, gather_still_compiles_per_size)
 {
     NEED_LLVM();
     NnGraph *g = nn_graph_new();
     int64_t n = nn_sym_dim(g, "N");
-    NnId x = ag_input(g, "x", NN_DT_F32, AG_SHAPE(n, 2, 6, 6));
-    NnId w = ag_param(g, "w", AG_SHAPE(3, 2, 3, 3));
-    NnConv2d cv = {.kernel = {3, 3}, .stride = {1, 1}, .dilation = {1, 1}, .groups = 1};
-    nn_graph_add_output(g, "y", nn_ir_conv2d(g, x, w, &cv, ag_loc));
+    NnId ids = ag_input(g, "ids", NN_DT_I32, AG_SHAPE(n, 3));
+    NnId table = ag_param(g, "table", AG_SHAPE(7, 4));
+    NnId ins[2] = {table, ids};
+    nn_graph_add_output(g, "rows", nn_ir_add(g, NN_OP_GATHER, ins, 2, NULL, ag_loc));
     NnVars v;
     nnrt_vars_init(&v);
-    nnrt_vars_put(&v, "w", ag_tensor(NN_DT_F32, AG_SHAPE(3, 2, 3, 3), 5, -1, 1));
+    nnrt_vars_put(&v, "table", ag_tensor(NN_DT_F32, AG_SHAPE(7, 4), 5, -1, 1));
     int64_t sizes[] = {4, 3, 4};
     bool rt = true;
-    int compiles = run_sizes(g, &v, sizes, 3, conv_inputs, 1e-5, &rt);
+    int compiles = run_sizes(g, &v, sizes, 3, gather_inputs, 1e-5, &rt);
     cr_expect(!rt);
     cr_expect_eq(compiles, 2, "compiled %d times", compiles);
     nnrt_vars_fini(&v);
