@@ -234,9 +234,10 @@ NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
     for (int k = 0; k < d->nkernels; k++) {
         // The default pool starts on first need: a small step (batch-1
         // prediction) never waits for threads to start.
-        if (d->kernels[k].par && !pool)
+        int par = d->kernels[k].par && r->batch >= d->kernels[k].par_rows;
+        if (par && !pool)
             pool = nnrt_pool_default();
-        if (d->kernels[k].par)
+        if (par)
             nnrt_pool_run(pool, d->kernels[k].fn, r->bufs);
         else
             d->kernels[k].fn(r->bufs, 0, 1);

@@ -39,11 +39,13 @@ typedef struct NnrtStepSlot {
 
 // A kernel computes its own share (ith of nth) of one node: a pool task whose
 // argument is the bufs[] array. par: dispatched over the pool, else run on the
-// calling thread (too little work to pay for a dispatch).
+// calling thread (too little work to pay for a dispatch); with a batch, only
+// when it has par_rows rows or more (its work grows with them).
 typedef struct NnrtStepKernel {
     const char *name;
     void (*fn)(void *bufs, int ith, int nth);
     int par;
+    int64_t par_rows;
 } NnrtStepKernel;
 
 // The type of an input, variable or output, concrete (dims bound), and the

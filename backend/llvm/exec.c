@@ -226,7 +226,7 @@ static void run_profiled(NnExec *x, JMod *b)
     for (int k = 0; k < b->desc->nkernels; k++) {
         const NnrtStepKernel *kn = &b->desc->kernels[k];
         double t0 = now_ms();
-        if (kn->par)
+        if (kn->par && b->run.batch >= kn->par_rows)
             nnrt_pool_run(x->base.pool, kn->fn, b->run.bufs);
         else
             kn->fn(b->run.bufs, 0, 1);

@@ -185,6 +185,7 @@ static NnCgKernel *new_kernel(NnCg *cg, const char *what, double work)
     snprintf(k->name, sizeof k->name, "%sk%d_%s", cg->prefix, cg->nkernels, what);
     k->work = work;
     k->direct = false;
+    k->batch = false;
     cg->nkernels++;
     cg->batch_v = NULL;
     return k;
@@ -256,6 +257,7 @@ LLVMValueRef nn_cg_batch(NnCg *cg)
 {
     NN_ASSERT(cg->batch_slot >= 0);
     if (!cg->batch_v) {
+        cg->kernels[cg->nkernels - 1].batch = true;
         LLVMValueRef p = nn_cg_buf(cg, cg->batch_slot);
         LLVMBuilderRef eb = entry_builder(cg);
         cg->batch_v = LLVMBuildLoad2(eb, cg->t_i64, p, "batch");

@@ -54,6 +54,7 @@ typedef struct NnCgKernel {
     double work; // rough flop/element count: small kernels run on the caller only
     bool direct; // void k(ptr pool, ptr bufs), run on the caller: it uses the pool
                  // itself (a LOOP running its body's step)
+    bool batch;  // reads the run-time batch: `work` is for rt_ref rows
 } NnCgKernel;
 
 // Kernels below this much work run on the calling thread: a pool dispatch

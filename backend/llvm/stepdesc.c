@@ -4,6 +4,7 @@
 // updates and label checks. The JIT fills in kernel addresses after linking;
 // `nnc build` prints the same tables as C (nn_llvm_step_write_c) and lets the
 // linker fill them in.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,9 +93,18 @@ NnrtStep *nn_llvm_step_new(const NnCg *cg, const NnPlan *plan, const char *name)
         if (s != cg->err_slot && cg->slot_bytes[s] > *need)
             *need = cg->slot_bytes[s];
     }
-    for (int k = 0; k < cg->nkernels; k++)
-        ks[k] = (NnrtStepKernel){dup_str(cg->kernels[k].name), NULL,
-                                 cg->kernels[k].work >= NN_PAR_WORK};
+    for (int k = 0; k < cg->nkernels; k++) {
+        const NnCgKernel *kn = &cg->kernels[k];
+        ks[k] = (NnrtStepKernel){dup_str(kn->name), NULL, kn->work >= NN_PAR_WORK, 0};
+        if (kn->batch && kn->work > 0) {
+            // Work grows with the rows: worth a dispatch from this many on.
+            double rows = ceil(NN_PAR_WORK * (double)cg->rt_ref / kn->work);
+            ks[k].par = 1;
+            ks[k].par_rows = rows > 1 ? (int64_t)rows : 1;
+        } else if (kn->batch) {
+            ks[k].par = 0;
+        }
+    }
     d->noutputs = g->noutputs;
     for (int k = 0; k < g->noutputs; k++)
         outs[k] = tensor_of(cg, g->outputs[k].id, g->outputs[k].name, g->outputs[k].id);
@@ -185,8 +195,8 @@ void nn_llvm_step_write_c(const NnrtStep *d, const char *cname, FILE *f)
         fprintf(f, "void %s(void *, int, int);\n", d->kernels[k].name);
     fprintf(f, "static const NnrtStepKernel %s_kernels[] = {\n", cname);
     for (int k = 0; k < d->nkernels; k++)
-        fprintf(f, "    {\"%s\", %s, %d},\n", d->kernels[k].name, d->kernels[k].name,
-                d->kernels[k].par);
+        fprintf(f, "    {\"%s\", %s, %d, %lld},\n", d->kernels[k].name, d->kernels[k].name,
+                d->kernels[k].par, (long long)d->kernels[k].par_rows);
     fprintf(f, "    {0}\n};\nstatic const NnrtStepSlot %s_slots[] = {\n", cname);
     for (int s = 0; s < d->nslots; s++)
         fprintf(f, "    {%d, %d, %lld, %lld},\n", d->slots[s].kind, d->slots[s].index,
