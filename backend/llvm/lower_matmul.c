@@ -363,18 +363,11 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
         t0 = nn_cg_i64(cg, 0);
         t1 = mtv;
     }
-    // A run-time K takes the general path of several K blocks.
+    // A run-time K is one block of K rows (nn_cg_emit_matmul).
     int64_t kblocks = m->kblocks = m->k > 0 ? (m->k + kc - 1) / kc : 1;
-    if (m->rt_k && kc != m->k)
-        m->kblocks = 2;
-    LLVMValueRef kcv = m->rt_k && kc == m->k ? m->kv : nn_cg_i64(cg, kc);
+    NN_ASSERT(!m->rt_k || kblocks == 1);
+    LLVMValueRef kcv = m->rt_k ? m->kv : nn_cg_i64(cg, kc);
     LLVMValueRef kblocksv = nn_cg_i64(cg, kblocks);
-    if (m->rt_k && kc != m->k)
-        kblocksv = LLVMBuildSDiv(cg->b, add(cg, m->kv, nn_cg_i64(cg, kc - 1)), kcv, "");
-    if (m->rt_k) // K = 0 still runs one block: C := the epilogue of zeros
-        kblocksv = LLVMBuildSelect(
-            cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, kblocksv, nn_cg_i64(cg, 0), ""), kblocksv,
-            nn_cg_i64(cg, 1), "");
     int64_t mc = MM_MC / MM_MR; // tiles per L2 block
     NnLoop kb, mb, p, t;
     nn_cg_loop_begin(cg, &kb, nn_cg_i64(cg, 0), kblocksv, 1);
@@ -609,8 +602,10 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
     int64_t esize = (int64_t)nnrt_dtype_size(dt);
     mm.pack_slot = rt_k ? nn_cg_add_scratch_rows(cg, mm.np * (k / cg->rt_ref) * mm.nr * esize)
                         : nn_cg_add_scratch(cg, mm.np * k * mm.nr * esize);
-    // Partial sums live in C between K blocks, so they need C's dtype.
-    int64_t kc = mm.out_dt == dt ? MM_KC : (k > 0 ? k : 1);
+    // Partial sums live in C between K blocks, so they need C's dtype. A
+    // run-time K (the batch, in weight gradients) is one block: no partial
+    // sums to compile for, at some cache cost past MM_KC rows.
+    int64_t kc = mm.out_dt == dt && !rt_k ? MM_KC : (k > 0 ? k : 1);
     emit_pack(cg, &mm);
     emit_compute(cg, &mm, kc);
 }
