@@ -186,6 +186,7 @@ static NnCgKernel *new_kernel(NnCg *cg, const char *what, double work)
     k->work = work;
     k->direct = false;
     k->batch = false;
+    k->work_fixed = 0;
     cg->nkernels++;
     cg->batch_v = NULL;
     return k;

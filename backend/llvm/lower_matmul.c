@@ -316,7 +316,10 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
 
 static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
 {
-    nn_cg_kernel_begin(cg, m->epi ? "mm_fused" : "mm", mm_work(m, 0));
+    // With few run-time rows the reads of B, not the FMAs, are the work.
+    double reads = m->rt_rows ? mm_work(m, m->k * m->n) - mm_work(m, 0) : 0;
+    nn_cg_kernel_begin(cg, m->epi ? "mm_fused" : "mm", mm_work(m, 0) + reads);
+    cg->kernels[cg->nkernels - 1].work_fixed = reads;
     mm_dims(cg, m);
     m->a = nn_cg_buf(cg, m->a_slot);
     m->bp = nn_cg_buf(cg, m->pack_slot);
@@ -331,12 +334,21 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     LLVMSetAlignment(m->tbuf, 64);
     if (m->rt_rows) {
         // A run-time M of at most MM_ROWS: B in place, no packing (see emit_rows).
+        // One row (batch-1 prediction) has a loop nest of its own.
         LLVMBasicBlockRef rb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "fewrows");
+        LLVMBasicBlockRef r1 = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "onerow");
+        LLVMBasicBlockRef r4 = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "rows");
         LLVMBasicBlockRef tb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "tiles");
         LLVMBuildCondBr(cg->b, few_rows(cg, m), rb, tb);
         LLVMPositionBuilderAtEnd(cg->b, rb);
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, m->mv, nn_cg_i64(cg, 1), ""), r1, r4);
         m->kblocks = 1;
-        rows_body(cg, m, nn_cg_buf(cg, m->b_slot), MM_ROWS, m->mv);
+        LLVMValueRef b = nn_cg_buf(cg, m->b_slot);
+        LLVMPositionBuilderAtEnd(cg->b, r1);
+        rows_body(cg, m, b, 1, NULL);
+        LLVMBuildRetVoid(cg->b);
+        LLVMPositionBuilderAtEnd(cg->b, r4);
+        rows_body(cg, m, b, MM_ROWS, m->mv);
         LLVMBuildRetVoid(cg->b);
         LLVMPositionBuilderAtEnd(cg->b, tb);
     }

@@ -54,7 +54,9 @@ typedef struct NnCgKernel {
     double work; // rough flop/element count: small kernels run on the caller only
     bool direct; // void k(ptr pool, ptr bufs), run on the caller: it uses the pool
                  // itself (a LOOP running its body's step)
-    bool batch;  // reads the run-time batch: `work` is for rt_ref rows
+    bool batch;  // reads the run-time batch: `work` is for rt_ref rows, of which
+                 // work_fixed does not grow with the rows
+    double work_fixed;
 } NnCgKernel;
 
 // Kernels below this much work run on the calling thread: a pool dispatch

@@ -96,13 +96,14 @@ NnrtStep *nn_llvm_step_new(const NnCg *cg, const NnPlan *plan, const char *name)
     for (int k = 0; k < cg->nkernels; k++) {
         const NnCgKernel *kn = &cg->kernels[k];
         ks[k] = (NnrtStepKernel){dup_str(kn->name), NULL, kn->work >= NN_PAR_WORK, 0};
-        if (kn->batch && kn->work > 0) {
-            // Work grows with the rows: worth a dispatch from this many on.
-            double rows = ceil(NN_PAR_WORK * (double)cg->rt_ref / kn->work);
-            ks[k].par = 1;
-            ks[k].par_rows = rows > 1 ? (int64_t)rows : 1;
-        } else if (kn->batch) {
-            ks[k].par = 0;
+        if (kn->batch) {
+            // work_fixed + per_row * rows: worth a dispatch from this many rows on.
+            double per_row = (kn->work - kn->work_fixed) / (double)cg->rt_ref;
+            double rows = kn->work_fixed >= NN_PAR_WORK ? 0
+                        : per_row > 0 ? ceil((NN_PAR_WORK - kn->work_fixed) / per_row)
+                                      : -1;
+            ks[k].par = rows >= 0;
+            ks[k].par_rows = rows > 0 ? (int64_t)rows : 0;
         }
     }
     d->noutputs = g->noutputs;
