@@ -38,9 +38,9 @@ static NnGraph *mlp(bool train, bool dropout)
     h = nn_ir_binary(g, NN_OP_MAX, h, nn_ir_const(g, 0, NN_DT_F32, ag_loc), ag_loc);
     if (dropout) {
         NnId st = ag_input(g, "step", NN_DT_F32, AG_SCALAR);
-        NnId ins[2] = {h, st};
-        NnAttr a = {.value = 0.25, .seed = 9};
-        h = nn_ir_add(g, NN_OP_DROPOUT, ins, 2, &a, ag_loc);
+        NnId ins[3] = {h, st, nn_ir_const(g, 0.25, NN_DT_F32, ag_loc)};
+        NnAttr a = {.seed = 9};
+        h = nn_ir_add(g, NN_OP_DROPOUT, ins, 3, &a, ag_loc);
     }
     NnId logits =
         nn_ir_binary(g, NN_OP_ADD, nn_ir_matmul(g, h, w[2], false, false, ag_loc), w[3], ag_loc);
