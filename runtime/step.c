@@ -179,9 +179,12 @@ static NnStatus attach(NnrtStepRun *r, NnVars *vars, NnTensor *const *inputs, bo
     for (int k = 0; k < d->ninputs; k++)
         if (check && !same_type(&d->inputs[k], inputs[k], n))
             return mismatch("input", &d->inputs[k], inputs[k], n);
+    // The same table at the same stamp holds the same tensors: no name lookups.
+    bool cached = vars && vars->gen && r->cvars == vars && r->cgen == vars->gen;
+    r->cvars = NULL;
     for (int k = 0; k < d->nvars; k++) {
         const NnrtStepTensor *v = &d->vars[k];
-        NnTensor *t = vars ? nnrt_vars_get(vars, v->name) : NULL;
+        NnTensor *t = cached ? r->var[k] : vars ? nnrt_vars_get(vars, v->name) : NULL;
         if (!t)
             return nnrt_fail(NN_ERR_SHAPE, "variable '%s' is missing", v->name);
         if (check && !same_type(v, t, n))
@@ -191,6 +194,10 @@ static NnStatus attach(NnrtStepRun *r, NnVars *vars, NnTensor *const *inputs, bo
     NnStatus st = r->cap < 0 || (batch && n != r->batch) ? place(r, n) : NN_OK;
     if (st != NN_OK)
         return st;
+    if (vars) {
+        r->cvars = vars;
+        r->cgen = vars->gen;
+    }
     for (int s = 0; s < d->nslots; s++) {
         const NnrtStepSlot *sl = &d->slots[s];
         if (sl->kind == NNRT_SLOT_INPUT)

@@ -6,6 +6,7 @@
 // blocks of KC, panels in the outer loop so a B panel stays in L1 while the
 // thread's A rows stream from L2. Threads split M tiles, or N panels if M is short.
 #include <stdlib.h>
+#include <string.h>
 
 #include "nn_llvm.h"
 
@@ -343,7 +344,8 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
         LLVMPositionBuilderAtEnd(cg->b, rb);
         LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, m->mv, nn_cg_i64(cg, 1), ""), r1, r4);
         m->kblocks = 1;
-        LLVMValueRef b = nn_cg_buf(cg, m->b_slot);
+        LLVMValueRef b = nn_cg_buf(cg, m->b_slot), bp = m->bp, acc[MM_MR][2];
+        memcpy(acc, m->acc, sizeof acc);
         LLVMPositionBuilderAtEnd(cg->b, r1);
         rows_body(cg, m, b, 1, NULL);
         LLVMBuildRetVoid(cg->b);
@@ -351,6 +353,8 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
         rows_body(cg, m, b, MM_ROWS, m->mv);
         LLVMBuildRetVoid(cg->b);
         LLVMPositionBuilderAtEnd(cg->b, tb);
+        m->bp = bp; // the tiles read the packed panels
+        memcpy(m->acc, acc, sizeof acc);
     }
     int64_t mt = (m->m + MM_MR - 1) / MM_MR, full = m->m / MM_MR;
     int rem = (int)(m->m % MM_MR);
@@ -470,40 +474,82 @@ static void emit_small(NnCg *cg, Mm *m)
 // work (batch-1 inference). Rows of op(A) times B's rows straight from memory:
 // per panel of NR columns, the M x 2 accumulator vectors of a tile, one
 // broadcast of A[i,k] per row and two (masked at the edge) loads of B row k.
-// Threads split the panels.
+// Each accumulator is a chain of dependent FMAs, so with fewer than
+// MM_CHAINS of them the FMA latency, not the loads, sets the pace: K is then
+// split KS ways (k, k+1, ... of each step of KS into separate accumulators,
+// summed at the end), which gives batch-1 inference 4x the chains.
+// Threads split the panels. A run-time M (at most MM_ROWS, nrows of the
+// `rows` real) and a run-time K (one chain per accumulator) use it too.
+#define MM_CHAINS 8
+
+// One step of the K loop at k: row r's products into accumulator set s.
+static void rows_fma(NnCg *cg, Mm *m, LLVMValueRef (*acc)[2][4], int rows, LLVMValueRef nrows,
+                     int s, LLVMValueRef k, LLVMValueRef j0)
+{
+    LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
+    LLVMValueRef bv[2];
+    for (int v = 0; v < 2; v++) {
+        LLVMValueRef off = add(cg, add(cg, mul(cg, k, m->n), j0), nn_cg_i64(cg, v * m->vw));
+        bv[v] = nn_cg_load(cg, m->dt, m->bp, off, m->vw, m->mask[v]);
+    }
+    for (int r = 0; r < rows; r++) {
+        LLVMValueRef i = tile_row(cg, nn_cg_i64(cg, 0), r, nrows);
+        LLVMValueRef sp = nn_cg_splat(cg, a_elem(cg, m, i, k), m->vw);
+        for (int v = 0; v < 2; v++) {
+            LLVMValueRef args[3] = {sp, bv[v], LLVMBuildLoad2(cg->b, vt, acc[r][v][s], "")};
+            LLVMBuildStore(cg->b, nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3),
+                           acc[r][v][s]);
+        }
+    }
+}
 
 // The rows loop nest: B (in place, pointer b) times `rows` rows of op(A), of
-// which the first nrows are real when nrows is not NULL (a run-time M). The
-// accumulators and tbuf must exist.
+// which the first nrows are real when nrows is not NULL (a run-time M).
 static void rows_body(NnCg *cg, Mm *m, LLVMValueRef b, int rows, LLVMValueRef nrows)
 {
     LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
+    int ks = MM_CHAINS / (2 * (rows > 0 ? rows : 1));
+    ks = ks < 1 ? 1 : ks > 4 ? 4 : ks;
+    if (m->k < 4 * ks || m->rt_k)
+        ks = 1;
+    LLVMValueRef acc[MM_ROWS][2][4];
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < 2; v++)
+            for (int s = 0; s < ks; s++)
+                acc[r][v][s] = nn_cg_alloca(cg, vt);
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < 2; v++)
+            m->acc[r][v] = acc[r][v][0];
+    m->bp = b;
     LLVMValueRef p0, p1;
     nn_cg_split(cg, m->np, 1, &p0, &p1);
-    NnLoop p, k;
+    NnLoop p, k, kt;
     nn_cg_loop_begin(cg, &p, p0, p1, 1);
     LLVMValueRef j0 = mul(cg, p.iv, m->nr);
     for (int v = 0; v < 2; v++)
         m->mask[v] = col_mask(cg, m, add(cg, j0, nn_cg_i64(cg, v * m->vw)));
     for (int r = 0; r < rows; r++)
         for (int v = 0; v < 2; v++)
-            LLVMBuildStore(cg->b, LLVMConstNull(vt), m->acc[r][v]);
-    nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), m->kv, 1);
-    LLVMValueRef bv[2];
-    for (int v = 0; v < 2; v++) {
-        LLVMValueRef off = add(cg, add(cg, mul(cg, k.iv, m->n), j0), nn_cg_i64(cg, v * m->vw));
-        bv[v] = nn_cg_load(cg, m->dt, b, off, m->vw, m->mask[v]);
-    }
-    for (int r = 0; r < rows; r++) {
-        LLVMValueRef i = tile_row(cg, nn_cg_i64(cg, 0), r, nrows);
-        LLVMValueRef s = nn_cg_splat(cg, a_elem(cg, m, i, k.iv), m->vw);
-        for (int v = 0; v < 2; v++) {
-            LLVMValueRef args[3] = {s, bv[v], LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "")};
-            LLVMBuildStore(cg->b, nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3), m->acc[r][v]);
-        }
-    }
-    k.unroll = true;
+            for (int s = 0; s < ks; s++)
+                LLVMBuildStore(cg->b, LLVMConstNull(vt), acc[r][v][s]);
+    int64_t kfull = m->k - m->k % ks;
+    nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), m->rt_k ? m->kv : nn_cg_i64(cg, kfull), ks);
+    for (int s = 0; s < ks; s++)
+        rows_fma(cg, m, acc, rows, nrows, s, add(cg, k.iv, nn_cg_i64(cg, s)), j0);
+    k.unroll = ks == 1;
     nn_cg_loop_end(cg, &k);
+    if (!m->rt_k && kfull < m->k) {
+        nn_cg_loop_begin(cg, &kt, nn_cg_i64(cg, kfull), nn_cg_i64(cg, m->k), 1);
+        rows_fma(cg, m, acc, rows, nrows, 0, kt.iv, j0);
+        nn_cg_loop_end(cg, &kt);
+    }
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < 2; v++)
+            for (int s = 1; s < ks; s++) {
+                LLVMValueRef sum = LLVMBuildFAdd(cg->b, LLVMBuildLoad2(cg->b, vt, acc[r][v][0], ""),
+                                                 LLVMBuildLoad2(cg->b, vt, acc[r][v][s], ""), "");
+                LLVMBuildStore(cg->b, sum, acc[r][v][0]);
+            }
     tile_store(cg, m, nn_cg_i64(cg, 0), j0, rows, true, nrows);
     nn_cg_loop_end(cg, &p);
 }
@@ -517,14 +563,10 @@ static void emit_rows(NnCg *cg, Mm *m)
     if (m->epi)
         nn_expr_bind(cg, m->epi);
     LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
-    int rows = (int)m->m;
-    for (int r = 0; r < rows; r++)
-        for (int v = 0; v < 2; v++)
-            m->acc[r][v] = nn_cg_alloca(cg, vt);
     m->tbuf = nn_cg_alloca(cg, LLVMArrayType2(vt, 2 * MM_MR));
     LLVMSetAlignment(m->tbuf, 64);
     m->kblocks = 1;
-    rows_body(cg, m, nn_cg_buf(cg, m->b_slot), rows, NULL);
+    rows_body(cg, m, nn_cg_buf(cg, m->b_slot), (int)m->m, NULL);
     nn_cg_kernel_end(cg);
 }
 

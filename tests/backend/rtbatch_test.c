@@ -177,7 +177,9 @@ Test(rtbatch, eval_any_batch_one_compile)
     mlp_vars(&v);
     bool rt = false;
     int64_t sizes[] = {1, 2, 3, 4, 5, 8, 9, 15, 16, 17, 100, 1};
-    int compiles = run_sizes(g, &v, sizes, (int)(sizeof sizes / sizeof sizes[0]), mlp_inputs, 1e-5,
+    // One row sums K in 4 interleaved chains (lower_matmul.c's rows path): a
+    // logit whose terms cancel differs from the interpreter's order by ~1e-4.
+    int compiles = run_sizes(g, &v, sizes, (int)(sizeof sizes / sizeof sizes[0]), mlp_inputs, 1e-4,
                              &rt);
     cr_expect(rt);
     cr_expect_eq(compiles, 1, "compiled %d times", compiles);
