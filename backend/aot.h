@@ -39,6 +39,16 @@ NnStatus nn_aot_compile(const NnGraph *g, const int64_t *symv, const char *prefi
                         NnrtStep **desc);
 void nn_aot_step_free(NnrtStep *d);
 
+// The batch symbol g (fused or not) can leave to run time, or -1 when some op
+// on it still needs it bound (the reason in why[n]).
+int nn_aot_batch_sym(const NnGraph *g, char *why, size_t n);
+// nn_aot_compile for every value of symbol batch_sym (nn_aot_batch_sym): one
+// object runs any batch size; symv[batch_sym] is the batch the code is tuned
+// for (the training batch). The descriptor's batch dims are NNRT_DIM_BATCH.
+NnStatus nn_aot_compile_any_batch(const NnGraph *g, const int64_t *symv, int batch_sym,
+                                  const char *prefix, const char *name, const NnAotTarget *t,
+                                  const char *obj_path, NnrtStep **desc);
+
 // d as C source defining `const NnrtStep <cname>` (and static tables named
 // after it), preceded by declarations of its kernels. The file includes
 // "step.h" itself only if the caller wrote that include first.

@@ -42,6 +42,10 @@ bool nn_llvm_dump(const NnGraph *g, const int64_t *symv, bool asm_, FILE *out);
 // Kernels in the most recently compiled binding of a JIT executable (0 before
 // the first run): tests use it to see fusion happen.
 int nn_llvm_kernel_count(const NnExec *x);
+// Modules compiled so far (each costs 100+ ms): with a run-time batch
+// (nn_llvm_runtime_batch), a new batch size adds none.
+int nn_llvm_compile_count(const NnExec *x);
+bool nn_llvm_runtime_batch(const NnExec *x);
 #endif
 
 // Backend by name, or NULL ("jit" is NULL in builds without LLVM).

@@ -3,12 +3,14 @@
 // (IDX image files are read for their headers only, other files for their
 // sample counts; transforms are not run) while a hook records its loads and
 // field transforms; the training step (every step of a block of steps) and
-// the evaluation graph are compiled ahead of time (backend/aot.h) for every
-// batch size the program will run: the batch, the last partial batches of
-// the splits it trains or evaluates, and 1 (predict). A generated C file
-// holds the step descriptors and the replay of the data block
-// (runtime/app/app.h); the system C compiler (`cc`) compiles it and links it
-// with the kernel objects, runtime/app's main and libnnrt, all statically.
+// the evaluation graph are compiled ahead of time (backend/aot.h) once for
+// any batch size when every op on the batch takes it at run time (an
+// NnrtAppStep of 0 rows), else for every batch size the program will run:
+// the batch, the last partial batches of the splits it trains or evaluates,
+// and 1 (predict). A generated C file holds the step descriptors and the
+// replay of the data block (runtime/app/app.h); the system C compiler (`cc`)
+// compiles it and links it with the kernel objects, runtime/app's main and
+// libnnrt, all statically.
 #include "driver.h"
 #include "savefile.h"
 
@@ -40,6 +42,7 @@ enum { MAX_JOBS = 64 };
 typedef struct Job {
     const NnGraph *g;
     int64_t symv[NN_MAX_SYMS];
+    int batch_sym; // >= 0: compiled for any value of this symbol
     bool fuse;
     char name[64], obj[PATH_MAX + 32], what[96];
     const NnAotTarget *target;
@@ -116,6 +119,7 @@ static int add_job(Build *B, const NnGraph *g, const int64_t *symv, bool fuse, c
     j->g = g;
     for (int s = 0; s < NN_MAX_SYMS; s++)
         j->symv[s] = symv ? symv[s] : -1;
+    j->batch_sym = -1;
     j->fuse = fuse;
     snprintf(j->name, sizeof j->name, "nnrt_step%d", B->njobs);
     snprintf(j->obj, sizeof j->obj, "%s/step%d.o", B->dir, B->njobs);
@@ -128,7 +132,10 @@ static void *compile_job(void *arg)
     Job *j = arg;
     char prefix[80];
     snprintf(prefix, sizeof prefix, "%s_", j->name);
-    j->st = nn_aot_compile(j->g, j->symv, prefix, j->what, j->target, j->obj, &j->desc);
+    j->st = j->batch_sym >= 0 ? nn_aot_compile_any_batch(j->g, j->symv, j->batch_sym, prefix,
+                                                         j->what, j->target, j->obj, &j->desc)
+                              : nn_aot_compile(j->g, j->symv, prefix, j->what, j->target, j->obj,
+                                               &j->desc);
     if (j->st != NN_OK)
         snprintf(j->err, sizeof j->err, "%s", nnrt_errmsg());
     return NULL;
@@ -676,7 +683,7 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
         memcpy(f[nf].sample.dim, full.sample.dim + 1, sizeof(int64_t) * (size_t)f[nf].sample.rank);
         nf++;
     }
-    int64_t B_ = spec.batch, sizes[4], esz[8];
+    int64_t B_ = spec.batch, sizes[4], esz[8] = {0};
     int ns = 0, ne = 0;
     add_size(sizes, &ns, B_);
     add_size(sizes, &ns, kept(train, spec.limit) % B_);
@@ -689,26 +696,44 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
         add_size(esz, &ne, kept(val, spec.eval_limit) % B_);
         add_size(esz, &ne, kept(test, spec.eval_limit) % B_);
     }
+    char why[160];
+    // One step for every batch size (listed as 0 rows) where the batch can
+    // be a run-time value, tuned for the training batch.
+    int esym = spec.eval ? nn_aot_batch_sym(spec.eval, why, sizeof why) : -1;
+    if (esym >= 0)
+        ne = 1, esz[0] = 0;
     int tj[MAX_JOBS], tp[MAX_JOBS], ej[8], xj[MAX_JOBS], nt = 0;
     int64_t tsz[MAX_JOBS], symv[NN_MAX_SYMS];
     char what[96];
-    for (int k = 0; k < nparts && nt + ns <= MAX_JOBS; k++)
-        for (int i = 0; i < ns; i++) {
-            const NnGraph *g = *nn_train_step_graph(&spec, k);
-            bind_rows(g, f, nf, sizes[i], symv);
-            if (spec.nsteps)
-                snprintf(what, sizeof what, "step '%s' for %lld rows", spec.steps[k].name,
-                         (long long)sizes[i]);
+    for (int k = 0; k < nparts && nt + ns <= MAX_JOBS; k++) {
+        const NnGraph *g = *nn_train_step_graph(&spec, k);
+        int tsym = nn_aot_batch_sym(g, why, sizeof why);
+        for (int i = 0; i < (tsym >= 0 ? 1 : ns); i++) {
+            int64_t rows = tsym >= 0 ? 0 : sizes[i];
+            bind_rows(g, f, nf, rows ? rows : B_, symv);
+            const char *step = spec.nsteps ? spec.steps[k].name : NULL;
+            if (step && rows)
+                snprintf(what, sizeof what, "step '%s' for %lld rows", step, (long long)rows);
+            else if (step)
+                snprintf(what, sizeof what, "step '%s'", step);
+            else if (rows)
+                snprintf(what, sizeof what, "training step for %lld rows", (long long)rows);
             else
-                snprintf(what, sizeof what, "training step for %lld rows", (long long)sizes[i]);
-            tsz[nt] = sizes[i];
+                snprintf(what, sizeof what, "training step");
+            tsz[nt] = rows;
             tp[nt] = k;
-            tj[nt++] = add_job(B, g, symv, true, what);
+            tj[nt] = add_job(B, g, symv, true, what);
+            B->jobs[tj[nt++]].batch_sym = rows ? -1 : tsym;
         }
+    }
     for (int i = 0; i < ne; i++) {
-        bind_rows(spec.eval, f, nf, esz[i], symv);
-        snprintf(what, sizeof what, "evaluation for %lld rows", (long long)esz[i]);
+        bind_rows(spec.eval, f, nf, esz[i] ? esz[i] : B_, symv);
+        if (esz[i])
+            snprintf(what, sizeof what, "evaluation for %lld rows", (long long)esz[i]);
+        else
+            snprintf(what, sizeof what, "evaluation");
         ej[i] = add_job(B, spec.eval, symv, true, what);
+        B->jobs[ej[i]].batch_sym = esz[i] ? -1 : esym;
     }
     for (int i = 0; i < B->nxf; i++) {
         snprintf(what, sizeof what, "data transform (line %d)", B->xf[i].st->loc.line);

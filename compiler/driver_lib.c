@@ -3,8 +3,10 @@
 // model in a C program. The training step and the evaluation graph are
 // compiled ahead of time (backend/aot.h) for the training batch size; a
 // generated C file holds their step descriptors, the variables' initializers
-// and thin NAME_* wrappers over runtime/model_api.h, which pads a partial
-// batch so one compile serves predictions of any size. The system C compiler
+// and thin NAME_* wrappers over runtime/model_api.h. The evaluation graph
+// takes its batch at run time when every op on it can (a prediction then runs
+// its rows in batch-sized chunks, the last one short), else runtime/model_api
+// pads a partial batch: either way one compile serves any n. The system C compiler
 // (`cc`) compiles that file and `ar` adds it, the kernel objects and every
 // object of libnnrt to one archive: the user links libNAME.a, -lz, -lm and
 // -lpthread and nothing of nnc. The data block is read for shapes only (IDX
@@ -293,7 +295,14 @@ static bool compile_model(NnCtx *c, const Lib *L, const NnAotTarget *t, NnTrainS
     snprintf(pre, sizeof pre, "nnm_%s_eval_", L->name);
     snprintf(what, sizeof what, "evaluation, batch %lld", (long long)spec->batch);
     bind_syms(spec->eval, f, 2, spec->batch, symv);
-    ok = ok && nn_aot_compile(spec->eval, symv, pre, what, t, in_tmp(c, L, "eval.o"), &ed) == NN_OK;
+    char why[160];
+    int esym = nn_aot_batch_sym(spec->eval, why, sizeof why);
+    if (esym >= 0)
+        snprintf(what, sizeof what, "evaluation");
+    ok = ok && (esym >= 0 ? nn_aot_compile_any_batch(spec->eval, symv, esym, pre, what, t,
+                                                     in_tmp(c, L, "eval.o"), &ed)
+                          : nn_aot_compile(spec->eval, symv, pre, what, t,
+                                           in_tmp(c, L, "eval.o"), &ed)) == NN_OK;
     FILE *m = ok ? fopen(in_tmp(c, L, "model.c"), "w") : NULL;
     if (!ok || !m) {
         nn_error(&c->diags, spec->ast->loc, "cannot compile the model: %s",

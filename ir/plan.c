@@ -95,6 +95,9 @@ static void live_ranges(const NnGraph *g, const int64_t *symv, NnPlan *p, const 
             s->flags |= NN_PLAN_EXTERNAL;
         if (n->op == NN_OP_CONST && !o->const_buffers)
             s->flags |= NN_PLAN_CONST;
+        for (int k = 0; o->rows && k < n->shape.rank; k++)
+            if (n->shape.dim[k] == -o->rows_sym - 1)
+                s->flags |= NN_PLAN_ROWS;
         for (int k = 0; k < n->nin; k++)
             if (p->slots[n->in[k]].last < i)
                 p->slots[n->in[k]].last = i;
@@ -126,30 +129,36 @@ NnPlan *nn_plan_build_ex(const NnGraph *g, const int64_t *symv, NnArena *arena,
     NN_ASSERT(head && next);
     for (int i = 0; i < g->count; i++)
         head[i] = -1;
-    Free f = {0};
+    // Two regions, each with its free list and end: [0] fixed-size values
+    // (the workspace), [1] per-row values (workspace_rows).
+    Free f[2] = {{0}, {0}};
+    int64_t *end[2] = {&p->workspace, &p->workspace_rows};
     for (NnId i = 0; i < g->count; i++) {
         if (i > 0)
             for (int d = head[i - 1]; d >= 0; d = next[d])
-                give(&f, p->slots[d].offset, pad(p->slots[d].nbytes));
+                give(&f[(p->slots[d].flags & NN_PLAN_ROWS) != 0], p->slots[d].offset,
+                     pad(p->slots[d].nbytes));
         NnPlanSlot *s = &p->slots[i];
         if (s->flags & (NN_PLAN_EXTERNAL | NN_PLAN_CONST))
             continue;
+        int r = (s->flags & NN_PLAN_ROWS) != 0;
         int64_t size = pad(s->nbytes);
-        s->offset = take(&f, size);
+        s->offset = take(&f[r], size);
         if (s->offset < 0) {
-            // Grow: extend a free block that ends the workspace, else append.
-            if (f.n && f.b[f.n - 1].off + f.b[f.n - 1].size == p->workspace) {
-                s->offset = f.b[--f.n].off;
+            // Grow: extend a free block that ends the region, else append.
+            if (f[r].n && f[r].b[f[r].n - 1].off + f[r].b[f[r].n - 1].size == *end[r]) {
+                s->offset = f[r].b[--f[r].n].off;
             } else {
-                s->offset = p->workspace;
+                s->offset = *end[r];
             }
-            p->workspace = s->offset + size;
+            *end[r] = s->offset + size;
         }
         p->total += size;
         next[i] = head[s->last];
         head[s->last] = i;
     }
-    free(f.b);
+    free(f[0].b);
+    free(f[1].b);
     free(head);
     free(next);
     return p;
@@ -166,13 +175,16 @@ bool nn_plan_check(const NnPlan *p, char *err, size_t errlen)
         const NnPlanSlot *a = &p->slots[i];
         if (a->offset < 0)
             continue;
-        if (a->offset % NN_PLAN_ALIGN || a->offset + a->nbytes > p->workspace) {
+        bool rows = a->flags & NN_PLAN_ROWS;
+        if (a->offset % NN_PLAN_ALIGN ||
+            a->offset + a->nbytes > (rows ? p->workspace_rows : p->workspace)) {
             snprintf(err, errlen, "%%%d: offset %lld misplaced", i, (long long)a->offset);
             return false;
         }
         for (int j = i + 1; j < p->count; j++) {
             const NnPlanSlot *b = &p->slots[j];
-            if (b->offset < 0 || b->first > a->last || a->first > b->last)
+            if (b->offset < 0 || b->first > a->last || a->first > b->last ||
+                rows != ((b->flags & NN_PLAN_ROWS) != 0))
                 continue;
             if (a->offset < b->offset + pad(b->nbytes) && b->offset < a->offset + pad(a->nbytes)) {
                 snprintf(err, errlen, "%%%d and %%%d overlap while both live", i, j);

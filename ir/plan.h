@@ -21,6 +21,9 @@ enum {
     // A CONST: one scalar a backend can materialize itself. Without
     // NnPlanOptions.const_buffers it gets no workspace (offset -1).
     NN_PLAN_CONST = 1 << 2,
+    // Sized by the batch (NnPlanOptions.rows): offset and nbytes are per row,
+    // and the value lives at offset * batch in the workspace.
+    NN_PLAN_ROWS = 1 << 3,
 };
 
 typedef struct NnPlanSlot {
@@ -36,10 +39,19 @@ typedef struct NnPlan {
     NnPlanSlot *slots;    // one per node
     int64_t workspace;    // bytes, a multiple of NN_PLAN_ALIGN
     int64_t total;        // sum of the padded sizes placed (workspace without reuse)
+    // With NnPlanOptions.rows: the rows region takes workspace_rows * batch
+    // bytes at the start, and the other values (and `workspace`) follow it.
+    int64_t workspace_rows;
 } NnPlan;
 
 typedef struct NnPlanOptions {
     bool const_buffers; // give CONSTs workspace too (a backend that fills them)
+    // Plan for any value of symbol rows_sym (the batch, always a leading dim):
+    // values whose shape has it are planned per row (symv binds it to 1) in a
+    // region of their own that scales with the batch; the rest after it. One
+    // plan then serves every batch size.
+    bool rows;
+    int rows_sym;
 } NnPlanOptions;
 
 // Plans g for symbol values symv[k] (k < g->nsyms; may be NULL if none). The

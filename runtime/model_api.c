@@ -1,8 +1,9 @@
 // A model library's context (model_api.h): the variables, a private thread
 // pool and the two step runs of one compiled model. Callers' buffers are
 // copied into 64-byte aligned batch buffers before a run (generated kernels
-// may assume that alignment), and a partial last batch of a prediction is
-// padded with zeros, so one compiled batch size serves any n. Every failure
+// may assume that alignment). A prediction runs in chunks of the batch size:
+// the last one short when the evaluation step takes its batch at run time,
+// else padded with zeros, so one compiled step serves any n. Every failure
 // is a status plus a message kept in the context; nothing exits or aborts.
 #include "model_api.h"
 
@@ -40,12 +41,13 @@ static NnStatus bad_arg(NnrtModel *m, const char *what)
     return fail(m, nnrt_fail(NN_ERR_SHAPE, "%s", what));
 }
 
-static NnTensor header(const NnrtStepTensor *t, void *data)
+// A header for t's type over data, its batch dim (if it has one) `rows`.
+static NnTensor header(const NnrtStepTensor *t, void *data, int64_t rows)
 {
     NnTensor h = {.dtype = (NnDType)t->dtype, .rank = t->rank, .numel = 1, .data = data};
     for (int i = 0; i < t->rank; i++) {
-        h.shape[i] = t->dims[i];
-        h.numel *= t->dims[i];
+        h.shape[i] = t->dims[i] == NNRT_DIM_BATCH ? rows : t->dims[i];
+        h.numel *= h.shape[i];
     }
     return h;
 }
@@ -126,12 +128,15 @@ NnStatus nnrt_model_predict(NnrtModel *m, const float *x, int64_t n, float *out)
     const NnrtStep *e = d->eval;
     // Predictions need no label: zeros are in range for every check.
     memset(m->y, 0, (size_t)(d->batch * d->label_size) * nnrt_dtype_size(d->label_dtype));
-    NnTensor in[2] = {header(&e->inputs[0], m->x), header(&e->inputs[1], m->y)};
-    NnTensor *ins[2] = {&in[0], &in[1]};
+    bool any = e->inputs[0].rank > 0 && e->inputs[0].dims[0] == NNRT_DIM_BATCH;
     for (int64_t at = 0; at < n; at += d->batch) {
         int64_t k = n - at < d->batch ? n - at : d->batch;
         memcpy(m->x, x + at * d->in_size, (size_t)(k * d->in_size) * sizeof(float));
-        memset(m->x + k * d->in_size, 0, (size_t)((d->batch - k) * d->in_size) * sizeof(float));
+        if (!any)
+            memset(m->x + k * d->in_size, 0,
+                   (size_t)((d->batch - k) * d->in_size) * sizeof(float));
+        NnTensor in[2] = {header(&e->inputs[0], m->x, k), header(&e->inputs[1], m->y, k)};
+        NnTensor *ins[2] = {&in[0], &in[1]};
         NnTensor *outs[16] = {0};
         NnStatus st = nnrt_step_run(&m->eval, &m->pool, &m->vars, ins, outs);
         if (st != NN_OK)
@@ -164,7 +169,7 @@ NnStatus nnrt_model_train_step(NnrtModel *m, const float *x, const void *labels,
     memcpy(m->x, x, (size_t)(n * d->in_size) * sizeof(float));
     memcpy(m->y, labels, (size_t)(n * d->label_size) * nnrt_dtype_size(d->label_dtype));
     const NnrtStep *s = d->step;
-    NnTensor in[2] = {header(&s->inputs[0], m->x), header(&s->inputs[1], m->y)};
+    NnTensor in[2] = {header(&s->inputs[0], m->x, n), header(&s->inputs[1], m->y, n)};
     NnTensor *ins[2] = {&in[0], &in[1]}, *outs[16] = {0};
     NnStatus st = nnrt_step_run(&m->step, &m->pool, &m->vars, ins, outs);
     if (st != NN_OK)

@@ -1,6 +1,9 @@
 // A compiled step as plain data: the buffer table, memory plan, kernel list,
 // inputs, variables, outputs, updates and label checks of one graph compiled
-// for one binding of its dims. The JIT (backend/llvm/exec.c) builds one per
+// for one binding of its dims, or for every value of one of them, the batch
+// (the leading dim of inputs and values; NNRT_DIM_BATCH in tensor types,
+// workspace offsets that grow per row of it, kernels that read it from a
+// NNRT_SLOT_BATCH slot). The JIT (backend/llvm/exec.c) builds one per
 // binding around the code it just compiled; `nnc build` writes the same tables
 // as C next to the object file of the kernels. nnrt_step_run, one loop, runs
 // either, so a built program computes exactly what `nnc train` computes.
@@ -21,21 +24,28 @@ typedef enum NnrtSlotKind {
     NNRT_SLOT_VAR,       // the data of the variable vars[index] (looked up by name)
     NNRT_SLOT_SCRATCH,   // the scratch block shared by all such slots (matmul packing)
     NNRT_SLOT_ERRORS,    // int64 per label check: first bad row, or -1
+    NNRT_SLOT_BATCH,     // int64: the batch the step runs with
 } NnrtSlotKind;
 
 typedef struct NnrtStepSlot {
     int kind;       // NnrtSlotKind
     int index;      // INPUT / VAR: which one
-    int64_t offset; // WORKSPACE: bytes from its start
+    int64_t offset; // WORKSPACE: bytes from its start ...
+    int64_t row_offset; // ... plus this many per row of the batch
 } NnrtStepSlot;
+
+// In NnrtStepTensor.dims (leading dim only): the batch, any size at run time.
+#define NNRT_DIM_BATCH (-1)
 
 // A kernel computes its own share (ith of nth) of one node: a pool task whose
 // argument is the bufs[] array. par: dispatched over the pool, else run on the
-// calling thread (too little work to pay for a dispatch).
+// calling thread (too little work to pay for a dispatch); with a batch, only
+// when it has par_rows rows or more (its work grows with them).
 typedef struct NnrtStepKernel {
     const char *name;
     void (*fn)(void *bufs, int ith, int nth);
     int par;
+    int64_t par_rows;
 } NnrtStepKernel;
 
 // The type of an input, variable or output, concrete (dims bound), and the
@@ -79,6 +89,8 @@ typedef struct NnrtStep {
     const NnrtStepTensor *inputs, *vars, *outputs;
     const NnrtStepUpdate *updates;
     const NnrtStepCheck *checks;
+    // With a batch: bytes per row of it, on top of workspace and scratch.
+    int64_t workspace_rows, scratch_rows;
 } NnrtStep;
 
 // A descriptor made ready to run: its memory, output headers and update
@@ -96,10 +108,13 @@ typedef struct NnrtStepRun {
     NnTensor **var; // per variable: the tensor found in the last run's table
     const NnVars *cvars; // that table, while its stamp (NnVars.gen) is still cgen:
     uint64_t cgen;       // var[] holds, so a step skips the name lookups
+    int64_t batch;  // the batch of the last run (what a NNRT_SLOT_BATCH slot reads)
+    int64_t cap;    // the largest batch the memory is sized for so far
 } NnrtStepRun;
 
 // Allocates r for d (which must outlive r). NN_ERR_NOMEM on failure; r is
-// then safe to close.
+// then safe to close. A step with a batch sizes its memory at the first run
+// and grows it when a run brings a larger batch (no other cost per size).
 NnStatus nnrt_step_open(NnrtStepRun *r, const NnrtStep *d);
 void nnrt_step_close(NnrtStepRun *r);
 

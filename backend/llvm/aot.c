@@ -109,7 +109,10 @@ static NnStatus emit(LLVMModuleRef m, const NnAotTarget *t, const char *path)
     return st;
 }
 
-NnStatus nn_aot_compile(const NnGraph *g, const int64_t *symv, const char *prefix,
+// Rows a run-time batch stands for while compiling, at least (exec.c's RT_REF_MIN).
+#define RT_REF_MIN 32
+
+static NnStatus compile(const NnGraph *g, const int64_t *symv, int batch_sym, const char *prefix,
                         const char *name, const NnAotTarget *t, const char *obj_path,
                         NnrtStep **desc)
 {
@@ -117,9 +120,24 @@ NnStatus nn_aot_compile(const NnGraph *g, const int64_t *symv, const char *prefi
     NnGraph *fused = NULL;
     if (!has_fused(g))
         g = fused = nn_passes_run(nn_graph_clone(g), NULL);
+    int64_t cv[NN_MAX_SYMS], pv[NN_MAX_SYMS]; // the binding compiled, and planned
+    memcpy(cv, symv, sizeof cv);
+    memcpy(pv, symv, sizeof pv);
+    NnPlanOptions po = {.const_buffers = true};
+    if (batch_sym >= 0) {
+        char why[160];
+        if (nn_cg_batch_sym(g, why, sizeof why) != batch_sym) {
+            nn_graph_free(fused);
+            return nnrt_fail(NN_ERR_RUNTIME, "aot: the batch cannot be a run-time value: %s", why);
+        }
+        cv[batch_sym] = symv[batch_sym] > RT_REF_MIN ? symv[batch_sym] : RT_REF_MIN;
+        pv[batch_sym] = 1;
+        po.rows = true;
+        po.rows_sym = batch_sym;
+    }
     LLVMContextRef ctx = LLVMContextCreate();
     NnCg cg;
-    nn_cg_init(&cg, ctx, g, symv, prefix);
+    nn_cg_init_rt(&cg, ctx, g, cv, prefix, batch_sym);
     cg.cpu = t->cpu;
     cg.features = t->features;
     cg.vec512 = strstr(t->features, "+avx512f") || !strcmp(t->cpu, "x86-64-v4") ||
@@ -129,9 +147,8 @@ NnStatus nn_aot_compile(const NnGraph *g, const int64_t *symv, const char *prefi
     if (!nn_cg_lower_graph(&cg)) {
         st = NN_ERR_RUNTIME;
     } else {
-        NnPlanOptions po = {.const_buffers = true};
         NnArena *arena = nn_arena_new();
-        *desc = nn_llvm_step_new(&cg, nn_plan_build_ex(g, symv, arena, &po), name);
+        *desc = nn_llvm_step_new(&cg, nn_plan_build_ex(g, pv, arena, &po), name);
         nn_arena_free(arena);
         st = *desc ? emit(cg.mod, t, obj_path) : NN_ERR_NOMEM;
     }
@@ -144,6 +161,25 @@ NnStatus nn_aot_compile(const NnGraph *g, const int64_t *symv, const char *prefi
         *desc = NULL;
     }
     return st;
+}
+
+NnStatus nn_aot_compile(const NnGraph *g, const int64_t *symv, const char *prefix,
+                        const char *name, const NnAotTarget *t, const char *obj_path,
+                        NnrtStep **desc)
+{
+    return compile(g, symv, -1, prefix, name, t, obj_path, desc);
+}
+
+NnStatus nn_aot_compile_any_batch(const NnGraph *g, const int64_t *symv, int batch_sym,
+                                  const char *prefix, const char *name, const NnAotTarget *t,
+                                  const char *obj_path, NnrtStep **desc)
+{
+    return compile(g, symv, batch_sym, prefix, name, t, obj_path, desc);
+}
+
+int nn_aot_batch_sym(const NnGraph *g, char *why, size_t n)
+{
+    return nn_cg_batch_sym(g, why, n);
 }
 
 void nn_aot_step_free(NnrtStep *d) { nn_llvm_step_free(d); }

@@ -248,6 +248,23 @@ void nn_cg_split(NnCg *cg, int64_t total, int64_t align, LLVMValueRef *lo, LLVMV
     *hi = LLVMBuildSelect(cg->b, ht, h, t, "hi");
 }
 
+void nn_cg_split_v(NnCg *cg, LLVMValueRef total, int64_t align, LLVMValueRef *lo,
+                   LLVMValueRef *hi)
+{
+    LLVMValueRef a = nn_cg_i64(cg, align);
+    LLVMValueRef c = LLVMBuildSDiv(cg->b, LLVMBuildAdd(cg->b, total, nn_cg_i64(cg, align - 1), ""),
+                                   a, "");
+    LLVMValueRef ith = LLVMBuildSExt(cg->b, cg->ith, cg->t_i64, "");
+    LLVMValueRef nth = LLVMBuildSExt(cg->b, cg->nth, cg->t_i64, "");
+    LLVMValueRef l = LLVMBuildSDiv(cg->b, LLVMBuildMul(cg->b, c, ith, ""), nth, "");
+    LLVMValueRef ith1 = LLVMBuildAdd(cg->b, ith, nn_cg_i64(cg, 1), "");
+    LLVMValueRef h = LLVMBuildSDiv(cg->b, LLVMBuildMul(cg->b, c, ith1, ""), nth, "");
+    l = LLVMBuildMul(cg->b, l, a, "");
+    h = LLVMBuildMul(cg->b, h, a, "");
+    *lo = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, l, total, ""), l, total, "lo");
+    *hi = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, h, total, ""), h, total, "hi");
+}
+
 void nn_cg_vloop(NnCg *cg, LLVMValueRef lo, LLVMValueRef hi, int w, NnPointFn fn, void *ctx)
 {
     LLVMValueRef start = lo;

@@ -1,10 +1,14 @@
 // The JIT backend (nn_backend_jit). prepare() fuses a copy of the graph with
 // the pass pipeline (unless it is fused already) and starts an LLJIT session;
 // run() binds symbolic dims from the inputs with the interpreter's own code
-// (backend/common.c: same checks, same messages), compiles one module per
-// binding (cached; the least recently used is dropped past 8 bindings) and
-// describes it as a step descriptor, which the runtime runs (runtime/step.c:
-// slots, kernels, label checks, outputs, updates), as in built programs.
+// (backend/common.c: same checks, same messages; bindings are cached, the
+// least recently used dropped past 8) and runs a compiled module described as
+// a step descriptor, which the runtime runs (runtime/step.c: slots, kernels,
+// label checks, outputs, updates), as in built programs. The batch (the
+// leading dim of the inputs) stays a run-time value when every op on it can
+// take one (nn_cg_batch_sym): one module then serves all batch sizes (the
+// last partial batch, evaluation, batch-1 prediction) and bindings that
+// differ only in the batch share it. Otherwise each binding compiles its own.
 // NN_JIT_NOFUSE=1 compiles the graph unfused; NN_JIT_PROFILE=1 times each kernel.
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,27 +28,38 @@ typedef struct KProf {
     double ms, min;
 } KProf;
 
-// One binding: its code in the JIT and the step descriptor (runtime/step.h)
-// that runs it, the same kind of descriptor a built program runs.
-typedef struct JBind {
+// One compiled module: its code in the JIT and the step descriptor
+// (runtime/step.h) that runs it, the same kind of descriptor a built program
+// runs. With a run-time batch, every binding that differs only in it shares one.
+typedef struct JMod {
     KProf *prof; // per kernel when profiling, else NULL
     int64_t runs;
-    int64_t symv[NN_MAX_SYMS];
-    void *tracker;  // the binding's code in the JIT
-    NnrtStep *desc; // kernel addresses filled in from the JIT
+    int64_t key[NN_MAX_SYMS]; // the binding, the batch symbol (if run-time) -1
+    int refs;                 // bindings using it
+    void *tracker;            // the module's code in the JIT
+    NnrtStep *desc;           // kernel addresses filled in from the JIT
     NnrtStepRun run;
+    struct JMod *next;
+} JMod;
+
+typedef struct JBind {
+    JMod *m;
+    int64_t symv[NN_MAX_SYMS];
 } JBind;
 
 struct NnExec {
     NnBackendExec base; // base.g is what is compiled: the graph given, or `fused`
     NnGraph *fused;     // a fused copy of the graph given, which we own, or NULL
     NnLlvmJit *jit;
-    int serial, last_kernels;
+    int serial, last_kernels, compiles;
+    int rt_sym;       // the batch symbol left to run time, or -1
+    char rt_why[160]; // why not, when -1
+    JMod *mods;       // modules with a run-time batch, kept until free
 };
 
-// ---- bindings ----
+// ---- modules ----
 
-static void bind_free(NnExec *x, JBind *b)
+static void mod_free(NnExec *x, JMod *b)
 {
     if (!b)
         return;
@@ -66,22 +81,38 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-// Lowers, plans, optimizes and links the module; b->desc describes the result.
-static NnStatus compile(NnExec *x, JBind *b)
+// Rows a run-time batch stands for in shapes while compiling: sizes the cost
+// estimates that pick loop forms and threading (at least 32 rows, so that
+// the forms for one row are not chosen for every batch).
+#define RT_REF_MIN 32
+
+// Lowers, plans, optimizes and links the module for binding symv; b->desc
+// describes the result.
+static NnStatus compile(NnExec *x, JMod *b, const int64_t *symv)
 {
     char prefix[24];
     double t0 = now_ms();
     snprintf(prefix, sizeof prefix, "b%d_", x->serial++);
+    x->compiles++;
+    int64_t cv[NN_MAX_SYMS], pv[NN_MAX_SYMS]; // the binding compiled, and planned
+    memcpy(cv, symv, sizeof cv);
+    memcpy(pv, symv, sizeof pv);
+    NnPlanOptions po = {.const_buffers = true};
+    if (x->rt_sym >= 0) {
+        cv[x->rt_sym] = symv[x->rt_sym] > RT_REF_MIN ? symv[x->rt_sym] : RT_REF_MIN;
+        pv[x->rt_sym] = 1;
+        po.rows = true;
+        po.rows_sym = x->rt_sym;
+    }
     NnCg cg;
-    nn_cg_init(&cg, nn_llvm_jit_context(x->jit), x->base.g, b->symv, prefix);
+    nn_cg_init_rt(&cg, nn_llvm_jit_context(x->jit), x->base.g, cv, prefix, x->rt_sym);
     if (!nn_cg_lower_graph(&cg)) {
         LLVMDisposeModule(cg.mod);
         nn_cg_fini(&cg);
         return NN_ERR_RUNTIME;
     }
-    NnPlanOptions po = {.const_buffers = true};
     NnArena *arena = nn_arena_new();
-    b->desc = nn_llvm_step_new(&cg, nn_plan_build_ex(x->base.g, b->symv, arena, &po), "step");
+    b->desc = nn_llvm_step_new(&cg, nn_plan_build_ex(x->base.g, pv, arena, &po), "step");
     nn_arena_free(arena);
     if (!b->desc) {
         LLVMDisposeModule(cg.mod);
@@ -110,7 +141,7 @@ static NnStatus compile(NnExec *x, JBind *b)
     return nnrt_step_open(&b->run, b->desc);
 }
 
-static void **bind_ptr(void *ctx, NnId id) { return &((JBind *)ctx)->run.bufs[id]; }
+static void **bind_ptr(void *ctx, NnId id) { return &((JBind *)ctx)->m->run.bufs[id]; }
 
 // b as the shared code in backend/common.c sees it.
 static NnBackendView view(NnExec *x, void *bind)
@@ -119,49 +150,85 @@ static NnBackendView view(NnExec *x, void *bind)
     return (NnBackendView){.g = x->base.g, .symv = b->symv, .ptr = bind_ptr, .ctx = b};
 }
 
-static JBind *bind_new(NnExec *x, const int64_t *symv)
+static JMod *mod_new(NnExec *x, const int64_t *symv, const int64_t *key)
 {
-    JBind *b = calloc(1, sizeof *b);
+    JMod *b = calloc(1, sizeof *b);
     if (!b) {
         nnrt_fail(NN_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    memcpy(b->symv, symv, sizeof b->symv);
+    memcpy(b->key, key, sizeof b->key);
     double t0 = now_ms();
-    if (compile(x, b) != NN_OK) {
-        bind_free(x, b);
+    if (compile(x, b, symv) != NN_OK) {
+        mod_free(x, b);
         return NULL;
     }
-    if (x->base.opt.verbose)
-        fprintf(stderr, "jit: compiled step in %.0f ms (%d kernels), workspace %lld bytes\n",
-                now_ms() - t0, b->desc->nkernels, (long long)b->desc->workspace);
+    if (x->base.opt.verbose && x->rt_sym >= 0)
+        fprintf(stderr,
+                "jit: compiled step in %.0f ms (%d kernels) for any batch size, workspace "
+                "%lld bytes + %lld per row\n",
+                now_ms() - t0, b->desc->nkernels, (long long)b->desc->workspace,
+                (long long)b->desc->workspace_rows);
+    else if (x->base.opt.verbose)
+        fprintf(stderr,
+                "jit: compiled step in %.0f ms (%d kernels), workspace %lld bytes (batch size "
+                "fixed: %s)\n",
+                now_ms() - t0, b->desc->nkernels, (long long)b->desc->workspace, x->rt_why);
     return b;
 }
 
+// A binding uses the module compiled for its key: symv with the run-time
+// batch (if any) masked, so a new batch size compiles nothing.
 static NnStatus make_binding(NnExec *x, const int64_t *symv, void **bind)
 {
-    JBind *b = bind_new(x, symv);
+    int64_t key[NN_MAX_SYMS];
+    memcpy(key, symv, sizeof key);
+    if (x->rt_sym >= 0)
+        key[x->rt_sym] = -1;
+    size_t keylen = (size_t)x->base.g->nsyms * sizeof *key;
+    JMod *m = NULL;
+    for (m = x->mods; m && memcmp(m->key, key, keylen) != 0;)
+        m = m->next;
+    JBind *b = calloc(1, sizeof *b);
     if (!b)
+        return nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    if (!m && !(m = mod_new(x, symv, key))) {
+        free(b);
         return NN_ERR_RUNTIME;
-    x->last_kernels = b->desc->nkernels;
+    }
+    if (x->rt_sym >= 0 && m->refs == 0 && m != x->mods) {
+        m->next = x->mods;
+        x->mods = m;
+        m->refs = 1; // the list's: it outlives its bindings
+    }
+    m->refs++;
+    memcpy(b->symv, symv, sizeof b->symv);
+    b->m = m;
+    x->last_kernels = m->desc->nkernels;
     *bind = b;
     return NN_OK;
 }
 
-static void drop_binding(NnExec *x, void *b) { bind_free(x, b); }
+static void drop_binding(NnExec *x, void *bind)
+{
+    JBind *b = bind;
+    if (--b->m->refs == 0)
+        mod_free(x, b->m);
+    free(b);
+}
 
 static const NnBackendOps jit_ops = {make_binding, drop_binding, view};
 
 // ---- run ----
 
 // Kernels one at a time from C, timed (NN_JIT_PROFILE=1).
-static void run_profiled(NnExec *x, JBind *b)
+static void run_profiled(NnExec *x, JMod *b)
 {
     b->runs++;
     for (int k = 0; k < b->desc->nkernels; k++) {
         const NnrtStepKernel *kn = &b->desc->kernels[k];
         double t0 = now_ms();
-        if (kn->par)
+        if (kn->par && b->run.batch >= kn->par_rows)
             nnrt_pool_run(x->base.pool, kn->fn, b->run.bufs);
         else
             kn->fn(b->run.bufs, 0, 1);
@@ -181,7 +248,7 @@ static NnStatus jit_run(NnExec *x, NnVars *vars, NnTensor *const *inputs, NnTens
     NnStatus st = nn_backend_begin(x, vars, inputs, outputs, &bind, &v);
     if (st != NN_OK)
         return st;
-    JBind *b = bind;
+    JMod *b = ((JBind *)bind)->m;
     if ((st = nnrt_step_attach(&b->run, vars, inputs)) != NN_OK)
         return st;
     if (b->prof) {
@@ -211,6 +278,12 @@ static void jit_free(NnExec *x)
     if (!x)
         return;
     nn_backend_exec_clear(x); // while the bindings' code is still in the JIT
+    while (x->mods) {
+        JMod *m = x->mods;
+        x->mods = m->next;
+        if (--m->refs == 0)
+            mod_free(x, m);
+    }
     nn_llvm_jit_free(x->jit);
     nn_graph_free(x->fused);
     nn_backend_exec_free(x);
@@ -225,6 +298,13 @@ static NnExec *jit_prepare(const NnGraph *g, const NnExecOptions *opt)
     const char *nofuse = getenv("NN_JIT_NOFUSE");
     if (!has_fused(g) && !(nofuse && *nofuse == '1'))
         x->base.g = x->fused = nn_passes_run(nn_graph_clone(g), NULL);
+    // NN_JIT_FIXED_BATCH=1 compiles every batch size on its own (to compare).
+    const char *fixed = getenv("NN_JIT_FIXED_BATCH");
+    x->rt_sym = nn_cg_batch_sym(x->base.g, x->rt_why, sizeof x->rt_why);
+    if (fixed && *fixed == '1') {
+        x->rt_sym = -1;
+        snprintf(x->rt_why, sizeof x->rt_why, "NN_JIT_FIXED_BATCH=1");
+    }
     if (!(x->jit = nn_llvm_jit_new())) {
         jit_free(x);
         return NULL;
@@ -233,6 +313,10 @@ static NnExec *jit_prepare(const NnGraph *g, const NnExecOptions *opt)
 }
 
 int nn_llvm_kernel_count(const NnExec *x) { return x ? x->last_kernels : 0; }
+
+int nn_llvm_compile_count(const NnExec *x) { return x ? x->compiles : 0; }
+
+bool nn_llvm_runtime_batch(const NnExec *x) { return x && x->rt_sym >= 0; }
 
 const NnBackend nn_backend_jit = {
     .name = "jit",

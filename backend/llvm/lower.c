@@ -21,7 +21,17 @@ static const LowerFn lowerers[NN_OP_COUNT] = {
 void nn_cg_init(NnCg *cg, LLVMContextRef ctx, const NnGraph *g, const int64_t *symv,
                 const char *prefix)
 {
+    nn_cg_init_rt(cg, ctx, g, symv, prefix, -1);
+}
+
+void nn_cg_init_rt(NnCg *cg, LLVMContextRef ctx, const NnGraph *g, const int64_t *symv,
+                   const char *prefix, int rt_sym)
+{
     memset(cg, 0, sizeof *cg);
+    cg->rt_sym = rt_sym;
+    cg->rt_ref = rt_sym >= 0 ? symv[rt_sym] : 0;
+    NN_ASSERT(rt_sym < 0 || cg->rt_ref >= 2);
+    cg->batch_slot = -1;
     cg->ctx = ctx;
     cg->g = g;
     cg->symv = symv;
@@ -43,10 +53,13 @@ void nn_cg_init(NnCg *cg, LLVMContextRef ctx, const NnGraph *g, const int64_t *s
     cg->slotcap = g->count + 16;
     cg->slot_bytes = calloc((size_t)cg->slotcap, sizeof(int64_t));
     cg->slot_owned = calloc((size_t)cg->slotcap, sizeof(bool));
-    NN_ASSERT(cg->slot_bytes && cg->slot_owned);
+    cg->slot_rows = calloc((size_t)cg->slotcap, sizeof(bool));
+    NN_ASSERT(cg->slot_bytes && cg->slot_owned && cg->slot_rows);
     for (NnId i = 0; i < g->count; i++)
         cg->slot_bytes[i] = nn_cg_numel(cg, g, i) * (int64_t)nnrt_dtype_size(g->nodes[i].dtype);
     cg->err_slot = nn_cg_add_scratch(cg, 0);
+    if (rt_sym >= 0)
+        cg->batch_slot = nn_cg_add_scratch(cg, 8);
 }
 
 void nn_cg_fini(NnCg *cg)
@@ -55,6 +68,8 @@ void nn_cg_fini(NnCg *cg)
     free(cg->slot_bytes);
     free(cg->slot_owned);
     cg->slot_owned = NULL;
+    free(cg->slot_rows);
+    cg->slot_rows = NULL;
     free(cg->kernels);
     free(cg->err_node);
     cg->err_node = NULL;
@@ -85,11 +100,36 @@ int nn_cg_add_scratch(NnCg *cg, int64_t nbytes)
         cg->slotcap *= 2;
         cg->slot_bytes = realloc(cg->slot_bytes, (size_t)cg->slotcap * sizeof(int64_t));
         cg->slot_owned = realloc(cg->slot_owned, (size_t)cg->slotcap * sizeof(bool));
-        NN_ASSERT(cg->slot_bytes && cg->slot_owned);
+        cg->slot_rows = realloc(cg->slot_rows, (size_t)cg->slotcap * sizeof(bool));
+        NN_ASSERT(cg->slot_bytes && cg->slot_owned && cg->slot_rows);
     }
     cg->slot_bytes[cg->nslots] = nbytes;
     cg->slot_owned[cg->nslots] = false;
+    cg->slot_rows[cg->nslots] = false;
     return cg->nslots++;
+}
+
+int nn_cg_add_scratch_rows(NnCg *cg, int64_t nbytes)
+{
+    int s = nn_cg_add_scratch(cg, nbytes);
+    cg->slot_rows[s] = true;
+    return s;
+}
+
+bool nn_cg_rt(const NnCg *cg, const NnGraph *g, NnId id)
+{
+    const NnShape *s = &g->nodes[id].shape;
+    return cg->rt_sym >= 0 && s->rank > 0 && s->dim[0] == -cg->rt_sym - 1;
+}
+
+LLVMValueRef nn_cg_extent(NnCg *cg, int64_t v, bool rt)
+{
+    if (!rt)
+        return nn_cg_i64(cg, v);
+    NN_ASSERT(cg->rt_sym >= 0 && v % cg->rt_ref == 0);
+    LLVMValueRef n = nn_cg_batch(cg);
+    int64_t per = v / cg->rt_ref;
+    return per == 1 ? n : LLVMBuildNSWMul(cg->b, n, nn_cg_i64(cg, per), "");
 }
 
 int nn_cg_add_owned(NnCg *cg, int64_t nbytes)
@@ -145,7 +185,10 @@ static NnCgKernel *new_kernel(NnCg *cg, const char *what, double work)
     snprintf(k->name, sizeof k->name, "%sk%d_%s", cg->prefix, cg->nkernels, what);
     k->work = work;
     k->direct = false;
+    k->batch = false;
+    k->work_fixed = 0;
     cg->nkernels++;
+    cg->batch_v = NULL;
     return k;
 }
 
@@ -209,6 +252,19 @@ LLVMValueRef nn_cg_buf(NnCg *cg, int slot)
     LLVMValueRef v = LLVMBuildLoad2(eb, cg->t_ptr, p, "buf");
     LLVMDisposeBuilder(eb);
     return v;
+}
+
+LLVMValueRef nn_cg_batch(NnCg *cg)
+{
+    NN_ASSERT(cg->batch_slot >= 0);
+    if (!cg->batch_v) {
+        cg->kernels[cg->nkernels - 1].batch = true;
+        LLVMValueRef p = nn_cg_buf(cg, cg->batch_slot);
+        LLVMBuilderRef eb = entry_builder(cg);
+        cg->batch_v = LLVMBuildLoad2(eb, cg->t_i64, p, "batch");
+        LLVMDisposeBuilder(eb);
+    }
+    return cg->batch_v;
 }
 
 LLVMValueRef nn_cg_alloca(NnCg *cg, LLVMTypeRef t)
@@ -278,6 +334,7 @@ bool llvm_const(NnCg *cg, NnId id)
     NnExpr e;
     if (!nn_expr_node(cg, &e, id))
         return false;
+    e.rt = nn_cg_rt(cg, cg->g, id);
     nn_cg_kernel_begin(cg, "const", (double)nn_cg_numel(cg, cg->g, id));
     nn_expr_emit_map(cg, &e, id, cg->g->nodes[id].dtype);
     nn_cg_kernel_end(cg);
@@ -362,7 +419,10 @@ static bool fused_matmul(NnCg *cg, NnId id)
         e->hole = mm;
         int64_t dims[2] = {M, N};
         nn_expr_iter(cg, e, 2, dims);
-        nn_cg_emit_matmul(cg, m->dtype, as, bs, m->attr.ta, m->attr.tb, M, N, K, e, id);
+        bool rt_m = !m->attr.ta && nn_cg_rt(cg, cg->g, as);
+        bool rt_k = (m->attr.ta && nn_cg_rt(cg, cg->g, as)) || (!m->attr.tb && nn_cg_rt(cg, cg->g, bs));
+        nn_cg_emit_matmul(cg, m->dtype, as, bs, m->attr.ta, m->attr.tb, M, N, K, e, id, rt_m,
+                          rt_k);
     }
     free(e);
     return ok;
@@ -381,6 +441,7 @@ bool llvm_fused(NnCg *cg, NnId id)
     if (form == NN_FUSE_ELEMWISE) {
         ok = nn_expr_body(cg, e, id, root);
         if (ok) {
+            e->rt = nn_cg_rt(cg, cg->g, id);
             nn_cg_kernel_begin(cg, "fused", (double)nn_cg_numel(cg, cg->g, id));
             nn_expr_emit_map(cg, e, id, cg->g->nodes[id].dtype);
             nn_cg_kernel_end(cg);
@@ -389,6 +450,7 @@ bool llvm_fused(NnCg *cg, NnId id)
         const NnNode *r = &b->nodes[root];
         ok = nn_expr_body(cg, e, id, r->in[0]);
         if (ok) {
+            e->rt = nn_cg_rt(cg, b, r->in[0]);
             nn_cg_kernel_begin(cg, "fused_red", (double)nn_cg_numel(cg, b, r->in[0]));
             nn_cg_emit_reduce(cg, e, r->op, r->attr.axes, id, r->dtype);
             nn_cg_kernel_end(cg);
@@ -398,6 +460,108 @@ bool llvm_fused(NnCg *cg, NnId id)
     }
     free(e);
     return ok;
+}
+
+// ---- the run-time batch ----
+
+static bool has_sym(const NnShape *s, int sym)
+{
+    for (int d = 0; d < s->rank; d++)
+        if (s->dim[d] == -sym - 1)
+            return true;
+    return false;
+}
+
+static bool lead_sym(const NnShape *s, int sym) { return s->rank > 0 && s->dim[0] == -sym - 1; }
+
+// Ops whose lowering takes a run-time leading dim (the rest need it bound).
+static bool rt_op(NnOp op)
+{
+    switch (op) {
+    case NN_OP_INPUT:
+    case NN_OP_CONST:
+    case NN_OP_BROADCAST:
+    case NN_OP_RESHAPE:
+    case NN_OP_TRANSPOSE:
+    case NN_OP_SUMTO:
+    case NN_OP_REDUCE_SUM:
+    case NN_OP_REDUCE_MEAN:
+    case NN_OP_REDUCE_MAX:
+    case NN_OP_LOGSUMEXP:
+    case NN_OP_MATMUL:
+    case NN_OP_TAKE:
+    case NN_OP_ONEHOT:
+    case NN_OP_ARGMAX:
+    case NN_OP_RAND_UNIFORM:
+    case NN_OP_RAND_NORMAL:
+    case NN_OP_CONV2D:
+    case NN_OP_CONV2D_BWD_DATA:
+    case NN_OP_CONV2D_BWD_FILTER:
+    case NN_OP_MAX_POOL2D:
+    case NN_OP_MAX_POOL2D_BWD:
+    case NN_OP_AVG_POOL2D:
+    case NN_OP_AVG_POOL2D_BWD:
+    case NN_OP_SLICE:
+    case NN_OP_SLICE_BWD:
+    case NN_OP_CONCAT:
+    case NN_OP_PAD:
+    case NN_OP_FUSED: return true;
+    default: return nn_op_has(op, NN_OPF_ELEMWISE);
+    }
+}
+
+// What keeps node n of g (the main graph or a FUSED body) from taking batch
+// symbol sym at run time, or NULL.
+static const char *rt_blocker(const NnGraph *g, const NnNode *n, int sym)
+{
+    for (int d = 1; d < n->shape.rank; d++)
+        if (n->shape.dim[d] == -sym - 1)
+            return "the batch is not its leading dim";
+    if ((n->op == NN_OP_PARAM || n->op == NN_OP_STATE) && has_sym(&n->shape, sym))
+        return "a variable's shape has the batch";
+    bool touches = lead_sym(&n->shape, sym);
+    for (int k = 0; k < n->nin; k++)
+        touches |= lead_sym(&g->nodes[n->in[k]].shape, sym);
+    if (!touches)
+        return NULL;
+    if (!rt_op(n->op))
+        return "its lowering needs the batch bound";
+    if (n->op == NN_OP_MATMUL && n->attr.tb && lead_sym(&g->nodes[n->in[1]].shape, sym))
+        return "the batch is the product's column count";
+    if ((n->op == NN_OP_ARGMAX || n->op == NN_OP_SLICE || n->op == NN_OP_SLICE_BWD ||
+         n->op == NN_OP_CONCAT) &&
+        n->attr.axis == 0)
+        return "it works along the batch";
+    if (n->op == NN_OP_PAD && (n->shape.rank < 2 || n->attr.lo[0] != 0 || n->attr.hi[0] != 0))
+        return "it pads the batch";
+    if (n->op == NN_OP_FUSED) {
+        const NnGraph *b = n->attr.body;
+        for (NnId i = 0; i < b->count; i++) {
+            const char *why = rt_blocker(b, &b->nodes[i], sym);
+            if (why)
+                return why;
+        }
+    }
+    return NULL;
+}
+
+int nn_cg_batch_sym(const NnGraph *g, char *why, size_t n)
+{
+    int sym = -1;
+    snprintf(why, n, "no input has a symbolic leading dim");
+    for (NnId i = 0; i < g->count && sym < 0; i++) {
+        const NnNode *x = &g->nodes[i];
+        if (x->op == NN_OP_INPUT && x->shape.rank > 0 && x->shape.dim[0] < 0)
+            sym = -x->shape.dim[0] - 1;
+    }
+    for (NnId i = 0; i < g->count && sym >= 0; i++) {
+        const char *b = rt_blocker(g, &g->nodes[i], sym);
+        if (b) {
+            snprintf(why, n, "node %d (%s): %s", i, nn_op_name(g->nodes[i].op), b);
+            return -1;
+        }
+    }
+    return sym;
 }
 
 // ---- the driver ----

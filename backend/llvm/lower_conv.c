@@ -38,6 +38,7 @@ typedef struct Cv {
     int64_t M, K, cols, np; // the GEMM of one (image, group); panels of NR columns
     int64_t kc, nkb;        // K block rows, blocks
     int64_t S;              // filter grad: image chunks (partial sums)
+    bool rt;                // N is the run-time batch (cg->rt_ref in N)
     int a_slot, b_slot, c_slot, out_slot;
     NnExpr *epi;   // NULL: plain result
     bool epi_flat; // epi's iteration space is [N, F', pixels] (else per element, rank 4)
@@ -448,7 +449,7 @@ static void emit_direct(NnCg *cg, Cv *v)
     kernel_state(cg, v);
     int64_t gp = v->G * v->np;
     LLVMValueRef lo, hi;
-    nn_cg_split(cg, v->N * gp, 1, &lo, &hi);
+    nn_cg_split_v(cg, nn_cg_extent(cg, v->N * gp, v->rt), 1, &lo, &hi);
     NnLoop it, kb;
     nn_cg_loop_begin(cg, &it, lo, hi, 1);
     v->n = LLVMBuildUDiv(cg->b, it.iv, nn_cg_i64(cg, gp), "");
@@ -480,6 +481,15 @@ static void emit_direct(NnCg *cg, Cv *v)
     nn_cg_kernel_end(cg);
 }
 
+// Images per chunk of the filter grad with a run-time batch: ceil(N / S), at least 1.
+static LLVMValueRef chunk_images(NnCg *cg, const Cv *v)
+{
+    LLVMValueRef nv = nn_cg_extent(cg, v->N, true);
+    LLVMValueRef per = LLVMBuildSDiv(cg->b, addc(cg, nv, v->S - 1), nn_cg_i64(cg, v->S), "");
+    return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, per, nn_cg_i64(cg, 0), ""), per,
+                           nn_cg_i64(cg, 1), "");
+}
+
 // Filter grad: items (image chunk, group, panel); each sums its chunk's images
 // into slice s of the partial sums (or the output, when there is one chunk).
 static void emit_filter(NnCg *cg, Cv *v)
@@ -497,8 +507,17 @@ static void emit_filter(NnCg *cg, Cv *v)
     LLVMValueRef r = LLVMBuildURem(cg->b, it.iv, nn_cg_i64(cg, gp), "");
     v->g = LLVMBuildUDiv(cg->b, r, nn_cg_i64(cg, v->np), "");
     LLVMValueRef j0 = mul(cg, LLVMBuildURem(cg->b, r, nn_cg_i64(cg, v->np), ""), v->nr);
-    LLVMValueRef n0 = LLVMBuildSDiv(cg->b, mul(cg, s, v->N), nn_cg_i64(cg, v->S), "");
-    LLVMValueRef n1 = LLVMBuildSDiv(cg->b, mul(cg, addc(cg, s, 1), v->N), nn_cg_i64(cg, v->S), "");
+    LLVMValueRef n0, n1;
+    if (v->rt) {
+        // Chunks of ceil(N / S) images: with fewer images than chunks only
+        // the last ones are empty (emit_filter_sum sums the others).
+        LLVMValueRef nv = nn_cg_extent(cg, v->N, true), per = chunk_images(cg, v);
+        n0 = imin(cg, LLVMBuildNSWMul(cg->b, s, per, ""), nv);
+        n1 = imin(cg, LLVMBuildNSWMul(cg->b, addc(cg, s, 1), per, ""), nv);
+    } else {
+        n0 = LLVMBuildSDiv(cg->b, mul(cg, s, v->N), nn_cg_i64(cg, v->S), "");
+        n1 = LLVMBuildSDiv(cg->b, mul(cg, addc(cg, s, 1), v->N), nn_cg_i64(cg, v->S), "");
+    }
     v->cbase = mul(cg, add(cg, mul(cg, s, v->F), mul(cg, v->g, v->M)), v->cols);
     v->n = nn_cg_i64(cg, 0);
     panel_masks(cg, v, j0);
@@ -537,6 +556,14 @@ static void emit_filter_sum(NnCg *cg, Cv *v)
     if (v->epi)
         nn_expr_bind(cg, v->epi);
     v->g = nn_cg_i64(cg, 0); // rows are channels of the whole output
+    // The slices written: all S, or with a run-time batch ceil(N / per).
+    LLVMValueRef nslices = nn_cg_i64(cg, v->S);
+    if (v->rt) {
+        LLVMValueRef per = chunk_images(cg, v);
+        nslices = LLVMBuildSDiv(cg->b, LLVMBuildSub(cg->b, add(cg, nn_cg_extent(cg, v->N, true), per),
+                                                    nn_cg_i64(cg, 1), ""),
+                                per, "");
+    }
     LLVMValueRef lo, hi;
     nn_cg_split(cg, v->F, 1, &lo, &hi);
     NnLoop f, j, s;
@@ -550,7 +577,7 @@ static void emit_filter_sum(NnCg *cg, Cv *v)
         nn_cg_loop_begin(cg, &j, nn_cg_i64(cg, j_lo), nn_cg_i64(cg, j_hi), tail ? j_hi - j_lo : w);
         LLVMValueRef off = add(cg, mul(cg, f.iv, v->cols), j.iv);
         LLVMBuildStore(cg->b, nn_cg_const(cg, v->dt, 0, w), acc);
-        nn_cg_loop_begin(cg, &s, nn_cg_i64(cg, 0), nn_cg_i64(cg, v->S), 1);
+        nn_cg_loop_begin(cg, &s, nn_cg_i64(cg, 0), nslices, 1);
         LLVMValueRef x = nn_cg_load(cg, v->dt, part, add(cg, mul(cg, s.iv, total), off), w, mask);
         LLVMValueRef sum = LLVMBuildLoad2(cg->b, vt, acc, "");
         LLVMBuildStore(cg->b, nn_cg_binop(cg, NN_OP_ADD, v->dt, sum, x), acc);
@@ -641,6 +668,7 @@ static bool emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
         v.kind = CV_FILTER, x = d0, w = od, y = d1;
     }
     v.N = x[0], v.C = x[1], v.H = x[2], v.W = x[3];
+    v.rt = nn_cg_rt(cg, cg->g, cn->op == NN_OP_CONV2D_BWD_DATA ? out_slot : in0);
     v.F = w[0], v.Cg = w[1], v.KH = w[2], v.KW = w[3];
     v.OH = y[2], v.OW = y[3], v.Fg = v.F / v.G;
     int64_t kk = v.KH * v.KW;
@@ -687,7 +715,8 @@ static bool emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
     v.S = items >= CV_ITEMS ? 1 : (CV_ITEMS + items - 1) / items;
     if (v.S > v.N)
         v.S = v.N; // no images (N bound to 0): no slices, the sum is 0
-    bool direct = v.S == 1 && (!epi || v.out_dt == v.dt);
+    // A run-time batch may be 0: the sum of no slices, not an unwritten output.
+    bool direct = v.S == 1 && (!epi || v.out_dt == v.dt) && !v.rt;
     v.c_slot = direct ? out_slot
                       : nn_cg_add_scratch(cg, v.S * v.F * v.cols * (int64_t)nnrt_dtype_size(v.dt));
     NnExpr *keep = v.epi;

@@ -68,6 +68,7 @@ bool nn_expr_node(NnCg *cg, NnExpr *e, NnId id)
     int64_t d[NN_MAX_RANK];
     nn_cg_shape(cg, g, id, &r, d);
     nn_expr_iter(cg, e, r, d);
+    e->rt = nn_cg_rt(cg, g, id);
     return true;
 }
 
@@ -85,6 +86,7 @@ void nn_expr_read(NnCg *cg, NnExpr *e, NnId id)
         l->value = cg->g->nodes[id].attr.value;
     }
     nn_expr_iter(cg, e, l->rank, l->dims);
+    e->rt = nn_cg_rt(cg, cg->g, id);
 }
 
 bool nn_expr_body(NnCg *cg, NnExpr *e, NnId fused, NnId root)
@@ -114,6 +116,7 @@ bool nn_expr_body(NnCg *cg, NnExpr *e, NnId fused, NnId root)
     int64_t d[NN_MAX_RANK];
     nn_cg_shape(cg, b, root, &r, d);
     nn_expr_iter(cg, e, r, d);
+    e->rt = nn_cg_rt(cg, b, root);
     return true;
 }
 
@@ -360,14 +363,14 @@ void nn_expr_emit_map(NnCg *cg, NnExpr *e, int out_slot, NnDType out_dt)
     int w = nn_expr_vectorizable(e, last) ? NN_VW : 1;
     LLVMValueRef idx[NN_MAX_RANK] = {0}, lo, hi;
     if (e->rank == 1) {
-        nn_cg_split(cg, e->dims[0], 64, &lo, &hi);
+        nn_cg_split_v(cg, nn_cg_extent(cg, e->dims[0], e->rt), 64, &lo, &hi);
         map_inner(cg, e, idx, os, out, out_dt, lo, hi, w);
         return;
     }
     int64_t rows = 1;
     for (int d = 0; d < last; d++)
         rows *= e->dims[d];
-    nn_cg_split(cg, rows, 1, &lo, &hi);
+    nn_cg_split_v(cg, nn_cg_extent(cg, rows, e->rt), 1, &lo, &hi);
     NnLoop r;
     nn_cg_loop_begin(cg, &r, lo, hi, 1);
     nn_cg_decode(cg, r.iv, e->dims, last, idx);
@@ -427,6 +430,7 @@ bool llvm_broadcast(NnCg *cg, NnId id)
     int64_t d[NN_MAX_RANK];
     nn_cg_shape(cg, cg->g, id, &r, d);
     nn_expr_iter(cg, e, r, d);
+    e->rt = nn_cg_rt(cg, cg->g, id);
     nn_cg_kernel_begin(cg, "broadcast", (double)nn_cg_numel(cg, cg->g, id));
     nn_expr_emit_map(cg, e, id, n->dtype);
     nn_cg_kernel_end(cg);

@@ -6,6 +6,7 @@
 // blocks of KC, panels in the outer loop so a B panel stays in L1 while the
 // thread's A rows stream from L2. Threads split M tiles, or N panels if M is short.
 #include <stdlib.h>
+#include <string.h>
 
 #include "nn_llvm.h"
 
@@ -23,7 +24,10 @@
 typedef struct Mm {
     NnDType dt;
     bool ta, tb;
-    int64_t m, n, k;
+    int64_t m, n, k; // m or k stands for the run-time batch when rt_m or rt_k
+    bool rt_m, rt_k;
+    bool rt_rows; // rt_m, and a run-time M <= MM_ROWS takes the unpacked rows path
+    LLVMValueRef mv, kv; // M and K in the current kernel (constants unless run-time)
     int vw, nr;      // lanes per vector, columns per panel (2 vectors)
     int64_t np;      // panels
     int64_t kblocks; // K blocks of KC (1 when K fits one block)
@@ -68,24 +72,61 @@ static LLVMValueRef col_mask(NnCg *cg, const Mm *m, LLVMValueRef j0)
     return LLVMBuildICmp(cg->b, LLVMIntSLT, j, nn_cg_splat(cg, nn_cg_i64(cg, m->n), m->vw), "");
 }
 
+// M and K as values in the kernel being emitted.
+static void mm_dims(NnCg *cg, Mm *m)
+{
+    m->mv = nn_cg_extent(cg, m->m, m->rt_m);
+    m->kv = nn_cg_extent(cg, m->k, m->rt_k);
+}
+
+static LLVMValueRef mulv(NnCg *cg, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildNSWMul(cg->b, a, b, "");
+}
+
+// Rows a product takes unpacked (emit_rows), defined below.
+#define MM_ROWS 4
+
+// Whether the run-time M is at most MM_ROWS.
+static LLVMValueRef few_rows(NnCg *cg, const Mm *m)
+{
+    return LLVMBuildICmp(cg->b, LLVMIntSLE, m->mv, nn_cg_i64(cg, MM_ROWS), "");
+}
+
+static void rows_body(NnCg *cg, Mm *m, LLVMValueRef b, int rows, LLVMValueRef nrows);
+
+// Returns from the kernel when the run-time M takes the rows path.
+static void short_exit(NnCg *cg, Mm *m)
+{
+    LLVMBasicBlockRef xb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "fewrows");
+    LLVMBasicBlockRef gb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "pack");
+    LLVMBuildCondBr(cg->b, few_rows(cg, m), xb, gb);
+    LLVMPositionBuilderAtEnd(cg->b, xb);
+    LLVMBuildRetVoid(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, gb);
+}
+
 // ---- packing: Bp[(p*K + k)*NR + j] = op(B)[k, p*NR + j], 0 past N ----
 
 static void emit_pack(NnCg *cg, Mm *m)
 {
     nn_cg_kernel_begin(cg, "mm_pack", (double)(m->k * m->n));
     LLVMValueRef b = nn_cg_buf(cg, m->b_slot), bp = nn_cg_buf(cg, m->pack_slot);
+    mm_dims(cg, m);
+    if (m->rt_rows)
+        short_exit(cg, m);
     LLVMValueRef lo, hi;
     nn_cg_split(cg, m->np, 1, &lo, &hi);
     NnLoop p;
     nn_cg_loop_begin(cg, &p, lo, hi, 1);
     LLVMValueRef j0 = mul(cg, p.iv, m->nr);
-    LLVMValueRef pbase = mul(cg, p.iv, m->k * m->nr);
+    LLVMValueRef pbase = mul(cg, mulv(cg, p.iv, m->kv), m->nr);
     if (!m->tb) {
         LLVMValueRef mk[2];
         for (int v = 0; v < 2; v++)
             mk[v] = col_mask(cg, m, add(cg, j0, nn_cg_i64(cg, v * m->vw)));
         NnLoop k;
-        nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->k), 1);
+        nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), m->kv, 1);
         for (int v = 0; v < 2; v++) {
             LLVMValueRef src = add(cg, add(cg, mul(cg, k.iv, m->n), j0), nn_cg_i64(cg, v * m->vw));
             LLVMValueRef x = nn_cg_load(cg, m->dt, b, src, m->vw, mk[v]);
@@ -102,8 +143,8 @@ static void emit_pack(NnCg *cg, Mm *m)
         LLVMValueRef in = LLVMBuildICmp(cg->b, LLVMIntSLT, col, nn_cg_i64(cg, m->n), "");
         LLVMValueRef safe = LLVMBuildSelect(cg->b, in, col, nn_cg_i64(cg, 0), "");
         NnLoop k;
-        nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->k), 1);
-        LLVMValueRef x = nn_cg_load(cg, m->dt, b, add(cg, mul(cg, safe, m->k), k.iv), 1, NULL);
+        nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), m->kv, 1);
+        LLVMValueRef x = nn_cg_load(cg, m->dt, b, add(cg, mulv(cg, safe, m->kv), k.iv), 1, NULL);
         x = LLVMBuildSelect(cg->b, in, x, nn_cg_const(cg, m->dt, 0, 1), "");
         LLVMValueRef dst = add(cg, add(cg, pbase, mul(cg, k.iv, m->nr)), j.iv);
         nn_cg_store(cg, m->dt, x, bp, dst, 1, NULL);
@@ -118,7 +159,7 @@ static void emit_pack(NnCg *cg, Mm *m)
 
 static LLVMValueRef a_elem(NnCg *cg, const Mm *m, LLVMValueRef i, LLVMValueRef k)
 {
-    LLVMValueRef off = m->ta ? add(cg, mul(cg, k, m->m), i) : add(cg, mul(cg, i, m->k), k);
+    LLVMValueRef off = m->ta ? add(cg, mulv(cg, k, m->mv), i) : add(cg, mulv(cg, i, m->kv), k);
     return nn_cg_load(cg, m->dt, m->a, off, 1, NULL);
 }
 
@@ -129,7 +170,9 @@ static LLVMValueRef c_off(NnCg *cg, const Mm *m, LLVMValueRef i0, int r, LLVMVal
 }
 
 // Stores the tile: raw partial sums, or (last K block) through the epilogue.
-static void tile_store(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, int rows, bool final)
+// nrows: of the tile's rows, how many are real (the run-time last tile), or NULL.
+static void tile_store(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, int rows, bool final,
+                       LLVMValueRef nrows)
 {
     LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
     if (final && m->epi) {
@@ -140,7 +183,10 @@ static void tile_store(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, int ro
             LLVMBuildStore(cg->b, LLVMBuildLoad2(cg->b, vt, m->acc[q / 2][q % 2], ""), slot);
         }
         NnLoop l;
-        nn_cg_loop_begin(cg, &l, nn_cg_i64(cg, 0), nn_cg_i64(cg, 2 * rows), 1);
+        nn_cg_loop_begin(cg, &l, nn_cg_i64(cg, 0),
+                         nrows ? LLVMBuildShl(cg->b, nrows, nn_cg_i64(cg, 1), "")
+                               : nn_cg_i64(cg, 2 * rows),
+                         1);
         LLVMValueRef r = LLVMBuildLShr(cg->b, l.iv, nn_cg_i64(cg, 1), "");
         LLVMValueRef v = LLVMBuildAnd(cg->b, l.iv, nn_cg_i64(cg, 1), "");
         LLVMValueRef slot = LLVMBuildInBoundsGEP2(cg->b, vt, m->tbuf, &l.iv, 1, "");
@@ -158,7 +204,15 @@ static void tile_store(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, int ro
         nn_cg_loop_end(cg, &l);
         return;
     }
-    for (int r = 0; r < rows; r++)
+    for (int r = 0; r < rows; r++) {
+        LLVMBasicBlockRef skip = NULL;
+        if (nrows && r > 0) { // rows past the batch are not stored
+            LLVMBasicBlockRef st = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "row");
+            skip = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "rowdone");
+            LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nn_cg_i64(cg, r), nrows, ""),
+                            st, skip);
+            LLVMPositionBuilderAtEnd(cg->b, st);
+        }
         for (int v = 0; v < 2; v++) {
             LLVMValueRef acc = LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "");
             LLVMValueRef off = c_off(cg, m, i0, r, j0, v);
@@ -170,10 +224,26 @@ static void tile_store(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, int ro
             }
             nn_cg_store(cg, final ? m->out_dt : m->dt, acc, m->c, off, m->vw, m->mask[v]);
         }
+        if (skip) {
+            LLVMBuildBr(cg->b, skip);
+            LLVMPositionBuilderAtEnd(cg->b, skip);
+        }
+    }
+}
+
+// The row i0 + r of a tile, or i0 when that row is past the nrows real ones
+// (its loads then stay inside the buffers; the row is not stored).
+static LLVMValueRef tile_row(NnCg *cg, LLVMValueRef i0, int r, LLVMValueRef nrows)
+{
+    LLVMValueRef i = add(cg, i0, nn_cg_i64(cg, r));
+    if (!nrows || r == 0)
+        return i;
+    return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nn_cg_i64(cg, r), nrows, ""),
+                           i, i0, "");
 }
 
 static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef kc0,
-                 LLVMValueRef kcn, int rows)
+                 LLVMValueRef kcn, int rows, LLVMValueRef nrows)
 {
     LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
     LLVMValueRef j0 = mul(cg, p, m->nr);
@@ -196,7 +266,8 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
         LLVMPositionBuilderAtEnd(cg->b, lb);
         for (int r = 0; r < rows; r++)
             for (int v = 0; v < 2; v++) {
-                LLVMValueRef off = c_off(cg, m, i0, r, j0, v);
+                LLVMValueRef i = tile_row(cg, i0, r, nrows);
+                LLVMValueRef off = c_off(cg, m, i, 0, j0, v);
                 LLVMBuildStore(cg->b, nn_cg_load(cg, m->dt, m->c, off, m->vw, m->mask[v]),
                                m->acc[r][v]);
             }
@@ -206,14 +277,14 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
 
     NnLoop k;
     nn_cg_loop_begin(cg, &k, kc0, add(cg, kc0, kcn), 1);
-    LLVMValueRef boff = mul(cg, add(cg, mul(cg, p, m->k), k.iv), m->nr);
+    LLVMValueRef boff = mul(cg, add(cg, mulv(cg, p, m->kv), k.iv), m->nr);
     LLVMValueRef bv[2];
     for (int v = 0; v < 2; v++) {
         bv[v] = nn_cg_load(cg, m->dt, m->bp, add(cg, boff, nn_cg_i64(cg, v * m->vw)), m->vw, NULL);
         LLVMSetAlignment(bv[v], 64);
     }
     for (int r = 0; r < rows; r++) {
-        LLVMValueRef s = nn_cg_splat(cg, a_elem(cg, m, add(cg, i0, nn_cg_i64(cg, r)), k.iv), m->vw);
+        LLVMValueRef s = nn_cg_splat(cg, a_elem(cg, m, tile_row(cg, i0, r, nrows), k.iv), m->vw);
         for (int v = 0; v < 2; v++) {
             LLVMValueRef args[3] = {s, bv[v], LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "")};
             LLVMValueRef f = nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3);
@@ -224,20 +295,20 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
     nn_cg_loop_end(cg, &k);
 
     if (m->kblocks == 1) {
-        tile_store(cg, m, i0, j0, rows, true);
+        tile_store(cg, m, i0, j0, rows, true, nrows);
         return;
     }
     LLVMBasicBlockRef fb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "final");
     LLVMBasicBlockRef pb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "partial");
     LLVMBasicBlockRef db = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "stored");
     LLVMValueRef last =
-        LLVMBuildICmp(cg->b, LLVMIntSGE, add(cg, kc0, kcn), nn_cg_i64(cg, m->k), "");
+        LLVMBuildICmp(cg->b, LLVMIntSGE, add(cg, kc0, kcn), m->kv, "");
     LLVMBuildCondBr(cg->b, last, fb, pb);
     LLVMPositionBuilderAtEnd(cg->b, fb);
-    tile_store(cg, m, i0, j0, rows, true);
+    tile_store(cg, m, i0, j0, rows, true, nrows);
     LLVMBuildBr(cg->b, db);
     LLVMPositionBuilderAtEnd(cg->b, pb);
-    tile_store(cg, m, i0, j0, rows, false);
+    tile_store(cg, m, i0, j0, rows, false, nrows);
     LLVMBuildBr(cg->b, db);
     LLVMPositionBuilderAtEnd(cg->b, db);
 }
@@ -246,7 +317,11 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
 
 static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
 {
-    nn_cg_kernel_begin(cg, m->epi ? "mm_fused" : "mm", mm_work(m, 0));
+    // With few run-time rows the reads of B, not the FMAs, are the work.
+    double reads = m->rt_rows ? mm_work(m, m->k * m->n) - mm_work(m, 0) : 0;
+    nn_cg_kernel_begin(cg, m->epi ? "mm_fused" : "mm", mm_work(m, 0) + reads);
+    cg->kernels[cg->nkernels - 1].work_fixed = reads;
+    mm_dims(cg, m);
     m->a = nn_cg_buf(cg, m->a_slot);
     m->bp = nn_cg_buf(cg, m->pack_slot);
     m->c = nn_cg_buf(cg, m->out_slot);
@@ -258,28 +333,64 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
             m->acc[r][v] = nn_cg_alloca(cg, vt);
     m->tbuf = nn_cg_alloca(cg, LLVMArrayType2(vt, 2 * MM_MR));
     LLVMSetAlignment(m->tbuf, 64);
+    if (m->rt_rows) {
+        // A run-time M of at most MM_ROWS: B in place, no packing (see emit_rows).
+        // One row (batch-1 prediction) has a loop nest of its own.
+        LLVMBasicBlockRef rb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "fewrows");
+        LLVMBasicBlockRef r1 = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "onerow");
+        LLVMBasicBlockRef r4 = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "rows");
+        LLVMBasicBlockRef tb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "tiles");
+        LLVMBuildCondBr(cg->b, few_rows(cg, m), rb, tb);
+        LLVMPositionBuilderAtEnd(cg->b, rb);
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, m->mv, nn_cg_i64(cg, 1), ""), r1, r4);
+        m->kblocks = 1;
+        LLVMValueRef b = nn_cg_buf(cg, m->b_slot), bp = m->bp, acc[MM_MR][2];
+        memcpy(acc, m->acc, sizeof acc);
+        LLVMPositionBuilderAtEnd(cg->b, r1);
+        rows_body(cg, m, b, 1, NULL);
+        LLVMBuildRetVoid(cg->b);
+        LLVMPositionBuilderAtEnd(cg->b, r4);
+        rows_body(cg, m, b, MM_ROWS, m->mv);
+        LLVMBuildRetVoid(cg->b);
+        LLVMPositionBuilderAtEnd(cg->b, tb);
+        m->bp = bp; // the tiles read the packed panels
+        memcpy(m->acc, acc, sizeof acc);
+    }
     int64_t mt = (m->m + MM_MR - 1) / MM_MR, full = m->m / MM_MR;
     int rem = (int)(m->m % MM_MR);
     bool split_m = mt >= 8 || mt >= m->np;
+    // With a run-time M: tile counts from it, and one last tile of MM_MR rows
+    // of which the first mrem are real.
+    LLVMValueRef mtv = nn_cg_i64(cg, mt), fullv = nn_cg_i64(cg, full), mrem = NULL;
+    if (m->rt_m) {
+        fullv = LLVMBuildSDiv(cg->b, m->mv, nn_cg_i64(cg, MM_MR), "");
+        mrem = LLVMBuildSRem(cg->b, m->mv, nn_cg_i64(cg, MM_MR), "");
+        mtv = LLVMBuildSDiv(cg->b, add(cg, m->mv, nn_cg_i64(cg, MM_MR - 1)), nn_cg_i64(cg, MM_MR),
+                            "");
+        rem = MM_MR;
+    }
     LLVMValueRef t0, t1, p0, p1;
     if (split_m) {
-        nn_cg_split(cg, mt, 1, &t0, &t1);
+        nn_cg_split_v(cg, mtv, 1, &t0, &t1);
         p0 = nn_cg_i64(cg, 0);
         p1 = nn_cg_i64(cg, m->np);
     } else {
         nn_cg_split(cg, m->np, 1, &p0, &p1);
         t0 = nn_cg_i64(cg, 0);
-        t1 = nn_cg_i64(cg, mt);
+        t1 = mtv;
     }
+    // A run-time K is one block of K rows (nn_cg_emit_matmul).
     int64_t kblocks = m->kblocks = m->k > 0 ? (m->k + kc - 1) / kc : 1;
+    NN_ASSERT(!m->rt_k || kblocks == 1);
+    LLVMValueRef kcv = m->rt_k ? m->kv : nn_cg_i64(cg, kc);
+    LLVMValueRef kblocksv = nn_cg_i64(cg, kblocks);
     int64_t mc = MM_MC / MM_MR; // tiles per L2 block
     NnLoop kb, mb, p, t;
-    nn_cg_loop_begin(cg, &kb, nn_cg_i64(cg, 0), nn_cg_i64(cg, kblocks), 1);
-    LLVMValueRef kc0 = mul(cg, kb.iv, kc);
-    LLVMValueRef krest = LLVMBuildSub(cg->b, nn_cg_i64(cg, m->k), kc0, "");
-    LLVMValueRef kcn =
-        LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, krest, nn_cg_i64(cg, kc), ""),
-                        krest, nn_cg_i64(cg, kc), "kcn");
+    nn_cg_loop_begin(cg, &kb, nn_cg_i64(cg, 0), kblocksv, 1);
+    LLVMValueRef kc0 = mulv(cg, kb.iv, kcv);
+    LLVMValueRef krest = LLVMBuildSub(cg->b, m->kv, kc0, "");
+    LLVMValueRef kcn = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, krest, kcv, ""),
+                                       krest, kcv, "kcn");
     // for each block of mc tiles, each panel, each tile of the block
     LLVMValueRef nblk =
         LLVMBuildSDiv(cg->b, add(cg, LLVMBuildSub(cg->b, t1, t0, ""), nn_cg_i64(cg, mc - 1)),
@@ -292,21 +403,23 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     for (int v = 0; v < 2; v++)
         m->mask[v] = col_mask(cg, m, add(cg, mul(cg, p.iv, m->nr), nn_cg_i64(cg, v * m->vw)));
     // Full tiles of this block, then the short last tile if this block holds it.
-    LLVMValueRef tf =
-        LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, tb1, nn_cg_i64(cg, full), ""), tb1,
-                        nn_cg_i64(cg, full), "");
+    LLVMValueRef tf = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, tb1, fullv, ""), tb1,
+                                      fullv, "");
     nn_cg_loop_begin(cg, &t, tb0, tf, 1);
-    tile(cg, m, mul(cg, t.iv, MM_MR), p.iv, kc0, kcn, MM_MR);
+    tile(cg, m, mul(cg, t.iv, MM_MR), p.iv, kc0, kcn, MM_MR, NULL);
     nn_cg_loop_end(cg, &t);
     if (rem) {
         LLVMValueRef has =
-            LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLE, tb0, nn_cg_i64(cg, full), ""),
-                         LLVMBuildICmp(cg->b, LLVMIntSGT, tb1, nn_cg_i64(cg, full), ""), "");
+            LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLE, tb0, fullv, ""),
+                         LLVMBuildICmp(cg->b, LLVMIntSGT, tb1, fullv, ""), "");
+        if (mrem)
+            has = LLVMBuildAnd(cg->b, has,
+                               LLVMBuildICmp(cg->b, LLVMIntSGT, mrem, nn_cg_i64(cg, 0), ""), "");
         LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "remtile");
         LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "remdone");
         LLVMBuildCondBr(cg->b, has, yes, done);
         LLVMPositionBuilderAtEnd(cg->b, yes);
-        tile(cg, m, nn_cg_i64(cg, full * MM_MR), p.iv, kc0, kcn, rem);
+        tile(cg, m, mul(cg, fullv, MM_MR), p.iv, kc0, kcn, rem, mrem);
         LLVMBuildBr(cg->b, done);
         LLVMPositionBuilderAtEnd(cg->b, done);
     }
@@ -324,6 +437,7 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
 static void emit_small(NnCg *cg, Mm *m)
 {
     nn_cg_kernel_begin(cg, "mm_small", mm_work(m, 0));
+    mm_dims(cg, m);
     m->a = nn_cg_buf(cg, m->a_slot);
     m->c = nn_cg_buf(cg, m->out_slot);
     LLVMValueRef b = nn_cg_buf(cg, m->b_slot);
@@ -331,12 +445,12 @@ static void emit_small(NnCg *cg, Mm *m)
         nn_expr_bind(cg, m->epi);
     LLVMValueRef acc = nn_cg_alloca(cg, nn_cg_type(cg, m->dt));
     NnLoop i, j, k;
-    nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->m), 1);
+    nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), m->mv, 1);
     nn_cg_loop_begin(cg, &j, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->n), 1);
     LLVMBuildStore(cg->b, nn_cg_const(cg, m->dt, 0, 1), acc);
-    nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->k), 1);
+    nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), m->kv, 1);
     LLVMValueRef boff =
-        m->tb ? add(cg, mul(cg, j.iv, m->k), k.iv) : add(cg, mul(cg, k.iv, m->n), j.iv);
+        m->tb ? add(cg, mulv(cg, j.iv, m->kv), k.iv) : add(cg, mul(cg, k.iv, m->n), j.iv);
     LLVMValueRef args[3] = {a_elem(cg, m, i.iv, k.iv), nn_cg_load(cg, m->dt, b, boff, 1, NULL),
                             LLVMBuildLoad2(cg->b, nn_cg_type(cg, m->dt), acc, "")};
     LLVMTypeRef t = nn_cg_type(cg, m->dt);
@@ -364,13 +478,13 @@ static void emit_small(NnCg *cg, Mm *m)
 // MM_CHAINS of them the FMA latency, not the loads, sets the pace: K is then
 // split KS ways (k, k+1, ... of each step of KS into separate accumulators,
 // summed at the end), which gives batch-1 inference 4x the chains.
-// Threads split the panels.
-#define MM_ROWS 4
+// Threads split the panels. A run-time M (at most MM_ROWS, nrows of the
+// `rows` real) and a run-time K (one chain per accumulator) use it too.
 #define MM_CHAINS 8
 
 // One step of the K loop at k: row r's products into accumulator set s.
-static void rows_fma(NnCg *cg, Mm *m, LLVMValueRef (*acc)[2][4], int s, LLVMValueRef k,
-                     LLVMValueRef j0)
+static void rows_fma(NnCg *cg, Mm *m, LLVMValueRef (*acc)[2][4], int rows, LLVMValueRef nrows,
+                     int s, LLVMValueRef k, LLVMValueRef j0)
 {
     LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
     LLVMValueRef bv[2];
@@ -378,8 +492,9 @@ static void rows_fma(NnCg *cg, Mm *m, LLVMValueRef (*acc)[2][4], int s, LLVMValu
         LLVMValueRef off = add(cg, add(cg, mul(cg, k, m->n), j0), nn_cg_i64(cg, v * m->vw));
         bv[v] = nn_cg_load(cg, m->dt, m->bp, off, m->vw, m->mask[v]);
     }
-    for (int r = 0; r < (int)m->m; r++) {
-        LLVMValueRef sp = nn_cg_splat(cg, a_elem(cg, m, nn_cg_i64(cg, r), k), m->vw);
+    for (int r = 0; r < rows; r++) {
+        LLVMValueRef i = tile_row(cg, nn_cg_i64(cg, 0), r, nrows);
+        LLVMValueRef sp = nn_cg_splat(cg, a_elem(cg, m, i, k), m->vw);
         for (int v = 0; v < 2; v++) {
             LLVMValueRef args[3] = {sp, bv[v], LLVMBuildLoad2(cg->b, vt, acc[r][v][s], "")};
             LLVMBuildStore(cg->b, nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3),
@@ -388,19 +503,14 @@ static void rows_fma(NnCg *cg, Mm *m, LLVMValueRef (*acc)[2][4], int s, LLVMValu
     }
 }
 
-static void emit_rows(NnCg *cg, Mm *m)
+// The rows loop nest: B (in place, pointer b) times `rows` rows of op(A), of
+// which the first nrows are real when nrows is not NULL (a run-time M).
+static void rows_body(NnCg *cg, Mm *m, LLVMValueRef b, int rows, LLVMValueRef nrows)
 {
-    nn_cg_kernel_begin(cg, m->epi ? "mm_rows_fused" : "mm_rows", mm_work(m, m->k * m->n));
-    m->a = nn_cg_buf(cg, m->a_slot);
-    m->bp = nn_cg_buf(cg, m->b_slot);
-    m->c = nn_cg_buf(cg, m->out_slot);
-    if (m->epi)
-        nn_expr_bind(cg, m->epi);
     LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
-    int rows = (int)m->m;
     int ks = MM_CHAINS / (2 * (rows > 0 ? rows : 1));
     ks = ks < 1 ? 1 : ks > 4 ? 4 : ks;
-    if (m->k < 4 * ks)
+    if (m->k < 4 * ks || m->rt_k)
         ks = 1;
     LLVMValueRef acc[MM_ROWS][2][4];
     for (int r = 0; r < rows; r++)
@@ -410,9 +520,7 @@ static void emit_rows(NnCg *cg, Mm *m)
     for (int r = 0; r < rows; r++)
         for (int v = 0; v < 2; v++)
             m->acc[r][v] = acc[r][v][0];
-    m->tbuf = nn_cg_alloca(cg, LLVMArrayType2(vt, 2 * MM_MR));
-    LLVMSetAlignment(m->tbuf, 64);
-    m->kblocks = 1;
+    m->bp = b;
     LLVMValueRef p0, p1;
     nn_cg_split(cg, m->np, 1, &p0, &p1);
     NnLoop p, k, kt;
@@ -425,14 +533,14 @@ static void emit_rows(NnCg *cg, Mm *m)
             for (int s = 0; s < ks; s++)
                 LLVMBuildStore(cg->b, LLVMConstNull(vt), acc[r][v][s]);
     int64_t kfull = m->k - m->k % ks;
-    nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), nn_cg_i64(cg, kfull), ks);
+    nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), m->rt_k ? m->kv : nn_cg_i64(cg, kfull), ks);
     for (int s = 0; s < ks; s++)
-        rows_fma(cg, m, acc, s, add(cg, k.iv, nn_cg_i64(cg, s)), j0);
+        rows_fma(cg, m, acc, rows, nrows, s, add(cg, k.iv, nn_cg_i64(cg, s)), j0);
     k.unroll = ks == 1;
     nn_cg_loop_end(cg, &k);
-    if (kfull < m->k) {
+    if (!m->rt_k && kfull < m->k) {
         nn_cg_loop_begin(cg, &kt, nn_cg_i64(cg, kfull), nn_cg_i64(cg, m->k), 1);
-        rows_fma(cg, m, acc, 0, kt.iv, j0);
+        rows_fma(cg, m, acc, rows, nrows, 0, kt.iv, j0);
         nn_cg_loop_end(cg, &kt);
     }
     for (int r = 0; r < rows; r++)
@@ -442,8 +550,23 @@ static void emit_rows(NnCg *cg, Mm *m)
                                                  LLVMBuildLoad2(cg->b, vt, acc[r][v][s], ""), "");
                 LLVMBuildStore(cg->b, sum, acc[r][v][0]);
             }
-    tile_store(cg, m, nn_cg_i64(cg, 0), j0, rows, true);
+    tile_store(cg, m, nn_cg_i64(cg, 0), j0, rows, true, nrows);
     nn_cg_loop_end(cg, &p);
+}
+
+static void emit_rows(NnCg *cg, Mm *m)
+{
+    nn_cg_kernel_begin(cg, m->epi ? "mm_rows_fused" : "mm_rows", mm_work(m, m->k * m->n));
+    mm_dims(cg, m);
+    m->a = nn_cg_buf(cg, m->a_slot);
+    m->c = nn_cg_buf(cg, m->out_slot);
+    if (m->epi)
+        nn_expr_bind(cg, m->epi);
+    LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
+    m->tbuf = nn_cg_alloca(cg, LLVMArrayType2(vt, 2 * MM_MR));
+    LLVMSetAlignment(m->tbuf, 64);
+    m->kblocks = 1;
+    rows_body(cg, m, nn_cg_buf(cg, m->b_slot), (int)m->m, NULL);
     nn_cg_kernel_end(cg);
 }
 
@@ -453,6 +576,7 @@ static void emit_rows(NnCg *cg, Mm *m)
 static void emit_dots(NnCg *cg, Mm *m)
 {
     nn_cg_kernel_begin(cg, m->epi ? "mm_dots_fused" : "mm_dots", mm_work(m, m->k * m->n));
+    mm_dims(cg, m);
     m->a = nn_cg_buf(cg, m->a_slot);
     LLVMValueRef b = nn_cg_buf(cg, m->b_slot);
     m->c = nn_cg_buf(cg, m->out_slot);
@@ -496,7 +620,7 @@ static void emit_dots(NnCg *cg, Mm *m)
 }
 
 void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bool tb, int64_t m,
-                       int64_t n, int64_t k, NnExpr *epi, int out_slot)
+                       int64_t n, int64_t k, NnExpr *epi, int out_slot, bool rt_m, bool rt_k)
 {
     Mm mm = {.dt = dt,
              .ta = ta,
@@ -504,6 +628,8 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
              .m = m,
              .n = n,
              .k = k,
+             .rt_m = rt_m,
+             .rt_k = rt_k,
              .a_slot = a_slot,
              .b_slot = b_slot,
              .out_slot = out_slot,
@@ -513,11 +639,11 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
     mm.nr = 2 * mm.vw;
     mm.np = (n + mm.nr - 1) / mm.nr;
     // Short products first: the tiny path's scalar loops read B with stride N.
-    if (m <= MM_ROWS && !tb) {
+    if (m <= MM_ROWS && !tb && !rt_m) {
         emit_rows(cg, &mm);
         return;
     }
-    if (m <= MM_ROWS && !ta) {
+    if (m <= MM_ROWS && !ta && !rt_m && !rt_k) {
         emit_dots(cg, &mm);
         return;
     }
@@ -525,10 +651,15 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
         emit_small(cg, &mm);
         return;
     }
+    // Batch-1 prediction and other short run-time batches skip the packing.
+    mm.rt_rows = rt_m && !tb;
     int64_t esize = (int64_t)nnrt_dtype_size(dt);
-    mm.pack_slot = nn_cg_add_scratch(cg, mm.np * k * mm.nr * esize);
-    // Partial sums live in C between K blocks, so they need C's dtype.
-    int64_t kc = mm.out_dt == dt ? MM_KC : (k > 0 ? k : 1);
+    mm.pack_slot = rt_k ? nn_cg_add_scratch_rows(cg, mm.np * (k / cg->rt_ref) * mm.nr * esize)
+                        : nn_cg_add_scratch(cg, mm.np * k * mm.nr * esize);
+    // Partial sums live in C between K blocks, so they need C's dtype. A
+    // run-time K (the batch, in weight gradients) is one block: no partial
+    // sums to compile for, at some cache cost past MM_KC rows.
+    int64_t kc = mm.out_dt == dt && !rt_k ? MM_KC : (k > 0 ? k : 1);
     emit_pack(cg, &mm);
     emit_compute(cg, &mm, kc);
 }
@@ -542,6 +673,10 @@ bool llvm_matmul(NnCg *cg, NnId id)
     nn_cg_shape(cg, cg->g, n->in[1], &r, db);
     int64_t m = n->attr.ta ? da[1] : da[0], k = n->attr.ta ? da[0] : da[1];
     int64_t nn = n->attr.tb ? db[0] : db[1];
-    nn_cg_emit_matmul(cg, n->dtype, n->in[0], n->in[1], n->attr.ta, n->attr.tb, m, nn, k, NULL, id);
+    bool rt_m = !n->attr.ta && nn_cg_rt(cg, cg->g, n->in[0]);
+    bool rt_k = (n->attr.ta && nn_cg_rt(cg, cg->g, n->in[0])) ||
+                (!n->attr.tb && nn_cg_rt(cg, cg->g, n->in[1]));
+    nn_cg_emit_matmul(cg, n->dtype, n->in[0], n->in[1], n->attr.ta, n->attr.tb, m, nn, k, NULL, id,
+                      rt_m, rt_k);
     return true;
 }

@@ -19,6 +19,7 @@ bool llvm_reshape(NnCg *cg, NnId id)
     e->leaf[0].rank = 1;
     e->leaf[0].dims[0] = numel;
     nn_expr_iter(cg, e, 1, &numel);
+    e->rt = nn_cg_rt(cg, cg->g, id);
     nn_cg_kernel_begin(cg, "reshape", (double)numel);
     nn_expr_emit_map(cg, e, id, n->dtype);
     nn_cg_kernel_end(cg);
@@ -43,6 +44,7 @@ bool llvm_transpose(NnCg *cg, NnId id)
     nn_expr_iter(cg, e, r, d);
     for (int i = 0; i < r; i++)
         l->stride[i] = d[i] == 1 ? 0 : xs[n->attr.perm[i]];
+    e->rt = nn_cg_rt(cg, cg->g, id);
     nn_cg_kernel_begin(cg, "transpose", (double)nn_cg_numel(cg, cg->g, id));
     nn_expr_emit_map(cg, e, id, n->dtype);
     nn_cg_kernel_end(cg);
@@ -84,7 +86,7 @@ bool llvm_take(NnCg *cg, NnId id)
     LLVMValueRef y = nn_cg_buf(cg, id), err = err_entry(cg, id);
     LLVMBuildStore(cg->b, nn_cg_i64(cg, -1), err);
     NnLoop i;
-    nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_i64(cg, d[0]), 1);
+    nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_extent(cg, d[0], nn_cg_rt(cg, cg->g, id)), 1);
     LLVMValueRef j = nn_cg_load(cg, NN_DT_I32, idx, i.iv, 1, NULL);
     LLVMValueRef ok = in_range(cg, j, d[1]);
     LLVMValueRef js =
@@ -109,8 +111,9 @@ bool llvm_onehot(NnCg *cg, NnId id)
     LLVMValueRef idx = nn_cg_buf(cg, n->in[0]), y = nn_cg_buf(cg, id), err = err_entry(cg, id);
     LLVMBuildStore(cg->b, nn_cg_i64(cg, -1), err);
     NnLoop i, j;
-    nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_i64(cg, rows), 1);
-    LLVMValueRef lab = nn_cg_load(cg, NN_DT_I32, idx, i.iv, 1, NULL);
+    nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0),
+                     nn_cg_extent(cg, rows, nn_cg_rt(cg, cg->g, n->in[0])), 1);
+    LLVMValueRef lab =  nn_cg_load(cg, NN_DT_I32, idx, i.iv, 1, NULL);
     LLVMValueRef lab64 = LLVMBuildSExt(cg->b, lab, cg->t_i64, "");
     note_bad(cg, err, LLVMBuildNot(cg->b, in_range(cg, lab, depth), ""), i.iv);
     LLVMValueRef row = LLVMBuildMul(cg->b, i.iv, nn_cg_i64(cg, depth), "");
@@ -210,7 +213,7 @@ bool llvm_argmax(NnCg *cg, NnId id)
     LLVMValueRef x = nn_cg_buf(cg, n->in[0]), y = nn_cg_buf(cg, id);
     LLVMValueRef best = nn_cg_alloca(cg, nn_cg_type(cg, dt)), bi = nn_cg_alloca(cg, cg->t_i32);
     LLVMValueRef lo, hi;
-    nn_cg_split(cg, pre * post, 16, &lo, &hi);
+    nn_cg_split_v(cg, nn_cg_extent(cg, pre * post, nn_cg_rt(cg, cg->g, id)), 16, &lo, &hi);
     NnLoop o, j;
     nn_cg_loop_begin(cg, &o, lo, hi, 1);
     LLVMValueRef a = LLVMBuildUDiv(cg->b, o.iv, nn_cg_i64(cg, post), "");
@@ -310,7 +313,7 @@ static bool rand_node(NnCg *cg, NnId id, bool normal)
     Rand r = {.n = n, .y = nn_cg_buf(cg, id)};
     r.key = nn_cg_rand_key(cg, n->attr.seed, nn_cg_rand_step(cg, sv));
     LLVMValueRef lo, hi;
-    nn_cg_split(cg, numel, 64, &lo, &hi);
+    nn_cg_split_v(cg, nn_cg_extent(cg, numel, nn_cg_rt(cg, cg->g, id)), 64, &lo, &hi);
     nn_cg_vloop(cg, lo, hi, normal ? 1 : 8, normal ? normal_point : uniform_point, &r);
     nn_cg_kernel_end(cg);
     return true;

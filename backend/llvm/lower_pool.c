@@ -56,6 +56,7 @@ typedef struct Pool {
     NnDType dt;
     int vw;
     int64_t planes, H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
+    bool rt; // the batch (in planes) is a run-time value
     LLVMValueRef x;              // the plane's input (forward, max gradient)
     LLVMValueRef live, ow;       // i1 and i32 lane vectors of the current chunk
     LLVMValueRef best, at, sum;  // vector allocas
@@ -71,6 +72,7 @@ static void pool_geom(NnCg *cg, Pool *p, const NnNode *n, NnId xid, NnId yid)
     p->dt = n->dtype;
     p->vw = p->dt == NN_DT_F64 ? 8 : 16;
     p->planes = xd[0] * xd[1];
+    p->rt = nn_cg_rt(cg, cg->g, xid);
     p->H = xd[2], p->W = xd[3], p->OH = yd[2], p->OW = yd[3];
     p->KH = a->kernel[0], p->KW = a->kernel[1], p->sh = a->stride[0], p->sw = a->stride[1];
     p->dh = a->dilation[0] > 0 ? a->dilation[0] : 1, p->dw = a->dilation[1] > 0 ? a->dilation[1] : 1;
@@ -278,7 +280,7 @@ static bool pool_fwd(NnCg *cg, const NnNode *n, int x_slot, NnExpr *epi, int out
         nn_expr_bind(cg, epi);
     LLVMTypeRef vt = nn_cg_vtype(cg, p.dt, p.vw);
     LLVMValueRef x = nn_cg_buf(cg, x_slot), y = nn_cg_buf(cg, out_slot), lo, hi;
-    nn_cg_split(cg, p.planes * p.OH, 1, &lo, &hi);
+    nn_cg_split_v(cg, nn_cg_extent(cg, p.planes * p.OH, p.rt), 1, &lo, &hi);
     NnLoop r, c;
     nn_cg_loop_begin(cg, &r, lo, hi, 1);
     LLVMValueRef plane = LLVMBuildUDiv(cg->b, r.iv, nn_cg_i64(cg, p.OH), "");
@@ -384,7 +386,7 @@ static bool pool_bwd(NnCg *cg, const NnNode *n, int x_slot, int dy, NnExpr *epi,
     LLVMTypeRef it = LLVMVectorType(cg->t_i32, (unsigned)p.vw);
     // Neighbouring lanes' windows are disjoint: their maxima differ.
     bool disjoint = p.sw >= (p.KW - 1) * p.dw + 1;
-    nn_cg_split(cg, p.planes, 1, &lo, &hi);
+    nn_cg_split_v(cg, nn_cg_extent(cg, p.planes, p.rt), 1, &lo, &hi);
     NnLoop pl, oh, c;
     nn_cg_loop_begin(cg, &pl, lo, hi, 1);
     LLVMValueRef xb = mul(cg, pl.iv, p.H * p.W);
@@ -492,7 +494,7 @@ bool llvm_slice(NnCg *cg, NnId id)
     int64_t rows = pre * yd[ax];
     nn_cg_kernel_begin(cg, "slice", (double)(rows * post));
     LLVMValueRef x = nn_cg_buf(cg, n->in[0]), y = nn_cg_buf(cg, id), lo, hi;
-    nn_cg_split(cg, rows, 1, &lo, &hi);
+    nn_cg_split_v(cg, nn_cg_extent(cg, rows, nn_cg_rt(cg, cg->g, id)), 1, &lo, &hi);
     NnLoop i;
     nn_cg_loop_begin(cg, &i, lo, hi, 1);
     LLVMValueRef a = LLVMBuildUDiv(cg->b, i.iv, nn_cg_i64(cg, yd[ax]), "");
@@ -517,7 +519,7 @@ bool llvm_slice_bwd(NnCg *cg, NnId id)
     int64_t rows = pre * xd[ax], start = n->attr.start, step = n->attr.step;
     nn_cg_kernel_begin(cg, "slice_bwd", (double)(rows * post));
     LLVMValueRef dy = nn_cg_buf(cg, n->in[0]), dx = nn_cg_buf(cg, id), lo, hi;
-    nn_cg_split(cg, rows, 1, &lo, &hi);
+    nn_cg_split_v(cg, nn_cg_extent(cg, rows, nn_cg_rt(cg, cg->g, id)), 1, &lo, &hi);
     NnLoop i;
     nn_cg_loop_begin(cg, &i, lo, hi, 1);
     LLVMValueRef a = LLVMBuildUDiv(cg->b, i.iv, nn_cg_i64(cg, xd[ax]), "");
@@ -565,7 +567,7 @@ bool llvm_concat(NnCg *cg, NnId id)
         nn_cg_shape(cg, cg->g, n->in[k], &r, xd);
         int64_t len = xd[ax], rows = pre * len;
         LLVMValueRef x = nn_cg_buf(cg, n->in[k]), lo, hi;
-        nn_cg_split(cg, rows, 1, &lo, &hi);
+        nn_cg_split_v(cg, nn_cg_extent(cg, rows, nn_cg_rt(cg, cg->g, id)), 1, &lo, &hi);
         NnLoop i;
         nn_cg_loop_begin(cg, &i, lo, hi, 1);
         LLVMValueRef a = LLVMBuildUDiv(cg->b, i.iv, nn_cg_i64(cg, len), "");
@@ -599,7 +601,9 @@ bool llvm_pad(NnCg *cg, NnId id)
     nn_cg_kernel_begin(cg, "pad", (double)nn_cg_numel(cg, cg->g, id));
     LLVMValueRef x = nn_cg_buf(cg, n->in[0]), y = nn_cg_buf(cg, id), lo, hi;
     LLVMValueRef fill = nn_cg_const(cg, n->dtype, n->attr.value, 1);
-    nn_cg_split(cg, rows, 1, &lo, &hi);
+    // A run-time batch is never padded (nn_cg_batch_sym): its rows are all inside.
+    bool rt = nn_cg_rt(cg, cg->g, id) && r > 1;
+    nn_cg_split_v(cg, nn_cg_extent(cg, rows, rt), 1, &lo, &hi);
     NnLoop i;
     nn_cg_loop_begin(cg, &i, lo, hi, 1);
     LLVMValueRef idx[NN_MAX_RANK];
@@ -607,7 +611,8 @@ bool llvm_pad(NnCg *cg, NnId id)
     LLVMValueRef inside = LLVMConstInt(cg->t_i1, 1, 0), src = nn_cg_i64(cg, 0);
     for (int d = 0; d < r - 1; d++) {
         LLVMValueRef s = addc(cg, idx[d], -n->attr.lo[d]);
-        inside = LLVMBuildAnd(cg->b, inside, in_range(cg, s, xd[d]), "");
+        if (!(rt && d == 0))
+            inside = LLVMBuildAnd(cg->b, inside, in_range(cg, s, xd[d]), "");
         src = add(cg, mul(cg, src, xd[d]), s);
     }
     LLVMValueRef yrow = mul(cg, i.iv, L);

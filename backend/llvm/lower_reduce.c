@@ -60,6 +60,20 @@ static void coalesce(Red *r)
         memcpy(e->leaf[i].stride, ls[i], (size_t)nd * sizeof(int64_t));
 }
 
+// Extent of dim d: the batch's at run time for dim 0 of a batch expression.
+static LLVMValueRef dim_extent(NnCg *cg, const Red *r, int d)
+{
+    return nn_cg_extent(cg, r->e->dims[d], d == 0 && r->e->rt);
+}
+
+// The elements per output as a double: MEAN divides by it.
+static LLVMValueRef count_value(NnCg *cg, const Red *r)
+{
+    if (!(r->e->rt && r->red[0]))
+        return LLVMConstReal(cg->t_f64, (double)r->count);
+    return LLVMBuildSIToFP(cg->b, nn_cg_extent(cg, r->count, true), cg->t_f64, "");
+}
+
 static LLVMValueRef init_value(NnCg *cg, const Red *r, int w)
 {
     if (!r->max_pass)
@@ -137,10 +151,10 @@ static LLVMValueRef inner_pass(NnCg *cg, Red *r, int w)
     for (int d = 0; d < last; d++) {
         if (!r->red[d])
             continue;
-        nn_cg_loop_begin(cg, &loops[nl], nn_cg_i64(cg, 0), nn_cg_i64(cg, r->e->dims[d]), 1);
+        nn_cg_loop_begin(cg, &loops[nl], nn_cg_i64(cg, 0), dim_extent(cg, r, d), 1);
         r->idx[d] = loops[nl++].iv;
     }
-    nn_cg_vloop(cg, nn_cg_i64(cg, 0), nn_cg_i64(cg, r->e->dims[last]), w, inner_point, r);
+    nn_cg_vloop(cg, nn_cg_i64(cg, 0), dim_extent(cg, r, last), w, inner_point, r);
     while (nl > 0)
         nn_cg_loop_end(cg, &loops[--nl]);
     LLVMValueRef v = LLVMBuildLoad2(cg->b, nn_cg_vtype(cg, r->at, w), r->acc, "");
@@ -175,7 +189,7 @@ static void emit_inner(NnCg *cg, Red *r, LLVMValueRef out)
             nkeep *= r->e->dims[d];
         }
     LLVMValueRef lo, hi;
-    nn_cg_split(cg, nkeep, 1, &lo, &hi);
+    nn_cg_split_v(cg, nn_cg_extent(cg, nkeep, r->e->rt && !r->red[0]), 1, &lo, &hi);
     NnLoop o;
     nn_cg_loop_begin(cg, &o, lo, hi, 1);
     LLVMValueRef kidx[NN_MAX_RANK];
@@ -200,7 +214,7 @@ static void emit_inner(NnCg *cg, Red *r, LLVMValueRef out)
         r->max_pass = r->op == NN_OP_REDUCE_MAX;
         res = inner_pass(cg, r, w);
         if (r->op == NN_OP_REDUCE_MEAN)
-            res = LLVMBuildFDiv(cg->b, res, LLVMConstReal(cg->t_f64, (double)r->count), "");
+            res = LLVMBuildFDiv(cg->b, res, count_value(cg, r), "");
     }
     if (r->at != r->dt)
         res = LLVMBuildFPTrunc(cg->b, res, nn_cg_type(cg, r->dt), "");
@@ -249,7 +263,7 @@ static void outer_pass(NnCg *cg, Red *r, LLVMValueRef jn, int w)
     for (int d = 0; d < r->rank - 1; d++) {
         if (!r->red[d])
             continue;
-        nn_cg_loop_begin(cg, &loops[nl], nn_cg_i64(cg, 0), nn_cg_i64(cg, r->e->dims[d]), 1);
+        nn_cg_loop_begin(cg, &loops[nl], nn_cg_i64(cg, 0), dim_extent(cg, r, d), 1);
         r->idx[d] = loops[nl++].iv;
     }
     nn_cg_vloop(cg, nn_cg_i64(cg, 0), jn, w, outer_point, r);
@@ -279,7 +293,7 @@ static void emit_outer(NnCg *cg, Red *r, LLVMValueRef out)
         LLVMSetAlignment(r->mxarr, 64);
     }
     LLVMValueRef lo, hi;
-    nn_cg_split(cg, nouter * nch, 1, &lo, &hi);
+    nn_cg_split_v(cg, nn_cg_extent(cg, nouter * nch, r->e->rt && !r->red[0]), 1, &lo, &hi);
     NnLoop p;
     nn_cg_loop_begin(cg, &p, lo, hi, 1);
     LLVMValueRef c = LLVMBuildURem(cg->b, p.iv, nn_cg_i64(cg, nch), "");
@@ -322,7 +336,7 @@ static void emit_outer(NnCg *cg, Red *r, LLVMValueRef out)
             LLVMBuildLoad2(cg->b, cg->t_f64, row_ptr(cg, r->mxarr, NN_DT_F64, f.iv), "");
         v = lse_finish(cg, mx, v);
     } else if (r->op == NN_OP_REDUCE_MEAN) {
-        v = LLVMBuildFDiv(cg->b, v, LLVMConstReal(cg->t_f64, (double)r->count), "");
+        v = LLVMBuildFDiv(cg->b, v, count_value(cg, r), "");
     }
     if (r->at != r->dt)
         v = LLVMBuildFPTrunc(cg->b, v, nn_cg_type(cg, r->dt), "");

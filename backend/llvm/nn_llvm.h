@@ -1,7 +1,11 @@
 // Private to backend/llvm: the JIT session (jit.c), the code generator state
 // shared by the lower_*.c files, and the loop/expression helpers they use.
 // A graph is lowered for one binding of its symbolic dims, so every shape seen
-// here is concrete. Buffers are numbered slots: generated kernels receive
+// here is concrete, except that one symbol, the batch (NnCg.rt_sym), may stay
+// a run-time value: shapes then hold the reference value rt_ref in its place
+// (for sizes and cost estimates only) and code that loops over it multiplies
+// by the value the step is run with (nn_cg_batch), so one module runs every
+// batch size. The batch is only ever the leading dim. Buffers are numbered slots: generated kernels receive
 // `void **bufs` and load bufs[slot]; exec.c decides what each slot points at.
 #ifndef NN_LLVM_PRIV_H
 #define NN_LLVM_PRIV_H
@@ -42,11 +46,17 @@ NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
 void *nn_llvm_jit_lookup(NnLlvmJit *j, const char *name);
 
 // ---- lower.c: graph -> module ----
+// The symbol a graph can leave to run time (its batch), or -1 with the reason
+// in why[n]: some op or shape that still needs every dim bound.
+int nn_cg_batch_sym(const NnGraph *g, char *why, size_t n);
 typedef struct NnCgKernel {
     char name[48];
     double work; // rough flop/element count: small kernels run on the caller only
     bool direct; // void k(ptr pool, ptr bufs), run on the caller: it uses the pool
                  // itself (a LOOP running its body's step)
+    bool batch;  // reads the run-time batch: `work` is for rt_ref rows, of which
+                 // work_fixed does not grow with the rows
+    double work_fixed;
 } NnCgKernel;
 
 // Kernels below this much work run on the calling thread: a pool dispatch
@@ -65,6 +75,7 @@ typedef struct NnCg {
     bool vec512;         // prefer 512-bit vectors (AVX-512 in features)
     int *slot;           // node id -> bufs slot, -1 for none
     int64_t *slot_bytes; // per slot; scratch slots are added by kernels
+    bool *slot_rows;     // per slot: slot_bytes is per row of the batch
     bool *slot_owned;    // per slot: memory of its own (else scratch slots share one)
     int nslots, slotcap;
     int err_slot;   // int64 per TAKE/ONEHOT/GATHER: first out-of-range row, or -1
@@ -79,10 +90,19 @@ typedef struct NnCg {
     LLVMBasicBlockRef body0; // first block after the entry
     NnId node;               // the node whose kernel is being emitted
     bool failed;
+    // The run-time batch: symbol rt_sym (-1: every dim is bound) stands for
+    // rt_ref in shapes; its value is the int64 at bufs[batch_slot].
+    int rt_sym;
+    int64_t rt_ref;
+    int batch_slot;
+    LLVMValueRef batch_v; // the current kernel's load of it, or NULL
 } NnCg;
 
 void nn_cg_init(NnCg *cg, LLVMContextRef ctx, const NnGraph *g, const int64_t *symv,
                 const char *prefix);
+// The same with symbol rt_sym (bound to rt_ref >= 2 in symv) left to run time.
+void nn_cg_init_rt(NnCg *cg, LLVMContextRef ctx, const NnGraph *g, const int64_t *symv,
+                   const char *prefix, int rt_sym);
 void nn_cg_fini(NnCg *cg); // disposes the builder; the module is handed on or disposed by caller
 // Lowers every node of cg->g into kernels plus "<prefix>step(ptr pool, ptr bufs)".
 bool nn_cg_lower_graph(NnCg *cg);
@@ -91,9 +111,19 @@ bool nn_cg_lower_graph(NnCg *cg);
 void nn_cg_shape(const NnCg *cg, const NnGraph *g, NnId id, int *rank, int64_t *dims);
 int64_t nn_cg_numel(const NnCg *cg, const NnGraph *g, NnId id);
 int nn_cg_add_scratch(NnCg *cg, int64_t nbytes); // new slot, returns its index
+// A scratch slot of nbytes per row of the batch.
+int nn_cg_add_scratch_rows(NnCg *cg, int64_t nbytes);
 // A slot with nbytes of its own, kept between runs (a loop body's workspace).
 int nn_cg_add_owned(NnCg *cg, int64_t nbytes);
 int nn_cg_add_error(NnCg *cg, NnId id);          // new error entry, returns its index
+
+// Whether node id's leading dim is the run-time batch.
+bool nn_cg_rt(const NnCg *cg, const NnGraph *g, NnId id);
+// The batch the kernel runs with (i64), loaded once in its entry block.
+LLVMValueRef nn_cg_batch(NnCg *cg);
+// Extent v as a run-time value: with rt, v is a multiple of rt_ref standing
+// for (v / rt_ref) * batch; else the constant v.
+LLVMValueRef nn_cg_extent(NnCg *cg, int64_t v, bool rt);
 
 // Kernel frame.
 void nn_cg_kernel_begin(NnCg *cg, const char *what, double work);
@@ -142,6 +172,9 @@ void nn_cg_loop_end(NnCg *cg, NnLoop *l);
 void nn_cg_decode(NnCg *cg, LLVMValueRef r, const int64_t *dims, int n, LLVMValueRef *idx);
 // This thread's share [lo, hi) of [0, total) in multiples of `align`.
 void nn_cg_split(NnCg *cg, int64_t total, int64_t align, LLVMValueRef *lo, LLVMValueRef *hi);
+// The same for a run-time total (i64).
+void nn_cg_split_v(NnCg *cg, LLVMValueRef total, int64_t align, LLVMValueRef *lo,
+                   LLVMValueRef *hi);
 
 // One lowering function per op (ops.def), spread over the lower_*.c files.
 #define NN_OP(tag, name, arity, flags, attrs) bool llvm_##name(NnCg *cg, NnId id);
@@ -184,6 +217,7 @@ typedef struct NnExpr {
     NnLeaf leaf[NN_EXPR_MAXLEAF];
     int rank; // iteration space, concrete
     int64_t dims[NN_MAX_RANK];
+    bool rt; // dims[0] is the run-time batch (nn_cg_extent), also after coalescing
     // Memo for one evaluation point.
     int nmemo;
     NnId memo_id[NN_EXPR_MAXMEMO];
@@ -219,8 +253,9 @@ void nn_cg_emit_reduce(NnCg *cg, NnExpr *e, NnOp op, uint32_t axes, int out_slot
 
 // ---- lower_matmul.c ----
 // C = op(A) @ op(B), with an optional epilogue expression (hole = the product).
+// rt_m, rt_k: M or K is the run-time batch (m or k then holds cg->rt_ref).
 void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bool tb, int64_t m,
-                       int64_t n, int64_t k, NnExpr *epi, int out_slot);
+                       int64_t n, int64_t k, NnExpr *epi, int out_slot, bool rt_m, bool rt_k);
 
 // ---- lower_conv.c ----
 bool nn_cg_is_conv(NnOp op); // CONV2D or one of its gradients

@@ -4,6 +4,7 @@
 // updates and label checks. The JIT fills in kernel addresses after linking;
 // `nnc build` prints the same tables as C (nn_llvm_step_write_c) and lets the
 // linker fill them in.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,12 +14,14 @@
 
 static char *dup_str(const char *s) { return strdup(s ? s : ""); }
 
-static NnrtStepTensor tensor_of(const NnGraph *g, const int64_t *symv, NnId id, const char *name,
-                                int slot)
+static NnrtStepTensor tensor_of(const NnCg *cg, NnId id, const char *name, int slot)
 {
+    const NnGraph *g = cg->g;
     const NnNode *n = &g->nodes[id];
     NnrtStepTensor t = {.dtype = n->dtype, .rank = n->shape.rank, .slot = slot};
-    nn_shape_bind(&n->shape, symv, t.dims);
+    nn_shape_bind(&n->shape, cg->symv, t.dims);
+    if (nn_cg_rt(cg, g, id))
+        t.dims[0] = NNRT_DIM_BATCH;
     char buf[160];
     nn_type_str(g, n->dtype, &n->shape, buf, sizeof buf);
     t.name = dup_str(name);
@@ -53,40 +56,59 @@ NnrtStep *nn_llvm_step_new(const NnCg *cg, const NnPlan *plan, const char *name)
     *d = (NnrtStep){.name = dup_str(name), .nslots = cg->nslots, .slots = slots,
                     .workspace = plan->workspace, .nkernels = cg->nkernels, .kernels = ks,
                     .inputs = ins, .vars = vars, .outputs = outs, .updates = ups,
-                    .checks = checks};
+                    .checks = checks, .workspace_rows = plan->workspace_rows};
+    // Per-row values first (offset per row), the fixed-size ones after them.
+    int64_t rows = plan->workspace_rows;
     for (NnId i = 0; i < g->count; i++) {
         const NnNode *n = &g->nodes[i];
         if (n->op == NN_OP_INPUT) {
-            slots[i] = (NnrtStepSlot){NNRT_SLOT_INPUT, d->ninputs, 0};
-            ins[d->ninputs] = tensor_of(g, cg->symv, i, n->attr.name, i);
+            slots[i] = (NnrtStepSlot){NNRT_SLOT_INPUT, d->ninputs, 0, 0};
+            ins[d->ninputs] = tensor_of(cg, i, n->attr.name, i);
             d->ninputs++;
         } else if (n->op == NN_OP_PARAM || n->op == NN_OP_STATE) {
             int k = var_index(g, vars, d->nvars, i);
             if (k < 0) {
                 k = d->nvars++;
-                vars[k] = tensor_of(g, cg->symv, i, n->attr.name, i);
+                vars[k] = tensor_of(cg, i, n->attr.name, i);
             }
-            slots[i] = (NnrtStepSlot){NNRT_SLOT_VAR, k, 0};
+            slots[i] = (NnrtStepSlot){NNRT_SLOT_VAR, k, 0, 0};
+        } else if (plan->slots[i].offset >= 0 && (plan->slots[i].flags & NN_PLAN_ROWS)) {
+            slots[i] = (NnrtStepSlot){NNRT_SLOT_WORKSPACE, 0, 0, plan->slots[i].offset};
         } else if (plan->slots[i].offset >= 0) {
-            slots[i] = (NnrtStepSlot){NNRT_SLOT_WORKSPACE, 0, plan->slots[i].offset};
+            slots[i] = (NnrtStepSlot){NNRT_SLOT_WORKSPACE, 0, plan->slots[i].offset, rows};
         }
     }
     for (int s = g->count; s < cg->nslots; s++) {
         if (cg->slot_owned[s]) { // a loop body's memory: after the plan's workspace
-            slots[s] = (NnrtStepSlot){NNRT_SLOT_WORKSPACE, 0, d->workspace};
+            slots[s] = (NnrtStepSlot){NNRT_SLOT_WORKSPACE, 0, d->workspace, rows};
             d->workspace += (cg->slot_bytes[s] + 63) / 64 * 64;
             continue;
         }
+        if (s == cg->batch_slot) {
+            slots[s].kind = NNRT_SLOT_BATCH;
+            continue;
+        }
         slots[s].kind = s == cg->err_slot ? NNRT_SLOT_ERRORS : NNRT_SLOT_SCRATCH;
-        if (s != cg->err_slot && cg->slot_bytes[s] > d->scratch)
-            d->scratch = cg->slot_bytes[s];
+        int64_t *need = cg->slot_rows[s] ? &d->scratch_rows : &d->scratch;
+        if (s != cg->err_slot && cg->slot_bytes[s] > *need)
+            *need = cg->slot_bytes[s];
     }
-    for (int k = 0; k < cg->nkernels; k++)
-        ks[k] = (NnrtStepKernel){dup_str(cg->kernels[k].name), NULL,
-                                 cg->kernels[k].work >= NN_PAR_WORK};
+    for (int k = 0; k < cg->nkernels; k++) {
+        const NnCgKernel *kn = &cg->kernels[k];
+        ks[k] = (NnrtStepKernel){dup_str(kn->name), NULL, kn->work >= NN_PAR_WORK, 0};
+        if (kn->batch) {
+            // work_fixed + per_row * rows: worth a dispatch from this many rows on.
+            double per_row = (kn->work - kn->work_fixed) / (double)cg->rt_ref;
+            double rows = kn->work_fixed >= NN_PAR_WORK ? 0
+                        : per_row > 0 ? ceil((NN_PAR_WORK - kn->work_fixed) / per_row)
+                                      : -1;
+            ks[k].par = rows >= 0;
+            ks[k].par_rows = rows > 0 ? (int64_t)rows : 0;
+        }
+    }
     d->noutputs = g->noutputs;
     for (int k = 0; k < g->noutputs; k++)
-        outs[k] = tensor_of(g, cg->symv, g->outputs[k].id, g->outputs[k].name, g->outputs[k].id);
+        outs[k] = tensor_of(cg, g->outputs[k].id, g->outputs[k].name, g->outputs[k].id);
     d->nupdates = g->nupdates;
     for (int k = 0; k < g->nupdates; k++)
         ups[k] = (NnrtStepUpdate){var_index(g, vars, d->nvars, g->updates[k].var),
@@ -174,12 +196,12 @@ void nn_llvm_step_write_c(const NnrtStep *d, const char *cname, FILE *f)
         fprintf(f, "void %s(void *, int, int);\n", d->kernels[k].name);
     fprintf(f, "static const NnrtStepKernel %s_kernels[] = {\n", cname);
     for (int k = 0; k < d->nkernels; k++)
-        fprintf(f, "    {\"%s\", %s, %d},\n", d->kernels[k].name, d->kernels[k].name,
-                d->kernels[k].par);
+        fprintf(f, "    {\"%s\", %s, %d, %lld},\n", d->kernels[k].name, d->kernels[k].name,
+                d->kernels[k].par, (long long)d->kernels[k].par_rows);
     fprintf(f, "    {0}\n};\nstatic const NnrtStepSlot %s_slots[] = {\n", cname);
     for (int s = 0; s < d->nslots; s++)
-        fprintf(f, "    {%d, %d, %lld},\n", d->slots[s].kind, d->slots[s].index,
-                (long long)d->slots[s].offset);
+        fprintf(f, "    {%d, %d, %lld, %lld},\n", d->slots[s].kind, d->slots[s].index,
+                (long long)d->slots[s].offset, (long long)d->slots[s].row_offset);
     fprintf(f, "    {0}\n};\n");
     write_tensors(f, cname, "inputs", d->inputs, d->ninputs);
     write_tensors(f, cname, "vars", d->vars, d->nvars);
@@ -197,6 +219,7 @@ void nn_llvm_step_write_c(const NnrtStep *d, const char *cname, FILE *f)
             (long long)d->workspace, (long long)d->scratch, d->nkernels, cname);
     fprintf(f, "    %d, %d, %d, %d, %d,\n", d->ninputs, d->nvars, d->noutputs, d->nupdates,
             d->nchecks);
-    fprintf(f, "    %s_inputs, %s_vars, %s_outputs, %s_updates, %s_checks,\n};\n", cname, cname,
+    fprintf(f, "    %s_inputs, %s_vars, %s_outputs, %s_updates, %s_checks,\n", cname, cname,
             cname, cname, cname);
+    fprintf(f, "    %lld, %lld,\n};\n", (long long)d->workspace_rows, (long long)d->scratch_rows);
 }

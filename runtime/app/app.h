@@ -59,7 +59,7 @@ typedef struct NnrtAppVar {
     int total_steps; // > 0: a schedule's total_steps, set to epochs x batches per epoch x this
 } NnrtAppVar;
 
-// A step compiled for one batch size (rows of its inputs).
+// A step compiled for one batch size (rows of its inputs), or for any (rows 0).
 typedef struct NnrtAppStep {
     int64_t rows;
     const NnrtStep *step;

@@ -68,10 +68,12 @@ typedef struct Runner {
     double stats[NNRT_MAX_STATS];
 } Runner;
 
+// The step of part `part` for `rows` rows: compiled for exactly that many,
+// or for any number (rows 0: its batch is a run-time value).
 static int find_part(const NnrtAppStep *list, int n, int64_t rows, int part)
 {
     for (int i = 0; i < n; i++)
-        if (list[i].rows == rows && list[i].part == part)
+        if ((list[i].rows == rows || list[i].rows == 0) && list[i].part == part)
             return i;
     return -1;
 }
