@@ -5,6 +5,7 @@
 // built programs both run their steps here.
 #include "step.h"
 
+#include "dist.h"
 #include "pool.h"
 
 #include <stdio.h>
@@ -184,6 +185,8 @@ NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
             nnrt_pool_run(pool, d->kernels[k].fn, r->bufs);
         else
             d->kernels[k].fn(r->bufs, 0, 1);
+        // Gradient sums over MPI ranks advance only inside MPI calls.
+        nnrt_dist_progress();
     }
     return nnrt_step_check(r);
 }
