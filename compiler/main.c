@@ -428,7 +428,7 @@ out:
     nn_ctx_fini(&c);
     fflush(stdout);
     // A rank that fails alone would leave the others waiting for it.
-    if (rc != 0 && nnrt_dist_size() > 1)
+    if (rc != 0 && nnrt_dist_size() > 1 && !nnrt_dist_failed_together())
         nnrt_dist_abort("failed (see the messages above); ending every rank");
     nnrt_dist_finalize();
     return rc;

@@ -779,6 +779,17 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
             nn_error(&c->diags, cfg->loss->loc, "cannot differentiate the loss: %s", g->err);
         goto fail;
     }
+    // Under mpirun the updates go in the order the gradients are finished
+    // (later layers first), so each waits for the sum that completes first.
+    int *order = nn_arena_alloc(c->arena, (size_t)(nparams + 1) * sizeof *order);
+    for (int i = 0; i < nparams; i++)
+        order[i] = i;
+    for (int i = 1; nnrt_dist_size() > 1 && i < nparams; i++)
+        for (int k = i; k > 0 && grads[order[k]] < grads[order[k - 1]]; k--) {
+            int t = order[k];
+            order[k] = order[k - 1];
+            order[k - 1] = t;
+        }
     if (nnrt_dist_size() > 1 && !average_grads(L, grads, names, nparams, cfg->loss->loc))
         goto fail;
     const NnAst *oc = cfg->optimizer;
@@ -821,7 +832,8 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
     T.grads = grads;
     T.ngrads = nparams;
     NnId lr = -1;
-    for (int i = 0; i < nparams; i++) {
+    for (int j = 0; j < nparams; j++) {
+        int i = order[j];
         const char *pname = cfg->name ? nn_arena_printf(c->arena, "%s/%s", cfg->name, names[i])
                                       : names[i];
         if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], pname, T.hprefix, &lr,

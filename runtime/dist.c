@@ -20,6 +20,10 @@
 static int rank_, size_ = 1;
 static double weight = 1.0;
 static NnrtDistStats stats;
+static bool shared_failure;
+
+void nnrt_dist_fail_together(void) { shared_failure = true; }
+bool nnrt_dist_failed_together(void) { return shared_failure; }
 
 int nnrt_dist_rank(void) { return rank_; }
 int nnrt_dist_size(void) { return size_; }
@@ -314,19 +318,20 @@ NnStatus nnrt_dist_check_hash(uint64_t h, const char *what)
     wait_req(&req, "the start-up check of the compiled step");
     char list[256] = "";
     size_t k = 0;
-    int bad = 0;
+    int bad = 0, first = 0;
     for (int p = 1; p < size_; p++)
         if (all[p] != all[0] && k < sizeof list) {
+            first = bad ? first : p;
             k += (size_t)snprintf(list + k, sizeof list - k, "%s%d", bad++ ? ", " : "", p);
         }
-    uint64_t first = bad ? all[0] : 0;
+    unsigned long long h0 = all[0], h1 = all[first];
     free(all);
-    if (bad)
-        return nnrt_fail(NN_ERR_RUNTIME, "rank%s %s compiled a different %s than rank 0 "
-                         "(hash %016llx here, %016llx on rank 0): every rank must run the same "
-                         "script with the same settings", bad > 1 ? "s" : "", list, what,
-                         (unsigned long long)h, (unsigned long long)first);
-    return NN_OK;
+    if (!bad)
+        return NN_OK;
+    shared_failure = true;
+    return nnrt_fail(NN_ERR_RUNTIME, "rank%s %s compiled a different %s than rank 0 (hash "
+                     "%016llx on rank %d, %016llx on rank 0): every rank must run the same script "
+                     "with the same settings", bad > 1 ? "s" : "", list, what, h1, first, h0);
 }
 
 #else // ---- one rank: no MPI in this build ----------------------------------

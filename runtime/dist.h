@@ -21,6 +21,11 @@ void nnrt_dist_finalize(void);
 // others wait for it); a no-op with one rank.
 void nnrt_dist_abort(const char *msg);
 
+// Marks a failure every rank meets at the same point (a mismatch found by a
+// collective, a diverged global loss): the ranks may then end normally.
+void nnrt_dist_fail_together(void);
+bool nnrt_dist_failed_together(void);
+
 bool nnrt_dist_built(void);           // MPI compiled in
 const char *nnrt_dist_library(void);  // "Open MPI v4.1.4, ..." or "none"
 int nnrt_dist_rank(void);             // 0..size-1

@@ -436,6 +436,8 @@ static NnStatus run_epoch(Run *r, int epoch, int64_t *perm, NnTensor *xb, NnTens
         }
         // Going on after the loss overflows only spreads NaN through the weights.
         if (!isfinite(loss)) {
+            if (dist)
+                nnrt_dist_fail_together(); // the loss is summed over ranks: all see it
             nnrt_progress_end(prog, NULL);
             return nnrt_fail(NN_ERR_RUNTIME, "the loss became %s at epoch %d, batch %lld "
                              "(step %lld): training diverged; try a lower learning rate",
