@@ -31,6 +31,15 @@ void nnrt_dist_set_weight(double w) { weight = w; }
 void nnrt_dist_stats(NnrtDistStats *s) { *s = stats; }
 void nnrt_dist_step_done(void) { stats.steps++; }
 
+int nnrt_dist_launched_ranks(void)
+{
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i]) && atoi(getenv(vars[i])) > 1)
+            return atoi(getenv(vars[i]));
+    return 1;
+}
+
 void nnrt_dist_slice(int64_t n, int64_t *lo, int64_t *hi)
 {
     *lo = n * rank_ / size_;

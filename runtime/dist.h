@@ -26,6 +26,10 @@ void nnrt_dist_abort(const char *msg);
 void nnrt_dist_fail_together(void);
 bool nnrt_dist_failed_together(void);
 
+// Ranks the launcher started (OMPI_COMM_WORLD_SIZE, PMI_SIZE), read without
+// starting MPI: 1 without mpirun. For programs that cannot run as ranks.
+int nnrt_dist_launched_ranks(void);
+
 bool nnrt_dist_built(void);           // MPI compiled in
 const char *nnrt_dist_library(void);  // "Open MPI v4.1.4, ..." or "none"
 int nnrt_dist_rank(void);             // 0..size-1

@@ -273,3 +273,19 @@ Test(mpi_cli, one_process_compiles_no_allreduce)
     free(one);
     free(two);
 }
+
+// A built program's steps are compiled for one process (nnc build has no
+// data-parallel mode yet): under mpirun it refuses instead of training K
+// independent copies that overwrite each other's files.
+Test(mpi_cli, built_program_refuses_to_run_as_ranks, .timeout = 600)
+{
+    need_mpi();
+    char *out = NULL, cmd[4096];
+    cr_assert_eq(run_k(0, &out, "build examples/xor.nn -o %s/xorapp", dir), 0, "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, MPIRUN " -np 2 %s/xorapp train --set epochs=2", dir);
+    cr_assert_eq(tu_run(cmd, &out), 1, "%s", out);
+    cr_assert(strstr(out, "built for one process and cannot train as 2 MPI ranks"), "%s", out);
+    cr_assert(!exists("xor.safetensors"), "%s", out);
+    free(out);
+}
