@@ -9,7 +9,6 @@
 // without nnrt_dist_init (model libraries) never needs libmpi.
 #include "dist_priv.h"
 
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,7 +120,7 @@ static void unresponsive(const char *what)
             alive[p] = alive[p] || done || p == rank_;
             missing += !alive[p];
         }
-        sched_yield();
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
     }
     char msg[512];
     int k = snprintf(msg, sizeof msg, "error: %s did not complete within %.0f s; ", what,
@@ -151,11 +150,15 @@ static void wait_req(MPI_Request *req, const char *what)
         if (done)
             return;
         answer_pings();
-        if ((spins & 255) == 255) {
-            if (now() - t0 > timeout_s)
-                unresponsive(what);
-            sched_yield();
+        // Spin briefly (a peer a few microseconds behind), then sleep between
+        // polls, 10 us doubling to 200 us: a rank waiting for a slower or
+        // descheduled peer leaves the core to it instead of burning it.
+        if (spins >= 1024) {
+            long ns = 10000L << (spins - 1024 < 4 ? spins - 1024 : 4);
+            nanosleep(&(struct timespec){0, ns}, NULL);
         }
+        if ((spins & 63) == 63 && now() - t0 > timeout_s)
+            unresponsive(what);
     }
 }
 

@@ -4,8 +4,8 @@
 // stopped rank ends the run with an error naming it (never a hang: every
 // mpirun runs under `timeout`), ranks with different settings are refused,
 // and without mpirun the compiled step has no all-reduce in it. Skipped with
-// a message when this build has no MPI or mpirun is missing. Under ASan,
-// Open MPI's own leaks at exit are suppressed (tests/e2e/mpi_lsan.supp).
+// a message when this build has no MPI or mpirun is missing. Under ASan the
+// runs here detect memory errors but not leaks (Open MPI's, at exit).
 #define _GNU_SOURCE // asprintf, strndup in testutil.h
 #include <criterion/criterion.h>
 #include <math.h>
@@ -35,8 +35,13 @@ static void setup(void)
     cr_assert_eq(chdir(NN_SOURCE_DIR), 0);
     snprintf(dir, sizeof dir, "/tmp/nnc_mpi_%d_XXXXXX", (int)getpid());
     cr_assert(mkdtemp(dir));
-    setenv("LSAN_OPTIONS", "suppressions=" NN_SOURCE_DIR "/tests/e2e/mpi_lsan.supp:"
-           "print_suppressions=0", 1);
+    // Open MPI's components are dlopen'ed and closed again, so what they keep
+    // at exit shows as leaks in unknown modules that no suppression can name:
+    // under ASan these runs check memory errors but not leaks.
+    const char *asan = getenv("ASAN_OPTIONS");
+    char opts[512];
+    snprintf(opts, sizeof opts, "%s%sdetect_leaks=0", asan ? asan : "", asan && *asan ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
 }
 
 static void teardown(void)
