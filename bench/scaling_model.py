@@ -10,7 +10,8 @@ HIDDEN_SHARE: the measured share of the all-reduce hidden behind computation
 2 (K-1)/K * S / bandwidth + 2 (K-1) * latency; only the unhidden part adds
 to a step. Efficiency is the step's compute time over its whole time (1 =
 linear scaling); the table gives it for the global batch kept fixed, and the
-smallest per-rank batch that keeps efficiency at or above 80%.
+smallest per-rank batch that keeps efficiency at or above 80%, and the
+throughput with 256 rows per rank (the global batch growing with K).
 """
 import sys
 
@@ -31,7 +32,7 @@ def main():
     print(f"compute {t_s * 1e6:.1f} us/sample, {nbytes / 1e6:.3f} MB of gradients per step, "
           f"{100 * hidden:.0f}% of the all-reduce hidden, global batch {gb}")
     print(f"{'link':24} {'K':>3} {'allreduce ms':>12} {'per-rank b':>10} {'step ms':>8} "
-          f"{'samples/s':>10} {'efficiency':>10} {'b for 80%':>9}")
+          f"{'samples/s':>10} {'efficiency':>10} {'b for 80%':>9} {'at b=256/rank':>13}")
     for name, bw, lat in LINKS:
         for k in (1, 8, 64):
             ar = allreduce_s(k, nbytes, bw, lat)
@@ -40,8 +41,9 @@ def main():
             step = b * t_s + exposed
             eff = b * t_s / step
             b80 = 4 * exposed / t_s  # b t_s >= 0.8 (b t_s + exposed)
+            weak = k * 256 / (256 * t_s + exposed)  # samples/s with 256 rows per rank
             print(f"{name:24} {k:3d} {ar * 1e3:12.3f} {b:10.0f} {step * 1e3:8.3f} "
-                  f"{k * b / step:10.0f} {100 * eff:9.0f}% {b80:9.0f}")
+                  f"{k * b / step:10.0f} {100 * eff:9.0f}% {b80:9.0f} {weak:13.0f}")
 
 
 if __name__ == "__main__":
