@@ -377,14 +377,49 @@ static NnStatus sum_losses(Run *r, double share, double *loss)
     return st;
 }
 
+// Global batch b of the epoch (*n rows), or under mpirun this rank's slice
+// of it, into xb/yb; *share: this rank's rows over n (1 with one process). A
+// rank left without rows (a last batch smaller than the ranks) still takes
+// part in the sums, with one row and no weight. Augmentation draws per row in
+// batch order, so then the whole batch is made as one process makes it and
+// this rank's rows move to the front. Calls no MPI.
+static NnStatus gather_mine(const Run *r, int epoch, const int64_t *perm, int64_t b,
+                            NnTensor *xb, NnTensor *yb, int64_t *n, double *share)
+{
+    const NnrtDataset *ds = r->train;
+    const NnrtAugment *aug = &r->opt->augment;
+    bool dist = nnrt_dist_size() > 1;
+    int64_t start = b * r->batch, lo = 0, hi = 0;
+    *n = ds->count - start < r->batch ? ds->count - start : r->batch;
+    nnrt_dist_slice(*n, &lo, &hi);
+    *share = hi > lo ? (double)(hi - lo) / (double)*n : 0;
+    if (hi == lo)
+        hi = lo + 1;
+    if (dist && !nnrt_augment_active(aug)) {
+        NnrtDataset mine = *ds;
+        mine.count = hi - lo;
+        nnrt_batch_gather(&mine, perm + start + lo, hi - lo, 0, xb, yb);
+        return NN_OK;
+    }
+    nnrt_batch_gather(ds, perm, r->batch, b, xb, yb);
+    if (nnrt_augment_active(aug)) {
+        NnrtDataRng rng;
+        nnrt_data_rng_seed(&rng, r->opt->seed ^ AUG_SEED, (uint64_t)epoch << 32 | (uint64_t)b);
+        int64_t features = ds->count ? ds->x->numel / ds->count : 0;
+        NnStatus st = nnrt_augment_batch(aug, xb->data, *n, features, ds->img_h, ds->img_w, &rng);
+        if (st != NN_OK)
+            return st;
+    }
+    if (dist)
+        keep_rows(xb, yb, lo, hi);
+    return NN_OK;
+}
+
 // One pass over the shuffled training set; *mean_loss is the sample-weighted loss.
 static NnStatus run_epoch(Run *r, int epoch, int64_t *perm, NnTensor *xb, NnTensor *yb,
                           NnrtProgress *prog)
 {
     const NnrtDataset *ds = r->train;
-    const NnrtAugment *aug = &r->opt->augment;
-    int64_t features = ds->count ? ds->x->numel / ds->count : 0;
-    int64_t h = ds->img_h, w = ds->img_w;
     if (r->opt->no_shuffle)
         nnrt_identity_perm(perm, ds->count);
     else
@@ -392,36 +427,14 @@ static NnStatus run_epoch(Run *r, int epoch, int64_t *perm, NnTensor *xb, NnTens
     nnrt_progress_begin(prog, epoch + 1, r->epochs, ds->count);
     bool dist = nnrt_dist_size() > 1;
     for (int64_t b = 0; b < nnrt_batch_count(ds->count, r->batch); b++) {
-        int64_t start = b * r->batch, lo = 0, hi = 0;
-        int64_t n = ds->count - start < r->batch ? ds->count - start : r->batch;
-        nnrt_dist_slice(n, &lo, &hi);
-        // A rank left without rows (a last batch smaller than the ranks) still
-        // takes part in the sums, with one row and no weight.
-        double share = hi > lo ? (double)(hi - lo) / (double)n : 0;
-        if (hi == lo)
-            hi = lo + 1;
-        // Augmentation draws per row in batch order: the whole batch is made
-        // as one process makes it, then this rank's rows move to the front.
-        if (!dist || nnrt_augment_active(aug)) {
-            nnrt_batch_gather(ds, perm, r->batch, b, xb, yb);
-            if (nnrt_augment_active(aug)) {
-                NnrtDataRng rng;
-                nnrt_data_rng_seed(&rng, r->opt->seed ^ AUG_SEED,
-                                   (uint64_t)epoch << 32 | (uint64_t)b);
-                NnStatus st = nnrt_augment_batch(aug, xb->data, n, features, h, w, &rng);
-                if (st != NN_OK)
-                    return st;
-            }
-            if (dist)
-                keep_rows(xb, yb, lo, hi);
-        } else {
-            NnrtDataset mine = *ds;
-            mine.count = hi - lo;
-            nnrt_batch_gather(&mine, perm + start + lo, hi - lo, 0, xb, yb);
-        }
+        int64_t n = 0;
+        double share = 1;
+        NnStatus st = gather_mine(r, epoch, perm, b, xb, yb, &n, &share);
+        if (st != NN_OK)
+            return st;
         nnrt_dist_set_weight(share);
         double loss = NAN;
-        NnStatus st = r->cb->step(r->cb->ctx, xb, yb, xb->shape[0], &loss);
+        st = r->cb->step(r->cb->ctx, xb, yb, xb->shape[0], &loss);
         if (st == NN_OK && dist)
             st = sum_losses(r, share, &loss);
         if (st != NN_OK)
