@@ -282,7 +282,7 @@ Test(mpi_cli, one_process_compiles_no_allreduce)
 // A built program's steps are compiled for one process (nnc build has no
 // data-parallel mode yet): under mpirun it refuses instead of training K
 // independent copies that overwrite each other's files.
-Test(mpi_cli, built_program_refuses_to_run_as_ranks, .timeout = 600)
+Test(mpi_cli, built_program_refuses_to_run_as_ranks)
 {
     need_mpi();
     char *out = NULL, cmd[4096];
