@@ -556,8 +556,8 @@ static bool same_on_all_ranks(NnCtx *c, const NnTrainer *T, const NnOptions *o, 
         h = hash_graph(hash_graph(h, sp->step), sp->eval);
     const NnrtDataset *train = nn_splits_get((NnSplits *)&T->splits, "train");
     int64_t v[] = {sp->epochs, sp->batch, (int64_t)sp->seed, sp->patience, o->resume, eval_only,
-                   train ? train->count : -1, (int64_t)strlen(T->R.be->name)};
-    h = fnv(h, v, sizeof v);
+                   train ? train->count : -1};
+    h = fnv(fnv(h, v, sizeof v), T->R.be->name, strlen(T->R.be->name));
     if (nnrt_dist_check_hash(h, "train step or settings") == NN_OK)
         return true;
     nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());

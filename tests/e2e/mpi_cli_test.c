@@ -147,6 +147,21 @@ Test(mpi_cli, two_ranks_equal_one_process)
     free(two);
 }
 
+// Batches of 7 rows on 3 ranks: slices of 2 and 3 rows, and a last batch of
+// 5 (180 = 25 * 7 + 5), so every gradient is weighted by its rank's share.
+Test(mpi_cli, uneven_slices_weigh_by_rows)
+{
+    need_mpi();
+    char *out = NULL;
+    cr_assert_eq(run_k(0, NULL, FLOWERS " --set batch=7 --set epochs=5 --set save=%s/u1.st", dir),
+                 0);
+    cr_assert_eq(run_k(3, &out, FLOWERS " --set batch=7 --set epochs=5 --set save=%s/u3.st", dir),
+                 0, "%s", out);
+    double d = max_rel_diff("u1.st", "u3.st");
+    cr_assert(d <= BOUND, "3 ranks differ from 1 process by %g (bound %g)", d, BOUND);
+    free(out);
+}
+
 Test(mpi_cli, only_rank_zero_writes)
 {
     need_mpi();
