@@ -301,6 +301,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "nnc: error: %s\n", nnrt_errmsg());
         return 1;
     }
+    // K copies of a single-process nnc would each train alone, writing the same files.
+    if (!nnrt_dist_built() && nnrt_dist_launched_ranks() > 1) {
+        fprintf(stderr, "nnc: error: this nnc is built without MPI and cannot run as %d ranks "
+                "(install libopenmpi-dev and rebuild)\n", nnrt_dist_launched_ranks());
+        return 1;
+    }
     int given[64];
     int ngiven = 0;
     NnCtx c;
