@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dist.h"
 #include "init.h"
 #include "progress.h"
 #include "savefile.h"
@@ -523,6 +524,48 @@ static bool trainer_prepare(NnCtx *c, NnTrainer *t, NnOptions *o, bool eval_only
     return true;
 }
 
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ((const unsigned char *)p)[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t hash_graph(uint64_t h, const NnGraph *g)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = g ? open_memstream(&text, &len) : NULL;
+    if (f) {
+        nn_ir_print(f, g);
+        fclose(f);
+        h = fnv(h, text, len);
+    }
+    free(text);
+    return h;
+}
+
+// Under mpirun, every rank must run the same compiled step on the same data
+// with the same loop settings, or their sums would mix different things (or
+// hang when their step counts differ): compare a hash of all of it.
+static bool same_on_all_ranks(NnCtx *c, const NnTrainer *T, const NnOptions *o, bool eval_only)
+{
+    const NnTrainSpec *sp = &T->spec;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < sp->nsteps; i++)
+        h = hash_graph(h, *nn_train_step_graph((NnTrainSpec *)sp, i));
+    if (!sp->nsteps)
+        h = hash_graph(hash_graph(h, sp->step), sp->eval);
+    const NnrtDataset *train = nn_splits_get((NnSplits *)&T->splits, "train");
+    int64_t v[] = {sp->epochs, sp->batch, (int64_t)sp->seed, sp->patience, o->resume, eval_only,
+                   train ? train->count : -1};
+    h = fnv(fnv(h, v, sizeof v), T->R.be->name, strlen(T->R.be->name));
+    if (nnrt_dist_check_hash(h, "train step or settings") == NN_OK)
+        return true;
+    nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
+    return false;
+}
+
 bool nn_train_hyper_setting(const char *key)
 {
     static const char *const plain[] = {"epochs", "batch", "save", "patience", "seed", "limit",
@@ -654,10 +697,14 @@ int nn_train_run(NnCtx *c, const NnProgram *p, const NnAst *block, NnOptions *o,
                  strerror(errno));
         goto done;
     }
-    if (!eval_only && sp->save && !check_writable(c, sp->save))
+    // Under mpirun rank 0 alone prints and writes (runtime/train.c).
+    bool writer = nnrt_dist_rank() == 0;
+    if (!writer)
+        o->quiet = true;
+    if (!eval_only && sp->save && writer && !check_writable(c, sp->save))
         goto done;
     // An unusable --metrics file is found now, not after the first epoch.
-    if (o->metrics) {
+    if (o->metrics && writer) {
         NnrtJsonl probe;
         if (nnrt_jsonl_open(&probe, o->metrics, true) != NN_OK || nnrt_jsonl_close(&probe) != NN_OK) {
             nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
@@ -670,6 +717,8 @@ int nn_train_run(NnCtx *c, const NnProgram *p, const NnAst *block, NnOptions *o,
     } else if (o->verbose) {
         fprintf(stderr, "nnc: reusing the compiled step and eval graphs (no compile)\n");
     }
+    if (nnrt_dist_size() > 1 && !same_on_all_ranks(c, T, o, eval_only))
+        goto done;
     NnTrainSpec spec = *sp;
     Runner *R = &T->R;
     NnrtDataset *train = nn_splits_get(splits, "train");
@@ -704,7 +753,7 @@ int nn_train_run(NnCtx *c, const NnProgram *p, const NnAst *block, NnOptions *o,
         to.metrics |= nnrt_metric_bit(spec.metrics[i]);
     to.early_stop = spec.stop_metric;
     to.patience = spec.patience;
-    to.metrics_path = o->metrics;
+    to.metrics_path = writer ? o->metrics : NULL;
     to.progress = o->quiet ? NNRT_PROGRESS_QUIET : NNRT_PROGRESS_AUTO;
     to.quiet = o->quiet;
     to.checkpoint = spec.save;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dist.h"
 #include "driver.h"
 
 static const char usage[] =
@@ -174,7 +175,9 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
             return -1;
         } else if (!strcmp(a, "--version")) {
             FLAG();
-            printf("nnc %s\n", NN_VERSION);
+            printf("nnc %s (MPI: %s)\n", NN_VERSION,
+                   nnrt_dist_built() ? nnrt_dist_library()
+                                     : "not built in; training is single-process only");
             return -1;
         } else if (!strcmp(a, "--backend")) {
             VALUE();
@@ -298,6 +301,17 @@ int main(int argc, char **argv)
     NnOptions o = {0};
     // Summaries (stdout) and progress (stderr) interleave in the order printed.
     setvbuf(stdout, NULL, _IOLBF, 0);
+    // Under mpirun: one rank of a data-parallel run (runtime/dist.h).
+    if (nnrt_dist_init() != NN_OK) {
+        fprintf(stderr, "nnc: error: %s\n", nnrt_errmsg());
+        return 1;
+    }
+    // K copies of a single-process nnc would each train alone, writing the same files.
+    if (!nnrt_dist_built() && nnrt_dist_launched_ranks() > 1) {
+        fprintf(stderr, "nnc: error: this nnc is built without MPI and cannot run as %d ranks "
+                "(install libopenmpi-dev and rebuild)\n", nnrt_dist_launched_ranks());
+        return 1;
+    }
     int given[64];
     int ngiven = 0;
     NnCtx c;
@@ -425,5 +439,9 @@ out:
         free((char *)o.sets[i].key);
     nn_ctx_fini(&c);
     fflush(stdout);
+    // A rank that fails alone would leave the others waiting for it.
+    if (rc != 0 && nnrt_dist_size() > 1 && !nnrt_dist_failed_together())
+        nnrt_dist_abort("failed (see the messages above); ending every rank");
+    nnrt_dist_finalize();
     return rc;
 }

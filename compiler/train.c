@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "autodiff.h"
+#include "dist.h"
 
 typedef struct TrainEnv {
     Lower *L;
@@ -475,6 +476,24 @@ static bool check_task(NnCtx *c, const Settings *s, bool classify, const char *m
     return ok;
 }
 
+// Under mpirun (runtime/dist.c) every gradient is averaged over the ranks
+// between the backward pass and the updates: GRAD_START, which the overlap
+// pass moves to right after the gradient is computed, and GRAD_WAIT, which
+// the updates read. One process compiles exactly the step it always did.
+static bool average_grads(Lower *L, NnId *grads, const char **names, int n, NnLoc loc)
+{
+    for (int i = 0; i < n; i++) {
+        if (nn_node(L->g, grads[i])->dtype != NN_DT_F32) {
+            nn_error(&L->c->diags, loc, "data-parallel training averages f32 gradients; "
+                     "parameter '%s' is not f32", names[i]);
+            return false;
+        }
+        NnId s = nn_ir_unary(L->g, NN_OP_GRAD_START, grads[i], loc);
+        grads[i] = nn_ir_unary(L->g, NN_OP_GRAD_WAIT, s, loc);
+    }
+    return true;
+}
+
 // Instantiates the optimizer's update rule for parameter p with gradient gr.
 // Named arguments must name a hyperparameter; positional ones must fit.
 static bool check_optimizer_args(Lower *L, const NnAst *opt, const Arg *args, int nargs)
@@ -782,6 +801,19 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
             nn_error(&c->diags, cfg->loss->loc, "cannot differentiate the loss: %s", g->err);
         goto fail;
     }
+    // Under mpirun the updates go in the order the gradients are finished
+    // (later layers first), so each waits for the sum that completes first.
+    int *order = nn_arena_alloc(c->arena, (size_t)(nparams + 1) * sizeof *order);
+    for (int i = 0; i < nparams; i++)
+        order[i] = i;
+    for (int i = 1; nnrt_dist_size() > 1 && i < nparams; i++)
+        for (int k = i; k > 0 && grads[order[k]] < grads[order[k - 1]]; k--) {
+            int t = order[k];
+            order[k] = order[k - 1];
+            order[k - 1] = t;
+        }
+    if (nnrt_dist_size() > 1 && !average_grads(L, grads, names, nparams, cfg->loss->loc))
+        goto fail;
     const NnAst *oc = cfg->optimizer;
     T.optimizing = true;
     Val ov = oc->kind == NN_AST_CALL ? eval(L, &env, oc->a) : eval(L, &env, oc);
@@ -829,7 +861,8 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
     T.grads = grads;
     T.ngrads = nparams;
     NnId lr = -1;
-    for (int i = 0; i < nparams; i++) {
+    for (int j = 0; j < nparams; j++) {
+        int i = order[j];
         const char *pname = cfg->name ? nn_arena_printf(c->arena, "%s/%s", cfg->name, names[i])
                                       : names[i];
         if (!optimize_param(L, ov.decl, all, nargs, wrt[i], grads[i], pname, T.hprefix, &lr,

@@ -6,8 +6,12 @@
 // stopping, best weights as "best/<name>") lives in the checkpoint, so resuming
 // repeats exactly what an uninterrupted run would have done. The next batch
 // is gathered (and augmented) on a helper thread while the step runs on the
-// current one: two batch buffers in turn.
+// current one: two batch buffers in turn. Under mpirun (dist.h) each rank
+// steps on its slice of every global batch, losses and evaluation counts are
+// summed over ranks, and rank 0 alone writes.
 #include "train.h"
+
+#include "dist.h"
 
 #include <errno.h>
 #include <math.h>
@@ -40,6 +44,7 @@ typedef struct Run {
     NnrtJsonl jsonl;
     bool have_jsonl;
     bool saved;            // save_checkpoint succeeded at least once
+    bool writer;           // rank 0 (or the only process): writes checkpoints
 } Run;
 
 static int64_t opt_batch(const NnrtTrainOptions *o) { return o->batch > 0 ? o->batch : 32; }
@@ -69,6 +74,26 @@ static unsigned opt_metrics(const NnrtTrainOptions *o)
     return o->task == NNRT_TASK_CLASSIFY ? NNRT_METRIC_ACCURACY : NNRT_METRIC_MSE;
 }
 
+// Sums one rank's evaluation counts with every other rank's.
+static NnStatus reduce_eval(double *loss_sum, double *sq, int64_t *sq_n, NnrtConfusion *conf,
+                            const char *split)
+{
+    double d[2] = {*loss_sum, *sq};
+    NnStatus st = nnrt_dist_sum_f64(d, 2, "the evaluation sums");
+    *loss_sum = d[0];
+    *sq = d[1];
+    if (st == NN_OK)
+        st = nnrt_dist_sum_i64(sq_n, 1, "the evaluation sums");
+    if (st == NN_OK && conf) {
+        int64_t k = (int64_t)conf->classes * conf->classes;
+        st = nnrt_dist_sum_i64(conf->m, (int)k, "the confusion matrix");
+        if (st == NN_OK)
+            st = nnrt_dist_sum_i64(&conf->total, 1, "the confusion matrix");
+    }
+    (void)split;
+    return st;
+}
+
 NnStatus nnrt_evaluate(const NnrtTrainCallbacks *cb, const NnrtDataset *ds,
                        const NnrtTrainOptions *opt, const char *split, int epoch, NnrtEval *e,
                        NnrtConfusion *conf)
@@ -92,12 +117,18 @@ NnStatus nnrt_evaluate(const NnrtTrainCallbacks *cb, const NnrtDataset *ds,
                               : nnrt_fail(NN_ERR_NOMEM, "out of memory");
     if (st == NN_OK && cls && !conf && (st = nnrt_confusion_init(&local, classes)) == NN_OK)
         conf = &local;
+    // Each rank evaluates its contiguous share; the sums are then combined.
+    int64_t lo, hi;
+    nnrt_dist_slice(ds->count, &lo, &hi);
+    NnrtDataset mine = *ds;
+    mine.count = hi - lo;
     if (st == NN_OK) {
-        nnrt_identity_perm(perm, ds->count);
+        for (int64_t i = 0; i < hi - lo; i++)
+            perm[i] = lo + i;
         double loss_sum = 0, sq = 0;
         int64_t sq_n = 0;
-        for (int64_t b = 0; st == NN_OK && b < nnrt_batch_count(ds->count, batch); b++) {
-            int64_t n = nnrt_batch_gather(ds, perm, batch, b, xb, yb);
+        for (int64_t b = 0; st == NN_OK && b < nnrt_batch_count(mine.count, batch); b++) {
+            int64_t n = nnrt_batch_gather(&mine, perm, batch, b, xb, yb);
             double loss = NAN;
             out->shape[0] = n; // like the batch tensors: the true row count
             out->numel = n * outf;
@@ -108,6 +139,8 @@ NnStatus nnrt_evaluate(const NnrtTrainCallbacks *cb, const NnrtDataset *ds,
             else if (st == NN_OK)
                 sq += nnrt_sq_err_sum(out, yb, n, &sq_n);
         }
+        if (st == NN_OK && nnrt_dist_size() > 1)
+            st = reduce_eval(&loss_sum, &sq, &sq_n, cls ? conf : NULL, split);
         e->samples = ds->count;
         e->loss = ds->count ? loss_sum / (double)ds->count : NAN;
         e->mse = sq_n ? sq / (double)sq_n : NAN;
@@ -320,20 +353,70 @@ static NnStatus log_eval(Run *r, const NnrtEval *e)
     return r->have_jsonl ? nnrt_jsonl_write(&r->jsonl, e) : NN_OK;
 }
 
-// Batch b of the epoch into xb/yb: the rows perm names, augmented with a
-// generator seeded by (seed, epoch, b), so any thread may assemble it.
-static NnStatus assemble(const Run *r, int epoch, const int64_t *perm, int64_t b, NnTensor *xb,
-                         NnTensor *yb, int64_t *n)
+// Rows [lo, hi) of the batch in x and y (when not NULL) move to its front.
+static void keep_rows(NnTensor *x, NnTensor *y, int64_t lo, int64_t hi)
+{
+    NnTensor *t[2] = {x, y};
+    for (int k = 0; k < 2 && t[k]; k++) {
+        size_t row = t[k]->shape[0] ? nnrt_tensor_nbytes(t[k]) / (size_t)t[k]->shape[0] : 0;
+        memmove(t[k]->data, (char *)t[k]->data + (size_t)lo * row, (size_t)(hi - lo) * row);
+        t[k]->numel = t[k]->shape[0] ? t[k]->numel / t[k]->shape[0] * (hi - lo) : 0;
+        t[k]->shape[0] = hi - lo;
+    }
+}
+
+// The global batch's loss (and step statistics) from every rank's, each
+// weighted by its share of the rows: what one process would have computed.
+static NnStatus sum_losses(Run *r, double share, double *loss)
+{
+    double v[1 + NNRT_MAX_STATS];
+    int n = 1 + (r->cb->nstats < NNRT_MAX_STATS ? r->cb->nstats : NNRT_MAX_STATS);
+    v[0] = share > 0 ? share * *loss : 0;
+    for (int i = 1; i < n; i++)
+        v[i] = share > 0 ? share * r->cb->stats[i - 1] : 0;
+    NnStatus st = nnrt_dist_sum_f64(v, n, "the step's loss");
+    *loss = v[0];
+    for (int i = 1; st == NN_OK && i < n; i++)
+        r->cb->stats[i - 1] = v[i];
+    return st;
+}
+
+// Global batch b of the epoch (*n rows), or under mpirun this rank's slice
+// of it, into xb/yb; *share: this rank's rows over n (1 with one process). A
+// rank left without rows (a last batch smaller than the ranks) still takes
+// part in the sums, with one row and no weight. Augmentation draws per row in
+// batch order, so then the whole batch is made as one process makes it and
+// this rank's rows move to the front. Calls no MPI.
+static NnStatus gather_mine(const Run *r, int epoch, const int64_t *perm, int64_t b,
+                            NnTensor *xb, NnTensor *yb, int64_t *n, double *share)
 {
     const NnrtDataset *ds = r->train;
     const NnrtAugment *aug = &r->opt->augment;
-    *n = nnrt_batch_gather(ds, perm, r->batch, b, xb, yb);
-    if (!nnrt_augment_active(aug))
+    bool dist = nnrt_dist_size() > 1;
+    int64_t start = b * r->batch, lo = 0, hi = 0;
+    *n = ds->count - start < r->batch ? ds->count - start : r->batch;
+    nnrt_dist_slice(*n, &lo, &hi);
+    *share = hi > lo ? (double)(hi - lo) / (double)*n : 0;
+    if (hi == lo)
+        hi = lo + 1;
+    if (dist && !nnrt_augment_active(aug)) {
+        NnrtDataset mine = *ds;
+        mine.count = hi - lo;
+        nnrt_batch_gather(&mine, perm + start + lo, hi - lo, 0, xb, yb);
         return NN_OK;
-    NnrtDataRng rng;
-    nnrt_data_rng_seed(&rng, r->opt->seed ^ AUG_SEED, (uint64_t)epoch << 32 | (uint64_t)b);
-    return nnrt_augment_batch(aug, xb->data, *n, ds->count ? ds->x->numel / ds->count : 0,
-                              ds->img_h, ds->img_w, &rng);
+    }
+    nnrt_batch_gather(ds, perm, r->batch, b, xb, yb);
+    if (nnrt_augment_active(aug)) {
+        NnrtDataRng rng;
+        nnrt_data_rng_seed(&rng, r->opt->seed ^ AUG_SEED, (uint64_t)epoch << 32 | (uint64_t)b);
+        int64_t features = ds->count ? ds->x->numel / ds->count : 0;
+        NnStatus st = nnrt_augment_batch(aug, xb->data, *n, features, ds->img_h, ds->img_w, &rng);
+        if (st != NN_OK)
+            return st;
+    }
+    if (dist)
+        keep_rows(xb, yb, lo, hi);
+    return NN_OK;
 }
 
 // The helper that assembles batch `want` into buffer want & 1 while the
@@ -350,6 +433,7 @@ typedef struct Prefetch {
     int64_t want; // batch asked for, -1 none; the helper sets it back to -1
     int64_t done; // last batch assembled, -1 none
     int64_t n;    // its rows
+    double share; // this rank's share of them
     NnStatus st;  // and how it went (msg: nnrt_errmsg is per thread)
     char msg[512];
     bool quit;
@@ -365,12 +449,15 @@ static void *prefetch_main(void *vp)
         if (p->quit)
             break;
         int64_t b = p->want, n = 0;
+        double share = 1;
         pthread_mutex_unlock(&p->mu);
-        NnStatus st = assemble(p->r, p->epoch, p->perm, b, p->xb[b & 1], p->yb[b & 1], &n);
+        NnStatus st = gather_mine(p->r, p->epoch, p->perm, b, p->xb[b & 1], p->yb[b & 1], &n,
+                                  &share);
         pthread_mutex_lock(&p->mu);
         if (st != NN_OK)
             snprintf(p->msg, sizeof p->msg, "%s", nnrt_errmsg());
         p->n = n;
+        p->share = share;
         p->st = st;
         p->done = b;
         p->want = -1;
@@ -388,13 +475,14 @@ static void prefetch_ask(Prefetch *p, int64_t b)
     pthread_mutex_unlock(&p->mu);
 }
 
-static NnStatus prefetch_take(Prefetch *p, int64_t b, int64_t *n)
+static NnStatus prefetch_take(Prefetch *p, int64_t b, int64_t *n, double *share)
 {
     pthread_mutex_lock(&p->mu);
     while (p->done != b)
         pthread_cond_wait(&p->cv, &p->mu);
     NnStatus st = p->st;
     *n = p->n;
+    *share = p->share;
     pthread_mutex_unlock(&p->mu);
     return st == NN_OK ? NN_OK : nnrt_fail(st, "%s", p->msg);
 }
@@ -438,21 +526,28 @@ static NnStatus run_epoch(Run *r, int epoch, int64_t *perm, NnTensor *const *xb,
         nnrt_shuffle(perm, ds->count, r->opt->seed, epoch);
     nnrt_progress_begin(prog, epoch + 1, r->epochs, ds->count);
     int64_t nb = nnrt_batch_count(ds->count, r->batch), n = 0;
+    bool dist = nnrt_dist_size() > 1;
+    double share = 1;
     Prefetch pf;
     bool ahead = nb > 1 && xb[1] && prefetch_start(&pf, r, epoch, perm, xb, yb);
-    NnStatus st = assemble(r, epoch, perm, 0, xb[0], yb[0], &n);
+    NnStatus st = gather_mine(r, epoch, perm, 0, xb[0], yb[0], &n, &share);
     for (int64_t b = 0; st == NN_OK && b < nb; b++) {
         int cur = ahead ? (int)(b & 1) : 0;
         if (b > 0)
-            st = ahead ? prefetch_take(&pf, b, &n) : assemble(r, epoch, perm, b, xb[0], yb[0], &n);
+            st = ahead ? prefetch_take(&pf, b, &n, &share)
+                       : gather_mine(r, epoch, perm, b, xb[0], yb[0], &n, &share);
         if (st != NN_OK)
             break;
         if (ahead && b + 1 < nb)
             prefetch_ask(&pf, b + 1);
+        nnrt_dist_set_weight(share);
         double loss = NAN;
-        st = r->cb->step(r->cb->ctx, xb[cur], yb[cur], n, &loss);
+        st = r->cb->step(r->cb->ctx, xb[cur], yb[cur], xb[cur]->shape[0], &loss);
+        if (st == NN_OK && dist)
+            st = sum_losses(r, share, &loss);
         if (st != NN_OK)
             break;
+        nnrt_dist_step_done();
         r->steps++;
         if (r->cb->nstats > 0 && isfinite(loss))
             nnrt_progress_stats(prog, n, r->cb->stats);
@@ -462,6 +557,8 @@ static NnStatus run_epoch(Run *r, int epoch, int64_t *perm, NnTensor *const *xb,
         }
         // Going on after the loss overflows only spreads NaN through the weights.
         if (!isfinite(loss)) {
+            if (dist)
+                nnrt_dist_fail_together(); // the loss is summed over ranks: all see it
             nnrt_progress_end(prog, NULL);
             st = nnrt_fail(NN_ERR_RUNTIME, "the loss became %s at epoch %d, batch %lld "
                            "(step %lld): training diverged; try a lower learning rate",
@@ -574,7 +671,7 @@ static NnStatus train_epochs(Run *r, int start, NnrtTrainResult *res)
             st = after_epoch(r, epoch, &prog, res);
         if (st == NN_OK)
             res->epochs_done = epoch + 1;
-        if (st == NN_OK && r->opt->checkpoint)
+        if (st == NN_OK && r->opt->checkpoint && r->writer)
             st = save_checkpoint(r, epoch + 1, NULL);
     }
     nnrt_progress_finish(&prog);
@@ -597,8 +694,16 @@ NnStatus nnrt_train(const NnrtTrainCallbacks *cb, const NnrtDataset *train,
         o.num_classes = train->num_classes;
     if (!o.class_names && train->num_classes == o.num_classes)
         o.class_names = train->class_names;
+    // Other ranks print nothing and write nothing: rank 0 speaks for all.
+    bool writer = nnrt_dist_rank() == 0;
+    if (!writer) {
+        o.quiet = true;
+        o.progress = NNRT_PROGRESS_QUIET;
+        o.metrics_path = NULL;
+    }
     const NnrtTrainOptions *opt = &o;
-    Run r = {.cb = cb, .train = train, .opt = opt, .batch = split_batch(opt, train)};
+    Run r = {.cb = cb, .train = train, .opt = opt, .batch = split_batch(opt, train),
+             .writer = writer};
     r.epochs = opt->epochs > 0 ? opt->epochs : 1;
     r.log = opt->log ? opt->log : stdout;
     nnrt_vars_init(&r.best);
@@ -630,7 +735,7 @@ NnStatus nnrt_train(const NnrtTrainCallbacks *cb, const NnrtDataset *train,
             st = collect_vars(&r, &last);
         if (st == NN_OK)
             st = cb->restore(cb->ctx, &r.best);
-        if (st == NN_OK && opt->checkpoint)
+        if (st == NN_OK && opt->checkpoint && r.writer)
             st = save_checkpoint(&r, res->epochs_done, &last);
         nnrt_vars_fini(&last);
         if (st == NN_OK && !opt->quiet)

@@ -4,7 +4,8 @@
 set -euo pipefail
 
 pkgs=(gcc make cmake pkg-config flex bison llvm-19-dev libffi-dev libcriterion-dev
-      zlib1g-dev libedit-dev dataset-fashion-mnist wamerican)
+      zlib1g-dev libedit-dev dataset-fashion-mnist wamerican
+      openmpi-bin libopenmpi-dev) # data-parallel training (optional: found by CMake's FindMPI)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "nn_llvm.h"
+#include "dist.h"
 #include "pool.h"
 
 struct NnLlvmJit {
@@ -131,6 +132,8 @@ static void define_runtime(NnLlvmJit *j)
         uintptr_t addr;
     } syms[] = {
         {"nnrt_pool_run", (uintptr_t)nnrt_pool_run},
+        {"nnrt_dist_grad_start", (uintptr_t)nnrt_dist_grad_start},
+        {"nnrt_dist_grad_wait", (uintptr_t)nnrt_dist_grad_wait},
     };
     enum { NSYM = sizeof syms / sizeof syms[0] };
     LLVMOrcCSymbolMapPair pairs[NSYM];

@@ -15,6 +15,7 @@
 
 #include "app.h"
 #include "app_priv.h"
+#include "dist.h"
 #include "checkpoint.h"
 #include "init.h"
 #include "metrics.h"
@@ -770,6 +771,15 @@ int main(int argc, char **argv)
     NnrtApp a = nnrt_app;
     if (rc == 0)
         rc = apply_sets(&g, &a);
+    // Its steps were compiled for one process: K copies would each train
+    // alone and write the same files.
+    if (rc == 0 && strcmp(g.cmd, "predict") != 0 && nnrt_dist_launched_ranks() > 1) {
+        fprintf(stderr, "%s: error: this program was built for one process and cannot %s as %d "
+                "MPI ranks; run `mpirun -np %d nnc train %s` instead\n", prog, g.cmd,
+                nnrt_dist_launched_ranks(), nnrt_dist_launched_ranks(),
+                a.script ? a.script : "MODEL.nn");
+        rc = 1;
+    }
     if (rc == 0 && g.threads && nnrt_pool_set_threads(g.threads) != NN_OK)
         rc = fail_rt(NULL);
     if (rc == 0)

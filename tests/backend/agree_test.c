@@ -364,6 +364,17 @@ static void b_argmax(NnOp op)
     }
 }
 
+// GRAD_START then GRAD_WAIT: with one rank the sum over ranks is this
+// rank's gradient times its weight (1 outside a data-parallel step).
+static void b_grad(NnOp op)
+{
+    Case c;
+    start(&c);
+    NnId x = in(&c, NN_DT_F32, AG_SHAPE(3, 4), -1, 1);
+    NnId s = nn_ir_unary(c.g, NN_OP_GRAD_START, x, ag_loc);
+    finish(&c, nn_ir_unary(c.g, NN_OP_GRAD_WAIT, s, ag_loc), "grad_start, grad_wait");
+}
+
 // FUSED nodes come from the pass pipeline; both backends run the fused graph.
 static void b_fused(NnOp op)
 {
@@ -839,6 +850,7 @@ static const Builder builders[NN_OP_COUNT] = {
     [NN_OP_PAD] = b_pad,             [NN_OP_SLICE] = b_slice,       [NN_OP_SLICE_BWD] = b_slice,
     [NN_OP_CONCAT] = b_concat,       [NN_OP_LOOP] = b_loop,         [NN_OP_LOOP_OUT] = b_loop,
     [NN_OP_EXTERN] = b_extern,
+    [NN_OP_GRAD_START] = b_grad,     [NN_OP_GRAD_WAIT] = b_grad,
 };
 
 static void run_ops(int lo, int hi)

@@ -1,0 +1,80 @@
+#!/bin/sh
+# Data-parallel scaling on this machine: bench/mpi_bench.sh [--cnn] [--epochs N]
+# For the MLP of bench/mlp.nn at global batch 256 (and, with --cnn, the 2-conv
+# model of bench/cnn2.nn at its batch 64) it trains 1 rank x 2 threads and
+# 2 ranks x 1 thread (mpirun --oversubscribe), and 1 rank x 1 thread for the
+# compute time per sample, and prints samples/s of each.
+# Throughput is (samples of E2 - E1 epochs) / (time of E2 epochs - time of
+# E1), so start-up and compilation cancel out; it is given per second of wall
+# time and per CPU-second (user + system of all processes), the figure that
+# stays meaningful when the machine is shared. The MPI rows also report the
+# gradient all-reduce time per step from NNC_MPI_STATS (time inside MPI for
+# gradients), once overlapped (as trained) and once with NNC_MPI_OVERLAP=0
+# (every all-reduce completed where it starts); their difference is the
+# share hidden behind the rest of the step. The load average is printed with
+# every row: the machine is shared, and figures taken under load are noisy.
+# Uses the build in $NN_BUILD (default build/).
+set -eu
+cd "$(dirname "$0")/.."
+NNC=${NN_BUILD:-build}/nnc
+MPIRUN="mpirun --allow-run-as-root --oversubscribe"
+E1=5
+E2=100
+CNN=
+while [ $# -gt 0 ]; do
+    case $1 in
+    --cnn) CNN=1 ;;
+    --epochs) E2=$2; E1=$(($2 / 20 + 1)); shift ;;
+    *) echo "usage: bench/mpi_bench.sh [--cnn] [--epochs N]" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ -x "$NNC" ] || { echo "bench/mpi_bench.sh: build nnc first ($NNC)" >&2; exit 2; }
+"$NNC" --version | grep -q "MPI: Open MPI" ||
+    { echo "bench/mpi_bench.sh: $NNC is built without MPI" >&2; exit 2; }
+
+load() { cut -d' ' -f1 /proc/loadavg; }
+
+# measure LAUNCH MODEL BATCH EPOCHS THREADS: "wall cpu" seconds of one run
+# (cpu: user + system of every process, mpirun's included).
+measure() {
+    /usr/bin/time -f "%e %U %S" -o "$TMP/time" $1 "$NNC" train "$2" --quiet --set batch="$3" \
+        --set epochs="$4" --threads "$5" >/dev/null 2>"$TMP/err" || { cat "$TMP/err" >&2; exit 1; }
+    awk '{ printf "%s %.3f", $1, $2 + $3 }' "$TMP/time"
+}
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+# row NAME MODEL BATCH SAMPLES LAUNCH THREADS LABEL KEY: samples per second of
+# wall time and per CPU-second, from the difference of two run lengths.
+row() {
+    a=$(measure "$5" "$2" "$3" "$E1" "$6")
+    b=$(measure "$5" "$2" "$3" "$E2" "$6")
+    echo "$a $b $4 $E1 $E2" | awk -v label="$7" -v load="$(load)" '{
+        n = ($7 - $6) * $5
+        printf "%-22s %9.0f samples/s  %9.0f samples per CPU-second  (load %s)\n",
+               label, n / ($3 - $1), n / ($4 - $2), load }' | tee "$TMP/$8"
+}
+
+# mpistats MODEL BATCH OVERLAP: what NNC_MPI_STATS says per step.
+mpistats() {
+    NNC_MPI_STATS=1 NNC_MPI_OVERLAP=$3 $MPIRUN -np 2 "$NNC" train "$1" --quiet --threads 1 \
+        --set batch="$2" --set epochs="$E2" 2>&1 >/dev/null | sed -n 's/.*steps, \(.*\)/\1/p'
+}
+
+bench_model() { # NAME MODEL BATCH SAMPLES
+    echo "== $1 ($2), global batch $3, epochs $E1..$E2, $(nproc) cores"
+    row "$1" "$2" "$3" "$4" "" 1 "1 rank  x 1 thread" one1
+    row "$1" "$2" "$3" "$4" "" 2 "1 rank  x 2 threads" one2
+    row "$1" "$2" "$3" "$4" "$MPIRUN -np 2" 1 "2 ranks x 1 thread" two1
+    paste "$TMP/two1" "$TMP/one2" | awk '{ for (i = 1; i <= NF; i++) if ($i == "samples/s") w[++k] = $(i - 1);
+        else if ($i == "CPU-second") c[++j] = $(i - 3) }
+        END { printf "2 ranks x 1 thread reach %.0f%% of 1 rank x 2 threads (wall), %.0f%% (per CPU-second)\n",
+              100 * w[1] / w[2], 100 * c[1] / c[2] }'
+    echo "overlapped:  $(mpistats "$2" "$3" 1)  (load $(load))"
+    echo "not hidden:  $(mpistats "$2" "$3" 0)  (load $(load))"
+}
+
+bench_model mlp bench/mlp.nn 256 1024
+[ -z "$CNN" ] || bench_model cnn bench/cnn2.nn 64 256

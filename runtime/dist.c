@@ -1,0 +1,115 @@
+// Rank state for data-parallel training (dist.h): which rank this is, its
+// rows of a batch, its weight, the statistics, and the calls generated code
+// and the training loop make. Nothing here calls MPI: until nnrt_dist_init
+// (runtime/dist_mpi.c) attaches the MPI operations there is one rank and every
+// call is a local no-op, so programs that never start MPI need no libmpi.
+#include "dist_priv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int rank_, size_ = 1;
+static double weight = 1.0;
+static NnrtDistStats stats;
+static bool shared_failure;
+static const NnrtDistOps *ops; // NULL: one rank
+static void (*fini)(void);
+
+void nnrt_dist_fail_together(void) { shared_failure = true; }
+bool nnrt_dist_failed_together(void) { return shared_failure; }
+
+int nnrt_dist_rank(void) { return rank_; }
+int nnrt_dist_size(void) { return size_; }
+void nnrt_dist_set_weight(double w) { weight = w; }
+void nnrt_dist_stats(NnrtDistStats *s) { *s = stats; }
+void nnrt_dist_step_done(void) { stats.steps++; }
+
+int nnrt_dist_launched_ranks(void)
+{
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i]) && atoi(getenv(vars[i])) > 1)
+            return atoi(getenv(vars[i]));
+    return 1;
+}
+
+void nnrt_dist_slice(int64_t n, int64_t *lo, int64_t *hi)
+{
+    *lo = n * rank_ / size_;
+    *hi = n * (rank_ + 1) / size_;
+}
+
+static void print_stats(void)
+{
+    if (rank_ != 0 || !getenv("NNC_MPI_STATS") || !stats.steps)
+        return;
+    double st = (double)stats.steps;
+    fprintf(stderr, "mpi: %d ranks, %lld steps, %.0f buckets and %.0f gradient bytes per step, "
+            "%.3f ms per step inside MPI for gradients (%.3f ms blocked in waits)\n", size_,
+            (long long)stats.steps, (double)stats.buckets / st, (double)stats.bytes / st,
+            1e3 * stats.exposed_s / st, 1e3 * stats.wait_s / st);
+}
+
+NnrtDistStats *nnrt_dist_attach(const NnrtDistOps *o, int rank, int size, void (*f)(void))
+{
+    ops = o;
+    fini = f;
+    rank_ = o ? rank : 0;
+    size_ = o ? size : 1;
+    return &stats;
+}
+
+void nnrt_dist_finalize(void)
+{
+    print_stats();
+    if (fini)
+        fini();
+    ops = NULL;
+    fini = NULL;
+    rank_ = 0;
+    size_ = 1;
+}
+
+void nnrt_dist_abort(const char *msg)
+{
+    if (ops)
+        ops->abort(msg);
+}
+
+void nnrt_dist_grad_start(const float *g, float *acc, int64_t n)
+{
+    float w = (float)weight;
+    for (int64_t i = 0; i < n; i++)
+        acc[i] = g[i] * w;
+    if (ops)
+        ops->grad_start(acc, n);
+}
+
+void nnrt_dist_grad_wait(const float *acc, float *out, int64_t n)
+{
+    if (ops)
+        ops->grad_wait(acc);
+    memcpy(out, acc, (size_t)n * sizeof *out);
+}
+
+void nnrt_dist_progress(void)
+{
+    if (ops)
+        ops->progress();
+}
+
+NnStatus nnrt_dist_sum_f64(double *v, int n, const char *what)
+{
+    return ops ? ops->sum_f64(v, n, what) : NN_OK;
+}
+
+NnStatus nnrt_dist_sum_i64(int64_t *v, int n, const char *what)
+{
+    return ops ? ops->sum_i64(v, n, what) : NN_OK;
+}
+
+NnStatus nnrt_dist_check_hash(uint64_t h, const char *what)
+{
+    return ops ? ops->check_hash(h, what) : NN_OK;
+}

@@ -1,0 +1,304 @@
+// The MPI half of dist.h, the only code that calls MPI: nnrt_dist_init starts
+// MPI under mpirun and hands runtime/dist.c the operations below. Gradient
+// buckets are summed with MPI_Iallreduce started by GRAD_START kernels and
+// completed by GRAD_WAIT kernels; both run on the thread that runs the step
+// (never pool work), so MPI is initialized FUNNELED. Every wait polls with
+// MPI_Test against a deadline while answering peers' liveness pings; at the
+// deadline a rank pings all others, names those that do not answer and ends
+// the job with MPI_Abort. Kept apart from dist.c so that code using libnnrt
+// without nnrt_dist_init (model libraries) never needs libmpi.
+#include "dist_priv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifdef NN_WITH_MPI
+#include <mpi.h>
+
+enum { TAG_PING = 7701, TAG_PONG = 7702 };
+
+// A gradient sum in flight: acc is its buffer (GRAD_WAIT finds it by address).
+typedef struct Pending {
+    const float *acc;
+    MPI_Request req;
+    bool done;
+} Pending;
+
+static Pending *pend;
+static int npend, cap;
+static double timeout_s = 60;
+static int rank_, size_ = 1;
+static NnrtDistStats *stats;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+
+const char *nnrt_dist_library(void)
+{
+    static char v[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    if (!v[0] && MPI_Get_library_version(v, &len) == MPI_SUCCESS) {
+        v[strcspn(v, ",\n")] = 0; // "Open MPI v4.1.4"
+    }
+    return v;
+}
+
+static bool launched(void)
+{
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i]))
+            return true;
+    return false;
+}
+
+static void finalize(void)
+{
+    MPI_Finalize();
+    free(pend);
+    pend = NULL;
+    npend = cap = 0;
+}
+
+static void mpi_abort(const char *msg)
+{
+    fprintf(stderr, "nnc: rank %d: %s\n", rank_, msg);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
+// Answers the liveness pings of peers that are themselves stuck waiting.
+static void answer_pings(void)
+{
+    int flag = 1;
+    while (flag) {
+        MPI_Status s;
+        MPI_Iprobe(MPI_ANY_SOURCE, TAG_PING, MPI_COMM_WORLD, &flag, &s);
+        if (!flag)
+            break;
+        int v;
+        MPI_Recv(&v, 1, MPI_INT, s.MPI_SOURCE, TAG_PING, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Send(&rank_, 1, MPI_INT, s.MPI_SOURCE, TAG_PONG, MPI_COMM_WORLD);
+    }
+}
+
+// The deadline passed in `what`: ask every peer whether it is alive, name
+// those that stay silent, and end the job.
+static void unresponsive(const char *what)
+{
+    int n = size_;
+    MPI_Request *rq = calloc((size_t)2 * (size_t)n, sizeof *rq);
+    int *pong = calloc((size_t)n, sizeof *pong);
+    bool *alive = calloc((size_t)n, sizeof *alive);
+    if (!rq || !pong || !alive) {
+        mpi_abort("out of memory while checking for unresponsive ranks");
+        return;
+    }
+    for (int p = 0; p < n; p++) {
+        rq[p] = rq[n + p] = MPI_REQUEST_NULL;
+        if (p == rank_)
+            continue;
+        MPI_Isend(&rank_, 1, MPI_INT, p, TAG_PING, MPI_COMM_WORLD, &rq[p]);
+        MPI_Irecv(&pong[p], 1, MPI_INT, p, TAG_PONG, MPI_COMM_WORLD, &rq[n + p]);
+    }
+    double grace = timeout_s / 2 < 1 ? 1 : timeout_s / 2, t0 = now();
+    int missing = n - 1;
+    while (missing > 0 && now() - t0 < grace) {
+        answer_pings();
+        missing = 0;
+        for (int p = 0; p < n; p++) {
+            int done = 0;
+            if (p != rank_ && !alive[p])
+                MPI_Test(&rq[n + p], &done, MPI_STATUS_IGNORE);
+            alive[p] = alive[p] || done || p == rank_;
+            missing += !alive[p];
+        }
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    char msg[512];
+    int k = snprintf(msg, sizeof msg, "error: %s did not complete within %.0f s; ", what,
+                     timeout_s);
+    if (missing == 0)
+        snprintf(msg + k, sizeof msg - (size_t)k, "every rank answers, but some rank never "
+                 "reached it (a rank ran a different number of steps?)");
+    for (int p = 0, shown = 0; p < n && missing > 0 && k < (int)sizeof msg; p++) {
+        if (alive[p])
+            continue;
+        k += snprintf(msg + k, sizeof msg - (size_t)k, "%s%d", shown++ ? ", " : "rank ", p);
+        if (shown == missing)
+            snprintf(msg + k, sizeof msg - (size_t)k, " stopped responding (stopped, hung or "
+                     "dead); ending every rank");
+    }
+    mpi_abort(msg);
+}
+
+// Completes req, polling so that peers' pings are answered and a dead or
+// stopped peer ends the job instead of hanging it.
+static void wait_req(MPI_Request *req, const char *what)
+{
+    double t0 = now();
+    for (long spins = 0;; spins++) {
+        int done = 0;
+        MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (done)
+            return;
+        answer_pings();
+        // Spin briefly (a peer a few microseconds behind), then sleep between
+        // polls, 10 us doubling to 200 us: a rank waiting for a slower or
+        // descheduled peer leaves the core to it instead of burning it.
+        if (spins >= 1024) {
+            long ns = 10000L << (spins - 1024 < 4 ? spins - 1024 : 4);
+            nanosleep(&(struct timespec){0, ns}, NULL);
+        }
+        if ((spins & 63) == 63 && now() - t0 > timeout_s)
+            unresponsive(what);
+    }
+}
+
+static Pending *find(const float *acc)
+{
+    for (int i = 0; i < npend; i++)
+        if (pend[i].acc == acc)
+            return &pend[i];
+    return NULL;
+}
+
+static void grad_start(float *acc, int64_t n)
+{
+    double t0 = now();
+    if (n > 0x7fffffff)
+        mpi_abort("error: a gradient of more than 2^31 values is too large for one all-reduce");
+    if (npend == cap) {
+        cap = cap ? 2 * cap : 64;
+        Pending *p = realloc(pend, (size_t)cap * sizeof *p);
+        if (!p)
+            mpi_abort("error: out of memory for gradient all-reduce requests");
+        pend = p;
+    }
+    Pending *p = &pend[npend++];
+    p->acc = acc;
+    p->done = false;
+    MPI_Iallreduce(MPI_IN_PLACE, acc, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &p->req);
+    stats->buckets++;
+    stats->bytes += n * (int64_t)sizeof(float);
+    // NNC_MPI_OVERLAP=0 measures the all-reduce with nothing hidden.
+    static int overlap = -1;
+    if (overlap < 0)
+        overlap = !getenv("NNC_MPI_OVERLAP") || atoi(getenv("NNC_MPI_OVERLAP")) != 0;
+    if (!overlap) {
+        wait_req(&p->req, "the gradient all-reduce");
+        p->done = true;
+    }
+    stats->exposed_s += now() - t0;
+}
+
+static void progress(void)
+{
+    if (npend == 0)
+        return;
+    double t0 = now();
+    for (int i = 0; i < npend; i++)
+        if (!pend[i].done) {
+            int done = 0;
+            MPI_Test(&pend[i].req, &done, MPI_STATUS_IGNORE);
+            pend[i].done = done;
+        }
+    stats->exposed_s += now() - t0;
+}
+
+static void grad_wait(const float *acc)
+{
+    double t0 = now();
+    Pending *p = find(acc);
+    if (!p) {
+        mpi_abort("internal error: a gradient wait without its start");
+        return;
+    }
+    if (!p->done)
+        wait_req(&p->req, "the gradient all-reduce");
+    *p = pend[--npend];
+    stats->wait_s += now() - t0;
+    stats->exposed_s += now() - t0;
+}
+
+static NnStatus sum(void *v, int n, MPI_Datatype t, const char *what)
+{
+    MPI_Request req;
+    if (MPI_Iallreduce(MPI_IN_PLACE, v, n, t, MPI_SUM, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
+        return nnrt_fail(NN_ERR_RUNTIME, "MPI all-reduce of %s failed", what);
+    wait_req(&req, what);
+    return NN_OK;
+}
+
+static NnStatus sum_f64(double *v, int n, const char *what)
+{
+    return sum(v, n, MPI_DOUBLE, what);
+}
+
+static NnStatus sum_i64(int64_t *v, int n, const char *what)
+{
+    return sum(v, n, MPI_INT64_T, what);
+}
+
+static NnStatus check_hash(uint64_t h, const char *what)
+{
+    uint64_t *all = calloc((size_t)size_, sizeof *all);
+    if (!all)
+        return nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    MPI_Request req;
+    MPI_Iallgather(&h, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, MPI_COMM_WORLD, &req);
+    wait_req(&req, "the start-up check of the compiled step");
+    char list[256] = "";
+    size_t k = 0;
+    int bad = 0, first = 0;
+    for (int p = 1; p < size_; p++)
+        if (all[p] != all[0] && k < sizeof list) {
+            first = bad ? first : p;
+            k += (size_t)snprintf(list + k, sizeof list - k, "%s%d", bad++ ? ", " : "", p);
+        }
+    unsigned long long h0 = all[0], h1 = all[first];
+    free(all);
+    if (!bad)
+        return NN_OK;
+    nnrt_dist_fail_together();
+    return nnrt_fail(NN_ERR_RUNTIME, "rank%s %s compiled a different %s than rank 0 (hash "
+                     "%016llx on rank %d, %016llx on rank 0): every rank must run the same script "
+                     "with the same settings", bad > 1 ? "s" : "", list, what, h1, first, h0);
+}
+
+static const NnrtDistOps mpi_ops = {grad_start, grad_wait, progress, sum_f64, sum_i64,
+                                     check_hash, mpi_abort, finalize};
+
+bool nnrt_dist_built(void) { return true; }
+
+NnStatus nnrt_dist_init(void)
+{
+    if (size_ > 1 || !launched())
+        return NN_OK;
+    int provided = 0;
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return nnrt_fail(NN_ERR_RUNTIME, "MPI_Init failed");
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    const char *t = getenv("NNC_MPI_TIMEOUT");
+    if (t && atof(t) > 0)
+        timeout_s = atof(t);
+    // One rank under mpirun (-np 1) runs as a plain process, MPI started.
+    stats = nnrt_dist_attach(size_ > 1 ? &mpi_ops : NULL, rank_, size_, finalize);
+    return NN_OK;
+}
+
+#else // ---- no MPI in this build: one rank ----------------------------------
+
+bool nnrt_dist_built(void) { return false; }
+const char *nnrt_dist_library(void) { return "none"; }
+NnStatus nnrt_dist_init(void) { return NN_OK; }
+
+#endif
