@@ -22,6 +22,7 @@ typedef struct NnOptions {
     const char *input;       // predict INPUT ("-": raw f32 on standard input)
     const char *target;      // build --target
     bool lib;                // build --lib: a static library and its header
+    bool stats;              // ir --stats: node count and FLOPs instead of the graph
     int64_t count;           // sample --count (0: the default)
     double temperature;      // sample --temperature, >= 0 (0: always the likeliest)
     bool has_temperature;
@@ -106,6 +107,10 @@ typedef struct NnDataHook {
     void (*load)(void *ctx, const char *split, const char *kind, const char *path,
                  const char *path2, const NnrtCsvOptions *csv, const NnrtTextOptions *text);
     void (*transform)(void *ctx, const NnAst *st, int k, const NnGraph *g);
+    // IDX image files are read for their headers only (count and sample
+    // shape), and their split turns virtual: nnc build, whose program or
+    // library reads the data itself. load and transform may be NULL.
+    bool headers_only;
 } NnDataHook;
 // Sets the observer of nn_driver_load_data (NULL: none).
 void nn_driver_data_hook(const NnDataHook *h);
@@ -146,6 +151,9 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only);
 int nn_cmd_repl(NnOptions *o);
 // `nnc build`: a standalone program (driver_build.c).
 int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o);
+// "what: K nodes, X MFLOP per step at batch B (Y MFLOP per sample: ...)" with
+// every symbolic dim of g bound to batch (driver_ir.c; ir/flops.h counts).
+void nn_driver_print_flops(FILE *out, const char *what, const NnGraph *g, int64_t batch);
 int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, NnOptions *o);
 #ifdef NN_WITH_LLVM
 // A fused step graph as LLVM IR (asm_ false) or assembly, its symbolic dims

@@ -508,9 +508,11 @@ static bool trainer_prepare(NnCtx *c, NnTrainer *t, NnOptions *o, bool eval_only
     } else if (!(R->step = prepare(c, R->be, &spec->step, o, loc)) ||
                !(R->eval = prepare(c, R->be, &spec->eval, o, loc)))
         return false;
-    if (o->verbose)
+    if (o->verbose) {
         fprintf(stderr, "nnc: prepared step and eval graphs on %s in %.0f ms\n", R->be->name,
                 (nnrt_now() - t0) * 1000);
+        nn_driver_print_flops(stderr, "step", *nn_train_step_graph(spec, 0), spec->batch);
+    }
     NnrtDataset *train = nn_splits_get(&t->splits, "train");
     NnrtDataset *val = nn_splits_get(&t->splits, "val"), *test = nn_splits_get(&t->splits, "test");
     if (!keep_head(c, train, spec->limit, loc) || !keep_head(c, val, spec->eval_limit, loc) ||

@@ -16,6 +16,7 @@ static const char usage[] =
     "commands:\n"
     "  check FILE              parse and check names and shapes; diagnostics only\n"
     "  ir FILE --stage S       print a stage: tokens ast ir grad opt fused llvm asm\n"
+    "                          (--stats: its node count and FLOPs per training step)\n"
     "  train FILE              run the file's train block\n"
     "  eval FILE --weights W   evaluate saved weights on the test split\n"
     "  predict FILE --weights W INPUT [-o OUT.csv]\n"
@@ -105,6 +106,7 @@ typedef struct OptionUse {
 static const OptionUse option_uses[] = {
     {"--backend", " ir train eval sample predict repl "},
     {"--stage", " ir "},
+    {"--stats", " ir "},
     {"--metrics", " train eval "},
     {"--resume", " train "},
     {"--weights", " eval sample predict build repl "},
@@ -264,6 +266,9 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
         } else if (!strcmp(a, "--lib")) {
             FLAG();
             o->lib = true;
+        } else if (!strcmp(a, "--stats")) {
+            FLAG();
+            o->stats = true;
         } else if (!strcmp(arg, "-q") || !strcmp(a, "--quiet")) {
             FLAG();
             o->quiet = true;
