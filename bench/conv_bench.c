@@ -5,6 +5,8 @@
 // second, 32->64 channels at 14x14, is the one the issue sets a target for)
 // and LeNet-5's first. GFLOP/s count 2 flops per multiply-add of the direct
 // definition (no skipped padding); keys conv_<case>_<op>_t<threads>_gflops.
+// fwd_pool is the forward with a max pool 2 after it, which runs inside the
+// convolution's kernel (flops: the convolution's only).
 // On one thread the kernel's CPU time is measured too (best of 20 runs), with
 // the FMA peak measured the same way: on a shared machine that share of the
 // peak holds steady where wall-clock figures do not (conv_*_t1_cpu_gflops,
@@ -86,7 +88,7 @@ static NnTensor *rand_tensor(const NnShape *s, unsigned seed)
     return t;
 }
 
-static void conv_one(const ConvShape *s, NnOp op, int threads, double min_s)
+static void conv_one(const ConvShape *s, NnOp op, bool pool, int threads, double min_s)
 {
     NnGraph *g = nn_graph_new();
     NnLoc loc = {0};
@@ -102,9 +104,12 @@ static void conv_one(const ConvShape *s, NnOp op, int threads, double min_s)
     NnId y = op == NN_OP_CONV2D            ? nn_ir_conv2d(g, ia, ib, &cv, loc)
              : op == NN_OP_CONV2D_BWD_DATA ? nn_ir_conv2d_bwd_data(g, ia, ib, &xs, &cv, loc)
                                            : nn_ir_conv2d_bwd_filter(g, ia, ib, &ws, &cv, loc);
+    NnConv2d pv = {.kernel = {2, 2}, .stride = {2, 2}, .dilation = {1, 1}, .groups = 1};
+    if (pool && y >= 0)
+        y = nn_ir_pool2d(g, NN_OP_MAX_POOL2D, y, &pv, loc);
     ConvJob j = {0};
     char key[80];
-    const char *opn = op == NN_OP_CONV2D ? "fwd" : op == NN_OP_CONV2D_BWD_DATA ? "bwd_data"
+    const char *opn = op == NN_OP_CONV2D ? (pool ? "fwd_pool" : "fwd") : op == NN_OP_CONV2D_BWD_DATA ? "bwd_data"
                                                                                : "bwd_filter";
     if (y >= 0) {
         nn_graph_add_output(g, "y", y);
@@ -140,10 +145,11 @@ static void conv_one(const ConvShape *s, NnOp op, int threads, double min_s)
 
 void bench_conv(void)
 {
-    static const NnOp ops[3] = {NN_OP_CONV2D, NN_OP_CONV2D_BWD_DATA, NN_OP_CONV2D_BWD_FILTER};
+    static const NnOp ops[4] = {NN_OP_CONV2D, NN_OP_CONV2D, NN_OP_CONV2D_BWD_DATA,
+                                NN_OP_CONV2D_BWD_FILTER};
     bench_emit("peak_cpu_gflops", peak_cpu());
     for (int t = 1; t <= 2; t++)
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-            for (int k = 0; k < 3; k++)
-                conv_one(&shapes[i], ops[k], t, 0.05);
+            for (int k = 0; k < 4; k++)
+                conv_one(&shapes[i], ops[k], k == 1, t, 0.05);
 }

@@ -306,3 +306,41 @@ NnFuseForm nn_fuse_form(const NnGraph *b)
         return host_fits(&b->nodes[mm], &b->nodes[out]) ? NN_FUSE_MATMUL : NN_FUSE_NONE;
     return NN_FUSE_ELEMWISE;
 }
+
+// ---- pooling inside the convolution's kernel ----
+
+// The convolution (bare or hosting a FUSED body) whose kernel also computes
+// pooling node `pool`: the pool reads the convolution's result and comes right
+// after it, and its windows tile the rows without overlap or padding (window
+// = stride, no padding, no dilation), so a band of whole windows' rows of the
+// convolution's output can be pooled as soon as it is stored, while it is in
+// cache. The convolution's result stays a value of its own (a training step
+// reads it again for the gradients). Backends that do not fuse may ignore
+// this; the memory plan keeps the convolution's operands alive through the
+// pool's step, since the pool's result is written while they are read.
+NnId nn_fuse_pool_host(const NnGraph *g, NnId pool)
+{
+    if (pool < 1 || pool >= g->count)
+        return -1;
+    const NnNode *p = &g->nodes[pool];
+    if ((p->op != NN_OP_MAX_POOL2D && p->op != NN_OP_AVG_POOL2D) || p->in[0] != pool - 1)
+        return -1;
+    const NnNode *c = &g->nodes[pool - 1];
+    if (c->dtype != p->dtype || (c->dtype != NN_DT_F32 && c->dtype != NN_DT_F64))
+        return -1;
+    if (c->op == NN_OP_FUSED) {
+        const NnGraph *b = c->attr.body;
+        if (nn_fuse_form(b) != NN_FUSE_MATMUL || nn_graph_count_op(b, NN_OP_CONV2D) != 1)
+            return -1;
+    } else if (c->op != NN_OP_CONV2D) {
+        return -1;
+    }
+    const NnConv2d *a = &p->attr.conv;
+    for (int d = 0; d < 2; d++)
+        if (a->kernel[d] != a->stride[d] || a->dilation[d] > 1)
+            return -1;
+    for (int d = 0; d < 4; d++)
+        if (a->pad[d] != 0)
+            return -1;
+    return pool - 1;
+}

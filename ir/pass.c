@@ -224,7 +224,7 @@ int nn_fuse_count_kernels(const NnGraph *g)
 {
     int n = 0;
     for (int i = 0; i < g->count; i++)
-        n += !nn_op_has(g->nodes[i].op, NN_OPF_SOURCE);
+        n += !nn_op_has(g->nodes[i].op, NN_OPF_SOURCE) && nn_fuse_pool_host(g, i) < 0;
     return n;
 }
 

@@ -78,7 +78,11 @@ typedef enum NnFuseForm {
 } NnFuseForm;
 
 NnFuseForm nn_fuse_form(const NnGraph *body);
-// Nodes that launch work: everything but INPUT/PARAM/STATE/CONST.
+// The convolution node whose kernel computes pooling node `pool` too, or -1
+// (see ir/fuse.c).
+NnId nn_fuse_pool_host(const NnGraph *g, NnId pool);
+// Nodes that launch work: everything but INPUT/PARAM/STATE/CONST, and pools
+// that ride in a convolution's kernel.
 int nn_fuse_count_kernels(const NnGraph *g);
 // Nodes of op `op` in g (top level only).
 int nn_graph_count_op(const NnGraph *g, NnOp op);

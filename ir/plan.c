@@ -8,6 +8,7 @@
 #include "plan.h"
 
 #include "loop.h"
+#include "pass.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,15 @@ static void live_ranges(const NnGraph *g, const int64_t *symv, NnPlan *p, const 
         for (int k = 0; k < n->nin; k++)
             if (p->slots[n->in[k]].last < i)
                 p->slots[n->in[k]].last = i;
+    }
+    // A pool computed in its convolution's kernel (nn_fuse_pool_host) is
+    // written while the convolution's operands are read: they live through
+    // the pool's step, so its result cannot take their memory.
+    for (NnId i = 0; i < g->count; i++) {
+        NnId c = nn_fuse_pool_host(g, i);
+        for (int k = 0; c >= 0 && k < g->nodes[c].nin; k++)
+            if (p->slots[g->nodes[c].in[k]].last < i)
+                p->slots[g->nodes[c].in[k]].last = i;
     }
     for (int k = 0; k < g->noutputs; k++)
         p->slots[g->outputs[k].id].flags |= NN_PLAN_PINNED;

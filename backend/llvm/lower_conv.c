@@ -39,6 +39,12 @@ typedef struct Cv {
     int64_t kc, nkb;        // K block rows, blocks
     int64_t S;              // filter grad: image chunks (partial sums)
     bool rt;                // N is the run-time batch (cg->rt_ref in N)
+    // Forward with a pool in the kernel (nn_fuse_pool_host): items are bands of
+    // rb output rows (whole pooling windows), band = rb * OW columns, nb per
+    // image; each item pools its band once the band is stored. Else pool < 0
+    // and band = cols.
+    NnId pool;
+    int64_t rb, band, nb;
     int a_slot, b_slot, c_slot, out_slot;
     NnExpr *epi;   // NULL: plain result
     bool epi_flat; // epi's iteration space is [N, F', pixels] (else per element, rank 4)
@@ -50,6 +56,7 @@ typedef struct Cv {
     LLVMValueRef n, g;         // current image, group (for the epilogue)
     LLVMValueRef lv[2][4];     // per-lane index vectors of the panel (gather)
     LLVMValueRef live[2];      // lanes inside the columns
+    LLVMValueRef jend;         // end of the current item's columns (i64)
 } Cv;
 
 static LLVMValueRef mul(NnCg *cg, LLVMValueRef a, int64_t b)
@@ -93,7 +100,7 @@ static void lanes(NnCg *cg, Cv *v, LLVMValueRef j0)
             l[i] = nn_cg_i32(cg, q * v->vw + i);
         LLVMValueRef j =
             LLVMBuildAdd(cg->b, vs32(cg, v, j0), LLVMConstVector(l, (unsigned)v->vw), "");
-        v->live[q] = in_range(cg, v, j, v->cols);
+        v->live[q] = LLVMBuildICmp(cg->b, LLVMIntULT, j, vs32(cg, v, v->jend), "");
         if (v->kind == CV_FWD) { // j = output pixel: top-left input row/col of its window
             LLVMValueRef oh = LLVMBuildUDiv(cg->b, j, v32(cg, v, v->OW), "");
             LLVMValueRef ow = LLVMBuildURem(cg->b, j, v32(cg, v, v->OW), "");
@@ -325,8 +332,7 @@ static void tile_store(NnCg *cg, Cv *v, LLVMValueRef i0, LLVMValueRef j0, int ro
         // Leaves that a pixel row cannot walk with unit stride: one lane at a time.
         LLVMTypeRef et = nn_cg_type(cg, v->dt);
         NnLoop e;
-        LLVMValueRef n = imin(cg, nn_cg_i64(cg, v->vw),
-                              LLVMBuildSub(cg->b, nn_cg_i64(cg, v->cols), j, ""));
+        LLVMValueRef n = imin(cg, nn_cg_i64(cg, v->vw), LLVMBuildSub(cg->b, v->jend, j, ""));
         nn_cg_loop_begin(cg, &e, nn_cg_i64(cg, 0), n, 1);
         LLVMValueRef ep = LLVMBuildInBoundsGEP2(cg->b, et, slot, &e.iv, 1, "");
         LLVMValueRef je = add(cg, j, e.iv);
@@ -432,40 +438,22 @@ static void kernel_state(NnCg *cg, Cv *v)
         nn_expr_bind(cg, v->epi);
 }
 
-static void panel_masks(NnCg *cg, Cv *v, LLVMValueRef j0)
+// Columns of the panel at j0 that exist (before jend, which is the end of
+// the columns unless set by the caller).
+static void panel_masks(NnCg *cg, Cv *v, LLVMValueRef j0, LLVMValueRef jend)
 {
+    v->jend = jend ? jend : nn_cg_i64(cg, v->cols);
     lanes(cg, v, j0);
+    bool ragged = v->band % v->nr || v->cols % v->band;
     for (int q = 0; q < v->nv; q++)
-        v->mask[q] = v->cols % v->nr ? v->live[q] : NULL;
+        v->mask[q] = ragged ? v->live[q] : NULL;
 }
 
-// Forward and data grad: items (image, group, panel), each over all of K.
-static void emit_direct(NnCg *cg, Cv *v)
+// The panel of columns [j0, j0 + NR) of the current (image, group) over all of K.
+static void panel(NnCg *cg, Cv *v, LLVMValueRef src, LLVMValueRef j0, LLVMValueRef jend)
 {
-    int64_t fmas = v->N * v->G * v->M * v->K * v->cols;
-    nn_cg_kernel_begin(cg, v->kind == CV_FWD ? (v->epi ? "conv_fused" : "conv")
-                                             : (v->epi ? "conv_bwd_data_fused" : "conv_bwd_data"),
-                       CV_WORK(fmas));
-    kernel_state(cg, v);
-    int64_t gp = v->G * v->np;
-    LLVMValueRef lo, hi;
-    nn_cg_split_v(cg, nn_cg_extent(cg, v->N * gp, v->rt), 1, &lo, &hi);
-    NnLoop it, kb;
-    nn_cg_loop_begin(cg, &it, lo, hi, 1);
-    v->n = LLVMBuildUDiv(cg->b, it.iv, nn_cg_i64(cg, gp), "");
-    LLVMValueRef r = LLVMBuildURem(cg->b, it.iv, nn_cg_i64(cg, gp), "");
-    v->g = LLVMBuildUDiv(cg->b, r, nn_cg_i64(cg, v->np), "");
-    LLVMValueRef j0 = mul(cg, LLVMBuildURem(cg->b, r, nn_cg_i64(cg, v->np), ""), v->nr);
-    // C rows: channels g*M.. of image n; B source: group g's planes of image n.
-    int64_t cplanes = v->kind == CV_FWD ? v->F : v->C;
-    int64_t bplanes = v->kind == CV_FWD ? v->C : v->F;
-    int64_t bgroup = v->kind == CV_FWD ? v->Cg : v->Fg;
-    int64_t bpix = v->kind == CV_FWD ? v->H * v->W : v->OH * v->OW;
-    v->cbase = mul(cg, add(cg, mul(cg, v->n, cplanes), mul(cg, v->g, v->M)), v->cols);
-    v->abase = mul(cg, v->g, v->M * v->K);
-    LLVMValueRef src = nn_cg_gep(
-        cg, v->dt, v->b, mul(cg, add(cg, mul(cg, v->n, bplanes), mul(cg, v->g, bgroup)), bpix));
-    panel_masks(cg, v, j0);
+    NnLoop kb;
+    panel_masks(cg, v, j0, jend);
     nn_cg_loop_begin(cg, &kb, nn_cg_i64(cg, 0), nn_cg_i64(cg, v->nkb), 1);
     LLVMValueRef k0 = mul(cg, kb.iv, v->kc);
     LLVMValueRef kn = imin(cg, nn_cg_i64(cg, v->kc), LLVMBuildSub(cg->b, nn_cg_i64(cg, v->K), k0, ""));
@@ -477,6 +465,61 @@ static void emit_direct(NnCg *cg, Cv *v)
     }
     row_tiles(cg, v, j0, k0, kn, first, last);
     nn_cg_loop_end(cg, &kb);
+}
+
+// Forward and data grad: items (image, group, panel), each over all of K; or
+// with a pool, items (image, group, band): the band's panels, then its pooling
+// windows, read back from cache.
+static void emit_direct(NnCg *cg, Cv *v)
+{
+    int64_t fmas = v->N * v->G * v->M * v->K * v->cols;
+    const char *name = v->kind == CV_FWD ? (v->pool >= 0 ? "conv_pool_fused"
+                                            : v->epi ? "conv_fused" : "conv")
+                                         : (v->epi ? "conv_bwd_data_fused" : "conv_bwd_data");
+    nn_cg_kernel_begin(cg, name, CV_WORK(fmas));
+    kernel_state(cg, v);
+    int64_t per = v->pool >= 0 ? v->nb : v->np; // items per (image, group)
+    int64_t gp = v->G * per;
+    LLVMValueRef lo, hi;
+    nn_cg_split_v(cg, nn_cg_extent(cg, v->N * gp, v->rt), 1, &lo, &hi);
+    NnLoop it;
+    nn_cg_loop_begin(cg, &it, lo, hi, 1);
+    v->n = LLVMBuildUDiv(cg->b, it.iv, nn_cg_i64(cg, gp), "");
+    LLVMValueRef r = LLVMBuildURem(cg->b, it.iv, nn_cg_i64(cg, gp), "");
+    v->g = LLVMBuildUDiv(cg->b, r, nn_cg_i64(cg, per), "");
+    LLVMValueRef u = LLVMBuildURem(cg->b, r, nn_cg_i64(cg, per), "");
+    // C rows: channels g*M.. of image n; B source: group g's planes of image n.
+    int64_t cplanes = v->kind == CV_FWD ? v->F : v->C;
+    int64_t bplanes = v->kind == CV_FWD ? v->C : v->F;
+    int64_t bgroup = v->kind == CV_FWD ? v->Cg : v->Fg;
+    int64_t bpix = v->kind == CV_FWD ? v->H * v->W : v->OH * v->OW;
+    v->cbase = mul(cg, add(cg, mul(cg, v->n, cplanes), mul(cg, v->g, v->M)), v->cols);
+    v->abase = mul(cg, v->g, v->M * v->K);
+    LLVMValueRef src = nn_cg_gep(
+        cg, v->dt, v->b, mul(cg, add(cg, mul(cg, v->n, bplanes), mul(cg, v->g, bgroup)), bpix));
+    if (v->pool < 0) {
+        panel(cg, v, src, mul(cg, u, v->nr), NULL);
+    } else {
+        LLVMValueRef jb = mul(cg, u, v->band);
+        LLVMValueRef jend = imin(cg, addc(cg, jb, v->band), nn_cg_i64(cg, v->cols));
+        LLVMValueRef npan = LLVMBuildUDiv(
+            cg->b, addc(cg, LLVMBuildSub(cg->b, jend, jb, ""), v->nr - 1), nn_cg_i64(cg, v->nr), "");
+        NnLoop pn, ch;
+        nn_cg_loop_begin(cg, &pn, nn_cg_i64(cg, 0), npan, 1);
+        panel(cg, v, src, add(cg, jb, mul(cg, pn.iv, v->nr)), jend);
+        nn_cg_loop_end(cg, &pn);
+        // The band's pooling windows: output rows [u * rb/KH, ..) of each channel.
+        const NnNode *pn_node = &cg->g->nodes[v->pool];
+        int64_t kh = pn_node->attr.conv.kernel[0], pd[NN_MAX_RANK];
+        int pr;
+        nn_cg_shape(cg, cg->g, v->pool, &pr, pd);
+        LLVMValueRef ph0 = mul(cg, u, v->rb / kh);
+        LLVMValueRef ph1 = imin(cg, addc(cg, ph0, v->rb / kh), nn_cg_i64(cg, pd[2]));
+        nn_cg_loop_begin(cg, &ch, nn_cg_i64(cg, 0), nn_cg_i64(cg, v->M), 1);
+        LLVMValueRef plane = add(cg, mul(cg, v->n, v->F), add(cg, mul(cg, v->g, v->M), ch.iv));
+        nn_cg_pool_rows(cg, v->pool, plane, ph0, ph1);
+        nn_cg_loop_end(cg, &ch);
+    }
     nn_cg_loop_end(cg, &it);
     nn_cg_kernel_end(cg);
 }
@@ -520,7 +563,7 @@ static void emit_filter(NnCg *cg, Cv *v)
     }
     v->cbase = mul(cg, add(cg, mul(cg, s, v->F), mul(cg, v->g, v->M)), v->cols);
     v->n = nn_cg_i64(cg, 0);
-    panel_masks(cg, v, j0);
+    panel_masks(cg, v, j0, NULL);
     nn_cg_loop_begin(cg, &n, n0, n1, 1);
     v->abase = mul(cg, add(cg, mul(cg, n.iv, v->F), mul(cg, v->g, v->M)), v->K);
     LLVMValueRef src =
@@ -689,9 +732,29 @@ static bool emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
         v.M = v.Fg, v.K = v.OH * v.OW, v.cols = v.Cg * kk;
         v.a_slot = in1, v.b_slot = in0;
     }
+    v.pool = -1;
+    v.band = v.cols;
+    if (v.kind == CV_FWD && v.cols > 0 && out_slot + 1 < cg->g->count &&
+        nn_fuse_pool_host(cg->g, out_slot + 1) == out_slot) {
+        // Bands of whole pooling windows' rows: the height that wastes the
+        // fewest lanes of its panels (the lowest such, for more items).
+        int64_t kh = cg->g->nodes[out_slot + 1].attr.conv.kernel[0];
+        double best = -1;
+        for (int64_t rb = kh;; rb += kh) {
+            int64_t band = rb * v.OW, nr = band <= v.vw ? v.vw : 2 * v.vw;
+            double used = (double)band / (double)((band + nr - 1) / nr * nr);
+            if (used > best + 1e-9)
+                best = used, v.rb = rb;
+            if (rb >= v.OH || band >= 16 * nr)
+                break;
+        }
+        v.pool = out_slot + 1;
+        v.band = v.rb * v.OW;
+        v.nb = (v.cols + v.band - 1) / v.band;
+    }
     // Few columns (a filter grad with one input channel): one vector per
     // panel row and taller tiles, rather than a half-dead second vector.
-    v.nv = v.cols <= v.vw ? 1 : 2;
+    v.nv = (v.band < v.cols ? v.band : v.cols) <= v.vw ? 1 : 2;
     v.nr = v.nv * v.vw;
     v.mr = CV_ACC / v.nv;
     v.np = (v.cols + v.nr - 1) / v.nr;

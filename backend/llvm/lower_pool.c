@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "nn_llvm.h"
+#include "pass.h"
 
 #define PL_VW 16
 
@@ -263,6 +264,35 @@ static void run_epi(NnCg *cg, const Pool *p, PoolEpi *pe, LLVMValueRef out, LLVM
     }
 }
 
+// Output row oh of plane `plane` (vectors along the row) from x into y.
+static void pool_row(NnCg *cg, Pool *p, bool max, LLVMValueRef x, LLVMValueRef y,
+                     LLVMValueRef plane, LLVMValueRef oh)
+{
+    LLVMTypeRef vt = nn_cg_vtype(cg, p->dt, p->vw);
+    p->x = nn_cg_gep(cg, p->dt, x, mul(cg, plane, p->H * p->W));
+    LLVMValueRef row = add(cg, mul(cg, plane, p->OH), oh);
+    NnLoop c;
+    nn_cg_loop_begin(cg, &c, nn_cg_i64(cg, 0), chunks(p, cg), 1);
+    LLVMValueRef ow0 = mul(cg, c.iv, p->vw);
+    chunk_lanes(cg, p, ow0);
+    LLVMValueRef v;
+    if (max) {
+        max_window(cg, p, oh);
+        LLVMTypeRef it = LLVMVectorType(cg->t_i32, (unsigned)p->vw);
+        LLVMValueRef some = LLVMBuildICmp(cg->b, LLVMIntSGE, LLVMBuildLoad2(cg->b, it, p->at, ""),
+                                          iv32(cg, p, 0), "");
+        v = LLVMBuildSelect(cg->b, some, LLVMBuildLoad2(cg->b, vt, p->best, ""),
+                            nn_cg_const(cg, p->dt, 0, p->vw), "");
+    } else {
+        LLVMBuildStore(cg->b, nn_cg_const(cg, p->dt, 0, p->vw), p->sum);
+        window(cg, p, oh, sum_point, NULL);
+        v = LLVMBuildFDiv(cg->b, LLVMBuildLoad2(cg->b, vt, p->sum, ""),
+                          nn_cg_const(cg, p->dt, (double)(p->KH * p->KW), p->vw), "");
+    }
+    nn_cg_store(cg, p->dt, v, y, add(cg, mul(cg, row, p->OW), ow0), p->vw, p->live);
+    nn_cg_loop_end(cg, &c);
+}
+
 // Pooling node n reading slot x_slot, into out_slot through epi (or plain).
 static bool pool_fwd(NnCg *cg, const NnNode *n, int x_slot, NnExpr *epi, int out_slot)
 {
@@ -278,33 +308,13 @@ static bool pool_fwd(NnCg *cg, const NnNode *n, int x_slot, NnExpr *epi, int out
     pool_state(cg, &p);
     if (epi)
         nn_expr_bind(cg, epi);
-    LLVMTypeRef vt = nn_cg_vtype(cg, p.dt, p.vw);
     LLVMValueRef x = nn_cg_buf(cg, x_slot), y = nn_cg_buf(cg, out_slot), lo, hi;
     nn_cg_split_v(cg, nn_cg_extent(cg, p.planes * p.OH, p.rt), 1, &lo, &hi);
-    NnLoop r, c;
+    NnLoop r;
     nn_cg_loop_begin(cg, &r, lo, hi, 1);
     LLVMValueRef plane = LLVMBuildUDiv(cg->b, r.iv, nn_cg_i64(cg, p.OH), "");
     LLVMValueRef oh = LLVMBuildURem(cg->b, r.iv, nn_cg_i64(cg, p.OH), "");
-    p.x = nn_cg_gep(cg, p.dt, x, mul(cg, plane, p.H * p.W));
-    nn_cg_loop_begin(cg, &c, nn_cg_i64(cg, 0), chunks(&p, cg), 1);
-    LLVMValueRef ow0 = mul(cg, c.iv, p.vw);
-    chunk_lanes(cg, &p, ow0);
-    LLVMValueRef v;
-    if (max) {
-        max_window(cg, &p, oh);
-        LLVMTypeRef it = LLVMVectorType(cg->t_i32, (unsigned)p.vw);
-        LLVMValueRef some = LLVMBuildICmp(cg->b, LLVMIntSGE, LLVMBuildLoad2(cg->b, it, p.at, ""),
-                                          iv32(cg, &p, 0), "");
-        v = LLVMBuildSelect(cg->b, some, LLVMBuildLoad2(cg->b, vt, p.best, ""),
-                            nn_cg_const(cg, p.dt, 0, p.vw), "");
-    } else {
-        LLVMBuildStore(cg->b, nn_cg_const(cg, p.dt, 0, p.vw), p.sum);
-        window(cg, &p, oh, sum_point, NULL);
-        v = LLVMBuildFDiv(cg->b, LLVMBuildLoad2(cg->b, vt, p.sum, ""),
-                          nn_cg_const(cg, p.dt, (double)(p.KH * p.KW), p.vw), "");
-    }
-    nn_cg_store(cg, p.dt, v, y, add(cg, mul(cg, r.iv, p.OW), ow0), p.vw, p.live);
-    nn_cg_loop_end(cg, &c);
+    pool_row(cg, &p, max, x, y, plane, oh);
     if (epi) // the row is finished and in cache
         run_epi(cg, &p, &pe, y, plane, mul(cg, oh, p.OW), p.OW);
     nn_cg_loop_end(cg, &r);
@@ -312,12 +322,31 @@ static bool pool_fwd(NnCg *cg, const NnNode *n, int x_slot, NnExpr *epi, int out
     return true;
 }
 
+void nn_cg_pool_rows(NnCg *cg, NnId pool, LLVMValueRef plane, LLVMValueRef oh0, LLVMValueRef oh1)
+{
+    const NnNode *n = &cg->g->nodes[pool];
+    Pool p;
+    pool_geom(cg, &p, n, n->in[0], pool);
+    pool_state(cg, &p);
+    LLVMValueRef x = nn_cg_buf(cg, n->in[0]), y = nn_cg_buf(cg, pool);
+    NnLoop r;
+    nn_cg_loop_begin(cg, &r, oh0, oh1, 1);
+    pool_row(cg, &p, n->op == NN_OP_MAX_POOL2D, x, y, plane, r.iv);
+    nn_cg_loop_end(cg, &r);
+}
+
+// A pool that rides in its convolution's kernel (nn_fuse_pool_host) was
+// computed there.
 bool llvm_max_pool2d(NnCg *cg, NnId id)
 {
+    if (nn_fuse_pool_host(cg->g, id) >= 0)
+        return true;
     return pool_fwd(cg, &cg->g->nodes[id], cg->g->nodes[id].in[0], NULL, id);
 }
 bool llvm_avg_pool2d(NnCg *cg, NnId id)
 {
+    if (nn_fuse_pool_host(cg->g, id) >= 0)
+        return true;
     return pool_fwd(cg, &cg->g->nodes[id], cg->g->nodes[id].in[0], NULL, id);
 }
 

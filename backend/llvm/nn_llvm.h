@@ -268,6 +268,9 @@ bool nn_cg_emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi, 
 // Pooling node n (a FUSED body's host) with its inputs in in_slots, result
 // through epi (hole = n; same dtype) in out_slot.
 bool nn_cg_emit_pool(NnCg *cg, const NnNode *n, const int *in_slots, NnExpr *epi, int out_slot);
+// Inside a kernel: rows [oh0, oh1) of plane `plane` (n * C + c) of pooling
+// node `pool` of cg->g, read from its input's slot into its own.
+void nn_cg_pool_rows(NnCg *cg, NnId pool, LLVMValueRef plane, LLVMValueRef oh0, LLVMValueRef oh1);
 
 // ---- lower_math.c: counter-based random numbers (the runtime's formulas) ----
 LLVMValueRef nn_cg_rand_step(NnCg *cg, LLVMValueRef v); // step tensor value -> i64

@@ -760,6 +760,66 @@ Test(llvm, pool_fused_epilogue)
         pool_fused(which);
 }
 
+// A pool computed inside its convolution's kernel (nn_fuse_pool_host): bands
+// of whole windows' rows pooled once stored. 0: f32 conv + bias + relu, max
+// pool 2 over an odd height (the last conv row is in no window; the last band
+// is short), the conv result an output too (as in a training step); 1: f64
+// bare conv, 28 wide (bands of 8 rows, 3.5 bands), average pool 2; 2: f32
+// strided grouped conv, max pool 3; 3: f32 with NaN inputs (a NaN wins).
+static void conv_pool(int which)
+{
+    Case c;
+    start(&c);
+    NnDType dt = which == 1 ? NN_DT_F64 : NN_DT_F32;
+    int k = which == 1 ? 5 : 3, p = k / 2, pk = which == 2 ? 3 : 2;
+    NnConv2d cv = {.kernel = {k, k}, .stride = {which == 2 ? 2 : 1, which == 2 ? 2 : 1},
+                   .dilation = {1, 1}, .pad = {p, p, p, p}, .groups = which == 2 ? 2 : 1};
+    NnConv2d pv = {.kernel = {pk, pk}, .stride = {pk, pk}, .dilation = {1, 1}, .groups = 1};
+    NnShape xs = which == 1   ? AG_SHAPE(2, 3, 28, 28)
+                 : which == 2 ? AG_SHAPE(2, 4, 20, 19)
+                              : AG_SHAPE(3, 4, 13, 11);
+    int64_t f = which == 1 ? 16 : 6;
+    NnId x = in(&c, dt, xs, -1, 1);
+    NnId w = in(&c, dt, AG_SHAPE(f, xs.dim[1] / cv.groups, k, k), -1, 1);
+    if (which == 3) // NaNs in the input: the windows that see one give NaN
+        for (int i = 0; i < 7; i++)
+            ((float *)c.in[0]->data)[37 * i * i + 5] = NAN;
+    NnId h = nn_ir_conv2d(c.g, x, w, &cv, ag_loc);
+    if (which != 1) {
+        NnId b = in(&c, dt, AG_SHAPE(f, 1, 1), -1, 1);
+        h = nn_ir_binary(c.g, NN_OP_ADD, h, b, ag_loc);
+        h = nn_ir_binary(c.g, NN_OP_MAX, h, nn_ir_const(c.g, 0, dt, ag_loc), ag_loc);
+    }
+    NnId y = nn_ir_pool2d(c.g, which == 1 ? NN_OP_AVG_POOL2D : NN_OP_MAX_POOL2D, h, &pv, ag_loc);
+    nn_graph_add_output(c.g, "y", y);
+    if (which == 0)
+        nn_graph_add_output(c.g, "h", h);
+    c.g = nn_passes_run(c.g, NULL);
+    int pools = 0, inside = 0;
+    for (NnId i = 0; i < c.g->count; i++) {
+        NnOp op = c.g->nodes[i].op;
+        pools += op == NN_OP_MAX_POOL2D || op == NN_OP_AVG_POOL2D;
+        inside += nn_fuse_pool_host(c.g, i) >= 0;
+    }
+    cr_expect(pools == 1 && inside == 1, "case %d: the pool rides in the conv kernel", which);
+    char why[512] = "";
+    cr_expect(ag_run(c.g, c.in, &c.vars, 1e-5, why, sizeof why), "conv + pool %d: %s", which,
+              why);
+    for (int i = 0; i < c.nin; i++)
+        nnrt_tensor_free(c.in[i]);
+    nnrt_vars_fini(&c.vars);
+    nn_graph_free(c.g);
+}
+
+Test(llvm, conv_pool_in_one_kernel)
+{
+#ifndef NN_WITH_LLVM
+    cr_skip_test("built without LLVM");
+#endif
+    for (int which = 0; which < 4; which++)
+        conv_pool(which);
+}
+
 // One recurrent step h' = tanh(h @ w + x), y = h' * x in body b; nested adds
 // an inner loop of 3 trips (h <- sin(h) * x) over h' inside it.
 static NnGraph *step_body(NnGraph *g, NnShape hs, NnShape ws, bool nested, bool saved)
