@@ -8,9 +8,12 @@
 // [trips, ...]) and the invariants, calls the body's step, and copies the
 // per-step outputs to row t of their stacks and the new carries into place,
 // through the staging area of the node's buffer (ir/loop.h has its layout).
-// Out-of-range labels met by TAKE/ONEHOT inside a body go to the body's own
-// error slot, which nothing reads: the JIT does not report them there (the
-// interpreter does). Bodies index labels rarely: embeddings run before loops.
+// Label checks (TAKE, ONEHOT, GATHER) inside a body write the body's own
+// error slot, which each step resets; after each step the loop copies the
+// first failure (its row, and the body's indices that held it, into a slot
+// of their own) to entries of the enclosing graph's error slot, so the step
+// reports it as the interpreter does: the first bad row of the first step
+// that had one.
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -45,6 +48,38 @@ static LLVMValueRef table_get(NnCg *cg, LLVMValueRef table, int slot)
     return LLVMBuildLoad2(cg->b, cg->t_ptr, table_at(cg, table, slot), "");
 }
 
+static LLVMValueRef err_at(NnCg *cg, LLVMValueRef errs, int k)
+{
+    LLVMValueRef idx = nn_cg_i64(cg, k);
+    return LLVMBuildInBoundsGEP2(cg->b, cg->t_i64, errs, &idx, 1, "");
+}
+
+// After a step: when body check k failed and outer entry e has nothing yet,
+// e takes the bad row and its copy the bad index (the body's copy is
+// rewritten by later steps).
+static void forward_error(NnCg *cg, LLVMValueRef table, const NnCg *bc, int k, int e)
+{
+    LLVMValueRef bad =
+        LLVMBuildLoad2(cg->b, cg->t_i64, err_at(cg, table_get(cg, table, bc->err_slot), k), "");
+    LLVMValueRef out = err_at(cg, nn_cg_buf(cg, cg->err_slot), e);
+    LLVMValueRef cur = LLVMBuildLoad2(cg->b, cg->t_i64, out, "");
+    LLVMValueRef first =
+        LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, bad, nn_cg_i64(cg, 0), ""),
+                     LLVMBuildICmp(cg->b, LLVMIntEQ, cur, nn_cg_i64(cg, -1), ""), "");
+    LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "bad");
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "ok");
+    LLVMBuildCondBr(cg->b, first, yes, next);
+    LLVMPositionBuilderAtEnd(cg->b, yes);
+    LLVMBuildStore(cg->b, bad, out);
+    LLVMValueRef from = table_get(cg, table, bc->checks[k].slot);
+    LLVMValueRef v =
+        LLVMBuildLoad2(cg->b, cg->t_i32, LLVMBuildInBoundsGEP2(cg->b, cg->t_i32, from, &bad, 1, ""), "");
+    LLVMValueRef to = nn_cg_buf(cg, cg->checks[e].slot);
+    LLVMBuildStore(cg->b, v, LLVMBuildInBoundsGEP2(cg->b, cg->t_i32, to, &bad, 1, ""));
+    LLVMBuildBr(cg->b, next);
+    LLVMPositionBuilderAtEnd(cg->b, next);
+}
+
 static int64_t node_bytes(const NnCg *cg, const NnGraph *g, NnId id)
 {
     return nn_cg_numel(cg, g, id) * (int64_t)nnrt_dtype_size(g->nodes[id].dtype);
@@ -71,11 +106,12 @@ bool llvm_loop(NnCg *cg, NnId id)
     int *slot_of = calloc((size_t)bc.nslots + 1, sizeof(int));
     int64_t *off = malloc(((size_t)nres + (size_t)C + 1) * sizeof *off);
     NnId *bin = malloc(((size_t)n->nin + 1) * sizeof *bin);
+    int *chk = NULL;
     NN_ASSERT(slot_of && off && bin);
     if (!ok)
         goto done;
     // Memory the body keeps: its buffer table, workspace, scratch, label
-    // errors, and the slots of loops nested in it.
+    // errors and bad indices, and the slots of loops nested in it.
     int64_t scratch = 0;
     for (int s = body->count; s < bc.nslots; s++)
         if (bc.slot_owned[s])
@@ -86,6 +122,12 @@ bool llvm_loop(NnCg *cg, NnId id)
     int s_ws = nn_cg_add_owned(cg, plan->workspace);
     int s_scr = nn_cg_add_owned(cg, scratch);
     int s_err = nn_cg_add_owned(cg, bc.slot_bytes[bc.err_slot]);
+    // Per body check, the outer entry it reports through.
+    chk = malloc(((size_t)bc.nerr + 1) * sizeof *chk);
+    NN_ASSERT(chk);
+    for (int k = 0; k < bc.nerr; k++)
+        chk[k] = nn_cg_add_check(cg, bc.checks[k].kind, bc.checks[k].bound,
+                                 bc.slot_bytes[bc.checks[k].slot] / 4);
     for (int k = 0; k < n->nin; k++)
         bin[k] = nn_loop_body_input(body, k);
     nn_loop_layout(n, cg->symv, off);
@@ -93,6 +135,8 @@ bool llvm_loop(NnCg *cg, NnId id)
     nn_cg_kernel_begin(cg, "loop", 0);
     LLVMValueRef table = nn_cg_buf(cg, s_table), ws = nn_cg_buf(cg, s_ws);
     LLVMValueRef lbuf = nn_cg_buf(cg, id);
+    for (int k = 0; k < bc.nerr; k++)
+        LLVMBuildStore(cg->b, nn_cg_i64(cg, -1), err_at(cg, nn_cg_buf(cg, cg->err_slot), chk[k]));
     for (NnId i = 0; i < body->count; i++) {
         int64_t o = plan->slots[i].offset;
         if (o >= 0 && !nn_backend_is_source(body->nodes[i].op))
@@ -132,6 +176,8 @@ bool llvm_loop(NnCg *cg, NnId id)
     // run on this thread (nnrt_pool_run with NULL runs a task serially).
     LLVMValueRef args[2] = {LLVMConstPointerNull(cg->t_ptr), table};
     LLVMBuildCall2(cg->b, st, step, args, 2, "");
+    for (int k = 0; k < bc.nerr; k++)
+        forward_error(cg, table, &bc, k, chk[k]);
     for (int j = C; j < nres; j++) {
         int64_t nb = node_bytes(cg, body, body->outputs[j].id);
         LLVMValueRef o = LLVMBuildAdd(cg->b, nn_cg_i64(cg, off[j]),
@@ -151,6 +197,7 @@ bool llvm_loop(NnCg *cg, NnId id)
 done:
     nn_cg_fini(&bc);
     nn_arena_free(arena);
+    free(chk);
     free(slot_of);
     free(off);
     free(bin);

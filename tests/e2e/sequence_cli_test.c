@@ -456,3 +456,58 @@ Test(sequence_cli, recurrent_shapes)
         free(out);
     }
 }
+
+// A label or id out of range inside a loop body, at step 2 of 4 (sample 2
+// holds it; evaluation reads the batch in order): both backends stop with the
+// same message and exit 1. The JIT once never read a body's checks, so it
+// went on with a zero row; and it read the bad index after the step, from a
+// buffer the planner had reused by then (a garbage id in the message).
+Test(sequence_cli, checks_inside_loop_bodies_are_reported_by_both_backends)
+{
+    static const struct {
+        const char *step, *want;
+    } cases[] = {
+        {"h = tanh(h + gather(w, ids[:, t]))", "gather: id 9 at 2 is outside [0, 4)"},
+        {"h = tanh(h + onehot(ids[:, t], 4) @ w)", "onehot: label 9 at 2 is outside [0, 4)"},
+        // Nested loops unroll the outer one: the gather of the computed slice
+        // ids[:, t] runs in the step itself, its indices in reused memory.
+        {"for k in 0..2 {\n            h = tanh(h + gather(w, ids[:, t]) * 0.5)\n        }",
+         "gather: id 9 at 2 is outside [0, 4)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *src;
+        cr_assert(asprintf(&src,
+                           "import std\n"
+                           "data d {\n"
+                           "    x = i32([[0, 1, 2, 3], [1, 2, 3, 0], [2, 3, 9, 1], [3, 0, 1, 2]])\n"
+                           "    label = i32([0, 1, 0, 1])\n}\n"
+                           "layer seq(ids: i32[N, T], vocab: int, dim: int) -> f32[N, dim] {\n"
+                           "    param w: f32[vocab, dim] = normal(std = 0.1)\n"
+                           "    h = zeros([N, dim])\n"
+                           "    for t in 0..T {\n        %s\n    }\n"
+                           "    return h\n}\n"
+                           "model m(x: i32[N, 4]) -> f32[N, 2] {\n"
+                           "    return x |> seq(4, 3) |> dense(2)\n}\n"
+                           "train m on d {\n    loss = cross_entropy(output, label)\n"
+                           "    optimizer = sgd()\n    batch = 4\n    epochs = 0\n}\n",
+                           cases[i].step) > 0);
+        write_file("bad_id.nn", src);
+        free(src);
+        char *out[2];
+        static const char *const be[2] = {"interp", "jit"};
+        for (int b = 0; b < 2; b++) {
+#ifndef NN_WITH_LLVM
+            if (b == 1) {
+                out[1] = strdup(out[0]);
+                continue;
+            }
+#endif
+            int rc = tu_nnc_run(&out[b], "train bad_id.nn -q --backend %s", be[b]);
+            cr_assert_eq(rc, 1, "case %zu, %s: exit %d:\n%s", i, be[b], rc, out[b]);
+            cr_assert(strstr(out[b], cases[i].want), "case %zu, %s:\n%s", i, be[b], out[b]);
+        }
+        cr_assert_str_eq(out[1], out[0]);
+        free(out[0]);
+        free(out[1]);
+    }
+}
