@@ -122,6 +122,7 @@ static void define_runtime(NnLlvmJit *j)
         uintptr_t addr;
     } syms[] = {
         {"nnrt_pool_run", (uintptr_t)nnrt_pool_run},
+        {"nnrt_pool_default", (uintptr_t)nnrt_pool_default},
     };
     enum { NSYM = sizeof syms / sizeof syms[0] };
     LLVMOrcCSymbolMapPair pairs[NSYM];

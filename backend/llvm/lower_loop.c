@@ -161,6 +161,11 @@ bool llvm_loop(NnCg *cg, NnId id)
     LLVMValueRef step = LLVMGetNamedFunction(cg->mod, name);
     LLVMTypeRef params[2] = {cg->t_ptr, cg->t_ptr};
     LLVMTypeRef st = LLVMFunctionType(cg->t_void, params, 2, 0);
+    // A step descriptor's kernels get no pool: the body's kernels with the
+    // work for it run on the process-wide one (the one nnrt_step_exec uses
+    // by default), and run inline when it is busy (this loop itself running
+    // as a task of it).
+    LLVMValueRef pool = nn_cg_call(cg, "nnrt_pool_default", cg->t_ptr, NULL, 0);
     NnLoop lp;
     nn_cg_loop_begin(cg, &lp, nn_cg_i64(cg, 0), nn_cg_i64(cg, T), 1);
     LLVMValueRef t = lp.iv;
@@ -172,9 +177,7 @@ bool llvm_loop(NnCg *cg, NnId id)
         LLVMBuildStore(cg->b, byte_at(cg, nn_cg_buf(cg, n->in[C + s]), o),
                        table_at(cg, table, bin[C + s]));
     }
-    // No pool: a step descriptor's kernels get none, so the body's kernels
-    // run on this thread (nnrt_pool_run with NULL runs a task serially).
-    LLVMValueRef args[2] = {LLVMConstPointerNull(cg->t_ptr), table};
+    LLVMValueRef args[2] = {pool, table};
     LLVMBuildCall2(cg->b, st, step, args, 2, "");
     for (int k = 0; k < bc.nerr; k++)
         forward_error(cg, table, &bc, k, chk[k]);
