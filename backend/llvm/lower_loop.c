@@ -166,6 +166,18 @@ bool llvm_loop(NnCg *cg, NnId id)
     // by default), and run inline when it is busy (this loop itself running
     // as a task of it).
     LLVMValueRef pool = nn_cg_call(cg, "nnrt_pool_default", cg->t_ptr, NULL, 0);
+    // Results the body writes in place (direct): a stacked output into its
+    // row, a carry into the other of its two buffers (its result region and
+    // its staging region, swapped after each step), so neither is copied.
+    // Only a value of the body's own workspace can be redirected so, once.
+    bool *direct = calloc((size_t)nres + 1, sizeof(bool));
+    NN_ASSERT(direct);
+    for (int j = 0; j < nres; j++) {
+        NnId o = body->outputs[j].id;
+        direct[j] = plan->slots[o].offset >= 0 && !nn_backend_is_source(body->nodes[o].op);
+        for (int q = 0; q < j && direct[j]; q++)
+            direct[j] = !(direct[q] && body->outputs[q].id == o);
+    }
     NnLoop lp;
     nn_cg_loop_begin(cg, &lp, nn_cg_i64(cg, 0), nn_cg_i64(cg, T), 1);
     LLVMValueRef t = lp.iv;
@@ -177,25 +189,67 @@ bool llvm_loop(NnCg *cg, NnId id)
         LLVMBuildStore(cg->b, byte_at(cg, nn_cg_buf(cg, n->in[C + s]), o),
                        table_at(cg, table, bin[C + s]));
     }
+    for (int j = 0; j < nres; j++) {
+        if (!direct[j])
+            continue;
+        LLVMValueRef to;
+        if (j >= C) {
+            int64_t nb = node_bytes(cg, body, body->outputs[j].id);
+            to = byte_at(cg, lbuf, LLVMBuildAdd(cg->b, nn_cg_i64(cg, off[j]),
+                                                LLVMBuildMul(cg->b, t, nn_cg_i64(cg, nb), ""), ""));
+        } else {
+            LLVMValueRef a = byte_at(cg, lbuf, nn_cg_i64(cg, off[j]));
+            LLVMValueRef b = byte_at(cg, lbuf, nn_cg_i64(cg, off[nres + j]));
+            LLVMValueRef cur = table_get(cg, table, bin[j]);
+            to = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, cur, a, ""), b, a, "");
+        }
+        LLVMBuildStore(cg->b, to, table_at(cg, table, body->outputs[j].id));
+    }
     LLVMValueRef args[2] = {pool, table};
     LLVMBuildCall2(cg->b, st, step, args, 2, "");
     for (int k = 0; k < bc.nerr; k++)
         forward_error(cg, table, &bc, k, chk[k]);
     for (int j = C; j < nres; j++) {
+        if (direct[j])
+            continue;
         int64_t nb = node_bytes(cg, body, body->outputs[j].id);
         LLVMValueRef o = LLVMBuildAdd(cg->b, nn_cg_i64(cg, off[j]),
                                       LLVMBuildMul(cg->b, t, nn_cg_i64(cg, nb), ""), "");
         memcpy_bytes(cg, byte_at(cg, lbuf, o), table_get(cg, table, body->outputs[j].id), nb);
     }
+    // Copied carries go through staging, so one may take another's old value
+    // (which a swapped carry still holds until the swap).
     for (int k = 0; k < C; k++)
-        memcpy_bytes(cg, byte_at(cg, lbuf, nn_cg_i64(cg, off[nres + k])),
-                     table_get(cg, table, body->outputs[k].id),
-                     node_bytes(cg, body, body->outputs[k].id));
+        if (!direct[k])
+            memcpy_bytes(cg, byte_at(cg, lbuf, nn_cg_i64(cg, off[nres + k])),
+                         table_get(cg, table, body->outputs[k].id),
+                         node_bytes(cg, body, body->outputs[k].id));
     for (int k = 0; k < C; k++)
-        memcpy_bytes(cg, byte_at(cg, lbuf, nn_cg_i64(cg, off[k])),
-                     byte_at(cg, lbuf, nn_cg_i64(cg, off[nres + k])),
-                     node_bytes(cg, body, body->outputs[k].id));
+        if (direct[k])
+            LLVMBuildStore(cg->b, table_get(cg, table, body->outputs[k].id),
+                           table_at(cg, table, bin[k]));
+    for (int k = 0; k < C; k++)
+        if (!direct[k])
+            memcpy_bytes(cg, table_get(cg, table, bin[k]),
+                         byte_at(cg, lbuf, nn_cg_i64(cg, off[nres + k])),
+                         node_bytes(cg, body, body->outputs[k].id));
     nn_cg_loop_end(cg, &lp);
+    // A swapped carry may end in its staging region: its result is read at
+    // its own.
+    for (int k = 0; k < C; k++) {
+        if (!direct[k])
+            continue;
+        LLVMValueRef a = byte_at(cg, lbuf, nn_cg_i64(cg, off[k]));
+        LLVMValueRef cur = table_get(cg, table, bin[k]);
+        LLVMBasicBlockRef cp = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "swap");
+        LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "swapped");
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, cur, a, ""), next, cp);
+        LLVMPositionBuilderAtEnd(cg->b, cp);
+        memcpy_bytes(cg, a, cur, node_bytes(cg, body, body->outputs[k].id));
+        LLVMBuildBr(cg->b, next);
+        LLVMPositionBuilderAtEnd(cg->b, next);
+    }
+    free(direct);
     nn_cg_kernel_end(cg);
 done:
     nn_cg_fini(&bc);
