@@ -2,12 +2,15 @@
 // module, as a graph of its own ("<prefix>L<id>_step(pool, bufs)" and its
 // kernels), whatever the trip count; so the code and the compile time do not
 // grow with the sequence length. The loop node becomes a serial kernel that
-// points the body's buffer table at the body's
-// planned workspace (a slot of its own), then for each step points the body's
-// INPUTs at the carries, slice t of each sequence (contiguous: sequences are
-// [trips, ...]) and the invariants, calls the body's step, and copies the
-// per-step outputs to row t of their stacks and the new carries into place,
-// through the staging area of the node's buffer (ir/loop.h has its layout).
+// points the body's buffer table at the body's planned workspace (a slot of
+// its own), then for each step points the body's INPUTs at the carries, slice
+// t of each sequence (contiguous: sequences are [trips, ...]) and the
+// invariants, and calls the body's step, whose kernels get the process-wide
+// pool. A per-step output the body computes is pointed at row t of its stack
+// and a new carry at the other of the carry's two buffers (its result and
+// staging regions of the node's buffer, ir/loop.h has the layout), swapped
+// after the step; so nothing is copied. Outputs that are body inputs (a
+// saved carry, a carry passed on) are copied, carries through staging.
 // Label checks (TAKE, ONEHOT, GATHER) inside a body write the body's own
 // error slot, which each step resets; after each step the loop copies the
 // first failure (its row, and the body's indices that held it, into a slot
