@@ -75,7 +75,11 @@ NnStatus nn_backend_bind_syms(const NnGraph *g, const NnTensor *const *ins, cons
             return mismatch(g, n, ins[k], "input", k);
         k++;
     }
-    for (NnId i = 0; vars && i < g->count; i++) {
+    // Variables bind only what no input does (usually nothing: skip their lookups).
+    bool bound = true;
+    for (int s = 0; s < g->nsyms; s++)
+        bound = bound && symv[s] >= 0;
+    for (NnId i = 0; vars && !bound && i < g->count; i++) {
         const NnNode *n = &g->nodes[i];
         const NnTensor *t = n->op == NN_OP_PARAM || n->op == NN_OP_STATE
                                 ? nnrt_vars_get(vars, n->attr.name ? n->attr.name : "")
@@ -161,11 +165,35 @@ static NnStatus find_var(const NnBackendView *v, const NnNode *n, NnVars *vars, 
     return NN_OK;
 }
 
+// Whether t has node n's type with its symbols bound to symv (no message).
+static bool has_type(const NnNode *n, const NnTensor *t, const int64_t *symv)
+{
+    if (t->dtype != n->dtype || t->rank != n->shape.rank)
+        return false;
+    for (int d = 0; d < t->rank; d++) {
+        int64_t want = n->shape.dim[d];
+        if (t->shape[d] != (want >= 0 ? want : symv[-want - 1]))
+            return false;
+    }
+    return true;
+}
+
 // Points sources at the caller's tensors, checking vars and updates (see
-// nn_backend_begin).
-static NnStatus attach(const NnBackendView *v, NnVars *vars, NnTensor *const *inputs)
+// nn_backend_begin). Variables come from e's cache while vars keeps its stamp
+// (a name lookup per variable per step is most of a tiny step's time); their
+// types are checked every time. Update types depend on the binding alone, so
+// each binding checks them once.
+static NnStatus attach(NnBackendExec *e, int bk, const NnBackendView *v, NnVars *vars,
+                       NnTensor *const *inputs)
 {
     const NnGraph *g = v->g;
+    if (e->ncvar != g->count) {
+        free(e->cvar);
+        e->cvars = NULL;
+        e->ncvar = (e->cvar = calloc((size_t)g->count + 1, sizeof *e->cvar)) ? g->count : 0;
+    }
+    bool cached = vars && vars->gen && e->cvars == vars && e->cgen == vars->gen && e->cvar;
+    e->cvars = NULL; // until every variable below is found
     int k = 0;
     for (NnId i = 0; i < g->count; i++) {
         const NnNode *n = &g->nodes[i];
@@ -173,20 +201,31 @@ static NnStatus attach(const NnBackendView *v, NnVars *vars, NnTensor *const *in
         if (n->op == NN_OP_INPUT) {
             t = inputs[k++];
         } else if (n->op == NN_OP_PARAM || n->op == NN_OP_STATE) {
-            NnStatus st = find_var(v, n, vars, &t);
-            if (st != NN_OK)
-                return st;
+            if (!cached || !(t = e->cvar[i]) || !has_type(n, t, v->symv)) {
+                NnStatus st = find_var(v, n, vars, &t);
+                if (st != NN_OK)
+                    return st;
+                if (e->cvar)
+                    e->cvar[i] = t;
+            }
         } else {
             continue;
         }
         *v->ptr(v->ctx, i) = t->data;
     }
+    if (vars && e->cvar) {
+        e->cvars = vars;
+        e->cgen = vars->gen;
+    }
+    if (e->updates_ok[bk])
+        return NN_OK;
     for (int u = 0; u < g->nupdates; u++) {
         NnTensor var = header(v, g->updates[u].var), val = header(v, g->updates[u].value);
         if (var.dtype != val.dtype || !nnrt_tensor_same_shape(&var, &val))
             return nnrt_fail(NN_ERR_SHAPE, "update of '%s' has the wrong type",
                              g->nodes[g->updates[u].var].attr.name);
     }
+    e->updates_ok[bk] = true;
     return NN_OK;
 }
 
@@ -238,12 +277,13 @@ void nn_backend_exec_free(NnExec *x)
     nn_backend_exec_clear(x);
     if (e->pool == &e->own)
         nnrt_pool_fini(&e->own);
+    free(e->cvar);
     free(e);
 }
 
 // The binding for symv, made on first use; the least recently used one goes
 // when the cache is full.
-static NnStatus get_binding(NnExec *x, const int64_t *symv, void **bind)
+static NnStatus get_binding(NnExec *x, const int64_t *symv, void **bind, int *index)
 {
     NnBackendExec *e = (NnBackendExec *)x;
     size_t keylen = (size_t)e->g->nsyms * sizeof *symv;
@@ -264,14 +304,17 @@ static NnStatus get_binding(NnExec *x, const int64_t *symv, void **bind)
             int last = --e->nbind;
             e->bind[old] = e->bind[last];
             e->used[old] = e->used[last];
+            e->updates_ok[old] = e->updates_ok[last];
             memcpy(e->symv[old], e->symv[last], sizeof e->symv[last]);
         }
         k = e->nbind++;
         e->bind[k] = b;
+        e->updates_ok[k] = false;
         memcpy(e->symv[k], symv, sizeof e->symv[k]);
     }
     e->used[k] = ++e->runs;
     *bind = e->bind[k];
+    *index = k;
     return NN_OK;
 }
 
@@ -285,12 +328,13 @@ NnStatus nn_backend_begin(NnExec *x, NnVars *vars, NnTensor *const *inputs, NnTe
     for (int s = 0; s < NN_MAX_SYMS; s++)
         symv[s] = -1;
     NnStatus st = nn_backend_bind_syms(e->g, (const NnTensor *const *)inputs, vars, symv);
+    int k = 0;
     if (st == NN_OK)
-        st = get_binding(x, symv, bind);
+        st = get_binding(x, symv, bind, &k);
     if (st != NN_OK)
         return st;
     *v = e->ops->view(x, *bind);
-    return attach(v, vars, inputs);
+    return attach(e, k, v, vars, inputs);
 }
 
 // ---- after a run ----

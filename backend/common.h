@@ -53,6 +53,14 @@ typedef struct NnBackendExec {
     void *bind[NN_BACKEND_MAX_BINDINGS];
     int64_t symv[NN_BACKEND_MAX_BINDINGS][NN_MAX_SYMS];
     uint64_t used[NN_BACKEND_MAX_BINDINGS];
+    bool updates_ok[NN_BACKEND_MAX_BINDINGS]; // the binding's update types were checked
+    // The per-step fast path: the PARAM/STATE tensors found by name in table
+    // cvars at its stamp cgen (see NnVars.gen), per node id of g (ncvar
+    // entries). While the stamp holds only their types are checked again.
+    const NnVars *cvars;
+    uint64_t cgen;
+    NnTensor **cvar;
+    int ncvar;
 } NnBackendExec;
 
 // prepare()'s start: a zeroed executable of `size` bytes (an NnExec whose

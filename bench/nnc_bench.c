@@ -1,7 +1,9 @@
-// The benchmark driver: takes bench/mlp.nn and bench/xor.nn through the real
-// pipeline (parse, sema, nn_lower_train, nn_passes_run, backend prepare/run)
-// and times, on the interpreter and the JIT, the MLP training step at batch
-// 128, the XOR step at batch 4, batch-1 inference, and the JIT compile time;
+// The benchmark driver: takes bench/mlp.nn, bench/mlp_nodrop.nn and
+// bench/xor.nn through the real pipeline (parse, sema, nn_lower_train,
+// nn_passes_run, backend prepare/run) and times, on the interpreter and the
+// JIT, the bare MLP training step at batch 128 (with and without dropout; its
+// FLOPs per sample counted from the fused graph), the XOR step at batch 4,
+// batch-1 inference, and the JIT compile time;
 // then gemm_bench.c times generated matmul against OpenBLAS and the FMA peak.
 // Prints one flat JSON object on stdout; bench/report.py turns it into the
 // table. Data is synthetic (uniform inputs, random labels): speed only.
@@ -13,6 +15,7 @@
 #include "ast.h"
 #include "backend.h"
 #include "bench.h"
+#include "flops.h"
 #include "init.h"
 #include "lower.h"
 #include "pass.h"
@@ -69,13 +72,18 @@ long bench_calibrate(bool (*fn)(void *), void *ctx, double min_s)
     }
 }
 
+// With cpu_clock, repetitions are timed by the calling thread's CPU time: for
+// one-thread overhead figures (XOR, batch-1 inference) on a busy machine.
+static bool cpu_clock;
+
 double bench_rep(bool (*fn)(void *), void *ctx, long n)
 {
-    double t0 = bench_now();
+    double (*clock)(void) = cpu_clock ? bench_cpu_now : bench_now;
+    double t0 = clock();
     for (long i = 0; i < n; i++)
         if (!fn(ctx))
             return -1;
-    return (bench_now() - t0) / (double)n;
+    return (clock() - t0) / (double)n;
 }
 
 double bench_time(bool (*fn)(void *), void *ctx, double min_s, int reps)
@@ -313,7 +321,28 @@ static double compile_secs(Model *m, const NnField *f, int64_t n, int classes, d
     return bench_median(cpu, reps);
 }
 
-static void bench_mlp(void)
+// --overheads: only the JIT's XOR step, batch-1 inference and compile time,
+// on 1 thread (quick, and what perf should look at for per-step costs).
+static bool xor_only;
+
+// FLOPs per sample of g's training step at batch n, counted from the graph as
+// the JIT runs it (optimized and fused).
+static double flops_per_sample(const NnGraph *g, int64_t n)
+{
+    NnPassOptions po = {.stop = "fused"};
+    NnGraph *h = nn_passes_run(nn_graph_clone(g), &po);
+    int64_t symv[NN_MAX_SYMS];
+    for (int k = 0; k < NN_MAX_SYMS; k++)
+        symv[k] = n;
+    double f = nn_graph_flops(h, symv).total / (double)n;
+    nn_graph_free(h);
+    return f;
+}
+
+// The MLP training step at batch 128 (bench/mlp.nn, dropout 0.2, as key
+// prefix "mlp"; bench/mlp_nodrop.nn as "mlpnd"), then, for the first, batch-1
+// inference and the compile time.
+static void bench_mlp(const char *file, const char *prefix, bool all)
 {
     NnField f[2] = {{"x", NN_DT_F32, {.rank = 1, .dim = {784}}}, {"label", NN_DT_I32, {.rank = 0}}};
     Model m;
@@ -321,29 +350,48 @@ static void bench_mlp(void)
     for (int r = 0; r < 3; r++) {
         if (r)
             model_free(&m);
-        if (!model_load(&m, "mlp.nn", f, 2, &front[r]))
+        if (!model_load(&m, file, f, 2, &front[r]))
             return;
     }
     const int64_t batch = 128;
-    for (int t = 1; t <= 2; t++) {
-        char key[64];
+    char key[64];
+    snprintf(key, sizeof key, "%s_flops_per_sample", prefix);
+    bench_emit(key, flops_per_sample(m.spec.step, batch));
+    for (int t = 1; t <= 2 && !xor_only; t++) {
         double s = time_graph("interp", m.spec.step, &m, f, 2, batch, 10, t, 0.2);
-        snprintf(key, sizeof key, "mlp_train_interp_t%d_sps", t);
+        snprintf(key, sizeof key, "%s_train_interp_t%d_sps", prefix, t);
         emit_time(key, 1 / s, batch);
         s = time_graph("jit", m.spec.step, &m, f, 2, batch, 10, t, 0.2);
-        snprintf(key, sizeof key, "mlp_train_jit_t%d_sps", t);
+        snprintf(key, sizeof key, "%s_train_jit_t%d_sps", prefix, t);
         emit_time(key, 1 / s, batch);
+    }
+    if (xor_only) {
+        cpu_clock = true;
+        double s = time_graph("jit", m.spec.step, &m, f, 2, batch, 10, 1, 0.2);
+        snprintf(key, sizeof key, "%s_train_jit_t1_cpu_sps", prefix);
+        emit_time(key, 1 / s, batch);
+        cpu_clock = false;
+    }
+    if (!all) {
+        model_free(&m);
+        return;
     }
     // Inference: the model alone when it runs on the step's variables, else eval.
     bool alone = m.infer != NULL;
     const NnGraph *ig = alone ? m.infer : m.spec.eval;
     bench_emit("infer_model_only", alone);
-    for (int t = 1; t <= 2; t++) {
-        char key[64];
+    for (int t = 1; t <= (xor_only ? 1 : 2); t++) {
         snprintf(key, sizeof key, "infer1_interp_t%d_us", t);
-        emit_time(key, time_graph("interp", ig, &m, f, alone ? 1 : 2, 1, 10, t, 0.1), 1e6);
+        if (!xor_only)
+            emit_time(key, time_graph("interp", ig, &m, f, alone ? 1 : 2, 1, 10, t, 0.1), 1e6);
         snprintf(key, sizeof key, "infer1_jit_t%d_us", t);
         emit_time(key, time_graph("jit", ig, &m, f, alone ? 1 : 2, 1, 10, t, 0.1), 1e6);
+        if (t == 1) {
+            cpu_clock = true;
+            emit_time("infer1_jit_t1_cpu_us",
+                      time_graph("jit", ig, &m, f, alone ? 1 : 2, 1, 10, t, 0.1), 1e6);
+            cpu_clock = false;
+        }
     }
     double wall = -1, c = compile_secs(&m, f, batch, 10, &wall);
     bench_emit("mlp_front_ms", bench_median(front, 3) * 1e3);
@@ -351,6 +399,7 @@ static void bench_mlp(void)
     emit_time("mlp_compile_wall_ms", wall, 1e3);
     model_free(&m);
 }
+
 
 static void bench_xor(void)
 {
@@ -360,12 +409,19 @@ static void bench_xor(void)
     double front;
     if (!model_load(&m, "xor.nn", f, 2, &front))
         return;
-    for (int t = 1; t <= 2; t++) {
+    for (int t = 1; t <= (xor_only ? 1 : 2); t++) {
         char key[64];
         snprintf(key, sizeof key, "xor_interp_t%d_us", t);
-        emit_time(key, time_graph("interp", m.spec.step, &m, f, 2, 4, 2, t, 0.1), 1e6);
+        if (!xor_only)
+            emit_time(key, time_graph("interp", m.spec.step, &m, f, 2, 4, 2, t, 0.1), 1e6);
         snprintf(key, sizeof key, "xor_jit_t%d_us", t);
         emit_time(key, time_graph("jit", m.spec.step, &m, f, 2, 4, 2, t, 0.1), 1e6);
+        if (t == 1) {
+            cpu_clock = true;
+            emit_time("xor_jit_t1_cpu_us", time_graph("jit", m.spec.step, &m, f, 2, 4, 2, t, 0.1),
+                      1e6);
+            cpu_clock = false;
+        }
     }
     model_free(&m);
 }
@@ -410,14 +466,21 @@ int main(int argc, char **argv)
             models = conv = false;
         else if (!strcmp(argv[i], "--conv"))
             models = gemm = false;
+        else if (!strcmp(argv[i], "--overheads"))
+            xor_only = true, models = gemm = conv = false;
         else
             src_dir = argv[i];
     }
     printf("{\n");
     if (models) {
-        bench_mlp();
+        bench_mlp("mlp.nn", "mlp", true);
+        bench_mlp("mlp_nodrop.nn", "mlpnd", false);
         bench_xor();
         bench_cnn();
+    }
+    if (xor_only) {
+        bench_mlp("mlp.nn", "mlp", true);
+        bench_xor();
     }
     if (gemm) {
         bench_peak(false);

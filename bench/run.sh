@@ -55,37 +55,78 @@ cc -std=gnu17 -O2 -Wall -Wextra -Wpedantic -Wno-unused-parameter -DNN_WITH_LLVM=
     -Wl,--start-group "$BUILD/libnncomp.a" "$BUILD/libnnbackend.a" "$BUILD/libnnir.a" \
     "$BUILD/libnnrt.a" -Wl,--end-group \
     -L"$LLVMLIB" -Wl,-rpath,"$LLVMLIB" -lLLVM-19 \
-    -L"$BLASDIR" -Wl,-rpath,"$BLASDIR" -lopenblas -lz -lm -lpthread
+    -L"$BLASDIR" -Wl,-rpath,"$BLASDIR" -lopenblas -lffi -lz -lm -lpthread -ldl
 
 LOAD=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
 if awk "BEGIN { exit !($LOAD > 0.7) }"; then
     echo "bench: warning: load average $LOAD: other work shares the cores; figures will be noisy" >&2
 fi
 
-# Whole CNN training epochs as users wait for them: `nnc train` of the
-# examples on the first L Fashion-MNIST images (the split keeps 90% for
-# training), shuffling and batch assembly included, evaluation excluded (the
-# epoch line's own time); the second of two epochs, so the JIT's compile (in
-# the first) is not counted. The same image counts as bench/torch_cnn_bench.py.
-cnn_epochs() { # round -> JSON on stdout
-    if [ -n "$QUICK" ]; then set -- 6400 1280; else set -- 30000 3200; fi
+# Whole training epochs as users wait for them: `nnc train FILE -v` on the
+# real Fashion-MNIST images (the split keeps 90% for training; `limit` keeps
+# its first images), shuffling and batch assembly included, evaluation
+# excluded (eval_limit = 1: one sample). The figure is the epoch line's
+# samples/s (the rate over the epoch's batches; the index shuffle before them
+# and the evaluation after are a fraction of a percent) of the best epoch
+# after the first, whose time includes the JIT's compile. -v also prints the
+# step's FLOPs per sample, counted from the compiled graph (ir/flops.c).
+# nnc_epoch FILE BACKEND THREADS EPOCHS KEY [--set K=V]... -> '"KEY_sps": R, "KEY_flops": F'
+nnc_epoch() {
+    file=$1 be=$2 t=$3 ep=$4 key=$5
+    shift 5
+    echo "bench: nnc $key ($be, $t thread(s))" >&2
+    log=$OUT/$key.log
+    "$BUILD/nnc" train "$ROOT/$file" -v --backend "$be" --threads "$t" --set epochs="$ep" \
+        --set eval_limit=1 --set save="$OUT/epoch.safetensors" "$@" >"$log" 2>&1 || true
+    awk -v key="$key" '
+        /^step: .* MFLOP per sample/ {
+            for (i = 1; i <= NF; i++) if ($i == "sample:" && $(i - 1) == "per") f = $(i - 3)
+            sub(/^\(/, "", f)
+            f *= 1e6 }
+        /^epoch [0-9]+\/[0-9]+ / {
+            split($2, e, "/")
+            if (e[1] < 2) next
+            for (i = 1; i <= NF; i++) if ($i == "samples/s") r = $(i - 1)
+            m = 1
+            if (r ~ /k$/) m = 1e3
+            if (r ~ /M$/) m = 1e6
+            sub(/[kM]$/, "", r)
+            if (r * m > best) best = r * m }
+        END {
+            if (best > 0) printf "\"%s_sps\": %.1f", key, best
+            if (best > 0 && f > 0) printf ", "
+            if (f > 0) printf "\"%s_flops\": %.6g", key, f }' "$log"
+}
+
+# All of them, one JSON object on stdout: the MLP (batch 32 to 1024 without
+# dropout, 128 with), LeNet-5 and the 2-conv model (as bench/torch_cnn_bench.py:
+# same image counts), and the GRU, each on 1 and 2 threads.
+epochs() {
+    if [ -n "$QUICK" ]; then
+        mlp_limit="--set limit=12800" ep=2 batches="128 1024" lenet=6400 cnn2=1280 gru=640
+    else
+        mlp_limit= ep=3 batches="32 64 128 256 512 1024" lenet=30000 cnn2=3200 gru=6400
+    fi
     sep=
     printf '{'
-    for m in lenet5:examples/lenet5.nn:$1 cnn2:examples/fashion_cnn.nn:$2; do
-        name=${m%%:*}; rest=${m#*:}; file=${rest%%:*}; limit=${rest#*:}
-        for t in 1 2; do
+    for t in 1 2; do
+        for b in $batches; do
+            got=$(nnc_epoch bench/fashion_mlp.nn jit $t $ep mlp_epoch_b${b}_t$t --set batch=$b $mlp_limit)
+            [ -n "$got" ] && printf '%s%s' "$sep" "$got" && sep=', '
+        done
+        got=$(nnc_epoch bench/fashion_mlp_dropout.nn jit $t $ep mlpdrop_epoch_b128_t$t $mlp_limit)
+        [ -n "$got" ] && printf '%s%s' "$sep" "$got" && sep=', '
+        for m in lenet5:examples/lenet5.nn:$lenet cnn2:examples/fashion_cnn.nn:$cnn2; do
+            name=${m%%:*}; rest=${m#*:}; file=${rest%%:*}; limit=${rest#*:}
             for be in jit interp; do
-                [ "$be" = interp ] && [ "$name" = cnn2 ] && continue # minutes per epoch
-                echo "bench: nnc $name epoch, $be, $t thread(s)" >&2
-                line=$("$BUILD/nnc" train "$ROOT/$file" --backend $be --threads $t \
-                    --set epochs=2 --set limit="$limit" --set eval_limit=1 \
-                    --set save="$OUT/$name.safetensors" 2>&1 >/dev/null | grep '^epoch 2/2' || true)
-                sps=$(echo "$line" | awk '{ for (i = 1; i <= NF; i++) if ($i == "samples") n = $(i - 1);
-                                            s = $NF; for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+s$/) s = $i;
-                                            sub(/s$/, "", s); if (n && s > 0) printf "%.1f", n / s }')
-                [ -n "$sps" ] && printf '%s"cnn_%s_epoch_%s_t%s_sps": %s' "$sep" "$name" "$be" "$t" "$sps" && sep=', '
+                # The 2-conv model takes minutes per epoch on the interpreter.
+                [ "$be" = interp ] && { [ "$name" = cnn2 ] || [ -n "$QUICK" ]; } && continue
+                got=$(nnc_epoch "$file" $be $t 2 cnn_${name}_epoch_${be}_t$t --set limit="$limit")
+                [ -n "$got" ] && printf '%s%s' "$sep" "$got" && sep=', '
             done
         done
+        got=$(nnc_epoch examples/fashion_gru.nn jit $t 2 gru_epoch_t$t --set limit=$gru)
+        [ -n "$got" ] && printf '%s%s' "$sep" "$got" && sep=', '
     done
     printf '}\n'
 }
@@ -93,6 +134,7 @@ cnn_epochs() { # round -> JSON on stdout
 OUT=$BUILD/bench-out
 rm -rf "$OUT"
 mkdir -p "$OUT"
+UPTIME_START=$(uptime)
 r=1
 while [ $r -le "$ROUNDS" ]; do
     # Matmul and OpenBLAS run back to back in one process: once is enough.
@@ -107,11 +149,14 @@ while [ $r -le "$ROUNDS" ]; do
             $PY "$ROOT/bench/torch_bench.py" $QUICK --threads $t >"$OUT/torch$r-t$t.json"
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t \
             $PY "$ROOT/bench/torch_cnn_bench.py" $QUICK --threads $t >"$OUT/torchcnn$r-t$t.json"
+        env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t \
+            $PY "$ROOT/bench/torch_epochs.py" $QUICK --threads $t >"$OUT/torchepoch$r-t$t.json"
     done
-    cnn_epochs "$r" >"$OUT/nnccnn$r.json"
+    epochs >"$OUT/nncepoch$r.json"
     r=$((r + 1))
 done
-echo "{\"_rounds\": $ROUNDS}" >"$OUT/rounds.json"
+echo "{\"_rounds\": $ROUNDS, \"_uptime_start\": \"$(echo $UPTIME_START)\", \"_uptime_end\": \"$(echo $(uptime))\"}" \
+    >"$OUT/rounds.json"
 $PY "$ROOT/bench/report.py" "$OUT"/*.json >"$OUT/results.md"
 if [ -n "$WRITE" ]; then
     cp "$OUT/results.md" "$ROOT/bench/results.md"

@@ -79,6 +79,7 @@ struct NnAst {
     double num;
     bool is_int;
     bool has_dims;
+    bool with_form; // TRAIN: written `train m on d with k = v, ...` (overrides, not a block)
     NnAstOp op;
     NnAst *a, *b;
     NnAst *type;

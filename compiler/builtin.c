@@ -4,6 +4,7 @@
 // stdlib/. Arguments bind like .nn calls: positional, then by name.
 #include "elab.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef enum Kind { B_UNARY, B_BINARY, B_WHERE, B_REDUCE, B_ARGMAX, B_TAKE, B_ONEHOT,
@@ -492,12 +493,25 @@ Val call_builtin(Lower *L, const char *name, Arg *args, int nargs, NnLoc loc)
             nn_error(&L->c->diags, loc, "dropout rate must be a number in [0, 1)");
             return v_none();
         }
-        if (!L->training || L->step < 0 || v[1].num == 0)
+        if (!L->training || L->step < 0)
             return v[0];
-        a.value = v[1].num;
+        // Each site's rate is a run-time hyperparameter starting at the
+        // script's number (or --set's), so changing it compiles nothing; a
+        // site written with rate 0 exists too, to be raised later.
+        int site = ++L->ndropout, k;
+        double rate = v[1].num;
+        for (int i = 0; i < L->ndrop_sets; i++)
+            if (nn_train_dropout_key(L->drop_sets[i].key, &k) && (k == 0 || k == site)) {
+                rate = strtod(L->drop_sets[i].value, NULL);
+                L->drop_sets[i].used = true;
+            }
+        const char *hname = nn_arena_printf(L->c->arena, "dropout%d", site);
+        NnId r = hyper_var(L, L->hprefix ? L->hprefix : "", hname, rate, loc);
+        if (r < 0)
+            return v_none();
         a.seed = L->seed * 1000003u + (uint64_t)++L->nrandom;
-        NnId in[2] = {v[0].id, L->step};
-        return v_tensor(checked(L, nn_ir_add(g, NN_OP_DROPOUT, in, 2, &a, loc), loc));
+        NnId in[3] = {v[0].id, L->step, r};
+        return v_tensor(checked(L, nn_ir_add(g, NN_OP_DROPOUT, in, 3, &a, loc), loc));
     }
     case B_ZEROS_LIKE: {
         NnId z = nn_ir_const(g, 0, x->dtype, loc);

@@ -22,6 +22,7 @@ typedef struct NnOptions {
     const char *input;       // predict INPUT ("-": raw f32 on standard input)
     const char *target;      // build --target
     bool lib;                // build --lib: a static library and its header
+    bool stats;              // ir --stats: node count and FLOPs instead of the graph
     int64_t count;           // sample --count (0: the default)
     double temperature;      // sample --temperature, >= 0 (0: always the likeliest)
     bool has_temperature;
@@ -43,10 +44,9 @@ typedef struct NnSplits {
     NnrtDataset ds[NN_MAX_SPLITS];
     int count;
     const char *label;       // the label field's name ("label" or "y")
-    // Where each split's labels came from, for diagnostics about their values:
-    // the file (NULL for labels written or computed in the script) and the
-    // statement that made them.
-    const char *label_file[NN_MAX_SPLITS];
+    // The statement that made each split's labels, for diagnostics about their
+    // values; the file they came from (none for labels written or computed in
+    // the script) is the dataset's own label origin, ds[k].y_file.
     NnLoc label_loc[NN_MAX_SPLITS];
     // Shapes only (check, ir): generators and transforms are lowered, never
     // run. Such a field is virtual: its full shape (count first) is in vx/vy
@@ -147,7 +147,15 @@ int nn_cmd_train(NnCtx *c, const NnProgram *p, NnOptions *o, bool eval_only);
 int nn_cmd_repl(NnOptions *o);
 // `nnc build`: a standalone program (driver_build.c).
 int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o);
+// "what: K nodes, X MFLOP per step at batch B (Y MFLOP per sample: ...)" with
+// every symbolic dim of g bound to batch (driver_ir.c; ir/flops.h counts).
+void nn_driver_print_flops(FILE *out, const char *what, const NnGraph *g, int64_t batch);
 int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, NnOptions *o);
+#ifdef NN_WITH_LLVM
+// A fused step graph as LLVM IR (asm_ false) or assembly, its symbolic dims
+// bound to symv (backend/llvm; for `nnc ir` and the REPL's :ir).
+bool nn_llvm_dump(const NnGraph *g, const int64_t *symv, bool asm_, FILE *out);
+#endif
 int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o);
 // `nnc sample` for language models (driver_sample_text.c): true when the
 // first train block's data come from text(...).

@@ -162,13 +162,11 @@ static bool load_source(NnCtx *c, const NnAst *call, NnSplits *s, NnrtDataset *d
         const char *lbl = img ? str_arg(c, call, 1, "the labels file") : NULL;
         if (!lbl)
             return false;
-        s->label_file[k] = lbl;
         st = nnrt_dataset_load_idx(d, img, lbl);
     } else if (strcmp(fn, "text") == 0) {
         const char *path = str_arg(c, call, 0, "the file name");
         if (!path || !text_options(c, call, &to))
             return false;
-        s->label_file[k] = path;
         st = nnrt_dataset_load_text(d, path, &to);
     } else {
         const char *path = str_arg(c, call, 0, "the file name");
@@ -198,7 +196,6 @@ static bool load_source(NnCtx *c, const NnAst *call, NnSplits *s, NnrtDataset *d
                 return false;
             }
         }
-        s->label_file[k] = path;
         st = nnrt_dataset_load_csv(d, path, o);
     }
     if (st != NN_OK) {
@@ -251,11 +248,10 @@ static bool set_field(NnCtx *c, NnSplits *s, NnrtDataset *d, const NnAst *st, co
     }
     int which = is_label(target);
     if (which) {
-        s->label_file[k] = NULL;
         s->label_loc[k] = st->loc;
-        // Computed labels need not line up with the file's any more.
-        free(d->y_at);
-        d->y_at = NULL;
+        // Computed labels come from no file and need not line up with its any
+        // more. Clearing the origin allocates nothing, so it cannot fail.
+        (void)nnrt_dataset_set_label_origin(d, NULL, NULL, false);
     }
     NnTensor **slot = which ? &d->y : &d->x;
     NnField *virt = which ? &s->vy[k] : &s->vx[k];
@@ -375,7 +371,6 @@ static bool split_virtual(NnCtx *c, NnSplits *s, const NnAst *st, int ks, const 
     int64_t count = s->ds[ks].count;
     for (int which = 0; which < 2; which++)
         has[which] = nn_splits_field(s, ks, which, &f[which]);
-    const char *file = s->label_file[ks];
     NnLoc at = s->label_loc[ks];
     for (int i = 0; i < n; i++) {
         int64_t m = part_count(fr, n, i, count);
@@ -399,8 +394,11 @@ static bool split_virtual(NnCtx *c, NnSplits *s, const NnAst *st, int ks, const 
             v->sample.dim[0] = m;
         }
         d->count = m;
-        s->label_file[k] = file;
         s->label_loc[k] = at;
+        if (nnrt_dataset_set_label_origin(d, s->ds[ks].y_file, NULL, false) != NN_OK) {
+            nn_error(&c->diags, st->loc, "%s", nnrt_errmsg());
+            return false;
+        }
     }
     return true;
 }
@@ -453,7 +451,6 @@ static bool split_stmt(NnCtx *c, NnSplits *s, const NnAst *st, uint64_t seed)
             nnrt_dataset_fini(&parts[k]);
         return false;
     }
-    const char *file = s->label_file[src - s->ds];
     NnLoc at = s->label_loc[src - s->ds];
     for (int i = 0; i < n; i++) {
         NnrtDataset *d = split_add(c, s, st->kids.items[i]->name, st->kids.items[i]->loc);
@@ -462,8 +459,7 @@ static bool split_stmt(NnCtx *c, NnSplits *s, const NnAst *st, uint64_t seed)
                 nnrt_dataset_fini(&parts[k]);
             return false;
         }
-        *d = parts[i];
-        s->label_file[d - s->ds] = file;
+        *d = parts[i]; // the dataset split carries the labels' file along
         s->label_loc[d - s->ds] = at;
     }
     return true;

@@ -7,10 +7,33 @@
 #include <string.h>
 
 #include "data.h"
+#include "flops.h"
 
 #ifdef NN_WITH_LLVM
 bool nn_llvm_dump(const NnGraph *g, const int64_t *symv, bool asm_, FILE *out);
 #endif
+
+void nn_driver_print_flops(FILE *out, const char *what, const NnGraph *g, int64_t batch)
+{
+    int64_t symv[NN_MAX_SYMS];
+    for (int k = 0; k < NN_MAX_SYMS; k++)
+        symv[k] = batch;
+    NnFlops f = nn_graph_flops(g, symv);
+    double b = batch > 0 ? (double)batch : 1;
+    fprintf(out, "%s: %d nodes, %.4g MFLOP per step at batch %lld (%.4g MFLOP per sample: "
+            "%.4g in matmuls and convolutions, %.4g elementwise, %.4g in reductions)\n",
+            what, f.nodes, f.total * 1e-6, (long long)batch, f.total * 1e-6 / b,
+            f.contract * 1e-6 / b, f.elem * 1e-6 / b, f.reduce * 1e-6 / b);
+}
+
+// Prints g, or with --stats its size and FLOPs at the training batch.
+static void show(const NnOptions *o, const NnGraph *g, int64_t batch)
+{
+    if (o->stats)
+        nn_driver_print_flops(stdout, o->stage, g, batch);
+    else
+        nn_ir_print(stdout, g);
+}
 
 // Models of a file without a train block: each lowered on its own.
 static int models_only(NnCtx *c, const NnProgram *p, const NnAst *ast, NnOptions *o)
@@ -25,7 +48,7 @@ static int models_only(NnCtx *c, const NnProgram *p, const NnAst *ast, NnOptions
     }
     int rc = c->diags.nerrors ? 1 : 0;
     if (!rc && o->stage && strcmp(o->stage, "ir") == 0 && last)
-        nn_ir_print(stdout, last);
+        show(o, last, 1);
     else if (!rc && o->stage) {
         if (!last)
             nn_error(&c->diags, (NnLoc){0}, "%s has no model to show", o->file);
@@ -49,6 +72,12 @@ int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, NnOptions *o)
                 "asm)\n", o->stage);
         return 2;
     }
+    if (o->stats && (!o->stage || !strcmp(o->stage, "ast") || !strcmp(o->stage, "llvm") ||
+                     !strcmp(o->stage, "asm"))) {
+        fprintf(stderr, "nnc: error: --stats counts a graph: use it with --stage ir, grad, opt "
+                "or fused\n");
+        return 2;
+    }
     if (o->stage && !strcmp(o->stage, "ast")) {
         nn_ast_print(stdout, ast);
         return 0;
@@ -68,23 +97,24 @@ int nn_cmd_ir(NnCtx *c, const NnProgram *p, NnAst *ast, NnOptions *o)
     rc = 0;
     if (!o->stage)
         goto done;
+    // N as a training batch has it: the batch, or all of a smaller split.
+    int64_t n = nn_splits_get(&splits, "train")->count;
+    int64_t batch = n > 0 && n < spec.batch ? n : spec.batch;
     if (!strcmp(o->stage, "ir")) {
-        nn_ir_print(stdout, spec.forward);
+        show(o, spec.forward, batch);
     } else if (!strcmp(o->stage, "grad")) {
-        nn_ir_print(stdout, spec.step);
+        show(o, spec.step, batch);
     } else {
         NnPassOptions po = o->passes;
         po.stop = strcmp(o->stage, "opt") == 0 ? "opt" : "fused";
         spec.step = nn_passes_run(spec.step, &po);
         if (!strcmp(o->stage, "opt") || !strcmp(o->stage, "fused")) {
-            nn_ir_print(stdout, spec.step);
+            show(o, spec.step, batch);
         } else {
 #ifdef NN_WITH_LLVM
-            // N as a training batch has it: the batch, or all of a smaller split.
-            int64_t n = nn_splits_get(&splits, "train")->count;
-            int64_t symv[NN_MAX_SYMS] = {0};
+            int64_t symv[NN_MAX_SYMS];
             for (int k = 0; k < NN_MAX_SYMS; k++)
-                symv[k] = n > 0 && n < spec.batch ? n : spec.batch;
+                symv[k] = batch;
             if (!nn_llvm_dump(spec.step, symv, !strcmp(o->stage, "asm"), stdout)) {
                 nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
                 rc = 1;

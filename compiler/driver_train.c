@@ -290,7 +290,7 @@ static bool check_labels(NnCtx *c, const NnTrainSpec *spec, NnSplits *splits)
             int32_t v = ((const int32_t *)y->data)[i];
             if (v >= 0 && v < classes)
                 continue;
-            const char *file = splits->label_file[k];
+            const char *file = splits->ds[k].y_file;
             char *const *names = v >= 0 && v < splits->ds[k].num_classes
                                      ? splits->ds[k].class_names : NULL;
             nn_error(&c->diags, file || splits->label_loc[k].src ? splits->label_loc[k]
@@ -508,9 +508,11 @@ static bool trainer_prepare(NnCtx *c, NnTrainer *t, NnOptions *o, bool eval_only
     } else if (!(R->step = prepare(c, R->be, &spec->step, o, loc)) ||
                !(R->eval = prepare(c, R->be, &spec->eval, o, loc)))
         return false;
-    if (o->verbose)
+    if (o->verbose) {
         fprintf(stderr, "nnc: prepared step and eval graphs on %s in %.0f ms\n", R->be->name,
                 (nnrt_now() - t0) * 1000);
+        nn_driver_print_flops(stderr, "step", *nn_train_step_graph(spec, 0), spec->batch);
+    }
     NnrtDataset *train = nn_splits_get(&t->splits, "train");
     NnrtDataset *val = nn_splits_get(&t->splits, "val"), *test = nn_splits_get(&t->splits, "test");
     if (!keep_head(c, train, spec->limit, loc) || !keep_head(c, val, spec->eval_limit, loc) ||
@@ -627,15 +629,22 @@ int nn_train_run(NnCtx *c, const NnProgram *p, const NnAst *block, NnOptions *o,
     for (int i = 0; i < nhyper; i++) {
         char *end;
         double v = strtod(hyper[i].value, &end);
-        if (!*hyper[i].value || *end || !isfinite(v)) {
-            nn_error(&c->diags, block->loc, "%s = %s: the optimizer argument takes a number",
+        int site;
+        bool drop = nn_train_dropout_key(hyper[i].key, &site);
+        if (!*hyper[i].value || *end || !isfinite(v) || (drop && !(v >= 0 && v < 1))) {
+            nn_error(&c->diags, block->loc, drop ? "%s = %s: a dropout rate is a number in [0, 1)"
+                     : "%s = %s: the optimizer argument takes a number",
                      hyper[i].key, hyper[i].value);
             goto done;
         }
         if (nn_train_set_hyper(sp, vars, hyper[i].key, v) == 0) {
-            nn_error(&c->diags, block->loc, "no optimizer of this train block takes a run-time "
-                     "'%s' (a number argument such as lr, momentum, beta1, weight_decay)",
-                     hyper[i].key);
+            if (drop)
+                nn_error(&c->diags, block->loc, "model '%s' has no dropout%s%s to set",
+                         sp->model, site ? " call number " : "", site ? hyper[i].key + 7 : "");
+            else
+                nn_error(&c->diags, block->loc, "no optimizer of this train block takes a "
+                         "run-time '%s' (a number argument such as lr, momentum, beta1, "
+                         "weight_decay)", hyper[i].key);
             goto done;
         }
     }

@@ -92,6 +92,10 @@ typedef struct Lower {
     NnId step;        // step counter value for this run (scalar f32), -1 if none
     uint64_t seed;    // base for dropout/random seeds
     int nrandom;      // random ops made so far (each gets its own seed)
+    int ndropout;     // dropout sites made so far; site K's rate is "hyper/dropoutK"
+    const char *hprefix;   // run-time hyperparameters' name prefix: "" or "disc/"
+    NnSetting *drop_sets;  // --set dropout=R / dropoutK=R: initial rates (already checked)
+    int ndrop_sets;
     const char *scope;// current parameter path ("mlp.dense1")
     Counter *counters;
     int depth;        // inlining depth (guards runaway recursion)
@@ -119,6 +123,8 @@ typedef struct Lower {
 } Lower;
 
 void lower_init(Lower *L, NnCtx *c, const NnProgram *p, NnGraph *g);
+// A run-time hyperparameter: scalar f32 STATE "PREFIXhyper/NAME" starting at v (train.c).
+NnId hyper_var(Lower *L, const char *prefix, const char *name, double v, NnLoc loc);
 Val eval(Lower *L, Env *env, const NnAst *e);
 Val eval_block(Lower *L, Env *env, const NnAstList *stmts, const NnAst *owner);
 Val call_value(Lower *L, Val callee, Arg *args, int nargs, NnLoc loc, const char *bind_name);

@@ -91,7 +91,11 @@ bool nn_train_check_sets(NnCtx *c, NnSetting *sets, int nsets);
 // Sets the run-time hyperparameter `key` ("lr", "beta1", "total_steps") of
 // every step that has one to value, in vars (the table the steps run on),
 // with no compiling. Returns how many were set: 0 when no step has `key`.
+// Key "dropout" sets every dropout site's rate, "dropoutK" the K-th site's.
 int nn_train_set_hyper(const NnTrainSpec *s, NnVars *vars, const char *key, double value);
+// Whether key names dropout rates: "dropout" (every site; *site = 0) or
+// "dropoutK" (the K-th dropout call of the model's forward pass, from 1).
+bool nn_train_dropout_key(const char *key, int *site);
 // Sets each step's total_steps (what schedules anneal over) for a run of the
 // spec's epochs with `batches` batches an epoch.
 void nn_train_set_total_steps(const NnTrainSpec *s, NnVars *vars, int64_t batches);

@@ -16,6 +16,7 @@ static const char usage[] =
     "commands:\n"
     "  check FILE              parse and check names and shapes; diagnostics only\n"
     "  ir FILE --stage S       print a stage: tokens ast ir grad opt fused llvm asm\n"
+    "                          (--stats: its node count and FLOPs per training step)\n"
     "  train FILE              run the file's train block\n"
     "  eval FILE --weights W   evaluate saved weights on the test split\n"
     "  predict FILE --weights W INPUT [-o OUT.csv]\n"
@@ -39,8 +40,9 @@ static const char usage[] =
     "\n"
     "options (a long option's value may also follow '=': --seed=5):\n"
     "  --backend jit|interp    how graphs run (default: jit when built with LLVM)\n"
-    "  --set KEY=VALUE         override a train setting or optimizer argument\n"
-    "                          (epochs, batch, seed, limit, save, patience, lr, ...)\n"
+    "  --set KEY=VALUE         override a train setting, optimizer argument or dropout\n"
+    "                          rate (epochs, batch, seed, limit, save, patience, lr,\n"
+    "                          dropout, dropout2, ...)\n"
     "  --seed N                seed for initialization, shuffling and dropout\n"
     "  --metrics FILE          append evaluations to FILE as JSON lines\n"
     "  --resume W              continue training from checkpoint W (only read; checkpoints\n"
@@ -104,6 +106,7 @@ typedef struct OptionUse {
 static const OptionUse option_uses[] = {
     {"--backend", " ir train eval sample predict repl "},
     {"--stage", " ir "},
+    {"--stats", " ir "},
     {"--metrics", " train eval "},
     {"--resume", " train "},
     {"--weights", " eval sample predict build repl "},
@@ -263,6 +266,9 @@ static int parse_args(int argc, char **argv, const char **cmd, NnOptions *o,
         } else if (!strcmp(a, "--lib")) {
             FLAG();
             o->lib = true;
+        } else if (!strcmp(a, "--stats")) {
+            FLAG();
+            o->stats = true;
         } else if (!strcmp(arg, "-q") || !strcmp(a, "--quiet")) {
             FLAG();
             o->quiet = true;

@@ -199,6 +199,7 @@ item:
                             $$ = named(ps, NN_AST_TRAIN, @1, $2);
                             $$->name2 = $4;
                             $$->kids = $6;
+                            $$->with_form = true;
                         }
   | simple_stmt
   ;

@@ -22,21 +22,26 @@
 static const char help[] =
     "Type a definition (fn, layer, model, loss, optimizer, data, train), an expression to\n"
     "see its value, `name = expr` to keep a value, or `train M on D with k = v, ...` to train\n"
-    "from the current weights (Ctrl-C stops at the next batch, keeping the weights).\n"
+    "from the current weights (Ctrl-C stops at the next batch, keeping the weights); lr,\n"
+    "momentum, betas, weight_decay and dropout (dropoutK: the K-th dropout call) change\n"
+    "with no compile.\n"
     "Data fields are paths: fashion.test.x, fashion.train.label.\n"
     "\n"
     "commands:\n"
     "  :help               this text\n"
     "  :type EXPR          the type of EXPR, without running it\n"
-    "  :ir NAME [--stage S] a model at stage S (ast, ir; grad, opt, fused need its train block)\n"
+    "  :ir NAME [--stage S] a model at stage S: ast, ir; grad, opt, fused, llvm, asm need\n"
+    "                      its train block\n"
     "  :time LINE          run LINE and report the time it took and the compiles it needed\n"
+    "  :backend [B]        run expressions and training on B (jit or interp) from now on;\n"
+    "                      expressions start on interp, which needs no compile\n"
     "  :save W             save weights and optimizer state to W (.safetensors)\n"
     "  :load W             load weights and optimizer state from W\n"
     "  :reset              forget weights, optimizer state and kept values\n"
     "  :quit               leave (so does end of input)\n";
 
-static const char *const commands[] = {":help", ":type", ":ir", ":time", ":save", ":load",
-                                       ":reset", ":quit"};
+static const char *const commands[] = {":help", ":type", ":ir", ":time", ":backend", ":save",
+                                       ":load", ":reset", ":quit"};
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
 
 static void on_sigint(int sig)
@@ -76,15 +81,21 @@ static bool command(NnSession *s, const char *line, bool *quit)
         *quit = true;
         return true;
     }
-    if (!strcmp(word, ":help")) {
-        fputs(help, stdout);
-        return true;
-    }
-    if (!strcmp(word, ":reset") && !*rest) {
+    if (!strcmp(word, ":reset") || !strcmp(word, ":help")) {
+        if (*rest) {
+            fprintf(stderr, "%s takes no argument\n", word);
+            return false;
+        }
+        if (word[1] == 'h') {
+            fputs(help, stdout);
+            return true;
+        }
         nn_session_reset(s);
         printf("weights, optimizer state and values forgotten\n");
         return true;
     }
+    if (!strcmp(word, ":backend"))
+        return nn_session_backend(s, *rest ? rest : NULL);
     if ((!strcmp(word, ":save") || !strcmp(word, ":load")) && *rest) {
         bool ok = word[1] == 's' ? nn_session_save(s, rest) : nn_session_load_weights(s, rest);
         if (ok)

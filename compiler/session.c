@@ -40,6 +40,10 @@ struct NnSession {
     const char **opt_state;  // that state's names
     int nopt_state;
     char *trainer_key;  // what it was prepared from (block, settings)
+    // What runs expressions typed at the prompt: the interpreter unless
+    // :backend chose otherwise (it prepares in microseconds; a JIT compiles
+    // each expression anew, tens of milliseconds or more).
+    const NnBackend *expr_be;
     DataSet data[MAX_DATA];
     int ndata;
     const char **names; // nn_session_names' storage
@@ -243,7 +247,9 @@ static bool add_items(NnSession *s, NnAst *const *items, int n, bool replace, Nn
         s->defs = defs;
         s->prog = p;
         for (int i = 0; i < n; i++)
-            if (replaced[i] && items[i]->kind != NN_AST_TRAIN)
+            if (replaced[i] && items[i]->kind == NN_AST_TRAIN)
+                fprintf(s->out, "redefined train %s on %s\n", items[i]->name, items[i]->name2);
+            else if (replaced[i])
                 fprintf(s->out, "redefined %s %s\n", kind_word(items[i]), items[i]->name);
         if (changes) {
             drop_trainer(s);
@@ -393,9 +399,11 @@ static bool eval_ast(NnSession *s, NnAst *e, NnTensor **out, bool run, char *typ
     po.dump = NULL;
     if (ok)
         g = nn_passes_run(g, &po);
-    const NnBackend *be = &nn_backend_interp;
+    const NnBackend *be = s->expr_be ? s->expr_be : &nn_backend_interp;
     NnExecOptions eo = {.threads = s->o.threads};
     NnExec *x = ok ? be->prepare(g, &eo) : NULL;
+    if (x && be != &nn_backend_interp)
+        nn_compiles++;
     NnTensor *res[8] = {0};
     if (ok && (!x || be->run(x, &s->vars, (NnTensor *const *)q.feeds, res) != NN_OK)) {
         nn_error(&c->diags, e->loc, "%s", nnrt_errmsg());
@@ -615,11 +623,15 @@ static bool train_stmt(NnSession *s, NnAst *t)
 {
     NnCtx *c = s->c;
     const NnAst *base = find_block(s, t->name, t->name2);
-    bool with_form = t->kids.count > 0 && t->kids.items[0]->kind == NN_AST_ARG && base &&
-                     t->loc.src != base->loc.src;
-    for (int j = 0; j < t->kids.count && with_form; j++)
-        with_form = t->kids.items[j]->kind == NN_AST_ARG;
-    if (!with_form) {
+    if (t->with_form && !base) {
+        nn_error(&c->diags, t->loc, "no train block for '%s' on '%s' to run with these settings; "
+                 "write one first: train %s on %s { loss = ..., optimizer = ... }", t->name,
+                 t->name2, t->name, t->name2);
+        return false;
+    }
+    // A block typed at the prompt (braces) replaces the session's block for
+    // m on d, even when its body holds only settings.
+    if (!t->with_form) {
         NnAst *items[1] = {t};
         NnAst *defs = s->defs;
         const NnProgram *prog = s->prog;
@@ -641,6 +653,13 @@ static bool train_stmt(NnSession *s, NnAst *t)
     for (int j = 0; j < t->kids.count; j++) {
         NnAst *a = t->kids.items[j];
         const char *v = setting_text(s, a->a);
+        int site;
+        double rate = v ? strtod(v, NULL) : -1;
+        if (nn_train_dropout_key(a->name, &site) &&
+            !(v && a->a->kind != NN_AST_STR && rate >= 0 && rate < 1)) {
+            nn_error(&c->diags, a->a->loc, "a dropout rate is a number in [0, 1)");
+            return false;
+        }
         if (!v && !is_block_setting(a->name)) {
             nn_error(&c->diags, a->a->loc, "'%s' is no train setting; as an optimizer argument "
                      "it takes a number", a->name);
@@ -729,6 +748,25 @@ bool nn_session_run(NnSession *s, const char *text)
         }
     }
     return ok && s->c->diags.nerrors == 0;
+}
+
+bool nn_session_backend(NnSession *s, const char *name)
+{
+    fresh_diags(s);
+    if (name) {
+        const NnBackend *be = nn_backend_find(name);
+        if (!be) {
+            nn_error(&s->c->diags, (NnLoc){0}, "unknown or unavailable backend '%s' (have: "
+                     "interp%s)", name, nn_backend_find("jit") ? ", jit" : "");
+            return false;
+        }
+        s->expr_be = be;
+        s->o.backend = be->name; // the next train compiles for it (a static string)
+    }
+    const NnBackend *train = nn_driver_backend(&s->o);
+    fprintf(s->out, "expressions on %s, training on %s\n",
+            s->expr_be ? s->expr_be->name : nn_backend_interp.name, train ? train->name : "?");
+    return true;
 }
 
 // ---- checkpoints -----------------------------------------------------------
@@ -840,25 +878,46 @@ bool nn_session_ir(NnSession *s, const char *name, const char *stage)
         nn_graph_free(g);
         return g != NULL;
     }
-    static const char *const stages[] = {"grad", "opt", "fused"};
+    static const char *const stages[] = {"grad", "opt", "fused", "llvm", "asm"};
     bool known = false;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 5; i++)
         known = known || !strcmp(stages[i], stage);
     if (!known) {
-        nn_error(&c->diags, (NnLoc){0}, "unknown stage '%s' (ast, ir, grad, opt, fused)", stage);
+        nn_error(&c->diags, (NnLoc){0}, "unknown stage '%s' (ast, ir, grad, opt, fused, llvm, asm)",
+                 stage);
         return false;
     }
+    bool code = !strcmp(stage, "llvm") || !strcmp(stage, "asm");
+#ifndef NN_WITH_LLVM
+    if (code) {
+        nn_error(&c->diags, (NnLoc){0}, "this nnc was built without LLVM; stage %s is "
+                 "unavailable", stage);
+        return false;
+    }
+#endif
     NnOptions o = s->o;
     NnTrainSpec spec = {0};
     NnSplits splits = {0};
     bool ok = nn_driver_setup_block(c, s->prog, block, &o, true, &spec, &splits);
     if (ok && strcmp(stage, "grad")) {
         NnPassOptions po = o.passes;
-        po.stop = stage;
+        po.stop = code ? "fused" : stage;
         spec.step = nn_passes_run(spec.step, &po);
     }
-    if (ok)
+    if (ok && !code)
         nn_ir_print(s->out, spec.step);
+#ifdef NN_WITH_LLVM
+    if (ok && code) {
+        // N as a training batch has it: the batch, or all of a smaller split (as nnc ir).
+        const NnrtDataset *tr = nn_splits_get(&splits, "train");
+        int64_t n = tr ? tr->count : 0, symv[NN_MAX_SYMS];
+        for (int k = 0; k < NN_MAX_SYMS; k++)
+            symv[k] = n > 0 && n < spec.batch ? n : spec.batch;
+        fflush(s->out);
+        if (!(ok = nn_llvm_dump(spec.step, symv, !strcmp(stage, "asm"), s->out)))
+            nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
+    }
+#endif
     for (int i = 0; i < o.nsets; i++)
         free((char *)o.sets[i].key);
     nn_splits_fini(&splits);

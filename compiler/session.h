@@ -54,13 +54,17 @@ bool nn_session_load_weights(NnSession *s, const char *path);
 // Forgets weights, optimizer state, kept values and compiled steps;
 // definitions and data stay.
 void nn_session_reset(NnSession *s);
+// Runs expressions and training on backend `name` ("jit", "interp") from now
+// on (NULL: changes nothing); prints which backends run them. Expressions use
+// the interpreter until this is called, whatever --backend says.
+bool nn_session_backend(NnSession *s, const char *name);
 // Prints model `name` (or the train block of that model) at stage S.
 bool nn_session_ir(NnSession *s, const char *name, const char *stage);
 
 // Names for completion: definitions, data paths, kept values, builtins seen.
 // Returns how many were stored in names (at most max); valid until the next call.
 int nn_session_names(NnSession *s, const char **names, int max);
-// Prepared step/eval graph sets and expression graphs so far.
+// Prepared step/eval graph sets and JIT-compiled expressions so far.
 int nn_session_compiles(const NnSession *s);
 // Counts lines the caller handled itself (REPL commands), so "<repl>:N" in
 // diagnostics stays the Nth line typed.

@@ -40,7 +40,7 @@ typedef struct TrainEnv {
 // A run-time hyperparameter: a scalar f32 STATE named "hyper/NAME" ("disc/hyper/NAME"
 // in a block of steps) that the step reads and never updates, starting at v. The
 // caller may set it before any run, so changing it compiles nothing.
-static NnId hyper_var(Lower *L, const char *prefix, const char *name, double v, NnLoc loc)
+NnId hyper_var(Lower *L, const char *prefix, const char *name, double v, NnLoc loc)
 {
     NnShape scalar = {0};
     const char *vname = nn_arena_printf(L->c->arena, "%shyper/%s", prefix, name);
@@ -419,6 +419,25 @@ static bool apply_sets(NnCtx *c, Settings *s, NnSetting *sets, int nsets)
     return ok;
 }
 
+// --set dropout=R: a rate in [0, 1), checked once before any site reads it.
+static bool check_dropout_sets(NnCtx *c, const NnSetting *sets, int nsets)
+{
+    bool ok = true;
+    for (int i = 0; i < nsets; i++) {
+        int site;
+        char *end;
+        if (!nn_train_dropout_key(sets[i].key, &site))
+            continue;
+        double v = strtod(sets[i].value, &end);
+        if (!*sets[i].value || *end || !(v >= 0 && v < 1)) {
+            nn_error(&c->diags, (NnLoc){0}, "--set %s=%s: a dropout rate is a number in [0, 1)",
+                     sets[i].key, sets[i].value);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
 bool nn_train_check_sets(NnCtx *c, NnSetting *sets, int nsets)
 {
     Settings s = {0};
@@ -672,11 +691,14 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
     lower_init(L, c, p, g);
     L->training = mode != 2;
     L->seed = s->seed;
+    L->drop_sets = sets;
+    L->ndrop_sets = nsets;
     int64_t N = nn_sym_dim(g, "N");
     TrainEnv T = {.L = L, .fields = fields, .nfields = nfields, .model = model, .data = s->data,
                   .noise = s->noise, .nnoise = s->nnoise, .step_index = cfg->index,
                   .grad_norm = -1,
                   .hprefix = cfg->name ? nn_arena_printf(c->arena, "%s/", cfg->name) : ""};
+    L->hprefix = T.hprefix;
     T.inputs = nn_arena_alloc(c->arena, (size_t)nfields * sizeof(NnId));
     T.noise_ids = nn_arena_alloc(c->arena, (size_t)(s->nnoise + 1) * sizeof(NnId));
     for (int i = 0; i < s->nnoise; i++)
@@ -787,6 +809,13 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
         // optimizer takes lr; nn_lower_train reports keys that none takes.
         if (!known && !*end && cfg->name)
             continue;
+        int site;
+        if (nn_train_dropout_key(sets[i].key, &site)) {
+            nn_error(&c->diags, (NnLoc){0}, "--set %s=%s: model '%s' has no dropout%s%s",
+                     sets[i].key, sets[i].value, model->name, site ? " call number " : "",
+                     site ? sets[i].key + 7 : "");
+            goto fail;
+        }
         if (!known || *end) {
             nn_error(&c->diags, (NnLoc){0}, "--set %s=%s: not a train setting nor a numeric "
                      "argument of optimizer '%s'", sets[i].key, sets[i].value, ov.decl->name);
@@ -997,6 +1026,14 @@ static bool lower_steps(NnCtx *c, const NnProgram *p, const NnAst *model, Settin
     }
     for (int i = 0; ok && i < nsets; i++)
         if (!plain[i] && !sets[i].used) {
+            int site;
+            if (nn_train_dropout_key(sets[i].key, &site)) {
+                nn_error(&c->diags, (NnLoc){0}, "--set %s=%s: no step's models have dropout%s%s",
+                         sets[i].key, sets[i].value, site ? " call number " : "",
+                         site ? sets[i].key + 7 : "");
+                ok = false;
+                break;
+            }
             nn_error(&c->diags, (NnLoc){0}, "--set %s=%s: not a train setting nor a numeric "
                      "argument of any step's optimizer", sets[i].key, sets[i].value);
             ok = false;
@@ -1071,7 +1108,7 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
             ok = false;
         }
     }
-    if (!ok || !apply_sets(c, &s, sets, nsets))
+    if (!ok || !apply_sets(c, &s, sets, nsets) || !check_dropout_sets(c, sets, nsets))
         return false;
     out->model = train->name;
     out->data = train->name2;
@@ -1129,11 +1166,30 @@ static int step_repeat(const NnTrainSpec *s, const char *var)
     return 1;
 }
 
-// Whether var is hyperparameter key: "hyper/KEY" or "STEP/hyper/KEY".
+bool nn_train_dropout_key(const char *key, int *site)
+{
+    if (strncmp(key, "dropout", 7))
+        return false;
+    const char *d = key + 7;
+    *site = 0;
+    if (!*d)
+        return true;
+    if (*d < '1' || *d > '9' || strlen(d) > 6 || strspn(d, "0123456789") != strlen(d))
+        return false;
+    *site = atoi(d);
+    return true;
+}
+
+// Whether var is hyperparameter key: "hyper/KEY" or "STEP/hyper/KEY"; key
+// "dropout" also names every "hyper/dropoutK".
 static bool hyper_named(const char *var, const char *key)
 {
     const char *h = strstr(var, "hyper/");
-    return h && (h == var || h[-1] == '/') && !strcmp(h + 6, key);
+    if (!h || (h != var && h[-1] != '/'))
+        return false;
+    int site;
+    return !strcmp(h + 6, key) ||
+           (!strcmp(key, "dropout") && nn_train_dropout_key(h + 6, &site) && site > 0);
 }
 
 int nn_train_set_hyper(const NnTrainSpec *s, NnVars *vars, const char *key, double value)

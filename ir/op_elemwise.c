@@ -314,7 +314,8 @@ void vjp_select(NnGraph *g, NnId id, NnId gout, NnId *gin)
     gin[2] = nn_rule_sumto(g, nn_ir_select(g, f.a, zero, gout, f.loc), &f.sc, f.loc);
 }
 
-// DROPOUT(x, step): attr.value is the rate in [0, 1); step is a scalar.
+// DROPOUT(x, step, rate): step and rate are scalars; the rate is a float read at
+// run time (a run-time hyperparameter), so its range is the setter's to check.
 bool shape_dropout(NnGraph *g, NnNode *n)
 {
     char t[NN_TYPE_BUF];
@@ -325,8 +326,10 @@ bool shape_dropout(NnGraph *g, NnNode *n)
                    nn_rule_in_type(g, n, 1, t));
         return false;
     }
-    if (!(n->attr.value >= 0 && n->attr.value < 1)) {
-        nn_set_err(g, "dropout: rate must be in [0, 1), got %g", n->attr.value);
+    const NnNode *r = &g->nodes[n->in[2]];
+    if (r->shape.rank != 0 || (r->dtype != NN_DT_F32 && r->dtype != NN_DT_F64)) {
+        nn_set_err(g, "dropout: the rate must be a float scalar, got %s",
+                   nn_rule_in_type(g, n, 2, t));
         return false;
     }
     return true;
@@ -337,7 +340,7 @@ void vjp_dropout(NnGraph *g, NnId id, NnId gout, NnId *gin)
 {
     NnNode *n = &g->nodes[id];
     NnAttr a = n->attr;
-    NnId in[2] = {gout, n->in[1]};
-    gin[0] = nn_ir_add(g, NN_OP_DROPOUT, in, 2, &a, n->loc);
-    gin[1] = -1;
+    NnId in[3] = {gout, n->in[1], n->in[2]};
+    gin[0] = nn_ir_add(g, NN_OP_DROPOUT, in, 3, &a, n->loc);
+    gin[1] = gin[2] = -1;
 }

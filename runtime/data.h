@@ -112,7 +112,7 @@ double nnrt_text_unigram_bits(const NnrtDataset *fit, const NnrtDataset *eval);
 // absent labels pass.
 NnStatus nnrt_dataset_check_labels(const NnrtDataset *ds, int classes);
 // Sets where ds's labels came from (replacing any earlier origin); takes at
-// (count entries, may be NULL) and copies file.
+// (count entries, may be NULL) and copies file (NULL: labels from no file).
 NnStatus nnrt_dataset_set_label_origin(NnrtDataset *ds, const char *file, int64_t *at, bool line);
 
 // Splits src into n disjoint parts that together cover it, by fractions

@@ -70,6 +70,10 @@ typedef struct NnVars {
     int count, cap;
     int *slots;  // hash index: nslots entries (a power of 2), each position + 1, 0 empty
     int nslots;  // 0 until the table holds enough names to be worth hashing
+    // A stamp, unique over the process, renewed by every init, put, append and
+    // fini: an executable that found a step's tensors in this table at stamp
+    // gen finds the same ones while it holds (the per-step fast path).
+    uint64_t gen;
 } NnVars;
 
 void nnrt_vars_init(NnVars *v);

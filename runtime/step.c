@@ -126,14 +126,21 @@ static NnStatus attach(NnrtStepRun *r, NnVars *vars, NnTensor *const *inputs, bo
         if (check && !same_type(&d->inputs[k], inputs[k]))
             return mismatch("input", &d->inputs[k], inputs[k]);
     }
+    // The same table at the same stamp holds the same tensors: no name lookups.
+    bool cached = vars && vars->gen && r->cvars == vars && r->cgen == vars->gen;
+    r->cvars = NULL;
     for (int k = 0; k < d->nvars; k++) {
         const NnrtStepTensor *v = &d->vars[k];
-        NnTensor *t = vars ? nnrt_vars_get(vars, v->name) : NULL;
+        NnTensor *t = cached ? r->var[k] : vars ? nnrt_vars_get(vars, v->name) : NULL;
         if (!t)
             return nnrt_fail(NN_ERR_SHAPE, "variable '%s' is missing", v->name);
         if (check && !same_type(v, t))
             return mismatch("variable", v, t);
         r->var[k] = t;
+    }
+    if (vars) {
+        r->cvars = vars;
+        r->cgen = vars->gen;
     }
     for (int s = 0; s < d->nslots; s++) {
         const NnrtStepSlot *sl = &d->slots[s];

@@ -93,6 +93,8 @@ typedef struct NnrtStepRun {
     void **outcopy; // per output: own copy when its slot is an input or variable
     void **snap;    // per update: snapshot when its slot is an input or variable
     NnTensor **var; // per variable: the tensor found in the last run's table
+    const NnVars *cvars; // that table, while its stamp (NnVars.gen) is still cgen:
+    uint64_t cgen;       // var[] holds, so a step skips the name lookups
 } NnrtStepRun;
 
 // Allocates r for d (which must outlive r). NN_ERR_NOMEM on failure; r is

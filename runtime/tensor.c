@@ -184,7 +184,15 @@ void nnrt_tensor_set(NnTensor *t, int64_t i, double v)
     }
 }
 
-void nnrt_vars_init(NnVars *v) { memset(v, 0, sizeof *v); }
+static uint64_t vars_stamp;
+
+static void restamp(NnVars *v) { v->gen = __atomic_add_fetch(&vars_stamp, 1, __ATOMIC_RELAXED); }
+
+void nnrt_vars_init(NnVars *v)
+{
+    memset(v, 0, sizeof *v);
+    restamp(v);
+}
 
 void nnrt_vars_fini(NnVars *v)
 {
@@ -196,6 +204,7 @@ void nnrt_vars_fini(NnVars *v)
     free(v->tensors);
     free(v->slots);
     memset(v, 0, sizeof *v);
+    restamp(v);
 }
 
 // Names are found through an open-addressing index once a table is large,
@@ -265,6 +274,7 @@ NnStatus nnrt_vars_put(NnVars *v, const char *name, NnTensor *t)
     if (i >= 0) {
         nnrt_tensor_free(v->tensors[i]);
         v->tensors[i] = t;
+        restamp(v);
         return NN_OK;
     }
     return nnrt_vars_append(v, name, t);
@@ -274,6 +284,7 @@ NnStatus nnrt_vars_append(NnVars *v, const char *name, NnTensor *t)
 {
     if (v->count == INT_MAX)
         return nnrt_fail(NN_ERR_NOMEM, "too many named tensors");
+    restamp(v);
     if (v->count == v->cap) {
         int cap = v->cap > INT_MAX / 2 ? INT_MAX : v->cap ? v->cap * 2 : 16;
         char **names = realloc(v->names, (size_t)cap * sizeof *names);

@@ -38,7 +38,7 @@ NnStatus interp_rand_normal(Ictx *c, const NnNode *n, NnTensor *out)
 NnStatus interp_dropout(Ictx *c, const NnNode *n, NnTensor *out)
 {
     NnrtDropout a = {.dt = out->dtype, .seed = n->attr.seed, .step = step_of(interp_in(c, n, 1)),
-                     .rate = n->attr.value, .n = out->numel, .x = interp_in(c, n, 0)->data,
+                     .rate = nnrt_tensor_get(interp_in(c, n, 2), 0), .n = out->numel, .x = interp_in(c, n, 0)->data,
                      .y = out->data};
     nnrt_dropout_par(c->pool, &a);
     return NN_OK;

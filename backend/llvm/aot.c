@@ -1,5 +1,5 @@
 // Object emission for ahead-of-time builds (backend/aot.h): the JIT's
-// lowering and O3 pipeline with an LLVM TargetMachine for the chosen target
+// lowering and O2 pipeline with an LLVM TargetMachine for the chosen target
 // instead of the ORC session, writing a relocatable (PIC) object. Each call
 // uses its own LLVM context, so the driver may compile steps in parallel.
 #include <llvm-c/Core.h>

@@ -288,16 +288,22 @@ LLVMValueRef nn_cg_bits_f64(NnCg *cg, LLVMValueRef bits, int w)
     return LLVMBuildFMul(cg->b, d, nn_cg_const(cg, NN_DT_F64, 0x1p-53, w), "");
 }
 
+// The rate is a run-time scalar (input 2): the threshold and the keep-scale
+// 1 / (1 - rate) are computed per kernel run, not baked in.
 static LLVMValueRef dropout(NnCg *cg, const NnNode *n, NnDType dt, LLVMValueRef *a, int w,
                             LLVMValueRef idx)
 {
     LLVMValueRef step = nn_cg_rand_step(cg, lane(cg, a[1], 0, w));
     LLVMValueRef key = nn_cg_rand_key(cg, n->attr.seed, step);
     LLVMValueRef u = nn_cg_bits_f64(cg, nn_cg_rand_bits(cg, key, idx, w), w);
-    LLVMValueRef keep =
-        LLVMBuildFCmp(cg->b, LLVMRealOGE, u, nn_cg_const(cg, NN_DT_F64, n->attr.value, w), "");
+    LLVMValueRef rate = lane(cg, a[2], 0, w);
+    if (LLVMTypeOf(rate) != cg->t_f64)
+        rate = LLVMBuildFPExt(cg->b, rate, cg->t_f64, "");
+    LLVMValueRef one = LLVMConstReal(cg->t_f64, 1.0);
+    LLVMValueRef scale = LLVMBuildFDiv(cg->b, one, LLVMBuildFSub(cg->b, one, rate, ""), "");
+    LLVMValueRef keep = LLVMBuildFCmp(cg->b, LLVMRealOGE, u, nn_cg_splat(cg, rate, w), "");
     LLVMValueRef x = cast(cg, dt, NN_DT_F64, a[0], w);
-    x = LLVMBuildFMul(cg->b, x, nn_cg_const(cg, NN_DT_F64, 1.0 / (1.0 - n->attr.value), w), "");
+    x = LLVMBuildFMul(cg->b, x, nn_cg_splat(cg, scale, w), "");
     x = cast(cg, NN_DT_F64, dt, x, w);
     return LLVMBuildSelect(cg->b, keep, x, nn_cg_const(cg, dt, 0, w), "");
 }

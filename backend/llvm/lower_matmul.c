@@ -360,8 +360,33 @@ static void emit_small(NnCg *cg, Mm *m)
 // work (batch-1 inference). Rows of op(A) times B's rows straight from memory:
 // per panel of NR columns, the M x 2 accumulator vectors of a tile, one
 // broadcast of A[i,k] per row and two (masked at the edge) loads of B row k.
+// Each accumulator is a chain of dependent FMAs, so with fewer than
+// MM_CHAINS of them the FMA latency, not the loads, sets the pace: K is then
+// split KS ways (k, k+1, ... of each step of KS into separate accumulators,
+// summed at the end), which gives batch-1 inference 4x the chains.
 // Threads split the panels.
 #define MM_ROWS 4
+#define MM_CHAINS 8
+
+// One step of the K loop at k: row r's products into accumulator set s.
+static void rows_fma(NnCg *cg, Mm *m, LLVMValueRef (*acc)[2][4], int s, LLVMValueRef k,
+                     LLVMValueRef j0)
+{
+    LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
+    LLVMValueRef bv[2];
+    for (int v = 0; v < 2; v++) {
+        LLVMValueRef off = add(cg, add(cg, mul(cg, k, m->n), j0), nn_cg_i64(cg, v * m->vw));
+        bv[v] = nn_cg_load(cg, m->dt, m->bp, off, m->vw, m->mask[v]);
+    }
+    for (int r = 0; r < (int)m->m; r++) {
+        LLVMValueRef sp = nn_cg_splat(cg, a_elem(cg, m, nn_cg_i64(cg, r), k), m->vw);
+        for (int v = 0; v < 2; v++) {
+            LLVMValueRef args[3] = {sp, bv[v], LLVMBuildLoad2(cg->b, vt, acc[r][v][s], "")};
+            LLVMBuildStore(cg->b, nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3),
+                           acc[r][v][s]);
+        }
+    }
+}
 
 static void emit_rows(NnCg *cg, Mm *m)
 {
@@ -373,37 +398,50 @@ static void emit_rows(NnCg *cg, Mm *m)
         nn_expr_bind(cg, m->epi);
     LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
     int rows = (int)m->m;
+    int ks = MM_CHAINS / (2 * (rows > 0 ? rows : 1));
+    ks = ks < 1 ? 1 : ks > 4 ? 4 : ks;
+    if (m->k < 4 * ks)
+        ks = 1;
+    LLVMValueRef acc[MM_ROWS][2][4];
     for (int r = 0; r < rows; r++)
         for (int v = 0; v < 2; v++)
-            m->acc[r][v] = nn_cg_alloca(cg, vt);
+            for (int s = 0; s < ks; s++)
+                acc[r][v][s] = nn_cg_alloca(cg, vt);
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < 2; v++)
+            m->acc[r][v] = acc[r][v][0];
     m->tbuf = nn_cg_alloca(cg, LLVMArrayType2(vt, 2 * MM_MR));
     LLVMSetAlignment(m->tbuf, 64);
     m->kblocks = 1;
     LLVMValueRef p0, p1;
     nn_cg_split(cg, m->np, 1, &p0, &p1);
-    NnLoop p, k;
+    NnLoop p, k, kt;
     nn_cg_loop_begin(cg, &p, p0, p1, 1);
     LLVMValueRef j0 = mul(cg, p.iv, m->nr);
     for (int v = 0; v < 2; v++)
         m->mask[v] = col_mask(cg, m, add(cg, j0, nn_cg_i64(cg, v * m->vw)));
     for (int r = 0; r < rows; r++)
         for (int v = 0; v < 2; v++)
-            LLVMBuildStore(cg->b, LLVMConstNull(vt), m->acc[r][v]);
-    nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->k), 1);
-    LLVMValueRef bv[2];
-    for (int v = 0; v < 2; v++) {
-        LLVMValueRef off = add(cg, add(cg, mul(cg, k.iv, m->n), j0), nn_cg_i64(cg, v * m->vw));
-        bv[v] = nn_cg_load(cg, m->dt, m->bp, off, m->vw, m->mask[v]);
-    }
-    for (int r = 0; r < rows; r++) {
-        LLVMValueRef s = nn_cg_splat(cg, a_elem(cg, m, nn_cg_i64(cg, r), k.iv), m->vw);
-        for (int v = 0; v < 2; v++) {
-            LLVMValueRef args[3] = {s, bv[v], LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "")};
-            LLVMBuildStore(cg->b, nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3), m->acc[r][v]);
-        }
-    }
-    k.unroll = true;
+            for (int s = 0; s < ks; s++)
+                LLVMBuildStore(cg->b, LLVMConstNull(vt), acc[r][v][s]);
+    int64_t kfull = m->k - m->k % ks;
+    nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), nn_cg_i64(cg, kfull), ks);
+    for (int s = 0; s < ks; s++)
+        rows_fma(cg, m, acc, s, add(cg, k.iv, nn_cg_i64(cg, s)), j0);
+    k.unroll = ks == 1;
     nn_cg_loop_end(cg, &k);
+    if (kfull < m->k) {
+        nn_cg_loop_begin(cg, &kt, nn_cg_i64(cg, kfull), nn_cg_i64(cg, m->k), 1);
+        rows_fma(cg, m, acc, 0, kt.iv, j0);
+        nn_cg_loop_end(cg, &kt);
+    }
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < 2; v++)
+            for (int s = 1; s < ks; s++) {
+                LLVMValueRef sum = LLVMBuildFAdd(cg->b, LLVMBuildLoad2(cg->b, vt, acc[r][v][0], ""),
+                                                 LLVMBuildLoad2(cg->b, vt, acc[r][v][s], ""), "");
+                LLVMBuildStore(cg->b, sum, acc[r][v][0]);
+            }
     tile_store(cg, m, nn_cg_i64(cg, 0), j0, rows, true);
     nn_cg_loop_end(cg, &p);
     nn_cg_kernel_end(cg);

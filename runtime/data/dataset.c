@@ -65,13 +65,14 @@ NnStatus nnrt_dataset_set(NnrtDataset *ds, NnTensor *x, NnTensor *y, const char 
     return NN_OK;
 }
 
-// Records where the labels came from; at[i] locates sample i (taken, may be NULL).
+// Records where the labels came from (file NULL: nowhere known); at[i] locates
+// sample i (taken, may be NULL).
 static NnStatus set_origin(NnrtDataset *ds, const char *file, int64_t *at, bool line)
 {
-    ds->y_file = strdup(file);
+    ds->y_file = file ? strdup(file) : NULL;
     ds->y_at = at;
     ds->y_at_line = line;
-    return ds->y_file ? NN_OK : nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    return ds->y_file || !file ? NN_OK : nnrt_fail(NN_ERR_NOMEM, "out of memory");
 }
 
 NnStatus nnrt_dataset_set_label_origin(NnrtDataset *ds, const char *file, int64_t *at, bool line)

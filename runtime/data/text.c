@@ -79,7 +79,7 @@ NnStatus nnrt_dataset_load_text(NnrtDataset *ds, const char *path, const NnrtTex
     ds->y = y;
     ds->count = count;
     ds->num_classes = v;
-    return NN_OK;
+    return nnrt_dataset_set_label_origin(ds, path, NULL, false);
 }
 
 double nnrt_text_unigram_bits(const NnrtDataset *fit, const NnrtDataset *eval)

@@ -187,9 +187,15 @@ static void b_dropout(NnOp op)
         Case c;
         start(&c);
         NnId x = in(&c, (NnDType)dt, AG_SHAPE(9, 37), -1, 1);
-        NnId ins[2] = {x, step_input(&c)};
-        NnAttr a = {.value = 0.3, .seed = 7};
-        finish(&c, nn_ir_add(c.g, NN_OP_DROPOUT, ins, 2, &a, ag_loc), "dropout");
+        // The rate is a run-time input (of either float dtype) or a constant.
+        NnId rate = in(&c, (NnDType)dt, AG_SCALAR, 0.1, 0.6);
+        NnId ins[3] = {x, step_input(&c), rate};
+        NnAttr a = {.seed = 7};
+        finish(&c, nn_ir_add(c.g, NN_OP_DROPOUT, ins, 3, &a, ag_loc), "dropout");
+        start(&c);
+        x = in(&c, (NnDType)dt, AG_SHAPE(9, 37), -1, 1);
+        NnId cins[3] = {x, step_input(&c), nn_ir_const(c.g, 0.3, NN_DT_F32, ag_loc)};
+        finish(&c, nn_ir_add(c.g, NN_OP_DROPOUT, cins, 3, &a, ag_loc), "dropout const rate");
     }
 }
 

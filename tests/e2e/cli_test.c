@@ -250,6 +250,26 @@ Test(cli, stage_opt_and_fused_shrink_or_fuse)
     free(fused);
 }
 
+// --stats counts the stage's FLOPs from its nodes: the MLP step's matmuls are
+// 2 * (784*256 + 256*128 + 128*10) per sample forward, as much for the weight
+// gradients, and the input gradients of layers 2 and 3 (no gradient for x once
+// dead code is gone): 1.007 MFLOP per sample. grad still has layer 1's.
+Test(cli, stage_stats_counts_flops)
+{
+    char *fused = expect_rc(0, "ir bench/mlp.nn --stage fused --stats");
+    expect_in(fused, "fused: ", "--stats");
+    expect_in(fused, "at batch 128 (", "--stats");
+    expect_in(fused, "1.007 in matmuls and convolutions", "--stats");
+    cr_assert_eq(count_lines(fused, " = "), 0, "--stats printed the graph:\n%s", fused);
+    free(fused);
+    char *grad = expect_rc(0, "ir bench/mlp.nn --stage grad --stats");
+    expect_in(grad, "1.409 in matmuls and convolutions", "grad --stats");
+    free(grad);
+    char *out = expect_rc(2, "ir examples/xor.nn --stage asm --stats");
+    expect_in(out, "--stats counts a graph", "--stats with asm");
+    free(out);
+}
+
 // LLVM IR and assembly when built with LLVM; otherwise a clear refusal.
 Test(cli, stage_llvm_and_asm)
 {

@@ -119,3 +119,75 @@ Test(hyper_cli, a_schedule_in_a_model_is_an_unknown_name)
     unlink(path);
     free(path);
 }
+
+// XOR through two dropout calls with rates r1 and r2 written in the script.
+static const char *xor_dropout(const char *r1, const char *r2)
+{
+    static char text[1024];
+    snprintf(text, sizeof text,
+             "import std\n"
+             "data xor {\n x = [[0, 0], [0, 1], [1, 0], [1, 1]]\n y = [[0], [1], [1], [0]]\n}\n"
+             "model net(x: f32[N, 2]) -> f32[N, 1] = x |> dense(8) |> tanh |> dropout(%s) "
+             "|> dense(8) |> tanh |> dropout(%s) |> dense(1)\n"
+             "train net on xor {\n loss = mse(output, y)\n optimizer = adam(lr = 0.05)\n"
+             " batch = 2\n epochs = 6\n}\n",
+             r1, r2);
+    return text;
+}
+
+// The final "train loss ..." report line of a run's output.
+static char *final_report(const char *out)
+{
+    const char *l = strstr(out, "\ntrain loss");
+    cr_assert(l, "%s", out);
+    return strndup(l, strcspn(l + 1, "\n") + 1);
+}
+
+// --set dropout=R trains exactly as the script written with rate R;
+// dropoutK sets one call; bad rates and missing calls are diagnostics.
+Test(hyper_cli, dropout_rates_from_set)
+{
+    char *path = tu_write_temp(".nn", xor_dropout("0.5", "0.2"));
+    char *same = tu_write_temp(".nn", xor_dropout("0.3", "0.3"));
+    char *second = tu_write_temp(".nn", xor_dropout("0.5", "0.1"));
+    char *none = tu_write_temp(".nn", xor_dropout("0", "0"));
+    cr_assert(path && same && second && none);
+    char *out = NULL, *want = NULL;
+    int rc = tu_nnc_run(&want, "train %s", same);
+    cr_assert_eq(rc, 0, "%s", want);
+    rc = tu_nnc_run(&out, "train %s --set dropout=0.3", path);
+    cr_assert_eq(rc, 0, "%s", out);
+    char *a = final_report(out), *b = final_report(want);
+    cr_assert_str_eq(a, b, "--set dropout=0.3 vs the script with 0.3");
+    free(a), free(b), free(out), free(want);
+    rc = tu_nnc_run(&want, "train %s", second);
+    cr_assert_eq(rc, 0, "%s", want);
+    rc = tu_nnc_run(&out, "train %s --set dropout2=0.1", path);
+    cr_assert_eq(rc, 0, "%s", out);
+    a = final_report(out), b = final_report(want);
+    cr_assert_str_eq(a, b, "--set dropout2=0.1 vs the script with 0.5, 0.1");
+    free(a), free(b), free(out), free(want);
+    // Rate 0 is no dropout: the same as the script with both rates 0.
+    rc = tu_nnc_run(&want, "train %s", none);
+    cr_assert_eq(rc, 0, "%s", want);
+    rc = tu_nnc_run(&out, "train %s --set dropout=0", path);
+    cr_assert_eq(rc, 0, "%s", out);
+    a = final_report(out), b = final_report(want);
+    cr_assert_str_eq(a, b, "--set dropout=0 vs rates 0");
+    free(a), free(b), free(out), free(want);
+    rc = tu_nnc_run(&out, "train %s --set dropout=1", path);
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert(strstr(out, "error: --set dropout=1: a dropout rate is a number in [0, 1)"), "%s",
+              out);
+    free(out);
+    rc = tu_nnc_run(&out, "train %s --set dropout3=0.1", path);
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert(strstr(out, "error: --set dropout3=0.1: model 'net' has no dropout call number 3"),
+              "%s", out);
+    free(out);
+    const char *paths[] = {path, same, second, none};
+    for (int i = 0; i < 4; i++) {
+        unlink(paths[i]);
+        free((char *)paths[i]);
+    }
+}

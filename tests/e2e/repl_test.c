@@ -287,6 +287,43 @@ Test(repl, train_save_load_transcript)
     unlink("/tmp/nnc_repl_test_w.safetensors");
 }
 
+// Dropout rates and optimizer numbers change with no compile; a train block
+// typed at the prompt replaces the file's (and says so), so training it again
+// compiles nothing; :backend moves expressions to the JIT (one compile each).
+Test(repl, hyperparameters_and_backend_transcript)
+{
+#ifndef NN_WITH_LLVM
+    cr_skip_test("built without LLVM");
+#endif
+    const char *args[] = {"-q", "--threads", "1", "examples/xor.nn", NULL};
+    char *hist = temp_history();
+    char *got = transcript("hyper", args, hist);
+    compare_golden("hyper", got);
+    free(got);
+    unlink(hist);
+}
+
+// :ir shows every stage nnc ir does, llvm and asm included.
+Test(repl, ir_stages)
+{
+#ifndef NN_WITH_LLVM
+    cr_skip_test("built without LLVM");
+#endif
+    char *out, *in = tu_write_temp(".in", ":ir net --stage llvm\n:ir net --stage asm\n"
+                                          ":ir net --stage bogus\n");
+    cr_assert(in);
+    int rc = tu_nnc_run(&out, "repl -q examples/xor.nn < %s", in);
+    unlink(in);
+    free(in);
+    cr_expect_eq(rc, 1, "exit %d:\n%s", rc, out);
+    cr_expect(strstr(out, "define ") && strstr(out, "ret void"), "no LLVM IR:\n%.2000s", out);
+    cr_expect(strstr(out, ".text") || strstr(out, "ret\n") || strstr(out, "\tret"),
+              "no assembly:\n%.2000s", out);
+    cr_expect(strstr(out, "unknown stage 'bogus' (ast, ir, grad, opt, fused, llvm, asm)"), "%s",
+              out);
+    free(out);
+}
+
 // Ctrl-C stops a long run at a batch boundary: the prompt comes back long
 // before the epochs would end, and the session goes on with the weights.
 Test(repl, ctrl_c_during_training)

@@ -173,9 +173,15 @@ static NnId dropout(Ctx *c, NnOp op, int v)
 {
     NnId x = var(c, "4,6", R_ANY, true);
     NnId step = nn_ir_const(c->g, 3, NN_DT_I32, L);
-    NnAttr a = {.value = 0.5, .seed = 42};
-    NnId in[2] = {x, step};
-    return nn_ir_add(c->g, NN_OP_DROPOUT, in, 2, &a, L);
+    NnAttr a = {.seed = 42};
+    NnId rate = nn_ir_const(c->g, 0.5, NN_DT_F32, L);
+    if (v) {
+        // A run-time rate (a variable, as hyper/dropoutK is), not differentiated.
+        rate = var(c, "", R_POS, false);
+        nnrt_tensor_set(nnrt_vars_get(&c->vars, c->v[c->nv - 1].name), 0, 0.3);
+    }
+    NnId in[3] = {x, step, rate};
+    return nn_ir_add(c->g, NN_OP_DROPOUT, in, 3, &a, L);
 }
 
 static NnId reshape(Ctx *c, NnOp op, int v)
@@ -511,6 +517,7 @@ static const Recipe recipes[] = {
     BIN(NN_OP_POW), BIN(NN_OP_MAX), BIN(NN_OP_MIN),
     {NN_OP_SELECT, "broadcast condition", select3, 0, 0, 0},
     {NN_OP_DROPOUT, "rate 0.5", dropout, 0, 0, 0},
+    {NN_OP_DROPOUT, "run-time rate 0.3", dropout, 1, 0, 0},
     {NN_OP_RESHAPE, "3x4 to 2x6", reshape, 0, 0, 0},
     {NN_OP_RESHAPE, "symbolic", reshape, 1, 0, 0},
     {NN_OP_TRANSPOSE, "rank 3", transpose, 0, 0, 0},
@@ -689,9 +696,9 @@ Test(gradcheck, dropout_mask_matches)
     Ctx c = {.g = nn_graph_new(), .rng = 12345};
     nnrt_vars_init(&c.vars);
     NnId x = var(&c, "64", R_AWAY0, true);
-    NnId in[2] = {x, nn_ir_const(c.g, 7, NN_DT_I32, L)};
-    NnAttr a = {.value = 0.5, .seed = 99};
-    NnId y = nn_ir_add(c.g, NN_OP_DROPOUT, in, 2, &a, L);
+    NnId in[3] = {x, nn_ir_const(c.g, 7, NN_DT_I32, L), nn_ir_const(c.g, 0.5, NN_DT_F32, L)};
+    NnAttr a = {.seed = 99};
+    NnId y = nn_ir_add(c.g, NN_OP_DROPOUT, in, 3, &a, L);
     NnId loss = nn_ir_reduce(c.g, NN_OP_REDUCE_SUM, y, 1, false, L);
     NnId grad;
     cr_assert(nn_ad_grad(c.g, loss, &x, 1, &grad));

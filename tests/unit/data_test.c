@@ -409,10 +409,17 @@ Test(data, text_windows_labels_and_vocabulary)
     // Labels c, a, \n, b, once each: add-one frequencies (1 + 1) / (4 + 4)
     // = 1/4 for every byte, so 2 bits each.
     cr_assert_float_eq(nnrt_text_unigram_bits(&d, &d), 2.0, 1e-12);
-    // Splits keep the vocabulary.
+    // The labels' origin is the file (no per-label offsets), as for idx and csv.
+    cr_assert_str_eq(d.y_file, p);
+    cr_assert_null(d.y_at);
+    // Splits keep the vocabulary and the labels' origin.
     NnrtDataset parts[2];
     cr_assert_eq(nnrt_dataset_split(&d, (double[]){0.5, 0.5}, 2, 1, parts), NN_OK);
     cr_assert_eq(memcmp(parts[1].vocab, "\nabc", 4), 0);
+    cr_assert_str_eq(parts[1].y_file, p);
+    // Labels computed in a script come from no file.
+    cr_assert_eq(nnrt_dataset_set_label_origin(&parts[1], NULL, NULL, false), NN_OK);
+    cr_assert_null(parts[1].y_file);
     nnrt_dataset_fini(&parts[0]);
     nnrt_dataset_fini(&parts[1]);
     nnrt_dataset_fini(&d);

@@ -282,3 +282,190 @@ Test(hyper, schedule_names_outside_an_optimizer_are_unknown)
               "%s", nn_diags_text(&k.c.diags));
     release(&k);
 }
+
+// Dropout rates are run-time scalars too: a two-site model whose rates are
+// r1 and r2 in the script ("" leaves that dropout call out), with --set sets.
+static void compile_dropout(Compiled *k, const char *r1, const char *r2, NnSetting *sets,
+                            int nsets)
+{
+    char body[1024], d1[64], d2[64];
+    snprintf(d1, sizeof d1, *r1 ? "dropout(h, %s)" : "h", r1);
+    snprintf(d2, sizeof d2, *r2 ? "dropout(g, %s)" : "g", r2);
+    snprintf(body, sizeof body,
+             "import std\n"
+             "model m(x: f32[N, 8]) -> f32[N, 1] {\n"
+             "    param w1: f32[8, 8] = normal(0.5)\n"
+             "    param w2: f32[8, 1] = normal(0.5)\n"
+             "    h = tanh(x @ w1)\n"
+             "    g = %s\n"
+             "    return %s @ w2\n}\n"
+             "data d { x = [[1, 2, 3, 4, 5, 6, 7, 8]]\n y = [[1]] }\n"
+             "train m on d {\n loss = mse(output, y)\n optimizer = sgd(lr = 0.05)\n}\n",
+             d1, d2);
+    memset(k, 0, sizeof *k);
+    nn_ctx_init(&k->c, NULL);
+    k->c.stdlib_dir = NN_SOURCE_DIR "/stdlib";
+    NnAst *ast = nn_parse(&k->c, nn_source_from_string(k->c.arena, "t.nn", body));
+    k->p = nn_sema(&k->c, ast);
+    cr_assert_eq(k->c.diags.nerrors, 0, "%s", nn_diags_text(&k->c.diags));
+    NnField f[2] = {{"x", NN_DT_F32, {.rank = 1, .dim = {8}}},
+                    {"y", NN_DT_F32, {.rank = 1, .dim = {1}}}};
+    k->ok = nn_lower_train(&k->c, k->p, k->p->trains[0], f, 2, sets, nsets, &k->spec);
+}
+
+// The initial value of run-time hyperparameter `name`, or -1 if there is none.
+static double hyper_init(const Compiled *k, const char *name)
+{
+    for (int i = 0; i < k->spec.nvars; i++)
+        if (!strcmp(k->spec.vars[i].name, name))
+            return k->spec.vars[i].hyper && !k->spec.vars[i].trainable ? k->spec.vars[i].args[0]
+                                                                       : -2;
+    return -1;
+}
+
+// Three steps of k's prepared step x on a batch of 16, then w1 and w2 into w.
+static void three_steps(const Compiled *k, const NnBackend *be, NnExec *x, NnVars *vars,
+                        double *w)
+{
+    int64_t xs[2] = {16, 8}, ys[2] = {16, 1};
+    NnTensor *xi = nnrt_tensor_new(NN_DT_F32, 2, xs), *yi = nnrt_tensor_new(NN_DT_F32, 2, ys);
+    for (int i = 0; i < 128; i++)
+        nnrt_tensor_set(xi, i, sin(i * 0.37));
+    for (int i = 0; i < 16; i++)
+        nnrt_tensor_set(yi, i, cos(i * 0.9));
+    NnTensor *in[2] = {xi, yi}, *out[4];
+    for (int s = 0; s < 3; s++)
+        cr_assert_eq(be->run(x, vars, in, out), NN_OK, "%s", nnrt_errmsg());
+    for (int i = 0; i < 64; i++)
+        w[i] = nnrt_tensor_get(nnrt_vars_get(vars, "m.w1"), i);
+    for (int i = 0; i < 8; i++)
+        w[64 + i] = nnrt_tensor_get(nnrt_vars_get(vars, "m.w2"), i);
+    nnrt_tensor_free(xi);
+    nnrt_tensor_free(yi);
+    (void)k;
+}
+
+// The weights after three steps of the script with rates r1, r2 compiled in.
+static void compiled_with(const NnBackend *be, const char *r1, const char *r2, double *w)
+{
+    Compiled k;
+    compile_dropout(&k, r1, r2, NULL, 0);
+    cr_assert(k.ok, "%s", nn_diags_text(&k.c.diags));
+    NnVars vars;
+    init_vars(&k.spec, &vars);
+    NnExecOptions eo = {.threads = 1};
+    NnExec *x = be->prepare(k.spec.step, &eo);
+    cr_assert(x, "%s", nnrt_errmsg());
+    three_steps(&k, be, x, &vars, w);
+    be->free(x);
+    nnrt_vars_fini(&vars);
+    release(&k);
+}
+
+// One prepared step, its rates set between runs, against scripts compiled
+// with those rates: equal weights, and rate 0 is no dropout at all.
+static void dropout_changes_without_compiling(const NnBackend *be)
+{
+    Compiled k;
+    compile_dropout(&k, "0.5", "0.2", NULL, 0);
+    cr_assert(k.ok, "%s", nn_diags_text(&k.c.diags));
+    cr_assert_float_eq(hyper_init(&k, "hyper/dropout1"), 0.5, 1e-12);
+    cr_assert_float_eq(hyper_init(&k, "hyper/dropout2"), 0.2, 1e-12);
+    NnExecOptions eo = {.threads = 1};
+    nprepared = 0;
+    NnExec *x = counting_prepare(k.spec.step, &eo, be);
+    cr_assert(x, "%s", nnrt_errmsg());
+    double got[72], want[72], first[72];
+    struct { const char *key; double v; const char *r1, *r2; } runs[] = {
+        {"dropout", 0.5, "0.5", "0.2"}, // the script's own rates (dropout2 reset below)
+        {"dropout", 0.3, "0.3", "0.3"},
+        {"dropout2", 0.7, "0.3", "0.7"},
+        {"dropout", 0, "", ""},
+    };
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        NnVars vars;
+        init_vars(&k.spec, &vars);
+        if (r > 0) {
+            int want_n = strcmp(runs[r].key, "dropout") ? 1 : 2;
+            if (want_n == 1)
+                cr_assert_eq(nn_train_set_hyper(&k.spec, &vars, "dropout", 0.3), 2);
+            cr_assert_eq(nn_train_set_hyper(&k.spec, &vars, runs[r].key, runs[r].v), want_n);
+        }
+        three_steps(&k, be, x, &vars, got);
+        nnrt_vars_fini(&vars);
+        compiled_with(be, runs[r].r1, runs[r].r2, want);
+        for (int i = 0; i < 72; i++)
+            cr_assert_float_eq(got[i], want[i], 1e-6, "%s, %s=%g: weight %d is %.9g, compiled "
+                               "with the rate %.9g", be->name, runs[r].key, runs[r].v, i, got[i],
+                               want[i]);
+        if (r == 0)
+            memcpy(first, got, sizeof first);
+    }
+    bool differs = false;
+    for (int i = 0; i < 72; i++)
+        differs = differs || got[i] != first[i];
+    cr_assert(differs, "the rates changed what the steps did");
+    cr_assert_eq(nprepared, 1, "no step was compiled again");
+    cr_assert_eq(nn_train_set_hyper(&k.spec, NULL, "dropout3", 0.1), 0, "two sites, not three");
+    be->free(x);
+    release(&k);
+}
+
+Test(hyper, dropout_changes_without_compiling_interp)
+{
+    dropout_changes_without_compiling(&nn_backend_interp);
+}
+
+Test(hyper, dropout_changes_without_compiling_jit)
+{
+#ifdef NN_WITH_LLVM
+    dropout_changes_without_compiling(&nn_backend_jit);
+#else
+    cr_skip_test("built without LLVM");
+#endif
+}
+
+// --set dropout=R sets every site's starting rate, dropoutK one site's; a bad
+// rate or a site the model lacks is a diagnostic.
+Test(hyper, dropout_rates_from_set)
+{
+    Compiled k;
+    NnSetting all[1] = {{"dropout", "0.25", false}};
+    compile_dropout(&k, "0.5", "0.2", all, 1);
+    cr_assert(k.ok, "%s", nn_diags_text(&k.c.diags));
+    cr_assert_float_eq(hyper_init(&k, "hyper/dropout1"), 0.25, 1e-12);
+    cr_assert_float_eq(hyper_init(&k, "hyper/dropout2"), 0.25, 1e-12);
+    release(&k);
+    NnSetting one[1] = {{"dropout2", "0", false}};
+    compile_dropout(&k, "0.5", "0.2", one, 1);
+    cr_assert(k.ok, "%s", nn_diags_text(&k.c.diags));
+    cr_assert_float_eq(hyper_init(&k, "hyper/dropout1"), 0.5, 1e-12);
+    cr_assert_float_eq(hyper_init(&k, "hyper/dropout2"), 0, 1e-12);
+    release(&k);
+    // A site written with rate 0 is still a site, to raise later.
+    compile_dropout(&k, "0", "", NULL, 0);
+    cr_assert(k.ok, "%s", nn_diags_text(&k.c.diags));
+    cr_assert_float_eq(hyper_init(&k, "hyper/dropout1"), 0, 1e-12);
+    cr_assert_eq(hyper_init(&k, "hyper/dropout2"), -1);
+    release(&k);
+    struct { const char *key, *value, *msg; } bad[] = {
+        {"dropout", "1", "--set dropout=1: a dropout rate is a number in [0, 1)"},
+        {"dropout1", "-0.1", "--set dropout1=-0.1: a dropout rate is a number in [0, 1)"},
+        {"dropout", "x", "--set dropout=x: a dropout rate is a number in [0, 1)"},
+        {"dropout3", "0.1", "--set dropout3=0.1: model 'm' has no dropout call number 3"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        NnSetting s[1] = {{bad[i].key, bad[i].value, false}};
+        compile_dropout(&k, "0.5", "0.2", s, 1);
+        cr_assert_not(k.ok, "%s=%s", bad[i].key, bad[i].value);
+        cr_assert(strstr(nn_diags_text(&k.c.diags), bad[i].msg), "%s",
+                  nn_diags_text(&k.c.diags));
+        release(&k);
+    }
+    NnSetting s[1] = {{"dropout", "0.1", false}};
+    compile_dropout(&k, "", "", s, 1);
+    cr_assert_not(k.ok);
+    cr_assert(strstr(nn_diags_text(&k.c.diags), "--set dropout=0.1: model 'm' has no dropout"),
+              "%s", nn_diags_text(&k.c.diags));
+    release(&k);
+}

@@ -266,17 +266,18 @@ Test(interp, errors_name_the_culprit)
     nn_graph_free(g);
 }
 
-// dropout(x, step) and rand_normal draw afresh per step, reproducibly.
+// dropout(x, step, rate) and rand_normal draw afresh per step, reproducibly;
+// the rate is read on every run.
 Test(interp, random_ops_follow_the_step)
 {
     NnGraph *g = nn_graph_new();
     NnId x = src(g, NN_OP_INPUT, "x", NN_DT_F32, "N,64");
     NnId step = src(g, NN_OP_INPUT, "step", NN_DT_F32, "");
+    NnId rate = src(g, NN_OP_INPUT, "rate", NN_DT_F32, "");
     NnAttr da = {0};
-    da.value = 0.25;
     da.seed = 77;
-    NnId din[2] = {x, step};
-    NnId d = nn_ir_add(g, NN_OP_DROPOUT, din, 2, &da, L);
+    NnId din[3] = {x, step, rate};
+    NnId d = nn_ir_add(g, NN_OP_DROPOUT, din, 3, &da, L);
     NnAttr ra = {0};
     ra.seed = 5;
     ra.dtype = NN_DT_F64;
@@ -286,15 +287,20 @@ Test(interp, random_ops_follow_the_step)
     nn_graph_add_output(g, "d", d);
     nn_graph_add_output(g, "r", r);
     NnExec *ex = nn_backend_interp.prepare(g, NULL);
-    NnTensor *in[2] = {tensor(NN_DT_F32, 2, (int64_t[]){10, 64}, 1),
-                       nnrt_tensor_new(NN_DT_F32, 0, NULL)};
+    NnTensor *in[3] = {tensor(NN_DT_F32, 2, (int64_t[]){10, 64}, 1),
+                       nnrt_tensor_new(NN_DT_F32, 0, NULL), nnrt_tensor_new(NN_DT_F32, 0, NULL)};
     nnrt_tensor_set(in[1], 0, 3);
     NnTensor *out[2];
-    cr_assert_eq(nn_backend_interp.run(ex, NULL, in, out), NN_OK, "%s", nnrt_errmsg());
-    for (int64_t i = 0; i < 640; i++) {
-        bool keep = nnrt_rand_uniform(77, 3, (uint64_t)i) >= 0.25;
-        double want = keep ? (float)(nnrt_tensor_get(in[0], i) * (1 / 0.75)) : 0;
-        cr_assert_eq(nnrt_tensor_get(out[0], i), want, "dropout elem %lld", (long long)i);
+    for (int k = 0; k < 2; k++) {
+        double p = k == 0 ? 0.25 : 0.5;
+        nnrt_tensor_set(in[2], 0, p);
+        cr_assert_eq(nn_backend_interp.run(ex, NULL, in, out), NN_OK, "%s", nnrt_errmsg());
+        for (int64_t i = 0; i < 640; i++) {
+            bool keep = nnrt_rand_uniform(77, 3, (uint64_t)i) >= p;
+            double want = keep ? (float)(nnrt_tensor_get(in[0], i) * (1 / (1 - p))) : 0;
+            cr_assert_eq(nnrt_tensor_get(out[0], i), want, "rate %g: dropout elem %lld", p,
+                         (long long)i);
+        }
     }
     for (int64_t i = 0; i < 20; i++)
         cr_assert_eq(nnrt_tensor_get(out[1], i), nnrt_rand_normal(5, 3, (uint64_t)i));
@@ -302,8 +308,8 @@ Test(interp, random_ops_follow_the_step)
     nnrt_tensor_set(in[1], 0, 4);
     cr_assert_eq(nn_backend_interp.run(ex, NULL, in, out), NN_OK);
     cr_assert_neq(nnrt_tensor_get(out[1], 0), first);
-    nnrt_tensor_free(in[0]);
-    nnrt_tensor_free(in[1]);
+    for (int k = 0; k < 3; k++)
+        nnrt_tensor_free(in[k]);
     nn_backend_interp.free(ex);
     nn_graph_free(g);
 }

@@ -266,3 +266,59 @@ Test(session, incomplete_input)
     cr_expect_not(nn_session_incomplete("1 # (comment"));
     cr_expect_not(nn_session_incomplete("f(1))"));
 }
+
+// Dropout rates are run-time hyperparameters too: a block typed at the prompt
+// replaces the file's, and training it again with other rates (every call's,
+// or one call's) compiles nothing; rate 0 everywhere makes training
+// deterministic in the dropout masks, so two runs from the same weights agree.
+Test(session, dropout_rates_change_without_compiling)
+{
+    NnSession *s = new_session();
+    cr_assert(nn_session_load_file(s, "examples/xor.nn"), "%s", diags());
+    cr_assert(nn_session_run(s, "model net(x: f32[N, 2]) -> f32[N, 1] {\n"
+                                "    return x |> dense(8) |> tanh |> dropout(0.5) |> dense(8) "
+                                "|> tanh |> dropout(0.2) |> dense(1) |> sigmoid\n}\n"),
+              "%s", diags());
+    int c0 = nn_session_compiles(s);
+    cr_assert(nn_session_run(s, "train net on xor {\n loss = mse(output, y)\n"
+                                " optimizer = sgd(lr = 0.5)\n batch = 4\n epochs = 2\n}\n"),
+              "%s", diags());
+    cr_expect_eq(nn_session_compiles(s), c0 + 1);
+    NnSetting all[] = {{"epochs", "3", false}, {"dropout", "0.3", false}};
+    cr_assert(nn_session_train(s, "net", "xor", all, 2), "%s", diags());
+    NnSetting one[] = {{"epochs", "3", false}, {"dropout2", "0", false}};
+    cr_assert(nn_session_train(s, "net", "xor", one, 2), "%s", diags());
+    cr_expect_eq(nn_session_compiles(s), c0 + 1, "no rate compiled the step again");
+    cr_expect_not(nn_session_train(s, "net", "xor", (NnSetting[]){{"dropout", "1", false}}, 1));
+    cr_expect(strstr(diags(), "dropout = 1: a dropout rate is a number in [0, 1)"), "%s",
+              diags());
+    cr_expect_not(nn_session_train(s, "net", "xor", (NnSetting[]){{"dropout3", "0.1", false}}, 1));
+    cr_expect(strstr(diags(), "model 'net' has no dropout call number 3"), "%s", diags());
+    cr_expect_eq(nn_session_compiles(s), c0 + 1);
+    end_session(s);
+}
+
+// :backend jit runs expressions compiled (one compile each) with the same
+// values as the interpreter.
+Test(session, expressions_on_either_backend)
+{
+    NnSession *s = new_session();
+    cr_assert(nn_session_load_file(s, "examples/xor.nn"), "%s", diags());
+    double interp = eval_at(s, "net(xor.train.x)", 2);
+    int c0 = nn_session_compiles(s);
+    cr_expect_eq(nn_session_compiles(s), c0, "the interpreter compiles nothing");
+    if (!nn_session_backend(s, "jit")) {
+        cr_expect(strstr(diags(), "unknown or unavailable backend 'jit'"), "%s", diags());
+        end_session(s);
+        cr_skip_test("built without LLVM");
+    }
+    double jit = eval_at(s, "net(xor.train.x)", 2);
+    cr_expect_float_eq(jit, interp, 1e-6);
+    cr_expect_eq(nn_session_compiles(s), c0 + 1);
+    cr_expect_not(nn_session_backend(s, "tpu"));
+    cr_expect(nn_session_backend(s, "interp"));
+    double back = eval_at(s, "net(xor.train.x)", 2);
+    cr_expect_eq(back, interp);
+    cr_expect_eq(nn_session_compiles(s), c0 + 1);
+    end_session(s);
+}

@@ -160,14 +160,19 @@ Test(shape, dropout_checks_rate_and_step)
 {
     NnId x = par(g, "x", NN_DT_F32, "N,8");
     NnId step = src(g, NN_OP_STATE, "step", NN_DT_I32, "");
-    NnAttr a = {.value = 0.2, .seed = 1};
-    NnId in[2] = {x, step};
-    EXPECT_TYPE(nn_ir_add(g, NN_OP_DROPOUT, in, 2, &a, L), "f32[N, 8]");
-    a.value = 1.0;
-    EXPECT_ERR(nn_ir_add(g, NN_OP_DROPOUT, in, 2, &a, L), "dropout: rate must be in [0, 1), got 1");
-    a.value = 0.5;
+    NnId rate = src(g, NN_OP_STATE, "hyper/dropout1", NN_DT_F32, "");
+    NnAttr a = {.seed = 1};
+    NnId in[3] = {x, step, rate};
+    EXPECT_TYPE(nn_ir_add(g, NN_OP_DROPOUT, in, 3, &a, L), "f32[N, 8]");
+    in[2] = src(g, NN_OP_STATE, "r", NN_DT_I32, "");
+    EXPECT_ERR(nn_ir_add(g, NN_OP_DROPOUT, in, 3, &a, L),
+               "dropout: the rate must be a float scalar, got i32");
+    in[2] = x;
+    EXPECT_ERR(nn_ir_add(g, NN_OP_DROPOUT, in, 3, &a, L),
+               "dropout: the rate must be a float scalar, got f32[N, 8]");
+    in[2] = rate;
     in[1] = x;
-    EXPECT_ERR(nn_ir_add(g, NN_OP_DROPOUT, in, 2, &a, L),
+    EXPECT_ERR(nn_ir_add(g, NN_OP_DROPOUT, in, 3, &a, L),
                "dropout: the step counter must be a scalar, got f32[N, 8]");
 }
 
