@@ -107,6 +107,10 @@ typedef struct NnDataHook {
     void (*load)(void *ctx, const char *split, const char *kind, const char *path,
                  const char *path2, const NnrtCsvOptions *csv, const NnrtTextOptions *text);
     void (*transform)(void *ctx, const NnAst *st, int k, const NnGraph *g);
+    // IDX image files are read for their headers only (count and sample
+    // shape), and their split turns virtual: nnc build, whose program or
+    // library reads the data itself. load and transform may be NULL.
+    bool headers_only;
 } NnDataHook;
 // Sets the observer of nn_driver_load_data (NULL: none).
 void nn_driver_data_hook(const NnDataHook *h);

@@ -162,7 +162,13 @@ static bool load_source(NnCtx *c, const NnAst *call, NnSplits *s, NnrtDataset *d
         const char *lbl = img ? str_arg(c, call, 1, "the labels file") : NULL;
         if (!lbl)
             return false;
-        st = nnrt_dataset_load_idx(d, img, lbl);
+        bool headers = data_hook && data_hook->headers_only && s->shapes_only && !s->predict_x;
+        st = headers ? nnrt_dataset_load_idx_shape(d, img, lbl)
+                     : nnrt_dataset_load_idx(d, img, lbl);
+        if (st == NN_OK && headers) {
+            virtualize(s, k, 0);
+            virtualize(s, k, 1);
+        }
     } else if (strcmp(fn, "text") == 0) {
         const char *path = str_arg(c, call, 0, "the file name");
         if (!path || !text_options(c, call, &to))
@@ -202,7 +208,7 @@ static bool load_source(NnCtx *c, const NnAst *call, NnSplits *s, NnrtDataset *d
         nn_error(&c->diags, call->loc, "%s", nnrt_errmsg());
         return false;
     }
-    if (data_hook)
+    if (data_hook && data_hook->load)
         data_hook->load(data_hook->ctx, s->names[k], fn, path_of(c, call, 0),
                         !strcmp(fn, "idx") ? path_of(c, call, 1) : NULL, &csvo, &to);
     return true;
@@ -325,7 +331,7 @@ static bool transform(NnCtx *c, const NnProgram *p, const NnBackend *be, NnSplit
         nn_graph_free(g);
         return false;
     }
-    if (data_hook)
+    if (data_hook && data_hook->transform)
         data_hook->transform(data_hook->ctx, st, d ? (int)(d - s->ds) : -1, g);
     if (s->shapes_only && !(d && is_predict(s, (int)(d - s->ds)))) {
         const NnNode *n = nn_node(g, g->outputs[0].id);

@@ -7,8 +7,10 @@
 // batch so one compile serves predictions of any size. The system C compiler
 // (`cc`) compiles that file and `ar` adds it, the kernel objects and every
 // object of libnnrt to one archive: the user links libNAME.a, -lz, -lm and
-// -lpthread and nothing of nnc. The data block is read for shapes only.
+// -lpthread and nothing of nnc. The data block is read for shapes only (IDX
+// images files for their headers).
 #include "driver.h"
+#include "savefile.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -268,9 +270,10 @@ static const char *in_tmp(NnCtx *c, const Lib *L, const char *file)
 
 static void rm_tmp(NnCtx *c, const Lib *L)
 {
-    static const char *const files[] = {"step.o", "eval.o", "model.c", "model.o", "lib.a", "h"};
+    static const char *const files[] = {"step.o", "eval.o", "model.c", "model.o", "lib.a"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         unlink(in_tmp(c, L, files[i]));
+    unlink(nn_arena_printf(c->arena, "%s/%s.h", L->tmp, L->name));
     rmdir(L->tmp);
 }
 
@@ -317,7 +320,7 @@ static bool compile_model(NnCtx *c, const Lib *L, const NnAotTarget *t, NnTrainS
     return true;
 }
 
-// Copies src to dst (replacing it); false with a diagnostic.
+// Copies src to dst; false with a diagnostic.
 static bool copy_file(NnCtx *c, const char *src, const char *dst)
 {
     FILE *in = fopen(src, "rb"), *out = in ? fopen(dst, "wb") : NULL;
@@ -337,6 +340,64 @@ static bool copy_file(NnCtx *c, const char *src, const char *dst)
     return ok;
 }
 
+// Replaces the user's file dst by src through a temporary and a rename
+// (runtime/savefile.h), so a failure keeps the previous file whole.
+static bool install_file(NnCtx *c, const char *src, const char *dst, const char *what)
+{
+    NnrtSaveFile sf;
+    FILE *in = fopen(src, "rb");
+    if (!in || nnrt_savefile_open(&sf, dst) != NN_OK) {
+        nn_error(&c->diags, (NnLoc){0}, "cannot write %s: %s", dst,
+                 in ? nnrt_errmsg() : strerror(errno));
+        if (in)
+            fclose(in);
+        return false;
+    }
+    char buf[65536];
+    size_t n;
+    bool ok = true;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        ok = fwrite(buf, 1, n, sf.f) == n;
+    ok = ok && !ferror(in);
+    fclose(in);
+    if (nnrt_savefile_commit(&sf, ok, what) != NN_OK) {
+        nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
+        return false;
+    }
+    return true;
+}
+
+// The outputs are checked before anything is built: each may be absent or a
+// regular file (not a directory, FIFO or device), the archive must be one
+// (an ar archive: "!<arch>"), and the header one this command wrote before
+// (its first line says so), since -o names the library and the header's
+// name is derived from it: a user's own NAME.h is never replaced.
+static bool check_outputs(NnCtx *c, const Lib *L)
+{
+    const char *paths[2] = {L->lib, L->header};
+    static const char *const marks[2] = {"!<arch>\n", "// %s.h: the C API of model '"};
+    for (int i = 0; i < 2; i++) {
+        if (nnrt_savefile_check(paths[i]) != NN_OK) {
+            nn_error(&c->diags, (NnLoc){0}, "-o %s: %s", i ? L->header : L->lib, nnrt_errmsg());
+            return false;
+        }
+        FILE *f = fopen(paths[i], "rb");
+        if (!f)
+            continue;
+        char want[128], got[128] = "";
+        snprintf(want, sizeof want, marks[i], L->name);
+        size_t n = fread(got, 1, strlen(want), f);
+        fclose(f);
+        if (n != strlen(want) || memcmp(got, want, n) != 0) {
+            nn_error(&c->diags, (NnLoc){0}, "%s exists and is not %s written by nnc build "
+                     "--lib: not replacing it (remove it, or name the library otherwise with "
+                     "-o)", paths[i], i ? "a header" : "an archive");
+            return false;
+        }
+    }
+    return true;
+}
+
 int nn_cmd_build_lib(NnCtx *c, const NnProgram *p, NnOptions *o)
 {
     Lib L = {0};
@@ -346,7 +407,7 @@ int nn_cmd_build_lib(NnCtx *c, const NnProgram *p, NnOptions *o)
                  "weights at run time (NAME_load)");
         return 1;
     }
-    if (!lib_names(c, o->output, &L))
+    if (!lib_names(c, o->output, &L) || !check_outputs(c, &L))
         return 1;
     if (!nn_aot_target_parse(o->target, &target)) {
         nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
@@ -361,7 +422,12 @@ int nn_cmd_build_lib(NnCtx *c, const NnProgram *p, NnOptions *o)
     NnSplits splits = {0};
     int rc = 1;
     bool made_tmp = false;
-    if (!nn_driver_setup(c, p, o, true, &spec, &splits))
+    // The library never reads the data: IDX images files for their headers only.
+    NnDataHook hook = {.headers_only = true};
+    nn_driver_data_hook(&hook);
+    bool set = nn_driver_setup(c, p, o, true, &spec, &splits);
+    nn_driver_data_hook(NULL);
+    if (!set)
         goto done;
     if (spec.nsteps > 0) {
         nn_error(&c->diags, spec.ast->loc, "train block of '%s' has steps: a library holds one "
@@ -403,26 +469,25 @@ int nn_cmd_build_lib(NnCtx *c, const NnProgram *p, NnOptions *o)
     made_tmp = true;
     NnPaths paths;
     nn_driver_paths(c, &paths);
-    FILE *h = fopen(in_tmp(c, &L, "h"), "w");
+    // The header is written in the scratch directory, where model.c includes
+    // it from (so the compiler checks it), and replaces the user's at the end.
+    const char *htmp = nn_arena_printf(c->arena, "%s/%s.h", L.tmp, L.name);
+    FILE *h = fopen(htmp, "w");
     if (!h) {
         nn_error(&c->diags, (NnLoc){0}, "cannot write the header: %s", strerror(errno));
         goto done;
     }
     write_header(h, &L, p, &spec, &f[0], &f[1], out_size, classes, o->file);
-    if (fclose(h) != 0 || !copy_file(c, in_tmp(c, &L, "h"), L.header)) {
-        nn_error(&c->diags, (NnLoc){0}, "cannot write %s: %s", L.header, strerror(errno));
+    if (fclose(h) != 0) {
+        nn_error(&c->diags, (NnLoc){0}, "cannot write %s: %s", htmp, strerror(errno));
         goto done;
     }
     if (!compile_model(c, &L, &target, &spec, f, eval_output, out_size, classes, names))
         goto done;
-    // The header is included from its final place, so model.c checks it.
-    const char *hdir = strrchr(L.header, '/')
-                           ? nn_arena_printf(c->arena, "-I%.*s", (int)(strrchr(L.header, '/') -
-                                                                       L.header), L.header)
-                           : "-I.";
     char *cc[] = {"cc", "-c", "-O1", "-fPIC", (char *)nn_arena_printf(c->arena, "-I%s",
-                  paths.includedir), (char *)hdir, (char *)in_tmp(c, &L, "model.c"), "-o",
-                  (char *)in_tmp(c, &L, "model.o"), NULL};
+                  paths.includedir), (char *)nn_arena_printf(c->arena, "-I%s", L.tmp),
+                  (char *)in_tmp(c, &L, "model.c"), "-o", (char *)in_tmp(c, &L, "model.o"),
+                  NULL};
     if (!run_tool(c, cc, "compiling the model's tables"))
         goto done;
     // One archive: libnnrt's objects plus the model's.
@@ -430,7 +495,8 @@ int nn_cmd_build_lib(NnCtx *c, const NnProgram *p, NnOptions *o)
     char *ar[] = {"ar", "qs", (char *)in_tmp(c, &L, "lib.a"), (char *)in_tmp(c, &L, "step.o"),
                   (char *)in_tmp(c, &L, "eval.o"), (char *)in_tmp(c, &L, "model.o"), NULL};
     if (!copy_file(c, rt, in_tmp(c, &L, "lib.a")) || !run_tool(c, ar, "archiving the library") ||
-        !copy_file(c, in_tmp(c, &L, "lib.a"), L.lib))
+        !install_file(c, in_tmp(c, &L, "lib.a"), L.lib, "library") ||
+        !install_file(c, htmp, L.header, "header"))
         goto done;
     if (!o->quiet)
         printf("wrote %s and %s (model '%s', batch %lld, input %lld values, output %lld)\n",

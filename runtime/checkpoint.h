@@ -39,6 +39,11 @@ NnStatus nnrt_safetensors_load(const char *path, NnVars *out, NnrtMeta *meta);
 // program); name stands for the file in messages.
 NnStatus nnrt_safetensors_load_mem(const char *name, const void *buf, size_t len, NnVars *out,
                                    NnrtMeta *meta);
+// The same as views into buf, which must outlive them: a tensor whose data
+// is aligned to its element size points there (its header alone is freed),
+// others are copied; no value is checked for NaN or Inf. For bytes checked
+// before (nnc build loads what it embeds), used where nothing writes them.
+NnStatus nnrt_safetensors_view_mem(const char *name, const void *buf, size_t len, NnVars *out);
 // Checks that every tensor of expected is in loaded with the same dtype and
 // shape; extra tensors in loaded (e.g. optimizer state) are allowed. The first
 // mismatch gives NN_ERR_SHAPE and a message such as

@@ -43,6 +43,9 @@ typedef struct NnrtIdxInfo {
 } NnrtIdxInfo;
 // nnrt_idx_load that also fills *info (may be NULL).
 NnStatus nnrt_idx_load_info(const char *path, NnTensor **out, NnrtIdxInfo *info);
+// The header alone: *out has the shape and dtype nnrt_idx_load gives and no
+// storage (data NULL), for sizes and counts without reading the elements.
+NnStatus nnrt_idx_load_header(const char *path, NnTensor **out);
 
 // How a CSV file is read. Zero-initialized means: auto-detect a header, ','
 // separated, label = last column.
@@ -84,6 +87,10 @@ NnStatus nnrt_dataset_set(NnrtDataset *ds, NnTensor *x, NnTensor *y, const char 
 // Images + labels from two IDX files; checks that their counts agree. Gray
 // images [N, H, W] get a channel axis: [N, 1, H, W] (NCHW).
 NnStatus nnrt_dataset_load_idx(NnrtDataset *ds, const char *images, const char *labels);
+// nnrt_dataset_load_idx reading only the images file's header: x has the
+// shape and no storage (data NULL), for counts and shapes (nnc build); the
+// labels are read whole.
+NnStatus nnrt_dataset_load_idx_shape(NnrtDataset *ds, const char *images, const char *labels);
 // A CSV file: features -> f32 [rows, cols-1], label column -> i32 classes when
 // every value is an integer, class names (sorted, kept in class_names) when any
 // value is not a number, else f32 [rows, 1] regression targets.

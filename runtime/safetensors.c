@@ -735,17 +735,23 @@ static NnStatus check_meta(const char *path, const NnrtMeta *meta)
     return NN_OK;
 }
 
+// view: tensors whose data is aligned to their element size point into
+// data (unowned) and are not checked for NaN or Inf.
 static NnStatus make_tensors(const char *path, const Entries *es, const unsigned char *data,
-                             uint64_t data_start, NnVars *out)
+                             uint64_t data_start, bool view, NnVars *out)
 {
     for (int i = 0; i < es->n; i++) {
         const Entry *e = &es->e[i];
-        NnTensor *t = nnrt_tensor_new(e->dtype, e->rank, e->shape);
+        const unsigned char *at = data + e->begin;
+        bool in_place = view && (uintptr_t)at % nnrt_dtype_size(e->dtype) == 0;
+        NnTensor *t = in_place ? nnrt_tensor_view(e->dtype, e->rank, e->shape, (void *)at)
+                               : nnrt_tensor_new(e->dtype, e->rank, e->shape);
         if (!t)
             return nnrt_fail(NN_ERR_NOMEM, "%s: tensor '%s': %s", path, e->name, nnrt_errmsg());
-        memcpy(t->data, data + e->begin, (size_t)(e->end - e->begin));
+        if (!in_place)
+            memcpy(t->data, at, (size_t)(e->end - e->begin));
         // A NaN or Inf weight would only show up later as a "loss nan".
-        for (int64_t k = 0; t->dtype != NN_DT_I32 && k < t->numel; k++) {
+        for (int64_t k = 0; !view && t->dtype != NN_DT_I32 && k < t->numel; k++) {
             double v = nnrt_tensor_get(t, k);
             if (!isfinite(v)) {
                 nnrt_tensor_free(t);
@@ -767,8 +773,8 @@ static NnStatus make_tensors(const char *path, const Entries *es, const unsigned
 }
 
 // Parses a whole checkpoint held in buf (len bytes); path names it in messages.
-static NnStatus parse_buffer(const char *path, const unsigned char *buf, size_t len, NnVars *out,
-                             NnrtMeta *meta)
+static NnStatus parse_buffer(const char *path, const unsigned char *buf, size_t len, bool view,
+                             NnVars *out, NnrtMeta *meta)
 {
     NnStatus st = NN_OK;
     uint64_t hlen = 0;
@@ -793,7 +799,7 @@ static NnStatus parse_buffer(const char *path, const unsigned char *buf, size_t 
     if (st == NN_OK && meta)
         st = check_meta(path, meta);
     if (st == NN_OK)
-        st = make_tensors(path, &es, buf + 8 + hlen, 8 + hlen, out);
+        st = make_tensors(path, &es, buf + 8 + hlen, 8 + hlen, view, out);
     entries_free(&es);
     if (st != NN_OK) {
         nnrt_vars_fini(out);
@@ -813,7 +819,7 @@ NnStatus nnrt_safetensors_load(const char *path, NnVars *out, NnrtMeta *meta)
     NnStatus st = nnrt_file_read_all(path, "checkpoint", MAX_FILE, (char **)&buf, &len);
     if (st != NN_OK)
         return st;
-    st = parse_buffer(path, buf, len, out, meta);
+    st = parse_buffer(path, buf, len, false, out, meta);
     free(buf);
     return st;
 }
@@ -824,7 +830,13 @@ NnStatus nnrt_safetensors_load_mem(const char *name, const void *buf, size_t len
     nnrt_vars_init(out);
     if (meta)
         nnrt_meta_init(meta);
-    return parse_buffer(name, buf, len, out, meta);
+    return parse_buffer(name, buf, len, false, out, meta);
+}
+
+NnStatus nnrt_safetensors_view_mem(const char *name, const void *buf, size_t len, NnVars *out)
+{
+    nnrt_vars_init(out);
+    return parse_buffer(name, buf, len, true, out, NULL);
 }
 
 // ---- comparing against a model ---------------------------------------------

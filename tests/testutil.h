@@ -1,9 +1,12 @@
 // Helpers shared by tests: running the nnc binary and capturing its output,
-// reading files, writing temp scripts. Header-only (static) so each test
-// executable stays self-contained.
+// reading files, writing temp scripts, and (for Criterion tests) a scratch
+// directory per test and commands asserted to exit with a given status.
+// Header-only (static inline) so each test executable stays self-contained.
 #ifndef NN_TESTUTIL_H
 #define NN_TESTUTIL_H
 
+#include <criterion/criterion.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +54,6 @@ static inline int tu_run(const char *cmd, char **out)
 
 // Runs nnc with printf-style arguments appended.
 static inline int tu_nnc_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#include <stdarg.h>
 static inline int tu_nnc_run(char **out, const char *fmt, ...)
 {
     char args[4096], cmd[4608];
@@ -116,6 +118,119 @@ static inline double tu_jsonl_last(const char *text, const char *split, const ch
         line = end ? end + 1 : NULL;
     }
     return v;
+}
+
+// ---- for Criterion tests: a scratch directory, commands that must exit
+// with a given status, whole files ----
+
+// Flags for the C compiler building a program that links libnnrt: an
+// instrumented libnnrt needs the sanitizers' runtimes.
+#if defined(__SANITIZE_ADDRESS__)
+#define TU_SAN_FLAGS "-fsanitize=address,undefined"
+#else
+#define TU_SAN_FLAGS ""
+#endif
+
+// The test's scratch directory (tu_scratch_make), as a path.
+static inline char *tu_dir(void)
+{
+    static char d[256];
+    return d;
+}
+
+// Makes a fresh /tmp/nnc_TAG_PID_XXXXXX as tu_dir() (a suite's .init) and
+// returns it.
+static inline const char *tu_scratch_make(const char *tag)
+{
+    snprintf(tu_dir(), 256, "/tmp/nnc_%s_%d_XXXXXX", tag, (int)getpid());
+    cr_assert(mkdtemp(tu_dir()), "cannot make a scratch directory %s", tu_dir());
+    return tu_dir();
+}
+
+// Removes tu_dir() and everything in it (a suite's .fini).
+static inline void tu_scratch_remove(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tu_dir());
+    if (tu_dir()[0] && system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tu_dir());
+}
+
+// tu_dir()/name, in one of 8 static buffers used in turn.
+static inline const char *tu_in_dir(const char *name)
+{
+    static char buf[8][512];
+    static int k;
+    char *p = buf[k++ % 8];
+    snprintf(p, 512, "%s/%s", tu_dir(), name);
+    return p;
+}
+
+// Writes text to tu_dir()/name (asserting it can).
+static inline void tu_write_in_dir(const char *name, const char *text)
+{
+    const char *path = tu_in_dir(name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "cannot write %s", path);
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0, "cannot write %s", path);
+}
+
+// Runs a shell command (stderr merged), asserts its exit status is `want`
+// and returns its output (the caller frees it).
+static inline char *tu_sh_rc(int want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static inline char *tu_sh_rc(int want, const char *fmt, ...)
+{
+    va_list ap, again;
+    va_start(ap, fmt);
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *cmd = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    cr_assert(cmd);
+    vsnprintf(cmd, (size_t)n + 1, fmt, again);
+    va_end(again);
+    char *out = NULL;
+    int rc = tu_run(cmd, &out);
+    cr_assert_eq(rc, want, "%s: exit %d, expected %d; output:\n%s", cmd, rc, want, out);
+    free(cmd);
+    return out;
+}
+
+// Runs nnc with the arguments, the same way.
+static inline char *tu_nnc_rc(int want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static inline char *tu_nnc_rc(int want, const char *fmt, ...)
+{
+    char args[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    char *out = NULL;
+    int rc = tu_nnc_run(&out, "%s", args);
+    cr_assert_eq(rc, want, "nnc %s: exit %d, expected %d; output:\n%s", args, rc, want, out);
+    return out;
+}
+
+// The whole file (asserting it opens), NUL-terminated; *len (may be NULL)
+// gets its length, since a file may hold zero bytes.
+static inline char *tu_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot open %s", path);
+    char *buf = NULL;
+    size_t cap = 0;
+    FILE *m = open_memstream(&buf, &cap);
+    cr_assert(m);
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, n, m);
+    fclose(f);
+    fclose(m);
+    if (len)
+        *len = cap;
+    return buf;
 }
 
 #endif

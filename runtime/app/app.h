@@ -55,13 +55,22 @@ typedef struct NnrtAppVar {
     int dtype, rank;
     int64_t dims[NN_MAX_RANK];
     bool model; // weights or layer state (saved in snapshots), not optimizer state
+    bool hyper; // a run-time hyperparameter ("hyper/lr"): in no checkpoint
+    int total_steps; // > 0: a schedule's total_steps, set to epochs x batches per epoch x this
 } NnrtAppVar;
 
 // A step compiled for one batch size (rows of its inputs).
 typedef struct NnrtAppStep {
     int64_t rows;
     const NnrtStep *step;
+    int part; // which step of a block of steps (0 for a plain train block)
 } NnrtAppStep;
+
+// One step of a block of steps (a GAN's `step disc { ... }`).
+typedef struct NnrtAppPart {
+    const char *name;
+    int repeat; // runs per batch, >= 1
+} NnrtAppPart;
 
 typedef struct NnrtApp {
     const char *program; // the model's name
@@ -86,11 +95,15 @@ typedef struct NnrtApp {
     int x_dtype, x_rank;
     int64_t x_dims[NN_MAX_RANK];
     int ntrain, neval, nxform;
-    const NnrtAppStep *train; // training steps by batch size
+    const NnrtAppStep *train; // training steps by batch size (and part)
     const NnrtAppStep *eval;  // evaluation (outputs "loss", "output"); inputs x, label
     const NnrtAppStep *xform; // the x transforms of one raw sample, for predict; may be 0
     int x_raw_rank;           // rank of one raw sample of the first split's x (predict input)
     int64_t x_raw_dims[NN_MAX_RANK];
+    // A block of steps (nparts > 0): its steps run in order on every batch,
+    // and there is no evaluation (neval 0).
+    int nparts;
+    const NnrtAppPart *parts;
     const unsigned char *weights; // embedded safetensors (nnc build --weights), or NULL
     const unsigned char *weights_end;
 } NnrtApp;

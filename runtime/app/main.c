@@ -2,7 +2,9 @@
 // and `PROG predict`, on libnnrt alone. It replays the data block from the
 // generated tables (app.h), initializes the variables as `nnc train` does and
 // hands the runtime's training loop callbacks that run the compiled step
-// descriptors, so its results equal those of `nnc train` / `nnc eval`.
+// descriptors (every step of a block of steps in turn, for a GAN), so its
+// results equal those of `nnc train` / `nnc eval`. eval and predict on
+// embedded weights use them in place, read-only.
 // Exit status: 0 success, 1 a diagnostic (bad data, weights, input), 2 bad usage.
 #include <errno.h>
 #include <math.h>
@@ -57,14 +59,26 @@ typedef struct Runner {
     NnTensor *xrow, *yrow;     // one-row views for evaluating row by row
     NnTensor *zero_y;          // labels of zeros for predict (no labels)
     double lr;                 // the learning rate of the last training step
+    bool in_place;             // variables point into the embedded weights (read-only)
+    // A block of steps: where each step's values go in stats (-1: not shown).
+    int stat[NNRT_MAX_STATS];
+    int nstats;
+    const char *stat_names[NNRT_MAX_STATS];
+    char stat_buf[NNRT_MAX_STATS][80];
+    double stats[NNRT_MAX_STATS];
 } Runner;
+
+static int find_part(const NnrtAppStep *list, int n, int64_t rows, int part)
+{
+    for (int i = 0; i < n; i++)
+        if (list[i].rows == rows && list[i].part == part)
+            return i;
+    return -1;
+}
 
 static int find_step(const NnrtAppStep *list, int n, int64_t rows)
 {
-    for (int i = 0; i < n; i++)
-        if (list[i].rows == rows)
-            return i;
-    return -1;
+    return find_part(list, n, rows, 0);
 }
 
 static NnStatus open_run(NnrtStepRun *runs, const NnrtAppStep *list, int i)
@@ -92,6 +106,82 @@ static NnStatus cb_step(void *ctx, const NnTensor *x, const NnTensor *y, int64_t
         if (!strcmp(R->a->train[i].step->outputs[k].name, "lr"))
             R->lr = nnrt_tensor_get(out[k], 0);
     return st;
+}
+
+// A block of steps, as nnc train runs it: every step on the batch in
+// declared order, each `repeat` times. Stats: each step's mean loss over its
+// repeats ("disc.loss") and, where the step reports them, the mean model
+// output on real and generated data ("disc.real", "disc.fake"); *loss is the
+// sum of the steps' losses.
+static NnStatus cb_steps(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n, double *loss)
+{
+    Runner *R = ctx;
+    const NnrtApp *a = R->a;
+    NnTensor *in[2] = {(NnTensor *)x, (NnTensor *)y}, *out[8];
+    double total = 0;
+    for (int p = 0; p < a->nparts; p++) {
+        int i = find_part(a->train, a->ntrain, n, p);
+        if (i < 0)
+            return nnrt_fail(NN_ERR_SHAPE, "this program trains on batches of %lld rows and the "
+                             "last partial batch of the data it was built with; got a batch of "
+                             "%lld rows (rebuild it for this data or batch size)",
+                             (long long)a->batch, (long long)n);
+        const NnrtStep *d = a->train[i].step;
+        int real = -1, fake = -1;
+        for (int k = 1; k < d->noutputs && k < 8; k++) {
+            real = !strcmp(d->outputs[k].name, "real") ? k : real;
+            fake = !strcmp(d->outputs[k].name, "fake") ? k : fake;
+        }
+        double sum = 0, rs = 0, fs = 0;
+        NnStatus st = open_run(R->train, a->train, i);
+        for (int r = 0; st == NN_OK && r < a->parts[p].repeat; r++) {
+            if ((st = nnrt_step_run(&R->train[i], NULL, &R->vars, in, out)) != NN_OK)
+                break;
+            sum += nnrt_tensor_get(out[0], 0);
+            for (int k = 1; p == 0 && k < d->noutputs; k++)
+                if (!strcmp(d->outputs[k].name, "lr"))
+                    R->lr = nnrt_tensor_get(out[k], 0);
+            rs += real > 0 && fake > 0 ? nnrt_tensor_get(out[real], 0) : 0;
+            fs += real > 0 && fake > 0 ? nnrt_tensor_get(out[fake], 0) : 0;
+        }
+        if (st != NN_OK)
+            return st;
+        int rep = a->parts[p].repeat;
+        total += sum / rep;
+        if (R->stat[p] >= 0)
+            R->stats[R->stat[p]] = sum / rep;
+        if (R->stat[p] >= 0 && real > 0 && fake > 0) {
+            R->stats[R->stat[p] + 1] = rs / rep;
+            R->stats[R->stat[p] + 2] = fs / rep;
+        }
+    }
+    *loss = total;
+    return NN_OK;
+}
+
+// The values a block of steps reports per batch, named as nnc train names
+// them: a step's values are all shown or none.
+static void name_stats(Runner *R)
+{
+    static const char *const kinds[] = {"loss", "real", "fake"};
+    const NnrtApp *a = R->a;
+    for (int p = 0; p < a->nparts && p < NNRT_MAX_STATS; p++) {
+        int i = find_part(a->train, a->ntrain, a->train[0].rows, p), want = 1;
+        const NnrtStep *d = i >= 0 ? a->train[i].step : NULL;
+        bool real = false, fake = false;
+        for (int k = 1; d && k < d->noutputs && k < 8; k++) {
+            real = real || !strcmp(d->outputs[k].name, "real");
+            fake = fake || !strcmp(d->outputs[k].name, "fake");
+        }
+        want = real && fake ? 3 : 1;
+        R->stat[p] = R->nstats + want <= NNRT_MAX_STATS ? R->nstats : -1;
+        for (int k = 0; R->stat[p] >= 0 && k < want; k++) {
+            snprintf(R->stat_buf[R->nstats], sizeof R->stat_buf[0], "%s.%s", a->parts[p].name,
+                     kinds[k]);
+            R->stat_names[R->nstats] = R->stat_buf[R->nstats];
+            R->nstats++;
+        }
+    }
 }
 
 static bool has_lr(const NnrtApp *a)
@@ -144,7 +234,8 @@ static NnStatus copy_vars(const Runner *R, NnVars *dst, bool model_only)
     for (int i = 0; i < R->a->nvars; i++) {
         const NnrtAppVar *v = &R->a->vars[i];
         NnTensor *src = nnrt_vars_get(&R->vars, v->name);
-        if ((model_only && !v->model) || !src)
+        // Run-time hyperparameters belong to the run: no checkpoint holds them.
+        if ((model_only && !v->model) || v->hyper || !src)
             continue;
         NnTensor *t = nnrt_tensor_clone(src);
         if (!t || nnrt_vars_put(dst, v->name, t) != NN_OK)
@@ -168,7 +259,8 @@ static NnStatus cb_restore(void *ctx, const NnVars *in)
 }
 
 // Every variable as `nnc train` initializes it, or (model_only) the weights
-// and layer state, zero, to be loaded.
+// and layer state, zero, to be loaded (R->in_place: headers only, with no
+// storage, to point into the embedded weights).
 static NnStatus init_vars(Runner *R, bool model_only)
 {
     nnrt_vars_init(&R->vars);
@@ -176,7 +268,8 @@ static NnStatus init_vars(Runner *R, bool model_only)
         const NnrtAppVar *v = &R->a->vars[i];
         if (model_only && !v->model)
             continue;
-        NnTensor *t = nnrt_tensor_new((NnDType)v->dtype, v->rank, v->dims);
+        NnTensor *t = R->in_place ? nnrt_tensor_view((NnDType)v->dtype, v->rank, v->dims, NULL)
+                                  : nnrt_tensor_new((NnDType)v->dtype, v->rank, v->dims);
         if (!t)
             return NN_ERR_NOMEM;
         // Loaded weights replace the initial values (eval, predict).
@@ -200,21 +293,65 @@ static NnStatus load_weights(Runner *R, const char *path)
     const NnrtApp *a = R->a;
     NnStatus st;
     const char *name = path ? path : "the embedded weights";
+    if (!path && R->in_place) {
+        st = nnrt_safetensors_view_mem(name, a->weights, (size_t)(a->weights_end - a->weights),
+                                       &loaded);
+        if (st == NN_OK)
+            st = nnrt_checkpoint_check(name, &loaded, &R->vars);
+        // The headers take the loaded tensors' data, and their ownership.
+        for (int i = 0; st == NN_OK && i < R->vars.count; i++) {
+            NnTensor *t = R->vars.tensors[i], *src = nnrt_vars_get(&loaded, R->vars.names[i]);
+            t->data = src->data;
+            t->owned = src->owned;
+            src->owned = false;
+        }
+        nnrt_vars_fini(&loaded);
+        return st;
+    }
     if (path)
         st = nnrt_safetensors_load(path, &loaded, NULL);
     else
         st = nnrt_safetensors_load_mem(name, a->weights, (size_t)(a->weights_end - a->weights),
                                        &loaded, NULL);
+    // No checkpoint holds run-time hyperparameters: they keep their values.
+    for (int i = 0; st == NN_OK && i < a->nvars; i++) {
+        NnTensor *t = a->vars[i].hyper ? nnrt_vars_get(&R->vars, a->vars[i].name) : NULL;
+        NnTensor *keep = t && !nnrt_vars_get(&loaded, a->vars[i].name) ? nnrt_tensor_clone(t)
+                                                                       : NULL;
+        if (keep && (st = nnrt_vars_put(&loaded, a->vars[i].name, keep)) != NN_OK)
+            nnrt_tensor_free(keep);
+    }
     if (st == NN_OK)
         st = nnrt_checkpoint_assign(name, &R->vars, &loaded);
     nnrt_vars_fini(&loaded);
     return st;
 }
 
-static NnStatus runner_init(Runner *R, const NnrtApp *a, bool model_only)
+// A schedule's total_steps: the run's epochs times its batches per epoch
+// (times the step's repeats), as nnc train sets it before training.
+static void set_total_steps(Runner *R, const NnrtDataset *train)
+{
+    const NnrtApp *a = R->a;
+    int64_t b = train->count < a->batch ? train->count : a->batch;
+    int64_t batches = b > 0 ? nnrt_batch_count(train->count, b) : 0;
+    for (int i = 0; i < a->nvars; i++) {
+        NnTensor *t = a->vars[i].total_steps > 0 ? nnrt_vars_get(&R->vars, a->vars[i].name)
+                                                 : NULL;
+        if (t)
+            nnrt_tensor_set(t, 0, (double)(a->epochs * batches * a->vars[i].total_steps));
+    }
+}
+
+// in_place (eval and predict on the embedded weights): the variables are the
+// embedded bytes where they lie, not a copy; nnc build checked them, and no
+// evaluation step writes a variable (checked here).
+static NnStatus runner_init(Runner *R, const NnrtApp *a, bool model_only, bool in_place)
 {
     memset(R, 0, sizeof *R);
     R->a = a;
+    R->in_place = in_place && model_only && a->weights;
+    for (int i = 0; i < a->neval; i++)
+        R->in_place = R->in_place && a->eval[i].step->nupdates == 0;
     R->train = calloc((size_t)a->ntrain + 1, sizeof *R->train);
     R->eval = calloc((size_t)a->neval + 1, sizeof *R->eval);
     if (!R->train || !R->eval)
@@ -338,11 +475,16 @@ static int cmd_train(const NnrtApp *a, const Args *g, bool eval_only)
     Runner R;
     Splits s = {0};
     int rc = 1;
+    if (eval_only && a->nparts) {
+        rc = fail("model '%s' is trained by a block of steps and has no evaluation%s; `nnc "
+                  "sample` shows what a generator makes", a->program, "");
+        goto out;
+    }
     if (eval_only && !g->weights && !a->weights) {
         rc = usage("'eval' needs --weights FILE (this program has no embedded weights)%s", "");
         goto out;
     }
-    if (runner_init(&R, a, eval_only) != NN_OK) {
+    if (runner_init(&R, a, eval_only, !g->weights) != NN_OK) {
         fail_rt(NULL);
         goto done;
     }
@@ -377,6 +519,17 @@ static int cmd_train(const NnrtApp *a, const Args *g, bool eval_only)
                              .snapshot = cb_snapshot, .restore = cb_restore,
                              .checkpoint_vars = cb_checkpoint_vars,
                              .lr = has_lr(a) ? &R.lr : NULL};
+    if (a->nparts) {
+        // A block of steps has nothing to evaluate: its losses are the report.
+        name_stats(&R);
+        cb.step = cb_steps;
+        cb.predict = NULL;
+        cb.nstats = R.nstats;
+        cb.stat_names = R.stat_names;
+        cb.stats = R.stats;
+        val = test = NULL;
+    }
+    set_total_steps(&R, train);
     NnrtTrainOptions to;
     fill_options(a, g, train, val, test, &to);
     if (eval_only) {
@@ -394,7 +547,8 @@ static int cmd_train(const NnrtApp *a, const Args *g, bool eval_only)
     }
     if (a->epochs == 0) {
         if ((g->resume && load_weights(&R, g->resume) != NN_OK) ||
-            evaluate(&cb, test ? test : train, test ? "test" : "train", &to, false) != NN_OK) {
+            (!a->nparts &&
+             evaluate(&cb, test ? test : train, test ? "test" : "train", &to, false) != NN_OK)) {
             fail_rt(NULL);
             goto done;
         }
@@ -406,7 +560,7 @@ static int cmd_train(const NnrtApp *a, const Args *g, bool eval_only)
         fail_rt("training failed");
         goto done;
     }
-    if (!test && evaluate(&cb, train, "train", &to, false) != NN_OK) {
+    if (!a->nparts && !test && evaluate(&cb, train, "train", &to, false) != NN_OK) {
         fail_rt(NULL);
         goto done;
     }
@@ -432,6 +586,9 @@ static const NnrtDataOp *class_names(const NnrtApp *a)
 
 static int cmd_predict(const NnrtApp *a, const Args *g)
 {
+    if (a->nparts)
+        return fail("model '%s' is trained by a block of steps and has no outputs to predict%s; "
+                    "`nnc sample` shows what a generator makes", a->program, "");
     if (!g->input)
         return usage("'predict' needs an INPUT file (idx or csv samples, or - for raw f32 on "
                      "standard input)%s", "");
@@ -444,7 +601,7 @@ static int cmd_predict(const NnrtApp *a, const Args *g)
     int rc = 1;
     NnTensor *x = NULL, *out = NULL;
     FILE *f = NULL;
-    if (runner_init(&R, a, true) != NN_OK || load_weights(&R, g->weights) != NN_OK) {
+    if (runner_init(&R, a, true, !g->weights) != NN_OK || load_weights(&R, g->weights) != NN_OK) {
         fail_rt(NULL);
         goto done;
     }

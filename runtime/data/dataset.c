@@ -82,11 +82,11 @@ NnStatus nnrt_dataset_set_label_origin(NnrtDataset *ds, const char *file, int64_
     return set_origin(ds, file, at, line);
 }
 
-NnStatus nnrt_dataset_load_idx(NnrtDataset *ds, const char *images, const char *labels)
+static NnStatus load_idx(NnrtDataset *ds, const char *images, const char *labels, bool shape)
 {
     NnTensor *x = NULL, *y = NULL;
     NnrtIdxInfo li = {0};
-    NnStatus st = nnrt_idx_load(images, &x);
+    NnStatus st = shape ? nnrt_idx_load_header(images, &x) : nnrt_idx_load(images, &x);
     if (st != NN_OK)
         return st;
     if (x->dtype != NN_DT_F32 || x->rank < 2) {
@@ -143,6 +143,16 @@ NnStatus nnrt_dataset_load_idx(NnrtDataset *ds, const char *images, const char *
         return nnrt_fail(NN_ERR_NOMEM, "out of memory");
     }
     return NN_OK;
+}
+
+NnStatus nnrt_dataset_load_idx(NnrtDataset *ds, const char *images, const char *labels)
+{
+    return load_idx(ds, images, labels, false);
+}
+
+NnStatus nnrt_dataset_load_idx_shape(NnrtDataset *ds, const char *images, const char *labels)
+{
+    return load_idx(ds, images, labels, true);
 }
 
 NnStatus nnrt_dataset_check_labels(const NnrtDataset *ds, int classes)

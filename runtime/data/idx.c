@@ -199,6 +199,32 @@ static NnStatus read_data(Reader *r, int type, NnTensor *t)
 
 NnStatus nnrt_idx_load(const char *path, NnTensor **out) { return nnrt_idx_load_info(path, out, NULL); }
 
+NnStatus nnrt_idx_load_header(const char *path, NnTensor **out)
+{
+    *out = NULL;
+    int fd;
+    int64_t size;
+    NnStatus st = nnrt_file_open(path, NULL, &fd, &size);
+    if (st != NN_OK)
+        return st;
+    Reader r = {.path = path, .f = gzdopen(fd, "rb")};
+    if (!r.f) {
+        close(fd);
+        return nnrt_fail(NN_ERR_NOMEM, "%s: cannot open: out of memory", path);
+    }
+    int type = 0, rank = 0;
+    int64_t shape[NN_MAX_RANK], numel = 0;
+    st = read_header(&r, &type, &rank, shape, &numel);
+    gzclose(r.f);
+    if (st != NN_OK)
+        return st;
+    bool is_int = type != 0x0D && type != 0x0E;
+    *out = nnrt_tensor_view(rank == 1 && is_int ? NN_DT_I32 : NN_DT_F32, rank, shape, NULL);
+    if (!*out)
+        return nnrt_fail(NN_ERR_FORMAT, "%s: IDX dimensions at byte 4: %s", path, nnrt_errmsg());
+    return NN_OK;
+}
+
 NnStatus nnrt_idx_load_info(const char *path, NnTensor **out, NnrtIdxInfo *info)
 {
     *out = NULL;

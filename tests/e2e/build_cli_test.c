@@ -18,7 +18,7 @@
 
 #include "testutil.h"
 
-static char dir[256];
+static const char *dir; // the scratch directory (tu_dir())
 
 static const char script[] =
     "import std\n"
@@ -59,16 +59,6 @@ static const char wide[] =
     "    save      = \"wide.safetensors\"\n"
     "}\n";
 
-static void write_file(const char *name, const char *text)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    cr_assert(f, "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
-}
-
 // n rows of 4 features and a label that depends on them (row i of a fixed sequence).
 static void write_csv(const char *name, int n, int start)
 {
@@ -86,21 +76,14 @@ static void write_csv(const char *name, int n, int start)
 
 static void setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/nnc_build_%d_XXXXXX", (int)getpid());
-    cr_assert(mkdtemp(dir));
-    write_file("net.nn", script);
-    write_file("wide.nn", wide);
+    dir = tu_scratch_make("build");
+    tu_write_in_dir("net.nn", script);
+    tu_write_in_dir("wide.nn", wide);
     write_csv("train.csv", 30, 0);
     write_csv("test.csv", 11, 100);
 }
 
-static void teardown(void)
-{
-    char *cmd = NULL;
-    if (asprintf(&cmd, "rm -rf '%s'", dir) > 0 && system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-    free(cmd);
-}
+static void teardown(void) { tu_scratch_remove(); }
 
 TestSuite(build_cli, .init = setup, .fini = teardown, .timeout = 600);
 
@@ -108,16 +91,12 @@ TestSuite(build_cli, .init = setup, .fini = teardown, .timeout = 600);
 static char *sh(int want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static char *sh(int want, const char *fmt, ...)
 {
-    char args[4096], cmd[4608];
+    char args[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && %s", dir, args);
-    char *out = NULL;
-    int rc = tu_run(cmd, &out);
-    cr_assert_eq(rc, want, "%s: exit %d, expected %d:\n%s", args, rc, want, out);
-    return out;
+    return tu_sh_rc(want, "cd '%s' && %s", dir, args);
 }
 
 // stdout only (progress and diagnostics go to stderr).
@@ -145,23 +124,7 @@ static char *sh_stdout(const char *fmt, ...)
     return buf;
 }
 
-static char *slurp(const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    char *buf = NULL;
-    size_t cap = 0;
-    FILE *m = open_memstream(&buf, &cap);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, n, m);
-    fclose(f);
-    fclose(m);
-    return buf;
-}
+static char *slurp(const char *name) { return tu_slurp(tu_in_dir(name), NULL); }
 
 static void build(const char *args) { free(sh(0, "%s build %s", tu_nnc(), args)); }
 
@@ -188,6 +151,14 @@ Test(build_cli, xor_regression_equals_the_jit)
     free(out);
     char *jit = sh_stdout("%s train xor.nn --set epochs=40", tu_nnc());
     char *aot = sh_stdout("./xor train --set epochs=40");
+    cr_assert_str_eq(aot, jit);
+    cr_assert(strstr(aot, "mse"), "%s", aot);
+    free(jit), free(aot);
+    // Checkpoints hold no run-time hyperparameters (hyper/lr), in either
+    // program: each resumes from the other's, the same way.
+    free(sh(0, "%s train xor.nn -q --set save=n.st && ./xor train -q --set save=a.st", tu_nnc()));
+    jit = sh_stdout("%s train xor.nn --set epochs=0 --resume a.st", tu_nnc());
+    aot = sh_stdout("./xor train --set epochs=0 --resume n.st");
     cr_assert_str_eq(aot, jit);
     cr_assert(strstr(aot, "mse"), "%s", aot);
     free(jit), free(aot);
@@ -267,7 +238,15 @@ Test(build_cli, predict_any_batch_size_and_embedded_weights)
     free(sh(0, "./netw predict test.csv -o emb.csv"));
     char *emb = slurp("emb.csv");
     cr_assert_str_eq(emb, all);
-    free(all), free(raw), free(emb);
+    // eval and predict use the embedded bytes where they lie (read-only):
+    // the same report as from the file, and predict twice in a row agrees.
+    char *ee = sh_stdout("./netw eval"), *fe = sh_stdout("./net eval --weights "
+                                                         "elsewhere.safetensors");
+    cr_assert_str_eq(ee, fe);
+    free(sh(0, "./netw predict test.csv -o emb2.csv"));
+    char *emb2 = slurp("emb2.csv");
+    cr_assert_str_eq(emb2, all);
+    free(all), free(raw), free(emb), free(ee), free(fe), free(emb2);
 }
 
 Test(build_cli, portable_target_trains)
@@ -323,11 +302,11 @@ Test(build_cli, bad_input_names_the_file_and_the_expectation)
 {
     build("net.nn -o net");
     free(sh(0, "./net train -q"));
-    write_file("short.csv", "1,2,3,4\n5,6,7\n");
+    tu_write_in_dir("short.csv", "1,2,3,4\n5,6,7\n");
     char *out = sh(1, "./net predict --weights w.safetensors short.csv -o p.csv");
     cr_assert(strstr(out, "short.csv:2") && strstr(out, "expected 4"), "%s", out);
     free(out);
-    write_file("junk.csv", "1,2,x,4\n");
+    tu_write_in_dir("junk.csv", "1,2,x,4\n");
     out = sh(1, "./net predict --weights w.safetensors junk.csv -o p.csv");
     cr_assert(strstr(out, "junk.csv:1") && strstr(out, "column 5"), "%s", out);
     free(out);
@@ -350,6 +329,99 @@ Test(build_cli, bad_input_names_the_file_and_the_expectation)
     cr_assert(strstr(out, "train") && strstr(out, "[30, 4]") && strstr(out, "[29, 4]"), "%s",
               out);
     free(out);
+}
+
+// A block of steps (the GAN on a ring of Gaussians, 2 epochs): the built
+// program trains it as nnc train does, the same progress values, metrics
+// lines and saved weights; it has no evaluation or outputs to predict, and
+// says so.
+Test(build_cli, gan_steps_equal_the_jit)
+{
+    free(sh(0, "cp '%s/examples/gan_ring.nn' . && %s build gan_ring.nn -o gan --set epochs=2",
+            NN_SOURCE_DIR, tu_nnc()));
+    char *jit = sh(0, "%s train gan_ring.nn --set epochs=2 --set save=w.st --metrics j.jsonl "
+                   "2>&1 | sed 's/  [0-9.]*k* samples\\/s.*//' && mv w.st j.st", tu_nnc());
+    char *aot = sh(0, "./gan train --set save=w.st --metrics a.jsonl 2>&1 | "
+                   "sed 's/  [0-9.]*k* samples\\/s.*//' && mv w.st a.st");
+    cr_assert(strstr(jit, "disc.real") && strstr(jit, "gen.loss"), "%s", jit);
+    char *j = strstr(jit, "epoch 2/2"), *a = strstr(aot, "epoch 2/2");
+    cr_assert(j && a, "%s\n%s", jit, aot);
+    cr_assert_str_eq(a, j);
+    char *jl = slurp("j.jsonl"), *al = slurp("a.jsonl");
+    cr_assert(strstr(jl, "disc.fake"), "%s", jl);
+    cr_assert_str_eq(al, jl);
+    free(sh(0, "cmp a.st j.st"));
+    char *out = sh(1, "./gan eval --weights a.st");
+    cr_assert(strstr(out, "block of steps") && strstr(out, "nnc sample"), "%s", out);
+    free(out);
+    out = sh(1, "./gan predict --weights a.st x.csv -o -");
+    cr_assert(strstr(out, "block of steps"), "%s", out);
+    free(out), free(jit), free(aot), free(jl), free(al);
+}
+
+// A learning-rate schedule over total_steps (cosine): the program sets
+// total_steps from its epochs and batches as nnc train does, so the rates
+// (in the metrics log) and the results are the same.
+Test(build_cli, schedule_total_steps_equal_the_jit)
+{
+    char *text = strdup(script), *at = strstr(text, "adam(lr = 0.02)");
+    cr_assert(at);
+    char sched[2048];
+    snprintf(sched, sizeof sched, "%.*sadam(lr = cosine(0.02))%s", (int)(at - text), text,
+             at + strlen("adam(lr = 0.02)"));
+    tu_write_in_dir("sched.nn", sched);
+    free(text);
+    build("sched.nn -o sched");
+    char *jit = sh_stdout("%s train sched.nn --metrics j.jsonl", tu_nnc());
+    char *aot = sh_stdout("./sched train --metrics a.jsonl");
+    cr_assert_str_eq(aot, jit);
+    char *jl = slurp("j.jsonl"), *al = slurp("a.jsonl");
+    cr_assert(strstr(jl, "\"lr\""), "%s", jl);
+    cr_assert_str_eq(al, jl);
+    free(jit), free(aot), free(jl), free(al);
+}
+
+// nnc build reads an IDX images file's header only (its sample count and
+// shape): the elements are the built program's to read, so a file cut short
+// after its header builds, and the program's train reports it with the
+// file and where the data ends.
+Test(build_cli, idx_images_read_by_the_program)
+{
+    tu_write_in_dir("img.nn", "import std\n"
+                         "data d {\n"
+                         "    train = idx(\"img.idx\", \"lbl.idx\")\n"
+                         "    x     = flatten(x) / 255\n"
+                         "}\n"
+                         "model net(x: f32[N, 4]) -> f32[N, 2] {\n"
+                         "    return x |> dense(2)\n"
+                         "}\n"
+                         "train net on d {\n"
+                         "    loss      = cross_entropy(output, label)\n"
+                         "    optimizer = sgd(lr = 0.1)\n"
+                         "    batch     = 2\n"
+                         "    epochs    = 1\n"
+                         "}\n");
+    // 4 images of 2x2 bytes, only 3 of them present; 4 labels.
+    const unsigned char img[] = {0, 0, 8, 3, 0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 2,
+                                 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    const unsigned char lbl[] = {0, 0, 8, 1, 0, 0, 0, 4, 0, 1, 0, 1};
+    const unsigned char *bytes[2] = {img, lbl};
+    size_t sizes[2] = {sizeof img, sizeof lbl};
+    const char *names[2] = {"img.idx", "lbl.idx"};
+    for (int i = 0; i < 2; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        FILE *f = fopen(path, "wb");
+        cr_assert(f && fwrite(bytes[i], 1, sizes[i], f) == sizes[i]);
+        fclose(f);
+    }
+    char *out = sh(1, "%s train img.nn -q", tu_nnc());
+    cr_assert(strstr(out, "img.idx") && strstr(out, "truncated"), "%s", out);
+    free(out);
+    build("img.nn -o img");
+    char *aot = sh(1, "./img train -q");
+    cr_assert(strstr(aot, "img.idx") && strstr(aot, "truncated"), "%s", aot);
+    free(aot);
 }
 
 Test(build_cli, bad_usage)

@@ -20,63 +20,23 @@
 
 #define FASHION "/usr/share/datasets/fashion-mnist/"
 
-// Programs linking an instrumented libnnrt need the sanitizers' runtimes.
-#if defined(__SANITIZE_ADDRESS__)
-#define SAN_FLAGS "-fsanitize=address,undefined"
-#else
-#define SAN_FLAGS ""
-#endif
-
-static char dir[256];
+static const char *dir; // the scratch directory (tu_dir())
 
 static void setup(void)
 {
     cr_assert_eq(chdir(NN_SOURCE_DIR), 0);
-    snprintf(dir, sizeof dir, "/tmp/nnc_embed_%d_XXXXXX", (int)getpid());
-    cr_assert(mkdtemp(dir));
+    dir = tu_scratch_make("embed");
 }
 
-static void teardown(void)
-{
-    char *cmd = NULL;
-    if (asprintf(&cmd, "rm -rf '%s'", dir) > 0 && system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-    free(cmd);
-}
+static void teardown(void) { tu_scratch_remove(); }
 
 TestSuite(embed, .init = setup, .fini = teardown, .timeout = 600);
 
-// Runs a shell command; asserts its exit status; returns its output.
-static char *sh_rc(int want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *sh_rc(int want, const char *fmt, ...)
-{
-    char *cmd = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    cr_assert(vasprintf(&cmd, fmt, ap) > 0);
-    va_end(ap);
-    char *out = NULL;
-    int rc = tu_run(cmd, &out);
-    cr_assert_eq(rc, want, "%s: exit %d, expected %d:\n%s", cmd, rc, want, out);
-    free(cmd);
-    return out;
-}
-
-static void write_file(const char *name, const char *text)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    cr_assert(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void build_mlp(void)
 {
-    free(sh_rc(0, "%s train examples/fashion_mlp.nn -q --set epochs=1 --set limit=3000 "
+    free(tu_sh_rc(0, "%s train examples/fashion_mlp.nn -q --set epochs=1 --set limit=3000 "
                   "--set save=%s/mlp.st", tu_nnc(), dir));
-    char *out = sh_rc(0, "%s build examples/fashion_mlp.nn --lib -o %s/libmlp", tu_nnc(), dir);
+    char *out = tu_sh_rc(0, "%s build examples/fashion_mlp.nn --lib -o %s/libmlp", tu_nnc(), dir);
     cr_assert(strstr(out, "libmlp.a and") && strstr(out, "mlp.h"), "%s", out);
     free(out);
 }
@@ -86,16 +46,16 @@ Test(embed, classify_example_matches_predict)
     if (access(FASHION "t10k-images-idx3-ubyte.gz", R_OK) != 0)
         cr_skip_test("Fashion-MNIST not installed");
     build_mlp();
-    free(sh_rc(0, "cc -O1 -Wall -Wextra -Werror %s -I%s examples/embed/classify.c %s/libmlp.a "
-                  "-lz -lm -lpthread -o %s/classify", SAN_FLAGS, dir, dir, dir));
-    char *ldd = sh_rc(0, "ldd %s/classify", dir);
+    free(tu_sh_rc(0, "cc -O1 -Wall -Wextra -Werror %s -I%s examples/embed/classify.c %s/libmlp.a "
+                  "-lz -lm -lpthread -o %s/classify", TU_SAN_FLAGS, dir, dir, dir));
+    char *ldd = tu_sh_rc(0, "ldd %s/classify", dir);
     cr_assert(!strstr(ldd, "LLVM") && !strstr(ldd, "nnrt") && !strstr(ldd, "nnc"), "%s", ldd);
     free(ldd);
-    char *got = sh_rc(0, "%s/classify %s/mlp.st " FASHION "t10k-images-idx3-ubyte.gz 300", dir,
+    char *got = tu_sh_rc(0, "%s/classify %s/mlp.st " FASHION "t10k-images-idx3-ubyte.gz 300", dir,
                       dir);
     // The same 300 images through nnc predict, as raw f32 model inputs
     // (pixels / 255) on standard input; the class is the first column.
-    char *want = sh_rc(0, "python3 -c \"import gzip,struct,sys; d=gzip.open('"
+    char *want = tu_sh_rc(0, "python3 -c \"import gzip,struct,sys; d=gzip.open('"
                           FASHION "t10k-images-idx3-ubyte.gz').read()[16:16+300*784]; "
                           "sys.stdout.buffer.write(struct.pack('%%df' %% len(d), "
                           "*[v / 255 for v in d]))\" | "
@@ -110,7 +70,7 @@ Test(embed, classify_example_matches_predict)
     free(got);
     free(want);
     // Bad weights: the example's message comes from the library, with status 1.
-    char *bad = sh_rc(1, "%s/classify %s/none.st " FASHION "t10k-images-idx3-ubyte.gz 3", dir,
+    char *bad = tu_sh_rc(1, "%s/classify %s/none.st " FASHION "t10k-images-idx3-ubyte.gz 3", dir,
                       dir);
     cr_assert(strstr(bad, "classify: ") && strstr(bad, "none.st"), "%s", bad);
     free(bad);
@@ -167,12 +127,12 @@ Test(embed, mlp_api_errors_and_threads)
     if (access(FASHION "t10k-images-idx3-ubyte.gz", R_OK) != 0)
         cr_skip_test("Fashion-MNIST not installed");
     build_mlp();
-    free(sh_rc(0, "%s train examples/xor.nn -q --set epochs=1 --set save=%s/xor.st", tu_nnc(),
+    free(tu_sh_rc(0, "%s train examples/xor.nn -q --set epochs=1 --set save=%s/xor.st", tu_nnc(),
                dir));
-    write_file("errors.c", mlp_errors_c);
-    free(sh_rc(0, "cc -O1 -Wall %s -I%s %s/errors.c %s/libmlp.a -lz -lm -lpthread -o %s/errors",
-               SAN_FLAGS, dir, dir, dir, dir));
-    char *out = sh_rc(0, "%s/errors %s/mlp.st %s/absent.st %s/xor.st %s", dir, dir, dir, dir,
+    tu_write_in_dir("errors.c", mlp_errors_c);
+    free(tu_sh_rc(0, "cc -O1 -Wall %s -I%s %s/errors.c %s/libmlp.a -lz -lm -lpthread -o %s/errors",
+               TU_SAN_FLAGS, dir, dir, dir, dir));
+    char *out = tu_sh_rc(0, "%s/errors %s/mlp.st %s/absent.st %s/xor.st %s", dir, dir, dir, dir,
                       dir);
     cr_assert(strstr(out, "ok"), "%s", out);
     free(out);
@@ -194,15 +154,53 @@ static const char xor_c[] =
     "    for (int i = 0; i < 4; i++) printf(\"%.6f\\n\", out[i]);\n"
     "    xor_free(m);\n    return 0;\n}\n";
 
+// The outputs of --lib are checked before anything is built: a directory or
+// FIFO at libNAME.a or NAME.h is refused, and so is a NAME.h that this
+// command did not write (the user's own header, kept as it was); a library
+// built before is replaced.
+Test(embed, lib_outputs_checked)
+{
+    free(tu_sh_rc(0, "mkdir %s/libd.a && mkfifo %s/f.h && printf 'int mine;\\n' > %s/user.h",
+               dir, dir, dir));
+    char *out = tu_sh_rc(1, "%s build examples/xor.nn --lib -o %s/libd", tu_nnc(), dir);
+    cr_assert(strstr(out, "libd.a") && strstr(out, "a directory"), "%s", out);
+    free(out);
+    out = tu_sh_rc(1, "%s build examples/xor.nn --lib -o %s/libf", tu_nnc(), dir);
+    cr_assert(strstr(out, "f.h") && strstr(out, "FIFO"), "%s", out);
+    free(out);
+    out = tu_sh_rc(1, "%s build examples/xor.nn --lib -o %s/libuser", tu_nnc(), dir);
+    cr_assert(strstr(out, "user.h exists") && strstr(out, "not replacing"), "%s", out);
+    free(out);
+    char path[512];
+    snprintf(path, sizeof path, "%s/user.h", dir);
+    char *kept = tu_read_file(path);
+    cr_assert(kept && !strcmp(kept, "int mine;\n"), "user.h changed: %s", kept);
+    free(kept);
+    snprintf(path, sizeof path, "%s/libuser.a", dir);
+    cr_assert_neq(access(path, F_OK), 0, "nothing written when refused");
+    // A file at libNAME.a that is not an archive is not replaced either.
+    free(tu_sh_rc(0, "printf 'notes\\n' > %s/libnotes.a", dir));
+    out = tu_sh_rc(1, "%s build examples/xor.nn --lib -o %s/libnotes", tu_nnc(), dir);
+    cr_assert(strstr(out, "libnotes.a exists"), "%s", out);
+    free(out);
+    // Its own earlier output is replaced.
+    free(tu_sh_rc(0, "%s build examples/xor.nn --lib -o %s/libxor -q", tu_nnc(), dir));
+    free(tu_sh_rc(0, "%s build examples/xor.nn --lib -o %s/libxor -q", tu_nnc(), dir));
+    snprintf(path, sizeof path, "%s/xor.h", dir);
+    kept = tu_read_file(path);
+    cr_assert(kept && strstr(kept, "xor_predict"), "%s", kept);
+    free(kept);
+}
+
 Test(embed, xor_trains_through_the_library)
 {
-    char *out = sh_rc(0, "%s build examples/xor.nn --lib -o %s/xor.a -q", tu_nnc(), dir);
+    char *out = tu_sh_rc(0, "%s build examples/xor.nn --lib -o %s/xor.a -q", tu_nnc(), dir);
     free(out);
-    write_file("xor.c", xor_c);
-    free(sh_rc(0, "cc -O1 -Wall %s -I%s %s/xor.c %s/libxor.a -lz -lm -lpthread -o %s/xor",
-               SAN_FLAGS, dir, dir, dir, dir));
-    char *got = sh_rc(0, "%s/xor %s/w.st", dir, dir);
-    free(sh_rc(0, "mkdir %s/v2", dir));
+    tu_write_in_dir("xor.c", xor_c);
+    free(tu_sh_rc(0, "cc -O1 -Wall %s -I%s %s/xor.c %s/libxor.a -lz -lm -lpthread -o %s/xor",
+               TU_SAN_FLAGS, dir, dir, dir, dir));
+    char *got = tu_sh_rc(0, "%s/xor %s/w.st", dir, dir);
+    free(tu_sh_rc(0, "mkdir %s/v2", dir));
     double first, last;
     cr_assert_eq(sscanf(got, "%lf %lf", &first, &last), 2, "%s", got);
     cr_assert(last < 0.02 && last < first / 5, "loss %g -> %g", first, last);
@@ -213,8 +211,8 @@ Test(embed, xor_trains_through_the_library)
         p++;
     }
     cr_assert(v[0] < 0.2 && v[1] > 0.8 && v[2] > 0.8 && v[3] < 0.2, "%s", got);
-    write_file("in.csv", "0,0\n0,1\n1,0\n1,1\n");
-    char *pred = sh_rc(0, "%s predict examples/xor.nn --weights %s/w.st %s/in.csv", tu_nnc(),
+    tu_write_in_dir("in.csv", "0,0\n0,1\n1,0\n1,1\n");
+    char *pred = tu_sh_rc(0, "%s predict examples/xor.nn --weights %s/w.st %s/in.csv", tu_nnc(),
                        dir, dir);
     double q[4];
     p = strchr(pred, '\n') + 1;
@@ -227,10 +225,10 @@ Test(embed, xor_trains_through_the_library)
     free(pred);
     free(got);
     // A portable target links and runs the same; another machine's is refused.
-    free(sh_rc(0, "%s build examples/xor.nn --lib --target x86-64-v2 -o %s/v2/libxor -q && "
+    free(tu_sh_rc(0, "%s build examples/xor.nn --lib --target x86-64-v2 -o %s/v2/libxor -q && "
                   "cc -O1 %s -I%s/v2 %s/xor.c %s/v2/libxor.a -lz -lm -lpthread -o %s/xorv2",
-               tu_nnc(), dir, SAN_FLAGS, dir, dir, dir, dir));
-    char *v2 = sh_rc(0, "%s/xorv2 %s/w2.st", dir, dir);
+               tu_nnc(), dir, TU_SAN_FLAGS, dir, dir, dir, dir));
+    char *v2 = tu_sh_rc(0, "%s/xorv2 %s/w2.st", dir, dir);
     double w[6];
     cr_assert_eq(sscanf(v2, "%lf %lf %lf %lf %lf %lf", &w[0], &w[1], &w[2], &w[3], &w[4], &w[5]),
                  6, "%s", v2);
@@ -238,16 +236,16 @@ Test(embed, xor_trains_through_the_library)
         cr_assert(w[i + 2] > v[i] - 1e-3 && w[i + 2] < v[i] + 1e-3, "x86-64-v2 %g, native %g",
                   w[i + 2], v[i]);
     free(v2);
-    char *arm = sh_rc(1, "%s build examples/xor.nn --lib --target aarch64-linux-gnu -o %s/liba",
+    char *arm = tu_sh_rc(1, "%s build examples/xor.nn --lib --target aarch64-linux-gnu -o %s/liba",
                       tu_nnc(), dir);
     cr_assert(strstr(arm, "--lib builds for this machine"), "%s", arm);
     free(arm);
-    char *emb = sh_rc(1, "%s build examples/xor.nn --lib --weights %s/w.st -o %s/libe", tu_nnc(),
+    char *emb = tu_sh_rc(1, "%s build examples/xor.nn --lib --weights %s/w.st -o %s/libe", tu_nnc(),
                       dir, dir);
     cr_assert(strstr(emb, "a library loads its weights at run time"), "%s", emb);
     free(emb);
     // A library name that is no C identifier is refused.
-    char *bad = sh_rc(1, "%s build examples/xor.nn --lib -o %s/lib9x", tu_nnc(), dir);
+    char *bad = tu_sh_rc(1, "%s build examples/xor.nn --lib -o %s/lib9x", tu_nnc(), dir);
     cr_assert(strstr(bad, "must be a C identifier"), "%s", bad);
     free(bad);
 }
@@ -292,14 +290,14 @@ static char *scores_of(char *csv, bool classify)
 static void model_matches_predict(const char *example, const char *name, int in, bool classify)
 {
     const int n = 70; // a full batch and a partial one where the batch is 64
-    free(sh_rc(0, "%s build examples/%s.nn --lib -o %s/lib%s -q", tu_nnc(), example, dir, name));
-    write_file("any.c", any_c);
+    free(tu_sh_rc(0, "%s build examples/%s.nn --lib -o %s/lib%s -q", tu_nnc(), example, dir, name));
+    tu_write_in_dir("any.c", any_c);
     char up[32];
     for (int i = 0; (up[i] = (char)toupper((unsigned char)name[i])); i++)
         ;
-    free(sh_rc(0, "cc -O1 %s -I%s -DHDR='\"%s.h\"' -DNAME=%s -DIN=%s_INPUT_SIZE "
+    free(tu_sh_rc(0, "cc -O1 %s -I%s -DHDR='\"%s.h\"' -DNAME=%s -DIN=%s_INPUT_SIZE "
                   "-DOUT=%s_OUTPUT_SIZE %s/any.c %s/lib%s.a -lz -lm -lpthread -o %s/any_%s",
-               SAN_FLAGS, dir, name, name, up, up, dir, dir, name, dir, name));
+               TU_SAN_FLAGS, dir, name, name, up, up, dir, dir, name, dir, name));
     char path[512];
     snprintf(path, sizeof path, "%s/in_%s.f32", dir, name);
     FILE *f = fopen(path, "wb");
@@ -308,8 +306,8 @@ static void model_matches_predict(const char *example, const char *name, int in,
         fwrite(&v, sizeof v, 1, f);
     }
     fclose(f);
-    char *lib = sh_rc(0, "%s/any_%s %s/w_%s.st %s %d", dir, name, dir, name, path, n);
-    char *pred = sh_rc(0, "%s predict examples/%s.nn --weights %s/w_%s.st - < %s", tu_nnc(),
+    char *lib = tu_sh_rc(0, "%s/any_%s %s/w_%s.st %s %d", dir, name, dir, name, path, n);
+    char *pred = tu_sh_rc(0, "%s predict examples/%s.nn --weights %s/w_%s.st - < %s", tu_nnc(),
                        example, dir, name, path);
     char *a = lib, *b = scores_of(pred, classify);
     int count = 0;

@@ -40,26 +40,11 @@ static char *tmp_path(const char *suffix)
     return p;
 }
 
-// Runs nnc; asserts the exit status; returns the output.
-static char *run_rc(int want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *run_rc(int want, const char *fmt, ...)
-{
-    char args[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    char *out = NULL;
-    int rc = tu_nnc_run(&out, "%s", args);
-    cr_assert_eq(rc, want, "nnc %s: exit %d, expected %d; output:\n%s", args, rc, want, out);
-    return out;
-}
-
 // Trains (quietly) with extra arguments; returns the metrics file's text.
 static char *train_metrics(const char *file, const char *extra)
 {
     char *m = tmp_path(".jsonl");
-    free(run_rc(0, "train %s -q --metrics %s %s", file, m, extra));
+    free(tu_nnc_rc(0, "train %s -q --metrics %s %s", file, m, extra));
     char *text = tu_read_file(m);
     cr_assert(text, "no metrics file %s", m);
     unlink(m);
@@ -129,7 +114,7 @@ Test(examples, flowers_csv_classifies)
     cr_assert(!isnan(tu_jsonl_last(m, "val", "accuracy")), "no val line:\n%s", m);
     free(m);
     // The report names the classes from the CSV's string column.
-    char *out = run_rc(0, "train examples/flowers.nn --set epochs=1");
+    char *out = tu_nnc_rc(0, "train examples/flowers.nn --set epochs=1");
     cr_assert(strstr(out, "setosa") && strstr(out, "versicolor") && strstr(out, "virginica"),
               "class names missing from the report:\n%s", out);
     free(out);
@@ -174,7 +159,7 @@ Test(examples, fashion_short_run_and_eval)
     need_fashion();
     char *w = tmp_path(".safetensors");
     char *m = tmp_path(".jsonl");
-    char *out = run_rc(0, "train examples/fashion_mlp.nn --set epochs=1 --set limit=6000 "
+    char *out = tu_nnc_rc(0, "train examples/fashion_mlp.nn --set epochs=1 --set limit=6000 "
                           "--set save=%s --metrics %s", w, m);
     char *text = tu_read_file(m);
     cr_assert(text);
@@ -187,7 +172,7 @@ Test(examples, fashion_short_run_and_eval)
     cr_assert(access(w, R_OK) == 0, "no checkpoint written at %s", w);
 
     // eval on the saved weights prints the same test line as the training.
-    char *ev = run_rc(0, "eval examples/fashion_mlp.nn --weights %s", w);
+    char *ev = tu_nnc_rc(0, "eval examples/fashion_mlp.nn --weights %s", w);
     char *eval_test = last_line_with(ev, "test  loss");
     cr_assert(eval_test, "eval printed no test line:\n%s", ev);
     cr_assert_str_eq(eval_test, train_test);
@@ -279,7 +264,7 @@ Test(examples, checkpoint_round_trip)
     char *m = train_metrics("examples/sine.nn", extra);
     double mse = tu_jsonl_last(m, "test", "mse"), loss = tu_jsonl_last(m, "test", "loss");
     cr_assert(isfinite(mse));
-    char *ev = run_rc(0, "eval examples/sine.nn --weights %s", w);
+    char *ev = tu_nnc_rc(0, "eval examples/sine.nn --weights %s", w);
     const char *t = strstr(ev, "test  loss ");
     cr_assert(t, "eval printed no test line:\n%s", ev);
     double eloss = strtod(t + strlen("test  loss "), NULL);
@@ -305,7 +290,7 @@ Test(examples, eval_writes_metrics)
     snprintf(extra, sizeof extra, "--set epochs=2 --set save=%s", w);
     char *m = train_metrics("examples/sine.nn", extra);
     char *em = tmp_path(".jsonl");
-    free(run_rc(0, "eval examples/sine.nn -q --weights %s --metrics %s", w, em));
+    free(tu_nnc_rc(0, "eval examples/sine.nn -q --weights %s --metrics %s", w, em));
     char *text = tu_read_file(em);
     cr_assert(text, "eval wrote no metrics file");
     char *a = last_line_with(m, "\"split\": \"test\"");
@@ -399,11 +384,11 @@ Test(examples, checkpoint_for_other_model_refused)
     snprintf(extra, sizeof extra, "--set epochs=1 --set save=%s", w);
     free(train_metrics("examples/sine.nn", extra));
     char *other = narrow_sine();
-    char *out = run_rc(1, "eval %s --weights %s", other, w);
+    char *out = tu_nnc_rc(1, "eval %s --weights %s", other, w);
     cr_assert(strstr(out, "error:") && strstr(out, "fit.dense1.w") && strstr(out, w),
               "message should name the tensor and file:\n%s", out);
     free(out);
-    out = run_rc(1, "train %s -q --resume %s", other, w);
+    out = tu_nnc_rc(1, "train %s -q --resume %s", other, w);
     cr_assert(strstr(out, "fit.dense1.w"), "resume mismatch message:\n%s", out);
     free(out);
     unlink(other);
@@ -498,7 +483,7 @@ Test(examples, augment_writes_png)
     need_fashion();
     char *nn = fashion_copy(true);
     char *png = tmp_path(".png");
-    char *out = run_rc(0, "augment %s -o %s", nn, png);
+    char *out = tu_nnc_rc(0, "augment %s -o %s", nn, png);
     cr_assert(strstr(out, png), "augment did not say where it wrote:\n%s", out);
     FILE *f = fopen(png, "rb");
     cr_assert(f, "no PNG written");
@@ -518,7 +503,7 @@ Test(examples, augment_writes_png)
     // Without the augment list the same images come out unchanged: a different file.
     char *plain = fashion_copy(false);
     char *png2 = tmp_path(".png");
-    free(run_rc(0, "augment %s -o %s -q", plain, png2));
+    free(tu_nnc_rc(0, "augment %s -o %s -q", plain, png2));
     char *a = tu_read_file(png), *b = tu_read_file(png2);
     cr_assert(a && b);
     FILE *g = fopen(png2, "rb");
@@ -566,9 +551,9 @@ Test(examples, names_lstm_trains_and_samples, .timeout = 900)
     char *m = train_metrics("examples/names_lstm.nn", extra);
     cr_assert(isfinite(tu_jsonl_last(m, "val", "loss")), "%s", m);
     free(m);
-    char *a = run_rc(0, "sample examples/names_lstm.nn --weights %s --count 5 --temperature 0.8 "
+    char *a = tu_nnc_rc(0, "sample examples/names_lstm.nn --weights %s --count 5 --temperature 0.8 "
                      "--seed 1", w);
-    char *b = run_rc(0, "sample examples/names_lstm.nn --weights %s --count 5 --temperature 0.8 "
+    char *b = tu_nnc_rc(0, "sample examples/names_lstm.nn --weights %s --count 5 --temperature 0.8 "
                      "--seed 1", w);
     cr_assert_str_eq(a, b);
     int lines = 0;

@@ -14,45 +14,17 @@
 
 #include "testutil.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SAN_FLAGS "-fsanitize=address,undefined"
-#else
-#define SAN_FLAGS ""
-#endif
-
-static char dir[256];
+static const char *dir; // the scratch directory (tu_dir())
 
 static void setup(void)
 {
     cr_assert_eq(chdir(NN_SOURCE_DIR), 0);
-    snprintf(dir, sizeof dir, "/tmp/nnc_install_%d_XXXXXX", (int)getpid());
-    cr_assert(mkdtemp(dir));
+    dir = tu_scratch_make("install");
 }
 
-static void teardown(void)
-{
-    char *cmd = NULL;
-    if (asprintf(&cmd, "rm -rf '%s'", dir) > 0 && system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-    free(cmd);
-}
+static void teardown(void) { tu_scratch_remove(); }
 
 TestSuite(install, .init = setup, .fini = teardown, .timeout = 600);
-
-static char *sh_rc(int want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *sh_rc(int want, const char *fmt, ...)
-{
-    char *cmd = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    cr_assert(vasprintf(&cmd, fmt, ap) > 0);
-    va_end(ap);
-    char *out = NULL;
-    int rc = tu_run(cmd, &out);
-    cr_assert_eq(rc, want, "%s: exit %d, expected %d:\n%s", cmd, rc, want, out);
-    free(cmd);
-    return out;
-}
 
 static const char xor_twice[] =
     "import std\n"
@@ -86,13 +58,13 @@ Test(install, relocated_prefix_finds_its_files)
 {
     const char *build = getenv("NN_BUILD_DIR");
     cr_assert(build, "NN_BUILD_DIR unset (ctest sets it)");
-    free(sh_rc(0, "cmake --install '%s' --prefix %s/first", build, dir));
+    free(tu_sh_rc(0, "cmake --install '%s' --prefix %s/first", build, dir));
     // Everything the installation promises is there.
-    free(sh_rc(0, "test -x %s/first/bin/nnc && test -f %s/first/lib/libnnrt.a && "
+    free(tu_sh_rc(0, "test -x %s/first/bin/nnc && test -f %s/first/lib/libnnrt.a && "
                   "test -f %s/first/share/nnc/stdlib/dense.nn && "
                   "test -f %s/first/include/nnc/model_api.h && test -f %s/first/include/nnc/step.h",
                dir, dir, dir, dir, dir));
-    free(sh_rc(0, "cp -r %s/first %s/moved && echo 'fn twice_it(x) = 2 * x' > "
+    free(tu_sh_rc(0, "cp -r %s/first %s/moved && echo 'fn twice_it(x) = 2 * x' > "
                   "%s/moved/share/nnc/stdlib/zz_twice.nn && mkdir %s/work", dir, dir, dir, dir));
     char path[512];
     snprintf(path, sizeof path, "%s/work/m.nn", dir);
@@ -106,19 +78,19 @@ Test(install, relocated_prefix_finds_its_files)
     fputs(use_lib_c, f);
     fclose(f);
     // The first prefix's stdlib lacks the layer: the moved copy uses its own.
-    char *out = sh_rc(1, "cd %s/work && ../first/bin/nnc check m.nn", dir);
+    char *out = tu_sh_rc(1, "cd %s/work && ../first/bin/nnc check m.nn", dir);
     cr_assert(strstr(out, "unknown name 'twice_it'"), "%s", out);
     free(out);
-    free(sh_rc(0, "cd %s/work && ../moved/bin/nnc check m.nn", dir));
-    free(sh_rc(0, "rm -rf %s/first", dir));
-    free(sh_rc(0, "cd %s/work && ../moved/bin/nnc train m.nn -q --set save=w.st", dir));
-    char *pred = sh_rc(0, "cd %s/work && printf '0,0\\n0,1\\n1,0\\n1,1\\n' | "
+    free(tu_sh_rc(0, "cd %s/work && ../moved/bin/nnc check m.nn", dir));
+    free(tu_sh_rc(0, "rm -rf %s/first", dir));
+    free(tu_sh_rc(0, "cd %s/work && ../moved/bin/nnc train m.nn -q --set save=w.st", dir));
+    char *pred = tu_sh_rc(0, "cd %s/work && printf '0,0\\n0,1\\n1,0\\n1,1\\n' | "
                           "../moved/bin/nnc predict m.nn --weights w.st /dev/stdin", dir);
     cr_assert(!strncmp(pred, "y0\n", 3), "%s", pred);
     // A library built by the moved nnc, from its own runtime and headers.
-    free(sh_rc(0, "cd %s/work && ../moved/bin/nnc build m.nn --lib -o libnet -q && "
-                  "cc -O1 %s -I. use.c libnet.a -lz -lm -lpthread -o use", dir, SAN_FLAGS));
-    char *lib = sh_rc(0, "cd %s/work && ./use w.st", dir);
+    free(tu_sh_rc(0, "cd %s/work && ../moved/bin/nnc build m.nn --lib -o libnet -q && "
+                  "cc -O1 %s -I. use.c libnet.a -lz -lm -lpthread -o use", dir, TU_SAN_FLAGS));
+    char *lib = tu_sh_rc(0, "cd %s/work && ./use w.st", dir);
     double a[4], b[4];
     const char *p = pred + 3, *q = lib;
     for (int i = 0; i < 4; i++) {
@@ -129,8 +101,8 @@ Test(install, relocated_prefix_finds_its_files)
     cr_assert(a[0] < 0.2 && a[1] > 0.8 && a[2] > 0.8 && a[3] < 0.2, "%s", pred);
     free(lib);
     // A standalone program built by the moved nnc predicts the same.
-    free(sh_rc(0, "cd %s/work && ../moved/bin/nnc build m.nn -o prog -q", dir));
-    char *prog = sh_rc(0, "cd %s/work && printf '0,0\n0,1\n1,0\n1,1\n' > in.csv && "
+    free(tu_sh_rc(0, "cd %s/work && ../moved/bin/nnc build m.nn -o prog -q", dir));
+    char *prog = tu_sh_rc(0, "cd %s/work && printf '0,0\n0,1\n1,0\n1,1\n' > in.csv && "
                           "./prog predict --weights w.st in.csv -o -", dir);
     cr_assert_str_eq(prog, pred);
     free(prog);

@@ -22,47 +22,17 @@
 
 #define FASHION "/usr/share/datasets/fashion-mnist/"
 
-static char dir[256];
+static const char *dir; // the scratch directory (tu_dir())
 
 static void setup(void)
 {
     cr_assert_eq(chdir(NN_SOURCE_DIR), 0);
-    snprintf(dir, sizeof dir, "/tmp/nnc_predict_%d_XXXXXX", (int)getpid());
-    cr_assert(mkdtemp(dir));
+    dir = tu_scratch_make("predict");
 }
 
-static void teardown(void)
-{
-    char *cmd = NULL;
-    if (asprintf(&cmd, "rm -rf '%s'", dir) > 0 && system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-    free(cmd);
-}
+static void teardown(void) { tu_scratch_remove(); }
 
 TestSuite(predict_cli, .init = setup, .fini = teardown, .timeout = 600);
-
-static const char *in_dir(const char *name)
-{
-    static char buf[8][512];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 512, "%s/%s", dir, name);
-    return p;
-}
-
-static char *run_rc(int want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *run_rc(int want, const char *fmt, ...)
-{
-    char args[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    char *out = NULL;
-    int rc = tu_nnc_run(&out, "%s", args);
-    cr_assert_eq(rc, want, "nnc %s: exit %d, expected %d:\n%s", args, rc, want, out);
-    return out;
-}
 
 // Lines of text (modified in place); returns how many.
 static int lines(char *text, char **out, int max)
@@ -76,12 +46,12 @@ static int lines(char *text, char **out, int max)
 
 Test(predict_cli, xor_csv_and_raw_stdin_agree)
 {
-    free(run_rc(0, "train examples/xor.nn -q --set save=%s", in_dir("xor.st")));
-    FILE *f = fopen(in_dir("in.csv"), "w");
+    free(tu_nnc_rc(0, "train examples/xor.nn -q --set save=%s", tu_in_dir("xor.st")));
+    FILE *f = fopen(tu_in_dir("in.csv"), "w");
     fputs("a,b\n0,0\n0,1\n1,0\n1,1\n", f);
     fclose(f);
-    char *csv = run_rc(0, "predict examples/xor.nn --weights %s %s", in_dir("xor.st"),
-                       in_dir("in.csv"));
+    char *csv = tu_nnc_rc(0, "predict examples/xor.nn --weights %s %s", tu_in_dir("xor.st"),
+                       tu_in_dir("in.csv"));
     char *l[8];
     cr_assert_eq(lines(csv, l, 8), 5, "%s", csv);
     cr_assert_str_eq(l[0], "y0");
@@ -92,12 +62,12 @@ Test(predict_cli, xor_csv_and_raw_stdin_agree)
     cr_assert(v[0] < 0.2 && v[1] > 0.8 && v[2] > 0.8 && v[3] < 0.2, "%s", l[1]);
     // The same samples as raw f32 on standard input, in another order, to a file.
     float raw[8] = {1, 1, 0, 1, 0, 0, 1, 0};
-    f = fopen(in_dir("in.f32"), "wb");
+    f = fopen(tu_in_dir("in.f32"), "wb");
     cr_assert_eq(fwrite(raw, sizeof raw, 1, f), 1);
     fclose(f);
-    free(run_rc(0, "predict examples/xor.nn --weights %s -o %s - < %s", in_dir("xor.st"),
-                in_dir("out.csv"), in_dir("in.f32")));
-    char *out = tu_read_file(in_dir("out.csv"));
+    free(tu_nnc_rc(0, "predict examples/xor.nn --weights %s -o %s - < %s", tu_in_dir("xor.st"),
+                tu_in_dir("out.csv"), tu_in_dir("in.f32")));
+    char *out = tu_read_file(tu_in_dir("out.csv"));
     char *m[8];
     cr_assert_eq(lines(out, m, 8), 5, "%s", out);
     cr_assert_str_eq(m[1], l[4]);
@@ -107,14 +77,14 @@ Test(predict_cli, xor_csv_and_raw_stdin_agree)
     free(out);
     free(csv);
     // The built program's predict writes the same file.
-    free(run_rc(0, "build examples/xor.nn -o %s", in_dir("xorprog")));
+    free(tu_nnc_rc(0, "build examples/xor.nn -o %s", tu_in_dir("xorprog")));
     char *cmd = NULL, *prog = NULL;
-    cr_assert(asprintf(&cmd, "%s predict --weights %s %s -o -", in_dir("xorprog"),
-                       in_dir("xor.st"), in_dir("in.csv")) > 0);
+    cr_assert(asprintf(&cmd, "%s predict --weights %s %s -o -", tu_in_dir("xorprog"),
+                       tu_in_dir("xor.st"), tu_in_dir("in.csv")) > 0);
     cr_assert_eq(tu_run(cmd, &prog), 0, "%s", prog);
     free(cmd);
-    char *again = run_rc(0, "predict examples/xor.nn --weights %s %s", in_dir("xor.st"),
-                         in_dir("in.csv"));
+    char *again = tu_nnc_rc(0, "predict examples/xor.nn --weights %s %s", tu_in_dir("xor.st"),
+                         tu_in_dir("in.csv"));
     cr_assert_str_eq(again, prog);
     free(again);
     free(prog);
@@ -137,24 +107,24 @@ Test(predict_cli, fashion_classes_match_eval)
     if (access(FASHION "t10k-images-idx3-ubyte.gz", R_OK) != 0)
         cr_skip_test("Fashion-MNIST not installed");
     char w[512]; // in_dir's buffers rotate
-    snprintf(w, sizeof w, "%s", in_dir("mlp.st"));
-    free(run_rc(0, "train examples/fashion_mlp.nn -q --set epochs=1 --set limit=3000 "
+    snprintf(w, sizeof w, "%s", tu_in_dir("mlp.st"));
+    free(tu_nnc_rc(0, "train examples/fashion_mlp.nn -q --set epochs=1 --set limit=3000 "
                    "--set save=%s", w));
-    free(run_rc(0, "eval examples/fashion_mlp.nn -q --weights %s --metrics %s", w,
-                in_dir("m.jsonl")));
-    char *jl = tu_read_file(in_dir("m.jsonl"));
+    free(tu_nnc_rc(0, "eval examples/fashion_mlp.nn -q --weights %s --metrics %s", w,
+                tu_in_dir("m.jsonl")));
+    char *jl = tu_read_file(tu_in_dir("m.jsonl"));
     double acc = tu_jsonl_last(jl, "test", "accuracy");
     free(jl);
     cr_assert(acc > 0.5 && acc < 1, "eval accuracy %g", acc);
 
-    free(run_rc(0, "predict examples/fashion_mlp.nn --weights %s %s -o %s", w,
-                FASHION "t10k-images-idx3-ubyte.gz", in_dir("p.csv")));
-    char *csv = tu_read_file(in_dir("p.csv"));
+    free(tu_nnc_rc(0, "predict examples/fashion_mlp.nn --weights %s %s -o %s", w,
+                FASHION "t10k-images-idx3-ubyte.gz", tu_in_dir("p.csv")));
+    char *csv = tu_read_file(tu_in_dir("p.csv"));
     static char *l[10002];
     // The built program's predict writes the same bytes.
-    free(run_rc(0, "build examples/fashion_mlp.nn -o %s", in_dir("mlpprog")));
+    free(tu_nnc_rc(0, "build examples/fashion_mlp.nn -o %s", tu_in_dir("mlpprog")));
     char *cmd = NULL, *prog = NULL;
-    cr_assert(asprintf(&cmd, "%s predict --weights %s %s -o -", in_dir("mlpprog"), w,
+    cr_assert(asprintf(&cmd, "%s predict --weights %s %s -o -", tu_in_dir("mlpprog"), w,
                        FASHION "t10k-images-idx3-ubyte.gz") > 0);
     cr_assert_eq(tu_run(cmd, &prog), 0, "%s", prog);
     free(cmd);
@@ -190,12 +160,12 @@ Test(predict_cli, fashion_classes_match_eval)
     cr_assert_eq(nnrt_idx_load(FASHION "t10k-images-idx3-ubyte.gz", &x), NN_OK);
     for (int i = 0; i < 3 * 784; i++)
         ((float *)x->data)[i] /= 255;
-    FILE *f = fopen(in_dir("three.f32"), "wb");
+    FILE *f = fopen(tu_in_dir("three.f32"), "wb");
     cr_assert_eq(fwrite(x->data, sizeof(float), 3 * 784, f), 3 * 784);
     fclose(f);
     nnrt_tensor_free(x);
-    char *three = run_rc(0, "predict examples/fashion_mlp.nn --weights %s - < %s", w,
-                         in_dir("three.f32"));
+    char *three = tu_nnc_rc(0, "predict examples/fashion_mlp.nn --weights %s - < %s", w,
+                         tu_in_dir("three.f32"));
     char *t[8];
     cr_assert_eq(lines(three, t, 8), 4, "%s", three);
     for (int i = 1; i <= 3; i++)
@@ -209,8 +179,8 @@ Test(predict_cli, wrong_sample_shape_names_the_file)
 {
     if (access(FASHION "t10k-labels-idx1-ubyte.gz", R_OK) != 0)
         cr_skip_test("Fashion-MNIST not installed");
-    char *out = run_rc(1, "predict examples/fashion_mlp.nn --weights %s %s", in_dir("none.st"),
-                       FASHION "t10k-labels-idx1-ubyte.gz");
+    char *out = tu_nnc_rc(1, "predict examples/fashion_mlp.nn --weights %s %s",
+                          tu_in_dir("none.st"), FASHION "t10k-labels-idx1-ubyte.gz");
     cr_assert(strstr(out, "t10k-labels-idx1-ubyte.gz' holds 10000 samples of [] (1 values each)"
                           "; expected samples of [1, 28, 28] (784 values each), as idx() reads "
                           "this data"), "%s", out);
@@ -220,90 +190,92 @@ Test(predict_cli, wrong_sample_shape_names_the_file)
 Test(predict_cli, bad_input_diagnostics)
 {
     char w[512]; // in_dir's buffers rotate
-    snprintf(w, sizeof w, "%s", in_dir("x.st"));
-    free(run_rc(0, "train examples/xor.nn -q --set epochs=1 --set save=%s", w));
+    snprintf(w, sizeof w, "%s", tu_in_dir("x.st"));
+    free(tu_nnc_rc(0, "train examples/xor.nn -q --set epochs=1 --set save=%s", w));
     // 5 floats are not samples of 2.
-    FILE *f = fopen(in_dir("five.f32"), "wb");
+    FILE *f = fopen(tu_in_dir("five.f32"), "wb");
     float five[5] = {0};
     fwrite(five, sizeof five, 1, f);
     fclose(f);
-    char *out = run_rc(1, "predict examples/xor.nn --weights %s - < %s", w, in_dir("five.f32"));
+    char *out = tu_nnc_rc(1, "predict examples/xor.nn --weights %s - < %s", w,
+                          tu_in_dir("five.f32"));
     cr_assert(strstr(out, "'-': 5 values are not a whole number of samples: expected samples "
                           "of [2] (2 f32 values each)"), "%s", out);
     free(out);
-    out = run_rc(1, "predict examples/xor.nn --weights %s - < /dev/null", w);
+    out = tu_nnc_rc(1, "predict examples/xor.nn --weights %s - < /dev/null", w);
     cr_assert(strstr(out, "'-' holds no samples; expected samples of [2]"), "%s", out);
     free(out);
     // 6 bytes are not whole floats.
-    f = fopen(in_dir("six.bin"), "wb");
+    f = fopen(tu_in_dir("six.bin"), "wb");
     fwrite("abcdef", 6, 1, f);
     fclose(f);
-    out = run_rc(1, "predict examples/xor.nn --weights %s - < %s", w, in_dir("six.bin"));
+    out = tu_nnc_rc(1, "predict examples/xor.nn --weights %s - < %s", w, tu_in_dir("six.bin"));
     cr_assert(strstr(out, "6 bytes are not whole f32 values"), "%s", out);
     free(out);
     // CSV: a row of the wrong width, a cell that is no number.
-    f = fopen(in_dir("wide.csv"), "w");
+    f = fopen(tu_in_dir("wide.csv"), "w");
     fputs("0,1,2\n1,1,1\n", f);
     fclose(f);
-    out = run_rc(1, "predict examples/xor.nn --weights %s %s", w, in_dir("wide.csv"));
+    out = tu_nnc_rc(1, "predict examples/xor.nn --weights %s %s", w, tu_in_dir("wide.csv"));
     cr_assert(strstr(out, "wide.csv' holds 2 samples of [3] (3 values each); expected samples "
                           "of [2] (2 values each)"), "%s", out);
     free(out);
-    f = fopen(in_dir("nan.csv"), "w");
+    f = fopen(tu_in_dir("nan.csv"), "w");
     fputs("0,1\n1,zero\n", f);
     fclose(f);
-    out = run_rc(1, "predict examples/xor.nn --weights %s %s", w, in_dir("nan.csv"));
+    out = tu_nnc_rc(1, "predict examples/xor.nn --weights %s %s", w, tu_in_dir("nan.csv"));
     cr_assert(strstr(out, "nan.csv:2: 'zero' is not a number"), "%s", out);
     free(out);
-    f = fopen(in_dir("ragged.csv"), "w");
+    f = fopen(tu_in_dir("ragged.csv"), "w");
     fputs("0,1\n1\n", f);
     fclose(f);
-    out = run_rc(1, "predict examples/xor.nn --weights %s %s", w, in_dir("ragged.csv"));
+    out = tu_nnc_rc(1, "predict examples/xor.nn --weights %s %s", w, tu_in_dir("ragged.csv"));
     cr_assert(strstr(out, "ragged.csv:2: 1 fields, the first row has 2"), "%s", out);
     free(out);
     // Missing INPUT file, missing or mismatched weights.
-    out = run_rc(1, "predict examples/xor.nn --weights %s %s", w, in_dir("absent.csv"));
+    out = tu_nnc_rc(1, "predict examples/xor.nn --weights %s %s", w, tu_in_dir("absent.csv"));
     cr_assert(strstr(out, "absent.csv': No such file"), "%s", out);
     free(out);
-    f = fopen(in_dir("two.csv"), "w");
+    f = fopen(tu_in_dir("two.csv"), "w");
     fputs("0,1\n", f);
     fclose(f);
-    out = run_rc(1, "predict examples/xor.nn --weights %s %s", in_dir("absent.st"),
-                 in_dir("two.csv"));
+    out = tu_nnc_rc(1, "predict examples/xor.nn --weights %s %s", tu_in_dir("absent.st"),
+                 tu_in_dir("two.csv"));
     cr_assert(strstr(out, "absent.st"), "%s", out);
     free(out);
-    f = fopen(in_dir("one.csv"), "w");
+    f = fopen(tu_in_dir("one.csv"), "w");
     fputs("0.5\n", f);
     fclose(f);
-    out = run_rc(1, "predict examples/sine.nn --weights %s %s", w, in_dir("one.csv"));
+    out = tu_nnc_rc(1, "predict examples/sine.nn --weights %s %s", w, tu_in_dir("one.csv"));
     cr_assert(strstr(out, "tensor 'fit."), "%s", out);
     free(out);
     // Usage.
-    out = run_rc(2, "predict examples/xor.nn %s", in_dir("one.csv"));
+    out = tu_nnc_rc(2, "predict examples/xor.nn %s", tu_in_dir("one.csv"));
     cr_assert(strstr(out, "'predict' needs --weights FILE"), "%s", out);
     free(out);
-    out = run_rc(2, "predict examples/xor.nn --weights %s", w);
+    out = tu_nnc_rc(2, "predict examples/xor.nn --weights %s", w);
     cr_assert(strstr(out, "'predict' needs INPUT"), "%s", out);
     free(out);
-    out = run_rc(2, "predict examples/xor.nn --weights %s a.csv b.csv", w);
+    out = tu_nnc_rc(2, "predict examples/xor.nn --weights %s a.csv b.csv", w);
     cr_assert(strstr(out, "unexpected argument 'b.csv'"), "%s", out);
     free(out);
-    out = run_rc(2, "eval examples/xor.nn --weights %s -o x.csv", w);
+    out = tu_nnc_rc(2, "eval examples/xor.nn --weights %s -o x.csv", w);
     cr_assert(strstr(out, "option '-o' means nothing to 'eval'"), "%s", out);
     free(out);
     // OUT that cannot be written is found before any work.
-    out = run_rc(1, "predict examples/xor.nn --weights %s -o %s %s", w, dir, in_dir("one.csv"));
+    out = tu_nnc_rc(1, "predict examples/xor.nn --weights %s -o %s %s", w, dir,
+                    tu_in_dir("one.csv"));
     cr_assert(strstr(out, "not a regular file"), "%s", out);
     free(out);
 }
 
 Test(predict_cli, generator_has_nothing_to_predict)
 {
-    FILE *f = fopen(in_dir("two.csv"), "w");
+    FILE *f = fopen(tu_in_dir("two.csv"), "w");
     fputs("0.5,0.5\n", f);
     fclose(f);
-    char *out = run_rc(1, "predict examples/gan_ring.nn --weights %s %s", in_dir("g.st"),
-                       in_dir("two.csv"));
+    char *out = tu_nnc_rc(1, "predict examples/gan_ring.nn --weights %s %s", tu_in_dir("g.st"),
+                       tu_in_dir("two.csv"));
     cr_assert(strstr(out, "nnc sample"), "%s", out);
     free(out);
 }
@@ -313,13 +285,13 @@ Test(predict_cli, generator_has_nothing_to_predict)
 Test(predict_cli, flowers_csv_normalized_as_the_data)
 {
     char w[512];
-    snprintf(w, sizeof w, "%s", in_dir("fl.st"));
-    free(run_rc(0, "train examples/flowers.nn -q --set save=%s", w));
-    FILE *f = fopen(in_dir("fl.csv"), "w");
+    snprintf(w, sizeof w, "%s", tu_in_dir("fl.st"));
+    free(tu_nnc_rc(0, "train examples/flowers.nn -q --set save=%s", w));
+    FILE *f = fopen(tu_in_dir("fl.csv"), "w");
     fputs("sepal_length,sepal_width,petal_length,petal_width\n"
           "7.7,3.0,5.5,1.8\n5.1,3.4,1.5,0.2\n7.0,2.5,5.2,1.9\n5.0,3.5,1.4,0.3\n", f);
     fclose(f);
-    char *out = run_rc(0, "predict examples/flowers.nn --weights %s %s", w, in_dir("fl.csv"));
+    char *out = tu_nnc_rc(0, "predict examples/flowers.nn --weights %s %s", w, tu_in_dir("fl.csv"));
     char *l[8];
     cr_assert_eq(lines(out, l, 8), 5, "%s", out);
     cr_assert(!strncmp(l[0], "class,", 6), "%s", l[0]);
@@ -329,7 +301,7 @@ Test(predict_cli, flowers_csv_normalized_as_the_data)
     free(out);
     // The data's own file: its label column of names is dropped; most rows
     // get their own species back.
-    out = run_rc(0, "predict examples/flowers.nn --weights %s examples/data/flowers.csv", w);
+    out = tu_nnc_rc(0, "predict examples/flowers.nn --weights %s examples/data/flowers.csv", w);
     char *data = tu_read_file("examples/data/flowers.csv");
     static char *p[400], *d[400];
     cr_assert_eq(lines(out, p, 400), 301);
@@ -343,10 +315,10 @@ Test(predict_cli, flowers_csv_normalized_as_the_data)
     free(data);
     free(out);
     // A column of names that is not the label is still an error.
-    f = fopen(in_dir("names.csv"), "w");
+    f = fopen(tu_in_dir("names.csv"), "w");
     fputs("1,2,3,4\n5,6,seven,8\n", f);
     fclose(f);
-    out = run_rc(1, "predict examples/flowers.nn --weights %s %s", w, in_dir("names.csv"));
+    out = tu_nnc_rc(1, "predict examples/flowers.nn --weights %s %s", w, tu_in_dir("names.csv"));
     cr_assert(strstr(out, "names.csv:2: 'seven' is not a number"), "%s", out);
     free(out);
 }
@@ -357,20 +329,24 @@ Test(predict_cli, flowers_csv_normalized_as_the_data)
 Test(predict_cli, special_files_refused)
 {
     char w[512];
-    snprintf(w, sizeof w, "%s", in_dir("xf.st"));
-    free(run_rc(0, "train examples/xor.nn -q --set save=%s", w));
+    snprintf(w, sizeof w, "%s", tu_in_dir("xf.st"));
+    free(tu_nnc_rc(0, "train examples/xor.nn -q --set save=%s", w));
     char fifo[512];
-    snprintf(fifo, sizeof fifo, "%s", in_dir("in.fifo"));
+    snprintf(fifo, sizeof fifo, "%s", tu_in_dir("in.fifo"));
     cr_assert_eq(mkfifo(fifo, 0600), 0);
-    char *out = run_rc(1, "predict examples/xor.nn --weights %s %s", w, fifo);
+    char *out = tu_nnc_rc(1, "predict examples/xor.nn --weights %s %s", w, fifo);
     cr_assert(strstr(out, "no rows") || strstr(out, "no samples"), "%s", out);
     free(out);
-    out = run_rc(1, "build examples/xor.nn -o %s", fifo);
+    out = tu_nnc_rc(1, "build examples/xor.nn -o %s", fifo);
     cr_assert(strstr(out, "refusing to replace"), "%s", out);
     free(out);
     struct stat st;
     cr_assert(stat(fifo, &st) == 0 && S_ISFIFO(st.st_mode), "the FIFO is kept");
-    out = run_rc(1, "build examples/xor.nn -o %s", in_dir(""));
+    out = tu_nnc_rc(1, "build examples/xor.nn -o %s", tu_in_dir(""));
     cr_assert(strstr(out, "a directory"), "%s", out);
+    free(out);
+    // INPUT a directory: said so, not "no rows of numbers".
+    out = tu_nnc_rc(1, "predict examples/xor.nn --weights %s %s", w, tu_in_dir(""));
+    cr_assert(strstr(out, "is a directory") && !strstr(out, "no rows"), "%s", out);
     free(out);
 }

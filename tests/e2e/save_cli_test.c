@@ -20,48 +20,17 @@
 
 #include "testutil.h"
 
-static char dir[256];
+static const char *dir; // the scratch directory (tu_dir())
 
 static void setup(void)
 {
     cr_assert_eq(chdir(NN_SOURCE_DIR), 0);
-    snprintf(dir, sizeof dir, "/tmp/nnc_save_%d_XXXXXX", (int)getpid());
-    cr_assert(mkdtemp(dir));
+    dir = tu_scratch_make("save");
 }
 
-static void teardown(void)
-{
-    char *cmd = NULL;
-    if (asprintf(&cmd, "rm -rf '%s'", dir) > 0 && system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-    free(cmd);
-}
+static void teardown(void) { tu_scratch_remove(); }
 
 TestSuite(save_cli, .init = setup, .fini = teardown, .timeout = 300);
-
-// dir/name in a static rotating buffer.
-static const char *in_dir(const char *name)
-{
-    static char buf[8][512];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 512, "%s/%s", dir, name);
-    return p;
-}
-
-static char *run_rc(int want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *run_rc(int want, const char *fmt, ...)
-{
-    char args[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    char *out = NULL;
-    int rc = tu_nnc_run(&out, "%s", args);
-    cr_assert_eq(rc, want, "nnc %s: exit %d, expected %d:\n%s", args, rc, want, out);
-    return out;
-}
 
 static bool exists(const char *path)
 {
@@ -69,28 +38,10 @@ static bool exists(const char *path)
     return lstat(path, &st) == 0;
 }
 
-// The whole file, with its length (files here may hold zero bytes).
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    char *buf = NULL;
-    size_t cap = 0;
-    FILE *m = open_memstream(&buf, &cap);
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, n, m);
-    fclose(f);
-    fclose(m);
-    *len = cap;
-    return buf;
-}
-
 static bool same_file_bytes(const char *a, const char *b)
 {
     size_t la, lb;
-    char *x = slurp(a, &la), *y = slurp(b, &lb);
+    char *x = tu_slurp(a, &la), *y = tu_slurp(b, &lb);
     bool same = la == lb && memcmp(x, y, la) == 0;
     free(x);
     free(y);
@@ -101,7 +52,7 @@ static bool same_file_bytes(const char *a, const char *b)
 static int ckpt_epoch(const char *path)
 {
     size_t len;
-    char *b = slurp(path, &len);
+    char *b = tu_slurp(path, &len);
     const char *p = len > 8 ? memmem(b + 8, len - 8, "\"epoch\":\"", 9) : NULL;
     int e = p ? atoi(p + 9) : -1;
     free(b);
@@ -122,11 +73,12 @@ static int temporaries(void)
 
 Test(save_cli, resume_reads_w_and_saves_to_the_save_path)
 {
-    const char *a = in_dir("a.st"), *a0 = in_dir("a0.st"), *b = in_dir("b.st");
-    free(run_rc(0, "train examples/xor.nn --backend interp --set epochs=3 --set save=%s", a));
+    const char *a = tu_in_dir("a.st"), *a0 = tu_in_dir("a0.st"), *b = tu_in_dir("b.st");
+    free(tu_nnc_rc(0, "train examples/xor.nn --backend interp --set epochs=3 --set save=%s", a));
     cr_assert_eq(ckpt_epoch(a), 3);
-    free(run_rc(0, "train examples/xor.nn -q --backend interp --set epochs=3 --set save=%s", a0));
-    char *out = run_rc(0, "train examples/xor.nn --backend interp --set epochs=5 --resume %s "
+    free(tu_nnc_rc(0, "train examples/xor.nn -q --backend interp --set epochs=3 --set save=%s",
+                   a0));
+    char *out = tu_nnc_rc(0, "train examples/xor.nn --backend interp --set epochs=5 --resume %s "
                           "--set save=%s", a, b);
     cr_assert(same_file_bytes(a, a0), "--resume overwrote %s", a);
     cr_assert_eq(ckpt_epoch(b), 5, "the save path did not get the resumed run");
@@ -141,13 +93,13 @@ Test(save_cli, resume_reads_w_and_saves_to_the_save_path)
 
     // The save setting of the train block counts too; without one nothing is saved.
     cr_assert_eq(unlink(b), 0);
-    out = run_rc(0, "train examples/xor.nn --backend interp --set epochs=5 --resume %s", a);
+    out = tu_nnc_rc(0, "train examples/xor.nn --backend interp --set epochs=5 --resume %s", a);
     cr_assert(same_file_bytes(a, a0), "--resume without a save path wrote %s", a);
     cr_assert_null(strstr(out, "saved"), "claims a save that did not happen:\n%s", out);
     free(out);
 
     // Resuming a finished run trains nothing and saves nothing, and says so.
-    out = run_rc(0, "train examples/xor.nn --backend interp --set epochs=3 --resume %s "
+    out = tu_nnc_rc(0, "train examples/xor.nn --backend interp --set epochs=3 --resume %s "
                     "--set save=%s", a, b);
     cr_assert(strstr(out, "nothing left to train"), "%s", out);
     cr_assert_null(strstr(out, "saved"), "%s", out);
@@ -157,15 +109,15 @@ Test(save_cli, resume_reads_w_and_saves_to_the_save_path)
 
 Test(save_cli, resume_of_a_missing_file_is_an_error)
 {
-    const char *w = in_dir("missing.st"), *s = in_dir("s.st");
-    char *out = run_rc(1, "train examples/xor.nn --backend interp --set epochs=2 --resume %s "
+    const char *w = tu_in_dir("missing.st"), *s = tu_in_dir("s.st");
+    char *out = tu_nnc_rc(1, "train examples/xor.nn --backend interp --set epochs=2 --resume %s "
                           "--set save=%s", w, s);
     cr_assert(strstr(out, "error: cannot resume from") && strstr(out, w), "%s", out);
     cr_assert_null(strstr(out, "epoch 1/"), "trained from scratch:\n%s", out);
     cr_assert(!exists(w) && !exists(s), "a file was created");
     free(out);
     // The same when W is also the save path (the old silent fresh start).
-    out = run_rc(1, "train examples/xor.nn --backend interp --set epochs=2 --resume %s "
+    out = tu_nnc_rc(1, "train examples/xor.nn --backend interp --set epochs=2 --resume %s "
                     "--set save=%s", w, w);
     cr_assert(!exists(w), "%s was created", w);
     free(out);
@@ -174,10 +126,10 @@ Test(save_cli, resume_of_a_missing_file_is_an_error)
 // epochs = 0 reports on the resumed model: the same numbers the run ended with.
 Test(save_cli, epochs_zero_reports_the_resumed_model)
 {
-    const char *a = in_dir("a.st");
-    char *trained = run_rc(0, "train examples/xor.nn --backend interp --set epochs=50 "
+    const char *a = tu_in_dir("a.st");
+    char *trained = tu_nnc_rc(0, "train examples/xor.nn --backend interp --set epochs=50 "
                               "--set save=%s", a);
-    char *report = run_rc(0, "train examples/xor.nn --backend interp --set epochs=0 --resume %s",
+    char *report = tu_nnc_rc(0, "train examples/xor.nn --backend interp --set epochs=0 --resume %s",
                           a);
     const char *line = strstr(trained, "train loss");
     cr_assert(line, "%s", trained);
@@ -191,10 +143,10 @@ Test(save_cli, epochs_zero_reports_the_resumed_model)
 
 Test(save_cli, save_over_a_non_regular_file_is_refused_before_training)
 {
-    const char *fifo = in_dir("fifo"), *sub = in_dir("sub");
+    const char *fifo = tu_in_dir("fifo"), *sub = tu_in_dir("sub");
     cr_assert_eq(mkfifo(fifo, 0600), 0);
     cr_assert_eq(mkdir(sub, 0700), 0);
-    char *out = run_rc(1, "train examples/xor.nn --backend interp --set epochs=2 --set save=%s",
+    char *out = tu_nnc_rc(1, "train examples/xor.nn --backend interp --set epochs=2 --set save=%s",
                        fifo);
     cr_assert(strstr(out, "error: cannot save checkpoints: '") && strstr(out, fifo) &&
               strstr(out, "is a FIFO (named pipe), not a regular file"), "%s", out);
@@ -203,7 +155,7 @@ Test(save_cli, save_over_a_non_regular_file_is_refused_before_training)
     struct stat st;
     cr_assert(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode), "the FIFO was replaced");
     free(out);
-    out = run_rc(1, "train examples/xor.nn --backend interp --set epochs=2 --set save=%s", sub);
+    out = tu_nnc_rc(1, "train examples/xor.nn --backend interp --set epochs=2 --set save=%s", sub);
     cr_assert(strstr(out, "is a directory, not a regular file"), "%s", out);
     cr_assert_null(strstr(out, "epoch 1/"), "trained before refusing:\n%s", out);
     free(out);
@@ -213,11 +165,11 @@ Test(save_cli, save_over_a_non_regular_file_is_refused_before_training)
 // A symbolic link stays a link; the file it names gets the checkpoint.
 Test(save_cli, save_through_a_symlink_keeps_the_link)
 {
-    const char *real = in_dir("real.st"), *link = in_dir("link.st");
+    const char *real = tu_in_dir("real.st"), *link = tu_in_dir("link.st");
     cr_assert_eq(symlink(real, link), 0);
-    free(run_rc(0, "train examples/xor.nn -q --backend interp --set epochs=2 --set save=%s",
+    free(tu_nnc_rc(0, "train examples/xor.nn -q --backend interp --set epochs=2 --set save=%s",
                 real));
-    free(run_rc(0, "train examples/xor.nn -q --backend interp --set epochs=3 --set save=%s",
+    free(tu_nnc_rc(0, "train examples/xor.nn -q --backend interp --set epochs=3 --set save=%s",
                 link));
     struct stat st;
     cr_assert(lstat(link, &st) == 0 && S_ISLNK(st.st_mode), "the link was replaced by a file");
@@ -261,8 +213,8 @@ static const char *image_script(void)
     put32(lbl + 4, NIMG);
     for (int i = 0; i < NIMG; i++)
         lbl[8 + i] = (unsigned char)(i % 2);
-    write_file(in_dir("img.idx"), img, sizeof img);
-    write_file(in_dir("lbl.idx"), lbl, sizeof lbl);
+    write_file(tu_in_dir("img.idx"), img, sizeof img);
+    write_file(tu_in_dir("lbl.idx"), lbl, sizeof lbl);
     char *text = NULL;
     cr_assert(asprintf(&text,
                        "import std\n"
@@ -278,8 +230,8 @@ static const char *image_script(void)
                        "    optimizer = adam(lr = 0.05)\n"
                        "    augment = [random_shift(1)]\n"
                        "}\n",
-                       in_dir("img.idx"), in_dir("lbl.idx"), SIDE * SIDE) > 0);
-    const char *nn = in_dir("img.nn");
+                       tu_in_dir("img.idx"), tu_in_dir("lbl.idx"), SIDE * SIDE) > 0);
+    const char *nn = tu_in_dir("img.nn");
     write_file(nn, text, strlen(text));
     free(text);
     return nn;
@@ -304,14 +256,14 @@ Test(save_cli, failed_image_write_keeps_the_existing_file)
         cr_assert(strstr(out, "error:") && strstr(out, keep) && strstr(out, "previous file kept"),
                   "%s", out);
         size_t len;
-        char *b = slurp(keep, &len);
+        char *b = tu_slurp(keep, &len);
         cr_assert(len == 8 && !memcmp(b, "precious", 8), "%s was lost or changed", keep);
         free(b);
         cr_assert_eq(temporaries(), 0, "a temporary file is left");
         // Without the limit the write replaces it.
         free(out);
-        out = run_rc(0, "augment %s -o %s", nn, keep);
-        b = slurp(keep, &len);
+        out = tu_nnc_rc(0, "augment %s -o %s", nn, keep);
+        b = tu_slurp(keep, &len);
         cr_assert(len > 1024, "%s not written", keep);
         free(b);
         free(out);
@@ -322,12 +274,12 @@ Test(save_cli, failed_image_write_keeps_the_existing_file)
 
 Test(save_cli, augment_refuses_a_non_regular_output)
 {
-    const char *nn = image_script(), *fifo = in_dir("out.png");
+    const char *nn = image_script(), *fifo = tu_in_dir("out.png");
     cr_assert_eq(mkfifo(fifo, 0600), 0);
     // A reader, so that writing into the FIFO (the old behaviour) cannot block.
     int rd = open(fifo, O_RDONLY | O_NONBLOCK);
     cr_assert(rd >= 0);
-    char *out = run_rc(1, "augment %s -o %s", nn, fifo);
+    char *out = tu_nnc_rc(1, "augment %s -o %s", nn, fifo);
     close(rd);
     cr_assert(strstr(out, "is a FIFO (named pipe), not a regular file"), "%s", out);
     struct stat st;
@@ -345,12 +297,12 @@ static int count_lines(const char *text, const char *needle)
 
 Test(save_cli, metrics_file_is_appended_to)
 {
-    const char *m = in_dir("log.jsonl");
+    const char *m = tu_in_dir("log.jsonl");
     write_file(m, "{\"earlier\": 1}\n", 15);
-    free(run_rc(0, "train examples/xor.nn -q --backend interp --set epochs=2 --metrics %s", m));
-    free(run_rc(0, "train examples/xor.nn -q --backend interp --set epochs=3 --metrics %s", m));
+    free(tu_nnc_rc(0, "train examples/xor.nn -q --backend interp --set epochs=2 --metrics %s", m));
+    free(tu_nnc_rc(0, "train examples/xor.nn -q --backend interp --set epochs=3 --metrics %s", m));
     size_t len;
-    char *text = slurp(m, &len);
+    char *text = tu_slurp(m, &len);
     cr_assert(!strncmp(text, "{\"earlier\": 1}\n", 15), "the earlier line is gone:\n%s", text);
     // Per run: one train line per epoch and the final report on the training data.
     cr_assert_eq(count_lines(text, "\"split\": \"train\""), (2 + 1) + (3 + 1), "%s", text);
@@ -381,7 +333,7 @@ static const char *big_script(const char *save)
                        "    save = \"%s\"\n"
                        "}\n",
                        save) > 0);
-    const char *nn = in_dir("big.nn");
+    const char *nn = tu_in_dir("big.nn");
     write_file(nn, text, strlen(text));
     free(text);
     return nn;
@@ -397,7 +349,7 @@ static void sleep_ms(long ms)
 // appears (or, every other round, a little later).
 Test(save_cli, sigterm_during_saves_leaves_no_temporary, .timeout = 300)
 {
-    const char *ckpt = in_dir("big.st");
+    const char *ckpt = tu_in_dir("big.st");
     const char *nn = big_script(ckpt);
     for (int round = 0; round < 6; round++) {
         pid_t pid = fork();
@@ -428,7 +380,7 @@ Test(save_cli, sigterm_during_saves_leaves_no_temporary, .timeout = 300)
                   "round %d: nnc did not die of SIGTERM (status %#x)", round, st);
         cr_assert_eq(temporaries(), 0, "round %d: SIGTERM left a temporary file", round);
         cr_assert(ckpt_epoch(ckpt) >= 1, "round %d: the checkpoint is damaged", round);
-        free(run_rc(0, "eval %s --backend interp -q --weights %s", nn, ckpt));
+        free(tu_nnc_rc(0, "eval %s --backend interp -q --weights %s", nn, ckpt));
         cr_assert_eq(unlink(ckpt), 0);
     }
 }
