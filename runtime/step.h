@@ -92,6 +92,7 @@ typedef struct NnrtStepRun {
     NnTensor *outs; // noutputs headers handed to the caller
     void **outcopy; // per output: own copy when its slot is an input or variable
     void **snap;    // per update: snapshot when its slot is an input or variable
+    void **swap;    // per update: the buffer its kernel writes next (see step.c)
     NnTensor **var; // per variable: the tensor found in the last run's table
     const NnVars *cvars; // that table, while its stamp (NnVars.gen) is still cgen:
     uint64_t cgen;       // var[] holds, so a step skips the name lookups
@@ -106,7 +107,11 @@ void nnrt_step_close(NnrtStepRun *r);
 // against the descriptor's types (a message names the tensor and both types),
 // runs every kernel in order on pool (NULL: the default pool), reports the
 // first out-of-range label or index, then sets outputs[k] to headers r owns
-// (valid until the next run or close) and applies the updates to vars.
+// (valid until the next run or close) and applies the updates to vars. An
+// update computed in the workspace is applied without a copy: the variable's
+// tensor (when it owns its data) takes the buffer the kernel wrote, and r keeps
+// the old one for the next run to write, so a variable's data pointer changes
+// from run to run (look it up again; never keep it across runs).
 NnStatus nnrt_step_run(NnrtStepRun *r, struct NnrtPool *pool, NnVars *vars, NnTensor *const *inputs,
                        NnTensor **outputs);
 

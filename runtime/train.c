@@ -4,11 +4,15 @@
 // and saves an atomic checkpoint after every epoch. Everything random derives
 // from (seed, epoch, batch), and the loop's own state (epoch, steps, early
 // stopping, best weights as "best/<name>") lives in the checkpoint, so resuming
-// repeats exactly what an uninterrupted run would have done.
+// repeats exactly what an uninterrupted run would have done. The next batch
+// is gathered (and augmented) on a helper thread while the step runs on the
+// current one: two batch buffers in turn.
 #include "train.h"
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -316,32 +320,139 @@ static NnStatus log_eval(Run *r, const NnrtEval *e)
     return r->have_jsonl ? nnrt_jsonl_write(&r->jsonl, e) : NN_OK;
 }
 
-// One pass over the shuffled training set; *mean_loss is the sample-weighted loss.
-static NnStatus run_epoch(Run *r, int epoch, int64_t *perm, NnTensor *xb, NnTensor *yb,
-                          NnrtProgress *prog)
+// Batch b of the epoch into xb/yb: the rows perm names, augmented with a
+// generator seeded by (seed, epoch, b), so any thread may assemble it.
+static NnStatus assemble(const Run *r, int epoch, const int64_t *perm, int64_t b, NnTensor *xb,
+                         NnTensor *yb, int64_t *n)
 {
     const NnrtDataset *ds = r->train;
     const NnrtAugment *aug = &r->opt->augment;
-    int64_t features = ds->count ? ds->x->numel / ds->count : 0;
-    int64_t h = ds->img_h, w = ds->img_w;
+    *n = nnrt_batch_gather(ds, perm, r->batch, b, xb, yb);
+    if (!nnrt_augment_active(aug))
+        return NN_OK;
+    NnrtDataRng rng;
+    nnrt_data_rng_seed(&rng, r->opt->seed ^ AUG_SEED, (uint64_t)epoch << 32 | (uint64_t)b);
+    return nnrt_augment_batch(aug, xb->data, *n, ds->count ? ds->x->numel / ds->count : 0,
+                              ds->img_h, ds->img_w, &rng);
+}
+
+// The helper that assembles batch `want` into buffer want & 1 while the
+// caller's step reads the other buffer. Gathering 128 shuffled Fashion-MNIST
+// rows takes ~60 us (random rows miss the caches): 5-8% of an MLP step.
+typedef struct Prefetch {
+    const Run *r;
+    int epoch;
+    const int64_t *perm;
+    NnTensor *xb[2], *yb[2];
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int64_t want; // batch asked for, -1 none; the helper sets it back to -1
+    int64_t done; // last batch assembled, -1 none
+    int64_t n;    // its rows
+    NnStatus st;  // and how it went (msg: nnrt_errmsg is per thread)
+    char msg[512];
+    bool quit;
+} Prefetch;
+
+static void *prefetch_main(void *vp)
+{
+    Prefetch *p = vp;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->want < 0 && !p->quit)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (p->quit)
+            break;
+        int64_t b = p->want, n = 0;
+        pthread_mutex_unlock(&p->mu);
+        NnStatus st = assemble(p->r, p->epoch, p->perm, b, p->xb[b & 1], p->yb[b & 1], &n);
+        pthread_mutex_lock(&p->mu);
+        if (st != NN_OK)
+            snprintf(p->msg, sizeof p->msg, "%s", nnrt_errmsg());
+        p->n = n;
+        p->st = st;
+        p->done = b;
+        p->want = -1;
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void prefetch_ask(Prefetch *p, int64_t b)
+{
+    pthread_mutex_lock(&p->mu);
+    p->want = b;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static NnStatus prefetch_take(Prefetch *p, int64_t b, int64_t *n)
+{
+    pthread_mutex_lock(&p->mu);
+    while (p->done != b)
+        pthread_cond_wait(&p->cv, &p->mu);
+    NnStatus st = p->st;
+    *n = p->n;
+    pthread_mutex_unlock(&p->mu);
+    return st == NN_OK ? NN_OK : nnrt_fail(st, "%s", p->msg);
+}
+
+// Starts the helper; false (and the caller assembles inline) when it cannot.
+static bool prefetch_start(Prefetch *p, const Run *r, int epoch, const int64_t *perm,
+                           NnTensor *const *xb, NnTensor *const *yb)
+{
+    *p = (Prefetch){.r = r, .epoch = epoch, .perm = perm, .want = -1, .done = -1,
+                    .xb = {xb[0], xb[1]}, .yb = {yb[0], yb[1]}};
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    if (pthread_create(&p->th, NULL, prefetch_main, p) == 0)
+        return true;
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    return false;
+}
+
+// Waits for a batch in progress (its buffer is about to be freed), then stops.
+static void prefetch_stop(Prefetch *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->quit = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->th, NULL);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+}
+
+// One pass over the shuffled training set; *mean_loss is the sample-weighted
+// loss. xb[1]/yb[1] NULL: no second buffer, every batch assembled inline.
+static NnStatus run_epoch(Run *r, int epoch, int64_t *perm, NnTensor *const *xb,
+                          NnTensor *const *yb, NnrtProgress *prog)
+{
+    const NnrtDataset *ds = r->train;
     if (r->opt->no_shuffle)
         nnrt_identity_perm(perm, ds->count);
     else
         nnrt_shuffle(perm, ds->count, r->opt->seed, epoch);
     nnrt_progress_begin(prog, epoch + 1, r->epochs, ds->count);
-    for (int64_t b = 0; b < nnrt_batch_count(ds->count, r->batch); b++) {
-        int64_t n = nnrt_batch_gather(ds, perm, r->batch, b, xb, yb);
-        if (nnrt_augment_active(aug)) {
-            NnrtDataRng rng;
-            nnrt_data_rng_seed(&rng, r->opt->seed ^ AUG_SEED, (uint64_t)epoch << 32 | (uint64_t)b);
-            NnStatus st = nnrt_augment_batch(aug, xb->data, n, features, h, w, &rng);
-            if (st != NN_OK)
-                return st;
-        }
-        double loss = NAN;
-        NnStatus st = r->cb->step(r->cb->ctx, xb, yb, n, &loss);
+    int64_t nb = nnrt_batch_count(ds->count, r->batch), n = 0;
+    Prefetch pf;
+    bool ahead = nb > 1 && xb[1] && prefetch_start(&pf, r, epoch, perm, xb, yb);
+    NnStatus st = assemble(r, epoch, perm, 0, xb[0], yb[0], &n);
+    for (int64_t b = 0; st == NN_OK && b < nb; b++) {
+        int cur = ahead ? (int)(b & 1) : 0;
+        if (b > 0)
+            st = ahead ? prefetch_take(&pf, b, &n) : assemble(r, epoch, perm, b, xb[0], yb[0], &n);
         if (st != NN_OK)
-            return st;
+            break;
+        if (ahead && b + 1 < nb)
+            prefetch_ask(&pf, b + 1);
+        double loss = NAN;
+        st = r->cb->step(r->cb->ctx, xb[cur], yb[cur], n, &loss);
+        if (st != NN_OK)
+            break;
         r->steps++;
         if (r->cb->nstats > 0 && isfinite(loss))
             nnrt_progress_stats(prog, n, r->cb->stats);
@@ -352,14 +463,17 @@ static NnStatus run_epoch(Run *r, int epoch, int64_t *perm, NnTensor *xb, NnTens
         // Going on after the loss overflows only spreads NaN through the weights.
         if (!isfinite(loss)) {
             nnrt_progress_end(prog, NULL);
-            return nnrt_fail(NN_ERR_RUNTIME, "the loss became %s at epoch %d, batch %lld "
-                             "(step %lld): training diverged; try a lower learning rate",
-                             isnan(loss) ? "NaN" : "infinite", epoch + 1, (long long)b + 1,
-                             (long long)r->steps);
+            st = nnrt_fail(NN_ERR_RUNTIME, "the loss became %s at epoch %d, batch %lld "
+                           "(step %lld): training diverged; try a lower learning rate",
+                           isnan(loss) ? "NaN" : "infinite", epoch + 1, (long long)b + 1,
+                           (long long)r->steps);
+            break;
         }
         nnrt_progress_step(prog, n, loss);
     }
-    return NN_OK;
+    if (ahead)
+        prefetch_stop(&pf);
+    return st;
 }
 
 // Validation, logging and early stopping after epoch (0-based).
@@ -439,10 +553,17 @@ static void early_report(const Run *r, const NnrtTrainResult *res)
 
 static NnStatus train_epochs(Run *r, int start, NnrtTrainResult *res)
 {
-    NnTensor *xb = NULL, *yb = NULL;
+    NnTensor *xb[2] = {NULL, NULL}, *yb[2] = {NULL, NULL};
     int64_t *perm = malloc((size_t)(r->train->count ? r->train->count : 1) * sizeof *perm);
-    NnStatus st = perm ? nnrt_batch_alloc(r->train, r->batch, &xb, &yb)
+    NnStatus st = perm ? nnrt_batch_alloc(r->train, r->batch, &xb[0], &yb[0])
                        : nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    // The second buffer only when it fits: without it batches are assembled inline.
+    if (st == NN_OK && r->train->count > r->batch &&
+        nnrt_batch_alloc(r->train, r->batch, &xb[1], &yb[1]) != NN_OK) {
+        nnrt_tensor_free(xb[1]);
+        nnrt_tensor_free(yb[1]);
+        xb[1] = yb[1] = NULL;
+    }
     NnrtProgress prog;
     nnrt_progress_init(&prog, r->opt->progress, r->opt->progress_out);
     prog.nstats = r->cb->nstats < NNRT_MAX_STATS ? r->cb->nstats : NNRT_MAX_STATS;
@@ -457,8 +578,10 @@ static NnStatus train_epochs(Run *r, int start, NnrtTrainResult *res)
             st = save_checkpoint(r, epoch + 1, NULL);
     }
     nnrt_progress_finish(&prog);
-    nnrt_tensor_free(xb);
-    nnrt_tensor_free(yb);
+    for (int k = 0; k < 2; k++) {
+        nnrt_tensor_free(xb[k]);
+        nnrt_tensor_free(yb[k]);
+    }
     free(perm);
     return st;
 }

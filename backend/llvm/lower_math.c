@@ -263,7 +263,10 @@ LLVMValueRef nn_cg_rand_step(NnCg *cg, LLVMValueRef v)
         cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, v, LLVMConstReal(cg->t_f64, -9.2e18), ""),
         LLVMBuildFCmp(cg->b, LLVMRealOLT, v, LLVMConstReal(cg->t_f64, 9.2e18), ""), "");
     LLVMValueRef safe = LLVMBuildSelect(cg->b, ok, v, LLVMConstReal(cg->t_f64, 0), "");
-    LLVMValueRef r = nn_cg_call(cg, "llround", cg->t_i64, &safe, 1);
+    // The intrinsic, unlike a call of llround (which may set errno), lets
+    // LLVM hoist the key out of an elementwise loop (see dropout).
+    LLVMTypeRef ovl[2] = {cg->t_i64, cg->t_f64};
+    LLVMValueRef r = nn_cg_intrinsic(cg, "llvm.llround", ovl, 2, &safe, 1);
     return LLVMBuildSelect(cg->b, ok, r, nn_cg_i64(cg, 0), "");
 }
 
@@ -288,15 +291,41 @@ LLVMValueRef nn_cg_bits_f64(NnCg *cg, LLVMValueRef bits, int w)
     return LLVMBuildFMul(cg->b, d, nn_cg_const(cg, NN_DT_F64, 0x1p-53, w), "");
 }
 
+// The scalar load under a splat (extractelement, shufflevector and
+// insertelement peeled off), or NULL.
+static LLVMValueRef splat_load(LLVMValueRef v)
+{
+    for (int i = 0; i < 4 && v; i++) {
+        if (LLVMIsALoadInst(v))
+            return v;
+        if (LLVMIsAExtractElementInst(v) || LLVMIsAShuffleVectorInst(v))
+            v = LLVMGetOperand(v, 0);
+        else if (LLVMIsAInsertElementInst(v))
+            v = LLVMGetOperand(v, 1);
+        else
+            return NULL;
+    }
+    return NULL;
+}
+
 // The rate is a run-time scalar (input 2): the threshold and the keep-scale
 // 1 / (1 - rate) are computed per kernel run, not baked in.
 static LLVMValueRef dropout(NnCg *cg, const NnNode *n, NnDType dt, LLVMValueRef *a, int w,
                             LLVMValueRef idx)
 {
-    LLVMValueRef step = nn_cg_rand_step(cg, lane(cg, a[1], 0, w));
+    LLVMValueRef s = lane(cg, a[1], 0, w), rate = lane(cg, a[2], 0, w);
+    // The step counter and the rate are kernel inputs, which no kernel writes
+    // while it runs: marked invariant, their loads, the key and the scale
+    // derived from them leave the loop instead of costing a scalar hash and a
+    // division per vector (half of dropout's time).
+    LLVMValueRef ld[2] = {splat_load(s), splat_load(rate)};
+    for (int k = 0; k < 2; k++)
+        if (ld[k])
+            LLVMSetMetadata(ld[k], LLVMGetMDKindIDInContext(cg->ctx, "invariant.load", 14),
+                            LLVMMetadataAsValue(cg->ctx, LLVMMDNodeInContext2(cg->ctx, NULL, 0)));
+    LLVMValueRef step = nn_cg_rand_step(cg, s);
     LLVMValueRef key = nn_cg_rand_key(cg, n->attr.seed, step);
     LLVMValueRef u = nn_cg_bits_f64(cg, nn_cg_rand_bits(cg, key, idx, w), w);
-    LLVMValueRef rate = lane(cg, a[2], 0, w);
     if (LLVMTypeOf(rate) != cg->t_f64)
         rate = LLVMBuildFPExt(cg->b, rate, cg->t_f64, "");
     LLVMValueRef one = LLVMConstReal(cg->t_f64, 1.0);
