@@ -24,7 +24,8 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 if [ "$PARTS" != lstm ]; then
 echo "bench: nnc GRU training" >&2
 "$NNC" train bench/gru.nn >"$OUT/nnc.txt" 2>&1
-NNC_SPS=$(grep '^epoch 3/3' "$OUT/nnc.txt" | sed 's/.*loss [0-9.]*  *\([0-9.]*k*\) samples\/s.*/\1/')
+# "epoch 3/3  3840 samples  loss 2.2971  lr 0.002  985 samples/s  3.9s"
+NNC_SPS=$(grep '^epoch 3/3' "$OUT/nnc.txt" | sed 's/.* \([0-9.]*k*\) samples\/s.*/\1/')
 case $NNC_SPS in *k) NNC_SPS=$(awk "BEGIN { print ${NNC_SPS%k} * 1000 }") ;; esac
 BEST=0
 for t in 1 2; do

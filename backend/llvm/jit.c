@@ -134,6 +134,7 @@ static void define_runtime(NnLlvmJit *j)
         {"nnrt_pool_run", (uintptr_t)nnrt_pool_run},
         {"nnrt_dist_grad_start", (uintptr_t)nnrt_dist_grad_start},
         {"nnrt_dist_grad_wait", (uintptr_t)nnrt_dist_grad_wait},
+        {"nnrt_pool_default", (uintptr_t)nnrt_pool_default},
     };
     enum { NSYM = sizeof syms / sizeof syms[0] };
     LLVMOrcCSymbolMapPair pairs[NSYM];

@@ -71,8 +71,8 @@ void nn_cg_fini(NnCg *cg)
     free(cg->slot_rows);
     cg->slot_rows = NULL;
     free(cg->kernels);
-    free(cg->err_node);
-    cg->err_node = NULL;
+    free(cg->checks);
+    cg->checks = NULL;
     cg->slot_bytes = NULL;
     cg->kernels = NULL;
 }
@@ -139,13 +139,32 @@ int nn_cg_add_owned(NnCg *cg, int64_t nbytes)
     return s;
 }
 
-int nn_cg_add_error(NnCg *cg, NnId id)
+int nn_cg_add_check(NnCg *cg, int kind, int64_t bound, int64_t rows)
 {
-    cg->err_node = realloc(cg->err_node, (size_t)(cg->nerr + 1) * sizeof(NnId));
-    NN_ASSERT(cg->err_node);
-    cg->err_node[cg->nerr] = id;
+    cg->checks = realloc(cg->checks, (size_t)(cg->nerr + 1) * sizeof *cg->checks);
+    NN_ASSERT(cg->checks);
+    cg->checks[cg->nerr] = (NnrtStepCheck){kind, nn_cg_add_owned(cg, 4 * rows), bound};
     cg->slot_bytes[cg->err_slot] = 8 * (int64_t)(cg->nerr + 1);
     return cg->nerr++;
+}
+
+// TAKE: indices in[1] into the rows of in[0]; GATHER: ids in[1] of in[0]'s
+// rows; ONEHOT: labels in[0] below depth.
+int nn_cg_add_error(NnCg *cg, NnId id, int *copy)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    int k, r;
+    int64_t dims[NN_MAX_RANK];
+    if (n->op == NN_OP_ONEHOT) {
+        k = nn_cg_add_check(cg, 1, n->attr.depth, nn_cg_numel(cg, cg->g, n->in[0]));
+    } else {
+        nn_cg_shape(cg, cg->g, n->in[0], &r, dims);
+        k = nn_cg_add_check(cg, n->op == NN_OP_TAKE ? 0 : 2,
+                            n->op == NN_OP_TAKE ? dims[1] : dims[0],
+                            nn_cg_numel(cg, cg->g, n->in[1]));
+    }
+    *copy = cg->checks[k].slot;
+    return k;
 }
 
 static void add_fn_attr(NnCg *cg, LLVMValueRef fn, const char *k, const char *v)

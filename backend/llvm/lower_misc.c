@@ -52,21 +52,28 @@ bool llvm_transpose(NnCg *cg, NnId id)
     return true;
 }
 
-// Entry k of the error slot: the first bad row of node id, or -1.
-static LLVMValueRef err_entry(NnCg *cg, NnId id)
+// Entry k of the error slot: the first bad row of node id, or -1; *copy is
+// the buffer where the bad index is kept at its row (nnrt_step_check reads it
+// there after the run, when the indices' own buffer may hold something else).
+static LLVMValueRef err_entry(NnCg *cg, NnId id, LLVMValueRef *copy)
 {
-    int k = nn_cg_add_error(cg, id);
+    int slot, k = nn_cg_add_error(cg, id, &slot);
     LLVMValueRef off = nn_cg_i64(cg, k);
+    *copy = nn_cg_buf(cg, slot);
     return LLVMBuildInBoundsGEP2(cg->b, cg->t_i64, nn_cg_buf(cg, cg->err_slot), &off, 1, "");
 }
 
-// Remembers row i in *err when *err is still -1.
-static void note_bad(NnCg *cg, LLVMValueRef err, LLVMValueRef bad, LLVMValueRef i)
+// Remembers row i, and index j at row i of copy, when *err is still -1.
+static void note_bad(NnCg *cg, LLVMValueRef err, LLVMValueRef copy, LLVMValueRef bad,
+                     LLVMValueRef i, LLVMValueRef j)
 {
     LLVMValueRef cur = LLVMBuildLoad2(cg->b, cg->t_i64, err, "");
     LLVMValueRef first =
         LLVMBuildAnd(cg->b, bad, LLVMBuildICmp(cg->b, LLVMIntEQ, cur, nn_cg_i64(cg, -1), ""), "");
     LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, first, i, cur, ""), err);
+    LLVMValueRef at = LLVMBuildInBoundsGEP2(cg->b, cg->t_i32, copy, &i, 1, "");
+    LLVMValueRef was = LLVMBuildLoad2(cg->b, cg->t_i32, at, "");
+    LLVMBuildStore(cg->b, LLVMBuildSelect(cg->b, first, j, was, ""), at);
 }
 
 static LLVMValueRef in_range(NnCg *cg, LLVMValueRef j, int64_t n)
@@ -83,7 +90,7 @@ bool llvm_take(NnCg *cg, NnId id)
     nn_cg_shape(cg, cg->g, n->in[0], &r, d);
     nn_cg_kernel_begin(cg, "take", 0);
     LLVMValueRef x = nn_cg_buf(cg, n->in[0]), idx = nn_cg_buf(cg, n->in[1]);
-    LLVMValueRef y = nn_cg_buf(cg, id), err = err_entry(cg, id);
+    LLVMValueRef val, y = nn_cg_buf(cg, id), err = err_entry(cg, id, &val);
     LLVMBuildStore(cg->b, nn_cg_i64(cg, -1), err);
     NnLoop i;
     nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_extent(cg, d[0], nn_cg_rt(cg, cg->g, id)), 1);
@@ -97,7 +104,7 @@ bool llvm_take(NnCg *cg, NnId id)
         d[1] > 0 ? nn_cg_load(cg, n->dtype, x, off, 1, NULL) : nn_cg_const(cg, n->dtype, 0, 1);
     v = LLVMBuildSelect(cg->b, ok, v, nn_cg_const(cg, n->dtype, 0, 1), "");
     nn_cg_store(cg, n->dtype, v, y, i.iv, 1, NULL);
-    note_bad(cg, err, LLVMBuildNot(cg->b, ok, ""), i.iv);
+    note_bad(cg, err, val, LLVMBuildNot(cg->b, ok, ""), i.iv, j);
     nn_cg_loop_end(cg, &i);
     nn_cg_kernel_end(cg);
     return true;
@@ -108,14 +115,15 @@ bool llvm_onehot(NnCg *cg, NnId id)
     const NnNode *n = &cg->g->nodes[id];
     int64_t rows = nn_cg_numel(cg, cg->g, n->in[0]), depth = n->attr.depth;
     nn_cg_kernel_begin(cg, "onehot", 0);
-    LLVMValueRef idx = nn_cg_buf(cg, n->in[0]), y = nn_cg_buf(cg, id), err = err_entry(cg, id);
+    LLVMValueRef val, idx = nn_cg_buf(cg, n->in[0]), y = nn_cg_buf(cg, id);
+    LLVMValueRef err = err_entry(cg, id, &val);
     LLVMBuildStore(cg->b, nn_cg_i64(cg, -1), err);
     NnLoop i, j;
     nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0),
                      nn_cg_extent(cg, rows, nn_cg_rt(cg, cg->g, n->in[0])), 1);
     LLVMValueRef lab =  nn_cg_load(cg, NN_DT_I32, idx, i.iv, 1, NULL);
     LLVMValueRef lab64 = LLVMBuildSExt(cg->b, lab, cg->t_i64, "");
-    note_bad(cg, err, LLVMBuildNot(cg->b, in_range(cg, lab, depth), ""), i.iv);
+    note_bad(cg, err, val, LLVMBuildNot(cg->b, in_range(cg, lab, depth), ""), i.iv, lab);
     LLVMValueRef row = LLVMBuildMul(cg->b, i.iv, nn_cg_i64(cg, depth), "");
     nn_cg_loop_begin(cg, &j, nn_cg_i64(cg, 0), nn_cg_i64(cg, depth), 1);
     LLVMValueRef hit = LLVMBuildICmp(cg->b, LLVMIntEQ, j.iv, lab64, "");
@@ -138,13 +146,13 @@ bool llvm_gather(NnCg *cg, NnId id)
     int64_t rows = nn_cg_numel(cg, cg->g, n->in[1]), dim = d[1];
     nn_cg_kernel_begin(cg, "gather", 0);
     LLVMValueRef w = nn_cg_buf(cg, n->in[0]), idx = nn_cg_buf(cg, n->in[1]);
-    LLVMValueRef y = nn_cg_buf(cg, id), err = err_entry(cg, id);
+    LLVMValueRef val, y = nn_cg_buf(cg, id), err = err_entry(cg, id, &val);
     LLVMBuildStore(cg->b, nn_cg_i64(cg, -1), err);
     NnLoop i, k;
     nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_i64(cg, rows), 1);
     LLVMValueRef j = nn_cg_load(cg, NN_DT_I32, idx, i.iv, 1, NULL);
     LLVMValueRef ok = in_range(cg, j, d[0]);
-    note_bad(cg, err, LLVMBuildNot(cg->b, ok, ""), i.iv);
+    note_bad(cg, err, val, LLVMBuildNot(cg->b, ok, ""), i.iv, j);
     LLVMValueRef js =
         LLVMBuildSelect(cg->b, ok, LLVMBuildSExt(cg->b, j, cg->t_i64, ""), nn_cg_i64(cg, 0), "");
     LLVMValueRef src = LLVMBuildMul(cg->b, js, nn_cg_i64(cg, dim), "");

@@ -78,8 +78,11 @@ typedef struct NnCg {
     bool *slot_rows;     // per slot: slot_bytes is per row of the batch
     bool *slot_owned;    // per slot: memory of its own (else scratch slots share one)
     int nslots, slotcap;
-    int err_slot;   // int64 per TAKE/ONEHOT/GATHER: first out-of-range row, or -1
-    NnId *err_node; // node of each entry
+    int err_slot;   // int64 per label check: first out-of-range row, or -1
+    // What each entry checks (the step descriptor's checks). Its slot is an
+    // owned copy of the indices where the kernel writes the bad one at its
+    // row: the indices' own buffer may be reused before the step ends.
+    NnrtStepCheck *checks;
     int nerr;
     NnCgKernel *kernels;
     int nkernels, kcap;
@@ -115,7 +118,12 @@ int nn_cg_add_scratch(NnCg *cg, int64_t nbytes); // new slot, returns its index
 int nn_cg_add_scratch_rows(NnCg *cg, int64_t nbytes);
 // A slot with nbytes of its own, kept between runs (a loop body's workspace).
 int nn_cg_add_owned(NnCg *cg, int64_t nbytes);
-int nn_cg_add_error(NnCg *cg, NnId id);          // new error entry, returns its index
+// New error entry for node id, returns its index; *copy is the slot of its
+// indices' copy.
+int nn_cg_add_error(NnCg *cg, NnId id, int *copy);
+// An entry for a check met elsewhere (a loop body's, copied out by the loop),
+// with a copy of `rows` indices; returns its index.
+int nn_cg_add_check(NnCg *cg, int kind, int64_t bound, int64_t rows);
 
 // Whether node id's leading dim is the run-time batch.
 bool nn_cg_rt(const NnCg *cg, const NnGraph *g, NnId id);

@@ -114,20 +114,8 @@ NnrtStep *nn_llvm_step_new(const NnCg *cg, const NnPlan *plan, const char *name)
         ups[k] = (NnrtStepUpdate){var_index(g, vars, d->nvars, g->updates[k].var),
                                   g->updates[k].value};
     d->nchecks = cg->nerr;
-    for (int k = 0; k < cg->nerr; k++) {
-        const NnNode *n = &g->nodes[cg->err_node[k]];
-        if (n->op == NN_OP_TAKE) {
-            int64_t dims[NN_MAX_RANK];
-            nn_shape_bind(&g->nodes[n->in[0]].shape, cg->symv, dims);
-            checks[k] = (NnrtStepCheck){0, n->in[1], dims[1]};
-        } else if (n->op == NN_OP_GATHER) {
-            int64_t dims[NN_MAX_RANK];
-            nn_shape_bind(&g->nodes[n->in[0]].shape, cg->symv, dims);
-            checks[k] = (NnrtStepCheck){2, n->in[1], dims[0]};
-        } else {
-            checks[k] = (NnrtStepCheck){1, n->in[0], n->attr.depth};
-        }
-    }
+    for (int k = 0; k < cg->nerr; k++)
+        checks[k] = cg->checks[k];
     return d;
 }
 
