@@ -199,67 +199,65 @@ static NnStatus read_data(Reader *r, int type, NnTensor *t)
 
 NnStatus nnrt_idx_load(const char *path, NnTensor **out) { return nnrt_idx_load_info(path, out, NULL); }
 
-NnStatus nnrt_idx_load_header(const char *path, NnTensor **out)
+// Opens path and reads its IDX header: r->f open (the caller closes it),
+// *t a header-only tensor of the file's shape, *type its element code.
+static NnStatus open_header(const char *path, Reader *r, int *type, NnTensor **t)
 {
-    *out = NULL;
+    *t = NULL;
     int fd;
     int64_t size;
     NnStatus st = nnrt_file_open(path, NULL, &fd, &size);
     if (st != NN_OK)
         return st;
-    Reader r = {.path = path, .f = gzdopen(fd, "rb")};
-    if (!r.f) {
+    *r = (Reader){.path = path, .f = gzdopen(fd, "rb")};
+    if (!r->f) {
         close(fd);
         return nnrt_fail(NN_ERR_NOMEM, "%s: cannot open: out of memory", path);
     }
-    int type = 0, rank = 0;
+    int rank = 0;
     int64_t shape[NN_MAX_RANK], numel = 0;
-    st = read_header(&r, &type, &rank, shape, &numel);
-    gzclose(r.f);
+    st = read_header(r, type, &rank, shape, &numel);
     if (st != NN_OK)
         return st;
-    bool is_int = type != 0x0D && type != 0x0E;
-    *out = nnrt_tensor_view(rank == 1 && is_int ? NN_DT_I32 : NN_DT_F32, rank, shape, NULL);
-    if (!*out)
+    bool is_int = *type != 0x0D && *type != 0x0E;
+    *t = nnrt_tensor_view(rank == 1 && is_int ? NN_DT_I32 : NN_DT_F32, rank, shape, NULL);
+    if (!*t)
         return nnrt_fail(NN_ERR_FORMAT, "%s: IDX dimensions at byte 4: %s", path, nnrt_errmsg());
     return NN_OK;
+}
+
+NnStatus nnrt_idx_load_header(const char *path, NnTensor **out)
+{
+    Reader r = {0};
+    int type = 0;
+    NnStatus st = open_header(path, &r, &type, out);
+    if (r.f)
+        gzclose(r.f);
+    if (st != NN_OK) {
+        nnrt_tensor_free(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 NnStatus nnrt_idx_load_info(const char *path, NnTensor **out, NnrtIdxInfo *info)
 {
     *out = NULL;
-    int fd;
-    int64_t size;
-    NnStatus st = nnrt_file_open(path, NULL, &fd, &size);
-    if (st != NN_OK)
-        return st;
-    Reader r = {.path = path, .f = gzdopen(fd, "rb")};
-    if (!r.f) {
-        close(fd);
-        return nnrt_fail(NN_ERR_NOMEM, "%s: cannot open: out of memory", path);
-    }
-    int type = 0, rank = 0;
-    int64_t shape[NN_MAX_RANK], numel = 0;
-    st = read_header(&r, &type, &rank, shape, &numel);
+    Reader r = {0};
+    int type = 0;
     NnTensor *t = NULL;
-    if (st == NN_OK) {
-        bool is_int = type != 0x0D && type != 0x0E;
-        // A header only; read_data allocates as the elements arrive.
-        t = nnrt_tensor_view(rank == 1 && is_int ? NN_DT_I32 : NN_DT_F32, rank, shape, NULL);
-        if (!t)
-            st = nnrt_fail(NN_ERR_FORMAT, "%s: IDX dimensions at byte 4: %s", path,
-                           nnrt_errmsg());
-        else
-            t->owned = true;
-    }
+    NnStatus st = open_header(path, &r, &type, &t);
+    if (st == NN_OK)
+        t->owned = true; // a header only; read_data allocates as the elements arrive
     if (st == NN_OK && info) {
         info->type = type;
-        info->header_bytes = 4 + 4 * rank;
+        info->header_bytes = 4 + 4 * t->rank;
         info->elem_size = (int)idx_elem_size(type);
     }
     if (st == NN_OK)
         st = read_data(&r, type, t);
-    gzclose(r.f);
+    if (r.f)
+        gzclose(r.f);
     if (st != NN_OK) {
         nnrt_tensor_free(t);
         return st;
