@@ -176,6 +176,20 @@ static inline void tu_write_in_dir(const char *name, const char *text)
     cr_assert_eq(fclose(f), 0, "cannot write %s", path);
 }
 
+// A CSV file at path of n rows of 4 features (a,b,c,d) and a 3-class label
+// that depends on them: rows start .. start+n-1 of a fixed sequence.
+static inline void tu_write_abcd_csv(const char *path, int n, int start)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "cannot write %s", path);
+    fprintf(f, "a,b,c,d,label\n");
+    for (int i = start; i < start + n; i++) {
+        int a = (i * 7) % 10, b = (i * 3) % 10, c = (i * 5 + 1) % 10, d = i % 10;
+        fprintf(f, "%d,%d,%d,%d,%d\n", a, b, c, d, (a + b) % 3);
+    }
+    cr_assert_eq(fclose(f), 0, "cannot write %s", path);
+}
+
 // Runs a shell command (stderr merged), asserts its exit status is `want`
 // and returns its output (the caller frees it).
 static inline char *tu_sh_rc(int want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

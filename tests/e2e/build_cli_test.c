@@ -59,19 +59,11 @@ static const char wide[] =
     "    save      = \"wide.safetensors\"\n"
     "}\n";
 
-// n rows of 4 features and a label that depends on them (row i of a fixed sequence).
 static void write_csv(const char *name, int n, int start)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    cr_assert(f);
-    fprintf(f, "a,b,c,d,label\n");
-    for (int i = start; i < start + n; i++) {
-        int a = (i * 7) % 10, b = (i * 3) % 10, c = (i * 5 + 1) % 10, d = i % 10;
-        fprintf(f, "%d,%d,%d,%d,%d\n", a, b, c, d, (a + b) % 3);
-    }
-    fclose(f);
+    tu_write_abcd_csv(path, n, start);
 }
 
 static void setup(void)
