@@ -398,6 +398,24 @@ Test(sequence_cli, recurrent_last_state_and_initial_state)
 // interpreter. The zero initial state is a constant that only the first
 // step's fused matmul reads; the JIT once never wrote it, so evaluation (not
 // training, where the backward pass also read it) used whatever memory held.
+// The last training loss of `nnc train file` on the interpreter (loss[0])
+// and the JIT (loss[1]), from their metrics logs.
+static void train_loss_both_backends(const char *file, double loss[2])
+{
+    static const char *const be[2] = {"interp", "jit"};
+    for (int i = 0; i < 2; i++) {
+        char *out, log[32];
+        snprintf(log, sizeof log, "%s.jsonl", be[i]);
+        cr_assert_eq(tu_nnc_run(&out, "train %s -q --backend %s --metrics %s", file, be[i], log),
+                     0, "%s", out);
+        free(out);
+        char *text = tu_read_file(log);
+        cr_assert(text);
+        loss[i] = tu_jsonl_last(text, "train", "loss");
+        free(text);
+    }
+}
+
 Test(sequence_cli, recurrent_evaluation_agrees_across_backends)
 {
 #ifndef NN_WITH_LLVM
@@ -412,18 +430,7 @@ Test(sequence_cli, recurrent_evaluation_agrees_across_backends)
                         "    optimizer = adam()\n    batch = 16\n    epochs = 0\n"
                         "    metrics = [accuracy]\n}\n");
     double loss[2];
-    static const char *const be[2] = {"interp", "jit"};
-    for (int i = 0; i < 2; i++) {
-        char *out, log[32];
-        snprintf(log, sizeof log, "%s.jsonl", be[i]);
-        cr_assert_eq(tu_nnc_run(&out, "train ev.nn -q --backend %s --metrics %s", be[i], log), 0,
-                     "%s", out);
-        free(out);
-        char *text = tu_read_file(log);
-        cr_assert(text);
-        loss[i] = tu_jsonl_last(text, "train", "loss");
-        free(text);
-    }
+    train_loss_both_backends("ev.nn", loss);
     cr_assert(isfinite(loss[0]) && loss[0] > 0, "interp loss %g", loss[0]);
     cr_assert_float_eq(loss[1], loss[0], 1e-5 * loss[0], "jit %g, interp %g", loss[1], loss[0]);
 }
@@ -538,18 +545,7 @@ Test(sequence_cli, carries_swapped_and_copied_agree_across_backends)
                         "    optimizer = adam(lr = 0.01)\n    batch = 8\n    epochs = 2\n"
                         "    metrics = [loss]\n}\n");
     double loss[2];
-    static const char *const be[2] = {"interp", "jit"};
-    for (int i = 0; i < 2; i++) {
-        char *out, log[32];
-        snprintf(log, sizeof log, "%s.jsonl", be[i]);
-        cr_assert_eq(tu_nnc_run(&out, "train sw.nn -q --backend %s --metrics %s", be[i], log), 0,
-                     "%s", out);
-        free(out);
-        char *text = tu_read_file(log);
-        cr_assert(text);
-        loss[i] = tu_jsonl_last(text, "train", "loss");
-        free(text);
-    }
+    train_loss_both_backends("sw.nn", loss);
     cr_assert(isfinite(loss[0]) && loss[0] > 0, "interp loss %g", loss[0]);
     cr_assert_float_eq(loss[1], loss[0], 1e-4 * loss[0], "jit %g, interp %g", loss[1], loss[0]);
 }
