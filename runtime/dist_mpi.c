@@ -10,6 +10,7 @@
 #include "dist_priv.h"
 
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -288,8 +289,14 @@ NnStatus nnrt_dist_init(void)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
     const char *t = getenv("NNC_MPI_TIMEOUT");
-    if (t && atof(t) > 0)
-        timeout_s = atof(t);
+    if (t) {
+        char *end;
+        double v = strtod(t, &end);
+        if (end == t || *end || !(v > 0) || !isfinite(v))
+            return nnrt_fail(NN_ERR_RUNTIME, "NNC_MPI_TIMEOUT='%s': expected a positive number of "
+                             "seconds", t);
+        timeout_s = v;
+    }
     // One rank under mpirun (-np 1) runs as a plain process, MPI started.
     stats = nnrt_dist_attach(size_ > 1 ? &mpi_ops : NULL, rank_, size_, finalize);
     return NN_OK;

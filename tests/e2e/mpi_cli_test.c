@@ -208,6 +208,19 @@ Test(mpi_cli, different_settings_are_refused)
     free(out);
 }
 
+Test(mpi_cli, bad_timeout_setting_is_refused)
+{
+    need_mpi();
+    char *out = NULL, cmd[4096];
+    snprintf(cmd, sizeof cmd, "NNC_MPI_TIMEOUT=abc " MPIRUN " -x NNC_MPI_TIMEOUT -np 2 %s "
+             FLOWERS " --set save=%s/t.st", tu_nnc(), dir);
+    cr_assert_eq(tu_run(cmd, &out), 1, "%s", out);
+    cr_assert(strstr(out, "NNC_MPI_TIMEOUT='abc': expected a positive number of seconds"), "%s",
+              out);
+    cr_assert(!exists("t.st"), "trained anyway: %s", out);
+    free(out);
+}
+
 // Starts a long run whose rank 1 leaves its pid in dir/pid, sends it sig once
 // it trains, and returns mpirun's status, its output and the seconds it took
 // to end after the signal.
