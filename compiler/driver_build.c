@@ -7,10 +7,12 @@
 // any batch size when every op on the batch takes it at run time (an
 // NnrtAppStep of 0 rows), else for every batch size the program will run:
 // the batch, the last partial batches of the splits it trains or evaluates,
-// and 1 (predict). A generated C file holds the step descriptors and the
-// replay of the data block (runtime/app/app.h); the system C compiler (`cc`)
-// compiles it and links it with the kernel objects, runtime/app's main and
-// libnnrt, all statically.
+// and 1 (predict). With MPI built in, a data-parallel twin of the training
+// step (gradients averaged over ranks) is compiled too, for mpirun. A
+// generated C file holds the step descriptors and the replay of the data
+// block (runtime/app/app.h); the system C compiler (`cc`) compiles it and
+// links it with the kernel objects, runtime/app's main and libnnrt, all
+// statically.
 #include "driver.h"
 #include "savefile.h"
 
@@ -26,6 +28,7 @@
 
 #include "aot.h"
 #include "checkpoint.h"
+#include "dist.h"
 #include "init.h"
 #include "metrics.h"
 
@@ -76,6 +79,8 @@ typedef struct Build {
     char weights[PATH_MAX + 32]; // the weights embedded (--weights), model tensors only
     uint64_t seed; // the run's seed (data splits without their own)
     bool overflow;
+    int dj[MAX_JOBS], nd;  // the data-parallel training steps' jobs (add_dist_steps)
+    uint64_t dist_hash;    // of their graphs and the evaluation graph
 } Build;
 
 static const char *abs_path(NnCtx *c, const char *p)
@@ -455,6 +460,56 @@ static int total_steps_repeat(const NnTrainSpec *s, const NnParamInit *v)
     return 1;
 }
 
+static uint64_t fnv_graph(uint64_t h, const NnGraph *g)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = g ? open_memstream(&text, &len) : NULL;
+    if (f) {
+        nn_ir_print(f, g);
+        fclose(f);
+        for (size_t i = 0; i < len; i++)
+            h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
+    }
+    free(text);
+    return h;
+}
+
+// The data-parallel twins of the training steps, with every gradient averaged
+// over MPI ranks (runtime/dist.h), which `mpirun -np K PROG train` runs. A
+// rank's slice of a batch depends on K, so they exist only where every step
+// takes its batch at run time, and only in builds with MPI. dspec owns their
+// graphs until the build ends.
+static bool add_dist_steps(Build *B, const NnProgram *p, NnOptions *o, const NnTrainSpec *spec,
+                           const NnField *f, int nf, const NnPassOptions *po, NnTrainSpec *dspec)
+{
+    if (!nnrt_dist_built())
+        return true;
+    if (!nn_lower_train_dist(B->c, p, spec->ast, f, nf, o->sets, o->nsets, dspec))
+        return false;
+    int nparts = dspec->nsteps > 0 ? dspec->nsteps : 1, sym[MAX_JOBS];
+    char why[160], what[96];
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int k = 0; k < nparts && k < MAX_JOBS; k++) {
+        NnGraph **g = nn_train_step_graph(dspec, k);
+        *g = nn_passes_run(*g, po);
+        if ((sym[k] = nn_aot_batch_sym(*g, why, sizeof why)) < 0)
+            return true; // compiled per batch size: the program runs as one process only
+        h = fnv_graph(h, *g);
+    }
+    B->dist_hash = fnv_graph(h, spec->eval);
+    for (int k = 0; k < nparts && B->nd < MAX_JOBS; k++) {
+        int64_t symv[NN_MAX_SYMS];
+        const NnGraph *g = *nn_train_step_graph(dspec, k);
+        bind_rows(g, f, nf, spec->batch, symv);
+        snprintf(what, sizeof what, "data-parallel %s%s%s", dspec->nsteps ? "step '" : "training "
+                 "step", dspec->nsteps ? dspec->steps[k].name : "", dspec->nsteps ? "'" : "");
+        B->dj[B->nd] = add_job(B, g, symv, true, what);
+        B->jobs[B->dj[B->nd++]].batch_sym = sym[k];
+    }
+    return true;
+}
+
 static bool write_app(Build *B, FILE *f, const NnProgram *p, const NnTrainSpec *spec,
                       const NnSplits *splits, const NnOptions *o, const NnField *fx,
                       const int *tj, const int64_t *tr, const int *tp, int nt, const int *ej,
@@ -485,6 +540,11 @@ static bool write_app(Build *B, FILE *f, const NnProgram *p, const NnTrainSpec *
     }
     fputs("    {0}\n};\n", f);
     write_sized(f, "app_train", B, tj, tr, tp, nt);
+    int64_t any[MAX_JOBS] = {0};
+    int dparts[MAX_JOBS];
+    for (int i = 0; i < B->nd; i++)
+        dparts[i] = i;
+    write_sized(f, "app_dist_train", B, B->dj, any, dparts, B->nd);
     write_sized(f, "app_eval", B, ej, er, NULL, ne);
     int64_t ones[MAX_JOBS];
     for (int i = 0; i < nx; i++)
@@ -541,6 +601,8 @@ static bool write_app(Build *B, FILE *f, const NnProgram *p, const NnTrainSpec *
     fprintf(f, ",\n    .ntrain = %d, .neval = %d, .nxform = %d, .train = app_train, "
             ".eval = app_eval, .xform = app_xform,\n", nt, ne, nx);
     fprintf(f, "    .nparts = %d, .parts = app_parts,\n", spec->nsteps);
+    fprintf(f, "    .ndist_train = %d, .dist_train = app_dist_train, .dist_hash = %lluu,\n", B->nd,
+            (unsigned long long)B->dist_hash);
     fprintf(f, "    .x_raw_rank = %d, .x_raw_dims = ", raw ? raw->rank : 0);
     write_dims(f, raw ? raw->rank : 0, raw ? raw->dim : NULL);
     fprintf(f, ",\n    .weights = %s, .weights_end = %s,\n};\n",
@@ -631,7 +693,7 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
     B->c = c;
     snprintf(B->dir, sizeof B->dir, "%s/nnc-build-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR")
                                                                               : "/tmp");
-    NnTrainSpec spec = {0};
+    NnTrainSpec spec = {0}, dspec = {0};
     NnSplits splits = {0};
     NnGraph *owned[MAX_JOBS];
     int nowned = 0, rc = 1;
@@ -735,6 +797,8 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
         ej[i] = add_job(B, spec.eval, symv, true, what);
         B->jobs[ej[i]].batch_sym = esz[i] ? -1 : esym;
     }
+    if (!add_dist_steps(B, p, o, &spec, f, nf, &po, &dspec))
+        goto done;
     for (int i = 0; i < B->nxf; i++) {
         snprintf(what, sizeof what, "data transform (line %d)", B->xf[i].st->loc.line);
         B->xf[i].job = add_job(B, B->xf[i].g, NULL, false, what);
@@ -830,6 +894,7 @@ done:
         nn_graph_free(owned[i]);
     nn_splits_fini(&splits);
     nn_train_spec_fini(&spec);
+    nn_train_spec_fini(&dspec);
     free(B);
     return rc;
 }

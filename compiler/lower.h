@@ -84,6 +84,12 @@ typedef struct NnField {
 // hyperparameters (epochs, batch, lr, seed, ...); unknown keys are errors.
 bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnField *fields,
                     int nfields, NnSetting *sets, int nsets, NnTrainSpec *out);
+// As nn_lower_train, with every gradient averaged over MPI ranks whatever
+// this process's rank count (under mpirun nn_lower_train does it too): the
+// data-parallel steps `nnc build` puts beside a program's one-process steps.
+bool nn_lower_train_dist(NnCtx *c, const NnProgram *p, const NnAst *train,
+                         const NnField *fields, int nfields, NnSetting *sets, int nsets,
+                         NnTrainSpec *out);
 // Checks the values of --set options that name plain settings (batch,
 // epochs, seed, ...) without lowering anything, so a bad value is reported
 // before any data are loaded.

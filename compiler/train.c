@@ -221,6 +221,7 @@ typedef struct Settings {
     int nnoise;
     const bool *plain; // block of steps: which --set options were plain settings
     const NnAst *data; // the data block named by the train block, or NULL
+    bool average;      // gradients averaged over MPI ranks (GRAD_START / GRAD_WAIT)
 } Settings;
 
 // One step of a train block: the loss it differentiates and the parameters
@@ -806,13 +807,13 @@ static NnGraph *build(NnCtx *c, const NnProgram *p, const NnAst *model, const Se
     int *order = nn_arena_alloc(c->arena, (size_t)(nparams + 1) * sizeof *order);
     for (int i = 0; i < nparams; i++)
         order[i] = i;
-    for (int i = 1; nnrt_dist_size() > 1 && i < nparams; i++)
+    for (int i = 1; s->average && i < nparams; i++)
         for (int k = i; k > 0 && grads[order[k]] < grads[order[k - 1]]; k--) {
             int t = order[k];
             order[k] = order[k - 1];
             order[k - 1] = t;
         }
-    if (nnrt_dist_size() > 1 && !average_grads(L, grads, names, nparams, cfg->loss->loc))
+    if (s->average && !average_grads(L, grads, names, nparams, cfg->loss->loc))
         goto fail;
     const NnAst *oc = cfg->optimizer;
     T.optimizing = true;
@@ -1074,8 +1075,8 @@ static bool lower_steps(NnCtx *c, const NnProgram *p, const NnAst *model, Settin
     return ok;
 }
 
-bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnField *fields,
-                    int nfields, NnSetting *sets, int nsets, NnTrainSpec *out)
+static bool lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnField *fields,
+                        int nfields, NnSetting *sets, int nsets, bool average, NnTrainSpec *out)
 {
     memset(out, 0, sizeof *out);
     out->ast = train;
@@ -1086,7 +1087,7 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
                  nn_sema_hint(c, near));
         return false;
     }
-    Settings s = {.batch = 32, .epochs = 1, .seed = 1};
+    Settings s = {.batch = 32, .epochs = 1, .seed = 1, .average = average};
     const NnDecl *dd = train->name2 ? nn_sema_find(p, train->name2) : NULL;
     s.data = dd && dd->ast->kind == NN_AST_DATA ? dd->ast : NULL;
     bool ok = true;
@@ -1186,6 +1187,19 @@ bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnFi
     out->classify = nfields > 1 && fields[1].dtype == NN_DT_I32 &&
                     nn_node(out->eval, o)->shape.rank == 2;
     return check_task(c, &s, out->classify, out->model);
+}
+
+bool nn_lower_train(NnCtx *c, const NnProgram *p, const NnAst *train, const NnField *fields,
+                    int nfields, NnSetting *sets, int nsets, NnTrainSpec *out)
+{
+    return lower_train(c, p, train, fields, nfields, sets, nsets, nnrt_dist_size() > 1, out);
+}
+
+bool nn_lower_train_dist(NnCtx *c, const NnProgram *p, const NnAst *train,
+                         const NnField *fields, int nfields, NnSetting *sets, int nsets,
+                         NnTrainSpec *out)
+{
+    return lower_train(c, p, train, fields, nfields, sets, nsets, true, out);
 }
 
 // The steps' repeat counts by the name prefix of their variables ("disc/").

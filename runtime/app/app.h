@@ -104,6 +104,13 @@ typedef struct NnrtApp {
     // and there is no evaluation (neval 0).
     int nparts;
     const NnrtAppPart *parts;
+    // The training steps with gradients averaged over MPI ranks (runtime/dist.h),
+    // for `mpirun -np K PROG train`: one any-batch step per part, or none (a
+    // build without MPI, or steps compiled per batch size). dist_hash: of
+    // their graphs and the evaluation's, compared across ranks at start-up.
+    int ndist_train;
+    const NnrtAppStep *dist_train;
+    uint64_t dist_hash;
     const unsigned char *weights; // embedded safetensors (nnc build --weights), or NULL
     const unsigned char *weights_end;
 } NnrtApp;

@@ -3,8 +3,9 @@
 // generated tables (app.h), initializes the variables as `nnc train` does and
 // hands the runtime's training loop callbacks that run the compiled step
 // descriptors (every step of a block of steps in turn, for a GAN), so its
-// results equal those of `nnc train` / `nnc eval`. eval and predict on
-// embedded weights use them in place, read-only.
+// results equal those of `nnc train` / `nnc eval`, also under mpirun (one
+// data-parallel rank, start_ranks). eval and predict on embedded weights use
+// them in place, read-only.
 // Exit status: 0 success, 1 a diagnostic (bad data, weights, input), 2 bad usage.
 #include <errno.h>
 #include <math.h>
@@ -417,6 +418,21 @@ static int apply_sets(const Args *g, NnrtApp *a)
     return 0;
 }
 
+// Every rank must run the same steps on the same data with the same loop
+// settings, or their sums would mix different things (or hang when their
+// step counts differ): compare a hash of all of it, as nnc train does.
+static NnStatus same_on_all_ranks(const NnrtApp *a, const Args *g, const NnrtDataset *train,
+                                  bool eval_only)
+{
+    int64_t v[] = {a->epochs, a->batch, (int64_t)a->seed, a->patience, g->resume != NULL,
+                   eval_only, train ? train->count : -1, a->limit, a->eval_limit};
+    uint64_t h = a->dist_hash;
+    const unsigned char *b = (const unsigned char *)v;
+    for (size_t i = 0; i < sizeof v; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return nnrt_dist_check_hash(h, "train step or settings");
+}
+
 static void fill_options(const NnrtApp *a, const Args *g, const NnrtDataset *train,
                          const NnrtDataset *val, const NnrtDataset *test, NnrtTrainOptions *to)
 {
@@ -495,7 +511,8 @@ static int cmd_train(const NnrtApp *a, const Args *g, bool eval_only)
         fail("cannot resume from '%s': %s", g->resume, strerror(errno));
         goto done;
     }
-    if (!eval_only && a->save && nnrt_savefile_check(a->save) != NN_OK) {
+    bool writer = nnrt_dist_rank() == 0; // under mpirun rank 0 alone writes
+    if (!eval_only && a->save && writer && nnrt_savefile_check(a->save) != NN_OK) {
         fail_rt("cannot save checkpoints");
         goto done;
     }
@@ -515,6 +532,10 @@ static int cmd_train(const NnrtApp *a, const Args *g, bool eval_only)
     NnrtDataset *test = app_split_get(&s, "test");
     if (app_keep_head(train, a->limit) != NN_OK || app_keep_head(val, a->eval_limit) != NN_OK ||
         app_keep_head(test, a->eval_limit) != NN_OK) {
+        fail_rt(NULL);
+        goto done;
+    }
+    if (nnrt_dist_size() > 1 && same_on_all_ranks(a, g, train, eval_only) != NN_OK) {
         fail_rt(NULL);
         goto done;
     }
@@ -761,6 +782,32 @@ static int parse_args(int argc, char **argv, Args *g)
     return 0;
 }
 
+// Under mpirun, train and eval run as one rank of a data-parallel run, as
+// `nnc train` does (runtime/dist.h): the training steps with averaged
+// gradients, rank 0 alone printing and writing. K copies of a one-process
+// program would each train alone and write the same files: refused.
+static int start_ranks(Args *g, NnrtApp *a)
+{
+    int k = nnrt_dist_launched_ranks();
+    const char *script = a->script ? a->script : "MODEL.nn";
+    if (!nnrt_dist_built() || (!a->ndist_train && !strcmp(g->cmd, "train"))) {
+        fprintf(stderr, "%s: error: this program %s, so it cannot %s as %d MPI ranks; run "
+                "`mpirun -np %d nnc train %s` instead\n", prog, !nnrt_dist_built() ?
+                "was built without MPI" : "has training steps compiled for fixed batch sizes "
+                "(a rank trains on its slice of each batch)", g->cmd, k, k, script);
+        return 1;
+    }
+    if (nnrt_dist_init() != NN_OK)
+        return fail_rt(NULL);
+    a->train = a->dist_train;
+    a->ntrain = a->ndist_train;
+    if (nnrt_dist_rank() != 0) {
+        g->quiet = true;
+        g->metrics = NULL;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *slash = argc > 0 ? strrchr(argv[0], '/') : NULL;
@@ -771,15 +818,8 @@ int main(int argc, char **argv)
     NnrtApp a = nnrt_app;
     if (rc == 0)
         rc = apply_sets(&g, &a);
-    // Its steps were compiled for one process: K copies would each train
-    // alone and write the same files.
-    if (rc == 0 && strcmp(g.cmd, "predict") != 0 && nnrt_dist_launched_ranks() > 1) {
-        fprintf(stderr, "%s: error: this program was built for one process and cannot %s as %d "
-                "MPI ranks; run `mpirun -np %d nnc train %s` instead\n", prog, g.cmd,
-                nnrt_dist_launched_ranks(), nnrt_dist_launched_ranks(),
-                a.script ? a.script : "MODEL.nn");
-        rc = 1;
-    }
+    if (rc == 0 && strcmp(g.cmd, "predict") != 0 && nnrt_dist_launched_ranks() > 1)
+        rc = start_ranks(&g, &a);
     if (rc == 0 && g.threads && nnrt_pool_set_threads(g.threads) != NN_OK)
         rc = fail_rt(NULL);
     if (rc == 0)
@@ -788,5 +828,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < g.nsets; i++)
         free((char *)g.set_key[i]);
     fflush(stdout);
+    // A rank that fails alone would leave the others waiting for it.
+    if (rc > 0 && nnrt_dist_size() > 1 && !nnrt_dist_failed_together())
+        nnrt_dist_abort("failed (see the messages above); ending every rank");
+    nnrt_dist_finalize();
     return rc < 0 ? 0 : rc;
 }

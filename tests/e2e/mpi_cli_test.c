@@ -3,7 +3,8 @@
 // --resume works under MPI and across a change of rank count, a killed or
 // stopped rank ends the run with an error naming it (never a hang: every
 // mpirun runs under `timeout`), ranks with different settings are refused,
-// and without mpirun the compiled step has no all-reduce in it. Skipped with
+// without mpirun the compiled step has no all-reduce in it, and a program
+// from `nnc build` does all of this as nnc train does. Skipped with
 // a message when this build has no MPI or mpirun is missing. Under ASan the
 // runs here detect memory errors but not leaks (Open MPI's, at exit).
 #define _GNU_SOURCE // asprintf, strndup in testutil.h
@@ -221,10 +222,10 @@ Test(mpi_cli, bad_timeout_setting_is_refused)
     free(out);
 }
 
-// Starts a long run whose rank 1 leaves its pid in dir/pid, sends it sig once
-// it trains, and returns mpirun's status, its output and the seconds it took
-// to end after the signal.
-static int long_run_with_signal(int sig, char **out, double *secs)
+// Starts a long run of prog (nnc train, or a built program) whose rank 1
+// leaves its pid in dir/pid, sends it sig once it trains, and returns
+// mpirun's status, its output and the seconds it took to end after the signal.
+static int long_run_with_signal(const char *prog, int sig, char **out, double *secs)
 {
     char wrap[512], cmd[4096];
     snprintf(wrap, sizeof wrap, "%s/rank.sh", dir);
@@ -234,8 +235,8 @@ static int long_run_with_signal(int sig, char **out, double *secs)
             dir);
     fclose(f);
     chmod(wrap, 0755);
-    snprintf(cmd, sizeof cmd, "NNC_MPI_TIMEOUT=3 " MPIRUN " -np 2 %s %s train bench/mlp.nn --threads 1 "
-             "--set epochs=100000 > %s/log 2>&1; echo $? > %s/rc", wrap, tu_nnc(), dir, dir);
+    snprintf(cmd, sizeof cmd, "NNC_MPI_TIMEOUT=3 " MPIRUN " -np 2 %s %s --threads 1 --set "
+             "epochs=100000 > %s/log 2>&1; echo $? > %s/rc", wrap, prog, dir, dir);
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
@@ -275,7 +276,9 @@ Test(mpi_cli, killed_rank_ends_the_run)
     need_mpi();
     char *out = NULL;
     double secs = 0;
-    int rc = long_run_with_signal(SIGKILL, &out, &secs);
+    char prog[512];
+    snprintf(prog, sizeof prog, "%s train bench/mlp.nn", tu_nnc());
+    int rc = long_run_with_signal(prog, SIGKILL, &out, &secs);
     cr_assert_neq(rc, 0, "%s", out);
     cr_assert(secs < 60, "took %.1f s to end", secs);
     cr_assert(strstr(out, "rank 1"), "the message does not name rank 1: %s", out);
@@ -287,9 +290,26 @@ Test(mpi_cli, stopped_rank_ends_the_run)
     need_mpi();
     char *out = NULL;
     double secs = 0;
-    int rc = long_run_with_signal(SIGSTOP, &out, &secs);
+    char prog[512];
+    snprintf(prog, sizeof prog, "%s train bench/mlp.nn", tu_nnc());
+    int rc = long_run_with_signal(prog, SIGSTOP, &out, &secs);
     cr_assert_neq(rc, 0, "%s", out);
     // NNC_MPI_TIMEOUT=3, then up to 1.5 s for peers to answer, then MPI_Abort.
+    cr_assert(secs < 60, "took %.1f s to end", secs);
+    cr_assert(strstr(out, "rank 1 stopped responding"), "%s", out);
+    free(out);
+}
+
+Test(mpi_cli, built_program_stopped_rank_ends_the_run)
+{
+    need_mpi();
+    char *out = NULL, prog[512];
+    cr_assert_eq(run_k(0, &out, "build bench/mlp.nn -o %s/mlp", dir), 0, "%s", out);
+    free(out);
+    snprintf(prog, sizeof prog, "%s/mlp train", dir);
+    double secs = 0;
+    int rc = long_run_with_signal(prog, SIGSTOP, &out, &secs);
+    cr_assert_neq(rc, 0, "%s", out);
     cr_assert(secs < 60, "took %.1f s to end", secs);
     cr_assert(strstr(out, "rank 1 stopped responding"), "%s", out);
     free(out);
@@ -307,18 +327,92 @@ Test(mpi_cli, one_process_compiles_no_allreduce)
     free(two);
 }
 
-// A built program's steps are compiled for one process (nnc build has no
-// data-parallel mode yet): under mpirun it refuses instead of training K
-// independent copies that overwrite each other's files.
-Test(mpi_cli, built_program_refuses_to_run_as_ranks)
+// `nnc build` adds training steps with averaged gradients, so a built
+// program under mpirun trains as `mpirun nnc train` does: the same printed
+// report to the last digit, the same weights, rank 0 alone writing.
+static void build_flowers(void)
+{
+    char *out = NULL;
+    cr_assert_eq(run_k(0, &out, "build examples/flowers.nn -o %s/flowers", dir), 0, "%s", out);
+    free(out);
+}
+
+// Runs `mpirun -np k DIR/flowers ARGS` (k = 0: the program alone).
+static int run_app(int k, char **out, const char *args)
+{
+    char cmd[4096];
+    if (k)
+        snprintf(cmd, sizeof cmd, MPIRUN " -np %d %s/flowers %s", k, dir, args);
+    else
+        snprintf(cmd, sizeof cmd, "%s/flowers %s", dir, args);
+    return tu_run(cmd, out);
+}
+
+Test(mpi_cli, built_program_trains_as_ranks)
 {
     need_mpi();
+    build_flowers();
+    char *nnc = NULL, *app = NULL, *one = NULL, args[1024];
+    cr_assert_eq(run_k(2, &nnc, FLOWERS " --set save=%s/n2.st --metrics %s/n2.jsonl", dir, dir),
+                 0, "%s", nnc);
+    snprintf(args, sizeof args, "train --threads 1 --set save=%s/a2.st --metrics %s/a2.jsonl", dir,
+             dir);
+    cr_assert_eq(run_app(2, &app, args), 0, "%s", app);
+    snprintf(args, sizeof args, "train --threads 1 --set save=%s/a1.st", dir);
+    cr_assert_eq(run_app(0, &one, args), 0, "%s", one);
+    // The whole report line, every printed digit, once.
+    char *tn = strstr(nnc, "test  loss"), *ta = strstr(app, "test  loss");
+    cr_assert(tn && ta, "%s", app);
+    size_t len = strcspn(tn, "\n");
+    cr_assert(len > 40 && strncmp(tn, ta, len) == 0, "nnc: %.*s\napp: %.*s", (int)len, tn,
+              (int)strcspn(ta, "\n"), ta);
+    cr_assert_null(strstr(ta + 1, "test  loss"), "printed twice: %s", app);
+    cr_assert(strstr(app, "saved") && !strstr(strstr(app, "saved") + 1, "saved"), "%s", app);
+    cr_assert(max_rel_diff("n2.st", "a2.st") == 0, "the program's ranks differ from nnc's");
+    double d = max_rel_diff("a1.st", "a2.st");
+    cr_assert(d <= BOUND, "2 ranks differ from 1 process by %g (bound %g)", d, BOUND);
+    char p1[512], p2[512];
+    snprintf(p1, sizeof p1, "%s/n2.jsonl", dir);
+    snprintf(p2, sizeof p2, "%s/a2.jsonl", dir);
+    char *j1 = tu_read_file(p1), *j2 = tu_read_file(p2);
+    cr_assert(j1 && j2);
+    cr_assert_str_eq(j1, j2);
+    free(j1);
+    free(j2);
+    free(nnc);
+    free(app);
+    free(one);
+}
+
+Test(mpi_cli, built_program_ranks_write_once_resume_and_check_settings)
+{
+    need_mpi();
+    build_flowers();
     char *out = NULL, cmd[4096];
-    cr_assert_eq(run_k(0, &out, "build examples/xor.nn -o %s/xorapp", dir), 0, "%s", out);
+    snprintf(cmd, sizeof cmd, MPIRUN " -np 1 %s/flowers train --threads 1 --set epochs=3 --set "
+             "save=%s/r0.st --metrics %s/r0.jsonl : -np 1 %s/flowers train --threads 1 --set "
+             "epochs=3 --set save=%s/r1.st --metrics %s/r1.jsonl", dir, dir, dir, dir, dir, dir);
+    cr_assert_eq(tu_run(cmd, &out), 0, "%s", out);
+    cr_assert(exists("r0.st") && exists("r0.jsonl"), "%s", out);
+    cr_assert(!exists("r1.st") && !exists("r1.jsonl"), "rank 1 wrote a file: %s", out);
     free(out);
-    snprintf(cmd, sizeof cmd, MPIRUN " -np 2 %s/xorapp train --set epochs=2", dir);
+    char args[1024];
+    snprintf(args, sizeof args, "train --threads 1 --set epochs=8 --resume %s/r0.st --set "
+             "save=%s/r8.st", dir, dir);
+    cr_assert_eq(run_app(2, &out, args), 0, "%s", out);
+    cr_assert(strstr(out, "resumed from") && strstr(out, "3 of 8 epochs done"), "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "train --threads 1 --set epochs=8 --set save=%s/f8.st", dir);
+    cr_assert_eq(run_app(0, &out, args), 0, "%s", out);
+    free(out);
+    double d = max_rel_diff("f8.st", "r8.st");
+    cr_assert(d <= BOUND, "resumed under 2 ranks differs by %g", d);
+    snprintf(cmd, sizeof cmd, MPIRUN " -np 1 %s/flowers train --threads 1 --set save=%s/x.st : "
+             "-np 1 %s/flowers train --threads 1 --set epochs=3 --set save=%s/x.st", dir, dir, dir,
+             dir);
     cr_assert_eq(tu_run(cmd, &out), 1, "%s", out);
-    cr_assert(strstr(out, "built for one process and cannot train as 2 MPI ranks"), "%s", out);
-    cr_assert(!exists("xor.safetensors"), "%s", out);
+    cr_assert(strstr(out, "rank 1 compiled a different train step or settings than rank 0"),
+              "%s", out);
+    cr_assert(!exists("x.st"), "trained anyway: %s", out);
     free(out);
 }
