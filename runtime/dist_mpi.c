@@ -20,14 +20,11 @@
 
 enum { TAG_PING = 7701, TAG_PONG = 7702 };
 
-// A gradient sum in flight: acc is its buffer (GRAD_WAIT finds it by address).
-typedef struct Pending {
-    const float *acc;
-    MPI_Request req;
-    bool done;
-} Pending;
-
-static Pending *pend;
+// Gradient sums in flight: acc[i] is one's buffer (GRAD_WAIT finds it by
+// address), req[i] its request (MPI_REQUEST_NULL once complete). The requests
+// are one array so that one MPI_Testall advances them all.
+static const float **accs;
+static MPI_Request *reqs;
 static int npend, cap;
 static double timeout_s = 60;
 static int rank_, size_ = 1;
@@ -63,8 +60,10 @@ static bool launched(void)
 static void finalize(void)
 {
     MPI_Finalize();
-    free(pend);
-    pend = NULL;
+    free(accs);
+    free(reqs);
+    accs = NULL;
+    reqs = NULL;
     npend = cap = 0;
 }
 
@@ -163,12 +162,12 @@ static void wait_req(MPI_Request *req, const char *what)
     }
 }
 
-static Pending *find(const float *acc)
+static int find(const float *acc)
 {
     for (int i = 0; i < npend; i++)
-        if (pend[i].acc == acc)
-            return &pend[i];
-    return NULL;
+        if (accs[i] == acc)
+            return i;
+    return -1;
 }
 
 static void grad_start(float *acc, int64_t n)
@@ -178,53 +177,53 @@ static void grad_start(float *acc, int64_t n)
         mpi_abort("error: a gradient of more than 2^31 values is too large for one all-reduce");
     if (npend == cap) {
         cap = cap ? 2 * cap : 64;
-        Pending *p = realloc(pend, (size_t)cap * sizeof *p);
-        if (!p)
+        const float **a = realloc(accs, (size_t)cap * sizeof *a);
+        accs = a ? a : accs;
+        MPI_Request *r = a ? realloc(reqs, (size_t)cap * sizeof *r) : NULL;
+        reqs = r ? r : reqs;
+        if (!a || !r)
             mpi_abort("error: out of memory for gradient all-reduce requests");
-        pend = p;
     }
-    Pending *p = &pend[npend++];
-    p->acc = acc;
-    p->done = false;
-    MPI_Iallreduce(MPI_IN_PLACE, acc, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &p->req);
+    int i = npend++;
+    accs[i] = acc;
+    MPI_Iallreduce(MPI_IN_PLACE, acc, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &reqs[i]);
     stats->buckets++;
     stats->bytes += n * (int64_t)sizeof(float);
     // NNC_MPI_OVERLAP=0 measures the all-reduce with nothing hidden.
     static int overlap = -1;
     if (overlap < 0)
         overlap = !getenv("NNC_MPI_OVERLAP") || atoi(getenv("NNC_MPI_OVERLAP")) != 0;
-    if (!overlap) {
-        wait_req(&p->req, "the gradient all-reduce");
-        p->done = true;
-    }
+    if (!overlap)
+        wait_req(&reqs[i], "the gradient all-reduce");
     stats->exposed_s += now() - t0;
 }
 
+// Between kernels: one MPI call for every sum in flight (each MPI_Test would
+// run Open MPI's progress engine once more). Complete ones stay listed, as
+// MPI_REQUEST_NULL, until their GRAD_WAIT.
 static void progress(void)
 {
     if (npend == 0)
         return;
     double t0 = now();
-    for (int i = 0; i < npend; i++)
-        if (!pend[i].done) {
-            int done = 0;
-            MPI_Test(&pend[i].req, &done, MPI_STATUS_IGNORE);
-            pend[i].done = done;
-        }
+    int all = 0;
+    MPI_Testall(npend, reqs, &all, MPI_STATUSES_IGNORE);
     stats->exposed_s += now() - t0;
 }
 
 static void grad_wait(const float *acc)
 {
     double t0 = now();
-    Pending *p = find(acc);
-    if (!p) {
+    int i = find(acc);
+    if (i < 0) {
         mpi_abort("internal error: a gradient wait without its start");
         return;
     }
-    if (!p->done)
-        wait_req(&p->req, "the gradient all-reduce");
-    *p = pend[--npend];
+    if (reqs[i] != MPI_REQUEST_NULL)
+        wait_req(&reqs[i], "the gradient all-reduce");
+    npend--;
+    accs[i] = accs[npend];
+    reqs[i] = reqs[npend];
     stats->wait_s += now() - t0;
     stats->exposed_s += now() - t0;
 }

@@ -271,6 +271,9 @@ NnStatus nnrt_step_check(const NnrtStepRun *r)
 NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
 {
     const NnrtStep *d = r->d;
+    // Gradient sums over MPI ranks advance only inside MPI calls: one between
+    // kernels, and none at all in a single process.
+    bool ranks = nnrt_dist_size() > 1;
     for (int k = 0; k < d->nkernels; k++) {
         // The default pool starts on first need: a small step (batch-1
         // prediction) never waits for threads to start.
@@ -281,8 +284,8 @@ NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
             nnrt_pool_run(pool, d->kernels[k].fn, r->bufs);
         else
             d->kernels[k].fn(r->bufs, 0, 1);
-        // Gradient sums over MPI ranks advance only inside MPI calls.
-        nnrt_dist_progress();
+        if (ranks)
+            nnrt_dist_progress();
     }
     return nnrt_step_check(r);
 }

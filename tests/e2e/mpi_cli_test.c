@@ -315,6 +315,62 @@ Test(mpi_cli, built_program_stopped_rank_ends_the_run)
     free(out);
 }
 
+// A first layer of 784x256 weights: its gradient, the last the backward pass
+// computes, is summed in column blocks (ir/overlap.c), each started as soon
+// as its matmul is done; the blocks must add up to one process's result, in
+// the JIT and the interpreter. No dropout: its masks are drawn per rank.
+static void write_wide(void)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/wide.nn", dir);
+    FILE *f = fopen(p, "w");
+    cr_assert(f);
+    fputs("import std\n"
+          "data synth {\n"
+          "    x     = uniform([384, 784], 0, 1)\n"
+          "    label = i32(uniform([384], 0, 9.999))\n"
+          "}\n"
+          "model wide(x: f32[N, 784]) -> f32[N, 10] {\n"
+          "    return x |> dense(256) |> relu |> dense(10)\n"
+          "}\n"
+          "train wide on synth {\n"
+          "    loss      = cross_entropy(output, label)\n"
+          "    optimizer = adam(lr = 1e-3)\n"
+          "    batch     = 64\n"
+          "    epochs    = 3\n"
+          "}\n", f);
+    fclose(f);
+}
+
+Test(mpi_cli, big_gradient_is_summed_in_blocks)
+{
+    need_mpi();
+    write_wide();
+    char *out = NULL;
+    cr_assert_eq(run_k(2, &out, "ir %s/wide.nn --stage fused", dir), 0, "%s", out);
+    int starts = 0;
+    for (const char *p = out; (p = strstr(p, "grad_start(")); p++)
+        starts += strstr(p, ": f32[784, ") && strstr(p, ": f32[784, ") < strchr(p, '\n');
+    // Rank 0's dump comes first; each rank prints the same graph.
+    cr_assert(starts >= 2 * 2, "the first layer's gradient is not split:\n%s", out);
+    cr_assert(strstr(out, "concat(") && strstr(out, "axis=1 : f32[784, 256]"), "%s", out);
+    free(out);
+    static const char *const backends[] = {"jit", "interp"};
+    for (int b = 0; b < 2; b++) {
+        const char *be = backends[b];
+        cr_assert_eq(run_k(0, NULL, "train %s/wide.nn --threads 1 --backend %s --set "
+                           "save=%s/w1%s.st", dir, be, dir, be), 0);
+        cr_assert_eq(run_k(2, &out, "train %s/wide.nn --threads 1 --backend %s --set "
+                           "save=%s/w2%s.st", dir, be, dir, be), 0, "%s", out);
+        free(out);
+        char a[64], c[64];
+        snprintf(a, sizeof a, "w1%s.st", be);
+        snprintf(c, sizeof c, "w2%s.st", be);
+        double d = max_rel_diff(a, c);
+        cr_assert(d <= BOUND, "%s: 2 ranks differ from 1 process by %g (bound %g)", be, d, BOUND);
+    }
+}
+
 Test(mpi_cli, one_process_compiles_no_allreduce)
 {
     need_mpi();
