@@ -1,7 +1,9 @@
 #!/bin/sh
-# Data-parallel scaling on this machine: bench/mpi_bench.sh [--cnn] [--epochs N]
+# Data-parallel scaling on this machine:
+#   bench/mpi_bench.sh [--cnn | --cnn-only] [--epochs N]
 # For the MLP of bench/mlp.nn at global batch 256 (and, with --cnn, the 2-conv
-# model of bench/cnn2.nn at its batch 64) it trains 1 rank x 2 threads and
+# model of bench/cnn2.nn at its batch 64: 4 steps an epoch, so the default
+# epochs 5..100 are 380 steps) it trains 1 rank x 2 threads and
 # 2 ranks x 1 thread (mpirun --oversubscribe), and 1 rank x 1 thread for the
 # compute time per sample, and prints samples/s of each.
 # Throughput is (samples of E2 - E1 epochs) / (time of E2 epochs - time of
@@ -9,10 +11,14 @@
 # time and per CPU-second (user + system of all processes), the figure that
 # stays meaningful when the machine is shared. The MPI rows also report the
 # gradient all-reduce time per step from NNC_MPI_STATS (time inside MPI for
-# gradients), once overlapped (as trained) and once with NNC_MPI_OVERLAP=0
-# (every all-reduce completed where it starts); their difference is the
-# share hidden behind the rest of the step. The load average is printed with
-# every row: the machine is shared, and figures taken under load are noisy.
+# gradients; NNC_MPI_STATS=cpu counts this thread's CPU time instead), once
+# overlapped with the big gradients in column blocks (as trained), once with
+# one bucket per gradient (--no-pass=buckets: what the blocks add) and once
+# with NNC_MPI_OVERLAP=0 (every all-reduce completed where it starts); their
+# difference is the share hidden behind the rest of the step, given two
+# ways: by time inside MPI (starts, progress calls and waits) and by time
+# blocked in waits. The load average is printed with every row: the machine
+# is shared, and figures taken under load are noisy.
 # Uses the build in $NN_BUILD (default build/).
 set -eu
 cd "$(dirname "$0")/.."
@@ -21,11 +27,13 @@ MPIRUN="mpirun --allow-run-as-root --oversubscribe"
 E1=5
 E2=100
 CNN=
+MLP=1
 while [ $# -gt 0 ]; do
     case $1 in
     --cnn) CNN=1 ;;
+    --cnn-only) CNN=1; MLP= ;;
     --epochs) E2=$2; E1=$(($2 / 20 + 1)); shift ;;
-    *) echo "usage: bench/mpi_bench.sh [--cnn] [--epochs N]" >&2; exit 2 ;;
+    *) echo "usage: bench/mpi_bench.sh [--cnn | --cnn-only] [--epochs N]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -57,10 +65,10 @@ row() {
                label, n / ($3 - $1), n / ($4 - $2), load }' | tee "$TMP/$8"
 }
 
-# mpistats MODEL BATCH OVERLAP: what NNC_MPI_STATS says per step.
+# mpistats MODEL BATCH OVERLAP [NNC OPTIONS]: what NNC_MPI_STATS says per step.
 mpistats() {
     NNC_MPI_STATS=1 NNC_MPI_OVERLAP=$3 $MPIRUN -np 2 "$NNC" train "$1" --quiet --threads 1 \
-        --set batch="$2" --set epochs="$E2" 2>&1 >/dev/null | sed -n 's/.*steps, \(.*\)/\1/p'
+        --set batch="$2" --set epochs="$E2" $4 2>&1 >/dev/null | sed -n 's/.*steps, \(.*\)/\1/p'
 }
 
 bench_model() { # NAME MODEL BATCH SAMPLES
@@ -72,9 +80,22 @@ bench_model() { # NAME MODEL BATCH SAMPLES
         else if ($i == "CPU-second") c[++j] = $(i - 3) }
         END { printf "2 ranks x 1 thread reach %.0f%% of 1 rank x 2 threads (wall), %.0f%% (per CPU-second)\n",
               100 * w[1] / w[2], 100 * c[1] / c[2] }'
-    echo "overlapped:  $(mpistats "$2" "$3" 1)  (load $(load))"
-    echo "not hidden:  $(mpistats "$2" "$3" 0)  (load $(load))"
+    echo "one bucket per gradient (--no-pass=buckets): $(mpistats "$2" "$3" 1 \
+        --no-pass=buckets)  (load $(load))"
+    ov=$(mpistats "$2" "$3" 1)
+    echo "overlapped:  $ov  (load $(load))"
+    seq=$(mpistats "$2" "$3" 0)
+    echo "not hidden:  $seq  (load $(load))"
+    # "... X ms per step inside MPI for gradients (Y ms blocked in waits)"
+    echo "$ov|$seq" | awk -F'|' '{
+        split($1, a, " "); split($2, b, " ")
+        for (i = 1; i <= length(a); i++) if (a[i] == "ms" && a[i + 2] == "step") { oi = a[i - 1]; break }
+        for (i = 1; i <= length(a); i++) if (a[i] == "ms" && a[i + 1] == "blocked") ob = substr(a[i - 1], 2)
+        for (i = 1; i <= length(b); i++) if (b[i] == "ms" && b[i + 2] == "step") { si = b[i - 1]; break }
+        if (si > 0)
+            printf "all-reduce hidden: %.0f%% by time inside MPI (%.3f -> %.3f ms per step), %.0f%% by time blocked (%.3f ms)\n",
+                   100 * (1 - oi / si), si, oi, 100 * (1 - ob / si), ob }'
 }
 
-bench_model mlp bench/mlp.nn 256 1024
+[ -z "$MLP" ] || bench_model mlp bench/mlp.nn 256 1024
 [ -z "$CNN" ] || bench_model cnn bench/cnn2.nn 64 256

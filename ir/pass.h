@@ -32,6 +32,7 @@ NnGraph *nn_pass_simplify(NnGraph *g); // ir/simplify.c
 NnGraph *nn_pass_bnfold(NnGraph *g);   // ir/bnfold.c
 NnGraph *nn_pass_fuse(NnGraph *g);     // ir/fuse.c
 NnGraph *nn_pass_loops(NnGraph *g);    // ir/loops.c
+NnGraph *nn_pass_buckets(NnGraph *g);  // ir/buckets.c
 NnGraph *nn_pass_overlap(NnGraph *g);  // ir/overlap.c
 // The most operand uses (sum of member arities) one fused group may have, so a
 // FUSED body has at most this many INPUTs: backends size their per-kernel leaf

@@ -37,6 +37,18 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+// The clock of the statistics: wall time, or with NNC_MPI_STATS=cpu this
+// thread's CPU time, which a shared machine's scheduler does not inflate (a
+// rank descheduled inside MPI counts nothing; one spinning for its peer does).
+static clockid_t stat_clock = CLOCK_MONOTONIC;
+
+static double stat_now(void)
+{
+    struct timespec ts;
+    clock_gettime(stat_clock, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 
 const char *nnrt_dist_library(void)
 {
@@ -172,7 +184,7 @@ static int find(const float *acc)
 
 static void grad_start(float *acc, int64_t n)
 {
-    double t0 = now();
+    double t0 = stat_now();
     if (n > 0x7fffffff)
         mpi_abort("error: a gradient of more than 2^31 values is too large for one all-reduce");
     if (npend == cap) {
@@ -195,7 +207,7 @@ static void grad_start(float *acc, int64_t n)
         overlap = !getenv("NNC_MPI_OVERLAP") || atoi(getenv("NNC_MPI_OVERLAP")) != 0;
     if (!overlap)
         wait_req(&reqs[i], "the gradient all-reduce");
-    stats->exposed_s += now() - t0;
+    stats->exposed_s += stat_now() - t0;
 }
 
 // Between kernels: one MPI call for every sum in flight (each MPI_Test would
@@ -205,15 +217,15 @@ static void progress(void)
 {
     if (npend == 0)
         return;
-    double t0 = now();
+    double t0 = stat_now();
     int all = 0;
     MPI_Testall(npend, reqs, &all, MPI_STATUSES_IGNORE);
-    stats->exposed_s += now() - t0;
+    stats->exposed_s += stat_now() - t0;
 }
 
 static void grad_wait(const float *acc)
 {
-    double t0 = now();
+    double t0 = stat_now();
     int i = find(acc);
     if (i < 0) {
         mpi_abort("internal error: a gradient wait without its start");
@@ -224,8 +236,8 @@ static void grad_wait(const float *acc)
     npend--;
     accs[i] = accs[npend];
     reqs[i] = reqs[npend];
-    stats->wait_s += now() - t0;
-    stats->exposed_s += now() - t0;
+    stats->wait_s += stat_now() - t0;
+    stats->exposed_s += stat_now() - t0;
 }
 
 static NnStatus sum(void *v, int n, MPI_Datatype t, const char *what)
@@ -296,6 +308,8 @@ NnStatus nnrt_dist_init(void)
                              "seconds", t);
         timeout_s = v;
     }
+    if (getenv("NNC_MPI_STATS") && !strcmp(getenv("NNC_MPI_STATS"), "cpu"))
+        stat_clock = CLOCK_THREAD_CPUTIME_ID;
     // One rank under mpirun (-np 1) runs as a plain process, MPI started.
     stats = nnrt_dist_attach(size_ > 1 ? &mpi_ops : NULL, rank_, size_, finalize);
     return NN_OK;
