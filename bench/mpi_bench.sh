@@ -68,7 +68,7 @@ row() {
 # mpistats MODEL BATCH OVERLAP [NNC OPTIONS]: what NNC_MPI_STATS says per step.
 mpistats() {
     NNC_MPI_STATS=1 NNC_MPI_OVERLAP=$3 $MPIRUN -np 2 "$NNC" train "$1" --quiet --threads 1 \
-        --set batch="$2" --set epochs="$E2" $4 2>&1 >/dev/null | sed -n 's/.*steps, \(.*\)/\1/p'
+        --set batch="$2" --set epochs="$E2" ${4:-} 2>&1 >/dev/null | sed -n 's/.*steps, \(.*\)/\1/p'
 }
 
 bench_model() { # NAME MODEL BATCH SAMPLES
