@@ -36,6 +36,7 @@ typedef struct Cv {
     // Forward geometry: x [N, C, H, W], w [F, Cg, KH, KW], y [N, F, OH, OW].
     int64_t N, C, H, W, F, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl, G, Cg, Fg;
     int64_t M, K, cols, np; // the GEMM of one (image, group); panels of NR columns
+    int64_t bw;             // row length of B's source planes: W (forward), else OW or W
     int64_t kc, nkb;        // K block rows, blocks
     int64_t S;              // filter grad: image chunks (partial sums)
     bool rt;                // N is the run-time batch (cg->rt_ref in N)
@@ -46,6 +47,7 @@ typedef struct Cv {
     NnId pool;
     int64_t rb, band, nb;
     int a_slot, b_slot, c_slot, out_slot;
+    int64_t b_off; // elements into b_slot where B's source starts
     NnExpr *epi;   // NULL: plain result
     bool epi_flat; // epi's iteration space is [N, F', pixels] (else per element, rank 4)
     // Kernel state.
@@ -189,7 +191,7 @@ static void plane_index(NnCg *cg, Cv *v, LLVMValueRef kh, LLVMValueRef kw, int q
         tw = LLVMBuildSDiv(cg->b, tw, v32(cg, v, v->sw), "");
     }
     *m = and3(cg, ok, in_range(cg, v, th, v->OH), in_range(cg, v, tw, v->OW));
-    *off = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, th, v32(cg, v, v->OW), ""), tw, "");
+    *off = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, th, v32(cg, v, v->bw), ""), tw, "");
 }
 
 // pk[(k - k0) * NR + j] = B[k, j0 + j] for k in [k0, k0 + kn). Forward and
@@ -200,11 +202,12 @@ static void pack(NnCg *cg, Cv *v, LLVMValueRef src, LLVMValueRef k0, LLVMValueRe
 {
     if (v->kind != CV_FILTER) {
         int64_t kk = v->KH * v->KW;
-        int64_t plane = v->kind == CV_FWD ? v->H * v->W : v->OH * v->OW;
-        // Stride 1 with output rows as wide as input rows ("same" padding):
-        // a window position shifts the whole pixel index by a constant, so a
-        // row of B is a contiguous run of the plane, a masked load.
-        bool contig = v->sh == 1 && v->sw == 1 && v->OW == v->W;
+        int64_t plane = v->kind == CV_FWD ? v->H * v->W : v->OH * v->bw;
+        // Stride 1 with the columns' rows as long as the source's ("same"
+        // padding, or the data grad's dy re-strided to rows of W): a window
+        // position shifts the whole pixel index by a constant, so a row of B
+        // is a contiguous run of the plane, a masked load.
+        bool contig = v->sh == 1 && v->sw == 1 && (v->kind == CV_FWD ? v->OW : v->W) == v->bw;
         LLVMValueRef ch0 = LLVMBuildUDiv(cg->b, k0, nn_cg_i64(cg, kk), "");
         LLVMValueRef nch = LLVMBuildUDiv(cg->b, kn, nn_cg_i64(cg, kk), "");
         LLVMValueRef base = nn_cg_gep(cg, v->dt, src, mul(cg, ch0, plane));
@@ -432,7 +435,7 @@ static void kernel_state(NnCg *cg, Cv *v)
     v->pk = nn_cg_alloca(cg, LLVMArrayType2(nn_cg_type(cg, v->dt), (uint64_t)(v->kc * v->nr)));
     LLVMSetAlignment(v->pk, 64);
     v->a = nn_cg_buf(cg, v->a_slot);
-    v->b = nn_cg_buf(cg, v->b_slot);
+    v->b = nn_cg_gep(cg, v->dt, nn_cg_buf(cg, v->b_slot), nn_cg_i64(cg, v->b_off));
     v->c = nn_cg_buf(cg, v->c_slot);
     if (v->epi)
         nn_expr_bind(cg, v->epi);
@@ -492,7 +495,7 @@ static void emit_direct(NnCg *cg, Cv *v)
     int64_t cplanes = v->kind == CV_FWD ? v->F : v->C;
     int64_t bplanes = v->kind == CV_FWD ? v->C : v->F;
     int64_t bgroup = v->kind == CV_FWD ? v->Cg : v->Fg;
-    int64_t bpix = v->kind == CV_FWD ? v->H * v->W : v->OH * v->OW;
+    int64_t bpix = v->kind == CV_FWD ? v->H * v->W : v->OH * v->bw;
     v->cbase = mul(cg, add(cg, mul(cg, v->n, cplanes), mul(cg, v->g, v->M)), v->cols);
     v->abase = mul(cg, v->g, v->M * v->K);
     LLVMValueRef src = nn_cg_gep(
@@ -658,6 +661,30 @@ static void emit_regroup(NnCg *cg, Cv *v, int w_slot)
     nn_cg_kernel_end(cg);
 }
 
+// Data grad at stride 1 with dy's rows shorter than dx's (a "valid"
+// convolution): dy copied into rows of W elements (the last W - OW unset and
+// never read), so that every row of B becomes a masked load like the forward's
+// instead of a gather per vector.
+static void emit_restride(NnCg *cg, Cv *v, int dy_slot)
+{
+    int64_t rows = v->N * v->F * v->OH;
+    nn_cg_kernel_begin(cg, "conv_dy_rows", (double)(rows * v->OW));
+    LLVMValueRef src = nn_cg_buf(cg, dy_slot);
+    LLVMValueRef dst = nn_cg_gep(cg, v->dt, nn_cg_buf(cg, v->b_slot), nn_cg_i64(cg, v->b_off));
+    LLVMValueRef lo, hi;
+    nn_cg_split_v(cg, nn_cg_extent(cg, rows, v->rt), 1, &lo, &hi);
+    NnLoop r;
+    nn_cg_loop_begin(cg, &r, lo, hi, 1);
+    for (int64_t c = 0; c < v->OW; c += v->vw) {
+        int n = (int)(v->OW - c < v->vw ? v->OW - c : v->vw);
+        LLVMValueRef m = n < v->vw ? nn_cg_mask(cg, v->vw, n) : NULL;
+        LLVMValueRef x = nn_cg_load(cg, v->dt, src, addc(cg, mul(cg, r.iv, v->OW), c), v->vw, m);
+        nn_cg_store(cg, v->dt, x, dst, addc(cg, mul(cg, r.iv, v->W), c), v->vw, m);
+    }
+    nn_cg_loop_end(cg, &r);
+    nn_cg_kernel_end(cg);
+}
+
 // The epilogue's iteration space: the output's dims with the trailing ones
 // that a register tile's columns walk (pixels; (c, kh, kw) for the filter
 // grad) merged into one, when every leaf walks them contiguously or not at
@@ -715,8 +742,14 @@ static bool emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
     v.F = w[0], v.Cg = w[1], v.KH = w[2], v.KW = w[3];
     v.OH = y[2], v.OW = y[3], v.Fg = v.F / v.G;
     int64_t kk = v.KH * v.KW;
+    // A data grad at stride 1 whose dy rows are shorter reads a re-strided
+    // copy (emit_restride).
+    v.bw = v.kind == CV_FWD ? v.W : v.OW;
+    bool restride = v.kind == CV_DATA && v.sh == 1 && v.sw == 1 && v.OW < v.W;
+    if (restride)
+        v.bw = v.W;
     // Gathers index one image's group of planes with 32-bit lane offsets.
-    if ((v.kind == CV_DATA ? v.Fg * v.OH * v.OW : v.Cg * v.H * v.W) > INT32_MAX) {
+    if ((v.kind == CV_DATA ? v.Fg * v.OH * v.bw : v.Cg * v.H * v.W) > INT32_MAX) {
         nnrt_fail(NN_ERR_RUNTIME, "jit: %s: an image's planes exceed 2^31 elements",
                   nn_op_name(cn->op));
         return false;
@@ -726,8 +759,18 @@ static bool emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
         v.a_slot = in1, v.b_slot = in0, v.c_slot = out_slot;
     } else if (v.kind == CV_DATA) {
         v.M = v.Cg, v.K = v.Fg * kk, v.cols = v.H * v.W;
-        v.a_slot = nn_cg_add_scratch(cg, v.F * v.Cg * kk * (int64_t)nnrt_dtype_size(v.dt));
+        int64_t es = (int64_t)nnrt_dtype_size(v.dt), abytes = (v.F * v.Cg * kk * es + 63) / 64 * 64;
+        v.a_slot = nn_cg_add_scratch(cg, abytes);
         v.b_slot = in0, v.c_slot = out_slot;
+        if (restride) {
+            // Every scratch slot starts at the same block (runtime/step.c),
+            // so the copy goes after the regrouped weights: a slot of
+            // abytes + the copy (per row of the batch: the block has room for
+            // the largest fixed slot plus the largest per-row one).
+            int64_t per = v.F * v.OH * v.W * es;
+            v.b_slot = v.rt ? nn_cg_add_scratch_rows(cg, per) : nn_cg_add_scratch(cg, abytes + v.N * per);
+            v.b_off = abytes / es;
+        }
     } else {
         v.M = v.Fg, v.K = v.OH * v.OW, v.cols = v.Cg * kk;
         v.a_slot = in1, v.b_slot = in0;
@@ -770,6 +813,8 @@ static bool emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
         epi_space(cg, &v, od);
     if (v.kind == CV_DATA)
         emit_regroup(cg, &v, in1);
+    if (restride)
+        emit_restride(cg, &v, in0);
     if (v.kind != CV_FILTER) {
         emit_direct(cg, &v);
         return true;

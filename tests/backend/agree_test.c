@@ -440,7 +440,10 @@ typedef struct ConvCase {
 // Same padding; stride + asymmetric padding + groups; depthwise + dilation in
 // f64; K over one gather block (630 and 576) with a short row tile and masked
 // panels; a 5x5 window over whole panels; one input channel and few pixels
-// (one-vector panels, 16-row tiles); no images (the filter grad is 0).
+// (one-vector panels, 16-row tiles); no images (the filter grad is 0);
+// stride 1 with output rows shorter than the input's (LeNet-5's valid second
+// layer; dilation, asymmetric padding and groups in f64), where the data grad
+// reads a copy of dy re-strided to the input's rows.
 static const ConvCase conv_cases[] = {
     {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
     {2, 4, 9, 8, 6, 3, 2, 2, 2, 1, 1, {1, 0, 2, 1}, 2, NN_DT_F32},
@@ -449,6 +452,8 @@ static const ConvCase conv_cases[] = {
     {2, 8, 16, 20, 20, 5, 5, 1, 1, 1, 1, {2, 2, 2, 2}, 1, NN_DT_F32},
     {2, 1, 5, 3, 20, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
     {0, 3, 5, 5, 4, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
+    {3, 6, 14, 14, 16, 5, 5, 1, 1, 1, 1, {0, 0, 0, 0}, 1, NN_DT_F32},
+    {2, 4, 9, 11, 6, 3, 3, 1, 1, 2, 1, {1, 0, 0, 1}, 2, NN_DT_F64},
 };
 
 static NnConv2d conv_geom(const ConvCase *k)
