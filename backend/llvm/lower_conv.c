@@ -23,6 +23,9 @@
 #define CV_ACC 16  // accumulator vectors of a register tile (rows x vectors)
 #define CV_KC 256  // rows of B gathered at once: 32 KB, in L1 beside the A rows
 #define CV_ITEMS 8 // filter gradient: split images into chunks until this many items
+#define CV_FT 6    // grid filter grad: filters x taps of a register tile
+#define CV_TT 4
+#define CV_GRID_BYTES (128 << 10) // its stack buffers at most
 // Work units as in lower_matmul.c: 2^19 FMAs are worth a pool dispatch.
 #define CV_WORK(fmas) ((double)(fmas) * (NN_PAR_WORK / (double)(1 << 19)))
 
@@ -40,6 +43,10 @@ typedef struct Cv {
     int64_t kc, nkb;        // K block rows, blocks
     int64_t S;              // filter grad: image chunks (partial sums)
     bool rt;                // N is the run-time batch (cg->rt_ref in N)
+    // Grid filter grad (emit_grid): rows of wp elements, x and dy planes of
+    // px and pd elements (multiples of vw); nfb blocks of CV_FT filters.
+    bool grid;
+    int64_t wp, px, pd, nfb;
     // Forward with a pool in the kernel (nn_fuse_pool_host): items are bands of
     // rb output rows (whole pooling windows), band = rb * OW columns, nb per
     // image; each item pools its band once the band is stored. Else pool < 0
@@ -638,6 +645,173 @@ static void emit_filter_sum(NnCg *cg, Cv *v)
     nn_cg_kernel_end(cg);
 }
 
+// ---- filter grad over a zero-padded pixel grid ----
+// With few taps (one input channel: 25 at 5x5) the panel above gathers its
+// taps as lanes at a cost above the FMAs'. Here the pixels are the lanes: an
+// image's x is copied into zero-padded planes of rows wp = OW + (KW-1)dw long,
+// and dy onto the same grid (zero past OW and past the plane), so that tap
+// (c, kh, kw) reads the x planes at a constant shift from the pixel:
+//   partial[s][f][tap] = sum over the chunk's images and grid pixels p of
+//                        dyp[f][p] * xp[c][p + kh*dh*wp + kw*dw],
+// plain vector loads. An item is (image chunk, block of CV_FT filters); per
+// image it copies the grid (in L1, on the stack) and runs tiles of CV_FT
+// filters x CV_TT taps whose vector sums carry over images in a stack
+// buffer; their lanes are added up once at the end. emit_filter_sum adds the
+// chunks and applies the epilogue. The pad lanes' zero dy cancels whatever x
+// they meet (finite: zeros or the image's own pixels).
+
+// Image n's x planes and the dy planes of filters [f0, f0 + ft) into the grid
+// buffer xb.
+static void grid_copy(NnCg *cg, Cv *v, LLVMValueRef xb, LLVMValueRef x, LLVMValueRef dy,
+                      LLVMValueRef n, LLVMValueRef f0, int ft)
+{
+    LLVMValueRef zero = nn_cg_const(cg, v->dt, 0, v->vw);
+    NnLoop e, r;
+    nn_cg_loop_begin(cg, &e, nn_cg_i64(cg, 0), nn_cg_i64(cg, v->C * v->px), v->vw);
+    nn_cg_store(cg, v->dt, zero, xb, e.iv, v->vw, NULL);
+    nn_cg_loop_end(cg, &e);
+    int64_t tail = v->pd - v->OH * v->wp;
+    for (int i = 0; i < ft && tail > 0; i++)
+        nn_cg_store(cg, v->dt, zero, xb, nn_cg_i64(cg, v->C * v->px + i * v->pd + v->OH * v->wp),
+                    v->vw, nn_cg_mask(cg, v->vw, (int)tail));
+    // x's rows at (h + pt) * wp + pl of their plane; dy's rows at oh * wp,
+    // written whole (zeros past OW).
+    for (int t = 0; t < 2; t++) {
+        int64_t rows = t ? ft * v->OH : v->C * v->H, per = t ? v->OH : v->H;
+        int64_t len = t ? v->OW : v->W, plane = t ? v->pd : v->px;
+        // First source row: image n's (x), or filter f0's of image n (dy).
+        LLVMValueRef first = t ? mul(cg, add(cg, mul(cg, n, v->F), f0), v->OH * v->OW)
+                               : mul(cg, n, v->C * v->H * v->W);
+        nn_cg_loop_begin(cg, &r, nn_cg_i64(cg, 0), nn_cg_i64(cg, rows), 1);
+        LLVMValueRef pl = LLVMBuildUDiv(cg->b, r.iv, nn_cg_i64(cg, per), "");
+        LLVMValueRef row = LLVMBuildURem(cg->b, r.iv, nn_cg_i64(cg, per), "");
+        LLVMValueRef at = add(cg, mul(cg, pl, plane), mul(cg, row, v->wp));
+        at = addc(cg, at, t ? v->C * v->px : v->pt * v->wp + v->pl);
+        LLVMValueRef from = add(cg, first, mul(cg, r.iv, len));
+        for (int64_t c = 0; c < (t ? v->wp : len); c += v->vw) {
+            int64_t k = len - c < v->vw ? len - c : v->vw, ks = t ? v->wp - c : k;
+            LLVMValueRef val = zero;
+            if (k > 0)
+                val = nn_cg_load(cg, v->dt, t ? dy : x, addc(cg, from, c), v->vw,
+                                 k < v->vw ? nn_cg_mask(cg, v->vw, (int)k) : NULL);
+            nn_cg_store(cg, v->dt, val, xb, addc(cg, at, c), v->vw,
+                        ks < v->vw ? nn_cg_mask(cg, v->vw, (int)ks) : NULL);
+        }
+        nn_cg_loop_end(cg, &r);
+    }
+}
+
+// ft filters x tt taps from t0 over the grid in xb, added to their vector sums
+// in vacc ([filter][tap] vectors).
+static void grid_tile(NnCg *cg, Cv *v, LLVMValueRef *acc, LLVMValueRef xb, LLVMValueRef vacc,
+                      LLVMValueRef t0, int ft, int tt)
+{
+    LLVMTypeRef vt = nn_cg_vtype(cg, v->dt, v->vw);
+    int64_t kk = v->KH * v->KW;
+    LLVMValueRef shift[CV_TT], slot[CV_FT * CV_TT];
+    for (int t = 0; t < tt; t++) {
+        LLVMValueRef tap = addc(cg, t0, t);
+        LLVMValueRef c = LLVMBuildUDiv(cg->b, tap, nn_cg_i64(cg, kk), "");
+        LLVMValueRef r = LLVMBuildURem(cg->b, tap, nn_cg_i64(cg, kk), "");
+        LLVMValueRef kh = LLVMBuildUDiv(cg->b, r, nn_cg_i64(cg, v->KW), "");
+        LLVMValueRef kw = LLVMBuildURem(cg->b, r, nn_cg_i64(cg, v->KW), "");
+        shift[t] = add(cg, mul(cg, c, v->px), add(cg, mul(cg, kh, v->dh * v->wp), mul(cg, kw, v->dw)));
+        for (int i = 0; i < ft; i++) {
+            LLVMValueRef at = mul(cg, addc(cg, tap, (int64_t)i * v->cols), v->vw);
+            slot[i * tt + t] = at;
+            LLVMBuildStore(cg->b, nn_cg_load(cg, v->dt, vacc, at, v->vw, NULL), acc[i * tt + t]);
+        }
+    }
+    NnLoop p;
+    nn_cg_loop_begin(cg, &p, nn_cg_i64(cg, 0), nn_cg_i64(cg, v->pd), v->vw);
+    LLVMValueRef d[CV_FT];
+    for (int i = 0; i < ft; i++)
+        d[i] = nn_cg_load(cg, v->dt, xb, addc(cg, p.iv, v->C * v->px + (int64_t)i * v->pd), v->vw,
+                          NULL);
+    for (int t = 0; t < tt; t++) {
+        LLVMValueRef xv = nn_cg_load(cg, v->dt, xb, add(cg, p.iv, shift[t]), v->vw, NULL);
+        for (int i = 0; i < ft; i++) {
+            LLVMValueRef a = acc[i * tt + t];
+            LLVMValueRef args[3] = {d[i], xv, LLVMBuildLoad2(cg->b, vt, a, "")};
+            LLVMBuildStore(cg->b, nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3), a);
+        }
+    }
+    nn_cg_loop_end(cg, &p);
+    for (int i = 0; i < ft * tt; i++)
+        nn_cg_store(cg, v->dt, LLVMBuildLoad2(cg->b, vt, acc[i], ""), vacc, slot[i], v->vw, NULL);
+}
+
+// Items (image chunk, block of filters), each over every tap.
+static void emit_grid(NnCg *cg, Cv *v, int x_slot, int dy_slot)
+{
+    int64_t fmas = v->N * v->F * v->cols * v->pd;
+    nn_cg_kernel_begin(cg, "conv_bwd_filter_grid", CV_WORK(fmas));
+    LLVMTypeRef vt = nn_cg_vtype(cg, v->dt, v->vw), et = nn_cg_type(cg, v->dt);
+    LLVMValueRef acc[CV_FT * CV_TT];
+    for (int i = 0; i < CV_FT * CV_TT; i++)
+        acc[i] = nn_cg_alloca(cg, vt);
+    LLVMValueRef xb = nn_cg_alloca(cg, LLVMArrayType2(et, (uint64_t)(v->C * v->px + CV_FT * v->pd)));
+    LLVMValueRef vacc = nn_cg_alloca(cg, LLVMArrayType2(et, (uint64_t)(CV_FT * v->cols * v->vw)));
+    LLVMSetAlignment(xb, 64);
+    LLVMSetAlignment(vacc, 64);
+    LLVMValueRef x = nn_cg_buf(cg, x_slot), dy = nn_cg_buf(cg, dy_slot);
+    LLVMValueRef part = nn_cg_buf(cg, v->c_slot);
+    LLVMValueRef lo, hi;
+    nn_cg_split(cg, v->S * v->nfb, 1, &lo, &hi);
+    NnLoop it, n, tb, e;
+    nn_cg_loop_begin(cg, &it, lo, hi, 1);
+    LLVMValueRef s = LLVMBuildUDiv(cg->b, it.iv, nn_cg_i64(cg, v->nfb), "");
+    LLVMValueRef fb = LLVMBuildURem(cg->b, it.iv, nn_cg_i64(cg, v->nfb), "");
+    LLVMValueRef f0 = mul(cg, fb, CV_FT), n0, n1;
+    if (v->rt) {
+        LLVMValueRef nv = nn_cg_extent(cg, v->N, true), per = chunk_images(cg, v);
+        n0 = imin(cg, LLVMBuildNSWMul(cg->b, s, per, ""), nv);
+        n1 = imin(cg, LLVMBuildNSWMul(cg->b, addc(cg, s, 1), per, ""), nv);
+    } else {
+        n0 = LLVMBuildSDiv(cg->b, mul(cg, s, v->N), nn_cg_i64(cg, v->S), "");
+        n1 = LLVMBuildSDiv(cg->b, mul(cg, addc(cg, s, 1), v->N), nn_cg_i64(cg, v->S), "");
+    }
+    // Full blocks of filters and taps in loops, the short last ones once.
+    int64_t ffull = v->F / CV_FT, tfull = v->cols / CV_TT;
+    int frem = (int)(v->F % CV_FT), trem = (int)(v->cols % CV_TT);
+    for (int fr = 0; fr < 2; fr++) {
+        int ft = fr ? frem : CV_FT;
+        if (ft == 0 || (!fr && ffull == 0))
+            continue;
+        LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "fblock");
+        LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "fdone");
+        LLVMIntPredicate pr = fr ? LLVMIntEQ : LLVMIntULT;
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, pr, fb, nn_cg_i64(cg, ffull), ""), yes, done);
+        LLVMPositionBuilderAtEnd(cg->b, yes);
+        LLVMValueRef zero = nn_cg_const(cg, v->dt, 0, v->vw);
+        nn_cg_loop_begin(cg, &e, nn_cg_i64(cg, 0), nn_cg_i64(cg, ft * v->cols * v->vw), v->vw);
+        nn_cg_store(cg, v->dt, zero, vacc, e.iv, v->vw, NULL);
+        nn_cg_loop_end(cg, &e);
+        nn_cg_loop_begin(cg, &n, n0, n1, 1);
+        grid_copy(cg, v, xb, x, dy, n.iv, f0, ft);
+        if (tfull > 0) {
+            nn_cg_loop_begin(cg, &tb, nn_cg_i64(cg, 0), nn_cg_i64(cg, tfull), 1);
+            grid_tile(cg, v, acc, xb, vacc, mul(cg, tb.iv, CV_TT), ft, CV_TT);
+            nn_cg_loop_end(cg, &tb);
+        }
+        if (trem)
+            grid_tile(cg, v, acc, xb, vacc, nn_cg_i64(cg, tfull * CV_TT), ft, trem);
+        nn_cg_loop_end(cg, &n);
+        // Each sum's lanes into slice s: rows f0.., all taps.
+        nn_cg_loop_begin(cg, &e, nn_cg_i64(cg, 0), nn_cg_i64(cg, ft * v->cols), 1);
+        LLVMValueRef args[2] = {LLVMConstNull(et),
+                                nn_cg_load(cg, v->dt, vacc, mul(cg, e.iv, v->vw), v->vw, NULL)};
+        LLVMValueRef sum = nn_cg_intrinsic(cg, "llvm.vector.reduce.fadd", &vt, 1, args, 2);
+        LLVMValueRef off = add(cg, mul(cg, add(cg, mul(cg, s, v->F), f0), v->cols), e.iv);
+        nn_cg_store(cg, v->dt, sum, part, off, 1, NULL);
+        nn_cg_loop_end(cg, &e);
+        LLVMBuildBr(cg->b, done);
+        LLVMPositionBuilderAtEnd(cg->b, done);
+    }
+    nn_cg_loop_end(cg, &it);
+    nn_cg_kernel_end(cg);
+}
+
 // Data grad's A: wt[g][c][f*KK + k] = w[g*Fg + f][c][k], so that a row of A is
 // contiguous like the forward's.
 static void emit_regroup(NnCg *cg, Cv *v, int w_slot)
@@ -819,19 +993,36 @@ static bool emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
         emit_direct(cg, &v);
         return true;
     }
-    int64_t items = v.G * v.np;
+    // Few taps at stride 1, one group, an image's grid small enough for the
+    // stack (in L1 or L2): the grid kernel (emit_grid).
+    v.grid = v.G == 1 && v.sh == 1 && v.sw == 1 && v.cols <= 2 * v.vw;
+    if (v.grid) {
+        v.wp = v.OW + (v.KW - 1) * v.dw;
+        v.pd = (v.OH * v.wp + v.vw - 1) / v.vw * v.vw;
+        int64_t need = v.pd + (v.KH - 1) * v.dh * v.wp + (v.KW - 1) * v.dw;
+        int64_t rows = (v.H + a->pad[0] + a->pad[2]) * v.wp;
+        v.px = ((need > rows ? need : rows) + v.vw - 1) / v.vw * v.vw;
+        v.nfb = (v.F + CV_FT - 1) / CV_FT;
+        int64_t bytes = (v.C * v.px + CV_FT * v.pd + CV_FT * v.cols * v.vw) * (int64_t)nnrt_dtype_size(v.dt);
+        v.grid = bytes <= CV_GRID_BYTES;
+    }
+    int64_t items = v.grid ? v.nfb : v.G * v.np;
     v.S = items >= CV_ITEMS ? 1 : (CV_ITEMS + items - 1) / items;
     if (v.S > v.N)
         v.S = v.N; // no images (N bound to 0): no slices, the sum is 0
     // A run-time batch may be 0: the sum of no slices, not an unwritten output.
-    bool direct = v.S == 1 && (!epi || v.out_dt == v.dt) && !v.rt;
+    // The grid kernel always writes partial sums.
+    bool direct = v.S == 1 && (!epi || v.out_dt == v.dt) && !v.rt && !v.grid;
     v.c_slot = direct ? out_slot
                       : nn_cg_add_scratch(cg, v.S * v.F * v.cols * (int64_t)nnrt_dtype_size(v.dt));
     NnExpr *keep = v.epi;
     if (!direct)
         v.epi = NULL;
-    if (v.S > 0)
+    if (v.S > 0 && v.grid) {
+        emit_grid(cg, &v, in0, in1);
+    } else if (v.S > 0) {
         emit_filter(cg, &v);
+    }
     if (!direct) {
         v.epi = keep;
         emit_filter_sum(cg, &v);

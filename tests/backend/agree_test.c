@@ -443,7 +443,9 @@ typedef struct ConvCase {
 // (one-vector panels, 16-row tiles); no images (the filter grad is 0);
 // stride 1 with output rows shorter than the input's (LeNet-5's valid second
 // layer; dilation, asymmetric padding and groups in f64), where the data grad
-// reads a copy of dy re-strided to the input's rows.
+// reads a copy of dy re-strided to the input's rows; few taps (the filter
+// grad over a zero-padded grid: 7 filters, one block of 6 and one short, 25
+// taps; f64 with dilation and asymmetric padding, one short block).
 static const ConvCase conv_cases[] = {
     {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
     {2, 4, 9, 8, 6, 3, 2, 2, 2, 1, 1, {1, 0, 2, 1}, 2, NN_DT_F32},
@@ -454,6 +456,8 @@ static const ConvCase conv_cases[] = {
     {0, 3, 5, 5, 4, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
     {3, 6, 14, 14, 16, 5, 5, 1, 1, 1, 1, {0, 0, 0, 0}, 1, NN_DT_F32},
     {2, 4, 9, 11, 6, 3, 3, 1, 1, 2, 1, {1, 0, 0, 1}, 2, NN_DT_F64},
+    {3, 1, 12, 10, 7, 5, 5, 1, 1, 1, 1, {2, 2, 2, 2}, 1, NN_DT_F32},
+    {2, 1, 9, 11, 5, 3, 3, 1, 1, 2, 1, {1, 0, 2, 1}, 1, NN_DT_F64},
 };
 
 static NnConv2d conv_geom(const ConvCase *k)
