@@ -525,11 +525,16 @@ typedef struct PoolCase {
     NnDType dt;
 } PoolCase;
 
-// Tiling windows, overlapping windows with padding, an uneven f64 one.
+// Tiling windows, overlapping windows with padding, an uneven f64 one;
+// 2x2 at stride 2 (loads and shuffles instead of gathers) over several
+// chunks of a row, and over odd heights and widths in f64 (the last input
+// row and column in no window).
 static const PoolCase pool_cases[] = {
     {2, 3, 8, 8, 2, 2, 2, 2, {0, 0, 0, 0}, NN_DT_F32},
     {2, 3, 9, 7, 3, 3, 2, 2, {1, 1, 1, 1}, NN_DT_F32},
     {1, 2, 5, 6, 3, 2, 1, 2, {1, 0, 1, 0}, NN_DT_F64},
+    {1, 2, 6, 70, 2, 2, 2, 2, {0, 0, 0, 0}, NN_DT_F32},
+    {2, 3, 9, 37, 2, 2, 2, 2, {0, 0, 0, 0}, NN_DT_F64},
 };
 
 static void b_pool(NnOp op)
