@@ -13,6 +13,10 @@
 // sums over images: with few panels, chunks of images sum into partial slices
 // that a last kernel adds up. The epilogue is applied at the final store.
 // Padding, stride, dilation and groups only change the gather's index maps.
+// Two shapes take other routes: a stride-1 data grad whose dy rows are
+// shorter than dx's reads dy re-strided to dx's row length (emit_restride),
+// and a filter grad with few taps runs over a zero-padded pixel grid with the
+// pixels as lanes (emit_grid).
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -715,7 +719,8 @@ static void grid_tile(NnCg *cg, Cv *v, LLVMValueRef *acc, LLVMValueRef xb, LLVMV
         LLVMValueRef r = LLVMBuildURem(cg->b, tap, nn_cg_i64(cg, kk), "");
         LLVMValueRef kh = LLVMBuildUDiv(cg->b, r, nn_cg_i64(cg, v->KW), "");
         LLVMValueRef kw = LLVMBuildURem(cg->b, r, nn_cg_i64(cg, v->KW), "");
-        shift[t] = add(cg, mul(cg, c, v->px), add(cg, mul(cg, kh, v->dh * v->wp), mul(cg, kw, v->dw)));
+        LLVMValueRef in = add(cg, mul(cg, kh, v->dh * v->wp), mul(cg, kw, v->dw));
+        shift[t] = add(cg, mul(cg, c, v->px), in);
         for (int i = 0; i < ft; i++) {
             LLVMValueRef at = mul(cg, addc(cg, tap, (int64_t)i * v->cols), v->vw);
             slot[i * tt + t] = at;
@@ -750,7 +755,8 @@ static void emit_grid(NnCg *cg, Cv *v, int x_slot, int dy_slot)
     LLVMValueRef acc[CV_FT * CV_TT];
     for (int i = 0; i < CV_FT * CV_TT; i++)
         acc[i] = nn_cg_alloca(cg, vt);
-    LLVMValueRef xb = nn_cg_alloca(cg, LLVMArrayType2(et, (uint64_t)(v->C * v->px + CV_FT * v->pd)));
+    uint64_t grid = (uint64_t)(v->C * v->px + CV_FT * v->pd);
+    LLVMValueRef xb = nn_cg_alloca(cg, LLVMArrayType2(et, grid));
     LLVMValueRef vacc = nn_cg_alloca(cg, LLVMArrayType2(et, (uint64_t)(CV_FT * v->cols * v->vw)));
     LLVMSetAlignment(xb, 64);
     LLVMSetAlignment(vacc, 64);
@@ -942,7 +948,8 @@ static bool emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
             // abytes + the copy (per row of the batch: the block has room for
             // the largest fixed slot plus the largest per-row one).
             int64_t per = v.F * v.OH * v.W * es;
-            v.b_slot = v.rt ? nn_cg_add_scratch_rows(cg, per) : nn_cg_add_scratch(cg, abytes + v.N * per);
+            v.b_slot = v.rt ? nn_cg_add_scratch_rows(cg, per)
+                            : nn_cg_add_scratch(cg, abytes + v.N * per);
             v.b_off = abytes / es;
         }
     } else {
@@ -1003,7 +1010,8 @@ static bool emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
         int64_t rows = (v.H + a->pad[0] + a->pad[2]) * v.wp;
         v.px = ((need > rows ? need : rows) + v.vw - 1) / v.vw * v.vw;
         v.nfb = (v.F + CV_FT - 1) / CV_FT;
-        int64_t bytes = (v.C * v.px + CV_FT * v.pd + CV_FT * v.cols * v.vw) * (int64_t)nnrt_dtype_size(v.dt);
+        int64_t bytes = (v.C * v.px + CV_FT * v.pd + CV_FT * v.cols * v.vw) *
+                        (int64_t)nnrt_dtype_size(v.dt);
         v.grid = bytes <= CV_GRID_BYTES;
     }
     int64_t items = v.grid ? v.nfb : v.G * v.np;

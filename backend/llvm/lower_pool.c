@@ -4,8 +4,10 @@
 // since a window's scatter stays inside its plane (no two threads write the
 // same element). Max pooling keeps the first maximum of a window in row-major
 // order (a NaN wins) and never picks padding; average pooling divides by
-// KH*KW, padding counted as zeros; both as the interpreter does. The layout
-// ops copy rows of the innermost contiguous run.
+// KH*KW, padding counted as zeros; both as the interpreter does. Max pooling
+// 2x2 at stride 2 without padding reads rows with loads and shuffles instead
+// (pair_max, pair_grad). The layout ops copy rows of the innermost
+// contiguous run.
 #include <math.h>
 #include <stdlib.h>
 
