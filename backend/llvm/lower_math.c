@@ -81,8 +81,12 @@ static LLVMValueRef vexp_f32(NnCg *cg, LLVMValueRef x, int w)
     LLVMValueRef z = LLVMBuildFMul(b, r, r, "");
     LLVMValueRef y = fma3(cg, poly(cg, r, p, 6, w), z, r);
     y = LLVMBuildFAdd(b, y, nn_cg_const(cg, NN_DT_F32, 1, w), "");
-    LLVMTypeRef ovl[2] = {nn_cg_vtype(cg, NN_DT_I32, w), LLVMTypeOf(n)};
-    LLVMValueRef ni = nn_cg_intrinsic(cg, "llvm.fptosi.sat", ovl, 2, &n, 1);
+    // n is a whole number in [-150, 129] or NaN (then 0: y is NaN already), so a
+    // plain conversion is exact: one vector instruction, where the saturating
+    // one became a scalar conversion and two branches per lane.
+    n = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealUNO, n, n, ""),
+                        nn_cg_const(cg, NN_DT_F32, 0, w), n, "");
+    LLVMValueRef ni = LLVMBuildFPToSI(b, n, nn_cg_vtype(cg, NN_DT_I32, w), "");
     LLVMValueRef n1 = LLVMBuildAShr(b, ni, nn_cg_const(cg, NN_DT_I32, 1, w), "");
     LLVMValueRef n2 = LLVMBuildSub(b, ni, n1, "");
     y = LLVMBuildFMul(b, y, pow2i(cg, n1, w), "");
