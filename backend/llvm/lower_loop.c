@@ -9,8 +9,11 @@
 // pool. A per-step output the body computes is pointed at row t of its stack
 // and a new carry at the other of the carry's two buffers (its result and
 // staging regions of the node's buffer, ir/loop.h has the layout), swapped
-// after the step; so nothing is copied. Outputs that are body inputs (a
-// saved carry, a carry passed on) are copied, carries through staging.
+// after the step; so nothing is copied. A stacked output goes straight into
+// the buffer of its first LOOP_OUT (nn_loop_out_direct; the plan places that
+// buffer from the loop's step on), so LOOP_OUT copies nothing either. Outputs
+// that are body inputs (a saved carry, a carry passed on) are copied, carries
+// through staging.
 // Label checks (TAKE, ONEHOT, GATHER) inside a body write the body's own
 // error slot, which each step resets; after each step the loop copies the
 // first failure (its row, and the body's indices that held it, into a slot
@@ -181,6 +184,15 @@ bool llvm_loop(NnCg *cg, NnId id)
         for (int q = 0; q < j && direct[j]; q++)
             direct[j] = !(direct[q] && body->outputs[q].id == o);
     }
+    // Where each stacked output's rows go: its first LOOP_OUT's buffer, else
+    // the loop's own region.
+    LLVMValueRef *stack = calloc((size_t)nres + 1, sizeof *stack);
+    NN_ASSERT(stack);
+    for (int j = C; j < nres; j++)
+        stack[j] = byte_at(cg, lbuf, nn_cg_i64(cg, off[j]));
+    for (NnId o = id + 1; o < cg->g->count; o++)
+        if (nn_loop_out_direct(cg->g, o) && cg->g->nodes[o].in[0] == id)
+            stack[cg->g->nodes[o].attr.result] = nn_cg_buf(cg, o);
     NnLoop lp;
     nn_cg_loop_begin(cg, &lp, nn_cg_i64(cg, 0), nn_cg_i64(cg, T), 1);
     LLVMValueRef t = lp.iv;
@@ -198,8 +210,7 @@ bool llvm_loop(NnCg *cg, NnId id)
         LLVMValueRef to;
         if (j >= C) {
             int64_t nb = node_bytes(cg, body, body->outputs[j].id);
-            to = byte_at(cg, lbuf, LLVMBuildAdd(cg->b, nn_cg_i64(cg, off[j]),
-                                                LLVMBuildMul(cg->b, t, nn_cg_i64(cg, nb), ""), ""));
+            to = byte_at(cg, stack[j], LLVMBuildMul(cg->b, t, nn_cg_i64(cg, nb), ""));
         } else {
             LLVMValueRef a = byte_at(cg, lbuf, nn_cg_i64(cg, off[j]));
             LLVMValueRef b = byte_at(cg, lbuf, nn_cg_i64(cg, off[nres + j]));
@@ -216,9 +227,8 @@ bool llvm_loop(NnCg *cg, NnId id)
         if (direct[j])
             continue;
         int64_t nb = node_bytes(cg, body, body->outputs[j].id);
-        LLVMValueRef o = LLVMBuildAdd(cg->b, nn_cg_i64(cg, off[j]),
-                                      LLVMBuildMul(cg->b, t, nn_cg_i64(cg, nb), ""), "");
-        memcpy_bytes(cg, byte_at(cg, lbuf, o), table_get(cg, table, body->outputs[j].id), nb);
+        LLVMValueRef o = LLVMBuildMul(cg->b, t, nn_cg_i64(cg, nb), "");
+        memcpy_bytes(cg, byte_at(cg, stack[j], o), table_get(cg, table, body->outputs[j].id), nb);
     }
     // Copied carries go through staging, so one may take another's old value
     // (which a swapped carry still holds until the swap).
@@ -253,6 +263,7 @@ bool llvm_loop(NnCg *cg, NnId id)
         LLVMPositionBuilderAtEnd(cg->b, next);
     }
     free(direct);
+    free(stack);
     nn_cg_kernel_end(cg);
 done:
     nn_cg_fini(&bc);
@@ -268,6 +279,8 @@ bool llvm_loop_out(NnCg *cg, NnId id)
 {
     const NnNode *n = &cg->g->nodes[id];
     const NnNode *l = &cg->g->nodes[n->in[0]];
+    if (nn_loop_out_direct(cg->g, id))
+        return true; // the loop wrote it here
     int64_t *off = malloc(((size_t)nn_loop_nresults(l) + (size_t)l->attr.ncarry + 1) * sizeof *off);
     NN_ASSERT(off);
     nn_loop_layout(l, cg->symv, off);
