@@ -185,12 +185,14 @@ static LLVMValueRef intrin1(NnCg *cg, const char *name, LLVMValueRef x)
 
 static LLVMValueRef sigmoid(NnCg *cg, NnDType dt, LLVMValueRef x, int w)
 {
-    // x >= 0 ? 1 / (1 + e^-x) : e^x / (1 + e^x), with one exp of -|x|.
+    // x >= 0 ? 1 / (1 + e^-x) : e^x / (1 + e^x), with one exp of -|x| and one
+    // division (of the numerator chosen first: the same values).
     LLVMValueRef one = nn_cg_const(cg, dt, 1, w), zero = nn_cg_const(cg, dt, 0, w);
     LLVMValueRef e = libm1(cg, dt, "exp", LLVMBuildFNeg(cg->b, intrin1(cg, "llvm.fabs", x), ""), w);
     LLVMValueRef d = LLVMBuildFAdd(cg->b, one, e, "");
-    LLVMValueRef pos = LLVMBuildFDiv(cg->b, one, d, ""), neg = LLVMBuildFDiv(cg->b, e, d, "");
-    return LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGE, x, zero, ""), pos, neg, "");
+    LLVMValueRef num =
+        LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGE, x, zero, ""), one, e, "");
+    return LLVMBuildFDiv(cg->b, num, d, "");
 }
 
 static LLVMValueRef cast(NnCg *cg, NnDType from, NnDType to, LLVMValueRef x, int w)
