@@ -599,6 +599,11 @@ static bool add_dist_steps(Build *B, const NnProgram *p, NnOptions *o, const NnT
 {
     if (!nnrt_dist_built())
         return true;
+    // Ranks average f32 gradients only (nn_lower_train_dist would say so as
+    // an error): such a program runs as one process.
+    for (int i = 0; i < spec->nvars; i++)
+        if (spec->vars[i].trainable && spec->vars[i].dtype != NN_DT_F32)
+            return true;
     if (!nn_lower_train_dist(B->c, p, spec->ast, f, nf, o->sets, o->nsets, dspec))
         return false;
     int nparts = dspec->nsteps > 0 ? dspec->nsteps : 1, sym[MAX_JOBS];
