@@ -7,6 +7,7 @@
 // then gemm_bench.c times generated matmul against OpenBLAS and the FMA peak.
 // Prints one flat JSON object on stdout; bench/report.py turns it into the
 // table. Data is synthetic (uniform inputs, random labels): speed only.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,16 +110,19 @@ typedef struct Model {
     NnTrainSpec spec;
     NnGraph *infer; // the model alone, inference mode (output "output")
     NnVars vars;
+    NnVars init; // the variables' initial values (time_steps restores them)
 } Model;
 
 static bool init_vars(Model *m)
 {
     nnrt_vars_init(&m->vars);
+    nnrt_vars_init(&m->init);
     for (int i = 0; i < m->spec.nvars; i++) {
         const NnParamInit *v = &m->spec.vars[i];
         NnTensor *t = nnrt_tensor_new(v->dtype, v->shape.rank, v->shape.dim);
         if (!t || nnrt_init_fill(t, v->init, v->args, v->nargs, m->spec.seed, v->name) != NN_OK ||
-            nnrt_vars_put(&m->vars, v->name, t) != NN_OK) {
+            nnrt_vars_put(&m->vars, v->name, t) != NN_OK ||
+            nnrt_vars_put(&m->init, v->name, nnrt_tensor_clone(t)) != NN_OK) {
             fprintf(stderr, "bench: cannot initialize %s: %s\n", v->name, nnrt_errmsg());
             return false;
         }
@@ -173,6 +177,7 @@ static bool model_load(Model *m, const char *name, const NnField *f, int nf, dou
 static void model_free(Model *m)
 {
     nnrt_vars_fini(&m->vars);
+    nnrt_vars_fini(&m->init);
     nn_graph_free(m->spec.forward);
     nn_graph_free(m->spec.step);
     nn_graph_free(m->spec.eval);
@@ -255,6 +260,42 @@ static const NnBackend *backend(const char *name)
     return be;
 }
 
+// The variables back to their initial values (m->init), in place: a step
+// swaps a variable's buffer with its update's, so the tensors stay and only
+// their contents are restored.
+static void vars_restore(Model *m)
+{
+    for (int k = 0; k < m->init.count; k++) {
+        NnTensor *t = nnrt_vars_get(&m->vars, m->init.names[k]);
+        if (t && nnrt_tensor_nbytes(t) == nnrt_tensor_nbytes(m->init.tensors[k]))
+            memcpy(t->data, m->init.tensors[k]->data, nnrt_tensor_nbytes(t));
+    }
+}
+
+// A training step, timed as bench_time does, but every repetition starts
+// from the initial variables. Trained on one resident batch for thousands of
+// steps, the MLP memorizes it, units die, and the Adam first moments of their
+// weights (m *= 0.9 each step, gradient 0) sink into subnormal floats after
+// about 700 steps and stay there (0.9 times the smallest subnormal rounds
+// back to it): every update then takes microcode assists and the step costs
+// 2.7x (bench/README.md). A repetition of a few hundred steps from the start
+// times what a user's first epochs run.
+static double time_steps(Job *j, Model *m, double min_s, int reps)
+{
+    vars_restore(m);
+    long n = bench_calibrate(job_run, j, min_s);
+    if (n < 0)
+        return -1;
+    double v[32];
+    reps = quick && reps > 3 ? 3 : reps > 32 ? 32 : reps;
+    for (int r = 0; r < reps; r++) {
+        vars_restore(m);
+        if (!job_run(j) || (v[r] = bench_rep(job_run, j, n)) < 0)
+            return -1;
+    }
+    return bench_median(v, reps);
+}
+
 // Seconds per step of graph g at batch n; negative on failure.
 static double time_graph(const char *be_name, const NnGraph *g, Model *m, const NnField *f,
                          int nf, int64_t n, int classes, int threads, double min_s)
@@ -265,7 +306,7 @@ static double time_graph(const char *be_name, const NnGraph *g, Model *m, const 
     for (int k = 0; k < nf; k++)
         j.in[k] = field_tensor(&f[k], n, classes);
     if (be && j.in[0] && (nf < 2 || j.in[1]) && job_prepare(&j, be, g, &m->vars, threads))
-        s = bench_time(job_run, &j, min_s, 7);
+        s = g->nupdates ? time_steps(&j, m, min_s, 7) : bench_time(job_run, &j, min_s, 7);
     job_free(&j);
     for (int k = 0; k < nf; k++)
         nnrt_tensor_free(j.in[k]);
@@ -401,6 +442,61 @@ static void bench_mlp(const char *file, const char *prefix, bool all)
 }
 
 
+// --bare-trace: the bare step's cost as the same resident batch trains on,
+// in chunks of 100 steps (1 thread, thread CPU time), with the loss and the
+// share of subnormal values among the Adam second moments: what separates
+// the bare step from whole epochs.
+static void bare_trace(void)
+{
+    NnField f[2] = {{"x", NN_DT_F32, {.rank = 1, .dim = {784}}}, {"label", NN_DT_I32, {.rank = 0}}};
+    Model m;
+    double front;
+    if (!model_load(&m, "mlp_nodrop.nn", f, 2, &front))
+        return;
+    const NnBackend *be = backend("jit");
+    Job j = {0};
+    j.in[0] = field_tensor(&f[0], 128, 10);
+    j.in[1] = field_tensor(&f[1], 128, 10);
+    if (!be || !job_prepare(&j, be, m.spec.step, &m.vars, 1))
+        return;
+    for (int c = 0; c < 10; c++) {
+        double t0 = bench_cpu_now();
+        for (int i = 0; i < 100; i++)
+            if (!job_run(&j))
+                return;
+        double ms = (bench_cpu_now() - t0) * 10;
+        long sub = 0, all = 0;
+        for (int k = 0; k < m.vars.count; k++) {
+            const NnTensor *t = m.vars.tensors[k];
+            if (t->dtype != NN_DT_F32)
+                continue;
+            for (int64_t i = 0; i < t->numel; i++) {
+                float x = ((const float *)t->data)[i];
+                sub += x != 0 && fabsf(x) < 1.17549435e-38f;
+                all++;
+            }
+        }
+        fprintf(stderr, "steps %5d: %.3f ms/step  loss %.6g  subnormal %.4f%%\n", (c + 1) * 100,
+                ms, nnrt_tensor_get(j.out[0], 0), 100.0 * (double)sub / (double)all);
+    }
+    for (int k = 0; k < m.vars.count; k++) {
+        const NnTensor *t = m.vars.tensors[k];
+        long sub = 0, zero = 0;
+        for (int64_t i = 0; t->dtype == NN_DT_F32 && i < t->numel; i++) {
+            float x = ((const float *)t->data)[i];
+            sub += x != 0 && fabsf(x) < 1.17549435e-38f;
+            zero += x == 0;
+        }
+        if (sub || zero)
+            fprintf(stderr, "  %s: %ld subnormal, %ld zero of %lld\n", m.vars.names[k], sub, zero,
+                    (long long)t->numel);
+    }
+    job_free(&j);
+    nnrt_tensor_free(j.in[0]);
+    nnrt_tensor_free(j.in[1]);
+    model_free(&m);
+}
+
 static void bench_xor(void)
 {
     NnField f[2] = {{"x", NN_DT_F32, {.rank = 1, .dim = {2}}},
@@ -466,6 +562,8 @@ int main(int argc, char **argv)
             models = conv = false;
         else if (!strcmp(argv[i], "--conv"))
             models = gemm = false;
+        else if (!strcmp(argv[i], "--bare-trace"))
+            return bare_trace(), 0;
         else if (!strcmp(argv[i], "--overheads"))
             xor_only = true, models = gemm = conv = false;
         else

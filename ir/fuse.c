@@ -372,7 +372,9 @@ void nn_fuse_multi(const NnGraph *g, NnId *lead)
             cons[cstart[x] + fill[x]++] = i;
         }
     free(fill);
-    for (NnId r = n - 1; r > 0; r--) {
+    // NN_JIT_NOMULTI=1: one kernel per FUSED node, to measure what this saves.
+    const char *off = getenv("NN_JIT_NOMULTI");
+    for (NnId r = n - 1; r > 0 && !(off && *off && *off != '0'); r--) {
         const NnNode *rn = &g->nodes[r];
         if (lead[r] != -1 || !is_map(rn))
             continue;
