@@ -497,6 +497,96 @@ static void bare_trace(void)
     model_free(&m);
 }
 
+// ---- the read bandwidth that bounds batch-1 inference ----
+
+// Batch-1 inference reads the first layer's 784 x 256 f32 weights (802,816
+// bytes) once per prediction and does 2 FLOPs per 4 bytes read, so its floor
+// is the rate one core reads a block of that size that stays in its L2, not
+// the FMA peak. Sums it with 8 independent chains of full-width vector adds
+// (the widest the CPU has), which keeps the loads, not the adds, the limit.
+typedef float v16f __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+
+__attribute__((target("avx512f"), noinline)) static float sum512(const float *p, size_t n)
+{
+    v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+    const v16f *v = (const v16f *)p;
+    for (size_t i = 0; i + 8 <= n / 16; i += 8) {
+        a0 += v[i];
+        a1 += v[i + 1];
+        a2 += v[i + 2];
+        a3 += v[i + 3];
+        a4 += v[i + 4];
+        a5 += v[i + 5];
+        a6 += v[i + 6];
+        a7 += v[i + 7];
+    }
+    v16f a = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
+    float s = 0;
+    for (int l = 0; l < 16; l++)
+        s += a[l];
+    return s;
+}
+
+__attribute__((target("avx2"), noinline)) static float sum256(const float *p, size_t n)
+{
+    v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+    const v8f *v = (const v8f *)p;
+    for (size_t i = 0; i + 8 <= n / 8; i += 8) {
+        a0 += v[i];
+        a1 += v[i + 1];
+        a2 += v[i + 2];
+        a3 += v[i + 3];
+        a4 += v[i + 4];
+        a5 += v[i + 5];
+        a6 += v[i + 6];
+        a7 += v[i + 7];
+    }
+    v8f a = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
+    float s = 0;
+    for (int l = 0; l < 8; l++)
+        s += a[l];
+    return s;
+}
+
+// GB/s reading `bytes` that stay resident, best of 15 trials by thread CPU
+// time (a trial is several passes over the block after one warm pass).
+static double read_gbs(size_t bytes)
+{
+    bool wide = __builtin_cpu_supports("avx512f");
+    if (!wide && !__builtin_cpu_supports("avx2"))
+        return -1;
+    size_t n = bytes / sizeof(float) / 128 * 128;
+    float *p = nnrt_alloc(n * sizeof(float));
+    if (!p)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        p[i] = (float)(i & 7);
+    volatile float sink = 0;
+    int passes = (int)(((size_t)64 << 20) / (n * sizeof(float))) + 1;
+    double best = 1e30;
+    for (int t = 0; t < 15; t++) {
+        sink += wide ? sum512(p, n) : sum256(p, n);
+        double t0 = bench_cpu_now();
+        for (int r = 0; r < passes; r++)
+            sink += wide ? sum512(p, n) : sum256(p, n);
+        double dt = (bench_cpu_now() - t0) / passes;
+        best = dt < best ? dt : best;
+    }
+    nnrt_free(p);
+    return (double)(n * sizeof(float)) / best * 1e-9;
+}
+
+static void bench_read_bw(void)
+{
+    bench_emit("read_l1_32k_gbs", read_gbs(32 << 10));
+    double l2 = read_gbs(802816);
+    bench_emit("read_l2_784x256_gbs", l2);
+    bench_emit("read_big_64m_gbs", read_gbs(64 << 20));
+    if (l2 > 0)
+        bench_emit("infer1_l2_floor_us", 802816 / (l2 * 1e9) * 1e6);
+}
+
 static void bench_xor(void)
 {
     NnField f[2] = {{"x", NN_DT_F32, {.rank = 1, .dim = {2}}},
@@ -579,6 +669,7 @@ int main(int argc, char **argv)
     if (xor_only) {
         bench_mlp("mlp.nn", "mlp", true);
         bench_xor();
+        bench_read_bw();
     }
     if (gemm) {
         bench_peak(false);
