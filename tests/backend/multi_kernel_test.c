@@ -42,7 +42,8 @@ static NnGraph *adam_step(NnCtx *c, NnTrainSpec *spec, const char *model, int fe
     cr_assert_eq(c->diags.nerrors, 0, "%s", nn_diags_text(&c->diags));
     NnProgram *p = nn_sema(c, ast);
     cr_assert(p && c->diags.nerrors == 0, "%s", nn_diags_text(&c->diags));
-    NnField f[2] = {{"x", NN_DT_F32, {.rank = 1, .dim = {feat}}}, {"label", NN_DT_I32, {.rank = 0}}};
+    NnField f[2] = {{"x", NN_DT_F32, {.rank = 1, .dim = {feat}}},
+                    {"label", NN_DT_I32, {.rank = 0}}};
     cr_assert(nn_lower_train(c, p, p->trains[0], f, 2, NULL, 0, spec), "%s",
               nn_diags_text(&c->diags));
     free(text);
