@@ -280,18 +280,20 @@ Test(rtbatch, reductions_over_the_batch)
 }
 
 // A small CNN training step: conv (padded) + bias + relu fused, max pool,
-// a channel concat with an average pool's slice, flatten, dense, mean
-// cross-entropy; SGD on the filters and the dense weights. Every convolution
-// form (forward, data and filter gradients, the last summed over chunks of
-// images) and pooling form takes the batch at run time.
+// a channel concat with an average pool's slice, a valid convolution (its
+// data gradient reads dy re-strided to the input's rows), flatten, dense,
+// mean cross-entropy; SGD on the filters and the dense weights. Every
+// convolution form (forward, data and filter gradients, the last summed over
+// chunks of images) and pooling form takes the batch at run time.
 static NnGraph *cnn(void)
 {
     NnGraph *g = nn_graph_new();
     int64_t n = nn_sym_dim(g, "N");
     NnId x = ag_input(g, "x", NN_DT_F32, AG_SHAPE(n, 2, 8, 8));
     NnId labels = ag_input(g, "labels", NN_DT_I32, AG_SHAPE(n));
-    NnId w[4] = {ag_param(g, "k", AG_SHAPE(4, 2, 3, 3)), ag_param(g, "kb", AG_SHAPE(4, 1, 1)),
-                 ag_param(g, "w", AG_SHAPE(6 * 16, 5)), ag_param(g, "b", AG_SHAPE(5))};
+    NnId w[5] = {ag_param(g, "k", AG_SHAPE(4, 2, 3, 3)), ag_param(g, "kb", AG_SHAPE(4, 1, 1)),
+                 ag_param(g, "w", AG_SHAPE(6 * 4, 5)), ag_param(g, "b", AG_SHAPE(5)),
+                 ag_param(g, "k2", AG_SHAPE(6, 6, 3, 3))};
     NnConv2d cv = {.kernel = {3, 3}, .stride = {1, 1}, .dilation = {1, 1}, .pad = {1, 1, 1, 1},
                    .groups = 1};
     NnId h = nn_ir_binary(g, NN_OP_ADD, nn_ir_conv2d(g, x, w[0], &cv, ag_loc), w[1], ag_loc);
@@ -303,7 +305,9 @@ static NnGraph *cnn(void)
     NnId cat[2] = {mp, two};
     NnAttr ca = {.axis = 1};
     NnId c = nn_ir_add(g, NN_OP_CONCAT, cat, 2, &ca, ag_loc);       // [N, 6, 4, 4]
-    NnShape flat = AG_SHAPE(n, 6 * 16);
+    NnConv2d valid = {.kernel = {3, 3}, .stride = {1, 1}, .dilation = {1, 1}, .groups = 1};
+    c = nn_ir_conv2d(g, c, w[4], &valid, ag_loc);                   // [N, 6, 2, 2]
+    NnShape flat = AG_SHAPE(n, 6 * 4);
     NnId f = nn_ir_reshape(g, c, &flat, ag_loc);
     NnId logits =
         nn_ir_binary(g, NN_OP_ADD, nn_ir_matmul(g, f, w[2], false, false, ag_loc), w[3], ag_loc);
@@ -314,10 +318,10 @@ static NnGraph *cnn(void)
     NnId loss = nn_ir_reduce(g, NN_OP_REDUCE_MEAN, ce, 1, false, ag_loc);
     nn_graph_add_output(g, "loss", loss);
     nn_graph_add_output(g, "logits", logits);
-    NnId grads[4];
-    cr_assert(nn_ad_grad(g, loss, w, 4, grads), "autodiff: %s", g->err);
+    NnId grads[5];
+    cr_assert(nn_ad_grad(g, loss, w, 5, grads), "autodiff: %s", g->err);
     NnId lr = nn_ir_const(g, 0.1, NN_DT_F32, ag_loc);
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 5; k++)
         nn_graph_add_update(
             g, w[k],
             nn_ir_binary(g, NN_OP_SUB, w[k], nn_ir_binary(g, NN_OP_MUL, grads[k], lr, ag_loc),
@@ -340,8 +344,9 @@ Test(rtbatch, cnn_step_any_batch_one_compile)
     nnrt_vars_init(&v);
     nnrt_vars_put(&v, "k", ag_tensor(NN_DT_F32, AG_SHAPE(4, 2, 3, 3), 1, -0.3, 0.3));
     nnrt_vars_put(&v, "kb", ag_tensor(NN_DT_F32, AG_SHAPE(4, 1, 1), 2, -0.1, 0.1));
-    nnrt_vars_put(&v, "w", ag_tensor(NN_DT_F32, AG_SHAPE(96, 5), 3, -0.2, 0.2));
+    nnrt_vars_put(&v, "w", ag_tensor(NN_DT_F32, AG_SHAPE(24, 5), 3, -0.2, 0.2));
     nnrt_vars_put(&v, "b", ag_tensor(NN_DT_F32, AG_SHAPE(5), 4, -0.1, 0.1));
+    nnrt_vars_put(&v, "k2", ag_tensor(NN_DT_F32, AG_SHAPE(6, 6, 3, 3), 5, -0.3, 0.3));
     // Fewer images than the filter gradient's chunks (1, 3), and more.
     int64_t sizes[] = {32, 1, 3, 7, 31, 32, 70, 2};
     bool rt = false;
