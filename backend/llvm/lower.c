@@ -164,6 +164,13 @@ int nn_cg_add_error(NnCg *cg, NnId id, int *copy)
                             nn_cg_numel(cg, cg->g, n->in[1]));
     }
     *copy = cg->checks[k].slot;
+    // Indices with the run-time batch: the copy has a place for every row of
+    // any batch (in the workspace's per-row region).
+    NnId ix = n->op == NN_OP_ONEHOT ? n->in[0] : n->in[1];
+    if (nn_cg_rt(cg, cg->g, ix)) {
+        cg->slot_rows[*copy] = true;
+        cg->slot_bytes[*copy] /= cg->rt_ref;
+    }
     return k;
 }
 
@@ -429,8 +436,8 @@ static bool fused_matmul(NnCg *cg, NnId id)
     int as = body_input_slot(cg, id, m->in[0]), bs = body_input_slot(cg, id, m->in[1]);
     nn_cg_shape(cg, cg->g, as, &ra, da);
     nn_cg_shape(cg, cg->g, bs, &rb, db);
-    int64_t M = m->attr.ta ? da[1] : da[0], K = m->attr.ta ? da[0] : da[1];
-    int64_t N = m->attr.tb ? db[0] : db[1];
+    int64_t M, N, K;
+    nn_matmul_dims(da, ra, db, rb, m->attr.ta, m->attr.tb, &M, &N, &K);
     NnExpr *e = malloc(sizeof *e);
     NN_ASSERT(e);
     bool ok = nn_expr_body(cg, e, id, b->outputs[0].id);
@@ -511,6 +518,8 @@ static bool rt_op(NnOp op)
     case NN_OP_TAKE:
     case NN_OP_ONEHOT:
     case NN_OP_ARGMAX:
+    case NN_OP_GATHER:
+    case NN_OP_SCATTER_ADD:
     case NN_OP_RAND_UNIFORM:
     case NN_OP_RAND_NORMAL:
     case NN_OP_CONV2D:
@@ -547,10 +556,15 @@ static const char *rt_blocker(const NnGraph *g, const NnNode *n, int sym)
         return "its lowering needs the batch bound";
     if (n->op == NN_OP_MATMUL && n->attr.tb && lead_sym(&g->nodes[n->in[1]].shape, sym))
         return "the batch is the product's column count";
+    if (n->op == NN_OP_MATMUL && g->nodes[n->in[0]].shape.rank > 2)
+        return "the product's rows are more than the batch";
     if ((n->op == NN_OP_ARGMAX || n->op == NN_OP_SLICE || n->op == NN_OP_SLICE_BWD ||
          n->op == NN_OP_CONCAT) &&
         n->attr.axis == 0)
         return "it works along the batch";
+    if ((n->op == NN_OP_GATHER && lead_sym(&g->nodes[n->in[0]].shape, sym)) ||
+        (n->op == NN_OP_SCATTER_ADD && lead_sym(&n->shape, sym)))
+        return "the batch is the table's row count";
     if (n->op == NN_OP_PAD && (n->shape.rank < 2 || n->attr.lo[0] != 0 || n->attr.hi[0] != 0))
         return "it pads the batch";
     if (n->op == NN_OP_FUSED) {

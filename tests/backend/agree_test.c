@@ -313,6 +313,27 @@ static void b_matmul(NnOp op)
                 finish(&c, nn_ir_matmul(c.g, a, b, ta, tb, ag_loc), what);
                 tol = 1e-5;
             }
+    // Leading dims of A (rows), and A^T B contracting them (a weight gradient
+    // over a time-major sequence): {T, N, K} with N rows per step.
+    int64_t lead[][4] = {{3, 5, 13, 7}, {28, 16, 28, 96}, {2, 130, 70, 50}};
+    for (int k = 0; k < 3; k++)
+        for (int form = 0; form < 3; form++)
+            for (int dt = NN_DT_F32; dt <= NN_DT_F64; dt++) {
+                int64_t T = lead[k][0], N = lead[k][1], kk = lead[k][2], n = lead[k][3];
+                tol = 1e-5 * fmax(1, sqrt((double)(form == 2 ? T * N : kk) / 64));
+                Case c;
+                start(&c);
+                NnId a = in(&c, (NnDType)dt, AG_SHAPE(T, N, kk), -1, 1);
+                NnId b = in(&c, (NnDType)dt, form == 2   ? AG_SHAPE(T, N, n)
+                                             : form == 1 ? AG_SHAPE(n, kk)
+                                                         : AG_SHAPE(kk, n), -1, 1);
+                char what[80];
+                snprintf(what, sizeof what, "matmul %lldx%lldx%lld @ %lld form %d %s",
+                         (long long)T, (long long)N, (long long)kk, (long long)n, form,
+                         nnrt_dtype_name((NnDType)dt));
+                finish(&c, nn_ir_matmul(c.g, a, b, form == 2, form == 1, ag_loc), what);
+                tol = 1e-5;
+            }
 }
 
 static void b_take(NnOp op)
@@ -440,7 +461,12 @@ typedef struct ConvCase {
 // Same padding; stride + asymmetric padding + groups; depthwise + dilation in
 // f64; K over one gather block (630 and 576) with a short row tile and masked
 // panels; a 5x5 window over whole panels; one input channel and few pixels
-// (one-vector panels, 16-row tiles); no images (the filter grad is 0).
+// (one-vector panels, 16-row tiles); no images (the filter grad is 0);
+// stride 1 with output rows shorter than the input's (LeNet-5's valid second
+// layer; dilation, asymmetric padding and groups in f64), where the data grad
+// reads a copy of dy re-strided to the input's rows; few taps (the filter
+// grad over a zero-padded grid: 7 filters, one block of 6 and one short, 25
+// taps; f64 with dilation and asymmetric padding, one short block).
 static const ConvCase conv_cases[] = {
     {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
     {2, 4, 9, 8, 6, 3, 2, 2, 2, 1, 1, {1, 0, 2, 1}, 2, NN_DT_F32},
@@ -449,6 +475,10 @@ static const ConvCase conv_cases[] = {
     {2, 8, 16, 20, 20, 5, 5, 1, 1, 1, 1, {2, 2, 2, 2}, 1, NN_DT_F32},
     {2, 1, 5, 3, 20, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
     {0, 3, 5, 5, 4, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
+    {3, 6, 14, 14, 16, 5, 5, 1, 1, 1, 1, {0, 0, 0, 0}, 1, NN_DT_F32},
+    {2, 4, 9, 11, 6, 3, 3, 1, 1, 2, 1, {1, 0, 0, 1}, 2, NN_DT_F64},
+    {3, 1, 12, 10, 7, 5, 5, 1, 1, 1, 1, {2, 2, 2, 2}, 1, NN_DT_F32},
+    {2, 1, 9, 11, 5, 3, 3, 1, 1, 2, 1, {1, 0, 2, 1}, 1, NN_DT_F64},
 };
 
 static NnConv2d conv_geom(const ConvCase *k)
@@ -516,11 +546,16 @@ typedef struct PoolCase {
     NnDType dt;
 } PoolCase;
 
-// Tiling windows, overlapping windows with padding, an uneven f64 one.
+// Tiling windows, overlapping windows with padding, an uneven f64 one;
+// 2x2 at stride 2 (loads and shuffles instead of gathers) over several
+// chunks of a row, and over odd heights and widths in f64 (the last input
+// row and column in no window).
 static const PoolCase pool_cases[] = {
     {2, 3, 8, 8, 2, 2, 2, 2, {0, 0, 0, 0}, NN_DT_F32},
     {2, 3, 9, 7, 3, 3, 2, 2, {1, 1, 1, 1}, NN_DT_F32},
     {1, 2, 5, 6, 3, 2, 1, 2, {1, 0, 1, 0}, NN_DT_F64},
+    {1, 2, 6, 70, 2, 2, 2, 2, {0, 0, 0, 0}, NN_DT_F32},
+    {2, 3, 9, 37, 2, 2, 2, 2, {0, 0, 0, 0}, NN_DT_F64},
 };
 
 static void b_pool(NnOp op)
