@@ -148,6 +148,7 @@ int nn_cmd_augment(NnCtx *c, const NnProgram *p, NnOptions *o)
     NnrtAugment a = {0};
     if (!nn_driver_augment_opts(c, spec.augment, &a))
         goto done;
+    a.fill = nnrt_augment_fill(tr);
     int64_t n = tr->count < 32 ? tr->count : 32, feat = tr->x->numel / tr->count;
     float *buf = malloc((size_t)(n * feat) * sizeof *buf);
     if (!buf) {

@@ -172,13 +172,19 @@ int64_t nnrt_batch_gather(const NnrtDataset *ds, const int64_t *perm, int64_t ba
 
 // Which random transforms a batch gets; zero means off for each.
 typedef struct NnrtAugment {
-    double rotate_deg; // uniform angle in [-rotate_deg, rotate_deg], bilinear, zero fill
-    int shift_px;      // integer shift in [-shift_px, shift_px] per axis, zero fill
+    double rotate_deg; // uniform angle in [-rotate_deg, rotate_deg], bilinear
+    int shift_px;      // integer shift in [-shift_px, shift_px] per axis
     bool hflip;        // mirror left-right with probability 0.5
     double noise_std;  // additive gaussian noise
+    float fill;        // pixels from outside the image (rotation, shift); nnrt_augment_fill
 } NnrtAugment;
 
 bool nnrt_augment_active(const NnrtAugment *a);
+// The fill for pixels that come from outside an image: black, the smallest x
+// of the training set. Augmentation runs on the data as the data block left
+// it, so black is 0 after x / 255 but -mean/std after normalize(x); a fill
+// of 0 there painted mid-gray frames on dark-background images.
+float nnrt_augment_fill(const NnrtDataset *train);
 // Augments n samples of f32 data in place. Each sample holds planes of h*w
 // pixels (features = planes * h * w, e.g. [B, H, W] or flattened [B, H*W]);
 // every plane of a sample gets the same transform. Draws from rng only, so
@@ -187,8 +193,10 @@ NnStatus nnrt_augment_batch(const NnrtAugment *a, float *x, int64_t n, int64_t f
                             int64_t h, int64_t w, NnrtDataRng *rng);
 // The single-image transforms, src and dst distinct, h*w floats each.
 void nnrt_image_hflip(const float *src, float *dst, int64_t h, int64_t w);
-void nnrt_image_shift(const float *src, float *dst, int64_t h, int64_t w, int64_t dy, int64_t dx);
-void nnrt_image_rotate(const float *src, float *dst, int64_t h, int64_t w, double degrees);
+void nnrt_image_shift(const float *src, float *dst, int64_t h, int64_t w, int64_t dy, int64_t dx,
+                      float fill);
+void nnrt_image_rotate(const float *src, float *dst, int64_t h, int64_t w, double degrees,
+                       float fill);
 
 // ---- image export (image.c) ------------------------------------------------
 

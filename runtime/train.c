@@ -701,6 +701,8 @@ NnStatus nnrt_train(const NnrtTrainCallbacks *cb, const NnrtDataset *train,
         o.progress = NNRT_PROGRESS_QUIET;
         o.metrics_path = NULL;
     }
+    if (nnrt_augment_active(&o.augment))
+        o.augment.fill = nnrt_augment_fill(train);
     const NnrtTrainOptions *opt = &o;
     Run r = {.cb = cb, .train = train, .opt = opt, .batch = split_batch(opt, train),
              .writer = writer};

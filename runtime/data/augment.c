@@ -2,7 +2,8 @@
 // (bilinear, zero fill), integer shift (zero fill), horizontal flip (p = 0.5)
 // and additive gaussian noise. Parameters are drawn per sample from the given
 // NnrtDataRng in a fixed order, so a batch is reproducible from the rng state.
-// Transforms keep the image size; pixels that come from outside become 0.
+// Transforms keep the image size; pixels that come from outside take the
+// fill value (black of the data as transformed: nnrt_augment_fill).
 #include "data.h"
 
 #include <math.h>
@@ -16,21 +17,23 @@ void nnrt_image_hflip(const float *src, float *dst, int64_t h, int64_t w)
             dst[y * w + x] = src[y * w + (w - 1 - x)];
 }
 
-void nnrt_image_shift(const float *src, float *dst, int64_t h, int64_t w, int64_t dy, int64_t dx)
+void nnrt_image_shift(const float *src, float *dst, int64_t h, int64_t w, int64_t dy, int64_t dx,
+                      float fill)
 {
     for (int64_t y = 0; y < h; y++)
         for (int64_t x = 0; x < w; x++) {
             int64_t sy = y - dy, sx = x - dx;
-            dst[y * w + x] = sy >= 0 && sy < h && sx >= 0 && sx < w ? src[sy * w + sx] : 0.0f;
+            dst[y * w + x] = sy >= 0 && sy < h && sx >= 0 && sx < w ? src[sy * w + sx] : fill;
         }
 }
 
-static float pixel(const float *src, int64_t h, int64_t w, int64_t y, int64_t x)
+static float pixel(const float *src, int64_t h, int64_t w, int64_t y, int64_t x, float fill)
 {
-    return y >= 0 && y < h && x >= 0 && x < w ? src[y * w + x] : 0.0f;
+    return y >= 0 && y < h && x >= 0 && x < w ? src[y * w + x] : fill;
 }
 
-void nnrt_image_rotate(const float *src, float *dst, int64_t h, int64_t w, double degrees)
+void nnrt_image_rotate(const float *src, float *dst, int64_t h, int64_t w, double degrees,
+                       float fill)
 {
     // Inverse mapping about the image centre: each output pixel samples the
     // source at the point rotated back by the angle.
@@ -43,12 +46,23 @@ void nnrt_image_rotate(const float *src, float *dst, int64_t h, int64_t w, doubl
             double fy = floor(sy), fx = floor(sx);
             int64_t y0 = (int64_t)fy, x0 = (int64_t)fx;
             double ty = sy - fy, tx = sx - fx;
-            double v = (1 - ty) * ((1 - tx) * pixel(src, h, w, y0, x0) +
-                                   tx * pixel(src, h, w, y0, x0 + 1)) +
-                       ty * ((1 - tx) * pixel(src, h, w, y0 + 1, x0) +
-                             tx * pixel(src, h, w, y0 + 1, x0 + 1));
+            double v = (1 - ty) * ((1 - tx) * pixel(src, h, w, y0, x0, fill) +
+                                   tx * pixel(src, h, w, y0, x0 + 1, fill)) +
+                       ty * ((1 - tx) * pixel(src, h, w, y0 + 1, x0, fill) +
+                             tx * pixel(src, h, w, y0 + 1, x0 + 1, fill));
             dst[y * w + x] = (float)v;
         }
+}
+
+float nnrt_augment_fill(const NnrtDataset *train)
+{
+    if (!train->x || train->x->dtype != NN_DT_F32 || train->x->numel == 0)
+        return 0.0f;
+    const float *x = train->x->data;
+    float lo = x[0];
+    for (int64_t i = 1; i < train->x->numel; i++)
+        lo = x[i] < lo ? x[i] : lo;
+    return lo;
 }
 
 bool nnrt_augment_active(const NnrtAugment *a)
@@ -77,15 +91,15 @@ static Draw draw(const NnrtAugment *a, NnrtDataRng *rng)
 }
 
 // Applies d to one plane in place, using tmp (h*w floats) as scratch.
-static void apply(const Draw *d, float *img, float *tmp, int64_t h, int64_t w)
+static void apply(const Draw *d, float *img, float *tmp, int64_t h, int64_t w, float fill)
 {
     size_t bytes = (size_t)(h * w) * sizeof(float);
     if (d->angle != 0) {
-        nnrt_image_rotate(img, tmp, h, w, d->angle);
+        nnrt_image_rotate(img, tmp, h, w, d->angle, fill);
         memcpy(img, tmp, bytes);
     }
     if (d->dy != 0 || d->dx != 0) {
-        nnrt_image_shift(img, tmp, h, w, d->dy, d->dx);
+        nnrt_image_shift(img, tmp, h, w, d->dy, d->dx, fill);
         memcpy(img, tmp, bytes);
     }
     if (d->flip) {
@@ -113,7 +127,7 @@ NnStatus nnrt_augment_batch(const NnrtAugment *a, float *x, int64_t n, int64_t f
         if (geometric) {
             Draw d = draw(a, rng);
             for (int64_t p = 0; p < features / (h * w); p++)
-                apply(&d, sample + p * h * w, tmp, h, w);
+                apply(&d, sample + p * h * w, tmp, h, w, a->fill);
         }
         if (a->noise_std > 0)
             for (int64_t j = 0; j < features; j++)

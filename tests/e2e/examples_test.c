@@ -478,6 +478,38 @@ static char *fashion_copy(bool augment)
     return nn;
 }
 
+// fashion_cnn_aug.nn normalizes its images, so black is -mean/std there.
+// Pixels that a shift or rotation brings in from outside the frame must be
+// that black: on the grid (scaled from the data's minimum to its maximum) the
+// outermost ring of each 28x28 image is mostly black, as in the data, and
+// not lined with the mid-gray bands a fill of 0 drew (64% of the ring).
+Test(examples, augment_fills_with_the_black_of_normalized_images)
+{
+    need_fashion();
+    char *pgm = tmp_path(".pgm");
+    free(tu_nnc_rc(0, "augment examples/fashion_cnn_aug.nn -o %s -q", pgm));
+    char *img = tu_read_file(pgm);
+    cr_assert(img && !strncmp(img, "P5\n", 3), "no PGM at %s", pgm);
+    int w = 0, h = 0, maxv = 0, off = 0;
+    cr_assert_eq(sscanf(img + 3, "%d %d %d%n", &w, &h, &maxv, &off), 3);
+    const unsigned char *px = (const unsigned char *)img + 3 + off + 1;
+    cr_assert(w >= 8 * 29 && h >= 4 * 29 && maxv == 255, "grid %dx%d", w, h);
+    int ring = 0, lit = 0;
+    for (int k = 0; k < 32; k++) {
+        int oy = (k / 8) * 29 + 1, ox = (k % 8) * 29 + 1;
+        for (int y = 0; y < 28; y++)
+            for (int x = 0; x < 28; x++)
+                if (y == 0 || y == 27 || x == 0 || x == 27) {
+                    ring++;
+                    lit += px[(oy + y) * w + ox + x] > 10;
+                }
+    }
+    cr_assert_lt(lit, ring / 4, "%d of %d ring pixels are not black", lit, ring);
+    free(img);
+    unlink(pgm);
+    free(pgm);
+}
+
 Test(examples, augment_writes_png)
 {
     need_fashion();

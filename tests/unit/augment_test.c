@@ -36,11 +36,11 @@ Test(augment, shift_moves_a_pixel)
 {
     float a[H * W] = {0}, b[H * W];
     a[1 * W + 2] = 5.0f;
-    nnrt_image_shift(a, b, H, W, 2, -1);
+    nnrt_image_shift(a, b, H, W, 2, -1, 0.0f);
     for (int i = 0; i < H * W; i++)
         cr_assert_float_eq(b[i], i == 3 * W + 1 ? 5.0f : 0.0f, 0, "pixel %d", i);
     // Shifted out of the frame: everything becomes the zero fill.
-    nnrt_image_shift(a, b, H, W, 0, W);
+    nnrt_image_shift(a, b, H, W, 0, W, 0.0f);
     for (int i = 0; i < H * W; i++)
         cr_assert_float_eq(b[i], 0.0f, 0);
 }
@@ -49,13 +49,13 @@ Test(augment, rotation_by_zero_is_identity_and_90_is_a_transpose)
 {
     float a[H * W], b[H * W];
     ramp(a, H, W);
-    nnrt_image_rotate(a, b, H, W, 0.0);
+    nnrt_image_rotate(a, b, H, W, 0.0, 0.0f);
     cr_assert_eq(memcmp(a, b, sizeof a), 0);
     // Square image, 90 degrees: independent reference by index arithmetic.
     enum { S = 6 };
     float s[S * S], r[S * S];
     ramp(s, S, S);
-    nnrt_image_rotate(s, r, S, S, 90.0);
+    nnrt_image_rotate(s, r, S, S, 90.0, 0.0f);
     for (int y = 0; y < S; y++)
         for (int x = 0; x < S; x++) {
             // Inverse map with cos = 0, sin = 1 about the centre: (y, x) <- (S-1-x, y).
@@ -71,7 +71,7 @@ Test(augment, small_rotation_keeps_mass_of_a_centred_blob)
     for (int y = 5; y < 10; y++)
         for (int x = 5; x < 10; x++)
             a[y * S + x] = 1.0f;
-    nnrt_image_rotate(a, b, S, S, 10.0);
+    nnrt_image_rotate(a, b, S, S, 10.0, 0.0f);
     double sa = 0, sb = 0;
     for (int i = 0; i < S * S; i++) {
         sa += a[i];
@@ -80,6 +80,54 @@ Test(augment, small_rotation_keeps_mass_of_a_centred_blob)
     }
     cr_assert_float_eq(sb, sa, 0.5, "bilinear rotation roughly preserves the blob");
     cr_assert_float_eq(b[7 * S + 7], 1.0f, 1e-5, "the centre stays put");
+}
+
+// Normalized data: black is -mean/std, not 0. A shifted or rotated image
+// must get that background where pixels come from outside the frame; the
+// zero fill painted mid-gray bands the test images never have.
+Test(augment, fill_is_the_black_of_normalized_data)
+{
+    enum { N = 4 };
+    NnrtDataset ds = {.count = N, .img_h = H, .img_w = W};
+    int64_t shape[] = {N, 1, H, W};
+    ds.x = nnrt_tensor_new(NN_DT_F32, 4, shape);
+    cr_assert_not_null(ds.x);
+    float *x = ds.x->data;
+    // Dark-background images: a bright 2x2 patch, the rest black.
+    for (int i = 0; i < N * H * W; i++)
+        x[i] = 0.0f;
+    for (int i = 0; i < N; i++)
+        for (int y = 1; y < 3; y++)
+            for (int c = 2 + i % 3; c < 4 + i % 3; c++)
+                x[i * H * W + y * W + c] = 200.0f;
+    NnrtNorm norm = {0};
+    cr_assert_eq(nnrt_norm_fit(&norm, &ds, false), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nnrt_norm_apply(&norm, &ds), NN_OK, "%s", nnrt_errmsg());
+    float black = (0.0f - norm.mean[0]) / norm.std[0];
+    nnrt_norm_fini(&norm);
+    cr_assert_lt(black, -0.1f);
+    float fill = nnrt_augment_fill(&ds);
+    cr_assert_float_eq(fill, black, 1e-5);
+    // An all-black image stays all black under shifts and rotations.
+    float img[H * W], out[H * W];
+    for (int i = 0; i < H * W; i++)
+        img[i] = black;
+    nnrt_image_shift(img, out, H, W, 2, -3, fill);
+    for (int i = 0; i < H * W; i++)
+        cr_assert_float_eq(out[i], black, 1e-6, "shift: pixel %d", i);
+    nnrt_image_rotate(img, out, H, W, 30.0, fill);
+    for (int i = 0; i < H * W; i++)
+        cr_assert_float_eq(out[i], black, 1e-5, "rotation: pixel %d", i);
+    // Through the batch path: every shifted pixel is one the normalized
+    // images already had (black or the patch), none the old fill 0.
+    NnrtAugment aug = {.shift_px = 2, .fill = fill};
+    NnrtDataRng rng;
+    nnrt_data_rng_seed(&rng, 11, 0);
+    float bright = x[1 * W + 2];
+    cr_assert_eq(nnrt_augment_batch(&aug, x, N, H * W, H, W, &rng), NN_OK, "%s", nnrt_errmsg());
+    for (int i = 0; i < N * H * W; i++)
+        cr_assert(x[i] == black || x[i] == bright, "pixel %d is %g (black %g)", i, x[i], black);
+    nnrt_tensor_free(ds.x);
 }
 
 Test(augment, noise_statistics)
