@@ -15,9 +15,14 @@
 
 typedef struct NnExec NnExec;
 
+struct NnPassOptions; // pass.h
+
 typedef struct NnExecOptions {
     int threads;  // worker threads; 0 = all cores
     bool verbose; // report compile times and kernel counts on stderr
+    // The JIT's pass options for a graph it fuses itself (NULL: all passes);
+    // read during prepare only.
+    const struct NnPassOptions *passes;
 } NnExecOptions;
 
 typedef struct NnBackend {
@@ -46,6 +51,9 @@ int nn_llvm_kernel_count(const NnExec *x);
 // (nn_llvm_runtime_batch), a new batch size adds none.
 int nn_llvm_compile_count(const NnExec *x);
 bool nn_llvm_runtime_batch(const NnExec *x);
+// Whether the step was cut so that the batch splits across threads for the
+// whole step (ir/shard.c); *why (if why) says why not.
+bool nn_llvm_lanes(const NnExec *x, const char **why);
 #endif
 
 // Backend by name, or NULL ("jit" is NULL in builds without LLVM).

@@ -187,10 +187,13 @@ bool nn_driver_init_vars(NnCtx *c, const NnParamInit *vs, int n, uint64_t seed, 
 static NnExec *prepare(NnCtx *c, const NnBackend *be, NnGraph **g, NnOptions *o, NnLoc loc)
 {
     NnPassOptions po = o->passes;
+    // The JIT fuses a training step itself, after cutting it so that the batch
+    // can split across threads for the whole step (ir/shard.c).
+    bool cut = strcmp(be->name, "jit") == 0 && (*g)->nupdates > 0;
     if (!po.stop)
-        po.stop = strcmp(be->name, "interp") == 0 ? "opt" : "fused";
+        po.stop = strcmp(be->name, "interp") == 0 || cut ? "opt" : "fused";
     *g = nn_passes_run(*g, &po);
-    NnExecOptions eo = {.threads = o->threads, .verbose = o->verbose};
+    NnExecOptions eo = {.threads = o->threads, .verbose = o->verbose, .passes = &o->passes};
     NnExec *x = be->prepare(*g, &eo);
     if (!x)
         nn_error(&c->diags, loc, "backend '%s' cannot prepare the graph: %s", be->name,

@@ -77,6 +77,26 @@ typedef struct NnrtStepCheck {
     int64_t bound;
 } NnrtStepCheck;
 
+// The batch split across threads for the whole step (docs/threads.md): a
+// step cut by nn_pass_shard runs kernels [0, nlane) once per lane (thread), on
+// the lane's own rows with its own memory, then the rest once. Cut k carries
+// a gradient across: at kernel `start` each lane writes its value of slot src
+// times its share of the rows (n_i / N) into slot acc; at kernel `wait` the
+// sum of the lanes' acc goes into slot dst (f32, numel elements). The kernels
+// at start and wait (MPI calls) never run: the runner does what they stand for.
+typedef struct NnrtStepCut {
+    int start, wait;
+    int src, acc, dst;
+    int64_t numel;
+} NnrtStepCut;
+
+// How the lanes' values of an output become the step's (NnrtStep.out_rule).
+enum { NNRT_OUT_LANE0, NNRT_OUT_ROWS, NNRT_OUT_WEIGHTED };
+
+// Fewest rows a lane gets: below, the step runs each kernel split over the
+// pool instead (see docs/threads.md for the measurements behind it).
+#define NNRT_LANE_ROWS 32
+
 typedef struct NnrtStep {
     const char *name;   // for messages: "train step, batch 128"
     int nslots;
@@ -91,6 +111,10 @@ typedef struct NnrtStep {
     const NnrtStepCheck *checks;
     // With a batch: bytes per row of it, on top of workspace and scratch.
     int64_t workspace_rows, scratch_rows;
+    // Lanes (above): nlane 0 = the step is not split; out_rule per output.
+    int nlane, ncuts;
+    const NnrtStepCut *cuts;
+    const int *out_rule;
 } NnrtStep;
 
 // A descriptor made ready to run: its memory, output headers and update
@@ -110,6 +134,18 @@ typedef struct NnrtStepRun {
     uint64_t cgen;       // var[] holds, so a step skips the name lookups
     int64_t batch;  // the batch of the last run (what a NNRT_SLOT_BATCH slot reads)
     int64_t cap;    // the largest batch the memory is sized for so far
+    // Split runs (lanes): this run is lane 0, lane[] the others, each with its
+    // own memory; opened at the first split run and grown, never per step.
+    struct NnrtStepRun *lane;
+    int nlane_runs;      // entries of lane[]
+    int lanes;           // lanes of the last run, 1 when not split
+    int64_t total;       // the batch of the last split run (batch is lane 0's rows)
+    int64_t *lo;         // lanes + 1 row bounds
+    int64_t min_rows;    // rows a lane needs (NNRT_LANE_ROWS, or NN_SPLIT_ROWS)
+    NnTensor *const *in; // the inputs attached
+    void **lout;         // per output: the combined value of a split run
+    int64_t lcap;        // rows lout is sized for
+    int *role;           // per kernel: k + 1 at cut k's start, -(k + 1) at its wait
 } NnrtStepRun;
 
 // Allocates r for d (which must outlive r). NN_ERR_NOMEM on failure; r is
