@@ -23,6 +23,10 @@ typedef struct NnExecOptions {
     // The JIT's pass options for a graph it fuses itself (NULL: all passes);
     // read during prepare only.
     const struct NnPassOptions *passes;
+    // The batch a training step mostly runs with (0: unknown). The JIT splits
+    // the batch across threads for the whole step only when this batch gives
+    // each of 2 or more threads nnrt_lane_rows() rows (runtime/step.h).
+    int64_t batch;
 } NnExecOptions;
 
 typedef struct NnBackend {
@@ -51,9 +55,10 @@ int nn_llvm_kernel_count(const NnExec *x);
 // (nn_llvm_runtime_batch), a new batch size adds none.
 int nn_llvm_compile_count(const NnExec *x);
 bool nn_llvm_runtime_batch(const NnExec *x);
-// Whether the step was cut so that the batch splits across threads for the
-// whole step (ir/shard.c); *why (if why) says why not.
-bool nn_llvm_lanes(const NnExec *x, const char **why);
+// 0 when the step was not cut so that the batch splits across threads for
+// the whole step (ir/shard.c; *why, if why, says why not), else the threads
+// the batch of the latest run split across (1: too few rows to split).
+int nn_llvm_lanes(const NnExec *x, const char **why);
 #endif
 
 // Backend by name, or NULL ("jit" is NULL in builds without LLVM).

@@ -23,6 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+static void prof_print(NnrtStepRun *r);
+enum { PROF_THREADS = 64, PROF_STEPS = 4096 }; // NN_STEP_PROFILE (below)
 
 static bool is_source(int kind) { return kind == NNRT_SLOT_INPUT || kind == NNRT_SLOT_VAR; }
 
@@ -128,8 +132,10 @@ NnStatus nnrt_step_open(NnrtStepRun *r, const NnrtStep *d)
         r->role[d->cuts[k].start] = k + 1;
         r->role[d->cuts[k].wait] = -(k + 1);
     }
-    const char *mr = getenv("NN_SPLIT_ROWS");
-    r->min_rows = mr && atoll(mr) > 0 ? atoll(mr) : NNRT_LANE_ROWS;
+    const char *pf = getenv("NN_STEP_PROFILE");
+    if (pf && *pf == '1' && !(r->prof = calloc(PROF_STEPS, sizeof(double))))
+        return nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    r->min_rows = nnrt_lane_rows();
     if (!(r->err = nnrt_alloc(8 * ((size_t)d->nchecks + 1))))
         return NN_ERR_NOMEM;
     for (int k = 0; k < d->nupdates; k++) {
@@ -151,6 +157,8 @@ void nnrt_step_close(NnrtStepRun *r)
 {
     if (!r->d)
         return;
+    prof_print(r);
+    free(r->prof);
     for (int i = 0; i < r->nlane_runs; i++)
         nnrt_step_close(&r->lane[i]);
     free(r->lane);
@@ -311,7 +319,87 @@ NnStatus nnrt_step_check(const NnrtStepRun *r)
     return check_from(r, 0);
 }
 
+// ---- NN_STEP_PROFILE=1: the critical path in thread CPU time ----
+
+// Each dispatch counts its slowest thread's CPU time, each kernel on the
+// caller its own: what a step costs when every thread keeps its core, which
+// time on a machine shared with other work cannot show. The fastest and the
+// median step print when the run closes. Costs a clock read per kernel and
+// thread, so only for measuring.
+
+typedef struct Timed {
+    NnrtTask fn;
+    void *arg;
+    double t[PROF_THREADS];
+} Timed;
+
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void timed_task(void *arg, int ith, int nth)
+{
+    Timed *t = arg;
+    double c = thread_cpu();
+    t->fn(t->arg, ith, nth);
+    if (ith < PROF_THREADS)
+        t->t[ith] = thread_cpu() - c;
+}
+
+// fn over the pool (par) or on the caller, timed when profiling.
+static void dispatch(NnrtStepRun *r, NnrtPool *pool, NnrtTask fn, void *arg, bool par)
+{
+    if (!r->prof) {
+        if (par)
+            nnrt_pool_run(pool, fn, arg);
+        else
+            fn(arg, 0, 1);
+        return;
+    }
+    Timed t = {fn, arg, {0}};
+    if (par)
+        nnrt_pool_run(pool, timed_task, &t);
+    else
+        timed_task(&t, 0, 1);
+    double m = 0;
+    for (int i = 0; i < PROF_THREADS; i++)
+        m = t.t[i] > m ? t.t[i] : m;
+    r->crit += m;
+}
+
+static void prof_step(NnrtStepRun *r)
+{
+    if (r->prof && r->nprof < PROF_STEPS)
+        r->prof[r->nprof++] = r->crit;
+    r->crit = 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void prof_print(NnrtStepRun *r)
+{
+    if (!r->prof || r->nprof < 2)
+        return;
+    qsort(r->prof, (size_t)r->nprof, sizeof *r->prof, cmp_double);
+    fprintf(stderr, "step profile: %s, %d steps: critical path %.3f ms fastest, %.3f ms median "
+            "(thread CPU time)\n", r->lanes > 1 ? "batch split" : "kernels split", r->nprof,
+            r->prof[0] * 1e3, r->prof[r->nprof / 2] * 1e3);
+}
+
 // ---- lanes: the batch split across threads for the whole step ----
+
+int64_t nnrt_lane_rows(void)
+{
+    const char *v = getenv("NN_SPLIT_ROWS");
+    return v && atoll(v) > 0 ? atoll(v) : NNRT_LANE_ROWS;
+}
 
 // Lane i's run: lane 0 is r itself.
 static NnrtStepRun *lane_run(NnrtStepRun *r, int i) { return i ? &r->lane[i - 1] : r; }
@@ -455,21 +543,17 @@ static NnStatus exec_split(NnrtStepRun *r, NnrtPool *pool, int lanes)
     if (st != NN_OK || (st = place(r, r->lo[1])) != NN_OK) // lane 0: rows [0, lo[1])
         return st;
     r->lanes = lanes;
-    nnrt_pool_run(pool, lane_task, r);
+    dispatch(r, pool, lane_task, r, true);
     for (int k = d->nlane; k < d->nkernels; k++) {
         int c = r->role[k];
         if (c < 0) {
             SumTask t = {r, &d->cuts[-c - 1]};
-            if (t.cut->numel >= 32768)
-                nnrt_pool_run(pool, sum_task, &t);
-            else
-                sum_task(&t, 0, 1);
-        } else if (d->kernels[k].par) { // the update part does not grow with the batch
-            nnrt_pool_run(pool, d->kernels[k].fn, r->bufs);
-        } else {
-            d->kernels[k].fn(r->bufs, 0, 1);
+            dispatch(r, pool, sum_task, &t, t.cut->numel >= 32768);
+        } else { // the update part does not grow with the batch
+            dispatch(r, pool, d->kernels[k].fn, r->bufs, d->kernels[k].par);
         }
     }
+    prof_step(r);
     for (int i = 0; i < lanes && st == NN_OK; i++)
         st = check_from(lane_run(r, i), r->lo[i]);
     return st;
@@ -495,13 +579,11 @@ NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
         }
         if (par && !pool)
             pool = nnrt_pool_default();
-        if (par)
-            nnrt_pool_run(pool, d->kernels[k].fn, r->bufs);
-        else
-            d->kernels[k].fn(r->bufs, 0, 1);
+        dispatch(r, pool, d->kernels[k].fn, r->bufs, par);
         // Gradient sums over MPI ranks advance only inside MPI calls.
         nnrt_dist_progress();
     }
+    prof_step(r);
     return nnrt_step_check(r);
 }
 

@@ -95,7 +95,10 @@ enum { NNRT_OUT_LANE0, NNRT_OUT_ROWS, NNRT_OUT_WEIGHTED };
 
 // Fewest rows a lane gets: below, the step runs each kernel split over the
 // pool instead (see docs/threads.md for the measurements behind it).
-#define NNRT_LANE_ROWS 32
+#define NNRT_LANE_ROWS 384
+// NNRT_LANE_ROWS, or the environment's NN_SPLIT_ROWS (a positive count, for
+// measuring where splitting starts to pay).
+int64_t nnrt_lane_rows(void);
 
 typedef struct NnrtStep {
     const char *name;   // for messages: "train step, batch 128"
@@ -146,6 +149,8 @@ typedef struct NnrtStepRun {
     void **lout;         // per output: the combined value of a split run
     int64_t lcap;        // rows lout is sized for
     int *role;           // per kernel: k + 1 at cut k's start, -(k + 1) at its wait
+    double *prof, crit;  // NN_STEP_PROFILE=1: per step, its critical path (step.c)
+    int nprof;
 } NnrtStepRun;
 
 // Allocates r for d (which must outlive r). NN_ERR_NOMEM on failure; r is

@@ -59,6 +59,7 @@ struct NnExec {
     int rt_sym;       // the batch symbol left to run time, or -1
     char rt_why[160]; // why not, when -1
     bool lanes;       // cut for lanes (ir/shard.c)
+    int last_lanes;   // lanes of the latest run
     char lanes_why[160]; // why not, when false
     JMod *mods;       // modules with a run-time batch, kept until free
 };
@@ -270,6 +271,7 @@ static NnStatus jit_run(NnExec *x, NnVars *vars, NnTensor *const *inputs, NnTens
         st = nnrt_step_check(&b->run);
     } else {
         st = nnrt_step_exec(&b->run, x->base.pool);
+        x->last_lanes = b->run.lanes;
     }
     if (st != NN_OK)
         return st;
@@ -289,7 +291,8 @@ static bool has_fused(const NnGraph *g)
 
 // The fused graph to compile: cut for lanes first when the batch can be split
 // across threads (a run-time batch, a pool of 2 or more), else as it was.
-static NnGraph *cut_and_fuse(NnExec *x, const NnGraph *g, const NnPassOptions *passes)
+static NnGraph *cut_and_fuse(NnExec *x, const NnGraph *g, const NnPassOptions *passes,
+                             int64_t batch)
 {
     NnPassOptions po = passes ? *passes : (NnPassOptions){0};
     po.stop = NULL;
@@ -300,6 +303,10 @@ static NnGraph *cut_and_fuse(NnExec *x, const NnGraph *g, const NnPassOptions *p
         snprintf(x->lanes_why, sizeof x->lanes_why, "NN_SPLIT=0");
     else if (nnrt_pool_size(x->base.pool) < 2)
         snprintf(x->lanes_why, sizeof x->lanes_why, "one thread");
+    else if (batch < 2 * nnrt_lane_rows()) // the cut costs a copy of each gradient
+        snprintf(x->lanes_why, sizeof x->lanes_why,
+                 "batch %lld: splitting pays from %lld rows per thread", (long long)batch,
+                 (long long)nnrt_lane_rows());
     else if (sym < 0)
         snprintf(x->lanes_why, sizeof x->lanes_why, "the batch is fixed: %.120s", why);
     if (x->lanes_why[0])
@@ -347,7 +354,7 @@ static NnExec *jit_prepare(const NnGraph *g, const NnExecOptions *opt)
     // Fusion is what makes the JIT fast; NN_JIT_NOFUSE=1 compiles the graph as given.
     const char *nofuse = getenv("NN_JIT_NOFUSE");
     if (!has_fused(g) && !(nofuse && *nofuse == '1'))
-        x->base.g = x->fused = cut_and_fuse(x, g, opt ? opt->passes : NULL);
+        x->base.g = x->fused = cut_and_fuse(x, g, opt ? opt->passes : NULL, opt ? opt->batch : 0);
     else
         snprintf(x->lanes_why, sizeof x->lanes_why, "the graph is not fused here");
     // NN_JIT_FIXED_BATCH=1 compiles every batch size on its own (to compare).
@@ -370,11 +377,11 @@ int nn_llvm_compile_count(const NnExec *x) { return x ? x->compiles : 0; }
 
 bool nn_llvm_runtime_batch(const NnExec *x) { return x && x->rt_sym >= 0; }
 
-bool nn_llvm_lanes(const NnExec *x, const char **why)
+int nn_llvm_lanes(const NnExec *x, const char **why)
 {
     if (why)
         *why = x ? x->lanes_why : "";
-    return x && x->lanes;
+    return x && x->lanes ? (x->last_lanes > 0 ? x->last_lanes : 1) : 0;
 }
 
 const NnBackend nn_backend_jit = {

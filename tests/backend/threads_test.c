@@ -173,6 +173,12 @@ static void net_vars(NnVars *v)
         nnrt_vars_put(v, mom[k], ag_tensor(NN_DT_F32, shapes[k], 0, 0, 0));
 }
 
+// Splitting pays from NNRT_LANE_ROWS rows per thread on the MLP; these small
+// steps split from 32 so that the split path runs at batch 120.
+static void split_from_32_rows(void) { setenv("NN_SPLIT_ROWS", "32", 1); }
+
+TestSuite(threads, .init = split_from_32_rows);
+
 static NnTensor *batch_x_rows(int step, int64_t rows)
 {
     return ag_tensor(NN_DT_F32, AG_SHAPE(rows, IN), 100 + (uint64_t)step, -1, 1);
@@ -188,12 +194,13 @@ static NnTensor *batch_y(int step) { return batch_y_rows(step, BATCH); }
 
 // Trains `steps` steps of g on the JIT with `threads` threads into v, on two
 // batches of `rows` rows in turn; the losses go to loss[], the last step's
-// second output (if g has one) to *out2 (a copy). *lanes: whether the step
-// was cut so that the batch splits across threads (ir/shard.c).
+// second output (if g has one) to *out2 (a copy). *lanes: the threads the
+// last step's batch split across for the whole step, 0 if the step was not
+// cut for that (ir/shard.c).
 static void train_rows(const NnGraph *g, NnVars *v, int threads, int steps, int64_t rows,
-                       double *loss, NnTensor **out2, bool *lanes)
+                       double *loss, NnTensor **out2, int *lanes)
 {
-    NnExecOptions opt = {.threads = threads};
+    NnExecOptions opt = {.threads = threads, .batch = rows};
     NnExec *x = nn_backend_jit.prepare(g, &opt);
     cr_assert(x, "%s", nnrt_errmsg());
     for (int s = 0; s < steps; s++) {
@@ -242,10 +249,11 @@ Test(threads, split_changes_only_summation_order)
     const int threads[4] = {1, 2, 3, 2};
     for (int r = 0; r < 4; r++) {
         net_vars(&v[r]);
-        bool lanes;
+        int lanes;
         train_rows(t.g, &v[r], threads[r], STEPS, BATCH, loss[r], NULL, &lanes);
-        cr_expect_eq(lanes, threads[r] > 1, "%d threads: the batch should %ssplit for the whole "
-                     "step", threads[r], threads[r] > 1 ? "" : "not ");
+        cr_expect_eq(lanes, threads[r] > 1 ? threads[r] : 0,
+                     "%d threads: the batch split across %d for the whole step", threads[r],
+                     lanes);
     }
     cr_expect(loss[0][STEPS - 1] < loss[0][0] * 0.9, "the loss should fall: %g -> %g", loss[0][0],
               loss[0][STEPS - 1]);
@@ -282,10 +290,9 @@ Test(threads, updates_swap_without_copying)
     NnVars vi, vj;
     net_vars(&vi);
     net_vars(&vj);
-    NnExecOptions opt = {.threads = 2};
+    NnExecOptions opt = {.threads = 2, .batch = BATCH};
     NnExec *xi = nn_backend_interp.prepare(t.g, &opt), *xj = nn_backend_jit.prepare(t.g, &opt);
     cr_assert(xi && xj, "%s", nnrt_errmsg());
-    cr_expect(nn_llvm_lanes(xj, NULL), "2 threads at batch 120 should split the batch");
     void *seen[4];
     for (int s = 0; s < 4; s++) {
         NnTensor *ins[2] = {batch_x(s), batch_y(s)}, *oi[1], *oj[1];
@@ -299,6 +306,7 @@ Test(threads, updates_swap_without_copying)
         nnrt_tensor_free(ins[0]);
         nnrt_tensor_free(ins[1]);
     }
+    cr_expect_eq(nn_llvm_lanes(xj, NULL), 2, "2 threads at batch 120 should split the batch");
     cr_expect(seen[0] != seen[1] && seen[2] == seen[0] && seen[3] == seen[1],
               "w1's buffer should alternate: %p %p %p %p", seen[0], seen[1], seen[2], seen[3]);
     nn_backend_interp.free(xi);
@@ -358,7 +366,7 @@ Test(threads, steady_step_allocates_nothing)
     for (int threads = 1; threads <= 2; threads++) {
         NnVars v;
         net_vars(&v);
-        NnExecOptions opt = {.threads = threads};
+        NnExecOptions opt = {.threads = threads, .batch = BATCH};
         NnExec *x = nn_backend_jit.prepare(t.g, &opt);
         cr_assert(x, "%s", nnrt_errmsg());
         // A full batch and a partial last one (lanes of other sizes) in turn.
@@ -367,8 +375,8 @@ Test(threads, steady_step_allocates_nothing)
         NnTensor *out[1];
         for (int s = 0; s < 4; s++)
             cr_assert_eq(nn_backend_jit.run(x, &v, ins[s % 2], out), NN_OK, "%s", nnrt_errmsg());
-        cr_expect_eq(nn_llvm_lanes(x, NULL), threads > 1, "%d thread(s): split %d", threads,
-                     nn_llvm_lanes(x, NULL));
+        cr_expect_eq(nn_llvm_lanes(x, NULL), threads > 1 ? 2 : 0, "%d thread(s): split %d",
+                     threads, nn_llvm_lanes(x, NULL));
         long before = atomic_load(&n_allocs);
         for (int s = 0; s < 50; s++)
             nn_backend_jit.run(x, &v, ins[s % 2], out);
@@ -403,10 +411,10 @@ static void expect_split_matches(NetOpts o, int64_t rows, const int *threads, in
         net_vars(&v);
         if (o.dropout)
             nnrt_vars_put(&v, "step", ag_tensor(NN_DT_F32, AG_SCALAR, 0, 3, 3));
-        bool lanes;
+        int lanes;
         train_rows(t.g, &v, threads[r], STEPS, rows, loss, o.logits ? &out : NULL, &lanes);
-        cr_expect_eq(lanes, want_lanes, "%d threads: split %d, expected %d", threads[r], lanes,
-                     want_lanes);
+        cr_expect_eq(lanes, want_lanes ? threads[r] : 0, "%d threads: split across %d",
+                     threads[r], lanes);
         for (int s = 0; s < STEPS; s++)
             cr_expect(fabs(loss[s] - lref[s]) <= 1e-4 * fabs(lref[s]),
                       "step %d: loss with %d threads %.9g, with 1 %.9g", s, threads[r], loss[s],
@@ -466,7 +474,7 @@ Test(threads, row_mixing_steps_keep_the_kernel_split)
     expect_split_matches((NetOpts){.center = true}, BATCH, threads, 2, false);
     expect_split_matches((NetOpts){.dropout = true}, BATCH, threads, 2, false);
     Net t = net_with((NetOpts){.center = true});
-    NnExecOptions opt = {.threads = 2};
+    NnExecOptions opt = {.threads = 2, .batch = BATCH};
     NnExec *x = nn_backend_jit.prepare(t.g, &opt);
     cr_assert(x, "%s", nnrt_errmsg());
     const char *why;
@@ -487,7 +495,7 @@ Test(threads, bad_label_in_a_later_lane_names_its_row)
     for (int threads = 1; threads <= 2; threads++) {
         NnVars v;
         net_vars(&v);
-        NnExecOptions opt = {.threads = threads};
+        NnExecOptions opt = {.threads = threads, .batch = BATCH};
         NnExec *x = nn_backend_jit.prepare(t.g, &opt);
         cr_assert(x, "%s", nnrt_errmsg());
         NnTensor *ins[2] = {batch_x(0), batch_y(0)}, *out[1];
@@ -495,6 +503,7 @@ Test(threads, bad_label_in_a_later_lane_names_its_row)
         cr_expect_neq(nn_backend_jit.run(x, &v, ins, out), NN_OK, "%d thread(s)", threads);
         cr_expect(strstr(nnrt_errmsg(), "at row 100 ") || strstr(nnrt_errmsg(), "at 100 "),
                   "%d thread(s): %s", threads, nnrt_errmsg());
+        cr_expect_eq(nn_llvm_lanes(x, NULL), threads > 1 ? 2 : 0, "%d thread(s)", threads);
         nnrt_tensor_free(ins[0]);
         nnrt_tensor_free(ins[1]);
         nn_backend_jit.free(x);
