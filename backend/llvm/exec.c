@@ -356,7 +356,7 @@ static NnExec *jit_prepare(const NnGraph *g, const NnExecOptions *opt)
     if (!has_fused(g) && !(nofuse && *nofuse == '1'))
         x->base.g = x->fused = cut_and_fuse(x, g, opt ? opt->passes : NULL, opt ? opt->batch : 0);
     else
-        snprintf(x->lanes_why, sizeof x->lanes_why, "the graph is not fused here");
+        snprintf(x->lanes_why, sizeof x->lanes_why, "fused before the JIT: not cut");
     // NN_JIT_FIXED_BATCH=1 compiles every batch size on its own (to compare).
     const char *fixed = getenv("NN_JIT_FIXED_BATCH");
     x->rt_sym = nn_cg_batch_sym(x->base.g, x->rt_why, sizeof x->rt_why);
