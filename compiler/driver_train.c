@@ -338,7 +338,7 @@ bool nn_driver_setup_block(NnCtx *c, const NnProgram *p, const NnAst *t, NnOptio
     if (o->has_seed && o->nsets < 32) {
         static char buf[32];
         snprintf(buf, sizeof buf, "%llu", (unsigned long long)o->seed);
-        o->sets[o->nsets++] = (NnSetting){strdup("seed"), buf, false};
+        o->sets[o->nsets++] = (NnSetting){strdup("seed"), buf, false, {0}};
     }
     // Data generation and splits follow the run's seed: --seed, --set seed=,
     // else the train block's `seed = N`, else 1.
@@ -680,17 +680,20 @@ int nn_train_run(NnCtx *c, const NnProgram *p, const NnAst *block, NnOptions *o,
         int site;
         bool drop = nn_train_dropout_key(hyper[i].key, &site);
         if (!*hyper[i].value || *end || !isfinite(v) || (drop && !(v >= 0 && v < 1))) {
-            nn_error(&c->diags, block->loc, drop ? "%s = %s: a dropout rate is a number in [0, 1)"
-                     : "%s = %s: the optimizer argument takes a number",
+            nn_error(&c->diags, nn_setting_loc(&hyper[i], block->loc),
+                     drop ? "%s = %s: a dropout rate is a number in [0, 1)"
+                          : "%s = %s: the optimizer argument takes a number",
                      hyper[i].key, hyper[i].value);
             goto done;
         }
         if (nn_train_set_hyper(sp, vars, hyper[i].key, v) == 0) {
             if (drop)
-                nn_error(&c->diags, block->loc, "model '%s' has no dropout%s%s to set",
+                nn_error(&c->diags, nn_setting_loc(&hyper[i], block->loc),
+                         "model '%s' has no dropout%s%s to set",
                          sp->model, site ? " call number " : "", site ? hyper[i].key + 7 : "");
             else
-                nn_error(&c->diags, block->loc, "no optimizer of this train block takes a "
+                nn_error(&c->diags, nn_setting_loc(&hyper[i], block->loc),
+                         "no optimizer of this train block takes a "
                          "run-time '%s' (a number argument such as lr, momentum, beta1, "
                          "weight_decay)", hyper[i].key);
             goto done;

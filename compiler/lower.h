@@ -25,9 +25,15 @@ typedef struct NnParamInit {
 } NnParamInit;
 
 typedef struct NnSetting {
-    const char *key, *value; // from --set key=value
+    const char *key, *value; // from --set key=value, or `with key = value` at the REPL
     bool used;
+    NnLoc loc;               // the REPL's `key = value`; zero for --set
 } NnSetting;
+
+// A setting as its diagnostics name it ("--set k=v", or "k = v" for the
+// REPL's `with`), and where they point (its `with` argument, or nowhere).
+const char *nn_setting_text(NnCtx *c, const NnSetting *s);
+NnLoc nn_setting_loc(const NnSetting *s, NnLoc fallback);
 
 // One `step` of a block of steps (two-player training).
 typedef struct NnTrainStep {

@@ -522,7 +522,7 @@ static int train_block(NnSession *s, const NnAst *block, const NnSetting *sets, 
         drop_optimizer_state(s);
     NnOptions o = s->o;
     for (int i = 0; i < nsets && i < 31; i++)
-        o.sets[i] = (NnSetting){strdup(sets[i].key), sets[i].value, false};
+        o.sets[i] = (NnSetting){strdup(sets[i].key), sets[i].value, false, sets[i].loc};
     o.nsets = nsets < 31 ? nsets : 31;
     // The trainer is kept while the block and the settings that shape its
     // graphs stay the same (see nn_train_run_setting).
@@ -670,7 +670,7 @@ static bool train_stmt(NnSession *s, NnAst *t)
                 nn_error(&c->diags, a->loc, "too many settings (at most 31)");
                 return false;
             }
-            sets[nsets++] = (NnSetting){a->name, v, false};
+            sets[nsets++] = (NnSetting){a->name, v, false, a->loc};
             continue;
         }
         if (!copy) {

@@ -363,11 +363,13 @@ static bool read_setting(NnCtx *c, Settings *s, const NnAst *a)
 // One --set value for a plain setting, checked like the same setting in a
 // script. Returns 0 when key is no plain setting (an optimizer argument),
 // 1 when it was applied to s, -1 after a diagnostic.
-static int set_value(NnCtx *c, Settings *s, const char *k, const char *val)
+static int set_value(NnCtx *c, Settings *s, const NnSetting *st)
 {
+    const char *k = st->key, *val = st->value;
+    NnLoc at = st->loc;
     if (strcmp(k, "save") == 0) {
         if (!*val) {
-            nn_error(&c->diags, (NnLoc){0}, "--set save=: expected a file name");
+            nn_error(&c->diags, at, "%s: expected a file name", nn_setting_text(c, st));
             return -1;
         }
         s->save = val;
@@ -378,8 +380,8 @@ static int set_value(NnCtx *c, Settings *s, const char *k, const char *val)
         errno = 0;
         unsigned long long v = strtoull(val, &end, 10);
         if (*val < '0' || *val > '9' || *end || errno == ERANGE) {
-            nn_error(&c->diags, (NnLoc){0}, "--set seed=%s: expected an integer from 0 to %llu",
-                     val, (unsigned long long)UINT64_MAX);
+            nn_error(&c->diags, at, "%s: expected an integer from 0 to %llu",
+                     nn_setting_text(c, st), (unsigned long long)UINT64_MAX);
             return -1;
         }
         s->seed = v;
@@ -399,20 +401,28 @@ static int set_value(NnCtx *c, Settings *s, const char *k, const char *val)
     // Compared as doubles before the cast, so no value overflows int64_t.
     if (!*val || *end || !(v >= (double)min && v <= (double)max) ||
         v != (double)(int64_t)v) {
-        nn_error(&c->diags, (NnLoc){0}, "--set %s=%s: expected an integer from %lld to %lld", k,
-                 val, (long long)min, (long long)max);
+        nn_error(&c->diags, at, "%s: expected an integer from %lld to %lld",
+                 nn_setting_text(c, st), (long long)min, (long long)max);
         return -1;
     }
     *target = (int64_t)v;
     return 1;
 }
 
+const char *nn_setting_text(NnCtx *c, const NnSetting *s)
+{
+    return s->loc.line ? nn_arena_printf(c->arena, "%s = %s", s->key, s->value)
+                       : nn_arena_printf(c->arena, "--set %s=%s", s->key, s->value);
+}
+
+NnLoc nn_setting_loc(const NnSetting *s, NnLoc fallback) { return s->loc.line ? s->loc : fallback; }
+
 // --set key=value for plain settings; other keys are optimizer arguments.
 static bool apply_sets(NnCtx *c, Settings *s, NnSetting *sets, int nsets)
 {
     bool ok = true;
     for (int i = 0; i < nsets; i++) {
-        int r = set_value(c, s, sets[i].key, sets[i].value);
+        int r = set_value(c, s, &sets[i]);
         ok = r >= 0 && ok;
         if (r > 0)
             sets[i].used = true;
@@ -431,8 +441,8 @@ static bool check_dropout_sets(NnCtx *c, const NnSetting *sets, int nsets)
             continue;
         double v = strtod(sets[i].value, &end);
         if (!*sets[i].value || *end || !(v >= 0 && v < 1)) {
-            nn_error(&c->diags, (NnLoc){0}, "--set %s=%s: a dropout rate is a number in [0, 1)",
-                     sets[i].key, sets[i].value);
+            nn_error(&c->diags, sets[i].loc, "%s: a dropout rate is a number in [0, 1)",
+                     nn_setting_text(c, &sets[i]));
             ok = false;
         }
     }
@@ -444,7 +454,7 @@ bool nn_train_check_sets(NnCtx *c, NnSetting *sets, int nsets)
     Settings s = {0};
     bool ok = true;
     for (int i = 0; i < nsets; i++)
-        ok = set_value(c, &s, sets[i].key, sets[i].value) >= 0 && ok;
+        ok = set_value(c, &s, &sets[i]) >= 0 && ok;
     return ok;
 }
 

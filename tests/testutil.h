@@ -226,6 +226,12 @@ static inline char *tu_nnc_rc(int want, const char *fmt, ...)
     return out;
 }
 
+// Asserts that `out` (the output of `nnc args`) contains `what`.
+static inline void tu_expect_in(const char *out, const char *what, const char *args)
+{
+    cr_assert(strstr(out, what), "nnc %s: output lacks '%s':\n%s", args, what, out);
+}
+
 // The whole file (asserting it opens), NUL-terminated; *len (may be NULL)
 // gets its length, since a file may hold zero bytes.
 static inline char *tu_slurp(const char *path, size_t *len)

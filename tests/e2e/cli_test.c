@@ -17,53 +17,39 @@ static void to_root(void) { cr_assert_eq(chdir(NN_SOURCE_DIR), 0); }
 
 TestSuite(cli, .init = to_root, .timeout = 120);
 
-// Runs nnc with `args`; asserts the exit status and returns the output.
-static char *expect_rc(int want, const char *args)
-{
-    char *out = NULL;
-    int rc = tu_nnc_run(&out, "%s", args);
-    cr_assert_eq(rc, want, "nnc %s: exit %d, expected %d; output:\n%s", args, rc, want, out);
-    return out;
-}
-
-static void expect_in(const char *out, const char *what, const char *args)
-{
-    cr_assert(strstr(out, what), "nnc %s: output lacks '%s':\n%s", args, what, out);
-}
-
 // A usage error: exit 2, the message, and the pointer to --help.
 static void usage_error(const char *args, const char *msg)
 {
-    char *out = expect_rc(2, args);
-    expect_in(out, msg, args);
-    expect_in(out, "nnc --help", args);
+    char *out = tu_nnc_rc(2, "%s", args);
+    tu_expect_in(out, msg, args);
+    tu_expect_in(out, "nnc --help", args);
     free(out);
 }
 
 Test(cli, help_lists_commands)
 {
-    char *out = expect_rc(0, "--help");
+    char *out = tu_nnc_rc(0, "%s", "--help");
     const char *words[] = {"usage: nnc", "check", "ir", "train", "eval", "augment", "--stage",
                            "--set", "--seed", "--metrics", "--resume", "--weights", "--no-pass"};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-        expect_in(out, words[i], "--help");
+        tu_expect_in(out, words[i], "--help");
     free(out);
-    out = expect_rc(0, "-h");
-    expect_in(out, "usage: nnc", "-h");
+    out = tu_nnc_rc(0, "%s", "-h");
+    tu_expect_in(out, "usage: nnc", "-h");
     free(out);
 }
 
 Test(cli, version)
 {
-    char *out = expect_rc(0, "--version");
+    char *out = tu_nnc_rc(0, "%s", "--version");
     cr_assert(!strncmp(out, "nnc ", 4) && out[4] >= '0' && out[4] <= '9', "--version: %s", out);
     free(out);
 }
 
 Test(cli, no_arguments_is_usage)
 {
-    char *out = expect_rc(2, "");
-    expect_in(out, "usage: nnc", "(none)");
+    char *out = tu_nnc_rc(2, "%s", "");
+    tu_expect_in(out, "usage: nnc", "(none)");
     free(out);
 }
 
@@ -102,27 +88,27 @@ Test(cli, negative_seed_rejected)
 
 Test(cli, seed_option_accepted)
 {
-    char *out = expect_rc(0, "check examples/xor.nn --seed 5");
+    char *out = tu_nnc_rc(0, "%s", "check examples/xor.nn --seed 5");
     cr_assert_str_empty(out, "%s", out);
     free(out);
 }
 
 Test(cli, missing_file)
 {
-    char *out = expect_rc(1, "check x.nn");
-    expect_in(out, "cannot open 'x.nn': No such file or directory", "check x.nn");
+    char *out = tu_nnc_rc(1, "%s", "check x.nn");
+    tu_expect_in(out, "cannot open 'x.nn': No such file or directory", "check x.nn");
     free(out);
-    out = expect_rc(1, "train /nonexistent/dir/m.nn");
-    expect_in(out, "cannot open '/nonexistent/dir/m.nn'", "train /nonexistent/dir/m.nn");
+    out = tu_nnc_rc(1, "%s", "train /nonexistent/dir/m.nn");
+    tu_expect_in(out, "cannot open '/nonexistent/dir/m.nn'", "train /nonexistent/dir/m.nn");
     free(out);
 }
 
 // Exit 1 (a diagnostic, not usage) and the message.
 static void diag_error(const char *args, const char *msg)
 {
-    char *out = expect_rc(1, args);
-    expect_in(out, msg, args);
-    expect_in(out, "error:", args);
+    char *out = tu_nnc_rc(1, "%s", args);
+    tu_expect_in(out, msg, args);
+    tu_expect_in(out, "error:", args);
     free(out);
 }
 
@@ -165,8 +151,8 @@ Test(cli, train_without_train_block)
 
 Test(cli, unknown_stage)
 {
-    char *out = expect_rc(2, "ir examples/xor.nn --stage frob");
-    expect_in(out, "unknown stage 'frob'", "--stage frob");
+    char *out = tu_nnc_rc(2, "%s", "ir examples/xor.nn --stage frob");
+    tu_expect_in(out, "unknown stage 'frob'", "--stage frob");
     free(out);
 }
 
@@ -175,7 +161,7 @@ Test(cli, unknown_backend)
     char *out = NULL;
     int rc = tu_nnc_run(&out, "train examples/xor.nn --backend frob");
     cr_assert(rc == 1 || rc == 2, "exit %d:\n%s", rc, out);
-    expect_in(out, "backend 'frob'", "--backend frob");
+    tu_expect_in(out, "backend 'frob'", "--backend frob");
     free(out);
 }
 
@@ -196,25 +182,25 @@ static int count_lines(const char *out, const char *s)
 
 Test(cli, stage_tokens_and_ast)
 {
-    char *out = expect_rc(0, "ir examples/xor.nn --stage tokens");
-    expect_in(out, "KEYWORD import", "tokens");
-    expect_in(out, "IDENT std", "tokens");
-    expect_in(out, "IDENT dense", "tokens");
+    char *out = tu_nnc_rc(0, "%s", "ir examples/xor.nn --stage tokens");
+    tu_expect_in(out, "KEYWORD import", "tokens");
+    tu_expect_in(out, "IDENT std", "tokens");
+    tu_expect_in(out, "IDENT dense", "tokens");
     free(out);
-    out = expect_rc(0, "ir examples/xor.nn --stage ast");
-    expect_in(out, "(program", "ast");
-    expect_in(out, "(import std)", "ast");
-    expect_in(out, "(data xor", "ast");
+    out = tu_nnc_rc(0, "%s", "ir examples/xor.nn --stage ast");
+    tu_expect_in(out, "(program", "ast");
+    tu_expect_in(out, "(import std)", "ast");
+    tu_expect_in(out, "(data xor", "ast");
     free(out);
 }
 
 Test(cli, stage_ir_names_params_by_place)
 {
-    char *out = expect_rc(0, "ir examples/xor.nn --stage ir");
-    expect_in(out, "input x : f32[N, 2]", "ir");
-    expect_in(out, "param net.dense1.w : f32[2, 8]", "ir");
-    expect_in(out, "param net.dense2.w : f32[8, 1]", "ir");
-    expect_in(out, "matmul(", "ir");
+    char *out = tu_nnc_rc(0, "%s", "ir examples/xor.nn --stage ir");
+    tu_expect_in(out, "input x : f32[N, 2]", "ir");
+    tu_expect_in(out, "param net.dense1.w : f32[2, 8]", "ir");
+    tu_expect_in(out, "param net.dense2.w : f32[8, 1]", "ir");
+    tu_expect_in(out, "matmul(", "ir");
     // The forward graph updates nothing.
     cr_assert_eq(count_lines(out, "update "), 0, "forward graph has updates:\n%s", out);
     free(out);
@@ -222,7 +208,7 @@ Test(cli, stage_ir_names_params_by_place)
 
 Test(cli, stage_grad_updates_every_param_and_state)
 {
-    char *out = expect_rc(0, "ir examples/xor.nn --stage grad");
+    char *out = tu_nnc_rc(0, "%s", "ir examples/xor.nn --stage grad");
     const char *ups[] = {"update net.dense1.w <-", "update net.dense1.b <-",
                          "update net.dense2.w <-", "update net.dense2.b <-",
                          "update net.dense1.w/m <-", "update net.dense1.w/v <-"};
@@ -236,9 +222,9 @@ Test(cli, stage_grad_updates_every_param_and_state)
 
 Test(cli, stage_opt_and_fused_shrink_or_fuse)
 {
-    char *grad = expect_rc(0, "ir examples/xor.nn --stage grad");
-    char *opt = expect_rc(0, "ir examples/xor.nn --stage opt");
-    char *fused = expect_rc(0, "ir examples/xor.nn --stage fused");
+    char *grad = tu_nnc_rc(0, "%s", "ir examples/xor.nn --stage grad");
+    char *opt = tu_nnc_rc(0, "%s", "ir examples/xor.nn --stage opt");
+    char *fused = tu_nnc_rc(0, "%s", "ir examples/xor.nn --stage fused");
     int ng = count_lines(grad, " = "), no = count_lines(opt, " = ");
     cr_assert_lt(no, ng, "opt (%d nodes) is not smaller than grad (%d)", no, ng);
     cr_assert_eq(count_lines(opt, "fused("), 0, "opt already fused:\n%s", opt);
@@ -256,17 +242,17 @@ Test(cli, stage_opt_and_fused_shrink_or_fuse)
 // dead code is gone): 1.007 MFLOP per sample. grad still has layer 1's.
 Test(cli, stage_stats_counts_flops)
 {
-    char *fused = expect_rc(0, "ir bench/mlp.nn --stage fused --stats");
-    expect_in(fused, "fused: ", "--stats");
-    expect_in(fused, "at batch 128 (", "--stats");
-    expect_in(fused, "1.007 in matmuls and convolutions", "--stats");
+    char *fused = tu_nnc_rc(0, "%s", "ir bench/mlp.nn --stage fused --stats");
+    tu_expect_in(fused, "fused: ", "--stats");
+    tu_expect_in(fused, "at batch 128 (", "--stats");
+    tu_expect_in(fused, "1.007 in matmuls and convolutions", "--stats");
     cr_assert_eq(count_lines(fused, " = "), 0, "--stats printed the graph:\n%s", fused);
     free(fused);
-    char *grad = expect_rc(0, "ir bench/mlp.nn --stage grad --stats");
-    expect_in(grad, "1.409 in matmuls and convolutions", "grad --stats");
+    char *grad = tu_nnc_rc(0, "%s", "ir bench/mlp.nn --stage grad --stats");
+    tu_expect_in(grad, "1.409 in matmuls and convolutions", "grad --stats");
     free(grad);
-    char *out = expect_rc(2, "ir examples/xor.nn --stage asm --stats");
-    expect_in(out, "--stats counts a graph", "--stats with asm");
+    char *out = tu_nnc_rc(2, "%s", "ir examples/xor.nn --stage asm --stats");
+    tu_expect_in(out, "--stats counts a graph", "--stats with asm");
     free(out);
 }
 
@@ -280,25 +266,25 @@ Test(cli, stage_llvm_and_asm)
         cr_skip_test("built without LLVM");
     }
     cr_assert_eq(rc, 0, "%s", out);
-    expect_in(out, "define ", "--stage llvm");
+    tu_expect_in(out, "define ", "--stage llvm");
     free(out);
-    out = expect_rc(0, "ir examples/xor.nn --stage asm");
-    expect_in(out, ".text", "--stage asm");
+    out = tu_nnc_rc(0, "%s", "ir examples/xor.nn --stage asm");
+    tu_expect_in(out, ".text", "--stage asm");
     free(out);
 }
 
 // Piped output (not a terminal) carries no colour escapes.
 Test(cli, no_color_when_piped)
 {
-    char *out = expect_rc(1, "check tests/golden/diag/unknown_name.nn");
+    char *out = tu_nnc_rc(1, "%s", "check tests/golden/diag/unknown_name.nn");
     cr_assert(!strchr(out, '\x1b'), "escape codes in piped output:\n%s", out);
     free(out);
 }
 
 Test(cli, no_pass_keeps_nodes)
 {
-    char *opt = expect_rc(0, "ir examples/xor.nn --stage opt");
-    char *nofold = expect_rc(0, "ir examples/xor.nn --stage opt --no-pass=dce --no-pass=cse");
+    char *opt = tu_nnc_rc(0, "%s", "ir examples/xor.nn --stage opt");
+    char *nofold = tu_nnc_rc(0, "%s", "ir examples/xor.nn --stage opt --no-pass=dce --no-pass=cse");
     int a = count_lines(opt, " = "), b = count_lines(nofold, " = ");
     cr_assert_gt(b, a, "--no-pass=dce,cse kept %d nodes, all passes %d", b, a);
     free(opt);
@@ -321,7 +307,7 @@ Test(cli, check_every_example_silently)
         // check loads the data too (fashion_mlp: 70000 images, a few seconds).
         char args[512];
         snprintf(args, sizeof args, "check examples/%s", e->d_name);
-        char *out = expect_rc(0, args);
+        char *out = tu_nnc_rc(0, "%s", args);
         cr_assert_str_empty(out, "nnc %s printed:\n%s", args, out);
         free(out);
         n++;
@@ -339,12 +325,12 @@ Test(cli, check_stdlib_only_file)
                                    "}\n");
     char args[256];
     snprintf(args, sizeof args, "check %s", p);
-    char *out = expect_rc(0, args);
+    char *out = tu_nnc_rc(0, "%s", args);
     cr_assert_str_empty(out, "%s", out);
     free(out);
     snprintf(args, sizeof args, "ir %s --stage ir", p);
-    out = expect_rc(0, args);
-    expect_in(out, "param m.dense1.w : f32[3, 2]", args);
+    out = tu_nnc_rc(0, "%s", args);
+    tu_expect_in(out, "param m.dense1.w : f32[3, 2]", args);
     free(out);
     unlink(p);
     free(p);

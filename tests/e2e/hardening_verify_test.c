@@ -16,20 +16,15 @@
 
 #include "testutil.h"
 
-static char dir[64];
-
 static void setup(void)
 {
     cr_assert_eq(chdir(NN_SOURCE_DIR), 0);
-    strcpy(dir, "/tmp/nnc_h7v_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    tu_scratch_make("h7v");
 }
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    tu_scratch_remove();
 }
 
 TestSuite(hardening_verify, .init = setup, .fini = teardown, .timeout = 120);
@@ -37,7 +32,7 @@ TestSuite(hardening_verify, .init = setup, .fini = teardown, .timeout = 120);
 static char *path_of(const char *name)
 {
     char *p = NULL;
-    cr_assert(asprintf(&p, "%s/%s", dir, name) > 0);
+    cr_assert(asprintf(&p, "%s/%s", tu_dir(), name) > 0);
     return p;
 }
 
@@ -131,7 +126,7 @@ Test(hardening_verify, metrics_fifo_without_reader_and_directory_before_training
     expect_run(1, args, "it is a FIFO that nothing reads", NULL);
     // Refused before the first epoch, not after it.
     char cmd[1024], *out = NULL;
-    snprintf(cmd, sizeof cmd, "timeout 20 %s train %s --metrics %s", tu_nnc(), nn, dir);
+    snprintf(cmd, sizeof cmd, "timeout 20 %s train %s --metrics %s", tu_nnc(), nn, tu_dir());
     cr_assert_eq(tu_run(cmd, &out), 1, "%s", out);
     cr_assert(strstr(out, "cannot open metrics file: Is a directory"), "%s", out);
     cr_assert_null(strstr(out, "epoch 1"), "trained before refusing:\n%s", out);
@@ -153,7 +148,7 @@ Test(hardening_verify, failed_first_save_says_nothing_written)
     // A file size limit of 0 makes every write of the checkpoint fail.
     snprintf(cmd, sizeof cmd,
              "bash -c \"trap '' XFSZ; ulimit -f 0; timeout 20 %s train %s -q --set save=%s/w.st 2>&1\" | cat",
-             tu_nnc(), nn, dir);
+             tu_nnc(), nn, tu_dir());
     tu_run(cmd, &out);
     cr_assert(strstr(out, "saving the checkpoint failed") && strstr(out, "(nothing written)"),
               "%s", out);
@@ -211,7 +206,7 @@ Test(hardening_verify, language_doc_syntax_error_example_column)
                                       "    return h\n"
                                       "}\n");
     char cmd[1024], *out = NULL;
-    snprintf(cmd, sizeof cmd, "cd %s && timeout 20 %s check model.nn", dir, tu_nnc());
+    snprintf(cmd, sizeof cmd, "cd %s && timeout 20 %s check model.nn", tu_dir(), tu_nnc());
     cr_assert_eq(tu_run(cmd, &out), 1, "%s", out);
     char *doc = tu_read_file("docs/language.md");
     cr_assert_not_null(doc);

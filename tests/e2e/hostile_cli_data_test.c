@@ -15,20 +15,15 @@
 
 #include "testutil.h"
 
-static char dir[64];
-
 static void setup(void)
 {
     cr_assert_eq(chdir(NN_SOURCE_DIR), 0);
-    strcpy(dir, "/tmp/nnc_hostile_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    tu_scratch_make("hostile");
 }
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    tu_scratch_remove();
 }
 
 TestSuite(hostile_cli, .init = setup, .fini = teardown, .timeout = 120);
@@ -36,7 +31,7 @@ TestSuite(hostile_cli, .init = setup, .fini = teardown, .timeout = 120);
 static char *path_of(const char *name)
 {
     char *p = NULL;
-    cr_assert(asprintf(&p, "%s/%s", dir, name) > 0);
+    cr_assert(asprintf(&p, "%s/%s", tu_dir(), name) > 0);
     return p;
 }
 
@@ -141,7 +136,7 @@ Test(hostile_cli, fifo_dev_zero_and_directory_as_script)
     expect_run(1, args, p, "is a FIFO, not a regular file", NULL);
     expect_run(1, "check /dev/zero", "/dev/zero is a character device, not a regular file",
                NULL);
-    snprintf(args, sizeof args, "train %s", dir);
+    snprintf(args, sizeof args, "train %s", tu_dir());
     expect_run(1, args, "is a directory, not a regular file", NULL);
     free(p);
 }
@@ -178,7 +173,7 @@ Test(hostile_cli, directory_and_fifo_as_weights_or_resume)
 {
     char *csv = good_csv(), args[1024];
     char *nn = csv_script("m.nn", csv, "", NULL);
-    snprintf(args, sizeof args, "eval %s --weights %s", nn, dir);
+    snprintf(args, sizeof args, "eval %s --weights %s", nn, tu_dir());
     expect_run(1, args, "is a directory, not a regular file", NULL);
     char *p = fifo("w.safetensors");
     snprintf(args, sizeof args, "eval %s --weights %s", nn, p);

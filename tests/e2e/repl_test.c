@@ -166,21 +166,6 @@ static char *normalize(const char *in)
     return out;
 }
 
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
-
 static void compare_golden(const char *name, const char *got)
 {
     char path[256];
@@ -193,7 +178,7 @@ static void compare_golden(const char *name, const char *got)
         fclose(f);
         return;
     }
-    char *want = read_text(path);
+    char *want = tu_read_file(path);
     cr_assert(want, "missing golden %s (run with NN_UPDATE_GOLDEN=1)", path);
     cr_expect_str_eq(got, want, "%s differs; got:\n%s", path, got);
     free(want);
@@ -204,7 +189,7 @@ static char *transcript(const char *name, const char *const *args, const char *h
 {
     char path[256];
     snprintf(path, sizeof path, "tests/golden/repl/%s.in", name);
-    char *in = read_text(path);
+    char *in = tu_read_file(path);
     cr_assert(in, "cannot read %s", path);
     Pty p;
     pty_start(&p, hist, args);
@@ -254,7 +239,7 @@ Test(repl, basic_transcript)
     compare_golden("basic", got);
     free(got);
     // History persists, multi-line entries included.
-    char *h = read_text(hist);
+    char *h = tu_read_file(hist);
     cr_assert(h, "no history file written");
     cr_expect(strstr(h, "argmax") && strstr(h, ":type"), "history lacks lines:\n%s", h);
     free(h);

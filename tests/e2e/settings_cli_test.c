@@ -18,23 +18,10 @@ static void to_root(void) { cr_assert_eq(chdir(NN_SOURCE_DIR), 0); }
 
 TestSuite(settings_cli, .init = to_root, .timeout = 120);
 
-static char *expect_rc(int want, const char *args)
-{
-    char *out = NULL;
-    int rc = tu_nnc_run(&out, "%s", args);
-    cr_assert_eq(rc, want, "nnc %s: exit %d, expected %d; output:\n%s", args, rc, want, out);
-    return out;
-}
-
-static void expect_in(const char *out, const char *what, const char *args)
-{
-    cr_assert(strstr(out, what), "nnc %s: output lacks '%s':\n%s", args, what, out);
-}
-
 static void expect_fail(int rc, const char *args, const char *msg)
 {
-    char *out = expect_rc(rc, args);
-    expect_in(out, msg, args);
+    char *out = tu_nnc_rc(rc, "%s", args);
+    tu_expect_in(out, msg, args);
     free(out);
 }
 
@@ -56,11 +43,11 @@ Test(settings_cli, seed_values)
     expect_fail(1, "train examples/xor.nn -q --set seed=99999999999999999999",
                 "--set seed=99999999999999999999: expected an integer from 0 to");
     // A negative seed is a bad seed, not an unknown setting.
-    char *out = expect_rc(1, "train examples/xor.nn -q --set seed=-1");
-    expect_in(out, "--set seed=-1: expected an integer", "--set seed=-1");
+    char *out = tu_nnc_rc(1, "%s", "train examples/xor.nn -q --set seed=-1");
+    tu_expect_in(out, "--set seed=-1: expected an integer", "--set seed=-1");
     cr_assert(!strstr(out, "not a train setting"), "%s", out);
     free(out);
-    free(expect_rc(0, "check examples/xor.nn --set seed=18446744073709551615"));
+    free(tu_nnc_rc(0, "%s", "check examples/xor.nn --set seed=18446744073709551615"));
     expect_fail(2, "check examples/xor.nn --seed 18446744073709551616", "--seed expects");
 }
 
@@ -68,9 +55,9 @@ Test(settings_cli, seed_values)
 // the data's size (the batch itself would not fit in memory).
 Test(settings_cli, batch_larger_than_data)
 {
-    char *out = expect_rc(0, "train examples/xor.nn --backend interp --set batch=2147483647 "
+    char *out = tu_nnc_rc(0, "%s", "train examples/xor.nn --backend interp --set batch=2147483647 "
                              "--set epochs=2");
-    expect_in(out, "epoch 2/2", "batch=2147483647");
+    tu_expect_in(out, "epoch 2/2", "batch=2147483647");
     free(out);
 }
 
@@ -83,7 +70,7 @@ Test(settings_cli, epochs_overflow_does_not_train)
     char args[160];
     snprintf(args, sizeof args, "train examples/xor.nn -q --set epochs=4294967297 --metrics %s",
              m);
-    free(expect_rc(1, args));
+    free(tu_nnc_rc(1, "%s", args));
     cr_assert(access(m, F_OK) != 0, "metrics were written: training ran");
 }
 
@@ -101,11 +88,11 @@ Test(settings_cli, save_path_checked_before_training)
 
 Test(settings_cli, long_options_take_equals)
 {
-    char *out = expect_rc(0, "train examples/xor.nn --quiet --backend=interp --set=epochs=1 "
+    char *out = tu_nnc_rc(0, "%s", "train examples/xor.nn --quiet --backend=interp --set=epochs=1 "
                              "--seed=3 --threads=1 --no-pass=fuse --dump=fuse");
     free(out);
-    out = expect_rc(0, "ir examples/xor.nn --stage=ir");
-    expect_in(out, "input x", "--stage=ir");
+    out = tu_nnc_rc(0, "%s", "ir examples/xor.nn --stage=ir");
+    tu_expect_in(out, "input x", "--stage=ir");
     free(out);
     expect_fail(2, "check examples/xor.nn --quiet=yes", "option '--quiet' takes no value");
     expect_fail(2, "check examples/xor.nn --set=", "--set expects KEY=VALUE");
@@ -114,11 +101,11 @@ Test(settings_cli, long_options_take_equals)
 
 Test(settings_cli, unknown_backend_is_usage)
 {
-    char *out = expect_rc(2, "train examples/xor.nn --backend foo");
-    expect_in(out, "backend 'foo'", "--backend foo");
-    expect_in(out, "nnc --help", "--backend foo");
+    char *out = tu_nnc_rc(2, "%s", "train examples/xor.nn --backend foo");
+    tu_expect_in(out, "backend 'foo'", "--backend foo");
+    tu_expect_in(out, "nnc --help", "--backend foo");
     free(out);
-    free(expect_rc(2, "train examples/xor.nn --backend=foo"));
+    free(tu_nnc_rc(2, "%s", "train examples/xor.nn --backend=foo"));
 }
 
 Test(settings_cli, options_that_mean_nothing_are_refused)
@@ -178,11 +165,11 @@ Test(settings_cli, classes_come_from_the_output)
                       "}\n");
     char args[300];
     snprintf(args, sizeof args, "train %s --backend interp", nn);
-    char *out = expect_rc(0, args);
-    expect_in(out, "accuracy", args);
+    char *out = tu_nnc_rc(0, "%s", args);
+    tu_expect_in(out, "accuracy", args);
     // The matrix has a row and column per class the model scores.
-    expect_in(out, "confusion matrix", args);
-    expect_in(out, "     2", args);
+    tu_expect_in(out, "confusion matrix", args);
+    tu_expect_in(out, "     2", args);
     free(out);
     unlink(nn);
     free(nn);
@@ -215,11 +202,11 @@ Test(settings_cli, label_outside_classes_names_the_file)
     free(text);
     char args[300];
     snprintf(args, sizeof args, "train %s -q", nn);
-    char *out = expect_rc(1, args);
-    expect_in(out, ":3:13: error: ", args);
+    char *out = tu_nnc_rc(1, "%s", args);
+    tu_expect_in(out, ":3:13: error: ", args);
     char where[300];
     snprintf(where, sizeof where, "%s:4: label 4 is outside 0..2 (3 classes)", csv);
-    expect_in(out, where, args);
+    tu_expect_in(out, where, args);
     free(out);
     unlink(csv);
     unlink(nn);
@@ -250,8 +237,8 @@ Test(settings_cli, confusion_metric_controls_the_matrix)
         free(text);
         char args[300];
         snprintf(args, sizeof args, "train %s --backend interp", nn);
-        char *out = expect_rc(0, args);
-        expect_in(out, "test", args);
+        char *out = tu_nnc_rc(0, "%s", args);
+        tu_expect_in(out, "test", args);
         cr_assert_eq(strstr(out, "confusion matrix") != NULL, with, "confusion %s:\n%s",
                      with ? "listed" : "not listed", out);
         free(out);
@@ -301,7 +288,7 @@ Test(settings_cli, check_never_materializes_data)
     char *out = NULL;
     int rc = tu_run(args, &out);
     cr_assert_eq(rc, 1, "exit %d:\n%s", rc, out);
-    expect_in(out, "must be f32[N, 2], got f32[N, 1]", args);
+    tu_expect_in(out, "must be f32[N, 2], got f32[N, 1]", args);
     free(out);
     unlink(nn);
     free(nn);
@@ -314,7 +301,7 @@ Test(settings_cli, check_never_materializes_data)
     snprintf(args, sizeof args, "timeout 20 %s ir %s --stage grad", tu_nnc(), nn);
     rc = tu_run(args, &out);
     cr_assert_eq(rc, 0, "exit %d:\n%s", rc, out);
-    expect_in(out, "input x : f32[N, 1]", args);
+    tu_expect_in(out, "input x : f32[N, 1]", args);
     free(out);
     unlink(nn);
     free(nn);
@@ -328,8 +315,8 @@ Test(settings_cli, generated_data_too_large)
     for (int train = 0; train < 2; train++) {
         char args[300];
         snprintf(args, sizeof args, "%s %s -q", train ? "train" : "check", nn);
-        char *out = expect_rc(1, args);
-        expect_in(out, ":3:9: error: this data would be f32[1000000000000, 1]: 4000000000000 "
+        char *out = tu_nnc_rc(1, "%s", args);
+        tu_expect_in(out, ":3:9: error: this data would be f32[1000000000000, 1]: 4000000000000 "
                        "bytes", args);
         free(out);
     }
@@ -358,8 +345,8 @@ Test(settings_cli, augment_values_in_range)
     free(text);
     char args[300];
     snprintf(args, sizeof args, "check %s", nn);
-    char *out = expect_rc(1, args);
-    expect_in(out, ":12:16: error: unknown augmentation or value out of range", args);
+    char *out = tu_nnc_rc(1, "%s", args);
+    tu_expect_in(out, ":12:16: error: unknown augmentation or value out of range", args);
     free(out);
     unlink(nn);
     free(nn);

@@ -157,20 +157,15 @@ Test(batchnorm, training_uses_batch_statistics_and_evaluation_running_ones)
     nn_ctx_fini(&k.c);
 }
 
-static char dir[64];
-
 static void setup(void)
 {
-    strcpy(dir, "/tmp/nn_bn_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    tu_scratch_make("bn");
     cr_assert_eq(chdir(NN_SOURCE_DIR), 0);
 }
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    tu_scratch_remove();
 }
 
 static const char *script =
@@ -202,8 +197,8 @@ Test(batchnorm, running_statistics_round_trip_through_checkpoint_and_resume, .in
      .fini = teardown, .timeout = 120)
 {
     char *path, *a, *b, *out;
-    cr_assert(asprintf(&path, "%s/bn.nn", dir) > 0 && asprintf(&a, "%s/a.st", dir) > 0 &&
-              asprintf(&b, "%s/b.st", dir) > 0);
+    cr_assert(asprintf(&path, "%s/bn.nn", tu_dir()) > 0 && asprintf(&a, "%s/a.st", tu_dir()) > 0 &&
+              asprintf(&b, "%s/b.st", tu_dir()) > 0);
     FILE *f = fopen(path, "w");
     fputs(script, f);
     fclose(f);

@@ -13,32 +13,19 @@
 #include <dirent.h>
 
 #include "checkpoint.h"
-
-static char dir[64];
+#include "testutil.h"
 
 static void setup(void)
 {
-    strcpy(dir, "/tmp/nnrt_ckpt_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    tu_scratch_make("ckpt");
 }
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    tu_scratch_remove();
 }
 
 TestSuite(checkpoint, .init = setup, .fini = teardown);
-
-static const char *tmp(const char *name)
-{
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
 
 #define assert_msg_has(s) \
     cr_assert(strstr(nnrt_errmsg(), (s)) != NULL, "message '%s' lacks '%s'", nnrt_errmsg(), (s))
@@ -79,7 +66,7 @@ static void put_bytes(const char *path, const unsigned char *buf, size_t n)
 
 static int count_entries(void)
 {
-    DIR *d = opendir(dir);
+    DIR *d = opendir(tu_dir());
     int n = 0;
     for (struct dirent *e; (e = readdir(d));)
         n += e->d_name[0] != '.';
@@ -95,9 +82,9 @@ Test(checkpoint, round_trip_exact)
     nnrt_meta_init(&meta);
     nnrt_meta_set_int(&meta, "epoch", 7);
     nnrt_meta_set(&meta, "note", "quote \" and \\ and\nnewline");
-    cr_assert_eq(nnrt_safetensors_save(tmp("m.safetensors"), &v, &meta), NN_OK, "%s",
+    cr_assert_eq(nnrt_safetensors_save(tu_in_dir("m.safetensors"), &v, &meta), NN_OK, "%s",
                  nnrt_errmsg());
-    cr_assert_eq(nnrt_safetensors_load(tmp("m.safetensors"), &back, &mback), NN_OK, "%s",
+    cr_assert_eq(nnrt_safetensors_load(tu_in_dir("m.safetensors"), &back, &mback), NN_OK, "%s",
                  nnrt_errmsg());
     cr_assert_eq(back.count, v.count);
     for (int i = 0; i < v.count; i++) {
@@ -111,7 +98,7 @@ Test(checkpoint, round_trip_exact)
     cr_assert(nnrt_meta_get_int(&mback, "epoch", &ep) && ep == 7);
     cr_assert_str_eq(nnrt_meta_get(&mback, "note"), "quote \" and \\ and\nnewline");
     cr_assert_str_eq(nnrt_meta_get(&mback, "format"), NNRT_CHECKPOINT_FORMAT);
-    cr_assert_eq(nnrt_checkpoint_check(tmp("m.safetensors"), &back, &v), NN_OK);
+    cr_assert_eq(nnrt_checkpoint_check(tu_in_dir("m.safetensors"), &back, &v), NN_OK);
     nnrt_vars_fini(&v);
     nnrt_vars_fini(&back);
     nnrt_meta_fini(&meta);
@@ -126,9 +113,9 @@ Test(checkpoint, layout_matches_the_format)
     NnTensor *t = nnrt_tensor_new(NN_DT_F32, 1, (int64_t[]){2});
     memcpy(t->data, w, sizeof w);
     nnrt_vars_put(&v, "w", t);
-    cr_assert_eq(nnrt_safetensors_save(tmp("l.st"), &v, NULL), NN_OK);
+    cr_assert_eq(nnrt_safetensors_save(tu_in_dir("l.st"), &v, NULL), NN_OK);
     unsigned char buf[512];
-    size_t n = file_bytes(tmp("l.st"), buf, sizeof buf);
+    size_t n = file_bytes(tu_in_dir("l.st"), buf, sizeof buf);
     uint64_t hl = 0;
     for (int i = 0; i < 8; i++)
         hl |= (uint64_t)buf[i] << (8 * i);
@@ -149,17 +136,17 @@ Test(checkpoint, failed_save_keeps_old_file_and_no_temp)
     NnVars v;
     model_vars(&v, 3);
     char path[256];
-    snprintf(path, sizeof path, "%s", tmp("keep.safetensors"));
+    snprintf(path, sizeof path, "%s", tu_in_dir("keep.safetensors"));
     cr_assert_eq(nnrt_safetensors_save(path, &v, NULL), NN_OK);
     unsigned char before[4096], after[4096];
     size_t nb = file_bytes(path, before, sizeof before);
     // 1. Into a directory that does not exist.
-    cr_assert_eq(nnrt_safetensors_save(tmp("nodir/x.safetensors"), &v, NULL), NN_ERR_IO);
+    cr_assert_eq(nnrt_safetensors_save(tu_in_dir("nodir/x.safetensors"), &v, NULL), NN_ERR_IO);
     assert_msg_has("nodir/x.safetensors");
     // 2. The target is a non-empty directory: refused, nothing written.
-    mkdir(tmp("isdir"), 0700);
-    put_bytes(tmp("isdir/f"), (const unsigned char *)"x", 1);
-    cr_assert_eq(nnrt_safetensors_save(tmp("isdir"), &v, NULL), NN_ERR_IO);
+    mkdir(tu_in_dir("isdir"), 0700);
+    put_bytes(tu_in_dir("isdir/f"), (const unsigned char *)"x", 1);
+    cr_assert_eq(nnrt_safetensors_save(tu_in_dir("isdir"), &v, NULL), NN_ERR_IO);
     assert_msg_has("is a directory, not a regular file");
     // 3. The disk "fills up" mid-write (file size limit): old file untouched.
     NnVars big;
@@ -194,10 +181,10 @@ static void craft(const char *path, const char *header, size_t data, int64_t hl_
 
 static void expect_bad(const char *header, size_t data, int64_t hl, const char *want)
 {
-    craft(tmp("bad.st"), header, data, hl);
+    craft(tu_in_dir("bad.st"), header, data, hl);
     NnVars v;
     NnrtMeta m;
-    NnStatus st = nnrt_safetensors_load(tmp("bad.st"), &v, &m);
+    NnStatus st = nnrt_safetensors_load(tu_in_dir("bad.st"), &v, &m);
     cr_assert_eq(st, NN_ERR_FORMAT, "accepted %s", header);
     assert_msg_has("bad.st: ");
     assert_msg_has(want);
@@ -209,9 +196,9 @@ static void expect_bad(const char *header, size_t data, int64_t hl, const char *
 Test(checkpoint, every_corruption_has_a_clear_error)
 {
     // Truncated before the length.
-    put_bytes(tmp("bad.st"), (const unsigned char *)"\x10\0\0", 3);
+    put_bytes(tu_in_dir("bad.st"), (const unsigned char *)"\x10\0\0", 3);
     NnVars v;
-    cr_assert_eq(nnrt_safetensors_load(tmp("bad.st"), &v, NULL), NN_ERR_FORMAT);
+    cr_assert_eq(nnrt_safetensors_load(tu_in_dir("bad.st"), &v, NULL), NN_ERR_FORMAT);
     assert_msg_has("bad.st: truncated at byte 3");
     // Header length beyond the file.
     expect_bad("{" T1 "}", 8, 5000, "header length 5000 at byte 0 goes beyond the end");
@@ -239,20 +226,20 @@ Test(checkpoint, every_corruption_has_a_clear_error)
     expect_bad("{" T1 "," T1 "}", 8, -1, "tensor 'a' appears twice");
     expect_bad("{\"__metadata__\":{\"epoch\":3}}", 0, -1, "metadata value of 'epoch' is not");
     // Missing file.
-    cr_assert_eq(nnrt_safetensors_load(tmp("none.st"), &v, NULL), NN_ERR_IO);
+    cr_assert_eq(nnrt_safetensors_load(tu_in_dir("none.st"), &v, NULL), NN_ERR_IO);
     assert_msg_has("none.st");
 }
 
 Test(checkpoint, accepts_foreign_but_valid_files)
 {
     // Metadata after tensors, spaces, unknown keys, an empty tensor, unicode escape.
-    craft(tmp("ok.st"), "{ \"b\\u00e9\" : {\"shape\": [1], \"dtype\": \"I32\", \"x\": [1, {}],"
+    craft(tu_in_dir("ok.st"), "{ \"b\\u00e9\" : {\"shape\": [1], \"dtype\": \"I32\", \"x\": [1, {}],"
                         " \"data_offsets\": [0, 4]}, \"e\": {\"dtype\":\"F64\",\"shape\":[0],"
                         "\"data_offsets\":[4,4]}, \"__metadata__\": {\"k\": \"v\"} }   ",
           4, -1);
     NnVars v;
     NnrtMeta m;
-    cr_assert_eq(nnrt_safetensors_load(tmp("ok.st"), &v, &m), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nnrt_safetensors_load(tu_in_dir("ok.st"), &v, &m), NN_OK, "%s", nnrt_errmsg());
     cr_assert_eq(v.count, 2);
     cr_assert_str_eq(v.names[0], "b\xc3\xa9");
     cr_assert_eq(v.tensors[1]->numel, 0);
@@ -266,8 +253,8 @@ Test(checkpoint, mismatch_messages_name_the_tensor)
     NnVars saved, model, back;
     model_vars(&saved, 128);
     model_vars(&model, 256);
-    cr_assert_eq(nnrt_safetensors_save(tmp("mlp.safetensors"), &saved, NULL), NN_OK);
-    cr_assert_eq(nnrt_safetensors_load(tmp("mlp.safetensors"), &back, NULL), NN_OK);
+    cr_assert_eq(nnrt_safetensors_save(tu_in_dir("mlp.safetensors"), &saved, NULL), NN_OK);
+    cr_assert_eq(nnrt_safetensors_load(tu_in_dir("mlp.safetensors"), &back, NULL), NN_OK);
     cr_assert_eq(nnrt_checkpoint_check("mlp.safetensors", &back, &model), NN_ERR_SHAPE);
     cr_assert_str_eq(nnrt_errmsg(), "checkpoint 'mlp.safetensors' does not match the model: "
                                     "tensor 'mlp.dense1.w' has shape [4, 128], the model "

@@ -1,7 +1,7 @@
 // Data loading and preparation: IDX (plain and gzipped), CSV (header
 // detection, label by name/index, string classes), splits, transforms,
 // normalization fitted on the training split only, seeded shuffling and
-// batching including the partial last batch, text windows and their vocabulary. Files are written to a temp dir.
+// batching including the partial last batch, text windows and their vocabulary. Files are written to a temp tu_dir().
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,29 +10,16 @@
 #include <zlib.h>
 
 #include "data.h"
-
-static char dir[64];
+#include "testutil.h"
 
 static void setup(void)
 {
-    strcpy(dir, "/tmp/nnrt_data_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    tu_scratch_make("data");
 }
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
-}
-
-static const char *tmp(const char *name)
-{
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
+    tu_scratch_remove();
 }
 
 static void put_be32(unsigned char *p, uint32_t v)
@@ -83,7 +70,7 @@ static void check_images(bool gz)
     unsigned char px[3 * 2 * 4];
     for (int i = 0; i < 24; i++)
         px[i] = (unsigned char)(i * 10);
-    const char *p = tmp(gz ? "img.gz" : "img");
+    const char *p = tu_in_dir(gz ? "img.gz" : "img");
     write_idx(p, 3, (uint32_t[]){3, 2, 4}, px, gz);
     NnTensor *t = NULL;
     cr_assert_eq(nnrt_idx_load(p, &t), NN_OK, "%s", nnrt_errmsg());
@@ -101,9 +88,9 @@ Test(data, idx_gzip_images) { check_images(true); }
 Test(data, idx_labels_are_i32)
 {
     unsigned char lab[5] = {3, 0, 9, 1, 255};
-    write_idx(tmp("lab.gz"), 1, (uint32_t[]){5}, lab, true);
+    write_idx(tu_in_dir("lab.gz"), 1, (uint32_t[]){5}, lab, true);
     NnTensor *t = NULL;
-    cr_assert_eq(nnrt_idx_load(tmp("lab.gz"), &t), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nnrt_idx_load(tu_in_dir("lab.gz"), &t), NN_OK, "%s", nnrt_errmsg());
     cr_assert_eq(t->dtype, NN_DT_I32);
     cr_assert_eq(t->numel, 5);
     for (int i = 0; i < 5; i++)
@@ -115,11 +102,11 @@ Test(data, idx_int_and_float_types)
 {
     // int32 rank 1 -> i32 (negative kept); float rank 2 -> f32.
     unsigned char f1[4 + 4 + 8] = {0, 0, 0x0C, 1, 0, 0, 0, 2, 0xFF, 0xFF, 0xFF, 0xFE, 0, 0, 1, 0};
-    FILE *f = fopen(tmp("i.idx"), "wb");
+    FILE *f = fopen(tu_in_dir("i.idx"), "wb");
     fwrite(f1, 1, sizeof f1, f);
     fclose(f);
     NnTensor *t = NULL;
-    cr_assert_eq(nnrt_idx_load(tmp("i.idx"), &t), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nnrt_idx_load(tu_in_dir("i.idx"), &t), NN_OK, "%s", nnrt_errmsg());
     cr_assert_eq(t->dtype, NN_DT_I32);
     cr_assert_eq(((int32_t *)t->data)[0], -2);
     cr_assert_eq(((int32_t *)t->data)[1], 256);
@@ -127,10 +114,10 @@ Test(data, idx_int_and_float_types)
     // 1.5f = 0x3FC00000, -2.0f = 0xC0000000
     unsigned char f2[4 + 8 + 8] = {0, 0, 0x0D, 2, 0, 0, 0, 1, 0, 0, 0, 2,
                                    0x3F, 0xC0, 0, 0, 0xC0, 0, 0, 0};
-    f = fopen(tmp("f.idx"), "wb");
+    f = fopen(tu_in_dir("f.idx"), "wb");
     fwrite(f2, 1, sizeof f2, f);
     fclose(f);
-    cr_assert_eq(nnrt_idx_load(tmp("f.idx"), &t), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nnrt_idx_load(tu_in_dir("f.idx"), &t), NN_OK, "%s", nnrt_errmsg());
     cr_assert_eq(t->dtype, NN_DT_F32);
     cr_assert_float_eq(((float *)t->data)[0], 1.5f, 0);
     cr_assert_float_eq(((float *)t->data)[1], -2.0f, 0);
@@ -142,11 +129,11 @@ Test(data, dataset_from_idx_pair)
     unsigned char px[4 * 3 * 3], lab[4] = {1, 0, 2, 1};
     for (int i = 0; i < 36; i++)
         px[i] = (unsigned char)i;
-    write_idx(tmp("x.gz"), 3, (uint32_t[]){4, 3, 3}, px, true);
-    write_idx(tmp("y.gz"), 1, (uint32_t[]){4}, lab, true);
+    write_idx(tu_in_dir("x.gz"), 3, (uint32_t[]){4, 3, 3}, px, true);
+    write_idx(tu_in_dir("y.gz"), 1, (uint32_t[]){4}, lab, true);
     NnrtDataset ds;
     nnrt_dataset_init(&ds);
-    cr_assert_eq(nnrt_dataset_load_idx(&ds, tmp("x.gz"), tmp("y.gz")), NN_OK, "%s",
+    cr_assert_eq(nnrt_dataset_load_idx(&ds, tu_in_dir("x.gz"), tu_in_dir("y.gz")), NN_OK, "%s",
                  nnrt_errmsg());
     cr_assert_eq(ds.count, 4);
     cr_assert_eq(ds.num_classes, 3);
@@ -180,11 +167,11 @@ Test(data, fashion_mnist_real_files)
 
 Test(data, csv_with_header_label_by_name)
 {
-    write_text(tmp("h.csv"), "a,label,b\n1,0,2\n3.5,2,-4\n\n5,1,6e1\n");
+    write_text(tu_in_dir("h.csv"), "a,label,b\n1,0,2\n3.5,2,-4\n\n5,1,6e1\n");
     NnrtDataset ds;
     nnrt_dataset_init(&ds);
     NnrtCsvOptions o = {.label_name = "label"};
-    cr_assert_eq(nnrt_dataset_load_csv(&ds, tmp("h.csv"), &o), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nnrt_dataset_load_csv(&ds, tu_in_dir("h.csv"), &o), NN_OK, "%s", nnrt_errmsg());
     cr_assert_eq(ds.count, 3);
     cr_assert(ds.x->rank == 2 && ds.x->shape[1] == 2);
     float want[] = {1, 2, 3.5f, -4, 5, 60};
@@ -199,22 +186,22 @@ Test(data, csv_with_header_label_by_name)
 
 Test(data, csv_no_header_label_index_and_negative)
 {
-    write_text(tmp("n.csv"), "7,1,2\n8,3,4\n");
+    write_text(tu_in_dir("n.csv"), "7,1,2\n8,3,4\n");
     NnrtDataset ds;
     nnrt_dataset_init(&ds);
     NnrtCsvOptions o = {.label_index = 0, .label_index_set = true};
-    cr_assert_eq(nnrt_dataset_load_csv(&ds, tmp("n.csv"), &o), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nnrt_dataset_load_csv(&ds, tu_in_dir("n.csv"), &o), NN_OK, "%s", nnrt_errmsg());
     cr_assert_eq(ds.count, 2);
     cr_assert(((int32_t *)ds.y->data)[0] == 7 && ((int32_t *)ds.y->data)[1] == 8);
     cr_assert_float_eq(((float *)ds.x->data)[3], 4.0f, 0);
     nnrt_dataset_fini(&ds);
     // -2 = middle column; default (NULL options) = last column.
     o.label_index = -2;
-    cr_assert_eq(nnrt_dataset_load_csv(&ds, tmp("n.csv"), &o), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nnrt_dataset_load_csv(&ds, tu_in_dir("n.csv"), &o), NN_OK, "%s", nnrt_errmsg());
     cr_assert(((int32_t *)ds.y->data)[0] == 1 && ((int32_t *)ds.y->data)[1] == 3);
     cr_assert_float_eq(((float *)ds.x->data)[1], 2.0f, 0);
     nnrt_dataset_fini(&ds);
-    cr_assert_eq(nnrt_dataset_load_csv(&ds, tmp("n.csv"), NULL), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nnrt_dataset_load_csv(&ds, tu_in_dir("n.csv"), NULL), NN_OK, "%s", nnrt_errmsg());
     cr_assert(((int32_t *)ds.y->data)[0] == 2 && ((int32_t *)ds.y->data)[1] == 4);
     nnrt_dataset_fini(&ds);
 }
@@ -222,11 +209,11 @@ Test(data, csv_no_header_label_index_and_negative)
 Test(data, csv_string_classes_sorted_without_header)
 {
     // The label column is text in every row, so row 1 is data, not a header.
-    write_text(tmp("s.csv"), "5.1,3.5,setosa\n6.3,2.9,virginica\n5.9,3.0,versicolor\n"
+    write_text(tu_in_dir("s.csv"), "5.1,3.5,setosa\n6.3,2.9,virginica\n5.9,3.0,versicolor\n"
                              "4.9,3.0,setosa\n");
     NnrtDataset ds;
     nnrt_dataset_init(&ds);
-    cr_assert_eq(nnrt_dataset_load_csv(&ds, tmp("s.csv"), NULL), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nnrt_dataset_load_csv(&ds, tu_in_dir("s.csv"), NULL), NN_OK, "%s", nnrt_errmsg());
     cr_assert_eq(ds.count, 4);
     cr_assert_eq(ds.num_classes, 3);
     cr_assert_str_eq(ds.class_names[0], "setosa");
@@ -239,10 +226,10 @@ Test(data, csv_string_classes_sorted_without_header)
 
 Test(data, csv_header_autodetected_and_regression_targets)
 {
-    write_text(tmp("r.csv"), "x1,x2,price\n1,2,0.5\n3,4,1.25\n");
+    write_text(tu_in_dir("r.csv"), "x1,x2,price\n1,2,0.5\n3,4,1.25\n");
     NnrtDataset ds;
     nnrt_dataset_init(&ds);
-    cr_assert_eq(nnrt_dataset_load_csv(&ds, tmp("r.csv"), NULL), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nnrt_dataset_load_csv(&ds, tu_in_dir("r.csv"), NULL), NN_OK, "%s", nnrt_errmsg());
     cr_assert_eq(ds.count, 2);
     cr_assert_eq(ds.y->dtype, NN_DT_F32);
     cr_assert(ds.y->rank == 2 && ds.y->shape[1] == 1);
@@ -394,7 +381,7 @@ Test(data, one_hot_labels)
 // "abca\nb": vocabulary {'\n', 'a', 'b', 'c'} (sorted bytes) -> ids 0..3.
 Test(data, text_windows_labels_and_vocabulary)
 {
-    const char *p = tmp("t.txt");
+    const char *p = tu_in_dir("t.txt");
     write_text(p, "abca\nb");
     NnrtDataset d;
     NnrtTextOptions o = {.seq = 2};
@@ -437,7 +424,7 @@ Test(data, text_windows_labels_and_vocabulary)
 
 Test(data, text_errors_name_the_file)
 {
-    const char *p = tmp("short.txt");
+    const char *p = tu_in_dir("short.txt");
     write_text(p, "ab");
     NnrtDataset d;
     NnrtTextOptions o = {.seq = 2};
@@ -449,7 +436,7 @@ Test(data, text_errors_name_the_file)
     o = (NnrtTextOptions){.seq = 1, .from = 0.6, .to = 0.5, .to_set = true};
     cr_assert_eq(nnrt_dataset_load_text(&d, p, &o), NN_ERR_FORMAT);
     o = (NnrtTextOptions){.seq = 1};
-    cr_assert_eq(nnrt_dataset_load_text(&d, tmp("absent.txt"), &o), NN_ERR_IO);
+    cr_assert_eq(nnrt_dataset_load_text(&d, tu_in_dir("absent.txt"), &o), NN_ERR_IO);
     cr_assert(strstr(nnrt_errmsg(), "absent.txt"), "%s", nnrt_errmsg());
     // Integer ids cannot be normalized.
     write_text(p, "abcabc");

@@ -19,34 +19,21 @@
 #include "checkpoint.h"
 #include "data.h"
 #include "fileio.h"
-
-static char dir[64];
+#include "testutil.h"
 
 static void setup(void)
 {
-    strcpy(dir, "/tmp/nnrt_hostile_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    tu_scratch_make("hostile");
     // A reader that blocks on a FIFO must fail the test, not hang it.
     alarm(20);
 }
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    tu_scratch_remove();
 }
 
 TestSuite(hostile, .init = setup, .fini = teardown, .timeout = 60);
-
-static const char *tmp(const char *name)
-{
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
 
 static void write_bytes(const char *path, const void *p, size_t n)
 {
@@ -104,9 +91,9 @@ Test(hostile, idx_dimensions_that_overflow)
     unsigned char b[4 + 4 * 6] = {0, 0, 0x08, 6};
     for (int i = 0; i < 6; i++)
         put32(b + 4 + 4 * i, 0xFFFFFFFFu);
-    write_bytes(tmp("dims.idx"), b, sizeof b);
+    write_bytes(tu_in_dir("dims.idx"), b, sizeof b);
     NnTensor *t = NULL;
-    cr_assert_eq(nnrt_idx_load(tmp("dims.idx"), &t), NN_ERR_FORMAT);
+    cr_assert_eq(nnrt_idx_load(tu_in_dir("dims.idx"), &t), NN_ERR_FORMAT);
     cr_assert_null(t);
     assert_msg_has("dims.idx: IDX dimensions too large at byte");
 }
@@ -119,10 +106,10 @@ Test(hostile, safetensors_shape_that_overflows)
     unsigned char *b = calloc(8 + hl, 1);
     b[0] = (unsigned char)hl;
     memcpy(b + 8, h, hl);
-    write_bytes(tmp("big.st"), b, 8 + hl);
+    write_bytes(tu_in_dir("big.st"), b, 8 + hl);
     free(b);
     NnVars v;
-    cr_assert_eq(nnrt_safetensors_load(tmp("big.st"), &v, NULL), NN_ERR_FORMAT);
+    cr_assert_eq(nnrt_safetensors_load(tu_in_dir("big.st"), &v, NULL), NN_ERR_FORMAT);
     assert_msg_has("big.st: tensor 'a'");
     assert_msg_has("too many elements");
 }
@@ -138,8 +125,8 @@ Test(hostile, idx_header_claiming_gigabytes)
     put32(b + 4, 60000);
     put32(b + 8, 130);
     put32(b + 12, 130);
-    write_bytes(tmp("liar.idx"), b, sizeof b);
-    gzFile gz = gzopen(tmp("liar.gz"), "wb");
+    write_bytes(tu_in_dir("liar.idx"), b, sizeof b);
+    gzFile gz = gzopen(tu_in_dir("liar.gz"), "wb");
     gzwrite(gz, b, sizeof b);
     gzclose(gz);
 #ifndef __SANITIZE_ADDRESS__
@@ -147,9 +134,9 @@ Test(hostile, idx_header_claiming_gigabytes)
     cr_assert_eq(setrlimit(RLIMIT_AS, &lim), 0);
 #endif
     NnTensor *t = NULL;
-    cr_assert_eq(nnrt_idx_load(tmp("liar.idx"), &t), NN_ERR_FORMAT);
+    cr_assert_eq(nnrt_idx_load(tu_in_dir("liar.idx"), &t), NN_ERR_FORMAT);
     assert_msg_has("liar.idx: truncated at byte 35 (expected 1014000000 bytes of data)");
-    cr_assert_eq(nnrt_idx_load(tmp("liar.gz"), &t), NN_ERR_FORMAT);
+    cr_assert_eq(nnrt_idx_load(tu_in_dir("liar.gz"), &t), NN_ERR_FORMAT);
     assert_msg_has("liar.gz: truncated at byte 35");
 }
 
@@ -162,12 +149,12 @@ Test(hostile, gzip_trailing_data_is_capped)
     cr_assert_not_null(b);
     unsigned char h[9] = {0, 0, 0x08, 1, 0, 0, 0, 1, 7};
     memcpy(b, h, sizeof h);
-    gzFile gz = gzopen(tmp("bomb.gz"), "wb9");
+    gzFile gz = gzopen(tu_in_dir("bomb.gz"), "wb9");
     cr_assert_eq(gzwrite(gz, b, N), N);
     gzclose(gz);
     free(b);
     NnTensor *t = NULL;
-    cr_assert_eq(nnrt_idx_load(tmp("bomb.gz"), &t), NN_ERR_FORMAT);
+    cr_assert_eq(nnrt_idx_load(tu_in_dir("bomb.gz"), &t), NN_ERR_FORMAT);
     assert_msg_has("bomb.gz: at least 1048576 unexpected trailing bytes at byte 9");
 }
 
@@ -175,16 +162,16 @@ Test(hostile, gzip_trailing_data_is_capped)
 
 Test(hostile, fifo_directory_and_devices_are_refused)
 {
-    cr_assert_eq(mkfifo(tmp("pipe"), 0600), 0);
+    cr_assert_eq(mkfifo(tu_in_dir("pipe"), 0600), 0);
     NnTensor *t = NULL;
-    cr_assert_eq(nnrt_idx_load(tmp("pipe"), &t), NN_ERR_IO);
+    cr_assert_eq(nnrt_idx_load(tu_in_dir("pipe"), &t), NN_ERR_IO);
     assert_msg_has("pipe is a FIFO, not a regular file");
     NnrtDataset ds;
     nnrt_dataset_init(&ds);
-    cr_assert_eq(nnrt_dataset_load_csv(&ds, tmp("pipe"), NULL), NN_ERR_IO);
+    cr_assert_eq(nnrt_dataset_load_csv(&ds, tu_in_dir("pipe"), NULL), NN_ERR_IO);
     assert_msg_has("is a FIFO, not a regular file");
     NnVars v;
-    cr_assert_eq(nnrt_safetensors_load(tmp("pipe"), &v, NULL), NN_ERR_IO);
+    cr_assert_eq(nnrt_safetensors_load(tu_in_dir("pipe"), &v, NULL), NN_ERR_IO);
     assert_msg_has("is a FIFO, not a regular file");
 
     cr_assert_eq(nnrt_dataset_load_csv(&ds, "/dev/zero", NULL), NN_ERR_IO);
@@ -192,28 +179,28 @@ Test(hostile, fifo_directory_and_devices_are_refused)
     cr_assert_eq(nnrt_idx_load("/dev/zero", &t), NN_ERR_IO);
     assert_msg_has("/dev/zero is a character device");
 
-    cr_assert_eq(nnrt_safetensors_load(dir, &v, NULL), NN_ERR_IO);
+    cr_assert_eq(nnrt_safetensors_load(tu_dir(), &v, NULL), NN_ERR_IO);
     assert_msg_has("is a directory, not a regular file");
-    cr_assert_eq(nnrt_idx_load(dir, &t), NN_ERR_IO);
+    cr_assert_eq(nnrt_idx_load(tu_dir(), &t), NN_ERR_IO);
     assert_msg_has("is a directory");
     char *buf;
     size_t len;
-    cr_assert_eq(nnrt_file_read_all(dir, "script", 1 << 20, &buf, &len), NN_ERR_IO);
+    cr_assert_eq(nnrt_file_read_all(tu_dir(), "script", 1 << 20, &buf, &len), NN_ERR_IO);
     assert_msg_has("is a directory");
 }
 
 Test(hostile, whole_file_reads_have_a_cap)
 {
-    write_bytes(tmp("nine"), "123456789", 9);
+    write_bytes(tu_in_dir("nine"), "123456789", 9);
     char *buf;
     size_t len;
-    cr_assert_eq(nnrt_file_read_all(tmp("nine"), "script", 8, &buf, &len), NN_ERR_FORMAT);
+    cr_assert_eq(nnrt_file_read_all(tu_in_dir("nine"), "script", 8, &buf, &len), NN_ERR_FORMAT);
     assert_msg_has("larger than the 8-byte limit for a script");
-    cr_assert_eq(nnrt_file_read_all(tmp("nine"), "script", 9, &buf, &len), NN_OK);
+    cr_assert_eq(nnrt_file_read_all(tu_in_dir("nine"), "script", 9, &buf, &len), NN_OK);
     cr_assert_eq(len, 9);
     cr_assert_str_eq(buf, "123456789");
     free(buf);
-    cr_assert_eq(nnrt_file_read_all(tmp("none"), NULL, 9, &buf, &len), NN_ERR_IO);
+    cr_assert_eq(nnrt_file_read_all(tu_in_dir("none"), NULL, 9, &buf, &len), NN_ERR_IO);
     assert_msg_has("none: cannot open: No such file");
     // Files whose size says 0 (as in /proc) are still read, up to the cap.
     cr_assert_eq(nnrt_file_read_all("/proc/self/status", NULL, 1 << 20, &buf, &len), NN_OK);
@@ -236,7 +223,7 @@ Test(hostile, safetensors_with_100000_tensors_loads_fast)
     n += (size_t)sprintf(h + n, "}");
     while (n % 8)
         h[n++] = ' ';
-    FILE *f = fopen(tmp("many.st"), "wb");
+    FILE *f = fopen(tu_in_dir("many.st"), "wb");
     cr_assert_not_null(f);
     for (int i = 0; i < 8; i++)
         fputc((int)((uint64_t)n >> (8 * i)) & 0xFF, f);
@@ -249,7 +236,7 @@ Test(hostile, safetensors_with_100000_tensors_loads_fast)
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     NnVars v;
-    cr_assert_eq(nnrt_safetensors_load(tmp("many.st"), &v, NULL), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nnrt_safetensors_load(tu_in_dir("many.st"), &v, NULL), NN_OK, "%s", nnrt_errmsg());
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     cr_assert_eq(v.count, N);
@@ -304,10 +291,10 @@ static unsigned char *saved(size_t *len)
     NnrtMeta m;
     nnrt_meta_init(&m);
     nnrt_meta_set_int(&m, "epoch", 2);
-    cr_assert_eq(nnrt_safetensors_save(tmp("good.st"), &v, &m), NN_OK);
+    cr_assert_eq(nnrt_safetensors_save(tu_in_dir("good.st"), &v, &m), NN_OK);
     nnrt_vars_fini(&v);
     nnrt_meta_fini(&m);
-    FILE *f = fopen(tmp("good.st"), "rb");
+    FILE *f = fopen(tu_in_dir("good.st"), "rb");
     static unsigned char buf[4096];
     *len = fread(buf, 1, sizeof buf, f);
     fclose(f);
@@ -316,10 +303,10 @@ static unsigned char *saved(size_t *len)
 
 static void expect_load_error(const unsigned char *b, size_t n, const char *want)
 {
-    write_bytes(tmp("bad.st"), b, n);
+    write_bytes(tu_in_dir("bad.st"), b, n);
     NnVars v;
     NnrtMeta m;
-    NnStatus st = nnrt_safetensors_load(tmp("bad.st"), &v, &m);
+    NnStatus st = nnrt_safetensors_load(tu_in_dir("bad.st"), &v, &m);
     cr_assert_eq(st, NN_ERR_FORMAT, "accepted (want '%s')", want);
     assert_msg_has("bad.st");
     assert_msg_has(want);
@@ -331,7 +318,7 @@ Test(hostile, checkpoint_header_length_one_short)
     size_t n;
     unsigned char *b = saved(&n);
     NnVars v;
-    cr_assert_eq(nnrt_safetensors_load(tmp("good.st"), &v, NULL), NN_OK);
+    cr_assert_eq(nnrt_safetensors_load(tu_in_dir("good.st"), &v, NULL), NN_OK);
     nnrt_vars_fini(&v);
     // The header ends in padding or '}', so one byte less still parses as
     // JSON; every weight would be read one byte early.
@@ -428,24 +415,24 @@ Test(hostile, idx_label_problems_name_file_and_byte)
     put32(img + 4, 3);
     put32(img + 8, 2);
     put32(img + 12, 2);
-    write_bytes(tmp("img.idx"), img, sizeof img);
+    write_bytes(tu_in_dir("img.idx"), img, sizeof img);
     // Signed bytes with a -1 at sample 2 (byte 10).
     unsigned char neg[8 + 3] = {0, 0, 0x09, 1, 0, 0, 0, 3, 0, 1, 0xFF};
-    write_bytes(tmp("neg.idx"), neg, sizeof neg);
+    write_bytes(tu_in_dir("neg.idx"), neg, sizeof neg);
     NnrtDataset ds;
     nnrt_dataset_init(&ds);
-    cr_assert_eq(nnrt_dataset_load_idx(&ds, tmp("img.idx"), tmp("neg.idx")), NN_ERR_FORMAT);
+    cr_assert_eq(nnrt_dataset_load_idx(&ds, tu_in_dir("img.idx"), tu_in_dir("neg.idx")), NN_ERR_FORMAT);
     assert_msg_has("neg.idx: byte 10: label -1 is negative");
     // Float labels: the message says what the file holds.
     unsigned char fl[8 + 12] = {0, 0, 0x0D, 1, 0, 0, 0, 3};
-    write_bytes(tmp("float.idx"), fl, sizeof fl);
-    cr_assert_eq(nnrt_dataset_load_idx(&ds, tmp("img.idx"), tmp("float.idx")), NN_ERR_FORMAT);
+    write_bytes(tu_in_dir("float.idx"), fl, sizeof fl);
+    cr_assert_eq(nnrt_dataset_load_idx(&ds, tu_in_dir("img.idx"), tu_in_dir("float.idx")), NN_ERR_FORMAT);
     assert_msg_has("float.idx: a label file must hold integers");
     assert_msg_has("holds float");
     // 200 at sample 1 (byte 9): fine to load, out of range for 10 classes.
     unsigned char big[8 + 3] = {0, 0, 0x08, 1, 0, 0, 0, 3, 0, 200, 1};
-    write_bytes(tmp("big.idx"), big, sizeof big);
-    cr_assert_eq(nnrt_dataset_load_idx(&ds, tmp("img.idx"), tmp("big.idx")), NN_OK);
+    write_bytes(tu_in_dir("big.idx"), big, sizeof big);
+    cr_assert_eq(nnrt_dataset_load_idx(&ds, tu_in_dir("img.idx"), tu_in_dir("big.idx")), NN_OK);
     cr_assert_eq(nnrt_dataset_check_labels(&ds, 201), NN_OK);
     cr_assert_eq(nnrt_dataset_check_labels(&ds, 10), NN_ERR_FORMAT);
     assert_msg_has("big.idx: byte 9: label 200 is outside 0..9 (10 classes)");
@@ -467,17 +454,17 @@ Test(hostile, idx_label_problems_name_file_and_byte)
 
 Test(hostile, csv_labels_and_quotes)
 {
-    FILE *f = fopen(tmp("q.csv"), "w");
+    FILE *f = fopen(tu_in_dir("q.csv"), "w");
     fputs("a,b,label\n1,2,0\n3,\"4,1\n", f);
     fclose(f);
     NnrtDataset ds;
     nnrt_dataset_init(&ds);
-    cr_assert_eq(nnrt_dataset_load_csv(&ds, tmp("q.csv"), NULL), NN_ERR_FORMAT);
+    cr_assert_eq(nnrt_dataset_load_csv(&ds, tu_in_dir("q.csv"), NULL), NN_ERR_FORMAT);
     assert_msg_has("q.csv:3:3: unterminated quoted field");
-    f = fopen(tmp("l.csv"), "w");
+    f = fopen(tu_in_dir("l.csv"), "w");
     fputs("a,label\n1,0\n\n2,7\n3,1\n", f);
     fclose(f);
-    cr_assert_eq(nnrt_dataset_load_csv(&ds, tmp("l.csv"), NULL), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nnrt_dataset_load_csv(&ds, tu_in_dir("l.csv"), NULL), NN_OK, "%s", nnrt_errmsg());
     cr_assert_eq(nnrt_dataset_check_labels(&ds, 8), NN_OK);
     cr_assert_eq(nnrt_dataset_check_labels(&ds, 3), NN_ERR_FORMAT);
     assert_msg_has("l.csv:4: label 7 is outside 0..2");

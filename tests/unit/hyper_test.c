@@ -430,13 +430,13 @@ Test(hyper, dropout_changes_without_compiling_jit)
 Test(hyper, dropout_rates_from_set)
 {
     Compiled k;
-    NnSetting all[1] = {{"dropout", "0.25", false}};
+    NnSetting all[1] = {{"dropout", "0.25", false, {0}}};
     compile_dropout(&k, "0.5", "0.2", all, 1);
     cr_assert(k.ok, "%s", nn_diags_text(&k.c.diags));
     cr_assert_float_eq(hyper_init(&k, "hyper/dropout1"), 0.25, 1e-12);
     cr_assert_float_eq(hyper_init(&k, "hyper/dropout2"), 0.25, 1e-12);
     release(&k);
-    NnSetting one[1] = {{"dropout2", "0", false}};
+    NnSetting one[1] = {{"dropout2", "0", false, {0}}};
     compile_dropout(&k, "0.5", "0.2", one, 1);
     cr_assert(k.ok, "%s", nn_diags_text(&k.c.diags));
     cr_assert_float_eq(hyper_init(&k, "hyper/dropout1"), 0.5, 1e-12);
@@ -455,14 +455,14 @@ Test(hyper, dropout_rates_from_set)
         {"dropout3", "0.1", "--set dropout3=0.1: model 'm' has no dropout call number 3"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        NnSetting s[1] = {{bad[i].key, bad[i].value, false}};
+        NnSetting s[1] = {{bad[i].key, bad[i].value, false, {0}}};
         compile_dropout(&k, "0.5", "0.2", s, 1);
         cr_assert_not(k.ok, "%s=%s", bad[i].key, bad[i].value);
         cr_assert(strstr(nn_diags_text(&k.c.diags), bad[i].msg), "%s",
                   nn_diags_text(&k.c.diags));
         release(&k);
     }
-    NnSetting s[1] = {{"dropout", "0.1", false}};
+    NnSetting s[1] = {{"dropout", "0.1", false, {0}}};
     compile_dropout(&k, "", "", s, 1);
     cr_assert_not(k.ok);
     cr_assert(strstr(nn_diags_text(&k.c.diags), "--set dropout=0.1: model 'm' has no dropout"),

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ast.h"
+#include "testutil.h"
 
 static NnCtx ctx;
 
@@ -408,21 +409,6 @@ static const char *root(void)
     return NN_SOURCE_DIR;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = 0;
-    fclose(f);
-    return buf;
-}
-
 typedef void (*FileCheck)(const char *dir, const char *name);
 
 static int each_nn(const char *sub, FileCheck check)
@@ -468,7 +454,7 @@ static void check_golden(const char *dir, const char *name)
         fputs(got, w);
         fclose(w);
     } else {
-        char *want = slurp(want_path);
+        char *want = tu_read_file(want_path);
         cr_expect_not_null(want, "missing %s (run with NN_UPDATE_GOLDEN=1)", want_path);
         if (want)
             cr_expect_str_eq(got, want, "%s differs from its golden", name);
@@ -502,7 +488,7 @@ Test(parse, reference_examples_parse)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/docs/language.md", root());
-    char *doc = slurp(path);
+    char *doc = tu_read_file(path);
     cr_assert_not_null(doc, "cannot read %s", path);
     int blocks = 0;
     for (char *p = doc; (p = strstr(p, "```nn\n"));) {

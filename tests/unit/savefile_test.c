@@ -13,32 +13,19 @@
 #include <unistd.h>
 
 #include "savefile.h"
-
-static char dir[256];
+#include "testutil.h"
 
 static void setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/nnc_savefile_%d_XXXXXX", (int)getpid());
-    cr_assert(mkdtemp(dir));
+    tu_scratch_make("savefile");
 }
 
 static void teardown(void)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
+    tu_scratch_remove();
 }
 
 TestSuite(savefile, .init = setup, .fini = teardown);
-
-static const char *at(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    char *p = buf[k++ % 4];
-    snprintf(p, 512, "%s/%s", dir, name);
-    return p;
-}
 
 static void put(const char *path, const char *text)
 {
@@ -70,10 +57,10 @@ static NnStatus save_text(const char *path, const char *text)
 
 Test(savefile, replaces_a_regular_file)
 {
-    put(at("f"), "old");
-    cr_assert_eq(save_text(at("f"), "new"), NN_OK, "%s", nnrt_errmsg());
-    cr_assert(has(at("f"), "new"));
-    cr_assert_eq(access(at("f.tmp"), F_OK), -1);
+    put(tu_in_dir("f"), "old");
+    cr_assert_eq(save_text(tu_in_dir("f"), "new"), NN_OK, "%s", nnrt_errmsg());
+    cr_assert(has(tu_in_dir("f"), "new"));
+    cr_assert_eq(access(tu_in_dir("f.tmp"), F_OK), -1);
 }
 
 Test(savefile, refuses_what_is_not_a_regular_file)
@@ -81,37 +68,37 @@ Test(savefile, refuses_what_is_not_a_regular_file)
     cr_assert_eq(nnrt_savefile_check("/dev/null"), NN_ERR_IO);
     cr_assert(strstr(nnrt_errmsg(), "'/dev/null' is a character device, not a regular file"),
               "%s", nnrt_errmsg());
-    cr_assert_eq(mkfifo(at("fifo"), 0600), 0);
-    cr_assert_eq(save_text(at("fifo"), "x"), NN_ERR_IO);
+    cr_assert_eq(mkfifo(tu_in_dir("fifo"), 0600), 0);
+    cr_assert_eq(save_text(tu_in_dir("fifo"), "x"), NN_ERR_IO);
     cr_assert(strstr(nnrt_errmsg(), "is a FIFO"), "%s", nnrt_errmsg());
     struct stat st;
-    cr_assert(stat(at("fifo"), &st) == 0 && S_ISFIFO(st.st_mode));
-    cr_assert_eq(mkdir(at("d"), 0700), 0);
-    cr_assert_eq(save_text(at("d"), "x"), NN_ERR_IO);
+    cr_assert(stat(tu_in_dir("fifo"), &st) == 0 && S_ISFIFO(st.st_mode));
+    cr_assert_eq(mkdir(tu_in_dir("d"), 0700), 0);
+    cr_assert_eq(save_text(tu_in_dir("d"), "x"), NN_ERR_IO);
     cr_assert(strstr(nnrt_errmsg(), "is a directory"), "%s", nnrt_errmsg());
-    cr_assert_eq(nnrt_savefile_check(at("absent")), NN_OK);
+    cr_assert_eq(nnrt_savefile_check(tu_in_dir("absent")), NN_OK);
 }
 
 Test(savefile, follows_a_symlink)
 {
-    put(at("target"), "old");
-    cr_assert_eq(symlink(at("target"), at("link")), 0);
-    cr_assert_eq(save_text(at("link"), "new"), NN_OK, "%s", nnrt_errmsg());
+    put(tu_in_dir("target"), "old");
+    cr_assert_eq(symlink(tu_in_dir("target"), tu_in_dir("link")), 0);
+    cr_assert_eq(save_text(tu_in_dir("link"), "new"), NN_OK, "%s", nnrt_errmsg());
     struct stat st;
-    cr_assert(lstat(at("link"), &st) == 0 && S_ISLNK(st.st_mode), "the link was replaced");
-    cr_assert(has(at("target"), "new"));
+    cr_assert(lstat(tu_in_dir("link"), &st) == 0 && S_ISLNK(st.st_mode), "the link was replaced");
+    cr_assert(has(tu_in_dir("target"), "new"));
 }
 
 Test(savefile, failed_write_keeps_the_old_file)
 {
-    put(at("f"), "old");
+    put(tu_in_dir("f"), "old");
     pid_t pid = fork();
     if (pid == 0) {
         signal(SIGXFSZ, SIG_IGN);
         struct rlimit rl = {.rlim_cur = 4096, .rlim_max = RLIM_INFINITY};
         setrlimit(RLIMIT_FSIZE, &rl);
         NnrtSaveFile s;
-        if (nnrt_savefile_open(&s, at("f")) != NN_OK)
+        if (nnrt_savefile_open(&s, tu_in_dir("f")) != NN_OK)
             _exit(2);
         static char big[1 << 16];
         bool ok = fwrite(big, 1, sizeof big, s.f) == sizeof big;
@@ -121,23 +108,23 @@ Test(savefile, failed_write_keeps_the_old_file)
     int status;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
-    cr_assert(has(at("f"), "old"));
+    cr_assert(has(tu_in_dir("f"), "old"));
     char tmp[600];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", at("f"), (int)pid);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", tu_in_dir("f"), (int)pid);
     cr_assert_eq(access(tmp, F_OK), -1, "temporary left");
 }
 
 // A child opens a save and is killed by sig before committing.
 static void killed_during_save(int sig)
 {
-    put(at("f"), "old");
+    put(tu_in_dir("f"), "old");
     int ready[2];
     cr_assert_eq(pipe(ready), 0);
     pid_t pid = fork();
     if (pid == 0) {
         signal(sig, SIG_DFL); // as in a program that did not touch it (the runner may have)
         NnrtSaveFile s;
-        if (nnrt_savefile_open(&s, at("f")) != NN_OK)
+        if (nnrt_savefile_open(&s, tu_in_dir("f")) != NN_OK)
             _exit(2);
         fputs("half", s.f);
         fflush(s.f);
@@ -149,14 +136,14 @@ static void killed_during_save(int sig)
     char c;
     cr_assert_eq(read(ready[0], &c, 1), 1);
     char tmp[600];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", at("f"), (int)pid);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", tu_in_dir("f"), (int)pid);
     cr_assert_eq(access(tmp, F_OK), 0, "no temporary while saving");
     cr_assert_eq(kill(pid, sig), 0);
     int status;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == sig, "status %#x", status);
     cr_assert_eq(access(tmp, F_OK), -1, "signal %d left the temporary", sig);
-    cr_assert(has(at("f"), "old"));
+    cr_assert(has(tu_in_dir("f"), "old"));
     close(ready[0]);
     close(ready[1]);
 }
@@ -169,7 +156,7 @@ Test(savefile, restores_signal_dispositions)
 {
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_IGN);
-    cr_assert_eq(save_text(at("f"), "x"), NN_OK);
+    cr_assert_eq(save_text(tu_in_dir("f"), "x"), NN_OK);
     struct sigaction sa;
     cr_assert_eq(sigaction(SIGTERM, NULL, &sa), 0);
     cr_assert(sa.sa_handler == SIG_DFL);

@@ -101,7 +101,7 @@ Test(session, train_continues_and_keeps_compiled_step)
     NnSession *s = new_session();
     cr_assert(nn_session_load_file(s, "examples/xor.nn"), "%s", diags());
     double before = eval_at(s, "mse(net(xor.train.x), xor.train.y)", 0);
-    NnSetting sets[] = {{"epochs", "300", false}};
+    NnSetting sets[] = {{"epochs", "300", false, {0}}};
     int c0 = nn_session_compiles(s);
     cr_assert(nn_session_train(s, "net", "xor", sets, 1), "%s", diags());
     cr_expect_eq(nn_session_compiles(s), c0 + 1);
@@ -109,7 +109,7 @@ Test(session, train_continues_and_keeps_compiled_step)
     cr_expect(after < 0.05 && after < before, "mse %g before, %g after", before, after);
     // Training again continues from these weights, and changing only the
     // epochs compiles nothing.
-    NnSetting more[] = {{"epochs", "50", false}};
+    NnSetting more[] = {{"epochs", "50", false, {0}}};
     cr_assert(nn_session_train(s, "net", "xor", more, 1), "%s", diags());
     cr_expect_eq(nn_session_compiles(s), c0 + 1);
     double later = eval_at(s, "mse(net(xor.train.x), xor.train.y)", 0);
@@ -117,7 +117,7 @@ Test(session, train_continues_and_keeps_compiled_step)
     // Another learning rate is a run-time hyperparameter of the same step:
     // lr = 0 leaves the weights exactly as they were, and nothing compiles.
     double held = eval_at(s, "net(xor.train.x)", 1);
-    NnSetting frozen[] = {{"epochs", "5", false}, {"lr", "0", false}};
+    NnSetting frozen[] = {{"epochs", "5", false, {0}}, {"lr", "0", false, {0}}};
     cr_assert(nn_session_train(s, "net", "xor", frozen, 2), "%s", diags());
     cr_expect_eq(eval_at(s, "net(xor.train.x)", 1), held);
     cr_expect_eq(nn_session_compiles(s), c0 + 1);
@@ -135,7 +135,7 @@ Test(session, train_continues_and_keeps_compiled_step)
     cr_assert(nn_session_train(s, "net", "xor", more, 1), "%s", diags());
     cr_expect_eq(nn_session_compiles(s), c0 + 2);
     cr_expect_not(nn_session_train(s, "net", "xor",
-                                   (NnSetting[]){{"nosuch", "1", false}}, 1));
+                                   (NnSetting[]){{"nosuch", "1", false, {0}}}, 1));
     cr_expect(strstr(diags(), "run-time 'nosuch'"), "%s", diags());
     cr_expect(nn_session_evaluate(s, "net", "xor"), "%s", diags());
     cr_expect_not(nn_session_train(s, "net", "nodata", NULL, 0));
@@ -152,7 +152,7 @@ Test(session, switching_optimizers_restarts_their_state)
     cr_assert(nn_session_run(s, "train net on xor with epochs = 30, "
                                 "optimizer = sgd(lr = 0.5, momentum = 0.9)\n"), "%s", diags());
     double w = eval_at(s, "net(xor.train.x)", 1);
-    NnSetting sets[] = {{"epochs", "20", false}};
+    NnSetting sets[] = {{"epochs", "20", false, {0}}};
     cr_expect(nn_session_train(s, "net", "xor", sets, 1), "%s", diags());
     double after = eval_at(s, "net(xor.train.x)", 1);
     cr_expect(isfinite(after) && after != w, "%g then %g", w, after);
@@ -169,7 +169,7 @@ Test(session, save_reset_load_round_trip)
     const char *path = "/tmp/nnc_session_test.safetensors";
     cr_assert(nn_session_load_file(s, "examples/xor.nn"), "%s", diags());
     cr_expect_not(nn_session_save(s, path), "nothing to save yet");
-    NnSetting sets[] = {{"epochs", "100", false}};
+    NnSetting sets[] = {{"epochs", "100", false, {0}}};
     cr_assert(nn_session_train(s, "net", "xor", sets, 1), "%s", diags());
     double trained = eval_at(s, "net(xor.train.x)", 1);
     cr_assert(nn_session_save(s, path), "%s", diags());
@@ -284,15 +284,15 @@ Test(session, dropout_rates_change_without_compiling)
                                 " optimizer = sgd(lr = 0.5)\n batch = 4\n epochs = 2\n}\n"),
               "%s", diags());
     cr_expect_eq(nn_session_compiles(s), c0 + 1);
-    NnSetting all[] = {{"epochs", "3", false}, {"dropout", "0.3", false}};
+    NnSetting all[] = {{"epochs", "3", false, {0}}, {"dropout", "0.3", false, {0}}};
     cr_assert(nn_session_train(s, "net", "xor", all, 2), "%s", diags());
-    NnSetting one[] = {{"epochs", "3", false}, {"dropout2", "0", false}};
+    NnSetting one[] = {{"epochs", "3", false, {0}}, {"dropout2", "0", false, {0}}};
     cr_assert(nn_session_train(s, "net", "xor", one, 2), "%s", diags());
     cr_expect_eq(nn_session_compiles(s), c0 + 1, "no rate compiled the step again");
-    cr_expect_not(nn_session_train(s, "net", "xor", (NnSetting[]){{"dropout", "1", false}}, 1));
+    cr_expect_not(nn_session_train(s, "net", "xor", (NnSetting[]){{"dropout", "1", false, {0}}}, 1));
     cr_expect(strstr(diags(), "dropout = 1: a dropout rate is a number in [0, 1)"), "%s",
               diags());
-    cr_expect_not(nn_session_train(s, "net", "xor", (NnSetting[]){{"dropout3", "0.1", false}}, 1));
+    cr_expect_not(nn_session_train(s, "net", "xor", (NnSetting[]){{"dropout3", "0.1", false, {0}}}, 1));
     cr_expect(strstr(diags(), "model 'net' has no dropout call number 3"), "%s", diags());
     cr_expect_eq(nn_session_compiles(s), c0 + 1);
     end_session(s);

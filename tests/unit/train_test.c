@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "train.h"
+#include "testutil.h"
 
 enum { F = 2, C = 3 };
 
@@ -171,31 +172,17 @@ static NnrtDataset blobs(int64_t n, uint64_t seed)
     return ds;
 }
 
-static char dir[64];
-
 static void setup(void)
 {
-    strcpy(dir, "/tmp/nnrt_train_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    tu_scratch_make("train");
 }
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    tu_scratch_remove();
 }
 
 TestSuite(train, .init = setup, .fini = teardown);
-
-static const char *tmp(const char *name)
-{
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
 
 static NnrtTrainOptions quiet_opts(void)
 {
@@ -214,7 +201,7 @@ Test(train, loss_decreases_and_model_learns)
     o.test = &val;
     o.metrics = NNRT_METRIC_CLASSIFY;
     char log[256];
-    snprintf(log, sizeof log, "%s", tmp("m.jsonl"));
+    snprintf(log, sizeof log, "%s", tu_in_dir("m.jsonl"));
     o.metrics_path = log;
     NnrtTrainResult res;
     cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_OK, "%s", nnrt_errmsg());
@@ -323,8 +310,8 @@ Test(train, resume_continues_identically)
 {
     NnrtDataset tr = blobs(200, 1), val = blobs(60, 2);
     char a[256], b[256];
-    snprintf(a, sizeof a, "%s", tmp("a.safetensors"));
-    snprintf(b, sizeof b, "%s", tmp("b.safetensors"));
+    snprintf(a, sizeof a, "%s", tu_in_dir("a.safetensors"));
+    snprintf(b, sizeof b, "%s", tu_in_dir("b.safetensors"));
     Model full, part, resumed;
     NnrtTrainResult rf, rp, rr;
     init_model(&full);
@@ -367,7 +354,7 @@ Test(train, resume_rejects_a_checkpoint_of_another_model)
     nnrt_vars_init(&v);
     nnrt_vars_put(&v, "w", nnrt_tensor_new(NN_DT_F32, 1, (int64_t[]){5}));
     char p[256];
-    snprintf(p, sizeof p, "%s", tmp("other.safetensors"));
+    snprintf(p, sizeof p, "%s", tu_in_dir("other.safetensors"));
     cr_assert_eq(nnrt_safetensors_save(p, &v, NULL), NN_OK);
     Model m;
     init_model(&m);
@@ -594,8 +581,8 @@ Test(train, resume_from_only_reads_and_must_exist)
 {
     NnrtDataset tr = blobs(60, 1);
     char a[256], b[256];
-    snprintf(a, sizeof a, "%s", tmp("a.safetensors"));
-    snprintf(b, sizeof b, "%s", tmp("b.safetensors"));
+    snprintf(a, sizeof a, "%s", tu_in_dir("a.safetensors"));
+    snprintf(b, sizeof b, "%s", tu_in_dir("b.safetensors"));
     Model m;
     init_model(&m);
     NnrtTrainCallbacks cb = callbacks(&m);
@@ -628,7 +615,7 @@ Test(train, resume_from_only_reads_and_must_exist)
     cr_assert(!res.saved);
     cr_assert_eq(access(b, F_OK), -1);
     // A missing file is an error, not a fresh start.
-    o.resume_from = tmp("missing.safetensors");
+    o.resume_from = tu_in_dir("missing.safetensors");
     o.epochs = 4;
     cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_ERR_IO);
     cr_assert(strstr(nnrt_errmsg(), "cannot resume from"), "%s", nnrt_errmsg());
@@ -713,7 +700,7 @@ Test(train, step_stats_in_progress_and_metrics)
     char *pbuf = NULL;
     size_t plen = 0;
     FILE *pf = open_memstream(&pbuf, &plen);
-    const char *log = tmp("stats.jsonl");
+    const char *log = tu_in_dir("stats.jsonl");
     NnrtTrainOptions o = {.epochs = 2, .batch = 16, .progress = NNRT_PROGRESS_LINES,
                           .progress_out = pf, .quiet = true, .metrics_path = log};
     NnrtTrainResult res;
