@@ -254,7 +254,9 @@ static NnStatus attach(NnrtStepRun *r, NnVars *vars, NnTensor *const *inputs, bo
             return mismatch("variable", v, t, n);
         r->var[k] = t;
     }
-    NnStatus st = r->cap < 0 || (batch && n != r->batch) ? place(r, n) : NN_OK;
+    // After a split run the slots and output headers are lane 0's: place again.
+    bool again = r->cap < 0 || (batch && n != r->batch) || r->lanes > 1;
+    NnStatus st = again ? place(r, n) : NN_OK;
     if (st != NN_OK)
         return st;
     if (vars) {

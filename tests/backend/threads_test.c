@@ -512,3 +512,45 @@ Test(threads, bad_label_in_a_later_lane_names_its_row)
     nn_graph_free(t.g);
 #endif
 }
+
+// A split run leaves lane 0's memory placed for its rows; a following run of
+// exactly those rows (too few to split) must still get its own output shapes
+// and values: batch 120 split into 60 + 60, then batch 60 on one lane.
+Test(threads, unsplit_run_after_a_split_one)
+{
+    NEED_LLVM();
+#ifdef NN_WITH_LLVM
+    Net t = net_with((NetOpts){.logits = true});
+    NnVars v, ref;
+    net_vars(&v);
+    net_vars(&ref);
+    NnExecOptions o2 = {.threads = 2, .batch = BATCH}, o1 = {.threads = 1};
+    NnExec *x = nn_backend_jit.prepare(t.g, &o2), *x1 = nn_backend_jit.prepare(t.g, &o1);
+    cr_assert(x && x1, "%s", nnrt_errmsg());
+    NnTensor *big[2] = {batch_x(0), batch_y(0)};
+    NnTensor *small[2] = {batch_x_rows(1, BATCH / 2), batch_y_rows(1, BATCH / 2)}, *out[2], *o[2];
+    cr_assert_eq(nn_backend_jit.run(x, &v, big, out), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nn_backend_jit.run(x1, &ref, big, o), NN_OK, "%s", nnrt_errmsg());
+    cr_expect_eq(nn_llvm_lanes(x, NULL), 2, "batch 120 should split");
+    cr_assert_eq(nn_backend_jit.run(x, &v, small, out), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nn_backend_jit.run(x1, &ref, small, o), NN_OK, "%s", nnrt_errmsg());
+    cr_expect_eq(nn_llvm_lanes(x, NULL), 1, "batch 60 should run on one lane");
+    cr_expect(out[1]->shape[0] == BATCH / 2 && out[1]->numel == BATCH / 2 * OUT,
+              "logits of batch 60: %lld rows, %lld elements", (long long)out[1]->shape[0],
+              (long long)out[1]->numel);
+    cr_expect(out[1]->numel == o[1]->numel && rel_diff(out[1], o[1]) <= 1e-4,
+              "logits of batch 60 off by %g", rel_diff(out[1], o[1]));
+    cr_expect(fabs(nnrt_tensor_get(out[0], 0) - nnrt_tensor_get(o[0], 0)) <=
+                  1e-4 * fabs(nnrt_tensor_get(o[0], 0)),
+              "loss %g, one thread %g", nnrt_tensor_get(out[0], 0), nnrt_tensor_get(o[0], 0));
+    for (int k = 0; k < 2; k++) {
+        nnrt_tensor_free(big[k]);
+        nnrt_tensor_free(small[k]);
+    }
+    nn_backend_jit.free(x);
+    nn_backend_jit.free(x1);
+    nnrt_vars_fini(&v);
+    nnrt_vars_fini(&ref);
+    nn_graph_free(t.g);
+#endif
+}
