@@ -3,7 +3,7 @@
 // nn_backend_jit, so it is exactly the code the compiler emits for that op.
 // The shapes are the two convolutions of the 2-conv model at batch 128 (the
 // second, 32->64 channels at 14x14, is the one the issue sets a target for)
-// and LeNet-5's first. GFLOP/s count 2 flops per multiply-add of the direct
+// and LeNet-5's two. GFLOP/s count 2 flops per multiply-add of the direct
 // definition (no skipped padding); keys conv_<case>_<op>_t<threads>_gflops.
 // fwd_pool is the forward with a max pool 2 after it, which runs inside the
 // convolution's kernel (flops: the convolution's only).
@@ -64,6 +64,7 @@ static const ConvShape shapes[] = {
     {"c2l2", 64, 32, 14, 14, 64, 5, 2}, // examples/fashion_cnn.nn, layer 2 (the target)
     {"c2l1", 64, 1, 28, 28, 32, 5, 2},  // 2-conv model, layer 1
     {"lenet1", 64, 1, 28, 28, 6, 5, 2}, // LeNet-5, layer 1 (padded 28x28)
+    {"lenet2", 64, 6, 14, 14, 16, 5, 0}, // LeNet-5, layer 2 (valid: 10x10 out)
 };
 
 typedef struct ConvJob {

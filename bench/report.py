@@ -256,7 +256,8 @@ def gemm_rows(d):
 
 CONVS = [("c2l2", "2-conv model layer 2: N 64, 32->64, 14x14, 5x5 same"),
          ("c2l1", "2-conv model layer 1: N 64, 1->32, 28x28, 5x5 same"),
-         ("lenet1", "LeNet-5 layer 1: N 64, 1->6, 28x28, 5x5 pad 2")]
+         ("lenet1", "LeNet-5 layer 1: N 64, 1->6, 28x28, 5x5 pad 2"),
+         ("lenet2", "LeNet-5 layer 2: N 64, 6->16, 14x14, 5x5 valid")]
 CONV_OPS = [("fwd", "forward"), ("bwd_data", "data grad"), ("bwd_filter", "filter grad")]
 
 

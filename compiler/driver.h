@@ -10,6 +10,7 @@
 #include "data.h"
 #include "lower.h"
 #include "pass.h"
+#include "sample.h"
 #include "sema.h"
 
 typedef struct NnOptions {
@@ -167,6 +168,10 @@ bool nn_sample_wants_text(const NnProgram *p);
 int nn_cmd_sample_text(NnCtx *c, const NnProgram *p, NnOptions *o);
 // `nnc sample`: pictures of what a trained generator makes (driver_sample.c).
 int nn_cmd_sample(NnCtx *c, const NnProgram *p, NnOptions *o);
+// A train block's noise declaration as data, and the one that feeds
+// generator input f (the i-th): the one of the same name, else the i-th.
+NnrtNoise nn_sample_noise(const NnAst *nz);
+const NnAst *nn_sample_noise_for(const NnTrainSpec *spec, const NnAst *f, int i);
 // `nnc predict`: a trained model's outputs on new samples (driver_predict.c).
 int nn_cmd_predict(NnCtx *c, const NnProgram *p, NnOptions *o);
 // `nnc build --lib`: libNAME.a and NAME.h (driver_lib.c).

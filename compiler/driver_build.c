@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "aot.h"
+#include "app/app.h"
 #include "checkpoint.h"
 #include "init.h"
 #include "metrics.h"
@@ -366,6 +367,119 @@ static void write_sized(FILE *f, const char *name, Build *B, const int *jobs, co
     fputs("    {0}\n};\n", f);
 }
 
+// `PROG sample`: the model alone, as `nnc sample` runs it (a generator on
+// its noise, or a text model on one window), compiled for the samples it
+// draws at once (for any number when the batch can be a run-time value,
+// tuned for that many, as the JIT tunes it), or why there is nothing to
+// sample (the program says it when asked; the build goes on).
+typedef struct Sample {
+    int kind; // NNRT_APP_SAMPLE_*
+    int job;  // -1: none
+    int64_t rows; // the job's rows, 0 for any
+    int n;        // generator inputs, in the step's input order
+    NnrtNoise noise[8];
+    int stream[8];
+    const char *why;
+} Sample;
+
+// fx: x's sample shape (the build reads files for shapes only, and does
+// not run the data block's transforms: train->x may have no storage, or be
+// absent).
+static void sample_step(Build *B, const NnProgram *p, const NnTrainSpec *spec,
+                        const NnrtDataset *train, const NnField *fx, const NnPassOptions *po,
+                        NnGraph **owned, int *nowned, Sample *S)
+{
+    NnCtx *c = B->c;
+    const NnAst *model = nn_sema_find(p, spec->model)->ast;
+    *S = (Sample){.kind = NNRT_APP_SAMPLE_NONE, .job = -1};
+    bool text = spec->nnoise == 0 && nn_sample_wants_text(p) && train && train->vocab;
+    if (spec->nnoise == 0 && !text) {
+        S->why = nn_arena_printf(c->arena, "sample draws from a generator, but the train block "
+                                 "of '%s' declares no noise input (noise z: f32[N, 16] = "
+                                 "normal())", spec->model);
+        return;
+    }
+    if (model->params.count > 8 || (text && model->params.count != 1)) {
+        S->why = nn_arena_printf(c->arena, "'%s' takes %d inputs: a generator takes at most 8, "
+                                 "a text model one (the window)", spec->model,
+                                 model->params.count);
+        return;
+    }
+    NnGraph *g = nn_lower_model(c, p, model, false);
+    if (!g || *nowned == MAX_JOBS) {
+        nn_graph_free(g);
+        S->why = "the model could not be prepared for sampling";
+        return;
+    }
+    g = nn_passes_run(g, po);
+    owned[(*nowned)++] = g;
+    const NnNode *out = nn_node(g, g->outputs[0].id);
+    int64_t feat = 1;
+    for (int d = 0; d < fx->sample.rank; d++)
+        feat *= fx->sample.dim[d];
+    // As nnrt_sample_count decides from the data the program loads.
+    int64_t rows = text ? 1 : train && train->count && feat == 2 ? NNRT_SAMPLE_POINTS
+                                                                 : NNRT_SAMPLE_IMAGES;
+    int64_t seq = fx->sample.rank == 1 ? fx->sample.dim[0] : -1;
+    for (NnId i = 0; i < g->count; i++) {
+        const NnNode *n = &g->nodes[i];
+        if (n->op != NN_OP_INPUT)
+            continue;
+        if (text) {
+            if (n->dtype != NN_DT_I32 || n->shape.rank != 2 ||
+                n->shape.dim[1] != seq || out->dtype != NN_DT_F32 ||
+                out->shape.rank != 2 || out->shape.dim[1] < train->num_classes) {
+                S->why = nn_arena_printf(c->arena, "to sample text, '%s' must take windows "
+                                         "i32[N, %lld] of the text's byte ids and score the %d "
+                                         "characters of the vocabulary", spec->model,
+                                         (long long)seq, train->num_classes);
+                return;
+            }
+            continue;
+        }
+        int k = -1;
+        for (int j = 0; j < model->params.count && k < 0; j++)
+            if (!strcmp(model->params.items[j]->name, n->attr.name))
+                k = j;
+        const NnAst *nz = k >= 0 ? nn_sample_noise_for(spec, model->params.items[k], k) : NULL;
+        bool fits = nz && S->n < 8 && n->dtype == NN_DT_F32 &&
+                    n->shape.rank == nz->type->kids.count;
+        for (int d = 1; fits && d < n->shape.rank; d++)
+            fits = n->shape.dim[d] == (int64_t)nz->type->kids.items[d]->num;
+        if (!fits) {
+            S->why = nn_arena_printf(c->arena, "generator input '%s' has no noise of its shape "
+                                     "to draw from (declare noise %s: f32[N, ...] in the train "
+                                     "block)", n->attr.name, n->attr.name);
+            return;
+        }
+        S->noise[S->n] = nn_sample_noise(nz);
+        S->stream[S->n++] = k;
+    }
+    int64_t symv[NN_MAX_SYMS];
+    bind_rows(g, NULL, 0, rows, symv);
+    char why[160];
+    int sym = nn_aot_batch_sym(g, why, sizeof why);
+    char what[96];
+    snprintf(what, sizeof what, "%s for sampling", text ? "model" : "generator");
+    S->job = add_job(B, g, symv, false, what);
+    B->jobs[S->job].batch_sym = sym;
+    S->rows = sym >= 0 ? 0 : rows;
+    S->kind = text ? NNRT_APP_SAMPLE_TEXT : NNRT_APP_SAMPLE_GEN;
+}
+
+static void write_sample(FILE *f, Build *B, const Sample *S)
+{
+    fputs("static const NnrtNoise app_noise[] = {", f);
+    for (int k = 0; k < S->n; k++)
+        fprintf(f, "{%d, %.17g, %.17g}, ", S->noise[k].normal, S->noise[k].a, S->noise[k].b);
+    fputs("{0}};\nstatic const int app_noise_stream[] = {", f);
+    for (int k = 0; k < S->n; k++)
+        fprintf(f, "%d, ", S->stream[k]);
+    fputs("0};\n", f);
+    if (S->job >= 0)
+        write_sized(f, "app_sample", B, &S->job, &S->rows, NULL, 1);
+}
+
 // Runs argv (a NULL-terminated compiler command line); false with a diagnostic.
 static bool run_cc(NnCtx *c, char *const *argv)
 {
@@ -458,7 +572,8 @@ static int total_steps_repeat(const NnTrainSpec *s, const NnParamInit *v)
 static bool write_app(Build *B, FILE *f, const NnProgram *p, const NnTrainSpec *spec,
                       const NnSplits *splits, const NnOptions *o, const NnField *fx,
                       const int *tj, const int64_t *tr, const int *tp, int nt, const int *ej,
-                      const int64_t *er, int ne, const int *xj, int nx, const NnShape *raw)
+                      const int64_t *er, int ne, const int *xj, int nx, const NnShape *raw,
+                      const Sample *S)
 {
     NnCtx *c = B->c;
     fputs("// Generated by nnc build: the step descriptors and data block of one model.\n"
@@ -490,6 +605,7 @@ static bool write_app(Build *B, FILE *f, const NnProgram *p, const NnTrainSpec *
     for (int i = 0; i < nx; i++)
         ones[i] = 1;
     write_sized(f, "app_xform", B, xj, ones, NULL, nx);
+    write_sample(f, B, S);
     // A block of steps: each step's name and runs per batch.
     fputs("static const NnrtAppPart app_parts[] = {\n", f);
     for (int i = 0; i < spec->nsteps; i++) {
@@ -543,8 +659,13 @@ static bool write_app(Build *B, FILE *f, const NnProgram *p, const NnTrainSpec *
     fprintf(f, "    .nparts = %d, .parts = app_parts,\n", spec->nsteps);
     fprintf(f, "    .x_raw_rank = %d, .x_raw_dims = ", raw ? raw->rank : 0);
     write_dims(f, raw ? raw->rank : 0, raw ? raw->dim : NULL);
-    fprintf(f, ",\n    .weights = %s, .weights_end = %s,\n};\n",
+    fprintf(f, ",\n    .weights = %s, .weights_end = %s,\n",
             o->weights ? "nnrt_weights_start" : "NULL", o->weights ? "nnrt_weights_end" : "NULL");
+    fprintf(f, "    .sample_kind = %d, .sample = %s, .noise = app_noise, "
+            ".noise_stream = app_noise_stream, .sample_why = ", S->kind,
+            S->job >= 0 ? "app_sample" : "NULL");
+    c_str(f, S->why);
+    fputs(",\n};\n", f);
     return true;
 }
 
@@ -743,6 +864,8 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
     int nx = spec.eval ? predict_xforms(B, p, nn_sema_find(p, p->trains[0]->name2)->ast, &splits,
                                         xj, owned, &nowned, &raw)
                        : 0;
+    Sample S;
+    sample_step(B, p, &spec, train, &f[0], &po, owned, &nowned, &S);
     if (B->overflow) {
         nn_error(&c->diags, spec.ast->loc, "too many steps to compile (at most %d)", MAX_JOBS);
         goto done;
@@ -758,7 +881,7 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
         goto done;
     }
     ok = write_app(B, cf, p, &spec, &splits, o, &f[0], tj, tsz, tp, nt, ej, esz, ne, xj, nx,
-                   nx ? &raw : NULL);
+                   nx ? &raw : NULL, &S);
     if (fclose(cf) != 0 || !ok) {
         if (ok)
             nn_error(&c->diags, (NnLoc){0}, "cannot write %s", src);

@@ -1,12 +1,14 @@
 // `nnc build FILE --lib -o [DIR/]libNAME [--target T]`: a static library
 // libNAME.a and its header NAME.h for embedding the first train block's
 // model in a C program. The training step and the evaluation graph are
-// compiled ahead of time (backend/aot.h) for the training batch size; a
-// generated C file holds their step descriptors, the variables' initializers
-// and thin NAME_* wrappers over runtime/model_api.h. The evaluation graph
-// takes its batch at run time when every op on it can (a prediction then runs
-// its rows in batch-sized chunks, the last one short), else runtime/model_api
-// pads a partial batch: either way one compile serves any n. The system C compiler
+// compiled ahead of time (backend/aot.h), tuned for the training batch size;
+// a generated C file holds their step descriptors, the variables'
+// initializers and thin NAME_* wrappers over runtime/model_api.h. Each graph
+// takes its batch at run time when every op on it can (a training step then
+// takes any number of samples; a prediction runs its rows in batch-sized
+// chunks, the last one short), else the training step takes exactly the
+// batch and runtime/model_api pads a partial prediction chunk: either way one
+// compile serves any n. The system C compiler
 // (`cc`) compiles that file and `ar` adds it, the kernel objects and every
 // object of libnnrt to one archive: the user links libNAME.a, -lz, -lm and
 // -lpthread and nothing of nnc. The data block is read for shapes only (IDX
@@ -127,7 +129,7 @@ static void write_x_statements(FILE *f, const NnProgram *p, const NnTrainSpec *s
 
 static void write_header(FILE *f, const Lib *L, const NnProgram *p, const NnTrainSpec *spec,
                          const NnField *fx, const NnField *fy, int64_t out_size, int classes,
-                         const char *file)
+                         const char *file, bool any_step, const char *why)
 {
     const char *n = L->name, *N = L->upper;
     bool ilabel = fy->dtype == NN_DT_I32;
@@ -179,10 +181,17 @@ static void write_header(FILE *f, const Lib *L, const NnProgram *p, const NnTrai
     fprintf(f, "// out[n * %s_OUTPUT_SIZE] = the model's outputs for x[n * %s_INPUT_SIZE],\n"
             "// any n >= 1 (no dropout; layer statistics as trained).\n"
             "int %s_predict(%s_model *m, const float *x, int64_t n, float *out);\n", N, N, n, n);
-    fprintf(f, "// One optimizer step on exactly n = %s_BATCH samples; *loss (may be NULL)\n"
-            "// gets the batch's loss before the update.\n"
-            "int %s_train_step(%s_model *m, const float *x, const %s *labels, int64_t n,\n"
-            "                  float *loss);\n\n", N, n, n, ilabel ? "int32_t" : "float");
+    if (any_step)
+        fprintf(f, "// One optimizer step on the n samples given, any n >= 1 (%s_BATCH is the\n"
+                "// training batch of `nnc train`; a step on its partial last batch is a\n"
+                "// step on fewer rows; no second compile), the loss the mean over them.\n"
+                "// *loss (may be NULL) gets the batch's loss before the update.\n", N);
+    else
+        fprintf(f, "// One optimizer step on exactly n = %s_BATCH samples (this model's step is\n"
+                "// compiled for that batch size: %s); *loss (may be NULL) gets the batch's\n"
+                "// loss before the update.\n", N, why);
+    fprintf(f, "int %s_train_step(%s_model *m, const float *x, const %s *labels, int64_t n,\n"
+            "                  float *loss);\n\n", n, n, ilabel ? "int32_t" : "float");
     fprintf(f, "// Name of class k (the data block's `classes`, or its index as text when it\n"
             "// names none); NULL when k is not a class.\n"
             "const char *%s_class_name(int k);\n"
@@ -282,7 +291,7 @@ static void rm_tmp(NnCtx *c, const Lib *L)
 // Compiles the step and eval graphs into the scratch directory and writes
 // model.c there; false with a diagnostic.
 static bool compile_model(NnCtx *c, const Lib *L, const NnAotTarget *t, NnTrainSpec *spec,
-                          const NnField *f, int eval_output, int64_t out_size, int classes,
+                          int ssym, const NnField *f, int eval_output, int64_t out_size, int classes,
                           char *const *names)
 {
     int64_t symv[NN_MAX_SYMS];
@@ -291,7 +300,12 @@ static bool compile_model(NnCtx *c, const Lib *L, const NnAotTarget *t, NnTrainS
     snprintf(pre, sizeof pre, "nnm_%s_step_", L->name);
     snprintf(what, sizeof what, "training step, batch %lld", (long long)spec->batch);
     bind_syms(spec->step, f, 2, spec->batch, symv);
-    bool ok = nn_aot_compile(spec->step, symv, pre, what, t, in_tmp(c, L, "step.o"), &sd) == NN_OK;
+    if (ssym >= 0)
+        snprintf(what, sizeof what, "training step");
+    bool ok = (ssym >= 0 ? nn_aot_compile_any_batch(spec->step, symv, ssym, pre, what, t,
+                                                    in_tmp(c, L, "step.o"), &sd)
+                         : nn_aot_compile(spec->step, symv, pre, what, t, in_tmp(c, L, "step.o"),
+                                          &sd)) == NN_OK;
     snprintf(pre, sizeof pre, "nnm_%s_eval_", L->name);
     snprintf(what, sizeof what, "evaluation, batch %lld", (long long)spec->batch);
     bind_syms(spec->eval, f, 2, spec->batch, symv);
@@ -486,12 +500,15 @@ int nn_cmd_build_lib(NnCtx *c, const NnProgram *p, NnOptions *o)
         nn_error(&c->diags, (NnLoc){0}, "cannot write the header: %s", strerror(errno));
         goto done;
     }
-    write_header(h, &L, p, &spec, &f[0], &f[1], out_size, classes, o->file);
+    // The training step takes its batch at run time when its ops allow.
+    char swhy[160];
+    int ssym = nn_aot_batch_sym(spec.step, swhy, sizeof swhy);
+    write_header(h, &L, p, &spec, &f[0], &f[1], out_size, classes, o->file, ssym >= 0, swhy);
     if (fclose(h) != 0) {
         nn_error(&c->diags, (NnLoc){0}, "cannot write %s: %s", htmp, strerror(errno));
         goto done;
     }
-    if (!compile_model(c, &L, &target, &spec, f, eval_output, out_size, classes, names))
+    if (!compile_model(c, &L, &target, &spec, ssym, f, eval_output, out_size, classes, names))
         goto done;
     char *cc[] = {"cc", "-c", "-O1", "-fPIC", (char *)nn_arena_printf(c->arena, "-I%s",
                   paths.includedir), (char *)nn_arena_printf(c->arena, "-I%s", L.tmp),

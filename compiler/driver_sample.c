@@ -2,8 +2,10 @@
 // The train block's model is the generator and its `noise` declarations are
 // the inputs; the generated samples become a picture: an image grid when the
 // data are images, a scatter plot over the real data (with the modes-covered
-// and high-quality report of plot.h) when the data are 2-D points. The
-// samples depend only on the weights and the seed (--seed, else the block's).
+// and high-quality report of plot.h) when the data are 2-D points
+// (runtime/sample.h, which built programs' `sample` shares). The samples
+// depend only on the weights and the seed (--seed, else the block's); the
+// real data pictured are the training data (the block's seed).
 // Language models are sampled by driver_sample_text.c; nn_cmd_sample is the
 // one entry point and dispatches on the train block.
 #include "driver.h"
@@ -13,19 +15,15 @@
 #include <string.h>
 
 #include "checkpoint.h"
-#include "plot.h"
+#include "sample.h"
 
-#define SAMPLE_POINTS 2000 // points of a 2-D scatter plot (and of the modes report)
-#define SAMPLE_IMAGES 64   // an 8 x 8 image grid
 #define JUDGED_IMAGES 1000 // images the --judge classifier labels (the grid shows the first)
-#define PLOT_SIZE 512      // pixels
 
-// Fills t ([n, ...]) from noise declaration nz: normal(mean, std) or uniform(lo, hi).
-static void draw_noise(const NnAst *nz, NnTensor *t, NnrtDataRng *rng)
+NnrtNoise nn_sample_noise(const NnAst *nz)
 {
     const NnAst *init = nz->a;
-    bool normal = !strcmp(init->a->name, "normal");
-    double arg[2] = {normal ? 0 : 0, 1};
+    NnrtNoise r = {.normal = !strcmp(init->a->name, "normal"), .a = 0, .b = 1};
+    double arg[2] = {0, 1};
     for (int i = 0; i < init->kids.count && i < 2; i++) {
         const NnAst *a = init->kids.items[i];
         const NnAst *v = a->kind == NN_AST_ARG ? a->a : a;
@@ -34,39 +32,19 @@ static void draw_noise(const NnAst *nz, NnTensor *t, NnrtDataRng *rng)
               : !strcmp(a->name, "std") || !strcmp(a->name, "hi") ? 1 : 0;
         arg[k] = x;
     }
-    float *p = t->data;
-    for (int64_t i = 0; i < t->numel; i++)
-        p[i] = (float)(normal ? arg[0] + arg[1] * nnrt_data_rng_normal(rng)
-                              : arg[0] + (arg[1] - arg[0]) * nnrt_data_rng_uniform(rng));
+    r.a = arg[0];
+    r.b = arg[1];
+    return r;
 }
 
 // The noise that feeds generator input `f`: the one of the same name, else
 // the declaration in the same position.
-static const NnAst *noise_for(const NnTrainSpec *spec, const NnAst *f, int i)
+const NnAst *nn_sample_noise_for(const NnTrainSpec *spec, const NnAst *f, int i)
 {
     for (int k = 0; k < spec->nnoise; k++)
         if (!strcmp(spec->noise[k]->name, f->name))
             return spec->noise[k];
     return i < spec->nnoise ? spec->noise[i] : NULL;
-}
-
-static void report_modes(const NnrtDataset *real, const float *gen, int64_t n)
-{
-    NnrtModes m;
-    nnrt_modes_find(&m, real->x->data, real->count < 20000 ? real->count : 20000);
-    if (m.count == 0) {
-        printf("modes: the real data form no clear clusters; no mode report\n");
-        return;
-    }
-    nnrt_modes_score(&m, gen, n);
-    printf("modes covered: %d of %d (a mode counts with at least 1%% of the samples within "
-           "3 standard deviations)\n", m.covered, m.count);
-    printf("high-quality samples: %.1f%% (within 3 standard deviations of a mode)\n",
-           100 * m.high_quality);
-    printf("samples per mode:");
-    for (int k = 0; k < m.count; k++)
-        printf(" %lld", (long long)m.hits[k]);
-    printf(" (of %lld)\n", (long long)n);
 }
 
 static bool run_generator(NnCtx *c, const NnBackend *be, NnGraph **g, NnVars *vars,
@@ -191,7 +169,14 @@ int nn_cmd_sample(NnCtx *c, const NnProgram *p, NnOptions *o)
     NnGraph *g = NULL;
     NnTensor *in[8] = {0}, *out = NULL;
     int rc = 1, nin = 0;
-    if (!nn_driver_setup(c, p, o, false, &spec, &splits))
+    // --seed draws other noise; the real data pictured are those the
+    // generator was trained on (made with the block's seed), as a built
+    // program has them.
+    bool has_seed = o->has_seed;
+    o->has_seed = false;
+    bool set = nn_driver_setup(c, p, o, false, &spec, &splits);
+    o->has_seed = has_seed;
+    if (!set)
         goto done;
     NnLoc loc = spec.ast->loc;
     if (spec.nnoise == 0) {
@@ -203,7 +188,7 @@ int nn_cmd_sample(NnCtx *c, const NnProgram *p, NnOptions *o)
     const NnrtDataset *real = nn_splits_get(&splits, "train");
     int64_t dfeat = real->count ? real->x->numel / real->count : 0;
     bool points = dfeat == 2;
-    int64_t n = points ? SAMPLE_POINTS : o->judge ? JUDGED_IMAGES : SAMPLE_IMAGES;
+    int64_t n = o->judge && !points ? JUDGED_IMAGES : nnrt_sample_count(real);
     if (model->params.count > 8) {
         nn_error(&c->diags, model->loc, "a generator takes at most 8 inputs");
         goto done;
@@ -213,7 +198,7 @@ int nn_cmd_sample(NnCtx *c, const NnProgram *p, NnOptions *o)
     uint64_t seed = o->has_seed ? o->seed : spec.seed;
     for (int i = 0; i < model->params.count; i++, nin++) {
         const NnAst *f = model->params.items[i];
-        const NnAst *nz = noise_for(&spec, f, i);
+        const NnAst *nz = nn_sample_noise_for(&spec, f, i);
         const NnNode *fn = NULL;
         for (int k = 0; k < g->count && !fn; k++)
             if (g->nodes[k].op == NN_OP_INPUT && !strcmp(g->nodes[k].attr.name, f->name))
@@ -237,7 +222,8 @@ int nn_cmd_sample(NnCtx *c, const NnProgram *p, NnOptions *o)
         }
         NnrtDataRng rng;
         nnrt_data_rng_seed(&rng, seed, (uint64_t)i);
-        draw_noise(nz, in[i], &rng);
+        NnrtNoise noise = nn_sample_noise(nz);
+        nnrt_noise_fill(&noise, in[i]->data, in[i]->numel, &rng);
     }
     if (nnrt_safetensors_load(o->weights, &vars, NULL) != NN_OK) {
         nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
@@ -252,39 +238,14 @@ int nn_cmd_sample(NnCtx *c, const NnProgram *p, NnOptions *o)
                  spec.model, points ? "2-D points" : "samples that are not images");
         goto done;
     }
-    if (points && feat == 2) {
-        st = nnrt_plot_scatter(o->output, real->x->data,
-                               real->count < SAMPLE_POINTS ? real->count : SAMPLE_POINTS,
-                               out->data, n, PLOT_SIZE);
-        if (st == NN_OK && !o->quiet) {
-            printf("wrote %lld generated points over %lld real ones to %s\n", (long long)n,
-                   (long long)(real->count < SAMPLE_POINTS ? real->count : SAMPLE_POINTS),
-                   o->output);
-            report_modes(real, out->data, n);
-        }
-    } else if (real->img_h > 0 && real->img_w > 0 && feat % (real->img_h * real->img_w) == 0 &&
-               feat == dfeat) {
-        // The data's own value range, so generated images look like the data.
-        float lo = INFINITY, hi = -INFINITY;
-        const float *x = real->x->data;
-        for (int64_t i = 0; i < real->x->numel; i++) {
-            lo = fminf(lo, x[i]);
-            hi = fmaxf(hi, x[i]);
-        }
-        int64_t planes = SAMPLE_IMAGES * (feat / (real->img_h * real->img_w));
-        st = nnrt_image_write_png(o->output, out->data, planes, real->img_h, real->img_w, 8, lo,
-                                  hi);
-        if (st == NN_OK && !o->quiet)
-            printf("wrote a grid of %d generated images to %s\n", SAMPLE_IMAGES, o->output);
-        if (st == NN_OK && o->judge &&
-            !judge(c, o, be, out, n, real->class_names, real->num_classes))
-            goto done;
-    } else {
-        nn_error(&c->diags, loc, "cannot picture what '%s' generates: %lld values per sample, "
-                 "and the data are neither 2-D points nor images of %lld values", spec.model,
-                 (long long)feat, (long long)dfeat);
+    st = nnrt_sample_picture(o->output, real, out->data, n, feat, spec.model, o->quiet);
+    if (st == NN_ERR_SHAPE) {
+        nn_error(&c->diags, loc, "%s", nnrt_errmsg());
         goto done;
     }
+    if (st == NN_OK && o->judge &&
+        !judge(c, o, be, out, n, real->class_names, real->num_classes))
+        goto done;
     if (st != NN_OK) {
         nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());
         goto done;

@@ -3,8 +3,9 @@
 // model maps a window of byte ids (i32 [N, seq]) to scores over the
 // vocabulary ([N, V], logits as cross_entropy takes them). Starting from a
 // window of newlines, it draws one byte at a time from softmax(scores / T),
-// slides the window, and prints `count` lines (words, for a word list). The
-// output depends only on the weights, the seed and the temperature.
+// slides the window, and prints `count` lines (words, for a word list;
+// runtime/sample.h, which built programs' `sample` shares). The output
+// depends only on the weights, the seed and the temperature.
 #include "driver.h"
 
 #include <math.h>
@@ -12,8 +13,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
-
-#define SAMPLE_MAX_LINE 200 // bytes; a model that never ends a line is cut here
+#include "sample.h"
 
 bool nn_sample_wants_text(const NnProgram *p)
 {
@@ -27,22 +27,23 @@ bool nn_sample_wants_text(const NnProgram *p)
     return false;
 }
 
-// Draws an id below v from softmax(s / temp); temp 0 takes the largest score.
-static int draw(const float *s, int v, double temp, NnrtDataRng *rng, double *p)
+// Runs the model on one window (the batch of one that x was prepared for).
+typedef struct TextRun {
+    const NnBackend *be;
+    NnExec *x;
+    NnVars *vars;
+    NnTensor *win;
+} TextRun;
+
+static NnStatus score_window(void *ctx, const int32_t *window, const float **scores)
 {
-    int best = 0;
-    for (int i = 1; i < v; i++)
-        best = s[i] > s[best] ? i : best;
-    if (temp == 0)
-        return best;
-    double total = 0;
-    for (int i = 0; i < v; i++)
-        total += p[i] = exp(((double)s[i] - s[best]) / temp);
-    double u = nnrt_data_rng_uniform(rng) * total;
-    for (int i = 0; i < v; i++)
-        if ((u -= p[i]) < 0)
-            return i;
-    return best;
+    TextRun *r = ctx;
+    memcpy(r->win->data, window, (size_t)r->win->numel * sizeof(int32_t));
+    NnTensor *res[1];
+    NnStatus st = r->be->run(r->x, r->vars, &r->win, res);
+    if (st == NN_OK)
+        *scores = res[0]->data;
+    return st;
 }
 
 // The model's first input must take the windows and its output score each
@@ -85,7 +86,6 @@ int nn_cmd_sample_text(NnCtx *c, const NnProgram *p, NnOptions *o)
     NnGraph *g = NULL;
     NnExec *x = NULL;
     NnTensor *win = NULL;
-    double *prob = NULL;
     int rc = 1;
     if (!nn_driver_setup(c, p, o, false, &spec, &splits))
         goto done;
@@ -115,50 +115,20 @@ int nn_cmd_sample_text(NnCtx *c, const NnProgram *p, NnOptions *o)
     g = nn_passes_run(g, &po);
     NnExecOptions eo = {.threads = o->threads, .verbose = o->verbose};
     win = nnrt_tensor_new(NN_DT_I32, 2, (int64_t[]){1, seq});
-    prob = malloc((size_t)vocab * sizeof *prob);
-    if (!g || !win || !prob || !(x = be->prepare(g, &eo))) {
+    if (!g || !win || !(x = be->prepare(g, &eo))) {
         nn_error(&c->diags, model->loc, "cannot prepare '%s': %s", spec.model, nnrt_errmsg());
         goto done;
     }
-    // Lines start after a newline; a text without one starts from id 0.
-    const char *nl = memchr(train->vocab, '\n', (size_t)vocab);
-    int32_t start = nl ? (int32_t)(nl - train->vocab) : 0, *w = win->data;
-    for (int64_t t = 0; t < seq; t++)
-        w[t] = start;
-    NnrtDataRng rng;
-    nnrt_data_rng_seed(&rng, o->has_seed ? o->seed : spec.seed, 0);
-    double temp = o->has_temperature ? o->temperature : 1.0;
-    int64_t count = o->count > 0 ? o->count : 20;
-    char line[SAMPLE_MAX_LINE + 1];
-    int empty = 0; // empty lines drawn in a row
-    for (int64_t made = 0; made < count;) {
-        int len = 0;
-        for (;;) {
-            NnTensor *res[1];
-            if (be->run(x, &vars, &win, res) != NN_OK) {
-                nn_error(&c->diags, model->loc, "cannot run '%s': %s", spec.model,
-                         nnrt_errmsg());
-                goto done;
-            }
-            int id = draw(res[0]->data, vocab, temp, &rng, prob);
-            memmove(w, w + 1, (size_t)(seq - 1) * sizeof *w);
-            w[seq - 1] = id;
-            if (train->vocab[id] == '\n' || len == SAMPLE_MAX_LINE)
-                break;
-            line[len++] = train->vocab[id];
-        }
-        // A newline right after a newline would print an empty word: draw
-        // on, but not forever for a model that only ends lines.
-        if (len == 0 && nl && ++empty < SAMPLE_MAX_LINE)
-            continue;
-        empty = 0;
-        fwrite(line, 1, (size_t)len, stdout);
-        putchar('\n');
-        made++;
+    TextRun run = {be, x, &vars, win};
+    if (nnrt_sample_text(train, o->count > 0 ? o->count : 20,
+                         o->has_temperature ? o->temperature : 1.0,
+                         o->has_seed ? o->seed : spec.seed, score_window, &run,
+                         stdout) != NN_OK) {
+        nn_error(&c->diags, model->loc, "cannot run '%s': %s", spec.model, nnrt_errmsg());
+        goto done;
     }
     rc = 0;
 done:
-    free(prob);
     nnrt_tensor_free(win);
     if (x)
         be->free(x);

@@ -3,8 +3,11 @@
 // copied into 64-byte aligned batch buffers before a run (generated kernels
 // may assume that alignment). A prediction runs in chunks of the batch size:
 // the last one short when the evaluation step takes its batch at run time,
-// else padded with zeros, so one compiled step serves any n. Every failure
-// is a status plus a message kept in the context; nothing exits or aborts.
+// else padded with zeros, so one compiled step serves any n. A training step
+// that takes its batch at run time runs on any number of samples (the batch
+// buffers grow to the largest n seen); one compiled for the training batch
+// takes exactly that many. Every failure is a status plus a message kept in
+// the context; nothing exits or aborts.
 #include "model_api.h"
 
 #include <math.h>
@@ -13,6 +16,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "fileio.h"
 #include "init.h"
 #include "pool.h"
 
@@ -23,8 +27,9 @@ struct NnrtModel {
     bool pool_ok;
     NnrtStepRun eval, step;
     bool eval_open, step_open; // the training step's memory is made on first use
-    float *x;                  // batch * in_size, aligned
-    void *y;                   // batch * label_size labels, aligned (zeros to predict)
+    float *x;                  // cap * in_size, aligned
+    void *y;                   // cap * label_size labels, aligned (zeros to predict)
+    int64_t cap;               // rows x and y hold: the batch, or more after a larger step
     char err[1024];
 };
 
@@ -99,6 +104,7 @@ NnStatus nnrt_model_create(const NnrtModelDesc *d, int threads, NnrtModel **out)
     if (st == NN_OK && (!(m->x = nnrt_alloc((size_t)(d->batch * d->in_size) * sizeof(float))) ||
                         !(m->y = nnrt_alloc(label_bytes))))
         st = NN_ERR_NOMEM;
+    m->cap = d->batch;
     if (st == NN_OK && (st = nnrt_pool_init(&m->pool, threads)) == NN_OK)
         m->pool_ok = true;
     if (st == NN_OK && (st = nnrt_step_open(&m->eval, d->eval)) == NN_OK)
@@ -148,6 +154,30 @@ NnStatus nnrt_model_predict(NnrtModel *m, const float *x, int64_t n, float *out)
     return NN_OK;
 }
 
+// Batch buffers for n rows (grown, never shrunk; the old ones kept on failure).
+static NnStatus reserve(NnrtModel *m, int64_t n)
+{
+    const NnrtModelDesc *d = m->d;
+    if (n <= m->cap)
+        return NN_OK;
+    size_t xb, yb;
+    float *x = NULL;
+    void *y = NULL;
+    if (!nnrt_size_mul((size_t)n, (size_t)d->in_size * sizeof(float), &xb) ||
+        !nnrt_size_mul((size_t)n, (size_t)d->label_size * nnrt_dtype_size(d->label_dtype), &yb) ||
+        !(x = nnrt_alloc(xb)) || !(y = nnrt_alloc(yb))) {
+        nnrt_free(x);
+        return nnrt_fail(NN_ERR_NOMEM, "out of memory for a batch of %lld samples",
+                         (long long)n);
+    }
+    nnrt_free(m->x);
+    nnrt_free(m->y);
+    m->x = x;
+    m->y = y;
+    m->cap = n;
+    return NN_OK;
+}
+
 NnStatus nnrt_model_train_step(NnrtModel *m, const float *x, const void *labels, int64_t n,
                                float *loss)
 {
@@ -157,10 +187,17 @@ NnStatus nnrt_model_train_step(NnrtModel *m, const float *x, const void *labels,
     const NnrtModelDesc *d = m->d;
     if (!x || !labels)
         return bad_arg(m, "train_step: x and labels must not be NULL");
-    if (n != d->batch)
-        return fail(m, nnrt_fail(NN_ERR_SHAPE, "train_step: takes exactly %lld samples (the "
-                                 "batch size the library was built for), got %lld",
+    bool any = d->step->inputs[0].rank > 0 && d->step->inputs[0].dims[0] == NNRT_DIM_BATCH;
+    if (any && n < 1)
+        return fail(m, nnrt_fail(NN_ERR_SHAPE, "train_step: n must be at least 1, got %lld",
+                                 (long long)n));
+    if (!any && n != d->batch)
+        return fail(m, nnrt_fail(NN_ERR_SHAPE, "train_step: takes exactly %lld samples (this "
+                                 "model's step is compiled for the batch size the library was "
+                                 "built for), got %lld",
                                  (long long)d->batch, (long long)n));
+    if (reserve(m, n) != NN_OK)
+        return fail(m, nnrt_fail(NN_ERR_NOMEM, "train_step: %s", nnrt_errmsg()));
     if (!m->step_open) {
         if (nnrt_step_open(&m->step, d->step) != NN_OK)
             return fail(m, nnrt_fail(NN_ERR_NOMEM, "train_step: %s", nnrt_errmsg()));

@@ -1,7 +1,8 @@
 // The runtime side of a model library (`nnc build --lib`): one model's
-// compiled training step and evaluation step (step.h descriptors, compiled
-// for the training batch size), the table of its variables with their
-// initializers, and what a caller needs to know about its inputs and outputs.
+// compiled training step and evaluation step (step.h descriptors, each for
+// any batch size where the model's ops allow, else for the training batch),
+// the table of its variables with their initializers, and what a caller
+// needs to know about its inputs and outputs.
 // `nnc build --lib` writes an NnrtModelDesc as C and thin wrappers named
 // after the model (NAME_create, NAME_predict, ...) that call these functions;
 // the generated NAME.h is the documented user API. Every function returns an
@@ -30,7 +31,8 @@ typedef struct NnrtModelVar {
 
 typedef struct NnrtModelDesc {
     const char *name;     // the model's name in the source ("mlp")
-    int64_t batch;        // samples per run of both steps: the training batch size
+    int64_t batch;        // the training batch size: samples per run of a step compiled
+                          // for one size, the chunk of a prediction
     const NnrtStep *step; // inputs x, label; output 0 the loss; updates the variables
     const NnrtStep *eval; // inputs x, label; outputs include "output"; no updates
     int eval_output;      // index of "output" among eval's outputs
@@ -61,9 +63,10 @@ NnStatus nnrt_model_load(NnrtModel *m, const char *path);
 NnStatus nnrt_model_save(NnrtModel *m, const char *path);
 // out[n * out_size] = the model's outputs for x[n * in_size], any n >= 1.
 NnStatus nnrt_model_predict(NnrtModel *m, const float *x, int64_t n, float *out);
-// One optimizer step on exactly `batch` samples; labels are i32 or f32 as
-// label_dtype says (label_size values per sample). *loss (may be NULL) gets
-// the batch's loss before the update.
+// One optimizer step on n samples: any n >= 1 when the step takes its batch
+// at run time (NNRT_DIM_BATCH in step->inputs[0]), else exactly `batch`;
+// labels are i32 or f32 as label_dtype says (label_size values per sample).
+// *loss (may be NULL) gets the batch's loss before the update.
 NnStatus nnrt_model_train_step(NnrtModel *m, const float *x, const void *labels, int64_t n,
                                float *loss);
 // The message of m's last failure ("" when none); with m NULL, that of the

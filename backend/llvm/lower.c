@@ -164,6 +164,13 @@ int nn_cg_add_error(NnCg *cg, NnId id, int *copy)
                             nn_cg_numel(cg, cg->g, n->in[1]));
     }
     *copy = cg->checks[k].slot;
+    // Indices with the run-time batch: the copy has a place for every row of
+    // any batch (in the workspace's per-row region).
+    NnId ix = n->op == NN_OP_ONEHOT ? n->in[0] : n->in[1];
+    if (nn_cg_rt(cg, cg->g, ix)) {
+        cg->slot_rows[*copy] = true;
+        cg->slot_bytes[*copy] /= cg->rt_ref;
+    }
     return k;
 }
 
@@ -512,6 +519,8 @@ static bool rt_op(NnOp op)
     case NN_OP_TAKE:
     case NN_OP_ONEHOT:
     case NN_OP_ARGMAX:
+    case NN_OP_GATHER:
+    case NN_OP_SCATTER_ADD:
     case NN_OP_RAND_UNIFORM:
     case NN_OP_RAND_NORMAL:
     case NN_OP_CONV2D:
@@ -552,6 +561,9 @@ static const char *rt_blocker(const NnGraph *g, const NnNode *n, int sym)
          n->op == NN_OP_CONCAT) &&
         n->attr.axis == 0)
         return "it works along the batch";
+    if ((n->op == NN_OP_GATHER && lead_sym(&g->nodes[n->in[0]].shape, sym)) ||
+        (n->op == NN_OP_SCATTER_ADD && lead_sym(&n->shape, sym)))
+        return "the batch is the table's row count";
     if (n->op == NN_OP_PAD && (n->shape.rank < 2 || n->attr.lo[0] != 0 || n->attr.hi[0] != 0))
         return "it pads the batch";
     if (n->op == NN_OP_FUSED) {

@@ -13,6 +13,10 @@
 // sums over images: with few panels, chunks of images sum into partial slices
 // that a last kernel adds up. The epilogue is applied at the final store.
 // Padding, stride, dilation and groups only change the gather's index maps.
+// Two shapes take other routes: a stride-1 data grad whose dy rows are
+// shorter than dx's reads dy re-strided to dx's row length (emit_restride),
+// and a filter grad with few taps runs over a zero-padded pixel grid with the
+// pixels as lanes (emit_grid).
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +27,9 @@
 #define CV_ACC 16  // accumulator vectors of a register tile (rows x vectors)
 #define CV_KC 256  // rows of B gathered at once: 32 KB, in L1 beside the A rows
 #define CV_ITEMS 8 // filter gradient: split images into chunks until this many items
+#define CV_FT 6    // grid filter grad: filters x taps of a register tile
+#define CV_TT 4
+#define CV_GRID_BYTES (128 << 10) // its stack buffers at most
 // Work units as in lower_matmul.c: 2^19 FMAs are worth a pool dispatch.
 #define CV_WORK(fmas) ((double)(fmas) * (NN_PAR_WORK / (double)(1 << 19)))
 
@@ -36,9 +43,14 @@ typedef struct Cv {
     // Forward geometry: x [N, C, H, W], w [F, Cg, KH, KW], y [N, F, OH, OW].
     int64_t N, C, H, W, F, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl, G, Cg, Fg;
     int64_t M, K, cols, np; // the GEMM of one (image, group); panels of NR columns
+    int64_t bw;             // row length of B's source planes: W (forward), else OW or W
     int64_t kc, nkb;        // K block rows, blocks
     int64_t S;              // filter grad: image chunks (partial sums)
     bool rt;                // N is the run-time batch (cg->rt_ref in N)
+    // Grid filter grad (emit_grid): rows of wp elements, x and dy planes of
+    // px and pd elements (multiples of vw); nfb blocks of CV_FT filters.
+    bool grid;
+    int64_t wp, px, pd, nfb;
     // Forward with a pool in the kernel (nn_fuse_pool_host): items are bands of
     // rb output rows (whole pooling windows), band = rb * OW columns, nb per
     // image; each item pools its band once the band is stored. Else pool < 0
@@ -46,6 +58,7 @@ typedef struct Cv {
     NnId pool;
     int64_t rb, band, nb;
     int a_slot, b_slot, c_slot, out_slot;
+    int64_t b_off; // elements into b_slot where B's source starts
     NnExpr *epi;   // NULL: plain result
     bool epi_flat; // epi's iteration space is [N, F', pixels] (else per element, rank 4)
     // Kernel state.
@@ -189,7 +202,7 @@ static void plane_index(NnCg *cg, Cv *v, LLVMValueRef kh, LLVMValueRef kw, int q
         tw = LLVMBuildSDiv(cg->b, tw, v32(cg, v, v->sw), "");
     }
     *m = and3(cg, ok, in_range(cg, v, th, v->OH), in_range(cg, v, tw, v->OW));
-    *off = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, th, v32(cg, v, v->OW), ""), tw, "");
+    *off = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, th, v32(cg, v, v->bw), ""), tw, "");
 }
 
 // pk[(k - k0) * NR + j] = B[k, j0 + j] for k in [k0, k0 + kn). Forward and
@@ -200,11 +213,12 @@ static void pack(NnCg *cg, Cv *v, LLVMValueRef src, LLVMValueRef k0, LLVMValueRe
 {
     if (v->kind != CV_FILTER) {
         int64_t kk = v->KH * v->KW;
-        int64_t plane = v->kind == CV_FWD ? v->H * v->W : v->OH * v->OW;
-        // Stride 1 with output rows as wide as input rows ("same" padding):
-        // a window position shifts the whole pixel index by a constant, so a
-        // row of B is a contiguous run of the plane, a masked load.
-        bool contig = v->sh == 1 && v->sw == 1 && v->OW == v->W;
+        int64_t plane = v->kind == CV_FWD ? v->H * v->W : v->OH * v->bw;
+        // Stride 1 with the columns' rows as long as the source's ("same"
+        // padding, or the data grad's dy re-strided to rows of W): a window
+        // position shifts the whole pixel index by a constant, so a row of B
+        // is a contiguous run of the plane, a masked load.
+        bool contig = v->sh == 1 && v->sw == 1 && (v->kind == CV_FWD ? v->OW : v->W) == v->bw;
         LLVMValueRef ch0 = LLVMBuildUDiv(cg->b, k0, nn_cg_i64(cg, kk), "");
         LLVMValueRef nch = LLVMBuildUDiv(cg->b, kn, nn_cg_i64(cg, kk), "");
         LLVMValueRef base = nn_cg_gep(cg, v->dt, src, mul(cg, ch0, plane));
@@ -432,7 +446,7 @@ static void kernel_state(NnCg *cg, Cv *v)
     v->pk = nn_cg_alloca(cg, LLVMArrayType2(nn_cg_type(cg, v->dt), (uint64_t)(v->kc * v->nr)));
     LLVMSetAlignment(v->pk, 64);
     v->a = nn_cg_buf(cg, v->a_slot);
-    v->b = nn_cg_buf(cg, v->b_slot);
+    v->b = nn_cg_gep(cg, v->dt, nn_cg_buf(cg, v->b_slot), nn_cg_i64(cg, v->b_off));
     v->c = nn_cg_buf(cg, v->c_slot);
     if (v->epi)
         nn_expr_bind(cg, v->epi);
@@ -492,7 +506,7 @@ static void emit_direct(NnCg *cg, Cv *v)
     int64_t cplanes = v->kind == CV_FWD ? v->F : v->C;
     int64_t bplanes = v->kind == CV_FWD ? v->C : v->F;
     int64_t bgroup = v->kind == CV_FWD ? v->Cg : v->Fg;
-    int64_t bpix = v->kind == CV_FWD ? v->H * v->W : v->OH * v->OW;
+    int64_t bpix = v->kind == CV_FWD ? v->H * v->W : v->OH * v->bw;
     v->cbase = mul(cg, add(cg, mul(cg, v->n, cplanes), mul(cg, v->g, v->M)), v->cols);
     v->abase = mul(cg, v->g, v->M * v->K);
     LLVMValueRef src = nn_cg_gep(
@@ -635,6 +649,175 @@ static void emit_filter_sum(NnCg *cg, Cv *v)
     nn_cg_kernel_end(cg);
 }
 
+// ---- filter grad over a zero-padded pixel grid ----
+// With few taps (one input channel: 25 at 5x5) the panel above gathers its
+// taps as lanes at a cost above the FMAs'. Here the pixels are the lanes: an
+// image's x is copied into zero-padded planes of rows wp = OW + (KW-1)dw long,
+// and dy onto the same grid (zero past OW and past the plane), so that tap
+// (c, kh, kw) reads the x planes at a constant shift from the pixel:
+//   partial[s][f][tap] = sum over the chunk's images and grid pixels p of
+//                        dyp[f][p] * xp[c][p + kh*dh*wp + kw*dw],
+// plain vector loads. An item is (image chunk, block of CV_FT filters); per
+// image it copies the grid (in L1, on the stack) and runs tiles of CV_FT
+// filters x CV_TT taps whose vector sums carry over images in a stack
+// buffer; their lanes are added up once at the end. emit_filter_sum adds the
+// chunks and applies the epilogue. The pad lanes' zero dy cancels whatever x
+// they meet (finite: zeros or the image's own pixels).
+
+// Image n's x planes and the dy planes of filters [f0, f0 + ft) into the grid
+// buffer xb.
+static void grid_copy(NnCg *cg, Cv *v, LLVMValueRef xb, LLVMValueRef x, LLVMValueRef dy,
+                      LLVMValueRef n, LLVMValueRef f0, int ft)
+{
+    LLVMValueRef zero = nn_cg_const(cg, v->dt, 0, v->vw);
+    NnLoop e, r;
+    nn_cg_loop_begin(cg, &e, nn_cg_i64(cg, 0), nn_cg_i64(cg, v->C * v->px), v->vw);
+    nn_cg_store(cg, v->dt, zero, xb, e.iv, v->vw, NULL);
+    nn_cg_loop_end(cg, &e);
+    int64_t tail = v->pd - v->OH * v->wp;
+    for (int i = 0; i < ft && tail > 0; i++)
+        nn_cg_store(cg, v->dt, zero, xb, nn_cg_i64(cg, v->C * v->px + i * v->pd + v->OH * v->wp),
+                    v->vw, nn_cg_mask(cg, v->vw, (int)tail));
+    // x's rows at (h + pt) * wp + pl of their plane; dy's rows at oh * wp,
+    // written whole (zeros past OW).
+    for (int t = 0; t < 2; t++) {
+        int64_t rows = t ? ft * v->OH : v->C * v->H, per = t ? v->OH : v->H;
+        int64_t len = t ? v->OW : v->W, plane = t ? v->pd : v->px;
+        // First source row: image n's (x), or filter f0's of image n (dy).
+        LLVMValueRef first = t ? mul(cg, add(cg, mul(cg, n, v->F), f0), v->OH * v->OW)
+                               : mul(cg, n, v->C * v->H * v->W);
+        nn_cg_loop_begin(cg, &r, nn_cg_i64(cg, 0), nn_cg_i64(cg, rows), 1);
+        LLVMValueRef pl = LLVMBuildUDiv(cg->b, r.iv, nn_cg_i64(cg, per), "");
+        LLVMValueRef row = LLVMBuildURem(cg->b, r.iv, nn_cg_i64(cg, per), "");
+        LLVMValueRef at = add(cg, mul(cg, pl, plane), mul(cg, row, v->wp));
+        at = addc(cg, at, t ? v->C * v->px : v->pt * v->wp + v->pl);
+        LLVMValueRef from = add(cg, first, mul(cg, r.iv, len));
+        for (int64_t c = 0; c < (t ? v->wp : len); c += v->vw) {
+            int64_t k = len - c < v->vw ? len - c : v->vw, ks = t ? v->wp - c : k;
+            LLVMValueRef val = zero;
+            if (k > 0)
+                val = nn_cg_load(cg, v->dt, t ? dy : x, addc(cg, from, c), v->vw,
+                                 k < v->vw ? nn_cg_mask(cg, v->vw, (int)k) : NULL);
+            nn_cg_store(cg, v->dt, val, xb, addc(cg, at, c), v->vw,
+                        ks < v->vw ? nn_cg_mask(cg, v->vw, (int)ks) : NULL);
+        }
+        nn_cg_loop_end(cg, &r);
+    }
+}
+
+// ft filters x tt taps from t0 over the grid in xb, added to their vector sums
+// in vacc ([filter][tap] vectors).
+static void grid_tile(NnCg *cg, Cv *v, LLVMValueRef *acc, LLVMValueRef xb, LLVMValueRef vacc,
+                      LLVMValueRef t0, int ft, int tt)
+{
+    LLVMTypeRef vt = nn_cg_vtype(cg, v->dt, v->vw);
+    int64_t kk = v->KH * v->KW;
+    LLVMValueRef shift[CV_TT], slot[CV_FT * CV_TT];
+    for (int t = 0; t < tt; t++) {
+        LLVMValueRef tap = addc(cg, t0, t);
+        LLVMValueRef c = LLVMBuildUDiv(cg->b, tap, nn_cg_i64(cg, kk), "");
+        LLVMValueRef r = LLVMBuildURem(cg->b, tap, nn_cg_i64(cg, kk), "");
+        LLVMValueRef kh = LLVMBuildUDiv(cg->b, r, nn_cg_i64(cg, v->KW), "");
+        LLVMValueRef kw = LLVMBuildURem(cg->b, r, nn_cg_i64(cg, v->KW), "");
+        LLVMValueRef in = add(cg, mul(cg, kh, v->dh * v->wp), mul(cg, kw, v->dw));
+        shift[t] = add(cg, mul(cg, c, v->px), in);
+        for (int i = 0; i < ft; i++) {
+            LLVMValueRef at = mul(cg, addc(cg, tap, (int64_t)i * v->cols), v->vw);
+            slot[i * tt + t] = at;
+            LLVMBuildStore(cg->b, nn_cg_load(cg, v->dt, vacc, at, v->vw, NULL), acc[i * tt + t]);
+        }
+    }
+    NnLoop p;
+    nn_cg_loop_begin(cg, &p, nn_cg_i64(cg, 0), nn_cg_i64(cg, v->pd), v->vw);
+    LLVMValueRef d[CV_FT];
+    for (int i = 0; i < ft; i++)
+        d[i] = nn_cg_load(cg, v->dt, xb, addc(cg, p.iv, v->C * v->px + (int64_t)i * v->pd), v->vw,
+                          NULL);
+    for (int t = 0; t < tt; t++) {
+        LLVMValueRef xv = nn_cg_load(cg, v->dt, xb, add(cg, p.iv, shift[t]), v->vw, NULL);
+        for (int i = 0; i < ft; i++) {
+            LLVMValueRef a = acc[i * tt + t];
+            LLVMValueRef args[3] = {d[i], xv, LLVMBuildLoad2(cg->b, vt, a, "")};
+            LLVMBuildStore(cg->b, nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3), a);
+        }
+    }
+    nn_cg_loop_end(cg, &p);
+    for (int i = 0; i < ft * tt; i++)
+        nn_cg_store(cg, v->dt, LLVMBuildLoad2(cg->b, vt, acc[i], ""), vacc, slot[i], v->vw, NULL);
+}
+
+// Items (image chunk, block of filters), each over every tap.
+static void emit_grid(NnCg *cg, Cv *v, int x_slot, int dy_slot)
+{
+    int64_t fmas = v->N * v->F * v->cols * v->pd;
+    nn_cg_kernel_begin(cg, "conv_bwd_filter_grid", CV_WORK(fmas));
+    LLVMTypeRef vt = nn_cg_vtype(cg, v->dt, v->vw), et = nn_cg_type(cg, v->dt);
+    LLVMValueRef acc[CV_FT * CV_TT];
+    for (int i = 0; i < CV_FT * CV_TT; i++)
+        acc[i] = nn_cg_alloca(cg, vt);
+    uint64_t grid = (uint64_t)(v->C * v->px + CV_FT * v->pd);
+    LLVMValueRef xb = nn_cg_alloca(cg, LLVMArrayType2(et, grid));
+    LLVMValueRef vacc = nn_cg_alloca(cg, LLVMArrayType2(et, (uint64_t)(CV_FT * v->cols * v->vw)));
+    LLVMSetAlignment(xb, 64);
+    LLVMSetAlignment(vacc, 64);
+    LLVMValueRef x = nn_cg_buf(cg, x_slot), dy = nn_cg_buf(cg, dy_slot);
+    LLVMValueRef part = nn_cg_buf(cg, v->c_slot);
+    LLVMValueRef lo, hi;
+    nn_cg_split(cg, v->S * v->nfb, 1, &lo, &hi);
+    NnLoop it, n, tb, e;
+    nn_cg_loop_begin(cg, &it, lo, hi, 1);
+    LLVMValueRef s = LLVMBuildUDiv(cg->b, it.iv, nn_cg_i64(cg, v->nfb), "");
+    LLVMValueRef fb = LLVMBuildURem(cg->b, it.iv, nn_cg_i64(cg, v->nfb), "");
+    LLVMValueRef f0 = mul(cg, fb, CV_FT), n0, n1;
+    if (v->rt) {
+        LLVMValueRef nv = nn_cg_extent(cg, v->N, true), per = chunk_images(cg, v);
+        n0 = imin(cg, LLVMBuildNSWMul(cg->b, s, per, ""), nv);
+        n1 = imin(cg, LLVMBuildNSWMul(cg->b, addc(cg, s, 1), per, ""), nv);
+    } else {
+        n0 = LLVMBuildSDiv(cg->b, mul(cg, s, v->N), nn_cg_i64(cg, v->S), "");
+        n1 = LLVMBuildSDiv(cg->b, mul(cg, addc(cg, s, 1), v->N), nn_cg_i64(cg, v->S), "");
+    }
+    // Full blocks of filters and taps in loops, the short last ones once.
+    int64_t ffull = v->F / CV_FT, tfull = v->cols / CV_TT;
+    int frem = (int)(v->F % CV_FT), trem = (int)(v->cols % CV_TT);
+    for (int fr = 0; fr < 2; fr++) {
+        int ft = fr ? frem : CV_FT;
+        if (ft == 0 || (!fr && ffull == 0))
+            continue;
+        LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "fblock");
+        LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "fdone");
+        LLVMIntPredicate pr = fr ? LLVMIntEQ : LLVMIntULT;
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, pr, fb, nn_cg_i64(cg, ffull), ""), yes, done);
+        LLVMPositionBuilderAtEnd(cg->b, yes);
+        LLVMValueRef zero = nn_cg_const(cg, v->dt, 0, v->vw);
+        nn_cg_loop_begin(cg, &e, nn_cg_i64(cg, 0), nn_cg_i64(cg, ft * v->cols * v->vw), v->vw);
+        nn_cg_store(cg, v->dt, zero, vacc, e.iv, v->vw, NULL);
+        nn_cg_loop_end(cg, &e);
+        nn_cg_loop_begin(cg, &n, n0, n1, 1);
+        grid_copy(cg, v, xb, x, dy, n.iv, f0, ft);
+        if (tfull > 0) {
+            nn_cg_loop_begin(cg, &tb, nn_cg_i64(cg, 0), nn_cg_i64(cg, tfull), 1);
+            grid_tile(cg, v, acc, xb, vacc, mul(cg, tb.iv, CV_TT), ft, CV_TT);
+            nn_cg_loop_end(cg, &tb);
+        }
+        if (trem)
+            grid_tile(cg, v, acc, xb, vacc, nn_cg_i64(cg, tfull * CV_TT), ft, trem);
+        nn_cg_loop_end(cg, &n);
+        // Each sum's lanes into slice s: rows f0.., all taps.
+        nn_cg_loop_begin(cg, &e, nn_cg_i64(cg, 0), nn_cg_i64(cg, ft * v->cols), 1);
+        LLVMValueRef args[2] = {LLVMConstNull(et),
+                                nn_cg_load(cg, v->dt, vacc, mul(cg, e.iv, v->vw), v->vw, NULL)};
+        LLVMValueRef sum = nn_cg_intrinsic(cg, "llvm.vector.reduce.fadd", &vt, 1, args, 2);
+        LLVMValueRef off = add(cg, mul(cg, add(cg, mul(cg, s, v->F), f0), v->cols), e.iv);
+        nn_cg_store(cg, v->dt, sum, part, off, 1, NULL);
+        nn_cg_loop_end(cg, &e);
+        LLVMBuildBr(cg->b, done);
+        LLVMPositionBuilderAtEnd(cg->b, done);
+    }
+    nn_cg_loop_end(cg, &it);
+    nn_cg_kernel_end(cg);
+}
+
 // Data grad's A: wt[g][c][f*KK + k] = w[g*Fg + f][c][k], so that a row of A is
 // contiguous like the forward's.
 static void emit_regroup(NnCg *cg, Cv *v, int w_slot)
@@ -655,6 +838,30 @@ static void emit_regroup(NnCg *cg, Cv *v, int w_slot)
     nn_cg_loop_end(cg, &k);
     nn_cg_loop_end(cg, &c);
     nn_cg_loop_end(cg, &f);
+    nn_cg_kernel_end(cg);
+}
+
+// Data grad at stride 1 with dy's rows shorter than dx's (a "valid"
+// convolution): dy copied into rows of W elements (the last W - OW unset and
+// never read), so that every row of B becomes a masked load like the forward's
+// instead of a gather per vector.
+static void emit_restride(NnCg *cg, Cv *v, int dy_slot)
+{
+    int64_t rows = v->N * v->F * v->OH;
+    nn_cg_kernel_begin(cg, "conv_dy_rows", (double)(rows * v->OW));
+    LLVMValueRef src = nn_cg_buf(cg, dy_slot);
+    LLVMValueRef dst = nn_cg_gep(cg, v->dt, nn_cg_buf(cg, v->b_slot), nn_cg_i64(cg, v->b_off));
+    LLVMValueRef lo, hi;
+    nn_cg_split_v(cg, nn_cg_extent(cg, rows, v->rt), 1, &lo, &hi);
+    NnLoop r;
+    nn_cg_loop_begin(cg, &r, lo, hi, 1);
+    for (int64_t c = 0; c < v->OW; c += v->vw) {
+        int n = (int)(v->OW - c < v->vw ? v->OW - c : v->vw);
+        LLVMValueRef m = n < v->vw ? nn_cg_mask(cg, v->vw, n) : NULL;
+        LLVMValueRef x = nn_cg_load(cg, v->dt, src, addc(cg, mul(cg, r.iv, v->OW), c), v->vw, m);
+        nn_cg_store(cg, v->dt, x, dst, addc(cg, mul(cg, r.iv, v->W), c), v->vw, m);
+    }
+    nn_cg_loop_end(cg, &r);
     nn_cg_kernel_end(cg);
 }
 
@@ -715,8 +922,14 @@ static bool emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
     v.F = w[0], v.Cg = w[1], v.KH = w[2], v.KW = w[3];
     v.OH = y[2], v.OW = y[3], v.Fg = v.F / v.G;
     int64_t kk = v.KH * v.KW;
+    // A data grad at stride 1 whose dy rows are shorter reads a re-strided
+    // copy (emit_restride).
+    v.bw = v.kind == CV_FWD ? v.W : v.OW;
+    bool restride = v.kind == CV_DATA && v.sh == 1 && v.sw == 1 && v.OW < v.W;
+    if (restride)
+        v.bw = v.W;
     // Gathers index one image's group of planes with 32-bit lane offsets.
-    if ((v.kind == CV_DATA ? v.Fg * v.OH * v.OW : v.Cg * v.H * v.W) > INT32_MAX) {
+    if ((v.kind == CV_DATA ? v.Fg * v.OH * v.bw : v.Cg * v.H * v.W) > INT32_MAX) {
         nnrt_fail(NN_ERR_RUNTIME, "jit: %s: an image's planes exceed 2^31 elements",
                   nn_op_name(cn->op));
         return false;
@@ -726,8 +939,19 @@ static bool emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
         v.a_slot = in1, v.b_slot = in0, v.c_slot = out_slot;
     } else if (v.kind == CV_DATA) {
         v.M = v.Cg, v.K = v.Fg * kk, v.cols = v.H * v.W;
-        v.a_slot = nn_cg_add_scratch(cg, v.F * v.Cg * kk * (int64_t)nnrt_dtype_size(v.dt));
+        int64_t es = (int64_t)nnrt_dtype_size(v.dt), abytes = (v.F * v.Cg * kk * es + 63) / 64 * 64;
+        v.a_slot = nn_cg_add_scratch(cg, abytes);
         v.b_slot = in0, v.c_slot = out_slot;
+        if (restride) {
+            // Every scratch slot starts at the same block (runtime/step.c),
+            // so the copy goes after the regrouped weights: a slot of
+            // abytes + the copy (per row of the batch: the block has room for
+            // the largest fixed slot plus the largest per-row one).
+            int64_t per = v.F * v.OH * v.W * es;
+            v.b_slot = v.rt ? nn_cg_add_scratch_rows(cg, per)
+                            : nn_cg_add_scratch(cg, abytes + v.N * per);
+            v.b_off = abytes / es;
+        }
     } else {
         v.M = v.Fg, v.K = v.OH * v.OW, v.cols = v.Cg * kk;
         v.a_slot = in1, v.b_slot = in0;
@@ -770,23 +994,43 @@ static bool emit_conv(NnCg *cg, const NnNode *cn, int in0, int in1, NnExpr *epi,
         epi_space(cg, &v, od);
     if (v.kind == CV_DATA)
         emit_regroup(cg, &v, in1);
+    if (restride)
+        emit_restride(cg, &v, in0);
     if (v.kind != CV_FILTER) {
         emit_direct(cg, &v);
         return true;
     }
-    int64_t items = v.G * v.np;
+    // Few taps at stride 1, one group, an image's grid small enough for the
+    // stack (in L1 or L2): the grid kernel (emit_grid).
+    v.grid = v.G == 1 && v.sh == 1 && v.sw == 1 && v.cols <= 2 * v.vw;
+    if (v.grid) {
+        v.wp = v.OW + (v.KW - 1) * v.dw;
+        v.pd = (v.OH * v.wp + v.vw - 1) / v.vw * v.vw;
+        int64_t need = v.pd + (v.KH - 1) * v.dh * v.wp + (v.KW - 1) * v.dw;
+        int64_t rows = (v.H + a->pad[0] + a->pad[2]) * v.wp;
+        v.px = ((need > rows ? need : rows) + v.vw - 1) / v.vw * v.vw;
+        v.nfb = (v.F + CV_FT - 1) / CV_FT;
+        int64_t bytes = (v.C * v.px + CV_FT * v.pd + CV_FT * v.cols * v.vw) *
+                        (int64_t)nnrt_dtype_size(v.dt);
+        v.grid = bytes <= CV_GRID_BYTES;
+    }
+    int64_t items = v.grid ? v.nfb : v.G * v.np;
     v.S = items >= CV_ITEMS ? 1 : (CV_ITEMS + items - 1) / items;
     if (v.S > v.N)
         v.S = v.N; // no images (N bound to 0): no slices, the sum is 0
     // A run-time batch may be 0: the sum of no slices, not an unwritten output.
-    bool direct = v.S == 1 && (!epi || v.out_dt == v.dt) && !v.rt;
+    // The grid kernel always writes partial sums.
+    bool direct = v.S == 1 && (!epi || v.out_dt == v.dt) && !v.rt && !v.grid;
     v.c_slot = direct ? out_slot
                       : nn_cg_add_scratch(cg, v.S * v.F * v.cols * (int64_t)nnrt_dtype_size(v.dt));
     NnExpr *keep = v.epi;
     if (!direct)
         v.epi = NULL;
-    if (v.S > 0)
+    if (v.S > 0 && v.grid) {
+        emit_grid(cg, &v, in0, in1);
+    } else if (v.S > 0) {
         emit_filter(cg, &v);
+    }
     if (!direct) {
         v.epi = keep;
         emit_filter_sum(cg, &v);

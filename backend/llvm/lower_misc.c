@@ -1,9 +1,10 @@
 // Layout, indexing and random-number ops: RESHAPE (a flat copy), TRANSPOSE
 // (a copy with permuted strides through the expression path), TAKE, ONEHOT,
 // ARGMAX, GATHER and SCATTER_ADD (scalar loops: they touch one row of labels
-// or the rows of the ids given), RAND_UNIFORM/NORMAL (the runtime's
-// counter-based formulas, bit for bit). TAKE, ONEHOT and GATHER record the
-// first out-of-range label in the error slot; exec.c reports it after the run.
+// or the rows of the ids given, as many as the run's batch brings),
+// RAND_UNIFORM/NORMAL (the runtime's counter-based formulas, bit for bit).
+// TAKE, ONEHOT and GATHER record the first out-of-range label in the error
+// slot; exec.c reports it after the run.
 #include <stdlib.h>
 #include <string.h>
 
@@ -149,7 +150,8 @@ bool llvm_gather(NnCg *cg, NnId id)
     LLVMValueRef val, y = nn_cg_buf(cg, id), err = err_entry(cg, id, &val);
     LLVMBuildStore(cg->b, nn_cg_i64(cg, -1), err);
     NnLoop i, k;
-    nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_i64(cg, rows), 1);
+    nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0),
+                     nn_cg_extent(cg, rows, nn_cg_rt(cg, cg->g, n->in[1])), 1);
     LLVMValueRef j = nn_cg_load(cg, NN_DT_I32, idx, i.iv, 1, NULL);
     LLVMValueRef ok = in_range(cg, j, d[0]);
     note_bad(cg, err, val, LLVMBuildNot(cg->b, ok, ""), i.iv, j);
@@ -184,7 +186,8 @@ bool llvm_scatter_add(NnCg *cg, NnId id)
     nn_cg_store(cg, n->dtype, nn_cg_const(cg, n->dtype, 0, 1), y, e.iv, 1, NULL);
     nn_cg_loop_end(cg, &e);
     if (v * dim > 0) {
-        nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0), nn_cg_i64(cg, rows), 1);
+        nn_cg_loop_begin(cg, &i, nn_cg_i64(cg, 0),
+                         nn_cg_extent(cg, rows, nn_cg_rt(cg, cg->g, n->in[1])), 1);
         LLVMValueRef j = nn_cg_load(cg, NN_DT_I32, idx, i.iv, 1, NULL);
         LLVMValueRef ok = in_range(cg, j, v);
         LLVMValueRef js = LLVMBuildSelect(cg->b, ok, LLVMBuildSExt(cg->b, j, cg->t_i64, ""),

@@ -4,8 +4,10 @@
 // since a window's scatter stays inside its plane (no two threads write the
 // same element). Max pooling keeps the first maximum of a window in row-major
 // order (a NaN wins) and never picks padding; average pooling divides by
-// KH*KW, padding counted as zeros; both as the interpreter does. The layout
-// ops copy rows of the innermost contiguous run.
+// KH*KW, padding counted as zeros; both as the interpreter does. Max pooling
+// 2x2 at stride 2 without padding reads rows with loads and shuffles instead
+// (pair_max, pair_grad). The layout ops copy rows of the innermost
+// contiguous run.
 #include <math.h>
 #include <stdlib.h>
 
@@ -189,6 +191,109 @@ static LLVMValueRef chunks(const Pool *p, NnCg *cg)
     return nn_cg_i64(cg, (p->OW + p->vw - 1) / p->vw);
 }
 
+// ---- 2x2 windows at stride 2 ----
+// Without padding or dilation (the usual max pool), a chunk's windows cover
+// two contiguous runs of 2*vw input elements, one per input row: two masked
+// loads per row, split into even and odd columns by shuffles, replace the
+// four gathers; the gradient goes back the same way, interleaved, as plain
+// stores that cover the rows (no scatter).
+static bool pairs(const Pool *p)
+{
+    return p->KH == 2 && p->KW == 2 && p->sh == 2 && p->sw == 2 && p->dh == 1 && p->dw == 1 &&
+           p->pt == 0 && p->pl == 0 && 2 * p->OH <= p->H && 2 * p->OW <= p->W;
+}
+
+// Shuffle mask: lane i takes lane 2i + odd (deinterleave), or the
+// interleaving of two vectors' half `odd` (interleave).
+static LLVMValueRef pair_shuffle(NnCg *cg, const Pool *p, bool deinterleave, int odd)
+{
+    LLVMValueRef l[64];
+    for (int i = 0; i < p->vw; i++)
+        l[i] = nn_cg_i32(cg, deinterleave ? 2 * i + odd : (i % 2) * p->vw + odd * p->vw / 2 + i / 2);
+    return LLVMConstVector(l, (unsigned)p->vw);
+}
+
+// The input columns 2*ow0 + (q*vw + lane) that lie in windows of the row.
+static void pair_cols(NnCg *cg, const Pool *p, LLVMValueRef ow0, LLVMValueRef cm[2])
+{
+    LLVMValueRef l[64];
+    for (int q = 0; q < 2; q++) {
+        for (int i = 0; i < p->vw; i++)
+            l[i] = nn_cg_i32(cg, q * p->vw + i);
+        LLVMValueRef c0 = nn_cg_splat(cg, LLVMBuildTrunc(cg->b, mul(cg, ow0, 2), cg->t_i32, ""), p->vw);
+        LLVMValueRef c = LLVMBuildAdd(cg->b, c0, LLVMConstVector(l, (unsigned)p->vw), "");
+        cm[q] = LLVMBuildICmp(cg->b, LLVMIntULT, c, iv32(cg, p, 2 * p->OW), "");
+    }
+}
+
+// base[off .. + vw) on the lanes of m; masked-off lanes may lie past the
+// plane, so the address is formed without inbounds.
+static LLVMValueRef pair_load(NnCg *cg, const Pool *p, LLVMValueRef base, LLVMValueRef off,
+                              LLVMValueRef m)
+{
+    LLVMTypeRef vt = nn_cg_vtype(cg, p->dt, p->vw);
+    LLVMValueRef ptr = LLVMBuildGEP2(cg->b, nn_cg_type(cg, p->dt), base, &off, 1, "");
+    LLVMTypeRef ovl[2] = {vt, cg->t_ptr};
+    LLVMValueRef args[4] = {ptr, nn_cg_i32(cg, (int32_t)nnrt_dtype_size(p->dt)), m,
+                            LLVMConstNull(vt)};
+    return nn_cg_intrinsic(cg, "llvm.masked.load", ovl, 2, args, 4);
+}
+
+static void pair_store(NnCg *cg, const Pool *p, LLVMValueRef v, LLVMValueRef base,
+                       LLVMValueRef off, LLVMValueRef m)
+{
+    LLVMValueRef ptr = LLVMBuildGEP2(cg->b, nn_cg_type(cg, p->dt), base, &off, 1, "");
+    LLVMTypeRef ovl[2] = {nn_cg_vtype(cg, p->dt, p->vw), cg->t_ptr};
+    LLVMValueRef args[4] = {v, ptr, nn_cg_i32(cg, (int32_t)nnrt_dtype_size(p->dt)), m};
+    nn_cg_intrinsic(cg, "llvm.masked.store", ovl, 2, args, 4);
+}
+
+// The maximum of output row oh's chunk at ow0 in the plane p->x, and in *at
+// which window position (0..3, row-major) holds it, by max_point's rule.
+static LLVMValueRef pair_max(NnCg *cg, Pool *p, LLVMValueRef oh, LLVMValueRef ow0,
+                             LLVMValueRef cm[2], LLVMValueRef *at)
+{
+    LLVMValueRef v[4];
+    pair_cols(cg, p, ow0, cm);
+    for (int r = 0; r < 2; r++) {
+        LLVMValueRef off = add(cg, mul(cg, addc(cg, mul(cg, oh, 2), r), p->W), mul(cg, ow0, 2));
+        LLVMValueRef a = pair_load(cg, p, p->x, off, cm[0]);
+        LLVMValueRef b = pair_load(cg, p, p->x, addc(cg, off, p->vw), cm[1]);
+        v[2 * r] = LLVMBuildShuffleVector(cg->b, a, b, pair_shuffle(cg, p, true, 0), "");
+        v[2 * r + 1] = LLVMBuildShuffleVector(cg->b, a, b, pair_shuffle(cg, p, true, 1), "");
+    }
+    LLVMValueRef best = v[0];
+    *at = iv32(cg, p, 0);
+    for (int k = 1; k < 4; k++) {
+        LLVMValueRef take = LLVMBuildAnd(cg->b, LLVMBuildFCmp(cg->b, LLVMRealUGT, v[k], best, ""),
+                                         LLVMBuildFCmp(cg->b, LLVMRealORD, best, best, ""), "");
+        best = LLVMBuildSelect(cg->b, take, v[k], best, "");
+        *at = LLVMBuildSelect(cg->b, take, iv32(cg, p, k), *at, "");
+    }
+    return best;
+}
+
+// dx rows 2*oh and 2*oh + 1 of the chunk at ow0: g where the window's
+// maximum was (at), else 0.
+static void pair_grad(NnCg *cg, Pool *p, LLVMValueRef dx, LLVMValueRef oh, LLVMValueRef ow0,
+                      LLVMValueRef g)
+{
+    LLVMValueRef cm[2], at;
+    pair_max(cg, p, oh, ow0, cm, &at);
+    LLVMValueRef zero = nn_cg_const(cg, p->dt, 0, p->vw), gk[4];
+    for (int k = 0; k < 4; k++)
+        gk[k] = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, at, iv32(cg, p, k), ""), g,
+                                zero, "");
+    for (int r = 0; r < 2; r++) {
+        LLVMValueRef off = add(cg, mul(cg, addc(cg, mul(cg, oh, 2), r), p->W), mul(cg, ow0, 2));
+        for (int q = 0; q < 2; q++) {
+            LLVMValueRef v = LLVMBuildShuffleVector(cg->b, gk[2 * r], gk[2 * r + 1],
+                                                    pair_shuffle(cg, p, false, q), "");
+            pair_store(cg, p, v, dx, addc(cg, off, (int64_t)q * p->vw), cm[q]);
+        }
+    }
+}
+
 // ---- epilogues (FUSED bodies with a pooling host) ----
 
 // An epilogue applied in place to finished runs of the output: iteration
@@ -276,7 +381,10 @@ static void pool_row(NnCg *cg, Pool *p, bool max, LLVMValueRef x, LLVMValueRef y
     LLVMValueRef ow0 = mul(cg, c.iv, p->vw);
     chunk_lanes(cg, p, ow0);
     LLVMValueRef v;
-    if (max) {
+    if (max && pairs(p)) {
+        LLVMValueRef cm[2], at;
+        v = pair_max(cg, p, oh, ow0, cm, &at);
+    } else if (max) {
         max_window(cg, p, oh);
         LLVMTypeRef it = LLVMVectorType(cg->t_i32, (unsigned)p->vw);
         LLVMValueRef some = LLVMBuildICmp(cg->b, LLVMIntSGE, LLVMBuildLoad2(cg->b, it, p->at, ""),
@@ -419,7 +527,10 @@ static bool pool_bwd(NnCg *cg, const NnNode *n, int x_slot, int dy, NnExpr *epi,
     NnLoop pl, oh, c;
     nn_cg_loop_begin(cg, &pl, lo, hi, 1);
     LLVMValueRef xb = mul(cg, pl.iv, p.H * p.W);
-    zero_plane(cg, p.dt, dx, xb, p.H * p.W);
+    // pair_grad writes every element inside windows; the rest are zero.
+    bool pair = max && pairs(&p);
+    if (!pair || 2 * p.OH < p.H || 2 * p.OW < p.W)
+        zero_plane(cg, p.dt, dx, xb, p.H * p.W);
     Scatter s = {.dx = nn_cg_gep(cg, p.dt, dx, xb)};
     if (max)
         p.x = nn_cg_gep(cg, p.dt, x, xb);
@@ -429,7 +540,9 @@ static bool pool_bwd(NnCg *cg, const NnNode *n, int x_slot, int dy, NnExpr *epi,
     chunk_lanes(cg, &p, ow0);
     LLVMValueRef yoff = add(cg, mul(cg, add(cg, mul(cg, pl.iv, p.OH), oh.iv), p.OW), ow0);
     s.g = nn_cg_load(cg, p.dt, dyp, yoff, p.vw, p.live);
-    if (max) {
+    if (pair) {
+        pair_grad(cg, &p, s.dx, oh.iv, ow0, s.g);
+    } else if (max) {
         max_window(cg, &p, oh.iv);
         LLVMValueRef at = LLVMBuildLoad2(cg->b, it, p.at, "");
         LLVMValueRef m = LLVMBuildICmp(cg->b, LLVMIntSGE, at, iv32(cg, &p, 0), "");

@@ -58,8 +58,16 @@ NnrtStep *nn_llvm_step_new(const NnCg *cg, const NnPlan *plan, const char *name)
                     .workspace = plan->workspace, .nkernels = cg->nkernels, .kernels = ks,
                     .inputs = ins, .vars = vars, .outputs = outs, .updates = ups,
                     .checks = checks, .workspace_rows = plan->workspace_rows};
-    // Per-row values first (offset per row), the fixed-size ones after them.
+    // Per-row values first (offset per row): the plan's, then per-row memory
+    // of the lowering's own (label checks' index copies); the fixed-size ones
+    // after them.
     int64_t rows = plan->workspace_rows;
+    for (int s = g->count; s < cg->nslots; s++)
+        if (cg->slot_owned[s] && cg->slot_rows[s]) {
+            slots[s] = (NnrtStepSlot){NNRT_SLOT_WORKSPACE, 0, 0, rows};
+            rows += (cg->slot_bytes[s] + 63) / 64 * 64;
+        }
+    d->workspace_rows = rows;
     for (NnId i = 0; i < g->count; i++) {
         const NnNode *n = &g->nodes[i];
         if (n->op == NN_OP_INPUT) {
@@ -80,6 +88,8 @@ NnrtStep *nn_llvm_step_new(const NnCg *cg, const NnPlan *plan, const char *name)
         }
     }
     for (int s = g->count; s < cg->nslots; s++) {
+        if (cg->slot_owned[s] && cg->slot_rows[s])
+            continue;
         if (cg->slot_owned[s]) { // a loop body's memory: after the plan's workspace
             slots[s] = (NnrtStepSlot){NNRT_SLOT_WORKSPACE, 0, d->workspace, rows};
             d->workspace += (cg->slot_bytes[s] + 63) / 64 * 64;

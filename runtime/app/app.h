@@ -2,12 +2,13 @@
 // block replayed as a list of operations (loaders, literals, compiled field
 // transforms, splits, class names, normalization), the train block's settings
 // and variable initializers, and its step and evaluation descriptors compiled
-// for every batch size the program runs. runtime/app/main.c runs it with
+// for every batch size the program runs (and the model alone, for `sample`). runtime/app/main.c runs it with
 // libnnrt alone. The generated file defines `const NnrtApp nnrt_app`.
 #ifndef NNRT_APP_H
 #define NNRT_APP_H
 
 #include "data.h"
+#include "sample.h"
 #include "step.h"
 
 typedef enum NnrtDataOpKind {
@@ -106,7 +107,20 @@ typedef struct NnrtApp {
     const NnrtAppPart *parts;
     const unsigned char *weights; // embedded safetensors (nnc build --weights), or NULL
     const unsigned char *weights_end;
+    // `PROG sample`, as `nnc sample` draws: the model alone (its inputs only,
+    // outputs[0] what it makes), compiled for sample->rows rows (0: any).
+    // NNRT_APP_SAMPLE_GEN: a generator, input k drawing from noise[k] with a
+    // generator seeded (seed, noise_stream[k]); NNRT_APP_SAMPLE_TEXT: a text
+    // model scoring windows of byte ids; NNRT_APP_SAMPLE_NONE: sample_why
+    // says why there is nothing to sample.
+    int sample_kind;
+    const NnrtAppStep *sample;
+    const NnrtNoise *noise;
+    const int *noise_stream;
+    const char *sample_why;
 } NnrtApp;
+
+enum { NNRT_APP_SAMPLE_NONE, NNRT_APP_SAMPLE_GEN, NNRT_APP_SAMPLE_TEXT };
 
 extern const NnrtApp nnrt_app;
 

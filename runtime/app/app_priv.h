@@ -1,5 +1,6 @@
 // Private to runtime/app: the parts of a built program's main split out of
-// main.c: the data block replayed (data.c) and predict's input (input.c).
+// main.c: the data block replayed (data.c), predict's input (input.c) and
+// the sample command (sample.c).
 #ifndef NNRT_APP_PRIV_H
 #define NNRT_APP_PRIV_H
 
@@ -25,5 +26,22 @@ void app_rows_view(NnTensor *v, const NnTensor *t, int64_t i, int64_t n);
 // standard input), a .csv file or an IDX file of the data's raw samples, put
 // through the data block's x transforms. NULL with nnrt_errmsg set.
 NnTensor *app_read_input(const NnrtApp *a, const char *path);
+
+// `PROG sample` (sample.c): the options, checked for range by the caller.
+typedef struct AppSampleArgs {
+    const char *weights, *output; // output: a .png for a generator
+    bool has_seed, has_temperature, quiet;
+    uint64_t seed;
+    int64_t count; // lines of a text model (0: 20)
+    double temperature;
+} AppSampleArgs;
+
+// Takes the value of --seed, --count or --temperature into g, with nnc's
+// ranges; non-zero when it is out of range or not a number.
+int app_sample_option(AppSampleArgs *g, const char *opt, const char *value);
+// Draws from the program's generator or text model as `nnc sample` does;
+// prog names the program in messages. Returns the exit status (0, 1, or 2
+// for bad usage).
+int app_cmd_sample(const NnrtApp *a, const AppSampleArgs *g, const char *prog);
 
 #endif

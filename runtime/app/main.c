@@ -1,6 +1,6 @@
-// The main program of every `nnc build` executable: `PROG train`, `PROG eval`
-// and `PROG predict`, on libnnrt alone. It replays the data block from the
-// generated tables (app.h), initializes the variables as `nnc train` does and
+// The main program of every `nnc build` executable: `PROG train`, `PROG eval`,
+// `PROG predict` and `PROG sample` (sample.c), on libnnrt alone. It replays
+// the data block from the generated tables (app.h), initializes the variables as `nnc train` does and
 // hands the runtime's training loop callbacks that run the compiled step
 // descriptors (every step of a block of steps in turn, for a GAN), so its
 // results equal those of `nnc train` / `nnc eval`. eval and predict on
@@ -388,6 +388,7 @@ static void runner_fini(Runner *R)
 typedef struct Args {
     const char *cmd, *weights, *resume, *metrics, *output, *input;
     bool quiet;
+    AppSampleArgs sample; // --seed, --count, --temperature (for 'sample')
     int threads;
     const char *set_key[32], *set_val[32];
     int nsets;
@@ -686,13 +687,15 @@ static void help(const NnrtApp *a)
     printf("usage: %s train [--set KEY=VALUE] [--resume W] [--metrics F] [-q]\n"
            "       %s eval [--weights W] [--metrics F] [-q]\n"
            "       %s predict [--weights W] INPUT -o OUT\n"
+           "       %s sample [--weights W] [-o OUT.png] [--seed S] [--count N] "
+           "[--temperature T]\n"
            "\n"
            "Model '%s' from %s, built by nnc for %s%s.\n"
            "INPUT: an idx or csv file of samples as the data block reads them, or - for raw\n"
            "f32 model inputs on standard input. OUT: CSV of scores (and the class), - for stdout.\n"
            "--set: epochs, patience, save (other settings are compiled in).\n"
            "--threads N: worker threads (default: all cores).\n",
-           prog, prog, prog, a->program, a->script, a->target,
+           prog, prog, prog, prog, a->program, a->script, a->target,
            a->weights ? ", with embedded weights" : "");
 }
 
@@ -702,7 +705,8 @@ static int parse_args(int argc, char **argv, Args *g)
         const char *arg = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
         bool val = !strcmp(arg, "--weights") || !strcmp(arg, "--resume") ||
                    !strcmp(arg, "--metrics") || !strcmp(arg, "-o") || !strcmp(arg, "--set") ||
-                   !strcmp(arg, "--threads");
+                   !strcmp(arg, "--threads") || !strcmp(arg, "--seed") ||
+                   !strcmp(arg, "--count") || !strcmp(arg, "--temperature");
         if (val && (!next || !*next))
             return usage("option '%s' needs a value", arg);
         if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
@@ -728,6 +732,15 @@ static int parse_args(int argc, char **argv, Args *g)
                 return usage("--set expects KEY=VALUE, got '%s'", kv);
             g->set_key[g->nsets] = strndup(kv, (size_t)(eq - kv));
             g->set_val[g->nsets++] = eq + 1;
+        } else if (!strcmp(arg, "--seed") || !strcmp(arg, "--count") ||
+                   !strcmp(arg, "--temperature")) {
+            if (app_sample_option(&g->sample, arg, argv[++i]) != 0)
+                return usage(!strcmp(arg, "--seed")
+                                 ? "--seed expects a non-negative integer below 2^64, got '%s'"
+                             : !strcmp(arg, "--count")
+                                 ? "--count expects a number from 1 to 1000000, got '%s'"
+                                 : "--temperature expects a number from 0 to 100, got '%s'",
+                             argv[i]);
         } else if (!strcmp(arg, "-q") || !strcmp(arg, "--quiet")) {
             g->quiet = true;
         } else if (arg[0] == '-' && arg[1]) {
@@ -745,18 +758,21 @@ static int parse_args(int argc, char **argv, Args *g)
         return 2;
     }
     bool train = !strcmp(g->cmd, "train"), eval = !strcmp(g->cmd, "eval"),
-         predict = !strcmp(g->cmd, "predict");
-    if (!train && !eval && !predict)
-        return usage("unknown command '%s' (commands: train, eval, predict)", g->cmd);
+         predict = !strcmp(g->cmd, "predict"), sample = !strcmp(g->cmd, "sample");
+    if (!train && !eval && !predict && !sample)
+        return usage("unknown command '%s' (commands: train, eval, predict, sample)", g->cmd);
+    bool sample_opts = g->sample.has_seed || g->sample.has_temperature || g->sample.count;
+    if (sample_opts && !sample)
+        return usage("--seed, --count and --temperature are for 'sample'%s", "");
     if (g->resume && !train)
         return usage("--resume is for 'train'%s", "");
     if (g->weights && train)
         return usage("--weights is for 'eval' and 'predict' (train takes --resume W)%s", "");
-    if ((g->output || g->input) && !predict)
-        return usage("-o and INPUT are for 'predict'%s", "");
+    if ((g->output && !predict && !sample) || (g->input && !predict))
+        return usage("-o and INPUT are for 'predict' (and -o for 'sample')%s", "");
     if (g->nsets && !train)
         return usage("--set is for 'train'%s", "");
-    if (g->metrics && predict)
+    if (g->metrics && (predict || sample))
         return usage("--metrics is for 'train' and 'eval'%s", "");
     return 0;
 }
@@ -782,9 +798,15 @@ int main(int argc, char **argv)
     }
     if (rc == 0 && g.threads && nnrt_pool_set_threads(g.threads) != NN_OK)
         rc = fail_rt(NULL);
-    if (rc == 0)
+    if (rc == 0 && !strcmp(g.cmd, "sample")) {
+        g.sample.weights = g.weights;
+        g.sample.output = g.output;
+        g.sample.quiet = g.quiet;
+        rc = app_cmd_sample(&a, &g.sample, prog);
+    } else if (rc == 0) {
         rc = !strcmp(g.cmd, "predict") ? cmd_predict(&a, &g)
                                        : cmd_train(&a, &g, !strcmp(g.cmd, "eval"));
+    }
     for (int i = 0; i < g.nsets; i++)
         free((char *)g.set_key[i]);
     fflush(stdout);

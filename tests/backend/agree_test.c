@@ -440,7 +440,12 @@ typedef struct ConvCase {
 // Same padding; stride + asymmetric padding + groups; depthwise + dilation in
 // f64; K over one gather block (630 and 576) with a short row tile and masked
 // panels; a 5x5 window over whole panels; one input channel and few pixels
-// (one-vector panels, 16-row tiles); no images (the filter grad is 0).
+// (one-vector panels, 16-row tiles); no images (the filter grad is 0);
+// stride 1 with output rows shorter than the input's (LeNet-5's valid second
+// layer; dilation, asymmetric padding and groups in f64), where the data grad
+// reads a copy of dy re-strided to the input's rows; few taps (the filter
+// grad over a zero-padded grid: 7 filters, one block of 6 and one short, 25
+// taps; f64 with dilation and asymmetric padding, one short block).
 static const ConvCase conv_cases[] = {
     {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
     {2, 4, 9, 8, 6, 3, 2, 2, 2, 1, 1, {1, 0, 2, 1}, 2, NN_DT_F32},
@@ -449,6 +454,10 @@ static const ConvCase conv_cases[] = {
     {2, 8, 16, 20, 20, 5, 5, 1, 1, 1, 1, {2, 2, 2, 2}, 1, NN_DT_F32},
     {2, 1, 5, 3, 20, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
     {0, 3, 5, 5, 4, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NN_DT_F32},
+    {3, 6, 14, 14, 16, 5, 5, 1, 1, 1, 1, {0, 0, 0, 0}, 1, NN_DT_F32},
+    {2, 4, 9, 11, 6, 3, 3, 1, 1, 2, 1, {1, 0, 0, 1}, 2, NN_DT_F64},
+    {3, 1, 12, 10, 7, 5, 5, 1, 1, 1, 1, {2, 2, 2, 2}, 1, NN_DT_F32},
+    {2, 1, 9, 11, 5, 3, 3, 1, 1, 2, 1, {1, 0, 2, 1}, 1, NN_DT_F64},
 };
 
 static NnConv2d conv_geom(const ConvCase *k)
@@ -516,11 +525,16 @@ typedef struct PoolCase {
     NnDType dt;
 } PoolCase;
 
-// Tiling windows, overlapping windows with padding, an uneven f64 one.
+// Tiling windows, overlapping windows with padding, an uneven f64 one;
+// 2x2 at stride 2 (loads and shuffles instead of gathers) over several
+// chunks of a row, and over odd heights and widths in f64 (the last input
+// row and column in no window).
 static const PoolCase pool_cases[] = {
     {2, 3, 8, 8, 2, 2, 2, 2, {0, 0, 0, 0}, NN_DT_F32},
     {2, 3, 9, 7, 3, 3, 2, 2, {1, 1, 1, 1}, NN_DT_F32},
     {1, 2, 5, 6, 3, 2, 1, 2, {1, 0, 1, 0}, NN_DT_F64},
+    {1, 2, 6, 70, 2, 2, 2, 2, {0, 0, 0, 0}, NN_DT_F32},
+    {2, 3, 9, 37, 2, 2, 2, 2, {0, 0, 0, 0}, NN_DT_F64},
 };
 
 static void b_pool(NnOp op)

@@ -4,12 +4,13 @@
 // the interpreter: outputs, and the variables after each SGD update. Matmuls
 // with the batch as M (a short last row tile, with and without an epilogue)
 // and as K (dW = x^T dy, longer than one K block), reductions over the batch
-// (mean, logsumexp, bias gradients), dropout, convolutions and pooling all
-// take it at run time; a graph with an op that still needs it bound (GATHER)
-// compiles per size.
+// (mean, logsumexp, bias gradients), dropout, convolutions and pooling,
+// embeddings (GATHER, and SCATTER_ADD in their gradient) all take it at run
+// time.
 #include "agree.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "autodiff.h"
 #include "pass.h"
@@ -279,18 +280,20 @@ Test(rtbatch, reductions_over_the_batch)
 }
 
 // A small CNN training step: conv (padded) + bias + relu fused, max pool,
-// a channel concat with an average pool's slice, flatten, dense, mean
-// cross-entropy; SGD on the filters and the dense weights. Every convolution
-// form (forward, data and filter gradients, the last summed over chunks of
-// images) and pooling form takes the batch at run time.
+// a channel concat with an average pool's slice, a valid convolution (its
+// data gradient reads dy re-strided to the input's rows), flatten, dense,
+// mean cross-entropy; SGD on the filters and the dense weights. Every
+// convolution form (forward, data and filter gradients, the last summed over
+// chunks of images) and pooling form takes the batch at run time.
 static NnGraph *cnn(void)
 {
     NnGraph *g = nn_graph_new();
     int64_t n = nn_sym_dim(g, "N");
     NnId x = ag_input(g, "x", NN_DT_F32, AG_SHAPE(n, 2, 8, 8));
     NnId labels = ag_input(g, "labels", NN_DT_I32, AG_SHAPE(n));
-    NnId w[4] = {ag_param(g, "k", AG_SHAPE(4, 2, 3, 3)), ag_param(g, "kb", AG_SHAPE(4, 1, 1)),
-                 ag_param(g, "w", AG_SHAPE(6 * 16, 5)), ag_param(g, "b", AG_SHAPE(5))};
+    NnId w[5] = {ag_param(g, "k", AG_SHAPE(4, 2, 3, 3)), ag_param(g, "kb", AG_SHAPE(4, 1, 1)),
+                 ag_param(g, "w", AG_SHAPE(6 * 4, 5)), ag_param(g, "b", AG_SHAPE(5)),
+                 ag_param(g, "k2", AG_SHAPE(6, 6, 3, 3))};
     NnConv2d cv = {.kernel = {3, 3}, .stride = {1, 1}, .dilation = {1, 1}, .pad = {1, 1, 1, 1},
                    .groups = 1};
     NnId h = nn_ir_binary(g, NN_OP_ADD, nn_ir_conv2d(g, x, w[0], &cv, ag_loc), w[1], ag_loc);
@@ -302,7 +305,9 @@ static NnGraph *cnn(void)
     NnId cat[2] = {mp, two};
     NnAttr ca = {.axis = 1};
     NnId c = nn_ir_add(g, NN_OP_CONCAT, cat, 2, &ca, ag_loc);       // [N, 6, 4, 4]
-    NnShape flat = AG_SHAPE(n, 6 * 16);
+    NnConv2d valid = {.kernel = {3, 3}, .stride = {1, 1}, .dilation = {1, 1}, .groups = 1};
+    c = nn_ir_conv2d(g, c, w[4], &valid, ag_loc);                   // [N, 6, 2, 2]
+    NnShape flat = AG_SHAPE(n, 6 * 4);
     NnId f = nn_ir_reshape(g, c, &flat, ag_loc);
     NnId logits =
         nn_ir_binary(g, NN_OP_ADD, nn_ir_matmul(g, f, w[2], false, false, ag_loc), w[3], ag_loc);
@@ -313,10 +318,10 @@ static NnGraph *cnn(void)
     NnId loss = nn_ir_reduce(g, NN_OP_REDUCE_MEAN, ce, 1, false, ag_loc);
     nn_graph_add_output(g, "loss", loss);
     nn_graph_add_output(g, "logits", logits);
-    NnId grads[4];
-    cr_assert(nn_ad_grad(g, loss, w, 4, grads), "autodiff: %s", g->err);
+    NnId grads[5];
+    cr_assert(nn_ad_grad(g, loss, w, 5, grads), "autodiff: %s", g->err);
     NnId lr = nn_ir_const(g, 0.1, NN_DT_F32, ag_loc);
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 5; k++)
         nn_graph_add_update(
             g, w[k],
             nn_ir_binary(g, NN_OP_SUB, w[k], nn_ir_binary(g, NN_OP_MUL, grads[k], lr, ag_loc),
@@ -339,8 +344,9 @@ Test(rtbatch, cnn_step_any_batch_one_compile)
     nnrt_vars_init(&v);
     nnrt_vars_put(&v, "k", ag_tensor(NN_DT_F32, AG_SHAPE(4, 2, 3, 3), 1, -0.3, 0.3));
     nnrt_vars_put(&v, "kb", ag_tensor(NN_DT_F32, AG_SHAPE(4, 1, 1), 2, -0.1, 0.1));
-    nnrt_vars_put(&v, "w", ag_tensor(NN_DT_F32, AG_SHAPE(96, 5), 3, -0.2, 0.2));
+    nnrt_vars_put(&v, "w", ag_tensor(NN_DT_F32, AG_SHAPE(24, 5), 3, -0.2, 0.2));
     nnrt_vars_put(&v, "b", ag_tensor(NN_DT_F32, AG_SHAPE(5), 4, -0.1, 0.1));
+    nnrt_vars_put(&v, "k2", ag_tensor(NN_DT_F32, AG_SHAPE(6, 6, 3, 3), 5, -0.3, 0.3));
     // Fewer images than the filter gradient's chunks (1, 3), and more.
     int64_t sizes[] = {32, 1, 3, 7, 31, 32, 70, 2};
     bool rt = false;
@@ -352,31 +358,113 @@ Test(rtbatch, cnn_step_any_batch_one_compile)
     nn_graph_free(g);
 }
 
-// A graph with an op whose lowering still needs the batch bound (GATHER:
-// embedding rows by id) compiles once per batch size, and still agrees.
-static int gather_inputs(int64_t n, uint64_t seed, NnTensor **ins)
+// An embedding classifier's training step: ids[N, 3] -> rows of a table
+// (GATHER), flattened, dense, mean cross-entropy; SGD on the table through
+// its gradient (SCATTER_ADD of each row's gradient at its id) and on the
+// dense weights. Gathers and scatters as many rows as the run's batch has.
+#define VOCAB 11
+#define EDIM 4
+static NnGraph *embed(void)
 {
-    ins[0] = ag_tensor(NN_DT_I32, AG_SHAPE(n, 3), seed, 0, 7);
-    return 1;
-}
-
-Test(rtbatch, gather_still_compiles_per_size)
-{
-    NEED_LLVM();
     NnGraph *g = nn_graph_new();
     int64_t n = nn_sym_dim(g, "N");
     NnId ids = ag_input(g, "ids", NN_DT_I32, AG_SHAPE(n, 3));
-    NnId table = ag_param(g, "table", AG_SHAPE(7, 4));
-    NnId ins[2] = {table, ids};
-    nn_graph_add_output(g, "rows", nn_ir_add(g, NN_OP_GATHER, ins, 2, NULL, ag_loc));
+    NnId labels = ag_input(g, "labels", NN_DT_I32, AG_SHAPE(n));
+    NnId w[3] = {ag_param(g, "table", AG_SHAPE(VOCAB, EDIM)),
+                 ag_param(g, "w", AG_SHAPE(3 * EDIM, 5)), ag_param(g, "b", AG_SHAPE(5))};
+    NnId gi[2] = {w[0], ids};
+    NnId rows = nn_ir_add(g, NN_OP_GATHER, gi, 2, NULL, ag_loc); // [N, 3, EDIM]
+    NnShape flat = AG_SHAPE(n, 3 * EDIM);
+    NnId f = nn_ir_reshape(g, rows, &flat, ag_loc);
+    NnId logits =
+        nn_ir_binary(g, NN_OP_ADD, nn_ir_matmul(g, f, w[1], false, false, ag_loc), w[2], ag_loc);
+    NnId lse = nn_ir_reduce(g, NN_OP_LOGSUMEXP, logits, 2, false, ag_loc);
+    NnId ins[2] = {logits, labels};
+    NnAttr ta = {.axis = 1};
+    NnId ce = nn_ir_binary(g, NN_OP_SUB, lse, nn_ir_add(g, NN_OP_TAKE, ins, 2, &ta, ag_loc), ag_loc);
+    NnId loss = nn_ir_reduce(g, NN_OP_REDUCE_MEAN, ce, 1, false, ag_loc);
+    nn_graph_add_output(g, "loss", loss);
+    nn_graph_add_output(g, "rows", rows);
+    NnId grads[3];
+    cr_assert(nn_ad_grad(g, loss, w, 3, grads), "autodiff: %s", g->err);
+    cr_assert(nn_graph_count_op(g, NN_OP_SCATTER_ADD) >= 1, "the table's gradient is a scatter");
+    NnId lr = nn_ir_const(g, 0.5, NN_DT_F32, ag_loc);
+    for (int k = 0; k < 3; k++)
+        nn_graph_add_update(
+            g, w[k],
+            nn_ir_binary(g, NN_OP_SUB, w[k], nn_ir_binary(g, NN_OP_MUL, grads[k], lr, ag_loc),
+                         ag_loc));
+    return g;
+}
+
+static void embed_vars(NnVars *v)
+{
+    nnrt_vars_init(v);
+    nnrt_vars_put(v, "table", ag_tensor(NN_DT_F32, AG_SHAPE(VOCAB, EDIM), 5, -1, 1));
+    nnrt_vars_put(v, "w", ag_tensor(NN_DT_F32, AG_SHAPE(3 * EDIM, 5), 6, -0.3, 0.3));
+    nnrt_vars_put(v, "b", ag_tensor(NN_DT_F32, AG_SHAPE(5), 7, -0.1, 0.1));
+}
+
+static int embed_inputs(int64_t n, uint64_t seed, NnTensor **ins)
+{
+    ins[0] = ag_tensor(NN_DT_I32, AG_SHAPE(n, 3), seed, 0, VOCAB);
+    ins[1] = ag_tensor(NN_DT_I32, AG_SHAPE(n), seed + 1, 0, 5);
+    return 2;
+}
+
+Test(rtbatch, embedding_step_any_batch_one_compile)
+{
+    NEED_LLVM();
+    NnGraph *g = embed();
     NnVars v;
-    nnrt_vars_init(&v);
-    nnrt_vars_put(&v, "table", ag_tensor(NN_DT_F32, AG_SHAPE(7, 4), 5, -1, 1));
-    int64_t sizes[] = {4, 3, 4};
-    bool rt = true;
-    int compiles = run_sizes(g, &v, sizes, 3, gather_inputs, 1e-5, &rt);
-    cr_expect(!rt);
-    cr_expect_eq(compiles, 2, "compiled %d times", compiles);
+    embed_vars(&v);
+    bool rt = false;
+    int compiles = run_sizes(g, &v, epoch_sizes, NSIZES, embed_inputs, 2e-5, &rt);
+    cr_expect(rt, "GATHER and SCATTER_ADD should take the batch at run time");
+    cr_expect_eq(compiles, 1, "compiled %d times for %d batch sizes", compiles, NSIZES);
     nnrt_vars_fini(&v);
     nn_graph_free(g);
+}
+
+// A bad id in a batch larger than the one the step was first run with (its
+// index copy has a place for every row of any batch): both backends refuse
+// it with the same message, and neither writes outside its memory (ASan).
+Test(rtbatch, embedding_bad_id_in_a_larger_batch)
+{
+    NEED_LLVM();
+#ifdef NN_WITH_LLVM
+    NnGraph *g = embed();
+    NnVars vi, vj;
+    embed_vars(&vi);
+    embed_vars(&vj);
+    NnExec *xi = nn_backend_interp.prepare(g, NULL), *xj = nn_backend_jit.prepare(g, NULL);
+    cr_assert(xi && xj, "prepare: %s", nnrt_errmsg());
+    int64_t sizes[] = {40, 300};
+    for (int r = 0; r < 2; r++) {
+        NnTensor *ins[2];
+        embed_inputs(sizes[r], 50 + (uint64_t)r, ins);
+        if (r == 1)
+            ((int32_t *)ins[0]->data)[3 * 250 + 2] = VOCAB + 4;
+        NnTensor *oi[4], *oj[4];
+        NnStatus si = nn_backend_interp.run(xi, &vi, ins, oi);
+        char mi[512];
+        snprintf(mi, sizeof mi, "%s", nnrt_errmsg());
+        NnStatus sj = nn_backend_jit.run(xj, &vj, ins, oj);
+        if (r == 0) {
+            cr_expect(si == NN_OK && sj == NN_OK, "N=40: %s", nnrt_errmsg());
+        } else {
+            cr_expect(si != NN_OK && sj != NN_OK, "a bad id at row 250 should be refused");
+            cr_expect_str_eq(nnrt_errmsg(), mi);
+            cr_expect(strstr(mi, "15"), "the message names the bad id: %s", mi);
+        }
+        nnrt_tensor_free(ins[0]);
+        nnrt_tensor_free(ins[1]);
+    }
+    cr_expect_eq(nn_llvm_compile_count(xj), 1);
+    nn_backend_interp.free(xi);
+    nn_backend_jit.free(xj);
+    nnrt_vars_fini(&vi);
+    nnrt_vars_fini(&vj);
+    nn_graph_free(g);
+#endif
 }

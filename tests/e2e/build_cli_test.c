@@ -343,6 +343,27 @@ Test(build_cli, gan_steps_equal_the_jit)
     cr_assert(strstr(jl, "disc.fake"), "%s", jl);
     cr_assert_str_eq(al, jl);
     free(sh(0, "cmp a.st j.st"));
+    // `./gan sample` pictures the generator as `nnc sample` does: the same
+    // PNG bytes and modes report, at the block's seed and at another.
+    for (int seed = 0; seed < 2; seed++) {
+        const char *opt = seed ? "--seed 5" : "";
+        char *js = sh_stdout("%s sample gan_ring.nn --weights a.st -o j.png %s", tu_nnc(), opt);
+        char *as = sh_stdout("./gan sample --weights a.st -o a.png %s", opt);
+        cr_assert(strstr(js, "to j.png") && strstr(js, "modes covered"), "%s", js);
+        cr_assert_str_eq(strstr(as, "modes covered"), strstr(js, "modes covered"));
+        free(sh(0, "cmp a.png j.png"));
+        free(js), free(as);
+    }
+    // Bad sample arguments get nnc's diagnostics.
+    char *bad = sh(2, "./gan sample --weights a.st");
+    cr_assert(strstr(bad, "needs -o FILE.png"), "%s", bad);
+    free(bad);
+    bad = sh(2, "./gan sample --weights a.st -o a.jpg");
+    cr_assert(strstr(bad, "writes .png images") && strstr(bad, "a.jpg"), "%s", bad);
+    free(bad);
+    bad = sh(1, "./gan sample --weights absent.st -o a.png");
+    cr_assert(strstr(bad, "absent.st"), "%s", bad);
+    free(bad);
     char *out = sh(1, "./gan eval --weights a.st");
     cr_assert(strstr(out, "block of steps") && strstr(out, "nnc sample"), "%s", out);
     free(out);
@@ -468,4 +489,73 @@ Test(build_cli, examples_equal_the_jit)
         cr_assert_str_eq(a, j, "%s", m);
         free(j), free(a);
     }
+}
+
+// A text model's program samples words as `nnc sample` does (the same lines
+// for the same weights, seed and temperature), from weights given or
+// embedded; bad sample arguments get nnc's diagnostics, and a model with
+// nothing to sample says why.
+static const char lm[] =
+    "import std\n"
+    "data words {\n"
+    "    train = text(\"words.txt\", seq = 4, to = 0.8)\n"
+    "    val   = text(\"words.txt\", seq = 4, from = 0.8)\n"
+    "}\n"
+    "model lm(x: i32[N, 4]) -> f32[N, 25] {\n"
+    "    return x |> embedding(25, 8) |> flatten |> dense(64) |> tanh |> dense(25)\n"
+    "}\n"
+    "train lm on words {\n"
+    "    loss      = cross_entropy(output, label)\n"
+    "    optimizer = adam(lr = 0.02, clip = 5)\n"
+    "    epochs    = 30\n"
+    "    save      = \"lm.st\"\n"
+    "}\n";
+
+Test(build_cli, sample_equals_nnc_sample)
+{
+    tu_write_in_dir("words.txt", "apple\nbanana\ncherry\ndate\nelder\nfig\ngrape\nhazel\nkiwi\n"
+                                 "lemon\nmango\nnectar\nolive\npeach\nquince\nraisin\n");
+    tu_write_in_dir("lm.nn", lm);
+    build("lm.nn -o lm");
+    free(sh(0, "./lm train -q"));
+    build("lm.nn -o lm_w --weights lm.st");
+    const char *opts[] = {"--count 12 --temperature 0.8 --seed 1", "--seed 2", "--temperature 0"};
+    for (int i = 0; i < 3; i++) {
+        char *j = sh_stdout("%s sample lm.nn --weights lm.st %s", tu_nnc(), opts[i]);
+        char *a = sh_stdout("./lm sample --weights lm.st %s", opts[i]);
+        char *w = sh_stdout("./lm_w sample %s", opts[i]);
+        int lines = 0;
+        for (const char *q = j; *q; q++)
+            lines += *q == '\n';
+        cr_assert_eq(lines, i ? 20 : 12, "%s", j);
+        cr_assert_str_eq(a, j, "%s", opts[i]);
+        cr_assert_str_eq(w, j, "%s (embedded weights)", opts[i]);
+        free(j), free(a), free(w);
+    }
+    static const char *const bad[][3] = {
+        {"2", "./lm sample", "needs --weights"},
+        {"2", "./lm sample --weights lm.st -o x.png", "-o is for generators"},
+        {"2", "./lm sample --weights lm.st --count 0", "--count expects"},
+        {"2", "./lm sample --weights lm.st --temperature -1", "--temperature expects"},
+        {"2", "./lm sample --weights lm.st --seed -3", "--seed expects"},
+        {"2", "./lm sample --weights lm.st --count", "needs a value"},
+        {"2", "./lm train --count 3", "are for 'sample'"},
+        {"2", "./lm sample --weights lm.st --metrics m.jsonl", "--metrics is for"},
+        {"1", "./lm sample --weights absent.st", "absent.st"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *out = sh(atoi(bad[i][0]), "%s", bad[i][1]);
+        cr_assert(strstr(out, bad[i][2]), "%s: %s", bad[i][1], out);
+        free(out);
+    }
+    // Weights of another model name the tensor that does not fit.
+    build("net.nn -o net");
+    free(sh(0, "./net train -q --set save=net.st"));
+    char *out = sh(1, "./lm sample --weights net.st");
+    cr_assert(strstr(out, "lm."), "%s", out);
+    free(out);
+    // A classifier has nothing to sample.
+    out = sh(1, "./net sample --weights net.st");
+    cr_assert(strstr(out, "declares no noise input"), "%s", out);
+    free(out);
 }

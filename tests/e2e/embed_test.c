@@ -5,7 +5,9 @@
 // the XOR model (training steps learn it, save writes what `nnc predict`
 // reads) and on the MLP (every bad argument, file or label is a status with a
 // message, never an exit or abort; two contexts predict at once from two
-// threads); and for every other model type among the examples (a CNN with
+// threads; a training step on any number of samples, and a partial batch
+// stepped through the library equals `nnc train`'s partial last batch); and
+// for every other model type among the examples (a CNN with
 // batch normalization, a GRU, a sequence regression) the library's fresh
 // weights, saved, give through `nnc predict` the outputs the library gives.
 #define _GNU_SOURCE // asprintf, strndup in testutil.h
@@ -16,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "testutil.h"
 
 #define FASHION "/usr/share/datasets/fashion-mnist/"
@@ -103,7 +106,12 @@ static const char mlp_errors_c[] =
     "    EXPECT(mlp_predict(0, x, 1, a), MLP_ERR_SHAPE, \"NULL\");\n"
     "    int32_t lab[MLP_BATCH] = {0};\n"
     "    float loss = 0;\n"
-    "    EXPECT(mlp_train_step(m, x, lab, 3, &loss), MLP_ERR_SHAPE, \"exactly 128\");\n"
+    "    EXPECT(mlp_train_step(m, x, lab, 0, &loss), MLP_ERR_SHAPE, \"at least 1\");\n"
+    "    EXPECT(mlp_train_step(m, x, lab, -5, &loss), MLP_ERR_SHAPE, \"at least 1\");\n"
+    "    EXPECT(mlp_train_step(m, x, lab, 3, &loss), MLP_OK, \"\");\n"
+    "    lab[2] = -1;\n"
+    "    EXPECT(mlp_train_step(m, x, lab, 3, &loss), MLP_ERR_RUNTIME, \"-1\");\n"
+    "    lab[2] = 0;\n"
     "    lab[5] = 12;\n"
     "    EXPECT(mlp_train_step(m, x, lab, MLP_BATCH, &loss), MLP_ERR_RUNTIME, \"12\");\n"
     "    lab[5] = 9;\n"
@@ -251,7 +259,9 @@ Test(embed, xor_trains_through_the_library)
 }
 
 // Any model through its library: fresh weights saved, then the outputs for
-// the raw f32 samples in argv[2] (argv[3] of them) printed as %.7g.
+// the raw f32 samples in argv[2] (argv[3] of them) printed as %.7g; then a
+// training step on 3 of them (zero labels), its status and message written
+// to argv[4].
 static const char any_c[] =
     "#include <stdio.h>\n#include <stdlib.h>\n#include HDR\n"
     "#define CAT2(a, b) a##b\n#define CAT(a, b) CAT2(a, b)\n#define F(x) CAT(NAME, x)\n"
@@ -266,6 +276,11 @@ static const char any_c[] =
     "    for (int i = 0; i < n; i++)\n"
     "        for (int k = 0; k < OUT; k++)\n"
     "            printf(\"%.7g%c\", out[i * OUT + k], k + 1 < OUT ? ',' : '\\n');\n"
+    "    static float lab[1 << 16];\n"
+    "    float loss;\n"
+    "    int st = F(_train_step)(m, x, (const void *)lab, 3, &loss);\n"
+    "    FILE *s = fopen(argv[4], \"w\");\n"
+    "    if (!s || fprintf(s, \"%d %s\\n\", st, F(_errmsg)(m)) < 0 || fclose(s)) return 3;\n"
     "    F(_free)(m);\n    free(x);\n    free(out);\n    fclose(f);\n    return 0;\n}\n";
 
 // The scores of a predict CSV (header dropped, a classifier's class column too).
@@ -287,7 +302,10 @@ static char *scores_of(char *csv, bool classify)
     return body;
 }
 
-static void model_matches_predict(const char *example, const char *name, int in, bool classify)
+// step: what a training step on 3 samples reports ("0 " where the step takes
+// any batch, else the message naming the batch it takes).
+static void model_matches_predict(const char *example, const char *name, int in, bool classify,
+                                  const char *step)
 {
     const int n = 70; // a full batch and a partial one where the batch is 64
     free(tu_sh_rc(0, "%s build examples/%s.nn --lib -o %s/lib%s -q", tu_nnc(), example, dir, name));
@@ -306,7 +324,14 @@ static void model_matches_predict(const char *example, const char *name, int in,
         fwrite(&v, sizeof v, 1, f);
     }
     fclose(f);
-    char *lib = tu_sh_rc(0, "%s/any_%s %s/w_%s.st %s %d", dir, name, dir, name, path, n);
+    char *lib = tu_sh_rc(0, "%s/any_%s %s/w_%s.st %s %d %s/step_%s.txt", dir, name, dir, name,
+                         path, n, dir, name);
+    char spath[512];
+    snprintf(spath, sizeof spath, "%s/step_%s.txt", dir, name);
+    char *said = tu_read_file(spath);
+    cr_assert(said && strstr(said, step), "%s: a training step on 3 samples said '%s', "
+              "expected '%s'", name, said, step);
+    free(said);
     char *pred = tu_sh_rc(0, "%s predict examples/%s.nn --weights %s/w_%s.st - < %s", tu_nnc(),
                        example, dir, name, path);
     char *a = lib, *b = scores_of(pred, classify);
@@ -328,7 +353,95 @@ Test(embed, every_model_type_matches_predict)
 {
     if (access(FASHION "t10k-images-idx3-ubyte.gz", R_OK) != 0)
         cr_skip_test("Fashion-MNIST not installed");
-    model_matches_predict("fashion_cnn_bn", "cnnbn", 784, true);
-    model_matches_predict("fashion_gru", "gru", 784, true);
-    model_matches_predict("forecast", "forecast", 24, false);
+    // A CNN's step takes any batch; a recurrent model's needs the batch bound.
+    model_matches_predict("fashion_cnn_bn", "cnnbn", 784, true, "0 ");
+    model_matches_predict("fashion_gru", "gru", 784, true, "takes exactly 128 samples");
+    model_matches_predict("forecast", "forecast", 24, false, "takes exactly");
+}
+
+// `nnc train` on 11 rows at batch 8 takes a full batch and a partial one of
+// 3 rows; the library, given the same rows in the same order (the training
+// loop's shuffle of seed 2, epoch 0), steps on 8 then on 3 samples of the
+// one compiled step and ends with the same weights and optimizer state,
+// bit for bit.
+static const char partial_nn[] =
+    "import std\n"
+    "data d {\n"
+    "    train = csv(\"rows.csv\", label = \"label\")\n"
+    "}\n"
+    "model net(x: f32[N, 4]) -> f32[N, 3] {\n"
+    "    return x |> dense(8) |> relu |> dense(3)\n"
+    "}\n"
+    "train net on d {\n"
+    "    loss      = cross_entropy(output, label)\n"
+    "    optimizer = adam(lr = 0.02)\n"
+    "    batch     = 8\n"
+    "    epochs    = 1\n"
+    "    seed      = 2\n"
+    "    save      = \"jit.st\"\n"
+    "}\n";
+
+static const char partial_c[] =
+    "#include <stdio.h>\n#include \"net.h\"\n"
+    "void nnrt_shuffle(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch);\n"
+    "int main(int argc, char **argv) {\n"
+    "    float x[11 * 4], bx[8 * 4], loss[2];\n"
+    "    int32_t y[11], by[8];\n"
+    "    int64_t perm[11];\n"
+    "    for (int i = 0; i < 11; i++) {\n"
+    "        int a = (i * 7) % 10, b = (i * 3) % 10, c = (i * 5 + 1) % 10, d = i % 10;\n"
+    "        x[4 * i] = a, x[4 * i + 1] = b, x[4 * i + 2] = c, x[4 * i + 3] = d;\n"
+    "        y[i] = (a + b) % 3;\n    }\n"
+    "    nnrt_shuffle(perm, 11, 2, 0);\n"
+    "    net_model *m;\n"
+    "    if (net_create(&m, 1)) return 1;\n"
+    "    for (int s = 0, at = 0; s < 2; s++) {\n"
+    "        int n = s ? 3 : NET_BATCH;\n"
+    "        for (int i = 0; i < n; i++, at++) {\n"
+    "            for (int k = 0; k < 4; k++) bx[4 * i + k] = x[4 * perm[at] + k];\n"
+    "            by[i] = y[perm[at]];\n        }\n"
+    "        if (net_train_step(m, bx, by, n, &loss[s])) {\n"
+    "            printf(\"step %d: %s\\n\", s, net_errmsg(m));\n            return 2;\n        }\n"
+    "    }\n"
+    "    if (net_save(m, argv[1])) return 3;\n"
+    "    printf(\"loss %.9g %.9g\\n\", loss[0], loss[1]);\n"
+    "    net_free(m);\n    return 0;\n}\n";
+
+Test(embed, partial_batch_equals_nnc_train)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/rows.csv", dir);
+    tu_write_abcd_csv(path, 11, 0);
+    tu_write_in_dir("partial.nn", partial_nn);
+    free(tu_sh_rc(0, "%s train %s/partial.nn -q --set save=%s/jit.st", tu_nnc(), dir, dir));
+    char *out = tu_sh_rc(0, "%s build %s/partial.nn --lib -o %s/libnet -q && cat %s/net.h",
+                         tu_nnc(), dir, dir, dir);
+    cr_assert(strstr(out, "any n >= 1"), "the header should say a step takes any n:\n%s", out);
+    free(out);
+    tu_write_in_dir("partial.c", partial_c);
+    free(tu_sh_rc(0, "cc -O1 -Wall %s -I%s %s/partial.c %s/libnet.a -lz -lm -lpthread -o %s/partial",
+                  TU_SAN_FLAGS, dir, dir, dir, dir));
+    out = tu_sh_rc(0, "%s/partial %s/lib.st", dir, dir);
+    cr_assert(strstr(out, "loss "), "%s", out);
+    free(out);
+    NnVars a, b;
+    char pa[512], pb[512];
+    snprintf(pa, sizeof pa, "%s/jit.st", dir);
+    snprintf(pb, sizeof pb, "%s/lib.st", dir);
+    cr_assert_eq(nnrt_safetensors_load(pa, &a, NULL), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(nnrt_safetensors_load(pb, &b, NULL), NN_OK, "%s", nnrt_errmsg());
+    int compared = 0;
+    for (int k = 0; k < b.count; k++) {
+        const NnTensor *t = nnrt_vars_get(&a, b.names[k]);
+        if (!t) // the library's own (hyperparameters as variables)
+            continue;
+        cr_assert_eq(nnrt_tensor_nbytes(t), nnrt_tensor_nbytes(b.tensors[k]), "%s", b.names[k]);
+        cr_expect(!memcmp(t->data, b.tensors[k]->data, nnrt_tensor_nbytes(t)),
+                  "'%s' differs: nnc train %g, library %g (element 0)", b.names[k],
+                  nnrt_tensor_get(t, 0), nnrt_tensor_get(b.tensors[k], 0));
+        compared++;
+    }
+    cr_expect_geq(compared, 4 * 3, "weights and Adam's two moments: %d tensors", compared);
+    nnrt_vars_fini(&a);
+    nnrt_vars_fini(&b);
 }
