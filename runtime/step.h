@@ -161,7 +161,9 @@ void nnrt_step_close(NnrtStepRun *r);
 
 // Runs the step: checks inputs[k] (ninputs of them) and the variables in vars
 // against the descriptor's types (a message names the tensor and both types),
-// runs every kernel in order on pool (NULL: the default pool), reports the
+// runs every kernel in order on pool (NULL: the default pool; a step with
+// lanes and a batch of at least 2 * nnrt_lane_rows() rows splits the batch
+// across the pool's threads for the whole per-row part), reports the
 // first out-of-range label or index, then sets outputs[k] to headers r owns
 // (valid until the next run or close) and applies the updates to vars. An
 // update computed in the workspace is applied without a copy: the variable's

@@ -9,10 +9,11 @@
 // take one (nn_cg_batch_sym): one module then serves all batch sizes (the
 // last partial batch, evaluation, batch-1 prediction) and bindings that
 // differ only in the batch share it. Otherwise each binding compiles its own.
-// With a run-time batch and a pool of 2 threads or more, a training step is
-// first cut for lanes (ir/shard.c): the batch is then split across threads for
-// the whole step (runtime/step.c; docs/threads.md); NN_SPLIT=0 keeps the step
-// uncut, each kernel split over the pool. NN_JIT_NOFUSE=1 compiles the graph
+// A training step given unfused, with a run-time batch, a pool of 2 threads or
+// more and a training batch (NnExecOptions.batch) of at least 2 *
+// nnrt_lane_rows() rows, is first cut for lanes (ir/shard.c): its batch is
+// then split across threads for the whole step (runtime/step.c;
+// docs/threads.md); NN_SPLIT=0 keeps it uncut, each kernel split over the pool. NN_JIT_NOFUSE=1 compiles the graph
 // unfused; NN_JIT_PROFILE=1 times each kernel.
 #include <stdio.h>
 #include <stdlib.h>
