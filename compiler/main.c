@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "dist.h"
+#include "pool.h"
 #include "driver.h"
 
 static const char usage[] =
@@ -342,6 +343,13 @@ int main(int argc, char **argv)
     }
     if ((rc = check_option_uses(cmd, given, ngiven)))
         goto out;
+    // --threads N sizes the process-wide pool too, which runs the kernels of
+    // loop bodies (backend/llvm/lower_loop.c): N threads in all.
+    if (o.threads > 0 && nnrt_pool_set_threads(o.threads) != NN_OK) {
+        fprintf(stderr, "nnc: error: %s\n", nnrt_errmsg());
+        rc = 1;
+        goto out;
+    }
     if (!strcmp(cmd, "repl")) {
         rc = nn_cmd_repl(&o);
         goto out;

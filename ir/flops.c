@@ -27,9 +27,13 @@ static void count(const NnGraph *g, const int64_t *symv, double times, NnFlops *
         double out = numel(&n->shape, symv);
         f->nodes++;
         switch (n->op) {
-        case NN_OP_MATMUL: // [M, K] @ [K, N]: out is M x N, K from operand a
-            f->contract += times * 2 * out * dim(in0, n->attr.ta ? 0 : 1, symv);
+        case NN_OP_MATMUL: { // [M, K] @ [K, N]: out is M x N, K from operand a
+            // (A's last dim, or transposed all its others: ir/op_matmul.c)
+            double last = dim(in0, in0->rank - 1, symv);
+            double k = !n->attr.ta ? last : last > 0 ? numel(in0, symv) / last : 0;
+            f->contract += times * 2 * out * k;
             break;
+        }
         case NN_OP_CONV2D: // each output element: C/groups * KH * KW multiply-adds
             f->contract += times * 2 * out * numel(in1, symv) / dim(in1, 0, symv);
             break;

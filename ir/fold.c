@@ -112,9 +112,12 @@ static bool eval_counted(const NnGraph *g, const NnNode *n, bool f32, const doub
         return a > 0 && b > 0;
     }
     case NN_OP_MATMUL: {
-        // Inner dimension K: A is [M, K], or [K, M] when read transposed.
+        // Inner dimension K: A is [M, K], or [K, M] when read transposed
+        // (with leading dims, [L..., K] or, transposed, every dim but the last).
         const NnShape *sa = &g->nodes[n->in[0]].shape;
         c = sa->dim[n->attr.ta ? sa->rank - 2 : sa->rank - 1];
+        for (int d = 0; n->attr.ta && d + 2 < sa->rank; d++)
+            c *= sa->dim[d];
         *r = rnd(f32, v[0] * v[1]) * (double)c;
         return c > 0;
     }

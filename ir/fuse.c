@@ -47,9 +47,12 @@ static bool is_host(NnOp op)
     return nn_op_has(op, NN_OPF_CONTRACT) || nn_op_has(op, NN_OPF_EPILOGUE);
 }
 
+// A product with leading dims (ir/op_matmul.c) keeps its epilogue apart: the
+// fused product's loop nest is two-dimensional.
 static bool host_fits(const NnNode *host, const NnNode *out)
 {
     return nn_shape_eq(&host->shape, &out->shape) &&
+           (host->op != NN_OP_MATMUL || host->shape.rank == 2) &&
            (nn_op_has(host->op, NN_OPF_CONTRACT) || host->dtype == out->dtype);
 }
 

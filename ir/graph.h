@@ -123,6 +123,10 @@ NnId nn_ir_binary(NnGraph *g, NnOp op, NnId a, NnId b, NnLoc loc);
 NnId nn_ir_select(NnGraph *g, NnId c, NnId a, NnId b, NnLoc loc);
 NnId nn_ir_reduce(NnGraph *g, NnOp op, NnId a, uint32_t axes, bool keep, NnLoc loc);
 NnId nn_ir_matmul(NnGraph *g, NnId a, NnId b, bool ta, bool tb, NnLoc loc);
+// A MATMUL's M, N, K from its operands' bound dims (da rank ra, db rank rb):
+// A's leading dims are rows, or with ta contracted (ir/op_matmul.c).
+void nn_matmul_dims(const int64_t *da, int ra, const int64_t *db, int rb, bool ta, bool tb,
+                    int64_t *m, int64_t *n, int64_t *k);
 NnId nn_ir_reshape(NnGraph *g, NnId a, const NnShape *s, NnLoc loc);
 NnId nn_ir_transpose(NnGraph *g, NnId a, const int *perm, NnLoc loc);
 NnId nn_ir_broadcast(NnGraph *g, NnId a, const NnShape *s, NnLoc loc);

@@ -29,6 +29,12 @@ void nn_loop_result_type(const NnNode *loop, int k, NnDType *dt, NnShape *s);
 void nn_loop_layout(const NnNode *loop, const int64_t *symv, int64_t *off);
 int64_t nn_loop_bytes(const NnNode *loop, const int64_t *symv);
 
+// Whether LOOP_OUT node id of g takes a stacked result that the JIT's loop
+// writes straight into id's own buffer, step by step, instead of the loop's
+// (so the result is never copied): the first LOOP_OUT of each stacked result.
+// The memory plan gives such a node its buffer from the loop's step on.
+bool nn_loop_out_direct(const NnGraph *g, NnId id);
+
 // The gradient of LOOP node id (called by autodiff, which gathers the
 // gradients of its LOOP_OUT results): dres[k] is the gradient of result k or
 // -1; need[k] says whether input k wants one. Stores input k's gradient in

@@ -110,6 +110,18 @@ int64_t nn_loop_bytes(const NnNode *loop, const int64_t *symv)
     return total;
 }
 
+bool nn_loop_out_direct(const NnGraph *g, NnId id)
+{
+    const NnNode *n = &g->nodes[id];
+    if (n->op != NN_OP_LOOP_OUT || n->attr.result < g->nodes[n->in[0]].attr.ncarry)
+        return false;
+    for (NnId j = n->in[0] + 1; j < id; j++)
+        if (g->nodes[j].op == NN_OP_LOOP_OUT && g->nodes[j].in[0] == n->in[0] &&
+            g->nodes[j].attr.result == n->attr.result)
+            return false;
+    return true;
+}
+
 // ---- shape rules ----
 
 static bool same_type(const NnNode *a, NnDType dt, const NnShape *s)

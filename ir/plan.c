@@ -148,24 +148,31 @@ NnPlan *nn_plan_build_ex(const NnGraph *g, const int64_t *symv, NnArena *arena,
             for (int d = head[i - 1]; d >= 0; d = next[d])
                 give(&f[(p->slots[d].flags & NN_PLAN_ROWS) != 0], p->slots[d].offset,
                      pad(p->slots[d].nbytes));
-        NnPlanSlot *s = &p->slots[i];
-        if (s->flags & (NN_PLAN_EXTERNAL | NN_PLAN_CONST))
-            continue;
-        int r = (s->flags & NN_PLAN_ROWS) != 0;
-        int64_t size = pad(s->nbytes);
-        s->offset = take(&f[r], size);
-        if (s->offset < 0) {
-            // Grow: extend a free block that ends the region, else append.
-            if (f[r].n && f[r].b[f[r].n - 1].off + f[r].b[f[r].n - 1].size == *end[r]) {
-                s->offset = f[r].b[--f[r].n].off;
-            } else {
-                s->offset = *end[r];
+        // A LOOP's directly written results (nn_loop_out_direct) are placed
+        // with it: the loop's step writes them.
+        for (NnId j = i; j < g->count && (j == i || g->nodes[i].op == NN_OP_LOOP); j++) {
+            NnPlanSlot *s = &p->slots[j];
+            if (j > i && !(nn_loop_out_direct(g, j) && g->nodes[j].in[0] == i))
+                continue;
+            if (s->flags & (NN_PLAN_EXTERNAL | NN_PLAN_CONST) || s->offset >= 0)
+                continue;
+            s->first = i;
+            int r = (s->flags & NN_PLAN_ROWS) != 0;
+            int64_t size = pad(s->nbytes);
+            s->offset = take(&f[r], size);
+            if (s->offset < 0) {
+                // Grow: extend a free block that ends the region, else append.
+                if (f[r].n && f[r].b[f[r].n - 1].off + f[r].b[f[r].n - 1].size == *end[r]) {
+                    s->offset = f[r].b[--f[r].n].off;
+                } else {
+                    s->offset = *end[r];
+                }
+                *end[r] = s->offset + size;
             }
-            *end[r] = s->offset + size;
+            p->total += size;
+            next[j] = head[s->last];
+            head[s->last] = j;
         }
-        p->total += size;
-        next[i] = head[s->last];
-        head[s->last] = i;
     }
     free(f[0].b);
     free(f[1].b);

@@ -105,8 +105,11 @@ static NnStatus frame_init(Frame *f, const NnGraph *g, const int64_t *symv, NnAr
         int64_t off = f->plan->slots[i].offset;
         t->data = off >= 0 ? f->ws + off : NULL;
         if (n->op == NN_OP_MATMUL) {
-            size_t ps = nnrt_matmul_pack_size(n->dtype, t->shape[1],
-                                              f->vals[n->in[1]].shape[n->attr.tb ? 1 : 0]);
+            const NnTensor *x = &f->vals[n->in[0]], *y = &f->vals[n->in[1]];
+            int64_t m, nn, k;
+            nn_matmul_dims(x->shape, x->rank, y->shape, y->rank, n->attr.ta, n->attr.tb, &m,
+                           &nn, &k);
+            size_t ps = nnrt_matmul_pack_size(n->dtype, nn, k);
             *packmax = ps > *packmax ? ps : *packmax;
         }
         size_t cs = interp_conv_scratch(f, n, t);

@@ -82,9 +82,11 @@ NnStatus interp_logsumexp(Ictx *c, const NnNode *n, NnTensor *out)
 NnStatus interp_matmul(Ictx *c, const NnNode *n, NnTensor *out)
 {
     const NnTensor *x = interp_in(c, n, 0), *y = interp_in(c, n, 1);
-    NnrtMatmul a = {.dt = out->dtype, .m = out->shape[0], .n = out->shape[1],
-                    .k = x->shape[n->attr.ta ? 0 : 1], .ta = n->attr.ta, .tb = n->attr.tb,
-                    .a = x->data, .b = y->data, .c = out->data, .pack = c->pack};
+    int64_t m, nn, k;
+    nn_matmul_dims(x->shape, x->rank, y->shape, y->rank, n->attr.ta, n->attr.tb, &m, &nn, &k);
+    NnrtMatmul a = {.dt = out->dtype, .m = m, .n = nn, .k = k, .ta = n->attr.ta,
+                    .tb = n->attr.tb, .a = x->data, .b = y->data, .c = out->data,
+                    .pack = c->pack};
     nnrt_matmul_par(c->pool, &a);
     return NN_OK;
 }

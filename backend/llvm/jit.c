@@ -10,8 +10,10 @@
 #include <llvm-c/BitWriter.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/Error.h>
+#include <llvm-c/ExecutionEngine.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
+#include <llvm-c/OrcEE.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -151,6 +153,23 @@ static void define_runtime(NnLlvmJit *j)
         LLVMConsumeError(err); // only fails on duplicate definitions
 }
 
+// NN_JIT_PERF=1: the object layer tells perf about each compiled kernel
+// (LLVM's jitdump, under ~/.debug/jit or $JITDUMPDIR), so `perf record -k 1`
+// then `perf inject --jit` name the kernels of loop bodies too, which
+// NN_JIT_PROFILE cannot time one by one. The listener is LLVM's singleton.
+static LLVMOrcObjectLayerRef perf_layer(void *ctx, LLVMOrcExecutionSessionRef es,
+                                        const char *triple)
+{
+    (void)ctx;
+    (void)triple;
+    LLVMOrcObjectLayerRef l =
+        LLVMOrcCreateRTDyldObjectLinkingLayerWithSectionMemoryManager(es);
+    LLVMJITEventListenerRef p = LLVMCreatePerfJITEventListener();
+    if (p)
+        LLVMOrcRTDyldObjectLinkingLayerRegisterJITEventListener(l, p);
+    return l;
+}
+
 NnLlvmJit *nn_llvm_jit_new(void)
 {
     LLVMTargetMachineRef jtm = nn_llvm_host_tm();
@@ -167,6 +186,8 @@ NnLlvmJit *nn_llvm_jit_new(void)
     LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
     LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
         builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
+    if (getenv("NN_JIT_PERF"))
+        LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(builder, perf_layer, NULL);
     LLVMErrorRef err = LLVMOrcCreateLLJIT(&j->lljit, builder);
     if (err) {
         fail_err(err, "creating the JIT");

@@ -437,8 +437,8 @@ static bool fused_matmul(NnCg *cg, NnId id)
     int as = body_input_slot(cg, id, m->in[0]), bs = body_input_slot(cg, id, m->in[1]);
     nn_cg_shape(cg, cg->g, as, &ra, da);
     nn_cg_shape(cg, cg->g, bs, &rb, db);
-    int64_t M = m->attr.ta ? da[1] : da[0], K = m->attr.ta ? da[0] : da[1];
-    int64_t N = m->attr.tb ? db[0] : db[1];
+    int64_t M, N, K;
+    nn_matmul_dims(da, ra, db, rb, m->attr.ta, m->attr.tb, &M, &N, &K);
     NnExpr *e = malloc(sizeof *e);
     NN_ASSERT(e);
     bool ok = nn_expr_body(cg, e, id, b->outputs[0].id);
@@ -557,6 +557,8 @@ static const char *rt_blocker(const NnGraph *g, const NnNode *n, int sym)
         return "its lowering needs the batch bound";
     if (n->op == NN_OP_MATMUL && n->attr.tb && lead_sym(&g->nodes[n->in[1]].shape, sym))
         return "the batch is the product's column count";
+    if (n->op == NN_OP_MATMUL && g->nodes[n->in[0]].shape.rank > 2)
+        return "the product's rows are more than the batch";
     if ((n->op == NN_OP_ARGMAX || n->op == NN_OP_SLICE || n->op == NN_OP_SLICE_BWD ||
          n->op == NN_OP_CONCAT) &&
         n->attr.axis == 0)

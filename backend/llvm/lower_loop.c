@@ -9,8 +9,11 @@
 // pool. A per-step output the body computes is pointed at row t of its stack
 // and a new carry at the other of the carry's two buffers (its result and
 // staging regions of the node's buffer, ir/loop.h has the layout), swapped
-// after the step; so nothing is copied. Outputs that are body inputs (a
-// saved carry, a carry passed on) are copied, carries through staging.
+// after the step; so nothing is copied. A stacked output goes straight into
+// the buffer of its first LOOP_OUT (nn_loop_out_direct; the plan places that
+// buffer from the loop's step on), so LOOP_OUT copies nothing either. Outputs
+// that are body inputs (a saved carry, a carry passed on) are copied, carries
+// through staging.
 // Label checks (TAKE, ONEHOT, GATHER) inside a body write the body's own
 // error slot, which each step resets; after each step the loop copies the
 // first failure (its row, and the body's indices that held it, into a slot
@@ -24,6 +27,7 @@
 #include "loop.h"
 #include "nn_llvm.h"
 #include "plan.h"
+#include "pool.h"
 
 static LLVMValueRef byte_at(NnCg *cg, LLVMValueRef base, LLVMValueRef off)
 {
@@ -88,6 +92,209 @@ static int64_t node_bytes(const NnCg *cg, const NnGraph *g, NnId id)
     return nn_cg_numel(cg, g, id) * (int64_t)nnrt_dtype_size(g->nodes[id].dtype);
 }
 
+// ---- splitting a loop by rows of the batch ----
+//
+// A body whose every value either has the batch as its leading dim and is
+// computed row by row (elementwise, products of those rows by invariants,
+// slices across columns), or is an invariant, or sums over the rows only to
+// add them to a carried value that nothing else reads (the weight gradients
+// of a reverse loop), runs as P independent parts of N / P rows each: each
+// part is the whole loop over its rows, with its own workspace, and the
+// summed carries' parts are added after. One kernel with P parts runs them on
+// the pool's threads, so a second core takes half of every step, where
+// splitting each of the body's small kernels across threads gained nothing.
+
+enum { R_INV, R_ROW, R_PART, R_SUMC, R_UPD };
+
+static bool row_shape(const NnShape *s, int64_t sd)
+{
+    if (s->rank < 1 || s->dim[0] != sd)
+        return false;
+    for (int d = 1; d < s->rank; d++)
+        if (s->dim[d] == sd)
+            return false;
+    return true;
+}
+
+static bool has_dim(const NnShape *s, int64_t sd)
+{
+    for (int d = 0; d < s->rank; d++)
+        if (s->dim[d] == sd)
+            return true;
+    return false;
+}
+
+// Classes of b's values (cls) from its INPUTs' (in_cls; owner: the summed
+// carry each R_SUMC input stands for); false when a value breaks the rules.
+static bool row_classes(const NnGraph *b, const int *in_cls, const int *in_owner, int64_t sd,
+                        int *cls, int *owner)
+{
+    int q = 0;
+    for (NnId i = 0; i < b->count; i++) {
+        const NnNode *n = &b->nodes[i];
+        owner[i] = -1;
+        if (n->op == NN_OP_INPUT) {
+            cls[i] = in_cls[q];
+            owner[i] = in_owner[q++];
+            continue;
+        }
+        int nrow = 0, npart = 0, nsumc = 0, nupd = 0, c = -1;
+        for (int k = 0; k < n->nin; k++) {
+            int ck = cls[n->in[k]];
+            nrow += ck == R_ROW;
+            npart += ck == R_PART;
+            nupd += ck == R_UPD;
+            if (ck == R_SUMC) {
+                nsumc++;
+                c = owner[n->in[k]];
+            }
+        }
+        bool row = row_shape(&n->shape, sd), sym = has_dim(&n->shape, sd);
+        if (nupd)
+            return false; // an update is only ever a carry's new value
+        if (n->op == NN_OP_FUSED) {
+            const NnGraph *fb = n->attr.body;
+            int *ic = malloc(((size_t)n->nin + 1) * sizeof(int) * 2);
+            int *fc = malloc(((size_t)fb->count + 1) * sizeof(int) * 2);
+            NN_ASSERT(ic && fc);
+            for (int k = 0; k < n->nin; k++) {
+                ic[k] = cls[n->in[k]];
+                ic[n->nin + k] = owner[n->in[k]];
+            }
+            bool ok = row_classes(fb, ic, ic + n->nin, sd, fc, fc + fb->count);
+            NnId o = fb->outputs[0].id;
+            if (ok) {
+                cls[i] = fc[o];
+                owner[i] = fc[fb->count + o];
+            }
+            free(ic);
+            free(fc);
+            if (!ok || (cls[i] == R_ROW) != row || (cls[i] != R_ROW && sym))
+                return false;
+            continue;
+        }
+        if (nsumc) { // carry + partial sum
+            if (n->op != NN_OP_ADD || nsumc != 1 || npart != 1 || sym)
+                return false;
+            cls[i] = R_UPD;
+            owner[i] = c;
+            continue;
+        }
+        if (npart) { // partial sums only add up
+            if (n->op != NN_OP_ADD || npart != n->nin || sym)
+                return false;
+            cls[i] = R_PART;
+            continue;
+        }
+        if (!nrow) { // invariant, or an invariant broadcast to rows
+            if (sym && !(row && n->op == NN_OP_BROADCAST))
+                return false;
+            cls[i] = row ? R_ROW : R_INV;
+            continue;
+        }
+        const NnNode *a = &b->nodes[n->in[0]];
+        const NnNode *w = n->nin > 1 ? &b->nodes[n->in[1]] : NULL;
+        if (row) {
+            bool ok = nn_op_has(n->op, NN_OPF_ELEMWISE) || n->op == NN_OP_BROADCAST;
+            ok |= (n->op == NN_OP_SLICE || n->op == NN_OP_SLICE_BWD || n->op == NN_OP_CONCAT) &&
+                  n->attr.axis != 0;
+            ok |= n->op == NN_OP_MATMUL && !n->attr.ta && cls[n->in[0]] == R_ROW &&
+                  cls[n->in[1]] == R_INV && a->shape.rank == 2;
+            if (!ok)
+                return false;
+            cls[i] = R_ROW;
+            continue;
+        }
+        if (sym)
+            return false;
+        // Sums over the rows: h^T d, or a reduction over the batch axis.
+        bool ok = n->op == NN_OP_MATMUL && n->attr.ta && !n->attr.tb && a->shape.rank == 2 &&
+                  cls[n->in[0]] == R_ROW && w && cls[n->in[1]] == R_ROW;
+        ok |= n->op == NN_OP_REDUCE_SUM && n->nin == 1 && (n->attr.axes & 1u) &&
+              !n->attr.keep;
+        if (!ok)
+            return false;
+        cls[i] = R_PART;
+    }
+    return true;
+}
+
+// How many parts loop n runs as (1: whole), the batch's symbol dim in *sd and
+// each input's class in in_cls. Parts keep at least 16 rows.
+static int row_parts(const NnCg *cg, const NnNode *n, int64_t *sd, int *in_cls)
+{
+    const NnGraph *b = n->attr.body;
+    int C = n->attr.ncarry, S = n->attr.nseq;
+    int P = nnrt_pool_size(nnrt_pool_default());
+    *sd = 0;
+    for (int k = 0; k < C && !*sd; k++) {
+        const NnNode *x = &cg->g->nodes[n->in[k]];
+        if (x->shape.rank > 0 && nn_dim_is_sym(x->shape.dim[0]))
+            *sd = x->shape.dim[0];
+    }
+    if (P < 2 || !*sd || n->nin > 64)
+        return 1;
+    int64_t rows = cg->symv[-*sd - 1];
+    while (P > 1 && (rows % P || rows / P < 16))
+        P--;
+    if (P < 2)
+        return 1;
+    int owner[64];
+    for (int k = 0; k < n->nin; k++) {
+        const NnShape *s = &b->nodes[nn_loop_body_input(b, k)].shape;
+        owner[k] = -1;
+        if (row_shape(s, *sd))
+            in_cls[k] = R_ROW;
+        else if (has_dim(s, *sd))
+            return 1;
+        else if (k < C && (b->nodes[nn_loop_body_input(b, k)].dtype == NN_DT_F32 ||
+                             b->nodes[nn_loop_body_input(b, k)].dtype == NN_DT_F64)) {
+            in_cls[k] = R_SUMC;
+            owner[k] = k;
+        } else if (k >= C + S)
+            in_cls[k] = R_INV;
+        else
+            return 1;
+    }
+    int *cls = malloc(((size_t)b->count + 1) * 2 * sizeof(int));
+    NN_ASSERT(cls);
+    bool ok = row_classes(b, in_cls, owner, *sd, cls, cls + b->count);
+    // Carries: a row carry stays rows, a summed one takes its own update;
+    // stacked outputs are rows. An input read only by its update is summed.
+    for (int j = 0; ok && j < b->noutputs; j++) {
+        NnId o = b->outputs[j].id;
+        if (j < C && in_cls[j] == R_SUMC)
+            ok = cls[o] == R_UPD && cls[b->count + o] == j;
+        else
+            ok = cls[o] == R_ROW;
+    }
+    free(cls);
+    return ok ? P : 1;
+}
+
+static LLVMValueRef i64_mul(NnCg *cg, LLVMValueRef a, int64_t b)
+{
+    return LLVMBuildMul(cg->b, a, nn_cg_i64(cg, b), "");
+}
+
+static int64_t align64(int64_t n) { return (n + 63) / 64 * 64; }
+
+// After the parts: each summed carry's parts 1..P-1 (at part[p - 1]) added
+// into part 0's result (at dst), n elements of dt.
+static void sum_parts(NnCg *cg, NnDType dt, LLVMValueRef dst, LLVMValueRef base, int64_t stride,
+                      int P, int64_t n)
+{
+    NnLoop e;
+    nn_cg_loop_begin(cg, &e, nn_cg_i64(cg, 0), nn_cg_i64(cg, n), 1);
+    LLVMValueRef acc = nn_cg_load(cg, dt, dst, e.iv, 1, NULL);
+    for (int p = 1; p < P; p++) {
+        LLVMValueRef src = byte_at(cg, base, nn_cg_i64(cg, (int64_t)(p - 1) * 2 * stride));
+        acc = LLVMBuildFAdd(cg->b, acc, nn_cg_load(cg, dt, src, e.iv, 1, NULL), "");
+    }
+    nn_cg_store(cg, dt, acc, dst, e.iv, 1, NULL);
+    nn_cg_loop_end(cg, &e);
+}
+
 bool llvm_loop(NnCg *cg, NnId id)
 {
     const NnNode *n = &cg->g->nodes[id];
@@ -95,36 +302,51 @@ bool llvm_loop(NnCg *cg, NnId id)
     int C = n->attr.ncarry, S = n->attr.nseq, nres = body->noutputs;
     int64_t T = n->attr.trips;
 
+    // Parts by rows of the batch (each with the body compiled for its rows),
+    // or one.
+    int in_cls[64];
+    int64_t sd, bsymv[NN_MAX_SYMS];
+    int P = row_parts(cg, n, &sd, in_cls);
+    for (int k = 0; k < cg->g->nsyms; k++)
+        bsymv[k] = cg->symv[k];
+    if (P > 1)
+        bsymv[-sd - 1] /= P;
+
     // The body, lowered once into this module.
     char prefix[64];
     snprintf(prefix, sizeof prefix, "%sL%d_", cg->prefix, id);
     NnCg bc;
-    nn_cg_init(&bc, cg->ctx, body, cg->symv, prefix);
+    nn_cg_init(&bc, cg->ctx, body, bsymv, prefix);
     LLVMDisposeModule(bc.mod);
     bc.mod = cg->mod;
     bool ok = nn_cg_lower_graph(&bc);
     NnArena *arena = nn_arena_new();
     NnPlanOptions po = {.const_buffers = true};
-    NnPlan *plan = ok ? nn_plan_build_ex(body, cg->symv, arena, &po) : NULL;
+    NnPlan *plan = ok ? nn_plan_build_ex(body, bsymv, arena, &po) : NULL;
     int *slot_of = calloc((size_t)bc.nslots + 1, sizeof(int));
     int64_t *off = malloc(((size_t)nres + (size_t)C + 1) * sizeof *off);
     NnId *bin = malloc(((size_t)n->nin + 1) * sizeof *bin);
+    int *sum_slot = calloc((size_t)C + 1, sizeof(int));
     int *chk = NULL;
-    NN_ASSERT(slot_of && off && bin);
+    NN_ASSERT(slot_of && off && bin && sum_slot);
     if (!ok)
         goto done;
-    // Memory the body keeps: its buffer table, workspace, scratch, label
-    // errors and bad indices, and the slots of loops nested in it.
+    NN_ASSERT(P == 1 || bc.nerr == 0); // row_parts admits no op with checks
+    // Memory the body keeps, one copy per part: its buffer table, workspace,
+    // scratch, label errors and bad indices, and the slots of loops nested
+    // in it.
     int64_t scratch = 0;
     for (int s = body->count; s < bc.nslots; s++)
         if (bc.slot_owned[s])
-            slot_of[s] = nn_cg_add_owned(cg, bc.slot_bytes[s]);
+            slot_of[s] = nn_cg_add_owned(cg, P * align64(bc.slot_bytes[s]));
         else if (s != bc.err_slot && bc.slot_bytes[s] > scratch)
             scratch = bc.slot_bytes[s];
-    int s_table = nn_cg_add_owned(cg, 8 * (int64_t)bc.nslots);
-    int s_ws = nn_cg_add_owned(cg, plan->workspace);
-    int s_scr = nn_cg_add_owned(cg, scratch);
-    int s_err = nn_cg_add_owned(cg, bc.slot_bytes[bc.err_slot]);
+    int64_t tbytes = align64(8 * (int64_t)bc.nslots), scr = align64(scratch);
+    int64_t ebytes = align64(bc.slot_bytes[bc.err_slot]);
+    int s_table = nn_cg_add_owned(cg, P * tbytes);
+    int s_ws = nn_cg_add_owned(cg, P * plan->workspace);
+    int s_scr = nn_cg_add_owned(cg, P * scr);
+    int s_err = nn_cg_add_owned(cg, P * ebytes);
     // Per body check, the outer entry it reports through.
     chk = malloc(((size_t)bc.nerr + 1) * sizeof *chk);
     NN_ASSERT(chk);
@@ -134,41 +356,105 @@ bool llvm_loop(NnCg *cg, NnId id)
     for (int k = 0; k < n->nin; k++)
         bin[k] = nn_loop_body_input(body, k);
     nn_loop_layout(n, cg->symv, off);
+    // A summed carry's parts but the first: its two buffers each.
+    bool *summed = calloc((size_t)C + 1, sizeof(bool));
+    NN_ASSERT(summed);
+    for (int k = 0; k < C; k++) {
+        summed[k] = P > 1 && in_cls[k] == R_SUMC;
+        if (summed[k])
+            sum_slot[k] = nn_cg_add_owned(cg, (P - 1) * 2 * align64(node_bytes(&bc, body, bin[k])));
+    }
 
-    nn_cg_kernel_begin(cg, "loop", 0);
-    LLVMValueRef table = nn_cg_buf(cg, s_table), ws = nn_cg_buf(cg, s_ws);
+    nn_cg_kernel_begin(cg, "loop", P > 1 ? 4 * NN_PAR_WORK : 0);
     LLVMValueRef lbuf = nn_cg_buf(cg, id);
     for (int k = 0; k < bc.nerr; k++)
         LLVMBuildStore(cg->b, nn_cg_i64(cg, -1), err_at(cg, nn_cg_buf(cg, cg->err_slot), chk[k]));
+    // Part p runs on thread p mod nth.
+    NnLoop pl;
+    nn_cg_loop_begin(cg, &pl, nn_cg_i64(cg, 0), nn_cg_i64(cg, P), 1);
+    LLVMValueRef pv = pl.iv;
+    LLVMValueRef mine = LLVMBuildICmp(
+        cg->b, LLVMIntEQ,
+        LLVMBuildSRem(cg->b, pv, LLVMBuildSExt(cg->b, cg->nth, cg->t_i64, ""), ""),
+        LLVMBuildSExt(cg->b, cg->ith, cg->t_i64, ""), "");
+    LLVMBasicBlockRef run = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "part");
+    LLVMBasicBlockRef skip = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "next_part");
+    LLVMBuildCondBr(cg->b, mine, run, skip);
+    LLVMPositionBuilderAtEnd(cg->b, run);
+    LLVMValueRef table = byte_at(cg, nn_cg_buf(cg, s_table), i64_mul(cg, pv, tbytes));
+    LLVMValueRef ws = byte_at(cg, nn_cg_buf(cg, s_ws), i64_mul(cg, pv, plan->workspace));
     for (NnId i = 0; i < body->count; i++) {
         int64_t o = plan->slots[i].offset;
         if (o >= 0 && !nn_backend_is_source(body->nodes[i].op))
             LLVMBuildStore(cg->b, byte_at(cg, ws, nn_cg_i64(cg, o)), table_at(cg, table, i));
     }
     for (int s = body->count; s < bc.nslots; s++) {
-        int from = bc.slot_owned[s] ? slot_of[s] : s == bc.err_slot ? s_err : s_scr;
-        LLVMBuildStore(cg->b, nn_cg_buf(cg, from), table_at(cg, table, s));
+        LLVMValueRef at;
+        if (bc.slot_owned[s])
+            at = byte_at(cg, nn_cg_buf(cg, slot_of[s]), i64_mul(cg, pv, align64(bc.slot_bytes[s])));
+        else if (s == bc.err_slot)
+            at = byte_at(cg, nn_cg_buf(cg, s_err), i64_mul(cg, pv, ebytes));
+        else
+            at = byte_at(cg, nn_cg_buf(cg, s_scr), i64_mul(cg, pv, scr));
+        LLVMBuildStore(cg->b, at, table_at(cg, table, s));
     }
+    // Each carry's two buffers (ca: where it starts and ends, cb: the other):
+    // rows of the loop's regions, or a summed carry's part of its own.
+    LLVMValueRef *ca = calloc((size_t)C + 1, sizeof *ca), *cb = calloc((size_t)C + 1, sizeof *cb);
+    NN_ASSERT(ca && cb);
     for (int k = 0; k < n->nin; k++) {
         LLVMValueRef x = nn_cg_buf(cg, n->in[k]);
-        if (k < C) {
-            LLVMValueRef c = byte_at(cg, lbuf, nn_cg_i64(cg, off[k]));
-            memcpy_bytes(cg, c, x, node_bytes(cg, cg->g, n->in[k]));
-            LLVMBuildStore(cg->b, c, table_at(cg, table, bin[k]));
-        } else if (k >= C + S) {
+        if (k >= C + S) { // an invariant with the batch: this part's rows of it
+            if (P > 1 && in_cls[k] == R_ROW)
+                x = byte_at(cg, x, i64_mul(cg, pv, node_bytes(&bc, body, bin[k])));
             LLVMBuildStore(cg->b, x, table_at(cg, table, bin[k]));
+            continue;
         }
+        if (k >= C)
+            continue;
+        int64_t nb = node_bytes(&bc, body, bin[k]);
+        LLVMValueRef rows = summed[k] ? nn_cg_i64(cg, 0) : i64_mul(cg, pv, nb);
+        ca[k] = byte_at(cg, lbuf, LLVMBuildAdd(cg->b, nn_cg_i64(cg, off[k]), rows, ""));
+        cb[k] = byte_at(cg, lbuf, LLVMBuildAdd(cg->b, nn_cg_i64(cg, off[nres + k]), rows, ""));
+        if (!summed[k]) {
+            memcpy_bytes(cg, ca[k], byte_at(cg, x, rows), nb);
+        } else {
+            // Part 0 starts from the carry, the others from zero.
+            LLVMValueRef own = byte_at(cg, nn_cg_buf(cg, sum_slot[k]),
+                                       i64_mul(cg, LLVMBuildSub(cg->b, pv, nn_cg_i64(cg, 1), ""),
+                                               2 * align64(nb)));
+            LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntEQ, pv, nn_cg_i64(cg, 0), "");
+            ca[k] = LLVMBuildSelect(cg->b, first, ca[k], own, "");
+            cb[k] = LLVMBuildSelect(cg->b, first, cb[k],
+                                    byte_at(cg, own, nn_cg_i64(cg, align64(nb))), "");
+            LLVMBasicBlockRef cp = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "from_carry");
+            LLVMBasicBlockRef zero = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "from_zero");
+            LLVMBasicBlockRef go = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "started");
+            LLVMBuildCondBr(cg->b, first, cp, zero);
+            LLVMPositionBuilderAtEnd(cg->b, cp);
+            memcpy_bytes(cg, ca[k], x, nb);
+            LLVMBuildBr(cg->b, go);
+            LLVMPositionBuilderAtEnd(cg->b, zero);
+            LLVMTypeRef ovl[2] = {cg->t_ptr, cg->t_i64};
+            LLVMValueRef args[4] = {ca[k], LLVMConstInt(cg->t_i8, 0, 0), nn_cg_i64(cg, nb),
+                                    LLVMConstInt(cg->t_i1, 0, 0)};
+            nn_cg_intrinsic(cg, "llvm.memset", ovl, 2, args, 4);
+            LLVMBuildBr(cg->b, go);
+            LLVMPositionBuilderAtEnd(cg->b, go);
+        }
+        LLVMBuildStore(cg->b, ca[k], table_at(cg, table, bin[k]));
     }
     char name[96];
     snprintf(name, sizeof name, "%sstep", prefix);
     LLVMValueRef step = LLVMGetNamedFunction(cg->mod, name);
     LLVMTypeRef params[2] = {cg->t_ptr, cg->t_ptr};
     LLVMTypeRef st = LLVMFunctionType(cg->t_void, params, 2, 0);
-    // A step descriptor's kernels get no pool: the body's kernels with the
-    // work for it run on the process-wide one (the one nnrt_step_exec uses
-    // by default), and run inline when it is busy (this loop itself running
-    // as a task of it).
-    LLVMValueRef pool = nn_cg_call(cg, "nnrt_pool_default", cg->t_ptr, NULL, 0);
+    // A step descriptor's kernels get no pool: a whole loop's body's kernels
+    // with the work for it run on the process-wide one (the one
+    // nnrt_step_exec uses by default), and run inline when it is busy (this
+    // loop itself running as a task of it). A part's run inline.
+    LLVMValueRef pool = P > 1 ? LLVMConstNull(cg->t_ptr)
+                              : nn_cg_call(cg, "nnrt_pool_default", cg->t_ptr, NULL, 0);
     // Results the body writes in place (direct): a stacked output into its
     // row, a carry into the other of its two buffers (its result region and
     // its staging region, swapped after each step), so neither is copied.
@@ -181,14 +467,24 @@ bool llvm_loop(NnCg *cg, NnId id)
         for (int q = 0; q < j && direct[j]; q++)
             direct[j] = !(direct[q] && body->outputs[q].id == o);
     }
+    // Where each stacked output's rows go: its first LOOP_OUT's buffer, else
+    // the loop's own region.
+    LLVMValueRef *stack = calloc((size_t)nres + 1, sizeof *stack);
+    NN_ASSERT(stack);
+    for (int j = C; j < nres; j++)
+        stack[j] = byte_at(cg, lbuf, nn_cg_i64(cg, off[j]));
+    for (NnId o = id + 1; o < cg->g->count; o++)
+        if (nn_loop_out_direct(cg->g, o) && cg->g->nodes[o].in[0] == id)
+            stack[cg->g->nodes[o].attr.result] = nn_cg_buf(cg, o);
     NnLoop lp;
     nn_cg_loop_begin(cg, &lp, nn_cg_i64(cg, 0), nn_cg_i64(cg, T), 1);
     LLVMValueRef t = lp.iv;
     if (n->attr.reverse)
         t = LLVMBuildSub(cg->b, nn_cg_i64(cg, T - 1), lp.iv, "t");
+    // Step t's rows of a [trips, N, ...] value, this part's share of them.
     for (int s = 0; s < S; s++) {
-        int64_t nb = node_bytes(cg, body, bin[C + s]);
-        LLVMValueRef o = LLVMBuildMul(cg->b, t, nn_cg_i64(cg, nb), "");
+        int64_t nb = node_bytes(&bc, body, bin[C + s]);
+        LLVMValueRef o = LLVMBuildAdd(cg->b, i64_mul(cg, t, P * nb), i64_mul(cg, pv, nb), "");
         LLVMBuildStore(cg->b, byte_at(cg, nn_cg_buf(cg, n->in[C + s]), o),
                        table_at(cg, table, bin[C + s]));
     }
@@ -197,14 +493,13 @@ bool llvm_loop(NnCg *cg, NnId id)
             continue;
         LLVMValueRef to;
         if (j >= C) {
-            int64_t nb = node_bytes(cg, body, body->outputs[j].id);
-            to = byte_at(cg, lbuf, LLVMBuildAdd(cg->b, nn_cg_i64(cg, off[j]),
-                                                LLVMBuildMul(cg->b, t, nn_cg_i64(cg, nb), ""), ""));
+            int64_t nb = node_bytes(&bc, body, body->outputs[j].id);
+            to = byte_at(cg, stack[j],
+                         LLVMBuildAdd(cg->b, i64_mul(cg, t, P * nb), i64_mul(cg, pv, nb), ""));
         } else {
-            LLVMValueRef a = byte_at(cg, lbuf, nn_cg_i64(cg, off[j]));
-            LLVMValueRef b = byte_at(cg, lbuf, nn_cg_i64(cg, off[nres + j]));
             LLVMValueRef cur = table_get(cg, table, bin[j]);
-            to = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, cur, a, ""), b, a, "");
+            to = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, cur, ca[j], ""), cb[j],
+                                 ca[j], "");
         }
         LLVMBuildStore(cg->b, to, table_at(cg, table, body->outputs[j].id));
     }
@@ -215,45 +510,65 @@ bool llvm_loop(NnCg *cg, NnId id)
     for (int j = C; j < nres; j++) {
         if (direct[j])
             continue;
-        int64_t nb = node_bytes(cg, body, body->outputs[j].id);
-        LLVMValueRef o = LLVMBuildAdd(cg->b, nn_cg_i64(cg, off[j]),
-                                      LLVMBuildMul(cg->b, t, nn_cg_i64(cg, nb), ""), "");
-        memcpy_bytes(cg, byte_at(cg, lbuf, o), table_get(cg, table, body->outputs[j].id), nb);
+        int64_t nb = node_bytes(&bc, body, body->outputs[j].id);
+        LLVMValueRef o = LLVMBuildAdd(cg->b, i64_mul(cg, t, P * nb), i64_mul(cg, pv, nb), "");
+        memcpy_bytes(cg, byte_at(cg, stack[j], o), table_get(cg, table, body->outputs[j].id), nb);
     }
     // Copied carries go through staging, so one may take another's old value
     // (which a swapped carry still holds until the swap).
     for (int k = 0; k < C; k++)
         if (!direct[k])
-            memcpy_bytes(cg, byte_at(cg, lbuf, nn_cg_i64(cg, off[nres + k])),
-                         table_get(cg, table, body->outputs[k].id),
-                         node_bytes(cg, body, body->outputs[k].id));
+            memcpy_bytes(cg, cb[k], table_get(cg, table, body->outputs[k].id),
+                         node_bytes(&bc, body, body->outputs[k].id));
     for (int k = 0; k < C; k++)
         if (direct[k])
             LLVMBuildStore(cg->b, table_get(cg, table, body->outputs[k].id),
                            table_at(cg, table, bin[k]));
     for (int k = 0; k < C; k++)
         if (!direct[k])
-            memcpy_bytes(cg, table_get(cg, table, bin[k]),
-                         byte_at(cg, lbuf, nn_cg_i64(cg, off[nres + k])),
-                         node_bytes(cg, body, body->outputs[k].id));
+            memcpy_bytes(cg, table_get(cg, table, bin[k]), cb[k],
+                         node_bytes(&bc, body, body->outputs[k].id));
     nn_cg_loop_end(cg, &lp);
     // A swapped carry may end in its staging region: its result is read at
     // its own.
     for (int k = 0; k < C; k++) {
         if (!direct[k])
             continue;
-        LLVMValueRef a = byte_at(cg, lbuf, nn_cg_i64(cg, off[k]));
         LLVMValueRef cur = table_get(cg, table, bin[k]);
         LLVMBasicBlockRef cp = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "swap");
         LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "swapped");
-        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, cur, a, ""), next, cp);
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, cur, ca[k], ""), next, cp);
         LLVMPositionBuilderAtEnd(cg->b, cp);
-        memcpy_bytes(cg, a, cur, node_bytes(cg, body, body->outputs[k].id));
+        memcpy_bytes(cg, ca[k], cur, node_bytes(&bc, body, body->outputs[k].id));
         LLVMBuildBr(cg->b, next);
         LLVMPositionBuilderAtEnd(cg->b, next);
     }
+    LLVMBuildBr(cg->b, skip);
+    LLVMPositionBuilderAtEnd(cg->b, skip);
+    nn_cg_loop_end(cg, &pl);
     free(direct);
+    free(stack);
+    free(ca);
+    free(cb);
     nn_cg_kernel_end(cg);
+    // The summed carries' parts, added once all parts are done.
+    bool any = false;
+    for (int k = 0; k < C; k++)
+        any |= summed[k];
+    if (any) {
+        nn_cg_kernel_begin(cg, "loop_sum", 0);
+        LLVMValueRef lb = nn_cg_buf(cg, id);
+        for (int k = 0; k < C; k++)
+            if (summed[k]) {
+                int64_t nb = node_bytes(&bc, body, bin[k]);
+                NnDType dt = body->nodes[bin[k]].dtype;
+                sum_parts(cg, dt, byte_at(cg, lb, nn_cg_i64(cg, off[k])),
+                          nn_cg_buf(cg, sum_slot[k]), align64(nb), P,
+                          nb / (int64_t)nnrt_dtype_size(dt));
+            }
+        nn_cg_kernel_end(cg);
+    }
+    free(summed);
 done:
     nn_cg_fini(&bc);
     nn_arena_free(arena);
@@ -261,6 +576,7 @@ done:
     free(slot_of);
     free(off);
     free(bin);
+    free(sum_slot);
     return ok;
 }
 
@@ -268,6 +584,8 @@ bool llvm_loop_out(NnCg *cg, NnId id)
 {
     const NnNode *n = &cg->g->nodes[id];
     const NnNode *l = &cg->g->nodes[n->in[0]];
+    if (nn_loop_out_direct(cg->g, id))
+        return true; // the loop wrote it here
     int64_t *off = malloc(((size_t)nn_loop_nresults(l) + (size_t)l->attr.ncarry + 1) * sizeof *off);
     NN_ASSERT(off);
     nn_loop_layout(l, cg->symv, off);

@@ -81,8 +81,12 @@ static LLVMValueRef vexp_f32(NnCg *cg, LLVMValueRef x, int w)
     LLVMValueRef z = LLVMBuildFMul(b, r, r, "");
     LLVMValueRef y = fma3(cg, poly(cg, r, p, 6, w), z, r);
     y = LLVMBuildFAdd(b, y, nn_cg_const(cg, NN_DT_F32, 1, w), "");
-    LLVMTypeRef ovl[2] = {nn_cg_vtype(cg, NN_DT_I32, w), LLVMTypeOf(n)};
-    LLVMValueRef ni = nn_cg_intrinsic(cg, "llvm.fptosi.sat", ovl, 2, &n, 1);
+    // n is a whole number in [-150, 129] or NaN (then 0: y is NaN already), so a
+    // plain conversion is exact: one vector instruction, where the saturating
+    // one became a scalar conversion and two branches per lane.
+    n = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealUNO, n, n, ""),
+                        nn_cg_const(cg, NN_DT_F32, 0, w), n, "");
+    LLVMValueRef ni = LLVMBuildFPToSI(b, n, nn_cg_vtype(cg, NN_DT_I32, w), "");
     LLVMValueRef n1 = LLVMBuildAShr(b, ni, nn_cg_const(cg, NN_DT_I32, 1, w), "");
     LLVMValueRef n2 = LLVMBuildSub(b, ni, n1, "");
     y = LLVMBuildFMul(b, y, pow2i(cg, n1, w), "");
@@ -181,12 +185,14 @@ static LLVMValueRef intrin1(NnCg *cg, const char *name, LLVMValueRef x)
 
 static LLVMValueRef sigmoid(NnCg *cg, NnDType dt, LLVMValueRef x, int w)
 {
-    // x >= 0 ? 1 / (1 + e^-x) : e^x / (1 + e^x), with one exp of -|x|.
+    // x >= 0 ? 1 / (1 + e^-x) : e^x / (1 + e^x), with one exp of -|x| and one
+    // division (of the numerator chosen first: the same values).
     LLVMValueRef one = nn_cg_const(cg, dt, 1, w), zero = nn_cg_const(cg, dt, 0, w);
     LLVMValueRef e = libm1(cg, dt, "exp", LLVMBuildFNeg(cg->b, intrin1(cg, "llvm.fabs", x), ""), w);
     LLVMValueRef d = LLVMBuildFAdd(cg->b, one, e, "");
-    LLVMValueRef pos = LLVMBuildFDiv(cg->b, one, d, ""), neg = LLVMBuildFDiv(cg->b, e, d, "");
-    return LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGE, x, zero, ""), pos, neg, "");
+    LLVMValueRef num =
+        LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGE, x, zero, ""), one, e, "");
+    return LLVMBuildFDiv(cg->b, num, d, "");
 }
 
 static LLVMValueRef cast(NnCg *cg, NnDType from, NnDType to, LLVMValueRef x, int w)

@@ -667,12 +667,11 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
 bool llvm_matmul(NnCg *cg, NnId id)
 {
     const NnNode *n = &cg->g->nodes[id];
-    int r;
-    int64_t da[NN_MAX_RANK], db[NN_MAX_RANK];
-    nn_cg_shape(cg, cg->g, n->in[0], &r, da);
-    nn_cg_shape(cg, cg->g, n->in[1], &r, db);
-    int64_t m = n->attr.ta ? da[1] : da[0], k = n->attr.ta ? da[0] : da[1];
-    int64_t nn = n->attr.tb ? db[0] : db[1];
+    int ra, rb;
+    int64_t da[NN_MAX_RANK], db[NN_MAX_RANK], m, nn, k;
+    nn_cg_shape(cg, cg->g, n->in[0], &ra, da);
+    nn_cg_shape(cg, cg->g, n->in[1], &rb, db);
+    nn_matmul_dims(da, ra, db, rb, n->attr.ta, n->attr.tb, &m, &nn, &k);
     bool rt_m = !n->attr.ta && nn_cg_rt(cg, cg->g, n->in[0]);
     bool rt_k = (n->attr.ta && nn_cg_rt(cg, cg->g, n->in[0])) ||
                 (!n->attr.tb && nn_cg_rt(cg, cg->g, n->in[1]));

@@ -313,6 +313,27 @@ static void b_matmul(NnOp op)
                 finish(&c, nn_ir_matmul(c.g, a, b, ta, tb, ag_loc), what);
                 tol = 1e-5;
             }
+    // Leading dims of A (rows), and A^T B contracting them (a weight gradient
+    // over a time-major sequence): {T, N, K} with N rows per step.
+    int64_t lead[][4] = {{3, 5, 13, 7}, {28, 16, 28, 96}, {2, 130, 70, 50}};
+    for (int k = 0; k < 3; k++)
+        for (int form = 0; form < 3; form++)
+            for (int dt = NN_DT_F32; dt <= NN_DT_F64; dt++) {
+                int64_t T = lead[k][0], N = lead[k][1], kk = lead[k][2], n = lead[k][3];
+                tol = 1e-5 * fmax(1, sqrt((double)(form == 2 ? T * N : kk) / 64));
+                Case c;
+                start(&c);
+                NnId a = in(&c, (NnDType)dt, AG_SHAPE(T, N, kk), -1, 1);
+                NnId b = in(&c, (NnDType)dt, form == 2   ? AG_SHAPE(T, N, n)
+                                             : form == 1 ? AG_SHAPE(n, kk)
+                                                         : AG_SHAPE(kk, n), -1, 1);
+                char what[80];
+                snprintf(what, sizeof what, "matmul %lldx%lldx%lld @ %lld form %d %s",
+                         (long long)T, (long long)N, (long long)kk, (long long)n, form,
+                         nnrt_dtype_name((NnDType)dt));
+                finish(&c, nn_ir_matmul(c.g, a, b, form == 2, form == 1, ag_loc), what);
+                tol = 1e-5;
+            }
 }
 
 static void b_take(NnOp op)

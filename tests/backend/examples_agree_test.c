@@ -81,3 +81,27 @@ Test(examples_agree, recurrent_step)
     }
     agree("tests/backend/recurrent.nn", "", "train", "loss", 1e-4, 1e-2);
 }
+
+// The JIT runs a loop whose body works row by row as parts of the batch on
+// the pool's threads (each part the whole loop over its rows, the weight
+// gradients summed after): the same training as the interpreter's.
+Test(examples_agree, recurrent_loops_split_by_rows)
+{
+    if (!have_jit())
+        cr_skip_test("built without LLVM");
+    char *out = NULL;
+    setenv("NN_JIT_PROFILE", "1", 1);
+    int rc = tu_nnc_run(&out, "train tests/backend/recurrent_rows.nn --backend jit --threads 2 "
+                        "-q --set epochs=1 --set save=/tmp/nnc_agree_rows_%d.st", (int)getpid());
+    unsetenv("NN_JIT_PROFILE");
+    cr_assert_eq(rc, 0, "%s", out);
+    int par = 0;
+    for (const char *l = out; (l = strstr(l, "_loop ")); l++) {
+        const char *eol = strchr(l, '\n');
+        const char *p = strstr(l, " par ");
+        par += p && (!eol || p < eol);
+    }
+    cr_expect_geq(par, 4, "expected the GRU's and the LSTM's loops, both ways, in parts:\n%s", out);
+    free(out);
+    agree("tests/backend/recurrent_rows.nn", "--threads 2", "train", "loss", 1e-6, 1e-4);
+}

@@ -220,9 +220,16 @@ static NnId reduce(Ctx *c, NnOp op, int v)
     return nn_ir_reduce(c->g, op, x, axes[v], v == 1, L);
 }
 
-// Variants: ta = v & 1, tb = v & 2; 4 has a symbolic batch.
+// Variants: ta = v & 1, tb = v & 2; 4 has a symbolic batch. Leading dims of
+// A (rows): 5 [2, 3, 4] @ [4, 5], 6 the same @ [5, 4]^T, 7 [T, N, 4] @ [4, 5]
+// with N symbolic; 8 A^T B over leading dims, [2, 3, 4]^T [2, 3, 5] -> [4, 5].
 static NnId matmul(Ctx *c, NnOp op, int v)
 {
+    if (v >= 5) {
+        NnId a = var(c, v == 7 ? "2,N=3,4" : "2,3,4", R_ANY, true);
+        NnId b = var(c, v == 6 ? "5,4" : v == 8 ? "2,3,5" : "4,5", R_ANY, true);
+        return nn_ir_matmul(c->g, a, b, v == 8, v == 6, L);
+    }
     bool ta = v & 1, tb = v & 2;
     NnId a = var(c, v == 4 ? "N=3,4" : ta ? "4,3" : "3,4", R_ANY, true);
     NnId b = var(c, tb ? "5,4" : "4,5", R_ANY, true);
@@ -532,6 +539,10 @@ static const Recipe recipes[] = {
     {NN_OP_MATMUL, "tb", matmul, 2, 0, 0},
     {NN_OP_MATMUL, "ta tb", matmul, 3, 0, 0},
     {NN_OP_MATMUL, "symbolic batch", matmul, 4, 0, 0},
+    {NN_OP_MATMUL, "leading dims", matmul, 5, 0, 0},
+    {NN_OP_MATMUL, "leading dims, tb", matmul, 6, 0, 0},
+    {NN_OP_MATMUL, "leading dims, symbolic batch", matmul, 7, 0, 0},
+    {NN_OP_MATMUL, "ta over leading dims", matmul, 8, 0, 0},
     {NN_OP_TAKE, "labels", take, 0, 0, 0},
     {NN_OP_TAKE, "symbolic batch", take, 1, 0, 0},
     {NN_OP_GATHER, "repeated ids", gather, 0, 0, 0},

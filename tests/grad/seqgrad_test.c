@@ -205,3 +205,31 @@ Test(seqgrad, gru_bptt)
         "    return gru(x, 4)\n"
         "}\n"), 0);
 }
+
+// stdlib/rnn.nn's form: the input projection of every step as one product of
+// the time-major sequence before the loop (a matmul with leading dims), the
+// loop reading step t of it; so the gradient of wx is one product after the
+// reverse loop.
+Test(seqgrad, gru_projected_before_the_loop)
+{
+    cr_expect_eq(check_source("gru, projected",
+        "layer gru(xs: f64[N, T, I], units: int) -> f64[N, T, units] {\n"
+        "    param wx: f64[I, 3 * units]     = normal(1)\n"
+        "    param wh: f64[units, 3 * units] = normal(1)\n"
+        "    param bx: f64[3 * units]        = normal(1)\n"
+        "    param bh: f64[3 * units]        = normal(1)\n"
+        "    h = f64(zeros([N, units]))\n"
+        "    xp = transpose(xs, [1, 0, 2]) @ wx + bx\n"
+        "    for t in 0..T {\n"
+        "        xr, xz, xn = split(xp[t], 3, axis = 1)\n"
+        "        hr, hz, hn = split(h @ wh + bh, 3, axis = 1)\n"
+        "        z = sigmoid(xz + hz)\n"
+        "        h = (1 - z) * tanh(xn + sigmoid(xr + hr) * hn) + z * h\n"
+        "        out[:, t] = h\n"
+        "    }\n"
+        "    return out\n"
+        "}\n"
+        "model net(x: f64[2, 5, 3]) -> f64[2, 5, 4] {\n"
+        "    return gru(x, 4)\n"
+        "}\n"), 0);
+}

@@ -242,12 +242,21 @@ Test(loop, arithmetic_on_the_loop_variable_unrolls)
 
 Test(loop, unread_results_are_dropped_before_the_body_is_optimized)
 {
-    char src[256];
     Compiled k;
-    compile(&k, lstm_src(src, sizeof src, 6));
+    compile(&k, "model m(x: f32[N, 6, 3]) -> f32[N, 5] {\n"
+                "    param wx: f32[3, 20] = glorot_uniform()\n"
+                "    param wh: f32[5, 20] = orthogonal()\n"
+                "    h = zeros([N, 5]); c = zeros([N, 5])\n"
+                "    for t in 0..6 {\n"
+                "        i, f, g, o = split(x[:, t] @ wx + h @ wh, 4, axis = 1)\n"
+                "        c = sigmoid(f) * c + sigmoid(i) * tanh(g)\n"
+                "        h = sigmoid(o) * tanh(c)\n"
+                "    }\n"
+                "    return h\n"
+                "}\n");
     cr_assert(k.g, "%s", diags(&k));
-    // lstm_last's body also binds i, f, g, o: carried out of the loop as
-    // built, dropped by the loops pass since nothing reads them.
+    // The body also binds i, f, g, o: carried out of the loop as built,
+    // dropped by the loops pass since nothing reads them.
     NnId lp = -1;
     for (NnId i = 0; i < k.g->count; i++)
         if (k.g->nodes[i].op == NN_OP_LOOP)

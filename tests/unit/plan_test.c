@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 
 #include "ir_helpers.h"
+#include "loop.h"
 #include "pass.h"
 #include "plan.h"
 
@@ -163,5 +164,39 @@ Test(plan, freed_blocks_merge_and_fit_larger_values)
     cr_assert_eq(p->slots[b + 1].offset, 128);
     cr_assert_eq(p->workspace, 256, "workspace %lld", (long long)p->workspace);
     nn_arena_free(ar);
+    nn_graph_free(g);
+}
+
+// A loop's stacked result is written by the JIT straight into its first
+// LOOP_OUT's buffer (ir/loop.h): that buffer is placed at the loop's step, so
+// nothing read by the loop, nor freed before it, shares its bytes.
+Test(plan, a_loops_direct_results_live_from_the_loop)
+{
+    NnGraph *g = nn_graph_new();
+    NnId x = src(g, NN_OP_INPUT, "x", NN_DT_F32, "5,N,8");
+    NnId h0 = nn_ir_unary(g, NN_OP_TANH, src(g, NN_OP_INPUT, "h", NN_DT_F32, "N,8"), L);
+    NnGraph *b = nn_graph_new_child(g);
+    NnId bh = src(b, NN_OP_INPUT, "h", NN_DT_F32, "N,8");
+    NnId bx = src(b, NN_OP_INPUT, "x", NN_DT_F32, "N,8");
+    NnId hn = nn_ir_binary(b, NN_OP_ADD, bh, bx, L);
+    nn_graph_add_output(b, "h", hn);
+    nn_graph_add_output(b, "y", nn_ir_unary(b, NN_OP_EXP, hn, L));
+    NnId in[2] = {h0, x};
+    NnId lp = nn_ir_loop(g, in, 2, 1, 1, 5, false, b, L);
+    NnId hl = nn_ir_loop_out(g, lp, 0, L);
+    NnId y1 = nn_ir_loop_out(g, lp, 1, L);
+    NnId y2 = nn_ir_loop_out(g, lp, 1, L);
+    nn_graph_add_output(g, "h", hl);
+    nn_graph_add_output(g, "y", nn_ir_binary(g, NN_OP_ADD, y1, y2, L));
+    cr_assert(!nn_loop_out_direct(g, hl), "a final carry is copied");
+    cr_assert(nn_loop_out_direct(g, y1));
+    cr_assert(!nn_loop_out_direct(g, y2), "only the first LOOP_OUT of a result");
+    NnArena *a = nn_arena_new();
+    int64_t n = 3;
+    NnPlan *p = nn_plan_build(g, &n, a);
+    assert_no_overlap(p);
+    cr_assert_eq(p->slots[y1].first, lp);
+    cr_assert_eq(p->slots[y2].first, y2);
+    nn_arena_free(a);
     nn_graph_free(g);
 }

@@ -252,10 +252,35 @@ Test(shape, matmul)
                "matmul: inner dimensions differ: f32[N, 784] @ f32[784, 256]^T");
     NnId r1 = par(g, "r1", NN_DT_F32, "784");
     EXPECT_ERR(nn_ir_matmul(g, x, r1, false, false, L),
-               "matmul: expects rank-2 operands: f32[N, 784] @ f32[784]");
+               "matmul: expects rank-2 operands (or A with leading dims): f32[N, 784] @ f32[784]");
     NnId d = par(g, "d", NN_DT_F64, "784,2");
     EXPECT_ERR(nn_ir_matmul(g, x, d, false, false, L),
                "matmul: operands must be float tensors of one dtype: f32[N, 784] @ f64[784, 2]");
+}
+
+// Leading dims of A are rows; A^T B contracts them all (ir/op_matmul.c).
+Test(shape, matmul_leading_dims)
+{
+    NnId xs = src(g, NN_OP_INPUT, "xs", NN_DT_F32, "28,N,28");
+    NnId w = par(g, "w", NN_DT_F32, "28,384");
+    NnId wt = par(g, "wt", NN_DT_F32, "384,28");
+    NnId d = src(g, NN_OP_INPUT, "d", NN_DT_F32, "28,N,384");
+    EXPECT_TYPE(nn_ir_matmul(g, xs, w, false, false, L), "f32[28, N, 384]");
+    EXPECT_TYPE(nn_ir_matmul(g, xs, wt, false, true, L), "f32[28, N, 384]");
+    EXPECT_TYPE(nn_ir_matmul(g, xs, d, true, false, L), "f32[28, 384]");
+    EXPECT_TYPE(nn_ir_matmul(g, d, w, false, true, L), "f32[28, N, 28]");
+    EXPECT_ERR(nn_ir_matmul(g, xs, wt, false, false, L),
+               "matmul: inner dimensions differ: f32[28, N, 28] @ f32[384, 28]");
+    EXPECT_ERR(nn_ir_matmul(g, w, xs, false, false, L),
+               "matmul: expects rank-2 operands (or A with leading dims): f32[28, 384] @ "
+               "f32[28, N, 28]");
+    NnId e = src(g, NN_OP_INPUT, "e", NN_DT_F32, "27,N,384");
+    EXPECT_ERR(nn_ir_matmul(g, xs, e, true, false, L),
+               "matmul: f32[28, N, 28]^T @ f32[27, N, 384]: with leading dims, A^T B needs B "
+               "of A's leading dims, not transposed");
+    EXPECT_ERR(nn_ir_matmul(g, xs, d, true, true, L),
+               "matmul: f32[28, N, 28]^T @ f32[28, N, 384]^T: with leading dims, A^T B needs B "
+               "of A's leading dims, not transposed");
 }
 
 Test(shape, take_onehot_argmax)
