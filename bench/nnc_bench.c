@@ -7,6 +7,7 @@
 // then gemm_bench.c times generated matmul against OpenBLAS and the FMA peak.
 // Prints one flat JSON object on stdout; bench/report.py turns it into the
 // table. Data is synthetic (uniform inputs, random labels): speed only.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,16 +110,19 @@ typedef struct Model {
     NnTrainSpec spec;
     NnGraph *infer; // the model alone, inference mode (output "output")
     NnVars vars;
+    NnVars init; // the variables' initial values (time_steps restores them)
 } Model;
 
 static bool init_vars(Model *m)
 {
     nnrt_vars_init(&m->vars);
+    nnrt_vars_init(&m->init);
     for (int i = 0; i < m->spec.nvars; i++) {
         const NnParamInit *v = &m->spec.vars[i];
         NnTensor *t = nnrt_tensor_new(v->dtype, v->shape.rank, v->shape.dim);
         if (!t || nnrt_init_fill(t, v->init, v->args, v->nargs, m->spec.seed, v->name) != NN_OK ||
-            nnrt_vars_put(&m->vars, v->name, t) != NN_OK) {
+            nnrt_vars_put(&m->vars, v->name, t) != NN_OK ||
+            nnrt_vars_put(&m->init, v->name, nnrt_tensor_clone(t)) != NN_OK) {
             fprintf(stderr, "bench: cannot initialize %s: %s\n", v->name, nnrt_errmsg());
             return false;
         }
@@ -173,6 +177,7 @@ static bool model_load(Model *m, const char *name, const NnField *f, int nf, dou
 static void model_free(Model *m)
 {
     nnrt_vars_fini(&m->vars);
+    nnrt_vars_fini(&m->init);
     nn_graph_free(m->spec.forward);
     nn_graph_free(m->spec.step);
     nn_graph_free(m->spec.eval);
@@ -255,6 +260,42 @@ static const NnBackend *backend(const char *name)
     return be;
 }
 
+// The variables back to their initial values (m->init), in place: a step
+// swaps a variable's buffer with its update's, so the tensors stay and only
+// their contents are restored.
+static void vars_restore(Model *m)
+{
+    for (int k = 0; k < m->init.count; k++) {
+        NnTensor *t = nnrt_vars_get(&m->vars, m->init.names[k]);
+        if (t && nnrt_tensor_nbytes(t) == nnrt_tensor_nbytes(m->init.tensors[k]))
+            memcpy(t->data, m->init.tensors[k]->data, nnrt_tensor_nbytes(t));
+    }
+}
+
+// A training step, timed as bench_time does, but every repetition starts
+// from the initial variables. Trained on one resident batch for thousands of
+// steps, the MLP memorizes it, units die, and the Adam first moments of their
+// weights (m *= 0.9 each step, gradient 0) sink into subnormal floats after
+// about 700 steps and stay there (0.9 times the smallest subnormal rounds
+// back to it): every update then takes microcode assists and the step costs
+// 2.7x (bench/README.md). A repetition of a few hundred steps from the start
+// times what a user's first epochs run.
+static double time_steps(Job *j, Model *m, double min_s, int reps)
+{
+    vars_restore(m);
+    long n = bench_calibrate(job_run, j, min_s);
+    if (n < 0)
+        return -1;
+    double v[32];
+    reps = quick && reps > 3 ? 3 : reps > 32 ? 32 : reps;
+    for (int r = 0; r < reps; r++) {
+        vars_restore(m);
+        if (!job_run(j) || (v[r] = bench_rep(job_run, j, n)) < 0)
+            return -1;
+    }
+    return bench_median(v, reps);
+}
+
 // Seconds per step of graph g at batch n; negative on failure.
 static double time_graph(const char *be_name, const NnGraph *g, Model *m, const NnField *f,
                          int nf, int64_t n, int classes, int threads, double min_s)
@@ -265,7 +306,7 @@ static double time_graph(const char *be_name, const NnGraph *g, Model *m, const 
     for (int k = 0; k < nf; k++)
         j.in[k] = field_tensor(&f[k], n, classes);
     if (be && j.in[0] && (nf < 2 || j.in[1]) && job_prepare(&j, be, g, &m->vars, threads))
-        s = bench_time(job_run, &j, min_s, 7);
+        s = g->nupdates ? time_steps(&j, m, min_s, 7) : bench_time(job_run, &j, min_s, 7);
     job_free(&j);
     for (int k = 0; k < nf; k++)
         nnrt_tensor_free(j.in[k]);
@@ -401,6 +442,151 @@ static void bench_mlp(const char *file, const char *prefix, bool all)
 }
 
 
+// --bare-trace: the bare step's cost as the same resident batch trains on,
+// in chunks of 100 steps (1 thread, thread CPU time), with the loss and the
+// share of subnormal values among the Adam second moments: what separates
+// the bare step from whole epochs.
+static void bare_trace(void)
+{
+    NnField f[2] = {{"x", NN_DT_F32, {.rank = 1, .dim = {784}}}, {"label", NN_DT_I32, {.rank = 0}}};
+    Model m;
+    double front;
+    if (!model_load(&m, "mlp_nodrop.nn", f, 2, &front))
+        return;
+    const NnBackend *be = backend("jit");
+    Job j = {0};
+    j.in[0] = field_tensor(&f[0], 128, 10);
+    j.in[1] = field_tensor(&f[1], 128, 10);
+    if (!be || !job_prepare(&j, be, m.spec.step, &m.vars, 1))
+        return;
+    for (int c = 0; c < 10; c++) {
+        double t0 = bench_cpu_now();
+        for (int i = 0; i < 100; i++)
+            if (!job_run(&j))
+                return;
+        double ms = (bench_cpu_now() - t0) * 10;
+        long sub = 0, all = 0;
+        for (int k = 0; k < m.vars.count; k++) {
+            const NnTensor *t = m.vars.tensors[k];
+            if (t->dtype != NN_DT_F32)
+                continue;
+            for (int64_t i = 0; i < t->numel; i++) {
+                float x = ((const float *)t->data)[i];
+                sub += x != 0 && fabsf(x) < 1.17549435e-38f;
+                all++;
+            }
+        }
+        fprintf(stderr, "steps %5d: %.3f ms/step  loss %.6g  subnormal %.4f%%\n", (c + 1) * 100,
+                ms, nnrt_tensor_get(j.out[0], 0), 100.0 * (double)sub / (double)all);
+    }
+    for (int k = 0; k < m.vars.count; k++) {
+        const NnTensor *t = m.vars.tensors[k];
+        long sub = 0, zero = 0;
+        for (int64_t i = 0; t->dtype == NN_DT_F32 && i < t->numel; i++) {
+            float x = ((const float *)t->data)[i];
+            sub += x != 0 && fabsf(x) < 1.17549435e-38f;
+            zero += x == 0;
+        }
+        if (sub || zero)
+            fprintf(stderr, "  %s: %ld subnormal, %ld zero of %lld\n", m.vars.names[k], sub, zero,
+                    (long long)t->numel);
+    }
+    job_free(&j);
+    nnrt_tensor_free(j.in[0]);
+    nnrt_tensor_free(j.in[1]);
+    model_free(&m);
+}
+
+// ---- the read bandwidth that bounds batch-1 inference ----
+
+// Batch-1 inference reads the first layer's 784 x 256 f32 weights (802,816
+// bytes) once per prediction and does 2 FLOPs per 4 bytes read, so its floor
+// is the rate one core reads a block of that size that stays in its L2, not
+// the FMA peak. Sums it with 8 independent chains of full-width vector adds
+// (the widest the CPU has), which keeps the loads, not the adds, the limit.
+typedef float v16f __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+
+__attribute__((target("avx512f"), noinline)) static float sum512(const float *p, size_t n)
+{
+    v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+    const v16f *v = (const v16f *)p;
+    for (size_t i = 0; i + 8 <= n / 16; i += 8) {
+        a0 += v[i];
+        a1 += v[i + 1];
+        a2 += v[i + 2];
+        a3 += v[i + 3];
+        a4 += v[i + 4];
+        a5 += v[i + 5];
+        a6 += v[i + 6];
+        a7 += v[i + 7];
+    }
+    v16f a = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
+    float s = 0;
+    for (int l = 0; l < 16; l++)
+        s += a[l];
+    return s;
+}
+
+__attribute__((target("avx2"), noinline)) static float sum256(const float *p, size_t n)
+{
+    v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+    const v8f *v = (const v8f *)p;
+    for (size_t i = 0; i + 8 <= n / 8; i += 8) {
+        a0 += v[i];
+        a1 += v[i + 1];
+        a2 += v[i + 2];
+        a3 += v[i + 3];
+        a4 += v[i + 4];
+        a5 += v[i + 5];
+        a6 += v[i + 6];
+        a7 += v[i + 7];
+    }
+    v8f a = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
+    float s = 0;
+    for (int l = 0; l < 8; l++)
+        s += a[l];
+    return s;
+}
+
+// GB/s reading `bytes` that stay resident, best of 15 trials by thread CPU
+// time (a trial is several passes over the block after one warm pass).
+static double read_gbs(size_t bytes)
+{
+    bool wide = __builtin_cpu_supports("avx512f");
+    if (!wide && !__builtin_cpu_supports("avx2"))
+        return -1;
+    size_t n = bytes / sizeof(float) / 128 * 128;
+    float *p = nnrt_alloc(n * sizeof(float));
+    if (!p)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        p[i] = (float)(i & 7);
+    volatile float sink = 0;
+    int passes = (int)(((size_t)64 << 20) / (n * sizeof(float))) + 1;
+    double best = 1e30;
+    for (int t = 0; t < 15; t++) {
+        sink += wide ? sum512(p, n) : sum256(p, n);
+        double t0 = bench_cpu_now();
+        for (int r = 0; r < passes; r++)
+            sink += wide ? sum512(p, n) : sum256(p, n);
+        double dt = (bench_cpu_now() - t0) / passes;
+        best = dt < best ? dt : best;
+    }
+    nnrt_free(p);
+    return (double)(n * sizeof(float)) / best * 1e-9;
+}
+
+static void bench_read_bw(void)
+{
+    bench_emit("read_l1_32k_gbs", read_gbs(32 << 10));
+    double l2 = read_gbs(802816);
+    bench_emit("read_l2_784x256_gbs", l2);
+    bench_emit("read_big_64m_gbs", read_gbs(64 << 20));
+    if (l2 > 0)
+        bench_emit("infer1_l2_floor_us", 802816 / (l2 * 1e9) * 1e6);
+}
+
 static void bench_xor(void)
 {
     NnField f[2] = {{"x", NN_DT_F32, {.rank = 1, .dim = {2}}},
@@ -466,6 +652,8 @@ int main(int argc, char **argv)
             models = conv = false;
         else if (!strcmp(argv[i], "--conv"))
             models = gemm = false;
+        else if (!strcmp(argv[i], "--bare-trace"))
+            return bare_trace(), 0;
         else if (!strcmp(argv[i], "--overheads"))
             xor_only = true, models = gemm = conv = false;
         else
@@ -481,6 +669,7 @@ int main(int argc, char **argv)
     if (xor_only) {
         bench_mlp("mlp.nn", "mlp", true);
         bench_xor();
+        bench_read_bw();
     }
     if (gemm) {
         bench_peak(false);

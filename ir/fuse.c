@@ -310,6 +310,102 @@ NnFuseForm nn_fuse_form(const NnGraph *b)
     return NN_FUSE_ELEMWISE;
 }
 
+// ---- multi-output kernels ----
+//
+// After fusion an optimizer's update is still several elementwise kernels of
+// one shape that read each other or the same operands (Adam: m' and v' both
+// read the gradient, w' reads m' and v'), each streaming its operands from
+// memory again. One loop computing them all reads each operand once and
+// stores each result once. Decided by form and shape alone: node p joins the
+// group of a later lead L (itself such a kernel) when p is an elementwise
+// kernel that fusion built (an E-form FUSED node) of L's shape, every
+// reader of p is in the group (so nothing needs p before L's place; outputs
+// and updates read it after the run), and p is read by a member or shares a
+// non-scalar operand with one. Members keep their nodes and buffers, so the
+// interpreter runs them one by one and the update buffers' swap is unchanged;
+// the plan keeps members' operands and results alive through L's step, where
+// all of them are read and written.
+
+#define MULTI_GAP 8 // how far below its lowest member a group looks
+
+// Only kernels that fusion built join: a graph run without fusion
+// (NN_JIT_NOFUSE, FUSED bodies themselves) keeps one kernel per op.
+static bool is_map(const NnNode *n)
+{
+    return n->op == NN_OP_FUSED && nn_fuse_form(n->attr.body) == NN_FUSE_ELEMWISE;
+}
+
+static bool shares_operand(const NnGraph *g, const NnId *lead, NnId p, NnId r)
+{
+    const NnNode *n = &g->nodes[p];
+    for (int k = 0; k < n->nin; k++) {
+        NnId x = n->in[k];
+        if (g->nodes[x].shape.rank == 0 || g->nodes[x].op == NN_OP_CONST)
+            continue;
+        for (NnId m = p + 1; m <= r; m++) {
+            if (lead[m] != r)
+                continue;
+            for (int j = 0; j < g->nodes[m].nin; j++)
+                if (g->nodes[m].in[j] == x)
+                    return true;
+        }
+    }
+    return false;
+}
+
+void nn_fuse_multi(const NnGraph *g, NnId *lead)
+{
+    int n = g->count;
+    int *cstart = calloc((size_t)n + 2, sizeof(int));
+    NN_ASSERT(cstart);
+    int edges = 0;
+    for (NnId i = 0; i < n; i++) {
+        lead[i] = -1;
+        for (int k = 0; k < g->nodes[i].nin; k++, edges++)
+            cstart[g->nodes[i].in[k] + 1]++;
+    }
+    for (int i = 0; i < n; i++)
+        cstart[i + 1] += cstart[i];
+    int *cons = malloc(((size_t)edges + 1) * sizeof(int));
+    int *fill = calloc((size_t)n + 1, sizeof(int));
+    NN_ASSERT(cons && fill);
+    for (NnId i = 0; i < n; i++)
+        for (int k = 0; k < g->nodes[i].nin; k++) {
+            NnId x = g->nodes[i].in[k];
+            cons[cstart[x] + fill[x]++] = i;
+        }
+    free(fill);
+    // NN_JIT_NOMULTI=1: one kernel per FUSED node, to measure what this saves.
+    const char *off = getenv("NN_JIT_NOMULTI");
+    for (NnId r = n - 1; r > 0 && !(off && *off && *off != '0'); r--) {
+        const NnNode *rn = &g->nodes[r];
+        if (lead[r] != -1 || !is_map(rn))
+            continue;
+        lead[r] = r;
+        int size = 1;
+        NnId lo = r;
+        for (NnId p = r - 1; p >= 0 && p >= lo - MULTI_GAP && size < NN_FUSE_MULTI_MAX; p--) {
+            const NnNode *pn = &g->nodes[p];
+            if (lead[p] != -1 || !is_map(pn) || !nn_shape_eq(&pn->shape, &rn->shape))
+                continue;
+            bool read = false, all = true;
+            for (int e = cstart[p]; e < cstart[p + 1] && all; e++) {
+                all = lead[cons[e]] == r;
+                read = true;
+            }
+            if (!all || !(read || shares_operand(g, lead, p, r)))
+                continue;
+            lead[p] = r;
+            lo = p;
+            size++;
+        }
+        if (size == 1)
+            lead[r] = -1;
+    }
+    free(cstart);
+    free(cons);
+}
+
 // ---- pooling inside the convolution's kernel ----
 
 // The convolution (bare or hosting a FUSED body) whose kernel also computes

@@ -7,6 +7,7 @@
 
 #include "attr.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 const NnPass nn_passes[] = {
@@ -222,9 +223,14 @@ NnGraph *nn_rewrite_end(NnRewrite *rw)
 
 int nn_fuse_count_kernels(const NnGraph *g)
 {
+    NnId *lead = malloc(((size_t)g->count + 1) * sizeof(NnId));
+    NN_ASSERT(lead);
+    nn_fuse_multi(g, lead);
     int n = 0;
     for (int i = 0; i < g->count; i++)
-        n += !nn_op_has(g->nodes[i].op, NN_OPF_SOURCE) && nn_fuse_pool_host(g, i) < 0;
+        n += !nn_op_has(g->nodes[i].op, NN_OPF_SOURCE) && nn_fuse_pool_host(g, i) < 0 &&
+             (lead[i] < 0 || lead[i] == i);
+    free(lead);
     return n;
 }
 

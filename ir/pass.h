@@ -93,8 +93,15 @@ NnFuseForm nn_fuse_form(const NnGraph *body);
 // The convolution node whose kernel computes pooling node `pool` too, or -1
 // (see ir/fuse.c).
 NnId nn_fuse_pool_host(const NnGraph *g, NnId pool);
-// Nodes that launch work: everything but INPUT/PARAM/STATE/CONST, and pools
-// that ride in a convolution's kernel.
+// Multi-output elementwise kernels (see ir/fuse.c): lead[i] := the node at
+// whose place node i is computed, in one loop with the others of its group
+// (each result stored once, shared operands loaded once), or -1 when node i
+// is in no such group. lead has g->count entries.
+#define NN_FUSE_MULTI_MAX 8 // members of one multi-output kernel, at most
+void nn_fuse_multi(const NnGraph *g, NnId *lead);
+// Nodes that launch work: everything but INPUT/PARAM/STATE/CONST, pools
+// that ride in a convolution's kernel, and members of a multi-output kernel
+// but its lead.
 int nn_fuse_count_kernels(const NnGraph *g);
 // Nodes of op `op` in g (top level only).
 int nn_graph_count_op(const NnGraph *g, NnOp op);

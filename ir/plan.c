@@ -112,6 +112,24 @@ static void live_ranges(const NnGraph *g, const int64_t *symv, NnPlan *p, const 
             if (p->slots[g->nodes[c].in[k]].last < i)
                 p->slots[g->nodes[c].in[k]].last = i;
     }
+    // A multi-output kernel (nn_fuse_multi) computes every member at its
+    // lead's step, reading all members' operands there: members' results and
+    // operands live through that step, so nothing written there (or before
+    // it, by a member's own slot) takes their memory.
+    NnId *lead = malloc(((size_t)g->count + 1) * sizeof(NnId));
+    NN_ASSERT(lead);
+    nn_fuse_multi(g, lead);
+    for (NnId i = 0; i < g->count; i++) {
+        NnId l = lead[i];
+        if (l < 0 || l == i)
+            continue;
+        if (p->slots[i].last < l)
+            p->slots[i].last = l;
+        for (int k = 0; k < g->nodes[i].nin; k++)
+            if (p->slots[g->nodes[i].in[k]].last < l)
+                p->slots[g->nodes[i].in[k]].last = l;
+    }
+    free(lead);
     for (int k = 0; k < g->noutputs; k++)
         p->slots[g->outputs[k].id].flags |= NN_PLAN_PINNED;
     for (int k = 0; k < g->nupdates; k++) {

@@ -628,16 +628,37 @@ static void emit_step(NnCg *cg)
     LLVMBuildRetVoid(cg->b);
 }
 
+// Lowers node i, or for the lead of a multi-output kernel (nn_fuse_multi)
+// its whole group; other members emit nothing at their own place.
+static bool lower_node(NnCg *cg, const NnId *lead, NnId i)
+{
+    if (lead[i] < 0)
+        return lowerers[cg->g->nodes[i].op](cg, i);
+    if (lead[i] != i)
+        return true;
+    NnId ids[NN_FUSE_MULTI_MAX];
+    int n = 0;
+    for (NnId m = 0; m <= i; m++)
+        if (lead[m] == i)
+            ids[n++] = m;
+    return nn_cg_emit_multi(cg, ids, n);
+}
+
 bool nn_cg_lower_graph(NnCg *cg)
 {
     const NnGraph *g = cg->g;
+    NnId *lead = malloc(((size_t)g->count + 1) * sizeof(NnId));
+    NN_ASSERT(lead);
+    nn_fuse_multi(g, lead);
     for (NnId i = 0; i < g->count; i++) {
         cg->node = i;
-        if (!lowerers[g->nodes[i].op](cg, i)) {
+        if (!lower_node(cg, lead, i)) {
             cg->failed = true;
+            free(lead);
             return false;
         }
     }
+    free(lead);
     emit_step(cg);
     return true;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "nn_llvm.h"
+#include "pass.h"
 
 #define NN_VW 16
 
@@ -193,6 +194,14 @@ static LLVMValueRef lane_index(NnCg *cg, LLVMValueRef off, int64_t stride, int w
     return LLVMBuildAdd(cg->b, v, LLVMConstVector(lanes, (unsigned)w), "");
 }
 
+static LLVMValueRef shared(const NnShare *s, int slot)
+{
+    for (int i = 0; s && i < s->n; i++)
+        if (s->slot[i] == slot)
+            return s->val[i];
+    return NULL;
+}
+
 typedef struct EvalCtx {
     int w, vdim;
     LLVMValueRef mask, hole;
@@ -210,11 +219,17 @@ static LLVMValueRef eval(NnCg *cg, NnExpr *e, NnId id, const EvalCtx *c)
         v = c->hole;
     } else if (l && l->is_const) {
         v = nn_cg_const(cg, l->dt, l->value, c->w);
+    } else if (l && (v = shared(e->share, l->slot))) {
+        // computed by an earlier member of a multi-output kernel, or loaded
     } else if (l) {
         bool vec = c->w > 1 && l->stride[c->vdim] == 1;
         v = nn_cg_load(cg, l->dt, l->base, l->off, vec ? c->w : 1, vec ? c->mask : NULL);
         if (!vec)
             v = nn_cg_splat(cg, v, c->w);
+        if (e->share && e->share->n < NN_SHARE_MAX) {
+            e->share->slot[e->share->n] = l->slot;
+            e->share->val[e->share->n++] = v;
+        }
     } else if (n->op == NN_OP_CONST) {
         v = nn_cg_const(cg, n->dtype, n->attr.value, c->w);
     } else if (n->op == NN_OP_BROADCAST) {
@@ -255,48 +270,52 @@ LLVMValueRef nn_expr_eval(NnCg *cg, NnExpr *e, int w, int vdim, LLVMValueRef mas
     return eval(cg, e, e->root, &c);
 }
 
-// Merges dims that every stream (leaves and the dense output) walks
-// contiguously, and drops dims of extent 1. ostride gets the output's strides.
-static void coalesce(NnExpr *e, int64_t *ostride)
+// Merges dims that every stream (every leaf of es[0..n) and the dense
+// outputs) walks contiguously, and drops dims of extent 1. The expressions
+// share one iteration space; ostride gets the outputs' strides.
+static void coalesce(NnExpr **es, int n, int64_t *ostride)
 {
-    int64_t os[NN_MAX_RANK], s = 1;
-    for (int d = e->rank - 1; d >= 0; d--) {
+    int rank = es[0]->rank;
+    int64_t os[NN_MAX_RANK], s = 1, dims[NN_MAX_RANK], o[NN_MAX_RANK];
+    for (int d = rank - 1; d >= 0; d--) {
         os[d] = s;
-        s *= e->dims[d];
+        s *= es[0]->dims[d];
     }
-    int nd = 0;
-    int64_t dims[NN_MAX_RANK], ls[NN_EXPR_MAXLEAF][NN_MAX_RANK], o[NN_MAX_RANK];
-    for (int d = 0; d < e->rank; d++) {
-        if (e->dims[d] == 1)
+    // inner[k]: the innermost source dim merged into new dim k.
+    int nd = 0, inner[NN_MAX_RANK];
+    for (int d = 0; d < rank; d++) {
+        int64_t ext = es[0]->dims[d];
+        if (ext == 1)
             continue;
-        bool merge = nd > 0 && o[nd - 1] == os[d] * e->dims[d];
-        for (int i = 0; merge && i < e->nleaf; i++)
-            merge = ls[i][nd - 1] == e->leaf[i].stride[d] * e->dims[d];
+        bool merge = nd > 0 && os[inner[nd - 1]] == os[d] * ext;
+        for (int x = 0; merge && x < n; x++)
+            for (int i = 0; merge && i < es[x]->nleaf; i++)
+                merge = es[x]->leaf[i].stride[inner[nd - 1]] == es[x]->leaf[i].stride[d] * ext;
         if (merge) {
-            dims[nd - 1] *= e->dims[d];
-            o[nd - 1] = os[d];
-            for (int i = 0; i < e->nleaf; i++)
-                ls[i][nd - 1] = e->leaf[i].stride[d];
+            dims[nd - 1] *= ext;
         } else {
-            dims[nd] = e->dims[d];
-            o[nd] = os[d];
-            for (int i = 0; i < e->nleaf; i++)
-                ls[i][nd] = e->leaf[i].stride[d];
-            nd++;
+            dims[nd++] = ext;
         }
+        inner[nd - 1] = d;
+        o[nd - 1] = os[d];
     }
-    if (nd == 0) {
-        dims[0] = 1;
+    for (int x = 0; x < n; x++) {
+        NnExpr *e = es[x];
+        for (int i = 0; i < e->nleaf; i++) {
+            int64_t ls[NN_MAX_RANK] = {0};
+            for (int k = 0; k < nd; k++)
+                ls[k] = e->leaf[i].stride[inner[k]];
+            memcpy(e->leaf[i].stride, ls, (size_t)(nd ? nd : 1) * sizeof(int64_t));
+        }
+        e->rank = nd ? nd : 1;
+        if (nd)
+            memcpy(e->dims, dims, (size_t)nd * sizeof(int64_t));
+        else
+            e->dims[0] = 1;
+    }
+    if (nd == 0)
         o[0] = 1;
-        for (int i = 0; i < e->nleaf; i++)
-            ls[i][0] = 0;
-        nd = 1;
-    }
-    e->rank = nd;
-    memcpy(e->dims, dims, (size_t)nd * sizeof(int64_t));
-    memcpy(ostride, o, (size_t)nd * sizeof(int64_t));
-    for (int i = 0; i < e->nleaf; i++)
-        memcpy(e->leaf[i].stride, ls[i], (size_t)nd * sizeof(int64_t));
+    memcpy(ostride, o, (size_t)(nd ? nd : 1) * sizeof(int64_t));
 }
 
 static LLVMValueRef dot_offset(NnCg *cg, LLVMValueRef *idx, const int64_t *stride, int rank)
@@ -323,48 +342,74 @@ void nn_cg_decode(NnCg *cg, LLVMValueRef r, const int64_t *dims, int n, LLVMValu
     }
 }
 
-// Stores e at idx (innermost dim = j) into out, w lanes.
-static void map_point(NnCg *cg, NnExpr *e, LLVMValueRef *idx, const int64_t *os, LLVMValueRef out,
-                      NnDType dt, int w)
+// Expressions written over one iteration space, each to its own dense output.
+typedef struct Map {
+    int n;
+    NnExpr **e;
+    LLVMValueRef out[NN_FUSE_MULTI_MAX];
+    NnDType dt[NN_FUSE_MULTI_MAX];
+    int slot[NN_FUSE_MULTI_MAX];
+    int64_t os[NN_MAX_RANK];
+    NnShare *share; // several expressions: values loaded or computed at this point
+} Map;
+
+// Stores each expression at idx (innermost dim = j) into its output, w lanes.
+static void map_point(NnCg *cg, Map *m, LLVMValueRef *idx, int w)
 {
-    nn_expr_at(cg, e, idx);
-    LLVMValueRef v = nn_expr_eval(cg, e, w, e->rank - 1, NULL, NULL);
-    nn_cg_store(cg, dt, v, out, dot_offset(cg, idx, os, e->rank), w, NULL);
+    int rank = m->e[0]->rank;
+    LLVMValueRef off = dot_offset(cg, idx, m->os, rank);
+    if (m->share)
+        m->share->n = 0;
+    for (int x = 0; x < m->n; x++) {
+        nn_expr_at(cg, m->e[x], idx);
+        LLVMValueRef v = nn_expr_eval(cg, m->e[x], w, rank - 1, NULL, NULL);
+        nn_cg_store(cg, m->dt[x], v, m->out[x], off, w, NULL);
+        if (m->share && m->share->n < NN_SHARE_MAX) {
+            m->share->slot[m->share->n] = m->slot[x];
+            m->share->val[m->share->n++] = v;
+        }
+    }
 }
 
 // Inner loop over [lo, hi) of the last dim: vectors, then a scalar tail.
-static void map_inner(NnCg *cg, NnExpr *e, LLVMValueRef *idx, const int64_t *os, LLVMValueRef out,
-                      NnDType dt, LLVMValueRef lo, LLVMValueRef hi, int w)
+static void map_inner(NnCg *cg, Map *m, LLVMValueRef *idx, LLVMValueRef lo, LLVMValueRef hi,
+                      int w)
 {
-    int last = e->rank - 1;
+    int last = m->e[0]->rank - 1;
     LLVMValueRef start = lo;
     if (w > 1) {
         NnLoop l;
         nn_cg_loop_begin(cg, &l, lo, hi, w);
         idx[last] = l.iv;
-        map_point(cg, e, idx, os, out, dt, w);
+        map_point(cg, m, idx, w);
         nn_cg_loop_end(cg, &l);
         start = l.iv;
     }
     NnLoop t;
     nn_cg_loop_begin(cg, &t, start, hi, 1);
     idx[last] = t.iv;
-    map_point(cg, e, idx, os, out, dt, 1);
+    map_point(cg, m, idx, 1);
     nn_cg_loop_end(cg, &t);
 }
 
-void nn_expr_emit_map(NnCg *cg, NnExpr *e, int out_slot, NnDType out_dt)
+// The loop nest of m over its (coalesced) iteration space: rows split over
+// threads, the innermost dim vectorized when every expression allows it.
+static void emit_maps(NnCg *cg, Map *m)
 {
-    int64_t os[NN_MAX_RANK];
-    coalesce(e, os);
-    nn_expr_bind(cg, e);
-    LLVMValueRef out = nn_cg_buf(cg, out_slot);
+    coalesce(m->e, m->n, m->os);
+    bool vec = true;
+    NnExpr *e = m->e[0];
     int last = e->rank - 1;
-    int w = nn_expr_vectorizable(e, last) ? NN_VW : 1;
+    for (int x = 0; x < m->n; x++) {
+        nn_expr_bind(cg, m->e[x]);
+        m->out[x] = nn_cg_buf(cg, m->slot[x]);
+        vec &= nn_expr_vectorizable(m->e[x], last);
+    }
+    int w = vec ? NN_VW : 1;
     LLVMValueRef idx[NN_MAX_RANK] = {0}, lo, hi;
     if (e->rank == 1) {
         nn_cg_split_v(cg, nn_cg_extent(cg, e->dims[0], e->rt), 64, &lo, &hi);
-        map_inner(cg, e, idx, os, out, out_dt, lo, hi, w);
+        map_inner(cg, m, idx, lo, hi, w);
         return;
     }
     int64_t rows = 1;
@@ -374,8 +419,51 @@ void nn_expr_emit_map(NnCg *cg, NnExpr *e, int out_slot, NnDType out_dt)
     NnLoop r;
     nn_cg_loop_begin(cg, &r, lo, hi, 1);
     nn_cg_decode(cg, r.iv, e->dims, last, idx);
-    map_inner(cg, e, idx, os, out, out_dt, nn_cg_i64(cg, 0), nn_cg_i64(cg, e->dims[last]), w);
+    map_inner(cg, m, idx, nn_cg_i64(cg, 0), nn_cg_i64(cg, e->dims[last]), w);
     nn_cg_loop_end(cg, &r);
+}
+
+void nn_expr_emit_map(NnCg *cg, NnExpr *e, int out_slot, NnDType out_dt)
+{
+    Map m = {.n = 1, .e = &e};
+    m.slot[0] = out_slot;
+    m.dt[0] = out_dt;
+    emit_maps(cg, &m);
+}
+
+// A multi-output kernel (nn_fuse_multi): members ids[0..n) in ascending order,
+// the last being the lead. A member's operand that an earlier member computed
+// is taken from that member's registers, and an operand two members read is
+// loaded once per point, so each stream crosses memory once.
+bool nn_cg_emit_multi(NnCg *cg, const NnId *ids, int n)
+{
+    NN_ASSERT(n >= 2 && n <= NN_FUSE_MULTI_MAX);
+    NnExpr *es[NN_FUSE_MULTI_MAX];
+    NnShare *share = malloc(sizeof *share);
+    NN_ASSERT(share);
+    Map m = {.n = n, .e = es, .share = share};
+    double work = 0;
+    for (int x = 0; x < n; x++) {
+        const NnNode *nd = &cg->g->nodes[ids[x]];
+        es[x] = malloc(sizeof *es[x]);
+        NN_ASSERT(es[x]);
+        if (nd->op == NN_OP_FUSED)
+            nn_expr_body(cg, es[x], ids[x], nd->attr.body->outputs[0].id);
+        else
+            nn_expr_node(cg, es[x], ids[x]);
+        es[x]->rt = nn_cg_rt(cg, cg->g, ids[x]);
+        es[x]->share = share;
+        m.slot[x] = ids[x];
+        m.dt[x] = nd->dtype;
+        work += (double)nn_cg_numel(cg, cg->g, ids[x]);
+    }
+    nn_cg_kernel_begin(cg, "fused_multi", work);
+    emit_maps(cg, &m);
+    nn_cg_kernel_end(cg);
+    for (int x = 0; x < n; x++)
+        free(es[x]);
+    free(share);
+    return true;
 }
 
 // ---- the elementwise ops of ops.def ----

@@ -222,6 +222,15 @@ typedef struct NnLeaf {
     int64_t inner;               // stride along the vectorized dim
 } NnLeaf;
 
+// Values of one evaluation point that several expressions share (a
+// multi-output kernel): by bufs slot, each loaded or computed once.
+#define NN_SHARE_MAX 256
+typedef struct NnShare {
+    int n;
+    int slot[NN_SHARE_MAX];
+    LLVMValueRef val[NN_SHARE_MAX];
+} NnShare;
+
 typedef struct NnExpr {
     const NnGraph *g; // graph holding root and leaves (the main graph or a FUSED body)
     NnId root;
@@ -235,6 +244,7 @@ typedef struct NnExpr {
     int nmemo;
     NnId memo_id[NN_EXPR_MAXMEMO];
     LLVMValueRef memo_val[NN_EXPR_MAXMEMO];
+    NnShare *share; // NULL, or shared with the other members of a multi-output kernel
 } NnExpr;
 
 // The expression for a single elementwise node of the main graph (inputs are leaves).
@@ -256,6 +266,9 @@ LLVMValueRef nn_expr_eval(NnCg *cg, NnExpr *e, int w, int vdim, LLVMValueRef mas
 bool nn_expr_vectorizable(const NnExpr *e, int dim);
 // out[...] = e over its iteration space (== out shape), threaded and vectorized.
 void nn_expr_emit_map(NnCg *cg, NnExpr *e, int out_slot, NnDType out_dt);
+// Members ids[0..n) of a multi-output kernel (nn_fuse_multi, lead last) as one
+// loop nest that stores each member's result.
+bool nn_cg_emit_multi(NnCg *cg, const NnId *ids, int n);
 // One elementwise op on values (w lanes).
 LLVMValueRef nn_cg_elem_op(NnCg *cg, const NnNode *n, NnDType in_dt, LLVMValueRef *a, int w,
                            LLVMValueRef idx);
