@@ -15,9 +15,18 @@
 
 typedef struct NnExec NnExec;
 
+struct NnPassOptions; // pass.h
+
 typedef struct NnExecOptions {
     int threads;  // worker threads; 0 = all cores
     bool verbose; // report compile times and kernel counts on stderr
+    // The JIT's pass options for a graph it fuses itself (NULL: all passes);
+    // read during prepare only.
+    const struct NnPassOptions *passes;
+    // The batch a training step mostly runs with (0: unknown). The JIT splits
+    // the batch across threads for the whole step only when this batch gives
+    // each of 2 or more threads nnrt_lane_rows() rows (runtime/step.h).
+    int64_t batch;
 } NnExecOptions;
 
 typedef struct NnBackend {
@@ -46,6 +55,10 @@ int nn_llvm_kernel_count(const NnExec *x);
 // (nn_llvm_runtime_batch), a new batch size adds none.
 int nn_llvm_compile_count(const NnExec *x);
 bool nn_llvm_runtime_batch(const NnExec *x);
+// 0 when the step was not cut so that the batch splits across threads for
+// the whole step (ir/shard.c; *why, if why, says why not), else the threads
+// the batch of the latest run split across (1: too few rows to split).
+int nn_llvm_lanes(const NnExec *x, const char **why);
 #endif
 
 // Backend by name, or NULL ("jit" is NULL in builds without LLVM).

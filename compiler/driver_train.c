@@ -184,13 +184,18 @@ bool nn_driver_init_vars(NnCtx *c, const NnParamInit *vs, int n, uint64_t seed, 
     return true;
 }
 
-static NnExec *prepare(NnCtx *c, const NnBackend *be, NnGraph **g, NnOptions *o, NnLoc loc)
+static NnExec *prepare(NnCtx *c, const NnBackend *be, NnGraph **g, NnOptions *o, int64_t batch,
+                       NnLoc loc)
 {
     NnPassOptions po = o->passes;
+    // The JIT fuses a training step itself, after cutting it so that the batch
+    // can split across threads for the whole step (ir/shard.c).
+    bool cut = strcmp(be->name, "jit") == 0 && (*g)->nupdates > 0;
     if (!po.stop)
-        po.stop = strcmp(be->name, "interp") == 0 ? "opt" : "fused";
+        po.stop = strcmp(be->name, "interp") == 0 || cut ? "opt" : "fused";
     *g = nn_passes_run(*g, &po);
-    NnExecOptions eo = {.threads = o->threads, .verbose = o->verbose};
+    NnExecOptions eo = {.threads = o->threads, .verbose = o->verbose, .passes = &o->passes,
+                        .batch = batch};
     NnExec *x = be->prepare(*g, &eo);
     if (!x)
         nn_error(&c->diags, loc, "backend '%s' cannot prepare the graph: %s", be->name,
@@ -213,7 +218,7 @@ static bool prepare_steps(NnCtx *c, const NnBackend *be, NnTrainSpec *spec, NnOp
     }
     for (int i = 0; i < n; i++) {
         NnGraph **g = nn_train_step_graph(spec, i);
-        if (!(R->steps[i] = prepare(c, be, g, o, spec->steps[i].ast->loc)))
+        if (!(R->steps[i] = prepare(c, be, g, o, spec->batch, spec->steps[i].ast->loc)))
             return false;
         if (i == 0)
             R->step = R->steps[0];
@@ -506,8 +511,8 @@ static bool trainer_prepare(NnCtx *c, NnTrainer *t, NnOptions *o, bool eval_only
         }
         if (!prepare_steps(c, R->be, spec, o, R))
             return false;
-    } else if (!(R->step = prepare(c, R->be, &spec->step, o, loc)) ||
-               !(R->eval = prepare(c, R->be, &spec->eval, o, loc)))
+    } else if (!(R->step = prepare(c, R->be, &spec->step, o, spec->batch, loc)) ||
+               !(R->eval = prepare(c, R->be, &spec->eval, o, spec->batch, loc)))
         return false;
     if (o->verbose) {
         fprintf(stderr, "nnc: prepared step and eval graphs on %s in %.0f ms\n", R->be->name,

@@ -34,6 +34,18 @@ NnGraph *nn_pass_fuse(NnGraph *g);     // ir/fuse.c
 NnGraph *nn_pass_loops(NnGraph *g);    // ir/loops.c
 NnGraph *nn_pass_buckets(NnGraph *g);  // ir/buckets.c
 NnGraph *nn_pass_overlap(NnGraph *g);  // ir/overlap.c
+
+// The batch split across threads for the whole step (ir/shard.c). shard: g
+// (unfused; batch symbol sym) with a GRAD_START/GRAD_WAIT pair on every value
+// the update part reads from the per-row part, as a new graph (g is kept), or
+// NULL with why set when the step cannot be split. lanes: the same graph with
+// every node that descends from a GRAD_WAIT after all others (a new graph, g
+// kept). lanes_check: on that graph, the first node of the update part, and
+// per output how lanes combine it (rule[k]: 0 lane 0's, 1 rows concatenated,
+// 2 summed weighted by rows); -1 with why set if the order does not hold.
+NnGraph *nn_pass_shard(NnGraph *g, int sym, char *why, size_t whyn);
+NnGraph *nn_pass_lanes(NnGraph *g);
+NnId nn_lanes_check(const NnGraph *g, int sym, int *rule, char *why, size_t whyn);
 // The most operand uses (sum of member arities) one fused group may have, so a
 // FUSED body has at most this many INPUTs: backends size their per-kernel leaf
 // tables by it (backend/llvm NN_EXPR_MAXLEAF). Long chains, such as a gradient

@@ -9,6 +9,12 @@
 // the update trades it with the variable's buffer. Copying them back cost a
 // read and a write of every parameter and optimizer moment per step (for the
 // Fashion-MNIST MLP under Adam, 2.8 MB: about 7% of a step on one core).
+//
+// A step cut into lanes (step.h, NnrtStepCut) splits a large enough batch
+// across the pool's threads for the whole per-row part: one pool dispatch runs
+// every lane's kernels on its rows (no barrier between kernels), the cut
+// gradients are summed over lanes by elements, and the update part runs once
+// on lane 0's memory with its kernels split over the pool as before.
 #include "step.h"
 
 #include "dist.h"
@@ -17,6 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+static void prof_print(NnrtStepRun *r);
+enum { PROF_THREADS = 64, PROF_STEPS = 4096 }; // NN_STEP_PROFILE (below)
 
 static bool is_source(int kind) { return kind == NNRT_SLOT_INPUT || kind == NNRT_SLOT_VAR; }
 
@@ -113,9 +123,19 @@ NnStatus nnrt_step_open(NnrtStepRun *r, const NnrtStep *d)
     r->snap = calloc((size_t)d->nupdates + 1, sizeof(void *));
     r->swap = calloc((size_t)d->nupdates + 1, sizeof(void *));
     r->var = calloc((size_t)d->nvars + 1, sizeof(NnTensor *));
+    r->role = calloc((size_t)d->nkernels + 1, sizeof(int));
     r->cap = -1;
-    if (!r->bufs || !r->outs || !r->outcopy || !r->snap || !r->swap || !r->var)
+    r->lanes = 1;
+    if (!r->bufs || !r->outs || !r->outcopy || !r->snap || !r->swap || !r->var || !r->role)
         return nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    for (int k = 0; k < d->ncuts; k++) {
+        r->role[d->cuts[k].start] = k + 1;
+        r->role[d->cuts[k].wait] = -(k + 1);
+    }
+    const char *pf = getenv("NN_STEP_PROFILE");
+    if (pf && *pf == '1' && !(r->prof = calloc(PROF_STEPS, sizeof(double))))
+        return nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    r->min_rows = nnrt_lane_rows();
     if (!(r->err = nnrt_alloc(8 * ((size_t)d->nchecks + 1))))
         return NN_ERR_NOMEM;
     for (int k = 0; k < d->nupdates; k++) {
@@ -137,6 +157,16 @@ void nnrt_step_close(NnrtStepRun *r)
 {
     if (!r->d)
         return;
+    prof_print(r);
+    free(r->prof);
+    for (int i = 0; i < r->nlane_runs; i++)
+        nnrt_step_close(&r->lane[i]);
+    free(r->lane);
+    free(r->lo);
+    for (int k = 0; r->lout && k < r->d->noutputs; k++)
+        nnrt_free(r->lout[k]);
+    free(r->lout);
+    free(r->role);
     for (int k = 0; r->outcopy && k < r->d->noutputs; k++)
         nnrt_free(r->outcopy[k]);
     for (int k = 0; r->snap && k < r->d->nupdates; k++)
@@ -224,13 +254,17 @@ static NnStatus attach(NnrtStepRun *r, NnVars *vars, NnTensor *const *inputs, bo
             return mismatch("variable", v, t, n);
         r->var[k] = t;
     }
-    NnStatus st = r->cap < 0 || (batch && n != r->batch) ? place(r, n) : NN_OK;
+    // After a split run the slots and output headers are lane 0's: place again.
+    bool again = r->cap < 0 || (batch && n != r->batch) || r->lanes > 1;
+    NnStatus st = again ? place(r, n) : NN_OK;
     if (st != NN_OK)
         return st;
     if (vars) {
         r->cvars = vars;
         r->cgen = vars->gen;
     }
+    r->in = inputs;
+    r->lanes = 1;
     for (int s = 0; s < d->nslots; s++) {
         const NnrtStepSlot *sl = &d->slots[s];
         if (sl->kind == NNRT_SLOT_INPUT)
@@ -246,9 +280,22 @@ NnStatus nnrt_step_attach(NnrtStepRun *r, NnVars *vars, NnTensor *const *inputs)
     return attach(r, vars, inputs, false);
 }
 
+// Positions per row of the batch in a label check's indices: 1 for take and
+// onehot (one per row), a gather's ids per row when they are an input.
+static int64_t per_row(const NnrtStep *d, const NnrtStepCheck *c)
+{
+    if (c->kind != 2)
+        return 1;
+    for (int k = 0; k < d->ninputs; k++)
+        if (d->inputs[k].slot == c->slot && d->inputs[k].rank > 0 &&
+            d->inputs[k].dims[0] == NNRT_DIM_BATCH)
+            return (int64_t)(type_bytes(&d->inputs[k], 1) / 4);
+    return 0;
+}
+
 // The first out-of-range label or index a kernel recorded, worded as the
-// interpreter words it.
-NnStatus nnrt_step_check(const NnrtStepRun *r)
+// interpreter words it; rows are counted from `lo` (a lane's first row).
+static NnStatus check_from(const NnrtStepRun *r, int64_t lo)
 {
     for (int k = 0; k < r->d->nchecks; k++) {
         int64_t bad = r->err[k];
@@ -256,6 +303,7 @@ NnStatus nnrt_step_check(const NnrtStepRun *r)
             continue;
         const NnrtStepCheck *c = &r->d->checks[k];
         int32_t v = ((const int32_t *)r->bufs[c->slot])[bad];
+        bad += lo * per_row(r->d, c);
         if (c->kind == 0)
             return nnrt_fail(NN_ERR_RUNTIME, "take: index %d at row %lld is outside [0, %lld)", v,
                              (long long)bad, (long long)c->bound);
@@ -268,9 +316,257 @@ NnStatus nnrt_step_check(const NnrtStepRun *r)
     return NN_OK;
 }
 
+NnStatus nnrt_step_check(const NnrtStepRun *r)
+{
+    return check_from(r, 0);
+}
+
+// ---- NN_STEP_PROFILE=1: the critical path in thread CPU time ----
+
+// Each dispatch counts its slowest thread's CPU time, each kernel on the
+// caller its own: what a step costs when every thread keeps its core, which
+// time on a machine shared with other work cannot show. The fastest and the
+// median step print when the run closes. Costs a clock read per kernel and
+// thread, so only for measuring.
+
+typedef struct Timed {
+    NnrtTask fn;
+    void *arg;
+    double t[PROF_THREADS];
+} Timed;
+
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void timed_task(void *arg, int ith, int nth)
+{
+    Timed *t = arg;
+    double c = thread_cpu();
+    t->fn(t->arg, ith, nth);
+    if (ith < PROF_THREADS)
+        t->t[ith] = thread_cpu() - c;
+}
+
+// fn over the pool (par) or on the caller, timed when profiling.
+static void dispatch(NnrtStepRun *r, NnrtPool *pool, NnrtTask fn, void *arg, bool par)
+{
+    if (!r->prof) {
+        if (par)
+            nnrt_pool_run(pool, fn, arg);
+        else
+            fn(arg, 0, 1);
+        return;
+    }
+    Timed t = {fn, arg, {0}};
+    if (par)
+        nnrt_pool_run(pool, timed_task, &t);
+    else
+        timed_task(&t, 0, 1);
+    double m = 0;
+    for (int i = 0; i < PROF_THREADS; i++)
+        m = t.t[i] > m ? t.t[i] : m;
+    r->crit += m;
+}
+
+static void prof_step(NnrtStepRun *r)
+{
+    if (r->prof && r->nprof < PROF_STEPS)
+        r->prof[r->nprof++] = r->crit;
+    r->crit = 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void prof_print(NnrtStepRun *r)
+{
+    if (!r->prof || r->nprof < 2)
+        return;
+    qsort(r->prof, (size_t)r->nprof, sizeof *r->prof, cmp_double);
+    fprintf(stderr, "step profile: %s, %d steps: critical path %.3f ms fastest, %.3f ms median "
+            "(thread CPU time)\n", r->lanes > 1 ? "batch split" : "kernels split", r->nprof,
+            r->prof[0] * 1e3, r->prof[r->nprof / 2] * 1e3);
+}
+
+// ---- lanes: the batch split across threads for the whole step ----
+
+int64_t nnrt_lane_rows(void)
+{
+    const char *v = getenv("NN_SPLIT_ROWS");
+    return v && atoll(v) > 0 ? atoll(v) : NNRT_LANE_ROWS;
+}
+
+// Lane i's run: lane 0 is r itself.
+static NnrtStepRun *lane_run(NnrtStepRun *r, int i) { return i ? &r->lane[i - 1] : r; }
+
+// Lanes 1..lanes-1 opened, the row bounds and the combined outputs sized for
+// n rows. Allocates only when a run needs more than any before it.
+static NnStatus lanes_ready(NnrtStepRun *r, int lanes, int64_t n)
+{
+    const NnrtStep *d = r->d;
+    if (lanes - 1 > r->nlane_runs) {
+        NnrtStepRun *l = realloc(r->lane, (size_t)(lanes - 1) * sizeof *l);
+        int64_t *lo = realloc(r->lo, (size_t)(lanes + 1) * sizeof *lo);
+        if (l)
+            r->lane = l;
+        if (lo)
+            r->lo = lo;
+        if (!l || !lo)
+            return nnrt_fail(NN_ERR_NOMEM, "out of memory");
+        for (; r->nlane_runs < lanes - 1; r->nlane_runs++) {
+            NnStatus st = nnrt_step_open(&r->lane[r->nlane_runs], d);
+            if (st != NN_OK) {
+                nnrt_step_close(&r->lane[r->nlane_runs]);
+                return st;
+            }
+        }
+    }
+    if (!r->lout && !(r->lout = calloc((size_t)d->noutputs + 1, sizeof(void *))))
+        return nnrt_fail(NN_ERR_NOMEM, "out of memory");
+    if (n > r->lcap) {
+        for (int k = 0; k < d->noutputs; k++) {
+            if (d->out_rule[k] == NNRT_OUT_LANE0)
+                continue;
+            size_t b = type_bytes(&d->outputs[k], n);
+            nnrt_free(r->lout[k]);
+            if (!(r->lout[k] = nnrt_alloc(b ? b : 1))) {
+                r->lcap = -1;
+                return NN_ERR_NOMEM;
+            }
+        }
+        r->lcap = n;
+    }
+    return NN_OK;
+}
+
+// Points lane l (not lane 0) at rows [lo, lo + n) of the inputs and at the
+// variables lane 0 found; its workspace holds n rows.
+static NnStatus bind_lane(NnrtStepRun *r, NnrtStepRun *l, int64_t lo, int64_t n)
+{
+    const NnrtStep *d = r->d;
+    NnStatus st = place(l, n);
+    if (st != NN_OK)
+        return st;
+    for (int s = 0; s < d->nslots; s++) {
+        const NnrtStepSlot *sl = &d->slots[s];
+        if (sl->kind == NNRT_SLOT_VAR) {
+            l->bufs[s] = r->bufs[s];
+        } else if (sl->kind == NNRT_SLOT_INPUT) {
+            const NnrtStepTensor *t = &d->inputs[sl->index];
+            bool rows = t->rank > 0 && t->dims[0] == NNRT_DIM_BATCH;
+            l->bufs[s] = (char *)r->in[sl->index]->data + (rows ? lo * (int64_t)type_bytes(t, 1) : 0);
+        }
+    }
+    return NN_OK;
+}
+
+// One pool task: thread ith runs lane ith's part of the step on its rows,
+// kernel after kernel with no barrier; at a cut it keeps its gradient
+// weighted by its share of the rows.
+static void lane_task(void *arg, int ith, int nth)
+{
+    (void)nth;
+    NnrtStepRun *r = arg;
+    if (ith >= r->lanes)
+        return;
+    const NnrtStep *d = r->d;
+    NnrtStepRun *l = lane_run(r, ith);
+    float w = (float)((double)(r->lo[ith + 1] - r->lo[ith]) / (double)r->total);
+    for (int k = 0; k < d->nlane; k++) {
+        int c = r->role[k];
+        if (c == 0) {
+            d->kernels[k].fn(l->bufs, 0, 1);
+            continue;
+        }
+        const NnrtStepCut *cut = &d->cuts[c - 1];
+        const float *g = l->bufs[cut->src];
+        float *acc = l->bufs[cut->acc];
+        for (int64_t j = 0; j < cut->numel; j++)
+            acc[j] = g[j] * w;
+    }
+}
+
+typedef struct SumTask {
+    NnrtStepRun *r;
+    const NnrtStepCut *cut;
+} SumTask;
+
+// A cut's sum over lanes, by elements: ith's share of dst := lane 0's acc +
+// lane 1's + ..., in lane order (so a fixed thread count gives fixed bits).
+static void sum_task(void *arg, int ith, int nth)
+{
+    const SumTask *t = arg;
+    const NnrtStepCut *c = t->cut;
+    int64_t per = (c->numel + nth - 1) / nth;
+    per = (per + 15) / 16 * 16;
+    int64_t a = per * ith < c->numel ? per * ith : c->numel;
+    int64_t b = a + per < c->numel ? a + per : c->numel;
+    float *dst = t->r->bufs[c->dst];
+    const float *a0 = t->r->bufs[c->acc], *a1 = lane_run(t->r, 1)->bufs[c->acc];
+    for (int64_t j = a; j < b; j++)
+        dst[j] = a0[j] + a1[j];
+    for (int i = 2; i < t->r->lanes; i++) {
+        const float *ai = lane_run(t->r, i)->bufs[c->acc];
+        for (int64_t j = a; j < b; j++)
+            dst[j] += ai[j];
+    }
+}
+
+// How many lanes a run of r's batch gets on pool: 1 = not split.
+static int lanes_for(const NnrtStepRun *r, NnrtPool **pool)
+{
+    if (r->d->nlane <= 0 || r->batch < 2 * r->min_rows)
+        return 1;
+    if (!*pool)
+        *pool = nnrt_pool_default();
+    int64_t lanes = r->batch / r->min_rows;
+    return lanes < nnrt_pool_size(*pool) ? (int)lanes : nnrt_pool_size(*pool);
+}
+
+static NnStatus exec_split(NnrtStepRun *r, NnrtPool *pool, int lanes)
+{
+    const NnrtStep *d = r->d;
+    int64_t n = r->batch;
+    NnStatus st = lanes_ready(r, lanes, n);
+    if (st != NN_OK)
+        return st;
+    for (int i = 0; i <= lanes; i++)
+        r->lo[i] = n * i / lanes;
+    r->total = n;
+    for (int i = 1; i < lanes && st == NN_OK; i++)
+        st = bind_lane(r, lane_run(r, i), r->lo[i], r->lo[i + 1] - r->lo[i]);
+    if (st != NN_OK || (st = place(r, r->lo[1])) != NN_OK) // lane 0: rows [0, lo[1])
+        return st;
+    r->lanes = lanes;
+    dispatch(r, pool, lane_task, r, true);
+    for (int k = d->nlane; k < d->nkernels; k++) {
+        int c = r->role[k];
+        if (c < 0) {
+            SumTask t = {r, &d->cuts[-c - 1]};
+            dispatch(r, pool, sum_task, &t, t.cut->numel >= 32768);
+        } else { // the update part does not grow with the batch
+            dispatch(r, pool, d->kernels[k].fn, r->bufs, d->kernels[k].par);
+        }
+    }
+    prof_step(r);
+    for (int i = 0; i < lanes && st == NN_OK; i++)
+        st = check_from(lane_run(r, i), r->lo[i]);
+    return st;
+}
+
 NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
 {
     const NnrtStep *d = r->d;
+    int lanes = lanes_for(r, &pool);
+    if (lanes > 1)
+        return exec_split(r, pool, lanes);
     // Gradient sums over MPI ranks advance only inside MPI calls: one between
     // kernels, and none at all in a single process.
     bool ranks = nnrt_dist_size() > 1;
@@ -278,22 +574,73 @@ NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
         // The default pool starts on first need: a small step (batch-1
         // prediction) never waits for threads to start.
         int par = d->kernels[k].par && r->batch >= d->kernels[k].par_rows;
+        if (r->role[k] != 0) { // one lane: a cut passes its value through
+            const NnrtStepCut *c = &d->cuts[(r->role[k] > 0 ? r->role[k] : -r->role[k]) - 1];
+            void *to = r->bufs[r->role[k] > 0 ? c->acc : c->dst];
+            const void *from = r->bufs[r->role[k] > 0 ? c->src : c->acc];
+            if (to != from)
+                memcpy(to, from, (size_t)c->numel * sizeof(float));
+            continue;
+        }
         if (par && !pool)
             pool = nnrt_pool_default();
-        if (par)
-            nnrt_pool_run(pool, d->kernels[k].fn, r->bufs);
-        else
-            d->kernels[k].fn(r->bufs, 0, 1);
+        dispatch(r, pool, d->kernels[k].fn, r->bufs, par);
         if (ranks)
             nnrt_dist_progress();
     }
+    prof_step(r);
     return nnrt_step_check(r);
+}
+
+// A split run's outputs: rows gathered from the lanes, weighted sums, or
+// lane 0's value, in headers with the whole batch.
+static void finish_split(NnrtStepRun *r)
+{
+    const NnrtStep *d = r->d;
+    for (int k = 0; k < d->noutputs; k++) {
+        const NnrtStepTensor *o = &d->outputs[k];
+        NnTensor *t = &r->outs[k];
+        *t = (NnTensor){.dtype = (NnDType)o->dtype, .rank = o->rank, .numel = 1};
+        for (int i = 0; i < o->rank; i++)
+            t->numel *= (t->shape[i] = o->dims[i] == NNRT_DIM_BATCH ? r->total : o->dims[i]);
+        int rule = d->out_rule[k];
+        if (rule == NNRT_OUT_LANE0) {
+            t->data = r->outcopy[k] ? r->outcopy[k] : r->bufs[o->slot];
+            if (r->outcopy[k])
+                memcpy(r->outcopy[k], r->bufs[o->slot], nnrt_tensor_nbytes(t));
+            continue;
+        }
+        t->data = r->lout[k];
+        if (rule == NNRT_OUT_ROWS) {
+            size_t row = type_bytes(o, 1);
+            for (int i = 0; i < r->lanes; i++)
+                memcpy((char *)r->lout[k] + (size_t)r->lo[i] * row, lane_run(r, i)->bufs[o->slot],
+                       (size_t)(r->lo[i + 1] - r->lo[i]) * row);
+            continue;
+        }
+        for (int64_t j = 0; j < t->numel; j++) { // weighted: a mean over each lane's rows
+            double v = 0;
+            for (int i = 0; i < r->lanes; i++) {
+                double w = (double)(r->lo[i + 1] - r->lo[i]) / (double)r->total;
+                const void *p = lane_run(r, i)->bufs[o->slot];
+                v += w * (o->dtype == NN_DT_F64 ? ((const double *)p)[j] : ((const float *)p)[j]);
+            }
+            if (o->dtype == NN_DT_F64)
+                ((double *)t->data)[j] = v;
+            else
+                ((float *)t->data)[j] = (float)v;
+        }
+    }
 }
 
 void nnrt_step_finish(NnrtStepRun *r, NnTensor **outputs)
 {
     const NnrtStep *d = r->d;
-    for (int k = 0; k < d->noutputs; k++) {
+    if (r->lanes > 1)
+        finish_split(r);
+    for (int k = 0; k < d->noutputs && r->lanes > 1; k++)
+        outputs[k] = &r->outs[k];
+    for (int k = 0; k < d->noutputs && r->lanes == 1; k++) {
         if (r->outcopy[k])
             memcpy(r->outcopy[k], r->bufs[d->outputs[k].slot], nnrt_tensor_nbytes(&r->outs[k]));
         else

@@ -77,6 +77,29 @@ typedef struct NnrtStepCheck {
     int64_t bound;
 } NnrtStepCheck;
 
+// The batch split across threads for the whole step (docs/threads.md): a
+// step cut by nn_pass_shard runs kernels [0, nlane) once per lane (thread), on
+// the lane's own rows with its own memory, then the rest once. Cut k carries
+// a gradient across: at kernel `start` each lane writes its value of slot src
+// times its share of the rows (n_i / N) into slot acc; at kernel `wait` the
+// sum of the lanes' acc goes into slot dst (f32, numel elements). The kernels
+// at start and wait (MPI calls) never run: the runner does what they stand for.
+typedef struct NnrtStepCut {
+    int start, wait;
+    int src, acc, dst;
+    int64_t numel;
+} NnrtStepCut;
+
+// How the lanes' values of an output become the step's (NnrtStep.out_rule).
+enum { NNRT_OUT_LANE0, NNRT_OUT_ROWS, NNRT_OUT_WEIGHTED };
+
+// Fewest rows a lane gets: below, the step runs each kernel split over the
+// pool instead (see docs/threads.md for the measurements behind it).
+#define NNRT_LANE_ROWS 384
+// NNRT_LANE_ROWS, or the environment's NN_SPLIT_ROWS (a positive count, for
+// measuring where splitting starts to pay).
+int64_t nnrt_lane_rows(void);
+
 typedef struct NnrtStep {
     const char *name;   // for messages: "train step, batch 128"
     int nslots;
@@ -91,6 +114,10 @@ typedef struct NnrtStep {
     const NnrtStepCheck *checks;
     // With a batch: bytes per row of it, on top of workspace and scratch.
     int64_t workspace_rows, scratch_rows;
+    // Lanes (above): nlane 0 = the step is not split; out_rule per output.
+    int nlane, ncuts;
+    const NnrtStepCut *cuts;
+    const int *out_rule;
 } NnrtStep;
 
 // A descriptor made ready to run: its memory, output headers and update
@@ -110,6 +137,20 @@ typedef struct NnrtStepRun {
     uint64_t cgen;       // var[] holds, so a step skips the name lookups
     int64_t batch;  // the batch of the last run (what a NNRT_SLOT_BATCH slot reads)
     int64_t cap;    // the largest batch the memory is sized for so far
+    // Split runs (lanes): this run is lane 0, lane[] the others, each with its
+    // own memory; opened at the first split run and grown, never per step.
+    struct NnrtStepRun *lane;
+    int nlane_runs;      // entries of lane[]
+    int lanes;           // lanes of the last run, 1 when not split
+    int64_t total;       // the batch of the last split run (batch is lane 0's rows)
+    int64_t *lo;         // lanes + 1 row bounds
+    int64_t min_rows;    // rows a lane needs (NNRT_LANE_ROWS, or NN_SPLIT_ROWS)
+    NnTensor *const *in; // the inputs attached
+    void **lout;         // per output: the combined value of a split run
+    int64_t lcap;        // rows lout is sized for
+    int *role;           // per kernel: k + 1 at cut k's start, -(k + 1) at its wait
+    double *prof, crit;  // NN_STEP_PROFILE=1: per step, its critical path (step.c)
+    int nprof;
 } NnrtStepRun;
 
 // Allocates r for d (which must outlive r). NN_ERR_NOMEM on failure; r is
@@ -120,7 +161,9 @@ void nnrt_step_close(NnrtStepRun *r);
 
 // Runs the step: checks inputs[k] (ninputs of them) and the variables in vars
 // against the descriptor's types (a message names the tensor and both types),
-// runs every kernel in order on pool (NULL: the default pool), reports the
+// runs every kernel in order on pool (NULL: the default pool; a step with
+// lanes and a batch of at least 2 * nnrt_lane_rows() rows splits the batch
+// across the pool's threads for the whole per-row part), reports the
 // first out-of-range label or index, then sets outputs[k] to headers r owns
 // (valid until the next run or close) and applies the updates to vars. An
 // update computed in the workspace is applied without a copy: the variable's

@@ -9,7 +9,12 @@
 // take one (nn_cg_batch_sym): one module then serves all batch sizes (the
 // last partial batch, evaluation, batch-1 prediction) and bindings that
 // differ only in the batch share it. Otherwise each binding compiles its own.
-// NN_JIT_NOFUSE=1 compiles the graph unfused; NN_JIT_PROFILE=1 times each kernel.
+// A training step given unfused, with a run-time batch, a pool of 2 threads or
+// more and a training batch (NnExecOptions.batch) of at least 2 *
+// nnrt_lane_rows() rows, is first cut for lanes (ir/shard.c): its batch is
+// then split across threads for the whole step (runtime/step.c;
+// docs/threads.md); NN_SPLIT=0 keeps it uncut, each kernel split over the pool. NN_JIT_NOFUSE=1 compiles the graph
+// unfused; NN_JIT_PROFILE=1 times each kernel.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +59,9 @@ struct NnExec {
     int serial, last_kernels, compiles;
     int rt_sym;       // the batch symbol left to run time, or -1
     char rt_why[160]; // why not, when -1
+    bool lanes;       // cut for lanes (ir/shard.c)
+    int last_lanes;   // lanes of the latest run
+    char lanes_why[160]; // why not, when false
     JMod *mods;       // modules with a run-time batch, kept until free
 };
 
@@ -114,6 +122,8 @@ static NnStatus compile(NnExec *x, JMod *b, const int64_t *symv)
     NnArena *arena = nn_arena_new();
     b->desc = nn_llvm_step_new(&cg, nn_plan_build_ex(x->base.g, pv, arena, &po), "step");
     nn_arena_free(arena);
+    if (b->desc && x->lanes && !nn_llvm_step_lanes(b->desc, &cg, x->lanes_why, sizeof x->lanes_why))
+        x->lanes = false;
     if (!b->desc) {
         LLVMDisposeModule(cg.mod);
         nn_cg_fini(&cg);
@@ -174,6 +184,12 @@ static JMod *mod_new(NnExec *x, const int64_t *symv, const int64_t *key)
                 "jit: compiled step in %.0f ms (%d kernels), workspace %lld bytes (batch size "
                 "fixed: %s)\n",
                 now_ms() - t0, b->desc->nkernels, (long long)b->desc->workspace, x->rt_why);
+    if (x->base.opt.verbose && x->lanes)
+        fprintf(stderr, "jit: the batch splits across threads for the whole step (%d of %d "
+                "kernels run per thread on its rows, %d gradients summed)\n", b->desc->nlane,
+                b->desc->nkernels, b->desc->ncuts);
+    else if (x->base.opt.verbose)
+        fprintf(stderr, "jit: each kernel splits over the threads (%s)\n", x->lanes_why);
     return b;
 }
 
@@ -256,6 +272,7 @@ static NnStatus jit_run(NnExec *x, NnVars *vars, NnTensor *const *inputs, NnTens
         st = nnrt_step_check(&b->run);
     } else {
         st = nnrt_step_exec(&b->run, x->base.pool);
+        x->last_lanes = b->run.lanes;
     }
     if (st != NN_OK)
         return st;
@@ -271,6 +288,47 @@ static bool has_fused(const NnGraph *g)
         if (g->nodes[i].op == NN_OP_FUSED)
             return true;
     return false;
+}
+
+// The fused graph to compile: cut for lanes first when the batch can be split
+// across threads (a run-time batch, a pool of 2 or more), else as it was.
+static NnGraph *cut_and_fuse(NnExec *x, const NnGraph *g, const NnPassOptions *passes,
+                             int64_t batch)
+{
+    NnPassOptions po = passes ? *passes : (NnPassOptions){0};
+    po.stop = NULL;
+    const char *off = getenv("NN_SPLIT");
+    char why[160];
+    int sym = nn_cg_batch_sym(g, why, sizeof why);
+    if (off && *off == '0')
+        snprintf(x->lanes_why, sizeof x->lanes_why, "NN_SPLIT=0");
+    else if (nnrt_pool_size(x->base.pool) < 2)
+        snprintf(x->lanes_why, sizeof x->lanes_why, "one thread");
+    else if (batch < 2 * nnrt_lane_rows()) // the cut costs a copy of each gradient
+        snprintf(x->lanes_why, sizeof x->lanes_why,
+                 "batch %lld: splitting pays from %lld rows per thread", (long long)batch,
+                 (long long)nnrt_lane_rows());
+    else if (sym < 0)
+        snprintf(x->lanes_why, sizeof x->lanes_why, "the batch is fixed: %.120s", why);
+    if (x->lanes_why[0])
+        return nn_passes_run(nn_graph_clone(g), &po);
+    NnGraph *c = nn_graph_clone(g);
+    NnGraph *cut = nn_pass_shard(c, sym, x->lanes_why, sizeof x->lanes_why);
+    if (!cut)
+        return nn_passes_run(c, &po);
+    nn_graph_free(c);
+    NnGraph *f = nn_passes_run(cut, &po);
+    NnGraph *o = nn_pass_lanes(f);
+    if (o != f)
+        nn_graph_free(f);
+    int *rule = calloc((size_t)o->noutputs + 1, sizeof *rule);
+    x->lanes = rule && nn_cg_batch_sym(o, why, sizeof why) == sym &&
+               nn_lanes_check(o, sym, rule, x->lanes_why, sizeof x->lanes_why) >= 0;
+    free(rule);
+    if (x->lanes)
+        return o;
+    nn_graph_free(o);
+    return nn_passes_run(nn_graph_clone(g), &po);
 }
 
 static void jit_free(NnExec *x)
@@ -297,7 +355,9 @@ static NnExec *jit_prepare(const NnGraph *g, const NnExecOptions *opt)
     // Fusion is what makes the JIT fast; NN_JIT_NOFUSE=1 compiles the graph as given.
     const char *nofuse = getenv("NN_JIT_NOFUSE");
     if (!has_fused(g) && !(nofuse && *nofuse == '1'))
-        x->base.g = x->fused = nn_passes_run(nn_graph_clone(g), NULL);
+        x->base.g = x->fused = cut_and_fuse(x, g, opt ? opt->passes : NULL, opt ? opt->batch : 0);
+    else
+        snprintf(x->lanes_why, sizeof x->lanes_why, "fused before the JIT: not cut");
     // NN_JIT_FIXED_BATCH=1 compiles every batch size on its own (to compare).
     const char *fixed = getenv("NN_JIT_FIXED_BATCH");
     x->rt_sym = nn_cg_batch_sym(x->base.g, x->rt_why, sizeof x->rt_why);
@@ -317,6 +377,13 @@ int nn_llvm_kernel_count(const NnExec *x) { return x ? x->last_kernels : 0; }
 int nn_llvm_compile_count(const NnExec *x) { return x ? x->compiles : 0; }
 
 bool nn_llvm_runtime_batch(const NnExec *x) { return x && x->rt_sym >= 0; }
+
+int nn_llvm_lanes(const NnExec *x, const char **why)
+{
+    if (why)
+        *why = x ? x->lanes_why : "";
+    return x && x->lanes ? (x->last_lanes > 0 ? x->last_lanes : 1) : 0;
+}
 
 const NnBackend nn_backend_jit = {
     .name = "jit",

@@ -57,6 +57,7 @@ typedef struct NnCgKernel {
     bool batch;  // reads the run-time batch: `work` is for rt_ref rows, of which
                  // work_fixed does not grow with the rows
     double work_fixed;
+    NnId node;   // the node it computes
 } NnCgKernel;
 
 // Kernels below this much work run on the calling thread: a pool dispatch
@@ -195,6 +196,10 @@ void nn_cg_split_v(NnCg *cg, LLVMValueRef total, int64_t align, LLVMValueRef *lo
 // nnrt_errmsg set when memory runs out. Freed with nn_llvm_step_free.
 NnrtStep *nn_llvm_step_new(const NnCg *cg, const NnPlan *plan, const char *name);
 void nn_llvm_step_free(NnrtStep *d);
+// Marks d as splittable across threads (runtime/step.h, lanes): cg's graph was
+// cut by nn_pass_shard and ordered by nn_pass_lanes. False (d unchanged, why
+// set) when the order does not hold.
+bool nn_llvm_step_lanes(NnrtStep *d, const NnCg *cg, char *why, size_t whyn);
 // d as C source: the kernels' declarations and `const NnrtStep <cname>`.
 void nn_llvm_step_write_c(const NnrtStep *d, const char *cname, FILE *out);
 

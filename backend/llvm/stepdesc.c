@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "nn_llvm.h"
+#include "pass.h"
 
 static char *dup_str(const char *s) { return strdup(s ? s : ""); }
 
@@ -129,6 +130,53 @@ NnrtStep *nn_llvm_step_new(const NnCg *cg, const NnPlan *plan, const char *name)
     return d;
 }
 
+bool nn_llvm_step_lanes(NnrtStep *d, const NnCg *cg, char *why, size_t whyn)
+{
+    const NnGraph *g = cg->g;
+    int *rule = calloc((size_t)g->noutputs + 1, sizeof *rule);
+    NnrtStepCut *cuts = calloc((size_t)cg->nkernels + 1, sizeof *cuts);
+    if (!rule || !cuts) {
+        free(rule), free(cuts);
+        snprintf(why, whyn, "out of memory");
+        return false;
+    }
+    NnId end = nn_lanes_check(g, cg->rt_sym, rule, why, whyn);
+    int nlane = cg->nkernels, ncuts = 0;
+    for (int k = 0; end >= 0 && k < cg->nkernels; k++) {
+        NnId id = cg->kernels[k].node;
+        const NnNode *n = &g->nodes[id];
+        if (id >= end && nlane == cg->nkernels)
+            nlane = k;
+        if (n->op != NN_OP_GRAD_START)
+            continue;
+        // Its wait: the GRAD_WAIT reading it, and that wait's kernel.
+        int w = -1;
+        for (int j = k + 1; j < cg->nkernels && w < 0; j++) {
+            const NnNode *m = &g->nodes[cg->kernels[j].node];
+            if (m->op == NN_OP_GRAD_WAIT && m->in[0] == id)
+                w = j;
+        }
+        if (w < 0 || id >= end) {
+            snprintf(why, whyn, "node %d: a cut without its sum", id);
+            end = -1;
+            break;
+        }
+        cuts[ncuts++] = (NnrtStepCut){k, w, n->in[0], id, cg->kernels[w].node,
+                                      nn_cg_numel(cg, g, id)};
+    }
+    if (end < 0 || ncuts == 0 || nlane == 0) {
+        if (end >= 0)
+            snprintf(why, whyn, "no gradient crosses from the rows to the update");
+        free(rule), free(cuts);
+        return false;
+    }
+    d->nlane = nlane;
+    d->ncuts = ncuts;
+    d->cuts = cuts;
+    d->out_rule = rule;
+    return true;
+}
+
 static void tensors_free(const NnrtStepTensor *t, int n)
 {
     for (int k = 0; k < n; k++) {
@@ -151,6 +199,8 @@ void nn_llvm_step_free(NnrtStep *d)
     free((void *)d->slots);
     free((void *)d->updates);
     free((void *)d->checks);
+    free((void *)d->cuts);
+    free((void *)d->out_rule);
     free((char *)d->name);
     free(d);
 }
