@@ -522,7 +522,7 @@ static void sum_task(void *arg, int ith, int nth)
 // How many lanes a run of r's batch gets on pool: 1 = not split.
 static int lanes_for(const NnrtStepRun *r, NnrtPool **pool)
 {
-    if (r->d->nlane <= 0 || r->batch < 2 * r->min_rows)
+    if (r->d->nlane <= 0 || r->min_rows <= 0 || r->batch < 2 * r->min_rows)
         return 1;
     if (!*pool)
         *pool = nnrt_pool_default();

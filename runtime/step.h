@@ -94,10 +94,11 @@ typedef struct NnrtStepCut {
 enum { NNRT_OUT_LANE0, NNRT_OUT_ROWS, NNRT_OUT_WEIGHTED };
 
 // Fewest rows a lane gets: below, the step runs each kernel split over the
-// pool instead (see docs/threads.md for the measurements behind it).
-#define NNRT_LANE_ROWS 384
-// NNRT_LANE_ROWS, or the environment's NN_SPLIT_ROWS (a positive count, for
-// measuring where splitting starts to pay).
+// pool instead. 0, the default, never splits the batch: on the idle 2-core
+// machine the kernel split was faster at every batch measured, 1024
+// included (docs/threads.md). The environment's NN_SPLIT_ROWS (a positive
+// count) turns the split on from that many rows per thread.
+#define NNRT_LANE_ROWS 0
 int64_t nnrt_lane_rows(void);
 
 typedef struct NnrtStep {

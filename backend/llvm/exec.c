@@ -11,7 +11,7 @@
 // differ only in the batch share it. Otherwise each binding compiles its own.
 // A training step given unfused, with a run-time batch, a pool of 2 threads or
 // more and a training batch (NnExecOptions.batch) of at least 2 *
-// nnrt_lane_rows() rows, is first cut for lanes (ir/shard.c): its batch is
+// nnrt_lane_rows() rows (off by default: NN_SPLIT_ROWS), is first cut for lanes (ir/shard.c): its batch is
 // then split across threads for the whole step (runtime/step.c;
 // docs/threads.md); NN_SPLIT=0 keeps it uncut, each kernel split over the pool. NN_JIT_NOFUSE=1 compiles the graph
 // unfused; NN_JIT_PROFILE=1 times each kernel.
@@ -304,6 +304,9 @@ static NnGraph *cut_and_fuse(NnExec *x, const NnGraph *g, const NnPassOptions *p
         snprintf(x->lanes_why, sizeof x->lanes_why, "NN_SPLIT=0");
     else if (nnrt_pool_size(x->base.pool) < 2)
         snprintf(x->lanes_why, sizeof x->lanes_why, "one thread");
+    else if (nnrt_lane_rows() <= 0)
+        snprintf(x->lanes_why, sizeof x->lanes_why,
+                 "the batch split is off (NN_SPLIT_ROWS=R turns it on from R rows per thread)");
     else if (batch < 2 * nnrt_lane_rows()) // the cut costs a copy of each gradient
         snprintf(x->lanes_why, sizeof x->lanes_why,
                  "batch %lld: splitting pays from %lld rows per thread", (long long)batch,

@@ -173,8 +173,8 @@ static void net_vars(NnVars *v)
         nnrt_vars_put(v, mom[k], ag_tensor(NN_DT_F32, shapes[k], 0, 0, 0));
 }
 
-// Splitting pays from NNRT_LANE_ROWS rows per thread on the MLP; these small
-// steps split from 32 so that the split path runs at batch 120.
+// The split is off by default (NNRT_LANE_ROWS); these small steps split from
+// 32 rows per thread so that the split path runs at batch 120.
 static void split_from_32_rows(void) { setenv("NN_SPLIT_ROWS", "32", 1); }
 
 TestSuite(threads, .init = split_from_32_rows);
