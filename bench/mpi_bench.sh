@@ -51,6 +51,7 @@ measure() {
     awk '{ printf "%s %.3f", $1, $2 + $3 }' "$TMP/time"
 }
 
+BUCKETS=0
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
@@ -67,7 +68,7 @@ row() {
 
 # mpistats MODEL BATCH OVERLAP [NNC OPTIONS]: what NNC_MPI_STATS says per step.
 mpistats() {
-    NNC_MPI_STATS=1 NNC_MPI_OVERLAP=$3 $MPIRUN -np 2 "$NNC" train "$1" --quiet --threads 1 \
+    NNC_MPI_STATS=1 NNC_MPI_OVERLAP=$3 NNC_MPI_BUCKETS=$BUCKETS $MPIRUN -np 2 "$NNC" train "$1" --quiet --threads 1 \
         --set batch="$2" --set epochs="$E2" ${4:-} 2>&1 >/dev/null | sed -n 's/.*steps, \(.*\)/\1/p'
 }
 
@@ -80,8 +81,9 @@ bench_model() { # NAME MODEL BATCH SAMPLES
         else if ($i == "CPU-second") c[++j] = $(i - 3) }
         END { printf "2 ranks x 1 thread reach %.0f%% of 1 rank x 2 threads (wall), %.0f%% (per CPU-second)\n",
               100 * w[1] / w[2], 100 * c[1] / c[2] }'
-    echo "one bucket per gradient (--no-pass=buckets): $(mpistats "$2" "$3" 1 \
-        --no-pass=buckets)  (load $(load))"
+    BUCKETS=1
+    echo "column blocks (NNC_MPI_BUCKETS=1): $(mpistats "$2" "$3" 1)  (load $(load))"
+    BUCKETS=0
     ov=$(mpistats "$2" "$3" 1)
     echo "overlapped:  $ov  (load $(load))"
     seq=$(mpistats "$2" "$3" 0)

@@ -371,6 +371,10 @@ Test(mpi_cli, big_gradient_is_summed_in_blocks)
     write_wide();
     char *out = NULL;
     cr_assert_eq(run_k(2, &out, "ir %s/wide.nn --stage fused", dir), 0, "%s", out);
+    cr_assert_null(strstr(out, "concat("), "blocks without NNC_MPI_BUCKETS=1:\n%s", out);
+    free(out);
+    setenv("NNC_MPI_BUCKETS", "1", 1); // this test's process and its children only
+    cr_assert_eq(run_k(2, &out, "ir %s/wide.nn --stage fused", dir), 0, "%s", out);
     int starts = 0;
     for (const char *p = out; (p = strstr(p, "grad_start(")); p++)
         starts += strstr(p, ": f32[784, ") && strstr(p, ": f32[784, ") < strchr(p, '\n');
