@@ -399,8 +399,10 @@ static void prof_print(NnrtStepRun *r)
 
 int64_t nnrt_lane_rows(void)
 {
+    // Clamped, so that 2 * rows cannot overflow for a huge or garbage value.
     const char *v = getenv("NN_SPLIT_ROWS");
-    return v && atoll(v) > 0 ? atoll(v) : NNRT_LANE_ROWS;
+    long long r = v ? atoll(v) : 0;
+    return r > 0 ? (r < (1LL << 40) ? r : (1LL << 40)) : NNRT_LANE_ROWS;
 }
 
 // Lane i's run: lane 0 is r itself.
