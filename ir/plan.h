@@ -32,6 +32,11 @@ typedef struct NnPlanSlot {
     int first;      // live from the step that computes it (its id) ...
     int last;       // ... through the last step that reads it (count - 1 if PINNED)
     unsigned flags; // NN_PLAN_*
+    // The value whose buffer this one is computed in (in place), or -1: a
+    // gradient sum over ranks or lanes (GRAD_START, GRAD_WAIT) scales and sums
+    // its last reader's buffer where it lies instead of copying it. The root
+    // value lives until the last alias's last reader.
+    int alias;
 } NnPlanSlot;
 
 typedef struct NnPlan {

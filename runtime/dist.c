@@ -116,6 +116,9 @@ void nnrt_dist_abort(const char *msg)
         ops->abort(msg);
 }
 
+// The memory plan usually computes acc in g's buffer and out in acc's
+// (ir/plan.c, in_place): the weighting is then in place and the wait copies
+// nothing.
 void nnrt_dist_grad_start(const float *g, float *acc, int64_t n)
 {
     float w = (float)weight;
@@ -129,7 +132,8 @@ void nnrt_dist_grad_wait(const float *acc, float *out, int64_t n)
 {
     if (ops)
         ops->grad_wait(acc);
-    memcpy(out, acc, (size_t)n * sizeof *out);
+    if (out != acc)
+        memcpy(out, acc, (size_t)n * sizeof *out);
 }
 
 void nnrt_dist_progress(void)

@@ -294,6 +294,14 @@ NnStatus nnrt_dist_init(void)
 {
     if (size_ > 1 || !launched())
         return NN_OK;
+    // Open MPI's non-blocking all-reduce (coll/libnbc) takes a binomial tree
+    // on few ranks: one rank receives and sums everything, then broadcasts.
+    // The ring (reduce-scatter, then all-gather) splits the sum between the
+    // ranks and moves each byte once: an in-place MPI_Iallreduce of the MLP's
+    // 200k-float gradient over shared memory on 2 ranks took 0.12 ms with it
+    // against 0.20 ms (best of 200; 0.023 against 0.042 ms at 32k floats, no
+    // worse below). The user's own OMPI_MCA_ setting still wins.
+    setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", 0);
     int provided = 0;
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
         return nnrt_fail(NN_ERR_RUNTIME, "MPI_Init failed");

@@ -22,8 +22,8 @@ static void assert_no_overlap(const NnPlan *p)
         cr_assert_leq(a->offset + a->nbytes, p->workspace);
         for (int j = i + 1; j < p->count; j++) {
             const NnPlanSlot *b = &p->slots[j];
-            if (b->offset < 0)
-                continue;
+            if (b->offset < 0 || (a->alias >= 0 ? a->alias : i) == (b->alias >= 0 ? b->alias : j))
+                continue; // one buffer, computed in place
             bool time = a->first <= b->last && b->first <= a->last;
             int64_t ea = a->offset + (a->nbytes ? a->nbytes : 1);
             int64_t eb = b->offset + (b->nbytes ? b->nbytes : 1);
@@ -197,6 +197,41 @@ Test(plan, a_loops_direct_results_live_from_the_loop)
     assert_no_overlap(p);
     cr_assert_eq(p->slots[y1].first, lp);
     cr_assert_eq(p->slots[y2].first, y2);
+    nn_arena_free(a);
+    nn_graph_free(g);
+}
+
+// A gradient sum is computed where its gradient lies: GRAD_START scales the
+// buffer its input was computed in, GRAD_WAIT completes the sum there, and
+// that buffer lives until the wait's last reader. A gradient still read after
+// its GRAD_START (or a result) keeps a buffer of its own.
+Test(plan, gradient_sums_are_computed_in_place)
+{
+    NnGraph *g = nn_graph_new();
+    NnId x = src(g, NN_OP_INPUT, "x", NN_DT_F32, "64");
+    NnId d = nn_ir_unary(g, NN_OP_EXP, x, L);
+    NnId s = nn_ir_unary(g, NN_OP_GRAD_START, d, L);
+    NnId t = nn_ir_unary(g, NN_OP_TANH, x, L); // computed while the sum runs
+    NnId w = nn_ir_unary(g, NN_OP_GRAD_WAIT, s, L);
+    NnId u = nn_ir_binary(g, NN_OP_ADD, w, t, L);
+    NnId d2 = nn_ir_unary(g, NN_OP_EXP, t, L);
+    NnId s2 = nn_ir_unary(g, NN_OP_GRAD_START, d2, L);
+    NnId w2 = nn_ir_unary(g, NN_OP_GRAD_WAIT, s2, L);
+    NnId v = nn_ir_binary(g, NN_OP_MUL, d2, w2, L); // d2 read after its start
+    nn_graph_add_output(g, "u", u);
+    nn_graph_add_output(g, "v", v);
+    NnArena *a = nn_arena_new();
+    NnPlan *p = nn_plan_build(g, NULL, a);
+    assert_no_overlap(p);
+    cr_assert_eq(p->slots[s].alias, d);
+    cr_assert_eq(p->slots[w].alias, d);
+    cr_assert_eq(p->slots[s].offset, p->slots[d].offset);
+    cr_assert_eq(p->slots[w].offset, p->slots[d].offset);
+    cr_assert_eq(p->slots[d].last, u, "the gradient's buffer lives until the sum is read");
+    cr_assert_neq(p->slots[t].offset, p->slots[d].offset);
+    cr_assert_eq(p->slots[s2].alias, -1, "d2 is read after its start: copied");
+    cr_assert_eq(p->slots[w2].alias, s2);
+    cr_assert_eq(p->slots[x].alias, -1);
     nn_arena_free(a);
     nn_graph_free(g);
 }
