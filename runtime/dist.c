@@ -76,9 +76,10 @@ static void print_stats(void)
     if (rank_ != 0 || !getenv("NNC_MPI_STATS") || !stats.steps)
         return;
     double st = (double)stats.steps;
-    fprintf(stderr, "mpi: %d ranks, %lld steps, %.0f buckets and %.0f gradient bytes per step, "
-            "%.3f ms per step inside MPI for gradients (%.3f ms blocked in waits)", size_,
-            (long long)stats.steps, (double)stats.buckets / st, (double)stats.bytes / st,
+    fprintf(stderr, "mpi: %d ranks, %lld steps, %.0f buckets (%.0f summed in place) and %.0f "
+            "gradient bytes per step, %.3f ms per step inside MPI for gradients (%.3f ms "
+            "blocked in waits)", size_, (long long)stats.steps, (double)stats.buckets / st,
+            (double)stats.in_place / st, (double)stats.bytes / st,
             1e3 * stats.exposed_s / st, 1e3 * stats.wait_s / st);
     int64_t n = stats.steps < MAX_STEPS ? stats.steps : MAX_STEPS;
     if (step_in && step_blocked)
@@ -124,8 +125,10 @@ void nnrt_dist_grad_start(const float *g, float *acc, int64_t n)
     float w = (float)weight;
     for (int64_t i = 0; i < n; i++)
         acc[i] = g[i] * w;
-    if (ops)
+    if (ops) {
+        stats.in_place += g == acc;
         ops->grad_start(acc, n);
+    }
 }
 
 void nnrt_dist_grad_wait(const float *acc, float *out, int64_t n)

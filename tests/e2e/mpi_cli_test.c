@@ -339,9 +339,10 @@ Test(mpi_cli, built_program_stopped_rank_ends_the_run)
 }
 
 // A first layer of 784x256 weights: its gradient, the last the backward pass
-// computes, is summed in column blocks (ir/overlap.c), each started as soon
-// as its matmul is done; the blocks must add up to one process's result, in
-// the JIT and the interpreter. No dropout: its masks are drawn per rank.
+// computes, is summed over the ranks as one bucket, in the buffer the matmul
+// wrote it to (ir/plan.c aliases GRAD_START and GRAD_WAIT to it); the sums
+// must equal one process's result in the JIT and the interpreter. No
+// dropout: its masks are drawn per rank.
 static void write_wide(void)
 {
     char p[512];
@@ -365,22 +366,26 @@ static void write_wide(void)
     fclose(f);
 }
 
-Test(mpi_cli, big_gradient_is_summed_in_blocks)
+Test(mpi_cli, big_gradient_is_summed_in_place)
 {
     need_mpi();
     write_wide();
     char *out = NULL;
+    setenv("NNC_MPI_BUCKETS", "1", 1); // the old opt-in to column blocks: gone
     cr_assert_eq(run_k(2, &out, "ir %s/wide.nn --stage fused", dir), 0, "%s", out);
-    cr_assert_null(strstr(out, "concat("), "blocks without NNC_MPI_BUCKETS=1:\n%s", out);
-    free(out);
-    setenv("NNC_MPI_BUCKETS", "1", 1); // this test's process and its children only
-    cr_assert_eq(run_k(2, &out, "ir %s/wide.nn --stage fused", dir), 0, "%s", out);
+    unsetenv("NNC_MPI_BUCKETS");
     int starts = 0;
     for (const char *p = out; (p = strstr(p, "grad_start(")); p++)
-        starts += strstr(p, ": f32[784, ") && strstr(p, ": f32[784, ") < strchr(p, '\n');
+        starts += strstr(p, ": f32[784, 256]") && strstr(p, ": f32[784, 256]") < strchr(p, '\n');
     // Rank 0's dump comes first; each rank prints the same graph.
-    cr_assert(starts >= 2 * 2, "the first layer's gradient is not split:\n%s", out);
-    cr_assert(strstr(out, "concat(") && strstr(out, "axis=1 : f32[784, 256]"), "%s", out);
+    cr_assert_eq(starts, 2, "the first layer's gradient is one bucket per rank:\n%s", out);
+    cr_assert_null(strstr(out, "concat("), "%s", out);
+    free(out);
+    // Every bucket is summed where its gradient was computed: no copies.
+    setenv("NNC_MPI_STATS", "1", 1);
+    cr_assert_eq(run_k(2, &out, "train %s/wide.nn --threads 1 --quiet", dir), 0, "%s", out);
+    unsetenv("NNC_MPI_STATS");
+    cr_assert(strstr(out, "4 buckets (4 summed in place)"), "%s", out);
     free(out);
     static const char *const backends[] = {"jit", "interp"};
     for (int b = 0; b < 2; b++) {
