@@ -85,6 +85,12 @@ static void print_stats(void)
     if (step_in && step_blocked)
         fprintf(stderr, "; median %.3f ms (%.3f ms blocked)", 1e3 * median(step_in, n),
                 1e3 * median(step_blocked, n));
+    // The algorithm dist_mpi.c selected before MPI_Init, or the user's.
+    static const char *const algs[] = {"Open MPI's choice", "ring", "binomial", "rabenseifner",
+                                       "recursive doubling"};
+    const char *a = getenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm");
+    if (a && a[0] >= '0' && a[0] <= '4' && !a[1])
+        fprintf(stderr, "; all-reduce algorithm: %s", algs[a[0] - '0']);
     fputc('\n', stderr);
 }
 

@@ -386,6 +386,15 @@ Test(mpi_cli, big_gradient_is_summed_in_place)
     cr_assert_eq(run_k(2, &out, "train %s/wide.nn --threads 1 --quiet", dir), 0, "%s", out);
     unsetenv("NNC_MPI_STATS");
     cr_assert(strstr(out, "4 buckets (4 summed in place)"), "%s", out);
+    cr_assert(strstr(out, "all-reduce algorithm: ring"), "the ring by default:\n%s", out);
+    free(out);
+    // The user's own Open MPI setting wins over nnc's choice.
+    setenv("NNC_MPI_STATS", "1", 1);
+    setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "0", 1);
+    cr_assert_eq(run_k(2, &out, "train %s/wide.nn --threads 1 --quiet", dir), 0, "%s", out);
+    unsetenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm");
+    unsetenv("NNC_MPI_STATS");
+    cr_assert(strstr(out, "all-reduce algorithm: Open MPI's choice"), "%s", out);
     free(out);
     static const char *const backends[] = {"jit", "interp"};
     for (int b = 0; b < 2; b++) {
