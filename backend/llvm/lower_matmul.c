@@ -402,12 +402,28 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     nn_cg_loop_begin(cg, &p, p0, p1, 1);
     for (int v = 0; v < 2; v++)
         m->mask[v] = col_mask(cg, m, add(cg, mul(cg, p.iv, m->nr), nn_cg_i64(cg, v * m->vw)));
-    // Full tiles of this block, then the short last tile if this block holds it.
-    LLVMValueRef tf = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, tb1, fullv, ""), tb1,
-                                      fullv, "");
-    nn_cg_loop_begin(cg, &t, tb0, tf, 1);
-    tile(cg, m, mul(cg, t.iv, MM_MR), p.iv, kc0, kcn, MM_MR, NULL);
-    nn_cg_loop_end(cg, &t);
+    if (mrem) {
+        // A run-time M: every tile of the block, the last one's real rows
+        // counted at run time. One copy of the tile, not a full one and a
+        // short one: the K loop is the same, the rows' selects leave it, and
+        // a second copy was a sixth of the MLP step's compile time.
+        nn_cg_loop_begin(cg, &t, tb0, tb1, 1);
+        LLVMValueRef i0 = mul(cg, t.iv, MM_MR);
+        LLVMValueRef left = LLVMBuildSub(cg->b, m->mv, i0, "");
+        LLVMValueRef mr = nn_cg_i64(cg, MM_MR);
+        LLVMValueRef nrows =
+            LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, left, mr, ""), left, mr, "");
+        tile(cg, m, i0, p.iv, kc0, kcn, MM_MR, nrows);
+        nn_cg_loop_end(cg, &t);
+        rem = 0;
+    } else {
+        // Full tiles of this block, then the short last tile if this block holds it.
+        LLVMValueRef tf = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, tb1, fullv, ""),
+                                          tb1, fullv, "");
+        nn_cg_loop_begin(cg, &t, tb0, tf, 1);
+        tile(cg, m, mul(cg, t.iv, MM_MR), p.iv, kc0, kcn, MM_MR, NULL);
+        nn_cg_loop_end(cg, &t);
+    }
     if (rem) {
         LLVMValueRef has =
             LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLE, tb0, fullv, ""),
@@ -652,7 +668,10 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
         return;
     }
     // Batch-1 prediction and other short run-time batches skip the packing.
-    mm.rt_rows = rt_m && !tb;
+    // Not in a step that updates variables (training): there a batch of a
+    // few rows is at most a short last batch, which the tiles handle, and
+    // the two extra loop nests were a tenth of the MLP step's compile time.
+    mm.rt_rows = rt_m && !tb && cg->g->nupdates == 0;
     int64_t esize = (int64_t)nnrt_dtype_size(dt);
     mm.pack_slot = rt_k ? nn_cg_add_scratch_rows(cg, mm.np * (k / cg->rt_ref) * mm.nr * esize)
                         : nn_cg_add_scratch(cg, mm.np * k * mm.nr * esize);

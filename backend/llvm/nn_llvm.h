@@ -64,6 +64,10 @@ typedef struct NnCgKernel {
 // costs a few microseconds.
 #define NN_PAR_WORK 32768.0
 
+// The code generator's level for every kernel, JIT and AOT alike ("less":
+// no kernel ran faster at "aggressive"; see nn_llvm_optimize).
+#define NN_JIT_CODEGEN_LEVEL LLVMCodeGenLevelLess
+
 typedef struct NnCg {
     LLVMContextRef ctx;
     LLVMModuleRef mod;
