@@ -22,6 +22,7 @@
 #define MM_PAR_FMAS (1 << 19)
 #define MM_NSPLIT_PANELS 8   // panels from which a product with a small A splits N (emit_compute)
 #define MM_L2_BYTES (1 << 19) // what of one core's L2 (half) op(A) may fill for that
+#define MM_NSPLIT_K 64        // and the shortest K for it
 #define MM_READ_FMAS 4 // FMAs one element of B read from memory costs (unpacked paths)
 
 typedef struct Mm {
@@ -372,10 +373,13 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     // resident in each L2. Measured on the MLP's steps, 2 threads, fastest
     // run per kernel: x @ w1 (128x256x784) 0.162 -> 0.139-0.147 ms, the
     // weight gradient x^T @ g1 0.177 -> 0.157-0.169 ms; with 4 panels (N =
-    // 128) it lost, so it needs 8.
+    // 128) it lost, so it needs 8, and with a short K (a tile is then mostly
+    // its stores and epilogue) it lost too: g @ w^T with K = 10 and 8
+    // panels, 0.013 -> 0.019 ms.
     const char *sp = getenv("NN_MM_SPLIT");
     bool split_m = mt >= 8 || mt >= m->np;
-    if (m->np >= MM_NSPLIT_PANELS && m->m * m->k * (int64_t)nnrt_dtype_size(m->dt) <= MM_L2_BYTES)
+    if (m->np >= MM_NSPLIT_PANELS && m->k >= MM_NSPLIT_K &&
+        m->m * m->k * (int64_t)nnrt_dtype_size(m->dt) <= MM_L2_BYTES)
         split_m = false;
     if (sp && (*sp == 'm' || *sp == 'n')) // for experiments
         split_m = *sp == 'm';
