@@ -20,6 +20,12 @@
 // of their own) to entries of the enclosing graph's error slot, so the step
 // reports it as the interpreter does: the first bad row of the first step
 // that had one.
+// With the batch at run time the body is compiled for any batch as well: its
+// batch slot points at its part's row count, its plan is per row, and every
+// offset above that has the batch (a carry's rows, step t of a sequence or a
+// stack) is a row count times bytes per row; the loop's buffer is laid out
+// per row (nn_loop_layout_rows), its regions without the batch in an owned
+// slot of their own (NnCg.loop_fixed).
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -103,6 +109,9 @@ static int64_t node_bytes(const NnCg *cg, const NnGraph *g, NnId id)
 // summed carries' parts are added after. One kernel with P parts runs them on
 // the pool's threads, so a second core takes half of every step, where
 // splitting each of the body's small kernels across threads gained nothing.
+// P is chosen for the compile's batch; with the batch at run time part p
+// takes rows [p * N / P, (p + 1) * N / P), and a batch of fewer than 16 rows
+// per part runs as one part.
 
 enum { R_INV, R_ROW, R_PART, R_SUMC, R_UPD };
 
