@@ -28,6 +28,7 @@
 // slot of their own (NnCg.loop_fixed).
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common.h"
 #include "loop.h"
@@ -404,110 +405,116 @@ static void layout_free(Layout *L)
     free(L->rows);
 }
 
-bool llvm_loop(NnCg *cg, NnId id)
-{
-    const NnNode *n = &cg->g->nodes[id];
-    const NnGraph *body = n->attr.body;
-    int C = n->attr.ncarry, S = n->attr.nseq, nres = body->noutputs;
-    int64_t T = n->attr.trips;
-    // With the batch at run time (rt) the body takes it at run time too: its
-    // buffer table's batch slot points at its part's row count, its memory
-    // plan is per row, and every offset below that has the batch is a count
-    // of rows times the bytes per row.
-    bool rt = loop_rt(cg, n);
+// What both compiled forms of a loop share: the node, its parts, the
+// layout of its buffer and the summed carries' parts.
+typedef struct Shared {
+    const NnNode *n;
+    int C, S, nres, P;
+    int64_t sd, brows; // the batch's symbol dim (0: none), rows the body is compiled for
+    int *in_cls;
+    NnId *bin;
+    Layout L;
+    bool *summed;
+    int *sum_slot;
+} Shared;
 
-    // Parts by rows of the batch (each with the body compiled for its rows),
-    // or one.
-    int in_cls[64];
-    int64_t sd, bsymv[NN_MAX_SYMS], prow[NN_MAX_SYMS];
-    int P = row_parts(cg, n, &sd, in_cls);
-    if (rt && sd != -cg->rt_sym - 1)
-        P = 1; // its carries' rows are not the batch
-    if (rt)
-        sd = -cg->rt_sym - 1;
-    for (int k = 0; k < cg->g->nsyms; k++)
-        bsymv[k] = prow[k] = cg->symv[k];
-    if (P > 1)
-        bsymv[-sd - 1] /= P;
-    int64_t brows = sd ? bsymv[-sd - 1] : 1; // rows the body is compiled for
-    if (rt)
-        prow[cg->rt_sym] = 1;
-
-    // The body, lowered once into this module.
+// The loop's body compiled one way (for its part's rows, or with rt for any
+// batch): its lowering, plan and the slots its memory takes.
+typedef struct Variant {
+    bool rt, ok;
     char prefix[64];
-    snprintf(prefix, sizeof prefix, "%sL%d_", cg->prefix, id);
     NnCg bc;
-    nn_cg_init_rt(&bc, cg->ctx, body, bsymv, prefix, rt ? cg->rt_sym : -1);
-    LLVMDisposeModule(bc.mod);
-    bc.mod = cg->mod;
-    bool ok = nn_cg_lower_graph(&bc);
-    NnArena *arena = nn_arena_new();
+    NnArena *arena;
+    NnPlan *plan;
+    int *slot_of, *chk;
+    int s_table, s_ws, s_scr, s_err, s_wsr, s_scrr;
+    int64_t tbytes, scr, ebytes, scratch_rows;
+} Variant;
+
+static bool variant_prepare(NnCg *cg, NnId id, const Shared *sh, Variant *v, bool rt,
+                            const int64_t *bsymv, const int64_t *prow)
+{
+    const NnGraph *body = sh->n->attr.body;
+    int P = sh->P;
+    v->rt = rt;
+    snprintf(v->prefix, sizeof v->prefix, "%sL%d%s_", cg->prefix, id, rt ? "r" : "");
+    nn_cg_init_rt(&v->bc, cg->ctx, body, bsymv, v->prefix, rt ? cg->rt_sym : -1);
+    LLVMDisposeModule(v->bc.mod);
+    v->bc.mod = cg->mod;
+    NnCg *bc = &v->bc;
+    v->arena = nn_arena_new();
+    v->slot_of = calloc((size_t)bc->nslots + 1, sizeof(int));
+    NN_ASSERT(v->slot_of);
+    v->ok = nn_cg_lower_graph(bc);
+    if (!v->ok)
+        return false;
     NnPlanOptions po = {.const_buffers = true, .rows = rt, .rows_sym = rt ? cg->rt_sym : 0};
-    NnPlan *plan = ok ? nn_plan_build_ex(body, rt ? prow : bsymv, arena, &po) : NULL;
-    int *slot_of = calloc((size_t)bc.nslots + 1, sizeof(int));
-    NnId *bin = malloc(((size_t)n->nin + 1) * sizeof *bin);
-    int *sum_slot = calloc((size_t)C + 1, sizeof(int));
-    int *chk = NULL;
-    Layout L = {0};
-    NN_ASSERT(slot_of && bin && sum_slot);
-    if (!ok)
-        goto done;
-    NN_ASSERT(P == 1 || bc.nerr == 0); // row_parts admits no op with checks
+    v->plan = nn_plan_build_ex(body, rt ? prow : bsymv, v->arena, &po);
+    v->slot_of = realloc(v->slot_of, ((size_t)bc->nslots + 1) * sizeof(int));
+    NN_ASSERT(v->slot_of);
+    NN_ASSERT(P == 1 || bc->nerr == 0); // row_parts admits no op with checks
     // Memory the body keeps, one copy per part (or per row of the batch,
     // the parts' rows together): its buffer table, workspace, scratch, label
     // errors and bad indices, and the slots of loops nested in it.
-    int64_t scratch = 0, scratch_rows = 0;
-    for (int s = body->count; s < bc.nslots; s++) {
-        if (s == bc.batch_slot || s == bc.err_slot)
+    int64_t scratch = 0;
+    v->scratch_rows = 0;
+    for (int s = body->count; s < bc->nslots; s++) {
+        if (s == bc->batch_slot || s == bc->err_slot)
             continue;
-        if (bc.slot_owned[s]) {
-            slot_of[s] = nn_cg_add_owned(
-                cg, bc.slot_rows[s] ? bc.slot_bytes[s] : P * align64(bc.slot_bytes[s]));
-            cg->slot_rows[slot_of[s]] = bc.slot_rows[s];
-        } else if (bc.slot_rows[s] && bc.slot_bytes[s] > scratch_rows) {
-            scratch_rows = bc.slot_bytes[s];
-        } else if (!bc.slot_rows[s] && bc.slot_bytes[s] > scratch) {
-            scratch = bc.slot_bytes[s];
+        if (bc->slot_owned[s]) {
+            v->slot_of[s] = nn_cg_add_owned(
+                cg, bc->slot_rows[s] ? bc->slot_bytes[s] : P * align64(bc->slot_bytes[s]));
+            cg->slot_rows[v->slot_of[s]] = bc->slot_rows[s];
+        } else if (bc->slot_rows[s] && bc->slot_bytes[s] > v->scratch_rows) {
+            v->scratch_rows = bc->slot_bytes[s];
+        } else if (!bc->slot_rows[s] && bc->slot_bytes[s] > scratch) {
+            scratch = bc->slot_bytes[s];
         }
     }
-    int64_t tbytes = align64(8 * (int64_t)bc.nslots), scr = align64(scratch);
-    int64_t ebytes = align64(bc.slot_bytes[bc.err_slot]);
-    int s_table = nn_cg_add_owned(cg, P * tbytes);
-    int s_ws = nn_cg_add_owned(cg, P * plan->workspace);
-    int s_scr = nn_cg_add_owned(cg, P * scr);
-    int s_err = nn_cg_add_owned(cg, P * ebytes);
-    int s_wsr = -1, s_scrr = -1;
+    v->tbytes = align64(8 * (int64_t)bc->nslots);
+    v->scr = align64(scratch);
+    v->ebytes = align64(bc->slot_bytes[bc->err_slot]);
+    v->s_table = nn_cg_add_owned(cg, P * v->tbytes);
+    v->s_ws = nn_cg_add_owned(cg, P * v->plan->workspace);
+    v->s_scr = nn_cg_add_owned(cg, P * v->scr);
+    v->s_err = nn_cg_add_owned(cg, P * v->ebytes);
+    v->s_wsr = v->s_scrr = -1;
     if (rt) {
-        s_wsr = nn_cg_add_owned(cg, plan->workspace_rows);
-        s_scrr = nn_cg_add_owned(cg, scratch_rows);
-        cg->slot_rows[s_wsr] = cg->slot_rows[s_scrr] = true;
+        v->s_wsr = nn_cg_add_owned(cg, v->plan->workspace_rows);
+        v->s_scrr = nn_cg_add_owned(cg, v->scratch_rows);
+        cg->slot_rows[v->s_wsr] = cg->slot_rows[v->s_scrr] = true;
     }
     // Per body check, the outer entry it reports through.
-    chk = malloc(((size_t)bc.nerr + 1) * sizeof *chk);
-    NN_ASSERT(chk);
-    for (int k = 0; k < bc.nerr; k++) {
-        chk[k] = nn_cg_add_check(cg, bc.checks[k].kind, bc.checks[k].bound,
-                                 bc.slot_bytes[bc.checks[k].slot] / 4);
-        cg->slot_rows[cg->checks[chk[k]].slot] = bc.slot_rows[bc.checks[k].slot];
+    v->chk = malloc(((size_t)bc->nerr + 1) * sizeof *v->chk);
+    NN_ASSERT(v->chk);
+    for (int k = 0; k < bc->nerr; k++) {
+        v->chk[k] = nn_cg_add_check(cg, bc->checks[k].kind, bc->checks[k].bound,
+                                    bc->slot_bytes[bc->checks[k].slot] / 4);
+        cg->slot_rows[cg->checks[v->chk[k]].slot] = bc->slot_rows[bc->checks[k].slot];
     }
-    for (int k = 0; k < n->nin; k++)
-        bin[k] = nn_loop_body_input(body, k);
-    // A summed carry's parts but the first: its two buffers each.
-    bool *summed = calloc((size_t)C + 1, sizeof(bool));
-    NN_ASSERT(summed);
-    for (int k = 0; k < C; k++) {
-        summed[k] = P > 1 && in_cls[k] == R_SUMC;
-        if (summed[k])
-            sum_slot[k] = nn_cg_add_owned(cg, (P - 1) * 2 * align64(node_bytes(&bc, body, bin[k])));
-    }
+    return true;
+}
 
-    nn_cg_kernel_begin(cg, "loop", P > 1 ? 4 * NN_PAR_WORK : 0);
-    layout_new(cg, id, &L);
-    LLVMValueRef batch = rt ? nn_cg_batch(cg) : nn_cg_i64(cg, sd ? cg->symv[-sd - 1] : 1);
-    LLVMValueRef np = run_parts(cg, P, rt, batch);
+static void variant_free(Variant *v)
+{
+    nn_cg_fini(&v->bc);
+    nn_arena_free(v->arena);
+    free(v->slot_of);
+    free(v->chk);
+}
+
+// The parts of a run (np of them; batch rows in all) with variant v's body.
+static void variant_emit(NnCg *cg, NnId id, const Shared *sh, Variant *v, LLVMValueRef batch,
+                         LLVMValueRef np)
+{
+    const NnNode *n = sh->n;
+    const NnGraph *body = n->attr.body;
+    const NnCg *bc = &v->bc;
+    const NnPlan *plan = v->plan;
+    int C = sh->C, S = sh->S, nres = sh->nres, P = sh->P;
+    int64_t T = n->attr.trips, sd = sh->sd, brows = sh->brows;
+    const NnId *bin = sh->bin;
     LLVMValueRef nrows = nn_cg_alloca(cg, cg->t_i64); // the body's batch
-    for (int k = 0; k < bc.nerr; k++)
-        LLVMBuildStore(cg->b, nn_cg_i64(cg, -1), err_at(cg, nn_cg_buf(cg, cg->err_slot), chk[k]));
     // Part p (rows [lo, lo + nr) of the batch) runs on thread p mod nth.
     NnLoop pl;
     nn_cg_loop_begin(cg, &pl, nn_cg_i64(cg, 0), np, 1);
@@ -525,10 +532,10 @@ bool llvm_loop(NnCg *cg, NnId id)
         cg->b, LLVMBuildMul(cg->b, i64_add(cg, pv, nn_cg_i64(cg, 1)), batch, ""), np, "hi");
     LLVMValueRef nr = LLVMBuildSub(cg->b, hi, lo, "rows");
     LLVMBuildStore(cg->b, nr, nrows);
-    LLVMValueRef table = byte_at(cg, nn_cg_buf(cg, s_table), i64_mul(cg, pv, tbytes));
-    LLVMValueRef ws = byte_at(cg, nn_cg_buf(cg, s_ws), i64_mul(cg, pv, plan->workspace));
+    LLVMValueRef table = byte_at(cg, nn_cg_buf(cg, v->s_table), i64_mul(cg, pv, v->tbytes));
+    LLVMValueRef ws = byte_at(cg, nn_cg_buf(cg, v->s_ws), i64_mul(cg, pv, plan->workspace));
     LLVMValueRef wsr =
-        rt ? byte_at(cg, nn_cg_buf(cg, s_wsr), i64_mul(cg, lo, plan->workspace_rows)) : NULL;
+        v->rt ? byte_at(cg, nn_cg_buf(cg, v->s_wsr), i64_mul(cg, lo, plan->workspace_rows)) : NULL;
     for (NnId i = 0; i < body->count; i++) {
         int64_t o = plan->slots[i].offset;
         if (o < 0 || nn_backend_is_source(body->nodes[i].op))
@@ -537,20 +544,21 @@ bool llvm_loop(NnCg *cg, NnId id)
                                                               : byte_at(cg, ws, nn_cg_i64(cg, o));
         LLVMBuildStore(cg->b, at, table_at(cg, table, i));
     }
-    for (int s = body->count; s < bc.nslots; s++) {
+    for (int s = body->count; s < bc->nslots; s++) {
         LLVMValueRef at;
-        if (s == bc.batch_slot)
+        if (s == bc->batch_slot)
             at = nrows;
-        else if (bc.slot_owned[s] && bc.slot_rows[s])
-            at = byte_at(cg, nn_cg_buf(cg, slot_of[s]), i64_mul(cg, lo, bc.slot_bytes[s]));
-        else if (bc.slot_owned[s])
-            at = byte_at(cg, nn_cg_buf(cg, slot_of[s]), i64_mul(cg, pv, align64(bc.slot_bytes[s])));
-        else if (s == bc.err_slot)
-            at = byte_at(cg, nn_cg_buf(cg, s_err), i64_mul(cg, pv, ebytes));
-        else if (bc.slot_rows[s])
-            at = byte_at(cg, nn_cg_buf(cg, s_scrr), i64_mul(cg, lo, scratch_rows));
+        else if (bc->slot_owned[s] && bc->slot_rows[s])
+            at = byte_at(cg, nn_cg_buf(cg, v->slot_of[s]), i64_mul(cg, lo, bc->slot_bytes[s]));
+        else if (bc->slot_owned[s])
+            at = byte_at(cg, nn_cg_buf(cg, v->slot_of[s]),
+                         i64_mul(cg, pv, align64(bc->slot_bytes[s])));
+        else if (s == bc->err_slot)
+            at = byte_at(cg, nn_cg_buf(cg, v->s_err), i64_mul(cg, pv, v->ebytes));
+        else if (bc->slot_rows[s])
+            at = byte_at(cg, nn_cg_buf(cg, v->s_scrr), i64_mul(cg, lo, v->scratch_rows));
         else
-            at = byte_at(cg, nn_cg_buf(cg, s_scr), i64_mul(cg, pv, scr));
+            at = byte_at(cg, nn_cg_buf(cg, v->s_scr), i64_mul(cg, pv, v->scr));
         LLVMBuildStore(cg->b, at, table_at(cg, table, s));
     }
     // Each carry's two buffers (ca: where it starts and ends, cb: the other):
@@ -560,7 +568,7 @@ bool llvm_loop(NnCg *cg, NnId id)
     NN_ASSERT(ca && cb && cn);
     for (int k = 0; k < n->nin; k++) {
         LLVMValueRef x = nn_cg_buf(cg, n->in[k]);
-        Sz z = body_sz(&bc, bin[k], sd, brows);
+        Sz z = body_sz(bc, bin[k], sd, brows);
         LLVMValueRef rows = i64_mul(cg, lo, z.row); // this part's first row of it
         if (k >= C + S) { // an invariant, with the batch: this part's rows of it
             LLVMBuildStore(cg->b, byte_at(cg, x, rows), table_at(cg, table, bin[k]));
@@ -568,17 +576,17 @@ bool llvm_loop(NnCg *cg, NnId id)
         }
         if (k >= C)
             continue;
-        int64_t nb = node_bytes(&bc, body, bin[k]);
+        int64_t nb = node_bytes(bc, body, bin[k]);
         cn[k] = sz_at(cg, z, nr);
-        if (summed[k])
+        if (sh->summed[k])
             rows = nn_cg_i64(cg, 0);
-        ca[k] = byte_at(cg, region(cg, id, &L, k), rows);
-        cb[k] = byte_at(cg, region(cg, id, &L, nres + k), rows);
-        if (!summed[k]) {
+        ca[k] = byte_at(cg, region(cg, id, &sh->L, k), rows);
+        cb[k] = byte_at(cg, region(cg, id, &sh->L, nres + k), rows);
+        if (!sh->summed[k]) {
             memcpy_v(cg, ca[k], byte_at(cg, x, rows), cn[k]);
         } else {
             // Part 0 starts from the carry, the others from zero.
-            LLVMValueRef own = byte_at(cg, nn_cg_buf(cg, sum_slot[k]),
+            LLVMValueRef own = byte_at(cg, nn_cg_buf(cg, sh->sum_slot[k]),
                                        i64_mul(cg, LLVMBuildSub(cg->b, pv, nn_cg_i64(cg, 1), ""),
                                                2 * align64(nb)));
             LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntEQ, pv, nn_cg_i64(cg, 0), "");
@@ -603,7 +611,7 @@ bool llvm_loop(NnCg *cg, NnId id)
         LLVMBuildStore(cg->b, ca[k], table_at(cg, table, bin[k]));
     }
     char name[96];
-    snprintf(name, sizeof name, "%sstep", prefix);
+    snprintf(name, sizeof name, "%sstep", v->prefix);
     LLVMValueRef step = LLVMGetNamedFunction(cg->mod, name);
     LLVMTypeRef params[2] = {cg->t_ptr, cg->t_ptr};
     LLVMTypeRef st = LLVMFunctionType(cg->t_void, params, 2, 0);
@@ -630,13 +638,13 @@ bool llvm_loop(NnCg *cg, NnId id)
     LLVMValueRef *stack = calloc((size_t)nres + 1, sizeof *stack);
     NN_ASSERT(stack);
     for (int j = C; j < nres; j++)
-        stack[j] = region(cg, id, &L, j);
+        stack[j] = region(cg, id, &sh->L, j);
     for (NnId o = id + 1; o < cg->g->count; o++)
         if (nn_loop_out_direct(cg->g, o) && cg->g->nodes[o].in[0] == id)
             stack[cg->g->nodes[o].attr.result] = nn_cg_buf(cg, o);
-    // Step t's rows of a [trips, N, ...] value (z bytes per step for the
-    // part's rows): this part's share of them.
-    LLVMValueRef *soff = calloc((size_t)(S + nres) + 1, sizeof *soff);
+    // Step t's rows of a [trips, N, ...] value (sz_at(z, batch) bytes per
+    // step): this part's share of them.
+    LLVMValueRef *soff = calloc((size_t)nres + 1, sizeof *soff);
     NN_ASSERT(soff);
     NnLoop lp;
     nn_cg_loop_begin(cg, &lp, nn_cg_i64(cg, 0), nn_cg_i64(cg, T), 1);
@@ -644,14 +652,14 @@ bool llvm_loop(NnCg *cg, NnId id)
     if (n->attr.reverse)
         t = LLVMBuildSub(cg->b, nn_cg_i64(cg, T - 1), lp.iv, "t");
     for (int s = 0; s < S; s++) {
-        Sz z = body_sz(&bc, bin[C + s], sd, brows);
+        Sz z = body_sz(bc, bin[C + s], sd, brows);
         LLVMValueRef o = i64_add(cg, LLVMBuildMul(cg->b, t, sz_at(cg, z, batch), ""),
                                  i64_mul(cg, lo, z.row));
         LLVMBuildStore(cg->b, byte_at(cg, nn_cg_buf(cg, n->in[C + s]), o),
                        table_at(cg, table, bin[C + s]));
     }
     for (int j = C; j < nres; j++) {
-        Sz z = body_sz(&bc, body->outputs[j].id, sd, brows);
+        Sz z = body_sz(bc, body->outputs[j].id, sd, brows);
         soff[j] = i64_add(cg, LLVMBuildMul(cg->b, t, sz_at(cg, z, batch), ""),
                           i64_mul(cg, lo, z.row));
     }
@@ -670,12 +678,12 @@ bool llvm_loop(NnCg *cg, NnId id)
     }
     LLVMValueRef args[2] = {pool, table};
     LLVMBuildCall2(cg->b, st, step, args, 2, "");
-    for (int k = 0; k < bc.nerr; k++)
-        forward_error(cg, table, &bc, k, chk[k]);
+    for (int k = 0; k < bc->nerr; k++)
+        forward_error(cg, table, bc, k, v->chk[k]);
     for (int j = C; j < nres; j++) {
         if (direct[j])
             continue;
-        Sz z = body_sz(&bc, body->outputs[j].id, sd, brows);
+        Sz z = body_sz(bc, body->outputs[j].id, sd, brows);
         memcpy_v(cg, byte_at(cg, stack[j], soff[j]), table_get(cg, table, body->outputs[j].id),
                  sz_at(cg, z, nr));
     }
@@ -715,15 +723,98 @@ bool llvm_loop(NnCg *cg, NnId id)
     free(ca);
     free(cb);
     free(cn);
+}
+
+bool llvm_loop(NnCg *cg, NnId id)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    const NnGraph *body = n->attr.body;
+    Shared sh = {.n = n, .C = n->attr.ncarry, .S = n->attr.nseq, .nres = body->noutputs};
+    int C = sh.C;
+    // With the batch at run time (rt) the body takes it at run time too: its
+    // buffer table's batch slot points at its part's row count, its memory
+    // plan is per row, and every offset below that has the batch is a count
+    // of rows times the bytes per row. The body is also compiled for the
+    // batch of the compile (the training batch), which a run of that batch
+    // takes: bound sizes make its kernels a little faster.
+    bool rt = loop_rt(cg, n);
+
+    // Parts by rows of the batch (each with the body compiled for its rows),
+    // or one.
+    int in_cls[64];
+    int64_t bsymv[NN_MAX_SYMS], prow[NN_MAX_SYMS];
+    sh.P = row_parts(cg, n, &sh.sd, in_cls);
+    sh.in_cls = in_cls;
+    if (rt && sh.sd != -cg->rt_sym - 1)
+        sh.P = 1; // its carries' rows are not the batch
+    if (rt)
+        sh.sd = -cg->rt_sym - 1;
+    int P = sh.P;
+    for (int k = 0; k < cg->g->nsyms; k++)
+        bsymv[k] = prow[k] = cg->symv[k];
+    if (P > 1)
+        bsymv[-sh.sd - 1] /= P;
+    sh.brows = sh.sd ? bsymv[-sh.sd - 1] : 1;
+    if (rt)
+        prow[cg->rt_sym] = 1;
+
+    // The body, lowered once (or twice: bound and for any batch) into this
+    // module.
+    Variant va[2];
+    memset(va, 0, sizeof va);
+    int nv = rt ? 2 : 1;
+    sh.bin = malloc(((size_t)n->nin + 1) * sizeof *sh.bin);
+    sh.sum_slot = calloc((size_t)C + 1, sizeof(int));
+    sh.summed = calloc((size_t)C + 1, sizeof(bool));
+    NN_ASSERT(sh.bin && sh.sum_slot && sh.summed);
+    bool ok = true;
+    for (int i = 0; i < nv && ok; i++)
+        ok = variant_prepare(cg, id, &sh, &va[i], i == 1, bsymv, prow);
+    if (!ok)
+        goto done;
+    for (int k = 0; k < n->nin; k++)
+        sh.bin[k] = nn_loop_body_input(body, k);
+    // A summed carry's parts but the first: its two buffers each.
+    for (int k = 0; k < C; k++) {
+        sh.summed[k] = P > 1 && in_cls[k] == R_SUMC;
+        if (sh.summed[k])
+            sh.sum_slot[k] = nn_cg_add_owned(
+                cg, (P - 1) * 2 * align64(node_bytes(&va[0].bc, body, sh.bin[k])));
+    }
+
+    nn_cg_kernel_begin(cg, "loop", P > 1 ? 4 * NN_PAR_WORK : 0);
+    layout_new(cg, id, &sh.L);
+    for (int i = 0; i < nv; i++)
+        for (int k = 0; k < va[i].bc.nerr; k++)
+            LLVMBuildStore(cg->b, nn_cg_i64(cg, -1),
+                           err_at(cg, nn_cg_buf(cg, cg->err_slot), va[i].chk[k]));
+    int64_t ref = sh.sd ? cg->symv[-sh.sd - 1] : 1; // the batch of the compile
+    if (!rt) {
+        variant_emit(cg, id, &sh, &va[0], nn_cg_i64(cg, ref), nn_cg_i64(cg, P));
+    } else {
+        LLVMValueRef batch = nn_cg_batch(cg);
+        LLVMBasicBlockRef bound = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "bound");
+        LLVMBasicBlockRef any = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "any_batch");
+        LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "ran");
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, batch, nn_cg_i64(cg, ref), ""),
+                        bound, any);
+        LLVMPositionBuilderAtEnd(cg->b, bound);
+        variant_emit(cg, id, &sh, &va[0], nn_cg_i64(cg, ref), nn_cg_i64(cg, P));
+        LLVMBuildBr(cg->b, join);
+        LLVMPositionBuilderAtEnd(cg->b, any);
+        variant_emit(cg, id, &sh, &va[1], batch, run_parts(cg, P, true, batch));
+        LLVMBuildBr(cg->b, join);
+        LLVMPositionBuilderAtEnd(cg->b, join);
+    }
     nn_cg_kernel_end(cg);
     // The summed carries' parts, added once all parts are done (when the
     // run's batch had them).
     bool any = false;
     for (int k = 0; k < C; k++)
-        any |= summed[k];
+        any |= sh.summed[k];
     if (any) {
         nn_cg_kernel_begin(cg, "loop_sum", 0);
-        LLVMValueRef b2 = rt ? nn_cg_batch(cg) : nn_cg_i64(cg, cg->symv[-sd - 1]);
+        LLVMValueRef b2 = rt ? nn_cg_batch(cg) : nn_cg_i64(cg, ref);
         LLVMValueRef parted = LLVMBuildICmp(cg->b, LLVMIntSGT, run_parts(cg, P, rt, b2),
                                             nn_cg_i64(cg, 1), "");
         LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "parted");
@@ -731,25 +822,24 @@ bool llvm_loop(NnCg *cg, NnId id)
         LLVMBuildCondBr(cg->b, parted, yes, end);
         LLVMPositionBuilderAtEnd(cg->b, yes);
         for (int k = 0; k < C; k++)
-            if (summed[k]) {
-                int64_t nb = node_bytes(&bc, body, bin[k]);
-                NnDType dt = body->nodes[bin[k]].dtype;
-                sum_parts(cg, dt, region(cg, id, &L, k), nn_cg_buf(cg, sum_slot[k]), align64(nb),
-                          P, nb / (int64_t)nnrt_dtype_size(dt));
+            if (sh.summed[k]) {
+                int64_t nb = node_bytes(&va[0].bc, body, sh.bin[k]);
+                NnDType dt = body->nodes[sh.bin[k]].dtype;
+                sum_parts(cg, dt, region(cg, id, &sh.L, k), nn_cg_buf(cg, sh.sum_slot[k]),
+                          align64(nb), P, nb / (int64_t)nnrt_dtype_size(dt));
             }
         LLVMBuildBr(cg->b, end);
         LLVMPositionBuilderAtEnd(cg->b, end);
         nn_cg_kernel_end(cg);
     }
-    free(summed);
 done:
-    nn_cg_fini(&bc);
-    nn_arena_free(arena);
-    layout_free(&L);
-    free(chk);
-    free(slot_of);
-    free(bin);
-    free(sum_slot);
+    for (int i = 0; i < nv; i++)
+        if (va[i].arena)
+            variant_free(&va[i]);
+    layout_free(&sh.L);
+    free(sh.bin);
+    free(sh.sum_slot);
+    free(sh.summed);
     return ok;
 }
 
