@@ -47,10 +47,12 @@ NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
 // Address of a function added earlier; NULL with nnrt_errmsg set.
 void *nn_llvm_jit_lookup(NnLlvmJit *j, const char *name);
 
-// ---- lower.c: graph -> module ----
-// The symbol a graph can leave to run time (its batch), or -1 with the reason
-// in why[n]: some op or shape that still needs every dim bound.
+// ---- rtbatch.c: the symbol a graph can leave to run time (its batch), or
+// -1 with the reason in why[n]: some op or shape that still needs every dim
+// bound. ----
 int nn_cg_batch_sym(const NnGraph *g, char *why, size_t n);
+
+// ---- lower.c: graph -> module ----
 typedef struct NnCgKernel {
     char name[48];
     double work; // rough flop/element count: small kernels run on the caller only
