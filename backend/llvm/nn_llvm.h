@@ -7,8 +7,9 @@
 // by the value the step is run with (nn_cg_batch), so one module runs every
 // batch size. The batch is the leading dim, or (time-major values of
 // recurrent layers) a later one in forms whose loop nests merge it with the
-// dims before it (nn_cg_batch_sym decides which). Buffers are numbered slots: generated kernels receive
-// `void **bufs` and load bufs[slot]; exec.c decides what each slot points at.
+// dims before it (nn_cg_batch_sym decides which). Buffers are numbered
+// slots: generated kernels receive `void **bufs` and load bufs[slot]; exec.c
+// decides what each slot points at.
 #ifndef NN_LLVM_PRIV_H
 #define NN_LLVM_PRIV_H
 
