@@ -734,10 +734,12 @@ bool llvm_loop(NnCg *cg, NnId id)
     // With the batch at run time (rt) the body takes it at run time too: its
     // buffer table's batch slot points at its part's row count, its memory
     // plan is per row, and every offset below that has the batch is a count
-    // of rows times the bytes per row. The body is also compiled for the
-    // batch of the compile (the training batch), which a run of that batch
-    // takes: bound sizes make its kernels a little faster.
-    bool rt = loop_rt(cg, n);
+    // of rows times the bytes per row. In a training step the body is also
+    // compiled for the batch of the compile (the training batch), which a run
+    // of that batch takes: bound sizes make its kernels about 10% faster. An
+    // evaluation runs a few batches an epoch: there the second compile would
+    // cost more than it saves.
+    bool rt = loop_rt(cg, n), spec = !rt || cg->g->nupdates > 0;
 
     // Parts by rows of the batch (each with the body compiled for its rows),
     // or one.
@@ -759,17 +761,17 @@ bool llvm_loop(NnCg *cg, NnId id)
         prow[cg->rt_sym] = 1;
 
     // The body, lowered once (or twice: bound and for any batch) into this
-    // module.
+    // module: va[0] bound, va[1] for any batch.
     Variant va[2];
     memset(va, 0, sizeof va);
-    int nv = rt ? 2 : 1;
     sh.bin = malloc(((size_t)n->nin + 1) * sizeof *sh.bin);
     sh.sum_slot = calloc((size_t)C + 1, sizeof(int));
     sh.summed = calloc((size_t)C + 1, sizeof(bool));
     NN_ASSERT(sh.bin && sh.sum_slot && sh.summed);
     bool ok = true;
-    for (int i = 0; i < nv && ok; i++)
-        ok = variant_prepare(cg, id, &sh, &va[i], i == 1, bsymv, prow);
+    for (int i = 0; i < 2 && ok; i++)
+        if (i == 0 ? spec : rt)
+            ok = variant_prepare(cg, id, &sh, &va[i], i == 1, bsymv, prow);
     if (!ok)
         goto done;
     for (int k = 0; k < n->nin; k++)
@@ -779,18 +781,21 @@ bool llvm_loop(NnCg *cg, NnId id)
         sh.summed[k] = P > 1 && in_cls[k] == R_SUMC;
         if (sh.summed[k])
             sh.sum_slot[k] = nn_cg_add_owned(
-                cg, (P - 1) * 2 * align64(node_bytes(&va[0].bc, body, sh.bin[k])));
+                cg, (P - 1) * 2 * align64(node_bytes(&va[rt].bc, body, sh.bin[k])));
     }
 
     nn_cg_kernel_begin(cg, "loop", P > 1 ? 4 * NN_PAR_WORK : 0);
     layout_new(cg, id, &sh.L);
-    for (int i = 0; i < nv; i++)
-        for (int k = 0; k < va[i].bc.nerr; k++)
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; va[i].arena && k < va[i].bc.nerr; k++)
             LLVMBuildStore(cg->b, nn_cg_i64(cg, -1),
                            err_at(cg, nn_cg_buf(cg, cg->err_slot), va[i].chk[k]));
     int64_t ref = sh.sd ? cg->symv[-sh.sd - 1] : 1; // the batch of the compile
     if (!rt) {
         variant_emit(cg, id, &sh, &va[0], nn_cg_i64(cg, ref), nn_cg_i64(cg, P));
+    } else if (!spec) {
+        LLVMValueRef batch = nn_cg_batch(cg);
+        variant_emit(cg, id, &sh, &va[1], batch, run_parts(cg, P, true, batch));
     } else {
         LLVMValueRef batch = nn_cg_batch(cg);
         LLVMBasicBlockRef bound = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "bound");
@@ -823,7 +828,7 @@ bool llvm_loop(NnCg *cg, NnId id)
         LLVMPositionBuilderAtEnd(cg->b, yes);
         for (int k = 0; k < C; k++)
             if (sh.summed[k]) {
-                int64_t nb = node_bytes(&va[0].bc, body, sh.bin[k]);
+                int64_t nb = node_bytes(&va[rt].bc, body, sh.bin[k]);
                 NnDType dt = body->nodes[sh.bin[k]].dtype;
                 sum_parts(cg, dt, region(cg, id, &sh.L, k), nn_cg_buf(cg, sh.sum_slot[k]),
                           align64(nb), P, nb / (int64_t)nnrt_dtype_size(dt));
@@ -833,7 +838,7 @@ bool llvm_loop(NnCg *cg, NnId id)
         nn_cg_kernel_end(cg);
     }
 done:
-    for (int i = 0; i < nv; i++)
+    for (int i = 0; i < 2; i++)
         if (va[i].arena)
             variant_free(&va[i]);
     layout_free(&sh.L);
