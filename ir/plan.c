@@ -90,6 +90,18 @@ static void live_ranges(const NnGraph *g, const int64_t *symv, NnPlan *p, const 
         s->nbytes = numel * (int64_t)nnrt_dtype_size(n->dtype);
         if (n->op == NN_OP_LOOP) // holds all its results (ir/loop.h)
             s->nbytes = nn_loop_bytes(n, symv);
+        if (n->op == NN_OP_LOOP && o->rows && nn_loop_has_rows(n, o->rows_sym)) {
+            // Its regions with the batch, per row; the rest is the backend's.
+            int nreg = nn_loop_nresults(n) + n->attr.ncarry;
+            int64_t *off = malloc(((size_t)nreg + 1) * sizeof *off);
+            bool *rows = malloc(((size_t)nreg + 1) * sizeof *rows);
+            NN_ASSERT(off && rows);
+            nn_loop_layout_rows(n, symv, o->rows_sym, off, rows);
+            s->nbytes = off[nreg];
+            s->flags |= NN_PLAN_ROWS;
+            free(off);
+            free(rows);
+        }
         s->offset = -1;
         s->alias = -1;
         s->first = s->last = i;

@@ -51,7 +51,8 @@ typedef struct NnPlan {
 
 typedef struct NnPlanOptions {
     bool const_buffers; // give CONSTs workspace too (a backend that fills them)
-    // Plan for any value of symbol rows_sym (the batch, always a leading dim):
+    // Plan for any value of symbol rows_sym (the batch, wherever in a shape;
+    // a LOOP holding results with it takes its per-row layout, ir/loop.h):
     // values whose shape has it are planned per row (symv binds it to 1) in a
     // region of their own that scales with the batch; the rest after it. One
     // plan then serves every batch size.
