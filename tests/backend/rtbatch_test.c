@@ -57,14 +57,7 @@ static NnGraph *mlp(bool train, bool dropout)
     nn_graph_add_output(g, "pred", nn_ir_add(g, NN_OP_ARGMAX, &logits, 1, &am, ag_loc));
     nn_graph_add_output(g, "logits", logits);
     if (train) {
-        NnId grads[4];
-        cr_assert(nn_ad_grad(g, loss, w, 4, grads), "autodiff: %s", g->err);
-        NnId lr = nn_ir_const(g, 0.1, NN_DT_F32, ag_loc);
-        for (int k = 0; k < 4; k++)
-            nn_graph_add_update(
-                g, w[k],
-                nn_ir_binary(g, NN_OP_SUB, w[k], nn_ir_binary(g, NN_OP_MUL, grads[k], lr, ag_loc),
-                             ag_loc));
+        ag_sgd(g, loss, w, 4, 0.1, NULL);
     }
     return g;
 }
@@ -320,14 +313,7 @@ static NnGraph *cnn(void)
     NnId loss = nn_ir_reduce(g, NN_OP_REDUCE_MEAN, ce, 1, false, ag_loc);
     nn_graph_add_output(g, "loss", loss);
     nn_graph_add_output(g, "logits", logits);
-    NnId grads[5];
-    cr_assert(nn_ad_grad(g, loss, w, 5, grads), "autodiff: %s", g->err);
-    NnId lr = nn_ir_const(g, 0.1, NN_DT_F32, ag_loc);
-    for (int k = 0; k < 5; k++)
-        nn_graph_add_update(
-            g, w[k],
-            nn_ir_binary(g, NN_OP_SUB, w[k], nn_ir_binary(g, NN_OP_MUL, grads[k], lr, ag_loc),
-                         ag_loc));
+    ag_sgd(g, loss, w, 5, 0.1, NULL);
     return g;
 }
 
@@ -387,15 +373,8 @@ static NnGraph *embed(void)
     NnId loss = nn_ir_reduce(g, NN_OP_REDUCE_MEAN, ce, 1, false, ag_loc);
     nn_graph_add_output(g, "loss", loss);
     nn_graph_add_output(g, "rows", rows);
-    NnId grads[3];
-    cr_assert(nn_ad_grad(g, loss, w, 3, grads), "autodiff: %s", g->err);
+    ag_sgd(g, loss, w, 3, 0.5, NULL);
     cr_assert(nn_graph_count_op(g, NN_OP_SCATTER_ADD) >= 1, "the table's gradient is a scatter");
-    NnId lr = nn_ir_const(g, 0.5, NN_DT_F32, ag_loc);
-    for (int k = 0; k < 3; k++)
-        nn_graph_add_update(
-            g, w[k],
-            nn_ir_binary(g, NN_OP_SUB, w[k], nn_ir_binary(g, NN_OP_MUL, grads[k], lr, ag_loc),
-                         ag_loc));
     return g;
 }
 
@@ -522,14 +501,7 @@ static NnGraph *rnn(void)
     nn_graph_add_output(g, "loss", loss);
     nn_graph_add_output(g, "out", out);
     nn_graph_add_output(g, "h", hT);
-    NnId grads[4];
-    cr_assert(nn_ad_grad(g, loss, w, 4, grads), "autodiff: %s", g->err);
-    NnId lr = nn_ir_const(g, 0.1, NN_DT_F32, ag_loc);
-    for (int k = 0; k < 4; k++)
-        nn_graph_add_update(
-            g, w[k],
-            nn_ir_binary(g, NN_OP_SUB, w[k], nn_ir_binary(g, NN_OP_MUL, grads[k], lr, ag_loc),
-                         ag_loc));
+    ag_sgd(g, loss, w, 4, 0.1, NULL);
     return nn_passes_run(g, NULL);
 }
 

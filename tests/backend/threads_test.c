@@ -580,15 +580,7 @@ static NnGraph *wide_step(void)
                              false, ag_loc);
     nn_graph_add_output(g, "loss", loss);
     nn_graph_add_output(g, "y", y);
-    NnId grads[2];
-    cr_assert(nn_ad_grad(g, loss, w, 2, grads), "autodiff: %s", g->err);
-    for (int k = 0; k < 2; k++)
-        nn_graph_add_update(g, w[k], nn_ir_binary(g, NN_OP_SUB, w[k],
-                                                  nn_ir_binary(g, NN_OP_MUL, grads[k],
-                                                               nn_ir_const(g, 0.1, NN_DT_F32,
-                                                                           ag_loc),
-                                                               ag_loc),
-                                                  ag_loc));
+    ag_sgd(g, loss, w, 2, 0.1, NULL);
     return g;
 }
 
