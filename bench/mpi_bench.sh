@@ -12,9 +12,9 @@
 # stays meaningful when the machine is shared. The MPI rows also report the
 # gradient all-reduce time per step from NNC_MPI_STATS (time inside MPI for
 # gradients; NNC_MPI_STATS=cpu counts this thread's CPU time instead), once
-# overlapped with the big gradients in column blocks (as trained), once with
-# one bucket per gradient (--no-pass=buckets: what the blocks add) and once
-# with NNC_MPI_OVERLAP=0 (every all-reduce completed where it starts); their
+# overlapped (as trained: Open MPI's ring, which nnc selects), once with Open
+# MPI's own choice of algorithm for comparison (a binomial tree on 2 ranks)
+# and once with NNC_MPI_OVERLAP=0 (every all-reduce completed where it starts); their
 # difference is the share hidden behind the rest of the step, given two
 # ways: by time inside MPI (starts, progress calls and waits) and by time
 # blocked in waits. The load average is printed with every row: the machine
@@ -51,7 +51,6 @@ measure() {
     awk '{ printf "%s %.3f", $1, $2 + $3 }' "$TMP/time"
 }
 
-BUCKETS=0
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
@@ -66,10 +65,12 @@ row() {
                label, n / ($3 - $1), n / ($4 - $2), load }' | tee "$TMP/$8"
 }
 
-# mpistats MODEL BATCH OVERLAP [NNC OPTIONS]: what NNC_MPI_STATS says per step.
+# mpistats MODEL BATCH OVERLAP [ALGORITHM]: what NNC_MPI_STATS says per step
+# (ALGORITHM: Open MPI's coll_libnbc_iallreduce_algorithm, 0 = its own choice).
 mpistats() {
-    NNC_MPI_STATS=1 NNC_MPI_OVERLAP=$3 NNC_MPI_BUCKETS=$BUCKETS $MPIRUN -np 2 "$NNC" train "$1" --quiet --threads 1 \
-        --set batch="$2" --set epochs="$E2" ${4:-} 2>&1 >/dev/null | sed -n 's/.*steps, \(.*\)/\1/p'
+    env NNC_MPI_STATS=1 NNC_MPI_OVERLAP=$3 ${4:+OMPI_MCA_coll_libnbc_iallreduce_algorithm=$4} \
+        $MPIRUN -np 2 "$NNC" train "$1" --quiet --threads 1 \
+        --set batch="$2" --set epochs="$E2" 2>&1 >/dev/null | sed -n 's/.*steps, \(.*\)/\1/p'
 }
 
 bench_model() { # NAME MODEL BATCH SAMPLES
@@ -81,9 +82,7 @@ bench_model() { # NAME MODEL BATCH SAMPLES
         else if ($i == "CPU-second") c[++j] = $(i - 3) }
         END { printf "2 ranks x 1 thread reach %.0f%% of 1 rank x 2 threads (wall), %.0f%% (per CPU-second)\n",
               100 * w[1] / w[2], 100 * c[1] / c[2] }'
-    BUCKETS=1
-    echo "column blocks (NNC_MPI_BUCKETS=1): $(mpistats "$2" "$3" 1)  (load $(load))"
-    BUCKETS=0
+    echo "Open MPI's default algorithm: $(mpistats "$2" "$3" 1 0)  (load $(load))"
     ov=$(mpistats "$2" "$3" 1)
     echo "overlapped:  $ov  (load $(load))"
     seq=$(mpistats "$2" "$3" 0)
@@ -94,9 +93,16 @@ bench_model() { # NAME MODEL BATCH SAMPLES
         for (i = 1; i <= length(a); i++) if (a[i] == "ms" && a[i + 2] == "step") { oi = a[i - 1]; break }
         for (i = 1; i <= length(a); i++) if (a[i] == "ms" && a[i + 1] == "blocked") ob = substr(a[i - 1], 2)
         for (i = 1; i <= length(b); i++) if (b[i] == "ms" && b[i + 2] == "step") { si = b[i - 1]; break }
+        for (i = 1; i <= length(a); i++) if (a[i] == "median") { om = a[i + 1]; omb = substr(a[i + 3], 2) }
+        for (i = 1; i <= length(b); i++) if (b[i] == "median") sm = b[i + 1]
         if (si > 0)
             printf "all-reduce hidden: %.0f%% by time inside MPI (%.3f -> %.3f ms per step), %.0f%% by time blocked (%.3f ms)\n",
-                   100 * (1 - oi / si), si, oi, 100 * (1 - ob / si), ob }'
+                   100 * (1 - oi / si), si, oi, 100 * (1 - ob / si), ob
+        # Medians over steps: a peer descheduled by other load inflates a few
+        # steps by milliseconds, which the mean carries and the median does not.
+        if (sm > 0)
+            printf "  by the median step: %.0f%% by time inside MPI (%.3f -> %.3f ms), %.0f%% by time blocked (%.3f ms)\n",
+                   100 * (1 - om / sm), sm, om, 100 * (1 - omb / sm), omb }'
 }
 
 [ -z "$MLP" ] || bench_model mlp bench/mlp.nn 256 1024

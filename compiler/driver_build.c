@@ -1004,10 +1004,14 @@ int nn_cmd_build(NnCtx *c, const NnProgram *p, NnOptions *o)
     argv[na] = NULL;
     if (!run_cc(c, argv))
         goto done;
-    if (o->verbose)
+    if (o->verbose) {
         fprintf(stderr, "nnc: built %s: data block %.0f ms, %d steps compiled in %.0f ms, "
                 "linked in %.0f ms\n", o->output, (t_data - t0) * 1000, B->njobs,
                 (t1 - t_data) * 1000, (nnrt_now() - t1) * 1000);
+        for (int i = 0; i < B->njobs; i++)
+            fprintf(stderr, "nnc: compiled the %s%s\n", B->jobs[i].what,
+                    B->jobs[i].batch_sym >= 0 ? " for any batch size" : "");
+    }
     rc = 0;
 done:
     if (!getenv("NNC_KEEP_BUILD"))

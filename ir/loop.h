@@ -28,6 +28,15 @@ void nn_loop_result_type(const NnNode *loop, int k, NnDType *dt, NnShape *s);
 // region starts at a multiple of 64. off has nresults + ncarry + 1 entries.
 void nn_loop_layout(const NnNode *loop, const int64_t *symv, int64_t *off);
 int64_t nn_loop_bytes(const NnNode *loop, const int64_t *symv);
+// The layout for a batch left to run time (symbol sym, bound to 1 in symv):
+// the regions whose type has the batch (rows[k]) are laid out per row, region
+// k at off[k] * batch of the node's buffer (off[nresults + ncarry]: bytes per
+// row in all), and the others (a reverse loop's summed weight gradients) at
+// off[k] of a fixed-size buffer of their own, whose size is returned. The
+// memory plan sizes a loop with nn_loop_has_rows(loop, sym) so (ir/plan.c).
+int64_t nn_loop_layout_rows(const NnNode *loop, const int64_t *symv, int sym, int64_t *off,
+                            bool *rows);
+bool nn_loop_has_rows(const NnNode *loop, int sym);
 
 // Whether LOOP_OUT node id of g takes a stacked result that the JIT's loop
 // writes straight into id's own buffer, step by step, instead of the loop's

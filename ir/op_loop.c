@@ -97,6 +97,42 @@ void nn_loop_layout(const NnNode *loop, const int64_t *symv, int64_t *off)
     off[nres + c] = at;
 }
 
+int64_t nn_loop_layout_rows(const NnNode *loop, const int64_t *symv, int sym, int64_t *off,
+                            bool *rows)
+{
+    int nres = nn_loop_nresults(loop), c = loop->attr.ncarry;
+    int64_t at[2] = {0, 0}; // [0] fixed regions, [1] per-row regions
+    for (int k = 0; k < nres + c; k++) {
+        NnDType dt;
+        NnShape s;
+        nn_loop_result_type(loop, k < nres ? k : k - nres, &dt, &s);
+        int r = 0;
+        for (int d = 0; sym >= 0 && d < s.rank; d++)
+            r |= s.dim[d] == -sym - 1;
+        rows[k] = r;
+        off[k] = at[r];
+        at[r] += padded_bytes(dt, &s, symv);
+    }
+    off[nres + c] = at[1];
+    return at[0];
+}
+
+bool nn_loop_has_rows(const NnNode *loop, int sym)
+{
+    if (sym < 0)
+        return false;
+    int nres = nn_loop_nresults(loop);
+    for (int k = 0; k < nres; k++) {
+        NnDType dt;
+        NnShape s;
+        nn_loop_result_type(loop, k, &dt, &s);
+        for (int d = 0; d < s.rank; d++)
+            if (s.dim[d] == -sym - 1)
+                return true;
+    }
+    return false;
+}
+
 int64_t nn_loop_bytes(const NnNode *loop, const int64_t *symv)
 {
     int64_t small[64];

@@ -1,41 +1,26 @@
 // Schedules gradient all-reduces early: moves every GRAD_START to right after
 // the node computing its input, so the sum over ranks runs while the rest of
 // the backward pass computes (backends run nodes in id order), and every
-// GRAD_WAIT (and a CONCAT of waits, from the buckets pass) to right before its
-// first reader, so a sum that finishes early is waited for (and its update
-// done) while later ones still run.
+// GRAD_WAIT to right before its first reader, so a sum that finishes early is
+// waited for (and its update done) while later ones still run.
 // requires: a verified graph. provides: each GRAD_START directly follows its
 // input (or another GRAD_START of it), each GRAD_WAIT directly precedes its
-// first reader (or the CONCAT of waits that is); the relative order of all
-// other nodes holds.
+// first reader; the relative order of all other nodes holds.
 #include "pass.h"
 
 #include <stdlib.h>
 
-// Waits, and CONCATs of nothing but waits (the buckets pass'): placed where
-// first read.
+// Waits: placed where first read (their GRAD_START, placed after its input,
+// is in place by then).
 static bool deferred(const NnGraph *g, NnId i)
 {
-    const NnNode *n = &g->nodes[i];
-    if (n->op == NN_OP_GRAD_WAIT)
-        return true;
-    if (n->op != NN_OP_CONCAT)
-        return false;
-    for (int k = 0; k < n->nin; k++)
-        if (g->nodes[n->in[k]].op != NN_OP_GRAD_WAIT)
-            return false;
-    return true;
+    return g->nodes[i].op == NN_OP_GRAD_WAIT;
 }
 
 static void place_deferred(NnRewrite *rw, NnId i)
 {
-    const NnGraph *g = rw->old;
-    if (rw->map[i] >= 0)
-        return;
-    for (int k = 0; k < g->nodes[i].nin; k++)
-        if (deferred(g, g->nodes[i].in[k]))
-            place_deferred(rw, g->nodes[i].in[k]);
-    nn_rewrite_copy(rw, i);
+    if (rw->map[i] < 0)
+        nn_rewrite_copy(rw, i);
 }
 
 static NnGraph *schedule(NnGraph *g)

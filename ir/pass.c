@@ -18,7 +18,6 @@ const NnPass nn_passes[] = {
     {"dce", nn_pass_dce, 'C'},
     {"loops", nn_pass_loops, 'F'},
     {"fuse", nn_pass_fuse, 'F'},
-    {"buckets", nn_pass_buckets, 'F'},
     {"overlap", nn_pass_overlap, 'F'},
     {NULL, NULL, 0},
 };

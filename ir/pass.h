@@ -32,7 +32,6 @@ NnGraph *nn_pass_simplify(NnGraph *g); // ir/simplify.c
 NnGraph *nn_pass_bnfold(NnGraph *g);   // ir/bnfold.c
 NnGraph *nn_pass_fuse(NnGraph *g);     // ir/fuse.c
 NnGraph *nn_pass_loops(NnGraph *g);    // ir/loops.c
-NnGraph *nn_pass_buckets(NnGraph *g);  // ir/buckets.c
 NnGraph *nn_pass_overlap(NnGraph *g);  // ir/overlap.c
 
 // The batch split across threads for the whole step (ir/shard.c). shard: g

@@ -90,7 +90,20 @@ static void live_ranges(const NnGraph *g, const int64_t *symv, NnPlan *p, const 
         s->nbytes = numel * (int64_t)nnrt_dtype_size(n->dtype);
         if (n->op == NN_OP_LOOP) // holds all its results (ir/loop.h)
             s->nbytes = nn_loop_bytes(n, symv);
+        if (n->op == NN_OP_LOOP && o->rows && nn_loop_has_rows(n, o->rows_sym)) {
+            // Its regions with the batch, per row; the rest is the backend's.
+            int nreg = nn_loop_nresults(n) + n->attr.ncarry;
+            int64_t *off = malloc(((size_t)nreg + 1) * sizeof *off);
+            bool *rows = malloc(((size_t)nreg + 1) * sizeof *rows);
+            NN_ASSERT(off && rows);
+            nn_loop_layout_rows(n, symv, o->rows_sym, off, rows);
+            s->nbytes = off[nreg];
+            s->flags |= NN_PLAN_ROWS;
+            free(off);
+            free(rows);
+        }
         s->offset = -1;
+        s->alias = -1;
         s->first = s->last = i;
         if (n->op == NN_OP_INPUT || n->op == NN_OP_PARAM || n->op == NN_OP_STATE)
             s->flags |= NN_PLAN_EXTERNAL;
@@ -141,6 +154,36 @@ static void live_ranges(const NnGraph *g, const int64_t *symv, NnPlan *p, const 
             p->slots[i].last = g->count - 1;
 }
 
+// Whether value i can be computed in its input's buffer: a gradient sum
+// (GRAD_START scales its input, GRAD_WAIT completes the sum) that is the last
+// reader of a workspace value of its size, neither of them a result. The
+// runtime then skips the copies (runtime/dist.c, runtime/step.c).
+static bool in_place(const NnGraph *g, const NnPlan *p, NnId i)
+{
+    const NnNode *n = &g->nodes[i];
+    if ((n->op != NN_OP_GRAD_START && n->op != NN_OP_GRAD_WAIT) || n->nin != 1)
+        return false;
+    NnId m = n->in[0];
+    const NnPlanSlot *a = &p->slots[m], *b = &p->slots[i];
+    unsigned own = NN_PLAN_EXTERNAL | NN_PLAN_CONST | NN_PLAN_PINNED;
+    NnOp mo = g->nodes[m].op;
+    return !(a->flags & own) && !(b->flags & own) && mo != NN_OP_LOOP && mo != NN_OP_LOOP_OUT &&
+           a->nbytes == b->nbytes && (a->flags & NN_PLAN_ROWS) == (b->flags & NN_PLAN_ROWS) &&
+           a->last == i;
+}
+
+static void alias_in_place(const NnGraph *g, NnPlan *p)
+{
+    for (NnId i = 0; i < g->count; i++) {
+        if (!in_place(g, p, i))
+            continue;
+        NnId m = g->nodes[i].in[0], r = p->slots[m].alias >= 0 ? p->slots[m].alias : m;
+        p->slots[i].alias = r;
+        if (p->slots[r].last < p->slots[i].last)
+            p->slots[r].last = p->slots[i].last;
+    }
+}
+
 NnPlan *nn_plan_build_ex(const NnGraph *g, const int64_t *symv, NnArena *arena,
                          const NnPlanOptions *opt)
 {
@@ -151,6 +194,7 @@ NnPlan *nn_plan_build_ex(const NnGraph *g, const int64_t *symv, NnArena *arena,
     p->count = g->count;
     p->slots = nn_arena_alloc(arena, ((size_t)g->count + 1) * sizeof(NnPlanSlot));
     live_ranges(g, symv, p, o);
+    alias_in_place(g, p);
     // dying[t]: values whose last reader is step t, freed before step t + 1.
     int *head = malloc(((size_t)g->count + 1) * sizeof(int));
     int *next = malloc(((size_t)g->count + 1) * sizeof(int));
@@ -175,6 +219,10 @@ NnPlan *nn_plan_build_ex(const NnGraph *g, const int64_t *symv, NnArena *arena,
             if (s->flags & (NN_PLAN_EXTERNAL | NN_PLAN_CONST) || s->offset >= 0)
                 continue;
             s->first = i;
+            if (s->alias >= 0) { // placed, and freed, with its root
+                s->offset = p->slots[s->alias].offset;
+                continue;
+            }
             int r = (s->flags & NN_PLAN_ROWS) != 0;
             int64_t size = pad(s->nbytes);
             s->offset = take(&f[r], size);
@@ -219,7 +267,8 @@ bool nn_plan_check(const NnPlan *p, char *err, size_t errlen)
         for (int j = i + 1; j < p->count; j++) {
             const NnPlanSlot *b = &p->slots[j];
             if (b->offset < 0 || b->first > a->last || a->first > b->last ||
-                rows != ((b->flags & NN_PLAN_ROWS) != 0))
+                rows != ((b->flags & NN_PLAN_ROWS) != 0) ||
+                (a->alias >= 0 ? a->alias : i) == (b->alias >= 0 ? b->alias : j))
                 continue;
             if (a->offset < b->offset + pad(b->nbytes) && b->offset < a->offset + pad(a->nbytes)) {
                 snprintf(err, errlen, "%%%d and %%%d overlap while both live", i, j);

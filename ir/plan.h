@@ -32,6 +32,11 @@ typedef struct NnPlanSlot {
     int first;      // live from the step that computes it (its id) ...
     int last;       // ... through the last step that reads it (count - 1 if PINNED)
     unsigned flags; // NN_PLAN_*
+    // The value whose buffer this one is computed in (in place), or -1: a
+    // gradient sum over ranks or lanes (GRAD_START, GRAD_WAIT) scales and sums
+    // its last reader's buffer where it lies instead of copying it. The root
+    // value lives until the last alias's last reader.
+    int alias;
 } NnPlanSlot;
 
 typedef struct NnPlan {
@@ -46,7 +51,8 @@ typedef struct NnPlan {
 
 typedef struct NnPlanOptions {
     bool const_buffers; // give CONSTs workspace too (a backend that fills them)
-    // Plan for any value of symbol rows_sym (the batch, always a leading dim):
+    // Plan for any value of symbol rows_sym (the batch, wherever in a shape;
+    // a LOOP holding results with it takes its per-row layout, ir/loop.h):
     // values whose shape has it are planned per row (symv binds it to 1) in a
     // region of their own that scales with the batch; the rest after it. One
     // plan then serves every batch size.

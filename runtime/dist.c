@@ -76,14 +76,21 @@ static void print_stats(void)
     if (rank_ != 0 || !getenv("NNC_MPI_STATS") || !stats.steps)
         return;
     double st = (double)stats.steps;
-    fprintf(stderr, "mpi: %d ranks, %lld steps, %.0f buckets and %.0f gradient bytes per step, "
-            "%.3f ms per step inside MPI for gradients (%.3f ms blocked in waits)", size_,
-            (long long)stats.steps, (double)stats.buckets / st, (double)stats.bytes / st,
+    fprintf(stderr, "mpi: %d ranks, %lld steps, %.0f buckets (%.0f summed in place) and %.0f "
+            "gradient bytes per step, %.3f ms per step inside MPI for gradients (%.3f ms "
+            "blocked in waits)", size_, (long long)stats.steps, (double)stats.buckets / st,
+            (double)stats.in_place / st, (double)stats.bytes / st,
             1e3 * stats.exposed_s / st, 1e3 * stats.wait_s / st);
     int64_t n = stats.steps < MAX_STEPS ? stats.steps : MAX_STEPS;
     if (step_in && step_blocked)
         fprintf(stderr, "; median %.3f ms (%.3f ms blocked)", 1e3 * median(step_in, n),
                 1e3 * median(step_blocked, n));
+    // The algorithm dist_mpi.c selected before MPI_Init, or the user's.
+    static const char *const algs[] = {"Open MPI's choice", "ring", "binomial", "rabenseifner",
+                                       "recursive doubling"};
+    const char *a = getenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm");
+    if (a && a[0] >= '0' && a[0] <= '4' && !a[1])
+        fprintf(stderr, "; all-reduce algorithm: %s", algs[a[0] - '0']);
     fputc('\n', stderr);
 }
 
@@ -116,20 +123,26 @@ void nnrt_dist_abort(const char *msg)
         ops->abort(msg);
 }
 
+// The memory plan usually computes acc in g's buffer and out in acc's
+// (ir/plan.c, in_place): the weighting is then in place and the wait copies
+// nothing.
 void nnrt_dist_grad_start(const float *g, float *acc, int64_t n)
 {
     float w = (float)weight;
     for (int64_t i = 0; i < n; i++)
         acc[i] = g[i] * w;
-    if (ops)
+    if (ops) {
+        stats.in_place += g == acc;
         ops->grad_start(acc, n);
+    }
 }
 
 void nnrt_dist_grad_wait(const float *acc, float *out, int64_t n)
 {
     if (ops)
         ops->grad_wait(acc);
-    memcpy(out, acc, (size_t)n * sizeof *out);
+    if (out != acc)
+        memcpy(out, acc, (size_t)n * sizeof *out);
 }
 
 void nnrt_dist_progress(void)

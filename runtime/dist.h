@@ -60,6 +60,7 @@ NnStatus nnrt_dist_check_hash(uint64_t h, const char *what);
 // spent inside MPI for them (exposed: not hidden behind computation).
 typedef struct NnrtDistStats {
     int64_t steps, buckets, bytes;
+    int64_t in_place; // buckets summed in the gradient's own buffer (no copies)
     double exposed_s; // in grad_start, progress and grad_wait
     double wait_s;    // of which blocked in grad_wait
 } NnrtDistStats;

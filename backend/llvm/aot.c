@@ -96,7 +96,7 @@ static NnStatus emit(LLVMModuleRef m, const NnAotTarget *t, const char *path)
         return st;
     }
     LLVMTargetMachineRef tm =
-        LLVMCreateTargetMachine(tg, t->triple, t->cpu, t->features, LLVMCodeGenLevelAggressive,
+        LLVMCreateTargetMachine(tg, t->triple, t->cpu, t->features, NN_JIT_CODEGEN_LEVEL,
                                 LLVMRelocPIC, LLVMCodeModelDefault);
     if (!tm)
         return nnrt_fail(NN_ERR_RUNTIME, "aot: cannot create a target machine for %s", t->triple);

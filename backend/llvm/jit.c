@@ -1,4 +1,4 @@
-// The LLVM session: host target detection, the O2 pass pipeline, one ORC LLJIT
+// The LLVM session: host target detection, the O1 pass pipeline, one ORC LLJIT
 // per executable, and the --stage llvm / asm dumps. Generated code calls the
 // nnrt_ runtime through absolute symbols defined here (a statically linked
 // libnnrt is not in the dynamic symbol table) and libc/libm through a search
@@ -82,7 +82,7 @@ LLVMTargetMachineRef nn_llvm_host_tm(void)
     } else {
         const char *cg = getenv("NN_JIT_CODEGEN");
         LLVMCodeGenOptLevel lv = cg && *cg >= '0' && *cg <= '3' ? (LLVMCodeGenOptLevel)(*cg - '0')
-                                                                  : LLVMCodeGenLevelAggressive;
+                                                                  : NN_JIT_CODEGEN_LEVEL;
         tm = LLVMCreateTargetMachine(t, triple, host_cpu, host_features, lv,
                                      LLVMRelocDefault, LLVMCodeModelJITDefault);
         if (!tm)
@@ -114,14 +114,17 @@ NnStatus nn_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm)
     LLVMPassBuilderOptionsSetSLPVectorization(o, 1);
     LLVMPassBuilderOptionsSetLoopUnrolling(o, 1);
     LLVMPassBuilderOptionsSetLoopInterleaving(o, 1);
-    // O2, not O3: the kernels arrive vectorized and unrolled where it pays
-    // (matmul tiles, elementwise vectors), so O3's extra passes bought no
-    // measurable step time for a fifth of the middle end's compile time (MLP
-    // training step, thread CPU time). NN_JIT_PIPELINE overrides the pipeline
-    // (e.g. "default<O3>") and NN_JIT_CODEGEN the code generator's level
-    // (0-3; default 3) for experiments.
+    // O1, not O2 or O3: the kernels arrive vectorized, with their register
+    // tiles spelled out, so what O2 adds over O1 (GVN, more unrolling and
+    // loop passes) bought no kernel time: every kernel of the MLP, LeNet-5
+    // and GRU steps ran as fast (fastest run per kernel, NN_JIT_PROFILE)
+    // under O1 with the code generator at "less" as under O2 at
+    // "aggressive", which cost 10% more compile time (docs/threads.md).
+    // NN_JIT_PIPELINE overrides the pipeline (e.g. "default<O2>") and
+    // NN_JIT_CODEGEN the code generator's level (0-3; default 1), for
+    // experiments.
     const char *pipe = getenv("NN_JIT_PIPELINE");
-    LLVMErrorRef err = LLVMRunPasses(m, pipe && *pipe ? pipe : "default<O2>", tm, o);
+    LLVMErrorRef err = LLVMRunPasses(m, pipe && *pipe ? pipe : "default<O1>", tm, o);
     LLVMDisposePassBuilderOptions(o);
     return err ? fail_err(err, "optimizing") : NN_OK;
 }

@@ -55,8 +55,12 @@ void nn_cg_init_rt(NnCg *cg, LLVMContextRef ctx, const NnGraph *g, const int64_t
     cg->slot_owned = calloc((size_t)cg->slotcap, sizeof(bool));
     cg->slot_rows = calloc((size_t)cg->slotcap, sizeof(bool));
     NN_ASSERT(cg->slot_bytes && cg->slot_owned && cg->slot_rows);
-    for (NnId i = 0; i < g->count; i++)
+    cg->loop_fixed = malloc(((size_t)g->count + 1) * sizeof(int));
+    NN_ASSERT(cg->loop_fixed);
+    for (NnId i = 0; i < g->count; i++) {
         cg->slot_bytes[i] = nn_cg_numel(cg, g, i) * (int64_t)nnrt_dtype_size(g->nodes[i].dtype);
+        cg->loop_fixed[i] = -1;
+    }
     cg->err_slot = nn_cg_add_scratch(cg, 0);
     if (rt_sym >= 0)
         cg->batch_slot = nn_cg_add_scratch(cg, 8);
@@ -66,6 +70,8 @@ void nn_cg_fini(NnCg *cg)
 {
     LLVMDisposeBuilder(cg->b);
     free(cg->slot_bytes);
+    free(cg->loop_fixed);
+    cg->loop_fixed = NULL;
     free(cg->slot_owned);
     cg->slot_owned = NULL;
     free(cg->slot_rows);
@@ -119,7 +125,10 @@ int nn_cg_add_scratch_rows(NnCg *cg, int64_t nbytes)
 bool nn_cg_rt(const NnCg *cg, const NnGraph *g, NnId id)
 {
     const NnShape *s = &g->nodes[id].shape;
-    return cg->rt_sym >= 0 && s->rank > 0 && s->dim[0] == -cg->rt_sym - 1;
+    for (int d = 0; cg->rt_sym >= 0 && d < s->rank; d++)
+        if (s->dim[d] == -cg->rt_sym - 1)
+            return true;
+    return false;
 }
 
 LLVMValueRef nn_cg_extent(NnCg *cg, int64_t v, bool rt)
@@ -487,115 +496,6 @@ bool llvm_fused(NnCg *cg, NnId id)
     }
     free(e);
     return ok;
-}
-
-// ---- the run-time batch ----
-
-static bool has_sym(const NnShape *s, int sym)
-{
-    for (int d = 0; d < s->rank; d++)
-        if (s->dim[d] == -sym - 1)
-            return true;
-    return false;
-}
-
-static bool lead_sym(const NnShape *s, int sym) { return s->rank > 0 && s->dim[0] == -sym - 1; }
-
-// Ops whose lowering takes a run-time leading dim (the rest need it bound).
-static bool rt_op(NnOp op)
-{
-    switch (op) {
-    case NN_OP_INPUT:
-    case NN_OP_CONST:
-    case NN_OP_BROADCAST:
-    case NN_OP_RESHAPE:
-    case NN_OP_TRANSPOSE:
-    case NN_OP_SUMTO:
-    case NN_OP_REDUCE_SUM:
-    case NN_OP_REDUCE_MEAN:
-    case NN_OP_REDUCE_MAX:
-    case NN_OP_LOGSUMEXP:
-    case NN_OP_MATMUL:
-    case NN_OP_TAKE:
-    case NN_OP_ONEHOT:
-    case NN_OP_ARGMAX:
-    case NN_OP_GATHER:
-    case NN_OP_SCATTER_ADD:
-    case NN_OP_RAND_UNIFORM:
-    case NN_OP_RAND_NORMAL:
-    case NN_OP_CONV2D:
-    case NN_OP_CONV2D_BWD_DATA:
-    case NN_OP_CONV2D_BWD_FILTER:
-    case NN_OP_MAX_POOL2D:
-    case NN_OP_MAX_POOL2D_BWD:
-    case NN_OP_AVG_POOL2D:
-    case NN_OP_AVG_POOL2D_BWD:
-    case NN_OP_SLICE:
-    case NN_OP_SLICE_BWD:
-    case NN_OP_CONCAT:
-    case NN_OP_PAD:
-    case NN_OP_FUSED: return true;
-    default: return nn_op_has(op, NN_OPF_ELEMWISE);
-    }
-}
-
-// What keeps node n of g (the main graph or a FUSED body) from taking batch
-// symbol sym at run time, or NULL.
-static const char *rt_blocker(const NnGraph *g, const NnNode *n, int sym)
-{
-    for (int d = 1; d < n->shape.rank; d++)
-        if (n->shape.dim[d] == -sym - 1)
-            return "the batch is not its leading dim";
-    if ((n->op == NN_OP_PARAM || n->op == NN_OP_STATE) && has_sym(&n->shape, sym))
-        return "a variable's shape has the batch";
-    bool touches = lead_sym(&n->shape, sym);
-    for (int k = 0; k < n->nin; k++)
-        touches |= lead_sym(&g->nodes[n->in[k]].shape, sym);
-    if (!touches)
-        return NULL;
-    if (!rt_op(n->op))
-        return "its lowering needs the batch bound";
-    if (n->op == NN_OP_MATMUL && n->attr.tb && lead_sym(&g->nodes[n->in[1]].shape, sym))
-        return "the batch is the product's column count";
-    if (n->op == NN_OP_MATMUL && g->nodes[n->in[0]].shape.rank > 2)
-        return "the product's rows are more than the batch";
-    if ((n->op == NN_OP_ARGMAX || n->op == NN_OP_SLICE || n->op == NN_OP_SLICE_BWD ||
-         n->op == NN_OP_CONCAT) &&
-        n->attr.axis == 0)
-        return "it works along the batch";
-    if ((n->op == NN_OP_GATHER && lead_sym(&g->nodes[n->in[0]].shape, sym)) ||
-        (n->op == NN_OP_SCATTER_ADD && lead_sym(&n->shape, sym)))
-        return "the batch is the table's row count";
-    if (n->op == NN_OP_PAD && (n->shape.rank < 2 || n->attr.lo[0] != 0 || n->attr.hi[0] != 0))
-        return "it pads the batch";
-    if (n->op == NN_OP_FUSED) {
-        const NnGraph *b = n->attr.body;
-        for (NnId i = 0; i < b->count; i++) {
-            const char *why = rt_blocker(b, &b->nodes[i], sym);
-            if (why)
-                return why;
-        }
-    }
-    return NULL;
-}
-
-int nn_cg_batch_sym(const NnGraph *g, char *why, size_t n)
-{
-    int sym = -1;
-    snprintf(why, n, "no input has a symbolic leading dim");
-    for (NnId i = 0; i < g->count && sym < 0; i++) {
-        const NnNode *x = &g->nodes[i];
-        if (x->op == NN_OP_INPUT && x->shape.rank > 0 && x->shape.dim[0] < 0)
-            sym = -x->shape.dim[0] - 1;
-    }
-    for (NnId i = 0; i < g->count && sym >= 0; i++) {
-        const char *b = rt_blocker(g, &g->nodes[i], sym);
-        if (b) {
-            snprintf(why, n, "node %d (%s): %s", i, nn_op_name(g->nodes[i].op), b);
-            return -1;
-        }
-    }
-    return sym;
 }
 
 // ---- the driver ----

@@ -20,8 +20,15 @@
 // of their own) to entries of the enclosing graph's error slot, so the step
 // reports it as the interpreter does: the first bad row of the first step
 // that had one.
+// With the batch at run time the body is compiled for any batch as well: its
+// batch slot points at its part's row count, its plan is per row, and every
+// offset above that has the batch (a carry's rows, step t of a sequence or a
+// stack) is a row count times bytes per row; the loop's buffer is laid out
+// per row (nn_loop_layout_rows), its regions without the batch in an owned
+// slot of their own (NnCg.loop_fixed).
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common.h"
 #include "loop.h"
@@ -103,6 +110,9 @@ static int64_t node_bytes(const NnCg *cg, const NnGraph *g, NnId id)
 // summed carries' parts are added after. One kernel with P parts runs them on
 // the pool's threads, so a second core takes half of every step, where
 // splitting each of the body's small kernels across threads gained nothing.
+// P is chosen for the compile's batch; with the batch at run time part p
+// takes rows [p * N / P, (p + 1) * N / P), and a batch of fewer than 16 rows
+// per part runs as one part.
 
 enum { R_INV, R_ROW, R_PART, R_SUMC, R_UPD };
 
@@ -277,7 +287,49 @@ static LLVMValueRef i64_mul(NnCg *cg, LLVMValueRef a, int64_t b)
     return LLVMBuildMul(cg->b, a, nn_cg_i64(cg, b), "");
 }
 
+static LLVMValueRef i64_add(NnCg *cg, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildAdd(cg->b, a, b, "");
+}
+
 static int64_t align64(int64_t n) { return (n + 63) / 64 * 64; }
+
+static void memcpy_v(NnCg *cg, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef n)
+{
+    LLVMTypeRef ovl[3] = {cg->t_ptr, cg->t_ptr, cg->t_i64};
+    LLVMValueRef args[4] = {dst, src, n, LLVMConstInt(cg->t_i1, 0, 0)};
+    nn_cg_intrinsic(cg, "llvm.memmove", ovl, 3, args, 4);
+}
+
+// A body value's bytes for r rows of the batch: fix + row * r (row is 0 for
+// a value without the batch).
+typedef struct Sz {
+    int64_t fix, row;
+} Sz;
+
+static Sz body_sz(const NnCg *bc, NnId id, int64_t sd, int64_t rows)
+{
+    int64_t nb = node_bytes(bc, bc->g, id);
+    if (!sd || !has_dim(&bc->g->nodes[id].shape, sd))
+        return (Sz){nb, 0};
+    return (Sz){0, nb / rows};
+}
+
+static LLVMValueRef sz_at(NnCg *cg, Sz z, LLVMValueRef rows)
+{
+    return z.row ? i64_add(cg, nn_cg_i64(cg, z.fix), i64_mul(cg, rows, z.row))
+                 : nn_cg_i64(cg, z.fix);
+}
+
+// The parts a loop of P parts runs as for this run's batch: P, or with the
+// batch at run time one when the batch is too small for P parts of 16 rows.
+static LLVMValueRef run_parts(NnCg *cg, int P, bool rt, LLVMValueRef batch)
+{
+    if (P == 1 || !rt)
+        return nn_cg_i64(cg, P);
+    LLVMValueRef big = LLVMBuildICmp(cg->b, LLVMIntSGE, batch, nn_cg_i64(cg, 16 * (int64_t)P), "");
+    return LLVMBuildSelect(cg->b, big, nn_cg_i64(cg, P), nn_cg_i64(cg, 1), "");
+}
 
 // After the parts: each summed carry's parts 1..P-1 (at part[p - 1]) added
 // into part 0's result (at dst), n elements of dt.
@@ -295,83 +347,177 @@ static void sum_parts(NnCg *cg, NnDType dt, LLVMValueRef dst, LLVMValueRef base,
     nn_cg_loop_end(cg, &e);
 }
 
-bool llvm_loop(NnCg *cg, NnId id)
+// Whether loop n has the run-time batch in an input (the loop then runs its
+// body compiled for any batch too).
+static bool loop_rt(const NnCg *cg, const NnNode *n)
+{
+    for (int k = 0; cg->rt_sym >= 0 && k < n->nin; k++)
+        if (has_dim(&cg->g->nodes[n->in[k]].shape, -cg->rt_sym - 1))
+            return true;
+    return false;
+}
+
+// Where region k of loop id's buffer starts (ir/loop.h): with the batch at run
+// time, a region with it at off[k] per row of the buffer, the others in the
+// loop's fixed slot.
+typedef struct Layout {
+    int64_t *off;
+    bool *rows; // NULL: one fixed layout
+    int fixed;  // the slot of the regions without the batch, or -1
+} Layout;
+
+static void layout_new(NnCg *cg, NnId id, Layout *L)
 {
     const NnNode *n = &cg->g->nodes[id];
-    const NnGraph *body = n->attr.body;
-    int C = n->attr.ncarry, S = n->attr.nseq, nres = body->noutputs;
-    int64_t T = n->attr.trips;
-
-    // Parts by rows of the batch (each with the body compiled for its rows),
-    // or one.
-    int in_cls[64];
-    int64_t sd, bsymv[NN_MAX_SYMS];
-    int P = row_parts(cg, n, &sd, in_cls);
-    for (int k = 0; k < cg->g->nsyms; k++)
-        bsymv[k] = cg->symv[k];
-    if (P > 1)
-        bsymv[-sd - 1] /= P;
-
-    // The body, lowered once into this module.
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "%sL%d_", cg->prefix, id);
-    NnCg bc;
-    nn_cg_init(&bc, cg->ctx, body, bsymv, prefix);
-    LLVMDisposeModule(bc.mod);
-    bc.mod = cg->mod;
-    bool ok = nn_cg_lower_graph(&bc);
-    NnArena *arena = nn_arena_new();
-    NnPlanOptions po = {.const_buffers = true};
-    NnPlan *plan = ok ? nn_plan_build_ex(body, bsymv, arena, &po) : NULL;
-    int *slot_of = calloc((size_t)bc.nslots + 1, sizeof(int));
-    int64_t *off = malloc(((size_t)nres + (size_t)C + 1) * sizeof *off);
-    NnId *bin = malloc(((size_t)n->nin + 1) * sizeof *bin);
-    int *sum_slot = calloc((size_t)C + 1, sizeof(int));
-    int *chk = NULL;
-    NN_ASSERT(slot_of && off && bin && sum_slot);
-    if (!ok)
-        goto done;
-    NN_ASSERT(P == 1 || bc.nerr == 0); // row_parts admits no op with checks
-    // Memory the body keeps, one copy per part: its buffer table, workspace,
-    // scratch, label errors and bad indices, and the slots of loops nested
-    // in it.
-    int64_t scratch = 0;
-    for (int s = body->count; s < bc.nslots; s++)
-        if (bc.slot_owned[s])
-            slot_of[s] = nn_cg_add_owned(cg, P * align64(bc.slot_bytes[s]));
-        else if (s != bc.err_slot && bc.slot_bytes[s] > scratch)
-            scratch = bc.slot_bytes[s];
-    int64_t tbytes = align64(8 * (int64_t)bc.nslots), scr = align64(scratch);
-    int64_t ebytes = align64(bc.slot_bytes[bc.err_slot]);
-    int s_table = nn_cg_add_owned(cg, P * tbytes);
-    int s_ws = nn_cg_add_owned(cg, P * plan->workspace);
-    int s_scr = nn_cg_add_owned(cg, P * scr);
-    int s_err = nn_cg_add_owned(cg, P * ebytes);
-    // Per body check, the outer entry it reports through.
-    chk = malloc(((size_t)bc.nerr + 1) * sizeof *chk);
-    NN_ASSERT(chk);
-    for (int k = 0; k < bc.nerr; k++)
-        chk[k] = nn_cg_add_check(cg, bc.checks[k].kind, bc.checks[k].bound,
-                                 bc.slot_bytes[bc.checks[k].slot] / 4);
-    for (int k = 0; k < n->nin; k++)
-        bin[k] = nn_loop_body_input(body, k);
-    nn_loop_layout(n, cg->symv, off);
-    // A summed carry's parts but the first: its two buffers each.
-    bool *summed = calloc((size_t)C + 1, sizeof(bool));
-    NN_ASSERT(summed);
-    for (int k = 0; k < C; k++) {
-        summed[k] = P > 1 && in_cls[k] == R_SUMC;
-        if (summed[k])
-            sum_slot[k] = nn_cg_add_owned(cg, (P - 1) * 2 * align64(node_bytes(&bc, body, bin[k])));
+    int nreg = nn_loop_nresults(n) + n->attr.ncarry;
+    L->off = malloc(((size_t)nreg + 1) * sizeof *L->off);
+    L->rows = NULL;
+    L->fixed = -1;
+    NN_ASSERT(L->off);
+    if (!nn_loop_has_rows(n, cg->rt_sym)) {
+        nn_loop_layout(n, cg->symv, L->off);
+        return;
     }
+    int64_t one[NN_MAX_SYMS];
+    for (int k = 0; k < cg->g->nsyms; k++)
+        one[k] = cg->symv[k];
+    one[cg->rt_sym] = 1;
+    L->rows = malloc(((size_t)nreg + 1) * sizeof *L->rows);
+    NN_ASSERT(L->rows);
+    int64_t fixed = nn_loop_layout_rows(n, one, cg->rt_sym, L->off, L->rows);
+    if (cg->loop_fixed[id] < 0 && fixed > 0)
+        cg->loop_fixed[id] = nn_cg_add_owned(cg, fixed);
+    L->fixed = cg->loop_fixed[id];
+}
 
-    nn_cg_kernel_begin(cg, "loop", P > 1 ? 4 * NN_PAR_WORK : 0);
-    LLVMValueRef lbuf = nn_cg_buf(cg, id);
-    for (int k = 0; k < bc.nerr; k++)
-        LLVMBuildStore(cg->b, nn_cg_i64(cg, -1), err_at(cg, nn_cg_buf(cg, cg->err_slot), chk[k]));
-    // Part p runs on thread p mod nth.
+static LLVMValueRef region(NnCg *cg, NnId id, const Layout *L, int k)
+{
+    if (!L->rows)
+        return byte_at(cg, nn_cg_buf(cg, id), nn_cg_i64(cg, L->off[k]));
+    if (!L->rows[k])
+        return byte_at(cg, nn_cg_buf(cg, L->fixed), nn_cg_i64(cg, L->off[k]));
+    return byte_at(cg, nn_cg_buf(cg, id), i64_mul(cg, nn_cg_batch(cg), L->off[k]));
+}
+
+static void layout_free(Layout *L)
+{
+    free(L->off);
+    free(L->rows);
+}
+
+// What both compiled forms of a loop share: the node, its parts, the
+// layout of its buffer and the summed carries' parts.
+typedef struct Shared {
+    const NnNode *n;
+    int C, S, nres, P;
+    int64_t sd, brows; // the batch's symbol dim (0: none), rows the body is compiled for
+    int *in_cls;
+    NnId *bin;
+    Layout L;
+    bool *summed;
+    int *sum_slot;
+} Shared;
+
+// The loop's body compiled one way (for its part's rows, or with rt for any
+// batch): its lowering, plan and the slots its memory takes.
+typedef struct Variant {
+    bool rt, ok;
+    char prefix[64];
+    NnCg bc;
+    NnArena *arena;
+    NnPlan *plan;
+    int *slot_of, *chk;
+    int s_table, s_ws, s_scr, s_err, s_wsr, s_scrr;
+    int64_t tbytes, scr, ebytes, scratch_rows;
+} Variant;
+
+static bool variant_prepare(NnCg *cg, NnId id, const Shared *sh, Variant *v, bool rt,
+                            const int64_t *bsymv, const int64_t *prow)
+{
+    const NnGraph *body = sh->n->attr.body;
+    int P = sh->P;
+    v->rt = rt;
+    snprintf(v->prefix, sizeof v->prefix, "%sL%d%s_", cg->prefix, id, rt ? "r" : "");
+    nn_cg_init_rt(&v->bc, cg->ctx, body, bsymv, v->prefix, rt ? cg->rt_sym : -1);
+    LLVMDisposeModule(v->bc.mod);
+    v->bc.mod = cg->mod;
+    NnCg *bc = &v->bc;
+    v->arena = nn_arena_new();
+    v->slot_of = calloc((size_t)bc->nslots + 1, sizeof(int));
+    NN_ASSERT(v->slot_of);
+    v->ok = nn_cg_lower_graph(bc);
+    if (!v->ok)
+        return false;
+    NnPlanOptions po = {.const_buffers = true, .rows = rt, .rows_sym = rt ? cg->rt_sym : 0};
+    v->plan = nn_plan_build_ex(body, rt ? prow : bsymv, v->arena, &po);
+    v->slot_of = realloc(v->slot_of, ((size_t)bc->nslots + 1) * sizeof(int));
+    NN_ASSERT(v->slot_of);
+    NN_ASSERT(P == 1 || bc->nerr == 0); // row_parts admits no op with checks
+    // Memory the body keeps, one copy per part (or per row of the batch,
+    // the parts' rows together): its buffer table, workspace, scratch, label
+    // errors and bad indices, and the slots of loops nested in it.
+    int64_t scratch = 0;
+    v->scratch_rows = 0;
+    for (int s = body->count; s < bc->nslots; s++) {
+        if (s == bc->batch_slot || s == bc->err_slot)
+            continue;
+        if (bc->slot_owned[s]) {
+            v->slot_of[s] = nn_cg_add_owned(
+                cg, bc->slot_rows[s] ? bc->slot_bytes[s] : P * align64(bc->slot_bytes[s]));
+            cg->slot_rows[v->slot_of[s]] = bc->slot_rows[s];
+        } else if (bc->slot_rows[s] && bc->slot_bytes[s] > v->scratch_rows) {
+            v->scratch_rows = bc->slot_bytes[s];
+        } else if (!bc->slot_rows[s] && bc->slot_bytes[s] > scratch) {
+            scratch = bc->slot_bytes[s];
+        }
+    }
+    v->tbytes = align64(8 * (int64_t)bc->nslots);
+    v->scr = align64(scratch);
+    v->ebytes = align64(bc->slot_bytes[bc->err_slot]);
+    v->s_table = nn_cg_add_owned(cg, P * v->tbytes);
+    v->s_ws = nn_cg_add_owned(cg, P * v->plan->workspace);
+    v->s_scr = nn_cg_add_owned(cg, P * v->scr);
+    v->s_err = nn_cg_add_owned(cg, P * v->ebytes);
+    v->s_wsr = v->s_scrr = -1;
+    if (rt) {
+        v->s_wsr = nn_cg_add_owned(cg, v->plan->workspace_rows);
+        v->s_scrr = nn_cg_add_owned(cg, v->scratch_rows);
+        cg->slot_rows[v->s_wsr] = cg->slot_rows[v->s_scrr] = true;
+    }
+    // Per body check, the outer entry it reports through.
+    v->chk = malloc(((size_t)bc->nerr + 1) * sizeof *v->chk);
+    NN_ASSERT(v->chk);
+    for (int k = 0; k < bc->nerr; k++) {
+        v->chk[k] = nn_cg_add_check(cg, bc->checks[k].kind, bc->checks[k].bound,
+                                    bc->slot_bytes[bc->checks[k].slot] / 4);
+        cg->slot_rows[cg->checks[v->chk[k]].slot] = bc->slot_rows[bc->checks[k].slot];
+    }
+    return true;
+}
+
+static void variant_free(Variant *v)
+{
+    nn_cg_fini(&v->bc);
+    nn_arena_free(v->arena);
+    free(v->slot_of);
+    free(v->chk);
+}
+
+// The parts of a run (np of them; batch rows in all) with variant v's body.
+static void variant_emit(NnCg *cg, NnId id, const Shared *sh, Variant *v, LLVMValueRef batch,
+                         LLVMValueRef np)
+{
+    const NnNode *n = sh->n;
+    const NnGraph *body = n->attr.body;
+    const NnCg *bc = &v->bc;
+    const NnPlan *plan = v->plan;
+    int C = sh->C, S = sh->S, nres = sh->nres, P = sh->P;
+    int64_t T = n->attr.trips, sd = sh->sd, brows = sh->brows;
+    const NnId *bin = sh->bin;
+    LLVMValueRef nrows = nn_cg_alloca(cg, cg->t_i64); // the body's batch
+    // Part p (rows [lo, lo + nr) of the batch) runs on thread p mod nth.
     NnLoop pl;
-    nn_cg_loop_begin(cg, &pl, nn_cg_i64(cg, 0), nn_cg_i64(cg, P), 1);
+    nn_cg_loop_begin(cg, &pl, nn_cg_i64(cg, 0), np, 1);
     LLVMValueRef pv = pl.iv;
     LLVMValueRef mine = LLVMBuildICmp(
         cg->b, LLVMIntEQ,
@@ -381,46 +527,66 @@ bool llvm_loop(NnCg *cg, NnId id)
     LLVMBasicBlockRef skip = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "next_part");
     LLVMBuildCondBr(cg->b, mine, run, skip);
     LLVMPositionBuilderAtEnd(cg->b, run);
-    LLVMValueRef table = byte_at(cg, nn_cg_buf(cg, s_table), i64_mul(cg, pv, tbytes));
-    LLVMValueRef ws = byte_at(cg, nn_cg_buf(cg, s_ws), i64_mul(cg, pv, plan->workspace));
+    LLVMValueRef lo = LLVMBuildSDiv(cg->b, LLVMBuildMul(cg->b, pv, batch, ""), np, "lo");
+    LLVMValueRef hi = LLVMBuildSDiv(
+        cg->b, LLVMBuildMul(cg->b, i64_add(cg, pv, nn_cg_i64(cg, 1)), batch, ""), np, "hi");
+    LLVMValueRef nr = LLVMBuildSub(cg->b, hi, lo, "rows");
+    LLVMBuildStore(cg->b, nr, nrows);
+    LLVMValueRef table = byte_at(cg, nn_cg_buf(cg, v->s_table), i64_mul(cg, pv, v->tbytes));
+    LLVMValueRef ws = byte_at(cg, nn_cg_buf(cg, v->s_ws), i64_mul(cg, pv, plan->workspace));
+    LLVMValueRef wsr =
+        v->rt ? byte_at(cg, nn_cg_buf(cg, v->s_wsr), i64_mul(cg, lo, plan->workspace_rows)) : NULL;
     for (NnId i = 0; i < body->count; i++) {
         int64_t o = plan->slots[i].offset;
-        if (o >= 0 && !nn_backend_is_source(body->nodes[i].op))
-            LLVMBuildStore(cg->b, byte_at(cg, ws, nn_cg_i64(cg, o)), table_at(cg, table, i));
+        if (o < 0 || nn_backend_is_source(body->nodes[i].op))
+            continue;
+        LLVMValueRef at = plan->slots[i].flags & NN_PLAN_ROWS ? byte_at(cg, wsr, i64_mul(cg, nr, o))
+                                                              : byte_at(cg, ws, nn_cg_i64(cg, o));
+        LLVMBuildStore(cg->b, at, table_at(cg, table, i));
     }
-    for (int s = body->count; s < bc.nslots; s++) {
+    for (int s = body->count; s < bc->nslots; s++) {
         LLVMValueRef at;
-        if (bc.slot_owned[s])
-            at = byte_at(cg, nn_cg_buf(cg, slot_of[s]), i64_mul(cg, pv, align64(bc.slot_bytes[s])));
-        else if (s == bc.err_slot)
-            at = byte_at(cg, nn_cg_buf(cg, s_err), i64_mul(cg, pv, ebytes));
+        if (s == bc->batch_slot)
+            at = nrows;
+        else if (bc->slot_owned[s] && bc->slot_rows[s])
+            at = byte_at(cg, nn_cg_buf(cg, v->slot_of[s]), i64_mul(cg, lo, bc->slot_bytes[s]));
+        else if (bc->slot_owned[s])
+            at = byte_at(cg, nn_cg_buf(cg, v->slot_of[s]),
+                         i64_mul(cg, pv, align64(bc->slot_bytes[s])));
+        else if (s == bc->err_slot)
+            at = byte_at(cg, nn_cg_buf(cg, v->s_err), i64_mul(cg, pv, v->ebytes));
+        else if (bc->slot_rows[s])
+            at = byte_at(cg, nn_cg_buf(cg, v->s_scrr), i64_mul(cg, lo, v->scratch_rows));
         else
-            at = byte_at(cg, nn_cg_buf(cg, s_scr), i64_mul(cg, pv, scr));
+            at = byte_at(cg, nn_cg_buf(cg, v->s_scr), i64_mul(cg, pv, v->scr));
         LLVMBuildStore(cg->b, at, table_at(cg, table, s));
     }
     // Each carry's two buffers (ca: where it starts and ends, cb: the other):
     // rows of the loop's regions, or a summed carry's part of its own.
     LLVMValueRef *ca = calloc((size_t)C + 1, sizeof *ca), *cb = calloc((size_t)C + 1, sizeof *cb);
-    NN_ASSERT(ca && cb);
+    LLVMValueRef *cn = calloc((size_t)C + 1, sizeof *cn); // this part's bytes of each carry
+    NN_ASSERT(ca && cb && cn);
     for (int k = 0; k < n->nin; k++) {
         LLVMValueRef x = nn_cg_buf(cg, n->in[k]);
-        if (k >= C + S) { // an invariant with the batch: this part's rows of it
-            if (P > 1 && in_cls[k] == R_ROW)
-                x = byte_at(cg, x, i64_mul(cg, pv, node_bytes(&bc, body, bin[k])));
-            LLVMBuildStore(cg->b, x, table_at(cg, table, bin[k]));
+        Sz z = body_sz(bc, bin[k], sd, brows);
+        LLVMValueRef rows = i64_mul(cg, lo, z.row); // this part's first row of it
+        if (k >= C + S) { // an invariant, with the batch: this part's rows of it
+            LLVMBuildStore(cg->b, byte_at(cg, x, rows), table_at(cg, table, bin[k]));
             continue;
         }
         if (k >= C)
             continue;
-        int64_t nb = node_bytes(&bc, body, bin[k]);
-        LLVMValueRef rows = summed[k] ? nn_cg_i64(cg, 0) : i64_mul(cg, pv, nb);
-        ca[k] = byte_at(cg, lbuf, LLVMBuildAdd(cg->b, nn_cg_i64(cg, off[k]), rows, ""));
-        cb[k] = byte_at(cg, lbuf, LLVMBuildAdd(cg->b, nn_cg_i64(cg, off[nres + k]), rows, ""));
-        if (!summed[k]) {
-            memcpy_bytes(cg, ca[k], byte_at(cg, x, rows), nb);
+        int64_t nb = node_bytes(bc, body, bin[k]);
+        cn[k] = sz_at(cg, z, nr);
+        if (sh->summed[k])
+            rows = nn_cg_i64(cg, 0);
+        ca[k] = byte_at(cg, region(cg, id, &sh->L, k), rows);
+        cb[k] = byte_at(cg, region(cg, id, &sh->L, nres + k), rows);
+        if (!sh->summed[k]) {
+            memcpy_v(cg, ca[k], byte_at(cg, x, rows), cn[k]);
         } else {
             // Part 0 starts from the carry, the others from zero.
-            LLVMValueRef own = byte_at(cg, nn_cg_buf(cg, sum_slot[k]),
+            LLVMValueRef own = byte_at(cg, nn_cg_buf(cg, sh->sum_slot[k]),
                                        i64_mul(cg, LLVMBuildSub(cg->b, pv, nn_cg_i64(cg, 1), ""),
                                                2 * align64(nb)));
             LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntEQ, pv, nn_cg_i64(cg, 0), "");
@@ -445,7 +611,7 @@ bool llvm_loop(NnCg *cg, NnId id)
         LLVMBuildStore(cg->b, ca[k], table_at(cg, table, bin[k]));
     }
     char name[96];
-    snprintf(name, sizeof name, "%sstep", prefix);
+    snprintf(name, sizeof name, "%sstep", v->prefix);
     LLVMValueRef step = LLVMGetNamedFunction(cg->mod, name);
     LLVMTypeRef params[2] = {cg->t_ptr, cg->t_ptr};
     LLVMTypeRef st = LLVMFunctionType(cg->t_void, params, 2, 0);
@@ -472,30 +638,37 @@ bool llvm_loop(NnCg *cg, NnId id)
     LLVMValueRef *stack = calloc((size_t)nres + 1, sizeof *stack);
     NN_ASSERT(stack);
     for (int j = C; j < nres; j++)
-        stack[j] = byte_at(cg, lbuf, nn_cg_i64(cg, off[j]));
+        stack[j] = region(cg, id, &sh->L, j);
     for (NnId o = id + 1; o < cg->g->count; o++)
         if (nn_loop_out_direct(cg->g, o) && cg->g->nodes[o].in[0] == id)
             stack[cg->g->nodes[o].attr.result] = nn_cg_buf(cg, o);
+    // Step t's rows of a [trips, N, ...] value (sz_at(z, batch) bytes per
+    // step): this part's share of them.
+    LLVMValueRef *soff = calloc((size_t)nres + 1, sizeof *soff);
+    NN_ASSERT(soff);
     NnLoop lp;
     nn_cg_loop_begin(cg, &lp, nn_cg_i64(cg, 0), nn_cg_i64(cg, T), 1);
     LLVMValueRef t = lp.iv;
     if (n->attr.reverse)
         t = LLVMBuildSub(cg->b, nn_cg_i64(cg, T - 1), lp.iv, "t");
-    // Step t's rows of a [trips, N, ...] value, this part's share of them.
     for (int s = 0; s < S; s++) {
-        int64_t nb = node_bytes(&bc, body, bin[C + s]);
-        LLVMValueRef o = LLVMBuildAdd(cg->b, i64_mul(cg, t, P * nb), i64_mul(cg, pv, nb), "");
+        Sz z = body_sz(bc, bin[C + s], sd, brows);
+        LLVMValueRef o = i64_add(cg, LLVMBuildMul(cg->b, t, sz_at(cg, z, batch), ""),
+                                 i64_mul(cg, lo, z.row));
         LLVMBuildStore(cg->b, byte_at(cg, nn_cg_buf(cg, n->in[C + s]), o),
                        table_at(cg, table, bin[C + s]));
+    }
+    for (int j = C; j < nres; j++) {
+        Sz z = body_sz(bc, body->outputs[j].id, sd, brows);
+        soff[j] = i64_add(cg, LLVMBuildMul(cg->b, t, sz_at(cg, z, batch), ""),
+                          i64_mul(cg, lo, z.row));
     }
     for (int j = 0; j < nres; j++) {
         if (!direct[j])
             continue;
         LLVMValueRef to;
         if (j >= C) {
-            int64_t nb = node_bytes(&bc, body, body->outputs[j].id);
-            to = byte_at(cg, stack[j],
-                         LLVMBuildAdd(cg->b, i64_mul(cg, t, P * nb), i64_mul(cg, pv, nb), ""));
+            to = byte_at(cg, stack[j], soff[j]);
         } else {
             LLVMValueRef cur = table_get(cg, table, bin[j]);
             to = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, cur, ca[j], ""), cb[j],
@@ -505,29 +678,27 @@ bool llvm_loop(NnCg *cg, NnId id)
     }
     LLVMValueRef args[2] = {pool, table};
     LLVMBuildCall2(cg->b, st, step, args, 2, "");
-    for (int k = 0; k < bc.nerr; k++)
-        forward_error(cg, table, &bc, k, chk[k]);
+    for (int k = 0; k < bc->nerr; k++)
+        forward_error(cg, table, bc, k, v->chk[k]);
     for (int j = C; j < nres; j++) {
         if (direct[j])
             continue;
-        int64_t nb = node_bytes(&bc, body, body->outputs[j].id);
-        LLVMValueRef o = LLVMBuildAdd(cg->b, i64_mul(cg, t, P * nb), i64_mul(cg, pv, nb), "");
-        memcpy_bytes(cg, byte_at(cg, stack[j], o), table_get(cg, table, body->outputs[j].id), nb);
+        Sz z = body_sz(bc, body->outputs[j].id, sd, brows);
+        memcpy_v(cg, byte_at(cg, stack[j], soff[j]), table_get(cg, table, body->outputs[j].id),
+                 sz_at(cg, z, nr));
     }
     // Copied carries go through staging, so one may take another's old value
     // (which a swapped carry still holds until the swap).
     for (int k = 0; k < C; k++)
         if (!direct[k])
-            memcpy_bytes(cg, cb[k], table_get(cg, table, body->outputs[k].id),
-                         node_bytes(&bc, body, body->outputs[k].id));
+            memcpy_v(cg, cb[k], table_get(cg, table, body->outputs[k].id), cn[k]);
     for (int k = 0; k < C; k++)
         if (direct[k])
             LLVMBuildStore(cg->b, table_get(cg, table, body->outputs[k].id),
                            table_at(cg, table, bin[k]));
     for (int k = 0; k < C; k++)
         if (!direct[k])
-            memcpy_bytes(cg, table_get(cg, table, bin[k]), cb[k],
-                         node_bytes(&bc, body, body->outputs[k].id));
+            memcpy_v(cg, table_get(cg, table, bin[k]), cb[k], cn[k]);
     nn_cg_loop_end(cg, &lp);
     // A swapped carry may end in its staging region: its result is read at
     // its own.
@@ -539,7 +710,7 @@ bool llvm_loop(NnCg *cg, NnId id)
         LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "swapped");
         LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, cur, ca[k], ""), next, cp);
         LLVMPositionBuilderAtEnd(cg->b, cp);
-        memcpy_bytes(cg, ca[k], cur, node_bytes(&bc, body, body->outputs[k].id));
+        memcpy_v(cg, ca[k], cur, cn[k]);
         LLVMBuildBr(cg->b, next);
         LLVMPositionBuilderAtEnd(cg->b, next);
     }
@@ -548,51 +719,148 @@ bool llvm_loop(NnCg *cg, NnId id)
     nn_cg_loop_end(cg, &pl);
     free(direct);
     free(stack);
+    free(soff);
     free(ca);
     free(cb);
+    free(cn);
+}
+
+bool llvm_loop(NnCg *cg, NnId id)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    const NnGraph *body = n->attr.body;
+    Shared sh = {.n = n, .C = n->attr.ncarry, .S = n->attr.nseq, .nres = body->noutputs};
+    int C = sh.C;
+    // With the batch at run time (rt) the body takes it at run time too: its
+    // buffer table's batch slot points at its part's row count, its memory
+    // plan is per row, and every offset below that has the batch is a count
+    // of rows times the bytes per row. In a training step the body is also
+    // compiled for the batch of the compile (the training batch), which a run
+    // of that batch takes: bound sizes make its kernels about 10% faster. An
+    // evaluation runs a few batches an epoch: there the second compile would
+    // cost more than it saves.
+    bool rt = loop_rt(cg, n), spec = !rt || cg->g->nupdates > 0;
+
+    // Parts by rows of the batch (each with the body compiled for its rows),
+    // or one.
+    int in_cls[64];
+    int64_t bsymv[NN_MAX_SYMS], prow[NN_MAX_SYMS];
+    sh.P = row_parts(cg, n, &sh.sd, in_cls);
+    sh.in_cls = in_cls;
+    if (rt && sh.sd != -cg->rt_sym - 1)
+        sh.P = 1; // its carries' rows are not the batch
+    if (rt)
+        sh.sd = -cg->rt_sym - 1;
+    int P = sh.P;
+    for (int k = 0; k < cg->g->nsyms; k++)
+        bsymv[k] = prow[k] = cg->symv[k];
+    if (P > 1)
+        bsymv[-sh.sd - 1] /= P;
+    sh.brows = sh.sd ? bsymv[-sh.sd - 1] : 1;
+    if (rt)
+        prow[cg->rt_sym] = 1;
+
+    // The body, lowered once (or twice: bound and for any batch) into this
+    // module: va[0] bound, va[1] for any batch.
+    Variant va[2];
+    memset(va, 0, sizeof va);
+    sh.bin = malloc(((size_t)n->nin + 1) * sizeof *sh.bin);
+    sh.sum_slot = calloc((size_t)C + 1, sizeof(int));
+    sh.summed = calloc((size_t)C + 1, sizeof(bool));
+    NN_ASSERT(sh.bin && sh.sum_slot && sh.summed);
+    bool ok = true;
+    for (int i = 0; i < 2 && ok; i++)
+        if (i == 0 ? spec : rt)
+            ok = variant_prepare(cg, id, &sh, &va[i], i == 1, bsymv, prow);
+    if (!ok)
+        goto done;
+    for (int k = 0; k < n->nin; k++)
+        sh.bin[k] = nn_loop_body_input(body, k);
+    // A summed carry's parts but the first: its two buffers each.
+    for (int k = 0; k < C; k++) {
+        sh.summed[k] = P > 1 && in_cls[k] == R_SUMC;
+        if (sh.summed[k])
+            sh.sum_slot[k] = nn_cg_add_owned(
+                cg, (P - 1) * 2 * align64(node_bytes(&va[rt].bc, body, sh.bin[k])));
+    }
+
+    nn_cg_kernel_begin(cg, "loop", P > 1 ? 4 * NN_PAR_WORK : 0);
+    layout_new(cg, id, &sh.L);
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; va[i].arena && k < va[i].bc.nerr; k++)
+            LLVMBuildStore(cg->b, nn_cg_i64(cg, -1),
+                           err_at(cg, nn_cg_buf(cg, cg->err_slot), va[i].chk[k]));
+    int64_t ref = sh.sd ? cg->symv[-sh.sd - 1] : 1; // the batch of the compile
+    if (!rt) {
+        variant_emit(cg, id, &sh, &va[0], nn_cg_i64(cg, ref), nn_cg_i64(cg, P));
+    } else if (!spec) {
+        LLVMValueRef batch = nn_cg_batch(cg);
+        variant_emit(cg, id, &sh, &va[1], batch, run_parts(cg, P, true, batch));
+    } else {
+        LLVMValueRef batch = nn_cg_batch(cg);
+        LLVMBasicBlockRef bound = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "bound");
+        LLVMBasicBlockRef any = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "any_batch");
+        LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "ran");
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, batch, nn_cg_i64(cg, ref), ""),
+                        bound, any);
+        LLVMPositionBuilderAtEnd(cg->b, bound);
+        variant_emit(cg, id, &sh, &va[0], nn_cg_i64(cg, ref), nn_cg_i64(cg, P));
+        LLVMBuildBr(cg->b, join);
+        LLVMPositionBuilderAtEnd(cg->b, any);
+        variant_emit(cg, id, &sh, &va[1], batch, run_parts(cg, P, true, batch));
+        LLVMBuildBr(cg->b, join);
+        LLVMPositionBuilderAtEnd(cg->b, join);
+    }
     nn_cg_kernel_end(cg);
-    // The summed carries' parts, added once all parts are done.
+    // The summed carries' parts, added once all parts are done (when the
+    // run's batch had them).
     bool any = false;
     for (int k = 0; k < C; k++)
-        any |= summed[k];
+        any |= sh.summed[k];
     if (any) {
         nn_cg_kernel_begin(cg, "loop_sum", 0);
-        LLVMValueRef lb = nn_cg_buf(cg, id);
+        LLVMValueRef b2 = rt ? nn_cg_batch(cg) : nn_cg_i64(cg, ref);
+        LLVMValueRef parted = LLVMBuildICmp(cg->b, LLVMIntSGT, run_parts(cg, P, rt, b2),
+                                            nn_cg_i64(cg, 1), "");
+        LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "parted");
+        LLVMBasicBlockRef end = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "summed");
+        LLVMBuildCondBr(cg->b, parted, yes, end);
+        LLVMPositionBuilderAtEnd(cg->b, yes);
         for (int k = 0; k < C; k++)
-            if (summed[k]) {
-                int64_t nb = node_bytes(&bc, body, bin[k]);
-                NnDType dt = body->nodes[bin[k]].dtype;
-                sum_parts(cg, dt, byte_at(cg, lb, nn_cg_i64(cg, off[k])),
-                          nn_cg_buf(cg, sum_slot[k]), align64(nb), P,
-                          nb / (int64_t)nnrt_dtype_size(dt));
+            if (sh.summed[k]) {
+                int64_t nb = node_bytes(&va[rt].bc, body, sh.bin[k]);
+                NnDType dt = body->nodes[sh.bin[k]].dtype;
+                sum_parts(cg, dt, region(cg, id, &sh.L, k), nn_cg_buf(cg, sh.sum_slot[k]),
+                          align64(nb), P, nb / (int64_t)nnrt_dtype_size(dt));
             }
+        LLVMBuildBr(cg->b, end);
+        LLVMPositionBuilderAtEnd(cg->b, end);
         nn_cg_kernel_end(cg);
     }
-    free(summed);
 done:
-    nn_cg_fini(&bc);
-    nn_arena_free(arena);
-    free(chk);
-    free(slot_of);
-    free(off);
-    free(bin);
-    free(sum_slot);
+    for (int i = 0; i < 2; i++)
+        if (va[i].arena)
+            variant_free(&va[i]);
+    layout_free(&sh.L);
+    free(sh.bin);
+    free(sh.sum_slot);
+    free(sh.summed);
     return ok;
 }
 
 bool llvm_loop_out(NnCg *cg, NnId id)
 {
     const NnNode *n = &cg->g->nodes[id];
-    const NnNode *l = &cg->g->nodes[n->in[0]];
     if (nn_loop_out_direct(cg->g, id))
         return true; // the loop wrote it here
-    int64_t *off = malloc(((size_t)nn_loop_nresults(l) + (size_t)l->attr.ncarry + 1) * sizeof *off);
-    NN_ASSERT(off);
-    nn_loop_layout(l, cg->symv, off);
+    Layout L;
     nn_cg_kernel_begin(cg, "loop_out", 0);
-    LLVMValueRef src = byte_at(cg, nn_cg_buf(cg, n->in[0]), nn_cg_i64(cg, off[n->attr.result]));
-    memcpy_bytes(cg, nn_cg_buf(cg, id), src, node_bytes(cg, cg->g, id));
+    layout_new(cg, n->in[0], &L);
+    LLVMValueRef src = region(cg, n->in[0], &L, n->attr.result);
+    int64_t nb = node_bytes(cg, cg->g, id);
+    bool rt = nn_cg_rt(cg, cg->g, id);
+    memcpy_v(cg, nn_cg_buf(cg, id), src, nn_cg_extent(cg, nb, rt));
     nn_cg_kernel_end(cg);
-    free(off);
+    layout_free(&L);
     return true;
 }

@@ -4,7 +4,8 @@
 // vectors (a scratch slot), transposing when tb; "mm" runs MR x NR register
 // tiles (2*MR vector accumulators, one FMA per A element broadcast) over K in
 // blocks of KC, panels in the outer loop so a B panel stays in L1 while the
-// thread's A rows stream from L2. Threads split M tiles, or N panels if M is short.
+// thread's A rows stream from L2. Threads split M tiles, or N panels if M is short
+// or A small (emit_compute). NN_MM_SPLIT=m|n forces one, for experiments.
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,9 @@
 // (164K FMAs, ~3 us) ran 1.4-2.7x slower on 2 threads than on 1, while
 // 1x256x784 (200K FMAs, but each one a read of B from L2/L3, ~13 us) ran 2x faster.
 #define MM_PAR_FMAS (1 << 19)
+#define MM_NSPLIT_PANELS 8   // panels from which a product with a small A splits N (emit_compute)
+#define MM_L2_BYTES (1 << 19) // what of one core's L2 (half) op(A) may fill for that
+#define MM_NSPLIT_K 64        // and the shortest K for it
 #define MM_READ_FMAS 4 // FMAs one element of B read from memory costs (unpacked paths)
 
 typedef struct Mm {
@@ -32,6 +36,8 @@ typedef struct Mm {
     int64_t np;      // panels
     int64_t kblocks; // K blocks of KC (1 when K fits one block)
     int a_slot, b_slot, pack_slot, out_slot;
+    bool split_m;     // threads split the M tiles, else the N panels
+    bool inline_pack; // the compute kernel packs its own panels (no pack kernel)
     NnExpr *epi; // NULL: plain product
     NnDType out_dt;
     LLVMValueRef a, bp, c; // pointers in the current kernel
@@ -108,15 +114,15 @@ static void short_exit(NnCg *cg, Mm *m)
 
 // ---- packing: Bp[(p*K + k)*NR + j] = op(B)[k, p*NR + j], 0 past N ----
 
-static void emit_pack(NnCg *cg, Mm *m)
+// Without a transpose the packing is a vector copy, cheaper per element
+// than the elementwise kernels NN_PAR_WORK is sized for: 32K elements (the
+// MLP's w2) took 0.005 ms on 1 thread and 0.008 ms dispatched to 2.
+static double pack_work(const Mm *m) { return (double)(m->k * m->n) / (m->tb ? 1 : 4); }
+
+// Packs panels [lo, hi) in the kernel being emitted (mm_dims done).
+static void pack_panels(NnCg *cg, Mm *m, LLVMValueRef lo, LLVMValueRef hi)
 {
-    nn_cg_kernel_begin(cg, "mm_pack", (double)(m->k * m->n));
     LLVMValueRef b = nn_cg_buf(cg, m->b_slot), bp = nn_cg_buf(cg, m->pack_slot);
-    mm_dims(cg, m);
-    if (m->rt_rows)
-        short_exit(cg, m);
-    LLVMValueRef lo, hi;
-    nn_cg_split(cg, m->np, 1, &lo, &hi);
     NnLoop p;
     nn_cg_loop_begin(cg, &p, lo, hi, 1);
     LLVMValueRef j0 = mul(cg, p.iv, m->nr);
@@ -152,6 +158,17 @@ static void emit_pack(NnCg *cg, Mm *m)
         nn_cg_loop_end(cg, &j);
     }
     nn_cg_loop_end(cg, &p);
+}
+
+static void emit_pack(NnCg *cg, Mm *m)
+{
+    nn_cg_kernel_begin(cg, "mm_pack", pack_work(m));
+    mm_dims(cg, m);
+    if (m->rt_rows)
+        short_exit(cg, m);
+    LLVMValueRef lo, hi;
+    nn_cg_split(cg, m->np, 1, &lo, &hi);
+    pack_panels(cg, m, lo, hi);
     nn_cg_kernel_end(cg);
 }
 
@@ -315,12 +332,37 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
 
 // ---- the compute kernel ----
 
+// Whether threads split the M tiles, else the N panels: the panels when
+// there are few tiles, or when there are many panels and all of op(A) fits half of one core's L2:
+// each thread then reads only the panels it packed itself (the packing
+// splits the panels the same way), from its own L2, instead of every
+// panel, half of them from the other core, while A, read by both, stays
+// resident in each L2. Measured on the MLP's steps, 2 threads, fastest
+// run per kernel: x @ w1 (128x256x784) 0.162 -> 0.139-0.147 ms, the
+// weight gradient x^T @ g1 0.177 -> 0.157-0.169 ms; with 4 panels (N =
+// 128) it lost, so it needs 8, and with a short K (a tile is then mostly
+// its stores and epilogue) it lost too: g @ w^T with K = 10 and 8
+// panels, 0.013 -> 0.019 ms.
+static bool split_rows(const Mm *m)
+{
+    int64_t mt = (m->m + MM_MR - 1) / MM_MR;
+    const char *sp = getenv("NN_MM_SPLIT");
+    if (sp && (*sp == 'm' || *sp == 'n')) // for experiments
+        return *sp == 'm';
+    if (m->np >= MM_NSPLIT_PANELS && m->k >= MM_NSPLIT_K &&
+        m->m * m->k * (int64_t)nnrt_dtype_size(m->dt) <= MM_L2_BYTES)
+        return false;
+    return mt >= 8 || mt >= m->np;
+}
+
 static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
 {
     // With few run-time rows the reads of B, not the FMAs, are the work.
     double reads = m->rt_rows ? mm_work(m, m->k * m->n) - mm_work(m, 0) : 0;
-    nn_cg_kernel_begin(cg, m->epi ? "mm_fused" : "mm", mm_work(m, 0) + reads);
-    cg->kernels[cg->nkernels - 1].work_fixed = reads;
+    // An inline packing's work grows with the rows only when they are K.
+    double pack = m->inline_pack ? pack_work(m) : 0;
+    nn_cg_kernel_begin(cg, m->epi ? "mm_fused" : "mm", mm_work(m, 0) + reads + pack);
+    cg->kernels[cg->nkernels - 1].work_fixed = reads + (m->rt_k ? 0 : pack);
     mm_dims(cg, m);
     m->a = nn_cg_buf(cg, m->a_slot);
     m->bp = nn_cg_buf(cg, m->pack_slot);
@@ -358,7 +400,7 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     }
     int64_t mt = (m->m + MM_MR - 1) / MM_MR, full = m->m / MM_MR;
     int rem = (int)(m->m % MM_MR);
-    bool split_m = mt >= 8 || mt >= m->np;
+    bool split_m = m->split_m;
     // With a run-time M: tile counts from it, and one last tile of MM_MR rows
     // of which the first mrem are real.
     LLVMValueRef mtv = nn_cg_i64(cg, mt), fullv = nn_cg_i64(cg, full), mrem = NULL;
@@ -378,6 +420,8 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
         nn_cg_split(cg, m->np, 1, &p0, &p1);
         t0 = nn_cg_i64(cg, 0);
         t1 = mtv;
+        if (m->inline_pack) // this thread's panels, the ones it computes
+            pack_panels(cg, m, p0, p1);
     }
     // A run-time K is one block of K rows (nn_cg_emit_matmul).
     int64_t kblocks = m->kblocks = m->k > 0 ? (m->k + kc - 1) / kc : 1;
@@ -402,12 +446,28 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     nn_cg_loop_begin(cg, &p, p0, p1, 1);
     for (int v = 0; v < 2; v++)
         m->mask[v] = col_mask(cg, m, add(cg, mul(cg, p.iv, m->nr), nn_cg_i64(cg, v * m->vw)));
-    // Full tiles of this block, then the short last tile if this block holds it.
-    LLVMValueRef tf = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, tb1, fullv, ""), tb1,
-                                      fullv, "");
-    nn_cg_loop_begin(cg, &t, tb0, tf, 1);
-    tile(cg, m, mul(cg, t.iv, MM_MR), p.iv, kc0, kcn, MM_MR, NULL);
-    nn_cg_loop_end(cg, &t);
+    if (mrem) {
+        // A run-time M: every tile of the block, the last one's real rows
+        // counted at run time. One copy of the tile, not a full one and a
+        // short one: the K loop is the same, the rows' selects leave it, and
+        // a second copy was a sixth of the MLP step's compile time.
+        nn_cg_loop_begin(cg, &t, tb0, tb1, 1);
+        LLVMValueRef i0 = mul(cg, t.iv, MM_MR);
+        LLVMValueRef left = LLVMBuildSub(cg->b, m->mv, i0, "");
+        LLVMValueRef mr = nn_cg_i64(cg, MM_MR);
+        LLVMValueRef nrows =
+            LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, left, mr, ""), left, mr, "");
+        tile(cg, m, i0, p.iv, kc0, kcn, MM_MR, nrows);
+        nn_cg_loop_end(cg, &t);
+        rem = 0;
+    } else {
+        // Full tiles of this block, then the short last tile if this block holds it.
+        LLVMValueRef tf = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, tb1, fullv, ""),
+                                          tb1, fullv, "");
+        nn_cg_loop_begin(cg, &t, tb0, tf, 1);
+        tile(cg, m, mul(cg, t.iv, MM_MR), p.iv, kc0, kcn, MM_MR, NULL);
+        nn_cg_loop_end(cg, &t);
+    }
     if (rem) {
         LLVMValueRef has =
             LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLE, tb0, fullv, ""),
@@ -652,7 +712,10 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
         return;
     }
     // Batch-1 prediction and other short run-time batches skip the packing.
-    mm.rt_rows = rt_m && !tb;
+    // Not in a step that updates variables (training): there a batch of a
+    // few rows is at most a short last batch, which the tiles handle, and
+    // the two extra loop nests were a tenth of the MLP step's compile time.
+    mm.rt_rows = rt_m && !tb && cg->g->nupdates == 0;
     int64_t esize = (int64_t)nnrt_dtype_size(dt);
     mm.pack_slot = rt_k ? nn_cg_add_scratch_rows(cg, mm.np * (k / cg->rt_ref) * mm.nr * esize)
                         : nn_cg_add_scratch(cg, mm.np * k * mm.nr * esize);
@@ -660,7 +723,13 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
     // run-time K (the batch, in weight gradients) is one block: no partial
     // sums to compile for, at some cache cost past MM_KC rows.
     int64_t kc = mm.out_dt == dt && !rt_k ? MM_KC : (k > 0 ? k : 1);
-    emit_pack(cg, &mm);
+    mm.split_m = split_rows(&mm);
+    // Split by panels, each thread reads only the panels it packed, so the
+    // packing runs in the compute kernel: no kernel, dispatch and barrier
+    // of its own, and the panels are still in the thread's cache.
+    mm.inline_pack = !mm.split_m;
+    if (!mm.inline_pack)
+        emit_pack(cg, &mm);
     emit_compute(cg, &mm, kc);
 }
 

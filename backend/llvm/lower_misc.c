@@ -28,9 +28,48 @@ bool llvm_reshape(NnCg *cg, NnId id)
     return true;
 }
 
+// A swap of the two leading dims, [A, B, Z...] -> [B, A, Z...], where A or B
+// is the run-time batch (a recurrent layer's batch-major sequence made
+// time-major, and back): each output row of Z elements is one copy, and the
+// strides that hold the batch are multiplied at run time.
+static bool transpose_rows(NnCg *cg, NnId id)
+{
+    const NnNode *n = &cg->g->nodes[id];
+    const NnNode *x = &cg->g->nodes[n->in[0]];
+    int r;
+    int64_t d[NN_MAX_RANK], z = 1;
+    nn_cg_shape(cg, cg->g, n->in[0], &r, d);
+    for (int i = 2; i < r; i++)
+        z *= d[i];
+    int64_t es = (int64_t)nnrt_dtype_size(n->dtype);
+    bool rt_a = x->shape.dim[0] == -cg->rt_sym - 1;
+    nn_cg_kernel_begin(cg, "transpose", (double)nn_cg_numel(cg, cg->g, id));
+    LLVMValueRef a = nn_cg_extent(cg, d[0], rt_a), b = nn_cg_extent(cg, d[1], !rt_a);
+    LLVMValueRef src = nn_cg_buf(cg, n->in[0]), dst = nn_cg_buf(cg, id), lo, hi;
+    nn_cg_split_v(cg, LLVMBuildNSWMul(cg->b, a, b, ""), 1, &lo, &hi);
+    NnLoop l;
+    nn_cg_loop_begin(cg, &l, lo, hi, 1);
+    // Output row q = j * A + i is input row i * B + j.
+    LLVMValueRef j = LLVMBuildUDiv(cg->b, l.iv, a, ""), i = LLVMBuildURem(cg->b, l.iv, a, "");
+    LLVMValueRef q = LLVMBuildNSWAdd(cg->b, LLVMBuildNSWMul(cg->b, i, b, ""), j, "");
+    LLVMValueRef so = LLVMBuildNSWMul(cg->b, q, nn_cg_i64(cg, z * es), "");
+    LLVMValueRef dof = LLVMBuildNSWMul(cg->b, l.iv, nn_cg_i64(cg, z * es), "");
+    LLVMValueRef sp = LLVMBuildGEP2(cg->b, cg->t_i8, src, &so, 1, "");
+    LLVMValueRef dp = LLVMBuildGEP2(cg->b, cg->t_i8, dst, &dof, 1, "");
+    LLVMTypeRef ovl[3] = {cg->t_ptr, cg->t_ptr, cg->t_i64};
+    LLVMValueRef args[4] = {dp, sp, nn_cg_i64(cg, z * es), LLVMConstInt(cg->t_i1, 0, 0)};
+    nn_cg_intrinsic(cg, "llvm.memcpy", ovl, 3, args, 4);
+    nn_cg_loop_end(cg, &l);
+    nn_cg_kernel_end(cg);
+    return true;
+}
+
 bool llvm_transpose(NnCg *cg, NnId id)
 {
     const NnNode *n = &cg->g->nodes[id];
+    if (cg->rt_sym >= 0 && n->attr.perm[0] == 1 &&
+        (n->shape.dim[0] == -cg->rt_sym - 1 || n->shape.dim[1] == -cg->rt_sym - 1))
+        return transpose_rows(cg, id);
     NnExpr *e = malloc(sizeof *e);
     NN_ASSERT(e);
     nn_expr_read(cg, e, n->in[0]);

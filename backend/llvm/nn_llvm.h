@@ -5,8 +5,11 @@
 // a run-time value: shapes then hold the reference value rt_ref in its place
 // (for sizes and cost estimates only) and code that loops over it multiplies
 // by the value the step is run with (nn_cg_batch), so one module runs every
-// batch size. The batch is only ever the leading dim. Buffers are numbered slots: generated kernels receive
-// `void **bufs` and load bufs[slot]; exec.c decides what each slot points at.
+// batch size. The batch is the leading dim, or (time-major values of
+// recurrent layers) a later one in forms whose loop nests merge it with the
+// dims before it (nn_cg_batch_sym decides which). Buffers are numbered
+// slots: generated kernels receive `void **bufs` and load bufs[slot]; exec.c
+// decides what each slot points at.
 #ifndef NN_LLVM_PRIV_H
 #define NN_LLVM_PRIV_H
 
@@ -45,10 +48,12 @@ NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
 // Address of a function added earlier; NULL with nnrt_errmsg set.
 void *nn_llvm_jit_lookup(NnLlvmJit *j, const char *name);
 
-// ---- lower.c: graph -> module ----
-// The symbol a graph can leave to run time (its batch), or -1 with the reason
-// in why[n]: some op or shape that still needs every dim bound.
+// ---- rtbatch.c: the symbol a graph can leave to run time (its batch), or
+// -1 with the reason in why[n]: some op or shape that still needs every dim
+// bound. ----
 int nn_cg_batch_sym(const NnGraph *g, char *why, size_t n);
+
+// ---- lower.c: graph -> module ----
 typedef struct NnCgKernel {
     char name[48];
     double work; // rough flop/element count: small kernels run on the caller only
@@ -63,6 +68,10 @@ typedef struct NnCgKernel {
 // Kernels below this much work run on the calling thread: a pool dispatch
 // costs a few microseconds.
 #define NN_PAR_WORK 32768.0
+
+// The code generator's level for every kernel, JIT and AOT alike ("less":
+// no kernel ran faster at "aggressive"; see nn_llvm_optimize).
+#define NN_JIT_CODEGEN_LEVEL LLVMCodeGenLevelLess
 
 typedef struct NnCg {
     LLVMContextRef ctx;
@@ -100,6 +109,9 @@ typedef struct NnCg {
     int64_t rt_ref;
     int batch_slot;
     LLVMValueRef batch_v; // the current kernel's load of it, or NULL
+    // Per node: a LOOP's slot of its regions without the batch when its
+    // buffer is laid out per row (nn_loop_layout_rows), else -1.
+    int *loop_fixed;
 } NnCg;
 
 void nn_cg_init(NnCg *cg, LLVMContextRef ctx, const NnGraph *g, const int64_t *symv,

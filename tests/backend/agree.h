@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autodiff.h"
 #include "backend.h"
 #include "graph.h"
 
@@ -37,6 +38,22 @@ static inline NnId ag_input(NnGraph *g, const char *name, NnDType dt, NnShape s)
 static inline NnId ag_param(NnGraph *g, const char *name, NnShape s)
 {
     return nn_ir_source(g, NN_OP_PARAM, name, NN_DT_F32, &s, ag_loc);
+}
+
+// A training step's tail: the gradients of loss for the n parameters w and a
+// plain SGD update w -= lr * grad for each. grads (if not NULL) receives them.
+static inline void ag_sgd(NnGraph *g, NnId loss, const NnId *w, int n, double lr, NnId *grads)
+{
+    NnId gs[AG_MAXIN * 2];
+    cr_assert(n <= AG_MAXIN * 2, "ag_sgd: at most %d parameters", AG_MAXIN * 2);
+    cr_assert(nn_ad_grad(g, loss, w, n, gs), "autodiff: %s", g->err);
+    NnId r = nn_ir_const(g, lr, NN_DT_F32, ag_loc);
+    for (int k = 0; k < n; k++) {
+        NnId step = nn_ir_binary(g, NN_OP_MUL, gs[k], r, ag_loc);
+        nn_graph_add_update(g, w[k], nn_ir_binary(g, NN_OP_SUB, w[k], step, ag_loc));
+        if (grads)
+            grads[k] = gs[k];
+    }
 }
 
 // Deterministic values: uniform in [lo, hi) (integers for i32).

@@ -5,14 +5,16 @@
 // with the batch as M (a short last row tile, with and without an epilogue)
 // and as K (dW = x^T dy, longer than one K block), reductions over the batch
 // (mean, logsumexp, bias gradients), dropout, convolutions and pooling,
-// embeddings (GATHER, and SCATTER_ADD in their gradient) all take it at run
-// time.
+// embeddings (GATHER, and SCATTER_ADD in their gradient) and a recurrent
+// layer (LOOP nodes over time-major values, forward and reverse) all take it
+// at run time.
 #include "agree.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "autodiff.h"
+#include "loop.h"
 #include "pass.h"
 
 #ifndef NN_WITH_LLVM
@@ -55,14 +57,7 @@ static NnGraph *mlp(bool train, bool dropout)
     nn_graph_add_output(g, "pred", nn_ir_add(g, NN_OP_ARGMAX, &logits, 1, &am, ag_loc));
     nn_graph_add_output(g, "logits", logits);
     if (train) {
-        NnId grads[4];
-        cr_assert(nn_ad_grad(g, loss, w, 4, grads), "autodiff: %s", g->err);
-        NnId lr = nn_ir_const(g, 0.1, NN_DT_F32, ag_loc);
-        for (int k = 0; k < 4; k++)
-            nn_graph_add_update(
-                g, w[k],
-                nn_ir_binary(g, NN_OP_SUB, w[k], nn_ir_binary(g, NN_OP_MUL, grads[k], lr, ag_loc),
-                             ag_loc));
+        ag_sgd(g, loss, w, 4, 0.1, NULL);
     }
     return g;
 }
@@ -318,14 +313,7 @@ static NnGraph *cnn(void)
     NnId loss = nn_ir_reduce(g, NN_OP_REDUCE_MEAN, ce, 1, false, ag_loc);
     nn_graph_add_output(g, "loss", loss);
     nn_graph_add_output(g, "logits", logits);
-    NnId grads[5];
-    cr_assert(nn_ad_grad(g, loss, w, 5, grads), "autodiff: %s", g->err);
-    NnId lr = nn_ir_const(g, 0.1, NN_DT_F32, ag_loc);
-    for (int k = 0; k < 5; k++)
-        nn_graph_add_update(
-            g, w[k],
-            nn_ir_binary(g, NN_OP_SUB, w[k], nn_ir_binary(g, NN_OP_MUL, grads[k], lr, ag_loc),
-                         ag_loc));
+    ag_sgd(g, loss, w, 5, 0.1, NULL);
     return g;
 }
 
@@ -385,15 +373,8 @@ static NnGraph *embed(void)
     NnId loss = nn_ir_reduce(g, NN_OP_REDUCE_MEAN, ce, 1, false, ag_loc);
     nn_graph_add_output(g, "loss", loss);
     nn_graph_add_output(g, "rows", rows);
-    NnId grads[3];
-    cr_assert(nn_ad_grad(g, loss, w, 3, grads), "autodiff: %s", g->err);
+    ag_sgd(g, loss, w, 3, 0.5, NULL);
     cr_assert(nn_graph_count_op(g, NN_OP_SCATTER_ADD) >= 1, "the table's gradient is a scatter");
-    NnId lr = nn_ir_const(g, 0.5, NN_DT_F32, ag_loc);
-    for (int k = 0; k < 3; k++)
-        nn_graph_add_update(
-            g, w[k],
-            nn_ir_binary(g, NN_OP_SUB, w[k], nn_ir_binary(g, NN_OP_MUL, grads[k], lr, ag_loc),
-                         ag_loc));
     return g;
 }
 
@@ -467,4 +448,93 @@ Test(rtbatch, embedding_bad_id_in_a_larger_batch)
     nnrt_vars_fini(&vj);
     nn_graph_free(g);
 #endif
+}
+
+// ---- a recurrent step: LOOP nodes over time-major values ----
+
+#define RT 6  // steps
+#define RI 5  // features per step
+#define RH 12 // units
+
+// An Elman RNN as stdlib/rnn.nn builds it: x[N, RT, RI] made time-major
+// ([RT, N, RI]: the batch is dim 1) and projected in one product (xp = x @ wx
+// + b), then h = tanh(xp[t] + h @ wh) from h0 over RT steps, every step's h
+// stacked ([RT, N, RH]) and made batch-major again. Loss: the mean square of
+// the stacked states plus the mean square error of h_T @ wo against y; SGD
+// on wx, wh, b, wo through the reverse loop autodiff builds. Fused by the
+// pipeline, as nnc runs it.
+static NnGraph *rnn(void)
+{
+    static const int perm[NN_MAX_RANK] = {1, 0, 2};
+    NnGraph *g = nn_graph_new();
+    int64_t n = nn_sym_dim(g, "N");
+    NnId x = ag_input(g, "x", NN_DT_F32, AG_SHAPE(n, RT, RI));
+    NnId h0 = ag_input(g, "h0", NN_DT_F32, AG_SHAPE(n, RH));
+    NnId y = ag_input(g, "y", NN_DT_F32, AG_SHAPE(n, 1));
+    NnId w[4] = {ag_param(g, "wx", AG_SHAPE(RI, RH)), ag_param(g, "wh", AG_SHAPE(RH, RH)),
+                 ag_param(g, "b", AG_SHAPE(RH)), ag_param(g, "wo", AG_SHAPE(RH, 1))};
+    NnId xp = nn_ir_binary(
+        g, NN_OP_ADD,
+        nn_ir_matmul(g, nn_ir_transpose(g, x, perm, ag_loc), w[0], false, false, ag_loc), w[2],
+        ag_loc);
+    NnGraph *b = nn_graph_new_child(g);
+    NnId bh = ag_input(b, "h", NN_DT_F32, AG_SHAPE(n, RH));
+    NnId bx = ag_input(b, "xp", NN_DT_F32, AG_SHAPE(n, RH));
+    NnId bw = ag_input(b, "wh", NN_DT_F32, AG_SHAPE(RH, RH));
+    NnId hn = nn_ir_unary(
+        b, NN_OP_TANH,
+        nn_ir_binary(b, NN_OP_ADD, bx, nn_ir_matmul(b, bh, bw, false, false, ag_loc), ag_loc),
+        ag_loc);
+    nn_graph_add_output(b, "h", hn);
+    nn_graph_add_output(b, "out", hn);
+    NnId ins[3] = {h0, xp, w[1]};
+    NnId lp = nn_ir_loop(g, ins, 3, 1, 1, RT, false, b, ag_loc);
+    cr_assert(lp >= 0, "loop: %s", g->err);
+    NnId hT = nn_ir_loop_out(g, lp, 0, ag_loc);
+    NnId out = nn_ir_transpose(g, nn_ir_loop_out(g, lp, 1, ag_loc), perm, ag_loc);
+    NnId sq = nn_ir_reduce(g, NN_OP_REDUCE_MEAN, nn_ir_binary(g, NN_OP_MUL, out, out, ag_loc), 7,
+                           false, ag_loc);
+    NnId e = nn_ir_binary(g, NN_OP_SUB, nn_ir_matmul(g, hT, w[3], false, false, ag_loc), y, ag_loc);
+    NnId mse = nn_ir_reduce(g, NN_OP_REDUCE_MEAN, nn_ir_binary(g, NN_OP_MUL, e, e, ag_loc), 3,
+                            false, ag_loc);
+    NnId loss = nn_ir_binary(g, NN_OP_ADD, sq, mse, ag_loc);
+    nn_graph_add_output(g, "loss", loss);
+    nn_graph_add_output(g, "out", out);
+    nn_graph_add_output(g, "h", hT);
+    ag_sgd(g, loss, w, 4, 0.1, NULL);
+    return nn_passes_run(g, NULL);
+}
+
+static int rnn_inputs(int64_t n, uint64_t seed, NnTensor **ins)
+{
+    ins[0] = ag_tensor(NN_DT_F32, AG_SHAPE(n, RT, RI), seed, -1, 1);
+    ins[1] = ag_tensor(NN_DT_F32, AG_SHAPE(n, RH), seed + 1, -0.5, 0.5);
+    ins[2] = ag_tensor(NN_DT_F32, AG_SHAPE(n, 1), seed + 2, -1, 1);
+    return 3;
+}
+
+// B = 32 first (on 2 threads the loops run as two parts of 16 rows), then
+// B - 1, 7 and 1 (one part), 33 (parts of 16 and 17), B again and 70 (parts
+// of 35, the workspace grown): one compile, every output and every variable
+// after each update equal to the interpreter's.
+Test(rtbatch, rnn_step_any_batch_one_compile)
+{
+    NEED_LLVM();
+    NnGraph *g = rnn();
+    cr_assert(nn_graph_count_op(g, NN_OP_LOOP) >= 2, "a forward and a reverse loop: %d",
+              nn_graph_count_op(g, NN_OP_LOOP));
+    NnVars v;
+    nnrt_vars_init(&v);
+    nnrt_vars_put(&v, "wx", ag_tensor(NN_DT_F32, AG_SHAPE(RI, RH), 1, -0.4, 0.4));
+    nnrt_vars_put(&v, "wh", ag_tensor(NN_DT_F32, AG_SHAPE(RH, RH), 2, -0.3, 0.3));
+    nnrt_vars_put(&v, "b", ag_tensor(NN_DT_F32, AG_SHAPE(RH), 3, -0.1, 0.1));
+    nnrt_vars_put(&v, "wo", ag_tensor(NN_DT_F32, AG_SHAPE(RH, 1), 4, -0.5, 0.5));
+    int64_t sizes[] = {32, 31, 7, 1, 33, 32, 70};
+    bool rt = false;
+    int compiles = run_sizes(g, &v, sizes, (int)(sizeof sizes / sizeof sizes[0]), rnn_inputs, 2e-5,
+                             &rt);
+    cr_expect(rt, "the RNN step should take its batch at run time");
+    cr_expect_eq(compiles, 1, "compiled %d times", compiles);
+    nnrt_vars_fini(&v);
+    nn_graph_free(g);
 }

@@ -554,3 +554,87 @@ Test(threads, unsplit_run_after_a_split_one)
     nn_graph_free(t.g);
 #endif
 }
+
+// ---- matmuls split by N panels (backend/llvm/lower_matmul.c) ----
+
+// A product with many column panels and a small A splits its panels, not its
+// row tiles, across threads (each thread packs and reads only its panels).
+// Every element of C is still one dot product summed in K order, so the
+// split changes no bit: the step's outputs and updated parameters on 1, 2
+// and 3 threads, and with the row split forced (NN_MM_SPLIT=m), are
+// bit-identical, and match the interpreter to 1e-5 of each tensor's largest
+// entry (its sums run in another order). N = 300 (10 panels, the
+// last one masked), K = 200, batch 120 (a run-time M with a short last tile):
+// the forward product, the input gradient (B transposed) and the weight
+// gradient (the batch as K) all take the N split.
+static NnGraph *wide_step(void)
+{
+    NnGraph *g = nn_graph_new();
+    int64_t n = nn_sym_dim(g, "N");
+    NnId x = ag_input(g, "x", NN_DT_F32, AG_SHAPE(n, 200));
+    NnId w[2] = {ag_param(g, "w1", AG_SHAPE(200, 300)), ag_param(g, "w2", AG_SHAPE(300, 300))};
+    NnId h = nn_ir_binary(g, NN_OP_MAX, nn_ir_matmul(g, x, w[0], false, false, ag_loc),
+                          nn_ir_const(g, 0, NN_DT_F32, ag_loc), ag_loc);
+    NnId y = nn_ir_matmul(g, h, w[1], false, false, ag_loc);
+    NnId loss = nn_ir_reduce(g, NN_OP_REDUCE_MEAN, nn_ir_binary(g, NN_OP_MUL, y, y, ag_loc), 3,
+                             false, ag_loc);
+    nn_graph_add_output(g, "loss", loss);
+    nn_graph_add_output(g, "y", y);
+    ag_sgd(g, loss, w, 2, 0.1, NULL);
+    return g;
+}
+
+// One step of g on `be` with `threads` threads from fresh parameters; the
+// outputs and the updated parameters into got[0..3] (copies).
+static void wide_run(const NnBackend *be, const NnGraph *g, int threads, NnTensor **got)
+{
+    NnVars v;
+    nnrt_vars_init(&v);
+    nnrt_vars_put(&v, "w1", ag_tensor(NN_DT_F32, AG_SHAPE(200, 300), 11, -0.1, 0.1));
+    nnrt_vars_put(&v, "w2", ag_tensor(NN_DT_F32, AG_SHAPE(300, 300), 12, -0.1, 0.1));
+    NnExecOptions opt = {.threads = threads};
+    NnExec *x = be->prepare(g, &opt);
+    cr_assert(x, "%s", nnrt_errmsg());
+    NnTensor *ins[1] = {ag_tensor(NN_DT_F32, AG_SHAPE(120, 200), 13, -1, 1)}, *out[2];
+    cr_assert_eq(be->run(x, &v, ins, out), NN_OK, "%s", nnrt_errmsg());
+    NnTensor *src[4] = {out[0], out[1], nnrt_vars_get(&v, "w1"), nnrt_vars_get(&v, "w2")};
+    for (int k = 0; k < 4; k++) {
+        got[k] = nnrt_tensor_new(src[k]->dtype, src[k]->rank, src[k]->shape);
+        memcpy(got[k]->data, src[k]->data, nnrt_tensor_nbytes(src[k]));
+    }
+    nnrt_tensor_free(ins[0]);
+    be->free(x);
+    nnrt_vars_fini(&v);
+}
+
+Test(threads, panel_split_matmuls_are_bit_identical)
+{
+    NEED_LLVM();
+    NnGraph *g = wide_step();
+    const char *what[4] = {"loss", "y", "w1", "w2"};
+    NnTensor *ref[4], *interp[4];
+    wide_run(&nn_backend_jit, g, 1, ref);
+    wide_run(&nn_backend_interp, g, 1, interp);
+    for (int k = 0; k < 4; k++) // different summation order: relative to the largest entry
+        cr_expect(rel_diff(ref[k], interp[k]) < 1e-5, "%s vs interp: %g", what[k],
+                  rel_diff(ref[k], interp[k]));
+    for (int run = 0; run < 3; run++) {
+        int threads = run == 2 ? 2 : 2 + run; // 2, 3, then 2 with the row split forced
+        if (run == 2)
+            setenv("NN_MM_SPLIT", "m", 1);
+        NnTensor *got[4];
+        wide_run(&nn_backend_jit, g, threads, got);
+        unsetenv("NN_MM_SPLIT");
+        for (int k = 0; k < 4; k++) {
+            cr_expect(memcmp(got[k]->data, ref[k]->data, nnrt_tensor_nbytes(ref[k])) == 0,
+                      "%s on %d threads%s differs from 1 thread (largest difference %g)",
+                      what[k], threads, run == 2 ? " (row split)" : "", rel_diff(got[k], ref[k]));
+            nnrt_tensor_free(got[k]);
+        }
+    }
+    for (int k = 0; k < 4; k++) {
+        nnrt_tensor_free(ref[k]);
+        nnrt_tensor_free(interp[k]);
+    }
+    nn_graph_free(g);
+}

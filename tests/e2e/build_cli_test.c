@@ -3,8 +3,9 @@
 // predict output equals `nnc train` / `nnc eval`; predict on any number of
 // rows with no compiler in the program; embedded weights; no LLVM and nothing
 // of ours in `ldd`; a portable target; an aarch64 object's ELF header; and the
-// diagnostics for bad input to built programs. Each test works in a fresh
-// directory under /tmp.
+// diagnostics for bad input to built programs; a recurrent model built with
+// one training step and one evaluation for every batch size. Each test works
+// in a fresh directory under /tmp.
 #define _GNU_SOURCE // asprintf
 #include <criterion/criterion.h>
 #include <math.h>
@@ -489,6 +490,52 @@ Test(build_cli, examples_equal_the_jit)
         cr_assert_str_eq(a, j, "%s", m);
         free(j), free(a);
     }
+}
+
+// A recurrent model (an LSTM's loops over time-major values) at batch 16
+// over 31 training rows (16 and 15), 7 validation rows and 1 test row: the
+// build compiles one training step and one evaluation, each for any batch
+// size (it compiled one per size the data needs), and the program's output
+// equals `nnc train`'s.
+static const char lstm[] =
+    "import std\n"
+    "data d {\n"
+    "    x = normal([39, 5, 3], 0, 1)\n"
+    "    y = normal([39, 2], 0, 1)\n"
+    "    split train -> train 0.795, val 0.18, test 0.025 (seed = 1)\n"
+    "}\n"
+    "model net(x: f32[N, 5, 3]) -> f32[N, 2] {\n"
+    "    return x |> lstm(6) |> gru_last(5) |> dense(2)\n"
+    "}\n"
+    "train net on d {\n"
+    "    loss      = mse(output, y)\n"
+    "    optimizer = adam(lr = 0.01)\n"
+    "    batch     = 16\n"
+    "    epochs    = 2\n"
+    "    seed      = 3\n"
+    "}\n";
+
+static int occurrences(const char *text, const char *what)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, what)); p += strlen(what))
+        n++;
+    return n;
+}
+
+Test(build_cli, recurrent_builds_one_step_and_one_evaluation)
+{
+    tu_write_in_dir("lstm.nn", lstm);
+    char *out = sh(0, "%s build lstm.nn -o lstm -v", tu_nnc());
+    cr_expect_eq(occurrences(out, "compiled the training step for any batch size"), 1, "%s", out);
+    cr_expect_eq(occurrences(out, "compiled the evaluation for any batch size"), 1, "%s", out);
+    cr_expect_eq(occurrences(out, "rows\n"), 0, "no step for one batch size:\n%s", out);
+    free(out);
+    char *jit = sh_stdout("%s train lstm.nn", tu_nnc());
+    char *aot = sh_stdout("./lstm train");
+    cr_assert_str_eq(aot, jit);
+    cr_assert(strstr(aot, "(7 samples)") && strstr(aot, "(1 samples)"), "%s", aot);
+    free(jit), free(aot);
 }
 
 // A text model's program samples words as `nnc sample` does (the same lines

@@ -234,10 +234,10 @@ Test(mpi_cli, bad_timeout_setting_is_refused)
     free(out);
 }
 
-// Starts a long run of prog (nnc train, or a built program) whose rank 1
-// leaves its pid in dir/pid, sends it sig once it trains, and returns
-// mpirun's status, its output and the seconds it took to end after the signal.
-static int long_run_with_signal(const char *prog, int sig, char **out, double *secs)
+// Starts a long run of prog (nnc train, or a built program) with
+// NNC_MPI_TIMEOUT=timeout whose rank 1 leaves its pid in dir/pid, and returns
+// once it trains: the pid of the shell running mpirun, rank 1's in *rank1.
+static pid_t start_long_run(const char *prog, int timeout, long *rank1)
 {
     char wrap[512], cmd[4096];
     snprintf(wrap, sizeof wrap, "%s/rank.sh", dir);
@@ -247,24 +247,25 @@ static int long_run_with_signal(const char *prog, int sig, char **out, double *s
             dir);
     fclose(f);
     chmod(wrap, 0755);
-    snprintf(cmd, sizeof cmd, "NNC_MPI_TIMEOUT=3 " MPIRUN " -np 2 %s %s --threads 1 --set "
-             "epochs=100000 > %s/log 2>&1; echo $? > %s/rc", wrap, prog, dir, dir);
+    char path[512];
+    snprintf(path, sizeof path, "%s/pid", dir);
+    remove(path);
+    snprintf(cmd, sizeof cmd, "NNC_MPI_TIMEOUT=%d " MPIRUN " -np 2 %s %s --threads 1 --set "
+             "epochs=100000 > %s/log 2>&1; echo $? > %s/rc", timeout, wrap, prog, dir, dir);
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
-    char path[512];
-    snprintf(path, sizeof path, "%s/pid", dir);
-    long rank1 = 0;
-    for (int i = 0; i < 600 && rank1 <= 0; i++) { // until rank 1 runs (a minute at most)
+    *rank1 = 0;
+    for (int i = 0; i < 600 && *rank1 <= 0; i++) { // until rank 1 runs (a minute at most)
         usleep(100000);
         char *s = tu_read_file(path);
-        rank1 = s ? atol(s) : 0;
+        *rank1 = s ? atol(s) : 0;
         free(s);
     }
-    cr_assert(rank1 > 0, "rank 1 never started");
+    cr_assert(*rank1 > 0, "rank 1 never started");
     // Until rank 0 reports an epoch: both compiled and training (a minute
     // more at most, several under ASan), then a little more.
     snprintf(path, sizeof path, "%s/log", dir);
@@ -277,20 +278,37 @@ static int long_run_with_signal(const char *prog, int sig, char **out, double *s
         usleep(100000);
     }
     sleep(1);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    kill((pid_t)rank1, sig);
+    return pid;
+}
+
+// Waits for the run to end: mpirun's status, and its output in *out.
+static int end_long_run(pid_t pid, long rank1, char **out)
+{
     int st = 0;
     waitpid(pid, &st, 0);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    *secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     kill((pid_t)rank1, SIGKILL); // in case it outlived the job (it must not)
+    char path[512];
     snprintf(path, sizeof path, "%s/log", dir);
     *out = tu_read_file(path);
     snprintf(path, sizeof path, "%s/rc", dir);
     char *rc = tu_read_file(path);
     int code = rc ? atoi(rc) : -1;
     free(rc);
+    return code;
+}
+
+// A long run (NNC_MPI_TIMEOUT=3) whose rank 1 gets sig once it trains:
+// mpirun's status, its output and the seconds it took to end after the signal.
+static int long_run_with_signal(const char *prog, int sig, char **out, double *secs)
+{
+    long rank1 = 0;
+    pid_t pid = start_long_run(prog, 3, &rank1);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    kill((pid_t)rank1, sig);
+    int code = end_long_run(pid, rank1, out);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    *secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     return code;
 }
 
@@ -323,6 +341,38 @@ Test(mpi_cli, stopped_rank_ends_the_run)
     free(out);
 }
 
+// A rank that is only late, past the deadline but answering, is waited for:
+// rank 1 stopped for 4.8 s under NNC_MPI_TIMEOUT=4 misses rank 0's deadline,
+// then answers its ping and joins the sum while rank 0 still waits for
+// answers (2 s). The run goes on; before, rank 0 ended it ("every rank
+// answers, but some rank never reached it"), which a slow first step on a
+// loaded machine could trigger.
+Test(mpi_cli, late_rank_that_answers_is_waited_for)
+{
+    need_mpi();
+    char prog[512];
+    snprintf(prog, sizeof prog, "%s train bench/mlp.nn", tu_nnc());
+    long rank1 = 0;
+    pid_t pid = start_long_run(prog, 4, &rank1);
+    kill((pid_t)rank1, SIGSTOP);
+    usleep(4800000);
+    kill((pid_t)rank1, SIGCONT);
+    sleep(3);
+    int st = 0;
+    bool running = waitpid(pid, &st, WNOHANG) == 0;
+    char path[512];
+    snprintf(path, sizeof path, "%s/log", dir);
+    char *log = tu_read_file(path);
+    kill((pid_t)rank1, SIGKILL); // ends the job
+    char *out = NULL;
+    int rc = running ? end_long_run(pid, rank1, &out) : 0;
+    free(out);
+    cr_assert(running, "the run ended: %s", log ? log : "");
+    cr_assert_null(strstr(log ? log : "", "did not complete"), "%s", log);
+    cr_assert_neq(rc, 0, "a killed rank still fails the run");
+    free(log);
+}
+
 Test(mpi_cli, built_program_stopped_rank_ends_the_run)
 {
     need_mpi();
@@ -339,9 +389,10 @@ Test(mpi_cli, built_program_stopped_rank_ends_the_run)
 }
 
 // A first layer of 784x256 weights: its gradient, the last the backward pass
-// computes, is summed in column blocks (ir/overlap.c), each started as soon
-// as its matmul is done; the blocks must add up to one process's result, in
-// the JIT and the interpreter. No dropout: its masks are drawn per rank.
+// computes, is summed over the ranks as one bucket, in the buffer the matmul
+// wrote it to (ir/plan.c aliases GRAD_START and GRAD_WAIT to it); the sums
+// must equal one process's result in the JIT and the interpreter. No
+// dropout: its masks are drawn per rank.
 static void write_wide(void)
 {
     char p[512];
@@ -365,22 +416,35 @@ static void write_wide(void)
     fclose(f);
 }
 
-Test(mpi_cli, big_gradient_is_summed_in_blocks)
+Test(mpi_cli, big_gradient_is_summed_in_place)
 {
     need_mpi();
     write_wide();
     char *out = NULL;
+    setenv("NNC_MPI_BUCKETS", "1", 1); // the old opt-in to column blocks: gone
     cr_assert_eq(run_k(2, &out, "ir %s/wide.nn --stage fused", dir), 0, "%s", out);
-    cr_assert_null(strstr(out, "concat("), "blocks without NNC_MPI_BUCKETS=1:\n%s", out);
-    free(out);
-    setenv("NNC_MPI_BUCKETS", "1", 1); // this test's process and its children only
-    cr_assert_eq(run_k(2, &out, "ir %s/wide.nn --stage fused", dir), 0, "%s", out);
+    unsetenv("NNC_MPI_BUCKETS");
     int starts = 0;
     for (const char *p = out; (p = strstr(p, "grad_start(")); p++)
-        starts += strstr(p, ": f32[784, ") && strstr(p, ": f32[784, ") < strchr(p, '\n');
+        starts += strstr(p, ": f32[784, 256]") && strstr(p, ": f32[784, 256]") < strchr(p, '\n');
     // Rank 0's dump comes first; each rank prints the same graph.
-    cr_assert(starts >= 2 * 2, "the first layer's gradient is not split:\n%s", out);
-    cr_assert(strstr(out, "concat(") && strstr(out, "axis=1 : f32[784, 256]"), "%s", out);
+    cr_assert_eq(starts, 2, "the first layer's gradient is one bucket per rank:\n%s", out);
+    cr_assert_null(strstr(out, "concat("), "%s", out);
+    free(out);
+    // Every bucket is summed where its gradient was computed: no copies.
+    setenv("NNC_MPI_STATS", "1", 1);
+    cr_assert_eq(run_k(2, &out, "train %s/wide.nn --threads 1 --quiet", dir), 0, "%s", out);
+    unsetenv("NNC_MPI_STATS");
+    cr_assert(strstr(out, "4 buckets (4 summed in place)"), "%s", out);
+    cr_assert(strstr(out, "all-reduce algorithm: ring"), "the ring by default:\n%s", out);
+    free(out);
+    // The user's own Open MPI setting wins over nnc's choice.
+    setenv("NNC_MPI_STATS", "1", 1);
+    setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "0", 1);
+    cr_assert_eq(run_k(2, &out, "train %s/wide.nn --threads 1 --quiet", dir), 0, "%s", out);
+    unsetenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm");
+    unsetenv("NNC_MPI_STATS");
+    cr_assert(strstr(out, "all-reduce algorithm: Open MPI's choice"), "%s", out);
     free(out);
     static const char *const backends[] = {"jit", "interp"};
     for (int b = 0; b < 2; b++) {

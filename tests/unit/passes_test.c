@@ -347,7 +347,7 @@ Test(passes, every_pass_keeps_locations_symbols_and_inputs)
 Test(passes, pipeline_options)
 {
     cr_assert(nn_pass_exists("fuse") && nn_pass_exists("cse") && !nn_pass_exists("nope"));
-    cr_assert_str_eq(nn_pass_names(), "fold, simplify, bnfold, cse, dce, loops, fuse, buckets, overlap");
+    cr_assert_str_eq(nn_pass_names(), "fold, simplify, bnfold, cse, dce, loops, fuse, overlap");
     NnGraph *g = cse_graph();
     char *text = NULL;
     size_t len = 0;

@@ -1,7 +1,8 @@
 // The memory planner: values alive at the same time never share bytes (every
 // pair checked by interval overlap), memory is reused along chains, sources
 // stay outside the workspace, results are pinned, offsets are aligned, and
-// symbolic dims are bound. Random DAGs exercise the free list.
+// symbolic dims are bound (or, for any batch, a loop's buffer is per row).
+// Random DAGs exercise the free list.
 #include <criterion/criterion.h>
 
 #include "ir_helpers.h"
@@ -22,8 +23,8 @@ static void assert_no_overlap(const NnPlan *p)
         cr_assert_leq(a->offset + a->nbytes, p->workspace);
         for (int j = i + 1; j < p->count; j++) {
             const NnPlanSlot *b = &p->slots[j];
-            if (b->offset < 0)
-                continue;
+            if (b->offset < 0 || (a->alias >= 0 ? a->alias : i) == (b->alias >= 0 ? b->alias : j))
+                continue; // one buffer, computed in place
             bool time = a->first <= b->last && b->first <= a->last;
             int64_t ea = a->offset + (a->nbytes ? a->nbytes : 1);
             int64_t eb = b->offset + (b->nbytes ? b->nbytes : 1);
@@ -197,6 +198,89 @@ Test(plan, a_loops_direct_results_live_from_the_loop)
     assert_no_overlap(p);
     cr_assert_eq(p->slots[y1].first, lp);
     cr_assert_eq(p->slots[y2].first, y2);
+    nn_arena_free(a);
+    nn_graph_free(g);
+}
+
+// A gradient sum is computed where its gradient lies: GRAD_START scales the
+// buffer its input was computed in, GRAD_WAIT completes the sum there, and
+// that buffer lives until the wait's last reader. A gradient still read after
+// its GRAD_START (or a result) keeps a buffer of its own.
+Test(plan, gradient_sums_are_computed_in_place)
+{
+    NnGraph *g = nn_graph_new();
+    NnId x = src(g, NN_OP_INPUT, "x", NN_DT_F32, "64");
+    NnId d = nn_ir_unary(g, NN_OP_EXP, x, L);
+    NnId s = nn_ir_unary(g, NN_OP_GRAD_START, d, L);
+    NnId t = nn_ir_unary(g, NN_OP_TANH, x, L); // computed while the sum runs
+    NnId w = nn_ir_unary(g, NN_OP_GRAD_WAIT, s, L);
+    NnId u = nn_ir_binary(g, NN_OP_ADD, w, t, L);
+    NnId d2 = nn_ir_unary(g, NN_OP_EXP, t, L);
+    NnId s2 = nn_ir_unary(g, NN_OP_GRAD_START, d2, L);
+    NnId w2 = nn_ir_unary(g, NN_OP_GRAD_WAIT, s2, L);
+    NnId v = nn_ir_binary(g, NN_OP_MUL, d2, w2, L); // d2 read after its start
+    nn_graph_add_output(g, "u", u);
+    nn_graph_add_output(g, "v", v);
+    NnArena *a = nn_arena_new();
+    NnPlan *p = nn_plan_build(g, NULL, a);
+    assert_no_overlap(p);
+    cr_assert_eq(p->slots[s].alias, d);
+    cr_assert_eq(p->slots[w].alias, d);
+    cr_assert_eq(p->slots[s].offset, p->slots[d].offset);
+    cr_assert_eq(p->slots[w].offset, p->slots[d].offset);
+    cr_assert_eq(p->slots[d].last, u, "the gradient's buffer lives until the sum is read");
+    cr_assert_neq(p->slots[t].offset, p->slots[d].offset);
+    cr_assert_eq(p->slots[s2].alias, -1, "d2 is read after its start: copied");
+    cr_assert_eq(p->slots[w2].alias, s2);
+    cr_assert_eq(p->slots[x].alias, -1);
+    nn_arena_free(a);
+    nn_graph_free(g);
+}
+
+// Planned for any batch (NnPlanOptions.rows), a loop whose results have the
+// batch is a per-row value: its buffer holds the regions with the batch, at
+// offsets per row (nn_loop_layout_rows), and the fixed-size ones (a summed
+// [8, 8] carry here, and its staging copy) are laid out apart, for the
+// backend to place.
+Test(plan, a_loop_with_the_batch_is_planned_per_row)
+{
+    NnGraph *g = nn_graph_new();
+    NnId x = src(g, NN_OP_INPUT, "x", NN_DT_F32, "5,N,8");
+    NnId h0 = nn_ir_unary(g, NN_OP_TANH, src(g, NN_OP_INPUT, "h", NN_DT_F32, "N,8"), L);
+    NnId w0 = src(g, NN_OP_INPUT, "w", NN_DT_F32, "8,8");
+    NnGraph *b = nn_graph_new_child(g);
+    NnId bh = src(b, NN_OP_INPUT, "h", NN_DT_F32, "N,8");
+    NnId bw = src(b, NN_OP_INPUT, "w", NN_DT_F32, "8,8");
+    NnId bx = src(b, NN_OP_INPUT, "x", NN_DT_F32, "N,8");
+    NnId hn = nn_ir_binary(b, NN_OP_ADD, bh, bx, L);
+    nn_graph_add_output(b, "h", hn);
+    nn_graph_add_output(b, "w", nn_ir_binary(b, NN_OP_ADD, bw,
+                                             nn_ir_matmul(b, bh, hn, true, false, L), L));
+    nn_graph_add_output(b, "y", nn_ir_unary(b, NN_OP_EXP, hn, L));
+    NnId in[3] = {h0, w0, x};
+    NnId lp = nn_ir_loop(g, in, 3, 2, 1, 5, false, b, L);
+    cr_assert(lp >= 0, "%s", g->err);
+    nn_graph_add_output(g, "h", nn_ir_loop_out(g, lp, 0, L));
+    nn_graph_add_output(g, "w", nn_ir_loop_out(g, lp, 1, L));
+    nn_graph_add_output(g, "y", nn_ir_loop_out(g, lp, 2, L));
+    int64_t one = 1, off[6];
+    bool rows[6];
+    cr_assert(nn_loop_has_rows(&g->nodes[lp], 0));
+    // Results h [N, 8], w [8, 8], y [5, N, 8]; staging for h and w.
+    int64_t fixed = nn_loop_layout_rows(&g->nodes[lp], &one, 0, off, rows);
+    cr_expect(rows[0] && !rows[1] && rows[2] && rows[3] && !rows[4]);
+    cr_expect_eq(off[0], 0);
+    cr_expect_eq(off[2], 64, "h's row of 32 bytes padded to 64");
+    cr_expect_eq(off[3], 64 + 192, "y's 5 rows of 32 bytes, padded");
+    cr_expect_eq(off[5], 64 + 192 + 64, "bytes per row in all");
+    cr_expect_eq(off[1], 0);
+    cr_expect_eq(off[4], 256);
+    cr_expect_eq(fixed, 512, "w and its staging copy, 256 bytes each");
+    NnArena *a = nn_arena_new();
+    NnPlanOptions po = {.rows = true, .rows_sym = 0};
+    NnPlan *p = nn_plan_build_ex(g, &one, a, &po);
+    cr_expect(p->slots[lp].flags & NN_PLAN_ROWS);
+    cr_expect_eq(p->slots[lp].nbytes, off[5]);
     nn_arena_free(a);
     nn_graph_free(g);
 }
