@@ -5,15 +5,23 @@
 // (never pool work), so MPI is initialized FUNNELED. Every wait polls with
 // MPI_Test against a deadline while answering peers' liveness pings; at the
 // deadline a rank pings all others, names those that do not answer and ends
-// the job with MPI_Abort (when all answer, a late peer gets one more timeout). Kept apart from dist.c so that code using libnnrt
-// without nnrt_dist_init (model libraries) never needs libmpi.
+// the job with MPI_Abort (when all answer, a late peer gets one more timeout).
+// A watchdog thread bounds each single MPI call as well: Open MPI's
+// shared-memory queues make a reader spin inside the call when the writing
+// peer was stopped halfway through linking a message in, so a stopped peer
+// could otherwise hang a rank where no deadline is checked. Kept apart from
+// dist.c so that code using libnnrt without nnrt_dist_init (model libraries)
+// never needs libmpi.
 #include "dist_priv.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef NN_WITH_MPI
 #include <mpi.h>
@@ -49,6 +57,62 @@ static double stat_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+// ---- the watchdog of single MPI calls ----
+// call_since: now() when the step's thread entered the MPI call it is in, 0
+// outside. GUARD(call) marks a call; the watchdog ends the process when one
+// call has not returned for call_limit seconds (mpirun then ends the job: a
+// rank that exits non-zero without MPI_Finalize aborts it). No single call
+// of ours waits on purpose; every wait polls.
+static _Atomic double call_since;
+static _Atomic bool watch_stop;
+static double call_limit;
+static pthread_t watch_thread;
+static bool watching;
+
+static inline int guard_leave(int rc)
+{
+    atomic_store_explicit(&call_since, 0, memory_order_relaxed);
+    return rc;
+}
+#define GUARD(call)                                                                          \
+    (atomic_store_explicit(&call_since, now(), memory_order_relaxed), guard_leave(call))
+
+static void *watchdog(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&watch_stop)) {
+        nanosleep(&(struct timespec){0, 100000000}, NULL);
+        double t = atomic_load_explicit(&call_since, memory_order_relaxed);
+        if (t <= 0 || now() - t <= call_limit)
+            continue;
+        char who[32] = "a peer";
+        if (size_ == 2)
+            snprintf(who, sizeof who, "rank %d", 1 - rank_);
+        fprintf(stderr, "nnc: rank %d: error: %s stopped responding (stopped, hung or dead) in "
+                "the middle of a message: an MPI call has not returned for %.0f s; ending "
+                "every rank\n", rank_, who, call_limit);
+        fflush(stderr);
+        _exit(1);
+    }
+    return NULL;
+}
+
+static void watch_start(void)
+{
+    call_limit = timeout_s > 5 ? timeout_s : 5;
+    atomic_store(&watch_stop, false);
+    watching = pthread_create(&watch_thread, NULL, watchdog, NULL) == 0;
+}
+
+static void watch_end(void)
+{
+    if (!watching)
+        return;
+    atomic_store(&watch_stop, true);
+    pthread_join(watch_thread, NULL);
+    watching = false;
+}
+
 
 const char *nnrt_dist_library(void)
 {
@@ -71,6 +135,8 @@ static bool launched(void)
 
 static void finalize(void)
 {
+    // Not watched: peers may reach MPI_Finalize much later (rank 0 saving).
+    watch_end();
     MPI_Finalize();
     free(accs);
     free(reqs);
@@ -83,7 +149,7 @@ static void mpi_abort(const char *msg)
 {
     fprintf(stderr, "nnc: rank %d: %s\n", rank_, msg);
     fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    GUARD(MPI_Abort(MPI_COMM_WORLD, 1));
 }
 
 // Answers the liveness pings of peers that are themselves stuck waiting.
@@ -92,12 +158,12 @@ static void answer_pings(void)
     int flag = 1;
     while (flag) {
         MPI_Status s;
-        MPI_Iprobe(MPI_ANY_SOURCE, TAG_PING, MPI_COMM_WORLD, &flag, &s);
+        GUARD(MPI_Iprobe(MPI_ANY_SOURCE, TAG_PING, MPI_COMM_WORLD, &flag, &s));
         if (!flag)
             break;
         int v;
-        MPI_Recv(&v, 1, MPI_INT, s.MPI_SOURCE, TAG_PING, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        MPI_Send(&rank_, 1, MPI_INT, s.MPI_SOURCE, TAG_PONG, MPI_COMM_WORLD);
+        GUARD(MPI_Recv(&v, 1, MPI_INT, s.MPI_SOURCE, TAG_PING, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        GUARD(MPI_Send(&rank_, 1, MPI_INT, s.MPI_SOURCE, TAG_PONG, MPI_COMM_WORLD));
     }
 }
 
@@ -118,19 +184,19 @@ static int ping_peers(MPI_Request *req, bool *alive)
         alive[p] = p == rank_;
         if (p == rank_)
             continue;
-        MPI_Isend(&rank_, 1, MPI_INT, p, TAG_PING, MPI_COMM_WORLD, &rq[p]);
-        MPI_Irecv(&pong[p], 1, MPI_INT, p, TAG_PONG, MPI_COMM_WORLD, &rq[n + p]);
+        GUARD(MPI_Isend(&rank_, 1, MPI_INT, p, TAG_PING, MPI_COMM_WORLD, &rq[p]));
+        GUARD(MPI_Irecv(&pong[p], 1, MPI_INT, p, TAG_PONG, MPI_COMM_WORLD, &rq[n + p]));
     }
     double grace = timeout_s / 2 < 1 ? 1 : timeout_s / 2, t0 = now();
     int missing = n - 1, done = 0;
     while (missing > 0 && !done && now() - t0 < grace) {
         answer_pings();
-        MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        GUARD(MPI_Test(req, &done, MPI_STATUS_IGNORE));
         missing = 0;
         for (int p = 0; p < n; p++) {
             int got = 0;
             if (!alive[p])
-                MPI_Test(&rq[n + p], &got, MPI_STATUS_IGNORE);
+                GUARD(MPI_Test(&rq[n + p], &got, MPI_STATUS_IGNORE));
             alive[p] = alive[p] || got;
             missing += !alive[p];
         }
@@ -141,10 +207,10 @@ static int ping_peers(MPI_Request *req, bool *alive)
     // ping), and a ping still being sent is left to complete (rank_ is static).
     for (int p = 0; p < n; p++) {
         if (rq[p] != MPI_REQUEST_NULL)
-            MPI_Request_free(&rq[p]);
+            GUARD(MPI_Request_free(&rq[p]));
         if (rq[n + p] != MPI_REQUEST_NULL) {
-            MPI_Cancel(&rq[n + p]);
-            MPI_Wait(&rq[n + p], MPI_STATUS_IGNORE);
+            GUARD(MPI_Cancel(&rq[n + p]));
+            GUARD(MPI_Wait(&rq[n + p], MPI_STATUS_IGNORE));
         }
     }
     free(rq);
@@ -182,7 +248,7 @@ static void wait_req(MPI_Request *req, const char *what)
     bool extended = false;
     for (long spins = 0;; spins++) {
         int done = 0;
-        MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        GUARD(MPI_Test(req, &done, MPI_STATUS_IGNORE));
         if (done)
             return;
         answer_pings();
@@ -238,7 +304,7 @@ static void grad_start(float *acc, int64_t n)
     }
     int i = npend++;
     accs[i] = acc;
-    MPI_Iallreduce(MPI_IN_PLACE, acc, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &reqs[i]);
+    GUARD(MPI_Iallreduce(MPI_IN_PLACE, acc, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &reqs[i]));
     stats->buckets++;
     stats->bytes += n * (int64_t)sizeof(float);
     // NNC_MPI_OVERLAP=0 measures the all-reduce with nothing hidden.
@@ -259,7 +325,7 @@ static void progress(void)
         return;
     double t0 = stat_now();
     int all = 0;
-    MPI_Testall(npend, reqs, &all, MPI_STATUSES_IGNORE);
+    GUARD(MPI_Testall(npend, reqs, &all, MPI_STATUSES_IGNORE));
     stats->exposed_s += stat_now() - t0;
 }
 
@@ -283,7 +349,7 @@ static void grad_wait(const float *acc)
 static NnStatus sum(void *v, int n, MPI_Datatype t, const char *what)
 {
     MPI_Request req;
-    if (MPI_Iallreduce(MPI_IN_PLACE, v, n, t, MPI_SUM, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
+    if (GUARD(MPI_Iallreduce(MPI_IN_PLACE, v, n, t, MPI_SUM, MPI_COMM_WORLD, &req)) != MPI_SUCCESS)
         return nnrt_fail(NN_ERR_RUNTIME, "MPI all-reduce of %s failed", what);
     wait_req(&req, what);
     return NN_OK;
@@ -305,7 +371,7 @@ static NnStatus check_hash(uint64_t h, const char *what)
     if (!all)
         return nnrt_fail(NN_ERR_NOMEM, "out of memory");
     MPI_Request req;
-    MPI_Iallgather(&h, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, MPI_COMM_WORLD, &req);
+    GUARD(MPI_Iallgather(&h, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, MPI_COMM_WORLD, &req));
     wait_req(&req, "the start-up check of the compiled step");
     char list[256] = "";
     size_t k = 0;
@@ -358,6 +424,8 @@ NnStatus nnrt_dist_init(void)
     }
     if (getenv("NNC_MPI_STATS") && !strcmp(getenv("NNC_MPI_STATS"), "cpu"))
         stat_clock = CLOCK_THREAD_CPUTIME_ID;
+    if (size_ > 1)
+        watch_start();
     // One rank under mpirun (-np 1) runs as a plain process, MPI started.
     stats = nnrt_dist_attach(size_ > 1 ? &mpi_ops : NULL, rank_, size_, finalize);
     return NN_OK;
