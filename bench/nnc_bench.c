@@ -507,47 +507,23 @@ static void bare_trace(void)
 typedef float v16f __attribute__((vector_size(64)));
 typedef float v8f __attribute__((vector_size(32)));
 
-__attribute__((target("avx512f"), noinline)) static float sum512(const float *p, size_t n)
-{
-    v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
-    const v16f *v = (const v16f *)p;
-    for (size_t i = 0; i + 8 <= n / 16; i += 8) {
-        a0 += v[i];
-        a1 += v[i + 1];
-        a2 += v[i + 2];
-        a3 += v[i + 3];
-        a4 += v[i + 4];
-        a5 += v[i + 5];
-        a6 += v[i + 6];
-        a7 += v[i + 7];
+// One summing function per vector width, each compiled for its target.
+#define SUM_CHAINS(name, vt, lanes, isa)                                                       \
+    __attribute__((target(isa), noinline)) static float name(const float *p, size_t n)         \
+    {                                                                                          \
+        vt a[8] = {{0}};                                                                       \
+        const vt *v = (const vt *)p;                                                           \
+        for (size_t i = 0; i + 8 <= n / (lanes); i += 8)                                       \
+            for (int c = 0; c < 8; c++)                                                        \
+                a[c] += v[i + c];                                                              \
+        vt t = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));              \
+        float s = 0;                                                                           \
+        for (int l = 0; l < (lanes); l++)                                                      \
+            s += t[l];                                                                         \
+        return s;                                                                              \
     }
-    v16f a = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
-    float s = 0;
-    for (int l = 0; l < 16; l++)
-        s += a[l];
-    return s;
-}
-
-__attribute__((target("avx2"), noinline)) static float sum256(const float *p, size_t n)
-{
-    v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
-    const v8f *v = (const v8f *)p;
-    for (size_t i = 0; i + 8 <= n / 8; i += 8) {
-        a0 += v[i];
-        a1 += v[i + 1];
-        a2 += v[i + 2];
-        a3 += v[i + 3];
-        a4 += v[i + 4];
-        a5 += v[i + 5];
-        a6 += v[i + 6];
-        a7 += v[i + 7];
-    }
-    v8f a = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
-    float s = 0;
-    for (int l = 0; l < 8; l++)
-        s += a[l];
-    return s;
-}
+SUM_CHAINS(sum512, v16f, 16, "avx512f")
+SUM_CHAINS(sum256, v8f, 8, "avx2")
 
 // GB/s reading `bytes` that stay resident, best of 15 trials by thread CPU
 // time (a trial is several passes over the block after one warm pass).
