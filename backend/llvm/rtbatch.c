@@ -78,6 +78,7 @@ static bool prefix_fits(const NnShape *x, const NnShape *out, int d)
 }
 
 static const char *rt_blocker(const NnGraph *g, const NnNode *n, int sym);
+static const char *body_blocker(const NnGraph *b, int sym);
 
 // Why node n, which has or reads a value whose batch is not its leading dim
 // (a time-major [T, N, ...] value of a recurrent layer), cannot take the
@@ -183,13 +184,7 @@ static const char *loop_blocker(const NnGraph *g, const NnNode *n, int sym)
         if (d >= 0 && d != (k >= C && k < C + S ? 1 : 0))
             return "an input of the loop has the batch elsewhere";
     }
-    const NnGraph *b = n->attr.body;
-    for (NnId i = 0; i < b->count; i++) {
-        const char *why = rt_blocker(b, &b->nodes[i], sym);
-        if (why)
-            return why;
-    }
-    return NULL;
+    return body_blocker(n->attr.body, sym);
 }
 
 // What keeps node n of g (the main graph, a FUSED body or a loop's body)
@@ -228,13 +223,18 @@ static const char *rt_blocker(const NnGraph *g, const NnNode *n, int sym)
         return "the batch is the table's row count";
     if (n->op == NN_OP_PAD && (n->shape.rank < 2 || n->attr.lo[0] != 0 || n->attr.hi[0] != 0))
         return "it pads the batch";
-    if (n->op == NN_OP_FUSED) {
-        const NnGraph *b = n->attr.body;
-        for (NnId i = 0; i < b->count; i++) {
-            const char *why = rt_blocker(b, &b->nodes[i], sym);
-            if (why)
-                return why;
-        }
+    if (n->op == NN_OP_FUSED)
+        return body_blocker(n->attr.body, sym);
+    return NULL;
+}
+
+// The first node of body b (a FUSED or LOOP body) that keeps sym bound, or NULL.
+static const char *body_blocker(const NnGraph *b, int sym)
+{
+    for (NnId i = 0; i < b->count; i++) {
+        const char *why = rt_blocker(b, &b->nodes[i], sym);
+        if (why)
+            return why;
     }
     return NULL;
 }
