@@ -574,21 +574,6 @@ static int total_steps_repeat(const NnTrainSpec *s, const NnParamInit *v)
     return 1;
 }
 
-static uint64_t fnv_graph(uint64_t h, const NnGraph *g)
-{
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = g ? open_memstream(&text, &len) : NULL;
-    if (f) {
-        nn_ir_print(f, g);
-        fclose(f);
-        for (size_t i = 0; i < len; i++)
-            h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
-    }
-    free(text);
-    return h;
-}
-
 // The data-parallel twins of the training steps, with every gradient averaged
 // over MPI ranks (runtime/dist.h), which `mpirun -np K PROG train` runs. A
 // rank's slice of a batch depends on K, so they exist only where every step
@@ -608,15 +593,15 @@ static bool add_dist_steps(Build *B, const NnProgram *p, NnOptions *o, const NnT
         return false;
     int nparts = dspec->nsteps > 0 ? dspec->nsteps : 1, sym[MAX_JOBS];
     char why[160], what[96];
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = NNRT_FNV_SEED;
     for (int k = 0; k < nparts && k < MAX_JOBS; k++) {
         NnGraph **g = nn_train_step_graph(dspec, k);
         *g = nn_passes_run(*g, po);
         if ((sym[k] = nn_aot_batch_sym(*g, why, sizeof why)) < 0)
             return true; // compiled per batch size: the program runs as one process only
-        h = fnv_graph(h, *g);
+        h = nn_ir_hash(h, *g);
     }
-    B->dist_hash = fnv_graph(h, spec->eval);
+    B->dist_hash = nn_ir_hash(h, spec->eval);
     for (int k = 0; k < nparts && B->nd < MAX_JOBS; k++) {
         int64_t symv[NN_MAX_SYMS];
         const NnGraph *g = *nn_train_step_graph(dspec, k);

@@ -529,26 +529,6 @@ static bool trainer_prepare(NnCtx *c, NnTrainer *t, NnOptions *o, bool eval_only
     return true;
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ ((const unsigned char *)p)[i]) * 0x100000001b3ull;
-    return h;
-}
-
-static uint64_t hash_graph(uint64_t h, const NnGraph *g)
-{
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = g ? open_memstream(&text, &len) : NULL;
-    if (f) {
-        nn_ir_print(f, g);
-        fclose(f);
-        h = fnv(h, text, len);
-    }
-    free(text);
-    return h;
-}
 
 // Under mpirun, every rank must run the same compiled step on the same data
 // with the same loop settings, or their sums would mix different things (or
@@ -556,15 +536,15 @@ static uint64_t hash_graph(uint64_t h, const NnGraph *g)
 static bool same_on_all_ranks(NnCtx *c, const NnTrainer *T, const NnOptions *o, bool eval_only)
 {
     const NnTrainSpec *sp = &T->spec;
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = NNRT_FNV_SEED;
     for (int i = 0; i < sp->nsteps; i++)
-        h = hash_graph(h, *nn_train_step_graph((NnTrainSpec *)sp, i));
+        h = nn_ir_hash(h, *nn_train_step_graph((NnTrainSpec *)sp, i));
     if (!sp->nsteps)
-        h = hash_graph(hash_graph(h, sp->step), sp->eval);
+        h = nn_ir_hash(nn_ir_hash(h, sp->step), sp->eval);
     const NnrtDataset *train = nn_splits_get((NnSplits *)&T->splits, "train");
     int64_t v[] = {sp->epochs, sp->batch, (int64_t)sp->seed, sp->patience, o->resume, eval_only,
                    train ? train->count : -1};
-    h = fnv(fnv(h, v, sizeof v), T->R.be->name, strlen(T->R.be->name));
+    h = nnrt_fnv1a(nnrt_fnv1a(h, v, sizeof v), T->R.be->name, strlen(T->R.be->name));
     if (nnrt_dist_check_hash(h, "train step or settings") == NN_OK)
         return true;
     nn_error(&c->diags, (NnLoc){0}, "%s", nnrt_errmsg());

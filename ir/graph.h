@@ -185,5 +185,8 @@ bool nn_ir_verify(NnGraph *g);
 
 // Textual dump, stable across runs (golden tests compare it).
 void nn_ir_print(FILE *out, const NnGraph *g);
+// FNV-1a of that dump, continuing from h (NNRT_FNV_SEED to start): ranks
+// compare it to check they compiled the same step. g NULL leaves h.
+uint64_t nn_ir_hash(uint64_t h, const NnGraph *g);
 
 #endif

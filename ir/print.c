@@ -4,11 +4,14 @@
 // operands, the type follows ':' and the source file:line:col follows '#'.
 // FUSED and LOOP nodes print their body indented inside braces (a loop's
 // return line marks where its stacked per-step values start). Outputs and updates
-// close the dump. Output depends only on the graph.
+// close the dump. Output depends only on the graph, so nn_ir_hash (FNV-1a of
+// the dump) tells ranks whether they compiled the same step.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "attr.h"
+#include "dist.h"
 
 // The file's last path component, so dumps do not depend on where a model lives.
 static const char *base_name(const char *path)
@@ -68,4 +71,18 @@ void nn_ir_print(FILE *out, const NnGraph *g)
         const char *name = u->var >= 0 && u->var < g->count ? g->nodes[u->var].attr.name : NULL;
         fprintf(out, "update %s <- %%%d\n", name ? name : "?", u->value);
     }
+}
+
+uint64_t nn_ir_hash(uint64_t h, const NnGraph *g)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = g ? open_memstream(&text, &len) : NULL;
+    if (f) {
+        nn_ir_print(f, g);
+        fclose(f);
+        h = nnrt_fnv1a(h, text, len);
+    }
+    free(text);
+    return h;
 }

@@ -161,6 +161,13 @@ NnStatus nnrt_dist_sum_i64(int64_t *v, int n, const char *what)
     return ops ? ops->sum_i64(v, n, what) : NN_OK;
 }
 
+uint64_t nnrt_fnv1a(uint64_t h, const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ((const unsigned char *)p)[i]) * 0x100000001b3ull;
+    return h;
+}
+
 NnStatus nnrt_dist_check_hash(uint64_t h, const char *what)
 {
     return ops ? ops->check_hash(h, what) : NN_OK;

@@ -55,6 +55,10 @@ NnStatus nnrt_dist_sum_i64(int64_t *v, int n, const char *what);
 // Start-up check that every rank compiled the same step with the same
 // settings: a mismatch fails on every rank with a message naming the ranks.
 NnStatus nnrt_dist_check_hash(uint64_t h, const char *what);
+// The hash those checks use: FNV-1a of n bytes at p, continuing from h
+// (start from NNRT_FNV_SEED). nnc and built programs must agree on it.
+#define NNRT_FNV_SEED 0xcbf29ce484222325ull
+uint64_t nnrt_fnv1a(uint64_t h, const void *p, size_t n);
 
 // Accumulated per process: gradient all-reduce calls, bytes, and the time
 // spent inside MPI for them (exposed: not hidden behind computation).

@@ -427,11 +427,7 @@ static NnStatus same_on_all_ranks(const NnrtApp *a, const Args *g, const NnrtDat
 {
     int64_t v[] = {a->epochs, a->batch, (int64_t)a->seed, a->patience, g->resume != NULL,
                    eval_only, train ? train->count : -1, a->limit, a->eval_limit};
-    uint64_t h = a->dist_hash;
-    const unsigned char *b = (const unsigned char *)v;
-    for (size_t i = 0; i < sizeof v; i++)
-        h = (h ^ b[i]) * 0x100000001b3ull;
-    return nnrt_dist_check_hash(h, "train step or settings");
+    return nnrt_dist_check_hash(nnrt_fnv1a(a->dist_hash, v, sizeof v), "train step or settings");
 }
 
 static void fill_options(const NnrtApp *a, const Args *g, const NnrtDataset *train,
