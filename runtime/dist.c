@@ -21,6 +21,13 @@ static double last_in, last_blocked;
 static bool shared_failure;
 static const NnrtDistOps *ops; // NULL: one rank
 static void (*fini)(void);
+static int64_t next_align; // nnrt_dist_shard_next: the next grad_start scatters
+// Optimizer state owned in part (nnrt_dist_note_state).
+static struct {
+    NnTensor *t;
+    int64_t align;
+} *states;
+static int nstates, cap_states;
 
 void nnrt_dist_fail_together(void) { shared_failure = true; }
 bool nnrt_dist_failed_together(void) { return shared_failure; }
@@ -91,6 +98,12 @@ static void print_stats(void)
     const char *a = getenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm");
     if (a && a[0] >= '0' && a[0] <= '4' && !a[1])
         fprintf(stderr, "; all-reduce algorithm: %s", algs[a[0] - '0']);
+    if (stats.scattered)
+        fprintf(stderr, "; sharded update: %.0f buckets reduce-scattered and %.0f parameters "
+                "(%.0f bytes) all-gathered per step, %.3f ms per step inside MPI for the "
+                "gathers (%.3f ms blocked)", (double)stats.scattered / st,
+                (double)stats.gathers / st, (double)stats.gather_bytes / st,
+                1e3 * stats.gather_s / st, 1e3 * stats.gather_wait_s / st);
     fputc('\n', stderr);
 }
 
@@ -111,6 +124,7 @@ void nnrt_dist_finalize(void)
     free(step_in);
     free(step_blocked);
     step_in = step_blocked = NULL;
+    nnrt_dist_state_reset();
     ops = NULL;
     fini = NULL;
     rank_ = 0;
@@ -131,10 +145,84 @@ void nnrt_dist_grad_start(const float *g, float *acc, int64_t n)
     float w = (float)weight;
     for (int64_t i = 0; i < n; i++)
         acc[i] = g[i] * w;
+    int64_t align = next_align;
+    next_align = 0;
     if (ops) {
         stats.in_place += g == acc;
-        ops->grad_start(acc, n);
+        if (align > 0)
+            ops->grad_scatter(acc, n, align);
+        else
+            ops->grad_start(acc, n);
     }
+}
+
+bool nnrt_dist_sharding(void)
+{
+    const char *e = getenv("NNC_MPI_SHARD");
+    return ops && (!e || atoi(e) != 0);
+}
+
+// The split of nn_cg_split (backend/llvm/emit.c): chunks of `align` dealt
+// out as evenly as whole chunks allow.
+void nnrt_dist_range(int64_t total, int64_t align, int rank, int64_t *lo, int64_t *hi)
+{
+    int64_t chunks = (total + align - 1) / align;
+    *lo = chunks * rank / size_ * align;
+    *hi = chunks * (rank + 1) / size_ * align;
+    *lo = *lo < total ? *lo : total;
+    *hi = *hi < total ? *hi : total;
+}
+
+void nnrt_dist_shard_next(int64_t align)
+{
+    next_align = ops ? align : 0;
+}
+
+void nnrt_dist_gather_start(float *buf, int64_t n, int64_t align)
+{
+    if (ops)
+        ops->gather_start(buf, n, align);
+}
+
+void nnrt_dist_gather_wait(void)
+{
+    if (ops)
+        ops->gather_wait();
+}
+
+void nnrt_dist_note_state(NnTensor *t, int64_t align)
+{
+    for (int i = 0; i < nstates; i++)
+        if (states[i].t == t)
+            return;
+    if (nstates == cap_states) {
+        int c = cap_states ? 2 * cap_states : 16;
+        void *p = realloc(states, (size_t)c * sizeof *states);
+        if (!p) {
+            nnrt_dist_abort("error: out of memory for the sharded optimizer state");
+            return;
+        }
+        states = p;
+        cap_states = c;
+    }
+    states[nstates].t = t;
+    states[nstates++].align = align;
+}
+
+NnStatus nnrt_dist_gather_state(void)
+{
+    NnStatus st = NN_OK;
+    for (int i = 0; ops && st == NN_OK && i < nstates; i++)
+        st = ops->gather_now(states[i].t->data, states[i].t->numel, states[i].align,
+                             "the optimizer state");
+    return st;
+}
+
+void nnrt_dist_state_reset(void)
+{
+    free(states);
+    states = NULL;
+    nstates = cap_states = 0;
 }
 
 void nnrt_dist_grad_wait(const float *acc, float *out, int64_t n)

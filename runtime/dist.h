@@ -49,6 +49,30 @@ void nnrt_dist_grad_start(const float *g, float *acc, int64_t n);
 void nnrt_dist_grad_wait(const float *acc, float *out, int64_t n);
 void nnrt_dist_progress(void);
 
+// The sharded update (ZeRO stage 1; runtime/step.c, docs/scaling.md). Rank r
+// of K owns elements [lo, hi) of a tensor of `total` elements that a kernel
+// splits in blocks of `align` (nnrt_dist_range: the split a kernel run as
+// thread r of K makes, so running the update kernels as (r, K) computes
+// exactly the owned elements). nnrt_dist_shard_next makes the next
+// grad_start a reduce-scatter: only the owned elements of its buffer receive
+// the sum (the others keep this rank's own weighted gradient). After the
+// update kernels, nnrt_dist_gather_start starts the all-gather of an updated
+// parameter in place (each rank sends its owned elements);
+// nnrt_dist_gather_wait completes them all (the step's end). Optimizer state
+// stays owned in part: nnrt_dist_note_state records such a variable and
+// nnrt_dist_gather_state (every rank, between steps) makes it whole again for
+// checkpoints and snapshots. With one rank all of these are no-ops.
+void nnrt_dist_range(int64_t total, int64_t align, int rank, int64_t *lo, int64_t *hi);
+void nnrt_dist_shard_next(int64_t align);
+void nnrt_dist_gather_start(float *buf, int64_t n, int64_t align);
+void nnrt_dist_gather_wait(void);
+void nnrt_dist_note_state(NnTensor *t, int64_t align);
+NnStatus nnrt_dist_gather_state(void);
+void nnrt_dist_state_reset(void); // forgets the noted variables (a new run)
+// Whether steps compiled now shard their update: several ranks, and not
+// turned off by NNC_MPI_SHARD=0.
+bool nnrt_dist_sharding(void);
+
 // Blocking sums over ranks, with the deadline. what names it in messages.
 NnStatus nnrt_dist_sum_f64(double *v, int n, const char *what);
 NnStatus nnrt_dist_sum_i64(int64_t *v, int n, const char *what);
@@ -67,6 +91,10 @@ typedef struct NnrtDistStats {
     int64_t in_place; // buckets summed in the gradient's own buffer (no copies)
     double exposed_s; // in grad_start, progress and grad_wait
     double wait_s;    // of which blocked in grad_wait
+    int64_t scattered;    // buckets reduce-scattered (the sharded update)
+    int64_t gathers, gather_bytes; // parameters all-gathered after their update
+    double gather_s;      // inside MPI for them (in exposed_s too)
+    double gather_wait_s; // of which blocked in nnrt_dist_gather_wait
 } NnrtDistStats;
 void nnrt_dist_stats(NnrtDistStats *s);
 void nnrt_dist_step_done(void); // counts a step (the training loop calls it)

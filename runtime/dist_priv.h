@@ -9,6 +9,12 @@ typedef struct NnrtDistOps {
     void (*grad_start)(float *acc, int64_t n); // acc already weighted
     void (*grad_wait)(const float *acc);       // acc then holds the sum
     void (*progress)(void);
+    // The sharded update (dist.h): reduce-scatter of acc (already weighted)
+    // keeping this rank's [lo, hi); in-place all-gather of buf's ranges.
+    void (*grad_scatter)(float *acc, int64_t n, int64_t align);
+    void (*gather_start)(float *buf, int64_t n, int64_t align);
+    void (*gather_wait)(void);
+    NnStatus (*gather_now)(float *buf, int64_t n, int64_t align, const char *what);
     NnStatus (*sum_f64)(double *v, int n, const char *what);
     NnStatus (*sum_i64)(int64_t *v, int n, const char *what);
     NnStatus (*check_hash)(uint64_t h, const char *what);

@@ -563,6 +563,45 @@ static NnStatus exec_split(NnrtStepRun *r, NnrtPool *pool, int lanes)
     return st;
 }
 
+// An update kernel of the sharded update: this rank's share, as if it were
+// thread rank*nth + ith of ranks*nth (nnrt_dist_range: the same elements).
+typedef struct ShardTask {
+    NnrtTask fn;
+    void *bufs;
+    int rank, ranks;
+} ShardTask;
+
+static void shard_task(void *arg, int ith, int nth)
+{
+    const ShardTask *t = arg;
+    t->fn(t->bufs, t->rank * nth + ith, t->ranks * nth);
+}
+
+// Kernel k under the sharded update: starts the reduce-scatter of a SUM
+// kernel's gradient, runs a RUN kernel on this rank's elements and starts
+// the all-gathers that follow it. Returns whether it ran the kernel.
+static bool exec_shard(NnrtStepRun *r, NnrtPool *pool, int k, int *next, bool par)
+{
+    const NnrtStep *d = r->d;
+    bool ran = false;
+    for (; *next < d->nshards && d->shards[*next].kernel == k; (*next)++) {
+        const NnrtStepShard *s = &d->shards[*next];
+        if (s->kind == NNRT_SHARD_SUM) {
+            nnrt_dist_shard_next(s->align);
+        } else if (s->kind == NNRT_SHARD_RUN) {
+            ShardTask t = {d->kernels[k].fn, r->bufs, nnrt_dist_rank(), nnrt_dist_size()};
+            dispatch(r, pool, shard_task, &t, par);
+            ran = true;
+        } else if (s->kind == NNRT_SHARD_GATHER) {
+            if (!ran)
+                dispatch(r, pool, d->kernels[k].fn, r->bufs, par);
+            ran = true;
+            nnrt_dist_gather_start(r->bufs[s->slot], s->total, s->align);
+        }
+    }
+    return ran;
+}
+
 NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
 {
     const NnrtStep *d = r->d;
@@ -572,6 +611,7 @@ NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
     // Gradient sums over MPI ranks advance only inside MPI calls: one between
     // kernels, and none at all in a single process.
     bool ranks = nnrt_dist_size() > 1;
+    int next = ranks ? 0 : d->nshards; // the next entry of d->shards
     for (int k = 0; k < d->nkernels; k++) {
         // The default pool starts on first need: a small step (batch-1
         // prediction) never waits for threads to start.
@@ -586,9 +626,16 @@ NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
         }
         if (par && !pool)
             pool = nnrt_pool_default();
-        dispatch(r, pool, d->kernels[k].fn, r->bufs, par);
+        if (next >= d->nshards || d->shards[next].kernel != k || !exec_shard(r, pool, k, &next, par))
+            dispatch(r, pool, d->kernels[k].fn, r->bufs, par);
         if (ranks)
             nnrt_dist_progress();
+    }
+    if (ranks && d->nshards) {
+        nnrt_dist_gather_wait();
+        for (int i = 0; i < d->nshards; i++)
+            if (d->shards[i].kind == NNRT_SHARD_STATE)
+                nnrt_dist_note_state(r->var[d->shards[i].slot], d->shards[i].align);
     }
     prof_step(r);
     return nnrt_step_check(r);

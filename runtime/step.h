@@ -101,6 +101,18 @@ enum { NNRT_OUT_LANE0, NNRT_OUT_ROWS, NNRT_OUT_WEIGHTED };
 #define NNRT_LANE_ROWS 0
 int64_t nnrt_lane_rows(void);
 
+// The sharded update under MPI (dist.h, docs/scaling.md): entries sorted by
+// kernel. SUM: kernel `kernel` is a GRAD_START whose sum is a reduce-scatter
+// (its gradient's elements split by `align`); RUN: an update kernel, run as
+// thread (rank) of (ranks), so it computes this rank's elements only; GATHER:
+// after kernel `kernel`, the parameter update in slot `slot` is all-gathered;
+// STATE: variable `slot` (optimizer state) stays owned in part.
+enum { NNRT_SHARD_SUM, NNRT_SHARD_RUN, NNRT_SHARD_GATHER, NNRT_SHARD_STATE };
+typedef struct NnrtStepShard {
+    int kernel, kind, slot;
+    int64_t total, align;
+} NnrtStepShard;
+
 typedef struct NnrtStep {
     const char *name;   // for messages: "train step, batch 128"
     int nslots;
@@ -119,6 +131,9 @@ typedef struct NnrtStep {
     int nlane, ncuts;
     const NnrtStepCut *cuts;
     const int *out_rule;
+    // The sharded update (above): nshards 0 = every rank runs the whole update.
+    int nshards;
+    const NnrtStepShard *shards;
 } NnrtStep;
 
 // A descriptor made ready to run: its memory, output headers and update

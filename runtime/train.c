@@ -667,6 +667,10 @@ static NnStatus train_epochs(Run *r, int start, NnrtTrainResult *res)
     prog.stat_names = r->cb->stat_names;
     for (int epoch = start; st == NN_OK && !r->stopped && epoch < r->epochs; epoch++) {
         st = run_epoch(r, epoch, perm, xb, yb, &prog);
+        // Under the sharded update each rank holds its part of the optimizer
+        // state: made whole on every rank before snapshots and checkpoints.
+        if (st == NN_OK)
+            st = nnrt_dist_gather_state();
         if (st == NN_OK)
             st = after_epoch(r, epoch, &prog, res);
         if (st == NN_OK)
@@ -711,6 +715,7 @@ NnStatus nnrt_train(const NnrtTrainCallbacks *cb, const NnrtDataset *train,
     nnrt_vars_init(&r.best);
     if (!cb->step)
         return nnrt_fail(NN_ERR_RUNTIME, "training needs a step callback");
+    nnrt_dist_state_reset(); // variables noted by an earlier run's steps
     if (train->count == 0)
         return nnrt_fail(NN_ERR_RUNTIME, "the training set is empty");
     NnStatus st = parse_early(&r);

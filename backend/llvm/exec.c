@@ -22,6 +22,7 @@
 
 #include "common.h"
 #include "nn_llvm.h"
+#include "dist.h"
 #include "pass.h"
 #include "plan.h"
 #include "pool.h"
@@ -38,6 +39,7 @@ typedef struct KProf {
 // runs. With a run-time batch, every binding that differs only in it shares one.
 typedef struct JMod {
     KProf *prof; // per kernel when profiling, else NULL
+    char shard_why[160]; // why the update is not sharded under mpirun
     int64_t runs;
     int64_t key[NN_MAX_SYMS]; // the binding, the batch symbol (if run-time) -1
     int refs;                 // bindings using it
@@ -125,6 +127,11 @@ static NnStatus compile(NnExec *x, JMod *b, const int64_t *symv)
     nn_arena_free(arena);
     if (b->desc && x->lanes && !nn_llvm_step_lanes(b->desc, &cg, x->lanes_why, sizeof x->lanes_why))
         x->lanes = false;
+    // Under mpirun each rank updates its share of the parameters (step.h);
+    // the profiler runs kernels itself, so it times the whole update.
+    b->shard_why[0] = 0;
+    if (b->desc && !x->lanes && nnrt_dist_sharding() && !getenv("NN_JIT_PROFILE"))
+        nn_llvm_step_shard(b->desc, &cg, b->shard_why, sizeof b->shard_why);
     if (!b->desc) {
         LLVMDisposeModule(cg.mod);
         nn_cg_fini(&cg);
@@ -191,6 +198,11 @@ static JMod *mod_new(NnExec *x, const int64_t *symv, const int64_t *key)
                 b->desc->nkernels, b->desc->ncuts);
     else if (x->base.opt.verbose)
         fprintf(stderr, "jit: each kernel splits over the threads (%s)\n", x->lanes_why);
+    if (x->base.opt.verbose && b->desc->nshards)
+        fprintf(stderr, "jit: the update is sharded over %d ranks (%d entries)\n",
+                nnrt_dist_size(), b->desc->nshards);
+    else if (x->base.opt.verbose && b->shard_why[0])
+        fprintf(stderr, "jit: every rank runs the whole update (%s)\n", b->shard_why);
     return b;
 }
 

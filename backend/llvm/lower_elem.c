@@ -407,6 +407,14 @@ static void emit_maps(NnCg *cg, Map *m)
     }
     int w = vec ? NN_VW : 1;
     LLVMValueRef idx[NN_MAX_RANK] = {0}, lo, hi;
+    NnCgKernel *k = &cg->kernels[cg->nkernels - 1];
+    k->map_total = k->map_align = 0;
+    if (!e->rt) { // the split below, for the sharded update (stepdesc.c)
+        k->map_total = 1;
+        for (int d = 0; d < e->rank; d++)
+            k->map_total *= e->dims[d];
+        k->map_align = e->rank == 1 ? 64 : e->dims[last];
+    }
     if (e->rank == 1) {
         nn_cg_split_v(cg, nn_cg_extent(cg, e->dims[0], e->rt), 64, &lo, &hi);
         map_inner(cg, m, idx, lo, hi, w);

@@ -63,6 +63,10 @@ typedef struct NnCgKernel {
                  // work_fixed does not grow with the rows
     double work_fixed;
     NnId node;   // the node it computes
+    // An elementwise map over a fixed number of elements (emit_maps): thread
+    // i of n computes the elements nn_cg_split(map_total, map_align) gives it,
+    // in the output's row-major order. 0 for any other kernel.
+    int64_t map_total, map_align;
 } NnCgKernel;
 
 // Kernels below this much work run on the calling thread: a pool dispatch
@@ -212,6 +216,15 @@ void nn_llvm_step_free(NnrtStep *d);
 // cut by nn_pass_shard and ordered by nn_pass_lanes. False (d unchanged, why
 // set) when the order does not hold.
 bool nn_llvm_step_lanes(NnrtStep *d, const NnCg *cg, char *why, size_t whyn);
+// The sharded update over `ranks` MPI ranks (step.h, NnrtStepShard): every
+// gradient of at least NN_SHARD_MIN values (NNC_MPI_SHARD_MIN, for tests of
+// small models, sets another minimum) whose readers, transitively, are
+// elementwise update kernels gets a reduce-scatter, those kernels run on the
+// rank's elements, updated parameters are all-gathered and optimizer state
+// stays owned in part. False (d unchanged, why says which node) when a
+// gradient's update is not elementwise over its elements, or nothing is.
+#define NN_SHARD_MIN 16384
+bool nn_llvm_step_shard(NnrtStep *d, const NnCg *cg, char *why, size_t whyn);
 // d as C source: the kernels' declarations and `const NnrtStep <cname>`.
 void nn_llvm_step_write_c(const NnrtStep *d, const char *cname, FILE *out);
 

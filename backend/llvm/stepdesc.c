@@ -177,6 +177,150 @@ bool nn_llvm_step_lanes(NnrtStep *d, const NnCg *cg, char *why, size_t whyn)
     return true;
 }
 
+// ---- the sharded update (nn_llvm_step_shard) ----
+
+// Whether node id computes each element from the same element of its inputs
+// of its own shape (and from single values): a run over a range of its
+// elements then reads only that range of them.
+static bool same_elements(const NnGraph *g, NnId id)
+{
+    const NnNode *n = &g->nodes[id];
+    for (int k = 0; k < n->nin; k++) {
+        const NnNode *x = &g->nodes[n->in[k]];
+        int64_t one = 1;
+        for (int d = 0; d < x->shape.rank; d++)
+            one *= x->shape.dim[d];
+        if (one != 1 && !nn_shape_eq(&x->shape, &n->shape))
+            return false;
+        if (n->op == NN_OP_BROADCAST && one != 1)
+            return false;
+    }
+    if (n->op == NN_OP_FUSED) {
+        const NnGraph *b = n->attr.body;
+        if (nn_fuse_form(b) != NN_FUSE_ELEMWISE)
+            return false;
+        for (NnId j = 0; j < b->count; j++)
+            if (!(nn_op_flags(b->nodes[j].op) & NN_OPF_SOURCE) && !same_elements(b, j))
+                return false;
+        return true;
+    }
+    return (nn_op_flags(n->op) & NN_OPF_ELEMWISE) || n->op == NN_OP_BROADCAST;
+}
+
+static int cmp_shard(const void *a, const void *b)
+{
+    const NnrtStepShard *x = a, *y = b;
+    return x->kernel != y->kernel ? (x->kernel > y->kernel) - (x->kernel < y->kernel)
+                                  : (x->kind > y->kind) - (x->kind < y->kind);
+}
+
+bool nn_llvm_step_shard(NnrtStep *d, const NnCg *cg, char *why, size_t whyn)
+{
+    const NnGraph *g = cg->g;
+    size_t nn = (size_t)g->count + 1;
+    NnId *lead = malloc(nn * sizeof *lead);
+    int *kof = malloc(nn * sizeof *kof);
+    int64_t *align = calloc(nn, sizeof *align); // a sharded value's split; 0: not sharded
+    bool *ksh = calloc((size_t)cg->nkernels + 1, sizeof *ksh);
+    NnrtStepShard *sh = calloc((size_t)(2 * cg->nkernels + g->nupdates) + 1, sizeof *sh);
+    bool ok = lead && kof && align && ksh && sh;
+    const char *me = getenv("NNC_MPI_SHARD_MIN");
+    int64_t min = me && atoll(me) > 0 ? atoll(me) : NN_SHARD_MIN;
+    if (!ok)
+        snprintf(why, whyn, "out of memory");
+    if (ok) {
+        nn_fuse_multi(g, lead);
+        for (NnId i = 0; i < g->count; i++)
+            kof[i] = -1;
+        for (int k = 0; k < cg->nkernels; k++)
+            kof[cg->kernels[k].node] = k;
+        for (NnId i = 0; i < g->count; i++)
+            if (lead[i] >= 0)
+                kof[i] = kof[lead[i]];
+        for (NnId i = 0; i < g->count; i++) // the gradients: split as their readers split
+            if (g->nodes[i].op == NN_OP_GRAD_WAIT && nn_cg_numel(cg, g, i) >= min)
+                align[i] = -1;
+    }
+    // Every reader of a sharded value runs on the rank's elements only, and so
+    // does every value its kernel computes: grow the set until it holds.
+    for (bool grew = ok; grew && ok;) {
+        grew = false;
+        for (NnId i = 0; i < g->count && ok; i++) {
+            const NnNode *n = &g->nodes[i];
+            int k = kof[i];
+            bool reads = false;
+            for (int j = 0; j < n->nin; j++)
+                reads = reads || align[n->in[j]] != 0;
+            if (n->op == NN_OP_GRAD_WAIT || align[i] > 0 || !(reads || (k >= 0 && ksh[k])))
+                continue;
+            const NnCgKernel *kn = k >= 0 ? &cg->kernels[k] : NULL;
+            if (!kn || kn->map_total != nn_cg_numel(cg, g, i) || kn->map_total <= 0 ||
+                !same_elements(g, i)) {
+                snprintf(why, whyn, "node %d (%s) is not elementwise over a gradient's elements",
+                         i, nn_op_name(n->op));
+                ok = false;
+                break;
+            }
+            for (int j = 0; j < n->nin && ok; j++) {
+                int64_t *a = &align[n->in[j]];
+                if (*a == -1) // a gradient's first reader sets its split
+                    *a = kn->map_align;
+                if (*a > 0 && *a != kn->map_align) {
+                    snprintf(why, whyn, "node %d (%s) splits a gradient's elements differently",
+                             i, nn_op_name(n->op));
+                    ok = false;
+                }
+            }
+            align[i] = kn->map_align;
+            ksh[k] = true;
+            grew = true;
+        }
+    }
+    for (NnId i = 0; ok && i < g->count; i++) // a gradient no update reads is summed whole
+        if (align[i] == -1)
+            align[i] = 0;
+    for (int k = 0; ok && k < g->noutputs; k++)
+        if (align[g->outputs[k].id]) {
+            snprintf(why, whyn, "output '%s' is computed on each rank's elements only",
+                     g->outputs[k].name);
+            ok = false;
+        }
+    int n = 0;
+    for (NnId i = 0; ok && i < g->count; i++)
+        if (g->nodes[i].op == NN_OP_GRAD_WAIT && align[i] > 0)
+            sh[n++] = (NnrtStepShard){kof[g->nodes[i].in[0]], NNRT_SHARD_SUM, -1,
+                                      nn_cg_numel(cg, g, i), align[i]};
+    for (int k = 0; ok && k < cg->nkernels; k++)
+        if (ksh[k])
+            sh[n++] = (NnrtStepShard){k, NNRT_SHARD_RUN, -1, cg->kernels[k].map_total,
+                                      cg->kernels[k].map_align};
+    for (int u = 0; ok && u < g->nupdates; u++) {
+        NnId v = g->updates[u].value;
+        NnOp vop = g->nodes[g->updates[u].var].op;
+        if (!align[v])
+            continue;
+        if (vop == NN_OP_PARAM)
+            sh[n++] = (NnrtStepShard){kof[v], NNRT_SHARD_GATHER, d->updates[u].slot,
+                                      nn_cg_numel(cg, g, v), align[v]};
+        else
+            sh[n++] = (NnrtStepShard){cg->nkernels, NNRT_SHARD_STATE, d->updates[u].var,
+                                      nn_cg_numel(cg, g, v), align[v]};
+    }
+    if (ok && n == 0) {
+        snprintf(why, whyn, "no gradient of %lld values or more", (long long)min);
+        ok = false;
+    }
+    free(lead), free(kof), free(align), free(ksh);
+    if (!ok) {
+        free(sh);
+        return false;
+    }
+    qsort(sh, (size_t)n, sizeof *sh, cmp_shard);
+    d->nshards = n;
+    d->shards = sh;
+    return true;
+}
+
 static void tensors_free(const NnrtStepTensor *t, int n)
 {
     for (int k = 0; k < n; k++) {
@@ -201,6 +345,7 @@ void nn_llvm_step_free(NnrtStep *d)
     free((void *)d->checks);
     free((void *)d->cuts);
     free((void *)d->out_rule);
+    free((void *)d->shards);
     free((char *)d->name);
     free(d);
 }
