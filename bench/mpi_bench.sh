@@ -17,8 +17,12 @@
 # and once with NNC_MPI_OVERLAP=0 (every all-reduce completed where it starts); their
 # difference is the share hidden behind the rest of the step, given two
 # ways: by time inside MPI (starts, progress calls and waits) and by time
-# blocked in waits. The load average is printed with every row: the machine
-# is shared, and figures taken under load are noisy.
+# blocked in waits. Under mpirun the update is sharded (each rank updates its
+# half of the large parameters after a reduce-scatter, then all-gathers
+# them); the "whole update" rows turn that off (NNC_MPI_SHARD=0), every rank
+# then updating everything after an all-reduce, for comparison. The load
+# average is printed with every row: the machine is shared, and figures taken
+# under load are noisy.
 # Uses the build in $NN_BUILD (default build/).
 set -eu
 cd "$(dirname "$0")/.."
@@ -78,11 +82,16 @@ bench_model() { # NAME MODEL BATCH SAMPLES
     row "$1" "$2" "$3" "$4" "" 1 "1 rank  x 1 thread" one1
     row "$1" "$2" "$3" "$4" "" 2 "1 rank  x 2 threads" one2
     row "$1" "$2" "$3" "$4" "$MPIRUN -np 2" 1 "2 ranks x 1 thread" two1
-    paste "$TMP/two1" "$TMP/one2" | awk '{ for (i = 1; i <= NF; i++) if ($i == "samples/s") w[++k] = $(i - 1);
-        else if ($i == "CPU-second") c[++j] = $(i - 3) }
-        END { printf "2 ranks x 1 thread reach %.0f%% of 1 rank x 2 threads (wall), %.0f%% (per CPU-second)\n",
-              100 * w[1] / w[2], 100 * c[1] / c[2] }'
+    row "$1" "$2" "$3" "$4" "env NNC_MPI_SHARD=0 $MPIRUN -np 2" 1 "  whole update" two0
+    for v in two1 two0; do
+        paste "$TMP/$v" "$TMP/one2" | awk -v what="$v" '{ for (i = 1; i <= NF; i++) if ($i == "samples/s") w[++k] = $(i - 1);
+            else if ($i == "CPU-second") c[++j] = $(i - 3) }
+            END { printf "2 ranks x 1 thread%s reach %.0f%% of 1 rank x 2 threads (wall), %.0f%% (per CPU-second)\n",
+                  what == "two0" ? ", every rank updating everything," : " (sharded update)",
+                  100 * w[1] / w[2], 100 * c[1] / c[2] }'
+    done
     echo "Open MPI's default algorithm: $(mpistats "$2" "$3" 1 0)  (load $(load))"
+    echo "whole update (NNC_MPI_SHARD=0), all-reduce only: $(NNC_MPI_SHARD=0 mpistats "$2" "$3" 1)  (load $(load))"
     ov=$(mpistats "$2" "$3" 1)
     echo "overlapped:  $ov  (load $(load))"
     seq=$(mpistats "$2" "$3" 0)

@@ -208,6 +208,97 @@ Test(mpi_cli, resume_under_mpi_and_across_rank_counts)
     cr_assert(d2 <= BOUND && d1 <= BOUND, "resumed runs differ by %g (2 ranks), %g (1)", d2, d1);
 }
 
+// The sharded update (ZeRO stage 1, runtime/step.c): NNC_MPI_SHARD_MIN=1
+// shards every one of flowers' gradients, down to the 3-value bias that on
+// 3 ranks leaves two of them no element of it. Reduce-scatter and all-gather
+// move the same floats as the all-reduce and sum them in another order: the
+// same bound holds.
+Test(mpi_cli, sharded_update_equals_one_process)
+{
+    need_mpi();
+    char *out = NULL;
+    setenv("NNC_MPI_SHARD_MIN", "1", 1);
+    setenv("NNC_MPI_STATS", "1", 1);
+    cr_assert_eq(run_k(0, NULL, FLOWERS " --set save=%s/s1.st", dir), 0);
+    cr_assert_eq(run_k(2, &out, FLOWERS " --set save=%s/s2.st -v", dir), 0, "%s", out);
+    cr_assert(strstr(out, "jit: the update is sharded over 2 ranks"), "%s", out);
+    cr_assert(strstr(out, "sharded update: 4 buckets reduce-scattered and 4 parameters"), "%s",
+              out);
+    free(out);
+    double d = max_rel_diff("s1.st", "s2.st");
+    cr_assert(d <= BOUND, "sharded on 2 ranks: differs from 1 process by %g (bound %g)", d, BOUND);
+    cr_assert_eq(run_k(0, NULL, FLOWERS " --set batch=7 --set epochs=5 --set save=%s/s7.st", dir),
+                 0);
+    cr_assert_eq(run_k(3, &out, FLOWERS " --set batch=7 --set epochs=5 --set save=%s/s73.st",
+                       dir), 0, "%s", out);
+    cr_assert(strstr(out, "sharded update: 4 buckets"), "%s", out);
+    free(out);
+    unsetenv("NNC_MPI_STATS");
+    unsetenv("NNC_MPI_SHARD_MIN");
+    d = max_rel_diff("s7.st", "s73.st");
+    cr_assert(d <= BOUND, "sharded on 3 ranks: differs from 1 process by %g (bound %g)", d, BOUND);
+}
+
+// A checkpoint written under the sharded update holds every optimizer moment
+// whole (gathered from the ranks), so it equals one process's after as many
+// epochs, and resuming from it on 1, 2 or 3 ranks continues the same run.
+Test(mpi_cli, sharded_checkpoint_resumes_on_any_rank_count)
+{
+    need_mpi();
+    char *out = NULL;
+    setenv("NNC_MPI_SHARD_MIN", "1", 1);
+    cr_assert_eq(run_k(0, NULL, FLOWERS " --set epochs=3 --set save=%s/p3.st", dir), 0);
+    cr_assert_eq(run_k(0, NULL, FLOWERS " --set epochs=8 --set save=%s/p8.st", dir), 0);
+    cr_assert_eq(run_k(2, &out, FLOWERS " --set epochs=3 --set save=%s/h.st -v", dir), 0, "%s",
+                 out);
+    cr_assert(strstr(out, "jit: the update is sharded"), "%s", out);
+    free(out);
+    double d = max_rel_diff("p3.st", "h.st");
+    cr_assert(d <= BOUND, "the sharded checkpoint differs from 1 process by %g", d);
+    for (int k = 0; k <= 3; k += k ? 1 : 2) { // 1 process, 2 and 3 ranks
+        cr_assert_eq(run_k(k, &out, FLOWERS " --set epochs=8 --resume %s/h.st --set save=%s/h%d.st",
+                           dir, dir, k), 0, "%s", out);
+        cr_assert(strstr(out, "3 of 8 epochs done"), "%s", out);
+        free(out);
+        char name[32];
+        snprintf(name, sizeof name, "h%d.st", k);
+        d = max_rel_diff("p8.st", name);
+        cr_assert(d <= BOUND, "resumed on %d ranks: differs by %g (bound %g)", k, d, BOUND);
+    }
+    unsetenv("NNC_MPI_SHARD_MIN");
+}
+
+// An update that is not elementwise over a gradient's elements (clipping by
+// the global norm reads every gradient whole) is not sharded: every rank runs
+// all of it after the all-reduce, with the same result.
+Test(mpi_cli, update_that_is_not_elementwise_is_not_sharded)
+{
+    need_mpi();
+    char *src = tu_read_file("examples/flowers.nn"), p[512];
+    cr_assert(src);
+    char *csv = strstr(src, "\"data/flowers.csv\""), *at = strstr(src, "adam(lr = 0.01)");
+    cr_assert(csv && at && csv < at);
+    snprintf(p, sizeof p, "%s/clip.nn", dir);
+    FILE *f = fopen(p, "w");
+    cr_assert(f);
+    fprintf(f, "%.*s\"%s/examples/data/flowers.csv\"%.*sadam(lr = 0.01, clip = 0.5)%s",
+            (int)(csv - src), src, NN_SOURCE_DIR, (int)(at - csv - 18), csv + 18, at + 15);
+    fclose(f);
+    free(src);
+    char *out = NULL;
+    setenv("NNC_MPI_SHARD_MIN", "1", 1);
+    cr_assert_eq(run_k(0, NULL, "train %s/clip.nn --threads 1 --set save=%s/c1.st", dir, dir), 0);
+    cr_assert_eq(run_k(2, &out, "train %s/clip.nn --threads 1 --set save=%s/c2.st -v", dir, dir),
+                 0, "%s", out);
+    unsetenv("NNC_MPI_SHARD_MIN");
+    cr_assert(strstr(out, "jit: every rank runs the whole update (node") &&
+                  strstr(out, "is not elementwise over a gradient's elements"), "%s", out);
+    cr_assert_null(strstr(out, "jit: the update is sharded"), "%s", out);
+    free(out);
+    double d = max_rel_diff("c1.st", "c2.st");
+    cr_assert(d <= BOUND, "2 ranks differ from 1 process by %g (bound %g)", d, BOUND);
+}
+
 Test(mpi_cli, different_settings_are_refused)
 {
     need_mpi();
