@@ -99,9 +99,10 @@ static void print_stats(void)
     if (a && a[0] >= '0' && a[0] <= '4' && !a[1])
         fprintf(stderr, "; all-reduce algorithm: %s", algs[a[0] - '0']);
     if (stats.scattered)
-        fprintf(stderr, "; sharded update: %.0f buckets reduce-scattered and %.0f parameters "
-                "(%.0f bytes) all-gathered per step, %.3f ms per step inside MPI for the "
-                "gathers (%.3f ms blocked)", (double)stats.scattered / st,
+        fprintf(stderr, "; sharded update: %.0f buckets reduce-scattered (%.3f ms per step "
+                "adding the peers' parts) and %.0f parameters (%.0f bytes) all-gathered per "
+                "step, %.3f ms per step inside MPI for the gathers (%.3f ms blocked)",
+                (double)stats.scattered / st, 1e3 * stats.sum_s / st,
                 (double)stats.gathers / st, (double)stats.gather_bytes / st,
                 1e3 * stats.gather_s / st, 1e3 * stats.gather_wait_s / st);
     fputc('\n', stderr);

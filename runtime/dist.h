@@ -92,6 +92,7 @@ typedef struct NnrtDistStats {
     double exposed_s; // in grad_start, progress and grad_wait
     double wait_s;    // of which blocked in grad_wait
     int64_t scattered;    // buckets reduce-scattered (the sharded update)
+    double sum_s;         // of exposed_s: adding the peers' parts (the arithmetic)
     int64_t gathers, gather_bytes; // parameters all-gathered after their update
     double gather_s;      // inside MPI for them (in exposed_s too)
     double gather_wait_s; // of which blocked in nnrt_dist_gather_wait

@@ -352,12 +352,14 @@ static void pend_finish(int i, const char *what)
         if (reqs[p->first + k] != MPI_REQUEST_NULL)
             wait_req(&reqs[p->first + k], what);
     if (p->kind == PEND_SCATTER) { // this rank's part: its own plus every peer's
+        double t0 = stat_now();
         float *a = (float *)p->acc + p->lo;
         const float *t = tmps[p->tmp].p;
         for (int q = 0; q < size_ - 1; q++)
             for (int64_t j = 0; j < p->cnt; j++)
                 a[j] += t[q * p->cnt + j];
         tmps[p->tmp].used = false;
+        stats->sum_s += stat_now() - t0;
     }
     free(p->counts);
     free(p->displs);
