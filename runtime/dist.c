@@ -144,14 +144,21 @@ void nnrt_dist_abort(const char *msg)
 void nnrt_dist_grad_start(const float *g, float *acc, int64_t n)
 {
     float w = (float)weight;
-    for (int64_t i = 0; i < n; i++)
-        acc[i] = g[i] * w;
-    int64_t align = next_align;
+    int64_t align = next_align, lo = 0, hi = 0;
     next_align = 0;
+    // A reduce-scatter in place leaves this rank's own elements to the sum at
+    // the wait, which weights them as it adds the peers' parts: one pass over
+    // them instead of two.
+    if (ops && align > 0 && g == acc)
+        nnrt_dist_range(n, align, rank_, &lo, &hi);
+    for (int64_t i = 0; i < lo; i++)
+        acc[i] = g[i] * w;
+    for (int64_t i = hi; i < n; i++)
+        acc[i] = g[i] * w;
     if (ops) {
         stats.in_place += g == acc;
         if (align > 0)
-            ops->grad_scatter(acc, n, align);
+            ops->grad_scatter(acc, n, align, hi > lo ? w : 1.0f);
         else
             ops->grad_start(acc, n);
     }

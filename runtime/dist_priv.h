@@ -9,9 +9,10 @@ typedef struct NnrtDistOps {
     void (*grad_start)(float *acc, int64_t n); // acc already weighted
     void (*grad_wait)(const float *acc);       // acc then holds the sum
     void (*progress)(void);
-    // The sharded update (dist.h): reduce-scatter of acc (already weighted)
-    // keeping this rank's [lo, hi); in-place all-gather of buf's ranges.
-    void (*grad_scatter)(float *acc, int64_t n, int64_t align);
+    // The sharded update (dist.h): reduce-scatter of acc (weighted but for
+    // this rank's [lo, hi), which the sum weights by own_w) keeping [lo, hi);
+    // in-place all-gather of buf's ranges.
+    void (*grad_scatter)(float *acc, int64_t n, int64_t align, float own_w);
     void (*gather_start)(float *buf, int64_t n, int64_t align);
     void (*gather_wait)(void);
     NnStatus (*gather_now)(float *buf, int64_t n, int64_t align, const char *what);
