@@ -345,25 +345,38 @@ static Pend *pend_new(const float *acc, int kind, int nreq)
     return p;
 }
 
+// A reduce-scatter whose messages are all in: adds the peers' parts to this
+// rank's own (weighting it), once.
+static void scatter_sum(Pend *p)
+{
+    if (p->kind != PEND_SCATTER || p->tmp < 0)
+        return;
+    for (int k = 0; k < p->nreq; k++)
+        if (reqs[p->first + k] != MPI_REQUEST_NULL)
+            return;
+    double t0 = stat_now();
+    float *a = (float *)p->acc + p->lo, w = p->own_w;
+    const float *t = tmps[p->tmp].p;
+    for (int64_t j = 0; j < p->cnt; j++)
+        a[j] = w * a[j] + t[j];
+    for (int q = 1; q < size_ - 1; q++)
+        for (int64_t j = 0; j < p->cnt; j++)
+            a[j] += t[q * p->cnt + j];
+    tmps[p->tmp].used = false;
+    p->tmp = -1;
+    stats->sum_s += stat_now() - t0;
+}
+
 // Completes Pend i's requests, then drops it (its requests leave the array).
-static void pend_finish(int i, const char *what)
+// Returns the time spent adding (work, not waiting).
+static double pend_finish(int i, const char *what)
 {
     Pend *p = &pends[i];
     for (int k = 0; k < p->nreq; k++)
         if (reqs[p->first + k] != MPI_REQUEST_NULL)
             wait_req(&reqs[p->first + k], what);
-    if (p->kind == PEND_SCATTER) { // this rank's part: its own plus every peer's
-        double t0 = stat_now();
-        float *a = (float *)p->acc + p->lo, w = p->own_w;
-        const float *t = tmps[p->tmp].p;
-        for (int64_t j = 0; j < p->cnt; j++)
-            a[j] = w * a[j] + t[j];
-        for (int q = 1; q < size_ - 1; q++)
-            for (int64_t j = 0; j < p->cnt; j++)
-                a[j] += t[q * p->cnt + j];
-        tmps[p->tmp].used = false;
-        stats->sum_s += stat_now() - t0;
-    }
+    double s0 = stats->sum_s;
+    scatter_sum(p);
     free(p->counts);
     free(p->displs);
     int first = p->first, nreq = p->nreq;
@@ -373,6 +386,7 @@ static void pend_finish(int i, const char *what)
     npend--;
     for (int k = i; k < npend; k++)
         pends[k].first -= nreq;
+    return stats->sum_s - s0;
 }
 
 // NNC_MPI_OVERLAP=0 measures the all-reduce with nothing hidden.
@@ -466,9 +480,11 @@ static void grad_scatter(float *acc, int64_t n, int64_t align, float own_w)
     stats->buckets++;
     stats->scattered++;
     stats->bytes += n * (int64_t)sizeof(float);
-    if (!overlapped())
+    if (!overlapped()) {
         for (int k = 0; k < p->nreq; k++)
             wait_req(&reqs[p->first + k], "the gradient reduce-scatter");
+        scatter_sum(p);
+    }
     stats->exposed_s += stat_now() - t0;
 }
 
@@ -482,6 +498,8 @@ static void progress(void)
     double t0 = stat_now();
     int all = 0;
     GUARD(MPI_Testall(nreqs, reqs, &all, MPI_STATUSES_IGNORE));
+    for (int i = 0; i < npend; i++) // sums whose parts are in: added now, between kernels
+        scatter_sum(&pends[i]);
     stats->exposed_s += stat_now() - t0;
 }
 
@@ -493,8 +511,8 @@ static void grad_wait(const float *acc)
         mpi_abort("internal error: a gradient wait without its start");
         return;
     }
-    pend_finish(i, "the gradient all-reduce");
-    stats->wait_s += stat_now() - t0;
+    double work = pend_finish(i, "the gradient all-reduce");
+    stats->wait_s += stat_now() - t0 - work;
     stats->exposed_s += stat_now() - t0;
 }
 
