@@ -306,8 +306,12 @@ bool nn_llvm_step_shard(NnrtStep *d, const NnCg *cg, char *why, size_t whyn)
             sh[n++] = (NnrtStepShard){cg->nkernels, NNRT_SHARD_STATE, d->updates[u].var,
                                       nn_cg_numel(cg, g, v), align[v]};
     }
+    bool sums = false; // an evaluation step has none: nothing to say
+    for (NnId i = 0; i < g->count; i++)
+        sums = sums || g->nodes[i].op == NN_OP_GRAD_WAIT;
     if (ok && n == 0) {
         snprintf(why, whyn, "no gradient of %lld values or more", (long long)min);
+        why[0] = sums ? why[0] : 0;
         ok = false;
     }
     free(lead), free(kof), free(align), free(ksh);
