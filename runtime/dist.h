@@ -90,12 +90,12 @@ typedef struct NnrtDistStats {
     int64_t steps, buckets, bytes;
     int64_t in_place; // buckets summed in the gradient's own buffer (no copies)
     double exposed_s; // in grad_start, progress and grad_wait
-    double wait_s;    // of which blocked in grad_wait
+    double wait_s;    // of which blocked in grad_wait and nnrt_dist_gather_wait
     int64_t scattered;    // buckets reduce-scattered (the sharded update)
     double sum_s;         // of exposed_s: adding the peers' parts (the arithmetic)
     int64_t gathers, gather_bytes; // parameters all-gathered after their update
     double gather_s;      // inside MPI for them (in exposed_s too)
-    double gather_wait_s; // of which blocked in nnrt_dist_gather_wait
+    double gather_wait_s; // of which blocked in nnrt_dist_gather_wait (in wait_s too)
 } NnrtDistStats;
 void nnrt_dist_stats(NnrtDistStats *s);
 void nnrt_dist_step_done(void); // counts a step (the training loop calls it)

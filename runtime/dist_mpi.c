@@ -565,6 +565,7 @@ static void gather_wait(void)
     double t = stat_now() - t0;
     stats->gather_s += t;
     stats->gather_wait_s += t;
+    stats->wait_s += t;
     stats->exposed_s += t;
 }
 
