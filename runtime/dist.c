@@ -166,8 +166,10 @@ void nnrt_dist_grad_start(const float *g, float *acc, int64_t n)
 
 bool nnrt_dist_sharding(void)
 {
-    const char *e = getenv("NNC_MPI_SHARD");
-    return ops && (!e || atoi(e) != 0);
+    static int on = -1; // read once: the steps' loop asks every step
+    if (on < 0)
+        on = !getenv("NNC_MPI_SHARD") || atoi(getenv("NNC_MPI_SHARD")) != 0;
+    return ops && on;
 }
 
 // The split of nn_cg_split (backend/llvm/emit.c): chunks of `align` dealt

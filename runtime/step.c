@@ -611,7 +611,7 @@ NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
     // Gradient sums over MPI ranks advance only inside MPI calls: one between
     // kernels, and none at all in a single process.
     bool ranks = nnrt_dist_size() > 1;
-    int next = ranks ? 0 : d->nshards; // the next entry of d->shards
+    int next = ranks && nnrt_dist_sharding() ? 0 : d->nshards; // the next of d->shards
     for (int k = 0; k < d->nkernels; k++) {
         // The default pool starts on first need: a small step (batch-1
         // prediction) never waits for threads to start.

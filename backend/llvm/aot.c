@@ -150,6 +150,11 @@ static NnStatus compile(const NnGraph *g, const int64_t *symv, int batch_sym, co
         NnArena *arena = nn_arena_new();
         *desc = nn_llvm_step_new(&cg, nn_plan_build_ex(g, pv, arena, &po), name);
         nn_arena_free(arena);
+        // A data-parallel step (grad_start/grad_wait) carries its sharded
+        // update, used when the program runs as several ranks (step.h).
+        char why[160];
+        if (*desc)
+            nn_llvm_step_shard(*desc, &cg, why, sizeof why);
         st = *desc ? emit(cg.mod, t, obj_path) : NN_ERR_NOMEM;
     }
     LLVMDisposeModule(cg.mod);

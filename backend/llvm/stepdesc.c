@@ -396,7 +396,16 @@ void nn_llvm_step_write_c(const NnrtStep *d, const char *cname, FILE *f)
     for (int k = 0; k < d->nchecks; k++)
         fprintf(f, "    {%d, %d, %lld},\n", d->checks[k].kind, d->checks[k].slot,
                 (long long)d->checks[k].bound);
-    fprintf(f, "    {0}\n};\nconst NnrtStep %s = {\n    ", cname);
+    fprintf(f, "    {0}\n};\n");
+    if (d->nshards) {
+        fprintf(f, "static const NnrtStepShard %s_shards[] = {\n", cname);
+        for (int k = 0; k < d->nshards; k++)
+            fprintf(f, "    {%d, %d, %d, %lld, %lld},\n", d->shards[k].kernel, d->shards[k].kind,
+                    d->shards[k].slot, (long long)d->shards[k].total,
+                    (long long)d->shards[k].align);
+        fprintf(f, "    {0}\n};\n");
+    }
+    fprintf(f, "const NnrtStep %s = {\n    ", cname);
     nn_aot_write_c_string(f, d->name);
     fprintf(f, ", %d, %s_slots, %lld, %lld, %d, %s_kernels,\n", d->nslots, cname,
             (long long)d->workspace, (long long)d->scratch, d->nkernels, cname);
@@ -404,5 +413,8 @@ void nn_llvm_step_write_c(const NnrtStep *d, const char *cname, FILE *f)
             d->nchecks);
     fprintf(f, "    %s_inputs, %s_vars, %s_outputs, %s_updates, %s_checks,\n", cname, cname,
             cname, cname, cname);
-    fprintf(f, "    %lld, %lld,\n};\n", (long long)d->workspace_rows, (long long)d->scratch_rows);
+    fprintf(f, "    %lld, %lld,\n", (long long)d->workspace_rows, (long long)d->scratch_rows);
+    if (d->nshards) // no lanes in a step cut for ranks
+        fprintf(f, "    0, 0, 0, 0, %d, %s_shards,\n", d->nshards, cname);
+    fprintf(f, "};\n");
 }

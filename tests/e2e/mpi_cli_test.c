@@ -701,3 +701,33 @@ Test(mpi_cli, built_program_ranks_write_once_resume_and_check_settings)
     cr_assert(!exists("x.st"), "trained anyway: %s", out);
     free(out);
 }
+
+// A built program's data-parallel step carries its sharded update too
+// (built with every gradient sharded): as ranks it reduce-scatters and
+// all-gathers, reaches one process's weights within the bound, and
+// NNC_MPI_SHARD=0 at run time gives the whole update back.
+Test(mpi_cli, built_program_shards_its_update)
+{
+    need_mpi();
+    setenv("NNC_MPI_SHARD_MIN", "1", 1);
+    build_flowers();
+    unsetenv("NNC_MPI_SHARD_MIN");
+    char *out = NULL, args[1024];
+    cr_assert_eq(run_k(0, NULL, FLOWERS " --set save=%s/b1.st", dir), 0);
+    setenv("NNC_MPI_STATS", "1", 1);
+    snprintf(args, sizeof args, "train --threads 1 --set save=%s/b2.st", dir);
+    cr_assert_eq(run_app(2, &out, args), 0, "%s", out);
+    cr_assert(strstr(out, "sharded update: 4 buckets reduce-scattered"), "%s", out);
+    free(out);
+    setenv("NNC_MPI_SHARD", "0", 1);
+    snprintf(args, sizeof args, "train --threads 1 --set save=%s/b0.st", dir);
+    cr_assert_eq(run_app(2, &out, args), 0, "%s", out);
+    unsetenv("NNC_MPI_SHARD");
+    unsetenv("NNC_MPI_STATS");
+    cr_assert(strstr(out, "4 buckets (4 summed in place)") && !strstr(out, "sharded update"),
+              "%s", out);
+    free(out);
+    double d2 = max_rel_diff("b1.st", "b2.st"), d0 = max_rel_diff("b1.st", "b0.st");
+    cr_assert(d2 <= BOUND && d0 <= BOUND, "built program on 2 ranks: differs by %g sharded, %g "
+              "not (bound %g)", d2, d0, BOUND);
+}
