@@ -11,9 +11,10 @@
 
 #include "nn_llvm.h"
 
-#define MM_MR 8    // rows per register tile
-#define MM_KC 1024 // K block
-#define MM_MC 128  // rows per L2 block of A
+#define MM_MR 12    // rows per register tile
+#define MM_KC 1024  // K block
+#define MM_KCA 256  // K block when op(A) is packed (pack_a): a panel of B stays in L1
+#define MM_MC 96    // rows per L2 block of A (packed on the stack)
 // Kernels below this many FMAs (or the equivalent in reads of B) run on the
 // calling thread alone: on 2 cores a pool dispatch costs a few microseconds,
 // more than splitting saves below it. Measured: 128x10x128 and 128x128x10
@@ -41,6 +42,11 @@ typedef struct Mm {
     NnExpr *epi; // NULL: plain product
     NnDType out_dt;
     LLVMValueRef a, bp, c; // pointers in the current kernel
+    // The block of op(A) packed by pack_a (NULL: the tiles read A in place):
+    // a tile's rows from row apk_row0 on, each tile apk_ld * MM_MR elements,
+    // laid out [k][MM_MR] when ta, else [row][apk_ld]; kc0 is the K block's start.
+    LLVMValueRef apk, apk_row0, kc0;
+    int64_t apk_ld;
     LLVMValueRef acc[MM_MR][2];
     LLVMValueRef tbuf;    // stack copy of a tile for the epilogue loop
     LLVMValueRef mask[2]; // column masks of the current panel, NULL when N % NR == 0
@@ -292,16 +298,27 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
         LLVMPositionBuilderAtEnd(cg->b, kb);
     }
 
+    // The tile's packed rows, when op(A) is packed.
+    LLVMValueRef abase = m->apk ? mul(cg, LLVMBuildSub(cg->b, i0, m->apk_row0, ""), m->apk_ld) : NULL;
     NnLoop k;
     nn_cg_loop_begin(cg, &k, kc0, add(cg, kc0, kcn), 1);
     LLVMValueRef boff = mul(cg, add(cg, mulv(cg, p, m->kv), k.iv), m->nr);
+    LLVMValueRef krel = m->apk ? LLVMBuildSub(cg->b, k.iv, kc0, "") : NULL;
     LLVMValueRef bv[2];
     for (int v = 0; v < 2; v++) {
         bv[v] = nn_cg_load(cg, m->dt, m->bp, add(cg, boff, nn_cg_i64(cg, v * m->vw)), m->vw, NULL);
         LLVMSetAlignment(bv[v], 64);
     }
     for (int r = 0; r < rows; r++) {
-        LLVMValueRef s = nn_cg_splat(cg, a_elem(cg, m, tile_row(cg, i0, r, nrows), k.iv), m->vw);
+        LLVMValueRef ae;
+        if (m->apk) { // rows past M were packed as zeros
+            LLVMValueRef off = m->ta ? add(cg, mul(cg, krel, MM_MR), nn_cg_i64(cg, r))
+                                     : add(cg, nn_cg_i64(cg, r * m->apk_ld), krel);
+            ae = nn_cg_load(cg, m->dt, m->apk, add(cg, abase, off), 1, NULL);
+        } else {
+            ae = a_elem(cg, m, tile_row(cg, i0, r, nrows), k.iv);
+        }
+        LLVMValueRef s = nn_cg_splat(cg, ae, m->vw);
         for (int v = 0; v < 2; v++) {
             LLVMValueRef args[3] = {s, bv[v], LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "")};
             LLVMValueRef f = nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3);
@@ -328,6 +345,70 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
     tile_store(cg, m, i0, j0, rows, false, nrows);
     LLVMBuildBr(cg->b, db);
     LLVMPositionBuilderAtEnd(cg->b, db);
+}
+
+// ---- packing op(A) ----
+
+// Lanes below n (a run-time count) of a w-lane vector.
+static LLVMValueRef lanes_below(NnCg *cg, int w, LLVMValueRef n)
+{
+    LLVMValueRef lanes[64];
+    for (int i = 0; i < w; i++)
+        lanes[i] = nn_cg_i64(cg, i);
+    return LLVMBuildICmp(cg->b, LLVMIntSLT, LLVMConstVector(lanes, (unsigned)w),
+                         nn_cg_splat(cg, n, w), "");
+}
+
+// Copies rows [tb0, tb1) * MM_MR of op(A), K block [kc0, kc0 + kcn), into
+// m->apk, rows past M as zeros. Unpacked, a tile's MM_MR rows lie a whole
+// row of A apart (or a column of A apart when ta): when that stride is a
+// multiple of 4 KB (K = 1024) they share one L1 set, and with ta every k of
+// the block is a new cache line and, past K of a few hundred, a new page.
+// Packed, a tile's rows are one compact block that stays in L1 while its
+// panels stream by.
+static void pack_a(NnCg *cg, Mm *m, LLVMValueRef tb0, LLVMValueRef tb1, LLVMValueRef kc0,
+                   LLVMValueRef kcn)
+{
+    NnLoop t;
+    nn_cg_loop_begin(cg, &t, tb0, tb1, 1);
+    LLVMValueRef i0 = mul(cg, t.iv, MM_MR);
+    LLVMValueRef base = mul(cg, LLVMBuildSub(cg->b, i0, m->apk_row0, ""), m->apk_ld);
+    LLVMValueRef left = LLVMBuildSub(cg->b, m->mv, i0, "");
+    LLVMValueRef mr = nn_cg_i64(cg, MM_MR);
+    LLVMValueRef nvalid =
+        LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, left, mr, ""), left, mr, "");
+    if (m->ta) {
+        // op(A)[i0 + r, k] = A[k, i0 + r]: each k's MM_MR rows are contiguous.
+        NnLoop k;
+        nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), kcn, 1);
+        LLVMValueRef src = add(cg, mulv(cg, add(cg, kc0, k.iv), m->mv), i0);
+        LLVMValueRef dst = add(cg, base, mul(cg, k.iv, MM_MR));
+        for (int c = 0; c < MM_MR; c += m->vw) {
+            LLVMValueRef cv = nn_cg_i64(cg, c);
+            LLVMValueRef ld = lanes_below(cg, m->vw, LLVMBuildSub(cg->b, nvalid, cv, ""));
+            LLVMValueRef x = nn_cg_load(cg, m->dt, m->a, add(cg, src, cv), m->vw, ld);
+            LLVMValueRef st = MM_MR - c < m->vw ? nn_cg_mask(cg, m->vw, MM_MR - c) : NULL;
+            nn_cg_store(cg, m->dt, x, m->apk, add(cg, dst, cv), m->vw, st);
+        }
+        nn_cg_loop_end(cg, &k);
+    } else {
+        // Row by row, a vector copy; the block's last vector masked.
+        NnLoop r, k;
+        nn_cg_loop_begin(cg, &r, nn_cg_i64(cg, 0), mr, 1);
+        LLVMValueRef real = LLVMBuildICmp(cg->b, LLVMIntSLT, r.iv, nvalid, "");
+        LLVMValueRef row = LLVMBuildSelect(cg->b, real, add(cg, i0, r.iv), i0, "");
+        LLVMValueRef src = add(cg, mulv(cg, row, m->kv), kc0);
+        LLVMValueRef dst = add(cg, base, mul(cg, r.iv, m->apk_ld));
+        LLVMValueRef n = LLVMBuildSelect(cg->b, real, kcn, nn_cg_i64(cg, 0), "");
+        nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), add(cg, kcn, nn_cg_i64(cg, m->vw - 1)), m->vw);
+        LLVMValueRef x = nn_cg_load(cg, m->dt, m->a, add(cg, src, k.iv), m->vw,
+                                    lanes_below(cg, m->vw, LLVMBuildSub(cg->b, n, k.iv, "")));
+        nn_cg_store(cg, m->dt, x, m->apk, add(cg, dst, k.iv), m->vw,
+                    lanes_below(cg, m->vw, LLVMBuildSub(cg->b, kcn, k.iv, "")));
+        nn_cg_loop_end(cg, &k);
+        nn_cg_loop_end(cg, &r);
+    }
+    nn_cg_loop_end(cg, &t);
 }
 
 // ---- the compute kernel ----
@@ -423,12 +504,29 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
         if (m->inline_pack) // this thread's panels, the ones it computes
             pack_panels(cg, m, p0, p1);
     }
-    // A run-time K is one block of K rows (nn_cg_emit_matmul).
-    int64_t kblocks = m->kblocks = m->k > 0 ? (m->k + kc - 1) / kc : 1;
-    NN_ASSERT(!m->rt_k || kblocks == 1);
-    LLVMValueRef kcv = m->rt_k ? m->kv : nn_cg_i64(cg, kc);
+    // A run-time K (kc 0) is one block of K rows (nn_cg_emit_matmul); with
+    // a kc, its blocks are counted at run time and the tiles compile the
+    // partial-sum path as for several.
+    int64_t kblocks = m->kblocks = m->k > 0 && kc ? (m->k + kc - 1) / kc : 1;
+    LLVMValueRef kcv = kc ? nn_cg_i64(cg, kc) : m->kv;
     LLVMValueRef kblocksv = nn_cg_i64(cg, kblocks);
+    if (m->rt_k && kc) {
+        kblocksv = LLVMBuildSDiv(cg->b, add(cg, m->kv, nn_cg_i64(cg, kc - 1)), kcv, "");
+        m->kblocks = 2;
+    }
     int64_t mc = MM_MC / MM_MR; // tiles per L2 block
+    // A transposed op(A) is packed one block of mc tiles at a time, on the
+    // stack (pack_a). Measured, 1 thread, thread CPU time (load 2.5-4.5):
+    // 784x256x1024 with ta 125-136 -> 159-161 GFLOP/s. Packing A without
+    // the transpose too (rows padded by a vector) lost: 1024x256x784 168-180
+    // -> 142-160, so those tiles still read A in place.
+    m->apk = NULL;
+    if (m->ta && kc && kc <= MM_KCA) {
+        m->apk_ld = m->ta ? kc : kc + m->vw;
+        m->apk = nn_cg_alloca(cg, LLVMArrayType2(nn_cg_type(cg, m->dt),
+                                                 (uint64_t)(mc * MM_MR * m->apk_ld)));
+        LLVMSetAlignment(m->apk, 64);
+    }
     NnLoop kb, mb, p, t;
     nn_cg_loop_begin(cg, &kb, nn_cg_i64(cg, 0), kblocksv, 1);
     LLVMValueRef kc0 = mulv(cg, kb.iv, kcv);
@@ -443,6 +541,10 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     LLVMValueRef tb0 = add(cg, t0, mul(cg, mb.iv, mc));
     LLVMValueRef tb1 = add(cg, tb0, nn_cg_i64(cg, mc));
     tb1 = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, tb1, t1, ""), tb1, t1, "");
+    if (m->apk) {
+        m->apk_row0 = mul(cg, tb0, MM_MR);
+        pack_a(cg, m, tb0, tb1, kc0, kcn);
+    }
     nn_cg_loop_begin(cg, &p, p0, p1, 1);
     for (int v = 0; v < 2; v++)
         m->mask[v] = col_mask(cg, m, add(cg, mul(cg, p.iv, m->nr), nn_cg_i64(cg, v * m->vw)));
@@ -719,10 +821,16 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
     int64_t esize = (int64_t)nnrt_dtype_size(dt);
     mm.pack_slot = rt_k ? nn_cg_add_scratch_rows(cg, mm.np * (k / cg->rt_ref) * mm.nr * esize)
                         : nn_cg_add_scratch(cg, mm.np * k * mm.nr * esize);
-    // Partial sums live in C between K blocks, so they need C's dtype. A
-    // run-time K (the batch, in weight gradients) is one block: no partial
-    // sums to compile for, at some cache cost past MM_KC rows.
-    int64_t kc = mm.out_dt == dt && !rt_k ? MM_KC : (k > 0 ? k : 1);
+    // Partial sums live in C between K blocks, so they need C's dtype (else
+    // one block of K; kc 0 for a run-time K, also when A is not transposed:
+    // then only a packed op(A) needs a bounded block). A fixed K splits into
+    // equal blocks (784 = 4 x 196 under MM_KCA, not 3 x 256 + 16, whose last
+    // block would be mostly the tiles' loads and stores of C).
+    int64_t kc = rt_k ? 0 : (k > 0 ? k : 1), kmax = ta ? MM_KCA : MM_KC;
+    if (mm.out_dt == dt && !rt_k)
+        kc = (k + (k + kmax - 1) / kmax - 1) / ((k + kmax - 1) / kmax);
+    else if (mm.out_dt == dt && ta)
+        kc = MM_KCA;
     mm.split_m = split_rows(&mm);
     // Split by panels, each thread reads only the panels it packed, so the
     // packing runs in the compute kernel: no kernel, dispatch and barrier
