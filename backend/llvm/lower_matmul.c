@@ -4,17 +4,22 @@
 // vectors (a scratch slot), transposing when tb; "mm" runs MR x NR register
 // tiles (2*MR vector accumulators, one FMA per A element broadcast) over K in
 // blocks of KC, panels in the outer loop so a B panel stays in L1 while the
-// thread's A rows stream from L2. Threads split M tiles, or N panels if M is short
-// or A small (emit_compute). NN_MM_SPLIT=m|n forces one, for experiments.
+// thread's A rows stream from L2; a transposed A (weight gradients) is first
+// packed per block of MC rows on the stack (pack_a). Threads split M tiles,
+// or N panels if M is short or A small (emit_compute). NN_MM_SPLIT=m|n forces
+// one, for experiments.
 #include <stdlib.h>
 #include <string.h>
 
 #include "nn_llvm.h"
 
-#define MM_MR 12    // rows per register tile
+// Rows per register tile. 12 (24 accumulators, fewer loads and loop
+// instructions per FMA) ran the 1024-row forward product about 5% faster, 1
+// thread, but made the MLP step's compile 15-20% slower (the 150 ms target).
+#define MM_MR 8
 #define MM_KC 1024  // K block
 #define MM_KCA 256  // K block when op(A) is packed (pack_a): a panel of B stays in L1
-#define MM_MC 96    // rows per L2 block of A (packed on the stack)
+#define MM_MC 128   // rows per L2 block of A (packed on the stack when ta)
 // Kernels below this many FMAs (or the equivalent in reads of B) run on the
 // calling thread alone: on 2 cores a pool dispatch costs a few microseconds,
 // more than splitting saves below it. Measured: 128x10x128 and 128x128x10
@@ -43,9 +48,9 @@ typedef struct Mm {
     NnDType out_dt;
     LLVMValueRef a, bp, c; // pointers in the current kernel
     // The block of op(A) packed by pack_a (NULL: the tiles read A in place):
-    // a tile's rows from row apk_row0 on, each tile apk_ld * MM_MR elements,
-    // laid out [k][MM_MR] when ta, else [row][apk_ld]; kc0 is the K block's start.
-    LLVMValueRef apk, apk_row0, kc0;
+    // the tiles from row apk_row0 on, each [k][MM_MR] over the K block (apk_ld
+    // = its length, kc).
+    LLVMValueRef apk, apk_row0;
     int64_t apk_ld;
     LLVMValueRef acc[MM_MR][2];
     LLVMValueRef tbuf;    // stack copy of a tile for the epilogue loop
@@ -312,8 +317,7 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
     for (int r = 0; r < rows; r++) {
         LLVMValueRef ae;
         if (m->apk) { // rows past M were packed as zeros
-            LLVMValueRef off = m->ta ? add(cg, mul(cg, krel, MM_MR), nn_cg_i64(cg, r))
-                                     : add(cg, nn_cg_i64(cg, r * m->apk_ld), krel);
+            LLVMValueRef off = add(cg, mul(cg, krel, MM_MR), nn_cg_i64(cg, r));
             ae = nn_cg_load(cg, m->dt, m->apk, add(cg, abase, off), 1, NULL);
         } else {
             ae = a_elem(cg, m, tile_row(cg, i0, r, nrows), k.iv);
@@ -359,13 +363,11 @@ static LLVMValueRef lanes_below(NnCg *cg, int w, LLVMValueRef n)
                          nn_cg_splat(cg, n, w), "");
 }
 
-// Copies rows [tb0, tb1) * MM_MR of op(A), K block [kc0, kc0 + kcn), into
-// m->apk, rows past M as zeros. Unpacked, a tile's MM_MR rows lie a whole
-// row of A apart (or a column of A apart when ta): when that stride is a
-// multiple of 4 KB (K = 1024) they share one L1 set, and with ta every k of
-// the block is a new cache line and, past K of a few hundred, a new page.
-// Packed, a tile's rows are one compact block that stays in L1 while its
-// panels stream by.
+// Copies rows [tb0, tb1) * MM_MR of op(A) = A^T, K block [kc0, kc0 + kcn),
+// into m->apk, rows past M as zeros. Unpacked, each k of a tile is a row of
+// A, a new cache line and (past K of a few hundred rows at M = 784) a new
+// page, for MM_MR elements; packed, a tile is one compact run that streams
+// from L1 while its panel of B stays there too.
 static void pack_a(NnCg *cg, Mm *m, LLVMValueRef tb0, LLVMValueRef tb1, LLVMValueRef kc0,
                    LLVMValueRef kcn)
 {
@@ -377,37 +379,19 @@ static void pack_a(NnCg *cg, Mm *m, LLVMValueRef tb0, LLVMValueRef tb1, LLVMValu
     LLVMValueRef mr = nn_cg_i64(cg, MM_MR);
     LLVMValueRef nvalid =
         LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, left, mr, ""), left, mr, "");
-    if (m->ta) {
-        // op(A)[i0 + r, k] = A[k, i0 + r]: each k's MM_MR rows are contiguous.
-        NnLoop k;
-        nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), kcn, 1);
-        LLVMValueRef src = add(cg, mulv(cg, add(cg, kc0, k.iv), m->mv), i0);
-        LLVMValueRef dst = add(cg, base, mul(cg, k.iv, MM_MR));
-        for (int c = 0; c < MM_MR; c += m->vw) {
-            LLVMValueRef cv = nn_cg_i64(cg, c);
-            LLVMValueRef ld = lanes_below(cg, m->vw, LLVMBuildSub(cg->b, nvalid, cv, ""));
-            LLVMValueRef x = nn_cg_load(cg, m->dt, m->a, add(cg, src, cv), m->vw, ld);
-            LLVMValueRef st = MM_MR - c < m->vw ? nn_cg_mask(cg, m->vw, MM_MR - c) : NULL;
-            nn_cg_store(cg, m->dt, x, m->apk, add(cg, dst, cv), m->vw, st);
-        }
-        nn_cg_loop_end(cg, &k);
-    } else {
-        // Row by row, a vector copy; the block's last vector masked.
-        NnLoop r, k;
-        nn_cg_loop_begin(cg, &r, nn_cg_i64(cg, 0), mr, 1);
-        LLVMValueRef real = LLVMBuildICmp(cg->b, LLVMIntSLT, r.iv, nvalid, "");
-        LLVMValueRef row = LLVMBuildSelect(cg->b, real, add(cg, i0, r.iv), i0, "");
-        LLVMValueRef src = add(cg, mulv(cg, row, m->kv), kc0);
-        LLVMValueRef dst = add(cg, base, mul(cg, r.iv, m->apk_ld));
-        LLVMValueRef n = LLVMBuildSelect(cg->b, real, kcn, nn_cg_i64(cg, 0), "");
-        nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), add(cg, kcn, nn_cg_i64(cg, m->vw - 1)), m->vw);
-        LLVMValueRef x = nn_cg_load(cg, m->dt, m->a, add(cg, src, k.iv), m->vw,
-                                    lanes_below(cg, m->vw, LLVMBuildSub(cg->b, n, k.iv, "")));
-        nn_cg_store(cg, m->dt, x, m->apk, add(cg, dst, k.iv), m->vw,
-                    lanes_below(cg, m->vw, LLVMBuildSub(cg->b, kcn, k.iv, "")));
-        nn_cg_loop_end(cg, &k);
-        nn_cg_loop_end(cg, &r);
+    // op(A)[i0 + r, k] = A[k, i0 + r]: each k's MM_MR rows are contiguous.
+    NnLoop k;
+    nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), kcn, 1);
+    LLVMValueRef src = add(cg, mulv(cg, add(cg, kc0, k.iv), m->mv), i0);
+    LLVMValueRef dst = add(cg, base, mul(cg, k.iv, MM_MR));
+    for (int c = 0; c < MM_MR; c += m->vw) {
+        LLVMValueRef cv = nn_cg_i64(cg, c);
+        LLVMValueRef ld = lanes_below(cg, m->vw, LLVMBuildSub(cg->b, nvalid, cv, ""));
+        LLVMValueRef x = nn_cg_load(cg, m->dt, m->a, add(cg, src, cv), m->vw, ld);
+        LLVMValueRef st = MM_MR - c < m->vw ? nn_cg_mask(cg, m->vw, MM_MR - c) : NULL;
+        nn_cg_store(cg, m->dt, x, m->apk, add(cg, dst, cv), m->vw, st);
     }
+    nn_cg_loop_end(cg, &k);
     nn_cg_loop_end(cg, &t);
 }
 
@@ -479,19 +463,15 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
         m->bp = bp; // the tiles read the packed panels
         memcpy(m->acc, acc, sizeof acc);
     }
-    int64_t mt = (m->m + MM_MR - 1) / MM_MR, full = m->m / MM_MR;
-    int rem = (int)(m->m % MM_MR);
+    int64_t mt = (m->m + MM_MR - 1) / MM_MR;
     bool split_m = m->split_m;
-    // With a run-time M: tile counts from it, and one last tile of MM_MR rows
-    // of which the first mrem are real.
-    LLVMValueRef mtv = nn_cg_i64(cg, mt), fullv = nn_cg_i64(cg, full), mrem = NULL;
-    if (m->rt_m) {
-        fullv = LLVMBuildSDiv(cg->b, m->mv, nn_cg_i64(cg, MM_MR), "");
-        mrem = LLVMBuildSRem(cg->b, m->mv, nn_cg_i64(cg, MM_MR), "");
+    // With a run-time M, or one that is not a multiple of MM_MR, one last
+    // tile of MM_MR rows of which only the first are real (counted at run time).
+    bool short_last = m->rt_m || m->m % MM_MR;
+    LLVMValueRef mtv = nn_cg_i64(cg, mt);
+    if (m->rt_m)
         mtv = LLVMBuildSDiv(cg->b, add(cg, m->mv, nn_cg_i64(cg, MM_MR - 1)), nn_cg_i64(cg, MM_MR),
                             "");
-        rem = MM_MR;
-    }
     LLVMValueRef t0, t1, p0, p1;
     if (split_m) {
         nn_cg_split_v(cg, mtv, 1, &t0, &t1);
@@ -522,7 +502,7 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     // -> 142-160, so those tiles still read A in place.
     m->apk = NULL;
     if (m->ta && kc && kc <= MM_KCA) {
-        m->apk_ld = m->ta ? kc : kc + m->vw;
+        m->apk_ld = kc;
         m->apk = nn_cg_alloca(cg, LLVMArrayType2(nn_cg_type(cg, m->dt),
                                                  (uint64_t)(mc * MM_MR * m->apk_ld)));
         LLVMSetAlignment(m->apk, 64);
@@ -548,11 +528,12 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     nn_cg_loop_begin(cg, &p, p0, p1, 1);
     for (int v = 0; v < 2; v++)
         m->mask[v] = col_mask(cg, m, add(cg, mul(cg, p.iv, m->nr), nn_cg_i64(cg, v * m->vw)));
-    if (mrem) {
-        // A run-time M: every tile of the block, the last one's real rows
-        // counted at run time. One copy of the tile, not a full one and a
-        // short one: the K loop is the same, the rows' selects leave it, and
-        // a second copy was a sixth of the MLP step's compile time.
+    if (short_last) {
+        // A run-time M, or one that leaves a short last tile: every tile of
+        // the block, the last one's real rows counted at run time. One copy
+        // of the tile, not a full one and a short one: the K loop is the
+        // same, the rows' selects leave it, and a second copy was a sixth of
+        // the MLP step's compile time.
         nn_cg_loop_begin(cg, &t, tb0, tb1, 1);
         LLVMValueRef i0 = mul(cg, t.iv, MM_MR);
         LLVMValueRef left = LLVMBuildSub(cg->b, m->mv, i0, "");
@@ -561,29 +542,10 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
             LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, left, mr, ""), left, mr, "");
         tile(cg, m, i0, p.iv, kc0, kcn, MM_MR, nrows);
         nn_cg_loop_end(cg, &t);
-        rem = 0;
     } else {
-        // Full tiles of this block, then the short last tile if this block holds it.
-        LLVMValueRef tf = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, tb1, fullv, ""),
-                                          tb1, fullv, "");
-        nn_cg_loop_begin(cg, &t, tb0, tf, 1);
+        nn_cg_loop_begin(cg, &t, tb0, tb1, 1);
         tile(cg, m, mul(cg, t.iv, MM_MR), p.iv, kc0, kcn, MM_MR, NULL);
         nn_cg_loop_end(cg, &t);
-    }
-    if (rem) {
-        LLVMValueRef has =
-            LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLE, tb0, fullv, ""),
-                         LLVMBuildICmp(cg->b, LLVMIntSGT, tb1, fullv, ""), "");
-        if (mrem)
-            has = LLVMBuildAnd(cg->b, has,
-                               LLVMBuildICmp(cg->b, LLVMIntSGT, mrem, nn_cg_i64(cg, 0), ""), "");
-        LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "remtile");
-        LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "remdone");
-        LLVMBuildCondBr(cg->b, has, yes, done);
-        LLVMPositionBuilderAtEnd(cg->b, yes);
-        tile(cg, m, mul(cg, fullv, MM_MR), p.iv, kc0, kcn, rem, mrem);
-        LLVMBuildBr(cg->b, done);
-        LLVMPositionBuilderAtEnd(cg->b, done);
     }
     nn_cg_loop_end(cg, &p);
     nn_cg_loop_end(cg, &mb);

@@ -641,7 +641,7 @@ Test(threads, panel_split_matmuls_are_bit_identical)
 
 // C = op(A)^T-form products whose op(A) the tiles pack (backend/llvm/
 // lower_matmul.c, pack_a): A transposed, its rows not a multiple of the
-// 12-row tile, K fixed across several blocks (600) or the run-time batch in
+// 8-row tile, K fixed across several blocks (600) or the run-time batch in
 // one, two or three blocks (1 to 700 rows), columns not a multiple of the
 // 32-column panel, split by rows or by panels over 1 to 3 threads. Each
 // element matches a double-precision product, and the bits do not depend
