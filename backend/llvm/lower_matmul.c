@@ -90,8 +90,13 @@ static LLVMValueRef mulv(NnCg *cg, LLVMValueRef a, LLVMValueRef b)
     return LLVMBuildNSWMul(cg->b, a, b, "");
 }
 
-// Rows a product takes unpacked (emit_rows), defined below.
-#define MM_ROWS 4
+// Rows a product takes unpacked (emit_rows), defined below: the few rows of
+// a step run as one dispatch (runtime/step.h).
+#define MM_ROWS NNRT_FEW_ROWS
+// The least of B a product with few rows reads for its columns to be split
+// over the threads inside that one dispatch: a spin barrier costs about what
+// one core reads from L2 in a fraction of this (see few_split).
+#define MM_FEW_SPLIT_BYTES (64 << 10)
 
 // Whether the run-time M is at most MM_ROWS.
 static LLVMValueRef few_rows(NnCg *cg, const Mm *m)
@@ -100,6 +105,22 @@ static LLVMValueRef few_rows(NnCg *cg, const Mm *m)
 }
 
 static void rows_body(NnCg *cg, Mm *m, LLVMValueRef b, int rows, LLVMValueRef nrows);
+
+// Whether a run of the step at a few rows runs this product unpacked: M is
+// constant and short, or exactly the run-time batch (not rows per sample
+// times it).
+static bool few_unpacked(const NnCg *cg, const Mm *m)
+{
+    return m->rt_m ? m->rt_rows && m->m == cg->rt_ref : m->m <= MM_ROWS;
+}
+
+// Marks the kernel being emitted, an unpacked few-rows product (its threads
+// split the columns), to be split at a few rows when it reads enough of B.
+static void few_split(NnCg *cg, const Mm *m)
+{
+    if (few_unpacked(cg, m) && m->k * m->n * (int64_t)nnrt_dtype_size(m->dt) >= MM_FEW_SPLIT_BYTES)
+        cg->kernels[cg->nkernels - 1].few = NNRT_FEW_SPLIT;
+}
 
 // Returns from the kernel when the run-time M takes the rows path.
 static void short_exit(NnCg *cg, Mm *m)
@@ -164,8 +185,11 @@ static void emit_pack(NnCg *cg, Mm *m)
 {
     nn_cg_kernel_begin(cg, "mm_pack", pack_work(m));
     mm_dims(cg, m);
-    if (m->rt_rows)
+    if (m->rt_rows) {
+        if (few_unpacked(cg, m))
+            cg->kernels[cg->nkernels - 1].few = NNRT_FEW_NOOP;
         short_exit(cg, m);
+    }
     LLVMValueRef lo, hi;
     nn_cg_split(cg, m->np, 1, &lo, &hi);
     pack_panels(cg, m, lo, hi);
@@ -378,6 +402,7 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     if (m->rt_rows) {
         // A run-time M of at most MM_ROWS: B in place, no packing (see emit_rows).
         // One row (batch-1 prediction) has a loop nest of its own.
+        few_split(cg, m);
         LLVMBasicBlockRef rb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "fewrows");
         LLVMBasicBlockRef r1 = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "onerow");
         LLVMBasicBlockRef r4 = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "rows");
@@ -617,6 +642,7 @@ static void rows_body(NnCg *cg, Mm *m, LLVMValueRef b, int rows, LLVMValueRef nr
 static void emit_rows(NnCg *cg, Mm *m)
 {
     nn_cg_kernel_begin(cg, m->epi ? "mm_rows_fused" : "mm_rows", mm_work(m, m->k * m->n));
+    few_split(cg, m);
     mm_dims(cg, m);
     m->a = nn_cg_buf(cg, m->a_slot);
     m->c = nn_cg_buf(cg, m->out_slot);
@@ -636,6 +662,7 @@ static void emit_rows(NnCg *cg, Mm *m)
 static void emit_dots(NnCg *cg, Mm *m)
 {
     nn_cg_kernel_begin(cg, m->epi ? "mm_dots_fused" : "mm_dots", mm_work(m, m->k * m->n));
+    few_split(cg, m);
     mm_dims(cg, m);
     m->a = nn_cg_buf(cg, m->a_slot);
     LLVMValueRef b = nn_cg_buf(cg, m->b_slot);
