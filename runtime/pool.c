@@ -195,7 +195,7 @@ void nnrt_barrier_wait(NnrtBarrier *b, int nth)
     // No time limit: the other threads are inside the same task, never asleep.
     for (unsigned i = 0; atomic_load(&b->phase) == phase; i++) {
         cpu_relax();
-        if ((i & 255) == 255)
+        if ((i & 63) == 63)
             sched_yield(); // let the thread we wait for in when cores are shared
     }
 }
