@@ -615,13 +615,16 @@ static void few_task(void *arg, int ith, int nth)
     }
 }
 
-// Runs r's step the few-rows way when it applies (a batch of at most
-// NNRT_FEW_ROWS, a pool of 2 or more, some kernel split, no lanes or MPI
-// ranks); false when it does not, and nothing ran.
+// Runs r's step the few-rows way when it applies (a run-time batch of at
+// most NNRT_FEW_ROWS, a pool of 2 or more, some kernel split, no lanes or
+// MPI ranks); false when it does not, and nothing ran. A step compiled for
+// one batch (no run-time batch) keeps its kernel-by-kernel run: its kernels
+// were chosen for that batch, which is rarely a few rows.
 static bool exec_few(NnrtStepRun *r, NnrtPool **pool, bool ranks)
 {
     const NnrtStep *d = r->d;
-    if (r->batch > NNRT_FEW_ROWS || ranks || d->ncuts > 0 || r->few_off)
+    if (r->batch < 1 || r->batch > NNRT_FEW_ROWS || ranks || d->ncuts > 0 || r->few_off ||
+        !has_batch(d))
         return false;
     FewTask t = {.r = r, .first = -1, .last = -1};
     for (int k = 0; k < d->nkernels; k++)

@@ -592,18 +592,26 @@ static void rows_fma(NnCg *cg, Mm *m, LLVMValueRef (*acc)[2][4], int rows, LLVMV
 // One row (batch-1 prediction): this thread's panels [p0, p1) in groups of
 // MM_ROW_GROUP, each group's vectors fed by one contiguous stretch of B's row
 // k per step of K (512 bytes of f32) rather than two vectors of each panel
-// in turn (1.2x faster on the MLP's first layer), then the panels left one
-// at a time. Both sum every column the same way, K split into its even and
-// odd steps (two chains, so that a single panel is not held up by the FMA
-// latency), so results do not depend on which thread or group computes it.
+// in turn (1.2x faster on the MLP's first layer), then a pair and a single
+// panel. All of a product's groups sum every column the same way, K split
+// into row_ks interleaved chains added at the end, so results do not depend
+// on which thread or group computes it.
 #define MM_ROW_GROUP (MM_CHAINS / 2)
+
+// Chains per column: two, so that a single panel is not held up by the FMA
+// latency; four when no group is wider than a pair (the MLP's last layer,
+// 10 columns: its one vector of them has 4 chains instead of 2).
+static int row_ks(const Mm *m)
+{
+    return m->rt_k || m->k < 16 ? 1 : m->np <= 2 ? 4 : 2;
+}
 
 // `panels` panels from column j0 (whole panels, masked at N's edge only).
 static void row_group(NnCg *cg, Mm *m, LLVMValueRef b, LLVMValueRef j0, int panels,
-                      LLVMValueRef (*acc)[2])
+                      LLVMValueRef (*acc)[4])
 {
     LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
-    int nv = 2 * panels, ks = m->rt_k || m->k < 8 ? 1 : 2;
+    int nv = 2 * panels, ks = row_ks(m);
     LLVMValueRef mask[2 * MM_ROW_GROUP];
     for (int v = 0; v < nv; v++) {
         mask[v] = col_mask(cg, m, add(cg, j0, nn_cg_i64(cg, v * m->vw)));
@@ -611,14 +619,15 @@ static void row_group(NnCg *cg, Mm *m, LLVMValueRef b, LLVMValueRef j0, int pane
             LLVMBuildStore(cg->b, LLVMConstNull(vt), acc[v][s]);
     }
     int64_t kfull = m->k - m->k % ks;
-    for (int part = 0; part < 2; part++) { // the steps of ks, then an odd last step
+    // Whole steps of ks, then the last K % ks steps (step k into chain k % ks).
+    for (int part = 0; part < 2; part++) {
         if (part == 1 && (m->rt_k || kfull == m->k))
             break;
         NnLoop k;
         if (part == 0)
             nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), m->rt_k ? m->kv : nn_cg_i64(cg, kfull), ks);
-        for (int s = 0; s < (part ? 1 : ks); s++) {
-            LLVMValueRef kk = part ? nn_cg_i64(cg, kfull) : add(cg, k.iv, nn_cg_i64(cg, s));
+        for (int s = 0; s < (part ? (int)(m->k - kfull) : ks); s++) {
+            LLVMValueRef kk = add(cg, part ? nn_cg_i64(cg, kfull) : k.iv, nn_cg_i64(cg, s));
             LLVMValueRef sp = nn_cg_splat(cg, a_elem(cg, m, nn_cg_i64(cg, 0), kk), m->vw);
             LLVMValueRef row = add(cg, mul(cg, kk, m->n), j0);
             for (int v = 0; v < nv; v++) {
@@ -632,11 +641,12 @@ static void row_group(NnCg *cg, Mm *m, LLVMValueRef b, LLVMValueRef j0, int pane
         if (part == 0)
             nn_cg_loop_end(cg, &k);
     }
-    for (int v = 0; v < nv && ks == 2; v++) {
-        LLVMValueRef sum = LLVMBuildFAdd(cg->b, LLVMBuildLoad2(cg->b, vt, acc[v][0], ""),
-                                         LLVMBuildLoad2(cg->b, vt, acc[v][1], ""), "");
-        LLVMBuildStore(cg->b, sum, acc[v][0]);
-    }
+    for (int v = 0; v < nv; v++)
+        for (int s = 1; s < ks; s++) {
+            LLVMValueRef sum = LLVMBuildFAdd(cg->b, LLVMBuildLoad2(cg->b, vt, acc[v][0], ""),
+                                             LLVMBuildLoad2(cg->b, vt, acc[v][s], ""), "");
+            LLVMBuildStore(cg->b, sum, acc[v][0]);
+        }
     for (int g = 0; g < panels; g++) { // each panel's two vectors through the epilogue
         m->acc[0][0] = acc[2 * g][0];
         m->acc[0][1] = acc[2 * g + 1][0];
@@ -650,9 +660,9 @@ static void row_groups(NnCg *cg, Mm *m, LLVMValueRef b, LLVMValueRef p0, LLVMVal
 {
     enum { G = MM_ROW_GROUP };
     LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
-    LLVMValueRef acc[2 * G][2];
+    LLVMValueRef acc[2 * G][4];
     for (int v = 0; v < 2 * G; v++)
-        for (int s = 0; s < 2; s++)
+        for (int s = 0; s < row_ks(m); s++)
             acc[v][s] = nn_cg_alloca(cg, vt);
     LLVMValueRef full = LLVMBuildSDiv(cg->b, LLVMBuildSub(cg->b, p1, p0, ""), nn_cg_i64(cg, G), "");
     NnLoop q;

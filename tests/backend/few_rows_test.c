@@ -15,19 +15,21 @@
 
 // x[N, 300] -> relu(x @ w1[300, 200]) -> minus its mean over the features
 // (a reduction and a subtraction that stay on the calling thread) -> relu(.
-// @ w2[200, 300]) -> @ w3[300, 60] -> the output y, then y * y summed over
+// @ w2[200, 302]) -> @ w3[302, 60] -> the output y, then y * y summed over
 // the features as a second output (a serial tail). Each weight is at least
 // 64 KB, so each product is split over the threads at a few rows: the step
 // has a split kernel after a split one, serial kernels between split ones,
-// and serial kernels after the last one.
+// and serial kernels after the last one. 302 columns end in a short panel;
+// w3's 2 panels and K = 302 take the one-row path's 4 chains with 2 steps
+// of K left over.
 static NnGraph *few_model(void)
 {
     NnGraph *g = nn_graph_new();
     int64_t n = nn_sym_dim(g, "N");
     NnId x = ag_input(g, "x", NN_DT_F32, AG_SHAPE(n, 300));
     NnId w1 = ag_param(g, "w1", AG_SHAPE(300, 200));
-    NnId w2 = ag_param(g, "w2", AG_SHAPE(200, 300));
-    NnId w3 = ag_param(g, "w3", AG_SHAPE(300, 60));
+    NnId w2 = ag_param(g, "w2", AG_SHAPE(200, 302));
+    NnId w3 = ag_param(g, "w3", AG_SHAPE(302, 60));
     NnId zero = nn_ir_const(g, 0, NN_DT_F32, ag_loc);
     NnId h = nn_ir_binary(g, NN_OP_MAX, nn_ir_matmul(g, x, w1, false, false, ag_loc), zero, ag_loc);
     h = nn_ir_binary(g, NN_OP_SUB, h, nn_ir_reduce(g, NN_OP_REDUCE_MEAN, h, 1, true, ag_loc),
@@ -45,8 +47,8 @@ static void few_vars(NnVars *v)
 {
     nnrt_vars_init(v);
     nnrt_vars_put(v, "w1", ag_tensor(NN_DT_F32, AG_SHAPE(300, 200), 21, -0.1, 0.1));
-    nnrt_vars_put(v, "w2", ag_tensor(NN_DT_F32, AG_SHAPE(200, 300), 22, -0.1, 0.1));
-    nnrt_vars_put(v, "w3", ag_tensor(NN_DT_F32, AG_SHAPE(300, 60), 23, -0.1, 0.1));
+    nnrt_vars_put(v, "w2", ag_tensor(NN_DT_F32, AG_SHAPE(200, 302), 22, -0.1, 0.1));
+    nnrt_vars_put(v, "w3", ag_tensor(NN_DT_F32, AG_SHAPE(302, 60), 23, -0.1, 0.1));
 }
 
 // The largest difference between a and b relative to b's largest magnitude.
