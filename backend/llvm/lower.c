@@ -223,6 +223,7 @@ static NnCgKernel *new_kernel(NnCg *cg, const char *what, double work)
     k->batch = false;
     k->work_fixed = 0;
     k->map_total = k->map_align = 0;
+    k->few = NNRT_FEW_SERIAL;
     k->node = cg->node;
     cg->nkernels++;
     cg->batch_v = NULL;
