@@ -141,12 +141,16 @@ int64_t nnrt_batch_gather(const NnrtDataset *ds, const int64_t *perm, int64_t ba
     return n;
 }
 
+// A worker that takes an item is deaf to the pool until it is done, so an
+// item copies at most PIECE bytes of a sample (a few microseconds).
+#define PIECE 16384
+
 struct NnrtSideGather {
     NnrtPool *pool;
     NnrtSide side;
     const NnrtDataset *ds;
     const int64_t *rows;
-    int64_t n;
+    int64_t n, pieces; // rows, and items per row
     NnTensor *xb, *yb;
     size_t xrow, yrow; // bytes per sample
 };
@@ -171,15 +175,18 @@ static size_t row_bytes(const NnTensor *t)
     return t->shape[0] ? nnrt_tensor_nbytes(t) / (size_t)t->shape[0] : 0;
 }
 
-// Item i: sample rows[i] into row i of the batch, features and label.
-static void gather_row(void *arg, int64_t i)
+// Item i: piece i % pieces of sample rows[i / pieces] into its row of the
+// batch; the label with the first piece.
+static void gather_piece(void *arg, int64_t i)
 {
     NnrtSideGather *g = arg;
-    int64_t k = g->rows[i];
-    memcpy((char *)g->xb->data + (size_t)i * g->xrow,
-           (const char *)g->ds->x->data + (size_t)k * g->xrow, g->xrow);
-    if (g->yb)
-        memcpy((char *)g->yb->data + (size_t)i * g->yrow,
+    int64_t r = i / g->pieces, k = g->rows[r];
+    size_t off = (size_t)(i % g->pieces) * PIECE;
+    size_t len = g->xrow - off < PIECE ? g->xrow - off : PIECE;
+    memcpy((char *)g->xb->data + (size_t)r * g->xrow + off,
+           (const char *)g->ds->x->data + (size_t)k * g->xrow + off, len);
+    if (g->yb && off == 0)
+        memcpy((char *)g->yb->data + (size_t)r * g->yrow,
                (const char *)g->ds->y->data + (size_t)k * g->yrow, g->yrow);
 }
 
@@ -193,7 +200,8 @@ void nnrt_side_gather_post(NnrtSideGather *g, const NnrtDataset *ds, const int64
     g->yb = yb && ds->y ? yb : NULL;
     g->xrow = row_bytes(ds->x);
     g->yrow = g->yb ? row_bytes(ds->y) : 0;
-    nnrt_pool_side_post(g->pool, &g->side, gather_row, g, n);
+    g->pieces = g->xrow > PIECE ? (int64_t)((g->xrow + PIECE - 1) / PIECE) : 1;
+    nnrt_pool_side_post(g->pool, &g->side, gather_piece, g, n * g->pieces);
 }
 
 void nnrt_side_gather_wait(NnrtSideGather *g)
