@@ -54,4 +54,7 @@ NnStatus nn_aot_compile_any_batch(const NnGraph *g, const int64_t *symv, int bat
 // "step.h" itself only if the caller wrote that include first.
 void nn_aot_step_write_c(const NnrtStep *d, const char *cname, FILE *out);
 
+// s as a C string literal (names come from the user's script), or NULL.
+void nn_aot_write_c_string(FILE *f, const char *s);
+
 #endif

@@ -200,25 +200,6 @@ static void bind_rows(const NnGraph *g, const NnField *f, int nf, int64_t rows, 
 
 // ---- the generated C file ----
 
-static void c_str(FILE *f, const char *s)
-{
-    if (!s) {
-        fputs("NULL", f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 32 || ch >= 127)
-            fprintf(f, "\\%03o", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 static void write_dims(FILE *f, int rank, const int64_t *dims)
 {
     fputc('{', f);
@@ -238,7 +219,7 @@ static bool write_data(Build *B, FILE *f, const NnAst *data, int *nops)
         if (st->kind == NN_AST_SPLIT) {
             fprintf(f, "static const char *const op%d_parts[] = {", i);
             for (int k = 0; k < st->kids.count; k++) {
-                c_str(f, st->kids.items[k]->name);
+                nn_aot_write_c_string(f, st->kids.items[k]->name);
                 fputs(", ", f);
             }
             fprintf(f, "NULL};\nstatic const double op%d_fracs[] = {", i);
@@ -252,7 +233,7 @@ static bool write_data(Build *B, FILE *f, const NnAst *data, int *nops)
         if (!strcmp(target, "classes")) {
             fprintf(f, "static const char *const op%d_names[] = {", i);
             for (int k = 0; k < v->kids.count; k++) {
-                c_str(f, v->kids.items[k]->str);
+                nn_aot_write_c_string(f, v->kids.items[k]->str);
                 fputs(", ", f);
             }
             fputs("NULL};\n", f);
@@ -289,7 +270,7 @@ static bool write_data(Build *B, FILE *f, const NnAst *data, int *nops)
                 if (st->params.items[k]->kind == NN_AST_ARG)
                     seed = (uint64_t)st->params.items[k]->a->num;
             fprintf(f, "    {.kind = NNRT_DATA_SPLIT, .name = ");
-            c_str(f, st->name);
+            nn_aot_write_c_string(f, st->name);
             fprintf(f, ", .nparts = %d, .parts = op%d_parts, .fracs = op%d_fracs, .seed = %lluu},"
                     "\n", st->kids.count, i, i, (unsigned long long)seed);
             n++;
@@ -308,13 +289,13 @@ static bool write_data(Build *B, FILE *f, const NnAst *data, int *nops)
             fprintf(f, "    {.kind = NNRT_DATA_%s, .name = ", !strcmp(l->kind, "idx") ? "IDX"
                                                                : !strcmp(l->kind, "csv") ? "CSV"
                                                                                          : "TEXT");
-            c_str(f, target);
+            nn_aot_write_c_string(f, target);
             fputs(", .path = ", f);
-            c_str(f, l->path);
+            nn_aot_write_c_string(f, l->path);
             fputs(", .path2 = ", f);
-            c_str(f, l->path2);
+            nn_aot_write_c_string(f, l->path2);
             fputs(", .csv = {", f);
-            c_str(f, l->csv.label_name);
+            nn_aot_write_c_string(f, l->csv.label_name);
             fprintf(f, ", %d, %d, %d, %d}, .text = {%lld, %lld, %.17g, %.17g, %d}},\n",
                     l->csv.label_index, l->csv.label_index_set, l->csv.header, l->csv.delimiter,
                     (long long)l->text.seq, (long long)l->text.stride, l->text.from, l->text.to,
@@ -339,7 +320,7 @@ static bool write_data(Build *B, FILE *f, const NnAst *data, int *nops)
         NnTensor *t = nn_lower_literal(c, v, &lit);
         if (lit && t) {
             fprintf(f, "    {.kind = NNRT_DATA_LITERAL, .name = ");
-            c_str(f, target);
+            nn_aot_write_c_string(f, target);
             fprintf(f, ", .dtype = %d, .rank = %d, .dims = ", t->dtype, t->rank);
             write_dims(f, t->rank, t->shape);
             fprintf(f, ", .data = op%d_data},\n", i);
@@ -351,7 +332,7 @@ static bool write_data(Build *B, FILE *f, const NnAst *data, int *nops)
         for (int k = 0; k < B->nxf; k++)
             m += B->xf[k].st == st;
         fprintf(f, "    {.kind = NNRT_DATA_TRANSFORM, .name = ");
-        c_str(f, target);
+        nn_aot_write_c_string(f, target);
         fprintf(f, ", .nsteps = %d, .steps = op%d_steps},\n", m, i);
         (void)xi;
         n++;
@@ -634,9 +615,9 @@ static bool write_app(Build *B, FILE *f, const NnProgram *p, const NnTrainSpec *
     for (int i = 0; i < spec->nvars; i++) {
         const NnParamInit *v = &spec->vars[i];
         fputs("    {", f);
-        c_str(f, v->name);
+        nn_aot_write_c_string(f, v->name);
         fputs(", ", f);
-        c_str(f, v->init);
+        nn_aot_write_c_string(f, v->init);
         fprintf(f, ", {%.17g, %.17g, %.17g, %.17g}, %d, %d, %d, ", v->args[0], v->args[1],
                 v->args[2], v->args[3], v->nargs, v->dtype, v->shape.rank);
         write_dims(f, v->shape.rank, v->shape.dim);
@@ -660,7 +641,7 @@ static bool write_app(Build *B, FILE *f, const NnProgram *p, const NnTrainSpec *
     fputs("static const NnrtAppPart app_parts[] = {\n", f);
     for (int i = 0; i < spec->nsteps; i++) {
         fputs("    {", f);
-        c_str(f, spec->steps[i].name);
+        nn_aot_write_c_string(f, spec->steps[i].name);
         fprintf(f, ", %d},\n", spec->steps[i].repeat);
     }
     fputs("    {0}\n};\n", f);
@@ -684,20 +665,20 @@ static bool write_app(Build *B, FILE *f, const NnProgram *p, const NnTrainSpec *
     if (!nn_driver_augment_opts(c, spec->augment, &aug))
         return false;
     fputs("const NnrtApp nnrt_app = {\n    .program = ", f);
-    c_str(f, spec->model);
+    nn_aot_write_c_string(f, spec->model);
     fputs(", .script = ", f);
-    c_str(f, abs_path(c, o->file));
+    nn_aot_write_c_string(f, abs_path(c, o->file));
     fputs(", .target = ", f);
-    c_str(f, o->target ? o->target : "native");
+    nn_aot_write_c_string(f, o->target ? o->target : "native");
     fprintf(f, ",\n    .ndata = %d, .data = data_ops, .label = ", nops);
-    c_str(f, splits->label);
+    nn_aot_write_c_string(f, splits->label);
     fprintf(f, ",\n    .nvars = %d, .vars = app_vars, .seed = %lluu, .epochs = %lld, "
             ".batch = %lld, .limit = %lld, .eval_limit = %lld,\n    .save = ", spec->nvars,
             (unsigned long long)spec->seed, (long long)spec->epochs, (long long)spec->batch,
             (long long)spec->limit, (long long)spec->eval_limit);
-    c_str(f, spec->save);
+    nn_aot_write_c_string(f, spec->save);
     fputs(", .stop_metric = ", f);
-    c_str(f, spec->stop_metric);
+    nn_aot_write_c_string(f, spec->stop_metric);
     fprintf(f, ", .patience = %d, .classify = %d, .metrics = %uu,\n", spec->patience,
             spec->classify, metrics);
     fprintf(f, "    .augment = {%.17g, %d, %d, %.17g}, .out_features = %lld,\n", aug.rotate_deg,
@@ -716,7 +697,7 @@ static bool write_app(Build *B, FILE *f, const NnProgram *p, const NnTrainSpec *
     fprintf(f, "    .sample_kind = %d, .sample = %s, .noise = app_noise, "
             ".noise_stream = app_noise_stream, .sample_why = ", S->kind,
             S->job >= 0 ? "app_sample" : "NULL");
-    c_str(f, S->why);
+    nn_aot_write_c_string(f, S->why);
     fputs(",\n};\n", f);
     return true;
 }

@@ -184,6 +184,25 @@ int nn_aot_batch_sym(const NnGraph *g, char *why, size_t n)
 
 void nn_aot_step_free(NnrtStep *d) { nn_llvm_step_free(d); }
 
+void nn_aot_write_c_string(FILE *f, const char *s)
+{
+    if (!s) {
+        fputs("NULL", f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 32 || ch >= 127)
+            fprintf(f, "\\%03o", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
 void nn_aot_step_write_c(const NnrtStep *d, const char *cname, FILE *out)
 {
     nn_llvm_step_write_c(d, cname, out);

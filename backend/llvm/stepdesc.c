@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aot.h"
 #include "common.h"
 #include "nn_llvm.h"
 #include "pass.h"
@@ -205,21 +206,6 @@ void nn_llvm_step_free(NnrtStep *d)
     free(d);
 }
 
-// A C string literal (names come from the user's script).
-static void c_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 32 || ch >= 127)
-            fprintf(f, "\\%03o", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
 
 static void write_tensors(FILE *f, const char *cname, const char *what, const NnrtStepTensor *t,
                           int n)
@@ -227,12 +213,12 @@ static void write_tensors(FILE *f, const char *cname, const char *what, const Nn
     fprintf(f, "static const NnrtStepTensor %s_%s[] = {\n", cname, what);
     for (int k = 0; k < n; k++) {
         fprintf(f, "    {");
-        c_str(f, t[k].name);
+        nn_aot_write_c_string(f, t[k].name);
         fprintf(f, ", %d, %d, {", t[k].dtype, t[k].rank);
         for (int d = 0; d < t[k].rank; d++)
             fprintf(f, "%s%lld", d ? ", " : "", (long long)t[k].dims[d]);
         fprintf(f, "}, %d, ", t[k].slot);
-        c_str(f, t[k].type);
+        nn_aot_write_c_string(f, t[k].type);
         fprintf(f, "},\n");
     }
     fprintf(f, "    {0}\n};\n");
@@ -262,7 +248,7 @@ void nn_llvm_step_write_c(const NnrtStep *d, const char *cname, FILE *f)
         fprintf(f, "    {%d, %d, %lld},\n", d->checks[k].kind, d->checks[k].slot,
                 (long long)d->checks[k].bound);
     fprintf(f, "    {0}\n};\nconst NnrtStep %s = {\n    ", cname);
-    c_str(f, d->name);
+    nn_aot_write_c_string(f, d->name);
     fprintf(f, ", %d, %s_slots, %lld, %lld, %d, %s_kernels,\n", d->nslots, cname,
             (long long)d->workspace, (long long)d->scratch, d->nkernels, cname);
     fprintf(f, "    %d, %d, %d, %d, %d,\n", d->ninputs, d->nvars, d->noutputs, d->nupdates,
