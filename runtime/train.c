@@ -781,7 +781,7 @@ static NnStatus train_epochs(Run *r, int start, NnrtTrainResult *res)
         nnrt_tensor_free(yb[1]);
         xb[1] = yb[1] = NULL;
     }
-    NnrtSideGather *side = xb[1] ? nnrt_side_gather_new() : NULL;
+    NnrtSideGather *side = NULL;
     EpochProfile pr = {0};
     int64_t nb = nnrt_batch_count(r->train->count, r->batch);
     const char *env = getenv("NN_EPOCH_PROFILE");
@@ -795,6 +795,9 @@ static NnStatus train_epochs(Run *r, int start, NnrtTrainResult *res)
     prog.nstats = r->cb->nstats < NNRT_MAX_STATS ? r->cb->nstats : NNRT_MAX_STATS;
     prog.stat_names = r->cb->stat_names;
     for (int epoch = start; st == NN_OK && !r->stopped && epoch < r->epochs; epoch++) {
+        // A built program's pool starts with its first step: ask again.
+        if (!side && xb[1])
+            side = nnrt_side_gather_new();
         st = run_epoch(r, epoch, perm, xb, yb, side, &pr, &prog);
         if (st == NN_OK)
             st = after_epoch(r, epoch, &prog, res);
