@@ -52,6 +52,11 @@ static void side_step(NnrtPool *p)
     NnrtSide *s = atomic_load(&p->side);
     if (s) {
         int64_t i = atomic_fetch_add(&s->next, 1);
+        // The last item taken, later spins need not touch the counters. The
+        // job cannot be posted again meanwhile: finish waits for us.
+        NnrtSide *posted = s;
+        if (i >= s->n - 1)
+            atomic_compare_exchange_strong(&p->side, &posted, NULL);
         if (i < s->n)
             s->fn(s->arg, i);
     }

@@ -44,6 +44,7 @@ typedef struct NnrtPool {
     bool caller_waits;    // the caller waits on `done` (under mu)
     atomic_bool busy;     // a task is running: nested runs go inline
     atomic_bool quit;     // set with a gen bump: workers exit
+    char side_pad[64];        // workers write side_users as they spin: not on gen's line
     _Atomic(NnrtSide *) side; // posted side work; NULL: none
     atomic_int side_users;    // workers inside side work (they hold `side`)
 } NnrtPool;
