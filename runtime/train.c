@@ -7,9 +7,10 @@
 // repeats exactly what an uninterrupted run would have done. The next batch
 // is assembled while the step runs on the current one, two batch buffers in
 // turn: by the thread pool's workers between the step's kernels when its
-// threads fill the cores, else (and when augmented) on a helper thread. Under mpirun (dist.h) each rank
-// steps on its slice of every global batch, losses and evaluation counts are
-// summed over ranks, and rank 0 alone writes.
+// threads fill the cores, else (and when augmented) on a helper thread.
+// Denormals are flushed to zero while training (fpenv.h). Under mpirun
+// (dist.h) each rank steps on its slice of every global batch, losses and
+// evaluation counts are summed over ranks, and rank 0 alone writes.
 #include "train.h"
 
 #include "dist.h"
@@ -593,7 +594,7 @@ static Ahead ahead_mode(const Run *r, NnrtSideGather *side)
         return AHEAD_INLINE;
     if (env && strcmp(env, "thread") == 0)
         return AHEAD_THREAD;
-    if (side && !aug && (env && strcmp(env, "pool") == 0))
+    if (side && !aug && env && strcmp(env, "pool") == 0)
         return AHEAD_POOL;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     if (side && !aug && nnrt_side_gather_threads(side) >= cpus)
