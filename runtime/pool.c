@@ -101,6 +101,29 @@ static bool spin_while_pos(atomic_int *v)
     return true;
 }
 
+void nnrt_pool_side_post(NnrtPool *p, NnrtSide *s, void (*fn)(void *, int64_t), void *arg,
+                         int64_t n)
+{
+    s->fn = fn;
+    s->arg = arg;
+    s->n = n;
+    atomic_store(&s->next, 0);
+    if (p && p->workers)
+        atomic_store(&p->side, s);
+}
+
+void nnrt_pool_side_finish(NnrtPool *p, NnrtSide *s)
+{
+    if (p && p->workers)
+        atomic_store(&p->side, NULL);
+    for (int64_t i; (i = atomic_fetch_add(&s->next, 1)) < s->n;)
+        s->fn(s->arg, i);
+    // Rarely more than one row's copy: a worker finishes the item it holds.
+    if (p && p->workers)
+        while (atomic_load(&p->side_users) > 0)
+            cpu_relax();
+}
+
 static void *worker_main(void *vp)
 {
     NnrtWorker *w = vp;
@@ -208,29 +231,6 @@ void nnrt_pool_run(NnrtPool *p, NnrtTask fn, void *arg)
         pthread_mutex_unlock(&p->mu);
     }
     atomic_store(&p->busy, false);
-}
-
-void nnrt_pool_side_post(NnrtPool *p, NnrtSide *s, void (*fn)(void *, int64_t), void *arg,
-                         int64_t n)
-{
-    s->fn = fn;
-    s->arg = arg;
-    s->n = n;
-    atomic_store(&s->next, 0);
-    if (p && p->workers)
-        atomic_store(&p->side, s);
-}
-
-void nnrt_pool_side_finish(NnrtPool *p, NnrtSide *s)
-{
-    if (p && p->workers)
-        atomic_store(&p->side, NULL);
-    for (int64_t i; (i = atomic_fetch_add(&s->next, 1)) < s->n;)
-        s->fn(s->arg, i);
-    // Rarely more than one row's copy: a worker finishes the item it holds.
-    if (p && p->workers)
-        while (atomic_load(&p->side_users) > 0)
-            cpu_relax();
 }
 
 static NnrtPool default_pool;

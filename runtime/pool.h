@@ -55,14 +55,6 @@ void nnrt_pool_fini(NnrtPool *p);
 void nnrt_pool_run(NnrtPool *p, NnrtTask fn, void *arg);
 static inline int nnrt_pool_size(const NnrtPool *p) { return p ? p->nthreads : 1; }
 
-// Offers s's items to p's spinning workers. At most one side job per pool at
-// a time; s->fn must not run pool tasks. A pool without workers takes none.
-void nnrt_pool_side_post(NnrtPool *p, NnrtSide *s, void (*fn)(void *, int64_t), void *arg,
-                         int64_t n);
-// Withdraws s, runs on the caller every item no worker took, and returns when
-// the workers' items are done too (their writes visible to the caller).
-void nnrt_pool_side_finish(NnrtPool *p, NnrtSide *s);
-
 // The process-wide pool, started on first use with nnrt_pool_set_threads' count
 // (default 0 = all CPUs, or the NN_THREADS environment variable). Never NULL.
 NnrtPool *nnrt_pool_default(void);
@@ -71,5 +63,13 @@ NnrtPool *nnrt_pool_default(void);
 NnStatus nnrt_pool_set_threads(int n);
 // The default pool if it has started, else NULL (never starts it).
 NnrtPool *nnrt_pool_default_started(void);
+
+// Offers s's items to p's spinning workers. At most one side job per pool at
+// a time; s->fn must not run pool tasks. A pool without workers takes none.
+void nnrt_pool_side_post(NnrtPool *p, NnrtSide *s, void (*fn)(void *, int64_t), void *arg,
+                         int64_t n);
+// Withdraws s, runs on the caller every item no worker took, and returns when
+// the workers' items are done too (their writes visible to the caller).
+void nnrt_pool_side_finish(NnrtPool *p, NnrtSide *s);
 
 #endif

@@ -28,6 +28,11 @@
 #define LAST_PREFIX "last/"
 #define AUG_SEED 0x5bd1e9955bd1e995ull
 
+// Per batch, seconds (NN_EPOCH_PROFILE, below); NULL: off.
+typedef struct EpochProfile {
+    double *wait, *step, *iter;
+} EpochProfile;
+
 typedef struct Run {
     const NnrtTrainCallbacks *cb;
     const NnrtDataset *train;
@@ -48,6 +53,8 @@ typedef struct Run {
     bool have_jsonl;
     bool saved;            // save_checkpoint succeeded at least once
     bool writer;           // rank 0 (or the only process): writes checkpoints
+    NnrtSideGather *side;  // the pool's workers gather batches; NULL: not (yet)
+    EpochProfile prof;
 } Run;
 
 static int64_t opt_batch(const NnrtTrainOptions *o) { return o->batch > 0 ? o->batch : 32; }
@@ -542,9 +549,6 @@ static void prefetch_stop(Prefetch *p)
 // the batch, the step callback and the rest of the loop. A low quantile is
 // what a batch costs when nothing else takes the cores, so it compares ways
 // of assembling batches on a shared machine, where whole-epoch rates do not.
-typedef struct EpochProfile {
-    double *wait, *step, *iter; // per batch, seconds; NULL: off
-} EpochProfile;
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -605,10 +609,14 @@ static Ahead ahead_mode(const Run *r, NnrtSideGather *side)
 // One pass over the shuffled training set; *mean_loss is the sample-weighted
 // loss. xb[1]/yb[1] NULL: no second buffer, every batch assembled inline.
 static NnStatus run_epoch(Run *r, int epoch, int64_t *perm, NnTensor *const *xb,
-                          NnTensor *const *yb, NnrtSideGather *side, EpochProfile *pr,
-                          NnrtProgress *prog)
+                          NnTensor *const *yb, NnrtProgress *prog)
 {
     const NnrtDataset *ds = r->train;
+    // A built program's pool starts with its first step: ask at each epoch.
+    if (!r->side && xb[1])
+        r->side = nnrt_side_gather_new();
+    NnrtSideGather *side = r->side;
+    EpochProfile *pr = &r->prof;
     if (r->opt->no_shuffle)
         nnrt_identity_perm(perm, ds->count);
     else
@@ -782,24 +790,20 @@ static NnStatus train_epochs(Run *r, int start, NnrtTrainResult *res)
         nnrt_tensor_free(yb[1]);
         xb[1] = yb[1] = NULL;
     }
-    NnrtSideGather *side = NULL;
-    EpochProfile pr = {0};
     int64_t nb = nnrt_batch_count(r->train->count, r->batch);
     const char *env = getenv("NN_EPOCH_PROFILE");
+    EpochProfile *pr = &r->prof;
     if (st == NN_OK && env && *env && strcmp(env, "0") != 0) {
-        pr.wait = malloc(3 * (size_t)nb * sizeof *pr.wait);
-        pr.step = pr.wait ? pr.wait + nb : NULL;
-        pr.iter = pr.wait ? pr.wait + 2 * nb : NULL;
+        pr->wait = malloc(3 * (size_t)nb * sizeof *pr->wait);
+        pr->step = pr->wait ? pr->wait + nb : NULL;
+        pr->iter = pr->wait ? pr->wait + 2 * nb : NULL;
     }
     NnrtProgress prog;
     nnrt_progress_init(&prog, r->opt->progress, r->opt->progress_out);
     prog.nstats = r->cb->nstats < NNRT_MAX_STATS ? r->cb->nstats : NNRT_MAX_STATS;
     prog.stat_names = r->cb->stat_names;
     for (int epoch = start; st == NN_OK && !r->stopped && epoch < r->epochs; epoch++) {
-        // A built program's pool starts with its first step: ask again.
-        if (!side && xb[1])
-            side = nnrt_side_gather_new();
-        st = run_epoch(r, epoch, perm, xb, yb, side, &pr, &prog);
+        st = run_epoch(r, epoch, perm, xb, yb, &prog);
         if (st == NN_OK)
             st = after_epoch(r, epoch, &prog, res);
         if (st == NN_OK)
@@ -808,8 +812,10 @@ static NnStatus train_epochs(Run *r, int start, NnrtTrainResult *res)
             st = save_checkpoint(r, epoch + 1, NULL);
     }
     nnrt_progress_finish(&prog);
-    nnrt_side_gather_free(side);
-    free(pr.wait);
+    nnrt_side_gather_free(r->side);
+    r->side = NULL;
+    free(pr->wait);
+    *pr = (EpochProfile){0};
     for (int k = 0; k < 2; k++) {
         nnrt_tensor_free(xb[k]);
         nnrt_tensor_free(yb[k]);
