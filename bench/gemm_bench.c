@@ -7,6 +7,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -136,6 +137,12 @@ static const Gemm gemms[] = {
     {"dh1", 128, 256, 128, false, true},    // dh2 @ w2^T
     {"dh2", 128, 128, 10, false, true},     // dlogits @ w3^T
     {"inf1", 1, 256, 784, false, false},    // batch-1 inference: x[1,784] @ w1
+    // The same step at batch 1024, where it is compute bound.
+    {"fwd1_b1024", 1024, 256, 784, false, false},
+    {"fwd2_b1024", 1024, 128, 256, false, false},
+    {"dw1_b1024", 784, 256, 1024, true, false},
+    {"dw2_b1024", 256, 128, 1024, true, false},
+    {"dh1_b1024", 1024, 256, 128, false, true},
 };
 
 typedef struct GemmJob {
@@ -236,11 +243,28 @@ static void gemm_one(const Gemm *s, int threads, double min_s)
     nnrt_free(j.c);
 }
 
+// NN_BENCH_GEMM=name,name... runs only those shapes, NN_BENCH_GEMM_THREADS=t
+// only that thread count (for measuring one change at a time).
+static bool gemm_wanted(const char *name)
+{
+    const char *sel = getenv("NN_BENCH_GEMM");
+    if (!sel || !*sel)
+        return true;
+    size_t n = strlen(name);
+    for (const char *p = sel; (p = strstr(p, name)); p += n)
+        if ((p == sel || p[-1] == ',') && (p[n] == ',' || p[n] == 0))
+            return true;
+    return false;
+}
+
 void bench_gemm(void)
 {
     // OpenBLAS picks its kernels by core type (OPENBLAS_CORETYPE overrides it).
     printf("  \"blas_core\": \"%s\",\n", openblas_get_corename());
+    const char *ts = getenv("NN_BENCH_GEMM_THREADS");
+    int only = ts ? atoi(ts) : 0;
     for (int t = 1; t <= 2; t++)
         for (size_t i = 0; i < sizeof gemms / sizeof gemms[0]; i++)
-            gemm_one(&gemms[i], t, 0.05);
+            if ((!only || only == t) && gemm_wanted(gemms[i].name))
+                gemm_one(&gemms[i], t, 0.05);
 }

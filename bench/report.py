@@ -231,7 +231,12 @@ GEMMS = [("sq256", "256 x 256 x 256"), ("sq512", "512 x 512 x 512"),
          ("dw2", "MLP bwd h1^T @ g2: 256 x 128 x 128"),
          ("dh1", "MLP bwd g2 @ w2^T: 128 x 256 x 128"),
          ("dh2", "MLP bwd g3 @ w3^T: 128 x 128 x 10"),
-         ("inf1", "batch-1 inference x @ w1: 1 x 256 x 784")]
+         ("inf1", "batch-1 inference x @ w1: 1 x 256 x 784"),
+         ("fwd1_b1024", "MLP fwd x @ w1, batch 1024: 1024 x 256 x 784"),
+         ("fwd2_b1024", "MLP fwd h1 @ w2, batch 1024: 1024 x 128 x 256"),
+         ("dw1_b1024", "MLP bwd x^T @ g1, batch 1024: 784 x 256 x 1024"),
+         ("dw2_b1024", "MLP bwd h1^T @ g2, batch 1024: 256 x 128 x 1024"),
+         ("dh1_b1024", "MLP bwd g2 @ w2^T, batch 1024: 1024 x 256 x 128")]
 
 
 def gemm_rows(d):

@@ -4,16 +4,22 @@
 // vectors (a scratch slot), transposing when tb; "mm" runs MR x NR register
 // tiles (2*MR vector accumulators, one FMA per A element broadcast) over K in
 // blocks of KC, panels in the outer loop so a B panel stays in L1 while the
-// thread's A rows stream from L2. Threads split M tiles, or N panels if M is short
-// or A small (emit_compute). NN_MM_SPLIT=m|n forces one, for experiments.
+// thread's A rows stream from L2; a transposed A (weight gradients) is first
+// packed per block of MC rows on the stack (pack_a). Threads split M tiles,
+// or N panels if M is short or A small (emit_compute). NN_MM_SPLIT=m|n forces
+// one, for experiments.
 #include <stdlib.h>
 #include <string.h>
 
 #include "nn_llvm.h"
 
-#define MM_MR 8    // rows per register tile
-#define MM_KC 1024 // K block
-#define MM_MC 128  // rows per L2 block of A
+// Rows per register tile. 12 (24 accumulators, fewer loads and loop
+// instructions per FMA) ran the 1024-row forward product about 5% faster, 1
+// thread, but made the MLP step's compile 15-20% slower (the 150 ms target).
+#define MM_MR 8
+#define MM_KC 1024  // K block
+#define MM_KCA 256  // K block when op(A) is packed (pack_a): a panel of B stays in L1
+#define MM_MC 128   // rows per L2 block of A (packed on the stack when ta)
 // Kernels below this many FMAs (or the equivalent in reads of B) run on the
 // calling thread alone: on 2 cores a pool dispatch costs a few microseconds,
 // more than splitting saves below it. Measured: 128x10x128 and 128x128x10
@@ -41,6 +47,11 @@ typedef struct Mm {
     NnExpr *epi; // NULL: plain product
     NnDType out_dt;
     LLVMValueRef a, bp, c; // pointers in the current kernel
+    // The block of op(A) packed by pack_a (NULL: the tiles read A in place):
+    // the tiles from row apk_row0 on, each [k][MM_MR] over the K block (apk_ld
+    // = its length, kc).
+    LLVMValueRef apk, apk_row0;
+    int64_t apk_ld;
     LLVMValueRef acc[MM_MR][2];
     LLVMValueRef tbuf;    // stack copy of a tile for the epilogue loop
     LLVMValueRef mask[2]; // column masks of the current panel, NULL when N % NR == 0
@@ -292,16 +303,26 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
         LLVMPositionBuilderAtEnd(cg->b, kb);
     }
 
+    // The tile's packed rows, when op(A) is packed.
+    LLVMValueRef abase = m->apk ? mul(cg, LLVMBuildSub(cg->b, i0, m->apk_row0, ""), m->apk_ld) : NULL;
     NnLoop k;
     nn_cg_loop_begin(cg, &k, kc0, add(cg, kc0, kcn), 1);
     LLVMValueRef boff = mul(cg, add(cg, mulv(cg, p, m->kv), k.iv), m->nr);
+    LLVMValueRef krel = m->apk ? LLVMBuildSub(cg->b, k.iv, kc0, "") : NULL;
     LLVMValueRef bv[2];
     for (int v = 0; v < 2; v++) {
         bv[v] = nn_cg_load(cg, m->dt, m->bp, add(cg, boff, nn_cg_i64(cg, v * m->vw)), m->vw, NULL);
         LLVMSetAlignment(bv[v], 64);
     }
     for (int r = 0; r < rows; r++) {
-        LLVMValueRef s = nn_cg_splat(cg, a_elem(cg, m, tile_row(cg, i0, r, nrows), k.iv), m->vw);
+        LLVMValueRef ae;
+        if (m->apk) { // rows past M were packed as zeros
+            LLVMValueRef off = add(cg, mul(cg, krel, MM_MR), nn_cg_i64(cg, r));
+            ae = nn_cg_load(cg, m->dt, m->apk, add(cg, abase, off), 1, NULL);
+        } else {
+            ae = a_elem(cg, m, tile_row(cg, i0, r, nrows), k.iv);
+        }
+        LLVMValueRef s = nn_cg_splat(cg, ae, m->vw);
         for (int v = 0; v < 2; v++) {
             LLVMValueRef args[3] = {s, bv[v], LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "")};
             LLVMValueRef f = nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3);
@@ -328,6 +349,50 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
     tile_store(cg, m, i0, j0, rows, false, nrows);
     LLVMBuildBr(cg->b, db);
     LLVMPositionBuilderAtEnd(cg->b, db);
+}
+
+// ---- packing op(A) ----
+
+// Lanes below n (a run-time count) of a w-lane vector.
+static LLVMValueRef lanes_below(NnCg *cg, int w, LLVMValueRef n)
+{
+    LLVMValueRef lanes[64];
+    for (int i = 0; i < w; i++)
+        lanes[i] = nn_cg_i64(cg, i);
+    return LLVMBuildICmp(cg->b, LLVMIntSLT, LLVMConstVector(lanes, (unsigned)w),
+                         nn_cg_splat(cg, n, w), "");
+}
+
+// Copies rows [tb0, tb1) * MM_MR of op(A) = A^T, K block [kc0, kc0 + kcn),
+// into m->apk, rows past M as zeros. Unpacked, each k of a tile is a row of
+// A, a new cache line and (past K of a few hundred rows at M = 784) a new
+// page, for MM_MR elements; packed, a tile is one compact run that streams
+// from L1 while its panel of B stays there too.
+static void pack_a(NnCg *cg, Mm *m, LLVMValueRef tb0, LLVMValueRef tb1, LLVMValueRef kc0,
+                   LLVMValueRef kcn)
+{
+    NnLoop t;
+    nn_cg_loop_begin(cg, &t, tb0, tb1, 1);
+    LLVMValueRef i0 = mul(cg, t.iv, MM_MR);
+    LLVMValueRef base = mul(cg, LLVMBuildSub(cg->b, i0, m->apk_row0, ""), m->apk_ld);
+    LLVMValueRef left = LLVMBuildSub(cg->b, m->mv, i0, "");
+    LLVMValueRef mr = nn_cg_i64(cg, MM_MR);
+    LLVMValueRef nvalid =
+        LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, left, mr, ""), left, mr, "");
+    // op(A)[i0 + r, k] = A[k, i0 + r]: each k's MM_MR rows are contiguous.
+    NnLoop k;
+    nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), kcn, 1);
+    LLVMValueRef src = add(cg, mulv(cg, add(cg, kc0, k.iv), m->mv), i0);
+    LLVMValueRef dst = add(cg, base, mul(cg, k.iv, MM_MR));
+    for (int c = 0; c < MM_MR; c += m->vw) {
+        LLVMValueRef cv = nn_cg_i64(cg, c);
+        LLVMValueRef ld = lanes_below(cg, m->vw, LLVMBuildSub(cg->b, nvalid, cv, ""));
+        LLVMValueRef x = nn_cg_load(cg, m->dt, m->a, add(cg, src, cv), m->vw, ld);
+        LLVMValueRef st = MM_MR - c < m->vw ? nn_cg_mask(cg, m->vw, MM_MR - c) : NULL;
+        nn_cg_store(cg, m->dt, x, m->apk, add(cg, dst, cv), m->vw, st);
+    }
+    nn_cg_loop_end(cg, &k);
+    nn_cg_loop_end(cg, &t);
 }
 
 // ---- the compute kernel ----
@@ -398,19 +463,15 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
         m->bp = bp; // the tiles read the packed panels
         memcpy(m->acc, acc, sizeof acc);
     }
-    int64_t mt = (m->m + MM_MR - 1) / MM_MR, full = m->m / MM_MR;
-    int rem = (int)(m->m % MM_MR);
+    int64_t mt = (m->m + MM_MR - 1) / MM_MR;
     bool split_m = m->split_m;
-    // With a run-time M: tile counts from it, and one last tile of MM_MR rows
-    // of which the first mrem are real.
-    LLVMValueRef mtv = nn_cg_i64(cg, mt), fullv = nn_cg_i64(cg, full), mrem = NULL;
-    if (m->rt_m) {
-        fullv = LLVMBuildSDiv(cg->b, m->mv, nn_cg_i64(cg, MM_MR), "");
-        mrem = LLVMBuildSRem(cg->b, m->mv, nn_cg_i64(cg, MM_MR), "");
+    // With a run-time M, or one that is not a multiple of MM_MR, one last
+    // tile of MM_MR rows of which only the first are real (counted at run time).
+    bool short_last = m->rt_m || m->m % MM_MR;
+    LLVMValueRef mtv = nn_cg_i64(cg, mt);
+    if (m->rt_m)
         mtv = LLVMBuildSDiv(cg->b, add(cg, m->mv, nn_cg_i64(cg, MM_MR - 1)), nn_cg_i64(cg, MM_MR),
                             "");
-        rem = MM_MR;
-    }
     LLVMValueRef t0, t1, p0, p1;
     if (split_m) {
         nn_cg_split_v(cg, mtv, 1, &t0, &t1);
@@ -423,12 +484,29 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
         if (m->inline_pack) // this thread's panels, the ones it computes
             pack_panels(cg, m, p0, p1);
     }
-    // A run-time K is one block of K rows (nn_cg_emit_matmul).
-    int64_t kblocks = m->kblocks = m->k > 0 ? (m->k + kc - 1) / kc : 1;
-    NN_ASSERT(!m->rt_k || kblocks == 1);
-    LLVMValueRef kcv = m->rt_k ? m->kv : nn_cg_i64(cg, kc);
+    // A run-time K (kc 0) is one block of K rows (nn_cg_emit_matmul); with
+    // a kc, its blocks are counted at run time and the tiles compile the
+    // partial-sum path as for several.
+    int64_t kblocks = m->kblocks = m->k > 0 && kc ? (m->k + kc - 1) / kc : 1;
+    LLVMValueRef kcv = kc ? nn_cg_i64(cg, kc) : m->kv;
     LLVMValueRef kblocksv = nn_cg_i64(cg, kblocks);
+    if (m->rt_k && kc) {
+        kblocksv = LLVMBuildSDiv(cg->b, add(cg, m->kv, nn_cg_i64(cg, kc - 1)), kcv, "");
+        m->kblocks = 2;
+    }
     int64_t mc = MM_MC / MM_MR; // tiles per L2 block
+    // A transposed op(A) is packed one block of mc tiles at a time, on the
+    // stack (pack_a). Measured, 1 thread, thread CPU time (load 2.5-4.5):
+    // 784x256x1024 with ta 125-136 -> 159-161 GFLOP/s. Packing A without
+    // the transpose too (rows padded by a vector) lost: 1024x256x784 168-180
+    // -> 142-160, so those tiles still read A in place.
+    m->apk = NULL;
+    if (m->ta && kc && kc <= MM_KCA) {
+        m->apk_ld = kc;
+        m->apk = nn_cg_alloca(cg, LLVMArrayType2(nn_cg_type(cg, m->dt),
+                                                 (uint64_t)(mc * MM_MR * m->apk_ld)));
+        LLVMSetAlignment(m->apk, 64);
+    }
     NnLoop kb, mb, p, t;
     nn_cg_loop_begin(cg, &kb, nn_cg_i64(cg, 0), kblocksv, 1);
     LLVMValueRef kc0 = mulv(cg, kb.iv, kcv);
@@ -443,14 +521,19 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     LLVMValueRef tb0 = add(cg, t0, mul(cg, mb.iv, mc));
     LLVMValueRef tb1 = add(cg, tb0, nn_cg_i64(cg, mc));
     tb1 = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, tb1, t1, ""), tb1, t1, "");
+    if (m->apk) {
+        m->apk_row0 = mul(cg, tb0, MM_MR);
+        pack_a(cg, m, tb0, tb1, kc0, kcn);
+    }
     nn_cg_loop_begin(cg, &p, p0, p1, 1);
     for (int v = 0; v < 2; v++)
         m->mask[v] = col_mask(cg, m, add(cg, mul(cg, p.iv, m->nr), nn_cg_i64(cg, v * m->vw)));
-    if (mrem) {
-        // A run-time M: every tile of the block, the last one's real rows
-        // counted at run time. One copy of the tile, not a full one and a
-        // short one: the K loop is the same, the rows' selects leave it, and
-        // a second copy was a sixth of the MLP step's compile time.
+    if (short_last) {
+        // A run-time M, or one that leaves a short last tile: every tile of
+        // the block, the last one's real rows counted at run time. One copy
+        // of the tile, not a full one and a short one: the K loop is the
+        // same, the rows' selects leave it, and a second copy was a sixth of
+        // the MLP step's compile time.
         nn_cg_loop_begin(cg, &t, tb0, tb1, 1);
         LLVMValueRef i0 = mul(cg, t.iv, MM_MR);
         LLVMValueRef left = LLVMBuildSub(cg->b, m->mv, i0, "");
@@ -459,29 +542,10 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
             LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, left, mr, ""), left, mr, "");
         tile(cg, m, i0, p.iv, kc0, kcn, MM_MR, nrows);
         nn_cg_loop_end(cg, &t);
-        rem = 0;
     } else {
-        // Full tiles of this block, then the short last tile if this block holds it.
-        LLVMValueRef tf = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, tb1, fullv, ""),
-                                          tb1, fullv, "");
-        nn_cg_loop_begin(cg, &t, tb0, tf, 1);
+        nn_cg_loop_begin(cg, &t, tb0, tb1, 1);
         tile(cg, m, mul(cg, t.iv, MM_MR), p.iv, kc0, kcn, MM_MR, NULL);
         nn_cg_loop_end(cg, &t);
-    }
-    if (rem) {
-        LLVMValueRef has =
-            LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLE, tb0, fullv, ""),
-                         LLVMBuildICmp(cg->b, LLVMIntSGT, tb1, fullv, ""), "");
-        if (mrem)
-            has = LLVMBuildAnd(cg->b, has,
-                               LLVMBuildICmp(cg->b, LLVMIntSGT, mrem, nn_cg_i64(cg, 0), ""), "");
-        LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "remtile");
-        LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "remdone");
-        LLVMBuildCondBr(cg->b, has, yes, done);
-        LLVMPositionBuilderAtEnd(cg->b, yes);
-        tile(cg, m, mul(cg, fullv, MM_MR), p.iv, kc0, kcn, rem, mrem);
-        LLVMBuildBr(cg->b, done);
-        LLVMPositionBuilderAtEnd(cg->b, done);
     }
     nn_cg_loop_end(cg, &p);
     nn_cg_loop_end(cg, &mb);
@@ -719,10 +783,16 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
     int64_t esize = (int64_t)nnrt_dtype_size(dt);
     mm.pack_slot = rt_k ? nn_cg_add_scratch_rows(cg, mm.np * (k / cg->rt_ref) * mm.nr * esize)
                         : nn_cg_add_scratch(cg, mm.np * k * mm.nr * esize);
-    // Partial sums live in C between K blocks, so they need C's dtype. A
-    // run-time K (the batch, in weight gradients) is one block: no partial
-    // sums to compile for, at some cache cost past MM_KC rows.
-    int64_t kc = mm.out_dt == dt && !rt_k ? MM_KC : (k > 0 ? k : 1);
+    // Partial sums live in C between K blocks, so they need C's dtype (else
+    // one block of K; kc 0 for a run-time K, also when A is not transposed:
+    // then only a packed op(A) needs a bounded block). A fixed K splits into
+    // equal blocks (784 = 4 x 196 under MM_KCA, not 3 x 256 + 16, whose last
+    // block would be mostly the tiles' loads and stores of C).
+    int64_t kc = rt_k ? 0 : (k > 0 ? k : 1), kmax = ta ? MM_KCA : MM_KC;
+    if (mm.out_dt == dt && !rt_k)
+        kc = (k + (k + kmax - 1) / kmax - 1) / ((k + kmax - 1) / kmax);
+    else if (mm.out_dt == dt && ta)
+        kc = MM_KCA;
     mm.split_m = split_rows(&mm);
     // Split by panels, each thread reads only the panels it packed, so the
     // packing runs in the compute kernel: no kernel, dispatch and barrier

@@ -638,3 +638,81 @@ Test(threads, panel_split_matmuls_are_bit_identical)
     }
     nn_graph_free(g);
 }
+
+// C = op(A)^T-form products whose op(A) the tiles pack (backend/llvm/
+// lower_matmul.c, pack_a): A transposed, its rows not a multiple of the
+// 8-row tile, K fixed across several blocks (600) or the run-time batch in
+// one, two or three blocks (1 to 700 rows), columns not a multiple of the
+// 32-column panel, split by rows or by panels over 1 to 3 threads. Each
+// element matches a double-precision product, and the bits do not depend
+// on the threads or the split (every element is one sum in K order).
+static void packed_check(const NnGraph *g, int64_t rows, int threads, const char *split,
+                         NnTensor **ref)
+{
+    NnTensor *ins[3] = {ag_tensor(NN_DT_F32, AG_SHAPE(rows, 37), 21, -1, 1),
+                        ag_tensor(NN_DT_F32, AG_SHAPE(rows, 270), 22, -1, 1),
+                        ag_tensor(NN_DT_F32, AG_SHAPE(600, 45), 23, -1, 1)};
+    if (split)
+        setenv("NN_MM_SPLIT", split, 1);
+    NnExecOptions opt = {.threads = threads};
+    NnExec *x = nn_backend_jit.prepare(g, &opt);
+    unsetenv("NN_MM_SPLIT");
+    cr_assert(x, "%s", nnrt_errmsg());
+    NnVars v;
+    nnrt_vars_init(&v);
+    NnTensor *out[2];
+    cr_assert_eq(nn_backend_jit.run(x, &v, ins, out), NN_OK, "%s", nnrt_errmsg());
+    // out[0] = a^T b (37 x 270, K = rows), out[1] = c^T c (45 x 45, K = 600)
+    for (int o = 0; o < 2; o++) {
+        const float *A = ins[o ? 2 : 0]->data, *B = ins[o ? 2 : 1]->data, *C = out[o]->data;
+        int64_t m = o ? 45 : 37, n = o ? 45 : 270, k = o ? 600 : rows;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double s = 0, mag = 0;
+                for (int64_t q = 0; q < k; q++) {
+                    double p = (double)A[q * m + i] * (double)B[q * n + j];
+                    s += p;
+                    mag += fabs(p);
+                }
+                cr_assert(fabs(C[i * n + j] - s) <= 1e-5 * mag + 1e-30,
+                          "output %d, %lld rows, %d threads, split %s: [%lld,%lld] = %g, want %g", o,
+                          (long long)rows, threads, split ? split : "default", (long long)i,
+                          (long long)j, C[i * n + j], s);
+            }
+        if (!ref[o]) {
+            ref[o] = nnrt_tensor_new(out[o]->dtype, out[o]->rank, out[o]->shape);
+            memcpy(ref[o]->data, out[o]->data, nnrt_tensor_nbytes(out[o]));
+        } else {
+            cr_expect(memcmp(ref[o]->data, out[o]->data, nnrt_tensor_nbytes(out[o])) == 0,
+                      "output %d, %lld rows: %d threads, split %s differ from 1 thread", o,
+                      (long long)rows, threads, split ? split : "default");
+        }
+    }
+    nn_backend_jit.free(x);
+    nnrt_vars_fini(&v);
+    for (int i = 0; i < 3; i++)
+        nnrt_tensor_free(ins[i]);
+}
+
+Test(threads, packed_transposed_products_match_reference)
+{
+    NEED_LLVM();
+    NnGraph *g = nn_graph_new();
+    int64_t n = nn_sym_dim(g, "N");
+    NnId a = ag_input(g, "a", NN_DT_F32, AG_SHAPE(n, 37));
+    NnId b = ag_input(g, "b", NN_DT_F32, AG_SHAPE(n, 270));
+    NnId c = ag_input(g, "c", NN_DT_F32, AG_SHAPE(600, 45));
+    nn_graph_add_output(g, "ab", nn_ir_matmul(g, a, b, true, false, ag_loc));
+    nn_graph_add_output(g, "cc", nn_ir_matmul(g, c, c, true, false, ag_loc));
+    const int64_t rows[] = {1, 7, 256, 257, 700};
+    const char *splits[] = {NULL, "m", "n"};
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        NnTensor *ref[2] = {NULL, NULL};
+        for (int t = 1; t <= 3; t++)
+            for (int s = 0; s < 3; s++)
+                packed_check(g, rows[r], t, splits[s], ref);
+        nnrt_tensor_free(ref[0]);
+        nnrt_tensor_free(ref[1]);
+    }
+    nn_graph_free(g);
+}
