@@ -54,6 +54,10 @@ int nn_llvm_kernel_count(const NnExec *x);
 // Modules compiled so far (each costs 100+ ms): with a run-time batch
 // (nn_llvm_runtime_batch), a new batch size adds none.
 int nn_llvm_compile_count(const NnExec *x);
+// Pool dispatches of the latest run, and (*splits, if splits) its kernels
+// split over the pool's threads: a run of a few rows is one dispatch
+// (runtime/step.c, "few rows").
+int nn_llvm_dispatches(const NnExec *x, int *splits);
 bool nn_llvm_runtime_batch(const NnExec *x);
 // 0 when the step was not cut so that the batch splits across threads for
 // the whole step (ir/shard.c; *why, if why, says why not), else the threads

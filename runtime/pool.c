@@ -233,6 +233,22 @@ void nnrt_pool_run(NnrtPool *p, NnrtTask fn, void *arg)
     atomic_store(&p->busy, false);
 }
 
+void nnrt_barrier_wait(NnrtBarrier *b, int nth)
+{
+    unsigned phase = atomic_load(&b->phase);
+    if (atomic_fetch_add(&b->count, 1) == nth - 1) {
+        atomic_store(&b->count, 0); // before the bump: nobody arrives again until it
+        atomic_fetch_add(&b->phase, 1);
+        return;
+    }
+    // No time limit: the other threads are inside the same task, never asleep.
+    for (unsigned i = 0; atomic_load(&b->phase) == phase; i++) {
+        cpu_relax();
+        if ((i & 63) == 63)
+            sched_yield(); // let the thread we wait for in when cores are shared
+    }
+}
+
 static NnrtPool default_pool;
 static int default_threads = -1; // -1: not started
 static pthread_mutex_t default_mu = PTHREAD_MUTEX_INITIALIZER;

@@ -55,6 +55,16 @@ void nnrt_pool_fini(NnrtPool *p);
 void nnrt_pool_run(NnrtPool *p, NnrtTask fn, void *arg);
 static inline int nnrt_pool_size(const NnrtPool *p) { return p ? p->nthreads : 1; }
 
+// A spin barrier for the nth threads of one task, which meet at it between
+// phases (step.c's few-rows runs). Zeroed before the task; each wait returns
+// once all nth threads have reached it. Spinning, not sleeping: the phases
+// are microseconds long and every thread of a task is running.
+typedef struct NnrtBarrier {
+    atomic_int count;  // threads arrived at the current wait
+    atomic_uint phase; // bumped by the last one to arrive
+} NnrtBarrier;
+void nnrt_barrier_wait(NnrtBarrier *b, int nth);
+
 // The process-wide pool, started on first use with nnrt_pool_set_threads' count
 // (default 0 = all CPUs, or the NN_THREADS environment variable). Never NULL.
 NnrtPool *nnrt_pool_default(void);

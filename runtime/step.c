@@ -136,6 +136,8 @@ NnStatus nnrt_step_open(NnrtStepRun *r, const NnrtStep *d)
     if (pf && *pf == '1' && !(r->prof = calloc(PROF_STEPS, sizeof(double))))
         return nnrt_fail(NN_ERR_NOMEM, "out of memory");
     r->min_rows = nnrt_lane_rows();
+    const char *few = getenv("NN_STEP_FEW"); // 0: kernel by kernel at a few rows too
+    r->few_off = few && *few == '0';
     if (!(r->err = nnrt_alloc(8 * ((size_t)d->nchecks + 1))))
         return NN_ERR_NOMEM;
     for (int k = 0; k < d->nupdates; k++) {
@@ -354,6 +356,7 @@ static void timed_task(void *arg, int ith, int nth)
 // fn over the pool (par) or on the caller, timed when profiling.
 static void dispatch(NnrtStepRun *r, NnrtPool *pool, NnrtTask fn, void *arg, bool par)
 {
+    r->dispatches += par;
     if (!r->prof) {
         if (par)
             nnrt_pool_run(pool, fn, arg);
@@ -563,15 +566,104 @@ static NnStatus exec_split(NnrtStepRun *r, NnrtPool *pool, int lanes)
     return st;
 }
 
+// ---- few rows: the whole step as one dispatch ----
+
+// At a few rows (batch-1 prediction) a step is a handful of products, each
+// reading its weights once: microseconds, of which a dispatch per kernel and
+// the caller reading every weight itself would be a large part. Instead the
+// kernels from the first one split to the last one split run as one pool
+// task: each thread computes its fixed share of every split kernel (the same
+// columns call after call, so its slice of the weights stays in its own
+// core's L2), the caller alone runs the kernels between, and the threads meet
+// at a spin barrier only where a split kernel meets another kernel. Kernels
+// split by their own (ith, nth) as a dispatch would run them, so the results
+// are those of the kernel-by-kernel run, bit for bit.
+
+// How kernel k runs at r's batch in a few-rows run: NNRT_FEW_*.
+static int few_how(const NnrtStepRun *r, int k)
+{
+    const NnrtStepKernel *kn = &r->d->kernels[k];
+    if (kn->few != NNRT_FEW_SERIAL)
+        return kn->few;
+    return kn->par && r->batch >= kn->par_rows ? NNRT_FEW_SPLIT : NNRT_FEW_SERIAL;
+}
+
+typedef struct FewTask {
+    NnrtStepRun *r;
+    int first, last; // the first and last split kernels
+    NnrtBarrier bar;
+} FewTask;
+
+static void few_task(void *arg, int ith, int nth)
+{
+    FewTask *t = arg;
+    const NnrtStep *d = t->r->d;
+    void **bufs = t->r->bufs;
+    bool after_split = false;
+    for (int k = t->first; k <= t->last; k++) {
+        int how = few_how(t->r, k);
+        if (how == NNRT_FEW_NOOP)
+            continue;
+        bool split = how == NNRT_FEW_SPLIT;
+        if (k > t->first && (split || after_split))
+            nnrt_barrier_wait(&t->bar, nth);
+        if (split)
+            d->kernels[k].fn(bufs, ith, nth);
+        else if (ith == 0)
+            d->kernels[k].fn(bufs, 0, 1);
+        after_split = split;
+    }
+}
+
+// Runs r's step the few-rows way when it applies (a run-time batch of at
+// most NNRT_FEW_ROWS, a pool of 2 or more, some kernel split, no lanes or
+// MPI ranks); false when it does not, and nothing ran. A step compiled for
+// one batch (no run-time batch) keeps its kernel-by-kernel run: its kernels
+// were chosen for that batch, which is rarely a few rows.
+static bool exec_few(NnrtStepRun *r, NnrtPool **pool, bool ranks)
+{
+    const NnrtStep *d = r->d;
+    if (r->batch < 1 || r->batch > NNRT_FEW_ROWS || ranks || d->ncuts > 0 || r->few_off ||
+        !has_batch(d))
+        return false;
+    FewTask t = {.r = r, .first = -1, .last = -1};
+    for (int k = 0; k < d->nkernels; k++)
+        if (few_how(r, k) == NNRT_FEW_SPLIT) {
+            t.first = t.first < 0 ? k : t.first;
+            t.last = k;
+        }
+    if (t.first < 0)
+        return false;
+    if (!*pool)
+        *pool = nnrt_pool_default();
+    if (nnrt_pool_size(*pool) < 2)
+        return false;
+    for (int k = t.first; k <= t.last; k++)
+        r->splits += few_how(r, k) == NNRT_FEW_SPLIT;
+    for (int k = 0; k < t.first; k++)
+        if (few_how(r, k) != NNRT_FEW_NOOP)
+            dispatch(r, *pool, d->kernels[k].fn, r->bufs, false);
+    dispatch(r, *pool, few_task, &t, true);
+    for (int k = t.last + 1; k < d->nkernels; k++)
+        if (few_how(r, k) != NNRT_FEW_NOOP)
+            dispatch(r, *pool, d->kernels[k].fn, r->bufs, false);
+    return true;
+}
+
 NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
 {
     const NnrtStep *d = r->d;
+    r->dispatches = r->splits = 0;
     int lanes = lanes_for(r, &pool);
     if (lanes > 1)
         return exec_split(r, pool, lanes);
     // Gradient sums over MPI ranks advance only inside MPI calls: one between
     // kernels, and none at all in a single process.
     bool ranks = nnrt_dist_size() > 1;
+    if (exec_few(r, &pool, ranks)) {
+        prof_step(r);
+        return nnrt_step_check(r);
+    }
     for (int k = 0; k < d->nkernels; k++) {
         // The default pool starts on first need: a small step (batch-1
         // prediction) never waits for threads to start.
@@ -586,7 +678,8 @@ NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
         }
         if (par && !pool)
             pool = nnrt_pool_default();
-        dispatch(r, pool, d->kernels[k].fn, r->bufs, par);
+        r->splits += par && nnrt_pool_size(pool) > 1;
+        dispatch(r, pool, d->kernels[k].fn, r->bufs, par && nnrt_pool_size(pool) > 1);
         if (ranks)
             nnrt_dist_progress();
     }

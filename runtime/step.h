@@ -40,13 +40,28 @@ typedef struct NnrtStepSlot {
 // A kernel computes its own share (ith of nth) of one node: a pool task whose
 // argument is the bufs[] array. par: dispatched over the pool, else run on the
 // calling thread (too little work to pay for a dispatch); with a batch, only
-// when it has par_rows rows or more (its work grows with them).
+// when it has par_rows rows or more (its work grows with them). few: what it
+// does in a run of at most NNRT_FEW_ROWS rows, where the whole step is one
+// dispatch with spin barriers between kernels (step.c, "few rows").
 typedef struct NnrtStepKernel {
     const char *name;
     void (*fn)(void *bufs, int ith, int nth);
     int par;
     int64_t par_rows;
+    int few; // NNRT_FEW_*
 } NnrtStepKernel;
+
+// Batch-1 (up to 4 rows) prediction reads every weight once per call, so its
+// time is reading them, from L2 when they stay there. Run as one pool task,
+// each thread computes a fixed column slice of each large product, so its
+// slice of the weights stays in its own core's L2 from call to call.
+#define NNRT_FEW_ROWS 4
+enum {
+    NNRT_FEW_SERIAL, // on the calling thread (unless par says split at this batch)
+    NNRT_FEW_SPLIT,  // split over the threads: large enough to pay a spin barrier, and
+                     // split by output columns, so every element's sum is the same
+    NNRT_FEW_NOOP,   // does nothing at a few rows (a packing the product skips)
+};
 
 // The type of an input, variable or output, concrete (dims bound), and the
 // slot holding its data. `type` is how the model's source writes it
@@ -152,6 +167,9 @@ typedef struct NnrtStepRun {
     int *role;           // per kernel: k + 1 at cut k's start, -(k + 1) at its wait
     double *prof, crit;  // NN_STEP_PROFILE=1: per step, its critical path (step.c)
     int nprof;
+    bool few_off;        // NN_STEP_FEW=0: no one-dispatch runs at a few rows (step.c)
+    int dispatches;      // pool dispatches of the last run ...
+    int splits;          // ... and kernels split over its threads (not counting lanes)
 } NnrtStepRun;
 
 // Allocates r for d (which must outlive r). NN_ERR_NOMEM on failure; r is

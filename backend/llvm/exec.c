@@ -61,6 +61,7 @@ struct NnExec {
     char rt_why[160]; // why not, when -1
     bool lanes;       // cut for lanes (ir/shard.c)
     int last_lanes;   // lanes of the latest run
+    int last_dispatches, last_splits; // pool dispatches and split kernels of it
     char lanes_why[160]; // why not, when false
     JMod *mods;       // modules with a run-time batch, kept until free
 };
@@ -274,6 +275,8 @@ static NnStatus jit_run(NnExec *x, NnVars *vars, NnTensor *const *inputs, NnTens
     } else {
         st = nnrt_step_exec(&b->run, x->base.pool);
         x->last_lanes = b->run.lanes;
+        x->last_dispatches = b->run.dispatches;
+        x->last_splits = b->run.splits;
     }
     if (st != NN_OK)
         return st;
@@ -379,6 +382,13 @@ static NnExec *jit_prepare(const NnGraph *g, const NnExecOptions *opt)
 int nn_llvm_kernel_count(const NnExec *x) { return x ? x->last_kernels : 0; }
 
 int nn_llvm_compile_count(const NnExec *x) { return x ? x->compiles : 0; }
+
+int nn_llvm_dispatches(const NnExec *x, int *splits)
+{
+    if (splits)
+        *splits = x ? x->last_splits : 0;
+    return x ? x->last_dispatches : 0;
+}
 
 bool nn_llvm_runtime_batch(const NnExec *x) { return x && x->rt_sym >= 0; }
 

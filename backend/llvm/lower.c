@@ -222,6 +222,7 @@ static NnCgKernel *new_kernel(NnCg *cg, const char *what, double work)
     k->direct = false;
     k->batch = false;
     k->work_fixed = 0;
+    k->few = NNRT_FEW_SERIAL;
     k->node = cg->node;
     cg->nkernels++;
     cg->batch_v = NULL;

@@ -101,8 +101,15 @@ static LLVMValueRef mulv(NnCg *cg, LLVMValueRef a, LLVMValueRef b)
     return LLVMBuildNSWMul(cg->b, a, b, "");
 }
 
-// Rows a product takes unpacked (emit_rows), defined below.
-#define MM_ROWS 4
+// Rows a product takes unpacked (emit_rows), defined below: the few rows of
+// a step run as one dispatch (runtime/step.h).
+#define MM_ROWS NNRT_FEW_ROWS
+// The least of B a product with few rows reads for its columns to be split
+// over the threads inside that one dispatch: 64 KB take one core about 0.36
+// us from L2 (180 GB/s), so two threads save about what the spin barrier
+// after them costs (0.15 us measured); the MLP's w2 (128 KB) gains, w3 (5
+// KB) would lose.
+#define MM_FEW_SPLIT_BYTES (64 << 10)
 
 // Whether the run-time M is at most MM_ROWS.
 static LLVMValueRef few_rows(NnCg *cg, const Mm *m)
@@ -111,6 +118,23 @@ static LLVMValueRef few_rows(NnCg *cg, const Mm *m)
 }
 
 static void rows_body(NnCg *cg, Mm *m, LLVMValueRef b, int rows, LLVMValueRef nrows);
+
+// Whether a run of the step at a few rows runs this product unpacked: M is
+// constant and short, or exactly the run-time batch (not rows per sample
+// times it).
+static bool few_unpacked(const NnCg *cg, const Mm *m)
+{
+    return m->rt_m ? m->rt_rows && m->m == cg->rt_ref : m->m <= MM_ROWS;
+}
+
+// Marks the kernel being emitted, an unpacked few-rows product (its threads
+// split the columns), to be split at a few rows when it reads enough of B.
+static void few_split(NnCg *cg, const Mm *m)
+{
+    int64_t bytes = m->k * m->n * (int64_t)nnrt_dtype_size(m->dt);
+    if (few_unpacked(cg, m) && bytes >= MM_FEW_SPLIT_BYTES)
+        cg->kernels[cg->nkernels - 1].few = NNRT_FEW_SPLIT;
+}
 
 // Returns from the kernel when the run-time M takes the rows path.
 static void short_exit(NnCg *cg, Mm *m)
@@ -175,8 +199,11 @@ static void emit_pack(NnCg *cg, Mm *m)
 {
     nn_cg_kernel_begin(cg, "mm_pack", pack_work(m));
     mm_dims(cg, m);
-    if (m->rt_rows)
+    if (m->rt_rows) {
+        if (few_unpacked(cg, m))
+            cg->kernels[cg->nkernels - 1].few = NNRT_FEW_NOOP;
         short_exit(cg, m);
+    }
     LLVMValueRef lo, hi;
     nn_cg_split(cg, m->np, 1, &lo, &hi);
     pack_panels(cg, m, lo, hi);
@@ -443,6 +470,7 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     if (m->rt_rows) {
         // A run-time M of at most MM_ROWS: B in place, no packing (see emit_rows).
         // One row (batch-1 prediction) has a loop nest of its own.
+        few_split(cg, m);
         LLVMBasicBlockRef rb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "fewrows");
         LLVMBasicBlockRef r1 = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "onerow");
         LLVMBasicBlockRef r4 = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "rows");
@@ -601,7 +629,8 @@ static void emit_small(NnCg *cg, Mm *m)
 // Each accumulator is a chain of dependent FMAs, so with fewer than
 // MM_CHAINS of them the FMA latency, not the loads, sets the pace: K is then
 // split KS ways (k, k+1, ... of each step of KS into separate accumulators,
-// summed at the end), which gives batch-1 inference 4x the chains.
+// summed at the end). One row takes several panels at once instead
+// (row_groups).
 // Threads split the panels. A run-time M (at most MM_ROWS, nrows of the
 // `rows` real) and a run-time K (one chain per accumulator) use it too.
 #define MM_CHAINS 8
@@ -627,10 +656,120 @@ static void rows_fma(NnCg *cg, Mm *m, LLVMValueRef (*acc)[2][4], int rows, LLVMV
     }
 }
 
+// One row (batch-1 prediction): this thread's panels [p0, p1) in groups of
+// MM_ROW_GROUP, each group's vectors fed by one contiguous stretch of B's row
+// k per step of K (512 bytes of f32) rather than two vectors of each panel
+// in turn (1.2x faster on the MLP's first layer), then a pair and a single
+// panel. All of a product's groups sum every column the same way, K split
+// into row_ks interleaved chains added at the end, so results do not depend
+// on which thread or group computes it.
+#define MM_ROW_GROUP (MM_CHAINS / 2)
+
+// Chains per column: two, so that a single panel is not held up by the FMA
+// latency; four when no group is wider than a pair (the MLP's last layer,
+// 10 columns: its one vector of them has 4 chains instead of 2).
+static int row_ks(const Mm *m)
+{
+    return m->rt_k || m->k < 16 ? 1 : m->np <= 2 ? 4 : 2;
+}
+
+// `panels` panels from column j0 (whole panels, masked at N's edge only).
+static void row_group(NnCg *cg, Mm *m, LLVMValueRef b, LLVMValueRef j0, int panels,
+                      LLVMValueRef (*acc)[4])
+{
+    LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
+    int nv = 2 * panels, ks = row_ks(m);
+    LLVMValueRef mask[2 * MM_ROW_GROUP];
+    for (int v = 0; v < nv; v++) {
+        mask[v] = col_mask(cg, m, add(cg, j0, nn_cg_i64(cg, v * m->vw)));
+        for (int s = 0; s < ks; s++)
+            LLVMBuildStore(cg->b, LLVMConstNull(vt), acc[v][s]);
+    }
+    int64_t kfull = m->k - m->k % ks;
+    // Whole steps of ks, then the last K % ks steps (step k into chain k % ks).
+    for (int part = 0; part < 2; part++) {
+        if (part == 1 && (m->rt_k || kfull == m->k))
+            break;
+        NnLoop k;
+        if (part == 0)
+            nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), m->rt_k ? m->kv : nn_cg_i64(cg, kfull), ks);
+        for (int s = 0; s < (part ? (int)(m->k - kfull) : ks); s++) {
+            LLVMValueRef kk = add(cg, part ? nn_cg_i64(cg, kfull) : k.iv, nn_cg_i64(cg, s));
+            LLVMValueRef sp = nn_cg_splat(cg, a_elem(cg, m, nn_cg_i64(cg, 0), kk), m->vw);
+            LLVMValueRef row = add(cg, mul(cg, kk, m->n), j0);
+            for (int v = 0; v < nv; v++) {
+                LLVMValueRef bv = nn_cg_load(cg, m->dt, b, add(cg, row, nn_cg_i64(cg, v * m->vw)),
+                                             m->vw, mask[v]);
+                LLVMValueRef args[3] = {sp, bv, LLVMBuildLoad2(cg->b, vt, acc[v][s], "")};
+                LLVMBuildStore(cg->b, nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3),
+                               acc[v][s]);
+            }
+        }
+        if (part == 0)
+            nn_cg_loop_end(cg, &k);
+    }
+    for (int v = 0; v < nv; v++)
+        for (int s = 1; s < ks; s++) {
+            LLVMValueRef sum = LLVMBuildFAdd(cg->b, LLVMBuildLoad2(cg->b, vt, acc[v][0], ""),
+                                             LLVMBuildLoad2(cg->b, vt, acc[v][s], ""), "");
+            LLVMBuildStore(cg->b, sum, acc[v][0]);
+        }
+    for (int g = 0; g < panels; g++) { // each panel's two vectors through the epilogue
+        m->acc[0][0] = acc[2 * g][0];
+        m->acc[0][1] = acc[2 * g + 1][0];
+        m->mask[0] = mask[2 * g];
+        m->mask[1] = mask[2 * g + 1];
+        tile_store(cg, m, nn_cg_i64(cg, 0), add(cg, j0, nn_cg_i64(cg, g * m->nr)), 1, true, NULL);
+    }
+}
+
+static void row_groups(NnCg *cg, Mm *m, LLVMValueRef b, LLVMValueRef p0, LLVMValueRef p1)
+{
+    enum { G = MM_ROW_GROUP };
+    LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
+    LLVMValueRef acc[2 * G][4];
+    for (int v = 0; v < 2 * G; v++)
+        for (int s = 0; s < row_ks(m); s++)
+            acc[v][s] = nn_cg_alloca(cg, vt);
+    LLVMValueRef full = LLVMBuildSDiv(cg->b, LLVMBuildSub(cg->b, p1, p0, ""), nn_cg_i64(cg, G), "");
+    NnLoop q;
+    nn_cg_loop_begin(cg, &q, nn_cg_i64(cg, 0), full, 1);
+    row_group(cg, m, b, mul(cg, add(cg, p0, mul(cg, q.iv, G)), m->nr), G, acc);
+    nn_cg_loop_end(cg, &q);
+    // Fewer than G left (all of a thread's share of w2 in the MLP on 2
+    // threads): a pair of panels, then a single one, each only if there.
+    LLVMValueRef p = add(cg, p0, mul(cg, full, G));
+    for (int w = G / 2; w >= 1; w /= 2) {
+        LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "rowpanels");
+        LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "rowpanelsdone");
+        LLVMBasicBlockRef from = LLVMGetInsertBlock(cg->b);
+        LLVMValueRef left = LLVMBuildSub(cg->b, p1, p, "");
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, left, nn_cg_i64(cg, w), ""), yes,
+                        done);
+        LLVMPositionBuilderAtEnd(cg->b, yes);
+        row_group(cg, m, b, mul(cg, p, m->nr), w, acc);
+        LLVMValueRef next = add(cg, p, nn_cg_i64(cg, w));
+        LLVMBasicBlockRef end = LLVMGetInsertBlock(cg->b);
+        LLVMBuildBr(cg->b, done);
+        LLVMPositionBuilderAtEnd(cg->b, done);
+        LLVMValueRef phi = LLVMBuildPhi(cg->b, cg->t_i64, "");
+        LLVMValueRef vals[2] = {p, next};
+        LLVMBasicBlockRef blocks[2] = {from, end};
+        LLVMAddIncoming(phi, vals, blocks, 2);
+        p = phi;
+    }
+}
+
 // The rows loop nest: B (in place, pointer b) times `rows` rows of op(A), of
 // which the first nrows are real when nrows is not NULL (a run-time M).
 static void rows_body(NnCg *cg, Mm *m, LLVMValueRef b, int rows, LLVMValueRef nrows)
 {
+    if (rows == 1 && !nrows) {
+        LLVMValueRef p0, p1;
+        nn_cg_split(cg, m->np, 1, &p0, &p1);
+        row_groups(cg, m, b, p0, p1);
+        return;
+    }
     LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
     int ks = MM_CHAINS / (2 * (rows > 0 ? rows : 1));
     ks = ks < 1 ? 1 : ks > 4 ? 4 : ks;
@@ -681,6 +820,7 @@ static void rows_body(NnCg *cg, Mm *m, LLVMValueRef b, int rows, LLVMValueRef nr
 static void emit_rows(NnCg *cg, Mm *m)
 {
     nn_cg_kernel_begin(cg, m->epi ? "mm_rows_fused" : "mm_rows", mm_work(m, m->k * m->n));
+    few_split(cg, m);
     mm_dims(cg, m);
     m->a = nn_cg_buf(cg, m->a_slot);
     m->c = nn_cg_buf(cg, m->out_slot);
@@ -700,6 +840,7 @@ static void emit_rows(NnCg *cg, Mm *m)
 static void emit_dots(NnCg *cg, Mm *m)
 {
     nn_cg_kernel_begin(cg, m->epi ? "mm_dots_fused" : "mm_dots", mm_work(m, m->k * m->n));
+    few_split(cg, m);
     mm_dims(cg, m);
     m->a = nn_cg_buf(cg, m->a_slot);
     LLVMValueRef b = nn_cg_buf(cg, m->b_slot);

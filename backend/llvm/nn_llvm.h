@@ -62,6 +62,7 @@ typedef struct NnCgKernel {
     bool batch;  // reads the run-time batch: `work` is for rt_ref rows, of which
                  // work_fixed does not grow with the rows
     double work_fixed;
+    int few;     // at a few rows (NNRT_FEW_ROWS): NnrtStepKernel.few
     NnId node;   // the node it computes
 } NnCgKernel;
 

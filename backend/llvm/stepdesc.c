@@ -107,7 +107,7 @@ NnrtStep *nn_llvm_step_new(const NnCg *cg, const NnPlan *plan, const char *name)
     }
     for (int k = 0; k < cg->nkernels; k++) {
         const NnCgKernel *kn = &cg->kernels[k];
-        ks[k] = (NnrtStepKernel){dup_str(kn->name), NULL, kn->work >= NN_PAR_WORK, 0};
+        ks[k] = (NnrtStepKernel){dup_str(kn->name), NULL, kn->work >= NN_PAR_WORK, 0, kn->few};
         if (kn->batch) {
             // work_fixed + per_row * rows: worth a dispatch from this many rows on.
             double per_row = (kn->work - kn->work_fixed) / (double)cg->rt_ref;
@@ -230,8 +230,8 @@ void nn_llvm_step_write_c(const NnrtStep *d, const char *cname, FILE *f)
         fprintf(f, "void %s(void *, int, int);\n", d->kernels[k].name);
     fprintf(f, "static const NnrtStepKernel %s_kernels[] = {\n", cname);
     for (int k = 0; k < d->nkernels; k++)
-        fprintf(f, "    {\"%s\", %s, %d, %lld},\n", d->kernels[k].name, d->kernels[k].name,
-                d->kernels[k].par, (long long)d->kernels[k].par_rows);
+        fprintf(f, "    {\"%s\", %s, %d, %lld, %d},\n", d->kernels[k].name, d->kernels[k].name,
+                d->kernels[k].par, (long long)d->kernels[k].par_rows, d->kernels[k].few);
     fprintf(f, "    {0}\n};\nstatic const NnrtStepSlot %s_slots[] = {\n", cname);
     for (int s = 0; s < d->nslots; s++)
         fprintf(f, "    {%d, %d, %lld, %lld},\n", d->slots[s].kind, d->slots[s].index,
