@@ -167,6 +167,23 @@ NnStatus nnrt_batch_alloc(const NnrtDataset *ds, int64_t batch, NnTensor **xb, N
 // must hold `batch` rows (as from nnrt_batch_alloc).
 int64_t nnrt_batch_gather(const NnrtDataset *ds, const int64_t *perm, int64_t batch, int64_t i,
                           NnTensor *xb, NnTensor *yb);
+// A batch gathered by the default thread pool's workers in the moments they
+// would spin between a step's kernels (runtime/pool.c side work), one row at
+// a time, instead of by a thread of its own. NULL (nothing allocated) when no
+// pool with workers is running; then gather inline.
+typedef struct NnrtSideGather NnrtSideGather;
+NnrtSideGather *nnrt_side_gather_new(void);
+void nnrt_side_gather_free(NnrtSideGather *g);
+// Starts copying samples rows[0..n) of ds into xb (and yb when both are
+// non-NULL), sized as by nnrt_batch_alloc; nothing else may touch them
+// until nnrt_side_gather_wait. One batch at a time per gatherer.
+void nnrt_side_gather_post(NnrtSideGather *g, const NnrtDataset *ds, const int64_t *rows,
+                           int64_t n, NnTensor *xb, NnTensor *yb);
+// Copies the rows no worker took, waits for theirs, and sets the batch's
+// shapes: then xb and yb hold what nnrt_batch_gather would have put there.
+void nnrt_side_gather_wait(NnrtSideGather *g);
+// The threads of the pool g's rows are offered to (its caller included).
+int nnrt_side_gather_threads(const NnrtSideGather *g);
 
 // ---- augmentation (augment.c) ----------------------------------------------
 

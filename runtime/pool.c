@@ -3,6 +3,7 @@
 // woken through the condition variable. Completion is a countdown of the workers
 // still running; the caller spins on it briefly, then sleeps. Invariant: at most
 // one task is in flight per pool (`busy`), and fn/arg never change while it runs.
+// While they spin, workers also take items of posted side work (nnrt_pool_side_post).
 #include "pool.h"
 
 #include <sched.h>
@@ -39,11 +40,36 @@ static int64_t now_ns(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-// Spins while *v == old, for at most SPIN_NS; true if it changed.
-static bool spin_while_uint(atomic_uint *v, unsigned old)
+// One item of the posted side work, if any is left. A worker announces itself
+// in side_users before it reads `side`, and nnrt_pool_side_finish clears
+// `side` before it reads side_users (both sequentially consistent), so the
+// caller never reuses a job a worker still holds.
+static void side_step(NnrtPool *p)
+{
+    if (!atomic_load_explicit(&p->side, memory_order_relaxed))
+        return;
+    atomic_fetch_add(&p->side_users, 1);
+    NnrtSide *s = atomic_load(&p->side);
+    if (s) {
+        int64_t i = atomic_fetch_add(&s->next, 1);
+        // The last item taken, later spins need not touch the counters. The
+        // job cannot be posted again meanwhile: finish waits for us.
+        NnrtSide *posted = s;
+        if (i >= s->n - 1)
+            atomic_compare_exchange_strong(&p->side, &posted, NULL);
+        if (i < s->n)
+            s->fn(s->arg, i);
+    }
+    atomic_fetch_sub(&p->side_users, 1);
+}
+
+// Spins while *v == old, doing p's side work meanwhile, for at most SPIN_NS;
+// true if it changed.
+static bool spin_while_uint(NnrtPool *p, atomic_uint *v, unsigned old)
 {
     int64_t end = 0;
     for (unsigned i = 0; atomic_load(v) == old; i++) {
+        side_step(p);
         cpu_relax();
         if ((i & 255) == 255) {
             sched_yield(); // let other runnable threads in when cores are shared
@@ -75,13 +101,36 @@ static bool spin_while_pos(atomic_int *v)
     return true;
 }
 
+void nnrt_pool_side_post(NnrtPool *p, NnrtSide *s, void (*fn)(void *, int64_t), void *arg,
+                         int64_t n)
+{
+    s->fn = fn;
+    s->arg = arg;
+    s->n = n;
+    atomic_store(&s->next, 0);
+    if (p && p->workers)
+        atomic_store(&p->side, s);
+}
+
+void nnrt_pool_side_finish(NnrtPool *p, NnrtSide *s)
+{
+    if (p && p->workers)
+        atomic_store(&p->side, NULL);
+    for (int64_t i; (i = atomic_fetch_add(&s->next, 1)) < s->n;)
+        s->fn(s->arg, i);
+    // Rarely more than one row's copy: a worker finishes the item it holds.
+    if (p && p->workers)
+        while (atomic_load(&p->side_users) > 0)
+            cpu_relax();
+}
+
 static void *worker_main(void *vp)
 {
     NnrtWorker *w = vp;
     NnrtPool *p = w->pool;
     unsigned seen = 0;
     for (;;) {
-        if (!spin_while_uint(&p->gen, seen)) {
+        if (!spin_while_uint(p, &p->gen, seen)) {
             pthread_mutex_lock(&p->mu);
             while (atomic_load(&p->gen) == seen) {
                 p->sleepers++;
@@ -221,6 +270,14 @@ NnrtPool *nnrt_pool_default(void)
     }
     pthread_mutex_unlock(&default_mu);
     return &default_pool;
+}
+
+NnrtPool *nnrt_pool_default_started(void)
+{
+    pthread_mutex_lock(&default_mu);
+    NnrtPool *p = default_threads >= 0 ? &default_pool : NULL;
+    pthread_mutex_unlock(&default_mu);
+    return p;
 }
 
 NnStatus nnrt_pool_set_threads(int n)

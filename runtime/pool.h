@@ -17,6 +17,19 @@ typedef void (*NnrtTask)(void *arg, int ith, int nth);
 
 typedef struct NnrtWorker NnrtWorker;
 
+// Side work: items 0..n-1 of fn that the workers take one at a time while they
+// spin waiting for the next task (the next batch's rows while a step's serial
+// kernels run on the caller), so it needs no thread of its own competing for
+// the cores. One item is short, so a worker that gets a task is back within
+// one item. Caller-owned; posted with nnrt_pool_side_post, reusable after
+// nnrt_pool_side_finish.
+typedef struct NnrtSide {
+    void (*fn)(void *arg, int64_t item);
+    void *arg;
+    int64_t n;
+    atomic_int_fast64_t next; // the next item to claim
+} NnrtSide;
+
 typedef struct NnrtPool {
     int nthreads;         // >= 1, counting the caller
     NnrtWorker *workers;  // nthreads - 1 of them; NULL when nthreads == 1
@@ -31,6 +44,9 @@ typedef struct NnrtPool {
     bool caller_waits;    // the caller waits on `done` (under mu)
     atomic_bool busy;     // a task is running: nested runs go inline
     atomic_bool quit;     // set with a gen bump: workers exit
+    char side_pad[64];        // workers write side_users as they spin: not on gen's line
+    _Atomic(NnrtSide *) side; // posted side work; NULL: none
+    atomic_int side_users;    // workers inside side work (they hold `side`)
 } NnrtPool;
 
 // nthreads 0 = the number of online CPUs. NN_ERR_RUNTIME if threads cannot start.
@@ -55,5 +71,15 @@ NnrtPool *nnrt_pool_default(void);
 // Restarts the default pool with n threads (0 = all CPUs). Must not be called
 // while a task runs on it.
 NnStatus nnrt_pool_set_threads(int n);
+// The default pool if it has started, else NULL (never starts it).
+NnrtPool *nnrt_pool_default_started(void);
+
+// Offers s's items to p's spinning workers. At most one side job per pool at
+// a time; s->fn must not run pool tasks. A pool without workers takes none.
+void nnrt_pool_side_post(NnrtPool *p, NnrtSide *s, void (*fn)(void *, int64_t), void *arg,
+                         int64_t n);
+// Withdraws s, runs on the caller every item no worker took, and returns when
+// the workers' items are done too (their writes visible to the caller).
+void nnrt_pool_side_finish(NnrtPool *p, NnrtSide *s);
 
 #endif

@@ -5,13 +5,16 @@
 // from (seed, epoch, batch), and the loop's own state (epoch, steps, early
 // stopping, best weights as "best/<name>") lives in the checkpoint, so resuming
 // repeats exactly what an uninterrupted run would have done. The next batch
-// is gathered (and augmented) on a helper thread while the step runs on the
-// current one: two batch buffers in turn. Under mpirun (dist.h) each rank
-// steps on its slice of every global batch, losses and evaluation counts are
-// summed over ranks, and rank 0 alone writes.
+// is assembled while the step runs on the current one, two batch buffers in
+// turn: by the thread pool's workers between the step's kernels when its
+// threads fill the cores, else (and when augmented) on a helper thread.
+// Denormals are flushed to zero while training (fpenv.h). Under mpirun
+// (dist.h) each rank steps on its slice of every global batch, losses and
+// evaluation counts are summed over ranks, and rank 0 alone writes.
 #include "train.h"
 
 #include "dist.h"
+#include "fpenv.h"
 
 #include <errno.h>
 #include <math.h>
@@ -24,6 +27,11 @@
 #define BEST_PREFIX "best/"
 #define LAST_PREFIX "last/"
 #define AUG_SEED 0x5bd1e9955bd1e995ull
+
+// Per batch, seconds (NN_EPOCH_PROFILE, below); NULL: off.
+typedef struct EpochProfile {
+    double *wait, *step, *iter;
+} EpochProfile;
 
 typedef struct Run {
     const NnrtTrainCallbacks *cb;
@@ -45,6 +53,8 @@ typedef struct Run {
     bool have_jsonl;
     bool saved;            // save_checkpoint succeeded at least once
     bool writer;           // rank 0 (or the only process): writes checkpoints
+    NnrtSideGather *side;  // the pool's workers gather batches; NULL: not (yet)
+    EpochProfile prof;
 } Run;
 
 static int64_t opt_batch(const NnrtTrainOptions *o) { return o->batch > 0 ? o->batch : 32; }
@@ -381,10 +391,23 @@ static NnStatus sum_losses(Run *r, double share, double *loss)
     return st;
 }
 
+// Global batch b of the epoch has *n rows; this rank's are [*lo, *hi) of
+// them (all with one process); *share: this rank's rows over n. A rank left
+// without rows (a last batch smaller than the ranks) still takes part in the
+// sums, with one row and no weight.
+static void batch_slice(const Run *r, int64_t b, int64_t *n, int64_t *lo, int64_t *hi,
+                        double *share)
+{
+    int64_t start = b * r->batch;
+    *n = r->train->count - start < r->batch ? r->train->count - start : r->batch;
+    nnrt_dist_slice(*n, lo, hi);
+    *share = *hi > *lo ? (double)(*hi - *lo) / (double)*n : 0;
+    if (*hi == *lo)
+        *hi = *lo + 1;
+}
+
 // Global batch b of the epoch (*n rows), or under mpirun this rank's slice
-// of it, into xb/yb; *share: this rank's rows over n (1 with one process). A
-// rank left without rows (a last batch smaller than the ranks) still takes
-// part in the sums, with one row and no weight. Augmentation draws per row in
+// of it, into xb/yb; *share as batch_slice's. Augmentation draws per row in
 // batch order, so then the whole batch is made as one process makes it and
 // this rank's rows move to the front. Calls no MPI.
 static NnStatus gather_mine(const Run *r, int epoch, const int64_t *perm, int64_t b,
@@ -393,16 +416,12 @@ static NnStatus gather_mine(const Run *r, int epoch, const int64_t *perm, int64_
     const NnrtDataset *ds = r->train;
     const NnrtAugment *aug = &r->opt->augment;
     bool dist = nnrt_dist_size() > 1;
-    int64_t start = b * r->batch, lo = 0, hi = 0;
-    *n = ds->count - start < r->batch ? ds->count - start : r->batch;
-    nnrt_dist_slice(*n, &lo, &hi);
-    *share = hi > lo ? (double)(hi - lo) / (double)*n : 0;
-    if (hi == lo)
-        hi = lo + 1;
+    int64_t lo, hi;
+    batch_slice(r, b, n, &lo, &hi, share);
     if (dist && !nnrt_augment_active(aug)) {
         NnrtDataset mine = *ds;
         mine.count = hi - lo;
-        nnrt_batch_gather(&mine, perm + start + lo, hi - lo, 0, xb, yb);
+        nnrt_batch_gather(&mine, perm + b * r->batch + lo, hi - lo, 0, xb, yb);
         return NN_OK;
     }
     nnrt_batch_gather(ds, perm, r->batch, b, xb, yb);
@@ -417,6 +436,17 @@ static NnStatus gather_mine(const Run *r, int epoch, const int64_t *perm, int64_
     if (dist)
         keep_rows(xb, yb, lo, hi);
     return NN_OK;
+}
+
+// Batch b's rows (this rank's, as gather_mine's) offered to the pool's
+// workers, gathered while step b - 1 runs. Unaugmented batches only.
+static void side_post(const Run *r, NnrtSideGather *g, const int64_t *perm, int64_t b,
+                      NnTensor *xb, NnTensor *yb)
+{
+    int64_t n, lo, hi;
+    double share;
+    batch_slice(r, b, &n, &lo, &hi, &share);
+    nnrt_side_gather_post(g, r->train, perm + b * r->batch + lo, hi - lo, xb, yb);
 }
 
 // The helper that assembles batch `want` into buffer want & 1 while the
@@ -514,35 +544,128 @@ static void prefetch_stop(Prefetch *p)
     pthread_mutex_destroy(&p->mu);
 }
 
+// NN_EPOCH_PROFILE=1: per epoch, on stderr, quantiles over its batches of
+// the time from one batch's step to the next one's, split into waiting for
+// the batch, the step callback and the rest of the loop. A low quantile is
+// what a batch costs when nothing else takes the cores, so it compares ways
+// of assembling batches on a shared machine, where whole-epoch rates do not.
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double quantile(double *v, int64_t n, double q)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[(int64_t)(q * (double)(n - 1))];
+}
+
+static void profile_print(EpochProfile *p, int epoch, int64_t n, const char *how)
+{
+    if (!p->iter || n < 1)
+        return;
+    fprintf(stderr, "epoch %d profile (%s, %lld batches), ms p10/p50/p90:", epoch, how,
+            (long long)n);
+    const char *name[3] = {"batch", "wait", "step"};
+    double *v[3] = {p->iter, p->wait, p->step};
+    for (int k = 0; k < 3; k++)
+        fprintf(stderr, "  %s %.4f/%.4f/%.4f", name[k], 1e3 * quantile(v[k], n, 0.1),
+                1e3 * quantile(v[k], n, 0.5), 1e3 * quantile(v[k], n, 0.9));
+    fprintf(stderr, "\n");
+}
+
+// How the next batch is assembled while the current one steps.
+typedef enum Ahead {
+    AHEAD_INLINE, // not ahead: each batch before its step, on the caller
+    AHEAD_THREAD, // on a helper thread (Prefetch)
+    AHEAD_POOL,   // by the pool's workers between the step's kernels (side work)
+} Ahead;
+
+// A helper thread is a third runnable thread when the pool's threads fill
+// the cores: it preempts one of them, and the step waits for that one at the
+// next barrier. There the pool's own workers gather the rows instead, in the
+// moments they would spin. With a core to spare (fewer threads than CPUs),
+// the helper has it to itself. Augmentation draws per row in batch order, so
+// an augmented batch is made in one piece, by the helper. NN_PREFETCH=inline,
+// thread or pool forces one (for comparisons).
+static Ahead ahead_mode(const Run *r, NnrtSideGather *side)
+{
+    const char *env = getenv("NN_PREFETCH");
+    bool aug = nnrt_augment_active(&r->opt->augment);
+    if (env && strcmp(env, "inline") == 0)
+        return AHEAD_INLINE;
+    if (env && strcmp(env, "thread") == 0)
+        return AHEAD_THREAD;
+    if (side && !aug && env && strcmp(env, "pool") == 0)
+        return AHEAD_POOL;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (side && !aug && nnrt_side_gather_threads(side) >= cpus)
+        return AHEAD_POOL;
+    return AHEAD_THREAD;
+}
+
 // One pass over the shuffled training set; *mean_loss is the sample-weighted
 // loss. xb[1]/yb[1] NULL: no second buffer, every batch assembled inline.
 static NnStatus run_epoch(Run *r, int epoch, int64_t *perm, NnTensor *const *xb,
                           NnTensor *const *yb, NnrtProgress *prog)
 {
     const NnrtDataset *ds = r->train;
+    // A built program's pool starts with its first step: ask at each epoch.
+    if (!r->side && xb[1])
+        r->side = nnrt_side_gather_new();
+    NnrtSideGather *side = r->side;
+    EpochProfile *pr = &r->prof;
     if (r->opt->no_shuffle)
         nnrt_identity_perm(perm, ds->count);
     else
         nnrt_shuffle(perm, ds->count, r->opt->seed, epoch);
     nnrt_progress_begin(prog, epoch + 1, r->epochs, ds->count);
-    int64_t nb = nnrt_batch_count(ds->count, r->batch), n = 0;
+    int64_t nb = nnrt_batch_count(ds->count, r->batch), n = 0, lo, hi;
     bool dist = nnrt_dist_size() > 1;
     double share = 1;
+    bool posted = false; // a batch is offered to the pool's workers
     Prefetch pf;
-    bool ahead = nb > 1 && xb[1] && prefetch_start(&pf, r, epoch, perm, xb, yb);
+    Ahead ahead = nb > 1 && xb[1] ? ahead_mode(r, side) : AHEAD_INLINE;
+    if (ahead == AHEAD_THREAD && !prefetch_start(&pf, r, epoch, perm, xb, yb))
+        ahead = AHEAD_INLINE;
     NnStatus st = gather_mine(r, epoch, perm, 0, xb[0], yb[0], &n, &share);
+    double t0 = pr->iter ? nnrt_now() : 0, t1 = 0, t2 = 0;
     for (int64_t b = 0; st == NN_OK && b < nb; b++) {
-        int cur = ahead ? (int)(b & 1) : 0;
-        if (b > 0)
-            st = ahead ? prefetch_take(&pf, b, &n, &share)
-                       : gather_mine(r, epoch, perm, b, xb[0], yb[0], &n, &share);
+        int cur = ahead != AHEAD_INLINE ? (int)(b & 1) : 0;
+        if (pr->iter && b > 0) {
+            t2 = nnrt_now();
+            pr->iter[b - 1] = t2 - t0;
+            t0 = t2;
+        }
+        if (b > 0 && ahead == AHEAD_THREAD) {
+            st = prefetch_take(&pf, b, &n, &share);
+        } else if (b > 0 && ahead == AHEAD_POOL) {
+            nnrt_side_gather_wait(side);
+            posted = false;
+            batch_slice(r, b, &n, &lo, &hi, &share);
+        } else if (b > 0) {
+            st = gather_mine(r, epoch, perm, b, xb[0], yb[0], &n, &share);
+        }
         if (st != NN_OK)
             break;
-        if (ahead && b + 1 < nb)
+        if (ahead == AHEAD_THREAD && b + 1 < nb)
             prefetch_ask(&pf, b + 1);
+        if (ahead == AHEAD_POOL && b + 1 < nb) {
+            side_post(r, side, perm, b + 1, xb[(b + 1) & 1], yb[(b + 1) & 1]);
+            posted = true;
+        }
         nnrt_dist_set_weight(share);
         double loss = NAN;
+        if (pr->iter)
+            t1 = nnrt_now();
         st = r->cb->step(r->cb->ctx, xb[cur], yb[cur], xb[cur]->shape[0], &loss);
+        if (pr->iter && b + 1 < nb) {
+            t2 = nnrt_now();
+            pr->wait[b] = t1 - t0;
+            pr->step[b] = t2 - t1;
+        }
         if (st == NN_OK && dist)
             st = sum_losses(r, share, &loss);
         if (st != NN_OK)
@@ -568,8 +691,14 @@ static NnStatus run_epoch(Run *r, int epoch, int64_t *perm, NnTensor *const *xb,
         }
         nnrt_progress_step(prog, n, loss);
     }
-    if (ahead)
+    if (ahead == AHEAD_THREAD)
         prefetch_stop(&pf);
+    // A batch still posted (the loop broke off) is finished before its buffers go.
+    if (posted)
+        nnrt_side_gather_wait(side);
+    static const char *const how[] = {"inline", "helper thread", "pool workers"};
+    if (st == NN_OK)
+        profile_print(pr, epoch + 1, nb - 1, how[ahead]);
     return st;
 }
 
@@ -661,6 +790,14 @@ static NnStatus train_epochs(Run *r, int start, NnrtTrainResult *res)
         nnrt_tensor_free(yb[1]);
         xb[1] = yb[1] = NULL;
     }
+    int64_t nb = nnrt_batch_count(r->train->count, r->batch);
+    const char *env = getenv("NN_EPOCH_PROFILE");
+    EpochProfile *pr = &r->prof;
+    if (st == NN_OK && env && *env && strcmp(env, "0") != 0) {
+        pr->wait = malloc(3 * (size_t)nb * sizeof *pr->wait);
+        pr->step = pr->wait ? pr->wait + nb : NULL;
+        pr->iter = pr->wait ? pr->wait + 2 * nb : NULL;
+    }
     NnrtProgress prog;
     nnrt_progress_init(&prog, r->opt->progress, r->opt->progress_out);
     prog.nstats = r->cb->nstats < NNRT_MAX_STATS ? r->cb->nstats : NNRT_MAX_STATS;
@@ -679,6 +816,10 @@ static NnStatus train_epochs(Run *r, int start, NnrtTrainResult *res)
             st = save_checkpoint(r, epoch + 1, NULL);
     }
     nnrt_progress_finish(&prog);
+    nnrt_side_gather_free(r->side);
+    r->side = NULL;
+    free(pr->wait);
+    *pr = (EpochProfile){0};
     for (int k = 0; k < 2; k++) {
         nnrt_tensor_free(xb[k]);
         nnrt_tensor_free(yb[k]);
@@ -728,6 +869,7 @@ NnStatus nnrt_train(const NnrtTrainCallbacks *cb, const NnrtDataset *train,
         st = nnrt_jsonl_open(&r.jsonl, opt->metrics_path, true);
         r.have_jsonl = st == NN_OK;
     }
+    NnrtFpMode fp = nnrt_fp_flush_denormals();
     if (st == NN_OK)
         st = train_epochs(&r, start, res);
     res->stopped_early = r.stopped;
@@ -751,6 +893,7 @@ NnStatus nnrt_train(const NnrtTrainCallbacks *cb, const NnrtDataset *train,
     res->saved = r.saved;
     if (st == NN_OK && opt->test)
         st = final_test(&r, res);
+    nnrt_fp_restore(fp);
     if (r.have_jsonl) {
         NnStatus cst = nnrt_jsonl_close(&r.jsonl);
         st = st == NN_OK ? cst : st;

@@ -1,8 +1,11 @@
 // Seeded randomness, shuffling and batching. The generator is xoshiro256**
 // seeded through splitmix64 from (seed, stream), so a permutation depends only
 // on (seed, epoch) and a resumed run sees the same batches as an uninterrupted
-// one. Batching copies rows of a permutation into preallocated tensors.
+// one. Batching copies rows of a permutation into preallocated tensors,
+// inline or by the thread pool's spinning workers (side work, see pool.h).
 #include "data.h"
+
+#include "pool.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -108,16 +111,21 @@ NnStatus nnrt_batch_alloc(const NnrtDataset *ds, int64_t batch, NnTensor **xb, N
     return NN_OK;
 }
 
+static void set_rows(NnTensor *t, int64_t n)
+{
+    t->shape[0] = n;
+    t->numel = n;
+    for (int d = 1; d < t->rank; d++)
+        t->numel *= t->shape[d];
+}
+
 static void gather(const NnTensor *src, const int64_t *rows, int64_t n, NnTensor *dst)
 {
     size_t row = src->shape[0] ? nnrt_tensor_nbytes(src) / (size_t)src->shape[0] : 0;
     for (int64_t i = 0; i < n; i++)
         memcpy((char *)dst->data + (size_t)i * row, (const char *)src->data + (size_t)rows[i] * row,
                row);
-    dst->shape[0] = n;
-    dst->numel = n;
-    for (int d = 1; d < dst->rank; d++)
-        dst->numel *= dst->shape[d];
+    set_rows(dst, n);
 }
 
 int64_t nnrt_batch_gather(const NnrtDataset *ds, const int64_t *perm, int64_t batch, int64_t i,
@@ -131,4 +139,75 @@ int64_t nnrt_batch_gather(const NnrtDataset *ds, const int64_t *perm, int64_t ba
     if (yb && ds->y)
         gather(ds->y, perm + start, n, yb);
     return n;
+}
+
+// A worker that takes an item is deaf to the pool until it is done, so an
+// item copies at most PIECE bytes of a sample (a few microseconds).
+#define PIECE 16384
+
+struct NnrtSideGather {
+    NnrtPool *pool;
+    NnrtSide side;
+    const NnrtDataset *ds;
+    const int64_t *rows;
+    int64_t n, pieces; // rows, and items per row
+    NnTensor *xb, *yb;
+    size_t xrow, yrow; // bytes per sample
+};
+
+NnrtSideGather *nnrt_side_gather_new(void)
+{
+    NnrtPool *p = nnrt_pool_default_started();
+    if (!p || nnrt_pool_size(p) < 2)
+        return NULL;
+    NnrtSideGather *g = calloc(1, sizeof *g);
+    if (g)
+        g->pool = p;
+    return g;
+}
+
+void nnrt_side_gather_free(NnrtSideGather *g) { free(g); }
+
+int nnrt_side_gather_threads(const NnrtSideGather *g) { return nnrt_pool_size(g->pool); }
+
+static size_t row_bytes(const NnTensor *t)
+{
+    return t->shape[0] ? nnrt_tensor_nbytes(t) / (size_t)t->shape[0] : 0;
+}
+
+// Item i: piece i % pieces of sample rows[i / pieces] into its row of the
+// batch; the label with the first piece.
+static void gather_piece(void *arg, int64_t i)
+{
+    NnrtSideGather *g = arg;
+    int64_t r = i / g->pieces, k = g->rows[r];
+    size_t off = (size_t)(i % g->pieces) * PIECE;
+    size_t len = g->xrow - off < PIECE ? g->xrow - off : PIECE;
+    memcpy((char *)g->xb->data + (size_t)r * g->xrow + off,
+           (const char *)g->ds->x->data + (size_t)k * g->xrow + off, len);
+    if (g->yb && off == 0)
+        memcpy((char *)g->yb->data + (size_t)r * g->yrow,
+               (const char *)g->ds->y->data + (size_t)k * g->yrow, g->yrow);
+}
+
+void nnrt_side_gather_post(NnrtSideGather *g, const NnrtDataset *ds, const int64_t *rows,
+                           int64_t n, NnTensor *xb, NnTensor *yb)
+{
+    g->ds = ds;
+    g->rows = rows;
+    g->n = n;
+    g->xb = xb;
+    g->yb = yb && ds->y ? yb : NULL;
+    g->xrow = row_bytes(ds->x);
+    g->yrow = g->yb ? row_bytes(ds->y) : 0;
+    g->pieces = g->xrow > PIECE ? (int64_t)((g->xrow + PIECE - 1) / PIECE) : 1;
+    nnrt_pool_side_post(g->pool, &g->side, gather_piece, g, n * g->pieces);
+}
+
+void nnrt_side_gather_wait(NnrtSideGather *g)
+{
+    nnrt_pool_side_finish(g->pool, &g->side);
+    set_rows(g->xb, g->n);
+    if (g->yb)
+        set_rows(g->yb, g->n);
 }

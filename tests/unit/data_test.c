@@ -1,7 +1,8 @@
 // Data loading and preparation: IDX (plain and gzipped), CSV (header
 // detection, label by name/index, string classes), splits, transforms,
 // normalization fitted on the training split only, seeded shuffling and
-// batching including the partial last batch, text windows and their vocabulary. Files are written to a temp tu_dir().
+// batching including the partial last batch (inline and by the pool's
+// workers), text windows and their vocabulary. Files are written to a temp tu_dir().
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <zlib.h>
 
 #include "data.h"
+#include "pool.h"
 #include "testutil.h"
 
 static void setup(void)
@@ -332,6 +334,60 @@ Test(data, batching_with_partial_last_batch)
     nnrt_tensor_free(xb);
     nnrt_tensor_free(yb);
     nnrt_dataset_fini(&ds);
+}
+
+static void noop_task(void *arg, int ith, int nth)
+{
+    (void)arg;
+    (void)ith;
+    (void)nth;
+}
+
+// Batches gathered by the pool's workers (side work) hold the bytes and
+// shapes an inline gather gives, the partial last batch too, for rows of one
+// piece (12 bytes) and of several (4100 floats: pieces of 16 KB, the last
+// one short), on 2 and 3 threads, while pool tasks come and go.
+Test(data, pool_gathered_batches_match_inline_gather)
+{
+    cr_assert_eq(nnrt_pool_set_threads(1), NN_OK);
+    cr_assert_null(nnrt_side_gather_new(), "a pool without workers has none to gather");
+    for (int t = 2; t <= 3; t++) {
+        cr_assert_eq(nnrt_pool_set_threads(t), NN_OK);
+        for (int64_t f = 3; f <= 4100; f += 4097) {
+            NnrtDataset ds = make_seq(50, f);
+            int64_t perm[50];
+            nnrt_shuffle(perm, 50, 7, t);
+            NnTensor *xa, *ya, *xb, *yb;
+            cr_assert_eq(nnrt_batch_alloc(&ds, 16, &xa, &ya), NN_OK);
+            cr_assert_eq(nnrt_batch_alloc(&ds, 16, &xb, &yb), NN_OK);
+            NnrtSideGather *g = nnrt_side_gather_new();
+            cr_assert_not_null(g);
+            cr_assert_eq(nnrt_side_gather_threads(g), t);
+            for (int64_t b = 0; b < nnrt_batch_count(50, 16); b++) {
+                memset(xb->data, 0xff, nnrt_tensor_nbytes(xb));
+                int64_t n = 50 - b * 16 < 16 ? 50 - b * 16 : 16;
+                nnrt_side_gather_post(g, &ds, perm + b * 16, n, xb, yb);
+                for (int k = 0; k < 20; k++)
+                    nnrt_pool_run(nnrt_pool_default(), noop_task, NULL);
+                nnrt_side_gather_wait(g);
+                cr_assert_eq(nnrt_batch_gather(&ds, perm, 16, b, xa, ya), n);
+                cr_assert_eq(xb->shape[0], n);
+                cr_assert_eq(xb->numel, n * f);
+                cr_assert_eq(yb->shape[0], n);
+                cr_assert_eq(yb->numel, n);
+                cr_assert(memcmp(xa->data, xb->data, (size_t)(n * f) * sizeof(float)) == 0,
+                          "%d threads, %lld features, batch %lld: other rows", t, (long long)f,
+                          (long long)b);
+                cr_assert(memcmp(ya->data, yb->data, (size_t)n * sizeof(int32_t)) == 0);
+            }
+            nnrt_side_gather_free(g);
+            nnrt_tensor_free(xa);
+            nnrt_tensor_free(ya);
+            nnrt_tensor_free(xb);
+            nnrt_tensor_free(yb);
+            nnrt_dataset_fini(&ds);
+        }
+    }
 }
 
 Test(data, normalize_uses_training_statistics_only)

@@ -1,10 +1,12 @@
 // The thread pool: every ith in [0, nth) runs exactly once per dispatch, the
-// caller is ith 0, dispatches do not overlap, nested runs go inline, and the
-// default pool can be resized.
+// caller is ith 0, dispatches do not overlap, nested runs go inline, the
+// default pool can be resized, and side work runs each item once, mostly on
+// spinning workers, all done when nnrt_pool_side_finish returns.
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #include "pool.h"
 
@@ -133,4 +135,72 @@ Test(pool, default_pool_resizes)
     cr_assert_eq(nnrt_pool_set_threads(1), NN_OK);
     cr_assert_eq(nnrt_pool_size(nnrt_pool_default()), 1);
     nnrt_pool_run(NULL, inner_task, &(Nest){NULL, 0}); // a NULL pool runs serially
+}
+
+typedef struct Side {
+    pthread_t caller;
+    atomic_int done[2000];
+    atomic_int by_worker;
+} Side;
+
+// A few microseconds of work, then the item's mark.
+static void side_item(void *arg, int64_t i)
+{
+    Side *s = arg;
+    volatile double x = 0;
+    for (int k = 0; k < 2000; k++)
+        x += k;
+    if (!pthread_equal(pthread_self(), s->caller))
+        atomic_fetch_add(&s->by_worker, 1);
+    atomic_fetch_add(&s->done[i], 1);
+}
+
+static void noop_task(void *arg, int ith, int nth)
+{
+    (void)arg;
+    (void)ith;
+    (void)nth;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void check_side(int nthreads, bool wait_for_workers)
+{
+    NnrtPool p;
+    cr_assert_eq(nnrt_pool_init(&p, nthreads), NN_OK);
+    Side *s = calloc(1, sizeof *s);
+    s->caller = pthread_self();
+    NnrtSide job;
+    for (int round = 0; round < 3; round++) {
+        memset(s->done, 0, sizeof s->done);
+        nnrt_pool_run(&p, noop_task, NULL); // the workers spin after a task
+        nnrt_pool_side_post(&p, &job, side_item, s, 2000);
+        // Workers that slept (a loaded machine) are woken by the next task.
+        for (double end = now_s() + 5; wait_for_workers && atomic_load(&job.next) < 2000 &&
+                                       now_s() < end;)
+            nnrt_pool_run(&p, noop_task, NULL);
+        nnrt_pool_side_finish(&p, &job);
+        for (int i = 0; i < 2000; i++)
+            cr_assert_eq(atomic_load(&s->done[i]), 1, "round %d: item %d ran %d times", round,
+                         i, atomic_load(&s->done[i]));
+    }
+    if (nthreads > 1 && wait_for_workers)
+        cr_expect_gt(atomic_load(&s->by_worker), 0, "no item ran on a worker");
+    if (nthreads == 1)
+        cr_expect_eq(atomic_load(&s->by_worker), 0);
+    free(s);
+    nnrt_pool_fini(&p);
+}
+
+Test(pool, side_work_runs_each_item_once)
+{
+    check_side(1, false); // no workers: the caller runs everything in finish
+    check_side(2, true);
+    check_side(3, true);
+    check_side(2, false); // finish while the workers are at it
 }

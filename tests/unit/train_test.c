@@ -2,10 +2,12 @@
 // momentum, written in plain C here. Checks that the loss goes down and the
 // model learns, that early stopping restores exactly the weights of the best
 // epoch (compared with a separate run stopped there), that resuming from a
-// checkpoint ends bit-identical to an uninterrupted run, the logs, and that
-// batches assembled ahead on the helper thread are the shuffled batches.
+// checkpoint ends bit-identical to an uninterrupted run, the logs, that
+// batches assembled ahead (on the helper thread or by the pool's workers)
+// are the shuffled batches, and that training flushes denormals.
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -744,9 +746,41 @@ static NnStatus record_step(void *ctx, const NnTensor *x, const NnTensor *y, int
     return NN_OK;
 }
 
-// The next batch is assembled on a helper thread while the step runs: each
-// step still gets exactly the rows an inline gather of the epoch's shuffle
+// The pool's side of it (pool.h, included by no file that includes train.h:
+// both name a type NnrtTask).
+struct NnrtPool *nnrt_pool_default(void);
+NnStatus nnrt_pool_set_threads(int n);
+void nnrt_pool_run(struct NnrtPool *p, void (*fn)(void *, int, int), void *arg);
+
+// Each step of s got exactly the rows an inline gather of the epoch's shuffle
 // gives (the partial last batch too), alternating between two buffers.
+static void expect_shuffled_batches(const Seen *s, NnrtDataset *tr, const NnrtTrainOptions *o)
+{
+    cr_assert_eq(s->steps, 2 * 7);
+    int64_t perm[100];
+    NnTensor *xb, *yb;
+    cr_assert_eq(nnrt_batch_alloc(tr, 16, &xb, &yb), NN_OK);
+    for (int e = 0; e < 2; e++) {
+        nnrt_shuffle(perm, 100, o->seed, e);
+        for (int64_t b = 0; b < 7; b++) {
+            int64_t k = e * 7 + b, n = nnrt_batch_gather(tr, perm, 16, b, xb, yb);
+            double sum = 0;
+            for (int64_t i = 0; i < n * F; i++)
+                sum += ((const float *)xb->data)[i] * (double)(i + 1);
+            for (int64_t i = 0; i < n; i++)
+                sum += ((const int32_t *)yb->data)[i] * 1e3 * (double)(i + 1);
+            cr_expect_eq(s->n[k], n, "epoch %d batch %lld: %lld rows", e, (long long)b,
+                         (long long)s->n[k]);
+            cr_expect_eq(s->sum[k], sum, "epoch %d batch %lld: other rows", e, (long long)b);
+        }
+    }
+    cr_expect(s->buf[0] != s->buf[1] && s->buf[2] == s->buf[0],
+              "batches should alternate between two buffers");
+    nnrt_tensor_free(xb);
+    nnrt_tensor_free(yb);
+}
+
+// The next batch is assembled on a helper thread while the step runs.
 Test(train, prefetched_batches_are_the_shuffled_batches)
 {
     NnrtDataset tr = blobs(100, 5);
@@ -755,28 +789,113 @@ Test(train, prefetched_batches_are_the_shuffled_batches)
     NnrtTrainOptions o = quiet_opts();
     o.epochs = 2;
     NnrtTrainResult res;
+    setenv("NN_PREFETCH", "thread", 1);
     cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_OK, "%s", nnrt_errmsg());
-    cr_assert_eq(s.steps, 2 * 7);
-    int64_t perm[100];
-    NnTensor *xb, *yb;
-    cr_assert_eq(nnrt_batch_alloc(&tr, 16, &xb, &yb), NN_OK);
-    for (int e = 0; e < 2; e++) {
-        nnrt_shuffle(perm, 100, o.seed, e);
-        for (int64_t b = 0; b < 7; b++) {
-            int64_t k = e * 7 + b, n = nnrt_batch_gather(&tr, perm, 16, b, xb, yb);
-            double sum = 0;
-            for (int64_t i = 0; i < n * F; i++)
-                sum += ((const float *)xb->data)[i] * (double)(i + 1);
-            for (int64_t i = 0; i < n; i++)
-                sum += ((const int32_t *)yb->data)[i] * 1e3 * (double)(i + 1);
-            cr_expect_eq(s.n[k], n, "epoch %d batch %lld: %lld rows", e, (long long)b,
-                         (long long)s.n[k]);
-            cr_expect_eq(s.sum[k], sum, "epoch %d batch %lld: other rows", e, (long long)b);
-        }
-    }
-    cr_expect(s.buf[0] != s.buf[1] && s.buf[2] == s.buf[0],
-              "batches should alternate between two buffers");
-    nnrt_tensor_free(xb);
-    nnrt_tensor_free(yb);
+    expect_shuffled_batches(&s, &tr, &o);
     nnrt_dataset_fini(&tr);
 }
+
+static void spin_task(void *arg, int ith, int nth)
+{
+    (void)arg;
+    (void)nth;
+    volatile double x = 0;
+    for (int k = 0; k < 20000 * (ith + 1); k++)
+        x += k;
+}
+
+// A step that runs pool tasks (as a compiled step's kernels do), between
+// which the workers spin and gather the next batch's rows.
+static NnStatus pool_step(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n,
+                          double *loss)
+{
+    nnrt_pool_run(nnrt_pool_default(), spin_task, NULL);
+    NnStatus st = record_step(ctx, x, y, n, loss);
+    nnrt_pool_run(nnrt_pool_default(), spin_task, NULL);
+    return st;
+}
+
+// The same rows when the pool's workers gather them between kernels (the
+// default when the pool's threads fill the cores), on 2 and 3 threads.
+Test(train, pool_gathered_batches_are_the_shuffled_batches)
+{
+    for (int t = 2; t <= 3; t++) {
+        cr_assert_eq(nnrt_pool_set_threads(t), NN_OK);
+        NnrtDataset tr = blobs(100, 5);
+        Seen s = {0};
+        NnrtTrainCallbacks cb = {.ctx = &s, .step = pool_step};
+        NnrtTrainOptions o = quiet_opts();
+        o.epochs = 2;
+        NnrtTrainResult res;
+        setenv("NN_PREFETCH", "pool", 1);
+        cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_OK, "%s", nnrt_errmsg());
+        expect_shuffled_batches(&s, &tr, &o);
+        nnrt_dataset_fini(&tr);
+    }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+// 1e-30 * 1e-10 is a denormal, or zero with denormals flushed.
+static bool flushes(void)
+{
+    volatile float a = 1e-30f, b = 1e-10f;
+    volatile float c = a * b;
+    return c == 0;
+}
+
+typedef struct FtzSeen {
+    atomic_int steps, flushed; // on every thread of the pool
+} FtzSeen;
+
+static void ftz_task(void *arg, int ith, int nth)
+{
+    (void)ith;
+    (void)nth;
+    FtzSeen *f = arg;
+    atomic_fetch_add(&f->steps, 1);
+    if (flushes())
+        atomic_fetch_add(&f->flushed, 1);
+}
+
+static NnStatus ftz_step(void *ctx, const NnTensor *x, const NnTensor *y, int64_t n,
+                         double *loss)
+{
+    (void)x;
+    (void)y;
+    (void)n;
+    nnrt_pool_run(nnrt_pool_default(), ftz_task, ctx);
+    *loss = 1;
+    return NN_OK;
+}
+
+// Training flushes denormals to zero on the caller and on every pool thread
+// (Adam's moments decay into denormals, which made steps 40% slower), and
+// gives the previous mode back when it returns; NN_KEEP_DENORMALS=1 keeps them.
+Test(train, training_flushes_denormals_and_restores)
+{
+    cr_assert_eq(nnrt_pool_set_threads(2), NN_OK);
+    nnrt_pool_run(nnrt_pool_default(), ftz_task, &(FtzSeen){0}); // workers started before
+    cr_assert(!flushes());
+    NnrtDataset tr = blobs(100, 5);
+    NnrtTrainOptions o = quiet_opts();
+    o.epochs = 1;
+    NnrtTrainResult res;
+    FtzSeen f = {0};
+    NnrtTrainCallbacks cb = {.ctx = &f, .step = ftz_step};
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_OK, "%s", nnrt_errmsg());
+    cr_assert_eq(atomic_load(&f.steps), 7 * 2); // 7 steps, a task on 2 threads each
+    cr_expect_eq(atomic_load(&f.flushed), 7 * 2, "%d of %d runs flushed denormals",
+                 atomic_load(&f.flushed), 7 * 2);
+    cr_expect(!flushes(), "the caller's mode was not restored");
+    FtzSeen after = {0};
+    nnrt_pool_run(nnrt_pool_default(), ftz_task, &after);
+    cr_expect_eq(atomic_load(&after.flushed), 0, "a worker's mode was not restored");
+
+    setenv("NN_KEEP_DENORMALS", "1", 1);
+    FtzSeen kept = {0};
+    cb.ctx = &kept;
+    cr_assert_eq(nnrt_train(&cb, &tr, &o, &res), NN_OK, "%s", nnrt_errmsg());
+    cr_expect_eq(atomic_load(&kept.flushed), 0);
+    nnrt_dataset_fini(&tr);
+}
+#endif
