@@ -82,6 +82,8 @@ def best_step(make, loss_fn, x, y, min_s):
 def main():
     torch.manual_seed(1)
     torch.set_num_threads(THREADS)
+    # nnc trains with denormals flushed to zero (runtime/fpenv.c): the same here.
+    torch.set_flush_denormal(True)
     t = THREADS
     out = {"torch_version": torch.__version__}
     mlp.lr = 1e-3

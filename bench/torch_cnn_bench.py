@@ -94,6 +94,8 @@ def run(make, batch, x, y, fmt):
 
 def main():
     torch.set_num_threads(THREADS)
+    # nnc trains with denormals flushed to zero (runtime/fpenv.c): the same here.
+    torch.set_flush_denormal(True)
     t = THREADS
     out = {"torch_version": torch.__version__, "onednn": torch.backends.mkldnn.is_available()}
     for name, make, batch, limit in (("lenet5", lenet5, 64, 6400 if QUICK else 30000),
