@@ -542,8 +542,12 @@ static bool same_on_all_ranks(NnCtx *c, const NnTrainer *T, const NnOptions *o, 
     if (!sp->nsteps)
         h = nn_ir_hash(nn_ir_hash(h, sp->step), sp->eval);
     const NnrtDataset *train = nn_splits_get((NnSplits *)&T->splits, "train");
+    // Whether and from what size the update is sharded decides which MPI
+    // calls each step makes: ranks that differ would wait on each other.
+    const char *smin = getenv("NNC_MPI_SHARD_MIN");
     int64_t v[] = {sp->epochs, sp->batch, (int64_t)sp->seed, sp->patience, o->resume, eval_only,
-                   train ? train->count : -1};
+                   train ? train->count : -1, nnrt_dist_sharding(), smin ? atoll(smin) : 0,
+                   getenv("NN_JIT_PROFILE") != NULL};
     h = nnrt_fnv1a(nnrt_fnv1a(h, v, sizeof v), T->R.be->name, strlen(T->R.be->name));
     if (nnrt_dist_check_hash(h, "train step or settings") == NN_OK)
         return true;

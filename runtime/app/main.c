@@ -426,7 +426,8 @@ static NnStatus same_on_all_ranks(const NnrtApp *a, const Args *g, const NnrtDat
                                   bool eval_only)
 {
     int64_t v[] = {a->epochs, a->batch, (int64_t)a->seed, a->patience, g->resume != NULL,
-                   eval_only, train ? train->count : -1, a->limit, a->eval_limit};
+                   eval_only, train ? train->count : -1, a->limit, a->eval_limit,
+                   nnrt_dist_sharding()};
     return nnrt_dist_check_hash(nnrt_fnv1a(a->dist_hash, v, sizeof v), "train step or settings");
 }
 

@@ -312,6 +312,22 @@ Test(mpi_cli, different_settings_are_refused)
     free(out);
 }
 
+// Sharded or not, the ranks' steps make different MPI calls: refused at
+// start-up rather than left to the deadline.
+Test(mpi_cli, different_sharding_is_refused)
+{
+    need_mpi();
+    char *out = NULL, cmd[4096];
+    snprintf(cmd, sizeof cmd, MPIRUN " -np 1 %s " FLOWERS " --set save=%s/a.st : -np 1 "
+             "-x NNC_MPI_SHARD=0 %s " FLOWERS " --set save=%s/a.st", tu_nnc(), dir, tu_nnc(),
+             dir);
+    cr_assert_eq(tu_run(cmd, &out), 1, "%s", out);
+    cr_assert(strstr(out, "rank 1 compiled a different train step or settings than rank 0"),
+              "%s", out);
+    cr_assert(!exists("a.st"), "trained anyway: %s", out);
+    free(out);
+}
+
 Test(mpi_cli, bad_timeout_setting_is_refused)
 {
     need_mpi();
