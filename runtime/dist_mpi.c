@@ -315,29 +315,35 @@ static int find(const float *acc)
     return -1;
 }
 
+// arr (elements of size es, capacity *capn) grown to hold need, or NULL
+// after aborting the job with a message (arr is then left as it was).
+static void *grow(void *arr, int *capn, int need, size_t es)
+{
+    if (need <= *capn)
+        return arr;
+    int c = *capn ? *capn : 64;
+    while (c < need)
+        c *= 2;
+    void *p = realloc(arr, (size_t)c * es);
+    if (!p) {
+        mpi_abort("error: out of memory for gradient all-reduce requests");
+        return NULL;
+    }
+    *capn = c;
+    return p;
+}
+
 // A new Pend with nreq requests (MPI_REQUEST_NULL until started).
 static Pend *pend_new(const float *acc, int kind, int nreq)
 {
-    if (npend == cap) {
-        int c = cap ? 2 * cap : 64;
-        Pend *p = realloc(pends, (size_t)c * sizeof *p);
-        if (!p) {
-            mpi_abort("error: out of memory for gradient all-reduce requests");
-            return NULL;
-        }
-        pends = p;
-        cap = c;
-    }
-    while (nreqs + nreq > cap_reqs) {
-        int c = cap_reqs ? 2 * cap_reqs : 64;
-        MPI_Request *r = realloc(reqs, (size_t)c * sizeof *r);
-        if (!r) {
-            mpi_abort("error: out of memory for gradient all-reduce requests");
-            return NULL;
-        }
-        reqs = r;
-        cap_reqs = c;
-    }
+    Pend *np = grow(pends, &cap, npend + 1, sizeof *pends);
+    if (!np)
+        return NULL;
+    pends = np;
+    MPI_Request *nr = grow(reqs, &cap_reqs, nreqs + nreq, sizeof *reqs);
+    if (!nr)
+        return NULL;
+    reqs = nr;
     Pend *p = &pends[npend++];
     *p = (Pend){.acc = acc, .kind = kind, .first = nreqs, .nreq = nreq, .tmp = -1};
     for (int k = 0; k < nreq; k++)
