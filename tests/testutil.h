@@ -131,6 +131,23 @@ static inline double tu_jsonl_last(const char *text, const char *split, const ch
 #define TU_SAN_FLAGS ""
 #endif
 
+#ifdef NN_SOURCE_DIR
+// For tests that start mpirun: under ASan, leaks are checked with Open MPI's
+// own libraries suppressed (tests/e2e/openmpi_lsan.supp, which says why it
+// needs whole stacks); the ranks inherit both settings from mpirun.
+static inline void tu_mpi_sanitizer_env(void)
+{
+    const char *asan = getenv("ASAN_OPTIONS"), *lsan = getenv("LSAN_OPTIONS");
+    char opts[1024];
+    snprintf(opts, sizeof opts, "%s%sfast_unwind_on_malloc=0", asan ? asan : "",
+             asan && *asan ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+    snprintf(opts, sizeof opts, "%s%ssuppressions=%s/tests/e2e/openmpi_lsan.supp:"
+             "print_suppressions=0", lsan ? lsan : "", lsan && *lsan ? ":" : "", NN_SOURCE_DIR);
+    setenv("LSAN_OPTIONS", opts, 1);
+}
+#endif
+
 // The test's scratch directory (tu_scratch_make), as a path.
 static inline char *tu_dir(void)
 {

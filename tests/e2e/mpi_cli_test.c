@@ -44,17 +44,7 @@ static void setup(void)
     cr_assert_eq(chdir(NN_SOURCE_DIR), 0);
     snprintf(dir, sizeof dir, "/tmp/nnc_mpi_%d_XXXXXX", (int)getpid());
     cr_assert(mkdtemp(dir));
-    // Under ASan, leaks are checked with Open MPI's own libraries suppressed
-    // (openmpi_lsan.supp, which says why it needs whole stacks); the ranks
-    // inherit both settings from mpirun.
-    const char *asan = getenv("ASAN_OPTIONS"), *lsan = getenv("LSAN_OPTIONS");
-    char opts[1024];
-    snprintf(opts, sizeof opts, "%s%sfast_unwind_on_malloc=0", asan ? asan : "",
-             asan && *asan ? ":" : "");
-    setenv("ASAN_OPTIONS", opts, 1);
-    snprintf(opts, sizeof opts, "%s%ssuppressions=%s/tests/e2e/openmpi_lsan.supp:"
-             "print_suppressions=0", lsan ? lsan : "", lsan && *lsan ? ":" : "", NN_SOURCE_DIR);
-    setenv("LSAN_OPTIONS", opts, 1);
+    tu_mpi_sanitizer_env();
 }
 
 static void teardown(void)
