@@ -75,6 +75,18 @@ static inline NnTensor *ag_tensor(NnDType dt, NnShape s, uint64_t seed, double l
     return t;
 }
 
+// The largest difference between a and b relative to b's largest magnitude.
+static inline double ag_rel_diff(const NnTensor *a, const NnTensor *b)
+{
+    double d = 0, m = 0;
+    for (int64_t i = 0; i < b->numel; i++) {
+        double x = nnrt_tensor_get(a, i), y = nnrt_tensor_get(b, i);
+        d = fabs(x - y) > d ? fabs(x - y) : d;
+        m = fabs(y) > m ? fabs(y) : m;
+    }
+    return m > 0 ? d / m : d;
+}
+
 // |a - b| <= tol * (|b| + scale), scale = largest |b| of the tensor / 100 (so a
 // sum that cancels is judged against its terms' size, not its own).
 static inline bool ag_close(const NnTensor *a, const NnTensor *b, double tol, char *why, size_t n)

@@ -51,18 +51,6 @@ static void few_vars(NnVars *v)
     nnrt_vars_put(v, "w3", ag_tensor(NN_DT_F32, AG_SHAPE(302, 60), 23, -0.1, 0.1));
 }
 
-// The largest difference between a and b relative to b's largest magnitude.
-static double rel_diff(const NnTensor *a, const NnTensor *b)
-{
-    double d = 0, m = 0;
-    for (int64_t i = 0; i < b->numel; i++) {
-        double x = nnrt_tensor_get(a, i), y = nnrt_tensor_get(b, i);
-        d = fabs(x - y) > d ? fabs(x - y) : d;
-        m = fabs(y) > m ? fabs(y) : m;
-    }
-    return m > 0 ? d / m : d;
-}
-
 // Runs g at batches 1..5 on `be` with `threads` threads (one executable, so
 // one compiled module serves every batch), three times each; outputs into
 // got[batch - 1][0..1] (copies). The dispatches and split kernels of the
@@ -119,8 +107,8 @@ Test(few_rows, one_dispatch_is_bit_identical_to_one_thread)
     few_runs(&nn_backend_interp, g, 1, interp, NULL, NULL);
     for (int b = 0; b < 5; b++)
         for (int k = 0; k < 2; k++) // the interpreter sums in another order
-            cr_expect(rel_diff(ref[b][k], interp[b][k]) < 1e-5, "%s at batch %d vs interp: %g",
-                      k ? "sq" : "y", b + 1, rel_diff(ref[b][k], interp[b][k]));
+            cr_expect(ag_rel_diff(ref[b][k], interp[b][k]) < 1e-5, "%s at batch %d vs interp: %g",
+                      k ? "sq" : "y", b + 1, ag_rel_diff(ref[b][k], interp[b][k]));
     for (int threads = 2; threads <= 3; threads++) {
         NnTensor *got[5][2];
         few_runs(&nn_backend_jit, g, threads, got, disp, splits);
@@ -129,7 +117,7 @@ Test(few_rows, one_dispatch_is_bit_identical_to_one_thread)
                 cr_expect(memcmp(got[b][k]->data, ref[b][k]->data,
                                  nnrt_tensor_nbytes(ref[b][k])) == 0,
                           "%s at batch %d on %d threads differs from 1 thread (by %g)",
-                          k ? "sq" : "y", b + 1, threads, rel_diff(got[b][k], ref[b][k]));
+                          k ? "sq" : "y", b + 1, threads, ag_rel_diff(got[b][k], ref[b][k]));
         // A few rows: one dispatch, the three products split in it (before,
         // only the first product was worth a dispatch of its own).
         for (int b = 0; b < 4; b++) {

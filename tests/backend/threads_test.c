@@ -219,18 +219,6 @@ static void train_rows(const NnGraph *g, NnVars *v, int threads, int steps, int6
     nn_backend_jit.free(x);
 }
 
-// The largest difference between a and b relative to b's largest magnitude.
-static double rel_diff(const NnTensor *a, const NnTensor *b)
-{
-    double d = 0, m = 0;
-    for (int64_t i = 0; i < b->numel; i++) {
-        double x = nnrt_tensor_get(a, i), y = nnrt_tensor_get(b, i);
-        d = fabs(x - y) > d ? fabs(x - y) : d;
-        m = fabs(y) > m ? fabs(y) : m;
-    }
-    return m > 0 ? d / m : d;
-}
-
 // Splitting the batch's rows across threads for the whole step (each thread
 // runs forward and backward on its rows, the gradients summed once; 2 lanes of
 // 60 rows, 3 of 40) only reorders float sums. After 10 steps of momentum SGD the parameters of 1, 2
@@ -264,8 +252,8 @@ Test(threads, split_changes_only_summation_order)
                       loss[0][s]);
         for (int k = 0; k < v[0].count; k++) {
             const NnTensor *a = nnrt_vars_get(&v[r], v[0].names[k]);
-            cr_expect(rel_diff(a, v[0].tensors[k]) <= 1e-4, "%s with %d threads: off by %g",
-                      v[0].names[k], threads[r], rel_diff(a, v[0].tensors[k]));
+            cr_expect(ag_rel_diff(a, v[0].tensors[k]) <= 1e-4, "%s with %d threads: off by %g",
+                      v[0].names[k], threads[r], ag_rel_diff(a, v[0].tensors[k]));
         }
     }
     for (int k = 0; k < v[1].count; k++) {
@@ -421,13 +409,13 @@ static void expect_split_matches(NetOpts o, int64_t rows, const int *threads, in
                       lref[s]);
         for (int k = 0; k < ref.count; k++) {
             const NnTensor *a = nnrt_vars_get(&v, ref.names[k]);
-            cr_expect(rel_diff(a, ref.tensors[k]) <= 1e-4, "%s with %d threads: off by %g",
-                      ref.names[k], threads[r], rel_diff(a, ref.tensors[k]));
+            cr_expect(ag_rel_diff(a, ref.tensors[k]) <= 1e-4, "%s with %d threads: off by %g",
+                      ref.names[k], threads[r], ag_rel_diff(a, ref.tensors[k]));
         }
         if (out) {
-            cr_expect(out->shape[0] == rows && rel_diff(out, oref) <= 1e-4,
+            cr_expect(out->shape[0] == rows && ag_rel_diff(out, oref) <= 1e-4,
                       "logits with %d threads: %lld rows, off by %g", threads[r],
-                      (long long)out->shape[0], rel_diff(out, oref));
+                      (long long)out->shape[0], ag_rel_diff(out, oref));
             nnrt_tensor_free(out);
             out = NULL;
         }
@@ -538,8 +526,8 @@ Test(threads, unsplit_run_after_a_split_one)
     cr_expect(out[1]->shape[0] == BATCH / 2 && out[1]->numel == BATCH / 2 * OUT,
               "logits of batch 60: %lld rows, %lld elements", (long long)out[1]->shape[0],
               (long long)out[1]->numel);
-    cr_expect(out[1]->numel == o[1]->numel && rel_diff(out[1], o[1]) <= 1e-4,
-              "logits of batch 60 off by %g", rel_diff(out[1], o[1]));
+    cr_expect(out[1]->numel == o[1]->numel && ag_rel_diff(out[1], o[1]) <= 1e-4,
+              "logits of batch 60 off by %g", ag_rel_diff(out[1], o[1]));
     cr_expect(fabs(nnrt_tensor_get(out[0], 0) - nnrt_tensor_get(o[0], 0)) <=
                   1e-4 * fabs(nnrt_tensor_get(o[0], 0)),
               "loss %g, one thread %g", nnrt_tensor_get(out[0], 0), nnrt_tensor_get(o[0], 0));
@@ -616,8 +604,8 @@ Test(threads, panel_split_matmuls_are_bit_identical)
     wide_run(&nn_backend_jit, g, 1, ref);
     wide_run(&nn_backend_interp, g, 1, interp);
     for (int k = 0; k < 4; k++) // different summation order: relative to the largest entry
-        cr_expect(rel_diff(ref[k], interp[k]) < 1e-5, "%s vs interp: %g", what[k],
-                  rel_diff(ref[k], interp[k]));
+        cr_expect(ag_rel_diff(ref[k], interp[k]) < 1e-5, "%s vs interp: %g", what[k],
+                  ag_rel_diff(ref[k], interp[k]));
     for (int run = 0; run < 3; run++) {
         int threads = run == 2 ? 2 : 2 + run; // 2, 3, then 2 with the row split forced
         if (run == 2)
@@ -628,7 +616,7 @@ Test(threads, panel_split_matmuls_are_bit_identical)
         for (int k = 0; k < 4; k++) {
             cr_expect(memcmp(got[k]->data, ref[k]->data, nnrt_tensor_nbytes(ref[k])) == 0,
                       "%s on %d threads%s differs from 1 thread (largest difference %g)",
-                      what[k], threads, run == 2 ? " (row split)" : "", rel_diff(got[k], ref[k]));
+                      what[k], threads, run == 2 ? " (row split)" : "", ag_rel_diff(got[k], ref[k]));
             nnrt_tensor_free(got[k]);
         }
     }
