@@ -703,7 +703,8 @@ NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
         prof_step(r);
         return nnrt_step_check(r);
     }
-    int next = ranks && nnrt_dist_sharding() ? 0 : d->nshards; // the next of d->shards
+    bool sharded = ranks && d->nshards && nnrt_dist_sharding();
+    int next = sharded ? 0 : d->nshards; // the next of d->shards
     for (int k = 0; k < d->nkernels; k++) {
         // The default pool starts on first need: a small step (batch-1
         // prediction) never waits for threads to start.
@@ -726,7 +727,7 @@ NnStatus nnrt_step_exec(NnrtStepRun *r, NnrtPool *pool)
         if (ranks)
             nnrt_dist_progress();
     }
-    if (ranks && d->nshards) {
+    if (sharded) {
         nnrt_dist_gather_wait();
         for (int i = 0; i < d->nshards; i++)
             if (d->shards[i].kind == NNRT_SHARD_STATE)
