@@ -75,7 +75,7 @@ static void mod_free(NnExec *x, JMod *b)
     if (!b)
         return;
     for (int k = 0; b->prof && k < b->desc->nkernels; k++)
-        fprintf(stderr, "jit profile: %-28s %s %9.3f ms/run (min %.3f) par from %lld rows\n",
+        fprintf(stderr, "jit profile: %-28s %s %9.3f ms/run (min %.4f) par from %lld rows\n",
                 b->desc->kernels[k].name, b->desc->kernels[k].par ? "par" : "ser",
                 b->prof[k].ms / (double)(b->runs ? b->runs : 1), b->prof[k].min,
                 (long long)b->desc->kernels[k].par_rows);

@@ -92,7 +92,7 @@ LLVMTargetMachineRef nn_llvm_host_tm(void)
     return tm;
 }
 
-NnStatus nn_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm)
+static void set_layout(LLVMModuleRef m, LLVMTargetMachineRef tm)
 {
     char *triple = LLVMGetTargetMachineTriple(tm);
     LLVMSetTarget(m, triple);
@@ -100,7 +100,23 @@ NnStatus nn_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm)
     LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
     LLVMSetModuleDataLayout(m, dl);
     LLVMDisposeTargetData(dl);
+}
 
+static NnStatus run_passes(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *pipe)
+{
+    LLVMPassBuilderOptionsRef o = LLVMCreatePassBuilderOptions();
+    LLVMPassBuilderOptionsSetLoopVectorization(o, 1);
+    LLVMPassBuilderOptionsSetSLPVectorization(o, 1);
+    LLVMPassBuilderOptionsSetLoopUnrolling(o, 1);
+    LLVMPassBuilderOptionsSetLoopInterleaving(o, 1);
+    LLVMErrorRef err = LLVMRunPasses(m, pipe, tm, o);
+    LLVMDisposePassBuilderOptions(o);
+    return err ? fail_err(err, "optimizing") : NN_OK;
+}
+
+// Verified once, before the module is split or optimized.
+static NnStatus verify(LLVMModuleRef m)
+{
     char *msg = NULL;
     if (LLVMVerifyModule(m, LLVMReturnStatusAction, &msg)) {
         // Our bug, but reported as a status so a long-running program survives it.
@@ -109,11 +125,13 @@ NnStatus nn_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm)
         return NN_ERR_RUNTIME;
     }
     LLVMDisposeMessage(msg);
-    LLVMPassBuilderOptionsRef o = LLVMCreatePassBuilderOptions();
-    LLVMPassBuilderOptionsSetLoopVectorization(o, 1);
-    LLVMPassBuilderOptionsSetSLPVectorization(o, 1);
-    LLVMPassBuilderOptionsSetLoopUnrolling(o, 1);
-    LLVMPassBuilderOptionsSetLoopInterleaving(o, 1);
+    return NN_OK;
+}
+
+// The O1 pipeline, for products, convolutions, pooling and loops.
+static NnStatus optimize_full(LLVMModuleRef m, LLVMTargetMachineRef tm)
+{
+    set_layout(m, tm);
     // O1, not O2 or O3: the kernels arrive vectorized, with their register
     // tiles spelled out, so what O2 adds over O1 (GVN, more unrolling and
     // loop passes) bought no kernel time: every kernel of the MLP, LeNet-5
@@ -124,9 +142,35 @@ NnStatus nn_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm)
     // NN_JIT_CODEGEN the code generator's level (0-3; default 1), for
     // experiments.
     const char *pipe = getenv("NN_JIT_PIPELINE");
-    LLVMErrorRef err = LLVMRunPasses(m, pipe && *pipe ? pipe : "default<O1>", tm, o);
-    LLVMDisposePassBuilderOptions(o);
-    return err ? fail_err(err, "optimizing") : NN_OK;
+    return run_passes(m, tm, pipe && *pipe ? pipe : "default<O1>");
+}
+
+NnStatus nn_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm)
+{
+    set_layout(m, tm);
+    NnStatus st = verify(m);
+    return st == NN_OK ? optimize_full(m, tm) : st;
+}
+
+NnStatus nn_llvm_optimize_light(LLVMModuleRef m, LLVMTargetMachineRef tm)
+{
+    set_layout(m, tm);
+    // The simple kernels (maps, reductions, gathers, copies) arrive
+    // vectorized with their loops in final form: what they need is SROA for
+    // their accumulators, CSE, instcombine, LICM of the addressing, rotated
+    // loops, and indvars for the full unrolling of short constant loops (a
+    // column reduction's accumulator set-up); O1's inliner, IPO, loop
+    // idiom/deletion, unswitching and vectorizers found nothing to do there
+    // and were most of the MLP step's middle end (docs/threads.md "JIT
+    // compile time (session 8)").
+    // NN_JIT_LIGHT_PIPELINE overrides it, for experiments.
+    const char *pipe = getenv("NN_JIT_LIGHT_PIPELINE");
+    return run_passes(m, tm,
+                      pipe && *pipe
+                          ? pipe
+                          : "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,"
+                            "loop-mssa(licm,loop-rotate,licm),loop(indvars,loop-unroll-full),"
+                            "instcombine<no-verify-fixpoint>,simplifycfg)");
 }
 
 // The runtime functions generated code may call, by address.
@@ -257,26 +301,36 @@ NnStatus nn_llvm_jit_add(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
 
 // ---- parallel compilation: the module's functions split over threads ----
 
-enum { MAX_PARTS = 4 };
+enum { MAX_THREADS = 4, MAX_PARTS = 2 * MAX_THREADS };
 
+// Part q < nthreads holds thread q's full-pipeline functions, part
+// nthreads + q its light ones (nn_llvm_optimize_light): one module each.
 typedef struct Part {
     const char *bc; // the whole module as bitcode (shared, read-only)
     size_t bclen;
     const int *part_of; // per defined function, in module order: its part
-    int me;
+    int me, nfn;        // this part, its function count
+    bool light;
     LLVMMemoryBufferRef obj; // result
     char err[256];
 } Part;
 
+static double thread_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
 // Parses the module into a private context, drops the bodies of other parts'
 // functions (leaving declarations the JIT links across), optimizes, emits code.
-static void *compile_part(void *arg)
+static void compile_part(Part *p, LLVMTargetMachineRef tm)
 {
-    Part *p = arg;
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMMemoryBufferRef mb = LLVMCreateMemoryBufferWithMemoryRangeCopy(p->bc, p->bclen, "nnc.bc");
     LLVMModuleRef m = NULL;
-    LLVMTargetMachineRef tm = NULL;
+    // Thread CPU time: what the part costs however busy the machine is.
+    double t0 = thread_ms();
     if (LLVMParseBitcodeInContext2(ctx, mb, &m)) {
         snprintf(p->err, sizeof p->err, "jit: cannot re-read the module");
         goto done;
@@ -293,11 +347,9 @@ static void *compile_part(void *arg)
         }
     }
     char *err = NULL;
-    // Thread CPU time: what the part costs however busy the machine is.
-    struct timespec t0, t1, t2;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
-    bool ok = (tm = nn_llvm_host_tm()) && nn_llvm_optimize(m, tm) == NN_OK;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+    double t1 = thread_ms();
+    bool ok = (p->light ? nn_llvm_optimize_light(m, tm) : optimize_full(m, tm)) == NN_OK;
+    double t2 = thread_ms();
     if (!ok) {
         snprintf(p->err, sizeof p->err, "%s", nnrt_errmsg());
     } else if (LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMObjectFile, &err, &p->obj)) {
@@ -305,18 +357,38 @@ static void *compile_part(void *arg)
         LLVMDisposeMessage(err);
         p->obj = NULL;
     }
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t2);
     if (getenv("NN_JIT_TIMES"))
-        fprintf(stderr, "jit: part %d: optimize %.0f ms, codegen %.0f ms of CPU\n", p->me,
-                (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
-                (double)(t2.tv_sec - t1.tv_sec) * 1e3 + (double)(t2.tv_nsec - t1.tv_nsec) / 1e6);
+        fprintf(stderr,
+                "jit: part %d (%d %s functions): read %.1f ms, optimize %.0f ms, codegen %.0f ms "
+                "of CPU\n",
+                p->me, p->nfn, p->light ? "light" : "full", t1 - t0, t2 - t1, thread_ms() - t2);
 done:
-    if (tm)
-        LLVMDisposeTargetMachine(tm);
     if (m)
         LLVMDisposeModule(m);
     LLVMDisposeMemoryBuffer(mb);
     LLVMContextDispose(ctx);
+}
+
+typedef struct Worker {
+    Part *parts[2]; // its full and light parts (NULL when empty)
+    char err[256];
+} Worker;
+
+// One target machine per thread, for both its parts.
+static void *compile_worker(void *arg)
+{
+    Worker *w = arg;
+    LLVMTargetMachineRef tm = nn_llvm_host_tm();
+    for (int i = 0; i < 2; i++) {
+        if (!w->parts[i])
+            continue;
+        if (tm)
+            compile_part(w->parts[i], tm);
+        else
+            snprintf(w->parts[i]->err, sizeof w->parts[i]->err, "%s", nnrt_errmsg());
+    }
+    if (tm)
+        LLVMDisposeTargetMachine(tm);
     return NULL;
 }
 
@@ -329,10 +401,19 @@ static int64_t fn_size(LLVMValueRef f)
     return n;
 }
 
-// Greedy balance by instruction count: each function to the lightest part.
-static int partition(LLVMModuleRef m, int nparts, int *part_of, int cap)
+static bool is_light(LLVMValueRef f)
 {
-    int64_t load[MAX_PARTS] = {0};
+    return LLVMGetStringAttributeAtIndex(f, LLVMAttributeFunctionIndex, NN_LLVM_LIGHT,
+                                         (unsigned)strlen(NN_LLVM_LIGHT)) != NULL;
+}
+
+// Greedy balance of estimated cost: each function to the least loaded
+// thread, in that thread's full or light part. A light function costs about
+// a third of a full one of the same size plus a fixed share (code
+// generation), measured on the MLP and LeNet-5 steps.
+static int partition(LLVMModuleRef m, int nthreads, int *part_of, int *nfn, int cap)
+{
+    int64_t load[MAX_THREADS] = {0};
     int k = 0;
     for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f)) {
         if (LLVMIsDeclaration(f))
@@ -340,11 +421,13 @@ static int partition(LLVMModuleRef m, int nparts, int *part_of, int cap)
         if (k == cap)
             return -1;
         int best = 0;
-        for (int q = 1; q < nparts; q++)
+        for (int q = 1; q < nthreads; q++)
             if (load[q] < load[best])
                 best = q;
-        part_of[k++] = best;
-        load[best] += fn_size(f);
+        bool light = is_light(f);
+        part_of[k++] = best + (light ? nthreads : 0);
+        nfn[best + (light ? nthreads : 0)]++;
+        load[best] += light ? fn_size(f) / 3 + 30 : fn_size(f);
     }
     return k;
 }
@@ -352,44 +435,65 @@ static int partition(LLVMModuleRef m, int nparts, int *part_of, int cap)
 NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int nparts = ncpu < 2 ? 1 : ncpu > MAX_PARTS ? MAX_PARTS : (int)ncpu;
+    int nth = ncpu < 2 ? 1 : ncpu > MAX_THREADS ? MAX_THREADS : (int)ncpu;
     int nfn = 0;
     for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f))
         nfn += !LLVMIsDeclaration(f);
-    if (nparts == 1 || nfn < 2)
-        return nn_llvm_jit_add(j, m, tracker);
     *tracker = NULL;
-    int *part_of = calloc((size_t)nfn, sizeof(int));
-    if (!part_of || partition(m, nparts, part_of, nfn) != nfn) {
+    set_layout(m, j->tm);
+    NnStatus st = verify(m);
+    if (st != NN_OK) {
+        LLVMDisposeModule(m);
+        return st;
+    }
+    int *part_of = calloc((size_t)nfn + 1, sizeof(int));
+    int count[MAX_PARTS] = {0};
+    if (!part_of || partition(m, nth, part_of, count, nfn) != nfn) {
         free(part_of);
         LLVMDisposeModule(m);
         return nnrt_fail(NN_ERR_NOMEM, "jit: out of memory");
     }
     LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(m);
+    // NN_JIT_DUMP=PATH: the step's module before optimization, as
+    // PATH.<n>.bc, for opt-19/llc-19 -time-passes (docs/threads.md).
+    const char *dump = getenv("NN_JIT_DUMP");
+    if (dump && *dump) {
+        static int serial;
+        char path[512];
+        snprintf(path, sizeof path, "%s.%d.bc", dump, serial++);
+        LLVMWriteBitcodeToFile(m, path);
+    }
     LLVMDisposeModule(m);
     Part parts[MAX_PARTS];
-    pthread_t th[MAX_PARTS];
-    bool started[MAX_PARTS] = {false};
-    for (int q = 0; q < nparts; q++) {
+    Worker w[MAX_THREADS];
+    pthread_t th[MAX_THREADS];
+    bool started[MAX_THREADS] = {false};
+    for (int q = 0; q < 2 * nth; q++)
         parts[q] = (Part){.bc = LLVMGetBufferStart(bc),
                           .bclen = LLVMGetBufferSize(bc),
                           .part_of = part_of,
-                          .me = q};
-        if (q > 0)
-            started[q] = pthread_create(&th[q], NULL, compile_part, &parts[q]) == 0;
+                          .me = q,
+                          .nfn = count[q],
+                          .light = q >= nth};
+    for (int t = 0; t < nth; t++) {
+        w[t] = (Worker){.parts = {count[t] ? &parts[t] : NULL,
+                                  count[nth + t] ? &parts[nth + t] : NULL}};
+        if (t > 0)
+            started[t] = pthread_create(&th[t], NULL, compile_worker, &w[t]) == 0;
     }
-    for (int q = 0; q < nparts; q++)
-        if (q == 0 || !started[q])
-            compile_part(&parts[q]); // this thread's share, or a thread that would not start
-    for (int q = 1; q < nparts; q++)
-        if (started[q])
-            pthread_join(th[q], NULL);
+    for (int t = 0; t < nth; t++)
+        if (t == 0 || !started[t])
+            compile_worker(&w[t]); // this thread's share, or a thread that would not start
+    for (int t = 1; t < nth; t++)
+        if (started[t])
+            pthread_join(th[t], NULL);
     LLVMDisposeMemoryBuffer(bc);
     free(part_of);
-    NnStatus st = NN_OK;
     LLVMOrcResourceTrackerRef rt =
         LLVMOrcJITDylibCreateResourceTracker(LLVMOrcLLJITGetMainJITDylib(j->lljit));
-    for (int q = 0; q < nparts; q++) {
+    for (int q = 0; q < 2 * nth; q++) {
+        if (!count[q])
+            continue;
         if (st == NN_OK && !parts[q].obj)
             st = nnrt_fail(NN_ERR_RUNTIME, "%s", parts[q].err);
         if (!parts[q].obj)

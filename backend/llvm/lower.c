@@ -509,6 +509,7 @@ static void emit_step(NnCg *cg)
     LLVMTypeRef params[2] = {cg->t_ptr, cg->t_ptr};
     LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, params, 2, 0));
     target_attrs(cg, fn);
+    add_fn_attr(cg, fn, NN_LLVM_LIGHT, ""); // a list of calls
     LLVMValueRef pool = LLVMGetParam(fn, 0), bufs = LLVMGetParam(fn, 1);
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
     LLVMTypeRef kparams[3] = {cg->t_ptr, cg->t_i32, cg->t_i32};
@@ -546,6 +547,36 @@ static bool lower_node(NnCg *cg, const NnId *lead, NnId i)
     return nn_cg_emit_multi(cg, ids, n);
 }
 
+// Ops whose kernels are loop nests worth the whole O1 pipeline: products,
+// convolutions, pooling and loops (register tiles, unrolled K loops, nested
+// reductions).
+static bool op_heavy(NnOp op)
+{
+    return op == NN_OP_LOOP ||
+           nn_op_has(op, NN_OPF_CONTRACT | NN_OPF_EPILOGUE);
+}
+
+// Whether node i's kernels are simple loops (maps, reductions, gathers,
+// copies): none of its ops, nor of a FUSED body's, is heavy.
+static bool node_light(const NnGraph *g, NnId i)
+{
+    const NnNode *n = &g->nodes[i];
+    if (op_heavy(n->op))
+        return false;
+    if (n->op == NN_OP_FUSED)
+        for (NnId c = 0; c < n->attr.body->count; c++)
+            if (op_heavy(n->attr.body->nodes[c].op))
+                return false;
+    return true;
+}
+
+// Marks kernels [k0, nkernels) for the short pipeline (nn_llvm_jit_add_parallel).
+static void mark_light(NnCg *cg, int k0)
+{
+    for (int k = k0; k < cg->nkernels; k++)
+        add_fn_attr(cg, LLVMGetNamedFunction(cg->mod, cg->kernels[k].name), NN_LLVM_LIGHT, "");
+}
+
 bool nn_cg_lower_graph(NnCg *cg)
 {
     const NnGraph *g = cg->g;
@@ -554,11 +585,19 @@ bool nn_cg_lower_graph(NnCg *cg)
     nn_fuse_multi(g, lead);
     for (NnId i = 0; i < g->count; i++) {
         cg->node = i;
+        int k0 = cg->nkernels;
         if (!lower_node(cg, lead, i)) {
             cg->failed = true;
             free(lead);
             return false;
         }
+        // A multi-output kernel is light when all of its group is.
+        bool light = true;
+        for (NnId m = 0; m <= i && light; m++)
+            if (m == i || (lead[i] >= 0 && lead[m] == lead[i]))
+                light = node_light(g, m);
+        if (light)
+            mark_light(cg, k0);
     }
     free(lead);
     emit_step(cg);

@@ -43,8 +43,15 @@ LLVMTargetMachineRef nn_llvm_jit_tm(NnLlvmJit *j);
 NnStatus nn_llvm_jit_add(NnLlvmJit *j, LLVMModuleRef m, void **tracker);
 void nn_llvm_jit_remove(NnLlvmJit *j, void *tracker);
 // Same, with optimization and code generation split over one thread per CPU
-// (up to 4): each thread compiles some of the functions in its own context.
+// (up to 4): each thread compiles some of the functions in its own context,
+// those marked NN_LLVM_LIGHT with a short pipeline (nn_llvm_optimize_light).
 NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker);
+// The string attribute lower.c puts on kernels that are simple loops (maps,
+// reductions, gathers, copies, the step's list of calls): no product,
+// convolution, pooling or loop.
+#define NN_LLVM_LIGHT "nnc-light"
+// Runs the short pipeline on m (triple and data layout set, not verified).
+NnStatus nn_llvm_optimize_light(LLVMModuleRef m, LLVMTargetMachineRef tm);
 // Address of a function added earlier; NULL with nnrt_errmsg set.
 void *nn_llvm_jit_lookup(NnLlvmJit *j, const char *name);
 
