@@ -440,6 +440,7 @@ NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
     for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f))
         nfn += !LLVMIsDeclaration(f);
     *tracker = NULL;
+    double c0 = thread_ms();
     set_layout(m, j->tm);
     NnStatus st = verify(m);
     if (st != NN_OK) {
@@ -464,6 +465,7 @@ NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
         LLVMWriteBitcodeToFile(m, path);
     }
     LLVMDisposeModule(m);
+    double c1 = thread_ms();
     Part parts[MAX_PARTS];
     Worker w[MAX_THREADS];
     pthread_t th[MAX_THREADS];
@@ -489,6 +491,7 @@ NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
             pthread_join(th[t], NULL);
     LLVMDisposeMemoryBuffer(bc);
     free(part_of);
+    double c2 = thread_ms();
     LLVMOrcResourceTrackerRef rt =
         LLVMOrcJITDylibCreateResourceTracker(LLVMOrcLLJITGetMainJITDylib(j->lljit));
     for (int q = 0; q < 2 * nth; q++) {
@@ -506,6 +509,9 @@ NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
         if (err)
             st = fail_err(err, "adding an object");
     }
+    if (getenv("NN_JIT_TIMES"))
+        fprintf(stderr, "jit: calling thread: verify and write %.1f ms, add objects %.1f ms of CPU\n",
+                c1 - c0, thread_ms() - c2);
     if (st != NN_OK) {
         nn_llvm_jit_remove(j, rt);
         return st;
