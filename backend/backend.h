@@ -54,6 +54,9 @@ int nn_llvm_kernel_count(const NnExec *x);
 // Modules compiled so far (each costs 100+ ms): with a run-time batch
 // (nn_llvm_runtime_batch), a new batch size adds none.
 int nn_llvm_compile_count(const NnExec *x);
+// Kernels of that binding that call another kernel's identical code instead
+// of being compiled themselves (backend/llvm/dedupe.c).
+int nn_llvm_shared_count(const NnExec *x);
 // Pool dispatches of the latest run, and (*splits, if splits) its kernels
 // split over the pool's threads: a run of a few rows is one dispatch
 // (runtime/step.c, "few rows").

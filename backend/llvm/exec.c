@@ -44,6 +44,7 @@ typedef struct JMod {
     int64_t key[NN_MAX_SYMS]; // the binding, the batch symbol (if run-time) -1
     int refs;                 // bindings using it
     void *tracker;            // the module's code in the JIT
+    int shared;               // kernels calling another's identical code
     NnrtStep *desc;           // kernel addresses filled in from the JIT
     NnrtStepRun run;
     struct JMod *next;
@@ -58,7 +59,7 @@ struct NnExec {
     NnBackendExec base; // base.g is what is compiled: the graph given, or `fused`
     NnGraph *fused;     // a fused copy of the graph given, which we own, or NULL
     NnLlvmJit *jit;
-    int serial, last_kernels, compiles;
+    int serial, last_kernels, last_shared, compiles;
     int rt_sym;       // the batch symbol left to run time, or -1
     char rt_why[160]; // why not, when -1
     bool lanes;       // cut for lanes (ir/shard.c)
@@ -141,7 +142,7 @@ static NnStatus compile(NnExec *x, JMod *b, const int64_t *symv)
         return NN_ERR_NOMEM;
     }
     double t1 = clock_ms(CLOCK_THREAD_CPUTIME_ID);
-    NnStatus st = nn_llvm_jit_add_parallel(x->jit, cg.mod, &b->tracker);
+    NnStatus st = nn_llvm_jit_add_parallel(x->jit, cg.mod, &b->tracker, &b->shared);
     double t2 = clock_ms(CLOCK_THREAD_CPUTIME_ID);
     nn_cg_fini(&cg);
     if (st != NN_OK)
@@ -187,15 +188,16 @@ static JMod *mod_new(NnExec *x, const int64_t *symv, const int64_t *key)
     }
     if (x->base.opt.verbose && x->rt_sym >= 0)
         fprintf(stderr,
-                "jit: compiled step in %.0f ms (%d kernels) for any batch size, workspace "
-                "%lld bytes + %lld per row\n",
-                now_ms() - t0, b->desc->nkernels, (long long)b->desc->workspace,
+                "jit: compiled step in %.0f ms (%d kernels, %d sharing another's code) for any "
+                "batch size, workspace %lld bytes + %lld per row\n",
+                now_ms() - t0, b->desc->nkernels, b->shared, (long long)b->desc->workspace,
                 (long long)b->desc->workspace_rows);
     else if (x->base.opt.verbose)
         fprintf(stderr,
-                "jit: compiled step in %.0f ms (%d kernels), workspace %lld bytes (batch size "
-                "fixed: %s)\n",
-                now_ms() - t0, b->desc->nkernels, (long long)b->desc->workspace, x->rt_why);
+                "jit: compiled step in %.0f ms (%d kernels, %d sharing another's code), workspace "
+                "%lld bytes (batch size fixed: %s)\n",
+                now_ms() - t0, b->desc->nkernels, b->shared, (long long)b->desc->workspace,
+                x->rt_why);
     if (x->base.opt.verbose && x->lanes)
         fprintf(stderr, "jit: the batch splits across threads for the whole step (%d of %d "
                 "kernels run per thread on its rows, %d gradients summed)\n", b->desc->nlane,
@@ -238,6 +240,7 @@ static NnStatus make_binding(NnExec *x, const int64_t *symv, void **bind)
     memcpy(b->symv, symv, sizeof b->symv);
     b->m = m;
     x->last_kernels = m->desc->nkernels;
+    x->last_shared = m->shared;
     *bind = b;
     return NN_OK;
 }
@@ -397,6 +400,8 @@ static NnExec *jit_prepare(const NnGraph *g, const NnExecOptions *opt)
 int nn_llvm_kernel_count(const NnExec *x) { return x ? x->last_kernels : 0; }
 
 int nn_llvm_compile_count(const NnExec *x) { return x ? x->compiles : 0; }
+
+int nn_llvm_shared_count(const NnExec *x) { return x ? x->last_shared : 0; }
 
 int nn_llvm_dispatches(const NnExec *x, int *splits)
 {

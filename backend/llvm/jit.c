@@ -66,7 +66,8 @@ static NnStatus fail_err(LLVMErrorRef err, const char *what)
     return NN_ERR_RUNTIME;
 }
 
-LLVMTargetMachineRef nn_llvm_host_tm(void)
+// A target machine for the host with its code generator at level lv.
+static LLVMTargetMachineRef host_tm_at(LLVMCodeGenOptLevel lv)
 {
     pthread_once(&init_once, init_llvm);
     if (!init_ok) {
@@ -80,9 +81,6 @@ LLVMTargetMachineRef nn_llvm_host_tm(void)
         nnrt_fail(NN_ERR_RUNTIME, "jit: %s", err);
         LLVMDisposeMessage(err);
     } else {
-        const char *cg = getenv("NN_JIT_CODEGEN");
-        LLVMCodeGenOptLevel lv = cg && *cg >= '0' && *cg <= '3' ? (LLVMCodeGenOptLevel)(*cg - '0')
-                                                                  : NN_JIT_CODEGEN_LEVEL;
         tm = LLVMCreateTargetMachine(t, triple, host_cpu, host_features, lv,
                                      LLVMRelocDefault, LLVMCodeModelJITDefault);
         if (!tm)
@@ -90,6 +88,18 @@ LLVMTargetMachineRef nn_llvm_host_tm(void)
     }
     LLVMDisposeMessage(triple);
     return tm;
+}
+
+// The level in environment variable var (0-3), else dflt.
+static LLVMCodeGenOptLevel level_env(const char *var, LLVMCodeGenOptLevel dflt)
+{
+    const char *cg = getenv(var);
+    return cg && *cg >= '0' && *cg <= '3' ? (LLVMCodeGenOptLevel)(*cg - '0') : dflt;
+}
+
+LLVMTargetMachineRef nn_llvm_host_tm(void)
+{
+    return host_tm_at(level_env("NN_JIT_CODEGEN", NN_JIT_CODEGEN_LEVEL));
 }
 
 static void set_layout(LLVMModuleRef m, LLVMTargetMachineRef tm)
@@ -149,6 +159,8 @@ NnStatus nn_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm)
 {
     set_layout(m, tm);
     NnStatus st = verify(m);
+    if (st == NN_OK)
+        nn_llvm_dedupe(m);
     return st == NN_OK ? optimize_full(m, tm) : st;
 }
 
@@ -378,15 +390,20 @@ typedef struct Worker {
 static void *compile_worker(void *arg)
 {
     Worker *w = arg;
-    LLVMTargetMachineRef tm = nn_llvm_host_tm();
+    LLVMTargetMachineRef tm = nn_llvm_host_tm(), tml = tm;
+    if (getenv("NN_JIT_LIGHT_CODEGEN") && w->parts[1])
+        tml = host_tm_at(level_env("NN_JIT_LIGHT_CODEGEN", NN_JIT_CODEGEN_LEVEL));
     for (int i = 0; i < 2; i++) {
+        LLVMTargetMachineRef t = i ? tml : tm;
         if (!w->parts[i])
             continue;
-        if (tm)
-            compile_part(w->parts[i], tm);
+        if (t)
+            compile_part(w->parts[i], t);
         else
             snprintf(w->parts[i]->err, sizeof w->parts[i]->err, "%s", nnrt_errmsg());
     }
+    if (tml && tml != tm)
+        LLVMDisposeTargetMachine(tml);
     if (tm)
         LLVMDisposeTargetMachine(tm);
     return NULL;
@@ -407,32 +424,63 @@ static bool is_light(LLVMValueRef f)
                                          (unsigned)strlen(NN_LLVM_LIGHT)) != NULL;
 }
 
-// Greedy balance of estimated cost: each function to the least loaded
-// thread, in that thread's full or light part. A light function costs about
-// a third of a full one of the same size plus a fixed share (code
-// generation), measured on the MLP and LeNet-5 steps.
+// Estimated cost of compiling f: a full-pipeline function's is about its
+// size; a light one's is mostly code generation's fixed cost per function
+// (measured on the MLP, LeNet-5 and GRU steps, NN_JIT_TIMES).
+static int64_t fn_cost(LLVMValueRef f, bool light)
+{
+    int64_t n = fn_size(f);
+    return light ? 60 + n / 2 : n;
+}
+
+typedef struct FnCost {
+    int k; // module order among the definitions
+    int64_t cost;
+    bool light;
+} FnCost;
+
+static int by_cost(const void *a, const void *b)
+{
+    const FnCost *x = a, *y = b;
+    return x->cost > y->cost ? -1 : x->cost < y->cost ? 1 : x->k - y->k;
+}
+
+// Largest first, each function to the least loaded thread, in that thread's
+// full or light part.
 static int partition(LLVMModuleRef m, int nthreads, int *part_of, int *nfn, int cap)
 {
-    int64_t load[MAX_THREADS] = {0};
-    int k = 0;
+    FnCost *fc = malloc(((size_t)cap + 1) * sizeof *fc);
+    if (!fc)
+        return -1;
+    int n = 0;
     for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f)) {
         if (LLVMIsDeclaration(f))
             continue;
-        if (k == cap)
+        if (n == cap) {
+            free(fc);
             return -1;
+        }
+        bool light = is_light(f);
+        fc[n] = (FnCost){n, fn_cost(f, light), light};
+        n++;
+    }
+    qsort(fc, (size_t)n, sizeof *fc, by_cost);
+    int64_t load[MAX_THREADS] = {0};
+    for (int i = 0; i < n; i++) {
         int best = 0;
         for (int q = 1; q < nthreads; q++)
             if (load[q] < load[best])
                 best = q;
-        bool light = is_light(f);
-        part_of[k++] = best + (light ? nthreads : 0);
-        nfn[best + (light ? nthreads : 0)]++;
-        load[best] += light ? fn_size(f) / 3 + 30 : fn_size(f);
+        int part = best + (fc[i].light ? nthreads : 0);
+        part_of[fc[i].k] = part;
+        nfn[part]++;
+        load[best] += fc[i].cost;
     }
-    return k;
+    free(fc);
+    return n;
 }
 
-NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
+NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker, int *shared)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int nth = ncpu < 2 ? 1 : ncpu > MAX_THREADS ? MAX_THREADS : (int)ncpu;
@@ -447,6 +495,11 @@ NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
         LLVMDisposeModule(m);
         return st;
     }
+    double cd = thread_ms();
+    int nshared = nn_llvm_dedupe(m);
+    cd = thread_ms() - cd;
+    if (shared)
+        *shared = nshared;
     int *part_of = calloc((size_t)nfn + 1, sizeof(int));
     int count[MAX_PARTS] = {0};
     if (!part_of || partition(m, nth, part_of, count, nfn) != nfn) {
@@ -510,8 +563,10 @@ NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker)
             st = fail_err(err, "adding an object");
     }
     if (getenv("NN_JIT_TIMES"))
-        fprintf(stderr, "jit: calling thread: verify and write %.1f ms, add objects %.1f ms of CPU\n",
-                c1 - c0, thread_ms() - c2);
+        fprintf(stderr,
+                "jit: calling thread: verify and write %.1f ms (%d kernels shared in %.1f ms), add "
+                "objects %.1f ms of CPU\n",
+                c1 - c0 - cd, nshared, cd, thread_ms() - c2);
     if (st != NN_OK) {
         nn_llvm_jit_remove(j, rt);
         return st;

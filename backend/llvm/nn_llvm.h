@@ -45,7 +45,12 @@ void nn_llvm_jit_remove(NnLlvmJit *j, void *tracker);
 // Same, with optimization and code generation split over one thread per CPU
 // (up to 4): each thread compiles some of the functions in its own context,
 // those marked NN_LLVM_LIGHT with a short pipeline (nn_llvm_optimize_light).
-NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker);
+// *shared (if not NULL): kernels that call another's identical code (nn_llvm_dedupe).
+NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker, int *shared);
+// dedupe.c: kernels whose code differs only in the bufs slots they load
+// become calls of the first of them with their buffers laid out in its
+// slots; returns how many. NN_JIT_DEDUPE=0 turns it off (experiments, tests).
+int nn_llvm_dedupe(LLVMModuleRef m);
 // The string attribute lower.c puts on kernels that are simple loops (maps,
 // reductions, gathers, copies, the step's list of calls): no product,
 // convolution, pooling or loop.
