@@ -12,6 +12,7 @@
 #include <llvm-c/Error.h>
 #include <llvm-c/ExecutionEngine.h>
 #include <llvm-c/LLJIT.h>
+#include <llvm-c/Linker.h>
 #include <llvm-c/Orc.h>
 #include <llvm-c/OrcEE.h>
 #include <llvm-c/Target.h>
@@ -155,13 +156,62 @@ static NnStatus optimize_full(LLVMModuleRef m, LLVMTargetMachineRef tm)
     return run_passes(m, tm, pipe && *pipe ? pipe : "default<O1>");
 }
 
+static bool is_light(LLVMValueRef f);
+
+// Deletes the bodies of m's functions that are (light) or are not (!light)
+// marked light, leaving declarations; returns how many bodies are left.
+static int keep_bodies(LLVMModuleRef m, bool light)
+{
+    int left = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f)) {
+        if (LLVMIsDeclaration(f))
+            continue;
+        if (is_light(f) == light) {
+            left++;
+            continue;
+        }
+        LLVMBasicBlockRef bb;
+        while ((bb = LLVMGetFirstBasicBlock(f)))
+            LLVMDeleteBasicBlock(bb);
+        LLVMSetLinkage(f, LLVMExternalLinkage);
+    }
+    return left;
+}
+
+// One module (AOT, --stage llvm/asm): its light functions are optimized in
+// a copy with the short pipeline, the rest with O1, and the copy linked back.
 NnStatus nn_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm)
 {
     set_layout(m, tm);
     NnStatus st = verify(m);
+    if (st != NN_OK)
+        return st;
+    nn_llvm_dedupe(m);
+    int nlight = 0, nfull = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f))
+        if (!LLVMIsDeclaration(f))
+            *(is_light(f) ? &nlight : &nfull) += 1;
+    if (!nlight || !nfull)
+        return nlight ? nn_llvm_optimize_light(m, tm) : optimize_full(m, tm);
+    LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(m);
+    LLVMModuleRef light = NULL;
+    if (LLVMParseBitcodeInContext2(LLVMGetModuleContext(m), bc, &light)) {
+        LLVMDisposeMemoryBuffer(bc);
+        return nnrt_fail(NN_ERR_RUNTIME, "jit: cannot re-read the module");
+    }
+    LLVMDisposeMemoryBuffer(bc);
+    keep_bodies(light, true);
+    keep_bodies(m, false);
+    st = nn_llvm_optimize_light(light, tm);
     if (st == NN_OK)
-        nn_llvm_dedupe(m);
-    return st == NN_OK ? optimize_full(m, tm) : st;
+        st = optimize_full(m, tm);
+    if (st != NN_OK) {
+        LLVMDisposeModule(light);
+        return st;
+    }
+    if (LLVMLinkModules2(m, light)) // consumes light
+        return nnrt_fail(NN_ERR_RUNTIME, "jit: cannot link the light kernels back");
+    return NN_OK;
 }
 
 NnStatus nn_llvm_optimize_light(LLVMModuleRef m, LLVMTargetMachineRef tm)
