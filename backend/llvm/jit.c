@@ -474,14 +474,18 @@ static bool is_light(LLVMValueRef f)
                                          (unsigned)strlen(NN_LLVM_LIGHT)) != NULL;
 }
 
-// Estimated cost of compiling f: a full-pipeline function's is about its
-// size; a light one's is mostly code generation's fixed cost per function
-// (measured on the MLP, LeNet-5 and GRU steps, NN_JIT_TIMES).
+// Estimated cost of compiling f, in units of about 25 us: a fixed cost per
+// function (mostly code generation's) plus its size, at half rate for a
+// light one (fitted to the MLP, LeNet-5 and GRU steps, NN_JIT_TIMES).
 static int64_t fn_cost(LLVMValueRef f, bool light)
 {
     int64_t n = fn_size(f);
-    return light ? 60 + n / 2 : n;
+    return light ? 90 + n / 2 : 150 + n;
 }
+
+// The calling thread's own share: lowering, verifying and writing the
+// module (about 5 ms on the MLP step), in the same units.
+#define CALLER_COST 200
 
 typedef struct FnCost {
     int k; // module order among the definitions
@@ -515,7 +519,7 @@ static int partition(LLVMModuleRef m, int nthreads, int *part_of, int *nfn, int 
         n++;
     }
     qsort(fc, (size_t)n, sizeof *fc, by_cost);
-    int64_t load[MAX_THREADS] = {0};
+    int64_t load[MAX_THREADS] = {CALLER_COST}; // thread 0 is the caller
     for (int i = 0; i < n; i++) {
         int best = 0;
         for (int q = 1; q < nthreads; q++)
