@@ -1,10 +1,14 @@
-// The LLVM session: host target detection, the O1 pass pipeline, one ORC LLJIT
-// per executable, and the --stage llvm / asm dumps. Generated code calls the
-// nnrt_ runtime through absolute symbols defined here (a statically linked
-// libnnrt is not in the dynamic symbol table) and libc/libm through a search
-// generator over the process. Everything created here is disposed here.
-// Knobs for experiments: NN_JIT_PIPELINE (pass pipeline), NN_JIT_CODEGEN (code
-// generator level), NN_JIT_TIMES (timings).
+// The LLVM session: host target detection, the pass pipelines (O1 for
+// products, convolutions, pooling and loops; a short one for the simple
+// kernels lower.c marks NN_LLVM_LIGHT), one ORC LLJIT per executable, the
+// parallel compile of a step's module, and the --stage llvm / asm dumps.
+// Generated code calls the nnrt_ runtime through absolute symbols defined
+// here (a statically linked libnnrt is not in the dynamic symbol table) and
+// libc/libm through a search generator over the process. Everything created
+// here is disposed here. Knobs for experiments: NN_JIT_PIPELINE and
+// NN_JIT_LIGHT_PIPELINE (pass pipelines), NN_JIT_CODEGEN and
+// NN_JIT_LIGHT_CODEGEN (code generator levels), NN_JIT_DEDUPE=0 (no shared
+// code, dedupe.c), NN_JIT_TIMES (timings), NN_JIT_DUMP (the step's bitcode).
 #include <llvm-c/Analysis.h>
 #include <llvm-c/BitReader.h>
 #include <llvm-c/BitWriter.h>

@@ -29,9 +29,12 @@ typedef struct NnLlvmJit NnLlvmJit;
 // Host CPU name and features (owned by jit.c, live for the process).
 const char *nn_llvm_host_cpu(void);
 const char *nn_llvm_host_features(void);
-// A target machine for the host at O3; NULL with nnrt_errmsg set.
+// A target machine for the host (code generator at NN_JIT_CODEGEN_LEVEL);
+// NULL with nnrt_errmsg set.
 LLVMTargetMachineRef nn_llvm_host_tm(void);
-// Sets triple and data layout, runs "default<O3>" on m. NN_OK or NN_ERR_RUNTIME.
+// Sets triple and data layout, verifies m, shares equal kernels' code
+// (nn_llvm_dedupe), runs O1 on its functions and the short pipeline on
+// those marked NN_LLVM_LIGHT. NN_OK or NN_ERR_RUNTIME.
 NnStatus nn_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm);
 
 NnLlvmJit *nn_llvm_jit_new(void); // NULL with nnrt_errmsg set
