@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cblas.h>
 
@@ -194,6 +195,22 @@ static double max_rel_diff(const float *x, const float *y, int64_t n)
     return worst;
 }
 
+// After a call on 2 threads each side's idle workers keep spinning a while
+// (nnc's pool 1 ms, runtime/pool.c; OpenBLAS's about 100 ms, measured: the
+// process burned a core's worth of CPU for 100 ms after a 2-thread sgemm,
+// none after 150), so a repetition started at once shares the 2 cores with
+// the other side's spinner: the 2-thread figures of the idle run of
+// 2026-12-01 (bench/results.md) had nnc's 128-row products slower on 2
+// threads than on 1. Each side's repetitions start after the other's
+// workers have gone to sleep.
+enum { NNC_SPIN_MS = 5, BLAS_SPIN_MS = 150 };
+
+static void idle(int ms)
+{
+    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
 static void gemm_one(const Gemm *s, int threads, double min_s)
 {
     GemmJob j = {.s = s};
@@ -221,14 +238,21 @@ static void gemm_one(const Gemm *s, int threads, double min_s)
         const char *bl = getenv("NN_BENCH_GEMM_BLAS");
         bool blas = !bl || *bl != '0';
         enum { REPS = 15 };
-        long nj = bench_calibrate(run_jit, &j, min_s), nb = blas ? bench_calibrate(run_blas, &j, min_s) : 0;
+        long nj = bench_calibrate(run_jit, &j, min_s);
+        long nb = blas ? bench_calibrate(run_blas, &j, min_s) : 0;
+        if (blas && threads > 1)
+            idle(BLAS_SPIN_MS);
         double vj[REPS], vb[REPS], tj = -1, tb = -1, best = -1, cbest = -1;
         int reps = blas ? 9 : REPS;
         for (int r = 0; r < reps; r++) {
             double c0 = bench_cpu_now();
             vj[r] = nj > 0 ? bench_rep(run_jit, &j, nj) : -1;
             double c = (bench_cpu_now() - c0) / (double)(nj > 0 ? nj : 1);
+            if (blas && threads > 1)
+                idle(NNC_SPIN_MS);
             vb[r] = blas ? bench_rep(run_blas, &j, nb) : -1;
+            if (blas && threads > 1)
+                idle(BLAS_SPIN_MS);
             best = best < 0 || vj[r] < best ? vj[r] : best;
             cbest = cbest < 0 || c < cbest ? c : cbest;
         }
