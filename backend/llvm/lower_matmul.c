@@ -5,9 +5,9 @@
 // tiles (2*MR vector accumulators, one FMA per A element broadcast) over K in
 // blocks of KC, panels in the outer loop so a B panel stays in L1 while the
 // thread's A rows stream from L2; a transposed A (weight gradients) is first
-// packed per block of rows, all of K, on the stack (pack_a). Threads split M tiles,
-// or N panels if M is short or A small (emit_compute). NN_MM_SPLIT=m|n forces
-// one, for experiments.
+// packed per block of rows, all of K, on the stack (pack_a). Threads split M
+// tiles, or N panels if M is short or A small (emit_compute). NN_MM_SPLIT=m|n
+// forces one, for experiments.
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +18,7 @@
 // thread, but made the MLP step's compile 15-20% slower (the 150 ms target).
 #define MM_MR 8
 #define MM_KC 1024  // K block
-#define MM_KCA 256  // K block when op(A) is packed (pack_a): a panel of B stays in L1
+#define MM_KCA 256  // K block of a packed op(A) whose K is past MM_APK_BYTES (pack_a)
 #define MM_MC 128   // rows per L2 block of A (packed on the stack when ta)
 #define MM_APK_BYTES (256 << 10) // the stack buffer of a packed op(A) (pack_a)
 #define MM_PACK_K 64 // k per step of pack_a
@@ -556,11 +556,10 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     // the transpose too (rows padded by a vector) lost: 1024x256x784 168-180
     // -> 142-160, so those tiles still read A in place. Since session 8 the
     // whole K is packed when it fits MM_APK_BYTES (K up to 8192 in f32),
-    // not blocks of MM_KCA: the weight gradients' run-time K then needs no
-    // partial sums, which were ~8% of the MLP step's compile (measured
-    // 143-161 -> 132-143 ms), for about the same speed (docs/threads.md,
-    // session 8: the B panel streams from L2 instead of L1, but the A block
-    // is wider).
+    // not blocks of MM_KCA: the weight gradients' run-time K then compiles
+    // no partial-sum path, and they ran as fast at batch 1024 (the B panel
+    // streams from L2 instead of L1, the packed block is wider) and 3-8%
+    // faster at batch 128 (docs/threads.md, session 8).
     m->apk = m->apk_pk = m->apk_ld = NULL;
     LLVMValueRef mcv = nn_cg_i64(cg, mc);
     int64_t esize = (int64_t)nnrt_dtype_size(m->dt), apk_k = MM_APK_BYTES / esize / MM_MR;
@@ -595,9 +594,9 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     LLVMValueRef kcn = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, krest, kcv, ""),
                                        krest, kcv, "kcn");
     // for each block of mc tiles, each panel, each tile of the block
-    LLVMValueRef nblk = LLVMBuildSDiv(
-        cg->b, add(cg, LLVMBuildSub(cg->b, t1, t0, ""), LLVMBuildSub(cg->b, mcv, nn_cg_i64(cg, 1), "")),
-        mcv, "");
+    LLVMValueRef span = add(cg, LLVMBuildSub(cg->b, t1, t0, ""), mcv);
+    LLVMValueRef nblk =
+        LLVMBuildSDiv(cg->b, LLVMBuildSub(cg->b, span, nn_cg_i64(cg, 1), ""), mcv, "");
     nn_cg_loop_begin(cg, &mb, nn_cg_i64(cg, 0), nblk, 1);
     LLVMValueRef tb0 = add(cg, t0, mulv(cg, mb.iv, mcv));
     LLVMValueRef tb1 = add(cg, tb0, mcv);
