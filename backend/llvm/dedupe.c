@@ -244,6 +244,8 @@ int nn_llvm_dedupe(LLVMModuleRef m)
         }
         n++;
     }
+    if (n < 2)
+        goto done; // nothing to share (and ks may be NULL)
     for (int i = 0; i < n; i++) {
         ks[i].hash = shape_hash(ks[i].f);
         ks[i].order = i;
