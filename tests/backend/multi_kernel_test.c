@@ -1,8 +1,9 @@
 // Multi-output elementwise kernels (nn_fuse_multi, ir/fuse.c): fused
 // elementwise kernels of one shape that read each other or share operands
-// run as one loop. The MLP training step under Adam has 15 fewer kernels
+// run as one loop. The MLP training step under Adam has 18 fewer kernels
 // (each parameter's m, v and w updates, and a bias's decayed gradient, in one
-// kernel), so lost fusion fails here; a group with broadcast operands and the
+// kernel; a weight's in its gradient product's epilogue), so lost fusion
+// fails here; a group with broadcast operands and the
 // run-time batch computes what the interpreter computes; and the memory plan
 // keeps every member's operands alive through the lead's step.
 #define _GNU_SOURCE // asprintf, strndup in testutil.h
