@@ -4,9 +4,8 @@
 // with it gives the same weights and optimizer moments, bit for bit, as the
 // update in kernels of its own (NN_JIT_NOEPI=1) and as one kernel per fused
 // node (NN_JIT_NOMULTI=1), on 2 threads, for an MLP under Adam (widths that
-// leave masked panel edges, batches that leave short tiles, and a batch whose
-// K spans two blocks, so partial sums go through memory before the
-// epilogue), momentum SGD, a small CNN and a GRU; and the fused kernels are
+// leave masked panel edges, batches that leave short tiles, and a batch of
+// 300 rows, a K longer than the old 256-row blocks), momentum SGD, a small CNN and a GRU; and the fused kernels are
 // really there (NN_JIT_PROFILE lists fewer kernels).
 #define _GNU_SOURCE // asprintf
 #include <criterion/criterion.h>
@@ -134,7 +133,8 @@ Test(epilogue_update, mlp_adam_is_bit_identical, .timeout = 120)
     NEED_LLVM();
     char *s = with_optimizer("adam(lr = 1e-2, weight_decay = 1e-3)");
     agree(s, "", "adam", 3); // batch 37: a short last tile, 17 steps
-    // K = 300 rows: two K blocks of 256, partial sums stored between them.
+    // K = 300 rows (one block since A^T is packed over all of K; before,
+    // two blocks of 256 with partial sums stored between them).
     agree(s, "--set batch=300", "adam300", 3);
     free(s);
 }
