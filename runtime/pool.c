@@ -24,14 +24,29 @@ struct NnrtWorker {
 // microseconds on a virtual machine, so this errs on the long side.
 #define SPIN_NS 1000000L
 
+// What a spin does between two reads of the flag it waits for. Not x86's
+// PAUSE: on a virtual machine a run of PAUSEs longer than the hypervisor's
+// pause-loop window (KVM's default 4096 cycles, about 1.4 us here) exits to
+// the host, which may run something else on that CPU, so the worker waiting
+// between two batch-1 predictions (about 1 us apart) sometimes started
+// microseconds late. Reading the flag without PAUSE, the 2-thread prediction's
+// typical call (its 10th percentile) was 0.2-0.3 us faster and its tail
+// shorter (docs/threads.md, "Batch-1 inference: the spin, the early wake").
+// A compiler barrier only, so the loop still re-reads memory.
 static inline void cpu_relax(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
+#if defined(__aarch64__)
     __asm__ __volatile__("yield");
+#else
+    __asm__ __volatile__("" ::: "memory");
 #endif
 }
+
+// Spins between two sched_yield calls (the lowest bits of the spin count):
+// without PAUSE a spin is a few nanoseconds, so 4096 of them are a few
+// microseconds, about what 256 spins with PAUSE took.
+#define SPINS_PER_YIELD 4096u
+#define BARRIER_SPINS_PER_YIELD 1024u
 
 static int64_t now_ns(void)
 {
@@ -71,7 +86,7 @@ static bool spin_while_uint(NnrtPool *p, atomic_uint *v, unsigned old)
     for (unsigned i = 0; atomic_load(v) == old; i++) {
         side_step(p);
         cpu_relax();
-        if ((i & 255) == 255) {
+        if ((i & (SPINS_PER_YIELD - 1)) == SPINS_PER_YIELD - 1) {
             sched_yield(); // let other runnable threads in when cores are shared
             int64_t t = now_ns();
             if (!end)
@@ -89,7 +104,7 @@ static bool spin_while_pos(atomic_int *v)
     int64_t end = 0;
     for (unsigned i = 0; atomic_load(v) > 0; i++) {
         cpu_relax();
-        if ((i & 255) == 255) {
+        if ((i & (SPINS_PER_YIELD - 1)) == SPINS_PER_YIELD - 1) {
             sched_yield(); // let other runnable threads in when cores are shared
             int64_t t = now_ns();
             if (!end)
@@ -211,8 +226,10 @@ void nnrt_pool_run(NnrtPool *p, NnrtTask fn, void *arg)
         fn(arg, 0, 1); // serial pool, or a run nested inside a task
         return;
     }
-    p->fn = fn;
-    p->arg = arg;
+    if (p->fn != fn || p->arg != arg) { // the same task again (a prediction) leaves them be
+        p->fn = fn;
+        p->arg = arg;
+    }
     atomic_store(&p->pending, p->nthreads - 1);
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add(&p->gen, 1);
@@ -244,7 +261,7 @@ void nnrt_barrier_wait(NnrtBarrier *b, int nth)
     // No time limit: the other threads are inside the same task, never asleep.
     for (unsigned i = 0; atomic_load(&b->phase) == phase; i++) {
         cpu_relax();
-        if ((i & 63) == 63)
+        if ((i & (BARRIER_SPINS_PER_YIELD - 1)) == BARRIER_SPINS_PER_YIELD - 1)
             sched_yield(); // let the thread we wait for in when cores are shared
     }
 }
