@@ -30,6 +30,7 @@ struct NnrtModel {
     float *x;                  // cap * in_size, aligned
     void *y;                   // cap * label_size labels, aligned (zeros to predict)
     int64_t cap;               // rows x and y hold: the batch, or more after a larger step
+    bool y_zero;               // y's first `batch` rows are zeros (a training step writes labels)
     char err[1024];
 };
 
@@ -132,8 +133,11 @@ NnStatus nnrt_model_predict(NnrtModel *m, const float *x, int64_t n, float *out)
                                  (long long)n));
     const NnrtModelDesc *d = m->d;
     const NnrtStep *e = d->eval;
-    // Predictions need no label: zeros are in range for every check.
-    memset(m->y, 0, (size_t)(d->batch * d->label_size) * nnrt_dtype_size(d->label_dtype));
+    // Predictions need no label: zeros are in range for every check. Zeroed
+    // once, not per call (a batch-1 prediction is a few microseconds).
+    if (!m->y_zero)
+        memset(m->y, 0, (size_t)(d->batch * d->label_size) * nnrt_dtype_size(d->label_dtype));
+    m->y_zero = true;
     bool any = e->inputs[0].rank > 0 && e->inputs[0].dims[0] == NNRT_DIM_BATCH;
     for (int64_t at = 0; at < n; at += d->batch) {
         int64_t k = n - at < d->batch ? n - at : d->batch;
@@ -148,8 +152,11 @@ NnStatus nnrt_model_predict(NnrtModel *m, const float *x, int64_t n, float *out)
         if (st != NN_OK)
             return fail(m, nnrt_fail(st, "predict: %s", nnrt_errmsg()));
         const NnTensor *o = outs[d->eval_output];
-        for (int64_t i = 0; i < k * d->out_size; i++)
-            out[at * d->out_size + i] = (float)nnrt_tensor_get(o, i);
+        if (o->dtype == NN_DT_F32)
+            memcpy(out + at * d->out_size, o->data, (size_t)(k * d->out_size) * sizeof(float));
+        else
+            for (int64_t i = 0; i < k * d->out_size; i++)
+                out[at * d->out_size + i] = (float)nnrt_tensor_get(o, i);
     }
     return NN_OK;
 }
@@ -174,6 +181,7 @@ static NnStatus reserve(NnrtModel *m, int64_t n)
     nnrt_free(m->y);
     m->x = x;
     m->y = y;
+    m->y_zero = false;
     m->cap = n;
     return NN_OK;
 }
@@ -205,6 +213,7 @@ NnStatus nnrt_model_train_step(NnrtModel *m, const float *x, const void *labels,
     }
     memcpy(m->x, x, (size_t)(n * d->in_size) * sizeof(float));
     memcpy(m->y, labels, (size_t)(n * d->label_size) * nnrt_dtype_size(d->label_dtype));
+    m->y_zero = false;
     const NnrtStep *s = d->step;
     NnTensor in[2] = {header(&s->inputs[0], m->x, n), header(&s->inputs[1], m->y, n)};
     NnTensor *ins[2] = {&in[0], &in[1]}, *outs[16] = {0};

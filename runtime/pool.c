@@ -4,6 +4,7 @@
 // still running; the caller spins on it briefly, then sleeps. Invariant: at most
 // one task is in flight per pool (`busy`), and fn/arg never change while it runs.
 // While they spin, workers also take items of posted side work (nnrt_pool_side_post).
+#define _GNU_SOURCE // sched_getcpu
 #include "pool.h"
 
 #include <sched.h>
@@ -264,6 +265,15 @@ void nnrt_barrier_wait(NnrtBarrier *b, int nth)
         if ((i & (BARRIER_SPINS_PER_YIELD - 1)) == BARRIER_SPINS_PER_YIELD - 1)
             sched_yield(); // let the thread we wait for in when cores are shared
     }
+}
+
+int nnrt_cpu_now(void)
+{
+#ifdef __linux__
+    return sched_getcpu();
+#else
+    return -1;
+#endif
 }
 
 static NnrtPool default_pool;

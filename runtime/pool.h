@@ -65,6 +65,9 @@ typedef struct NnrtBarrier {
 } NnrtBarrier;
 void nnrt_barrier_wait(NnrtBarrier *b, int nth);
 
+// The CPU the calling thread runs on now, or -1 where the system does not say.
+int nnrt_cpu_now(void);
+
 // The process-wide pool, started on first use with nnrt_pool_set_threads' count
 // (default 0 = all CPUs, or the NN_THREADS environment variable). Never NULL.
 NnrtPool *nnrt_pool_default(void);

@@ -139,6 +139,8 @@ NnStatus nnrt_step_open(NnrtStepRun *r, const NnrtStep *d)
     r->min_rows = nnrt_lane_rows();
     const char *few = getenv("NN_STEP_FEW"); // 0: kernel by kernel at a few rows too
     r->few_off = few && *few == '0';
+    const char *shared = getenv("NN_STEP_FEW_SHARED"); // 1: no fallback to the caller alone
+    r->few_shared = shared && *shared == '1';
     if (!(r->err = nnrt_alloc(8 * ((size_t)d->nchecks + 1))))
         return NN_ERR_NOMEM;
     for (int k = 0; k < d->nupdates; k++) {
@@ -654,7 +656,11 @@ typedef struct NnrtFewTask {
     int nhow;
     signed char *how;
     _Alignas(64) NnrtBarrier bar; // written at every wait: apart from the rest
-    char pad[64 - sizeof(NnrtBarrier)];
+    int wcpu;                     // the CPU thread 1 ran on in the last run
+    // The caller's alone (few_shared):
+    _Alignas(64) unsigned calls; // few-rows runs so far
+    int serial;                  // runs left on the caller alone
+    int backoff;                 // the length of the next such stretch
 } NnrtFewTask;
 
 static void few_task(void *arg, int ith, int nth)
@@ -663,6 +669,8 @@ static void few_task(void *arg, int ith, int nth)
     const NnrtStep *d = t->d;
     void **bufs = t->bufs;
     bool after_split = false;
+    if (ith == 1)
+        t->wcpu = nnrt_cpu_now(); // a store: it does not hold up the loads below
     for (int k = t->first; k <= t->last; k++) {
         int how = t->how[k - t->first];
         if (how == NNRT_FEW_NOOP)
@@ -719,6 +727,33 @@ static NnrtFewTask *few_prepare(NnrtStepRun *r)
     return t->first < 0 ? NULL : t;
 }
 
+// When the scheduler has put the pool's first worker on the caller's core (a
+// busy machine: another process holds the other core), the two threads of a
+// prediction take turns on one core, each waiting for the other at the
+// barrier and the end: 9-12 us a call instead of 6 on one thread alone. Every
+// FEW_SAMPLE-th run compares the two threads' CPUs; on one core, the next
+// runs go on the caller alone (every kernel whole: the same bits, since split
+// kernels split by columns), FEW_SERIAL of them, twice as many after each
+// sample that finds the threads still together (up to FEW_SERIAL_MAX), then
+// the pool is tried again. The idle worker stops spinning after its spin time
+// and sleeps, off the shared core. NN_STEP_FEW_SHARED=1 keeps the dispatch.
+enum { FEW_SAMPLE = 16, FEW_SERIAL = 256, FEW_SERIAL_MAX = 8192 };
+
+static void few_shared(const NnrtStepRun *r, NnrtFewTask *t)
+{
+    if (r->few_shared || t->calls++ % FEW_SAMPLE != 0)
+        return;
+    int cpu = nnrt_cpu_now();
+    if (cpu < 0 || cpu != t->wcpu) {
+        t->backoff = FEW_SERIAL;
+        return;
+    }
+    t->serial = t->backoff = t->backoff ? t->backoff : FEW_SERIAL;
+    if (t->backoff < FEW_SERIAL_MAX)
+        t->backoff *= 2;
+    t->calls = 0; // sample the run after the stretch
+}
+
 // Runs r's step the few-rows way when it applies (a run-time batch of at
 // most NNRT_FEW_ROWS, a pool of 2 or more, some kernel split, no lanes or
 // MPI ranks); false when it does not, and nothing ran. A step compiled for
@@ -737,12 +772,20 @@ static bool exec_few(NnrtStepRun *r, NnrtPool **pool, bool ranks)
         *pool = nnrt_pool_default();
     if (nnrt_pool_size(*pool) < 2)
         return false;
+    if (t->serial > 0) { // the threads share a core: the caller alone is faster
+        t->serial--;
+        for (int k = 0; k < d->nkernels; k++)
+            if (few_how(r, k) != NNRT_FEW_NOOP)
+                dispatch(r, *pool, d->kernels[k].fn, r->bufs, false);
+        return true;
+    }
     for (int k = t->first; k <= t->last; k++)
         r->splits += t->how[k - t->first] == NNRT_FEW_SPLIT;
     for (int k = 0; k < t->first; k++)
         if (few_how(r, k) != NNRT_FEW_NOOP)
             dispatch(r, *pool, d->kernels[k].fn, r->bufs, false);
     dispatch(r, *pool, few_task, t, true);
+    few_shared(r, t);
     for (int k = t->last + 1; k < d->nkernels; k++)
         if (few_how(r, k) != NNRT_FEW_NOOP)
             dispatch(r, *pool, d->kernels[k].fn, r->bufs, false);
