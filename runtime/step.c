@@ -660,7 +660,6 @@ typedef struct NnrtFewTask {
     // The caller's alone (few_shared):
     _Alignas(64) unsigned calls; // few-rows runs so far
     int serial;                  // runs left on the caller alone
-    int backoff;                 // the length of the next such stretch
 } NnrtFewTask;
 
 static void few_task(void *arg, int ith, int nth)
@@ -732,26 +731,24 @@ static NnrtFewTask *few_prepare(NnrtStepRun *r)
 // prediction take turns on one core, each waiting for the other at the
 // barrier and the end: 9-12 us a call instead of 6 on one thread alone. Every
 // FEW_SAMPLE-th run compares the two threads' CPUs; on one core, the next
-// runs go on the caller alone (every kernel whole: the same bits, since split
-// kernels split by columns), FEW_SERIAL of them, twice as many after each
-// sample that finds the threads still together (up to FEW_SERIAL_MAX), then
-// the pool is tried again. The idle worker stops spinning after its spin time
-// and sleeps, off the shared core. NN_STEP_FEW_SHARED=1 keeps the dispatch.
-enum { FEW_SAMPLE = 16, FEW_SERIAL = 256, FEW_SERIAL_MAX = 8192 };
+// FEW_SERIAL runs go on the caller alone (every kernel whole: the same bits,
+// since split kernels split by columns), then the pool is tried again. The
+// stretch is shorter than the pool's spin time, so the worker keeps spinning
+// (yielding) meanwhile: the scheduler can move it to the other core, and the
+// next try finds it there without a wake-up. (Longer stretches let it sleep,
+// and the wake-up put it back on the caller's core every time.)
+// NN_STEP_FEW_SHARED=1 keeps the dispatch.
+enum { FEW_SAMPLE = 16, FEW_SERIAL = 64 };
 
 static void few_shared(const NnrtStepRun *r, NnrtFewTask *t)
 {
     if (r->few_shared || t->calls++ % FEW_SAMPLE != 0)
         return;
     int cpu = nnrt_cpu_now();
-    if (cpu < 0 || cpu != t->wcpu) {
-        t->backoff = FEW_SERIAL;
-        return;
+    if (cpu >= 0 && cpu == t->wcpu) {
+        t->serial = FEW_SERIAL;
+        t->calls = 0; // sample the run after the stretch
     }
-    t->serial = t->backoff = t->backoff ? t->backoff : FEW_SERIAL;
-    if (t->backoff < FEW_SERIAL_MAX)
-        t->backoff *= 2;
-    t->calls = 0; // sample the run after the stretch
 }
 
 // Runs r's step the few-rows way when it applies (a run-time batch of at
