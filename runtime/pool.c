@@ -32,7 +32,8 @@ struct NnrtWorker {
 // between two batch-1 predictions (about 1 us apart) sometimes started
 // microseconds late. Reading the flag without PAUSE, the 2-thread prediction's
 // typical call (its 10th percentile) was 0.2-0.3 us faster and its tail
-// shorter (docs/threads.md, "Batch-1 inference: the spin, the early wake").
+// shorter (docs/threads.md, "Batch-1 inference: the spin, the shared
+// core, the library's step").
 // A compiler barrier only, so the loop still re-reads memory.
 static inline void cpu_relax(void)
 {
