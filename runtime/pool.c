@@ -233,8 +233,12 @@ void nnrt_pool_run(NnrtPool *p, NnrtTask fn, void *arg)
         p->arg = arg;
     }
     atomic_store(&p->pending, p->nthreads - 1);
-    pthread_mutex_lock(&p->mu);
+    // The bump before the lock, so that spinning workers start without
+    // waiting for it. No wake-up is lost: a worker checks gen under the lock
+    // before it counts itself a sleeper and waits, and we read sleepers under
+    // the lock after the bump.
     atomic_fetch_add(&p->gen, 1);
+    pthread_mutex_lock(&p->mu);
     if (p->sleepers)
         pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
