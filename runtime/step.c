@@ -653,7 +653,6 @@ typedef struct NnrtFewTask {
     void **bufs;
     int64_t batch;
     int first, last; // the first and last split kernels
-    int nhow;
     signed char *how;
     _Alignas(64) NnrtBarrier bar; // written at every wait: apart from the rest
     int wcpu;                     // the CPU thread 1 ran on in the last run
