@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cblas.h>
 
@@ -194,6 +195,22 @@ static double max_rel_diff(const float *x, const float *y, int64_t n)
     return worst;
 }
 
+// After a call on 2 threads each side's idle workers keep spinning a while
+// (nnc's pool 1 ms, runtime/pool.c; OpenBLAS's about 100 ms, measured: the
+// process burned a core's worth of CPU for 100 ms after a 2-thread sgemm,
+// none after 150), so a repetition started at once shares the 2 cores with
+// the other side's spinner: the 2-thread figures of the idle run of
+// 2026-12-01 (bench/results.md) had nnc's 128-row products slower on 2
+// threads than on 1. Each side's repetitions start after the other's
+// workers have gone to sleep.
+enum { NNC_SPIN_MS = 5, BLAS_SPIN_MS = 150 };
+
+static void idle(int ms)
+{
+    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
 static void gemm_one(const Gemm *s, int threads, double min_s)
 {
     GemmJob j = {.s = s};
@@ -214,21 +231,48 @@ static void gemm_one(const Gemm *s, int threads, double min_s)
     char key[64];
     if (j.x && j.in[0] && j.in[1] && j.c) {
         // Repetitions alternate between the two, so both see the same machine.
-        long nj = bench_calibrate(run_jit, &j, min_s), nb = bench_calibrate(run_blas, &j, min_s);
-        double vj[9], vb[9], tj = -1, tb;
-        for (int r = 0; r < 9; r++) {
+        // NN_BENCH_GEMM_BLAS=0: nnc alone, 15 repetitions, each timed by the
+        // wall clock and by the calling thread's CPU time (on 1 thread the
+        // kernel's own cost, however many processes share the core); the
+        // best of each is printed too, for A/B runs on a shared machine.
+        const char *bl = getenv("NN_BENCH_GEMM_BLAS");
+        bool blas = !bl || *bl != '0';
+        enum { REPS = 15 };
+        long nj = bench_calibrate(run_jit, &j, min_s);
+        long nb = blas ? bench_calibrate(run_blas, &j, min_s) : 0;
+        if (blas && threads > 1)
+            idle(BLAS_SPIN_MS);
+        double vj[REPS], vb[REPS], tj = -1, tb = -1, best = -1, cbest = -1;
+        int reps = blas ? 9 : REPS;
+        for (int r = 0; r < reps; r++) {
+            double c0 = bench_cpu_now();
             vj[r] = nj > 0 ? bench_rep(run_jit, &j, nj) : -1;
-            vb[r] = bench_rep(run_blas, &j, nb);
+            double c = (bench_cpu_now() - c0) / (double)(nj > 0 ? nj : 1);
+            if (blas && threads > 1)
+                idle(NNC_SPIN_MS);
+            vb[r] = blas ? bench_rep(run_blas, &j, nb) : -1;
+            if (blas && threads > 1)
+                idle(BLAS_SPIN_MS);
+            best = best < 0 || vj[r] < best ? vj[r] : best;
+            cbest = cbest < 0 || c < cbest ? c : cbest;
         }
         if (nj > 0)
-            tj = bench_median(vj, 9);
-        tb = bench_median(vb, 9);
+            tj = bench_median(vj, reps);
+        if (blas)
+            tb = bench_median(vb, reps);
         snprintf(key, sizeof key, "gemm_%s_t%d_nnc_gflops", s->name, threads);
         if (tj > 0)
             bench_emit(key, flop / tj * 1e-9);
+        if (tj > 0 && !blas) {
+            snprintf(key, sizeof key, "gemm_%s_t%d_nnc_best_gflops", s->name, threads);
+            bench_emit(key, flop / best * 1e-9);
+            snprintf(key, sizeof key, "gemm_%s_t%d_nnc_cpubest_gflops", s->name, threads);
+            bench_emit(key, flop / cbest * 1e-9);
+        }
         snprintf(key, sizeof key, "gemm_%s_t%d_blas_gflops", s->name, threads);
-        bench_emit(key, flop / tb * 1e-9);
-        if (tj > 0 && threads == 2) {
+        if (blas)
+            bench_emit(key, flop / tb * 1e-9);
+        if (tj > 0 && threads == 2 && blas) {
             snprintf(key, sizeof key, "gemm_%s_maxreldiff", s->name);
             bench_emit(key, max_rel_diff(j.out[0]->data, j.c, s->m * s->n));
         }
@@ -257,12 +301,44 @@ static bool gemm_wanted(const char *name)
     return false;
 }
 
+// NN_BENCH_GEMM_SHAPES=MxNxK[a][b],... runs those shapes instead (a: A
+// transposed, b: B transposed), named by their spelling: halves of a product
+// on one thread against the whole on two tell a split's own cost from the
+// threads' interference.
+static void gemm_custom(const char *list, int only)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", list);
+    static char names[32][32];
+    int nn = 0;
+    for (char *tok = strtok(buf, ","); tok && nn < 32; tok = strtok(NULL, ",")) {
+        long long m, n, k;
+        int used = 0;
+        if (sscanf(tok, "%lldx%lldx%lld%n", &m, &n, &k, &used) != 3 || m < 1 || n < 1 || k < 1) {
+            fprintf(stderr, "bench: NN_BENCH_GEMM_SHAPES: bad shape '%s'\n", tok);
+            continue;
+        }
+        snprintf(names[nn], sizeof names[nn], "%s", tok);
+        Gemm g = {names[nn], m, n, k, strchr(tok + used, 'a') != NULL,
+                  strchr(tok + used, 'b') != NULL};
+        nn++;
+        for (int t = 1; t <= 2; t++)
+            if (!only || only == t)
+                gemm_one(&g, t, 0.05);
+    }
+}
+
 void bench_gemm(void)
 {
     // OpenBLAS picks its kernels by core type (OPENBLAS_CORETYPE overrides it).
     printf("  \"blas_core\": \"%s\",\n", openblas_get_corename());
     const char *ts = getenv("NN_BENCH_GEMM_THREADS");
     int only = ts ? atoi(ts) : 0;
+    const char *shapes = getenv("NN_BENCH_GEMM_SHAPES");
+    if (shapes && *shapes) {
+        gemm_custom(shapes, only);
+        return;
+    }
     for (int t = 1; t <= 2; t++)
         for (size_t i = 0; i < sizeof gemms / sizeof gemms[0]; i++)
             if ((!only || only == t) && gemm_wanted(gemms[i].name))

@@ -5,9 +5,9 @@
 // tiles (2*MR vector accumulators, one FMA per A element broadcast) over K in
 // blocks of KC, panels in the outer loop so a B panel stays in L1 while the
 // thread's A rows stream from L2; a transposed A (weight gradients) is first
-// packed per block of MC rows on the stack (pack_a). Threads split M tiles,
-// or N panels if M is short or A small (emit_compute). NN_MM_SPLIT=m|n forces
-// one, for experiments.
+// packed per block of rows, all of K, on the stack (pack_a). Threads split M
+// tiles, or N panels if M is short or A small (emit_compute). NN_MM_SPLIT=m|n
+// forces one, for experiments.
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,8 +18,10 @@
 // thread, but made the MLP step's compile 15-20% slower (the 150 ms target).
 #define MM_MR 8
 #define MM_KC 1024  // K block
-#define MM_KCA 256  // K block when op(A) is packed (pack_a): a panel of B stays in L1
+#define MM_KCA 256  // K block of a packed op(A) whose K is past MM_APK_BYTES (pack_a)
 #define MM_MC 128   // rows per L2 block of A (packed on the stack when ta)
+#define MM_APK_BYTES (256 << 10) // the stack buffer of a packed op(A) (pack_a)
+#define MM_PACK_K 64 // k per step of pack_a
 // Kernels below this many FMAs (or the equivalent in reads of B) run on the
 // calling thread alone: on 2 cores a pool dispatch costs a few microseconds,
 // more than splitting saves below it. Measured: 128x10x128 and 128x128x10
@@ -49,9 +51,10 @@ typedef struct Mm {
     LLVMValueRef a, bp, c; // pointers in the current kernel
     // The block of op(A) packed by pack_a (NULL: the tiles read A in place):
     // the tiles from row apk_row0 on, each [k][MM_MR] over the K block (apk_ld
-    // = its length, kc).
-    LLVMValueRef apk, apk_row0;
-    int64_t apk_ld;
+    // = its length, kc, or all of K). apk_pk: NULL when every run packs, else
+    // whether this one does (a run-time K too long for the buffer reads A in
+    // place instead).
+    LLVMValueRef apk, apk_row0, apk_ld, apk_pk;
     LLVMValueRef acc[MM_MR][2];
     LLVMValueRef tbuf;    // stack copy of a tile for the epilogue loop
     LLVMValueRef mask[2]; // column masks of the current panel, NULL when N % NR == 0
@@ -330,8 +333,17 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
         LLVMPositionBuilderAtEnd(cg->b, kb);
     }
 
-    // The tile's packed rows, when op(A) is packed.
-    LLVMValueRef abase = m->apk ? mul(cg, LLVMBuildSub(cg->b, i0, m->apk_row0, ""), m->apk_ld) : NULL;
+    // The tile's packed rows, when op(A) is packed: element (r, k) at abase
+    // + k * aks + r of apt; read in place (apk_pk false), A^T's at i0 + k * M + r.
+    LLVMValueRef abase = NULL, aks = nn_cg_i64(cg, MM_MR), apt = m->apk;
+    if (m->apk) {
+        abase = mulv(cg, LLVMBuildSub(cg->b, i0, m->apk_row0, ""), m->apk_ld);
+        if (m->apk_pk) {
+            abase = LLVMBuildSelect(cg->b, m->apk_pk, abase, i0, "");
+            aks = LLVMBuildSelect(cg->b, m->apk_pk, aks, m->mv, "");
+            apt = LLVMBuildSelect(cg->b, m->apk_pk, m->apk, m->a, "");
+        }
+    }
     NnLoop k;
     nn_cg_loop_begin(cg, &k, kc0, add(cg, kc0, kcn), 1);
     LLVMValueRef boff = mul(cg, add(cg, mulv(cg, p, m->kv), k.iv), m->nr);
@@ -343,9 +355,13 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
     }
     for (int r = 0; r < rows; r++) {
         LLVMValueRef ae;
-        if (m->apk) { // rows past M were packed as zeros
-            LLVMValueRef off = add(cg, mul(cg, krel, MM_MR), nn_cg_i64(cg, r));
-            ae = nn_cg_load(cg, m->dt, m->apk, add(cg, abase, off), 1, NULL);
+        if (m->apk) { // rows past M were packed as zeros, or are not read in place
+            LLVMValueRef rr = nn_cg_i64(cg, r);
+            if (m->apk_pk && nrows && r > 0)
+                rr = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, rr, nrows, ""), rr,
+                                     nn_cg_i64(cg, 0), "");
+            LLVMValueRef off = add(cg, mulv(cg, krel, aks), rr);
+            ae = nn_cg_load(cg, m->dt, apt, add(cg, abase, off), 1, NULL);
         } else {
             ae = a_elem(cg, m, tile_row(cg, i0, r, nrows), k.iv);
         }
@@ -398,17 +414,27 @@ static LLVMValueRef lanes_below(NnCg *cg, int w, LLVMValueRef n)
 static void pack_a(NnCg *cg, Mm *m, LLVMValueRef tb0, LLVMValueRef tb1, LLVMValueRef kc0,
                    LLVMValueRef kcn)
 {
-    NnLoop t;
+    // Steps of MM_PACK_K k, each over the tiles: a tile reads a cache line
+    // per k, which the next tile reads again. Over all of K at once (1024)
+    // those lines had left L1 before the next tile came (10% of x^T @ g1's
+    // time at batch 1024, perf); one k at a time over all tiles lost at
+    // batch 128 (64 tiles: as many store streams).
+    NnLoop t, k, ks;
+    LLVMValueRef nks = LLVMBuildSDiv(cg->b, add(cg, kcn, nn_cg_i64(cg, MM_PACK_K - 1)),
+                                     nn_cg_i64(cg, MM_PACK_K), "");
+    nn_cg_loop_begin(cg, &ks, nn_cg_i64(cg, 0), nks, 1);
+    LLVMValueRef k0 = mul(cg, ks.iv, MM_PACK_K);
+    LLVMValueRef kend = add(cg, k0, nn_cg_i64(cg, MM_PACK_K));
+    kend = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, kend, kcn, ""), kend, kcn, "");
     nn_cg_loop_begin(cg, &t, tb0, tb1, 1);
     LLVMValueRef i0 = mul(cg, t.iv, MM_MR);
-    LLVMValueRef base = mul(cg, LLVMBuildSub(cg->b, i0, m->apk_row0, ""), m->apk_ld);
+    LLVMValueRef base = mulv(cg, LLVMBuildSub(cg->b, i0, m->apk_row0, ""), m->apk_ld);
     LLVMValueRef left = LLVMBuildSub(cg->b, m->mv, i0, "");
     LLVMValueRef mr = nn_cg_i64(cg, MM_MR);
     LLVMValueRef nvalid =
         LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, left, mr, ""), left, mr, "");
     // op(A)[i0 + r, k] = A[k, i0 + r]: each k's MM_MR rows are contiguous.
-    NnLoop k;
-    nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), kcn, 1);
+    nn_cg_loop_begin(cg, &k, k0, kend, 1);
     LLVMValueRef src = add(cg, mulv(cg, add(cg, kc0, k.iv), m->mv), i0);
     LLVMValueRef dst = add(cg, base, mul(cg, k.iv, MM_MR));
     for (int c = 0; c < MM_MR; c += m->vw) {
@@ -420,6 +446,7 @@ static void pack_a(NnCg *cg, Mm *m, LLVMValueRef tb0, LLVMValueRef tb1, LLVMValu
     }
     nn_cg_loop_end(cg, &k);
     nn_cg_loop_end(cg, &t);
+    nn_cg_loop_end(cg, &ks);
 }
 
 // ---- the compute kernel ----
@@ -523,16 +550,41 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
         m->kblocks = 2;
     }
     int64_t mc = MM_MC / MM_MR; // tiles per L2 block
-    // A transposed op(A) is packed one block of mc tiles at a time, on the
+    // A transposed op(A) is packed one block of tiles at a time, on the
     // stack (pack_a). Measured, 1 thread, thread CPU time (load 2.5-4.5):
     // 784x256x1024 with ta 125-136 -> 159-161 GFLOP/s. Packing A without
     // the transpose too (rows padded by a vector) lost: 1024x256x784 168-180
-    // -> 142-160, so those tiles still read A in place.
-    m->apk = NULL;
-    if (m->ta && kc && kc <= MM_KCA) {
-        m->apk_ld = kc;
-        m->apk = nn_cg_alloca(cg, LLVMArrayType2(nn_cg_type(cg, m->dt),
-                                                 (uint64_t)(mc * MM_MR * m->apk_ld)));
+    // -> 142-160, so those tiles still read A in place. Since session 8 the
+    // whole K is packed when it fits MM_APK_BYTES (K up to 8192 in f32),
+    // not blocks of MM_KCA: the weight gradients' run-time K then compiles
+    // no partial-sum path, and they ran as fast at batch 1024 (the B panel
+    // streams from L2 instead of L1, the packed block is wider) and 3-8%
+    // faster at batch 128 (docs/threads.md, session 8).
+    m->apk = m->apk_pk = m->apk_ld = NULL;
+    LLVMValueRef mcv = nn_cg_i64(cg, mc);
+    int64_t esize = (int64_t)nnrt_dtype_size(m->dt), apk_k = MM_APK_BYTES / esize / MM_MR;
+    if (m->ta && kblocks == 1 && (m->rt_k || m->k <= apk_k)) {
+        // All of K at once (no partial sums in C, so the tiles compile no
+        // reload and no second store), as many tiles per block as the
+        // buffer holds; a run-time K past it reads A in place.
+        m->apk_ld = m->kv;
+        LLVMValueRef kk = LLVMBuildSelect(
+            cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, m->kv, nn_cg_i64(cg, 1), ""), m->kv,
+            nn_cg_i64(cg, 1), "");
+        LLVMValueRef fit = LLVMBuildSDiv(cg->b, nn_cg_i64(cg, apk_k), kk, "");
+        if (m->rt_k) {
+            m->apk_pk = LLVMBuildICmp(cg->b, LLVMIntSGT, fit, nn_cg_i64(cg, 0), "");
+            mcv = LLVMBuildSelect(cg->b, m->apk_pk, fit, mcv, "");
+        } else {
+            mcv = fit;
+        }
+    } else if (m->ta && kc && kc <= MM_KCA) { // a fixed K too long for that: blocks of kc
+        m->apk_ld = nn_cg_i64(cg, kc);
+        mcv = nn_cg_i64(cg, apk_k / kc < mc ? apk_k / kc : mc);
+    }
+    if (m->apk_ld && m->ta) {
+        m->apk = nn_cg_alloca(
+            cg, LLVMArrayType2(nn_cg_type(cg, m->dt), (uint64_t)(MM_APK_BYTES / esize)));
         LLVMSetAlignment(m->apk, 64);
     }
     NnLoop kb, mb, p, t;
@@ -542,16 +594,26 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     LLVMValueRef kcn = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, krest, kcv, ""),
                                        krest, kcv, "kcn");
     // for each block of mc tiles, each panel, each tile of the block
+    LLVMValueRef span = add(cg, LLVMBuildSub(cg->b, t1, t0, ""), mcv);
     LLVMValueRef nblk =
-        LLVMBuildSDiv(cg->b, add(cg, LLVMBuildSub(cg->b, t1, t0, ""), nn_cg_i64(cg, mc - 1)),
-                      nn_cg_i64(cg, mc), "");
+        LLVMBuildSDiv(cg->b, LLVMBuildSub(cg->b, span, nn_cg_i64(cg, 1), ""), mcv, "");
     nn_cg_loop_begin(cg, &mb, nn_cg_i64(cg, 0), nblk, 1);
-    LLVMValueRef tb0 = add(cg, t0, mul(cg, mb.iv, mc));
-    LLVMValueRef tb1 = add(cg, tb0, nn_cg_i64(cg, mc));
+    LLVMValueRef tb0 = add(cg, t0, mulv(cg, mb.iv, mcv));
+    LLVMValueRef tb1 = add(cg, tb0, mcv);
     tb1 = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, tb1, t1, ""), tb1, t1, "");
     if (m->apk) {
         m->apk_row0 = mul(cg, tb0, MM_MR);
-        pack_a(cg, m, tb0, tb1, kc0, kcn);
+        if (m->apk_pk) {
+            LLVMBasicBlockRef yb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "packa");
+            LLVMBasicBlockRef nb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "packed");
+            LLVMBuildCondBr(cg->b, m->apk_pk, yb, nb);
+            LLVMPositionBuilderAtEnd(cg->b, yb);
+            pack_a(cg, m, tb0, tb1, kc0, kcn);
+            LLVMBuildBr(cg->b, nb);
+            LLVMPositionBuilderAtEnd(cg->b, nb);
+        } else {
+            pack_a(cg, m, tb0, tb1, kc0, kcn);
+        }
     }
     nn_cg_loop_begin(cg, &p, p0, p1, 1);
     for (int v = 0; v < 2; v++)
@@ -925,15 +987,15 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
     mm.pack_slot = rt_k ? nn_cg_add_scratch_rows(cg, mm.np * (k / cg->rt_ref) * mm.nr * esize)
                         : nn_cg_add_scratch(cg, mm.np * k * mm.nr * esize);
     // Partial sums live in C between K blocks, so they need C's dtype (else
-    // one block of K; kc 0 for a run-time K, also when A is not transposed:
-    // then only a packed op(A) needs a bounded block). A fixed K splits into
-    // equal blocks (784 = 4 x 196 under MM_KCA, not 3 x 256 + 16, whose last
-    // block would be mostly the tiles' loads and stores of C).
+    // one block of K; kc 0 for a run-time K). A transposed A whose K fits
+    // the packing buffer takes all of K in one block too (emit_compute). A
+    // fixed K splits into equal blocks (10000 = 40 x 250 under MM_KCA, not
+    // 39 x 256 + 16, whose last block would be mostly the tiles' loads and
+    // stores of C).
     int64_t kc = rt_k ? 0 : (k > 0 ? k : 1), kmax = ta ? MM_KCA : MM_KC;
-    if (mm.out_dt == dt && !rt_k)
+    bool ta_whole = ta && k * MM_MR * esize <= MM_APK_BYTES; // all of K packed (emit_compute)
+    if (mm.out_dt == dt && !rt_k && !ta_whole)
         kc = (k + (k + kmax - 1) / kmax - 1) / ((k + kmax - 1) / kmax);
-    else if (mm.out_dt == dt && ta)
-        kc = MM_KCA;
     mm.split_m = split_rows(&mm);
     // Split by panels, each thread reads only the panels it packed, so the
     // packing runs in the compute kernel: no kernel, dispatch and barrier

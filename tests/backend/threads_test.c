@@ -629,17 +629,20 @@ Test(threads, panel_split_matmuls_are_bit_identical)
 
 // C = op(A)^T-form products whose op(A) the tiles pack (backend/llvm/
 // lower_matmul.c, pack_a): A transposed, its rows not a multiple of the
-// 8-row tile, K fixed across several blocks (600) or the run-time batch in
-// one, two or three blocks (1 to 700 rows), columns not a multiple of the
-// 32-column panel, split by rows or by panels over 1 to 3 threads. Each
+// 8-row tile, K fixed (600: all of it packed at once; 8500: too long for
+// the buffer, so in blocks with partial sums in C) or the run-time batch
+// (1 to 700 rows: all of K packed, from one block of tiles to many; 8200:
+// too long for the buffer, so A read in place), columns not a multiple of
+// the 32-column panel, split by rows or by panels over 1 to 3 threads. Each
 // element matches a double-precision product, and the bits do not depend
 // on the threads or the split (every element is one sum in K order).
 static void packed_check(const NnGraph *g, int64_t rows, int threads, const char *split,
                          NnTensor **ref)
 {
-    NnTensor *ins[3] = {ag_tensor(NN_DT_F32, AG_SHAPE(rows, 37), 21, -1, 1),
+    NnTensor *ins[4] = {ag_tensor(NN_DT_F32, AG_SHAPE(rows, 37), 21, -1, 1),
                         ag_tensor(NN_DT_F32, AG_SHAPE(rows, 270), 22, -1, 1),
-                        ag_tensor(NN_DT_F32, AG_SHAPE(600, 45), 23, -1, 1)};
+                        ag_tensor(NN_DT_F32, AG_SHAPE(600, 45), 23, -1, 1),
+                        ag_tensor(NN_DT_F32, AG_SHAPE(8500, 20), 24, -1, 1)};
     if (split)
         setenv("NN_MM_SPLIT", split, 1);
     NnExecOptions opt = {.threads = threads};
@@ -648,12 +651,15 @@ static void packed_check(const NnGraph *g, int64_t rows, int threads, const char
     cr_assert(x, "%s", nnrt_errmsg());
     NnVars v;
     nnrt_vars_init(&v);
-    NnTensor *out[2];
+    NnTensor *out[3];
     cr_assert_eq(nn_backend_jit.run(x, &v, ins, out), NN_OK, "%s", nnrt_errmsg());
-    // out[0] = a^T b (37 x 270, K = rows), out[1] = c^T c (45 x 45, K = 600)
-    for (int o = 0; o < 2; o++) {
-        const float *A = ins[o ? 2 : 0]->data, *B = ins[o ? 2 : 1]->data, *C = out[o]->data;
-        int64_t m = o ? 45 : 37, n = o ? 45 : 270, k = o ? 600 : rows;
+    // out[0] = a^T b (37 x 270, K = rows), out[1] = c^T c (45 x 45, K = 600),
+    // out[2] = d^T d (20 x 20, K = 8500)
+    for (int o = 0; o < 3; o++) {
+        const float *A = ins[o ? o + 1 : 0]->data, *B = ins[o ? o + 1 : 1]->data;
+        const float *C = out[o]->data;
+        int64_t m = o == 2 ? 20 : o ? 45 : 37, n = o == 2 ? 20 : o ? 45 : 270;
+        int64_t k = o == 2 ? 8500 : o ? 600 : rows;
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++) {
                 double s = 0, mag = 0;
@@ -678,7 +684,7 @@ static void packed_check(const NnGraph *g, int64_t rows, int threads, const char
     }
     nn_backend_jit.free(x);
     nnrt_vars_fini(&v);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         nnrt_tensor_free(ins[i]);
 }
 
@@ -690,17 +696,19 @@ Test(threads, packed_transposed_products_match_reference)
     NnId a = ag_input(g, "a", NN_DT_F32, AG_SHAPE(n, 37));
     NnId b = ag_input(g, "b", NN_DT_F32, AG_SHAPE(n, 270));
     NnId c = ag_input(g, "c", NN_DT_F32, AG_SHAPE(600, 45));
+    NnId d = ag_input(g, "d", NN_DT_F32, AG_SHAPE(8500, 20));
     nn_graph_add_output(g, "ab", nn_ir_matmul(g, a, b, true, false, ag_loc));
     nn_graph_add_output(g, "cc", nn_ir_matmul(g, c, c, true, false, ag_loc));
-    const int64_t rows[] = {1, 7, 256, 257, 700};
+    nn_graph_add_output(g, "dd", nn_ir_matmul(g, d, d, true, false, ag_loc));
+    const int64_t rows[] = {1, 7, 256, 257, 700, 8200};
     const char *splits[] = {NULL, "m", "n"};
     for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
-        NnTensor *ref[2] = {NULL, NULL};
+        NnTensor *ref[3] = {NULL, NULL, NULL};
         for (int t = 1; t <= 3; t++)
             for (int s = 0; s < 3; s++)
                 packed_check(g, rows[r], t, splits[s], ref);
-        nnrt_tensor_free(ref[0]);
-        nnrt_tensor_free(ref[1]);
+        for (int o = 0; o < 3; o++)
+            nnrt_tensor_free(ref[o]);
     }
     nn_graph_free(g);
 }
