@@ -325,6 +325,17 @@ NnFuseForm nn_fuse_form(const NnGraph *b)
 // interpreter runs them one by one and the update buffers' swap is unchanged;
 // the plan keeps members' operands and results alive through L's step, where
 // all of them are read and written.
+//
+// A group may also take the product whose result its members read (an
+// M-form FUSED node over a 2-D MATMUL, the weight gradient of an optimizer's
+// update): the members are then computed in the product's epilogue on each
+// finished tile (backend/llvm/lower.c), so the gradient tile goes from
+// registers into the update and memory sees only w, m, v and their new
+// values. The product joins when it has the members' shape and dtype, that
+// shape has no symbolic dims (a weight's), it reads no member, and every
+// reader of it is a member or comes after the lead (those read its stored
+// value). A gradient summed across ranks or lanes passes a GRAD_START /
+// GRAD_WAIT first, so a sharded update never meets its product here.
 
 #define MULTI_GAP 8 // how far below its lowest member a group looks
 
@@ -351,6 +362,28 @@ static bool shares_operand(const NnGraph *g, const NnId *lead, NnId p, NnId r)
         }
     }
     return false;
+}
+
+// Whether node x can join group r (lead r, members marked in lead) as the
+// product computing its members in its epilogue.
+static bool joins_as_host(const NnGraph *g, const NnId *lead, const int *cstart,
+                          const int *cons, NnId x, NnId r)
+{
+    const NnNode *xn = &g->nodes[x], *rn = &g->nodes[r];
+    if (lead[x] != -1 || xn->op != NN_OP_FUSED || nn_fuse_form(xn->attr.body) != NN_FUSE_MATMUL ||
+        nn_graph_count_op(xn->attr.body, NN_OP_MATMUL) != 1 || xn->dtype != rn->dtype ||
+        !nn_shape_eq(&xn->shape, &rn->shape) || rn->shape.rank != 2)
+        return false;
+    for (int d = 0; d < rn->shape.rank; d++)
+        if (rn->shape.dim[d] < 0)
+            return false;
+    for (int k = 0; k < xn->nin; k++)
+        if (lead[xn->in[k]] == r)
+            return false;
+    for (int e = cstart[x]; e < cstart[x + 1]; e++)
+        if (lead[cons[e]] != r && cons[e] < r)
+            return false;
+    return true;
 }
 
 void nn_fuse_multi(const NnGraph *g, NnId *lead)
@@ -397,6 +430,21 @@ void nn_fuse_multi(const NnGraph *g, NnId *lead)
                 continue;
             lead[p] = r;
             lo = p;
+            size++;
+        }
+        // The product the members read, highest first (NN_JIT_NOEPI=1 keeps
+        // it apart, to measure what this saves).
+        const char *noepi = getenv("NN_JIT_NOEPI");
+        NnId host = -1;
+        for (NnId m = lo; m <= r && size < NN_FUSE_MULTI_MAX && !(noepi && *noepi && *noepi != '0');
+             m++)
+            for (int k = 0; lead[m] == r && k < g->nodes[m].nin; k++) {
+                NnId x = g->nodes[m].in[k];
+                if (x > host && joins_as_host(g, lead, cstart, cons, x, r))
+                    host = x;
+            }
+        if (host >= 0) {
+            lead[host] = r;
             size++;
         }
         if (size == 1)

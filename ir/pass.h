@@ -96,7 +96,9 @@ NnId nn_fuse_pool_host(const NnGraph *g, NnId pool);
 // Multi-output elementwise kernels (see ir/fuse.c): lead[i] := the node at
 // whose place node i is computed, in one loop with the others of its group
 // (each result stored once, shared operands loaded once), or -1 when node i
-// is in no such group. lead has g->count entries.
+// is in no such group. A group may hold one product (an M-form FUSED node,
+// a weight's gradient) in whose epilogue the others are computed
+// (NN_JIT_NOEPI=1: never). lead has g->count entries.
 #define NN_FUSE_MULTI_MAX 8 // members of one multi-output kernel, at most
 void nn_fuse_multi(const NnGraph *g, NnId *lead);
 // Nodes that launch work: everything but INPUT/PARAM/STATE/CONST, pools

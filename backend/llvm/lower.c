@@ -434,7 +434,9 @@ static bool fused_pool(NnCg *cg, NnId id, NnId pl)
     return ok;
 }
 
-static bool fused_matmul(NnCg *cg, NnId id)
+// more: the members of a multi-output kernel computed in the product's
+// epilogue (NULL: none).
+static bool fused_matmul(NnCg *cg, NnId id, NnEpiMore *more)
 {
     const NnGraph *b = cg->g->nodes[id].attr.body;
     NnId mm = body_matmul(b);
@@ -457,6 +459,8 @@ static bool fused_matmul(NnCg *cg, NnId id)
         e->hole = mm;
         int64_t dims[2] = {M, N};
         nn_expr_iter(cg, e, 2, dims);
+        e->more = more;
+        e->share = more ? more->share : NULL;
         bool rt_m = !m->attr.ta && nn_cg_rt(cg, cg->g, as);
         bool rt_k = (m->attr.ta && nn_cg_rt(cg, cg->g, as)) || (!m->attr.tb && nn_cg_rt(cg, cg->g, bs));
         nn_cg_emit_matmul(cg, m->dtype, as, bs, m->attr.ta, m->attr.tb, M, N, K, e, id, rt_m,
@@ -471,7 +475,7 @@ bool llvm_fused(NnCg *cg, NnId id)
     const NnGraph *b = cg->g->nodes[id].attr.body;
     NnFuseForm form = nn_fuse_form(b);
     if (form == NN_FUSE_MATMUL)
-        return fused_matmul(cg, id);
+        return fused_matmul(cg, id, NULL);
     NnExpr *e = malloc(sizeof *e);
     NN_ASSERT(e);
     NnId root = b->outputs[0].id;
@@ -530,6 +534,44 @@ static void emit_step(NnCg *cg)
     LLVMBuildRetVoid(cg->b);
 }
 
+// A multi-output kernel holding a product (nn_fuse_multi): the product's
+// kernel with the other members ids[0..n) (ascending, the lead last) in its
+// epilogue. The product's value is stored only when a node outside the
+// group, an output or an update reads it.
+static bool product_multi(NnCg *cg, const NnId *lead, NnId host, const NnId *ids, int n)
+{
+    const NnGraph *g = cg->g;
+    NnEpiMore *more = calloc(1, sizeof *more);
+    NnShare *share = malloc(sizeof *share);
+    NN_ASSERT(more && share);
+    more->share = share;
+    more->host = host;
+    for (NnId c = host + 1; c < g->count && !more->keep; c++)
+        for (int k = 0; k < g->nodes[c].nin; k++)
+            more->keep |= g->nodes[c].in[k] == host && lead[c] != lead[host];
+    for (int k = 0; k < g->noutputs; k++)
+        more->keep |= g->outputs[k].id == host;
+    for (int k = 0; k < g->nupdates; k++)
+        more->keep |= g->updates[k].value == host;
+    bool ok = true;
+    for (int x = 0; x < n && ok; x++) {
+        const NnNode *nd = &g->nodes[ids[x]];
+        NnExpr *e = malloc(sizeof *e);
+        NN_ASSERT(e);
+        more->e[more->n] = e;
+        more->slot[more->n] = ids[x];
+        more->dt[more->n++] = nd->dtype;
+        ok = nn_expr_body(cg, e, ids[x], nd->attr.body->outputs[0].id);
+        e->share = share;
+    }
+    ok = ok && fused_matmul(cg, host, more);
+    for (int x = 0; x < more->n; x++)
+        free(more->e[x]);
+    free(share);
+    free(more);
+    return ok;
+}
+
 // Lowers node i, or for the lead of a multi-output kernel (nn_fuse_multi)
 // its whole group; other members emit nothing at their own place.
 static bool lower_node(NnCg *cg, const NnId *lead, NnId i)
@@ -538,11 +580,18 @@ static bool lower_node(NnCg *cg, const NnId *lead, NnId i)
         return lowerers[cg->g->nodes[i].op](cg, i);
     if (lead[i] != i)
         return true;
-    NnId ids[NN_FUSE_MULTI_MAX];
+    NnId ids[NN_FUSE_MULTI_MAX], host = -1;
     int n = 0;
-    for (NnId m = 0; m <= i; m++)
-        if (lead[m] == i)
+    for (NnId m = 0; m <= i; m++) {
+        if (lead[m] != i)
+            continue;
+        if (nn_fuse_form(cg->g->nodes[m].attr.body) == NN_FUSE_MATMUL)
+            host = m;
+        else
             ids[n++] = m;
+    }
+    if (host >= 0)
+        return product_multi(cg, lead, host, ids, n);
     return nn_cg_emit_multi(cg, ids, n);
 }
 

@@ -147,6 +147,10 @@ void nn_expr_bind(NnCg *cg, NnExpr *e)
         if (!l->index && !l->is_const)
             l->base = nn_cg_buf(cg, l->slot);
     }
+    for (int x = 0; e->more && x < e->more->n; x++) {
+        nn_expr_bind(cg, e->more->e[x]);
+        e->more->out[x] = nn_cg_buf(cg, e->more->slot[x]);
+    }
 }
 
 void nn_expr_at(NnCg *cg, NnExpr *e, LLVMValueRef *idx)
@@ -268,6 +272,37 @@ LLVMValueRef nn_expr_eval(NnCg *cg, NnExpr *e, int w, int vdim, LLVMValueRef mas
     EvalCtx c = {w, vdim, mask, hole};
     e->nmemo = 0;
     return eval(cg, e, e->root, &c);
+}
+
+LLVMValueRef nn_expr_epilogue(NnCg *cg, NnExpr *e, LLVMValueRef *idx, int w, LLVMValueRef mask,
+                              LLVMValueRef acc, NnDType out_dt, LLVMValueRef out, LLVMValueRef off)
+{
+    NnEpiMore *mo = e->more;
+    if (mo)
+        mo->share->n = 0;
+    nn_expr_at(cg, e, idx);
+    LLVMValueRef v = nn_expr_eval(cg, e, w, 1, mask, acc);
+    if (!mo || mo->keep)
+        nn_cg_store(cg, out_dt, v, out, off, w, mask);
+    if (!mo)
+        return v;
+    // The members read the product's value by its slot, as they read one
+    // another's (nn_cg_emit_multi), and operands loaded above once.
+    NnShare *s = mo->share;
+    if (s->n < NN_SHARE_MAX) {
+        s->slot[s->n] = mo->host;
+        s->val[s->n++] = v;
+    }
+    for (int x = 0; x < mo->n; x++) {
+        nn_expr_at(cg, mo->e[x], idx);
+        LLVMValueRef y = nn_expr_eval(cg, mo->e[x], w, 1, mask, NULL);
+        nn_cg_store(cg, mo->dt[x], y, mo->out[x], off, w, mask);
+        if (s->n < NN_SHARE_MAX) {
+            s->slot[s->n] = mo->slot[x];
+            s->val[s->n++] = y;
+        }
+    }
+    return v;
 }
 
 // Merges dims that every stream (every leaf of es[0..n) and the dense

@@ -255,10 +255,8 @@ static void tile_store(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, int ro
             LLVMValueRef second = LLVMBuildICmp(cg->b, LLVMIntNE, v, nn_cg_i64(cg, 0), "");
             mask = LLVMBuildSelect(cg->b, second, m->mask[1], m->mask[0], "");
         }
-        nn_expr_at(cg, m->epi, idx);
-        acc = nn_expr_eval(cg, m->epi, m->vw, 1, mask, acc);
         LLVMValueRef off = add(cg, mul(cg, idx[0], m->n), idx[1]);
-        nn_cg_store(cg, m->out_dt, acc, m->c, off, m->vw, mask);
+        nn_expr_epilogue(cg, m->epi, idx, m->vw, mask, acc, m->out_dt, m->c, off);
         nn_cg_loop_end(cg, &l);
         return;
     }
@@ -480,7 +478,8 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     double reads = m->rt_rows ? mm_work(m, m->k * m->n) - mm_work(m, 0) : 0;
     // An inline packing's work grows with the rows only when they are K.
     double pack = m->inline_pack ? pack_work(m) : 0;
-    nn_cg_kernel_begin(cg, m->epi ? "mm_fused" : "mm", mm_work(m, 0) + reads + pack);
+    nn_cg_kernel_begin(cg, m->epi ? m->epi->more ? "mm_update" : "mm_fused" : "mm",
+                       mm_work(m, 0) + reads + pack);
     cg->kernels[cg->nkernels - 1].work_fixed = reads + (m->rt_k ? 0 : pack);
     mm_dims(cg, m);
     m->a = nn_cg_buf(cg, m->a_slot);
@@ -671,12 +670,13 @@ static void emit_small(NnCg *cg, Mm *m)
     LLVMBuildStore(cg->b, nn_cg_intrinsic(cg, "llvm.fma", &t, 1, args, 3), acc);
     nn_cg_loop_end(cg, &k);
     LLVMValueRef v = LLVMBuildLoad2(cg->b, t, acc, "");
+    LLVMValueRef off = add(cg, mul(cg, i.iv, m->n), j.iv);
     if (m->epi) {
         LLVMValueRef idx[2] = {i.iv, j.iv};
-        nn_expr_at(cg, m->epi, idx);
-        v = nn_expr_eval(cg, m->epi, 1, 1, NULL, v);
+        nn_expr_epilogue(cg, m->epi, idx, 1, NULL, v, m->out_dt, m->c, off);
+    } else {
+        nn_cg_store(cg, m->out_dt, v, m->c, off, 1, NULL);
     }
-    nn_cg_store(cg, m->out_dt, v, m->c, add(cg, mul(cg, i.iv, m->n), j.iv), 1, NULL);
     nn_cg_loop_end(cg, &j);
     nn_cg_loop_end(cg, &i);
     nn_cg_kernel_end(cg);
@@ -935,12 +935,13 @@ static void emit_dots(NnCg *cg, Mm *m)
         LLVMBuildStore(cg->b, nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, targs, 3), acc);
     }
     LLVMValueRef s = nn_cg_hreduce(cg, NN_OP_ADD, m->dt, LLVMBuildLoad2(cg->b, vt, acc, ""), m->vw);
+    LLVMValueRef off = add(cg, mul(cg, i.iv, m->n), j.iv);
     if (m->epi) {
         LLVMValueRef idx[2] = {i.iv, j.iv};
-        nn_expr_at(cg, m->epi, idx);
-        s = nn_expr_eval(cg, m->epi, 1, 1, NULL, s);
+        nn_expr_epilogue(cg, m->epi, idx, 1, NULL, s, m->out_dt, m->c, off);
+    } else {
+        nn_cg_store(cg, m->out_dt, s, m->c, off, 1, NULL);
     }
-    nn_cg_store(cg, m->out_dt, s, m->c, add(cg, mul(cg, i.iv, m->n), j.iv), 1, NULL);
     nn_cg_loop_end(cg, &i);
     nn_cg_loop_end(cg, &j);
     nn_cg_kernel_end(cg);

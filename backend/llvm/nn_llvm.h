@@ -20,6 +20,7 @@
 #include "backend.h"
 #include "graph.h"
 #include "nnrt.h"
+#include "pass.h"
 #include "plan.h"
 #include "step.h"
 
@@ -257,7 +258,26 @@ typedef struct NnShare {
     LLVMValueRef val[NN_SHARE_MAX];
 } NnShare;
 
-typedef struct NnExpr {
+typedef struct NnExpr NnExpr;
+
+// The other outputs of a product's epilogue: the members of a multi-output
+// kernel that holds the product (nn_fuse_multi), evaluated at each point of
+// a finished tile after the product's own expression, reading its value and
+// every operand loaded there through `share`; each is stored in its slot.
+// The product's value is stored only when `keep` (something outside the
+// kernel reads it).
+typedef struct NnEpiMore {
+    int n;
+    NnExpr *e[NN_FUSE_MULTI_MAX];
+    int slot[NN_FUSE_MULTI_MAX];
+    NnDType dt[NN_FUSE_MULTI_MAX];
+    LLVMValueRef out[NN_FUSE_MULTI_MAX]; // set by nn_expr_bind
+    int host; // the product's slot (its value, as the members read it)
+    bool keep;
+    NnShare *share;
+} NnEpiMore;
+
+struct NnExpr {
     const NnGraph *g; // graph holding root and leaves (the main graph or a FUSED body)
     NnId root;
     NnId hole; // node whose value the caller supplies (a matmul tile), or -1
@@ -271,7 +291,8 @@ typedef struct NnExpr {
     NnId memo_id[NN_EXPR_MAXMEMO];
     LLVMValueRef memo_val[NN_EXPR_MAXMEMO];
     NnShare *share; // NULL, or shared with the other members of a multi-output kernel
-} NnExpr;
+    NnEpiMore *more; // a product's epilogue: the outputs computed after it, or NULL
+};
 
 // The expression for a single elementwise node of the main graph (inputs are leaves).
 bool nn_expr_node(NnCg *cg, NnExpr *e, NnId id);
@@ -282,12 +303,19 @@ bool nn_expr_body(NnCg *cg, NnExpr *e, NnId fused, NnId root);
 void nn_expr_iter(NnCg *cg, NnExpr *e, int rank, const int64_t *dims);
 // The expression that just reads main-graph node id (a leaf as the root).
 void nn_expr_read(NnCg *cg, NnExpr *e, NnId id);
-void nn_expr_bind(NnCg *cg, NnExpr *e); // loads leaf base pointers (kernel entry)
+// Loads leaf base pointers (kernel entry), also of e->more's expressions and outputs.
+void nn_expr_bind(NnCg *cg, NnExpr *e);
 // Sets leaf offsets to sum_d idx[d] * stride[d] (+ extra for the innermost dim).
 void nn_expr_at(NnCg *cg, NnExpr *e, LLVMValueRef *idx);
 // Value of the root at the current offsets, w lanes along iteration dim `vdim`.
 LLVMValueRef nn_expr_eval(NnCg *cg, NnExpr *e, int w, int vdim, LLVMValueRef mask,
                           LLVMValueRef hole);
+// A product's epilogue at point idx of its 2-D output (row-major, element
+// offset off): e (hole = the product's value `acc`, w lanes along dim 1
+// under mask) stored in out_slot's buffer `out` as out_dt, then e->more's
+// outputs. Returns e's value.
+LLVMValueRef nn_expr_epilogue(NnCg *cg, NnExpr *e, LLVMValueRef *idx, int w, LLVMValueRef mask,
+                              LLVMValueRef acc, NnDType out_dt, LLVMValueRef out, LLVMValueRef off);
 // Whether every leaf has stride 0 or 1 along dim (so w > 1 works there).
 bool nn_expr_vectorizable(const NnExpr *e, int dim);
 // out[...] = e over its iteration space (== out shape), threaded and vectorized.
