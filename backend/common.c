@@ -211,7 +211,9 @@ static NnStatus attach(NnBackendExec *e, int bk, const NnBackendView *v, NnVars 
         } else {
             continue;
         }
-        *v->ptr(v->ctx, i) = t->data;
+        void **slot = v->ptr(v->ctx, i);
+        if (*slot != t->data) // unchanged, the slot's line stays in the pool workers' caches
+            *slot = t->data;
     }
     if (vars && e->cvar) {
         e->cvars = vars;

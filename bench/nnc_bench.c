@@ -406,6 +406,48 @@ static double best_window(const NnGraph *g, Model *m, const NnField *f, int nf, 
     return best;
 }
 
+// The distribution of single calls of graph g at batch 1 on the JIT with
+// `threads` threads (after 2000 warm calls): 20,000 calls timed one by one,
+// keys infer1_jit_t<T>_p10/p50/p90/p99_us and _mean_us. What separates the
+// median of the averaged runs (infer1_jit_t<T>_us) from the best window:
+// a shift of every call, or a tail of a few slow ones.
+static void call_spread(const NnGraph *g, Model *m, const NnField *f, int nf, int threads)
+{
+    enum { CALLS = 20000 };
+    const NnBackend *be = backend("jit");
+    Job j = {0};
+    double *v = malloc(CALLS * sizeof *v);
+    for (int k = 0; k < nf; k++)
+        j.in[k] = field_tensor(&f[k], 1, 10);
+    if (v && be && j.in[0] && (nf < 2 || j.in[1]) && job_prepare(&j, be, g, &m->vars, threads) &&
+        bench_rep(job_run, &j, 2000) >= 0) {
+        double sum = 0, t0 = bench_now();
+        int n = 0;
+        for (; n < CALLS; n++) {
+            if (!job_run(&j))
+                break;
+            double t1 = bench_now();
+            sum += v[n] = t1 - t0;
+            t0 = t1;
+        }
+        if (n == CALLS) {
+            static const int pct[] = {10, 50, 90, 99};
+            char key[64];
+            snprintf(key, sizeof key, "infer1_jit_t%d_mean_us", threads);
+            emit_time(key, sum / CALLS, 1e6);
+            qsort(v, CALLS, sizeof *v, cmp_double);
+            for (int i = 0; i < 4; i++) {
+                snprintf(key, sizeof key, "infer1_jit_t%d_p%d_us", threads, pct[i]);
+                emit_time(key, v[CALLS / 100 * pct[i]], 1e6);
+            }
+        }
+    }
+    free(v);
+    job_free(&j);
+    for (int k = 0; k < nf; k++)
+        nnrt_tensor_free(j.in[k]);
+}
+
 // Batch-1 inference of the MLP (the model alone when it runs on the step's
 // variables, else eval): interpreter (not under --overheads) and JIT, 1 and 2
 // threads, wall time; the 1-thread JIT also by CPU time; the JIT's best
@@ -419,6 +461,8 @@ static void bench_infer1(Model *m, const NnField *f)
     for (int t = 1; t <= 2; t++) {
         snprintf(key, sizeof key, "infer1_jit_t%d_best_us", t);
         emit_time(key, best_window(ig, m, f, alone ? 1 : 2, t, quick ? 300 : 3000), 1e6);
+        if (infer_only)
+            call_spread(ig, m, f, alone ? 1 : 2, t);
     }
     for (int t = 1; t <= 2; t++) {
         snprintf(key, sizeof key, "infer1_interp_t%d_us", t);

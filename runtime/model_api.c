@@ -1,5 +1,7 @@
 // A model library's context (model_api.h): the variables, a private thread
-// pool and the two step runs of one compiled model. Callers' buffers are
+// pool and the two step runs of one compiled model (training, and prediction:
+// the model alone where the build compiled it, else the evaluation step on
+// labels of zeros). Callers' buffers are
 // copied into 64-byte aligned batch buffers before a run (generated kernels
 // may assume that alignment). A prediction runs in chunks of the batch size:
 // the last one short when the evaluation step takes its batch at run time,
@@ -25,11 +27,12 @@ struct NnrtModel {
     NnVars vars;
     NnrtPool pool;
     bool pool_ok;
-    NnrtStepRun eval, step;
+    NnrtStepRun eval, step;    // eval: what predict runs (the model alone, or eval)
     bool eval_open, step_open; // the training step's memory is made on first use
     float *x;                  // cap * in_size, aligned
     void *y;                   // cap * label_size labels, aligned (zeros to predict)
     int64_t cap;               // rows x and y hold: the batch, or more after a larger step
+    bool y_zero;               // y's first `batch` rows are zeros (a training step writes labels)
     char err[1024];
 };
 
@@ -79,7 +82,8 @@ NnStatus nnrt_model_create(const NnrtModelDesc *d, int threads, NnrtModel **out)
         return nnrt_fail(NN_ERR_SHAPE, "create: no place for the model (out is NULL)");
     *out = NULL;
     if (!d || d->eval->noutputs > 16 || d->step->noutputs > 16 || d->eval->ninputs != 2 ||
-        d->step->ninputs != 2)
+        d->step->ninputs != 2 ||
+        (d->predict && (d->predict->ninputs != 1 || d->predict->noutputs != 1)))
         return nnrt_fail(NN_ERR_SHAPE, "create: no model description, or not one this runtime "
                          "runs (two inputs, at most 16 outputs)");
     if (threads < 0 || threads > 1024)
@@ -107,7 +111,7 @@ NnStatus nnrt_model_create(const NnrtModelDesc *d, int threads, NnrtModel **out)
     m->cap = d->batch;
     if (st == NN_OK && (st = nnrt_pool_init(&m->pool, threads)) == NN_OK)
         m->pool_ok = true;
-    if (st == NN_OK && (st = nnrt_step_open(&m->eval, d->eval)) == NN_OK)
+    if (st == NN_OK && (st = nnrt_step_open(&m->eval, d->predict ? d->predict : d->eval)) == NN_OK)
         m->eval_open = true;
     if (st != NN_OK) {
         nnrt_fail(st, "create: %s", nnrt_errmsg());
@@ -131,9 +135,12 @@ NnStatus nnrt_model_predict(NnrtModel *m, const float *x, int64_t n, float *out)
         return fail(m, nnrt_fail(NN_ERR_SHAPE, "predict: n must be at least 1, got %lld",
                                  (long long)n));
     const NnrtModelDesc *d = m->d;
-    const NnrtStep *e = d->eval;
-    // Predictions need no label: zeros are in range for every check.
-    memset(m->y, 0, (size_t)(d->batch * d->label_size) * nnrt_dtype_size(d->label_dtype));
+    const NnrtStep *e = d->predict ? d->predict : d->eval;
+    // Predictions need no label: zeros are in range for every check. Zeroed
+    // once, not per call (a batch-1 prediction is a few microseconds).
+    if (!d->predict && !m->y_zero)
+        memset(m->y, 0, (size_t)(d->batch * d->label_size) * nnrt_dtype_size(d->label_dtype));
+    m->y_zero = true;
     bool any = e->inputs[0].rank > 0 && e->inputs[0].dims[0] == NNRT_DIM_BATCH;
     for (int64_t at = 0; at < n; at += d->batch) {
         int64_t k = n - at < d->batch ? n - at : d->batch;
@@ -141,15 +148,20 @@ NnStatus nnrt_model_predict(NnrtModel *m, const float *x, int64_t n, float *out)
         if (!any)
             memset(m->x + k * d->in_size, 0,
                    (size_t)((d->batch - k) * d->in_size) * sizeof(float));
-        NnTensor in[2] = {header(&e->inputs[0], m->x, k), header(&e->inputs[1], m->y, k)};
+        NnTensor in[2] = {header(&e->inputs[0], m->x, k)};
+        if (e->ninputs > 1)
+            in[1] = header(&e->inputs[1], m->y, k);
         NnTensor *ins[2] = {&in[0], &in[1]};
         NnTensor *outs[16] = {0};
         NnStatus st = nnrt_step_run(&m->eval, &m->pool, &m->vars, ins, outs);
         if (st != NN_OK)
             return fail(m, nnrt_fail(st, "predict: %s", nnrt_errmsg()));
-        const NnTensor *o = outs[d->eval_output];
-        for (int64_t i = 0; i < k * d->out_size; i++)
-            out[at * d->out_size + i] = (float)nnrt_tensor_get(o, i);
+        const NnTensor *o = outs[d->predict ? 0 : d->eval_output];
+        if (o->dtype == NN_DT_F32)
+            memcpy(out + at * d->out_size, o->data, (size_t)(k * d->out_size) * sizeof(float));
+        else
+            for (int64_t i = 0; i < k * d->out_size; i++)
+                out[at * d->out_size + i] = (float)nnrt_tensor_get(o, i);
     }
     return NN_OK;
 }
@@ -174,6 +186,7 @@ static NnStatus reserve(NnrtModel *m, int64_t n)
     nnrt_free(m->y);
     m->x = x;
     m->y = y;
+    m->y_zero = false;
     m->cap = n;
     return NN_OK;
 }
@@ -205,6 +218,7 @@ NnStatus nnrt_model_train_step(NnrtModel *m, const float *x, const void *labels,
     }
     memcpy(m->x, x, (size_t)(n * d->in_size) * sizeof(float));
     memcpy(m->y, labels, (size_t)(n * d->label_size) * nnrt_dtype_size(d->label_dtype));
+    m->y_zero = false;
     const NnrtStep *s = d->step;
     NnTensor in[2] = {header(&s->inputs[0], m->x, n), header(&s->inputs[1], m->y, n)};
     NnTensor *ins[2] = {&in[0], &in[1]}, *outs[16] = {0};

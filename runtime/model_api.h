@@ -45,6 +45,9 @@ typedef struct NnrtModelDesc {
     int64_t label_size;       // values per sample of the label
     int classes;              // classes a classifier scores (0: not a classifier)
     const char *const *class_names; // classes entries, or NULL
+    // The model alone (input x; output 0 the model's output; any batch), what
+    // predict runs when the build made one; else NULL and predict runs eval.
+    const NnrtStep *predict;
 } NnrtModelDesc;
 
 typedef struct NnrtModel NnrtModel;

@@ -4,6 +4,7 @@
 // still running; the caller spins on it briefly, then sleeps. Invariant: at most
 // one task is in flight per pool (`busy`), and fn/arg never change while it runs.
 // While they spin, workers also take items of posted side work (nnrt_pool_side_post).
+#define _GNU_SOURCE // sched_getcpu
 #include "pool.h"
 
 #include <sched.h>
@@ -24,14 +25,30 @@ struct NnrtWorker {
 // microseconds on a virtual machine, so this errs on the long side.
 #define SPIN_NS 1000000L
 
+// What a spin does between two reads of the flag it waits for. Not x86's
+// PAUSE: on a virtual machine a run of PAUSEs longer than the hypervisor's
+// pause-loop window (KVM's default 4096 cycles, about 1.4 us here) exits to
+// the host, which may run something else on that CPU, so the worker waiting
+// between two batch-1 predictions (about 1 us apart) sometimes started
+// microseconds late. Reading the flag without PAUSE, the 2-thread prediction's
+// typical call (its 10th percentile) was 0.2-0.3 us faster and its tail
+// shorter (docs/threads.md, "Batch-1 inference: the spin, the shared
+// core, the library's step").
+// A compiler barrier only, so the loop still re-reads memory.
 static inline void cpu_relax(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
+#if defined(__aarch64__)
     __asm__ __volatile__("yield");
+#else
+    __asm__ __volatile__("" ::: "memory");
 #endif
 }
+
+// Spins between two sched_yield calls (the lowest bits of the spin count):
+// without PAUSE a spin is a few nanoseconds, so 4096 of them are a few
+// microseconds, about what 256 spins with PAUSE took.
+#define SPINS_PER_YIELD 4096u
+#define BARRIER_SPINS_PER_YIELD 1024u
 
 static int64_t now_ns(void)
 {
@@ -71,7 +88,7 @@ static bool spin_while_uint(NnrtPool *p, atomic_uint *v, unsigned old)
     for (unsigned i = 0; atomic_load(v) == old; i++) {
         side_step(p);
         cpu_relax();
-        if ((i & 255) == 255) {
+        if ((i & (SPINS_PER_YIELD - 1)) == SPINS_PER_YIELD - 1) {
             sched_yield(); // let other runnable threads in when cores are shared
             int64_t t = now_ns();
             if (!end)
@@ -89,7 +106,7 @@ static bool spin_while_pos(atomic_int *v)
     int64_t end = 0;
     for (unsigned i = 0; atomic_load(v) > 0; i++) {
         cpu_relax();
-        if ((i & 255) == 255) {
+        if ((i & (SPINS_PER_YIELD - 1)) == SPINS_PER_YIELD - 1) {
             sched_yield(); // let other runnable threads in when cores are shared
             int64_t t = now_ns();
             if (!end)
@@ -211,11 +228,17 @@ void nnrt_pool_run(NnrtPool *p, NnrtTask fn, void *arg)
         fn(arg, 0, 1); // serial pool, or a run nested inside a task
         return;
     }
-    p->fn = fn;
-    p->arg = arg;
+    if (p->fn != fn || p->arg != arg) { // the same task again (a prediction) leaves them be
+        p->fn = fn;
+        p->arg = arg;
+    }
     atomic_store(&p->pending, p->nthreads - 1);
-    pthread_mutex_lock(&p->mu);
+    // The bump before the lock, so that spinning workers start without
+    // waiting for it. No wake-up is lost: a worker checks gen under the lock
+    // before it counts itself a sleeper and waits, and we read sleepers under
+    // the lock after the bump.
     atomic_fetch_add(&p->gen, 1);
+    pthread_mutex_lock(&p->mu);
     if (p->sleepers)
         pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
@@ -244,9 +267,18 @@ void nnrt_barrier_wait(NnrtBarrier *b, int nth)
     // No time limit: the other threads are inside the same task, never asleep.
     for (unsigned i = 0; atomic_load(&b->phase) == phase; i++) {
         cpu_relax();
-        if ((i & 63) == 63)
+        if ((i & (BARRIER_SPINS_PER_YIELD - 1)) == BARRIER_SPINS_PER_YIELD - 1)
             sched_yield(); // let the thread we wait for in when cores are shared
     }
+}
+
+int nnrt_cpu_now(void)
+{
+#ifdef __linux__
+    return sched_getcpu();
+#else
+    return -1;
+#endif
 }
 
 static NnrtPool default_pool;

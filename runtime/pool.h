@@ -39,11 +39,15 @@ typedef struct NnrtPool {
     NnrtTask fn;          // the current task; written before gen is bumped
     void *arg;
     atomic_uint gen;      // bumped once per dispatch; workers run when it changes
+    atomic_bool quit;     // set with a gen bump: workers exit
+    // What the caller writes at every dispatch before the bump is not on gen's
+    // line: each such store would take the line from a spinning worker, which
+    // then fetches it again, and the bump waits for both transfers.
+    char gen_pad[64];
     atomic_int pending;   // workers still running the current task
     int sleepers;         // workers waiting on `wake` (under mu)
     bool caller_waits;    // the caller waits on `done` (under mu)
     atomic_bool busy;     // a task is running: nested runs go inline
-    atomic_bool quit;     // set with a gen bump: workers exit
     char side_pad[64];        // workers write side_users as they spin: not on gen's line
     _Atomic(NnrtSide *) side; // posted side work; NULL: none
     atomic_int side_users;    // workers inside side work (they hold `side`)
@@ -64,6 +68,9 @@ typedef struct NnrtBarrier {
     atomic_uint phase; // bumped by the last one to arrive
 } NnrtBarrier;
 void nnrt_barrier_wait(NnrtBarrier *b, int nth);
+
+// The CPU the calling thread runs on now, or -1 where the system does not say.
+int nnrt_cpu_now(void);
 
 // The process-wide pool, started on first use with nnrt_pool_set_threads' count
 // (default 0 = all CPUs, or the NN_THREADS environment variable). Never NULL.

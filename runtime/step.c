@@ -26,6 +26,7 @@
 #include <time.h>
 
 static void prof_print(NnrtStepRun *r);
+static void few_free(struct NnrtFewTask *t);
 enum { PROF_THREADS = 64, PROF_STEPS = 4096 }; // NN_STEP_PROFILE (below)
 
 static bool is_source(int kind) { return kind == NNRT_SLOT_INPUT || kind == NNRT_SLOT_VAR; }
@@ -138,6 +139,8 @@ NnStatus nnrt_step_open(NnrtStepRun *r, const NnrtStep *d)
     r->min_rows = nnrt_lane_rows();
     const char *few = getenv("NN_STEP_FEW"); // 0: kernel by kernel at a few rows too
     r->few_off = few && *few == '0';
+    const char *shared = getenv("NN_STEP_FEW_SHARED"); // 1: no fallback to the caller alone
+    r->few_shared = shared && *shared == '1';
     if (!(r->err = nnrt_alloc(8 * ((size_t)d->nchecks + 1))))
         return NN_ERR_NOMEM;
     for (int k = 0; k < d->nupdates; k++) {
@@ -169,6 +172,7 @@ void nnrt_step_close(NnrtStepRun *r)
         nnrt_free(r->lout[k]);
     free(r->lout);
     free(r->role);
+    few_free(r->few);
     for (int k = 0; r->outcopy && k < r->d->noutputs; k++)
         nnrt_free(r->outcopy[k]);
     for (int k = 0; r->snap && k < r->d->nupdates; k++)
@@ -246,14 +250,19 @@ static NnStatus attach(NnrtStepRun *r, NnVars *vars, NnTensor *const *inputs, bo
             return mismatch("input", &d->inputs[k], inputs[k], n);
     // The same table at the same stamp holds the same tensors: no name lookups.
     bool cached = vars && vars->gen && r->cvars == vars && r->cgen == vars->gen;
-    r->cvars = NULL;
+    if (!cached)
+        r->cvars = NULL;
     for (int k = 0; k < d->nvars; k++) {
         const NnrtStepTensor *v = &d->vars[k];
         NnTensor *t = cached ? r->var[k] : vars ? nnrt_vars_get(vars, v->name) : NULL;
-        if (!t)
+        if (!t) {
+            r->cvars = NULL;
             return nnrt_fail(NN_ERR_SHAPE, "variable '%s' is missing", v->name);
-        if (check && !same_type(v, t, n))
+        }
+        if (check && !same_type(v, t, n)) {
+            r->cvars = NULL;
             return mismatch("variable", v, t, n);
+        }
         r->var[k] = t;
     }
     // After a split run the slots and output headers are lane 0's: place again.
@@ -261,18 +270,24 @@ static NnStatus attach(NnrtStepRun *r, NnVars *vars, NnTensor *const *inputs, bo
     NnStatus st = again ? place(r, n) : NN_OK;
     if (st != NN_OK)
         return st;
-    if (vars) {
+    // Written only where they change: a few-rows run's worker reads this
+    // memory, and a store of the same value still takes its cache line away
+    // from the other core (a miss at the start of every prediction).
+    if (vars && !cached) {
         r->cvars = vars;
         r->cgen = vars->gen;
     }
-    r->in = inputs;
-    r->lanes = 1;
+    if (r->in != inputs)
+        r->in = inputs;
+    if (r->lanes != 1)
+        r->lanes = 1;
     for (int s = 0; s < d->nslots; s++) {
         const NnrtStepSlot *sl = &d->slots[s];
-        if (sl->kind == NNRT_SLOT_INPUT)
-            r->bufs[s] = inputs[sl->index]->data;
-        else if (sl->kind == NNRT_SLOT_VAR)
-            r->bufs[s] = r->var[sl->index]->data;
+        void *p = sl->kind == NNRT_SLOT_INPUT ? inputs[sl->index]->data
+                  : sl->kind == NNRT_SLOT_VAR ? r->var[sl->index]->data
+                                              : r->bufs[s];
+        if (r->bufs[s] != p)
+            r->bufs[s] = p;
     }
     return NN_OK;
 }
@@ -627,20 +642,35 @@ static int few_how(const NnrtStepRun *r, int k)
     return kn->par && r->batch >= kn->par_rows ? NNRT_FEW_SPLIT : NNRT_FEW_SERIAL;
 }
 
-typedef struct FewTask {
-    NnrtStepRun *r;
+// What the workers read, kept in r from run to run and written only where it
+// changes, on a cache line of its own (the barrier on another): a worker
+// starting a prediction then finds it in its own cache instead of taking it
+// from the caller's core, one miss less before its first load of the weights.
+// how[k - first] is few_how of the kernels from the first split one to the
+// last at `batch`.
+typedef struct NnrtFewTask {
+    _Alignas(64) const NnrtStep *d;
+    void **bufs;
+    int64_t batch;
     int first, last; // the first and last split kernels
-    NnrtBarrier bar;
-} FewTask;
+    signed char *how;
+    _Alignas(64) NnrtBarrier bar; // written at every wait: apart from the rest
+    int wcpu;                     // the CPU thread 1 ran on in the last run
+    // The caller's alone (few_shared):
+    _Alignas(64) unsigned calls; // few-rows runs so far
+    int serial;                  // runs left on the caller alone
+} NnrtFewTask;
 
 static void few_task(void *arg, int ith, int nth)
 {
-    FewTask *t = arg;
-    const NnrtStep *d = t->r->d;
-    void **bufs = t->r->bufs;
+    NnrtFewTask *t = arg;
+    const NnrtStep *d = t->d;
+    void **bufs = t->bufs;
     bool after_split = false;
+    if (ith == 1)
+        t->wcpu = nnrt_cpu_now(); // a store: it does not hold up the loads below
     for (int k = t->first; k <= t->last; k++) {
-        int how = few_how(t->r, k);
+        int how = t->how[k - t->first];
         if (how == NNRT_FEW_NOOP)
             continue;
         bool split = how == NNRT_FEW_SPLIT;
@@ -651,6 +681,72 @@ static void few_task(void *arg, int ith, int nth)
         else if (ith == 0)
             d->kernels[k].fn(bufs, 0, 1);
         after_split = split;
+    }
+}
+
+static void few_free(NnrtFewTask *t)
+{
+    if (t) {
+        free(t->how);
+        nnrt_free(t);
+    }
+}
+
+// r's few-rows task for r's batch, or NULL when no kernel splits at it (or
+// out of memory: the kernel-by-kernel run then does the same work). Rewritten
+// only when the batch changes.
+static NnrtFewTask *few_prepare(NnrtStepRun *r)
+{
+    const NnrtStep *d = r->d;
+    NnrtFewTask *t = r->few;
+    if (t && t->batch == r->batch && t->bufs == r->bufs)
+        return t->first < 0 ? NULL : t;
+    if (!t) {
+        if (!(t = nnrt_alloc(sizeof *t)))
+            return NULL;
+        memset(t, 0, sizeof *t);
+        if (!(t->how = malloc((size_t)d->nkernels + 1))) {
+            few_free(t);
+            return NULL;
+        }
+        r->few = t;
+    }
+    t->d = d;
+    t->bufs = r->bufs;
+    t->batch = r->batch;
+    t->first = t->last = -1;
+    for (int k = 0; k < d->nkernels; k++)
+        if (few_how(r, k) == NNRT_FEW_SPLIT) {
+            t->first = t->first < 0 ? k : t->first;
+            t->last = k;
+        }
+    for (int k = t->first; k >= 0 && k <= t->last; k++)
+        t->how[k - t->first] = (signed char)few_how(r, k);
+    return t->first < 0 ? NULL : t;
+}
+
+// When the scheduler has put the pool's first worker on the caller's core (a
+// busy machine: another process holds the other core), the two threads of a
+// prediction take turns on one core, each waiting for the other at the
+// barrier and the end: 9-12 us a call instead of 6 on one thread alone. Every
+// FEW_SAMPLE-th run compares the two threads' CPUs; on one core, the next
+// FEW_SERIAL runs go on the caller alone (every kernel whole: the same bits,
+// since split kernels split by columns), then the pool is tried again. The
+// stretch is shorter than the pool's spin time, so the worker keeps spinning
+// (yielding) meanwhile: the scheduler can move it to the other core, and the
+// next try finds it there without a wake-up. (Longer stretches let it sleep,
+// and the wake-up put it back on the caller's core every time.)
+// NN_STEP_FEW_SHARED=1 keeps the dispatch.
+enum { FEW_SAMPLE = 16, FEW_SERIAL = 64 };
+
+static void few_shared(const NnrtStepRun *r, NnrtFewTask *t)
+{
+    if (r->few_shared || t->calls++ % FEW_SAMPLE != 0)
+        return;
+    int cpu = nnrt_cpu_now();
+    if (cpu >= 0 && cpu == t->wcpu) {
+        t->serial = FEW_SERIAL;
+        t->calls = 0; // sample the run after the stretch
     }
 }
 
@@ -665,25 +761,28 @@ static bool exec_few(NnrtStepRun *r, NnrtPool **pool, bool ranks)
     if (r->batch < 1 || r->batch > NNRT_FEW_ROWS || ranks || d->ncuts > 0 || r->few_off ||
         !has_batch(d))
         return false;
-    FewTask t = {.r = r, .first = -1, .last = -1};
-    for (int k = 0; k < d->nkernels; k++)
-        if (few_how(r, k) == NNRT_FEW_SPLIT) {
-            t.first = t.first < 0 ? k : t.first;
-            t.last = k;
-        }
-    if (t.first < 0)
+    NnrtFewTask *t = few_prepare(r);
+    if (!t)
         return false;
     if (!*pool)
         *pool = nnrt_pool_default();
     if (nnrt_pool_size(*pool) < 2)
         return false;
-    for (int k = t.first; k <= t.last; k++)
-        r->splits += few_how(r, k) == NNRT_FEW_SPLIT;
-    for (int k = 0; k < t.first; k++)
+    if (t->serial > 0) { // the threads share a core: the caller alone is faster
+        t->serial--;
+        for (int k = 0; k < d->nkernels; k++)
+            if (few_how(r, k) != NNRT_FEW_NOOP)
+                dispatch(r, *pool, d->kernels[k].fn, r->bufs, false);
+        return true;
+    }
+    for (int k = t->first; k <= t->last; k++)
+        r->splits += t->how[k - t->first] == NNRT_FEW_SPLIT;
+    for (int k = 0; k < t->first; k++)
         if (few_how(r, k) != NNRT_FEW_NOOP)
             dispatch(r, *pool, d->kernels[k].fn, r->bufs, false);
-    dispatch(r, *pool, few_task, &t, true);
-    for (int k = t.last + 1; k < d->nkernels; k++)
+    dispatch(r, *pool, few_task, t, true);
+    few_shared(r, t);
+    for (int k = t->last + 1; k < d->nkernels; k++)
         if (few_how(r, k) != NNRT_FEW_NOOP)
             dispatch(r, *pool, d->kernels[k].fn, r->bufs, false);
     return true;

@@ -183,6 +183,8 @@ typedef struct NnrtStepRun {
     double *prof, crit;  // NN_STEP_PROFILE=1: per step, its critical path (step.c)
     int nprof;
     bool few_off;        // NN_STEP_FEW=0: no one-dispatch runs at a few rows (step.c)
+    bool few_shared;     // NN_STEP_FEW_SHARED=1: keep dispatching on a shared core (step.c)
+    struct NnrtFewTask *few; // the few-rows task, kept from run to run (step.c)
     int dispatches;      // pool dispatches of the last run ...
     int splits;          // ... and kernels split over its threads (not counting lanes)
 } NnrtStepRun;

@@ -5,6 +5,9 @@
 // on one thread (every element is still one dot product summed in K order),
 // on 2 and 3 threads and at every batch from 1 to 4, and it agrees with the
 // interpreter to 1e-5 of each output's largest entry.
+#define _GNU_SOURCE // sched_getcpu, sched_setaffinity
+#include <sched.h>
+
 #include "agree.h"
 
 #ifndef NN_WITH_LLVM
@@ -98,6 +101,7 @@ static void free_runs(NnTensor *t[5][2])
 Test(few_rows, one_dispatch_is_bit_identical_to_one_thread)
 {
     NEED_LLVM();
+    setenv("NN_STEP_FEW_SHARED", "1", 1); // one dispatch even where the scheduler puts both on one core
     NnGraph *g = few_model();
     NnTensor *ref[5][2], *interp[5][2];
     int disp[5], splits[5];
@@ -138,6 +142,7 @@ Test(few_rows, one_dispatch_is_bit_identical_to_one_thread)
 Test(few_rows, kernel_by_kernel_gives_the_same_bits)
 {
     NEED_LLVM();
+    setenv("NN_STEP_FEW_SHARED", "1", 1);
     NnGraph *g = few_model();
     NnTensor *one[5][2], *per[5][2];
     int disp[5], splits[5];
@@ -155,4 +160,47 @@ Test(few_rows, kernel_by_kernel_gives_the_same_bits)
     free_runs(one);
     free_runs(per);
     nn_graph_free(g);
+}
+
+// With the process held to one CPU, the pool's threads share its core: a
+// few-rows run samples both threads' CPUs, finds them equal and runs the next
+// ones on the caller alone (no dispatch, every kernel whole), with the bits
+// of one thread; NN_STEP_FEW_SHARED=1 keeps the one dispatch.
+Test(few_rows, threads_on_one_core_run_on_the_caller_alone)
+{
+    NEED_LLVM();
+#ifdef __linux__
+    cpu_set_t one, all;
+    cr_assert_eq(sched_getaffinity(0, sizeof all, &all), 0);
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    cr_assert_eq(sched_setaffinity(0, sizeof one, &one), 0); // the pool's threads inherit it
+    NnGraph *g = few_model();
+    NnTensor *ref[5][2], *got[5][2];
+    int disp[5], splits[5];
+    few_runs(&nn_backend_jit, g, 1, ref, disp, splits);
+    for (int shared = 0; shared <= 1; shared++) {
+        if (shared)
+            setenv("NN_STEP_FEW_SHARED", "1", 1);
+        few_runs(&nn_backend_jit, g, 2, got, disp, splits);
+        for (int b = 0; b < 5; b++)
+            for (int k = 0; k < 2; k++)
+                cr_expect(memcmp(got[b][k]->data, ref[b][k]->data,
+                                 nnrt_tensor_nbytes(ref[b][k])) == 0,
+                          "%s at batch %d differs from 1 thread (shared %d)", k ? "sq" : "y",
+                          b + 1, shared);
+        // The first run at batch 1 samples; the next ones (and every later
+        // batch's, one step run and one few-rows task for all) go alone.
+        for (int b = 0; b < 4; b++)
+            cr_expect_eq(disp[b], shared, "batch %d, shared %d: %d dispatches", b + 1, shared,
+                         disp[b]);
+        free_runs(got);
+    }
+    unsetenv("NN_STEP_FEW_SHARED");
+    sched_setaffinity(0, sizeof all, &all);
+    free_runs(ref);
+    nn_graph_free(g);
+#else
+    cr_skip_test("CPU affinity is Linux's");
+#endif
 }

@@ -43,6 +43,10 @@ static void build_mlp(void)
     char *out = tu_sh_rc(0, "%s build examples/fashion_mlp.nn --lib -o %s/libmlp", tu_nnc(), dir);
     cr_assert(strstr(out, "libmlp.a and") && strstr(out, "mlp.h"), "%s", out);
     free(out);
+    // predict runs the model alone (no loss on zero labels): its step is in the archive.
+    out = tu_sh_rc(0, "nm %s/libmlp.a | grep -c ' D nnm_mlp_pred$'", dir);
+    cr_assert_eq(atoi(out), 1, "no prediction step in the library: %s", out);
+    free(out);
 }
 
 Test(embed, classify_example_matches_predict)
