@@ -37,9 +37,9 @@ enum { MAX_SLOT = 4095 };
 // full-pipeline ones (products, their packing) whatever their size.
 enum { MIN_LIGHT_BODY = 100 };
 
-static int fn_insts(LLVMValueRef f)
+int64_t nn_llvm_fn_insts(LLVMValueRef f)
 {
-    int n = 0;
+    int64_t n = 0;
     for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
         for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i))
             n++;
@@ -228,7 +228,7 @@ int nn_llvm_dedupe(LLVMModuleRef m)
             continue;
         if (LLVMGetStringAttributeAtIndex(f, LLVMAttributeFunctionIndex, NN_LLVM_LIGHT,
                                           (unsigned)strlen(NN_LLVM_LIGHT)) &&
-            fn_insts(f) < MIN_LIGHT_BODY)
+            nn_llvm_fn_insts(f) < MIN_LIGHT_BODY)
             continue;
         if (n == cap) {
             Kern *g = realloc(ks, (size_t)(cap = cap ? 2 * cap : 64) * sizeof *ks);

@@ -463,15 +463,6 @@ static void *compile_worker(void *arg)
     return NULL;
 }
 
-static int64_t fn_size(LLVMValueRef f)
-{
-    int64_t n = 0;
-    for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
-        for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i))
-            n++;
-    return n;
-}
-
 static bool is_light(LLVMValueRef f)
 {
     return LLVMGetStringAttributeAtIndex(f, LLVMAttributeFunctionIndex, NN_LLVM_LIGHT,
@@ -483,7 +474,7 @@ static bool is_light(LLVMValueRef f)
 // light one (fitted to the MLP, LeNet-5 and GRU steps, NN_JIT_TIMES).
 static int64_t fn_cost(LLVMValueRef f, bool light)
 {
-    int64_t n = fn_size(f);
+    int64_t n = nn_llvm_fn_insts(f);
     return light ? 90 + n / 2 : 150 + n;
 }
 

@@ -55,6 +55,8 @@ NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker,
 // become calls of the first of them with their buffers laid out in its
 // slots; returns how many. NN_JIT_DEDUPE=0 turns it off (experiments, tests).
 int nn_llvm_dedupe(LLVMModuleRef m);
+// Instructions in f's body (the size that decides how a kernel compiles).
+int64_t nn_llvm_fn_insts(LLVMValueRef f);
 // The string attribute lower.c puts on kernels that are simple loops (maps,
 // reductions, gathers, copies, the step's list of calls): no product,
 // convolution, pooling or loop.
