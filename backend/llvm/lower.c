@@ -640,10 +640,11 @@ bool nn_cg_lower_graph(NnCg *cg)
             free(lead);
             return false;
         }
-        // A multi-output kernel is light when all of its group is.
-        bool light = true;
-        for (NnId m = 0; m <= i && light; m++)
-            if (m == i || (lead[i] >= 0 && lead[m] == lead[i]))
+        // A multi-output kernel (emitted at its lead) is light when all of
+        // its group is; members before the lead emit nothing.
+        bool light = lead[i] < 0 ? node_light(g, i) : lead[i] == i;
+        for (NnId m = 0; lead[i] == i && m <= i && light; m++)
+            if (lead[m] == i)
                 light = node_light(g, m);
         if (light)
             mark_light(cg, k0);

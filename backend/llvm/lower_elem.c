@@ -282,13 +282,14 @@ LLVMValueRef nn_expr_epilogue(NnCg *cg, NnExpr *e, LLVMValueRef *idx, int w, LLV
         mo->share->n = 0;
     nn_expr_at(cg, e, idx);
     LLVMValueRef v = nn_expr_eval(cg, e, w, 1, mask, acc);
-    if (!mo || mo->keep)
+    // The members read the product's value by its slot, as they read one
+    // another's (nn_cg_emit_multi), and operands loaded above once. A value
+    // the table cannot hold is stored, so the members load it instead.
+    NnShare *s = mo ? mo->share : NULL;
+    if (!mo || mo->keep || s->n >= NN_SHARE_MAX)
         nn_cg_store(cg, out_dt, v, out, off, w, mask);
     if (!mo)
         return v;
-    // The members read the product's value by its slot, as they read one
-    // another's (nn_cg_emit_multi), and operands loaded above once.
-    NnShare *s = mo->share;
     if (s->n < NN_SHARE_MAX) {
         s->slot[s->n] = mo->host;
         s->val[s->n++] = v;
