@@ -104,7 +104,7 @@ static char *canonical(LLVMValueRef f, const char *def)
     }
     if (s)
         LLVMDisposeMessage(s);
-    unsigned kind = LLVMGetMDKindID("llvm.loop", 9);
+    unsigned kind = LLVMGetMDKindIDInContext(LLVMGetTypeContext(LLVMTypeOf(f)), "llvm.loop", 9);
     for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb)) {
         LLVMValueRef term = LLVMGetBasicBlockTerminator(bb);
         LLVMValueRef md = term ? LLVMGetMetadata(term, kind) : NULL;

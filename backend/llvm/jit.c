@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -564,7 +565,11 @@ NnStatus nn_llvm_jit_add_parallel(NnLlvmJit *j, LLVMModuleRef m, void **tracker,
         static int serial;
         char path[512];
         snprintf(path, sizeof path, "%s.%d.bc", dump, serial++);
-        LLVMWriteBitcodeToFile(m, path);
+        struct stat sb; // a FIFO or device would block or take the bytes
+        if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+            fprintf(stderr, "jit: NN_JIT_DUMP: %s is not a regular file: not written\n", path);
+        else if (LLVMWriteBitcodeToFile(m, path))
+            fprintf(stderr, "jit: NN_JIT_DUMP: cannot write %s\n", path);
     }
     LLVMDisposeModule(m);
     double c1 = thread_ms();
