@@ -314,8 +314,13 @@ static void gemm_custom(const char *list, int only)
     for (char *tok = strtok(buf, ","); tok && nn < 32; tok = strtok(NULL, ",")) {
         long long m, n, k;
         int used = 0;
-        if (sscanf(tok, "%lldx%lldx%lld%n", &m, &n, &k, &used) != 3 || m < 1 || n < 1 || k < 1) {
-            fprintf(stderr, "bench: NN_BENCH_GEMM_SHAPES: bad shape '%s'\n", tok);
+        // Each matrix at most 2^28 floats (1 GB): larger ones overflow the
+        // size arithmetic or the memory long before they say anything.
+        const long long lim = 1LL << 28;
+        if (sscanf(tok, "%lldx%lldx%lld%n", &m, &n, &k, &used) != 3 || m < 1 || n < 1 || k < 1 ||
+            m > lim || n > lim || k > lim || m * k > lim || k * n > lim || m * n > lim) {
+            fprintf(stderr, "bench: NN_BENCH_GEMM_SHAPES: bad shape '%s' (MxNxK, each matrix "
+                            "at most 2^28 elements)\n", tok);
             continue;
         }
         snprintf(names[nn], sizeof names[nn], "%s", tok);
