@@ -274,6 +274,42 @@ LLVMValueRef nn_expr_eval(NnCg *cg, NnExpr *e, int w, int vdim, LLVMValueRef mas
     return eval(cg, e, e->root, &c);
 }
 
+static void prefetch(NnCg *cg, NnDType dt, LLVMValueRef base, LLVMValueRef off, bool write)
+{
+    LLVMValueRef args[4] = {nn_cg_gep(cg, dt, base, off), nn_cg_i32(cg, write), nn_cg_i32(cg, 3),
+                            nn_cg_i32(cg, 1)};
+    nn_cg_intrinsic(cg, "llvm.prefetch", &cg->t_ptr, 1, args, 4);
+}
+
+void nn_expr_prefetch(NnCg *cg, NnExpr *e, LLVMValueRef *idx, LLVMValueRef off)
+{
+    NnEpiMore *mo = e->more;
+    if (!mo)
+        return;
+    int seen[NN_FUSE_MULTI_MAX + 1 + NN_FUSE_MULTI_MAX * NN_EXPR_MAXLEAF], n = 0;
+    for (int x = 0; x < mo->n; x++) {
+        prefetch(cg, mo->dt[x], mo->out[x], off, true);
+        seen[n++] = mo->slot[x];
+    }
+    seen[n++] = mo->host; // the product's value: computed, not loaded
+    for (int x = 0; x < mo->n; x++) {
+        NnExpr *m = mo->e[x];
+        nn_expr_at(cg, m, idx);
+        for (int i = 0; i < m->nleaf; i++) {
+            NnLeaf *l = &m->leaf[i];
+            bool full = !l->index && !l->is_const && m->rank == 2;
+            for (int d = 0; full && d < m->rank; d++)
+                full = l->stride[d] != 0;
+            for (int j = 0; full && j < n; j++)
+                full = seen[j] != l->slot;
+            if (!full)
+                continue; // broadcast scalars stay in L1 anyway
+            prefetch(cg, l->dt, l->base, l->off, false);
+            seen[n++] = l->slot;
+        }
+    }
+}
+
 LLVMValueRef nn_expr_epilogue(NnCg *cg, NnExpr *e, LLVMValueRef *idx, int w, LLVMValueRef mask,
                               LLVMValueRef acc, NnDType out_dt, LLVMValueRef out, LLVMValueRef off)
 {

@@ -18,6 +18,8 @@
 // thread, but made the MLP step's compile 15-20% slower (the 150 ms target).
 #define MM_MR 8
 #define MM_KC 1024  // K block
+#define MM_PIPE 2   // vectors of an update's epilogue per MM_PIPE_K steps of K (tile_pipe)
+#define MM_PIPE_K 16
 #define MM_KCA 256  // K block of a packed op(A) whose K is past MM_APK_BYTES (pack_a)
 #define MM_MC 128   // rows per L2 block of A (packed on the stack when ta)
 #define MM_APK_BYTES (256 << 10) // the stack buffer of a packed op(A) (pack_a)
@@ -57,6 +59,12 @@ typedef struct Mm {
     LLVMValueRef apk, apk_row0, apk_ld, apk_pk;
     LLVMValueRef acc[MM_MR][2];
     LLVMValueRef tbuf;    // stack copy of a tile for the epilogue loop
+    // Pipelined update epilogue (tile_pipe): vectors per K chunk (0: the
+    // epilogue runs at once), and the parked tile's i0, j0 and vectors left
+    // (0: none parked).
+    int pipe, pipe_k;
+    bool pipe_pf; // and prefetches the next tile's operands (pend_vec)
+    LLVMValueRef pend_i0, pend_j0, pend_nv;
     LLVMValueRef mask[2]; // column masks of the current panel, NULL when N % NR == 0
 } Mm;
 
@@ -227,6 +235,26 @@ static LLVMValueRef c_off(NnCg *cg, const Mm *m, LLVMValueRef i0, int r, LLVMVal
     return add(cg, add(cg, mul(cg, i, m->n), j0), nn_cg_i64(cg, v * m->vw));
 }
 
+// Vector q (row q / 2, half q % 2) of the tile parked in tbuf at (i0, j0)
+// through the epilogue; mask0, mask1: its halves' column masks, or NULL.
+static void epi_vec(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, LLVMValueRef q,
+                    LLVMValueRef mask0, LLVMValueRef mask1)
+{
+    LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
+    LLVMValueRef r = LLVMBuildLShr(cg->b, q, nn_cg_i64(cg, 1), "");
+    LLVMValueRef v = LLVMBuildAnd(cg->b, q, nn_cg_i64(cg, 1), "");
+    LLVMValueRef slot = LLVMBuildInBoundsGEP2(cg->b, vt, m->tbuf, &q, 1, "");
+    LLVMValueRef acc = LLVMBuildLoad2(cg->b, vt, slot, "");
+    LLVMValueRef idx[2] = {add(cg, i0, r), add(cg, j0, mul(cg, v, m->vw))};
+    LLVMValueRef mask = NULL;
+    if (mask0) {
+        LLVMValueRef second = LLVMBuildICmp(cg->b, LLVMIntNE, v, nn_cg_i64(cg, 0), "");
+        mask = LLVMBuildSelect(cg->b, second, mask1, mask0, "");
+    }
+    LLVMValueRef off = add(cg, mul(cg, idx[0], m->n), idx[1]);
+    nn_expr_epilogue(cg, m->epi, idx, m->vw, mask, acc, m->out_dt, m->c, off);
+}
+
 // Stores the tile: raw partial sums, or (last K block) through the epilogue.
 // nrows: of the tile's rows, how many are real (the run-time last tile), or NULL.
 static void tile_store(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, int rows, bool final,
@@ -245,18 +273,7 @@ static void tile_store(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, int ro
                          nrows ? LLVMBuildShl(cg->b, nrows, nn_cg_i64(cg, 1), "")
                                : nn_cg_i64(cg, 2 * rows),
                          1);
-        LLVMValueRef r = LLVMBuildLShr(cg->b, l.iv, nn_cg_i64(cg, 1), "");
-        LLVMValueRef v = LLVMBuildAnd(cg->b, l.iv, nn_cg_i64(cg, 1), "");
-        LLVMValueRef slot = LLVMBuildInBoundsGEP2(cg->b, vt, m->tbuf, &l.iv, 1, "");
-        LLVMValueRef acc = LLVMBuildLoad2(cg->b, vt, slot, "");
-        LLVMValueRef idx[2] = {add(cg, i0, r), add(cg, j0, mul(cg, v, m->vw))};
-        LLVMValueRef mask = NULL;
-        if (m->mask[0]) {
-            LLVMValueRef second = LLVMBuildICmp(cg->b, LLVMIntNE, v, nn_cg_i64(cg, 0), "");
-            mask = LLVMBuildSelect(cg->b, second, m->mask[1], m->mask[0], "");
-        }
-        LLVMValueRef off = add(cg, mul(cg, idx[0], m->n), idx[1]);
-        nn_expr_epilogue(cg, m->epi, idx, m->vw, mask, acc, m->out_dt, m->c, off);
+        epi_vec(cg, m, i0, j0, l.iv, m->mask[0], m->mask[1]);
         nn_cg_loop_end(cg, &l);
         return;
     }
@@ -296,6 +313,148 @@ static LLVMValueRef tile_row(NnCg *cg, LLVMValueRef i0, int r, LLVMValueRef nrow
         return i;
     return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nn_cg_i64(cg, r), nrows, ""),
                            i, i0, "");
+}
+
+// The tile's FMAs at step k of the K block from kc0 (abase, aks, apt: where
+// its packed rows are, see tile).
+static void k_step(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef kc0,
+                   LLVMValueRef k, int rows, LLVMValueRef nrows, LLVMValueRef abase,
+                   LLVMValueRef aks, LLVMValueRef apt)
+{
+    LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
+    LLVMValueRef boff = mul(cg, add(cg, mulv(cg, p, m->kv), k), m->nr);
+    LLVMValueRef krel = m->apk ? LLVMBuildSub(cg->b, k, kc0, "") : NULL;
+    LLVMValueRef bv[2];
+    for (int v = 0; v < 2; v++) {
+        bv[v] = nn_cg_load(cg, m->dt, m->bp, add(cg, boff, nn_cg_i64(cg, v * m->vw)), m->vw, NULL);
+        LLVMSetAlignment(bv[v], 64);
+    }
+    for (int r = 0; r < rows; r++) {
+        LLVMValueRef ae;
+        if (m->apk) { // rows past M were packed as zeros, or are not read in place
+            LLVMValueRef rr = nn_cg_i64(cg, r);
+            if (m->apk_pk && nrows && r > 0)
+                rr = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, rr, nrows, ""), rr,
+                                     nn_cg_i64(cg, 0), "");
+            LLVMValueRef off = add(cg, mulv(cg, krel, aks), rr);
+            ae = nn_cg_load(cg, m->dt, apt, add(cg, abase, off), 1, NULL);
+        } else {
+            ae = a_elem(cg, m, tile_row(cg, i0, r, nrows), k);
+        }
+        LLVMValueRef s = nn_cg_splat(cg, ae, m->vw);
+        for (int v = 0; v < 2; v++) {
+            LLVMValueRef args[3] = {s, bv[v], LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "")};
+            LLVMValueRef f = nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3);
+            LLVMBuildStore(cg->b, f, m->acc[r][v]);
+        }
+    }
+}
+
+// The same over k in [lo, hi).
+static void k_steps(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef kc0,
+                    LLVMValueRef lo, LLVMValueRef hi, int rows, LLVMValueRef nrows,
+                    LLVMValueRef abase, LLVMValueRef aks, LLVMValueRef apt)
+{
+    NnLoop k;
+    nn_cg_loop_begin(cg, &k, lo, hi, 1);
+    k_step(cg, m, i0, p, kc0, k.iv, rows, nrows, abase, aks, apt);
+    k.unroll = true;
+    nn_cg_loop_end(cg, &k);
+}
+
+// The previous tile's vector q through the epilogue when q < pnv (the
+// vectors parked), and what the same vector of this tile (i0, j0) will read
+// and write prefetched: a tile's K loop later, when its turn comes, its rows
+// of w, m, v are in L1. Without the prefetch they came from L3 (7 streams
+// of 0.8 MB for w1 do not stay in L2), one vector at a time, and each miss
+// stalled the K loop behind it: the interleaved epilogue was 35% slower
+// than the one run at once.
+static void pend_vec(NnCg *cg, Mm *m, LLVMValueRef q, LLVMValueRef pnv, LLVMValueRef pi0,
+                     LLVMValueRef pj0, LLVMValueRef mk0, LLVMValueRef mk1, LLVMValueRef i0,
+                     LLVMValueRef j0, LLVMValueRef nrows)
+{
+    LLVMBasicBlockRef eb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "epi");
+    LLVMBasicBlockRef db = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "epidone");
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, q, pnv, ""), eb, db);
+    LLVMPositionBuilderAtEnd(cg->b, eb);
+    if (m->pipe_pf) {
+        LLVMValueRef r = LLVMBuildLShr(cg->b, q, nn_cg_i64(cg, 1), "");
+        LLVMValueRef v = LLVMBuildAnd(cg->b, q, nn_cg_i64(cg, 1), "");
+        if (nrows) // rows past the real ones: the first row again
+            r = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, r, nrows, ""), r,
+                                nn_cg_i64(cg, 0), "");
+        LLVMValueRef idx[2] = {add(cg, i0, r), add(cg, j0, mul(cg, v, m->vw))};
+        nn_expr_prefetch(cg, m->epi, idx, add(cg, mul(cg, idx[0], m->n), idx[1]));
+    }
+    epi_vec(cg, m, pi0, pj0, q, mk0, mk1);
+    LLVMBuildBr(cg->b, db);
+    LLVMPositionBuilderAtEnd(cg->b, db);
+}
+
+// The update's epilogue under the FMAs: the K loop runs unrolled by
+// m->pipe_k steps, and in each of its first iterations the previous tile,
+// parked in tbuf, sends its next m->pipe vectors through the epilogue; the
+// rest (K under 2 * MM_MR * pipe_k / pipe) follow the loop; this tile is
+// parked in turn, and the kernel's last one is finished after the loops
+// (pipe_flush). Each vector goes through the same nn_expr_epilogue as at
+// once, so the results are the same bits; only the order of independent
+// elements changes. The divisions and square roots of a whole tile at once
+// (~350 divider cycles) were more than the out-of-order window could
+// overlap with the next tile's FMAs; a vector's few dozen instructions
+// among a few steps' FMAs fit in it.
+static void tile_pipe(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, LLVMValueRef p,
+                      LLVMValueRef kc0, LLVMValueRef kcn, int rows, LLVMValueRef nrows,
+                      LLVMValueRef abase, LLVMValueRef aks, LLVMValueRef apt)
+{
+    LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
+    int u = m->pipe_k;
+    LLVMValueRef nit = u ? LLVMBuildSDiv(cg->b, kcn, nn_cg_i64(cg, u), "") : nn_cg_i64(cg, 0);
+    LLVMValueRef kend = add(cg, kc0, kcn);
+    LLVMValueRef pi0 = LLVMBuildLoad2(cg->b, cg->t_i64, m->pend_i0, "");
+    LLVMValueRef pj0 = LLVMBuildLoad2(cg->b, cg->t_i64, m->pend_j0, "");
+    LLVMValueRef pnv = LLVMBuildLoad2(cg->b, cg->t_i64, m->pend_nv, "");
+    LLVMValueRef mk0 = col_mask(cg, m, pj0);
+    LLVMValueRef mk1 = col_mask(cg, m, add(cg, pj0, nn_cg_i64(cg, m->vw)));
+    NnLoop c;
+    nn_cg_loop_begin(cg, &c, nn_cg_i64(cg, 0), nit, 1);
+    for (int x = 0; u && x < m->pipe; x++)
+        pend_vec(cg, m, add(cg, mul(cg, c.iv, m->pipe), nn_cg_i64(cg, x)), pnv, pi0, pj0, mk0,
+                 mk1, i0, j0, nrows);
+    LLVMValueRef k0 = add(cg, kc0, mul(cg, c.iv, u));
+    for (int x = 0; x < u; x++)
+        k_step(cg, m, i0, p, kc0, add(cg, k0, nn_cg_i64(cg, x)), rows, nrows, abase, aks, apt);
+    nn_cg_loop_end(cg, &c);
+    k_steps(cg, m, i0, p, kc0, add(cg, kc0, mul(cg, nit, u)), kend, rows, nrows, abase, aks,
+            apt);
+    NnLoop l; // vectors left when K is short
+    nn_cg_loop_begin(cg, &l, mul(cg, nit, m->pipe), pnv, 1);
+    epi_vec(cg, m, pi0, pj0, l.iv, mk0, mk1);
+    nn_cg_loop_end(cg, &l);
+    for (int q = 0; q < 2 * rows; q++) {
+        LLVMValueRef qi = nn_cg_i64(cg, q);
+        LLVMValueRef slot = LLVMBuildInBoundsGEP2(cg->b, vt, m->tbuf, &qi, 1, "");
+        LLVMBuildStore(cg->b, LLVMBuildLoad2(cg->b, vt, m->acc[q / 2][q % 2], ""), slot);
+    }
+    LLVMBuildStore(cg->b, i0, m->pend_i0);
+    LLVMBuildStore(cg->b, j0, m->pend_j0);
+    LLVMBuildStore(cg->b,
+                   nrows ? LLVMBuildShl(cg->b, nrows, nn_cg_i64(cg, 1), "")
+                         : nn_cg_i64(cg, 2 * rows),
+                   m->pend_nv);
+}
+
+// The last tile parked by tile_pipe, through the epilogue.
+static void pipe_flush(NnCg *cg, Mm *m)
+{
+    LLVMValueRef pi0 = LLVMBuildLoad2(cg->b, cg->t_i64, m->pend_i0, "");
+    LLVMValueRef pj0 = LLVMBuildLoad2(cg->b, cg->t_i64, m->pend_j0, "");
+    LLVMValueRef pnv = LLVMBuildLoad2(cg->b, cg->t_i64, m->pend_nv, "");
+    LLVMValueRef mk0 = col_mask(cg, m, pj0);
+    LLVMValueRef mk1 = col_mask(cg, m, add(cg, pj0, nn_cg_i64(cg, m->vw)));
+    NnLoop l;
+    nn_cg_loop_begin(cg, &l, nn_cg_i64(cg, 0), pnv, 1);
+    epi_vec(cg, m, pi0, pj0, l.iv, mk0, mk1);
+    nn_cg_loop_end(cg, &l);
 }
 
 static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef kc0,
@@ -342,36 +501,11 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
             apt = LLVMBuildSelect(cg->b, m->apk_pk, m->apk, m->a, "");
         }
     }
-    NnLoop k;
-    nn_cg_loop_begin(cg, &k, kc0, add(cg, kc0, kcn), 1);
-    LLVMValueRef boff = mul(cg, add(cg, mulv(cg, p, m->kv), k.iv), m->nr);
-    LLVMValueRef krel = m->apk ? LLVMBuildSub(cg->b, k.iv, kc0, "") : NULL;
-    LLVMValueRef bv[2];
-    for (int v = 0; v < 2; v++) {
-        bv[v] = nn_cg_load(cg, m->dt, m->bp, add(cg, boff, nn_cg_i64(cg, v * m->vw)), m->vw, NULL);
-        LLVMSetAlignment(bv[v], 64);
+    if (m->pipe) {
+        tile_pipe(cg, m, i0, j0, p, kc0, kcn, rows, nrows, abase, aks, apt);
+        return;
     }
-    for (int r = 0; r < rows; r++) {
-        LLVMValueRef ae;
-        if (m->apk) { // rows past M were packed as zeros, or are not read in place
-            LLVMValueRef rr = nn_cg_i64(cg, r);
-            if (m->apk_pk && nrows && r > 0)
-                rr = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, rr, nrows, ""), rr,
-                                     nn_cg_i64(cg, 0), "");
-            LLVMValueRef off = add(cg, mulv(cg, krel, aks), rr);
-            ae = nn_cg_load(cg, m->dt, apt, add(cg, abase, off), 1, NULL);
-        } else {
-            ae = a_elem(cg, m, tile_row(cg, i0, r, nrows), k.iv);
-        }
-        LLVMValueRef s = nn_cg_splat(cg, ae, m->vw);
-        for (int v = 0; v < 2; v++) {
-            LLVMValueRef args[3] = {s, bv[v], LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "")};
-            LLVMValueRef f = nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3);
-            LLVMBuildStore(cg->b, f, m->acc[r][v]);
-        }
-    }
-    k.unroll = true;
-    nn_cg_loop_end(cg, &k);
+    k_steps(cg, m, i0, p, kc0, kc0, add(cg, kc0, kcn), rows, nrows, abase, aks, apt);
 
     if (m->kblocks == 1) {
         tile_store(cg, m, i0, j0, rows, true, nrows);
@@ -548,6 +682,29 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
         kblocksv = LLVMBuildSDiv(cg->b, add(cg, m->kv, nn_cg_i64(cg, kc - 1)), kcv, "");
         m->kblocks = 2;
     }
+    // An update's epilogue runs under the next tile's FMAs (tile_pipe), a
+    // vector before each chunk of K; NN_MM_PIPE=0 runs it after each tile's
+    // K loop instead, NN_MM_PIPE=2|4|8 sends that many vectors per chunk
+    // (for experiments).
+    m->pipe = 0;
+    if (m->epi && m->epi->more && m->kblocks == 1) {
+        const char *pv = getenv("NN_MM_PIPE");
+        int n = pv && *pv ? atoi(pv) : MM_PIPE;
+        m->pipe = n == 1 || n == 2 || n == 4 || n == 8 ? n : n == 0 ? 0 : MM_PIPE;
+        const char *pk = getenv("NN_MM_PIPE_K");
+        n = pk && *pk ? atoi(pk) : MM_PIPE_K;
+        m->pipe_k = n >= 0 && n <= 32 ? n : MM_PIPE_K;
+        const char *pf = getenv("NN_MM_PIPE_PF");
+        m->pipe_pf = !(pf && *pf == '0');
+    }
+    if (m->pipe) {
+        m->pend_i0 = nn_cg_alloca(cg, cg->t_i64);
+        m->pend_j0 = nn_cg_alloca(cg, cg->t_i64);
+        m->pend_nv = nn_cg_alloca(cg, cg->t_i64);
+        LLVMBuildStore(cg->b, nn_cg_i64(cg, 0), m->pend_i0);
+        LLVMBuildStore(cg->b, nn_cg_i64(cg, 0), m->pend_j0);
+        LLVMBuildStore(cg->b, nn_cg_i64(cg, 0), m->pend_nv);
+    }
     int64_t mc = MM_MC / MM_MR; // tiles per L2 block
     // A transposed op(A) is packed one block of tiles at a time, on the
     // stack (pack_a). Measured, 1 thread, thread CPU time (load 2.5-4.5):
@@ -639,6 +796,8 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     nn_cg_loop_end(cg, &p);
     nn_cg_loop_end(cg, &mb);
     nn_cg_loop_end(cg, &kb);
+    if (m->pipe)
+        pipe_flush(cg, m);
     nn_cg_kernel_end(cg);
 }
 

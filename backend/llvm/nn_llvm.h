@@ -333,6 +333,11 @@ LLVMValueRef nn_expr_eval(NnCg *cg, NnExpr *e, int w, int vdim, LLVMValueRef mas
 // outputs. Returns e's value.
 LLVMValueRef nn_expr_epilogue(NnCg *cg, NnExpr *e, LLVMValueRef *idx, int w, LLVMValueRef mask,
                               LLVMValueRef acc, NnDType out_dt, LLVMValueRef out, LLVMValueRef off);
+// Prefetches into L1 what a product's update epilogue (e->more) will read
+// and write at point idx (element offset off): each member's output and
+// every operand of the output's shape (not broadcast scalars). No-op
+// without e->more.
+void nn_expr_prefetch(NnCg *cg, NnExpr *e, LLVMValueRef *idx, LLVMValueRef off);
 // Whether every leaf has stride 0 or 1 along dim (so w > 1 works there).
 bool nn_expr_vectorizable(const NnExpr *e, int dim);
 // out[...] = e over its iteration space (== out shape), threaded and vectorized.
