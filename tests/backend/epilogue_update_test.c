@@ -23,23 +23,37 @@
 #define NEED_LLVM() (void)0
 #endif
 
-// Trains script (a temp file) with env var `env` set to 1 (or none), 2
-// threads, the given extra options; returns the checkpoint's path (malloc'd)
-// and, in *out, nnc's output.
+// Trains script (a temp file) under env: NULL, one variable set to 1
+// ("NN_JIT_NOEPI"), or space-separated NAME=VALUE settings; 2 threads, the
+// given extra options. Returns the checkpoint's path (malloc'd) and, in
+// *out, nnc's output.
 static char *train(const char *script, const char *env, const char *opts, const char *tag,
                    char **out)
 {
+    static int serial;
     char *ckpt = NULL;
-    cr_assert(asprintf(&ckpt, "/tmp/nnc_epi_%d_%s_%s.safetensors", (int)getpid(), tag,
-                       env ? env : "fused") > 0);
-    if (env)
-        setenv(env, "1", 1);
+    cr_assert(asprintf(&ckpt, "/tmp/nnc_epi_%d_%s_%d.safetensors", (int)getpid(), tag,
+                       serial++) > 0);
+    char names[8][64];
+    int nset = 0;
+    if (env) {
+        char buf[512];
+        snprintf(buf, sizeof buf, "%s", env);
+        for (char *save, *t = strtok_r(buf, " ", &save); t && nset < 8;
+             t = strtok_r(NULL, " ", &save)) {
+            char *eq = strchr(t, '=');
+            if (eq)
+                *eq = 0;
+            snprintf(names[nset++], sizeof names[0], "%s", t);
+            setenv(t, eq ? eq + 1 : "1", 1);
+        }
+    }
     setenv("NN_JIT_PROFILE", "1", 1);
     int rc = tu_nnc_run(out, "train %s --backend jit --threads 2 -q --set save=%s %s", script,
                         ckpt, opts);
     unsetenv("NN_JIT_PROFILE");
-    if (env)
-        unsetenv(env);
+    for (int i = 0; i < nset; i++)
+        unsetenv(names[i]);
     cr_assert_eq(rc, 0, "%s", *out);
     return ckpt;
 }
@@ -196,4 +210,96 @@ Test(epilogue_update, gru_clipped_adam_is_bit_identical, .timeout = 120)
 {
     NEED_LLVM();
     agree(gru, "", "gru", 0);
+}
+
+// The update's epilogue under the next tile's FMAs (tile_pipe in
+// lower_matmul.c: a tile parked while the next one's K loop runs, a few
+// of its vectors finished every few K steps, the rest after the loop when
+// K is short, the kernel's last tile after all): the same bits as the
+// epilogue run at once (NN_MM_PIPE=0), as other chunkings (one vector per
+// 3 K steps: a K remainder every time; 8 vectors per step), without the
+// prefetch, and as the update apart (NN_JIT_NOEPI). 100 -> 70 -> 3: 100
+// rows leave a short last tile (4 of 8 rows), 70 columns a masked third
+// panel, 2 threads split the panels; batch 37 is a run-time K that leaves
+// most vectors for after the loop, 300 one that interleaves them all.
+static const char wide[] = "import std\n"
+                           "data d {\n"
+                           "    x     = uniform([600, 100], -1, 1)\n"
+                           "    label = i32(uniform([600], 0, 2.999))\n"
+                           "}\n"
+                           "model net(x: f32[N, 100]) -> f32[N, 3] {\n"
+                           "    h = x |> dense(70) |> relu\n"
+                           "    return dense(h, 3)\n"
+                           "}\n"
+                           "train net on d {\n"
+                           "    loss      = cross_entropy(output, label)\n"
+                           "    optimizer = %s\n"
+                           "    batch     = 37\n"
+                           "    epochs    = 2\n"
+                           "    seed      = 11\n"
+                           "}\n";
+
+static const char *const schedules[] = {
+    "NN_MM_PIPE=0",
+    "NN_MM_PIPE=1 NN_MM_PIPE_K=3",
+    "NN_MM_PIPE=8 NN_MM_PIPE_K=1",
+    "NN_MM_PIPE_PF=0",
+    "NN_JIT_NOEPI",
+};
+
+static void schedules_agree(const char *text, const char *opts, const char *tag)
+{
+    char *path = tu_write_temp(".nn", text);
+    char *o0;
+    char *c0 = train(path, NULL, opts, tag, &o0);
+    cr_expect(strstr(o0, "mm_update"), "%s: no update in a product's epilogue:\n%s", tag, o0);
+    for (size_t i = 0; i < sizeof schedules / sizeof *schedules; i++) {
+        char *o1, *c1 = train(path, schedules[i], opts, tag, &o1);
+        char what[128];
+        snprintf(what, sizeof what, "%s: default vs %s", tag, schedules[i]);
+        cr_expect_gt(same_vars(c0, c1, what), 0);
+        unlink(c1), free(c1), free(o1);
+    }
+    unlink(c0), unlink(path);
+    free(c0), free(o0), free(path);
+}
+
+Test(epilogue_update, pipelined_schedules_are_bit_identical, .timeout = 240)
+{
+    NEED_LLVM();
+    char *s = NULL;
+    cr_assert(asprintf(&s, wide, "adam(lr = 1e-2, weight_decay = 1e-3)") > 0);
+    schedules_agree(s, "", "pipe_adam");
+    schedules_agree(s, "--set batch=300", "pipe_adam300");
+    free(s);
+    cr_assert(asprintf(&s, wide, "sgd(lr = 0.05, momentum = 0.9)") > 0);
+    schedules_agree(s, "", "pipe_sgd");
+    free(s);
+}
+
+// The same in f64: 8 lanes a vector, panels of 16 columns (70: a masked
+// fifth panel); only the products and the update are f64.
+static const char wide64[] = "import std\n"
+                             "data d {\n"
+                             "    x     = uniform([300, 100], -1, 1)\n"
+                             "    label = i32(uniform([300], 0, 2.999))\n"
+                             "}\n"
+                             "model net(x: f32[N, 100]) -> f32[N, 3] {\n"
+                             "    param w1: f64[100, 70] = glorot_uniform()\n"
+                             "    param w2: f64[70, 3] = glorot_uniform()\n"
+                             "    h = relu(f64(x) @ w1)\n"
+                             "    return f32(h @ w2)\n"
+                             "}\n"
+                             "train net on d {\n"
+                             "    loss      = cross_entropy(output, label)\n"
+                             "    optimizer = sgd(lr = 0.05, momentum = 0.9, weight_decay = 1e-3)\n"
+                             "    batch     = 45\n"
+                             "    epochs    = 2\n"
+                             "    seed      = 13\n"
+                             "}\n";
+
+Test(epilogue_update, pipelined_f64_is_bit_identical, .timeout = 120)
+{
+    NEED_LLVM();
+    schedules_agree(wide64, "", "pipe_f64");
 }
