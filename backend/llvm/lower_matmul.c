@@ -18,7 +18,7 @@
 // thread, but made the MLP step's compile 15-20% slower (the 150 ms target).
 #define MM_MR 8
 #define MM_KC 1024  // K block
-#define MM_PIPE 2   // vectors of an update's epilogue per MM_PIPE_K steps of K (tile_pipe)
+#define MM_PIPE 2   // vectors of an update's epilogue per MM_PIPE_K steps of K (pipe_begin)
 #define MM_PIPE_K 16
 #define MM_KCA 256  // K block of a packed op(A) whose K is past MM_APK_BYTES (pack_a)
 #define MM_MC 128   // rows per L2 block of A (packed on the stack when ta)
@@ -59,9 +59,9 @@ typedef struct Mm {
     LLVMValueRef apk, apk_row0, apk_ld, apk_pk;
     LLVMValueRef acc[MM_MR][2];
     LLVMValueRef tbuf;    // stack copy of a tile for the epilogue loop
-    // Pipelined update epilogue (tile_pipe): vectors per K chunk (0: the
-    // epilogue runs at once), and the parked tile's i0, j0 and vectors left
-    // (0: none parked).
+    // Pipelined update epilogue (pipe_begin): vectors per chunk of pipe_k
+    // steps of K (0: the epilogue runs at once), and the parked tile's i0,
+    // j0 and vectors (0: none parked).
     int pipe, pipe_k;
     bool pipe_pf; // and prefetches the next tile's operands (pend_vec)
     LLVMValueRef pend_i0, pend_j0, pend_nv;
@@ -315,53 +315,6 @@ static LLVMValueRef tile_row(NnCg *cg, LLVMValueRef i0, int r, LLVMValueRef nrow
                            i, i0, "");
 }
 
-// The tile's FMAs at step k of the K block from kc0 (abase, aks, apt: where
-// its packed rows are, see tile).
-static void k_step(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef kc0,
-                   LLVMValueRef k, int rows, LLVMValueRef nrows, LLVMValueRef abase,
-                   LLVMValueRef aks, LLVMValueRef apt)
-{
-    LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
-    LLVMValueRef boff = mul(cg, add(cg, mulv(cg, p, m->kv), k), m->nr);
-    LLVMValueRef krel = m->apk ? LLVMBuildSub(cg->b, k, kc0, "") : NULL;
-    LLVMValueRef bv[2];
-    for (int v = 0; v < 2; v++) {
-        bv[v] = nn_cg_load(cg, m->dt, m->bp, add(cg, boff, nn_cg_i64(cg, v * m->vw)), m->vw, NULL);
-        LLVMSetAlignment(bv[v], 64);
-    }
-    for (int r = 0; r < rows; r++) {
-        LLVMValueRef ae;
-        if (m->apk) { // rows past M were packed as zeros, or are not read in place
-            LLVMValueRef rr = nn_cg_i64(cg, r);
-            if (m->apk_pk && nrows && r > 0)
-                rr = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, rr, nrows, ""), rr,
-                                     nn_cg_i64(cg, 0), "");
-            LLVMValueRef off = add(cg, mulv(cg, krel, aks), rr);
-            ae = nn_cg_load(cg, m->dt, apt, add(cg, abase, off), 1, NULL);
-        } else {
-            ae = a_elem(cg, m, tile_row(cg, i0, r, nrows), k);
-        }
-        LLVMValueRef s = nn_cg_splat(cg, ae, m->vw);
-        for (int v = 0; v < 2; v++) {
-            LLVMValueRef args[3] = {s, bv[v], LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "")};
-            LLVMValueRef f = nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3);
-            LLVMBuildStore(cg->b, f, m->acc[r][v]);
-        }
-    }
-}
-
-// The same over k in [lo, hi).
-static void k_steps(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef kc0,
-                    LLVMValueRef lo, LLVMValueRef hi, int rows, LLVMValueRef nrows,
-                    LLVMValueRef abase, LLVMValueRef aks, LLVMValueRef apt)
-{
-    NnLoop k;
-    nn_cg_loop_begin(cg, &k, lo, hi, 1);
-    k_step(cg, m, i0, p, kc0, k.iv, rows, nrows, abase, aks, apt);
-    k.unroll = true;
-    nn_cg_loop_end(cg, &k);
-}
-
 // The previous tile's vector q through the epilogue when q < pnv (the
 // vectors parked), and what the same vector of this tile (i0, j0) will read
 // and write prefetched: a tile's K loop later, when its turn comes, its rows
@@ -391,44 +344,63 @@ static void pend_vec(NnCg *cg, Mm *m, LLVMValueRef q, LLVMValueRef pnv, LLVMValu
     LLVMPositionBuilderAtEnd(cg->b, db);
 }
 
-// The update's epilogue under the FMAs: the K loop runs unrolled by
-// m->pipe_k steps, and in each of its first iterations the previous tile,
-// parked in tbuf, sends its next m->pipe vectors through the epilogue; the
-// rest (K under 2 * MM_MR * pipe_k / pipe) follow the loop; this tile is
-// parked in turn, and the kernel's last one is finished after the loops
-// (pipe_flush). Each vector goes through the same nn_expr_epilogue as at
-// once, so the results are the same bits; only the order of independent
-// elements changes. The divisions and square roots of a whole tile at once
-// (~350 divider cycles) were more than the out-of-order window could
-// overlap with the next tile's FMAs; a vector's few dozen instructions
-// among a few steps' FMAs fit in it.
-static void tile_pipe(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, LLVMValueRef p,
-                      LLVMValueRef kc0, LLVMValueRef kcn, int rows, LLVMValueRef nrows,
-                      LLVMValueRef abase, LLVMValueRef aks, LLVMValueRef apt)
+// The update's epilogue under the FMAs (pipe_begin): the tile's K loop runs
+// in chunks of m->pipe_k steps, and before each of the first chunks the
+// previous tile, parked in tbuf, sends its next m->pipe vectors through the
+// epilogue; those left (K under 2 * MM_MR * pipe_k / pipe) follow the loop;
+// this tile is parked in turn, and the kernel's last one is finished after
+// the loops (pipe_flush). Each vector goes through the same
+// nn_expr_epilogue as at once, so the results are the same bits; only the
+// order of independent elements changes. A whole tile's divisions and
+// square roots at once (~350 divider cycles) were more than the
+// out-of-order window could overlap with the next tile's FMAs; two vectors'
+// few dozen instructions among 16 steps' FMAs fit in it.
+typedef struct Pipe {
+    NnLoop c; // over the chunks
+    LLVMValueRef nit, pi0, pj0, pnv, mk0, mk1;
+} Pipe;
+
+// Opens the chunk loop and finishes the parked vectors due before this
+// chunk; [*lo, *hi): the chunk's k.
+static void pipe_begin(NnCg *cg, Mm *m, Pipe *pp, LLVMValueRef i0, LLVMValueRef j0,
+                       LLVMValueRef kc0, LLVMValueRef kcn, LLVMValueRef nrows, LLVMValueRef *lo,
+                       LLVMValueRef *hi)
+{
+    int u = m->pipe_k;
+    LLVMValueRef uv = nn_cg_i64(cg, u);
+    pp->nit = LLVMBuildSDiv(cg->b, kcn, uv, ""); // chunks that finish vectors
+    LLVMValueRef nch = LLVMBuildSDiv(cg->b, add(cg, kcn, nn_cg_i64(cg, u - 1)), uv, "");
+    pp->pi0 = LLVMBuildLoad2(cg->b, cg->t_i64, m->pend_i0, "");
+    pp->pj0 = LLVMBuildLoad2(cg->b, cg->t_i64, m->pend_j0, "");
+    pp->pnv = LLVMBuildLoad2(cg->b, cg->t_i64, m->pend_nv, "");
+    pp->mk0 = col_mask(cg, m, pp->pj0);
+    pp->mk1 = col_mask(cg, m, add(cg, pp->pj0, nn_cg_i64(cg, m->vw)));
+    nn_cg_loop_begin(cg, &pp->c, nn_cg_i64(cg, 0), nch, 1);
+    // The last chunk, short when u does not divide K, finishes none (q
+    // starts at nit * pipe there, past what pend_vec takes).
+    NnLoop x; // a loop, not m->pipe copies of the epilogue (compile time)
+    LLVMValueRef q0 = mul(cg, pp->c.iv, m->pipe);
+    LLVMValueRef q1 = add(cg, q0, nn_cg_i64(cg, m->pipe));
+    LLVMValueRef full = LLVMBuildICmp(cg->b, LLVMIntSLT, pp->c.iv, pp->nit, "");
+    nn_cg_loop_begin(cg, &x, q0, LLVMBuildSelect(cg->b, full, q1, q0, ""), 1);
+    pend_vec(cg, m, x.iv, pp->pnv, pp->pi0, pp->pj0, pp->mk0, pp->mk1, i0, j0, nrows);
+    nn_cg_loop_end(cg, &x);
+    *lo = add(cg, kc0, mul(cg, pp->c.iv, u));
+    LLVMValueRef kend = add(cg, kc0, kcn);
+    LLVMValueRef h = add(cg, *lo, uv);
+    *hi = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, h, kend, ""), h, kend, "");
+}
+
+// Closes the chunk loop, finishes the parked vectors still left, and parks
+// this tile.
+static void pipe_end(NnCg *cg, Mm *m, Pipe *pp, LLVMValueRef i0, LLVMValueRef j0, int rows,
+                     LLVMValueRef nrows)
 {
     LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
-    int u = m->pipe_k;
-    LLVMValueRef nit = u ? LLVMBuildSDiv(cg->b, kcn, nn_cg_i64(cg, u), "") : nn_cg_i64(cg, 0);
-    LLVMValueRef kend = add(cg, kc0, kcn);
-    LLVMValueRef pi0 = LLVMBuildLoad2(cg->b, cg->t_i64, m->pend_i0, "");
-    LLVMValueRef pj0 = LLVMBuildLoad2(cg->b, cg->t_i64, m->pend_j0, "");
-    LLVMValueRef pnv = LLVMBuildLoad2(cg->b, cg->t_i64, m->pend_nv, "");
-    LLVMValueRef mk0 = col_mask(cg, m, pj0);
-    LLVMValueRef mk1 = col_mask(cg, m, add(cg, pj0, nn_cg_i64(cg, m->vw)));
-    NnLoop c;
-    nn_cg_loop_begin(cg, &c, nn_cg_i64(cg, 0), nit, 1);
-    for (int x = 0; u && x < m->pipe; x++)
-        pend_vec(cg, m, add(cg, mul(cg, c.iv, m->pipe), nn_cg_i64(cg, x)), pnv, pi0, pj0, mk0,
-                 mk1, i0, j0, nrows);
-    LLVMValueRef k0 = add(cg, kc0, mul(cg, c.iv, u));
-    for (int x = 0; x < u; x++)
-        k_step(cg, m, i0, p, kc0, add(cg, k0, nn_cg_i64(cg, x)), rows, nrows, abase, aks, apt);
-    nn_cg_loop_end(cg, &c);
-    k_steps(cg, m, i0, p, kc0, add(cg, kc0, mul(cg, nit, u)), kend, rows, nrows, abase, aks,
-            apt);
+    nn_cg_loop_end(cg, &pp->c);
     NnLoop l; // vectors left when K is short
-    nn_cg_loop_begin(cg, &l, mul(cg, nit, m->pipe), pnv, 1);
-    epi_vec(cg, m, pi0, pj0, l.iv, mk0, mk1);
+    nn_cg_loop_begin(cg, &l, mul(cg, pp->nit, m->pipe), pp->pnv, 1);
+    epi_vec(cg, m, pp->pi0, pp->pj0, l.iv, pp->mk0, pp->mk1);
     nn_cg_loop_end(cg, &l);
     for (int q = 0; q < 2 * rows; q++) {
         LLVMValueRef qi = nn_cg_i64(cg, q);
@@ -443,7 +415,7 @@ static void tile_pipe(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, LLVMVal
                    m->pend_nv);
 }
 
-// The last tile parked by tile_pipe, through the epilogue.
+// The last tile parked by pipe_end, through the epilogue.
 static void pipe_flush(NnCg *cg, Mm *m)
 {
     LLVMValueRef pi0 = LLVMBuildLoad2(cg->b, cg->t_i64, m->pend_i0, "");
@@ -501,11 +473,44 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
             apt = LLVMBuildSelect(cg->b, m->apk_pk, m->apk, m->a, "");
         }
     }
+    LLVMValueRef klo = kc0, khi = add(cg, kc0, kcn);
+    Pipe pp;
+    if (m->pipe)
+        pipe_begin(cg, m, &pp, i0, j0, kc0, kcn, nrows, &klo, &khi);
+    NnLoop k;
+    nn_cg_loop_begin(cg, &k, klo, khi, 1);
+    LLVMValueRef boff = mul(cg, add(cg, mulv(cg, p, m->kv), k.iv), m->nr);
+    LLVMValueRef krel = m->apk ? LLVMBuildSub(cg->b, k.iv, kc0, "") : NULL;
+    LLVMValueRef bv[2];
+    for (int v = 0; v < 2; v++) {
+        bv[v] = nn_cg_load(cg, m->dt, m->bp, add(cg, boff, nn_cg_i64(cg, v * m->vw)), m->vw, NULL);
+        LLVMSetAlignment(bv[v], 64);
+    }
+    for (int r = 0; r < rows; r++) {
+        LLVMValueRef ae;
+        if (m->apk) { // rows past M were packed as zeros, or are not read in place
+            LLVMValueRef rr = nn_cg_i64(cg, r);
+            if (m->apk_pk && nrows && r > 0)
+                rr = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, rr, nrows, ""), rr,
+                                     nn_cg_i64(cg, 0), "");
+            LLVMValueRef off = add(cg, mulv(cg, krel, aks), rr);
+            ae = nn_cg_load(cg, m->dt, apt, add(cg, abase, off), 1, NULL);
+        } else {
+            ae = a_elem(cg, m, tile_row(cg, i0, r, nrows), k.iv);
+        }
+        LLVMValueRef s = nn_cg_splat(cg, ae, m->vw);
+        for (int v = 0; v < 2; v++) {
+            LLVMValueRef args[3] = {s, bv[v], LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "")};
+            LLVMValueRef f = nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3);
+            LLVMBuildStore(cg->b, f, m->acc[r][v]);
+        }
+    }
+    k.unroll = true;
+    nn_cg_loop_end(cg, &k);
     if (m->pipe) {
-        tile_pipe(cg, m, i0, j0, p, kc0, kcn, rows, nrows, abase, aks, apt);
+        pipe_end(cg, m, &pp, i0, j0, rows, nrows);
         return;
     }
-    k_steps(cg, m, i0, p, kc0, kc0, add(cg, kc0, kcn), rows, nrows, abase, aks, apt);
 
     if (m->kblocks == 1) {
         tile_store(cg, m, i0, j0, rows, true, nrows);
@@ -682,7 +687,7 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
         kblocksv = LLVMBuildSDiv(cg->b, add(cg, m->kv, nn_cg_i64(cg, kc - 1)), kcv, "");
         m->kblocks = 2;
     }
-    // An update's epilogue runs under the next tile's FMAs (tile_pipe), a
+    // An update's epilogue runs under the next tile's FMAs (pipe_begin), a
     // vector before each chunk of K; NN_MM_PIPE=0 runs it after each tile's
     // K loop instead, NN_MM_PIPE=2|4|8 sends that many vectors per chunk
     // (for experiments).
@@ -693,7 +698,7 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
         m->pipe = n == 1 || n == 2 || n == 4 || n == 8 ? n : n == 0 ? 0 : MM_PIPE;
         const char *pk = getenv("NN_MM_PIPE_K");
         n = pk && *pk ? atoi(pk) : MM_PIPE_K;
-        m->pipe_k = n >= 0 && n <= 32 ? n : MM_PIPE_K;
+        m->pipe_k = n >= 1 && n <= 1024 ? n : MM_PIPE_K;
         const char *pf = getenv("NN_MM_PIPE_PF");
         m->pipe_pf = !(pf && *pf == '0');
     }
