@@ -357,7 +357,7 @@ static void pend_vec(NnCg *cg, Mm *m, LLVMValueRef q, LLVMValueRef pnv, LLVMValu
 // few dozen instructions among 16 steps' FMAs fit in it.
 typedef struct Pipe {
     NnLoop c; // over the chunks
-    LLVMValueRef nit, pi0, pj0, pnv, mk0, mk1;
+    LLVMValueRef nch, pi0, pj0, pnv, mk0, mk1;
 } Pipe;
 
 // Opens the chunk loop and finishes the parked vectors due before this
@@ -368,27 +368,26 @@ static void pipe_begin(NnCg *cg, Mm *m, Pipe *pp, LLVMValueRef i0, LLVMValueRef 
 {
     int u = m->pipe_k;
     LLVMValueRef uv = nn_cg_i64(cg, u);
-    pp->nit = LLVMBuildSDiv(cg->b, kcn, uv, ""); // chunks that finish vectors
+    // As many chunks as finish a whole tile (2 * MM_MR / pipe), or fewer
+    // when K is short; the last one runs to the end of K in one loop.
     LLVMValueRef nch = LLVMBuildSDiv(cg->b, add(cg, kcn, nn_cg_i64(cg, u - 1)), uv, "");
+    LLVMValueRef most = nn_cg_i64(cg, 2 * MM_MR / m->pipe);
+    nch = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, nch, most, ""), nch, most, "");
+    pp->nch = nch;
     pp->pi0 = LLVMBuildLoad2(cg->b, cg->t_i64, m->pend_i0, "");
     pp->pj0 = LLVMBuildLoad2(cg->b, cg->t_i64, m->pend_j0, "");
     pp->pnv = LLVMBuildLoad2(cg->b, cg->t_i64, m->pend_nv, "");
     pp->mk0 = col_mask(cg, m, pp->pj0);
     pp->mk1 = col_mask(cg, m, add(cg, pp->pj0, nn_cg_i64(cg, m->vw)));
     nn_cg_loop_begin(cg, &pp->c, nn_cg_i64(cg, 0), nch, 1);
-    // The last chunk, short when u does not divide K, finishes none (q
-    // starts at nit * pipe there, past what pend_vec takes).
     NnLoop x; // a loop, not m->pipe copies of the epilogue (compile time)
     LLVMValueRef q0 = mul(cg, pp->c.iv, m->pipe);
-    LLVMValueRef q1 = add(cg, q0, nn_cg_i64(cg, m->pipe));
-    LLVMValueRef full = LLVMBuildICmp(cg->b, LLVMIntSLT, pp->c.iv, pp->nit, "");
-    nn_cg_loop_begin(cg, &x, q0, LLVMBuildSelect(cg->b, full, q1, q0, ""), 1);
+    nn_cg_loop_begin(cg, &x, q0, add(cg, q0, nn_cg_i64(cg, m->pipe)), 1);
     pend_vec(cg, m, x.iv, pp->pnv, pp->pi0, pp->pj0, pp->mk0, pp->mk1, i0, j0, nrows);
     nn_cg_loop_end(cg, &x);
     *lo = add(cg, kc0, mul(cg, pp->c.iv, u));
-    LLVMValueRef kend = add(cg, kc0, kcn);
-    LLVMValueRef h = add(cg, *lo, uv);
-    *hi = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, h, kend, ""), h, kend, "");
+    LLVMValueRef last = LLVMBuildICmp(cg->b, LLVMIntEQ, add(cg, pp->c.iv, nn_cg_i64(cg, 1)), nch, "");
+    *hi = LLVMBuildSelect(cg->b, last, add(cg, kc0, kcn), add(cg, *lo, uv), "");
 }
 
 // Closes the chunk loop, finishes the parked vectors still left, and parks
@@ -399,7 +398,7 @@ static void pipe_end(NnCg *cg, Mm *m, Pipe *pp, LLVMValueRef i0, LLVMValueRef j0
     LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
     nn_cg_loop_end(cg, &pp->c);
     NnLoop l; // vectors left when K is short
-    nn_cg_loop_begin(cg, &l, mul(cg, pp->nit, m->pipe), pp->pnv, 1);
+    nn_cg_loop_begin(cg, &l, mul(cg, pp->nch, m->pipe), pp->pnv, 1);
     epi_vec(cg, m, pp->pi0, pp->pj0, l.iv, pp->mk0, pp->mk1);
     nn_cg_loop_end(cg, &l);
     for (int q = 0; q < 2 * rows; q++) {
