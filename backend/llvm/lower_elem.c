@@ -274,10 +274,13 @@ LLVMValueRef nn_expr_eval(NnCg *cg, NnExpr *e, int w, int vdim, LLVMValueRef mas
     return eval(cg, e, e->root, &c);
 }
 
+// Asks for base[off]'s cache line (llvm.prefetch into L1, with write intent
+// when `write`). Never faults, so off may run past the buffer (a masked
+// panel's second vector): a plain GEP, not inbounds.
 static void prefetch(NnCg *cg, NnDType dt, LLVMValueRef base, LLVMValueRef off, bool write)
 {
-    LLVMValueRef args[4] = {nn_cg_gep(cg, dt, base, off), nn_cg_i32(cg, write), nn_cg_i32(cg, 3),
-                            nn_cg_i32(cg, 1)};
+    LLVMValueRef p = LLVMBuildGEP2(cg->b, nn_cg_type(cg, dt), base, &off, 1, "");
+    LLVMValueRef args[4] = {p, nn_cg_i32(cg, write), nn_cg_i32(cg, 3), nn_cg_i32(cg, 1)};
     nn_cg_intrinsic(cg, "llvm.prefetch", &cg->t_ptr, 1, args, 4);
 }
 

@@ -344,8 +344,8 @@ static void pend_vec(NnCg *cg, Mm *m, LLVMValueRef q, LLVMValueRef pnv, LLVMValu
     LLVMPositionBuilderAtEnd(cg->b, db);
 }
 
-// The update's epilogue under the FMAs (pipe_begin): the tile's K loop runs
-// in chunks of m->pipe_k steps, and before each of the first chunks the
+// The update's epilogue under the FMAs: the tile's K loop runs in chunks of
+// m->pipe_k steps, the last one to the end of K, and before each chunk the
 // previous tile, parked in tbuf, sends its next m->pipe vectors through the
 // epilogue; those left (K under 2 * MM_MR * pipe_k / pipe) follow the loop;
 // this tile is parked in turn, and the kernel's last one is finished after
@@ -354,7 +354,8 @@ static void pend_vec(NnCg *cg, Mm *m, LLVMValueRef q, LLVMValueRef pnv, LLVMValu
 // order of independent elements changes. A whole tile's divisions and
 // square roots at once (~350 divider cycles) were more than the
 // out-of-order window could overlap with the next tile's FMAs; two vectors'
-// few dozen instructions among 16 steps' FMAs fit in it.
+// few dozen instructions among 16 steps' FMAs fit in it (docs/threads.md,
+// session 9).
 typedef struct Pipe {
     NnLoop c; // over the chunks
     LLVMValueRef nch, pi0, pj0, pnv, mk0, mk1;
@@ -386,7 +387,8 @@ static void pipe_begin(NnCg *cg, Mm *m, Pipe *pp, LLVMValueRef i0, LLVMValueRef 
     pend_vec(cg, m, x.iv, pp->pnv, pp->pi0, pp->pj0, pp->mk0, pp->mk1, i0, j0, nrows);
     nn_cg_loop_end(cg, &x);
     *lo = add(cg, kc0, mul(cg, pp->c.iv, u));
-    LLVMValueRef last = LLVMBuildICmp(cg->b, LLVMIntEQ, add(cg, pp->c.iv, nn_cg_i64(cg, 1)), nch, "");
+    LLVMValueRef last =
+        LLVMBuildICmp(cg->b, LLVMIntEQ, add(cg, pp->c.iv, nn_cg_i64(cg, 1)), nch, "");
     *hi = LLVMBuildSelect(cg->b, last, add(cg, kc0, kcn), add(cg, *lo, uv), "");
 }
 
@@ -686,10 +688,11 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
         kblocksv = LLVMBuildSDiv(cg->b, add(cg, m->kv, nn_cg_i64(cg, kc - 1)), kcv, "");
         m->kblocks = 2;
     }
-    // An update's epilogue runs under the next tile's FMAs (pipe_begin), a
-    // vector before each chunk of K; NN_MM_PIPE=0 runs it after each tile's
-    // K loop instead, NN_MM_PIPE=2|4|8 sends that many vectors per chunk
-    // (for experiments).
+    // An update's epilogue runs under the next tile's FMAs (pipe_begin),
+    // MM_PIPE vectors before each chunk of MM_PIPE_K steps of K. For
+    // experiments: NN_MM_PIPE=0 runs it after each tile's K loop instead,
+    // NN_MM_PIPE=1|2|4|8 and NN_MM_PIPE_K=N set the chunking,
+    // NN_MM_PIPE_PF=0 drops the prefetch.
     m->pipe = 0;
     if (m->epi && m->epi->more && m->kblocks == 1) {
         const char *pv = getenv("NN_MM_PIPE");

@@ -5,8 +5,11 @@
 // update in kernels of its own (NN_JIT_NOEPI=1) and as one kernel per fused
 // node (NN_JIT_NOMULTI=1), on 2 threads, for an MLP under Adam (widths that
 // leave masked panel edges, batches that leave short tiles, and a batch of
-// 300 rows, a K longer than the old 256-row blocks), momentum SGD, a small CNN and a GRU; and the fused kernels are
-// really there (NN_JIT_PROFILE lists fewer kernels).
+// 300 rows, a K longer than the old 256-row blocks), momentum SGD, a small
+// CNN and a GRU; and the fused kernels are really there (NN_JIT_PROFILE
+// lists fewer kernels). The epilogue finished under the next tile's FMAs
+// (session 9) gives the same bits as the one run at once and as other
+// chunkings of it, in f32 and f64.
 #define _GNU_SOURCE // asprintf
 #include <criterion/criterion.h>
 #include <stdio.h>
