@@ -65,6 +65,7 @@ struct NnExec {
     bool lanes;       // cut for lanes (ir/shard.c)
     int last_lanes;   // lanes of the latest run
     int last_dispatches, last_splits; // pool dispatches and split kernels of it
+    int last_in_place;                // updates it wrote in place
     char lanes_why[160]; // why not, when false
     JMod *mods;       // modules with a run-time batch, kept until free
 };
@@ -263,6 +264,8 @@ static void run_profiled(NnExec *x, JMod *b)
     b->runs++;
     for (int k = 0; k < b->desc->nkernels; k++) {
         const NnrtStepKernel *kn = &b->desc->kernels[k];
+        if (k == b->run.ip_first && nnrt_step_check(&b->run) != NN_OK)
+            return; // before an update in place (runtime/step.c): the caller reports it
         double t0 = now_ms();
         if (kn->par && b->run.batch >= kn->par_rows)
             nnrt_pool_run(x->base.pool, kn->fn, b->run.bufs);
@@ -295,6 +298,7 @@ static NnStatus jit_run(NnExec *x, NnVars *vars, NnTensor *const *inputs, NnTens
         x->last_lanes = b->run.lanes;
         x->last_dispatches = b->run.dispatches;
         x->last_splits = b->run.splits;
+        x->last_in_place = b->run.in_place;
     }
     if (st != NN_OK)
         return st;
@@ -409,6 +413,8 @@ int nn_llvm_dispatches(const NnExec *x, int *splits)
         *splits = x ? x->last_splits : 0;
     return x ? x->last_dispatches : 0;
 }
+
+int nn_llvm_in_place(const NnExec *x) { return x ? x->last_in_place : 0; }
 
 bool nn_llvm_runtime_batch(const NnExec *x) { return x && x->rt_sym >= 0; }
 
