@@ -39,6 +39,31 @@ static bool is_var(const NnNode *x, const char *name)
     return (x->op == NN_OP_PARAM || x->op == NN_OP_STATE) && strcmp(x->attr.name, name) == 0;
 }
 
+// Whether product node i (an M-form FUSED node) reads variable v only in its
+// epilogue, at the element it computes: never as an operand of its
+// contraction, and v of its output's shape.
+static bool epilogue_reads(const NnGraph *g, NnId i, const NnNode *v)
+{
+    const NnNode *n = &g->nodes[i];
+    const NnGraph *b = n->attr.body;
+    if (n->op != NN_OP_FUSED || nn_fuse_form(b) != NN_FUSE_MATMUL ||
+        !nn_shape_eq(&v->shape, &n->shape))
+        return false;
+    for (NnId c = 0; c < b->count; c++) {
+        if (nn_op_has(b->nodes[c].op, NN_OPF_ELEMWISE))
+            continue; // the epilogue: at the element computed
+        for (int j = 0; j < b->nodes[c].nin; j++) { // the contraction (or pooling)
+            NnId bid = b->nodes[c].in[j];
+            int k = 0;
+            for (NnId x = 0; x < bid; x++)
+                k += b->nodes[x].op == NN_OP_INPUT;
+            if (b->nodes[bid].op == NN_OP_INPUT && is_var(&g->nodes[n->in[k]], v->attr.name))
+                return false;
+        }
+    }
+    return true;
+}
+
 // NnrtStepUpdate.in_place of update k: 1 + the kernel computing its value u
 // when that kernel may compute it in the variable's own buffer, else 0. It
 // may when u reads the variable only at the element it writes (elementwise,
@@ -47,9 +72,11 @@ static bool is_var(const NnNode *x, const char *name)
 // a label check (the runtime checks before u's kernel runs, so a failing step
 // still leaves every variable as it was). Readers of the variable in u's
 // kernel other than u (members of its multi-output group) would see u's store
-// or not depending on the order the group's members run: not in place.
-// kof[i]: the kernel computing node i, or -1.
-static int in_place_kernel(const NnCg *cg, const int *kof, int k)
+// or not depending on the order the group's members run: not in place. The
+// one exception is the group's product, whose epilogue computes the gradient
+// (weight decay reading the weight at the same element) before any member
+// stores. kof[i]: the kernel computing node i, or -1; lead: nn_fuse_multi's.
+static int in_place_kernel(const NnCg *cg, const int *kof, const NnId *lead, int k)
 {
     const NnGraph *g = cg->g;
     NnId v = g->updates[k].var, u = g->updates[k].value;
@@ -65,7 +92,8 @@ static int in_place_kernel(const NnCg *cg, const int *kof, int k)
         const NnNode *n = &g->nodes[i];
         for (int j = 0; j < n->nin; j++) {
             const NnNode *x = &g->nodes[n->in[j]];
-            if (i == u || !is_var(x, vn->attr.name))
+            if (i == u || !is_var(x, vn->attr.name) ||
+                (lead[u] >= 0 && lead[i] == lead[u] && epilogue_reads(g, i, vn)))
                 continue;
             if (kof[i] < 0 || kof[i] >= ku)
                 return 0;
@@ -185,7 +213,7 @@ NnrtStep *nn_llvm_step_new(const NnCg *cg, const NnPlan *plan, const char *name)
     for (int k = 0; k < g->nupdates; k++)
         ups[k] = (NnrtStepUpdate){var_index(g, vars, d->nvars, g->updates[k].var),
                                   g->updates[k].value,
-                                  lead && kof ? in_place_kernel(cg, kof, k) : 0};
+                                  lead && kof ? in_place_kernel(cg, kof, lead, k) : 0};
     free(lead), free(kof);
     d->nchecks = cg->nerr;
     for (int k = 0; k < cg->nerr; k++)
