@@ -29,10 +29,30 @@
 
 // NN_JIT_PROFILE=1: kernels run one by one, timed; totals print at free.
 // min: the fastest run, what a kernel costs when it keeps its core (the
-// mean includes every preemption on a shared machine).
+// mean includes every preemption on a shared machine). The median and the
+// 90th and 99th percentiles of the first KPROF_RUNS runs tell a smooth
+// spread from a slow mode (a late worker, a preemption now and then).
+enum { KPROF_RUNS = 4096 };
 typedef struct KProf {
     double ms, min;
+    float t[KPROF_RUNS];
 } KProf;
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+// The q-quantile of p's recorded runs (sorted in place).
+static double kprof_quantile(KProf *p, int64_t runs, double q)
+{
+    int n = runs < KPROF_RUNS ? (int)runs : KPROF_RUNS;
+    if (n <= 0)
+        return 0;
+    qsort(p->t, (size_t)n, sizeof *p->t, cmp_float);
+    return p->t[(int)(q * (n - 1))];
+}
 
 // One compiled module: its code in the JIT and the step descriptor
 // (runtime/step.h) that runs it, the same kind of descriptor a built program
@@ -77,10 +97,13 @@ static void mod_free(NnExec *x, JMod *b)
     if (!b)
         return;
     for (int k = 0; b->prof && k < b->desc->nkernels; k++)
-        fprintf(stderr, "jit profile: %-28s %s %9.3f ms/run (min %.4f) par from %lld rows\n",
+        fprintf(stderr, "jit profile: %-28s %s %9.3f ms/run (min %.4f) par from %lld rows"
+                "  p50 %.4f p90 %.4f p99 %.4f\n",
                 b->desc->kernels[k].name, b->desc->kernels[k].par ? "par" : "ser",
                 b->prof[k].ms / (double)(b->runs ? b->runs : 1), b->prof[k].min,
-                (long long)b->desc->kernels[k].par_rows);
+                (long long)b->desc->kernels[k].par_rows, kprof_quantile(&b->prof[k], b->runs, 0.5),
+                kprof_quantile(&b->prof[k], b->runs, 0.9),
+                kprof_quantile(&b->prof[k], b->runs, 0.99));
     free(b->prof);
     nnrt_step_close(&b->run);
     nn_llvm_jit_remove(x->jit, b->tracker);
@@ -273,6 +296,8 @@ static void run_profiled(NnExec *x, JMod *b)
             kn->fn(b->run.bufs, 0, 1);
         double dt = now_ms() - t0;
         b->prof[k].ms += dt;
+        if (b->runs <= KPROF_RUNS)
+            b->prof[k].t[b->runs - 1] = (float)dt;
         if (b->runs == 1 || dt < b->prof[k].min)
             b->prof[k].min = dt;
     }

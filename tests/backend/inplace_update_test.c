@@ -253,7 +253,7 @@ Test(inplace, only_same_element_last_readers)
     NnId s = ag_param(g, "s", AG_SHAPE(48, 48)), a = ag_param(g, "a", AG_SHAPE(48, 48));
     NnId b = ag_param(g, "b", AG_SHAPE(48, 48)), c = ag_param(g, "c", AG_SHAPE(48, 48));
     NnId half = nn_ir_const(g, 0.5, NN_DT_F32, ag_loc);
-    int perm[2] = {1, 0};
+    int perm[NN_MAX_RANK] = {1, 0};
     NnId s2 = nn_ir_binary(g, NN_OP_MUL, nn_ir_transpose(g, s, perm, ag_loc), half, ag_loc);
     NnId a2 = nn_ir_binary(g, NN_OP_MUL, a, half, ag_loc);
     NnId b2 = nn_ir_binary(g, NN_OP_ADD, nn_ir_binary(g, NN_OP_MUL, b, half, ag_loc),
