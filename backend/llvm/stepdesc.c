@@ -71,11 +71,12 @@ static bool epilogue_reads(const NnGraph *g, NnId i, const NnNode *v)
 // any later one, no output is the variable, and no kernel from u's on records
 // a label check (the runtime checks before u's kernel runs, so a failing step
 // still leaves every variable as it was). Readers of the variable in u's
-// kernel other than u (members of its multi-output group) would see u's store
-// or not depending on the order the group's members run: not in place. The
-// one exception is the group's product, whose epilogue computes the gradient
-// (weight decay reading the weight at the same element) before any member
-// stores. kof[i]: the kernel computing node i, or -1; lead: nn_fuse_multi's.
+// kernel other than u: only members of u's multi-output group that run
+// before u (backend/llvm/lower.c runs them in ascending order, the product
+// first) and read the variable at the element they compute, as the product's
+// epilogue does for weight decay; a later member would read u's store (with
+// momentum SGD fusion lets w' = w - lr (mu m + g) read m itself after m' is
+// stored). kof[i]: the kernel computing node i, or -1; lead: nn_fuse_multi's.
 static int in_place_kernel(const NnCg *cg, const int *kof, const NnId *lead, int k)
 {
     const NnGraph *g = cg->g;
@@ -92,8 +93,14 @@ static int in_place_kernel(const NnCg *cg, const int *kof, const NnId *lead, int
         const NnNode *n = &g->nodes[i];
         for (int j = 0; j < n->nin; j++) {
             const NnNode *x = &g->nodes[n->in[j]];
-            if (i == u || !is_var(x, vn->attr.name) ||
-                (lead[u] >= 0 && lead[i] == lead[u] && epilogue_reads(g, i, vn)))
+            if (i == u || !is_var(x, vn->attr.name))
+                continue;
+            // An earlier member of u's group (they run in ascending order,
+            // the product first) reading the same element reads it before
+            // u stores it.
+            if (lead[u] >= 0 && lead[i] == lead[u] && i < u &&
+                (epilogue_reads(g, i, vn) ||
+                 (nn_shape_eq(&n->shape, &vn->shape) && same_elements(g, i))))
                 continue;
             if (kof[i] < 0 || kof[i] >= ku)
                 return 0;
