@@ -283,6 +283,25 @@ static void emit_pack(NnCg *cg, Mm *m)
 
 // ---- the register tile ----
 
+// A tile prefetches its B panel MM_PFB k ahead when the panel is past
+// MM_PF_BYTES (it then streams from L2) or K is the run-time batch. 1
+// thread, thread CPU time, load 6-7: 1024x256x784 189 -> 210-224 GFLOP/s,
+// 128x256x784 191 -> 204, 784x256x1024 (A^T) 179-181 -> 182-198; panels
+// that fit L1 gained nothing and 1024x256x128 (B^T) lost 4-9%
+// (docs/threads.md, session 9).
+#define MM_PFB 8
+#define MM_PF_BYTES (32 << 10)
+
+// Asks for the cache line of base[off] ahead of its use (llvm.prefetch:
+// read, into L1). Never faults, so off may run past the buffer (a plain
+// GEP, not inbounds).
+static void prefetch(NnCg *cg, NnDType dt, LLVMValueRef base, LLVMValueRef off)
+{
+    LLVMValueRef args[4] = {LLVMBuildGEP2(cg->b, nn_cg_type(cg, dt), base, &off, 1, ""),
+                            nn_cg_i32(cg, 0), nn_cg_i32(cg, 3), nn_cg_i32(cg, 1)};
+    nn_cg_intrinsic(cg, "llvm.prefetch", &cg->t_ptr, 1, args, 4);
+}
+
 static LLVMValueRef a_elem(NnCg *cg, const Mm *m, LLVMValueRef i, LLVMValueRef k)
 {
     LLVMValueRef off = m->ta ? add(cg, mulv(cg, k, m->mv), i) : add(cg, mulv(cg, i, m->kv), k);
@@ -418,6 +437,8 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
     for (int v = 0; v < 2; v++) {
         bv[v] = nn_cg_load(cg, m->dt, m->bp, add(cg, boff, nn_cg_i64(cg, v * m->vw)), m->vw, NULL);
         LLVMSetAlignment(bv[v], 64);
+        if (m->rt_k || m->k * m->nr * (int64_t)nnrt_dtype_size(m->dt) > MM_PF_BYTES)
+            prefetch(cg, m->dt, m->bp, add(cg, boff, nn_cg_i64(cg, MM_PFB * m->nr + v * m->vw)));
     }
     for (int r = 0; r < rows; r++) {
         LLVMValueRef ae;
