@@ -1,10 +1,12 @@
 // MATMUL and the M form of FUSED nodes: C = op(A) @ op(B), then an optional
 // elementwise epilogue applied to each register tile before it is stored.
 // Two kernels: "pack" copies op(B) into zero-padded column panels of NR = 2
-// vectors (a scratch slot), transposing when tb; "mm" runs MR x NR register
+// vectors (a scratch slot), transposing when tb (vw x vw blocks through
+// registers); "mm" runs MR x NR register
 // tiles (2*MR vector accumulators, one FMA per A element broadcast) over K in
 // blocks of KC, panels in the outer loop so a B panel stays in L1 while the
-// thread's A rows stream from L2; a transposed A (weight gradients) is first
+// thread's A rows stream from L2 (a panel too large for L1 is prefetched a
+// few k ahead); a transposed A (weight gradients) is first
 // packed per block of rows, all of K, on the stack (pack_a). Threads split M
 // tiles, or N panels if M is short or A small (emit_compute). NN_MM_SPLIT=m|n
 // forces one, for experiments.
