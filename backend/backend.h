@@ -61,6 +61,9 @@ int nn_llvm_shared_count(const NnExec *x);
 // split over the pool's threads: a run of a few rows is one dispatch
 // (runtime/step.c, "few rows").
 int nn_llvm_dispatches(const NnExec *x, int *splits);
+// Updates the latest run wrote straight into their variables' buffers
+// (runtime/step.c, "in place").
+int nn_llvm_in_place(const NnExec *x);
 bool nn_llvm_runtime_batch(const NnExec *x);
 // 0 when the step was not cut so that the batch splits across threads for
 // the whole step (ir/shard.c; *why, if why, says why not), else the threads

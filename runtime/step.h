@@ -80,6 +80,9 @@ typedef struct NnrtStepTensor {
 typedef struct NnrtStepUpdate {
     int var;
     int slot;
+    // 1 + the kernel computing the value when that kernel may write it into
+    // the variable's own buffer (step.c, "in place"), else 0.
+    int in_place;
 } NnrtStepUpdate;
 
 // A TAKE (kind 0: rows of a table of `bound` rows, indices in slot), ONEHOT
@@ -185,6 +188,9 @@ typedef struct NnrtStepRun {
     bool few_off;        // NN_STEP_FEW=0: no one-dispatch runs at a few rows (step.c)
     bool few_shared;     // NN_STEP_FEW_SHARED=1: keep dispatching on a shared core (step.c)
     struct NnrtFewTask *few; // the few-rows task, kept from run to run (step.c)
+    int ip_first;        // the first kernel writing an update in place this run, or -1
+    bool ip_off;         // NN_STEP_INPLACE=0: every update into its swap buffer (step.c)
+    int in_place;        // updates the last run wrote in place
     int dispatches;      // pool dispatches of the last run ...
     int splits;          // ... and kernels split over its threads (not counting lanes)
 } NnrtStepRun;

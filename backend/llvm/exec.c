@@ -29,10 +29,30 @@
 
 // NN_JIT_PROFILE=1: kernels run one by one, timed; totals print at free.
 // min: the fastest run, what a kernel costs when it keeps its core (the
-// mean includes every preemption on a shared machine).
+// mean includes every preemption on a shared machine). The median and the
+// 90th and 99th percentiles of the first KPROF_RUNS runs tell a smooth
+// spread from a slow mode (a late worker, a preemption now and then).
+enum { KPROF_RUNS = 4096 };
 typedef struct KProf {
     double ms, min;
+    float t[KPROF_RUNS];
 } KProf;
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+// The q-quantile of p's recorded runs (sorted in place).
+static double kprof_quantile(KProf *p, int64_t runs, double q)
+{
+    int n = runs < KPROF_RUNS ? (int)runs : KPROF_RUNS;
+    if (n <= 0)
+        return 0;
+    qsort(p->t, (size_t)n, sizeof *p->t, cmp_float);
+    return p->t[(int)(q * (n - 1))];
+}
 
 // One compiled module: its code in the JIT and the step descriptor
 // (runtime/step.h) that runs it, the same kind of descriptor a built program
@@ -65,6 +85,7 @@ struct NnExec {
     bool lanes;       // cut for lanes (ir/shard.c)
     int last_lanes;   // lanes of the latest run
     int last_dispatches, last_splits; // pool dispatches and split kernels of it
+    int last_in_place;                // updates it wrote in place
     char lanes_why[160]; // why not, when false
     JMod *mods;       // modules with a run-time batch, kept until free
 };
@@ -76,10 +97,13 @@ static void mod_free(NnExec *x, JMod *b)
     if (!b)
         return;
     for (int k = 0; b->prof && k < b->desc->nkernels; k++)
-        fprintf(stderr, "jit profile: %-28s %s %9.3f ms/run (min %.4f) par from %lld rows\n",
+        fprintf(stderr, "jit profile: %-28s %s %9.3f ms/run (min %.4f) par from %lld rows"
+                "  p50 %.4f p90 %.4f p99 %.4f\n",
                 b->desc->kernels[k].name, b->desc->kernels[k].par ? "par" : "ser",
                 b->prof[k].ms / (double)(b->runs ? b->runs : 1), b->prof[k].min,
-                (long long)b->desc->kernels[k].par_rows);
+                (long long)b->desc->kernels[k].par_rows, kprof_quantile(&b->prof[k], b->runs, 0.5),
+                kprof_quantile(&b->prof[k], b->runs, 0.9),
+                kprof_quantile(&b->prof[k], b->runs, 0.99));
     free(b->prof);
     nnrt_step_close(&b->run);
     nn_llvm_jit_remove(x->jit, b->tracker);
@@ -263,6 +287,8 @@ static void run_profiled(NnExec *x, JMod *b)
     b->runs++;
     for (int k = 0; k < b->desc->nkernels; k++) {
         const NnrtStepKernel *kn = &b->desc->kernels[k];
+        if (k == b->run.ip_first && nnrt_step_check(&b->run) != NN_OK)
+            return; // before an update in place (runtime/step.c): the caller reports it
         double t0 = now_ms();
         if (kn->par && b->run.batch >= kn->par_rows)
             nnrt_pool_run(x->base.pool, kn->fn, b->run.bufs);
@@ -270,6 +296,8 @@ static void run_profiled(NnExec *x, JMod *b)
             kn->fn(b->run.bufs, 0, 1);
         double dt = now_ms() - t0;
         b->prof[k].ms += dt;
+        if (b->runs <= KPROF_RUNS)
+            b->prof[k].t[b->runs - 1] = (float)dt;
         if (b->runs == 1 || dt < b->prof[k].min)
             b->prof[k].min = dt;
     }
@@ -295,6 +323,7 @@ static NnStatus jit_run(NnExec *x, NnVars *vars, NnTensor *const *inputs, NnTens
         x->last_lanes = b->run.lanes;
         x->last_dispatches = b->run.dispatches;
         x->last_splits = b->run.splits;
+        x->last_in_place = b->run.in_place;
     }
     if (st != NN_OK)
         return st;
@@ -409,6 +438,8 @@ int nn_llvm_dispatches(const NnExec *x, int *splits)
         *splits = x ? x->last_splits : 0;
     return x ? x->last_dispatches : 0;
 }
+
+int nn_llvm_in_place(const NnExec *x) { return x ? x->last_in_place : 0; }
 
 bool nn_llvm_runtime_batch(const NnExec *x) { return x && x->rt_sym >= 0; }
 

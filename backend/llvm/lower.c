@@ -154,6 +154,7 @@ int nn_cg_add_check(NnCg *cg, int kind, int64_t bound, int64_t rows)
     NN_ASSERT(cg->checks);
     cg->checks[cg->nerr] = (NnrtStepCheck){kind, nn_cg_add_owned(cg, 4 * rows), bound};
     cg->slot_bytes[cg->err_slot] = 8 * (int64_t)(cg->nerr + 1);
+    cg->checks_end = cg->nkernels + 1; // the kernel begun, or the one about to begin
     return cg->nerr++;
 }
 

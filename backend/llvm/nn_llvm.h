@@ -117,6 +117,7 @@ typedef struct NnCg {
     // row: the indices' own buffer may be reused before the step ends.
     NnrtStepCheck *checks;
     int nerr;
+    int checks_end; // no kernel from this index on records a check
     NnCgKernel *kernels;
     int nkernels, kcap;
     // The kernel being emitted: void k(ptr bufs, i32 ith, i32 nth).

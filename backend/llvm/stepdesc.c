@@ -31,6 +31,89 @@ static NnrtStepTensor tensor_of(const NnCg *cg, NnId id, const char *name, int s
     return t;
 }
 
+static bool same_elements(const NnGraph *g, NnId id);
+
+// Whether x is variable `name` (a parameter or state: one buffer per name).
+static bool is_var(const NnNode *x, const char *name)
+{
+    return (x->op == NN_OP_PARAM || x->op == NN_OP_STATE) && strcmp(x->attr.name, name) == 0;
+}
+
+// Whether product node i (an M-form FUSED node) reads variable v only in its
+// epilogue, at the element it computes: never as an operand of its
+// contraction, and v of its output's shape.
+static bool epilogue_reads(const NnGraph *g, NnId i, const NnNode *v)
+{
+    const NnNode *n = &g->nodes[i];
+    const NnGraph *b = n->attr.body;
+    if (n->op != NN_OP_FUSED || nn_fuse_form(b) != NN_FUSE_MATMUL ||
+        !nn_shape_eq(&v->shape, &n->shape))
+        return false;
+    for (NnId c = 0; c < b->count; c++) {
+        if (nn_op_has(b->nodes[c].op, NN_OPF_ELEMWISE))
+            continue; // the epilogue: at the element computed
+        for (int j = 0; j < b->nodes[c].nin; j++) { // the contraction (or pooling)
+            NnId bid = b->nodes[c].in[j];
+            int k = 0;
+            for (NnId x = 0; x < bid; x++)
+                k += b->nodes[x].op == NN_OP_INPUT;
+            if (b->nodes[bid].op == NN_OP_INPUT && is_var(&g->nodes[n->in[k]], v->attr.name))
+                return false;
+        }
+    }
+    return true;
+}
+
+// NnrtStepUpdate.in_place of update k: 1 + the kernel computing its value u
+// when that kernel may compute it in the variable's own buffer, else 0. It
+// may when u reads the variable only at the element it writes (elementwise,
+// of the variable's shape), nothing else reads the variable in u's kernel or
+// any later one, no output is the variable, and no kernel from u's on records
+// a label check (the runtime checks before u's kernel runs, so a failing step
+// still leaves every variable as it was). Readers of the variable in u's
+// kernel other than u: only members of u's multi-output group that run
+// before u (backend/llvm/lower.c runs them in ascending order, the product
+// first) and read the variable at the element they compute, as the product's
+// epilogue does for weight decay; a later member would read u's store (with
+// momentum SGD fusion lets w' = w - lr (mu m + g) read m itself after m' is
+// stored). kof[i]: the kernel computing node i, or -1; lead: nn_fuse_multi's.
+static int in_place_kernel(const NnCg *cg, const int *kof, const NnId *lead, int k)
+{
+    const NnGraph *g = cg->g;
+    NnId v = g->updates[k].var, u = g->updates[k].value;
+    const NnNode *vn = &g->nodes[v], *un = &g->nodes[u];
+    int ku = kof[u];
+    if (ku < 0 || ku < cg->checks_end || un->dtype != vn->dtype ||
+        !nn_shape_eq(&un->shape, &vn->shape) || is_var(un, vn->attr.name) || !same_elements(g, u))
+        return 0;
+    for (int j = 0; j < g->nupdates; j++)
+        if (j != k && g->updates[j].value == u)
+            return 0;
+    for (NnId i = 0; i < g->count; i++) {
+        const NnNode *n = &g->nodes[i];
+        for (int j = 0; j < n->nin; j++) {
+            const NnNode *x = &g->nodes[n->in[j]];
+            if (i == u || !is_var(x, vn->attr.name))
+                continue;
+            // An earlier member of u's group (they run in ascending order,
+            // the product first) reading the same element reads it before
+            // u stores it.
+            if (lead[u] >= 0 && lead[i] == lead[u] && i < u &&
+                (epilogue_reads(g, i, vn) ||
+                 (nn_shape_eq(&n->shape, &vn->shape) && same_elements(g, i))))
+                continue;
+            if (kof[i] < 0 || kof[i] >= ku)
+                return 0;
+        }
+    }
+    for (int o = 0; o < g->noutputs; o++) {
+        const NnNode *x = &g->nodes[g->outputs[o].id];
+        if (is_var(x, vn->attr.name))
+            return 0;
+    }
+    return ku + 1;
+}
+
 static int var_index(const NnGraph *g, const NnrtStepTensor *vars, int nvars, NnId id)
 {
     for (int k = 0; k < nvars; k++)
@@ -122,9 +205,23 @@ NnrtStep *nn_llvm_step_new(const NnCg *cg, const NnPlan *plan, const char *name)
     for (int k = 0; k < g->noutputs; k++)
         outs[k] = tensor_of(cg, g->outputs[k].id, g->outputs[k].name, g->outputs[k].id);
     d->nupdates = g->nupdates;
+    NnId *lead = malloc(((size_t)g->count + 1) * sizeof *lead);
+    int *kof = malloc(((size_t)g->count + 1) * sizeof *kof);
+    if (lead && kof) { // else no update in place: the same results
+        nn_fuse_multi(g, lead);
+        for (NnId i = 0; i < g->count; i++)
+            kof[i] = -1;
+        for (int k = 0; k < cg->nkernels; k++)
+            kof[cg->kernels[k].node] = k;
+        for (NnId i = 0; i < g->count; i++)
+            if (lead[i] >= 0)
+                kof[i] = kof[lead[i]];
+    }
     for (int k = 0; k < g->nupdates; k++)
         ups[k] = (NnrtStepUpdate){var_index(g, vars, d->nvars, g->updates[k].var),
-                                  g->updates[k].value};
+                                  g->updates[k].value,
+                                  lead && kof ? in_place_kernel(cg, kof, lead, k) : 0};
+    free(lead), free(kof);
     d->nchecks = cg->nerr;
     for (int k = 0; k < cg->nerr; k++)
         checks[k] = cg->checks[k];
@@ -391,7 +488,8 @@ void nn_llvm_step_write_c(const NnrtStep *d, const char *cname, FILE *f)
     write_tensors(f, cname, "outputs", d->outputs, d->noutputs);
     fprintf(f, "static const NnrtStepUpdate %s_updates[] = {\n", cname);
     for (int k = 0; k < d->nupdates; k++)
-        fprintf(f, "    {%d, %d},\n", d->updates[k].var, d->updates[k].slot);
+        fprintf(f, "    {%d, %d, %d},\n", d->updates[k].var, d->updates[k].slot,
+                d->updates[k].in_place);
     fprintf(f, "    {0}\n};\nstatic const NnrtStepCheck %s_checks[] = {\n", cname);
     for (int k = 0; k < d->nchecks; k++)
         fprintf(f, "    {%d, %d, %lld},\n", d->checks[k].kind, d->checks[k].slot,

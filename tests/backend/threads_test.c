@@ -269,11 +269,13 @@ Test(threads, split_changes_only_summation_order)
 
 // An update trades buffers with its variable: the data pointer alternates
 // between two buffers and the values still match the interpreter's (which
-// copies), step after step.
+// copies), step after step. (With NN_STEP_INPLACE=0: by default these updates
+// are written in place, inplace_update_test.c.)
 Test(threads, updates_swap_without_copying)
 {
     NEED_LLVM();
 #ifdef NN_WITH_LLVM
+    setenv("NN_STEP_INPLACE", "0", 1);
     Net t = net();
     NnVars vi, vj;
     net_vars(&vi);
