@@ -1,10 +1,12 @@
 // MATMUL and the M form of FUSED nodes: C = op(A) @ op(B), then an optional
 // elementwise epilogue applied to each register tile before it is stored.
 // Two kernels: "pack" copies op(B) into zero-padded column panels of NR = 2
-// vectors (a scratch slot), transposing when tb; "mm" runs MR x NR register
+// vectors (a scratch slot), transposing when tb (vw x vw blocks through
+// registers); "mm" runs MR x NR register
 // tiles (2*MR vector accumulators, one FMA per A element broadcast) over K in
 // blocks of KC, panels in the outer loop so a B panel stays in L1 while the
-// thread's A rows stream from L2; a transposed A (weight gradients) is first
+// thread's A rows stream from L2 (a panel too large for L1 is prefetched a
+// few k ahead); a transposed A (weight gradients) is first
 // packed per block of rows, all of K, on the stack (pack_a). Threads split M
 // tiles, or N panels if M is short or A small (emit_compute). NN_MM_SPLIT=m|n
 // forces one, for experiments.
@@ -165,6 +167,62 @@ static void short_exit(NnCg *cg, Mm *m)
 // MLP's w2) took 0.005 ms on 1 thread and 0.008 ms dispatched to 2.
 static double pack_work(const Mm *m) { return (double)(m->k * m->n) / (m->tb ? 1 : 4); }
 
+// Transposes the w x w block in r (r[i] = row i) in registers: log2(w)
+// stages, each exchanging the off-diagonal halves of every 2h x 2h block
+// (one two-source shuffle per row, vpermt2ps).
+static void transpose_block(NnCg *cg, LLVMValueRef *r, int w)
+{
+    for (int h = w / 2; h >= 1; h /= 2)
+        for (int i = 0; i < w; i++) {
+            if (i & h)
+                continue;
+            LLVMValueRef lo[64], hi[64];
+            for (int l = 0; l < w; l++) {
+                lo[l] = nn_cg_i32(cg, (l & h) ? w + l - h : l);
+                hi[l] = nn_cg_i32(cg, (l & h) ? w + l : l + h);
+            }
+            LLVMValueRef a = r[i], b = r[i + h];
+            r[i] = LLVMBuildShuffleVector(cg->b, a, b, LLVMConstVector(lo, (unsigned)w), "");
+            r[i + h] = LLVMBuildShuffleVector(cg->b, a, b, LLVMConstVector(hi, (unsigned)w), "");
+        }
+}
+
+// The vectorized part of packing a transposed B for panel p: for each of
+// the panel's two groups of vw columns that lies wholly below N, the k in
+// [0, kfull), kfull = K rounded down to vw, as vw x vw blocks: vw row loads
+// of B, a transpose in registers, vw vector stores. Element by element this
+// packing cost 29% of g @ w^T at 128 x 256 x 128 (1 thread: 149 against 208
+// GFLOP/s untransposed). Returns kfull, or NULL when no block is emitted (a
+// fixed K under vw).
+static LLVMValueRef pack_tb_blocks(NnCg *cg, Mm *m, LLVMValueRef b, LLVMValueRef bp,
+                                   LLVMValueRef p, LLVMValueRef pbase)
+{
+    int w = m->vw;
+    if (!m->rt_k && m->k < w)
+        return NULL;
+    LLVMValueRef kfull = LLVMBuildAnd(cg->b, m->kv, nn_cg_i64(cg, -(int64_t)w), "");
+    LLVMValueRef j0 = mul(cg, p, m->nr);
+    NnLoop g, k;
+    nn_cg_loop_begin(cg, &g, nn_cg_i64(cg, 0), nn_cg_i64(cg, 2), 1);
+    LLVMValueRef c0 = add(cg, j0, mul(cg, g.iv, w));
+    LLVMValueRef full =
+        LLVMBuildICmp(cg->b, LLVMIntSLE, add(cg, c0, nn_cg_i64(cg, w)), nn_cg_i64(cg, m->n), "");
+    // a group past N transposes nothing (its loop runs to 0)
+    LLVMValueRef kend = LLVMBuildSelect(cg->b, full, kfull, nn_cg_i64(cg, 0), "");
+    nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), kend, w);
+    LLVMValueRef r[64];
+    for (int i = 0; i < w; i++)
+        r[i] = nn_cg_load(cg, m->dt, b, add(cg, mulv(cg, add(cg, c0, nn_cg_i64(cg, i)), m->kv), k.iv),
+                          w, NULL);
+    transpose_block(cg, r, w);
+    LLVMValueRef dst = add(cg, add(cg, pbase, mulv(cg, k.iv, nn_cg_i64(cg, m->nr))), mul(cg, g.iv, w));
+    for (int i = 0; i < w; i++)
+        nn_cg_store(cg, m->dt, r[i], bp, add(cg, dst, nn_cg_i64(cg, (int64_t)i * m->nr)), w, NULL);
+    nn_cg_loop_end(cg, &k);
+    nn_cg_loop_end(cg, &g);
+    return kfull;
+}
+
 // Packs panels [lo, hi) in the kernel being emitted (mm_dims done).
 static void pack_panels(NnCg *cg, Mm *m, LLVMValueRef lo, LLVMValueRef hi)
 {
@@ -188,14 +246,26 @@ static void pack_panels(NnCg *cg, Mm *m, LLVMValueRef lo, LLVMValueRef hi)
         }
         nn_cg_loop_end(cg, &k);
     } else {
-        // op(B)[k, j] = B[j, k]: read rows of B, write panel columns.
+        // op(B)[k, j] = B[j, k]: read rows of B, write panel columns. Each
+        // full group of vw columns, whole vw x vw blocks of it, goes through
+        // registers (transpose_block); the rest, and columns past N, one
+        // element at a time from kfull on.
+        LLVMValueRef kfull = pack_tb_blocks(cg, m, b, bp, p.iv, pbase);
         NnLoop j;
         nn_cg_loop_begin(cg, &j, nn_cg_i64(cg, 0), nn_cg_i64(cg, m->nr), 1);
         LLVMValueRef col = add(cg, j0, j.iv);
         LLVMValueRef in = LLVMBuildICmp(cg->b, LLVMIntSLT, col, nn_cg_i64(cg, m->n), "");
         LLVMValueRef safe = LLVMBuildSelect(cg->b, in, col, nn_cg_i64(cg, 0), "");
+        LLVMValueRef kstart = nn_cg_i64(cg, 0);
+        if (kfull) { // the column's group was transposed up to kfull
+            LLVMValueRef g = LLVMBuildSDiv(cg->b, j.iv, nn_cg_i64(cg, m->vw), "");
+            LLVMValueRef gend = add(cg, j0, mul(cg, add(cg, g, nn_cg_i64(cg, 1)), m->vw));
+            LLVMValueRef full =
+                LLVMBuildICmp(cg->b, LLVMIntSLE, gend, nn_cg_i64(cg, m->n), "");
+            kstart = LLVMBuildSelect(cg->b, full, kfull, kstart, "");
+        }
         NnLoop k;
-        nn_cg_loop_begin(cg, &k, nn_cg_i64(cg, 0), m->kv, 1);
+        nn_cg_loop_begin(cg, &k, kstart, m->kv, 1);
         LLVMValueRef x = nn_cg_load(cg, m->dt, b, add(cg, mulv(cg, safe, m->kv), k.iv), 1, NULL);
         x = LLVMBuildSelect(cg->b, in, x, nn_cg_const(cg, m->dt, 0, 1), "");
         LLVMValueRef dst = add(cg, add(cg, pbase, mul(cg, k.iv, m->nr)), j.iv);
@@ -222,6 +292,25 @@ static void emit_pack(NnCg *cg, Mm *m)
 }
 
 // ---- the register tile ----
+
+// A tile prefetches its B panel MM_PFB k ahead when the panel is past
+// MM_PF_BYTES (it then streams from L2) or K is the run-time batch. 1
+// thread, thread CPU time, load 6-7: 1024x256x784 189 -> 210-224 GFLOP/s,
+// 128x256x784 191 -> 204, 784x256x1024 (A^T) 179-181 -> 182-198; panels
+// that fit L1 gained nothing and 1024x256x128 (B^T) lost 4-9%
+// (docs/threads.md, session 9).
+#define MM_PFB 8
+#define MM_PF_BYTES (32 << 10)
+
+// Asks for the cache line of base[off] ahead of its use (llvm.prefetch:
+// read, into L1). Never faults, so off may run past the buffer (a plain
+// GEP, not inbounds).
+static void prefetch(NnCg *cg, NnDType dt, LLVMValueRef base, LLVMValueRef off)
+{
+    LLVMValueRef args[4] = {LLVMBuildGEP2(cg->b, nn_cg_type(cg, dt), base, &off, 1, ""),
+                            nn_cg_i32(cg, 0), nn_cg_i32(cg, 3), nn_cg_i32(cg, 1)};
+    nn_cg_intrinsic(cg, "llvm.prefetch", &cg->t_ptr, 1, args, 4);
+}
 
 static LLVMValueRef a_elem(NnCg *cg, const Mm *m, LLVMValueRef i, LLVMValueRef k)
 {
@@ -486,6 +575,8 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
     for (int v = 0; v < 2; v++) {
         bv[v] = nn_cg_load(cg, m->dt, m->bp, add(cg, boff, nn_cg_i64(cg, v * m->vw)), m->vw, NULL);
         LLVMSetAlignment(bv[v], 64);
+        if (m->rt_k || m->k * m->nr * (int64_t)nnrt_dtype_size(m->dt) > MM_PF_BYTES)
+            prefetch(cg, m->dt, m->bp, add(cg, boff, nn_cg_i64(cg, MM_PFB * m->nr + v * m->vw)));
     }
     for (int r = 0; r < rows; r++) {
         LLVMValueRef ae;

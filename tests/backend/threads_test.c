@@ -714,3 +714,126 @@ Test(threads, packed_transposed_products_match_reference)
     }
     nn_graph_free(g);
 }
+
+// ---- transposed B packed through registers (lower_matmul.c, pack_tb_blocks) ----
+
+// C = op(A) @ B^T with B^T packed in vw x vw blocks transposed in registers
+// (vw = 16 in f32, 8 in f64), the columns of a panel past N and the k past
+// the last whole block element by element. Every element of C is one chain
+// of FMAs in K order from zero, so it equals, to the bit, the scalar fma
+// chain computed here, whatever the split: K and N around the block and
+// panel edges (K 1 to 40, N 1 to 70), a fixed and a run-time M (150 and 3
+// rows), A transposed with K the run-time batch (17 and 40), f32 and f64,
+// 1 to 3 threads, both splits.
+static const int64_t tb_ks[] = {1, 7, 8, 9, 15, 16, 17, 31, 33, 40};
+static const int64_t tb_ns[] = {1, 7, 16, 17, 33, 47, 70};
+#define TB_NK (sizeof tb_ks / sizeof tb_ks[0])
+#define TB_NN (sizeof tb_ns / sizeof tb_ns[0])
+
+// One graph: for each (K, N) an output op(A_K) @ B_KN^T. form 0: A [150, K]
+// fixed; 1: A [rows, K], rows the batch; 2: A [K, 150] transposed, K the
+// batch (only K = the batch, so one A and one output per N). 150 rows keep
+// most shapes off the plain-loop path (emit_small).
+static NnGraph *tb_graph(NnDType dt, int form)
+{
+    NnGraph *g = nn_graph_new();
+    int64_t r = form ? nn_sym_dim(g, "N") : 0;
+    char name[32];
+    for (size_t ki = 0; ki < (form == 2 ? 1 : TB_NK); ki++) {
+        int64_t k = tb_ks[ki];
+        snprintf(name, sizeof name, "a%zu", ki);
+        NnId a = ag_input(g, name, dt,
+                          form == 0 ? AG_SHAPE(150, k) : form == 1 ? AG_SHAPE(r, k) : AG_SHAPE(r, 150));
+        for (size_t ni = 0; ni < TB_NN; ni++) {
+            snprintf(name, sizeof name, "b%zu_%zu", ki, ni);
+            NnId b = ag_input(g, name, dt, form == 2 ? AG_SHAPE(tb_ns[ni], r) : AG_SHAPE(tb_ns[ni], k));
+            snprintf(name, sizeof name, "c%zu_%zu", ki, ni);
+            nn_graph_add_output(g, name, nn_ir_matmul(g, a, b, form == 2, true, ag_loc));
+        }
+    }
+    return g;
+}
+
+static void tb_check(NnDType dt, int form, int64_t rows, int threads, const char *split)
+{
+    NnGraph *g = tb_graph(dt, form);
+    // the inputs in the order they were made, the run-time dim as `rows`
+    NnTensor *ins[TB_NK * (TB_NN + 1)], *out[TB_NK * TB_NN];
+    int nin = 0;
+    for (NnId id = 0; id < g->count; id++) {
+        const NnNode *nd = &g->nodes[id];
+        if (nd->op != NN_OP_INPUT)
+            continue;
+        int i = nin++;
+        NnShape s = {nd->shape.rank, {0}};
+        for (int d = 0; d < s.rank; d++)
+            s.dim[d] = nd->shape.dim[d] < 0 ? rows : nd->shape.dim[d];
+        ins[i] = ag_tensor(dt, s, 31 + (uint64_t)i, -1, 1);
+    }
+    if (split)
+        setenv("NN_MM_SPLIT", split, 1);
+    NnExecOptions opt = {.threads = threads};
+    NnExec *x = nn_backend_jit.prepare(g, &opt);
+    unsetenv("NN_MM_SPLIT");
+    cr_assert(x, "%s", nnrt_errmsg());
+    NnVars v;
+    nnrt_vars_init(&v);
+    cr_assert_eq(nn_backend_jit.run(x, &v, ins, out), NN_OK, "%s", nnrt_errmsg());
+    int o = 0;
+    for (size_t ki = 0; ki < (form == 2 ? 1 : TB_NK); ki++) {
+        const NnTensor *a = ins[ki * (TB_NN + 1)];
+        int64_t m = form == 2 ? 150 : a->shape[0], k = form == 2 ? rows : tb_ks[ki];
+        for (size_t ni = 0; ni < TB_NN; ni++, o++) {
+            const NnTensor *b = ins[ki * (TB_NN + 1) + 1 + ni];
+            int64_t n = tb_ns[ni];
+            cr_assert(out[o]->numel == m * n, "output %d: %lld elements", o, (long long)out[o]->numel);
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t j = 0; j < n; j++) {
+                    double want, got;
+                    if (dt == NN_DT_F32) {
+                        const float *A = a->data, *B = b->data;
+                        float s = 0;
+                        for (int64_t q = 0; q < k; q++)
+                            s = fmaf(form == 2 ? A[q * m + i] : A[i * k + q], B[j * k + q], s);
+                        want = s;
+                        got = ((const float *)out[o]->data)[i * n + j];
+                    } else {
+                        const double *A = a->data, *B = b->data;
+                        double s = 0;
+                        for (int64_t q = 0; q < k; q++)
+                            s = fma(form == 2 ? A[q * m + i] : A[i * k + q], B[j * k + q], s);
+                        want = s;
+                        got = ((const double *)out[o]->data)[i * n + j];
+                    }
+                    cr_assert(got == want,
+                              "%s form %d, M %lld N %lld K %lld, %d threads, split %s: [%lld,%lld] "
+                              "= %.17g, want %.17g",
+                              dt == NN_DT_F32 ? "f32" : "f64", form, (long long)m, (long long)n,
+                              (long long)k, threads, split ? split : "default", (long long)i,
+                              (long long)j, got, want);
+                }
+        }
+    }
+    nn_backend_jit.free(x);
+    nnrt_vars_fini(&v);
+    for (int i = 0; i < nin; i++)
+        nnrt_tensor_free(ins[i]);
+    nn_graph_free(g);
+}
+
+Test(threads, transposed_b_packing_is_bit_identical)
+{
+    NEED_LLVM();
+    const NnDType dts[] = {NN_DT_F32, NN_DT_F64};
+    // threads and split: 1 (default), 2 with rows split, 3 with panels split
+    const int threads[] = {1, 2, 3};
+    const char *splits[] = {NULL, "m", "n"};
+    for (int d = 0; d < 2; d++)
+        for (int t = 0; t < 3; t++) {
+            tb_check(dts[d], 0, 150, threads[t], splits[t]);
+            tb_check(dts[d], 1, 150, threads[t], splits[t]);
+            tb_check(dts[d], 1, 3, threads[t], splits[t]);
+            tb_check(dts[d], 2, 17, threads[t], splits[t]);
+            tb_check(dts[d], 2, 40, threads[t], splits[t]);
+        }
+}
