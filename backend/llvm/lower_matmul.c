@@ -20,7 +20,13 @@
 // thread, but made the MLP step's compile 15-20% slower (the 150 ms target).
 #define MM_MR 8
 #define MM_KC 1024  // K block
-#define MM_PIPE 2   // vectors of an update's epilogue per MM_PIPE_K steps of K (pipe_begin)
+// Vectors of an update's epilogue per MM_PIPE_K steps of K (pipe_begin); 0:
+// off. On the idle machine (session 9) the pipelined schedule lost to the
+// epilogue run at once once updates were written in place (x^T @ g1 + Adam,
+// batch 128: p50 0.42-0.43 against 0.40-0.41 ms on 1 thread, 0.226-0.233
+// against 0.215-0.218 on 2) and cost ~30 ms of compile: off by default,
+// NN_MM_PIPE=2 turns it on.
+#define MM_PIPE 0
 #define MM_PIPE_K 16
 #define MM_KCA 256  // K block of a packed op(A) whose K is past MM_APK_BYTES (pack_a)
 #define MM_MC 128   // rows per L2 block of A (packed on the stack when ta)
@@ -779,10 +785,10 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
         kblocksv = LLVMBuildSDiv(cg->b, add(cg, m->kv, nn_cg_i64(cg, kc - 1)), kcv, "");
         m->kblocks = 2;
     }
-    // An update's epilogue runs under the next tile's FMAs (pipe_begin),
-    // MM_PIPE vectors before each chunk of MM_PIPE_K steps of K. For
-    // experiments: NN_MM_PIPE=0 runs it after each tile's K loop instead,
-    // NN_MM_PIPE=1|2|4|8 and NN_MM_PIPE_K=N set the chunking,
+    // With NN_MM_PIPE=1|2|4|8 (MM_PIPE: off by default) an update's
+    // epilogue runs under the next tile's FMAs (pipe_begin), that many
+    // vectors before each chunk of MM_PIPE_K steps of K; NN_MM_PIPE=0 runs
+    // it after each tile's K loop, NN_MM_PIPE_K=N sets the chunk,
     // NN_MM_PIPE_PF=0 drops the prefetch.
     m->pipe = 0;
     if (m->epi && m->epi->more && m->kblocks == 1) {
