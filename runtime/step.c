@@ -84,7 +84,12 @@ static void in_place_plan(NnrtStepRun *r)
 {
     const NnrtStep *d = r->d;
     int first = -1;
-    for (int k = 0; !r->ip_off && nnrt_dist_size() <= 1 && k < d->nupdates; k++) {
+    // A run that may take the few-rows path (exec_few: one dispatch, no
+    // place to check between kernels) keeps the swap, so that a batch of 4
+    // (the XOR step) still runs as one dispatch on 2 threads.
+    bool few = r->batch >= 1 && r->batch <= NNRT_FEW_ROWS && !r->few_off && d->ncuts == 0 &&
+               has_batch(d);
+    for (int k = 0; !few && !r->ip_off && nnrt_dist_size() <= 1 && k < d->nupdates; k++) {
         int at = d->updates[k].in_place - 1;
         if (at >= 0 && r->swap[k] && (first < 0 || at < first))
             first = at;

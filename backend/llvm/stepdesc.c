@@ -64,6 +64,21 @@ static bool epilogue_reads(const NnGraph *g, NnId i, const NnNode *v)
     return true;
 }
 
+// lead: nn_fuse_multi's group leads; kof[i]: the kernel computing node i
+// (a group member's is its lead's), or -1.
+static void kernels_of(const NnCg *cg, NnId *lead, int *kof)
+{
+    const NnGraph *g = cg->g;
+    nn_fuse_multi(g, lead);
+    for (NnId i = 0; i < g->count; i++)
+        kof[i] = -1;
+    for (int k = 0; k < cg->nkernels; k++)
+        kof[cg->kernels[k].node] = k;
+    for (NnId i = 0; i < g->count; i++)
+        if (lead[i] >= 0)
+            kof[i] = kof[lead[i]];
+}
+
 // NnrtStepUpdate.in_place of update k: 1 + the kernel computing its value u
 // when that kernel may compute it in the variable's own buffer, else 0. It
 // may when u reads the variable only at the element it writes (elementwise,
@@ -207,16 +222,8 @@ NnrtStep *nn_llvm_step_new(const NnCg *cg, const NnPlan *plan, const char *name)
     d->nupdates = g->nupdates;
     NnId *lead = malloc(((size_t)g->count + 1) * sizeof *lead);
     int *kof = malloc(((size_t)g->count + 1) * sizeof *kof);
-    if (lead && kof) { // else no update in place: the same results
-        nn_fuse_multi(g, lead);
-        for (NnId i = 0; i < g->count; i++)
-            kof[i] = -1;
-        for (int k = 0; k < cg->nkernels; k++)
-            kof[cg->kernels[k].node] = k;
-        for (NnId i = 0; i < g->count; i++)
-            if (lead[i] >= 0)
-                kof[i] = kof[lead[i]];
-    }
+    if (lead && kof) // else no update in place: the same results
+        kernels_of(cg, lead, kof);
     for (int k = 0; k < g->nupdates; k++)
         ups[k] = (NnrtStepUpdate){var_index(g, vars, d->nvars, g->updates[k].var),
                                   g->updates[k].value,
@@ -327,14 +334,7 @@ bool nn_llvm_step_shard(NnrtStep *d, const NnCg *cg, char *why, size_t whyn)
     if (!ok)
         snprintf(why, whyn, "out of memory");
     if (ok) {
-        nn_fuse_multi(g, lead);
-        for (NnId i = 0; i < g->count; i++)
-            kof[i] = -1;
-        for (int k = 0; k < cg->nkernels; k++)
-            kof[cg->kernels[k].node] = k;
-        for (NnId i = 0; i < g->count; i++)
-            if (lead[i] >= 0)
-                kof[i] = kof[lead[i]];
+        kernels_of(cg, lead, kof);
         for (NnId i = 0; i < g->count; i++) // the gradients: split as their readers split
             if (g->nodes[i].op == NN_OP_GRAD_WAIT && nn_cg_numel(cg, g, i) >= min)
                 align[i] = -1;
