@@ -83,7 +83,8 @@ static void kernels_of(const NnCg *cg, NnId *lead, int *kof)
 // when that kernel may compute it in the variable's own buffer, else 0. It
 // may when u reads the variable only at the element it writes (elementwise,
 // of the variable's shape), nothing else reads the variable in u's kernel or
-// any later one, no output is the variable, and no kernel from u's on records
+// any later one, no output is the variable, no other update takes the
+// variable's own value (it reads it after the step), and no kernel from u's on records
 // a label check (the runtime checks before u's kernel runs, so a failing step
 // still leaves every variable as it was). Readers of the variable in u's
 // kernel other than u: only members of u's multi-output group that run
@@ -101,8 +102,11 @@ static int in_place_kernel(const NnCg *cg, const int *kof, const NnId *lead, int
     if (ku < 0 || ku < cg->checks_end || un->dtype != vn->dtype ||
         !nn_shape_eq(&un->shape, &vn->shape) || is_var(un, vn->attr.name) || !same_elements(g, u))
         return 0;
+    // An update taking the variable itself (f := v) reads its old value
+    // after the step.
     for (int j = 0; j < g->nupdates; j++)
-        if (j != k && g->updates[j].value == u)
+        if ((j != k && g->updates[j].value == u) ||
+            is_var(&g->nodes[g->updates[j].value], vn->attr.name))
             return 0;
     for (NnId i = 0; i < g->count; i++) {
         const NnNode *n = &g->nodes[i];

@@ -250,8 +250,9 @@ Test(inplace, failing_step_leaves_variables_unchanged)
 // output (read after the step). Their buffers alternate with their swap
 // buffers step by step. b := b / 2 + 1 is written in place (its buffer stays),
 // and s := transpose(s) / 2 may be (the transpose, its own kernel, reads s
-// before the update's kernel): every variable and output holds what the
-// interpreter computes.
+// before the update's kernel); e := e / 2 keeps its swap because f := e
+// takes e's value from before the step: every variable and output holds
+// what the interpreter computes.
 Test(inplace, only_same_element_last_readers)
 {
     NEED_LLVM();
@@ -259,6 +260,7 @@ Test(inplace, only_same_element_last_readers)
     NnGraph *g = nn_graph_new();
     NnId s = ag_param(g, "s", AG_SHAPE(48, 48)), a = ag_param(g, "a", AG_SHAPE(48, 48));
     NnId b = ag_param(g, "b", AG_SHAPE(48, 48)), c = ag_param(g, "c", AG_SHAPE(48, 48));
+    NnId e = ag_param(g, "e", AG_SHAPE(48, 48)), f = ag_param(g, "f", AG_SHAPE(48, 48));
     NnId half = nn_ir_const(g, 0.5, NN_DT_F32, ag_loc);
     int perm[NN_MAX_RANK] = {1, 0};
     NnId s2 = nn_ir_binary(g, NN_OP_MUL, nn_ir_transpose(g, s, perm, ag_loc), half, ag_loc);
@@ -272,20 +274,22 @@ Test(inplace, only_same_element_last_readers)
     nn_graph_add_update(g, a, a2);
     nn_graph_add_update(g, b, b2);
     nn_graph_add_update(g, c, c2);
-    const char *names[4] = {"s", "a", "b", "c"};
+    nn_graph_add_update(g, e, nn_ir_binary(g, NN_OP_MUL, e, half, ag_loc));
+    nn_graph_add_update(g, f, e); // f takes e's value from before the step
+    const char *names[6] = {"s", "a", "b", "c", "e", "f"};
     NnVars vi, vj;
     nnrt_vars_init(&vi);
     nnrt_vars_init(&vj);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 6; k++) {
         nnrt_vars_put(&vi, names[k], ag_tensor(NN_DT_F32, AG_SHAPE(48, 48), 10 + k, -1, 1));
         nnrt_vars_put(&vj, names[k], ag_tensor(NN_DT_F32, AG_SHAPE(48, 48), 10 + k, -1, 1));
     }
     NnExecOptions opt = {.threads = 2};
     NnExec *xi = nn_backend_interp.prepare(g, &opt), *xj = nn_backend_jit.prepare(g, &opt);
     cr_assert(xi && xj, "%s", nnrt_errmsg());
-    void *was[4];
+    void *was[6];
     for (int step = 0; step < 3; step++) {
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < 6; k++)
             was[k] = nnrt_vars_get(&vj, names[k])->data;
         NnTensor *oi[2], *oj[2];
         cr_assert_eq(nn_backend_interp.run(xi, &vi, NULL, oi), NN_OK, "%s", nnrt_errmsg());
@@ -294,13 +298,15 @@ Test(inplace, only_same_element_last_readers)
         for (int k = 0; k < 2; k++)
             cr_expect(ag_close(oj[k], oi[k], 1e-6, why, sizeof why), "step %d, output %d: %s",
                       step, k, why);
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < 6; k++)
             cr_expect(ag_close(nnrt_vars_get(&vj, names[k]), nnrt_vars_get(&vi, names[k]), 1e-6,
                                why, sizeof why),
                       "step %d, %s: %s", step, names[k], why);
         cr_expect(nnrt_vars_get(&vj, "a")->data != was[1], "step %d: a written in place", step);
         cr_expect(nnrt_vars_get(&vj, "c")->data != was[3], "step %d: c written in place", step);
         cr_expect(nnrt_vars_get(&vj, "b")->data == was[2], "step %d: b not in place", step);
+        cr_expect(nnrt_vars_get(&vj, "e")->data != was[4],
+                  "step %d: e written in place, though f's update takes its old value", step);
     }
     int n = nn_llvm_in_place(xj);
     cr_expect(n >= 1 && n <= 2, "b (and perhaps s) should be written in place, not %d", n);
