@@ -13,6 +13,10 @@
 
 #define NN_VW 16
 #define NN_RED_CHUNK 512
+// Kept columns per register chunk of the outer form (outer_regs): 4 vectors,
+// 8 zmm accumulators of double.
+#define NN_RED_REG_COLS 64
+#define NN_LSE_WORK 8 // LOGSUMEXP's work per element in a sum's units (reduce_node)
 
 typedef struct Red {
     NnExpr *e;
@@ -30,6 +34,7 @@ typedef struct Red {
     LLVMValueRef sacc;  // inner: scalar alloca
     LLVMValueRef idx[NN_MAX_RANK];
     LLVMValueRef j0; // outer: first index of the chunk along the last dim
+    LLVMValueRef mask; // inner: the lanes of a masked tail, else NULL
 } Red;
 
 // Drops extent-1 dims and merges neighbours of one class whose strides allow.
@@ -106,7 +111,7 @@ static LLVMValueRef vexp_f64(NnCg *cg, LLVMValueRef x, int w)
 // The value to fold at the current offsets, in the accumulator's dtype.
 static LLVMValueRef term(NnCg *cg, Red *r, int w, LLVMValueRef mx)
 {
-    LLVMValueRef v = nn_expr_eval(cg, r->e, w, r->rank - 1, NULL, NULL);
+    LLVMValueRef v = nn_expr_eval(cg, r->e, w, r->rank - 1, r->mask, NULL);
     if (r->op == NN_OP_LOGSUMEXP && !r->max_pass && r->dt == NN_DT_F32) {
         // exp(x - max) <= 1 in f32 (vector exp), summed in double.
         LLVMValueRef m32 = LLVMBuildFPTrunc(cg->b, mx, nn_cg_vtype(cg, NN_DT_F32, w), "");
@@ -136,7 +141,36 @@ static void inner_point(NnCg *cg, void *ctx, LLVMValueRef j, int w)
     LLVMTypeRef t = nn_cg_vtype(cg, r->at, w);
     LLVMValueRef mx = r->mx ? nn_cg_splat(cg, r->mx, w) : NULL;
     LLVMValueRef v = term(cg, r, w, mx);
+    if (r->mask) // lanes past the row fold the identity
+        v = LLVMBuildSelect(cg->b, r->mask, v, init_value(cg, r, w), "");
     LLVMBuildStore(cg->b, fold(cg, r, LLVMBuildLoad2(cg->b, t, slot, ""), v), slot);
+}
+
+// The reduced last dim [0, n): vectors, then the tail. A constant n's tail is
+// one masked vector (a row of 10 logits was 10 scalar points, each with its
+// own exp: logsumexp over [1024, 10] took 88 us), else scalars. The masked
+// tail folds into the vector accumulator, so a row's terms are summed in a
+// different order than with a scalar tail; sums are in double, where the
+// terms of a float reduction (24-bit mantissas) add exactly unless their
+// exponents lie 29 or more apart.
+static void inner_row(NnCg *cg, Red *r, LLVMValueRef n, int w)
+{
+    int64_t c = 0;
+    bool known = w > 1 && LLVMIsAConstantInt(n) && (c = LLVMConstIntGetSExtValue(n)) % w != 0;
+    if (!known) {
+        nn_cg_vloop(cg, nn_cg_i64(cg, 0), n, w, inner_point, r);
+        return;
+    }
+    int64_t full = c / w * w;
+    if (full > 0) {
+        NnLoop l;
+        nn_cg_loop_begin(cg, &l, nn_cg_i64(cg, 0), nn_cg_i64(cg, full), w);
+        inner_point(cg, r, l.iv, w);
+        nn_cg_loop_end(cg, &l);
+    }
+    r->mask = nn_cg_mask(cg, w, (int)(c - full));
+    inner_point(cg, r, nn_cg_i64(cg, full), w);
+    r->mask = NULL;
 }
 
 // One pass over the reduced dims at the current kept index; returns the scalar.
@@ -154,7 +188,7 @@ static LLVMValueRef inner_pass(NnCg *cg, Red *r, int w)
         nn_cg_loop_begin(cg, &loops[nl], nn_cg_i64(cg, 0), dim_extent(cg, r, d), 1);
         r->idx[d] = loops[nl++].iv;
     }
-    nn_cg_vloop(cg, nn_cg_i64(cg, 0), dim_extent(cg, r, last), w, inner_point, r);
+    inner_row(cg, r, dim_extent(cg, r, last), w);
     while (nl > 0)
         nn_cg_loop_end(cg, &loops[--nl]);
     LLVMValueRef v = LLVMBuildLoad2(cg->b, nn_cg_vtype(cg, r->at, w), r->acc, "");
@@ -271,11 +305,57 @@ static void outer_pass(NnCg *cg, Red *r, LLVMValueRef jn, int w)
         nn_cg_loop_end(cg, &loops[--nl]);
 }
 
+// A full chunk of NN_RED_REG_COLS kept columns (not LOGSUMEXP): one
+// accumulator vector per NN_VW columns, promoted to registers, over all the
+// reduced dims, then stored. Each column folds its rows in the same order as
+// the array form (bit-identical), but the accumulators never go to memory.
+static void outer_regs(NnCg *cg, Red *r, LLVMValueRef out, LLVMValueRef ooff, int w)
+{
+    enum { V = NN_RED_REG_COLS / NN_VW };
+    int last = r->rank - 1;
+    LLVMTypeRef t = nn_cg_vtype(cg, r->at, w);
+    LLVMValueRef acc[V];
+    for (int v = 0; v < V; v++) {
+        acc[v] = nn_cg_alloca(cg, t);
+        LLVMBuildStore(cg->b, init_value(cg, r, w), acc[v]);
+    }
+    NnLoop loops[NN_MAX_RANK];
+    int nl = 0;
+    for (int d = 0; d < last; d++) {
+        if (!r->red[d])
+            continue;
+        nn_cg_loop_begin(cg, &loops[nl], nn_cg_i64(cg, 0), dim_extent(cg, r, d), 1);
+        r->idx[d] = loops[nl++].iv;
+    }
+    for (int v = 0; v < V; v++) {
+        r->idx[last] = LLVMBuildAdd(cg->b, r->j0, nn_cg_i64(cg, (int64_t)v * w), "");
+        nn_expr_at(cg, r->e, r->idx);
+        LLVMValueRef x = term(cg, r, w, NULL);
+        LLVMBuildStore(cg->b, fold(cg, r, LLVMBuildLoad2(cg->b, t, acc[v], ""), x), acc[v]);
+    }
+    while (nl > 0)
+        nn_cg_loop_end(cg, &loops[--nl]);
+    for (int v = 0; v < V; v++) {
+        LLVMValueRef x = LLVMBuildLoad2(cg->b, t, acc[v], "");
+        if (r->op == NN_OP_REDUCE_MEAN)
+            x = LLVMBuildFDiv(cg->b, x, nn_cg_splat(cg, count_value(cg, r), w), "");
+        if (r->at != r->dt)
+            x = LLVMBuildFPTrunc(cg->b, x, nn_cg_vtype(cg, r->dt, w), "");
+        nn_cg_store(cg, r->dt, x, out,
+                    LLVMBuildAdd(cg->b, ooff, nn_cg_i64(cg, (int64_t)v * w), ""), w, NULL);
+    }
+}
+
 static void emit_outer(NnCg *cg, Red *r, LLVMValueRef out)
 {
     int last = r->rank - 1;
     int w = nn_expr_vectorizable(r->e, last) ? NN_VW : 1;
     int64_t L = r->e->dims[last], ch = L <= 2 * NN_RED_CHUNK ? L : NN_RED_CHUNK;
+    // Register chunks where they fit: more, shorter chunks, so that a bias
+    // gradient of 256 columns gives both threads work.
+    bool regs = w > 1 && r->op != NN_OP_LOGSUMEXP && L >= NN_RED_REG_COLS;
+    if (regs)
+        ch = NN_RED_REG_COLS;
     int64_t nch = (L + ch - 1) / ch;
     int64_t kdims[NN_MAX_RANK], nouter = 1;
     int kd[NN_MAX_RANK], nk = 0;
@@ -309,6 +389,26 @@ static void emit_outer(NnCg *cg, Red *r, LLVMValueRef out)
     LLVMValueRef jn =
         LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, rest, nn_cg_i64(cg, ch), ""), rest,
                         nn_cg_i64(cg, ch), "jn");
+    LLVMValueRef ooff = nn_cg_i64(cg, 0);
+    for (int k = 0; k < nk; k++)
+        ooff = LLVMBuildAdd(cg->b, ooff,
+                            LLVMBuildMul(cg->b, kidx[k], nn_cg_i64(cg, r->ostride[kd[k]]), ""), "");
+    ooff = LLVMBuildAdd(cg->b, ooff, r->j0, "");
+    LLVMBasicBlockRef after = NULL;
+    if (regs) {
+        // A full chunk in registers; the last, partial one below.
+        LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(cg->b));
+        LLVMBasicBlockRef full = LLVMAppendBasicBlock(fn, "red.regs");
+        LLVMBasicBlockRef part = LLVMAppendBasicBlock(fn, "red.part");
+        after = LLVMAppendBasicBlock(fn, "red.next");
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, jn, nn_cg_i64(cg, ch), ""), full,
+                        part);
+        LLVMPositionBuilderAtEnd(cg->b, full);
+        r->max_pass = r->op == NN_OP_REDUCE_MAX;
+        outer_regs(cg, r, out, ooff, w);
+        LLVMBuildBr(cg->b, after);
+        LLVMPositionBuilderAtEnd(cg->b, part);
+    }
     if (r->op == NN_OP_LOGSUMEXP) {
         // Maxima first (into mxarr, as double), then the exp sums.
         LLVMValueRef acc = r->acc;
@@ -322,11 +422,6 @@ static void emit_outer(NnCg *cg, Red *r, LLVMValueRef out)
     }
     r->max_pass = r->op == NN_OP_REDUCE_MAX;
     outer_pass(cg, r, jn, w);
-    LLVMValueRef ooff = nn_cg_i64(cg, 0);
-    for (int k = 0; k < nk; k++)
-        ooff = LLVMBuildAdd(cg->b, ooff,
-                            LLVMBuildMul(cg->b, kidx[k], nn_cg_i64(cg, r->ostride[kd[k]]), ""), "");
-    ooff = LLVMBuildAdd(cg->b, ooff, r->j0, "");
     NnLoop f;
     nn_cg_loop_begin(cg, &f, nn_cg_i64(cg, 0), jn, 1);
     LLVMValueRef v =
@@ -342,6 +437,10 @@ static void emit_outer(NnCg *cg, Red *r, LLVMValueRef out)
         v = LLVMBuildFPTrunc(cg->b, v, nn_cg_type(cg, r->dt), "");
     nn_cg_store(cg, r->dt, v, out, LLVMBuildAdd(cg->b, ooff, f.iv, ""), 1, NULL);
     nn_cg_loop_end(cg, &f);
+    if (after) {
+        LLVMBuildBr(cg->b, after);
+        LLVMPositionBuilderAtEnd(cg->b, after);
+    }
     nn_cg_loop_end(cg, &p);
 }
 
@@ -383,7 +482,13 @@ static bool reduce_node(NnCg *cg, NnId id, uint32_t axes, NnOp op)
     NnExpr *e = malloc(sizeof *e);
     NN_ASSERT(e);
     nn_expr_read(cg, e, n->in[0]);
-    nn_cg_kernel_begin(cg, nn_op_name(n->op), (double)nn_cg_numel(cg, cg->g, n->in[0]));
+    // An exp per element and a log per output cost as much as several adds:
+    // LOGSUMEXP over [1024, 10] took 40 us on one thread, 2x an element's
+    // share of a sum's work, so it splits from 410 rows instead of 3277.
+    double work = (double)nn_cg_numel(cg, cg->g, n->in[0]);
+    if (op == NN_OP_LOGSUMEXP)
+        work *= NN_LSE_WORK;
+    nn_cg_kernel_begin(cg, nn_op_name(n->op), work);
     nn_cg_emit_reduce(cg, e, op, axes, id, n->dtype);
     nn_cg_kernel_end(cg);
     free(e);

@@ -277,6 +277,11 @@ static void b_reduce(NnOp op)
         {AG_SHAPE(7, 13), 2, false},  {AG_SHAPE(7, 13), 1, false},   {AG_SHAPE(7, 13), 3, true},
         {AG_SHAPE(3, 4, 5), 2, true}, {AG_SHAPE(3, 4, 5), 5, false}, {AG_SHAPE(4, 1000), 2, false},
         {AG_SHAPE(300, 37), 1, true}, {AG_SHAPE(2, 1300), 1, false}, {AG_SHAPE(6, 1), 2, false},
+        // The JIT's register chunks of 64 kept columns (all full, one full and
+        // a partial one, several kept dims), and rows shorter than a vector
+        // or with a tail, which reduce through one masked vector.
+        {AG_SHAPE(129, 256), 1, false}, {AG_SHAPE(33, 70), 1, true}, {AG_SHAPE(3, 5, 128), 2, false},
+        {AG_SHAPE(130, 10), 2, false},  {AG_SHAPE(5, 17), 2, true},  {AG_SHAPE(4, 3, 33), 6, false},
     };
     for (int k = 0; k < (int)(sizeof cs / sizeof cs[0]); k++)
         for (int dt = NN_DT_F32; dt <= NN_DT_F64; dt++) {
@@ -988,4 +993,33 @@ Test(llvm, matmul_short_fused)
     for (int m = 1; m <= 3; m += 2)
         for (int t = 0; t < 4; t++)
             fused_short(m, t & 1, t & 2);
+}
+
+// Rows shorter than a vector, or with a tail past whole vectors: the JIT
+// maps and reduces them through one masked vector per row (a classifier's
+// [N, 10] logits: the loss's logsumexp and the softmax gradient, whose
+// broadcast [N, 1] operands read one value per row).
+Test(llvm, short_rows)
+{
+    int64_t cols[] = {1, 2, 10, 15, 17, 33};
+    for (int k = 0; k < (int)(sizeof cols / sizeof cols[0]); k++)
+        for (int dt = NN_DT_F32; dt <= NN_DT_F64; dt++) {
+            Case c;
+            start(&c);
+            NnId x = in(&c, (NnDType)dt, AG_SHAPE(37, cols[k]), -4, 4);
+            NnId g = in(&c, (NnDType)dt, AG_SHAPE(37, 1), -1, 1);
+            NnId l = nn_ir_reduce(c.g, NN_OP_LOGSUMEXP, x, 2, true, ag_loc);
+            NnId p = nn_ir_unary(c.g, NN_OP_EXP, nn_ir_binary(c.g, NN_OP_SUB, x, l, ag_loc), ag_loc);
+            NnId y = nn_ir_binary(c.g, NN_OP_MUL, p, g, ag_loc);
+            nn_graph_add_output(c.g, "lse", l);
+            nn_graph_add_output(c.g, "y", y);
+            c.g = nn_passes_run(c.g, NULL);
+            char why[512] = "";
+            cr_expect(ag_run(c.g, c.in, &c.vars, 1e-5, why, sizeof why), "rows of %lld %s: %s",
+                      (long long)cols[k], nnrt_dtype_name((NnDType)dt), why);
+            for (int i = 0; i < c.nin; i++)
+                nnrt_tensor_free(c.in[i]);
+            nnrt_vars_fini(&c.vars);
+            nn_graph_free(c.g);
+        }
 }
