@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #ifdef __linux__
+#include <sys/mman.h>
 #include <sys/sysinfo.h>
 #endif
 
@@ -64,6 +65,15 @@ static size_t memory_size(void)
     return SIZE_MAX;
 }
 
+// Buffers of at least NN_HUGE_BYTES are aligned to NN_HUGE_PAGE and asked
+// for huge pages (MADV_HUGEPAGE; Debian's kernels grant them in 'madvise'
+// mode), which the kernel may or may not grant. A shuffled batch's rows are
+// scattered over the whole dataset (170 MB of f32 for Fashion-MNIST): on 4 KB
+// pages under KVM each row cost a TLB walk, and gathering 128 rows inline
+// took 82 us against 68 us on 2 MB pages (idle machine, 2 threads).
+#define NN_HUGE_PAGE ((size_t)2 << 20)
+#define NN_HUGE_BYTES ((size_t)4 << 20)
+
 void *nnrt_alloc(size_t nbytes)
 {
     if (nbytes > SIZE_MAX - 63) {
@@ -78,7 +88,18 @@ void *nnrt_alloc(size_t nbytes)
     size_t rounded = (nbytes + 63) & ~(size_t)63;
     if (rounded == 0)
         rounded = 64;
-    void *p = aligned_alloc(64, rounded);
+    void *p;
+    if (rounded >= NN_HUGE_BYTES) {
+        // Large buffers (a dataset, a step's workspace) on 2 MB pages where
+        // the kernel allows it (transparent huge pages in madvise mode):
+        // see NN_HUGE_BYTES.
+        rounded = (rounded + NN_HUGE_PAGE - 1) & ~(size_t)(NN_HUGE_PAGE - 1);
+        p = aligned_alloc(NN_HUGE_PAGE, rounded);
+        if (p)
+            (void)madvise(p, rounded, MADV_HUGEPAGE);
+    } else {
+        p = aligned_alloc(64, rounded);
+    }
     if (!p) {
         nnrt_fail(NN_ERR_NOMEM, "out of memory allocating %zu bytes", nbytes);
         return NULL;

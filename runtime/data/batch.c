@@ -119,12 +119,34 @@ static void set_rows(NnTensor *t, int64_t n)
         t->numel *= t->shape[d];
 }
 
+// Shuffled rows are scattered over a dataset far larger than the caches, so
+// each row's copy waits on memory: the rows GATHER_AHEAD ahead are asked for
+// first (at most PREFETCH_BYTES of each), so that several are in flight. A
+// batch of 128 Fashion-MNIST rows (401 KB of f32) took 68 us inline without
+// (on huge pages), 60 us with; gathered by the pool's workers (one row an
+// item), the wait for the batch at the step's end went 33-38 -> 25-28 us.
+#define GATHER_AHEAD 4
+#define PREFETCH_BYTES 16384
+
+static void prefetch_row(const NnTensor *src, size_t row, int64_t k)
+{
+    const char *p = (const char *)src->data + (size_t)k * row;
+    size_t len = row < PREFETCH_BYTES ? row : PREFETCH_BYTES;
+    for (size_t o = 0; o < len; o += 64)
+        __builtin_prefetch(p + o, 0, 3);
+}
+
 static void gather(const NnTensor *src, const int64_t *rows, int64_t n, NnTensor *dst)
 {
     size_t row = src->shape[0] ? nnrt_tensor_nbytes(src) / (size_t)src->shape[0] : 0;
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = 0; i < n && i < GATHER_AHEAD; i++)
+        prefetch_row(src, row, rows[i]);
+    for (int64_t i = 0; i < n; i++) {
+        if (i + GATHER_AHEAD < n)
+            prefetch_row(src, row, rows[i + GATHER_AHEAD]);
         memcpy((char *)dst->data + (size_t)i * row, (const char *)src->data + (size_t)rows[i] * row,
                row);
+    }
     set_rows(dst, n);
 }
 
@@ -183,6 +205,8 @@ static void gather_piece(void *arg, int64_t i)
     int64_t r = i / g->pieces, k = g->rows[r];
     size_t off = (size_t)(i % g->pieces) * PIECE;
     size_t len = g->xrow - off < PIECE ? g->xrow - off : PIECE;
+    if (off == 0 && r + GATHER_AHEAD < g->n) // items are taken in order: see gather()
+        prefetch_row(g->ds->x, g->xrow, g->rows[r + GATHER_AHEAD]);
     memcpy((char *)g->xb->data + (size_t)r * g->xrow + off,
            (const char *)g->ds->x->data + (size_t)k * g->xrow + off, len);
     if (g->yb && off == 0)

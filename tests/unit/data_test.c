@@ -4,6 +4,7 @@
 // batching including the partial last batch (inline and by the pool's
 // workers), text windows and their vocabulary. Files are written to a temp tu_dir().
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,6 +332,42 @@ Test(data, batching_with_partial_last_batch)
     }
     cr_assert_eq(total, 10);
     cr_assert_eq(nnrt_batch_gather(&ds, perm, 4, 3, xb, yb), 0);
+    nnrt_tensor_free(xb);
+    nnrt_tensor_free(yb);
+    nnrt_dataset_fini(&ds);
+}
+
+// A dataset past nnrt_alloc's huge-page threshold (4 MB: 2 MB-aligned,
+// madvise'd) comes back zeroed where unwritten, and batches gathered from it
+// (each row's copy preceded by a prefetch of the rows a few ahead) hold the
+// shuffled rows, the partial last batch too.
+Test(data, large_dataset_gathers_shuffled_rows)
+{
+    size_t big = ((size_t)5 << 20) + 3;
+    unsigned char *p = nnrt_alloc(big);
+    cr_assert_not_null(p);
+    cr_assert_eq((uintptr_t)p % 64, 0);
+    size_t nz = 0;
+    for (size_t i = 0; i < big; i++)
+        nz += p[i] != 0;
+    cr_assert_eq(nz, 0, "nnrt_alloc's memory is zeroed");
+    p[big - 1] = 1;
+    nnrt_free(p);
+    NnrtDataset ds = make_seq(1300, 1000); // 5.2 MB of f32
+    int64_t perm[1300];
+    nnrt_shuffle(perm, 1300, 3, 0);
+    NnTensor *xb, *yb;
+    cr_assert_eq(nnrt_batch_alloc(&ds, 128, &xb, &yb), NN_OK);
+    for (int64_t b = 0; b < nnrt_batch_count(1300, 128); b++) {
+        int64_t n = nnrt_batch_gather(&ds, perm, 128, b, xb, yb);
+        cr_assert_eq(n, b < 10 ? 128 : 20);
+        for (int64_t i = 0; i < n; i++) {
+            int64_t id = perm[b * 128 + i];
+            for (int64_t j = 0; j < 1000; j += 333)
+                cr_assert_float_eq(((float *)xb->data)[i * 1000 + j], (float)(id * 100 + j), 0);
+            cr_assert_eq(((int32_t *)yb->data)[i], id % 3);
+        }
+    }
     nnrt_tensor_free(xb);
     nnrt_tensor_free(yb);
     nnrt_dataset_fini(&ds);
