@@ -51,6 +51,7 @@ typedef struct Mm {
     bool rt_rows; // rt_m, and a run-time M <= MM_ROWS takes the unpacked rows path
     LLVMValueRef mv, kv; // M and K in the current kernel (constants unless run-time)
     int vw, nr;      // lanes per vector, columns per panel (2 vectors)
+    int nv;          // vectors of a panel the tiles compute: 1 when N fits one (tile)
     int64_t np;      // panels
     int64_t kblocks; // K blocks of KC (1 when K fits one block)
     int a_slot, b_slot, pack_slot, out_slot;
@@ -357,8 +358,9 @@ static void tile_store(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, int ro
 {
     LLVMTypeRef vt = nn_cg_vtype(cg, m->dt, m->vw);
     if (final && m->epi) {
-        // Through the stack and one loop: one copy of the epilogue, not 2*MR.
-        for (int q = 0; q < 2 * rows; q++) {
+        // Through the stack and one loop: one copy of the epilogue, not 2*MR
+        // (every other vector when a panel's second one holds no column).
+        for (int q = 0; q < 2 * rows; q += 3 - m->nv) {
             LLVMValueRef qi = nn_cg_i64(cg, q);
             LLVMValueRef slot = LLVMBuildInBoundsGEP2(cg->b, vt, m->tbuf, &qi, 1, "");
             LLVMBuildStore(cg->b, LLVMBuildLoad2(cg->b, vt, m->acc[q / 2][q % 2], ""), slot);
@@ -367,7 +369,7 @@ static void tile_store(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, int ro
         nn_cg_loop_begin(cg, &l, nn_cg_i64(cg, 0),
                          nrows ? LLVMBuildShl(cg->b, nrows, nn_cg_i64(cg, 1), "")
                                : nn_cg_i64(cg, 2 * rows),
-                         1);
+                         3 - m->nv);
         epi_vec(cg, m, i0, j0, l.iv, m->mask[0], m->mask[1]);
         nn_cg_loop_end(cg, &l);
         return;
@@ -381,7 +383,7 @@ static void tile_store(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef j0, int ro
                             st, skip);
             LLVMPositionBuilderAtEnd(cg->b, st);
         }
-        for (int v = 0; v < 2; v++) {
+        for (int v = 0; v < m->nv; v++) {
             LLVMValueRef acc = LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "");
             LLVMValueRef off = c_off(cg, m, i0, r, j0, v);
             if (final && m->epi) {
@@ -533,7 +535,7 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
     // Accumulators start at 0 in the first K block, else from C's partial sums.
     if (m->kblocks == 1) {
         for (int r = 0; r < rows; r++)
-            for (int v = 0; v < 2; v++)
+            for (int v = 0; v < m->nv; v++)
                 LLVMBuildStore(cg->b, LLVMConstNull(vt), m->acc[r][v]);
     } else {
         LLVMBasicBlockRef zb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "zero");
@@ -543,12 +545,12 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
         LLVMBuildCondBr(cg->b, first, zb, lb);
         LLVMPositionBuilderAtEnd(cg->b, zb);
         for (int r = 0; r < rows; r++)
-            for (int v = 0; v < 2; v++)
+            for (int v = 0; v < m->nv; v++)
                 LLVMBuildStore(cg->b, LLVMConstNull(vt), m->acc[r][v]);
         LLVMBuildBr(cg->b, kb);
         LLVMPositionBuilderAtEnd(cg->b, lb);
         for (int r = 0; r < rows; r++)
-            for (int v = 0; v < 2; v++) {
+            for (int v = 0; v < m->nv; v++) {
                 LLVMValueRef i = tile_row(cg, i0, r, nrows);
                 LLVMValueRef off = c_off(cg, m, i, 0, j0, v);
                 LLVMBuildStore(cg->b, nn_cg_load(cg, m->dt, m->c, off, m->vw, m->mask[v]),
@@ -578,7 +580,7 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
     LLVMValueRef boff = mul(cg, add(cg, mulv(cg, p, m->kv), k.iv), m->nr);
     LLVMValueRef krel = m->apk ? LLVMBuildSub(cg->b, k.iv, kc0, "") : NULL;
     LLVMValueRef bv[2];
-    for (int v = 0; v < 2; v++) {
+    for (int v = 0; v < m->nv; v++) {
         bv[v] = nn_cg_load(cg, m->dt, m->bp, add(cg, boff, nn_cg_i64(cg, v * m->vw)), m->vw, NULL);
         LLVMSetAlignment(bv[v], 64);
         if (m->rt_k || m->k * m->nr * (int64_t)nnrt_dtype_size(m->dt) > MM_PF_BYTES)
@@ -597,7 +599,7 @@ static void tile(NnCg *cg, Mm *m, LLVMValueRef i0, LLVMValueRef p, LLVMValueRef 
             ae = a_elem(cg, m, tile_row(cg, i0, r, nrows), k.iv);
         }
         LLVMValueRef s = nn_cg_splat(cg, ae, m->vw);
-        for (int v = 0; v < 2; v++) {
+        for (int v = 0; v < m->nv; v++) {
             LLVMValueRef args[3] = {s, bv[v], LLVMBuildLoad2(cg->b, vt, m->acc[r][v], "")};
             LLVMValueRef f = nn_cg_intrinsic(cg, "llvm.fma", &vt, 1, args, 3);
             LLVMBuildStore(cg->b, f, m->acc[r][v]);
@@ -791,7 +793,7 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     // it after each tile's K loop, NN_MM_PIPE_K=N sets the chunk,
     // NN_MM_PIPE_PF=0 drops the prefetch.
     m->pipe = 0;
-    if (m->epi && m->epi->more && m->kblocks == 1) {
+    if (m->epi && m->epi->more && m->kblocks == 1 && m->nv == 2) {
         const char *pv = getenv("NN_MM_PIPE");
         int n = pv && *pv ? atoi(pv) : MM_PIPE;
         m->pipe = n == 1 || n == 2 || n == 4 || n == 8 ? n : n == 0 ? 0 : MM_PIPE;
@@ -1228,6 +1230,10 @@ void nn_cg_emit_matmul(NnCg *cg, NnDType dt, int a_slot, int b_slot, bool ta, bo
              .out_dt = cg->g->nodes[out_slot].dtype};
     mm.vw = dt == NN_DT_F64 ? 8 : 16;
     mm.nr = 2 * mm.vw;
+    // A product of at most one vector of columns (a classifier's 10
+    // outputs) computes only a panel's first vector: the second one's lanes
+    // are all padding. Same FMAs in the same order for every live column.
+    mm.nv = n <= mm.vw ? 1 : 2;
     mm.np = (n + mm.nr - 1) / mm.nr;
     // Short products first: the tiny path's scalar loops read B with stride N.
     if (m <= MM_ROWS && !tb && !rt_m) {

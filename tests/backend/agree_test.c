@@ -299,10 +299,13 @@ static void b_matmul(NnOp op)
 {
     // {9, 1100, 37} has K above the JIT's K block, so partial sums round-trip
     // through C; the last two are short products the JIT does without packing
-    // (odd N and K: masked column panels and a masked last K step).
-    int64_t sizes[][3] = {{7, 13, 5},   {130, 70, 50},  {1, 9, 33}, {17, 1, 64},
-                          {9, 1100, 37}, {1, 300, 130}, {3, 200, 70}};
-    for (int k = 0; k < 7; k++)
+    // (odd N and K: masked column panels and a masked last K step). The
+    // last three have at most one vector of columns in f32 (the tiles then
+    // compute one vector per row), 16 being exactly one, and 17 one more.
+    int64_t sizes[][3] = {{7, 13, 5},    {130, 70, 50},  {1, 9, 33},   {17, 1, 64},
+                          {9, 1100, 37}, {1, 300, 130},  {3, 200, 70}, {130, 128, 10},
+                          {77, 300, 16}, {40, 1100, 9},  {64, 100, 17}};
+    for (int k = 0; k < (int)(sizeof sizes / sizeof sizes[0]); k++)
         for (int t = 0; t < 4; t++)
             for (int dt = NN_DT_F32; dt <= NN_DT_F64; dt++) {
                 bool ta = t & 1, tb = t & 2;
