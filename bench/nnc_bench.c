@@ -727,6 +727,12 @@ int main(int argc, char **argv)
             infer_only = xor_only = true, models = gemm = conv = false;
         else if (!strcmp(argv[i], "--overheads"))
             xor_only = true, models = gemm = conv = false;
+        else if (!strcmp(argv[i], "--peak")) { // the FMA peak alone (bench/run.sh, around the epochs)
+            printf("{\n");
+            bench_peak(true);
+            printf("  \"quick\": %d\n}\n", quick);
+            return 0;
+        }
         else
             src_dir = argv[i];
     }

@@ -336,6 +336,11 @@ def main():
           f"`{d.get('blas_core', '?')}` kernels.\n")
     print(f"- 5-minute load average at the end: {load} (the benchmark itself is about 1.5); "
           f"above that, other work shared the cores and the figures are noisy.")
+    steal = d.get("_steal_pct")
+    if isinstance(steal, (int, float)) and steal >= 0:
+        print(f"- CPU time stolen by the hypervisor over the run (steal in /proc/stat): "
+              f"{steal:.1f}% (on a virtual machine the host's other guests share the cores; "
+              f"above a few per cent the figures are noisy).")
     if d.get("_uptime_start"):
         print(f"- `uptime` at the start: {d['_uptime_start']}; at the end: "
               f"{d.get('_uptime_end', '?')}.")
@@ -377,8 +382,9 @@ def main():
         print(table(["workload", "interpreter", "JIT", "PyTorch (best threads)", "JIT vs interp",
                      "JIT vs PyTorch"], nrows))
     print(f"\n### Generated matmul vs OpenBLAS (GFLOP/s; M x N x K)\n\nMeasured FMA peak: "
-          f"{fmt(p1)} GFLOP/s on 1 core, {fmt(p2)} on 2 (best of 15 short trials before and "
-          f"after the matmuls; a share above 100% means the core was busier during every peak "
+          f"{fmt(p1)} GFLOP/s on 1 core, {fmt(p2)} on 2 (the best of every measurement: 15 "
+          f"short trials before and after the matmuls, and before and after each round's "
+          f"epochs; a share above 100% means the core was busier during every peak "
           f"trial than during that matmul). Same thread count for both sides.\n")
     print(table(["shape", "nnc 1T", "OpenBLAS 1T", "nnc/BLAS 1T", "nnc % peak 1T", "nnc 2T",
                  "OpenBLAS 2T", "nnc/BLAS 2T", "nnc % peak 2T"], grows))

@@ -135,6 +135,11 @@ OUT=$BUILD/bench-out
 rm -rf "$OUT"
 mkdir -p "$OUT"
 UPTIME_START=$(uptime)
+# CPU time the hypervisor gave to others while our virtual CPUs wanted to run
+# (steal, the 8th field of /proc/stat's cpu line), as a share of all CPU time
+# over the run: above a few per cent, the figures are noisy.
+cpu_ticks() { awk '/^cpu /{t=0; for (i=2; i<=NF; i++) t+=$i; print $9, t}' /proc/stat 2>/dev/null || echo "0 0"; }
+STAT_START=$(cpu_ticks)
 r=1
 while [ $r -le "$ROUNDS" ]; do
     # Matmul and OpenBLAS run back to back in one process: once is enough.
@@ -152,10 +157,18 @@ while [ $r -le "$ROUNDS" ]; do
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t \
             $PY "$ROOT/bench/torch_epochs.py" $QUICK --threads $t >"$OUT/torchepoch$r-t$t.json"
     done
+    # The FMA peak again just before and after the epochs: a virtual
+    # machine's cores run faster or slower by tens of per cent from minute to
+    # minute as its host's load changes, and the shares of peak take the
+    # highest of every measurement, so a slow moment during the matmuls
+    # cannot inflate them.
+    "$BUILD/nnc_bench" $QUICK --peak >"$OUT/peakpre$r.json"
     epochs >"$OUT/nncepoch$r.json"
+    "$BUILD/nnc_bench" $QUICK --peak >"$OUT/peakpost$r.json"
     r=$((r + 1))
 done
-echo "{\"_rounds\": $ROUNDS, \"_uptime_start\": \"$(echo $UPTIME_START)\", \"_uptime_end\": \"$(echo $(uptime))\"}" \
+STEAL=$(echo "$STAT_START $(cpu_ticks)" | awk '{d=$4-$2; print (d > 0 ? 100 * ($3 - $1) / d : -1)}')
+echo "{\"_rounds\": $ROUNDS, \"_uptime_start\": \"$(echo $UPTIME_START)\", \"_uptime_end\": \"$(echo $(uptime))\", \"_steal_pct\": $STEAL}" \
     >"$OUT/rounds.json"
 $PY "$ROOT/bench/report.py" "$OUT"/*.json >"$OUT/results.md"
 if [ -n "$WRITE" ]; then
