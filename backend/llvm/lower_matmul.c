@@ -21,12 +21,19 @@
 #define MM_MR 8
 #define MM_KC 1024  // K block
 // Vectors of an update's epilogue per MM_PIPE_K steps of K (pipe_begin); 0:
-// off. On the idle machine (session 9) the pipelined schedule lost to the
+// off. Which wins depends on the core, so the default does (pipe_default).
+// On the idle Intel Xeon (session 9) the pipelined schedule lost to the
 // epilogue run at once once updates were written in place (x^T @ g1 + Adam,
 // batch 128: p50 0.42-0.43 against 0.40-0.41 ms on 1 thread, 0.226-0.233
-// against 0.215-0.218 on 2) and cost ~30 ms of compile: off by default,
-// NN_MM_PIPE=2 turns it on.
-#define MM_PIPE 0
+// against 0.215-0.218 on 2) and cost ~30 ms of compile: off there. On an
+// AMD Zen 5 (session 11) it won in every one of 13 alternated pairs of runs
+// (fastest run of each kernel): x^T @ g1 + Adam at batch 128 0.125-0.128
+// against 0.130-0.134 ms on 2 threads and 0.240-0.246 against 0.255-0.257
+// on 1, at batch 1024 0.926-0.964 against 0.985-1.03 on 2; h1^T @ g2 + Adam
+// 0.0212-0.0214 against 0.0221-0.0225 (batch 128, 2 threads); no compile
+// cost seen. There 1 or 4 vectors per chunk, chunks of 32 steps, or no
+// prefetch lost to 2 per 16. NN_MM_PIPE=0|1|2|4|8 overrides either way.
+#define MM_PIPE 2
 #define MM_PIPE_K 16
 #define MM_KCA 256  // K block of a packed op(A) whose K is past MM_APK_BYTES (pack_a)
 #define MM_MC 128   // rows per L2 block of A (packed on the stack when ta)
@@ -711,6 +718,18 @@ static bool split_rows(const Mm *m)
     return mt >= 8 || mt >= m->np;
 }
 
+// The default NN_MM_PIPE for code compiled for `cpu` (MM_PIPE's note): the
+// pipelined epilogue for AMD Zen 5 and later (LLVM's znver5...), where it
+// was measured to win; the epilogue at once for every other core, as
+// measured on an Intel Xeon (Sapphire Rapids class); Zen 4, whose 512-bit
+// FMAs are two 256-bit halves, was not measured and keeps it at once.
+static int pipe_default(const char *cpu)
+{
+    return cpu && !strncmp(cpu, "znver", 5) && cpu[5] >= '5' && cpu[5] <= '9' && !cpu[6]
+               ? MM_PIPE
+               : 0;
+}
+
 static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
 {
     // With few run-time rows the reads of B, not the FMAs, are the work.
@@ -787,7 +806,7 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
         kblocksv = LLVMBuildSDiv(cg->b, add(cg, m->kv, nn_cg_i64(cg, kc - 1)), kcv, "");
         m->kblocks = 2;
     }
-    // With NN_MM_PIPE=1|2|4|8 (MM_PIPE: off by default) an update's
+    // With NN_MM_PIPE=1|2|4|8 (pipe_default: on Zen 5 only) an update's
     // epilogue runs under the next tile's FMAs (pipe_begin), that many
     // vectors before each chunk of MM_PIPE_K steps of K; NN_MM_PIPE=0 runs
     // it after each tile's K loop, NN_MM_PIPE_K=N sets the chunk,
@@ -795,8 +814,8 @@ static void emit_compute(NnCg *cg, Mm *m, int64_t kc)
     m->pipe = 0;
     if (m->epi && m->epi->more && m->kblocks == 1 && m->nv == 2) {
         const char *pv = getenv("NN_MM_PIPE");
-        int n = pv && *pv ? atoi(pv) : MM_PIPE;
-        m->pipe = n == 1 || n == 2 || n == 4 || n == 8 ? n : n == 0 ? 0 : MM_PIPE;
+        int dflt = pipe_default(cg->cpu), n = pv && *pv ? atoi(pv) : dflt;
+        m->pipe = n == 1 || n == 2 || n == 4 || n == 8 ? n : n == 0 ? 0 : dflt;
         const char *pk = getenv("NN_MM_PIPE_K");
         n = pk && *pk ? atoi(pk) : MM_PIPE_K;
         m->pipe_k = n >= 1 && n <= 1024 ? n : MM_PIPE_K;

@@ -218,8 +218,9 @@ Test(epilogue_update, gru_clipped_adam_is_bit_identical, .timeout = 120)
 // The update's epilogue under the next tile's FMAs (tile_pipe in
 // lower_matmul.c: a tile parked while the next one's K loop runs, a few
 // of its vectors finished every few K steps, the rest after the loop when
-// K is short, the kernel's last tile after all; off by default, on with
-// NN_MM_PIPE): the same bits as the epilogue run at once (the default), as
+// K is short, the kernel's last tile after all; on by default for Zen 5
+// only, set with NN_MM_PIPE): the same bits as the default, as the epilogue
+// run at once (NN_MM_PIPE=0), as
 // two vectors per 16 K steps (NN_MM_PIPE=2), as other chunkings (one vector per
 // 3 K steps: a K remainder every time; 8 vectors per step), without the
 // prefetch, and as the update apart (NN_JIT_NOEPI). 100 -> 70 -> 3: 100
@@ -244,6 +245,7 @@ static const char wide[] = "import std\n"
                            "}\n";
 
 static const char *const schedules[] = {
+    "NN_MM_PIPE=0",
     "NN_MM_PIPE=2",
     "NN_MM_PIPE=1 NN_MM_PIPE_K=3",
     "NN_MM_PIPE=8 NN_MM_PIPE_K=1",
