@@ -105,7 +105,7 @@ epochs() {
     if [ -n "$QUICK" ]; then
         mlp_limit="--set limit=12800" ep=2 batches="128 1024" lenet=6400 cnn2=1280 gru=640
     else
-        mlp_limit= ep=3 batches="32 64 128 256 512 1024" lenet=30000 cnn2=3200 gru=6400
+        mlp_limit= ep=5 batches="32 64 128 256 512 1024" lenet=30000 cnn2=3200 gru=6400
     fi
     sep=
     printf '{'
